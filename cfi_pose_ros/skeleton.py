@@ -1,0 +1,182 @@
+"""Joint layouts as data: the one place that defines every skeleton the package knows.
+
+Each layout is a frozen :class:`JointLayout` (names, parents, left/right pairs).
+Everything else (the model's adjacency, flip augmentation, marker lines, the
+COCO -> H36M conversion used for real detectors) is derived from these tables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class JointLayout:
+    name: str
+    joint_names: tuple[str, ...]
+    # Parent of each joint in the kinematic tree; -1 for the root. A layout
+    # without a tree (COCO keypoints) lists its drawing edges in ``edges``.
+    parents: tuple[int, ...] | None
+    flip_pairs: tuple[tuple[int, int], ...]
+    extra_edges: tuple[tuple[int, int], ...] = field(default=())
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def edges(self) -> tuple[tuple[int, int], ...]:
+        """Undirected bones as (parent, child) pairs, used for drawing and graphs."""
+        tree = () if self.parents is None else tuple(
+            (p, c) for c, p in enumerate(self.parents) if p >= 0)
+        return tree + self.extra_edges
+
+    def index(self, joint_name: str) -> int:
+        return self.joint_names.index(joint_name)
+
+    def adjacency(self, self_loops: bool = False) -> np.ndarray:
+        """Symmetric 0/1 adjacency matrix (N, N) of the bones."""
+        adj = np.zeros((self.num_joints, self.num_joints), dtype=np.float32)
+        for a, b in self.edges:
+            adj[a, b] = adj[b, a] = 1.0
+        if self_loops:
+            adj += np.eye(self.num_joints, dtype=np.float32)
+        return adj
+
+    def flip_permutation(self) -> np.ndarray:
+        """Index array that swaps every left joint with its right twin."""
+        perm = np.arange(self.num_joints)
+        for left, right in self.flip_pairs:
+            perm[left], perm[right] = right, left
+        return perm
+
+    @property
+    def left_joints(self) -> tuple[int, ...]:
+        return tuple(left for left, _ in self.flip_pairs)
+
+    @property
+    def right_joints(self) -> tuple[int, ...]:
+        return tuple(right for _, right in self.flip_pairs)
+
+
+H36M_17 = JointLayout(
+    name="h36m_17",
+    joint_names=(
+        "pelvis", "right_hip", "right_knee", "right_ankle",
+        "left_hip", "left_knee", "left_ankle",
+        "spine", "thorax", "neck_nose", "head",
+        "left_shoulder", "left_elbow", "left_wrist",
+        "right_shoulder", "right_elbow", "right_wrist",
+    ),
+    parents=(-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15),
+    flip_pairs=((4, 1), (5, 2), (6, 3), (11, 14), (12, 15), (13, 16)),
+)
+
+# Indices of the 17 kept joints in the original 32-joint Human3.6M motion capture.
+H36M_32_TO_17 = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
+
+COCO_17 = JointLayout(
+    name="coco_17",
+    joint_names=(
+        "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+        "left_wrist", "right_wrist", "left_hip", "right_hip",
+        "left_knee", "right_knee", "left_ankle", "right_ankle",
+    ),
+    parents=None,
+    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
+    extra_edges=((0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10),
+                 (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16)),
+)
+
+LAYOUTS = {layout.name: layout for layout in (H36M_17, COCO_17)}
+
+# Each H36M-17 joint as the mean of these COCO-17 joints (the convention every
+# lifting codebase writes by hand: pelvis = mid-hips, thorax = mid-shoulders,
+# spine = mid(pelvis, thorax), neck/nose = nose, head = mid-eyes).
+_COCO_SOURCES_OF_H36M: dict[str, tuple[str, ...]] = {
+    "pelvis": ("left_hip", "right_hip"),
+    "right_hip": ("right_hip",),
+    "right_knee": ("right_knee",),
+    "right_ankle": ("right_ankle",),
+    "left_hip": ("left_hip",),
+    "left_knee": ("left_knee",),
+    "left_ankle": ("left_ankle",),
+    "spine": ("left_hip", "right_hip", "left_shoulder", "right_shoulder"),
+    "thorax": ("left_shoulder", "right_shoulder"),
+    "neck_nose": ("nose",),
+    "head": ("left_eye", "right_eye"),
+    "left_shoulder": ("left_shoulder",),
+    "left_elbow": ("left_elbow",),
+    "left_wrist": ("left_wrist",),
+    "right_shoulder": ("right_shoulder",),
+    "right_elbow": ("right_elbow",),
+    "right_wrist": ("right_wrist",),
+}
+
+
+def _source_table(target: JointLayout, source: JointLayout,
+                  sources_by_name: dict[str, tuple[str, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(len(s) for s in sources_by_name.values())
+    index = np.zeros((target.num_joints, width), dtype=np.int64)
+    valid = np.zeros((target.num_joints, width), dtype=bool)
+    for t, name in enumerate(target.joint_names):
+        for k, src in enumerate(sources_by_name[name]):
+            index[t, k] = source.index(src)
+            valid[t, k] = True
+    return index, valid
+
+
+_COCO_TO_H36M_INDEX, _COCO_TO_H36M_VALID = _source_table(H36M_17, COCO_17, _COCO_SOURCES_OF_H36M)
+
+
+def coco17_to_h36m17(keypoints: np.ndarray, scores: np.ndarray | None = None,
+                     min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Convert COCO-17 keypoints ``(..., 17, 2|3)`` to H36M-17.
+
+    A source joint is missing when any coordinate is NaN or its score is at or
+    below ``min_score`` (when scores are given). A target joint is missing when
+    any of its sources is: its coordinates are NaN and its score 0. A present
+    target's score is the lowest of its sources' scores.
+
+    Returns ``(keypoints (..., 17, D), scores (..., 17))``.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if keypoints.shape[-2] != COCO_17.num_joints:
+        raise ValueError(f"expected {COCO_17.num_joints} COCO joints, got shape {keypoints.shape}")
+    if scores is None:
+        scores = np.ones(keypoints.shape[:-1])
+    scores = np.asarray(scores, dtype=np.float64)
+    missing = np.isnan(keypoints).any(axis=-1) | ~(scores > min_score)
+
+    gathered = keypoints[..., _COCO_TO_H36M_INDEX, :]            # (..., 17, W, D)
+    gathered_missing = missing[..., _COCO_TO_H36M_INDEX]         # (..., 17, W)
+    gathered_scores = scores[..., _COCO_TO_H36M_INDEX]
+    valid = _COCO_TO_H36M_VALID
+    count = valid.sum(axis=1)[:, None]
+    summed = np.where(valid[..., None], np.nan_to_num(gathered), 0.0).sum(axis=-2)
+    out = summed / count
+    target_missing = (gathered_missing & valid).any(axis=-1)
+    out[target_missing] = np.nan
+    out_scores = np.where(valid, gathered_scores, np.inf).min(axis=-1)
+    out_scores[target_missing] = 0.0
+    return out, out_scores
+
+
+def convert_to_h36m17(layout_name: str, keypoints: np.ndarray,
+                      scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Bring keypoints of any known layout into H36M-17 order (the model's input)."""
+    if layout_name == H36M_17.name:
+        keypoints = np.asarray(keypoints, dtype=np.float64)
+        if keypoints.shape[-2] != H36M_17.num_joints:
+            raise ValueError(f"expected {H36M_17.num_joints} H36M joints, got shape {keypoints.shape}")
+        if scores is None:
+            scores = np.ones(keypoints.shape[:-1])
+        scores = np.asarray(scores, dtype=np.float64)
+        missing = np.isnan(keypoints).any(axis=-1)
+        scores = np.where(missing, 0.0, scores)
+        return keypoints, scores
+    if layout_name == COCO_17.name:
+        return coco17_to_h36m17(keypoints, scores)
+    raise ValueError(f"unknown joint layout {layout_name!r}; known: {sorted(LAYOUTS)}")

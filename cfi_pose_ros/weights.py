@@ -1,0 +1,139 @@
+"""Weights files: ``<name>.safetensors`` (tensors) beside ``<name>.json`` (everything else).
+
+The JSON holds the architecture, joint layout, input normalisation, how the
+weights were trained (data, command) and their measured metrics, plus the
+SHA-256 of the tensor file. Loading never unpickles anything and checks the
+config against the tensors, so a truncated, swapped or foreign file stops the
+caller with a message that says what is wrong.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .model import CFIConfig, CFINet
+from .skeleton import H36M_17, LAYOUTS
+
+FORMAT = "cfi_pose_ros.weights/1"
+NORMALIZATION = "screen: uv / image_width * 2 - [1, image_height / image_width]"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "cfi_h36m.safetensors"
+
+
+class WeightsError(RuntimeError):
+    """A weights file that cannot be used, with the reason."""
+
+
+@dataclass
+class WeightsInfo:
+    model: CFIConfig
+    joint_layout: str = H36M_17.name
+    normalization: str = NORMALIZATION
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    sha256: str = ""
+
+
+def _paths(path: str | Path) -> tuple[Path, Path]:
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
+                 metrics: dict | None = None) -> Path:
+    """Write ``model`` as safetensors + JSON; returns the ``.safetensors`` path."""
+    from safetensors.torch import save_file
+
+    tensors_path, config_path = _paths(path)
+    tensors_path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tensors_path))
+    config = {
+        "format": FORMAT,
+        "model": model.config.to_dict(),
+        "joint_layout": H36M_17.name,
+        "normalization": NORMALIZATION,
+        "output": "root-relative 3D joints, metres, camera frame (x right, y down, z forward)",
+        "training": training or {},
+        "metrics": metrics or {},
+        "tensors_sha256": file_sha256(tensors_path),
+    }
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return tensors_path
+
+
+def read_weights_info(path: str | Path) -> WeightsInfo:
+    """Parse and check the JSON beside a weights file (no tensors loaded)."""
+    tensors_path, config_path = _paths(path)
+    for p in (tensors_path, config_path):
+        if not p.is_file():
+            raise WeightsError(f"weights file missing: {p} (a weights file is a .safetensors "
+                               f"tensor file with a .json config beside it)")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{config_path}: not valid JSON ({exc})") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise WeightsError(f"{config_path}: format is {config.get('format') if isinstance(config, dict) else None!r}, "
+                           f"expected {FORMAT!r}")
+    try:
+        model_config = CFIConfig.from_dict(config["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{config_path}: bad model config: {exc}") from exc
+    layout = config.get("joint_layout")
+    if layout not in LAYOUTS or LAYOUTS[layout].num_joints != model_config.num_joints:
+        raise WeightsError(f"{config_path}: joint layout {layout!r} does not fit a "
+                           f"{model_config.num_joints}-joint model")
+    return WeightsInfo(model=model_config, joint_layout=layout,
+                       normalization=config.get("normalization", ""),
+                       training=config.get("training", {}), metrics=config.get("metrics", {}),
+                       sha256=config.get("tensors_sha256", ""))
+
+
+def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tuple[CFINet, WeightsInfo]:
+    """Build the model the JSON describes and fill it from the tensors; eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    tensors_path, _ = _paths(path)
+    info = read_weights_info(path)
+    actual_sha = file_sha256(tensors_path)
+    if info.sha256 and info.sha256 != actual_sha:
+        raise WeightsError(f"{tensors_path}: SHA-256 {actual_sha[:12]}... does not match the config's "
+                           f"{info.sha256[:12]}... (truncated, corrupted or replaced file)")
+    try:
+        state = load_file(str(tensors_path), device=device)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{tensors_path}: unreadable safetensors file ({exc})") from exc
+    model = CFINet(info.model)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    mismatched = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing or unexpected or mismatched:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if mismatched:
+            k = mismatched[0]
+            details.append(f"{len(mismatched)} with wrong shape (e.g. {k}: file {found[k]}, "
+                           f"config {expected[k]})")
+        raise WeightsError(f"{tensors_path}: tensors do not match the architecture in the config "
+                           f"(dim={info.model.dim}, depth={info.model.depth}): " + "; ".join(details))
+    model.load_state_dict(state)
+    return model.to(device).eval(), info

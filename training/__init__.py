@@ -1,0 +1,1 @@
+"""Training, evaluation and data tools for the CFI lifter (ROS-free)."""

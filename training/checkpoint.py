@@ -1,0 +1,61 @@
+"""Resumable training checkpoints without pickle.
+
+``<dir>/checkpoint.safetensors`` holds the model, the Adam moments and the RNG
+state as tensors; ``<dir>/checkpoint.json`` the model config, epoch, step,
+learning rate and the metrics history.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from cfi_pose_ros.model import CFIConfig
+
+
+def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    epoch: int, history: list[dict], extra: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    steps = {}
+    for index, state in optimizer.state_dict()["state"].items():
+        for name, value in state.items():
+            if name == "step":
+                steps[str(index)] = float(value)
+            else:
+                tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"model": model.config.to_dict(), "epoch": epoch, "history": history,
+            "lr": optimizer.param_groups[0]["lr"], "adam_steps": steps, **extra}
+    tmp = directory / "checkpoint.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(directory / "checkpoint.safetensors")
+    (directory / "checkpoint.json").write_text(json.dumps(meta, indent=2))
+
+
+def load_checkpoint(directory: Path, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer) -> dict:
+    """Restore model, optimizer and RNG in place; returns the JSON metadata."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((directory / "checkpoint.json").read_text())
+    if CFIConfig.from_dict(meta["model"]) != model.config:
+        raise ValueError(f"{directory}: checkpoint is for {meta['model']}, not {model.config.to_dict()}")
+    tensors = load_file(str(directory / "checkpoint.safetensors"))
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    state = optimizer.state_dict()
+    for index_str, step in meta["adam_steps"].items():
+        index = int(index_str)
+        entry = {"step": torch.tensor(step)}
+        prefix = f"optim.{index}."
+        for key, value in tensors.items():
+            if key.startswith(prefix):
+                entry[key[len(prefix):]] = value
+        state["state"][index] = entry
+    for group in state["param_groups"]:
+        group["lr"] = meta["lr"]
+    optimizer.load_state_dict(state)
+    torch.set_rng_state(tensors["rng.torch"])
+    return meta

@@ -1,0 +1,112 @@
+"""Evaluate weights on Human3.6M the way the literature reports it.
+
+MPJPE and P-MPJPE (mm) per action class, each the frame average over the
+chosen subjects and all four cameras, and their unweighted mean ("Avg"),
+written as a Markdown table in the layout of the paper's Table 2 and as JSON.
+
+    python -m training.evaluate --weights cfi_pose_ros/weights/cfi_h36m.safetensors \
+        --subjects S9 --out outputs/eval_s9
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
+from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights
+from training.augment import flip_poses
+from training.h36m import ACTION_CLASSES, PoseSet, load_h36m
+
+# Column headings of the paper's tables.
+ACTION_HEADINGS = {"Directions": "Dir.", "Discussion": "Disc.", "Eating": "Eat", "Greeting": "Greet",
+                   "Phoning": "Phone", "Photo": "Photo", "Posing": "Pose", "Purchases": "Pur.",
+                   "Sitting": "Sit", "SittingDown": "SitD.", "Smoking": "Smoke", "Waiting": "Wait",
+                   "WalkDog": "WalkD.", "Walking": "Walk", "WalkTogether": "WalkT."}
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "h36m"
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, inputs_2d: np.ndarray, batch_size: int = 4096,
+            flip_test: bool = False, progress: bool = False) -> np.ndarray:
+    """Lift ``(N, 17, 2)`` -> ``(N, 17, 3)``; with ``flip_test`` average with the mirrored input."""
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = []
+    for start in tqdm(range(0, len(inputs_2d), batch_size), disable=not progress, desc="predict",
+                      unit="batch"):
+        batch = torch.from_numpy(np.ascontiguousarray(inputs_2d[start:start + batch_size])).to(device)
+        pred = model(batch)
+        if flip_test:
+            pred = (pred + flip_poses(model(flip_poses(batch)))) / 2
+        outputs.append(pred.float().cpu().numpy())
+    return np.concatenate(outputs)
+
+
+def evaluate_pose_set(model: torch.nn.Module, poses: PoseSet, flip_test: bool = False,
+                      batch_size: int = 4096, progress: bool = False) -> dict:
+    """Per-action MPJPE / P-MPJPE in mm and the unweighted mean over actions."""
+    predicted = predict(model, poses.inputs_2d, batch_size, flip_test, progress)
+    labels = np.array(ACTION_CLASSES)[poses.action_ids]
+    result = {}
+    for name, fn in (("mpjpe", mpjpe), ("p_mpjpe", p_mpjpe)):
+        metric = PerClassError(name, fn)
+        metric.update(predicted, poses.targets_3d, labels)
+        per_class = metric.per_class()
+        result[name] = {"per_action": {a: per_class[a] for a in ACTION_CLASSES if a in per_class},
+                        "mean_over_actions": metric.mean_over_classes(),
+                        "mean_over_frames": metric.mean_over_poses()}
+    result["frames"] = len(poses)
+    return result
+
+
+def markdown_table(result: dict, title: str) -> str:
+    actions = [a for a in ACTION_CLASSES if a in result["mpjpe"]["per_action"]]
+    header = "| " + title + " | " + " | ".join(ACTION_HEADINGS[a] for a in actions) + " | Avg |"
+    lines = [header, "|" + "---|" * (len(actions) + 2)]
+    for name, label in (("mpjpe", "MPJPE (mm)"), ("p_mpjpe", "P-MPJPE (mm)")):
+        row = result[name]
+        cells = [f"{row['per_action'][a]:.1f}" for a in actions]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {row['mean_over_actions']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    parser.add_argument("--data-3d", default=str(DEFAULT_DATA / "data_3d_h36m.npz"))
+    parser.add_argument("--cameras", default=str(DEFAULT_DATA / "cameras.json"))
+    parser.add_argument("--data-2d", default=None,
+                        help="detected 2D keypoints (VideoPose3D positions_2d npz); GT 2D when absent")
+    parser.add_argument("--subjects", nargs="+", default=["S9"])
+    parser.add_argument("--stride", type=int, default=1, help="frame stride (1 = all frames, the protocol)")
+    parser.add_argument("--flip-test", action="store_true", help="test-time flip augmentation")
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default="outputs/eval", help="directory for eval.md and eval.json")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    model, info = load_weights(args.weights)
+    poses = load_h36m(args.data_3d, args.cameras, tuple(args.subjects), args.data_2d, args.stride)
+    result = evaluate_pose_set(model, poses, args.flip_test, args.batch_size, progress=True)
+    result.update(weights=str(args.weights), subjects=args.subjects, stride=args.stride,
+                  input_2d=args.data_2d or "ground truth", flip_test=args.flip_test,
+                  command="python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{'+'.join(args.subjects)}, {'GT' if not args.data_2d else 'detected'} 2D"
+    (out / "eval.md").write_text(markdown_table(result, title))
+    (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(markdown_table(result, title))
+    return result
+
+
+if __name__ == "__main__":
+    main()
