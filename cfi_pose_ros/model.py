@@ -68,11 +68,11 @@ class CFIConfig:
     use_gramlp: bool = True        # eq. (8); off = plain residual MLP
 
     def __post_init__(self):
-        if self.dim % self.heads:
-            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         for name in ("num_joints", "dim", "depth", "heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
 
     @property
     def uses_cfi(self) -> bool:

@@ -1,0 +1,214 @@
+"""An inference-only rewrite of :class:`~cfi_pose_ros.model.CFINet` with the same outputs and fewer, larger matmuls.
+
+What the rewrite does (exact algebra; only float rounding differs):
+
+* **LayerNorm affine folded into the next linear layer.**
+  ``W (gamma * xhat + beta) + b = (W diag(gamma)) xhat + (W beta + b)``, so every
+  LayerNorm becomes a plain normalisation ``xhat`` and all layers that read the
+  same tensor through *any* LayerNorm share one ``xhat`` and one matmul with their
+  weights stacked. Per block that leaves three input GEMMs instead of eleven:
+  ``xhat(X_I)`` feeds MHSA's qkv, the local GCN and the three CFI projections
+  that read X_I (``D -> 7D``); ``xhat(X_L)`` and ``xhat(X_G)`` feed the other six
+  CFI projections (``D -> 3D`` each).
+* **The three cross-attentions run as one** multi-head attention with ``3H``
+  heads: their queries, keys and values are concatenated along the head axis,
+  and their output projections (summed in eq. 7) become one ``3D -> D`` matmul
+  with the three biases added once.
+* **The attention scale is folded into the query weights**, the embedding bias
+  into the joint embedding, and the final LayerNorm into the head.
+* **GraMLP's MLP and GCN share one** ``D -> 3D`` input matmul (both read the same
+  LayerNorm).
+* Reshapes use ``-1`` for the batch, so an exported graph has no shape
+  arithmetic and only the batch axis is dynamic.
+
+Small batches (one person = 17 tokens) are bound by the number of kernels and
+by how well each GEMM uses the cores; fewer, wider GEMMs help ONNX Runtime,
+TensorRT and CUDA graphs alike. Folding is done in float64 and stored as
+float32. Ablated configurations (any CFI switch off, GraMLP off, the vanilla
+transformer) are supported. The plain :class:`CFINet` stays the reference:
+every backend is compared against it, never against this module.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..model import CFIBlock, CFINet, CrossFeatureInteraction, MultiHeadAttention
+
+
+def _fold(linear: nn.Linear, norm: nn.LayerNorm | None, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(weight, bias)`` in float64 of ``scale * linear(norm(x))`` as a function of ``xhat(x)``."""
+    weight = linear.weight.detach().double()
+    bias = linear.bias.detach().double()
+    if norm is not None:
+        gamma = norm.weight.detach().double() if norm.weight is not None else None
+        beta = norm.bias.detach().double() if norm.bias is not None else None
+        if beta is not None:
+            bias = bias + weight @ beta
+        if gamma is not None:
+            weight = weight * gamma[None, :]
+    return weight * scale, bias * scale
+
+
+def _stack(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[nn.Parameter, nn.Parameter]:
+    """Stack folded ``(out_i, in)`` weights into one matmul: ``x @ weight_t + bias``."""
+    weight = torch.cat([w for w, _ in parts], dim=0)
+    bias = torch.cat([b for _, b in parts], dim=0)
+    return (nn.Parameter(weight.t().contiguous().float(), requires_grad=False),
+            nn.Parameter(bias.float(), requires_grad=False))
+
+
+def _eps(*norms: nn.LayerNorm | None) -> float:
+    values = {n.eps for n in norms if n is not None}
+    if len(values) > 1:
+        raise ValueError(f"LayerNorms that share an input have different eps {sorted(values)}; cannot fuse")
+    return values.pop() if values else 1e-5
+
+
+class _FusedBlock(nn.Module):
+    def __init__(self, block: CFIBlock):
+        super().__init__()
+        config = block.config
+        dim, heads = config.dim, config.heads
+        self.dim, self.heads, self.head_dim = dim, heads, dim // heads
+        self.tokens = config.num_joints   # a Python int: exported reshapes stay static
+        self.uses_cfi = config.uses_cfi
+        attn: MultiHeadAttention = block.global_attn
+        scale = attn.scale
+        self.register_buffer("adjacency", block.ff_gcn.adjacency.clone() if block.ff_gcn is not None
+                             else block.local_gcn.adjacency.clone() if config.uses_cfi else torch.zeros(0),
+                             persistent=False)
+
+        # The three CFI modules as (module, query source, key source, value source),
+        # sources 0 = X_I, 1 = X_L, 2 = X_G; the order is eq. (7)'s.
+        cfi: list[tuple[CrossFeatureInteraction, int, int, int]] = [
+            (m, q, k, v) for m, q, k, v in ((block.cfi_global, 0, 1, 2), (block.cfi_initial, 1, 2, 0),
+                                            (block.cfi_local, 2, 0, 1)) if m is not None]
+        self.cfi_values = tuple(v for _, _, _, v in cfi)   # residual of each CFI module
+        self.num_cfi = len(cfi)
+
+        # Columns of each source's input GEMM: a list of (kind, module index) in order.
+        layout: dict[int, list[tuple[str, int]]] = {0: [], 1: [], 2: []}
+        parts: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {0: [], 1: [], 2: []}
+        norms: dict[int, list[nn.LayerNorm]] = {0: [block.norm_in], 1: [], 2: []}
+        w_qkv, b_qkv = _fold(attn.qkv, block.norm_in)
+        q_scale = torch.ones(3 * dim, dtype=torch.float64)
+        q_scale[:dim] = scale
+        parts[0].append((w_qkv * q_scale[:, None], b_qkv * q_scale))
+        layout[0].append(("qkv", -1))
+        if config.uses_cfi:
+            parts[0].append(_fold(block.local_gcn.linear, block.norm_in))
+            layout[0].append(("gcn", -1))
+        for index, (module, q_src, k_src, v_src) in enumerate(cfi):
+            for kind, src, linear, norm, s in (("q", q_src, module.attn.q, module.norm_q, scale),
+                                              ("k", k_src, module.attn.k, module.norm_k, 1.0),
+                                              ("v", v_src, module.attn.v, module.norm_v, 1.0)):
+                parts[src].append(_fold(linear, norm, s))
+                layout[src].append((kind, index))
+                norms[src].append(norm)
+        self.eps = _eps(*norms[0], *norms[1], *norms[2])
+        self.w_in, self.b_in = _stack(parts[0])
+        self.has_local = bool(parts[1])
+        self.has_global = bool(parts[2])
+        if self.has_local:
+            self.w_local, self.b_local = _stack(parts[1])
+        if self.has_global:
+            self.w_global, self.b_global = _stack(parts[2])
+        self.layout = {src: tuple(cols) for src, cols in layout.items()}
+
+        self.w_proj = nn.Parameter(attn.proj.weight.detach().t().contiguous(), requires_grad=False)
+        self.b_proj = nn.Parameter(attn.proj.bias.detach().clone(), requires_grad=False)
+        if cfi:
+            self.w_cfi_out = nn.Parameter(torch.cat([m.attn.proj.weight.detach() for m, *_ in cfi], dim=1)
+                                          .t().contiguous(), requires_grad=False)
+            self.b_cfi_out = nn.Parameter(sum(m.attn.proj.bias.detach().double() for m, *_ in cfi).float(),
+                                          requires_grad=False)
+
+        # GraMLP: LN_ff -> [fc1 | ff_gcn] in one GEMM, then fc2 and the GCN's adjacency.
+        fc1, fc2 = block.mlp.net[0], block.mlp.net[3]
+        self.hidden = fc1.out_features
+        ff_parts = [_fold(fc1, block.norm_ff)]
+        if block.ff_gcn is not None:
+            ff_parts.append(_fold(block.ff_gcn.linear, block.norm_ff))
+        self.use_gramlp = block.ff_gcn is not None
+        self.eps_ff = block.norm_ff.eps
+        self.w_ff, self.b_ff = _stack(ff_parts)
+        self.w_fc2 = nn.Parameter(fc2.weight.detach().t().contiguous(), requires_grad=False)
+        self.b_fc2 = nn.Parameter(fc2.bias.detach().clone(), requires_grad=False)
+
+    def _heads(self, x: torch.Tensor, groups: int) -> torch.Tensor:
+        """``(B, T, groups*D) -> (B, groups*H, T, d)``."""
+        return x.reshape(-1, self.tokens, groups * self.heads, self.head_dim).transpose(1, 2)
+
+    @staticmethod
+    def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-2, -1)), dim=-1), v)
+
+    def _split(self, y: torch.Tensor, src: int) -> dict[tuple[str, int], torch.Tensor]:
+        widths = {"qkv": 3 * self.dim}
+        sizes = [widths.get(kind, self.dim) for kind, _ in self.layout[src]]
+        return dict(zip(self.layout[src], torch.split(y, sizes, dim=-1)))
+
+    def forward(self, x_initial: torch.Tensor) -> torch.Tensor:
+        dim, tokens = self.dim, self.tokens
+        xhat = F.layer_norm(x_initial, (dim,), eps=self.eps)
+        cols = self._split(torch.matmul(xhat, self.w_in) + self.b_in, 0)
+        qkv = cols[("qkv", -1)].reshape(-1, tokens, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        attended = self._attend(qkv[0], qkv[1], qkv[2])
+        x_global = torch.matmul(attended.transpose(1, 2).reshape(-1, tokens, dim), self.w_proj) + self.b_proj
+        if not self.uses_cfi:
+            x = x_initial + x_global
+        else:
+            x_local = F.gelu(torch.matmul(self.adjacency, cols[("gcn", -1)]))
+            if self.has_local:
+                cols.update(self._split(torch.matmul(F.layer_norm(x_local, (dim,), eps=self.eps), self.w_local)
+                                        + self.b_local, 1))
+            if self.has_global:
+                cols.update(self._split(torch.matmul(F.layer_norm(x_global, (dim,), eps=self.eps), self.w_global)
+                                        + self.b_global, 2))
+            q, k, v = (self._heads(torch.cat([cols[(kind, i)] for i in range(self.num_cfi)], dim=-1), self.num_cfi)
+                       for kind in ("q", "k", "v"))
+            attended = self._attend(q, k, v).transpose(1, 2).reshape(-1, tokens, self.num_cfi * dim)
+            x = torch.matmul(attended, self.w_cfi_out) + self.b_cfi_out
+            sources = (x_initial, x_local, x_global)
+            for src in self.cfi_values:
+                x = x + sources[src]
+        y = torch.matmul(F.layer_norm(x, (dim,), eps=self.eps_ff), self.w_ff) + self.b_ff
+        out = x + torch.matmul(F.gelu(y[..., :self.hidden]), self.w_fc2) + self.b_fc2
+        if self.use_gramlp:
+            out = out + F.gelu(torch.matmul(self.adjacency, y[..., self.hidden:]))
+        return out
+
+
+class FusedCFINet(nn.Module):
+    """Inference-only, numerically equivalent form of a :class:`CFINet` (see module docstring).
+
+    Built from a model in eval mode; dropout is dropped. Parameters are frozen
+    copies, so later changes to the source model are not seen.
+    """
+
+    def __init__(self, model: CFINet):
+        super().__init__()
+        if model.training:
+            raise ValueError("FusedCFINet needs a model in eval mode (call model.eval())")
+        self.config = model.config
+        self.num_joints = model.config.num_joints
+        self.w_embed = nn.Parameter(model.embed.weight.detach().t().contiguous(), requires_grad=False)
+        self.b_embed = nn.Parameter((model.joint_embed.detach() + model.embed.bias.detach()).clone(),
+                                    requires_grad=False)
+        self.blocks = nn.ModuleList(_FusedBlock(block) for block in model.blocks)
+        w_head, b_head = _fold(model.head, model.norm_out)
+        self.eps_out = model.norm_out.eps
+        self.w_head = nn.Parameter(w_head.t().contiguous().float(), requires_grad=False)
+        self.b_head = nn.Parameter(b_head.float(), requires_grad=False)
+        self.eval()
+
+    def forward(self, keypoints_2d: torch.Tensor) -> torch.Tensor:
+        x = torch.matmul(keypoints_2d, self.w_embed) + self.b_embed
+        for block in self.blocks:
+            x = block(x)
+        return torch.matmul(F.layer_norm(x, (self.config.dim,), eps=self.eps_out), self.w_head) + self.b_head
+
+    def flops_per_pose(self) -> int:
+        return CFINet.flops_per_pose(self)  # same matmuls, re-grouped

@@ -1,0 +1,132 @@
+"""RViz skeleton markers as plain data (no ROS): the node turns each
+:class:`MarkerSpec` into a ``visualization_msgs/Marker`` one field at a time.
+
+Per person three markers, all in the keypoints' frame (normally the camera
+optical frame, in which "up" is ``-y``):
+
+* ``k = 0``: a ``sphere_list`` of the finite joints (``scale`` = sphere diameter),
+* ``k = 1``: a ``line_list`` with two points per bone whose both ends are
+  finite (``scale[0]`` = line width),
+* ``k = 2``: a ``text`` label (the track id, or ``person <index>`` when the
+  id is empty) floating above the head (``scale[2]`` = text height).
+
+Marker ids are ``person_index * MARKERS_PER_PERSON + k`` so they never collide
+between people in one message; with a short ``lifetime`` RViz drops the
+markers of people who disappear without an explicit DELETE.
+
+Colours are deterministic: the track id is hashed with CRC-32 (stable across
+runs and machines, unlike Python's ``hash``) to a hue, at fixed saturation and
+value; an untracked person's hue comes from their index instead.
+"""
+from __future__ import annotations
+
+import colorsys
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .skeleton import H36M_17, JointLayout
+
+__all__ = ["MarkerSpec", "MARKER_TYPES", "MARKERS_PER_PERSON", "track_color", "skeleton_markers"]
+
+MARKER_TYPES = ("sphere_list", "line_list", "text")
+MARKERS_PER_PERSON = 3
+# golden-ratio hue steps spread consecutive person indices around the wheel
+_GOLDEN = 0.618033988749895
+_SATURATION = 0.65
+_VALUE = 0.95
+
+
+@dataclass(eq=False)
+class MarkerSpec:
+    """One RViz marker as plain data.
+
+    ``points`` is ``(K, 3)`` float64: the points of a sphere/line list, or one
+    point, the label's position, for ``text``. ``color`` is RGBA in ``[0, 1]``.
+    ``scale`` maps to ``Marker.scale`` (x, y, z). ``lifetime`` is in seconds
+    (0 = forever).
+    """
+    namespace: str
+    id: int
+    type: str
+    points: np.ndarray
+    color: tuple[float, float, float, float]
+    scale: tuple[float, float, float]
+    text: str = ""
+    lifetime: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.type not in MARKER_TYPES:
+            raise ValueError(f"marker type must be one of {MARKER_TYPES}, got {self.type!r}")
+        self.points = np.asarray(self.points, dtype=np.float64).reshape(-1, 3)
+        if len(self.color) != 4:
+            raise ValueError(f"color must be RGBA, got {self.color}")
+        self.color = tuple(float(c) for c in self.color)
+        self.scale = tuple(float(s) for s in self.scale)
+        if len(self.scale) != 3:
+            raise ValueError(f"scale must have 3 entries, got {self.scale}")
+        if self.type == "line_list" and len(self.points) % 2:
+            raise ValueError("a line_list needs an even number of points")
+
+
+def track_color(track_id: str, person_index: int = 0, alpha: float = 1.0,
+                ) -> tuple[float, float, float, float]:
+    """Deterministic RGBA colour for a track id (or for ``person_index`` when the id is empty)."""
+    if track_id:
+        hue = zlib.crc32(track_id.encode("utf-8")) / 2 ** 32
+    else:
+        hue = (person_index * _GOLDEN) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, _SATURATION, _VALUE)
+    return (r, g, b, float(alpha))
+
+
+def _label_anchor(keypoints: np.ndarray, finite: np.ndarray, layout: JointLayout,
+                  up: np.ndarray) -> np.ndarray:
+    """The head joint if the layout has a finite one, else the highest finite joint."""
+    for name in ("head", "nose"):
+        if name in layout.joint_names:
+            j = layout.index(name)
+            if finite[j]:
+                return keypoints[j]
+    candidates = keypoints[finite]
+    return candidates[np.argmax(candidates @ up)]
+
+
+def skeleton_markers(person_index: int, track_id: str, keypoints: np.ndarray,
+                     layout: JointLayout = H36M_17, lifetime: float = 0.25,
+                     joint_scale: float = 0.05, line_width: float = 0.02, *,
+                     namespace: str = "skeleton", text_height: float = 0.12,
+                     label_offset: float = 0.2, up: tuple[float, float, float] = (0.0, -1.0, 0.0),
+                     ) -> list[MarkerSpec]:
+    """Markers for one person's ``(J, 3)`` keypoints (see the module docstring).
+
+    ``up`` is the scene's up direction in the keypoints' frame (``-y`` in a
+    camera optical frame); the label is placed ``label_offset`` metres along it
+    above the head. Returns ``[]`` when no joint is finite; otherwise always the
+    three markers (the line list may be empty when no bone has two finite ends).
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.shape != (layout.num_joints, 3):
+        raise ValueError(f"expected ({layout.num_joints}, 3) keypoints for {layout.name}, got {kp.shape}")
+    finite = np.isfinite(kp).all(axis=-1)
+    if not finite.any():
+        return []
+    up_dir = np.asarray(up, dtype=np.float64)
+    up_dir = up_dir / np.linalg.norm(up_dir)
+    color = track_color(track_id, person_index)
+    base = person_index * MARKERS_PER_PERSON
+
+    bones = [(a, b) for a, b in layout.edges if finite[a] and finite[b]]
+    line_points = kp[np.array(bones, dtype=np.int64).reshape(-1)] if bones else np.zeros((0, 3))
+    label = track_id if track_id else f"person {person_index}"
+    anchor = _label_anchor(kp, finite, layout, up_dir) + label_offset * up_dir
+
+    return [
+        MarkerSpec(namespace, base + 0, "sphere_list", kp[finite], color,
+                   (joint_scale, joint_scale, joint_scale), lifetime=lifetime),
+        MarkerSpec(namespace, base + 1, "line_list", line_points, color,
+                   (line_width, 0.0, 0.0), lifetime=lifetime),
+        MarkerSpec(namespace, base + 2, "text", anchor[None], color,
+                   (0.0, 0.0, text_height), text=label, lifetime=lifetime),
+    ]

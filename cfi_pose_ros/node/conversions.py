@@ -1,0 +1,73 @@
+"""Messages <-> the pipeline's plain data. Thin on purpose: all logic is in the ROS-free modules."""
+from __future__ import annotations
+
+import numpy as np
+from geometry_msgs.msg import Point
+from visualization_msgs.msg import Marker, MarkerArray
+
+from cfi_pose_ros.markers import MarkerSpec
+from cfi_pose_ros.msg import HumanKeypoints2D, HumanPose3D, HumanPose3DArray
+from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, Person2D
+
+LAYOUT_NAMES = {HumanKeypoints2D.LAYOUT_H36M_17: "h36m_17", HumanKeypoints2D.LAYOUT_COCO_17: "coco_17"}
+LAYOUT_IDS = {name: layout_id for layout_id, name in LAYOUT_NAMES.items()}
+_MARKER_TYPES = {"sphere_list": Marker.SPHERE_LIST, "line_list": Marker.LINE_LIST,
+                 "text": Marker.TEXT_VIEW_FACING}
+
+
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def frame_from_msg(msg, camera_matrix: np.ndarray | None, fallback_size: tuple[int, int] | None) -> Frame2D:
+    """HumanKeypoints2DArray -> Frame2D. An unknown layout id becomes a name the pipeline rejects."""
+    people = []
+    for person in msg.people:
+        count = len(person.keypoints)
+        keypoints = np.empty((count, 2))
+        scores = np.empty(count)
+        for j, kp in enumerate(person.keypoints):
+            keypoints[j] = kp.x, kp.y
+            scores[j] = kp.score
+        people.append(Person2D(keypoints=keypoints, scores=scores,
+                               layout=LAYOUT_NAMES.get(person.layout, f"unknown({person.layout})"),
+                               track_id=person.id, score=float(person.score)))
+    width, height = msg.image_width, msg.image_height
+    if (width == 0 or height == 0) and fallback_size is not None:
+        width, height = fallback_size     # the CameraInfo's image size
+    return Frame2D(people=people, image_width=float(width), image_height=float(height),
+                   stamp=stamp_seconds(msg.header.stamp), camera_matrix=camera_matrix)
+
+
+def poses_to_msg(header, people: list[LiftedPerson]) -> HumanPose3DArray:
+    out = HumanPose3DArray(header=header)
+    for person in people:
+        human = HumanPose3D(id=person.track_id, score=float(person.score),
+                            root_source=int(person.root_source),
+                            keypoints=[Point(x=float(x), y=float(y), z=float(z)) for x, y, z in person.keypoints],
+                            keypoint_scores=[float(s) for s in person.keypoint_scores])
+        p, q = human.body_pose.position, human.body_pose.orientation
+        p.x, p.y, p.z = (float(v) for v in person.position)
+        q.x, q.y, q.z, q.w = (float(v) for v in person.orientation_xyzw)
+        out.humans.append(human)
+    return out
+
+
+def markers_to_msg(header, specs: list[MarkerSpec]) -> MarkerArray:
+    array = MarkerArray()
+    for spec in specs:
+        marker = Marker(header=header, ns=spec.namespace, id=int(spec.id), type=_MARKER_TYPES[spec.type],
+                        action=Marker.ADD, text=spec.text)
+        marker.pose.orientation.w = 1.0
+        marker.scale.x, marker.scale.y, marker.scale.z = (float(v) for v in spec.scale)
+        marker.color.r, marker.color.g, marker.color.b, marker.color.a = (float(c) for c in spec.color)
+        seconds = float(spec.lifetime)
+        marker.lifetime.sec = int(seconds)
+        marker.lifetime.nanosec = int(round((seconds - int(seconds)) * 1e9))
+        if spec.type == "text":
+            marker.pose.position.x, marker.pose.position.y, marker.pose.position.z = (
+                float(v) for v in spec.points[0])
+        else:
+            marker.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in spec.points]
+        array.markers.append(marker)
+    return array

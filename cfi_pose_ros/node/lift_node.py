@@ -1,0 +1,238 @@
+"""The lifting node: HumanKeypoints2DArray (+ CameraInfo) in, HumanPose3DArray and markers out.
+
+A ``LifecycleNode`` that only wires topics, parameters and lifecycle to the
+ROS-free :class:`cfi_pose_ros.pipeline.LiftingPipeline`:
+
+* configure: read parameters, load the weights and build (or load) the engine,
+  create publishers. A bad weights file fails the transition with the reason.
+* activate: subscribe. Input QoS is depth 1 (sensor data by default), so while
+  a frame is being lifted only the newest one waits: never a queue of stale frames.
+* deactivate / cleanup: unsubscribe / release the engine.
+
+Diagnostics on ``/diagnostics``: backend, input/output rates, latency
+percentiles, people count, and dropped-input counts by reason.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy, DurabilityPolicy, HistoryPolicy
+from sensor_msgs.msg import CameraInfo
+from visualization_msgs.msg import MarkerArray
+
+from cfi_pose_ros.markers import skeleton_markers
+from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
+from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg
+from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, ParamSpec
+from cfi_pose_ros.pipeline import LiftingPipeline, PipelineConfig
+from cfi_pose_ros.root_solver import validate_camera_matrix
+from cfi_pose_ros.runtime_stats import RollingStats
+
+_WARN_PERIOD_S = 5.0
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    text = spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
+    descriptor = ParameterDescriptor(description=text, read_only=False)
+    if spec.min_value is not None and isinstance(spec.default, bool) is False:
+        if isinstance(spec.default, int):
+            descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value),
+                                                     to_value=int(spec.max_value), step=1)]
+        elif isinstance(spec.default, float):
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
+                                                                  to_value=float(spec.max_value), step=0.0)]
+    return descriptor
+
+
+def _qos(reliability: str) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.VOLATILE,
+        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
+
+
+class LiftNode(LifecycleNode):
+    def __init__(self, name: str = "cfi_pose_lifter", **kwargs):
+        super().__init__(name, **kwargs)
+        for spec in LIFT_NODE_PARAMETERS:
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        self.pipeline: LiftingPipeline | None = None
+        self.lifter = None
+        self.stats = RollingStats()
+        self.camera_matrix: np.ndarray | None = None
+        self.camera_size: tuple[int, int] | None = None
+        self._subscriptions_active: list = []
+        self._pose_pub = self._marker_pub = self._diag_pub = None
+        self._diag_timer = None
+        self._last_warn: dict[str, float] = {}
+
+    # ----------------------------------------------------------------- helpers
+    def p(self, name: str):
+        return self.get_parameter(name).value
+
+    def _warn_throttled(self, key: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warn.get(key, -1e9) >= _WARN_PERIOD_S:
+            self._last_warn[key] = now
+            self.get_logger().warning(text)
+
+    def _check_choices(self) -> None:
+        for spec in LIFT_NODE_PARAMETERS:
+            if spec.choices and self.p(spec.name) not in spec.choices:
+                raise ValueError(f"parameter {spec.name}={self.p(spec.name)!r} is not one of {spec.choices}")
+
+    # --------------------------------------------------------------- lifecycle
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        from cfi_pose_ros.inference import create_lifter
+        from cfi_pose_ros.smoothing import PoseSmoother
+        from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+
+        try:
+            self._check_choices()
+            weights = self.p("weights") or str(DEFAULT_WEIGHTS)
+            self.lifter = create_lifter(
+                weights, backend=self.p("backend"), precision=self.p("precision"),
+                batch_sizes=tuple(int(b) for b in self.p("batch_sizes")),
+                threads=int(self.p("threads")) or None, cache_dir=self.p("engine_cache_dir") or None,
+                log=self.get_logger().info)
+        except Exception as exc:  # a bad weights file or backend: fail the transition, say why
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        smoother = (PoseSmoother(min_cutoff=self.p("smoothing_min_cutoff"), beta=self.p("smoothing_beta"))
+                    if self.p("smoothing") else None)
+        self.pipeline = LiftingPipeline(self.lifter, PipelineConfig(
+            min_keypoint_score=self.p("min_keypoint_score"), min_valid_joints=self.p("min_valid_joints"),
+            max_people=self.p("max_people"), solve_root=self.p("solve_root")), smoother)
+        out_qos = _qos(self.p("output_reliability"))
+        self._pose_pub = self.create_lifecycle_publisher(HumanPose3DArray, self.p("output_topic"), out_qos)
+        self._marker_pub = self.create_lifecycle_publisher(MarkerArray, self.p("markers_topic"), out_qos)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
+        self.get_logger().info(f"configured: {self.lifter.describe()}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
+        self._subscriptions_active = [
+            self.create_subscription(HumanKeypoints2DArray, self.p("input_topic"), self._on_keypoints,
+                                     _qos(self.p("input_reliability")), event_callbacks=events),
+            self.create_subscription(CameraInfo, self.p("camera_info_topic"), self._on_camera_info,
+                                     _qos(self.p("input_reliability")), event_callbacks=events),
+        ]
+        self.get_logger().info(f"active: {self.p('input_topic')} -> {self.p('output_topic')}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        for sub in self._subscriptions_active:
+            self.destroy_subscription(sub)
+        self._subscriptions_active = []
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        for pub in (self._pose_pub, self._marker_pub, self._diag_pub):
+            if pub is not None:
+                self.destroy_publisher(pub)
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+        self._pose_pub = self._marker_pub = self._diag_pub = self._diag_timer = None
+        self.pipeline = self.lifter = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        return TransitionCallbackReturn.SUCCESS
+
+    # --------------------------------------------------------------- callbacks
+    def _on_incompatible_qos(self, event) -> None:
+        self.get_logger().warning(
+            f"a publisher's QoS is incompatible with this subscription (policy {event.last_policy_kind}); "
+            f"no data will arrive. input_reliability is {self.p('input_reliability')!r}: a RELIABLE "
+            "subscriber gets nothing from BEST_EFFORT publishers")
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            self.camera_matrix = validate_camera_matrix(msg.k)
+            self.camera_size = (msg.width, msg.height) if msg.width and msg.height else None
+        except ValueError as exc:
+            self.camera_matrix = None
+            self.stats.drop(Counter(bad_camera_info=1))
+            self._warn_throttled("camera_info", f"ignoring CameraInfo: {exc}; publishing root-relative poses")
+
+    def _on_keypoints(self, msg: HumanKeypoints2DArray) -> None:
+        started = time.perf_counter()
+        self.stats.input(time.monotonic())
+        frame = frame_from_msg(msg, self.camera_matrix, self.camera_size)
+        try:
+            result = self.pipeline.process(frame)
+        except Exception as exc:  # never let one bad frame take the node down
+            self.stats.drop(Counter(processing_error=1))
+            self._warn_throttled("processing_error", f"frame dropped, lifting failed: {exc!r}")
+            return
+        if result.dropped:
+            self.stats.drop(result.dropped)
+            self._warn_throttled("dropped", "dropped malformed input: " + ", ".join(
+                f"{reason} x{count}" for reason, count in sorted(result.dropped.items())))
+        if "bad_image_size" in result.dropped:
+            return   # nothing can be said about this frame, not even that it is empty
+        self._pose_pub.publish(poses_to_msg(msg.header, result.people))
+        if self.p("publish_markers"):
+            specs = []
+            for index, person in enumerate(result.people):
+                specs.extend(skeleton_markers(index, person.track_id, person.keypoints,
+                                              lifetime=self.p("marker_lifetime")))
+            self._marker_pub.publish(markers_to_msg(msg.header, specs))
+        self.stats.output(time.monotonic(), time.perf_counter() - started, len(result.people))
+
+    def _publish_diagnostics(self) -> None:
+        summary = self.stats.summary(time.monotonic())
+        status = DiagnosticStatus(name=f"{self.get_name()}: lifting", hardware_id=self.lifter.backend
+                                  if self.lifter else "")
+        status.level, status.message = DiagnosticStatus.OK, "lifting"
+        if summary["latency_p99_ms"] > self.p("warn_latency_ms"):
+            status.level, status.message = DiagnosticStatus.WARN, "processing latency high"
+        if self.camera_matrix is None:
+            status.message += "; no valid CameraInfo (root-relative output)"
+        values = {"backend": self.lifter.backend if self.lifter else "none",
+                  "input_rate_hz": f"{summary['input_rate_hz']:.1f}",
+                  "output_rate_hz": f"{summary['output_rate_hz']:.1f}",
+                  "latency_p50_ms": f"{summary['latency_p50_ms']:.2f}",
+                  "latency_p99_ms": f"{summary['latency_p99_ms']:.2f}",
+                  "people": str(summary["people_last"]),
+                  "inputs_total": str(summary["inputs_total"]),
+                  "outputs_total": str(summary["outputs_total"])}
+        values.update({f"dropped.{reason}": str(count) for reason, count in sorted(summary["dropped"].items())})
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = LiftNode()
+    if node.p("autostart"):
+        from lifecycle_msgs.msg import State
+        if node.trigger_configure().id != State.PRIMARY_STATE_INACTIVE:
+            node.get_logger().fatal("autostart: configure failed, exiting")
+            node.destroy_node()
+            rclpy.try_shutdown()
+            return 1
+        node.trigger_activate()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Replay a 2D keypoint clip into the lifter and collect what comes back.
+
+Used by the demo, the end-to-end benchmark and the tests: one rclpy node that
+publishes ``HumanKeypoints2DArray`` frames (and the clip's ``CameraInfo``) at a
+fixed rate and records every ``HumanPose3DArray`` / ``MarkerArray`` it receives,
+matched to its frame by the header stamp.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo
+from visualization_msgs.msg import MarkerArray
+
+from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, HumanPose3DArray, Keypoint2D
+from cfi_pose_ros.node.conversions import LAYOUT_IDS
+
+DEFAULT_CLIP = Path(__file__).resolve().parents[1] / "data" / "demo_clip_h36m_s9.npz"
+
+
+@dataclass
+class Clip:
+    pixels: np.ndarray            # (T, P, 17, 2)
+    scores: np.ndarray            # (T, P, 17)
+    ids: list[str]
+    camera_matrix: np.ndarray     # (3, 3)
+    image_size: tuple[int, int]
+    layout: str = "h36m_17"
+    truth_camera_m: np.ndarray | None = None
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_CLIP) -> "Clip":
+        with np.load(path) as data:
+            return cls(pixels=data["pixels"], scores=data["scores"], ids=[str(i) for i in data["ids"]],
+                       camera_matrix=data["camera_matrix"], image_size=tuple(int(v) for v in data["image_size"]),
+                       layout=str(data["layout"]), truth_camera_m=data["truth_camera_m"])
+
+
+def keypoints_msg(pixels: np.ndarray, scores: np.ndarray, ids: list[str], image_size: tuple[int, int],
+                  layout: str, frame_id: str, stamp_ns: int) -> HumanKeypoints2DArray:
+    msg = HumanKeypoints2DArray(image_width=int(image_size[0]), image_height=int(image_size[1]))
+    msg.header.frame_id = frame_id
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    for person_pixels, person_scores, track_id in zip(pixels, scores, ids):
+        person = HumanKeypoints2D(id=track_id, score=float(np.mean(person_scores)), layout=LAYOUT_IDS[layout])
+        person.keypoints = [Keypoint2D(x=float(x), y=float(y), score=float(s))
+                            for (x, y), s in zip(person_pixels, person_scores)]
+        msg.people.append(person)
+    return msg
+
+
+def camera_info_msg(camera_matrix: np.ndarray, image_size: tuple[int, int], frame_id: str) -> CameraInfo:
+    info = CameraInfo(width=int(image_size[0]), height=int(image_size[1]), distortion_model="plumb_bob")
+    info.header.frame_id = frame_id
+    info.k = [float(v) for v in np.asarray(camera_matrix).reshape(9)]
+    info.d = [0.0] * 5
+    p = np.zeros((3, 4))
+    p[:, :3] = camera_matrix
+    info.p = [float(v) for v in p.reshape(12)]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    return info
+
+
+@dataclass
+class Received:
+    poses: dict[int, HumanPose3DArray] = field(default_factory=dict)     # stamp ns -> message
+    markers: dict[int, MarkerArray] = field(default_factory=dict)
+    receive_time: dict[int, float] = field(default_factory=dict)         # stamp ns -> perf_counter
+    send_time: dict[int, float] = field(default_factory=dict)
+    clip_frame: dict[int, int] = field(default_factory=dict)             # stamp ns -> clip frame index
+
+    def latencies_ms(self) -> np.ndarray:
+        return np.array([(self.receive_time[s] - self.send_time[s]) * 1000.0
+                         for s in self.receive_time if s in self.send_time])
+
+
+class ReplayClient(Node):
+    """Publishes frames, subscribes to the lifter's outputs."""
+
+    def __init__(self, input_topic="/human_keypoints_2d", camera_info_topic="/camera_info",
+                 output_topic="/human_pose_3d", markers_topic="/human_pose_3d/markers",
+                 frame_id="camera_optical_frame", reliable_input=False, name="cfi_replay_client"):
+        super().__init__(name)
+        self.frame_id = frame_id
+        in_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE if reliable_input
+                            else ReliabilityPolicy.BEST_EFFORT)
+        self.keypoints_pub = self.create_publisher(HumanKeypoints2DArray, input_topic, in_qos)
+        self.camera_info_pub = self.create_publisher(CameraInfo, camera_info_topic, in_qos)
+        out_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.received = Received()
+        self.create_subscription(HumanPose3DArray, output_topic, self._on_poses, out_qos)
+        self.create_subscription(MarkerArray, markers_topic, self._on_markers, out_qos)
+
+    @staticmethod
+    def _stamp_ns(header) -> int:
+        return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+    def _on_poses(self, msg: HumanPose3DArray) -> None:
+        stamp = self._stamp_ns(msg.header)
+        self.received.receive_time.setdefault(stamp, time.perf_counter())
+        self.received.poses[stamp] = msg
+
+    def _on_markers(self, msg: MarkerArray) -> None:
+        if msg.markers:
+            self.received.markers[self._stamp_ns(msg.markers[0].header)] = msg
+
+    def publish(self, msg: HumanKeypoints2DArray) -> int:
+        stamp = self._stamp_ns(msg.header)
+        self.received.send_time[stamp] = time.perf_counter()
+        self.keypoints_pub.publish(msg)
+        return stamp
+
+    def wait_for_lifter(self, executor, clip: Clip, timeout: float = 60.0) -> bool:
+        """Publish a probe frame until the lifter answers (discovery and start-up done)."""
+        deadline = time.monotonic() + timeout
+        probe_stamp = 1
+        while time.monotonic() < deadline:
+            self.camera_info_pub.publish(camera_info_msg(clip.camera_matrix, clip.image_size, self.frame_id))
+            self.publish(keypoints_msg(clip.pixels[0], clip.scores[0], clip.ids, clip.image_size,
+                                       clip.layout, self.frame_id, probe_stamp))
+            end = time.monotonic() + 0.25
+            while time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.05)
+            if probe_stamp in self.received.poses:
+                self.received = Received()
+                return True
+            probe_stamp += 1
+        return False
+
+    def replay(self, executor, clip: Clip, rate_hz: float = 30.0, frames: int | None = None,
+               people: int | None = None, drain_s: float = 1.0, stamp_offset_ns: int = 10**18) -> None:
+        """Publish ``frames`` frames of the clip (looping) at ``rate_hz`` with distinct stamps."""
+        total = frames or len(clip.pixels)
+        people = people or clip.pixels.shape[1]
+        period = 1.0 / rate_hz
+        start = time.perf_counter()
+        for i in range(total):
+            t = i % len(clip.pixels)
+            index = np.arange(people) % clip.pixels.shape[1]
+            offsets = np.zeros((people, 1, 2))
+            offsets[:, 0, 0] = (np.arange(people) // clip.pixels.shape[1]) * 40.0  # copies side by side
+            msg = keypoints_msg(clip.pixels[t][index] + offsets, clip.scores[t][index],
+                                [f"{clip.ids[j]}{k // clip.pixels.shape[1] or ''}" for k, j in enumerate(index)],
+                                clip.image_size, clip.layout, self.frame_id, stamp_offset_ns + i * int(period * 1e9))
+            if i % 30 == 0:
+                self.camera_info_pub.publish(camera_info_msg(clip.camera_matrix, clip.image_size, self.frame_id))
+            self.received.clip_frame[self.publish(msg)] = t
+            deadline = start + (i + 1) * period
+            while True:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                executor.spin_once(timeout_sec=min(remaining, 0.005))
+        end = time.perf_counter() + drain_s
+        while time.perf_counter() < end:
+            executor.spin_once(timeout_sec=0.01)

@@ -1,0 +1,180 @@
+"""The lifting pipeline, ROS-free: 2D people of one frame in, 3D people out.
+
+Steps for one frame (all people at once):
+
+1. validate each person (a malformed one is dropped with a reason; the others go on),
+2. convert to H36M-17 and fill missing joints so the model always sees 17,
+3. normalise by the image's own size and lift every person in one batched call,
+4. with camera intrinsics, solve each person's root translation (keypoints in metres
+   in the camera optical frame), else keep root-relative,
+5. body pose (pelvis position, facing) and optional One-Euro smoothing per track id.
+
+The ROS node only converts messages to :class:`Frame2D` and :class:`LiftedPerson`
+back to messages.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .body_pose import body_poses
+from .camera import normalize_screen
+from .root_solver import solve_root_translation, validate_camera_matrix
+from .skeleton import H36M_17, LAYOUTS, convert_to_h36m17
+
+ROOT_RELATIVE, ROOT_FROM_INTRINSICS, ROOT_FROM_DEPTH = 0, 1, 2
+
+# Reasons a person or a frame is dropped, as reported in /diagnostics.
+DROP_REASONS = ("unknown_layout", "wrong_keypoint_count", "non_finite_coordinates",
+                "score_out_of_range", "too_few_joints", "too_many_people", "bad_image_size",
+                "bad_camera_info")
+
+
+@dataclass
+class Person2D:
+    keypoints: np.ndarray          # (K, 2) pixels, NaN = missing
+    scores: np.ndarray             # (K,) in [0, 1]
+    layout: str                    # a name in skeleton.LAYOUTS (or anything, to be rejected)
+    track_id: str = ""
+    score: float = 1.0
+
+
+@dataclass
+class Frame2D:
+    people: list[Person2D]
+    image_width: float
+    image_height: float
+    stamp: float = 0.0                       # seconds, for smoothing
+    camera_matrix: np.ndarray | None = None  # (3, 3) K, None = unknown
+
+
+@dataclass
+class LiftedPerson:
+    track_id: str
+    score: float
+    keypoints: np.ndarray          # (17, 3) metres, camera frame; root-relative or absolute
+    keypoint_scores: np.ndarray    # (17,)
+    root_source: int
+    position: np.ndarray           # (3,) pelvis
+    orientation_xyzw: np.ndarray   # (4,) body frame (x forward, y left, z up) in the camera frame
+    source_index: int              # index of the person in the input frame
+
+
+@dataclass
+class FrameResult:
+    people: list[LiftedPerson]
+    dropped: Counter = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    min_keypoint_score: float = 0.05   # a joint at or below this is treated as missing
+    min_valid_joints: int = 8          # fewer valid H36M joints than this: drop the person
+    max_people: int = 64               # per frame; the lowest-scoring extra people are dropped
+    solve_root: bool = True
+
+
+def check_person(person: Person2D) -> str | None:
+    """The drop reason for a malformed person, or None when it can be lifted."""
+    layout = LAYOUTS.get(person.layout)
+    if layout is None:
+        return "unknown_layout"
+    kp = np.asarray(person.keypoints, dtype=np.float64)
+    scores = np.asarray(person.scores, dtype=np.float64)
+    if kp.shape != (layout.num_joints, 2) or scores.shape != (layout.num_joints,):
+        return "wrong_keypoint_count"
+    if np.isinf(kp).any():
+        return "non_finite_coordinates"
+    if not (np.all((scores >= 0.0) & (scores <= 1.0)) and 0.0 <= person.score <= 1.0):
+        return "score_out_of_range"                      # the comparisons also reject NaN
+    return None
+
+
+def fill_missing_joints(keypoints: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Give every missing H36M joint a stand-in position so the model sees 17 joints.
+
+    A missing joint takes its nearest valid ancestor's position (a missing wrist sits
+    on the elbow, a missing knee on the hip): a folded limb is what the model has seen
+    in training, unlike zeros or a far-off point. With no valid ancestor (the pelvis
+    itself missing) it takes the mean of the valid joints.
+    """
+    keypoints = keypoints.copy()
+    fallback = keypoints[valid].mean(axis=0)
+    for joint, parent in enumerate(H36M_17.parents):
+        if valid[joint]:
+            continue
+        ancestor = parent
+        while ancestor >= 0 and not valid[ancestor]:
+            ancestor = H36M_17.parents[ancestor]
+        keypoints[joint] = keypoints[ancestor] if ancestor >= 0 else fallback
+    return keypoints
+
+
+class LiftingPipeline:
+    """Holds the lifter and the per-track state (smoothing) across frames."""
+
+    def __init__(self, lifter, config: PipelineConfig = PipelineConfig(), smoother=None):
+        self.lifter = lifter
+        self.config = config
+        self.smoother = smoother
+
+    def process(self, frame: Frame2D) -> FrameResult:
+        dropped: Counter = Counter()
+        if not (np.isfinite(frame.image_width) and np.isfinite(frame.image_height)
+                and frame.image_width > 0 and frame.image_height > 0):
+            dropped["bad_image_size"] += max(len(frame.people), 1)
+            return FrameResult([], dropped)
+        camera = None
+        if frame.camera_matrix is not None and self.config.solve_root:
+            try:
+                camera = validate_camera_matrix(frame.camera_matrix)
+            except ValueError:
+                dropped["bad_camera_info"] += 1
+
+        accepted: list[tuple[int, Person2D, np.ndarray, np.ndarray]] = []
+        for index, person in enumerate(frame.people):
+            reason = check_person(person)
+            if reason is None:
+                kp, scores = convert_to_h36m17(person.layout, person.keypoints, person.scores)
+                valid = np.isfinite(kp).all(axis=1) & (scores > self.config.min_keypoint_score)
+                if valid.sum() < self.config.min_valid_joints:
+                    reason = "too_few_joints"
+                else:
+                    scores = np.where(valid, scores, 0.0)
+                    accepted.append((index, person, fill_missing_joints(kp, valid), scores))
+            if reason is not None:
+                dropped[reason] += 1
+        if len(accepted) > self.config.max_people:
+            accepted.sort(key=lambda item: -float(item[1].score))
+            dropped["too_many_people"] += len(accepted) - self.config.max_people
+            accepted = sorted(accepted[:self.config.max_people], key=lambda item: item[0])
+        if not accepted:
+            return FrameResult([], dropped)
+
+        pixels = np.stack([item[2] for item in accepted])                 # (N, 17, 2)
+        scores = np.stack([item[3] for item in accepted])                 # (N, 17)
+        normalized = normalize_screen(pixels, frame.image_width, frame.image_height)
+        root_relative = np.asarray(self.lifter.lift(normalized.astype(np.float32)), dtype=np.float64)
+        root_relative = root_relative - root_relative[:, :1]              # exactly pelvis-centred
+
+        if camera is not None:
+            translations, solved = solve_root_translation(root_relative, pixels, scores, camera)
+        else:
+            translations = np.zeros((len(accepted), 3))
+            solved = np.zeros(len(accepted), dtype=bool)
+
+        keypoints = root_relative + np.where(solved[:, None, None], translations[:, None, :], 0.0)
+        if self.smoother is not None:
+            for row, (_, person, _, _) in enumerate(accepted):
+                keypoints[row] = self.smoother.smooth(person.track_id, frame.stamp, keypoints[row])
+        positions, orientations, _ = body_poses(keypoints)
+        people = []
+        for row, (index, person, _, _) in enumerate(accepted):
+            people.append(LiftedPerson(
+                track_id=person.track_id, score=float(np.clip(person.score, 0.0, 1.0)),
+                keypoints=keypoints[row], keypoint_scores=scores[row],
+                root_source=ROOT_FROM_INTRINSICS if solved[row] else ROOT_RELATIVE,
+                position=positions[row], orientation_xyzw=orientations[row], source_index=index))
+        return FrameResult(people, dropped)

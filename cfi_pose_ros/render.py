@@ -1,0 +1,205 @@
+"""Headless pictures of :class:`~cfi_pose_ros.markers.MarkerSpec` lists, drawn the way
+RViz would show them: a check of the markers without a display or ROS.
+
+Sphere lists become dots, line lists segments, text markers labels, each in its
+marker's colour. The scene is drawn with matplotlib's Agg backend (no display,
+no pyplot global state, so it is safe to call from any thread).
+
+Markers are normally in the camera optical frame (x right, y down, z forward).
+With ``optical_frame=True`` (the default) points are shown in the camera's
+REP-103 body frame instead: ``(x, y, z)_view = (z, -x, -y)_optical`` -- x
+forward, y left, z up -- so people stand upright, the camera sits at the
+origin looking along the view's +x, and the optical frame's own axes are drawn
+there (x red, y green, z blue, as RViz draws a TF frame) with a small frustum.
+
+matplotlib is imported lazily, so importing this module costs nothing.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .markers import MarkerSpec
+
+__all__ = ["optical_to_view", "render_markers", "render_animation", "pillow_available"]
+
+# view = OPTICAL_TO_VIEW @ optical
+OPTICAL_TO_VIEW = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+_AXIS_LENGTH = 0.4
+_FIG_SIZE = (6.4, 5.6)
+_DPI = 100
+# RViz's default dark grey background, and light annotations on it
+_BACKGROUND = "#303030"
+_FOREGROUND = "#d0d0d0"
+_GRID = "#5a5a5a"
+
+
+def pillow_available() -> bool:
+    return importlib.util.find_spec("PIL") is not None
+
+
+def optical_to_view(points: np.ndarray) -> np.ndarray:
+    """Camera optical frame ``(..., 3)`` -> view frame (x forward, y left, z up)."""
+    return np.asarray(points, dtype=np.float64) @ OPTICAL_TO_VIEW.T
+
+
+def _to_view(points: np.ndarray, optical_frame: bool) -> np.ndarray:
+    return optical_to_view(points) if optical_frame else np.asarray(points, dtype=np.float64)
+
+
+def _limits(frames: Sequence[Sequence[MarkerSpec]], optical_frame: bool) -> tuple[np.ndarray, float]:
+    """Centre and half-width of a cube holding every finite point and the camera."""
+    chunks = [np.zeros((1, 3))]
+    for markers in frames:
+        for m in markers:
+            pts = _to_view(m.points, optical_frame)
+            chunks.append(pts[np.isfinite(pts).all(-1)])
+    pts = np.concatenate(chunks)
+    lo, hi = pts.min(0), pts.max(0)
+    centre = (lo + hi) / 2.0
+    half = max(float((hi - lo).max()) / 2.0 * 1.1, 0.5)
+    return centre, half
+
+
+def _draw_camera(ax, optical_frame: bool, half: float) -> None:
+    length = min(_AXIS_LENGTH, half / 3.0)
+    origin = np.zeros(3)
+    for axis, colour in zip(np.eye(3), ("red", "green", "blue")):
+        tip = _to_view(axis * length, optical_frame)
+        ax.plot(*np.stack([origin, tip]).T, color=colour, linewidth=2)
+    # small frustum: the optical axis is +z in the optical frame
+    d, w, h = length * 0.8, length * 0.5, length * 0.35
+    corners = np.array([[-w, -h, d], [w, -h, d], [w, h, d], [-w, h, d]])
+    corners = _to_view(corners, optical_frame)
+    for c in corners:
+        ax.plot(*np.stack([origin, c]).T, color=_FOREGROUND, linewidth=0.8)
+    ring = np.vstack([corners, corners[:1]])
+    ax.plot(*ring.T, color=_FOREGROUND, linewidth=0.8)
+    ax.text(*_to_view(np.array([0.0, length, 0.0]), optical_frame), "camera", color=_FOREGROUND,
+            fontsize=7, ha="center", va="top")
+
+
+def _style(ax) -> None:
+    ax.set_facecolor(_BACKGROUND)
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_pane_color(_BACKGROUND)
+        axis.line.set_color(_GRID)
+        axis.label.set_color(_FOREGROUND)
+        try:                                   # no public setter for 3D grid colours
+            axis._axinfo["grid"]["color"] = _GRID
+        except (AttributeError, KeyError, TypeError):
+            pass
+    ax.tick_params(colors=_FOREGROUND, labelsize=7)
+    ax.title.set_color(_FOREGROUND)
+
+
+def _draw(ax, markers: Sequence[MarkerSpec], optical_frame: bool, centre: np.ndarray,
+          half: float, title: str, elev: float, azim: float) -> None:
+    from mpl_toolkits.mplot3d.art3d import Line3DCollection
+
+    ax.cla()
+    _style(ax)
+    _draw_camera(ax, optical_frame, half)
+    axis_px = 0.75 * _FIG_SIZE[0] * _DPI          # rough on-screen size of the cube's width
+    for m in markers:
+        pts = _to_view(m.points, optical_frame)
+        if m.type == "sphere_list":
+            pts = pts[np.isfinite(pts).all(-1)]
+            if len(pts):
+                diameter_pt = m.scale[0] / (2.0 * half) * axis_px * 72.0 / _DPI
+                ax.scatter(*pts.T, s=max(diameter_pt, 2.0) ** 2, color=m.color[:3],
+                           alpha=m.color[3], depthshade=False, edgecolors="none")
+        elif m.type == "line_list":
+            segments = pts.reshape(-1, 2, 3)
+            segments = segments[np.isfinite(segments).all(axis=(1, 2))]
+            if len(segments):
+                width_pt = m.scale[0] / (2.0 * half) * axis_px * 72.0 / _DPI
+                ax.add_collection3d(Line3DCollection(segments, colors=[m.color],
+                                                     linewidths=max(width_pt, 1.0)))
+        elif m.type == "text" and len(pts) and np.isfinite(pts[0]).all():
+            ax.text(*pts[0], m.text, color=m.color[:3], alpha=m.color[3], fontsize=9,
+                    ha="center", va="bottom")
+    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
+        setter(c - half, c + half)
+    ax.set_box_aspect((1.0, 1.0, 1.0))
+    names = ("forward (m)", "left (m)", "up (m)") if optical_frame else ("x (m)", "y (m)", "z (m)")
+    ax.set_xlabel(names[0], fontsize=8)
+    ax.set_ylabel(names[1], fontsize=8)
+    ax.set_zlabel(names[2], fontsize=8)
+    ax.view_init(elev=elev, azim=azim)
+    if title:
+        ax.set_title(title, fontsize=10, color=_FOREGROUND)
+
+
+def _figure(figsize=_FIG_SIZE):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=_DPI, facecolor=_BACKGROUND)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def render_markers(markers: Sequence[MarkerSpec], path: str | Path, title: str = "", *,
+                   optical_frame: bool = True, elev: float = 20.0, azim: float = -150.0) -> Path:
+    """Draw one scene of markers to a PNG at ``path``; returns the path.
+
+    The default view looks from behind and above the camera, to its right
+    (``elev``/``azim`` as matplotlib's ``view_init``).
+    """
+    path = Path(path)
+    centre, half = _limits([markers], optical_frame)
+    fig = _figure()
+    ax = fig.add_subplot(projection="3d")
+    _draw(ax, markers, optical_frame, centre, half, title, elev, azim)
+    fig.savefig(path, format="png")
+    return path
+
+
+def render_animation(frames: Sequence[Sequence[MarkerSpec]], path: str | Path, fps: float = 10.0, *,
+                     title: str = "", optical_frame: bool = True, elev: float = 20.0,
+                     azim: float = -150.0, grid_frames: int = 12) -> Path:
+    """Draw a sequence of marker scenes with fixed axes.
+
+    Writes an animated GIF at ``path`` when pillow is installed (it is a
+    matplotlib dependency, so normally it is). Without pillow it writes a PNG
+    grid of up to ``grid_frames`` evenly sampled frames at ``path`` with the
+    suffix ``.png``. Returns the path actually written.
+    """
+    if not frames:
+        raise ValueError("render_animation needs at least one frame")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    path = Path(path)
+    centre, half = _limits(frames, optical_frame)
+
+    if pillow_available():
+        from matplotlib.animation import FuncAnimation, PillowWriter
+
+        fig = _figure()
+        ax = fig.add_subplot(projection="3d")
+
+        def update(i):
+            label = f"{title}  [{i + 1}/{len(frames)}]" if title else f"frame {i + 1}/{len(frames)}"
+            _draw(ax, frames[i], optical_frame, centre, half, label, elev, azim)
+            return ()
+
+        anim = FuncAnimation(fig, update, frames=len(frames), blit=False, repeat=False)
+        anim.save(path, writer=PillowWriter(fps=fps))
+        return path
+
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(grid_frames, len(frames))).round().astype(int))
+    cols = int(np.ceil(np.sqrt(len(picks))))
+    rows = int(np.ceil(len(picks) / cols))
+    fig = _figure(figsize=(3.2 * cols, 3.0 * rows))
+    for k, i in enumerate(picks):
+        ax = fig.add_subplot(rows, cols, k + 1, projection="3d")
+        _draw(ax, frames[i], optical_frame, centre, half, f"frame {i + 1}/{len(frames)}", elev, azim)
+    if title:
+        fig.suptitle(title, color=_FOREGROUND)
+    out = path.with_suffix(".png")
+    fig.savefig(out, format="png")
+    return out

@@ -1,0 +1,49 @@
+"""Rolling runtime statistics for diagnostics: rates, latency percentiles, drop counts."""
+from __future__ import annotations
+
+from collections import Counter, deque
+
+import numpy as np
+
+
+class RollingStats:
+    """The last ``window`` seconds of events (timestamps, latencies) and lifetime counters."""
+
+    def __init__(self, window: float = 5.0, max_samples: int = 10000):
+        self.window = window
+        self._inputs: deque[float] = deque(maxlen=max_samples)
+        self._outputs: deque[tuple[float, float, int]] = deque(maxlen=max_samples)  # (t, latency s, people)
+        self.dropped: Counter = Counter()
+        self.total_inputs = 0
+        self.total_outputs = 0
+
+    def input(self, now: float) -> None:
+        self._inputs.append(now)
+        self.total_inputs += 1
+
+    def output(self, now: float, latency: float, people: int) -> None:
+        self._outputs.append((now, latency, people))
+        self.total_outputs += 1
+
+    def drop(self, reasons: Counter) -> None:
+        self.dropped.update(reasons)
+
+    def _trim(self, now: float) -> None:
+        while self._inputs and self._inputs[0] < now - self.window:
+            self._inputs.popleft()
+        while self._outputs and self._outputs[0][0] < now - self.window:
+            self._outputs.popleft()
+
+    def summary(self, now: float) -> dict:
+        self._trim(now)
+        latencies = np.array([lat for _, lat, _ in self._outputs]) * 1000.0
+        return {
+            "input_rate_hz": len(self._inputs) / self.window,
+            "output_rate_hz": len(self._outputs) / self.window,
+            "latency_p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
+            "latency_p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
+            "people_last": self._outputs[-1][2] if self._outputs else 0,
+            "inputs_total": self.total_inputs,
+            "outputs_total": self.total_outputs,
+            "dropped": dict(self.dropped),
+        }

@@ -1,0 +1,158 @@
+"""A light multi-person tracker: box IoU + Hungarian assignment (ROS-free).
+
+Each frame's person boxes are matched to the live tracks by maximising the
+total IoU (``scipy.optimize.linear_sum_assignment`` on ``1 - IoU``) between
+the new boxes and each track's box predicted to the frame's time with a
+constant-velocity model; a pair counts only when its IoU is at least
+``min_iou``. Unmatched boxes start tentative tracks; a track is confirmed,
+and given its id, once matched in ``min_hits`` consecutive frames (1: at once).
+A tentative track dies on its first miss, a confirmed one when it has not
+been matched for more than ``max_age``: seconds since it was last seen when
+the caller passes time stamps, missed frames when it doesn't (SORT's
+convention). Ids are never reused.
+"""
+from __future__ import annotations
+
+import random
+import string
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .detectors.decode import box_iou
+
+
+@dataclass
+class TrackerConfig:
+    """``id_style``: ``"int"`` gives ``"1"``, ``"2"``, ...; ``"ros4hri"`` gives 5 random lowercase
+    letters (the ROS4HRI convention for body ids), reproducible with ``seed``."""
+    min_iou: float = 0.3
+    min_hits: int = 1
+    max_age: float = 1.0
+    predict_motion: bool = True
+    velocity_smoothing: float = 0.5  # weight of the previous velocity estimate, 0..1
+    id_style: str = "int"
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_iou <= 1.0:
+            raise ValueError(f"min_iou must be in [0, 1], got {self.min_iou}")
+        if self.min_hits < 1:
+            raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
+        if self.max_age < 0:
+            raise ValueError(f"max_age must be >= 0, got {self.max_age}")
+        if self.id_style not in ("int", "ros4hri"):
+            raise ValueError(f"id_style must be 'int' or 'ros4hri', got {self.id_style!r}")
+
+
+@dataclass
+class Track:
+    box: np.ndarray            # (4,) x1, y1, x2, y2 at last_seen
+    last_seen: float
+    hits: int = 1
+    id: str = ""               # "" while tentative
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box units per unit of t
+
+    @property
+    def confirmed(self) -> bool:
+        return bool(self.id)
+
+    def predicted_box(self, t: float, use_velocity: bool) -> np.ndarray:
+        if not use_velocity:
+            return self.box
+        return self.box + self.velocity * (t - self.last_seen)
+
+
+class MultiPersonTracker:
+    """Stable string ids for the person boxes of successive frames."""
+
+    def __init__(self, config: TrackerConfig | None = None, **overrides):
+        if config is None:
+            config = TrackerConfig(**overrides)
+        elif overrides:
+            raise TypeError("pass either a TrackerConfig or keyword options, not both")
+        self.config = config
+        self._rng = random.Random(config.seed)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track (ids already given out are still never reused)."""
+        self._tracks: list[Track] = []
+        self._frame = 0
+        self._last_t: float | None = None
+        if not hasattr(self, "_issued"):
+            self._issued: set[str] = set()
+            self._counter = 0
+
+    @property
+    def tracks(self) -> list[Track]:
+        """The confirmed live tracks."""
+        return [track for track in self._tracks if track.confirmed]
+
+    def _new_id(self) -> str:
+        if self.config.id_style == "int":
+            self._counter += 1
+            new = str(self._counter)
+        else:
+            new = "".join(self._rng.choices(string.ascii_lowercase, k=5))
+            while new in self._issued:
+                new = "".join(self._rng.choices(string.ascii_lowercase, k=5))
+        self._issued.add(new)
+        return new
+
+    def update(self, boxes: np.ndarray, t: float | None = None) -> list[str]:
+        """Match ``boxes`` ``(P, 4)`` (x1, y1, x2, y2) of the frame at time ``t`` to the tracks.
+
+        Returns one id per input box, in the input's order; ``""`` for a box
+        whose track is still tentative (``min_hits > 1``). Without ``t`` the
+        frame count is the clock (``max_age`` in missed frames); use one clock
+        or the other for a tracker's whole life. A ``t`` earlier than
+        the previous frame's (a replayed bag) starts over.
+        """
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if not np.all(np.isfinite(boxes)):
+            raise ValueError("boxes contain NaN or inf")
+        self._frame += 1
+        frame_clock = t is None
+        t = float(self._frame if frame_clock else t)
+        if self._last_t is not None and t < self._last_t:
+            self.reset()
+            self._frame = 1
+        self._last_t = t
+        cfg = self.config
+        # On the frame clock, a gap of n frames means n - 1 missed frames.
+        allowed = cfg.max_age + (1.0 if frame_clock else 0.0)
+        self._tracks = [tr for tr in self._tracks if t - tr.last_seen <= allowed]
+
+        assigned: dict[int, Track] = {}
+        if self._tracks and len(boxes):
+            predicted = np.stack([tr.predicted_box(t, cfg.predict_motion) for tr in self._tracks])
+            iou = box_iou(predicted, boxes)
+            rows, cols = linear_sum_assignment(1.0 - iou)
+            for r, c in zip(rows, cols):
+                if iou[r, c] >= cfg.min_iou and iou[r, c] > 0:
+                    assigned[int(c)] = self._tracks[int(r)]
+
+        matched_tracks = {id(tr) for tr in assigned.values()}
+        # Tentative tracks die on their first miss; confirmed ones wait for max_age.
+        self._tracks = [tr for tr in self._tracks if id(tr) in matched_tracks or tr.confirmed]
+        ids: list[str] = []
+        for c, box in enumerate(boxes):
+            track = assigned.get(c)
+            if track is None:
+                track = Track(box=box.copy(), last_seen=t)
+                self._tracks.append(track)
+            else:
+                dt = t - track.last_seen
+                if dt > 0:
+                    velocity = (box - track.box) / dt
+                    a = cfg.velocity_smoothing if track.hits > 1 else 0.0
+                    track.velocity = a * track.velocity + (1.0 - a) * velocity
+                track.box = box.copy()
+                track.last_seen = t
+                track.hits += 1
+            if not track.confirmed and track.hits >= cfg.min_hits:
+                track.id = self._new_id()
+            ids.append(track.id)
+        return ids

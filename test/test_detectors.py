@@ -1,0 +1,559 @@
+"""2D pose detectors: pure decoders/transforms, synthetic ONNX models with known outputs,
+model validation, and the real RTMDet + MoveNet fixtures (mean OKS, H36M pixel error)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cfi_pose_ros.detectors import (Detections2D, DetectorModelError, MoveNetConfig, MoveNetSinglePose,
+                                    PoseDetector2D, RTMDetConfig, RTMDetPersonDetector, RTMPoseConfig,
+                                    RTMPoseSimCC, TopDownConfig, TopDownPoseDetector, YoloPoseConfig,
+                                    YoloPoseDetector, config_from_dict, create_detector)
+from cfi_pose_ros.detectors.decode import (box_iou, decode_movenet, decode_rtmdet, decode_simcc,
+                                           decode_yolo_pose, nms)
+from cfi_pose_ros.detectors.oks import COCO_SIGMAS, match_greedy, mean_oks, oks
+from cfi_pose_ros.detectors.transforms import (apply_affine, box_to_center_scale, crop_matrix,
+                                               invert_affine, letterbox, letterbox_params, warp_crops)
+from cfi_pose_ros.skeleton import coco17_to_h36m17
+
+FIXTURES = Path(os.environ.get("CFI_FIXTURES_DIR",
+                               Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "camera"))
+RTMDET = FIXTURES / "models" / "rtmdet_nano_person.onnx"
+MOVENET = FIXTURES / "models" / "movenet_singlepose_lightning.onnx"
+IMAGES = FIXTURES / "images"
+THREADS = 1  # a training job may share this machine: keep ONNX Runtime to one thread
+
+
+def _need_fixtures(*paths: Path) -> None:
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        pytest.skip(f"camera fixtures not found ({', '.join(missing)}); set CFI_FIXTURES_DIR to the "
+                    "folder holding models/ and images/ (see shared/fixtures/camera/README.md)")
+
+
+# ---------------------------------------------------------------------------
+# Synthetic ONNX models that emit known tensors
+# ---------------------------------------------------------------------------
+
+def _save_model(path: Path, inputs, outputs, nodes, initializers=()) -> Path:
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, path.stem, inputs, outputs, initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _batch_tiled_outputs(input_name: str, constants: dict[str, np.ndarray]):
+    """Nodes that repeat each constant ``(1, ...)`` along axis 0 as many times as the input's batch."""
+    from onnx import helper, numpy_helper
+
+    nodes = [helper.make_node("Shape", [input_name], ["in_shape"], start=0, end=1)]
+    inits = []
+    for name, value in constants.items():
+        inits.append(numpy_helper.from_array(value.astype(np.float32), f"{name}_const"))
+        ones = np.ones(value.ndim - 1, dtype=np.int64)
+        inits.append(numpy_helper.from_array(ones, f"{name}_ones"))
+        nodes.append(helper.make_node("Concat", ["in_shape", f"{name}_ones"], [f"{name}_reps"], axis=0))
+        nodes.append(helper.make_node("Tile", [f"{name}_const", f"{name}_reps"], [name]))
+    return nodes, inits
+
+
+def make_rtmpose_model(path: Path, simcc_x: np.ndarray, simcc_y: np.ndarray, batch="batch",
+                       input_hw=(256, 192), x_name="simcc_x") -> Path:
+    from onnx import TensorProto, helper
+
+    h, w = input_hw
+    nodes, inits = _batch_tiled_outputs("input", {x_name: simcc_x[None], "simcc_y": simcc_y[None]})
+    return _save_model(
+        path, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, h, w])],
+        [helper.make_tensor_value_info(x_name, TensorProto.FLOAT, [batch, 17, simcc_x.shape[-1]]),
+         helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [batch, 17, simcc_y.shape[-1]])],
+        nodes, inits)
+
+
+def make_constant_model(path: Path, input_name: str, input_shape, input_type, outputs: dict[str, np.ndarray],
+                        output_types: dict[str, int] | None = None) -> Path:
+    """A model whose outputs are constants (batch axis of the constant kept as is)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    output_types = output_types or {}
+    nodes, infos = [], []
+    for name, value in outputs.items():
+        elem = output_types.get(name, TensorProto.FLOAT)
+        array = value.astype(np.int64 if elem == TensorProto.INT64 else np.float32)
+        nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(array, name + "_v")))
+        infos.append(helper.make_tensor_value_info(name, elem, list(value.shape)))
+    return _save_model(path, [helper.make_tensor_value_info(input_name, input_type, list(input_shape))],
+                       infos, nodes)
+
+
+class CountingSession:
+    """Wraps an InferenceSession and records the batch size of every run."""
+
+    def __init__(self, session):
+        self.session, self.batches = session, []
+
+    def run(self, names, feeds):
+        self.batches.append(next(iter(feeds.values())).shape[0])
+        return self.session.run(names, feeds)
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+def _expected_crop_to_original(points, box, aspect, padding, input_wh):
+    """Independent arithmetic for the top-down inverse: input pixel -> original pixel."""
+    x1, y1, x2, y2 = box
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    w, h = (x2 - x1) * padding, (y2 - y1) * padding
+    if w > h * aspect:
+        h = w / aspect
+    else:
+        w = h * aspect
+    points = np.asarray(points, dtype=float)
+    return np.stack([cx + (points[..., 0] - input_wh[0] / 2) * w / input_wh[0],
+                     cy + (points[..., 1] - input_wh[1] / 2) * h / input_wh[1]], axis=-1)
+
+
+# SimCC targets: keypoint k peaks at input pixel (10 + 9k, 20 + 13k) (on the 0.5 px grid).
+SIMCC_XY = np.stack([10 + 9.0 * np.arange(17), 20 + 13.0 * np.arange(17)], axis=-1) + [0.5, 0.0]
+
+
+def _simcc_vectors(width=192, height=256, ratio=2):
+    sx = np.full((17, width * ratio), 0.01)
+    sy = np.full((17, height * ratio), 0.01)
+    for k, (x, y) in enumerate(SIMCC_XY):
+        sx[k, int(x * ratio)] = 0.9
+        sy[k, int(y * ratio)] = 0.6
+    sx[3] -= 1.0            # keypoint 3: every logit negative -> score 0
+    sx[4, int(SIMCC_XY[4, 0] * ratio)] = 1.7
+    sy[4, int(SIMCC_XY[4, 1] * ratio)] = 1.4   # keypoint 4: both peaks > 1 -> score clipped to 1
+    return sx, sy
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx")
+    return root
+
+
+# ---------------------------------------------------------------------------
+# Pure functions
+# ---------------------------------------------------------------------------
+
+def test_simcc_decode_argmax_and_min_score():
+    sx, sy = _simcc_vectors()
+    keypoints, scores = decode_simcc(sx[None], sy[None], 2.0)
+    np.testing.assert_allclose(keypoints[0], SIMCC_XY)
+    expected = np.full(17, 0.6)
+    expected[3], expected[4] = 0.0, 1.0
+    np.testing.assert_allclose(scores[0], expected)
+    with pytest.raises(ValueError, match="SimCC"):
+        decode_simcc(sx, sy, 2.0)
+
+
+def test_nms_keeps_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 9.5]])
+    scores = np.array([0.5, 0.9, 0.7, 0.4])
+    np.testing.assert_array_equal(nms(boxes, scores, 0.5), [1, 2])
+    np.testing.assert_array_equal(nms(boxes, scores, 0.99), [1, 2, 0, 3])
+    np.testing.assert_array_equal(nms(boxes, scores, 0.5, max_detections=1), [1])
+    assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).size == 0
+    np.testing.assert_allclose(box_iou([0, 0, 10, 10], [[5, 0, 15, 10]]), [[50 / 150]])
+
+
+def test_nms_matches_opencv():
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 200, size=(60, 2))
+    wh = rng.uniform(10, 80, size=(60, 2))
+    boxes = np.hstack([xy, xy + wh])
+    scores = rng.uniform(0.3, 1.0, size=60)
+    ours = nms(boxes, scores, 0.45)
+    rects = [[float(v) for v in (*b[:2], *(b[2:] - b[:2]))] for b in boxes]
+    theirs = cv2.dnn.NMSBoxes(rects, scores.tolist(), 0.0, 0.45)
+    # OpenCV's IoU treats boxes as pixel-inclusive only for integer rects; on floats both agree.
+    assert sorted(ours.tolist()) == sorted(np.asarray(theirs).reshape(-1).tolist())
+
+
+def test_decode_rtmdet_filters_label_and_score():
+    dets = np.array([[0, 0, 10, 10, 0.2], [5, 5, 20, 20, 0.8], [1, 1, 2, 2, 0.9], [3, 3, 9, 9, 0.6]])
+    labels = np.array([0, 0, 2, 0])
+    boxes, scores = decode_rtmdet(dets, labels, 0.3, person_label=0)
+    np.testing.assert_allclose(scores, [0.8, 0.6])
+    np.testing.assert_allclose(boxes, [[5, 5, 20, 20], [3, 3, 9, 9]])
+    _, scores = decode_rtmdet(dets, labels, 0.3, person_label=None)
+    np.testing.assert_allclose(scores, [0.9, 0.8, 0.6])
+
+
+def test_decode_movenet_swaps_y_x():
+    out = np.zeros((1, 1, 17, 3))
+    out[0, 0, :, 0] = np.linspace(0, 1, 17)        # y
+    out[0, 0, :, 1] = 0.25                         # x
+    out[0, 0, :, 2] = np.linspace(0, 1.2, 17)
+    keypoints, scores = decode_movenet(out, (192, 192))
+    np.testing.assert_allclose(keypoints[0, :, 0], 48.0)
+    np.testing.assert_allclose(keypoints[0, :, 1], np.linspace(0, 192, 17))
+    assert scores.max() == 1.0 and scores.shape == (1, 17)
+
+
+def _yolo_candidates() -> np.ndarray:
+    """(56, 4) candidates in a 640x640 input: A, B (overlaps A, lower score), C, D (low score)."""
+    cands = np.zeros((4, 56))
+    for i, (cx, cy, w, h, s) in enumerate([(200, 300, 100, 200, 0.9), (205, 302, 100, 200, 0.6),
+                                           (450, 320, 80, 160, 0.5), (600, 200, 50, 50, 0.1)]):
+        cands[i, :5] = cx, cy, w, h, s
+        kpts = np.stack([cx + np.arange(17), cy + 2 * np.arange(17), np.full(17, 0.8)], axis=-1)
+        kpts[16, 2] = 0.05
+        cands[i, 5:] = kpts.reshape(-1)
+    return cands.T
+
+
+def test_decode_yolo_pose_nms_and_threshold_both_layouts():
+    out = _yolo_candidates()
+    for layout in (out, out.T, out[None]):
+        boxes, box_scores, keypoints, scores = decode_yolo_pose(layout, 0.25, 0.7)
+        np.testing.assert_allclose(box_scores, [0.9, 0.5])
+        np.testing.assert_allclose(boxes[0], [150, 200, 250, 400])
+        np.testing.assert_allclose(keypoints[1, 3], [453, 326])
+        np.testing.assert_allclose(scores[0, [0, 16]], [0.8, 0.05])
+    with pytest.raises(ValueError, match="56"):
+        decode_yolo_pose(np.zeros((1, 50, 8)))
+
+
+def test_letterbox_bottom_right_and_centred():
+    image = np.full((300, 600, 3), 9, np.uint8)
+    out, box = letterbox(image, (320, 320), pad_value=114, center=False)
+    assert out.shape == (320, 320, 3) and (box.pad_x, box.pad_y) == (0, 0)
+    assert (out[:160] == 9).all() and (out[160:] == 114).all()
+    out, box = letterbox(image, (640, 640), center=True)
+    assert (box.pad_x, box.pad_y) == (0, 160)
+    assert (out[160:480] == 9).all() and (out[:160] == 114).all() and (out[480:] == 114).all()
+    np.testing.assert_allclose(box.to_original([[320, 320]]), [[300, 150]])
+    np.testing.assert_allclose(box.boxes_to_original([[-10, 150, 700, 500]]), [[0, 0, 600, 300]])
+
+
+@settings(max_examples=40, deadline=None)
+@given(w=st.integers(1, 2000), h=st.integers(1, 2000), center=st.booleans(),
+       px=st.floats(0, 1), py=st.floats(0, 1))
+def test_letterbox_round_trip(w, h, center, px, py):
+    box = letterbox_params((w, h), (640, 480), center)
+    point = np.array([[px * w, py * h]])
+    np.testing.assert_allclose(box.to_original(box.to_input(point)), point, atol=1e-6)
+    inside = box.to_input([[0, 0], [w, h]])
+    assert inside.min() >= -1e-9 and inside[1, 0] <= 640 + 1e-9 and inside[1, 1] <= 480 + 1e-9
+
+
+@settings(max_examples=40, deadline=None)
+@given(x1=st.floats(-100, 500), y1=st.floats(-100, 500), bw=st.floats(1, 400), bh=st.floats(1, 400),
+       aspect=st.sampled_from([0.75, 1.0, 1.5]), u=st.floats(0, 1), v=st.floats(0, 1))
+def test_affine_crop_round_trip(x1, y1, bw, bh, aspect, u, v):
+    box = np.array([x1, y1, x1 + bw, y1 + bh])
+    centers, sizes = box_to_center_scale(box[None], aspect, 1.25)
+    assert np.isclose(sizes[0, 0] / sizes[0, 1], aspect)
+    assert sizes[0, 0] >= bw * 1.25 - 1e-6 and sizes[0, 1] >= bh * 1.25 - 1e-6
+    matrix = crop_matrix(centers[0], sizes[0], (192, 256))
+    np.testing.assert_allclose(apply_affine(matrix, centers[0]), [96, 128], atol=1e-6)
+    point = np.array([u * 192, v * 256])
+    back = apply_affine(invert_affine(matrix), point)
+    np.testing.assert_allclose(back, _expected_crop_to_original(point, box, aspect, 1.25, (192, 256)),
+                               rtol=1e-9, atol=1e-6)
+
+
+def test_warp_crops_pads_outside_the_image():
+    image = np.full((100, 100, 3), 200, np.uint8)
+    crops, matrices = warp_crops(image, [[0.0, 50.0]], [[100.0, 100.0]], (64, 64), pad_value=0)
+    assert crops.shape == (1, 64, 64, 3)
+    assert (crops[0, :, :30] == 0).all() and (crops[0, :, 34:] == 200).all()
+    np.testing.assert_allclose(apply_affine(matrices[0], [0, 50]), [32, 32])
+
+
+def test_oks_formula():
+    truth = np.zeros((17, 2))
+    visible = np.ones(17)
+    assert oks(truth, truth, visible, area=100.0) == 1.0
+    moved = truth.copy()
+    moved[5] = [3.0, 4.0]                              # 5 px off on the left shoulder only
+    k = 2 * COCO_SIGMAS[5]
+    expected = (16 + np.exp(-25 / (2 * 100.0 * k ** 2))) / 17
+    assert np.isclose(oks(moved, truth, visible, 100.0), expected)
+    only = np.zeros(17)
+    only[5] = 2
+    assert np.isclose(oks(moved, truth, only, 100.0), np.exp(-25 / (2 * 100.0 * k ** 2)))
+    moved[5] = np.nan
+    assert np.isclose(oks(moved, truth, only, 100.0), 0.0)
+    assert np.isnan(oks(truth, truth, np.zeros(17), 100.0))
+
+
+def test_greedy_matching_and_mean_oks():
+    sim = np.array([[0.9, 0.8], [0.95, 0.1]])
+    assert match_greedy(sim, order=[0, 1]) == [(0, 0), (1, 1)]
+    assert match_greedy(sim, order=[1, 0]) == [(1, 0), (0, 1)]
+    truth = np.stack([np.zeros((17, 2)), np.full((17, 2), 100.0), np.zeros((17, 2))])
+    visible = np.ones((3, 17))
+    visible[2] = 0                                     # unlabelled person: skipped
+    mean, count, per = mean_oks(truth[:1] + 0.0, [0.9], truth, visible, np.full(3, 400.0))
+    assert count == 2 and per == [1.0, 0.0] and mean == 0.5
+
+
+def test_detections_container():
+    empty = Detections2D.empty()
+    assert len(empty) == 0 and empty.keypoints.shape == (0, 17, 2)
+    det = Detections2D(np.ones((2, 17, 2)), np.full((2, 17), 0.5), np.zeros((2, 4)), [0.9, 0.8])
+    h36m = det.to_h36m17()
+    assert h36m.layout == "h36m_17" and h36m.keypoints.shape == (2, 17, 2)
+    assert len(det.select(np.array([False, True]))) == 1
+    with pytest.raises(ValueError, match="layout"):
+        Detections2D(np.ones((1, 17, 2)), np.ones((1, 17)), np.zeros((1, 4)), [1.0], layout="body_25")
+
+
+# ---------------------------------------------------------------------------
+# Full detector classes on synthetic models
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch", ["batch", 1])
+def test_rtmpose_simcc_through_the_detector_class(synthetic, batch):
+    sx, sy = _simcc_vectors()
+    path = make_rtmpose_model(synthetic / f"rtmpose_{batch}.onnx", sx, sy, batch=batch)
+    model = RTMPoseSimCC(RTMPoseConfig(model_path=str(path), intra_op_num_threads=THREADS))
+    assert model.input_size == (192, 256) and model.batched == (batch == "batch")
+    model.session = CountingSession(model.session)
+    image = np.zeros((480, 640, 3), np.uint8)
+    boxes = np.array([[100, 50, 200, 400], [300, 300, 600, 380], [-50, 10, 40, 90]], float)
+    keypoints, scores = model.estimate(image, boxes)
+    assert keypoints.shape == (3, 17, 2) and scores.shape == (3, 17)
+    for i, b in enumerate(boxes):
+        expected = _expected_crop_to_original(SIMCC_XY, b, 192 / 256, 1.25, (192, 256))
+        np.testing.assert_allclose(keypoints[i], expected, atol=1e-6)
+    assert np.isclose(scores[:, 0], 0.6).all() and (scores[:, 3] == 0).all() and (scores[:, 4] == 1).all()
+    assert model.session.batches == ([3] if batch == "batch" else [1, 1, 1])
+    # TopDown passes every box to the keypoint model at once.
+    assert model.estimate(image, np.zeros((0, 4)))[0].shape == (0, 17, 2)
+
+
+def test_rtmpose_preprocess_normalises_rgb_or_bgr(synthetic):
+    sx, sy = _simcc_vectors()
+    path = make_rtmpose_model(synthetic / "rtmpose_pre.onnx", sx, sy)
+    image = np.empty((64, 48, 3), np.uint8)
+    image[:] = (10, 20, 30)                               # B, G, R
+    box = np.array([[0, 0, 48, 64]], float)
+    rgb = RTMPoseSimCC(RTMPoseConfig(model_path=str(path), intra_op_num_threads=THREADS))
+    blob, _ = rgb.preprocess(image, box)
+    assert blob.shape == (1, 3, 256, 192) and blob.dtype == np.float32
+    centre = blob[0, :, 128, 96]
+    np.testing.assert_allclose(centre, [(30 - 123.675) / 58.395, (20 - 116.28) / 57.12,
+                                        (10 - 103.53) / 57.375], rtol=1e-5)
+    bgr = RTMPoseSimCC(RTMPoseConfig(model_path=str(path), input_rgb=False, mean=(1, 2, 3), std=(1, 1, 1)))
+    np.testing.assert_allclose(bgr.preprocess(image, box)[0][0, :, 128, 96], [9, 18, 27])
+
+
+def test_yolo_pose_through_the_detector_class(synthetic):
+    from onnx import TensorProto
+
+    path = make_constant_model(synthetic / "yolo.onnx", "images", [1, 3, 640, 640], TensorProto.FLOAT,
+                               {"output0": _yolo_candidates()[None]})
+    detector = create_detector({"type": "yolo_pose", "model_path": str(path), "intra_op_num_threads": THREADS,
+                                "providers": ["CPUExecutionProvider"]})
+    assert isinstance(detector, YoloPoseDetector) and isinstance(detector, PoseDetector2D)
+    image = np.zeros((720, 1280, 3), np.uint8)         # scale 0.5, padding 140 px top and bottom
+    blob, box = detector.preprocess(image)
+    assert blob.shape == (1, 3, 640, 640) and (box.scale_x, box.pad_x, box.pad_y) == (0.5, 0, 140)
+    assert np.isclose(blob[0, :, 0, 0], 114 / 255).all() and (blob[0, :, 320, 320] == 0).all()
+    det = detector.detect(image)
+    assert len(det) == 2 and det.layout == "coco_17"
+    np.testing.assert_allclose(det.box_scores, [0.9, 0.5])
+    np.testing.assert_allclose(det.boxes[0], [(150 - 0) / 0.5, (200 - 140) / 0.5, 500, 520])
+    ks = np.arange(17)
+    np.testing.assert_allclose(det.keypoints[1, :, 0], (450 + ks) / 0.5)
+    np.testing.assert_allclose(det.keypoints[1, :, 1], (320 + 2 * ks - 140) / 0.5)
+    np.testing.assert_allclose(det.scores[0, [0, 16]], [0.8, 0.05])
+
+
+def test_movenet_mapping_and_per_person_loop(synthetic):
+    from onnx import TensorProto
+
+    out = np.zeros((1, 1, 17, 3))
+    out[0, 0, :, 0] = np.linspace(0.1, 0.9, 17)      # y
+    out[0, 0, :, 1] = np.linspace(0.9, 0.1, 17)      # x
+    out[0, 0, :, 2] = 0.7
+    path = make_constant_model(synthetic / "movenet.onnx", "serving_default_input:0", [1, 192, 192, 3],
+                               TensorProto.UINT8, {"StatefulPartitionedCall:0": out})
+    model = MoveNetSinglePose(MoveNetConfig(model_path=str(path), intra_op_num_threads=THREADS))
+    model.session = CountingSession(model.session)
+    boxes = np.array([[10, 20, 110, 220], [300, 10, 500, 60]], float)
+    keypoints, scores = model.estimate(np.zeros((240, 320, 3), np.uint8), boxes)
+    assert model.session.batches == [1, 1]
+    crop_px = np.stack([out[0, 0, :, 1], out[0, 0, :, 0]], axis=-1) * 192
+    for i, b in enumerate(boxes):
+        side = 1.25 * max(b[2] - b[0], b[3] - b[1])
+        centre = (b[:2] + b[2:]) / 2
+        np.testing.assert_allclose(keypoints[i], centre - side / 2 + crop_px / 192 * side, atol=1e-4)
+    assert np.allclose(scores, 0.7)
+
+
+# ---------------------------------------------------------------------------
+# Model validation
+# ---------------------------------------------------------------------------
+
+def _rtmdet_like(path: Path, dets_shape, dets_name="dets"):
+    from onnx import TensorProto
+
+    return make_constant_model(path, "input", ["batch", 3, "h", "w"], TensorProto.FLOAT,
+                               {dets_name: np.zeros(dets_shape), "labels": np.zeros(dets_shape[:2])},
+                               {"labels": TensorProto.INT64})
+
+
+def test_detector_with_unexpected_outputs_is_refused_at_construction(synthetic):
+    four = _rtmdet_like(synthetic / "dets4.onnx", (1, 10, 4))
+    with pytest.raises(DetectorModelError, match=r"expected output 'dets' \[B,N,5\].*model has outputs: "
+                                                 r"'dets' \[1, 10, 4\]"):
+        RTMDetPersonDetector(RTMDetConfig(model_path=str(four)))
+    renamed = _rtmdet_like(synthetic / "boxes.onnx", (1, 10, 5), dets_name="boxes")
+    with pytest.raises(DetectorModelError, match=r"expected output 'dets' \[B,N,5\].*'boxes' \[1, 10, 5\]"):
+        create_detector({"type": "top_down", "person_detector": {"type": "rtmdet", "model_path": str(renamed)},
+                         "keypoint_model": {"type": "movenet", "model_path": str(renamed)}})
+    assert issubclass(DetectorModelError, ValueError)
+
+
+def test_keypoint_and_yolo_models_are_validated(synthetic):
+    from onnx import TensorProto
+
+    sx, sy = _simcc_vectors()
+    wrong_width = make_rtmpose_model(synthetic / "simcc_w.onnx", sx[:, :300], sy)
+    with pytest.raises(DetectorModelError, match=r"'simcc_x' \[B,17,384\]"):
+        RTMPoseSimCC(RTMPoseConfig(model_path=str(wrong_width)))
+    wrong_name = make_rtmpose_model(synthetic / "simcc_name.onnx", sx, sy, x_name="output")
+    with pytest.raises(DetectorModelError, match="simcc_x"):
+        RTMPoseSimCC(RTMPoseConfig(model_path=str(wrong_name)))
+    fixed = make_rtmpose_model(synthetic / "simcc_fixed.onnx", sx, sy)
+    with pytest.raises(DetectorModelError, match="input_size"):
+        RTMPoseSimCC(RTMPoseConfig(model_path=str(fixed), input_size=(288, 384)))
+    yolo_80 = make_constant_model(synthetic / "yolo80.onnx", "images", [1, 3, 640, 640], TensorProto.FLOAT,
+                                  {"output0": np.zeros((1, 84, 10))})      # a detection-only YOLO
+    with pytest.raises(DetectorModelError, match=r"expected output \[B,56,N\]"):
+        YoloPoseDetector(YoloPoseConfig(model_path=str(yolo_80)))
+    with pytest.raises(DetectorModelError, match="not found"):
+        create_detector({"type": "yolo_pose", "model_path": str(synthetic / "missing.onnx")})
+    (synthetic / "garbage.onnx").write_bytes(b"not onnx")
+    with pytest.raises(DetectorModelError, match="could not load"):
+        YoloPoseDetector(YoloPoseConfig(model_path=str(synthetic / "garbage.onnx")))
+
+
+def test_config_dicts():
+    cfg = config_from_dict({"type": "top_down", "max_people": 5,
+                            "person_detector": {"type": "rtmdet", "model_path": "a.onnx", "input_size": [640, 640],
+                                                "providers": [["CUDAExecutionProvider", {"device_id": 0}],
+                                                              "CPUExecutionProvider"]},
+                            "keypoint_model": {"type": "rtmpose", "model_path": "b.onnx", "mean": [1, 2, 3]}})
+    assert isinstance(cfg, TopDownConfig) and cfg.max_people == 5
+    assert isinstance(cfg.person_detector, RTMDetConfig) and cfg.person_detector.input_size == (640, 640)
+    assert cfg.person_detector.providers[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    assert isinstance(cfg.keypoint_model, RTMPoseConfig) and cfg.keypoint_model.mean == (1, 2, 3)
+    with pytest.raises(ValueError, match="unknown option"):
+        config_from_dict({"type": "yolo_pose", "model_path": "x", "treshold": 0.3})
+    with pytest.raises(ValueError, match="unknown type"):
+        config_from_dict({"type": "openpose"})
+    with pytest.raises(ValueError, match="keypoint_model: unknown type"):
+        config_from_dict({"type": "top_down", "keypoint_model": {"type": "rtmdet"}})
+
+
+# ---------------------------------------------------------------------------
+# Real models (RTMDet-nano person + MoveNet Lightning) on real photos
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def top_down() -> TopDownPoseDetector:
+    _need_fixtures(RTMDET, MOVENET)
+    detector = create_detector(TopDownConfig(
+        person_detector=RTMDetConfig(model_path=str(RTMDET), intra_op_num_threads=THREADS),
+        keypoint_model=MoveNetConfig(model_path=str(MOVENET), intra_op_num_threads=THREADS)))
+    assert isinstance(detector, TopDownPoseDetector)
+    return detector
+
+
+def _image(name: str) -> np.ndarray:
+    _need_fixtures(IMAGES / name)
+    image = cv2.imread(str(IMAGES / name))
+    assert image is not None, name
+    return image
+
+
+def test_real_models_pass_validation_and_wrong_model_is_refused():
+    _need_fixtures(RTMDET, MOVENET)
+    with pytest.raises(DetectorModelError, match=r"expected input \[B,3,H,W\].*'serving_default_input:0'"):
+        RTMDetPersonDetector(RTMDetConfig(model_path=str(MOVENET)))
+    with pytest.raises(DetectorModelError, match=r"expected output \[B,1,17,3\].*'dets'"):
+        MoveNetSinglePose(MoveNetConfig(model_path=str(RTMDET)))
+
+
+def test_person_boxes_on_skier_and_bus(top_down):
+    skier = _image("skier.jpeg")
+    boxes, scores = top_down.person_detector.detect_boxes(skier)
+    assert len(boxes) == 1 and scores[0] > 0.8
+    x1, y1, x2, y2 = boxes[0]
+    assert x2 - x1 > 0.6 * skier.shape[1] and y2 - y1 > 0.6 * skier.shape[0]
+
+    bus = _image("bus.jpg")
+    det = top_down.detect(bus)
+    print(f"\nbus.jpg: {len(det)} people, box scores {np.round(det.box_scores, 2).tolist()}")
+    assert len(det) >= 3
+    heights, widths = det.boxes[:, 3] - det.boxes[:, 1], det.boxes[:, 2] - det.boxes[:, 0]
+    assert (heights > 1.5 * widths).all() and (heights > 0.3 * bus.shape[0]).all()
+    inside = ((det.keypoints >= det.boxes[:, None, :2] - 40) & (det.keypoints <= det.boxes[:, None, 2:] + 40))
+    assert inside.all(axis=-1).mean() > 0.9
+    assert ((det.scores >= 0) & (det.scores <= 1)).all()
+
+
+def _coco_truth(label: Path, width: int, height: int):
+    rows = np.loadtxt(label, ndmin=2)
+    boxes_wh = rows[:, 3:5] * [width, height]
+    kpts = rows[:, 5:].reshape(-1, 17, 3)
+    return kpts[..., :2] * [width, height], kpts[..., 2], boxes_wh.prod(axis=1)
+
+
+def test_mean_oks_on_coco_photos(top_down):
+    labels = sorted(IMAGES.glob("0000*.txt")) if IMAGES.exists() else []
+    if not labels:
+        _need_fixtures(IMAGES / "000000000036.txt")
+    per_person, lines = [], []
+    for label in labels:
+        image = _image(label.with_suffix(".jpg").name)
+        truth, visible, areas = _coco_truth(label, image.shape[1], image.shape[0])
+        det = top_down.detect(image)
+        mean, count, people = mean_oks(det.keypoints, det.box_scores, truth, visible, areas)
+        per_person += people
+        lines.append(f"  {label.stem}: {len(det)} detected, {count} labelled, mean OKS {mean:.3f}")
+    overall = float(np.mean(per_person))
+    print(f"\n2D stage (RTMDet-nano + MoveNet Lightning), mean OKS over {len(per_person)} labelled people "
+          f"(box area, misses count 0): {overall:.3f}\n" + "\n".join(lines))
+    assert overall >= 0.45
+
+
+def test_h36m_frame_pixel_error(top_down):
+    meta_path = IMAGES / "h36m_S1_Directions_1.54138969_000001.json"
+    _need_fixtures(meta_path)
+    meta = json.loads(meta_path.read_text())
+    image = _image(meta["image"])
+    det = top_down.detect(image)
+    assert len(det) >= 1
+    truth = np.asarray(meta["keypoints_2d_px"], dtype=float)
+    h36m = det.to_h36m17()
+    assert h36m.layout == "h36m_17"
+    # The subject is the best-scoring person; check against coco17_to_h36m17 directly too.
+    keypoints, _ = coco17_to_h36m17(det.keypoints[0], det.scores[0])
+    np.testing.assert_allclose(keypoints, h36m.keypoints[0])
+    errors = np.linalg.norm(keypoints - truth, axis=-1)
+    print(f"\nH36M frame: mean 2D error {np.nanmean(errors):.1f} px over 17 joints "
+          f"(max {np.nanmax(errors):.1f} px; person box height {det.boxes[0, 3] - det.boxes[0, 1]:.0f} px)")
+    assert np.isfinite(errors).all()
+    assert np.mean(errors) < 20.0

@@ -1,0 +1,246 @@
+"""Human3.6M loading under the standard protocol, on tiny files in the public layouts."""
+import json
+
+import numpy as np
+import pytest
+
+from cfi_pose_ros.skeleton import H36M_32_TO_17
+from training.h36m import (ACTION_CLASSES, action_class, build_pose_set, load_cameras,
+                           load_detections_2d, load_h36m, load_poses_3d)
+
+T = 7                                   # frames per tiny sequence
+KEPT = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)   # the README's list
+DISTORTION = ([-0.207, 0.248, -0.003], [-0.0014, -0.00098])             # H36M-like (k1 k2 k3), (p1 p2)
+ACTIONS = {"S1": ("Directions 1", "Walking", "TakingPhoto", "WalkingDog 1"),
+           "S11": ("Directions", "Directions 1", "Eating 2")}
+
+
+def look_at(center, target=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """World (z up) -> camera (x right, y down, z forward) rotation looking at ``target``."""
+    z = np.asarray(target, float) - np.asarray(center, float)
+    z /= np.linalg.norm(z)
+    x = np.cross(z, [0.0, 0.0, 1.0])
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z])
+
+
+def camera_entries(seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    cams = []
+    for i, (cam_id, res_h) in enumerate((("54138969", 1002), ("55011271", 1000),
+                                        ("58860488", 1000), ("60457274", 1002))):
+        angle = np.pi / 4 + i * np.pi / 2 + rng.uniform(-0.2, 0.2)
+        center = [5 * np.cos(angle), 5 * np.sin(angle), 1.6 + rng.uniform(-0.1, 0.1)]
+        radial, tangential = DISTORTION if i else ([0.0, 0.0, 0.0], [0.0, 0.0])
+        cams.append({"id": cam_id, "res_w": 1000, "res_h": res_h,
+                     "R_world_to_cam": look_at(center, (0, 0, 1.0 + rng.uniform(-0.1, 0.1))).tolist(),
+                     "center_world_m": center,
+                     "focal_length": [1145.0 + rng.uniform(-5, 5), 1143.8 + rng.uniform(-5, 5)],
+                     "center": [512.5 + rng.uniform(-5, 5), 508.1 + rng.uniform(-5, 5)],
+                     "radial_distortion": radial, "tangential_distortion": tangential})
+    return cams
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    poses = {subject: {action: (np.array([0.0, 0.0, 1.0]) + rng.normal(0, 0.4, (T, 32, 3))).astype(np.float32)
+                       for action in actions} for subject, actions in ACTIONS.items()}
+    np.savez_compressed(tmp_path / "data_3d_h36m.npz", positions_3d=poses)
+    cameras = {subject: camera_entries(i) for i, subject in enumerate(ACTIONS)}
+    (tmp_path / "cameras.json").write_text(json.dumps(cameras, indent=1))
+    # detections: one camera shorter than the mocap, one longer, two equal
+    lengths = (T - 2, T + 3, T, T)
+    detections = {subject: {action: [rng.uniform(0, 1000, (n, 17, 2)).astype(np.float32) for n in lengths]
+                            for action in actions} for subject, actions in ACTIONS.items()}
+    np.savez_compressed(tmp_path / "data_2d_h36m_test.npz", positions_2d=detections)
+    return {"dir": tmp_path, "poses": poses, "cameras": cameras, "detections": detections,
+            "data_3d": tmp_path / "data_3d_h36m.npz", "cameras_json": tmp_path / "cameras.json",
+            "data_2d": tmp_path / "data_2d_h36m_test.npz"}
+
+
+def to_camera(cam: dict, point_world) -> np.ndarray:
+    r = np.array(cam["R_world_to_cam"])
+    return r @ (np.asarray(point_world, dtype=np.float64) - np.array(cam["center_world_m"]))
+
+
+def project_by_hand(cam: dict, x_cam) -> np.ndarray:
+    """The README's 3d-pose-baseline formula, one point at a time."""
+    xx = np.array([x_cam[0] / x_cam[2], x_cam[1] / x_cam[2]])
+    r2 = xx[0] ** 2 + xx[1] ** 2
+    k1, k2, k3 = cam["radial_distortion"]
+    p1, p2 = cam["tangential_distortion"]
+    radial = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3
+    tan = p1 * xx[1] + p2 * xx[0]
+    xxx = xx * (radial + tan) + np.array([p2, p1]) * r2
+    return np.array(cam["focal_length"]) * xxx + np.array(cam["center"])
+
+
+def normalise_by_hand(uv, w, h) -> np.ndarray:
+    return np.asarray(uv) / w * 2 - np.array([1.0, h / w])
+
+
+def sequence_rows(pose_set, subject_index: int, action: str, camera: int) -> np.ndarray:
+    label = ACTION_CLASSES.index(action_class(action))
+    return np.flatnonzero((pose_set.subject_ids == subject_index) & (pose_set.camera_ids == camera)
+                          & (pose_set.action_ids == label))
+
+
+def test_action_classes():
+    assert action_class("Directions 1") == "Directions"
+    assert action_class("Directions") == "Directions"
+    assert action_class("SittingDown 2") == "SittingDown"
+    assert action_class("TakingPhoto 1") == "Photo"
+    assert action_class("WalkingDog") == "WalkDog"
+    assert len(ACTION_CLASSES) == 15
+
+
+def test_loaders_read_the_public_layouts(files):
+    poses = load_poses_3d(files["data_3d"])
+    assert set(poses) == {"S1", "S11"}
+    assert poses["S1"]["Walking"].shape == (T, 32, 3) and poses["S1"]["Walking"].dtype == np.float32
+    cameras = load_cameras(files["cameras_json"])
+    assert [c.id for c in cameras["S1"]] == ["54138969", "55011271", "58860488", "60457274"]
+    k = cameras["S1"][0].intrinsics
+    assert (k.width, k.height) == (1000, 1002)
+    assert k.fx == files["cameras"]["S1"][0]["focal_length"][0]
+    assert cameras["S1"][1].intrinsics.radial == tuple(DISTORTION[0])
+    np.testing.assert_array_equal(cameras["S11"][2].rotation_world_to_cam,
+                                  files["cameras"]["S11"][2]["R_world_to_cam"])
+    detections = load_detections_2d(files["data_2d"])
+    assert len(detections["S1"]["Walking"]) == 4
+    assert detections["S1"]["Walking"][0].shape == (T - 2, 17, 2)
+
+
+def test_loaders_reject_wrong_files(files, tmp_path):
+    with pytest.raises(ValueError, match="positions_3d"):
+        load_poses_3d(files["data_2d"])
+    with pytest.raises(ValueError, match="positions_2d"):
+        load_detections_2d(files["data_3d"])
+
+
+def test_targets_are_selected_root_relative_camera_frame(files):
+    pose_set = load_h36m(files["data_3d"], files["cameras_json"], ("S1",))
+    assert pose_set.targets_3d.dtype == np.float32 and pose_set.targets_3d.shape[1:] == (17, 3)
+    world = files["poses"]["S1"]["Walking"].astype(np.float64)
+    for c, cam in enumerate(files["cameras"]["S1"]):
+        rows = sequence_rows(pose_set, 0, "Walking", c)
+        assert len(rows) == T
+        for t in range(T):
+            expected = np.array([to_camera(cam, world[t, k]) for k in KEPT])
+            expected -= expected[0]
+            np.testing.assert_allclose(pose_set.targets_3d[rows[t]], expected, atol=2e-6)
+            np.testing.assert_array_equal(pose_set.targets_3d[rows[t], 0], 0.0)
+    assert tuple(H36M_32_TO_17) == KEPT
+
+
+def test_gt_2d_is_the_projection_normalised(files):
+    pose_set = load_h36m(files["data_3d"], files["cameras_json"], ("S1",))
+    assert pose_set.inputs_2d.dtype == np.float32 and pose_set.inputs_2d.shape[1:] == (17, 2)
+    world = files["poses"]["S1"]["Directions 1"].astype(np.float64)
+    for c, cam in enumerate(files["cameras"]["S1"]):
+        rows = sequence_rows(pose_set, 0, "Directions 1", c)
+        w, h = cam["res_w"], cam["res_h"]
+        for t in (0, T - 1):
+            uv = np.array([project_by_hand(cam, to_camera(cam, world[t, k])) for k in KEPT])
+            if c == 0:       # undistorted: plain pinhole
+                x = np.array([to_camera(cam, world[t, k]) for k in KEPT])
+                pinhole = np.array(cam["focal_length"]) * x[:, :2] / x[:, 2:] + np.array(cam["center"])
+                np.testing.assert_allclose(uv, pinhole, rtol=1e-12)
+            else:            # the distortion matters at this size
+                x = np.array([to_camera(cam, world[t, k]) for k in KEPT])
+                pinhole = np.array(cam["focal_length"]) * x[:, :2] / x[:, 2:] + np.array(cam["center"])
+                assert np.abs(uv - pinhole).max() > 0.05
+            np.testing.assert_allclose(pose_set.inputs_2d[rows[t]], normalise_by_hand(uv, w, h),
+                                       rtol=1e-5, atol=2e-6)
+
+
+def test_normalisation_of_known_pixels():
+    """uv / w * 2 - [1, h / w]: the image centre of a square image is (0, 0)."""
+    from cfi_pose_ros.camera import normalize_screen
+    px = np.array([[[0.0, 0.0], [500.0, 501.0], [1000.0, 1002.0]]])
+    np.testing.assert_allclose(normalize_screen(px, 1000, 1002),
+                               [[[-1.0, -1.002], [0.0, 0.0], [1.0, 1.002]]])
+    np.testing.assert_allclose(normalize_screen(np.array([[[320.0, 240.0]]]), 640, 480), [[[0.0, 0.0]]])
+
+
+def test_labels_and_s11_directions_dropped(files):
+    pose_set = load_h36m(files["data_3d"], files["cameras_json"], ("S1", "S11"))
+    assert pose_set.subjects == ("S1", "S11")
+    assert pose_set.action_ids.dtype == np.int16 and pose_set.subject_ids.dtype == np.int16
+    assert pose_set.camera_ids.dtype == np.int8
+    # S1: 4 actions, S11: only "Eating 2" (both Directions sequences dropped); 4 cameras, T frames
+    assert len(pose_set) == (4 + 1) * 4 * T
+    s1 = pose_set.subject_ids == 0
+    s11 = pose_set.subject_ids == 1
+    assert {ACTION_CLASSES[a] for a in pose_set.action_ids[s1]} == {"Directions", "Walking", "Photo", "WalkDog"}
+    assert {ACTION_CLASSES[a] for a in pose_set.action_ids[s11]} == {"Eating"}
+    assert sorted(np.unique(pose_set.camera_ids)) == [0, 1, 2, 3]
+    assert np.bincount(pose_set.camera_ids).tolist() == [5 * T] * 4
+
+
+def test_stride(files):
+    full = load_h36m(files["data_3d"], files["cameras_json"], ("S1",))
+    strided = load_h36m(files["data_3d"], files["cameras_json"], ("S1",), stride=3)
+    per_sequence = len(range(0, T, 3))
+    assert len(strided) == 4 * 4 * per_sequence
+    for c in range(4):
+        a = sequence_rows(full, 0, "Walking", c)
+        b = sequence_rows(strided, 0, "Walking", c)
+        np.testing.assert_array_equal(strided.targets_3d[b], full.targets_3d[a][::3])
+        np.testing.assert_array_equal(strided.inputs_2d[b], full.inputs_2d[a][::3])
+
+
+def test_detections_trim_to_the_shorter_length(files):
+    pose_set = load_h36m(files["data_3d"], files["cameras_json"], ("S1",), data_2d=files["data_2d"])
+    gt = load_h36m(files["data_3d"], files["cameras_json"], ("S1",))
+    for c, expected_len in enumerate((T - 2, T, T, T)):
+        rows = sequence_rows(pose_set, 0, "Walking", c)
+        gt_rows = sequence_rows(gt, 0, "Walking", c)
+        assert len(rows) == expected_len
+        cam = files["cameras"]["S1"][c]
+        pixels = files["detections"]["S1"]["Walking"][c][:expected_len].astype(np.float64)
+        np.testing.assert_allclose(pose_set.inputs_2d[rows],
+                                   normalise_by_hand(pixels, cam["res_w"], cam["res_h"]), atol=2e-6)
+        # the 3D targets are the mocap's first frames, unchanged by the 2D source
+        np.testing.assert_array_equal(pose_set.targets_3d[rows], gt.targets_3d[gt_rows][:expected_len])
+
+
+def test_detections_with_stride(files):
+    pose_set = load_h36m(files["data_3d"], files["cameras_json"], ("S1",), data_2d=files["data_2d"],
+                         stride=2)
+    assert len(sequence_rows(pose_set, 0, "Walking", 0)) == len(range(0, T - 2, 2))
+    assert len(sequence_rows(pose_set, 0, "Walking", 1)) == len(range(0, T, 2))
+
+
+def test_action_filter_and_errors(files):
+    poses = load_poses_3d(files["data_3d"])
+    cameras = load_cameras(files["cameras_json"])
+    walking = build_pose_set(poses, cameras, ("S1",), actions=("Walking",))
+    assert len(walking) == 4 * T
+    with pytest.raises(KeyError, match="S7"):
+        build_pose_set(poses, cameras, ("S7",))
+    poses["S1"]["Juggling 1"] = poses["S1"]["Walking"]
+    with pytest.raises(ValueError, match="unknown action class"):
+        build_pose_set(poses, cameras, ("S1",))
+    with pytest.raises(ValueError, match="no frames"):
+        build_pose_set(poses, cameras, ("S11",), actions=("Walking",))
+
+
+def test_17_joint_input_is_used_as_is(files):
+    poses = load_poses_3d(files["data_3d"])
+    cameras = load_cameras(files["cameras_json"])
+    full = build_pose_set(poses, cameras, ("S1",))
+    reduced = {"S1": {a: v[:, list(KEPT)] for a, v in poses["S1"].items()}}
+    again = build_pose_set(reduced, cameras, ("S1",))
+    np.testing.assert_array_equal(full.targets_3d, again.targets_3d)
+    np.testing.assert_array_equal(full.inputs_2d, again.inputs_2d)
+
+
+def test_subset_keeps_rows_aligned(files):
+    pose_set = load_h36m(files["data_3d"], files["cameras_json"], ("S1", "S11"))
+    mask = pose_set.camera_ids == 2
+    sub = pose_set.subset(mask)
+    assert len(sub) == mask.sum() and set(sub.camera_ids.tolist()) == {2}
+    np.testing.assert_array_equal(sub.targets_3d, pose_set.targets_3d[mask])
+    assert sub.subjects == pose_set.subjects

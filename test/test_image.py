@@ -1,0 +1,151 @@
+"""sensor_msgs/Image and CompressedImage fields -> BGR numpy, without cv_bridge."""
+from __future__ import annotations
+
+import array
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from cfi_pose_ros.image import (SUPPORTED_ENCODINGS, UnsupportedEncoding, compressed_msg_to_bgr,
+                                decode_compressed, image_msg_to_bgr, image_to_bgr)
+
+H, W = 5, 7
+
+
+@pytest.fixture(scope="module")
+def bgr() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)
+
+
+def _pack(pixels: np.ndarray, padding: int = 0) -> tuple[bytes, int]:
+    """Row-major bytes with ``padding`` junk bytes after every row, and the step."""
+    rows = pixels.reshape(pixels.shape[0], -1).view(np.uint8)
+    junk = np.full((rows.shape[0], padding), 0xAB, dtype=np.uint8)
+    padded = np.hstack([rows, junk])
+    return padded.tobytes(), padded.shape[1]
+
+
+def _as_encoding(bgr: np.ndarray, encoding: str) -> np.ndarray:
+    """The pixels a camera would send for ``bgr`` in ``encoding`` (channels last)."""
+    return {
+        "bgr8": bgr, "8UC3": bgr, "rgb8": bgr[..., ::-1],
+        "bgra8": np.dstack([bgr, np.full(bgr.shape[:2], 200, np.uint8)]),
+        "8UC4": np.dstack([bgr, np.full(bgr.shape[:2], 200, np.uint8)]),
+        "rgba8": np.dstack([bgr[..., ::-1], np.full(bgr.shape[:2], 7, np.uint8)]),
+        "mono8": bgr[..., 1], "8UC1": bgr[..., 1],
+    }[encoding]
+
+
+EIGHT_BIT = ["bgr8", "rgb8", "bgra8", "rgba8", "mono8", "8UC1", "8UC3", "8UC4"]
+
+
+@pytest.mark.parametrize("padding", [0, 3])
+@pytest.mark.parametrize("encoding", EIGHT_BIT)
+def test_eight_bit_encodings(bgr, encoding, padding):
+    data, step = _pack(np.ascontiguousarray(_as_encoding(bgr, encoding)), padding)
+    out = image_to_bgr(encoding, H, W, step, data)
+    assert out.shape == (H, W, 3) and out.dtype == np.uint8 and out.flags.c_contiguous and out.flags.writeable
+    if encoding in ("mono8", "8UC1"):
+        expected = np.repeat(bgr[..., 1:2], 3, axis=2)
+    else:
+        expected = bgr
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+@pytest.mark.parametrize("encoding", ["mono16", "16UC1"])
+def test_sixteen_bit_keeps_high_byte(encoding, big_endian):
+    values = np.arange(H * W, dtype=np.uint16).reshape(H, W) * 1000
+    raw = values.astype(">u2" if big_endian else "<u2")
+    data, step = _pack(raw, padding=4)
+    out = image_to_bgr(encoding, H, W, step, data, is_bigendian=big_endian)
+    np.testing.assert_array_equal(out[..., 0], (values >> 8).astype(np.uint8))
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])
+
+
+def test_buffer_types_and_no_aliasing(bgr):
+    data, step = _pack(bgr)
+    for buffer in (data, bytearray(data), memoryview(data), array.array("B", data),
+                   np.frombuffer(data, dtype=np.uint8)):
+        out = image_to_bgr("bgr8", H, W, step, buffer)
+        np.testing.assert_array_equal(out, bgr)
+    mutable = bytearray(data)
+    out = image_to_bgr("bgr8", H, W, step, mutable)
+    mutable[0] ^= 0xFF
+    assert out[0, 0, 0] == bgr[0, 0, 0], "result must not alias the message buffer"
+
+
+def test_extra_trailing_bytes_are_ignored(bgr):
+    data, step = _pack(bgr)
+    np.testing.assert_array_equal(image_to_bgr("bgr8", H, W, step, data + b"\0" * 11), bgr)
+
+
+def test_message_like_object(bgr):
+    data, step = _pack(bgr[..., ::-1].copy(), padding=2)
+    msg = SimpleNamespace(encoding="rgb8", height=H, width=W, step=step, is_bigendian=0, data=data)
+    np.testing.assert_array_equal(image_msg_to_bgr(msg), bgr)
+
+
+@pytest.mark.parametrize("height, width", [(0, W), (H, 0), (0, 0)])
+def test_zero_size(height, width):
+    with pytest.raises(ValueError, match="zero size"):
+        image_to_bgr("bgr8", height, width, width * 3, b"")
+
+
+def test_step_too_short(bgr):
+    data, _ = _pack(bgr)
+    with pytest.raises(ValueError, match=r"step 20 is shorter than one row of 7 bgr8 pixels \(21 bytes\)"):
+        image_to_bgr("bgr8", H, W, W * 3 - 1, data)
+
+
+def test_data_too_short(bgr):
+    data, step = _pack(bgr, padding=1)
+    with pytest.raises(ValueError, match=r"has 109 bytes, expected at least step\*height = 22\*5 = 110"):
+        image_to_bgr("bgr8", H, W, step, data[:-1])
+
+
+@pytest.mark.parametrize("encoding", ["yuv422", "bayer_rggb8", "32FC1", "BGR8", ""])
+def test_unsupported_encoding_names_the_supported_ones(encoding):
+    with pytest.raises(UnsupportedEncoding) as info:
+        image_to_bgr(encoding, H, W, W * 3, bytes(H * W * 3))
+    assert isinstance(info.value, ValueError)
+    for supported in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"):
+        assert supported in str(info.value)
+    assert set(SUPPORTED_ENCODINGS) >= {"rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "8UC3"}
+
+
+def test_non_uint8_array_is_refused():
+    with pytest.raises(ValueError, match="uint8"):
+        image_to_bgr("bgr8", H, W, W * 3, np.zeros(H * W * 3, dtype=np.float32))
+
+
+@pytest.mark.parametrize("fmt, ext", [("png", ".png"), ("bgr8; png compressed bgr8", ".png"),
+                                      ("jpeg", ".jpg")])
+def test_decode_compressed(bgr, fmt, ext):
+    ok, encoded = cv2.imencode(ext, bgr)
+    assert ok
+    out = decode_compressed(fmt, encoded.tobytes())
+    assert out.shape == (H, W, 3) and out.dtype == np.uint8
+    if ext == ".png":
+        np.testing.assert_array_equal(out, bgr)
+    msg = SimpleNamespace(format=fmt, data=array.array("B", encoded.tobytes()))
+    np.testing.assert_array_equal(compressed_msg_to_bgr(msg), out)
+
+
+def test_decode_compressed_grey_png_gives_three_channels(bgr):
+    _, encoded = cv2.imencode(".png", bgr[..., 0])
+    out = decode_compressed("mono8; png compressed", encoded.tobytes())
+    assert out.shape == (H, W, 3)
+    np.testing.assert_array_equal(out[..., 0], bgr[..., 0])
+
+
+def test_decode_compressed_errors():
+    with pytest.raises(ValueError, match="no data"):
+        decode_compressed("jpeg", b"")
+    with pytest.raises(ValueError, match="could not decode compressed image"):
+        decode_compressed("jpeg", b"this is not a jpeg at all")
+    with pytest.raises(UnsupportedEncoding, match="depth"):
+        decode_compressed("16UC1; compressedDepth png", b"\x00" * 20)

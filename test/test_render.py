@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+from cfi_pose_ros import render
+from cfi_pose_ros.markers import MarkerSpec, skeleton_markers
+from cfi_pose_ros.render import optical_to_view, render_animation, render_markers
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def standing_person() -> np.ndarray:
+    return np.array([
+        [0.0, 0.0, 0.0],
+        [-0.1, 0.0, 0.0], [-0.1, 0.45, 0.0], [-0.1, 0.9, 0.05],
+        [0.1, 0.0, 0.0], [0.1, 0.45, 0.0], [0.1, 0.9, 0.05],
+        [0.0, -0.25, 0.0], [0.0, -0.5, 0.0], [0.0, -0.6, -0.08], [0.0, -0.7, 0.0],
+        [0.18, -0.5, 0.0], [0.2, -0.25, 0.0], [0.22, 0.0, -0.05],
+        [-0.18, -0.5, 0.0], [-0.2, -0.25, 0.0], [-0.22, 0.0, -0.05],
+    ]) + np.array([0.0, 0.0, 3.0])
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    width = int.from_bytes(data[16:20], "big")
+    height = int.from_bytes(data[20:24], "big")
+    return width, height
+
+
+def test_optical_to_view():
+    # optical: x right, y down, z forward -> view: x forward, y left, z up
+    np.testing.assert_array_equal(optical_to_view([0.0, 0.0, 2.0]), [2.0, 0.0, 0.0])
+    np.testing.assert_array_equal(optical_to_view([1.0, 0.0, 0.0]), [0.0, -1.0, 0.0])
+    np.testing.assert_array_equal(optical_to_view([0.0, 1.0, 0.0]), [0.0, 0.0, -1.0])
+    assert np.isclose(np.linalg.det(render.OPTICAL_TO_VIEW), 1.0)
+
+
+def test_render_markers_writes_png(tmp_path):
+    kp2 = standing_person() + [1.0, 0.0, 1.0]
+    kp2[5] = np.nan
+    markers = skeleton_markers(0, "alice", standing_person()) + skeleton_markers(1, "", kp2)
+    out = render_markers(markers, tmp_path / "scene.png", title="two people")
+    assert out == tmp_path / "scene.png"
+    assert out.stat().st_size > 1000
+    width, height = png_size(out)
+    assert width > 100 and height > 100
+
+
+def test_render_is_not_blank(tmp_path):
+    from PIL import Image
+
+    red = (1.0, 0.0, 0.0, 1.0)
+    markers = [MarkerSpec("t", 0, "sphere_list", standing_person(), red, (0.1, 0.1, 0.1)),
+               MarkerSpec("t", 1, "line_list", standing_person()[:2], red, (0.05, 0.0, 0.0))]
+    out = render_markers(markers, tmp_path / "red.png", optical_frame=False)
+    pixels = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    reddish = (pixels[..., 0] > 200) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
+    assert reddish.sum() > 20
+
+
+def test_render_empty_and_degenerate_scenes(tmp_path):
+    assert png_size(render_markers([], tmp_path / "empty.png"))[0] > 0
+    one = [MarkerSpec("t", 0, "text", [[0.0, 0.0, 1.0]], (1, 1, 1, 1), (0, 0, 0.1), text="hi"),
+           MarkerSpec("t", 1, "line_list", np.zeros((0, 3)), (1, 1, 1, 1), (0.02, 0, 0)),
+           MarkerSpec("t", 2, "sphere_list", [[np.nan, 0.0, 1.0]], (1, 1, 1, 1), (0.1, 0.1, 0.1))]
+    assert png_size(render_markers(one, str(tmp_path / "one.png")))[0] > 0
+
+
+def frames(n):
+    return [skeleton_markers(0, "bob", standing_person() + [0.3 * i, 0.0, 0.2 * i]) for i in range(n)]
+
+
+def test_render_animation_gif(tmp_path):
+    out = render_animation(frames(3), tmp_path / "walk.gif", fps=5)
+    assert out == tmp_path / "walk.gif"
+    data = out.read_bytes()
+    assert data[:6] in (b"GIF87a", b"GIF89a")
+    from PIL import Image
+    with Image.open(out) as im:
+        assert im.n_frames == 3
+
+
+def test_render_animation_grid_without_pillow(tmp_path, monkeypatch):
+    monkeypatch.setattr(render, "pillow_available", lambda: False)
+    out = render_animation(frames(5), tmp_path / "walk.gif", fps=5, title="walk", grid_frames=4)
+    assert out == tmp_path / "walk.png"
+    width, height = png_size(out)
+    assert width > 300 and height > 300
+
+
+def test_render_animation_rejects_bad_input(tmp_path):
+    with pytest.raises(ValueError):
+        render_animation([], tmp_path / "x.gif")
+    with pytest.raises(ValueError):
+        render_animation(frames(1), tmp_path / "x.gif", fps=0)

@@ -1,0 +1,210 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from cfi_pose_ros.camera import CameraIntrinsics, project
+from cfi_pose_ros.root_solver import solve_root_translation, validate_camera_matrix
+
+CAMERA = CameraIntrinsics(fx=1145.0, fy=1143.8, cx=512.5, cy=515.4, width=1000, height=1002)
+K = CAMERA.matrix
+
+
+def standing_person() -> np.ndarray:
+    """H36M-17 root-relative skeleton facing the camera (optical frame: y down)."""
+    return np.array([
+        [0.0, 0.0, 0.0],                                                 # pelvis
+        [-0.1, 0.0, 0.0], [-0.1, 0.45, 0.0], [-0.1, 0.9, 0.05],           # right leg
+        [0.1, 0.0, 0.0], [0.1, 0.45, 0.0], [0.1, 0.9, 0.05],              # left leg
+        [0.0, -0.25, 0.0], [0.0, -0.5, 0.0], [0.0, -0.6, -0.08], [0.0, -0.7, 0.0],
+        [0.18, -0.5, 0.0], [0.2, -0.25, 0.0], [0.22, 0.0, -0.05],         # left arm
+        [-0.18, -0.5, 0.0], [-0.2, -0.25, 0.0], [-0.22, 0.0, -0.05],      # right arm
+    ])
+
+
+def rotation(yaw: float, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
+    """Yaw about the camera's -y (vertical) axis, then pitch about x, roll about z."""
+    cy, sy = np.cos(yaw), np.sin(yaw)
+    cp, sp = np.cos(pitch), np.sin(pitch)
+    cr, sr = np.cos(roll), np.sin(roll)
+    r_yaw = np.array([[cy, 0, -sy], [0, 1, 0], [sy, 0, cy]])
+    r_pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    r_roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return r_roll @ r_pitch @ r_yaw
+
+
+def scene(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rel = np.stack([standing_person() @ rotation(rng.uniform(-np.pi, np.pi),
+                                                 rng.uniform(-0.3, 0.3), rng.uniform(-0.2, 0.2)).T
+                    for _ in range(n)])
+    t = np.stack([rng.uniform(-1.5, 1.5, n), rng.uniform(-0.5, 0.5, n), rng.uniform(2.0, 8.0, n)], -1)
+    pixels = project(rel + t[:, None], CAMERA)
+    scores = rng.uniform(0.3, 1.0, (n, 17))
+    return rel, pixels, scores, t
+
+
+@pytest.mark.parametrize("refine", [0, 1, 3])
+def test_exact_recovery_noiseless(refine):
+    rel, pixels, scores, t = scene(50)
+    est, ok = solve_root_translation(rel, pixels, scores, K, refine=refine)
+    assert est.shape == (50, 3) and ok.shape == (50,) and ok.dtype == bool
+    assert ok.all()
+    np.testing.assert_allclose(est, t, atol=1e-8)
+
+
+def test_single_person_unbatched():
+    rel, pixels, scores, t = scene(1, seed=3)
+    est, ok = solve_root_translation(rel[0], pixels[0], scores[0], K)
+    assert est.shape == (3,) and bool(ok)
+    np.testing.assert_allclose(est, t[0], atol=1e-8)
+
+
+def test_accepts_flat_camera_info_k():
+    rel, pixels, scores, t = scene(3, seed=4)
+    est, ok = solve_root_translation(rel, pixels, scores, list(K.ravel()))
+    assert ok.all()
+    np.testing.assert_allclose(est, t, atol=1e-8)
+
+
+def test_skewed_camera():
+    k = K.copy()
+    k[0, 1] = 3.0
+    rel, _, scores, t = scene(5, seed=5)
+    pts = rel + t[:, None]
+    pixels = (pts @ k.T)[..., :2] / pts[..., 2:3]
+    est, ok = solve_root_translation(rel, pixels, scores, k)
+    assert ok.all()
+    np.testing.assert_allclose(est, t, atol=1e-8)
+
+
+def test_missing_joints_ignored():
+    rel, pixels, scores, t = scene(20, seed=1)
+    # garbage at the ignored joints must not leak into the answer
+    pixels[:, 3] = np.nan
+    rel[:, 13] = np.nan
+    pixels[:, 6] = 1e6
+    scores[:, 6] = 0.0
+    pixels[:, 16] = -1e6
+    scores[:, 16] = np.nan
+    pixels[:, 10] = 1e6
+    scores[:, 10] = -0.5
+    est, ok = solve_root_translation(rel, pixels, scores, K)
+    assert ok.all()
+    np.testing.assert_allclose(est, t, atol=1e-8)
+
+
+def test_two_valid_joints_suffice():
+    rel, pixels, scores, t = scene(5, seed=2)
+    scores[:, 1:] = 0.0          # only the pelvis and the right knee remain
+    scores[:, 2] = 1.0
+    est, ok = solve_root_translation(rel, pixels, scores, K)
+    assert ok.all()
+    np.testing.assert_allclose(est, t, atol=1e-6)
+
+
+def test_noisy_pixels_give_small_error():
+    rel, pixels, scores, t = scene(200, seed=7)
+    rng = np.random.default_rng(8)
+    noisy = pixels + rng.normal(0.0, 2.0, pixels.shape)
+    est, ok = solve_root_translation(rel, noisy, scores, K)
+    assert ok.all()
+    err = est - t
+    # lateral error is tiny; depth is the hard direction, still within a few cm
+    assert np.sqrt(np.mean(err[:, :2] ** 2)) < 0.02
+    assert np.sqrt(np.mean(err[:, 2] ** 2)) < 0.08
+    assert np.abs(err[:, 2] / t[:, 2]).max() < 0.05
+
+
+def reprojection_rms(rel, t, pixels):
+    return np.sqrt(np.mean(np.sum((project(rel + t[:, None], CAMERA) - pixels) ** 2, -1)))
+
+
+def test_refinement_does_not_worsen_reprojection():
+    rel, pixels, scores, t = scene(200, seed=9)
+    rng = np.random.default_rng(10)
+    noisy = pixels + rng.normal(0.0, 3.0, pixels.shape)
+    ones = np.ones_like(scores)
+    plain, ok0 = solve_root_translation(rel, noisy, ones, K, refine=0)
+    refined, ok1 = solve_root_translation(rel, noisy, ones, K, refine=2)
+    assert ok0.all() and ok1.all()
+    assert reprojection_rms(rel, refined, noisy) <= reprojection_rms(rel, plain, noisy) + 1e-9
+
+
+def test_scores_weight_outliers():
+    rel, pixels, scores, t = scene(10, seed=11)
+    pixels[:, 13] += 60.0            # a badly detected wrist
+    high = np.ones_like(scores)
+    low = high.copy()
+    low[:, 13] = 0.01
+    est_high, _ = solve_root_translation(rel, pixels, high, K)
+    est_low, _ = solve_root_translation(rel, pixels, low, K)
+    err_high = np.linalg.norm(est_high - t, axis=-1)
+    err_low = np.linalg.norm(est_low - t, axis=-1)
+    assert np.all(err_low < err_high)
+
+
+def test_degenerate_inputs_give_not_ok_without_raising():
+    rel, pixels, scores, t = scene(8, seed=12)
+    rel[0] = np.nan                              # nothing valid
+    scores[1, 1:] = 0.0                          # one joint only
+    scores[2] = 0.0                              # all scores zero
+    rel[3] = 0.0                                 # collapsed skeleton: all on one ray
+    pixels[3] = pixels[3, :1]
+    pixels[4] = np.inf
+    scores[5] = np.nan
+    # person behind the camera: exact solution has tz < 0
+    rel_b = standing_person()
+    pts = rel_b + np.array([0.2, 0.1, -3.0])
+    pixels[6] = (pts @ K.T)[:, :2] / pts[:, 2:3]
+    rel[6] = rel_b
+    est, ok = solve_root_translation(rel, pixels, scores, K)
+    assert ok.tolist() == [False] * 7 + [True]
+    assert np.isnan(est[:7]).all()
+    np.testing.assert_allclose(est[7], t[7], atol=1e-8)
+
+
+def test_empty_batch():
+    est, ok = solve_root_translation(np.zeros((0, 17, 3)), np.zeros((0, 17, 2)), np.zeros((0, 17)), K)
+    assert est.shape == (0, 3) and ok.shape == (0,)
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(ValueError):
+        solve_root_translation(np.zeros((2, 17, 3)), np.zeros((2, 16, 2)), np.ones((2, 17)), K)
+    with pytest.raises(ValueError):
+        solve_root_translation(np.zeros((2, 17, 3)), np.zeros((2, 17, 2)), np.ones((2, 16)), K)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((3, 3)), "not calibrated"),
+    (np.zeros(9), "not calibrated"),
+    (np.array([[np.nan, 0, 1], [0, 1, 1], [0, 0, 1]]), "NaN"),
+    (np.array([[0.0, 0, 320], [0, 500, 240], [0, 0, 1]]), "focal"),
+    (np.array([[-500.0, 0, 320], [0, 500, 240], [0, 0, 1]]), "focal"),
+    (np.array([[500.0, 0, 320], [0, -1, 240], [0, 0, 1]]), "focal"),
+    (np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 0]]), "bottom row"),
+    (np.eye(4), "9 entries"),
+])
+def test_validate_camera_matrix_rejects(bad, message):
+    with pytest.raises(ValueError, match=message):
+        validate_camera_matrix(bad)
+    with pytest.raises(ValueError):
+        solve_root_translation(np.zeros((1, 17, 3)), np.zeros((1, 17, 2)), np.ones((1, 17)), bad)
+
+
+def test_validate_camera_matrix_normalises():
+    k = validate_camera_matrix(2.0 * K)
+    np.testing.assert_allclose(k, K)
+    assert validate_camera_matrix(K.ravel().tolist()).shape == (3, 3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(yaw=st.floats(-np.pi, np.pi), pitch=st.floats(-0.5, 0.5),
+       tx=st.floats(-3, 3), ty=st.floats(-2, 2), tz=st.floats(1.0, 20.0))
+def test_recovery_property(yaw, pitch, tx, ty, tz):
+    rel = standing_person() @ rotation(yaw, pitch).T
+    t = np.array([tx, ty, tz])
+    pixels = project(rel + t, CAMERA)
+    est, ok = solve_root_translation(rel, pixels, np.ones(17), K)
+    assert ok
+    np.testing.assert_allclose(est, t, atol=1e-7 * tz)

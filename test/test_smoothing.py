@@ -1,0 +1,194 @@
+import numpy as np
+import pytest
+
+from cfi_pose_ros.smoothing import OneEuroFilter, PoseSmoother
+
+FPS = 30.0
+
+
+def run(filt, times, samples):
+    return np.stack([filt(t, x) for t, x in zip(times, samples)])
+
+
+def test_constant_signal_unchanged():
+    rng = np.random.default_rng(0)
+    value = rng.normal(size=(17, 3))
+    filt = OneEuroFilter(min_cutoff=0.5, beta=2.0)
+    times = np.cumsum(rng.uniform(0.005, 0.2, 100))       # irregular
+    out = run(filt, times, [value] * 100)
+    np.testing.assert_allclose(out, np.broadcast_to(value, out.shape), atol=1e-12)
+
+
+def test_first_sample_passes_through_and_input_not_modified():
+    x = np.arange(6.0).reshape(2, 3)
+    filt = OneEuroFilter()
+    y = filt(0.0, x)
+    np.testing.assert_array_equal(y, x)
+    y[0, 0] = 99.0
+    filt(0.1, x + 1.0)
+    np.testing.assert_array_equal(x, np.arange(6.0).reshape(2, 3))
+
+
+def test_noise_reduced_on_slow_signal():
+    rng = np.random.default_rng(1)
+    times = np.arange(300) / FPS
+    truth = 0.05 * np.sin(2 * np.pi * 0.1 * times)[:, None, None] + np.zeros((1, 17, 3))
+    noisy = truth + rng.normal(0.0, 0.02, truth.shape)
+    out = run(OneEuroFilter(min_cutoff=1.0, beta=0.0), times, noisy)
+    settle = 30
+    raw_err = np.std(noisy[settle:] - truth[settle:])
+    smooth_err = np.std(out[settle:] - truth[settle:])
+    assert smooth_err < 0.5 * raw_err
+    # and the jitter frame-to-frame is much lower
+    assert np.std(np.diff(out[settle:], axis=0)) < 0.25 * np.std(np.diff(noisy[settle:], axis=0))
+
+
+def steady_lag(beta):
+    times = np.arange(90) / FPS
+    ramp = (2.0 * times)[:, None]                 # 2 m/s
+    out = run(OneEuroFilter(min_cutoff=1.0, beta=beta, d_cutoff=1.0), times, ramp)
+    return float(ramp[-1, 0] - out[-1, 0])
+
+
+def test_fast_motion_small_lag_with_beta():
+    lag_plain = steady_lag(0.0)
+    lag_adaptive = steady_lag(5.0)
+    assert lag_plain > 0.2
+    assert 0 <= lag_adaptive < 0.25 * lag_plain
+    assert lag_adaptive < 0.06
+
+
+def test_repeated_timestamp_returns_previous_estimate():
+    filt = OneEuroFilter(min_cutoff=1.0, beta=0.5)
+    filt(0.0, np.zeros(3))
+    a = filt(0.1, np.ones(3))
+    b = filt(0.1, np.full(3, 50.0))
+    np.testing.assert_array_equal(a, b)
+    c = filt(0.2, np.ones(3))
+    assert np.all(np.isfinite(c)) and np.all(c < 1.0)
+
+
+def test_time_going_backwards_restarts():
+    filt = OneEuroFilter()
+    filt(10.0, np.zeros(3))
+    filt(10.1, np.ones(3))
+    np.testing.assert_array_equal(filt(5.0, np.full(3, 7.0)), np.full(3, 7.0))
+    assert filt.last_time == 5.0
+
+
+def test_long_gap_follows_new_measurement():
+    filt = OneEuroFilter(min_cutoff=1.0)
+    filt(0.0, np.zeros(3))
+    out = filt(100.0, np.ones(3))
+    np.testing.assert_allclose(out, 1.0, atol=1e-2)
+
+
+def test_nan_joints_pass_through_and_reset():
+    filt = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    kp = np.zeros((17, 3))
+    filt(0.0, kp)
+    filt(1 / FPS, kp)
+    moved = kp + 1.0
+    gap = moved.copy()
+    gap[5] = np.nan
+    out = filt(2 / FPS, gap)
+    assert np.isnan(out[5]).all()
+    assert np.isfinite(np.delete(out, 5, axis=0)).all()
+    assert np.all(out[0] < 1.0)                        # others still smoothed
+    back = filt(3 / FPS, moved)
+    np.testing.assert_array_equal(back[5], moved[5])   # restarted from the sample
+    assert np.all(back[0] < 1.0)
+
+
+def test_single_nan_coordinate():
+    filt = OneEuroFilter()
+    filt(0.0, np.zeros((2, 3)))
+    x = np.ones((2, 3))
+    x[1, 2] = np.nan
+    out = filt(0.1, x)
+    assert np.isnan(out[1, 2]) and np.isfinite(out[1, :2]).all()
+
+
+def test_shape_change_restarts():
+    filt = OneEuroFilter()
+    filt(0.0, np.zeros((17, 3)))
+    out = filt(0.1, np.ones((5, 3)))
+    np.testing.assert_array_equal(out, np.ones((5, 3)))
+
+
+@pytest.mark.parametrize("kwargs", [dict(min_cutoff=0.0), dict(min_cutoff=-1.0), dict(beta=-0.1),
+                                    dict(d_cutoff=0.0), dict(min_cutoff=float("nan"))])
+def test_bad_parameters_raise(kwargs):
+    with pytest.raises(ValueError):
+        OneEuroFilter(**kwargs)
+    with pytest.raises(ValueError):
+        PoseSmoother(**kwargs)
+    with pytest.raises(ValueError):
+        PoseSmoother(forget_after=0.0)
+
+
+def test_non_finite_timestamp_raises():
+    with pytest.raises(ValueError):
+        OneEuroFilter()(float("nan"), np.zeros(3))
+    with pytest.raises(ValueError):
+        PoseSmoother().smooth("a", float("inf"), np.zeros((17, 3)))
+
+
+def test_smoother_ids_isolated():
+    rng = np.random.default_rng(2)
+    times = np.arange(40) / FPS
+    a = rng.normal(0, 0.05, (40, 17, 3))
+    b = rng.normal(5, 0.05, (40, 17, 3))
+    smoother = PoseSmoother(min_cutoff=1.0, beta=0.5, forget_after=1.0)
+    out_a = []
+    for i, t in enumerate(times):
+        out_a.append(smoother.smooth("a", t, a[i]))
+        smoother.smooth("b", t, b[i])
+    expected = run(OneEuroFilter(1.0, 0.5, 1.0), times, a)
+    np.testing.assert_allclose(np.stack(out_a), expected)
+    assert set(smoother.track_ids) == {"a", "b"} and len(smoother) == 2
+
+
+def test_smoother_forgets_stale_ids():
+    smoother = PoseSmoother(forget_after=0.5)
+    kp = np.zeros((17, 3))
+    smoother.smooth("old", 0.0, kp)
+    smoother.smooth("old", 0.1, kp)
+    smoother.smooth("new", 0.4, kp)
+    assert "old" in smoother
+    smoother.smooth("new", 0.7, kp)
+    assert "old" not in smoother and "new" in smoother
+    assert smoother.forget_stale(10.0) == ["new"]
+    assert len(smoother) == 0
+    # an id seen again after being forgotten starts fresh
+    smoother.smooth("x", 20.0, kp)
+    out = smoother.smooth("x", 21.0, kp + 3.0)        # > forget_after later: fresh filter
+    np.testing.assert_array_equal(out, kp + 3.0)
+
+
+def test_smoother_clock_reset_forgets():
+    smoother = PoseSmoother(forget_after=1.0)
+    smoother.smooth("a", 100.0, np.zeros((17, 3)))
+    smoother.smooth("b", 2.0, np.zeros((17, 3)))
+    assert smoother.track_ids == ("b",)
+
+
+def test_empty_id_is_not_smoothed_nor_stored():
+    smoother = PoseSmoother()
+    smoother.smooth("", 0.0, np.zeros((17, 3)))
+    kp = np.ones((17, 3))
+    kp[3] = np.nan
+    out = smoother.smooth("", 0.1, kp)
+    np.testing.assert_array_equal(out, kp)
+    assert out is not kp and len(smoother) == 0
+
+
+def test_forget_and_reset():
+    smoother = PoseSmoother()
+    smoother.smooth("a", 0.0, np.zeros((17, 3)))
+    smoother.smooth("b", 0.0, np.zeros((17, 3)))
+    smoother.forget("a")
+    smoother.forget("missing")
+    assert smoother.track_ids == ("b",)
+    smoother.reset()
+    assert len(smoother) == 0

@@ -1,0 +1,164 @@
+"""Weights files: exact round trip, and every broken file stops with a WeightsError saying why."""
+import json
+import pickle
+
+import pytest
+import torch
+
+from cfi_pose_ros.model import CFIConfig, CFINet
+from cfi_pose_ros.weights import (FORMAT, WeightsError, load_weights, read_weights_info,
+                                  save_weights)
+
+CONFIG = CFIConfig(dim=16, depth=1, heads=2)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    model = CFINet(CONFIG)
+    # non-trivial values everywhere (the init leaves biases at 0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = save_weights(model, tmp_path / "tiny", training={"data": "unit test"},
+                        metrics={"S9": {"mpjpe_mm": 12.5}})
+    return model, path
+
+
+def test_round_trip_is_exact(saved):
+    model, path = saved
+    assert path.suffix == ".safetensors" and path.is_file()
+    assert path.with_suffix(".json").is_file()
+    loaded, info = load_weights(path)
+    assert info.model == CONFIG
+    assert info.training == {"data": "unit test"}
+    assert info.metrics == {"S9": {"mpjpe_mm": 12.5}}
+    assert info.joint_layout == "h36m_17" and "uv / image_width" in info.normalization
+    assert not loaded.training
+    original, restored = model.state_dict(), loaded.state_dict()
+    assert original.keys() == restored.keys()
+    for key in original:
+        assert torch.equal(original[key], restored[key]), key
+    x = torch.randn(5, 17, 2)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_any_of_the_three_names_finds_the_pair(saved):
+    _, path = saved
+    for name in (path, path.with_suffix(".json"), path.with_suffix("")):
+        assert read_weights_info(name).model == CONFIG
+        load_weights(name)
+
+
+def test_config_json_contents(saved):
+    _, path = saved
+    config = json.loads(path.with_suffix(".json").read_text())
+    assert config["format"] == FORMAT
+    assert config["model"]["dim"] == 16
+    assert len(config["tensors_sha256"]) == 64
+
+
+def test_missing_files(tmp_path, saved):
+    _, path = saved
+    with pytest.raises(WeightsError, match="missing"):
+        load_weights(tmp_path / "nothing_here.safetensors")
+    path.with_suffix(".json").unlink()
+    with pytest.raises(WeightsError, match=r"missing.*\.json"):
+        load_weights(path)
+
+
+def test_missing_tensor_file(saved):
+    _, path = saved
+    path.unlink()
+    with pytest.raises(WeightsError, match=r"missing.*\.safetensors"):
+        load_weights(path)
+
+
+def test_truncated_file_fails_the_checksum(saved):
+    _, path = saved
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match="SHA-256.*truncated"):
+        load_weights(path)
+
+
+def test_truncated_file_without_checksum_is_unreadable(saved):
+    _, path = saved
+    config_path = path.with_suffix(".json")
+    config = json.loads(config_path.read_text())
+    del config["tensors_sha256"]
+    config_path.write_text(json.dumps(config))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])
+    with pytest.raises(WeightsError, match="unreadable safetensors"):
+        load_weights(path)
+
+
+def test_corrupted_bytes_fail_the_checksum(saved):
+    _, path = saved
+    data = bytearray(path.read_bytes())
+    data[-50] ^= 0xFF                               # one flipped byte inside the tensor data
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="does not match"):
+        load_weights(path)
+
+
+def test_json_for_another_architecture(saved):
+    _, path = saved
+    config_path = path.with_suffix(".json")
+    config = json.loads(config_path.read_text())
+    config["model"]["dim"] = 32
+    config["model"]["heads"] = 4
+    del config["tensors_sha256"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match=r"do not match the architecture.*dim=32.*wrong shape"):
+        load_weights(path)
+
+
+def test_json_with_an_ablated_branch(saved):
+    _, path = saved
+    config_path = path.with_suffix(".json")
+    config = json.loads(config_path.read_text())
+    config["model"]["use_cfi_local"] = False
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match="unexpected"):
+        load_weights(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.update(format="something/else"), "format"),
+    (lambda c: c["model"].update(colour="blue"), "bad model config"),
+    (lambda c: c["model"].update(dim=30, heads=4), "bad model config"),
+    (lambda c: c.update(joint_layout="coco_17_ish"), "joint layout"),
+])
+def test_bad_json_fields(saved, edit, message):
+    _, path = saved
+    config_path = path.with_suffix(".json")
+    config = json.loads(config_path.read_text())
+    edit(config)
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match=message):
+        load_weights(path)
+
+
+def test_invalid_json(saved):
+    _, path = saved
+    path.with_suffix(".json").write_text("{not json")
+    with pytest.raises(WeightsError, match="not valid JSON"):
+        load_weights(path)
+
+
+def test_loading_never_unpickles(saved, monkeypatch):
+    _, path = saved
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights loading must not unpickle")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    model, _ = load_weights(path)
+    assert isinstance(model, CFINet)
