@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import cv2
@@ -447,6 +448,23 @@ def test_keypoint_and_yolo_models_are_validated(synthetic):
     (synthetic / "garbage.onnx").write_bytes(b"not onnx")
     with pytest.raises(DetectorModelError, match="could not load"):
         YoloPoseDetector(YoloPoseConfig(model_path=str(synthetic / "garbage.onnx")))
+
+
+def test_strict_providers(synthetic):
+    import onnxruntime as ort
+    from onnx import TensorProto
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDA: nothing falls back")
+    path = make_constant_model(synthetic / "yolo_p.onnx", "images", [1, 3, 640, 640], TensorProto.FLOAT,
+                               {"output0": _yolo_candidates()[None]})
+    providers = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")              # ONNX Runtime warns about the missing provider
+        lenient = YoloPoseDetector(YoloPoseConfig(model_path=str(path), providers=providers))
+        assert lenient.session.get_providers() == ["CPUExecutionProvider"]
+        with pytest.raises(DetectorModelError, match="CUDAExecutionProvider.*not available"):
+            YoloPoseDetector(YoloPoseConfig(model_path=str(path), providers=providers, strict_providers=True))
 
 
 def test_config_dicts():

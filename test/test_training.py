@@ -111,7 +111,8 @@ def test_weights_load_back_and_give_the_same_outputs(two_epochs):
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
     # and they are the weights the last epoch was evaluated with
-    test_set = synthetic_pose_set(200, seed=4)                # what --synthetic 2000 --seed 3 tests on
+    args = train_module.build_parser().parse_args(ARGS + ["--out", str(out)])
+    _, test_set = train_module.load_data(args)                # the per-epoch test set
     result = evaluate_pose_set(model, test_set)
     assert result["mpjpe"]["mean_over_actions"] == pytest.approx(record["test_mpjpe_mm"], rel=1e-5)
     assert result["p_mpjpe"]["mean_over_actions"] == pytest.approx(record["test_p_mpjpe_mm"], rel=1e-5)

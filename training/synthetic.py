@@ -24,7 +24,8 @@ How a person is made
    elbows flex one way only (0 to 150 degrees), hips and shoulders have
    anatomical ranges. Hips and shoulders are ball joints written as a swing
    (rotation vector perpendicular to the bone: no gimbal lock when the thigh
-   or arm points forward) followed by a twist about the bone. Half of the
+   or arm points forward; its angle capped by :data:`MAX_SWING`) followed by
+   a twist about the bone. Half of the
    people are mirrored (left <-> right), so one-sided families cover both sides.
 3. **Forward kinematics** along ``H36M_17.parents``: every bone has its own
    rotation relative to its parent bone's frame (the pelvis's three children
@@ -113,7 +114,8 @@ REST_LENGTHS, REST_DIRECTIONS = _bone_table()
 # ----------------------------------------------------------------------------------
 # Joint angles (degrees). Left-side angles; the right side uses the same names with
 # "r_" and is mirrored. Sign conventions (body frame x = left, y = up, z = forward):
-#   *_flex > 0 moves the bone forward (knee: shank backward, i.e. the knee bends),
+#   *_flex > 0 moves the bone forward; knee_flex and elbow_flex (>= 0) bend the
+#   hinge: the shank swings backward, the forearm forward,
 #   *_abd > 0 moves a limb outward, *_lat > 0 bends the trunk/neck to the left,
 #   *_twist > 0 turns the trunk/head to the left, *_rot > 0 is a limb's internal
 #   rotation (knee or forearm turns towards the midline).
@@ -135,6 +137,9 @@ JOINT_LIMITS = {
     "clav_elev": (-10, 30), "clav_prot": (-20, 25),
     "sh_flex": (-55, 180), "sh_abd": (-30, 180), "sh_rot": (-60, 90), "elbow_flex": (0, 150),
 }
+# Largest swing of a ball joint away from hanging down (degrees): flexion and
+# abduction combine into one swing (a rotation vector), capped at this angle.
+MAX_SWING = {"hip": 130.0, "shoulder": 180.0}
 
 # Relaxed standing: the range of every angle a family does not override.
 _BASE = {
@@ -164,7 +169,7 @@ def _sides(**ranges) -> dict:
 POSE_FAMILIES: tuple[tuple[str, dict], ...] = (
     ("standing", {}),
     ("walking", {}),  # phase-coupled legs and arms: see _walking
-    ("arms_raised", _sides(sh_flex=(60, 175), sh_abd=(20, 170), sh_rot=(-30, 70),
+    ("arms_raised", _sides(sh_flex=(30, 160), sh_abd=(10, 130), sh_rot=(-30, 70),
                            elbow_flex=(0, 90), clav_elev=(5, 25))),
     ("crouching", {**_sides(hip_flex=(85, 125), hip_abd=(5, 35), hip_rot=(-10, 30),
                             knee_flex=(95, 145), sh_flex=(0, 70), elbow_flex=(10, 110)),
@@ -265,6 +270,15 @@ def _rot(axis: int, degrees: np.ndarray) -> np.ndarray:
 _MIRROR = np.diag([-1.0, 1.0, 1.0])
 
 
+def _swing(flex: np.ndarray, abd: np.ndarray, max_degrees: float) -> np.ndarray:
+    """Ball joint hanging along -y: flexion tips it towards +z (about -x), abduction towards
+    +x (about +z), as one rotation vector whose angle is capped at ``max_degrees``."""
+    rotvec = np.radians(np.stack([-flex, np.zeros_like(flex), abd], -1))
+    angle = np.linalg.norm(rotvec, axis=-1, keepdims=True)
+    cap = np.radians(max_degrees)
+    return axis_angle_to_matrix(rotvec * np.minimum(1.0, cap / np.maximum(angle, 1e-12)))
+
+
 def _local_rotations(angles: np.ndarray) -> np.ndarray:
     """Each bone's rotation relative to its parent bone's frame, ``(n, 17, 3, 3)``."""
     n = len(angles)
@@ -284,14 +298,11 @@ def _local_rotations(angles: np.ndarray) -> np.ndarray:
     for side, mirror in (("l_", False), ("r_", True)):
         prefix = "left_" if side == "l_" else "right_"
         g = {name: a[side + name] for name in _SIDE_DOFS}
-        # Ball joints hanging along -y: swing (rotation vector in the x-z plane) then twist.
-        # Flexion moves -y towards +z (about -x); abduction moves -y towards +x (about +z).
-        hip = axis_angle_to_matrix(np.stack([-np.radians(g["hip_flex"]), np.zeros(n),
-                                             np.radians(g["hip_abd"])], -1)) @ _rot(1, -g["hip_rot"])
+        # Ball joints: swing, then twist about the bone (internal rotation > 0).
+        hip = _swing(g["hip_flex"], g["hip_abd"], MAX_SWING["hip"]) @ _rot(1, -g["hip_rot"])
         knee = _rot(0, g["knee_flex"])                       # shank swings backwards only
         clavicle = _rot(2, g["clav_elev"]) @ _rot(1, -g["clav_prot"])
-        shoulder = axis_angle_to_matrix(np.stack([-np.radians(g["sh_flex"]), np.zeros(n),
-                                                  np.radians(g["sh_abd"])], -1)) @ _rot(1, -g["sh_rot"])
+        shoulder = _swing(g["sh_flex"], g["sh_abd"], MAX_SWING["shoulder"]) @ _rot(1, -g["sh_rot"])
         elbow = _rot(0, -g["elbow_flex"])                    # forearm swings forwards only
         for joint, rotation in (("knee", hip), ("ankle", knee), ("shoulder", clavicle),
                                 ("elbow", shoulder), ("wrist", elbow)):

@@ -93,10 +93,14 @@ class OnnxModelConfig:
     ``providers`` is ONNX Runtime's execution provider list, in priority order;
     each entry a name or ``(name, options)``, e.g.
     ``[("TensorrtExecutionProvider", {"trt_fp16_enable": True}), "CUDAExecutionProvider",
-    "CPUExecutionProvider"]``. ``intra_op_num_threads`` 0 lets ONNX Runtime choose.
+    "CPUExecutionProvider"]``. ONNX Runtime silently falls back to the CPU
+    when a provider is unavailable; ``strict_providers=True`` makes that a
+    :class:`DetectorModelError` instead. ``intra_op_num_threads`` 0 lets ONNX
+    Runtime choose.
     """
     model_path: str = ""
     providers: Sequence[ProviderSpec] = ("CPUExecutionProvider",)
+    strict_providers: bool = False
     intra_op_num_threads: int = 0
     inter_op_num_threads: int = 0
 
@@ -131,9 +135,17 @@ def create_session(config: OnnxModelConfig) -> Any:
         options.inter_op_num_threads = int(config.inter_op_num_threads)
     providers = _normalise_providers(config.providers)
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise DetectorModelError(f"ONNX Runtime could not load {path}: {exc}") from exc
+    if config.strict_providers:
+        wanted = [p if isinstance(p, str) else p[0] for p in providers]
+        missing = [p for p in wanted if p not in session.get_providers()]
+        if missing:
+            raise DetectorModelError(
+                f"{path}: execution provider(s) {missing} not available (strict_providers); this "
+                f"ONNX Runtime has {ort.get_available_providers()}, the session uses {session.get_providers()}")
+    return session
 
 
 # ---------------------------------------------------------------------------
@@ -167,8 +179,7 @@ def _describe_nodes(nodes: Sequence[Any]) -> str:
     return ", ".join(f"'{n.name}' {list(n.shape)} {n.type}" for n in nodes) or "none"
 
 
-def resolve_tensor(session: Any, spec: TensorSpec, kind: str, model_name: str,
-                   exclude: Sequence[str] = ()) -> NodeInfo:
+def resolve_tensor(session: Any, spec: TensorSpec, kind: str, model_name: str) -> NodeInfo:
     """Find the input/output ``spec`` names in ``session`` and check its rank, fixed dims and type.
 
     ``kind`` is ``"input"`` or ``"output"``. Raises :class:`DetectorModelError`
@@ -178,10 +189,9 @@ def resolve_tensor(session: Any, spec: TensorSpec, kind: str, model_name: str,
     expected = f"expected {kind} {spec.describe()} {'/'.join(spec.dtypes)}"
     have = f"model has {kind}s: {_describe_nodes(nodes)}"
     if spec.name is None:
-        candidates = [n for n in nodes if n.name not in exclude]
-        if len(candidates) != 1:
+        if len(nodes) != 1:
             raise DetectorModelError(f"{model_name}: {expected} (the only {kind}), {have}")
-        node = candidates[0]
+        node = nodes[0]
     else:
         matches = [n for n in nodes if n.name == spec.name]
         if not matches:

@@ -137,9 +137,17 @@ class _FusedBlock(nn.Module):
         self.w_fc2 = nn.Parameter(fc2.weight.detach().t().contiguous(), requires_grad=False)
         self.b_fc2 = nn.Parameter(fc2.bias.detach().clone(), requires_grad=False)
 
-    def _heads(self, x: torch.Tensor, groups: int) -> torch.Tensor:
-        """``(B, T, groups*D) -> (B, groups*H, T, d)``."""
-        return x.reshape(-1, self.tokens, groups * self.heads, self.head_dim).transpose(1, 2)
+    def _heads(self, rows: torch.Tensor, groups: int) -> torch.Tensor:
+        """``(B*T, groups*D) -> (B, groups*H, T, d)``."""
+        return rows.reshape(-1, self.tokens, groups * self.heads, self.head_dim).transpose(1, 2)
+
+    def _merge_heads(self, x: torch.Tensor, groups: int) -> torch.Tensor:
+        """``(B, groups*H, T, d) -> (B*T, groups*D)``."""
+        return x.transpose(1, 2).reshape(-1, groups * self.dim)
+
+    def _graph(self, rows: torch.Tensor) -> torch.Tensor:
+        """GELU(A_hat X) on ``(B*T, D)`` rows."""
+        return F.gelu(torch.matmul(self.adjacency, rows.reshape(-1, self.tokens, self.dim)).reshape(-1, self.dim))
 
     @staticmethod
     def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -151,33 +159,34 @@ class _FusedBlock(nn.Module):
         return dict(zip(self.layout[src], torch.split(y, sizes, dim=-1)))
 
     def forward(self, x_initial: torch.Tensor) -> torch.Tensor:
-        dim, tokens = self.dim, self.tokens
+        """``(B*T, D)`` rows in and out (2D, so every linear layer is one GEMM with its bias)."""
+        dim, heads = self.dim, self.heads
         xhat = F.layer_norm(x_initial, (dim,), eps=self.eps)
-        cols = self._split(torch.matmul(xhat, self.w_in) + self.b_in, 0)
-        qkv = cols[("qkv", -1)].reshape(-1, tokens, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        attended = self._attend(qkv[0], qkv[1], qkv[2])
-        x_global = torch.matmul(attended.transpose(1, 2).reshape(-1, tokens, dim), self.w_proj) + self.b_proj
+        cols = self._split(torch.addmm(self.b_in, xhat, self.w_in), 0)
+        qkv = cols[("qkv", -1)].reshape(-1, self.tokens, 3, heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        x_global = torch.addmm(self.b_proj, self._merge_heads(self._attend(qkv[0], qkv[1], qkv[2]), 1),
+                               self.w_proj)
         if not self.uses_cfi:
             x = x_initial + x_global
         else:
-            x_local = F.gelu(torch.matmul(self.adjacency, cols[("gcn", -1)]))
+            x_local = self._graph(cols[("gcn", -1)])
             if self.has_local:
-                cols.update(self._split(torch.matmul(F.layer_norm(x_local, (dim,), eps=self.eps), self.w_local)
-                                        + self.b_local, 1))
+                cols.update(self._split(torch.addmm(self.b_local, F.layer_norm(x_local, (dim,), eps=self.eps),
+                                                    self.w_local), 1))
             if self.has_global:
-                cols.update(self._split(torch.matmul(F.layer_norm(x_global, (dim,), eps=self.eps), self.w_global)
-                                        + self.b_global, 2))
-            q, k, v = (self._heads(torch.cat([cols[(kind, i)] for i in range(self.num_cfi)], dim=-1), self.num_cfi)
+                cols.update(self._split(torch.addmm(self.b_global, F.layer_norm(x_global, (dim,), eps=self.eps),
+                                                    self.w_global), 2))
+            q, k, v = (self._heads(torch.cat([cols[(kind, i)] for i in range(self.num_cfi)], dim=-1)
+                                   if self.num_cfi > 1 else cols[(kind, 0)], self.num_cfi)
                        for kind in ("q", "k", "v"))
-            attended = self._attend(q, k, v).transpose(1, 2).reshape(-1, tokens, self.num_cfi * dim)
-            x = torch.matmul(attended, self.w_cfi_out) + self.b_cfi_out
+            x = torch.addmm(self.b_cfi_out, self._merge_heads(self._attend(q, k, v), self.num_cfi), self.w_cfi_out)
             sources = (x_initial, x_local, x_global)
             for src in self.cfi_values:
                 x = x + sources[src]
-        y = torch.matmul(F.layer_norm(x, (dim,), eps=self.eps_ff), self.w_ff) + self.b_ff
-        out = x + torch.matmul(F.gelu(y[..., :self.hidden]), self.w_fc2) + self.b_fc2
+        y = torch.addmm(self.b_ff, F.layer_norm(x, (dim,), eps=self.eps_ff), self.w_ff)
+        out = x + torch.addmm(self.b_fc2, F.gelu(y[:, :self.hidden]), self.w_fc2)
         if self.use_gramlp:
-            out = out + F.gelu(torch.matmul(self.adjacency, y[..., self.hidden:]))
+            out = out + self._graph(y[:, self.hidden:])
         return out
 
 
@@ -205,10 +214,12 @@ class FusedCFINet(nn.Module):
         self.eval()
 
     def forward(self, keypoints_2d: torch.Tensor) -> torch.Tensor:
-        x = torch.matmul(keypoints_2d, self.w_embed) + self.b_embed
+        """``(B, J, 2) -> (B, J, 3)``; inside, activations are ``(B*J, D)`` rows."""
+        x = (torch.matmul(keypoints_2d, self.w_embed) + self.b_embed).reshape(-1, self.config.dim)
         for block in self.blocks:
             x = block(x)
-        return torch.matmul(F.layer_norm(x, (self.config.dim,), eps=self.eps_out), self.w_head) + self.b_head
+        out = torch.addmm(self.b_head, F.layer_norm(x, (self.config.dim,), eps=self.eps_out), self.w_head)
+        return out.reshape(-1, self.num_joints, self.config.out_channels)
 
     def flops_per_pose(self) -> int:
         return CFINet.flops_per_pose(self)  # same matmuls, re-grouped

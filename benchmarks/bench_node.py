@@ -1,0 +1,128 @@
+"""End-to-end latency of the lifting node against the model alone, measured in one run.
+
+For 1 and 5 people at 30 Hz: the time from publishing a HumanKeypoints2DArray
+in this process to receiving the HumanPose3DArray from the node process
+(default weights and backend, config/lift.yaml), next to the model-only
+latency (the same engine, the same batch) measured here first. Then a soak at
+30 Hz that samples the node's RSS to show memory stays flat.
+
+    python -P benchmarks/bench_node.py --seconds 20 --soak-seconds 600 --out outputs/bench_node
+
+Targets (2 CPU cores): p50 <= 1.3x model-only, p99 <= 2x p50, no input dropped at
+30 Hz, RSS growth < 5 % over 10 minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def model_only_ms(people: int, repeats: int, threads: int | None) -> dict:
+    from cfi_pose_ros.camera import normalize_screen
+    from cfi_pose_ros.inference import create_lifter
+    from cfi_pose_ros.node.replay import Clip
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+
+    clip = Clip.load()
+    lifter = create_lifter(str(DEFAULT_WEIGHTS), backend="auto", threads=threads, log=lambda *_: None)
+    index = np.arange(people) % clip.pixels.shape[1]
+    batch = normalize_screen(clip.pixels[0][index], *clip.image_size).astype(np.float32)
+    for _ in range(20):
+        lifter.lift(batch)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        lifter.lift(batch)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"backend": lifter.backend, "p50_ms": float(np.percentile(times, 50)),
+            "p99_ms": float(np.percentile(times, 99))}
+
+
+def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path) -> dict:
+    import psutil
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from cfi_pose_ros.node.process import start_lift_node, stop
+    from cfi_pose_ros.node.replay import Clip, ReplayClient
+
+    clip = Clip.load()
+    node = start_lift_node(overrides={"autostart": True}, log_path=log_dir / f"node_{people}.log")
+    rclpy.init()
+    client = ReplayClient()
+    executor = SingleThreadedExecutor()
+    executor.add_node(client)
+    try:
+        if not client.wait_for_lifter(executor, clip, timeout=120):
+            raise RuntimeError("node did not answer")
+        client.replay(executor, clip, rate_hz=30.0, frames=int(seconds * 30), people=people)
+        received = client.received
+        latencies = received.latencies_ms()
+        result = {"people": people, "frames_sent": len(received.send_time),
+                  "frames_received": len(received.poses),
+                  "dropped": len(received.send_time) - len(received.poses),
+                  "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99))}
+        if soak_seconds > 0:
+            process = psutil.Process(node.pid)
+            rss = []
+            chunk = 10.0
+            for _ in range(int(soak_seconds / chunk)):
+                client.received = type(client.received)()
+                client.replay(executor, clip, rate_hz=30.0, frames=int(chunk * 30), people=people, drain_s=0.1)
+                rss.append(process.memory_info().rss / 2**20)
+            warm = max(1, len(rss) // 10)            # skip the first 10 % (allocator warm-up)
+            result.update(soak_seconds=soak_seconds, rss_start_mib=float(np.mean(rss[warm:2 * warm])),
+                          rss_end_mib=float(np.mean(rss[-warm:])))
+            result["rss_growth_pct"] = 100 * (result["rss_end_mib"] / result["rss_start_mib"] - 1)
+        return result
+    finally:
+        executor.shutdown()
+        client.destroy_node()
+        rclpy.try_shutdown()
+        stop(node)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0, help="measurement per people count")
+    parser.add_argument("--soak-seconds", type=float, default=600.0, help="memory soak (0 = skip)")
+    parser.add_argument("--people", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default="outputs/bench_node")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    rows = []
+    for people in args.people:
+        model = model_only_ms(people, 500, args.threads)
+        e2e = end_to_end(people, args.seconds, args.soak_seconds if people == args.people[0] else 0, out)
+        rows.append({"people": people, "backend": model["backend"], "model_p50_ms": model["p50_ms"],
+                     "e2e_p50_ms": e2e["p50_ms"], "e2e_p99_ms": e2e["p99_ms"],
+                     "e2e_over_model": e2e["p50_ms"] / model["p50_ms"], "p99_over_p50": e2e["p99_ms"] / e2e["p50_ms"],
+                     **{k: v for k, v in e2e.items() if k not in ("people", "p50_ms", "p99_ms")}})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    (out / "bench_node.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = ["| people | backend | model p50 ms | e2e p50 ms | e2e p99 ms | e2e/model | p99/p50 | sent | dropped | RSS growth |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        growth = f"{r['rss_growth_pct']:.1f} % over {r['soak_seconds']:.0f} s" if "rss_growth_pct" in r else "-"
+        lines.append(f"| {r['people']} | {r['backend']} | {r['model_p50_ms']:.3f} | {r['e2e_p50_ms']:.3f} | "
+                     f"{r['e2e_p99_ms']:.3f} | {r['e2e_over_model']:.2f} | {r['p99_over_p50']:.2f} | "
+                     f"{r['frames_sent']} | {r['dropped']} | {growth} |")
+    table = "\n".join(lines) + "\n"
+    (out / "bench_node.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""pip installation of the ROS-free library, for people who only train, evaluate or export.
+
+    pip install .            # cfi_pose_ros (model, weights, inference, geometry) + training
+
+The ROS 2 package (messages, node, launch and config files) is built with colcon
+from CMakeLists.txt; `cfi_pose_ros.node` needs rclpy and the generated messages.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="cfi_pose_ros",
+    version="0.1.0",
+    description="3D human pose lifting with the Cross-Feature Interaction Network (ROS-free library)",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["cfi_pose_ros", "cfi_pose_ros.*", "training", "training.*"]),
+    package_data={"cfi_pose_ros": ["weights/*.safetensors", "weights/*.json", "data/*.npz"]},
+    install_requires=["numpy>=1.24", "torch>=2.1", "safetensors>=0.4", "onnx>=1.15",
+                      "onnxruntime>=1.17", "tqdm", "matplotlib", "scipy", "opencv-python-headless"],
+    extras_require={"test": ["pytest", "hypothesis", "psutil"]},
+    entry_points={"console_scripts": [
+        "cfi-train=training.train:main",
+        "cfi-evaluate=training.evaluate:main",
+        "cfi-export=cfi_pose_ros.export:main",
+    ]},
+)

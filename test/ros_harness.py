@@ -1,0 +1,95 @@
+"""Helpers for tests that run the real lifting node as a process and talk to it over DDS."""
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+
+_counter = itertools.count()
+
+
+class NodeUnderTest:
+    """The installed lift_node in its own process, with topics of its own, and a client node here."""
+
+    def __init__(self, tmp_path: Path, overrides: dict | None = None, params_file: str | None = None,
+                 camera_info_topic: str | None = None):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        from cfi_pose_ros.node.process import start_lift_node
+        from cfi_pose_ros.node.replay import ReplayClient
+
+        n = next(_counter)
+        self.prefix = f"/t{n}_{int(time.time() * 1000) % 100000}"
+        self.topics = {"input_topic": f"{self.prefix}/keypoints",
+                       "camera_info_topic": camera_info_topic or f"{self.prefix}/camera_info",
+                       "output_topic": f"{self.prefix}/human_pose_3d",
+                       "markers_topic": f"{self.prefix}/markers"}
+        self.log_path = tmp_path / f"node{n}.log"
+        params = {"autostart": True, "engine_cache_dir": str(tmp_path.parent / "engine_cache"),
+                  **self.topics, **(overrides or {})}
+        self.process = start_lift_node(params_file=params_file, overrides=params, log_path=self.log_path)
+        if not rclpy.ok():
+            rclpy.init()
+        self.client = ReplayClient(name=f"test_client_{n}", **self.topics)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.client)
+        self.diagnostics = []
+        from diagnostic_msgs.msg import DiagnosticArray
+        self.client.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 50)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def spin_until(self, predicate, timeout: float = 30.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.02)
+        return predicate()
+
+    def send_and_receive(self, msg, timeout: float = 20.0, resend_every: float = 0.5):
+        """Publish ``msg`` (re-sent until answered: the input is best effort) and return the answer."""
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.client.publish(msg)
+            if self.spin_until(lambda: stamp in self.client.received.poses, resend_every):
+                return self.client.received.poses[stamp]
+        return None
+
+    def latest_diagnostics(self, timeout: float = 10.0) -> dict:
+        count = len(self.diagnostics)
+        self.spin_until(lambda: len(self.diagnostics) > count, timeout)
+        for array in reversed(self.diagnostics):
+            for status in array.status:
+                if status.name.startswith("cfi_pose_lifter"):
+                    return {kv.key: kv.value for kv in status.values} | {"_level": status.level,
+                                                                          "_message": status.message}
+        return {}
+
+    def close(self) -> int:
+        from cfi_pose_ros.node.process import stop
+
+        self.executor.shutdown()
+        self.client.destroy_node()
+        return stop(self.process)
+
+
+def stamp_msg(msg, sec: int, nanosec: int = 0):
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
+    return msg
+
+
+def person_pixels_from_truth(truth_camera: np.ndarray, camera_matrix: np.ndarray) -> np.ndarray:
+    """Pinhole projection of (17, 3) camera-frame joints to pixels."""
+    uvw = truth_camera @ np.asarray(camera_matrix).T
+    return uvw[:, :2] / uvw[:, 2:3]

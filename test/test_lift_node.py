@@ -1,0 +1,306 @@
+"""The lifting node as a real process over DDS: accuracy, stamps, lifecycle, every bad input.
+
+Each test starts the installed ``lift_node`` with ``config/lift.yaml``
+(``--ros-args --params-file``) on topics of its own, and talks to it from this
+process through a real rclpy node.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import ros_available
+
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))]
+
+if ros_available() is None:
+    from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, HumanPose3D, Keypoint2D
+    from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
+    from ros_harness import NodeUnderTest, stamp_msg
+
+FRAME = "test_camera_optical_frame"
+
+
+@pytest.fixture
+def clip():
+    return Clip.load()
+
+
+@pytest.fixture
+def node_factory(tmp_path, ros_env):
+    started = []
+
+    def start(**kwargs):
+        node = NodeUnderTest(tmp_path, **kwargs)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.close()
+
+
+def clip_msg(clip, frame: int, sec: int, people=None):
+    index = list(range(clip.pixels.shape[1])) if people is None else people
+    msg = keypoints_msg(clip.pixels[frame][index], clip.scores[frame][index], [clip.ids[i] for i in index],
+                        clip.image_size, clip.layout, FRAME, 0)
+    return stamp_msg(msg, sec)
+
+
+def send_camera_info(node, clip, matrix=None):
+    info = camera_info_msg(clip.camera_matrix if matrix is None else matrix, clip.image_size, FRAME)
+    for _ in range(5):
+        node.client.camera_info_pub.publish(info)
+        node.spin_for(0.05)
+
+
+def as_array(human) -> np.ndarray:
+    return np.array([[p.x, p.y, p.z] for p in human.keypoints])
+
+
+def test_known_pose_is_placed_in_camera_frame_with_stamp_and_frame(node_factory, clip):
+    node = node_factory()
+    send_camera_info(node, clip)
+    errors, depth_errors = [], []
+    for k, frame in enumerate(range(0, 150, 30)):
+        msg = clip_msg(clip, frame, sec=100 + k)
+        send_camera_info(node, clip)
+        out = node.send_and_receive(msg)
+        assert out is not None, node.log()
+        assert out.header.frame_id == FRAME and (out.header.stamp.sec, out.header.stamp.nanosec) == (100 + k, 0)
+        assert [h.id for h in out.humans] == clip.ids
+        for human, truth in zip(out.humans, clip.truth_camera_m[frame]):
+            assert human.root_source == HumanPose3D.ROOT_FROM_INTRINSICS
+            pred = as_array(human)
+            assert pred.shape == (17, 3) and np.isfinite(pred).all()
+            errors.append(np.linalg.norm(pred - truth, axis=1).mean())
+            depth_errors.append(abs(pred[0, 2] - truth[0, 2]) / truth[0, 2])
+            assert len(human.keypoint_scores) == 17
+            assert human.body_pose.position.z == pytest.approx(pred[0, 2])
+    # Stated tolerance: monocular lifting recovers depth from the learned body size, so the
+    # absolute error is dominated by the pelvis depth; people ~5.3 m away.
+    assert np.mean(errors) < 0.35, f"mean absolute joint error {np.mean(errors):.3f} m"
+    assert np.mean(depth_errors) < 0.10, f"mean relative root depth error {np.mean(depth_errors):.3f}"
+
+
+def test_without_camera_info_poses_are_root_relative(node_factory, clip):
+    node = node_factory()
+    out = node.send_and_receive(clip_msg(clip, 0, sec=5))
+    assert out is not None, node.log()
+    for human in out.humans:
+        assert human.root_source == HumanPose3D.ROOT_RELATIVE
+        pred = as_array(human)
+        assert np.allclose(pred[0], 0.0, atol=1e-6)
+        # a plausible skeleton: head above the pelvis (y down), body height 1-2.2 m
+        assert pred[10, 1] < pred[0, 1]
+        assert 1.0 < pred[:, 1].max() - pred[:, 1].min() < 2.2
+
+
+def test_empty_people_list_publishes_an_empty_array_with_the_input_stamp(node_factory):
+    node = node_factory()
+    msg = stamp_msg(HumanKeypoints2DArray(image_width=640, image_height=480), 42, 7)
+    msg.header.frame_id = FRAME
+    out = node.send_and_receive(msg)
+    assert out is not None and out.humans == [] and out.header.stamp.nanosec == 7
+
+
+def _diag_count(diag: dict, reason: str) -> int:
+    return int(diag.get(f"dropped.{reason}", 0))
+
+
+@pytest.mark.parametrize("reason, spoil", [
+    ("wrong_keypoint_count", lambda p: p.keypoints.pop()),
+    ("unknown_layout", lambda p: setattr(p, "layout", 7)),
+    ("non_finite_coordinates", lambda p: setattr(p.keypoints[3], "x", math.inf)),
+    ("too_few_joints", lambda p: [setattr(k, "score", 0.0) for k in p.keypoints]),
+    ("score_out_of_range", lambda p: setattr(p.keypoints[2], "score", 1.5)),
+])
+def test_a_malformed_person_is_dropped_and_counted_the_others_published(node_factory, clip, reason, spoil):
+    node = node_factory()
+    msg = clip_msg(clip, 10, sec=7)
+    spoil(msg.people[0])
+    out = node.send_and_receive(msg)
+    assert out is not None, node.log()
+    assert [h.id for h in out.humans] == [clip.ids[1]]
+    diag = node.latest_diagnostics()
+    assert _diag_count(diag, reason) >= 1, diag
+    assert node.process.poll() is None
+
+
+def test_nan_joints_are_missing_not_malformed(node_factory, clip):
+    node = node_factory()
+    msg = clip_msg(clip, 20, sec=8)
+    for j in (13, 16):                       # both wrists lost by the detector
+        kp = msg.people[0].keypoints[j]
+        kp.x = kp.y = math.nan
+        kp.score = 0.0
+    out = node.send_and_receive(msg)
+    assert out is not None and len(out.humans) == 2
+    assert np.isfinite(as_array(out.humans[0])).all()
+    assert out.humans[0].keypoint_scores[13] == 0.0 and out.humans[0].keypoint_scores[16] == 0.0
+
+
+def test_coco_layout_is_converted(node_factory, clip):
+    node = node_factory()
+    msg = clip_msg(clip, 0, sec=9, people=[0])
+    h36m = np.array([[k.x, k.y] for k in msg.people[0].keypoints])
+    # Build COCO-17 from the H36M joints (eyes/ears around the head), as a detector would give.
+    coco = np.zeros((17, 2))
+    coco[0] = h36m[9]
+    coco[1] = coco[2] = coco[3] = coco[4] = h36m[10]
+    for c, h in ((5, 11), (6, 14), (7, 12), (8, 15), (9, 13), (10, 16), (11, 4), (12, 1), (13, 5), (14, 2),
+                 (15, 6), (16, 3)):
+        coco[c] = h36m[h]
+    msg.people[0].layout = HumanKeypoints2D.LAYOUT_COCO_17
+    msg.people[0].keypoints = [Keypoint2D(x=float(x), y=float(y), score=0.9) for x, y in coco]
+    out = node.send_and_receive(msg)
+    assert out is not None and len(out.humans) == 1
+    pred = as_array(out.humans[0])
+    assert pred[10, 1] < pred[0, 1] < pred[3, 1]       # head above pelvis above right ankle
+
+
+def test_zero_image_size_without_camera_info_drops_the_frame(node_factory, clip):
+    node = node_factory()
+    bad = clip_msg(clip, 0, sec=11)
+    bad.image_width = 0
+    for _ in range(5):
+        node.client.publish(bad)
+        node.spin_for(0.1)
+    assert 11 * 10**9 not in node.client.received.poses
+    assert _diag_count(node.latest_diagnostics(), "bad_image_size") >= 1
+    good = node.send_and_receive(clip_msg(clip, 0, sec=12))   # and the node goes on
+    assert good is not None and len(good.humans) == 2
+
+
+def test_zero_image_size_falls_back_to_camera_info_size(node_factory, clip):
+    node = node_factory()
+    send_camera_info(node, clip)
+    msg = clip_msg(clip, 0, sec=13)
+    msg.image_width = msg.image_height = 0
+    out = node.send_and_receive(msg)
+    assert out is not None and len(out.humans) == 2
+
+
+@pytest.mark.parametrize("matrix", [np.zeros((3, 3)), np.full((3, 3), np.nan)])
+def test_bad_camera_info_is_ignored_and_counted(node_factory, clip, matrix):
+    node = node_factory()
+    send_camera_info(node, clip, matrix)
+    out = node.send_and_receive(clip_msg(clip, 0, sec=14))
+    assert out is not None and all(h.root_source == HumanPose3D.ROOT_RELATIVE for h in out.humans)
+    assert _diag_count(node.latest_diagnostics(), "bad_camera_info") >= 1
+
+
+def test_one_hundred_people_in_one_message(node_factory, clip):
+    node = node_factory(overrides={"max_people": 64})
+    index = [i % 2 for i in range(100)]
+    msg = clip_msg(clip, 0, sec=15, people=index)
+    for i, person in enumerate(msg.people):
+        person.id = f"p{i}"
+        person.score = 0.5 + i / 1000.0
+        for kp in person.keypoints:
+            kp.x += (i // 2) * 3.0
+    out = node.send_and_receive(msg, timeout=40)
+    assert out is not None and len(out.humans) == 64
+    # the 64 highest-scoring people are the ones kept
+    assert {h.id for h in out.humans} == {f"p{i}" for i in range(36, 100)}
+    assert _diag_count(node.latest_diagnostics(), "too_many_people") >= 36
+
+
+def test_500_hz_input_keeps_the_node_responsive_and_processes_the_newest(node_factory, clip):
+    import time
+
+    node = node_factory()
+    assert node.send_and_receive(clip_msg(clip, 0, sec=1)) is not None
+    sent = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < 2.0:
+        node.client.publish(clip_msg(clip, sent % 150, sec=1000 + sent))
+        sent += 1
+        node.executor.spin_once(timeout_sec=0.0)
+        target = start + sent / 500.0
+        while time.perf_counter() < target:
+            pass
+    last = 1000 + sent - 1
+    assert node.spin_until(lambda: last * 10**9 in node.client.received.poses, 10.0), \
+        "the newest frame was never processed"
+    received = [s for s in node.client.received.poses if s >= 1000 * 10**9]
+    assert sent >= 800 and len(received) > 20
+    assert node.process.poll() is None
+
+
+def test_diagnostics_report_backend_rates_latency(node_factory, clip):
+    node = node_factory()
+    send_camera_info(node, clip)
+    for k in range(10):
+        node.send_and_receive(clip_msg(clip, k, sec=200 + k))
+    diag = node.latest_diagnostics()
+    assert diag["backend"] in ("onnxruntime", "torch", "cuda", "tensorrt")
+    assert float(diag["latency_p50_ms"]) > 0 and float(diag["latency_p99_ms"]) >= float(diag["latency_p50_ms"])
+    assert int(diag["outputs_total"]) >= 10 and diag["people"] == "2"
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("missing", "weights file missing"),
+    ("truncated", "does not match"),
+    ("other_architecture", "do not match the architecture"),
+])
+def test_bad_weights_stop_the_node_at_configure_with_the_reason(node_factory, tmp_path, problem, expected):
+    import json
+    import shutil
+
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+
+    path = tmp_path / "bad.safetensors"
+    if problem != "missing":
+        shutil.copy(DEFAULT_WEIGHTS, path)
+        shutil.copy(DEFAULT_WEIGHTS.with_suffix(".json"), path.with_suffix(".json"))
+    if problem == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    if problem == "other_architecture":
+        config = json.loads(path.with_suffix(".json").read_text())
+        config["model"]["dim"] *= 2
+        config.pop("tensors_sha256")
+        path.with_suffix(".json").write_text(json.dumps(config))
+    node = node_factory(overrides={"weights": str(path)})
+    node.process.wait(timeout=60)
+    assert node.process.returncode == 1
+    log = node.log()
+    assert "configure failed" in log and expected in log, log
+
+
+def test_lifecycle_transitions_over_services(node_factory, clip):
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    node = node_factory(overrides={"autostart": False})
+    get_state = node.client.create_client(GetState, "/cfi_pose_lifter/get_state")
+    change = node.client.create_client(ChangeState, "/cfi_pose_lifter/change_state")
+    assert get_state.wait_for_service(timeout_sec=30)
+
+    def call(client, request):
+        future = client.call_async(request)
+        assert node.spin_until(future.done, 60)
+        return future.result()
+
+    def state():
+        return call(get_state, GetState.Request()).current_state.id
+
+    def transition(tid):
+        return call(change, ChangeState.Request(transition=Transition(id=tid))).success
+
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert transition(Transition.TRANSITION_CONFIGURE) and state() == State.PRIMARY_STATE_INACTIVE
+    msg = clip_msg(clip, 0, sec=300)
+    node.client.publish(msg)
+    node.spin_for(1.0)
+    assert not node.client.received.poses, "inactive node must not publish"
+    assert transition(Transition.TRANSITION_ACTIVATE) and state() == State.PRIMARY_STATE_ACTIVE
+    assert node.send_and_receive(clip_msg(clip, 0, sec=301)) is not None
+    assert transition(Transition.TRANSITION_DEACTIVATE) and state() == State.PRIMARY_STATE_INACTIVE
+    node.client.received.poses.clear()
+    node.client.publish(clip_msg(clip, 0, sec=302))
+    node.spin_for(1.0)
+    assert not node.client.received.poses
+    assert transition(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
