@@ -1,20 +1,31 @@
-"""Start the 3D pose lifter and bring it to the active state.
+"""Start the 3D pose lifter (and, with input:=image, the 2D detector) and bring them to active.
 
     ros2 launch cfi_pose_ros lift.launch.py
     ros2 launch cfi_pose_ros lift.launch.py input_topic:=/people_2d camera_info_topic:=/cam/camera_info \
         backend:=onnxruntime weights:=/path/to/cfi.safetensors
+    ros2 launch cfi_pose_ros lift.launch.py input:=image image_topic:=/cam/image_raw \
+        camera_info_topic:=/cam/camera_info \
+        person_detector_model:=/models/rtmdet_nano_person.onnx \
+        keypoint_model:=/models/movenet_singlepose_lightning.onnx
 
-All node parameters come from config/lift.yaml (or params_file:=...); the launch
-arguments below override the ones people change most.
+input:=keypoints (default): the lifter subscribes to HumanKeypoints2DArray from
+your own 2D detector. input:=image: the detector node (cfi_pose_detector) turns
+camera images into HumanKeypoints2DArray on the lifter's input_topic.
+
+All node parameters come from config/lift.yaml and config/detect.yaml (or
+params_file:=... / detector_params_file:=...); the launch arguments below
+override the ones people change most.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.conditions import IfCondition
 from launch.events import matches_action
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import LifecycleNode
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
@@ -33,6 +44,35 @@ OVERRIDABLE_PARAMETERS = {
     "weights": "",
     "smoothing": "false",
 }
+INPUT_CHOICES = ("keypoints", "image")
+
+DETECTOR_EXECUTABLE = "detect_node"
+DETECTOR_NODE_NAME = "cfi_pose_detector"
+DETECTOR_CONFIG_FILE = "detect.yaml"
+# launch argument -> detector node parameter it overrides (same name); its keypoints_topic is
+# always the lifter's input_topic
+DETECTOR_OVERRIDABLE_PARAMETERS = {
+    "image_topic": "/image_raw",
+    "compressed": "false",
+    "detector": "top_down",
+    "person_detector_model": "",
+    "keypoint_model": "",
+    "keypoint_model_type": "movenet",
+    "yolo_pose_model": "",
+}
+
+
+def _lifecycle_to_active(node, condition=None):
+    """configure now, activate once inactive (the node's own autostart stays off)."""
+    configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                            transition_id=Transition.TRANSITION_CONFIGURE),
+                          condition=condition)
+    activate_when_configured = RegisterEventHandler(OnStateTransition(
+        target_lifecycle_node=node, goal_state="inactive",
+        entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                              transition_id=Transition.TRANSITION_ACTIVATE))]),
+        condition=condition)
+    return [activate_when_configured, configure]
 
 
 def generate_launch_description():
@@ -41,8 +81,16 @@ def generate_launch_description():
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", CONFIG_FILE),
                               description="YAML file with the node's parameters"),
         DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
+        DeclareLaunchArgument("input", default_value=INPUT_CHOICES[0], choices=list(INPUT_CHOICES),
+                              description="keypoints: 2D keypoints from your detector on input_topic; "
+                                          "image: also start the 2D detector node on image_topic"),
+        DeclareLaunchArgument("detector_params_file",
+                              default_value=os.path.join(share, "config", DETECTOR_CONFIG_FILE),
+                              description="YAML file with the detector node's parameters (input:=image)"),
     ] + [DeclareLaunchArgument(name, default_value=default, description=f"node parameter '{name}'")
-         for name, default in OVERRIDABLE_PARAMETERS.items()]
+         for name, default in OVERRIDABLE_PARAMETERS.items()] + [
+        DeclareLaunchArgument(name, default_value=default, description=f"detector node parameter '{name}'")
+        for name, default in DETECTOR_OVERRIDABLE_PARAMETERS.items()]
 
     lifter = LifecycleNode(
         package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME,
@@ -51,10 +99,18 @@ def generate_launch_description():
                     {name: LaunchConfiguration(name) for name in OVERRIDABLE_PARAMETERS},
                     {"autostart": False}],   # the events below drive the lifecycle
     )
-    configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(lifter),
-                                            transition_id=Transition.TRANSITION_CONFIGURE))
-    activate_when_configured = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=lifter, goal_state="inactive",
-        entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(lifter),
-                                              transition_id=Transition.TRANSITION_ACTIVATE))]))
-    return LaunchDescription(arguments + [lifter, activate_when_configured, configure])
+
+    with_detector = IfCondition(PythonExpression(["'", LaunchConfiguration("input"), "' == 'image'"]))
+    detector = LifecycleNode(
+        package=PACKAGE, executable=DETECTOR_EXECUTABLE, name=DETECTOR_NODE_NAME,
+        namespace=LaunchConfiguration("namespace"), output="screen", condition=with_detector,
+        parameters=[LaunchConfiguration("detector_params_file"),
+                    # typed: an empty string (no model given) must stay a string, not YAML null
+                    {name: LaunchConfiguration(name) if default in ("true", "false")
+                     else ParameterValue(LaunchConfiguration(name), value_type=str)
+                     for name, default in DETECTOR_OVERRIDABLE_PARAMETERS.items()},
+                    {"keypoints_topic": ParameterValue(LaunchConfiguration("input_topic"), value_type=str),
+                     "autostart": False}],   # the events below drive the lifecycle
+    )
+    return LaunchDescription(arguments + [lifter] + _lifecycle_to_active(lifter)
+                             + [detector] + _lifecycle_to_active(detector, with_detector))

@@ -14,7 +14,7 @@ class NodeUnderTest:
     """The installed lift_node in its own process, with topics of its own, and a client node here."""
 
     def __init__(self, tmp_path: Path, overrides: dict | None = None, params_file: str | None = None,
-                 camera_info_topic: str | None = None):
+                 camera_info_topic: str | None = None, wait: bool = True):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
@@ -39,6 +39,20 @@ class NodeUnderTest:
         self.diagnostics = []
         from diagnostic_msgs.msg import DiagnosticArray
         self.client.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 50)
+        if (overrides or {}).get("autostart", True) and wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 240.0) -> bool:
+        """Until the node logs that it is active (weights loaded, engine built) or exits."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if "active: " in self.log():
+                self.spin_for(0.5)          # let discovery match our endpoints too
+                return True
+            if self.process.poll() is not None:
+                return False
+            self.spin_for(0.1)
+        return False
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

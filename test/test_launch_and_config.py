@@ -1,4 +1,7 @@
-"""The launch file, config file and node parameters agree, and the launch file names what is installed.
+"""The launch file, config files and node parameters agree, and the launch file names what is installed.
+
+Both nodes: the lifter (config/lift.yaml, parameters.py) and the 2D detector
+started with input:=image (config/detect.yaml, detect_parameters.py).
 
 `ros2 launch` itself is not installable here, so the launch file is read as
 Python source: the executable, config file and parameter names it uses must
@@ -13,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cfi_pose_ros.node.detect_parameters import (DETECT_NODE_PARAMETERS, DETECT_PARAMETERS_BY_NAME,
+                                                 detector_config, tracker_config)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, PARAMETERS_BY_NAME
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,3 +79,88 @@ def test_launch_file_drives_the_lifecycle_to_active():
 @pytest.mark.parametrize("spec", LIFT_NODE_PARAMETERS, ids=lambda s: s.name)
 def test_every_parameter_is_described(spec):
     assert len(spec.description) > 10
+
+
+# ----------------------------------------------------------------------------- the detector node
+
+def test_detector_config_file_lists_exactly_the_declared_parameters_with_their_defaults():
+    constants = launch_constants()
+    config = yaml.safe_load((REPO / "config" / constants["DETECTOR_CONFIG_FILE"]).read_text())
+    assert set(config) == {constants["DETECTOR_NODE_NAME"]}
+    params = config[constants["DETECTOR_NODE_NAME"]]["ros__parameters"]
+    assert set(params) == set(DETECT_PARAMETERS_BY_NAME)
+    for spec in DETECT_NODE_PARAMETERS:
+        assert params[spec.name] == spec.default, spec.name
+        assert type(params[spec.name]) is type(spec.default), spec.name   # ROS types parameters by value
+        if spec.choices:
+            assert params[spec.name] in spec.choices
+        if spec.min_value is not None:
+            assert spec.min_value <= params[spec.name] <= spec.max_value
+
+
+def test_detector_launch_arguments_override_parameters_that_exist():
+    constants = launch_constants()
+    overridable = constants["DETECTOR_OVERRIDABLE_PARAMETERS"]
+    assert set(overridable) <= set(DETECT_PARAMETERS_BY_NAME)
+    for name, default in overridable.items():
+        assert str(DETECT_PARAMETERS_BY_NAME[name].default).lower() == default.lower(), name
+    # one launch argument per name: the two nodes' overridable parameters must not collide
+    assert not set(overridable) & set(constants["OVERRIDABLE_PARAMETERS"])
+    assert "keypoints_topic" not in overridable          # always the lifter's input_topic
+    assert constants["INPUT_CHOICES"] == ("keypoints", "image")
+
+
+def test_launch_file_starts_the_detector_only_for_image_input_and_wires_its_output_to_the_lifter():
+    source = LAUNCH.read_text()
+    assert 'DeclareLaunchArgument("input"' in source
+    assert "== 'image'" in source and "condition=with_detector" in source
+    assert '"keypoints_topic": ParameterValue(LaunchConfiguration("input_topic")' in source
+    assert "_lifecycle_to_active(detector, with_detector)" in source
+    assert "DETECTOR_EXECUTABLE" in source and "DETECTOR_CONFIG_FILE" in source
+
+
+def test_launch_file_refers_to_installed_detector_executable_and_config(ros_env):
+    from cfi_pose_ros.node.detect_node import installed_paths
+
+    constants = launch_constants()
+    executable, params_file = installed_paths()
+    assert executable.name == constants["DETECTOR_EXECUTABLE"]
+    assert executable.is_file() and os.access(executable, os.X_OK)
+    assert params_file.name == constants["DETECTOR_CONFIG_FILE"] and params_file.is_file()
+
+
+def test_detector_node_name_matches_the_node(ros_env):
+    from cfi_pose_ros.node import detect_node
+
+    constants = launch_constants()
+    assert detect_node.NODE_NAME == constants["DETECTOR_NODE_NAME"]
+    assert detect_node.EXECUTABLE == constants["DETECTOR_EXECUTABLE"]
+    assert detect_node.CONFIG_FILE == constants["DETECTOR_CONFIG_FILE"]
+
+
+@pytest.mark.parametrize("spec", DETECT_NODE_PARAMETERS, ids=lambda s: s.name)
+def test_every_detector_parameter_is_described(spec):
+    assert len(spec.description) > 10
+
+
+def test_detector_parameters_build_the_detector_configs():
+    from cfi_pose_ros.detectors import MoveNetConfig, RTMDetConfig, TopDownConfig, YoloPoseConfig, config_from_dict
+    from cfi_pose_ros.tracking import TrackerConfig
+
+    top_down = config_from_dict(detector_config({
+        "person_detector_model": "/m/det.onnx", "keypoint_model": "/m/kp.onnx", "threads": 2,
+        "person_score_threshold": 0.4, "max_people": 7, "providers": ["CUDAExecutionProvider",
+                                                                       "CPUExecutionProvider"]}))
+    assert isinstance(top_down, TopDownConfig) and top_down.max_people == 7
+    assert isinstance(top_down.person_detector, RTMDetConfig)
+    assert top_down.person_detector.model_path == "/m/det.onnx"
+    assert top_down.person_detector.score_threshold == 0.4 and top_down.person_detector.intra_op_num_threads == 2
+    assert top_down.person_detector.providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert isinstance(top_down.keypoint_model, MoveNetConfig) and top_down.keypoint_model.model_path == "/m/kp.onnx"
+
+    yolo = config_from_dict(detector_config({"detector": "yolo_pose", "yolo_pose_model": "/m/y.onnx",
+                                             "nms_iou_threshold": 0.5}))
+    assert isinstance(yolo, YoloPoseConfig) and yolo.iou_threshold == 0.5 and yolo.model_path == "/m/y.onnx"
+    with pytest.raises(ValueError, match="detector"):
+        detector_config({"detector": "openpose"})
+    assert TrackerConfig(**tracker_config({"tracker_max_age": 2.5})).max_age == 2.5

@@ -21,6 +21,12 @@ What the rewrite does (exact algebra; only float rounding differs):
 * Reshapes use ``-1`` for the batch, so an exported graph has no shape
   arithmetic and only the batch axis is dynamic.
 
+**Reduced precision** (``compute_dtype`` float16/bfloat16, for the GPU backends):
+the matmuls, their weights and the attention run in the compute dtype; the
+residual stream, every LayerNorm, softmax and GELU stay float32, and input and
+output are float32. The casts are explicit in the graph, so a strongly typed
+TensorRT build keeps exactly this split.
+
 Small batches (one person = 17 tokens) are bound by the number of kernels and
 by how well each GEMM uses the cores; fewer, wider GEMMs help ONNX Runtime,
 TensorRT and CUDA graphs alike. Folding is done in float64 and stored as
@@ -51,12 +57,52 @@ def _fold(linear: nn.Linear, norm: nn.LayerNorm | None, scale: float = 1.0) -> t
     return weight * scale, bias * scale
 
 
-def _stack(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[nn.Parameter, nn.Parameter]:
+def _frozen(tensor: torch.Tensor, dtype: torch.dtype) -> nn.Parameter:
+    return nn.Parameter(tensor.detach().to(dtype).contiguous(), requires_grad=False)
+
+
+def _stack(parts: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype) -> tuple[nn.Parameter, nn.Parameter]:
     """Stack folded ``(out_i, in)`` weights into one matmul: ``x @ weight_t + bias``."""
     weight = torch.cat([w for w, _ in parts], dim=0)
     bias = torch.cat([b for _, b in parts], dim=0)
-    return (nn.Parameter(weight.t().contiguous().float(), requires_grad=False),
-            nn.Parameter(bias.float(), requires_grad=False))
+    return _frozen(weight.t(), dtype), _frozen(bias, dtype)
+
+
+_SQRT2 = 1.4142135623730951
+
+
+def portable_gelu(x: torch.Tensor) -> torch.Tensor:
+    """Exact (erf) GELU written as ``0.5 * (x * (1 + erf(x / sqrt 2)))``.
+
+    Exported, this is Div/Erf/Add/Mul/Mul (opset-18 operators TensorRT parses
+    and fuses), and it is the operand order ONNX Runtime's Gelu fusion
+    recognises, so ORT still runs one Gelu kernel. ``F.gelu`` exports at
+    opset 18 as an Erf chain ORT 1.32 does *not* fuse, and at opset 20 as the
+    ``Gelu`` operator whose TensorRT support is not documented.
+    """
+    return 0.5 * (x * (1.0 + torch.erf(x / _SQRT2)))
+
+
+class _Precision(nn.Module):
+    """Casts between the float32 residual stream and the matmul compute dtype; the GELU form.
+
+    The dtype test is Python-level, so float32 graphs contain no Cast nodes.
+    """
+
+    def __init__(self, compute_dtype: torch.dtype, portable: bool = False):
+        super().__init__()
+        self.compute_dtype = compute_dtype
+        self.portable = portable
+
+    def gelu(self, x: torch.Tensor) -> torch.Tensor:
+        return portable_gelu(x) if self.portable else F.gelu(x)
+
+    def low(self, x: torch.Tensor) -> torch.Tensor:
+        return x if x.dtype == self.compute_dtype else x.to(self.compute_dtype)
+
+    @staticmethod
+    def high(x: torch.Tensor) -> torch.Tensor:
+        return x if x.dtype == torch.float32 else x.float()
 
 
 def _eps(*norms: nn.LayerNorm | None) -> float:
@@ -66,9 +112,10 @@ def _eps(*norms: nn.LayerNorm | None) -> float:
     return values.pop() if values else 1e-5
 
 
-class _FusedBlock(nn.Module):
-    def __init__(self, block: CFIBlock):
-        super().__init__()
+class _FusedBlock(_Precision):
+    def __init__(self, block: CFIBlock, compute_dtype: torch.dtype, portable: bool):
+        super().__init__(compute_dtype, portable)
+        cd = compute_dtype
         config = block.config
         dim, heads = config.dim, config.heads
         self.dim, self.heads, self.head_dim = dim, heads, dim // heads
@@ -76,9 +123,9 @@ class _FusedBlock(nn.Module):
         self.uses_cfi = config.uses_cfi
         attn: MultiHeadAttention = block.global_attn
         scale = attn.scale
-        self.register_buffer("adjacency", block.ff_gcn.adjacency.clone() if block.ff_gcn is not None
-                             else block.local_gcn.adjacency.clone() if config.uses_cfi else torch.zeros(0),
-                             persistent=False)
+        adjacency = (block.ff_gcn.adjacency if block.ff_gcn is not None
+                     else block.local_gcn.adjacency if config.uses_cfi else torch.zeros(0))
+        self.register_buffer("adjacency", adjacency.detach().to(cd).clone(), persistent=False)
 
         # The three CFI modules as (module, query source, key source, value source),
         # sources 0 = X_I, 1 = X_L, 2 = X_G; the order is eq. (7)'s.
@@ -108,22 +155,20 @@ class _FusedBlock(nn.Module):
                 layout[src].append((kind, index))
                 norms[src].append(norm)
         self.eps = _eps(*norms[0], *norms[1], *norms[2])
-        self.w_in, self.b_in = _stack(parts[0])
+        self.w_in, self.b_in = _stack(parts[0], cd)
         self.has_local = bool(parts[1])
         self.has_global = bool(parts[2])
         if self.has_local:
-            self.w_local, self.b_local = _stack(parts[1])
+            self.w_local, self.b_local = _stack(parts[1], cd)
         if self.has_global:
-            self.w_global, self.b_global = _stack(parts[2])
+            self.w_global, self.b_global = _stack(parts[2], cd)
         self.layout = {src: tuple(cols) for src, cols in layout.items()}
 
-        self.w_proj = nn.Parameter(attn.proj.weight.detach().t().contiguous(), requires_grad=False)
-        self.b_proj = nn.Parameter(attn.proj.bias.detach().clone(), requires_grad=False)
+        self.w_proj = _frozen(attn.proj.weight.t(), cd)
+        self.b_proj = _frozen(attn.proj.bias, cd)
         if cfi:
-            self.w_cfi_out = nn.Parameter(torch.cat([m.attn.proj.weight.detach() for m, *_ in cfi], dim=1)
-                                          .t().contiguous(), requires_grad=False)
-            self.b_cfi_out = nn.Parameter(sum(m.attn.proj.bias.detach().double() for m, *_ in cfi).float(),
-                                          requires_grad=False)
+            self.w_cfi_out = _frozen(torch.cat([m.attn.proj.weight for m, *_ in cfi], dim=1).t(), cd)
+            self.b_cfi_out = _frozen(sum(m.attn.proj.bias.detach().double() for m, *_ in cfi), cd)
 
         # GraMLP: LN_ff -> [fc1 | ff_gcn] in one GEMM, then fc2 and the GCN's adjacency.
         fc1, fc2 = block.mlp.net[0], block.mlp.net[3]
@@ -133,9 +178,9 @@ class _FusedBlock(nn.Module):
             ff_parts.append(_fold(block.ff_gcn.linear, block.norm_ff))
         self.use_gramlp = block.ff_gcn is not None
         self.eps_ff = block.norm_ff.eps
-        self.w_ff, self.b_ff = _stack(ff_parts)
-        self.w_fc2 = nn.Parameter(fc2.weight.detach().t().contiguous(), requires_grad=False)
-        self.b_fc2 = nn.Parameter(fc2.bias.detach().clone(), requires_grad=False)
+        self.w_ff, self.b_ff = _stack(ff_parts, cd)
+        self.w_fc2 = _frozen(fc2.weight.t(), cd)
+        self.b_fc2 = _frozen(fc2.bias, cd)
 
     def _heads(self, rows: torch.Tensor, groups: int) -> torch.Tensor:
         """``(B*T, groups*D) -> (B, groups*H, T, d)``."""
@@ -146,12 +191,20 @@ class _FusedBlock(nn.Module):
         return x.transpose(1, 2).reshape(-1, groups * self.dim)
 
     def _graph(self, rows: torch.Tensor) -> torch.Tensor:
-        """GELU(A_hat X) on ``(B*T, D)`` rows."""
-        return F.gelu(torch.matmul(self.adjacency, rows.reshape(-1, self.tokens, self.dim)).reshape(-1, self.dim))
+        """GELU(A_hat X) on ``(B*T, D)`` rows (compute dtype in, float32 out)."""
+        mixed = torch.matmul(self.adjacency, rows.reshape(-1, self.tokens, self.dim))
+        return self.gelu(self.high(mixed)).reshape(-1, self.dim)
 
-    @staticmethod
-    def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-2, -1)), dim=-1), v)
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        scores = self.high(torch.matmul(q, k.transpose(-2, -1)))
+        return torch.matmul(self.low(torch.softmax(scores, dim=-1)), v)
+
+    def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """One GEMM with bias; float32 in, compute dtype out."""
+        return torch.addmm(bias, self.low(x), weight)
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (self.dim,), eps=self.eps)
 
     def _split(self, y: torch.Tensor, src: int) -> dict[tuple[str, int], torch.Tensor]:
         widths = {"qkv": 3 * self.dim}
@@ -159,62 +212,67 @@ class _FusedBlock(nn.Module):
         return dict(zip(self.layout[src], torch.split(y, sizes, dim=-1)))
 
     def forward(self, x_initial: torch.Tensor) -> torch.Tensor:
-        """``(B*T, D)`` rows in and out (2D, so every linear layer is one GEMM with its bias)."""
+        """``(B*T, D)`` float32 rows in and out (2D, so every linear layer is one GEMM with its bias)."""
         dim, heads = self.dim, self.heads
-        xhat = F.layer_norm(x_initial, (dim,), eps=self.eps)
-        cols = self._split(torch.addmm(self.b_in, xhat, self.w_in), 0)
+        cols = self._split(self._linear(self._norm(x_initial), self.w_in, self.b_in), 0)
         qkv = cols[("qkv", -1)].reshape(-1, self.tokens, 3, heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        x_global = torch.addmm(self.b_proj, self._merge_heads(self._attend(qkv[0], qkv[1], qkv[2]), 1),
-                               self.w_proj)
+        attended = self._merge_heads(self._attend(qkv[0], qkv[1], qkv[2]), 1)
+        x_global = self.high(torch.addmm(self.b_proj, attended, self.w_proj))
         if not self.uses_cfi:
             x = x_initial + x_global
         else:
             x_local = self._graph(cols[("gcn", -1)])
             if self.has_local:
-                cols.update(self._split(torch.addmm(self.b_local, F.layer_norm(x_local, (dim,), eps=self.eps),
-                                                    self.w_local), 1))
+                cols.update(self._split(self._linear(self._norm(x_local), self.w_local, self.b_local), 1))
             if self.has_global:
-                cols.update(self._split(torch.addmm(self.b_global, F.layer_norm(x_global, (dim,), eps=self.eps),
-                                                    self.w_global), 2))
+                cols.update(self._split(self._linear(self._norm(x_global), self.w_global, self.b_global), 2))
             q, k, v = (self._heads(torch.cat([cols[(kind, i)] for i in range(self.num_cfi)], dim=-1)
                                    if self.num_cfi > 1 else cols[(kind, 0)], self.num_cfi)
                        for kind in ("q", "k", "v"))
-            x = torch.addmm(self.b_cfi_out, self._merge_heads(self._attend(q, k, v), self.num_cfi), self.w_cfi_out)
+            attended = self._merge_heads(self._attend(q, k, v), self.num_cfi)
+            x = self.high(torch.addmm(self.b_cfi_out, attended, self.w_cfi_out))
             sources = (x_initial, x_local, x_global)
             for src in self.cfi_values:
                 x = x + sources[src]
-        y = torch.addmm(self.b_ff, F.layer_norm(x, (dim,), eps=self.eps_ff), self.w_ff)
-        out = x + torch.addmm(self.b_fc2, F.gelu(y[:, :self.hidden]), self.w_fc2)
+        y = self._linear(F.layer_norm(x, (dim,), eps=self.eps_ff), self.w_ff, self.b_ff)
+        hidden = self.gelu(self.high(y[:, :self.hidden]))
+        out = x + self.high(self._linear(hidden, self.w_fc2, self.b_fc2))
         if self.use_gramlp:
             out = out + self._graph(y[:, self.hidden:])
         return out
 
 
-class FusedCFINet(nn.Module):
+class FusedCFINet(_Precision):
     """Inference-only, numerically equivalent form of a :class:`CFINet` (see module docstring).
 
     Built from a model in eval mode; dropout is dropped. Parameters are frozen
-    copies, so later changes to the source model are not seen.
+    copies, so later changes to the source model are not seen. ``compute_dtype``
+    is the dtype of the matmuls (float32, float16 or bfloat16); inputs and
+    outputs are float32 whatever it is. ``portable_gelu=True`` writes GELU with
+    elementary operators (:func:`portable_gelu`), for ONNX export; eager
+    PyTorch is faster with ``F.gelu`` (one kernel).
     """
 
-    def __init__(self, model: CFINet):
-        super().__init__()
+    def __init__(self, model: CFINet, compute_dtype: torch.dtype = torch.float32,
+                 portable_gelu: bool = False):
+        super().__init__(compute_dtype, portable_gelu)
         if model.training:
             raise ValueError("FusedCFINet needs a model in eval mode (call model.eval())")
+        if compute_dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"compute_dtype must be float32, float16 or bfloat16, got {compute_dtype}")
         self.config = model.config
         self.num_joints = model.config.num_joints
-        self.w_embed = nn.Parameter(model.embed.weight.detach().t().contiguous(), requires_grad=False)
-        self.b_embed = nn.Parameter((model.joint_embed.detach() + model.embed.bias.detach()).clone(),
-                                    requires_grad=False)
-        self.blocks = nn.ModuleList(_FusedBlock(block) for block in model.blocks)
+        self.w_embed = _frozen(model.embed.weight.t(), torch.float32)
+        self.b_embed = _frozen(model.joint_embed.detach() + model.embed.bias.detach(), torch.float32)
+        self.blocks = nn.ModuleList(_FusedBlock(block, compute_dtype, portable_gelu) for block in model.blocks)
         w_head, b_head = _fold(model.head, model.norm_out)
         self.eps_out = model.norm_out.eps
-        self.w_head = nn.Parameter(w_head.t().contiguous().float(), requires_grad=False)
-        self.b_head = nn.Parameter(b_head.float(), requires_grad=False)
+        self.w_head = _frozen(w_head.t(), torch.float32)
+        self.b_head = _frozen(b_head, torch.float32)
         self.eval()
 
     def forward(self, keypoints_2d: torch.Tensor) -> torch.Tensor:
-        """``(B, J, 2) -> (B, J, 3)``; inside, activations are ``(B*J, D)`` rows."""
+        """``(B, J, 2) -> (B, J, 3)`` float32; inside, activations are ``(B*J, D)`` rows."""
         x = (torch.matmul(keypoints_2d, self.w_embed) + self.b_embed).reshape(-1, self.config.dim)
         for block in self.blocks:
             x = block(x)
@@ -222,4 +280,4 @@ class FusedCFINet(nn.Module):
         return out.reshape(-1, self.num_joints, self.config.out_channels)
 
     def flops_per_pose(self) -> int:
-        return CFINet.flops_per_pose(self)  # same matmuls, re-grouped
+        return CFINet.flops_per_pose(self)  # the same matmuls, regrouped

@@ -217,8 +217,7 @@ def main(args=None) -> int:
     rclpy.init(args=args)
     node = LiftNode()
     if node.p("autostart"):
-        from lifecycle_msgs.msg import State
-        if node.trigger_configure().id != State.PRIMARY_STATE_INACTIVE:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
             node.get_logger().fatal("autostart: configure failed, exiting")
             node.destroy_node()
             rclpy.try_shutdown()

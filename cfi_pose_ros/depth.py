@@ -1,0 +1,112 @@
+"""Each person's root (pelvis) position from an aligned depth image (ROS-free).
+
+A depth camera measures the distance to the body *surface*; the pelvis joint
+(the hip-joint centre the lifter's skeletons are rooted at) lies inside the
+body, about 0.1 m behind the surface seen from the front or back. So:
+
+1. read the depth robustly around the pelvis pixel: the median of the valid
+   values (not 0, not NaN/inf, inside ``depth_range``) in a ``window`` x
+   ``window`` square centred on it, pooled with the same squares around both
+   hips when they are given. The pelvis pixel lies between the hips, often on
+   loose clothing or, when the person is side-on or the 2D estimate is off,
+   on the background; the median of the pooled samples follows the body as
+   long as most of them fall on it;
+2. back-project the pelvis pixel through the camera matrix to that depth
+   (depth images hold z, the distance along the optical axis, not the range);
+3. move ``body_offset`` metres further along the viewing ray (surface -> joint).
+
+Conventions: camera optical frame (x right, y down, z forward, metres);
+pixels with the origin at the image's top-left corner, (x, y) = (column, row);
+the depth image registered to the image the keypoints come from (same size and
+camera matrix; scale the pixels first if it has another resolution). ``uint16``
+depth is millimetres (the ``16UC1`` convention of ROS depth drivers), float
+depth is metres (``32FC1``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_BODY_OFFSET_M = 0.10     # body surface -> pelvis joint, metres
+DEFAULT_DEPTH_RANGE_M = (0.1, 20.0)
+
+
+def depth_in_metres(depth_image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` depth in metres, float32: ``uint16`` is millimetres, floats are already metres.
+    Invalid readings (0, NaN, inf) are NaN."""
+    depth = np.asarray(depth_image)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2 or depth.size == 0:
+        raise ValueError(f"depth image must be (H, W), got shape {depth.shape}")
+    if depth.dtype == np.uint16:
+        metres = depth.astype(np.float32) * np.float32(0.001)
+    elif np.issubdtype(depth.dtype, np.floating):
+        metres = depth.astype(np.float32, copy=True)
+    else:
+        raise ValueError(f"depth image must be uint16 (millimetres) or float (metres), got {depth.dtype}")
+    metres[~np.isfinite(metres) | (metres <= 0)] = np.nan
+    return metres
+
+
+def window_depth(depth_m: np.ndarray, pixels: np.ndarray, window: int = 5) -> list[np.ndarray]:
+    """The valid depth samples (metres, NaN-free) in a ``window`` x ``window`` square around each of
+    ``pixels`` ``(K, 2)``; squares are clipped to the image, a non-finite pixel gives no samples."""
+    height, width = depth_m.shape
+    half = max(int(window), 1) // 2
+    out = []
+    for x, y in np.asarray(pixels, dtype=np.float64).reshape(-1, 2):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            out.append(np.zeros(0, np.float32))
+            continue
+        col, row = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))   # nearest pixel centre (integer)
+        r0, r1 = max(row - half, 0), min(row + half + 1, height)
+        c0, c1 = max(col - half, 0), min(col + half + 1, width)
+        if r0 >= r1 or c0 >= c1:
+            out.append(np.zeros(0, np.float32))
+            continue
+        patch = depth_m[r0:r1, c0:c1].reshape(-1)
+        out.append(patch[np.isfinite(patch)])
+    return out
+
+
+def root_translation_from_depth(pelvis_pixels: np.ndarray, hip_pixels: np.ndarray | None,
+                                depth_image: np.ndarray, camera_matrix: np.ndarray, window: int = 5,
+                                body_offset: float = DEFAULT_BODY_OFFSET_M,
+                                depth_range: tuple[float, float] = DEFAULT_DEPTH_RANGE_M,
+                                min_samples: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Pelvis positions in the camera frame from a depth image.
+
+    ``pelvis_pixels`` ``(N, 2)``; ``hip_pixels`` ``(N, 2, 2)`` (right and left
+    hip) or None; ``depth_image`` ``(H, W)`` metres (float) or millimetres
+    (``uint16``); ``camera_matrix`` ``(3, 3)`` K. Returns ``translations``
+    ``(N, 3)`` metres and ``ok`` ``(N,)``: False (translation NaN) where the
+    pelvis pixel is not finite or fewer than ``min_samples`` valid depth values
+    lie in the windows (a hole in the depth image, a person outside it).
+    """
+    pelvis = np.asarray(pelvis_pixels, dtype=np.float64).reshape(-1, 2)
+    people = pelvis.shape[0]
+    hips = None
+    if hip_pixels is not None:
+        hips = np.asarray(hip_pixels, dtype=np.float64).reshape(people, 2, 2)
+    k = np.asarray(camera_matrix, dtype=np.float64).reshape(3, 3)
+    if not (np.isfinite(k).all() and k[0, 0] > 0 and k[1, 1] > 0 and abs(np.linalg.det(k)) > 0):
+        raise ValueError(f"camera matrix is not a valid pinhole matrix: {k.tolist()}")
+    depth_m = depth_in_metres(depth_image)
+    low, high = depth_range
+    depth_m = np.where((depth_m >= low) & (depth_m <= high), depth_m, np.nan)
+    translations = np.full((people, 3), np.nan)
+    ok = np.zeros(people, dtype=bool)
+    k_inv = np.linalg.inv(k)
+    for i in range(people):
+        if not np.isfinite(pelvis[i]).all():
+            continue
+        points = pelvis[i:i + 1] if hips is None else np.concatenate([pelvis[i:i + 1], hips[i]])
+        samples = np.concatenate(window_depth(depth_m, points, window))
+        if samples.size < max(int(min_samples), 1):
+            continue
+        surface_z = float(np.median(samples))
+        ray = k_inv @ np.array([pelvis[i, 0], pelvis[i, 1], 1.0])     # z component 1
+        ray = ray / ray[2]
+        translations[i] = ray * surface_z + body_offset * ray / np.linalg.norm(ray)
+        ok[i] = True
+    return translations, ok

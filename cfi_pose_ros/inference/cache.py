@@ -1,0 +1,136 @@
+"""On-disk cache of exported ONNX graphs and TensorRT engines: keys, paths, atomic writes.
+
+A cached artefact is only reused when *everything* it depends on is the same.
+The key fields go into a SHA-256 (part of the file name) and into a JSON
+sidecar next to the file; a loader compares the sidecar with the fields it
+expects and rebuilds on any difference, a missing/corrupt sidecar, or a file
+whose SHA-256 is not the one recorded. The key functions are pure.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+CACHE_FORMAT = "cfi_pose_ros.inference-cache/1"
+
+
+def default_cache_dir() -> Path:
+    """``$CFI_POSE_CACHE_DIR``, else ``$XDG_CACHE_HOME/cfi_pose_ros``, else ``~/.cache/cfi_pose_ros``."""
+    if os.environ.get("CFI_POSE_CACHE_DIR"):
+        return Path(os.environ["CFI_POSE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cfi_pose_ros"
+
+
+def engine_key_fields(*, weights_sha256: str, tensorrt_version: str, gpu_name: str,
+                      compute_capability: tuple[int, int], precision: str, input_shape: tuple[int, ...],
+                      graph: str, opset: int) -> dict:
+    """Everything a TensorRT engine depends on, as a JSON-able dict.
+
+    ``graph`` names the exported graph's form (see ``cfi_pose_ros.export.GRAPH_VERSION``)
+    and ``opset`` its ONNX opset, so a change to the export also invalidates engines.
+    """
+    return {
+        "format": CACHE_FORMAT,
+        "kind": "tensorrt-engine",
+        "weights_sha256": str(weights_sha256),
+        "tensorrt_version": str(tensorrt_version),
+        "gpu_name": str(gpu_name),
+        "compute_capability": [int(c) for c in compute_capability],
+        "precision": str(precision),
+        "input_shape": [int(d) for d in input_shape],
+        "graph": str(graph),
+        "opset": int(opset),
+    }
+
+
+def engine_cache_key(**fields) -> str:
+    """SHA-256 (hex) of :func:`engine_key_fields` (same keyword arguments)."""
+    return fields_digest(engine_key_fields(**fields))
+
+
+def onnx_key_fields(*, weights_sha256: str, graph: str, opset: int, precision: str,
+                    exporter: str) -> dict:
+    """Everything an exported ONNX file depends on (``exporter``: torch version and export mode)."""
+    return {
+        "format": CACHE_FORMAT,
+        "kind": "onnx",
+        "weights_sha256": str(weights_sha256),
+        "graph": str(graph),
+        "opset": int(opset),
+        "precision": str(precision),
+        "exporter": str(exporter),
+    }
+
+
+def model_sha256(model) -> str:
+    """SHA-256 of a model's config and tensors (for models that do not come from a weights file)."""
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def fields_digest(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def cache_path(cache_dir: str | Path, fields: dict, suffix: str) -> Path:
+    """``<cache_dir>/<kind>/cfi-<weights sha[:12]>-<details>-<key[:16]><suffix>`` for ``fields``."""
+    key = fields_digest(fields)
+    details = [fields["precision"]]
+    if "input_shape" in fields:
+        details.append("b" + str(fields["input_shape"][0]))
+    name = f"cfi-{fields['weights_sha256'][:12]}-{'-'.join(details)}-{key[:16]}{suffix}"
+    return Path(cache_dir) / fields["kind"] / name
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same directory and rename (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def store(path: Path, data: bytes, fields: dict, extra: dict | None = None) -> None:
+    """Write ``data`` and its sidecar (fields, the data's SHA-256 and ``extra``)."""
+    atomic_write_bytes(path, data)
+    sidecar = {"fields": fields, "sha256": hashlib.sha256(data).hexdigest(), **(extra or {})}
+    atomic_write_bytes(sidecar_path(path), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+
+
+def load(path: Path, fields: dict) -> tuple[bytes | None, str]:
+    """``(data, "")`` when ``path`` holds an artefact made for exactly ``fields``, else ``(None, reason)``."""
+    if not path.is_file():
+        return None, "not cached yet"
+    try:
+        sidecar = json.loads(sidecar_path(path).read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"sidecar {sidecar_path(path).name} unreadable ({exc.__class__.__name__})"
+    if not isinstance(sidecar, dict) or sidecar.get("fields") != fields:
+        cached = sidecar.get("fields") if isinstance(sidecar, dict) else None
+        changed = sorted(k for k in set(fields) | set(cached or {})
+                         if not isinstance(cached, dict) or cached.get(k) != fields.get(k))
+        return None, f"key mismatch ({', '.join(changed)} differ)"
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sidecar.get("sha256"):
+        return None, "file SHA-256 does not match its sidecar (corrupted or replaced)"
+    return data, ""

@@ -1,0 +1,124 @@
+"""``create_lifter``: one call that loads weights and returns the fastest backend that works here."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from ..model import CFINet
+from ..weights import DEFAULT_WEIGHTS
+from .base import (BACKEND_PRECISIONS, BACKENDS, PRECISIONS, BackendUnavailable, Lifter, LogFn,
+                   as_log_fn, check_precision)
+from .batching import DEFAULT_BATCH_SIZES, normalize_batch_sizes
+from .cache import default_cache_dir
+
+
+def backend_unavailable_reason(backend: str) -> str | None:
+    """Why ``backend`` cannot run in this process (missing module, no GPU, ...), or ``None``."""
+    if backend == "tensorrt":
+        from .tensorrt_backend import tensorrt_unavailable_reason
+        return tensorrt_unavailable_reason()
+    if backend == "cuda":
+        from .cuda_backend import cuda_unavailable_reason
+        return cuda_unavailable_reason()
+    if backend == "onnxruntime":
+        from .onnxruntime_backend import onnxruntime_unavailable_reason
+        return onnxruntime_unavailable_reason()
+    if backend == "torch":
+        return None
+    raise ValueError(f"unknown backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
+
+
+def available_backends(precision: str = "fp32") -> dict[str, str | None]:
+    """``{backend: None if it can run precision here else the reason}``, fastest first."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    result = {}
+    for backend in BACKENDS:
+        if precision not in BACKEND_PRECISIONS[backend]:
+            result[backend] = f"does not run {precision} (only " \
+                f"{' and '.join(b for b in BACKENDS if precision in BACKEND_PRECISIONS[b])} do)"
+        else:
+            result[backend] = backend_unavailable_reason(backend)
+    return result
+
+
+def _build(backend: str, model: CFINet, sha: str, precision: str, batch_sizes: tuple[int, ...],
+           threads: int | None, cache_dir: Path, log: LogFn) -> Lifter:
+    if backend == "tensorrt":
+        from .tensorrt_backend import TensorRTLifter
+        return TensorRTLifter(model, precision=precision, batch_sizes=batch_sizes, weights_sha256=sha,
+                              cache_dir=cache_dir, log=log)
+    if backend == "cuda":
+        from .cuda_backend import CudaGraphLifter
+        return CudaGraphLifter(model, precision=precision, batch_sizes=batch_sizes, weights_sha256=sha, log=log)
+    if backend == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeLifter
+        return OnnxRuntimeLifter(model, batch_sizes=batch_sizes, threads=threads, cache_dir=cache_dir,
+                                 weights_sha256=sha, precision=precision, log=log)
+    from .torch_backend import TorchLifter
+    return TorchLifter(model, batch_sizes=batch_sizes, threads=threads, weights_sha256=sha, precision=precision)
+
+
+def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str = "auto",
+                  precision: str = "fp32", batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+                  threads: int | None = None, cache_dir: str | Path | None = None,
+                  log: LogFn | logging.Logger | None = None) -> Lifter:
+    """Load ``weights`` and return a ready, reference-checked :class:`Lifter`.
+
+    * ``backend``: ``"auto"`` tries ``tensorrt``, ``cuda``, ``onnxruntime``,
+      ``torch`` in that order (fastest first) and returns the first that can run
+      ``precision`` here and starts; it logs the choice and why each faster one
+      was skipped. An explicit backend that cannot run raises
+      :class:`BackendUnavailable` with the reason.
+    * ``precision``: ``fp32`` (all backends), ``fp16`` (cuda, tensorrt), ``bf16`` (cuda).
+    * ``threads``: CPU threads for onnxruntime (intra-op) and torch
+      (``torch.set_num_threads``, process-wide); ``None`` keeps their defaults.
+    * ``cache_dir``: exported ONNX files and TensorRT engines; ``None`` is
+      :func:`~.cache.default_cache_dir` (``$CFI_POSE_CACHE_DIR``, else
+      ``~/.cache/cfi_pose_ros``).
+    * ``log``: a ``print``-like callable or a :class:`logging.Logger`.
+
+    ``weights`` may also be an in-memory ``CFINet`` (benchmarks, tests); it is
+    then keyed by a hash of its tensors.
+    """
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if backend != "auto":
+        check_precision(backend, precision)
+    batch_sizes = normalize_batch_sizes(batch_sizes)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    log = as_log_fn(log)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+    if backend != "auto":
+        reason = backend_unavailable_reason(backend)
+        if reason:
+            raise BackendUnavailable(f"{backend}: {reason}")
+        from ..export import load_model
+        model, sha = load_model(weights)
+        lifter = _build(backend, model, sha, precision, batch_sizes, threads, cache_dir, log)
+        log(f"inference backend: {backend} {precision}, batch sizes {batch_sizes}")
+        return lifter
+
+    from ..export import load_model
+    model, sha = load_model(weights)
+    skipped: list[tuple[str, str]] = []
+    for candidate, reason in available_backends(precision).items():
+        if reason is None:
+            try:
+                lifter = _build(candidate, model, sha, precision, batch_sizes, threads, cache_dir, log)
+            except Exception as exc:  # noqa: BLE001 - auto falls back on any start-up failure, and says why
+                reason = f"failed to start ({exc.__class__.__name__}: {exc})"
+            else:
+                for name, why in skipped:
+                    log(f"inference backend: auto skipped {name}: {why}")
+                log(f"inference backend: auto chose {candidate} {precision}, batch sizes {batch_sizes}"
+                    + (f" (skipped {', '.join(name for name, _ in skipped)})" if skipped else ""))
+                return lifter
+        skipped.append((candidate, reason))
+    raise BackendUnavailable(f"no backend can run {precision} here: "
+                             + "; ".join(f"{name}: {why}" for name, why in skipped))

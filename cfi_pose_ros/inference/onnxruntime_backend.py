@@ -1,0 +1,157 @@
+"""``onnxruntime``: the exported fused graph on ONNX Runtime's CPU execution provider, fp32.
+
+Session options, chosen for the lowest single-request latency on a small CPU
+(measured on 2 cores; see ``benchmarks/bench_inference.py``):
+
+* ``graph_optimization_level = ORT_ENABLE_ALL``: constant folding, Gemm/Gelu/
+  LayerNorm fusions and MLAS weight pre-packing (the GEMMs' B operands are
+  packed once at load time).
+* ``execution_mode = ORT_SEQUENTIAL`` and ``inter_op_num_threads = 1``: the
+  graph is one chain of dependent GEMMs, there is nothing to run in parallel
+  *between* operators; all threads go to the intra-op pool that splits each GEMM.
+* ``intra_op_num_threads = threads`` (``None``: ONNX Runtime's default, one per
+  physical core).
+* ``session.intra_op.allow_spinning``: off by default. Spinning workers shave
+  microseconds off each of the ~150 operator hand-offs on an idle machine, but
+  burn a full core between requests and collapse when another process needs
+  the CPU (measured: p50 doubled at batch 1 next to a training job), which is
+  the normal situation for a ROS node. ``spinning=True`` turns it on.
+* ``session.set_denormal_as_zero = 1``: denormal inputs to the GEMMs cannot
+  slow them down (no effect on accuracy at the 1e-4 m tolerance).
+* One session with a dynamic batch axis serves all fixed batch sizes: fixed
+  per-size sessions (``add_free_dimension_override_by_name``) measured the same
+  and would hold one pre-packed copy of the weights each.
+
+The ONNX file is exported once per weights file and cached under
+``<cache_dir>/onnx/`` (key: the weights' SHA-256, graph version, opset,
+precision and exporter version); without a cache directory it is exported in
+memory. Every new session is checked against the PyTorch reference.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import CFINet
+from .base import BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn
+from .batching import DEFAULT_BATCH_SIZES
+from .reference import check_against_reference
+
+
+_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+           "all": "ORT_ENABLE_ALL"}
+
+
+def onnxruntime_unavailable_reason() -> str | None:
+    """Why the onnxruntime backend cannot run here, or ``None``."""
+    try:
+        import onnxruntime as ort
+    except Exception as exc:  # noqa: BLE001 - any import failure makes it unavailable
+        return f"Python module 'onnxruntime' not importable ({exc.__class__.__name__}: {exc})"
+    if "CPUExecutionProvider" not in ort.get_available_providers():
+        return f"onnxruntime {ort.__version__} has no CPUExecutionProvider"
+    for module in ("onnx", "onnxscript"):
+        try:
+            __import__(module)
+        except Exception as exc:  # noqa: BLE001
+            return f"Python module '{module}' (needed to export the model) not importable ({exc})"
+    return None
+
+
+def exported_onnx(model: CFINet, weights_sha256: str, cache_dir, precision: str, log: LogFn,
+                  refresh: bool = False) -> tuple[bytes, str]:
+    """The fused graph's ONNX bytes, from ``cache_dir`` when a matching export is there.
+
+    Returns ``(bytes, where)`` with ``where`` the cache path or ``"memory"``.
+    ``refresh`` ignores (and replaces) a cached file.
+    """
+    from .. import export
+    from . import cache
+
+    fields = cache.onnx_key_fields(weights_sha256=weights_sha256 or "unhashed", graph=export.GRAPH_VERSION,
+                                   opset=export.OPSET, precision=precision, exporter=export.exporter_id())
+    path = cache.cache_path(cache_dir, fields, ".onnx") if cache_dir is not None and weights_sha256 else None
+    if path is not None and not refresh:
+        data, reason = cache.load(path, fields)
+        if data is not None:
+            return data, str(path)
+        log(f"onnx export: {reason}; exporting {path.name}")
+    proto, diff = export.export_onnx(model, precision=precision)
+    data = proto.SerializeToString()
+    if path is None:
+        return data, "memory"
+    try:
+        cache.store(path, data, fields, {"max_abs_diff_m": diff})
+    except OSError as exc:
+        log(f"onnx export: cannot write the cache ({exc}); using the export from memory")
+        return data, "memory"
+    return data, str(path)
+
+
+class OnnxRuntimeLifter(Lifter):
+    """ONNX Runtime CPU session over the fused graph (see the module docstring for the options)."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, model: CFINet, *, batch_sizes=DEFAULT_BATCH_SIZES, threads: int | None = None,
+                 spinning: bool = False, cache_dir=None, weights_sha256: str = "", precision: str = "fp32",
+                 log: LogFn | None = None, onnx_bytes: bytes | None = None, optimization: str = "all"):
+        super().__init__(precision=precision, batch_sizes=batch_sizes, num_joints=model.config.num_joints,
+                         out_channels=model.config.out_channels, weights_sha256=weights_sha256)
+        reason = onnxruntime_unavailable_reason()
+        if reason:
+            raise BackendUnavailable(f"onnxruntime: {reason}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        log = as_log_fn(log)
+        if optimization not in _LEVELS:
+            raise ValueError(f"unknown optimization level {optimization!r}; valid: {', '.join(_LEVELS)}")
+        self._threads, self._spinning, self._optimization = threads, bool(spinning), optimization
+        if onnx_bytes is not None:
+            self._session, self.onnx_source = self._make_session(onnx_bytes), "given"
+            self.max_abs_diff = self._check(model)
+            return
+        data, self.onnx_source = exported_onnx(model, weights_sha256, cache_dir, precision, log)
+        self._session = self._make_session(data)
+        try:
+            self.max_abs_diff = self._check(model)
+        except ReferenceMismatch as exc:
+            if self.onnx_source == "memory":
+                raise
+            log(f"onnxruntime: cached export failed the reference check ({exc}); exporting again")
+            data, self.onnx_source = exported_onnx(model, weights_sha256, cache_dir, precision, log, refresh=True)
+            self._session = self._make_session(data)
+            self.max_abs_diff = self._check(model)
+
+    def _make_session(self, data: bytes):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[self._optimization])
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        if self._threads is not None:
+            options.intra_op_num_threads = self._threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self._spinning else "0")
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
+        options.log_severity_level = 3
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        self._input = session.get_inputs()[0].name
+        self._output = session.get_outputs()[0].name
+        return session
+
+    def _check(self, model: CFINet) -> float:
+        return check_against_reference(self._run_fixed, model, self.batch_sizes, TOLERANCES[self.precision],
+                                       "onnxruntime session")
+
+    def _run_fixed(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run([self._output], {self._input: batch})[0]
+
+    def _details(self) -> dict:
+        import onnxruntime as ort
+
+        return {"device": "cpu", "threads": self._threads, "spinning": self._spinning,
+                "graph_optimization": self._optimization,
+                "onnxruntime_version": ort.__version__, "onnx": self.onnx_source}
+
+    def close(self) -> None:
+        self._session = None

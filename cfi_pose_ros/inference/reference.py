@@ -1,0 +1,97 @@
+"""Checking a compiled model against the float32 PyTorch reference on realistic inputs.
+
+Every backend other than ``torch`` runs this before its first use: a new
+ONNX Runtime session, every CUDA graph and every TensorRT engine (freshly built
+or loaded from the cache) sees the same deterministic set of people, padded
+to each of its fixed batch sizes, and must stay within the precision's
+tolerance (:data:`~.base.TOLERANCES`) of ``CFINet`` in float32 on the CPU.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..camera import normalize_screen
+from ..model import CFINet
+from .base import ReferenceMismatch
+
+# A relaxed standing H36M-17 skeleton in metres, body frame (x left, y up, z forward),
+# pelvis at the origin, joint order of skeleton.H36M_17.
+_STANDING = np.array([
+    [0.00, 0.00, 0.00], [-0.13, 0.00, 0.00], [-0.14, -0.45, 0.02], [-0.15, -0.88, -0.03],
+    [0.13, 0.00, 0.00], [0.14, -0.45, 0.02], [0.15, -0.88, -0.03],
+    [0.00, 0.23, 0.00], [0.00, 0.48, 0.01], [0.00, 0.59, 0.07], [0.00, 0.70, 0.02],
+    [0.15, 0.45, 0.00], [0.20, 0.18, 0.02], [0.22, -0.06, 0.06],
+    [-0.15, 0.45, 0.00], [-0.20, 0.18, 0.02], [-0.22, -0.06, 0.06],
+])
+_LIMBS = ((11, 12, 13), (14, 15, 16), (1, 2, 3), (4, 5, 6))   # shoulder/hip, elbow/knee, wrist/ankle
+
+
+def reference_inputs(count: int = 32, seed: int = 0) -> np.ndarray:
+    """``count`` plausible people as the model sees them: ``(count, 17, 2)`` float32, screen-normalised.
+
+    Standing skeletons with random stature, limb swings, yaw, a few centimetres
+    of joint noise, placed 3-8 m in front of a 1280x720 camera (f = 900-1400 px)
+    and projected. Deterministic for a seed; no dataset needed.
+    """
+    rng = np.random.default_rng(seed)
+    poses = np.repeat(_STANDING[None], count, axis=0) * rng.uniform(0.85, 1.12, (count, 1, 1))
+    for root, middle, end in _LIMBS:       # swing each limb about its root in the sagittal plane
+        angle = rng.uniform(-1.2, 1.2, count)
+        c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
+        for joint in (middle, end):
+            rel = poses[:, joint] - poses[:, root]
+            y, z = rel[:, 1:2], rel[:, 2:3]
+            poses[:, joint, 1:] = poses[:, root, 1:] + np.concatenate([c * y - s * z, s * y + c * z], axis=1)
+    poses += rng.normal(0.0, 0.02, poses.shape)
+    yaw = rng.uniform(0, 2 * np.pi, count)
+    c, s = np.cos(yaw), np.sin(yaw)
+    x = c[:, None] * poses[..., 0] + s[:, None] * poses[..., 2]
+    z = -s[:, None] * poses[..., 0] + c[:, None] * poses[..., 2]
+    camera = np.stack([-x, -poses[..., 1], z], axis=-1)          # camera frame: x right, y down, z forward
+    depth = rng.uniform(3.0, 8.0, count)
+    camera += np.stack([rng.uniform(-0.3, 0.3, count) * depth, rng.uniform(-0.2, 0.3, count), depth], axis=-1)[:, None]
+    focal = rng.uniform(900.0, 1400.0, count)[:, None, None]
+    width, height = 1280.0, 720.0
+    pixels = camera[..., :2] / camera[..., 2:3] * focal + np.array([width / 2, height / 2])
+    return normalize_screen(pixels, width, height).astype(np.float32)
+
+
+def reference_outputs(model: CFINet, keypoints: np.ndarray) -> np.ndarray:
+    """The float32 PyTorch result for ``keypoints`` (the model must be float32 and in eval mode)."""
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(keypoints, np.float32)).to(device)
+        return model(x).float().cpu().numpy()
+
+
+def check_against_reference(run_fixed: Callable[[np.ndarray], np.ndarray], reference: CFINet,
+                            batch_sizes: tuple[int, ...], tolerance: float, label: str,
+                            inputs: np.ndarray | None = None) -> float:
+    """Run every fixed batch size through ``run_fixed`` and compare with ``reference``.
+
+    Returns the largest absolute difference (metres); raises
+    :class:`ReferenceMismatch` naming ``label``, the batch size, the difference
+    and the tolerance when it is exceeded (or when the output is not finite).
+    """
+    if inputs is None:
+        inputs = reference_inputs(max(batch_sizes), seed=1234)
+    expected = reference_outputs(reference, inputs)
+    worst = 0.0
+    for size in batch_sizes:
+        rows = np.resize(np.arange(len(inputs)), size)       # cycles when a size exceeds the input count
+        got = np.asarray(run_fixed(np.ascontiguousarray(inputs[rows])), dtype=np.float32)
+        if got.shape != expected[rows].shape:
+            raise ReferenceMismatch(f"{label}: batch size {size} returned shape {got.shape}, "
+                                    f"expected {expected[rows].shape}")
+        if not np.all(np.isfinite(got)):
+            raise ReferenceMismatch(f"{label}: batch size {size} returned NaN or inf")
+        diff = float(np.max(np.abs(got - expected[rows])))
+        worst = max(worst, diff)
+        if diff > tolerance:
+            raise ReferenceMismatch(f"{label}: batch size {size} differs from the PyTorch float32 "
+                                    f"reference by {diff:.3g} m (tolerance {tolerance:g} m); "
+                                    f"refusing to use it")
+    return worst

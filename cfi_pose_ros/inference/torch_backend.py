@@ -1,0 +1,38 @@
+"""``torch``: the plain ``CFINet`` in eager PyTorch on the CPU, float32. The reference every other backend is checked against."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..model import CFINet
+from .base import Lifter
+from .batching import DEFAULT_BATCH_SIZES
+
+
+class TorchLifter(Lifter):
+    """Eager PyTorch, CPU, fp32.
+
+    ``threads`` calls ``torch.set_num_threads`` (process-wide; left alone when
+    ``None``). Runs the same fixed batch sizes as the compiled backends so that
+    results and timings are comparable; the padding costs little here.
+    """
+
+    backend = "torch"
+
+    def __init__(self, model: CFINet, *, batch_sizes=DEFAULT_BATCH_SIZES, threads: int | None = None,
+                 weights_sha256: str = "", precision: str = "fp32"):
+        super().__init__(precision=precision, batch_sizes=batch_sizes, num_joints=model.config.num_joints,
+                         out_channels=model.config.out_channels, weights_sha256=weights_sha256)
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)
+        self._model = model.cpu().float().eval()
+        self.max_abs_diff = 0.0
+
+    def _run_fixed(self, batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self._model(torch.from_numpy(batch)).numpy()
+
+    def _details(self) -> dict:
+        return {"device": "cpu", "threads": torch.get_num_threads(), "torch_version": torch.__version__}

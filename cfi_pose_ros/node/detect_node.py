@@ -1,0 +1,485 @@
+"""The 2D detector node: camera images in, HumanKeypoints2DArray out (the lifter's input).
+
+A ``LifecycleNode`` named ``cfi_pose_detector`` that only wires topics,
+parameters and lifecycle to the ROS-free detectors (:mod:`cfi_pose_ros.detectors`),
+image conversion (:mod:`cfi_pose_ros.image`, or cv_bridge when it is installed)
+and tracker (:mod:`cfi_pose_ros.tracking`):
+
+* configure: read parameters, load and validate the ONNX models. A missing
+  model file, or one whose inputs/outputs are not what its family needs, fails
+  the transition with the :class:`~cfi_pose_ros.detectors.DetectorModelError` text.
+* activate: subscribe to ``sensor_msgs/Image`` (or ``CompressedImage``) with
+  depth-1 sensor-data QoS. The subscription callback only hands the newest
+  image to a worker thread; an image that arrives while another one is still
+  waiting replaces it (counted as ``dropped.superseded``), so the detector always
+  works on the newest frame and never on a queue of stale ones.
+* each frame: decode -> person detector -> keypoint model -> tracker ->
+  publish ``HumanKeypoints2DArray`` with the image's header (stamp and
+  frame_id), its width/height, COCO-17 keypoints, tracking ids, scores, boxes.
+  A frame that cannot be decoded (unsupported encoding, zero size, step/size
+  mismatch, corrupt JPEG) is dropped with a throttled error and counted; the
+  node goes on.
+
+``/diagnostics``: detector, providers, input/output rates, p50/p99 of every
+stage (decode, detector, keypoint_model, tracking, publish, total = image
+received -> keypoints published, over the last 1000 frames), people, and
+dropped frames by reason (``unsupported_encoding``, ``bad_image``,
+``decode_error``, ``detector_error``, ``superseded``).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, deque
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+
+from cfi_pose_ros.image import UnsupportedEncoding, compressed_msg_to_bgr, image_msg_to_bgr
+from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
+from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
+from cfi_pose_ros.node.parameters import ParamSpec
+from cfi_pose_ros.runtime_stats import RollingStats
+
+try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not
+    from cv_bridge import CvBridge, CvBridgeError
+except ImportError:  # pragma: no cover - depends on the ROS install
+    CvBridge, CvBridgeError = None, None
+
+PACKAGE = "cfi_pose_ros"
+EXECUTABLE = "detect_node"
+NODE_NAME = "cfi_pose_detector"
+CONFIG_FILE = "detect.yaml"
+STAGES = ("decode", "detector", "keypoint_model", "tracking", "publish", "total")
+DROP_REASONS = ("unsupported_encoding", "bad_image", "decode_error", "detector_error", "superseded")
+_WARN_PERIOD_S = 5.0
+_TIMING_WINDOW = 1000          # frames the per-stage percentiles are computed over
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    text = spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
+    descriptor = ParameterDescriptor(description=text, read_only=False)
+    if spec.min_value is not None and not isinstance(spec.default, bool):
+        if isinstance(spec.default, int):
+            descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value),
+                                                     to_value=int(spec.max_value), step=1)]
+        elif isinstance(spec.default, float):
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
+                                                                  to_value=float(spec.max_value), step=0.0)]
+    return descriptor
+
+
+def _qos(reliability: str) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.VOLATILE,
+        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
+
+
+class StageTimes:
+    """Per-stage durations (ms) of the last ``window`` frames, thread-safe."""
+
+    def __init__(self, stages=STAGES, window: int = _TIMING_WINDOW):
+        self._samples = {stage: deque(maxlen=window) for stage in stages}
+        self._lock = threading.Lock()
+
+    def add(self, values: dict[str, float]) -> None:
+        with self._lock:
+            for stage, ms in values.items():
+                self._samples[stage].append(ms)
+
+    def percentiles(self) -> dict[str, tuple[float, float, int]]:
+        """stage -> (p50 ms, p99 ms, samples); stages never timed are left out."""
+        with self._lock:
+            snapshot = {stage: np.array(values) for stage, values in self._samples.items() if values}
+        return {stage: (float(np.percentile(v, 50)), float(np.percentile(v, 99)), len(v))
+                for stage, v in snapshot.items()}
+
+
+# --------------------------------------------------------------------- conversions (messages <-> numpy)
+
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def _check_raw_image(msg: Image) -> None:
+    """The size checks that must come before any conversion (cv_bridge does not make all of them)."""
+    if msg.height == 0 or msg.width == 0:
+        raise ValueError(f"image has zero size ({msg.width}x{msg.height}, encoding {msg.encoding!r})")
+    if msg.step < msg.width or len(msg.data) < msg.step * msg.height:
+        raise ValueError(f"image data has {len(msg.data)} bytes with step {msg.step}, expected at least "
+                         f"step*height = {msg.step * msg.height} and step >= width ({msg.width}x{msg.height} "
+                         f"{msg.encoding})")
+
+
+def image_to_bgr(msg, bridge=None) -> np.ndarray:
+    """``sensor_msgs/Image`` or ``CompressedImage`` -> BGR ``uint8`` ``(H, W, 3)``.
+
+    Raises :class:`UnsupportedEncoding` or ``ValueError`` (zero size, step/size
+    mismatch, undecodable data) with the reason.
+    """
+    if isinstance(msg, CompressedImage):
+        if bridge is not None:
+            try:
+                return np.ascontiguousarray(bridge.compressed_imgmsg_to_cv2(msg, "bgr8"))
+            except CvBridgeError as exc:
+                raise ValueError(f"cv_bridge could not decode the compressed image ({msg.format!r}): {exc}") from exc
+        return compressed_msg_to_bgr(msg)
+    _check_raw_image(msg)
+    if bridge is not None:
+        try:
+            image = bridge.imgmsg_to_cv2(msg, "bgr8")
+        except CvBridgeError as exc:
+            text = str(exc)
+            if "encoding" in text.lower() or "unsupported" in text.lower():
+                raise UnsupportedEncoding(f"image encoding {msg.encoding!r}: {text}") from exc
+            raise ValueError(f"cv_bridge could not convert the image ({msg.encoding}): {text}") from exc
+        return np.ascontiguousarray(image)
+    return image_msg_to_bgr(msg)
+
+
+def keypoints_to_msg(header, image_size: tuple[int, int], keypoints: np.ndarray, scores: np.ndarray,
+                     boxes: np.ndarray, box_scores: np.ndarray, ids: list[str]) -> HumanKeypoints2DArray:
+    """COCO-17 people of one image -> ``HumanKeypoints2DArray`` (header copied: stamp and frame_id).
+
+    A joint with a non-finite position is published as missing (NaN, score 0);
+    scores are clipped to [0, 1]; boxes are clipped to the image.
+    """
+    width, height = int(image_size[0]), int(image_size[1])
+    out = HumanKeypoints2DArray(header=header, image_width=width, image_height=height)
+    keypoints = np.asarray(keypoints, dtype=np.float64).reshape(-1, 17, 2)
+    scores = np.clip(np.nan_to_num(np.asarray(scores, dtype=np.float64).reshape(-1, 17)), 0.0, 1.0)
+    missing = ~np.isfinite(keypoints).all(axis=-1)
+    keypoints = np.where(missing[..., None], np.nan, keypoints)
+    scores = np.where(missing, 0.0, scores)
+    box_scores = np.clip(np.nan_to_num(np.asarray(box_scores, dtype=np.float64)), 0.0, 1.0)
+    for person_kp, person_scores, box, box_score, track_id in zip(keypoints, scores, boxes, box_scores, ids):
+        x1, y1 = int(np.clip(np.floor(box[0]), 0, width)), int(np.clip(np.floor(box[1]), 0, height))
+        x2, y2 = int(np.clip(np.ceil(box[2]), 0, width)), int(np.clip(np.ceil(box[3]), 0, height))
+        person = HumanKeypoints2D(id=track_id, score=float(box_score), layout=HumanKeypoints2D.LAYOUT_COCO_17,
+                                  bbox=RegionOfInterest(x_offset=x1, y_offset=y1, width=max(0, x2 - x1),
+                                                        height=max(0, y2 - y1)))
+        person.keypoints = [Keypoint2D(x=float(x), y=float(y), score=float(s))
+                            for (x, y), s in zip(person_kp, person_scores)]
+        out.people.append(person)
+    return out
+
+
+# --------------------------------------------------------------------------------------- the node
+
+class DetectNode(LifecycleNode):
+    def __init__(self, name: str = NODE_NAME, **kwargs):
+        super().__init__(name, **kwargs)
+        for spec in DETECT_NODE_PARAMETERS:
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        self.detector = None
+        self.tracker = None
+        self.bridge = CvBridge() if CvBridge is not None else None
+        self.stats = RollingStats()
+        self.stages = StageTimes()
+        self._stats_lock = threading.Lock()
+        self._people_last = 0
+        self._subscription = None
+        self._keypoints_pub = self._diag_pub = self._diag_timer = None
+        self._last_warn: dict[str, float] = {}
+        self._drops_since_diag: Counter = Counter()
+        # newest image waiting for the worker, and the worker itself
+        self._pending = None
+        self._wake = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._running = False
+
+    # ----------------------------------------------------------------- helpers
+    def p(self, name: str):
+        return self.get_parameter(name).value
+
+    def _warn_throttled(self, key: str, text: str, error: bool = False) -> None:
+        now = time.monotonic()
+        if now - self._last_warn.get(key, -1e9) >= _WARN_PERIOD_S:
+            self._last_warn[key] = now
+            (self.get_logger().error if error else self.get_logger().warning)(text)
+
+    def _drop(self, reason: str, text: str | None = None) -> None:
+        with self._stats_lock:
+            self.stats.drop(Counter({reason: 1}))
+            self._drops_since_diag[reason] += 1
+        if text:
+            self._warn_throttled(reason, f"image dropped ({reason}): {text}", error=reason != "superseded")
+
+    def _check_choices(self) -> None:
+        for spec in DETECT_NODE_PARAMETERS:
+            if spec.choices and self.p(spec.name) not in spec.choices:
+                raise ValueError(f"parameter {spec.name}={self.p(spec.name)!r} is not one of {spec.choices}")
+
+    def describe(self) -> str:
+        if self.detector is None:
+            return "none"
+        if hasattr(self.detector, "person_detector"):
+            return (f"top_down: {Path(self.p('person_detector_model')).name} + "
+                    f"{Path(self.p('keypoint_model')).name} ({self.p('keypoint_model_type')})")
+        return f"yolo_pose: {Path(self.p('yolo_pose_model')).name}"
+
+    # --------------------------------------------------------------- lifecycle
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        from cfi_pose_ros.detectors import create_detector
+        from cfi_pose_ros.tracking import MultiPersonTracker, TrackerConfig
+
+        try:
+            self._check_choices()
+            values = {spec.name: self.p(spec.name) for spec in DETECT_NODE_PARAMETERS}
+            self.detector = create_detector(detector_config(values))
+            self.tracker = MultiPersonTracker(TrackerConfig(**tracker_config(values)))
+        except Exception as exc:  # DetectorModelError (missing/unexpected model), bad option: say why
+            self.detector = None
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self._keypoints_pub = self.create_lifecycle_publisher(
+            HumanKeypoints2DArray, self.p("keypoints_topic"), _qos(self.p("output_reliability")))
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
+        self.get_logger().info(f"configured: {self.describe()}, providers {list(self.p('providers'))}, "
+                               f"image conversion: {'cv_bridge' if self.bridge else 'cfi_pose_ros.image'}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="cfi_pose_detector_worker", daemon=True)
+        self._worker.start()
+        msg_type = CompressedImage if self.p("compressed") else Image
+        self._subscription = self.create_subscription(
+            msg_type, self.p("image_topic"), self._on_image, _qos(self.p("input_reliability")),
+            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos))
+        self.get_logger().info(f"active: {self.p('image_topic')} ({msg_type.__name__}) -> "
+                               f"{self.p('keypoints_topic')}")
+        return super().on_activate(state)
+
+    def _stop_worker(self) -> None:
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+        with self._wake:
+            self._running = False
+            self._pending = None
+            self._wake.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=30.0)     # finishes the frame in flight
+        self._worker = None
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._stop_worker()
+        for pub in (self._keypoints_pub, self._diag_pub):
+            if pub is not None:
+                self.destroy_publisher(pub)
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+        self._keypoints_pub = self._diag_pub = self._diag_timer = None
+        self.detector = self.tracker = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self):
+        self._stop_worker()
+        return super().destroy_node()
+
+    # --------------------------------------------------------------- callbacks
+    def _on_incompatible_qos(self, event) -> None:
+        self.get_logger().warning(
+            f"a publisher's QoS is incompatible with this subscription (policy {event.last_policy_kind}); "
+            f"no images will arrive. input_reliability is {self.p('input_reliability')!r}: a RELIABLE "
+            "subscriber gets nothing from BEST_EFFORT publishers")
+
+    def _on_image(self, msg) -> None:
+        """Executor thread: hand the newest image to the worker, replacing one still waiting."""
+        received = time.perf_counter()
+        with self._stats_lock:
+            self.stats.input(time.monotonic())
+        with self._wake:
+            superseded = self._pending is not None
+            self._pending = (msg, received)
+            self._wake.notify()
+        if superseded:
+            self._drop("superseded")
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while self._pending is None and self._running:
+                    self._wake.wait()
+                if not self._running:
+                    return
+                msg, received = self._pending
+                self._pending = None
+            try:
+                self._process(msg, received)
+            except Exception as exc:  # never let one frame take the node down
+                self._drop("detector_error", repr(exc))
+
+    def _detect(self, image: np.ndarray):
+        """(keypoints, scores, boxes, box_scores, detector ms, keypoint model ms or None)."""
+        detector = self.detector
+        start = time.perf_counter()
+        if hasattr(detector, "person_detector"):          # top-down: time the two stages apart
+            boxes, box_scores = detector.person_detector.detect_boxes(image)
+            if detector.max_people is not None:
+                boxes, box_scores = boxes[:detector.max_people], box_scores[:detector.max_people]
+            middle = time.perf_counter()
+            if len(boxes):
+                keypoints, scores = detector.keypoint_model.estimate(image, boxes)
+            else:
+                keypoints, scores = np.zeros((0, 17, 2)), np.zeros((0, 17))
+            end = time.perf_counter()
+            return keypoints, scores, boxes, box_scores, (middle - start) * 1e3, (end - middle) * 1e3
+        detections = detector.detect(image)
+        if detections.layout != "coco_17":
+            raise ValueError(f"detector returned layout {detections.layout!r}, expected coco_17")
+        return (detections.keypoints, detections.scores, detections.boxes, detections.box_scores,
+                (time.perf_counter() - start) * 1e3, None)
+
+    def _process(self, msg, received: float) -> None:
+        t0 = time.perf_counter()
+        try:
+            image = image_to_bgr(msg, self.bridge)
+        except UnsupportedEncoding as exc:
+            self._drop("unsupported_encoding", str(exc))
+            return
+        except ValueError as exc:
+            self._drop("bad_image", str(exc))
+            return
+        except Exception as exc:  # anything else the conversion raises
+            self._drop("decode_error", repr(exc))
+            return
+        t1 = time.perf_counter()
+        try:
+            keypoints, scores, boxes, box_scores, detector_ms, keypoint_ms = self._detect(image)
+        except Exception as exc:
+            self._drop("detector_error", repr(exc))
+            return
+        t2 = time.perf_counter()
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        finite = np.isfinite(boxes).all(axis=1)
+        if not finite.all():
+            keypoints, scores, boxes, box_scores = (np.asarray(a)[finite] for a in
+                                                    (keypoints, scores, boxes, box_scores))
+        if self.p("tracking") and self.tracker is not None:
+            stamp = stamp_seconds(msg.header.stamp)
+            ids = self.tracker.update(boxes, stamp if stamp > 0 else time.monotonic())
+        else:
+            ids = [""] * len(boxes)
+        t3 = time.perf_counter()
+        out = keypoints_to_msg(msg.header, (image.shape[1], image.shape[0]), keypoints, scores, boxes,
+                               box_scores, ids)
+        self._keypoints_pub.publish(out)
+        t4 = time.perf_counter()
+        times = {"decode": (t1 - t0) * 1e3, "detector": detector_ms, "tracking": (t3 - t2) * 1e3,
+                 "publish": (t4 - t3) * 1e3, "total": (t4 - received) * 1e3}
+        if keypoint_ms is not None:
+            times["keypoint_model"] = keypoint_ms
+        self.stages.add(times)
+        with self._stats_lock:
+            self.stats.output(time.monotonic(), t4 - received, len(out.people))
+            self._people_last = len(out.people)
+
+    def _publish_diagnostics(self) -> None:
+        with self._stats_lock:
+            summary = self.stats.summary(time.monotonic())
+            recent_drops = self._drops_since_diag
+            self._drops_since_diag = Counter()
+        stages = self.stages.percentiles()
+        status = DiagnosticStatus(name=f"{self.get_name()}: 2D detection", hardware_id=self.describe())
+        status.level, status.message = DiagnosticStatus.OK, "detecting"
+        total_p99 = stages.get("total", (0.0, 0.0, 0))[1]
+        if total_p99 > self.p("warn_latency_ms"):
+            status.level, status.message = DiagnosticStatus.WARN, "processing time high"
+        bad = {k: v for k, v in recent_drops.items() if k != "superseded"}
+        if bad:
+            status.level = DiagnosticStatus.WARN
+            status.message += "; dropping images: " + ", ".join(f"{k} x{v}" for k, v in sorted(bad.items()))
+        values = {"detector": self.describe(), "providers": ",".join(self.p("providers")),
+                  "image_conversion": "cv_bridge" if self.bridge else "cfi_pose_ros.image",
+                  "input_rate_hz": f"{summary['input_rate_hz']:.1f}",
+                  "output_rate_hz": f"{summary['output_rate_hz']:.1f}",
+                  "people": str(summary["people_last"]),
+                  "inputs_total": str(summary["inputs_total"]),
+                  "outputs_total": str(summary["outputs_total"])}
+        for stage, (p50, p99, count) in stages.items():
+            values[f"{stage}_p50_ms"] = f"{p50:.2f}"
+            values[f"{stage}_p99_ms"] = f"{p99:.2f}"
+        values["timing_frames"] = str(stages.get("total", (0, 0, 0))[2])
+        values.update({f"dropped.{reason}": str(count) for reason, count in sorted(summary["dropped"].items())})
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = DetectNode()
+    if node.p("autostart"):
+        # trigger_* return the callback's TransitionCallbackReturn (not a State)
+        if (node.trigger_configure() != TransitionCallbackReturn.SUCCESS
+                or node.trigger_activate() != TransitionCallbackReturn.SUCCESS):
+            node.get_logger().fatal("autostart: configure/activate failed, exiting")
+            node.destroy_node()
+            rclpy.try_shutdown()
+            return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+# ------------------------------------------------------------- the node as a process (tests, benchmarks)
+
+def installed_paths() -> tuple[Path, Path]:
+    """(executable, default params file) of the detector node in the install space."""
+    from ament_index_python.packages import get_package_prefix, get_package_share_directory
+
+    return (Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / EXECUTABLE,
+            Path(get_package_share_directory(PACKAGE)) / "config" / CONFIG_FILE)
+
+
+def detect_node_command(params_file: str | Path | None = None, overrides: dict | None = None) -> list[str]:
+    executable, default_params = installed_paths()
+    command = [str(executable), "--ros-args", "--params-file", str(params_file or default_params)]
+    for name, value in (overrides or {}).items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            value = "[" + ",".join(str(v) for v in value) + "]"
+        command += ["-p", f"{name}:={value}"]
+    return command
+
+
+def start_detect_node(params_file=None, overrides=None, log_path: str | Path | None = None,
+                      env: dict | None = None) -> subprocess.Popen:
+    """The detector node as a child process; stdout/stderr to ``log_path`` (or inherited).
+    Stop it with :func:`cfi_pose_ros.node.process.stop`."""
+    out = open(log_path, "w") if log_path else None
+    return subprocess.Popen(detect_node_command(params_file, overrides), stdout=out,
+                            stderr=subprocess.STDOUT if out else None,
+                            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Root (pelvis) position from an aligned depth image: units, holes, clothing/background, borders."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cfi_pose_ros.depth import (DEFAULT_BODY_OFFSET_M, depth_in_metres, root_translation_from_depth,
+                                window_depth)
+
+K = np.array([[600.0, 0.0, 320.0], [0.0, 610.0, 240.0], [0.0, 0.0, 1.0]])
+H, W = 480, 640
+
+
+def scene(pelvis_cam: np.ndarray, background: float = 6.0, radius_px: int = 40) -> np.ndarray:
+    """A float32 depth image (metres): background, and a person whose front surface is
+    ``DEFAULT_BODY_OFFSET_M`` in front of the pelvis, as a disc around the pelvis pixel."""
+    depth = np.full((H, W), background, np.float32)
+    u, v = project(pelvis_cam)
+    rows, cols = np.mgrid[0:H, 0:W]
+    body = (cols - u) ** 2 + (rows - v) ** 2 <= radius_px ** 2
+    depth[body] = pelvis_cam[2] - DEFAULT_BODY_OFFSET_M
+    return depth
+
+
+def project(point: np.ndarray) -> np.ndarray:
+    uvw = K @ point
+    return uvw[:2] / uvw[2]
+
+
+def test_pelvis_behind_the_surface_on_the_optical_axis():
+    pelvis = np.array([0.0, 0.0, 3.0])
+    depth = scene(pelvis)
+    t, ok = root_translation_from_depth(project(pelvis)[None], None, depth, K)
+    assert ok.tolist() == [True]
+    np.testing.assert_allclose(t[0], pelvis, atol=1e-5)
+
+
+def test_off_axis_person_back_projected_through_k():
+    pelvis = np.array([1.2, -0.4, 4.0])
+    uv = project(pelvis)
+    depth = scene(pelvis)
+    t, ok = root_translation_from_depth(uv[None], None, depth, K, body_offset=0.0)
+    assert ok[0]
+    # without the offset: the surface point on the pelvis ray, at the surface's z
+    surface_z = pelvis[2] - DEFAULT_BODY_OFFSET_M
+    np.testing.assert_allclose(t[0], pelvis * surface_z / pelvis[2], atol=2e-3)
+    np.testing.assert_allclose(project(t[0]), uv, atol=0.6)      # the nearest pixel centre's depth
+    t_off, _ = root_translation_from_depth(uv[None], None, depth, K)
+    # the offset moves the point 0.1 m further along the viewing ray
+    assert np.linalg.norm(t_off[0] - t[0]) == pytest.approx(DEFAULT_BODY_OFFSET_M, abs=1e-6)
+    np.testing.assert_allclose(np.cross(t_off[0], t[0]), 0.0, atol=1e-6)
+    assert abs(t_off[0, 2] - pelvis[2]) < 0.01
+
+
+def test_uint16_millimetres_equal_float_metres():
+    pelvis = np.array([-0.3, 0.2, 2.5])
+    depth_m = scene(pelvis)
+    depth_mm = np.round(depth_m * 1000.0).astype(np.uint16)
+    a, ok_a = root_translation_from_depth(project(pelvis)[None], None, depth_m, K)
+    b, ok_b = root_translation_from_depth(project(pelvis)[None], None, depth_mm, K)
+    assert ok_a[0] and ok_b[0]
+    np.testing.assert_allclose(a, b, atol=1e-3)
+    np.testing.assert_allclose(depth_in_metres(depth_mm)[0, 0], 6.0, atol=1e-6)
+
+
+def test_holes_and_nan_are_ignored():
+    pelvis = np.array([0.1, 0.1, 3.0])
+    depth = scene(pelvis)
+    u, v = np.rint(project(pelvis)).astype(int)
+    depth[v - 2:v + 3, u - 2:u + 3] = 0.0          # the 5x5 window: a hole...
+    depth[v, u - 1:u + 2] = 2.9                    # ...except three valid pixels
+    depth[v - 1, u] = np.nan
+    t, ok = root_translation_from_depth(project(pelvis)[None], None, depth, K)
+    assert ok[0] and t[0, 2] == pytest.approx(3.0, abs=0.01)
+
+
+def test_median_ignores_a_minority_of_background_pixels():
+    pelvis = np.array([0.0, 0.0, 3.0])
+    depth = scene(pelvis, background=8.0)
+    u, v = np.rint(project(pelvis)).astype(int)
+    depth[v - 2:v + 3, u + 1:u + 3] = 8.0          # 10 of 25 pixels see the wall behind (gap between legs)
+    t, ok = root_translation_from_depth(project(pelvis)[None], None, depth, K)
+    assert ok[0] and t[0, 2] == pytest.approx(3.0, abs=1e-3)
+
+
+def test_hips_carry_the_estimate_when_the_pelvis_pixel_is_in_a_hole():
+    pelvis = np.array([0.0, 0.2, 3.5])
+    depth = scene(pelvis, radius_px=60)
+    uv = project(pelvis)
+    u, v = np.rint(uv).astype(int)
+    depth[v - 3:v + 4, u - 3:u + 4] = 0.0          # dark clothing: no return at the pelvis
+    hips = np.stack([uv + [-20.0, 0.0], uv + [20.0, 0.0]])
+    without, ok_without = root_translation_from_depth(uv[None], None, depth, K)
+    assert not ok_without[0] and np.isnan(without[0]).all()
+    t, ok = root_translation_from_depth(uv[None], hips[None], depth, K)
+    assert ok[0]
+    np.testing.assert_allclose(t[0], pelvis, atol=0.01)
+
+
+def test_hips_outvote_background_seen_through_the_pelvis_window():
+    pelvis = np.array([0.0, 0.0, 3.0])
+    depth = scene(pelvis, background=9.0, radius_px=60)
+    uv = project(pelvis)
+    u, v = np.rint(uv).astype(int)
+    depth[v - 2:v + 3, u - 2:u + 3] = 9.0          # pelvis window entirely on the background
+    hips = np.stack([uv + [-15.0, 0.0], uv + [15.0, 0.0]])
+    t, ok = root_translation_from_depth(uv[None], hips[None], depth, K)
+    assert ok[0] and t[0, 2] == pytest.approx(3.0, abs=0.01)
+
+
+def test_several_people_and_per_person_failures():
+    people = np.array([[0.5, 0.0, 2.0], [-0.8, 0.1, 4.0], [0.0, 0.0, 3.0]])
+    depth = np.full((H, W), 7.0, np.float32)
+    for p in people[:2]:
+        depth = np.minimum(depth, scene(p, background=7.0, radius_px=25))
+    pixels = np.stack([project(p) for p in people])
+    u, v = np.rint(pixels[2]).astype(int)
+    depth[v - 10:v + 10, u - 10:u + 10] = 0.0      # third person: a hole
+    pixels = np.vstack([pixels, [[np.nan, 10.0]], [[-50.0, 100.0]]])   # missing pelvis, outside the image
+    t, ok = root_translation_from_depth(pixels, None, depth, K)
+    assert ok.tolist() == [True, True, False, False, False]
+    np.testing.assert_allclose(t[:2], people[:2], atol=0.01)
+    assert np.isnan(t[2:]).all()
+
+
+def test_window_is_clipped_at_the_image_border():
+    depth = np.full((H, W), 2.0, np.float32)
+    samples = window_depth(depth_in_metres(depth), np.array([[0.0, 0.0], [W - 1.0, H - 1.0], [W + 10.0, 5.0]]), 5)
+    assert [len(s) for s in samples] == [9, 9, 0]
+    t, ok = root_translation_from_depth(np.array([[0.0, 0.0]]), None, depth, K)
+    assert ok[0] and t[0, 2] > 2.0
+
+
+def test_depth_range_rejects_implausible_readings():
+    pelvis = np.array([0.0, 0.0, 3.0])
+    depth = scene(pelvis)
+    depth[:] = 50.0                                # all beyond the range (saturated / sky)
+    _, ok = root_translation_from_depth(project(pelvis)[None], None, depth, K)
+    assert not ok[0]
+    _, ok = root_translation_from_depth(project(pelvis)[None], None, depth, K, depth_range=(0.1, 100.0))
+    assert ok[0]
+
+
+def test_no_people():
+    t, ok = root_translation_from_depth(np.zeros((0, 2)), np.zeros((0, 2, 2)), np.ones((4, 4), np.float32), K)
+    assert t.shape == (0, 3) and ok.shape == (0,)
+
+
+@pytest.mark.parametrize("bad_k", [np.zeros((3, 3)), np.full((3, 3), np.nan), -K])
+def test_invalid_camera_matrix_is_refused(bad_k):
+    with pytest.raises(ValueError, match="camera matrix"):
+        root_translation_from_depth(np.array([[1.0, 1.0]]), None, np.ones((4, 4), np.float32), bad_k)
+
+
+@pytest.mark.parametrize("image", [np.ones((4, 4), np.int32), np.ones((4, 4, 3), np.float32),
+                                   np.ones((0, 0), np.float32)])
+def test_invalid_depth_image_is_refused(image):
+    with pytest.raises(ValueError, match="depth image"):
+        root_translation_from_depth(np.array([[1.0, 1.0]]), None, image, K)

@@ -1,0 +1,425 @@
+"""Fixed-shape inference: backends agree with eager PyTorch, padding/chunking, cache keys, errors, export CLI.
+
+A small model (dim 32, depth 1, 4 heads) with every parameter perturbed (so
+LayerNorm affines and biases are non-trivial and the fused graph's folding is
+really exercised) is saved with save_weights into a temporary directory.
+CUDA and TensorRT tests skip with the reason when this machine cannot run them.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from cfi_pose_ros.inference import (BACKENDS, DEFAULT_BATCH_SIZES, TOLERANCES, BackendUnavailable, Lifter,
+                                    ReferenceMismatch, available_backends, backend_unavailable_reason,
+                                    create_lifter, engine_cache_key, engine_key_fields)
+from cfi_pose_ros.inference import batching, cache
+from cfi_pose_ros.inference.fused import FusedCFINet
+from cfi_pose_ros.inference.reference import check_against_reference, reference_inputs
+from cfi_pose_ros.model import CFIConfig, CFINet
+from cfi_pose_ros.weights import save_weights
+
+SMALL = CFIConfig(dim=32, depth=1, heads=4)
+ATOL = 1e-4   # metres
+
+
+def perturbed_model(config: CFIConfig = SMALL, seed: int = 0) -> CFINet:
+    torch.manual_seed(seed)
+    model = CFINet(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.add_(torch.randn_like(p) * (0.3 if "norm" in name else 0.05))
+    return model
+
+
+def realistic_inputs(n: int, seed: int = 3) -> np.ndarray:
+    """H36M-geometry people seen by random cameras (the training data generator), screen-normalised."""
+    from training.synthetic import synthetic_pose_set
+
+    return synthetic_pose_set(max(n, 1), seed=seed).inputs_2d[:n]
+
+
+def eager(model: CFINet, keypoints: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return model(torch.from_numpy(keypoints)).numpy()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """(model, weights path, cache dir) shared by the module so the ONNX export runs once."""
+    root = tmp_path_factory.mktemp("inference")
+    model = perturbed_model()
+    return model, save_weights(model, root / "small.safetensors"), root / "cache"
+
+
+@pytest.fixture(scope="module")
+def ort_lifter(small):
+    if backend_unavailable_reason("onnxruntime"):
+        pytest.skip(f"onnxruntime: {backend_unavailable_reason('onnxruntime')}")
+    _, weights, cache_dir = small
+    return create_lifter(weights, backend="onnxruntime", cache_dir=cache_dir, threads=1, log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def torch_lifter(small):
+    _, weights, cache_dir = small
+    return create_lifter(weights, backend="torch", cache_dir=cache_dir, log=lambda *_: None)
+
+
+# ----------------------------------------------------------------- batching (pure)
+@pytest.mark.parametrize("count, expected", [
+    (0, []),
+    (1, [(0, 1, 1)]),
+    (3, [(0, 3, 4)]),
+    (16, [(0, 16, 16)]),
+    (17, [(0, 16, 16), (16, 17, 1)]),
+    (40, [(0, 16, 16), (16, 32, 16), (32, 40, 8)]),
+])
+def test_plan_chunks(count, expected):
+    chunks = batching.plan_chunks(count, DEFAULT_BATCH_SIZES)
+    assert [(c.start, c.stop, c.size) for c in chunks] == expected
+    assert sum(c.count for c in chunks) == count
+    assert all(c.size in DEFAULT_BATCH_SIZES and 0 <= c.padding < c.size for c in chunks)
+
+
+def test_padded_size_and_batch_size_validation():
+    assert [batching.padded_size(n, (1, 2, 4, 8, 16)) for n in (1, 2, 3, 5, 9, 16)] == [1, 2, 4, 8, 16, 16]
+    assert batching.normalize_batch_sizes([8, 1, 4, 1]) == (1, 4, 8)
+    with pytest.raises(ValueError, match="largest batch size"):
+        batching.padded_size(17, (1, 16))
+    for bad in ([], [0, 1], [2, -1], [1.5], ["4"], [True]):
+        with pytest.raises(ValueError, match="batch_sizes"):
+            batching.normalize_batch_sizes(bad)
+
+
+def test_pad_and_unpad():
+    batch = np.arange(3 * 17 * 2, dtype=np.float32).reshape(3, 17, 2)
+    padded = batching.pad_batch(batch, 8)
+    assert padded.shape == (8, 17, 2)
+    np.testing.assert_array_equal(padded[:3], batch)
+    np.testing.assert_array_equal(padded[3:], np.repeat(batch[-1:], 5, axis=0))   # repeats the last person
+    assert batching.pad_batch(batch, 3) is batch                                   # full: no copy
+    np.testing.assert_array_equal(batching.unpad(padded, 3), batch)
+    with pytest.raises(ValueError):
+        batching.pad_batch(batch, 2)
+    with pytest.raises(ValueError):
+        batching.pad_batch(batch[:0], 4)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 16, 17, 40])
+def test_run_in_fixed_batches_keeps_order_and_only_uses_fixed_sizes(count):
+    keypoints = np.random.default_rng(count).normal(size=(count, 17, 2)).astype(np.float32)
+    seen = []
+
+    def run(batch):
+        seen.append(batch.shape[0])
+        return np.concatenate([batch, batch[..., :1] * 2], axis=-1)   # a per-person function
+
+    out = batching.run_in_fixed_batches(keypoints, DEFAULT_BATCH_SIZES, run, (17, 3))
+    assert out.shape == (count, 17, 3) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[..., :2], keypoints)
+    np.testing.assert_array_equal(out[..., 2], keypoints[..., 0] * 2)
+    assert all(size in DEFAULT_BATCH_SIZES for size in seen)
+    assert len(seen) == len(batching.plan_chunks(count, DEFAULT_BATCH_SIZES))
+
+
+def test_validate_keypoints():
+    ok = batching.validate_keypoints(np.zeros((2, 17, 2), dtype=np.float64))
+    assert ok.dtype == np.float32 and ok.flags.c_contiguous
+    assert batching.validate_keypoints([[[0, 0]] * 17]).shape == (1, 17, 2)
+    for bad in (np.zeros((17, 2)), np.zeros((2, 17, 3)), np.zeros((2, 16, 2)), np.zeros((1, 2, 17)),
+                np.array([["a", "b"]] * 17)[None]):
+        with pytest.raises(ValueError, match=r"\(N, 17, 2\)"):
+            batching.validate_keypoints(bad)
+
+
+# ----------------------------------------------------------------- the fused graph
+@pytest.mark.parametrize("flags", list(itertools.product([True, False], repeat=4))[::3])
+def test_fused_graph_equals_cfinet(flags):
+    config = CFIConfig(dim=32, depth=2, heads=4, use_cfi_global=flags[0], use_cfi_initial=flags[1],
+                       use_cfi_local=flags[2], use_gramlp=flags[3])
+    model = perturbed_model(config, seed=sum(flags))
+    x = torch.from_numpy(realistic_inputs(24))
+    with torch.inference_mode():
+        expected = model(x)
+        for portable in (False, True):
+            np.testing.assert_allclose(FusedCFINet(model, portable_gelu=portable)(x), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype, precision", [(torch.float16, "fp16"), (torch.bfloat16, "bf16")])
+def test_fused_graph_reduced_precision_within_tolerance(dtype, precision):
+    model = perturbed_model()
+    x = torch.from_numpy(realistic_inputs(16))
+    with torch.inference_mode():
+        got = FusedCFINet(model, dtype)(x)
+        assert got.dtype == torch.float32
+        assert float((got - model(x)).abs().max()) < TOLERANCES[precision]
+
+
+# ----------------------------------------------------------------- backends vs eager PyTorch
+@pytest.mark.parametrize("count", [0, 1, 3, 16, 17, 40])
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_backend_matches_eager_pytorch(backend, count, small, request):
+    lifter = request.getfixturevalue(f"{'ort' if backend == 'onnxruntime' else 'torch'}_lifter")
+    model = small[0]
+    keypoints = realistic_inputs(count)
+    out = lifter.lift(keypoints)
+    assert out.shape == (count, 17, 3) and out.dtype == np.float32
+    if count:
+        assert float(np.abs(out - eager(model, keypoints)).max()) < ATOL
+
+
+def test_lifter_interface(ort_lifter, torch_lifter):
+    for lifter in (ort_lifter, torch_lifter):
+        assert isinstance(lifter, Lifter)
+        assert lifter.backend in BACKENDS and lifter.precision == "fp32"
+        assert lifter.batch_sizes == DEFAULT_BATCH_SIZES
+        info = lifter.describe()
+        json.dumps(info)
+        assert info["backend"] == lifter.backend and info["max_abs_diff_vs_reference_m"] < ATOL
+        assert len(info["weights_sha256"]) == 64
+        empty = lifter.lift(np.zeros((0, 17, 2), np.float32))
+        assert empty.shape == (0, 17, 3) and empty.dtype == np.float32
+
+
+def test_padding_never_changes_a_real_persons_output(ort_lifter):
+    keypoints = realistic_inputs(5)
+    alone = np.concatenate([ort_lifter.lift(keypoints[i:i + 1]) for i in range(5)])
+    np.testing.assert_allclose(ort_lifter.lift(keypoints), alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((17, 2)), np.zeros((3, 17, 3)), np.zeros((3, 14, 2))])
+def test_wrong_input_shape_is_a_value_error(ort_lifter, bad):
+    with pytest.raises(ValueError, match=r"\(N, 17, 2\)"):
+        ort_lifter.lift(bad)
+
+
+def test_onnx_export_is_cached_by_weights_hash(small, ort_lifter):
+    _, weights, cache_dir = small
+    source = ort_lifter.describe()["onnx"]
+    assert source.startswith(str(cache_dir)) and source.endswith(".onnx")
+    lines = []
+    again = create_lifter(weights, backend="onnxruntime", cache_dir=cache_dir, threads=1, log=lines.append)
+    assert again.describe()["onnx"] == source and not any("exporting" in line for line in lines)
+
+
+def test_corrupted_cached_onnx_is_exported_again(tmp_path, small):
+    model, weights, _ = small
+    lines = []
+    first = create_lifter(weights, backend="onnxruntime", cache_dir=tmp_path, threads=1, log=lines.append)
+    path = first.describe()["onnx"]
+    with open(path, "r+b") as f:      # flip bytes inside the file: SHA-256 no longer matches the sidecar
+        f.seek(-64, 2)
+        f.write(b"\0" * 16)
+    lines.clear()
+    second = create_lifter(weights, backend="onnxruntime", cache_dir=tmp_path, threads=1, log=lines.append)
+    assert any("SHA-256" in line for line in lines)
+    keypoints = realistic_inputs(4)
+    assert float(np.abs(second.lift(keypoints) - eager(model, keypoints)).max()) < ATOL
+
+
+def test_reference_check_rejects_a_wrong_backend():
+    model = perturbed_model()
+    good = lambda batch: eager(model, batch)                       # noqa: E731
+    assert check_against_reference(good, model, (1, 4), 1e-4, "same") < 1e-6
+    with pytest.raises(ReferenceMismatch, match=r"batch size 1 .*\(tolerance 0.0001 m\)"):
+        check_against_reference(lambda b: good(b) + 1e-3, model, (1, 4), 1e-4, "off by a millimetre")
+    with pytest.raises(ReferenceMismatch, match="NaN"):
+        check_against_reference(lambda b: good(b) * np.nan, model, (2,), 1e-4, "nan")
+    assert reference_inputs(8).shape == (8, 17, 2)
+
+
+# ----------------------------------------------------------------- engine cache keys (pure)
+BASE_KEY = dict(weights_sha256="a" * 64, tensorrt_version="10.13.0", gpu_name="NVIDIA Jetson AGX Orin",
+                compute_capability=(8, 7), precision="fp16", input_shape=(4, 17, 2), graph="cfi-fused/1", opset=18)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("weights_sha256", "b" * 64), ("tensorrt_version", "10.14.1"), ("gpu_name", "NVIDIA GeForce RTX 4090"),
+    ("compute_capability", (8, 9)), ("precision", "fp32"), ("input_shape", (8, 17, 2)), ("graph", "cfi-fused/2"),
+    ("opset", 20),
+])
+def test_engine_cache_key_changes_with_each_field(field, value):
+    assert engine_cache_key(**BASE_KEY) == engine_cache_key(**dict(BASE_KEY))     # deterministic
+    assert engine_cache_key(**{**BASE_KEY, field: value}) != engine_cache_key(**BASE_KEY)
+    path = cache.cache_path("/c", engine_key_fields(**{**BASE_KEY, field: value}), ".engine")
+    assert path != cache.cache_path("/c", engine_key_fields(**BASE_KEY), ".engine")
+
+
+def test_engine_cache_never_loads_a_mismatched_or_corrupted_file(tmp_path):
+    fields = engine_key_fields(**BASE_KEY)
+    path = cache.cache_path(tmp_path, fields, ".engine")
+    assert path.name.startswith("cfi-aaaaaaaaaaaa-fp16-b4-") and path.parent.name == "tensorrt-engine"
+    assert cache.load(path, fields) == (None, "not cached yet")
+    cache.store(path, b"plan bytes", fields)
+    assert cache.load(path, fields) == (b"plan bytes", "")
+    other = engine_key_fields(**{**BASE_KEY, "tensorrt_version": "10.14.1"})
+    data, reason = cache.load(path, other)                  # same file, different expected key
+    assert data is None and "tensorrt_version" in reason
+    path.write_bytes(b"other plan")
+    data, reason = cache.load(path, fields)
+    assert data is None and "SHA-256" in reason
+    cache.sidecar_path(path).write_text("{not json")
+    assert cache.load(path, fields)[0] is None
+
+
+# ----------------------------------------------------------------- create_lifter: names, errors, auto
+def test_unknown_names_are_value_errors_listing_the_valid_ones(small):
+    _, weights, cache_dir = small
+    with pytest.raises(ValueError, match="valid: auto, tensorrt, cuda, onnxruntime, torch"):
+        create_lifter(weights, backend="openvino", cache_dir=cache_dir)
+    with pytest.raises(ValueError, match="valid: fp32, fp16, bf16"):
+        create_lifter(weights, precision="int8", cache_dir=cache_dir)
+    for backend in ("onnxruntime", "torch"):
+        with pytest.raises(ValueError, match="only tensorrt and cuda support it"):
+            create_lifter(weights, backend=backend, precision="fp16", cache_dir=cache_dir)
+    with pytest.raises(ValueError, match="threads"):
+        create_lifter(weights, backend="torch", threads=0, cache_dir=cache_dir)
+    with pytest.raises(ValueError, match="batch_sizes"):
+        create_lifter(weights, backend="torch", batch_sizes=(), cache_dir=cache_dir)
+
+
+@pytest.mark.parametrize("backend", ["tensorrt", "cuda"])
+def test_explicit_gpu_backend_here_says_why_it_is_unavailable(backend, small):
+    reason = backend_unavailable_reason(backend)
+    if reason is None:
+        pytest.skip(f"{backend} is available on this machine")
+    _, weights, cache_dir = small
+    with pytest.raises(BackendUnavailable, match=f"^{backend}: ") as info:
+        create_lifter(weights, backend=backend, cache_dir=cache_dir)
+    assert reason in str(info.value)
+    assert isinstance(info.value, RuntimeError)
+    if backend == "tensorrt" and "not importable" in reason:
+        assert "Python module 'tensorrt' not importable" in str(info.value)
+
+
+def test_auto_picks_the_fastest_available_and_logs_why_faster_ones_were_skipped(small):
+    _, weights, cache_dir = small
+    status = available_backends()
+    expected = next(name for name, reason in status.items() if reason is None)
+    lines = []
+    lifter = create_lifter(weights, cache_dir=cache_dir, threads=1, log=lines.append)
+    assert lifter.backend == expected
+    if status["tensorrt"] is not None and status["cuda"] is not None:   # a CPU-only machine like CI
+        assert lifter.backend == "onnxruntime" if status["onnxruntime"] is None else "torch"
+    for name in BACKENDS[:BACKENDS.index(expected)]:
+        assert any(f"skipped {name}: {status[name]}" in line for line in lines), lines
+    assert f"auto chose {expected}" in lines[-1]
+
+
+def test_auto_accepts_a_logger_and_falls_back_when_a_backend_fails_to_start(small, monkeypatch, caplog):
+    from cfi_pose_ros.inference import factory
+
+    _, weights, cache_dir = small
+    real_build = factory._build
+
+    def broken_onnxruntime(backend, *args):
+        if backend == "onnxruntime":
+            raise RuntimeError("simulated start-up failure")
+        return real_build(backend, *args)
+
+    monkeypatch.setattr(factory, "_build", broken_onnxruntime)
+    monkeypatch.setattr(factory, "available_backends", lambda precision: {
+        "tensorrt": "simulated: no tensorrt", "cuda": "simulated: no GPU", "onnxruntime": None, "torch": None})
+    with caplog.at_level(logging.INFO, logger="cfi_test"):
+        lifter = create_lifter(weights, cache_dir=cache_dir, log=logging.getLogger("cfi_test"))
+    assert lifter.backend == "torch"
+    assert "skipped onnxruntime: failed to start (RuntimeError: simulated start-up failure)" in caplog.text
+    assert "skipped tensorrt: simulated: no tensorrt" in caplog.text
+
+
+def test_auto_with_reduced_precision_needs_a_gpu_backend(small):
+    status = available_backends("fp16")
+    if status["tensorrt"] is None or status["cuda"] is None:
+        pytest.skip("a GPU backend is available here")
+    _, weights, cache_dir = small
+    with pytest.raises(BackendUnavailable, match="no backend can run fp16 here: tensorrt: .*; cuda: .*"
+                                                 "onnxruntime: does not run fp16 \\(only tensorrt and cuda do\\)"):
+        create_lifter(weights, precision="fp16", cache_dir=cache_dir)
+
+
+# ----------------------------------------------------------------- GPU backends (skip without one)
+def _skip_unless(backend: str) -> None:
+    reason = backend_unavailable_reason(backend)
+    if reason:
+        pytest.skip(f"{backend} backend unavailable here: {reason}")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_cuda_graphs_match_eager_pytorch(small, precision):
+    _skip_unless("cuda")
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    model, weights, cache_dir = small
+    lifter = create_lifter(weights, backend="cuda", precision=precision, cache_dir=cache_dir, log=lambda *_: None)
+    for count in (0, 1, 3, 17, 40):
+        keypoints = realistic_inputs(count)
+        out = lifter.lift(keypoints)
+        assert out.shape == (count, 17, 3)
+        if count:
+            assert float(np.abs(out - eager(model, keypoints)).max()) < TOLERANCES[precision]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_engines_match_eager_pytorch_and_are_cached(small, tmp_path, precision):
+    _skip_unless("tensorrt")
+    model, weights, _ = small
+    lines = []
+    lifter = create_lifter(weights, backend="tensorrt", precision=precision, batch_sizes=(1, 4),
+                           cache_dir=tmp_path, log=lines.append)
+    assert sum("building" in line for line in lines) == 2
+    keypoints = realistic_inputs(6)
+    assert float(np.abs(lifter.lift(keypoints) - eager(model, keypoints)).max()) < TOLERANCES[precision]
+    lines.clear()
+    again = create_lifter(weights, backend="tensorrt", precision=precision, batch_sizes=(1, 4),
+                          cache_dir=tmp_path, log=lines.append)
+    assert sum("cached engine" in line for line in lines) == 2 and not any("building" in line for line in lines)
+    engine = again.describe()["engines"][4]
+    sidecar = json.loads(cache.sidecar_path(__import__("pathlib").Path(engine)).read_text())
+    sidecar["fields"]["gpu_name"] = "some other GPU"     # a key that does not match: rebuilt, never loaded
+    cache.sidecar_path(__import__("pathlib").Path(engine)).write_text(json.dumps(sidecar))
+    lines.clear()
+    create_lifter(weights, backend="tensorrt", precision=precision, batch_sizes=(4,), cache_dir=tmp_path,
+                  log=lines.append)
+    assert any("building" in line and "key mismatch (gpu_name differ)" in line for line in lines), lines
+
+
+# ----------------------------------------------------------------- export CLI
+def test_export_cli_writes_a_checked_onnx_with_only_the_batch_axis_dynamic(small, tmp_path, capsys):
+    import onnx
+
+    from cfi_pose_ros.export import INPUT_NAME, OPSET, OUTPUT_NAME, dynamic_axes, main, run_onnx
+
+    model, weights, _ = small
+    out = tmp_path / "small.onnx"
+    assert main(["--weights", str(weights), "--onnx", str(out)]) == 0
+    assert "max |ONNX - PyTorch|" in capsys.readouterr().out
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto, full_check=True)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == OPSET >= 17
+    assert dynamic_axes(proto) == {INPUT_NAME: [(0, "batch")], OUTPUT_NAME: [(0, "batch")]}
+    dims = [[d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]
+            for v in (proto.graph.input[0], proto.graph.output[0])]
+    assert dims == [["batch", 17, 2], ["batch", 17, 3]]
+    for count in (1, 5, 16):
+        keypoints = realistic_inputs(count, seed=11)
+        assert float(np.abs(run_onnx(proto, keypoints) - eager(model, keypoints)).max()) < ATOL
+
+
+def test_export_cli_tensorrt_without_tensorrt_fails_with_the_reason(small, tmp_path, capsys):
+    reason = backend_unavailable_reason("tensorrt")
+    if reason is None:
+        pytest.skip("tensorrt is available here")
+    from cfi_pose_ros.export import main
+
+    _, weights, _ = small
+    code = main(["--weights", str(weights), "--onnx", str(tmp_path / "m.onnx"),
+                 "--tensorrt-engine", str(tmp_path / "m.engine"), "--precision", "fp16", "--batch-sizes", "1", "4"])
+    assert code == 2
+    assert f"tensorrt: {reason}" in capsys.readouterr().err
+    assert (tmp_path / "m.onnx").is_file() and not list(tmp_path.glob("*.engine"))
