@@ -84,7 +84,7 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
     executor.add_node(client)
     try:
         print("waiting for the lifting node...", file=sys.stderr)
-        if not client.wait_for_lifter(executor, clip, timeout=120.0):
+        if not client.wait_for_lifter(executor, clip, timeout=300.0, alive=lambda: node.poll() is None):
             raise RuntimeError(f"the node did not answer; see {out / 'node.log'}")
         print(f"replaying {frames or len(clip.pixels)} frames at {rate_hz:g} Hz", file=sys.stderr)
         client.replay(executor, clip, rate_hz=rate_hz, frames=frames)

@@ -9,7 +9,8 @@ The graph
 What is exported is :class:`~cfi_pose_ros.inference.fused.FusedCFINet`, the
 inference form of ``CFINet`` (LayerNorm affines folded into the next matmul,
 matmuls that read the same tensor stacked, the three cross-attentions run as
-one): 22 GEMMs instead of 41 for the paper model, the same outputs to ~1e-6.
+one): for the paper model 23 weight matmuls instead of 56 (41 MatMul/Gemm nodes
+instead of 86), the same outputs to ~1e-6.
 Input ``keypoints_2d`` (batch, 17, 2) float32, output ``joints_3d`` (batch, 17, 3)
 float32; only the batch axis is dynamic (1..4096). Opset 18: every operator is
 one that both ONNX Runtime and TensorRT's ONNX parser handle (LayerNormalization,

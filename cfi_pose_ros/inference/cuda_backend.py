@@ -3,7 +3,8 @@
 For 17-token inputs the GPU work per kernel is tiny and launch overhead
 dominates eager execution; replaying a captured graph issues the whole forward
 pass as one launch. The captured module is
-:class:`~cfi_pose_ros.inference.fused.FusedCFINet` (22 GEMMs instead of 41).
+:class:`~cfi_pose_ros.inference.fused.FusedCFINet` (23 weight matmuls instead of 56
+for the paper model).
 
 * ``fp32``: TF32 is switched off while capturing, so the matmuls are true fp32
   (tolerance 1e-4 m). The process-wide TF32 setting is restored afterwards.

@@ -12,9 +12,10 @@ from .batching import DEFAULT_BATCH_SIZES
 class TorchLifter(Lifter):
     """Eager PyTorch, CPU, fp32.
 
-    ``threads`` calls ``torch.set_num_threads`` (process-wide; left alone when
-    ``None``). Runs the same fixed batch sizes as the compiled backends so that
-    results and timings are comparable; the padding costs little here.
+    ``threads`` sets ``torch.set_num_threads`` (process-wide) before each call
+    when it differs; ``None`` leaves PyTorch's setting alone. Runs the same
+    fixed batch sizes as the compiled backends so that results and timings are
+    comparable; the padding costs little here.
     """
 
     backend = "torch"
@@ -26,11 +27,13 @@ class TorchLifter(Lifter):
         if threads is not None:
             if threads < 1:
                 raise ValueError(f"threads must be >= 1, got {threads}")
-            torch.set_num_threads(threads)
+        self._threads = threads
         self._model = model.cpu().float().eval()
         self.max_abs_diff = 0.0
 
     def _run_fixed(self, batch: np.ndarray) -> np.ndarray:
+        if self._threads is not None and torch.get_num_threads() != self._threads:
+            torch.set_num_threads(self._threads)
         with torch.inference_mode():
             return self._model(torch.from_numpy(batch)).numpy()
 

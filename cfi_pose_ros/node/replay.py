@@ -115,11 +115,13 @@ class ReplayClient(Node):
         self.keypoints_pub.publish(msg)
         return stamp
 
-    def wait_for_lifter(self, executor, clip: Clip, timeout: float = 60.0) -> bool:
-        """Publish a probe frame until the lifter answers (discovery and start-up done)."""
+    def wait_for_lifter(self, executor, clip: Clip, timeout: float = 60.0, alive=lambda: True) -> bool:
+        """Publish a probe frame until the lifter answers (discovery and start-up done).
+
+        ``alive`` says whether the lifter is still running, to stop waiting for a dead process."""
         deadline = time.monotonic() + timeout
         probe_stamp = 1
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and alive():
             self.camera_info_pub.publish(camera_info_msg(clip.camera_matrix, clip.image_size, self.frame_id))
             self.publish(keypoints_msg(clip.pixels[0], clip.scores[0], clip.ids, clip.image_size,
                                        clip.layout, self.frame_id, probe_stamp))
