@@ -108,7 +108,9 @@ class CameraPath:
         detector = {"autostart": True, "image_topic": self.topics["image"],
                     "keypoints_topic": self.topics["keypoints"], "person_detector_model": str(RTMDET),
                     "keypoint_model": str(MOVENET), "threads": 2, "diagnostics_period": 0.5,
-                    **(detector or {})}
+                    # A 3 MB image is ~50 UDP fragments; best effort loses whole images whenever one
+                    # fragment is dropped (small socket buffers, a loaded machine), reliable resends it.
+                    "input_reliability": "reliable", **(detector or {})}
         self.compressed = bool(detector.get("compressed", False))
         self.detector = start_detect_node(overrides=detector, log_path=self.detector_log)
         self.lifter = None
@@ -122,8 +124,10 @@ class CameraPath:
             rclpy.init()
         self.node = rclpy.create_node(f"camera_test_client_{n}")
         sensor = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        image_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE
+                               if detector["input_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT)
         self.image_pub = self.node.create_publisher(CompressedImage if self.compressed else Image,
-                                                    self.topics["image"], sensor)
+                                                    self.topics["image"], image_qos)
         self.info_pub = self.node.create_publisher(CameraInfo, self.topics["camera_info"], sensor)
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.keypoints, self.poses, self.diagnostics = {}, {}, []
@@ -324,7 +328,8 @@ def test_diagnostics_report_per_stage_timings(camera_path, meta, h36m_image):
 def test_compressed_jpeg_input(started, h36m_image):
     from sensor_msgs.msg import CompressedImage
 
-    path = started(detector={"compressed": True}, lifter=False)
+    # the default sensor-data QoS (best effort): a ~70 kB JPEG is two UDP fragments
+    path = started(detector={"compressed": True, "input_reliability": "best_effort"}, lifter=False)
     msg = CompressedImage(format="jpeg")
     msg.data = array.array("B", cv2.imencode(".jpg", h36m_image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
     msg.header.frame_id = FRAME

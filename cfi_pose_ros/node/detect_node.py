@@ -465,6 +465,8 @@ def detect_node_command(params_file: str | Path | None = None, overrides: dict |
     for name, value in (overrides or {}).items():
         if isinstance(value, bool):
             value = "true" if value else "false"
+        elif value == "":
+            value = "''"     # YAML for the empty string; a bare `name:=` does not parse
         elif isinstance(value, (list, tuple)):
             value = "[" + ",".join(str(v) for v in value) + "]"
         command += ["-p", f"{name}:={value}"]
