@@ -95,7 +95,6 @@ def torch_gemm_peak(threads: int, size: int = 2048, seconds: float = 2.0) -> flo
 def mlas_gemm_peak(threads: int, size: int = 2048, seconds: float = 2.0) -> float | None:
     """The same GEMM through ONNX Runtime (B constant, so pre-packed as in the model)."""
     try:
-        import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
@@ -110,7 +109,6 @@ def mlas_gemm_peak(threads: int, size: int = 2048, seconds: float = 2.0) -> floa
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     a = np.random.default_rng(1).normal(size=(size, size)).astype(np.float32)
-    del onnx
     return _median_rate(lambda: session.run(None, {"a": a}), 2.0 * size ** 3, seconds)
 
 

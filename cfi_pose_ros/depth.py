@@ -18,9 +18,11 @@ body, about 0.1 m behind the surface seen from the front or back. So:
 Conventions: camera optical frame (x right, y down, z forward, metres);
 pixels with the origin at the image's top-left corner, (x, y) = (column, row);
 the depth image registered to the image the keypoints come from (same size and
-camera matrix; scale the pixels first if it has another resolution). ``uint16``
-depth is millimetres (the ``16UC1`` convention of ROS depth drivers), float
-depth is metres (``32FC1``).
+camera matrix; pass ``image_size`` when the depth image has another
+resolution than the image the pixels and K refer to). ``uint16`` depth is
+millimetres (the ``16UC1`` convention of ROS depth drivers), float depth is
+metres (``32FC1``). :func:`depth_image_to_array` reads a ``sensor_msgs/Image``'s
+fields (passed one by one, so nothing here imports rclpy).
 """
 from __future__ import annotations
 
@@ -28,6 +30,33 @@ import numpy as np
 
 DEFAULT_BODY_OFFSET_M = 0.10     # body surface -> pelvis joint, metres
 DEFAULT_DEPTH_RANGE_M = (0.1, 20.0)
+
+
+# depth encoding -> numpy dtype (little endian; the message's is_bigendian flips it)
+_DEPTH_ENCODINGS = {"16UC1": "u2", "mono16": "u2", "32FC1": "f4"}
+
+
+def depth_image_to_array(encoding: str, height: int, width: int, step: int, data, is_bigendian: bool = False
+                         ) -> np.ndarray:
+    """Raw ``sensor_msgs/Image`` depth fields -> ``(H, W)`` ``uint16`` (16UC1/mono16, millimetres) or
+    ``float32`` (32FC1, metres), a copy in native byte order. ``ValueError`` for another encoding, a
+    zero size, a step shorter than a row or data shorter than ``step * height``."""
+    if encoding not in _DEPTH_ENCODINGS:
+        raise ValueError(f"unsupported depth encoding {encoding!r}; supported: {', '.join(_DEPTH_ENCODINGS)}")
+    height, width, step = int(height), int(width), int(step)
+    if height <= 0 or width <= 0:
+        raise ValueError(f"depth image has zero size ({width}x{height})")
+    dtype = np.dtype((">" if is_bigendian else "<") + _DEPTH_ENCODINGS[encoding])
+    row_bytes = width * dtype.itemsize
+    if step < row_bytes:
+        raise ValueError(f"depth image step {step} is shorter than one row of {width} {encoding} pixels "
+                         f"({row_bytes} bytes)")
+    flat = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+    if flat.size < step * height:
+        raise ValueError(f"depth image data has {flat.size} bytes, expected at least step*height = "
+                         f"{step * height}")
+    rows = flat[:step * height].reshape(height, step)[:, :row_bytes]
+    return np.ascontiguousarray(rows).view(dtype).reshape(height, width).astype(dtype.newbyteorder("="))
 
 
 def depth_in_metres(depth_image: np.ndarray) -> np.ndarray:
@@ -73,15 +102,19 @@ def root_translation_from_depth(pelvis_pixels: np.ndarray, hip_pixels: np.ndarra
                                 depth_image: np.ndarray, camera_matrix: np.ndarray, window: int = 5,
                                 body_offset: float = DEFAULT_BODY_OFFSET_M,
                                 depth_range: tuple[float, float] = DEFAULT_DEPTH_RANGE_M,
-                                min_samples: int = 3) -> tuple[np.ndarray, np.ndarray]:
+                                min_samples: int = 3, image_size: tuple[int, int] | None = None
+                                ) -> tuple[np.ndarray, np.ndarray]:
     """Pelvis positions in the camera frame from a depth image.
 
     ``pelvis_pixels`` ``(N, 2)``; ``hip_pixels`` ``(N, 2, 2)`` (right and left
     hip) or None; ``depth_image`` ``(H, W)`` metres (float) or millimetres
-    (``uint16``); ``camera_matrix`` ``(3, 3)`` K. Returns ``translations``
-    ``(N, 3)`` metres and ``ok`` ``(N,)``: False (translation NaN) where the
-    pelvis pixel is not finite or fewer than ``min_samples`` valid depth values
-    lie in the windows (a hole in the depth image, a person outside it).
+    (``uint16``); ``camera_matrix`` ``(3, 3)`` K of the image the pixels are in.
+    ``image_size`` (width, height) of that image when the registered depth
+    image has another resolution (the windows are then placed at the scaled
+    pixels; ``window`` is in depth pixels). Returns ``translations`` ``(N, 3)``
+    metres and ``ok`` ``(N,)``: False (translation NaN) where the pelvis pixel
+    is not finite or fewer than ``min_samples`` valid depth values lie in the
+    windows (a hole in the depth image, a person outside it).
     """
     pelvis = np.asarray(pelvis_pixels, dtype=np.float64).reshape(-1, 2)
     people = pelvis.shape[0]
@@ -94,6 +127,11 @@ def root_translation_from_depth(pelvis_pixels: np.ndarray, hip_pixels: np.ndarra
     depth_m = depth_in_metres(depth_image)
     low, high = depth_range
     depth_m = np.where((depth_m >= low) & (depth_m <= high), depth_m, np.nan)
+    scale = np.ones(2)
+    if image_size is not None:
+        if not (image_size[0] > 0 and image_size[1] > 0):
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        scale = np.array([depth_m.shape[1] / image_size[0], depth_m.shape[0] / image_size[1]])
     translations = np.full((people, 3), np.nan)
     ok = np.zeros(people, dtype=bool)
     k_inv = np.linalg.inv(k)
@@ -101,6 +139,7 @@ def root_translation_from_depth(pelvis_pixels: np.ndarray, hip_pixels: np.ndarra
         if not np.isfinite(pelvis[i]).all():
             continue
         points = pelvis[i:i + 1] if hips is None else np.concatenate([pelvis[i:i + 1], hips[i]])
+        points = (points + 0.5) * scale - 0.5          # pixel centres at integer coordinates
         samples = np.concatenate(window_depth(depth_m, points, window))
         if samples.size < max(int(min_samples), 1):
             continue

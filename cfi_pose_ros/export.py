@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cfi_pose_ros.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", required=True, help="weights file (.safetensors with its .json)")
     parser.add_argument("--onnx", required=True, type=Path, help="output ONNX file")
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (>= 17, default {OPSET})")
+    parser.add_argument("--opset", type=int, default=OPSET,
+                        help=f"opset of the written ONNX file (>= 17, default {OPSET}; engines always use {OPSET})")
     parser.add_argument("--tensorrt-engine", type=Path, default=None,
                         help="also build TensorRT engines (one per batch size: out.b<size>.engine, "
                              "or exactly this path for a single size); needs tensorrt and a CUDA GPU")

@@ -87,7 +87,8 @@ def h36m_camera_info(meta: dict, frame_id: str = FRAME):
 class CameraPath:
     """detect_node (+ lift_node) as processes with topics of their own, and a client node here."""
 
-    def __init__(self, log_dir: Path, detector: dict | None = None, lifter: bool = True):
+    def __init__(self, log_dir: Path, detector: dict | None = None, lifter: bool = True,
+                 detector_name: str | None = None):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -112,7 +113,8 @@ class CameraPath:
                     # fragment is dropped (small socket buffers, a loaded machine), reliable resends it.
                     "input_reliability": "reliable", **(detector or {})}
         self.compressed = bool(detector.get("compressed", False))
-        self.detector = start_detect_node(overrides=detector, log_path=self.detector_log)
+        self.detector_name = detector_name or "cfi_pose_detector"
+        self.detector = start_detect_node(overrides=detector, log_path=self.detector_log, node_name=detector_name)
         self.lifter = None
         if lifter:
             self.lifter = start_lift_node(overrides={
@@ -145,7 +147,7 @@ class CameraPath:
 
     def report(self) -> str:
         """Diagnostics and logs, for a failure message."""
-        return f"detector diagnostics: {self.diagnostics_of('cfi_pose_detector')}\n{self.logs()}"
+        return f"detector diagnostics: {self.diagnostics_of(self.detector_name)}\n{self.logs()}"
 
     def spin_until(self, predicate, timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -175,7 +177,7 @@ class CameraPath:
         self.spin_until(lambda: len(self.diagnostics) > count + 2, timeout)
         for diag in reversed(self.diagnostics):
             for status in diag.status:
-                if status.name.startswith(node_name):
+                if status.name.startswith(node_name + ":"):
                     return {kv.key: kv.value for kv in status.values} | {"_level": status.level,
                                                                           "_message": status.message}
         return {}
@@ -215,6 +217,9 @@ def started(tmp_path):
 
     def start(**kwargs) -> CameraPath:
         need_fixtures()
+        # a node name of its own: the module's cfi_pose_detector is still running, and /diagnostics
+        # and the lifecycle services are told apart by node name
+        kwargs.setdefault("detector_name", f"test_detector_{len(paths)}_{os.getpid()}")
         paths.append(CameraPath(tmp_path, **kwargs))
         return paths[-1]
 
@@ -298,11 +303,11 @@ def test_bad_images_are_dropped_counted_and_the_node_goes_on(camera_path, meta, 
     base = int(time.time()) % 100000 + 10000
     bad = image_msg(h36m_image[:200, :300], "rgb8", sec=base)
     spoil(bad)
-    before = int(camera_path.diagnostics_of("cfi_pose_detector").get(f"dropped.{reason}", 0))
+    before = int(camera_path.diagnostics_of(camera_path.detector_name).get(f"dropped.{reason}", 0))
     for _ in range(3):
         camera_path.image_pub.publish(bad)
         camera_path.spin_until(lambda: False, 0.3)
-    diag = camera_path.diagnostics_of("cfi_pose_detector")
+    diag = camera_path.diagnostics_of(camera_path.detector_name)
     assert int(diag.get(f"dropped.{reason}", 0)) > before, diag
     assert stamp_ns(bad.header) not in camera_path.keypoints
     assert camera_path.detector.poll() is None and camera_path.lifter.poll() is None
@@ -314,7 +319,7 @@ def test_bad_images_are_dropped_counted_and_the_node_goes_on(camera_path, meta, 
 def test_diagnostics_report_per_stage_timings(camera_path, meta, h36m_image):
     for i in range(3):
         assert camera_path.send(image_msg(h36m_image, "rgb8", sec=4000 + i), h36m_camera_info(meta)) is not None
-    diag = camera_path.diagnostics_of("cfi_pose_detector")
+    diag = camera_path.diagnostics_of(camera_path.detector_name)
     for stage in ("decode", "detector", "keypoint_model", "tracking", "publish", "total"):
         p50, p99 = float(diag[f"{stage}_p50_ms"]), float(diag[f"{stage}_p99_ms"])
         assert 0.0 <= p50 <= p99, (stage, diag)
@@ -344,7 +349,7 @@ def test_compressed_jpeg_input(started, h36m_image):
     for _ in range(3):
         path.image_pub.publish(broken)
         path.spin_until(lambda: False, 0.3)
-    assert int(path.diagnostics_of("cfi_pose_detector").get("dropped.bad_image", 0)) >= 1
+    assert int(path.diagnostics_of(path.detector_name).get("dropped.bad_image", 0)) >= 1
     assert path.detector.poll() is None
 
 
@@ -371,8 +376,8 @@ def test_detector_lifecycle_over_services(started, h36m_image):
     from lifecycle_msgs.srv import ChangeState, GetState
 
     path = started(detector={"autostart": False}, lifter=False)
-    get_state = path.node.create_client(GetState, "/cfi_pose_detector/get_state")
-    change = path.node.create_client(ChangeState, "/cfi_pose_detector/change_state")
+    get_state = path.node.create_client(GetState, f"/{path.detector_name}/get_state")
+    change = path.node.create_client(ChangeState, f"/{path.detector_name}/change_state")
     assert get_state.wait_for_service(timeout_sec=30)
 
     def call(client, request):

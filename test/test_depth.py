@@ -1,11 +1,15 @@
 """Root (pelvis) position from an aligned depth image: units, holes, clothing/background, borders."""
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from cfi_pose_ros.depth import (DEFAULT_BODY_OFFSET_M, depth_in_metres, root_translation_from_depth,
-                                window_depth)
+from cfi_pose_ros.depth import (DEFAULT_BODY_OFFSET_M, depth_image_to_array, depth_in_metres,
+                                root_translation_from_depth, window_depth)
 
 K = np.array([[600.0, 0.0, 320.0], [0.0, 610.0, 240.0], [0.0, 0.0, 1.0]])
 H, W = 480, 640
@@ -157,3 +161,94 @@ def test_invalid_camera_matrix_is_refused(bad_k):
 def test_invalid_depth_image_is_refused(image):
     with pytest.raises(ValueError, match="depth image"):
         root_translation_from_depth(np.array([[1.0, 1.0]]), None, image, K)
+
+
+def test_depth_image_at_another_resolution_than_the_colour_image():
+    pelvis = np.array([0.4, -0.2, 3.0])
+    full = scene(pelvis, radius_px=60)
+    half = full[::2, ::2].copy()                   # registered depth at half the colour resolution
+    uv = project(pelvis)
+    t, ok = root_translation_from_depth(uv[None], None, half, K, image_size=(W, H))
+    assert ok[0]
+    np.testing.assert_allclose(t[0], pelvis, atol=0.01)
+    with pytest.raises(ValueError, match="image_size"):
+        root_translation_from_depth(uv[None], None, half, K, image_size=(0, H))
+
+
+@pytest.mark.parametrize("encoding, dtype, scale", [("16UC1", "<u2", 1000.0), ("mono16", ">u2", 1000.0),
+                                                    ("32FC1", "<f4", 1.0)])
+def test_depth_message_fields_to_array_with_padded_rows(encoding, dtype, scale):
+    depth = (np.arange(12, dtype=np.float64).reshape(3, 4) + 1.0) * 0.5          # metres
+    values = (depth * scale).astype(dtype)
+    pad = 6
+    raw = np.zeros((3, 4 * values.itemsize + pad), np.uint8)
+    raw[:, :4 * values.itemsize] = values.view(np.uint8).reshape(3, -1)
+    array = depth_image_to_array(encoding, 3, 4, raw.shape[1], raw.tobytes(), is_bigendian=dtype[0] == ">")
+    assert array.shape == (3, 4) and array.dtype.isnative
+    np.testing.assert_allclose(depth_in_metres(array), depth, atol=1e-6)
+
+
+@pytest.mark.parametrize("fields, match", [
+    (("rgb8", 2, 2, 6, bytes(12)), "unsupported depth encoding"),
+    (("16UC1", 0, 2, 4, b""), "zero size"),
+    (("16UC1", 2, 2, 3, bytes(8)), "step"),
+    (("32FC1", 2, 2, 8, bytes(10)), "data has 10 bytes"),
+])
+def test_bad_depth_messages_are_refused(fields, match):
+    with pytest.raises(ValueError, match=match):
+        depth_image_to_array(*fields)
+
+
+H36M_META = Path(os.environ.get("CFI_FIXTURES_DIR", Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+                                / "camera")) / "images" / "h36m_S1_Directions_1.54138969_000001.json"
+# H36M-17 bones, and a rough body radius (m) around each: torso thick, limbs thinner
+_BONES = ((0, 1, .13), (1, 2, .08), (2, 3, .06), (0, 4, .13), (4, 5, .08), (5, 6, .06), (0, 7, .14),
+          (7, 8, .14), (8, 9, .06), (9, 10, .09), (8, 11, .07), (11, 12, .05), (12, 13, .04), (8, 14, .07),
+          (14, 15, .05), (15, 16, .04))
+
+
+def render_body_depth(joints: np.ndarray, k: np.ndarray, size: tuple[int, int], background: float) -> np.ndarray:
+    """Depth (z, metres) of a body made of spheres along the bones, ray-traced through K."""
+    width, height = size
+    centres, radii = [], []
+    for a, b, r in _BONES:
+        for f in np.linspace(0.0, 1.0, 12):
+            centres.append(joints[a] + f * (joints[b] - joints[a]))
+            radii.append(r)
+    centres, radii = np.array(centres), np.array(radii)
+    depth = np.full((height, width), background, np.float32)
+    uv = joints @ k.T
+    uv = uv[:, :2] / uv[:, 2:]
+    c0, r0 = np.maximum(np.floor(uv.min(axis=0) - 60).astype(int), 0)
+    c1, r1 = np.minimum(np.ceil(uv.max(axis=0) + 60).astype(int), [width, height])
+    cols, rows = np.meshgrid(np.arange(c0, c1), np.arange(r0, r1))
+    rays = np.stack([cols.ravel(), rows.ravel(), np.ones(cols.size)], axis=1) @ np.linalg.inv(k).T
+    unit = rays / np.linalg.norm(rays, axis=1, keepdims=True)
+    along = unit @ centres.T                                            # (pixels, spheres)
+    disc = along ** 2 - (centres ** 2).sum(axis=1) + radii ** 2
+    hit = np.where(disc > 0, along - np.sqrt(np.clip(disc, 0, None)), np.inf).min(axis=1)
+    z = np.where(np.isfinite(hit), hit * unit[:, 2], background)
+    depth[r0:r1, c0:c1] = np.minimum(z.reshape(cols.shape), background)
+    return depth
+
+
+def test_h36m_person_rendered_as_a_depth_image_gives_the_true_pelvis():
+    if not H36M_META.exists():
+        pytest.skip(f"camera fixtures not found ({H36M_META}); set CFI_FIXTURES_DIR")
+    meta = json.loads(H36M_META.read_text())
+    truth = np.asarray(meta["keypoints_3d_camera_m"])
+    intr = meta["intrinsics"]
+    k = np.array([[intr["focal_length"][0], 0, intr["center"][0]], [0, intr["focal_length"][1], intr["center"][1]],
+                  [0, 0, 1.0]])
+    depth = render_body_depth(truth, k, (intr["res_w"], intr["res_h"]), background=8.0)
+    depth_mm = np.round(depth * 1000).astype(np.uint16)
+    uvw = truth @ k.T
+    pixels = uvw[:, :2] / uvw[:, 2:]
+    t, ok = root_translation_from_depth(pixels[None, 0], pixels[None, [1, 4]], depth_mm, k)
+    error = np.linalg.norm(t[0] - truth[0])
+    surface_only, _ = root_translation_from_depth(pixels[None, 0], pixels[None, [1, 4]], depth_mm, k,
+                                                  body_offset=0.0)
+    print(f"\nH36M pelvis from a rendered depth image: error {1000 * error:.0f} mm "
+          f"(surface only, no body offset: {1000 * np.linalg.norm(surface_only[0] - truth[0]):.0f} mm)")
+    assert ok[0] and error < 0.04
+    assert np.linalg.norm(surface_only[0] - truth[0]) > error

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -380,9 +381,9 @@ def test_tensorrt_engines_match_eager_pytorch_and_are_cached(small, tmp_path, pr
                           cache_dir=tmp_path, log=lines.append)
     assert sum("cached engine" in line for line in lines) == 2 and not any("building" in line for line in lines)
     engine = again.describe()["engines"][4]
-    sidecar = json.loads(cache.sidecar_path(__import__("pathlib").Path(engine)).read_text())
+    sidecar = json.loads(cache.sidecar_path(Path(engine)).read_text())
     sidecar["fields"]["gpu_name"] = "some other GPU"     # a key that does not match: rebuilt, never loaded
-    cache.sidecar_path(__import__("pathlib").Path(engine)).write_text(json.dumps(sidecar))
+    cache.sidecar_path(Path(engine)).write_text(json.dumps(sidecar))
     lines.clear()
     create_lifter(weights, backend="tensorrt", precision=precision, batch_sizes=(4,), cache_dir=tmp_path,
                   log=lines.append)

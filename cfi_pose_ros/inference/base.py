@@ -54,8 +54,8 @@ def check_precision(backend: str, precision: str) -> None:
     if precision not in BACKEND_PRECISIONS[backend]:
         gpu = [b for b, p in BACKEND_PRECISIONS.items() if precision in p]
         raise ValueError(f"precision {precision} is not supported by the {backend} backend: "
-                         f"only {' and '.join(gpu)} support it ({backend} runs "
-                         f"{', '.join(BACKEND_PRECISIONS[backend])})")
+                         f"only {' and '.join(gpu)} {'supports' if len(gpu) == 1 else 'support'} it "
+                         f"({backend} runs {', '.join(BACKEND_PRECISIONS[backend])})")
 
 
 class Lifter(abc.ABC):

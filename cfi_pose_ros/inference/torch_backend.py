@@ -1,4 +1,4 @@
-"""``torch``: the plain ``CFINet`` in eager PyTorch on the CPU, float32. The reference every other backend is checked against."""
+"""``torch``: the plain ``CFINet`` in eager PyTorch on the CPU, fp32: the reference every other backend is checked against."""
 from __future__ import annotations
 
 import numpy as np

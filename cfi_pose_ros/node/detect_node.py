@@ -459,9 +459,12 @@ def installed_paths() -> tuple[Path, Path]:
             Path(get_package_share_directory(PACKAGE)) / "config" / CONFIG_FILE)
 
 
-def detect_node_command(params_file: str | Path | None = None, overrides: dict | None = None) -> list[str]:
+def detect_node_command(params_file: str | Path | None = None, overrides: dict | None = None,
+                        node_name: str | None = None) -> list[str]:
     executable, default_params = installed_paths()
     command = [str(executable), "--ros-args", "--params-file", str(params_file or default_params)]
+    if node_name:
+        command += ["-r", f"__node:={node_name}"]
     for name, value in (overrides or {}).items():
         if isinstance(value, bool):
             value = "true" if value else "false"
@@ -474,11 +477,13 @@ def detect_node_command(params_file: str | Path | None = None, overrides: dict |
 
 
 def start_detect_node(params_file=None, overrides=None, log_path: str | Path | None = None,
-                      env: dict | None = None) -> subprocess.Popen:
+                      env: dict | None = None, node_name: str | None = None) -> subprocess.Popen:
     """The detector node as a child process; stdout/stderr to ``log_path`` (or inherited).
+    ``node_name`` renames it (its parameters are still read from ``params_file``'s
+    ``cfi_pose_detector`` section only if the name is unchanged; overrides always apply).
     Stop it with :func:`cfi_pose_ros.node.process.stop`."""
     out = open(log_path, "w") if log_path else None
-    return subprocess.Popen(detect_node_command(params_file, overrides), stdout=out,
+    return subprocess.Popen(detect_node_command(params_file, overrides, node_name), stdout=out,
                             stderr=subprocess.STDOUT if out else None,
                             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
 
