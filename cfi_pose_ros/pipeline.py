@@ -21,6 +21,7 @@ import numpy as np
 
 from .body_pose import body_poses
 from .camera import normalize_screen
+from .depth import root_translation_from_depth
 from .root_solver import solve_root_translation, validate_camera_matrix
 from .skeleton import H36M_17, LAYOUTS, convert_to_h36m17
 
@@ -48,6 +49,7 @@ class Frame2D:
     image_height: float
     stamp: float = 0.0                       # seconds, for smoothing
     camera_matrix: np.ndarray | None = None  # (3, 3) K, None = unknown
+    depth: np.ndarray | None = None          # (H, W) depth registered to the image: metres, or uint16 mm
 
 
 @dataclass
@@ -74,6 +76,8 @@ class PipelineConfig:
     min_valid_joints: int = 8          # fewer valid H36M joints than this: drop the person
     max_people: int = 64               # per frame; the lowest-scoring extra people are dropped
     solve_root: bool = True
+    depth_window: int = 5              # pixels around the pelvis and hips sampled in the depth image
+    depth_body_offset: float = 0.10    # metres from the body surface the sensor sees to the pelvis joint
 
 
 def check_person(person: Person2D) -> str | None:
@@ -165,6 +169,18 @@ class LiftingPipeline:
             translations = np.zeros((len(accepted), 3))
             solved = np.zeros(len(accepted), dtype=bool)
 
+        from_depth = np.zeros(len(accepted), dtype=bool)
+        if camera is not None and frame.depth is not None:
+            # A measured depth beats the size prior of the monocular solve; people whose
+            # pelvis falls in a hole of the depth image keep the intrinsics solution.
+            visible = scores > 0
+            pelvis = np.where(visible[:, :1], pixels[:, 0], np.nan)
+            hips = np.where(visible[:, [1, 4], None], pixels[:, [1, 4]], np.nan)
+            depth_t, from_depth = root_translation_from_depth(
+                pelvis, hips, frame.depth, camera, window=self.config.depth_window,
+                body_offset=self.config.depth_body_offset, image_size=(frame.image_width, frame.image_height))
+            translations = np.where(from_depth[:, None], depth_t, translations)
+            solved = solved | from_depth
         keypoints = root_relative + np.where(solved[:, None, None], translations[:, None, :], 0.0)
         if self.smoother is not None:
             for row, (_, person, _, _) in enumerate(accepted):
@@ -175,6 +191,7 @@ class LiftingPipeline:
             people.append(LiftedPerson(
                 track_id=person.track_id, score=float(np.clip(person.score, 0.0, 1.0)),
                 keypoints=keypoints[row], keypoint_scores=scores[row],
-                root_source=ROOT_FROM_INTRINSICS if solved[row] else ROOT_RELATIVE,
+                root_source=(ROOT_FROM_DEPTH if from_depth[row] else
+                             ROOT_FROM_INTRINSICS if solved[row] else ROOT_RELATIVE),
                 position=positions[row], orientation_xyzw=orientations[row], source_index=index))
         return FrameResult(people, dropped)

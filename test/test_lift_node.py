@@ -311,3 +311,33 @@ def test_lifecycle_transitions_over_services(node_factory, clip):
     node.spin_for(1.0)
     assert not node.client.received.poses
     assert transition(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
+
+
+def test_aligned_depth_image_sets_the_root_depth(node_factory, clip):
+    from sensor_msgs.msg import Image
+
+    node = node_factory(overrides={"depth_topic": "/depth_for_test", "depth_max_age": 1.0})
+    depth_pub = node.client.create_publisher(Image, "/depth_for_test", 1)
+    send_camera_info(node, clip)
+    frame, sec = 40, 500
+    w, h = clip.image_size
+    depth = np.full((h, w), 9.0, dtype=np.float32)            # 32FC1, metres
+    for pixels, truth in zip(clip.pixels[frame], clip.truth_camera_m[frame]):
+        x0, y0 = np.floor(pixels.min(0)).astype(int)
+        x1, y1 = np.ceil(pixels.max(0)).astype(int)
+        depth[y0:y1, x0:x1] = truth[0, 2] - 0.1
+    image = Image(height=h, width=w, encoding="32FC1", step=w * 4, data=depth.tobytes())
+    image.header = stamp_msg(clip_msg(clip, frame, sec), sec).header
+    msg = clip_msg(clip, frame, sec)
+
+    def answered_from_depth():
+        depth_pub.publish(image)
+        node.spin_for(0.1)
+        node.client.received.poses.pop(sec * 10**9, None)     # wait for a fresh answer
+        out = node.send_and_receive(msg, timeout=2)
+        return out is not None and all(h.root_source == HumanPose3D.ROOT_FROM_DEPTH for h in out.humans)
+
+    assert node.spin_until(answered_from_depth, 60), node.log()
+    out = node.client.received.poses[sec * 10**9]
+    for human, truth in zip(out.humans, clip.truth_camera_m[frame]):
+        assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03

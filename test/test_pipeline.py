@@ -117,3 +117,24 @@ def test_smoothing_reduces_jitter_per_track(lifter, clip):
 def test_check_person_accepts_valid_coco():
     assert check_person(Person2D(np.zeros((17, 2)), np.ones(17), "coco_17")) is None
     assert H36M_17.num_joints == 17
+
+
+def test_depth_image_gives_the_root_and_says_so(lifter, clip):
+    frame = frame_from_clip(clip, 30)
+    truth = clip["truth_camera_m"][30]
+    w, h = clip["image_size"]
+    # A registered depth image (uint16 mm) in which each person's body surface lies 0.1 m
+    # in front of their pelvis; the background far away.
+    depth = np.full((h, w), 9000, dtype=np.uint16)
+    for person_pixels, person_truth in zip(clip["pixels"][30], truth):
+        x0, y0 = np.floor(person_pixels.min(0)).astype(int)
+        x1, y1 = np.ceil(person_pixels.max(0)).astype(int)
+        depth[max(y0, 0):y1, max(x0, 0):x1] = round((person_truth[0, 2] - 0.1) * 1000)
+    frame.depth = depth
+    result = LiftingPipeline(lifter).process(frame)
+    for person, person_truth in zip(result.people, truth):
+        assert person.root_source == 2                     # ROOT_FROM_DEPTH
+        assert abs(person.position[2] - person_truth[0, 2]) < 0.03
+    # a hole in the depth image: that person falls back to the intrinsics solve
+    frame.depth = np.zeros_like(depth)
+    assert [p.root_source for p in LiftingPipeline(lifter).process(frame).people] == [ROOT_FROM_INTRINSICS] * 2

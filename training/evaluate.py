@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +29,9 @@ ACTION_HEADINGS = {"Directions": "Dir.", "Discussion": "Disc.", "Eating": "Eat",
                    "Phoning": "Phone", "Photo": "Photo", "Posing": "Pose", "Purchases": "Pur.",
                    "Sitting": "Sit", "SittingDown": "SitD.", "Smoking": "Smoke", "Waiting": "Wait",
                    "WalkDog": "WalkD.", "Walking": "Walk", "WalkTogether": "WalkT."}
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "h36m"
+# The Human3.6M files: $CFI_H36M_DIR, else ../shared/data/h36m beside the repository.
+DEFAULT_DATA = Path(os.environ.get("CFI_H36M_DIR",
+                                   Path(__file__).resolve().parents[1].parent / "shared" / "data" / "h36m"))
 
 
 @torch.no_grad()

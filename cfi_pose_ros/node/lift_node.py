@@ -25,12 +25,13 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, DurabilityPolicy, HistoryPolicy
-from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
+from cfi_pose_ros.depth import depth_image_to_array
 from cfi_pose_ros.markers import skeleton_markers
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
-from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg
+from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg, stamp_seconds
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, ParamSpec
 from cfi_pose_ros.pipeline import LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
@@ -68,6 +69,7 @@ class LiftNode(LifecycleNode):
         self.stats = RollingStats()
         self.camera_matrix: np.ndarray | None = None
         self.camera_size: tuple[int, int] | None = None
+        self.depth: tuple[float, np.ndarray] | None = None     # (stamp s, depth image)
         self._subscriptions_active: list = []
         self._pose_pub = self._marker_pub = self._diag_pub = None
         self._diag_timer = None
@@ -109,7 +111,8 @@ class LiftNode(LifecycleNode):
                     if self.p("smoothing") else None)
         self.pipeline = LiftingPipeline(self.lifter, PipelineConfig(
             min_keypoint_score=self.p("min_keypoint_score"), min_valid_joints=self.p("min_valid_joints"),
-            max_people=self.p("max_people"), solve_root=self.p("solve_root")), smoother)
+            max_people=self.p("max_people"), solve_root=self.p("solve_root"),
+            depth_window=self.p("depth_window"), depth_body_offset=self.p("depth_body_offset")), smoother)
         out_qos = _qos(self.p("output_reliability"))
         self._pose_pub = self.create_lifecycle_publisher(HumanPose3DArray, self.p("output_topic"), out_qos)
         self._marker_pub = self.create_lifecycle_publisher(MarkerArray, self.p("markers_topic"), out_qos)
@@ -126,6 +129,10 @@ class LiftNode(LifecycleNode):
             self.create_subscription(CameraInfo, self.p("camera_info_topic"), self._on_camera_info,
                                      _qos(self.p("input_reliability")), event_callbacks=events),
         ]
+        if self.p("depth_topic"):
+            self._subscriptions_active.append(self.create_subscription(
+                Image, self.p("depth_topic"), self._on_depth, _qos(self.p("input_reliability")),
+                event_callbacks=events))
         self.get_logger().info(f"active: {self.p('input_topic')} -> {self.p('output_topic')}")
         return super().on_activate(state)
 
@@ -164,10 +171,25 @@ class LiftNode(LifecycleNode):
             self.stats.drop(Counter(bad_camera_info=1))
             self._warn_throttled("camera_info", f"ignoring CameraInfo: {exc}; publishing root-relative poses")
 
+    def _on_depth(self, msg: Image) -> None:
+        try:
+            image = depth_image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                                         bool(msg.is_bigendian))
+        except ValueError as exc:
+            self.stats.drop(Counter(bad_depth_image=1))
+            self._warn_throttled("depth", f"ignoring depth image: {exc}")
+            return
+        self.depth = (stamp_seconds(msg.header.stamp), image)
+
     def _on_keypoints(self, msg: HumanKeypoints2DArray) -> None:
         started = time.perf_counter()
         self.stats.input(time.monotonic())
         frame = frame_from_msg(msg, self.camera_matrix, self.camera_size)
+        if self.depth is not None:
+            if abs(self.depth[0] - frame.stamp) <= self.p("depth_max_age"):
+                frame.depth = self.depth[1]
+            else:
+                self.stats.drop(Counter(stale_depth=1))
         try:
             result = self.pipeline.process(frame)
         except Exception as exc:  # never let one bad frame take the node down

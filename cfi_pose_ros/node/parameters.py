@@ -51,6 +51,14 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("min_valid_joints", 8, "people with fewer valid joints are dropped", 1, 17),
     ParamSpec("max_people", 64, "most people lifted per frame (highest scores kept)", 1, 1024),
     ParamSpec("solve_root", True, "place people in metres in the camera frame when CameraInfo is known"),
+    ParamSpec("depth_topic", "",
+              "aligned depth image (registered to the keypoints' image; 16UC1 mm or 32FC1 m); empty = no depth",
+              read_only=True),
+    ParamSpec("depth_window", 5, "depth pixels sampled around the pelvis and hips", 1, 51),
+    ParamSpec("depth_body_offset", 0.10, "metres from the body surface the sensor sees to the pelvis joint",
+              0.0, 0.5),
+    ParamSpec("depth_max_age", 0.05, "largest stamp difference (s) between a depth image and the keypoints",
+              0.0, 10.0),
     ParamSpec("smoothing", False, "One-Euro smoothing per person and joint, keyed by tracking id"),
     ParamSpec("smoothing_min_cutoff", 1.0, "One-Euro min cutoff (Hz): lower = smoother when still", 0.001, 100.0),
     ParamSpec("smoothing_beta", 1.0, "One-Euro speed coefficient: higher = less lag when moving", 0.0, 100.0),
@@ -63,3 +71,32 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
 )
 
 PARAMETERS_BY_NAME = {p.name: p for p in LIFT_NODE_PARAMETERS}
+
+
+def parameters_yaml(node_name: str, specs: tuple[ParamSpec, ...], header: str) -> str:
+    """A ROS 2 parameters file listing ``specs`` with their defaults, each under its description."""
+    def literal(value) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            return f'"{value}"'
+        return str(value)
+
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    lines += [f"{node_name}:", "  ros__parameters:"]
+    for spec in specs:
+        notes = [f"one of: {', '.join(spec.choices)}"] if spec.choices else []
+        if spec.min_value is not None:
+            notes.append(f"range [{spec.min_value}, {spec.max_value}]")
+        lines.append(f"    # {spec.description}" + (f" ({'; '.join(notes)})" if notes else ""))
+        lines.append(f"    {spec.name}: {literal(spec.default)}")
+    return "\n".join(lines) + "\n"
+
+
+LIFT_YAML_HEADER = """Parameters of the cfi_pose_ros lifting node: every one it declares, with its default.
+Generated from cfi_pose_ros/node/parameters.py (python -m cfi_pose_ros.node.parameters > config/lift.yaml).
+Used by launch/lift.launch.py and by
+`ros2 run cfi_pose_ros lift_node --ros-args --params-file config/lift.yaml`."""
+
+if __name__ == "__main__":
+    print(parameters_yaml("cfi_pose_lifter", LIFT_NODE_PARAMETERS, LIFT_YAML_HEADER), end="")
