@@ -60,7 +60,7 @@ def run_photo(photo: Path, seconds: float, rate_hz: float, threads: int, models:
     from sensor_msgs.msg import CameraInfo, Image
 
     from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
-    from cfi_pose_ros.node.detect_node import start_detect_node
+    from cfi_pose_ros.node.process import start_detect_node
     from cfi_pose_ros.node.process import start_lift_node, stop
     from cfi_pose_ros.node.replay import camera_info_msg
 

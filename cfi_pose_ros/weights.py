@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 
 from .model import CFIConfig, CFINet
 from .skeleton import H36M_17, LAYOUTS

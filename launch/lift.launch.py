@@ -62,6 +62,14 @@ DETECTOR_OVERRIDABLE_PARAMETERS = {
 }
 
 
+def _typed_overrides(defaults: dict) -> dict:
+    """Launch arguments as parameter values of the right type: an empty string (no weights or
+    model given) must stay a string, not become YAML null; "true"/"false" stay booleans."""
+    return {name: LaunchConfiguration(name) if default in ("true", "false")
+            else ParameterValue(LaunchConfiguration(name), value_type=str)
+            for name, default in defaults.items()}
+
+
 def _lifecycle_to_active(node, condition=None):
     """configure now, activate once inactive (the node's own autostart stays off)."""
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
@@ -96,7 +104,7 @@ def generate_launch_description():
         package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME,
         namespace=LaunchConfiguration("namespace"), output="screen",
         parameters=[LaunchConfiguration("params_file"),
-                    {name: LaunchConfiguration(name) for name in OVERRIDABLE_PARAMETERS},
+                    _typed_overrides(OVERRIDABLE_PARAMETERS),
                     {"autostart": False}],   # the events below drive the lifecycle
     )
 
@@ -105,10 +113,7 @@ def generate_launch_description():
         package=PACKAGE, executable=DETECTOR_EXECUTABLE, name=DETECTOR_NODE_NAME,
         namespace=LaunchConfiguration("namespace"), output="screen", condition=with_detector,
         parameters=[LaunchConfiguration("detector_params_file"),
-                    # typed: an empty string (no model given) must stay a string, not YAML null
-                    {name: LaunchConfiguration(name) if default in ("true", "false")
-                     else ParameterValue(LaunchConfiguration(name), value_type=str)
-                     for name, default in DETECTOR_OVERRIDABLE_PARAMETERS.items()},
+                    _typed_overrides(DETECTOR_OVERRIDABLE_PARAMETERS),
                     {"keypoints_topic": ParameterValue(LaunchConfiguration("input_topic"), value_type=str),
                      "autostart": False}],   # the events below drive the lifecycle
     )

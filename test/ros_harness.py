@@ -75,6 +75,8 @@ class NodeUnderTest:
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         end = time.monotonic() + timeout
         while time.monotonic() < end:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the node exited with {self.process.returncode}:\n{self.log()}")
             self.client.publish(msg)
             if self.spin_until(lambda: stamp in self.client.received.poses, resend_every):
                 return self.client.received.poses[stamp]

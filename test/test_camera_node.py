@@ -96,7 +96,7 @@ class CameraPath:
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
         from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
-        from cfi_pose_ros.node.detect_node import start_detect_node
+        from cfi_pose_ros.node.process import start_detect_node
         from cfi_pose_ros.node.process import start_lift_node
 
         n = next(_counter)

@@ -120,10 +120,10 @@ def test_launch_file_starts_the_detector_only_for_image_input_and_wires_its_outp
 
 
 def test_launch_file_refers_to_installed_detector_executable_and_config(ros_env):
-    from cfi_pose_ros.node.detect_node import installed_paths
+    from cfi_pose_ros.node.process import DETECT_NODE, installed_paths
 
     constants = launch_constants()
-    executable, params_file = installed_paths()
+    executable, params_file = installed_paths(DETECT_NODE)
     assert executable.name == constants["DETECTOR_EXECUTABLE"]
     assert executable.is_file() and os.access(executable, os.X_OK)
     assert params_file.name == constants["DETECTOR_CONFIG_FILE"] and params_file.is_file()

@@ -21,7 +21,6 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 

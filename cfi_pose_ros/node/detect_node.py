@@ -28,8 +28,6 @@ dropped frames by reason (``unsupported_encoding``, ``bad_image``,
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -37,18 +35,15 @@ from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
 from cfi_pose_ros.image import UnsupportedEncoding, compressed_msg_to_bgr, image_msg_to_bgr
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
-from cfi_pose_ros.node.parameters import ParamSpec
+from cfi_pose_ros.node.base import SpecLifecycleNode, newest_only_qos, run
 from cfi_pose_ros.runtime_stats import RollingStats
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not
@@ -62,27 +57,7 @@ NODE_NAME = "cfi_pose_detector"
 CONFIG_FILE = "detect.yaml"
 STAGES = ("decode", "detector", "keypoint_model", "tracking", "publish", "total")
 DROP_REASONS = ("unsupported_encoding", "bad_image", "decode_error", "detector_error", "superseded")
-_WARN_PERIOD_S = 5.0
 _TIMING_WINDOW = 1000          # frames the per-stage percentiles are computed over
-
-
-def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    text = spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
-    descriptor = ParameterDescriptor(description=text, read_only=False)
-    if spec.min_value is not None and not isinstance(spec.default, bool):
-        if isinstance(spec.default, int):
-            descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value),
-                                                     to_value=int(spec.max_value), step=1)]
-        elif isinstance(spec.default, float):
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
-                                                                  to_value=float(spec.max_value), step=0.0)]
-    return descriptor
-
-
-def _qos(reliability: str) -> QoSProfile:
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.VOLATILE,
-        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
 
 
 class StageTimes:
@@ -176,11 +151,9 @@ def keypoints_to_msg(header, image_size: tuple[int, int], keypoints: np.ndarray,
 
 # --------------------------------------------------------------------------------------- the node
 
-class DetectNode(LifecycleNode):
+class DetectNode(SpecLifecycleNode):
     def __init__(self, name: str = NODE_NAME, **kwargs):
-        super().__init__(name, **kwargs)
-        for spec in DETECT_NODE_PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        super().__init__(name, DETECT_NODE_PARAMETERS, **kwargs)
         self.detector = None
         self.tracker = None
         self.bridge = CvBridge() if CvBridge is not None else None
@@ -190,7 +163,6 @@ class DetectNode(LifecycleNode):
         self._people_last = 0
         self._subscription = None
         self._keypoints_pub = self._diag_pub = self._diag_timer = None
-        self._last_warn: dict[str, float] = {}
         self._drops_since_diag: Counter = Counter()
         # newest image waiting for the worker, and the worker itself
         self._pending = None
@@ -199,26 +171,12 @@ class DetectNode(LifecycleNode):
         self._running = False
 
     # ----------------------------------------------------------------- helpers
-    def p(self, name: str):
-        return self.get_parameter(name).value
-
-    def _warn_throttled(self, key: str, text: str, error: bool = False) -> None:
-        now = time.monotonic()
-        if now - self._last_warn.get(key, -1e9) >= _WARN_PERIOD_S:
-            self._last_warn[key] = now
-            (self.get_logger().error if error else self.get_logger().warning)(text)
-
     def _drop(self, reason: str, text: str | None = None) -> None:
         with self._stats_lock:
             self.stats.drop(Counter({reason: 1}))
             self._drops_since_diag[reason] += 1
         if text:
-            self._warn_throttled(reason, f"image dropped ({reason}): {text}", error=reason != "superseded")
-
-    def _check_choices(self) -> None:
-        for spec in DETECT_NODE_PARAMETERS:
-            if spec.choices and self.p(spec.name) not in spec.choices:
-                raise ValueError(f"parameter {spec.name}={self.p(spec.name)!r} is not one of {spec.choices}")
+            self.warn_throttled(reason, f"image dropped ({reason}): {text}", error=reason != "superseded")
 
     def describe(self) -> str:
         if self.detector is None:
@@ -234,7 +192,7 @@ class DetectNode(LifecycleNode):
         from cfi_pose_ros.tracking import MultiPersonTracker, TrackerConfig
 
         try:
-            self._check_choices()
+            self.check_choices()
             values = {spec.name: self.p(spec.name) for spec in DETECT_NODE_PARAMETERS}
             self.detector = create_detector(detector_config(values))
             self.tracker = MultiPersonTracker(TrackerConfig(**tracker_config(values)))
@@ -243,7 +201,7 @@ class DetectNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._keypoints_pub = self.create_lifecycle_publisher(
-            HumanKeypoints2DArray, self.p("keypoints_topic"), _qos(self.p("output_reliability")))
+            HumanKeypoints2DArray, self.p("keypoints_topic"), newest_only_qos(self.p("output_reliability")))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.describe()}, providers {list(self.p('providers'))}, "
@@ -256,7 +214,7 @@ class DetectNode(LifecycleNode):
         self._worker.start()
         msg_type = CompressedImage if self.p("compressed") else Image
         self._subscription = self.create_subscription(
-            msg_type, self.p("image_topic"), self._on_image, _qos(self.p("input_reliability")),
+            msg_type, self.p("image_topic"), self._on_image, newest_only_qos(self.p("input_reliability")),
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos))
         self.get_logger().info(f"active: {self.p('image_topic')} ({msg_type.__name__}) -> "
                                f"{self.p('keypoints_topic')}")
@@ -429,63 +387,7 @@ class DetectNode(LifecycleNode):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = DetectNode()
-    if node.p("autostart"):
-        # trigger_* return the callback's TransitionCallbackReturn (not a State)
-        if (node.trigger_configure() != TransitionCallbackReturn.SUCCESS
-                or node.trigger_activate() != TransitionCallbackReturn.SUCCESS):
-            node.get_logger().fatal("autostart: configure/activate failed, exiting")
-            node.destroy_node()
-            rclpy.try_shutdown()
-            return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
-# ------------------------------------------------------------- the node as a process (tests, benchmarks)
-
-def installed_paths() -> tuple[Path, Path]:
-    """(executable, default params file) of the detector node in the install space."""
-    from ament_index_python.packages import get_package_prefix, get_package_share_directory
-
-    return (Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / EXECUTABLE,
-            Path(get_package_share_directory(PACKAGE)) / "config" / CONFIG_FILE)
-
-
-def detect_node_command(params_file: str | Path | None = None, overrides: dict | None = None,
-                        node_name: str | None = None) -> list[str]:
-    executable, default_params = installed_paths()
-    command = [str(executable), "--ros-args", "--params-file", str(params_file or default_params)]
-    if node_name:
-        command += ["-r", f"__node:={node_name}"]
-    for name, value in (overrides or {}).items():
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif value == "":
-            value = "''"     # YAML for the empty string; a bare `name:=` does not parse
-        elif isinstance(value, (list, tuple)):
-            value = "[" + ",".join(str(v) for v in value) + "]"
-        command += ["-p", f"{name}:={value}"]
-    return command
-
-
-def start_detect_node(params_file=None, overrides=None, log_path: str | Path | None = None,
-                      env: dict | None = None, node_name: str | None = None) -> subprocess.Popen:
-    """The detector node as a child process; stdout/stderr to ``log_path`` (or inherited).
-    ``node_name`` renames it (its parameters are still read from ``params_file``'s
-    ``cfi_pose_detector`` section only if the name is unchanged; overrides always apply).
-    Stop it with :func:`cfi_pose_ros.node.process.stop`."""
-    out = open(log_path, "w") if log_path else None
-    return subprocess.Popen(detect_node_command(params_file, overrides, node_name), stdout=out,
-                            stderr=subprocess.STDOUT if out else None,
-                            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
+    return run(DetectNode, args)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,9 @@ import time
 from collections import Counter
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, ReliabilityPolicy, DurabilityPolicy, HistoryPolicy
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
@@ -32,38 +29,15 @@ from cfi_pose_ros.depth import depth_image_to_array
 from cfi_pose_ros.markers import skeleton_markers
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg, stamp_seconds
-from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, ParamSpec
+from cfi_pose_ros.node.base import SpecLifecycleNode, newest_only_qos, run
+from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
 from cfi_pose_ros.pipeline import LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
 from cfi_pose_ros.runtime_stats import RollingStats
 
-_WARN_PERIOD_S = 5.0
-
-
-def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    text = spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
-    descriptor = ParameterDescriptor(description=text, read_only=False)
-    if spec.min_value is not None and isinstance(spec.default, bool) is False:
-        if isinstance(spec.default, int):
-            descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value),
-                                                     to_value=int(spec.max_value), step=1)]
-        elif isinstance(spec.default, float):
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
-                                                                  to_value=float(spec.max_value), step=0.0)]
-    return descriptor
-
-
-def _qos(reliability: str) -> QoSProfile:
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.VOLATILE,
-        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
-
-
-class LiftNode(LifecycleNode):
+class LiftNode(SpecLifecycleNode):
     def __init__(self, name: str = "cfi_pose_lifter", **kwargs):
-        super().__init__(name, **kwargs)
-        for spec in LIFT_NODE_PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        super().__init__(name, LIFT_NODE_PARAMETERS, **kwargs)
         self.pipeline: LiftingPipeline | None = None
         self.lifter = None
         self.stats = RollingStats()
@@ -73,22 +47,6 @@ class LiftNode(LifecycleNode):
         self._subscriptions_active: list = []
         self._pose_pub = self._marker_pub = self._diag_pub = None
         self._diag_timer = None
-        self._last_warn: dict[str, float] = {}
-
-    # ----------------------------------------------------------------- helpers
-    def p(self, name: str):
-        return self.get_parameter(name).value
-
-    def _warn_throttled(self, key: str, text: str) -> None:
-        now = time.monotonic()
-        if now - self._last_warn.get(key, -1e9) >= _WARN_PERIOD_S:
-            self._last_warn[key] = now
-            self.get_logger().warning(text)
-
-    def _check_choices(self) -> None:
-        for spec in LIFT_NODE_PARAMETERS:
-            if spec.choices and self.p(spec.name) not in spec.choices:
-                raise ValueError(f"parameter {spec.name}={self.p(spec.name)!r} is not one of {spec.choices}")
 
     # --------------------------------------------------------------- lifecycle
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -97,7 +55,7 @@ class LiftNode(LifecycleNode):
         from cfi_pose_ros.weights import DEFAULT_WEIGHTS
 
         try:
-            self._check_choices()
+            self.check_choices()
             weights = self.p("weights") or str(DEFAULT_WEIGHTS)
             self.lifter = create_lifter(
                 weights, backend=self.p("backend"), precision=self.p("precision"),
@@ -113,7 +71,7 @@ class LiftNode(LifecycleNode):
             min_keypoint_score=self.p("min_keypoint_score"), min_valid_joints=self.p("min_valid_joints"),
             max_people=self.p("max_people"), solve_root=self.p("solve_root"),
             depth_window=self.p("depth_window"), depth_body_offset=self.p("depth_body_offset")), smoother)
-        out_qos = _qos(self.p("output_reliability"))
+        out_qos = newest_only_qos(self.p("output_reliability"))
         self._pose_pub = self.create_lifecycle_publisher(HumanPose3DArray, self.p("output_topic"), out_qos)
         self._marker_pub = self.create_lifecycle_publisher(MarkerArray, self.p("markers_topic"), out_qos)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -125,13 +83,13 @@ class LiftNode(LifecycleNode):
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
         self._subscriptions_active = [
             self.create_subscription(HumanKeypoints2DArray, self.p("input_topic"), self._on_keypoints,
-                                     _qos(self.p("input_reliability")), event_callbacks=events),
+                                     newest_only_qos(self.p("input_reliability")), event_callbacks=events),
             self.create_subscription(CameraInfo, self.p("camera_info_topic"), self._on_camera_info,
-                                     _qos(self.p("input_reliability")), event_callbacks=events),
+                                     newest_only_qos(self.p("input_reliability")), event_callbacks=events),
         ]
         if self.p("depth_topic"):
             self._subscriptions_active.append(self.create_subscription(
-                Image, self.p("depth_topic"), self._on_depth, _qos(self.p("input_reliability")),
+                Image, self.p("depth_topic"), self._on_depth, newest_only_qos(self.p("input_reliability")),
                 event_callbacks=events))
         self.get_logger().info(f"active: {self.p('input_topic')} -> {self.p('output_topic')}")
         return super().on_activate(state)
@@ -169,7 +127,7 @@ class LiftNode(LifecycleNode):
         except ValueError as exc:
             self.camera_matrix = None
             self.stats.drop(Counter(bad_camera_info=1))
-            self._warn_throttled("camera_info", f"ignoring CameraInfo: {exc}; publishing root-relative poses")
+            self.warn_throttled("camera_info", f"ignoring CameraInfo: {exc}; publishing root-relative poses")
 
     def _on_depth(self, msg: Image) -> None:
         try:
@@ -177,7 +135,7 @@ class LiftNode(LifecycleNode):
                                          bool(msg.is_bigendian))
         except ValueError as exc:
             self.stats.drop(Counter(bad_depth_image=1))
-            self._warn_throttled("depth", f"ignoring depth image: {exc}")
+            self.warn_throttled("depth", f"ignoring depth image: {exc}")
             return
         self.depth = (stamp_seconds(msg.header.stamp), image)
 
@@ -194,11 +152,11 @@ class LiftNode(LifecycleNode):
             result = self.pipeline.process(frame)
         except Exception as exc:  # never let one bad frame take the node down
             self.stats.drop(Counter(processing_error=1))
-            self._warn_throttled("processing_error", f"frame dropped, lifting failed: {exc!r}")
+            self.warn_throttled("processing_error", f"frame dropped, lifting failed: {exc!r}")
             return
         if result.dropped:
             self.stats.drop(result.dropped)
-            self._warn_throttled("dropped", "dropped malformed input: " + ", ".join(
+            self.warn_throttled("dropped", "dropped malformed input: " + ", ".join(
                 f"{reason} x{count}" for reason, count in sorted(result.dropped.items())))
         if "bad_image_size" in result.dropped:
             return   # nothing can be said about this frame, not even that it is empty
@@ -236,23 +194,7 @@ class LiftNode(LifecycleNode):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = LiftNode()
-    if node.p("autostart"):
-        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-            node.get_logger().fatal("autostart: configure failed, exiting")
-            node.destroy_node()
-            rclpy.try_shutdown()
-            return 1
-        node.trigger_activate()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run(LiftNode, args)
 
 
 if __name__ == "__main__":

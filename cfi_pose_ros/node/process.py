@@ -1,25 +1,28 @@
-"""Start the installed lifting node as a real process (demo, benchmarks, tests)."""
+"""Start the installed nodes as real processes (demo, benchmarks, tests)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
 PACKAGE = "cfi_pose_ros"
+LIFT_NODE = ("lift_node", "lift.yaml")        # (executable, its parameters file in share/config)
+DETECT_NODE = ("detect_node", "detect.yaml")
 
 
-def installed_paths() -> tuple[Path, Path]:
-    """(executable, default params file) from the ament index of the install space."""
+def installed_paths(node: tuple[str, str] = LIFT_NODE) -> tuple[Path, Path]:
+    """(executable, default params file) of ``node`` from the ament index of the install space."""
     from ament_index_python.packages import get_package_prefix, get_package_share_directory
 
-    executable = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / "lift_node"
-    params = Path(get_package_share_directory(PACKAGE)) / "config" / "lift.yaml"
-    return executable, params
+    executable, config = node
+    return (Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / executable,
+            Path(get_package_share_directory(PACKAGE)) / "config" / config)
 
 
-def lift_node_command(params_file: str | Path | None = None, overrides: dict | None = None,
-                      node_name: str | None = None) -> list[str]:
-    executable, default_params = installed_paths()
+def node_command(node: tuple[str, str] = LIFT_NODE, params_file: str | Path | None = None,
+                 overrides: dict | None = None, node_name: str | None = None) -> list[str]:
+    executable, default_params = installed_paths(node)
     command = [str(executable), "--ros-args", "--params-file", str(params_file or default_params)]
     if node_name:
         command += ["-r", f"__node:={node_name}"]
@@ -34,19 +37,28 @@ def lift_node_command(params_file: str | Path | None = None, overrides: dict | N
     return command
 
 
-def start_lift_node(params_file=None, overrides=None, log_path: str | Path | None = None,
-                    env: dict | None = None) -> subprocess.Popen:
-    """The node as a child process; stdout/stderr to ``log_path`` (or inherited)."""
+def start_node(node: tuple[str, str], params_file=None, overrides=None, log_path: str | Path | None = None,
+               env: dict | None = None, node_name: str | None = None) -> subprocess.Popen:
+    """``node`` as a child process; stdout/stderr to ``log_path`` (or inherited).
+
+    ``node_name`` renames it; its parameters are then read from ``params_file`` only if the
+    file has a section for that name, while ``overrides`` always apply."""
     out = open(log_path, "w") if log_path else None
-    return subprocess.Popen(lift_node_command(params_file, overrides), stdout=out,
+    return subprocess.Popen(node_command(node, params_file, overrides, node_name), stdout=out,
                             stderr=subprocess.STDOUT if out else None,
                             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
 
 
+def start_lift_node(params_file=None, overrides=None, log_path=None, env=None, node_name=None) -> subprocess.Popen:
+    return start_node(LIFT_NODE, params_file, overrides, log_path, env, node_name)
+
+
+def start_detect_node(params_file=None, overrides=None, log_path=None, env=None, node_name=None) -> subprocess.Popen:
+    return start_node(DETECT_NODE, params_file, overrides, log_path, env, node_name)
+
+
 def stop(process: subprocess.Popen, timeout: float = 10.0) -> int:
     """SIGINT (a clean rclpy shutdown), then SIGKILL if it hangs."""
-    import signal
-
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:

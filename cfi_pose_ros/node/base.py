@@ -1,0 +1,82 @@
+"""What the package's lifecycle nodes share: parameters declared from their ParamSpec table,
+newest-frame-only QoS, throttled warnings, and a main() that can autostart."""
+from __future__ import annotations
+
+import time
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from cfi_pose_ros.node.parameters import ParamSpec
+
+WARN_PERIOD_S = 5.0
+
+
+def parameter_descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    text = spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
+    descriptor = ParameterDescriptor(description=text, read_only=spec.read_only)
+    if spec.min_value is not None and not isinstance(spec.default, bool):
+        if isinstance(spec.default, int):
+            descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value),
+                                                     to_value=int(spec.max_value), step=1)]
+        elif isinstance(spec.default, float):
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
+                                                                  to_value=float(spec.max_value), step=0.0)]
+    return descriptor
+
+
+def newest_only_qos(reliability: str) -> QoSProfile:
+    """Depth 1: while a frame is being processed only the newest one waits, never a stale queue."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.VOLATILE,
+        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
+
+
+class SpecLifecycleNode(LifecycleNode):
+    """A LifecycleNode whose parameters are exactly ``specs`` (with descriptions and ranges)."""
+
+    def __init__(self, name: str, specs: tuple[ParamSpec, ...], **kwargs):
+        super().__init__(name, **kwargs)
+        self.specs = specs
+        for spec in specs:
+            self.declare_parameter(spec.name, spec.default, parameter_descriptor(spec))
+        self._last_warn: dict[str, float] = {}
+
+    def p(self, name: str):
+        return self.get_parameter(name).value
+
+    def check_choices(self) -> None:
+        for spec in self.specs:
+            if spec.choices and self.p(spec.name) not in spec.choices:
+                raise ValueError(f"parameter {spec.name}={self.p(spec.name)!r} is not one of {spec.choices}")
+
+    def warn_throttled(self, key: str, text: str, error: bool = False) -> None:
+        """At most one message per ``key`` every WARN_PERIOD_S: bad input must not flood the log."""
+        now = time.monotonic()
+        if now - self._last_warn.get(key, -1e9) >= WARN_PERIOD_S:
+            self._last_warn[key] = now
+            (self.get_logger().error if error else self.get_logger().warning)(text)
+
+
+def run(node_class, args=None) -> int:
+    """Spin a SpecLifecycleNode; with its ``autostart`` parameter, configure and activate first."""
+    rclpy.init(args=args)
+    node = node_class()
+    if node.p("autostart"):
+        # trigger_* return the callback's TransitionCallbackReturn (not a State)
+        if (node.trigger_configure() != TransitionCallbackReturn.SUCCESS
+                or node.trigger_activate() != TransitionCallbackReturn.SUCCESS):
+            node.get_logger().fatal("autostart: configure/activate failed, exiting")
+            node.destroy_node()
+            rclpy.try_shutdown()
+            return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
