@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -58,6 +59,23 @@ class SpecLifecycleNode(LifecycleNode):
         if now - self._last_warn.get(key, -1e9) >= WARN_PERIOD_S:
             self._last_warn[key] = now
             (self.get_logger().error if error else self.get_logger().warning)(text)
+
+
+def diagnostics_msg(node: LifecycleNode, status: DiagnosticStatus, summary: dict,
+                    extra: dict[str, str]) -> DiagnosticArray:
+    """One DiagnosticArray: ``status`` with the node-specific ``extra`` values, then the
+    RollingStats ``summary`` (rates, people, totals, drops by reason) every node reports."""
+    values = dict(extra)
+    values.update({"input_rate_hz": f"{summary['input_rate_hz']:.1f}",
+                   "output_rate_hz": f"{summary['output_rate_hz']:.1f}",
+                   "people": str(summary["people_last"]),
+                   "inputs_total": str(summary["inputs_total"]),
+                   "outputs_total": str(summary["outputs_total"])})
+    values.update({f"dropped.{reason}": str(count) for reason, count in sorted(summary["dropped"].items())})
+    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = node.get_clock().now().to_msg()
+    return array
 
 
 def run(node_class, args=None) -> int:

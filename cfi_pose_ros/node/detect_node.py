@@ -35,7 +35,7 @@ from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
@@ -43,7 +43,7 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from cfi_pose_ros.image import UnsupportedEncoding, compressed_msg_to_bgr, image_msg_to_bgr
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
-from cfi_pose_ros.node.base import SpecLifecycleNode, newest_only_qos, run
+from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, run
 from cfi_pose_ros.runtime_stats import RollingStats
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not
@@ -369,21 +369,12 @@ class DetectNode(SpecLifecycleNode):
             status.level = DiagnosticStatus.WARN
             status.message += "; dropping images: " + ", ".join(f"{k} x{v}" for k, v in sorted(bad.items()))
         values = {"detector": self.describe(), "providers": ",".join(self.p("providers")),
-                  "image_conversion": "cv_bridge" if self.bridge else "cfi_pose_ros.image",
-                  "input_rate_hz": f"{summary['input_rate_hz']:.1f}",
-                  "output_rate_hz": f"{summary['output_rate_hz']:.1f}",
-                  "people": str(summary["people_last"]),
-                  "inputs_total": str(summary["inputs_total"]),
-                  "outputs_total": str(summary["outputs_total"])}
+                  "image_conversion": "cv_bridge" if self.bridge else "cfi_pose_ros.image"}
         for stage, (p50, p99, count) in stages.items():
             values[f"{stage}_p50_ms"] = f"{p50:.2f}"
             values[f"{stage}_p99_ms"] = f"{p99:.2f}"
         values["timing_frames"] = str(stages.get("total", (0, 0, 0))[2])
-        values.update({f"dropped.{reason}": str(count) for reason, count in sorted(summary["dropped"].items())})
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(array)
+        self._diag_pub.publish(diagnostics_msg(self, status, summary, values))
 
 
 def main(args=None) -> int:

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
@@ -29,7 +29,7 @@ from cfi_pose_ros.depth import depth_image_to_array
 from cfi_pose_ros.markers import skeleton_markers
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg, stamp_seconds
-from cfi_pose_ros.node.base import SpecLifecycleNode, newest_only_qos, run
+from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, run
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
 from cfi_pose_ros.pipeline import LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
@@ -178,19 +178,10 @@ class LiftNode(SpecLifecycleNode):
             status.level, status.message = DiagnosticStatus.WARN, "processing latency high"
         if self.camera_matrix is None:
             status.message += "; no valid CameraInfo (root-relative output)"
-        values = {"backend": self.lifter.backend if self.lifter else "none",
-                  "input_rate_hz": f"{summary['input_rate_hz']:.1f}",
-                  "output_rate_hz": f"{summary['output_rate_hz']:.1f}",
-                  "latency_p50_ms": f"{summary['latency_p50_ms']:.2f}",
-                  "latency_p99_ms": f"{summary['latency_p99_ms']:.2f}",
-                  "people": str(summary["people_last"]),
-                  "inputs_total": str(summary["inputs_total"]),
-                  "outputs_total": str(summary["outputs_total"])}
-        values.update({f"dropped.{reason}": str(count) for reason, count in sorted(summary["dropped"].items())})
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(array)
+        self._diag_pub.publish(diagnostics_msg(self, status, summary, {
+            "backend": self.lifter.backend if self.lifter else "none",
+            "latency_p50_ms": f"{summary['latency_p50_ms']:.2f}",
+            "latency_p99_ms": f"{summary['latency_p99_ms']:.2f}"}))
 
 
 def main(args=None) -> int:
