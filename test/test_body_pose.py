@@ -4,18 +4,7 @@ from hypothesis import given, settings, strategies as st
 
 from cfi_pose_ros.body_pose import (IDENTITY_QUATERNION, body_frames, body_pose, body_poses,
                                     quaternion_to_rotation_matrix, rotation_matrix_to_quaternion)
-
-
-def standing_person() -> np.ndarray:
-    """H36M-17 skeleton facing the camera, camera optical frame (x right, y down, z forward)."""
-    return np.array([
-        [0.0, 0.0, 0.0],
-        [-0.1, 0.0, 0.0], [-0.1, 0.45, 0.0], [-0.1, 0.9, 0.05],
-        [0.1, 0.0, 0.0], [0.1, 0.45, 0.0], [0.1, 0.9, 0.05],
-        [0.0, -0.25, 0.0], [0.0, -0.5, 0.0], [0.0, -0.6, -0.08], [0.0, -0.7, 0.0],
-        [0.18, -0.5, 0.0], [0.2, -0.25, 0.0], [0.22, 0.0, -0.05],
-        [-0.18, -0.5, 0.0], [-0.2, -0.25, 0.0], [-0.22, 0.0, -0.05],
-    ])
+from poses import standing_person
 
 
 def yaw_about_vertical(angle: float) -> np.ndarray:

@@ -6,17 +6,7 @@ import pytest
 
 from cfi_pose_ros.markers import (MARKERS_PER_PERSON, MarkerSpec, skeleton_markers, track_color)
 from cfi_pose_ros.skeleton import COCO_17, H36M_17
-
-
-def standing_person() -> np.ndarray:
-    return np.array([
-        [0.0, 0.0, 0.0],
-        [-0.1, 0.0, 0.0], [-0.1, 0.45, 0.0], [-0.1, 0.9, 0.05],
-        [0.1, 0.0, 0.0], [0.1, 0.45, 0.0], [0.1, 0.9, 0.05],
-        [0.0, -0.25, 0.0], [0.0, -0.5, 0.0], [0.0, -0.6, -0.08], [0.0, -0.7, 0.0],
-        [0.18, -0.5, 0.0], [0.2, -0.25, 0.0], [0.22, 0.0, -0.05],
-        [-0.18, -0.5, 0.0], [-0.2, -0.25, 0.0], [-0.22, 0.0, -0.05],
-    ]) + np.array([0.0, 0.0, 3.0])
+from poses import standing_person
 
 
 def by_type(markers):
@@ -24,7 +14,7 @@ def by_type(markers):
 
 
 def test_three_markers_with_expected_content():
-    kp = standing_person()
+    kp = standing_person(3.0)
     markers = skeleton_markers(2, "track-7", kp, lifetime=0.5, joint_scale=0.04, line_width=0.015)
     assert [m.type for m in markers] == ["sphere_list", "line_list", "text"]
     assert [m.id for m in markers] == [6, 7, 8]
@@ -46,7 +36,7 @@ def test_three_markers_with_expected_content():
 
 
 def test_nan_joints_skipped():
-    kp = standing_person()
+    kp = standing_person(3.0)
     kp[3] = np.nan                       # right ankle: one bone
     kp[12, 1] = np.nan                   # left elbow: two bones
     m = by_type(skeleton_markers(0, "a", kp))
@@ -57,14 +47,14 @@ def test_nan_joints_skipped():
 
 
 def test_label_falls_back_to_highest_joint_when_head_missing():
-    kp = standing_person()
+    kp = standing_person(3.0)
     kp[10] = np.nan
     text = by_type(skeleton_markers(0, "a", kp, label_offset=0.2))["text"]
     np.testing.assert_allclose(text.points[0], kp[9] + [0.0, -0.2, 0.0])   # neck/nose is highest
 
 
 def test_custom_up_direction():
-    kp = standing_person()
+    kp = standing_person(3.0)
     text = by_type(skeleton_markers(0, "a", kp, up=(0.0, 0.0, 2.0), label_offset=0.3))["text"]
     np.testing.assert_allclose(text.points[0], kp[10] + [0.0, 0.0, 0.3])
 
@@ -82,13 +72,13 @@ def test_single_joint_gives_empty_line_list():
 
 
 def test_ids_unique_across_people():
-    kp = standing_person()
+    kp = standing_person(3.0)
     ids = [m.id for i in range(6) for m in skeleton_markers(i, f"id{i}", kp)]
     assert len(ids) == len(set(ids)) == 6 * MARKERS_PER_PERSON
 
 
 def test_colour_deterministic_from_track_id():
-    kp = standing_person()
+    kp = standing_person(3.0)
     a1 = skeleton_markers(0, "alice", kp)
     a2 = skeleton_markers(5, "alice", kp + 1.0)
     b = skeleton_markers(0, "bob", kp)
@@ -100,7 +90,7 @@ def test_colour_deterministic_from_track_id():
 
 
 def test_colour_from_index_when_id_empty():
-    kp = standing_person()
+    kp = standing_person(3.0)
     colours = [skeleton_markers(i, "", kp)[0].color for i in range(5)]
     assert len(set(colours)) == 5
     assert colours[3] == skeleton_markers(3, "", kp)[0].color

@@ -4,19 +4,9 @@ import pytest
 from cfi_pose_ros import render
 from cfi_pose_ros.markers import MarkerSpec, skeleton_markers
 from cfi_pose_ros.render import optical_to_view, render_animation, render_markers
+from poses import standing_person
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def standing_person() -> np.ndarray:
-    return np.array([
-        [0.0, 0.0, 0.0],
-        [-0.1, 0.0, 0.0], [-0.1, 0.45, 0.0], [-0.1, 0.9, 0.05],
-        [0.1, 0.0, 0.0], [0.1, 0.45, 0.0], [0.1, 0.9, 0.05],
-        [0.0, -0.25, 0.0], [0.0, -0.5, 0.0], [0.0, -0.6, -0.08], [0.0, -0.7, 0.0],
-        [0.18, -0.5, 0.0], [0.2, -0.25, 0.0], [0.22, 0.0, -0.05],
-        [-0.18, -0.5, 0.0], [-0.2, -0.25, 0.0], [-0.22, 0.0, -0.05],
-    ]) + np.array([0.0, 0.0, 3.0])
 
 
 def png_size(path):
@@ -36,9 +26,9 @@ def test_optical_to_view():
 
 
 def test_render_markers_writes_png(tmp_path):
-    kp2 = standing_person() + [1.0, 0.0, 1.0]
+    kp2 = standing_person(3.0) + [1.0, 0.0, 1.0]
     kp2[5] = np.nan
-    markers = skeleton_markers(0, "alice", standing_person()) + skeleton_markers(1, "", kp2)
+    markers = skeleton_markers(0, "alice", standing_person(3.0)) + skeleton_markers(1, "", kp2)
     out = render_markers(markers, tmp_path / "scene.png", title="two people")
     assert out == tmp_path / "scene.png"
     assert out.stat().st_size > 1000
@@ -50,8 +40,8 @@ def test_render_is_not_blank(tmp_path):
     from PIL import Image
 
     red = (1.0, 0.0, 0.0, 1.0)
-    markers = [MarkerSpec("t", 0, "sphere_list", standing_person(), red, (0.1, 0.1, 0.1)),
-               MarkerSpec("t", 1, "line_list", standing_person()[:2], red, (0.05, 0.0, 0.0))]
+    markers = [MarkerSpec("t", 0, "sphere_list", standing_person(3.0), red, (0.1, 0.1, 0.1)),
+               MarkerSpec("t", 1, "line_list", standing_person(3.0)[:2], red, (0.05, 0.0, 0.0))]
     out = render_markers(markers, tmp_path / "red.png", optical_frame=False)
     pixels = np.asarray(Image.open(out).convert("RGB")).astype(int)
     reddish = (pixels[..., 0] > 200) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
@@ -67,7 +57,7 @@ def test_render_empty_and_degenerate_scenes(tmp_path):
 
 
 def frames(n):
-    return [skeleton_markers(0, "bob", standing_person() + [0.3 * i, 0.0, 0.2 * i]) for i in range(n)]
+    return [skeleton_markers(0, "bob", standing_person(3.0) + [0.3 * i, 0.0, 0.2 * i]) for i in range(n)]
 
 
 def test_render_animation_gif(tmp_path):
