@@ -35,6 +35,13 @@ def newest_only_qos(reliability: str) -> QoSProfile:
         reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
 
 
+def output_qos(reliability: str) -> QoSProfile:
+    """Outputs keep a short history: a subscriber that is briefly slower must not lose results."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=10, durability=DurabilityPolicy.VOLATILE,
+        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
+
+
 class SpecLifecycleNode(LifecycleNode):
     """A LifecycleNode whose parameters are exactly ``specs`` (with descriptions and ranges)."""
 

@@ -43,7 +43,7 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from cfi_pose_ros.image import UnsupportedEncoding, compressed_msg_to_bgr, image_msg_to_bgr
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
-from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, run
+from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, run
 from cfi_pose_ros.runtime_stats import RollingStats
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not
@@ -201,7 +201,7 @@ class DetectNode(SpecLifecycleNode):
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._keypoints_pub = self.create_lifecycle_publisher(
-            HumanKeypoints2DArray, self.p("keypoints_topic"), newest_only_qos(self.p("output_reliability")))
+            HumanKeypoints2DArray, self.p("keypoints_topic"), output_qos(self.p("output_reliability")))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.describe()}, providers {list(self.p('providers'))}, "

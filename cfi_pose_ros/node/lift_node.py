@@ -29,7 +29,7 @@ from cfi_pose_ros.depth import depth_image_to_array
 from cfi_pose_ros.markers import skeleton_markers
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg, stamp_seconds
-from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, run
+from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, run
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
 from cfi_pose_ros.pipeline import LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
@@ -65,13 +65,16 @@ class LiftNode(SpecLifecycleNode):
         except Exception as exc:  # a bad weights file or backend: fail the transition, say why
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
+        # Run every fixed batch size once now, so the first frame of each size does not stall.
+        for size in self.lifter.batch_sizes:
+            self.lifter.lift(np.zeros((size, 17, 2), dtype=np.float32))
         smoother = (PoseSmoother(min_cutoff=self.p("smoothing_min_cutoff"), beta=self.p("smoothing_beta"))
                     if self.p("smoothing") else None)
         self.pipeline = LiftingPipeline(self.lifter, PipelineConfig(
             min_keypoint_score=self.p("min_keypoint_score"), min_valid_joints=self.p("min_valid_joints"),
             max_people=self.p("max_people"), solve_root=self.p("solve_root"),
             depth_window=self.p("depth_window"), depth_body_offset=self.p("depth_body_offset")), smoother)
-        out_qos = newest_only_qos(self.p("output_reliability"))
+        out_qos = output_qos(self.p("output_reliability"))
         self._pose_pub = self.create_lifecycle_publisher(HumanPose3DArray, self.p("output_topic"), out_qos)
         self._marker_pub = self.create_lifecycle_publisher(MarkerArray, self.p("markers_topic"), out_qos)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
