@@ -109,3 +109,36 @@ def person_pixels_from_truth(truth_camera: np.ndarray, camera_matrix: np.ndarray
     """Pinhole projection of (17, 3) camera-frame joints to pixels."""
     uvw = truth_camera @ np.asarray(camera_matrix).T
     return uvw[:, :2] / uvw[:, 2:3]
+
+
+class LifecycleClient:
+    """get_state / change_state of a lifecycle node through its services."""
+
+    def __init__(self, ros_node, node_name: str, spin_until):
+        from lifecycle_msgs.srv import ChangeState, GetState
+
+        self._spin_until = spin_until
+        self._get = ros_node.create_client(GetState, f"/{node_name}/get_state")
+        self._change = ros_node.create_client(ChangeState, f"/{node_name}/change_state")
+        assert self._get.wait_for_service(timeout_sec=30), f"{node_name} offers no lifecycle services"
+
+    def _call(self, client, request, attempts: int = 1, timeout: float = 60.0):
+        for _ in range(attempts):
+            future = client.call_async(request)
+            if self._spin_until(future.done, timeout / attempts):
+                return future.result()
+            client.remove_pending_request(future)
+        raise AssertionError(f"no answer from {client.srv_name} in {timeout} s")
+
+    def state(self) -> int:
+        """Re-asked until answered: right after discovery a reply can be lost while the server
+        has not yet matched our reply reader; asking for the state twice is harmless."""
+        from lifecycle_msgs.srv import GetState
+
+        return self._call(self._get, GetState.Request(), attempts=12).current_state.id
+
+    def transition(self, transition_id: int) -> bool:
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        return self._call(self._change, ChangeState.Request(transition=Transition(id=transition_id))).success

@@ -393,23 +393,11 @@ def test_bad_detector_model_fails_configure_with_the_reason(started, tmp_path, p
 
 def test_detector_lifecycle_over_services(started, h36m_image):
     from lifecycle_msgs.msg import State, Transition
-    from lifecycle_msgs.srv import ChangeState, GetState
+    from ros_harness import LifecycleClient
 
     path = started(detector={"autostart": False}, lifter=False)
-    get_state = path.node.create_client(GetState, f"/{path.detector_name}/get_state")
-    change = path.node.create_client(ChangeState, f"/{path.detector_name}/change_state")
-    assert get_state.wait_for_service(timeout_sec=30)
-
-    def call(client, request):
-        future = client.call_async(request)
-        assert path.spin_until(future.done, 60)
-        return future.result()
-
-    def state():
-        return call(get_state, GetState.Request()).current_state.id
-
-    def transition(tid):
-        return call(change, ChangeState.Request(transition=Transition(id=tid))).success
+    lifecycle = LifecycleClient(path.node, path.detector_name, path.spin_until)
+    state, transition = lifecycle.state, lifecycle.transition
 
     assert state() == State.PRIMARY_STATE_UNCONFIGURED
     assert transition(Transition.TRANSITION_CONFIGURE) and state() == State.PRIMARY_STATE_INACTIVE

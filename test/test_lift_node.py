@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, r
 if ros_available() is None:
     from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, HumanPose3D, Keypoint2D
     from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
-    from ros_harness import NodeUnderTest, stamp_msg
+    from ros_harness import LifecycleClient, NodeUnderTest, stamp_msg
 
 FRAME = "test_camera_optical_frame"
 
@@ -279,23 +279,10 @@ def test_bad_weights_stop_the_node_at_configure_with_the_reason(node_factory, tm
 
 def test_lifecycle_transitions_over_services(node_factory, clip):
     from lifecycle_msgs.msg import State, Transition
-    from lifecycle_msgs.srv import ChangeState, GetState
 
     node = node_factory(overrides={"autostart": False})
-    get_state = node.client.create_client(GetState, "/cfi_pose_lifter/get_state")
-    change = node.client.create_client(ChangeState, "/cfi_pose_lifter/change_state")
-    assert get_state.wait_for_service(timeout_sec=30)
-
-    def call(client, request):
-        future = client.call_async(request)
-        assert node.spin_until(future.done, 60)
-        return future.result()
-
-    def state():
-        return call(get_state, GetState.Request()).current_state.id
-
-    def transition(tid):
-        return call(change, ChangeState.Request(transition=Transition(id=tid))).success
+    lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
+    state, transition = lifecycle.state, lifecycle.transition
 
     assert state() == State.PRIMARY_STATE_UNCONFIGURED
     assert transition(Transition.TRANSITION_CONFIGURE) and state() == State.PRIMARY_STATE_INACTIVE
