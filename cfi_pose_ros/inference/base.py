@@ -126,3 +126,13 @@ class Lifter(abc.ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} backend={self.backend} precision={self.precision} " \
                f"batch_sizes={self.batch_sizes}>"
+
+
+def exporter_unavailable_reason() -> str | None:
+    """Why the ONNX export the non-torch backends build on cannot run here, or ``None``."""
+    for module in ("onnx", "onnxscript"):
+        try:
+            __import__(module)
+        except Exception as exc:  # noqa: BLE001 - any import failure makes export unavailable
+            return f"Python module '{module}' (needed to export the model) not importable ({exc})"
+    return None

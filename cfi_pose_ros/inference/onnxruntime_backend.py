@@ -32,7 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..model import CFINet
-from .base import BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn
+from .base import (BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn,
+                   exporter_unavailable_reason)
 from .batching import DEFAULT_BATCH_SIZES
 from .reference import check_against_reference
 
@@ -49,12 +50,7 @@ def onnxruntime_unavailable_reason() -> str | None:
         return f"Python module 'onnxruntime' not importable ({exc.__class__.__name__}: {exc})"
     if "CPUExecutionProvider" not in ort.get_available_providers():
         return f"onnxruntime {ort.__version__} has no CPUExecutionProvider"
-    for module in ("onnx", "onnxscript"):
-        try:
-            __import__(module)
-        except Exception as exc:  # noqa: BLE001
-            return f"Python module '{module}' (needed to export the model) not importable ({exc})"
-    return None
+    return exporter_unavailable_reason()
 
 
 def exported_onnx(model: CFINet, weights_sha256: str, cache_dir, precision: str, log: LogFn,

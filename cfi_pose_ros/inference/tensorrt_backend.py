@@ -50,7 +50,8 @@ import torch
 
 from ..model import CFINet
 from . import cache
-from .base import BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn
+from .base import (BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn,
+                   exporter_unavailable_reason)
 from .batching import DEFAULT_BATCH_SIZES, normalize_batch_sizes
 from .cuda_backend import cuda_unavailable_reason
 from .reference import check_against_reference
@@ -76,12 +77,7 @@ def tensorrt_unavailable_reason() -> str | None:
     reason = cuda_unavailable_reason()
     if reason:
         return f"needs a CUDA device visible to PyTorch (buffers and streams): {reason}"
-    for module in ("onnx", "onnxscript"):
-        try:
-            __import__(module)
-        except Exception as exc:  # noqa: BLE001
-            return f"Python module '{module}' (needed to export the model) not importable ({exc})"
-    return None
+    return exporter_unavailable_reason()
 
 
 def _strongly_typed(trt) -> bool:
