@@ -47,10 +47,6 @@ STAGES = (("decode", "decode (image_to_bgr, rgb8)"), ("detector", "detector (RTM
           ("publish", "publish 2D"), ("total", "detector node total (received -> 2D published)"))
 
 
-def stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
 def run_photo(photo: Path, seconds: float, rate_hz: float, threads: int, models: Path, out: Path,
               reliable: bool) -> dict:
     import rclpy
@@ -60,8 +56,8 @@ def run_photo(photo: Path, seconds: float, rate_hz: float, threads: int, models:
     from sensor_msgs.msg import CameraInfo, Image
 
     from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
-    from cfi_pose_ros.node.process import start_detect_node
-    from cfi_pose_ros.node.process import start_lift_node, stop
+    from cfi_pose_ros.node.conversions import stamp_ns
+    from cfi_pose_ros.node.process import start_detect_node, start_lift_node, stop
     from cfi_pose_ros.node.replay import camera_info_msg
 
     bgr = cv2.imread(str(photo))

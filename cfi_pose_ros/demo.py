@@ -23,26 +23,6 @@ from pathlib import Path
 import numpy as np
 
 
-def _markers_from_msg(marker_array):
-    from cfi_pose_ros.markers import MarkerSpec
-    from visualization_msgs.msg import Marker
-
-    kinds = {Marker.SPHERE_LIST: "sphere_list", Marker.LINE_LIST: "line_list", Marker.TEXT_VIEW_FACING: "text"}
-    specs = []
-    for m in marker_array.markers:
-        if m.type not in kinds:
-            continue
-        if m.type == Marker.TEXT_VIEW_FACING:
-            points = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z]])
-        else:
-            points = np.array([[p.x, p.y, p.z] for p in m.points]).reshape(-1, 3)
-        specs.append(MarkerSpec(namespace=m.ns, id=m.id, type=kinds[m.type], points=points,
-                                color=(m.color.r, m.color.g, m.color.b, m.color.a),
-                                scale=(m.scale.x, m.scale.y, m.scale.z), text=m.text,
-                                lifetime=m.lifetime.sec + m.lifetime.nanosec * 1e-9))
-    return specs
-
-
 def pose_errors_mm(received, clip) -> dict:
     """Absolute and root-relative MPJPE of the published people against the clip's truth, by id."""
     from cfi_pose_ros.metrics import mpjpe
@@ -70,6 +50,7 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
+    from cfi_pose_ros.node.conversions import markers_from_msg
     from cfi_pose_ros.node.process import start_lift_node, stop
     from cfi_pose_ros.node.replay import Clip, ReplayClient
     from cfi_pose_ros.render import render_animation, render_markers
@@ -97,7 +78,7 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
     received = client.received
     latencies = received.latencies_ms()
     stamps = sorted(s for s in received.markers if s in received.clip_frame)
-    frames_markers = [_markers_from_msg(received.markers[s]) for s in stamps]
+    frames_markers = [markers_from_msg(received.markers[s]) for s in stamps]
     if frames_markers:
         render_animation(frames_markers[::2], out / "skeletons.gif", fps=rate_hz / 2,
                          title="/human_pose_3d/markers")

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .root_solver import validate_camera_matrix
+
 DEFAULT_BODY_OFFSET_M = 0.10     # body surface -> pelvis joint, metres
 DEFAULT_DEPTH_RANGE_M = (0.1, 20.0)
 
@@ -121,9 +123,7 @@ def root_translation_from_depth(pelvis_pixels: np.ndarray, hip_pixels: np.ndarra
     hips = None
     if hip_pixels is not None:
         hips = np.asarray(hip_pixels, dtype=np.float64).reshape(people, 2, 2)
-    k = np.asarray(camera_matrix, dtype=np.float64).reshape(3, 3)
-    if not (np.isfinite(k).all() and k[0, 0] > 0 and k[1, 1] > 0 and abs(np.linalg.det(k)) > 0):
-        raise ValueError(f"camera matrix is not a valid pinhole matrix: {k.tolist()}")
+    k = validate_camera_matrix(camera_matrix)
     depth_m = depth_in_metres(depth_image)
     low, high = depth_range
     depth_m = np.where((depth_m >= low) & (depth_m <= high), depth_m, np.nan)

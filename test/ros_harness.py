@@ -10,6 +10,16 @@ import numpy as np
 _counter = itertools.count()
 
 
+def spin_until(executor, predicate, timeout: float = 30.0) -> bool:
+    """Spin ``executor`` until ``predicate()`` holds or ``timeout`` seconds pass; the predicate's last value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=0.02)
+    return predicate()
+
+
 class NodeUnderTest:
     """The installed lift_node in its own process, with topics of its own, and a client node here."""
 
@@ -63,16 +73,13 @@ class NodeUnderTest:
             self.executor.spin_once(timeout_sec=0.02)
 
     def spin_until(self, predicate, timeout: float = 30.0) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return predicate()
+        return spin_until(self.executor, predicate, timeout)
 
     def send_and_receive(self, msg, timeout: float = 20.0, resend_every: float = 0.5):
         """Publish ``msg`` (re-sent until answered: the input is best effort) and return the answer."""
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        from cfi_pose_ros.node.conversions import stamp_ns
+
+        stamp = stamp_ns(msg.header)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.process.poll() is not None:

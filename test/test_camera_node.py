@@ -33,6 +33,10 @@ from conftest import ros_available
 
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))]
 
+if ros_available() is None:
+    from cfi_pose_ros.node.conversions import stamp_ns
+    from ros_harness import spin_until
+
 FIXTURES = Path(os.environ.get("CFI_FIXTURES_DIR",
                                Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "camera"))
 RTMDET = FIXTURES / "models" / "rtmdet_nano_person.onnx"
@@ -49,10 +53,6 @@ def need_fixtures() -> None:
     if missing:
         pytest.skip(f"camera fixtures not found ({', '.join(missing)}); set CFI_FIXTURES_DIR to the folder "
                     "holding models/ and images/ (see shared/fixtures/camera/README.md)")
-
-
-def stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def image_msg(bgr: np.ndarray, encoding: str, sec: int, nanosec: int = 0, frame_id: str = FRAME,
@@ -150,12 +150,7 @@ class CameraPath:
         return f"detector diagnostics: {self.diagnostics_of(self.detector_name)}\n{self.logs()}"
 
     def spin_until(self, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return predicate()
+        return spin_until(self.executor, predicate, timeout)
 
     def send(self, msg, info=None, until: str = "poses", timeout: float = 60.0, resend_every: float = 2.0):
         """Publish ``msg`` (re-sent until answered: best effort) and return the answer on ``until``

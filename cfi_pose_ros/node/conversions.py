@@ -13,10 +13,16 @@ LAYOUT_NAMES = {HumanKeypoints2D.LAYOUT_H36M_17: "h36m_17", HumanKeypoints2D.LAY
 LAYOUT_IDS = {name: layout_id for layout_id, name in LAYOUT_NAMES.items()}
 _MARKER_TYPES = {"sphere_list": Marker.SPHERE_LIST, "line_list": Marker.LINE_LIST,
                  "text": Marker.TEXT_VIEW_FACING}
+_MARKER_KINDS = {ros_type: kind for kind, ros_type in _MARKER_TYPES.items()}
 
 
 def stamp_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
+
+
+def stamp_ns(header) -> int:
+    """A header's stamp as integer nanoseconds: the exact key that matches an output to its input."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def frame_from_msg(msg, camera_matrix: np.ndarray | None, fallback_size: tuple[int, int] | None) -> Frame2D:
@@ -71,3 +77,20 @@ def markers_to_msg(header, specs: list[MarkerSpec]) -> MarkerArray:
             marker.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in spec.points]
         array.markers.append(marker)
     return array
+
+
+def markers_from_msg(marker_array: MarkerArray) -> list[MarkerSpec]:
+    """The inverse of :func:`markers_to_msg`, for rendering received markers as RViz would."""
+    specs = []
+    for m in marker_array.markers:
+        if m.type not in _MARKER_KINDS:
+            continue
+        if m.type == Marker.TEXT_VIEW_FACING:
+            points = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z]])
+        else:
+            points = np.array([[p.x, p.y, p.z] for p in m.points]).reshape(-1, 3)
+        specs.append(MarkerSpec(namespace=m.ns, id=m.id, type=_MARKER_KINDS[m.type], points=points,
+                                color=(m.color.r, m.color.g, m.color.b, m.color.a),
+                                scale=(m.scale.x, m.scale.y, m.scale.z), text=m.text,
+                                lifetime=m.lifetime.sec + m.lifetime.nanosec * 1e-9))
+    return specs

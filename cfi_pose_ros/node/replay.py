@@ -18,7 +18,7 @@ from sensor_msgs.msg import CameraInfo
 from visualization_msgs.msg import MarkerArray
 
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, HumanPose3DArray, Keypoint2D
-from cfi_pose_ros.node.conversions import LAYOUT_IDS
+from cfi_pose_ros.node.conversions import LAYOUT_IDS, stamp_ns
 
 DEFAULT_CLIP = Path(__file__).resolve().parents[1] / "data" / "demo_clip_h36m_s9.npz"
 
@@ -96,21 +96,17 @@ class ReplayClient(Node):
         self.create_subscription(HumanPose3DArray, output_topic, self._on_poses, out_qos)
         self.create_subscription(MarkerArray, markers_topic, self._on_markers, out_qos)
 
-    @staticmethod
-    def _stamp_ns(header) -> int:
-        return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
     def _on_poses(self, msg: HumanPose3DArray) -> None:
-        stamp = self._stamp_ns(msg.header)
+        stamp = stamp_ns(msg.header)
         self.received.receive_time.setdefault(stamp, time.perf_counter())
         self.received.poses[stamp] = msg
 
     def _on_markers(self, msg: MarkerArray) -> None:
         if msg.markers:
-            self.received.markers[self._stamp_ns(msg.markers[0].header)] = msg
+            self.received.markers[stamp_ns(msg.markers[0].header)] = msg
 
     def publish(self, msg: HumanKeypoints2DArray) -> int:
-        stamp = self._stamp_ns(msg.header)
+        stamp = stamp_ns(msg.header)
         self.received.send_time[stamp] = time.perf_counter()
         self.keypoints_pub.publish(msg)
         return stamp
