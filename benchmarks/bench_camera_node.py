@@ -51,12 +51,12 @@ def run_photo(photo: Path, seconds: float, rate_hz: float, threads: int, models:
               reliable: bool) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
 
     from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
     from cfi_pose_ros.node.conversions import stamp_ns
+    from cfi_pose_ros.node.base import create_executor
     from cfi_pose_ros.node.process import start_detect_node, start_lift_node, stop
     from cfi_pose_ros.node.replay import camera_info_msg
 
@@ -98,7 +98,7 @@ def run_photo(photo: Path, seconds: float, rate_hz: float, threads: int, models:
     node.create_subscription(HumanPose3DArray, topics["poses"],
                              lambda m: got_3d.setdefault(stamp_ns(m.header), time.perf_counter()), reliable_out)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 50)
-    executor = SingleThreadedExecutor()
+    executor = create_executor()
     executor.add_node(node)
 
     focal = float(max(width, height))               # ~53 degrees across the long side

@@ -4,7 +4,9 @@ For 1 and 5 people at 30 Hz: the time from publishing a HumanKeypoints2DArray
 in this process to receiving the HumanPose3DArray from the node process
 (default weights and backend, config/lift.yaml), next to the model-only
 latency (the same engine, the same batch) measured here first. Then a soak at
-30 Hz that samples the node's RSS to show memory stays flat.
+30 Hz that samples the node's RSS to show memory stays flat. First, the floor:
+the same round trip through a relay process that does no work (what rclpy and
+DDS cost by themselves).
 
     python -P benchmarks/bench_node.py --seconds 20 --soak-seconds 600 --out outputs/bench_node
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +27,8 @@ import numpy as np
 
 
 def model_only_ms(people: int, repeats: int, threads: int | None) -> dict:
+    """The engine alone on one clip frame: back-to-back (caches and threads hot: the target's
+    baseline) and paced at 30 Hz like the node's input (the same idle gaps the node sees)."""
     from cfi_pose_ros.camera import normalize_screen
     from cfi_pose_ros.inference import create_lifter
     from cfi_pose_ros.node.replay import Clip
@@ -35,28 +40,64 @@ def model_only_ms(people: int, repeats: int, threads: int | None) -> dict:
     batch = normalize_screen(clip.pixels[0][index], *clip.image_size).astype(np.float32)
     for _ in range(20):
         lifter.lift(batch)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        lifter.lift(batch)
-        times.append((time.perf_counter() - start) * 1000)
-    return {"backend": lifter.backend, "p50_ms": float(np.percentile(times, 50)),
-            "p99_ms": float(np.percentile(times, 99))}
+
+    def timed(count: int, gap_s: float) -> list[float]:
+        times = []
+        for _ in range(count):
+            if gap_s:
+                time.sleep(gap_s)
+            start = time.perf_counter()
+            lifter.lift(batch)
+            times.append((time.perf_counter() - start) * 1000)
+        return times
+
+    hot, paced = timed(repeats, 0.0), timed(max(repeats // 5, 30), 1 / 30)
+    return {"backend": lifter.backend, "p50_ms": float(np.percentile(hot, 50)),
+            "p99_ms": float(np.percentile(hot, 99)), "paced_p50_ms": float(np.percentile(paced, 50))}
 
 
-def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path) -> dict:
+def relay(executor_kind: str) -> None:
+    """The floor: a process that answers each HumanKeypoints2DArray with an empty
+    HumanPose3DArray of the same header, through the same topics, QoS and executor as the
+    node. What the node adds over this is its own work (conversion, lifting, publishing)."""
+    import rclpy
+    from rclpy.node import Node
+
+    from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
+    from cfi_pose_ros.node.base import create_executor, newest_only_qos, output_qos, spin
+
+    rclpy.init()
+    node = Node("cfi_relay")
+    publisher = node.create_publisher(HumanPose3DArray, "/human_pose_3d", output_qos("reliable"))
+    node.create_subscription(HumanKeypoints2DArray, "/human_keypoints_2d",
+                             lambda msg: publisher.publish(HumanPose3DArray(header=msg.header)),
+                             newest_only_qos("best_effort"))
+    executor = create_executor(executor_kind)
+    executor.add_node(node)
+    try:
+        spin(executor)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+
+
+def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path, executor_kind: str,
+               floor: bool = False) -> dict:
     import psutil
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
+    from cfi_pose_ros.node.base import create_executor
     from cfi_pose_ros.node.process import start_lift_node, stop
     from cfi_pose_ros.node.replay import Clip, ReplayClient
 
     clip = Clip.load()
-    node = start_lift_node(overrides={"autostart": True}, log_path=log_dir / f"node_{people}.log")
+    if floor:
+        node = subprocess.Popen([sys.executable, "-P", __file__, "--relay", "--executor", executor_kind],
+                                stdout=open(log_dir / "relay.log", "w"), stderr=subprocess.STDOUT)
+    else:
+        node = start_lift_node(overrides={"autostart": True, "executor": executor_kind},
+                               log_path=log_dir / f"node_{people}.log")
     rclpy.init()
-    client = ReplayClient()
-    executor = SingleThreadedExecutor()
+    client = ReplayClient(keep_messages=False)
+    executor = create_executor(executor_kind)
     executor.add_node(client)
     try:
         if not client.wait_for_lifter(executor, clip, timeout=120):
@@ -65,8 +106,9 @@ def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path) 
         received = client.received
         latencies = received.latencies_ms()
         result = {"people": people, "frames_sent": len(received.send_time),
-                  "frames_received": len(received.poses),
-                  "dropped": len(received.send_time) - len(received.poses),
+                  "frames_received": len(received.people),
+                  "dropped": len(received.send_time) - len(received.people),
+                  "sender_stalls": received.sender_stalls,
                   "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99))}
         if soak_seconds > 0:
             process = psutil.Process(node.pid)
@@ -94,30 +136,45 @@ def main(argv=None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="memory soak (0 = skip)")
     parser.add_argument("--people", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--executor", default="events", choices=("events", "single_threaded"),
+                        help="rclpy executor of the node and of this benchmark's client")
     parser.add_argument("--out", default="outputs/bench_node")
+    parser.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)   # the floor's child process
     args = parser.parse_args(argv)
+    if args.relay:
+        relay(args.executor)
+        return 0
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    floor = end_to_end(1, args.seconds / 2, 0, out, args.executor, floor=True)
+    print(json.dumps({"relay_floor": floor}), file=sys.stderr)
     rows = []
     for people in args.people:
         model = model_only_ms(people, 500, args.threads)
-        e2e = end_to_end(people, args.seconds, args.soak_seconds if people == args.people[0] else 0, out)
+        e2e = end_to_end(people, args.seconds, args.soak_seconds if people == args.people[0] else 0, out, args.executor)
         rows.append({"people": people, "backend": model["backend"], "model_p50_ms": model["p50_ms"],
+                     "model_paced_p50_ms": model["paced_p50_ms"],
                      "e2e_p50_ms": e2e["p50_ms"], "e2e_p99_ms": e2e["p99_ms"],
-                     "e2e_over_model": e2e["p50_ms"] / model["p50_ms"], "p99_over_p50": e2e["p99_ms"] / e2e["p50_ms"],
+                     "e2e_over_model": e2e["p50_ms"] / model["p50_ms"],
+                     "e2e_over_paced_model": e2e["p50_ms"] / model["paced_p50_ms"],
+                     "p99_over_p50": e2e["p99_ms"] / e2e["p50_ms"], "relay_floor_p50_ms": floor["p50_ms"],
                      **{k: v for k, v in e2e.items() if k not in ("people", "p50_ms", "p99_ms")}})
         print(json.dumps(rows[-1]), file=sys.stderr)
-    (out / "bench_node.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| people | backend | model p50 ms | e2e p50 ms | e2e p99 ms | e2e/model | p99/p50 | sent | dropped | RSS growth |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    (out / "bench_node.json").write_text(json.dumps({"relay_floor": floor, "rows": rows}, indent=2) + "\n")
+    lines = ["| people | backend | model p50 ms | model p50 ms at 30 Hz | e2e p50 ms | e2e p99 ms | e2e/model "
+             "| e2e/model at 30 Hz | p99/p50 | sent | dropped | sender stalls | RSS growth |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         growth = f"{r['rss_growth_pct']:.1f} % over {r['soak_seconds']:.0f} s" if "rss_growth_pct" in r else "-"
-        lines.append(f"| {r['people']} | {r['backend']} | {r['model_p50_ms']:.3f} | {r['e2e_p50_ms']:.3f} | "
-                     f"{r['e2e_p99_ms']:.3f} | {r['e2e_over_model']:.2f} | {r['p99_over_p50']:.2f} | "
-                     f"{r['frames_sent']} | {r['dropped']} | {growth} |")
+        lines.append(f"| {r['people']} | {r['backend']} | {r['model_p50_ms']:.3f} | {r['model_paced_p50_ms']:.3f} | "
+                     f"{r['e2e_p50_ms']:.3f} | {r['e2e_p99_ms']:.3f} | {r['e2e_over_model']:.2f} | "
+                     f"{r['e2e_over_paced_model']:.2f} | {r['p99_over_p50']:.2f} | "
+                     f"{r['frames_sent']} | {r['dropped']} | {r['sender_stalls']} | {growth} |")
+    lines.append(f"\nFloor (a relay process answering each input with an empty output, same topics, QoS and "
+                 f"executor `{args.executor}`): p50 {floor['p50_ms']:.3f} ms, p99 {floor['p99_ms']:.3f} ms.")
     table = "\n".join(lines) + "\n"
     (out / "bench_node.md").write_text(table)
     print(table)

@@ -48,9 +48,9 @@ def pose_errors_mm(received, clip) -> dict:
 def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | None = None,
              rate_hz: float = 30.0) -> dict:
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
 
     from cfi_pose_ros.node.conversions import markers_from_msg
+    from cfi_pose_ros.node.base import create_executor
     from cfi_pose_ros.node.process import start_lift_node, stop
     from cfi_pose_ros.node.replay import Clip, ReplayClient
     from cfi_pose_ros.render import render_animation, render_markers
@@ -61,7 +61,7 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
                            log_path=out / "node.log")
     rclpy.init()
     client = ReplayClient()
-    executor = SingleThreadedExecutor()
+    executor = create_executor()
     executor.add_node(client)
     try:
         print("waiting for the lifting node...", file=sys.stderr)
@@ -85,7 +85,7 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
         render_markers(frames_markers[len(frames_markers) // 2], out / "skeletons.png",
                        title="/human_pose_3d/markers (middle frame)")
     report = {
-        "frames_sent": len(received.send_time), "frames_received": len(received.poses),
+        "frames_sent": len(received.send_time), "frames_received": len(received.people),
         "people_per_frame": float(np.mean([len(m.humans) for m in received.poses.values()])) if received.poses else 0,
         "latency_p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
         "latency_p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,

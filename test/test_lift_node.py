@@ -237,6 +237,46 @@ def test_500_hz_input_keeps_the_node_responsive_and_processes_the_newest(node_fa
     assert node.process.poll() is None
 
 
+@pytest.mark.parametrize("executor, class_name", [("events", "EventsExecutor"),
+                                                ("single_threaded", "SingleThreadedExecutor")])
+def test_each_executor_answers_every_frame(node_factory, clip, executor, class_name):
+    node = node_factory(overrides={"executor": executor})
+    assert f"executor: {class_name}" in node.log()
+    for k in range(5):
+        out = node.send_and_receive(clip_msg(clip, 10 * k, sec=300 + k))
+        assert out is not None, node.log()
+        assert [h.id for h in out.humans] == clip.ids
+
+
+def test_replay_after_a_stall_keeps_the_rate_instead_of_bursting(ros_env, clip):
+    """A late sender must not fire a burst: the node's depth-1 input would keep only the last."""
+    import time
+
+    import rclpy
+
+    from cfi_pose_ros.node.replay import ReplayClient
+
+    class StallingExecutor:       # spins like an executor, but stalls once for 4 periods
+        calls = 0
+
+        def spin_once(self, timeout_sec):
+            self.calls += 1
+            time.sleep(0.13 if self.calls == 3 else timeout_sec)
+
+    if not rclpy.ok():
+        rclpy.init()
+    client = ReplayClient(name="stall_test_client", input_topic="/stall_test/keypoints",
+                          camera_info_topic="/stall_test/camera_info", output_topic="/stall_test/poses",
+                          markers_topic="/stall_test/markers")
+    try:
+        client.replay(StallingExecutor(), clip, rate_hz=30.0, frames=12, drain_s=0.0)
+    finally:
+        client.destroy_node()
+    gaps = np.diff(sorted(client.received.send_time.values()))
+    assert client.received.sender_stalls == 1
+    assert gaps.min() > 0.8 / 30, gaps
+
+
 def test_diagnostics_report_backend_rates_latency(node_factory, clip):
     node = node_factory()
     send_camera_info(node, clip)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from cfi_pose_ros.node.parameters import ParamSpec
+from cfi_pose_ros.node.parameters import COMMON_NODE_PARAMETERS, ParamSpec
 
 DETECT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("image_topic", "/image_raw",
@@ -59,10 +59,7 @@ DETECT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics_period", 1.0, "period of /diagnostics updates (s)", 0.05, 60.0),
     ParamSpec("warn_latency_ms", 100.0, "diagnostics turn WARN above this p99 per-frame processing time",
               0.0, 1e6),
-    ParamSpec("autostart", False,
-              "configure and activate at start-up (for `ros2 run`; the launch file drives the lifecycle itself)",
-              read_only=True),
-)
+) + COMMON_NODE_PARAMETERS
 
 DETECT_PARAMETERS_BY_NAME = {p.name: p for p in DETECT_NODE_PARAMETERS}
 

@@ -164,7 +164,8 @@ class LiftNode(SpecLifecycleNode):
         if "bad_image_size" in result.dropped:
             return   # nothing can be said about this frame, not even that it is empty
         self._pose_pub.publish(poses_to_msg(msg.header, result.people))
-        if self.p("publish_markers"):
+        # Markers only when someone (RViz) listens: building them costs about as much as the poses.
+        if self.p("publish_markers") and self._marker_pub.get_subscription_count() > 0:
             specs = []
             for index, person in enumerate(result.people):
                 specs.extend(skeleton_markers(index, person.track_id, person.keypoints,

@@ -20,6 +20,16 @@ class ParamSpec:
     read_only: bool = False   # takes effect at configure; changing it later needs cleanup + configure
 
 
+# Process-level parameters both nodes declare (read by ``cfi_pose_ros.node.base.run``).
+COMMON_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("executor", "events",
+              "rclpy executor: events = the C++ EventsExecutor (lower latency per message), "
+              "single_threaded = the classic Python one", choices=("events", "single_threaded"), read_only=True),
+    ParamSpec("autostart", False,
+              "configure and activate at start-up (for `ros2 run`; the launch file drives the lifecycle itself)",
+              read_only=True),
+)
+
 LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_topic", "/human_keypoints_2d",
               "HumanKeypoints2DArray input (2D people of one image)", read_only=True),
@@ -65,10 +75,7 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("marker_lifetime", 0.25, "RViz marker lifetime (s), so vanished people disappear", 0.0, 60.0),
     ParamSpec("diagnostics_period", 1.0, "period of /diagnostics updates (s)", 0.05, 60.0),
     ParamSpec("warn_latency_ms", 100.0, "diagnostics turn WARN above this p99 processing latency", 0.0, 1e6),
-    ParamSpec("autostart", False,
-              "configure and activate at start-up (for `ros2 run`; the launch file drives the lifecycle itself)",
-              read_only=True),
-)
+) + COMMON_NODE_PARAMETERS
 
 PARAMETERS_BY_NAME = {p.name: p for p in LIFT_NODE_PARAMETERS}
 
