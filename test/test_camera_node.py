@@ -339,7 +339,9 @@ def test_diagnostics_report_per_stage_timings(camera_path, meta, h36m_image):
         p50, p99 = float(diag[f"{stage}_p50_ms"]), float(diag[f"{stage}_p99_ms"])
         assert 0.0 <= p50 <= p99, (stage, diag)
     assert float(diag["detector_p50_ms"]) > 0.5 and float(diag["keypoint_model_p50_ms"]) > 0.5
-    assert float(diag["total_p50_ms"]) >= float(diag["detector_p50_ms"])
+    assert float(diag["total_p99_ms"]) >= float(diag["detector_p50_ms"])
+    # person_detector_every=3 (the default): between detections the boxes follow the keypoints
+    assert 0 < int(diag["detector_frames"]) < int(diag["timing_frames"]), diag
     assert diag["detector"].startswith("top_down") and int(diag["outputs_total"]) >= 3
     lifter = camera_path.diagnostics_of("cfi_pose_lifter")
     assert float(lifter["latency_p50_ms"]) > 0, lifter

@@ -20,6 +20,7 @@ from cfi_pose_ros.detectors import (Detections2D, DetectorModelError, MoveNetCon
 from cfi_pose_ros.detectors.decode import (box_iou, decode_movenet, decode_rtmdet, decode_simcc,
                                            decode_yolo_pose, nms)
 from cfi_pose_ros.detectors.oks import COCO_SIGMAS, match_greedy, mean_oks, oks
+from cfi_pose_ros.detectors.topdown import follow_boxes, keypoint_centres
 from cfi_pose_ros.detectors.transforms import (apply_affine, box_to_center_scale, crop_matrix,
                                                invert_affine, letterbox, letterbox_params, warp_crops)
 from cfi_pose_ros.skeleton import coco17_to_h36m17
@@ -575,3 +576,76 @@ def test_h36m_frame_pixel_error(top_down):
           f"(max {np.nanmax(errors):.1f} px; person box height {det.boxes[0, 3] - det.boxes[0, 1]:.0f} px)")
     assert np.isfinite(errors).all()
     assert np.mean(errors) < 20.0
+
+
+def test_followed_boxes_keep_the_detector_box_size_and_offset():
+    keypoints = np.zeros((2, 17, 2))
+    keypoints[0, :, 0] = np.linspace(100, 200, 17)           # x 100..200
+    keypoints[0, :, 1] = np.linspace(50, 450, 17)            # y 50..450
+    keypoints[0, 0] = (5000, 5000)                           # a wild joint, but with score 0
+    keypoints[1] = keypoints[0] + 10
+    scores = np.full((2, 17), 0.9)
+    scores[0, 0] = 0.0
+    scores[1, 5:] = 0.1                                      # person 1: only 5 confident joints
+    centres, kept = keypoint_centres(keypoints, scores, min_score=0.3, min_keypoints=6)
+    assert kept.tolist() == [True, False] and np.isnan(centres[1]).all()
+    np.testing.assert_allclose(centres[0], [(106.25 + 200) / 2, (75 + 450) / 2])
+    anchors = np.array([[120.0, 460.0, 0.0, -20.0]])         # detector box 120 x 460, 20 px above
+    box = follow_boxes(anchors, centres[:1] + [30.0, 0.0], (640, 480))[0]
+    cx, cy = centres[0] + [30.0, -20.0]
+    np.testing.assert_allclose(box, [cx - 60, max(cy - 230, 0), cx + 60, min(cy + 230, 479)])
+
+
+def _every_third(top_down) -> TopDownPoseDetector:
+    return TopDownPoseDetector(top_down.person_detector, top_down.keypoint_model,
+                               max_people=top_down.max_people, config=TopDownConfig(detect_every=3))
+
+
+def _shifted(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """The photo moved by (dx, dy) pixels (camera panning), edges filled grey."""
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]), borderValue=(127, 127, 127))
+
+
+def test_followed_boxes_skip_the_detector_and_keep_up_with_motion(top_down):
+    """detect_every=3 on a scene moving 12 px per frame: the detector runs on frames 1 and 4;
+    on frames 2 and 3 the boxes follow the keypoints and score the OKS detector boxes do."""
+    labels = sorted(IMAGES.glob("0000*.txt")) if IMAGES.exists() else []
+    if not labels:
+        _need_fixtures(IMAGES / "000000000036.txt")
+    step = np.array([12, 6])
+    oks_detected, oks_followed = [], []
+    for label in labels:
+        image = _image(label.with_suffix(".jpg").name)
+        truth, visible, areas = _coco_truth(label, image.shape[1], image.shape[0])
+        detector, every_frame = _every_third(top_down), _every_third(top_down)
+        every_frame.config = TopDownConfig(detect_every=1)
+        ran, followed, detected = [], [], []
+        for frame in range(4):
+            moved = _shifted(image, *(step * frame))
+            det = detector.detect(moved)
+            ran.append("detector" in detector.last_stage_ms)
+            followed.append(mean_oks(det.keypoints, det.box_scores, truth + step * frame, visible, areas)[2])
+            fresh = every_frame.detect(moved)
+            detected.append(mean_oks(fresh.keypoints, fresh.box_scores, truth + step * frame, visible, areas)[2])
+        # frames 2 and 3 follow unless someone was only partly seen (then it detects again)
+        assert ran == [True, False, False, True] or ran == [True] * 4, (label.stem, ran)
+        if not ran[1]:                     # the same frames with detector boxes, for comparison
+            oks_followed += followed[1] + followed[2]
+            oks_detected += detected[1] + detected[2]
+    assert oks_followed, "no photo had its boxes followed"
+    print(f"\nmoving scene, mean OKS on frames 2-3: detector boxes {np.mean(oks_detected):.3f}, "
+          f"followed boxes {np.mean(oks_followed):.3f} ({len(oks_followed)} people)")
+    assert np.mean(oks_followed) >= 0.45
+    assert np.mean(oks_followed) >= np.mean(oks_detected) - 0.03
+
+
+def test_a_followed_person_who_leaves_is_dropped_and_the_detector_runs_again(top_down):
+    skier = _image("skier.jpeg")
+    empty = np.full_like(skier, 127)
+    detector = _every_third(top_down)
+    assert len(detector.detect(skier)) == 1 and "detector" in detector.last_stage_ms
+    gone = detector.detect(empty)                 # a followed box on an empty scene
+    assert "detector" not in detector.last_stage_ms and len(gone) == 0
+    assert len(detector.detect(empty)) == 0 and "detector" in detector.last_stage_ms
+    assert len(detector.detect(skier)) == 1 and "detector" in detector.last_stage_ms   # nobody to follow

@@ -96,13 +96,16 @@ class OnnxModelConfig:
     "CPUExecutionProvider"]``. ONNX Runtime silently falls back to the CPU
     when a provider is unavailable; ``strict_providers=True`` makes that a
     :class:`DetectorModelError` instead. ``intra_op_num_threads`` 0 lets ONNX
-    Runtime choose.
+    Runtime choose. ``allow_spinning`` lets idle intra-op workers busy-wait for the
+    next task: off, because on a small CPU the spinning of one model's workers takes
+    the cores the other model, the lifter and the camera driver need.
     """
     model_path: str = ""
     providers: Sequence[ProviderSpec] = ("CPUExecutionProvider",)
     strict_providers: bool = False
     intra_op_num_threads: int = 0
     inter_op_num_threads: int = 0
+    allow_spinning: bool = False
 
 
 def _normalise_providers(providers: Sequence[Any]) -> list[Any]:
@@ -133,6 +136,7 @@ def create_session(config: OnnxModelConfig) -> Any:
         options.intra_op_num_threads = int(config.intra_op_num_threads)
     if config.inter_op_num_threads:
         options.inter_op_num_threads = int(config.inter_op_num_threads)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.allow_spinning else "0")
     providers = _normalise_providers(config.providers)
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)

@@ -98,7 +98,7 @@ def create_detector(config: Mapping[str, Any] | Any) -> PoseDetector2D:
     if isinstance(config, TopDownConfig):
         return TopDownPoseDetector(create_person_detector(config.person_detector),
                                    create_keypoint_model(config.keypoint_model),
-                                   max_people=config.max_people)
+                                   max_people=config.max_people, config=config)
     raise ValueError(f"unsupported detector config {type(config).__name__}")
 
 

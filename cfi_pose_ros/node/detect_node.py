@@ -13,7 +13,8 @@ and tracker (:mod:`cfi_pose_ros.tracking`):
   image to a worker thread; an image that arrives while another one is still
   waiting replaces it (counted as ``dropped.superseded``), so the detector always
   works on the newest frame and never on a queue of stale ones.
-* each frame: decode -> person detector -> keypoint model -> tracker ->
+* each frame: decode -> person detector (top_down: every ``person_detector_every``-th
+  image; in between each person's box follows their previous keypoints) -> keypoint model -> tracker ->
   publish ``HumanKeypoints2DArray`` with the image's header (stamp and
   frame_id), its width/height, COCO-17 keypoints, tracking ids, scores, boxes.
   A frame that cannot be decoded (unsupported encoding, zero size, step/size
@@ -22,7 +23,8 @@ and tracker (:mod:`cfi_pose_ros.tracking`):
 
 ``/diagnostics``: detector, providers, input/output rates, p50/p99 of every
 stage (decode, detector, keypoint_model, tracking, publish, total = image
-received -> keypoints published, over the last 1000 frames), people, and
+received -> keypoints published, over the last 1000 frames; ``detector_frames`` of them
+ran the person detector), people, and
 dropped frames by reason (``unsupported_encoding``, ``bad_image``,
 ``decode_error``, ``detector_error``, ``superseded``).
 """
@@ -42,6 +44,7 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
 from cfi_pose_ros.image import UnsupportedEncoding, compressed_msg_to_bgr, image_msg_to_bgr
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
+from cfi_pose_ros.node.conversions import stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
 from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, run
 from cfi_pose_ros.runtime_stats import RollingStats
@@ -81,10 +84,6 @@ class StageTimes:
 
 
 # --------------------------------------------------------------------- conversions (messages <-> numpy)
-
-def stamp_seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
 
 def _check_raw_image(msg: Image) -> None:
     """The size checks that must come before any conversion (cv_bridge does not make all of them)."""
@@ -289,25 +288,15 @@ class DetectNode(SpecLifecycleNode):
                 self._drop("detector_error", repr(exc))
 
     def _detect(self, image: np.ndarray):
-        """(keypoints, scores, boxes, box_scores, detector ms, keypoint model ms or None)."""
-        detector = self.detector
+        """(keypoints, scores, boxes, box_scores, {stage: ms}) of one image."""
         start = time.perf_counter()
-        if hasattr(detector, "person_detector"):          # top-down: time the two stages apart
-            boxes, box_scores = detector.person_detector.detect_boxes(image)
-            if detector.max_people is not None:
-                boxes, box_scores = boxes[:detector.max_people], box_scores[:detector.max_people]
-            middle = time.perf_counter()
-            if len(boxes):
-                keypoints, scores = detector.keypoint_model.estimate(image, boxes)
-            else:
-                keypoints, scores = np.zeros((0, 17, 2)), np.zeros((0, 17))
-            end = time.perf_counter()
-            return keypoints, scores, boxes, box_scores, (middle - start) * 1e3, (end - middle) * 1e3
-        detections = detector.detect(image)
+        detections = self.detector.detect(image)
         if detections.layout != "coco_17":
             raise ValueError(f"detector returned layout {detections.layout!r}, expected coco_17")
-        return (detections.keypoints, detections.scores, detections.boxes, detections.box_scores,
-                (time.perf_counter() - start) * 1e3, None)
+        # top-down detectors time their two stages (the person detector only when it ran)
+        stage_ms = dict(getattr(self.detector, "last_stage_ms", None)
+                        or {"detector": (time.perf_counter() - start) * 1e3})
+        return detections.keypoints, detections.scores, detections.boxes, detections.box_scores, stage_ms
 
     def _process(self, msg, received: float) -> None:
         t0 = time.perf_counter()
@@ -324,7 +313,7 @@ class DetectNode(SpecLifecycleNode):
             return
         t1 = time.perf_counter()
         try:
-            keypoints, scores, boxes, box_scores, detector_ms, keypoint_ms = self._detect(image)
+            keypoints, scores, boxes, box_scores, stage_ms = self._detect(image)
         except Exception as exc:
             self._drop("detector_error", repr(exc))
             return
@@ -344,11 +333,8 @@ class DetectNode(SpecLifecycleNode):
                                box_scores, ids)
         self._keypoints_pub.publish(out)
         t4 = time.perf_counter()
-        times = {"decode": (t1 - t0) * 1e3, "detector": detector_ms, "tracking": (t3 - t2) * 1e3,
-                 "publish": (t4 - t3) * 1e3, "total": (t4 - received) * 1e3}
-        if keypoint_ms is not None:
-            times["keypoint_model"] = keypoint_ms
-        self.stages.add(times)
+        self.stages.add({"decode": (t1 - t0) * 1e3, "tracking": (t3 - t2) * 1e3, "publish": (t4 - t3) * 1e3,
+                         "total": (t4 - received) * 1e3, **stage_ms})
         with self._stats_lock:
             self.stats.output(time.monotonic(), t4 - received, len(out.people))
             self._people_last = len(out.people)
@@ -374,6 +360,8 @@ class DetectNode(SpecLifecycleNode):
             values[f"{stage}_p50_ms"] = f"{p50:.2f}"
             values[f"{stage}_p99_ms"] = f"{p99:.2f}"
         values["timing_frames"] = str(stages.get("total", (0, 0, 0))[2])
+        if "detector" in stages:     # top_down with person_detector_every > 1 runs it on fewer frames
+            values["detector_frames"] = str(stages["detector"][2])
         self._diag_pub.publish(diagnostics_msg(self, status, summary, values))
 
 

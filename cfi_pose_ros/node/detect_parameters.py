@@ -43,6 +43,10 @@ DETECT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("nms_iou_threshold", 0.7, "yolo_pose: IoU above which overlapping boxes are suppressed",
               0.0, 1.0, read_only=True),
     ParamSpec("max_people", 20, "most people per image (highest box scores kept)", 1, 1000, read_only=True),
+    ParamSpec("person_detector_every", 3,
+              "top_down: run the person detector on every n-th image (1 = every image); in between, each "
+              "person's box follows their keypoints of the previous image, and a person whose keypoints "
+              "fade triggers a detection at once", 1, 100, read_only=True),
     ParamSpec("tracking", True, "give each person a tracking id stable across frames (box IoU tracker)"),
     ParamSpec("tracker_min_iou", 0.3, "tracker: least box IoU to continue a track", 0.0, 1.0, read_only=True),
     ParamSpec("tracker_min_hits", 1, "tracker: frames a new track must be seen before it gets an id", 1, 100,
@@ -79,6 +83,7 @@ def detector_config(values: Mapping[str, Any]) -> dict:
                 "iou_threshold": float(v["nms_iou_threshold"]), "max_people": int(v["max_people"]), **runtime}
     if v["detector"] == "top_down":
         return {"type": "top_down", "max_people": int(v["max_people"]),
+                "detect_every": int(v["person_detector_every"]),
                 "person_detector": {"type": "rtmdet", "model_path": str(v["person_detector_model"]),
                                     "score_threshold": float(v["person_score_threshold"]),
                                     "max_people": int(v["max_people"]), **runtime},
