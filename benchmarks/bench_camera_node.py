@@ -48,7 +48,7 @@ STAGES = (("decode", "decode (image_to_bgr, rgb8)"), ("detector", "detector (RTM
 
 
 def run_photo(photo: Path, seconds: float, rate_hz: float, threads: int, models: Path, out: Path,
-              reliable: bool) -> dict:
+              reliable: bool, detector_every: int) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -69,6 +69,7 @@ def run_photo(photo: Path, seconds: float, rate_hz: float, threads: int, models:
         "autostart": True, "image_topic": topics["image"], "keypoints_topic": topics["keypoints"],
         "person_detector_model": str(models / "rtmdet_nano_person.onnx"),
         "keypoint_model": str(models / "movenet_singlepose_lightning.onnx"), "threads": threads,
+        "person_detector_every": detector_every,
         "input_reliability": "reliable" if reliable else "best_effort"},
         log_path=out / f"detector_{photo.stem}.log")
     lifter = start_lift_node(overrides={
@@ -177,10 +178,10 @@ def run_photo(photo: Path, seconds: float, rate_hz: float, threads: int, models:
             "exit_codes": codes}
 
 
-def table(rows: list[dict], threads: int, reliable: bool) -> str:
+def table(rows: list[dict], threads: int, reliable: bool, detector_every: int) -> str:
     lines = [f"Camera path end to end through both node processes, {rows[0]['rate_hz']:.0f} Hz input, CPU, "
-             f"ONNX Runtime {threads} intra-op thread(s) per model, images "
-             f"{'reliable' if reliable else 'best effort'} ({platform.processor() or platform.machine()}, "
+             f"ONNX Runtime {threads} intra-op thread(s) per model, person_detector_every={detector_every}, "
+             f"images {'reliable' if reliable else 'best effort'} ({platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} cores)", "",
              "| image | people | stage | p50 ms | p99 ms |", "|---|---:|---|---:|---:|"]
     for r in rows:
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement per photo")
     parser.add_argument("--rate", type=float, default=30.0, help="image rate (Hz)")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads per model")
+    parser.add_argument("--detector-every", type=int, default=3,
+                        help="the detector node's person_detector_every (1 = person detector on every image)")
     parser.add_argument("--best-effort", action="store_true", help="publish images best effort (sensor data QoS)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_camera_node")
     args = parser.parse_args(argv)
@@ -225,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     reliable = not args.best_effort
     rows = []
     for name, _ in PHOTOS:
-        rows.append(run_photo(images / name, args.seconds, args.rate, args.threads, models, args.out, reliable))
+        rows.append(run_photo(images / name, args.seconds, args.rate, args.threads, models, args.out, reliable,
+                              args.detector_every))
         print(json.dumps(rows[-1]), file=sys.stderr)
     (args.out / "bench_camera_node.json").write_text(json.dumps(rows, indent=2) + "\n")
-    text = table(rows, args.threads, reliable)
+    text = table(rows, args.threads, reliable, args.detector_every)
     (args.out / "bench_camera_node.md").write_text(text)
     print(text)
     return 0

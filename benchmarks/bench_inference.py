@@ -129,7 +129,8 @@ def make_lifters(model: CFINet, args, cache_dir: Path, log) -> dict:
         common = dict(batch_sizes=sizes, threads=args.threads, cache_dir=cache_dir, log=log, weights_sha256=sha)
         lifters["onnxruntime (default)"] = OnnxRuntimeLifter(model, **common)
         if args.explore:
-            lifters["onnxruntime, spinning on"] = OnnxRuntimeLifter(model, spinning=True, **common)
+            lifters["onnxruntime, spinning off"] = OnnxRuntimeLifter(model, spinning="off", **common)
+            lifters["onnxruntime, spinning always"] = OnnxRuntimeLifter(model, spinning="always", **common)
             if args.threads > 1:
                 lifters["onnxruntime, 1 thread"] = OnnxRuntimeLifter(model, **{**common, "threads": 1})
             lifters["onnxruntime, opt level basic"] = OnnxRuntimeLifter(model, optimization="basic", **common)

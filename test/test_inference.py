@@ -270,6 +270,27 @@ def test_engine_cache_never_loads_a_mismatched_or_corrupted_file(tmp_path):
 
 
 # ----------------------------------------------------------------- create_lifter: names, errors, auto
+@pytest.mark.parametrize("policy, allow, force_stop", [("run", "1", "1"), ("off", "0", "0"),
+                                                       ("always", "1", "0")])
+def test_onnxruntime_spinning_policy_sets_the_session_options(small, policy, allow, force_stop):
+    """'run' (the default) spins only while a pose is being lifted; the session must say so."""
+    from cfi_pose_ros.inference.onnxruntime_backend import OnnxRuntimeLifter
+
+    if backend_unavailable_reason("onnxruntime"):
+        pytest.skip(f"onnxruntime: {backend_unavailable_reason('onnxruntime')}")
+    model, _, cache_dir = small
+    lifter = OnnxRuntimeLifter(model, batch_sizes=(1,), threads=2, spinning=policy, cache_dir=cache_dir,
+                               weights_sha256="spinning-test")
+    options = lifter._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == allow
+    assert options.get_session_config_entry("session.force_spinning_stop") == force_stop
+    assert lifter.describe()["spinning"] == policy
+    x = realistic_inputs(1)
+    np.testing.assert_allclose(lifter.lift(x), eager(model, x), atol=1e-4)
+    with pytest.raises(ValueError, match="valid: run, off, always"):
+        OnnxRuntimeLifter(model, spinning="sometimes", cache_dir=cache_dir, weights_sha256="spinning-test")
+
+
 def test_unknown_names_are_value_errors_listing_the_valid_ones(small):
     _, weights, cache_dir = small
     with pytest.raises(ValueError, match="valid: auto, tensorrt, cuda, onnxruntime, torch"):

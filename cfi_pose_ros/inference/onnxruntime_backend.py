@@ -11,11 +11,16 @@ Session options, chosen for the lowest single-request latency on a small CPU
   *between* operators; all threads go to the intra-op pool that splits each GEMM.
 * ``intra_op_num_threads = threads`` (``None``: ONNX Runtime's default, one per
   physical core).
-* ``session.intra_op.allow_spinning``: off by default. Spinning workers shave
-  microseconds off each of the ~150 operator hand-offs on an idle machine, but
-  burn a full core between requests and collapse when another process needs
-  the CPU (measured: p50 doubled at batch 1 next to a training job), which is
-  the normal situation for a ROS node. ``spinning=True`` turns it on.
+* Spinning (``spinning``, :data:`SPINNING`): ``"run"`` by default, i.e.
+  ``session.intra_op.allow_spinning = 1`` with ``session.force_spinning_stop = 1``:
+  the workers busy-wait for the next operator *during* a run (one pose is ~170
+  operator hand-offs; waking a sleeping worker for each costs more than the small
+  GEMMs themselves: paper configuration, batch 1, 2 cores: 4.75 ms spinning vs
+  5.47 ms not, see ``benchmarks/bench_inference.py --explore``) and stop the moment
+  the run returns, so between frames they burn no CPU that the rest of the robot
+  needs. ``"always"`` is ONNX Runtime's own default (workers keep spinning after a
+  run: measured to collapse when another process needs the cores, p50 doubled at
+  batch 1 next to a training job); ``"off"`` never spins.
 * ``session.set_denormal_as_zero = 1``: denormal inputs to the GEMMs cannot
   slow them down (no effect on accuracy at the 1e-4 m tolerance).
 * One session with a dynamic batch axis serves all fixed batch sizes: fixed
@@ -38,6 +43,7 @@ from .batching import DEFAULT_BATCH_SIZES
 from .reference import check_against_reference
 
 
+SPINNING = ("run", "off", "always")   # see the module docstring
 _LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
            "all": "ORT_ENABLE_ALL"}
 
@@ -89,7 +95,7 @@ class OnnxRuntimeLifter(Lifter):
     backend = "onnxruntime"
 
     def __init__(self, model: CFINet, *, batch_sizes=DEFAULT_BATCH_SIZES, threads: int | None = None,
-                 spinning: bool = False, cache_dir=None, weights_sha256: str = "", precision: str = "fp32",
+                 spinning: str = "run", cache_dir=None, weights_sha256: str = "", precision: str = "fp32",
                  log: LogFn | None = None, onnx_bytes: bytes | None = None, optimization: str = "all"):
         super().__init__(precision=precision, batch_sizes=batch_sizes, num_joints=model.config.num_joints,
                          out_channels=model.config.out_channels, weights_sha256=weights_sha256)
@@ -101,7 +107,9 @@ class OnnxRuntimeLifter(Lifter):
         log = as_log_fn(log)
         if optimization not in _LEVELS:
             raise ValueError(f"unknown optimization level {optimization!r}; valid: {', '.join(_LEVELS)}")
-        self._threads, self._spinning, self._optimization = threads, bool(spinning), optimization
+        if spinning not in SPINNING:
+            raise ValueError(f"unknown spinning policy {spinning!r}; valid: {', '.join(SPINNING)}")
+        self._threads, self._spinning, self._optimization = threads, spinning, optimization
         if onnx_bytes is not None:
             self._session, self.onnx_source = self._make_session(onnx_bytes), "given"
             self.max_abs_diff = self._check(model)
@@ -127,7 +135,8 @@ class OnnxRuntimeLifter(Lifter):
         options.inter_op_num_threads = 1
         if self._threads is not None:
             options.intra_op_num_threads = self._threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self._spinning else "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0" if self._spinning == "off" else "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1" if self._spinning == "run" else "0")
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
         options.log_severity_level = 3
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
