@@ -15,8 +15,9 @@ Session options, chosen for the lowest single-request latency on a small CPU
   ``session.intra_op.allow_spinning = 1`` with ``session.force_spinning_stop = 1``:
   the workers busy-wait for the next operator *during* a run (one pose is ~170
   operator hand-offs; waking a sleeping worker for each costs more than the small
-  GEMMs themselves: paper configuration, batch 1, 2 cores: 4.75 ms spinning vs
-  5.47 ms not, see ``benchmarks/bench_inference.py --explore``) and stop the moment
+  GEMMs themselves: paper configuration, batch 1, 2 cores, one run of
+  ``benchmarks/bench_inference.py --explore``: 5.20 ms ``"run"``, 5.75 ms ``"off"``,
+  4.92 ms ``"always"``) and stop the moment
   the run returns, so between frames they burn no CPU that the rest of the robot
   needs. ``"always"`` is ONNX Runtime's own default (workers keep spinning after a
   run: measured to collapse when another process needs the cores, p50 doubled at
