@@ -154,7 +154,8 @@ def main(argv=None) -> int:
     rows = []
     for people in args.people:
         model = model_only_ms(people, 500, args.threads)
-        e2e = end_to_end(people, args.seconds, args.soak_seconds if people == args.people[0] else 0, out, args.executor)
+        soak = args.soak_seconds if people == args.people[0] else 0
+        e2e = end_to_end(people, args.seconds, soak, out, args.executor)
         rows.append({"people": people, "backend": model["backend"], "model_p50_ms": model["p50_ms"],
                      "model_paced_p50_ms": model["paced_p50_ms"],
                      "e2e_p50_ms": e2e["p50_ms"], "e2e_p99_ms": e2e["p99_ms"],

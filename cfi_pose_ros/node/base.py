@@ -88,10 +88,11 @@ def diagnostics_msg(node: LifecycleNode, status: DiagnosticStatus, summary: dict
 
 
 def create_executor(kind: str = "events"):
-    """An rclpy executor: ``events`` is rclpy's EventsExecutor (C++ dispatch; a message
-    round trip between two processes measured 0.80 ms p50 against 1.14 ms for the
-    SingleThreadedExecutor, see benchmarks/bench_node.py), ``single_threaded`` the classic
-    Python one. Falls back to single_threaded where the EventsExecutor is missing."""
+    """An rclpy executor: ``events`` is rclpy's EventsExecutor (C++ dispatch; a round trip
+    through a relay process measured 0.80 ms p50 against 1.14 ms with the
+    SingleThreadedExecutor on both sides, 2 cores; ``benchmarks/bench_node.py --executor``
+    measures it), ``single_threaded`` the classic Python one. Falls back to
+    single_threaded where the EventsExecutor is missing."""
     if kind not in EXECUTORS:
         raise ValueError(f"executor {kind!r} is not one of {EXECUTORS}")
     if kind == "events":
