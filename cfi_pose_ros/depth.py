@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .image import raw_rows
 from .root_solver import validate_camera_matrix
 
 DEFAULT_BODY_OFFSET_M = 0.10     # body surface -> pelvis joint, metres
@@ -45,19 +46,9 @@ def depth_image_to_array(encoding: str, height: int, width: int, step: int, data
     zero size, a step shorter than a row or data shorter than ``step * height``."""
     if encoding not in _DEPTH_ENCODINGS:
         raise ValueError(f"unsupported depth encoding {encoding!r}; supported: {', '.join(_DEPTH_ENCODINGS)}")
-    height, width, step = int(height), int(width), int(step)
-    if height <= 0 or width <= 0:
-        raise ValueError(f"depth image has zero size ({width}x{height})")
     dtype = np.dtype((">" if is_bigendian else "<") + _DEPTH_ENCODINGS[encoding])
-    row_bytes = width * dtype.itemsize
-    if step < row_bytes:
-        raise ValueError(f"depth image step {step} is shorter than one row of {width} {encoding} pixels "
-                         f"({row_bytes} bytes)")
-    flat = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
-    if flat.size < step * height:
-        raise ValueError(f"depth image data has {flat.size} bytes, expected at least step*height = "
-                         f"{step * height}")
-    rows = flat[:step * height].reshape(height, step)[:, :row_bytes]
+    rows = raw_rows(height, width, step, data, dtype.itemsize, encoding, what="depth image")
+    height, width = rows.shape[0], int(width)
     return np.ascontiguousarray(rows).view(dtype).reshape(height, width).astype(dtype.newbyteorder("="))
 
 

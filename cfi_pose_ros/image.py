@@ -53,6 +53,30 @@ def _as_bytes_array(data: Any) -> np.ndarray:
         raise ValueError(f"image data must be bytes-like or a uint8 array, got {type(data).__name__}") from exc
 
 
+def raw_rows(height: int, width: int, step: int, data: Any, bytes_per_pixel: int, encoding: str,
+             what: str = "image") -> np.ndarray:
+    """The pixel bytes of raw ``sensor_msgs/Image`` fields as ``(height, width * bytes_per_pixel)``
+    ``uint8``, each row's padding (``step`` beyond the pixels) dropped.
+
+    ``ValueError`` (naming ``what``) for a zero size, a ``step`` shorter than one row
+    of pixels, or ``data`` shorter than ``step * height``; extra bytes after the last
+    row are ignored.
+    """
+    height, width, step = int(height), int(width), int(step)
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{what} has zero size ({width}x{height}, encoding {encoding})")
+    row_bytes = width * bytes_per_pixel
+    if step < row_bytes:
+        raise ValueError(f"{what} step {step} is shorter than one row of {width} {encoding} pixels "
+                         f"({row_bytes} bytes)")
+    flat = _as_bytes_array(data)
+    needed = step * height
+    if flat.size < needed:
+        raise ValueError(f"{what} data has {flat.size} bytes, expected at least step*height = "
+                         f"{step}*{height} = {needed} ({width}x{height} {encoding})")
+    return flat[:needed].reshape(height, step)[:, :row_bytes]
+
+
 def image_to_bgr(encoding: str, height: int, width: int, step: int,
                  data: bytes | memoryview | np.ndarray, is_bigendian: bool = False) -> np.ndarray:
     """Convert raw ``sensor_msgs/Image`` fields to a BGR ``uint8`` image ``(height, width, 3)``.
@@ -65,20 +89,9 @@ def image_to_bgr(encoding: str, height: int, width: int, step: int,
     if encoding not in _LAYOUT:
         raise UnsupportedEncoding(
             f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
-    height, width, step = int(height), int(width), int(step)
-    if height <= 0 or width <= 0:
-        raise ValueError(f"image has zero size ({width}x{height}, encoding {encoding})")
     channels, depth = _LAYOUT[encoding]
-    row_bytes = width * channels * depth
-    if step < row_bytes:
-        raise ValueError(f"image step {step} is shorter than one row of {width} {encoding} pixels "
-                         f"({row_bytes} bytes)")
-    flat = _as_bytes_array(data)
-    needed = step * height
-    if flat.size < needed:
-        raise ValueError(f"image data has {flat.size} bytes, expected at least step*height = "
-                         f"{step}*{height} = {needed} ({width}x{height} {encoding})")
-    rows = flat[:needed].reshape(height, step)[:, :row_bytes]
+    rows = raw_rows(height, width, step, data, channels * depth, encoding)
+    height, width = rows.shape[0], int(width)
     if depth == 2:
         dtype = np.dtype(">u2" if is_bigendian else "<u2")
         # The high byte is the first (big endian) or second (little endian) byte of each pair.
