@@ -55,14 +55,15 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from .inference.base import TOLERANCES
+from .inference.base import TOLERANCES, ReferenceMismatch
 from .inference.batching import DEFAULT_BATCH_SIZES
-from .inference.fused import FusedCFINet
-from .inference.reference import reference_inputs, reference_outputs
+from .inference.fused import COMPUTE_DTYPES, FusedCFINet
+from .inference.reference import check_against_reference, reference_inputs
 from .model import CFINet
 
 INPUT_NAME = "keypoints_2d"
@@ -71,7 +72,6 @@ BATCH_DIM = "batch"
 MAX_BATCH = 4096
 OPSET = 18
 GRAPH_VERSION = "cfi-fused/1"      # bump when FusedCFINet's graph changes: invalidates cached exports/engines
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class ExportError(RuntimeError):
@@ -108,12 +108,12 @@ def export_model(model: CFINet, *, precision: str = "fp32", opset: int = OPSET, 
     """
     import onnx
 
-    if precision not in _DTYPES:
-        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(_DTYPES)}")
+    if precision not in COMPUTE_DTYPES:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(COMPUTE_DTYPES)}")
     if opset < 17:
         raise ValueError(f"opset must be >= 17 (LayerNormalization), got {opset}")
     if fused:
-        module = FusedCFINet(model.eval(), _DTYPES[precision], portable_gelu=True).cpu()   # a copy: model untouched
+        module = FusedCFINet(model.eval(), COMPUTE_DTYPES[precision], portable_gelu=True).cpu()   # a copy: model untouched
     elif precision == "fp32":
         module = model.eval()
     else:
@@ -149,8 +149,9 @@ def dynamic_axes(proto) -> dict[str, list[tuple[int, str]]]:
     return result
 
 
-def run_onnx(proto_or_bytes, keypoints: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Run an exported graph on the CPU: ONNX Runtime, or ``onnx.reference`` where ORT lacks a kernel."""
+def onnx_runner(proto_or_bytes, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
+    """A CPU runner for an exported graph (one session, reused for every call): ONNX Runtime,
+    or ``onnx.reference`` where ORT lacks a kernel (e.g. fp16 ops on x86)."""
     data = proto_or_bytes if isinstance(proto_or_bytes, bytes) else proto_or_bytes.SerializeToString()
     try:
         import onnxruntime as ort
@@ -159,7 +160,7 @@ def run_onnx(proto_or_bytes, keypoints: np.ndarray, threads: int = 1) -> np.ndar
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        return session.run(None, {INPUT_NAME: keypoints})[0]
+        return lambda keypoints: session.run(None, {INPUT_NAME: keypoints})[0]
     except ImportError:
         pass
     except Exception as exc:   # noqa: BLE001 - e.g. NOT_IMPLEMENTED for fp16 kernels on x86
@@ -168,25 +169,24 @@ def run_onnx(proto_or_bytes, keypoints: np.ndarray, threads: int = 1) -> np.ndar
     import onnx
     from onnx.reference import ReferenceEvaluator
 
-    return ReferenceEvaluator(onnx.load_from_string(data)).run(None, {INPUT_NAME: keypoints})[0]
+    evaluator = ReferenceEvaluator(onnx.load_from_string(data))
+    return lambda keypoints: evaluator.run(None, {INPUT_NAME: keypoints})[0]
+
+
+def run_onnx(proto_or_bytes, keypoints: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Run an exported graph once on the CPU (see :func:`onnx_runner`)."""
+    return onnx_runner(proto_or_bytes, threads)(keypoints)
 
 
 def check_export(proto, model: CFINet, *, precision: str = "fp32", batch_sizes=(1, 3, 16),
                  tolerance: float | None = None) -> float:
     """Max abs difference (m) of the ONNX graph to PyTorch float32 on realistic inputs; raises past the tolerance."""
     tolerance = TOLERANCES[precision] if tolerance is None else tolerance
-    inputs = reference_inputs(max(batch_sizes), seed=4321)
-    expected = reference_outputs(model.eval(), inputs)
-    data = proto.SerializeToString()
-    worst = 0.0
-    for size in batch_sizes:
-        got = run_onnx(data, np.ascontiguousarray(inputs[:size]))
-        diff = float(np.max(np.abs(got - expected[:size])))
-        worst = max(worst, diff)
-        if not np.isfinite(diff) or diff > tolerance:
-            raise ExportError(f"exported ONNX differs from PyTorch by {diff:.3g} m at batch {size} "
-                              f"(tolerance {tolerance:g} m)")
-    return worst
+    try:
+        return check_against_reference(onnx_runner(proto), model.eval(), tuple(batch_sizes), tolerance,
+                                       "exported ONNX", inputs=reference_inputs(max(batch_sizes), seed=4321))
+    except ReferenceMismatch as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def load_model(weights) -> tuple[CFINet, str]:

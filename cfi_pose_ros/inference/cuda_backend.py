@@ -29,11 +29,8 @@ import torch
 from ..model import CFINet
 from .base import BackendUnavailable, Lifter, LogFn, TOLERANCES, as_log_fn
 from .batching import DEFAULT_BATCH_SIZES
-from .fused import FusedCFINet
+from .fused import COMPUTE_DTYPES, FusedCFINet
 from .reference import check_against_reference, reference_inputs
-
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
 
 def cuda_unavailable_reason() -> str | None:
     """Why PyTorch cannot run on a CUDA GPU here, or ``None``."""
@@ -84,7 +81,7 @@ class CudaGraphLifter(Lifter):
             raise BackendUnavailable(f"cuda: bf16 needs compute capability >= 8.0, "
                                      f"{torch.cuda.get_device_name(self._device)} is {major}.{minor}")
         self._lock = threading.Lock()
-        self._module = FusedCFINet(model.eval(), _DTYPES[precision]).to(self._device)
+        self._module = FusedCFINet(model.eval(), COMPUTE_DTYPES[precision]).to(self._device)
         self._stream = torch.cuda.Stream(self._device)
         self._graphs = {size: self._capture(size, warmup) for size in self.batch_sizes}
         self.max_abs_diff = check_against_reference(self._run_fixed, model, self.batch_sizes,

@@ -43,6 +43,10 @@ from torch.nn import functional as F
 from ..model import CFIBlock, CFINet, CrossFeatureInteraction, MultiHeadAttention
 
 
+# Precision name -> the dtype of the fused graph's matmuls (inputs and outputs stay float32).
+COMPUTE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 def _fold(linear: nn.Linear, norm: nn.LayerNorm | None, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``(weight, bias)`` in float64 of ``scale * linear(norm(x))`` as a function of ``xhat(x)``."""
     weight = linear.weight.detach().double()
