@@ -58,6 +58,12 @@ def check_precision(backend: str, precision: str) -> None:
                          f"({backend} runs {', '.join(BACKEND_PRECISIONS[backend])})")
 
 
+def check_threads(threads) -> None:
+    """``ValueError`` unless ``threads`` is ``None`` (the library's default) or a positive int."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+
+
 class Lifter(abc.ABC):
     """2D keypoints ``(N, 17, 2)`` (screen-normalised, float32) -> 3D joints ``(N, 17, 3)`` (metres).
 

@@ -8,7 +8,7 @@ from typing import Sequence
 from ..model import CFINet
 from ..weights import DEFAULT_WEIGHTS
 from .base import (BACKEND_PRECISIONS, BACKENDS, PRECISIONS, BackendUnavailable, Lifter, LogFn,
-                   as_log_fn, check_precision)
+                   as_log_fn, check_precision, check_threads)
 from .batching import DEFAULT_BATCH_SIZES, normalize_batch_sizes
 from .cache import default_cache_dir
 
@@ -89,8 +89,7 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
     if backend != "auto":
         check_precision(backend, precision)
     batch_sizes = normalize_batch_sizes(batch_sizes)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    check_threads(threads)
     log = as_log_fn(log)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..model import CFINet
 from .base import (BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn,
-                   exporter_unavailable_reason)
+                   check_threads, exporter_unavailable_reason)
 from .batching import DEFAULT_BATCH_SIZES
 from .reference import check_against_reference
 
@@ -103,8 +103,7 @@ class OnnxRuntimeLifter(Lifter):
         reason = onnxruntime_unavailable_reason()
         if reason:
             raise BackendUnavailable(f"onnxruntime: {reason}")
-        if threads is not None and threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
+        check_threads(threads)
         log = as_log_fn(log)
         if optimization not in _LEVELS:
             raise ValueError(f"unknown optimization level {optimization!r}; valid: {', '.join(_LEVELS)}")

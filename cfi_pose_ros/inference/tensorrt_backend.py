@@ -51,7 +51,7 @@ import torch
 from ..model import CFINet
 from . import cache
 from .base import (BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn,
-                   exporter_unavailable_reason)
+                   check_precision, exporter_unavailable_reason)
 from .batching import DEFAULT_BATCH_SIZES, normalize_batch_sizes
 from .cuda_backend import cuda_unavailable_reason
 from .reference import check_against_reference
@@ -163,7 +163,8 @@ class _EngineRunner:
 class _Engines:
     """TensorRT runtime state shared by the lifter and the export CLI: keys, build, load, check."""
 
-    def __init__(self, model: CFINet, precision: str, weights_sha256: str, device, log: LogFn):
+    def __init__(self, model: CFINet, precision: str, weights_sha256: str, device, log: LogFn,
+                 onnx_cache_dir=None):
         from .. import export
 
         self.trt = trt = _import_tensorrt()
@@ -175,7 +176,7 @@ class _Engines:
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         self._onnx: bytes | None = None
-        self.onnx_cache_dir = None
+        self.onnx_cache_dir = onnx_cache_dir     # None: the export stays in memory
 
     def onnx_bytes(self) -> bytes:
         """The exported graph TensorRT parses (exported on first need, cached with the ONNX exports)."""
@@ -252,8 +253,7 @@ class TensorRTLifter(Lifter):
         if cache_dir is None:
             raise ValueError("the tensorrt backend needs a cache_dir for its engines")
         log = as_log_fn(log)
-        self._engines_state = state = _Engines(model, precision, weights_sha256, device, log)
-        state.onnx_cache_dir = cache_dir
+        self._engines_state = state = _Engines(model, precision, weights_sha256, device, log, cache_dir)
         self._lock = threading.Lock()
         self._runners: dict[int, _EngineRunner] = {}
         self.engine_files: dict[int, str] = {}
@@ -293,8 +293,7 @@ def build_engine_files(weights, paths: dict[int, Path], precision: str = "fp32",
     reason = tensorrt_unavailable_reason()
     if reason:
         raise BackendUnavailable(f"tensorrt: {reason}")
-    if precision not in ("fp32", "fp16"):
-        raise ValueError(f"tensorrt precision must be fp32 or fp16, got {precision!r}")
+    check_precision("tensorrt", precision)
     model, sha = load_model(weights)
     state = _Engines(model, precision, sha, "cuda", as_log_fn(log))
     written = {}

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from ..model import CFINet
-from .base import Lifter
+from .base import Lifter, check_threads
 from .batching import DEFAULT_BATCH_SIZES
 
 
@@ -24,9 +24,7 @@ class TorchLifter(Lifter):
                  weights_sha256: str = "", precision: str = "fp32"):
         super().__init__(precision=precision, batch_sizes=batch_sizes, num_joints=model.config.num_joints,
                          out_channels=model.config.out_channels, weights_sha256=weights_sha256)
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be >= 1, got {threads}")
+        check_threads(threads)
         self._threads = threads
         self._model = model.cpu().float().eval()
         self.max_abs_diff = 0.0
