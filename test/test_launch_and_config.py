@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from cfi_pose_ros.node.detect_parameters import (DETECT_NODE_PARAMETERS, DETECT_PARAMETERS_BY_NAME,
-                                                 detector_config, tracker_config)
-from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, PARAMETERS_BY_NAME
+                                                 DETECT_YAML_HEADER, detector_config, tracker_config)
+from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, LIFT_YAML_HEADER, PARAMETERS_BY_NAME,
+                                          parameters_yaml)
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch" / "lift.launch.py"
@@ -36,16 +37,26 @@ def launch_constants() -> dict:
     return values
 
 
-def test_config_file_lists_exactly_the_declared_parameters_with_their_defaults():
-    config = yaml.safe_load((REPO / "config" / "lift.yaml").read_text())
-    params = config[launch_constants()["NODE_NAME"]]["ros__parameters"]
-    assert set(params) == set(PARAMETERS_BY_NAME)
-    for spec in LIFT_NODE_PARAMETERS:
+def check_config_file(name: str, node_name: str, specs, header: str) -> None:
+    """``config/<name>`` is exactly what ``parameters_yaml`` writes for ``specs``: one section for
+    ``node_name`` with every declared parameter at its default, of its type, in its range."""
+    text = (REPO / "config" / name).read_text()
+    assert text == parameters_yaml(node_name, specs, header), f"config/{name} is stale: regenerate it"
+    config = yaml.safe_load(text)
+    assert set(config) == {node_name}
+    params = config[node_name]["ros__parameters"]
+    assert set(params) == {spec.name for spec in specs}
+    for spec in specs:
         assert params[spec.name] == spec.default, spec.name
+        assert type(params[spec.name]) is type(spec.default), spec.name   # ROS types parameters by value
         if spec.choices:
             assert params[spec.name] in spec.choices
         if spec.min_value is not None:
             assert spec.min_value <= params[spec.name] <= spec.max_value
+
+
+def test_config_file_lists_exactly_the_declared_parameters_with_their_defaults():
+    check_config_file("lift.yaml", launch_constants()["NODE_NAME"], LIFT_NODE_PARAMETERS, LIFT_YAML_HEADER)
 
 
 def test_launch_arguments_override_parameters_that_exist():
@@ -85,17 +96,8 @@ def test_every_parameter_is_described(spec):
 
 def test_detector_config_file_lists_exactly_the_declared_parameters_with_their_defaults():
     constants = launch_constants()
-    config = yaml.safe_load((REPO / "config" / constants["DETECTOR_CONFIG_FILE"]).read_text())
-    assert set(config) == {constants["DETECTOR_NODE_NAME"]}
-    params = config[constants["DETECTOR_NODE_NAME"]]["ros__parameters"]
-    assert set(params) == set(DETECT_PARAMETERS_BY_NAME)
-    for spec in DETECT_NODE_PARAMETERS:
-        assert params[spec.name] == spec.default, spec.name
-        assert type(params[spec.name]) is type(spec.default), spec.name   # ROS types parameters by value
-        if spec.choices:
-            assert params[spec.name] in spec.choices
-        if spec.min_value is not None:
-            assert spec.min_value <= params[spec.name] <= spec.max_value
+    check_config_file(constants["DETECTOR_CONFIG_FILE"], constants["DETECTOR_NODE_NAME"], DETECT_NODE_PARAMETERS,
+                      DETECT_YAML_HEADER)
 
 
 def test_detector_launch_arguments_override_parameters_that_exist():

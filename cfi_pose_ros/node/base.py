@@ -30,18 +30,22 @@ def parameter_descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return descriptor
 
 
+def _reliability(name: str) -> ReliabilityPolicy:
+    return ReliabilityPolicy.BEST_EFFORT if name == "best_effort" else ReliabilityPolicy.RELIABLE
+
+
 def newest_only_qos(reliability: str) -> QoSProfile:
     """Depth 1: while a frame is being processed only the newest one waits, never a stale queue."""
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.VOLATILE,
-        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
+        reliability=_reliability(reliability))
 
 
 def output_qos(reliability: str) -> QoSProfile:
     """Outputs keep a short history: a subscriber that is briefly slower must not lose results."""
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST, depth=10, durability=DurabilityPolicy.VOLATILE,
-        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
+        reliability=_reliability(reliability))
 
 
 class SpecLifecycleNode(LifecycleNode):

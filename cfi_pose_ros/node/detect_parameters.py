@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from cfi_pose_ros.node.parameters import COMMON_NODE_PARAMETERS, ParamSpec
+from cfi_pose_ros.node.parameters import (COMMON_NODE_PARAMETERS, ParamSpec, parameters_yaml,
+                                         reliability_parameters)
 
 DETECT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("image_topic", "/image_raw",
@@ -55,11 +56,8 @@ DETECT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               0.0, 3600.0, read_only=True),
     ParamSpec("tracker_id_style", "int", "tracker ids: int = 1, 2, ...; ros4hri = 5 random letters",
               choices=("int", "ros4hri"), read_only=True),
-    ParamSpec("input_reliability", "best_effort",
-              "image QoS reliability; best_effort matches camera drivers (sensor data QoS)",
-              choices=("best_effort", "reliable"), read_only=True),
-    ParamSpec("output_reliability", "reliable", "keypoints output QoS reliability",
-              choices=("best_effort", "reliable"), read_only=True),
+    *reliability_parameters("image QoS reliability; best_effort matches camera drivers (sensor data QoS)",
+                            "keypoints output QoS reliability"),
     ParamSpec("diagnostics_period", 1.0, "period of /diagnostics updates (s)", 0.05, 60.0),
     ParamSpec("warn_latency_ms", 100.0, "diagnostics turn WARN above this p99 per-frame processing time",
               0.0, 1e6),
@@ -98,3 +96,16 @@ def tracker_config(values: Mapping[str, Any]) -> dict:
     v = {spec.name: spec.default for spec in DETECT_NODE_PARAMETERS} | dict(values)
     return {"min_iou": float(v["tracker_min_iou"]), "min_hits": int(v["tracker_min_hits"]),
             "max_age": float(v["tracker_max_age"]), "id_style": str(v["tracker_id_style"])}
+
+
+DETECT_YAML_HEADER = """Parameters of the cfi_pose_ros 2D detector node: every one it declares, with its default.
+Generated from cfi_pose_ros/node/detect_parameters.py
+(python -m cfi_pose_ros.node.detect_parameters > config/detect.yaml).
+Used by launch/lift.launch.py (input:=image) and by
+`ros2 run cfi_pose_ros detect_node --ros-args --params-file config/detect.yaml`.
+Bring your own ONNX models: set person_detector_model + keypoint_model (top_down) or
+yolo_pose_model (yolo_pose); configure fails with the reason when a file is missing or is not
+the model family it is configured as."""
+
+if __name__ == "__main__":
+    print(parameters_yaml("cfi_pose_detector", DETECT_NODE_PARAMETERS, DETECT_YAML_HEADER), end="")

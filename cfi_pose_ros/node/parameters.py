@@ -20,6 +20,18 @@ class ParamSpec:
     read_only: bool = False   # takes effect at configure; changing it later needs cleanup + configure
 
 
+RELIABILITY_CHOICES = ("best_effort", "reliable")
+
+
+def reliability_parameters(input_description: str, output_description: str) -> tuple[ParamSpec, ParamSpec]:
+    """``input_reliability`` (best effort by default, as camera drivers publish) and
+    ``output_reliability`` (reliable) with each node's own descriptions."""
+    return (ParamSpec("input_reliability", "best_effort", input_description, choices=RELIABILITY_CHOICES,
+                      read_only=True),
+            ParamSpec("output_reliability", "reliable", output_description, choices=RELIABILITY_CHOICES,
+                      read_only=True))
+
+
 # Process-level parameters both nodes declare (read by ``cfi_pose_ros.node.base.run``).
 COMMON_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("executor", "events",
@@ -52,11 +64,8 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("threads", 0, "CPU threads for the CPU backends (0 = library default)", 0, 256, read_only=True),
     ParamSpec("engine_cache_dir", "", "where compiled engines are cached (empty = ~/.cache/cfi_pose_ros)",
               read_only=True),
-    ParamSpec("input_reliability", "best_effort",
-              "input QoS reliability; best_effort matches camera drivers (sensor data QoS)",
-              choices=("best_effort", "reliable"), read_only=True),
-    ParamSpec("output_reliability", "reliable", "output QoS reliability",
-              choices=("best_effort", "reliable"), read_only=True),
+    *reliability_parameters("input QoS reliability; best_effort matches camera drivers (sensor data QoS)",
+                            "output QoS reliability"),
     ParamSpec("min_keypoint_score", 0.05, "2D joints at or below this score are treated as missing", 0.0, 1.0),
     ParamSpec("min_valid_joints", 8, "people with fewer valid joints are dropped", 1, 17),
     ParamSpec("max_people", 64, "most people lifted per frame (highest scores kept)", 1, 1024),
