@@ -53,8 +53,9 @@ def follow_boxes(anchors: np.ndarray, centres: np.ndarray, image_size: tuple[int
     keypoint centre (``anchors`` ``(P, 4)`` = width, height, dx, dy), moved to the new ``centres``.
 
     Only the position follows the keypoints: a box re-sized from keypoints every frame
-    feeds the keypoint model's errors back into its next crop and drifts (measured: mean
-    OKS on the fixture photos fell from 0.72 to 0.63 by the second followed frame),
+    feeds the keypoint model's errors back into its next crop and drifts (measured during
+    development: mean OKS on the fixture photos fell from 0.72 to 0.63 by the second followed
+    frame; ``test_followed_boxes_skip_the_detector_and_keep_up_with_motion`` guards the result),
     while over the few frames between detections a person's size barely changes.
     """
     middle = centres + anchors[:, 2:]

@@ -93,9 +93,8 @@ def diagnostics_msg(node: LifecycleNode, status: DiagnosticStatus, summary: dict
 
 def create_executor(kind: str = "events"):
     """An rclpy executor: ``events`` is rclpy's EventsExecutor (C++ dispatch; a round trip
-    through a relay process measured 0.80 ms p50 against 1.14 ms with the
-    SingleThreadedExecutor on both sides, 2 cores; ``benchmarks/bench_node.py --executor``
-    measures it), ``single_threaded`` the classic Python one. Falls back to
+    through a relay process: 0.84 ms p50 against 1.13 ms with the SingleThreadedExecutor,
+    2 cores, ``benchmarks/bench_node.py --executor events|single_threaded``), ``single_threaded`` the classic Python one. Falls back to
     single_threaded where the EventsExecutor is missing."""
     if kind not in EXECUTORS:
         raise ValueError(f"executor {kind!r} is not one of {EXECUTORS}")
