@@ -27,21 +27,23 @@ import numpy as np
 
 
 def model_only_ms(people: int, repeats: int, threads: int | None) -> dict:
-    """The engine alone on one clip frame: back-to-back (caches and threads hot: the target's
-    baseline) and paced at 30 Hz like the node's input (the same idle gaps the node sees)."""
+    """The engine the node builds (its default parameters, ``threads`` if given) alone on one clip
+    frame: back-to-back (caches and threads hot: the target's baseline) and paced at 30 Hz like
+    the node's input (the same idle gaps the node sees). Also paced with the CPU library's own
+    thread count, the evidence for the node's ``threads: 1`` default."""
     from cfi_pose_ros.camera import normalize_screen
     from cfi_pose_ros.inference import create_lifter
+    from cfi_pose_ros.node.parameters import lifter_options
     from cfi_pose_ros.node.replay import Clip
-    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
 
     clip = Clip.load()
-    lifter = create_lifter(str(DEFAULT_WEIGHTS), backend="auto", threads=threads, log=lambda *_: None)
+    options = lifter_options()
+    if threads is not None:
+        options["threads"] = threads
     index = np.arange(people) % clip.pixels.shape[1]
     batch = normalize_screen(clip.pixels[0][index], *clip.image_size).astype(np.float32)
-    for _ in range(20):
-        lifter.lift(batch)
 
-    def timed(count: int, gap_s: float) -> list[float]:
+    def timed(lifter, count: int, gap_s: float) -> list[float]:
         times = []
         for _ in range(count):
             if gap_s:
@@ -51,9 +53,19 @@ def model_only_ms(people: int, repeats: int, threads: int | None) -> dict:
             times.append((time.perf_counter() - start) * 1000)
         return times
 
-    hot, paced = timed(repeats, 0.0), timed(max(repeats // 5, 30), 1 / 30)
-    return {"backend": lifter.backend, "p50_ms": float(np.percentile(hot, 50)),
-            "p99_ms": float(np.percentile(hot, 99)), "paced_p50_ms": float(np.percentile(paced, 50))}
+    lifter = create_lifter(**options, log=lambda *_: None)
+    library_threads = create_lifter(**{**options, "threads": None}, log=lambda *_: None)
+    for engine in (lifter, library_threads):
+        timed(engine, 20, 0.0)
+    paced_count = max(repeats // 5, 30)
+    hot, paced = timed(lifter, repeats, 0.0), timed(lifter, paced_count, 1 / 30)
+    paced_library = timed(library_threads, paced_count, 1 / 30)
+    return {"backend": lifter.backend, "threads": options["threads"], "batch": lifter.batch_sizes[
+                np.searchsorted(lifter.batch_sizes, min(people, lifter.batch_sizes[-1]))],
+            "p50_ms": float(np.percentile(hot, 50)), "p99_ms": float(np.percentile(hot, 99)),
+            "paced_p50_ms": float(np.percentile(paced, 50)), "paced_p99_ms": float(np.percentile(paced, 99)),
+            "paced_library_threads_p50_ms": float(np.percentile(paced_library, 50)),
+            "paced_library_threads_p99_ms": float(np.percentile(paced_library, 99))}
 
 
 def relay(executor_kind: str) -> None:
@@ -81,7 +93,7 @@ def relay(executor_kind: str) -> None:
 
 
 def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path, executor_kind: str,
-               floor: bool = False) -> dict:
+               floor: bool = False, threads: int | None = None) -> dict:
     import psutil
     import rclpy
     from cfi_pose_ros.node.base import create_executor
@@ -93,8 +105,10 @@ def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path, 
         node = subprocess.Popen([sys.executable, "-P", __file__, "--relay", "--executor", executor_kind],
                                 stdout=open(log_dir / "relay.log", "w"), stderr=subprocess.STDOUT)
     else:
-        node = start_lift_node(overrides={"autostart": True, "executor": executor_kind},
-                               log_path=log_dir / f"node_{people}.log")
+        overrides = {"autostart": True, "executor": executor_kind}
+        if threads is not None:
+            overrides["threads"] = threads
+        node = start_lift_node(overrides=overrides, log_path=log_dir / f"node_{people}.log")
     rclpy.init()
     client = ReplayClient(keep_messages=False)
     executor = create_executor(executor_kind)
@@ -135,7 +149,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement per people count")
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="memory soak (0 = skip)")
     parser.add_argument("--people", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of the node's engine (and of the model-only one); default: the node's default")
     parser.add_argument("--executor", default="events", choices=("events", "single_threaded"),
                         help="rclpy executor of the node and of this benchmark's client")
     parser.add_argument("--out", default="outputs/bench_node")
@@ -155,9 +170,12 @@ def main(argv=None) -> int:
     for people in args.people:
         model = model_only_ms(people, 500, args.threads)
         soak = args.soak_seconds if people == args.people[0] else 0
-        e2e = end_to_end(people, args.seconds, soak, out, args.executor)
-        rows.append({"people": people, "backend": model["backend"], "model_p50_ms": model["p50_ms"],
-                     "model_paced_p50_ms": model["paced_p50_ms"],
+        e2e = end_to_end(people, args.seconds, soak, out, args.executor, threads=args.threads)
+        rows.append({"people": people, "backend": model["backend"], "threads": model["threads"],
+                     "batch": int(model["batch"]), "model_p50_ms": model["p50_ms"],
+                     "model_paced_p50_ms": model["paced_p50_ms"], "model_paced_p99_ms": model["paced_p99_ms"],
+                     "model_paced_library_threads_p50_ms": model["paced_library_threads_p50_ms"],
+                     "model_paced_library_threads_p99_ms": model["paced_library_threads_p99_ms"],
                      "e2e_p50_ms": e2e["p50_ms"], "e2e_p99_ms": e2e["p99_ms"],
                      "e2e_over_model": e2e["p50_ms"] / model["p50_ms"],
                      "e2e_over_paced_model": e2e["p50_ms"] / model["paced_p50_ms"],
@@ -165,15 +183,21 @@ def main(argv=None) -> int:
                      **{k: v for k, v in e2e.items() if k not in ("people", "p50_ms", "p99_ms")}})
         print(json.dumps(rows[-1]), file=sys.stderr)
     (out / "bench_node.json").write_text(json.dumps({"relay_floor": floor, "rows": rows}, indent=2) + "\n")
-    lines = ["| people | backend | model p50 ms | model p50 ms at 30 Hz | e2e p50 ms | e2e p99 ms | e2e/model "
-             "| e2e/model at 30 Hz | p99/p50 | sent | dropped | sender stalls | RSS growth |",
+    lines = ["| people | backend, threads, batch | model p50 ms | model p50 ms at 30 Hz | e2e p50 ms | e2e p99 ms "
+             "| e2e/model | e2e/model at 30 Hz | p99/p50 | sent | dropped | sender stalls | RSS growth |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         growth = f"{r['rss_growth_pct']:.1f} % over {r['soak_seconds']:.0f} s" if "rss_growth_pct" in r else "-"
-        lines.append(f"| {r['people']} | {r['backend']} | {r['model_p50_ms']:.3f} | {r['model_paced_p50_ms']:.3f} | "
+        lines.append(f"| {r['people']} | {r['backend']}, {r['threads'] or 'library default'}, {r['batch']} | "
+                     f"{r['model_p50_ms']:.3f} | {r['model_paced_p50_ms']:.3f} | "
                      f"{r['e2e_p50_ms']:.3f} | {r['e2e_p99_ms']:.3f} | {r['e2e_over_model']:.2f} | "
                      f"{r['e2e_over_paced_model']:.2f} | {r['p99_over_p50']:.2f} | "
                      f"{r['frames_sent']} | {r['dropped']} | {r['sender_stalls']} | {growth} |")
+    lines.append("\nThe model alone at 30 Hz, p50 / p99 ms, with the node's threads vs the CPU library's default "
+                 "(one per core): " + "; ".join(
+                     f"{r['people']} people {r['model_paced_p50_ms']:.2f} / {r['model_paced_p99_ms']:.2f} vs "
+                     f"{r['model_paced_library_threads_p50_ms']:.2f} / {r['model_paced_library_threads_p99_ms']:.2f}"
+                     for r in rows) + ".")
     lines.append(f"\nFloor (a relay process answering each input with an empty output, same topics, QoS and "
                  f"executor `{args.executor}`): p50 {floor['p50_ms']:.3f} ms, p99 {floor['p99_ms']:.3f} ms.")
     table = "\n".join(lines) + "\n"

@@ -61,7 +61,7 @@ import numpy as np
 import torch
 
 from .inference.base import TOLERANCES, ReferenceMismatch
-from .inference.batching import DEFAULT_BATCH_SIZES
+from .inference.batching import COMPILED_BATCH_SIZES
 from .inference.fused import COMPUTE_DTYPES, FusedCFINet
 from .inference.reference import check_against_reference, reference_inputs
 from .model import CFINet
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                              "or exactly this path for a single size); needs tensorrt and a CUDA GPU")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                         help="TensorRT engine precision (the ONNX file is always fp32)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(DEFAULT_BATCH_SIZES))
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(COMPILED_BATCH_SIZES))
     args = parser.parse_args(argv)
 
     from .weights import WeightsError

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from cfi_pose_ros.inference import (BACKENDS, DEFAULT_BATCH_SIZES, TOLERANCES, BackendUnavailable, Lifter,
+from cfi_pose_ros.inference import (BACKENDS, COMPILED_BATCH_SIZES, CPU_BATCH_SIZES, TOLERANCES, BackendUnavailable, Lifter,
                                     ReferenceMismatch, available_backends, backend_unavailable_reason,
                                     create_lifter, engine_cache_key, engine_key_fields)
 from cfi_pose_ros.inference import batching, cache
@@ -82,10 +82,10 @@ def torch_lifter(small):
     (40, [(0, 16, 16), (16, 32, 16), (32, 40, 8)]),
 ])
 def test_plan_chunks(count, expected):
-    chunks = batching.plan_chunks(count, DEFAULT_BATCH_SIZES)
+    chunks = batching.plan_chunks(count, COMPILED_BATCH_SIZES)
     assert [(c.start, c.stop, c.size) for c in chunks] == expected
     assert sum(c.count for c in chunks) == count
-    assert all(c.size in DEFAULT_BATCH_SIZES and 0 <= c.padding < c.size for c in chunks)
+    assert all(c.size in COMPILED_BATCH_SIZES and 0 <= c.padding < c.size for c in chunks)
 
 
 def test_padded_size_and_batch_size_validation():
@@ -121,12 +121,12 @@ def test_run_in_fixed_batches_keeps_order_and_only_uses_fixed_sizes(count):
         seen.append(batch.shape[0])
         return np.concatenate([batch, batch[..., :1] * 2], axis=-1)   # a per-person function
 
-    out = batching.run_in_fixed_batches(keypoints, DEFAULT_BATCH_SIZES, run, (17, 3))
+    out = batching.run_in_fixed_batches(keypoints, COMPILED_BATCH_SIZES, run, (17, 3))
     assert out.shape == (count, 17, 3) and out.dtype == np.float32
     np.testing.assert_array_equal(out[..., :2], keypoints)
     np.testing.assert_array_equal(out[..., 2], keypoints[..., 0] * 2)
-    assert all(size in DEFAULT_BATCH_SIZES for size in seen)
-    assert len(seen) == len(batching.plan_chunks(count, DEFAULT_BATCH_SIZES))
+    assert all(size in COMPILED_BATCH_SIZES for size in seen)
+    assert len(seen) == len(batching.plan_chunks(count, COMPILED_BATCH_SIZES))
 
 
 def test_validate_keypoints():
@@ -179,7 +179,7 @@ def test_lifter_interface(ort_lifter, torch_lifter):
     for lifter in (ort_lifter, torch_lifter):
         assert isinstance(lifter, Lifter)
         assert lifter.backend in BACKENDS and lifter.precision == "fp32"
-        assert lifter.batch_sizes == DEFAULT_BATCH_SIZES
+        assert lifter.batch_sizes == CPU_BATCH_SIZES   # the CPU backends' default: no padded rows
         info = lifter.describe()
         json.dumps(info)
         assert info["backend"] == lifter.backend and info["max_abs_diff_vs_reference_m"] < ATOL
@@ -188,10 +188,14 @@ def test_lifter_interface(ort_lifter, torch_lifter):
         assert empty.shape == (0, 17, 3) and empty.dtype == np.float32
 
 
-def test_padding_never_changes_a_real_persons_output(ort_lifter):
-    keypoints = realistic_inputs(5)
+def test_padding_never_changes_a_real_persons_output(small, ort_lifter):
+    _, weights, cache_dir = small
+    padded = create_lifter(weights, backend="onnxruntime", batch_sizes=COMPILED_BATCH_SIZES, cache_dir=cache_dir,
+                           threads=1, log=lambda *_: None)
+    assert padded.batch_sizes == COMPILED_BATCH_SIZES
+    keypoints = realistic_inputs(5)                     # runs as a batch of 8: three padded rows
     alone = np.concatenate([ort_lifter.lift(keypoints[i:i + 1]) for i in range(5)])
-    np.testing.assert_allclose(ort_lifter.lift(keypoints), alone, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(padded.lift(keypoints), alone, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("bad", [np.zeros((17, 2)), np.zeros((3, 17, 3)), np.zeros((3, 14, 2))])

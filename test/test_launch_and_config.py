@@ -19,7 +19,7 @@ import yaml
 from cfi_pose_ros.node.detect_parameters import (DETECT_NODE_PARAMETERS, DETECT_PARAMETERS_BY_NAME,
                                                  DETECT_YAML_HEADER, detector_config, tracker_config)
 from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, LIFT_YAML_HEADER, PARAMETERS_BY_NAME,
-                                          parameters_yaml)
+                                          lifter_options, parameters_yaml)
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch" / "lift.launch.py"
@@ -166,3 +166,16 @@ def test_detector_parameters_build_the_detector_configs():
     with pytest.raises(ValueError, match="detector"):
         detector_config({"detector": "openpose"})
     assert TrackerConfig(**tracker_config({"tracker_max_age": 2.5})).max_age == 2.5
+
+
+def test_lifter_options_map_the_node_parameters_to_create_lifter():
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+
+    defaults = lifter_options()          # what the node and benchmarks/bench_node.py build by default
+    assert defaults == {"weights": str(DEFAULT_WEIGHTS), "backend": "auto", "precision": "fp32",
+                        "batch_sizes": None, "threads": 1, "cache_dir": None}
+    values = {**{name: spec.default for name, spec in PARAMETERS_BY_NAME.items()},
+              "batch_sizes": [8, 1], "threads": 0, "weights": "/w/x.safetensors", "engine_cache_dir": "/c"}
+    assert lifter_options(values.__getitem__) == {
+        "weights": "/w/x.safetensors", "backend": "auto", "precision": "fp32", "batch_sizes": (8, 1),
+        "threads": None, "cache_dir": "/c"}

@@ -21,12 +21,12 @@ The ONNX export itself is :mod:`cfi_pose_ros.export`.
 """
 from .base import (BACKEND_PRECISIONS, BACKENDS, PRECISIONS, TOLERANCES, BackendUnavailable, Lifter,
                    ReferenceMismatch)
-from .batching import DEFAULT_BATCH_SIZES
+from .batching import COMPILED_BATCH_SIZES, CPU_BATCH_SIZES
 from .cache import engine_cache_key, engine_key_fields
 from .factory import available_backends, backend_unavailable_reason, create_lifter
 
 __all__ = [
-    "BACKENDS", "BACKEND_PRECISIONS", "PRECISIONS", "TOLERANCES", "DEFAULT_BATCH_SIZES",
+    "BACKENDS", "BACKEND_PRECISIONS", "PRECISIONS", "TOLERANCES", "COMPILED_BATCH_SIZES", "CPU_BATCH_SIZES",
     "BackendUnavailable", "ReferenceMismatch", "Lifter", "create_lifter", "available_backends",
     "backend_unavailable_reason", "engine_cache_key", "engine_key_fields",
 ]

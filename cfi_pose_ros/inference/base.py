@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .batching import DEFAULT_BATCH_SIZES, normalize_batch_sizes, run_in_fixed_batches, validate_keypoints
+from .batching import COMPILED_BATCH_SIZES, normalize_batch_sizes, run_in_fixed_batches, validate_keypoints
 
 BACKENDS: tuple[str, ...] = ("tensorrt", "cuda", "onnxruntime", "torch")   # fastest first: auto's order
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
@@ -74,12 +74,13 @@ class Lifter(abc.ABC):
     """
 
     backend: str = ""
+    default_batch_sizes: tuple[int, ...] = COMPILED_BATCH_SIZES   # see :mod:`.batching`
 
-    def __init__(self, *, precision: str = "fp32", batch_sizes=DEFAULT_BATCH_SIZES,
+    def __init__(self, *, precision: str = "fp32", batch_sizes=None,
                  num_joints: int = 17, out_channels: int = 3, weights_sha256: str = ""):
         check_precision(self.backend, precision)
         self._precision = precision
-        self._batch_sizes = normalize_batch_sizes(batch_sizes)
+        self._batch_sizes = normalize_batch_sizes(self.default_batch_sizes if batch_sizes is None else batch_sizes)
         self.num_joints = num_joints
         self.out_channels = out_channels
         self.weights_sha256 = weights_sha256

@@ -11,6 +11,13 @@ shapes it sees repeat, so every backend runs only the sizes in
   padding never changes a real person's output) and are dropped afterwards.
 * Larger ``N`` is split into chunks of ``max(batch_sizes)`` plus one padded
   remainder chunk: 40 people with sizes (1, 2, 4, 8, 16) run as 16 + 16 + 8.
+
+Each backend has its own default sizes (``Lifter.default_batch_sizes``): the
+compiled GPU backends build one engine or CUDA graph per size, so they keep a
+few (:data:`COMPILED_BATCH_SIZES`); the CPU backends compile nothing per shape
+and their cost grows with every padded row, so every count up to 16 is its own
+size (:data:`CPU_BATCH_SIZES`): 5 people padded to 8 took 5.5 ms instead of
+3.8 ms on ONNX Runtime at 30 Hz on 2 cores (shipped weights, one thread).
 """
 from __future__ import annotations
 
@@ -19,7 +26,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16)
+COMPILED_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16)
+CPU_BATCH_SIZES: tuple[int, ...] = tuple(range(1, 17))
 
 
 def normalize_batch_sizes(batch_sizes: Iterable[int]) -> tuple[int, ...]:

@@ -28,7 +28,6 @@ import torch
 
 from ..model import CFINet
 from .base import BackendUnavailable, Lifter, LogFn, TOLERANCES, as_log_fn
-from .batching import DEFAULT_BATCH_SIZES
 from .fused import COMPUTE_DTYPES, FusedCFINet
 from .reference import check_against_reference, reference_inputs
 
@@ -64,7 +63,7 @@ class _Captured:
 class CudaGraphLifter(Lifter):
     backend = "cuda"
 
-    def __init__(self, model: CFINet, *, precision: str = "fp32", batch_sizes=DEFAULT_BATCH_SIZES,
+    def __init__(self, model: CFINet, *, precision: str = "fp32", batch_sizes=None,
                  weights_sha256: str = "", device: str | int | torch.device = "cuda",
                  log: LogFn | None = None, warmup: int = 3):
         super().__init__(precision=precision, batch_sizes=batch_sizes, num_joints=model.config.num_joints,

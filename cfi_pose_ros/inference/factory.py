@@ -9,7 +9,7 @@ from ..model import CFINet
 from ..weights import DEFAULT_WEIGHTS
 from .base import (BACKEND_PRECISIONS, BACKENDS, PRECISIONS, BackendUnavailable, Lifter, LogFn,
                    as_log_fn, check_precision, check_threads)
-from .batching import DEFAULT_BATCH_SIZES, normalize_batch_sizes
+from .batching import normalize_batch_sizes
 from .cache import default_cache_dir
 
 
@@ -43,7 +43,7 @@ def available_backends(precision: str = "fp32") -> dict[str, str | None]:
     return result
 
 
-def _build(backend: str, model: CFINet, sha: str, precision: str, batch_sizes: tuple[int, ...],
+def _build(backend: str, model: CFINet, sha: str, precision: str, batch_sizes: tuple[int, ...] | None,
            threads: int | None, cache_dir: Path, log: LogFn) -> Lifter:
     if backend == "tensorrt":
         from .tensorrt_backend import TensorRTLifter
@@ -61,7 +61,7 @@ def _build(backend: str, model: CFINet, sha: str, precision: str, batch_sizes: t
 
 
 def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str = "auto",
-                  precision: str = "fp32", batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+                  precision: str = "fp32", batch_sizes: Sequence[int] | None = None,
                   threads: int | None = None, cache_dir: str | Path | None = None,
                   log: LogFn | logging.Logger | None = None) -> Lifter:
     """Load ``weights`` and return a ready, reference-checked :class:`Lifter`.
@@ -72,6 +72,9 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
       was skipped. An explicit backend that cannot run raises
       :class:`BackendUnavailable` with the reason.
     * ``precision``: ``fp32`` (all backends), ``fp16`` (cuda, tensorrt), ``bf16`` (cuda).
+    * ``batch_sizes``: the fixed batch sizes; ``None`` is the chosen backend's
+      own default (every count up to 16 on the CPU backends, 1, 2, 4, 8, 16 on
+      the compiled GPU ones: see :mod:`.batching`).
     * ``threads``: CPU threads for onnxruntime (intra-op) and torch
       (``torch.set_num_threads``, process-wide); ``None`` keeps their defaults.
     * ``cache_dir``: exported ONNX files and TensorRT engines; ``None`` is
@@ -88,7 +91,8 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
         raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if backend != "auto":
         check_precision(backend, precision)
-    batch_sizes = normalize_batch_sizes(batch_sizes)
+    if batch_sizes is not None:
+        batch_sizes = normalize_batch_sizes(batch_sizes)
     check_threads(threads)
     log = as_log_fn(log)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -100,7 +104,7 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
         from ..export import load_model
         model, sha = load_model(weights)
         lifter = _build(backend, model, sha, precision, batch_sizes, threads, cache_dir, log)
-        log(f"inference backend: {backend} {precision}, batch sizes {batch_sizes}")
+        log(f"inference backend: {backend} {precision}, batch sizes {lifter.batch_sizes}")
         return lifter
 
     from ..export import load_model
@@ -115,7 +119,7 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
             else:
                 for name, why in skipped:
                     log(f"inference backend: auto skipped {name}: {why}")
-                log(f"inference backend: auto chose {candidate} {precision}, batch sizes {batch_sizes}"
+                log(f"inference backend: auto chose {candidate} {precision}, batch sizes {lifter.batch_sizes}"
                     + (f" (skipped {', '.join(name for name, _ in skipped)})" if skipped else ""))
                 return lifter
         skipped.append((candidate, reason))

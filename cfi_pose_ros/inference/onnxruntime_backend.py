@@ -40,7 +40,7 @@ import numpy as np
 from ..model import CFINet
 from .base import (BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn,
                    check_threads, exporter_unavailable_reason)
-from .batching import DEFAULT_BATCH_SIZES
+from .batching import CPU_BATCH_SIZES
 from .reference import check_against_reference
 
 
@@ -94,8 +94,9 @@ class OnnxRuntimeLifter(Lifter):
     """ONNX Runtime CPU session over the fused graph (see the module docstring for the options)."""
 
     backend = "onnxruntime"
+    default_batch_sizes = CPU_BATCH_SIZES
 
-    def __init__(self, model: CFINet, *, batch_sizes=DEFAULT_BATCH_SIZES, threads: int | None = None,
+    def __init__(self, model: CFINet, *, batch_sizes=None, threads: int | None = None,
                  spinning: str = "run", cache_dir=None, weights_sha256: str = "", precision: str = "fp32",
                  log: LogFn | None = None, onnx_bytes: bytes | None = None, optimization: str = "all"):
         super().__init__(precision=precision, batch_sizes=batch_sizes, num_joints=model.config.num_joints,

@@ -52,7 +52,7 @@ from ..model import CFINet
 from . import cache
 from .base import (BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn,
                    check_precision, exporter_unavailable_reason)
-from .batching import DEFAULT_BATCH_SIZES, normalize_batch_sizes
+from .batching import normalize_batch_sizes
 from .cuda_backend import cuda_unavailable_reason
 from .reference import check_against_reference
 
@@ -242,7 +242,7 @@ class _Engines:
 class TensorRTLifter(Lifter):
     backend = "tensorrt"
 
-    def __init__(self, model: CFINet, *, precision: str = "fp32", batch_sizes=DEFAULT_BATCH_SIZES,
+    def __init__(self, model: CFINet, *, precision: str = "fp32", batch_sizes=None,
                  weights_sha256: str = "", cache_dir=None, device: str | int | torch.device = "cuda",
                  log: LogFn | None = None):
         super().__init__(precision=precision, batch_sizes=batch_sizes, num_joints=model.config.num_joints,

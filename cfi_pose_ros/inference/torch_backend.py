@@ -6,21 +6,22 @@ import torch
 
 from ..model import CFINet
 from .base import Lifter, check_threads
-from .batching import DEFAULT_BATCH_SIZES
+from .batching import CPU_BATCH_SIZES
 
 
 class TorchLifter(Lifter):
     """Eager PyTorch, CPU, fp32.
 
     ``threads`` sets ``torch.set_num_threads`` (process-wide) before each call
-    when it differs; ``None`` leaves PyTorch's setting alone. Runs the same
-    fixed batch sizes as the compiled backends so that results and timings are
-    comparable; the padding costs little here.
+    when it differs; ``None`` leaves PyTorch's setting alone. Like ONNX Runtime
+    it compiles nothing per shape, so by default every count up to 16 is its
+    own batch size (no padded rows to pay for).
     """
 
     backend = "torch"
+    default_batch_sizes = CPU_BATCH_SIZES
 
-    def __init__(self, model: CFINet, *, batch_sizes=DEFAULT_BATCH_SIZES, threads: int | None = None,
+    def __init__(self, model: CFINet, *, batch_sizes=None, threads: int | None = None,
                  weights_sha256: str = "", precision: str = "fp32"):
         super().__init__(precision=precision, batch_sizes=batch_sizes, num_joints=model.config.num_joints,
                          out_channels=model.config.out_channels, weights_sha256=weights_sha256)

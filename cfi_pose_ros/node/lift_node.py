@@ -30,7 +30,7 @@ from cfi_pose_ros.markers import skeleton_markers
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg, stamp_seconds
 from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, run
-from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
+from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
 from cfi_pose_ros.pipeline import LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
 from cfi_pose_ros.runtime_stats import RollingStats
@@ -52,16 +52,10 @@ class LiftNode(SpecLifecycleNode):
     def on_configure(self, state) -> TransitionCallbackReturn:
         from cfi_pose_ros.inference import create_lifter
         from cfi_pose_ros.smoothing import PoseSmoother
-        from cfi_pose_ros.weights import DEFAULT_WEIGHTS
 
         try:
             self.check_choices()
-            weights = self.p("weights") or str(DEFAULT_WEIGHTS)
-            self.lifter = create_lifter(
-                weights, backend=self.p("backend"), precision=self.p("precision"),
-                batch_sizes=tuple(int(b) for b in self.p("batch_sizes")),
-                threads=int(self.p("threads")) or None, cache_dir=self.p("engine_cache_dir") or None,
-                log=self.get_logger().info)
+            self.lifter = create_lifter(**lifter_options(self.p), log=self.get_logger().info)
         except Exception as exc:  # a bad weights file or backend: fail the transition, say why
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE

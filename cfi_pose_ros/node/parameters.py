@@ -58,10 +58,15 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               choices=("auto", "tensorrt", "cuda", "onnxruntime", "torch"), read_only=True),
     ParamSpec("precision", "fp32", "numeric precision (fp16/bf16 only on GPU backends)",
               choices=("fp32", "fp16", "bf16"), read_only=True),
-    ParamSpec("batch_sizes", [1, 2, 4, 8, 16],
-              "fixed batch sizes the engine is compiled for; people are padded up to the next one",
+    ParamSpec("batch_sizes", [0],
+              "fixed batch sizes the engine is compiled for; people are padded up to the next one. "
+              "[0] = the backend's default: every count 1-16 on CPU (nothing to compile, padding only costs), "
+              "1, 2, 4, 8, 16 on GPU (one engine or CUDA graph each)", read_only=True),
+    ParamSpec("threads", 1,
+              "CPU threads for the CPU backends (0 = the library's default, one per core). One by default: at "
+              "30 Hz on 2 cores it lifted faster than two at every batch size (waking a second worker for "
+              "each frame costs more than it saves; benchmarks/bench_node.py measures both)", 0, 256,
               read_only=True),
-    ParamSpec("threads", 0, "CPU threads for the CPU backends (0 = library default)", 0, 256, read_only=True),
     ParamSpec("engine_cache_dir", "", "where compiled engines are cached (empty = ~/.cache/cfi_pose_ros)",
               read_only=True),
     *reliability_parameters("input QoS reliability; best_effort matches camera drivers (sensor data QoS)",
@@ -87,6 +92,17 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
 ) + COMMON_NODE_PARAMETERS
 
 PARAMETERS_BY_NAME = {p.name: p for p in LIFT_NODE_PARAMETERS}
+
+
+def lifter_options(value=lambda name: PARAMETERS_BY_NAME[name].default) -> dict:
+    """``create_lifter`` keyword arguments from the lifting node's parameters (``value(name)``;
+    the defaults when not given), so the node and the benchmarks build the same engine."""
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+
+    sizes = [int(b) for b in value("batch_sizes")]
+    return {"weights": value("weights") or str(DEFAULT_WEIGHTS), "backend": value("backend"),
+            "precision": value("precision"), "batch_sizes": None if sizes == [0] else tuple(sizes),
+            "threads": int(value("threads")) or None, "cache_dir": value("engine_cache_dir") or None}
 
 
 def parameters_yaml(node_name: str, specs: tuple[ParamSpec, ...], header: str) -> str:
