@@ -29,8 +29,7 @@ import numpy as np
 def model_only_ms(people: int, repeats: int, threads: int | None) -> dict:
     """The engine the node builds (its default parameters, ``threads`` if given) alone on one clip
     frame: back-to-back (caches and threads hot: the target's baseline) and paced at 30 Hz like
-    the node's input (the same idle gaps the node sees). Also paced with the CPU library's own
-    thread count, the evidence for the node's ``threads: 1`` default."""
+    the node's input (the same idle gaps the node sees)."""
     from cfi_pose_ros.camera import normalize_screen
     from cfi_pose_ros.inference import create_lifter
     from cfi_pose_ros.node.parameters import lifter_options
@@ -39,7 +38,7 @@ def model_only_ms(people: int, repeats: int, threads: int | None) -> dict:
     clip = Clip.load()
     options = lifter_options()
     if threads is not None:
-        options["threads"] = threads
+        options["threads"] = threads or None       # 0: the library's default, as in the node
     index = np.arange(people) % clip.pixels.shape[1]
     batch = normalize_screen(clip.pixels[0][index], *clip.image_size).astype(np.float32)
 
@@ -54,18 +53,12 @@ def model_only_ms(people: int, repeats: int, threads: int | None) -> dict:
         return times
 
     lifter = create_lifter(**options, log=lambda *_: None)
-    library_threads = create_lifter(**{**options, "threads": None}, log=lambda *_: None)
-    for engine in (lifter, library_threads):
-        timed(engine, 20, 0.0)
-    paced_count = max(repeats // 5, 30)
-    hot, paced = timed(lifter, repeats, 0.0), timed(lifter, paced_count, 1 / 30)
-    paced_library = timed(library_threads, paced_count, 1 / 30)
+    timed(lifter, 20, 0.0)
+    hot, paced = timed(lifter, repeats, 0.0), timed(lifter, max(repeats // 5, 30), 1 / 30)
     return {"backend": lifter.backend, "threads": options["threads"], "batch": lifter.batch_sizes[
                 np.searchsorted(lifter.batch_sizes, min(people, lifter.batch_sizes[-1]))],
             "p50_ms": float(np.percentile(hot, 50)), "p99_ms": float(np.percentile(hot, 99)),
-            "paced_p50_ms": float(np.percentile(paced, 50)), "paced_p99_ms": float(np.percentile(paced, 99)),
-            "paced_library_threads_p50_ms": float(np.percentile(paced_library, 50)),
-            "paced_library_threads_p99_ms": float(np.percentile(paced_library, 99))}
+            "paced_p50_ms": float(np.percentile(paced, 50)), "paced_p99_ms": float(np.percentile(paced, 99))}
 
 
 def relay(executor_kind: str) -> None:
@@ -150,7 +143,8 @@ def main(argv=None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="memory soak (0 = skip)")
     parser.add_argument("--people", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads of the node's engine (and of the model-only one); default: the node's default")
+                        help="CPU threads of the node's engine and of the model-only one (0 = the library's "
+                             "default, one per core); default: the node's own default")
     parser.add_argument("--executor", default="events", choices=("events", "single_threaded"),
                         help="rclpy executor of the node and of this benchmark's client")
     parser.add_argument("--out", default="outputs/bench_node")
@@ -174,8 +168,6 @@ def main(argv=None) -> int:
         rows.append({"people": people, "backend": model["backend"], "threads": model["threads"],
                      "batch": int(model["batch"]), "model_p50_ms": model["p50_ms"],
                      "model_paced_p50_ms": model["paced_p50_ms"], "model_paced_p99_ms": model["paced_p99_ms"],
-                     "model_paced_library_threads_p50_ms": model["paced_library_threads_p50_ms"],
-                     "model_paced_library_threads_p99_ms": model["paced_library_threads_p99_ms"],
                      "e2e_p50_ms": e2e["p50_ms"], "e2e_p99_ms": e2e["p99_ms"],
                      "e2e_over_model": e2e["p50_ms"] / model["p50_ms"],
                      "e2e_over_paced_model": e2e["p50_ms"] / model["paced_p50_ms"],
@@ -193,11 +185,6 @@ def main(argv=None) -> int:
                      f"{r['e2e_p50_ms']:.3f} | {r['e2e_p99_ms']:.3f} | {r['e2e_over_model']:.2f} | "
                      f"{r['e2e_over_paced_model']:.2f} | {r['p99_over_p50']:.2f} | "
                      f"{r['frames_sent']} | {r['dropped']} | {r['sender_stalls']} | {growth} |")
-    lines.append("\nThe model alone at 30 Hz, p50 / p99 ms, with the node's threads vs the CPU library's default "
-                 "(one per core): " + "; ".join(
-                     f"{r['people']} people {r['model_paced_p50_ms']:.2f} / {r['model_paced_p99_ms']:.2f} vs "
-                     f"{r['model_paced_library_threads_p50_ms']:.2f} / {r['model_paced_library_threads_p99_ms']:.2f}"
-                     for r in rows) + ".")
     lines.append(f"\nFloor (a relay process answering each input with an empty output, same topics, QoS and "
                  f"executor `{args.executor}`): p50 {floor['p50_ms']:.3f} ms, p99 {floor['p99_ms']:.3f} ms.")
     table = "\n".join(lines) + "\n"

@@ -45,25 +45,44 @@ MIN_SEGMENT = 1e-3
 MIN_SINE = 0.1
 
 
+def _quaternion_candidate_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The four classic candidate quaternions are affine in the matrix entries: with ``r`` flattened
+    to 9 values, ``candidates = r @ LINEAR + CONSTANT`` (4 candidates x (x, y, z, w)) and the branch
+    scores ``(trace, m00, m11, m22) = r @ SCORES``. Two matrix products instead of ~20 small numpy
+    calls: this runs for every person of every frame in the node."""
+    terms = {   # candidate -> its (x, y, z, w) as (constant, {(row, col): sign})
+        "w": [(0, {(2, 1): 1, (1, 2): -1}), (0, {(0, 2): 1, (2, 0): -1}), (0, {(1, 0): 1, (0, 1): -1}),
+              (1, {(0, 0): 1, (1, 1): 1, (2, 2): 1})],
+        "x": [(1, {(0, 0): 1, (1, 1): -1, (2, 2): -1}), (0, {(0, 1): 1, (1, 0): 1}),
+              (0, {(0, 2): 1, (2, 0): 1}), (0, {(2, 1): 1, (1, 2): -1})],
+        "y": [(0, {(0, 1): 1, (1, 0): 1}), (1, {(0, 0): -1, (1, 1): 1, (2, 2): -1}),
+              (0, {(1, 2): 1, (2, 1): 1}), (0, {(0, 2): 1, (2, 0): -1})],
+        "z": [(0, {(0, 2): 1, (2, 0): 1}), (0, {(1, 2): 1, (2, 1): 1}),
+              (1, {(0, 0): -1, (1, 1): -1, (2, 2): 1}), (0, {(1, 0): 1, (0, 1): -1})],
+    }
+    linear, constant = np.zeros((9, 4, 4)), np.zeros((4, 4))
+    for c, name in enumerate(("w", "x", "y", "z")):        # each accurate when its 4 q_i^2 is largest
+        for component, (const, signs) in enumerate(terms[name]):
+            constant[c, component] = const
+            for (row, col), sign in signs.items():
+                linear[3 * row + col, c, component] = sign
+    scores = np.zeros((9, 4))
+    scores[[0, 4, 8], 0] = 1.0                              # trace
+    scores[0, 1] = scores[4, 2] = scores[8, 3] = 1.0        # m00, m11, m22
+    return linear.reshape(9, 16), constant.reshape(16), scores
+
+
+_CANDIDATE_LINEAR, _CANDIDATE_CONSTANT, _BRANCH_SCORES = _quaternion_candidate_maps()
+
+
 def rotation_matrix_to_quaternion(rotation: np.ndarray) -> np.ndarray:
     """Rotation matrices ``(..., 3, 3)`` -> unit quaternions ``(..., 4)`` as ``(x, y, z, w)``,
     with ``w >= 0``. Uses the numerically stable largest-diagonal branch."""
     r = np.asarray(rotation, dtype=np.float64)
-    m00, m11, m22 = r[..., 0, 0], r[..., 1, 1], r[..., 2, 2]
-    trace = m00 + m11 + m22
-    # four candidate (unnormalised) quaternions, each accurate when its 4*q_i^2 is large
-    cands = np.stack([
-        np.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0],
-                  r[..., 1, 0] - r[..., 0, 1], 1.0 + trace], -1),
-        np.stack([1.0 + m00 - m11 - m22, r[..., 0, 1] + r[..., 1, 0],
-                  r[..., 0, 2] + r[..., 2, 0], r[..., 2, 1] - r[..., 1, 2]], -1),
-        np.stack([r[..., 0, 1] + r[..., 1, 0], 1.0 - m00 + m11 - m22,
-                  r[..., 1, 2] + r[..., 2, 1], r[..., 0, 2] - r[..., 2, 0]], -1),
-        np.stack([r[..., 0, 2] + r[..., 2, 0], r[..., 1, 2] + r[..., 2, 1],
-                  1.0 - m00 - m11 + m22, r[..., 1, 0] - r[..., 0, 1]], -1),
-    ], -2)                                                    # (..., 4, 4)
-    branch = np.argmax(np.stack([trace, m00, m11, m22], -1), axis=-1)
-    q = np.take_along_axis(cands, branch[..., None, None], axis=-2)[..., 0, :]
+    flat = r.reshape(r.shape[:-2] + (9,))
+    candidates = (flat @ _CANDIDATE_LINEAR + _CANDIDATE_CONSTANT).reshape(r.shape[:-2] + (4, 4))
+    branch = np.argmax(flat @ _BRANCH_SCORES, axis=-1)
+    q = np.take_along_axis(candidates, branch[..., None, None], axis=-2)[..., 0, :]
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     return np.where(q[..., 3:4] < 0, -q, q)
 

@@ -105,11 +105,11 @@ def fill_missing_joints(keypoints: np.ndarray, valid: np.ndarray) -> np.ndarray:
     itself missing) it takes the mean of the valid joints.
     """
     keypoints = keypoints.copy()
+    if valid.all():               # the usual case: nothing to fill
+        return keypoints
     fallback = keypoints[valid].mean(axis=0)
-    for joint, parent in enumerate(H36M_17.parents):
-        if valid[joint]:
-            continue
-        ancestor = parent
+    for joint in np.flatnonzero(~valid):
+        ancestor = H36M_17.parents[joint]
         while ancestor >= 0 and not valid[ancestor]:
             ancestor = H36M_17.parents[ancestor]
         keypoints[joint] = keypoints[ancestor] if ancestor >= 0 else fallback
@@ -189,7 +189,7 @@ class LiftingPipeline:
         people = []
         for row, (index, person, _, _) in enumerate(accepted):
             people.append(LiftedPerson(
-                track_id=person.track_id, score=float(np.clip(person.score, 0.0, 1.0)),
+                track_id=person.track_id, score=min(max(float(person.score), 0.0), 1.0),
                 keypoints=keypoints[row], keypoint_scores=scores[row],
                 root_source=(ROOT_FROM_DEPTH if from_depth[row] else
                              ROOT_FROM_INTRINSICS if solved[row] else ROOT_RELATIVE),

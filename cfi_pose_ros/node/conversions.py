@@ -29,13 +29,8 @@ def frame_from_msg(msg, camera_matrix: np.ndarray | None, fallback_size: tuple[i
     """HumanKeypoints2DArray -> Frame2D. An unknown layout id becomes a name the pipeline rejects."""
     people = []
     for person in msg.people:
-        count = len(person.keypoints)
-        keypoints = np.empty((count, 2))
-        scores = np.empty(count)
-        for j, kp in enumerate(person.keypoints):
-            keypoints[j] = kp.x, kp.y
-            scores[j] = kp.score
-        people.append(Person2D(keypoints=keypoints, scores=scores,
+        rows = np.array([(kp.x, kp.y, kp.score) for kp in person.keypoints], dtype=np.float64).reshape(-1, 3)
+        people.append(Person2D(keypoints=rows[:, :2], scores=rows[:, 2],
                                layout=LAYOUT_NAMES.get(person.layout, f"unknown({person.layout})"),
                                track_id=person.id, score=float(person.score)))
     width, height = msg.image_width, msg.image_height
@@ -48,13 +43,15 @@ def frame_from_msg(msg, camera_matrix: np.ndarray | None, fallback_size: tuple[i
 def poses_to_msg(header, people: list[LiftedPerson]) -> HumanPose3DArray:
     out = HumanPose3DArray(header=header)
     for person in people:
+        # tolist() turns a whole array into Python floats at once (this runs for every person of
+        # every frame; per-element float() calls cost more than the rest of the conversion).
         human = HumanPose3D(id=person.track_id, score=float(person.score),
                             root_source=int(person.root_source),
-                            keypoints=[Point(x=float(x), y=float(y), z=float(z)) for x, y, z in person.keypoints],
-                            keypoint_scores=[float(s) for s in person.keypoint_scores])
+                            keypoints=[Point(x=x, y=y, z=z) for x, y, z in person.keypoints.tolist()],
+                            keypoint_scores=person.keypoint_scores.tolist())
         p, q = human.body_pose.position, human.body_pose.orientation
-        p.x, p.y, p.z = (float(v) for v in person.position)
-        q.x, q.y, q.z, q.w = (float(v) for v in person.orientation_xyzw)
+        p.x, p.y, p.z = person.position.tolist()
+        q.x, q.y, q.z, q.w = person.orientation_xyzw.tolist()
         out.humans.append(human)
     return out
 

@@ -63,9 +63,10 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "[0] = the backend's default: every count 1-16 on CPU (nothing to compile, padding only costs), "
               "1, 2, 4, 8, 16 on GPU (one engine or CUDA graph each)", read_only=True),
     ParamSpec("threads", 1,
-              "CPU threads for the CPU backends (0 = the library's default, one per core). One by default: at "
-              "30 Hz on 2 cores it lifted faster than two at every batch size (waking a second worker for "
-              "each frame costs more than it saves; benchmarks/bench_node.py measures both)", 0, 256,
+              "CPU threads for the CPU backends (0 = the library's default, one per core). One by default: "
+              "with 30 Hz input on 2 cores the node's end-to-end p50 and p99 were lower with one than with "
+              "two (a second worker must be woken for every frame), and the other core stays free "
+              "(benchmarks/bench_node.py --threads 0 measures the library's default)", 0, 256,
               read_only=True),
     ParamSpec("engine_cache_dir", "", "where compiled engines are cached (empty = ~/.cache/cfi_pose_ros)",
               read_only=True),
