@@ -17,7 +17,8 @@ compiled GPU backends build one engine or CUDA graph per size, so they keep a
 few (:data:`COMPILED_BATCH_SIZES`); the CPU backends compile nothing per shape
 and their cost grows with every padded row, so every count up to 16 is its own
 size (:data:`CPU_BATCH_SIZES`): 5 people padded to 8 took 5.5 ms instead of
-3.8 ms on ONNX Runtime at 30 Hz on 2 cores (shipped weights, one thread).
+3.8 ms on ONNX Runtime at 30 Hz on 2 cores (shipped weights, one thread;
+a development script, not kept).
 """
 from __future__ import annotations
 
