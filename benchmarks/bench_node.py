@@ -32,6 +32,7 @@ def model_only_ms(people: int, repeats: int, threads: int | None) -> dict:
     the node's input (the same idle gaps the node sees)."""
     from cfi_pose_ros.camera import normalize_screen
     from cfi_pose_ros.inference import create_lifter
+    from cfi_pose_ros.inference.batching import padded_size
     from cfi_pose_ros.node.parameters import lifter_options
     from cfi_pose_ros.node.replay import Clip
 
@@ -55,8 +56,8 @@ def model_only_ms(people: int, repeats: int, threads: int | None) -> dict:
     lifter = create_lifter(**options, log=lambda *_: None)
     timed(lifter, 20, 0.0)
     hot, paced = timed(lifter, repeats, 0.0), timed(lifter, max(repeats // 5, 30), 1 / 30)
-    return {"backend": lifter.backend, "threads": options["threads"], "batch": lifter.batch_sizes[
-                np.searchsorted(lifter.batch_sizes, min(people, lifter.batch_sizes[-1]))],
+    return {"backend": lifter.backend, "threads": options["threads"],
+            "batch": padded_size(min(people, lifter.batch_sizes[-1]), lifter.batch_sizes),
             "p50_ms": float(np.percentile(hot, 50)), "p99_ms": float(np.percentile(hot, 99)),
             "paced_p50_ms": float(np.percentile(paced, 50)), "paced_p99_ms": float(np.percentile(paced, 99))}
 
@@ -138,6 +139,8 @@ def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path, 
 
 
 def main(argv=None) -> int:
+    from cfi_pose_ros.node.base import EXECUTORS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement per people count")
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="memory soak (0 = skip)")
@@ -145,7 +148,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads of the node's engine and of the model-only one (0 = the library's "
                              "default, one per core); default: the node's own default")
-    parser.add_argument("--executor", default="events", choices=("events", "single_threaded"),
+    parser.add_argument("--executor", default="events", choices=EXECUTORS,
                         help="rclpy executor of the node and of this benchmark's client")
     parser.add_argument("--out", default="outputs/bench_node")
     parser.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)   # the floor's child process
@@ -166,7 +169,7 @@ def main(argv=None) -> int:
         soak = args.soak_seconds if people == args.people[0] else 0
         e2e = end_to_end(people, args.seconds, soak, out, args.executor, threads=args.threads)
         rows.append({"people": people, "backend": model["backend"], "threads": model["threads"],
-                     "batch": int(model["batch"]), "model_p50_ms": model["p50_ms"],
+                     "batch": model["batch"], "model_p50_ms": model["p50_ms"],
                      "model_paced_p50_ms": model["paced_p50_ms"], "model_paced_p99_ms": model["paced_p99_ms"],
                      "e2e_p50_ms": e2e["p50_ms"], "e2e_p99_ms": e2e["p99_ms"],
                      "e2e_over_model": e2e["p50_ms"] / model["p50_ms"],

@@ -70,7 +70,9 @@ class Lifter(abc.ABC):
     People are padded up to the next fixed batch size and larger crowds are
     chunked (:mod:`.batching`); a backend only implements :meth:`_run_fixed`
     for exactly one of :attr:`batch_sizes` rows. ``N == 0`` returns an empty
-    ``(0, 17, 3)`` array without touching the backend.
+    ``(0, 17, 3)`` array without touching the backend. A constructed lifter has
+    run every fixed batch size once (the compiled backends in their reference
+    check), so no first frame of a size pays for its set-up.
     """
 
     backend: str = ""

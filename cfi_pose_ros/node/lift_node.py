@@ -59,9 +59,6 @@ class LiftNode(SpecLifecycleNode):
         except Exception as exc:  # a bad weights file or backend: fail the transition, say why
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        # Run every fixed batch size once now, so the first frame of each size does not stall.
-        for size in self.lifter.batch_sizes:
-            self.lifter.lift(np.zeros((size, 17, 2), dtype=np.float32))
         smoother = (PoseSmoother(min_cutoff=self.p("smoothing_min_cutoff"), beta=self.p("smoothing_beta"))
                     if self.p("smoothing") else None)
         self.pipeline = LiftingPipeline(self.lifter, PipelineConfig(
