@@ -1,0 +1,245 @@
+"""MCAP bags that ``ros2 bag`` (rosbag2's MCAP storage) and Foxglove open, without rosbag2.
+
+Writing follows rosbag2's MCAP layout: the ``ros2`` profile, one schema per message type
+named by its ROS type (``cfi_pose_ros/msg/HumanPose3DArray``) in the ``ros2msg`` encoding
+holding the complete message definition (the type's ``.msg`` text, then every type it uses,
+each after a line of 80 ``=`` and ``MSG: pkg/msg/Type``, as rosbag2's message definition
+encoding documents), channels with the ``cdr`` message encoding, and messages serialized by
+rclpy's own serializer (the bytes DDS carries). Reading gives the raw CDR bytes with their
+type and times, and decodes them with rclpy.
+
+Needs the ROS Python message packages (for serialization and the ``.msg`` files in their
+share directories) but no running ROS graph: offline tools use it without DDS.
+
+    python -m cfi_pose_ros.bag info outputs/demo/demo.mcap
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+__all__ = ["BagWriter", "BagMessage", "read_bag", "bag_summary", "message_definition", "type_name",
+           "message_class", "playback_offsets"]
+
+PROFILE = "ros2"
+SCHEMA_ENCODING = "ros2msg"
+MESSAGE_ENCODING = "cdr"
+_SEPARATOR = "=" * 80
+_PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32",
+               "uint32", "int64", "uint64", "string", "wstring"}
+
+
+def type_name(msg_or_class) -> str:
+    """``pkg/msg/Type`` of a generated ROS message (instance or class)."""
+    cls = msg_or_class if isinstance(msg_or_class, type) else type(msg_or_class)
+    package, kind = cls.__module__.split(".")[:2]      # e.g. cfi_pose_ros.msg._human_pose3_d_array
+    return f"{package}/{kind}/{cls.__name__}"
+
+
+def message_class(name: str):
+    """The generated Python class of ``pkg/msg/Type`` (also accepts ``pkg/Type``)."""
+    parts = name.split("/")
+    if len(parts) == 2:
+        parts = [parts[0], "msg", parts[1]]
+    if len(parts) != 3:
+        raise ValueError(f"not a ROS message type name: {name!r}")
+    try:
+        return getattr(importlib.import_module(f"{parts[0]}.{parts[1]}"), parts[2])
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"message type {name!r} is not installed here ({exc})") from exc
+
+
+def _msg_file(package: str, name: str) -> Path:
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory(package)) / "msg" / f"{name}.msg"
+
+
+def _field_types(text: str, package: str) -> list[tuple[str, str]]:
+    """(package, Type) of every non-primitive field of a ``.msg`` text, in order."""
+    found = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        field_type = line.split()[0]                       # constants are primitives: skipped below
+        base = re.sub(r"\[.*\]$", "", field_type)          # arrays: T[], T[N], T[<=N]
+        base = re.sub(r"<=\d+$", "", base)                 # bounded strings: string<=N
+        if base in _PRIMITIVES:
+            continue
+        parts = base.split("/")
+        found.append((parts[0], parts[-1]) if len(parts) > 1 else (package, base))
+    return found
+
+
+def message_definition(name: str) -> str:
+    """The complete ``ros2msg`` definition of ``pkg/msg/Type``: its ``.msg`` text, then each
+    type it uses (recursively, each once) after the rosbag2 delimiter."""
+    package, _, top = name.split("/")
+    text = _msg_file(package, top).read_text()
+    parts, seen = [text.rstrip("\n")], {(package, top)}
+    pending = _field_types(text, package)
+    while pending:
+        dep = pending.pop(0)
+        if dep in seen:
+            continue
+        seen.add(dep)
+        dep_text = _msg_file(*dep).read_text()
+        parts.append(f"{_SEPARATOR}\nMSG: {dep[0]}/msg/{dep[1]}\n{dep_text.rstrip(chr(10))}")
+        pending.extend(_field_types(dep_text, dep[0]))
+    return "\n".join(parts) + "\n"
+
+
+class BagWriter:
+    """Writes ROS messages (or already serialized CDR bytes) to an MCAP file.
+
+    ``write(topic, msg, log_time_ns)``: the first message of a topic registers its schema
+    and channel. Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | Path):
+        from mcap.writer import CompressionType, Writer
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "wb")
+        self._writer = Writer(self._file, compression=CompressionType.ZSTD)
+        self._writer.start(profile=PROFILE, library=f"cfi_pose_ros bag.py, mcap {_mcap_version()}")
+        self._schemas: dict[str, int] = {}
+        self._channels: dict[str, tuple[int, str]] = {}      # topic -> (channel id, type name)
+        self._sequence: dict[int, int] = {}
+        self.count = 0
+
+    def _channel(self, topic: str, ros_type: str) -> int:
+        known = self._channels.get(topic)
+        if known is not None:
+            if known[1] != ros_type:
+                raise ValueError(f"topic {topic} already holds {known[1]}, not {ros_type}")
+            return known[0]
+        if ros_type not in self._schemas:
+            self._schemas[ros_type] = self._writer.register_schema(
+                name=ros_type, encoding=SCHEMA_ENCODING, data=message_definition(ros_type).encode())
+        channel = self._writer.register_channel(topic=topic, message_encoding=MESSAGE_ENCODING,
+                                                schema_id=self._schemas[ros_type])
+        self._channels[topic] = (channel, ros_type)
+        return channel
+
+    def write_serialized(self, topic: str, ros_type: str, data: bytes, log_time_ns: int,
+                         publish_time_ns: int | None = None) -> None:
+        channel = self._channel(topic, ros_type)
+        sequence = self._sequence.get(channel, 0)
+        self._sequence[channel] = sequence + 1
+        self._writer.add_message(channel_id=channel, log_time=int(log_time_ns), data=bytes(data),
+                                 publish_time=int(log_time_ns if publish_time_ns is None else publish_time_ns),
+                                 sequence=sequence)
+        self.count += 1
+
+    def write(self, topic: str, msg, log_time_ns: int, publish_time_ns: int | None = None) -> None:
+        from rclpy.serialization import serialize_message
+
+        self.write_serialized(topic, type_name(msg), serialize_message(msg), log_time_ns, publish_time_ns)
+
+    def close(self) -> None:
+        if self._file is not None and not self._file.closed:
+            self._writer.finish()
+            self._file.close()
+
+    def __enter__(self) -> "BagWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _mcap_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mcap")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    topic: str
+    type_name: str
+    data: bytes                # CDR, as published
+    log_time_ns: int
+    publish_time_ns: int
+
+    def decode(self):
+        from rclpy.serialization import deserialize_message
+
+        return deserialize_message(self.data, message_class(self.type_name))
+
+
+def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+    """The bag's CDR messages on ``topics`` (all when None), in log-time order."""
+    from mcap.reader import make_reader
+
+    with open(path, "rb") as f:
+        reader = make_reader(f)
+        for schema, channel, message in reader.iter_messages(
+                topics=list(topics) if topics is not None else None, log_time_order=True):
+            if channel.message_encoding != MESSAGE_ENCODING or schema is None:
+                continue                                   # not a ROS 2 channel: nothing to decode with
+            yield BagMessage(channel.topic, schema.name, message.data, message.log_time, message.publish_time)
+
+
+@dataclass(frozen=True)
+class TopicSummary:
+    type_name: str
+    count: int
+
+
+def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, int]]:
+    """topic -> (type, message count), and the (first, last) log time in ns."""
+    from mcap.reader import make_reader
+
+    with open(path, "rb") as f:
+        summary = make_reader(f).get_summary()
+    if summary is None:
+        raise ValueError(f"{path}: no MCAP summary section (the file was not closed properly)")
+    counts = summary.statistics.channel_message_counts if summary.statistics else {}
+    topics = {}
+    for channel_id, channel in summary.channels.items():
+        schema = summary.schemas.get(channel.schema_id)
+        topics[channel.topic] = TopicSummary(schema.name if schema else "", int(counts.get(channel_id, 0)))
+    times = ((summary.statistics.message_start_time, summary.statistics.message_end_time)
+             if summary.statistics else (0, 0))
+    return topics, times
+
+
+def playback_offsets(log_times_ns: list[int], rate: float = 1.0) -> list[float]:
+    """Seconds after the start at which each message is due when played ``rate`` times as
+    fast as recorded (the first message at 0)."""
+    if not rate > 0:
+        raise ValueError(f"rate must be positive, got {rate}")
+    if not log_times_ns:
+        return []
+    start = log_times_ns[0]
+    return [(t - start) * 1e-9 / rate for t in log_times_ns]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Summarise an MCAP bag (like `ros2 bag info`).")
+    parser.add_argument("command", choices=["info"])
+    parser.add_argument("bag")
+    args = parser.parse_args(argv)
+    topics, (start, end) = bag_summary(args.bag)
+    print(f"file:     {args.bag}")
+    print(f"duration: {(end - start) * 1e-9:.3f} s")
+    print(f"messages: {sum(t.count for t in topics.values())}")
+    for topic, info in sorted(topics.items()):
+        print(f"  {topic:32s} {info.type_name:40s} {info.count}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Coordinate frames of the output, ROS-free: rigid transforms of lifted people, and the
+TF frames (``body_<id>``, optionally one per joint) of every person.
+
+* :class:`RigidTransform` ``target_from_camera``: a point ``p`` in the camera frame is
+  ``R p + t`` in the target frame; a body orientation ``q`` becomes ``q_T * q``.
+  :func:`transform_people` applies one to every person (keypoints, pelvis position and
+  body orientation), so a ``HumanPose3DArray`` and the markers built from it are wholly
+  in the target frame.
+* :func:`person_frames` lists each person's TF frames as plain data (the node turns them
+  into ``geometry_msgs/TransformStamped``): ``<prefix><id>`` at the pelvis with the body
+  orientation (x forward, y left, z up; ros4hri's ``body_<id>`` convention), parent = the
+  output frame; with ``joints=True`` also ``<prefix><id>_<joint>`` for every finite joint,
+  child of the body frame, axes parallel to it (no per-joint orientation is estimated).
+  People without a tracking id, or without an absolute position (root-relative poses),
+  get no frame: a frame that changes meaning between messages, or that sits at the
+  camera's origin, would mislead whoever looks it up.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .body_pose import quaternion_to_rotation_matrix
+from .pipeline import ROOT_RELATIVE, LiftedPerson
+from .skeleton import H36M_17
+
+__all__ = ["RigidTransform", "quaternion_multiply", "transform_people", "camera_up",
+           "FrameTransform", "person_frames", "frame_name", "OPTICAL_UP"]
+
+# "Up" in a camera optical frame (x right, y down, z forward): the markers' label offset.
+OPTICAL_UP = np.array([0.0, -1.0, 0.0])
+# A given quaternion may be off unit length by this much (rounded YAML values); farther is a mistake.
+_QUATERNION_NORM_TOLERANCE = 1e-3
+
+
+def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product ``a * b`` of ``(..., 4)`` quaternions in ``(x, y, z, w)`` order."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ax, ay, az, aw = np.moveaxis(a, -1, 0)
+    bx, by, bz, bw = np.moveaxis(b, -1, 0)
+    return np.stack([aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw,
+                     aw * bw - ax * bx - ay * by - az * bz], axis=-1)
+
+
+@dataclass(frozen=True, eq=False)
+class RigidTransform:
+    """``target_from_source``: rotation (unit quaternion ``x, y, z, w``) then translation (metres)."""
+    translation: np.ndarray
+    rotation_xyzw: np.ndarray
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.translation, dtype=np.float64).reshape(3)
+        q = np.asarray(self.rotation_xyzw, dtype=np.float64).reshape(4)
+        if not (np.isfinite(t).all() and np.isfinite(q).all()):
+            raise ValueError(f"transform has non-finite values: translation {t.tolist()}, rotation {q.tolist()}")
+        norm = float(np.linalg.norm(q))
+        if abs(norm - 1.0) > _QUATERNION_NORM_TOLERANCE:
+            raise ValueError(f"rotation quaternion (x, y, z, w) = {q.tolist()} has norm {norm:.6g}, not 1")
+        object.__setattr__(self, "translation", t)
+        object.__setattr__(self, "rotation_xyzw", q / norm)
+        object.__setattr__(self, "matrix", quaternion_to_rotation_matrix(q / norm))
+
+    @classmethod
+    def from_xyz_quaternion(cls, values: Sequence[float]) -> "RigidTransform":
+        """From ``[x, y, z, qx, qy, qz, qw]`` (the ``target_from_camera`` parameter's layout)."""
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.shape != (7,):
+            raise ValueError(f"expected [x, y, z, qx, qy, qz, qw] (7 numbers), got {len(values)}")
+        return cls(values[:3], values[3:])
+
+    @classmethod
+    def identity(cls) -> "RigidTransform":
+        return cls(np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Points ``(..., 3)`` in the source frame -> the target frame (NaN stays NaN)."""
+        return np.asarray(points, dtype=np.float64) @ self.matrix.T + self.translation
+
+    def rotate(self, quaternions: np.ndarray) -> np.ndarray:
+        """Orientations ``(..., 4)`` (x, y, z, w) in the source frame -> the target frame."""
+        q = quaternion_multiply(self.rotation_xyzw, quaternions)
+        return np.where(q[..., 3:4] < 0, -q, q)      # w >= 0, as body_pose publishes them
+
+
+def transform_people(people: list[LiftedPerson], transform: RigidTransform | None) -> list[LiftedPerson]:
+    """Every person's keypoints, pelvis position and body orientation in the target frame
+    (``transform`` = target_from_camera; None = stay in the camera frame)."""
+    if transform is None:
+        return people
+    return [dataclasses.replace(person, keypoints=transform.apply(person.keypoints),
+                                position=transform.apply(person.position),
+                                orientation_xyzw=transform.rotate(person.orientation_xyzw))
+            for person in people]
+
+
+def camera_up(transform: RigidTransform | None) -> np.ndarray:
+    """The camera's "up" in the output frame: where marker labels float above the head, so
+    markers in a target frame are exactly the camera-frame markers moved rigidly."""
+    return OPTICAL_UP if transform is None else transform.matrix @ OPTICAL_UP
+
+
+@dataclass(frozen=True, eq=False)
+class FrameTransform:
+    """One TF frame: ``child`` relative to ``parent`` (what a TransformStamped holds, minus the stamp)."""
+    parent: str
+    child: str
+    translation: np.ndarray
+    rotation_xyzw: np.ndarray
+
+
+_FRAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
+
+
+def frame_name(prefix: str, track_id: str, joint: str = "") -> str:
+    """``<prefix><id>`` or ``<prefix><id>_<joint>``; characters TF names should not hold
+    (slashes, spaces, ...) in the id become ``_``."""
+    name = prefix + _FRAME_CHARS.sub("_", track_id)
+    return f"{name}_{joint}" if joint else name
+
+
+def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_", joints: bool = False,
+                  joint_names: Sequence[str] = H36M_17.joint_names) -> list[FrameTransform]:
+    """The TF frames of ``people`` (in the ``parent`` frame), see the module docstring."""
+    frames = []
+    identity = np.array([0.0, 0.0, 0.0, 1.0])
+    for person in people:
+        if not person.track_id or person.root_source == ROOT_RELATIVE:
+            continue
+        position = np.asarray(person.position, dtype=np.float64)
+        if not (np.isfinite(position).all() and np.isfinite(person.orientation_xyzw).all()):
+            continue
+        body = frame_name(prefix, person.track_id)
+        frames.append(FrameTransform(parent, body, position, np.asarray(person.orientation_xyzw, float)))
+        if joints:
+            # joint positions in the body frame: R_body^T (p - pelvis), i.e. the rows of R_body
+            offsets = (np.asarray(person.keypoints, float) - position) @ quaternion_to_rotation_matrix(
+                person.orientation_xyzw)
+            for name, offset in zip(joint_names, offsets):
+                if np.isfinite(offset).all():
+                    frames.append(FrameTransform(body, frame_name(prefix, person.track_id, name), offset, identity))
+    return frames
