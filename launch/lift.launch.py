@@ -71,12 +71,17 @@ def _typed_overrides(defaults: dict) -> dict:
 
 
 def _lifecycle_to_active(node, condition=None):
-    """configure now, activate once inactive (the node's own autostart stays off)."""
+    """configure now, activate once the first configure has succeeded (the node's own autostart stays off).
+
+    The handler matches only the transition from `configuring` to `inactive`, once: a node also
+    reaches `inactive` on `ros2 lifecycle set ... deactivate` and after a failed activation, and
+    neither may be undone by the launch file (nor may a later manual configure be turned into an
+    activate)."""
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                             transition_id=Transition.TRANSITION_CONFIGURE),
                           condition=condition)
     activate_when_configured = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=node, goal_state="inactive",
+        target_lifecycle_node=node, start_state="configuring", goal_state="inactive", handle_once=True,
         entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                               transition_id=Transition.TRANSITION_ACTIVATE))]),
         condition=condition)

@@ -4,8 +4,10 @@ Both nodes: the lifter (config/lift.yaml, parameters.py) and the 2D detector
 started with input:=image (config/detect.yaml, detect_parameters.py).
 
 `ros2 launch` itself is not installable here, so the launch file is read as
-Python source: the executable, config file and parameter names it uses must
-exist in the install space and in the node's parameter table.
+Python source (the executable, config file and parameter names it uses must
+exist in the install space and in the node's parameter table) and run against
+fakes of the launch API (test/fake_launch_api.py) to check the lifecycle events
+it wires up.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from cfi_pose_ros.node.detect_parameters import (DETECT_NODE_PARAMETERS, DETECT_
                                                  DETECT_YAML_HEADER, detector_config, tracker_config)
 from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, LIFT_YAML_HEADER, PARAMETERS_BY_NAME,
                                           lifter_options, parameters_yaml)
+import fake_launch_api as fake_launch
+from fake_launch_api import run_launch_file
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch" / "lift.launch.py"
@@ -81,10 +85,44 @@ def test_launch_file_refers_to_installed_executable_and_config(ros_env):
     assert (share / "config" / "lift.rviz").is_file()
 
 
-def test_launch_file_drives_the_lifecycle_to_active():
-    source = LAUNCH.read_text()
-    assert "TRANSITION_CONFIGURE" in source and "TRANSITION_ACTIVATE" in source
-    assert "LifecycleNode(" in source and "goal_state=\"inactive\"" in source
+def _lifecycle_wiring(monkeypatch):
+    """The launch file run against fakes of the launch API: its LifecycleNodes (by name), the events it
+    emits at start and its registered OnStateTransition handlers."""
+    description = run_launch_file(LAUNCH, monkeypatch)
+    nodes = {e.kwargs["name"]: e for e in description.entities if isinstance(e, fake_launch.LifecycleNode)}
+    emitted = [e for e in description.entities if isinstance(e, fake_launch.EmitEvent)]
+    handlers = [e.event_handler for e in description.entities if isinstance(e, fake_launch.RegisterEventHandler)]
+    return nodes, emitted, handlers
+
+
+def _transitions_emitted(handlers, node, events) -> list[list[int]]:
+    """For each (start_state, goal_state) event of ``node``, the lifecycle transitions the handlers request."""
+    out = []
+    for start, goal in events:
+        event = fake_launch.StateTransition(action=node, start_state=start, goal_state=goal)
+        out.append([entity.event.transition_id for handler in handlers for entity in handler.handle(event)
+                    if entity.event.kwargs["lifecycle_node_matcher"] == ("matches_action", node)])
+    return out
+
+
+@pytest.mark.parametrize("node_name", ["NODE_NAME", "DETECTOR_NODE_NAME"])
+def test_launch_file_activates_once_after_the_first_configure_and_leaves_later_transitions_alone(
+        monkeypatch, node_name):
+    """configure at start, activate when configuring ends in inactive; a manual deactivate (which
+    also ends in inactive), a failed activation, or a manual cleanup + configure must not be undone."""
+    configure, activate = 1, 3          # lifecycle_msgs/msg/Transition ids
+    nodes, emitted, handlers = _lifecycle_wiring(monkeypatch)
+    node = nodes[launch_constants()[node_name]]
+    assert [e.event.transition_id for e in emitted
+            if e.event.kwargs["lifecycle_node_matcher"] == ("matches_action", node)] == [configure]
+    lifecycle = [("unconfigured", "configuring"), ("configuring", "inactive"),      # launch's configure
+                 ("inactive", "activating"), ("activating", "active"),             # launch's activate
+                 ("active", "deactivating"), ("deactivating", "inactive"),         # ros2 lifecycle set deactivate
+                 ("inactive", "activating"), ("activating", "inactive"),           # an activation that failed
+                 ("inactive", "cleaningup"), ("cleaningup", "unconfigured"),       # manual cleanup ...
+                 ("unconfigured", "configuring"), ("configuring", "inactive")]     # ... and configure
+    requested = _transitions_emitted(handlers, node, lifecycle)
+    assert requested == [[], [activate]] + [[]] * (len(lifecycle) - 2), list(zip(lifecycle, requested))
 
 
 @pytest.mark.parametrize("spec", LIFT_NODE_PARAMETERS, ids=lambda s: s.name)
