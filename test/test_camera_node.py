@@ -411,3 +411,12 @@ def test_detector_lifecycle_over_services(started, h36m_image):
     assert transition(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
     assert transition(Transition.TRANSITION_CONFIGURE) and transition(Transition.TRANSITION_ACTIVATE)
     assert path.send(image_msg(h36m_image, "rgb8", sec=6003), until="keypoints") is not None, path.report()
+    # shutdown from active: FINALIZED, and nothing is published any more (the lifter's test does the same)
+    assert transition(Transition.TRANSITION_ACTIVE_SHUTDOWN) and state() == State.PRIMARY_STATE_FINALIZED
+    path.keypoints.clear()
+    for sec in range(6004, 6014):
+        path.image_pub.publish(image_msg(h36m_image, "rgb8", sec=sec))
+        path.spin_until(lambda: False, 0.1)
+    path.spin_until(lambda: False, 1.0)
+    assert not path.keypoints
+    assert path.detector.poll() is None

@@ -340,6 +340,25 @@ def test_lifecycle_transitions_over_services(node_factory, clip):
     assert transition(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
 
 
+def test_shutdown_from_active_stops_publishing(node_factory, clip):
+    """active -> shutdown reaches FINALIZED, and from then on nothing is lifted or published."""
+    from lifecycle_msgs.msg import State, Transition
+
+    node = node_factory()
+    lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
+    assert lifecycle.state() == State.PRIMARY_STATE_ACTIVE
+    assert node.send_and_receive(clip_msg(clip, 0, sec=400)) is not None
+    assert lifecycle.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN)
+    assert lifecycle.state() == State.PRIMARY_STATE_FINALIZED
+    node.client.received.poses.clear()
+    for k in range(40):
+        node.client.publish(clip_msg(clip, k, sec=401 + k))
+        node.spin_for(0.025)
+    node.spin_for(0.5)
+    assert not node.client.received.poses, f"{len(node.client.received.poses)} frames published after shutdown"
+    assert node.process.poll() is None
+
+
 def test_aligned_depth_image_sets_the_root_depth(node_factory, clip):
     from sensor_msgs.msg import Image
 

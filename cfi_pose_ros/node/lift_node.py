@@ -88,10 +88,13 @@ class LiftNode(SpecLifecycleNode):
         self.get_logger().info(f"active: {self.p('input_topic')} -> {self.p('output_topic')}")
         return super().on_activate(state)
 
-    def on_deactivate(self, state) -> TransitionCallbackReturn:
+    def _unsubscribe(self) -> None:
         for sub in self._subscriptions_active:
             self.destroy_subscription(sub)
         self._subscriptions_active = []
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._unsubscribe()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
@@ -105,7 +108,10 @@ class LiftNode(SpecLifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        return TransitionCallbackReturn.SUCCESS
+        """From any state (active included): stop taking input and release everything, so nothing
+        is lifted or published once FINALIZED."""
+        self._unsubscribe()
+        return self.on_cleanup(state)
 
     # --------------------------------------------------------------- callbacks
     def _on_incompatible_qos(self, event) -> None:
