@@ -24,7 +24,8 @@ import numpy as np
 
 from .markers import MarkerSpec
 
-__all__ = ["optical_to_view", "render_markers", "render_animation", "pillow_available"]
+__all__ = ["optical_to_view", "render_markers", "render_animation", "pillow_available", "SceneRenderer",
+           "draw_people_2d"]
 
 # view = OPTICAL_TO_VIEW @ optical
 OPTICAL_TO_VIEW = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -202,4 +203,55 @@ def render_animation(frames: Sequence[Sequence[MarkerSpec]], path: str | Path, f
         fig.suptitle(title, color=_FOREGROUND)
     out = path.with_suffix(".png")
     fig.savefig(out, format="png")
+    return out
+
+
+class SceneRenderer:
+    """Marker scenes drawn one after another with the same axes into RGB arrays (the 3D panel of
+    offline lifting's video): one figure kept for every frame, so a frame costs one redraw."""
+
+    def __init__(self, frames_for_limits: Sequence[Sequence[MarkerSpec]], size: tuple[int, int] = (640, 560), *,
+                 optical_frame: bool = True, elev: float = 20.0, azim: float = -150.0):
+        self.optical_frame, self.elev, self.azim = optical_frame, elev, azim
+        self.centre, self.half = _limits(frames_for_limits, optical_frame)
+        self.fig = _figure(figsize=(size[0] / _DPI, size[1] / _DPI))
+        self.ax = self.fig.add_subplot(projection="3d")
+
+    def render(self, markers: Sequence[MarkerSpec], title: str = "") -> np.ndarray:
+        """``(H, W, 3)`` uint8 RGB of one scene."""
+        _draw(self.ax, markers, self.optical_frame, self.centre, self.half, title, self.elev, self.azim)
+        self.fig.canvas.draw()
+        return np.asarray(self.fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def draw_people_2d(image_bgr: np.ndarray, people: Sequence[tuple[np.ndarray, np.ndarray, str, str]],
+                   min_score: float = 0.05) -> np.ndarray:
+    """The 2D skeletons ``(keypoints (K, 2) px, scores (K,), layout name, track id)`` drawn on a
+    copy of ``image_bgr``, each person in the colour of their 3D markers; joints at or below
+    ``min_score`` (missing) are left out."""
+    import cv2
+
+    from .markers import track_color
+    from .skeleton import LAYOUTS
+
+    out = image_bgr.copy()
+    thickness = max(1, round(max(out.shape[:2]) / 400))
+    for index, (keypoints, scores, layout_name, track_id) in enumerate(people):
+        layout = LAYOUTS.get(layout_name)
+        if layout is None:
+            continue
+        r, g, b, _ = track_color(track_id, index)
+        colour = (int(b * 255), int(g * 255), int(r * 255))
+        kp = np.asarray(keypoints, dtype=np.float64)
+        ok = np.isfinite(kp).all(-1) & (np.asarray(scores) > min_score)
+        for a, c in layout.edges:
+            if ok[a] and ok[c]:
+                cv2.line(out, tuple(int(v) for v in kp[a]), tuple(int(v) for v in kp[c]), colour, thickness,
+                         cv2.LINE_AA)
+        for point in kp[ok]:
+            cv2.circle(out, tuple(int(v) for v in point), thickness + 2, colour, -1, cv2.LINE_AA)
+        if track_id and ok.any():
+            top = kp[ok][np.argmin(kp[ok][:, 1])]
+            cv2.putText(out, track_id, (int(top[0]), max(int(top[1]) - 10, 12)), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.5 * thickness, colour, thickness, cv2.LINE_AA)
     return out

@@ -1,0 +1,38 @@
+"""One image through a 2D detector and the tracker: what the detector node does for each image
+and offline lifting does for each frame of a video, so both give the same people and ids."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..skeleton import COCO_17
+from .base import Detections2D
+
+
+def detect_and_track(detector, tracker, image_bgr: np.ndarray, stamp_s: float | None
+                     ) -> tuple[Detections2D, list[str], dict[str, float]]:
+    """``(people, ids, stage_ms)`` of one BGR image.
+
+    People with a non-finite box are left out (the tracker needs boxes). ``tracker=None``
+    gives every person the empty id. ``stamp_s`` is the tracker's clock (the image stamp;
+    None or <= 0 = the monotonic clock). ``stage_ms`` holds the detector's own stage timings
+    where it has them (top-down: ``detector``, ``keypoint_model``), else ``detector``, plus
+    ``tracking``. Raises ValueError when the detector does not give COCO-17 keypoints.
+    """
+    start = time.perf_counter()
+    detections = detector.detect(image_bgr)
+    if detections.layout != COCO_17.name:
+        raise ValueError(f"detector returned layout {detections.layout!r}, expected {COCO_17.name}")
+    # top-down detectors time their two stages (the person detector only when it ran)
+    stage_ms = dict(getattr(detector, "last_stage_ms", None) or {"detector": (time.perf_counter() - start) * 1e3})
+    finite = np.isfinite(detections.boxes).all(axis=1)
+    if not finite.all():
+        detections = detections.select(finite)
+    t0 = time.perf_counter()
+    if tracker is not None:
+        ids = tracker.update(detections.boxes, stamp_s if stamp_s and stamp_s > 0 else time.monotonic())
+    else:
+        ids = [""] * len(detections)
+    stage_ms["tracking"] = (time.perf_counter() - t0) * 1e3
+    return detections, ids, stage_ms

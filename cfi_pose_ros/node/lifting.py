@@ -1,0 +1,104 @@
+"""One ``HumanKeypoints2DArray`` through the lifting pipeline into output messages: the step the
+lift node runs for every input, and offline lifting (:mod:`cfi_pose_ros.offline`) runs for every
+frame of a bag or a video, so both give the same ``HumanPose3DArray``, markers and TF frames.
+
+Message conversion only; the computation is in :mod:`cfi_pose_ros.pipeline` and
+:mod:`cfi_pose_ros.frames`.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, transform_people
+from cfi_pose_ros.markers import MarkerSpec, skeleton_markers
+from cfi_pose_ros.msg import HumanPose3DArray
+from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg
+from cfi_pose_ros.pipeline import LiftedPerson, LiftingPipeline, PipelineConfig
+from cfi_pose_ros.root_solver import validate_camera_matrix
+
+NO_TRANSFORM = "no_transform"   # diagnostics drop reason: the output frame's transform is unknown
+
+
+def pipeline_config(value) -> PipelineConfig:
+    """The pipeline's settings from the lift node's parameters (``value(name)``)."""
+    return PipelineConfig(
+        min_keypoint_score=value("min_keypoint_score"), min_valid_joints=value("min_valid_joints"),
+        max_people=value("max_people"), solve_root=value("solve_root"),
+        depth_window=value("depth_window"), depth_body_offset=value("depth_body_offset"))
+
+
+def build_pipeline(value, log=None) -> LiftingPipeline:
+    """Lifter (weights, backend, batch sizes, threads), smoother and pipeline settings from the lift
+    node's parameters: what the node builds at configure. Raises with the reason on bad weights."""
+    from cfi_pose_ros.inference import create_lifter
+    from cfi_pose_ros.node.parameters import lifter_options
+    from cfi_pose_ros.smoothing import PoseSmoother
+
+    lifter = create_lifter(**lifter_options(value), log=log)
+    smoother = (PoseSmoother(min_cutoff=value("smoothing_min_cutoff"), beta=value("smoothing_beta"))
+                if value("smoothing") else None)
+    return LiftingPipeline(lifter, pipeline_config(value), smoother)
+
+
+def camera_from_info(msg) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """``(K, (width, height) or None)`` of a ``CameraInfo``; ValueError (with the reason) when its
+    K cannot place people (all zeros, non-finite, ...)."""
+    return validate_camera_matrix(msg.k), ((msg.width, msg.height) if msg.width and msg.height else None)
+
+
+def static_target_transform(values) -> RigidTransform | None:
+    """The ``target_from_camera`` parameter: ``[x, y, z, qx, qy, qz, qw]``; all zeros (the
+    default; a zero quaternion is no rotation) = not given. Raises ValueError when malformed."""
+    values = [float(v) for v in values]
+    if len(values) == 7 and not any(values):
+        return None
+    return RigidTransform.from_xyz_quaternion(values)
+
+
+@dataclass
+class LiftedFrame:
+    """One input's result, in the output frame."""
+    header: Header                       # the input's stamp; the output frame's id
+    people: list[LiftedPerson]           # keypoints, positions, orientations in the output frame
+    dropped: Counter = field(default_factory=Counter)
+    up: np.ndarray = field(default_factory=lambda: camera_up(None))   # camera up in the output frame
+
+    @property
+    def publishable(self) -> bool:
+        """False when nothing can be said about the frame, not even that it is empty."""
+        return "bad_image_size" not in self.dropped
+
+    def poses_msg(self) -> HumanPose3DArray:
+        return poses_to_msg(self.header, self.people)
+
+    def marker_specs(self, lifetime: float) -> list[MarkerSpec]:
+        specs = []
+        for index, person in enumerate(self.people):
+            specs.extend(skeleton_markers(index, person.track_id, person.keypoints, lifetime=lifetime, up=self.up))
+        return specs
+
+    def markers_msg(self, lifetime: float) -> MarkerArray:
+        return markers_to_msg(self.header, self.marker_specs(lifetime))
+
+    def tf_frames(self, prefix: str, joints: bool):
+        return person_frames(self.people, self.header.frame_id, prefix, joints)
+
+
+def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | None,
+                   camera_size: tuple[int, int] | None, depth: np.ndarray | None = None,
+                   target_frame: str = "", target_from_camera: RigidTransform | None = None) -> LiftedFrame:
+    """Lift one ``HumanKeypoints2DArray``. With ``target_frame`` the result is expressed in it
+    through ``target_from_camera`` (the caller resolved it: static, or a tf2 lookup)."""
+    frame = frame_from_msg(msg, camera_matrix, camera_size)
+    frame.depth = depth
+    result = pipeline.process(frame)
+    if target_frame:
+        header = Header(stamp=msg.header.stamp, frame_id=target_frame)
+        return LiftedFrame(header, transform_people(result.people, target_from_camera), result.dropped,
+                           camera_up(target_from_camera))
+    return LiftedFrame(msg.header, result.people, result.dropped)

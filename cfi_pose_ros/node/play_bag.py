@@ -1,0 +1,124 @@
+"""Replay an MCAP bag into running nodes, for machines without rosbag2 (``ros2 bag play`` does
+the same where it is installed).
+
+Publishes the bag's ``HumanKeypoints2DArray``, ``Image``, ``CompressedImage`` and
+``CameraInfo`` messages (or the ``--topics`` given) on their recorded topics (or ``--remap``
+ped ones) at the recorded rate times ``--rate``, as the CDR bytes that were recorded (no
+re-serialization). A message that cannot go out on time is published as soon as possible;
+the lateness is reported. Publishers are reliable with a history of 10: they reach best-effort
+(sensor data) and reliable subscribers alike.
+
+    python -m cfi_pose_ros.node.play_bag outputs/demo/demo.mcap --rate 2
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from cfi_pose_ros.bag import BagMessage, message_class, playback_offsets, read_bag
+
+# What a perception bag carries into this package's nodes.
+REPLAYED_TYPES = ("cfi_pose_ros/msg/HumanKeypoints2DArray", "sensor_msgs/msg/Image",
+                  "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo")
+PLAYBACK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+
+
+@dataclass
+class PlaybackReport:
+    published: int = 0
+    duration_s: float = 0.0
+    lateness_s: list[float] = field(default_factory=list)    # publish time minus due time, per message
+    publish_times: list[float] = field(default_factory=list)  # perf_counter seconds, per message
+
+
+class BagPlayer:
+    """Publishes a bag's messages from ``node`` (any rclpy node), spinning ``executor`` between them."""
+
+    def __init__(self, node, messages: list[BagMessage], remap: dict[str, str] | None = None):
+        self.node = node
+        self.messages = messages
+        self.remap = remap or {}
+        self._publishers = {}
+        for msg in messages:
+            topic = self.remap.get(msg.topic, msg.topic)
+            if topic not in self._publishers:
+                self._publishers[topic] = node.create_publisher(message_class(msg.type_name), topic, PLAYBACK_QOS)
+
+    @classmethod
+    def from_bag(cls, node, path: str | Path, topics: list[str] | None = None,
+                 remap: dict[str, str] | None = None) -> "BagPlayer":
+        messages = [m for m in read_bag(path, topics) if topics is not None or m.type_name in REPLAYED_TYPES]
+        if not messages:
+            raise ValueError(f"{path}: nothing to replay (topics {topics or 'of types ' + ', '.join(REPLAYED_TYPES)})")
+        return cls(node, messages, remap)
+
+    def wait_for_subscribers(self, executor, timeout_s: float) -> bool:
+        """Until every topic has a matched subscriber (or the timeout): a replay into nodes that
+        have not discovered it yet would lose its first messages."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if all(pub.get_subscription_count() > 0 for pub in self._publishers.values()):
+                return True
+            executor.spin_once(timeout_sec=0.05)
+        return False
+
+    def play(self, executor, rate: float = 1.0) -> PlaybackReport:
+        offsets = playback_offsets([m.log_time_ns for m in self.messages], rate)
+        report = PlaybackReport()
+        start = time.perf_counter()
+        for msg, offset in zip(self.messages, offsets):
+            due = start + offset
+            while (remaining := due - time.perf_counter()) > 0:
+                executor.spin_once(timeout_sec=min(remaining, 0.005))
+            self._publishers[self.remap.get(msg.topic, msg.topic)].publish(msg.data)
+            now = time.perf_counter()
+            report.publish_times.append(now)
+            report.lateness_s.append(now - due)
+            report.published += 1
+        report.duration_s = time.perf_counter() - start
+        return report
+
+
+def main(argv=None) -> int:
+    import numpy as np
+    import rclpy
+
+    from cfi_pose_ros.node.base import create_executor
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bag")
+    parser.add_argument("--rate", type=float, default=1.0, help="playback speed: 1 = as recorded, 2 = twice as fast")
+    parser.add_argument("--topics", nargs="*", default=None, help="topics to replay (default: every 2D keypoint, "
+                        "image and CameraInfo topic)")
+    parser.add_argument("--remap", nargs="*", default=[], metavar="FROM:=TO", help="publish FROM's messages on TO")
+    parser.add_argument("--wait-for-subscribers", type=float, default=10.0, metavar="S",
+                        help="wait up to S seconds for every topic to have a subscriber before starting")
+    args = parser.parse_args(argv)
+    remap = dict(item.split(":=", 1) for item in args.remap)
+    rclpy.init()
+    node = rclpy.create_node("cfi_bag_player")
+    executor = create_executor()
+    executor.add_node(node)
+    try:
+        player = BagPlayer.from_bag(node, args.bag, args.topics, remap)
+        if not player.wait_for_subscribers(executor, args.wait_for_subscribers):
+            print("not every topic has a subscriber; playing anyway", file=sys.stderr)
+        report = player.play(executor, args.rate)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    late = np.array(report.lateness_s) * 1e3
+    print(f"published {report.published} messages in {report.duration_s:.2f} s at rate {args.rate:g}; "
+          f"lateness p50 {np.percentile(late, 50):.2f} ms, max {late.max():.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

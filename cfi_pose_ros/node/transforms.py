@@ -1,0 +1,102 @@
+"""TF in and out for the lifting node: ``geometry_msgs/TransformStamped`` from the plain frames
+of :mod:`cfi_pose_ros.frames`, and the ``tf2_ros`` glue (a broadcaster for ``/tf``, a buffer
+lookup of ``target_from_camera``), imported lazily.
+
+``tf2_ros`` is part of every ROS 2 install but is not available as a wheel from the Python
+registry (these machines): :func:`load_tf2` returns None with the reason there, and the node
+works on without TF output and without tf2 lookups (a static ``target_from_camera`` still works).
+The glue uses only the documented ``tf2_ros`` API: ``TransformBroadcaster(node).sendTransform``,
+``Buffer.lookup_transform(target, source, time, timeout)``, ``TransformListener(buffer, node)``
+and ``TransformException``.
+"""
+from __future__ import annotations
+
+import threading
+
+from geometry_msgs.msg import TransformStamped
+
+from cfi_pose_ros.frames import FrameTransform, RigidTransform
+
+
+def transform_stamped(stamp, frame: FrameTransform) -> TransformStamped:
+    """One TF frame as a ``TransformStamped`` with the given header stamp."""
+    msg = TransformStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame.parent
+    msg.child_frame_id = frame.child
+    t, q = msg.transform.translation, msg.transform.rotation
+    t.x, t.y, t.z = (float(v) for v in frame.translation)
+    q.x, q.y, q.z, q.w = (float(v) for v in frame.rotation_xyzw)
+    return msg
+
+
+def rigid_transform_from_msg(transform) -> RigidTransform:
+    """``geometry_msgs/Transform`` (e.g. a tf2 lookup's ``.transform``) -> RigidTransform."""
+    t, q = transform.translation, transform.rotation
+    return RigidTransform([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
+
+
+def load_tf2():
+    """``(tf2_ros module, None)``, or ``(None, reason)`` where it cannot be imported."""
+    try:
+        import tf2_ros
+    except Exception as exc:  # ImportError, or a broken install (missing tf2_py / tf2_msgs)
+        return None, f"tf2_ros cannot be imported here ({type(exc).__name__}: {exc})"
+    return tf2_ros, None
+
+
+class TransformLookup:
+    """A tf2 buffer filled from ``/tf`` and ``/tf_static`` by a listener node of its own, spun
+    in a thread of its own: a lookup with a timeout blocks the caller's callback, so the
+    transforms it waits for must arrive through another executor."""
+
+    def __init__(self, tf2_ros, node_name: str):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self._tf2 = tf2_ros
+        self._node = rclpy.create_node(f"{node_name}_tf_listener")
+        self.buffer = tf2_ros.Buffer()
+        self._listener = tf2_ros.TransformListener(self.buffer, self._node)
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self._node)
+        self._running = True
+        self._thread = threading.Thread(target=self._spin, name=f"{node_name}_tf_listener", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        import rclpy
+
+        while self._running and rclpy.ok():
+            self._executor.spin_once(timeout_sec=0.1)
+
+    def lookup(self, target_frame: str, source_frame: str, stamp, timeout_s: float) -> RigidTransform:
+        """``target_from_source`` at ``stamp`` (a builtin_interfaces/Time), waiting up to
+        ``timeout_s``; raises ``LookupError`` with tf2's reason when it is not available."""
+        from rclpy.duration import Duration
+        from rclpy.time import Time
+
+        try:
+            found = self.buffer.lookup_transform(target_frame, source_frame, Time.from_msg(stamp),
+                                                 timeout=Duration(seconds=timeout_s))
+        except self._tf2.TransformException as exc:
+            raise LookupError(f"no transform {source_frame} -> {target_frame} at the input's stamp: {exc}") from exc
+        return rigid_transform_from_msg(found.transform)
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(timeout=5.0)
+        self._listener.unregister()
+        self._executor.shutdown()
+        self._node.destroy_node()
+
+
+class TransformBroadcast:
+    """``/tf`` output through ``tf2_ros.TransformBroadcaster``."""
+
+    def __init__(self, tf2_ros, node):
+        self._broadcaster = tf2_ros.TransformBroadcaster(node)
+
+    def send(self, stamp, frames: list[FrameTransform]) -> None:
+        if frames:
+            self._broadcaster.sendTransform([transform_stamped(stamp, frame) for frame in frames])

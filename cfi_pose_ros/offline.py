@@ -1,0 +1,550 @@
+"""Offline lifting: a recorded bag, a video or photos in; an MCAP bag of the results and a
+rendered video out. No DDS and no waiting: every frame is lifted as fast as the machine allows,
+through the same per-frame code as the nodes (:func:`cfi_pose_ros.node.lifting.lift_keypoints`,
+the lift node's parameters and defaults; images through
+:func:`cfi_pose_ros.detectors.frame.detect_and_track`, as the detector node runs them).
+
+    python -m cfi_pose_ros.offline recording.mcap --out outputs/offline
+    python -m cfi_pose_ros.offline cfi_pose_ros/data/demo_clip_h36m_s9.npz --out outputs/offline_clip
+    python -m cfi_pose_ros.offline walk.mp4 --intrinsics 1145 1144 512 515 \\
+        --person-detector-model rtmdet_nano_person.onnx --keypoint-model movenet_singlepose_lightning.onnx
+    python -m cfi_pose_ros.offline photos/ --hfov 60 --person-detector-model ... --keypoint-model ...
+
+Inputs:
+
+* an MCAP bag: its ``HumanKeypoints2DArray`` topic is lifted (with its ``CameraInfo`` topic);
+  a bag with images and no 2D keypoints (``Image`` / ``CompressedImage``) goes through the 2D
+  detector first. ``--keypoints-topic`` / ``--image-topic`` / ``--camera-info-topic`` choose
+  when a bag has several.
+* a bundled-format clip (``.npz``, e.g. the demo clip): the messages the demo replays.
+* a video file, or image files / a folder of photos (each photo its own scene: the person
+  detector runs on every one), through the 2D detector, with the camera's intrinsics from
+  ``--intrinsics FX FY CX CY`` (pixels) or ``--hfov DEG`` (centred principal point); without
+  either, poses are root-relative.
+
+Outputs in ``--out``: ``lifted.mcap`` (the 2D input, ``CameraInfo``, ``/human_pose_3d`` and
+its markers, on the lift node's default topics, logged at the input's times), ``lifted.mp4``
+(``lifted.gif`` where OpenCV cannot write MP4; ``--no-video`` skips it): the 2D keypoints on the
+image beside the 3D skeletons, and ``summary.json``. A progress bar runs while lifting, and a
+closing summary gives frames, people and poses per second (lifting alone, and the whole pass).
+``--target-frame`` with ``--target-from-camera X Y Z QX QY QZ QW`` writes the poses in a robot
+frame (a static transform: offline there is no tf2 buffer).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+KEYPOINTS_TYPE = "cfi_pose_ros/msg/HumanKeypoints2DArray"
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+PANEL_HEIGHT = 560
+PANEL_3D_WIDTH = 640
+
+
+@dataclass
+class Item:
+    """One event of a source, in time order: a CameraInfo, a 2D keypoints message, or an image."""
+    log_time_ns: int
+    camera_info: object | None = None
+    keypoints: object | None = None     # HumanKeypoints2DArray
+    image: np.ndarray | None = None     # BGR
+    header: object | None = None        # the image's header (stamp, frame id)
+
+
+@dataclass
+class Source:
+    """A re-iterable input: ``items()`` yields :class:`Item` s in time order."""
+    description: str
+    detect: bool                          # images -> 2D detector; else 2D keypoints messages
+    frames: int | None                    # frames to lift (for the progress bar)
+    fps: float
+    items: Callable[[bool], Iterator[Item]]   # items(with_images)
+    scene_per_frame: bool = False         # photos: every frame its own scene
+
+
+def _header(stamp_ns: int, frame_id: str):
+    from std_msgs.msg import Header
+
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return header
+
+
+def _stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def _pick_topic(topics: dict, types: tuple[str, ...], chosen: str | None, what: str) -> str | None:
+    if chosen:
+        if chosen not in topics:
+            raise ValueError(f"the bag has no topic {chosen} (it has {sorted(topics)})")
+        return chosen
+    found = sorted(t for t, info in topics.items() if info.type_name in types)
+    if len(found) > 1:
+        raise ValueError(f"the bag has several {what} topics {found}: choose one with --{what}-topic")
+    return found[0] if found else None
+
+
+def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_topic=None) -> Source:
+    from cfi_pose_ros.bag import bag_summary, read_bag
+    from cfi_pose_ros.node.detect_node import image_to_bgr
+
+    topics, (start, end) = bag_summary(path)
+    kp_topic = _pick_topic(topics, (KEYPOINTS_TYPE,), keypoints_topic, "keypoints")
+    img_topic = _pick_topic(topics, IMAGE_TYPES, image_topic, "image")
+    info_topic = _pick_topic(topics, (CAMERA_INFO_TYPE,), camera_info_topic, "camera-info")
+    if kp_topic is None and img_topic is None:
+        raise ValueError(f"{path}: no 2D keypoints ({KEYPOINTS_TYPE}) and no image topic to lift")
+    detect = kp_topic is None
+    frames = topics[img_topic if detect else kp_topic].count
+    fps = (frames - 1) / ((end - start) * 1e-9) if frames > 1 and end > start else 30.0
+
+    def items(with_images: bool) -> Iterator[Item]:
+        wanted = [t for t in (kp_topic, info_topic, img_topic if (detect or with_images) else None) if t]
+        for message in read_bag(path, wanted):
+            msg = message.decode()
+            if message.topic == kp_topic:
+                yield Item(message.log_time_ns, keypoints=msg)
+            elif message.topic == info_topic:
+                yield Item(message.log_time_ns, camera_info=msg)
+            else:
+                try:
+                    image = image_to_bgr(msg)
+                except ValueError as exc:          # UnsupportedEncoding is a ValueError too
+                    print(f"skipping an image at {message.log_time_ns} ns: {exc}", file=sys.stderr)
+                    continue
+                yield Item(message.log_time_ns, image=image, header=msg.header)
+
+    return Source(f"{path} ({kp_topic or img_topic})", detect, frames, fps, items)
+
+
+def clip_source(path: Path, rate_hz: float = 30.0, frame_id: str = "camera_optical_frame") -> Source:
+    """A clip in the bundled format, as the demo replays it: CameraInfo, then each frame's 2D people."""
+    from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
+
+    clip = Clip.load(path)
+    period_ns = int(round(1e9 / rate_hz))
+
+    def items(with_images: bool) -> Iterator[Item]:
+        start = period_ns
+        info = camera_info_msg(clip.camera_matrix, clip.image_size, frame_id)
+        info.header = _header(start, frame_id)
+        yield Item(start, camera_info=info)
+        for t in range(len(clip.pixels)):
+            stamp = start + t * period_ns
+            yield Item(stamp, keypoints=keypoints_msg(clip.pixels[t], clip.scores[t], clip.ids, clip.image_size,
+                                                      clip.layout, frame_id, stamp))
+
+    return Source(f"{path} (clip)", False, len(clip.pixels), rate_hz, items)
+
+
+def camera_matrix_for(size: tuple[int, int], intrinsics=None, hfov_deg: float | None = None) -> np.ndarray | None:
+    """K from ``(fx, fy, cx, cy)``, or from a horizontal field of view with the principal point
+    at the image centre; None when neither is given."""
+    if intrinsics is not None:
+        fx, fy, cx, cy = (float(v) for v in intrinsics)
+    elif hfov_deg is not None:
+        fx = fy = size[0] / 2.0 / math.tan(math.radians(hfov_deg) / 2.0)
+        cx, cy = size[0] / 2.0, size[1] / 2.0
+    else:
+        return None
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def _image_items(frames: Iterator[np.ndarray], period_ns: int, frame_id: str, intrinsics, hfov_deg
+                 ) -> Iterator[Item]:
+    """Images -> Items, with a CameraInfo before the first image and whenever the size changes."""
+    from cfi_pose_ros.node.replay import camera_info_msg
+
+    size = None
+    for index, image in enumerate(frames):
+        stamp = (index + 1) * period_ns
+        header = _header(stamp, frame_id)
+        image_size = (image.shape[1], image.shape[0])
+        matrix = camera_matrix_for(image_size, intrinsics, hfov_deg)
+        if matrix is not None and image_size != size:
+            info = camera_info_msg(matrix, image_size, frame_id)
+            info.header = _header(stamp, frame_id)
+            yield Item(stamp, camera_info=info)
+            size = image_size
+        yield Item(stamp, image=image, header=header)
+
+
+def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_optical_frame") -> Source:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise ValueError(f"OpenCV cannot open the video {path}")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    capture.release()
+
+    def frames() -> Iterator[np.ndarray]:
+        capture = cv2.VideoCapture(str(path))
+        try:
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    return
+                yield image
+        finally:
+            capture.release()
+
+    return Source(f"{path} (video)", True, count, fps,
+                  lambda with_images: _image_items(frames(), int(round(1e9 / fps)), frame_id, intrinsics, hfov_deg))
+
+
+def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="camera_optical_frame",
+                  fps: float = 1.0) -> Source:
+    import cv2
+
+    files = []
+    for path in paths:
+        files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"no images in {[str(p) for p in paths]}")
+
+    def frames() -> Iterator[np.ndarray]:
+        for file in files:
+            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if image is None:
+                print(f"skipping {file}: not an image OpenCV can read", file=sys.stderr)
+                continue
+            yield image
+
+    return Source(f"{len(files)} photos", True, len(files), fps,
+                  lambda with_images: _image_items(frames(), int(round(1e9 / fps)), frame_id, intrinsics, hfov_deg),
+                  scene_per_frame=True)
+
+
+def open_source(inputs: list[Path], args) -> Source:
+    first = inputs[0]
+    if len(inputs) == 1 and first.suffix == ".mcap":
+        return bag_source(first, args.keypoints_topic, args.image_topic, args.camera_info_topic)
+    if len(inputs) == 1 and first.suffix == ".npz":
+        return clip_source(first)
+    if len(inputs) == 1 and first.is_file() and first.suffix.lower() not in IMAGE_SUFFIXES:
+        return video_source(first, args.intrinsics, args.hfov)
+    return photos_source(inputs, args.intrinsics, args.hfov)
+
+
+# ------------------------------------------------------------------------------------ parameters
+
+def read_params_file(path: str | Path | None, node_name: str) -> dict:
+    """The ``ros__parameters`` of ``node_name`` (or ``/**``) in a ROS 2 parameters file."""
+    if not path:
+        return {}
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    for key in (node_name, f"/{node_name}", "/**"):
+        if key in data:
+            return dict(data[key].get("ros__parameters", {}))
+    return {}
+
+
+def parameter_values(specs, params_file=None, node_name: str = "", overrides: dict | None = None) -> dict:
+    """name -> value: each spec's default, then the parameters file, then ``overrides``."""
+    values = {spec.name: spec.default for spec in specs}
+    values.update(read_params_file(params_file, node_name))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    unknown = sorted(set(values) - {spec.name for spec in specs})
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {node_name}")
+    return values
+
+
+# ------------------------------------------------------------------------------------ lifting
+
+@dataclass
+class FrameRecord:
+    """What the video needs of one lifted frame."""
+    stamp_ns: int
+    people_2d: list            # (keypoints (K, 2), scores (K,), layout name, id)
+    image_size: tuple[int, int]
+    markers: list              # MarkerSpec, in the output frame
+
+
+@dataclass
+class OfflineResult:
+    records: list[FrameRecord] = field(default_factory=list)
+    frames: int = 0
+    people: int = 0
+    lift_s: float = 0.0            # the lift node's per-frame work: lift_keypoints + building the messages
+    detect_s: float = 0.0
+    pass_s: float = 0.0            # the whole first pass: reading, detecting, lifting, writing the bag
+    dropped: Counter = field(default_factory=Counter)
+    messages_written: int = 0
+
+
+def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values: dict | None = None,
+                target_frame: str = "", target_from_camera=None, progress: bool = True,
+                log=None) -> OfflineResult:
+    """Pass 1: lift every frame of ``source`` and write ``out_bag``."""
+    from tqdm import tqdm
+
+    from cfi_pose_ros.bag import BagWriter
+    from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg
+    from cfi_pose_ros.node.lifting import build_pipeline, camera_from_info, lift_keypoints
+
+    value = lift_values.__getitem__
+    pipeline = build_pipeline(value, log=log)
+    detector = tracker = None
+    if source.detect:
+        from cfi_pose_ros.detectors import create_detector
+        from cfi_pose_ros.detectors.frame import detect_and_track
+        from cfi_pose_ros.node.detect_node import keypoints_to_msg
+        from cfi_pose_ros.node.detect_parameters import detector_config, tracker_config
+        from cfi_pose_ros.tracking import MultiPersonTracker, TrackerConfig
+
+        detect_values = dict(detect_values or {})
+        if source.scene_per_frame:
+            detect_values["person_detector_every"] = 1   # unrelated photos: boxes cannot follow keypoints
+        detector = create_detector(detector_config(detect_values))
+        tracker = (MultiPersonTracker(TrackerConfig(**tracker_config(detect_values)))
+                   if detect_values.get("tracking", True) else None)
+    topics = {name: value(name) for name in ("input_topic", "camera_info_topic", "output_topic", "markers_topic")}
+    result = OfflineResult()
+    camera_matrix = camera_size = None
+    started = time.perf_counter()
+    bar = tqdm(total=source.frames, unit="frame", desc="lifting", disable=not progress, file=sys.stderr)
+    with BagWriter(out_bag) as writer:
+        for item in source.items(False):
+            if item.camera_info is not None:
+                writer.write(topics["camera_info_topic"], item.camera_info, item.log_time_ns)
+                try:
+                    camera_matrix, camera_size = camera_from_info(item.camera_info)
+                except ValueError:
+                    camera_matrix = None
+                    result.dropped["bad_camera_info"] += 1
+                continue
+            msg = item.keypoints
+            if item.image is not None:
+                t0 = time.perf_counter()
+                people, ids, _ = detect_and_track(detector, tracker, item.image, _stamp_ns(item.header) * 1e-9)
+                msg = keypoints_to_msg(item.header, (item.image.shape[1], item.image.shape[0]), people.keypoints,
+                                       people.scores, people.boxes, people.box_scores, ids)
+                result.detect_s += time.perf_counter() - t0
+            if msg is None:
+                continue
+            writer.write(topics["input_topic"], msg, item.log_time_ns)
+            t0 = time.perf_counter()
+            lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, None, target_frame, target_from_camera)
+            poses = lifted.poses_msg() if lifted.publishable else None
+            markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None else []
+            markers_msg = markers_to_msg(lifted.header, markers) if poses is not None and value(
+                "publish_markers") else None
+            result.lift_s += time.perf_counter() - t0
+            result.dropped.update(lifted.dropped)
+            result.frames += 1
+            bar.update(1)
+            if poses is None:
+                continue
+            result.people += len(poses.humans)
+            writer.write(topics["output_topic"], poses, item.log_time_ns)
+            if markers_msg is not None:
+                writer.write(topics["markers_topic"], markers_msg, item.log_time_ns)
+            result.records.append(FrameRecord(
+                _stamp_ns(msg.header), [(p.keypoints, p.scores, p.layout, p.track_id)
+                                        for p in frame_from_msg(msg, None, None).people],
+                (int(msg.image_width), int(msg.image_height)), markers))
+        result.messages_written = writer.count
+    bar.close()
+    result.pass_s = time.perf_counter() - started
+    return result
+
+
+# ------------------------------------------------------------------------------------ video
+
+def _panel(image: np.ndarray, height: int) -> np.ndarray:
+    import cv2
+
+    scale = height / image.shape[0]
+    return cv2.resize(image, (max(1, int(round(image.shape[1] * scale))), height), interpolation=cv2.INTER_AREA)
+
+
+class VideoOut:
+    """MP4 through OpenCV (``mp4v``); where OpenCV cannot write one, an animated GIF through pillow."""
+
+    def __init__(self, path_stem: Path, fps: float):
+        self.path_stem, self.fps = path_stem, fps
+        self._writer = None
+        self._gif_frames: list = []
+        self.path: Path | None = None
+
+    def add(self, frame_bgr: np.ndarray) -> None:
+        import cv2
+
+        if self.path is None:
+            path = self.path_stem.with_suffix(".mp4")
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+                                     (frame_bgr.shape[1], frame_bgr.shape[0]))
+            if writer.isOpened():
+                self._writer, self.path = writer, path
+            else:
+                self.path = self.path_stem.with_suffix(".gif")
+        if self._writer is not None:
+            self._writer.write(frame_bgr)
+        else:
+            from PIL import Image
+
+            half = cv2.resize(frame_bgr, (frame_bgr.shape[1] // 2, frame_bgr.shape[0] // 2))
+            self._gif_frames.append(Image.fromarray(cv2.cvtColor(half, cv2.COLOR_BGR2RGB)))
+
+    def close(self) -> Path | None:
+        if self._writer is not None:
+            self._writer.release()
+        elif self._gif_frames:
+            self._gif_frames[0].save(self.path, save_all=True, append_images=self._gif_frames[1:],
+                                     duration=int(1000 / self.fps), loop=0)
+        return self.path
+
+
+def render_video(source: Source, records: list[FrameRecord], out_stem: Path, optical_frame: bool,
+                 progress: bool = True) -> Path | None:
+    """Pass 2: each lifted frame's image (or a blank canvas of its size) with the 2D skeletons,
+    beside the 3D skeletons (fixed axes over the whole video)."""
+    import cv2
+    from tqdm import tqdm
+
+    from cfi_pose_ros.render import SceneRenderer, draw_people_2d
+
+    if not records:
+        return None
+    renderer = SceneRenderer([r.markers for r in records], (PANEL_3D_WIDTH, PANEL_HEIGHT),
+                             optical_frame=optical_frame)
+    video = VideoOut(out_stem, min(max(source.fps, 1.0), 60.0))
+    by_stamp = {r.stamp_ns: r for r in records}
+    latest_image = None
+    done = 0
+    bar = tqdm(total=len(records), unit="frame", desc="rendering", disable=not progress, file=sys.stderr)
+    for item in source.items(True):
+        if item.image is not None:
+            latest_image = (_stamp_ns(item.header), item.image)
+            stamp = latest_image[0] if source.detect else None
+        else:
+            stamp = _stamp_ns(item.keypoints.header) if item.keypoints is not None else None
+        record = by_stamp.pop(stamp, None) if stamp is not None else None
+        if record is None:
+            continue
+        if latest_image is not None and latest_image[0] <= record.stamp_ns:
+            canvas = latest_image[1]
+        else:
+            w, h = record.image_size if min(record.image_size) > 0 else (PANEL_3D_WIDTH, PANEL_HEIGHT)
+            canvas = np.full((h, w, 3), 48, np.uint8)
+        left = _panel(draw_people_2d(canvas, record.people_2d), PANEL_HEIGHT)
+        right = cv2.cvtColor(renderer.render(record.markers, f"3D  {done + 1}/{len(records)}"), cv2.COLOR_RGB2BGR)
+        video.add(np.hstack([left, right]))
+        done += 1
+        bar.update(1)
+    bar.close()
+    return video.close()
+
+
+def run_offline(source: Source, out: Path, lift_values: dict, detect_values: dict | None = None,
+                target_frame: str = "", target_from_camera=None, video: bool = True, progress: bool = True,
+                log=None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    result = lift_source(source, out / "lifted.mcap", lift_values, detect_values, target_frame,
+                         target_from_camera, progress, log)
+    started = time.perf_counter()
+    video_path = (render_video(source, result.records, out / "lifted", optical_frame=not target_frame,
+                               progress=progress) if video else None)
+    summary = {
+        "input": source.description, "frames": result.frames, "people": result.people,
+        "people_per_frame": result.people / result.frames if result.frames else 0.0,
+        "lift_seconds": result.lift_s,
+        "lift_poses_per_second": result.people / result.lift_s if result.lift_s > 0 else 0.0,
+        "lift_frames_per_second": result.frames / result.lift_s if result.lift_s > 0 else 0.0,
+        "detect_ms_per_frame": 1e3 * result.detect_s / result.frames if source.detect and result.frames else None,
+        "pass_seconds": result.pass_s,
+        "pass_frames_per_second": result.frames / result.pass_s if result.pass_s > 0 else 0.0,
+        "render_seconds": time.perf_counter() - started if video else 0.0,
+        "dropped": dict(result.dropped), "output_frame": target_frame or "the input's camera frame",
+        "bag": str(out / "lifted.mcap"), "bag_messages": result.messages_written,
+        "video": str(video_path) if video_path else None,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{summary['frames']} frames, {summary['people']} people "
+             f"({summary['people_per_frame']:.2f} per frame) from {summary['input']}",
+             f"lifting: {summary['lift_seconds']:.2f} s, {summary['lift_poses_per_second']:.0f} poses/s, "
+             f"{summary['lift_frames_per_second']:.0f} frames/s"]
+    if summary["detect_ms_per_frame"] is not None:
+        lines.append(f"2D detection: {summary['detect_ms_per_frame']:.1f} ms per frame")
+    lines.append(f"whole pass (read, detect, lift, write): {summary['pass_seconds']:.2f} s, "
+                 f"{summary['pass_frames_per_second']:.0f} frames/s")
+    if summary["dropped"]:
+        lines.append("dropped: " + ", ".join(f"{k} x{v}" for k, v in sorted(summary["dropped"].items())))
+    lines.append(f"wrote {summary['bag']} ({summary['bag_messages']} messages)"
+                 + (f", {summary['video']} (rendered in {summary['render_seconds']:.1f} s)" if summary["video"] else ""))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS
+    from cfi_pose_ros.node.lifting import static_target_transform
+    from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", type=Path, help="an .mcap bag, an .npz clip, a video, or photos / a folder")
+    parser.add_argument("--out", type=Path, default=Path("outputs/offline"))
+    parser.add_argument("--no-video", action="store_true", help="only the MCAP and the summary")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    lift = parser.add_argument_group("lifting (the lift node's parameters; defaults as config/lift.yaml)")
+    lift.add_argument("--params-file", help="a lift node parameters file (cfi_pose_lifter or /** section)")
+    lift.add_argument("--weights", default=None)
+    lift.add_argument("--backend", default=None)
+    lift.add_argument("--threads", type=int, default=None)
+    lift.add_argument("--target-frame", default="", help="express the output in this frame")
+    lift.add_argument("--target-from-camera", nargs=7, type=float, metavar=("X", "Y", "Z", "QX", "QY", "QZ", "QW"),
+                      help="the camera -> target_frame transform (needed with --target-frame)")
+    camera = parser.add_argument_group("videos and photos")
+    camera.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"))
+    camera.add_argument("--hfov", type=float, default=None, help="horizontal field of view (degrees) instead")
+    camera.add_argument("--detect-params-file", help="a detector node parameters file (cfi_pose_detector section)")
+    camera.add_argument("--person-detector-model")
+    camera.add_argument("--keypoint-model")
+    camera.add_argument("--keypoint-model-type", choices=("movenet", "rtmpose"))
+    camera.add_argument("--yolo-pose-model")
+    bags = parser.add_argument_group("bags")
+    bags.add_argument("--keypoints-topic")
+    bags.add_argument("--image-topic")
+    bags.add_argument("--camera-info-topic")
+    args = parser.parse_args(argv)
+
+    if args.target_frame and args.target_from_camera is None:
+        parser.error("--target-frame needs --target-from-camera (offline there is no tf2 buffer)")
+    target = static_target_transform(args.target_from_camera) if args.target_from_camera else None
+    lift_values = parameter_values(LIFT_NODE_PARAMETERS, args.params_file, "cfi_pose_lifter",
+                                   {"weights": args.weights, "backend": args.backend, "threads": args.threads})
+    detect_values = parameter_values(DETECT_NODE_PARAMETERS, args.detect_params_file, "cfi_pose_detector", {
+        "person_detector_model": args.person_detector_model, "keypoint_model": args.keypoint_model,
+        "keypoint_model_type": args.keypoint_model_type, "yolo_pose_model": args.yolo_pose_model,
+        "detector": "yolo_pose" if args.yolo_pose_model else None})
+    source = open_source(args.inputs, args)
+    print(f"input: {source.description}", file=sys.stderr)
+    summary = run_offline(source, args.out, lift_values, detect_values, args.target_frame, target,
+                          video=not args.no_video, progress=not args.quiet,
+                          log=lambda text: print(text, file=sys.stderr))
+    print(format_summary(summary))
+    return 0 if summary["frames"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
