@@ -1,0 +1,183 @@
+"""MCAP bags: written with rclpy's CDR and full ros2msg schemas, read back with the ``mcap``
+reader and decoded by ``mcap-ros2-support`` into the same messages; replayed over DDS at the
+recorded rate (and faster)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from cfi_pose_ros.bag import playback_offsets
+from conftest import ros_available
+
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))]
+
+if ros_available() is None:
+    from cfi_pose_ros.bag import BagMessage, BagWriter, bag_summary, message_definition, read_bag, type_name
+    from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
+
+
+def test_playback_offsets_follow_the_recording_scaled_by_the_rate():
+    times = [5_000_000_000, 5_100_000_000, 5_100_000_000, 5_400_000_000]
+    assert playback_offsets(times) == pytest.approx([0.0, 0.1, 0.1, 0.4])
+    assert playback_offsets(times, rate=2.0) == pytest.approx([0.0, 0.05, 0.05, 0.2])
+    assert playback_offsets([]) == []
+    with pytest.raises(ValueError):
+        playback_offsets(times, rate=0.0)
+
+
+def _float32_fields(msg) -> set[str]:
+    return {name for name, kind in msg.get_fields_and_field_types().items()
+            if kind in ("float", "sequence<float>") or kind.startswith("float[")}
+
+
+def assert_same_message(decoded, msg, where="msg"):
+    """``decoded`` (mcap-ros2-support's dynamic type) holds every field of the rclpy ``msg``
+    (float32 fields compared at float32, as CDR carries them)."""
+    assert type(decoded).__name__ == type(msg).__name__, where
+    single = _float32_fields(msg)
+    for name in msg.get_fields_and_field_types():
+        a, b = getattr(decoded, name), getattr(msg, name)
+        path = f"{where}.{name}"
+        if hasattr(b, "get_fields_and_field_types"):
+            assert_same_message(a, b, path)
+        elif isinstance(b, (str, bool, int)) and not isinstance(b, float):
+            assert a == b, path
+        elif isinstance(b, float):
+            cast = np.float32 if name in single else np.float64
+            assert cast(a) == cast(b) or (np.isnan(a) and np.isnan(b)), path
+        elif isinstance(a, (bytes, bytearray)) or isinstance(b, (bytes, bytearray)):   # uint8[] / byte[]
+            assert bytes(a) == bytes(b), path
+        else:                                       # sequences and arrays
+            b = list(b)
+            assert len(a) == len(b), path
+            if b and hasattr(b[0], "get_fields_and_field_types"):
+                for k, (x, y) in enumerate(zip(a, b)):
+                    assert_same_message(x, y, f"{path}[{k}]")
+            else:
+                cast = np.float32 if name in single else None
+                assert np.array_equal(np.asarray(a, dtype=cast), np.asarray(b, dtype=cast), equal_nan=cast is not None), path
+
+
+def _sample_messages():
+    from cfi_pose_ros.frames import RigidTransform
+    from cfi_pose_ros.markers import skeleton_markers
+    from cfi_pose_ros.node.conversions import markers_to_msg, poses_to_msg
+    from cfi_pose_ros.pipeline import ROOT_FROM_INTRINSICS, LiftedPerson
+    from std_msgs.msg import Header
+
+    clip = Clip.load()
+    keypoints = keypoints_msg(clip.pixels[3], clip.scores[3], clip.ids, clip.image_size, clip.layout, "cam", 3_000_000_123)
+    keypoints.people[0].keypoints[5].x = float("nan")          # a missing joint survives as NaN
+    info = camera_info_msg(clip.camera_matrix, clip.image_size, "cam")
+    truth = clip.truth_camera_m[3, 0]
+    person = LiftedPerson("walker", 0.8, truth, np.linspace(0.1, 0.9, 17), ROOT_FROM_INTRINSICS, truth[0],
+                          RigidTransform.identity().rotation_xyzw, 0)
+    header = Header(frame_id="cam")
+    header.stamp.sec, header.stamp.nanosec = 3, 123
+    poses = poses_to_msg(header, [person])
+    markers = markers_to_msg(header, skeleton_markers(0, "walker", truth))
+    return {"/human_keypoints_2d": keypoints, "/camera_info": info, "/human_pose_3d": poses,
+            "/human_pose_3d/markers": markers}
+
+
+def test_written_bag_reads_back_and_decodes_with_mcap_ros2_support(tmp_path):
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+    from rclpy.serialization import serialize_message
+
+    messages = _sample_messages()
+    path = tmp_path / "sample.mcap"
+    with BagWriter(path) as writer:
+        for k, (topic, msg) in enumerate(messages.items()):
+            writer.write(topic, msg, log_time_ns=1_000 + k)
+            writer.write(topic, msg, log_time_ns=2_000 + k)
+
+    with open(path, "rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        assert reader.get_header().profile == "ros2"
+        seen = []
+        for schema, channel, message, decoded in reader.iter_decoded_messages(log_time_order=True):
+            original = messages[channel.topic]
+            assert channel.message_encoding == "cdr" and schema.encoding == "ros2msg"
+            assert schema.name == type_name(original)               # e.g. cfi_pose_ros/msg/HumanPose3DArray
+            assert schema.data.decode() == message_definition(schema.name)
+            # rclpy's CDR (its alignment padding is not zeroed, so compare sizes, and values below)
+            assert len(message.data) == len(serialize_message(original))
+            assert_same_message(decoded, original, channel.topic)
+            seen.append((channel.topic, message.log_time, message.sequence))
+    assert [s[0] for s in seen] == list(messages) * 2
+    assert [s[1] for s in seen] == [1_000, 1_001, 1_002, 1_003, 2_000, 2_001, 2_002, 2_003]
+    assert [s[2] for s in seen] == [0, 0, 0, 0, 1, 1, 1, 1]          # per-channel sequence numbers
+
+    # and our own reader gives back the same rclpy messages
+    for message in read_bag(path):
+        assert_same_message(message.decode(), messages[message.topic], message.topic)
+    topics, (start, end) = bag_summary(path)
+    assert {t: (s.type_name, s.count) for t, s in topics.items()} == {
+        t: (type_name(m), 2) for t, m in messages.items()}
+    assert (start, end) == (1_000, 2_003)
+
+
+def test_full_definition_holds_every_nested_type_once():
+    text = message_definition("cfi_pose_ros/msg/HumanPose3DArray")
+    blocks = text.split("=" * 80 + "\n")
+    assert blocks[0].startswith("# Every person's 3D skeleton")
+    names = [block.splitlines()[0] for block in blocks[1:]]
+    assert sorted(names) == sorted({"MSG: std_msgs/msg/Header", "MSG: builtin_interfaces/msg/Time",
+                                    "MSG: cfi_pose_ros/msg/HumanPose3D", "MSG: geometry_msgs/msg/Point",
+                                    "MSG: geometry_msgs/msg/Pose", "MSG: geometry_msgs/msg/Quaternion"})
+
+
+def test_bag_player_keeps_the_recorded_timing(ros_env):
+    """Played over DDS into a subscriber: every message arrives, spaced as recorded, and twice
+    as fast at rate 2."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import serialize_message
+
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+    from cfi_pose_ros.node.play_bag import BagPlayer
+
+    clip = Clip.load()
+    topic = f"/bag_timing_{int(time.time() * 1000) % 100000}/keypoints"
+    period_ns, count = 40_000_000, 12
+    messages = [BagMessage(topic, "cfi_pose_ros/msg/HumanKeypoints2DArray", serialize_message(
+        keypoints_msg(clip.pixels[k], clip.scores[k], clip.ids, clip.image_size, clip.layout, "cam", 10**9 + k)),
+        10**9 + k * period_ns, 10**9 + k * period_ns) for k in range(count)]
+    if not rclpy.ok():
+        rclpy.init()
+    player_node = rclpy.create_node("test_bag_player")
+    listener = rclpy.create_node("test_bag_listener")
+    received: list[tuple[int, float]] = []
+    listener.create_subscription(HumanKeypoints2DArray, topic,
+                                 lambda m: received.append((m.header.stamp.nanosec, time.perf_counter())),
+                                 QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    executor = SingleThreadedExecutor()
+    executor.add_node(player_node)
+    executor.add_node(listener)
+    try:
+        player = BagPlayer(player_node, messages)
+        assert player.wait_for_subscribers(executor, 10.0)
+        for rate in (1.0, 2.0):
+            received.clear()
+            report = player.play(executor, rate=rate)
+            end = time.monotonic() + 2.0
+            while len(received) < count and time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.02)
+            expected = (count - 1) * period_ns * 1e-9 / rate
+            assert [r[0] for r in received] == list(range(count))      # all of them, in order
+            sent = np.diff(report.publish_times)
+            assert report.published == count
+            assert min(report.lateness_s) >= 0.0                    # never early
+            assert np.median(report.lateness_s) < 0.010, report.lateness_s
+            assert report.duration_s == pytest.approx(expected, abs=0.03)
+            assert np.median(sent) == pytest.approx(period_ns * 1e-9 / rate, abs=0.005)
+            arrivals = np.diff([r[1] for r in received])
+            assert np.median(arrivals) == pytest.approx(period_ns * 1e-9 / rate, abs=0.008)
+    finally:
+        executor.shutdown()
+        player_node.destroy_node()
+        listener.destroy_node()

@@ -1,0 +1,165 @@
+"""Output frames: rigid transforms of a known pose (keypoints, body pose, markers), the TF frames
+of each person (plain data and TransformStamped), and the tf2 glue where tf2_ros exists."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cfi_pose_ros.body_pose import body_poses, quaternion_to_rotation_matrix
+from cfi_pose_ros.frames import RigidTransform, camera_up, frame_name, person_frames, transform_people
+from cfi_pose_ros.markers import skeleton_markers
+from cfi_pose_ros.pipeline import ROOT_FROM_INTRINSICS, ROOT_RELATIVE, LiftedPerson
+from cfi_pose_ros.skeleton import H36M_17
+from conftest import ros_available
+
+# A camera 1.2 m above base_link looking along base_link's +x: optical z (forward) = base x,
+# optical x (right) = base -y, optical y (down) = base -z. Quaternion of that rotation matrix:
+BASE_FROM_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+BASE_FROM_OPTICAL_Q = [-0.5, 0.5, -0.5, 0.5]
+CAMERA_HEIGHT = 1.2
+
+
+def standing_person(track_id="7", root_source=ROOT_FROM_INTRINSICS) -> LiftedPerson:
+    """A person 4 m in front of the camera, 0.5 m to its right, facing it (optical frame, y down)."""
+    rng = np.random.default_rng(3)
+    kp = np.zeros((17, 3))
+    kp[:, 1] = np.linspace(0.0, -0.9, 17)           # spread upwards
+    kp[:, 0] = rng.normal(0.0, 0.1, 17)
+    kp[H36M_17.index("right_hip")] = [-0.12, 0.0, 0.0]   # the person's right = the camera's left
+    kp[H36M_17.index("left_hip")] = [0.12, 0.0, 0.0]
+    kp[H36M_17.index("thorax")] = [0.0, -0.5, 0.02]
+    kp[0] = 0.0
+    kp += [0.5, 0.3, 4.0]
+    position, orientation, ok = body_poses(kp)
+    assert ok
+    return LiftedPerson(track_id=track_id, score=0.9, keypoints=kp, keypoint_scores=np.ones(17),
+                        root_source=root_source, position=position, orientation_xyzw=orientation, source_index=0)
+
+
+def test_static_transform_parameter_is_parsed_and_checked():
+    transform = RigidTransform.from_xyz_quaternion([0.0, 0.0, CAMERA_HEIGHT, *BASE_FROM_OPTICAL_Q])
+    assert np.allclose(transform.matrix, BASE_FROM_OPTICAL)
+    assert np.allclose(transform.apply([0.0, 0.0, 2.0]), [2.0, 0.0, CAMERA_HEIGHT])   # 2 m ahead of the camera
+    for bad in ([0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 2.0], [0, 0, np.nan, 0, 0, 0, 1], [1, 2, 3]):
+        with pytest.raises(ValueError):
+            RigidTransform.from_xyz_quaternion(bad)
+
+
+def test_a_known_pose_in_the_target_frame():
+    person = standing_person()
+    transform = RigidTransform.from_xyz_quaternion([0.0, 0.0, CAMERA_HEIGHT, *BASE_FROM_OPTICAL_Q])
+    [moved] = transform_people([person], transform)
+    expected = person.keypoints @ BASE_FROM_OPTICAL.T + [0.0, 0.0, CAMERA_HEIGHT]
+    assert np.allclose(moved.keypoints, expected)
+    # the pelvis, 4 m ahead and 0.5 m right of the camera, 0.3 m below it
+    assert np.allclose(moved.position, [4.0, -0.5, CAMERA_HEIGHT - 0.3])
+    # the body pose in the target frame is the one computed from the moved joints
+    position, orientation, _ = body_poses(moved.keypoints)
+    assert np.allclose(moved.position, position)
+    assert np.allclose(quaternion_to_rotation_matrix(moved.orientation_xyzw),
+                       quaternion_to_rotation_matrix(orientation), atol=1e-9)
+    # facing the camera: the body's forward axis points back along base_link's -x, up is +z
+    rotation = quaternion_to_rotation_matrix(moved.orientation_xyzw)
+    assert rotation[:, 0] @ [-1.0, 0.0, 0.0] > 0.95 and rotation[:, 2] @ [0.0, 0.0, 1.0] > 0.95
+    assert transform_people([person], None) == [person]
+
+
+def test_markers_in_the_target_frame_are_the_camera_markers_moved():
+    person = standing_person()
+    transform = RigidTransform.from_xyz_quaternion([0.3, -0.2, CAMERA_HEIGHT, *BASE_FROM_OPTICAL_Q])
+    [moved] = transform_people([person], transform)
+    in_camera = skeleton_markers(0, person.track_id, person.keypoints, up=camera_up(None))
+    in_target = skeleton_markers(0, moved.track_id, moved.keypoints, up=camera_up(transform))
+    assert [m.type for m in in_target] == ["sphere_list", "line_list", "text"]
+    for camera_marker, target_marker in zip(in_camera, in_target):
+        assert np.allclose(transform.apply(camera_marker.points), target_marker.points)
+    assert np.allclose(camera_up(transform), [0.0, 0.0, 1.0])    # the label floats up in base_link
+
+
+def test_body_and_joint_frames_of_a_known_pose():
+    person = standing_person("a/b 1")
+    frames = person_frames([person], "base_link", prefix="body_", joints=True)
+    body, joints = frames[0], frames[1:]
+    assert (body.parent, body.child) == ("base_link", "body_a_b_1")
+    assert np.allclose(body.translation, person.position) and np.allclose(body.rotation_xyzw, person.orientation_xyzw)
+    assert [j.child for j in joints] == [frame_name("body_", "a/b 1", name) for name in H36M_17.joint_names]
+    rotation = quaternion_to_rotation_matrix(body.rotation_xyzw)
+    for joint, point in zip(joints, person.keypoints):
+        assert joint.parent == "body_a_b_1" and np.allclose(joint.rotation_xyzw, [0, 0, 0, 1])
+        # chaining parent -> body -> joint gives the joint where the pose message has it
+        assert np.allclose(rotation @ joint.translation + body.translation, point)
+    assert len(person_frames([person], "cam")) == 1                       # joints off by default
+
+
+def test_no_frames_without_an_id_or_an_absolute_position():
+    assert person_frames([standing_person("")], "cam") == []
+    assert person_frames([standing_person("3", ROOT_RELATIVE)], "cam") == []
+    missing = standing_person("4")
+    missing.keypoints[13] = np.nan
+    assert len(person_frames([missing], "cam", joints=True)) == 1 + 16    # the NaN wrist has no frame
+
+
+@pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))
+def test_transform_stamped_from_a_known_pose():
+    from builtin_interfaces.msg import Time
+
+    from cfi_pose_ros.node.transforms import rigid_transform_from_msg, transform_stamped
+
+    person = standing_person()
+    frames = person_frames([person], "camera_optical_frame", joints=True)
+    msgs = [transform_stamped(Time(sec=12, nanosec=5), frame) for frame in frames]
+    body = msgs[0]
+    assert (body.header.frame_id, body.child_frame_id) == ("camera_optical_frame", "body_7")
+    assert (body.header.stamp.sec, body.header.stamp.nanosec) == (12, 5)
+    t, q = body.transform.translation, body.transform.rotation
+    assert np.allclose([t.x, t.y, t.z], person.position)
+    assert np.allclose([q.x, q.y, q.z, q.w], person.orientation_xyzw)
+    assert msgs[1 + 11].child_frame_id == "body_7_left_shoulder" and msgs[1 + 11].header.frame_id == "body_7"
+    round_trip = rigid_transform_from_msg(body.transform)
+    assert np.allclose(round_trip.apply(np.zeros(3)), person.position)
+
+
+def test_tf2_glue_broadcasts_and_looks_up():
+    """The tf2_ros glue against the real tf2_ros: a broadcast transform is found by the lookup."""
+    if ros_available() is not None:
+        pytest.skip(str(ros_available()))
+    from cfi_pose_ros.node.transforms import load_tf2
+
+    tf2_ros, reason = load_tf2()
+    if tf2_ros is None:
+        pytest.skip(reason)
+    import time
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from cfi_pose_ros.frames import FrameTransform
+    from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup
+
+    if not rclpy.ok():
+        rclpy.init()
+    node = rclpy.create_node("test_tf2_glue")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    lookup = TransformLookup(tf2_ros, "test_tf2_glue")
+    try:
+        broadcast = TransformBroadcast(tf2_ros, node)
+        frame = FrameTransform("base_link", "camera_optical_frame", np.array([0.0, 0.0, CAMERA_HEIGHT]),
+                               np.array(BASE_FROM_OPTICAL_Q))
+        stamp = node.get_clock().now().to_msg()
+        found, deadline = None, time.monotonic() + 10.0
+        while found is None and time.monotonic() < deadline:
+            broadcast.send(stamp, [frame])
+            executor.spin_once(timeout_sec=0.05)
+            try:
+                found = lookup.lookup("base_link", "camera_optical_frame", stamp, 0.1)
+            except LookupError:
+                pass
+        assert found is not None
+        assert np.allclose(found.matrix, BASE_FROM_OPTICAL) and np.allclose(found.translation, [0, 0, CAMERA_HEIGHT])
+        with pytest.raises(LookupError):
+            lookup.lookup("map", "camera_optical_frame", stamp, 0.05)
+    finally:
+        lookup.close()
+        executor.shutdown()
+        node.destroy_node()
