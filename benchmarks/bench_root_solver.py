@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""The root solve: its cost per person and how far one bad joint moves the root, robust vs least squares.
+
+    python benchmarks/bench_root_solver.py            # ~1 min on 2 cores
+    python benchmarks/bench_root_solver.py --quick    # fewer repeats and people
+
+The people of the demo clip (two people 5.3 m away, 1000 px image, 150 frames)
+lifted by the shipped weights (torch backend), so the solve sees real lifter
+error. For both solvers of :func:`cfi_pose_ros.root_solver.solve_root_translation`
+(``robust=True``, the default; ``robust=False``, score-weighted least squares,
+the baseline):
+
+* cost: one call for N people (N = 1, 2, 5, 16, 64), the minimum over
+  repeats of the mean of many calls (the machine is shared: the minimum is the
+  least disturbed), as microseconds per call and per person, and the ratio to
+  least squares in the same run;
+* robustness: every joint of every person moved by 30, 100, 300 and 1000 px in
+  8 directions, the largest relative change of the root depth against the same
+  solver's clean answer (a failed solve counts as 100 %);
+* accuracy: the clean root depth's mean and largest relative error against the truth.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import timeit
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from cfi_pose_ros.camera import normalize_screen  # noqa: E402
+from cfi_pose_ros.inference import create_lifter  # noqa: E402
+from cfi_pose_ros.root_solver import solve_root_translation  # noqa: E402
+from cfi_pose_ros.weights import DEFAULT_WEIGHTS  # noqa: E402
+
+CLIP = DEFAULT_WEIGHTS.parents[1] / "data" / "demo_clip_h36m_s9.npz"
+SOLVERS = {"least squares": {"robust": False}, "robust": {"robust": True}}
+DIRECTIONS = np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (0.6, 0.8), (-0.6, 0.8), (0.6, -0.8), (-0.6, -0.8)])
+
+
+def lifted_people(every: int):
+    with np.load(CLIP) as data:
+        pixels = data["pixels"][::every].reshape(-1, 17, 2).astype(np.float64)
+        scores = data["scores"][::every].reshape(-1, 17).astype(np.float64)
+        truth = data["truth_camera_m"][::every].reshape(-1, 17, 3)
+        width, height = data["image_size"]
+        camera = data["camera_matrix"]
+    lifter = create_lifter(DEFAULT_WEIGHTS, backend="torch", log=lambda *_: None)
+    rel = lifter.lift(normalize_screen(pixels, width, height).astype(np.float32)).astype(np.float64)
+    return rel - rel[:, :1], pixels, scores, truth, camera
+
+
+def cost_us(rel, pixels, scores, camera, count: int, options: dict, repeats: int) -> float:
+    """Microseconds per call for ``count`` people (min over repeats of the mean of a batch of calls)."""
+    index = np.arange(count) % len(rel)
+    args = (rel[index], pixels[index], scores[index], camera)
+    number = max(20, 2000 // count)
+    times = timeit.repeat(lambda: solve_root_translation(*args, **options), number=number, repeat=repeats)
+    return min(times) / number * 1e6
+
+
+def worst_depth_change(rel, pixels, scores, camera, shift: float, options: dict) -> float:
+    clean, _ = solve_root_translation(rel, pixels, scores, camera, **options)
+    worst = 0.0
+    for joint in range(17):
+        for direction in DIRECTIONS:
+            moved = pixels.copy()
+            moved[:, joint] += shift * direction
+            est, ok = solve_root_translation(rel, moved, scores, camera, **options)
+            change = np.where(ok, np.abs(est[:, 2] - clean[:, 2]) / clean[:, 2], 1.0)
+            worst = max(worst, float(change.max()))
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and people")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 7
+    rel, pixels, scores, truth, camera = lifted_people(every=5 if args.quick else 1)
+    print(f"{len(rel)} people of the demo clip, lifted by the shipped weights\n")
+
+    print("| people per call | least squares (us/call) | robust (us/call) | robust per person (us) | robust / least squares |")
+    print("|---:|---:|---:|---:|---:|")
+    for count in (1, 2, 5, 16, 64):
+        # interleaved, so load from other processes hits both alike
+        plain = robust = float("inf")
+        for _ in range(2):
+            plain = min(plain, cost_us(rel, pixels, scores, camera, count, SOLVERS["least squares"], repeats))
+            robust = min(robust, cost_us(rel, pixels, scores, camera, count, SOLVERS["robust"], repeats))
+        print(f"| {count} | {plain:.0f} | {robust:.0f} | {robust / count:.0f} | {robust / plain:.2f}x |")
+
+    shifts = (30.0, 100.0, 300.0, 1000.0)
+    print("\n| solver | clean depth error mean / max | " + " | ".join(f"one joint +{s:g} px" for s in shifts) + " |")
+    print("|---|---|" + "---:|" * len(shifts))
+    for name, options in SOLVERS.items():
+        clean, _ = solve_root_translation(rel, pixels, scores, camera, **options)
+        error = np.abs(clean[:, 2] - truth[:, 0, 2]) / truth[:, 0, 2]
+        changes = [worst_depth_change(rel, pixels, scores, camera, s, options) for s in shifts]
+        print(f"| {name} | {error.mean():.2%} / {error.max():.2%} | "
+              + " | ".join(f"{c:.1%}" for c in changes) + " |")
+    print("\n(one joint moved: the largest relative change of the root depth over every joint, 8 directions "
+          "and every person; a failed solve counts as 100 %)")
+
+
+if __name__ == "__main__":
+    main()
