@@ -8,7 +8,10 @@ receives ``/human_pose_3d`` and the RViz markers, and writes into ``--out``:
 * ``skeletons.gif``: the received markers rendered headless the way RViz shows them,
 * ``skeletons.png``: one frame of it,
 * ``report.md`` / ``report.json``: people, frames, latency p50/p99, and the error
-  of the published absolute skeletons against the clip's 3D truth.
+  of the published absolute skeletons against the clip's 3D truth,
+* ``demo.mcap``: the run as a rosbag2-compatible MCAP bag: the 2D input and CameraInfo as
+  sent, ``/human_pose_3d`` and the markers as received (open it in Foxglove, or
+  ``ros2 bag info`` / ``ros2 bag play`` it where rosbag2 is installed).
 
     python -m cfi_pose_ros.demo --out outputs/demo
 """
@@ -75,6 +78,7 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
         rclpy.try_shutdown()
         node_rc = stop(node)
 
+    bag_messages = client.write_bag(out / "demo.mcap")
     received = client.received
     latencies = received.latencies_ms()
     stamps = sorted(s for s in received.markers if s in received.clip_frame)
@@ -89,7 +93,7 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
         "people_per_frame": float(np.mean([len(m.humans) for m in received.poses.values()])) if received.poses else 0,
         "latency_p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
         "latency_p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,
-        "node_exit_code": node_rc, **pose_errors_mm(received, clip),
+        "node_exit_code": node_rc, **pose_errors_mm(received, clip), "bag_messages": bag_messages,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# cfi_pose_ros demo", "",
@@ -116,7 +120,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
     report = run_demo(Path(args.out), args.backend, args.weights, args.frames, args.rate)
     print(json.dumps(report, indent=2))
-    print(f"wrote {args.out}/skeletons.gif, skeletons.png, report.md")
+    print(f"wrote {args.out}/skeletons.gif, skeletons.png, report.md, demo.mcap")
     ok = report["frames_received"] > 0 and report["node_exit_code"] == 0
     return 0 if ok else 1
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up (idempotent) and run the main job: the lifting node on the bundled 2D clip at 30 Hz.
-# Writes outputs/demo/{skeletons.gif,skeletons.png,report.md}. Extra args go to the demo.
+# Writes outputs/demo/{skeletons.gif,skeletons.png,report.md,demo.mcap}. Extra args go to the demo.
 set -euo pipefail
 # shellcheck disable=SC1091
 source "$(dirname "${BASH_SOURCE[0]}")/prepare.sh"

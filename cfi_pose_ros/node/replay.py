@@ -74,6 +74,10 @@ class Received:
     receive_time: dict[int, float] = field(default_factory=dict)         # stamp ns -> perf_counter
     send_time: dict[int, float] = field(default_factory=dict)
     clip_frame: dict[int, int] = field(default_factory=dict)             # stamp ns -> clip frame index
+    # What went out, and when the markers came back (keep_messages): a bag of the run (write_bag).
+    inputs: dict[int, HumanKeypoints2DArray] = field(default_factory=dict)
+    camera_infos: list[tuple[float, CameraInfo]] = field(default_factory=list)    # (perf_counter, message)
+    markers_time: dict[int, float] = field(default_factory=dict)
     sender_stalls: int = 0     # frames this client published more than one period late (see replay)
 
     def latencies_ms(self) -> np.ndarray:
@@ -90,6 +94,8 @@ class ReplayClient(Node):
                  keep_messages=True):
         super().__init__(name)
         self.frame_id = frame_id
+        self.topics = {"input": input_topic, "camera_info": camera_info_topic, "output": output_topic,
+                       "markers": markers_topic}
         # A benchmark keeps only stamps and times: thousands of stored messages are millions of
         # Python objects, and the garbage collector's passes over them stall this process for
         # tens of milliseconds (seen as bursts of late frames that the depth-1 input then drops).
@@ -112,12 +118,16 @@ class ReplayClient(Node):
 
     def _on_markers(self, msg: MarkerArray) -> None:
         if msg.markers and self.keep_messages:
-            self.received.markers[stamp_ns(msg.markers[0].header)] = msg
+            stamp = stamp_ns(msg.markers[0].header)
+            self.received.markers[stamp] = msg
+            self.received.markers_time[stamp] = time.perf_counter()
 
     def publish(self, msg: HumanKeypoints2DArray) -> int:
         stamp = stamp_ns(msg.header)
         self.received.send_time[stamp] = time.perf_counter()
         self.keypoints_pub.publish(msg)
+        if self.keep_messages:
+            self.received.inputs[stamp] = msg
         return stamp
 
     def wait_for_lifter(self, executor, clip: Clip, timeout: float = 60.0, alive=lambda: True) -> bool:
@@ -161,7 +171,10 @@ class ReplayClient(Node):
                                 [f"{clip.ids[j]}{k // clip.pixels.shape[1] or ''}" for k, j in enumerate(index)],
                                 clip.image_size, clip.layout, self.frame_id, stamp_offset_ns + i * int(period * 1e9))
             if i % 30 == 0:
-                self.camera_info_pub.publish(camera_info_msg(clip.camera_matrix, clip.image_size, self.frame_id))
+                info = camera_info_msg(clip.camera_matrix, clip.image_size, self.frame_id)
+                self.camera_info_pub.publish(info)
+                if self.keep_messages:
+                    self.received.camera_infos.append((time.perf_counter(), info))
             self.received.clip_frame[self.publish(msg)] = t
             deadline = start + (i + 1) * period
             while True:
@@ -172,3 +185,21 @@ class ReplayClient(Node):
         end = time.perf_counter() + drain_s
         while time.perf_counter() < end:
             executor.spin_once(timeout_sec=0.01)
+
+    def write_bag(self, path) -> int:
+        """An MCAP bag of the last replay (keep_messages): the 2D input and CameraInfo as sent,
+        the poses and markers as received, each on its topic at its send / receive time.
+        Written after the run, so recording costs the timed replay nothing. Returns the count."""
+        from cfi_pose_ros.bag import BagWriter
+
+        epoch_minus_perf = time.time() - time.perf_counter()
+        r = self.received
+        entries = [(t, self.topics["camera_info"], m) for t, m in r.camera_infos]
+        entries += [(r.send_time[s], self.topics["input"], m) for s, m in r.inputs.items()]
+        entries += [(r.receive_time[s], self.topics["output"], m) for s, m in r.poses.items()]
+        entries += [(r.markers_time[s], self.topics["markers"], m) for s, m in r.markers.items()]
+        entries.sort(key=lambda e: e[0])
+        with BagWriter(path) as writer:
+            for t, topic, msg in entries:
+                writer.write(topic, msg, int((t + epoch_minus_perf) * 1e9))
+            return writer.count
