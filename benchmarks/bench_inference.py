@@ -114,7 +114,8 @@ def mlas_gemm_peak(threads: int, size: int = 2048, seconds: float = 2.0) -> floa
 
 def make_lifters(model: CFINet, args, cache_dir: Path, log) -> dict:
     """``{label: lifter}``: torch eager first (the baseline), then every backend available here."""
-    from cfi_pose_ros.export import export_model, load_model
+    from cfi_pose_ros.inference.cache import load_model
+    from cfi_pose_ros.inference.onnx_export import export_model
     from cfi_pose_ros.inference.onnxruntime_backend import OnnxRuntimeLifter
     from cfi_pose_ros.inference.torch_backend import TorchLifter
 

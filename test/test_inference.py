@@ -240,14 +240,18 @@ def test_reference_check_rejects_a_wrong_backend():
 
 
 # ----------------------------------------------------------------- engine cache keys (pure)
-BASE_KEY = dict(weights_sha256="a" * 64, tensorrt_version="10.13.0", gpu_name="NVIDIA Jetson AGX Orin",
-                compute_capability=(8, 7), precision="fp16", input_shape=(4, 17, 2), graph="cfi-fused/1", opset=18)
+BUILDER = {"network": "strongly typed", "network_flags": ["STRONGLY_TYPED"], "onnx_precision": "fp16",
+           "set_flags": [], "clear_flags": ["TF32"], "workspace_bytes": 1 << 30, "profile": "min=opt=max"}
+BASE_KEY = dict(weights_sha256="a" * 64, tensorrt_version="10.13.0", tensorrt_cuda="cu12",
+                gpu_name="NVIDIA Jetson AGX Orin", compute_capability=(8, 7), precision="fp16",
+                input_shape=(4, 17, 2), graph="cfi-fused/1", opset=18, builder=BUILDER)
 
 
 @pytest.mark.parametrize("field, value", [
-    ("weights_sha256", "b" * 64), ("tensorrt_version", "10.14.1"), ("gpu_name", "NVIDIA GeForce RTX 4090"),
-    ("compute_capability", (8, 9)), ("precision", "fp32"), ("input_shape", (8, 17, 2)), ("graph", "cfi-fused/2"),
-    ("opset", 20),
+    ("weights_sha256", "b" * 64), ("tensorrt_version", "10.14.1"), ("tensorrt_cuda", "cu13"),
+    ("gpu_name", "NVIDIA GeForce RTX 4090"), ("compute_capability", (8, 9)), ("precision", "fp32"),
+    ("input_shape", (8, 17, 2)), ("graph", "cfi-fused/2"), ("opset", 20),
+    ("builder", {**BUILDER, "workspace_bytes": 1 << 28}), ("builder", {**BUILDER, "clear_flags": []}),
 ])
 def test_engine_cache_key_changes_with_each_field(field, value):
     assert engine_cache_key(**BASE_KEY) == engine_cache_key(**dict(BASE_KEY))     # deterministic
@@ -379,8 +383,11 @@ def _skip_unless(backend: str) -> None:
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
 def test_cuda_graphs_match_eager_pytorch(small, precision):
     _skip_unless("cuda")
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        pytest.skip("this GPU has no bf16")
+    if precision == "bf16":
+        from cfi_pose_ros.inference.cuda_backend import bf16_unavailable_reason
+
+        if bf16_unavailable_reason(torch.device("cuda", torch.cuda.current_device())):
+            pytest.skip("this GPU has no native bf16")
     model, weights, cache_dir = small
     lifter = create_lifter(weights, backend="cuda", precision=precision, cache_dir=cache_dir, log=lambda *_: None)
     for count in (0, 1, 3, 17, 40):
@@ -419,7 +426,8 @@ def test_tensorrt_engines_match_eager_pytorch_and_are_cached(small, tmp_path, pr
 def test_export_cli_writes_a_checked_onnx_with_only_the_batch_axis_dynamic(small, tmp_path, capsys):
     import onnx
 
-    from cfi_pose_ros.export import INPUT_NAME, OPSET, OUTPUT_NAME, dynamic_axes, main, run_onnx
+    from cfi_pose_ros.export import main
+    from cfi_pose_ros.inference.onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, dynamic_axes, run_onnx
 
     model, weights, _ = small
     out = tmp_path / "small.onnx"

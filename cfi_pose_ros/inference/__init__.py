@@ -16,8 +16,9 @@ torch         fp32                    eager PyTorch on the CPU: the reference
 Modules: :mod:`.base` (the :class:`Lifter` interface, errors, tolerances),
 :mod:`.batching` (padding/chunking, pure), :mod:`.cache` (cache keys, pure),
 :mod:`.fused` (the inference graph), :mod:`.reference` (checks against PyTorch),
-one module per backend, and :mod:`.factory` (:func:`create_lifter`).
-The ONNX export itself is :mod:`cfi_pose_ros.export`.
+:mod:`.onnx_export` (the checked ONNX export), one module per backend, and
+:mod:`.factory` (:func:`create_lifter`). The export's command line is
+:mod:`cfi_pose_ros.export`; it imports this package, never the reverse.
 """
 from .base import (BACKEND_PRECISIONS, BACKENDS, PRECISIONS, TOLERANCES, BackendUnavailable, Lifter,
                    ReferenceMismatch)

@@ -20,8 +20,21 @@ BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
     "onnxruntime": ("fp32",),
     "torch": ("fp32",),
 }
-# Largest allowed difference to the float32 PyTorch reference, metres, per precision.
-TOLERANCES: dict[str, float] = {"fp32": 1e-4, "fp16": 2e-3, "bf16": 1e-2}
+# Largest allowed difference to the float32 PyTorch reference, metres, per precision: what
+# the start-up check (.reference) allows a compiled model before refusing it.
+# * fp32: float rounding of a regrouped graph (~4e-6 m measured); 1e-4 also catches TF32.
+# * fp16 / bf16: set from the measured spread, not from a wish. This model amplifies
+#   small relative perturbations of its activations like input noise: a relative
+#   perturbation of 2^-12 of the 2D input alone (~0.1 px) moves joints by up to 4 mm,
+#   and reduced-precision storage rounds every weight matmul's input by about that
+#   (fp16) or 8x that (bf16). Measured on the shipped weights (cfi_h36m, D=128) with
+#   the reduced-precision graph run on the CPU (fp32 accumulation, like tensor cores):
+#   fp16 worst joint 1.4 mm on the check's 16 people, 5.4 mm worst of 2000 realistic
+#   people (p99 2.8 mm); bf16 12 mm and 37 mm (p99 22 mm). The tolerances leave
+#   headroom over the check's own spread (7x fp16, 4x bf16) for GPU kernels that round
+#   in another order, and stay far below what a broken engine produces (decimetres).
+#   test_gpu_backends.py re-measures this on whatever weights ship.
+TOLERANCES: dict[str, float] = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
 
 LogFn = Callable[[str], Any]
 
@@ -135,13 +148,3 @@ class Lifter(abc.ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} backend={self.backend} precision={self.precision} " \
                f"batch_sizes={self.batch_sizes}>"
-
-
-def exporter_unavailable_reason() -> str | None:
-    """Why the ONNX export the non-torch backends build on cannot run here, or ``None``."""
-    for module in ("onnx", "onnxscript"):
-        try:
-            __import__(module)
-        except Exception as exc:  # noqa: BLE001 - any import failure makes export unavailable
-            return f"Python module '{module}' (needed to export the model) not importable ({exc})"
-    return None

@@ -4,14 +4,20 @@ A cached artefact is only reused when *everything* it depends on is the same.
 The key fields go into a SHA-256 (part of the file name) and into a JSON
 sidecar next to the file; a loader compares the sidecar with the fields it
 expects and rebuilds on any difference, a missing/corrupt sidecar, or a file
-whose SHA-256 is not the one recorded. The key functions are pure.
+whose SHA-256 is not the one recorded. A build or check that failed is
+recorded beside where its artefact would be (``<file>.failed.json``: the key and
+the reason), so that a key that cannot work is not rebuilt on every start; any
+change to the key tries again. The key functions are pure;
+:func:`load_model` gives a model together with the SHA-256 that keys its artefacts.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -27,25 +33,30 @@ def default_cache_dir() -> Path:
     return Path(base) / "cfi_pose_ros"
 
 
-def engine_key_fields(*, weights_sha256: str, tensorrt_version: str, gpu_name: str,
+def engine_key_fields(*, weights_sha256: str, tensorrt_version: str, tensorrt_cuda: str, gpu_name: str,
                       compute_capability: tuple[int, int], precision: str, input_shape: tuple[int, ...],
-                      graph: str, opset: int) -> dict:
+                      graph: str, opset: int, builder: dict) -> dict:
     """Everything a TensorRT engine depends on, as a JSON-able dict.
 
-    ``graph`` names the exported graph's form (see ``cfi_pose_ros.export.GRAPH_VERSION``)
-    and ``opset`` its ONNX opset, so a change to the export also invalidates engines.
+    ``tensorrt_cuda`` tells the CUDA 12 and CUDA 13 builds of one TensorRT version
+    apart (``"cu12"``, ``"cu13"``); ``graph`` names the exported graph's form (see
+    ``onnx_export.GRAPH_VERSION``) and ``opset`` its ONNX opset, so a change to the
+    export also invalidates engines; ``builder`` holds the builder settings that
+    change the engine (network typing, flags, workspace, profile).
     """
     return {
         "format": CACHE_FORMAT,
         "kind": "tensorrt-engine",
         "weights_sha256": str(weights_sha256),
         "tensorrt_version": str(tensorrt_version),
+        "tensorrt_cuda": str(tensorrt_cuda),
         "gpu_name": str(gpu_name),
         "compute_capability": [int(c) for c in compute_capability],
         "precision": str(precision),
         "input_shape": [int(d) for d in input_shape],
         "graph": str(graph),
         "opset": int(opset),
+        "builder": json.loads(json.dumps(builder, sort_keys=True)),   # a JSON-equal copy: compares with sidecars
     }
 
 
@@ -76,6 +87,17 @@ def model_sha256(model) -> str:
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def load_model(weights) -> tuple:
+    """``(CFINet, SHA-256)``: of the tensor file for a weights file, of the tensors for a ``CFINet``."""
+    from ..model import CFINet
+    from ..weights import _paths, file_sha256, load_weights
+
+    if isinstance(weights, CFINet):
+        return weights.eval(), model_sha256(weights)
+    model, info = load_weights(weights)
+    return model, info.sha256 or file_sha256(_paths(weights)[0])
 
 
 def fields_digest(fields: dict) -> str:
@@ -115,6 +137,33 @@ def store(path: Path, data: bytes, fields: dict, extra: dict | None = None) -> N
     atomic_write_bytes(path, data)
     sidecar = {"fields": fields, "sha256": hashlib.sha256(data).hexdigest(), **(extra or {})}
     atomic_write_bytes(sidecar_path(path), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+
+
+def failure_path(path: Path) -> Path:
+    return path.with_name(path.name + ".failed.json")
+
+
+def store_failure(path: Path, fields: dict, reason: str, extra: dict | None = None) -> Path:
+    """Record that building/checking the artefact for ``fields`` at ``path`` failed, and why."""
+    record = {"fields": fields, "reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
+    atomic_write_bytes(failure_path(path), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    return failure_path(path)
+
+
+def load_failure(path: Path, fields: dict) -> dict | None:
+    """The failure recorded for exactly ``fields`` at ``path`` (a dict with ``reason``), else ``None``."""
+    try:
+        record = json.loads(failure_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("fields") != fields or not isinstance(record.get("reason"), str):
+        return None
+    return record
+
+
+def clear_failure(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        failure_path(path).unlink()
 
 
 def load(path: Path, fields: dict) -> tuple[bytes | None, str]:

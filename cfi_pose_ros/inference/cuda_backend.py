@@ -6,11 +6,20 @@ pass as one launch. The captured module is
 :class:`~cfi_pose_ros.inference.fused.FusedCFINet` (23 weight matmuls instead of 56
 for the paper model).
 
-* ``fp32``: TF32 is switched off while capturing, so the matmuls are true fp32
-  (tolerance 1e-4 m). The process-wide TF32 setting is restored afterwards.
-* ``fp16`` / ``bf16``: matmuls and weights in the reduced type, LayerNorm,
-  softmax, GELU and the residual stream in fp32 (tolerances 2e-3 m / 1e-2 m).
-  bf16 needs compute capability >= 8.0.
+* Every graph is captured with true fp32 matmuls (TF32 off, through
+  ``torch.backends.cuda.matmul.fp32_precision = "ieee"``, the API PyTorch
+  keeps; the legacy ``allow_tf32`` flag raises once anything in the process used
+  the new one) and with fp32 reductions inside reduced-precision GEMMs. cuBLAS
+  picks its kernels at capture, so the settings hold for every replay; the
+  process-wide settings are restored right after.
+* ``fp32``: tolerance 1e-4 m.
+* ``fp16`` / ``bf16``: weight matmuls and weights in the reduced type; LayerNorm,
+  attention, graph mixing, GELU and the residual stream in fp32 (see
+  :mod:`.fused`; tolerances in :data:`~.base.TOLERANCES`). bf16 needs compute
+  capability >= 8.0 on the lifter's device (``torch.cuda.is_bf16_supported()``
+  is true on older GPUs through emulation and asks about the current device).
+* All GPU work of construction runs under ``torch.cuda.device(device)``, so
+  ``device="cuda:1"`` captures on GPU 1 whatever the current device is.
 
 Each size has its own static input/output tensors, pinned host staging
 buffers and private memory pool; :meth:`CudaGraphLifter.lift` is serialised
@@ -31,6 +40,7 @@ from .base import BackendUnavailable, Lifter, LogFn, TOLERANCES, as_log_fn
 from .fused import COMPUTE_DTYPES, FusedCFINet
 from .reference import check_against_reference, reference_inputs
 
+
 def cuda_unavailable_reason() -> str | None:
     """Why PyTorch cannot run on a CUDA GPU here, or ``None``."""
     if torch.version.cuda is None:
@@ -40,15 +50,38 @@ def cuda_unavailable_reason() -> str | None:
     return None
 
 
+def bf16_unavailable_reason(device: torch.device) -> str | None:
+    """Why ``device`` cannot run bf16 natively (compute capability < 8.0), or ``None``."""
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) >= (8, 0):
+        return None
+    return (f"bf16 needs compute capability >= 8.0, {torch.cuda.get_device_name(device)} ({device}) "
+            f"is {major}.{minor}")
+
+
 @contextlib.contextmanager
-def _tf32(enabled: bool):
+def true_fp32_matmuls():
+    """cuBLAS matmuls in IEEE fp32 (no TF32) with fp32 reductions in fp16/bf16 GEMMs; restored on exit.
+
+    Uses ``torch.backends.cuda.matmul.fp32_precision`` (PyTorch >= 2.9): saving and
+    restoring its value leaves every other precision setting, legacy or new, as it
+    was. Older PyTorch has only the legacy ``allow_tf32`` flag, used there instead.
+    """
     matmul = torch.backends.cuda.matmul
-    saved = matmul.allow_tf32
-    matmul.allow_tf32 = enabled
+    try:
+        saved_precision = ("fp32_precision", matmul.fp32_precision)
+    except AttributeError:      # PyTorch < 2.9: no new API to mix with
+        saved_precision = ("allow_tf32", matmul.allow_tf32)
+    saved = [saved_precision] + [(name, getattr(matmul, name)) for name in
+                                 ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction")]
+    setattr(matmul, saved_precision[0], "ieee" if saved_precision[0] == "fp32_precision" else False)
+    for name, _ in saved[1:]:
+        setattr(matmul, name, False)
     try:
         yield
     finally:
-        matmul.allow_tf32 = saved
+        for name, value in saved:
+            setattr(matmul, name, value)
 
 
 @dataclass
@@ -75,16 +108,19 @@ class CudaGraphLifter(Lifter):
         self._device = torch.device(device)
         if self._device.type != "cuda":
             raise ValueError(f"device must be a CUDA device, got {self._device}")
-        if precision == "bf16" and not torch.cuda.is_bf16_supported():
-            major, minor = torch.cuda.get_device_capability(self._device)
-            raise BackendUnavailable(f"cuda: bf16 needs compute capability >= 8.0, "
-                                     f"{torch.cuda.get_device_name(self._device)} is {major}.{minor}")
+        if self._device.index is None:
+            self._device = torch.device("cuda", torch.cuda.current_device())
+        if precision == "bf16":
+            reason = bf16_unavailable_reason(self._device)
+            if reason:
+                raise BackendUnavailable(f"cuda: {reason}")
         self._lock = threading.Lock()
-        self._module = FusedCFINet(model.eval(), COMPUTE_DTYPES[precision]).to(self._device)
-        self._stream = torch.cuda.Stream(self._device)
-        self._graphs = {size: self._capture(size, warmup) for size in self.batch_sizes}
-        self.max_abs_diff = check_against_reference(self._run_fixed, model, self.batch_sizes,
-                                                    TOLERANCES[precision], f"cuda {precision} graphs")
+        with torch.cuda.device(self._device):
+            self._module = FusedCFINet(model.eval(), COMPUTE_DTYPES[precision]).to(self._device)
+            self._stream = torch.cuda.Stream(self._device)
+            self._graphs = {size: self._capture(size, warmup) for size in self.batch_sizes}
+            self.max_abs_diff = check_against_reference(self._run_fixed, model, self.batch_sizes,
+                                                        TOLERANCES[precision], f"cuda {precision} graphs")
         log(f"cuda: captured {len(self._graphs)} CUDA graphs ({precision}) on "
             f"{torch.cuda.get_device_name(self._device)}; max |diff| to reference {self.max_abs_diff:.2e} m")
 
@@ -94,8 +130,7 @@ class CudaGraphLifter(Lifter):
         host_in = torch.empty((size, joints, 2), dtype=torch.float32, pin_memory=True)
         host_out = torch.empty((size, joints, out_channels), dtype=torch.float32, pin_memory=True)
         graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), _tf32(False if self.precision == "fp32" else
-                                           torch.backends.cuda.matmul.allow_tf32):
+        with torch.inference_mode(), true_fp32_matmuls():
             self._stream.wait_stream(torch.cuda.current_stream(self._device))
             with torch.cuda.stream(self._stream):       # warm up (cuBLAS handles, workspaces) off the default stream
                 for _ in range(max(1, warmup)):

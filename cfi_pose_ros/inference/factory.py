@@ -10,7 +10,7 @@ from ..weights import DEFAULT_WEIGHTS
 from .base import (BACKEND_PRECISIONS, BACKENDS, PRECISIONS, BackendUnavailable, Lifter, LogFn,
                    as_log_fn, check_precision, check_threads)
 from .batching import normalize_batch_sizes
-from .cache import default_cache_dir
+from .cache import default_cache_dir, load_model
 
 
 def backend_unavailable_reason(backend: str) -> str | None:
@@ -101,13 +101,11 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
         reason = backend_unavailable_reason(backend)
         if reason:
             raise BackendUnavailable(f"{backend}: {reason}")
-        from ..export import load_model
         model, sha = load_model(weights)
         lifter = _build(backend, model, sha, precision, batch_sizes, threads, cache_dir, log)
         log(f"inference backend: {backend} {precision}, batch sizes {lifter.batch_sizes}")
         return lifter
 
-    from ..export import load_model
     model, sha = load_model(weights)
     skipped: list[tuple[str, str]] = []
     for candidate, reason in available_backends(precision).items():

@@ -38,9 +38,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..model import CFINet
-from .base import (BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn,
-                   check_threads, exporter_unavailable_reason)
+from .base import BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn, check_threads
 from .batching import CPU_BATCH_SIZES
+from .onnx_export import exported_onnx, exporter_unavailable_reason
 from .reference import check_against_reference
 
 
@@ -58,36 +58,6 @@ def onnxruntime_unavailable_reason() -> str | None:
     if "CPUExecutionProvider" not in ort.get_available_providers():
         return f"onnxruntime {ort.__version__} has no CPUExecutionProvider"
     return exporter_unavailable_reason()
-
-
-def exported_onnx(model: CFINet, weights_sha256: str, cache_dir, precision: str, log: LogFn,
-                  refresh: bool = False) -> tuple[bytes, str]:
-    """The fused graph's ONNX bytes, from ``cache_dir`` when a matching export is there.
-
-    Returns ``(bytes, where)`` with ``where`` the cache path or ``"memory"``.
-    ``refresh`` ignores (and replaces) a cached file.
-    """
-    from .. import export
-    from . import cache
-
-    fields = cache.onnx_key_fields(weights_sha256=weights_sha256 or "unhashed", graph=export.GRAPH_VERSION,
-                                   opset=export.OPSET, precision=precision, exporter=export.exporter_id())
-    path = cache.cache_path(cache_dir, fields, ".onnx") if cache_dir is not None and weights_sha256 else None
-    if path is not None and not refresh:
-        data, reason = cache.load(path, fields)
-        if data is not None:
-            return data, str(path)
-        log(f"onnx export: {reason}; exporting {path.name}")
-    proto, diff = export.export_onnx(model, precision=precision)
-    data = proto.SerializeToString()
-    if path is None:
-        return data, "memory"
-    try:
-        cache.store(path, data, fields, {"max_abs_diff_m": diff})
-    except OSError as exc:
-        log(f"onnx export: cannot write the cache ({exc}); using the export from memory")
-        return data, "memory"
-    return data, str(path)
 
 
 class OnnxRuntimeLifter(Lifter):
