@@ -49,6 +49,9 @@ KEYPOINTS_TYPE = "cfi_pose_ros/msg/HumanKeypoints2DArray"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 PANEL_HEIGHT = 560
+# 2D joints drawn on the image: detectors give occluded joints low scores (guesses); display only,
+# the lifter's own threshold is the node's min_keypoint_score.
+DRAW_MIN_SCORE = 0.3
 PANEL_3D_WIDTH = 640
 
 
@@ -310,8 +313,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
         from cfi_pose_ros.tracking import MultiPersonTracker, TrackerConfig
 
         detect_values = dict(detect_values or {})
-        if source.scene_per_frame:
-            detect_values["person_detector_every"] = 1   # unrelated photos: boxes cannot follow keypoints
+        if source.scene_per_frame:      # unrelated photos: boxes cannot follow keypoints, ids mean nothing
+            detect_values.update(person_detector_every=1, tracking=False)
         detector = create_detector(detector_config(detect_values))
         tracker = (MultiPersonTracker(TrackerConfig(**tracker_config(detect_values)))
                    if detect_values.get("tracking", True) else None)
@@ -368,11 +371,17 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
 
 # ------------------------------------------------------------------------------------ video
 
-def _panel(image: np.ndarray, height: int) -> np.ndarray:
+def _panel(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` scaled to fit ``width`` x ``height``, centred on a dark background (a video's
+    frames must all have one size, and photos differ)."""
     import cv2
 
-    scale = height / image.shape[0]
-    return cv2.resize(image, (max(1, int(round(image.shape[1] * scale))), height), interpolation=cv2.INTER_AREA)
+    scale = min(height / image.shape[0], width / image.shape[1])
+    w, h = max(1, int(round(image.shape[1] * scale))), max(1, int(round(image.shape[0] * scale)))
+    panel = np.full((height, width, 3), 32, np.uint8)
+    x, y = (width - w) // 2, (height - h) // 2
+    panel[y:y + h, x:x + w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return panel
 
 
 class VideoOut:
@@ -426,6 +435,9 @@ def render_video(source: Source, records: list[FrameRecord], out_stem: Path, opt
     renderer = SceneRenderer([r.markers for r in records], (PANEL_3D_WIDTH, PANEL_HEIGHT),
                              optical_frame=optical_frame)
     video = VideoOut(out_stem, min(max(source.fps, 1.0), 60.0))
+    aspect = max(w / h for w, h in (r.image_size for r in records) if w > 0 and h > 0) if any(
+        min(r.image_size) > 0 for r in records) else 1.0
+    left_width = 2 * int(round(PANEL_HEIGHT * min(max(aspect, 0.5), 2.0) / 2))   # even: video codecs want it
     by_stamp = {r.stamp_ns: r for r in records}
     latest_image = None
     done = 0
@@ -444,7 +456,7 @@ def render_video(source: Source, records: list[FrameRecord], out_stem: Path, opt
         else:
             w, h = record.image_size if min(record.image_size) > 0 else (PANEL_3D_WIDTH, PANEL_HEIGHT)
             canvas = np.full((h, w, 3), 48, np.uint8)
-        left = _panel(draw_people_2d(canvas, record.people_2d), PANEL_HEIGHT)
+        left = _panel(draw_people_2d(canvas, record.people_2d, DRAW_MIN_SCORE), left_width, PANEL_HEIGHT)
         right = cv2.cvtColor(renderer.render(record.markers, f"3D  {done + 1}/{len(records)}"), cv2.COLOR_RGB2BGR)
         video.add(np.hstack([left, right]))
         done += 1
