@@ -130,9 +130,11 @@ def torch_cuda_variant() -> str | None:
 
 
 def _cuda_build_hint(trt) -> str:
-    return (f"TensorRT {trt.__version__} is the {tensorrt_cuda_variant()} build and torch {torch.__version__} "
-            f"uses CUDA {torch.version.cuda}: install the matching tensorrt-{torch_cuda_variant() or 'cuXX'} "
-            f"package (a plain `pip install tensorrt` takes the CUDA 13 build) and check the driver")
+    variant = tensorrt_cuda_variant()
+    build = f"the {variant} build" if variant != "unknown" else "not from a tensorrt-cuXX pip package"
+    return (f"TensorRT {trt.__version__} is {build} and torch {torch.__version__} uses CUDA "
+            f"{torch.version.cuda}: install the tensorrt-{torch_cuda_variant() or 'cuXX'} package that matches "
+            f"torch.version.cuda (a plain `pip install tensorrt` takes the CUDA 13 build) and check the driver")
 
 
 def builder_settings(trt, precision: str, workspace_bytes: int = WORKSPACE_BYTES) -> dict:
