@@ -294,12 +294,13 @@ class OfflineResult:
 
 def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values: dict | None = None,
                 target_frame: str = "", target_from_camera=None, progress: bool = True,
-                log=None) -> OfflineResult:
-    """Pass 1: lift every frame of ``source`` and write ``out_bag``."""
+                log=None, keep_records: bool = True) -> OfflineResult:
+    """Pass 1: lift every frame of ``source`` and write ``out_bag`` (``keep_records``: and keep
+    what the video needs)."""
     from tqdm import tqdm
 
     from cfi_pose_ros.bag import BagWriter
-    from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg
+    from cfi_pose_ros.node.conversions import markers_to_msg
     from cfi_pose_ros.node.lifting import build_pipeline, camera_from_info, lift_keypoints
 
     value = lift_values.__getitem__
@@ -346,7 +347,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             t0 = time.perf_counter()
             lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, None, target_frame, target_from_camera)
             poses = lifted.poses_msg() if lifted.publishable else None
-            markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None else []
+            markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None and (
+                keep_records or value("publish_markers")) else []
             markers_msg = markers_to_msg(lifted.header, markers) if poses is not None and value(
                 "publish_markers") else None
             result.lift_s += time.perf_counter() - t0
@@ -359,10 +361,11 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             writer.write(topics["output_topic"], poses, item.log_time_ns)
             if markers_msg is not None:
                 writer.write(topics["markers_topic"], markers_msg, item.log_time_ns)
-            result.records.append(FrameRecord(
-                _stamp_ns(msg.header), [(p.keypoints, p.scores, p.layout, p.track_id)
-                                        for p in frame_from_msg(msg, None, None).people],
-                (int(msg.image_width), int(msg.image_height)), markers))
+            if keep_records:
+                result.records.append(FrameRecord(
+                    _stamp_ns(msg.header), [(p.keypoints, p.scores, p.layout, p.track_id)
+                                            for p in lifted.source.people],
+                    (int(msg.image_width), int(msg.image_height)), markers))
         result.messages_written = writer.count
     bar.close()
     result.pass_s = time.perf_counter() - started
@@ -470,7 +473,7 @@ def run_offline(source: Source, out: Path, lift_values: dict, detect_values: dic
                 log=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     result = lift_source(source, out / "lifted.mcap", lift_values, detect_values, target_frame,
-                         target_from_camera, progress, log)
+                         target_from_camera, progress, log, keep_records=video)
     started = time.perf_counter()
     video_path = (render_video(source, result.records, out / "lifted", optical_frame=not target_frame,
                                progress=progress) if video else None)

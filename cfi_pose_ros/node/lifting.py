@@ -18,7 +18,7 @@ from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, transf
 from cfi_pose_ros.markers import MarkerSpec, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
 from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg
-from cfi_pose_ros.pipeline import LiftedPerson, LiftingPipeline, PipelineConfig
+from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
 
 NO_TRANSFORM = "no_transform"   # diagnostics drop reason: the output frame's transform is unknown
@@ -67,6 +67,7 @@ class LiftedFrame:
     people: list[LiftedPerson]           # keypoints, positions, orientations in the output frame
     dropped: Counter = field(default_factory=Counter)
     up: np.ndarray = field(default_factory=lambda: camera_up(None))   # camera up in the output frame
+    source: Frame2D | None = None        # the 2D input as the pipeline saw it
 
     @property
     def publishable(self) -> bool:
@@ -100,5 +101,5 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     if target_frame:
         header = Header(stamp=msg.header.stamp, frame_id=target_frame)
         return LiftedFrame(header, transform_people(result.people, target_from_camera), result.dropped,
-                           camera_up(target_from_camera))
-    return LiftedFrame(msg.header, result.people, result.dropped)
+                           camera_up(target_from_camera), frame)
+    return LiftedFrame(msg.header, result.people, result.dropped, source=frame)
