@@ -4,7 +4,11 @@ The JSON holds the architecture, joint layout, input normalisation, how the
 weights were trained (data, command) and their measured metrics, plus the
 SHA-256 of the tensor file. Loading never unpickles anything and checks the
 config against the tensors, so a truncated, swapped or foreign file stops the
-caller with a message that says what is wrong.
+caller with a message that says what is wrong. The checks run in the order that
+bounds what a bad file can cost: the config's tensor shapes against the tensor
+file's header (no model built, nothing allocated: a JSON edited to ``dim: 2048``
+fails before it can allocate gigabytes), then the tensors are read and must be
+finite (a diverged training run saves NaN weights with a consistent SHA-256).
 """
 from __future__ import annotations
 
@@ -101,8 +105,28 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
                        sha256=config.get("tensors_sha256", ""))
 
 
+def expected_shapes(config: CFIConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor ``CFINet(config)`` holds, with its shape, without allocating it (meta device)."""
+    import torch
+
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in CFINet(config).state_dict().items()}
+
+
+def _header_shapes(tensors_path: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes a safetensors file's header declares (no tensor data read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(tensors_path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{tensors_path}: unreadable safetensors file ({exc})") from exc
+
+
 def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tuple[CFINet, WeightsInfo]:
     """Build the model the JSON describes and fill it from the tensors; eval mode."""
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -112,13 +136,8 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
     if info.sha256 and info.sha256 != actual_sha:
         raise WeightsError(f"{tensors_path}: SHA-256 {actual_sha[:12]}... does not match the config's "
                            f"{info.sha256[:12]}... (truncated, corrupted or replaced file)")
-    try:
-        state = load_file(str(tensors_path), device=device)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{tensors_path}: unreadable safetensors file ({exc})") from exc
-    model = CFINet(info.model)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
+    expected = expected_shapes(info.model)
+    found = _header_shapes(tensors_path)
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     mismatched = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
@@ -134,5 +153,17 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
                            f"config {expected[k]})")
         raise WeightsError(f"{tensors_path}: tensors do not match the architecture in the config "
                            f"(dim={info.model.dim}, depth={info.model.depth}): " + "; ".join(details))
+    try:
+        state = load_file(str(tensors_path), device=device)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{tensors_path}: unreadable safetensors file ({exc})") from exc
+    non_finite = {k: int((~torch.isfinite(v)).sum()) for k, v in state.items()
+                  if v.is_floating_point() and not bool(torch.isfinite(v).all())}
+    if non_finite:
+        name = sorted(non_finite)[0]
+        raise WeightsError(f"{tensors_path}: {len(non_finite)} of {len(state)} tensors contain NaN or inf "
+                           f"(e.g. {name}: {non_finite[name]} of {state[name].numel()} values); these weights "
+                           f"cannot lift anyone (a training run that diverged?)")
+    model = CFINet(info.model)
     model.load_state_dict(state)
     return model.to(device).eval(), info

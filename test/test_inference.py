@@ -23,7 +23,7 @@ from cfi_pose_ros.inference import batching, cache
 from cfi_pose_ros.inference.fused import FusedCFINet
 from cfi_pose_ros.inference.reference import check_against_reference, reference_inputs
 from cfi_pose_ros.model import CFIConfig, CFINet
-from cfi_pose_ros.weights import save_weights
+from cfi_pose_ros.weights import WeightsError, save_weights
 
 SMALL = CFIConfig(dim=32, depth=1, heads=4)
 ATOL = 1e-4   # metres
@@ -237,6 +237,54 @@ def test_reference_check_rejects_a_wrong_backend():
     with pytest.raises(ReferenceMismatch, match="NaN"):
         check_against_reference(lambda b: good(b) * np.nan, model, (2,), 1e-4, "nan")
     assert reference_inputs(8).shape == (8, 17, 2)
+
+
+
+# ----------------------------------------------------------------- unusable models (issue 13, item 1)
+def nan_model() -> CFINet:
+    """What a diverged training run leaves: every parameter NaN."""
+    model = perturbed_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    return model
+
+
+def overflowing_head_model() -> CFINet:
+    """Finite weights whose output is not: the head's weights at 3e38 overflow on every person."""
+    model = perturbed_model()
+    with torch.no_grad():
+        model.head.weight.fill_(3e38)
+    return model
+
+
+CPU_BACKENDS = [b for b in ("onnxruntime", "torch") if backend_unavailable_reason(b) is None]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS + ["auto"])
+@pytest.mark.parametrize("make_model", [nan_model, overflowing_head_model])
+def test_every_backend_refuses_a_model_whose_output_is_not_finite(backend, make_model, tmp_path):
+    """torch included: before, ONNX Runtime's check refused such a model, auto fell back to torch,
+    which checked nothing, and the node published NaN keypoints."""
+    lines = []
+    with pytest.raises(WeightsError, match="gives NaN or inf for 16 of 16 plausible people"):
+        create_lifter(make_model(), backend=backend, cache_dir=tmp_path, log=lines.append)
+    assert not any("auto chose" in line for line in lines), lines
+
+
+def test_the_torch_lifter_itself_runs_the_start_up_check():
+    from cfi_pose_ros.inference.torch_backend import TorchLifter
+
+    with pytest.raises(WeightsError, match="NaN or inf"):
+        TorchLifter(nan_model())
+    lifter = TorchLifter(perturbed_model(), batch_sizes=(1, 3))
+    assert lifter.max_abs_diff is not None and lifter.max_abs_diff < 1e-6
+
+
+def test_auto_stops_at_a_non_finite_weights_file(tmp_path):
+    path = save_weights(nan_model(), tmp_path / "diverged.safetensors")
+    with pytest.raises(WeightsError, match="tensors contain NaN or inf"):
+        create_lifter(path, cache_dir=tmp_path, log=lambda *_: None)
 
 
 # ----------------------------------------------------------------- engine cache keys (pure)

@@ -162,3 +162,52 @@ def test_loading_never_unpickles(saved, monkeypatch):
     monkeypatch.setattr(torch, "load", refuse)
     model, _ = load_weights(path)
     assert isinstance(model, CFINet)
+
+
+# ------------------------------------------------------------- issue 13: items 1 and 11
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_tensors_with_a_consistent_checksum_are_rejected(tmp_path, value):
+    """What save_weights writes after a diverged run: every check of the file passes, the values are garbage."""
+    model = CFINet(CONFIG)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(value)
+    path = save_weights(model, tmp_path / "diverged")
+    with pytest.raises(WeightsError, match=r"tensors contain NaN or inf.*diverged"):
+        load_weights(path)
+
+
+def test_one_non_finite_value_is_enough(saved):
+    model, path = saved
+    with torch.no_grad():
+        model.head.bias[1] = float("nan")
+    save_weights(model, path)
+    with pytest.raises(WeightsError, match=r"1 of \d+ tensors contain NaN or inf \(e\.g\. head\.bias: 1 of 3"):
+        load_weights(path)
+
+
+def test_a_tampered_dim_fails_before_anything_is_allocated(saved):
+    """The SHA-256 covers only the tensors: a JSON edited to a bigger model must not make
+    load_weights build it (dim 2048 allocated 1.3 GB before the shape check). Measured in a
+    fresh process, whose peak memory is its own."""
+    import subprocess
+    import sys
+
+    _, path = saved
+    config = json.loads(path.with_suffix(".json").read_text())
+    config["model"]["dim"] = 1024           # CFINet(dim=1024, depth=1) holds ~100 MB of tensors
+    path.with_suffix(".json").write_text(json.dumps(config))
+    probe = (
+        "import resource, sys\n"
+        "from cfi_pose_ros.weights import WeightsError, load_weights\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    load_weights(sys.argv[1])\n"
+        "except WeightsError as exc:\n"
+        "    print(exc)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)
+    message, grown_mib = out.stdout.strip().rsplit("\n", 1)
+    assert "do not match the architecture in the config (dim=1024" in message, out.stdout
+    assert float(grown_mib) < 30, f"peak memory grew by {float(grown_mib):.0f} MiB"

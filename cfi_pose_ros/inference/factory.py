@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..model import CFINet
-from ..weights import DEFAULT_WEIGHTS
+from ..weights import DEFAULT_WEIGHTS, WeightsError
 from .base import (BACKEND_PRECISIONS, BACKENDS, PRECISIONS, BackendUnavailable, Lifter, LogFn,
                    as_log_fn, check_precision, check_threads)
 from .batching import normalize_batch_sizes
@@ -69,8 +69,11 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
     * ``backend``: ``"auto"`` tries ``tensorrt``, ``cuda``, ``onnxruntime``,
       ``torch`` in that order (fastest first) and returns the first that can run
       ``precision`` here and starts; it logs the choice and why each faster one
-      was skipped. An explicit backend that cannot run raises
-      :class:`BackendUnavailable` with the reason.
+      was skipped. It falls back only past a backend that cannot run here: a
+      problem of the model itself (:class:`~..weights.WeightsError`: a bad
+      weights file, or output that is not finite on plausible people, found by
+      the start-up check every backend runs) is raised at once. An explicit
+      backend that cannot run raises :class:`BackendUnavailable` with the reason.
     * ``precision``: ``fp32`` (all backends), ``fp16`` (cuda, tensorrt), ``bf16`` (cuda).
     * ``batch_sizes``: the fixed batch sizes; ``None`` is the chosen backend's
       own default (every count up to 16 on the CPU backends, 1, 2, 4, 8, 16 on
@@ -112,6 +115,8 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
         if reason is None:
             try:
                 lifter = _build(candidate, model, sha, precision, batch_sizes, threads, cache_dir, log)
+            except WeightsError:
+                raise                 # the model is unusable: no other backend would do better
             except Exception as exc:  # noqa: BLE001 - auto falls back on any start-up failure, and says why
                 reason = f"failed to start ({exc.__class__.__name__}: {exc})"
             else:

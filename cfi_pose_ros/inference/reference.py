@@ -5,6 +5,11 @@ ONNX Runtime session, every CUDA graph and every TensorRT engine (freshly built
 or loaded from the cache) sees the same deterministic set of people, padded
 to each of its fixed batch sizes, and must stay within the precision's
 tolerance (:data:`~.base.TOLERANCES`) of ``CFINet`` in float32 on the CPU.
+The ``torch`` backend runs it too, against itself: the part every backend needs
+is that the model's own output on plausible people is finite. When it is not,
+the weights are unusable on any backend, and :class:`~..weights.WeightsError`
+says so (``create_lifter``'s ``auto`` then stops instead of trying the next
+backend, which would be no better).
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import torch
 
 from ..camera import normalize_screen
 from ..model import CFINet
+from ..weights import WeightsError
 from .base import ReferenceMismatch
 
 # A relaxed standing H36M-17 skeleton in metres, body frame (x left, y up, z forward),
@@ -74,11 +80,16 @@ def check_against_reference(run_fixed: Callable[[np.ndarray], np.ndarray], refer
 
     Returns the largest absolute difference (metres); raises
     :class:`ReferenceMismatch` naming ``label``, the batch size, the difference
-    and the tolerance when it is exceeded (or when the output is not finite).
+    and the tolerance when it is exceeded (or when the output is not finite),
+    and :class:`~..weights.WeightsError` when the reference itself is not finite.
     """
     if inputs is None:
         inputs = reference_inputs(max(batch_sizes), seed=1234)
     expected = reference_outputs(reference, inputs)
+    if not np.all(np.isfinite(expected)):
+        bad = int(np.sum(~np.isfinite(expected).all(axis=(1, 2))))
+        raise WeightsError(f"the model itself (PyTorch float32) gives NaN or inf for {bad} of {len(expected)} "
+                           f"plausible people: these weights cannot be used on any backend")
     worst = 0.0
     for size in batch_sizes:
         rows = np.resize(np.arange(len(inputs)), size)       # cycles when a size exceeds the input count
