@@ -114,8 +114,10 @@ class MultiHeadAttention(nn.Module):
     """Multi-head attention with separate query, key and value inputs (eq. 2, 5).
 
     Self-attention is the case ``query is key is value``; it then uses one fused
-    projection. Written with plain matmul/softmax so that ONNX export and
-    TensorRT see a fixed, data-independent graph.
+    projection. By default written with plain matmul/softmax so that ONNX export
+    and TensorRT see a fixed, data-independent graph; training switches to
+    ``scaled_dot_product_attention`` (:func:`use_fused_attention`), which computes
+    the same function with fewer layout copies on the CPU.
     """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0, fused_qkv: bool = False):
@@ -132,6 +134,7 @@ class MultiHeadAttention(nn.Module):
             self.v = nn.Linear(dim, dim)
         self.proj = nn.Linear(dim, dim)
         self.attn_drop = nn.Dropout(dropout)
+        self.fused_attention = False
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, _ = x.shape
@@ -144,10 +147,26 @@ class MultiHeadAttention(nn.Module):
         else:
             q, k, v = self.q(query), self.k(key), self.v(value)
         q, k, v = self._split(q), self._split(k), self._split(v)
-        attn = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * self.scale, dim=-1)
-        out = torch.matmul(self.attn_drop(attn), v)
+        if self.fused_attention:
+            drop = self.attn_drop.p if self.training else 0.0
+            out = nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=self.scale)
+        else:
+            attn = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * self.scale, dim=-1)
+            out = torch.matmul(self.attn_drop(attn), v)
         batch, _, tokens, _ = out.shape
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, -1))
+
+
+def use_fused_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch every attention of ``model`` to ``scaled_dot_product_attention`` (or back).
+
+    The parameters and the function are unchanged, so weights trained either way
+    load into the other; export always runs the plain graph.
+    """
+    for module in model.modules():
+        if isinstance(module, MultiHeadAttention):
+            module.fused_attention = enabled
+    return model
 
 
 class CrossFeatureInteraction(nn.Module):

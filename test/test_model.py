@@ -1,4 +1,5 @@
 """The CFI network: shapes, that every branch is wired in, ablations, equivariance, that it learns."""
+import copy
 import itertools
 
 import numpy as np
@@ -197,3 +198,18 @@ def test_a_few_hundred_adam_steps_halve_the_loss():
         optimizer.step()
     final = evaluate()
     assert final < 0.5 * initial, (initial, final)
+
+
+def test_fused_attention_computes_the_same_function_and_gradients():
+    from cfi_pose_ros.model import use_fused_attention
+    torch.manual_seed(0)
+    plain = CFINet(CFIConfig(dim=64, depth=2, heads=8))
+    fused = use_fused_attention(copy.deepcopy(plain))
+    x = torch.randn(32, 17, 2)
+    out_plain, out_fused = plain(x), fused(x)
+    torch.testing.assert_close(out_fused, out_plain, rtol=1e-5, atol=1e-6)
+    out_plain.square().sum().backward()
+    out_fused.square().sum().backward()
+    for (name, a), b in zip(plain.named_parameters(), fused.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert not any(getattr(m, "fused_attention", False) for m in use_fused_attention(fused, False).modules())

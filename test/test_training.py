@@ -1,6 +1,7 @@
 """The training script end to end on synthetic poses: outputs, resume, weights, evaluation tables."""
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -15,9 +16,17 @@ from training.h36m import ACTION_CLASSES
 from training.synthetic import synthetic_pose_set
 
 torch.set_num_threads(1)
+# compile off and fp32: these tests are about the run's bookkeeping (torch.compile is tested once below).
 ARGS = ["--synthetic", "2000", "--dim", "32", "--depth", "1", "--heads", "4", "--batch-size", "256",
-        "--max-steps-per-epoch", "4", "--threads", "1", "--seed", "3", "--name", "tiny"]
+        "--max-steps-per-epoch", "4", "--threads", "1", "--seed", "3", "--name", "tiny",
+        "--compile", "off", "--amp", "off", "--eval-noise-std", "0"]
 CONFIG = CFIConfig(dim=32, depth=1, heads=4)
+
+
+def without(args: list[str], flag: str) -> list[str]:
+    """``args`` less ``flag`` and its value."""
+    i = args.index(flag)
+    return args[:i] + args[i + 2:]
 
 
 def optimizer_snapshot(optimizer: torch.optim.Optimizer) -> dict:
@@ -47,11 +56,11 @@ def two_epochs(tmp_path_factory):
     saved = {}
     original = train_module.save_checkpoint
 
-    def recording_save(directory, model, optimizer, epoch, history, extra):
+    def recording_save(directory, model, optimizer, epoch, history, extra, ema=None):
         saved["optimizer"] = optimizer_snapshot(optimizer)
         saved["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         saved["epoch"] = epoch
-        return original(directory, model, optimizer, epoch, history, extra)
+        return original(directory, model, optimizer, epoch, history, extra, ema=ema)
 
     mp = pytest.MonkeyPatch()
     mp.setattr(train_module, "save_checkpoint", recording_save)
@@ -137,8 +146,8 @@ def test_resume_continues_at_epoch_three(two_epochs, tmp_path):
     restored = {}
     original = train_module.load_checkpoint
 
-    def recording_load(directory, model, optimizer):
-        meta = original(directory, model, optimizer)
+    def recording_load(directory, model, optimizer, ema=None):
+        meta = original(directory, model, optimizer, ema)
         restored["optimizer"] = optimizer_snapshot(optimizer)
         restored["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return meta
@@ -225,3 +234,217 @@ def test_evaluation_with_some_classes_only_lists_those():
     assert list(result["mpjpe"]["per_action"]) == ["Eating", "Walking"]
     header = markdown_table(result, "x").splitlines()[0]
     assert header == "| x | Eat | Walk | Avg |"
+
+
+# --- speed choices, budget schedule, EMA, divergence ---------------------------------------------
+
+from training import speed                                          # noqa: E402
+from training.schedule import Budget, BudgetSchedule, WeightEMA       # noqa: E402
+
+
+def test_precision_probe_keeps_fp32_where_bf16_is_slower():
+    # An AVX2-only CPU: bf16 autocast is emulated and ten times slower.
+    choice, timings = speed.choose_precision({"fp32": 2.0, "bf16": 25.0}.__getitem__)
+    assert choice == "fp32" and timings == {"fp32": 2.0, "bf16": 25.0}
+
+
+def test_precision_probe_takes_bf16_only_when_clearly_faster():
+    assert speed.choose_precision({"fp32": 2.0, "bf16": 1.0}.__getitem__)[0] == "bf16"
+    assert speed.choose_precision({"fp32": 2.0, "bf16": 1.95}.__getitem__)[0] == "fp32"   # a tie is fp32
+
+
+def test_precision_probe_skips_a_precision_that_fails():
+    def timing(precision):
+        if precision == "bf16":
+            raise RuntimeError("not supported on this CPU")
+        return 1.0
+    choice, timings = speed.choose_precision(timing)
+    assert choice == "fp32" and timings["bf16"] == float("inf")
+
+
+def test_seconds_per_step_is_the_median_of_the_timed_calls():
+    ticks = iter([0.0, 1.0, 10.0, 13.0, 20.0, 22.0])      # three timed calls: 1, 3, 2 s
+    calls = []
+    assert speed.seconds_per_step(lambda: calls.append(1), steps=3, warmup=2, clock=lambda: next(ticks)) == 2.0
+    assert len(calls) == 5
+
+
+def test_trainer_uses_the_probed_precision(monkeypatch, tmp_path):
+    chosen = {}
+    original = train_module.choose_precision
+
+    def recording_choose(time_step):
+        result = original(lambda p: {"fp32": 2.0, "bf16": 25.0}[p])
+        chosen["precision"] = result[0]
+        return result
+
+    monkeypatch.setattr(train_module, "choose_precision", recording_choose)
+    args = without(ARGS, "--amp") + ["--epochs", "1", "--out", str(tmp_path)]
+    train_module.main(args)
+    assert chosen["precision"] == "fp32"
+    record = json.loads((tmp_path / "tiny.json").read_text())["training"]
+    assert record["compute"]["precision"] == "fp32"
+    assert record["compute"]["cpu"] == speed.cpu_model() and record["compute"]["threads"] == 1
+
+
+def test_compile_falls_back_to_eager_with_the_reason():
+    def probe(candidate):
+        raise RuntimeError("no C++ compiler")
+    function = lambda x: x  # noqa: E731
+    result, how = speed.compile_or_eager(function, "auto", probe)
+    assert result is function and "no C++ compiler" in how
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        speed.compile_or_eager(function, "on", probe)
+    assert speed.compile_or_eager(function, "off", probe) == (function, "off")
+
+
+def test_compiled_training_step_matches_eager():
+    torch.manual_seed(0)
+    x = torch.from_numpy(synthetic_pose_set(64, seed=1).inputs_2d)
+    y = torch.from_numpy(synthetic_pose_set(64, seed=1).targets_3d)
+    losses = {}
+    for mode in ("off", "on"):
+        torch.manual_seed(0)
+        model = CFINet(CONFIG)
+        forward_loss, how = train_module.build_forward_loss(model, train_module.LOSSES["mpjpe"], "fp32",
+                                                            torch.device("cpu"), mode, x, y)
+        assert how == ("off" if mode == "off" else "compiled")
+        losses[mode] = forward_loss(x, y)
+        losses[mode].backward()
+        losses[mode + "_grad"] = model.embed.weight.grad.clone()
+    assert torch.allclose(losses["on"], losses["off"], rtol=1e-5)
+    assert torch.allclose(losses["on_grad"], losses["off_grad"], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "onecycle"])
+def test_budget_schedule_warms_up_and_ends_low(kind):
+    schedule = BudgetSchedule(peak_lr=2e-3, kind=kind)
+    lrs = [schedule.lr(p) for p in np.linspace(0, 1, 201)]
+    assert max(lrs) == pytest.approx(2e-3, rel=1e-3)
+    assert lrs[0] < 2e-3 / 20 and lrs[-1] < 2e-3 / 50
+    peak = int(np.argmax(lrs))
+    assert np.all(np.diff(lrs[:peak + 1]) >= 0) and np.all(np.diff(lrs[peak:]) <= 0)
+    assert schedule.lr(1.5) == schedule.lr(1.0)
+
+
+def test_budget_progress_is_the_larger_share():
+    assert Budget(minutes=1, samples=1000).progress(30, 900) == pytest.approx(0.9)
+    assert Budget(minutes=1).progress(45, 10 ** 9) == pytest.approx(0.75)
+    assert not Budget().enabled
+
+
+def test_samples_budget_ends_at_the_budget(tmp_path):
+    args = without(ARGS, "--max-steps-per-epoch")
+    record = train_module.main(args + ["--budget-samples", "3000", "--out", str(tmp_path)])
+    # 2000 poses / 256 = 7 steps per epoch; 3000 samples need 12 steps: one epoch and 5 steps.
+    assert record["samples"] == 12 * 256 and record["global_step"] == 12
+    assert record["lr"] < 1e-3 / 25                       # the last step ran at the end of the schedule
+    lines = read_metrics(tmp_path)
+    assert [line["samples"] for line in lines] == [7 * 256, 12 * 256]
+    again = train_module.main(args + ["--budget-samples", "3000", "--out", str(tmp_path), "--resume"])
+    assert again == record                                 # a spent budget trains no more
+
+
+def test_minutes_budget_ends_at_the_budget(monkeypatch, tmp_path):
+    ticks = iter(range(0, 10 ** 6, 6))                       # every clock read advances 6 s
+    monkeypatch.setattr(train_module, "clock", lambda: next(ticks))
+    args = without(ARGS, "--max-steps-per-epoch")
+    record = train_module.main(args + ["--budget-minutes", "1", "--out", str(tmp_path)])
+    # each step reads the clock twice (6 s of training time): 10 steps spend the minute
+    assert record["global_step"] == 10 and record["train_seconds"] == pytest.approx(60)
+
+
+def test_interrupted_budget_run_resumes_to_the_same_weights(monkeypatch, tmp_path):
+    args = (without(ARGS, "--max-steps-per-epoch")
+            + ["--budget-samples", "5000", "--checkpoint-minutes", "0", "--ema-decay", "0.9"])
+    whole = train_module.main(args + ["--out", str(tmp_path / "whole")])
+    original, calls = train_module.train_step, []
+
+    def interrupted_step(*a, **k):
+        calls.append(1)
+        if len(calls) == 10:                           # mid-epoch 2, after a mid-epoch checkpoint
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(train_module, "train_step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.main(args + ["--out", str(tmp_path / "split")])
+    monkeypatch.setattr(train_module, "train_step", original)
+    resumed = train_module.main(args + ["--out", str(tmp_path / "split"), "--resume"])
+    assert resumed["global_step"] == whole["global_step"] == 20
+    assert resumed["lr"] == whole["lr"]
+    a, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
+    b, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    record = json.loads((tmp_path / "split" / "tiny.json").read_text())["training"]
+    assert len(record["commands"]) == 2 and record["commands"][1].endswith("--resume")
+
+
+def test_noisy_2d_accuracy_is_reported_beside_the_clean(tmp_path):
+    record = train_module.main(ARGS + ["--epochs", "1", "--eval-noise-std", "0.02", "--out", str(tmp_path)])
+    assert record["test_mpjpe_mm_noisy"] > record["test_mpjpe_mm"]
+    metrics = json.loads((tmp_path / "tiny.json").read_text())["metrics"]["S9_gt2d"]
+    assert metrics["noisy_2d_std"] == 0.02 and metrics["noisy_mpjpe_mm"] == record["test_mpjpe_mm_noisy"]
+
+
+def test_ema_weights_differ_from_raw_and_are_saved(tmp_path):
+    saved_states = {}
+    original = train_module.save_weights
+
+    def recording_save(model, path, **kwargs):
+        saved_states["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return original(model, path, **kwargs)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(train_module, "save_weights", recording_save)
+    try:
+        record = train_module.main(ARGS + ["--epochs", "2", "--ema-decay", "0.9", "--out", str(tmp_path)])
+    finally:
+        mp.undo()
+    tensors = load_file(str(tmp_path / "checkpoint.safetensors"))
+    raw = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model, _ = load_weights(tmp_path / "tiny.safetensors")
+    names = [name for name, _ in model.named_parameters()]
+    for index, name in enumerate(names):
+        assert torch.equal(model.state_dict()[name], tensors[f"ema.{index}"]), name
+        assert torch.equal(saved_states["model"][name], tensors[f"ema.{index}"]), name
+    assert any(not torch.equal(model.state_dict()[n], raw[n]) for n in names)
+    assert record["test_mpjpe_mm"] != record["test_mpjpe_mm_raw"]
+
+
+def test_weight_ema_follows_the_decay_ramp():
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = WeightEMA(model, decay=0.99)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update()                                   # first update: decay min(0.99, 2/11)
+    assert ema.shadow[0].item() == pytest.approx(1 - 2 / 11)
+
+
+def test_non_finite_loss_stops_training_without_saving(monkeypatch, tmp_path):
+    original = train_module.train_step
+    calls = []
+
+    def diverging_step(*args, **kwargs):
+        calls.append(1)
+        loss = original(*args, **kwargs)
+        return loss * float("nan") if len(calls) > 5 else loss
+
+    monkeypatch.setattr(train_module, "train_step", diverging_step)
+    with pytest.raises(train_module.TrainingDiverged, match="non-finite|nan"):
+        train_module.main(ARGS + ["--epochs", "3", "--out", str(tmp_path)])
+    # epoch 1 (4 steps) was saved; nothing of the diverged epoch 2 was
+    assert [line["epoch"] for line in read_metrics(tmp_path)] == [1]
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["epoch"] == 1
+
+
+def test_diverged_run_exits_with_a_message(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(train_module, "train_step", lambda *a, **k: torch.tensor(float("nan")))
+    monkeypatch.setattr(sys, "argv", ["train"] + ARGS + ["--epochs", "1", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        train_module.main()
+    assert exit_info.value.code == 1
+    assert "training diverged" in capsys.readouterr().err
+    assert not (tmp_path / "tiny.safetensors").exists()

@@ -1,7 +1,7 @@
 """Resumable training checkpoints without pickle.
 
-``<dir>/checkpoint.safetensors`` holds the model, the Adam moments and the RNG
-state as tensors; ``<dir>/checkpoint.json`` the model config, epoch, step,
+``<dir>/checkpoint.safetensors`` holds the model, the Adam moments, the EMA of
+the weights (when the run keeps one) and the RNG state as tensors; ``<dir>/checkpoint.json`` the model config, epoch, step,
 learning rate and the metrics history.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cfi_pose_ros.model import CFIConfig
 
 
 def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    epoch: int, history: list[dict], extra: dict) -> None:
+                    epoch: int, history: list[dict], extra: dict, ema=None) -> None:
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -29,6 +29,9 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"model": model.config.to_dict(), "epoch": epoch, "history": history,
             "lr": optimizer.param_groups[0]["lr"], "adam_steps": steps, **extra}
+    if ema is not None:
+        tensors.update({f"ema.{i}": t.detach().cpu().contiguous() for i, t in enumerate(ema.shadow)})
+        meta["ema_updates"] = ema.updates
     tmp = directory / "checkpoint.safetensors.tmp"
     save_file(tensors, str(tmp))
     tmp.replace(directory / "checkpoint.safetensors")
@@ -36,8 +39,8 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
 
 
 def load_checkpoint(directory: Path, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer) -> dict:
-    """Restore model, optimizer and RNG in place; returns the JSON metadata."""
+                    optimizer: torch.optim.Optimizer, ema=None) -> dict:
+    """Restore model, optimizer, EMA and RNG in place; returns the JSON metadata."""
     from safetensors.torch import load_file
 
     meta = json.loads((directory / "checkpoint.json").read_text())
@@ -58,4 +61,10 @@ def load_checkpoint(directory: Path, model: torch.nn.Module,
         group["lr"] = meta["lr"]
     optimizer.load_state_dict(state)
     torch.set_rng_state(tensors["rng.torch"])
+    if ema is not None:
+        shadow = [tensors[f"ema.{i}"] for i in range(len(ema.shadow)) if f"ema.{i}" in tensors]
+        if shadow:
+            ema.load(shadow, meta.get("ema_updates", 0))
+        else:   # a run that starts keeping an EMA on resume starts it from the current weights
+            ema.load([p.detach() for p in model.parameters()], 0)
     return meta

@@ -2,35 +2,54 @@
 
 Defaults are the paper's recipe: Adam, lr 1e-3 decayed by 0.95 per epoch,
 20 epochs, batch 512, MPJPE loss, L_d=3, D=512, H=8, train-time flip
-augmentation. Writes into ``--out``: the final weights (safetensors + JSON),
-a resumable checkpoint, ``metrics.jsonl`` (one line per epoch) and
-``curves.png`` (loss and test MPJPE per epoch).
+augmentation. ``--budget-minutes`` / ``--budget-samples`` replace the epoch
+count by a fixed compute budget with a warm-up + cosine (or one-cycle) schedule
+that ends exactly at the budget. Writes into ``--out``: the final weights
+(safetensors + JSON), a resumable checkpoint, ``metrics.jsonl`` (one line per
+evaluation) and ``curves.png``.
+
+Speed choices are measured at start, not assumed: every core
+(``--threads``), the precision (``--amp auto``: a timed probe keeps fp32 unless
+bf16 is really faster on this CPU), ``torch.compile`` (``--compile auto``, eager
+if it fails) and fused attention in training (``--attention sdpa``).
 
     python -m training.train --out runs/paper                 # paper recipe
     python -m training.train --out runs/paper --resume        # continue it
+    python -m training.train --dim 128 --budget-minutes 60 --ema-decay 0.999 --out runs/cpu
     torchrun --nproc-per-node 4 -m training.train --out runs/ddp   # several GPUs (DDP)
     python -m training.train --no-cfi-initial --no-cfi-local --no-cfi-global --no-gramlp  # Table 4 baseline
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
 import time
-from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from cfi_pose_ros.model import CFIConfig, CFINet
+from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import save_weights
 from training.augment import detector_noise, random_flip
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.evaluate import DEFAULT_DATA, evaluate_pose_set
+from training.evaluate import DEFAULT_DATA, evaluate_pose_set, with_detector_noise
 from training.h36m import TRAIN_SUBJECTS, PoseSet, load_h36m
 from training.losses import LOSSES
+from training.schedule import SCHEDULES, Budget, BudgetSchedule, WeightEMA
+from training.speed import autocast_context, choose_precision, compile_or_eager, cpu_model, \
+    default_threads, seconds_per_step
+
+# The training clock (a module attribute so that tests can drive a minutes budget).
+clock = time.perf_counter
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became non-finite: nothing is saved from this point."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,9 +85,27 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--loss", choices=sorted(LOSSES), default="mpjpe")
     opt.add_argument("--max-steps-per-epoch", type=int, default=0, help="cap on steps per epoch (0 = all)")
     opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
-                     help="mixed precision: auto = bf16 on CUDA, off on CPU")
-    opt.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    opt.add_argument("--budget-minutes", type=float, default=0.0,
+                     help="train for this many minutes of training-step time (epochs ignored; 0 = off)")
+    opt.add_argument("--budget-samples", type=int, default=0,
+                     help="train on this many samples (epochs ignored; 0 = off)")
+    opt.add_argument("--schedule", choices=SCHEDULES, default="cosine",
+                     help="lr schedule of a budget run (peak = --lr)")
+    opt.add_argument("--warmup", type=float, default=0.05, help="warm-up share of a cosine budget schedule")
+    opt.add_argument("--ema-decay", type=float, default=0.0,
+                     help="keep an EMA of the weights (e.g. 0.999), evaluated and saved instead of the raw ones")
+    opt.add_argument("--eval-noise-std", type=float, default=0.01,
+                     help="also evaluate with this fixed 2D jitter (normalised units; 0 = skip)")
+    opt.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                     help="also checkpoint this often within an epoch (for --resume)")
+    speed = p.add_argument_group("speed (each choice measured at start)")
+    speed.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
+                       help="precision: auto = bf16 on CUDA, on a CPU a timed probe (fp32 unless bf16 is faster)")
+    speed.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: every core)")
+    speed.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                       help="torch.compile the training step (auto: eager if compiling fails)")
+    speed.add_argument("--attention", choices=("sdpa", "matmul"), default="sdpa",
+                       help="attention kernel in training (export always uses the plain graph)")
     p.add_argument("--out", default="runs/cfi", help="output directory")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.*")
     p.add_argument("--name", default="cfi", help="file name of the final weights in --out")
@@ -97,13 +134,17 @@ def plot_curves(history: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
+    samples = [h["samples"] / 1e6 for h in history]
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    ax_loss.set(xlabel="epoch", ylabel="train loss", title="training loss")
-    ax_err.plot(epochs, [h["test_mpjpe_mm"] for h in history], marker="o", label="MPJPE")
-    ax_err.plot(epochs, [h["test_p_mpjpe_mm"] for h in history], marker="o", label="P-MPJPE")
-    ax_err.set(xlabel="epoch", ylabel="mm", title="test error (mean over actions)")
+    ax_loss.plot(samples, [h["train_loss"] for h in history], marker="o")
+    ax_loss.set(xlabel="training samples (millions)", ylabel="train loss", title="training loss")
+    ax_err.plot(samples, [h["test_mpjpe_mm"] for h in history], marker="o", label="MPJPE")
+    ax_err.plot(samples, [h["test_p_mpjpe_mm"] for h in history], marker="o", label="P-MPJPE")
+    if any("test_mpjpe_mm_raw" in h for h in history):
+        ax_err.plot(samples, [h.get("test_mpjpe_mm_raw") for h in history], ls="--", label="MPJPE (raw, no EMA)")
+    if any("test_mpjpe_mm_noisy" in h for h in history):
+        ax_err.plot(samples, [h.get("test_mpjpe_mm_noisy") for h in history], ls=":", label="MPJPE (noisy 2D)")
+    ax_err.set(xlabel="training samples (millions)", ylabel="mm", title="test error (mean over actions)")
     ax_err.legend()
     for ax in (ax_loss, ax_err):
         ax.grid(alpha=0.3)
@@ -112,18 +153,44 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def training_record(args, epochs_done: int) -> dict:
+@dataclass
+class RunState:
+    """Where a run stands; saved in the checkpoint so ``--resume`` continues exactly here."""
+    epoch: int = 0                  # epochs completed
+    step_in_epoch: int = 0          # steps done in the current epoch
+    global_step: int = 0
+    samples: int = 0                # training samples seen (all ranks)
+    train_seconds: float = 0.0      # time spent in training steps (excludes evaluation, saving, compiling)
+    finished: bool = False          # a budget run that has spent its budget
+    precision: str = ""
+    compile: str = ""
+    threads: int = 0
+    commands: list[str] = field(default_factory=list)
+
+
+def training_record(args, state: RunState) -> dict:
     """What the weights' JSON says about how they were made."""
     data = "synthetic" if args.synthetic else {
         "dataset": "Human3.6M", "train_subjects": args.train_subjects,
         "input_2d": args.data_2d or "ground truth (projected with distortion)",
         "stride": args.stride, "flip_augmentation": not args.no_flip,
         "noise_std": args.noise_std, "noise_prob": args.noise_prob}
+    budget = Budget(args.budget_minutes, args.budget_samples)
+    recipe = {k: getattr(args, k) for k in ("batch_size", "lr", "loss", "max_steps_per_epoch", "seed",
+                                             "ema_decay", "attention")}
+    if budget.enabled:
+        recipe.update(budget_minutes=args.budget_minutes, budget_samples=args.budget_samples,
+                      schedule=args.schedule, warmup=args.warmup)
+    else:
+        recipe.update(epochs=args.epochs, lr_decay=args.lr_decay)
     return {
-        "data": data, "epochs_done": epochs_done,
-        "recipe": {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "lr_decay", "loss",
-                                                  "max_steps_per_epoch", "seed", "amp")},
-        "command": "python -m training.train " + " ".join(sys.argv[1:]),
+        "data": data, "epochs_done": state.epoch, "samples_seen": state.samples, "recipe": recipe,
+        "command": state.commands[-1] if state.commands else "",
+        "commands": list(state.commands),
+        "compute": {"train_hours": state.train_seconds / 3600,
+                    "cpu_hours": state.train_seconds * state.threads / 3600,
+                    "threads": state.threads, "cpu": cpu_model(), "precision": state.precision,
+                    "compile": state.compile, "torch": torch.__version__},
         "licence": "" if args.synthetic else "trained on Human3.6M: non-commercial research use only",
     }
 
@@ -142,97 +209,247 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def autocast_context(mode: str, device: torch.device):
-    if mode == "auto":
-        mode = "bf16" if device.type == "cuda" else "off"
-    if mode == "off":
-        return nullcontext()
-    dtype = torch.bfloat16 if mode == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam; the fused kernel (one pass over every parameter) where this build has it."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(model.parameters(), lr=lr, foreach=device.type != "cpu" or None)
+
+
+def probe_precision(args, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                    loss_fn, device: torch.device) -> tuple[str, dict[str, float]]:
+    """The precision to train in: given, bf16 on CUDA, or timed on a throw-away copy on the CPU."""
+    if args.amp in ("bf16", "fp16"):
+        return args.amp, {}
+    if args.amp == "off":
+        return "fp32", {}
+    if device.type == "cuda":
+        return "bf16", {}
+    probe_model = copy.deepcopy(model)
+    probe_optimizer = torch.optim.Adam(probe_model.parameters(), lr=1e-9)
+    x, y = inputs[:args.batch_size], targets[:args.batch_size]
+
+    def time_precision(precision: str) -> float:
+        def step():
+            with autocast_context(precision, device):
+                pred = probe_model(x)
+            loss = loss_fn(pred.float(), y)
+            probe_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            probe_optimizer.step()
+        return seconds_per_step(step)
+
+    return choose_precision(time_precision)
+
+
+def build_forward_loss(model: torch.nn.Module, loss_fn, precision: str, device: torch.device,
+                       compile_mode: str, probe_x: torch.Tensor, probe_y: torch.Tensor):
+    """The training loss of a batch in ``precision``, compiled when that works here.
+
+    Returns the function and how it runs (``compiled``, ``off`` or the reason it is eager).
+    """
+    def forward_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast_context(precision, device):
+            pred = model(x)
+        return loss_fn(pred.float(), y)
+
+    def compile_probe(candidate) -> None:
+        candidate(probe_x, probe_y).backward()     # compiles forward and backward now, not mid-run
+        model.zero_grad(set_to_none=True)
+
+    return compile_or_eager(forward_loss, compile_mode, compile_probe)
+
+
+def train_step(forward_loss, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               args, ema: WeightEMA | None = None) -> torch.Tensor:
+    """One optimisation step on a batch (augmentation included); returns the detached loss.
+
+    Nothing here waits for a value: the caller reads the loss only when it logs.
+    """
+    if not args.no_flip:
+        x, y = random_flip(x, y)
+    x = detector_noise(x, args.noise_std, args.noise_prob)
+    loss = forward_loss(x, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if ema is not None:
+        ema.update()
+    return loss.detach()
 
 
 def train(args) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or default_threads()
+    torch.set_num_threads(threads)
     rank, world, device = setup_distributed()
     main_process = rank == 0
     torch.manual_seed(args.seed + rank)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    command = "python -m training.train " + " ".join(sys.argv[1:] if args.command_line is None
+                                                     else args.command_line)
 
     train_set, test_set = load_data(args)
+    noisy_test_set = with_detector_noise(test_set, args.eval_noise_std) if args.eval_noise_std > 0 else None
     config = model_config_from_args(args)
     model = CFINet(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    if args.attention == "sdpa":
+        use_fused_attention(model)
+    optimizer = make_optimizer(model, args.lr, device)
+    ema = WeightEMA(model, args.ema_decay) if args.ema_decay > 0 else None
     history: list[dict] = []
-    start_epoch = 0
+    state = RunState()
     if args.resume and (out / "checkpoint.json").exists():
-        meta = load_checkpoint(out, model, optimizer)
-        history, start_epoch = meta["history"], meta["epoch"]
+        meta = load_checkpoint(out, model, optimizer, ema)
+        history = meta["history"]
+        state = RunState(**{**asdict(RunState()), **meta.get("run_state", {}), "epoch": meta["epoch"]})
         if main_process:
-            print(f"resumed from {out} at epoch {start_epoch}", file=sys.stderr)
-    ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-                 if world > 1 else model)
+            print(f"resumed from {out} at epoch {state.epoch}, step {state.global_step}", file=sys.stderr)
+    state.commands.append(command)
+    state.threads = threads
     loss_fn = LOSSES[args.loss]
     inputs = torch.from_numpy(train_set.inputs_2d).to(device)
     targets = torch.from_numpy(train_set.targets_3d).to(device)
+
+    precision, timings = probe_precision(args, model, inputs, targets, loss_fn, device)
+    state.precision = precision
+    ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+                 if world > 1 else model)
+
+    forward_loss, state.compile = build_forward_loss(
+        ddp_model, loss_fn, precision, device, "off" if world > 1 else args.compile,
+        inputs[:args.batch_size], targets[:args.batch_size])
+    budget = Budget(args.budget_minutes, args.budget_samples)
+    schedule = BudgetSchedule(args.lr, args.schedule, args.warmup) if budget.enabled else None
+    steps_per_epoch = len(inputs) // world // args.batch_size
+    if args.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
     if main_process:
         n_params = sum(p.numel() for p in model.parameters())
+        probe = ", ".join(f"{k} {v:.3f} s/step" for k, v in timings.items())
         print(f"train {len(train_set)} poses, test {len(test_set)}, {n_params / 1e6:.2f}M parameters, "
-              f"device {device}, world {world}", file=sys.stderr)
+              f"device {device}, world {world}, {threads} threads, precision {precision}"
+              f"{f' (probe: {probe})' if probe else ''}, {state.compile}, attention {args.attention}",
+              file=sys.stderr)
 
-    for epoch in range(start_epoch, args.epochs):
-        model.train()
-        generator = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-        order = torch.randperm(len(inputs), generator=generator)[rank::world].to(device)
-        steps = len(order) // args.batch_size
-        if args.max_steps_per_epoch:
-            steps = min(steps, args.max_steps_per_epoch)
-        started, loss_sum = time.time(), 0.0
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", disable=not main_process, unit="step")
-        for step in bar:
-            idx = order[step * args.batch_size:(step + 1) * args.batch_size]
-            x, y = inputs[idx], targets[idx]
-            if not args.no_flip:
-                x, y = random_flip(x, y)
-            x = detector_noise(x, args.noise_std, args.noise_prob)
-            with autocast_context(args.amp, device):
-                pred = ddp_model(x)
-            loss = loss_fn(pred.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item()
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-        for group in optimizer.param_groups:
-            group["lr"] *= args.lr_decay
-        if not main_process:
-            continue
-        result = evaluate_pose_set(model, test_set)
-        record = {"epoch": epoch + 1, "steps": steps, "train_loss": loss_sum / max(steps, 1),
-                  "test_mpjpe_mm": result["mpjpe"]["mean_over_actions"],
-                  "test_p_mpjpe_mm": result["p_mpjpe"]["mean_over_actions"],
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
+    def evaluate_and_save(steps_done: int, loss_sum: torch.Tensor, started: float) -> dict:
+        """Evaluate (EMA and raw), append the record, write checkpoint, weights and curves."""
+        mean_loss = float(loss_sum) / max(steps_done, 1)
+        check_finite(model, ema, mean_loss, state)
+        eval_model = model
+        record = {"epoch": state.epoch, "steps": steps_done, "global_step": state.global_step,
+                  "samples": state.samples, "train_loss": mean_loss,
+                  "lr": optimizer.param_groups[0]["lr"], "train_seconds": state.train_seconds}
+        if ema is not None:
+            raw = evaluate_pose_set(model, test_set)
+            record["test_mpjpe_mm_raw"] = raw["mpjpe"]["mean_over_actions"]
+            record["test_p_mpjpe_mm_raw"] = raw["p_mpjpe"]["mean_over_actions"]
+            eval_model = CFINet(config).to(device)
+            eval_model.load_state_dict(ema.state_dict(model))
+        result = evaluate_pose_set(eval_model, test_set)
+        record["test_mpjpe_mm"] = result["mpjpe"]["mean_over_actions"]
+        record["test_p_mpjpe_mm"] = result["p_mpjpe"]["mean_over_actions"]
+        if noisy_test_set is not None:
+            noisy = evaluate_pose_set(eval_model, noisy_test_set)
+            record["test_mpjpe_mm_noisy"] = noisy["mpjpe"]["mean_over_actions"]
+            record["test_p_mpjpe_mm_noisy"] = noisy["p_mpjpe"]["mean_over_actions"]
+        record["seconds"] = time.time() - started
         history.append(record)
         print(json.dumps(record), file=sys.stderr)
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        save_checkpoint(out, model, optimizer, epoch + 1, history, {"args": vars(args)})
-        # The weights are rewritten every epoch, so an interrupted run still leaves usable weights.
-        save_weights(model, out / args.name, training=training_record(args, epoch + 1),
-                     metrics={f"{'+'.join(args.test_subjects)}_{'gt2d' if not args.data_2d else 'detected2d'}": {
-                         "mpjpe_mm": record["test_mpjpe_mm"], "p_mpjpe_mm": record["test_p_mpjpe_mm"],
-                         "test_stride": args.test_stride, "epoch": epoch + 1}})
+        save_checkpoint(out, model, optimizer, state.epoch, history, {"args": vars(args), "run_state": asdict(state)},
+                        ema=ema)
+        # The weights are rewritten at every evaluation, so an interrupted run still leaves usable weights.
+        metrics = {"mpjpe_mm": record["test_mpjpe_mm"], "p_mpjpe_mm": record["test_p_mpjpe_mm"],
+                   "test_stride": args.test_stride, "epoch": state.epoch, "samples": state.samples}
+        if noisy_test_set is not None:
+            metrics.update(noisy_2d_std=args.eval_noise_std, noisy_mpjpe_mm=record["test_mpjpe_mm_noisy"],
+                           noisy_p_mpjpe_mm=record["test_p_mpjpe_mm_noisy"])
+        save_weights(eval_model, out / args.name, training=training_record(args, state),
+                     metrics={f"{'+'.join(args.test_subjects)}_{'gt2d' if not args.data_2d else 'detected2d'}":
+                              metrics})
         plot_curves(history, out / "curves.png")
+        return record
+
+    while not state.finished and (budget.enabled or state.epoch < args.epochs):
+        model.train()
+        generator = torch.Generator().manual_seed(args.seed * 1000 + state.epoch)
+        order = torch.randperm(len(inputs), generator=generator)[rank::world].to(device)
+        first_step = state.step_in_epoch
+        started, loss_sum, steps_done = time.time(), torch.zeros(()), 0
+        last_checkpoint = clock()
+        desc = f"epoch {state.epoch + 1}" + ("" if budget.enabled else f"/{args.epochs}")
+        bar = tqdm(range(first_step, steps_per_epoch), desc=desc, disable=not main_process, unit="step",
+                   initial=first_step, total=steps_per_epoch)
+        for step in bar:
+            step_started = clock()
+            if schedule is not None:
+                progress = budget.progress(state.train_seconds, state.samples)
+                if progress >= 1.0:
+                    state.finished = True
+                    break
+                for group in optimizer.param_groups:
+                    group["lr"] = schedule.lr(progress)
+            idx = order[step * args.batch_size:(step + 1) * args.batch_size]
+            loss = train_step(forward_loss, optimizer, inputs[idx], targets[idx], args, ema)
+            loss_sum += loss
+            steps_done += 1
+            state.step_in_epoch = step + 1
+            state.global_step += 1
+            state.samples += len(idx) * world
+            now = clock()
+            state.train_seconds += now - step_started
+            if steps_done % 20 == 1:
+                check_finite(None, None, loss.item(), state)
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            if main_process and now - last_checkpoint > args.checkpoint_minutes * 60:
+                check_finite(model, ema, float(loss_sum), state)
+                save_checkpoint(out, model, optimizer, state.epoch, history,
+                                {"args": vars(args), "run_state": asdict(state)}, ema=ema)
+                last_checkpoint = clock()
+        bar.close()
+        if budget.enabled and budget.progress(state.train_seconds, state.samples) >= 1.0:
+            state.finished = True
+        if state.step_in_epoch >= steps_per_epoch:
+            state.epoch += 1
+            state.step_in_epoch = 0
+            if schedule is None:
+                for group in optimizer.param_groups:
+                    group["lr"] *= args.lr_decay
+        if main_process and (steps_done or state.finished and not history):
+            evaluate_and_save(steps_done, loss_sum, started)
 
     if world > 1:
         torch.distributed.destroy_process_group()
     return history[-1] if history else {}
 
 
+def check_finite(model: torch.nn.Module | None, ema: WeightEMA | None, loss: float, state: RunState) -> None:
+    """Stop a diverged run before it writes anything: the last checkpoint and weights stay as they were."""
+    problem = None
+    if not torch.isfinite(torch.tensor(loss)):
+        problem = f"the training loss is {loss}"
+    tensors = [] if model is None else [*model.parameters(), *(ema.shadow if ema is not None else [])]
+    if problem is None and tensors and not all(bool(torch.isfinite(t).all()) for t in tensors):
+        problem = "the weights hold non-finite values"
+    if problem:
+        raise TrainingDiverged(f"training diverged at step {state.global_step} (epoch {state.epoch + 1}): "
+                               f"{problem}; nothing was saved after the last checkpoint. Lower --lr or "
+                               f"use --amp off, then --resume")
+
+
 def main(argv: list[str] | None = None) -> dict:
-    return train(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    args.command_line = argv
+    try:
+        return train(args)
+    except TrainingDiverged as error:
+        if argv is not None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

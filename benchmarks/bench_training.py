@@ -1,0 +1,138 @@
+"""Training throughput: the trainer's step as it was against the new defaults, in one run.
+
+Every row runs the trainer's own step (``training.train.train_step``: flip and
+noise augmentation, forward, MPJPE loss, backward, Adam) on the same model
+(D=128, L_d=3, H=8) and batch (512) for ``--steps`` timed steps after the
+warm-up (compiling happens in the warm-up), and prints samples/s and the ratio
+to the first row, "before (fp32 defaults)": fp32 eager, plain-matmul
+attention, Adam's per-parameter loop, a ``loss.item()`` every step, torch's
+default threads; the trainer as it was before the speed work. "before (shipped
+weights' flags)" adds ``--amp bf16 --threads 1``, the flags the previous weights
+were trained with. The rest take one choice away from the new defaults at a
+time, so each choice is measured. Rounds alternate the rows; the best round of
+each row is reported (the machine is shared).
+
+    python -P benchmarks/bench_training.py                 # ~3-5 minutes on 2 cores
+    python -P benchmarks/bench_training.py --steps 5 --rounds 1 --dim 32   # smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import torch
+
+from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
+from training.losses import LOSSES
+from training.speed import cpu_model, default_threads
+from training.synthetic import synthetic_pose_set
+from training.train import build_forward_loss, make_optimizer, probe_precision, train_step
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    precision: str = "auto"     # auto = the trainer's probe
+    threads: int = 0            # 0 = every core (new default); -1 = torch's own default
+    compile: str = "auto"
+    attention: str = "sdpa"
+    fused_adam: bool = True
+    item_every_step: bool = False
+
+
+BEFORE = Variant("before (fp32 defaults)", precision="fp32", threads=-1, compile="off", attention="matmul",
+                 fused_adam=False, item_every_step=True)
+VARIANTS = (
+    BEFORE,
+    Variant("before (shipped weights' flags: --amp bf16 --threads 1)", precision="bf16", threads=1,
+            compile="off", attention="matmul", fused_adam=False, item_every_step=True),
+    Variant("new defaults"),
+    Variant("new defaults, fp32 forced", precision="fp32"),
+    Variant("new defaults, bf16 forced", precision="bf16"),
+    Variant("new defaults without torch.compile", compile="off"),
+    Variant("new defaults with matmul attention", attention="matmul"),
+    Variant("new defaults with Adam's loop", fused_adam=False),
+)
+
+
+class Row:
+    def __init__(self, variant: Variant, args, data):
+        self.variant = variant
+        self.threads = {0: default_threads(), -1: torch.get_num_threads()}.get(variant.threads, variant.threads)
+        torch.set_num_threads(self.threads)
+        torch.manual_seed(0)
+        device = torch.device("cpu")
+        self.model = CFINet(CFIConfig(dim=args.dim, depth=args.depth, heads=args.heads))
+        if variant.attention == "sdpa":
+            use_fused_attention(self.model)
+        self.optimizer = (make_optimizer(self.model, 1e-4, device) if variant.fused_adam
+                          else torch.optim.Adam(self.model.parameters(), lr=1e-4))
+        self.x, self.y = data
+        loss_fn = LOSSES["mpjpe"]
+        batch = (self.x[:args.batch_size], self.y[:args.batch_size])
+        self.precision = variant.precision
+        if variant.precision == "auto":
+            self.precision, _ = probe_precision(SimpleNamespace(amp="auto", batch_size=args.batch_size),
+                                                self.model, *data, loss_fn, device)
+        self.forward_loss, self.compiled = build_forward_loss(self.model, loss_fn, self.precision, device,
+                                                              variant.compile, *batch)
+        self.step_args = SimpleNamespace(no_flip=False, noise_std=0.01, noise_prob=0.5)
+        self.batch_size = args.batch_size
+        self.best = 0.0
+
+    def run(self, steps: int, warmup: int) -> float:
+        torch.set_num_threads(self.threads)
+        n = len(self.x) // self.batch_size
+        for i in range(warmup + steps):
+            if i == warmup:
+                start = time.perf_counter()
+            sl = slice((i % n) * self.batch_size, (i % n + 1) * self.batch_size)
+            loss = train_step(self.forward_loss, self.optimizer, self.x[sl], self.y[sl], self.step_args)
+            if self.variant.item_every_step:
+                loss.item()
+        rate = steps * self.batch_size / (time.perf_counter() - start)
+        self.best = max(self.best, rate)
+        return rate
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=15, help="timed steps per row and round")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    poses = synthetic_pose_set(args.batch_size * 8, seed=0)
+    data = (torch.from_numpy(poses.inputs_2d), torch.from_numpy(poses.targets_3d))
+    print(f"CPU: {cpu_model()}, {default_threads()} cores usable, torch {torch.__version__}; "
+          f"model D={args.dim} L_d={args.depth} H={args.heads}, batch {args.batch_size}", flush=True)
+    rows = []
+    for variant in VARIANTS:
+        started = time.perf_counter()
+        rows.append(Row(variant, args, data))
+        print(f"  set up {variant.name}: {rows[-1].precision}, {rows[-1].compiled}, "
+              f"{rows[-1].threads} threads ({time.perf_counter() - started:.1f} s)", file=sys.stderr, flush=True)
+    for round_index in range(args.rounds):
+        for row in rows:
+            rate = row.run(args.steps, args.warmup)
+            print(f"  round {round_index + 1}: {row.variant.name}: {rate:.0f} samples/s", file=sys.stderr, flush=True)
+
+    baseline = rows[0].best
+    print()
+    print("| trainer | precision | threads | compile | attention | Adam | samples/s | vs before (fp32 defaults) |")
+    print("|---|---|---:|---|---|---|---:|---:|")
+    for row in rows:
+        v = row.variant
+        print(f"| {v.name} | {row.precision} | {row.threads} | {row.compiled.split(' (')[0]} | {v.attention} | "
+              f"{'fused' if v.fused_adam else 'loop'} | {row.best:.0f} | {row.best / baseline:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

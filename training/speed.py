@@ -1,0 +1,109 @@
+"""Choices that make training fast on the machine at hand, each decided by measuring.
+
+CPUs differ: reduced precision can be several times faster (native bf16, e.g.
+AVX-512 BF16 or AMX) or ten times slower (emulated on AVX2-only cores), and
+``torch.compile`` needs a working C++ toolchain. So the trainer times a few real
+steps of each candidate at start and keeps what is fastest, falling back to
+fp32 eager whenever a candidate fails.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from typing import Callable
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+# Reduced precision must beat fp32 by this much to be chosen: it also costs accuracy
+# headroom, so a tie goes to fp32.
+MIN_SPEEDUP = 1.10
+
+
+def default_threads() -> int:
+    """Every core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``), for the weights' record."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def autocast_context(precision: str, device: torch.device):
+    """Autocast for ``bf16``/``fp16``; nothing for ``fp32``."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def seconds_per_step(step: Callable[[], None], steps: int = 3, warmup: int = 2,
+                     clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median wall time of ``steps`` calls of ``step`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = clock()
+        step()
+        times.append(clock() - start)
+    return statistics.median(times)
+
+
+def choose_precision(time_step: Callable[[str], float], candidates: tuple[str, ...] = ("fp32", "bf16"),
+                     min_speedup: float = MIN_SPEEDUP) -> tuple[str, dict[str, float]]:
+    """The fastest precision by ``time_step(precision)`` (seconds per step).
+
+    fp32 is the reference: a reduced precision is chosen only when it is at least
+    ``min_speedup`` times faster. A candidate whose probe raises is skipped.
+    Returns the choice and every measured time (``inf`` for a failed one).
+    """
+    timings: dict[str, float] = {}
+    for precision in candidates:
+        try:
+            timings[precision] = float(time_step(precision))
+        except Exception as error:  # noqa: BLE001 - a precision this machine cannot run is simply not chosen
+            print(f"[speed] {precision} probe failed: {type(error).__name__}: {error}", file=sys.stderr)
+            timings[precision] = float("inf")
+    best = "fp32"
+    for precision, seconds in timings.items():
+        if precision != "fp32" and seconds * min_speedup <= timings.get(best, float("inf")):
+            best = precision
+    return best, timings
+
+
+def compile_or_eager(function: Callable, mode: str, probe: Callable[[Callable], None]) -> tuple[Callable, str]:
+    """``torch.compile(function)`` when ``mode`` is ``on``/``auto`` and a probe call succeeds.
+
+    ``probe(candidate)`` runs one real step with the compiled function (so the
+    compile happens here, not in the middle of training). Any failure (no
+    compiler, an unsupported op) falls back to eager with the reason; ``on`` then
+    raises instead.
+    """
+    if mode == "off":
+        return function, "off"
+    try:
+        compiled = torch.compile(function)
+        probe(compiled)
+        return compiled, "compiled"
+    except Exception as error:  # noqa: BLE001 - any compiler failure means: run eager
+        if mode == "on":
+            raise RuntimeError(f"torch.compile failed: {type(error).__name__}: {error}") from error
+        reason = f"eager (torch.compile failed: {type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        print(f"[speed] {reason}", file=sys.stderr)
+        return function, reason
