@@ -211,5 +211,7 @@ def test_fused_attention_computes_the_same_function_and_gradients():
     out_plain.square().sum().backward()
     out_fused.square().sum().backward()
     for (name, a), b in zip(plain.named_parameters(), fused.parameters()):
-        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
+        # float32 rounding differs between the kernels: compare against each gradient's own scale
+        scale = float(a.grad.abs().max())
+        assert float((b.grad - a.grad).abs().max()) <= 1e-5 * scale, name
     assert not any(getattr(m, "fused_attention", False) for m in use_fused_attention(fused, False).modules())
