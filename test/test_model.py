@@ -210,8 +210,9 @@ def test_fused_attention_computes_the_same_function_and_gradients():
     torch.testing.assert_close(out_fused, out_plain, rtol=1e-5, atol=1e-6)
     out_plain.square().sum().backward()
     out_fused.square().sum().backward()
+    # float32 rounding differs between the kernels: compare against the gradients' overall scale
+    # (some, e.g. a key LayerNorm's bias, are zero up to rounding: softmax ignores a shift of every key)
+    scale = max(float(p.grad.abs().max()) for p in plain.parameters())
     for (name, a), b in zip(plain.named_parameters(), fused.parameters()):
-        # float32 rounding differs between the kernels: compare against each gradient's own scale
-        scale = float(a.grad.abs().max())
-        assert float((b.grad - a.grad).abs().max()) <= 1e-5 * scale, name
+        assert float((b.grad - a.grad).abs().max()) <= 1e-6 * scale, name
     assert not any(getattr(m, "fused_attention", False) for m in use_fused_attention(fused, False).modules())
