@@ -26,11 +26,13 @@ from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
 from cfi_pose_ros.depth import depth_image_to_array
-from cfi_pose_ros.markers import skeleton_markers
+from cfi_pose_ros.frames import RigidTransform
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
-from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg, stamp_seconds
+from cfi_pose_ros.node.conversions import stamp_seconds
 from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, run
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
+from cfi_pose_ros.node.lifting import NO_TRANSFORM, lift_keypoints, static_target_transform
+from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
 from cfi_pose_ros.runtime_stats import RollingStats
@@ -46,6 +48,9 @@ class LiftNode(SpecLifecycleNode):
         self.depth: tuple[float, np.ndarray] | None = None     # (stamp s, depth image)
         self._subscriptions_active: list = []
         self._pose_pub = self._marker_pub = self._diag_pub = None
+        self._target: tuple[str, RigidTransform | None] = ("", None)   # output frame, its static transform
+        self._tf_lookup: TransformLookup | None = None
+        self._tf_broadcast: TransformBroadcast | None = None
         self._diag_timer = None
 
     # --------------------------------------------------------------- lifecycle
@@ -65,6 +70,9 @@ class LiftNode(SpecLifecycleNode):
             min_keypoint_score=self.p("min_keypoint_score"), min_valid_joints=self.p("min_valid_joints"),
             max_people=self.p("max_people"), solve_root=self.p("solve_root"),
             depth_window=self.p("depth_window"), depth_body_offset=self.p("depth_body_offset")), smoother)
+        if not self._configure_frames():
+            self.pipeline = self.lifter = None
+            return TransitionCallbackReturn.FAILURE
         out_qos = output_qos(self.p("output_reliability"))
         self._pose_pub = self.create_lifecycle_publisher(HumanPose3DArray, self.p("output_topic"), out_qos)
         self._marker_pub = self.create_lifecycle_publisher(MarkerArray, self.p("markers_topic"), out_qos)
@@ -104,6 +112,9 @@ class LiftNode(SpecLifecycleNode):
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
         self._pose_pub = self._marker_pub = self._diag_pub = self._diag_timer = None
+        if self._tf_lookup is not None:
+            self._tf_lookup.close()
+            self._tf_lookup = None
         self.pipeline = self.lifter = None
         return TransitionCallbackReturn.SUCCESS
 
@@ -142,14 +153,18 @@ class LiftNode(SpecLifecycleNode):
     def _on_keypoints(self, msg: HumanKeypoints2DArray) -> None:
         started = time.perf_counter()
         self.stats.input(time.monotonic())
-        frame = frame_from_msg(msg, self.camera_matrix, self.camera_size)
+        depth = None
         if self.depth is not None:
-            if abs(self.depth[0] - frame.stamp) <= self.p("depth_max_age"):
-                frame.depth = self.depth[1]
+            if abs(self.depth[0] - stamp_seconds(msg.header.stamp)) <= self.p("depth_max_age"):
+                depth = self.depth[1]
             else:
                 self.stats.drop(Counter(stale_depth=1))
+        target_frame, transform = self._output_transform(msg.header)
+        if target_frame is None:
+            return      # never published in a wrong frame
         try:
-            result = self.pipeline.process(frame)
+            result = lift_keypoints(self.pipeline, msg, self.camera_matrix, self.camera_size, depth,
+                                    target_frame, transform)
         except Exception as exc:  # never let one bad frame take the node down
             self.stats.drop(Counter(processing_error=1))
             self.warn_throttled("processing_error", f"frame dropped, lifting failed: {exc!r}")
@@ -158,17 +173,67 @@ class LiftNode(SpecLifecycleNode):
             self.stats.drop(result.dropped)
             self.warn_throttled("dropped", "dropped malformed input: " + ", ".join(
                 f"{reason} x{count}" for reason, count in sorted(result.dropped.items())))
-        if "bad_image_size" in result.dropped:
+        if not result.publishable:
             return   # nothing can be said about this frame, not even that it is empty
-        self._pose_pub.publish(poses_to_msg(msg.header, result.people))
+        self._pose_pub.publish(result.poses_msg())
         # Markers only when someone (RViz) listens: building them costs about as much as the poses.
         if self.p("publish_markers") and self._marker_pub.get_subscription_count() > 0:
-            specs = []
-            for index, person in enumerate(result.people):
-                specs.extend(skeleton_markers(index, person.track_id, person.keypoints,
-                                              lifetime=self.p("marker_lifetime")))
-            self._marker_pub.publish(markers_to_msg(msg.header, specs))
+            self._marker_pub.publish(result.markers_msg(self.p("marker_lifetime")))
+        if self._tf_broadcast is not None:
+            self._tf_broadcast.send(msg.header.stamp, result.tf_frames(self.p("tf_prefix"), self.p("tf_joints")))
         self.stats.output(time.monotonic(), time.perf_counter() - started, len(result.people))
+
+    # --------------------------------------------------------------- output frame and TF
+    def _configure_frames(self) -> bool:
+        """Output frame, its transform source and TF output from the parameters; False (the reason
+        logged) when target_from_camera is malformed. Where tf2_ros is missing, says so once."""
+        try:
+            static = static_target_transform(self.p("target_from_camera"))
+        except ValueError as exc:
+            self.get_logger().error(f"configure failed: target_from_camera: {exc}")
+            return False
+        target = self.p("target_frame")
+        self._target = (target, static)
+        tf2_ros, reason = load_tf2()
+        if self.p("publish_tf") and tf2_ros is None:
+            self.get_logger().warning(f"TF output unavailable: {reason}; publishing poses without TF frames")
+        elif self.p("publish_tf") and self._tf_broadcast is None:
+            self._tf_broadcast = TransformBroadcast(tf2_ros, self)
+        elif not self.p("publish_tf"):
+            self._tf_broadcast = None
+        if target and static is None:
+            if tf2_ros is None:
+                self.get_logger().error(
+                    f"target_frame {target!r} without target_from_camera needs a tf2 lookup, and {reason}: "
+                    f"every input not already in {target!r} will be dropped ({NO_TRANSFORM})")
+            else:
+                self._tf_lookup = TransformLookup(tf2_ros, self.get_name())
+        self.get_logger().info(f"output frame: {target or 'the input frame'}"
+                               + (" (static target_from_camera)" if target and static is not None else
+                                  " (tf2 lookup)" if target else ""))
+        return True
+
+    def _output_transform(self, header) -> tuple[str | None, RigidTransform | None]:
+        """``(output frame, target_from_camera)`` for one input: ``("", None)`` = stay in the input's
+        frame; ``(None, None)`` = the target frame's transform is unknown (the frame is dropped,
+        with a throttled warning and a diagnostics count)."""
+        target, static = self._target
+        if not target:
+            return "", None
+        if static is not None:
+            return target, static
+        if header.frame_id == target:
+            return target, None
+        reason = "tf2_ros is not available and target_from_camera is not given"
+        if self._tf_lookup is not None:
+            try:
+                return target, self._tf_lookup.lookup(target, header.frame_id, header.stamp, self.p("tf_timeout"))
+            except LookupError as exc:
+                reason = str(exc)
+        self.stats.drop(Counter({NO_TRANSFORM: 1}))
+        self.warn_throttled(NO_TRANSFORM, f"frame dropped ({NO_TRANSFORM}): {header.frame_id!r} -> {target!r}: "
+                                          f"{reason}")
+        return None, None
 
     def _publish_diagnostics(self) -> None:
         summary = self.stats.summary(time.monotonic())

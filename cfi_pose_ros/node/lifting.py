@@ -8,7 +8,7 @@ Message conversion only; the computation is in :mod:`cfi_pose_ros.pipeline` and
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from std_msgs.msg import Header
@@ -25,11 +25,23 @@ NO_TRANSFORM = "no_transform"   # diagnostics drop reason: the output frame's tr
 
 
 def pipeline_config(value) -> PipelineConfig:
-    """The pipeline's settings from the lift node's parameters (``value(name)``)."""
-    return PipelineConfig(
-        min_keypoint_score=value("min_keypoint_score"), min_valid_joints=value("min_valid_joints"),
-        max_people=value("max_people"), solve_root=value("solve_root"),
-        depth_window=value("depth_window"), depth_body_offset=value("depth_body_offset"))
+    """The pipeline's settings from the lift node's parameters of the same names (``value(name)``);
+    fields without a parameter keep their defaults."""
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    return PipelineConfig(**{f.name: value(f.name) for f in fields(PipelineConfig) if f.name in PARAMETERS_BY_NAME})
+
+
+def pose_smoother(value):
+    """The One-Euro smoother from the ``smoothing`` parameters (``smoothing_<x>`` = its ``<x>``), or
+    None when ``smoothing`` is off."""
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+    from cfi_pose_ros.smoothing import PoseSmoother
+
+    if not value("smoothing"):
+        return None
+    return PoseSmoother(**{name.removeprefix("smoothing_"): value(name) for name in PARAMETERS_BY_NAME
+                           if name.startswith("smoothing_")})
 
 
 def build_pipeline(value, log=None) -> LiftingPipeline:
@@ -37,12 +49,9 @@ def build_pipeline(value, log=None) -> LiftingPipeline:
     node's parameters: what the node builds at configure. Raises with the reason on bad weights."""
     from cfi_pose_ros.inference import create_lifter
     from cfi_pose_ros.node.parameters import lifter_options
-    from cfi_pose_ros.smoothing import PoseSmoother
 
-    lifter = create_lifter(**lifter_options(value), log=log)
-    smoother = (PoseSmoother(min_cutoff=value("smoothing_min_cutoff"), beta=value("smoothing_beta"))
-                if value("smoothing") else None)
-    return LiftingPipeline(lifter, pipeline_config(value), smoother)
+    return LiftingPipeline(create_lifter(**lifter_options(value), log=log), pipeline_config(value),
+                           pose_smoother(value))
 
 
 def camera_from_info(msg) -> tuple[np.ndarray, tuple[int, int] | None]:

@@ -90,6 +90,23 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("marker_lifetime", 0.25, "RViz marker lifetime (s), so vanished people disappear", 0.0, 60.0),
     ParamSpec("diagnostics_period", 1.0, "period of /diagnostics updates (s)", 0.05, 60.0),
     ParamSpec("warn_latency_ms", 100.0, "diagnostics turn WARN above this p99 processing latency", 0.0, 1e6),
+    ParamSpec("target_frame", "",
+              "express every output (keypoints, body poses, header frame_id, markers, TF parent) in this frame; "
+              "empty = the input's camera frame. The transform: target_from_camera when given, else tf2 at the "
+              "input's stamp; a frame whose transform is unknown is dropped and counted (no_transform)",
+              read_only=True),
+    ParamSpec("target_from_camera", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+              "static transform camera frame -> target_frame as [x, y, z, qx, qy, qz, qw] (metres, unit "
+              "quaternion), for a fixed camera or where tf2 is not installed; all zeros = not given (tf2 lookup)",
+              read_only=True),
+    ParamSpec("tf_timeout", 0.05, "longest wait (s) for target_frame's transform at the input's stamp", 0.0, 1.0,
+              read_only=True),
+    ParamSpec("publish_tf", True,
+              "publish each tracked person's body frame <tf_prefix><id> on /tf, parent = the output frame "
+              "(needs tf2_ros; people without an id or a position get none)", read_only=True),
+    ParamSpec("tf_prefix", "body_", "TF frame name prefix of each person (ros4hri: body_<id>)", read_only=True),
+    ParamSpec("tf_joints", False,
+              "also publish every joint as the frame <tf_prefix><id>_<joint>, child of the body frame", read_only=True),
 ) + COMMON_NODE_PARAMETERS
 
 PARAMETERS_BY_NAME = {p.name: p for p in LIFT_NODE_PARAMETERS}

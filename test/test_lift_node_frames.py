@@ -1,0 +1,121 @@
+"""The lift node's output frame over DDS: with ``target_frame`` and a static
+``target_from_camera`` every output (keypoints, body pose, header frame_id, markers) is in the
+target frame; a target frame whose transform is unknown drops the frame and counts it; where
+tf2_ros is missing (these machines) TF output is reported unavailable once and lifting goes on."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import ros_available
+
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))]
+
+if ros_available() is None:
+    from cfi_pose_ros.msg import HumanPose3D
+    from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
+    from ros_harness import NodeUnderTest, stamp_msg
+
+CAMERA = "frames_test_camera_optical_frame"
+# the camera 1.2 m up and 0.3 m forward on a robot, looking along its +x (optical z = base x)
+TARGET_FROM_CAMERA = [0.3, 0.0, 1.2, -0.5, 0.5, -0.5, 0.5]
+
+
+@pytest.fixture
+def node_factory(tmp_path, ros_env):
+    started = []
+
+    def start(**overrides):
+        node = NodeUnderTest(tmp_path, overrides=overrides)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.close()
+
+
+def _frame(clip, sec: int):
+    return stamp_msg(keypoints_msg(clip.pixels[20], clip.scores[20], clip.ids, clip.image_size, clip.layout,
+                                   CAMERA, 0), sec)
+
+
+def _use_camera_info(node, clip):
+    info = camera_info_msg(clip.camera_matrix, clip.image_size, CAMERA)
+    for attempt in range(100):
+        node.client.camera_info_pub.publish(info)
+        node.spin_for(0.05)
+        out = node.send_and_receive(_frame(clip, 900 + attempt), timeout=5)
+        if out is not None and out.humans[0].root_source == HumanPose3D.ROOT_FROM_INTRINSICS:
+            return
+    raise AssertionError(f"the node never used the CameraInfo:\n{node.log()}")
+
+
+def _points(msg_points) -> np.ndarray:
+    return np.array([[p.x, p.y, p.z] for p in msg_points])
+
+
+def test_static_target_from_camera_puts_every_output_in_the_target_frame(node_factory):
+    """A known pose (the clip frame, lifted here by the same pipeline in the camera frame) and a
+    known transform: the node's poses, body poses and markers are that pose moved into base_link."""
+    from cfi_pose_ros.frames import RigidTransform, camera_up
+    from cfi_pose_ros.markers import skeleton_markers
+    from cfi_pose_ros.node.lifting import build_pipeline, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    clip = Clip.load()
+    node = node_factory(target_frame="base_link", target_from_camera=TARGET_FROM_CAMERA)
+    _use_camera_info(node, clip)
+    msg = _frame(clip, 1000)
+    out = node.send_and_receive(msg)
+    assert out is not None, node.log()
+    assert out.header.frame_id == "base_link" and (out.header.stamp.sec, out.header.stamp.nanosec) == (1000, 0)
+    node.spin_until(lambda: 1000 * 10**9 in node.client.received.markers, 5.0)
+    markers = node.client.received.markers[1000 * 10**9]
+
+    in_camera = lift_keypoints(build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default), msg,
+                               clip.camera_matrix, None)
+    transform = RigidTransform.from_xyz_quaternion(TARGET_FROM_CAMERA)
+    assert [h.id for h in out.humans] == [p.track_id for p in in_camera.people] == clip.ids
+    for index, (human, person) in enumerate(zip(out.humans, in_camera.people)):
+        assert human.root_source == HumanPose3D.ROOT_FROM_INTRINSICS
+        expected = transform.apply(person.keypoints)
+        assert np.allclose(_points(human.keypoints), expected, atol=1e-6)
+        # people stand on the robot's floor plane, ~5 m ahead: up is +z in base_link now
+        assert expected[10, 2] > expected[0, 2] > expected[3, 2] and 4.0 < expected[0, 0] < 7.0
+        pose = human.body_pose
+        assert np.allclose([pose.position.x, pose.position.y, pose.position.z], expected[0], atol=1e-6)
+        q = transform.rotate(person.orientation_xyzw)
+        assert np.allclose([pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w], q,
+                           atol=1e-6)
+        expected_markers = skeleton_markers(index, person.track_id, expected, lifetime=0.25, up=camera_up(transform))
+        got = markers.markers[3 * index: 3 * index + 3]
+        assert all(m.header.frame_id == "base_link" for m in got)
+        assert np.allclose(_points(got[0].points), expected_markers[0].points, atol=1e-6)
+        assert np.allclose(_points(got[1].points), expected_markers[1].points, atol=1e-6)
+        label = got[2].pose.position
+        assert np.allclose([label.x, label.y, label.z], expected_markers[2].points[0], atol=1e-6)
+
+
+def test_unknown_target_transform_drops_the_frame_and_counts_it(node_factory):
+    """No static transform and no tf2 transform camera -> base_link: those frames are dropped and
+    counted, never published in the wrong frame; input already in base_link is lifted. Where
+    tf2_ros is missing (here), the node says once that TF output is unavailable and goes on."""
+    from cfi_pose_ros.node.transforms import load_tf2
+
+    clip = Clip.load()
+    node = node_factory(target_frame="base_link", tf_timeout=0.01)
+    for k in range(5):
+        node.client.publish(_frame(clip, 2000 + k))
+        node.spin_for(0.2)
+    assert node.client.received.poses == {}
+    diag = node.latest_diagnostics()
+    assert int(diag.get("dropped.no_transform", 0)) >= 1, diag
+    assert "frame dropped (no_transform)" in node.log()
+    for k in range(3):
+        msg = _frame(clip, 2100 + k)
+        msg.header.frame_id = "base_link"
+        out = node.send_and_receive(msg)
+        assert out is not None and out.header.frame_id == "base_link" and len(out.humans) == 2, node.log()
+    if load_tf2()[0] is None:
+        assert node.log().count("TF output unavailable") == 1, node.log()
