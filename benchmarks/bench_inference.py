@@ -4,6 +4,7 @@
     python benchmarks/bench_inference.py                 # 2 threads, batches 1 8 64, ~3-5 min on 2 cores
     python benchmarks/bench_inference.py --quick         # a short run (~1 min)
     python benchmarks/bench_inference.py --explore       # also ONNX Runtime variants (spinning, plain graph, opt levels)
+    python benchmarks/bench_inference.py --gpu --batch-sizes 1 1024   # GPU machine (benchmarks/gpu_check.py runs it)
 
 For the paper configuration (CFIConfig defaults: D=512, L_d=3, H=8; random
 init, which has the same cost as trained weights) and for the shipped weights
@@ -19,6 +20,14 @@ runs here is timed on the same realistic inputs:
   ONNX Runtime's own GEMM (MLAS, ``MatMul`` with a constant, pre-packed B) is
   measured too and reported alongside;
 * the ratio to torch eager (the baseline) at the same batch size.
+
+The GPU backends, where they run, are timed in every precision (cuda
+fp32/fp16/bf16, tensorrt fp32/fp16). ``--gpu`` is the run for a GPU machine:
+the CPU side is only the torch eager baseline (no ONNX Runtime or 1-thread
+rows), every lifter gets up to 300 calls (slow ones stop at their time
+budget), and the GPU targets for the paper configuration are checked (batch 1
+p50 <= 0.25 ms, batch 1024 >= 500k poses/s). '% peak' is against the CPU's
+GEMM peak and means nothing for GPU rows.
 
 Every lifter is built with ``batch_sizes`` = the benchmarked sizes, so each
 call is exactly one compiled batch. Calls are interleaved between backends
@@ -54,6 +63,8 @@ from cfi_pose_ros.model import CFIConfig, CFINet  # noqa: E402
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS  # noqa: E402
 
 TARGETS = {1: {"speedup": 2.5, "peak": 0.60}, 8: {"peak": 0.80}}
+GPU_TARGETS = {1: {"max_p50_ms": 0.25}, 1024: {"min_poses_per_s": 500e3}}   # paper configuration, H200
+GPU_BACKENDS = (("cuda", ("fp32", "fp16", "bf16")), ("tensorrt", ("fp32", "fp16")))
 
 
 def cpu_name() -> str:
@@ -124,9 +135,9 @@ def make_lifters(model: CFINet, args, cache_dir: Path, log) -> dict:
     status = available_backends("fp32")
     lifters = {"torch eager (baseline)": TorchLifter(model, batch_sizes=sizes, threads=args.threads,
                                                      weights_sha256=sha)}
-    if args.threads > 1:   # eager PyTorch's OpenMP pool degrades badly when other processes need the cores
+    if args.threads > 1 and not args.gpu:   # eager PyTorch's OpenMP pool degrades when other processes need the cores
         lifters["torch eager, 1 thread"] = TorchLifter(model, batch_sizes=sizes, threads=1, weights_sha256=sha)
-    if status["onnxruntime"] is None:
+    if status["onnxruntime"] is None and not args.gpu:   # the GPU run compares with torch eager only
         common = dict(batch_sizes=sizes, threads=args.threads, cache_dir=cache_dir, log=log, weights_sha256=sha)
         lifters["onnxruntime (default)"] = OnnxRuntimeLifter(model, **common)
         if args.explore:
@@ -137,9 +148,9 @@ def make_lifters(model: CFINet, args, cache_dir: Path, log) -> dict:
             lifters["onnxruntime, opt level basic"] = OnnxRuntimeLifter(model, optimization="basic", **common)
             plain = export_model(model, fused=False).SerializeToString()
             lifters["onnxruntime, plain CFINet graph"] = OnnxRuntimeLifter(model, onnx_bytes=plain, **common)
-    else:
+    elif not args.gpu:
         log(f"onnxruntime skipped: {status['onnxruntime']}")
-    for backend, precisions in (("cuda", ("fp32", "fp16")), ("tensorrt", ("fp32", "fp16"))):
+    for backend, precisions in GPU_BACKENDS:
         if status[backend] is not None:
             log(f"{backend} skipped: {status[backend]}")
             continue
@@ -157,8 +168,8 @@ def make_lifters(model: CFINet, args, cache_dir: Path, log) -> dict:
 def measure(lifters: dict, batch: int, calls: int, rounds: int, budget_s: float) -> dict[str, np.ndarray]:
     """Per-call latencies (s), calls interleaved round-robin between lifters.
 
-    A lifter that has used ``budget_s`` and has at least 5 calls sits out the
-    remaining rounds (a very slow baseline would otherwise take minutes).
+    A lifter that has used ``budget_s`` and has at least 5 calls stops there
+    and sits out the remaining rounds (a very slow baseline would otherwise take minutes).
     """
     inputs = reference_inputs(batch, seed=batch)
     for lifter in lifters.values():               # warm-up (first-call allocations, caches)
@@ -168,9 +179,9 @@ def measure(lifters: dict, batch: int, calls: int, rounds: int, budget_s: float)
     per_round = max(1, calls // rounds)
     for _ in range(rounds):
         for label, lifter in lifters.items():
-            if len(times[label]) >= 5 and sum(times[label]) > budget_s:
-                continue
             for _ in range(per_round):
+                if len(times[label]) >= 5 and sum(times[label]) > budget_s:
+                    break
                 start = time.perf_counter()
                 lifter.lift(inputs)
                 times[label].append(time.perf_counter() - start)
@@ -226,6 +237,23 @@ def target_lines(rows: list[dict], default_label: str) -> list[str]:
     return out
 
 
+def gpu_target_lines(rows: list[dict]) -> list[str]:
+    out = []
+    for row in rows:
+        target = GPU_TARGETS.get(row["batch"])
+        if target is None or not row["backend"].startswith(("cuda", "tensorrt")):
+            continue
+        if "max_p50_ms" in target:
+            ok = row["p50_ms"] <= target["max_p50_ms"]
+            out.append(f"batch {row['batch']}: {row['backend']} p50 {row['p50_ms']:.3f} ms "
+                       f"(target <= {target['max_p50_ms']} ms): {'met' if ok else 'NOT met'}")
+        else:
+            ok = row["poses_per_s"] >= target["min_poses_per_s"]
+            out.append(f"batch {row['batch']}: {row['backend']} {row['poses_per_s'] / 1e3:.0f}k poses/s "
+                       f"(target >= {target['min_poses_per_s'] / 1e3:.0f}k): {'met' if ok else 'NOT met'}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -233,13 +261,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else None,
                         help="also benchmark this weights file (default: the shipped weights, if present)")
     parser.add_argument("--no-paper", action="store_true", help="skip the paper configuration")
+    parser.add_argument("--no-weights", action="store_true", help="skip the weights file")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_inference")
     parser.add_argument("--cache-dir", type=Path, default=None, help="export/engine cache (default: a temp dir)")
     parser.add_argument("--quick", action="store_true", help="short run: fewer calls and rounds")
     parser.add_argument("--explore", action="store_true", help="also time ONNX Runtime variants")
     parser.add_argument("--seconds", type=float, default=None, help="approximate work per backend and batch")
+    parser.add_argument("--gpu", action="store_true",
+                        help="GPU machine: torch eager baseline + every GPU backend and precision, GPU targets")
     args = parser.parse_args(argv)
     args.batch_sizes = sorted(set(args.batch_sizes))
+    if args.no_weights:
+        args.weights = None
     budget = args.seconds or (1.5 if args.quick else 6.0)
     rounds = 3 if args.quick else 6
     log = lambda text: print(text, flush=True)   # noqa: E731
@@ -278,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             flops = model.flops_per_pose()
             timings = {}
             for batch in args.batch_sizes:
-                calls = calls_for(batch, flops, budget)
+                calls = max(calls_for(batch, flops, budget), 300 if args.gpu else 0)
                 log(f"  batch {batch}: {calls} calls per backend in {rounds} rounds")
                 timings[batch] = measure(lifters, batch, calls, rounds, budget)
             results.append((name, model, lifters, timings))
@@ -303,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                      "parameters": sum(p.numel() for p in model.parameters()), "rows": rows,
                      "lifters": {label: lifter.describe() for label, lifter in lifters.items()}}
             entry["targets"] = target_lines(rows, "onnxruntime (default)")
+            if args.gpu and name.startswith("paper configuration"):
+                entry["targets"] += gpu_target_lines(rows)
             report["models"].append(entry)
     report["loadavg_after"] = loadavg()
 

@@ -549,3 +549,16 @@ def test_no_module_of_the_package_imports_in_a_circle():
 
     cycles = [cycle for cycle in map(cycle_from, sorted(graph)) if cycle]
     assert not cycles, "import circles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+# ----------------------------------------------------------------- 5. the GPU check script
+def test_gpu_check_without_a_gpu_says_so_and_exits_0(tmp_path):
+    if cuda_backend.cuda_unavailable_reason() is None:
+        pytest.skip("a GPU is available: run benchmarks/gpu_check.py itself")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    result = subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == (f"gpu_check: no GPU here ({cuda_backend.cuda_unavailable_reason()}); "
+                                     "nothing to check.")
+    assert not list(tmp_path.iterdir())
