@@ -42,6 +42,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
+from cfi_pose_ros.detectors.frame import detect_and_track
 from cfi_pose_ros.image import UnsupportedEncoding, compressed_msg_to_bgr, image_msg_to_bgr
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import stamp_seconds
@@ -287,17 +288,6 @@ class DetectNode(SpecLifecycleNode):
             except Exception as exc:  # never let one frame take the node down
                 self._drop("detector_error", repr(exc))
 
-    def _detect(self, image: np.ndarray):
-        """(keypoints, scores, boxes, box_scores, {stage: ms}) of one image."""
-        start = time.perf_counter()
-        detections = self.detector.detect(image)
-        if detections.layout != "coco_17":
-            raise ValueError(f"detector returned layout {detections.layout!r}, expected coco_17")
-        # top-down detectors time their two stages (the person detector only when it ran)
-        stage_ms = dict(getattr(self.detector, "last_stage_ms", None)
-                        or {"detector": (time.perf_counter() - start) * 1e3})
-        return detections.keypoints, detections.scores, detections.boxes, detections.box_scores, stage_ms
-
     def _process(self, msg, received: float) -> None:
         t0 = time.perf_counter()
         try:
@@ -312,28 +302,18 @@ class DetectNode(SpecLifecycleNode):
             self._drop("decode_error", repr(exc))
             return
         t1 = time.perf_counter()
-        try:
-            keypoints, scores, boxes, box_scores, stage_ms = self._detect(image)
+        try:    # the same step offline lifting runs for each image (stage_ms: detector stages, tracking)
+            people, ids, stage_ms = detect_and_track(self.detector, self.tracker if self.p("tracking") else None,
+                                                     image, stamp_seconds(msg.header.stamp))
         except Exception as exc:
             self._drop("detector_error", repr(exc))
             return
-        t2 = time.perf_counter()
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        finite = np.isfinite(boxes).all(axis=1)
-        if not finite.all():
-            keypoints, scores, boxes, box_scores = (np.asarray(a)[finite] for a in
-                                                    (keypoints, scores, boxes, box_scores))
-        if self.p("tracking") and self.tracker is not None:
-            stamp = stamp_seconds(msg.header.stamp)
-            ids = self.tracker.update(boxes, stamp if stamp > 0 else time.monotonic())
-        else:
-            ids = [""] * len(boxes)
         t3 = time.perf_counter()
-        out = keypoints_to_msg(msg.header, (image.shape[1], image.shape[0]), keypoints, scores, boxes,
-                               box_scores, ids)
+        out = keypoints_to_msg(msg.header, (image.shape[1], image.shape[0]), people.keypoints, people.scores,
+                               people.boxes, people.box_scores, ids)
         self._keypoints_pub.publish(out)
         t4 = time.perf_counter()
-        self.stages.add({"decode": (t1 - t0) * 1e3, "tracking": (t3 - t2) * 1e3, "publish": (t4 - t3) * 1e3,
+        self.stages.add({"decode": (t1 - t0) * 1e3, "publish": (t4 - t3) * 1e3,
                          "total": (t4 - received) * 1e3, **stage_ms})
         with self._stats_lock:
             self.stats.output(time.monotonic(), t4 - received, len(out.people))
