@@ -3,11 +3,20 @@
 Steps for one frame (all people at once):
 
 1. validate each person (a malformed one is dropped with a reason; the others go on),
-2. convert to H36M-17 and fill missing joints so the model always sees 17,
+2. convert to H36M-17; joints far outside the image (more than ``image_margin`` times
+   the image's width or height beyond its border: no detector puts a real joint
+   there, and the lifter never saw such input) are missing, like low-score ones;
+   fill missing joints so the model always sees 17,
 3. normalise by the image's own size and lift every person in one batched call,
 4. with camera intrinsics, solve each person's root translation (keypoints in metres
-   in the camera optical frame), else keep root-relative,
+   in the camera optical frame; robust to single bad joints, see :mod:`.root_solver`);
+   a person with a joint that solve rejects as an outlier is lifted again without it
+   (the joint is then published with score 0), else keep root-relative,
 5. body pose (pelvis position, facing) and optional One-Euro smoothing per track id.
+
+Nothing non-finite is ever returned: a person whose lifted joints, position or
+orientation are not all finite is dropped (``non_finite_output``), whatever the
+weights or the input did.
 
 The ROS node only converts messages to :class:`Frame2D` and :class:`LiftedPerson`
 back to messages.
@@ -22,15 +31,15 @@ import numpy as np
 from .body_pose import body_poses
 from .camera import normalize_screen
 from .depth import root_translation_from_depth
-from .root_solver import solve_root_translation, validate_camera_matrix
+from .root_solver import outlier_joints, solve_root_translation, validate_camera_matrix
 from .skeleton import H36M_17, LAYOUTS, convert_to_h36m17
 
 ROOT_RELATIVE, ROOT_FROM_INTRINSICS, ROOT_FROM_DEPTH = 0, 1, 2
 
 # Reasons a person or a frame is dropped, as reported in /diagnostics.
 DROP_REASONS = ("unknown_layout", "wrong_keypoint_count", "non_finite_coordinates",
-                "score_out_of_range", "too_few_joints", "too_many_people", "bad_image_size",
-                "bad_camera_info")
+                "score_out_of_range", "too_few_joints", "out_of_image", "too_many_people",
+                "bad_image_size", "bad_camera_info", "non_finite_output")
 
 
 @dataclass
@@ -78,6 +87,11 @@ class PipelineConfig:
     solve_root: bool = True
     depth_window: int = 5              # pixels around the pelvis and hips sampled in the depth image
     depth_body_offset: float = 0.10    # metres from the body surface the sensor sees to the pelvis joint
+    # A joint more than this fraction of the image's width (x) or height (y) outside the image is
+    # missing; a person left with fewer than min_valid_joints is dropped as out_of_image. Half the
+    # image leaves room for the joints detectors extrapolate past the border (a cut-off foot, a
+    # crop that extends beyond the frame) and none for 1e6 px or 1e30 coordinates.
+    image_margin: float = 0.5
 
 
 def check_person(person: Person2D) -> str | None:
@@ -94,6 +108,14 @@ def check_person(person: Person2D) -> str | None:
     if not (np.all((scores >= 0.0) & (scores <= 1.0)) and 0.0 <= person.score <= 1.0):
         return "score_out_of_range"                      # the comparisons also reject NaN
     return None
+
+
+def inside_image(keypoints: np.ndarray, width: float, height: float, margin: float) -> np.ndarray:
+    """``(..., J)`` bool: the joint lies within ``margin`` x the image size of the image (NaN: False)."""
+    x, y = keypoints[..., 0], keypoints[..., 1]
+    with np.errstate(invalid="ignore"):
+        return ((x >= -margin * width) & (x <= (1.0 + margin) * width)
+                & (y >= -margin * height) & (y <= (1.0 + margin) * height))
 
 
 def fill_missing_joints(keypoints: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -124,6 +146,36 @@ class LiftingPipeline:
         self.config = config
         self.smoother = smoother
 
+    def _lift(self, pixels: np.ndarray, frame: Frame2D) -> np.ndarray:
+        """``(N, 17, 2)`` pixels -> ``(N, 17, 3)`` float64 joints, exactly pelvis-centred."""
+        normalized = normalize_screen(pixels, frame.image_width, frame.image_height)
+        root_relative = np.asarray(self.lifter.lift(normalized.astype(np.float32)), dtype=np.float64)
+        return root_relative - root_relative[:, :1]
+
+    def _relift_without_outliers(self, frame: Frame2D, camera: np.ndarray, pixels: np.ndarray,
+                                 scores: np.ndarray, root_relative: np.ndarray, translations: np.ndarray,
+                                 solved: np.ndarray) -> None:
+        """People with a joint the robust root solve rejected are lifted and solved again with
+        that joint missing (score 0, filled from its ancestor), in place.
+
+        The solve alone is not enough: the lifter saw the bad joint too, and one wrist
+        500 px off shrank a skeleton from 1.57 to 1.38 m tall, which moved the person by
+        8-16 % in depth although the solve itself ignored the wrist. Costs a second
+        lifter call, only in frames where someone has such a joint (none in the demo clip)."""
+        outliers = outlier_joints(root_relative, pixels, scores, camera, translations)
+        remaining = ((scores > 0) & ~outliers).sum(axis=1)
+        redo = np.flatnonzero(outliers.any(axis=1) & (remaining >= self.config.min_valid_joints))
+        if not len(redo):
+            return
+        new_scores = np.where(outliers[redo], 0.0, scores[redo])
+        new_pixels = np.stack([fill_missing_joints(pixels[i], row > 0) for i, row in zip(redo, new_scores)])
+        new_rel = self._lift(new_pixels, frame)
+        new_t, new_solved = solve_root_translation(new_rel, new_pixels, new_scores, camera)
+        keep = np.isfinite(new_rel).all(axis=(1, 2))        # else the first, finite answer stands
+        redo, new_scores, new_pixels = redo[keep], new_scores[keep], new_pixels[keep]
+        pixels[redo], scores[redo], root_relative[redo] = new_pixels, new_scores, new_rel[keep]
+        translations[redo], solved[redo] = new_t[keep], new_solved[keep]
+
     def process(self, frame: Frame2D) -> FrameResult:
         dropped: Counter = Counter()
         if not (np.isfinite(frame.image_width) and np.isfinite(frame.image_height)
@@ -142,9 +194,12 @@ class LiftingPipeline:
             reason = check_person(person)
             if reason is None:
                 kp, scores = convert_to_h36m17(person.layout, person.keypoints, person.scores)
-                valid = np.isfinite(kp).all(axis=1) & (scores > self.config.min_keypoint_score)
+                detected = np.isfinite(kp).all(axis=1) & (scores > self.config.min_keypoint_score)
+                valid = detected & inside_image(kp, frame.image_width, frame.image_height,
+                                                self.config.image_margin)
                 if valid.sum() < self.config.min_valid_joints:
-                    reason = "too_few_joints"
+                    enough_without_margin = detected.sum() >= self.config.min_valid_joints
+                    reason = "out_of_image" if enough_without_margin else "too_few_joints"
                 else:
                     scores = np.where(valid, scores, 0.0)
                     accepted.append((index, person, fill_missing_joints(kp, valid), scores))
@@ -159,12 +214,18 @@ class LiftingPipeline:
 
         pixels = np.stack([item[2] for item in accepted])                 # (N, 17, 2)
         scores = np.stack([item[3] for item in accepted])                 # (N, 17)
-        normalized = normalize_screen(pixels, frame.image_width, frame.image_height)
-        root_relative = np.asarray(self.lifter.lift(normalized.astype(np.float32)), dtype=np.float64)
-        root_relative = root_relative - root_relative[:, :1]              # exactly pelvis-centred
+        root_relative = self._lift(pixels, frame)
+        lifted = np.isfinite(root_relative).all(axis=(1, 2))
+        if not lifted.all():          # the lifter gave NaN/inf for someone: drop them, keep the rest
+            dropped["non_finite_output"] += int((~lifted).sum())
+            accepted = [item for item, keep in zip(accepted, lifted) if keep]
+            if not accepted:
+                return FrameResult([], dropped)
+            pixels, scores, root_relative = pixels[lifted], scores[lifted], root_relative[lifted]
 
         if camera is not None:
             translations, solved = solve_root_translation(root_relative, pixels, scores, camera)
+            self._relift_without_outliers(frame, camera, pixels, scores, root_relative, translations, solved)
         else:
             translations = np.zeros((len(accepted), 3))
             solved = np.zeros(len(accepted), dtype=bool)
@@ -183,11 +244,16 @@ class LiftingPipeline:
             solved = solved | from_depth
         keypoints = root_relative + np.where(solved[:, None, None], translations[:, None, :], 0.0)
         if self.smoother is not None:
-            for row, (_, person, _, _) in enumerate(accepted):
-                keypoints[row] = self.smoother.smooth(person.track_id, frame.stamp, keypoints[row])
+            keypoints = self.smoother.smooth_frame([item[1].track_id for item in accepted], frame.stamp, keypoints)
         positions, orientations, _ = body_poses(keypoints)
+        finite = (np.isfinite(keypoints).all(axis=(1, 2)) & np.isfinite(positions).all(axis=1)
+                  & np.isfinite(orientations).all(axis=1))
+        if not finite.all():
+            dropped["non_finite_output"] += int((~finite).sum())
         people = []
         for row, (index, person, _, _) in enumerate(accepted):
+            if not finite[row]:
+                continue
             people.append(LiftedPerson(
                 track_id=person.track_id, score=min(max(float(person.score), 0.0), 1.0),
                 keypoints=keypoints[row], keypoint_scores=scores[row],

@@ -80,7 +80,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["validate_camera_matrix", "solve_root_translation"]
+__all__ = ["validate_camera_matrix", "solve_root_translation", "outlier_joints"]
 
 # A normal matrix whose determinant is this small relative to its scale is
 # treated as singular (e.g. all valid joints on one viewing ray).
@@ -222,6 +222,25 @@ def _tukey(u: np.ndarray) -> np.ndarray:
     return np.where(inside, (1.0 - (np.where(inside, u, 0.0) / _TUKEY_C) ** 2) ** 2, 0.0)
 
 
+def _sigma_floor(px: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``(N,)`` the least residual scale: 1 % of the person's 2D extent, and 1 px."""
+    spread = (np.max(np.where(valid[..., None], px, -np.inf), axis=1)
+              - np.min(np.where(valid[..., None], px, np.inf), axis=1)).max(axis=-1)
+    size = np.where(np.isfinite(spread), spread, 0.0)
+    return np.maximum(_SIGMA_FLOOR_FRACTION * size, _SIGMA_FLOOR_PX)
+
+
+def _scaled_residuals(system: _LinearSystem, t: np.ndarray, usable: np.ndarray,
+                      sigma_floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(r / sigma (N, J), usable (N, J))``: each joint's pixel reprojection error at ``t`` over
+    the person's MAD scale; ``usable`` narrowed to joints with a finite residual."""
+    residual = system.pixel_residuals(t)
+    usable = usable & np.isfinite(residual)
+    median = _row_median(residual, usable)
+    sigma = np.maximum(_MAD_TO_SIGMA * np.where(np.isfinite(median), median, 0.0), sigma_floor)
+    return residual / sigma[:, None], usable
+
+
 def _solve_robust(system: _LinearSystem, px: np.ndarray, valid: np.ndarray, weights: np.ndarray,
                   k: np.ndarray, rel: np.ndarray, max_iterations: int) -> tuple[np.ndarray, np.ndarray]:
     t = _consensus_start(rel, px, valid, k)
@@ -231,17 +250,11 @@ def _solve_robust(system: _LinearSystem, px: np.ndarray, valid: np.ndarray, weig
         t = np.where(ok[:, None], t, t_ls)
         ok = ok | ok_ls
     t = np.where(ok[:, None], t, 0.0)
-    spread = (np.max(np.where(valid[..., None], px, -np.inf), axis=1)
-              - np.min(np.where(valid[..., None], px, np.inf), axis=1)).max(axis=-1)
-    size = np.where(np.isfinite(spread), spread, 0.0)        # the person's 2D extent, pixels
-    sigma_floor = np.maximum(_SIGMA_FLOOR_FRACTION * size, _SIGMA_FLOOR_PX)
+    sigma_floor = _sigma_floor(px, valid)
     for _ in range(max_iterations):
-        residual = system.pixel_residuals(t)
-        usable = valid & np.isfinite(residual) & ok[:, None]
-        median = _row_median(residual, usable)
-        sigma = np.maximum(_MAD_TO_SIGMA * np.where(np.isfinite(median), median, 0.0), sigma_floor)
+        scaled, usable = _scaled_residuals(system, t, valid & ok[:, None], sigma_floor)
         depth = system.depth_offset + t[:, None, 2]
-        w = np.where(usable, weights * _tukey(residual / sigma[:, None]) / np.where(usable, depth, 1.0) ** 2, 0.0)
+        w = np.where(usable, weights * _tukey(scaled) / np.where(usable, depth, 1.0) ** 2, 0.0)
         t_new, solved = system.solve(w)
         take = ok & solved & np.isfinite(t_new).all(-1)
         step = np.abs(t_new - t).max(axis=-1)
@@ -249,6 +262,28 @@ def _solve_robust(system: _LinearSystem, px: np.ndarray, valid: np.ndarray, weig
         if not np.any(take & (step > _CONVERGED_M)):
             break
     return t, ok
+
+
+def _prepare(root_relative, pixels, scores, camera_matrix):
+    """Checked float64 inputs with a leading N axis: ``(K, rel, px, weights, valid, single)``;
+    invalid joints (NaN anywhere, ``score <= 0``) have weight 0 and zeroed coordinates."""
+    k = validate_camera_matrix(camera_matrix)
+    rel = np.asarray(root_relative, dtype=np.float64)
+    px = np.asarray(pixels, dtype=np.float64)
+    sc = np.asarray(scores, dtype=np.float64)
+    single = rel.ndim == 2
+    if single:
+        rel, px, sc = rel[None], px[None], sc[None]
+    if rel.ndim != 3 or rel.shape[-1] != 3:
+        raise ValueError(f"root_relative must be (N, J, 3), got {np.shape(root_relative)}")
+    if px.shape != rel.shape[:-1] + (2,):
+        raise ValueError(f"pixels must be {rel.shape[:-1] + (2,)}, got {np.shape(pixels)}")
+    if sc.shape != rel.shape[:-1]:
+        raise ValueError(f"scores must be {rel.shape[:-1]}, got {np.shape(scores)}")
+    valid = (np.isfinite(rel).all(-1) & np.isfinite(px).all(-1)
+             & np.isfinite(sc) & (sc > 0))
+    return (k, np.where(valid[..., None], rel, 0.0), np.where(valid[..., None], px, 0.0),
+            np.where(valid, sc, 0.0), valid, single)
 
 
 def solve_root_translation(root_relative: np.ndarray, pixels: np.ndarray, scores: np.ndarray,
@@ -277,26 +312,7 @@ def solve_root_translation(root_relative: np.ndarray, pixels: np.ndarray, scores
         singular, the solution is not finite, or it puts the root at ``tz <= 0``
         (behind the camera). Never raises for bad keypoint data.
     """
-    k = validate_camera_matrix(camera_matrix)
-    rel = np.asarray(root_relative, dtype=np.float64)
-    px = np.asarray(pixels, dtype=np.float64)
-    sc = np.asarray(scores, dtype=np.float64)
-    single = rel.ndim == 2
-    if single:
-        rel, px, sc = rel[None], px[None], sc[None]
-    if rel.ndim != 3 or rel.shape[-1] != 3:
-        raise ValueError(f"root_relative must be (N, J, 3), got {np.shape(root_relative)}")
-    if px.shape != rel.shape[:-1] + (2,):
-        raise ValueError(f"pixels must be {rel.shape[:-1] + (2,)}, got {np.shape(pixels)}")
-    if sc.shape != rel.shape[:-1]:
-        raise ValueError(f"scores must be {rel.shape[:-1]}, got {np.shape(scores)}")
-
-    valid = (np.isfinite(rel).all(-1) & np.isfinite(px).all(-1)
-             & np.isfinite(sc) & (sc > 0))
-    weights = np.where(valid, sc, 0.0)
-    rel = np.where(valid[..., None], rel, 0.0)
-    px = np.where(valid[..., None], px, 0.0)
-
+    k, rel, px, weights, valid, single = _prepare(root_relative, pixels, scores, camera_matrix)
     system = _LinearSystem(rel, px, k)
     if robust:
         t, ok = _solve_robust(system, px, valid, weights, k, rel, max(0, int(max_iterations)))
@@ -317,3 +333,22 @@ def solve_root_translation(root_relative: np.ndarray, pixels: np.ndarray, scores
     if single:
         return t[0], ok[0]
     return t, ok
+
+
+def outlier_joints(root_relative: np.ndarray, pixels: np.ndarray, scores: np.ndarray,
+                   camera_matrix: np.ndarray, translations: np.ndarray) -> np.ndarray:
+    """``(N, J)`` bool: the valid joints the robust solve gives no weight at ``translations``
+    (their reprojection error is past Tukey's ``c`` times the person's residual scale).
+
+    Arguments as for :func:`solve_root_translation`, plus its ``translations``; a person
+    with a NaN translation has no outliers. Such a joint is wrong in 2D, and the lifter,
+    which saw it, may have bent the whole skeleton around it: the pipeline lifts those
+    people again with the joint treated as missing.
+    """
+    k, rel, px, _, valid, single = _prepare(root_relative, pixels, scores, camera_matrix)
+    t = np.asarray(translations, dtype=np.float64).reshape(-1, 3)
+    solved = np.isfinite(t).all(-1)
+    scaled, usable = _scaled_residuals(_LinearSystem(rel, px, k), np.where(solved[:, None], t, 0.0),
+                                       valid & solved[:, None], _sigma_floor(px, valid))
+    outliers = usable & (scaled >= _TUKEY_C)
+    return outliers[0] if single else outliers

@@ -18,14 +18,20 @@ until fast movements stop lagging.
 
 Irregular timing: alpha is computed from each step's own ``dt``, so dropped
 frames are handled naturally (a long gap gives alpha ~ 1: the filter follows
-the new measurement). A repeated timestamp (``dt == 0``) is the limit
-``alpha -> 0``: the previous estimate is returned and the state is unchanged.
-A timestamp that goes backwards (bag replay loop, simulated clock reset)
-restarts the filter from the new sample.
+the new measurement). A timestamp that does not advance (``dt == 0``: a
+driver that stamps every image zero, a duplicated message) says nothing about
+speed, and the filter's limit there (``alpha -> 0``) would return the previous
+estimate forever, freezing the output at the first pose: such a sample is
+passed through unfiltered and the state is left as it was, so the output
+follows the input (unsmoothed) until time advances again. A timestamp that
+goes backwards (bag replay loop, simulated clock reset) restarts the filter
+from the new sample.
 """
 from __future__ import annotations
 
 import math
+from collections import Counter, OrderedDict
+from typing import Sequence
 
 import numpy as np
 
@@ -87,10 +93,9 @@ class OneEuroFilter:
             return np.where(finite, x, np.nan)
 
         dt = t - self._t
-        if dt > 0:
-            dx = (np.where(finite, x, self._x) - self._x) / dt
-        else:
-            dx = np.zeros_like(x)
+        if dt == 0:       # no time has passed: pass the sample through, keep the state (see above)
+            return np.where(finite, x, np.nan)
+        dx = (np.where(finite, x, self._x) - self._x) / dt
         a_d = _alpha(self.d_cutoff, dt)
         dx_hat = a_d * dx + (1.0 - a_d) * self._dx
         cutoff = self.min_cutoff + self.beta * np.abs(dx_hat)
@@ -108,61 +113,102 @@ class OneEuroFilter:
 
 
 class PoseSmoother:
-    """One :class:`OneEuroFilter` per tracking id.
+    """One :class:`OneEuroFilter` per tracking id, with bounded state.
 
-    ``smooth(track_id, t, keypoints)`` returns the smoothed keypoints (same
-    shape as given, typically ``(17, 3)`` in metres). Ids not seen for more
-    than ``forget_after`` seconds (of the ``t`` passed in; in either direction,
-    so a clock reset does not keep ghosts alive) are dropped, so a re-used id
-    starts fresh. An empty id means the person is not tracked: there is no
-    identity to key a filter by, so the keypoints are returned unsmoothed.
+    Call :meth:`smooth_frame` once per frame with every person's id and
+    keypoints (``(N, 17, 3)`` in metres, typically); :meth:`smooth` is the
+    one-person form. The rules, each so that no input can make the output
+    wrong or the state grow without bound:
+
+    * An empty id means the person is not tracked: there is no identity to
+      key a filter by, so the keypoints are returned unsmoothed.
+    * An id that occurs more than once in one frame names no single person
+      (a tracker's error, or two detectors merged): those people are returned
+      unsmoothed and the id's filter is dropped, so neither inherits the
+      other's history.
+    * A track expires when it has not been seen for more than
+      ``forget_after`` seconds (of the ``t`` passed in, in either direction,
+      so a clock reset does not keep ghosts alive) or for more than
+      ``forget_after_frames`` frames (calls to :meth:`smooth_frame`, for
+      stamps that do not advance), and the least recently seen tracks are
+      dropped beyond ``max_tracks``. A re-used id then starts fresh.
+      Expiry looks only at the oldest tracks (they are kept in the order they
+      were last seen), so a frame costs the same after 100 000 ids as after ten.
 
     Smooth the absolute (camera-frame) joints rather than the root-relative
     ones so that the person's translation is smoothed too.
     """
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 1.0, d_cutoff: float = 1.0,
-                 forget_after: float = 1.0):
+                 forget_after: float = 1.0, forget_after_frames: int = 300, max_tracks: int = 4096):
         OneEuroFilter(min_cutoff, beta, d_cutoff)        # validate the parameters once
         _check_positive(forget_after=forget_after)
+        for name, value in (("forget_after_frames", forget_after_frames), ("max_tracks", max_tracks)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.min_cutoff = float(min_cutoff)
         self.beta = float(beta)
         self.d_cutoff = float(d_cutoff)
         self.forget_after = float(forget_after)
-        self._filters: dict[str, OneEuroFilter] = {}
+        self.forget_after_frames = forget_after_frames
+        self.max_tracks = max_tracks
+        self._frame = 0
+        # id -> (filter, frame last seen), least recently seen first
+        self._tracks: OrderedDict[str, tuple[OneEuroFilter, int]] = OrderedDict()
 
     @property
     def track_ids(self) -> tuple[str, ...]:
-        return tuple(self._filters)
+        return tuple(self._tracks)
 
     def __len__(self) -> int:
-        return len(self._filters)
+        return len(self._tracks)
 
     def __contains__(self, track_id: str) -> bool:
-        return track_id in self._filters
+        return track_id in self._tracks
 
     def forget(self, track_id: str) -> None:
-        self._filters.pop(track_id, None)
+        self._tracks.pop(track_id, None)
 
     def reset(self) -> None:
-        self._filters.clear()
+        self._tracks.clear()
 
     def forget_stale(self, t: float) -> list[str]:
-        """Drop ids last seen more than ``forget_after`` seconds from ``t``; returns them."""
-        stale = [tid for tid, f in self._filters.items()
-                 if abs(float(t) - f.last_time) > self.forget_after]
-        for tid in stale:
-            del self._filters[tid]
+        """Drop the tracks expired at time ``t`` and this frame (see the class docstring); returns their ids."""
+        stale = []
+        while self._tracks:
+            track_id, (filt, last_frame) = next(iter(self._tracks.items()))
+            if (len(self._tracks) <= self.max_tracks
+                    and self._frame - last_frame <= self.forget_after_frames
+                    and abs(float(t) - filt.last_time) <= self.forget_after):
+                break
+            del self._tracks[track_id]
+            stale.append(track_id)
         return stale
 
-    def smooth(self, track_id: str, t: float, keypoints: np.ndarray) -> np.ndarray:
+    def smooth_frame(self, track_ids: Sequence[str], t: float, keypoints: np.ndarray) -> np.ndarray:
+        """The people of one frame: ``keypoints`` ``(N, ...)``, one id each -> smoothed ``(N, ...)`` float64."""
         t = float(t)
         if not math.isfinite(t):
             raise ValueError(f"timestamp must be finite, got {t}")
-        self.forget_stale(t)
-        if not track_id:
-            return np.array(keypoints, dtype=np.float64)
-        filt = self._filters.get(track_id)
-        if filt is None:
-            filt = self._filters[track_id] = OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff)
-        return filt(t, keypoints)
+        out = np.array(keypoints, dtype=np.float64)
+        if len(track_ids) != len(out):
+            raise ValueError(f"{len(track_ids)} ids for {len(out)} people")
+        self._frame += 1
+        self.forget_stale(t)          # before filtering: an expired id starts fresh
+        counts = Counter(track_ids)
+        for row, track_id in enumerate(track_ids):
+            if not track_id:
+                continue
+            if counts[track_id] > 1:
+                self._tracks.pop(track_id, None)
+                continue
+            entry = self._tracks.pop(track_id, None)
+            filt = entry[0] if entry is not None else OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff)
+            out[row] = filt(t, out[row])
+            self._tracks[track_id] = (filt, self._frame)      # now the most recently seen
+        self.forget_stale(t)          # and after: new ids may have passed max_tracks
+        return out
+
+    def smooth(self, track_id: str, t: float, keypoints: np.ndarray) -> np.ndarray:
+        """One person alone in a frame (see :meth:`smooth_frame`)."""
+        return self.smooth_frame([track_id], t, np.asarray(keypoints, dtype=np.float64)[None])[0]

@@ -6,7 +6,7 @@ import pytest
 
 from cfi_pose_ros.inference import create_lifter
 from cfi_pose_ros.pipeline import (ROOT_FROM_INTRINSICS, ROOT_RELATIVE, Frame2D, LiftingPipeline, Person2D,
-                                   PipelineConfig, check_person, fill_missing_joints)
+                                   PipelineConfig, check_person, fill_missing_joints, inside_image)
 from cfi_pose_ros.skeleton import H36M_17
 from cfi_pose_ros.smoothing import PoseSmoother
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS
@@ -138,3 +138,98 @@ def test_depth_image_gives_the_root_and_says_so(lifter, clip):
     # a hole in the depth image: that person falls back to the intrinsics solve
     frame.depth = np.zeros_like(depth)
     assert [p.root_source for p in LiftingPipeline(lifter).process(frame).people] == [ROOT_FROM_INTRINSICS] * 2
+
+
+# ---------------------------------------------------------------- never publish garbage (issue 13)
+
+def test_a_person_whose_lifted_joints_are_not_finite_is_dropped_the_others_kept(clip):
+    """Item 2. A real lifter (eager PyTorch) whose model overflows for a joint at 1.45 image
+    widths, within the image margin, so the person reaches the model; it returns NaN for them."""
+    from pathological_models import OVERFLOW_X_FRACTION, overflowing_model
+
+    lifter = create_lifter(overflowing_model(), backend="torch", log=lambda *_: None)
+    frame = frame_from_clip(clip, 0)
+    frame.people[1].keypoints[16, 0] = OVERFLOW_X_FRACTION * frame.image_width    # right wrist
+    result = LiftingPipeline(lifter).process(frame)
+    assert [p.source_index for p in result.people] == [0]
+    assert result.dropped == {"non_finite_output": 1}
+    for person in result.people:
+        assert np.isfinite(person.keypoints).all() and np.isfinite(person.position).all()
+        assert np.isfinite(person.orientation_xyzw).all()
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda kp, w, h: kp * 1e30,                                    # every coordinate absurd
+    lambda kp, w, h: kp + np.array([1e6, 0.0]),                    # 1e6 px right of a 1000 px image
+    lambda kp, w, h: kp - np.array([0.0, 0.6 * h]) - kp.max(0),    # all above the image, past the margin
+])
+def test_a_person_outside_the_image_is_dropped_as_out_of_image(lifter, clip, spoil):
+    """Item 3: such people were published as a skeleton collapsed to a point, with no drop counted."""
+    frame = frame_from_clip(clip, 0)
+    frame.people[0].keypoints = spoil(frame.people[0].keypoints, frame.image_width, frame.image_height)
+    result = LiftingPipeline(lifter).process(frame)
+    assert [p.source_index for p in result.people] == [1]
+    assert result.dropped == {"out_of_image": 1}
+
+
+def test_joints_far_outside_the_image_are_missing_nearby_ones_kept(lifter, clip):
+    frame = frame_from_clip(clip, 0, people=[0])
+    w = frame.image_width
+    keypoints = frame.people[0].keypoints
+    keypoints += [1.2 * w - keypoints[:, 0].max(), 0.0]    # walking out of the image: its right side past the border
+    beyond_border = np.flatnonzero(keypoints[:, 0] > w)
+    keypoints[13] = [1e6, 300.0]                            # left wrist: far out -> missing
+    keypoints[16] = [-0.6 * w, 300.0]                       # right wrist: past the half-image margin -> missing
+    person = LiftingPipeline(lifter).process(frame).people[0]
+    assert person.keypoint_scores[13] == 0.0 and person.keypoint_scores[16] == 0.0
+    kept = [j for j in beyond_border if j not in (13, 16)]
+    assert kept and np.all(person.keypoint_scores[kept] > 0.0)     # outside the image, within the margin
+    assert np.isfinite(person.keypoints).all()
+    # the margin is the documented one: half the image beyond each border
+    assert PipelineConfig().image_margin == 0.5
+    assert inside_image(np.array([[-0.5 * w, 0.0], [-0.51 * w, 0.0]]), w, 1000.0, 0.5).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("wrist_x, bound", [(1100.0, 0.05), (2000.0, 0.10)])
+def test_one_bad_wrist_does_not_move_the_person(lifter, clip, wrist_x, bound):
+    """Item 4, the issue's own case: a person truly 5.3 m away, one wrist moved to x = 1100 px in
+    a 1000 px image, was placed at 3.04 m; at x = 2000 px at 1.44 m."""
+    clean = LiftingPipeline(lifter).process(frame_from_clip(clip, 0)).people
+    frame = frame_from_clip(clip, 0)
+    frame.people[0].keypoints[16, 0] = wrist_x
+    moved = LiftingPipeline(lifter).process(frame).people
+    truth = clip["truth_camera_m"][0, 0, 0, 2]
+    assert truth > 5.0
+    assert abs(moved[0].position[2] - clean[0].position[2]) / clean[0].position[2] <= bound
+    assert abs(moved[1].position[2] - clean[1].position[2]) < 1e-5        # the other person untouched
+    assert moved[0].keypoint_scores[16] == 0.0          # the wrist was rejected, and published as missing
+
+
+def test_two_people_with_one_id_each_keep_their_own_skeleton(lifter, clip):
+    """Item 5: with smoothing on, the second person with a repeated id got the first one's skeleton."""
+    plain = LiftingPipeline(lifter).process(frame_from_clip(clip, 0)).people
+    smoothed = LiftingPipeline(lifter, smoother=PoseSmoother())
+    for t in range(3):
+        frame = frame_from_clip(clip, t)
+        for person in frame.people:
+            person.track_id = "same"
+        result = smoothed.process(frame)
+    frame = frame_from_clip(clip, 0)
+    for person in frame.people:
+        person.track_id = "same"
+    result = smoothed.process(frame)
+    assert len(result.people) == 2
+    for got, expected in zip(result.people, plain):
+        np.testing.assert_allclose(got.keypoints, expected.keypoints, atol=1e-9)
+
+
+def test_stamps_that_never_advance_do_not_freeze_the_output(lifter, clip):
+    """Item 5: all-zero stamps (some drivers send them) froze the output at the first pose."""
+    smoothed = LiftingPipeline(lifter, smoother=PoseSmoother())
+    plain = LiftingPipeline(lifter)
+    for t in (0, 30, 60):
+        frame = frame_from_clip(clip, t, people=[0])
+        frame.stamp = 0.0
+        frame.people[0].track_id = "a"
+        got = smoothed.process(frame).people[0].keypoints
+        np.testing.assert_allclose(got, plain.process(frame).people[0].keypoints, atol=1e-9)

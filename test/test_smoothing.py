@@ -58,14 +58,27 @@ def test_fast_motion_small_lag_with_beta():
     assert lag_adaptive < 0.06
 
 
-def test_repeated_timestamp_returns_previous_estimate():
+def test_repeated_timestamp_passes_the_sample_through_and_keeps_the_state():
+    """A stamp that does not advance must not freeze the output (issue 13, item 5): all-zero
+    stamps, as some drivers send, gave the first pose forever."""
     filt = OneEuroFilter(min_cutoff=1.0, beta=0.5)
     filt(0.0, np.zeros(3))
     a = filt(0.1, np.ones(3))
     b = filt(0.1, np.full(3, 50.0))
-    np.testing.assert_array_equal(a, b)
-    c = filt(0.2, np.ones(3))
-    assert np.all(np.isfinite(c)) and np.all(c < 1.0)
+    np.testing.assert_array_equal(b, np.full(3, 50.0))        # followed, unsmoothed
+    c = filt(0.2, np.ones(3))                  # the state is the one after the first t = 0.1
+    fresh = OneEuroFilter(min_cutoff=1.0, beta=0.5)
+    fresh(0.0, np.zeros(3))
+    fresh(0.1, np.ones(3))
+    np.testing.assert_array_equal(c, fresh(0.2, np.ones(3)))
+    assert np.all(a < 1.0) and np.all(c < 1.0)
+
+
+def test_all_zero_stamps_follow_the_input():
+    smoother = PoseSmoother(min_cutoff=1.0, beta=0.5)
+    poses = np.arange(10, dtype=float)[:, None, None] * np.ones((10, 17, 3))
+    out = np.stack([smoother.smooth("a", 0.0, pose) for pose in poses])
+    np.testing.assert_array_equal(out, poses)
 
 
 def test_time_going_backwards_restarts():
@@ -192,3 +205,60 @@ def test_forget_and_reset():
     assert smoother.track_ids == ("b",)
     smoother.reset()
     assert len(smoother) == 0
+
+
+def test_duplicate_ids_in_one_frame_do_not_share_a_filter():
+    """Two people with the same id in one frame: each keeps its own skeleton (issue 13, item 5)."""
+    smoother = PoseSmoother(min_cutoff=1.0, beta=0.5)
+    a, b = np.zeros((17, 3)), np.full((17, 3), 4.0)
+    smoother.smooth_frame(["7"], 0.0, a[None])
+    out = smoother.smooth_frame(["7", "7", "8"], 1 / FPS, np.stack([a + 0.1, b, b]))
+    np.testing.assert_array_equal(out[0], a + 0.1)           # unsmoothed, not the other one's pose
+    np.testing.assert_array_equal(out[1], b)
+    assert "7" not in smoother and "8" in smoother            # the ambiguous id's history is dropped
+    # once the id is unique again it starts fresh
+    np.testing.assert_array_equal(smoother.smooth_frame(["7"], 2 / FPS, b[None])[0], b)
+
+
+def test_one_hundred_thousand_ids_keep_the_state_bounded():
+    """Tracks unseen for a while expire, with advancing stamps and with stamps that never advance
+    (issue 13, item 5: 14.6 k ids made a 64-person frame 3x slower, and memory kept growing)."""
+    kp = np.zeros((64, 17, 3))
+    for stamps_advance in (True, False):
+        smoother = PoseSmoother(forget_after=1.0, forget_after_frames=30, max_tracks=1000)
+        largest = 0
+        for frame in range(100_000 // 64 + 1):
+            ids = [str(frame * 64 + i) for i in range(64)]
+            smoother.smooth_frame(ids, frame / FPS if stamps_advance else 0.0, kp)
+            largest = max(largest, len(smoother))
+        # one second of 30 Hz frames (advancing stamps), or 30 frames (stamps stuck): 31 frames of 64
+        assert largest <= 31 * 64, largest
+        assert len(smoother) <= 31 * 64
+
+
+def test_max_tracks_drops_the_least_recently_seen():
+    smoother = PoseSmoother(max_tracks=3)
+    kp = np.zeros((17, 3))
+    for i, track_id in enumerate("abcd"):
+        smoother.smooth(track_id, i * 0.01, kp)
+    assert smoother.track_ids == ("b", "c", "d")
+    smoother.smooth("b", 0.05, kp)                # seen again: now the most recent
+    smoother.smooth("e", 0.06, kp)
+    assert smoother.track_ids == ("d", "b", "e")
+
+
+def test_tracks_expire_after_frames_when_stamps_do_not_advance():
+    smoother = PoseSmoother(forget_after_frames=5)
+    kp = np.zeros((17, 3))
+    smoother.smooth("gone", 0.0, kp)
+    for _ in range(5):
+        smoother.smooth("stays", 0.0, kp)
+    assert "gone" in smoother
+    smoother.smooth("stays", 0.0, kp)
+    assert smoother.track_ids == ("stays",)
+
+
+@pytest.mark.parametrize("kwargs", [{"forget_after_frames": 0}, {"max_tracks": 0}, {"max_tracks": 1.5}])
+def test_bad_state_bounds_raise(kwargs):
+    with pytest.raises(ValueError):
+        PoseSmoother(**kwargs)

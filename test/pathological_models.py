@@ -1,0 +1,48 @@
+"""Models with finite weights that pass every start-up check, built to misbehave on purpose.
+
+The lifter's output is checked at configure on plausible people
+(:func:`cfi_pose_ros.inference.reference.reference_inputs`, every joint well
+inside the image); nothing guarantees what a model does elsewhere. These make
+that concrete, so tests can show what the pipeline and the node do with a
+lifter whose output is not finite.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cfi_pose_ros.model import CFIConfig, CFINet
+
+# A joint at x = 1.45 image widths (normalised x = 1.9; plausible people stay below 0.97)
+# drives one attention logit past float32's range: that joint's attention row becomes NaN.
+OVERFLOW_X_FRACTION = 1.45
+
+
+def overflowing_model(seed: int = 0) -> CFINet:
+    """A small ``CFINet`` (D=32, one block), finite everywhere on the reference people, NaN for a
+    person with a joint at ``x = OVERFLOW_X_FRACTION * image_width``.
+
+    How: the embedding puts the joint's normalised x on channel 0 (``x * (e0 - e1)``) beside a
+    constant joint embedding ``10 (e2 - e3)``, so after the block's LayerNorm channel 0 grows
+    about linearly with x (0.38 at x = 0.96, 0.75 at x = 1.9); the global attention's query and
+    key read channel 0 with a gain of ``sqrt(1.5e39)``, so a joint's query-key product with
+    itself is ``1.5e39 * LN0^2``: 2.2e38 (finite) for the widest reference person, 8.4e38
+    (inf: float32 ends at 3.4e38) at x = 1.9, and softmax over an infinite logit is NaN.
+    That is the eager PyTorch graph (``backend="torch"``); the fused ONNX graph folds the
+    attention scale into the query and overflows only past x ~ 2.1.
+    """
+    torch.manual_seed(seed)
+    model = CFINet(CFIConfig(dim=32, depth=1, heads=4)).eval()
+    gain = float(np.sqrt(1.5e39))
+    with torch.no_grad():
+        model.embed.weight.zero_()
+        model.embed.bias.zero_()
+        model.embed.weight[0, 0], model.embed.weight[1, 0] = 1.0, -1.0
+        model.joint_embed.zero_()
+        model.joint_embed[..., 2], model.joint_embed[..., 3] = 10.0, -10.0
+        qkv = model.blocks[0].global_attn.qkv
+        qkv.weight[0].zero_()
+        qkv.weight[32].zero_()
+        qkv.weight[0, 0] = qkv.weight[32, 0] = gain          # query and key of head 0, dimension 0
+        qkv.bias[0] = qkv.bias[32] = 0.0
+    return model
