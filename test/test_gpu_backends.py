@@ -231,6 +231,11 @@ class FakeTensorRT(types.ModuleType):
         self.BuilderFlag = types.SimpleNamespace(**builder_flags)
         self.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
 
+        def start_cuda(what: str) -> None:     # what trt.Builder/trt.Runtime do first
+            if not cuda_starts:
+                raise TypeError("pybind11::init(): factory function returned nullptr")
+            fake.calls.append((what, gpu.current))
+
         class Logger:
             WARNING = 2
 
@@ -259,9 +264,7 @@ class FakeTensorRT(types.ModuleType):
 
         class Builder:
             def __init__(self, logger):
-                if not cuda_starts:
-                    raise TypeError("pybind11::init(): factory function returned nullptr")
-                fake.calls.append(("Builder", gpu.current))
+                start_cuda("Builder")
 
             def create_network(self, flags):
                 return types.SimpleNamespace(flags=flags)
@@ -322,9 +325,7 @@ class FakeTensorRT(types.ModuleType):
 
         class Runtime:
             def __init__(self, logger):
-                if not cuda_starts:
-                    raise TypeError("pybind11::init(): factory function returned nullptr")
-                fake.calls.append(("Runtime", gpu.current))
+                start_cuda("Runtime")
 
             def deserialize_cuda_engine(self, plan):
                 fake.calls.append(("deserialize", gpu.current))
