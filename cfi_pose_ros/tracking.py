@@ -9,10 +9,14 @@ and given its id, once matched in ``min_hits`` consecutive frames (1: at once).
 A tentative track dies on its first miss, a confirmed one when it has not
 been matched for more than ``max_age``: seconds since it was last seen when
 the caller passes time stamps, missed frames when it doesn't (SORT's
-convention). Ids are never reused.
+convention). Ids are never reused, and nothing is remembered to ensure it (the
+state is the live tracks only, however many people have passed): ``int`` ids
+count up; ``ros4hri`` ids are that count sent through a seeded permutation of
+the 26^5 five-letter names, so the first 11.8 million are all distinct.
 """
 from __future__ import annotations
 
+import math
 import random
 import string
 from dataclasses import dataclass, field
@@ -21,6 +25,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .detectors.decode import box_iou
+
+_ROS4HRI_NAMES = 26 ** 5          # five lowercase letters
 
 
 @dataclass
@@ -73,7 +79,14 @@ class MultiPersonTracker:
         elif overrides:
             raise TypeError("pass either a TrackerConfig or keyword options, not both")
         self.config = config
-        self._rng = random.Random(config.seed)
+        rng = random.Random(config.seed)
+        # ros4hri: id k is letters((a * k + b) mod 26^5), a bijection of the names when a is
+        # coprime to 26^5 = 2^5 * 13^5
+        self._scramble = rng.randrange(_ROS4HRI_NAMES // 4, _ROS4HRI_NAMES)
+        while math.gcd(self._scramble, _ROS4HRI_NAMES) != 1:
+            self._scramble += 1
+        self._offset = rng.randrange(_ROS4HRI_NAMES)
+        self._counter = 0           # ids given out so far: never reset, so never reused
         self.reset()
 
     def reset(self) -> None:
@@ -81,9 +94,6 @@ class MultiPersonTracker:
         self._tracks: list[Track] = []
         self._frame = 0
         self._last_t: float | None = None
-        if not hasattr(self, "_issued"):
-            self._issued: set[str] = set()
-            self._counter = 0
 
     @property
     def tracks(self) -> list[Track]:
@@ -91,15 +101,15 @@ class MultiPersonTracker:
         return [track for track in self._tracks if track.confirmed]
 
     def _new_id(self) -> str:
+        self._counter += 1
         if self.config.id_style == "int":
-            self._counter += 1
-            new = str(self._counter)
-        else:
-            new = "".join(self._rng.choices(string.ascii_lowercase, k=5))
-            while new in self._issued:
-                new = "".join(self._rng.choices(string.ascii_lowercase, k=5))
-        self._issued.add(new)
-        return new
+            return str(self._counter)
+        code = (self._scramble * self._counter + self._offset) % _ROS4HRI_NAMES
+        letters = []
+        for _ in range(5):
+            code, digit = divmod(code, 26)
+            letters.append(string.ascii_lowercase[digit])
+        return "".join(letters)
 
     def update(self, boxes: np.ndarray, t: float | None = None) -> list[str]:
         """Match ``boxes`` ``(P, 4)`` (x1, y1, x2, y2) of the frame at time ``t`` to the tracks.

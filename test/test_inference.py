@@ -98,6 +98,15 @@ def test_padded_size_and_batch_size_validation():
             batching.normalize_batch_sizes(bad)
 
 
+def test_batch_sizes_have_an_upper_bound(small):
+    """Issue 13, item 11: [4096] was accepted (4 GB, 10-15 s per one-person frame)."""
+    assert batching.normalize_batch_sizes([batching.MAX_BATCH_SIZE, 1]) == (1, batching.MAX_BATCH_SIZE)
+    with pytest.raises(ValueError, match=rf"batch size 4096 is larger than {batching.MAX_BATCH_SIZE}"):
+        batching.normalize_batch_sizes([1, 4096])
+    with pytest.raises(ValueError, match="larger than"):       # refused before anything is built
+        create_lifter(small[0], backend="torch", batch_sizes=[4096], log=lambda *_: None)
+
+
 def test_pad_and_unpad():
     batch = np.arange(3 * 17 * 2, dtype=np.float32).reshape(3, 17, 2)
     padded = batching.pad_batch(batch, 8)

@@ -107,3 +107,19 @@ def test_bad_config(bad):
 def test_nan_boxes_are_refused():
     with pytest.raises(ValueError, match="NaN"):
         MultiPersonTracker().update([[0, 0, np.nan, 1]], t=0)
+
+
+def test_the_tracker_state_stays_bounded_over_20000_frames():
+    """Issue 13, item 11: the set of issued ids was never pruned (200 k ids held for 30 live
+    tracks after 20 k frames). Now the state is the live tracks; ids still never repeat."""
+    for style in ("int", "ros4hri"):
+        tracker = MultiPersonTracker(TrackerConfig(id_style=style, seed=1, max_age=0))
+        seen = set()
+        for frame in range(20_000):
+            # 10 people, each a new track every frame (they jump by more than a box width)
+            ids = tracker.update([box(100 + 200 * i + 97 * (frame % 2)) for i in range(10)], t=frame)
+            seen.update(ids)
+        assert len(seen) == len(tracker.tracks) + 10 * 19_999 == 200_000
+        assert len(tracker.tracks) == 10
+        assert sum(len(v) if hasattr(v, "__len__") else 1 for v in vars(tracker).values()
+                   if isinstance(v, (set, dict, list))) <= 10

@@ -29,10 +29,15 @@ import numpy as np
 
 COMPILED_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16)
 CPU_BATCH_SIZES: tuple[int, ...] = tuple(range(1, 17))
+# Largest fixed batch size accepted. Crowds larger than the largest size are chunked anyway, so
+# a bigger size buys nothing but padding: with [4096] every one-person frame ran 4096 rows
+# (10-15 s on 2 cores) and the engines held 4 GB. 256 rows are ~0.1 s a frame for the shipped
+# weights on a CPU and a few MB of activations per engine.
+MAX_BATCH_SIZE = 256
 
 
 def normalize_batch_sizes(batch_sizes: Iterable[int]) -> tuple[int, ...]:
-    """Sorted, de-duplicated positive ints; ``ValueError`` for anything else."""
+    """Sorted, de-duplicated ints in ``[1, MAX_BATCH_SIZE]``; ``ValueError`` for anything else."""
     try:
         sizes = list(batch_sizes)
     except TypeError as exc:
@@ -42,6 +47,10 @@ def normalize_batch_sizes(batch_sizes: Iterable[int]) -> tuple[int, ...]:
     for size in sizes:
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"batch_sizes must be positive ints, got {size!r} in {sizes!r}")
+        if size > MAX_BATCH_SIZE:
+            raise ValueError(f"batch size {size} is larger than {MAX_BATCH_SIZE}: larger crowds are split into "
+                             f"batches of the largest size anyway, and a huge size only pads every frame "
+                             f"up to it")
     return tuple(sorted({int(s) for s in sizes}))
 
 
