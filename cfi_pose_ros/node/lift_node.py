@@ -31,10 +31,10 @@ from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.node.conversions import stamp_seconds
 from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, run
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
-from cfi_pose_ros.node.lifting import NO_TRANSFORM, lift_keypoints, static_target_transform
+from cfi_pose_ros.node.lifting import (NO_TRANSFORM, camera_from_info, lift_keypoints, pipeline_config, pose_smoother,
+                                      static_target_transform)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
-from cfi_pose_ros.pipeline import LiftingPipeline, PipelineConfig
-from cfi_pose_ros.root_solver import validate_camera_matrix
+from cfi_pose_ros.pipeline import LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats
 
 class LiftNode(SpecLifecycleNode):
@@ -56,20 +56,13 @@ class LiftNode(SpecLifecycleNode):
     # --------------------------------------------------------------- lifecycle
     def on_configure(self, state) -> TransitionCallbackReturn:
         from cfi_pose_ros.inference import create_lifter
-        from cfi_pose_ros.smoothing import PoseSmoother
-
         try:
             self.check_choices()
             self.lifter = create_lifter(**lifter_options(self.p), log=self.get_logger().info)
         except Exception as exc:  # a bad weights file or backend: fail the transition, say why
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        smoother = (PoseSmoother(min_cutoff=self.p("smoothing_min_cutoff"), beta=self.p("smoothing_beta"))
-                    if self.p("smoothing") else None)
-        self.pipeline = LiftingPipeline(self.lifter, PipelineConfig(
-            min_keypoint_score=self.p("min_keypoint_score"), min_valid_joints=self.p("min_valid_joints"),
-            max_people=self.p("max_people"), solve_root=self.p("solve_root"),
-            depth_window=self.p("depth_window"), depth_body_offset=self.p("depth_body_offset")), smoother)
+        self.pipeline = LiftingPipeline(self.lifter, pipeline_config(self.p), pose_smoother(self.p))
         if not self._configure_frames():
             self.pipeline = self.lifter = None
             return TransitionCallbackReturn.FAILURE
@@ -133,8 +126,7 @@ class LiftNode(SpecLifecycleNode):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
-            self.camera_matrix = validate_camera_matrix(msg.k)
-            self.camera_size = (msg.width, msg.height) if msg.width and msg.height else None
+            self.camera_matrix, self.camera_size = camera_from_info(msg)
         except ValueError as exc:
             self.camera_matrix = None
             self.stats.drop(Counter(bad_camera_info=1))

@@ -18,37 +18,38 @@ from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, transf
 from cfi_pose_ros.markers import MarkerSpec, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
 from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg
+from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
 from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
 
 NO_TRANSFORM = "no_transform"   # diagnostics drop reason: the output frame's transform is unknown
 
 
+# Parameters passed on by name, so a new one is live with its table entry alone: those named like
+# a PipelineConfig field make its config; `smoothing_<x>` are PoseSmoother's <x> (`smoothing` = on).
+PIPELINE_PARAMETERS = frozenset(f.name for f in fields(PipelineConfig)) & frozenset(PARAMETERS_BY_NAME)
+SMOOTHER_PARAMETERS = frozenset(name for name in PARAMETERS_BY_NAME if name.startswith("smoothing_"))
+
+
 def pipeline_config(value) -> PipelineConfig:
     """The pipeline's settings from the lift node's parameters of the same names (``value(name)``);
     fields without a parameter keep their defaults."""
-    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
-
-    return PipelineConfig(**{f.name: value(f.name) for f in fields(PipelineConfig) if f.name in PARAMETERS_BY_NAME})
+    return PipelineConfig(**{name: value(name) for name in PIPELINE_PARAMETERS})
 
 
 def pose_smoother(value):
-    """The One-Euro smoother from the ``smoothing`` parameters (``smoothing_<x>`` = its ``<x>``), or
-    None when ``smoothing`` is off."""
-    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+    """The One-Euro smoother from the ``smoothing`` parameters, or None when ``smoothing`` is off."""
     from cfi_pose_ros.smoothing import PoseSmoother
 
     if not value("smoothing"):
         return None
-    return PoseSmoother(**{name.removeprefix("smoothing_"): value(name) for name in PARAMETERS_BY_NAME
-                           if name.startswith("smoothing_")})
+    return PoseSmoother(**{name.removeprefix("smoothing_"): value(name) for name in SMOOTHER_PARAMETERS})
 
 
 def build_pipeline(value, log=None) -> LiftingPipeline:
     """Lifter (weights, backend, batch sizes, threads), smoother and pipeline settings from the lift
     node's parameters: what the node builds at configure. Raises with the reason on bad weights."""
     from cfi_pose_ros.inference import create_lifter
-    from cfi_pose_ros.node.parameters import lifter_options
 
     return LiftingPipeline(create_lifter(**lifter_options(value), log=log), pipeline_config(value),
                            pose_smoother(value))
