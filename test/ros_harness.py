@@ -118,6 +118,42 @@ def person_pixels_from_truth(truth_camera: np.ndarray, camera_matrix: np.ndarray
     return uvw[:, :2] / uvw[:, 2:3]
 
 
+def call_service(client, request, spin_until, attempts: int = 1, timeout: float = 60.0):
+    """The answer to ``request``, asked up to ``attempts`` times (only for requests that may be
+    repeated: right after discovery a reply can be lost while the server has not yet matched our
+    reply reader)."""
+    for _ in range(attempts):
+        future = client.call_async(request)
+        if spin_until(future.done, timeout / attempts):
+            return future.result()
+        client.remove_pending_request(future)
+    raise AssertionError(f"no answer from {client.srv_name} in {timeout} s")
+
+
+class ParameterClient:
+    """Sets a node's parameters through its ``set_parameters`` service: what ``ros2 param set`` calls."""
+
+    def __init__(self, ros_node, node_name: str, spin_until):
+        from rcl_interfaces.srv import SetParameters
+
+        self._spin_until = spin_until
+        self._set = ros_node.create_client(SetParameters, f"/{node_name}/set_parameters")
+        assert self._set.wait_for_service(timeout_sec=30), f"{node_name} offers no parameter services"
+
+    def set(self, **values) -> list:
+        """One SetParametersResult (``successful``, ``reason``) per value, in order."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()
+                                                    for name, value in values.items()])
+        return call_service(self._set, request, self._spin_until, attempts=3, timeout=30.0).results
+
+    def set_ok(self, **values) -> None:
+        for name, result in zip(values, self.set(**values)):
+            assert result.successful, f"set {name}={values[name]!r} refused: {result.reason}"
+
+
 class LifecycleClient:
     """get_state / change_state of a lifecycle node through its services."""
 
@@ -130,16 +166,10 @@ class LifecycleClient:
         assert self._get.wait_for_service(timeout_sec=30), f"{node_name} offers no lifecycle services"
 
     def _call(self, client, request, attempts: int = 1, timeout: float = 60.0):
-        for _ in range(attempts):
-            future = client.call_async(request)
-            if self._spin_until(future.done, timeout / attempts):
-                return future.result()
-            client.remove_pending_request(future)
-        raise AssertionError(f"no answer from {client.srv_name} in {timeout} s")
+        return call_service(client, request, self._spin_until, attempts, timeout)
 
     def state(self) -> int:
-        """Re-asked until answered: right after discovery a reply can be lost while the server
-        has not yet matched our reply reader; asking for the state twice is harmless."""
+        """Re-asked until answered (see call_service); asking for the state twice is harmless."""
         from lifecycle_msgs.srv import GetState
 
         return self._call(self._get, GetState.Request(), attempts=12).current_state.id

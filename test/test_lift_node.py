@@ -216,24 +216,32 @@ def test_one_hundred_people_in_one_message(node_factory, clip):
 
 
 def test_500_hz_input_keeps_the_node_responsive_and_processes_the_newest(node_factory, clip):
+    """Input paced at up to 500 Hz for 2 s (however many frames this process manages to send: the
+    assertions are about what the node does with what it was sent, not about the sender's speed)."""
     import time
 
     node = node_factory()
     assert node.send_and_receive(clip_msg(clip, 0, sec=1)) is not None
-    sent = 0
+    sent = []
     start = time.perf_counter()
     while time.perf_counter() - start < 2.0:
-        node.client.publish(clip_msg(clip, sent % 150, sec=1000 + sent))
-        sent += 1
+        sent.append(node.client.publish(clip_msg(clip, len(sent) % 150, sec=1000 + len(sent))))
         node.executor.spin_once(timeout_sec=0.0)
-        target = start + sent / 500.0
+        target = start + len(sent) / 500.0
         while time.perf_counter() < target:
             pass
-    last = 1000 + sent - 1
-    assert node.spin_until(lambda: last * 10**9 in node.client.received.poses, 10.0), \
-        "the newest frame was never processed"
-    received = [s for s in node.client.received.poses if s >= 1000 * 10**9]
-    assert sent >= 800 and len(received) > 20
+    received = node.client.received
+    assert node.spin_until(lambda: sent[-1] in received.poses, 10.0), "the newest frame was never processed"
+    answered = sorted((s for s in received.poses if s >= sent[0]), key=received.receive_time.__getitem__)
+    assert set(answered) <= set(sent)
+    # newest first, never a stale queue: no frame is answered after a newer one, the last one answered is
+    # the last one sent
+    assert answered == sorted(answered) and answered[-1] == sent[-1]
+    # every frame the node took in it answered (the rest were replaced in its depth-1 input, not queued)
+    node.spin_for(1.0)
+    diag = node.latest_diagnostics()
+    assert int(diag["inputs_total"]) == int(diag["outputs_total"]), diag
+    assert node.send_and_receive(clip_msg(clip, 0, sec=5000), timeout=5) is not None     # still responsive
     assert node.process.poll() is None
 
 
@@ -248,20 +256,31 @@ def test_each_executor_answers_every_frame(node_factory, clip, executor, class_n
         assert [h.id for h in out.humans] == clip.ids
 
 
-def test_replay_after_a_stall_keeps_the_rate_instead_of_bursting(ros_env, clip):
-    """A late sender must not fire a burst: the node's depth-1 input would keep only the last."""
-    import time
+def test_replay_after_a_stall_keeps_the_rate_instead_of_bursting(ros_env, clip, monkeypatch):
+    """A late sender must not fire a burst: the node's depth-1 input would keep only the last.
 
+    The replay runs on a simulated clock that only its executor advances, so the send times it
+    records are exactly the schedule it follows, however busy this machine is."""
     import rclpy
 
+    from cfi_pose_ros.node import replay
     from cfi_pose_ros.node.replay import ReplayClient
+
+    class Clock:
+        now = 100.0
+
+        def perf_counter(self):
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(replay, "time", clock)
 
     class StallingExecutor:       # spins like an executor, but stalls once for 4 periods
         calls = 0
 
         def spin_once(self, timeout_sec):
             self.calls += 1
-            time.sleep(0.13 if self.calls == 3 else timeout_sec)
+            clock.now += 0.13 if self.calls == 3 else timeout_sec
 
     if not rclpy.ok():
         rclpy.init()
@@ -274,7 +293,7 @@ def test_replay_after_a_stall_keeps_the_rate_instead_of_bursting(ros_env, clip):
         client.destroy_node()
     gaps = np.diff(sorted(client.received.send_time.values()))
     assert client.received.sender_stalls == 1
-    assert gaps.min() > 0.8 / 30, gaps
+    assert gaps.min() >= 1 / 30 - 1e-9 and gaps.max() > 0.13, gaps     # the stall, then the rate again
 
 
 def test_diagnostics_report_backend_rates_latency(node_factory, clip):

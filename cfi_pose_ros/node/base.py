@@ -1,16 +1,20 @@
-"""What the package's lifecycle nodes share: parameters declared from their ParamSpec table,
-newest-frame-only QoS, throttled warnings, and a main() that can autostart."""
+"""What the package's lifecycle nodes share: parameters declared from their ParamSpec table
+(validated at start-up and on every live change), newest-frame-only QoS, throttled warnings,
+diagnostics timer, and a main() that can autostart and stops cleanly on SIGINT / SIGTERM."""
 from __future__ import annotations
 
+import signal
 import time
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
-from cfi_pose_ros.node.parameters import COMMON_NODE_PARAMETERS, ParamSpec
+from cfi_pose_ros.node.parameters import COMMON_NODE_PARAMETERS, ParamSpec, parameter_problem
 
 EXECUTORS = next(p.choices for p in COMMON_NODE_PARAMETERS if p.name == "executor")
 
@@ -48,23 +52,91 @@ def output_qos(reliability: str) -> QoSProfile:
         reliability=_reliability(reliability))
 
 
+class ParameterError(ValueError):
+    """A start-up parameter value the node cannot run with (the node has logged it as one line)."""
+
+
+def topic_problem(spec: ParamSpec, value, node) -> str | None:
+    """Why ``value`` of a ``*_topic`` parameter is not a ROS topic name, or None (empty is allowed
+    where the default is empty: an optional input)."""
+    from rclpy.expand_topic_name import expand_topic_name
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+
+    if not spec.name.endswith("_topic") or not isinstance(value, str) or (value == "" and spec.default == ""):
+        return None
+    try:
+        validate_full_topic_name(expand_topic_name(value, node.get_name(), node.get_namespace()))
+    except Exception as exc:    # rcl raises ValueError or InvalidTopicNameException, multi-line
+        reason = str(exc).splitlines()[0].removeprefix("Invalid topic name: ")
+        return f"not a valid ROS topic name ({reason.split(' is invalid: ', 1)[-1].split(', at ', 1)[0]})"
+    return None
+
+
 class SpecLifecycleNode(LifecycleNode):
-    """A LifecycleNode whose parameters are exactly ``specs`` (with descriptions and ranges)."""
+    """A LifecycleNode whose parameters are exactly ``specs`` (with descriptions and ranges).
+
+    Every value is checked (type, range, choices, topic names) at start-up, where a bad one is
+    logged as one line and raises :class:`ParameterError`, and on every ``set_parameters``, where
+    it is refused with the reason. Read-only specs are refused by rclpy itself. Accepted live
+    changes are passed to :meth:`on_parameters_changed` (on the executor thread, between callbacks).
+    """
 
     def __init__(self, name: str, specs: tuple[ParamSpec, ...], **kwargs):
         super().__init__(name, **kwargs)
         self.specs = specs
-        for spec in specs:
-            self.declare_parameter(spec.name, spec.default, parameter_descriptor(spec))
+        self._specs_by_name = {spec.name: spec for spec in specs}
         self._last_warn: dict[str, float] = {}
+        self._diag_timer = None
+        self.add_on_set_parameters_callback(self._check_new_values)
+        # rclpy keeps the command line / params file values here; checking them before declaring
+        # gives the same one-line message as a live change instead of rclpy's exception
+        overrides = getattr(self, "_parameter_overrides", {})
+        try:
+            for spec in specs:
+                value = overrides[spec.name].value if spec.name in overrides else spec.default
+                problem = self.parameter_problem(spec, value)
+                if problem:
+                    self._fail_start(f"parameter {spec.name}={value!r}: {problem}")
+                self.declare_parameter(spec.name, spec.default, parameter_descriptor(spec))
+        except ParameterException as exc:    # anything rclpy refuses that the check above let through
+            self._fail_start(str(exc).splitlines()[0])
+        self.add_post_set_parameters_callback(lambda params: self.on_parameters_changed({p.name for p in params}))
+
+    def _fail_start(self, text: str) -> None:
+        self.get_logger().fatal(text)
+        super().destroy_node()      # not a subclass's: its own attributes do not exist yet
+        raise ParameterError(text)
+
+    def parameter_problem(self, spec: ParamSpec, value) -> str | None:
+        return parameter_problem(spec, value) or topic_problem(spec, value, self)
+
+    def _check_new_values(self, parameters) -> SetParametersResult:
+        for param in parameters:
+            spec = self._specs_by_name.get(param.name)      # None: rclpy's own (use_sim_time, ...)
+            problem = spec and self.parameter_problem(spec, param.value)
+            if problem:
+                return SetParametersResult(successful=False, reason=f"parameter {param.name}={param.value!r}: "
+                                                                    f"{problem}")
+        return SetParametersResult(successful=True)
+
+    def on_parameters_changed(self, names: set[str]) -> None:
+        """Apply accepted live changes (the new values are already set). Nodes extend this for
+        what they build from their parameters; values read where they are used need nothing."""
+        if "diagnostics_period" in names and self._diag_timer is not None:
+            self.start_diagnostics(self._diag_timer.callback)
+
+    def start_diagnostics(self, callback) -> None:
+        """(Re)start the timer that calls ``callback`` every ``diagnostics_period`` seconds."""
+        self.stop_diagnostics()
+        self._diag_timer = self.create_timer(self.p("diagnostics_period"), callback)
+
+    def stop_diagnostics(self) -> None:
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
 
     def p(self, name: str):
         return self.get_parameter(name).value
-
-    def check_choices(self) -> None:
-        for spec in self.specs:
-            if spec.choices and self.p(spec.name) not in spec.choices:
-                raise ValueError(f"parameter {spec.name}={self.p(spec.name)!r} is not one of {spec.choices}")
 
     def warn_throttled(self, key: str, text: str, error: bool = False) -> None:
         """At most one message per ``key`` every WARN_PERIOD_S: bad input must not flood the log."""
@@ -108,35 +180,65 @@ def create_executor(kind: str = "events"):
     return SingleThreadedExecutor()
 
 
-def spin(executor, timeout_sec: float = 0.1) -> None:
-    """Run callbacks until shutdown. A loop of spin_once(timeout) on purpose: the Kilted
+def spin(executor, timeout_sec: float = 0.1, stop=lambda: False) -> None:
+    """Run callbacks until shutdown or ``stop()``. A loop of spin_once(timeout) on purpose: the Kilted
     EventsExecutor's own spin() never dispatches (seen with the rclpy 9.1.2 wheels: it holds
     the interpreter busy and no callback runs), while spin_once does."""
-    while rclpy.ok():
+    while rclpy.ok() and not stop():
         executor.spin_once(timeout_sec=timeout_sec)
 
 
+class StopSignals:
+    """SIGINT and SIGTERM as a request to stop, not an exception inside a callback.
+
+    rclpy's own handlers shut the context down at once, so a callback that is lifting a frame
+    then publishes on a dead context (``RCLError: publisher's context is invalid``, exit 1 with
+    a traceback); Python's default SIGINT handler raises KeyboardInterrupt wherever the main
+    thread is, a subscription callback included. Here a signal only sets ``requested``; the spin
+    loop ends after the callback in progress, and the node is torn down before the context.
+    Before spinning (loading weights, building an engine) a signal aborts start-up at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.spinning = False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        if not self.spinning:
+            raise KeyboardInterrupt
+
+
 def run(node_class, args=None) -> int:
-    """Spin a SpecLifecycleNode; with its ``autostart`` parameter, configure and activate first."""
-    rclpy.init(args=args)
-    node = node_class()
-    executor = create_executor(node.p("executor"))
-    executor.add_node(node)
-    node.get_logger().info(f"executor: {type(executor).__name__}")
-    if node.p("autostart"):
-        # trigger_* return the callback's TransitionCallbackReturn (not a State)
-        if (node.trigger_configure() != TransitionCallbackReturn.SUCCESS
-                or node.trigger_activate() != TransitionCallbackReturn.SUCCESS):
-            node.get_logger().fatal("autostart: configure/activate failed, exiting")
-            node.destroy_node()
-            rclpy.try_shutdown()
-            return 1
+    """Spin a SpecLifecycleNode; with its ``autostart`` parameter, configure and activate first.
+
+    Exit status 0 after SIGINT / SIGTERM, 1 when a parameter is invalid (one logged line) or
+    autostart fails."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signals = StopSignals()
+    node = executor = None
     try:
-        spin(executor)
+        node = node_class()
+        executor = create_executor(node.p("executor"))
+        executor.add_node(node)
+        node.get_logger().info(f"executor: {type(executor).__name__}")
+        # trigger_* return the callback's TransitionCallbackReturn (not a State)
+        if node.p("autostart") and (node.trigger_configure() != TransitionCallbackReturn.SUCCESS
+                                    or node.trigger_activate() != TransitionCallbackReturn.SUCCESS):
+            node.get_logger().fatal("autostart: configure/activate failed, exiting")
+            return 1
+        signals.spinning = True
+        spin(executor, stop=lambda: signals.requested)
+    except ParameterError:
+        return 1
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:
-        executor.shutdown()
-        node.destroy_node()
+        signals.spinning = True       # a second signal during teardown changes nothing
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -162,7 +162,7 @@ class DetectNode(SpecLifecycleNode):
         self._stats_lock = threading.Lock()
         self._people_last = 0
         self._subscription = None
-        self._keypoints_pub = self._diag_pub = self._diag_timer = None
+        self._keypoints_pub = self._diag_pub = None
         self._drops_since_diag: Counter = Counter()
         # newest image waiting for the worker, and the worker itself
         self._pending = None
@@ -192,7 +192,6 @@ class DetectNode(SpecLifecycleNode):
         from cfi_pose_ros.tracking import MultiPersonTracker, TrackerConfig
 
         try:
-            self.check_choices()
             values = {spec.name: self.p(spec.name) for spec in DETECT_NODE_PARAMETERS}
             self.detector = create_detector(detector_config(values))
             self.tracker = MultiPersonTracker(TrackerConfig(**tracker_config(values)))
@@ -203,7 +202,7 @@ class DetectNode(SpecLifecycleNode):
         self._keypoints_pub = self.create_lifecycle_publisher(
             HumanKeypoints2DArray, self.p("keypoints_topic"), output_qos(self.p("output_reliability")))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
+        self.start_diagnostics(self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.describe()}, providers {list(self.p('providers'))}, "
                                f"image conversion: {'cv_bridge' if self.bridge else 'cfi_pose_ros.image'}")
         return TransitionCallbackReturn.SUCCESS
@@ -241,9 +240,8 @@ class DetectNode(SpecLifecycleNode):
         for pub in (self._keypoints_pub, self._diag_pub):
             if pub is not None:
                 self.destroy_publisher(pub)
-        if self._diag_timer is not None:
-            self.destroy_timer(self._diag_timer)
-        self._keypoints_pub = self._diag_pub = self._diag_timer = None
+        self.stop_diagnostics()
+        self._keypoints_pub = self._diag_pub = None
         self.detector = self.tracker = None
         return TransitionCallbackReturn.SUCCESS
 

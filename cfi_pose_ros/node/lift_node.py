@@ -31,8 +31,8 @@ from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.node.conversions import stamp_seconds
 from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, run
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
-from cfi_pose_ros.node.lifting import (NO_TRANSFORM, camera_from_info, lift_keypoints, pipeline_config, pose_smoother,
-                                      static_target_transform)
+from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, camera_from_info,
+                                      lift_keypoints, pipeline_config, pose_smoother, static_target_transform)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats
@@ -51,13 +51,24 @@ class LiftNode(SpecLifecycleNode):
         self._target: tuple[str, RigidTransform | None] = ("", None)   # output frame, its static transform
         self._tf_lookup: TransformLookup | None = None
         self._tf_broadcast: TransformBroadcast | None = None
-        self._diag_timer = None
+
+    # --------------------------------------------------------------- live parameters
+    def on_parameters_changed(self, names: set[str]) -> None:
+        """Live changes take effect from the next frame (this runs between callbacks). Changing a
+        smoothing parameter restarts the filters with the new settings."""
+        super().on_parameters_changed(names)
+        if self.pipeline is None:
+            return              # configure reads them
+        if names & PIPELINE_PARAMETERS:
+            self.pipeline.config = pipeline_config(self.p)
+        if names & (SMOOTHER_PARAMETERS | {"smoothing"}):
+            self.pipeline.smoother = pose_smoother(self.p)
 
     # --------------------------------------------------------------- lifecycle
     def on_configure(self, state) -> TransitionCallbackReturn:
         from cfi_pose_ros.inference import create_lifter
+
         try:
-            self.check_choices()
             self.lifter = create_lifter(**lifter_options(self.p), log=self.get_logger().info)
         except Exception as exc:  # a bad weights file or backend: fail the transition, say why
             self.get_logger().error(f"configure failed: {exc}")
@@ -70,7 +81,7 @@ class LiftNode(SpecLifecycleNode):
         self._pose_pub = self.create_lifecycle_publisher(HumanPose3DArray, self.p("output_topic"), out_qos)
         self._marker_pub = self.create_lifecycle_publisher(MarkerArray, self.p("markers_topic"), out_qos)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
+        self.start_diagnostics(self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.lifter.describe()}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -102,9 +113,8 @@ class LiftNode(SpecLifecycleNode):
         for pub in (self._pose_pub, self._marker_pub, self._diag_pub):
             if pub is not None:
                 self.destroy_publisher(pub)
-        if self._diag_timer is not None:
-            self.destroy_timer(self._diag_timer)
-        self._pose_pub = self._marker_pub = self._diag_pub = self._diag_timer = None
+        self.stop_diagnostics()
+        self._pose_pub = self._marker_pub = self._diag_pub = None
         if self._tf_lookup is not None:
             self._tf_lookup.close()
             self._tf_lookup = None

@@ -6,18 +6,63 @@ check all three agree.
 """
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class ParamSpec:
+    """One node parameter. Its ROS type is the type of ``default``; ``min_value``/``max_value``
+    bound a number (each element of an array), ``choices`` list the allowed strings, and a name
+    ending in ``_topic`` must be a valid ROS topic name (or empty when the default is empty).
+
+    Live-update policy, one of two:
+
+    * ``read_only=True``: set at start-up only (params file, ``-p``, launch); ``ros2 param set``
+      is refused (the descriptor says read-only). For what configure builds once: topics, QoS,
+      the engine, the detector models.
+    * ``read_only=False`` (live): ``ros2 param set`` is validated like a start-up value and takes
+      effect from the next frame on. The node either reads the value where it uses it, or
+      rebuilds what depends on it in ``on_parameters_changed`` (the lifter's PipelineConfig fields
+      of the same name are rebuilt automatically). ``test/test_node_robustness.py`` has one probe
+      per live parameter that sees the output change over the parameter service: a new live
+      parameter needs one there too.
+    """
+
     name: str
     default: object
     description: str
     min_value: float | None = None
     max_value: float | None = None
     choices: tuple[str, ...] = ()
-    read_only: bool = False   # takes effect at configure; changing it later needs cleanup + configure
+    read_only: bool = False
+
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a double", str: "a string"}
+
+
+def _type_name(value) -> str:
+    """The ROS parameter type of ``value`` in words ("an integer", "an array of doubles")."""
+    if isinstance(value, (list, tuple, array.array)):      # rclpy gives numeric arrays as array.array
+        kinds = {_TYPE_NAMES.get(type(v), type(v).__name__) for v in value}
+        return f"an array of {kinds.pop().split(' ', 1)[1]}s" if len(kinds) == 1 else "an array"
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def parameter_problem(spec: ParamSpec, value) -> str | None:
+    """What is wrong with ``value`` for ``spec`` (its ROS type, range, choices), or None.
+
+    The one check of a parameter value, at start-up and on every live change (the ROS glue adds
+    the topic-name check, which needs rcl)."""
+    expected, got = _type_name(spec.default), _type_name(value)
+    if got != expected and not (got == "an array" and expected.startswith("an array")):
+        return f"expected {expected}, got {got}"
+    elements = list(value) if expected.startswith("an array") else [value]
+    if spec.min_value is not None and not all(spec.min_value <= v <= spec.max_value for v in elements):
+        return f"out of range [{spec.min_value}, {spec.max_value}]"
+    if spec.choices and value not in spec.choices:
+        return f"not one of {', '.join(spec.choices)}"
+    return None
 
 
 RELIABILITY_CHOICES = ("best_effort", "reliable")

@@ -1,0 +1,528 @@
+"""Both nodes as real processes over DDS, driven the way the ROS 2 tools drive them (issue 13):
+
+* live parameter changes over the parameter service (what ``ros2 param set`` calls): every live
+  parameter takes effect from the next frame, every read-only one is refused;
+* a bad parameter at start-up: one line naming it and the problem, exit status 1, no traceback;
+* SIGINT and SIGTERM while frames arrive at 30 Hz and 500 Hz: exit status 0, no traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ros_available
+
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))]
+
+if ros_available() is None:
+    from cfi_pose_ros.msg import HumanPose3D
+    from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS
+    from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
+    from cfi_pose_ros.node.process import DETECT_NODE, LIFT_NODE, start_node, stop
+    from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
+    from ros_harness import NodeUnderTest, ParameterClient, spin_until
+
+FRAME = "robustness_camera_optical_frame"
+PERIOD_NS = 33_333_333
+# Log text that must never appear in a node's output after a clean stop.
+NEVER_IN_LOG = ("Traceback", "[FATAL]", "[ERROR]", "Exception", "RCLError")
+
+
+def positions(out) -> np.ndarray:
+    return np.array([[[p.x, p.y, p.z] for p in h.keypoints] for h in out.humans])
+
+
+# ----------------------------------------------------------------------------- live parameters: lift node
+
+class LiftProbe:
+    """The lift node under test, a parameter client for it, and frames of the demo clip with fresh stamps."""
+
+    def __init__(self, node: "NodeUnderTest", clip: "Clip"):
+        from sensor_msgs.msg import Image
+
+        self.node, self.clip = node, clip
+        self.params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+        self.depth_pub = node.client.create_publisher(Image, node.depth_topic, 1)
+        self.stamp = 10_000 * 10**9
+
+    def next_stamp(self) -> int:
+        self.stamp += PERIOD_NS
+        return self.stamp
+
+    def frame(self, index: int = 0, ids=None):
+        ids = ids or self.clip.ids
+        return keypoints_msg(self.clip.pixels[index], self.clip.scores[index], list(ids), self.clip.image_size,
+                             self.clip.layout, FRAME, 0)
+
+    def answer(self, msg=None, stamp: int | None = None):
+        """The node's answer to ``msg`` (a clip frame by default) sent with a fresh (or the given) stamp."""
+        msg = msg or self.frame()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp or self.next_stamp(), 10**9)
+        out = self.node.send_and_receive(msg, timeout=20)
+        assert out is not None, self.node.log()
+        return out
+
+    def depth_image(self, surface_m: float = 6.0, spots_m: float | None = None, size=(200, 200)):
+        """32FC1 depth registered to the clip's image at ``size``: ``surface_m`` everywhere, and
+        ``spots_m`` on the depth pixels nearest each person's pelvis and hips (what depth_window 1 samples)."""
+        from sensor_msgs.msg import Image
+
+        width, height = size
+        depth = np.full((height, width), surface_m, dtype=np.float32)
+        if spots_m is not None:
+            scale = np.array([width / self.clip.image_size[0], height / self.clip.image_size[1]])
+            for person in self.clip.pixels[0]:
+                for x, y in (person[[0, 1, 4]] + 0.5) * scale - 0.5:
+                    depth[int(np.floor(y + 0.5)), int(np.floor(x + 0.5))] = spots_m
+        return Image(height=height, width=width, encoding="32FC1", step=width * 4, data=depth.tobytes())
+
+    def answer_with_depth(self, image, age_s: float = 0.02, until=lambda out: True, timeout: float = 20.0):
+        """Publish ``image`` stamped ``age_s`` before a fresh frame, then the frame; repeated (the input is
+        best effort) until ``until(answer)``. The last answer."""
+        end = time.monotonic() + timeout
+        while True:
+            stamp = self.next_stamp()
+            image.header.frame_id = FRAME
+            image.header.stamp.sec, image.header.stamp.nanosec = divmod(stamp - int(age_s * 1e9), 10**9)
+            for _ in range(3):
+                self.depth_pub.publish(image)
+                self.node.spin_for(0.03)
+            out = self.answer(stamp=stamp)
+            if until(out) or time.monotonic() > end:
+                return out
+
+    def lifter_diagnostics(self, seconds: float) -> list:
+        """The lifter's diagnostics statuses received in the next ``seconds``."""
+        count = len(self.node.diagnostics)
+        self.node.spin_for(seconds)
+        return [status for array in self.node.diagnostics[count:] for status in array.status
+                if status.name.startswith("cfi_pose_lifter")]
+
+
+def _ids(out) -> list[str]:
+    return [h.id for h in out.humans]
+
+
+def probe_max_people(ctx: LiftProbe):
+    assert len(ctx.answer().humans) == 2
+    ctx.params.set_ok(max_people=1)
+    assert len(ctx.answer().humans) == 1
+    ctx.params.set_ok(max_people=64)
+
+
+def probe_min_valid_joints(ctx: LiftProbe):
+    msg = ctx.frame()
+    for kp in msg.people[0].keypoints[14:]:      # the first person's left arm is not seen: 14 joints
+        kp.score = 0.0
+    assert _ids(ctx.answer(msg)) == ctx.clip.ids
+    ctx.params.set_ok(min_valid_joints=15)
+    assert _ids(ctx.answer(msg)) == ctx.clip.ids[1:]
+    ctx.params.set_ok(min_valid_joints=8)
+
+
+def probe_min_keypoint_score(ctx: LiftProbe):
+    msg = ctx.frame()
+    for kp in msg.people[0].keypoints:            # the other person's joints score 0.7 to 1.0
+        kp.score = 0.5
+    assert _ids(ctx.answer(msg)) == ctx.clip.ids
+    ctx.params.set_ok(min_keypoint_score=0.6)
+    assert _ids(ctx.answer(msg)) == ctx.clip.ids[1:]
+    ctx.params.set_ok(min_keypoint_score=0.05)
+
+
+def probe_solve_root(ctx: LiftProbe):
+    assert {h.root_source for h in ctx.answer().humans} == {HumanPose3D.ROOT_FROM_INTRINSICS}
+    ctx.params.set_ok(solve_root=False)
+    assert {h.root_source for h in ctx.answer().humans} == {HumanPose3D.ROOT_RELATIVE}
+    ctx.params.set_ok(solve_root=True)
+
+
+def _from_depth(out) -> bool:
+    return {h.root_source for h in out.humans} == {HumanPose3D.ROOT_FROM_DEPTH}
+
+
+def probe_depth_max_age(ctx: LiftProbe):
+    image = ctx.depth_image()
+    ctx.params.set_ok(depth_max_age=1.0)
+    assert _from_depth(ctx.answer_with_depth(image, age_s=0.5, until=_from_depth))      # 0.5 s old: used
+    ctx.params.set_ok(depth_max_age=0.1)
+    out = ctx.answer_with_depth(image, age_s=0.5)                                         # now too old
+    assert {h.root_source for h in out.humans} == {HumanPose3D.ROOT_FROM_INTRINSICS}
+    ctx.params.set_ok(depth_max_age=0.05)
+
+
+def probe_depth_body_offset(ctx: LiftProbe):
+    image = ctx.depth_image()
+    ctx.params.set_ok(depth_max_age=1.0)
+    near = ctx.answer_with_depth(image, until=_from_depth)
+    ctx.params.set_ok(depth_body_offset=0.4)
+    far = ctx.answer_with_depth(image, until=_from_depth)
+    moved = positions(far)[:, 0, 2] - positions(near)[:, 0, 2]
+    assert _from_depth(near) and _from_depth(far) and np.all((moved > 0.2) & (moved < 0.31)), moved
+    ctx.params.set_ok(depth_body_offset=0.1, depth_max_age=0.05)
+
+
+def probe_depth_window(ctx: LiftProbe):
+    image = ctx.depth_image(surface_m=6.0, spots_m=4.0)     # 4 m only at the pelvis and hip pixels
+    ctx.params.set_ok(depth_max_age=1.0)
+    wide = ctx.answer_with_depth(image, until=_from_depth)  # window 5: mostly 6 m around them
+    ctx.params.set_ok(depth_window=1)
+    narrow = ctx.answer_with_depth(image, until=_from_depth)
+    assert _from_depth(wide) and _from_depth(narrow)
+    assert np.all(positions(wide)[:, 0, 2] > 5.9) and np.all(positions(narrow)[:, 0, 2] < 4.2), \
+        (positions(wide)[:, 0, 2], positions(narrow)[:, 0, 2])
+    ctx.params.set_ok(depth_window=5, depth_max_age=0.05)
+
+
+def _smoothed_distance(ctx: LiftProbe, tag: str) -> float:
+    """Mean joint distance (m) between the node's answer to clip frame 20, sent right after frame 0 with
+    new track ids, and the unsmoothed answer to frame 20."""
+    ids = [f"{i}_{tag}" for i in ctx.clip.ids]
+    raw_ids = [f"{i}_{tag}_raw" for i in ctx.clip.ids]
+    ctx.answer(ctx.frame(0, ids))
+    smoothed = positions(ctx.answer(ctx.frame(20, ids)))
+    smoother_on = ctx.params.set(smoothing=False)[0].successful
+    raw = positions(ctx.answer(ctx.frame(20, raw_ids)))
+    if smoother_on:
+        ctx.params.set_ok(smoothing=True)
+    return float(np.linalg.norm(smoothed - raw, axis=-1).mean())
+
+
+def probe_smoothing(ctx: LiftProbe):
+    assert _smoothed_distance(ctx, "off") < 1e-6
+    ctx.params.set_ok(smoothing=True)
+    assert _smoothed_distance(ctx, "on") > 0.01
+    ctx.params.set_ok(smoothing=False)
+
+
+def probe_smoothing_min_cutoff(ctx: LiftProbe):
+    ctx.params.set_ok(smoothing=True)
+    smooth = _smoothed_distance(ctx, "cutoff1")
+    ctx.params.set_ok(smoothing_min_cutoff=100.0)     # hardly any smoothing left
+    assert _smoothed_distance(ctx, "cutoff100") < 0.5 * smooth
+    ctx.params.set_ok(smoothing_min_cutoff=1.0, smoothing=False)
+
+
+def probe_smoothing_beta(ctx: LiftProbe):
+    ctx.params.set_ok(smoothing=True, smoothing_beta=0.0)
+    smooth = _smoothed_distance(ctx, "beta0")
+    ctx.params.set_ok(smoothing_beta=100.0)           # fast motion passes through
+    assert _smoothed_distance(ctx, "beta100") < 0.5 * smooth
+    ctx.params.set_ok(smoothing_beta=1.0, smoothing=False)
+
+
+def _markers_for(ctx: LiftProbe, stamp: int, seconds: float):
+    ctx.node.spin_until(lambda: stamp in ctx.node.client.received.markers, seconds)
+    return ctx.node.client.received.markers.get(stamp)
+
+
+def probe_publish_markers(ctx: LiftProbe):
+    stamp = ctx.next_stamp()
+    ctx.answer(stamp=stamp)
+    assert _markers_for(ctx, stamp, 5.0) is not None
+    ctx.params.set_ok(publish_markers=False)
+    stamp = ctx.next_stamp()
+    ctx.answer(stamp=stamp)
+    assert _markers_for(ctx, stamp, 0.5) is None
+    ctx.params.set_ok(publish_markers=True)
+
+
+def probe_marker_lifetime(ctx: LiftProbe):
+    ctx.params.set_ok(marker_lifetime=2.5)
+    stamp = ctx.next_stamp()
+    ctx.answer(stamp=stamp)
+    markers = _markers_for(ctx, stamp, 5.0)
+    assert markers is not None and {(m.lifetime.sec, m.lifetime.nanosec) for m in markers.markers} == {(2, 500_000_000)}
+    ctx.params.set_ok(marker_lifetime=0.25)
+
+
+def probe_diagnostics_period(ctx: LiftProbe):
+    assert len(ctx.lifter_diagnostics(2.0)) <= 3           # every 1 s
+    ctx.params.set_ok(diagnostics_period=0.1)
+    assert len(ctx.lifter_diagnostics(2.0)) >= 8           # every 0.1 s (20 on an idle machine)
+    ctx.params.set_ok(diagnostics_period=1.0)
+
+
+def probe_warn_latency_ms(ctx: LiftProbe):
+    ctx.answer()
+    assert not any("latency high" in s.message for s in ctx.lifter_diagnostics(1.5))
+    ctx.params.set_ok(warn_latency_ms=0.0)
+    ctx.answer()
+    assert any("latency high" in s.message and s.level == s.WARN for s in ctx.lifter_diagnostics(1.5))
+    ctx.params.set_ok(warn_latency_ms=100.0)
+
+
+# One probe per live parameter; test_every_live_parameter_has_a_probe keeps the two in step.
+LIFT_LIVE_PROBES = {
+    "max_people": probe_max_people, "min_valid_joints": probe_min_valid_joints,
+    "min_keypoint_score": probe_min_keypoint_score, "solve_root": probe_solve_root,
+    "depth_max_age": probe_depth_max_age, "depth_body_offset": probe_depth_body_offset,
+    "depth_window": probe_depth_window, "smoothing": probe_smoothing,
+    "smoothing_min_cutoff": probe_smoothing_min_cutoff, "smoothing_beta": probe_smoothing_beta,
+    "publish_markers": probe_publish_markers, "marker_lifetime": probe_marker_lifetime,
+    "diagnostics_period": probe_diagnostics_period, "warn_latency_ms": probe_warn_latency_ms,
+}
+
+
+@pytest.fixture(scope="module")
+def lift_probe(tmp_path_factory):
+    if ros_available() is not None:
+        pytest.skip(ros_available())
+    tmp = tmp_path_factory.mktemp("live_lift")
+    depth_topic = f"/live_{os.getpid()}/depth"
+    node = NodeUnderTest(tmp, overrides={"depth_topic": depth_topic})
+    node.depth_topic = depth_topic
+    clip = Clip.load()
+    info = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
+    ctx = LiftProbe(node, clip)
+
+    def intrinsics_used():
+        node.client.camera_info_pub.publish(info)
+        node.spin_for(0.05)
+        return {h.root_source for h in ctx.answer().humans} == {HumanPose3D.ROOT_FROM_INTRINSICS}
+
+    assert node.spin_until(intrinsics_used, 60), node.log()
+    yield ctx
+    assert node.close() == 0, node.log()
+
+
+def test_every_live_parameter_has_a_probe():
+    live = {spec.name for spec in LIFT_NODE_PARAMETERS if not spec.read_only}
+    assert set(LIFT_LIVE_PROBES) == live, "a live parameter needs a probe here, or read_only=True"
+    live = {spec.name for spec in DETECT_NODE_PARAMETERS if not spec.read_only}
+    assert set(DETECT_LIVE_PROBES) == live, "a live parameter needs a probe here, or read_only=True"
+
+
+@pytest.mark.parametrize("name", sorted(LIFT_LIVE_PROBES))
+def test_a_live_lift_parameter_set_over_the_parameter_service_changes_the_next_frames(lift_probe, name):
+    LIFT_LIVE_PROBES[name](lift_probe)
+
+
+def test_read_only_and_invalid_values_are_refused_and_change_nothing(lift_probe):
+    ctx = lift_probe
+    refused = dict(zip(("input_topic", "backend", "max_people", "min_keypoint_score", "solve_root"),
+                       ctx.params.set(input_topic="/elsewhere", backend="torch", max_people=0,
+                                      min_keypoint_score=1.5, solve_root="yes")))
+    assert not any(result.successful for result in refused.values())
+    assert "read-only" in refused["input_topic"].reason and "read-only" in refused["backend"].reason
+    assert "max_people" in refused["max_people"].reason and "type" in refused["solve_root"].reason
+    out = ctx.answer()         # still the same input topic, people and root solve
+    assert len(out.humans) == 2 and {h.root_source for h in out.humans} == {HumanPose3D.ROOT_FROM_INTRINSICS}
+
+
+# ----------------------------------------------------------------------------- live parameters: detect node
+
+class DetectProbe:
+    def __init__(self, path, image):
+        self.path, self.image = path, image
+        self.params = ParameterClient(path.node, path.detector_name, path.spin_until)
+        self.sec = 20_000
+
+    def keypoints(self):
+        from test_camera_node import image_msg
+
+        self.sec += 1
+        out = self.path.send(image_msg(self.image, "rgb8", sec=self.sec), until="keypoints", timeout=30)
+        assert out is not None, self.path.report()
+        return out
+
+    def detector_diagnostics(self, seconds: float) -> list:
+        count = len(self.path.diagnostics)
+        self.path.spin_until(lambda: False, seconds)
+        return [status for array in self.path.diagnostics[count:] for status in array.status
+                if status.name.startswith(self.path.detector_name + ":")]
+
+
+def probe_tracking(ctx: DetectProbe):
+    assert [p.id for p in ctx.keypoints().people] != [""]
+    ctx.params.set_ok(tracking=False)
+    assert [p.id for p in ctx.keypoints().people] == [""]
+    ctx.params.set_ok(tracking=True)
+
+
+def probe_detect_diagnostics_period(ctx: DetectProbe):
+    ctx.params.set_ok(diagnostics_period=1.0)
+    assert len(ctx.detector_diagnostics(2.0)) <= 3
+    ctx.params.set_ok(diagnostics_period=0.1)
+    assert len(ctx.detector_diagnostics(2.0)) >= 8
+    ctx.params.set_ok(diagnostics_period=1.0)
+
+
+def probe_detect_warn_latency_ms(ctx: DetectProbe):
+    ctx.keypoints()
+    assert not any("processing time high" in s.message for s in ctx.detector_diagnostics(1.5))
+    ctx.params.set_ok(warn_latency_ms=0.0)
+    ctx.keypoints()
+    assert any("processing time high" in s.message for s in ctx.detector_diagnostics(1.5))
+    ctx.params.set_ok(warn_latency_ms=100.0)
+
+
+DETECT_LIVE_PROBES = {"tracking": probe_tracking, "diagnostics_period": probe_detect_diagnostics_period,
+                      "warn_latency_ms": probe_detect_warn_latency_ms}
+
+
+def test_live_detect_parameters_change_the_next_frames_and_read_only_ones_are_refused(tmp_path, ros_env):
+    import cv2
+
+    from test_camera_node import H36M_META, CameraPath, need_fixtures
+
+    need_fixtures()
+    path = CameraPath(tmp_path, lifter=False, detector_name=f"live_detector_{os.getpid()}")
+    try:
+        image = cv2.imread(str(H36M_META.parent / json.loads(H36M_META.read_text())["image"]))
+        ctx = DetectProbe(path, image)
+        for name, probe in DETECT_LIVE_PROBES.items():
+            probe(ctx)
+        refused = ctx.params.set(image_topic="/elsewhere", max_people=3, threads=-1)
+        assert not any(r.successful for r in refused) and "read-only" in refused[0].reason
+        assert len(ctx.keypoints().people) == 1
+    finally:
+        assert path.close() == [0], path.logs()
+
+
+# ----------------------------------------------------------------------------- start-up parameter errors
+
+STARTUP_ERRORS = [
+    ("lift", {"threads": -1}, "threads=-1: out of range"),
+    ("lift", {"max_people": 0}, "max_people=0: out of range"),
+    ("lift", {"executor": "foo"}, "executor='foo': not one of"),
+    ("lift", {"input_topic": "bad topic!"}, "input_topic='bad topic!': not a valid ROS topic name"),
+    ("lift", {"threads": 1.5}, "threads=1.5: expected an integer, got a double"),
+    ("lift", {"backend": "tpu"}, "backend='tpu': not one of"),
+    ("detect", {"threads": -1}, "threads=-1: out of range"),
+    ("detect", {"max_people": 0}, "max_people=0: out of range"),
+    ("detect", {"executor": "foo"}, "executor='foo': not one of"),
+    ("detect", {"image_topic": "bad topic!"}, "image_topic='bad topic!': not a valid ROS topic name"),
+    ("detect", {"keypoint_model_type": "openpose"}, "keypoint_model_type='openpose': not one of"),
+]
+
+
+def test_a_bad_parameter_stops_either_node_at_start_with_one_line_naming_it(tmp_path, ros_env):
+    """All cases at once (each node process fails before it configures anything)."""
+    started = []
+    for k, (kind, overrides, _) in enumerate(STARTUP_ERRORS):
+        log = tmp_path / f"{kind}_{k}.log"
+        started.append((start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=log,
+                                   overrides={"autostart": True, **overrides},
+                                   node_name=f"bad_param_{k}_{os.getpid()}"), log))
+    failures = []
+    for (process, log), (kind, overrides, expected) in zip(started, STARTUP_ERRORS):
+        try:
+            rc = process.wait(timeout=60)
+        except Exception:
+            rc = stop(process)
+        lines = [line for line in log.read_text().splitlines() if line.strip()]
+        if not (rc == 1 and len(lines) == 1 and expected in lines[0] and "[FATAL]" in lines[0]):
+            failures.append(f"{kind} {overrides}: exit {rc}, expected one line with {expected!r}, got:\n"
+                            + "\n".join(lines[-25:]))
+    assert not failures, "\n\n".join(failures)
+
+
+# ----------------------------------------------------------------------------- SIGINT / SIGTERM under load
+
+RUNS_PER_SIGNAL = 10          # per node and signal: half with 30 Hz input, half with 500 Hz
+
+
+def _load_messages(kind: str, clip):
+    """One input message for ``kind`` (re-stamped for every send)."""
+    if kind == "lift":
+        return keypoints_msg(clip.pixels[0], clip.scores[0], clip.ids, clip.image_size, clip.layout, FRAME, 0)
+    import cv2
+
+    from test_camera_node import H36M_META, image_msg
+
+    image = cv2.imread(str(H36M_META.parent / json.loads(H36M_META.read_text())["image"]))
+    return image_msg(cv2.resize(image, (160, 160)), "rgb8", sec=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_sigint_and_sigterm_under_load_exit_0_without_a_traceback(kind, signum, tmp_path, ros_env):
+    """RUNS_PER_SIGNAL node processes at once, half fed at 30 Hz and half at 500 Hz; each gets the
+    signal at its own moment while frames keep arriving, and must exit 0 with nothing logged amiss."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
+
+    if kind == "detect":
+        from test_camera_node import MOVENET, RTMDET, need_fixtures
+        need_fixtures()
+    prefix = f"/sig_{kind}_{int(signum)}_{os.getpid()}"
+    rates = [30] * (RUNS_PER_SIGNAL // 2) + [500] * (RUNS_PER_SIGNAL - RUNS_PER_SIGNAL // 2)
+    if not rclpy.ok():
+        rclpy.init()
+    client = rclpy.create_node(f"signal_test_client_{os.getpid()}")
+    executor = SingleThreadedExecutor()
+    executor.add_node(client)
+    in_type, out_type = (HumanKeypoints2DArray, HumanPose3DArray) if kind == "lift" else (Image, HumanKeypoints2DArray)
+    sensor = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+    publishers = {rate: client.create_publisher(in_type, f"{prefix}/in{rate}", sensor) for rate in (30, 500)}
+    msg = _load_messages(kind, Clip.load())
+    sent = {30: 0, 500: 0}
+
+    def feed(seconds: float, until=lambda: False) -> None:
+        """Publish at 500 Hz and 30 Hz for ``seconds`` or until ``until()``."""
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds and not until():
+            elapsed = time.perf_counter() - start
+            for rate, publisher in publishers.items():
+                if sent[rate] < elapsed * rate + 1:
+                    sent[rate] += 1
+                    msg.header.stamp.sec, msg.header.stamp.nanosec = 30_000 + sent[rate], rate
+                    publisher.publish(msg)
+            executor.spin_once(timeout_sec=0.001)
+
+    runs = []
+
+    def active(run) -> bool:
+        assert run["process"].poll() is None, run["log"].read_text()
+        return "active: " in run["log"].read_text()
+
+    try:
+        for k, rate in enumerate(rates):
+            if k == 1:     # the first one has exported the model to the shared cache: the others only load it
+                assert spin_until(executor, lambda: active(runs[0]), 240), "first node not active in time"
+            if kind == "lift":
+                # batch sizes 1 and 2 (the clip's two people): less warm-up for ten processes at once
+                overrides = {"input_topic": f"{prefix}/in{rate}", "output_topic": f"{prefix}/out{k}",
+                             "camera_info_topic": f"{prefix}/camera_info", "markers_topic": f"{prefix}/markers{k}",
+                             "batch_sizes": [1, 2], "engine_cache_dir": str(tmp_path.parent / "engine_cache")}
+            else:
+                overrides = {"image_topic": f"{prefix}/in{rate}", "keypoints_topic": f"{prefix}/out{k}",
+                             "person_detector_model": str(RTMDET), "keypoint_model": str(MOVENET), "threads": 1}
+            run = {"log": tmp_path / f"{kind}_{k}_{rate}hz.log", "rate": rate, "outputs": 0}
+            run["process"] = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=run["log"],
+                                        overrides={"autostart": True, **overrides},
+                                        node_name=f"sig_{kind}_{k}_{os.getpid()}")
+            client.create_subscription(out_type, f"{prefix}/out{k}",
+                                       lambda _, run=run: run.__setitem__("outputs", run["outputs"] + 1),
+                                       QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+            runs.append(run)
+        assert spin_until(executor, lambda: all(active(run) for run in runs), 240), "nodes not active in time"
+        # under load: every process has answered frames
+        feed(90, until=lambda: all(run["outputs"] >= 3 for run in runs))
+        assert all(run["outputs"] >= 3 for run in runs), [(run["rate"], run["outputs"]) for run in runs]
+        # each gets the signal at its own moment (0-0.1 s apart, in a shuffled order) while frames keep coming
+        for run in random.Random(int(signum)).sample(runs, len(runs)):
+            feed(random.Random(run["log"].name).uniform(0.0, 0.1))
+            run["process"].send_signal(signum)
+        feed(30, until=lambda: all(run["process"].poll() is not None for run in runs))
+    finally:
+        for run in runs:
+            stop(run["process"], timeout=1)
+        executor.shutdown()
+        client.destroy_node()
+    failures = [f"{run['rate']} Hz: exit {run['process'].returncode}\n{run['log'].read_text()[-3000:]}"
+                for run in runs if run["process"].returncode != 0
+                or any(text in run["log"].read_text() for text in NEVER_IN_LOG)]
+    assert not failures, f"{len(failures)} of {len(runs)} runs did not stop cleanly:\n\n" + "\n\n".join(failures)
