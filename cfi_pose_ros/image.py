@@ -13,6 +13,13 @@ Conventions (those of ``sensor_msgs/image_encodings.hpp``):
 * ``is_bigendian`` only matters for 16-bit encodings.
 * ``mono16`` (and ``16UC1``) are scaled to 8 bits by keeping the high byte
   (``value >> 8``), i.e. the full 16-bit range maps onto 0..255.
+
+Compressed images are bounded before they are decoded: a 0.25 MB PNG can
+declare 20000 x 20000 pixels and take 1.2 GB to decode. Their width and height
+are read from the file's own header (:func:`compressed_image_size`: PNG's IHDR
+chunk, JPEG's start-of-frame segment) and an image of more than ``max_pixels``
+pixels raises :class:`ImageTooLarge` without being decoded. So only JPEG and
+PNG (what image_transport's ``compressed`` transport sends) are accepted.
 """
 from __future__ import annotations
 
@@ -37,8 +44,22 @@ _TO_BGR: dict[str, int | None] = {
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUT)
 
 
+# Default bound on a compressed image's decoded size: 4096 x 4096 (a 4K camera is 8.3 MP);
+# the decoded BGR image is then at most 48 MiB.
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless; not DHT C4, JPG C8, DAC CC)
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])      # TEM, RSTn: no length field
+
+
 class UnsupportedEncoding(ValueError):
     """The image's encoding is not one :func:`image_to_bgr` can convert."""
+
+
+class ImageTooLarge(ValueError):
+    """A compressed image whose header declares more pixels than allowed (not decoded)."""
 
 
 def _as_bytes_array(data: Any) -> np.ndarray:
@@ -111,22 +132,84 @@ def image_msg_to_bgr(msg: Any) -> np.ndarray:
                         is_bigendian=bool(getattr(msg, "is_bigendian", False)))
 
 
-def decode_compressed(format: str, data: bytes | memoryview | np.ndarray) -> np.ndarray:  # noqa: A002
-    """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) to BGR ``uint8`` ``(H, W, 3)``.
+def _jpeg_size(data: memoryview) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's first start-of-frame segment, or None."""
+    i = 2
+    while i + 1 < len(data):
+        if data[i] != 0xFF:
+            return None                                   # not at a marker: corrupt
+        while i < len(data) and data[i] == 0xFF:          # fill bytes
+            i += 1
+        if i >= len(data):
+            return None
+        marker = data[i]
+        i += 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD9, 0xDA):                        # end of image / start of scan before any frame
+            return None
+        if i + 2 > len(data):
+            return None
+        length = int.from_bytes(data[i:i + 2], "big")
+        if marker in _JPEG_SOF:
+            if i + 7 > len(data):
+                return None
+            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 3:i + 5], "big")
+        if length < 2:
+            return None
+        i += length
+    return None
 
-    ``format`` is the message's format string (``"jpeg"``, ``"png"``, or
-    image_transport's ``"bgr8; jpeg compressed bgr8"``); the codec itself is
-    read from the data. ``compressedDepth`` images are refused with
-    :class:`UnsupportedEncoding`; empty or undecodable data raises ``ValueError``.
+
+def compressed_image_size(data: bytes | memoryview | np.ndarray) -> tuple[int, int] | None:
+    """``(width, height)`` a PNG or JPEG file declares in its header, read without decoding;
+    ``None`` for anything else (or a header too short or corrupt to say)."""
+    view = memoryview(np.ascontiguousarray(_as_bytes_array(data)))       # no copy of the data
+    if bytes(view[:8]) == _PNG_SIGNATURE and len(view) >= 24 and bytes(view[12:16]) == b"IHDR":
+        return int.from_bytes(view[16:20], "big"), int.from_bytes(view[20:24], "big")
+    if bytes(view[:2]) == b"\xff\xd8":
+        return _jpeg_size(view)
+    return None
+
+
+def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # noqa: A002
+                           ) -> tuple[int, int]:
+    """The ``(width, height)`` of a ``sensor_msgs/CompressedImage`` that may be decoded.
+
+    Raises :class:`UnsupportedEncoding` for ``compressedDepth``, ``ValueError`` for empty
+    data or data that is not a JPEG or PNG with a readable, non-zero size, and
+    :class:`ImageTooLarge` for more than ``max_pixels`` pixels. Nothing is decoded.
     """
     fmt = (format or "").strip()
     if "compresseddepth" in fmt.lower().replace(" ", ""):
         raise UnsupportedEncoding(
-            f"compressed format {format!r} is a depth image; only colour/mono JPEG, PNG and the "
-            "other formats OpenCV decodes are supported")
+            f"compressed format {format!r} is a depth image; only colour/mono JPEG and PNG are supported")
     flat = _as_bytes_array(data)
     if flat.size == 0:
         raise ValueError(f"compressed image ({format!r}) has no data")
+    size = compressed_image_size(flat)
+    if size is None or min(size) <= 0:
+        raise ValueError(f"could not decode compressed image ({format!r}, {flat.size} bytes, starting "
+                         f"{bytes(flat[:8]).hex()}): not a JPEG or PNG whose size its header states")
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"compressed image ({format!r}, {flat.size} bytes) declares {width}x{height} = "
+                            f"{width * height} pixels, more than max_image_pixels = {max_pixels}; not decoded")
+    return width, height
+
+
+def decode_compressed(format: str, data: bytes | memoryview | np.ndarray,  # noqa: A002
+                      max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) to BGR ``uint8`` ``(H, W, 3)``.
+
+    ``format`` is the message's format string (``"jpeg"``, ``"png"``, or
+    image_transport's ``"bgr8; jpeg compressed bgr8"``); the codec itself is
+    read from the data. Checked first by :func:`check_compressed_image`
+    (``compressedDepth`` refused, size from the header at most ``max_pixels``);
+    undecodable data raises ``ValueError``.
+    """
+    check_compressed_image(format, data, max_pixels)
+    flat = _as_bytes_array(data)
     image = cv2.imdecode(flat, cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"could not decode compressed image ({format!r}, {flat.size} bytes, "
@@ -136,6 +219,6 @@ def decode_compressed(format: str, data: bytes | memoryview | np.ndarray) -> np.
     return image
 
 
-def compressed_msg_to_bgr(msg: Any) -> np.ndarray:
+def compressed_msg_to_bgr(msg: Any, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """:func:`decode_compressed` on any object with ``sensor_msgs/CompressedImage``'s fields."""
-    return decode_compressed(msg.format, msg.data)
+    return decode_compressed(msg.format, msg.data, max_pixels)

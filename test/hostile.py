@@ -1,12 +1,17 @@
-"""Models with finite weights that pass every start-up check, built to misbehave on purpose.
+"""Inputs and models built to misbehave on purpose (issue 13), shared by the tests.
 
-The lifter's output is checked at configure on plausible people
-(:func:`cfi_pose_ros.inference.reference.reference_inputs`, every joint well
-inside the image); nothing guarantees what a model does elsewhere. These make
-that concrete, so tests can show what the pipeline and the node do with a
-lifter whose output is not finite.
+* :func:`overflowing_model`: finite weights that pass every start-up check. The
+  lifter's output is checked at configure on plausible people
+  (:func:`cfi_pose_ros.inference.reference.reference_inputs`, every joint well
+  inside the image); nothing guarantees what a model does elsewhere, and this
+  one returns NaN there, so tests can show what the pipeline and the node do
+  with a lifter whose output is not finite.
+* :func:`zero_png`: a small PNG file that declares a huge image.
 """
 from __future__ import annotations
+
+import struct
+import zlib
 
 import numpy as np
 import torch
@@ -46,3 +51,22 @@ def overflowing_model(seed: int = 0) -> CFINet:
         qkv.weight[0, 0] = qkv.weight[32, 0] = gain          # query and key of head 0, dimension 0
         qkv.bias[0] = qkv.bias[32] = 0.0
     return model
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def zero_png(width: int, height: int) -> bytes:
+    """A valid 8-bit greyscale PNG of ``width`` x ``height`` black pixels: about 1/1000 of the
+    decoded size (12000 x 12000 is ~140 kB of file, 432 MB once decoded to BGR)."""
+    compressor = zlib.compressobj(9)
+    row = bytes(width + 1)                       # filter byte 0, then the pixels
+    rows_per_call = max(1, (1 << 22) // len(row))
+    data = []
+    for start in range(0, height, rows_per_call):
+        data.append(compressor.compress(row * min(rows_per_call, height - start)))
+    data.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", b"".join(data))
+            + _png_chunk(b"IEND", b""))

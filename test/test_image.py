@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from cfi_pose_ros.image import (SUPPORTED_ENCODINGS, UnsupportedEncoding, compressed_msg_to_bgr,
+from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, SUPPORTED_ENCODINGS, ImageTooLarge, UnsupportedEncoding,
+                                check_compressed_image, compressed_image_size, compressed_msg_to_bgr,
                                 decode_compressed, image_msg_to_bgr, image_to_bgr)
+from hostile import zero_png
 
 H, W = 5, 7
 
@@ -149,3 +151,42 @@ def test_decode_compressed_errors():
         decode_compressed("jpeg", b"this is not a jpeg at all")
     with pytest.raises(UnsupportedEncoding, match="depth"):
         decode_compressed("16UC1; compressedDepth png", b"\x00" * 20)
+
+
+# ------------------------------------------------------ the decoded size is bounded (issue 13, item 11)
+
+@pytest.mark.parametrize("ext, params", [(".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])])
+@pytest.mark.parametrize("shape", [(5, 7), (480, 640), (1, 1)])
+def test_the_header_gives_the_size_without_decoding(ext, params, shape):
+    ok, encoded = cv2.imencode(ext, np.zeros((*shape, 3), np.uint8), params)
+    assert ok
+    assert compressed_image_size(encoded.tobytes()) == (shape[1], shape[0])
+    assert compressed_image_size(b"GIF89a....") is None and compressed_image_size(b"\xff\xd8\xff") is None
+
+
+def test_a_jpeg_with_large_metadata_before_the_frame_header():
+    ok, encoded = cv2.imencode(".jpg", np.zeros((6, 9, 3), np.uint8))
+    jpeg = encoded.tobytes()
+    app = b"\xff\xe1" + (65535).to_bytes(2, "big") + bytes(65533)          # two full APP1 segments first
+    assert compressed_image_size(jpeg[:2] + app + app + jpeg[2:]) == (9, 6)
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_without_decoding(monkeypatch):
+    """A 0.25 MB PNG raised the detector's peak memory from 212 to 1677 MiB."""
+    huge = zero_png(20000, 1000)                         # 20 MP (the bound's default is 16.8 MP)
+    assert len(huge) < 100_000
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a))
+    with pytest.raises(ImageTooLarge, match=r"declares 20000x1000 = 20000000 pixels, more than max_image_pixels"):
+        decode_compressed("png", huge)
+    with pytest.raises(ImageTooLarge):
+        check_compressed_image("png", zero_png(100, 100), max_pixels=9999)
+    assert decoded == []
+    assert DEFAULT_MAX_IMAGE_PIXELS == 4096 * 4096
+    assert check_compressed_image("png", zero_png(100, 100), max_pixels=10000) == (100, 100)
+
+
+def test_only_jpeg_and_png_are_decoded():
+    ok, encoded = cv2.imencode(".bmp", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="not a JPEG or PNG"):
+        decode_compressed("bmp", encoded.tobytes())

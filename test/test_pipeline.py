@@ -145,7 +145,7 @@ def test_depth_image_gives_the_root_and_says_so(lifter, clip):
 def test_a_person_whose_lifted_joints_are_not_finite_is_dropped_the_others_kept(clip):
     """Item 2. A real lifter (eager PyTorch) whose model overflows for a joint at 1.45 image
     widths, within the image margin, so the person reaches the model; it returns NaN for them."""
-    from pathological_models import OVERFLOW_X_FRACTION, overflowing_model
+    from hostile import OVERFLOW_X_FRACTION, overflowing_model
 
     lifter = create_lifter(overflowing_model(), backend="torch", log=lambda *_: None)
     frame = frame_from_clip(clip, 0)

@@ -26,7 +26,8 @@ stage (decode, detector, keypoint_model, tracking, publish, total = image
 received -> keypoints published, over the last 1000 frames; ``detector_frames`` of them
 ran the person detector), people, and
 dropped frames by reason (``unsupported_encoding``, ``bad_image``,
-``decode_error``, ``detector_error``, ``superseded``).
+``image_too_large`` (a compressed image whose header declares more than
+``max_image_pixels``; never decoded), ``decode_error``, ``detector_error``, ``superseded``).
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
 from cfi_pose_ros.detectors.frame import detect_and_track
-from cfi_pose_ros.image import UnsupportedEncoding, compressed_msg_to_bgr, image_msg_to_bgr
+from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, UnsupportedEncoding,
+                                check_compressed_image, compressed_msg_to_bgr, image_msg_to_bgr)
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
@@ -60,7 +62,8 @@ EXECUTABLE = "detect_node"
 NODE_NAME = "cfi_pose_detector"
 CONFIG_FILE = "detect.yaml"
 STAGES = ("decode", "detector", "keypoint_model", "tracking", "publish", "total")
-DROP_REASONS = ("unsupported_encoding", "bad_image", "decode_error", "detector_error", "superseded")
+DROP_REASONS = ("unsupported_encoding", "bad_image", "image_too_large", "decode_error", "detector_error",
+                "superseded")
 _TIMING_WINDOW = 1000          # frames the per-stage percentiles are computed over
 
 
@@ -96,19 +99,22 @@ def _check_raw_image(msg: Image) -> None:
                          f"{msg.encoding})")
 
 
-def image_to_bgr(msg, bridge=None) -> np.ndarray:
+def image_to_bgr(msg, bridge=None, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """``sensor_msgs/Image`` or ``CompressedImage`` -> BGR ``uint8`` ``(H, W, 3)``.
 
     Raises :class:`UnsupportedEncoding` or ``ValueError`` (zero size, step/size
-    mismatch, undecodable data) with the reason.
+    mismatch, undecodable data, :class:`ImageTooLarge`: a compressed image that
+    declares more than ``max_pixels`` pixels, checked before any decoder runs,
+    cv_bridge's included) with the reason.
     """
     if isinstance(msg, CompressedImage):
+        check_compressed_image(msg.format, msg.data, max_pixels)
         if bridge is not None:
             try:
                 return np.ascontiguousarray(bridge.compressed_imgmsg_to_cv2(msg, "bgr8"))
             except CvBridgeError as exc:
                 raise ValueError(f"cv_bridge could not decode the compressed image ({msg.format!r}): {exc}") from exc
-        return compressed_msg_to_bgr(msg)
+        return compressed_msg_to_bgr(msg, max_pixels)
     _check_raw_image(msg)
     if bridge is not None:
         try:
@@ -289,9 +295,12 @@ class DetectNode(SpecLifecycleNode):
     def _process(self, msg, received: float) -> None:
         t0 = time.perf_counter()
         try:
-            image = image_to_bgr(msg, self.bridge)
+            image = image_to_bgr(msg, self.bridge, self.p("max_image_pixels"))
         except UnsupportedEncoding as exc:
             self._drop("unsupported_encoding", str(exc))
+            return
+        except ImageTooLarge as exc:
+            self._drop("image_too_large", str(exc))
             return
         except ValueError as exc:
             self._drop("bad_image", str(exc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from cfi_pose_ros.image import DEFAULT_MAX_IMAGE_PIXELS
 from cfi_pose_ros.node.parameters import (COMMON_NODE_PARAMETERS, ParamSpec, parameters_yaml,
                                          reliability_parameters)
 
@@ -19,6 +20,10 @@ DETECT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "(then name the transport topic itself, e.g. /image_raw/compressed)", read_only=True),
     ParamSpec("compressed", False, "subscribe to sensor_msgs/CompressedImage (JPEG/PNG) instead of Image",
               read_only=True),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS,
+              "compressed images whose header declares more pixels (width x height) than this are dropped "
+              "without being decoded (image_too_large): a small PNG can declare a gigabyte of pixels",
+              1, 2 ** 31, read_only=True),
     ParamSpec("keypoints_topic", "/human_keypoints_2d",
               "HumanKeypoints2DArray output (the lifter's input_topic)", read_only=True),
     ParamSpec("detector", "top_down",

@@ -1,0 +1,147 @@
+"""Both nodes as real processes over DDS, fed what a hostile or careless user would (issue 13,
+items 1, 2, 3, 5 and 11): they never publish garbage, drop it with a reason counted in
+/diagnostics, and do not let one message take their memory.
+"""
+from __future__ import annotations
+
+import array
+
+import numpy as np
+import pytest
+
+from conftest import ros_available
+
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))]
+
+if ros_available() is None:
+    from test_lift_node import as_array, clip, clip_msg, node_factory, send_camera_info  # noqa: F401 (fixtures)
+
+
+def _dropped(node, reason: str) -> int:
+    return int(node.latest_diagnostics().get(f"dropped.{reason}", 0))
+
+
+def test_a_person_the_lifter_returns_nan_for_is_dropped_and_counted(node_factory, clip, tmp_path):
+    """Item 2: weights that pass every start-up check but overflow for a joint at 1.45 image widths
+    (test/hostile.py); before, that person was published with NaN keypoints."""
+    from hostile import OVERFLOW_X_FRACTION, overflowing_model
+
+    from cfi_pose_ros.weights import save_weights
+
+    weights = save_weights(overflowing_model(), tmp_path / "overflowing.safetensors")
+    node = node_factory(overrides={"weights": str(weights), "backend": "torch"})
+    assert "active: " in node.log(), node.log()
+    msg = clip_msg(clip, 0, sec=21)
+    msg.people[1].keypoints[16].x = OVERFLOW_X_FRACTION * msg.image_width
+    out = node.send_and_receive(msg)
+    assert out is not None, node.log()
+    assert [h.id for h in out.humans] == [clip.ids[0]]
+    assert np.isfinite(as_array(out.humans[0])).all()
+    assert _dropped(node, "non_finite_output") >= 1
+    assert node.process.poll() is None
+
+
+def test_nan_weights_with_a_consistent_checksum_stop_the_node_at_configure(node_factory, tmp_path):
+    """Item 1: before, ONNX Runtime refused them, `auto` fell back to torch, which checked nothing,
+    and the node went active publishing all-NaN keypoints."""
+    import torch
+
+    from cfi_pose_ros.model import CFIConfig, CFINet
+    from cfi_pose_ros.weights import save_weights
+
+    model = CFINet(CFIConfig(dim=32, depth=1, heads=4))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    weights = save_weights(model, tmp_path / "diverged.safetensors")
+    node = node_factory(overrides={"weights": str(weights)}, wait=False)          # backend: auto
+    node.process.wait(timeout=120)
+    log = node.log()
+    assert node.process.returncode == 1, log
+    assert "tensors contain NaN or inf" in log and "active: " not in log, log
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda kp, w: setattr(kp, "x", kp.x * 1e30) or setattr(kp, "y", kp.y * 1e30),
+    lambda kp, w: setattr(kp, "x", kp.x + 1e6),
+])
+def test_a_person_far_outside_the_image_is_dropped_as_out_of_image(node_factory, clip, spoil):
+    """Item 3: before, published as a skeleton collapsed to a point with no drop counted."""
+    node = node_factory()
+    send_camera_info(node, clip)
+    msg = clip_msg(clip, 5, sec=22)
+    for keypoint in msg.people[0].keypoints:
+        spoil(keypoint, msg.image_width)
+    out = node.send_and_receive(msg)
+    assert out is not None, node.log()
+    assert [h.id for h in out.humans] == [clip.ids[1]]
+    assert _dropped(node, "out_of_image") >= 1
+
+
+def test_two_people_with_one_id_keep_their_own_skeletons_when_smoothing(node_factory, clip):
+    """Item 5: with smoothing on, the second person got the first one's skeleton."""
+    plain = node_factory()
+    smoothed = node_factory(overrides={"smoothing": True})
+    for node in (plain, smoothed):
+        send_camera_info(node, clip)
+    for k in range(3):
+        msgs = [clip_msg(clip, 10 * k, sec=30 + k) for _ in range(2)]
+        for person in msgs[1].people:
+            person.id = "same"
+        expected = plain.send_and_receive(msgs[0])
+        got = smoothed.send_and_receive(msgs[1])
+        assert expected is not None and got is not None
+        assert len(got.humans) == 2
+        for a, b in zip(got.humans, expected.humans):
+            np.testing.assert_allclose(as_array(a), as_array(b), atol=1e-4)
+    first, second = (as_array(h) for h in got.humans)
+    assert np.abs(first - second).max() > 0.1
+
+
+def test_batch_sizes_past_the_bound_stop_the_node_at_configure(node_factory):
+    """Item 11: `batch_sizes: [4096]` was accepted (4 GB, 10-15 s per one-person frame)."""
+    node = node_factory(overrides={"batch_sizes": [4096]}, wait=False)
+    node.process.wait(timeout=120)
+    log = node.log()
+    assert node.process.returncode == 1, log
+    assert "batch size 4096 is larger than 256" in log, log
+
+
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def test_a_small_png_declaring_a_huge_image_is_dropped_undecoded(started, h36m_image):
+    """Item 11: a 0.25 MB PNG raised the detector's peak memory from 212 to 1677 MiB. This one is
+    140 kB and would decode to 432 MB (12000 x 12000 grey to BGR)."""
+    import cv2
+    from hostile import zero_png
+    from sensor_msgs.msg import CompressedImage
+
+    from test_camera_node import FRAME
+
+    path = started(detector={"compressed": True}, lifter=False)
+    good = CompressedImage(format="jpeg")
+    good.data = array.array("B", cv2.imencode(".jpg", h36m_image)[1].tobytes())
+    good.header.frame_id = FRAME
+    good.header.stamp.sec = 6000
+    assert path.send(good, until="keypoints") is not None, path.logs()
+    before = _peak_rss_mib(path.detector.pid)
+    huge = CompressedImage(format="png")
+    huge.data = array.array("B", zero_png(12000, 12000))
+    huge.header.stamp.sec = 6001
+    for _ in range(3):
+        path.image_pub.publish(huge)
+        path.spin_until(lambda: False, 0.5)
+    diag = path.diagnostics_of(path.detector_name)
+    assert int(diag.get("dropped.image_too_large", 0)) >= 1, path.report()
+    grown = _peak_rss_mib(path.detector.pid) - before
+    assert grown < 100, f"the detector's peak memory grew by {grown:.0f} MiB"
+    good.header.stamp.sec = 6002
+    assert path.send(good, until="keypoints") is not None          # and it goes on
+    assert path.detector.poll() is None
+
+
+if ros_available() is None:
+    from test_camera_node import h36m_image, meta, started  # noqa: E402, F401 (fixtures)
