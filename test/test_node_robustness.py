@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, r
 if ros_available() is None:
     from cfi_pose_ros.msg import HumanPose3D
     from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS
-    from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
+    from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, PARAMETERS_BY_NAME
     from cfi_pose_ros.node.process import DETECT_NODE, LIFT_NODE, start_node, stop
     from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
     from ros_harness import NodeUnderTest, ParameterClient, spin_until
@@ -97,7 +97,12 @@ class LiftProbe:
             if until(out) or time.monotonic() > end:
                 return out
 
-    def lifter_diagnostics(self, seconds: float) -> list:
+    LATENCY_WARNING = "latency high"
+
+    def one_frame(self):
+        return self.answer()
+
+    def diagnostics(self, seconds: float) -> list:
         """The lifter's diagnostics statuses received in the next ``seconds``."""
         count = len(self.node.diagnostics)
         self.node.spin_for(seconds)
@@ -116,24 +121,27 @@ def probe_max_people(ctx: LiftProbe):
     ctx.params.set_ok(max_people=64)
 
 
+def _first_person_dropped_once_set(ctx: LiftProbe, msg, name: str, value) -> None:
+    """Both people of ``msg`` are answered; with ``name`` set to ``value`` only the second one; then
+    ``name`` is back at its default."""
+    assert _ids(ctx.answer(msg)) == ctx.clip.ids
+    ctx.params.set_ok(**{name: value})
+    assert _ids(ctx.answer(msg)) == ctx.clip.ids[1:]
+    ctx.params.set_ok(**{name: PARAMETERS_BY_NAME[name].default})
+
+
 def probe_min_valid_joints(ctx: LiftProbe):
     msg = ctx.frame()
     for kp in msg.people[0].keypoints[14:]:      # the first person's left arm is not seen: 14 joints
         kp.score = 0.0
-    assert _ids(ctx.answer(msg)) == ctx.clip.ids
-    ctx.params.set_ok(min_valid_joints=15)
-    assert _ids(ctx.answer(msg)) == ctx.clip.ids[1:]
-    ctx.params.set_ok(min_valid_joints=8)
+    _first_person_dropped_once_set(ctx, msg, "min_valid_joints", 15)
 
 
 def probe_min_keypoint_score(ctx: LiftProbe):
     msg = ctx.frame()
     for kp in msg.people[0].keypoints:            # the other person's joints score 0.7 to 1.0
         kp.score = 0.5
-    assert _ids(ctx.answer(msg)) == ctx.clip.ids
-    ctx.params.set_ok(min_keypoint_score=0.6)
-    assert _ids(ctx.answer(msg)) == ctx.clip.ids[1:]
-    ctx.params.set_ok(min_keypoint_score=0.05)
+    _first_person_dropped_once_set(ctx, msg, "min_keypoint_score", 0.6)
 
 
 def probe_solve_root(ctx: LiftProbe):
@@ -242,19 +250,21 @@ def probe_marker_lifetime(ctx: LiftProbe):
     ctx.params.set_ok(marker_lifetime=0.25)
 
 
-def probe_diagnostics_period(ctx: LiftProbe):
-    assert len(ctx.lifter_diagnostics(2.0)) <= 3           # every 1 s
+# Both nodes (ctx: LiftProbe or DetectProbe)
+def probe_diagnostics_period(ctx):
+    ctx.params.set_ok(diagnostics_period=1.0)
+    assert len(ctx.diagnostics(2.0)) <= 3           # every 1 s
     ctx.params.set_ok(diagnostics_period=0.1)
-    assert len(ctx.lifter_diagnostics(2.0)) >= 8           # every 0.1 s (20 on an idle machine)
+    assert len(ctx.diagnostics(2.0)) >= 8           # every 0.1 s (20 on an idle machine)
     ctx.params.set_ok(diagnostics_period=1.0)
 
 
-def probe_warn_latency_ms(ctx: LiftProbe):
-    ctx.answer()
-    assert not any("latency high" in s.message for s in ctx.lifter_diagnostics(1.5))
+def probe_warn_latency_ms(ctx):
+    ctx.one_frame()
+    assert not any(ctx.LATENCY_WARNING in s.message for s in ctx.diagnostics(1.5))
     ctx.params.set_ok(warn_latency_ms=0.0)
-    ctx.answer()
-    assert any("latency high" in s.message and s.level == s.WARN for s in ctx.lifter_diagnostics(1.5))
+    ctx.one_frame()
+    assert any(ctx.LATENCY_WARNING in s.message and s.level == s.WARN for s in ctx.diagnostics(1.5))
     ctx.params.set_ok(warn_latency_ms=100.0)
 
 
@@ -332,7 +342,12 @@ class DetectProbe:
         assert out is not None, self.path.report()
         return out
 
-    def detector_diagnostics(self, seconds: float) -> list:
+    LATENCY_WARNING = "processing time high"
+
+    def one_frame(self):
+        return self.keypoints()
+
+    def diagnostics(self, seconds: float) -> list:
         count = len(self.path.diagnostics)
         self.path.spin_until(lambda: False, seconds)
         return [status for array in self.path.diagnostics[count:] for status in array.status
@@ -346,25 +361,8 @@ def probe_tracking(ctx: DetectProbe):
     ctx.params.set_ok(tracking=True)
 
 
-def probe_detect_diagnostics_period(ctx: DetectProbe):
-    ctx.params.set_ok(diagnostics_period=1.0)
-    assert len(ctx.detector_diagnostics(2.0)) <= 3
-    ctx.params.set_ok(diagnostics_period=0.1)
-    assert len(ctx.detector_diagnostics(2.0)) >= 8
-    ctx.params.set_ok(diagnostics_period=1.0)
-
-
-def probe_detect_warn_latency_ms(ctx: DetectProbe):
-    ctx.keypoints()
-    assert not any("processing time high" in s.message for s in ctx.detector_diagnostics(1.5))
-    ctx.params.set_ok(warn_latency_ms=0.0)
-    ctx.keypoints()
-    assert any("processing time high" in s.message for s in ctx.detector_diagnostics(1.5))
-    ctx.params.set_ok(warn_latency_ms=100.0)
-
-
-DETECT_LIVE_PROBES = {"tracking": probe_tracking, "diagnostics_period": probe_detect_diagnostics_period,
-                      "warn_latency_ms": probe_detect_warn_latency_ms}
+DETECT_LIVE_PROBES = {"tracking": probe_tracking, "diagnostics_period": probe_diagnostics_period,
+                      "warn_latency_ms": probe_warn_latency_ms}
 
 
 def test_live_detect_parameters_change_the_next_frames_and_read_only_ones_are_refused(tmp_path, ros_env):
