@@ -38,7 +38,7 @@ class Variant:
     precision: str = "auto"     # auto = the trainer's probe
     threads: int = 0            # 0 = every core (new default); -1 = torch's own default
     compile: str = "auto"
-    attention: str = "sdpa"
+    attention: str = "matmul"
     fused_adam: bool = True
     item_every_step: bool = False
 
@@ -53,7 +53,7 @@ VARIANTS = (
     Variant("new defaults, fp32 forced", precision="fp32"),
     Variant("new defaults, bf16 forced", precision="bf16"),
     Variant("new defaults without torch.compile", compile="off"),
-    Variant("new defaults with matmul attention", attention="matmul"),
+    Variant("new defaults with SDPA attention", attention="sdpa"),
     Variant("new defaults with Adam's loop", fused_adam=False),
 )
 

@@ -51,6 +51,13 @@ class JointLayout:
             perm[left], perm[right] = right, left
         return perm
 
+    def mirror(self, poses: np.ndarray) -> np.ndarray:
+        """Poses ``(..., J, C)`` mirrored about the camera's vertical plane: x negated, left and
+        right joints swapped. Valid for screen-normalised 2D (x centred on 0) and camera-frame 3D."""
+        mirrored = poses[..., self.flip_permutation(), :].copy()
+        mirrored[..., 0] = -mirrored[..., 0]
+        return mirrored
+
     @property
     def left_joints(self) -> tuple[int, ...]:
         return tuple(left for left, _ in self.flip_pairs)

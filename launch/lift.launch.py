@@ -43,6 +43,7 @@ OVERRIDABLE_PARAMETERS = {
     "precision": "fp32",
     "weights": "",
     "smoothing": "false",
+    "flip_test": "false",
 }
 INPUT_CHOICES = ("keypoints", "image")
 

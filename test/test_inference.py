@@ -514,3 +514,59 @@ def test_export_cli_tensorrt_without_tensorrt_fails_with_the_reason(small, tmp_p
     assert code == 2
     assert f"tensorrt: {reason}" in capsys.readouterr().err
     assert (tmp_path / "m.onnx").is_file() and not list(tmp_path.glob("*.engine"))
+
+
+# ----------------------------------------------------------------- flip test
+
+# The H36M-17 left/right pairs written out by hand (not from skeleton.py), for an independent mirror.
+HAND_PAIRS = ((1, 4), (2, 5), (3, 6), (14, 11), (15, 12), (16, 13))
+
+
+def hand_mirror(poses: np.ndarray) -> np.ndarray:
+    out = poses.copy()
+    for a, b in HAND_PAIRS:
+        out[:, a], out[:, b] = poses[:, b], poses[:, a]
+    out[..., 0] *= -1
+    return out
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_flip_test_is_the_mirror_average_of_a_known_pose(backend, request):
+    lifter = request.getfixturevalue("torch_lifter" if backend == "torch" else "ort_lifter")
+    keypoints = realistic_inputs(3, seed=8)
+    try:
+        lifter.flip_test = False
+        direct, mirrored = lifter.lift(keypoints), lifter.lift(hand_mirror(keypoints))
+        lifter.flip_test = True
+        flipped = lifter.lift(keypoints)
+    finally:
+        lifter.flip_test = False
+    expected = (direct + hand_mirror(mirrored)) / 2
+    np.testing.assert_allclose(flipped, expected, atol=1e-5)
+    assert np.abs(flipped - direct).max() > 1e-4          # the mirrored lift really contributes
+    assert lifter.describe()["flip_test"] is False
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_flip_test_equals_the_evaluation_cli(backend, small, tmp_path):
+    from training.evaluate import predict
+
+    model, weights, _ = small
+    keypoints = realistic_inputs(21, seed=9)               # 42 rows: more than one fixed batch
+    lifter = create_lifter(weights, backend=backend, cache_dir=tmp_path, threads=1, flip_test=True,
+                           log=lambda *_: None)
+    assert lifter.flip_test
+    np.testing.assert_allclose(lifter.lift(keypoints), predict(model, keypoints, flip_test=True), atol=ATOL)
+
+
+def test_flip_test_sends_the_mirrored_copies_in_the_same_batch(torch_lifter):
+    calls = []
+    original = torch_lifter._run_fixed
+    torch_lifter._run_fixed = lambda batch: calls.append(len(batch)) or original(batch)
+    try:
+        torch_lifter.flip_test = True
+        torch_lifter.lift(realistic_inputs(5))
+    finally:
+        torch_lifter.flip_test = False
+        del torch_lifter._run_fixed
+    assert calls == [10]

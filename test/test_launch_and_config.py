@@ -211,9 +211,11 @@ def test_lifter_options_map_the_node_parameters_to_create_lifter():
 
     defaults = lifter_options()          # what the node and benchmarks/bench_node.py build by default
     assert defaults == {"weights": str(DEFAULT_WEIGHTS), "backend": "auto", "precision": "fp32",
-                        "batch_sizes": None, "threads": 1, "cache_dir": None}
+                        "batch_sizes": None, "threads": 1, "cache_dir": None,
+                        "flip_test": PARAMETERS_BY_NAME["flip_test"].default}
     values = {**{name: spec.default for name, spec in PARAMETERS_BY_NAME.items()},
-              "batch_sizes": [8, 1], "threads": 0, "weights": "/w/x.safetensors", "engine_cache_dir": "/c"}
+              "batch_sizes": [8, 1], "threads": 0, "weights": "/w/x.safetensors", "engine_cache_dir": "/c",
+              "flip_test": True}
     assert lifter_options(values.__getitem__) == {
         "weights": "/w/x.safetensors", "backend": "auto", "precision": "fp32", "batch_sizes": (8, 1),
-        "threads": None, "cache_dir": "/c"}
+        "threads": None, "cache_dir": "/c", "flip_test": True}

@@ -225,6 +225,17 @@ def probe_smoothing_beta(ctx: LiftProbe):
     ctx.params.set_ok(smoothing_beta=1.0, smoothing=False)
 
 
+def probe_flip_test(ctx: LiftProbe):
+    default = PARAMETERS_BY_NAME["flip_test"].default
+    ctx.params.set_ok(flip_test=False)
+    direct = positions(ctx.answer(ctx.frame(5)))
+    ctx.params.set_ok(flip_test=True)
+    flipped = positions(ctx.answer(ctx.frame(5)))
+    change = np.linalg.norm(flipped - direct, axis=-1).mean()
+    assert 0.001 < change < 0.1, change          # the mirrored lift moves joints by millimetres
+    ctx.params.set_ok(flip_test=default)
+
+
 def _markers_for(ctx: LiftProbe, stamp: int, seconds: float):
     ctx.node.spin_until(lambda: stamp in ctx.node.client.received.markers, seconds)
     return ctx.node.client.received.markers.get(stamp)
@@ -277,6 +288,7 @@ LIFT_LIVE_PROBES = {
     "smoothing_min_cutoff": probe_smoothing_min_cutoff, "smoothing_beta": probe_smoothing_beta,
     "publish_markers": probe_publish_markers, "marker_lifetime": probe_marker_lifetime,
     "diagnostics_period": probe_diagnostics_period, "warn_latency_ms": probe_warn_latency_ms,
+    "flip_test": probe_flip_test,
 }
 
 

@@ -210,3 +210,12 @@ def test_convert_dispatches_by_layout():
 def test_convert_unknown_layout_raises():
     with pytest.raises(ValueError, match="unknown joint layout"):
         convert_to_h36m17("openpose_25", np.zeros((25, 2)))
+
+
+def test_mirror_negates_x_and_swaps_left_and_right():
+    poses = np.arange(2 * 17 * 3, dtype=np.float64).reshape(2, 17, 3)
+    mirrored = H36M_17.mirror(poses)
+    assert mirrored[0, 4, 0] == -poses[0, 1, 0] and mirrored[0, 4, 1] == poses[0, 1, 1]
+    assert mirrored[1, 16, 2] == poses[1, 13, 2] and mirrored[0, 0, 0] == -poses[0, 0, 0]
+    np.testing.assert_array_equal(H36M_17.mirror(mirrored), poses)
+    assert H36M_17.mirror(poses[0]).shape == (17, 3)

@@ -244,17 +244,24 @@ from training.schedule import Budget, BudgetSchedule, WeightEMA       # noqa: E4
 
 def test_precision_probe_keeps_fp32_where_bf16_is_slower():
     # An AVX2-only CPU: bf16 autocast is emulated and ten times slower.
-    choice, timings = speed.choose_precision({"fp32": 2.0, "bf16": 25.0}.__getitem__)
+    limits = {}
+
+    def timing(precision, limit):
+        limits[precision] = limit
+        return {"fp32": 2.0, "bf16": 25.0}[precision]
+
+    choice, timings = speed.choose_precision(timing)
     assert choice == "fp32" and timings == {"fp32": 2.0, "bf16": 25.0}
+    assert limits == {"fp32": float("inf"), "bf16": 6.0}       # bf16 may stop after one slow step
 
 
 def test_precision_probe_takes_bf16_only_when_clearly_faster():
-    assert speed.choose_precision({"fp32": 2.0, "bf16": 1.0}.__getitem__)[0] == "bf16"
-    assert speed.choose_precision({"fp32": 2.0, "bf16": 1.95}.__getitem__)[0] == "fp32"   # a tie is fp32
+    assert speed.choose_precision(lambda p, limit: {"fp32": 2.0, "bf16": 1.0}[p])[0] == "bf16"
+    assert speed.choose_precision(lambda p, limit: {"fp32": 2.0, "bf16": 1.95}[p])[0] == "fp32"   # a tie is fp32
 
 
 def test_precision_probe_skips_a_precision_that_fails():
-    def timing(precision):
+    def timing(precision, limit):
         if precision == "bf16":
             raise RuntimeError("not supported on this CPU")
         return 1.0
@@ -263,10 +270,17 @@ def test_precision_probe_skips_a_precision_that_fails():
 
 
 def test_seconds_per_step_is_the_median_of_the_timed_calls():
-    ticks = iter([0.0, 1.0, 10.0, 13.0, 20.0, 22.0])      # three timed calls: 1, 3, 2 s
+    ticks = iter([0.0, 9.0, 10.0, 11.0, 20.0, 23.0, 30.0, 32.0])      # warm-up 9 s, then 1, 3, 2 s
     calls = []
-    assert speed.seconds_per_step(lambda: calls.append(1), steps=3, warmup=2, clock=lambda: next(ticks)) == 2.0
-    assert len(calls) == 5
+    assert speed.seconds_per_step(lambda: calls.append(1), steps=3, warmup=1, clock=lambda: next(ticks)) == 2.0
+    assert len(calls) == 4
+
+
+def test_seconds_per_step_stops_at_the_first_call_over_the_limit():
+    ticks = iter([0.0, 30.0])
+    calls = []
+    assert speed.seconds_per_step(lambda: calls.append(1), clock=lambda: next(ticks), limit=6.0) == 30.0
+    assert len(calls) == 1
 
 
 def test_trainer_uses_the_probed_precision(monkeypatch, tmp_path):
@@ -274,7 +288,7 @@ def test_trainer_uses_the_probed_precision(monkeypatch, tmp_path):
     original = train_module.choose_precision
 
     def recording_choose(time_step):
-        result = original(lambda p: {"fp32": 2.0, "bf16": 25.0}[p])
+        result = original(lambda p, limit: {"fp32": 2.0, "bf16": 25.0}[p])
         chosen["precision"] = result[0]
         return result
 

@@ -52,31 +52,40 @@ def autocast_context(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def seconds_per_step(step: Callable[[], None], steps: int = 3, warmup: int = 2,
-                     clock: Callable[[], float] = time.perf_counter) -> float:
-    """Median wall time of ``steps`` calls of ``step`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        step()
+def seconds_per_step(step: Callable[[], None], steps: int = 3, warmup: int = 1,
+                     clock: Callable[[], float] = time.perf_counter, limit: float = float("inf")) -> float:
+    """Median wall time of ``steps`` calls of ``step`` after ``warmup`` untimed ones.
+
+    A call slower than ``limit`` seconds (warm-up included) ends the probe at once and
+    its time is returned: an emulated precision can take 10x longer per step, and
+    one such step says enough.
+    """
     times = []
-    for _ in range(steps):
+    for index in range(warmup + steps):
         start = clock()
         step()
-        times.append(clock() - start)
+        elapsed = clock() - start
+        if elapsed > limit:
+            return elapsed
+        if index >= warmup:
+            times.append(elapsed)
     return statistics.median(times)
 
 
-def choose_precision(time_step: Callable[[str], float], candidates: tuple[str, ...] = ("fp32", "bf16"),
+def choose_precision(time_step: Callable[[str, float], float], candidates: tuple[str, ...] = ("fp32", "bf16"),
                      min_speedup: float = MIN_SPEEDUP) -> tuple[str, dict[str, float]]:
-    """The fastest precision by ``time_step(precision)`` (seconds per step).
+    """The fastest precision by ``time_step(precision, limit)`` (seconds per step).
 
-    fp32 is the reference: a reduced precision is chosen only when it is at least
+    fp32 is the reference and is timed first; the others get a ``limit`` of three
+    fp32 steps. A reduced precision is chosen only when it is at least
     ``min_speedup`` times faster. A candidate whose probe raises is skipped.
     Returns the choice and every measured time (``inf`` for a failed one).
     """
     timings: dict[str, float] = {}
     for precision in candidates:
+        limit = 3 * timings["fp32"] if "fp32" in timings else float("inf")
         try:
-            timings[precision] = float(time_step(precision))
+            timings[precision] = float(time_step(precision, limit))
         except Exception as error:  # noqa: BLE001 - a precision this machine cannot run is simply not chosen
             print(f"[speed] {precision} probe failed: {type(error).__name__}: {error}", file=sys.stderr)
             timings[precision] = float("inf")

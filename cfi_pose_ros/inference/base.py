@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..skeleton import H36M_17
 from .batching import COMPILED_BATCH_SIZES, normalize_batch_sizes, run_in_fixed_batches, validate_keypoints
 
 BACKENDS: tuple[str, ...] = ("tensorrt", "cuda", "onnxruntime", "torch")   # fastest first: auto's order
@@ -86,6 +87,11 @@ class Lifter(abc.ABC):
     ``(0, 17, 3)`` array without touching the backend. A constructed lifter has
     run every fixed batch size once (the compiled backends in their reference
     check), so no first frame of a size pays for its set-up.
+
+    With :attr:`flip_test` (test-time flip augmentation) every person is also
+    lifted mirrored (x negated, left and right swapped), in the same batch, and
+    the result is the mean of the direct and the un-mirrored prediction: what
+    ``training.evaluate --flip-test`` measures. It may be switched at any time.
     """
 
     backend: str = ""
@@ -100,6 +106,7 @@ class Lifter(abc.ABC):
         self.out_channels = out_channels
         self.weights_sha256 = weights_sha256
         self.max_abs_diff: float | None = None   # vs. the reference at start-up, metres
+        self.flip_test = False
 
     @property
     def precision(self) -> str:
@@ -112,8 +119,15 @@ class Lifter(abc.ABC):
     def lift(self, keypoints: np.ndarray) -> np.ndarray:
         """``(N, 17, 2)`` -> ``(N, 17, 3)`` float32. ``ValueError`` for any other input shape."""
         keypoints = validate_keypoints(keypoints, self.num_joints)
-        return run_in_fixed_batches(keypoints, self._batch_sizes, self._run_fixed,
-                                    (self.num_joints, self.out_channels))
+        flip = self.flip_test and len(keypoints) > 0
+        if flip:     # mirrored copies in the same batch: one backend call, as without flip test
+            keypoints = np.concatenate([keypoints, H36M_17.mirror(keypoints)])
+        poses = run_in_fixed_batches(keypoints, self._batch_sizes, self._run_fixed,
+                                     (self.num_joints, self.out_channels))
+        if flip:
+            people = len(poses) // 2
+            poses = (poses[:people] + H36M_17.mirror(poses[people:])) * np.float32(0.5)
+        return poses
 
     __call__ = lift
 
@@ -130,6 +144,7 @@ class Lifter(abc.ABC):
             "weights_sha256": self.weights_sha256,
             "max_abs_diff_vs_reference_m": self.max_abs_diff,
             "tolerance_m": TOLERANCES[self.precision],
+            "flip_test": self.flip_test,
             **self._details(),
         }
 

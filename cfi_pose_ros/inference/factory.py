@@ -63,7 +63,7 @@ def _build(backend: str, model: CFINet, sha: str, precision: str, batch_sizes: t
 def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str = "auto",
                   precision: str = "fp32", batch_sizes: Sequence[int] | None = None,
                   threads: int | None = None, cache_dir: str | Path | None = None,
-                  log: LogFn | logging.Logger | None = None) -> Lifter:
+                  log: LogFn | logging.Logger | None = None, flip_test: bool = False) -> Lifter:
     """Load ``weights`` and return a ready, reference-checked :class:`Lifter`.
 
     * ``backend``: ``"auto"`` tries ``tensorrt``, ``cuda``, ``onnxruntime``,
@@ -84,6 +84,8 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
       :func:`~.cache.default_cache_dir` (``$CFI_POSE_CACHE_DIR``, else
       ``~/.cache/cfi_pose_ros``).
     * ``log``: a ``print``-like callable or a :class:`logging.Logger`.
+    * ``flip_test``: average each person with its mirrored lift (:class:`Lifter`);
+      settable later through ``lifter.flip_test``.
 
     ``weights`` may also be an in-memory ``CFINet`` (benchmarks, tests); it is
     then keyed by a hash of its tensors.
@@ -106,6 +108,7 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
             raise BackendUnavailable(f"{backend}: {reason}")
         model, sha = load_model(weights)
         lifter = _build(backend, model, sha, precision, batch_sizes, threads, cache_dir, log)
+        lifter.flip_test = bool(flip_test)
         log(f"inference backend: {backend} {precision}, batch sizes {lifter.batch_sizes}")
         return lifter
 
@@ -124,6 +127,7 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
                     log(f"inference backend: auto skipped {name}: {why}")
                 log(f"inference backend: auto chose {candidate} {precision}, batch sizes {lifter.batch_sizes}"
                     + (f" (skipped {', '.join(name for name, _ in skipped)})" if skipped else ""))
+                lifter.flip_test = bool(flip_test)
                 return lifter
         skipped.append((candidate, reason))
     raise BackendUnavailable(f"no backend can run {precision} here: "

@@ -63,6 +63,8 @@ class LiftNode(SpecLifecycleNode):
             self.pipeline.config = pipeline_config(self.p)
         if names & (SMOOTHER_PARAMETERS | {"smoothing"}):
             self.pipeline.smoother = pose_smoother(self.p)
+        if "flip_test" in names:
+            self.lifter.flip_test = self.p("flip_test")
 
     # --------------------------------------------------------------- lifecycle
     def on_configure(self, state) -> TransitionCallbackReturn:

@@ -107,6 +107,10 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "fixed batch sizes the engine is compiled for; people are padded up to the next one. "
               "[0] = the backend's default: every count 1-16 on CPU (nothing to compile, padding only costs), "
               "1, 2, 4, 8, 16 on GPU (one engine or CUDA graph each)", read_only=True),
+    ParamSpec("flip_test", False,
+              "test-time flip augmentation: each person is also lifted mirrored (in the same batch) and the "
+              "two predictions are averaged; more accurate (README: S9 table), costs the model about twice "
+              "the rows (README: node latency)"),
     ParamSpec("threads", 1,
               "CPU threads for the CPU backends (0 = the library's default, one per core). One by default: "
               "with 30 Hz input on 2 cores the node's end-to-end p50 and p99 were lower with one than with "
@@ -165,7 +169,8 @@ def lifter_options(value=lambda name: PARAMETERS_BY_NAME[name].default) -> dict:
     sizes = [int(b) for b in value("batch_sizes")]
     return {"weights": value("weights") or str(DEFAULT_WEIGHTS), "backend": value("backend"),
             "precision": value("precision"), "batch_sizes": None if sizes == [0] else tuple(sizes),
-            "threads": int(value("threads")) or None, "cache_dir": value("engine_cache_dir") or None}
+            "threads": int(value("threads")) or None, "cache_dir": value("engine_cache_dir") or None,
+            "flip_test": bool(value("flip_test"))}
 
 
 def parameters_yaml(node_name: str, specs: tuple[ParamSpec, ...], header: str) -> str:

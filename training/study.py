@@ -1,0 +1,152 @@
+"""Accuracy against compute: short budget runs of several widths and frame strides.
+
+Each run is one ``training.train`` run with a time budget (warm-up + cosine, EMA,
+detector-noise augmentation as the shipped recipe), evaluated on S9 with GT 2D
+and with jittered 2D. Finished runs are kept under ``--out`` and skipped when
+the study is run again, so it resumes. Writes ``<doc>.png`` (S9 MPJPE against
+the training budget, one line per width/stride/variant) and ``<doc>.md`` (the
+table), by default ``docs/accuracy_vs_compute.*``.
+
+    python -m training.study                                  # the README's study (about 30 minutes on 2 cores)
+    python -m training.study --runs d128_s5_b2.5 --out runs/study   # one run of it
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training import train as train_module
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    dim: int
+    stride: int
+    minutes: float
+    schedule: str = "cosine"
+    noise: bool = True
+    extra: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        tags = [f"d{self.dim}", f"s{self.stride}", f"b{self.minutes:g}"]
+        if self.schedule != "cosine":
+            tags.append(self.schedule)
+        if not self.noise:
+            tags.append("nonoise")
+        return "_".join(tags)
+
+    @property
+    def label(self) -> str:
+        parts = [f"D={self.dim}", f"stride {self.stride}"]
+        if self.schedule != "cosine":
+            parts.append(self.schedule)
+        if not self.noise:
+            parts.append("no noise aug.")
+        return ", ".join(parts)
+
+
+def default_runs(short: float = 2.0, long: float = 4.0) -> list[StudyRun]:
+    runs = [StudyRun(dim, 5, short) for dim in (64, 128, 256)]
+    runs += [StudyRun(128, 1, short), StudyRun(128, 5, short, schedule="onecycle"),
+             StudyRun(128, 5, short, noise=False)]
+    runs += [StudyRun(dim, 5, long) for dim in (128, 256)]
+    return runs
+
+
+# fp32: the precision probe's choice on this project's machines (benchmarks/bench_training.py), fixed
+# here so that a probe disturbed by other work cannot change one run of the comparison.
+COMMON = ["--amp", "off", "--depth", "3", "--heads", "8", "--batch-size", "512", "--lr", "2e-3", "--ema-decay", "0.999",
+          "--test-stride", "10", "--eval-noise-std", "0.01", "--seed", "0", "--name", "cfi"]
+
+
+def run_arguments(run: StudyRun, out: Path) -> list[str]:
+    noise = ["--noise-std", "0.01", "--noise-prob", "0.5"] if run.noise else ["--noise-std", "0"]
+    return COMMON + noise + ["--dim", str(run.dim), "--stride", str(run.stride),
+                             "--budget-minutes", str(run.minutes), "--schedule", run.schedule,
+                             "--out", str(out / run.name), "--resume", *run.extra]
+
+
+def final_record(directory: Path) -> dict | None:
+    """The last evaluation of a run that has spent its budget, else None."""
+    try:
+        meta = json.loads((directory / "checkpoint.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not meta.get("run_state", {}).get("finished") or not meta["history"]:
+        return None
+    return meta["history"][-1]
+
+
+def table(rows: list[tuple[StudyRun, dict]]) -> str:
+    lines = ["| run | D | stride | budget (min) | samples (M) | S9 MPJPE GT 2D | raw (no EMA) | P-MPJPE | "
+             "MPJPE noisy 2D (5 px) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for run, r in rows:
+        lines.append(f"| {run.label} | {run.dim} | {run.stride} | {run.minutes:g} | {r['samples'] / 1e6:.2f} | "
+                     f"{r['test_mpjpe_mm']:.1f} | {r.get('test_mpjpe_mm_raw', float('nan')):.1f} | "
+                     f"{r['test_p_mpjpe_mm']:.1f} | {r.get('test_mpjpe_mm_noisy', float('nan')):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[tuple[StudyRun, dict]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax_table) = plt.subplots(1, 2, figsize=(15, 5.5), gridspec_kw={"width_ratios": [1, 1.25]})
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for run, r in rows:
+        groups.setdefault(run.label, []).append((run.minutes, r["test_mpjpe_mm"]))
+    for label, points in sorted(groups.items()):
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    ax.set(xlabel="training budget (minutes on this machine's 2 cores)", ylabel="S9 MPJPE (mm, GT 2D, EMA)",
+           title="accuracy against compute")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax_table.axis("off")
+    cells = [[run.label, f"{run.minutes:g}", f"{r['samples'] / 1e6:.2f}", f"{r['test_mpjpe_mm']:.1f}",
+              f"{r.get('test_mpjpe_mm_raw', float('nan')):.1f}", f"{r.get('test_mpjpe_mm_noisy', float('nan')):.1f}"]
+             for run, r in rows]
+    tab = ax_table.table(cellText=cells, colLabels=["run", "min", "samples (M)", "MPJPE", "raw", "noisy 2D"],
+                         loc="center", cellLoc="right")
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(8)
+    tab.scale(1, 1.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/study", help="one directory per run")
+    parser.add_argument("--doc", default="docs/accuracy_vs_compute", help="plot and table path (no suffix)")
+    parser.add_argument("--runs", nargs="*", default=None, help="only these run names")
+    parser.add_argument("--short", type=float, default=2.0, help="short budget (minutes)")
+    parser.add_argument("--long", type=float, default=4.0, help="long budget (minutes)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    runs = [r for r in default_runs(args.short, args.long) if args.runs is None or r.name in args.runs]
+    rows = []
+    for index, run in enumerate(runs):
+        record = final_record(out / run.name)
+        if record is None:
+            print(f"[study] {index + 1}/{len(runs)}: {run.name}", file=sys.stderr, flush=True)
+            train_module.main(run_arguments(run, out))
+            record = final_record(out / run.name)
+        rows.append((run, record))
+    doc = Path(args.doc)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    (doc.with_suffix(".md")).write_text(table(rows))
+    plot(rows, doc.with_suffix(".png"))
+    print(table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
