@@ -9,6 +9,7 @@ the same round trip through a relay process that does no work (what rclpy and
 DDS cost by themselves).
 
     python -P benchmarks/bench_node.py --seconds 20 --soak-seconds 600 --out outputs/bench_node
+    python -P benchmarks/bench_node.py --flip-cost --people 5 --seconds 10   # what flip_test costs end to end
 
 Targets (2 CPU cores): p50 <= 1.3x model-only, p99 <= 2x p50, no input dropped at
 30 Hz, RSS growth < 5 % over 10 minutes.
@@ -87,7 +88,7 @@ def relay(executor_kind: str) -> None:
 
 
 def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path, executor_kind: str,
-               floor: bool = False, threads: int | None = None) -> dict:
+               floor: bool = False, threads: int | None = None, flip_test: bool | None = None) -> dict:
     import psutil
     import rclpy
     from cfi_pose_ros.node.base import create_executor
@@ -102,6 +103,8 @@ def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path, 
         overrides = {"autostart": True, "executor": executor_kind}
         if threads is not None:
             overrides["threads"] = threads
+        if flip_test is not None:
+            overrides["flip_test"] = flip_test
         node = start_lift_node(overrides=overrides, log_path=log_dir / f"node_{people}.log")
     rclpy.init()
     client = ReplayClient(keep_messages=False)
@@ -151,6 +154,8 @@ def main(argv=None) -> int:
     parser.add_argument("--executor", default="events", choices=EXECUTORS,
                         help="rclpy executor of the node and of this benchmark's client")
     parser.add_argument("--out", default="outputs/bench_node")
+    parser.add_argument("--flip-cost", action="store_true",
+                        help="only compare the node's end-to-end latency with flip_test off and on (no soak)")
     parser.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)   # the floor's child process
     args = parser.parse_args(argv)
     if args.relay:
@@ -160,6 +165,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.flip_cost:
+        return flip_cost(args, out)
 
     floor = end_to_end(1, args.seconds / 2, 0, out, args.executor, floor=True)
     print(json.dumps({"relay_floor": floor}), file=sys.stderr)
@@ -192,6 +199,30 @@ def main(argv=None) -> int:
                  f"executor `{args.executor}`): p50 {floor['p50_ms']:.3f} ms, p99 {floor['p99_ms']:.3f} ms.")
     table = "\n".join(lines) + "\n"
     (out / "bench_node.md").write_text(table)
+    print(table)
+    return 0
+
+
+def flip_cost(args, out: Path) -> int:
+    """End-to-end latency at 30 Hz with ``flip_test`` off and on, alternating, same run."""
+    rows = []
+    for people in args.people:
+        runs = {False: [], True: []}
+        for repeat in range(2):
+            for flip in (False, True):
+                runs[flip].append(end_to_end(people, args.seconds, 0, out, args.executor, threads=args.threads,
+                                             flip_test=flip))
+                print(json.dumps({"people": people, "flip_test": flip, **runs[flip][-1]}), file=sys.stderr)
+        p50 = {flip: float(np.median([r["p50_ms"] for r in results])) for flip, results in runs.items()}
+        p99 = {flip: float(np.median([r["p99_ms"] for r in results])) for flip, results in runs.items()}
+        rows.append((people, p50, p99, sum(r["dropped"] for rs in runs.values() for r in rs)))
+    lines = ["| people | e2e p50 off | e2e p50 on | cost p50 | e2e p99 off | e2e p99 on | frames lost |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for people, p50, p99, lost in rows:
+        lines.append(f"| {people} | {p50[False]:.2f} ms | {p50[True]:.2f} ms | {p50[True] - p50[False]:+.2f} ms | "
+                     f"{p99[False]:.2f} ms | {p99[True]:.2f} ms | {lost} |")
+    table = "\n".join(lines) + "\n"
+    (out / "flip_cost.md").write_text(table)
     print(table)
     return 0
 
