@@ -368,6 +368,24 @@ def test_minutes_budget_ends_at_the_budget(monkeypatch, tmp_path):
     assert record["global_step"] == 10 and record["train_seconds"] == pytest.approx(60)
 
 
+def test_a_suspended_step_does_not_spend_the_budget(monkeypatch, tmp_path):
+    now = [0.0]
+    monkeypatch.setattr(train_module, "clock", lambda: now[0])
+    original, calls = train_module.train_step, []
+
+    def six_second_step(*a, **k):
+        calls.append(1)
+        now[0] += 3600 if len(calls) == 12 else 6           # step 12: the process sleeps for an hour
+        return original(*a, **k)
+
+    monkeypatch.setattr(train_module, "train_step", six_second_step)
+    args = without(ARGS, "--max-steps-per-epoch")
+    record = train_module.main(args + ["--budget-minutes", "1.5", "--out", str(tmp_path)])
+    # 11 steps of 6 s, then the suspended one counts as 5 typical steps (30 s), not an hour: 96 s > 90 s
+    assert record["global_step"] == 12
+    assert record["train_seconds"] == pytest.approx(96)
+
+
 def test_interrupted_budget_run_resumes_to_the_same_weights(monkeypatch, tmp_path):
     args = (without(ARGS, "--max-steps-per-epoch")
             + ["--budget-samples", "5000", "--checkpoint-minutes", "0", "--ema-decay", "0.9"])

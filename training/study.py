@@ -92,7 +92,7 @@ def table(rows: list[tuple[StudyRun, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[tuple[StudyRun, dict]], path: Path) -> None:
+def plot(rows: list[tuple[StudyRun, dict]], path: Path, curves: dict[str, list[dict]] | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -104,6 +104,10 @@ def plot(rows: list[tuple[StudyRun, dict]], path: Path) -> None:
     for label, points in sorted(groups.items()):
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    for label, history in (curves or {}).items():
+        ax.plot([h["train_seconds"] / 60 for h in history], [h["test_mpjpe_mm"] for h in history],
+                ls="--", marker=".", label=f"{label} (evaluated during its run)")
+        ax.set_xscale("log")
     ax.set(xlabel="training budget (minutes on this machine's 2 cores)", ylabel="S9 MPJPE (mm, GT 2D, EMA)",
            title="accuracy against compute")
     ax.grid(alpha=0.3)
@@ -127,6 +131,8 @@ def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
     parser.add_argument("--out", default="runs/study", help="one directory per run")
     parser.add_argument("--doc", default="docs/accuracy_vs_compute", help="plot and table path (no suffix)")
     parser.add_argument("--runs", nargs="*", default=None, help="only these run names")
+    parser.add_argument("--curve", nargs=2, action="append", default=[], metavar=("LABEL", "RUN_DIR"),
+                        help="also draw a longer run's evaluations (its metrics.jsonl) against training time")
     parser.add_argument("--short", type=float, default=2.0, help="short budget (minutes)")
     parser.add_argument("--long", type=float, default=4.0, help="long budget (minutes)")
     args = parser.parse_args(argv)
@@ -143,7 +149,9 @@ def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
     doc = Path(args.doc)
     doc.parent.mkdir(parents=True, exist_ok=True)
     (doc.with_suffix(".md")).write_text(table(rows))
-    plot(rows, doc.with_suffix(".png"))
+    curves = {label: [json.loads(line) for line in (Path(directory) / "metrics.jsonl").read_text().splitlines()]
+              for label, directory in args.curve}
+    plot(rows, doc.with_suffix(".png"), curves)
     print(table(rows))
     return rows
 

@@ -382,6 +382,7 @@ def train(args) -> dict:
         first_step = state.step_in_epoch
         started, loss_sum, steps_done = time.time(), torch.zeros(()), 0
         last_checkpoint = clock()
+        step_timer = StepTimer()
         desc = f"epoch {state.epoch + 1}" + ("" if budget.enabled else f"/{args.epochs}")
         bar = tqdm(range(first_step, steps_per_epoch), desc=desc, disable=not main_process, unit="step",
                    initial=first_step, total=steps_per_epoch)
@@ -402,7 +403,7 @@ def train(args) -> dict:
             state.global_step += 1
             state.samples += len(idx) * world
             now = clock()
-            state.train_seconds += now - step_started
+            state.train_seconds += step_timer.count(now - step_started)
             if steps_done % 20 == 1:
                 check_finite(None, None, loss.item(), state)
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
@@ -426,6 +427,26 @@ def train(args) -> dict:
     if world > 1:
         torch.distributed.destroy_process_group()
     return history[-1] if history else {}
+
+
+class StepTimer:
+    """The training time a step counts against the budget: its wall time, but at most
+    ``STALL_FACTOR`` x the typical step, so a suspended process (SIGSTOP, a laptop's sleep,
+    a debugger) does not spend the budget without training."""
+    STALL_FACTOR = 5.0
+
+    def __init__(self):
+        self.typical: float | None = None
+        self.steps = 0
+
+    def count(self, seconds: float) -> float:
+        self.steps += 1
+        if self.typical is None:
+            self.typical = seconds
+            return seconds
+        counted = seconds if self.steps <= 10 else min(seconds, self.STALL_FACTOR * self.typical)
+        self.typical = 0.9 * self.typical + 0.1 * counted
+        return counted
 
 
 def check_finite(model: torch.nn.Module | None, ema: WeightEMA | None, loss: float, state: RunState) -> None:
