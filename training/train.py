@@ -375,6 +375,7 @@ def train(args) -> dict:
         plot_curves(history, out / "curves.png")
         return record
 
+    step_timer = StepTimer()
     while not state.finished and (budget.enabled or state.epoch < args.epochs):
         model.train()
         generator = torch.Generator().manual_seed(args.seed * 1000 + state.epoch)
@@ -382,7 +383,6 @@ def train(args) -> dict:
         first_step = state.step_in_epoch
         started, loss_sum, steps_done = time.time(), torch.zeros(()), 0
         last_checkpoint = clock()
-        step_timer = StepTimer()
         desc = f"epoch {state.epoch + 1}" + ("" if budget.enabled else f"/{args.epochs}")
         bar = tqdm(range(first_step, steps_per_epoch), desc=desc, disable=not main_process, unit="step",
                    initial=first_step, total=steps_per_epoch)
