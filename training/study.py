@@ -53,7 +53,8 @@ def default_runs(short: float = 2.0, long: float = 4.0) -> list[StudyRun]:
     runs = [StudyRun(dim, 5, short) for dim in (64, 128, 256)]
     runs += [StudyRun(128, 1, short), StudyRun(128, 5, short, schedule="onecycle"),
              StudyRun(128, 5, short, noise=False)]
-    runs += [StudyRun(dim, 5, long) for dim in (128, 256)]
+    # the longer budget with the schedule the short runs measured better
+    runs += [StudyRun(dim, 5, long, schedule="onecycle") for dim in (64, 128)]
     return runs
 
 

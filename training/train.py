@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train for this many minutes of training-step time (epochs ignored; 0 = off)")
     opt.add_argument("--budget-samples", type=int, default=0,
                      help="train on this many samples (epochs ignored; 0 = off)")
-    opt.add_argument("--schedule", choices=SCHEDULES, default="cosine",
-                     help="lr schedule of a budget run (peak = --lr)")
+    opt.add_argument("--schedule", choices=SCHEDULES, default="onecycle",
+                     help="lr schedule of a budget run (peak = --lr); one-cycle measured better than warm-up + "
+                          "cosine in the accuracy-vs-compute study (docs/accuracy_vs_compute.md)")
     opt.add_argument("--warmup", type=float, default=0.05, help="warm-up share of a cosine budget schedule")
     opt.add_argument("--ema-decay", type=float, default=0.0,
                      help="keep an EMA of the weights (e.g. 0.999), evaluated and saved instead of the raw ones")
