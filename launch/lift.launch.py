@@ -44,6 +44,7 @@ OVERRIDABLE_PARAMETERS = {
     "weights": "",
     "smoothing": "false",
     "flip_test": "false",
+    "target_frame": "",
 }
 INPUT_CHOICES = ("keypoints", "image")
 

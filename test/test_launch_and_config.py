@@ -70,6 +70,7 @@ def test_launch_arguments_override_parameters_that_exist():
         declared = PARAMETERS_BY_NAME[name].default
         assert str(declared).lower() == default.lower(), name
     assert constants["PACKAGE"] == "cfi_pose_ros"
+    assert "flip_test" in constants["OVERRIDABLE_PARAMETERS"]       # ros2 launch ... flip_test:=true
 
 
 def test_launch_file_refers_to_installed_executable_and_config(ros_env):

@@ -111,7 +111,8 @@ def plot(rows: list[tuple[StudyRun, dict]], path: Path, curves: dict[str, list[d
         ax.set_xscale("log")
     ax.set(xlabel="training budget (minutes on this machine's 2 cores)", ylabel="S9 MPJPE (mm, GT 2D, EMA)",
            title="accuracy against compute")
-    ax.grid(alpha=0.3)
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     ax_table.axis("off")
     cells = [[run.label, f"{run.minutes:g}", f"{r['samples'] / 1e6:.2f}", f"{r['test_mpjpe_mm']:.1f}",
@@ -121,6 +122,7 @@ def plot(rows: list[tuple[StudyRun, dict]], path: Path, curves: dict[str, list[d
                          loc="center", cellLoc="right")
     tab.auto_set_font_size(False)
     tab.set_fontsize(8)
+    tab.auto_set_column_width(col=list(range(6)))
     tab.scale(1, 1.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
