@@ -3,7 +3,7 @@
 Defaults are the paper's recipe: Adam, lr 1e-3 decayed by 0.95 per epoch,
 20 epochs, batch 512, MPJPE loss, L_d=3, D=512, H=8, train-time flip
 augmentation. ``--budget-minutes`` / ``--budget-samples`` replace the epoch
-count by a fixed compute budget with a warm-up + cosine (or one-cycle) schedule
+count by a fixed compute budget with a one-cycle (or warm-up + cosine) schedule
 that ends exactly at the budget. Writes into ``--out``: the final weights
 (safetensors + JSON), a resumable checkpoint, ``metrics.jsonl`` (one line per
 evaluation) and ``curves.png``.
@@ -232,16 +232,12 @@ def probe_precision(args, model: torch.nn.Module, inputs: torch.Tensor, targets:
     probe_model = copy.deepcopy(model)
     probe_optimizer = torch.optim.Adam(probe_model.parameters(), lr=1e-9)
     x, y = inputs[:args.batch_size], targets[:args.batch_size]
+    no_augmentation = argparse.Namespace(no_flip=True, noise_std=0.0, noise_prob=0.0)
 
     def time_precision(precision: str, limit: float) -> float:
-        def step():
-            with autocast_context(precision, device):
-                pred = probe_model(x)
-            loss = loss_fn(pred.float(), y)
-            probe_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            probe_optimizer.step()
-        return seconds_per_step(step, limit=limit)
+        forward_loss, _ = build_forward_loss(probe_model, loss_fn, precision, device, "off", x, y)
+        return seconds_per_step(lambda: train_step(forward_loss, probe_optimizer, x, y, no_augmentation),
+                                limit=limit)
 
     return choose_precision(time_precision)
 
