@@ -480,3 +480,32 @@ def test_diverged_run_exits_with_a_message(monkeypatch, tmp_path, capsys):
     assert exit_info.value.code == 1
     assert "training diverged" in capsys.readouterr().err
     assert not (tmp_path / "tiny.safetensors").exists()
+
+
+def test_init_weights_starts_from_the_file_and_carries_its_record(two_epochs, tmp_path):
+    source = two_epochs[0] / "tiny.safetensors"
+    trained, info = load_weights(source)
+    # lr 1e-9: a fine-tune that barely moves must end where its source was, not at a fresh init
+    record = train_module.main(without(ARGS, "--max-steps-per-epoch")
+                               + ["--budget-samples", "512", "--lr", "1e-9", "--init-weights", str(source),
+                                  "--out", str(tmp_path)])
+    assert record["global_step"] == 2
+    tuned, tuned_info = load_weights(tmp_path / "tiny.safetensors")
+    for key, value in trained.state_dict().items():
+        torch.testing.assert_close(tuned.state_dict()[key], value, atol=1e-6, rtol=0)
+    fresh = CFINet(CONFIG).state_dict()
+    assert not torch.allclose(fresh["head.weight"], tuned.state_dict()["head.weight"])
+    training = tuned_info.training
+    assert training["commands"][:len(info.training["commands"])] == info.training["commands"]
+    assert "--init-weights" in training["commands"][-1]
+    assert training["init_weights"]["sha256"] == info.sha256
+    assert training["compute"]["cpu_hours"] == pytest.approx(
+        training["compute"]["cpu_hours_this_run"] + info.training["compute"]["cpu_hours"])
+
+
+def test_init_weights_of_another_architecture_is_refused(two_epochs, tmp_path):
+    args = ARGS[:]
+    args[args.index("--dim") + 1] = "64"
+    with pytest.raises(ValueError, match="differs from this run"):
+        train_module.main(args + ["--epochs", "1", "--init-weights", str(two_epochs[0] / "tiny.safetensors"),
+                                  "--out", str(tmp_path)])

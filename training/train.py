@@ -16,6 +16,7 @@ if it fails), Adam's fused kernel, and the attention kernel (``--attention``).
     python -m training.train --out runs/paper                 # paper recipe
     python -m training.train --out runs/paper --resume        # continue it
     python -m training.train --dim 128 --budget-minutes 60 --ema-decay 0.999 --out runs/cpu
+    python -m training.train --dim 128 --budget-minutes 30 --init-weights runs/cpu/cfi.safetensors --out runs/more
     torchrun --nproc-per-node 4 -m training.train --out runs/ddp   # several GPUs (DDP)
     python -m training.train --no-cfi-initial --no-cfi-local --no-cfi-global --no-gramlp  # Table 4 baseline
 """
@@ -34,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
-from cfi_pose_ros.weights import save_weights
+from cfi_pose_ros.weights import load_weights, save_weights
 from training.augment import detector_noise, random_flip
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.evaluate import DEFAULT_DATA, evaluate_pose_set, with_detector_noise
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "graph measured faster: benchmarks/bench_training.py)")
     p.add_argument("--out", default="runs/cfi", help="output directory")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.*")
+    p.add_argument("--init-weights", default=None,
+                   help="start from this weights file (fine-tuning: a new schedule on trained weights; the "
+                        "model flags must match its config); its commands and CPU-hours carry into the record")
     p.add_argument("--name", default="cfi", help="file name of the final weights in --out")
     return p
 
@@ -169,6 +173,20 @@ class RunState:
     compile: str = ""
     threads: int = 0
     commands: list[str] = field(default_factory=list)
+    init_weights: dict = field(default_factory=dict)    # what --init-weights started from
+
+
+def init_from_weights(model: torch.nn.Module, path: str, config: CFIConfig) -> dict:
+    """Load a trained weights file into ``model`` (same architecture); returns its provenance."""
+    source, info = load_weights(path)
+    if info.model != config:
+        raise ValueError(f"--init-weights {path}: its model config {info.model} differs from this run's "
+                         f"{config}; pass the same --dim/--depth/--heads/--mlp-ratio and ablation flags")
+    model.load_state_dict(source.state_dict())
+    compute = info.training.get("compute", {})
+    return {"path": str(path), "sha256": info.sha256, "metrics": info.metrics,
+            "samples_seen": info.training.get("samples_seen", 0), "cpu_hours": compute.get("cpu_hours", 0.0),
+            "commands": list(info.training.get("commands", []))}
 
 
 def training_record(args, state: RunState) -> dict:
@@ -186,16 +204,22 @@ def training_record(args, state: RunState) -> dict:
                       schedule=args.schedule, warmup=args.warmup)
     else:
         recipe.update(epochs=args.epochs, lr_decay=args.lr_decay)
-    return {
+    this_run_cpu_hours = state.train_seconds * state.threads / 3600
+    record = {
         "data": data, "epochs_done": state.epoch, "samples_seen": state.samples, "recipe": recipe,
         "command": state.commands[-1] if state.commands else "",
-        "commands": list(state.commands),
+        # every command behind these weights, the --init-weights chain first
+        "commands": state.init_weights.get("commands", []) + list(state.commands),
         "compute": {"train_hours": state.train_seconds / 3600,
-                    "cpu_hours": state.train_seconds * state.threads / 3600,
+                    "cpu_hours": this_run_cpu_hours + state.init_weights.get("cpu_hours", 0.0),
+                    "cpu_hours_this_run": this_run_cpu_hours,
                     "threads": state.threads, "cpu": cpu_model(), "precision": state.precision,
                     "compile": state.compile, "torch": torch.__version__},
         "licence": "" if args.synthetic else "trained on Human3.6M: non-commercial research use only",
     }
+    if state.init_weights:
+        record["init_weights"] = {k: v for k, v in state.init_weights.items() if k != "commands"}
+    return record
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
@@ -295,10 +319,12 @@ def train(args) -> dict:
     model = CFINet(config).to(device)
     if args.attention == "sdpa":
         use_fused_attention(model)
+    state = RunState()
+    if args.init_weights and not (args.resume and (out / "checkpoint.json").exists()):
+        state.init_weights = init_from_weights(model, args.init_weights, config)
     optimizer = make_optimizer(model, args.lr, device)
     ema = WeightEMA(model, args.ema_decay) if args.ema_decay > 0 else None
     history: list[dict] = []
-    state = RunState()
     if args.resume and (out / "checkpoint.json").exists():
         meta = load_checkpoint(out, model, optimizer, ema)
         history = meta["history"]
