@@ -79,7 +79,8 @@ class Row:
                                                 self.model, *data, loss_fn, device)
         self.forward_loss, self.compiled = build_forward_loss(self.model, loss_fn, self.precision, device,
                                                               variant.compile, *batch)
-        self.step_args = SimpleNamespace(no_flip=False, noise_std=0.01, noise_prob=0.5)
+        self.step_args = SimpleNamespace(no_flip=False, noise_std=0.01, noise_prob=0.5, outlier_prob=0.0,
+                                         outlier_max_shift=0.0, missing_prob=0.0, missing_max=0)
         self.batch_size = args.batch_size
         self.best = 0.0
 

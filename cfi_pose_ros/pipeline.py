@@ -118,26 +118,6 @@ def inside_image(keypoints: np.ndarray, width: float, height: float, margin: flo
                 & (y >= -margin * height) & (y <= (1.0 + margin) * height))
 
 
-def fill_missing_joints(keypoints: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Give every missing H36M joint a stand-in position so the model sees 17 joints.
-
-    A missing joint takes its nearest valid ancestor's position (a missing wrist sits
-    on the elbow, a missing knee on the hip): a folded limb is what the model has seen
-    in training, unlike zeros or a far-off point. With no valid ancestor (the pelvis
-    itself missing) it takes the mean of the valid joints.
-    """
-    keypoints = keypoints.copy()
-    if valid.all():               # the usual case: nothing to fill
-        return keypoints
-    fallback = keypoints[valid].mean(axis=0)
-    for joint in np.flatnonzero(~valid):
-        ancestor = H36M_17.parents[joint]
-        while ancestor >= 0 and not valid[ancestor]:
-            ancestor = H36M_17.parents[ancestor]
-        keypoints[joint] = keypoints[ancestor] if ancestor >= 0 else fallback
-    return keypoints
-
-
 class LiftingPipeline:
     """Holds the lifter and the per-track state (smoothing) across frames."""
 
@@ -168,7 +148,7 @@ class LiftingPipeline:
         if not len(redo):
             return
         new_scores = np.where(outliers[redo], 0.0, scores[redo])
-        new_pixels = np.stack([fill_missing_joints(pixels[i], row > 0) for i, row in zip(redo, new_scores)])
+        new_pixels = H36M_17.fill_missing(pixels[redo], new_scores > 0)
         new_rel = self._lift(new_pixels, frame)
         new_t, new_solved = solve_root_translation(new_rel, new_pixels, new_scores, camera)
         keep = np.isfinite(new_rel).all(axis=(1, 2))        # else the first, finite answer stands
@@ -202,7 +182,7 @@ class LiftingPipeline:
                     reason = "out_of_image" if enough_without_margin else "too_few_joints"
                 else:
                     scores = np.where(valid, scores, 0.0)
-                    accepted.append((index, person, fill_missing_joints(kp, valid), scores))
+                    accepted.append((index, person, H36M_17.fill_missing(kp, valid), scores))
             if reason is not None:
                 dropped[reason] += 1
         if len(accepted) > self.config.max_people:

@@ -21,6 +21,10 @@ class JointLayout:
     flip_pairs: tuple[tuple[int, int], ...]
     extra_edges: tuple[tuple[int, int], ...] = field(default=())
 
+    def __post_init__(self):
+        if self.parents is not None and any(p >= j for j, p in enumerate(self.parents)):
+            raise ValueError(f"layout {self.name}: every joint's parent must come before it")
+
     @property
     def num_joints(self) -> int:
         return len(self.joint_names)
@@ -57,6 +61,33 @@ class JointLayout:
         mirrored = poses[..., self.flip_permutation(), :].copy()
         mirrored[..., 0] = -mirrored[..., 0]
         return mirrored
+
+    def fill_missing(self, keypoints, valid):
+        """Give every missing joint a stand-in position so a lifter always sees all joints.
+
+        ``keypoints (..., J, C)`` and ``valid (..., J)`` bool, numpy arrays or torch tensors
+        (the node fills one frame's people with it, the trainer a batch: both see the same
+        input). A missing joint takes its nearest valid ancestor's position (a missing wrist
+        sits on the elbow, a missing knee on the hip): a folded limb is a pose a lifter can
+        read, unlike zeros or a far-off point. With no valid ancestor (the root itself
+        missing) it takes the mean of the valid joints; with none valid nothing changes.
+        """
+        if self.parents is None:
+            raise ValueError(f"layout {self.name} has no kinematic tree to fill missing joints from")
+        if isinstance(keypoints, np.ndarray):
+            where, stack, weights = np.where, np.stack, valid[..., None].astype(keypoints.dtype)
+        else:
+            import torch
+            where, stack, weights = torch.where, torch.stack, valid[..., None].to(keypoints.dtype)
+        count = weights.sum(-2)                                            # (..., 1)
+        mean = where(valid[..., None], keypoints, 0 * weights).sum(-2) / where(count > 0, count, 1 + 0 * count)
+        columns = []
+        # Parents come before their children (checked in __post_init__), so one pass in joint
+        # order hands each missing joint its nearest valid ancestor's (or the mean's) position.
+        for joint, parent in enumerate(self.parents):
+            stand_in = mean if parent < 0 else columns[parent]
+            columns.append(where(valid[..., joint, None], keypoints[..., joint, :], stand_in))
+        return where(count[..., None] > 0, stack(columns, -2), keypoints)
 
     @property
     def left_joints(self) -> tuple[int, ...]:

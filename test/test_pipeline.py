@@ -6,7 +6,7 @@ import pytest
 
 from cfi_pose_ros.inference import create_lifter
 from cfi_pose_ros.pipeline import (ROOT_FROM_INTRINSICS, ROOT_RELATIVE, Frame2D, LiftingPipeline, Person2D,
-                                   PipelineConfig, check_person, fill_missing_joints, inside_image)
+                                   PipelineConfig, check_person, inside_image)
 from cfi_pose_ros.skeleton import H36M_17
 from cfi_pose_ros.smoothing import PoseSmoother
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS
@@ -89,15 +89,6 @@ def test_max_people_keeps_the_highest_scores(lifter, clip):
     result = LiftingPipeline(lifter, PipelineConfig(max_people=4)).process(frame)
     assert [p.source_index for p in result.people] == [6, 7, 8, 9]
     assert result.dropped == {"too_many_people": 6}
-
-
-def test_fill_missing_joints_uses_nearest_valid_ancestor():
-    keypoints = np.arange(34, dtype=float).reshape(17, 2)
-    valid = np.ones(17, dtype=bool)
-    valid[[12, 13]] = False                      # left elbow and wrist lost
-    filled = fill_missing_joints(np.where(valid[:, None], keypoints, np.nan), valid)
-    assert np.array_equal(filled[12], keypoints[11]) and np.array_equal(filled[13], keypoints[11])
-    assert np.isfinite(filled).all()
 
 
 def test_smoothing_reduces_jitter_per_track(lifter, clip):

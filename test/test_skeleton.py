@@ -219,3 +219,43 @@ def test_mirror_negates_x_and_swaps_left_and_right():
     assert mirrored[1, 16, 2] == poses[1, 13, 2] and mirrored[0, 0, 0] == -poses[0, 0, 0]
     np.testing.assert_array_equal(H36M_17.mirror(mirrored), poses)
     assert H36M_17.mirror(poses[0]).shape == (17, 3)
+
+
+def test_fill_missing_uses_the_nearest_valid_ancestor():
+    keypoints = np.arange(34, dtype=float).reshape(17, 2)
+    valid = np.ones(17, dtype=bool)
+    valid[[12, 13]] = False                      # left elbow and wrist lost
+    filled = H36M_17.fill_missing(np.where(valid[:, None], keypoints, np.nan), valid)
+    assert np.array_equal(filled[12], keypoints[11]) and np.array_equal(filled[13], keypoints[11])
+    assert np.array_equal(filled[valid], keypoints[valid])
+
+
+def test_fill_missing_root_takes_the_mean_and_passes_it_down():
+    keypoints = np.random.default_rng(0).normal(size=(17, 2))
+    valid = np.ones(17, dtype=bool)
+    valid[[0, 1, 2]] = False                     # pelvis, right hip and knee lost
+    filled = H36M_17.fill_missing(np.where(valid[:, None], keypoints, np.nan), valid)
+    mean = keypoints[valid].mean(axis=0)
+    for joint in (0, 1, 2):
+        np.testing.assert_allclose(filled[joint], mean)
+    np.testing.assert_array_equal(filled[3], keypoints[3])   # the ankle was seen: kept
+
+
+def test_fill_missing_is_the_same_for_numpy_and_torch_batches():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    keypoints = rng.normal(size=(64, 17, 2))
+    valid = rng.random((64, 17)) > 0.4
+    valid[0] = False                             # nobody valid: unchanged
+    expected = np.stack([H36M_17.fill_missing(k, v) for k, v in zip(keypoints, valid)])
+    np.testing.assert_array_equal(expected[0], keypoints[0])
+    batched = H36M_17.fill_missing(keypoints, valid)
+    np.testing.assert_allclose(batched, expected, rtol=0, atol=1e-12)
+    as_torch = H36M_17.fill_missing(torch.from_numpy(keypoints), torch.from_numpy(valid))
+    np.testing.assert_allclose(as_torch.numpy(), expected, rtol=0, atol=1e-12)
+
+
+def test_a_layout_whose_parent_follows_its_child_is_refused():
+    from cfi_pose_ros.skeleton import JointLayout
+    with pytest.raises(ValueError, match="parent must come before"):
+        JointLayout("bad", ("a", "b"), parents=(1, -1), flip_pairs=())

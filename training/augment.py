@@ -41,3 +41,43 @@ def detector_noise(inputs_2d: torch.Tensor, max_std: float, probability: float,
     std = torch.rand(batch, generator=generator, device=inputs_2d.device) * max_std * chosen
     noise = torch.randn(inputs_2d.shape, generator=generator, device=inputs_2d.device)
     return inputs_2d + noise * std[:, None, None]
+
+
+def displace_joints(inputs_2d: torch.Tensor, probability: float, max_shift: float,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Move one random joint of a random share of the batch, like a detector's wrong joint.
+
+    The shift has a uniform length in ``[0, max_shift]`` (screen-normalised units: 0.4 is
+    200 px on a 1000 px wide image) and a uniform direction; the 3D target keeps the true
+    joint, so the lifter learns not to bend the skeleton towards a joint that does not fit.
+    """
+    if probability <= 0 or max_shift <= 0:
+        return inputs_2d
+    batch, joints = inputs_2d.shape[:2]
+    device = inputs_2d.device
+    chosen = (torch.rand(batch, generator=generator, device=device) < probability).to(inputs_2d.dtype)
+    joint = torch.randint(0, joints, (batch,), generator=generator, device=device)
+    length = torch.rand(batch, generator=generator, device=device) * max_shift * chosen
+    angle = torch.rand(batch, generator=generator, device=device) * (2 * torch.pi)
+    shift = torch.stack((torch.cos(angle), torch.sin(angle)), dim=-1) * length[:, None]
+    one_joint = torch.nn.functional.one_hot(joint, joints).to(inputs_2d.dtype)
+    return inputs_2d + one_joint[..., None] * shift[:, None, :]
+
+
+def drop_joints(inputs_2d: torch.Tensor, probability: float, max_joints: int, layout: JointLayout = H36M_17,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Make 1 to ``max_joints`` random joints of a random share of the batch missing.
+
+    They are filled exactly as the node fills a joint it has no detection for (or one its
+    root solve rejected): :meth:`JointLayout.fill_missing`, so the lifter learns to read
+    the folded limbs it will be given.
+    """
+    if probability <= 0 or max_joints < 1:
+        return inputs_2d
+    batch, joints = inputs_2d.shape[:2]
+    device = inputs_2d.device
+    chosen = torch.rand(batch, generator=generator, device=device) < probability
+    count = torch.randint(1, max_joints + 1, (batch,), generator=generator, device=device)
+    rank = torch.rand(batch, joints, generator=generator, device=device).argsort(dim=1).argsort(dim=1)
+    missing = chosen[:, None] & (rank < count[:, None])
+    return layout.fill_missing(inputs_2d, ~missing)

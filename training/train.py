@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import load_weights, save_weights
-from training.augment import detector_noise, random_flip
+from training.augment import detector_noise, displace_joints, drop_joints, random_flip
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.evaluate import DEFAULT_DATA, evaluate_pose_set, with_detector_noise
 from training.h36m import TRAIN_SUBJECTS, PoseSet, load_h36m
@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--noise-std", type=float, default=0.0,
                       help="max std of detector-like 2D jitter (normalised units; 0.01 = 5 px at 1000 px)")
     data.add_argument("--noise-prob", type=float, default=0.5, help="share of each batch that gets jitter")
+    data.add_argument("--outlier-prob", type=float, default=0.0,
+                      help="share of each batch with one joint moved like a detector's wrong joint")
+    data.add_argument("--outlier-max-shift", type=float, default=0.4,
+                      help="longest such move (normalised units; 0.4 = 200 px at 1000 px)")
+    data.add_argument("--missing-prob", type=float, default=0.0,
+                      help="share of each batch with joints missing (filled as the node fills them)")
+    data.add_argument("--missing-max", type=int, default=2, help="most joints missing in one pose")
     model = p.add_argument_group("model (paper: depth 3, dim 512, heads 8)")
     model.add_argument("--dim", type=int, default=512)
     model.add_argument("--depth", type=int, default=3)
@@ -195,7 +202,9 @@ def training_record(args, state: RunState) -> dict:
         "dataset": "Human3.6M", "train_subjects": args.train_subjects,
         "input_2d": args.data_2d or "ground truth (projected with distortion)",
         "stride": args.stride, "flip_augmentation": not args.no_flip,
-        "noise_std": args.noise_std, "noise_prob": args.noise_prob}
+        "noise_std": args.noise_std, "noise_prob": args.noise_prob,
+        "outlier_prob": args.outlier_prob, "outlier_max_shift": args.outlier_max_shift,
+        "missing_prob": args.missing_prob, "missing_max": args.missing_max}
     budget = Budget(args.budget_minutes, args.budget_samples)
     recipe = {k: getattr(args, k) for k in ("batch_size", "lr", "loss", "max_steps_per_epoch", "seed",
                                              "ema_decay", "attention")}
@@ -256,7 +265,8 @@ def probe_precision(args, model: torch.nn.Module, inputs: torch.Tensor, targets:
     probe_model = copy.deepcopy(model)
     probe_optimizer = torch.optim.Adam(probe_model.parameters(), lr=1e-9)
     x, y = inputs[:args.batch_size], targets[:args.batch_size]
-    no_augmentation = argparse.Namespace(no_flip=True, noise_std=0.0, noise_prob=0.0)
+    no_augmentation = argparse.Namespace(no_flip=True, noise_std=0.0, noise_prob=0.0, outlier_prob=0.0,
+                                         outlier_max_shift=0.0, missing_prob=0.0, missing_max=0)
 
     def time_precision(precision: str, limit: float) -> float:
         forward_loss, _ = build_forward_loss(probe_model, loss_fn, precision, device, "off", x, y)
@@ -293,6 +303,8 @@ def train_step(forward_loss, optimizer: torch.optim.Optimizer, x: torch.Tensor, 
     if not args.no_flip:
         x, y = random_flip(x, y)
     x = detector_noise(x, args.noise_std, args.noise_prob)
+    x = displace_joints(x, args.outlier_prob, args.outlier_max_shift)
+    x = drop_joints(x, args.missing_prob, args.missing_max)
     loss = forward_loss(x, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
