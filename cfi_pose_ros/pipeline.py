@@ -182,7 +182,7 @@ class LiftingPipeline:
                     reason = "out_of_image" if enough_without_margin else "too_few_joints"
                 else:
                     scores = np.where(valid, scores, 0.0)
-                    accepted.append((index, person, H36M_17.fill_missing(kp, valid), scores))
+                    accepted.append((index, person, kp, scores))
             if reason is not None:
                 dropped[reason] += 1
         if len(accepted) > self.config.max_people:
@@ -192,8 +192,8 @@ class LiftingPipeline:
         if not accepted:
             return FrameResult([], dropped)
 
-        pixels = np.stack([item[2] for item in accepted])                 # (N, 17, 2)
-        scores = np.stack([item[3] for item in accepted])                 # (N, 17)
+        scores = np.stack([item[3] for item in accepted])                 # (N, 17), 0 = missing
+        pixels = H36M_17.fill_missing(np.stack([item[2] for item in accepted]), scores > 0)   # (N, 17, 2)
         root_relative = self._lift(pixels, frame)
         lifted = np.isfinite(root_relative).all(axis=(1, 2))
         if not lifted.all():          # the lifter gave NaN/inf for someone: drop them, keep the rest
