@@ -10,7 +10,7 @@ Steps for one frame (all people at once):
 3. normalise by the image's own size and lift every person in one batched call,
 4. with camera intrinsics, solve each person's root translation (keypoints in metres
    in the camera optical frame; robust to single bad joints, see :mod:`.root_solver`);
-   a person with a joint that solve rejects as an outlier is lifted again without it
+   a person whose worst joint does not fit the solved pose is lifted again without it
    (the joint is then published with score 0), else keep root-relative,
 5. body pose (pelvis position, facing) and optional One-Euro smoothing per track id.
 
@@ -92,6 +92,13 @@ class PipelineConfig:
     # image leaves room for the joints detectors extrapolate past the border (a cut-off foot, a
     # crop that extends beyond the frame) and none for 1e6 px or 1e30 coordinates.
     image_margin: float = 0.5
+    # A person is lifted again without its worst-fitting joint when that joint's reprojection
+    # error after the robust root solve is past this many times the person's residual scale
+    # (1.4826 x MAD, as in the solve). Lower than the solve's own Tukey cut-off (4.685): a
+    # lifter may bend towards a wrong joint until it fits half-way, and lifting a person again
+    # without one good joint moves the depth less than keeping a bad one (demo clip: the
+    # largest clean value was 2.0; benchmarks/bench_root_solver.py measures the trade).
+    relift_threshold: float = 3.0
 
 
 def check_person(person: Person2D) -> str | None:
@@ -135,14 +142,18 @@ class LiftingPipeline:
     def _relift_without_outliers(self, frame: Frame2D, camera: np.ndarray, pixels: np.ndarray,
                                  scores: np.ndarray, root_relative: np.ndarray, translations: np.ndarray,
                                  solved: np.ndarray) -> None:
-        """People with a joint the robust root solve rejected are lifted and solved again with
-        that joint missing (score 0, filled from its ancestor), in place.
+        """People whose worst-fitting joint after the robust root solve is an outlier
+        (``relift_threshold``) are lifted and solved again with that one joint missing
+        (score 0, filled from its ancestor), in place.
 
         The solve alone is not enough: the lifter saw the bad joint too, and one wrist
         500 px off shrank a skeleton from 1.57 to 1.38 m tall, which moved the person by
-        8-16 % in depth although the solve itself ignored the wrist. Costs a second
-        lifter call, only in frames where someone has such a joint (none in the demo clip)."""
-        outliers = outlier_joints(root_relative, pixels, scores, camera, translations)
+        8-16 % in depth although the solve itself ignored the wrist. Only the worst joint
+        goes: its neighbours often fit badly only because the lifter bent them towards it,
+        and each joint taken away costs the lift some accuracy. Costs a second lifter
+        call, only in frames where someone has such a joint (none in the demo clip)."""
+        outliers = outlier_joints(root_relative, pixels, scores, camera, translations, at_most=1,
+                                  threshold=self.config.relift_threshold)
         remaining = ((scores > 0) & ~outliers).sum(axis=1)
         redo = np.flatnonzero(outliers.any(axis=1) & (remaining >= self.config.min_valid_joints))
         if not len(redo):

@@ -336,9 +336,11 @@ def solve_root_translation(root_relative: np.ndarray, pixels: np.ndarray, scores
 
 
 def outlier_joints(root_relative: np.ndarray, pixels: np.ndarray, scores: np.ndarray,
-                   camera_matrix: np.ndarray, translations: np.ndarray) -> np.ndarray:
-    """``(N, J)`` bool: the valid joints the robust solve gives no weight at ``translations``
-    (their reprojection error is past Tukey's ``c`` times the person's residual scale).
+                   camera_matrix: np.ndarray, translations: np.ndarray, at_most: int | None = None,
+                   threshold: float = _TUKEY_C) -> np.ndarray:
+    """``(N, J)`` bool: the valid joints whose reprojection error at ``translations`` is past
+    ``threshold`` times the person's residual scale (by default Tukey's ``c``: the joints the
+    robust solve gives no weight); with ``at_most`` only that many per person, the worst.
 
     Arguments as for :func:`solve_root_translation`, plus its ``translations``; a person
     with a NaN translation has no outliers. Such a joint is wrong in 2D, and the lifter,
@@ -350,5 +352,10 @@ def outlier_joints(root_relative: np.ndarray, pixels: np.ndarray, scores: np.nda
     solved = np.isfinite(t).all(-1)
     scaled, usable = _scaled_residuals(_LinearSystem(rel, px, k), np.where(solved[:, None], t, 0.0),
                                        valid & solved[:, None], _sigma_floor(px, valid))
-    outliers = usable & (scaled >= _TUKEY_C)
+    outliers = usable & (scaled >= threshold)
+    if at_most is not None:
+        # keep the at_most worst of each person: its neighbours may fit badly only because
+        # the lifter bent them towards the bad joint
+        rank = np.argsort(np.argsort(-np.where(outliers, scaled, -np.inf), axis=1), axis=1)
+        outliers &= rank < at_most
     return outliers[0] if single else outliers

@@ -253,3 +253,18 @@ def test_one_displaced_joint_barely_moves_the_root_depth(lifted_clip, shift, bou
             assert ok.all(), (joint, direction)
             worst = max(worst, float(np.max(np.abs(est[:, 2] - clean[:, 2]) / clean[:, 2])))
     assert worst <= bound, f"one joint moved {shift:g} px changed the root depth by {worst:.1%}"
+
+
+def test_outlier_joints_at_most_keeps_the_worst_and_the_threshold_decides():
+    from cfi_pose_ros.root_solver import outlier_joints
+    rel, pixels, scores, t = scene(6, seed=21)
+    pixels += np.random.default_rng(22).normal(0.0, 1.0, pixels.shape)   # a lifter is never exact
+    pixels[:, 13, 0] += 80.0                     # a wrist far off
+    pixels[:, 2, 1] += 40.0                      # and a knee somewhat off
+    est, ok = solve_root_translation(rel, pixels, scores, K)
+    assert ok.all()
+    both = outlier_joints(rel, pixels, scores, K, est)
+    assert both[:, 13].all() and both[:, 2].all()
+    worst = outlier_joints(rel, pixels, scores, K, est, at_most=1)
+    assert worst[:, 13].all() and not worst[:, 2].any() and (worst.sum(axis=1) == 1).all()
+    assert not outlier_joints(rel, pixels, scores, K, est, threshold=1e6).any()

@@ -143,7 +143,9 @@ def load_data(args) -> tuple[PoseSet, PoseSet]:
     return train, test
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
+def plot_curves(history: list[dict], path: Path, marks: dict[str, float] | None = None) -> None:
+    """Training loss and test errors against samples; ``marks`` = {label: samples} draws
+    a dashed line (e.g. where a fine-tune took over)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -162,6 +164,9 @@ def plot_curves(history: list[dict], path: Path) -> None:
     ax_err.legend()
     for ax in (ax_loss, ax_err):
         ax.grid(alpha=0.3)
+        for label, at in (marks or {}).items():
+            ax.axvline(at / 1e6, color="grey", ls="--", lw=1)
+            ax.text(at / 1e6, 0.98, f" {label}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
