@@ -29,7 +29,7 @@ from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from training.losses import LOSSES
 from training.speed import cpu_model, default_threads
 from training.synthetic import synthetic_pose_set
-from training.train import build_forward_loss, make_optimizer, probe_precision, train_step
+from training.train import NO_AUGMENTATION, build_forward_loss, make_optimizer, probe_precision, train_step
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ class Row:
                                                 self.model, *data, loss_fn, device)
         self.forward_loss, self.compiled = build_forward_loss(self.model, loss_fn, self.precision, device,
                                                               variant.compile, *batch)
-        self.step_args = SimpleNamespace(no_flip=False, noise_std=0.01, noise_prob=0.5, outlier_prob=0.0,
-                                         outlier_max_shift=0.0, missing_prob=0.0, missing_max=0)
+        self.step_args = SimpleNamespace(**{**vars(NO_AUGMENTATION), "no_flip": False, "noise_std": 0.01,
+                                            "noise_prob": 0.5})
         self.batch_size = args.batch_size
         self.best = 0.0
 

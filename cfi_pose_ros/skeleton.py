@@ -75,12 +75,12 @@ class JointLayout:
         if self.parents is None:
             raise ValueError(f"layout {self.name} has no kinematic tree to fill missing joints from")
         if isinstance(keypoints, np.ndarray):
-            where, stack, weights = np.where, np.stack, valid[..., None].astype(keypoints.dtype)
+            where, stack = np.where, np.stack
         else:
             import torch
-            where, stack, weights = torch.where, torch.stack, valid[..., None].to(keypoints.dtype)
-        count = weights.sum(-2)                                            # (..., 1)
-        mean = where(valid[..., None], keypoints, 0 * weights).sum(-2) / where(count > 0, count, 1 + 0 * count)
+            where, stack = torch.where, torch.stack
+        count = valid[..., None].sum(-2)                                   # (..., 1) valid joints
+        mean = where(valid[..., None], keypoints, 0.0).sum(-2) / where(count > 0, count, 1)
         columns = []
         # Parents come before their children (checked in __post_init__), so one pass in joint
         # order hands each missing joint its nearest valid ancestor's (or the mean's) position.

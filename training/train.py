@@ -53,6 +53,11 @@ class TrainingDiverged(RuntimeError):
     """The loss or the weights became non-finite: nothing is saved from this point."""
 
 
+# train_step's augmentation settings with every augmentation off (the precision probe, benchmarks).
+NO_AUGMENTATION = argparse.Namespace(no_flip=True, noise_std=0.0, noise_prob=0.0, outlier_prob=0.0,
+                                     outlier_max_shift=0.0, missing_prob=0.0, missing_max=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = p.add_argument_group("data")
@@ -270,12 +275,10 @@ def probe_precision(args, model: torch.nn.Module, inputs: torch.Tensor, targets:
     probe_model = copy.deepcopy(model)
     probe_optimizer = torch.optim.Adam(probe_model.parameters(), lr=1e-9)
     x, y = inputs[:args.batch_size], targets[:args.batch_size]
-    no_augmentation = argparse.Namespace(no_flip=True, noise_std=0.0, noise_prob=0.0, outlier_prob=0.0,
-                                         outlier_max_shift=0.0, missing_prob=0.0, missing_max=0)
 
     def time_precision(precision: str, limit: float) -> float:
         forward_loss, _ = build_forward_loss(probe_model, loss_fn, precision, device, "off", x, y)
-        return seconds_per_step(lambda: train_step(forward_loss, probe_optimizer, x, y, no_augmentation),
+        return seconds_per_step(lambda: train_step(forward_loss, probe_optimizer, x, y, NO_AUGMENTATION),
                                 limit=limit)
 
     return choose_precision(time_precision)
