@@ -341,6 +341,12 @@ def test_budget_schedule_warms_up_and_ends_low(kind):
     assert schedule.lr(1.5) == schedule.lr(1.0)
 
 
+def test_constant_schedule_warms_up_then_holds_the_peak():
+    schedule = BudgetSchedule(peak_lr=2e-3, kind="constant", warmup=0.1)
+    assert schedule.lr(0.0) == 0.0 and schedule.lr(0.05) == pytest.approx(1e-3)
+    assert [schedule.lr(p) for p in (0.1, 0.5, 1.0, 1.5)] == [2e-3] * 4
+
+
 def test_budget_progress_is_the_larger_share():
     assert Budget(minutes=1, samples=1000).progress(30, 900) == pytest.approx(0.9)
     assert Budget(minutes=1).progress(45, 10 ** 9) == pytest.approx(0.75)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-SCHEDULES = ("cosine", "onecycle")
+SCHEDULES = ("cosine", "onecycle", "constant")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,11 @@ class BudgetSchedule:
     * ``onecycle``: Smith's one-cycle as in ``torch.optim.lr_scheduler.OneCycleLR``
       (cosine from ``peak/25`` up to the peak over 30 % of the budget, then cosine
       down to ``peak/1e4``).
+    * ``constant``: the same linear warm-up, then the peak to the end. Meant for
+      an averaged model (``--ema-decay``): a fine-tune whose one-cycle annealed to
+      ~0 ended with EMA and raw weights alike and worse on S9 than the EMA it had
+      while the rate was still high (40.8 against 40.0 mm), so the average of a
+      trajectory that keeps moving is what gets evaluated and saved.
     """
     peak_lr: float
     kind: str = "cosine"
@@ -43,6 +48,8 @@ class BudgetSchedule:
             return _cosine_between(self.peak_lr, end, (p - rise) / (1 - rise))
         if p < self.warmup:
             return self.peak_lr * p / self.warmup
+        if self.kind == "constant":
+            return self.peak_lr
         return _cosine_between(self.peak_lr, self.peak_lr * self.final_fraction,
                                (p - self.warmup) / (1 - self.warmup))
 

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--schedule", choices=SCHEDULES, default="onecycle",
                      help="lr schedule of a budget run (peak = --lr); one-cycle measured better than warm-up + "
                           "cosine in the accuracy-vs-compute study (docs/accuracy_vs_compute.md)")
-    opt.add_argument("--warmup", type=float, default=0.05, help="warm-up share of a cosine budget schedule")
+    opt.add_argument("--warmup", type=float, default=0.05, help="warm-up share of a cosine or constant budget schedule")
     opt.add_argument("--ema-decay", type=float, default=0.0,
                      help="keep an EMA of the weights (e.g. 0.999), evaluated and saved instead of the raw ones")
     opt.add_argument("--eval-noise-std", type=float, default=0.01,
