@@ -19,8 +19,10 @@ the baseline):
   solver's clean answer (a failed solve counts as 100 %);
 * accuracy: the clean root depth's mean and largest relative error against the truth;
 * through the whole pipeline (``LiftingPipeline``, ONNX Runtime), where the lifter sees the
-  moved joint too and may bend the skeleton around it: the same displacements, every 10th
-  frame, the change of the published root depth.
+  moved joint too and may bend the skeleton around it: the same displacements, and each
+  joint missing in turn, every 10th frame, the change of the published root depth, with
+  missing joints only filled from their ancestor (the pipeline before imputation) and
+  imputed (the default), in the same run; and the pipeline's cost for one person.
 """
 from __future__ import annotations
 
@@ -80,24 +82,49 @@ def worst_depth_change(rel, pixels, scores, camera, shift: float, options: dict)
     return worst
 
 
-def pipeline_depth_changes(shift: float, every: int) -> np.ndarray:
-    """Relative change of each published root depth when one joint is moved by ``shift`` px."""
+def _clip_pipeline(impute: bool):
     with np.load(CLIP) as data:
         clip = {k: data[k] for k in ("pixels", "scores", "image_size", "camera_matrix")}
-    width, height = (float(v) for v in clip["image_size"])
     lifter = create_lifter(DEFAULT_WEIGHTS, backend="onnxruntime", threads=1, log=lambda *_: None)
-    pipeline = LiftingPipeline(lifter, PipelineConfig(max_people=1024))
+    # impute=False: the pipeline as it was, missing joints only on their ancestor
+    return clip, LiftingPipeline(lifter, PipelineConfig(max_people=1024, impute_missing_joints=impute))
+
+
+def moved_joint(shift: float):
+    """Every joint in turn moved by ``shift`` px in each of the 8 directions."""
+    return lambda pixels, scores: [(pixels + shift * direction * (np.arange(17) == joint)[:, None], scores)
+                                   for joint in range(17) for direction in DIRECTIONS]
+
+
+def missing_joint(pixels, scores):
+    """Every joint in turn missing (score 0)."""
+    return [(pixels, np.where(np.arange(17) == joint, 0.0, scores)) for joint in range(17)]
+
+
+def pipeline_depth_changes(variants, every: int, impute: bool = True) -> np.ndarray:
+    """Relative change of each published root depth for each of ``variants(pixels, scores)``."""
+    clip, pipeline = _clip_pipeline(impute)
+    width, height = (float(v) for v in clip["image_size"])
     changes = []
     for t in range(0, len(clip["pixels"]), every):
         for pixels, scores in zip(clip["pixels"][t].astype(np.float64), clip["scores"][t].astype(np.float64)):
             frame = Frame2D([Person2D(pixels, scores, "h36m_17")], width, height,
                             camera_matrix=clip["camera_matrix"])
             clean = pipeline.process(frame).people[0].position[2]
-            frame.people = [Person2D(pixels + shift * direction * (np.arange(17) == joint)[:, None], scores,
-                                     "h36m_17") for joint in range(17) for direction in DIRECTIONS]
+            frame.people = [Person2D(p, s, "h36m_17") for p, s in variants(pixels, scores)]
             depths = np.array([person.position[2] for person in pipeline.process(frame).people])
             changes.append(np.abs(depths - clean) / clean if len(depths) == len(frame.people) else [1.0])
     return np.concatenate(changes)
+
+
+def pipeline_cost_ms(variant, repeats: int) -> float:
+    """Milliseconds of ``LiftingPipeline.process`` for one person of the clip's first frame."""
+    clip, pipeline = _clip_pipeline(impute=True)
+    width, height = (float(v) for v in clip["image_size"])
+    pixels, scores = variant(clip["pixels"][0, 0].astype(np.float64), clip["scores"][0, 0].astype(np.float64))
+    frame = Frame2D([Person2D(pixels, scores, "h36m_17")], width, height, camera_matrix=clip["camera_matrix"])
+    times = timeit.repeat(lambda: pipeline.process(frame), number=50, repeat=repeats)
+    return min(times) / 50 * 1e3
 
 
 def main() -> None:
@@ -130,12 +157,29 @@ def main() -> None:
     print("\n(one joint moved: the largest relative change of the root depth over every joint, 8 directions "
           "and every person; a failed solve counts as 100 %)")
 
-    print("\nThrough the pipeline (the lifter sees the moved joint too), change of the published root depth:\n")
-    print("| one joint moved | max | p99 | mean |")
-    print("|---:|---:|---:|---:|")
-    for shift in (100.0, 1000.0):
-        changes = pipeline_depth_changes(shift, every=30 if args.quick else 10)
-        print(f"| {shift:g} px | {changes.max():.1%} | {np.percentile(changes, 99):.1%} | {changes.mean():.1%} |")
+    print("\nThrough the pipeline (the lifter sees the moved joint too), change of the published root depth;\n"
+          "missing joints on their ancestor only (before) and then imputed (lifted again where the first\n"
+          "lift put them, the default):\n")
+    print("| case | before: max | p99 | mean | imputed: max | p99 | mean |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    every = 30 if args.quick else 10
+    cases = {"one joint moved 100 px": moved_joint(100.0), "one joint moved 1000 px": moved_joint(1000.0),
+             "one joint missing (score 0)": missing_joint}
+    for name, variants in cases.items():
+        cells = []
+        for impute in (False, True):
+            changes = pipeline_depth_changes(variants, every, impute)
+            cells += [f"{changes.max():.1%}", f"{np.percentile(changes, 99):.1%}", f"{changes.mean():.1%}"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+    print("\nPipeline cost for one person (ONNX Runtime, 1 thread; min over repeats of 50 frames):\n")
+    print("| person | ms per frame |")
+    print("|---|---:|")
+    one = {"clean": lambda p, s: (p, s),
+           "one joint missing (lifted twice)": lambda p, s: missing_joint(p, s)[16],
+           "one joint moved 100 px (rejected, lifted three times)": lambda p, s: moved_joint(100.0)(p, s)[16 * 8]}
+    for name, variant in one.items():
+        print(f"| {name} | {pipeline_cost_ms(variant, repeats):.2f} |")
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["validate_camera_matrix", "solve_root_translation", "outlier_joints"]
+__all__ = ["validate_camera_matrix", "solve_root_translation", "outlier_joints", "reproject"]
 
 # A normal matrix whose determinant is this small relative to its scale is
 # treated as singular (e.g. all valid joints on one viewing ray).
@@ -359,3 +359,14 @@ def outlier_joints(root_relative: np.ndarray, pixels: np.ndarray, scores: np.nda
         rank = np.argsort(np.argsort(-np.where(outliers, scaled, -np.inf), axis=1), axis=1)
         outliers &= rank < at_most
     return outliers[0] if single else outliers
+
+
+def reproject(root_relative: np.ndarray, translations: np.ndarray, camera_matrix: np.ndarray) -> np.ndarray:
+    """``(N, J, 2)`` pixels of ``root_relative + translations`` through the pinhole ``camera_matrix``
+    (the model the solve fits); NaN for a joint not in front of the camera or a NaN translation."""
+    k = validate_camera_matrix(camera_matrix)
+    points = np.asarray(root_relative, dtype=np.float64) + np.asarray(translations, dtype=np.float64)[:, None, :]
+    depth = points[..., 2:3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pixels = (points[..., :2] / depth) * np.diag(k)[:2] + k[:2, 2]
+        return np.where(depth > 1e-6, pixels, np.nan)

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from cfi_pose_ros.camera import CameraIntrinsics, project
-from cfi_pose_ros.root_solver import solve_root_translation, validate_camera_matrix
+from cfi_pose_ros.root_solver import reproject, solve_root_translation, validate_camera_matrix
 
 CAMERA = CameraIntrinsics(fx=1145.0, fy=1143.8, cx=512.5, cy=515.4, width=1000, height=1002)
 K = CAMERA.matrix
@@ -268,3 +268,13 @@ def test_outlier_joints_at_most_keeps_the_worst_and_the_threshold_decides():
     worst = outlier_joints(rel, pixels, scores, K, est, at_most=1)
     assert worst[:, 13].all() and not worst[:, 2].any() and (worst.sum(axis=1) == 1).all()
     assert not outlier_joints(rel, pixels, scores, K, est, threshold=1e6).any()
+
+
+def test_reproject_inverts_the_pinhole_and_refuses_points_behind_the_camera():
+    k = np.array([[1000.0, 0, 500], [0, 990.0, 480], [0, 0, 1]])
+    rel = np.array([[[0.0, 0, 0], [0.5, -0.2, 0.1], [0.0, 0, -6.0]]])
+    pixels = reproject(rel, np.array([[0.1, 0.2, 5.0]]), k)
+    np.testing.assert_allclose(pixels[0, 0], [500 + 1000 * 0.1 / 5, 480 + 990 * 0.2 / 5])
+    np.testing.assert_allclose(pixels[0, 1], [500 + 1000 * 0.6 / 5.1, 480 + 990 * 0.0 / 5.1])
+    assert np.isnan(pixels[0, 2]).all()                      # 1 m behind the camera
+    assert np.isnan(reproject(rel, np.full((1, 3), np.nan), k)).all()
