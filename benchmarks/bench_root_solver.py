@@ -163,7 +163,8 @@ def main() -> None:
     print("| case | before: max | p99 | mean | imputed: max | p99 | mean |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     every = 30 if args.quick else 10
-    cases = {"one joint moved 100 px": moved_joint(100.0), "one joint moved 1000 px": moved_joint(1000.0),
+    cases = {"one joint moved 30 px": moved_joint(30.0), "one joint moved 100 px": moved_joint(100.0),
+             "one joint moved 1000 px": moved_joint(1000.0),
              "one joint missing (score 0)": missing_joint}
     for name, variants in cases.items():
         cells = []
