@@ -189,7 +189,8 @@ class LiftingPipeline:
             return
         missing = scores[redo] == 0
         projected = reproject(root_relative[redo], translations[redo], camera)
-        usable = missing & np.isfinite(projected).all(axis=-1)        # behind the camera: keep the fill
+        # behind the camera or where no input joint may lie (image_margin): keep the fill
+        usable = missing & inside_image(projected, frame.image_width, frame.image_height, self.config.image_margin)
         new_pixels = np.where(usable[..., None], projected, pixels[redo])
         self._lift_again(frame, camera, redo, new_pixels, scores[redo].copy(),
                          pixels, scores, root_relative, translations, solved)
