@@ -22,7 +22,7 @@ the baseline):
   moved joint too and may bend the skeleton around it: the same displacements, and each
   joint missing in turn, every 10th frame, the change of the published root depth, with
   missing joints only filled from their ancestor (the pipeline before imputation) and
-  imputed with a lower relift threshold (the default), in the same run; the clean clip
+  imputed (the default), in the same run; the clean clip
   against the truth through both; and the pipeline's cost for one person.
 """
 from __future__ import annotations
@@ -83,9 +83,8 @@ def worst_depth_change(rel, pixels, scores, camera, shift: float, options: dict)
     return worst
 
 
-# The pipeline before missing joints were imputed (they stayed on their ancestor) and the relift
-# threshold lowered; and as it is.
-BEFORE = PipelineConfig(max_people=1024, relift_threshold=3.0, impute_missing_joints=False)
+# The pipeline before missing joints were imputed (they stayed on their ancestor), and as it is.
+BEFORE = PipelineConfig(max_people=1024, impute_missing_joints=False)
 NOW = PipelineConfig(max_people=1024)
 
 
@@ -180,8 +179,8 @@ def main() -> None:
           "and every person; a failed solve counts as 100 %)")
 
     print("\nThrough the pipeline (the lifter sees the moved joint too), change of the published root depth;\n"
-          f"before: missing joints on their ancestor only, relift threshold {BEFORE.relift_threshold:g}; now: "
-          f"imputed (lifted again\nwhere the first lift put them), threshold {NOW.relift_threshold:g}:\n")
+          "before: missing joints on their ancestor only; now: imputed (lifted again where the first lift\n"
+          "put them):\n")
     print("| case | before: max | p99 | mean | now: max | p99 | mean |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     every = 30 if args.quick else 10

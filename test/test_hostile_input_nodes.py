@@ -1,5 +1,5 @@
 """Both nodes as real processes over DDS, fed what a hostile or careless user would (issue 13,
-items 1, 2, 3, 5 and 11): they never publish garbage, drop it with a reason counted in
+items 1, 2, 3, 4, 5 and 11): they never publish garbage, drop it with a reason counted in
 /diagnostics, and do not let one message take their memory.
 """
 from __future__ import annotations
@@ -76,6 +76,30 @@ def test_a_person_far_outside_the_image_is_dropped_as_out_of_image(node_factory,
     assert out is not None, node.log()
     assert [h.id for h in out.humans] == [clip.ids[1]]
     assert _dropped(node, "out_of_image") >= 1
+
+
+def test_one_bad_joint_does_not_move_the_published_person(node_factory, clip):
+    """Item 4 through the node: the issue's person 5.3 m away, with one wrist moved past the image's
+    right edge (x = 1100 px in a 1000 px image; before: placed at 3.04 m), or one hip moved 100 px
+    sideways inside the image (before: up to 30 % off). The published pelvis depth stays within
+    10 % / 5 % of the clean one, the other person is untouched, and the wrist goes out as missing."""
+    node = node_factory()
+    send_camera_info(node, clip)
+    clean = node.send_and_receive(clip_msg(clip, 0, sec=23))
+    assert clean is not None, node.log()
+    clean_depths = [as_array(h)[0, 2] for h in clean.humans]
+    assert clean_depths[0] > 4.5                          # the walker, truly 5.3 m away
+    for sec, (joint, dx, bound) in enumerate([(16, None, 0.10), (1, 100.0, 0.05), (1, -100.0, 0.05)], start=24):
+        msg = clip_msg(clip, 0, sec=sec)
+        keypoint = msg.people[0].keypoints[joint]
+        keypoint.x = 1100.0 if dx is None else keypoint.x + dx
+        out = node.send_and_receive(msg)
+        assert out is not None, node.log()
+        depths = [as_array(h)[0, 2] for h in out.humans]
+        assert abs(depths[0] - clean_depths[0]) / clean_depths[0] <= bound, (joint, dx, depths, clean_depths)
+        assert abs(depths[1] - clean_depths[1]) < 1e-4
+        if dx is None:
+            assert out.humans[0].keypoint_scores[joint] == 0.0
 
 
 def test_two_people_with_one_id_keep_their_own_skeletons_when_smoothing(node_factory, clip):
