@@ -22,8 +22,8 @@ the baseline):
   moved joint too and may bend the skeleton around it: the same displacements, and each
   joint missing in turn, every 10th frame, the change of the published root depth, with
   missing joints only filled from their ancestor (the pipeline before imputation) and
-  imputed (the default), in the same run; the clean clip
-  against the truth through both; and the pipeline's cost for one person.
+  imputed (the default), in the same run; the clean clip against the truth through both;
+  and the pipeline's cost for one person.
 """
 from __future__ import annotations
 

@@ -156,8 +156,8 @@ class LiftingPipeline:
         500 px off shrank a skeleton from 1.57 to 1.38 m tall, which moved the person by
         8-16 % in depth although the solve itself ignored the wrist. Only the worst joint
         goes: its neighbours often fit badly only because the lifter bent them towards it,
-        and each joint taken away costs the lift some accuracy. Costs a second lifter call, only in frames where
-        someone has such a joint (2 of the demo clip's 300 people)."""
+        and each joint taken away costs the lift some accuracy. Costs a second lifter
+        call, only in frames where someone has such a joint (2 of the demo clip's 300 people)."""
         outliers = outlier_joints(root_relative, pixels, scores, camera, translations, at_most=1,
                                   threshold=self.config.relift_threshold)
         remaining = ((scores > 0) & ~outliers).sum(axis=1)
@@ -178,7 +178,7 @@ class LiftingPipeline:
         The ancestor fill folds a limb, and the lifter reads a folded limb as a shorter or
         bent body. Placed where the first lift puts it, the second lift sees a whole body:
         with the shipped weights, over every 10th frame of the demo clip, any one joint missing
-        moves the depth by up to 5.6 % (p99 4.3 %) instead of 5.9 % (5.1 %)
+        moves the depth by up to 5.6 % (p99 4.0 %) instead of 5.9 % (5.1 %)
         (``benchmarks/bench_root_solver.py``).
         Costs one lifter call more, for the people with a missing joint; the solve still
         ignores the imputed joints (their score stays 0)."""
