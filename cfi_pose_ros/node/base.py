@@ -241,4 +241,10 @@ def run(node_class, args=None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        # Everything is torn down. Python puts back the default handlers while it finalizes,
+        # so a second SIGINT/SIGTERM arriving then (a launcher or a test stopping the node again)
+        # killed an exiting node by signal (exit -2, 1 run in 10 under load) instead of letting it
+        # exit 0. From here on such a signal is ignored: there is nothing left to stop.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
     return 0
