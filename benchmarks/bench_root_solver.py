@@ -28,6 +28,7 @@ the baseline):
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import timeit
 from pathlib import Path
@@ -88,10 +89,16 @@ BEFORE = PipelineConfig(max_people=1024, impute_missing_joints=False)
 NOW = PipelineConfig(max_people=1024)
 
 
-def _clip_pipeline(config: PipelineConfig):
+@functools.lru_cache(maxsize=1)
+def _clip_and_lifter():
+    """The clip and one ONNX Runtime lifter, loaded once for every pipeline row."""
     with np.load(CLIP) as data:
         clip = {k: data[k] for k in ("pixels", "scores", "image_size", "camera_matrix", "truth_camera_m")}
-    lifter = create_lifter(DEFAULT_WEIGHTS, backend="onnxruntime", threads=1, log=lambda *_: None)
+    return clip, create_lifter(DEFAULT_WEIGHTS, backend="onnxruntime", threads=1, log=lambda *_: None)
+
+
+def _clip_pipeline(config: PipelineConfig):
+    clip, lifter = _clip_and_lifter()
     return clip, LiftingPipeline(lifter, config)
 
 

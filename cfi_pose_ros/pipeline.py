@@ -190,7 +190,7 @@ class LiftingPipeline:
         # behind the camera or where no input joint may lie (image_margin): keep the fill
         usable = missing & inside_image(projected, frame.image_width, frame.image_height, self.config.image_margin)
         new_pixels = np.where(usable[..., None], projected, pixels[redo])
-        self._lift_again(frame, camera, redo, new_pixels, scores[redo].copy(),
+        self._lift_again(frame, camera, redo, new_pixels, scores[redo],
                          pixels, scores, root_relative, translations, solved)
 
     def _lift_again(self, frame: Frame2D, camera: np.ndarray, rows: np.ndarray, new_pixels: np.ndarray,

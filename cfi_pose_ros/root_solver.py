@@ -368,5 +368,5 @@ def reproject(root_relative: np.ndarray, translations: np.ndarray, camera_matrix
     points = np.asarray(root_relative, dtype=np.float64) + np.asarray(translations, dtype=np.float64)[:, None, :]
     depth = points[..., 2:3]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        pixels = (points[..., :2] / depth) * np.diag(k)[:2] + k[:2, 2]
+        pixels = (points @ k[:2].T) / depth                 # the whole K: skew too, as the solve
         return np.where(depth > 1e-6, pixels, np.nan)

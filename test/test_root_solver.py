@@ -278,3 +278,8 @@ def test_reproject_inverts_the_pinhole_and_refuses_points_behind_the_camera():
     np.testing.assert_allclose(pixels[0, 1], [500 + 1000 * 0.6 / 5.1, 480 + 990 * 0.0 / 5.1])
     assert np.isnan(pixels[0, 2]).all()                      # 1 m behind the camera
     assert np.isnan(reproject(rel, np.full((1, 3), np.nan), k)).all()
+    skewed = k + np.array([[0, 3.0, 0], [0, 0, 0], [0, 0, 0]])       # the solve's model has skew
+    np.testing.assert_allclose(reproject(rel, np.array([[0.1, 0.2, 5.0]]), skewed)[0, 1],
+                               [500 + (1000 * 0.6 + 3.0 * 0.0) / 5.1, 480 + 990 * 0.0 / 5.1])
+    np.testing.assert_allclose(reproject(rel, np.array([[0.1, 0.3, 5.0]]), skewed)[0, 0],
+                               [500 + (1000 * 0.1 + 3.0 * 0.3) / 5, 480 + 990 * 0.3 / 5])
