@@ -347,18 +347,30 @@ def outlier_joints(root_relative: np.ndarray, pixels: np.ndarray, scores: np.nda
     which saw it, may have bent the whole skeleton around it: the pipeline lifts those
     people again with the joint treated as missing.
     """
-    k, rel, px, _, valid, single = _prepare(root_relative, pixels, scores, camera_matrix)
-    t = np.asarray(translations, dtype=np.float64).reshape(-1, 3)
-    solved = np.isfinite(t).all(-1)
-    scaled, usable = _scaled_residuals(_LinearSystem(rel, px, k), np.where(solved[:, None], t, 0.0),
-                                       valid & solved[:, None], _sigma_floor(px, valid))
-    outliers = usable & (scaled >= threshold)
+    scaled = scaled_reprojection_errors(root_relative, pixels, scores, camera_matrix, translations)
+    single = scaled.ndim == 1
+    scaled = np.atleast_2d(scaled)
+    outliers = np.isfinite(scaled) & (scaled >= threshold)
     if at_most is not None:
         # keep the at_most worst of each person: its neighbours may fit badly only because
         # the lifter bent them towards the bad joint
         rank = np.argsort(np.argsort(-np.where(outliers, scaled, -np.inf), axis=1), axis=1)
         outliers &= rank < at_most
     return outliers[0] if single else outliers
+
+
+def scaled_reprojection_errors(root_relative: np.ndarray, pixels: np.ndarray, scores: np.ndarray,
+                               camera_matrix: np.ndarray, translations: np.ndarray) -> np.ndarray:
+    """``(N, J)`` each joint's reprojection error at ``translations`` in units of the person's
+    residual scale (1.4826 x the median error of its valid joints, as in the solve, with the
+    same floor); NaN for a joint that is not valid, a NaN translation or a joint behind the camera."""
+    k, rel, px, _, valid, single = _prepare(root_relative, pixels, scores, camera_matrix)
+    t = np.asarray(translations, dtype=np.float64).reshape(-1, 3)
+    solved = np.isfinite(t).all(-1)
+    scaled, usable = _scaled_residuals(_LinearSystem(rel, px, k), np.where(solved[:, None], t, 0.0),
+                                       valid & solved[:, None], _sigma_floor(px, valid))
+    scaled = np.where(usable, scaled, np.nan)
+    return scaled[0] if single else scaled
 
 
 def reproject(root_relative: np.ndarray, translations: np.ndarray, camera_matrix: np.ndarray) -> np.ndarray:

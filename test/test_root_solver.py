@@ -270,6 +270,24 @@ def test_outlier_joints_at_most_keeps_the_worst_and_the_threshold_decides():
     assert not outlier_joints(rel, pixels, scores, K, est, threshold=1e6).any()
 
 
+def test_scaled_reprojection_errors_measure_each_joint_in_the_persons_residual_scale():
+    from cfi_pose_ros.root_solver import scaled_reprojection_errors
+    rel, pixels, scores, t = scene(3, seed=5)
+    noise = np.random.default_rng(6).normal(0.0, 6.0, pixels.shape)    # above the scale floor (1 % of 2D size)
+    pixels = pixels + noise
+    pixels[:, 13, 0] += 150.0
+    scores[:, 4] = 0.0                                          # a missing joint has no error
+    scaled = scaled_reprojection_errors(rel, pixels, scores, K, t)
+    residual = np.linalg.norm(noise, axis=-1)
+    residual[:, 13] = np.linalg.norm(noise[:, 13] + [150.0, 0.0], axis=-1)
+    valid = np.arange(17) != 4
+    sigma = 1.4826 * np.median(residual[:, valid], axis=1)      # at the true root: the residuals are the noise
+    np.testing.assert_allclose(scaled[:, valid], residual[:, valid] / sigma[:, None], rtol=1e-6)
+    assert np.isnan(scaled[:, 4]).all() and (scaled[:, 13] > 10).all()
+    assert np.isnan(scaled_reprojection_errors(rel, pixels, scores, K, np.full_like(t, np.nan))).all()
+    assert scaled_reprojection_errors(rel[0], pixels[0], scores[0], K, t[0]).shape == (17,)
+
+
 def test_reproject_inverts_the_pinhole_and_refuses_points_behind_the_camera():
     k = np.array([[1000.0, 0, 500], [0, 990.0, 480], [0, 0, 1]])
     rel = np.array([[[0.0, 0, 0], [0.5, -0.2, 0.1], [0.0, 0, -6.0]]])
