@@ -103,7 +103,7 @@ class PipelineConfig:
     # towards a wrong joint until it fits half-way. On its own, 2.0 catches a foot moved 100 px
     # that 3.0 misses (the worst depth change over benchmarks/bench_root_solver.py's sweep:
     # 5.0 % instead of 6.7 %) but also rejects a good shoulder of a real MoveNet detection
-    # (test/test_camera_node.py's H36M frame: 73 -> 94 mm MPJPE). The lift without them misses
+    # (test/test_camera_node.py's H36M frame: 73 -> 94 mm MPJPE). The lift without the joint misses
     # that shoulder by 5.4 scales and the moved foot by 7-8; joints moved 100 px are missed by
     # 15 or more in all but 10 of the sweep's 3990 candidates, the clean clip's 7 candidates
     # by less than 4.
