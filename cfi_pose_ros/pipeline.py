@@ -182,7 +182,9 @@ class LiftingPipeline:
         lifted = self._lift_and_solve(frame, camera, new_pixels, new_scores)
         if self.config.relift_confirm is not None:
             new_rel, new_t, _ = lifted
-            held_out = scaled_reprojection_errors(new_rel, pixels[redo], scores[redo], camera, new_t)[outliers[redo]]
+            rejected = np.argmax(outliers[redo], axis=1)          # each person's one candidate (at_most=1)
+            errors = scaled_reprojection_errors(new_rel, pixels[redo], scores[redo], camera, new_t)
+            held_out = errors[np.arange(len(redo)), rejected]
             with np.errstate(invalid="ignore"):  # NaN: no lift or solve to compare with, the rejection stands
                 confirmed = ~(held_out < self.config.relift_confirm)
             redo, new_pixels, new_scores = redo[confirmed], new_pixels[confirmed], new_scores[confirmed]
