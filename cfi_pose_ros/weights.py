@@ -77,6 +77,22 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
     return tensors_path
 
 
+def record_metrics(path: str | Path, name: str, values: dict) -> Path:
+    """Add (or replace) one entry of the ``metrics`` record in a weights file's JSON.
+
+    The tensors and everything else in the JSON are left as they are, so the file
+    still loads and its checksum still holds; the JSON is replaced atomically.
+    """
+    read_weights_info(path)                     # refuse to write into a file that is not weights
+    _, config_path = _paths(path)
+    config = json.loads(config_path.read_text())
+    config.setdefault("metrics", {})[name] = values
+    partial = config_path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(config, indent=2) + "\n")
+    partial.replace(config_path)
+    return config_path
+
+
 def read_weights_info(path: str | Path) -> WeightsInfo:
     """Parse and check the JSON beside a weights file (no tensors loaded)."""
     tensors_path, config_path = _paths(path)

@@ -244,3 +244,32 @@ def test_subset_keeps_rows_aligned(files):
     assert len(sub) == mask.sum() and set(sub.camera_ids.tolist()) == {2}
     np.testing.assert_array_equal(sub.targets_3d, pose_set.targets_3d[mask])
     assert sub.subjects == pose_set.subjects
+
+
+def test_evaluation_cli_records_its_means_in_the_weights_json(files, tmp_path):
+    import torch
+
+    from cfi_pose_ros.model import CFIConfig, CFINet
+    from cfi_pose_ros.weights import load_weights, save_weights
+    from training.evaluate import main as evaluate
+
+    torch.manual_seed(0)
+    weights = save_weights(CFINet(CFIConfig(dim=16, depth=1, heads=2)), tmp_path / "w" / "tiny.safetensors",
+                           metrics={"S9_gt2d": {"mpjpe_mm": 1.0}})
+    common = ["--weights", str(weights), "--data-3d", str(files["data_3d"]), "--cameras",
+              str(files["cameras_json"]), "--subjects", "S1", "--threads", "1"]
+    plain = evaluate(common + ["--out", str(tmp_path / "plain"), "--record"])
+    flipped = evaluate(common + ["--flip-test", "--stride", "2", "--out", str(tmp_path / "flip"), "--record"])
+    evaluate(common + ["--out", str(tmp_path / "again")])        # without --record: the JSON is left alone
+
+    _, info = load_weights(weights)                              # tensors and checksum untouched
+    assert set(info.metrics) == {"S9_gt2d", "S1_gt2d_all_frames", "S1_gt2d_stride2_flip_test"}
+    assert info.metrics["S9_gt2d"] == {"mpjpe_mm": 1.0}
+    recorded = info.metrics["S1_gt2d_all_frames"]
+    assert recorded["mpjpe_mm"] == pytest.approx(plain["mpjpe"]["mean_over_actions"])
+    assert recorded["p_mpjpe_mm"] == pytest.approx(plain["p_mpjpe"]["mean_over_actions"])
+    assert recorded["frames"] == plain["frames"] == 4 * 4 * T
+    assert "--record" in recorded["command"]
+    assert info.metrics["S1_gt2d_stride2_flip_test"]["mpjpe_mm"] == pytest.approx(
+        flipped["mpjpe"]["mean_over_actions"])
+    assert flipped["frames"] < plain["frames"]

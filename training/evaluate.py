@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
-from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights
+from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights, record_metrics
 from training.augment import flip_poses
 from training.h36m import ACTION_CLASSES, PoseSet, load_h36m
 
@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="outputs/eval", help="directory for eval.md and eval.json")
+    parser.add_argument("--record", action="store_true",
+                        help="also write the means into the weights' JSON (metrics.<record_name>), "
+                             "as done for the shipped weights")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -116,7 +119,20 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "eval.md").write_text(markdown_table(result, title))
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     print(markdown_table(result, title))
+    if args.record:
+        name = record_name(args.subjects, args.data_2d is not None, args.stride, args.flip_test)
+        record_metrics(args.weights, name, {"mpjpe_mm": result["mpjpe"]["mean_over_actions"],
+                                            "p_mpjpe_mm": result["p_mpjpe"]["mean_over_actions"],
+                                            "frames": result["frames"], "command": result["command"]})
+        print(f"recorded as metrics.{name} in the JSON of {args.weights}")
     return result
+
+
+def record_name(subjects: list[str], detected_2d: bool, stride: int, flip_test: bool) -> str:
+    """``S9_gt2d_all_frames_flip_test`` and the like: what was measured, as a key."""
+    frames = "all_frames" if stride == 1 else f"stride{stride}"
+    return "_".join(["+".join(subjects), "detected2d" if detected_2d else "gt2d", frames]
+                    + (["flip_test"] if flip_test else []))
 
 
 if __name__ == "__main__":
