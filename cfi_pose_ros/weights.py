@@ -26,6 +26,17 @@ NORMALIZATION = "screen: uv / image_width * 2 - [1, image_height / image_width]"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "cfi_h36m.safetensors"
 
 
+def resolve_weights(value: str) -> str:
+    """A ``weights`` setting as a path: empty is the packaged default, the bare name of a
+    packaged file (``cfi_h36m_d256``) is that file, anything else is a path as given."""
+    if not value:
+        return str(DEFAULT_WEIGHTS)
+    if "/" in value or "." in value:
+        return value
+    bundled = DEFAULT_WEIGHTS.with_name(value + ".safetensors")
+    return str(bundled) if bundled.is_file() else value
+
+
 class WeightsError(RuntimeError):
     """A weights file that cannot be used, with the reason."""
 

@@ -211,3 +211,41 @@ def test_a_tampered_dim_fails_before_anything_is_allocated(saved):
     message, grown_mib = out.stdout.strip().rsplit("\n", 1)
     assert "do not match the architecture in the config (dim=1024" in message, out.stdout
     assert float(grown_mib) < 30, f"peak memory grew by {float(grown_mib):.0f} MiB"
+
+
+@pytest.mark.parametrize("name", ["cfi_h36m", "cfi_h36m_d256"])
+def test_bundled_weights_load_lift_and_carry_their_s9_record(name):
+    """Both bundled weights files pass every load check and lift a person to a plausible skeleton;
+    their JSON records the all-frames S9 evaluation (GT 2D) the README quotes, and the command."""
+    import numpy as np
+    import torch
+
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+
+    model, info = load_weights(DEFAULT_WEIGHTS.with_name(name + ".safetensors"))
+    record = info.metrics["S9_gt2d_all_frames"]
+    assert record["frames"] == 294176 and 30.0 < record["mpjpe_mm"] < 41.0 and record["p_mpjpe_mm"] < 31.0
+    assert record["command"].startswith("python -m training.evaluate")
+    assert info.training["commands"] and info.training["compute"]["cpu_hours"] > 0
+    # A standing person seen from 3 m (normalised screen coordinates): the lifted body is 1.2-2.2 m tall.
+    from training.synthetic import synthetic_pose_set
+    poses = synthetic_pose_set(8, seed=0)
+    with torch.no_grad():
+        joints = model(torch.from_numpy(poses.inputs_2d)).numpy()
+    assert np.isfinite(joints).all()
+    error_mm = 1000 * np.linalg.norm(joints - poses.targets_3d, axis=-1).mean()
+    assert error_mm < 200, error_mm      # untrained: ~540 mm; the bundled weights: 120-130 mm
+
+
+def test_weights_setting_resolves_bundled_names_and_keeps_paths(tmp_path):
+    from cfi_pose_ros.node.parameters import lifter_options
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS, resolve_weights
+
+    assert resolve_weights("") == str(DEFAULT_WEIGHTS)
+    assert resolve_weights("cfi_h36m_d256") == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_d256.safetensors"))
+    assert resolve_weights("cfi_h36m") == str(DEFAULT_WEIGHTS)
+    for as_given in ("no_such_bundle", "cfi_h36m_d256.safetensors", str(tmp_path / "cfi_h36m_d256"), "./cfi_h36m"):
+        assert resolve_weights(as_given) == as_given           # a path stays a path, even a missing one
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+    options = lifter_options(lambda name: "cfi_h36m_d256" if name == "weights" else PARAMETERS_BY_NAME[name].default)
+    assert options["weights"] == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_d256.safetensors"))

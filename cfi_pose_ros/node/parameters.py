@@ -97,7 +97,8 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("markers_topic", "/human_pose_3d/markers", "visualization_msgs/MarkerArray skeletons for RViz",
               read_only=True),
     ParamSpec("publish_markers", True, "publish RViz markers"),
-    ParamSpec("weights", "", "weights file (.safetensors with its .json beside it); empty = the packaged default",
+    ParamSpec("weights", "", "weights file (.safetensors with its .json beside it); empty = the packaged default; "
+              "a bare name = a packaged file (cfi_h36m_d256)",
               read_only=True),
     ParamSpec("backend", "auto", "inference backend; auto = fastest that works here",
               choices=("auto", "tensorrt", "cuda", "onnxruntime", "torch"), read_only=True),
@@ -164,10 +165,10 @@ PARAMETERS_BY_NAME = {p.name: p for p in LIFT_NODE_PARAMETERS}
 def lifter_options(value=lambda name: PARAMETERS_BY_NAME[name].default) -> dict:
     """``create_lifter`` keyword arguments from the lifting node's parameters (``value(name)``;
     the defaults when not given), so the node and the benchmarks build the same engine."""
-    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+    from cfi_pose_ros.weights import resolve_weights
 
     sizes = [int(b) for b in value("batch_sizes")]
-    return {"weights": value("weights") or str(DEFAULT_WEIGHTS), "backend": value("backend"),
+    return {"weights": resolve_weights(value("weights")), "backend": value("backend"),
             "precision": value("precision"), "batch_sizes": None if sizes == [0] else tuple(sizes),
             "threads": int(value("threads")) or None, "cache_dir": value("engine_cache_dir") or None,
             "flip_test": bool(value("flip_test"))}
