@@ -227,7 +227,7 @@ def test_bundled_weights_load_lift_and_carry_their_s9_record(name):
     assert record["frames"] == 294176 and 30.0 < record["mpjpe_mm"] < 41.0 and record["p_mpjpe_mm"] < 31.0
     assert record["command"].startswith("python -m training.evaluate")
     assert info.training["commands"] and info.training["compute"]["cpu_hours"] > 0
-    # A standing person seen from 3 m (normalised screen coordinates): the lifted body is 1.2-2.2 m tall.
+    # Synthetic people (other bodies and cameras than Human3.6M): mean joint error against their truth.
     from training.synthetic import synthetic_pose_set
     poses = synthetic_pose_set(8, seed=0)
     with torch.no_grad():
@@ -238,7 +238,7 @@ def test_bundled_weights_load_lift_and_carry_their_s9_record(name):
 
 
 def test_weights_setting_resolves_bundled_names_and_keeps_paths(tmp_path):
-    from cfi_pose_ros.node.parameters import lifter_options
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
     from cfi_pose_ros.weights import DEFAULT_WEIGHTS, resolve_weights
 
     assert resolve_weights("") == str(DEFAULT_WEIGHTS)
@@ -246,6 +246,5 @@ def test_weights_setting_resolves_bundled_names_and_keeps_paths(tmp_path):
     assert resolve_weights("cfi_h36m") == str(DEFAULT_WEIGHTS)
     for as_given in ("no_such_bundle", "cfi_h36m_d256.safetensors", str(tmp_path / "cfi_h36m_d256"), "./cfi_h36m"):
         assert resolve_weights(as_given) == as_given           # a path stays a path, even a missing one
-    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
     options = lifter_options(lambda name: "cfi_h36m_d256" if name == "weights" else PARAMETERS_BY_NAME[name].default)
     assert options["weights"] == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_d256.safetensors"))

@@ -128,11 +128,13 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def record_name(subjects: list[str], detected_2d: bool, stride: int, flip_test: bool) -> str:
-    """``S9_gt2d_all_frames_flip_test`` and the like: what was measured, as a key."""
-    frames = "all_frames" if stride == 1 else f"stride{stride}"
-    return "_".join(["+".join(subjects), "detected2d" if detected_2d else "gt2d", frames]
-                    + (["flip_test"] if flip_test else []))
+def record_name(subjects: list[str], detected_2d: bool, stride: int | None = None, flip_test: bool = False) -> str:
+    """``S9_gt2d_all_frames_flip_test`` and the like: what was measured, as a key of the weights'
+    ``metrics`` (without a stride: the trainer's own evaluation, ``S9_gt2d``)."""
+    parts = ["+".join(subjects), "detected2d" if detected_2d else "gt2d"]
+    if stride is not None:
+        parts.append("all_frames" if stride == 1 else f"stride{stride}")
+    return "_".join(parts + (["flip_test"] if flip_test else []))
 
 
 if __name__ == "__main__":

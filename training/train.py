@@ -38,7 +38,7 @@ from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import load_weights, save_weights
 from training.augment import detector_noise, displace_joints, drop_joints, random_flip
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.evaluate import DEFAULT_DATA, evaluate_pose_set, with_detector_noise
+from training.evaluate import DEFAULT_DATA, evaluate_pose_set, record_name, with_detector_noise
 from training.h36m import TRAIN_SUBJECTS, PoseSet, load_h36m
 from training.losses import LOSSES
 from training.schedule import SCHEDULES, Budget, BudgetSchedule, WeightEMA
@@ -413,7 +413,7 @@ def train(args) -> dict:
             metrics.update(noisy_2d_std=args.eval_noise_std, noisy_mpjpe_mm=record["test_mpjpe_mm_noisy"],
                            noisy_p_mpjpe_mm=record["test_p_mpjpe_mm_noisy"])
         save_weights(eval_model, out / args.name, training=training_record(args, state),
-                     metrics={f"{'+'.join(args.test_subjects)}_{'gt2d' if not args.data_2d else 'detected2d'}":
+                     metrics={record_name(args.test_subjects, bool(args.data_2d)):
                               metrics})
         plot_curves(history, out / "curves.png")
         return record
