@@ -109,6 +109,15 @@ class PipelineConfig:
     # by less than 4.
     relift_threshold: float = 2.0
     relift_confirm: float | None = 6.0
+    # With camera intrinsics, each lifted skeleton is scaled to this times the mean adult body
+    # (H36M_17.mean_bone_lengths, about 1.7 m tall) before it is placed, so its depth follows
+    # from that size; 0 keeps the size the lifter gives. A monocular lifter cannot see a person's
+    # size, and the size it gives swings with the 2D input: one joint moved 100 px shrank the
+    # wider (D=256) weights' whole skeleton by 5-10 % and moved the person that much closer.
+    # The price: a person of another size is placed off by their size ratio (S9, 4 % larger than
+    # the mean, reads 3.9 % short; the lifter's own size read 1.9 % short) and the published
+    # skeleton has the prior's size. Set 0.8 for children, 1.05 for tall adults, as the scene needs.
+    body_size_prior: float = 1.0
     # Lift people with missing joints once more, each missing joint placed where the first lift
     # (and root solve) put it rather than on its ancestor (see _impute_missing_joints). Needs a
     # solved root, so only with camera intrinsics.
@@ -147,11 +156,18 @@ class LiftingPipeline:
         self.config = config
         self.smoother = smoother
 
-    def _lift(self, pixels: np.ndarray, frame: Frame2D) -> np.ndarray:
-        """``(N, 17, 2)`` pixels -> ``(N, 17, 3)`` float64 joints, exactly pelvis-centred."""
+    def _lift(self, pixels: np.ndarray, frame: Frame2D, to_prior_size: bool) -> np.ndarray:
+        """``(N, 17, 2)`` pixels -> ``(N, 17, 3)`` float64 joints, exactly pelvis-centred; with
+        ``to_prior_size`` (and a ``body_size_prior``) scaled to the prior body size."""
         normalized = normalize_screen(pixels, frame.image_width, frame.image_height)
         root_relative = np.asarray(self.lifter.lift(normalized.astype(np.float32)), dtype=np.float64)
-        return root_relative - root_relative[:, :1]
+        root_relative = root_relative - root_relative[:, :1]
+        if to_prior_size and self.config.body_size_prior > 0:
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                size = H36M_17.size_relative_to_mean(root_relative)
+                scale = np.where(np.isfinite(size) & (size > 0), self.config.body_size_prior / size, 1.0)
+            root_relative = root_relative * scale[:, None, None]
+        return root_relative
 
     def _relift_without_outliers(self, frame: Frame2D, camera: np.ndarray, pixels: np.ndarray,
                                  scores: np.ndarray, root_relative: np.ndarray, translations: np.ndarray,
@@ -219,7 +235,7 @@ class LiftingPipeline:
     def _lift_and_solve(self, frame: Frame2D, camera: np.ndarray, pixels: np.ndarray,
                         scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(root_relative, translations, solved)`` of people lifted and solved from scratch."""
-        root_relative = self._lift(pixels, frame)
+        root_relative = self._lift(pixels, frame, to_prior_size=True)
         return (root_relative, *solve_root_translation(root_relative, pixels, scores, camera))
 
     @staticmethod
@@ -271,7 +287,7 @@ class LiftingPipeline:
 
         scores = np.stack([item[3] for item in accepted])                 # (N, 17), 0 = missing
         pixels = H36M_17.fill_missing(np.stack([item[2] for item in accepted]), scores > 0)   # (N, 17, 2)
-        root_relative = self._lift(pixels, frame)
+        root_relative = self._lift(pixels, frame, to_prior_size=camera is not None)
         lifted = np.isfinite(root_relative).all(axis=(1, 2))
         if not lifted.all():          # the lifter gave NaN/inf for someone: drop them, keep the rest
             dropped["non_finite_output"] += int((~lifted).sum())

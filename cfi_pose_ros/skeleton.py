@@ -20,10 +20,16 @@ class JointLayout:
     parents: tuple[int, ...] | None
     flip_pairs: tuple[tuple[int, int], ...]
     extra_edges: tuple[tuple[int, int], ...] = field(default=())
+    # Mean length (metres) of each joint's bone to its parent (0 for the root) over a reference
+    # population; None where the layout has no tree or no such data.
+    mean_bone_lengths: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if self.parents is not None and any(p >= j for j, p in enumerate(self.parents)):
             raise ValueError(f"layout {self.name}: every joint's parent must come before it")
+        if self.mean_bone_lengths is not None and (self.parents is None
+                                                   or len(self.mean_bone_lengths) != len(self.parents)):
+            raise ValueError(f"layout {self.name}: mean_bone_lengths needs a tree and one length per joint")
 
     @property
     def num_joints(self) -> int:
@@ -89,6 +95,17 @@ class JointLayout:
             columns.append(where(valid[..., joint, None], keypoints[..., joint, :], stand_in))
         return where(count[..., None] > 0, stack(columns, -2), keypoints)
 
+    def size_relative_to_mean(self, joints: np.ndarray) -> np.ndarray:
+        """``(...)`` the size of each skeleton ``(..., J, 3)`` against the layout's mean body: the
+        median over the bones of length / mean length. A median, so that one limb the lifter
+        stretched or bent towards a wrong 2D joint cannot change it much. NaN for non-finite joints."""
+        if self.mean_bone_lengths is None:
+            raise ValueError(f"layout {self.name} has no mean bone lengths")
+        joints = np.asarray(joints, dtype=np.float64)
+        children = np.arange(1, self.num_joints)
+        lengths = np.linalg.norm(joints[..., children, :] - joints[..., np.array(self.parents)[children], :], axis=-1)
+        return np.median(lengths / np.asarray(self.mean_bone_lengths)[children], axis=-1)
+
     @property
     def left_joints(self) -> tuple[int, ...]:
         return tuple(left for left, _ in self.flip_pairs)
@@ -109,6 +126,11 @@ H36M_17 = JointLayout(
     ),
     parents=(-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15),
     flip_pairs=((4, 1), (5, 2), (6, 3), (11, 14), (12, 15), (13, 16)),
+    # Human3.6M's training subjects (S1, S5, S6, S7, S8; every 50th frame of every action), left
+    # and right alike: a body of bone-length sum 4.15 m, about 1.7 m tall (S9: 4.33 m; S5: 4.00 m).
+    mean_bone_lengths=(0.0, 0.1345, 0.4499, 0.4459, 0.1345, 0.4499, 0.4459,
+                       0.2393, 0.2554, 0.1163, 0.1150,
+                       0.1493, 0.2804, 0.2496, 0.1493, 0.2804, 0.2496),
 )
 
 # Indices of the 17 kept joints in the original 32-joint Human3.6M motion capture.

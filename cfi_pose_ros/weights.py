@@ -28,7 +28,7 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "cfi_h36m.safete
 
 def resolve_weights(value: str) -> str:
     """A ``weights`` setting as a path: empty is the packaged default, the bare name of a
-    packaged file (``cfi_h36m_d256``) is that file, anything else is a path as given."""
+    packaged file (``cfi_h36m_d128``) is that file, anything else is a path as given."""
     if not value:
         return str(DEFAULT_WEIGHTS)
     if "/" in value or "." in value:

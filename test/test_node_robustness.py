@@ -26,6 +26,7 @@ if ros_available() is None:
     from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, PARAMETERS_BY_NAME
     from cfi_pose_ros.node.process import DETECT_NODE, LIFT_NODE, start_node, stop
     from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
+    from cfi_pose_ros.skeleton import H36M_17
     from ros_harness import NodeUnderTest, ParameterClient, spin_until
 
 FRAME = "robustness_camera_optical_frame"
@@ -149,6 +150,19 @@ def probe_solve_root(ctx: LiftProbe):
     ctx.params.set_ok(solve_root=False)
     assert {h.root_source for h in ctx.answer().humans} == {HumanPose3D.ROOT_RELATIVE}
     ctx.params.set_ok(solve_root=True)
+
+
+def probe_body_size_prior(ctx: LiftProbe):
+    """The prior scales each placed skeleton about the camera (it projects onto the same pixels):
+    its size and its depth together."""
+    default = PARAMETERS_BY_NAME["body_size_prior"].default
+    ctx.params.set_ok(body_size_prior=1.0)
+    adult = positions(ctx.answer())
+    ctx.params.set_ok(body_size_prior=0.8)
+    child = positions(ctx.answer())
+    np.testing.assert_allclose(child, 0.8 * adult, atol=1e-3)     # every joint within 1 mm, the depth too
+    np.testing.assert_allclose(H36M_17.size_relative_to_mean(child), 0.8, rtol=1e-3)
+    ctx.params.set_ok(body_size_prior=default)
 
 
 def _from_depth(out) -> bool:
@@ -288,7 +302,7 @@ LIFT_LIVE_PROBES = {
     "smoothing_min_cutoff": probe_smoothing_min_cutoff, "smoothing_beta": probe_smoothing_beta,
     "publish_markers": probe_publish_markers, "marker_lifetime": probe_marker_lifetime,
     "diagnostics_period": probe_diagnostics_period, "warn_latency_ms": probe_warn_latency_ms,
-    "flip_test": probe_flip_test,
+    "flip_test": probe_flip_test, "body_size_prior": probe_body_size_prior,
 }
 
 

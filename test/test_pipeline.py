@@ -54,6 +54,27 @@ def test_root_relative_without_camera(lifter, clip):
         assert np.allclose(person.keypoints[0], 0.0)
 
 
+def test_people_placed_with_intrinsics_have_the_prior_body_size(lifter, clip):
+    """With intrinsics each skeleton is scaled to ``body_size_prior`` x the mean body before it is
+    placed; 0 keeps the lifter's own skeleton (as published without intrinsics, where the prior
+    plays no part)."""
+    def people(camera, prior):
+        return LiftingPipeline(lifter, PipelineConfig(body_size_prior=prior)).process(
+            frame_from_clip(clip, 40, camera=camera)).people
+
+    relative = np.stack([p.keypoints for p in people(False, 1.0)])
+    np.testing.assert_array_equal(relative, np.stack([p.keypoints for p in people(False, 0.7)]))
+    lifter_size = H36M_17.size_relative_to_mean(relative)
+    assert np.all(np.abs(lifter_size - 1.0) > 0.005)          # the lifter's own size is not the prior
+    for prior in (1.0, 0.7):
+        placed = np.stack([p.keypoints for p in people(True, prior)])
+        np.testing.assert_allclose(H36M_17.size_relative_to_mean(placed), prior, rtol=1e-9)
+        np.testing.assert_allclose(placed - placed[:, :1], relative * (prior / lifter_size)[:, None, None],
+                                   atol=1e-6)
+    own = np.stack([p.keypoints for p in people(True, 0.0)])
+    np.testing.assert_allclose(own - own[:, :1], relative, atol=1e-9)
+
+
 def test_malformed_people_are_dropped_with_reasons_others_kept(lifter, clip):
     frame = frame_from_clip(clip, 3)
     good = frame.people[1]
@@ -202,7 +223,9 @@ DIRECTIONS = np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (0.6, 0.8), (-0.6, 0.8)
 # The issue's bounds: 5 % at 100 px, 10 % at 1000 px. Before the robust solve 27 % / fails; with it
 # and the relift, before missing joints were imputed, 6.7 % / 5.9 % (over every 10th clip frame);
 # imputed, with every joint past 3 scales rejected, 6.65 % / 5.6 %, at frame 110 (a foot moved 100 px
-# that the lifter bent the leg towards until it fitted within 3 scales).
+# that the lifter bent the leg towards until it fitted within 3 scales). The wider (D=256) weights
+# shrink the whole skeleton towards one moved joint: 6.19 % / 6.29 % (a foot moved 100 px that fitted
+# within one scale), until each skeleton was scaled to the prior body size (body_size_prior).
 @pytest.mark.parametrize("shift, bound", [(100.0, 0.05), (1000.0, 0.10)])
 def test_any_one_joint_moved_keeps_the_published_depth(lifter, clip, shift, bound):
     """Item 4 end to end: every joint of both people of four clip frames moved by ``shift`` px in
@@ -223,7 +246,7 @@ def test_any_one_joint_moved_keeps_the_published_depth(lifter, clip, shift, boun
     assert worst <= bound
 
 
-@pytest.mark.parametrize("t, person, joint", [(2, 1, 1), (14, 0, 1), (30, 0, 4)])
+@pytest.mark.parametrize("t, person, joint", [(2, 1, 1), (14, 0, 1), (30, 1, 1)])
 def test_a_joint_the_lift_without_it_puts_back_in_place_is_kept(lifter, clip, t, person, joint):
     """Clean clip people with a hip just past the relift threshold: the lift made without the hip
     puts it back where it was detected, so the rejection is not confirmed and the person is published
@@ -239,11 +262,12 @@ def test_a_joint_the_lift_without_it_puts_back_in_place_is_kept(lifter, clip, t,
 
 def test_a_missing_joint_is_lifted_where_the_first_lift_puts_it(lifter, clip):
     """Any one joint missing at input (score 0): the published depth stays within 5 % of the clean
-    one. Filled from its ancestor alone (the lift before imputation) it moved by up to 5.9 %."""
+    one. Filled from its ancestor alone (the lift before imputation) it moved by up to 6.5 %
+    (frame 110)."""
     pipeline = LiftingPipeline(lifter, PipelineConfig(max_people=1024))
     ancestor_only = LiftingPipeline(lifter, PipelineConfig(max_people=1024, impute_missing_joints=False))
     worst = {"imputed": 0.0, "ancestor": 0.0}
-    for t in (0, 70, 140):
+    for t in (0, 70, 110, 140):
         for person in (0, 1):
             frame = frame_from_clip(clip, t, people=(person,))
             clean = pipeline.process(frame).people[0].position[2]

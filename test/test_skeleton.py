@@ -259,3 +259,31 @@ def test_a_layout_whose_parent_follows_its_child_is_refused():
     from cfi_pose_ros.skeleton import JointLayout
     with pytest.raises(ValueError, match="parent must come before"):
         JointLayout("bad", ("a", "b"), parents=(1, -1), flip_pairs=())
+
+
+def _body_with_bone_lengths(lengths: np.ndarray, seed: int = 0) -> np.ndarray:
+    """An H36M_17 skeleton whose bones, in random directions, have the given lengths."""
+    directions = np.random.default_rng(seed).normal(size=(17, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    joints = np.zeros((17, 3))
+    for joint, parent in enumerate(H36M_17.parents):
+        if parent >= 0:
+            joints[joint] = joints[parent] + lengths[joint] * directions[joint]
+    return joints
+
+
+def test_size_against_the_mean_body_is_robust_to_one_limb():
+    mean = np.array(H36M_17.mean_bone_lengths)
+    assert mean[0] == 0.0 and 4.1 < mean.sum() < 4.2             # Human3.6M's training subjects
+    np.testing.assert_array_equal(mean[H36M_17.flip_permutation()], mean)   # left and right alike
+    body = _body_with_bone_lengths(mean)
+    assert H36M_17.size_relative_to_mean(body) == pytest.approx(1.0)
+    assert H36M_17.size_relative_to_mean(1.2 * body + 5.0) == pytest.approx(1.2)   # scale, not place
+    stretched = _body_with_bone_lengths(mean * np.where(np.arange(17) == 13, 3.0, 1.0))  # a wrist 3x out
+    assert H36M_17.size_relative_to_mean(stretched) == pytest.approx(1.0)
+    batch = np.stack([body, 0.8 * body, np.full((17, 3), np.nan)])
+    sizes = H36M_17.size_relative_to_mean(batch)
+    np.testing.assert_allclose(sizes[:2], [1.0, 0.8])
+    assert np.isnan(sizes[2])
+    with pytest.raises(ValueError, match="no mean bone lengths"):
+        COCO_17.size_relative_to_mean(np.zeros((17, 3)))

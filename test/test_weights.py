@@ -213,7 +213,7 @@ def test_a_tampered_dim_fails_before_anything_is_allocated(saved):
     assert float(grown_mib) < 30, f"peak memory grew by {float(grown_mib):.0f} MiB"
 
 
-@pytest.mark.parametrize("name", ["cfi_h36m", "cfi_h36m_d256"])
+@pytest.mark.parametrize("name", ["cfi_h36m", "cfi_h36m_d128"])
 def test_bundled_weights_load_lift_and_carry_their_s9_record(name):
     """Both bundled weights files pass every load check and lift a person to a plausible skeleton;
     their JSON records the all-frames S9 evaluation (GT 2D) the README quotes, and the command."""
@@ -242,9 +242,9 @@ def test_weights_setting_resolves_bundled_names_and_keeps_paths(tmp_path):
     from cfi_pose_ros.weights import DEFAULT_WEIGHTS, resolve_weights
 
     assert resolve_weights("") == str(DEFAULT_WEIGHTS)
-    assert resolve_weights("cfi_h36m_d256") == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_d256.safetensors"))
+    assert resolve_weights("cfi_h36m_d128") == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_d128.safetensors"))
     assert resolve_weights("cfi_h36m") == str(DEFAULT_WEIGHTS)
-    for as_given in ("no_such_bundle", "cfi_h36m_d256.safetensors", str(tmp_path / "cfi_h36m_d256"), "./cfi_h36m"):
+    for as_given in ("no_such_bundle", "cfi_h36m_d128.safetensors", str(tmp_path / "cfi_h36m_d128"), "./cfi_h36m"):
         assert resolve_weights(as_given) == as_given           # a path stays a path, even a missing one
-    options = lifter_options(lambda name: "cfi_h36m_d256" if name == "weights" else PARAMETERS_BY_NAME[name].default)
-    assert options["weights"] == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_d256.safetensors"))
+    options = lifter_options(lambda name: "cfi_h36m_d128" if name == "weights" else PARAMETERS_BY_NAME[name].default)
+    assert options["weights"] == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_d128.safetensors"))

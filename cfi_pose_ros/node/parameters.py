@@ -98,7 +98,7 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("publish_markers", True, "publish RViz markers"),
     ParamSpec("weights", "", "weights file (.safetensors with its .json beside it); empty = the packaged default; "
-              "a bare name = a packaged file (cfi_h36m_d256)",
+              "a bare name = a packaged file (cfi_h36m_d128)",
               read_only=True),
     ParamSpec("backend", "auto", "inference backend; auto = fastest that works here",
               choices=("auto", "tensorrt", "cuda", "onnxruntime", "torch"), read_only=True),
@@ -126,6 +126,10 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("min_valid_joints", 8, "people with fewer valid joints are dropped", 1, 17),
     ParamSpec("max_people", 64, "most people lifted per frame (highest scores kept)", 1, 1024),
     ParamSpec("solve_root", True, "place people in metres in the camera frame when CameraInfo is known"),
+    ParamSpec("body_size_prior", 1.0,
+              "with CameraInfo, each skeleton is scaled to this times the mean adult body (about 1.7 m tall) "
+              "before it is placed, so one bad 2D joint cannot change the person's depth through the size the "
+              "lifter gives; 0 = keep the lifter's size (README: placing people)", 0.0, 3.0),
     ParamSpec("depth_topic", "",
               "aligned depth image (registered to the keypoints' image; 16UC1 mm or 32FC1 m); empty = no depth",
               read_only=True),
