@@ -20,11 +20,11 @@ the baseline):
 * accuracy: the clean root depth's mean and largest relative error against the truth;
 * through the whole pipeline (``LiftingPipeline``, ONNX Runtime), where the lifter sees the
   moved joint too and may bend the skeleton around it: the same displacements, and each
-  joint missing in turn, every 10th frame, the change of the published root depth, for three
+  joint missing in turn, every 10th frame, the change of the published root depth, for four
   stages of the pipeline in the same run (missing joints only filled from their ancestor;
-  imputed; and the default, whose joint rejections must be confirmed by the lift made without
-  the joint); the clean clip against the truth through each; and the pipeline's cost for one
-  person.
+  imputed; joint rejections confirmed by the lift made without the joint; and the default,
+  which also scales each skeleton to the prior body size before placing it); the clean clip
+  against the truth through each; and the pipeline's cost for one person.
 """
 from __future__ import annotations
 
@@ -85,16 +85,19 @@ def worst_depth_change(rel, pixels, scores, camera, shift: float, options: dict)
     return worst
 
 
-# The pipeline in three stages: every joint past 3 residual scales rejected and missing joints left
-# on their ancestor; then missing joints imputed; as it is (candidates from 2 scales, a rejection
-# stands only where the lift without the joint misses it by 6).
+# The pipeline in four stages: every joint past 3 residual scales rejected and missing joints left
+# on their ancestor; then missing joints imputed; then candidates from 2 scales, a rejection
+# standing only where the lift without the joint misses it by 6; each placing the skeleton at the
+# size the lifter gives it; and as it is, the same scaled to the prior body size before it is placed.
 PIPELINES = {
-    "ancestor fill, reject > 3": PipelineConfig(max_people=1024, impute_missing_joints=False,
-                                                relift_threshold=3.0, relift_confirm=None),
-    "imputed, reject > 3": PipelineConfig(max_people=1024, relift_threshold=3.0, relift_confirm=None),
-    "now: imputed, reject > 2 if confirmed > 6": PipelineConfig(max_people=1024),
+    "ancestor fill, reject > 3": PipelineConfig(max_people=1024, impute_missing_joints=False, relift_threshold=3.0,
+                                                relift_confirm=None, body_size_prior=0.0),
+    "imputed, reject > 3": PipelineConfig(max_people=1024, relift_threshold=3.0, relift_confirm=None,
+                                          body_size_prior=0.0),
+    "imputed, reject > 2 if confirmed > 6": PipelineConfig(max_people=1024, body_size_prior=0.0),
+    "now: the same, prior body size": PipelineConfig(max_people=1024),
 }
-NOW = PIPELINES["now: imputed, reject > 2 if confirmed > 6"]
+NOW = PIPELINES["now: the same, prior body size"]
 
 
 @functools.lru_cache(maxsize=1)

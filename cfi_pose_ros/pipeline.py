@@ -112,11 +112,11 @@ class PipelineConfig:
     # With camera intrinsics, each lifted skeleton is scaled to this times the mean adult body
     # (H36M_17.mean_bone_lengths, about 1.7 m tall) before it is placed, so its depth follows
     # from that size; 0 keeps the size the lifter gives. A monocular lifter cannot see a person's
-    # size, and the size it gives swings with the 2D input: one joint moved 100 px shrank the
-    # wider (D=256) weights' whole skeleton by 5-10 % and moved the person that much closer.
-    # The price: a person of another size is placed off by their size ratio (S9, 4 % larger than
-    # the mean, reads 3.9 % short; the lifter's own size read 1.9 % short) and the published
-    # skeleton has the prior's size. Set 0.8 for children, 1.05 for tall adults, as the scene needs.
+    # size, and the size it gives swings with the 2D input: one foot moved 100 px made nearly
+    # every bone of the shipped (D=256) weights' skeleton 3-12 % shorter and the person 6 % closer.
+    # The price: a person of another size is placed off by their size ratio (the demo clip's S9,
+    # 4 % larger than the mean, reads 3.9 % short; with the lifter's own size 1.9 % short) and the
+    # published skeleton has the prior's size. 0.8 suits children, 1.05 tall adults.
     body_size_prior: float = 1.0
     # Lift people with missing joints once more, each missing joint placed where the first lift
     # (and root solve) put it rather than on its ancestor (see _impute_missing_joints). Needs a
