@@ -2,7 +2,7 @@
 
     ros2 launch cfi_pose_ros lift.launch.py
     ros2 launch cfi_pose_ros lift.launch.py input_topic:=/people_2d camera_info_topic:=/cam/camera_info \
-        backend:=onnxruntime weights:=/path/to/cfi.safetensors
+        backend:=onnxruntime weights:=/path/to/cfi.safetensors body_size_prior:=0.8
     ros2 launch cfi_pose_ros lift.launch.py input:=image image_topic:=/cam/image_raw \
         camera_info_topic:=/cam/camera_info \
         person_detector_model:=/models/rtmdet_nano_person.onnx \
@@ -44,6 +44,7 @@ OVERRIDABLE_PARAMETERS = {
     "weights": "",
     "smoothing": "false",
     "flip_test": "false",
+    "body_size_prior": "1.0",
     "target_frame": "",
 }
 INPUT_CHOICES = ("keypoints", "image")
@@ -65,11 +66,22 @@ DETECTOR_OVERRIDABLE_PARAMETERS = {
 
 
 def _typed_overrides(defaults: dict) -> dict:
-    """Launch arguments as parameter values of the right type: an empty string (no weights or
-    model given) must stay a string, not become YAML null; "true"/"false" stay booleans."""
-    return {name: LaunchConfiguration(name) if default in ("true", "false")
-            else ParameterValue(LaunchConfiguration(name), value_type=str)
-            for name, default in defaults.items()}
+    """Launch arguments as parameter values of their parameter's type, told by the default:
+    "true"/"false" stay booleans; a decimal number is a float even when given as `:=1` (the node
+    would refuse an integer for a double parameter); anything else stays a string, so an empty
+    one (no weights or model given) does not become YAML null."""
+    def typed(name: str, default: str):
+        if default in ("true", "false"):
+            return LaunchConfiguration(name)
+        value_type = float if _is_decimal(default) else str
+        return ParameterValue(LaunchConfiguration(name), value_type=value_type)
+
+    return {name: typed(name, default) for name, default in defaults.items()}
+
+
+def _is_decimal(text: str) -> bool:
+    whole, point, fraction = text.partition(".")
+    return bool(point) and whole.isdigit() and fraction.isdigit()
 
 
 def _lifecycle_to_active(node, condition=None):

@@ -73,6 +73,28 @@ def test_launch_arguments_override_parameters_that_exist():
     assert "flip_test" in constants["OVERRIDABLE_PARAMETERS"]       # ros2 launch ... flip_test:=true
 
 
+@pytest.mark.parametrize("node_name, overridable, declared", [
+    ("NODE_NAME", "OVERRIDABLE_PARAMETERS", PARAMETERS_BY_NAME),
+    ("DETECTOR_NODE_NAME", "DETECTOR_OVERRIDABLE_PARAMETERS", DETECT_PARAMETERS_BY_NAME)])
+def test_launch_arguments_reach_the_node_as_their_parameter_type(monkeypatch, node_name, overridable, declared):
+    """`ros2 launch ... body_size_prior:=0.8` must arrive as a double and `weights:=` as a string:
+    the node refuses a parameter of another type than its declared one."""
+    constants = launch_constants()
+    nodes, _, _ = _lifecycle_wiring(monkeypatch)
+    names = set(constants[overridable])
+    overrides = next(p for p in nodes[constants[node_name]].kwargs["parameters"]
+                     if isinstance(p, dict) and names <= set(p))
+    for name in names:
+        value, declared_type = overrides[name], type(declared[name].default)
+        if declared_type is bool:      # a plain LaunchConfiguration: launch_ros reads "true"/"false" as YAML
+            assert isinstance(value, fake_launch.Recorded) and value.args == (name,), name
+            continue
+        assert value.kwargs["value_type"] is declared_type, name
+        assert value.args[0].args == (name,), name
+    if node_name == "NODE_NAME":
+        assert "body_size_prior" in names          # children or tall adults in the scene: set at launch
+
+
 def test_launch_file_refers_to_installed_executable_and_config(ros_env):
     from cfi_pose_ros.node.process import installed_paths
 
