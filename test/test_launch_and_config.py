@@ -71,6 +71,7 @@ def test_launch_arguments_override_parameters_that_exist():
         assert str(declared).lower() == default.lower(), name
     assert constants["PACKAGE"] == "cfi_pose_ros"
     assert "flip_test" in constants["OVERRIDABLE_PARAMETERS"]       # ros2 launch ... flip_test:=true
+    assert "body_size_prior" in constants["OVERRIDABLE_PARAMETERS"]  # children or tall adults: set at launch
 
 
 @pytest.mark.parametrize("node_name, overridable, declared", [
@@ -91,8 +92,6 @@ def test_launch_arguments_reach_the_node_as_their_parameter_type(monkeypatch, no
             continue
         assert value.kwargs["value_type"] is declared_type, name
         assert value.args[0].args == (name,), name
-    if node_name == "NODE_NAME":
-        assert "body_size_prior" in names          # children or tall adults in the scene: set at launch
 
 
 def test_launch_file_refers_to_installed_executable_and_config(ros_env):
