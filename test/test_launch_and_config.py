@@ -21,7 +21,8 @@ import yaml
 from cfi_pose_ros.node.detect_parameters import (DETECT_NODE_PARAMETERS, DETECT_PARAMETERS_BY_NAME,
                                                  DETECT_YAML_HEADER, detector_config, tracker_config)
 from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, LIFT_YAML_HEADER, PARAMETERS_BY_NAME,
-                                          lifter_options, parameters_yaml)
+                                          lifter_options, params_file_key, parameters_yaml)
+from cfi_pose_ros.offline import read_params_file
 import fake_launch_api as fake_launch
 from fake_launch_api import run_launch_file
 
@@ -47,9 +48,10 @@ def check_config_file(name: str, node_name: str, specs, header: str) -> None:
     text = (REPO / "config" / name).read_text()
     assert text == parameters_yaml(node_name, specs, header), f"config/{name} is stale: regenerate it"
     config = yaml.safe_load(text)
-    assert set(config) == {node_name}
-    params = config[node_name]["ros__parameters"]
+    assert set(config) == {params_file_key(node_name)}
+    params = config[params_file_key(node_name)]["ros__parameters"]
     assert set(params) == {spec.name for spec in specs}
+    assert read_params_file(REPO / "config" / name, node_name) == params     # what the offline CLI reads
     for spec in specs:
         assert params[spec.name] == spec.default, spec.name
         assert type(params[spec.name]) is type(spec.default), spec.name   # ROS types parameters by value
@@ -241,3 +243,59 @@ def test_lifter_options_map_the_node_parameters_to_create_lifter():
     assert lifter_options(values.__getitem__) == {
         "weights": "/w/x.safetensors", "backend": "auto", "precision": "fp32", "batch_sizes": (8, 1),
         "threads": None, "cache_dir": "/c", "flip_test": True}
+
+
+# ----------------------------------------------------------------------------- both nodes in a namespace
+
+def _parameter_in_namespace(tmp_path, node, node_name: str, namespace: str, params_file: Path, name: str):
+    """``name`` as the installed ``node``, started in ``namespace`` with ``params_file``, reports it
+    over its get_parameters service (what ``ros2 param get`` asks)."""
+    import rclpy
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    from cfi_pose_ros.node.process import start_node, stop
+    from ros_harness import call_service, spin_until
+
+    process = start_node(node, params_file=params_file, overrides={"autostart": False},
+                         log_path=tmp_path / f"{node_name}.log", namespace=namespace)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    client_node = rclpy.create_node(f"param_probe_{os.getpid()}", context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(client_node)
+    try:
+        client = client_node.create_client(GetParameters, f"{namespace}/{node_name}/get_parameters")
+        assert client.wait_for_service(timeout_sec=60), (tmp_path / f"{node_name}.log").read_text()
+        answer = call_service(client, GetParameters.Request(names=[name]),
+                              lambda done, timeout: spin_until(executor, done, timeout), attempts=3)
+        return parameter_value_to_python(answer.values[0])
+    finally:
+        executor.shutdown()
+        client_node.destroy_node()
+        rclpy.shutdown(context=context)
+        stop(process)
+
+
+@pytest.mark.parametrize("which", ["lift", "detect"])
+def test_shipped_parameters_file_applies_to_the_node_in_a_namespace(ros_env, tmp_path, which):
+    """`ros2 launch ... namespace:=robot1 params_file:=my.yaml`: a user's copy of the shipped file
+    with one value changed reaches the node in the namespace. With a bare ``node_name:`` section
+    (what the file had before) rcl applies the file only in the root namespace: the node kept its
+    default without a word, which the second half shows."""
+    from cfi_pose_ros.node.process import DETECT_NODE, LIFT_NODE, installed_paths
+
+    node, specs, node_name = {"lift": (LIFT_NODE, LIFT_NODE_PARAMETERS, "NODE_NAME"),
+                              "detect": (DETECT_NODE, DETECT_NODE_PARAMETERS, "DETECTOR_NODE_NAME")}[which]
+    node_name = launch_constants()[node_name]
+    spec = next(s for s in specs if type(s.default) is int and s.min_value is not None)
+    changed = int(spec.min_value) if spec.default != spec.min_value else int(spec.min_value) + 1
+    shipped = yaml.safe_load(installed_paths(node)[1].read_text())
+    params = shipped[params_file_key(node_name)]["ros__parameters"] | {spec.name: changed}
+    namespace = f"/robot{os.getpid()}"
+    found = {}
+    for key in (params_file_key(node_name), node_name):
+        path = tmp_path / f"{key.strip('/*')}.yaml"
+        path.write_text(yaml.safe_dump({key: {"ros__parameters": params}}))
+        found[key] = _parameter_in_namespace(tmp_path, node, node_name, namespace, path, spec.name)
+    assert found == {params_file_key(node_name): changed, node_name: spec.default}, spec.name

@@ -178,8 +178,16 @@ def lifter_options(value=lambda name: PARAMETERS_BY_NAME[name].default) -> dict:
             "flip_test": bool(value("flip_test"))}
 
 
+def params_file_key(node_name: str) -> str:
+    """The parameters-file section of ``node_name`` in any namespace. rcl matches a bare
+    ``node_name:`` key only to the node in the root namespace, so under ``namespace:=robot1``
+    (launch) or ``-r __ns:=/robot1`` such a file would be ignored without a word."""
+    return f"/**/{node_name}"
+
+
 def parameters_yaml(node_name: str, specs: tuple[ParamSpec, ...], header: str) -> str:
-    """A ROS 2 parameters file listing ``specs`` with their defaults, each under its description."""
+    """A ROS 2 parameters file listing ``specs`` with their defaults, each under its description,
+    in the section :func:`params_file_key` (the node in any namespace)."""
     def literal(value) -> str:
         if isinstance(value, bool):
             return "true" if value else "false"
@@ -188,7 +196,8 @@ def parameters_yaml(node_name: str, specs: tuple[ParamSpec, ...], header: str) -
         return str(value)
 
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    lines += [f"{node_name}:", "  ros__parameters:"]
+    lines += [f"# {params_file_key(node_name)}: the node {node_name} in any namespace",
+              f"{params_file_key(node_name)}:", "  ros__parameters:"]
     for spec in specs:
         notes = [f"one of: {', '.join(spec.choices)}"] if spec.choices else []
         if spec.min_value is not None:

@@ -21,11 +21,14 @@ def installed_paths(node: tuple[str, str] = LIFT_NODE) -> tuple[Path, Path]:
 
 
 def node_command(node: tuple[str, str] = LIFT_NODE, params_file: str | Path | None = None,
-                 overrides: dict | None = None, node_name: str | None = None) -> list[str]:
+                 overrides: dict | None = None, node_name: str | None = None,
+                 namespace: str | None = None) -> list[str]:
     executable, default_params = installed_paths(node)
     command = [str(executable), "--ros-args", "--params-file", str(params_file or default_params)]
     if node_name:
         command += ["-r", f"__node:={node_name}"]
+    if namespace:
+        command += ["-r", f"__ns:={namespace}"]
     for name, value in (overrides or {}).items():
         if isinstance(value, bool):
             value = "true" if value else "false"
@@ -38,23 +41,27 @@ def node_command(node: tuple[str, str] = LIFT_NODE, params_file: str | Path | No
 
 
 def start_node(node: tuple[str, str], params_file=None, overrides=None, log_path: str | Path | None = None,
-               env: dict | None = None, node_name: str | None = None) -> subprocess.Popen:
+               env: dict | None = None, node_name: str | None = None,
+               namespace: str | None = None) -> subprocess.Popen:
     """``node`` as a child process; stdout/stderr to ``log_path`` (or inherited).
 
     ``node_name`` renames it; its parameters are then read from ``params_file`` only if the
-    file has a section for that name, while ``overrides`` always apply."""
+    file has a section for that name, while ``overrides`` always apply. ``namespace`` (e.g.
+    ``/robot1``) puts it in a namespace, as launch's ``namespace:=`` does."""
     out = open(log_path, "w") if log_path else None
-    return subprocess.Popen(node_command(node, params_file, overrides, node_name), stdout=out,
+    return subprocess.Popen(node_command(node, params_file, overrides, node_name, namespace), stdout=out,
                             stderr=subprocess.STDOUT if out else None,
                             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
 
 
-def start_lift_node(params_file=None, overrides=None, log_path=None, env=None, node_name=None) -> subprocess.Popen:
-    return start_node(LIFT_NODE, params_file, overrides, log_path, env, node_name)
+def start_lift_node(params_file=None, overrides=None, log_path=None, env=None, node_name=None,
+                    namespace=None) -> subprocess.Popen:
+    return start_node(LIFT_NODE, params_file, overrides, log_path, env, node_name, namespace)
 
 
-def start_detect_node(params_file=None, overrides=None, log_path=None, env=None, node_name=None) -> subprocess.Popen:
-    return start_node(DETECT_NODE, params_file, overrides, log_path, env, node_name)
+def start_detect_node(params_file=None, overrides=None, log_path=None, env=None, node_name=None,
+                      namespace=None) -> subprocess.Popen:
+    return start_node(DETECT_NODE, params_file, overrides, log_path, env, node_name, namespace)
 
 
 def stop(process: subprocess.Popen, timeout: float = 10.0) -> int:
