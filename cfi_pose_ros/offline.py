@@ -246,16 +246,13 @@ def open_source(inputs: list[Path], args) -> Source:
 # ------------------------------------------------------------------------------------ parameters
 
 def read_params_file(path: str | Path | None, node_name: str) -> dict:
-    """The ``ros__parameters`` of ``node_name`` (its section in the root namespace or in any,
-    or ``/**``) in a ROS 2 parameters file."""
+    """The ``ros__parameters`` of ``node_name`` (or ``/**``) in a ROS 2 parameters file."""
     if not path:
         return {}
     import yaml
 
     data = yaml.safe_load(Path(path).read_text()) or {}
-    from cfi_pose_ros.node.parameters import params_file_key
-
-    for key in (node_name, f"/{node_name}", params_file_key(node_name), "/**"):
+    for key in (node_name, f"/{node_name}", "/**"):
         if key in data:
             return dict(data[key].get("ros__parameters", {}))
     return {}
@@ -525,7 +522,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-video", action="store_true", help="only the MCAP and the summary")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     lift = parser.add_argument_group("lifting (the lift node's parameters; defaults as config/lift.yaml)")
-    lift.add_argument("--params-file", help="a lift node parameters file (its cfi_pose_lifter section in any namespace, or /**)")
+    lift.add_argument("--params-file", help="a lift node parameters file (its /** or cfi_pose_lifter section)")
     lift.add_argument("--weights", default=None)
     lift.add_argument("--backend", default=None)
     lift.add_argument("--threads", type=int, default=None)
@@ -535,7 +532,7 @@ def main(argv=None) -> int:
     camera = parser.add_argument_group("videos and photos")
     camera.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"))
     camera.add_argument("--hfov", type=float, default=None, help="horizontal field of view (degrees) instead")
-    camera.add_argument("--detect-params-file", help="a detector node parameters file (its cfi_pose_detector section)")
+    camera.add_argument("--detect-params-file", help="a detector node parameters file (its /** or cfi_pose_detector section)")
     camera.add_argument("--person-detector-model")
     camera.add_argument("--keypoint-model")
     camera.add_argument("--keypoint-model-type", choices=("movenet", "rtmpose"))

@@ -21,7 +21,7 @@ import yaml
 from cfi_pose_ros.node.detect_parameters import (DETECT_NODE_PARAMETERS, DETECT_PARAMETERS_BY_NAME,
                                                  DETECT_YAML_HEADER, detector_config, tracker_config)
 from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, LIFT_YAML_HEADER, PARAMETERS_BY_NAME,
-                                          lifter_options, params_file_key, parameters_yaml)
+                                          lifter_options, PARAMS_FILE_SECTION, parameters_yaml)
 from cfi_pose_ros.offline import read_params_file
 import fake_launch_api as fake_launch
 from fake_launch_api import run_launch_file
@@ -48,8 +48,8 @@ def check_config_file(name: str, node_name: str, specs, header: str) -> None:
     text = (REPO / "config" / name).read_text()
     assert text == parameters_yaml(node_name, specs, header), f"config/{name} is stale: regenerate it"
     config = yaml.safe_load(text)
-    assert set(config) == {params_file_key(node_name)}
-    params = config[params_file_key(node_name)]["ros__parameters"]
+    assert set(config) == {PARAMS_FILE_SECTION}
+    params = config[PARAMS_FILE_SECTION]["ros__parameters"]
     assert set(params) == {spec.name for spec in specs}
     assert read_params_file(REPO / "config" / name, node_name) == params     # what the offline CLI reads
     for spec in specs:
@@ -282,7 +282,10 @@ def test_shipped_parameters_file_applies_to_the_node_in_a_namespace(ros_env, tmp
     """`ros2 launch ... namespace:=robot1 params_file:=my.yaml`: a user's copy of the shipped file
     with one value changed reaches the node in the namespace. With a bare ``node_name:`` section
     (what the file had before) rcl applies the file only in the root namespace: the node kept its
-    default without a word, which the second half shows."""
+    default without a word, which the second half shows. ``ros2 param load --use-wildcard`` (rclpy's
+    parser) reads the shipped section for the node in the namespace too."""
+    from rclpy.parameter import parameter_dict_from_yaml_file
+
     from cfi_pose_ros.node.process import DETECT_NODE, LIFT_NODE, installed_paths
 
     node, specs, node_name = {"lift": (LIFT_NODE, LIFT_NODE_PARAMETERS, "NODE_NAME"),
@@ -291,11 +294,17 @@ def test_shipped_parameters_file_applies_to_the_node_in_a_namespace(ros_env, tmp
     spec = next(s for s in specs if type(s.default) is int and s.min_value is not None)
     changed = int(spec.min_value) if spec.default != spec.min_value else int(spec.min_value) + 1
     shipped = yaml.safe_load(installed_paths(node)[1].read_text())
-    params = shipped[params_file_key(node_name)]["ros__parameters"] | {spec.name: changed}
+    params = shipped[PARAMS_FILE_SECTION]["ros__parameters"] | {spec.name: changed}
     namespace = f"/robot{os.getpid()}"
-    found = {}
-    for key in (params_file_key(node_name), node_name):
-        path = tmp_path / f"{key.strip('/*')}.yaml"
+    found, loaded = {}, {}
+    for key in (PARAMS_FILE_SECTION, node_name):
+        path = tmp_path / f"{key.strip('/*') or 'wildcard'}.yaml"
         path.write_text(yaml.safe_dump({key: {"ros__parameters": params}}))
         found[key] = _parameter_in_namespace(tmp_path, node, node_name, namespace, path, spec.name)
-    assert found == {params_file_key(node_name): changed, node_name: spec.default}, spec.name
+        try:
+            loaded[key] = len(parameter_dict_from_yaml_file(str(path), use_wildcard=True,
+                                                            target_nodes=[f"{namespace}/{node_name}"]))
+        except RuntimeError:        # "Param file does not contain any valid parameters"
+            loaded[key] = 0
+    assert found == {PARAMS_FILE_SECTION: changed, node_name: spec.default}, spec.name
+    assert loaded == {PARAMS_FILE_SECTION: len(specs), node_name: 0}

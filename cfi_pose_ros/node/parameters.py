@@ -178,16 +178,17 @@ def lifter_options(value=lambda name: PARAMETERS_BY_NAME[name].default) -> dict:
             "flip_test": bool(value("flip_test"))}
 
 
-def params_file_key(node_name: str) -> str:
-    """The parameters-file section of ``node_name`` in any namespace. rcl matches a bare
-    ``node_name:`` key only to the node in the root namespace, so under ``namespace:=robot1``
-    (launch) or ``-r __ns:=/robot1`` such a file would be ignored without a word."""
-    return f"/**/{node_name}"
+# The section of the shipped parameters files. A bare `cfi_pose_lifter:` key is matched by rcl
+# only to the node in the root namespace: under `namespace:=robot1` (launch) or
+# `-r __ns:=/robot1` the file was ignored without a word. `/**/cfi_pose_lifter:` would fix that,
+# but `ros2 param load` (rclpy's parser) does not read it; `/**` both apply in any namespace, and
+# `ros2 param load --use-wildcard <node> config/lift.yaml` reads it. Each file is given to one node.
+PARAMS_FILE_SECTION = "/**"
 
 
 def parameters_yaml(node_name: str, specs: tuple[ParamSpec, ...], header: str) -> str:
-    """A ROS 2 parameters file listing ``specs`` with their defaults, each under its description,
-    in the section :func:`params_file_key` (the node in any namespace)."""
+    """A ROS 2 parameters file for ``node_name`` listing ``specs`` with their defaults, each under
+    its description, in the section :data:`PARAMS_FILE_SECTION` (the node in any namespace)."""
     def literal(value) -> str:
         if isinstance(value, bool):
             return "true" if value else "false"
@@ -196,8 +197,9 @@ def parameters_yaml(node_name: str, specs: tuple[ParamSpec, ...], header: str) -
         return str(value)
 
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    lines += [f"# {params_file_key(node_name)}: the node {node_name} in any namespace",
-              f"{params_file_key(node_name)}:", "  ros__parameters:"]
+    lines += [f"# {PARAMS_FILE_SECTION}: {node_name} in any namespace; on a running node: "
+              f"ros2 param load --use-wildcard /{node_name} <this file>",
+              f"{PARAMS_FILE_SECTION}:", "  ros__parameters:"]
     for spec in specs:
         notes = [f"one of: {', '.join(spec.choices)}"] if spec.choices else []
         if spec.min_value is not None:

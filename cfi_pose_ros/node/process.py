@@ -45,8 +45,8 @@ def start_node(node: tuple[str, str], params_file=None, overrides=None, log_path
                namespace: str | None = None) -> subprocess.Popen:
     """``node`` as a child process; stdout/stderr to ``log_path`` (or inherited).
 
-    ``node_name`` renames it; its parameters are then read from ``params_file`` only if the
-    file has a section for that name, while ``overrides`` always apply. ``namespace`` (e.g.
+    ``node_name`` renames it (a file's ``/**`` section, as in the shipped ones, still applies;
+    a section named after the old name does not); ``overrides`` always apply. ``namespace`` (e.g.
     ``/robot1``) puts it in a namespace, as launch's ``namespace:=`` does."""
     out = open(log_path, "w") if log_path else None
     return subprocess.Popen(node_command(node, params_file, overrides, node_name, namespace), stdout=out,
