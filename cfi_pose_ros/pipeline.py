@@ -319,7 +319,10 @@ class LiftingPipeline:
             solved = solved | from_depth
         keypoints = root_relative + np.where(solved[:, None, None], translations[:, None, :], 0.0)
         if self.smoother is not None:
-            keypoints = self.smoother.smooth_frame([item[1].track_id for item in accepted], frame.stamp, keypoints)
+            # keyed by placement too: root-relative and camera-frame joints must never be blended
+            # (CameraInfo arriving late, solve_root switched live, a solve that fails for a frame)
+            keypoints = self.smoother.smooth_frame([item[1].track_id for item in accepted], frame.stamp, keypoints,
+                                                   modes=solved.tolist())
         positions, orientations, _ = body_poses(keypoints)
         finite = (np.isfinite(keypoints).all(axis=(1, 2)) & np.isfinite(positions).all(axis=1)
                   & np.isfinite(orientations).all(axis=1))

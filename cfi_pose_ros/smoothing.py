@@ -134,6 +134,9 @@ class PoseSmoother:
       dropped beyond ``max_tracks``. A re-used id then starts fresh.
       Expiry looks only at the oldest tracks (they are kept in the order they
       were last seen), so a frame costs the same after 100 000 ids as after ten.
+    * A track whose ``mode`` changed (what its keypoints are relative to: the
+      pipeline passes whether the person is placed in the camera frame or
+      root-relative) starts fresh, so no output blends two frames.
 
     Smooth the absolute (camera-frame) joints rather than the root-relative
     ones so that the person's translation is smoothed too.
@@ -153,8 +156,8 @@ class PoseSmoother:
         self.forget_after_frames = forget_after_frames
         self.max_tracks = max_tracks
         self._frame = 0
-        # id -> (filter, frame last seen), least recently seen first
-        self._tracks: OrderedDict[str, tuple[OneEuroFilter, int]] = OrderedDict()
+        # id -> (filter, frame last seen, mode), least recently seen first
+        self._tracks: OrderedDict[str, tuple[OneEuroFilter, int, object]] = OrderedDict()
 
     @property
     def track_ids(self) -> tuple[str, ...]:
@@ -176,7 +179,7 @@ class PoseSmoother:
         """Drop the tracks expired at time ``t`` and this frame (see the class docstring); returns their ids."""
         stale = []
         while self._tracks:
-            track_id, (filt, last_frame) = next(iter(self._tracks.items()))
+            track_id, (filt, last_frame, _) = next(iter(self._tracks.items()))
             if (len(self._tracks) <= self.max_tracks
                     and self._frame - last_frame <= self.forget_after_frames
                     and abs(float(t) - filt.last_time) <= self.forget_after):
@@ -185,14 +188,21 @@ class PoseSmoother:
             stale.append(track_id)
         return stale
 
-    def smooth_frame(self, track_ids: Sequence[str], t: float, keypoints: np.ndarray) -> np.ndarray:
-        """The people of one frame: ``keypoints`` ``(N, ...)``, one id each -> smoothed ``(N, ...)`` float64."""
+    def smooth_frame(self, track_ids: Sequence[str], t: float, keypoints: np.ndarray,
+                     modes: Sequence | None = None) -> np.ndarray:
+        """The people of one frame: ``keypoints`` ``(N, ...)``, one id each -> smoothed ``(N, ...)`` float64.
+
+        ``modes`` (one per person, optional) says what the keypoints are relative to (the pipeline
+        passes whether the person is placed in the camera frame or root-relative): a track whose
+        mode changed restarts from the new sample, so no output blends values of two frames."""
         t = float(t)
         if not math.isfinite(t):
             raise ValueError(f"timestamp must be finite, got {t}")
         out = np.array(keypoints, dtype=np.float64)
         if len(track_ids) != len(out):
             raise ValueError(f"{len(track_ids)} ids for {len(out)} people")
+        if modes is not None and len(modes) != len(out):
+            raise ValueError(f"{len(modes)} modes for {len(out)} people")
         self._frame += 1
         self.forget_stale(t)          # before filtering: an expired id starts fresh
         counts = Counter(track_ids)
@@ -202,10 +212,12 @@ class PoseSmoother:
             if counts[track_id] > 1:
                 self._tracks.pop(track_id, None)
                 continue
+            mode = None if modes is None else modes[row]
             entry = self._tracks.pop(track_id, None)
-            filt = entry[0] if entry is not None else OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff)
+            same_mode = entry is not None and entry[2] == mode
+            filt = entry[0] if same_mode else OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff)
             out[row] = filt(t, out[row])
-            self._tracks[track_id] = (filt, self._frame)      # now the most recently seen
+            self._tracks[track_id] = (filt, self._frame, mode)      # now the most recently seen
         self.forget_stale(t)          # and after: new ids may have passed max_tracks
         return out
 

@@ -400,9 +400,13 @@ def test_detector_lifecycle_over_services(started, h36m_image):
     path.image_pub.publish(image_msg(h36m_image, "rgb8", sec=6000))
     path.spin_until(lambda: False, 1.0)
     assert not path.keypoints, "inactive node must not publish"
+    # /diagnostics says what the node is doing: nothing while inactive
+    assert path.diagnostics_of(path.detector_name)["_message"].startswith("inactive")
     assert transition(Transition.TRANSITION_ACTIVATE) and state() == State.PRIMARY_STATE_ACTIVE
     assert path.send(image_msg(h36m_image, "rgb8", sec=6001), until="keypoints") is not None, path.report()
+    assert path.diagnostics_of(path.detector_name)["_message"].startswith("detecting")
     assert transition(Transition.TRANSITION_DEACTIVATE) and state() == State.PRIMARY_STATE_INACTIVE
+    assert path.diagnostics_of(path.detector_name)["_message"].startswith("inactive")
     path.keypoints.clear()
     path.image_pub.publish(image_msg(h36m_image, "rgb8", sec=6002))
     path.spin_until(lambda: False, 1.0)
@@ -410,12 +414,16 @@ def test_detector_lifecycle_over_services(started, h36m_image):
     assert transition(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
     assert transition(Transition.TRANSITION_CONFIGURE) and transition(Transition.TRANSITION_ACTIVATE)
     assert path.send(image_msg(h36m_image, "rgb8", sec=6003), until="keypoints") is not None, path.report()
-    # shutdown from active: FINALIZED, and nothing is published any more (the lifter's test does the same)
+    # shutdown from active: FINALIZED, and nothing is published any more, /diagnostics included
+    # (the lifter's test does the same)
     assert transition(Transition.TRANSITION_ACTIVE_SHUTDOWN) and state() == State.PRIMARY_STATE_FINALIZED
+    path.spin_until(lambda: False, 0.5)       # what was on the wire before the transition
     path.keypoints.clear()
+    path.diagnostics.clear()
     for sec in range(6004, 6014):
         path.image_pub.publish(image_msg(h36m_image, "rgb8", sec=sec))
         path.spin_until(lambda: False, 0.1)
-    path.spin_until(lambda: False, 1.0)
+    path.spin_until(lambda: False, 1.0)       # two diagnostics periods
     assert not path.keypoints
+    assert not [s for d in path.diagnostics for s in d.status if s.name.startswith(path.detector_name + ":")]
     assert path.detector.poll() is None

@@ -349,14 +349,22 @@ def test_lifecycle_transitions_over_services(node_factory, clip):
     node.client.publish(msg)
     node.spin_for(1.0)
     assert not node.client.received.poses, "inactive node must not publish"
+    # /diagnostics says what the node is doing: nothing while inactive
+    assert node.latest_diagnostics()["_message"].startswith("inactive")
     assert transition(Transition.TRANSITION_ACTIVATE) and state() == State.PRIMARY_STATE_ACTIVE
     assert node.send_and_receive(clip_msg(clip, 0, sec=301)) is not None
+    assert node.latest_diagnostics()["_message"].startswith("lifting")
     assert transition(Transition.TRANSITION_DEACTIVATE) and state() == State.PRIMARY_STATE_INACTIVE
+    assert node.latest_diagnostics()["_message"].startswith("inactive")
     node.client.received.poses.clear()
     node.client.publish(clip_msg(clip, 0, sec=302))
     node.spin_for(1.0)
     assert not node.client.received.poses
     assert transition(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
+    node.spin_for(0.5)                        # what was on the wire before the transition
+    node.diagnostics.clear()
+    node.spin_for(2.5)                        # over two diagnostics periods: a configured node's timer is gone
+    assert not [s for d in node.diagnostics for s in d.status if s.name.startswith("cfi_pose_lifter")]
 
 
 def test_shutdown_from_active_stops_publishing(node_factory, clip):
@@ -406,3 +414,39 @@ def test_aligned_depth_image_sets_the_root_depth(node_factory, clip):
     out = node.client.received.poses[sec * 10**9]
     for human, truth in zip(out.humans, clip.truth_camera_m[frame]):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
+
+
+def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels(clip):
+    """CameraInfo's K, width and height are the full sensor's; a driver that bins (binning_x/y) or
+    crops (roi, in full-resolution pixels) publishes smaller images, and the 2D keypoints are in
+    those. camera_from_info moves K and the size to the published image (as image_geometry's
+    PinholeCameraModel does): people lifted from a 2x2-binned image are placed where the
+    full-resolution image places them (ignoring binning put them twice as far, metres off)."""
+    from sensor_msgs.msg import RegionOfInterest
+
+    from cfi_pose_ros.inference import create_lifter
+    from cfi_pose_ros.node.lifting import camera_from_info
+    from cfi_pose_ros.pipeline import Frame2D, LiftingPipeline, Person2D
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+
+    full = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
+    binned = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
+    binned.binning_x = binned.binning_y = 2
+    pipeline = LiftingPipeline(create_lifter(str(DEFAULT_WEIGHTS), backend="torch", log=lambda *_: None))
+    placed = []
+    for info, pixels in ((full, clip.pixels[20, 0]), (binned, clip.pixels[20, 0] / 2.0)):
+        k, size = camera_from_info(info)
+        frame = Frame2D(people=[Person2D(pixels.astype(np.float64), clip.scores[20, 0].astype(np.float64), "h36m_17",
+                                         track_id="a", score=0.9)],
+                        image_width=float(size[0]), image_height=float(size[1]), stamp=0.0, camera_matrix=k)
+        placed.append(pipeline.process(frame).people[0].keypoints)
+    np.testing.assert_allclose(placed[1], placed[0], atol=1e-4)
+    # a region of interest, then 2x binning: a 3D point projects to (full-resolution pixel - offset) / 2
+    cropped = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
+    cropped.roi = RegionOfInterest(x_offset=100, y_offset=40, width=600, height=400)
+    cropped.binning_x = cropped.binning_y = 2
+    k, size = camera_from_info(cropped)
+    assert size == (300, 200)
+    point = np.array([0.4, -0.3, 4.0])
+    full_pixel = (clip.camera_matrix @ point)[:2] / point[2]
+    np.testing.assert_allclose((k @ point)[:2] / point[2], (full_pixel - [100, 40]) / 2.0, atol=1e-9)

@@ -3,7 +3,9 @@
 * live parameter changes over the parameter service (what ``ros2 param set`` calls): every live
   parameter takes effect from the next frame, every read-only one is refused;
 * a bad parameter at start-up: one line naming it and the problem, exit status 1, no traceback;
-* SIGINT and SIGTERM while frames arrive at 30 Hz and 500 Hz: exit status 0, no traceback.
+* SIGINT and SIGTERM while frames arrive at 30 Hz and 500 Hz, and while the node is still
+  starting: exit status 0, no traceback;
+* configure/cleanup cycles (``ros2 lifecycle set``) leave nothing of the last cycle behind.
 """
 from __future__ import annotations
 
@@ -267,11 +269,13 @@ def probe_publish_markers(ctx: LiftProbe):
 
 
 def probe_marker_lifetime(ctx: LiftProbe):
-    ctx.params.set_ok(marker_lifetime=2.5)
-    stamp = ctx.next_stamp()
-    ctx.answer(stamp=stamp)
-    markers = _markers_for(ctx, stamp, 5.0)
-    assert markers is not None and {(m.lifetime.sec, m.lifetime.nanosec) for m in markers.markers} == {(2, 500_000_000)}
+    # 0.9999999999 s is 1 s to the nanosecond: a Duration's nanosec must stay below 1e9
+    for lifetime, expected in ((2.5, (2, 500_000_000)), (0.9999999999, (1, 0))):
+        ctx.params.set_ok(marker_lifetime=lifetime)
+        stamp = ctx.next_stamp()
+        ctx.answer(stamp=stamp)
+        markers = _markers_for(ctx, stamp, 5.0)
+        assert markers is not None and {(m.lifetime.sec, m.lifetime.nanosec) for m in markers.markers} == {expected}
     ctx.params.set_ok(marker_lifetime=0.25)
 
 
@@ -428,12 +432,24 @@ STARTUP_ERRORS = [
 
 
 def test_a_bad_parameter_stops_either_node_at_start_with_one_line_naming_it(tmp_path, ros_env):
-    """All cases at once (each node process fails before it configures anything)."""
+    """All cases at once (each node process fails before it configures anything). The bad value is
+    in the node's parameters file, the way ``ros2 launch`` delivers parameters: a ``-p`` beside the
+    shipped file is merged into it by rcl, and a ``-p`` of another type than the file's value does
+    not replace it (``-p threads:=1.5`` leaves the file's integer 1: nothing reaches the node)."""
+    import yaml
+
+    from cfi_pose_ros.node.parameters import PARAMS_FILE_SECTION
+    from cfi_pose_ros.node.process import installed_paths
+
     started = []
     for k, (kind, overrides, _) in enumerate(STARTUP_ERRORS):
+        node = LIFT_NODE if kind == "lift" else DETECT_NODE
+        shipped = yaml.safe_load(installed_paths(node)[1].read_text())[PARAMS_FILE_SECTION]["ros__parameters"]
+        params_file = tmp_path / f"{kind}_{k}.yaml"
+        params_file.write_text(yaml.safe_dump(
+            {PARAMS_FILE_SECTION: {"ros__parameters": {**shipped, "autostart": True, **overrides}}}))
         log = tmp_path / f"{kind}_{k}.log"
-        started.append((start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=log,
-                                   overrides={"autostart": True, **overrides},
+        started.append((start_node(node, params_file=params_file, log_path=log,
                                    node_name=f"bad_param_{k}_{os.getpid()}"), log))
     failures = []
     for (process, log), (kind, overrides, expected) in zip(started, STARTUP_ERRORS):
@@ -550,3 +566,63 @@ def test_sigint_and_sigterm_under_load_exit_0_without_a_traceback(kind, signum, 
                 for run in runs if run["process"].returncode != 0
                 or any(text in run["log"].read_text() for text in NEVER_IN_LOG)]
     assert not failures, f"{len(failures)} of {len(runs)} runs did not stop cleanly:\n\n" + "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_a_stop_signal_while_the_node_is_still_starting_exits_0_without_a_traceback(kind, tmp_path, ros_env):
+    """A launch's Ctrl-C right after start: the signal lands while the entry script is still
+    importing rclpy/numpy (before run() installs its handlers). It used to end in a KeyboardInterrupt
+    traceback (exit 1 or -2, with rclpy's misleading "C extension is not present") or, for SIGTERM,
+    the default death (-15)."""
+    from cfi_pose_ros.node.process import DETECT_NODE, LIFT_NODE, start_node
+
+    failures = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        for delay in (0.1, 0.2, 0.3, 0.5):
+            log = tmp_path / f"{kind}_{signum.name}_{delay}.log"
+            process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=log,
+                                 overrides={"autostart": False}, node_name=f"early_{kind}_{os.getpid()}")
+            time.sleep(delay)
+            process.send_signal(signum)
+            code = process.wait(timeout=30)
+            text = log.read_text()
+            if code != 0 or any(bad in text for bad in NEVER_IN_LOG):
+                failures.append(f"{signum.name} after {delay} s: exit {code}\n{text[-2000:]}")
+    assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros_env):
+    """Every configure creates the node's lifecycle publishers; cleanup must hand them back to rclpy
+    with destroy_lifecycle_publisher. destroy_publisher left each one in the node's managed
+    entities, which rclpy keeps for activate/deactivate: two dead publishers more every cycle."""
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from cfi_pose_ros.node.detect_node import DetectNode
+    from cfi_pose_ros.node.lift_node import LiftNode
+
+    overrides = {"backend": "torch"}
+    if kind == "detect":
+        from test_camera_node import MOVENET, RTMDET, need_fixtures
+        need_fixtures()
+        overrides = {"person_detector_model": str(RTMDET), "keypoint_model": str(MOVENET)}
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = (LiftNode if kind == "lift" else DetectNode)(
+        f"cycles_{kind}_{os.getpid()}", context=context,
+        parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()])
+    try:
+        counts = []
+        for _ in range(3):
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+            configured = len(node._managed_entities)    # rclpy's own record (no public accessor)
+            assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+            counts.append((configured, len(node._managed_entities)))
+        assert counts[0][0] >= 1 and counts == [(counts[0][0], 0)] * 3, counts
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)

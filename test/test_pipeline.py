@@ -126,6 +126,21 @@ def test_smoothing_reduces_jitter_per_track(lifter, clip):
     assert np.std(np.array(out_smooth)[10:], axis=0).mean() < 0.5 * np.std(np.array(out_raw)[10:], axis=0).mean()
 
 
+def test_smoothing_never_blends_root_relative_and_placed_joints(lifter, clip):
+    """CameraInfo arrives after the first frames (every start-up), then goes away: with smoothing on,
+    the first placed frame is where the unsmoothed pipeline puts the person (it was pulled towards
+    the root-relative frames' origin), and the first root-relative one has its pelvis at the origin."""
+    raw, smooth = LiftingPipeline(lifter), LiftingPipeline(lifter, smoother=PoseSmoother())
+    for t, camera in [(0, False), (1, False), (2, False), (3, True), (4, True), (5, False)]:
+        expected = raw.process(frame_from_clip(clip, t, camera=camera, people=[0])).people[0]
+        got = smooth.process(frame_from_clip(clip, t, camera=camera, people=[0])).people[0]
+        assert got.root_source == expected.root_source == (ROOT_FROM_INTRINSICS if camera else ROOT_RELATIVE)
+        if t in (0, 3, 5):          # the first frame of each kind: nothing to smooth with
+            np.testing.assert_allclose(got.keypoints, expected.keypoints, atol=1e-9)
+        if not camera:
+            np.testing.assert_allclose(got.keypoints[0], 0.0, atol=1e-9)
+
+
 def test_check_person_accepts_valid_coco():
     assert check_person(Person2D(np.zeros((17, 2)), np.ones(17), "coco_17")) is None
     assert H36M_17.num_joints == 17

@@ -262,3 +262,21 @@ def test_tracks_expire_after_frames_when_stamps_do_not_advance():
 def test_bad_state_bounds_raise(kwargs):
     with pytest.raises(ValueError):
         PoseSmoother(**kwargs)
+
+
+def test_a_track_whose_mode_changes_restarts_from_the_new_sample():
+    """Root-relative joints (pelvis at 0) and camera-frame joints (pelvis ~5 m away) of one id must
+    never be blended: CameraInfo arriving after the first frames, solve_root switched off live."""
+    rng = np.random.default_rng(3)
+    relative = rng.normal(0, 0.3, (17, 3))
+    placed = relative + np.array([0.2, -0.1, 5.0])
+    smoother = PoseSmoother(min_cutoff=1.0, beta=0.0)
+    for k in range(5):
+        smoother.smooth_frame(["a"], k / FPS, relative[None], modes=[False])
+    np.testing.assert_array_equal(smoother.smooth_frame(["a"], 5 / FPS, placed[None], modes=[True])[0], placed)
+    np.testing.assert_array_equal(smoother.smooth_frame(["a"], 6 / FPS, relative[None], modes=[False])[0], relative)
+    # the same jump without a mode change is smoothed (what the mode prevents)
+    blended = smoother.smooth_frame(["a"], 7 / FPS, placed[None], modes=[False])[0]
+    assert 0.5 < blended[:, 2].mean() < 4.5
+    with pytest.raises(ValueError, match="modes"):
+        smoother.smooth_frame(["a"], 8 / FPS, placed[None], modes=[True, False])

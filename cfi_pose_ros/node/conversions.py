@@ -64,9 +64,8 @@ def markers_to_msg(header, specs: list[MarkerSpec]) -> MarkerArray:
         marker.pose.orientation.w = 1.0
         marker.scale.x, marker.scale.y, marker.scale.z = (float(v) for v in spec.scale)
         marker.color.r, marker.color.g, marker.color.b, marker.color.a = (float(c) for c in spec.color)
-        seconds = float(spec.lifetime)
-        marker.lifetime.sec = int(seconds)
-        marker.lifetime.nanosec = int(round((seconds - int(seconds)) * 1e9))
+        # whole nanoseconds first: a fraction that rounds up to 1 s carries into sec (nanosec < 1e9)
+        marker.lifetime.sec, marker.lifetime.nanosec = divmod(int(round(float(spec.lifetime) * 1e9)), 1_000_000_000)
         if spec.type == "text":
             marker.pose.position.x, marker.pose.position.y, marker.pose.position.z = (
                 float(v) for v in spec.points[0])

@@ -159,6 +159,13 @@ def keypoints_to_msg(header, image_size: tuple[int, int], keypoints: np.ndarray,
 
 class DetectNode(SpecLifecycleNode):
     def __init__(self, name: str = NODE_NAME, **kwargs):
+        # What destroy_node() stops, set first: a stop signal during start-up can interrupt this
+        # constructor once rclpy has registered the node, and rclpy's shutdown then destroys it.
+        self._subscription = None
+        self._pending = None            # newest image waiting for the worker, and the worker itself
+        self._wake = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._running = False
         super().__init__(name, DETECT_NODE_PARAMETERS, **kwargs)
         self.detector = None
         self.tracker = None
@@ -167,14 +174,8 @@ class DetectNode(SpecLifecycleNode):
         self.stages = StageTimes()
         self._stats_lock = threading.Lock()
         self._people_last = 0
-        self._subscription = None
         self._keypoints_pub = self._diag_pub = None
         self._drops_since_diag: Counter = Counter()
-        # newest image waiting for the worker, and the worker itself
-        self._pending = None
-        self._wake = threading.Condition()
-        self._worker: threading.Thread | None = None
-        self._running = False
 
     # ----------------------------------------------------------------- helpers
     def _drop(self, reason: str, text: str | None = None) -> None:
@@ -243,17 +244,19 @@ class DetectNode(SpecLifecycleNode):
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         self._stop_worker()
-        for pub in (self._keypoints_pub, self._diag_pub):
-            if pub is not None:
-                self.destroy_publisher(pub)
+        if self._keypoints_pub is not None:     # not destroy_publisher: see the lifter's on_cleanup
+            self.destroy_lifecycle_publisher(self._keypoints_pub)
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
         self.stop_diagnostics()
         self._keypoints_pub = self._diag_pub = None
         self.detector = self.tracker = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._stop_worker()
-        return TransitionCallbackReturn.SUCCESS
+        """From any state: stop the worker and release publishers, the diagnostics timer and the
+        models (as the lifter does), so nothing, /diagnostics included, is published once FINALIZED."""
+        return self.on_cleanup(state)
 
     def destroy_node(self):
         self._stop_worker()
@@ -335,7 +338,9 @@ class DetectNode(SpecLifecycleNode):
         status = DiagnosticStatus(name=f"{self.get_name()}: 2D detection", hardware_id=self.describe())
         status.level, status.message = DiagnosticStatus.OK, "detecting"
         total_p99 = stages.get("total", (0.0, 0.0, 0))[1]
-        if total_p99 > self.p("warn_latency_ms"):
+        if self._subscription is None:             # configured, not active: nothing is detected
+            status.message = "inactive (configured, not subscribed)"
+        elif total_p99 > self.p("warn_latency_ms"):
             status.level, status.message = DiagnosticStatus.WARN, "processing time high"
         bad = {k: v for k, v in recent_drops.items() if k != "superseded"}
         if bad:

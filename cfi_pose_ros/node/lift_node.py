@@ -112,9 +112,13 @@ class LiftNode(SpecLifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
-        for pub in (self._pose_pub, self._marker_pub, self._diag_pub):
+        # destroy_lifecycle_publisher: destroy_publisher would leave each one in the node's
+        # managed entities (rclpy), two dead publishers more for every configure/cleanup cycle
+        for pub in (self._pose_pub, self._marker_pub):
             if pub is not None:
-                self.destroy_publisher(pub)
+                self.destroy_lifecycle_publisher(pub)
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
         self.stop_diagnostics()
         self._pose_pub = self._marker_pub = self._diag_pub = None
         if self._tf_lookup is not None:
@@ -244,7 +248,9 @@ class LiftNode(SpecLifecycleNode):
         status = DiagnosticStatus(name=f"{self.get_name()}: lifting", hardware_id=self.lifter.backend
                                   if self.lifter else "")
         status.level, status.message = DiagnosticStatus.OK, "lifting"
-        if summary["latency_p99_ms"] > self.p("warn_latency_ms"):
+        if not self._subscriptions_active:          # configured, not active: nothing is lifted
+            status.message = "inactive (configured, not subscribed)"
+        elif summary["latency_p99_ms"] > self.p("warn_latency_ms"):
             status.level, status.message = DiagnosticStatus.WARN, "processing latency high"
         if self.camera_matrix is None:
             status.message += "; no valid CameraInfo (root-relative output)"

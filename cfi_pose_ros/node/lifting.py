@@ -56,9 +56,25 @@ def build_pipeline(value, log=None) -> LiftingPipeline:
 
 
 def camera_from_info(msg) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """``(K, (width, height) or None)`` of a ``CameraInfo``; ValueError (with the reason) when its
-    K cannot place people (all zeros, non-finite, ...)."""
-    return validate_camera_matrix(msg.k), ((msg.width, msg.height) if msg.width and msg.height else None)
+    """``(K, (width, height) or None)`` of the image a ``CameraInfo`` describes; ValueError (with the
+    reason) when its K cannot place people (all zeros, non-finite, ...).
+
+    ``k``, ``width`` and ``height`` are the full sensor's; the published image is its ``roi``
+    (full-resolution pixels; all zero = the whole sensor) reduced by ``binning_x`` x ``binning_y``
+    (0 = 1), and the keypoints are in that image's pixels: K and the size are moved to it, as
+    image_geometry's PinholeCameraModel does."""
+    k = validate_camera_matrix(msg.k)
+    bin_x, bin_y = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
+    roi = msg.roi
+    width, height = msg.width, msg.height
+    if roi.width and roi.height:
+        k[0, 2] -= roi.x_offset
+        k[1, 2] -= roi.y_offset
+        width, height = roi.width, roi.height
+    k[0] /= bin_x                      # fx, skew, cx
+    k[1] /= bin_y                      # fy, cy
+    width, height = width // bin_x, height // bin_y
+    return k, ((width, height) if width and height else None)
 
 
 def static_target_transform(values) -> RigidTransform | None:
