@@ -13,7 +13,9 @@ TF frames (``body_<id>``, optionally one per joint) of every person.
   child of the body frame, axes parallel to it (no per-joint orientation is estimated).
   People without a tracking id, or without an absolute position (root-relative poses),
   get no frame: a frame that changes meaning between messages, or that sits at the
-  camera's origin, would mislead whoever looks it up.
+  camera's origin, would mislead whoever looks it up. Nor does anyone when the parent frame
+  is empty (an input without ``header.frame_id``): tf2 rejects such a transform in every
+  listener, once per message; a frame named like its parent (a self-transform) is skipped too.
 """
 from __future__ import annotations
 
@@ -129,6 +131,8 @@ def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_"
     """The TF frames of ``people`` (in the ``parent`` frame), see the module docstring."""
     frames = []
     identity = np.array([0.0, 0.0, 0.0, 1.0])
+    if not parent.strip("/"):
+        return frames
     for person in people:
         if not person.track_id or person.root_source == ROOT_RELATIVE:
             continue
@@ -136,6 +140,8 @@ def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_"
         if not (np.isfinite(position).all() and np.isfinite(person.orientation_xyzw).all()):
             continue
         body = frame_name(prefix, person.track_id)
+        if body == parent.strip("/"):
+            continue
         frames.append(FrameTransform(parent, body, position, np.asarray(person.orientation_xyzw, float)))
         if joints:
             # joint positions in the body frame: R_body^T (p - pelvis), i.e. the rows of R_body

@@ -94,6 +94,10 @@ def test_body_and_joint_frames_of_a_known_pose():
 def test_no_frames_without_an_id_or_an_absolute_position():
     assert person_frames([standing_person("")], "cam") == []
     assert person_frames([standing_person("3", ROOT_RELATIVE)], "cam") == []
+    # no parent frame (an input without header.frame_id), or a body frame named like its parent:
+    # tf2 would reject either in every listener
+    assert person_frames([standing_person("5")], "") == [] and person_frames([standing_person("5")], "/") == []
+    assert person_frames([standing_person("cam")], "cam", prefix="") == []
     missing = standing_person("4")
     missing.keypoints[13] = np.nan
     assert len(person_frames([missing], "cam", joints=True)) == 1 + 16    # the NaN wrist has no frame

@@ -105,6 +105,18 @@ def test_without_camera_info_poses_are_root_relative(node_factory, clip):
         assert 1.0 < pred[:, 1].max() - pred[:, 1].min() < 2.2
 
 
+def test_an_input_without_frame_id_is_lifted_with_a_warning(node_factory, clip):
+    """No header.frame_id: the poses are still published (root-relative data is still useful), and
+    the log says once why RViz cannot show them and why no TF frames come."""
+    node = node_factory()
+    msg = clip_msg(clip, 0, sec=7)
+    msg.header.frame_id = ""
+    out = node.send_and_receive(msg)
+    assert out is not None and len(out.humans) == 2 and out.header.frame_id == ""
+    node.spin_until(lambda: "without header.frame_id" in node.log(), 5.0)
+    assert node.log().count("without header.frame_id") == 1, node.log()
+
+
 def test_empty_people_list_publishes_an_empty_array_with_the_input_stamp(node_factory):
     node = node_factory()
     msg = stamp_msg(HumanKeypoints2DArray(image_width=640, image_height=480), 42, 7)

@@ -170,6 +170,9 @@ class LiftNode(SpecLifecycleNode):
         target_frame, transform = self._output_transform(msg.header)
         if target_frame is None:
             return      # never published in a wrong frame
+        if not (target_frame or msg.header.frame_id):
+            self.warn_throttled("no_frame_id", "input without header.frame_id: its poses and markers are in no "
+                                               "frame (RViz cannot place them) and get no TF frames")
         try:
             result = lift_keypoints(self.pipeline, msg, self.camera_matrix, self.camera_size, depth,
                                     target_frame, transform)
