@@ -319,7 +319,9 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
         detector = create_detector(detector_config(detect_values))
         tracker = (MultiPersonTracker(TrackerConfig(**tracker_config(detect_values)))
                    if detect_values.get("tracking", True) else None)
-    topics = {name: value(name) for name in ("input_topic", "camera_info_topic", "output_topic", "markers_topic")}
+    # the node's relative topic names as the node in the root namespace resolves them
+    topics = {name: "/" + value(name).lstrip("/")
+              for name in ("input_topic", "camera_info_topic", "output_topic", "markers_topic")}
     result = OfflineResult()
     camera_matrix = camera_size = None
     started = time.perf_counter()

@@ -36,9 +36,9 @@ NODE_NAME = "cfi_pose_lifter"
 CONFIG_FILE = "lift.yaml"
 # launch argument -> node parameter it overrides (same name)
 OVERRIDABLE_PARAMETERS = {
-    "input_topic": "/human_keypoints_2d",
-    "camera_info_topic": "/camera_info",
-    "output_topic": "/human_pose_3d",
+    "input_topic": "human_keypoints_2d",
+    "camera_info_topic": "camera_info",
+    "output_topic": "human_pose_3d",
     "backend": "auto",
     "precision": "fp32",
     "weights": "",
@@ -55,7 +55,7 @@ DETECTOR_CONFIG_FILE = "detect.yaml"
 # launch argument -> detector node parameter it overrides (same name); its keypoints_topic is
 # always the lifter's input_topic
 DETECTOR_OVERRIDABLE_PARAMETERS = {
-    "image_topic": "/image_raw",
+    "image_topic": "image_raw",
     "compressed": "false",
     "detector": "top_down",
     "person_detector_model": "",
@@ -107,7 +107,9 @@ def generate_launch_description():
     arguments = [
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", CONFIG_FILE),
                               description="YAML file with the node's parameters"),
-        DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="namespace of both nodes and of their (relative) topics: "
+                                          "namespace:=cam_left gives /cam_left/human_pose_3d"),
         DeclareLaunchArgument("input", default_value=INPUT_CHOICES[0], choices=list(INPUT_CHOICES),
                               description="keypoints: 2D keypoints from your detector on input_topic; "
                                           "image: also start the 2D detector node on image_topic"),

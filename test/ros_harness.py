@@ -24,23 +24,29 @@ class NodeUnderTest:
     """The installed lift_node in its own process, with topics of its own, and a client node here."""
 
     def __init__(self, tmp_path: Path, overrides: dict | None = None, params_file: str | None = None,
-                 camera_info_topic: str | None = None, wait: bool = True):
+                 camera_info_topic: str | None = None, wait: bool = True, namespace: str | None = None):
+        """Topics of its own (under a unique prefix); with ``namespace`` the node runs there with
+        its default (relative) topic names instead, and the client uses them as resolved there."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
+        from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
         from cfi_pose_ros.node.process import start_lift_node
         from cfi_pose_ros.node.replay import ReplayClient
 
         n = next(_counter)
-        self.prefix = f"/t{n}_{int(time.time() * 1000) % 100000}"
-        self.topics = {"input_topic": f"{self.prefix}/keypoints",
-                       "camera_info_topic": camera_info_topic or f"{self.prefix}/camera_info",
-                       "output_topic": f"{self.prefix}/human_pose_3d",
-                       "markers_topic": f"{self.prefix}/markers"}
+        self.prefix = namespace or f"/t{n}_{int(time.time() * 1000) % 100000}"
+        names = ("input_topic", "camera_info_topic", "output_topic", "markers_topic")
+        self.topics = ({name: f"{namespace}/{PARAMETERS_BY_NAME[name].default}" for name in names} if namespace else
+                       {"input_topic": f"{self.prefix}/keypoints",
+                        "camera_info_topic": camera_info_topic or f"{self.prefix}/camera_info",
+                        "output_topic": f"{self.prefix}/human_pose_3d",
+                        "markers_topic": f"{self.prefix}/markers"})
         self.log_path = tmp_path / f"node{n}.log"
         params = {"autostart": True, "engine_cache_dir": str(tmp_path.parent / "engine_cache"),
-                  **self.topics, **(overrides or {})}
-        self.process = start_lift_node(params_file=params_file, overrides=params, log_path=self.log_path)
+                  **({} if namespace else self.topics), **(overrides or {})}
+        self.process = start_lift_node(params_file=params_file, overrides=params, log_path=self.log_path,
+                                       namespace=namespace)
         if not rclpy.ok():
             rclpy.init()
         self.client = ReplayClient(name=f"test_client_{n}", **self.topics)

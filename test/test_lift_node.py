@@ -92,6 +92,19 @@ def test_known_pose_is_placed_in_camera_frame_with_stamp_and_frame(node_factory,
     assert np.mean(depth_errors) < 0.10, f"mean relative root depth error {np.mean(depth_errors):.3f}"
 
 
+def test_in_a_namespace_the_default_topics_are_the_namespace_s(node_factory, clip):
+    """`ros2 launch cfi_pose_ros lift.launch.py namespace:=cam_left`: the default (relative) topic
+    names resolve in the namespace, so two cameras' lifters neither share nor mix topics."""
+    import os
+
+    node = node_factory(namespace=f"/cam_left_{os.getpid()}")
+    assert node.topics["output_topic"].endswith("_" + str(os.getpid()) + "/human_pose_3d")
+    send_camera_info(node, clip)
+    out = node.send_and_receive(clip_msg(clip, 0, sec=6))
+    assert out is not None and len(out.humans) == 2, node.log()
+    assert out.humans[0].root_source == HumanPose3D.ROOT_FROM_INTRINSICS
+
+
 def test_without_camera_info_poses_are_root_relative(node_factory, clip):
     node = node_factory()
     out = node.send_and_receive(clip_msg(clip, 0, sec=5))

@@ -15,16 +15,16 @@ from cfi_pose_ros.node.parameters import (COMMON_NODE_PARAMETERS, ParamSpec, par
                                          reliability_parameters)
 
 DETECT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("image_topic", "/image_raw",
+    ParamSpec("image_topic", "image_raw",
               "camera image input: sensor_msgs/Image, or sensor_msgs/CompressedImage when `compressed` "
-              "(then name the transport topic itself, e.g. /image_raw/compressed)", read_only=True),
+              "(then name the transport topic itself, e.g. image_raw/compressed)", read_only=True),
     ParamSpec("compressed", False, "subscribe to sensor_msgs/CompressedImage (JPEG/PNG) instead of Image",
               read_only=True),
     ParamSpec("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS,
               "compressed images whose header declares more pixels (width x height) than this are dropped "
               "without being decoded (image_too_large): a small PNG can declare a gigabyte of pixels",
               1, 2 ** 31, read_only=True),
-    ParamSpec("keypoints_topic", "/human_keypoints_2d",
+    ParamSpec("keypoints_topic", "human_keypoints_2d",
               "HumanKeypoints2DArray output (the lifter's input_topic)", read_only=True),
     ParamSpec("detector", "top_down",
               "2D pose detector: top_down = person detector + keypoint model on each box; "

@@ -88,13 +88,15 @@ COMMON_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
 )
 
 LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("input_topic", "/human_keypoints_2d",
+    # Topics are relative names, resolved in the node's namespace (/human_pose_3d in the root one):
+    # two lifters launched with namespace:=cam_left / cam_right then neither share nor mix topics.
+    ParamSpec("input_topic", "human_keypoints_2d",
               "HumanKeypoints2DArray input (2D people of one image)", read_only=True),
-    ParamSpec("camera_info_topic", "/camera_info",
+    ParamSpec("camera_info_topic", "camera_info",
               "sensor_msgs/CameraInfo of the camera the keypoints come from; without it poses are root-relative",
               read_only=True),
-    ParamSpec("output_topic", "/human_pose_3d", "HumanPose3DArray output", read_only=True),
-    ParamSpec("markers_topic", "/human_pose_3d/markers", "visualization_msgs/MarkerArray skeletons for RViz",
+    ParamSpec("output_topic", "human_pose_3d", "HumanPose3DArray output", read_only=True),
+    ParamSpec("markers_topic", "human_pose_3d/markers", "visualization_msgs/MarkerArray skeletons for RViz",
               read_only=True),
     ParamSpec("publish_markers", True, "publish RViz markers"),
     ParamSpec("weights", "", "weights file (.safetensors with its .json beside it); empty = the packaged default; "
