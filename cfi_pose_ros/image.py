@@ -23,6 +23,7 @@ PNG (what image_transport's ``compressed`` transport sends) are accepted.
 """
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import cv2
@@ -42,6 +43,12 @@ _TO_BGR: dict[str, int | None] = {
     "16UC1": cv2.COLOR_GRAY2BGR,
 }
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUT)
+
+
+def bytes_per_pixel(encoding: str) -> int | None:
+    """Bytes of one pixel of a supported raw ``encoding``; None for the others."""
+    layout = _LAYOUT.get(encoding)
+    return None if layout is None else layout[0] * layout[1]
 
 
 # Default bound on a compressed image's decoded size: 4096 x 4096 (a 4K camera is 8.3 MP);
@@ -161,6 +168,22 @@ def _jpeg_size(data: memoryview) -> tuple[int, int] | None:
     return None
 
 
+def png_intact(data: memoryview) -> bool:
+    """Every chunk of a PNG complete with a matching CRC, up to its IEND chunk. A PNG that is not
+    (truncated, bytes damaged in transit) makes libpng print an unthrottled ``libpng error: ...``
+    line on stderr for every frame, so it is refused before libpng sees it."""
+    i, n = 8, len(data)
+    while i + 12 <= n:
+        length = int.from_bytes(data[i:i + 4], "big")
+        end = i + 12 + length
+        if end > n or zlib.crc32(data[i + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            return False
+        if bytes(data[i + 4:i + 8]) == b"IEND":
+            return True
+        i = end
+    return False
+
+
 def compressed_image_size(data: bytes | memoryview | np.ndarray) -> tuple[int, int] | None:
     """``(width, height)`` a PNG or JPEG file declares in its header, read without decoding;
     ``None`` for anything else (or a header too short or corrupt to say)."""
@@ -195,6 +218,10 @@ def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAG
     if width * height > max_pixels:
         raise ImageTooLarge(f"compressed image ({format!r}, {flat.size} bytes) declares {width}x{height} = "
                             f"{width * height} pixels, more than max_image_pixels = {max_pixels}; not decoded")
+    view = memoryview(np.ascontiguousarray(flat))
+    if bytes(view[:8]) == _PNG_SIGNATURE and not png_intact(view):
+        raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a truncated or damaged PNG "
+                         "(a chunk is cut short or fails its CRC, or there is no IEND); not decoded")
     return width, height
 
 
@@ -210,7 +237,10 @@ def decode_compressed(format: str, data: bytes | memoryview | np.ndarray,  # noq
     """
     check_compressed_image(format, data, max_pixels)
     flat = _as_bytes_array(data)
-    image = cv2.imdecode(flat, cv2.IMREAD_COLOR)
+    # IGNORE_ORIENTATION: the pixels as the camera sent them, as cv_bridge and image_transport decode
+    # them (IMREAD_UNCHANGED), not rotated by an EXIF Orientation tag: keypoints, image_width/height
+    # and the camera's CameraInfo must describe the same pixel grid.
+    image = cv2.imdecode(flat, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise ValueError(f"could not decode compressed image ({format!r}, {flat.size} bytes, "
                          f"starting {bytes(flat[:8]).hex()}): not a format OpenCV can read")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import random
 import string
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +88,7 @@ class MultiPersonTracker:
             self._scramble += 1
         self._offset = rng.randrange(_ROS4HRI_NAMES)
         self._counter = 0           # ids given out so far: never reset, so never reused
+        self._stamp_anchor: tuple[float, float] | None = None     # (last stamp, monotonic time it came)
         self.reset()
 
     def reset(self) -> None:
@@ -110,6 +112,20 @@ class MultiPersonTracker:
             code, digit = divmod(code, 26)
             letters.append(string.ascii_lowercase[digit])
         return "".join(letters)
+
+    def clock(self, stamp_s: float | None) -> float:
+        """The time to :meth:`update` a frame stamped ``stamp_s`` (s) with: the stamp itself; for a
+        frame without one (None or <= 0), the last stamp advanced by the monotonic time since it came
+        (the monotonic clock while no frame has had one). So one unstamped frame in a stamped stream
+        neither sends the clock back (which starts over) nor moves it so far that every track expires."""
+        now = time.monotonic()
+        if stamp_s is not None and stamp_s > 0:
+            self._stamp_anchor = (float(stamp_s), now)
+            return float(stamp_s)
+        if self._stamp_anchor is None:
+            return now
+        stamp, then = self._stamp_anchor
+        return stamp + (now - then)
 
     def update(self, boxes: np.ndarray, t: float | None = None) -> list[str]:
         """Match ``boxes`` ``(P, 4)`` (x1, y1, x2, y2) of the frame at time ``t`` to the tracks.

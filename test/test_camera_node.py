@@ -331,6 +331,20 @@ def test_bad_images_are_dropped_counted_and_the_node_goes_on(camera_path, meta, 
     assert "Traceback" not in camera_path.detector_log.read_text()
 
 
+def test_a_raw_image_step_is_checked_against_a_row_of_its_encoding(ros_env):
+    """The check before cv_bridge compared step with the width in pixels: a 160-wide bgr8 image with
+    step 100 was refused with a message that contradicted itself ("step >= width")."""
+    from cfi_pose_ros.node.detect_node import image_to_bgr
+
+    msg = image_msg(np.zeros((120, 160, 3), np.uint8), "bgr8", sec=1)
+    msg.step = 100
+    with pytest.raises(ValueError, match=r"step 100 is shorter than one row of 160 'bgr8' pixels \(480 bytes\)"):
+        image_to_bgr(msg)
+    msg.encoding, msg.step = "yuv422_yuy2", 159          # only cv_bridge knows it: at least a byte a pixel
+    with pytest.raises(ValueError, match="step 159 is shorter than one row"):
+        image_to_bgr(msg)
+
+
 def test_diagnostics_report_per_stage_timings(camera_path, meta, h36m_image):
     for i in range(3):
         assert camera_path.send(image_msg(h36m_image, "rgb8", sec=4000 + i), h36m_camera_info(meta)) is not None

@@ -190,3 +190,36 @@ def test_only_jpeg_and_png_are_decoded():
     ok, encoded = cv2.imencode(".bmp", np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(ValueError, match="not a JPEG or PNG"):
         decode_compressed("bmp", encoded.tobytes())
+
+
+def test_a_jpeg_with_an_exif_orientation_is_decoded_as_sent():
+    """An EXIF Orientation tag (6: rotate 90 degrees) must not rotate the pixels: the keypoints, the
+    message's image_width/height and the camera's CameraInfo describe the pixel grid as sent (what
+    cv_bridge / image_transport decode), and the header's size says so too."""
+    import struct
+
+    image = np.zeros((30, 40, 3), np.uint8)
+    image[:, :20] = 255                                   # 40 wide, 30 high, left half white
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    ifd = struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack(">I", 0)
+    exif = b"Exif\x00\x00" + b"MM\x00\x2a" + struct.pack(">I", 8) + ifd
+    rotated = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + jpeg[2:]
+    assert check_compressed_image("jpeg", rotated) == (40, 30)
+    out = decode_compressed("jpeg", rotated)
+    assert out.shape == (30, 40, 3)
+    assert out[:, :18].mean() > 240 and out[:, 22:].mean() < 15
+
+
+@pytest.mark.parametrize("damage", ["cut_in_half", "cut_to_40_bytes", "zeroed_data", "no_iend"])
+def test_a_damaged_png_is_refused_before_libpng_prints_to_stderr(damage, capfd):
+    """libpng writes its own unthrottled 'libpng error' line to stderr for every broken PNG; the node's
+    drop warning is throttled, so a stream of damaged frames flooded the log."""
+    rng = np.random.default_rng(0)
+    png = cv2.imencode(".png", rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))[1].tobytes()
+    assert check_compressed_image("png", png) == (80, 60)
+    broken = {"cut_in_half": png[:len(png) // 2], "cut_to_40_bytes": png[:40],
+              "zeroed_data": png[:len(png) // 2] + bytes(50) + png[len(png) // 2 + 50:],
+              "no_iend": png[:-12]}[damage]
+    with pytest.raises(ValueError, match="truncated or damaged PNG"):
+        decode_compressed("png", broken)
+    assert capfd.readouterr().err == ""

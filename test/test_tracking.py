@@ -123,3 +123,14 @@ def test_the_tracker_state_stays_bounded_over_20000_frames():
         assert len(tracker.tracks) == 10
         assert sum(len(v) if hasattr(v, "__len__") else 1 for v in vars(tracker).values()
                    if isinstance(v, (set, dict, list))) <= 10
+
+
+def test_a_frame_without_a_stamp_in_a_stamped_stream_keeps_the_ids():
+    """An image with a zero stamp used the monotonic clock, a different clock from the stamps: time
+    went backwards (every track started over) and at the next stamp forwards by years (all expired)."""
+    tracker = MultiPersonTracker()
+    ids = [tracker.update([box(100), box(400)], t=tracker.clock(stamp))
+           for stamp in (1000.0, 1000.033, 0.0, None, 1000.1, 1000.133)]
+    assert ids == [["1", "2"]] * 6
+    fresh = MultiPersonTracker()                           # never stamped: the monotonic clock
+    assert fresh.clock(None) <= fresh.clock(0.0) and fresh.clock(5.0) == 5.0

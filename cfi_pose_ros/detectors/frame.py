@@ -16,7 +16,7 @@ def detect_and_track(detector, tracker, image_bgr: np.ndarray, stamp_s: float | 
 
     People with a non-finite box are left out (the tracker needs boxes). ``tracker=None``
     gives every person the empty id. ``stamp_s`` is the tracker's clock (the image stamp;
-    None or <= 0 = the monotonic clock). ``stage_ms`` holds the detector's own stage timings
+    None or <= 0: see ``MultiPersonTracker.clock``). ``stage_ms`` holds the detector's own stage timings
     where it has them (top-down: ``detector``, ``keypoint_model``), else ``detector``, plus
     ``tracking``. Raises ValueError when the detector does not give COCO-17 keypoints.
     """
@@ -31,7 +31,7 @@ def detect_and_track(detector, tracker, image_bgr: np.ndarray, stamp_s: float | 
         detections = detections.select(finite)
     t0 = time.perf_counter()
     if tracker is not None:
-        ids = tracker.update(detections.boxes, stamp_s if stamp_s and stamp_s > 0 else time.monotonic())
+        ids = tracker.update(detections.boxes, tracker.clock(stamp_s))
     else:
         ids = [""] * len(detections)
     stage_ms["tracking"] = (time.perf_counter() - t0) * 1e3

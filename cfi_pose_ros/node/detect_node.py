@@ -44,8 +44,8 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
 from cfi_pose_ros.detectors.frame import detect_and_track
-from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, UnsupportedEncoding,
-                                check_compressed_image, compressed_msg_to_bgr, image_msg_to_bgr)
+from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, UnsupportedEncoding, bytes_per_pixel,
+                                check_compressed_image, compressed_msg_to_bgr, image_msg_to_bgr, raw_rows)
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
@@ -90,13 +90,10 @@ class StageTimes:
 # --------------------------------------------------------------------- conversions (messages <-> numpy)
 
 def _check_raw_image(msg: Image) -> None:
-    """The size checks that must come before any conversion (cv_bridge does not make all of them)."""
-    if msg.height == 0 or msg.width == 0:
-        raise ValueError(f"image has zero size ({msg.width}x{msg.height}, encoding {msg.encoding!r})")
-    if msg.step < msg.width or len(msg.data) < msg.step * msg.height:
-        raise ValueError(f"image data has {len(msg.data)} bytes with step {msg.step}, expected at least "
-                         f"step*height = {msg.step * msg.height} and step >= width ({msg.width}x{msg.height} "
-                         f"{msg.encoding})")
+    """The size checks that must come before any conversion (cv_bridge does not make all of them):
+    zero size, a step shorter than one row of the encoding's pixels (at least a byte each for an
+    encoding only cv_bridge knows), data shorter than step * height."""
+    raw_rows(msg.height, msg.width, msg.step, msg.data, bytes_per_pixel(msg.encoding) or 1, repr(msg.encoding))
 
 
 def image_to_bgr(msg, bridge=None, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
