@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 
@@ -73,7 +74,11 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
     tensors_path, config_path = _paths(path)
     tensors_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tensors_path))
+    # Both files are written beside their final names first and only then renamed over them, so an
+    # interrupted save leaves the previous pair as it was (at worst the two renames apart).
+    tensors_partial = tensors_path.with_suffix(".safetensors.partial")
+    config_partial = config_path.with_suffix(".json.partial")
+    save_file(state, str(tensors_partial))
     config = {
         "format": FORMAT,
         "model": model.config.to_dict(),
@@ -82,9 +87,11 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
         "output": "root-relative 3D joints, metres, camera frame (x right, y down, z forward)",
         "training": training or {},
         "metrics": metrics or {},
-        "tensors_sha256": file_sha256(tensors_path),
+        "tensors_sha256": file_sha256(tensors_partial),
     }
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    config_partial.write_text(json.dumps(config, indent=2) + "\n")
+    tensors_partial.replace(tensors_path)
+    config_partial.replace(config_path)
     return tensors_path
 
 
@@ -122,6 +129,12 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
         model_config = CFIConfig.from_dict(config["model"])
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"{config_path}: bad model config: {exc}") from exc
+    problem = _config_value_problem(model_config)
+    if problem:
+        raise WeightsError(f"{config_path}: bad model config: {problem}")
+    for key, kind in (("training", dict), ("metrics", dict), ("tensors_sha256", str)):
+        if key in config and not isinstance(config[key], kind):
+            raise WeightsError(f"{config_path}: {key!r} must be a {kind.__name__}, not {config[key]!r:.60}")
     layout = config.get("joint_layout")
     if layout not in LAYOUTS or LAYOUTS[layout].num_joints != model_config.num_joints:
         raise WeightsError(f"{config_path}: joint layout {layout!r} does not fit a "
@@ -130,6 +143,26 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
                        normalization=config.get("normalization", ""),
                        training=config.get("training", {}), metrics=config.get("metrics", {}),
                        sha256=config.get("tensors_sha256", ""))
+
+
+def _config_value_problem(config: CFIConfig) -> str | None:
+    """What is wrong with a config's values that its constructor lets through (``dim: 32.0``,
+    ``mlp_ratio: -1``), or ``None``: such a JSON must fail as a bad weights file, not in torch."""
+    for f in fields(CFIConfig):
+        value, kind = getattr(config, f.name), f.type if isinstance(f.type, str) else f.type.__name__
+        if kind == "int":
+            ok = type(value) is int
+        elif kind == "float":
+            ok = type(value) in (int, float) and math.isfinite(value)
+        else:
+            ok = type(value) is bool
+        if not ok:
+            return f"{f.name} must be {'an' if kind == 'int' else 'a'} {kind}, not {value!r}"
+    if int(config.dim * config.mlp_ratio) < 1:
+        return f"mlp_ratio ({config.mlp_ratio}) leaves the MLP no hidden units"
+    if not 0.0 <= config.dropout < 1.0:
+        return f"dropout ({config.dropout}) must be in [0, 1)"
+    return None
 
 
 def expected_shapes(config: CFIConfig) -> dict[str, tuple[int, ...]]:

@@ -273,3 +273,27 @@ def test_evaluation_cli_records_its_means_in_the_weights_json(files, tmp_path):
     assert info.metrics["S1_gt2d_stride2_flip_test"]["mpjpe_mm"] == pytest.approx(
         flipped["mpjpe"]["mean_over_actions"])
     assert flipped["frames"] < plain["frames"]
+
+
+def test_evaluation_cli_names_a_missing_subject_in_one_line(files, tmp_path, monkeypatch, capsys):
+    """`--subjects S9 S11` where the data has no S11 (the shared copy here): one line, exit 1."""
+    import sys
+
+    import torch
+
+    from cfi_pose_ros.model import CFIConfig, CFINet
+    from cfi_pose_ros.weights import save_weights
+    from training.evaluate import main as evaluate
+
+    torch.manual_seed(0)
+    weights = save_weights(CFINet(CFIConfig(dim=16, depth=1, heads=2)), tmp_path / "w" / "tiny.safetensors")
+    cameras = {k: v for k, v in files["cameras"].items() if k != "S11"}
+    (tmp_path / "cameras_without_s11.json").write_text(json.dumps(cameras))
+    for subjects, cameras_file, expected in ((["S1", "S7"], files["cameras_json"], "subject S7 not in the 3D file"),
+                                             (["S11"], tmp_path / "cameras_without_s11.json",
+                                              "subject S11 not in the cameras file")):
+        monkeypatch.setattr(sys, "argv", ["evaluate", "--weights", str(weights), "--data-3d", str(files["data_3d"]),
+                                          "--cameras", str(cameras_file), "--subjects", *subjects])
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate()
+        assert str(exit_info.value).startswith("error: ") and expected in str(exit_info.value)

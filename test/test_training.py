@@ -184,6 +184,26 @@ def test_resume_continues_at_epoch_three(two_epochs, tmp_path):
     assert info.training["epochs_done"] == 3
 
 
+def test_resume_reads_the_checkpoint_state_from_the_tensor_file(two_epochs, tmp_path):
+    """Tensors and metadata are one file (one rename), so a run killed between writing the tensors
+    and the readable checkpoint.json cannot resume from one epoch's weights with another's state."""
+    source, _, _ = two_epochs
+    out = tmp_path / "stale"
+    shutil.copytree(source, out)
+    meta = json.loads((out / "checkpoint.json").read_text())
+    (out / "checkpoint.json").write_text(json.dumps({**meta, "epoch": 1, "history": meta["history"][:1]}))
+    record = train_module.main(ARGS + ["--epochs", "3", "--out", str(out), "--resume"])
+    assert record["epoch"] == 3 and [line["epoch"] for line in read_metrics(out)] == [1, 2, 3]
+
+
+def test_a_training_set_smaller_than_one_batch_is_refused_at_start(tmp_path):
+    """No step could run: an epoch run ended having written nothing, a budget run never ended."""
+    args = without(without(ARGS, "--synthetic"), "--batch-size") + ["--synthetic", "200", "--batch-size", "256"]
+    for budget in (["--epochs", "2"], ["--budget-samples", "1000"]):
+        with pytest.raises(SystemExit, match="do not fill one batch of 256"):
+            train_module.main(args + budget + ["--out", str(tmp_path)])
+
+
 def test_resume_of_a_finished_run_does_nothing_more(two_epochs, tmp_path):
     source, record, _ = two_epochs
     out = tmp_path / "again"
@@ -417,6 +437,9 @@ def test_interrupted_budget_run_resumes_to_the_same_weights(monkeypatch, tmp_pat
         assert torch.equal(value, b.state_dict()[key]), key
     record = json.loads((tmp_path / "split" / "tiny.json").read_text())["training"]
     assert len(record["commands"]) == 2 and record["commands"][1].endswith("--resume")
+    # the epoch cut by the interruption is recorded whole (its steps before the checkpoint count)
+    assert ([(m["epoch"], m["steps"], m["train_loss"]) for m in read_metrics(tmp_path / "split")]
+            == [(m["epoch"], m["steps"], m["train_loss"]) for m in read_metrics(tmp_path / "whole")])
 
 
 def test_noisy_2d_accuracy_is_reported_beside_the_clean(tmp_path):

@@ -132,6 +132,16 @@ def test_json_with_an_ablated_branch(saved):
     (lambda c: c["model"].update(colour="blue"), "bad model config"),
     (lambda c: c["model"].update(dim=30, heads=4), "bad model config"),
     (lambda c: c.update(joint_layout="coco_17_ish"), "joint layout"),
+    # values the config's constructor let through, that failed later inside torch or a CLI
+    (lambda c: c["model"].update(dim=32.0), "dim must be an int"),
+    (lambda c: c["model"].update(depth=True), "depth must be an int"),
+    (lambda c: c["model"].update(mlp_ratio=-1), "no hidden units"),
+    (lambda c: c["model"].update(mlp_ratio=float("nan")), "mlp_ratio must be a float"),
+    (lambda c: c["model"].update(dropout=1.5), "dropout"),
+    (lambda c: c["model"].update(use_gramlp=1), "use_gramlp must be a bool"),
+    (lambda c: c.update(tensors_sha256=5), "'tensors_sha256' must be a str"),
+    (lambda c: c.update(training=[1]), "'training' must be a dict"),
+    (lambda c: c.update(metrics="good"), "'metrics' must be a dict"),
 ])
 def test_bad_json_fields(saved, edit, message):
     _, path = saved
@@ -248,3 +258,27 @@ def test_weights_setting_resolves_bundled_names_and_keeps_paths(tmp_path):
         assert resolve_weights(as_given) == as_given           # a path stays a path, even a missing one
     options = lifter_options(lambda name: "cfi_h36m_d128" if name == "weights" else PARAMETERS_BY_NAME[name].default)
     assert options["weights"] == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_d128.safetensors"))
+
+
+def test_an_interrupted_save_leaves_the_previous_pair_loadable(saved, monkeypatch):
+    """Both files are written beside their final names and renamed over them: a save that dies
+    before the renames (a full disk, a kill) leaves the last good weights, not a checksum mismatch."""
+    from pathlib import Path
+
+    model, path = saved
+    before = {k: v.clone() for k, v in load_weights(path)[0].state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+
+    def dies(self, target):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(Path, "replace", dies)
+    with pytest.raises(OSError, match="no space"):
+        save_weights(model, path)
+    monkeypatch.undo()
+    loaded, _ = load_weights(path)
+    assert all(torch.equal(v, before[k]) for k, v in loaded.state_dict().items())
+    save_weights(model, path)                                   # and a save that completes replaces them
+    assert not torch.equal(load_weights(path)[0].state_dict()["head.bias"], before["head.bias"])

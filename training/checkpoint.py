@@ -32,18 +32,26 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     if ema is not None:
         tensors.update({f"ema.{i}": t.detach().cpu().contiguous() for i, t in enumerate(ema.shadow)})
         meta["ema_updates"] = ema.updates
+    # The metadata travels inside the tensor file's header, so one atomic rename replaces tensors and
+    # metadata together; checkpoint.json is a readable copy (also written by rename).
+    text = json.dumps(meta, indent=2)
     tmp = directory / "checkpoint.safetensors.tmp"
-    save_file(tensors, str(tmp))
+    save_file(tensors, str(tmp), metadata={"checkpoint.json": text})
     tmp.replace(directory / "checkpoint.safetensors")
-    (directory / "checkpoint.json").write_text(json.dumps(meta, indent=2))
+    tmp_json = directory / "checkpoint.json.tmp"
+    tmp_json.write_text(text)
+    tmp_json.replace(directory / "checkpoint.json")
 
 
 def load_checkpoint(directory: Path, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, ema=None) -> dict:
     """Restore model, optimizer, EMA and RNG in place; returns the JSON metadata."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    meta = json.loads((directory / "checkpoint.json").read_text())
+    with safe_open(str(directory / "checkpoint.safetensors"), framework="pt") as f:
+        embedded = (f.metadata() or {}).get("checkpoint.json")
+    meta = json.loads(embedded if embedded is not None else (directory / "checkpoint.json").read_text())
     if CFIConfig.from_dict(meta["model"]) != model.config:
         raise ValueError(f"{directory}: checkpoint is for {meta['model']}, not {model.config.to_dict()}")
     tensors = load_file(str(directory / "checkpoint.safetensors"))

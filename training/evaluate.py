@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
-from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights, record_metrics
+from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics
 from training.augment import flip_poses
 from training.h36m import ACTION_CLASSES, PoseSet, load_h36m
 
@@ -107,8 +107,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    model, info = load_weights(args.weights)
-    poses = load_h36m(args.data_3d, args.cameras, tuple(args.subjects), args.data_2d, args.stride)
+    try:
+        model, info = load_weights(args.weights)
+        poses = load_h36m(args.data_3d, args.cameras, tuple(args.subjects), args.data_2d, args.stride)
+    except (WeightsError, KeyError, ValueError, OSError) as error:   # bad weights, subjects or files
+        if argv is not None:
+            raise
+        reason = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise SystemExit(f"error: {reason}") from None
     result = evaluate_pose_set(model, poses, args.flip_test, args.batch_size, progress=True)
     result.update(weights=str(args.weights), subjects=args.subjects, stride=args.stride,
                   input_2d=args.data_2d or "ground truth", flip_test=args.flip_test,

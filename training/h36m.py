@@ -104,6 +104,8 @@ def build_pose_set(poses_3d: dict, cameras: dict[str, list[H36MCamera]], subject
     for s_index, subject in enumerate(subjects):
         if subject not in poses_3d:
             raise KeyError(f"subject {subject} not in the 3D file (has {sorted(poses_3d)})")
+        if subject not in cameras:
+            raise KeyError(f"subject {subject} not in the cameras file (has {sorted(cameras)})")
         for action, world in sorted(poses_3d[subject].items()):
             if subject == "S11" and action_class(action) == "Directions":
                 continue

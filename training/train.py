@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
-from cfi_pose_ros.weights import load_weights, save_weights
+from cfi_pose_ros.weights import WeightsError, load_weights, save_weights
 from training.augment import detector_noise, displace_joints, drop_joints, random_flip
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.evaluate import DEFAULT_DATA, evaluate_pose_set, record_name, with_detector_noise
@@ -186,6 +186,8 @@ class RunState:
     samples: int = 0                # training samples seen (all ranks)
     train_seconds: float = 0.0      # time spent in training steps (excludes evaluation, saving, compiling)
     finished: bool = False          # a budget run that has spent its budget
+    epoch_loss_sum: float = 0.0     # the current epoch's summed loss and steps so far (a mid-epoch resume
+    epoch_steps: int = 0            # reports the whole epoch, as an uninterrupted run does)
     precision: str = ""
     compile: str = ""
     threads: int = 0
@@ -303,16 +305,16 @@ def build_forward_loss(model: torch.nn.Module, loss_fn, precision: str, device: 
 
 
 def train_step(forward_loss, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               args, ema: WeightEMA | None = None) -> torch.Tensor:
+               args, ema: WeightEMA | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """One optimisation step on a batch (augmentation included); returns the detached loss.
 
     Nothing here waits for a value: the caller reads the loss only when it logs.
     """
     if not args.no_flip:
-        x, y = random_flip(x, y)
-    x = detector_noise(x, args.noise_std, args.noise_prob)
-    x = displace_joints(x, args.outlier_prob, args.outlier_max_shift)
-    x = drop_joints(x, args.missing_prob, args.missing_max)
+        x, y = random_flip(x, y, generator)
+    x = detector_noise(x, args.noise_std, args.noise_prob, generator)
+    x = displace_joints(x, args.outlier_prob, args.outlier_max_shift, generator)
+    x = drop_joints(x, args.missing_prob, args.missing_max, generator=generator)
     loss = forward_loss(x, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -340,12 +342,12 @@ def train(args) -> dict:
     if args.attention == "sdpa":
         use_fused_attention(model)
     state = RunState()
-    if args.init_weights and not (args.resume and (out / "checkpoint.json").exists()):
+    if args.init_weights and not (args.resume and (out / "checkpoint.safetensors").exists()):
         state.init_weights = init_from_weights(model, args.init_weights, config)
     optimizer = make_optimizer(model, args.lr, device)
     ema = WeightEMA(model, args.ema_decay) if args.ema_decay > 0 else None
     history: list[dict] = []
-    if args.resume and (out / "checkpoint.json").exists():
+    if args.resume and (out / "checkpoint.safetensors").exists():
         meta = load_checkpoint(out, model, optimizer, ema)
         history = meta["history"]
         state = RunState(**{**asdict(RunState()), **meta.get("run_state", {}), "epoch": meta["epoch"]})
@@ -356,6 +358,9 @@ def train(args) -> dict:
     loss_fn = LOSSES[args.loss]
     inputs = torch.from_numpy(train_set.inputs_2d).to(device)
     targets = torch.from_numpy(train_set.targets_3d).to(device)
+    if len(inputs) // world < args.batch_size:   # no full batch: no step would run (a budget run: forever)
+        raise SystemExit(f"error: {len(inputs)} training poses{f' over {world} processes' if world > 1 else ''} "
+                         f"do not fill one batch of {args.batch_size}; lower --batch-size (or --stride)")
 
     precision, timings = probe_precision(args, model, inputs, targets, loss_fn, device)
     state.precision = precision
@@ -425,6 +430,8 @@ def train(args) -> dict:
         order = torch.randperm(len(inputs), generator=generator)[rank::world].to(device)
         first_step = state.step_in_epoch
         started, loss_sum, steps_done = time.time(), torch.zeros(()), 0
+        if first_step:                  # resumed mid-epoch: the steps before the checkpoint count too
+            loss_sum, steps_done = torch.tensor(state.epoch_loss_sum), state.epoch_steps
         last_checkpoint = clock()
         desc = f"epoch {state.epoch + 1}" + ("" if budget.enabled else f"/{args.epochs}")
         bar = tqdm(range(first_step, steps_per_epoch), desc=desc, disable=not main_process, unit="step",
@@ -439,7 +446,11 @@ def train(args) -> dict:
                 for group in optimizer.param_groups:
                     group["lr"] = schedule.lr(progress)
             idx = order[step * args.batch_size:(step + 1) * args.batch_size]
-            loss = train_step(forward_loss, optimizer, inputs[idx], targets[idx], args, ema)
+            # the augmentation's random numbers are a function of (seed, rank, step) only, so a resumed
+            # run draws what the uninterrupted one would have, on every rank and device
+            augmentation_rng = torch.Generator(device=device).manual_seed(
+                (args.seed * 1_000_003 + rank) * 1_000_003 + state.global_step)
+            loss = train_step(forward_loss, optimizer, inputs[idx], targets[idx], args, ema, augmentation_rng)
             loss_sum += loss
             steps_done += 1
             state.step_in_epoch = step + 1
@@ -447,11 +458,18 @@ def train(args) -> dict:
             state.samples += len(idx) * world
             now = clock()
             state.train_seconds += step_timer.count(now - step_started)
+            if world > 1 and budget.minutes > 0:
+                # every rank must see the same budget: one that stopped alone would leave the
+                # others waiting in the next step's all-reduce
+                seconds = torch.tensor([state.train_seconds], dtype=torch.float64, device=device)
+                torch.distributed.all_reduce(seconds, op=torch.distributed.ReduceOp.MAX)
+                state.train_seconds = float(seconds)
             if steps_done % 20 == 1:
                 check_finite(None, None, loss.item(), state)
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             if main_process and now - last_checkpoint > args.checkpoint_minutes * 60:
                 check_finite(model, ema, float(loss_sum), state)
+                state.epoch_loss_sum, state.epoch_steps = float(loss_sum), steps_done
                 save_checkpoint(out, model, optimizer, state.epoch, history,
                                 {"args": vars(args), "run_state": asdict(state)}, ema=ema)
                 last_checkpoint = clock()
@@ -511,10 +529,10 @@ def main(argv: list[str] | None = None) -> dict:
     args.command_line = argv
     try:
         return train(args)
-    except TrainingDiverged as error:
+    except (TrainingDiverged, WeightsError, KeyError) as error:   # diverged; bad --init-weights or subjects
         if argv is not None:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error.args[0] if isinstance(error, KeyError) and error.args else error}", file=sys.stderr)
         raise SystemExit(1) from None
 
 
