@@ -538,3 +538,35 @@ def test_init_weights_of_another_architecture_is_refused(two_epochs, tmp_path):
     with pytest.raises(ValueError, match="differs from this run"):
         train_module.main(args + ["--epochs", "1", "--init-weights", str(two_epochs[0] / "tiny.safetensors"),
                                   "--out", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_distributed_training_resumes_exactly_and_a_minutes_budget_ends_on_every_rank(tmp_path):
+    """torchrun, two CPU processes (gloo): 1 epoch + --resume gives the 2-epoch run's weights (each
+    rank's augmentation draws are a function of seed, rank and step, so nothing depends on which RNG
+    state was saved); and a --budget-minutes run ends on both ranks together (each decided on its own
+    clock: one left the process group while the other waited in the next all-reduce)."""
+    import os
+    import subprocess
+
+    args = ["--synthetic", "2000", "--dim", "32", "--depth", "1", "--heads", "4", "--batch-size", "64",
+            "--max-steps-per-epoch", "6", "--threads", "1", "--seed", "7", "--name", "tiny", "--compile", "off",
+            "--amp", "off", "--eval-noise-std", "0", "--noise-std", "0.01"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def torchrun(*extra):
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                               "-m", "training.train", *args, *extra], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    torchrun("--epochs", "2", "--out", str(tmp_path / "whole"))
+    torchrun("--epochs", "1", "--out", str(tmp_path / "split"))
+    torchrun("--epochs", "2", "--out", str(tmp_path / "split"), "--resume")
+    whole, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
+    split, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, split.state_dict()[key]), key
+
+    torchrun("--budget-minutes", "0.05", "--out", str(tmp_path / "budget"))
+    assert json.loads((tmp_path / "budget" / "checkpoint.json").read_text())["run_state"]["finished"]
