@@ -200,10 +200,15 @@ class TopicSummary:
 
 def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, int]]:
     """topic -> (type, message count), and the (first, last) log time in ns."""
+    from mcap.exceptions import McapError
     from mcap.reader import make_reader
 
     with open(path, "rb") as f:
-        summary = make_reader(f).get_summary()
+        try:
+            summary = make_reader(f).get_summary()
+        except (McapError, OSError, ValueError) as exc:   # cut short, never closed, not MCAP at all
+            raise ValueError(f"{path}: not a complete MCAP file ({type(exc).__name__}: {exc}); "
+                             "was it cut short or its recorder killed?") from exc
     if summary is None:
         raise ValueError(f"{path}: no MCAP summary section (the file was not closed properly)")
     counts = summary.statistics.channel_message_counts if summary.statistics else {}
@@ -232,7 +237,11 @@ def main(argv=None) -> int:
     parser.add_argument("command", choices=["info"])
     parser.add_argument("bag")
     args = parser.parse_args(argv)
-    topics, (start, end) = bag_summary(args.bag)
+    try:
+        topics, (start, end) = bag_summary(args.bag)
+    except (ValueError, OSError) as exc:
+        print(f"bag: error: {exc}", file=sys.stderr)
+        return 2
     print(f"file:     {args.bag}")
     print(f"duration: {(end - start) * 1e-9:.3f} s")
     print(f"messages: {sum(t.count for t in topics.values())}")

@@ -115,6 +115,10 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=None, help="frames to replay (default: the whole clip)")
     parser.add_argument("--rate", type=float, default=30.0)
     args = parser.parse_args(argv)
+    if not (args.rate > 0 and np.isfinite(args.rate)):
+        parser.error(f"--rate must be a positive number of frames per second, got {args.rate}")
+    if args.frames is not None and args.frames < 1:
+        parser.error(f"--frames must be at least 1, got {args.frames}")
     # DDS stays on this machine, in a domain of its own, unless the caller chose otherwise.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))

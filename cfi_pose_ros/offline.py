@@ -92,6 +92,8 @@ def _pick_topic(topics: dict, types: tuple[str, ...], chosen: str | None, what: 
     if chosen:
         if chosen not in topics:
             raise ValueError(f"the bag has no topic {chosen} (it has {sorted(topics)})")
+        if topics[chosen].type_name not in types:
+            raise ValueError(f"--{what}-topic {chosen} holds {topics[chosen].type_name}, not {' or '.join(types)}")
         return chosen
     found = sorted(t for t, info in topics.items() if info.type_name in types)
     if len(found) > 1:
@@ -111,12 +113,19 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
         raise ValueError(f"{path}: no 2D keypoints ({KEYPOINTS_TYPE}) and no image topic to lift")
     detect = kp_topic is None
     frames = topics[img_topic if detect else kp_topic].count
-    fps = (frames - 1) / ((end - start) * 1e-9) if frames > 1 and end > start else 30.0
+    # the frame topic's own span: other topics (CameraInfo, /tf, status) may cover much more of the bag
+    times = [m.log_time_ns for m in read_bag(path, [img_topic if detect else kp_topic])]
+    fps = (len(times) - 1) / ((times[-1] - times[0]) * 1e-9) if len(times) > 1 and times[-1] > times[0] else 30.0
 
     def items(with_images: bool) -> Iterator[Item]:
         wanted = [t for t in (kp_topic, info_topic, img_topic if (detect or with_images) else None) if t]
         for message in read_bag(path, wanted):
-            msg = message.decode()
+            try:
+                msg = message.decode()
+            except (RuntimeError, ValueError) as exc:    # rclpy's RMWError: bytes not of the schema's type
+                print(f"skipping a message on {message.topic} at {message.log_time_ns} ns: it does not decode "
+                      f"as {message.type_name} ({str(exc).splitlines()[0]})", file=sys.stderr)
+                continue
             if message.topic == kp_topic:
                 yield Item(message.log_time_ns, keypoints=msg)
             elif message.topic == info_topic:
@@ -136,7 +145,10 @@ def clip_source(path: Path, rate_hz: float = 30.0, frame_id: str = "camera_optic
     """A clip in the bundled format, as the demo replays it: CameraInfo, then each frame's 2D people."""
     from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
 
-    clip = Clip.load(path)
+    try:
+        clip = Clip.load(path)
+    except (KeyError, ValueError) as exc:       # not an .npz, or not the bundled clip format
+        raise ValueError(f"{path}: not a clip in the bundled format ({exc})") from exc
     period_ns = int(round(1e9 / rate_hz))
 
     def items(with_images: bool) -> Iterator[Item]:
@@ -219,11 +231,15 @@ def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="c
     if not files:
         raise ValueError(f"no images in {[str(p) for p in paths]}")
 
+    unreadable: set[Path] = set()
+
     def frames() -> Iterator[np.ndarray]:
         for file in files:
             image = cv2.imread(str(file), cv2.IMREAD_COLOR)
             if image is None:
-                print(f"skipping {file}: not an image OpenCV can read", file=sys.stderr)
+                if file not in unreadable:          # the video pass reads the photos again
+                    unreadable.add(file)
+                    print(f"skipping {file}: not an image OpenCV can read", file=sys.stderr)
                 continue
             yield image
 
@@ -266,6 +282,12 @@ def parameter_values(specs, params_file=None, node_name: str = "", overrides: di
     unknown = sorted(set(values) - {spec.name for spec in specs})
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for {node_name}")
+    from cfi_pose_ros.node.parameters import parameter_problem
+
+    for spec in specs:                   # the node's own start-up check: type, range, choices
+        problem = parameter_problem(spec, values[spec.name])
+        if problem:
+            raise ValueError(f"parameter {spec.name}={values[spec.name]!r} for {node_name}: {problem}")
     return values
 
 
@@ -274,6 +296,7 @@ def parameter_values(specs, params_file=None, node_name: str = "", overrides: di
 @dataclass
 class FrameRecord:
     """What the video needs of one lifted frame."""
+    index: int                 # the frame's position in the source (stamps may repeat or be zero)
     stamp_ns: int
     people_2d: list            # (keypoints (K, 2), scores (K,), layout name, id)
     image_size: tuple[int, int]
@@ -365,7 +388,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                 writer.write(topics["markers_topic"], markers_msg, item.log_time_ns)
             if keep_records:
                 result.records.append(FrameRecord(
-                    _stamp_ns(msg.header), [(p.keypoints, p.scores, p.layout, p.track_id)
+                    result.frames - 1, _stamp_ns(msg.header), [(p.keypoints, p.scores, p.layout, p.track_id)
                                             for p in lifted.source.people],
                     (int(msg.image_width), int(msg.image_height)), markers))
         result.messages_written = writer.count
@@ -443,17 +466,19 @@ def render_video(source: Source, records: list[FrameRecord], out_stem: Path, opt
     aspect = max(w / h for w, h in (r.image_size for r in records) if w > 0 and h > 0) if any(
         min(r.image_size) > 0 for r in records) else 1.0
     left_width = 2 * int(round(PANEL_HEIGHT * min(max(aspect, 0.5), 2.0) / 2))   # even: video codecs want it
-    by_stamp = {r.stamp_ns: r for r in records}
+    by_index = {r.index: r for r in records}
     latest_image = None
     done = 0
+    index = -1
     bar = tqdm(total=len(records), unit="frame", desc="rendering", disable=not progress, file=sys.stderr)
     for item in source.items(True):
         if item.image is not None:
             latest_image = (_stamp_ns(item.header), item.image)
-            stamp = latest_image[0] if source.detect else None
+        if (item.image is not None) if source.detect else (item.keypoints is not None):
+            index += 1                           # the same frames, in the same order, as lift_source counts
         else:
-            stamp = _stamp_ns(item.keypoints.header) if item.keypoints is not None else None
-        record = by_stamp.pop(stamp, None) if stamp is not None else None
+            continue
+        record = by_index.pop(index, None)
         if record is None:
             continue
         if latest_image is not None and latest_image[0] <= record.stamp_ns:
@@ -513,11 +538,16 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS
-    from cfi_pose_ros.node.lifting import static_target_transform
-    from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
+def _input_errors() -> tuple:
+    """What a bad input file, path, parameter or model raises (a bug's TypeError or
+    AttributeError still shows its traceback)."""
+    import yaml
+    from mcap.exceptions import McapError
 
+    return (ValueError, OSError, RuntimeError, KeyError, yaml.YAMLError, McapError)
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", type=Path, help="an .mcap bag, an .npz clip, a video, or photos / a folder")
     parser.add_argument("--out", type=Path, default=Path("outputs/offline"))
@@ -547,6 +577,29 @@ def main(argv=None) -> int:
 
     if args.target_frame and args.target_from_camera is None:
         parser.error("--target-frame needs --target-from-camera (offline there is no tf2 buffer)")
+    if args.target_from_camera is not None and not args.target_frame:
+        parser.error("--target-from-camera needs --target-frame (the frame the transform leads to)")
+    if args.hfov is not None and not 0.0 < args.hfov < 180.0:
+        parser.error(f"--hfov must be a field of view in degrees, 0 < hfov < 180, got {args.hfov}")
+    if args.intrinsics is not None and not (all(math.isfinite(v) for v in args.intrinsics)
+                                            and args.intrinsics[0] > 0 and args.intrinsics[1] > 0):
+        parser.error(f"--intrinsics needs finite FX FY CX CY with FX, FY > 0, got {args.intrinsics}")
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("offline: interrupted", file=sys.stderr)
+        return 130
+    except _input_errors() as exc:
+        text = str(exc).strip().splitlines()
+        print(f"offline: error: {text[0] if text else type(exc).__name__}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS
+    from cfi_pose_ros.node.lifting import static_target_transform
+    from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
+
     target = static_target_transform(args.target_from_camera) if args.target_from_camera else None
     lift_values = parameter_values(LIFT_NODE_PARAMETERS, args.params_file, "cfi_pose_lifter",
                                    {"weights": args.weights, "backend": args.backend, "threads": args.threads})

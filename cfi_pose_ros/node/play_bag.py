@@ -88,6 +88,7 @@ class BagPlayer:
 def main(argv=None) -> int:
     import numpy as np
     import rclpy
+    from mcap.exceptions import McapError
 
     from cfi_pose_ros.node.base import create_executor
 
@@ -100,6 +101,11 @@ def main(argv=None) -> int:
     parser.add_argument("--wait-for-subscribers", type=float, default=10.0, metavar="S",
                         help="wait up to S seconds for every topic to have a subscriber before starting")
     args = parser.parse_args(argv)
+    if not (args.rate > 0 and np.isfinite(args.rate)):
+        parser.error(f"--rate must be a positive number, got {args.rate}")
+    bad = [item for item in args.remap if ":=" not in item]
+    if bad:
+        parser.error(f"--remap takes FROM:=TO, got {bad}")
     remap = dict(item.split(":=", 1) for item in args.remap)
     rclpy.init()
     node = rclpy.create_node("cfi_bag_player")
@@ -110,6 +116,12 @@ def main(argv=None) -> int:
         if not player.wait_for_subscribers(executor, args.wait_for_subscribers):
             print("not every topic has a subscriber; playing anyway", file=sys.stderr)
         report = player.play(executor, args.rate)
+    except KeyboardInterrupt:
+        print("play_bag: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, McapError) as exc:      # no such bag, not MCAP, cut short, nothing to play
+        print(f"play_bag: error: {str(exc) or type(exc).__name__}", file=sys.stderr)
+        return 2
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -1,0 +1,113 @@
+"""The offline CLI (``python -m cfi_pose_ros.offline``) on bad inputs and awkward bags: a bad file,
+path or setting is one line and exit 2 (argparse's own errors too), never a traceback; a bag
+whose stamps repeat or whose other topics span longer still gives one video frame per lifted frame
+at the frame topic's rate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import ros_available
+
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))]
+
+if ros_available() is None:
+    from cfi_pose_ros.bag import BagWriter
+    from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
+    from cfi_pose_ros.offline import main as offline
+
+FRAME = "offline_camera_optical_frame"
+PERIOD_NS = 100_000_000          # 10 Hz
+
+
+def _bag(path, stamps, extra_span_s: float = 0.0):
+    """CameraInfo then one keypoints frame per stamp (log times 10 Hz apart); with ``extra_span_s`` a
+    /diagnostics message that long after stretches the bag but not the frames."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    clip = Clip.load()
+    start = 10**9 * 100
+    with BagWriter(path) as writer:
+        writer.write("/camera_info", camera_info_msg(clip.camera_matrix, clip.image_size, FRAME), start - PERIOD_NS)
+        for k, stamp in enumerate(stamps):
+            msg = keypoints_msg(clip.pixels[k], clip.scores[k], clip.ids, clip.image_size, clip.layout, FRAME, stamp)
+            writer.write("/human_keypoints_2d", msg, start + k * PERIOD_NS)
+        if extra_span_s:
+            writer.write("/diagnostics", DiagnosticArray(), start + int(extra_span_s * 1e9))
+    return path
+
+
+def _video_frames_and_fps(path) -> tuple[int, float]:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames, fps = 0, capture.get(cv2.CAP_PROP_FPS)
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    return frames, fps
+
+
+def test_repeated_stamps_and_a_longer_bag_give_one_video_frame_per_lifted_frame(tmp_path, capsys):
+    """Frames were matched to the video by stamp (ten frames stamped 0 became one video frame) and the
+    rate came from the whole bag's span (a 1 Hz topic over 20 s made a 10 Hz clip play 20x slow)."""
+    import json
+
+    bag = _bag(tmp_path / "zero_stamps.mcap", [0] * 10, extra_span_s=20.0)
+    assert offline([str(bag), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["frames"] == 10 and summary["video"]
+    if summary["video"].endswith(".mp4"):
+        frames, fps = _video_frames_and_fps(summary["video"])
+        assert frames == 10 and fps == pytest.approx(10.0, rel=0.05)
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("missing_bag", "No such file"),
+    ("truncated_bag", "not a complete MCAP file"),
+    ("not_a_clip", "not a clip in the bundled format"),
+    ("bad_params_file_value", "parameter max_people=-5 for cfi_pose_lifter: out of range"),
+    ("wrong_topic_type", "holds sensor_msgs/msg/CameraInfo"),
+])
+def test_a_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, expected):
+    good = _bag(tmp_path / "good.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
+    args = {"missing_bag": [str(tmp_path / "nowhere.mcap")],
+            "truncated_bag": [str(tmp_path / "cut.mcap")],
+            "not_a_clip": [str(tmp_path / "other.npz")],
+            "bad_params_file_value": [str(good), "--params-file", str(tmp_path / "lift.yaml")],
+            "wrong_topic_type": [str(good), "--keypoints-topic", "/camera_info"]}[problem]
+    (tmp_path / "cut.mcap").write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    np.savez(tmp_path / "other.npz", something=np.zeros(3))
+    (tmp_path / "lift.yaml").write_text("/**:\n  ros__parameters:\n    max_people: -5\n")
+    assert offline(args + ["--out", str(tmp_path / "out"), "--quiet", "--no-video"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err) and err[-1].startswith("offline: error: ") and expected in err[-1], err
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--hfov", "0"], "--hfov must be"), (["--hfov", "180"], "--hfov must be"), (["--hfov", "nan"], "--hfov must be"),
+    (["--intrinsics", "0", "0", "0", "0"], "--intrinsics needs"), (["--intrinsics", "500", "nan", "1", "1"], "--intrinsics needs"),
+    (["--target-from-camera", "0", "0", "0", "0", "0", "0", "1"], "--target-from-camera needs --target-frame"),
+])
+def test_a_bad_setting_is_refused_before_anything_runs(tmp_path, capsys, flags, expected):
+    """--hfov 180 used to place people 1e15 m away, labelled as placed from the intrinsics."""
+    with pytest.raises(SystemExit) as exit_info:
+        offline([str(tmp_path / "photo.jpg"), "--out", str(tmp_path / "out"), *flags])
+    assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tool, args, expected", [
+    ("play_bag", ["some.mcap", "--rate", "0"], "--rate must be a positive number"),
+    ("play_bag", ["some.mcap", "--remap", "/camera_info"], "--remap takes FROM:=TO"),
+    ("demo", ["--rate", "0"], "--rate must be a positive number"),
+    ("demo", ["--frames", "0"], "--frames must be at least 1"),
+])
+def test_play_bag_and_the_demo_refuse_a_bad_argument_before_starting_anything(capsys, tool, args, expected):
+    """--rate 0 waited for subscribers (play_bag, 10 s) or started the lift node (demo) first, then
+    died of a division by zero."""
+    from cfi_pose_ros.demo import main as demo
+    from cfi_pose_ros.node.play_bag import main as play_bag
+
+    with pytest.raises(SystemExit) as exit_info:
+        {"play_bag": play_bag, "demo": demo}[tool](args)
+    assert exit_info.value.code == 2 and expected in capsys.readouterr().err
