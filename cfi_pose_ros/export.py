@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         proto, diff = export_onnx(args.weights, args.onnx, opset=args.opset)
-    except (WeightsError, ExportError, ValueError) as exc:
+    except (WeightsError, ExportError, ValueError, OSError) as exc:   # OSError: --onnx cannot be written
         print(f"error: {exc}", file=sys.stderr)
         return 1
     axes = dynamic_axes(proto)

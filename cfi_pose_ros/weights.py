@@ -115,12 +115,18 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
     """Parse and check the JSON beside a weights file (no tensors loaded)."""
     tensors_path, config_path = _paths(path)
     for p in (tensors_path, config_path):
-        if not p.is_file():
+        try:
+            is_file = p.is_file()
+        except OSError as exc:           # e.g. a directory on the way that may not be searched
+            raise WeightsError(f"{p}: cannot read ({exc.strerror or exc})") from exc
+        if not is_file:
             raise WeightsError(f"weights file missing: {p} (a weights file is a .safetensors "
                                f"tensor file with a .json config beside it)")
     try:
         config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise WeightsError(f"{config_path}: cannot read ({exc.strerror or exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise WeightsError(f"{config_path}: not valid JSON ({exc})") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise WeightsError(f"{config_path}: format is {config.get('format') if isinstance(config, dict) else None!r}, "
@@ -136,7 +142,7 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
         if key in config and not isinstance(config[key], kind):
             raise WeightsError(f"{config_path}: {key!r} must be a {kind.__name__}, not {config[key]!r:.60}")
     layout = config.get("joint_layout")
-    if layout not in LAYOUTS or LAYOUTS[layout].num_joints != model_config.num_joints:
+    if not isinstance(layout, str) or layout not in LAYOUTS or LAYOUTS[layout].num_joints != model_config.num_joints:
         raise WeightsError(f"{config_path}: joint layout {layout!r} does not fit a "
                            f"{model_config.num_joints}-joint model")
     return WeightsInfo(model=model_config, joint_layout=layout,
@@ -173,13 +179,13 @@ def expected_shapes(config: CFIConfig) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in CFINet(config).state_dict().items()}
 
 
-def _header_shapes(tensors_path: Path) -> dict[str, tuple[int, ...]]:
-    """The tensor shapes a safetensors file's header declares (no tensor data read)."""
+def _header_shapes(tensors_path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The tensor shapes and dtypes a safetensors file's header declares (no tensor data read)."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(tensors_path), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{tensors_path}: unreadable safetensors file ({exc})") from exc
 
@@ -192,16 +198,21 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
 
     tensors_path, _ = _paths(path)
     info = read_weights_info(path)
-    actual_sha = file_sha256(tensors_path)
+    try:
+        actual_sha = file_sha256(tensors_path)
+    except OSError as exc:
+        raise WeightsError(f"{tensors_path}: cannot read ({exc.strerror or exc})") from exc
     if info.sha256 and info.sha256 != actual_sha:
         raise WeightsError(f"{tensors_path}: SHA-256 {actual_sha[:12]}... does not match the config's "
                            f"{info.sha256[:12]}... (truncated, corrupted or replaced file)")
     expected = expected_shapes(info.model)
-    found = _header_shapes(tensors_path)
+    header = _header_shapes(tensors_path)
+    found = {k: shape for k, (shape, _) in header.items()}
+    wrong_dtype = sorted(k for k, (_, dtype) in header.items() if dtype != "F32")
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     mismatched = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-    if missing or unexpected or mismatched:
+    if missing or unexpected or mismatched or wrong_dtype:
         details = []
         if missing:
             details.append(f"{len(missing)} missing (e.g. {missing[0]})")
@@ -211,6 +222,9 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
             k = mismatched[0]
             details.append(f"{len(mismatched)} with wrong shape (e.g. {k}: file {found[k]}, "
                            f"config {expected[k]})")
+        if wrong_dtype:
+            k = wrong_dtype[0]
+            details.append(f"{len(wrong_dtype)} not float32 (e.g. {k}: {header[k][1]})")
         raise WeightsError(f"{tensors_path}: tensors do not match the architecture in the config "
                            f"(dim={info.model.dim}, depth={info.model.depth}): " + "; ".join(details))
     try:

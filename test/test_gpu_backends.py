@@ -506,6 +506,16 @@ def test_a_good_engine_is_cached_and_loaded_on_the_next_start(fake_trt, tiny, tm
     assert first.engine_files == second.engine_files
 
 
+def test_an_unwritable_engine_cache_keeps_the_engine_it_built(fake_trt, tiny, tmp_path):
+    """The engine is built and checked; a cache that cannot be written (here a file where the
+    directory should be) must not throw it away, as the ONNX export's cache does not."""
+    trt = fake_trt()
+    not_a_dir = tmp_path / "cache"
+    not_a_dir.write_text("a file, not a directory")
+    lifter = trt_lifter(tiny, not_a_dir, batch_sizes=(1,))
+    assert trt.count("build") == 1 and lifter.engine_files == {1: "memory"}
+
+
 # ----------------------------------------------------------------- import graph
 def _module_imports() -> dict[str, set[str]]:
     """``{module: modules of this package it imports}``, function-level imports included."""

@@ -309,6 +309,8 @@ BASE_KEY = dict(weights_sha256="a" * 64, tensorrt_version="10.13.0", tensorrt_cu
     ("gpu_name", "NVIDIA GeForce RTX 4090"), ("compute_capability", (8, 9)), ("precision", "fp32"),
     ("input_shape", (8, 17, 2)), ("graph", "cfi-fused/2"), ("opset", 20),
     ("builder", {**BUILDER, "workspace_bytes": 1 << 28}), ("builder", {**BUILDER, "clear_flags": []}),
+    # a weights JSON may describe another model over the same tensors (heads): another function
+    ("model", {"dim": 32, "heads": 2}),
 ])
 def test_engine_cache_key_changes_with_each_field(field, value):
     assert engine_cache_key(**BASE_KEY) == engine_cache_key(**dict(BASE_KEY))     # deterministic
@@ -332,6 +334,9 @@ def test_engine_cache_never_loads_a_mismatched_or_corrupted_file(tmp_path):
     assert data is None and "SHA-256" in reason
     cache.sidecar_path(path).write_text("{not json")
     assert cache.load(path, fields)[0] is None
+    for broken in ({"fields": 5}, {"fields": [[1]]}, [1, 2], None):     # JSON, but not a sidecar
+        cache.sidecar_path(path).write_text(json.dumps(broken))
+        assert cache.load(path, fields)[0] is None
 
 
 # ----------------------------------------------------------------- create_lifter: names, errors, auto
@@ -514,6 +519,17 @@ def test_export_cli_tensorrt_without_tensorrt_fails_with_the_reason(small, tmp_p
     assert code == 2
     assert f"tensorrt: {reason}" in capsys.readouterr().err
     assert (tmp_path / "m.onnx").is_file() and not list(tmp_path.glob("*.engine"))
+
+
+def test_export_cli_says_in_one_line_that_the_onnx_path_cannot_be_written(small, tmp_path, capsys):
+    from cfi_pose_ros.export import main
+
+    _, weights, _ = small
+    (tmp_path / "a_file").write_text("")
+    for onnx in (tmp_path, tmp_path / "a_file" / "m.onnx"):      # a directory; a file on the way
+        assert main(["--weights", str(weights), "--onnx", str(onnx)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err
 
 
 # ----------------------------------------------------------------- flip test

@@ -142,6 +142,7 @@ def test_json_with_an_ablated_branch(saved):
     (lambda c: c.update(tensors_sha256=5), "'tensors_sha256' must be a str"),
     (lambda c: c.update(training=[1]), "'training' must be a dict"),
     (lambda c: c.update(metrics="good"), "'metrics' must be a dict"),
+    (lambda c: c.update(joint_layout=["h36m_17"]), "joint layout"),
 ])
 def test_bad_json_fields(saved, edit, message):
     _, path = saved
@@ -282,3 +283,25 @@ def test_an_interrupted_save_leaves_the_previous_pair_loadable(saved, monkeypatc
     assert all(torch.equal(v, before[k]) for k, v in loaded.state_dict().items())
     save_weights(model, path)                                   # and a save that completes replaces them
     assert not torch.equal(load_weights(path)[0].state_dict()["head.bias"], before["head.bias"])
+
+
+def test_tensors_of_another_dtype_are_refused_even_with_a_matching_checksum(saved):
+    """float64 (or integer) tensors were cast to float32 without a word: not the file that was trained."""
+    from safetensors.torch import save_file
+
+    from cfi_pose_ros.weights import file_sha256
+
+    model, path = saved
+    save_file({k: v.double() for k, v in model.state_dict().items()}, str(path))
+    config_path = path.with_suffix(".json")
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "tensors_sha256": file_sha256(path)}))
+    with pytest.raises(WeightsError, match=r"not float32 \(e.g. .*: F64\)"):
+        load_weights(path)
+
+
+def test_a_json_nested_too_deep_is_not_valid_json(saved):
+    _, path = saved
+    path.with_suffix(".json").write_text("[" * 100_000)
+    with pytest.raises(WeightsError, match="not valid JSON"):
+        load_weights(path)

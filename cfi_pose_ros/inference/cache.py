@@ -35,14 +35,16 @@ def default_cache_dir() -> Path:
 
 def engine_key_fields(*, weights_sha256: str, tensorrt_version: str, tensorrt_cuda: str, gpu_name: str,
                       compute_capability: tuple[int, int], precision: str, input_shape: tuple[int, ...],
-                      graph: str, opset: int, builder: dict) -> dict:
+                      graph: str, opset: int, builder: dict, model: dict | None = None) -> dict:
     """Everything a TensorRT engine depends on, as a JSON-able dict.
 
     ``tensorrt_cuda`` tells the CUDA 12 and CUDA 13 builds of one TensorRT version
     apart (``"cu12"``, ``"cu13"``); ``graph`` names the exported graph's form (see
     ``onnx_export.GRAPH_VERSION``) and ``opset`` its ONNX opset, so a change to the
     export also invalidates engines; ``builder`` holds the builder settings that
-    change the engine (network typing, flags, workspace, profile).
+    change the engine (network typing, flags, workspace, profile); ``model`` the architecture
+    (``CFIConfig.to_dict()``): a weights JSON may describe another model over the same tensors
+    (``heads``).
     """
     return {
         "format": CACHE_FORMAT,
@@ -57,6 +59,7 @@ def engine_key_fields(*, weights_sha256: str, tensorrt_version: str, tensorrt_cu
         "graph": str(graph),
         "opset": int(opset),
         "builder": json.loads(json.dumps(builder, sort_keys=True)),   # a JSON-equal copy: compares with sidecars
+        "model": json.loads(json.dumps(model, sort_keys=True)),
     }
 
 
@@ -66,7 +69,7 @@ def engine_cache_key(**fields) -> str:
 
 
 def onnx_key_fields(*, weights_sha256: str, graph: str, opset: int, precision: str,
-                    exporter: str) -> dict:
+                    exporter: str, model: dict | None = None) -> dict:
     """Everything an exported ONNX file depends on (``exporter``: torch version and export mode)."""
     return {
         "format": CACHE_FORMAT,
@@ -76,6 +79,7 @@ def onnx_key_fields(*, weights_sha256: str, graph: str, opset: int, precision: s
         "opset": int(opset),
         "precision": str(precision),
         "exporter": str(exporter),
+        "model": json.loads(json.dumps(model, sort_keys=True)),
     }
 
 
@@ -168,18 +172,24 @@ def clear_failure(path: Path) -> None:
 
 def load(path: Path, fields: dict) -> tuple[bytes | None, str]:
     """``(data, "")`` when ``path`` holds an artefact made for exactly ``fields``, else ``(None, reason)``."""
-    if not path.is_file():
-        return None, "not cached yet"
+    try:
+        if not path.is_file():
+            return None, "not cached yet"
+    except OSError as exc:                  # a directory on the way that may not be searched
+        return None, f"cache unreadable ({exc.__class__.__name__})"
     try:
         sidecar = json.loads(sidecar_path(path).read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         return None, f"sidecar {sidecar_path(path).name} unreadable ({exc.__class__.__name__})"
     if not isinstance(sidecar, dict) or sidecar.get("fields") != fields:
         cached = sidecar.get("fields") if isinstance(sidecar, dict) else None
-        changed = sorted(k for k in set(fields) | set(cached or {})
-                         if not isinstance(cached, dict) or cached.get(k) != fields.get(k))
+        cached = cached if isinstance(cached, dict) else {}
+        changed = sorted(k for k in set(fields) | set(cached) if cached.get(k) != fields.get(k))
         return None, f"key mismatch ({', '.join(changed)} differ)"
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"{path.name} unreadable ({exc.__class__.__name__})"
     if hashlib.sha256(data).hexdigest() != sidecar.get("sha256"):
         return None, "file SHA-256 does not match its sidecar (corrupted or replaced)"
     return data, ""

@@ -210,7 +210,8 @@ def exported_onnx(model: CFINet, weights_sha256: str, cache_dir, precision: str,
     ``refresh`` ignores (and replaces) a cached file.
     """
     fields = cache.onnx_key_fields(weights_sha256=weights_sha256 or "unhashed", graph=GRAPH_VERSION,
-                                   opset=OPSET, precision=precision, exporter=exporter_id())
+                                   opset=OPSET, precision=precision, exporter=exporter_id(),
+                                   model=model.config.to_dict())
     path = cache.cache_path(cache_dir, fields, ".onnx") if cache_dir is not None and weights_sha256 else None
     if path is not None and not refresh:
         data, reason = cache.load(path, fields)

@@ -297,7 +297,7 @@ class _Engines:
             tensorrt_cuda=tensorrt_cuda_variant(), gpu_name=torch.cuda.get_device_name(self.device),
             compute_capability=torch.cuda.get_device_capability(self.device),
             precision=self.precision, input_shape=self.input_shape(size),
-            graph=GRAPH_VERSION, opset=OPSET, builder=self.settings)
+            graph=GRAPH_VERSION, opset=OPSET, builder=self.settings, model=self.model.config.to_dict())
 
     def build(self, size: int) -> bytes:
         onnx_bytes = self.onnx_bytes()
@@ -335,7 +335,7 @@ class _Engines:
         else:
             self.log(f"tensorrt: batch {size}: failure recorded in {record}; this key is not built again")
 
-    def load_or_build(self, size: int, cache_dir) -> tuple[_EngineRunner, float, Path]:
+    def load_or_build(self, size: int, cache_dir) -> tuple[_EngineRunner, float, Path | str]:
         fields = self.key_fields(size)
         path = cache.cache_path(cache_dir, fields, ".engine")
         trusted = bool(self.weights_sha256)      # weights without a SHA-256 never use the cache
@@ -362,11 +362,17 @@ class _Engines:
             if trusted:
                 self._record_failure(path, fields, size, exc)
             raise
+        where: Path | str = path
         if trusted:
-            cache.store(path, plan, fields, {"max_abs_diff_m": diff, "build_seconds": time.perf_counter() - start})
-            cache.clear_failure(path)
+            try:       # the engine is built and checked: an unwritable cache must not throw it away
+                cache.store(path, plan, fields, {"max_abs_diff_m": diff, "build_seconds": time.perf_counter() - start})
+                cache.clear_failure(path)
+            except OSError as exc:
+                self.log(f"tensorrt: batch {size}: cannot write the engine cache ({exc}); using the engine "
+                         f"from memory")
+                where = "memory"
         self.log(f"tensorrt: batch {size}: built in {time.perf_counter() - start:.0f} s, max |diff| {diff:.2e} m")
-        return runner, diff, path
+        return runner, diff, where
 
 
 class TensorRTLifter(Lifter):
