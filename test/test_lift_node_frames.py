@@ -119,3 +119,25 @@ def test_unknown_target_transform_drops_the_frame_and_counts_it(node_factory):
         assert out is not None and out.header.frame_id == "base_link" and len(out.humans) == 2, node.log()
     if load_tf2()[0] is None:
         assert node.log().count("TF output unavailable") == 1, node.log()
+
+
+def test_the_tf_listener_node_keeps_a_name_of_its_own_under_launch_s_node_rename(ros_env):
+    """launch_ros starts a named node with `-r __node:=cfi_pose_lifter __ns:=/robot1`, global rules
+    that rename every node of the process: the lifter's tf2 listener node became a second
+    /robot1/cfi_pose_lifter. It keeps its own name, the namespace and the /tf remap."""
+    import rclpy
+
+    from cfi_pose_ros.node.transforms import listener_node
+
+    context = rclpy.Context()
+    rclpy.init(context=context, args=["--ros-args", "-r", "__node:=cfi_pose_lifter", "-r", "__ns:=/robot1",
+                                      "-r", "/tf:=tf"])
+    try:
+        lifter = rclpy.create_node("lift_node", context=context)
+        listener = listener_node(lifter.get_name(), context=context)
+        assert lifter.get_fully_qualified_name() == "/robot1/cfi_pose_lifter"
+        assert listener.get_fully_qualified_name() == "/robot1/cfi_pose_lifter_tf_listener"
+        assert listener.resolve_topic_name("/tf") == "/robot1/tf"
+        assert not [srv.srv_name for srv in listener.services if "parameter" in srv.srv_name]
+    finally:
+        rclpy.shutdown(context=context)

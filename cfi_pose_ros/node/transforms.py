@@ -45,17 +45,31 @@ def load_tf2():
     return tf2_ros, None
 
 
+def listener_node(owner_name: str, context=None):
+    """A node of its own named ``<owner_name>_tf_listener``, without parameter services.
+
+    Its name comes from a rule of its own (``-r __node:=...`` as a local argument): launch_ros
+    starts every named node with a global ``-r __node:=<name>``, which renames every node of the
+    process, so a plain second node got the lifter's own name (two /cfi_pose_lifter in the graph,
+    answering each other's parameter and lifecycle requests). The namespace and topic remaps
+    (``/tf:=tf`` for a namespaced robot) still apply to it, as to the lifter."""
+    import rclpy
+
+    name = f"{owner_name}_tf_listener"
+    return rclpy.create_node(name, context=context, cli_args=["--ros-args", "-r", f"__node:={name}"],
+                             start_parameter_services=False)
+
+
 class TransformLookup:
-    """A tf2 buffer filled from ``/tf`` and ``/tf_static`` by a listener node of its own, spun
-    in a thread of its own: a lookup with a timeout blocks the caller's callback, so the
-    transforms it waits for must arrive through another executor."""
+    """A tf2 buffer filled from ``/tf`` and ``/tf_static`` by a listener node of its own
+    (:func:`listener_node`), spun in a thread of its own: a lookup with a timeout blocks the
+    caller's callback, so the transforms it waits for must arrive through another executor."""
 
     def __init__(self, tf2_ros, node_name: str):
-        import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
         self._tf2 = tf2_ros
-        self._node = rclpy.create_node(f"{node_name}_tf_listener")
+        self._node = listener_node(node_name)
         self.buffer = tf2_ros.Buffer()
         self._listener = tf2_ros.TransformListener(self.buffer, self._node)
         self._executor = SingleThreadedExecutor()
