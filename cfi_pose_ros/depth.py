@@ -72,7 +72,8 @@ def depth_in_metres(depth_image: np.ndarray) -> np.ndarray:
 
 def window_depth(depth_m: np.ndarray, pixels: np.ndarray, window: int = 5) -> list[np.ndarray]:
     """The valid depth samples (metres, NaN-free) in a ``window`` x ``window`` square around each of
-    ``pixels`` ``(K, 2)``; squares are clipped to the image, a non-finite pixel gives no samples."""
+    ``pixels`` ``(K, 2)``; squares are clipped to the image, a non-finite pixel gives no samples.
+    A square centred on a pixel has an odd side: an even ``window`` is rounded up (4 -> 5 x 5)."""
     height, width = depth_m.shape
     half = max(int(window), 1) // 2
     out = []

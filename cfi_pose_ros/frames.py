@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .body_pose import quaternion_to_rotation_matrix
+from .body_pose import IDENTITY_QUATERNION, quaternion_to_rotation_matrix
 from .pipeline import ROOT_RELATIVE, LiftedPerson
 from .skeleton import H36M_17
 
@@ -95,10 +95,26 @@ def transform_people(people: list[LiftedPerson], transform: RigidTransform | Non
     (``transform`` = target_from_camera; None = stay in the camera frame)."""
     if transform is None:
         return people
-    return [dataclasses.replace(person, keypoints=transform.apply(person.keypoints),
-                                position=transform.apply(person.position),
-                                orientation_xyzw=transform.rotate(person.orientation_xyzw))
+    # root-relative joints stay relative to the pelvis (HumanPose3D: pelvis at the origin): rotated only
+    return [dataclasses.replace(person, keypoints=_place(transform, person, person.keypoints),
+                                position=_place(transform, person, person.position),
+                                orientation_xyzw=_rotate_known(transform, person.orientation_xyzw))
             for person in people]
+
+
+def _rotate_known(transform: RigidTransform, orientation_xyzw: np.ndarray) -> np.ndarray:
+    """The body orientation in the target frame; the identity (HumanPose3D: "the facing direction
+    cannot be computed") stays the identity, so consumers can still tell it from a real one."""
+    q = np.asarray(orientation_xyzw, dtype=np.float64)
+    return q if np.array_equal(q, IDENTITY_QUATERNION) else transform.rotate(q)
+
+
+def _place(transform: RigidTransform, person: LiftedPerson, points: np.ndarray) -> np.ndarray:
+    """Points of ``person`` in the target frame: rotated and translated, or only rotated when the
+    person is root-relative (a pelvis at the origin of the camera is not a position)."""
+    if person.root_source == ROOT_RELATIVE:
+        return np.asarray(points, dtype=np.float64) @ transform.matrix.T
+    return transform.apply(points)
 
 
 def camera_up(transform: RigidTransform | None) -> np.ndarray:

@@ -374,8 +374,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             poses = lifted.poses_msg() if lifted.publishable else None
             markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None and (
                 keep_records or value("publish_markers")) else []
-            markers_msg = markers_to_msg(lifted.header, markers) if poses is not None and value(
-                "publish_markers") else None
+            markers_msg = markers_to_msg(lifted.header, markers, clear=not value("marker_lifetime") > 0) if (
+                poses is not None and value("publish_markers")) else None
             result.lift_s += time.perf_counter() - t0
             result.dropped.update(lifted.dropped)
             result.frames += 1

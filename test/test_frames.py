@@ -45,6 +45,27 @@ def test_static_transform_parameter_is_parsed_and_checked():
             RigidTransform.from_xyz_quaternion(bad)
 
 
+def test_a_root_relative_person_in_the_target_frame_is_rotated_not_placed():
+    """HumanPose3D: ROOT_RELATIVE keypoints have the pelvis at the origin. Moved like a placed person
+    they stood at the camera's mount point (0, 0, 1.2 in base_link), markers included."""
+    placed = standing_person()
+    relative = LiftedPerson(**{**placed.__dict__, "root_source": ROOT_RELATIVE,
+                               "keypoints": placed.keypoints - placed.position, "position": np.zeros(3)})
+    transform = RigidTransform.from_xyz_quaternion([0.3, 0.0, CAMERA_HEIGHT, *BASE_FROM_OPTICAL_Q])
+    [moved] = transform_people([relative], transform)
+    assert np.allclose(moved.position, 0.0) and np.allclose(moved.keypoints[0], 0.0)
+    assert np.allclose(moved.keypoints, relative.keypoints @ BASE_FROM_OPTICAL.T)
+
+
+def test_an_unknown_orientation_stays_the_identity_in_the_target_frame():
+    """HumanPose3D: identity orientation = the facing direction cannot be computed; rotated into the
+    target frame it looked like a real orientation."""
+    unknown = LiftedPerson(**{**standing_person().__dict__, "orientation_xyzw": np.array([0.0, 0.0, 0.0, 1.0])})
+    transform = RigidTransform.from_xyz_quaternion([0.3, 0.0, CAMERA_HEIGHT, *BASE_FROM_OPTICAL_Q])
+    [moved] = transform_people([unknown], transform)
+    assert np.array_equal(moved.orientation_xyzw, [0.0, 0.0, 0.0, 1.0])
+
+
 def test_a_known_pose_in_the_target_frame():
     person = standing_person()
     transform = RigidTransform.from_xyz_quaternion([0.0, 0.0, CAMERA_HEIGHT, *BASE_FROM_OPTICAL_Q])

@@ -141,3 +141,27 @@ def test_the_tf_listener_node_keeps_a_name_of_its_own_under_launch_s_node_rename
         assert not [srv.srv_name for srv in listener.services if "parameter" in srv.srv_name]
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_markers_with_lifetime_0_clear_the_last_frame_s_and_keep_each_person_s_input_index():
+    """Marker.msg: lifetime 0 is forever, so without a DELETEALL the markers of people who left stayed
+    in RViz for good; and an untracked person's colour and "person <index>" label follow its index in
+    the input (what the 2D drawing uses), not its rank among the people that were not dropped."""
+    from std_msgs.msg import Header
+    from visualization_msgs.msg import Marker
+
+    from cfi_pose_ros.node.lifting import LiftedFrame
+    from cfi_pose_ros.pipeline import ROOT_FROM_INTRINSICS, LiftedPerson
+
+    keypoints = np.zeros((17, 3)) + [0.0, 0.0, 4.0]
+    keypoints[:, 1] = np.linspace(0.0, -1.0, 17)
+    person = LiftedPerson(track_id="", score=0.9, keypoints=keypoints, keypoint_scores=np.ones(17),
+                          root_source=ROOT_FROM_INTRINSICS, position=keypoints[0],
+                          orientation_xyzw=np.array([0.0, 0.0, 0.0, 1.0]), source_index=2)
+    frame = LiftedFrame(Header(frame_id=CAMERA), [person])
+    forever = frame.markers_msg(0.0).markers
+    assert forever[0].action == Marker.DELETEALL and all(m.action == Marker.ADD for m in forever[1:])
+    assert all(m.action == Marker.ADD for m in frame.markers_msg(0.25).markers)
+    assert LiftedFrame(Header(frame_id=CAMERA), []).markers_msg(0.0).markers[0].action == Marker.DELETEALL
+    label = next(m for m in forever if m.type == Marker.TEXT_VIEW_FACING)
+    assert label.text == "person 2" and {m.id for m in forever[1:]} == {6, 7, 8}

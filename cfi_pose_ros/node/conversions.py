@@ -56,8 +56,12 @@ def poses_to_msg(header, people: list[LiftedPerson]) -> HumanPose3DArray:
     return out
 
 
-def markers_to_msg(header, specs: list[MarkerSpec]) -> MarkerArray:
+def markers_to_msg(header, specs: list[MarkerSpec], clear: bool = False) -> MarkerArray:
+    """``clear``: start with a DELETEALL, so markers of people no longer seen go away even when
+    the specs' lifetime is 0 (Marker.msg: "0 indicates forever")."""
     array = MarkerArray()
+    if clear:
+        array.markers.append(Marker(header=header, action=Marker.DELETEALL))
     for spec in specs:
         marker = Marker(header=header, ns=spec.namespace, id=int(spec.id), type=_MARKER_TYPES[spec.type],
                         action=Marker.ADD, text=spec.text)
@@ -79,7 +83,7 @@ def markers_from_msg(marker_array: MarkerArray) -> list[MarkerSpec]:
     """The inverse of :func:`markers_to_msg`, for rendering received markers as RViz would."""
     specs = []
     for m in marker_array.markers:
-        if m.type not in _MARKER_KINDS:
+        if m.action != Marker.ADD or m.type not in _MARKER_KINDS:      # a DELETEALL draws nothing
             continue
         if m.type == Marker.TEXT_VIEW_FACING:
             points = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z]])

@@ -105,12 +105,15 @@ class LiftedFrame:
 
     def marker_specs(self, lifetime: float) -> list[MarkerSpec]:
         specs = []
-        for index, person in enumerate(self.people):
-            specs.extend(skeleton_markers(index, person.track_id, person.keypoints, lifetime=lifetime, up=self.up))
+        # the person's index in the input, as draw_people_2d colours them: dropped people must not
+        # shift the colour and the "person <index>" label of the untracked people after them
+        for person in self.people:
+            specs.extend(skeleton_markers(person.source_index, person.track_id, person.keypoints,
+                                          lifetime=lifetime, up=self.up))
         return specs
 
     def markers_msg(self, lifetime: float) -> MarkerArray:
-        return markers_to_msg(self.header, self.marker_specs(lifetime))
+        return markers_to_msg(self.header, self.marker_specs(lifetime), clear=not lifetime > 0)
 
     def tf_frames(self, prefix: str, joints: bool):
         return person_frames(self.people, self.header.frame_id, prefix, joints)
