@@ -13,6 +13,10 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
+try:        # Iron and later; Humble's rclpy has it only as rclpy.qos_event
+    from rclpy.event_handler import SubscriptionEventCallbacks  # noqa: F401  (the nodes import it from here)
+except ImportError:
+    from rclpy.qos_event import SubscriptionEventCallbacks  # noqa: F401
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
@@ -49,7 +48,8 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, Unsuppo
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
-from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, run
+from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg, newest_only_qos,
+                                   output_qos, run)
 from cfi_pose_ros.runtime_stats import RollingStats
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not

@@ -20,7 +20,6 @@ from collections import Counter
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
@@ -29,7 +28,8 @@ from cfi_pose_ros.depth import depth_image_to_array
 from cfi_pose_ros.frames import RigidTransform
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.node.conversions import stamp_seconds
-from cfi_pose_ros.node.base import SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, run
+from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg, newest_only_qos,
+                                   output_qos, run)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, camera_from_info,
                                       lift_keypoints, pipeline_config, pose_smoother, static_target_transform)
