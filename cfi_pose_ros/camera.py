@@ -58,6 +58,19 @@ def project(points_cam: np.ndarray, camera: CameraIntrinsics) -> np.ndarray:
     return distorted * np.array([camera.fx, camera.fy]) + np.array([camera.cx, camera.cy])
 
 
+def rescale_camera_matrix(k: np.ndarray, from_size: tuple[float, float], to_size: tuple[float, float]) -> np.ndarray:
+    """K of an image of ``from_size`` (width, height) for the same view resized to ``to_size``: the
+    focal lengths and skew scale with the image, the principal point keeps the pixel-centre
+    convention (centres at integer coordinates, as OpenCV resizes)."""
+    k = np.array(k, dtype=np.float64)
+    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    k[0, :2] *= sx
+    k[1, 1] *= sy
+    k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
+    k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
+    return k
+
+
 def normalize_screen(pixels: np.ndarray, width: float, height: float) -> np.ndarray:
     """Pixels -> the model's input space: ``uv / w * 2 - [1, h / w]``.
 

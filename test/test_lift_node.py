@@ -475,3 +475,48 @@ def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels
     point = np.array([0.4, -0.3, 4.0])
     full_pixel = (clip.camera_matrix @ point)[:2] / point[2]
     np.testing.assert_allclose((k @ point)[:2] / point[2], (full_pixel - [100, 40]) / 2.0, atol=1e-9)
+
+
+def test_a_camera_info_of_another_resolution_is_scaled_to_the_keypoints_image(clip):
+    """Keypoints of a 1000x1002 image with CameraInfo of the same camera at 2000x2004 (a detector's
+    resized input, a mode change): K was used as it was, people landed 6 m off and were still
+    ROOT_FROM_INTRINSICS. K is moved to the keypoints' image: the same placement as a matching one."""
+    from cfi_pose_ros.camera import rescale_camera_matrix
+    from cfi_pose_ros.inference import create_lifter
+    from cfi_pose_ros.node.conversions import frame_from_msg
+    from cfi_pose_ros.pipeline import LiftingPipeline
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+
+    width, height = clip.image_size
+    k = np.asarray(clip.camera_matrix, dtype=np.float64)
+    double = rescale_camera_matrix(k, (width, height), (2 * width, 2 * height))
+    assert np.allclose(rescale_camera_matrix(double, (2 * width, 2 * height), (width, height)), k)
+    point = np.array([0.3, -0.2, 4.0])                       # one point seen in both images
+    assert np.allclose((double @ point)[:2] / point[2], ((k @ point)[:2] / point[2] + 0.5) * 2 - 0.5)
+    pipeline = LiftingPipeline(create_lifter(str(DEFAULT_WEIGHTS), backend="torch", log=lambda *_: None))
+    msg = clip_msg(clip, 20, sec=1)
+    placed = [pipeline.process(frame_from_msg(msg, matrix, size)).people[0].position
+              for matrix, size in ((k, (width, height)), (double, (2 * width, 2 * height)),
+                                   (rescale_camera_matrix(k, (width, height), (width // 2, height // 2)),
+                                    (width // 2, height // 2)))]
+    assert np.allclose(placed[1], placed[0], atol=0.02) and np.allclose(placed[2], placed[0], atol=0.02), placed
+
+
+def test_the_incompatible_qos_warning_is_throttled_and_diagnostics_run_without_a_clock(node_factory):
+    """A RELIABLE input with a BEST_EFFORT driver that restarts in a loop: one warning, not one per
+    restart. And with use_sim_time but no /clock (a bag played without --clock), /diagnostics still
+    comes (its timer ran on ROS time, which never advanced)."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+
+    node = node_factory(overrides={"input_reliability": "reliable", "use_sim_time": True,
+                                   "diagnostics_period": 0.2})
+    assert node.latest_diagnostics(timeout=5.0), node.log()
+    for _ in range(6):      # a driver restarting: each new mismatched publisher raises an event
+        publisher = node.client.create_publisher(HumanKeypoints2DArray, node.topics["input_topic"],
+                                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+        node.spin_for(0.4)
+        node.client.destroy_publisher(publisher)
+    node.spin_until(lambda: "QoS is incompatible" in node.log(), 5.0)
+    assert node.log().count("QoS is incompatible") == 1, node.log()

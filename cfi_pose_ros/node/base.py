@@ -13,6 +13,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
+from rclpy.clock import Clock, ClockType
 try:        # Iron and later; Humble's rclpy has it only as rclpy.qos_event
     from rclpy.event_handler import SubscriptionEventCallbacks  # noqa: F401  (the nodes import it from here)
 except ImportError:
@@ -135,7 +136,9 @@ class SpecLifecycleNode(LifecycleNode):
     def start_diagnostics(self, callback) -> None:
         """(Re)start the timer that calls ``callback`` every ``diagnostics_period`` seconds."""
         self.stop_diagnostics()
-        self._diag_timer = self.create_timer(self.p("diagnostics_period"), callback)
+        # steady time: with use_sim_time and no /clock (or a bag loop) a ROS-time timer never fires
+        self._diag_timer = self.create_timer(self.p("diagnostics_period"), callback,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def stop_diagnostics(self) -> None:
         if self._diag_timer is not None:
@@ -144,6 +147,15 @@ class SpecLifecycleNode(LifecycleNode):
 
     def p(self, name: str):
         return self.get_parameter(name).value
+
+    def on_incompatible_qos(self, event) -> None:
+        """A subscription's incompatible-QoS event, throttled like bad input: a driver restarting in a
+        loop must not flood the log (each new mismatched publisher raises one event)."""
+        self.warn_throttled(
+            "incompatible_qos",
+            f"a publisher's QoS is incompatible with this subscription (policy {event.last_policy_kind}); "
+            f"no data will arrive. input_reliability is {self.p('input_reliability')!r}: a RELIABLE "
+            "subscriber gets nothing from BEST_EFFORT publishers")
 
     def warn_throttled(self, key: str, text: str, error: bool = False) -> None:
         """At most one message per ``key`` every WARN_PERIOD_S: bad input must not flood the log."""

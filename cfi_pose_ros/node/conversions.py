@@ -5,6 +5,7 @@ import numpy as np
 from geometry_msgs.msg import Point
 from visualization_msgs.msg import Marker, MarkerArray
 
+from cfi_pose_ros.camera import rescale_camera_matrix
 from cfi_pose_ros.markers import MarkerSpec
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanPose3D, HumanPose3DArray
 from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, Person2D
@@ -36,6 +37,11 @@ def frame_from_msg(msg, camera_matrix: np.ndarray | None, fallback_size: tuple[i
     width, height = msg.image_width, msg.image_height
     if (width == 0 or height == 0) and fallback_size is not None:
         width, height = fallback_size     # the CameraInfo's image size
+    if camera_matrix is not None and fallback_size is not None and width and height \
+            and (width, height) != tuple(fallback_size):
+        # the keypoints come from an image of another size than the CameraInfo's (a detector's
+        # resized input, a camera mode change): K is moved to the keypoints' pixels
+        camera_matrix = rescale_camera_matrix(camera_matrix, fallback_size, (width, height))
     return Frame2D(people=people, image_width=float(width), image_height=float(height),
                    stamp=stamp_seconds(msg.header.stamp), camera_matrix=camera_matrix)
 

@@ -218,7 +218,7 @@ class DetectNode(SpecLifecycleNode):
         msg_type = CompressedImage if self.p("compressed") else Image
         self._subscription = self.create_subscription(
             msg_type, self.p("image_topic"), self._on_image, newest_only_qos(self.p("input_reliability")),
-            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos))
+            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self.on_incompatible_qos))
         self.get_logger().info(f"active: {self.p('image_topic')} ({msg_type.__name__}) -> "
                                f"{self.p('keypoints_topic')}")
         return super().on_activate(state)
@@ -260,12 +260,6 @@ class DetectNode(SpecLifecycleNode):
         return super().destroy_node()
 
     # --------------------------------------------------------------- callbacks
-    def _on_incompatible_qos(self, event) -> None:
-        self.get_logger().warning(
-            f"a publisher's QoS is incompatible with this subscription (policy {event.last_policy_kind}); "
-            f"no images will arrive. input_reliability is {self.p('input_reliability')!r}: a RELIABLE "
-            "subscriber gets nothing from BEST_EFFORT publishers")
-
     def _on_image(self, msg) -> None:
         """Executor thread: hand the newest image to the worker, replacing one still waiting."""
         received = time.perf_counter()

@@ -88,7 +88,7 @@ class LiftNode(SpecLifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
+        events = SubscriptionEventCallbacks(incompatible_qos=self.on_incompatible_qos)
         self._subscriptions_active = [
             self.create_subscription(HumanKeypoints2DArray, self.p("input_topic"), self._on_keypoints,
                                      newest_only_qos(self.p("input_reliability")), event_callbacks=events),
@@ -134,12 +134,6 @@ class LiftNode(SpecLifecycleNode):
         return self.on_cleanup(state)
 
     # --------------------------------------------------------------- callbacks
-    def _on_incompatible_qos(self, event) -> None:
-        self.get_logger().warning(
-            f"a publisher's QoS is incompatible with this subscription (policy {event.last_policy_kind}); "
-            f"no data will arrive. input_reliability is {self.p('input_reliability')!r}: a RELIABLE "
-            "subscriber gets nothing from BEST_EFFORT publishers")
-
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
             self.camera_matrix, self.camera_size = camera_from_info(msg)
