@@ -451,6 +451,55 @@ def test_keypoint_and_yolo_models_are_validated(synthetic):
         YoloPoseDetector(YoloPoseConfig(model_path=str(synthetic / "garbage.onnx")))
 
 
+def test_whole_image_detectors_with_a_fixed_batch_above_1_are_refused_at_construction(synthetic):
+    """They send one image at a time: a [2,3,H,W] export passed configure and failed on every frame."""
+    from onnx import TensorProto
+
+    rtmdet = make_constant_model(synthetic / "rtmdet_b2.onnx", "input", [2, 3, 320, 320], TensorProto.FLOAT,
+                                 {"dets": np.zeros((2, 10, 5)), "labels": np.zeros((2, 10))},
+                                 {"labels": TensorProto.INT64})
+    with pytest.raises(DetectorModelError, match="batch axis is fixed at 2"):
+        RTMDetPersonDetector(RTMDetConfig(model_path=str(rtmdet)))
+    yolo = make_constant_model(synthetic / "yolo_b2.onnx", "images", [2, 3, 640, 640], TensorProto.FLOAT,
+                               {"output0": np.zeros((2, 56, 10))})
+    with pytest.raises(DetectorModelError, match="batch axis is fixed at 2"):
+        YoloPoseDetector(YoloPoseConfig(model_path=str(yolo)))
+
+
+@pytest.mark.parametrize("declared", [["batch", 84, "anchors"], ["batch", "channels", "anchors"]])
+def test_a_yolo_model_whose_export_leaves_the_output_open_is_checked_by_a_test_run(synthetic, declared):
+    """Ultralytics' dynamic=True export of a detection model declares [batch, 84, anchors]: with one
+    axis open the 84 channels were not checked until the first frame, which then failed (every frame)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def model(name, channels):
+        value = np.zeros((1, channels, 10), np.float32)
+        return _save_model(synthetic / name, [helper.make_tensor_value_info("images", TensorProto.FLOAT,
+                                                                           ["batch", 3, 640, 640])],
+                           [helper.make_tensor_value_info("output0", TensorProto.FLOAT,
+                                                          [d if d != 84 else channels for d in declared])],
+                           [helper.make_node("Constant", [], ["output0"], value=numpy_helper.from_array(value))])
+
+    with pytest.raises(DetectorModelError, match=r"expected output \[B,56,N\].*\[1, 84, 10\]"):
+        YoloPoseDetector(YoloPoseConfig(model_path=str(model("yolo_det_dynamic.onnx", 84))))
+    pose = YoloPoseDetector(YoloPoseConfig(model_path=str(model("yolo_pose_dynamic.onnx", 56))))
+    assert pose.input_size == (640, 640)
+
+
+def test_a_model_that_outputs_nan_gives_scores_of_0_not_nan():
+    """Detections2D promises scores in [0, 1]; np.clip passes NaN through."""
+    sx, sy = _simcc_vectors()
+    sx[2, :] = np.nan
+    _, scores = decode_simcc(sx[None], sy[None], 2.0)
+    assert np.isfinite(scores).all() and scores[0, 2] == 0.0
+    movenet = np.full((1, 1, 17, 3), np.nan)
+    assert np.array_equal(decode_movenet(movenet, (192, 192))[1], np.zeros((1, 17)))
+    out = _yolo_candidates()
+    out[5 + 2::3, 0] = np.nan                      # the first candidate's keypoint visibilities
+    *_, visibility = decode_yolo_pose(out, 0.25, 0.7)
+    assert np.isfinite(visibility).all() and (visibility[0] == 0.0).all()
+
+
 def test_strict_providers(synthetic):
     import onnxruntime as ort
     from onnx import TensorProto

@@ -626,3 +626,32 @@ def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros
     finally:
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def test_a_reactivated_detector_runs_the_person_detector_afresh(ros_env):
+    """After deactivate/activate (a paused stream resumes) the first image followed the boxes of the
+    last image before the pause (up to person_detector_every - 1 images of stale boxes)."""
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from cfi_pose_ros.node.detect_node import DetectNode
+    from test_camera_node import MOVENET, RTMDET, need_fixtures
+
+    need_fixtures()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = DetectNode(f"reactivate_{os.getpid()}", context=context, parameter_overrides=[
+        Parameter("person_detector_model", value=str(RTMDET)), Parameter("keypoint_model", value=str(MOVENET))])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        resets = []
+        original = node.detector.reset
+        node.detector.reset = lambda: (resets.append(1), original())[1]
+        for _ in range(2):
+            assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert len(resets) == 2
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)

@@ -218,6 +218,14 @@ def static_dim(shape: Sequence[Any], axis: int) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
+def check_one_image_batch(tensor, name: str) -> None:
+    """A whole-image detector runs one image at a time: its input's batch axis must be open or 1
+    (a model exported with a fixed batch of 2 passed configure and failed on every frame)."""
+    if static_dim(tensor.shape, 0) not in (None, 1):
+        raise DetectorModelError(f"{name}: the input's batch axis is fixed at {tensor.shape[0]}, but this detector "
+                                 "runs one image at a time: export it with batch 1 or dynamic")
+
+
 _NUMPY_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
                  "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
                  "tensor(int64)": np.int64}

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import (OnnxModelConfig, TensorSpec, check_image, check_output_shape, create_session,
-                   normalise_images, numpy_dtype, resolve_input_size, resolve_tensor)
+from .base import (OnnxModelConfig, TensorSpec, check_image, check_one_image_batch, check_output_shape,
+                   create_session, normalise_images, numpy_dtype, resolve_input_size, resolve_tensor)
 from .decode import decode_rtmdet
 from .transforms import letterbox
 
@@ -51,6 +51,7 @@ class RTMDetPersonDetector:
         self._input = resolve_tensor(self.session, TensorSpec(config.input_name, ("B", 3, "H", "W"),
                                                               ("tensor(float)", "tensor(float16)")),
                                      "input", name)
+        check_one_image_batch(self._input, name)
         self._dets_spec = TensorSpec(config.dets_output, ("B", "N", 5))
         self._labels_spec = TensorSpec(config.labels_output, ("B", "N"),
                                        ("tensor(int64)", "tensor(int32)", "tensor(float)"))

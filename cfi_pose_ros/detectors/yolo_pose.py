@@ -6,8 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..skeleton import COCO_17
-from .base import (DetectorModelError, Detections2D, OnnxModelConfig, TensorSpec, check_image, create_session,
-                   normalise_images, numpy_dtype, resolve_input_size, resolve_tensor)
+from .base import (DetectorModelError, Detections2D, OnnxModelConfig, TensorSpec, check_image,
+                   check_one_image_batch, create_session, normalise_images, numpy_dtype, resolve_input_size,
+                   resolve_tensor)
 from .decode import decode_yolo_pose
 from .transforms import letterbox
 
@@ -53,16 +54,28 @@ class YoloPoseDetector:
         self._input = resolve_tensor(self.session, TensorSpec(config.input_name, ("B", 3, "H", "W"),
                                                               ("tensor(float)", "tensor(float16)")),
                                      "input", name)
+        check_one_image_batch(self._input, name)
         self._output = resolve_tensor(self.session, TensorSpec(config.output_name, ("B", "C", "N")),
                                       "output", name)
-        fixed = [d for d in self._output.shape[1:] if isinstance(d, int) and d > 0]
-        if len(fixed) == 2 and self.channels not in fixed:
-            raise DetectorModelError(
-                f"{name}: expected output [B,{self.channels},N] (cx, cy, w, h, score, 17 x (x, y, v)); "
-                f"model has outputs: '{self._output.name}' {list(self._output.shape)} {self._output.type}")
         self.input_size = resolve_input_size(config.input_size, self._input.shape, (640, 640), name)
         self._dtype = numpy_dtype(self._input.type)
         self._name = name
+        shape = list(self._output.shape)
+        fixed = [d for d in shape[1:] if isinstance(d, int) and d > 0]
+        if len(fixed) < 2 and self.channels not in fixed:
+            # the export leaves the channel axis open (e.g. dynamic=True: ['batch', 84, 'anchors']): run it once
+            width, height = self.input_size
+            blob, _ = self.preprocess(np.full((height, width, 3), 114, np.uint8))
+            try:
+                (probe,) = self.session.run([self._output.name], {self._input.name: blob})
+            except Exception as exc:  # onnxruntime raises its own exception types
+                raise DetectorModelError(f"{name}: a test run on a {width}x{height} input failed: {exc}") from exc
+            shape = list(np.shape(probe))
+            fixed = shape[1:] if len(shape) == 3 else []
+        if self.channels not in fixed:
+            raise DetectorModelError(
+                f"{name}: expected output [B,{self.channels},N] (cx, cy, w, h, score, 17 x (x, y, v)); "
+                f"model has outputs: '{self._output.name}' {shape} {self._output.type}")
 
     def preprocess(self, image_bgr: np.ndarray):
         """The model input ``(1, 3, H, W)`` and the :class:`~.transforms.Letterbox` that made it."""

@@ -212,6 +212,9 @@ class DetectNode(SpecLifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
+        # a resumed stream is a new stream: no boxes followed from before the pause
+        if hasattr(self.detector, "reset"):
+            self.detector.reset()
         self._running = True
         self._worker = threading.Thread(target=self._work, name="cfi_pose_detector_worker", daemon=True)
         self._worker.start()
