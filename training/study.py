@@ -1,14 +1,14 @@
 """Accuracy against compute: short budget runs of several widths and frame strides.
 
-Each run is one ``training.train`` run with a time budget (warm-up + cosine, EMA,
-detector-noise augmentation as the shipped recipe), evaluated on S9 with GT 2D
+Each run is one ``training.train`` run with a time budget (warm-up + cosine unless the run is
+marked onecycle, EMA, detector-noise augmentation unless marked no noise), evaluated on S9 with GT 2D
 and with jittered 2D. Finished runs are kept under ``--out`` and skipped when
 the study is run again, so it resumes. Writes ``<doc>.png`` (S9 MPJPE against
 the training budget, one line per width/stride/variant) and ``<doc>.md`` (the
 table), by default ``docs/accuracy_vs_compute.*``.
 
     python -m training.study                                  # the README's study (about 30 minutes on 2 cores)
-    python -m training.study --runs d128_s5_b2.5 --out runs/study   # one run of it
+    python -m training.study --runs d128_s5_b2 --out runs/study --doc runs/study/d128_s5_b2   # one run of it
 """
 from __future__ import annotations
 

@@ -131,7 +131,7 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("body_size_prior", 1.0,
               "with CameraInfo, each skeleton is scaled to this times the mean adult body (about 1.7 m tall) "
               "before it is placed, so one bad 2D joint cannot change the person's depth through the size the "
-              "lifter gives; 0 = keep the lifter's size (README: placing people)", 0.0, 3.0),
+              "lifter gives; 0 = keep the lifter's size (README: Robustness)", 0.0, 3.0),
     ParamSpec("depth_topic", "",
               "aligned depth image (registered to the keypoints' image; 16UC1 mm or 32FC1 m); empty = no depth",
               read_only=True),
