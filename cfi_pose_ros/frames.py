@@ -146,8 +146,8 @@ def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_"
                   joint_names: Sequence[str] = H36M_17.joint_names) -> list[FrameTransform]:
     """The TF frames of ``people`` (in the ``parent`` frame), see the module docstring."""
     frames = []
-    identity = np.array([0.0, 0.0, 0.0, 1.0])
-    if not parent.strip("/"):
+    parent_name = parent.strip("/")       # as tf2 reads it (a leading slash is stripped)
+    if not parent_name:
         return frames
     for person in people:
         if not person.track_id or person.root_source == ROOT_RELATIVE:
@@ -156,7 +156,7 @@ def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_"
         if not (np.isfinite(position).all() and np.isfinite(person.orientation_xyzw).all()):
             continue
         body = frame_name(prefix, person.track_id)
-        if body == parent.strip("/"):
+        if body == parent_name:             # a self-transform
             continue
         frames.append(FrameTransform(parent, body, position, np.asarray(person.orientation_xyzw, float)))
         if joints:
@@ -165,5 +165,6 @@ def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_"
                 person.orientation_xyzw)
             for name, offset in zip(joint_names, offsets):
                 if np.isfinite(offset).all():
-                    frames.append(FrameTransform(body, frame_name(prefix, person.track_id, name), offset, identity))
+                    frames.append(FrameTransform(body, frame_name(prefix, person.track_id, name), offset,
+                                                 IDENTITY_QUATERNION))
     return frames

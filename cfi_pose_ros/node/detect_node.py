@@ -11,8 +11,9 @@ and tracker (:mod:`cfi_pose_ros.tracking`):
 * activate: subscribe to ``sensor_msgs/Image`` (or ``CompressedImage``) with
   depth-1 QoS (best effort, as sensor data, unless ``input_reliability`` is reliable).
   The subscription callback only hands the newest image to a worker thread; an
-  image that arrives while another one is still waiting replaces it (counted as ``dropped.superseded``), so the detector always
-  works on the newest frame and never on a queue of stale ones.
+  image that arrives while another one is still waiting replaces it (counted as
+  ``dropped.superseded``), so the detector always works on the newest frame and
+  never on a queue of stale ones.
 * each frame: decode -> person detector (top_down: every ``person_detector_every``-th
   image; in between each person's box follows their previous keypoints) -> keypoint model -> tracker ->
   publish ``HumanKeypoints2DArray`` with the image's header (stamp and
