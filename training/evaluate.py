@@ -87,6 +87,11 @@ def markdown_table(result: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def error_text(error: Exception) -> str:
+    """An error as the CLIs print it: a KeyError's own message, not its repr in quotes."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
@@ -113,8 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     except (WeightsError, KeyError, ValueError, OSError) as error:   # bad weights, subjects or files
         if argv is not None:
             raise
-        reason = error.args[0] if isinstance(error, KeyError) and error.args else error
-        raise SystemExit(f"error: {reason}") from None
+        raise SystemExit(f"error: {error_text(error)}") from None
     result = evaluate_pose_set(model, poses, args.flip_test, args.batch_size, progress=True)
     result.update(weights=str(args.weights), subjects=args.subjects, stride=args.stride,
                   input_2d=args.data_2d or "ground truth", flip_test=args.flip_test,

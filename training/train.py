@@ -38,7 +38,7 @@ from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, load_weights, save_weights
 from training.augment import detector_noise, displace_joints, drop_joints, random_flip
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.evaluate import DEFAULT_DATA, evaluate_pose_set, record_name, with_detector_noise
+from training.evaluate import DEFAULT_DATA, error_text, evaluate_pose_set, record_name, with_detector_noise
 from training.h36m import TRAIN_SUBJECTS, PoseSet, load_h36m
 from training.losses import LOSSES
 from training.schedule import SCHEDULES, Budget, BudgetSchedule, WeightEMA
@@ -532,7 +532,7 @@ def main(argv: list[str] | None = None) -> dict:
     except (TrainingDiverged, WeightsError, KeyError) as error:   # diverged; bad --init-weights or subjects
         if argv is not None:
             raise
-        print(f"error: {error.args[0] if isinstance(error, KeyError) and error.args else error}", file=sys.stderr)
+        print(f"error: {error_text(error)}", file=sys.stderr)
         raise SystemExit(1) from None
 
 
