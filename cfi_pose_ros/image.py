@@ -184,15 +184,21 @@ def png_intact(data: memoryview) -> bool:
     return False
 
 
+def _format_and_size(view: memoryview) -> tuple[str | None, tuple[int, int] | None]:
+    """``("png" | "jpeg" | None, (width, height) | None)`` from a file's first bytes."""
+    if bytes(view[:8]) == _PNG_SIGNATURE:
+        if len(view) >= 24 and bytes(view[12:16]) == b"IHDR":
+            return "png", (int.from_bytes(view[16:20], "big"), int.from_bytes(view[20:24], "big"))
+        return "png", None
+    if bytes(view[:2]) == b"\xff\xd8":
+        return "jpeg", _jpeg_size(view)
+    return None, None
+
+
 def compressed_image_size(data: bytes | memoryview | np.ndarray) -> tuple[int, int] | None:
     """``(width, height)`` a PNG or JPEG file declares in its header, read without decoding;
     ``None`` for anything else (or a header too short or corrupt to say)."""
-    view = memoryview(np.ascontiguousarray(_as_bytes_array(data)))       # no copy of the data
-    if bytes(view[:8]) == _PNG_SIGNATURE and len(view) >= 24 and bytes(view[12:16]) == b"IHDR":
-        return int.from_bytes(view[16:20], "big"), int.from_bytes(view[20:24], "big")
-    if bytes(view[:2]) == b"\xff\xd8":
-        return _jpeg_size(view)
-    return None
+    return _format_and_size(memoryview(np.ascontiguousarray(_as_bytes_array(data))))[1]   # no copy
 
 
 def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # noqa: A002
@@ -210,7 +216,8 @@ def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAG
     flat = _as_bytes_array(data)
     if flat.size == 0:
         raise ValueError(f"compressed image ({format!r}) has no data")
-    size = compressed_image_size(flat)
+    view = memoryview(np.ascontiguousarray(flat))          # no copy of the data
+    kind, size = _format_and_size(view)
     if size is None or min(size) <= 0:
         raise ValueError(f"could not decode compressed image ({format!r}, {flat.size} bytes, starting "
                          f"{bytes(flat[:8]).hex()}): not a JPEG or PNG whose size its header states")
@@ -218,8 +225,7 @@ def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAG
     if width * height > max_pixels:
         raise ImageTooLarge(f"compressed image ({format!r}, {flat.size} bytes) declares {width}x{height} = "
                             f"{width * height} pixels, more than max_image_pixels = {max_pixels}; not decoded")
-    view = memoryview(np.ascontiguousarray(flat))
-    if bytes(view[:8]) == _PNG_SIGNATURE and not png_intact(view):
+    if kind == "png" and not png_intact(view):
         raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a truncated or damaged PNG "
                          "(a chunk is cut short or fails its CRC, or there is no IEND); not decoded")
     return width, height

@@ -71,7 +71,7 @@ class Source:
     description: str
     detect: bool                          # images -> 2D detector; else 2D keypoints messages
     frames: int | None                    # frames to lift (for the progress bar)
-    fps: float
+    fps: float | None                     # None: the frames' own rate, measured while lifting
     items: Callable[[bool], Iterator[Item]]   # items(with_images)
     scene_per_frame: bool = False         # photos: every frame its own scene
 
@@ -113,9 +113,6 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
         raise ValueError(f"{path}: no 2D keypoints ({KEYPOINTS_TYPE}) and no image topic to lift")
     detect = kp_topic is None
     frames = topics[img_topic if detect else kp_topic].count
-    # the frame topic's own span: other topics (CameraInfo, /tf, status) may cover much more of the bag
-    times = [m.log_time_ns for m in read_bag(path, [img_topic if detect else kp_topic])]
-    fps = (len(times) - 1) / ((times[-1] - times[0]) * 1e-9) if len(times) > 1 and times[-1] > times[0] else 30.0
 
     def items(with_images: bool) -> Iterator[Item]:
         wanted = [t for t in (kp_topic, info_topic, img_topic if (detect or with_images) else None) if t]
@@ -138,7 +135,9 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                     continue
                 yield Item(message.log_time_ns, image=image, header=msg.header)
 
-    return Source(f"{path} ({kp_topic or img_topic})", detect, frames, fps, items)
+    # fps None: the frame topic's own rate, from the lifting pass (other topics, CameraInfo, /tf,
+    # may cover much more of the bag than the frames do)
+    return Source(f"{path} ({kp_topic or img_topic})", detect, frames, None, items)
 
 
 def clip_source(path: Path, rate_hz: float = 30.0, frame_id: str = "camera_optical_frame") -> Source:
@@ -313,6 +312,13 @@ class OfflineResult:
     pass_s: float = 0.0            # the whole first pass: reading, detecting, lifting, writing the bag
     dropped: Counter = field(default_factory=Counter)
     messages_written: int = 0
+    frame_log_span_ns: tuple[int, int] | None = None     # first and last frame's log time
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second of the lifted frames' log times (30 where they span no time)."""
+        first, last = self.frame_log_span_ns or (0, 0)
+        return (self.frames - 1) / ((last - first) * 1e-9) if self.frames > 1 and last > first else 30.0
 
 
 def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values: dict | None = None,
@@ -368,6 +374,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                 result.detect_s += time.perf_counter() - t0
             if msg is None:
                 continue
+            result.frame_log_span_ns = ((result.frame_log_span_ns or (item.log_time_ns,))[0], item.log_time_ns)
             writer.write(topics["input_topic"], msg, item.log_time_ns)
             t0 = time.perf_counter()
             lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, None, target_frame, target_from_camera)
@@ -450,7 +457,7 @@ class VideoOut:
 
 
 def render_video(source: Source, records: list[FrameRecord], out_stem: Path, optical_frame: bool,
-                 progress: bool = True) -> Path | None:
+                 fps: float, progress: bool = True) -> Path | None:
     """Pass 2: each lifted frame's image (or a blank canvas of its size) with the 2D skeletons,
     beside the 3D skeletons (fixed axes over the whole video)."""
     import cv2
@@ -462,7 +469,7 @@ def render_video(source: Source, records: list[FrameRecord], out_stem: Path, opt
         return None
     renderer = SceneRenderer([r.markers for r in records], (PANEL_3D_WIDTH, PANEL_HEIGHT),
                              optical_frame=optical_frame)
-    video = VideoOut(out_stem, min(max(source.fps, 1.0), 60.0))
+    video = VideoOut(out_stem, min(max(fps, 1.0), 60.0))
     aspect = max(w / h for w, h in (r.image_size for r in records) if w > 0 and h > 0) if any(
         min(r.image_size) > 0 for r in records) else 1.0
     left_width = 2 * int(round(PANEL_HEIGHT * min(max(aspect, 0.5), 2.0) / 2))   # even: video codecs want it
@@ -503,7 +510,7 @@ def run_offline(source: Source, out: Path, lift_values: dict, detect_values: dic
                          target_from_camera, progress, log, keep_records=video)
     started = time.perf_counter()
     video_path = (render_video(source, result.records, out / "lifted", optical_frame=not target_frame,
-                               progress=progress) if video else None)
+                               fps=source.fps or result.frame_rate, progress=progress) if video else None)
     summary = {
         "input": source.description, "frames": result.frames, "people": result.people,
         "people_per_frame": result.people / result.frames if result.frames else 0.0,
