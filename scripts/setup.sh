@@ -16,12 +16,17 @@ cd "$ROOT"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-# 1. System tools the build needs (a C/C++ compiler and CMake for the generated message code).
+# 1. System tools the build needs (a C/C++ compiler, CMake and the Python headers for the
+#    generated message code; Debian/Ubuntu name the venv and header packages by version).
 missing=()
+pyver="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3)"
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v c++ >/dev/null 2>&1 || missing+=(build-essential)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-"$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+"$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=("python$pyver-venv")
+"$PYTHON" -c 'import os, sys, sysconfig
+sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  >/dev/null 2>&1 || missing+=("python$pyver-dev")
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing system packages: ${missing[*]}"
