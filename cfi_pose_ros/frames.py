@@ -13,7 +13,9 @@ TF frames (``body_<id>``, optionally one per joint) of every person.
   child of the body frame, axes parallel to it (no per-joint orientation is estimated).
   People without a tracking id, or without an absolute position (root-relative poses),
   get no frame: a frame that changes meaning between messages, or that sits at the
-  camera's origin, would mislead whoever looks it up. Nor does anyone when the parent frame
+  camera's origin, would mislead whoever looks it up. Nor do people whose body frame name occurs
+  twice in one input (an id given twice, ids that differ only in replaced characters): such a
+  frame would name either of them. Nor does anyone when the parent frame
   is empty (an input without ``header.frame_id``): tf2 rejects such a transform in every
   listener, once per message; a frame named like its parent (a self-transform) is skipped too.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -149,8 +152,15 @@ def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_"
     parent_name = parent.strip("/")       # as tf2 reads it (a leading slash is stripped)
     if not parent_name:
         return frames
+    # a body frame name that two people of one input would get (one id twice, or two ids that differ
+    # only in characters frame_name replaces) names no single person: tf2 keeps one of the two
+    # transforms and rejects the other, so the frame would be either person; neither gets it
+    names = Counter(frame_name(prefix, person.track_id) for person in people
+                    if person.track_id and person.root_source != ROOT_RELATIVE)
     for person in people:
         if not person.track_id or person.root_source == ROOT_RELATIVE:
+            continue
+        if names[frame_name(prefix, person.track_id)] > 1:
             continue
         position = np.asarray(person.position, dtype=np.float64)
         if not (np.isfinite(position).all() and np.isfinite(person.orientation_xyzw).all()):

@@ -330,7 +330,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
 
     from cfi_pose_ros.bag import BagWriter
     from cfi_pose_ros.node.conversions import markers_to_msg
-    from cfi_pose_ros.node.lifting import build_pipeline, camera_from_info, lift_keypoints
+    from cfi_pose_ros.node.lifting import build_pipeline, camera_from_info, image_size_from_info, lift_keypoints
 
     value = lift_values.__getitem__
     pipeline = build_pipeline(value, log=log)
@@ -362,7 +362,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                 try:
                     camera_matrix, camera_size = camera_from_info(item.camera_info)
                 except ValueError:
-                    camera_matrix = None
+                    camera_matrix, camera_size = None, image_size_from_info(item.camera_info)
                     result.dropped["bad_camera_info"] += 1
                 continue
             msg = item.keypoints
@@ -505,6 +505,15 @@ def render_video(source: Source, records: list[FrameRecord], out_stem: Path, opt
 def run_offline(source: Source, out: Path, lift_values: dict, detect_values: dict | None = None,
                 target_frame: str = "", target_from_camera=None, video: bool = True, progress: bool = True,
                 log=None) -> dict:
+    if not target_frame and lift_values.get("target_frame"):
+        # the lift node's target_frame / target_from_camera parameters (a --params-file), as the node
+        # reads them: offline there is no tf2 buffer, so the static transform is needed
+        from cfi_pose_ros.node.lifting import static_target_transform
+
+        target_frame = lift_values["target_frame"]
+        target_from_camera = static_target_transform(lift_values["target_from_camera"])
+        if target_from_camera is None:
+            raise ValueError(f"target_frame {target_frame!r} needs target_from_camera offline (no tf2 buffer)")
     out.mkdir(parents=True, exist_ok=True)
     result = lift_source(source, out / "lifted.mcap", lift_values, detect_values, target_frame,
                          target_from_camera, progress, log, keep_records=video)

@@ -124,6 +124,21 @@ def test_no_frames_without_an_id_or_an_absolute_position():
     assert len(person_frames([missing], "cam", joints=True)) == 1 + 16    # the NaN wrist has no frame
 
 
+def test_an_id_two_people_share_gives_neither_a_frame():
+    """Two people of one input with one id (or ids that become one frame name) gave two transforms of
+    one child frame in one /tf message: tf2 keeps one and rejects the other, so body_<id> named either
+    person. Smoothing already treats such an id as naming no single person; TF now does too."""
+    twin = standing_person("7")
+    twin.keypoints = twin.keypoints + [1.0, 0.0, 0.0]
+    twin.position = twin.position + [1.0, 0.0, 0.0]
+    other = standing_person("8")
+    frames = person_frames([standing_person("7"), twin, other], "cam", joints=True)
+    assert {f.child for f in frames if f.parent == "cam"} == {"body_8"}
+    assert len(frames) == 1 + 17
+    assert [f.child for f in person_frames([standing_person("a/b"), standing_person("a_b")], "cam")] == []
+    assert len(person_frames([standing_person("7"), standing_person("7", ROOT_RELATIVE)], "cam")) == 1
+
+
 @pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))
 def test_transform_stamped_from_a_known_pose():
     from builtin_interfaces.msg import Time

@@ -215,6 +215,19 @@ def test_zero_image_size_falls_back_to_camera_info_size(node_factory, clip):
     assert out is not None and len(out.humans) == 2
 
 
+def test_zero_image_size_falls_back_to_an_uncalibrated_camera_info_s_size(node_factory, clip):
+    """CameraInfo.msg: an uncalibrated camera leaves K zeroed, and its width and height are still the
+    image's: a frame that gives image size 0 takes them and is lifted root-relative (it was dropped as
+    bad_image_size, though HumanKeypoints2DArray.msg promises the CameraInfo's size)."""
+    node = node_factory()
+    send_camera_info(node, clip, np.zeros((3, 3)))
+    msg = clip_msg(clip, 0, sec=16)
+    msg.image_width = msg.image_height = 0
+    out = node.send_and_receive(msg, timeout=10)
+    assert out is not None and len(out.humans) == 2, node.log()
+    assert all(h.root_source == HumanPose3D.ROOT_RELATIVE for h in out.humans)
+
+
 @pytest.mark.parametrize("matrix", [np.zeros((3, 3)), np.full((3, 3), np.nan)])
 def test_bad_camera_info_is_ignored_and_counted(node_factory, clip, matrix):
     node = node_factory()

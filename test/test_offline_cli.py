@@ -62,6 +62,26 @@ def test_repeated_stamps_and_a_longer_bag_give_one_video_frame_per_lifted_frame(
         assert frames == 10 and fps == pytest.approx(10.0, rel=0.05)
 
 
+def test_an_uncalibrated_camera_info_still_gives_a_zero_size_frame_its_size(tmp_path):
+    """K zeroed (CameraInfo.msg: uncalibrated) with the image's width and height, keypoints with image
+    size 0: lifted root-relative at the CameraInfo's size, as the node does (both dropped them)."""
+    from cfi_pose_ros.bag import read_bag
+    from cfi_pose_ros.msg import HumanPose3D
+
+    clip = Clip.load()
+    start = 10**9 * 100
+    with BagWriter(tmp_path / "uncalibrated.mcap") as writer:
+        writer.write("/camera_info", camera_info_msg(np.zeros((3, 3)), clip.image_size, FRAME), start - PERIOD_NS)
+        for k in range(2):
+            msg = keypoints_msg(clip.pixels[k], clip.scores[k], clip.ids, (0, 0), clip.layout, FRAME,
+                                start + k * PERIOD_NS)
+            writer.write("/human_keypoints_2d", msg, start + k * PERIOD_NS)
+    assert offline([str(tmp_path / "uncalibrated.mcap"), "--out", str(tmp_path / "out"), "--quiet", "--no-video"]) == 0
+    poses = [m.decode() for m in read_bag(tmp_path / "out" / "lifted.mcap", ["/human_pose_3d"])]
+    assert len(poses) == 2 and all(len(p.humans) == 2 for p in poses)
+    assert all(h.root_source == HumanPose3D.ROOT_RELATIVE for p in poses for h in p.humans)
+
+
 @pytest.mark.parametrize("problem, expected", [
     ("missing_bag", "No such file"),
     ("truncated_bag", "not a complete MCAP file"),
@@ -111,3 +131,35 @@ def test_play_bag_and_the_demo_refuse_a_bad_argument_before_starting_anything(ca
     with pytest.raises(SystemExit) as exit_info:
         {"play_bag": play_bag, "demo": demo}[tool](args)
     assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_a_params_file_target_frame_is_the_output_frame_as_in_the_node(tmp_path, capsys):
+    """The lift node publishes in a --params-file's target_frame (with its target_from_camera); offline
+    lifting with the same file wrote the camera frame: the bag disagreed with what the node publishes."""
+    from cfi_pose_ros.bag import read_bag
+
+    bag = _bag(tmp_path / "good.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(2)])
+    mount = ["0.3", "0.0", "1.2", "-0.5", "0.5", "-0.5", "0.5"]
+    (tmp_path / "lift.yaml").write_text("/**:\n  ros__parameters:\n    target_frame: base_link\n"
+                                        f"    target_from_camera: [{', '.join(mount)}]\n")
+    common = ["--quiet", "--no-video"]
+    assert offline([str(bag), "--out", str(tmp_path / "file"), "--params-file", str(tmp_path / "lift.yaml"),
+                    *common]) == 0
+    assert offline([str(bag), "--out", str(tmp_path / "cli"), "--target-frame", "base_link",
+                    "--target-from-camera", *mount, *common]) == 0
+
+    def poses(out):
+        return [m.decode() for m in read_bag(tmp_path / out / "lifted.mcap", ["/human_pose_3d"])]
+
+    from_file, from_cli = poses("file"), poses("cli")
+    assert len(from_file) == len(from_cli) == 2
+    for a, b in zip(from_file, from_cli):
+        assert a.header.frame_id == b.header.frame_id == "base_link"
+        assert np.allclose([[p.x, p.y, p.z] for h in a.humans for p in h.keypoints],
+                           [[p.x, p.y, p.z] for h in b.humans for p in h.keypoints], atol=1e-9)
+    # a target_frame the node would look up in tf2: offline there is no tf2 buffer, so it is refused
+    (tmp_path / "lift.yaml").write_text("/**:\n  ros__parameters:\n    target_frame: base_link\n")
+    capsys.readouterr()
+    assert offline([str(bag), "--out", str(tmp_path / "tf"), "--params-file", str(tmp_path / "lift.yaml"),
+                    *common]) == 2
+    assert "needs target_from_camera" in capsys.readouterr().err

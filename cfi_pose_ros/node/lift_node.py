@@ -32,7 +32,8 @@ from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallback
                                    output_qos, run)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, camera_from_info,
-                                      lift_keypoints, pipeline_config, pose_smoother, static_target_transform)
+                                      image_size_from_info, lift_keypoints, pipeline_config, pose_smoother,
+                                      static_target_transform)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats
@@ -138,7 +139,7 @@ class LiftNode(SpecLifecycleNode):
         try:
             self.camera_matrix, self.camera_size = camera_from_info(msg)
         except ValueError as exc:
-            self.camera_matrix = None
+            self.camera_matrix, self.camera_size = None, image_size_from_info(msg)   # still the image's size
             self.stats.drop(Counter(bad_camera_info=1))
             self.warn_throttled("camera_info", f"ignoring CameraInfo: {exc}; publishing root-relative poses")
 

@@ -66,15 +66,24 @@ def camera_from_info(msg) -> tuple[np.ndarray, tuple[int, int] | None]:
     k = validate_camera_matrix(msg.k)
     bin_x, bin_y = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
     roi = msg.roi
-    width, height = msg.width, msg.height
     if roi.width and roi.height:
         k[0, 2] -= roi.x_offset
         k[1, 2] -= roi.y_offset
-        width, height = roi.width, roi.height
     k[0] /= bin_x                      # fx, skew, cx
     k[1] /= bin_y                      # fy, cy
+    return k, image_size_from_info(msg)
+
+
+def image_size_from_info(msg) -> tuple[int, int] | None:
+    """``(width, height)`` of the published image a ``CameraInfo`` describes (its ``roi`` reduced by
+    its binning, see :func:`camera_from_info`), or None when it gives none. Whatever its K: an
+    uncalibrated camera leaves K zeroed (CameraInfo.msg), and its size still is the size of a
+    ``HumanKeypoints2DArray`` that gives 0 (lifted root-relative)."""
+    bin_x, bin_y = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
+    roi = msg.roi
+    width, height = (roi.width, roi.height) if roi.width and roi.height else (msg.width, msg.height)
     width, height = width // bin_x, height // bin_y
-    return k, ((width, height) if width and height else None)
+    return (width, height) if width and height else None
 
 
 def static_target_transform(values) -> RigidTransform | None:
