@@ -14,18 +14,20 @@ camera images into HumanKeypoints2DArray on the lifter's input_topic.
 
 All node parameters come from config/lift.yaml and config/detect.yaml (or
 params_file:=... / detector_params_file:=...); the launch arguments below
-override the ones people change most.
+override the ones people change most, when given: one left out (empty, its
+default) keeps the parameters file's value. The detector always publishes on the
+lifter's input topic: input_topic:=... when given, else the lifter's file's.
 """
 import os
+import tempfile
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
+from launch import LaunchDescription, Substitution
 from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import LifecycleNode
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
@@ -34,54 +36,103 @@ PACKAGE = "cfi_pose_ros"
 EXECUTABLE = "lift_node"
 NODE_NAME = "cfi_pose_lifter"
 CONFIG_FILE = "lift.yaml"
-# launch argument -> node parameter it overrides (same name)
+# launch argument -> the ROS type of the node parameter it overrides (same name)
 OVERRIDABLE_PARAMETERS = {
-    "input_topic": "human_keypoints_2d",
-    "camera_info_topic": "camera_info",
-    "output_topic": "human_pose_3d",
-    "backend": "auto",
-    "precision": "fp32",
-    "weights": "",
-    "smoothing": "false",
-    "flip_test": "false",
-    "body_size_prior": "1.0",
-    "target_frame": "",
+    "input_topic": "string",
+    "camera_info_topic": "string",
+    "output_topic": "string",
+    "backend": "string",
+    "precision": "string",
+    "weights": "string",
+    "smoothing": "bool",
+    "flip_test": "bool",
+    "body_size_prior": "double",
+    "target_frame": "string",
 }
+DEFAULT_INPUT_TOPIC = "human_keypoints_2d"      # the lifter's input_topic when no file or argument says
 INPUT_CHOICES = ("keypoints", "image")
 
 DETECTOR_EXECUTABLE = "detect_node"
 DETECTOR_NODE_NAME = "cfi_pose_detector"
 DETECTOR_CONFIG_FILE = "detect.yaml"
-# launch argument -> detector node parameter it overrides (same name); its keypoints_topic is
-# always the lifter's input_topic
+# launch argument -> the ROS type of the detector node parameter it overrides (same name); its
+# keypoints_topic is always the lifter's input topic
 DETECTOR_OVERRIDABLE_PARAMETERS = {
-    "image_topic": "image_raw",
-    "compressed": "false",
-    "detector": "top_down",
-    "person_detector_model": "",
-    "keypoint_model": "",
-    "keypoint_model_type": "movenet",
-    "yolo_pose_model": "",
+    "image_topic": "string",
+    "compressed": "bool",
+    "detector": "string",
+    "person_detector_model": "string",
+    "keypoint_model": "string",
+    "keypoint_model_type": "string",
+    "yolo_pose_model": "string",
 }
 
 
-def _typed_overrides(defaults: dict) -> dict:
-    """Launch arguments as parameter values of their parameter's type, told by the default:
-    "true"/"false" stay booleans; a decimal number is a float even when given as `:=1` (the node
-    would refuse an integer for a double parameter); anything else stays a string, so an empty
-    one (no weights or model given) does not become YAML null."""
-    def typed(name: str, default: str):
-        if default in ("true", "false"):
-            return LaunchConfiguration(name)
-        value_type = float if _is_decimal(default) else str
-        return ParameterValue(LaunchConfiguration(name), value_type=value_type)
+def _typed(name: str, text: str, ros_type: str):
+    """A launch argument's text as a value of its parameter's ROS type: the node refuses another
+    type (`body_size_prior:=1` must still arrive as a double), and says nothing useful about a
+    boolean spelt wrongly, so that is refused here, by name."""
+    if ros_type == "bool":
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"launch argument {name}:={text!r}: expected true or false")
+        return text.lower() == "true"
+    if ros_type == "double":
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"launch argument {name}:={text!r}: expected a number") from None
+    return text
 
-    return {name: typed(name, default) for name, default in defaults.items()}
+
+def _file_parameter(path: str, name: str):
+    """``name`` from a ROS parameters file (any section), or None."""
+    import yaml
+
+    with open(path, encoding="utf-8") as file:
+        sections = yaml.safe_load(file) or {}
+    for section in sections.values():
+        parameters = (section or {}).get("ros__parameters", {}) if isinstance(section, dict) else {}
+        if name in parameters:
+            return parameters[name]
+    return None
 
 
-def _is_decimal(text: str) -> bool:
-    whole, point, fraction = text.partition(".")
-    return bool(point) and whole.isdigit() and fraction.isdigit()
+class GivenArgumentsFile(Substitution):
+    """Path of a parameters file, written at launch, with the launch arguments of ``types`` that
+    were given (not left empty), typed, then ``fixed`` and what ``derived(configurations)`` adds.
+
+    launch_ros applies a node's parameters in order, the later winning: passed after params_file,
+    an argument nobody gave keeps that file's value. (The arguments were passed with their default
+    values, so `params_file:=my.yaml` with its own target_frame, weights or topics was silently
+    undone.)"""
+
+    def __init__(self, types: dict, fixed: dict, derived=None):
+        super().__init__()
+        self.types, self.fixed, self.derived = types, fixed, derived
+
+    def describe(self) -> str:
+        return f"parameters of the launch arguments given among {', '.join(self.types)}"
+
+    def perform(self, context) -> str:
+        given = context.launch_configurations
+        values = {name: _typed(name, given[name], ros_type) for name, ros_type in self.types.items()
+                  if given.get(name, "") != ""}
+        values.update(self.fixed)
+        if self.derived is not None:
+            values.update(self.derived(given))
+        import yaml
+
+        descriptor, path = tempfile.mkstemp(prefix="cfi_pose_launch_", suffix=".yaml")
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            yaml.safe_dump({"/**": {"ros__parameters": values}}, file)
+        return path
+
+
+def _detector_keypoints_topic(given) -> dict:
+    """The detector publishes where the lifter listens: input_topic:= when given, else the lifter's
+    parameters file's input_topic."""
+    topic = given.get("input_topic", "") or _file_parameter(given["params_file"], "input_topic")
+    return {"keypoints_topic": str(topic or DEFAULT_INPUT_TOPIC)}
 
 
 def _lifecycle_to_active(node, condition=None):
@@ -116,17 +167,19 @@ def generate_launch_description():
         DeclareLaunchArgument("detector_params_file",
                               default_value=os.path.join(share, "config", DETECTOR_CONFIG_FILE),
                               description="YAML file with the detector node's parameters (input:=image)"),
-    ] + [DeclareLaunchArgument(name, default_value=default, description=f"node parameter '{name}'")
-         for name, default in OVERRIDABLE_PARAMETERS.items()] + [
-        DeclareLaunchArgument(name, default_value=default, description=f"detector node parameter '{name}'")
-        for name, default in DETECTOR_OVERRIDABLE_PARAMETERS.items()]
+    ] + [DeclareLaunchArgument(name, default_value="",
+                               description=f"node parameter '{name}' ({ros_type}); empty: params_file's value")
+         for name, ros_type in OVERRIDABLE_PARAMETERS.items()] + [
+        DeclareLaunchArgument(name, default_value="", description=f"detector node parameter '{name}' "
+                                                                  f"({ros_type}); empty: detector_params_file's value")
+        for name, ros_type in DETECTOR_OVERRIDABLE_PARAMETERS.items()]
 
     lifter = LifecycleNode(
         package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME,
         namespace=LaunchConfiguration("namespace"), output="screen",
+        # autostart off: the events below drive the lifecycle
         parameters=[LaunchConfiguration("params_file"),
-                    _typed_overrides(OVERRIDABLE_PARAMETERS),
-                    {"autostart": False}],   # the events below drive the lifecycle
+                    GivenArgumentsFile(OVERRIDABLE_PARAMETERS, {"autostart": False})],
     )
 
     with_detector = IfCondition(PythonExpression(["'", LaunchConfiguration("input"), "' == 'image'"]))
@@ -134,9 +187,8 @@ def generate_launch_description():
         package=PACKAGE, executable=DETECTOR_EXECUTABLE, name=DETECTOR_NODE_NAME,
         namespace=LaunchConfiguration("namespace"), output="screen", condition=with_detector,
         parameters=[LaunchConfiguration("detector_params_file"),
-                    _typed_overrides(DETECTOR_OVERRIDABLE_PARAMETERS),
-                    {"keypoints_topic": ParameterValue(LaunchConfiguration("input_topic"), value_type=str),
-                     "autostart": False}],   # the events below drive the lifecycle
+                    GivenArgumentsFile(DETECTOR_OVERRIDABLE_PARAMETERS, {"autostart": False},
+                                       _detector_keypoints_topic)],
     )
     return LaunchDescription(arguments + [lifter] + _lifecycle_to_active(lifter)
                              + [detector] + _lifecycle_to_active(detector, with_detector))

@@ -30,6 +30,24 @@ class LaunchDescription(Recorded):
         self.entities = list(initial_entities or [])
 
 
+class Substitution:
+    """launch.Substitution: a subclass overrides ``perform(context) -> str`` and ``describe()``."""
+
+    def perform(self, context) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass
+class LaunchContext:
+    """The part of launch.LaunchContext a substitution reads: ``launch_configurations`` holds every
+    declared argument, given on the command line or else its default."""
+
+    launch_configurations: dict
+
+
 class DeclareLaunchArgument(Recorded):
     def __init__(self, name, *, default_value=None, description=None, choices=None, **kwargs):
         super().__init__(name, default_value=default_value, description=description, choices=choices, **kwargs)
@@ -113,7 +131,7 @@ def fake_modules(share_dir: str) -> dict[str, types.ModuleType]:
         "ament_index_python": _module("ament_index_python"),
         "ament_index_python.packages": _module(
             "ament_index_python.packages", get_package_share_directory=lambda package: share_dir),
-        "launch": _module("launch", LaunchDescription=LaunchDescription),
+        "launch": _module("launch", LaunchDescription=LaunchDescription, Substitution=Substitution),
         "launch.actions": _module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument,
                                   EmitEvent=EmitEvent, RegisterEventHandler=RegisterEventHandler),
         "launch.conditions": _module("launch.conditions", IfCondition=Recorded),
@@ -122,8 +140,6 @@ def fake_modules(share_dir: str) -> dict[str, types.ModuleType]:
                                         PythonExpression=Recorded),
         "launch_ros": _module("launch_ros"),
         "launch_ros.actions": _module("launch_ros.actions", LifecycleNode=LifecycleNode),
-        "launch_ros.parameter_descriptions": _module("launch_ros.parameter_descriptions",
-                                                     ParameterValue=Recorded),
         "launch_ros.event_handlers": _module("launch_ros.event_handlers", OnStateTransition=OnStateTransition),
         "launch_ros.events": _module("launch_ros.events"),
         "launch_ros.events.lifecycle": _module("launch_ros.events.lifecycle", ChangeState=ChangeState),

@@ -65,35 +65,59 @@ def test_config_file_lists_exactly_the_declared_parameters_with_their_defaults()
     check_config_file("lift.yaml", launch_constants()["NODE_NAME"], LIFT_NODE_PARAMETERS, LIFT_YAML_HEADER)
 
 
+ROS_TYPE_NAMES = {bool: "bool", int: "integer", float: "double", str: "string"}
+
+
 def test_launch_arguments_override_parameters_that_exist():
     constants = launch_constants()
     assert set(constants["OVERRIDABLE_PARAMETERS"]) <= set(PARAMETERS_BY_NAME)
-    for name, default in constants["OVERRIDABLE_PARAMETERS"].items():
-        declared = PARAMETERS_BY_NAME[name].default
-        assert str(declared).lower() == default.lower(), name
+    for name, ros_type in constants["OVERRIDABLE_PARAMETERS"].items():
+        assert ROS_TYPE_NAMES[type(PARAMETERS_BY_NAME[name].default)] == ros_type, name
     assert constants["PACKAGE"] == "cfi_pose_ros"
+    assert constants["DEFAULT_INPUT_TOPIC"] == PARAMETERS_BY_NAME["input_topic"].default
     assert "flip_test" in constants["OVERRIDABLE_PARAMETERS"]       # ros2 launch ... flip_test:=true
     assert "body_size_prior" in constants["OVERRIDABLE_PARAMETERS"]  # children or tall adults: set at launch
+
+
+def _launch_parameters(node_name: str, given: dict) -> tuple[list, Path, dict]:
+    """The node's ``parameters`` as the launch file passes them, the launch-time file among them and
+    its ``ros__parameters``, under ``ros2 launch ... <given>`` (every other declared argument at its
+    default, as launch sets it; the package's share directory is this checkout)."""
+    with pytest.MonkeyPatch.context() as patch:        # the fakes only while the launch file runs
+        description = run_launch_file(LAUNCH, patch, share_dir=str(REPO))
+        configurations = {e.args[0]: e.kwargs["default_value"] for e in description.entities
+                          if isinstance(e, fake_launch.DeclareLaunchArgument)} | given
+        node = next(e for e in description.entities if isinstance(e, fake_launch.LifecycleNode)
+                    and e.kwargs["name"] == launch_constants()[node_name])
+        parameters = node.kwargs["parameters"]
+        path = Path(parameters[-1].perform(fake_launch.LaunchContext(launch_configurations=configurations)))
+    return parameters, path, yaml.safe_load(path.read_text())[PARAMS_FILE_SECTION]["ros__parameters"]
 
 
 @pytest.mark.parametrize("node_name, overridable, declared", [
     ("NODE_NAME", "OVERRIDABLE_PARAMETERS", PARAMETERS_BY_NAME),
     ("DETECTOR_NODE_NAME", "DETECTOR_OVERRIDABLE_PARAMETERS", DETECT_PARAMETERS_BY_NAME)])
-def test_launch_arguments_reach_the_node_as_their_parameter_type(monkeypatch, node_name, overridable, declared):
-    """`ros2 launch ... body_size_prior:=0.8` must arrive as a double and `weights:=` as a string:
-    the node refuses a parameter of another type than its declared one."""
-    constants = launch_constants()
-    nodes, _, _ = _lifecycle_wiring(monkeypatch)
-    names = set(constants[overridable])
-    overrides = next(p for p in nodes[constants[node_name]].kwargs["parameters"]
-                     if isinstance(p, dict) and names <= set(p))
+def test_launch_arguments_reach_the_node_as_their_parameter_type(node_name, overridable, declared):
+    """`ros2 launch ... body_size_prior:=1` must arrive as a double, `compressed:=True` as a boolean and
+    `weights:=true` as a string: the node refuses a parameter of another type than its declared one.
+    The parameters file comes first, the given arguments after it (launch_ros: the later wins)."""
+    names = launch_constants()[overridable]
+    text = {bool: "True", float: "1", str: "true"}
+    given = {name: text[type(declared[name].default)] for name in names}
+    parameters, _, values = _launch_parameters(node_name, given)
+    assert isinstance(parameters[0], fake_launch.Recorded) and parameters[0].args[0].endswith("params_file")
+    assert values["autostart"] is False         # the launch file drives the lifecycle
     for name in names:
-        value, declared_type = overrides[name], type(declared[name].default)
-        if declared_type is bool:      # a plain LaunchConfiguration: launch_ros reads "true"/"false" as YAML
-            assert isinstance(value, fake_launch.Recorded) and value.args == (name,), name
-            continue
-        assert value.kwargs["value_type"] is declared_type, name
-        assert value.args[0].args == (name,), name
+        assert type(values[name]) is type(declared[name].default), name
+    name = next(n for n, ros_type in names.items() if ros_type == "bool")
+    with pytest.raises(ValueError, match=f"launch argument {name}:='yes please'"):
+        _launch_parameters(node_name, {name: "yes please"})
+
+
+def test_launch_arguments_not_given_leave_the_parameters_file_alone():
+    """Only the arguments given reach the launch-time file; the others keep params_file's values."""
+    _, _, values = _launch_parameters("NODE_NAME", {"body_size_prior": "0.8"})
+    assert values == {"body_size_prior": 0.8, "autostart": False}
 
 
 def test_launch_file_refers_to_installed_executable_and_config(ros_env):
@@ -166,21 +190,32 @@ def test_detector_launch_arguments_override_parameters_that_exist():
     constants = launch_constants()
     overridable = constants["DETECTOR_OVERRIDABLE_PARAMETERS"]
     assert set(overridable) <= set(DETECT_PARAMETERS_BY_NAME)
-    for name, default in overridable.items():
-        assert str(DETECT_PARAMETERS_BY_NAME[name].default).lower() == default.lower(), name
+    for name, ros_type in overridable.items():
+        assert ROS_TYPE_NAMES[type(DETECT_PARAMETERS_BY_NAME[name].default)] == ros_type, name
     # one launch argument per name: the two nodes' overridable parameters must not collide
     assert not set(overridable) & set(constants["OVERRIDABLE_PARAMETERS"])
     assert "keypoints_topic" not in overridable          # always the lifter's input_topic
     assert constants["INPUT_CHOICES"] == ("keypoints", "image")
 
 
-def test_launch_file_starts_the_detector_only_for_image_input_and_wires_its_output_to_the_lifter():
+def test_launch_file_starts_the_detector_only_for_image_input_and_wires_its_output_to_the_lifter(tmp_path):
+    """The detector publishes where the lifter listens: input_topic:= when given, else the topic the
+    lifter's parameters file names, else the lifter's default."""
     source = LAUNCH.read_text()
     assert 'DeclareLaunchArgument("input"' in source
     assert "== 'image'" in source and "condition=with_detector" in source
-    assert '"keypoints_topic": ParameterValue(LaunchConfiguration("input_topic")' in source
     assert "_lifecycle_to_active(detector, with_detector)" in source
     assert "DETECTOR_EXECUTABLE" in source and "DETECTOR_CONFIG_FILE" in source
+
+    def keypoints_topic(given: dict) -> str:
+        return _launch_parameters("DETECTOR_NODE_NAME", given)[2]["keypoints_topic"]
+
+    users = tmp_path / "my_lift.yaml"
+    users.write_text(yaml.safe_dump({PARAMS_FILE_SECTION: {"ros__parameters": {"input_topic": "/cam/people_2d"}}}))
+    shipped = REPO / "config" / "lift.yaml"
+    assert keypoints_topic({"params_file": str(shipped)}) == PARAMETERS_BY_NAME["input_topic"].default
+    assert keypoints_topic({"params_file": str(users)}) == "/cam/people_2d"
+    assert keypoints_topic({"params_file": str(users), "input_topic": "/people"}) == "/people"
 
 
 def test_launch_file_refers_to_installed_detector_executable_and_config(ros_env):
@@ -247,9 +282,9 @@ def test_lifter_options_map_the_node_parameters_to_create_lifter():
 
 # ----------------------------------------------------------------------------- both nodes in a namespace
 
-def _parameter_in_namespace(tmp_path, node, node_name: str, namespace: str, params_file: Path, name: str):
-    """``name`` as the installed ``node``, started in ``namespace`` with ``params_file``, reports it
-    over its get_parameters service (what ``ros2 param get`` asks)."""
+def _parameters_reported(tmp_path, node, node_name: str, namespace: str, params_file, names: list[str]) -> list:
+    """``names`` as the installed ``node``, started in ``namespace`` with ``params_file`` (one path or
+    several, in order), reports them over its get_parameters service (what ``ros2 param get`` asks)."""
     import rclpy
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python
@@ -267,9 +302,9 @@ def _parameter_in_namespace(tmp_path, node, node_name: str, namespace: str, para
     try:
         client = client_node.create_client(GetParameters, f"{namespace}/{node_name}/get_parameters")
         assert client.wait_for_service(timeout_sec=60), (tmp_path / f"{node_name}.log").read_text()
-        answer = call_service(client, GetParameters.Request(names=[name]),
+        answer = call_service(client, GetParameters.Request(names=names),
                               lambda done, timeout: spin_until(executor, done, timeout), attempts=3)
-        return parameter_value_to_python(answer.values[0])
+        return [parameter_value_to_python(value) for value in answer.values]
     finally:
         executor.shutdown()
         client_node.destroy_node()
@@ -300,7 +335,7 @@ def test_shipped_parameters_file_applies_to_the_node_in_a_namespace(ros_env, tmp
     for key in (PARAMS_FILE_SECTION, node_name):
         path = tmp_path / f"{key.strip('/*') or 'wildcard'}.yaml"
         path.write_text(yaml.safe_dump({key: {"ros__parameters": params}}))
-        found[key] = _parameter_in_namespace(tmp_path, node, node_name, namespace, path, spec.name)
+        found[key], = _parameters_reported(tmp_path, node, node_name, namespace, path, [spec.name])
         try:
             loaded[key] = len(parameter_dict_from_yaml_file(str(path), use_wildcard=True,
                                                             target_nodes=[f"{namespace}/{node_name}"]))
@@ -308,3 +343,24 @@ def test_shipped_parameters_file_applies_to_the_node_in_a_namespace(ros_env, tmp
             loaded[key] = 0
     assert found == {PARAMS_FILE_SECTION: changed, node_name: spec.default}, spec.name
     assert loaded == {PARAMS_FILE_SECTION: len(specs), node_name: 0}
+
+
+def test_a_users_parameters_file_keeps_its_values_unless_the_launch_argument_is_given(ros_env, tmp_path):
+    """`ros2 launch cfi_pose_ros lift.launch.py params_file:=my_lift.yaml body_size_prior:=0.8`: the
+    node gets 0.8 and every other value of the user's file. The launch arguments used to be passed
+    with their defaults after the file, so its flip_test, target_frame, weights and topics were
+    silently replaced by the node's defaults. The node is started as launch_ros starts it: the
+    parameters in order, each file a --params-file."""
+    from cfi_pose_ros.node.process import LIFT_NODE, installed_paths
+
+    shipped = yaml.safe_load(installed_paths(LIFT_NODE)[1].read_text())
+    users = tmp_path / "my_lift.yaml"
+    users.write_text(yaml.safe_dump({PARAMS_FILE_SECTION: {"ros__parameters": shipped[PARAMS_FILE_SECTION][
+        "ros__parameters"] | {"flip_test": True, "body_size_prior": 0.5, "target_frame": "base_link",
+                              "input_topic": "people_2d"}}}))
+    _, launch_file, _ = _launch_parameters("NODE_NAME", {"params_file": str(users), "body_size_prior": "0.8"})
+    names = ["body_size_prior", "flip_test", "target_frame", "input_topic", "autostart"]
+    reported = _parameters_reported(tmp_path, LIFT_NODE, launch_constants()["NODE_NAME"], f"/launch{os.getpid()}",
+                                    [users, launch_file], names)
+    assert dict(zip(names, reported)) == {"body_size_prior": 0.8, "flip_test": True, "target_frame": "base_link",
+                                          "input_topic": "people_2d", "autostart": False}

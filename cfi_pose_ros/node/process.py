@@ -20,11 +20,16 @@ def installed_paths(node: tuple[str, str] = LIFT_NODE) -> tuple[Path, Path]:
             Path(get_package_share_directory(PACKAGE)) / "config" / config)
 
 
-def node_command(node: tuple[str, str] = LIFT_NODE, params_file: str | Path | None = None,
+def node_command(node: tuple[str, str] = LIFT_NODE, params_file: str | Path | list | None = None,
                  overrides: dict | None = None, node_name: str | None = None,
                  namespace: str | None = None) -> list[str]:
+    """The installed ``node``'s command line. ``params_file``: one file or several, applied in order
+    (a later file's value wins, as launch_ros passes a node's ``parameters``)."""
     executable, default_params = installed_paths(node)
-    command = [str(executable), "--ros-args", "--params-file", str(params_file or default_params)]
+    files = params_file if isinstance(params_file, (list, tuple)) else [params_file or default_params]
+    command = [str(executable), "--ros-args"]
+    for path in files:
+        command += ["--params-file", str(path)]
     if node_name:
         command += ["-r", f"__node:={node_name}"]
     if namespace:
