@@ -19,8 +19,8 @@ Per block (stacked ``depth`` = L_d times), with X_I the block's input:
 
 then a linear regression head (sec. 3.4).
 
-Choices where the paper is silent, following the strongest single-frame lifters
-(GraFormer, MHFormer, PoseFormer, MotionBERT's DSTformer):
+Choices where the paper is silent or loose, following the strongest single-frame
+lifters (GraFormer, MHFormer, PoseFormer, MotionBERT's DSTformer):
 
 * **Normalisation**: pre-LayerNorm on every branch input (q, k and v of each
   cross-attention get their own norm, since the three features have different
@@ -30,11 +30,18 @@ Choices where the paper is silent, following the strongest single-frame lifters
   the linear embedding; attention is permutation-equivariant and would not
   otherwise know which joint a token is.
 * **GCN variant**: Kipf & Welling with the symmetrically normalised adjacency
-  ``D^-1/2 (A + I) D^-1/2`` (eq. 1 with self-loops), a bias and GELU as sigma.
-  The adjacency is a buffer, so export has no graph operators.
+  ``D^-1/2 (A + I) D^-1/2``, a bias and GELU as sigma. Eq. (1) and (3) write the
+  plain ``A~ = A + I``; its normalisation is what the GCN the paper cites ([33],
+  Kipf & Welling) does, and without it each joint's sum is scaled by its degree
+  (2 to 5 on this skeleton), so a hip or the thorax would carry up to 2.5x the
+  feature scale of a wrist into the next LayerNorm. The adjacency is a buffer,
+  so export has no graph operators.
 * **MLP**: two linear layers, hidden width ``mlp_ratio * D`` = 2D, GELU
   (MHFormer/PoseFormer's spatial MLP ratio).
-* **Heads**: d_m = D / H per head (the standard split, so cost does not grow with H).
+* **Heads**: d_m = D / H per head (the standard split of Vaswani et al. [32], so cost
+  does not grow with H). Eq. (2)'s text gives each head's W^Q, W^K, W^V as D x D,
+  which read literally is H times the attention's width and parameters; its
+  scaling by sqrt(d_m), a per-head width named apart from D, fits the split.
 * **Dropout**: 0 by default (the paper trains 20 epochs on 1.5M frames; flip and
   noise augmentation regularise instead); configurable.
 * **Ablation switches** (Table 4): with every CFI branch off the block reduces

@@ -169,14 +169,15 @@ def test_labels_and_s11_directions_dropped(files):
     assert pose_set.subjects == ("S1", "S11")
     assert pose_set.action_ids.dtype == np.int16 and pose_set.subject_ids.dtype == np.int16
     assert pose_set.camera_ids.dtype == np.int8
-    # S1: 4 actions, S11: only "Eating 2" (both Directions sequences dropped); 4 cameras, T frames
-    assert len(pose_set) == (4 + 1) * 4 * T
+    # S1: 4 actions, S11: "Directions 1" and "Eating 2" (only the sequence named exactly
+    # "Directions" is dropped, as VideoPose3D does); 4 cameras, T frames
+    assert len(pose_set) == (4 + 2) * 4 * T
     s1 = pose_set.subject_ids == 0
     s11 = pose_set.subject_ids == 1
     assert {ACTION_CLASSES[a] for a in pose_set.action_ids[s1]} == {"Directions", "Walking", "Photo", "WalkDog"}
-    assert {ACTION_CLASSES[a] for a in pose_set.action_ids[s11]} == {"Eating"}
+    assert {ACTION_CLASSES[a] for a in pose_set.action_ids[s11]} == {"Directions", "Eating"}
     assert sorted(np.unique(pose_set.camera_ids)) == [0, 1, 2, 3]
-    assert np.bincount(pose_set.camera_ids).tolist() == [5 * T] * 4
+    assert np.bincount(pose_set.camera_ids).tolist() == [6 * T] * 4
 
 
 def test_stride(files):

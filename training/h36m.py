@@ -99,7 +99,8 @@ def build_pose_set(poses_3d: dict, cameras: dict[str, list[H36MCamera]], subject
                    actions: tuple[str, ...] | None = None) -> PoseSet:
     """Apply the protocol: 32 -> 17 joints, world -> camera, root-relative targets,
     2D from projection with distortion (or from ``detections_2d``), screen normalisation.
-    S11 "Directions" is dropped as in every standard file (corrupted video)."""
+    S11's sequence named exactly "Directions" is dropped as in every standard file (corrupted
+    video); its "Directions 1" stays, as in VideoPose3D's data_3d_h36m.npz."""
     inputs, targets, action_ids, subject_ids, camera_ids = [], [], [], [], []
     for s_index, subject in enumerate(subjects):
         if subject not in poses_3d:
@@ -107,7 +108,7 @@ def build_pose_set(poses_3d: dict, cameras: dict[str, list[H36MCamera]], subject
         if subject not in cameras:
             raise KeyError(f"subject {subject} not in the cameras file (has {sorted(cameras)})")
         for action, world in sorted(poses_3d[subject].items()):
-            if subject == "S11" and action_class(action) == "Directions":
+            if subject == "S11" and action == "Directions":
                 continue
             cls = action_class(action)
             if cls not in ACTION_CLASSES:
