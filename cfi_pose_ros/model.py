@@ -33,7 +33,7 @@ lifters (GraFormer, MHFormer, PoseFormer, MotionBERT's DSTformer):
   ``D^-1/2 (A + I) D^-1/2``, a bias and GELU as sigma. Eq. (1) and (3) write the
   plain ``A~ = A + I``; its normalisation is what the GCN the paper cites ([33],
   Kipf & Welling) does, and without it each joint's sum is scaled by its degree
-  (2 to 5 on this skeleton), so a hip or the thorax would carry up to 2.5x the
+  (2 to 5 on this skeleton), so the pelvis or the thorax would carry up to 2.5x the
   feature scale of a wrist into the next LayerNorm. The adjacency is a buffer,
   so export has no graph operators.
 * **MLP**: two linear layers, hidden width ``mlp_ratio * D`` = 2D, GELU
