@@ -26,6 +26,8 @@ fields (passed one by one, so nothing here imports rclpy).
 """
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from .image import raw_rows
@@ -33,6 +35,7 @@ from .root_solver import validate_camera_matrix
 
 DEFAULT_BODY_OFFSET_M = 0.10     # body surface -> pelvis joint, metres
 DEFAULT_DEPTH_RANGE_M = (0.1, 20.0)
+DEPTH_HISTORY = 15               # depth images kept for pairing by stamp: half a second at 30 Hz
 
 
 # depth encoding -> numpy dtype (little endian; the message's is_bigendian flips it)
@@ -141,3 +144,45 @@ def root_translation_from_depth(pelvis_pixels: np.ndarray, hip_pixels: np.ndarra
         translations[i] = ray * surface_z + body_offset * ray / np.linalg.norm(ray)
         ok[i] = True
     return translations, ok
+
+
+class DepthHistory:
+    """The last ``size`` depth images and their stamps (seconds), to give each keypoints message the
+    depth image taken with its image.
+
+    Keypoints arrive a 2D detector's latency after their image, while the depth camera goes on
+    publishing: when the keypoints of the image stamped t arrive, the newest depth image is stamped
+    about t + that latency, past ``depth_max_age`` (50 ms by default) whenever the detector takes
+    longer (the bundled one: 67 ms p50 end to end for three people, README). With only the newest
+    image kept, the depth was then never used. From the images kept here the one nearest in stamp
+    is taken, as message_filters' Cache / ApproximateTime pair two streams.
+
+    A stamp earlier than kept ones (a bag loop, a simulated clock reset) drops every kept image
+    stamped after it: they belong to a timeline that has been left, and must not be paired with
+    the new one's keypoints."""
+
+    def __init__(self, size: int = DEPTH_HISTORY):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        self._images: deque[tuple[float, np.ndarray]] = deque(maxlen=size)
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def add(self, stamp: float, image: np.ndarray) -> None:
+        while self._images and self._images[-1][0] > stamp:
+            self._images.pop()
+        self._images.append((float(stamp), image))
+
+    def nearest(self, stamp: float, max_age: float) -> np.ndarray | None:
+        """The kept image whose stamp is nearest ``stamp`` (of equally near ones, the last received),
+        or None when none is within ``max_age`` seconds of it."""
+        best, best_gap = None, float(max_age)
+        for image_stamp, image in self._images:
+            gap = abs(image_stamp - float(stamp))
+            if gap <= best_gap:
+                best, best_gap = image, gap
+        return best
+
+    def clear(self) -> None:
+        self._images.clear()

@@ -59,7 +59,7 @@ class Frame2D:
     people: list[Person2D]
     image_width: float
     image_height: float
-    stamp: float = 0.0                       # seconds, for smoothing
+    stamp: float = 0.0                       # seconds, for smoothing; <= 0: not stamped
     camera_matrix: np.ndarray | None = None  # (3, 3) K, None = unknown
     depth: np.ndarray | None = None          # (H, W) depth registered to the image: metres, or uint16 mm
 
@@ -320,8 +320,11 @@ class LiftingPipeline:
         keypoints = root_relative + np.where(solved[:, None, None], translations[:, None, :], 0.0)
         if self.smoother is not None:
             # keyed by placement too: root-relative and camera-frame joints must never be blended
-            # (CameraInfo arriving late, solve_root switched live, a solve that fails for a frame)
-            keypoints = self.smoother.smooth_frame([item[1].track_id for item in accepted], frame.stamp, keypoints,
+            # (CameraInfo arriving late, solve_root switched live, a solve that fails for a frame).
+            # A zero (or negative) stamp is no time at all (ROS: "not set"; the tracker's clock reads
+            # it so too), not a jump back to 0 s that restarts every track: passed as None.
+            stamp = frame.stamp if frame.stamp > 0 else None
+            keypoints = self.smoother.smooth_frame([item[1].track_id for item in accepted], stamp, keypoints,
                                                    modes=solved.tolist())
         positions, orientations, _ = body_poses(keypoints)
         finite = (np.isfinite(keypoints).all(axis=(1, 2)) & np.isfinite(positions).all(axis=1)

@@ -137,6 +137,11 @@ class PoseSmoother:
     * A track whose ``mode`` changed (what its keypoints are relative to: the
       pipeline passes whether the person is placed in the camera frame or
       root-relative) starts fresh, so no output blends two frames.
+    * A frame without a time (``t=None``: the pipeline passes it for a zero
+      stamp, ROS's "not set") is returned unsmoothed and changes no track: one
+      unstamped frame in a stamped stream is 0 s, a clock reset to every track,
+      which expired them all, and the frames after it went unsmoothed while
+      the filters started over.
 
     Smooth the absolute (camera-frame) joints rather than the root-relative
     ones so that the person's translation is smoothed too.
@@ -188,21 +193,24 @@ class PoseSmoother:
             stale.append(track_id)
         return stale
 
-    def smooth_frame(self, track_ids: Sequence[str], t: float, keypoints: np.ndarray,
+    def smooth_frame(self, track_ids: Sequence[str], t: float | None, keypoints: np.ndarray,
                      modes: Sequence | None = None) -> np.ndarray:
         """The people of one frame: ``keypoints`` ``(N, ...)``, one id each -> smoothed ``(N, ...)`` float64.
 
         ``modes`` (one per person, optional) says what the keypoints are relative to (the pipeline
         passes whether the person is placed in the camera frame or root-relative): a track whose
-        mode changed restarts from the new sample, so no output blends values of two frames."""
-        t = float(t)
-        if not math.isfinite(t):
-            raise ValueError(f"timestamp must be finite, got {t}")
+        mode changed restarts from the new sample, so no output blends values of two frames.
+        ``t=None``: a frame without a time, returned unsmoothed (see the class docstring)."""
         out = np.array(keypoints, dtype=np.float64)
         if len(track_ids) != len(out):
             raise ValueError(f"{len(track_ids)} ids for {len(out)} people")
         if modes is not None and len(modes) != len(out):
             raise ValueError(f"{len(modes)} modes for {len(out)} people")
+        if t is None:
+            return out
+        t = float(t)
+        if not math.isfinite(t):
+            raise ValueError(f"timestamp must be finite, got {t}")
         self._frame += 1
         self.forget_stale(t)          # before filtering: an expired id starts fresh
         counts = Counter(track_ids)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cfi_pose_ros.depth import (DEFAULT_BODY_OFFSET_M, depth_image_to_array, depth_in_metres,
+from cfi_pose_ros.depth import (DEFAULT_BODY_OFFSET_M, DepthHistory, depth_image_to_array, depth_in_metres,
                                 root_translation_from_depth, window_depth)
 
 K = np.array([[600.0, 0.0, 320.0], [0.0, 610.0, 240.0], [0.0, 0.0, 1.0]])
@@ -253,3 +253,39 @@ def test_h36m_person_rendered_as_a_depth_image_gives_the_true_pelvis():
     # the rendered hips are 0.13 m thick spheres, deeper than the 0.10 m offset assumes: ~5 cm are left
     assert ok[0] and error < 0.06
     assert np.linalg.norm(surface_only[0] - truth[0]) > error + 0.08
+
+
+def test_keypoints_late_by_a_detector_s_latency_get_the_depth_image_taken_with_theirs():
+    """The depth camera runs on while the 2D detector works: when the keypoints of the image stamped
+    t arrive, depth images up to t + 100 ms have come. Only the newest was kept, 100 ms from t, past
+    depth_max_age (50 ms): the depth was never used."""
+    history = DepthHistory(size=15)
+    images = {k: np.full((2, 2), float(k), np.float32) for k in range(10)}
+    for k, image in images.items():
+        history.add(100.0 + k / 30, image)                      # 30 Hz depth camera
+    assert history.nearest(100.0 + 6 / 30, 0.05) is images[6]   # the keypoints of frame 6, late by 3 frames
+    assert history.nearest(100.0 + 6 / 30 + 0.012, 0.05) is images[6]     # the nearest one
+    assert history.nearest(100.0 + 9 / 30 + 0.06, 0.05) is None           # none within max_age
+    assert history.nearest(99.0, 0.05) is None
+    # bounded: the oldest go first
+    for k in range(10, 40):
+        history.add(100.0 + k / 30, images[k % 10])
+    assert len(history) == 15 and history.nearest(100.0, 0.05) is None
+
+
+def test_a_depth_stamp_going_back_drops_the_images_of_the_timeline_left():
+    """A bag loop: the first depth image of the new pass is older than every kept one; the kept
+    ones must not be paired with the new pass's keypoints."""
+    history = DepthHistory()
+    end, start = np.ones((2, 2), np.float32), np.zeros((2, 2), np.float32)
+    history.add(10.0, end)
+    history.add(10.03, end)
+    history.add(5.0, start)
+    assert len(history) == 1 and history.nearest(5.0, 0.05) is start
+    assert history.nearest(10.0, 0.05) is None
+    # zero stamps (no stamp at all): the last image received
+    history.add(0.0, end)
+    history.add(0.0, start)
+    assert history.nearest(0.0, 0.05) is start
+    with pytest.raises(ValueError):
+        DepthHistory(size=0)

@@ -454,6 +454,46 @@ def test_aligned_depth_image_sets_the_root_depth(node_factory, clip):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
 
 
+def test_keypoints_a_detector_s_latency_late_are_placed_with_the_depth_image_taken_with_them(node_factory, clip):
+    """A 30 Hz depth camera and keypoints that arrive 100 ms after their image (a 2D detector's
+    latency; the bundled one takes 67 ms p50 for three people): the newest depth image is then
+    100 ms newer than the keypoints, past depth_max_age (50 ms). Only the newest was kept: every
+    frame was placed without depth (stale_depth), although the image taken with it had come."""
+    from sensor_msgs.msg import Image
+
+    node = node_factory(overrides={"depth_topic": "/depth_for_latency_test", "depth_max_age": 0.05})
+    depth_pub = node.client.create_publisher(Image, "/depth_for_latency_test", 10)
+    send_camera_info(node, clip)
+    frame, scale = 40, 4           # a depth image registered at a quarter of the keypoints' resolution
+    w, h = clip.image_size
+    depth = np.full((h // scale, w // scale), 9.0, dtype=np.float32)
+    for pixels, truth in zip(clip.pixels[frame], clip.truth_camera_m[frame]):
+        x0, y0 = np.floor(pixels.min(0) / scale).astype(int)
+        x1, y1 = np.ceil(pixels.max(0) / scale).astype(int)
+        depth[y0:y1, x0:x1] = truth[0, 2] - 0.1
+    image = Image(height=depth.shape[0], width=depth.shape[1], encoding="32FC1", step=depth.shape[1] * 4,
+                  data=depth.tobytes())
+    image.header.frame_id = FRAME
+    period_ns, start_ns = 33_333_333, 3000 * 10**9
+    node.client.received.poses.clear()
+    for k in range(30):
+        # the depth camera is 3 frames (100 ms) ahead of the keypoints
+        image.header.stamp.sec, image.header.stamp.nanosec = divmod(start_ns + (k + 3) * period_ns, 10**9)
+        depth_pub.publish(image)
+        node.spin_for(0.02)
+        msg = keypoints_msg(clip.pixels[frame], clip.scores[frame], clip.ids, clip.image_size, clip.layout,
+                            FRAME, start_ns + k * period_ns)
+        node.client.publish(msg)
+        node.spin_for(0.03)
+    node.spin_until(lambda: len(node.client.received.poses) >= 25, 5.0)
+    answers = list(node.client.received.poses.values())
+    from_depth = [out for out in answers if all(h.root_source == HumanPose3D.ROOT_FROM_DEPTH for h in out.humans)]
+    assert len(answers) >= 20 and len(from_depth) >= 0.75 * len(answers), (
+        f"{len(from_depth)} of {len(answers)} frames placed from depth; {node.latest_diagnostics()}")
+    for human, truth in zip(from_depth[-1].humans, clip.truth_camera_m[frame]):
+        assert abs(human.body_pose.position.z - truth[0, 2]) < 0.05
+
+
 def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels(clip):
     """CameraInfo's K, width and height are the full sensor's; a driver that bins (binning_x/y) or
     crops (roi, in full-resolution pixels) publishes smaller images, and the 2D keypoints are in

@@ -121,6 +121,87 @@ def test_unknown_target_transform_drops_the_frame_and_counts_it(node_factory):
         assert node.log().count("TF output unavailable") == 1, node.log()
 
 
+# A stand-in for tf2_ros (not installable from the Python registry) with the documented API the
+# lifter uses; every lookup finds the identity, as a static transform would.
+TF2_STAND_IN = """
+from geometry_msgs.msg import TransformStamped
+
+
+class TransformException(Exception):
+    pass
+
+
+class Buffer:
+    def lookup_transform(self, target_frame, source_frame, time, timeout=None):
+        found = TransformStamped()
+        found.header.frame_id, found.child_frame_id = target_frame, source_frame
+        found.transform.rotation.w = 1.0
+        return found
+
+
+class TransformListener:
+    def __init__(self, buffer, node, *args, **kwargs):
+        pass
+
+    def unregister(self):
+        pass
+
+
+class TransformBroadcaster:
+    def __init__(self, node, *args, **kwargs):
+        pass
+
+    def sendTransform(self, transforms):
+        pass
+"""
+
+
+def test_a_negative_stamp_is_a_failed_tf2_lookup_not_an_exception(ros_env):
+    """builtin_interfaces/Time's sec is signed: `ros2 topic pub` sends sec -1 as readily as 1.
+    rclpy's Time.from_msg refuses it with a ValueError, which escaped the lookup (only LookupError is
+    a dropped frame) and the subscription callback: the lifter aborted."""
+    import types
+
+    import rclpy
+    from builtin_interfaces.msg import Time
+
+    from cfi_pose_ros.node.transforms import TransformLookup
+
+    tf2_ros = types.ModuleType("tf2_ros")
+    exec(TF2_STAND_IN, tf2_ros.__dict__)
+    if not rclpy.ok():
+        rclpy.init()
+    lookup = TransformLookup(tf2_ros, "test_negative_stamp")
+    try:
+        assert np.allclose(lookup.lookup("base_link", CAMERA, Time(sec=5), 0.01).translation, 0.0)
+        with pytest.raises(LookupError, match="at the input's stamp"):
+            lookup.lookup("base_link", CAMERA, Time(sec=-1, nanosec=500_000_000), 0.01)
+    finally:
+        lookup.close()
+
+
+def test_a_negative_stamp_with_a_tf2_target_frame_drops_that_frame_and_the_node_goes_on(
+        tmp_path, ros_env, node_factory, monkeypatch):
+    """The lifter with target_frame through tf2 (the stand-in above, on its PYTHONPATH): a frame
+    stamped sec -3 aborted the process (exit -6); now it is dropped as no_transform."""
+    package = tmp_path / "tf2_stand_in" / "tf2_ros"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(TF2_STAND_IN)
+    monkeypatch.setenv("PYTHONPATH", f"{package.parent}:{ros_env.get('PYTHONPATH', '')}")
+    clip = Clip.load()
+    node = node_factory(target_frame="base_link", tf_timeout=0.01)
+    assert "(tf2 lookup)" in node.log(), node.log()
+    out = node.send_and_receive(_frame(clip, 100))
+    assert out is not None and out.header.frame_id == "base_link", node.log()
+    for _ in range(5):
+        node.client.publish(_frame(clip, -3))
+        node.spin_for(0.1)
+    out = node.send_and_receive(_frame(clip, 101))
+    assert out is not None and out.header.stamp.sec == 101, node.log()
+    assert node.process.poll() is None and "Traceback" not in node.log(), node.log()
+    assert int(node.latest_diagnostics().get("dropped.no_transform", 0)) >= 1
+
+
 def test_the_tf_listener_node_keeps_a_name_of_its_own_under_launch_s_node_rename(ros_env):
     """launch_ros starts a named node with `-r __node:=cfi_pose_lifter __ns:=/robot1`, global rules
     that rename every node of the process: the lifter's tf2 listener node became a second

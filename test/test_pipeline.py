@@ -1,6 +1,8 @@
 """The ROS-free lifting pipeline with the real shipped weights on the torch backend."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -325,3 +327,22 @@ def test_stamps_that_never_advance_do_not_freeze_the_output(lifter, clip):
         frame.people[0].track_id = "a"
         got = smoothed.process(frame).people[0].keypoints
         np.testing.assert_allclose(got, plain.process(frame).people[0].keypoints, atol=1e-9)
+
+
+def test_one_unstamped_frame_in_a_stamped_stream_does_not_restart_the_smoothing(lifter, clip):
+    """An image with a zero stamp in a stamped stream (the tracker keeps its ids over one since an
+    audit): to the smoother it was a jump back to 0 s, every track expired, and the next frames came
+    out unsmoothed. Now it passes through unsmoothed and the frames after it are as without it."""
+    rng = np.random.default_rng(5)
+    plain = LiftingPipeline(lifter, smoother=PoseSmoother(min_cutoff=0.5, beta=0.0))
+    interrupted = LiftingPipeline(lifter, smoother=PoseSmoother(min_cutoff=0.5, beta=0.0))
+    for t in range(12):
+        frame = frame_from_clip(clip, 0, people=[0])        # a still person with pixel jitter
+        frame.stamp = 1000.0 + t / 30.0
+        frame.people[0].keypoints = frame.people[0].keypoints + rng.normal(0, 3.0, (17, 2))
+        if t == 8:
+            unstamped = dataclasses.replace(frame, stamp=0.0)
+            np.testing.assert_allclose(interrupted.process(unstamped).people[0].keypoints,
+                                       LiftingPipeline(lifter).process(unstamped).people[0].keypoints, atol=1e-9)
+        np.testing.assert_allclose(interrupted.process(frame).people[0].keypoints,
+                                   plain.process(frame).people[0].keypoints, atol=1e-9)

@@ -81,6 +81,22 @@ def test_all_zero_stamps_follow_the_input():
     np.testing.assert_array_equal(out, poses)
 
 
+def test_one_frame_without_a_time_in_a_stamped_stream_changes_no_track():
+    """A zero stamp (ROS: not set) in a stamped stream was 0 s, a jump back of every track's clock:
+    every track expired, and the frames after it were unsmoothed while the filters started over."""
+    rng = np.random.default_rng(4)
+    poses = rng.normal(0.0, 0.03, (12, 2, 17, 3)) + np.array([0.0, 0.0, 5.0])
+    times = 1000.0 + np.arange(12) / FPS
+    plain, interrupted = PoseSmoother(min_cutoff=1.0, beta=0.5), PoseSmoother(min_cutoff=1.0, beta=0.5)
+    for k, (t, pose) in enumerate(zip(times, poses)):
+        expected = plain.smooth_frame(["a", "b"], t, pose)
+        if k == 6:
+            unstamped = interrupted.smooth_frame(["a", "b"], None, pose + 1.0)
+            np.testing.assert_array_equal(unstamped, pose + 1.0)      # followed, unsmoothed
+            assert interrupted.track_ids == ("a", "b")
+        np.testing.assert_array_equal(interrupted.smooth_frame(["a", "b"], t, pose), expected)
+
+
 def test_time_going_backwards_restarts():
     filt = OneEuroFilter()
     filt(10.0, np.zeros(3))

@@ -24,7 +24,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
-from cfi_pose_ros.depth import depth_image_to_array
+from cfi_pose_ros.depth import DepthHistory, depth_image_to_array
 from cfi_pose_ros.frames import RigidTransform
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.node.conversions import stamp_seconds
@@ -46,7 +46,7 @@ class LiftNode(SpecLifecycleNode):
         self.stats = RollingStats()
         self.camera_matrix: np.ndarray | None = None
         self.camera_size: tuple[int, int] | None = None
-        self.depth: tuple[float, np.ndarray] | None = None     # (stamp s, depth image)
+        self.depth = DepthHistory()       # the last depth images, paired with keypoints by stamp
         self._subscriptions_active: list = []
         self._pose_pub = self._marker_pub = self._diag_pub = None
         self._target: tuple[str, RigidTransform | None] = ("", None)   # output frame, its static transform
@@ -110,6 +110,7 @@ class LiftNode(SpecLifecycleNode):
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._unsubscribe()
+        self.depth.clear()        # the stream resumed on activate is another one (unstamped images pair by 0 s)
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
@@ -151,16 +152,16 @@ class LiftNode(SpecLifecycleNode):
             self.stats.drop(Counter(bad_depth_image=1))
             self.warn_throttled("depth", f"ignoring depth image: {exc}")
             return
-        self.depth = (stamp_seconds(msg.header.stamp), image)
+        self.depth.add(stamp_seconds(msg.header.stamp), image)
 
     def _on_keypoints(self, msg: HumanKeypoints2DArray) -> None:
         started = time.perf_counter()
         self.stats.input(time.monotonic())
         depth = None
-        if self.depth is not None:
-            if abs(self.depth[0] - stamp_seconds(msg.header.stamp)) <= self.p("depth_max_age"):
-                depth = self.depth[1]
-            else:
+        if len(self.depth):
+            # the image taken with the keypoints' image, not the newest: see DepthHistory
+            depth = self.depth.nearest(stamp_seconds(msg.header.stamp), self.p("depth_max_age"))
+            if depth is None:
                 self.stats.drop(Counter(stale_depth=1))
         target_frame, transform = self._output_transform(msg.header)
         if target_frame is None:

@@ -91,7 +91,14 @@ class TransformLookup:
         from rclpy.time import Time
 
         try:
-            found = self.buffer.lookup_transform(target_frame, source_frame, Time.from_msg(stamp),
+            when = Time.from_msg(stamp)
+        except ValueError as exc:
+            # a negative stamp (sec is signed in the message) is no ROS time: rclpy refuses it, and
+            # the ValueError escaped the subscription callback and aborted the node
+            raise LookupError(f"no transform {source_frame} -> {target_frame} at the input's stamp "
+                              f"{stamp.sec} s {stamp.nanosec} ns: {exc}") from exc
+        try:
+            found = self.buffer.lookup_transform(target_frame, source_frame, when,
                                                  timeout=Duration(seconds=timeout_s))
         except self._tf2.TransformException as exc:
             raise LookupError(f"no transform {source_frame} -> {target_frame} at the input's stamp: {exc}") from exc
