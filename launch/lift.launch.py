@@ -49,6 +49,9 @@ OVERRIDABLE_PARAMETERS = {
     "body_size_prior": "double",
     "target_frame": "string",
 }
+# launch argument -> the ROS type of the parameter rclpy declares on both nodes (a bag played with
+# `ros2 bag play --clock` needs it)
+BOTH_NODES_PARAMETERS = {"use_sim_time": "bool"}
 DEFAULT_INPUT_TOPIC = "human_keypoints_2d"      # the lifter's input_topic when no file or argument says
 INPUT_CHOICES = ("keypoints", "image")
 
@@ -153,6 +156,13 @@ def _lifecycle_to_active(node, condition=None):
     return [activate_when_configured, configure]
 
 
+def _override_arguments(types: dict, whose: str, file_argument: str) -> list:
+    """One launch argument per parameter of ``types``, empty by default (the file's value stays)."""
+    return [DeclareLaunchArgument(name, default_value="", description=f"{whose} parameter '{name}' ({ros_type}); "
+                                                                      f"empty: {file_argument}'s value")
+            for name, ros_type in types.items()]
+
+
 def generate_launch_description():
     share = get_package_share_directory(PACKAGE)
     arguments = [
@@ -167,19 +177,17 @@ def generate_launch_description():
         DeclareLaunchArgument("detector_params_file",
                               default_value=os.path.join(share, "config", DETECTOR_CONFIG_FILE),
                               description="YAML file with the detector node's parameters (input:=image)"),
-    ] + [DeclareLaunchArgument(name, default_value="",
-                               description=f"node parameter '{name}' ({ros_type}); empty: params_file's value")
-         for name, ros_type in OVERRIDABLE_PARAMETERS.items()] + [
-        DeclareLaunchArgument(name, default_value="", description=f"detector node parameter '{name}' "
-                                                                  f"({ros_type}); empty: detector_params_file's value")
-        for name, ros_type in DETECTOR_OVERRIDABLE_PARAMETERS.items()]
+    ] + (_override_arguments(OVERRIDABLE_PARAMETERS, "node", "params_file")
+         + _override_arguments(DETECTOR_OVERRIDABLE_PARAMETERS, "detector node", "detector_params_file")
+         + _override_arguments(BOTH_NODES_PARAMETERS, "both nodes'", "the parameters files"))
 
     lifter = LifecycleNode(
         package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME,
         namespace=LaunchConfiguration("namespace"), output="screen",
         # autostart off: the events below drive the lifecycle
         parameters=[LaunchConfiguration("params_file"),
-                    GivenArgumentsFile(OVERRIDABLE_PARAMETERS, {"autostart": False})],
+                    GivenArgumentsFile(OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,
+                                       {"autostart": False})],
     )
 
     with_detector = IfCondition(PythonExpression(["'", LaunchConfiguration("input"), "' == 'image'"]))
@@ -187,8 +195,8 @@ def generate_launch_description():
         package=PACKAGE, executable=DETECTOR_EXECUTABLE, name=DETECTOR_NODE_NAME,
         namespace=LaunchConfiguration("namespace"), output="screen", condition=with_detector,
         parameters=[LaunchConfiguration("detector_params_file"),
-                    GivenArgumentsFile(DETECTOR_OVERRIDABLE_PARAMETERS, {"autostart": False},
-                                       _detector_keypoints_topic)],
+                    GivenArgumentsFile(DETECTOR_OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,
+                                       {"autostart": False}, _detector_keypoints_topic)],
     )
     return LaunchDescription(arguments + [lifter] + _lifecycle_to_active(lifter)
                              + [detector] + _lifecycle_to_active(detector, with_detector))

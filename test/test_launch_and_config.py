@@ -114,6 +114,14 @@ def test_launch_arguments_reach_the_node_as_their_parameter_type(node_name, over
         _launch_parameters(node_name, {name: "yes please"})
 
 
+@pytest.mark.parametrize("node_name", ["NODE_NAME", "DETECTOR_NODE_NAME"])
+def test_use_sim_time_reaches_both_nodes_as_a_boolean(node_name):
+    """`ros2 launch cfi_pose_ros lift.launch.py use_sim_time:=true` beside `ros2 bag play --clock`: an
+    undeclared launch argument would be ignored without a word and the nodes stay on wall time."""
+    assert _launch_parameters(node_name, {"use_sim_time": "true"})[2]["use_sim_time"] is True
+    assert "use_sim_time" not in _launch_parameters(node_name, {})[2]
+
+
 def test_launch_arguments_not_given_leave_the_parameters_file_alone():
     """Only the arguments given reach the launch-time file; the others keep params_file's values."""
     _, _, values = _launch_parameters("NODE_NAME", {"body_size_prior": "0.8"})
