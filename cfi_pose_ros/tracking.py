@@ -28,6 +28,11 @@ from scipy.optimize import linear_sum_assignment
 from .detectors.decode import box_iou
 
 _ROS4HRI_NAMES = 26 ** 5          # five lowercase letters
+# Two stamps closer than this (seconds) are one instant to the motion model: a box moved by a few
+# pixels over a microsecond (a frame republished with a new stamp, stamps from one trigger) is a
+# velocity of millions of pixels per second, and the next frame's predicted box would leave the
+# image, so the person got a new id. On the frame clock (unstamped input) every gap is >= 1.
+MIN_MOTION_INTERVAL = 1e-3
 
 
 @dataclass
@@ -171,7 +176,7 @@ class MultiPersonTracker:
                 self._tracks.append(track)
             else:
                 dt = t - track.last_seen
-                if dt > 0:
+                if dt >= MIN_MOTION_INTERVAL:
                     velocity = (box - track.box) / dt
                     a = cfg.velocity_smoothing if track.hits > 1 else 0.0
                     track.velocity = a * track.velocity + (1.0 - a) * velocity

@@ -98,6 +98,14 @@ def test_time_going_backwards_starts_over_without_reusing_ids():
     assert tracker.update([box(100)], t=1.0) == ["2"]
 
 
+def test_two_stamps_a_microsecond_apart_do_not_throw_the_motion_model_off():
+    """A box moved 3 px between stamps 0.5 us apart was a velocity of 6e6 px/s: the next frame's
+    predicted box left the image and the same person got a new id."""
+    tracker = MultiPersonTracker()
+    for t, x in ((0.0, 100.0), (0.1, 103.0), (0.1000005, 106.0), (0.2, 109.0), (0.3, 112.0)):
+        assert tracker.update([box(x)], t=t) == ["1"], t
+
+
 @pytest.mark.parametrize("bad", [dict(min_iou=1.5), dict(min_hits=0), dict(max_age=-1), dict(id_style="uuid")])
 def test_bad_config(bad):
     with pytest.raises(ValueError):
