@@ -15,7 +15,8 @@ Inputs:
 * an MCAP bag: its ``HumanKeypoints2DArray`` topic is lifted (with its ``CameraInfo`` topic);
   a bag with images and no 2D keypoints (``Image`` / ``CompressedImage``) goes through the 2D
   detector first. ``--keypoints-topic`` / ``--image-topic`` / ``--camera-info-topic`` choose
-  when a bag has several.
+  when a bag has several. An aligned depth image topic (``--depth-topic``, or the params file's
+  ``depth_topic``) places people from depth as the node does.
 * a bundled-format clip (``.npz``, e.g. the demo clip): the messages the demo replays.
 * a video file, or image files / a folder of photos (each photo its own scene: the person
   detector runs on every one), through the 2D detector, with the camera's intrinsics from
@@ -48,6 +49,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 KEYPOINTS_TYPE = "cfi_pose_ros/msg/HumanKeypoints2DArray"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+DEPTH_TYPE = "sensor_msgs/msg/Image"
 PANEL_HEIGHT = 560
 # 2D joints drawn on the image: detectors give occluded joints low scores (guesses); display only,
 # the lifter's own threshold is the node's min_keypoint_score.
@@ -63,6 +65,7 @@ class Item:
     keypoints: object | None = None     # HumanKeypoints2DArray
     image: np.ndarray | None = None     # BGR
     header: object | None = None        # the image's header (stamp, frame id)
+    depth: tuple[float, np.ndarray] | None = None   # an aligned depth image: (stamp s, pixels)
 
 
 @dataclass
@@ -101,13 +104,20 @@ def _pick_topic(topics: dict, types: tuple[str, ...], chosen: str | None, what: 
     return found[0] if found else None
 
 
-def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_topic=None) -> Source:
+def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_topic=None,
+               depth_topic=None) -> Source:
     from cfi_pose_ros.bag import bag_summary, read_bag
+    from cfi_pose_ros.depth import depth_image_to_array
+    from cfi_pose_ros.node.conversions import stamp_seconds
     from cfi_pose_ros.node.detect_node import image_to_bgr
 
     topics, (start, end) = bag_summary(path)
     kp_topic = _pick_topic(topics, (KEYPOINTS_TYPE,), keypoints_topic, "keypoints")
-    img_topic = _pick_topic(topics, IMAGE_TYPES, image_topic, "image")
+    if depth_topic:
+        _pick_topic(topics, (DEPTH_TYPE,), depth_topic, "depth")
+    # the depth images are no colour image to detect people in or draw on
+    img_topic = _pick_topic({name: info for name, info in topics.items() if name != depth_topic},
+                            IMAGE_TYPES, image_topic, "image")
     info_topic = _pick_topic(topics, (CAMERA_INFO_TYPE,), camera_info_topic, "camera-info")
     if kp_topic is None and img_topic is None:
         raise ValueError(f"{path}: no 2D keypoints ({KEYPOINTS_TYPE}) and no image topic to lift")
@@ -115,7 +125,8 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
     frames = topics[img_topic if detect else kp_topic].count
 
     def items(with_images: bool) -> Iterator[Item]:
-        wanted = [t for t in (kp_topic, info_topic, img_topic if (detect or with_images) else None) if t]
+        wanted = [t for t in (kp_topic, info_topic, depth_topic,
+                              img_topic if (detect or with_images) else None) if t]
         for message in read_bag(path, wanted):
             try:
                 msg = message.decode()
@@ -127,6 +138,15 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                 yield Item(message.log_time_ns, keypoints=msg)
             elif message.topic == info_topic:
                 yield Item(message.log_time_ns, camera_info=msg)
+            elif message.topic == depth_topic:
+                try:
+                    depth = depth_image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                                                 bool(msg.is_bigendian))
+                except ValueError as exc:        # counted by the pass, as the node counts bad_depth_image
+                    print(f"skipping a depth image at {message.log_time_ns} ns: {exc}", file=sys.stderr)
+                    yield Item(message.log_time_ns, depth=(stamp_seconds(msg.header.stamp), None))
+                    continue
+                yield Item(message.log_time_ns, depth=(stamp_seconds(msg.header.stamp), depth))
             else:
                 try:
                     image = image_to_bgr(msg)
@@ -247,10 +267,10 @@ def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="c
                   scene_per_frame=True)
 
 
-def open_source(inputs: list[Path], args) -> Source:
+def open_source(inputs: list[Path], args, depth_topic: str | None = None) -> Source:
     first = inputs[0]
     if len(inputs) == 1 and first.suffix == ".mcap":
-        return bag_source(first, args.keypoints_topic, args.image_topic, args.camera_info_topic)
+        return bag_source(first, args.keypoints_topic, args.image_topic, args.camera_info_topic, depth_topic)
     if len(inputs) == 1 and first.suffix == ".npz":
         return clip_source(first)
     if len(inputs) == 1 and first.is_file() and first.suffix.lower() not in IMAGE_SUFFIXES:
@@ -329,7 +349,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     from tqdm import tqdm
 
     from cfi_pose_ros.bag import BagWriter
-    from cfi_pose_ros.node.conversions import markers_to_msg
+    from cfi_pose_ros.depth import DepthHistory
+    from cfi_pose_ros.node.conversions import markers_to_msg, stamp_seconds
     from cfi_pose_ros.node.lifting import build_pipeline, camera_from_info, image_size_from_info, lift_keypoints
 
     value = lift_values.__getitem__
@@ -353,6 +374,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
               for name in ("input_topic", "camera_info_topic", "output_topic", "markers_topic")}
     result = OfflineResult()
     camera_matrix = camera_size = None
+    depth_images = DepthHistory()      # paired with each frame by stamp, as the node pairs them
     started = time.perf_counter()
     bar = tqdm(total=source.frames, unit="frame", desc="lifting", disable=not progress, file=sys.stderr)
     with BagWriter(out_bag) as writer:
@@ -364,6 +386,12 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                 except ValueError:
                     camera_matrix, camera_size = None, image_size_from_info(item.camera_info)
                     result.dropped["bad_camera_info"] += 1
+                continue
+            if item.depth is not None:
+                if item.depth[1] is None:
+                    result.dropped["bad_depth_image"] += 1
+                else:
+                    depth_images.add(*item.depth)
                 continue
             msg = item.keypoints
             if item.image is not None:
@@ -377,7 +405,12 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             result.frame_log_span_ns = ((result.frame_log_span_ns or (item.log_time_ns,))[0], item.log_time_ns)
             writer.write(topics["input_topic"], msg, item.log_time_ns)
             t0 = time.perf_counter()
-            lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, None, target_frame, target_from_camera)
+            depth = None
+            if len(depth_images):
+                depth = depth_images.nearest(stamp_seconds(msg.header.stamp), value("depth_max_age"))
+                if depth is None:
+                    result.dropped["stale_depth"] += 1
+            lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, depth, target_frame, target_from_camera)
             poses = lifted.poses_msg() if lifted.publishable else None
             markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None and (
                 keep_records or value("publish_markers")) else []
@@ -589,6 +622,7 @@ def main(argv=None) -> int:
     bags.add_argument("--keypoints-topic")
     bags.add_argument("--image-topic")
     bags.add_argument("--camera-info-topic")
+    bags.add_argument("--depth-topic", help="an aligned depth image topic (default: the params file's depth_topic)")
     args = parser.parse_args(argv)
 
     if args.target_frame and args.target_from_camera is None:
@@ -623,7 +657,9 @@ def _run(args) -> int:
         "person_detector_model": args.person_detector_model, "keypoint_model": args.keypoint_model,
         "keypoint_model_type": args.keypoint_model_type, "yolo_pose_model": args.yolo_pose_model,
         "detector": "yolo_pose" if args.yolo_pose_model else None})
-    source = open_source(args.inputs, args)
+    depth_topic = args.depth_topic or ("/" + lift_values["depth_topic"].lstrip("/")
+                                       if lift_values["depth_topic"] else None)
+    source = open_source(args.inputs, args, depth_topic)
     print(f"input: {source.description}", file=sys.stderr)
     summary = run_offline(source, args.out, lift_values, detect_values, args.target_frame, target,
                           video=not args.no_video, progress=not args.quiet,

@@ -163,3 +163,52 @@ def test_a_params_file_target_frame_is_the_output_frame_as_in_the_node(tmp_path,
     assert offline([str(bag), "--out", str(tmp_path / "tf"), "--params-file", str(tmp_path / "lift.yaml"),
                     *common]) == 2
     assert "needs target_from_camera" in capsys.readouterr().err
+
+
+def test_an_aligned_depth_topic_places_people_from_depth_as_the_node_does(tmp_path):
+    """The node places people from an aligned depth image (depth_topic); offline lifting ignored the
+    bag's depth images, so the same bag gave ROOT_FROM_INTRINSICS offline and ROOT_FROM_DEPTH from
+    the node. The depth image is paired by stamp (the one nearest, within depth_max_age) as the node
+    pairs it, here 67 ms after the keypoints' image, as a detector's latency puts it."""
+    import json
+
+    from sensor_msgs.msg import Image
+
+    from cfi_pose_ros.bag import read_bag
+    from cfi_pose_ros.msg import HumanPose3D
+
+    clip = Clip.load()
+    frames, scale, start = 3, 4, 10**9 * 100
+    w, h = clip.image_size
+    path = tmp_path / "with_depth.mcap"
+    with BagWriter(path) as writer:
+        writer.write("/camera_info", camera_info_msg(clip.camera_matrix, clip.image_size, FRAME), start - PERIOD_NS)
+        for k in range(frames):
+            depth = np.full((h // scale, w // scale), 9.0, dtype=np.float32)
+            for pixels, truth in zip(clip.pixels[k], clip.truth_camera_m[k]):
+                x0, y0 = np.floor(pixels.min(0) / scale).astype(int)
+                x1, y1 = np.ceil(pixels.max(0) / scale).astype(int)
+                depth[y0:y1, x0:x1] = truth[0, 2] - 0.1          # the body surface, 10 cm before the pelvis
+            image = Image(height=depth.shape[0], width=depth.shape[1], encoding="32FC1", step=depth.shape[1] * 4,
+                          data=depth.tobytes())
+            image.header.frame_id = FRAME
+            image.header.stamp.sec, image.header.stamp.nanosec = divmod(start + k * PERIOD_NS, 10**9)
+            writer.write("/camera/depth", image, start + k * PERIOD_NS)
+            msg = keypoints_msg(clip.pixels[k], clip.scores[k], clip.ids, clip.image_size, clip.layout, FRAME,
+                                start + k * PERIOD_NS)
+            writer.write("/human_keypoints_2d", msg, start + k * PERIOD_NS + 67_000_000)
+    (tmp_path / "lift.yaml").write_text("/**:\n  ros__parameters:\n    depth_topic: camera/depth\n")
+    for name, extra in (("flag", ["--depth-topic", "/camera/depth"]),
+                        ("params", ["--params-file", str(tmp_path / "lift.yaml")]), ("none", [])):
+        assert offline([str(path), "--out", str(tmp_path / name), "--quiet", "--no-video", *extra]) == 0
+        poses = [m.decode() for m in read_bag(tmp_path / name / "lifted.mcap", ["/human_pose_3d"])]
+        assert len(poses) == frames
+        expected = HumanPose3D.ROOT_FROM_INTRINSICS if name == "none" else HumanPose3D.ROOT_FROM_DEPTH
+        assert all(human.root_source == expected for pose in poses for human in pose.humans), name
+        if name != "none":
+            for pose, truth in zip(poses, clip.truth_camera_m[:frames]):
+                for human, person in zip(pose.humans, truth):
+                    assert abs(human.body_pose.position.z - person[0, 2]) < 0.05
+            assert json.loads((tmp_path / name / "summary.json").read_text())["dropped"] == {}
+    assert offline([str(path), "--out", str(tmp_path / "x"), "--quiet", "--no-video",
+                    "--depth-topic", "/human_keypoints_2d"]) == 2        # not an Image topic
