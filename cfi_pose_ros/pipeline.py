@@ -267,7 +267,9 @@ class LiftingPipeline:
             reason = check_person(person)
             if reason is None:
                 kp, scores = convert_to_h36m17(person.layout, person.keypoints, person.scores)
-                detected = np.isfinite(kp).all(axis=1) & (scores > self.config.min_keypoint_score)
+                # in float32, the message's type: a joint sent with score 0.05 arrives as 0.0500000007,
+                # which is above the float64 0.05 but is "at or below" min_keypoint_score = 0.05
+                detected = np.isfinite(kp).all(axis=1) & (scores > np.float32(self.config.min_keypoint_score))
                 valid = detected & inside_image(kp, frame.image_width, frame.image_height,
                                                 self.config.image_margin)
                 if valid.sum() < self.config.min_valid_joints:

@@ -346,3 +346,15 @@ def test_one_unstamped_frame_in_a_stamped_stream_does_not_restart_the_smoothing(
                                        LiftingPipeline(lifter).process(unstamped).people[0].keypoints, atol=1e-9)
         np.testing.assert_allclose(interrupted.process(frame).people[0].keypoints,
                                    plain.process(frame).people[0].keypoints, atol=1e-9)
+
+
+def test_a_joint_sent_with_exactly_min_keypoint_score_is_missing(lifter, clip):
+    """A message's scores are float32: 0.05 arrives as 0.0500000007, above the float64 threshold 0.05,
+    so a joint "at" min_keypoint_score was kept although the parameter says at or below is missing."""
+    frame = frame_from_clip(clip, 0, people=[0])
+    scores = np.full(17, 0.9, dtype=np.float32)
+    scores[:8] = np.float32(0.05)
+    frame.people[0].scores = scores
+    at = LiftingPipeline(lifter).process(frame).people[0]
+    below = LiftingPipeline(lifter, PipelineConfig(min_keypoint_score=0.049)).process(frame).people[0]
+    assert (at.keypoint_scores[:8] == 0).all() and (below.keypoint_scores[:8] > 0).all()
