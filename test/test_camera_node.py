@@ -441,3 +441,20 @@ def test_detector_lifecycle_over_services(started, h36m_image):
     assert not path.keypoints
     assert not [s for d in path.diagnostics for s in d.status if s.name.startswith(path.detector_name + ":")]
     assert path.detector.poll() is None
+
+
+def test_a_joint_beyond_float32_is_published_as_missing():
+    """A keypoint model's coordinate mapped back through a degenerate box can be finite in float64 and
+    beyond float32: the message's float32 field made it inf, and the lifter dropped the whole person
+    (non_finite_coordinates) instead of that one joint."""
+    from std_msgs.msg import Header
+
+    from cfi_pose_ros.node.detect_node import keypoints_to_msg
+
+    keypoints = np.full((1, 17, 2), 100.0)
+    keypoints[0, 3] = (1e39, 50.0)
+    msg = keypoints_to_msg(Header(), (640, 480), keypoints, np.full((1, 17), 0.9), np.array([[0, 0, 10, 10.0]]),
+                           np.array([0.8]), ["1"])
+    joint = msg.people[0].keypoints[3]
+    assert np.isnan(joint.x) and np.isnan(joint.y) and joint.score == 0.0
+    assert all(np.isfinite([k.x, k.y]).all() and k.score > 0 for i, k in enumerate(msg.people[0].keypoints) if i != 3)

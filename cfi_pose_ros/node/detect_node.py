@@ -137,7 +137,8 @@ def keypoints_to_msg(header, image_size: tuple[int, int], keypoints: np.ndarray,
     out = HumanKeypoints2DArray(header=header, image_width=width, image_height=height)
     keypoints = np.asarray(keypoints, dtype=np.float64).reshape(-1, 17, 2)
     scores = np.clip(np.nan_to_num(np.asarray(scores, dtype=np.float64).reshape(-1, 17)), 0.0, 1.0)
-    missing = ~np.isfinite(keypoints).all(axis=-1)
+    # a coordinate beyond float32 (the message's type) would be published as inf: missing too
+    missing = ~(np.isfinite(keypoints) & (np.abs(keypoints) <= np.finfo(np.float32).max)).all(axis=-1)
     keypoints = np.where(missing[..., None], np.nan, keypoints)
     scores = np.where(missing, 0.0, scores)
     box_scores = np.clip(np.nan_to_num(np.asarray(box_scores, dtype=np.float64)), 0.0, 1.0)
