@@ -8,7 +8,7 @@ optical frame, in which "up" is ``-y``):
 * ``k = 1``: a ``line_list`` with two points per bone whose both ends are
   finite (``scale[0]`` = line width),
 * ``k = 2``: a ``text`` label (the track id, or ``person <index>`` when the
-  id is empty) floating above the head (``scale[2]`` = text height).
+  id is empty or only whitespace) floating above the head (``scale[2]`` = text height).
 
 Marker ids are ``person_index * MARKERS_PER_PERSON + k`` so they never collide
 between people in one message; with a short ``lifetime`` RViz drops the
@@ -28,7 +28,8 @@ import numpy as np
 
 from .skeleton import H36M_17, JointLayout
 
-__all__ = ["MarkerSpec", "MARKER_TYPES", "MARKERS_PER_PERSON", "track_color", "skeleton_markers"]
+__all__ = ["MarkerSpec", "MARKER_TYPES", "MARKERS_PER_PERSON", "RVIZ_MIN_LIFETIME_NS", "lifetime_ns",
+           "lifetime_expires", "track_color", "skeleton_markers"]
 
 MARKER_TYPES = ("sphere_list", "line_list", "text")
 MARKERS_PER_PERSON = 3
@@ -36,6 +37,9 @@ MARKERS_PER_PERSON = 3
 _GOLDEN = 0.618033988749895
 _SATURATION = 0.65
 _VALUE = 0.95
+# RViz2 (rviz_default_plugins marker_common.cpp, configureMarker) lets a marker expire only when its
+# lifetime is over 100 us; a shorter one, like 0, keeps it until it is replaced or deleted.
+RVIZ_MIN_LIFETIME_NS = 100_000
 
 
 @dataclass(eq=False)
@@ -68,6 +72,18 @@ class MarkerSpec:
             raise ValueError(f"scale must have 3 entries, got {self.scale}")
         if self.type == "line_list" and len(self.points) % 2:
             raise ValueError("a line_list needs an even number of points")
+
+
+def lifetime_ns(lifetime: float) -> int:
+    """A lifetime in seconds as the whole nanoseconds a ``Marker.lifetime`` carries."""
+    return int(round(float(lifetime) * 1e9))
+
+
+def lifetime_expires(lifetime: float) -> bool:
+    """Whether RViz removes markers of this lifetime (s) by itself. When it does not (0, or a
+    lifetime of 100 us or less, which RViz also keeps forever), the publisher must clear the
+    previous frame's markers itself, or the skeletons of people who left stay for good."""
+    return lifetime_ns(lifetime) > RVIZ_MIN_LIFETIME_NS
 
 
 def track_color(track_id: str, person_index: int = 0, alpha: float = 1.0,
@@ -119,7 +135,11 @@ def skeleton_markers(person_index: int, track_id: str, keypoints: np.ndarray,
 
     bones = [(a, b) for a, b in layout.edges if finite[a] and finite[b]]
     line_points = kp[np.array(bones, dtype=np.int64).reshape(-1)] if bones else np.zeros((0, 3))
-    label = track_id if track_id else f"person {person_index}"
+    # A label with nothing to draw is never sent: RViz2's MovableText (rviz_rendering) skips only an
+    # empty caption and gives one of only spaces / newlines a zero-vertex buffer (an Ogre exception
+    # that ended ROS 1 RViz before its whitespace fix; RViz 1 rejected such text markers as errors).
+    # A blank id (a detector's " ") would also be an invisible label.
+    label = track_id if track_id.strip() else f"person {person_index}"
     anchor = _label_anchor(kp, finite, layout, up_dir) + label_offset * up_dir
 
     return [

@@ -350,6 +350,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
 
     from cfi_pose_ros.bag import BagWriter
     from cfi_pose_ros.depth import DepthHistory
+    from cfi_pose_ros.markers import lifetime_expires
     from cfi_pose_ros.node.conversions import markers_to_msg, stamp_seconds
     from cfi_pose_ros.node.lifting import build_pipeline, camera_from_info, image_size_from_info, lift_keypoints
 
@@ -414,7 +415,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             poses = lifted.poses_msg() if lifted.publishable else None
             markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None and (
                 keep_records or value("publish_markers")) else []
-            markers_msg = markers_to_msg(lifted.header, markers, clear=not value("marker_lifetime") > 0) if (
+            markers_msg = markers_to_msg(lifted.header, markers,
+                                         clear=not lifetime_expires(value("marker_lifetime"))) if (
                 poses is not None and value("publish_markers")) else None
             result.lift_s += time.perf_counter() - t0
             result.dropped.update(lifted.dropped)

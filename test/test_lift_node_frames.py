@@ -246,3 +246,18 @@ def test_markers_with_lifetime_0_clear_the_last_frame_s_and_keep_each_person_s_i
     assert LiftedFrame(Header(frame_id=CAMERA), []).markers_msg(0.0).markers[0].action == Marker.DELETEALL
     label = next(m for m in forever if m.type == Marker.TEXT_VIEW_FACING)
     assert label.text == "person 2" and {m.id for m in forever[1:]} == {6, 7, 8}
+
+
+@pytest.mark.parametrize("lifetime", [5e-5, 1e-4])
+def test_a_lifetime_rviz_never_expires_also_clears_the_last_frame_s_markers(lifetime):
+    """RViz2 (marker_common.cpp, configureMarker) expires a marker only when its lifetime is over
+    100 us: with marker_lifetime 5e-5 neither RViz nor a DELETEALL removed the skeletons of people
+    who left, and they stayed for good."""
+    from std_msgs.msg import Header
+    from visualization_msgs.msg import Marker
+
+    from cfi_pose_ros.node.lifting import LiftedFrame
+
+    assert [m.action for m in LiftedFrame(Header(frame_id=CAMERA), []).markers_msg(lifetime).markers] \
+        == [Marker.DELETEALL]
+    assert LiftedFrame(Header(frame_id=CAMERA), []).markers_msg(2e-4).markers == []   # RViz expires these

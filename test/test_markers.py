@@ -97,6 +97,16 @@ def test_colour_from_index_when_id_empty():
     assert skeleton_markers(3, "", kp)[2].text == "person 3"
 
 
+@pytest.mark.parametrize("blank_id", [" ", "   ", "\n", " \n ", "\t", "\u3000"])
+def test_a_blank_track_id_is_labelled_by_index(blank_id):
+    """A text marker of only spaces / newlines is a zero-vertex caption in RViz2's MovableText (only
+    an empty one is skipped), and other whitespace draws nothing: the label falls back to the index."""
+    kp = standing_person(3.0)
+    text = by_type(skeleton_markers(4, blank_id, kp))["text"]
+    assert text.text == "person 4"
+    assert by_type(skeleton_markers(4, " id 7 ", kp))["text"].text == " id 7 "    # visible: kept as given
+
+
 def test_palette_is_pleasant():
     for tid in ["a", "b", "person-42", "", "ü"]:
         r, g, b, alpha = track_color(tid, 7)
@@ -127,3 +137,13 @@ def test_marker_spec_validation():
         MarkerSpec("ns", 0, "line_list", np.zeros((3, 3)), (1, 0, 0, 1), (1, 1, 1))
     with pytest.raises(ValueError):
         MarkerSpec("ns", 0, "text", np.zeros((1, 3)), (1, 0, 0), (1, 1, 1))
+
+
+def test_lifetimes_rviz_keeps_forever_do_not_expire():
+    """RViz2 (marker_common.cpp) expires a marker only when its lifetime is over 100 us: 0 < lifetime
+    <= 100 us is forever too, and the publisher must clear the old markers itself."""
+    from cfi_pose_ros.markers import lifetime_expires, lifetime_ns
+
+    assert [lifetime_expires(t) for t in (0.0, 1e-10, 5e-5, 1e-4)] == [False] * 4
+    assert [lifetime_expires(t) for t in (1.01e-4, 0.25, 60.0)] == [True] * 3
+    assert lifetime_ns(0.25) == 250_000_000 and lifetime_ns(1.9999999999) == 2_000_000_000

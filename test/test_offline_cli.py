@@ -212,3 +212,21 @@ def test_an_aligned_depth_topic_places_people_from_depth_as_the_node_does(tmp_pa
             assert json.loads((tmp_path / name / "summary.json").read_text())["dropped"] == {}
     assert offline([str(path), "--out", str(tmp_path / "x"), "--quiet", "--no-video",
                     "--depth-topic", "/human_keypoints_2d"]) == 2        # not an Image topic
+
+
+def test_markers_in_the_bag_clear_the_last_frame_when_rviz_would_keep_them_forever(tmp_path):
+    """marker_lifetime 5e-5 (s) is forever to RViz2 (it expires only lifetimes over 100 us): every
+    markers message of the bag starts with a DELETEALL, as with 0, so people who left go away."""
+    from visualization_msgs.msg import Marker
+
+    from cfi_pose_ros.bag import read_bag
+
+    bag = _bag(tmp_path / "short_lifetime.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(2)])
+    params = tmp_path / "lift.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    marker_lifetime: 5.0e-5\n")
+    assert offline([str(bag), "--out", str(tmp_path / "out"), "--quiet", "--no-video",
+                    "--params-file", str(params)]) == 0
+    arrays = [m.decode() for m in read_bag(tmp_path / "out" / "lifted.mcap", ["/human_pose_3d/markers"])]
+    assert len(arrays) == 2
+    assert all(a.markers[0].action == Marker.DELETEALL and a.markers[0].lifetime.nanosec == 0 for a in arrays)
+    assert all(m.lifetime.nanosec == 50_000 for a in arrays for m in a.markers[1:])

@@ -6,7 +6,7 @@ from geometry_msgs.msg import Point
 from visualization_msgs.msg import Marker, MarkerArray
 
 from cfi_pose_ros.camera import rescale_camera_matrix
-from cfi_pose_ros.markers import MarkerSpec
+from cfi_pose_ros.markers import MarkerSpec, lifetime_ns
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanPose3D, HumanPose3DArray
 from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, Person2D
 
@@ -64,7 +64,8 @@ def poses_to_msg(header, people: list[LiftedPerson]) -> HumanPose3DArray:
 
 def markers_to_msg(header, specs: list[MarkerSpec], clear: bool = False) -> MarkerArray:
     """``clear``: start with a DELETEALL, so markers of people no longer seen go away even when
-    the specs' lifetime is 0 (Marker.msg: "0 indicates forever")."""
+    the specs' lifetime is 0 (Marker.msg: "0 indicates forever") or, to RViz, as good as 0
+    (:func:`cfi_pose_ros.markers.lifetime_expires`)."""
     array = MarkerArray()
     if clear:
         array.markers.append(Marker(header=header, action=Marker.DELETEALL))
@@ -75,7 +76,7 @@ def markers_to_msg(header, specs: list[MarkerSpec], clear: bool = False) -> Mark
         marker.scale.x, marker.scale.y, marker.scale.z = (float(v) for v in spec.scale)
         marker.color.r, marker.color.g, marker.color.b, marker.color.a = (float(c) for c in spec.color)
         # whole nanoseconds first: a fraction that rounds up to 1 s carries into sec (nanosec < 1e9)
-        marker.lifetime.sec, marker.lifetime.nanosec = divmod(int(round(float(spec.lifetime) * 1e9)), 1_000_000_000)
+        marker.lifetime.sec, marker.lifetime.nanosec = divmod(lifetime_ns(spec.lifetime), 1_000_000_000)
         if spec.type == "text":
             marker.pose.position.x, marker.pose.position.y, marker.pose.position.z = (
                 float(v) for v in spec.points[0])

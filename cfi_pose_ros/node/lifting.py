@@ -15,7 +15,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, transform_people
-from cfi_pose_ros.markers import MarkerSpec, skeleton_markers
+from cfi_pose_ros.markers import MarkerSpec, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
 from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg
 from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
@@ -122,7 +122,8 @@ class LiftedFrame:
         return specs
 
     def markers_msg(self, lifetime: float) -> MarkerArray:
-        return markers_to_msg(self.header, self.marker_specs(lifetime), clear=not lifetime > 0)
+        # a lifetime RViz never expires (0, or <= 100 us) needs a DELETEALL for people who left
+        return markers_to_msg(self.header, self.marker_specs(lifetime), clear=not lifetime_expires(lifetime))
 
     def tf_frames(self, prefix: str, joints: bool):
         return person_frames(self.people, self.header.frame_id, prefix, joints)
