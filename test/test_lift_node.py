@@ -405,6 +405,23 @@ def test_lifecycle_transitions_over_services(node_factory, clip):
     assert not [s for d in node.diagnostics for s in d.status if s.name.startswith("cfi_pose_lifter")]
 
 
+def test_deactivate_clears_the_skeletons_rviz_would_keep(node_factory, clip):
+    """With marker_lifetime 0 RViz keeps every marker until told: after `ros2 lifecycle set ...
+    deactivate` the last frame's skeletons stayed on screen, frozen, although nothing was lifted."""
+    from lifecycle_msgs.msg import Transition
+    from visualization_msgs.msg import Marker
+
+    node = node_factory(overrides={"marker_lifetime": 0.0})
+    assert node.send_and_receive(clip_msg(clip, 0, sec=350)) is not None
+    assert node.spin_until(lambda: node.client.received.markers, 10)
+    node.client.received.markers.clear()
+    assert LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until).transition(
+        Transition.TRANSITION_DEACTIVATE)
+    assert node.spin_until(lambda: node.client.received.markers, 10), node.log()
+    (last,) = node.client.received.markers.values()
+    assert [m.action for m in last.markers] == [Marker.DELETEALL]
+
+
 def test_shutdown_from_active_stops_publishing(node_factory, clip):
     """active -> shutdown reaches FINALIZED, and from then on nothing is lifted or published."""
     from lifecycle_msgs.msg import State, Transition

@@ -22,12 +22,14 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from cfi_pose_ros.depth import DepthHistory, depth_image_to_array
 from cfi_pose_ros.frames import RigidTransform
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
-from cfi_pose_ros.node.conversions import stamp_seconds
+from cfi_pose_ros.markers import lifetime_expires
+from cfi_pose_ros.node.conversions import markers_to_msg, stamp_seconds
 from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg, newest_only_qos,
                                    output_qos, run)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
@@ -111,6 +113,11 @@ class LiftNode(SpecLifecycleNode):
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._unsubscribe()
         self.depth.clear()        # the stream resumed on activate is another one (unstamped images pair by 0 s)
+        if (self._marker_pub is not None and self.p("publish_markers")
+                and not lifetime_expires(self.p("marker_lifetime"))):
+            # RViz keeps markers it never sees expire until told: skeletons must not stay on screen
+            # once nothing updates them (sent while the lifecycle publisher is still active)
+            self._marker_pub.publish(markers_to_msg(Header(stamp=self.get_clock().now().to_msg()), [], clear=True))
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
