@@ -9,7 +9,8 @@ and given its id, once matched in ``min_hits`` consecutive frames (1: at once).
 A tentative track dies on its first miss, a confirmed one when it has not
 been matched for more than ``max_age``: seconds since it was last seen when
 the caller passes time stamps, missed frames when it doesn't (SORT's
-convention). Ids are never reused, and nothing is remembered to ensure it (the
+convention); or, while the stamps stand still, when missed in more than
+``MAX_STALLED_MISSES`` frames. Ids are never reused, and nothing is remembered to ensure it (the
 state is the live tracks only, however many people have passed): ``int`` ids
 count up; ``ros4hri`` ids are that count sent through a seeded permutation of
 the 26^5 five-letter names, so the first 11.8 million are all distinct.
@@ -33,6 +34,18 @@ _ROS4HRI_NAMES = 26 ** 5          # five lowercase letters
 # velocity of millions of pixels per second, and the next frame's predicted box would leave the
 # image, so the person got a new id. On the frame clock (unstamped input) every gap is >= 1.
 MIN_MOTION_INTERVAL = 1e-3
+# A frame stamped at most this much (seconds) before the newest one is late, not a new timeline:
+# out-of-order delivery (a driver publishing from two threads, a reordered burst) is a few ms, at
+# most a frame period or two, while a bag loop or a simulation reset goes back by the length of the
+# bag or run, seconds. Restarting on any step back gave every person a new id for one frame that
+# came 3 ms late.
+LATE_FRAME_TOLERANCE = 0.1
+# While the stamps stand still (a paused simulation or bag clock stamping a live camera) no time
+# passes and max_age never retires a track: the id of someone long gone went to whoever next stood
+# there, and every false detection stayed a track (one more per frame). A confirmed track missed in
+# more than this many frames at an unchanged stamp is retired instead: about a second of camera
+# frames, the default max_age (the lifter's smoother has the same kind of fallback).
+MAX_STALLED_MISSES = 30
 
 
 @dataclass
@@ -64,6 +77,7 @@ class Track:
     last_seen: float
     hits: int = 1
     id: str = ""               # "" while tentative
+    stalled_misses: int = 0    # frames missed at an unchanged stamp since last matched
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box units per unit of t
 
     @property
@@ -71,9 +85,13 @@ class Track:
         return bool(self.id)
 
     def predicted_box(self, t: float, use_velocity: bool) -> np.ndarray:
+        """The box moved to time ``t`` by its centre's velocity, its size kept: a rate of change of
+        the size, measured from a few frames of detector jitter and carried over a miss of up to
+        max_age, shrank a person standing still out of their own box (a new id when they came back)."""
         if not use_velocity:
             return self.box
-        return self.box + self.velocity * (t - self.last_seen)
+        centre = (self.velocity[:2] + self.velocity[2:]) / 2
+        return self.box + np.tile(centre, 2) * (t - self.last_seen)
 
 
 class MultiPersonTracker:
@@ -94,6 +112,7 @@ class MultiPersonTracker:
         self._offset = rng.randrange(_ROS4HRI_NAMES)
         self._counter = 0           # ids given out so far: never reset, so never reused
         self._stamp_anchor: tuple[float, float] | None = None     # (last stamp, monotonic time it came)
+        self._clock_last: float | None = None                   # what clock() last returned
         self.reset()
 
     def reset(self) -> None:
@@ -101,6 +120,7 @@ class MultiPersonTracker:
         self._tracks: list[Track] = []
         self._frame = 0
         self._last_t: float | None = None
+        self._image_size: tuple[int, int] | None = None
 
     @property
     def tracks(self) -> list[Track]:
@@ -122,40 +142,26 @@ class MultiPersonTracker:
         """The time to :meth:`update` a frame stamped ``stamp_s`` (s) with: the stamp itself; for a
         frame without one (None or <= 0), the last stamp advanced by the monotonic time since it came
         (the monotonic clock while no frame has had one). So one unstamped frame in a stamped stream
-        neither sends the clock back (which starts over) nor moves it so far that every track expires."""
+        neither sends the clock back (which starts over) nor moves it so far that every track expires.
+        A stamp behind such an estimate but not behind the last stamp did not go back in time (a bag
+        played slower than real time: wall time outruns its stamps) and returns the estimate again, so
+        only the stamps themselves going back read as a bag loop."""
         now = time.monotonic()
+        anchor = self._stamp_anchor
         if stamp_s is not None and stamp_s > 0:
-            self._stamp_anchor = (float(stamp_s), now)
-            return float(stamp_s)
-        if self._stamp_anchor is None:
-            return now
-        stamp, then = self._stamp_anchor
-        return stamp + (now - then)
+            stamp = float(stamp_s)
+            self._stamp_anchor = (stamp, now)
+            t = stamp if anchor is None or stamp < anchor[0] else max(stamp, self._clock_last)
+        elif anchor is None:
+            t = now
+        else:
+            t = max(anchor[0] + (now - anchor[1]), self._clock_last)
+        self._clock_last = t
+        return t
 
-    def update(self, boxes: np.ndarray, t: float | None = None) -> list[str]:
-        """Match ``boxes`` ``(P, 4)`` (x1, y1, x2, y2) of the frame at time ``t`` to the tracks.
-
-        Returns one id per input box, in the input's order; ``""`` for a box
-        whose track is still tentative (``min_hits > 1``). Without ``t`` the
-        frame count is the clock (``max_age`` in missed frames); use one clock
-        or the other for a tracker's whole life. A ``t`` earlier than
-        the previous frame's (a replayed bag) starts over.
-        """
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        if not np.all(np.isfinite(boxes)):
-            raise ValueError("boxes contain NaN or inf")
-        self._frame += 1
-        frame_clock = t is None
-        t = float(self._frame if frame_clock else t)
-        if self._last_t is not None and t < self._last_t:
-            self.reset()
-            self._frame = 1
-        self._last_t = t
+    def _assign(self, boxes: np.ndarray, t: float) -> dict[int, Track]:
+        """Box index -> the track it continues (most total IoU with the tracks predicted to ``t``)."""
         cfg = self.config
-        # On the frame clock, a gap of n frames means n - 1 missed frames.
-        allowed = cfg.max_age + (1.0 if frame_clock else 0.0)
-        self._tracks = [tr for tr in self._tracks if t - tr.last_seen <= allowed]
-
         assigned: dict[int, Track] = {}
         if self._tracks and len(boxes):
             predicted = np.stack([tr.predicted_box(t, cfg.predict_motion) for tr in self._tracks])
@@ -164,10 +170,64 @@ class MultiPersonTracker:
             for r, c in zip(rows, cols):
                 if iou[r, c] >= cfg.min_iou and iou[r, c] > 0:
                     assigned[int(c)] = self._tracks[int(r)]
+        return assigned
 
+    def starts_over(self, t: float) -> bool:
+        """Whether a frame at time ``t`` begins a new timeline (further back than a late frame), on
+        which :meth:`update` forgets every track: what else follows people from frame to frame (the
+        top-down detector's boxes) starts over with it."""
+        return self._last_t is not None and self._last_t - t > LATE_FRAME_TOLERANCE
+
+    def update(self, boxes: np.ndarray, t: float | None = None,
+               image_size: tuple[int, int] | None = None) -> list[str]:
+        """Match ``boxes`` ``(P, 4)`` (x1, y1, x2, y2) of the frame at time ``t`` to the tracks.
+
+        Returns one id per input box, in the input's order; ``""`` for a box
+        whose track is still tentative (``min_hits > 1``). Without ``t`` the
+        frame count is the clock (``max_age`` in missed frames); use one clock
+        or the other for a tracker's whole life. A ``t`` earlier than the newest frame's by more than
+        ``LATE_FRAME_TOLERANCE`` (a replayed bag, a simulation reset) starts over; by less, the frame
+        is late (out of order): its boxes get the ids of the tracks they match (``""`` for the
+        others) and no track changes. A frame of another ``image_size`` (width, height) than the
+        previous one starts over too.
+        """
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if not np.all(np.isfinite(boxes)):
+            raise ValueError("boxes contain NaN or inf")
+        self._frame += 1
+        frame_clock = t is None
+        t = float(self._frame if frame_clock else t)
+        # Boxes in the pixels of another image size (a driver switched mode, binning) do not compare
+        # with the tracks': one person's new box could overlap another's old one and take their id.
+        size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
+        resized = size is not None and self._image_size is not None and size != self._image_size
+        if resized or self.starts_over(t):
+            self.reset()
+            self._frame = 1
+        elif self._last_t is not None and t < self._last_t:
+            # Late: the tracks already hold newer boxes, and a velocity over a negative interval
+            # means nothing, so the frame is matched (tracks predicted back to its time) and
+            # changes nothing; the next in-order frame goes on from the newest state.
+            assigned = self._assign(boxes, t)
+            return [assigned[c].id if c in assigned else "" for c in range(len(boxes))]
+        if size is not None:
+            self._image_size = size
+        stalled = t == self._last_t
+        self._last_t = t
+        cfg = self.config
+        # On the frame clock, a gap of n frames means n - 1 missed frames.
+        allowed = cfg.max_age + (1.0 if frame_clock else 0.0)
+        self._tracks = [tr for tr in self._tracks
+                        if t - tr.last_seen <= allowed and tr.stalled_misses <= MAX_STALLED_MISSES]
+
+        assigned = self._assign(boxes, t)
         matched_tracks = {id(tr) for tr in assigned.values()}
         # Tentative tracks die on their first miss; confirmed ones wait for max_age.
         self._tracks = [tr for tr in self._tracks if id(tr) in matched_tracks or tr.confirmed]
+        if stalled:
+            for tr in self._tracks:
+                if id(tr) not in matched_tracks:
+                    tr.stalled_misses += 1
         ids: list[str] = []
         for c, box in enumerate(boxes):
             track = assigned.get(c)
@@ -183,6 +243,7 @@ class MultiPersonTracker:
                 track.box = box.copy()
                 track.last_seen = t
                 track.hits += 1
+                track.stalled_misses = 0
             if not track.confirmed and track.hits >= cfg.min_hits:
                 track.id = self._new_id()
             ids.append(track.id)
