@@ -35,6 +35,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .tracking import LATE_FRAME_TOLERANCE
+
 __all__ = ["OneEuroFilter", "PoseSmoother"]
 
 
@@ -142,6 +144,10 @@ class PoseSmoother:
       unstamped frame in a stamped stream is 0 s, a clock reset to every track,
       which expired them all, and the frames after it went unsmoothed while
       the filters started over.
+    * A late frame (stamped at most ``LATE_FRAME_TOLERANCE``, 0.1 s, before the
+      newest one: out-of-order delivery, as the tracker reads it) is returned
+      unsmoothed and changes no track; a step further back is a new timeline
+      (a bag loop): the tracks' filters restart.
 
     Smooth the absolute (camera-frame) joints rather than the root-relative
     ones so that the person's translation is smoothed too.
@@ -161,6 +167,7 @@ class PoseSmoother:
         self.forget_after_frames = forget_after_frames
         self.max_tracks = max_tracks
         self._frame = 0
+        self._newest: float | None = None     # the newest frame time (late frames are behind it)
         # id -> (filter, frame last seen, mode), least recently seen first
         self._tracks: OrderedDict[str, tuple[OneEuroFilter, int, object]] = OrderedDict()
 
@@ -211,6 +218,9 @@ class PoseSmoother:
         t = float(t)
         if not math.isfinite(t):
             raise ValueError(f"timestamp must be finite, got {t}")
+        if self._newest is not None and 0.0 < self._newest - t <= LATE_FRAME_TOLERANCE:
+            return out                # late: restarting every filter for it would undo the smoothing
+        self._newest = t
         self._frame += 1
         self.forget_stale(t)          # before filtering: an expired id starts fresh
         counts = Counter(track_ids)
