@@ -30,6 +30,7 @@ from collections import deque
 
 import numpy as np
 
+from . import timeline
 from .image import raw_rows
 from .root_solver import validate_camera_matrix
 
@@ -157,9 +158,9 @@ class DepthHistory:
     image kept, the depth was then never used. From the images kept here the one nearest in stamp
     is taken, as message_filters' Cache / ApproximateTime pair two streams.
 
-    A stamp earlier than kept ones (a bag loop, a simulated clock reset) drops every kept image
-    stamped after it: they belong to a timeline that has been left, and must not be paired with
-    the new one's keypoints."""
+    A stamp further back than a late frame (:mod:`cfi_pose_ros.timeline`: a bag loop, a simulated
+    clock reset) drops every kept image: they belong to a timeline that has been left, and must not
+    be paired with the new one's keypoints. A late image (out of order) is only added."""
 
     def __init__(self, size: int = DEPTH_HISTORY):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -170,8 +171,8 @@ class DepthHistory:
         return len(self._images)
 
     def add(self, stamp: float, image: np.ndarray) -> None:
-        while self._images and self._images[-1][0] > stamp:
-            self._images.pop()
+        if self._images and timeline.starts_over(max(s for s, _ in self._images), stamp):
+            self._images.clear()
         self._images.append((float(stamp), image))
 
     def nearest(self, stamp: float, max_age: float) -> np.ndarray | None:

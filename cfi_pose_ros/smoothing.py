@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .tracking import LATE_FRAME_TOLERANCE
+from . import timeline
 
 __all__ = ["OneEuroFilter", "PoseSmoother"]
 
@@ -144,8 +144,8 @@ class PoseSmoother:
       unstamped frame in a stamped stream is 0 s, a clock reset to every track,
       which expired them all, and the frames after it went unsmoothed while
       the filters started over.
-    * A late frame (stamped at most ``LATE_FRAME_TOLERANCE``, 0.1 s, before the
-      newest one: out-of-order delivery, as the tracker reads it) is returned
+    * A late frame (stamped at most ``timeline.LATE_FRAME_TOLERANCE``, 0.1 s,
+      before the newest one: out-of-order delivery) is returned
       unsmoothed and changes no track; a step further back is a new timeline
       (a bag loop): the tracks' filters restart.
 
@@ -218,7 +218,7 @@ class PoseSmoother:
         t = float(t)
         if not math.isfinite(t):
             raise ValueError(f"timestamp must be finite, got {t}")
-        if self._newest is not None and 0.0 < self._newest - t <= LATE_FRAME_TOLERANCE:
+        if timeline.is_late(self._newest, t):
             return out                # late: restarting every filter for it would undo the smoothing
         self._newest = t
         self._frame += 1

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from . import timeline
 from .detectors.decode import box_iou
 
 _ROS4HRI_NAMES = 26 ** 5          # five lowercase letters
@@ -34,12 +35,6 @@ _ROS4HRI_NAMES = 26 ** 5          # five lowercase letters
 # velocity of millions of pixels per second, and the next frame's predicted box would leave the
 # image, so the person got a new id. On the frame clock (unstamped input) every gap is >= 1.
 MIN_MOTION_INTERVAL = 1e-3
-# A frame stamped at most this much (seconds) before the newest one is late, not a new timeline:
-# out-of-order delivery (a driver publishing from two threads, a reordered burst) is a few ms, at
-# most a frame period or two, while a bag loop or a simulation reset goes back by the length of the
-# bag or run, seconds. Restarting on any step back gave every person a new id for one frame that
-# came 3 ms late.
-LATE_FRAME_TOLERANCE = 0.1
 # While the stamps stand still (a paused simulation or bag clock stamping a live camera) no time
 # passes and max_age never retires a track: the id of someone long gone went to whoever next stood
 # there, and every false detection stayed a track (one more per frame). A confirmed track missed in
@@ -176,7 +171,7 @@ class MultiPersonTracker:
         """Whether a frame at time ``t`` begins a new timeline (further back than a late frame), on
         which :meth:`update` forgets every track: what else follows people from frame to frame (the
         top-down detector's boxes) starts over with it."""
-        return self._last_t is not None and self._last_t - t > LATE_FRAME_TOLERANCE
+        return timeline.starts_over(self._last_t, t)
 
     def update(self, boxes: np.ndarray, t: float | None = None,
                image_size: tuple[int, int] | None = None) -> list[str]:
@@ -186,7 +181,7 @@ class MultiPersonTracker:
         whose track is still tentative (``min_hits > 1``). Without ``t`` the
         frame count is the clock (``max_age`` in missed frames); use one clock
         or the other for a tracker's whole life. A ``t`` earlier than the newest frame's by more than
-        ``LATE_FRAME_TOLERANCE`` (a replayed bag, a simulation reset) starts over; by less, the frame
+        ``timeline.LATE_FRAME_TOLERANCE`` (a replayed bag, a simulation reset) starts over; by less, the frame
         is late (out of order): its boxes get the ids of the tracks they match (``""`` for the
         others) and no track changes. A frame of another ``image_size`` (width, height) than the
         previous one starts over too.

@@ -289,3 +289,16 @@ def test_a_depth_stamp_going_back_drops_the_images_of_the_timeline_left():
     assert history.nearest(0.0, 0.05) is start
     with pytest.raises(ValueError):
         DepthHistory(size=0)
+
+
+def test_a_late_depth_image_keeps_the_newer_ones():
+    """Depth images out of order by a few ms are late, not a bag loop: the newer images stay, and
+    each keypoints message still finds the one taken with its image."""
+    history = DepthHistory(size=15)
+    newer, late = np.full((2, 2), 2.0), np.full((2, 2), 1.0)
+    history.add(10.10, newer)
+    history.add(10.08, late)
+    assert len(history) == 2
+    assert history.nearest(10.10, 0.005) is newer and history.nearest(10.08, 0.005) is late
+    history.add(3.0, late)                                 # seconds back: a new timeline
+    assert len(history) == 1 and history.nearest(10.10, 0.05) is None

@@ -1,0 +1,22 @@
+"""How the stateful per-stream parts (tracker, smoother, depth pairing) read a step back in stamps.
+
+A stream's stamps can go back for two reasons that need opposite handling. Out-of-order delivery
+(a driver publishing from two threads, a reordered burst) puts a frame a few milliseconds, at most a
+frame period or two, behind the newest one: it is late, and what was learnt from the newer frames
+stays. A bag replayed in a loop or a simulation reset goes back by the length of the bag or the run,
+seconds: that is a new timeline, and state from the old one must not carry over. Restarting on any
+step back gave every person a new id (and every filter a restart) for one frame that came 3 ms late.
+"""
+from __future__ import annotations
+
+LATE_FRAME_TOLERANCE = 0.1      # seconds behind the newest frame that are still "late"
+
+
+def is_late(newest: float | None, t: float) -> bool:
+    """A frame at ``t`` arrived out of order, at most ``LATE_FRAME_TOLERANCE`` behind ``newest``."""
+    return newest is not None and 0.0 < newest - t <= LATE_FRAME_TOLERANCE
+
+
+def starts_over(newest: float | None, t: float) -> bool:
+    """A frame at ``t`` begins a new timeline: further behind ``newest`` than a late frame."""
+    return newest is not None and newest - t > LATE_FRAME_TOLERANCE
