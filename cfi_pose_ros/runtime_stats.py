@@ -7,10 +7,14 @@ import numpy as np
 
 
 class RollingStats:
-    """The last ``window`` seconds of events (timestamps, latencies) and lifetime counters."""
+    """The last ``window`` seconds of events (timestamps, latencies) and lifetime counters.
 
-    def __init__(self, window: float = 5.0, max_samples: int = 10000):
+    ``started``: when counting began, on the callers' clock; rates in the first ``window`` seconds
+    are then over the time since (a node 1 s old at 30 Hz read 6 Hz), else always over ``window``."""
+
+    def __init__(self, window: float = 5.0, max_samples: int = 10000, started: float | None = None):
         self.window = window
+        self.started = started
         self._inputs: deque[float] = deque(maxlen=max_samples)
         self._outputs: deque[tuple[float, float, int]] = deque(maxlen=max_samples)  # (t, latency s, people)
         self.dropped: Counter = Counter()
@@ -37,9 +41,10 @@ class RollingStats:
     def summary(self, now: float) -> dict:
         self._trim(now)
         latencies = np.array([lat for _, lat, _ in self._outputs]) * 1000.0
+        span = self.window if self.started is None else min(self.window, max(now - self.started, 1e-3))
         return {
-            "input_rate_hz": len(self._inputs) / self.window,
-            "output_rate_hz": len(self._outputs) / self.window,
+            "input_rate_hz": len(self._inputs) / span,
+            "output_rate_hz": len(self._outputs) / span,
             "latency_p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
             "latency_p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
             "people_last": self._outputs[-1][2] if self._outputs else 0,

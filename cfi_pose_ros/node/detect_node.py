@@ -169,7 +169,7 @@ class DetectNode(SpecLifecycleNode):
         self.detector = None
         self.tracker = None
         self.bridge = CvBridge() if CvBridge is not None else None
-        self.stats = RollingStats()
+        self.stats = RollingStats(started=time.monotonic())
         self.stages = StageTimes()
         self._stats_lock = threading.Lock()
         self._people_last = 0

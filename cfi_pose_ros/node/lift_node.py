@@ -45,7 +45,7 @@ class LiftNode(SpecLifecycleNode):
         super().__init__(name, LIFT_NODE_PARAMETERS, **kwargs)
         self.pipeline: LiftingPipeline | None = None
         self.lifter = None
-        self.stats = RollingStats()
+        self.stats = RollingStats(started=time.monotonic())
         self.camera_matrix: np.ndarray | None = None
         self.camera_size: tuple[int, int] | None = None
         self.depth = DepthHistory()       # the last depth images, paired with keypoints by stamp

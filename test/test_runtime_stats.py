@@ -1,0 +1,35 @@
+"""RollingStats: the rates and latency percentiles /diagnostics reports."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from cfi_pose_ros.runtime_stats import RollingStats
+
+
+def test_rates_over_the_last_window_and_over_the_time_since_start_before_that():
+    """A node 1 s old receiving 30 Hz read 6 Hz (30 inputs over the 5 s window it had not lived yet)."""
+    young = RollingStats(window=5.0, started=100.0)
+    legacy = RollingStats(window=5.0)
+    for k in range(30):
+        for stats in (young, legacy):
+            stats.input(100.0 + k / 30)
+            stats.output(100.0 + k / 30 + 0.002, 0.002, 2)
+    assert young.summary(101.0)["input_rate_hz"] == pytest.approx(30.0)
+    assert young.summary(101.0)["output_rate_hz"] == pytest.approx(30.0)
+    assert legacy.summary(101.0)["input_rate_hz"] == pytest.approx(6.0)
+    # after a window, the window: the 30 inputs are gone by t = 106.1, and the rate is 0
+    assert young.summary(106.1)["input_rate_hz"] == 0.0 and young.summary(106.1)["inputs_total"] == 30
+
+
+def test_latency_percentiles_people_and_drops():
+    stats = RollingStats(window=5.0, started=0.0)
+    for k in range(100):
+        stats.output(1.0 + k * 0.01, (k + 1) / 1000.0, k % 3)
+    stats.drop(Counter(too_few_joints=2))
+    stats.drop(Counter(too_few_joints=1, bad_image_size=1))
+    summary = stats.summary(2.0)
+    assert summary["latency_p50_ms"] == pytest.approx(50.5) and summary["latency_p99_ms"] == pytest.approx(99.01)
+    assert summary["people_last"] == 99 % 3 and summary["outputs_total"] == 100
+    assert summary["dropped"] == {"too_few_joints": 3, "bad_image_size": 1}
