@@ -180,10 +180,10 @@ class MultiPersonTracker:
         Returns one id per input box, in the input's order; ``""`` for a box
         whose track is still tentative (``min_hits > 1``). Without ``t`` the
         frame count is the clock (``max_age`` in missed frames); use one clock
-        or the other for a tracker's whole life. A ``t`` earlier than the newest frame's by more than
-        ``timeline.LATE_FRAME_TOLERANCE`` (a replayed bag, a simulation reset) starts over; by less, the frame
-        is late (out of order): its boxes get the ids of the tracks they match (``""`` for the
-        others) and no track changes. A frame of another ``image_size`` (width, height) than the
+        or the other for a tracker's whole life. A ``t`` earlier than the newest frame's by more
+        than ``timeline.LATE_FRAME_TOLERANCE`` (a replayed bag, a simulation reset) starts over; by
+        less, the frame is late (out of order): its boxes get the ids of the tracks they match
+        (``""`` for the others) and no track changes. A frame of another ``image_size`` (width, height) than the
         previous one starts over too.
         """
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

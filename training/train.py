@@ -3,9 +3,10 @@
 Defaults are the paper's recipe (sec. 4.2: Adam, lr 1e-3 decayed by 0.95 per
 epoch, 20 epochs, batch 512, L_d=3, D=512, H=8) with two differences the paper
 does not state: the MPJPE loss (the L2 norm per joint; eq. 9 is its square,
-``--loss mse``) and train-time flip augmentation (``--no-flip`` drops it). ``--budget-minutes`` / ``--budget-samples`` replace the epoch
-count by a fixed compute budget with a one-cycle (or warm-up + cosine) schedule
-that ends exactly at the budget. Writes into ``--out``: the final weights
+``--loss mse``) and train-time flip augmentation (``--no-flip`` drops it).
+``--budget-minutes`` / ``--budget-samples`` replace the epoch count by a fixed
+compute budget with a one-cycle (or warm-up + cosine) schedule that ends
+exactly at the budget. Writes into ``--out``: the final weights
 (safetensors + JSON), a resumable checkpoint, ``metrics.jsonl`` (one line per
 evaluation) and ``curves.png``.
 
