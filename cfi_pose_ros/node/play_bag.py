@@ -107,7 +107,9 @@ def main(argv=None) -> int:
     if bad:
         parser.error(f"--remap takes FROM:=TO, got {bad}")
     remap = dict(item.split(":=", 1) for item in args.remap)
-    rclpy.init()
+    # args=[]: without it rclpy hands sys.argv to rcl, which also takes every FROM:=TO of --remap as a
+    # (deprecated) global remap rule of this node and applies it on top of ours.
+    rclpy.init(args=[])
     node = rclpy.create_node("cfi_bag_player")
     executor = create_executor()
     executor.add_node(node)

@@ -1,0 +1,65 @@
+"""``python -m cfi_pose_ros.node.play_bag --remap FROM:=TO``: the remap rules are the player's own,
+not rcl's. rclpy.init() without args handed sys.argv to rcl, which took every ``FROM:=TO`` as a
+(deprecated) global remap rule of the player node as well, printed a deprecation warning for each,
+and applied it on top: with ``--remap /a:=/b /b:=/a`` the player made /a's publisher on /b, which
+rcl then remapped back to /a (and the other way round), so nothing was swapped."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ros_available
+
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))]
+
+
+def test_play_bag_remap_swaps_two_topics_and_warns_nothing(ros_env, tmp_path):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from cfi_pose_ros.bag import BagWriter
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+
+    base = f"/play_bag_swap_{int(time.time() * 1000) % 100000}"
+    a, b = f"{base}/a", f"{base}/b"
+    bag = tmp_path / "two.mcap"
+    with BagWriter(bag) as writer:
+        for k in range(5):
+            for topic, frame in ((a, "from_a"), (b, "from_b")):
+                msg = HumanKeypoints2DArray()
+                msg.header.frame_id = frame
+                writer.write(topic, msg, log_time_ns=10**9 + k * 20_000_000)
+
+    if not rclpy.ok():
+        rclpy.init()
+    listener = rclpy.create_node("test_play_bag_swap_listener")
+    received: dict[str, list[str]] = {a: [], b: []}
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    for topic in (a, b):
+        listener.create_subscription(HumanKeypoints2DArray, topic,
+                                     lambda m, t=topic: received[t].append(m.header.frame_id), qos)
+    executor = SingleThreadedExecutor()
+    executor.add_node(listener)
+    try:
+        player = subprocess.Popen(
+            [sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(bag), "--remap", f"{a}:={b}", f"{b}:={a}"],
+            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        end = time.monotonic() + 60
+        while player.poll() is None and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.02)
+        drain = time.monotonic() + 1.0
+        while time.monotonic() < drain:
+            executor.spin_once(timeout_sec=0.02)
+        out, err = player.communicate(timeout=10)
+    finally:
+        executor.shutdown()
+        listener.destroy_node()
+    assert player.returncode == 0, err
+    # /a's messages went out on /b and /b's on /a (none of them on its own topic)
+    assert received[b] and set(received[b]) == {"from_a"}, received
+    assert received[a] and set(received[a]) == {"from_b"}, received
+    assert "deprecated" not in err, err                # rcl took no rule of its own
