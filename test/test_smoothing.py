@@ -81,19 +81,28 @@ def test_all_zero_stamps_follow_the_input():
     np.testing.assert_array_equal(out, poses)
 
 
-def test_a_late_frame_changes_no_track_and_a_bag_loop_restarts():
-    """A frame 20 ms out of order restarted both filters (t before their last time), so the smoothing
-    started over for one late frame; it now passes through. A step back of seconds still restarts."""
-    rng = np.random.default_rng(6)
+def _smoothing_with_one_odd_frame(odd_time):
+    """Two people over 12 frames at FPS, once as they are and once with a frame at ``odd_time(t)``
+    (a shifted pose) before the 7th: the odd frame must come back unsmoothed, keep both tracks,
+    and leave every later output equal to the uninterrupted run's. Returns the interrupted smoother."""
+    rng = np.random.default_rng(4)
     poses = rng.normal(0.0, 0.03, (12, 2, 17, 3)) + np.array([0.0, 0.0, 5.0])
     times = 1000.0 + np.arange(12) / FPS
     plain, interrupted = PoseSmoother(min_cutoff=1.0, beta=0.5), PoseSmoother(min_cutoff=1.0, beta=0.5)
     for k, (t, pose) in enumerate(zip(times, poses)):
         expected = plain.smooth_frame(["a", "b"], t, pose)
         if k == 6:
-            late = interrupted.smooth_frame(["a", "b"], t - 0.02 - 1 / FPS, pose + 1.0)
-            np.testing.assert_array_equal(late, pose + 1.0)
+            odd = interrupted.smooth_frame(["a", "b"], odd_time(t), pose + 1.0)
+            np.testing.assert_array_equal(odd, pose + 1.0)           # followed, unsmoothed
+            assert interrupted.track_ids == ("a", "b")
         np.testing.assert_array_equal(interrupted.smooth_frame(["a", "b"], t, pose), expected)
+    return interrupted, poses
+
+
+def test_a_late_frame_changes_no_track_and_a_bag_loop_restarts():
+    """A frame 20 ms out of order restarted both filters (t before their last time), so the smoothing
+    started over for one late frame; it now passes through. A step back of seconds still restarts."""
+    interrupted, poses = _smoothing_with_one_odd_frame(lambda t: t - 0.02 - 1 / FPS)
     looped = interrupted.smooth_frame(["a", "b"], 990.0, poses[0] + 1.0)
     np.testing.assert_array_equal(looped, poses[0] + 1.0)            # restarted from the sample
     assert interrupted.smooth_frame(["a", "b"], 990.0 + 1 / FPS, poses[1])[0, 0, 0] != poses[1][0, 0, 0]
@@ -102,17 +111,7 @@ def test_a_late_frame_changes_no_track_and_a_bag_loop_restarts():
 def test_one_frame_without_a_time_in_a_stamped_stream_changes_no_track():
     """A zero stamp (ROS: not set) in a stamped stream was 0 s, a jump back of every track's clock:
     every track expired, and the frames after it were unsmoothed while the filters started over."""
-    rng = np.random.default_rng(4)
-    poses = rng.normal(0.0, 0.03, (12, 2, 17, 3)) + np.array([0.0, 0.0, 5.0])
-    times = 1000.0 + np.arange(12) / FPS
-    plain, interrupted = PoseSmoother(min_cutoff=1.0, beta=0.5), PoseSmoother(min_cutoff=1.0, beta=0.5)
-    for k, (t, pose) in enumerate(zip(times, poses)):
-        expected = plain.smooth_frame(["a", "b"], t, pose)
-        if k == 6:
-            unstamped = interrupted.smooth_frame(["a", "b"], None, pose + 1.0)
-            np.testing.assert_array_equal(unstamped, pose + 1.0)      # followed, unsmoothed
-            assert interrupted.track_ids == ("a", "b")
-        np.testing.assert_array_equal(interrupted.smooth_frame(["a", "b"], t, pose), expected)
+    _smoothing_with_one_odd_frame(lambda t: None)
 
 
 def test_time_going_backwards_restarts():
