@@ -41,6 +41,10 @@ MIN_MOTION_INTERVAL = 1e-3
 # more than this many frames at an unchanged stamp is retired instead: about a second of camera
 # frames, the default max_age (the lifter's smoother has the same kind of fallback).
 MAX_STALLED_MISSES = 30
+# Most tracks kept (the least recently seen dropped first), as the lifter's smoother keeps at most
+# 4096: with tracker_max_age up to an hour, a false detection in a new place every frame would
+# otherwise make every frame's matching work through 100 000 dead tracks.
+MAX_TRACKS = 4096
 
 
 @dataclass
@@ -242,4 +246,6 @@ class MultiPersonTracker:
             if not track.confirmed and track.hits >= cfg.min_hits:
                 track.id = self._new_id()
             ids.append(track.id)
+        if len(self._tracks) > MAX_TRACKS:
+            self._tracks = sorted(self._tracks, key=lambda tr: tr.last_seen)[-MAX_TRACKS:]
         return ids

@@ -117,6 +117,18 @@ def test_nan_boxes_are_refused():
         MultiPersonTracker().update([[0, 0, np.nan, 1]], t=0)
 
 
+def test_at_most_max_tracks_are_kept_the_least_recently_seen_dropped_first(monkeypatch):
+    """With max_age up to an hour, a false detection in a new place every frame was one more track per
+    frame, each searched by every later frame's matching."""
+    from cfi_pose_ros import tracking
+
+    monkeypatch.setattr(tracking, "MAX_TRACKS", 50)
+    tracker = MultiPersonTracker(TrackerConfig(max_age=3600.0))
+    ids = [tracker.update([box(0.0), box(1000.0 + 100.0 * k, cy=600.0)], t=k / 30)[0] for k in range(200)]
+    assert len(tracker.tracks) == 50
+    assert set(ids) == {"1"}                         # the person seen every frame keeps their track
+
+
 def test_the_tracker_state_stays_bounded_over_20000_frames():
     """Issue 13, item 11: the set of issued ids was never pruned (200 k ids held for 30 live
     tracks after 20 k frames). Now the state is the live tracks; ids still never repeat."""
