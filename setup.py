@@ -15,7 +15,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["cfi_pose_ros", "cfi_pose_ros.*", "training", "training.*"]),
     package_data={"cfi_pose_ros": ["weights/*.safetensors", "weights/*.json", "data/*.npz"]},
-    install_requires=["numpy>=1.24", "torch>=2.1", "safetensors>=0.4", "onnx>=1.15", "onnxscript",
+    install_requires=["numpy>=1.24", "torch>=2.5", "safetensors>=0.4", "onnx>=1.15", "onnxscript",
                       "onnxruntime>=1.17", "tqdm", "matplotlib", "scipy", "opencv-python-headless"],
     extras_require={"test": ["pytest", "hypothesis", "psutil"]},
     entry_points={"console_scripts": [
