@@ -185,5 +185,13 @@ class DepthHistory:
                 best, best_gap = image, gap
         return best
 
+    def paired(self, stamp: float, max_age: float) -> tuple[np.ndarray | None, bool]:
+        """``(the image for a frame stamped stamp or None, stale)``: ``stale`` when depth images
+        have come but none within ``max_age`` of ``stamp`` (the frame is placed without depth)."""
+        if not self._images:
+            return None, False
+        image = self.nearest(stamp, max_age)
+        return image, image is None
+
     def clear(self) -> None:
         self._images.clear()

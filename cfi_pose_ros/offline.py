@@ -91,6 +91,11 @@ def _stamp_ns(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
+def root_namespace_topic(name: str) -> str:
+    """A node's (relative) topic name as the node in the root namespace resolves it."""
+    return "/" + name.lstrip("/")
+
+
 def _pick_topic(topics: dict, types: tuple[str, ...], chosen: str | None, what: str) -> str | None:
     if chosen:
         if chosen not in topics:
@@ -107,8 +112,7 @@ def _pick_topic(topics: dict, types: tuple[str, ...], chosen: str | None, what: 
 def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_topic=None,
                depth_topic=None) -> Source:
     from cfi_pose_ros.bag import bag_summary, read_bag
-    from cfi_pose_ros.depth import depth_image_to_array
-    from cfi_pose_ros.node.conversions import stamp_seconds
+    from cfi_pose_ros.node.conversions import depth_from_msg, stamp_seconds
     from cfi_pose_ros.node.detect_node import image_to_bgr
 
     topics, (start, end) = bag_summary(path)
@@ -140,8 +144,7 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                 yield Item(message.log_time_ns, camera_info=msg)
             elif message.topic == depth_topic:
                 try:
-                    depth = depth_image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                                                 bool(msg.is_bigendian))
+                    depth = depth_from_msg(msg)
                 except ValueError as exc:        # counted by the pass, as the node counts bad_depth_image
                     print(f"skipping a depth image at {message.log_time_ns} ns: {exc}", file=sys.stderr)
                     yield Item(message.log_time_ns, depth=(stamp_seconds(msg.header.stamp), None))
@@ -332,13 +335,14 @@ class OfflineResult:
     pass_s: float = 0.0            # the whole first pass: reading, detecting, lifting, writing the bag
     dropped: Counter = field(default_factory=Counter)
     messages_written: int = 0
-    frame_log_span_ns: tuple[int, int] | None = None     # first and last frame's log time
+    first_frame_ns: int | None = None     # the first and last lifted frame's log time
+    last_frame_ns: int | None = None
 
     @property
     def frame_rate(self) -> float:
         """Frames per second of the lifted frames' log times (30 where they span no time)."""
-        first, last = self.frame_log_span_ns or (0, 0)
-        return (self.frames - 1) / ((last - first) * 1e-9) if self.frames > 1 and last > first else 30.0
+        span_ns = (self.last_frame_ns or 0) - (self.first_frame_ns or 0)
+        return (self.frames - 1) / (span_ns * 1e-9) if self.frames > 1 and span_ns > 0 else 30.0
 
 
 def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values: dict | None = None,
@@ -350,8 +354,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
 
     from cfi_pose_ros.bag import BagWriter
     from cfi_pose_ros.depth import DepthHistory
-    from cfi_pose_ros.markers import lifetime_expires
-    from cfi_pose_ros.node.conversions import markers_to_msg, stamp_seconds
+    from cfi_pose_ros.node.conversions import stamp_seconds
     from cfi_pose_ros.node.lifting import build_pipeline, camera_from_info, image_size_from_info, lift_keypoints
 
     value = lift_values.__getitem__
@@ -370,8 +373,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
         detector = create_detector(detector_config(detect_values))
         tracker = (MultiPersonTracker(TrackerConfig(**tracker_config(detect_values)))
                    if detect_values.get("tracking", True) else None)
-    # the node's relative topic names as the node in the root namespace resolves them
-    topics = {name: "/" + value(name).lstrip("/")
+    topics = {name: root_namespace_topic(value(name))
               for name in ("input_topic", "camera_info_topic", "output_topic", "markers_topic")}
     result = OfflineResult()
     camera_matrix = camera_size = None
@@ -403,21 +405,20 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                 result.detect_s += time.perf_counter() - t0
             if msg is None:
                 continue
-            result.frame_log_span_ns = ((result.frame_log_span_ns or (item.log_time_ns,))[0], item.log_time_ns)
+            if result.first_frame_ns is None:
+                result.first_frame_ns = item.log_time_ns
+            result.last_frame_ns = item.log_time_ns
             writer.write(topics["input_topic"], msg, item.log_time_ns)
             t0 = time.perf_counter()
-            depth = None
-            if len(depth_images):
-                depth = depth_images.nearest(stamp_seconds(msg.header.stamp), value("depth_max_age"))
-                if depth is None:
-                    result.dropped["stale_depth"] += 1
+            depth, stale = depth_images.paired(stamp_seconds(msg.header.stamp), value("depth_max_age"))
+            if stale:
+                result.dropped["stale_depth"] += 1
             lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, depth, target_frame, target_from_camera)
             poses = lifted.poses_msg() if lifted.publishable else None
             markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None and (
                 keep_records or value("publish_markers")) else []
-            markers_msg = markers_to_msg(lifted.header, markers,
-                                         clear=not lifetime_expires(value("marker_lifetime"))) if (
-                poses is not None and value("publish_markers")) else None
+            markers_msg = (lifted.markers_msg(value("marker_lifetime"), markers)
+                           if poses is not None and value("publish_markers") else None)
             result.lift_s += time.perf_counter() - t0
             result.dropped.update(lifted.dropped)
             result.frames += 1
@@ -659,7 +660,7 @@ def _run(args) -> int:
         "person_detector_model": args.person_detector_model, "keypoint_model": args.keypoint_model,
         "keypoint_model_type": args.keypoint_model_type, "yolo_pose_model": args.yolo_pose_model,
         "detector": "yolo_pose" if args.yolo_pose_model else None})
-    depth_topic = args.depth_topic or ("/" + lift_values["depth_topic"].lstrip("/")
+    depth_topic = args.depth_topic or (root_namespace_topic(lift_values["depth_topic"])
                                        if lift_values["depth_topic"] else None)
     source = open_source(args.inputs, args, depth_topic)
     print(f"input: {source.description}", file=sys.stderr)

@@ -6,6 +6,7 @@ from geometry_msgs.msg import Point
 from visualization_msgs.msg import Marker, MarkerArray
 
 from cfi_pose_ros.camera import rescale_camera_matrix
+from cfi_pose_ros.depth import depth_image_to_array
 from cfi_pose_ros.markers import MarkerSpec, lifetime_ns
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanPose3D, HumanPose3DArray
 from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, Person2D
@@ -19,6 +20,12 @@ _MARKER_KINDS = {ros_type: kind for kind, ros_type in _MARKER_TYPES.items()}
 
 def stamp_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
+
+
+def depth_from_msg(msg) -> np.ndarray:
+    """A ``sensor_msgs/Image`` depth image as an array (ValueError for one that is not a valid
+    16UC1 / 32FC1 image, see :func:`cfi_pose_ros.depth.depth_image_to_array`)."""
+    return depth_image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
 
 
 def stamp_ns(header) -> int:

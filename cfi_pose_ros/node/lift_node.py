@@ -25,11 +25,11 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from cfi_pose_ros.depth import DepthHistory, depth_image_to_array
+from cfi_pose_ros.depth import DepthHistory
 from cfi_pose_ros.frames import RigidTransform
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import lifetime_expires
-from cfi_pose_ros.node.conversions import markers_to_msg, stamp_seconds
+from cfi_pose_ros.node.conversions import depth_from_msg, markers_to_msg, stamp_seconds
 from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg, newest_only_qos,
                                    output_qos, run)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
@@ -153,8 +153,7 @@ class LiftNode(SpecLifecycleNode):
 
     def _on_depth(self, msg: Image) -> None:
         try:
-            image = depth_image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                                         bool(msg.is_bigendian))
+            image = depth_from_msg(msg)
         except ValueError as exc:
             self.stats.drop(Counter(bad_depth_image=1))
             self.warn_throttled("depth", f"ignoring depth image: {exc}")
@@ -164,12 +163,10 @@ class LiftNode(SpecLifecycleNode):
     def _on_keypoints(self, msg: HumanKeypoints2DArray) -> None:
         started = time.perf_counter()
         self.stats.input(time.monotonic())
-        depth = None
-        if len(self.depth):
-            # the image taken with the keypoints' image, not the newest: see DepthHistory
-            depth = self.depth.nearest(stamp_seconds(msg.header.stamp), self.p("depth_max_age"))
-            if depth is None:
-                self.stats.drop(Counter(stale_depth=1))
+        # the image taken with the keypoints' image, not the newest: see DepthHistory
+        depth, stale = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"))
+        if stale:
+            self.stats.drop(Counter(stale_depth=1))
         target_frame, transform = self._output_transform(msg.header)
         if target_frame is None:
             return      # never published in a wrong frame

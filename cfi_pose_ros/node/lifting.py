@@ -121,9 +121,11 @@ class LiftedFrame:
                                           lifetime=lifetime, up=self.up))
         return specs
 
-    def markers_msg(self, lifetime: float) -> MarkerArray:
+    def markers_msg(self, lifetime: float, specs: list[MarkerSpec] | None = None) -> MarkerArray:
+        """The markers (``specs``: :meth:`marker_specs` already built for ``lifetime``)."""
         # a lifetime RViz never expires (0, or <= 100 us) needs a DELETEALL for people who left
-        return markers_to_msg(self.header, self.marker_specs(lifetime), clear=not lifetime_expires(lifetime))
+        return markers_to_msg(self.header, self.marker_specs(lifetime) if specs is None else specs,
+                              clear=not lifetime_expires(lifetime))
 
     def tf_frames(self, prefix: str, joints: bool):
         return person_frames(self.people, self.header.frame_id, prefix, joints)
