@@ -185,7 +185,8 @@ def _header_shapes(tensors_path: Path) -> dict[str, tuple[tuple[int, ...], str]]
 
     try:
         with safe_open(str(tensors_path), framework="pt") as f:
-            return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+            slices = {k: f.get_slice(k) for k in f.keys()}
+            return {k: (tuple(s.get_shape()), s.get_dtype()) for k, s in slices.items()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{tensors_path}: unreadable safetensors file ({exc})") from exc
 

@@ -83,7 +83,13 @@ def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray,
     x = simcc_x.argmax(axis=-1) / float(split_ratio)
     y = simcc_y.argmax(axis=-1) / float(split_ratio)
     score = np.minimum(simcc_x.max(axis=-1), simcc_y.max(axis=-1))
-    return np.stack([x, y], axis=-1), np.clip(np.nan_to_num(score, nan=0.0), 0.0, 1.0)
+    return np.stack([x, y], axis=-1), unit_scores(score)
+
+
+def unit_scores(scores) -> np.ndarray:
+    """Scores as confidences in [0, 1], in their own dtype; a NaN, which a model can output, is no
+    confidence: 0."""
+    return np.clip(np.nan_to_num(np.asarray(scores), nan=0.0), 0.0, 1.0)
 
 
 def decode_movenet(output: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +99,7 @@ def decode_movenet(output: np.ndarray, input_size: tuple[int, int]) -> tuple[np.
     output = output.reshape(output.shape[0], -1, 3) if output.ndim == 4 else output.reshape(1, -1, 3)
     width, height = float(input_size[0]), float(input_size[1])
     keypoints = np.stack([output[..., 1] * width, output[..., 0] * height], axis=-1)
-    return keypoints, np.clip(np.nan_to_num(output[..., 2], nan=0.0), 0.0, 1.0)
+    return keypoints, unit_scores(output[..., 2])
 
 
 def decode_yolo_pose(output: np.ndarray, score_threshold: float = 0.25, iou_threshold: float = 0.7,
@@ -127,4 +133,4 @@ def decode_yolo_pose(output: np.ndarray, score_threshold: float = 0.25, iou_thre
     visibility = kpts[..., 2]
     if keypoint_logits:
         visibility = 1.0 / (1.0 + np.exp(-visibility))
-    return boxes, candidates[:, 4], kpts[..., :2], np.clip(np.nan_to_num(visibility, nan=0.0), 0.0, 1.0)
+    return boxes, candidates[:, 4], kpts[..., :2], unit_scores(visibility)

@@ -43,6 +43,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
+from cfi_pose_ros.detectors.decode import unit_scores
 from cfi_pose_ros.detectors.frame import detect_and_track
 from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, UnsupportedEncoding, bytes_per_pixel,
                                 check_compressed_image, compressed_msg_to_bgr, image_msg_to_bgr, raw_rows)
@@ -136,12 +137,12 @@ def keypoints_to_msg(header, image_size: tuple[int, int], keypoints: np.ndarray,
     width, height = int(image_size[0]), int(image_size[1])
     out = HumanKeypoints2DArray(header=header, image_width=width, image_height=height)
     keypoints = np.asarray(keypoints, dtype=np.float64).reshape(-1, 17, 2)
-    scores = np.clip(np.nan_to_num(np.asarray(scores, dtype=np.float64).reshape(-1, 17)), 0.0, 1.0)
+    scores = unit_scores(np.asarray(scores, dtype=np.float64)).reshape(-1, 17)
     # a coordinate beyond float32 (the message's type) would be published as inf: missing too
     missing = ~(np.isfinite(keypoints) & (np.abs(keypoints) <= np.finfo(np.float32).max)).all(axis=-1)
     keypoints = np.where(missing[..., None], np.nan, keypoints)
     scores = np.where(missing, 0.0, scores)
-    box_scores = np.clip(np.nan_to_num(np.asarray(box_scores, dtype=np.float64)), 0.0, 1.0)
+    box_scores = unit_scores(np.asarray(box_scores, dtype=np.float64))
     for person_kp, person_scores, box, box_score, track_id in zip(keypoints, scores, boxes, box_scores, ids):
         x1, y1 = int(np.clip(np.floor(box[0]), 0, width)), int(np.clip(np.floor(box[1]), 0, height))
         x2, y2 = int(np.clip(np.ceil(box[2]), 0, width)), int(np.clip(np.ceil(box[3]), 0, height))
