@@ -215,17 +215,21 @@ class StopSignals:
     a traceback); Python's default SIGINT handler raises KeyboardInterrupt wherever the main
     thread is, a subscription callback included. Here a signal only sets ``requested``; the spin
     loop ends after the callback in progress, and the node is torn down before the context.
-    Before spinning (loading weights, building an engine) a signal aborts start-up at once."""
+    While ``interruptible`` (autostart's configure and activate: loading weights, building an
+    engine, up to minutes) a signal aborts start-up at once with KeyboardInterrupt. Nowhere else:
+    an exception raised by a signal lands wherever the main thread is, in the import machinery's
+    weakref callbacks too, where Python prints it ("Exception ignored in ...") and drops it; the
+    node's quick construction only records the request, which start-up checks right after."""
 
     def __init__(self):
         self.requested = False
-        self.spinning = False
+        self.interruptible = False
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
-        if not self.spinning:
+        if self.interruptible:
             raise KeyboardInterrupt
 
 
@@ -242,19 +246,24 @@ def run(node_class, args=None) -> int:
         executor = create_executor(node.p("executor"))
         executor.add_node(node)
         node.get_logger().info(f"executor: {type(executor).__name__}")
-        # trigger_* return the callback's TransitionCallbackReturn (not a State)
-        if node.p("autostart") and (node.trigger_configure() != TransitionCallbackReturn.SUCCESS
-                                    or node.trigger_activate() != TransitionCallbackReturn.SUCCESS):
-            node.get_logger().fatal("autostart: configure/activate failed, exiting")
-            return 1
-        signals.spinning = True
+        if signals.requested:           # a stop signal while the node was being built
+            return 0
+        if node.p("autostart"):
+            signals.interruptible = True
+            # trigger_* return the callback's TransitionCallbackReturn (not a State)
+            started = (node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+                       and node.trigger_activate() == TransitionCallbackReturn.SUCCESS)
+            signals.interruptible = False
+            if not started:
+                node.get_logger().fatal("autostart: configure/activate failed, exiting")
+                return 1
         spin(executor, stop=lambda: signals.requested)
     except ParameterError:
         return 1
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:
-        signals.spinning = True       # a second signal during teardown changes nothing
+        signals.interruptible = False   # a second signal during teardown changes nothing
         if executor is not None:
             executor.shutdown()
         if node is not None:
