@@ -179,6 +179,26 @@ def expected_shapes(config: CFIConfig) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in CFINet(config).state_dict().items()}
 
 
+def _beyond_the_file(config: CFIConfig, header: dict[str, tuple[tuple[int, ...], str]]) -> str | None:
+    """Why ``config`` cannot be the architecture of a file with these tensors, judged without
+    building it, or ``None``. Building even a meta-device model is not free: ``depth: 10**9``
+    never finished (10**4 took 40 s and 2 GB) and ``dim: 10**9`` overflowed inside torch. Every
+    width of the model is a dimension of one of its tensors, and every block holds tensors."""
+    from dataclasses import replace
+
+    largest = max((math.prod(shape) for shape, _ in header.values()), default=0)
+    widths = {"dim": config.dim, "in_channels": config.in_channels, "out_channels": config.out_channels,
+              "MLP width (dim * mlp_ratio)": int(config.dim * config.mlp_ratio)}
+    for name, width in widths.items():
+        if width > largest:
+            return f"{name} {width} is more than the largest tensor in the file holds ({largest} values)"
+    one, two = (len(expected_shapes(replace(config, depth=d))) for d in (1, 2))
+    needed = one + (config.depth - 1) * (two - one)
+    if needed > len(header):
+        return f"depth {config.depth} needs {needed} tensors, the file has {len(header)}"
+    return None
+
+
 def _header_shapes(tensors_path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     """The tensor shapes and dtypes a safetensors file's header declares (no tensor data read)."""
     from safetensors import SafetensorError, safe_open
@@ -206,8 +226,12 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
     if info.sha256 and info.sha256 != actual_sha:
         raise WeightsError(f"{tensors_path}: SHA-256 {actual_sha[:12]}... does not match the config's "
                            f"{info.sha256[:12]}... (truncated, corrupted or replaced file)")
-    expected = expected_shapes(info.model)
     header = _header_shapes(tensors_path)
+    impossible = _beyond_the_file(info.model, header)
+    if impossible:
+        raise WeightsError(f"{tensors_path}: tensors do not match the architecture in the config "
+                           f"(dim={info.model.dim}, depth={info.model.depth}): {impossible}")
+    expected = expected_shapes(info.model)
     found = {k: shape for k, (shape, _) in header.items()}
     wrong_dtype = sorted(k for k, (_, dtype) in header.items() if dtype != "F32")
     missing = sorted(set(expected) - set(found))

@@ -1,6 +1,7 @@
 """Weights files: exact round trip, and every broken file stops with a WeightsError saying why."""
 import json
 import pickle
+import re
 
 import pytest
 import torch
@@ -222,6 +223,33 @@ def test_a_tampered_dim_fails_before_anything_is_allocated(saved):
     message, grown_mib = out.stdout.strip().rsplit("\n", 1)
     assert "do not match the architecture in the config (dim=1024" in message, out.stdout
     assert float(grown_mib) < 30, f"peak memory grew by {float(grown_mib):.0f} MiB"
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"depth": 10**9}, r"depth 1000000000 needs \d+ tensors, the file has \d+"),
+    ({"dim": 10**9, "heads": 1}, r"dim 1000000000 is more than the largest tensor in the file holds"),
+], ids=["depth", "dim"])
+def test_a_config_bigger_than_its_tensor_file_fails_at_once(saved, edit, message):
+    """Even the meta-device model of the shape check was built first: depth 10**9 never finished
+    (the node hung in configure), dim 10**9 overflowed inside torch with a RuntimeError that did
+    not say which file was wrong. A fresh process, so that a hang ends at the timeout."""
+    import subprocess
+    import sys
+
+    _, path = saved
+    config = json.loads(path.with_suffix(".json").read_text())
+    config["model"].update(edit)
+    path.with_suffix(".json").write_text(json.dumps(config))
+    probe = ("import sys\n"
+             "from cfi_pose_ros.weights import WeightsError, load_weights\n"
+             "try:\n"
+             "    load_weights(sys.argv[1])\n"
+             "except WeightsError as exc:\n"
+             "    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert "do not match the architecture in the config" in out.stdout
+    assert re.search(message, out.stdout), out.stdout
 
 
 @pytest.mark.parametrize("name", ["cfi_h36m", "cfi_h36m_d128"])
