@@ -180,13 +180,27 @@ class BagMessage:
 
 
 def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
-    """The bag's CDR messages on ``topics`` (all when None), in log-time order."""
+    """The bag's CDR messages on ``topics`` (all when None), in log-time order. Records that
+    cannot be read (a corrupt chunk, a length past the end of the file) raise ``ValueError``
+    after the messages before them."""
     from mcap.reader import make_reader
 
     with open(path, "rb") as f:
         reader = make_reader(f)
-        for schema, channel, message in reader.iter_messages(
-                topics=list(topics) if topics is not None else None, log_time_order=True):
+        records = reader.iter_messages(topics=list(topics) if topics is not None else None, log_time_order=True)
+        read = 0
+        while True:
+            try:
+                schema, channel, message = next(records)
+            except StopIteration:
+                return
+            # Bytes the summary did not cover come out of the mcap reader as McapError, but also as
+            # zstandard.ZstdError, lz4's RuntimeError, OverflowError, UnicodeDecodeError or a
+            # MemoryError (a chunk's stated size allocated): all of them mean a corrupt file.
+            except Exception as exc:  # noqa: BLE001
+                raise ValueError(f"{path}: corrupt MCAP data after {read} messages "
+                                 f"({type(exc).__name__}: {exc})") from exc
+            read += 1
             if channel.message_encoding != MESSAGE_ENCODING or schema is None:
                 continue                                   # not a ROS 2 channel: nothing to decode with
             yield BagMessage(channel.topic, schema.name, message.data, message.log_time, message.publish_time)

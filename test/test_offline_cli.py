@@ -37,6 +37,14 @@ def _bag(path, stamps, extra_span_s: float = 0.0):
     return path
 
 
+def _corrupt_chunk(bag, path):
+    """``bag`` with its (zstd) chunk's frame magic zeroed: the summary at the end still reads."""
+    data = bag.read_bytes()
+    frame = data.index(b"\x28\xb5\x2f\xfd")
+    path.write_bytes(data[:frame] + bytes(4) + data[frame + 4:])
+    return path
+
+
 def _video_frames_and_fps(path) -> tuple[int, float]:
     import cv2
 
@@ -88,6 +96,7 @@ def test_an_uncalibrated_camera_info_still_gives_a_zero_size_frame_its_size(tmp_
     ("not_a_clip", "not a clip in the bundled format"),
     ("bad_params_file_value", "parameter max_people=-5 for cfi_pose_lifter: out of range"),
     ("wrong_topic_type", "holds sensor_msgs/msg/CameraInfo"),
+    ("corrupt_chunk", "corrupt MCAP data after 0 messages (ZstdError"),      # was zstandard's traceback
 ])
 def test_a_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, expected):
     good = _bag(tmp_path / "good.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
@@ -95,7 +104,8 @@ def test_a_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, expected)
             "truncated_bag": [str(tmp_path / "cut.mcap")],
             "not_a_clip": [str(tmp_path / "other.npz")],
             "bad_params_file_value": [str(good), "--params-file", str(tmp_path / "lift.yaml")],
-            "wrong_topic_type": [str(good), "--keypoints-topic", "/camera_info"]}[problem]
+            "wrong_topic_type": [str(good), "--keypoints-topic", "/camera_info"],
+            "corrupt_chunk": [str(_corrupt_chunk(good, tmp_path / "corrupt.mcap"))]}[problem]
     (tmp_path / "cut.mcap").write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
     np.savez(tmp_path / "other.npz", something=np.zeros(3))
     (tmp_path / "lift.yaml").write_text("/**:\n  ros__parameters:\n    max_people: -5\n")

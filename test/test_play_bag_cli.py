@@ -63,3 +63,22 @@ def test_play_bag_remap_swaps_two_topics_and_warns_nothing(ros_env, tmp_path):
     assert received[b] and set(received[b]) == {"from_a"}, received
     assert received[a] and set(received[a]) == {"from_b"}, received
     assert "deprecated" not in err, err                # rcl took no rule of its own
+
+
+def test_play_bag_says_in_one_line_that_a_chunk_is_corrupt(ros_env, tmp_path):
+    """A chunk the summary still indexes but whose compressed data is broken ended play_bag with
+    zstandard's (or lz4's) traceback: only McapError was taken for a bad bag."""
+    from cfi_pose_ros.bag import BagWriter
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+
+    bag = tmp_path / "corrupt.mcap"
+    with BagWriter(bag) as writer:
+        for k in range(3):
+            writer.write("/human_keypoints_2d", HumanKeypoints2DArray(), log_time_ns=10**9 + k)
+    data = bag.read_bytes()
+    frame = data.index(b"\x28\xb5\x2f\xfd")          # the zstd frame's magic, zeroed
+    bag.write_bytes(data[:frame] + bytes(4) + data[frame + 4:])
+    player = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(bag),
+                             "--wait-for-subscribers", "0"], env=ros_env, capture_output=True, text=True, timeout=60)
+    assert player.returncode == 2 and "Traceback" not in player.stderr, player.stderr
+    assert player.stderr.strip().splitlines()[-1].startswith(f"play_bag: error: {bag}: corrupt MCAP data")
