@@ -97,6 +97,10 @@ def test_an_uncalibrated_camera_info_still_gives_a_zero_size_frame_its_size(tmp_
     ("bad_params_file_value", "parameter max_people=-5 for cfi_pose_lifter: out of range"),
     ("wrong_topic_type", "holds sensor_msgs/msg/CameraInfo"),
     ("corrupt_chunk", "corrupt MCAP data after 0 messages (ZstdError"),      # was zstandard's traceback
+    # params files rcl refuses to parse: AttributeError and TypeError tracebacks before
+    ("params_file_of_a_list", "not a ROS 2 parameters file (a mapping of node names to ros__parameters), but a list"),
+    ("params_section_of_a_string", "/** holds 'hello', not ros__parameters"),
+    ("params_of_a_list", "the ros__parameters of /cfi_pose_lifter are [1, 2], not name: value pairs"),
 ])
 def test_a_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, expected):
     good = _bag(tmp_path / "good.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
@@ -105,13 +109,77 @@ def test_a_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, expected)
             "not_a_clip": [str(tmp_path / "other.npz")],
             "bad_params_file_value": [str(good), "--params-file", str(tmp_path / "lift.yaml")],
             "wrong_topic_type": [str(good), "--keypoints-topic", "/camera_info"],
-            "corrupt_chunk": [str(_corrupt_chunk(good, tmp_path / "corrupt.mcap"))]}[problem]
+            "corrupt_chunk": [str(_corrupt_chunk(good, tmp_path / "corrupt.mcap"))],
+            "params_file_of_a_list": [str(good), "--params-file", str(tmp_path / "list.yaml")],
+            "params_section_of_a_string": [str(good), "--params-file", str(tmp_path / "string.yaml")],
+            "params_of_a_list": [str(good), "--params-file", str(tmp_path / "params_list.yaml")]}[problem]
     (tmp_path / "cut.mcap").write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
     np.savez(tmp_path / "other.npz", something=np.zeros(3))
     (tmp_path / "lift.yaml").write_text("/**:\n  ros__parameters:\n    max_people: -5\n")
+    (tmp_path / "list.yaml").write_text("- max_people\n- 5\n")
+    (tmp_path / "string.yaml").write_text("/**: hello\n")
+    (tmp_path / "params_list.yaml").write_text("cfi_pose_lifter:\n  ros__parameters: [1, 2]\n")
     assert offline(args + ["--out", str(tmp_path / "out"), "--quiet", "--no-video"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err) and err[-1].startswith("offline: error: ") and expected in err[-1], err
+
+
+PARAMS_FILE = """\
+/**:
+  ros__parameters:
+    max_people: 7
+    min_keypoint_score: 2e-1
+    use_sim_time: true
+cfi_pose_lifter:
+  ros__parameters:
+    publish_markers: false
+    max_people: 3
+/**/cfi_pose_lifter:
+  ros__parameters:
+    marker_lifetime: 0.5
+/*/cfi_pose_lifter:
+  ros__parameters:
+    max_people: 100
+cfi_pose_detector:
+  ros__parameters:
+    max_people: 200
+/*:
+  ros__parameters:
+    flip_test: true
+    qos_overrides:
+      /human_pose_3d:
+        publisher:
+          depth: 5
+"""
+
+
+def test_a_params_file_gives_the_offline_cli_what_rclpy_gives_the_node(tmp_path, capsys):
+    """Only the first matching section was read (cfi_pose_lifter before /**, so this file's /** values
+    were lost, and in another order the node's own section was), 2e-1 was a string, and rclpy's own
+    use_sim_time (set for bags played with --clock) was refused as an unknown parameter."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    from cfi_pose_ros.offline import RCLPY_PARAMETERS, read_params_file
+
+    path = tmp_path / "lift.yaml"
+    path.write_text(PARAMS_FILE)
+    context = Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(path)], context=context)
+    try:
+        node = Node("cfi_pose_lifter", context=context, automatically_declare_parameters_from_overrides=True)
+        given = {name: p.value for name, p in node.get_parameters_by_prefix("").items()
+                 if name.split(".")[0] not in RCLPY_PARAMETERS}
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    assert given == {"max_people": 3, "min_keypoint_score": 0.2, "publish_markers": False, "marker_lifetime": 0.5,
+                     "flip_test": True}
+    assert read_params_file(path, "cfi_pose_lifter") == given
+    good = _bag(tmp_path / "good.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
+    assert offline([str(good), "--params-file", str(path), "--out", str(tmp_path / "out"), "--quiet",
+                    "--no-video"]) == 0, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags, expected", [
