@@ -25,6 +25,7 @@ from .skeleton import H36M_17, LAYOUTS
 FORMAT = "cfi_pose_ros.weights/1"
 NORMALIZATION = "screen: uv / image_width * 2 - [1, image_height / image_width]"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "cfi_h36m.safetensors"
+MAX_SIZE = 2**63          # torch's sizes are int64; a bigger int is no size (and overflows float arithmetic)
 
 
 def resolve_weights(value: str) -> str:
@@ -126,7 +127,7 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
         config = json.loads(config_path.read_text())
     except OSError as exc:
         raise WeightsError(f"{config_path}: cannot read ({exc.strerror or exc})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:    # JSONDecodeError, UnicodeDecodeError, an int of 5000 digits
         raise WeightsError(f"{config_path}: not valid JSON ({exc})") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise WeightsError(f"{config_path}: format is {config.get('format') if isinstance(config, dict) else None!r}, "
@@ -153,18 +154,24 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
 
 def _config_value_problem(config: CFIConfig) -> str | None:
     """What is wrong with a config's values that its constructor lets through (``dim: 32.0``,
-    ``mlp_ratio: -1``), or ``None``: such a JSON must fail as a bad weights file, not in torch."""
+    ``mlp_ratio: -1``, ``in_channels: -1``, ``mlp_ratio: 1e308``), or ``None``: such a JSON must
+    fail as a bad weights file, not in torch or in float arithmetic (``OverflowError``)."""
     for f in fields(CFIConfig):
         value, kind = getattr(config, f.name), f.type if isinstance(f.type, str) else f.type.__name__
         if kind == "int":
             ok = type(value) is int
         elif kind == "float":
-            ok = type(value) in (int, float) and math.isfinite(value)
+            ok = (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) < MAX_SIZE)
         else:
             ok = type(value) is bool
         if not ok:
             return f"{f.name} must be {'an' if kind == 'int' else 'a'} {kind}, not {value!r}"
-    if int(config.dim * config.mlp_ratio) < 1:
+        if kind == "int" and not 1 <= value < MAX_SIZE:       # every int of the config is a size
+            return f"{f.name} ({value}) must be from 1 to {MAX_SIZE - 1}"
+    hidden = config.dim * config.mlp_ratio
+    if not math.isfinite(hidden):
+        return f"mlp_ratio ({config.mlp_ratio}) makes the MLP infinitely wide"
+    if int(hidden) < 1:
         return f"mlp_ratio ({config.mlp_ratio}) leaves the MLP no hidden units"
     if not 0.0 <= config.dropout < 1.0:
         return f"dropout ({config.dropout}) must be in [0, 1)"

@@ -144,6 +144,11 @@ def test_json_with_an_ablated_branch(saved):
     (lambda c: c.update(training=[1]), "'training' must be a dict"),
     (lambda c: c.update(metrics="good"), "'metrics' must be a dict"),
     (lambda c: c.update(joint_layout=["h36m_17"]), "joint layout"),
+    # RuntimeError from torch and OverflowError from float arithmetic before, naming no file
+    (lambda c: c["model"].update(in_channels=-1), r"in_channels \(-1\) must be from 1 to"),
+    (lambda c: c["model"].update(out_channels=-3), r"out_channels \(-3\) must be from 1 to"),
+    (lambda c: c["model"].update(mlp_ratio=1e308), r"mlp_ratio \(1e\+308\) makes the MLP infinitely wide"),
+    (lambda c: c["model"].update(mlp_ratio=10**400), "mlp_ratio must be a float"),
 ])
 def test_bad_json_fields(saved, edit, message):
     _, path = saved
@@ -155,9 +160,11 @@ def test_bad_json_fields(saved, edit, message):
         load_weights(path)
 
 
-def test_invalid_json(saved):
+@pytest.mark.parametrize("text", ["{not json", '{"model": {"dim": ' + "9" * 5000 + "}}"],
+                         ids=["syntax", "an int of 5000 digits"])      # the second: Python's ValueError before
+def test_invalid_json(saved, text):
     _, path = saved
-    path.with_suffix(".json").write_text("{not json")
+    path.with_suffix(".json").write_text(text)
     with pytest.raises(WeightsError, match="not valid JSON"):
         load_weights(path)
 
