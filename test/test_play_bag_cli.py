@@ -82,3 +82,30 @@ def test_play_bag_says_in_one_line_that_a_chunk_is_corrupt(ros_env, tmp_path):
                              "--wait-for-subscribers", "0"], env=ros_env, capture_output=True, text=True, timeout=60)
     assert player.returncode == 2 and "Traceback" not in player.stderr, player.stderr
     assert player.stderr.strip().splitlines()[-1].startswith(f"play_bag: error: {bag}: corrupt MCAP data")
+
+
+def test_play_bag_streams_the_bag_instead_of_holding_it_in_memory(ros_env, tmp_path):
+    """Every message was read into a list before the first was published: 300 720p images (a
+    100 kB file, they compress to nothing) took 890 MB, a 10-minute camera bag 50 GB."""
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+
+    from cfi_pose_ros.bag import BagWriter
+
+    image = Image(width=1280, height=720, encoding="rgb8", step=1280 * 3, data=bytes(1280 * 720 * 3))
+    data, count = serialize_message(image), 300
+    bag = tmp_path / "camera.mcap"
+    with BagWriter(bag) as writer:
+        for k in range(count):
+            writer.write_serialized("/camera/image_raw", "sensor_msgs/msg/Image", data, 10**9 + k * 1_000_000)
+    probe = ("import resource, sys\n"
+             "from cfi_pose_ros.node.play_bag import main\n"
+             "code = main(sys.argv[1:])\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+             "sys.exit(code)\n")
+    player = subprocess.run([sys.executable, "-P", "-c", probe, str(bag), "--wait-for-subscribers", "0"],
+                            env=ros_env, capture_output=True, text=True, timeout=120)
+    assert player.returncode == 0, player.stderr
+    assert f"published {count} messages" in player.stdout
+    peak = int(player.stdout.strip().splitlines()[-1])
+    assert peak < count * len(data) / 4, f"peak {peak / 2**20:.0f} MiB for {count * len(data) / 2**20:.0f} MiB of images"

@@ -5,8 +5,9 @@ Publishes the bag's ``HumanKeypoints2DArray``, ``Image``, ``CompressedImage`` an
 ``CameraInfo`` messages (or the ``--topics`` given) on their recorded topics (or ``--remap``
 ped ones) at the recorded rate times ``--rate``, as the CDR bytes that were recorded (no
 re-serialization). A message that cannot go out on time is published as soon as possible;
-the lateness is reported. Publishers are reliable with a history of 10: they reach best-effort
-(sensor data) and reliable subscribers alike.
+the lateness is reported. Messages are read from the file as they are due, never all at once
+(a camera bag does not fit in memory). Publishers are reliable with a history of 10: they
+reach best-effort (sensor data) and reliable subscribers alike.
 
     python -m cfi_pose_ros.node.play_bag outputs/demo/demo.mcap --rate 2
 """
@@ -17,10 +18,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from cfi_pose_ros.bag import BagMessage, message_class, playback_offsets, read_bag
+from cfi_pose_ros.bag import BagMessage, bag_summary, message_class, playback_offsets, read_bag
 
 # What a perception bag carries into this package's nodes.
 REPLAYED_TYPES = ("cfi_pose_ros/msg/HumanKeypoints2DArray", "sensor_msgs/msg/Image",
@@ -37,26 +39,51 @@ class PlaybackReport:
     publish_times: list[float] = field(default_factory=list)  # perf_counter seconds, per message
 
 
-class BagPlayer:
-    """Publishes a bag's messages from ``node`` (any rclpy node), spinning ``executor`` between them."""
+class BagMessages:
+    """A bag's messages on ``topics``, read from the file again for every pass: a camera bag does
+    not fit in memory (a 10-minute 720p recording holds 50 GB of images)."""
 
-    def __init__(self, node, messages: list[BagMessage], remap: dict[str, str] | None = None):
+    def __init__(self, path: str | Path, topics: list[str]):
+        self.path, self.topics = path, topics
+
+    def __iter__(self) -> Iterator[BagMessage]:
+        return read_bag(self.path, self.topics)
+
+
+class BagPlayer:
+    """Publishes a bag's messages from ``node`` (any rclpy node), spinning ``executor`` between them.
+
+    ``messages``: in log-time order, iterable once per :meth:`play` (a list, or :class:`BagMessages`);
+    ``topic_types``: topic -> type of every topic in them (found from ``messages`` when not given)."""
+
+    def __init__(self, node, messages: Iterable[BagMessage], remap: dict[str, str] | None = None,
+                 topic_types: dict[str, str] | None = None):
         self.node = node
         self.messages = messages
         self.remap = remap or {}
+        if topic_types is None:
+            topic_types = {msg.topic: msg.type_name for msg in messages}
         self._publishers = {}
-        for msg in messages:
-            topic = self.remap.get(msg.topic, msg.topic)
+        for topic, type_name in topic_types.items():
+            topic = self.remap.get(topic, topic)
             if topic not in self._publishers:
-                self._publishers[topic] = node.create_publisher(message_class(msg.type_name), topic, PLAYBACK_QOS)
+                self._publishers[topic] = node.create_publisher(message_class(type_name), topic, PLAYBACK_QOS)
 
     @classmethod
     def from_bag(cls, node, path: str | Path, topics: list[str] | None = None,
                  remap: dict[str, str] | None = None) -> "BagPlayer":
-        messages = [m for m in read_bag(path, topics) if topics is not None or m.type_name in REPLAYED_TYPES]
-        if not messages:
+        """The topics from the bag's summary; the messages streamed from the file while playing."""
+        summary, _ = bag_summary(path)
+        topic_types = {topic: info.type_name for topic, info in summary.items()
+                       if (topic in topics if topics is not None else info.type_name in REPLAYED_TYPES)}
+        if not topic_types:
             raise ValueError(f"{path}: nothing to replay (topics {topics or 'of types ' + ', '.join(REPLAYED_TYPES)})")
-        return cls(node, messages, remap)
+        return cls(node, BagMessages(path, sorted(topic_types)), remap, topic_types)
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics it publishes on (after ``remap``)."""
+        return sorted(self._publishers)
 
     def wait_for_subscribers(self, executor, timeout_s: float) -> bool:
         """Until every topic has a matched subscriber (or the timeout): a replay into nodes that
@@ -69,11 +96,13 @@ class BagPlayer:
         return False
 
     def play(self, executor, rate: float = 1.0) -> PlaybackReport:
-        offsets = playback_offsets([m.log_time_ns for m in self.messages], rate)
         report = PlaybackReport()
         start = time.perf_counter()
-        for msg, offset in zip(self.messages, offsets):
-            due = start + offset
+        first_ns = None
+        for msg in self.messages:
+            if first_ns is None:
+                first_ns = msg.log_time_ns
+            due = start + playback_offsets([first_ns, msg.log_time_ns], rate)[1]
             while (remaining := due - time.perf_counter()) > 0:
                 executor.spin_once(timeout_sec=min(remaining, 0.005))
             self._publishers[self.remap.get(msg.topic, msg.topic)].publish(msg.data)
@@ -128,6 +157,9 @@ def main(argv=None) -> int:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+    if not report.published:                             # topics whose messages the bag does not hold
+        print(f"play_bag: error: {args.bag}: no messages on {player.topics}", file=sys.stderr)
+        return 2
     late = np.array(report.lateness_s) * 1e3
     print(f"published {report.published} messages in {report.duration_s:.2f} s at rate {args.rate:g}; "
           f"lateness p50 {np.percentile(late, 50):.2f} ms, max {late.max():.2f} ms")
