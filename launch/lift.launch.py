@@ -32,6 +32,8 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
+from cfi_pose_ros.params_file import read_params_file
+
 PACKAGE = "cfi_pose_ros"
 EXECUTABLE = "lift_node"
 NODE_NAME = "cfi_pose_lifter"
@@ -87,19 +89,6 @@ def _typed(name: str, text: str, ros_type: str):
     return text
 
 
-def _file_parameter(path: str, name: str):
-    """``name`` from a ROS parameters file (any section), or None."""
-    import yaml
-
-    with open(path, encoding="utf-8") as file:
-        sections = yaml.safe_load(file) or {}
-    for section in sections.values():
-        parameters = (section or {}).get("ros__parameters", {}) if isinstance(section, dict) else {}
-        if name in parameters:
-            return parameters[name]
-    return None
-
-
 class GivenArgumentsFile(Substitution):
     """Path of a parameters file, written at launch, with the launch arguments of ``types`` that
     were given (not left empty), typed, then ``fixed`` and what ``derived(configurations)`` adds.
@@ -134,7 +123,10 @@ class GivenArgumentsFile(Substitution):
 def _detector_keypoints_topic(given) -> dict:
     """The detector publishes where the lifter listens: input_topic:= when given, else the lifter's
     parameters file's input_topic."""
-    topic = given.get("input_topic", "") or _file_parameter(given["params_file"], "input_topic")
+    if given.get("input_topic", ""):
+        return {"keypoints_topic": given["input_topic"]}
+    lifter = "/".join(name for name in (given.get("namespace", "").strip("/"), NODE_NAME) if name)
+    topic = read_params_file(given["params_file"], lifter).get("input_topic")
     return {"keypoints_topic": str(topic or DEFAULT_INPUT_TOPIC)}
 
 

@@ -22,7 +22,7 @@ from cfi_pose_ros.node.detect_parameters import (DETECT_NODE_PARAMETERS, DETECT_
                                                  DETECT_YAML_HEADER, detector_config, tracker_config)
 from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, LIFT_YAML_HEADER, PARAMETERS_BY_NAME,
                                           lifter_options, PARAMS_FILE_SECTION, parameters_yaml)
-from cfi_pose_ros.offline import read_params_file
+from cfi_pose_ros.params_file import read_params_file
 import fake_launch_api as fake_launch
 from fake_launch_api import run_launch_file
 
@@ -224,6 +224,16 @@ def test_launch_file_starts_the_detector_only_for_image_input_and_wires_its_outp
     assert keypoints_topic({"params_file": str(shipped)}) == PARAMETERS_BY_NAME["input_topic"].default
     assert keypoints_topic({"params_file": str(users)}) == "/cam/people_2d"
     assert keypoints_topic({"params_file": str(users), "input_topic": "/people"}) == "/people"
+    # read as rclpy gives the lifter its file: another node's section is not the lifter's, sections
+    # that match apply in file order (the later wins), a namespaced lifter has its own name
+    several = tmp_path / "several.yaml"
+    several.write_text("other_node:\n  ros__parameters: {input_topic: /not_for_the_lifter}\n"
+                       "/**:\n  ros__parameters: {input_topic: /everyone}\n"
+                       "cfi_pose_lifter:\n  ros__parameters: {input_topic: /lifter}\n"
+                       "/left/cfi_pose_lifter:\n  ros__parameters: {input_topic: /left_lifter}\n")
+    assert keypoints_topic({"params_file": str(several)}) == "/lifter"
+    assert keypoints_topic({"params_file": str(several), "namespace": "left"}) == "/left_lifter"
+    assert keypoints_topic({"params_file": str(several), "namespace": "/right"}) == "/everyone"
 
 
 def test_launch_file_refers_to_installed_detector_executable_and_config(ros_env):

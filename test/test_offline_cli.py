@@ -161,7 +161,7 @@ def test_a_params_file_gives_the_offline_cli_what_rclpy_gives_the_node(tmp_path,
     from rclpy.context import Context
     from rclpy.node import Node
 
-    from cfi_pose_ros.offline import RCLPY_PARAMETERS, read_params_file
+    from cfi_pose_ros.params_file import RCLPY_PARAMETERS, read_params_file
 
     path = tmp_path / "lift.yaml"
     path.write_text(PARAMS_FILE)
