@@ -169,3 +169,27 @@ def test_a_small_png_declaring_a_huge_image_is_dropped_undecoded(started, h36m_i
 
 if ros_available() is None:
     from test_camera_node import h36m_image, meta, started  # noqa: E402, F401 (fixtures)
+
+
+def test_diagnostics_keep_their_period_while_input_comes_faster_than_it_is_lifted(node_factory, clip):
+    """Frames of 1000 people (64 lifted, the rest dropped as too_many_people), sent as fast as this
+    process can: every frame takes the node longer than the next one takes to arrive. rclpy's
+    EventsExecutor (the default) then ran the diagnostics timer about once in 10 s, so /diagnostics,
+    and the drop counts in it, went silent while the node was overloaded."""
+    import time
+
+    node = node_factory()
+    assert node.send_and_receive(clip_msg(clip, 0, sec=40)) is not None, node.log()
+    crowd = clip_msg(clip, 0, sec=41)
+    crowd.people = [crowd.people[0]] * 1000
+    seconds, start = 8.0, len(node.diagnostics)
+    end, k = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        k += 1
+        crowd.header.stamp.sec, crowd.header.stamp.nanosec = 41 + k // 1000, (k % 1000) * 1000
+        node.client.publish(crowd)
+        node.executor.spin_once(timeout_sec=0.0)
+    statuses = [s for array in node.diagnostics[start:] for s in array.status if s.name.startswith("cfi_pose_lifter")]
+    assert len(statuses) >= seconds - 3, f"{len(statuses)} diagnostics in {seconds} s (diagnostics_period 1 s)"
+    assert any(kv.key == "dropped.too_many_people" for kv in statuses[-1].values)
+    assert node.send_and_receive(clip_msg(clip, 5, sec=50)) is not None          # and it goes on

@@ -162,6 +162,7 @@ class LiftNode(SpecLifecycleNode):
 
     def _on_keypoints(self, msg: HumanKeypoints2DArray) -> None:
         started = time.perf_counter()
+        self.publish_diagnostics_if_due()
         self.stats.input(time.monotonic())
         # the image taken with the keypoints' image, not the newest: see DepthHistory
         depth, stale = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"))
