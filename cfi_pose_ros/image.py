@@ -23,6 +23,10 @@ PNG (what image_transport's ``compressed`` transport sends) are accepted.
 """
 from __future__ import annotations
 
+import os
+import re
+import tempfile
+import threading
 import zlib
 from typing import Any
 
@@ -59,6 +63,16 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (baseline, extended, progressive, lossless; not DHT C4, JPG C8, DAC CC)
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])      # TEM, RSTn: no length field
+# What libjpeg and libpng print on stderr about data they could not decode. libjpeg decodes on past a
+# damaged scan (jerror.h: JWRN_HIT_MARKER, JWRN_HUFF_BAD_CODE, JWRN_ARITH_BAD_CODE, JWRN_MUST_RESYNC,
+# JWRN_JPEG_EOF) and returns the image with the rest grey or garbled: the warning is the only sign.
+# "Extraneous bytes before marker" (JWRN_EXTRANEOUS_DATA) is damage too, unless they are the zeros
+# some cameras pad their MJPEG frames with before the end marker (for every frame; the image is whole).
+_DECODER_DAMAGE = ("libpng error:", "Corrupt JPEG data: premature end of data segment",
+                   "Corrupt JPEG data: bad Huffman code", "Corrupt JPEG data: bad arithmetic code",
+                   "instead of RST", "Premature end of JPEG file")
+_JPEG_EXTRANEOUS = re.compile(r"Corrupt JPEG data: (\d+) extraneous bytes before marker 0x([0-9a-f]{2})")
+_STDERR_LOCK = threading.Lock()
 
 
 class UnsupportedEncoding(ValueError):
@@ -246,13 +260,58 @@ def decode_compressed(format: str, data: bytes | memoryview | np.ndarray,  # noq
     # IGNORE_ORIENTATION: the pixels as the camera sent them, as cv_bridge and image_transport decode
     # them (IMREAD_UNCHANGED), not rotated by an EXIF Orientation tag: keypoints, image_width/height
     # and the camera's CameraInfo must describe the same pixel grid.
-    image = cv2.imdecode(flat, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    image = decode_refusing_damage(lambda: cv2.imdecode(flat, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION),
+                                   format, flat)
     if image is None:
         raise ValueError(f"could not decode compressed image ({format!r}, {flat.size} bytes, "
                          f"starting {bytes(flat[:8]).hex()}): not a format OpenCV can read")
     if image.dtype != np.uint8:  # 16-bit PNGs: keep the high byte like image_to_bgr
         image = (image >> 8).astype(np.uint8)
     return image
+
+
+def decode_refusing_damage(decode, format: str, data) -> Any:  # noqa: A002
+    """``decode()`` (a codec decoding the compressed image ``data``), refused with ``ValueError`` when
+    the codec printed that it could not read part of the data (:data:`_DECODER_DAMAGE`).
+
+    The codecs say so only on the process's stderr (file descriptor 2), one unthrottled line per
+    frame, so it goes to a file while ``decode`` runs; whatever else was written to it meanwhile
+    (another thread's log line, a codec warning that is not about damage) is written back after."""
+    flat = _as_bytes_array(data)
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        try:
+            stderr = os.dup(2)
+        except OSError:                 # no stderr to take anything off
+            return decode()
+        try:
+            os.dup2(sink.fileno(), 2)
+            image = decode()
+        finally:
+            os.dup2(stderr, 2)
+            os.close(stderr)
+        sink.seek(0)
+        lines = sink.read().decode(errors="replace").splitlines(keepends=True)
+    damage = [line.strip() for line in lines if _reports_damage(line, flat)]
+    rest = "".join(line for line in lines if line.strip() not in damage)
+    if rest:
+        os.write(2, rest.encode())
+    if damage:
+        raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) has damaged data the decoder "
+                         f"could not read ({'; '.join(damage)}); not used")
+    return image
+
+
+def _reports_damage(line: str, data: np.ndarray) -> bool:
+    """Whether a codec's stderr ``line`` about ``data`` says part of the image could not be decoded."""
+    if any(text in line for text in _DECODER_DAMAGE):
+        return True
+    extraneous = _JPEG_EXTRANEOUS.search(line)
+    if extraneous is None:
+        return False
+    # bytes the decoder skipped: a camera's zero padding right before the end marker, or scan data
+    # it lost track of (the image after that point is garbled)
+    count, end = int(extraneous[1]), data.tobytes().rfind(b"\xff\xd9")
+    return extraneous[2] != "d9" or end < count or bool(data[end - count:end].any())
 
 
 def compressed_msg_to_bgr(msg: Any, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:

@@ -345,6 +345,29 @@ def test_a_raw_image_step_is_checked_against_a_row_of_its_encoding(ros_env):
         image_to_bgr(msg)
 
 
+def test_a_damaged_compressed_image_is_refused_through_cv_bridge_too(ros_env, monkeypatch, capfd):
+    """Where cv_bridge is installed it decodes compressed images with the same codecs (cv2.imdecode):
+    a JPEG with a damaged scan must be dropped there too, without libjpeg's line on stderr (a
+    stand-in bridge here: cv_bridge is not installable on these machines)."""
+    from types import SimpleNamespace
+
+    from sensor_msgs.msg import CompressedImage
+
+    import cfi_pose_ros.node.detect_node as detect_node
+
+    monkeypatch.setattr(detect_node, "CvBridgeError", type("CvBridgeError", (Exception,), {}))
+    bridge = SimpleNamespace(compressed_imgmsg_to_cv2=lambda msg, encoding: cv2.imdecode(
+        np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR))
+    jpeg = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))[1].tobytes()
+    msg = CompressedImage(format="jpeg")
+    msg.data = jpeg[:len(jpeg) // 2] + bytes(64) + jpeg[len(jpeg) // 2 + 64:]
+    with pytest.raises(ValueError, match="damaged data the decoder could not read"):
+        detect_node.image_to_bgr(msg, bridge)
+    assert capfd.readouterr().err == ""
+    msg.data = jpeg
+    assert detect_node.image_to_bgr(msg, bridge).shape == (60, 80, 3)
+
+
 def test_diagnostics_report_per_stage_timings(camera_path, meta, h36m_image):
     for i in range(3):
         assert camera_path.send(image_msg(h36m_image, "rgb8", sec=4000 + i), h36m_camera_info(meta)) is not None

@@ -223,3 +223,50 @@ def test_a_damaged_png_is_refused_before_libpng_prints_to_stderr(damage, capfd):
     with pytest.raises(ValueError, match="truncated or damaged PNG"):
         decode_compressed("png", broken)
     assert capfd.readouterr().err == ""
+
+
+def _png_with_idat(png: bytes, spoil) -> bytes:
+    """``png`` with ``spoil`` applied to each IDAT chunk's payload and every CRC made to match again:
+    intact chunks around data libpng cannot inflate or unfilter."""
+    import struct
+    import zlib
+
+    out, i = png[:8], 8
+    while i < len(png):
+        length = int.from_bytes(png[i:i + 4], "big")
+        kind, payload = png[i + 4:i + 8], png[i + 8:i + 8 + length]
+        payload = spoil(payload) if kind == b"IDAT" else payload
+        out += struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        i += 12 + length
+    return out
+
+
+@pytest.mark.parametrize("damage", ["jpeg_scan_zeroed", "jpeg_scan_cut_short", "png_idat_zeroed", "png_idat_cut_short"])
+def test_data_the_codec_cannot_decode_is_refused_without_the_codec_printing(damage, capfd):
+    """libjpeg decodes on past damaged scan data (a camera's broken MJPEG frame) and returns the image
+    with the rest grey or garbled: its only sign is a 'Corrupt JPEG data: ...' warning on stderr, one
+    unthrottled line per frame, and the detector used the image. libpng prints 'libpng error: ...'
+    for a PNG whose chunks and CRCs are intact around data it cannot inflate (what png_intact lets
+    through). Both are refused with the codec's words in the error, and nothing on stderr."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    png = cv2.imencode(".png", image)[1].tobytes()
+    middle = len(jpeg) // 2
+    broken = {"jpeg_scan_zeroed": jpeg[:middle] + bytes(64) + jpeg[middle + 64:],
+              "jpeg_scan_cut_short": jpeg[:middle] + jpeg[-2:],
+              "png_idat_zeroed": _png_with_idat(png, lambda d: d[:len(d) // 2] + bytes(40) + d[len(d) // 2 + 40:]),
+              "png_idat_cut_short": _png_with_idat(png, lambda d: d[:len(d) // 2])}[damage]
+    with pytest.raises(ValueError, match="damaged data .*(Corrupt JPEG data|libpng error)"):
+        decode_compressed("jpeg" if damage.startswith("jpeg") else "png", broken)
+    assert capfd.readouterr().err == ""
+
+
+def test_a_jpeg_padded_before_its_end_marker_is_decoded_whole(capfd):
+    """Some cameras pad MJPEG frames before the end marker: libjpeg warns ('extraneous bytes before
+    marker 0xd9') but the image is whole, so it is used, and the warning is left on stderr as it was."""
+    image = np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    out = decode_compressed("jpeg", jpeg[:-2] + bytes(10) + jpeg[-2:])
+    np.testing.assert_array_equal(out, decode_compressed("jpeg", jpeg))
+    assert "extraneous bytes before marker 0xd9" in capfd.readouterr().err

@@ -46,7 +46,8 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from cfi_pose_ros.detectors.decode import unit_scores
 from cfi_pose_ros.detectors.frame import detect_and_track
 from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, UnsupportedEncoding, bytes_per_pixel,
-                                check_compressed_image, compressed_msg_to_bgr, image_msg_to_bgr, raw_rows)
+                                check_compressed_image, compressed_msg_to_bgr, decode_refusing_damage,
+                                image_msg_to_bgr, raw_rows)
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
@@ -110,7 +111,8 @@ def image_to_bgr(msg, bridge=None, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
         check_compressed_image(msg.format, msg.data, max_pixels)
         if bridge is not None:
             try:
-                return np.ascontiguousarray(bridge.compressed_imgmsg_to_cv2(msg, "bgr8"))
+                return np.ascontiguousarray(decode_refusing_damage(
+                    lambda: bridge.compressed_imgmsg_to_cv2(msg, "bgr8"), msg.format, msg.data))
             except CvBridgeError as exc:
                 raise ValueError(f"cv_bridge could not decode the compressed image ({msg.format!r}): {exc}") from exc
         return compressed_msg_to_bgr(msg, max_pixels)
