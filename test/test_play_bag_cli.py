@@ -98,10 +98,13 @@ def test_play_bag_streams_the_bag_instead_of_holding_it_in_memory(ros_env, tmp_p
     with BagWriter(bag) as writer:
         for k in range(count):
             writer.write_serialized("/camera/image_raw", "sensor_msgs/msg/Image", data, 10**9 + k * 1_000_000)
-    probe = ("import resource, sys\n"
+    # VmHWM, not getrusage's ru_maxrss: Linux carries the parent's peak across fork and exec into the
+    # latter, so under a pytest that has imported torch it read ~300 MB whatever the player did
+    probe = ("import re, sys\n"
              "from cfi_pose_ros.node.play_bag import main\n"
              "code = main(sys.argv[1:])\n"
-             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+             "with open('/proc/self/status') as status:\n"
+             "    print(int(re.search(r'VmHWM:\\s+(\\d+) kB', status.read())[1]) * 1024)\n"
              "sys.exit(code)\n")
     player = subprocess.run([sys.executable, "-P", "-c", probe, str(bag), "--wait-for-subscribers", "0"],
                             env=ros_env, capture_output=True, text=True, timeout=120)
