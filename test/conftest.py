@@ -31,6 +31,16 @@ def ros_available() -> str | None:
     return None
 
 
+# For a test's child process: its own peak resident memory in bytes. /proc's VmHWM, not getrusage's
+# ru_maxrss: Linux carries a parent's peak across fork and exec into the child's ru_maxrss, so under
+# a pytest that has imported torch that read ~300 MB whatever the child did.
+PEAK_RSS_SOURCE = (
+    "def peak_rss():\n"
+    "    with open('/proc/self/status') as status:\n"
+    "        line = next(line for line in status if line.startswith('VmHWM:'))\n"
+    "    return int(line.split()[1]) * 1024\n")
+
+
 @pytest.fixture
 def ros_env() -> dict:
     """Environment for a child process that uses rclpy and the built package."""

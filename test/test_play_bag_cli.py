@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ros_available
+from conftest import PEAK_RSS_SOURCE, ros_available
 
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))]
 
@@ -98,13 +98,10 @@ def test_play_bag_streams_the_bag_instead_of_holding_it_in_memory(ros_env, tmp_p
     with BagWriter(bag) as writer:
         for k in range(count):
             writer.write_serialized("/camera/image_raw", "sensor_msgs/msg/Image", data, 10**9 + k * 1_000_000)
-    # VmHWM, not getrusage's ru_maxrss: Linux carries the parent's peak across fork and exec into the
-    # latter, so under a pytest that has imported torch it read ~300 MB whatever the player did
-    probe = ("import re, sys\n"
+    probe = (PEAK_RSS_SOURCE + "import sys\n"
              "from cfi_pose_ros.node.play_bag import main\n"
              "code = main(sys.argv[1:])\n"
-             "with open('/proc/self/status') as status:\n"
-             "    print(int(re.search(r'VmHWM:\\s+(\\d+) kB', status.read())[1]) * 1024)\n"
+             "print(peak_rss())\n"
              "sys.exit(code)\n")
     player = subprocess.run([sys.executable, "-P", "-c", probe, str(bag), "--wait-for-subscribers", "0"],
                             env=ros_env, capture_output=True, text=True, timeout=120)

@@ -6,6 +6,7 @@ import re
 import pytest
 import torch
 
+from conftest import PEAK_RSS_SOURCE
 from cfi_pose_ros.model import CFIConfig, CFINet
 from cfi_pose_ros.weights import (FORMAT, WeightsError, load_weights, read_weights_info,
                                   save_weights)
@@ -209,7 +210,7 @@ def test_one_non_finite_value_is_enough(saved):
 def test_a_tampered_dim_fails_before_anything_is_allocated(saved):
     """The SHA-256 covers only the tensors: a JSON edited to a bigger model must not make
     load_weights build it (dim 2048 allocated 1.3 GB before the shape check). Measured in a
-    fresh process, whose peak memory is its own."""
+    fresh process."""
     import subprocess
     import sys
 
@@ -218,14 +219,14 @@ def test_a_tampered_dim_fails_before_anything_is_allocated(saved):
     config["model"]["dim"] = 1024           # CFINet(dim=1024, depth=1) holds ~100 MB of tensors
     path.with_suffix(".json").write_text(json.dumps(config))
     probe = (
-        "import resource, sys\n"
+        PEAK_RSS_SOURCE + "import sys\n"
         "from cfi_pose_ros.weights import WeightsError, load_weights\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "before = peak_rss()\n"
         "try:\n"
         "    load_weights(sys.argv[1])\n"
         "except WeightsError as exc:\n"
         "    print(exc)\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n")
+        "print((peak_rss() - before) / 2**20)\n")
     out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)
     message, grown_mib = out.stdout.strip().rsplit("\n", 1)
     assert "do not match the architecture in the config (dim=1024" in message, out.stdout
