@@ -405,21 +405,34 @@ def test_lifecycle_transitions_over_services(node_factory, clip):
     assert not [s for d in node.diagnostics for s in d.status if s.name.startswith("cfi_pose_lifter")]
 
 
-def test_deactivate_clears_the_skeletons_rviz_would_keep(node_factory, clip):
+@pytest.mark.parametrize("how", ["deactivate", "shutdown", "publish_markers false", "SIGINT"])
+def test_skeletons_rviz_would_keep_are_cleared_when_the_node_stops_updating_them(node_factory, clip, how):
     """With marker_lifetime 0 RViz keeps every marker until told: after `ros2 lifecycle set ...
-    deactivate` the last frame's skeletons stayed on screen, frozen, although nothing was lifted."""
+    deactivate` the last frame's skeletons stayed on screen, frozen, although nothing was lifted;
+    after `shutdown` from active, `ros2 param set ... publish_markers false` and Ctrl-C they still did."""
+    import signal
+
     from lifecycle_msgs.msg import Transition
     from visualization_msgs.msg import Marker
+
+    from ros_harness import ParameterClient
 
     node = node_factory(overrides={"marker_lifetime": 0.0})
     assert node.send_and_receive(clip_msg(clip, 0, sec=350)) is not None
     assert node.spin_until(lambda: node.client.received.markers, 10)
     node.client.received.markers.clear()
-    assert LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until).transition(
-        Transition.TRANSITION_DEACTIVATE)
+    if how == "SIGINT":
+        node.process.send_signal(signal.SIGINT)
+    elif how == "publish_markers false":
+        ParameterClient(node.client, "cfi_pose_lifter", node.spin_until).set_ok(publish_markers=False)
+    else:
+        transition = {"deactivate": Transition.TRANSITION_DEACTIVATE, "shutdown": Transition.TRANSITION_ACTIVE_SHUTDOWN}
+        assert LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until).transition(transition[how])
     assert node.spin_until(lambda: node.client.received.markers, 10), node.log()
     (last,) = node.client.received.markers.values()
     assert [m.action for m in last.markers] == [Marker.DELETEALL]
+    if how == "SIGINT":
+        assert node.process.wait(timeout=30) == 0, node.log()
 
 
 def test_shutdown_from_active_stops_publishing(node_factory, clip):

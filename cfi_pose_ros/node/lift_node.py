@@ -68,6 +68,10 @@ class LiftNode(SpecLifecycleNode):
             self.pipeline.smoother = pose_smoother(self.p)
         if "flip_test" in names:
             self.lifter.flip_test = self.p("flip_test")
+        if names & {"publish_markers", "marker_lifetime"}:
+            # skeletons drawn under the old settings: with a lifetime RViz never expires, turning
+            # markers off left them on screen for good (the next frame draws who is there)
+            self._clear_markers()
 
     # --------------------------------------------------------------- lifecycle
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -113,12 +117,19 @@ class LiftNode(SpecLifecycleNode):
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._unsubscribe()
         self.depth.clear()        # the stream resumed on activate is another one (unstamped images pair by 0 s)
-        if (self._marker_pub is not None and self.p("publish_markers")
-                and not lifetime_expires(self.p("marker_lifetime"))):
-            # RViz keeps markers it never sees expire until told: skeletons must not stay on screen
-            # once nothing updates them (sent while the lifecycle publisher is still active)
-            self._marker_pub.publish(markers_to_msg(Header(stamp=self.get_clock().now().to_msg()), [], clear=True))
+        self._stop_updating_markers()
         return super().on_deactivate(state)
+
+    def _stop_updating_markers(self) -> None:
+        """RViz keeps markers it never sees expire until told: skeletons must not stay on screen
+        once nothing updates them (deactivate, shutdown from active, a stop signal while active)."""
+        if self.p("publish_markers") and not lifetime_expires(self.p("marker_lifetime")):
+            self._clear_markers()
+
+    def _clear_markers(self) -> None:
+        """One DELETEALL, while the lifecycle publisher is active (it drops anything else)."""
+        if self._marker_pub is not None and self._marker_pub.is_activated:
+            self._marker_pub.publish(markers_to_msg(Header(stamp=self.get_clock().now().to_msg()), [], clear=True))
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         # destroy_lifecycle_publisher: destroy_publisher would leave each one in the node's
@@ -140,7 +151,13 @@ class LiftNode(SpecLifecycleNode):
         """From any state (active included): stop taking input and release everything, so nothing
         is lifted or published once FINALIZED."""
         self._unsubscribe()
+        self._stop_updating_markers()       # from active no deactivate runs first
         return self.on_cleanup(state)
+
+    def destroy_node(self):
+        # a stop signal (run() tears the node down): the active node's skeletons go too
+        self._stop_updating_markers()
+        return super().destroy_node()
 
     # --------------------------------------------------------------- callbacks
     def _on_camera_info(self, msg: CameraInfo) -> None:
