@@ -24,9 +24,11 @@ class NodeUnderTest:
     """The installed lift_node in its own process, with topics of its own, and a client node here."""
 
     def __init__(self, tmp_path: Path, overrides: dict | None = None, params_file: str | None = None,
-                 camera_info_topic: str | None = None, wait: bool = True, namespace: str | None = None):
+                 camera_info_topic: str | None = None, wait: bool = True, namespace: str | None = None,
+                 node_name: str | None = None):
         """Topics of its own (under a unique prefix); with ``namespace`` the node runs there with
-        its default (relative) topic names instead, and the client uses them as resolved there."""
+        its default (relative) topic names instead, and the client uses them as resolved there.
+        ``node_name`` renames the node (its parameter and lifecycle services with it)."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
@@ -46,7 +48,7 @@ class NodeUnderTest:
         params = {"autostart": True, "engine_cache_dir": str(tmp_path.parent / "engine_cache"),
                   **({} if namespace else self.topics), **(overrides or {})}
         self.process = start_lift_node(params_file=params_file, overrides=params, log_path=self.log_path,
-                                       namespace=namespace)
+                                       namespace=namespace, node_name=node_name)
         if not rclpy.ok():
             rclpy.init()
         self.client = ReplayClient(name=f"test_client_{n}", **self.topics)
@@ -181,7 +183,15 @@ class LifecycleClient:
         return self._call(self._get, GetState.Request(), attempts=12).current_state.id
 
     def transition(self, transition_id: int) -> bool:
+        return self._call(self._change, self._change_request(transition_id)).success
+
+    def request_transition(self, transition_id: int):
+        """Ask for a transition without waiting for the answer: the future of it."""
+        return self._change.call_async(self._change_request(transition_id))
+
+    @staticmethod
+    def _change_request(transition_id: int):
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
-        return self._call(self._change, ChangeState.Request(transition=Transition(id=transition_id))).success
+        return ChangeState.Request(transition=Transition(id=transition_id))

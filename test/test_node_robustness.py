@@ -591,6 +591,35 @@ def test_a_stop_signal_while_the_node_is_still_starting_exits_0_without_a_traceb
     assert not failures, "\n\n".join(failures)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_during_a_configure_asked_over_the_lifecycle_service_aborts_it(signum, tmp_path, ros_env):
+    """The launch file configures the node over the lifecycle service (autostart off). A Ctrl-C while
+    that configure exported the model (an empty engine cache: seconds here, a TensorRT build minutes)
+    waited for the whole configure, and launch kills a node that is not gone 10 s after SIGINT
+    (SIGKILL). Now the configure is aborted at once: exit 0, nothing logged amiss."""
+    from lifecycle_msgs.msg import Transition
+
+    from ros_harness import LifecycleClient
+
+    # onnxruntime: the backend that exports the model first on every machine; a name of its own
+    # beside lift_probe's cfi_pose_lifter
+    name = f"configuring_{os.getpid()}"
+    node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "onnxruntime",
+                                              "engine_cache_dir": str(tmp_path / "empty_cache")}, node_name=name)
+    try:
+        lifecycle = LifecycleClient(node.client, name, node.spin_until)
+        lifecycle.state()
+        lifecycle.request_transition(Transition.TRANSITION_CONFIGURE)
+        assert node.spin_until(lambda: "onnx export: not cached yet" in node.log(), 60), node.log()
+        node.process.send_signal(signum)
+        assert node.process.wait(timeout=30) == 0, node.log()
+    finally:
+        node.close()
+    log = node.log()
+    assert "configure aborted: stop signal" in log and "configured: " not in log, log
+    assert not any(text in log for text in NEVER_IN_LOG), log
+
+
 @pytest.mark.parametrize("kind", ["lift", "detect"])
 def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros_env):
     """Every configure creates the node's lifecycle publishers; cleanup must hand them back to rclpy

@@ -4,6 +4,7 @@ diagnostics timer, and a main() that can autostart and stops cleanly on SIGINT /
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -91,6 +92,7 @@ class SpecLifecycleNode(LifecycleNode):
 
     def __init__(self, name: str, specs: tuple[ParamSpec, ...], **kwargs):
         super().__init__(name, **kwargs)
+        self.stop_signals: StopSignals | None = None      # run() sets it: see stoppable_configure
         self.specs = specs
         self._specs_by_name = {spec.name: spec for spec in specs}
         self._last_warn: dict[str, float] = {}
@@ -235,8 +237,8 @@ class StopSignals:
     a traceback); Python's default SIGINT handler raises KeyboardInterrupt wherever the main
     thread is, a subscription callback included. Here a signal only sets ``requested``; the spin
     loop ends after the callback in progress, and the node is torn down before the context.
-    While ``interruptible`` (autostart's configure and activate: loading weights, building an
-    engine, up to minutes) a signal aborts start-up at once with KeyboardInterrupt. Nowhere else:
+    While ``interruptible`` (a node's configure, see :func:`stoppable_configure`: loading weights,
+    building an engine, up to minutes) a signal aborts it at once with KeyboardInterrupt. Nowhere else:
     an exception raised by a signal lands wherever the main thread is, in the import machinery's
     weakref callbacks too, where Python prints it ("Exception ignored in ...") and drops it; the
     node's quick construction only records the request, which start-up checks right after."""
@@ -251,6 +253,31 @@ class StopSignals:
         self.requested = True
         if self.interruptible:
             raise KeyboardInterrupt
+
+
+def stoppable_configure(on_configure):
+    """An ``on_configure`` that a stop signal aborts at once (it loads weights and builds engines,
+    up to minutes): the transition fails and the spin loop ends right after it. Autostart's
+    configure and the one a launch file or ``ros2 lifecycle set`` asks for over the lifecycle
+    service alike: the latter used to run to the end (launch then killed the node, SIGKILL), and
+    a KeyboardInterrupt that left the service callback was logged by the EventsExecutor as FATAL
+    with a traceback, so it ends here."""
+    @functools.wraps(on_configure)
+    def configure(node: "SpecLifecycleNode", state) -> TransitionCallbackReturn:
+        signals = node.stop_signals
+        if signals is None:                 # a node not started by run() (tests)
+            return on_configure(node, state)
+        try:
+            signals.interruptible = True
+            if signals.requested:
+                return TransitionCallbackReturn.FAILURE
+            return on_configure(node, state)
+        except KeyboardInterrupt:
+            node.get_logger().info("configure aborted: stop signal")
+            return TransitionCallbackReturn.FAILURE
+        finally:
+            signals.interruptible = False
+    return configure
 
 
 def run(node_class, args=None) -> int:
@@ -268,12 +295,13 @@ def run(node_class, args=None) -> int:
         node.get_logger().info(f"executor: {type(executor).__name__}")
         if signals.requested:           # a stop signal while the node was being built
             return 0
+        node.stop_signals = signals
         if node.p("autostart"):
-            signals.interruptible = True
             # trigger_* return the callback's TransitionCallbackReturn (not a State)
             started = (node.trigger_configure() == TransitionCallbackReturn.SUCCESS
                        and node.trigger_activate() == TransitionCallbackReturn.SUCCESS)
-            signals.interruptible = False
+            if signals.requested:       # configure aborted, or a signal before activate's end
+                return 0
             if not started:
                 node.get_logger().fatal("autostart: configure/activate failed, exiting")
                 return 1

@@ -52,7 +52,7 @@ from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
 from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg, newest_only_qos,
-                                   output_qos, run)
+                                   output_qos, run, stoppable_configure)
 from cfi_pose_ros.runtime_stats import RollingStats
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not
@@ -196,6 +196,7 @@ class DetectNode(SpecLifecycleNode):
         return f"yolo_pose: {Path(self.p('yolo_pose_model')).name}"
 
     # --------------------------------------------------------------- lifecycle
+    @stoppable_configure
     def on_configure(self, state) -> TransitionCallbackReturn:
         from cfi_pose_ros.detectors import create_detector
         from cfi_pose_ros.tracking import MultiPersonTracker, TrackerConfig
