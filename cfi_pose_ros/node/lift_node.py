@@ -179,8 +179,15 @@ class LiftNode(SpecLifecycleNode):
         self.depth.add(stamp_seconds(msg.header.stamp), image)
 
     def _on_keypoints(self, msg: HumanKeypoints2DArray) -> None:
+        try:
+            self._lift(msg)
+        finally:
+            # after the frame, so that what goes out counts it (a client reading the diagnostics
+            # that follow a frame's output must not get ones taken before that frame)
+            self.publish_diagnostics_if_due()
+
+    def _lift(self, msg: HumanKeypoints2DArray) -> None:
         started = time.perf_counter()
-        self.publish_diagnostics_if_due()
         self.stats.input(time.monotonic())
         # the image taken with the keypoints' image, not the newest: see DepthHistory
         depth, stale = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"))
