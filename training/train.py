@@ -488,6 +488,9 @@ def train(args) -> dict:
             evaluate_and_save(steps_done, loss_sum, started)
 
     if world > 1:
+        # together: a rank that tore gloo down while rank 0 was still evaluating and saving was
+        # aborted on exit about every other run ("terminate called without an active exception")
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return history[-1] if history else {}
 
