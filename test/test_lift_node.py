@@ -405,6 +405,31 @@ def test_lifecycle_transitions_over_services(node_factory, clip):
     assert not [s for d in node.diagnostics for s in d.status if s.name.startswith("cfi_pose_lifter")]
 
 
+def test_a_configure_that_failed_on_its_weights_is_fixed_with_param_set(node_factory, clip, tmp_path):
+    """The lifecycle way: configure fails on a bad weights path, `ros2 param set ... weights` while
+    unconfigured, configure again. (weights was read-only: only a restart of the process helped.)
+    While configured such a change is refused with the way to make it, and changes nothing."""
+    from lifecycle_msgs.msg import State, Transition
+
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+    from ros_harness import ParameterClient
+
+    node = node_factory(overrides={"autostart": False, "weights": str(tmp_path / "missing.safetensors")})
+    lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
+    params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+    assert not lifecycle.transition(Transition.TRANSITION_CONFIGURE)
+    assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED and "missing.safetensors" in node.log()
+    params.set_ok(weights=str(DEFAULT_WEIGHTS))
+    assert lifecycle.transition(Transition.TRANSITION_CONFIGURE)
+    assert lifecycle.transition(Transition.TRANSITION_ACTIVATE)
+    assert node.send_and_receive(clip_msg(clip, 0, sec=320)) is not None
+    (refused,) = params.set(output_topic="/elsewhere")
+    assert not refused.successful
+    assert "takes effect at configure and the node is active" in refused.reason
+    assert "deactivate" in refused.reason and "cleanup" in refused.reason
+    assert node.send_and_receive(clip_msg(clip, 1, sec=321)) is not None      # still where it was
+
+
 @pytest.mark.parametrize("how", ["deactivate", "shutdown", "publish_markers false", "SIGINT"])
 def test_skeletons_rviz_would_keep_are_cleared_when_the_node_stops_updating_them(node_factory, clip, how):
     """With marker_lifetime 0 RViz keeps every marker until told: after `ros2 lifecycle set ...
@@ -433,6 +458,23 @@ def test_skeletons_rviz_would_keep_are_cleared_when_the_node_stops_updating_them
     assert [m.action for m in last.markers] == [Marker.DELETEALL]
     if how == "SIGINT":
         assert node.process.wait(timeout=30) == 0, node.log()
+
+
+def test_a_parameter_set_to_the_value_it_has_changes_nothing(node_factory, clip):
+    """`ros2 param load` of the file the node runs with sets every parameter to the value it has:
+    that cleared RViz's skeletons (and restarted the smoothing filters) as if they had changed."""
+    from ros_harness import ParameterClient
+
+    node = node_factory(overrides={"marker_lifetime": 0.0})
+    assert node.send_and_receive(clip_msg(clip, 0, sec=360)) is not None
+    assert node.spin_until(lambda: node.client.received.markers, 10)
+    node.client.received.markers.clear()
+    params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+    params.set_ok(publish_markers=True, marker_lifetime=0.0)
+    node.spin_for(1.0)
+    assert not node.client.received.markers
+    params.set_ok(marker_lifetime=0.5)                   # a real change still clears them
+    assert node.spin_until(lambda: node.client.received.markers, 10), node.log()
 
 
 def test_shutdown_from_active_stops_publishing(node_factory, clip):

@@ -1,7 +1,8 @@
 """Both nodes as real processes over DDS, driven the way the ROS 2 tools drive them (issue 13):
 
 * live parameter changes over the parameter service (what ``ros2 param set`` calls): every live
-  parameter takes effect from the next frame, every read-only one is refused;
+  parameter takes effect from the next frame, every configure-time one is refused while
+  configured, every start-time one always;
 * a bad parameter at start-up: one line naming it and the problem, exit status 1, no traceback;
 * SIGINT and SIGTERM while frames arrive at 30 Hz and 500 Hz, and while the node is still
   starting: exit status 0, no traceback;
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, r
 if ros_available() is None:
     from cfi_pose_ros.msg import HumanPose3D
     from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS
-    from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, PARAMETERS_BY_NAME
+    from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, LIVE, PARAMETERS_BY_NAME
     from cfi_pose_ros.node.process import DETECT_NODE, LIFT_NODE, start_node, stop
     from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
     from cfi_pose_ros.skeleton import H36M_17
@@ -333,10 +334,10 @@ def lift_probe(tmp_path_factory):
 
 
 def test_every_live_parameter_has_a_probe():
-    live = {spec.name for spec in LIFT_NODE_PARAMETERS if not spec.read_only}
-    assert set(LIFT_LIVE_PROBES) == live, "a live parameter needs a probe here, or read_only=True"
-    live = {spec.name for spec in DETECT_NODE_PARAMETERS if not spec.read_only}
-    assert set(DETECT_LIVE_PROBES) == live, "a live parameter needs a probe here, or read_only=True"
+    live = {spec.name for spec in LIFT_NODE_PARAMETERS if spec.takes_effect == LIVE}
+    assert set(LIFT_LIVE_PROBES) == live, "a live parameter needs a probe here, or takes_effect=AT_CONFIGURE"
+    live = {spec.name for spec in DETECT_NODE_PARAMETERS if spec.takes_effect == LIVE}
+    assert set(DETECT_LIVE_PROBES) == live, "a live parameter needs a probe here, or takes_effect=AT_CONFIGURE"
 
 
 @pytest.mark.parametrize("name", sorted(LIFT_LIVE_PROBES))
@@ -344,13 +345,15 @@ def test_a_live_lift_parameter_set_over_the_parameter_service_changes_the_next_f
     LIFT_LIVE_PROBES[name](lift_probe)
 
 
-def test_read_only_and_invalid_values_are_refused_and_change_nothing(lift_probe):
+def test_configure_time_start_time_and_invalid_values_are_refused_while_active_and_change_nothing(lift_probe):
     ctx = lift_probe
-    refused = dict(zip(("input_topic", "backend", "max_people", "min_keypoint_score", "solve_root"),
-                       ctx.params.set(input_topic="/elsewhere", backend="torch", max_people=0,
-                                      min_keypoint_score=1.5, solve_root="yes")))
+    refused = dict(zip(("input_topic", "backend", "executor", "max_people", "min_keypoint_score", "solve_root"),
+                       ctx.params.set(input_topic="/elsewhere", backend="torch", executor="single_threaded",
+                                      max_people=0, min_keypoint_score=1.5, solve_root="yes")))
     assert not any(result.successful for result in refused.values())
-    assert "read-only" in refused["input_topic"].reason and "read-only" in refused["backend"].reason
+    for name in ("input_topic", "backend"):
+        assert "takes effect at configure and the node is active" in refused[name].reason, refused[name].reason
+    assert "read-only" in refused["executor"].reason
     assert "max_people" in refused["max_people"].reason and "type" in refused["solve_root"].reason
     out = ctx.answer()         # still the same input topic, people and root solve
     assert len(out.humans) == 2 and {h.root_source for h in out.humans} == {HumanPose3D.ROOT_FROM_INTRINSICS}
@@ -395,7 +398,7 @@ DETECT_LIVE_PROBES = {"tracking": probe_tracking, "diagnostics_period": probe_di
                       "warn_latency_ms": probe_warn_latency_ms}
 
 
-def test_live_detect_parameters_change_the_next_frames_and_read_only_ones_are_refused(tmp_path, ros_env):
+def test_live_detect_parameters_change_the_next_frames_and_configure_time_ones_are_refused(tmp_path, ros_env):
     import cv2
 
     from test_camera_node import H36M_META, CameraPath, need_fixtures
@@ -408,7 +411,8 @@ def test_live_detect_parameters_change_the_next_frames_and_read_only_ones_are_re
         for name, probe in DETECT_LIVE_PROBES.items():
             probe(ctx)
         refused = ctx.params.set(image_topic="/elsewhere", max_people=3, threads=-1)
-        assert not any(r.successful for r in refused) and "read-only" in refused[0].reason
+        assert not any(r.successful for r in refused)
+        assert "takes effect at configure and the node is active" in refused[0].reason
         assert len(ctx.keypoints().people) == 1
     finally:
         assert path.close() == [0], path.logs()

@@ -3,6 +3,7 @@
 diagnostics timer, and a main() that can autostart and stops cleanly on SIGINT / SIGTERM."""
 from __future__ import annotations
 
+import array
 import ctypes
 import functools
 import os
@@ -23,16 +24,28 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from cfi_pose_ros.node.parameters import COMMON_NODE_PARAMETERS, ParamSpec, parameter_problem
+from cfi_pose_ros.node.parameters import (AT_CONFIGURE, AT_START, COMMON_NODE_PARAMETERS, ParamSpec,
+                                          parameter_problem)
 
 EXECUTORS = next(p.choices for p in COMMON_NODE_PARAMETERS if p.name == "executor")
 
 WARN_PERIOD_S = 5.0
 
 
+def same_value(a, b) -> bool:
+    """Whether two parameter values are equal, type included (1 is not 1.0; rclpy gives numeric
+    arrays as array.array, a request's as lists)."""
+    arrays = (list, tuple, array.array)
+    if isinstance(a, arrays) and isinstance(b, arrays):
+        return [(type(x), x) for x in a] == [(type(x), x) for x in b]
+    return type(a) is type(b) and a == b
+
+
 def parameter_descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    text = spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
-    descriptor = ParameterDescriptor(description=text, read_only=spec.read_only)
+    text = (spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
+            + (" [takes effect at configure: settable while unconfigured]" if spec.takes_effect == AT_CONFIGURE
+               else ""))
+    descriptor = ParameterDescriptor(description=text, read_only=spec.takes_effect == AT_START)
     if spec.min_value is not None and not isinstance(spec.default, bool):
         if isinstance(spec.default, int):
             descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value),
@@ -86,8 +99,9 @@ class SpecLifecycleNode(LifecycleNode):
 
     Every value is checked (type, range, choices, topic names) at start-up, where a bad one is
     logged as one line and raises :class:`ParameterError`, and on every ``set_parameters``, where
-    it is refused with the reason. Read-only specs are refused by rclpy itself. Accepted live
-    changes are passed to :meth:`on_parameters_changed` (on the executor thread, between callbacks).
+    it is refused with the reason. Configure-time specs are refused unless the node is
+    unconfigured, start-time (read-only) ones by rclpy itself. Accepted changes are passed to
+    :meth:`on_parameters_changed` (on the executor thread, between callbacks).
     """
 
     def __init__(self, name: str, specs: tuple[ParamSpec, ...], **kwargs):
@@ -98,6 +112,7 @@ class SpecLifecycleNode(LifecycleNode):
         self._last_warn: dict[str, float] = {}
         self._diag_timer = self._diag_callback = None
         self._diag_published = 0.0          # time.monotonic() of the last diagnostics
+        self._changing: set[str] = set()    # of the set_parameters in progress: see _check_new_values
         self.add_on_set_parameters_callback(self._check_new_values)
         # rclpy keeps the command line / params file values here; checking them before declaring
         # gives the same one-line message as a live change instead of rclpy's exception
@@ -111,7 +126,8 @@ class SpecLifecycleNode(LifecycleNode):
                 self.declare_parameter(spec.name, spec.default, parameter_descriptor(spec))
         except ParameterException as exc:    # anything rclpy refuses that the check above let through
             self._fail_start(str(exc).splitlines()[0])
-        self.add_post_set_parameters_callback(lambda params: self.on_parameters_changed({p.name for p in params}))
+        self.add_post_set_parameters_callback(
+            lambda params: self.on_parameters_changed({p.name for p in params} & self._changing))
 
     def _fail_start(self, text: str) -> None:
         self.get_logger().fatal(text)
@@ -124,11 +140,28 @@ class SpecLifecycleNode(LifecycleNode):
     def _check_new_values(self, parameters) -> SetParametersResult:
         for param in parameters:
             spec = self._specs_by_name.get(param.name)      # None: rclpy's own (use_sim_time, ...)
-            problem = spec and self.parameter_problem(spec, param.value)
+            problem = spec and (self.parameter_problem(spec, param.value) or self._not_now(spec))
             if problem:
                 return SetParametersResult(successful=False, reason=f"parameter {param.name}={param.value!r}: "
                                                                     f"{problem}")
+        # Only these reach on_parameters_changed: a set to the value in place (`ros2 param load` of
+        # the file the node runs with) must not restart the smoothing filters or clear the markers.
+        self._changing = {param.name for param in parameters if not self.has_parameter(param.name)
+                          or not same_value(self.get_parameter(param.name).value, param.value)}
         return SetParametersResult(successful=True)
+
+    def _not_now(self, spec: ParamSpec) -> str | None:
+        """Why ``spec`` cannot change in the node's present lifecycle state, or None. A
+        configure-time value set while configured would answer success and change nothing."""
+        state = self._state_machine.current_state[1]     # what rclpy's trigger_shutdown reads too
+        if spec.takes_effect != AT_CONFIGURE or state == "unconfigured":
+            return None
+        steps = {"active": ("deactivate", "cleanup"), "inactive": ("cleanup",)}.get(state)
+        if steps is None:           # in a transition, or finalized
+            return f"takes effect at configure and the node is {state}"
+        node = self.get_fully_qualified_name()
+        return (f"takes effect at configure and the node is {state}: "
+                + "; ".join(f"ros2 lifecycle set {node} {step}" for step in steps) + ", then set it and configure")
 
     def on_parameters_changed(self, names: set[str]) -> None:
         """Apply accepted live changes (the new values are already set). Nodes extend this for

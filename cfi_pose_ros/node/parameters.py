@@ -10,23 +10,29 @@ import array
 from dataclasses import dataclass
 
 
+# When a parameter's value takes effect: see ParamSpec
+LIVE, AT_CONFIGURE, AT_START = "live", "configure", "start"
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One node parameter. Its ROS type is the type of ``default``; ``min_value``/``max_value``
     bound a number (each element of an array), ``choices`` list the allowed strings, and a name
     ending in ``_topic`` must be a valid ROS topic name (or empty when the default is empty).
 
-    Live-update policy, one of two:
+    When a value takes effect (``takes_effect``), one of three:
 
-    * ``read_only=True``: set at start-up only (params file, ``-p``, launch); ``ros2 param set``
-      is refused (the descriptor says read-only). For what configure builds once: topics, QoS,
-      the engine, the detector models.
-    * ``read_only=False`` (live): ``ros2 param set`` is validated like a start-up value and takes
-      effect from the next frame on. The node either reads the value where it uses it, or
-      rebuilds what depends on it in ``on_parameters_changed`` (the lifter's PipelineConfig fields
-      of the same name are rebuilt automatically). ``test/test_node_robustness.py`` has one probe
-      per live parameter that sees the output change over the parameter service: a new live
-      parameter needs one there too.
+    * ``LIVE``: ``ros2 param set`` is validated like a start-up value and takes effect from the
+      next frame on. The node either reads the value where it uses it, or rebuilds what depends on
+      it in ``on_parameters_changed`` (the lifter's PipelineConfig fields of the same name are
+      rebuilt automatically). ``test/test_node_robustness.py`` has one probe per live parameter
+      that sees the output change over the parameter service: a new live parameter needs one
+      there too.
+    * ``AT_CONFIGURE``: what configure builds once (topics, QoS, the engine, the detector models).
+      Settable while the node is unconfigured, as in any lifecycle node (a configure that failed on
+      a bad weights path is fixed with ``ros2 param set``, then configure again); refused with the
+      way there (cleanup) while inactive or active, where it could not change what runs.
+    * ``AT_START``: read once by the process (executor, autostart); the descriptor says read-only.
     """
 
     name: str
@@ -35,7 +41,7 @@ class ParamSpec:
     min_value: float | None = None
     max_value: float | None = None
     choices: tuple[str, ...] = ()
-    read_only: bool = False
+    takes_effect: str = LIVE
 
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a double", str: "a string"}
@@ -72,44 +78,45 @@ def reliability_parameters(input_description: str, output_description: str) -> t
     """``input_reliability`` (best effort by default, as camera drivers publish) and
     ``output_reliability`` (reliable) with each node's own descriptions."""
     return (ParamSpec("input_reliability", "best_effort", input_description, choices=RELIABILITY_CHOICES,
-                      read_only=True),
+                      takes_effect=AT_CONFIGURE),
             ParamSpec("output_reliability", "reliable", output_description, choices=RELIABILITY_CHOICES,
-                      read_only=True))
+                      takes_effect=AT_CONFIGURE))
 
 
 # Process-level parameters both nodes declare (read by ``cfi_pose_ros.node.base.run``).
 COMMON_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("executor", "events",
               "rclpy executor: events = the C++ EventsExecutor (lower latency per message), "
-              "single_threaded = the classic Python one", choices=("events", "single_threaded"), read_only=True),
+              "single_threaded = the classic Python one", choices=("events", "single_threaded"),
+              takes_effect=AT_START),
     ParamSpec("autostart", False,
               "configure and activate at start-up (for `ros2 run`; the launch file drives the lifecycle itself)",
-              read_only=True),
+              takes_effect=AT_START),
 )
 
 LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     # Topics are relative names, resolved in the node's namespace (/human_pose_3d in the root one):
     # two lifters launched with namespace:=cam_left / cam_right then neither share nor mix topics.
     ParamSpec("input_topic", "human_keypoints_2d",
-              "HumanKeypoints2DArray input (2D people of one image)", read_only=True),
+              "HumanKeypoints2DArray input (2D people of one image)", takes_effect=AT_CONFIGURE),
     ParamSpec("camera_info_topic", "camera_info",
               "sensor_msgs/CameraInfo of the camera the keypoints come from; without it poses are root-relative",
-              read_only=True),
-    ParamSpec("output_topic", "human_pose_3d", "HumanPose3DArray output", read_only=True),
+              takes_effect=AT_CONFIGURE),
+    ParamSpec("output_topic", "human_pose_3d", "HumanPose3DArray output", takes_effect=AT_CONFIGURE),
     ParamSpec("markers_topic", "human_pose_3d/markers", "visualization_msgs/MarkerArray skeletons for RViz",
-              read_only=True),
+              takes_effect=AT_CONFIGURE),
     ParamSpec("publish_markers", True, "publish RViz markers"),
     ParamSpec("weights", "", "weights file (.safetensors with its .json beside it); empty = the packaged default; "
               "a bare name = a packaged file (cfi_h36m_d128)",
-              read_only=True),
+              takes_effect=AT_CONFIGURE),
     ParamSpec("backend", "auto", "inference backend; auto = fastest that works here",
-              choices=("auto", "tensorrt", "cuda", "onnxruntime", "torch"), read_only=True),
+              choices=("auto", "tensorrt", "cuda", "onnxruntime", "torch"), takes_effect=AT_CONFIGURE),
     ParamSpec("precision", "fp32", "numeric precision (fp16/bf16 only on GPU backends)",
-              choices=("fp32", "fp16", "bf16"), read_only=True),
+              choices=("fp32", "fp16", "bf16"), takes_effect=AT_CONFIGURE),
     ParamSpec("batch_sizes", [0],
               "fixed batch sizes the engine is compiled for; people are padded up to the next one. "
               "[0] = the backend's default: every count 1-16 on CPU (nothing to compile, padding only costs), "
-              "1, 2, 4, 8, 16 on GPU (one engine or CUDA graph each)", read_only=True),
+              "1, 2, 4, 8, 16 on GPU (one engine or CUDA graph each)", takes_effect=AT_CONFIGURE),
     ParamSpec("flip_test", False,
               "test-time flip augmentation: each person is also lifted mirrored (in the same batch) and the "
               "two predictions are averaged; more accurate (README: S9 table), costs the model about twice "
@@ -119,9 +126,9 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "with 30 Hz input on 2 cores the node's end-to-end p50 and p99 were lower with one than with "
               "two (a second worker must be woken for every frame), and the other core stays free "
               "(benchmarks/bench_node.py --threads 0 measures the library's default)", 0, 256,
-              read_only=True),
+              takes_effect=AT_CONFIGURE),
     ParamSpec("engine_cache_dir", "", "where compiled engines are cached (empty = ~/.cache/cfi_pose_ros)",
-              read_only=True),
+              takes_effect=AT_CONFIGURE),
     *reliability_parameters("input QoS reliability; best_effort matches camera drivers (sensor data QoS)",
                             "output QoS reliability"),
     ParamSpec("min_keypoint_score", 0.05, "2D joints at or below this score are treated as missing", 0.0, 1.0),
@@ -134,7 +141,7 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "lifter gives; 0 = keep the lifter's size (README: Robustness)", 0.0, 3.0),
     ParamSpec("depth_topic", "",
               "aligned depth image (registered to the keypoints' image; 16UC1 mm or 32FC1 m); empty = no depth",
-              read_only=True),
+              takes_effect=AT_CONFIGURE),
     ParamSpec("depth_window", 5, "depth pixels sampled around the pelvis and hips", 1, 51),
     ParamSpec("depth_body_offset", 0.10, "metres from the body surface the sensor sees to the pelvis joint",
               0.0, 0.5),
@@ -150,19 +157,21 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "express every output (keypoints, body poses, header frame_id, markers, TF parent) in this frame; "
               "empty = the input's camera frame. The transform: target_from_camera when given, else tf2 at the "
               "input's stamp; a frame whose transform is unknown is dropped and counted (no_transform)",
-              read_only=True),
+              takes_effect=AT_CONFIGURE),
     ParamSpec("target_from_camera", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
               "static transform camera frame -> target_frame as [x, y, z, qx, qy, qz, qw] (metres, unit "
               "quaternion), for a fixed camera or where tf2 is not installed; all zeros = not given (tf2 lookup)",
-              read_only=True),
+              takes_effect=AT_CONFIGURE),
     ParamSpec("tf_timeout", 0.05, "longest wait (s) for target_frame's transform at the input's stamp", 0.0, 1.0,
-              read_only=True),
+              takes_effect=AT_CONFIGURE),
     ParamSpec("publish_tf", True,
               "publish each tracked person's body frame <tf_prefix><id> on /tf, parent = the output frame "
-              "(needs tf2_ros; people without an id or a position get none)", read_only=True),
-    ParamSpec("tf_prefix", "body_", "TF frame name prefix of each person (ros4hri: body_<id>)", read_only=True),
+              "(needs tf2_ros; people without an id or a position get none)", takes_effect=AT_CONFIGURE),
+    ParamSpec("tf_prefix", "body_", "TF frame name prefix of each person (ros4hri: body_<id>)",
+              takes_effect=AT_CONFIGURE),
     ParamSpec("tf_joints", False,
-              "also publish every joint as the frame <tf_prefix><id>_<joint>, child of the body frame", read_only=True),
+              "also publish every joint as the frame <tf_prefix><id>_<joint>, child of the body frame",
+              takes_effect=AT_CONFIGURE),
 ) + COMMON_NODE_PARAMETERS
 
 PARAMETERS_BY_NAME = {p.name: p for p in LIFT_NODE_PARAMETERS}
