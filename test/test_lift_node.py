@@ -430,6 +430,28 @@ def test_a_configure_that_failed_on_its_weights_is_fixed_with_param_set(node_fac
     assert node.send_and_receive(clip_msg(clip, 1, sec=321)) is not None      # still where it was
 
 
+
+def test_a_camera_info_topic_set_while_unconfigured_drops_the_old_cameras_intrinsics(node_factory, clip):
+    """camera_info_topic set after cleanup (the lifecycle way to point the node at another camera):
+    the intrinsics of the old camera placed the new camera's people until a CameraInfo came on the
+    new topic, and for good when none comes there (poses must then be root-relative)."""
+    from lifecycle_msgs.msg import Transition
+
+    from ros_harness import ParameterClient
+
+    node = node_factory()
+    send_camera_info(node, clip)
+    lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
+    for transition in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP):
+        assert lifecycle.transition(transition)
+    ParameterClient(node.client, "cfi_pose_lifter", node.spin_until).set_ok(
+        camera_info_topic=f"{node.prefix}/no_camera_info_here")
+    for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+        assert lifecycle.transition(transition)
+    out = node.send_and_receive(clip_msg(clip, 0, sec=330))
+    assert out is not None, node.log()
+    assert {h.root_source for h in out.humans} == {HumanPose3D.ROOT_RELATIVE}
+
 @pytest.mark.parametrize("how", ["deactivate", "shutdown", "publish_markers false", "SIGINT"])
 def test_skeletons_rviz_would_keep_are_cleared_when_the_node_stops_updating_them(node_factory, clip, how):
     """With marker_lifetime 0 RViz keeps every marker until told: after `ros2 lifecycle set ...

@@ -146,6 +146,9 @@ class LiftNode(SpecLifecycleNode):
             self._tf_lookup.close()
             self._tf_lookup = None
         self.pipeline = self.lifter = None
+        # the next configure may listen to another camera (camera_info_topic, input_topic are
+        # settable while unconfigured): its people must not be placed with this one's intrinsics
+        self.camera_matrix = self.camera_size = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
