@@ -125,9 +125,18 @@ def _detector_keypoints_topic(given) -> dict:
     parameters file's input_topic."""
     if given.get("input_topic", ""):
         return {"keypoints_topic": given["input_topic"]}
-    lifter = "/".join(name for name in (given.get("namespace", "").strip("/"), NODE_NAME) if name)
-    topic = read_params_file(given["params_file"], lifter).get("input_topic")
+    topic = read_params_file(given["params_file"], _lifter_name(given)).get("input_topic")
     return {"keypoints_topic": str(topic or DEFAULT_INPUT_TOPIC)}
+
+
+def _lifter_name(given) -> str:
+    """The lifter's name in its namespace, as launch_ros places it: a relative namespace:= goes
+    below the namespace an including launch file pushed (PushRosNamespace: ``ros_namespace``),
+    an absolute one does not."""
+    namespace = given.get("namespace", "")
+    if not namespace.startswith("/"):
+        namespace = f"{given.get('ros_namespace') or ''}/{namespace}"
+    return "/".join(name for name in (*namespace.split("/"), NODE_NAME) if name)
 
 
 def _lifecycle_to_active(node, condition=None):

@@ -234,6 +234,15 @@ def test_launch_file_starts_the_detector_only_for_image_input_and_wires_its_outp
     assert keypoints_topic({"params_file": str(several)}) == "/lifter"
     assert keypoints_topic({"params_file": str(several), "namespace": "left"}) == "/left_lifter"
     assert keypoints_topic({"params_file": str(several), "namespace": "/right"}) == "/everyone"
+    # included under an including launch file's PushRosNamespace (launch's ros_namespace): launch_ros
+    # puts a relative namespace:= below it, an absolute one not
+    assert keypoints_topic({"params_file": str(several), "ros_namespace": "/left"}) == "/left_lifter"
+    assert keypoints_topic({"params_file": str(several), "ros_namespace": "/left", "namespace": "right"}) \
+        == "/everyone"
+    assert keypoints_topic({"params_file": str(several), "ros_namespace": "/", "namespace": "left"}) \
+        == "/left_lifter"
+    assert keypoints_topic({"params_file": str(several), "ros_namespace": "/outer", "namespace": "/left"}) \
+        == "/left_lifter"
 
 
 def test_launch_file_refers_to_installed_detector_executable_and_config(ros_env):
