@@ -18,8 +18,8 @@ def read_params_file(path: str | Path | None, node_name: str) -> dict:
     """The parameters a ROS 2 parameters file gives the node ``node_name`` (``name`` in the root
     namespace, ``namespace/name`` in another), as rclpy reads them: every section whose node name matches (``/**``, ``/*``, ``name``,
     ``/**/name``, namespaces nested as mappings), in the file's order, a later one overriding an
-    earlier; nested parameter mappings as dotted names; ``1e-3`` a float; rclpy's own parameters
-    left out. A file that is no parameters file (which rcl refuses) is a ``ValueError``."""
+    earlier; nested parameter mappings as dotted names; values typed as rcl types them (``1e-3``
+    and ``-.5`` doubles, ``y`` a bool); rclpy's own parameters left out. A file that is no parameters file (which rcl refuses) is a ``ValueError``."""
     if not path:
         return {}
     import yaml
@@ -37,15 +37,40 @@ def read_params_file(path: str | Path | None, node_name: str) -> dict:
     return {name: value for name, value in values.items() if name.split(".")[0] not in RCLPY_PARAMETERS}
 
 
+# How rcl (rcl_yaml_param_parser) types an unquoted value: one of its bool words, else an int when
+# strtoll (base 0: 0x1F, 012 octal) reads all of it, else a double when strtod does (-.5, 1e-3, inf,
+# nan, 0x1p3, 08) or YAML's .inf/.nan, else a string. YAML 1.1 (PyYAML) read -.5, 1e-3, inf and y as
+# strings, ~ as None, 1_000 and 0b101 as ints.
+_RCL_TRUE = ("true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y")
+_RCL_FALSE = ("false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF", "n", "N")
+_RCL_INT = r"[-+]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)"
+_RCL_DOUBLE = (r"[-+]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?"
+               r"|0[xX]([0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)([pP][-+]?[0-9]+)?"
+               r"|[iI][nN][fF]([iI][nN][iI][tT][yY])?|[nN][aA][nN]|\.(inf|Inf|INF|nan|NaN|NAN))")
+
+
 def _params_file_loader():
-    """PyYAML's safe loader, with rcl's floats: YAML 1.1 reads ``1e-3`` (no dot) as a string, rcl as a double."""
+    """PyYAML's safe loader with rcl's types for values (see _RCL_INT) and every key a string (a
+    parameter named y or on is no bool); an empty value is None, which rcl refuses."""
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        yaml_implicit_resolvers: dict = {}
 
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+$"),
-                                 list("-+0123456789"))
+        def construct_mapping(self, node, deep=False):
+            self.flatten_mapping(node)
+            return {key.value if isinstance(key, yaml.ScalarNode) else self.construct_object(key, deep):
+                    self.construct_object(value, deep) for key, value in node.value}
+
+    def double(loader, node):
+        text = re.sub(r"^([-+]?)\.(?=[a-zA-Z])", r"\1", loader.construct_scalar(node))     # .inf: inf
+        return float.fromhex(text) if re.match(r"[-+]?0[xX]", text) else float(text)
+
+    resolvers = (("bool", "|".join(_RCL_TRUE + _RCL_FALSE)), ("int", _RCL_INT), ("float", _RCL_DOUBLE), ("null", ""))
+    for tag, pattern in resolvers:
+        Loader.add_implicit_resolver(f"tag:yaml.org,2002:{tag}", re.compile(f"^({pattern})$"), None)
+    Loader.add_constructor("tag:yaml.org,2002:bool", lambda loader, node: loader.construct_scalar(node) in _RCL_TRUE)
+    Loader.add_constructor("tag:yaml.org,2002:float", double)
     return Loader
 
 
@@ -55,21 +80,23 @@ def _parameter_sections(mapping: dict, path, namespace: str = "") -> Iterator[tu
         name = namespace.rstrip("/") + "/" + str(key).strip("/")
         if not isinstance(value, dict):
             raise ValueError(f"{path}: {name} holds {value!r:.40}, not ros__parameters (or nodes under a namespace)")
-        if "ros__parameters" not in value:
-            yield from _parameter_sections(value, path, name)
-            continue
-        parameters = value["ros__parameters"]
-        if not isinstance(parameters, dict):
-            raise ValueError(f"{path}: the ros__parameters of {name} are {parameters!r:.40}, not name: value pairs")
-        yield name, _dotted(parameters)
+        if "ros__parameters" in value:
+            parameters = value["ros__parameters"]
+            if not isinstance(parameters, dict):
+                raise ValueError(f"{path}: the ros__parameters of {name} are {parameters!r:.40}, not name: value pairs")
+            yield name, _dotted(parameters, path)
+        # a namespace may hold its own ros__parameters beside the nodes under it (rcl reads both)
+        yield from _parameter_sections({k: v for k, v in value.items() if k != "ros__parameters"}, path, name)
 
 
-def _dotted(parameters: dict, prefix: str = "") -> dict:
+def _dotted(parameters: dict, path, prefix: str = "") -> dict:
     """Nested parameter mappings as rcl names them: ``{a: {b: 1}}`` is ``a.b``."""
     flat = {}
     for key, value in parameters.items():
         if isinstance(value, dict):
-            flat.update(_dotted(value, f"{prefix}{key}."))
+            flat.update(_dotted(value, path, f"{prefix}{key}."))
+        elif value is None:
+            raise ValueError(f"{path}: parameter {prefix}{key} has no value")
         else:
             flat[f"{prefix}{key}"] = value
     return flat

@@ -182,6 +182,70 @@ def test_a_params_file_gives_the_offline_cli_what_rclpy_gives_the_node(tmp_path,
                     "--no-video"]) == 0, capsys.readouterr().err
 
 
+
+def _rclpy_parameters(path, node_name: str, namespace: str = "") -> dict:
+    """What rclpy gives the node ``namespace/node_name`` from the parameters file ``path``."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    from cfi_pose_ros.params_file import RCLPY_PARAMETERS
+
+    context = Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(path)], context=context)
+    try:
+        node = Node(node_name, namespace=namespace or None, context=context,
+                    automatically_declare_parameters_from_overrides=True)
+        given = {name: p.value for name, p in node.get_parameters_by_prefix("").items()
+                 if name.split(".")[0] not in RCLPY_PARAMETERS}
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    return given
+
+
+RCL_VALUES = ["-.5", "+.5e1", "y", "N", "~", "null", "inf", "-Infinity", "0x1p3", "08", "1_000", "0b101", "012",
+              "0x1F", "1.", "[-.5, 1.0]", "[y, n]", "'-.5'", '"y"']
+
+
+def test_values_of_a_params_file_are_typed_as_rcl_types_them(tmp_path):
+    """rcl reads an unquoted value as a bool (its words: y and N too), else an int (strtoll: 0x1F,
+    012 octal), else a double (strtod: -.5, inf, 0x1p3, 08), else a string; YAML 1.1 (PyYAML) made
+    -.5 and inf strings, y a string, ~ a None, 1_000 and 0b101 ints."""
+    from cfi_pose_ros.params_file import read_params_file
+
+    path = tmp_path / "values.yaml"
+    path.write_text("/**:\n  ros__parameters:\n" + "".join(f"    v{k}: {value}\n" for k, value in enumerate(RCL_VALUES))
+                    + "    nested:\n      y: 1\n      on: 2\n")
+    given = _rclpy_parameters(path, "cfi_pose_lifter")
+    assert given["v0"] == -0.5 and given["v2"] is True and given["nested.y"] == 1, given
+    assert read_params_file(path, "cfi_pose_lifter") == given
+
+
+def test_sections_of_a_params_file_apply_as_rcl_applies_them(tmp_path):
+    """A namespace may hold its own ros__parameters beside the nodes under it."""
+    from cfi_pose_ros.params_file import read_params_file
+
+    path = tmp_path / "sections.yaml"
+    path.write_text("robot1:\n  ros__parameters: {a: 1, b: 1}\n  cfi_pose_lifter:\n    ros__parameters: {a: 2}\n")
+    for namespace in ("", "/robot1"):
+        given = _rclpy_parameters(path, "cfi_pose_lifter", namespace)
+        assert read_params_file(path, f"{namespace.strip('/')}/cfi_pose_lifter".lstrip("/")) == given
+    assert given == {"a": 2}
+    assert read_params_file(path, "robot1") == _rclpy_parameters(path, "robot1") == {"a": 1, "b": 1}
+
+
+def test_a_params_file_value_rcl_refuses_is_refused(tmp_path):
+    """`weights:` without a value: rcl refuses the file (the node does not start), PyYAML read a None."""
+    from cfi_pose_ros.params_file import read_params_file
+
+    path = tmp_path / "empty.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    weights:\n")
+    with pytest.raises(Exception):
+        _rclpy_parameters(path, "cfi_pose_lifter")
+    with pytest.raises(ValueError, match="weights"):
+        read_params_file(path, "cfi_pose_lifter")
+
 @pytest.mark.parametrize("flags, expected", [
     (["--hfov", "0"], "--hfov must be"), (["--hfov", "180"], "--hfov must be"), (["--hfov", "nan"], "--hfov must be"),
     (["--intrinsics", "0", "0", "0", "0"], "--intrinsics needs"), (["--intrinsics", "500", "nan", "1", "1"], "--intrinsics needs"),
