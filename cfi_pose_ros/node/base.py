@@ -290,7 +290,8 @@ class StopSignals:
 
 def stoppable_configure(on_configure):
     """An ``on_configure`` that a stop signal aborts at once (it loads weights and builds engines,
-    up to minutes): the transition fails and the spin loop ends right after it. Autostart's
+    up to minutes): the transition fails and the spin loop ends right after it. At once in Python;
+    one call into native code (a TensorRT engine build) runs to its end first. Autostart's
     configure and the one a launch file or ``ros2 lifecycle set`` asks for over the lifecycle
     service alike: the latter used to run to the end (launch then killed the node, SIGKILL), and
     a KeyboardInterrupt that left the service callback was logged by the EventsExecutor as FATAL
