@@ -278,7 +278,11 @@ def decode_refusing_damage(decode, format: str, data) -> Any:  # noqa: A002
     frame, so it goes to a file while ``decode`` runs; whatever else was written to it meanwhile
     (another thread's log line, a codec warning that is not about damage) is written back after."""
     flat = _as_bytes_array(data)
-    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+    try:
+        sink = tempfile.TemporaryFile()
+    except OSError:                     # no usable temporary directory: decode as before, unchecked
+        return decode()
+    with _STDERR_LOCK, sink:
         try:
             stderr = os.dup(2)
         except OSError:                 # no stderr to take anything off

@@ -16,10 +16,11 @@ RCLPY_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overr
 
 def read_params_file(path: str | Path | None, node_name: str) -> dict:
     """The parameters a ROS 2 parameters file gives the node ``node_name`` (``name`` in the root
-    namespace, ``namespace/name`` in another), as rclpy reads them: every section whose node name matches (``/**``, ``/*``, ``name``,
-    ``/**/name``, namespaces nested as mappings), in the file's order, a later one overriding an
-    earlier; nested parameter mappings as dotted names; values typed as rcl types them (``1e-3``
-    and ``-.5`` doubles, ``y`` a bool); rclpy's own parameters left out. A file that is no parameters file (which rcl refuses) is a ``ValueError``."""
+    namespace, ``namespace/name`` in another), as rclpy reads them: every section whose node name
+    matches (``/**``, ``/*``, ``name``, ``/**/name``, namespaces nested as mappings), in the file's
+    order, a later one overriding an earlier; nested parameter mappings as dotted names; values
+    typed as rcl types them (``1e-3`` and ``-.5`` doubles, ``y`` a bool); rclpy's own parameters
+    left out. A file that is no parameters file (which rcl refuses) is a ``ValueError``."""
     if not path:
         return {}
     import yaml

@@ -427,6 +427,7 @@ def test_a_configure_that_failed_on_its_weights_is_fixed_with_param_set(node_fac
     assert not refused.successful
     assert "takes effect at configure and the node is active" in refused.reason
     assert "deactivate" in refused.reason and "cleanup" in refused.reason
+    params.set_ok(output_topic=node.topics["output_topic"])     # `ros2 param load` of the file it runs with
     assert node.send_and_receive(clip_msg(clip, 1, sec=321)) is not None      # still where it was
 
 

@@ -140,7 +140,7 @@ class SpecLifecycleNode(LifecycleNode):
     def _check_new_values(self, parameters) -> SetParametersResult:
         for param in parameters:
             spec = self._specs_by_name.get(param.name)      # None: rclpy's own (use_sim_time, ...)
-            problem = spec and (self.parameter_problem(spec, param.value) or self._not_now(spec))
+            problem = spec and (self.parameter_problem(spec, param.value) or self._not_now(spec, param.value))
             if problem:
                 return SetParametersResult(successful=False, reason=f"parameter {param.name}={param.value!r}: "
                                                                     f"{problem}")
@@ -150,12 +150,14 @@ class SpecLifecycleNode(LifecycleNode):
                           or not same_value(self.get_parameter(param.name).value, param.value)}
         return SetParametersResult(successful=True)
 
-    def _not_now(self, spec: ParamSpec) -> str | None:
-        """Why ``spec`` cannot change in the node's present lifecycle state, or None. A
+    def _not_now(self, spec: ParamSpec, value) -> str | None:
+        """Why ``spec`` cannot become ``value`` in the node's present lifecycle state, or None. A
         configure-time value set while configured would answer success and change nothing."""
         state = self._state_machine.current_state[1]     # what rclpy's trigger_shutdown reads too
         if spec.takes_effect != AT_CONFIGURE or state == "unconfigured":
             return None
+        if same_value(self.get_parameter(spec.name).value, value):
+            return None             # `ros2 param load` of the file it runs with: nothing to change
         steps = {"active": ("deactivate", "cleanup"), "inactive": ("cleanup",)}.get(state)
         if steps is None:           # in a transition, or finalized
             return f"takes effect at configure and the node is {state}"
