@@ -273,7 +273,8 @@ class StopSignals:
     thread is, a subscription callback included. Here a signal only sets ``requested``; the spin
     loop ends after the callback in progress, and the node is torn down before the context.
     While ``interruptible`` (a node's configure, see :func:`stoppable_configure`: loading weights,
-    building an engine, up to minutes) a signal aborts it at once with KeyboardInterrupt. Nowhere else:
+    building an engine, up to minutes) a signal aborts it with KeyboardInterrupt at the next Python
+    step (a native call such as a TensorRT build ends first). Nowhere else:
     an exception raised by a signal lands wherever the main thread is, in the import machinery's
     weakref callbacks too, where Python prints it ("Exception ignored in ...") and drops it; the
     node's quick construction only records the request, which start-up checks right after."""
