@@ -105,6 +105,23 @@ def test_in_a_namespace_the_default_topics_are_the_namespace_s(node_factory, cli
     assert out.humans[0].root_source == HumanPose3D.ROOT_FROM_INTRINSICS
 
 
+def test_two_lifters_of_one_name_in_two_namespaces_report_apart(node_factory, clip):
+    """`ros2 run cfi_pose_ros lift_node --ros-args -r __node:=my_lifter -r __ns:=/robot1` (and
+    /robot2): the two report on the global /diagnostics under their fully qualified names (the
+    bare node name was the same for both, so a diagnostic aggregator or monitor, which keys by
+    status name, showed one lifter flapping between the two)."""
+    import os
+
+    namespaces = [f"/robot1_{os.getpid()}", f"/robot2_{os.getpid()}"]
+    nodes = [node_factory(namespace=namespace, node_name="my_lifter") for namespace in namespaces]
+    for node in nodes:
+        assert node.send_and_receive(clip_msg(clip, 0, sec=8)) is not None, node.log()
+    seen = set()
+    nodes[0].spin_until(lambda: seen.update(s.name for d in nodes[0].diagnostics for s in d.status)
+                        or {f"{namespace[1:]}/my_lifter: lifting" for namespace in namespaces} <= seen, 10.0)
+    assert {f"{namespace[1:]}/my_lifter: lifting" for namespace in namespaces} <= seen, seen
+
+
 def test_without_camera_info_poses_are_root_relative(node_factory, clip):
     node = node_factory()
     out = node.send_and_receive(clip_msg(clip, 0, sec=5))

@@ -222,6 +222,14 @@ class SpecLifecycleNode(LifecycleNode):
             (self.get_logger().error if error else self.get_logger().warning)(text)
 
 
+def diagnostics_status_name(node: LifecycleNode, task: str) -> str:
+    """``<namespace>/<node>: <task>`` (``cfi_pose_lifter: lifting`` in the root namespace): the
+    status name a diagnostic aggregator or monitor keys by, on the one global /diagnostics. The bare
+    node name is the same for two lifters in two namespaces (launch's ``namespace:=cam_left`` /
+    ``cam_right``), whose statuses then overwrote each other there."""
+    return f"{node.get_fully_qualified_name().lstrip('/')}: {task}"
+
+
 def diagnostics_msg(node: LifecycleNode, status: DiagnosticStatus, summary: dict,
                     extra: dict[str, str]) -> DiagnosticArray:
     """One DiagnosticArray: ``status`` with the node-specific ``extra`` values, then the

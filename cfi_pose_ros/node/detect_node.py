@@ -51,7 +51,8 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, Unsuppo
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
-from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg, newest_only_qos,
+from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg,
+                                   diagnostics_status_name, newest_only_qos,
                                    output_qos, run, stoppable_configure)
 from cfi_pose_ros.runtime_stats import RollingStats
 
@@ -335,7 +336,7 @@ class DetectNode(SpecLifecycleNode):
             recent_drops = self._drops_since_diag
             self._drops_since_diag = Counter()
         stages = self.stages.percentiles()
-        status = DiagnosticStatus(name=f"{self.get_name()}: 2D detection", hardware_id=self.describe())
+        status = DiagnosticStatus(name=diagnostics_status_name(self, "2D detection"), hardware_id=self.describe())
         status.level, status.message = DiagnosticStatus.OK, "detecting"
         total_p99 = stages.get("total", (0.0, 0.0, 0))[1]
         if self._subscription is None:             # configured, not active: nothing is detected

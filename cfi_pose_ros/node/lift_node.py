@@ -30,7 +30,8 @@ from cfi_pose_ros.frames import RigidTransform
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, markers_to_msg, stamp_seconds
-from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg, newest_only_qos,
+from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg,
+                                   diagnostics_status_name, newest_only_qos,
                                    output_qos, run, stoppable_configure)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, camera_from_info,
@@ -277,7 +278,7 @@ class LiftNode(SpecLifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         summary = self.stats.summary(time.monotonic())
-        status = DiagnosticStatus(name=f"{self.get_name()}: lifting", hardware_id=self.lifter.backend
+        status = DiagnosticStatus(name=diagnostics_status_name(self, "lifting"), hardware_id=self.lifter.backend
                                   if self.lifter else "")
         status.level, status.message = DiagnosticStatus.OK, "lifting"
         if not self._subscriptions_active:          # configured, not active: nothing is lifted
