@@ -94,7 +94,8 @@ def test_known_pose_is_placed_in_camera_frame_with_stamp_and_frame(node_factory,
 
 def test_in_a_namespace_the_default_topics_are_the_namespace_s(node_factory, clip):
     """`ros2 launch cfi_pose_ros lift.launch.py namespace:=cam_left`: the default (relative) topic
-    names resolve in the namespace, so two cameras' lifters neither share nor mix topics."""
+    names resolve in the namespace, so two cameras' lifters neither share nor mix topics, and the
+    log says which topics they are."""
     import os
 
     node = node_factory(namespace=f"/cam_left_{os.getpid()}")
@@ -103,6 +104,8 @@ def test_in_a_namespace_the_default_topics_are_the_namespace_s(node_factory, cli
     out = node.send_and_receive(clip_msg(clip, 0, sec=6))
     assert out is not None and len(out.humans) == 2, node.log()
     assert out.humans[0].root_source == HumanPose3D.ROOT_FROM_INTRINSICS
+    # the log names the topics as resolved (and remapped), not the parameters' relative values
+    assert f"active: {node.topics['input_topic']} -> {node.topics['output_topic']}" in node.log()
 
 
 def test_two_lifters_of_one_name_in_two_namespaces_report_apart(node_factory, clip):

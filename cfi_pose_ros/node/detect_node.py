@@ -229,8 +229,8 @@ class DetectNode(SpecLifecycleNode):
         self._subscription = self.create_subscription(
             msg_type, self.p("image_topic"), self._on_image, newest_only_qos(self.p("input_reliability")),
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self.on_incompatible_qos))
-        self.get_logger().info(f"active: {self.p('image_topic')} ({msg_type.__name__}) -> "
-                               f"{self.p('keypoints_topic')}")
+        self.get_logger().info(f"active: {self._subscription.topic_name} ({msg_type.__name__}) -> "
+                               f"{self._keypoints_pub.topic_name}")     # resolved and remapped, as the lifter's
         return super().on_activate(state)
 
     def _stop_worker(self) -> None:

@@ -108,7 +108,8 @@ class LiftNode(SpecLifecycleNode):
             self._subscriptions_active.append(self.create_subscription(
                 Image, self.p("depth_topic"), self._on_depth, newest_only_qos(self.p("input_reliability")),
                 event_callbacks=events))
-        self.get_logger().info(f"active: {self.p('input_topic')} -> {self.p('output_topic')}")
+        # as resolved in the namespace and remapped (`-r human_pose_3d:=/out`), not the parameters' values
+        self.get_logger().info(f"active: {self._subscriptions_active[0].topic_name} -> {self._pose_pub.topic_name}")
         return super().on_activate(state)
 
     def _unsubscribe(self) -> None:
