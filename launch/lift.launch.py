@@ -18,6 +18,8 @@ override the ones people change most, when given: one left out (empty, its
 default) keeps the parameters file's value. The detector always publishes on the
 lifter's input topic: input_topic:=... when given, else the lifter's file's.
 """
+import atexit
+import contextlib
 import os
 import tempfile
 
@@ -117,7 +119,14 @@ class GivenArgumentsFile(Substitution):
         descriptor, path = tempfile.mkstemp(prefix="cfi_pose_launch_", suffix=".yaml")
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             yaml.safe_dump({"/**": {"ros__parameters": values}}, file)
+        # the nodes read it once, when they start; left in /tmp it was one more file per launch, for good
+        atexit.register(_remove_file, path)
         return path
+
+
+def _remove_file(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _detector_keypoints_topic(given) -> dict:

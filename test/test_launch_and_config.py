@@ -128,6 +128,20 @@ def test_launch_arguments_not_given_leave_the_parameters_file_alone():
     assert values == {"body_size_prior": 0.8, "autostart": False}
 
 
+def test_the_launch_time_parameters_file_is_removed_when_launch_exits(monkeypatch):
+    """`ros2 launch` writes the given arguments into a file in /tmp for each node; the launch process
+    removes it when it exits (it was left behind, one more file per launch of a robot's lifetime)."""
+    import atexit
+
+    at_exit = []
+    monkeypatch.setattr(atexit, "register", lambda function, *args: at_exit.append((function, args)))
+    _, path, _ = _launch_parameters("NODE_NAME", {"body_size_prior": "0.8"})
+    assert path.exists()        # the node reads it when it starts, after perform
+    for function, args in at_exit:
+        function(*args)
+    assert not path.exists()
+
+
 def test_launch_file_refers_to_installed_executable_and_config(ros_env):
     from cfi_pose_ros.node.process import installed_paths
 
