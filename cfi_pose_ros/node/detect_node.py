@@ -52,8 +52,7 @@ from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
 from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg,
-                                   diagnostics_status_name, newest_only_qos,
-                                   output_qos, run, stoppable_configure)
+                                   diagnostics_status_name, newest_only_qos, output_qos, run, stoppable_configure)
 from cfi_pose_ros.runtime_stats import RollingStats
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not

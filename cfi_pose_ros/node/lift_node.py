@@ -31,8 +31,7 @@ from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, markers_to_msg, stamp_seconds
 from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg,
-                                   diagnostics_status_name, newest_only_qos,
-                                   output_qos, run, stoppable_configure)
+                                   diagnostics_status_name, newest_only_qos, output_qos, run, stoppable_configure)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, camera_from_info,
                                       image_size_from_info, lift_keypoints, pipeline_config, pose_smoother,
