@@ -606,13 +606,16 @@ def test_a_stop_signal_during_a_configure_asked_over_the_lifecycle_service_abort
     from ros_harness import LifecycleClient
 
     # onnxruntime: the backend that exports the model first on every machine; a name of its own
-    # beside lift_probe's cfi_pose_lifter
-    name = f"configuring_{os.getpid()}"
+    # beside lift_probe's cfi_pose_lifter, and beside the other signal's node that has just exited
+    name = f"configuring_{signum.name.lower()}_{os.getpid()}"
     node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "onnxruntime",
                                               "engine_cache_dir": str(tmp_path / "empty_cache")}, node_name=name)
     try:
         lifecycle = LifecycleClient(node.client, name, node.spin_until)
-        lifecycle.state()
+        try:
+            lifecycle.state()
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the node's log:\n{node.log()}") from None
         lifecycle.request_transition(Transition.TRANSITION_CONFIGURE)
         assert node.spin_until(lambda: "onnx export: not cached yet" in node.log(), 60), node.log()
         node.process.send_signal(signum)
