@@ -466,6 +466,26 @@ def test_detector_lifecycle_over_services(started, h36m_image):
     assert path.detector.poll() is None
 
 
+def test_a_detector_configure_that_failed_on_its_model_is_fixed_with_param_set(started, h36m_image, tmp_path):
+    """As for the lifter's weights: a model path set while unconfigured is what the next configure
+    loads (the model paths were read-only: only a restart helped); while active it is refused."""
+    from lifecycle_msgs.msg import State, Transition
+    from ros_harness import LifecycleClient, ParameterClient
+
+    path = started(detector={"autostart": False, "keypoint_model": str(tmp_path / "nowhere.onnx")}, lifter=False)
+    lifecycle = LifecycleClient(path.node, path.detector_name, path.spin_until)
+    params = ParameterClient(path.node, path.detector_name, path.spin_until)
+    assert not lifecycle.transition(Transition.TRANSITION_CONFIGURE)
+    assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
+    params.set_ok(keypoint_model=str(MOVENET))
+    assert lifecycle.transition(Transition.TRANSITION_CONFIGURE)
+    assert lifecycle.transition(Transition.TRANSITION_ACTIVATE)
+    assert path.send(image_msg(h36m_image, "rgb8", sec=6100), until="keypoints") is not None, path.report()
+    (refused,) = params.set(keypoint_model=str(tmp_path / "other.onnx"))
+    assert not refused.successful and "takes effect at configure and the node is active" in refused.reason
+    assert path.detector.poll() is None
+
+
 def test_a_joint_beyond_float32_is_published_as_missing():
     """A keypoint model's coordinate mapped back through a degenerate box can be finite in float64 and
     beyond float32: the message's float32 field made it inf, and the lifter dropped the whole person
