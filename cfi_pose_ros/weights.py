@@ -9,6 +9,10 @@ bounds what a bad file can cost: the config's tensor shapes against the tensor
 file's header (no model built, nothing allocated: a JSON edited to ``dim: 2048``
 fails before it can allocate gigabytes), then the tensors are read and must be
 finite (a diverged training run saves NaN weights with a consistent SHA-256).
+What the tensors mean but their shapes do not tell (the number of attention
+heads, the joint layout, the input normalisation) is also written into the
+tensor file's header, which the SHA-256 covers, and must match the JSON: a JSON
+edited to ``heads: 4`` would otherwise load the tensors into another model.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from .skeleton import H36M_17, LAYOUTS
 FORMAT = "cfi_pose_ros.weights/1"
 NORMALIZATION = "screen: uv / image_width * 2 - [1, image_height / image_width]"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "cfi_h36m.safetensors"
+MEANING_KEY = "cfi_pose_ros.meaning"   # the safetensors header entry save_weights writes
 MAX_SIZE = 2**63          # torch's sizes are int64; a bigger int is no size (and overflows float arithmetic)
 
 
@@ -79,12 +84,11 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
     # interrupted save leaves the previous pair as it was (at worst the two renames apart).
     tensors_partial = tensors_path.with_suffix(".safetensors.partial")
     config_partial = config_path.with_suffix(".json.partial")
-    save_file(state, str(tensors_partial))
+    meaning = {"model": model.config.to_dict(), "joint_layout": H36M_17.name, "normalization": NORMALIZATION}
+    save_file(state, str(tensors_partial), metadata={MEANING_KEY: json.dumps(meaning, sort_keys=True)})
     config = {
         "format": FORMAT,
-        "model": model.config.to_dict(),
-        "joint_layout": H36M_17.name,
-        "normalization": NORMALIZATION,
+        **meaning,
         "output": "root-relative 3D joints, metres, camera frame (x right, y down, z forward)",
         "training": training or {},
         "metrics": metrics or {},
@@ -206,16 +210,35 @@ def _beyond_the_file(config: CFIConfig, header: dict[str, tuple[tuple[int, ...],
     return None
 
 
-def _header_shapes(tensors_path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
-    """The tensor shapes and dtypes a safetensors file's header declares (no tensor data read)."""
+def _read_header(tensors_path: Path) -> tuple[dict[str, tuple[tuple[int, ...], str]], dict[str, str]]:
+    """The tensor shapes and dtypes a safetensors file's header declares, and its metadata
+    (no tensor data read)."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(tensors_path), framework="pt") as f:
             slices = {k: f.get_slice(k) for k in f.keys()}
-            return {k: (tuple(s.get_shape()), s.get_dtype()) for k, s in slices.items()}
+            return ({k: (tuple(s.get_shape()), s.get_dtype()) for k, s in slices.items()},
+                    f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{tensors_path}: unreadable safetensors file ({exc})") from exc
+
+
+def _meaning_mismatch(info: WeightsInfo, metadata: dict[str, str]) -> str | None:
+    """Where the JSON says something else than the tensor file's own record of what its tensors
+    mean, or ``None``. Files saved before that record existed have none and are taken as they are."""
+    if MEANING_KEY not in metadata:
+        return None
+    try:
+        recorded = json.loads(metadata[MEANING_KEY])
+        recorded_model = CFIConfig.from_dict(recorded["model"]).to_dict()
+    except (ValueError, RecursionError, KeyError, TypeError) as exc:
+        return f"its record of what the tensors mean is unreadable ({exc})"
+    differences = [f"{k}: JSON {v!r}, tensors {recorded_model.get(k)!r}"
+                   for k, v in info.model.to_dict().items() if recorded_model.get(k) != v]
+    differences += [f"{k}: JSON {getattr(info, k)!r}, tensors {recorded.get(k)!r}"
+                    for k in ("joint_layout", "normalization") if recorded.get(k) != getattr(info, k)]
+    return "; ".join(differences) or None
 
 
 def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tuple[CFINet, WeightsInfo]:
@@ -233,7 +256,7 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
     if info.sha256 and info.sha256 != actual_sha:
         raise WeightsError(f"{tensors_path}: SHA-256 {actual_sha[:12]}... does not match the config's "
                            f"{info.sha256[:12]}... (truncated, corrupted or replaced file)")
-    header = _header_shapes(tensors_path)
+    header, metadata = _read_header(tensors_path)
     impossible = _beyond_the_file(info.model, header)
     if impossible:
         raise WeightsError(f"{tensors_path}: tensors do not match the architecture in the config "
@@ -259,6 +282,11 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
             details.append(f"{len(wrong_dtype)} not float32 (e.g. {k}: {header[k][1]})")
         raise WeightsError(f"{tensors_path}: tensors do not match the architecture in the config "
                            f"(dim={info.model.dim}, depth={info.model.depth}): " + "; ".join(details))
+    # Only now: a shape mismatch is said in the tensors' own terms above.
+    mismatch = _meaning_mismatch(info, metadata)
+    if mismatch:
+        raise WeightsError(f"{tensors_path}: the JSON beside it describes another model than the one these "
+                           f"tensors were saved from ({mismatch}); an edited or swapped JSON?")
     try:
         state = load_file(str(tensors_path), device=device)
     except (SafetensorError, OSError, ValueError) as exc:

@@ -129,6 +129,41 @@ def test_json_with_an_ablated_branch(saved):
         load_weights(path)
 
 
+@pytest.mark.parametrize("edit, field", [
+    (lambda c: c["model"].update(heads=4), "heads"),           # the same tensor shapes, another model
+    (lambda c: c["model"].update(dropout=0.5), "dropout"),
+    (lambda c: c.update(joint_layout="coco_17"), "joint_layout"),
+    (lambda c: c.update(normalization="pixels"), "normalization"),
+])
+def test_a_json_that_describes_another_model_with_the_same_tensor_shapes_is_refused(saved, edit, field):
+    """What the shapes do not tell is recorded in the tensor file's header (covered by the
+    SHA-256): a JSON edited to other heads loaded before and lifted people 0.38 m elsewhere."""
+    _, path = saved
+    config_path = path.with_suffix(".json")
+    config = json.loads(config_path.read_text())
+    edit(config)
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match=rf"describes another model.*{field}: JSON"):
+        load_weights(path)
+
+
+def test_a_file_saved_before_the_meaning_record_still_loads(saved):
+    """Weights files written without the header record (earlier releases, other tools) load as
+    before: their JSON is all there is to go by."""
+    from safetensors.torch import load_file, save_file
+    from cfi_pose_ros.weights import file_sha256
+
+    model, path = saved
+    save_file(load_file(str(path)), str(path))
+    config_path = path.with_suffix(".json")
+    config = json.loads(config_path.read_text())
+    config["tensors_sha256"] = file_sha256(path)
+    config_path.write_text(json.dumps(config))
+    loaded, _ = load_weights(path)
+    x = torch.randn(2, 17, 2)
+    assert torch.equal(loaded(x), model.eval()(x))
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c.update(format="something/else"), "format"),
     (lambda c: c["model"].update(colour="blue"), "bad model config"),
@@ -269,7 +304,12 @@ def test_bundled_weights_load_lift_and_carry_their_s9_record(name):
 
     from cfi_pose_ros.weights import DEFAULT_WEIGHTS
 
+    from safetensors import safe_open
+    from cfi_pose_ros.weights import MEANING_KEY
+
     model, info = load_weights(DEFAULT_WEIGHTS.with_name(name + ".safetensors"))
+    with safe_open(str(DEFAULT_WEIGHTS.with_name(name + ".safetensors")), framework="pt") as f:
+        assert json.loads(f.metadata()[MEANING_KEY])["model"] == info.model.to_dict()
     record = info.metrics["S9_gt2d_all_frames"]
     assert record["frames"] == 294176 and 30.0 < record["mpjpe_mm"] < 41.0 and record["p_mpjpe_mm"] < 31.0
     assert record["command"].startswith("python -m training.evaluate")
