@@ -46,6 +46,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from cfi_pose_ros.params_file import read_params_file
+from cfi_pose_ros.root_solver import validate_camera_matrix
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 KEYPOINTS_TYPE = "cfi_pose_ros/msg/HumanKeypoints2DArray"
@@ -623,9 +624,11 @@ def main(argv=None) -> int:
         parser.error("--target-from-camera needs --target-frame (the frame the transform leads to)")
     if args.hfov is not None and not 0.0 < args.hfov < 180.0:
         parser.error(f"--hfov must be a field of view in degrees, 0 < hfov < 180, got {args.hfov}")
-    if args.intrinsics is not None and not (all(math.isfinite(v) for v in args.intrinsics)
-                                            and args.intrinsics[0] > 0 and args.intrinsics[1] > 0):
-        parser.error(f"--intrinsics needs finite FX FY CX CY with FX, FY > 0, got {args.intrinsics}")
+    if args.intrinsics is not None:
+        try:
+            validate_camera_matrix(camera_matrix_for((0, 0), args.intrinsics))
+        except ValueError as exc:
+            parser.error(f"--intrinsics FX FY CX CY {' '.join(f'{v:g}' for v in args.intrinsics)}: {exc}")
     try:
         return _run(args)
     except KeyboardInterrupt:

@@ -93,9 +93,20 @@ _SIGMA_FLOOR_PX = 1.0
 _MIN_PAIR_SEPARATION_M = 0.05     # joint pairs closer than this (in x, y) say little about the depth
 _CONVERGED_M = 1e-4               # stop iterating once no translation moves more than this (0.1 mm)
 MAX_ITERATIONS = 10               # reweighted passes at most (clean people converge in 2-4)
+# What a real camera's K can hold. A focal length of 1e6 px is a 0.7 degree field of view across a
+# 100-megapixel sensor; a focal length of 1 px or a principal point a million pixels away is no
+# camera. Finite values beyond these placed people 1e147 m away (fx = 1e150) or silently not at
+# all (fx = 1e308), as if they came from a calibrated camera.
+_MIN_FOCAL_PX, _MAX_FOCAL_PX = 1.0, 1e6
+_MAX_PRINCIPAL_POINT_PX = 1e6
+_MAX_FOCAL_ASPECT = 10.0          # fy / fx: anamorphic lenses squeeze 2x at most
+# With the sensor's size known: a focal length of 0.05 widths is a field of view wider than any
+# fisheye's pinhole K (a 190 degree equidistant fisheye has ~0.3); 1000 widths is 0.06 degrees.
+_FOCAL_PER_WIDTH = (0.05, 1000.0)
 
 
-def validate_camera_matrix(camera_matrix: Sequence[float] | np.ndarray) -> np.ndarray:
+def validate_camera_matrix(camera_matrix: Sequence[float] | np.ndarray,
+                           sensor_size: tuple[float, float] | None = None) -> np.ndarray:
     """Check a pinhole matrix and return it as a float64 ``(3, 3)`` array.
 
     Accepts ``(3, 3)`` or the 9 row-major floats of ``sensor_msgs/CameraInfo.k``.
@@ -103,7 +114,11 @@ def validate_camera_matrix(camera_matrix: Sequence[float] | np.ndarray) -> np.nd
 
     Raises ``ValueError`` with the reason for: a wrong size, NaN/inf entries,
     an all-zero matrix (``CameraInfo`` of an uncalibrated camera), a zero or
-    negative focal length, or a bottom row that is not ``(0, 0, k > 0)``.
+    negative focal length, a bottom row that is not ``(0, 0, k > 0)``, or values
+    no camera has (focal lengths outside 1..1e6 px or more than 10x apart, a skew
+    larger than the focal length, a principal point 1e6 px away). With
+    ``sensor_size`` (the ``(width, height)`` K is for) also a focal length outside
+    0.05..1000 widths or a principal point more than one size outside the sensor.
     """
     k = np.asarray(camera_matrix, dtype=np.float64)
     if k.size != 9:
@@ -122,7 +137,31 @@ def validate_camera_matrix(camera_matrix: Sequence[float] | np.ndarray) -> np.nd
         raise ValueError(f"focal lengths must be positive, got fx={fx}, fy={fy}")
     if k[1, 0] != 0.0:
         raise ValueError(f"camera matrix K[1, 0] must be 0, got {k[1, 0]}")
+    problem = _implausible_intrinsics(k, sensor_size)
+    if problem:
+        raise ValueError(f"camera matrix is no real camera's: {problem}")
     return k
+
+
+def _implausible_intrinsics(k: np.ndarray, sensor_size: tuple[float, float] | None) -> str | None:
+    fx, fy, skew, cx, cy = k[0, 0], k[1, 1], k[0, 1], k[0, 2], k[1, 2]
+    if not (_MIN_FOCAL_PX <= fx <= _MAX_FOCAL_PX and _MIN_FOCAL_PX <= fy <= _MAX_FOCAL_PX):
+        return f"focal lengths fx={fx:g}, fy={fy:g} px are outside {_MIN_FOCAL_PX:g}..{_MAX_FOCAL_PX:g} px"
+    if not 1.0 / _MAX_FOCAL_ASPECT <= fy / fx <= _MAX_FOCAL_ASPECT:
+        return f"focal lengths fx={fx:g}, fy={fy:g} px are more than {_MAX_FOCAL_ASPECT:g}x apart"
+    if abs(skew) > fx:
+        return f"skew {skew:g} is larger than the focal length fx={fx:g}"
+    if max(abs(cx), abs(cy)) > _MAX_PRINCIPAL_POINT_PX:
+        return f"principal point ({cx:g}, {cy:g}) px is more than {_MAX_PRINCIPAL_POINT_PX:g} px away"
+    if sensor_size is not None:
+        width, height = sensor_size
+        low, high = _FOCAL_PER_WIDTH
+        if not low * width <= min(fx, fy) <= max(fx, fy) <= high * width:
+            return (f"focal lengths fx={fx:g}, fy={fy:g} px do not fit a {width:g} px wide image "
+                    f"({low:g}..{high:g} widths)")
+        if not (-width <= cx <= 2 * width and -height <= cy <= 2 * height):
+            return f"principal point ({cx:g}, {cy:g}) px is far outside the {width:g}x{height:g} image"
+    return None
 
 
 class _LinearSystem:

@@ -248,7 +248,12 @@ def test_zero_image_size_falls_back_to_an_uncalibrated_camera_info_s_size(node_f
     assert all(h.root_source == HumanPose3D.ROOT_RELATIVE for h in out.humans)
 
 
-@pytest.mark.parametrize("matrix", [np.zeros((3, 3)), np.full((3, 3), np.nan)])
+@pytest.mark.parametrize("matrix", [
+    np.zeros((3, 3)), np.full((3, 3), np.nan),
+    # finite but no camera's (people were placed 6e147 m away as ROOT_FROM_INTRINSICS), and a focal
+    # length of 10 px, no camera's for the CameraInfo's 1000 px wide sensor
+    np.array([[1e150, 0, 500], [0, 1e150, 500], [0, 0, 1]]), np.array([[10.0, 0, 500], [0, 10, 500], [0, 0, 1]]),
+])
 def test_bad_camera_info_is_ignored_and_counted(node_factory, clip, matrix):
     node = node_factory()
     send_camera_info(node, clip, matrix)

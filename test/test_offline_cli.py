@@ -248,7 +248,11 @@ def test_a_params_file_value_rcl_refuses_is_refused(tmp_path):
 
 @pytest.mark.parametrize("flags, expected", [
     (["--hfov", "0"], "--hfov must be"), (["--hfov", "180"], "--hfov must be"), (["--hfov", "nan"], "--hfov must be"),
-    (["--intrinsics", "0", "0", "0", "0"], "--intrinsics needs"), (["--intrinsics", "500", "nan", "1", "1"], "--intrinsics needs"),
+    (["--intrinsics", "0", "0", "0", "0"], "focal lengths must be positive"),
+    (["--intrinsics", "500", "nan", "1", "1"], "NaN or inf"),
+    # finite but no camera's: people were placed 1e147 m away
+    (["--intrinsics", "1e150", "1e150", "320", "240"], "no real camera's: focal lengths"),
+    (["--intrinsics", "600", "600", "1e300", "240"], "no real camera's: principal point"),
     (["--target-from-camera", "0", "0", "0", "0", "0", "0", "1"], "--target-from-camera needs --target-frame"),
 ])
 def test_a_bad_setting_is_refused_before_anything_runs(tmp_path, capsys, flags, expected):

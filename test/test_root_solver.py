@@ -187,12 +187,39 @@ def test_shape_mismatch_raises():
     (np.array([[500.0, 0, 320], [0, -1, 240], [0, 0, 1]]), "focal"),
     (np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 0]]), "bottom row"),
     (np.eye(4), "9 entries"),
+    # finite, but no camera's: fx = 1e150 placed a person 6e147 m away, fx = 1e308 silently not at all,
+    # cx = 1e300 6e297 m to the side, fx = 1e-3 at z = 6 um, all as if from a calibrated camera
+    (np.array([[1e150, 0, 320], [0, 1e150, 240], [0, 0, 1]]), "no real camera's: focal lengths"),
+    (np.array([[1e308, 0, 320], [0, 1e308, 240], [0, 0, 1]]), "no real camera's: focal lengths"),
+    (np.array([[1e-3, 0, 320], [0, 1e-3, 240], [0, 0, 1]]), "no real camera's: focal lengths"),
+    (np.array([[500.0, 0, 320], [0, 1, 240], [0, 0, 1]]), "more than 10x apart"),
+    (np.array([[500.0, 1e200, 320], [0, 500, 240], [0, 0, 1]]), "skew"),
+    (np.array([[500.0, 0, 1e300], [0, 500, 240], [0, 0, 1]]), "principal point"),
 ])
 def test_validate_camera_matrix_rejects(bad, message):
     with pytest.raises(ValueError, match=message):
         validate_camera_matrix(bad)
     with pytest.raises(ValueError):
         solve_root_translation(np.zeros((1, 17, 3)), np.zeros((1, 17, 2)), np.ones((1, 17)), bad)
+
+
+@pytest.mark.parametrize("matrix, size, ok", [
+    ([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]], (640, 480), True),
+    ([[190.0, 0, 640], [0, 190, 480], [0, 0, 1]], (1280, 960), True),        # a fisheye's pinhole K
+    ([[2.9e5, 0, 2048], [0, 2.9e5, 1080], [0, 0, 1]], (4096, 2160), True),   # a 1000 mm telephoto
+    ([[1e5, 0, 320], [0, 1e5, 240], [0, 0, 1]], (640, 480), True),           # 0.37 degrees: still a lens
+    ([[1e6, 0, 320], [0, 1e6, 240], [0, 0, 1]], (640, 480), False),          # 0.04 degrees on 640 px
+    ([[20.0, 0, 320], [0, 20, 240], [0, 0, 1]], (640, 480), False),
+    ([[500.0, 0, 2000], [0, 500, 240], [0, 0, 1]], (640, 480), False),
+    ([[500.0, 0, 320], [0, 500, -600], [0, 0, 1]], (640, 480), False),
+])
+def test_validate_camera_matrix_judges_k_against_the_sensor_it_is_for(matrix, size, ok):
+    if ok:
+        validate_camera_matrix(np.array(matrix), size)
+    else:
+        with pytest.raises(ValueError, match="do not fit|far outside"):
+            validate_camera_matrix(np.array(matrix), size)
+        validate_camera_matrix(np.array(matrix))           # without the size: only absolute bounds
 
 
 def test_validate_camera_matrix_normalises():

@@ -63,7 +63,9 @@ def camera_from_info(msg) -> tuple[np.ndarray, tuple[int, int] | None]:
     (full-resolution pixels; all zero = the whole sensor) reduced by ``binning_x`` x ``binning_y``
     (0 = 1), and the keypoints are in that image's pixels: K and the size are moved to it, as
     image_geometry's PinholeCameraModel does."""
-    k = validate_camera_matrix(msg.k)
+    # K is the full sensor's: judged against the sensor's size (a ROI can put the principal point
+    # of the published image far outside it)
+    k = validate_camera_matrix(msg.k, (msg.width, msg.height) if msg.width and msg.height else None)
     bin_x, bin_y = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
     roi = msg.roi
     if roi.width and roi.height:
