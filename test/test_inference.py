@@ -7,9 +7,11 @@ CUDA and TensorRT tests skip with the reason when this machine cannot run them.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -235,6 +237,37 @@ def test_corrupted_cached_onnx_is_exported_again(tmp_path, small):
     assert any("SHA-256" in line for line in lines)
     keypoints = realistic_inputs(4)
     assert float(np.abs(second.lift(keypoints) - eager(model, keypoints)).max()) < ATOL
+
+
+def test_two_processes_needing_one_export_at_once_export_it_once(tmp_path, small):
+    """Two lifters starting together (a launch file with two cameras) both exported the same graph
+    and renamed their files over each other's, so a file could end beside the other's sidecar (and
+    be exported again at every start); one now waits for the other and loads its export."""
+    import subprocess
+    import sys
+
+    if backend_unavailable_reason("onnxruntime"):
+        pytest.skip(f"onnxruntime: {backend_unavailable_reason('onnxruntime')}")
+    _, weights, _ = small
+    go = tmp_path / "go"
+    program = (
+        "import sys, time, pathlib\n"
+        "from cfi_pose_ros.inference import create_lifter\n"
+        "go = pathlib.Path(sys.argv[1])\n"
+        "while not go.exists(): time.sleep(0.005)\n"
+        "create_lifter(sys.argv[2], backend='onnxruntime', cache_dir=sys.argv[3], threads=1,\n"
+        "              log=lambda line: print(line, flush=True))\n")
+    children = [subprocess.Popen([sys.executable, "-c", program, str(go), str(weights), str(tmp_path / "cache")],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    time.sleep(3.0)                  # both imported and polling
+    go.touch()
+    outputs = [child.communicate(timeout=120)[0] for child in children]
+    assert all(child.returncode == 0 for child in children), outputs
+    exports = sum(line.startswith("onnx export:") and "exporting" in line
+                  for out in outputs for line in out.splitlines())
+    assert exports == 1, outputs
+    (onnx,) = (tmp_path / "cache" / "onnx").glob("*.onnx")
+    assert json.loads(cache.sidecar_path(onnx).read_text())["sha256"] == hashlib.sha256(onnx.read_bytes()).hexdigest()
 
 
 def test_reference_check_rejects_a_wrong_backend():

@@ -7,18 +7,24 @@ expects and rebuilds on any difference, a missing/corrupt sidecar, or a file
 whose SHA-256 is not the one recorded. A build or check that failed is
 recorded beside where its artefact would be (``<file>.failed.json``: the key and
 the reason), so that a key that cannot work is not rebuilt on every start; any
-change to the key tries again. The key functions are pure;
+change to the key tries again. Two processes that need one artefact at once (two
+lifters of one launch file) take turns (:func:`one_builder_at_a_time`): the second
+waits and loads what the first built, instead of building it again beside it
+and renaming its own file over the first's between the first's file and sidecar.
+The key functions are pure;
 :func:`load_model` gives a model together with the SHA-256 that keys its artefacts.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 
@@ -141,6 +147,35 @@ def store(path: Path, data: bytes, fields: dict, extra: dict | None = None) -> N
     atomic_write_bytes(path, data)
     sidecar = {"fields": fields, "sha256": hashlib.sha256(data).hexdigest(), **(extra or {})}
     atomic_write_bytes(sidecar_path(path), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+
+
+@contextlib.contextmanager
+def one_builder_at_a_time(path: Path, log: Callable[[str], object], poll_s: float = 0.2) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` (``flock``: released by the kernel when a holder
+    dies) while the artefact at ``path`` is looked up and built, waiting for another holder with a
+    line in ``log``. Polled, so a stop signal ends the wait. A cache directory where no lock file
+    can be made is used without one (nothing is shared there)."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited:
+                    log(f"cache: another process is building {path.name}; waiting for it")
+                    waited = True
+                time.sleep(poll_s)
+        yield
+    finally:
+        os.close(fd)                    # releases the lock
 
 
 def failure_path(path: Path) -> Path:

@@ -213,21 +213,22 @@ def exported_onnx(model: CFINet, weights_sha256: str, cache_dir, precision: str,
                                    opset=OPSET, precision=precision, exporter=exporter_id(),
                                    model=model.config.to_dict())
     path = cache.cache_path(cache_dir, fields, ".onnx") if cache_dir is not None and weights_sha256 else None
-    if path is not None and not refresh:
-        data, reason = cache.load(path, fields)
-        if data is not None:
-            return data, str(path)
-        log(f"onnx export: {reason}; exporting {path.name}")
-    proto, diff = export_onnx(model, precision=precision)
-    data = proto.SerializeToString()
     if path is None:
-        return data, "memory"
-    try:
-        cache.store(path, data, fields, {"max_abs_diff_m": diff})
-    except OSError as exc:
-        log(f"onnx export: cannot write the cache ({exc}); using the export from memory")
-        return data, "memory"
-    return data, str(path)
+        return export_onnx(model, precision=precision)[0].SerializeToString(), "memory"
+    with cache.one_builder_at_a_time(path, log):
+        if not refresh:
+            data, reason = cache.load(path, fields)
+            if data is not None:
+                return data, str(path)
+            log(f"onnx export: {reason}; exporting {path.name}")
+        proto, diff = export_onnx(model, precision=precision)
+        data = proto.SerializeToString()
+        try:
+            cache.store(path, data, fields, {"max_abs_diff_m": diff})
+        except OSError as exc:
+            log(f"onnx export: cannot write the cache ({exc}); using the export from memory")
+            return data, "memory"
+        return data, str(path)
 
 
 def exporter_unavailable_reason() -> str | None:

@@ -62,6 +62,7 @@ device buffers and a PyTorch CUDA stream, so no pycuda/cuda-python is needed.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import threading
@@ -339,6 +340,13 @@ class _Engines:
         fields = self.key_fields(size)
         path = cache.cache_path(cache_dir, fields, ".engine")
         trusted = bool(self.weights_sha256)      # weights without a SHA-256 never use the cache
+        # a second lifter starting beside this one waits for this build and loads it (one GPU
+        # building one engine twice at once takes twice the minutes and the memory)
+        with cache.one_builder_at_a_time(path, self.log) if trusted else contextlib.nullcontext():
+            return self._load_or_build(size, fields, path, trusted)
+
+    def _load_or_build(self, size: int, fields: dict, path: Path, trusted: bool
+                       ) -> tuple[_EngineRunner, float, Path | str]:
         if trusted:
             self._raise_recorded_failure(path, fields, size)
         plan, reason = cache.load(path, fields)
