@@ -18,12 +18,15 @@ TF frames (``body_<id>``, optionally one per joint) of every person.
   frame would name either of them. Nor does anyone when the parent frame
   is empty (an input without ``header.frame_id``): tf2 rejects such a transform in every
   listener, once per message; a frame named like its parent (a self-transform) is skipped too.
+* :class:`NewerStampsOnly` lets each TF frame out only at a stamp newer than its last one: tf2
+  ignores a transform at a stamp it already holds, with a ``TF_REPEATED_DATA`` warning in every
+  listener, and an input that repeats its stamp (one frame sent twice) would cause one per frame.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -136,6 +139,36 @@ class FrameTransform:
 
 
 _FRAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
+TF_BUFFER_NS = 10 * 10**9      # tf2's default buffer length (tf2_ros.Buffer cache_time)
+
+
+class NewerStampsOnly:
+    """Which TF frames to send at a stamp: per child frame, only a stamp newer than the last one
+    sent. tf2 keeps one transform per stamp and frame: another at a stamp it holds is ignored with
+    a ``TF_REPEATED_DATA`` warning in every listener on the robot (RViz included), once per
+    message. A frame seen with a stamp more than tf2's buffer back (a bag played again: listeners
+    on sim time clear their buffers at such a jump) starts over. At most ``max_frames`` frames are
+    remembered, the least recently sent forgotten first."""
+
+    def __init__(self, max_frames: int = 65536):
+        self._last_ns: OrderedDict[str, int] = OrderedDict()
+        self._max_frames = max_frames
+
+    def admit(self, stamp_ns: int, frames: list[FrameTransform]) -> list[FrameTransform]:
+        admitted = []
+        for frame in frames:
+            last = self._last_ns.get(frame.child)
+            if last is not None and last - TF_BUFFER_NS <= stamp_ns <= last:
+                continue
+            self._last_ns[frame.child] = stamp_ns
+            self._last_ns.move_to_end(frame.child)
+            admitted.append(frame)
+        while len(self._last_ns) > self._max_frames:
+            self._last_ns.popitem(last=False)
+        return admitted
+
+    def clear(self) -> None:
+        self._last_ns.clear()
 
 
 def frame_name(prefix: str, track_id: str, joint: str = "") -> str:

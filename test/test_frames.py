@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from cfi_pose_ros.body_pose import body_poses, quaternion_to_rotation_matrix
-from cfi_pose_ros.frames import RigidTransform, camera_up, frame_name, person_frames, transform_people
+from cfi_pose_ros.frames import (TF_BUFFER_NS, NewerStampsOnly, RigidTransform, camera_up, frame_name, person_frames,
+                                 transform_people)
 from cfi_pose_ros.markers import skeleton_markers
 from cfi_pose_ros.pipeline import ROOT_FROM_INTRINSICS, ROOT_RELATIVE, LiftedPerson
 from cfi_pose_ros.skeleton import H36M_17
@@ -159,6 +160,56 @@ def test_transform_stamped_from_a_known_pose():
     assert np.allclose(round_trip.apply(np.zeros(3)), person.position)
 
 
+def test_each_tf_frame_goes_out_once_per_stamp_and_newer_only():
+    """tf2 warns TF_REPEATED_DATA in every listener for a transform at a stamp it holds: an input
+    sent twice (or a zero-stamping driver) would do that every frame."""
+    gate = NewerStampsOnly(max_frames=3)
+    frames = person_frames([standing_person("7"), standing_person("8")], "camera")
+    assert gate.admit(100, frames) == frames
+    assert gate.admit(100, frames) == []                                      # the same stamp again
+    assert gate.admit(99, frames) == []                                       # a late frame
+    later = person_frames([standing_person("8"), standing_person("9")], "camera")
+    assert [f.child for f in gate.admit(101, later)] == ["body_8", "body_9"]  # per frame, a new one passes
+    assert gate.admit(100 - TF_BUFFER_NS - 1, frames) == frames               # the bag again: starts over
+    assert gate.admit(100 - TF_BUFFER_NS - 1, later[1:]) == later[1:]         # body_9 was forgotten (3 at most)
+    gate.clear()
+    assert gate.admit(0, frames) == frames
+
+
+def test_tf_broadcast_sends_a_frame_once_per_stamp_and_a_zero_stamp_at_now():
+    """The glue over the documented ``TransformBroadcaster(node).sendTransform`` (tf2_ros is not
+    installable here: a recorder of its calls stands in for it; the node and its clock are rclpy's)."""
+    if ros_available() is not None:
+        pytest.skip(str(ros_available()))
+    import types
+
+    import rclpy
+    from builtin_interfaces.msg import Time
+
+    from cfi_pose_ros.node.transforms import TransformBroadcast
+
+    sent = []
+    recorder = types.SimpleNamespace(TransformBroadcaster=lambda node: types.SimpleNamespace(
+        sendTransform=lambda transforms: sent.append(list(transforms))))
+    if not rclpy.ok():
+        rclpy.init()
+    node = rclpy.create_node("test_tf_broadcast_stamps")
+    try:
+        broadcast = TransformBroadcast(recorder, node)
+        frames = person_frames([standing_person("7")], "camera")
+        for _ in range(3):
+            broadcast.send(Time(sec=50, nanosec=5), frames)
+        assert len(sent) == 1 and sent[0][0].header.stamp == Time(sec=50, nanosec=5)
+        before = node.get_clock().now().nanoseconds
+        broadcast.send(Time(), frames)
+        broadcast.send(Time(), frames)
+        assert len(sent) == 3                       # each zero-stamped input at its own now
+        stamps = [t[0].header.stamp.sec * 10**9 + t[0].header.stamp.nanosec for t in sent[1:]]
+        assert before <= stamps[0] < stamps[1]
+    finally:
+        node.destroy_node()
+
+
 def test_tf2_glue_broadcasts_and_looks_up():
     """The tf2_ros glue against the real tf2_ros: a broadcast transform is found by the lookup."""
     if ros_available() is not None:
@@ -186,9 +237,9 @@ def test_tf2_glue_broadcasts_and_looks_up():
         broadcast = TransformBroadcast(tf2_ros, node)
         frame = FrameTransform("base_link", "camera_optical_frame", np.array([0.0, 0.0, CAMERA_HEIGHT]),
                                np.array(BASE_FROM_OPTICAL_Q))
-        stamp = node.get_clock().now().to_msg()
         found, deadline = None, time.monotonic() + 10.0
         while found is None and time.monotonic() < deadline:
+            stamp = node.get_clock().now().to_msg()        # one frame goes out once per stamp
             broadcast.send(stamp, [frame])
             executor.spin_once(timeout_sec=0.05)
             try:

@@ -15,7 +15,7 @@ import threading
 
 from geometry_msgs.msg import TransformStamped
 
-from cfi_pose_ros.frames import FrameTransform, RigidTransform
+from cfi_pose_ros.frames import FrameTransform, NewerStampsOnly, RigidTransform
 
 
 def transform_stamped(stamp, frame: FrameTransform) -> TransformStamped:
@@ -113,11 +113,19 @@ class TransformLookup:
 
 
 class TransformBroadcast:
-    """``/tf`` output through ``tf2_ros.TransformBroadcaster``."""
+    """``/tf`` output through ``tf2_ros.TransformBroadcaster``: each frame at most once per stamp
+    (:class:`~cfi_pose_ros.frames.NewerStampsOnly`); an input stamped zero (no time) is sent at the
+    node's clock's now: tf2 stores 0 as the time 0, further back than its buffer from any stamped
+    transform (``TF_OLD_DATA`` in every listener), and a zero-stamping driver repeats it every frame."""
 
     def __init__(self, tf2_ros, node):
         self._broadcaster = tf2_ros.TransformBroadcaster(node)
+        self._clock = node.get_clock()
+        self._newer_only = NewerStampsOnly()
 
     def send(self, stamp, frames: list[FrameTransform]) -> None:
+        if stamp.sec == 0 and stamp.nanosec == 0:
+            stamp = self._clock.now().to_msg()
+        frames = self._newer_only.admit(stamp.sec * 10**9 + stamp.nanosec, frames)
         if frames:
             self._broadcaster.sendTransform([transform_stamped(stamp, frame) for frame in frames])
