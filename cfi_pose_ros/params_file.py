@@ -25,7 +25,13 @@ def read_params_file(path: str | Path | None, node_name: str) -> dict:
         return {}
     import yaml
 
-    data = yaml.load(Path(path).read_text(), Loader=_params_file_loader())
+    try:
+        # Streamed, as rcl reads it: /dev/zero or a binary file stops at its first character YAML
+        # refuses, instead of being read whole into memory first (/dev/zero: never ending).
+        with open(path, "rb") as stream:
+            data = yaml.load(stream, Loader=_params_file_loader())
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a parameters file rcl can parse ({' '.join(str(exc).split())})") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -57,6 +63,14 @@ def _params_file_loader():
 
     class Loader(yaml.SafeLoader):
         yaml_implicit_resolvers: dict = {}
+
+        def compose_node(self, parent, index):
+            # rcl refuses every alias ("Will not support aliasing"); read, a few lines of nested
+            # aliases expand to billions of parameters (hours and all the memory there is)
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.composer.ComposerError(None, None, "an alias (*name): rcl does not support aliasing",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
 
         def construct_mapping(self, node, deep=False):
             self.flatten_mapping(node)

@@ -246,6 +246,39 @@ def test_a_params_file_value_rcl_refuses_is_refused(tmp_path):
     with pytest.raises(ValueError, match="weights"):
         read_params_file(path, "cfi_pose_lifter")
 
+
+def test_a_params_file_alias_is_refused_as_rcl_refuses_it(tmp_path):
+    """rcl refuses every YAML alias ("Will not support aliasing"); PyYAML expanded them, so nine lines
+    of nested aliases flattened to 10**9 parameters (the offline CLI stopped at 40 s and 3.7 GB)."""
+    from cfi_pose_ros.params_file import read_params_file
+
+    path = tmp_path / "aliases.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    a: &x 5\n    b: *x\n")
+    with pytest.raises(Exception, match="aliasing"):
+        _rclpy_parameters(path, "cfi_pose_lifter")
+    with pytest.raises(ValueError, match=f"{path}: .*aliasing"):
+        read_params_file(path, "cfi_pose_lifter")
+    anchor_only = tmp_path / "anchor.yaml"
+    anchor_only.write_text("/**:\n  ros__parameters:\n    a: &x 5\n")
+    assert read_params_file(anchor_only, "cfi_pose_lifter") == _rclpy_parameters(anchor_only, "cfi_pose_lifter")
+
+
+def test_a_params_file_that_never_ends_is_one_line_and_exit_2(ros_env, tmp_path):
+    """--params-file /dev/zero was read whole before it was parsed: the offline CLI took memory until
+    a MemoryError traceback (3.4 GB in 3 s under a 4 GB cap; without a cap, all there is)."""
+    import subprocess
+    import sys
+
+    probe = ("import resource, sys\n"
+             "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+             "from cfi_pose_ros.offline import main\n"
+             "sys.exit(main(sys.argv[1:]))\n")
+    run = subprocess.run([sys.executable, "-P", "-c", probe, str(tmp_path / "clip.npz"), "--params-file", "/dev/zero",
+                          "--out", str(tmp_path / "out"), "--quiet", "--no-video"],
+                         env=ros_env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines()[-1].startswith("offline: error: /dev/zero: not a parameters file"), run.stderr
+
 @pytest.mark.parametrize("flags, expected", [
     (["--hfov", "0"], "--hfov must be"), (["--hfov", "180"], "--hfov must be"), (["--hfov", "nan"], "--hfov must be"),
     (["--intrinsics", "0", "0", "0", "0"], "focal lengths must be positive"),
