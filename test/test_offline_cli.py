@@ -124,6 +124,79 @@ def test_a_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, expected)
     assert "Traceback" not in "\n".join(err) and err[-1].startswith("offline: error: ") and expected in err[-1], err
 
 
+def _clip_file(path, **changes):
+    """The demo clip's arrays with ``changes`` (None: left out), as an .npz at ``path``."""
+    from cfi_pose_ros.node.replay import DEFAULT_CLIP
+
+    with np.load(DEFAULT_CLIP) as data:
+        arrays = {name: data[name] for name in data.files}
+    np.savez(path, **{name: array for name, array in {**arrays, **changes}.items() if array is not None})
+    return path
+
+
+def _npy_stating(shape) -> bytes:
+    """A .npy file that states ``shape`` float64 values and holds none of them."""
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("problem, expected", [
+    # each was a traceback (exit 1): SystemError, IndexError, TypeError, EOFError, AttributeError, MemoryError
+    ("negative_image_size", "image_size [-5, 480] is no image size in pixels"),
+    ("scores_of_fewer_frames", "scores has shape (3, 2, 17), expected (150, 2, 17)"),
+    ("pixels_of_one_axis", "pixels has shape (5,), expected (frames, people, 17, 2)"),
+    ("empty_file", "empty file"),
+    ("single_array", "a single array, not an .npz archive"),
+    ("array_stating_2e40_values", "an array states more data than the file holds"),
+    ("complex_pixels", "pixels holds complex128"),                     # the imaginary parts were dropped
+])
+def test_a_clip_that_is_no_clip_is_one_line_and_exit_2(tmp_path, capsys, problem, expected):
+    import zipfile
+
+    path = tmp_path / f"{problem}.npz"
+    clip = Clip.load()
+    if problem == "negative_image_size":
+        _clip_file(path, image_size=np.array([-5, 480]))
+    elif problem == "scores_of_fewer_frames":
+        _clip_file(path, scores=clip.scores[:3])
+    elif problem == "pixels_of_one_axis":
+        _clip_file(path, pixels=np.zeros(5))
+    elif problem == "empty_file":
+        path.write_bytes(b"")
+    elif problem == "single_array":
+        with open(path, "wb") as f:
+            np.save(f, clip.pixels)
+    elif problem == "array_stating_2e40_values":
+        with zipfile.ZipFile(_clip_file(path, pixels=None), "a") as archive:
+            archive.writestr("pixels.npy", _npy_stating((2**40, 2, 17, 2)))
+    elif problem == "complex_pixels":
+        _clip_file(path, pixels=clip.pixels.astype(complex))
+    assert offline([str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-video"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err) and err[-1].startswith(f"offline: error: {path}: not a clip"), err
+    assert expected in err[-1], err
+
+
+def test_a_clip_stating_more_than_a_clip_holds_is_refused_before_it_is_read(tmp_path, capsys, monkeypatch):
+    """An archive of a few MB states gigabytes of zeros (deflated): np.load read them all (a 3 MB file
+    took 3.6 GB) before anything was checked. The sizes the archive states are checked first."""
+    import cfi_pose_ros.node.replay as replay
+
+    monkeypatch.setattr(replay, "MAX_CLIP_BYTES", 1 << 20)
+    frames = 3000                                                        # 2.7 MB of float64 zeros
+    path = tmp_path / "zeros.npz"
+    np.savez_compressed(path, pixels=np.zeros((frames, 2, 17, 2)), scores=np.zeros((frames, 2, 17)),
+                        truth_camera_m=np.zeros((frames, 2, 17, 3)), ids=np.array(["a", "b"]),
+                        camera_matrix=np.eye(3), image_size=np.array([640, 480]), layout=np.array("h36m_17"))
+    assert path.stat().st_size < 1 << 20
+    assert offline([str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-video"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"offline: error: {path}: not a clip") and "more than a clip's 1048576" in err[-1], err
+
+
 PARAMS_FILE = """\
 /**:
   ros__parameters:

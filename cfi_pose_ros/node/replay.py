@@ -8,6 +8,8 @@ matched to its frame by the header stamp.
 from __future__ import annotations
 
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +21,13 @@ from visualization_msgs.msg import MarkerArray
 
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, HumanPose3DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import LAYOUT_IDS, stamp_ns
+from cfi_pose_ros.skeleton import LAYOUTS
 
 DEFAULT_CLIP = Path(__file__).resolve().parents[1] / "data" / "demo_clip_h36m_s9.npz"
+# The bundled demo clip holds 0.2 MB of arrays, an hour of ten people at 30 fps 450 MB (float32). A zip
+# member is never read past the size the archive states for it, so this bounds what loading costs
+# (an archive of a few MB can state gigabytes of zeros).
+MAX_CLIP_BYTES = 1 << 30
 
 
 @dataclass
@@ -35,10 +42,55 @@ class Clip:
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_CLIP) -> "Clip":
-        with np.load(path) as data:
-            return cls(pixels=data["pixels"], scores=data["scores"], ids=[str(i) for i in data["ids"]],
-                       camera_matrix=data["camera_matrix"], image_size=tuple(int(v) for v in data["image_size"]),
-                       layout=str(data["layout"]), truth_camera_m=data["truth_camera_m"])
+        """The clip in ``path``; ``ValueError`` (``KeyError`` for a missing array), saying why, when
+        the file is not a clip in the bundled format, before anything is built from it."""
+        try:
+            archive = np.load(path)
+        except EOFError as exc:                     # an empty file
+            raise ValueError("empty file") from exc
+        except zipfile.BadZipFile as exc:
+            raise ValueError(f"damaged archive ({exc})") from exc
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive of arrays")
+        with archive as data:
+            stated = sum(member.file_size for member in data.zip.infolist())
+            if stated > MAX_CLIP_BYTES:
+                raise ValueError(f"its arrays take {stated} bytes, more than a clip's {MAX_CLIP_BYTES}")
+            try:
+                arrays = {name: data[name] for name in ("pixels", "scores", "ids", "camera_matrix", "image_size",
+                                                         "layout", "truth_camera_m")}
+            except MemoryError as exc:              # a .npy header stating more than its member holds
+                raise ValueError("an array states more data than the file holds") from exc
+            except (zipfile.BadZipFile, zlib.error) as exc:
+                raise ValueError(f"damaged archive ({exc})") from exc
+        problem = _clip_problem(arrays)
+        if problem:
+            raise ValueError(problem)
+        return cls(pixels=arrays["pixels"], scores=arrays["scores"], ids=[str(i) for i in arrays["ids"]],
+                   camera_matrix=arrays["camera_matrix"], image_size=tuple(int(v) for v in arrays["image_size"]),
+                   layout=str(arrays["layout"]), truth_camera_m=arrays["truth_camera_m"])
+
+
+def _clip_problem(arrays: dict[str, np.ndarray]) -> str | None:
+    """What makes these arrays no clip (shapes that do not fit each other, numbers that are no
+    numbers, a size no message carries), or ``None``."""
+    layout = str(arrays["layout"]) if arrays["layout"].ndim == 0 else None
+    if layout not in LAYOUT_IDS:
+        return f"layout {arrays['layout']!r:.60} is not one of {sorted(LAYOUT_IDS)}"
+    joints, pixels = LAYOUTS[layout].num_joints, arrays["pixels"]
+    if pixels.ndim != 4 or pixels.shape[2:] != (joints, 2):
+        return f"pixels has shape {pixels.shape}, expected (frames, people, {joints}, 2) for {layout}"
+    frames, people = pixels.shape[:2]
+    for name, shape, kinds in (("pixels", pixels.shape, "fiu"), ("scores", (frames, people, joints), "fiu"),
+                               ("truth_camera_m", (frames, people, joints, 3), "fiu"), ("ids", (people,), "iuU"),
+                               ("camera_matrix", (3, 3), "fiu"), ("image_size", (2,), "iu")):
+        if arrays[name].shape != shape:
+            return f"{name} has shape {arrays[name].shape}, expected {shape} (pixels: {pixels.shape})"
+        if arrays[name].dtype.kind not in kinds:
+            return f"{name} holds {arrays[name].dtype}"
+    if not all(0 <= size < 2**32 for size in arrays["image_size"].tolist()):
+        return f"image_size {arrays['image_size'].tolist()} is no image size in pixels"
+    return None
 
 
 def keypoints_msg(pixels: np.ndarray, scores: np.ndarray, ids: list[str], image_size: tuple[int, int],
