@@ -31,6 +31,9 @@ NORMALIZATION = "screen: uv / image_width * 2 - [1, image_height / image_width]"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "cfi_h36m.safetensors"
 MEANING_KEY = "cfi_pose_ros.meaning"   # the safetensors header entry save_weights writes
 MAX_SIZE = 2**63          # torch's sizes are int64; a bigger int is no size (and overflows float arithmetic)
+# A weights config is a few kB (architecture, training record, metrics); more is no config, and
+# reading it whole first would take all the memory a big (or sparse: free on disk) file asks for.
+MAX_CONFIG_BYTES = 16 << 20
 
 
 def resolve_weights(value: str) -> str:
@@ -128,9 +131,14 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
             raise WeightsError(f"weights file missing: {p} (a weights file is a .safetensors "
                                f"tensor file with a .json config beside it)")
     try:
-        config = json.loads(config_path.read_text())
+        with open(config_path, "rb") as f:
+            text = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise WeightsError(f"{config_path}: cannot read ({exc.strerror or exc})") from exc
+    if len(text) > MAX_CONFIG_BYTES:
+        raise WeightsError(f"{config_path}: more than {MAX_CONFIG_BYTES} bytes, not a weights config")
+    try:
+        config = json.loads(text)
     except (ValueError, RecursionError) as exc:    # JSONDecodeError, UnicodeDecodeError, an int of 5000 digits
         raise WeightsError(f"{config_path}: not valid JSON ({exc})") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:

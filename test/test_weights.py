@@ -268,6 +268,30 @@ def test_a_tampered_dim_fails_before_anything_is_allocated(saved):
     assert float(grown_mib) < 30, f"peak memory grew by {float(grown_mib):.0f} MiB"
 
 
+def test_a_config_of_a_gigabyte_fails_without_being_read(saved):
+    """The JSON was read whole before it was parsed: a config padded to 1 GiB (a sparse file, free on
+    disk) took 2.3 GB; one of 20 GiB all the memory a robot has. Measured in a fresh process."""
+    import subprocess
+    import sys
+
+    _, path = saved
+    with open(path.with_suffix(".json"), "r+b") as f:
+        f.truncate(1 << 30)                  # the config, then NUL bytes up to 1 GiB (a hole)
+    probe = (
+        PEAK_RSS_SOURCE + "import sys\n"
+        "from cfi_pose_ros.weights import WeightsError, load_weights\n"
+        "before = peak_rss()\n"
+        "try:\n"
+        "    load_weights(sys.argv[1])\n"
+        "except WeightsError as exc:\n"
+        "    print(exc)\n"
+        "print((peak_rss() - before) / 2**20)\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)
+    message, grown_mib = out.stdout.strip().rsplit("\n", 1)
+    assert message == f"{path.with_suffix('.json')}: more than {16 << 20} bytes, not a weights config", out.stdout
+    assert float(grown_mib) < 100, f"peak memory grew by {float(grown_mib):.0f} MiB"
+
+
 @pytest.mark.parametrize("edit, message", [
     ({"depth": 10**9}, r"depth 1000000000 needs \d+ tensors, the file has \d+"),
     ({"dim": 10**9, "heads": 1}, r"dim 1000000000 is more than the largest tensor in the file holds"),
