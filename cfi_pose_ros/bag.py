@@ -30,6 +30,8 @@ PROFILE = "ros2"
 SCHEMA_ENCODING = "ros2msg"
 MESSAGE_ENCODING = "cdr"
 _SEPARATOR = "=" * 80
+# pkg/msg/Type as rosidl names them (an action's or service's topics: pkg/action/Type_FeedbackMessage)
+_TYPE_NAME = re.compile(r"[a-z][a-z0-9_]*/(msg|srv|action)/[A-Z][A-Za-z0-9_]*")
 _PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32",
                "uint32", "int64", "uint64", "string", "wstring"}
 
@@ -42,16 +44,30 @@ def type_name(msg_or_class) -> str:
 
 
 def message_class(name: str):
-    """The generated Python class of ``pkg/msg/Type`` (also accepts ``pkg/Type``)."""
+    """The generated Python class of ``pkg/msg/Type`` (also accepts ``pkg/Type``).
+
+    The name comes from a bag's schema: only a package that installs ROS interfaces is imported
+    (``this/msg/X`` or ``antigravity/msg/X`` would run those modules), and what it holds by that
+    name must be a message type (not a service's or action's class)."""
+    from ament_index_python import has_resource
+    from rclpy.type_support import check_is_valid_msg_type
+
     parts = name.split("/")
     if len(parts) == 2:
         parts = [parts[0], "msg", parts[1]]
-    if len(parts) != 3:
+    if len(parts) != 3 or not _TYPE_NAME.fullmatch("/".join(parts)):
         raise ValueError(f"not a ROS message type name: {name!r}")
+    if not has_resource("rosidl_interfaces", parts[0]):
+        raise ValueError(f"message type {name!r} is not installed here (no ROS interface package {parts[0]!r})")
     try:
-        return getattr(importlib.import_module(f"{parts[0]}.{parts[1]}"), parts[2])
+        cls = getattr(importlib.import_module(f"{parts[0]}.{parts[1]}"), parts[2])
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"message type {name!r} is not installed here ({exc})") from exc
+    try:
+        check_is_valid_msg_type(cls)
+    except (AttributeError, RuntimeError) as exc:      # a service's or action's own class
+        raise ValueError(f"{name!r} is not a ROS message type ({exc})") from exc
+    return cls
 
 
 def _msg_file(package: str, name: str) -> Path:

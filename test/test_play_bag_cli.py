@@ -109,3 +109,29 @@ def test_play_bag_streams_the_bag_instead_of_holding_it_in_memory(ros_env, tmp_p
     assert f"published {count} messages" in player.stdout
     peak = int(player.stdout.strip().splitlines()[-1])
     assert peak < count * len(data) / 4, f"peak {peak / 2**20:.0f} MiB for {count * len(data) / 2**20:.0f} MiB of images"
+
+
+@pytest.mark.parametrize("schema_name, expected", [
+    ("os/path/join", "not a ROS message type name: 'os/path/join'"),          # AttributeError traceback
+    ("this/msg/X", "no ROS interface package 'this'"),                        # imported `this`: the Zen on stdout
+    ("rcl_interfaces/srv/GetParameters", "is not a ROS message type"),        # RuntimeError traceback
+])
+def test_play_bag_imports_only_ros_message_types_a_bag_names(ros_env, tmp_path, schema_name, expected):
+    """The type of a topic given with --topics is the bag's schema name, which play_bag imported as
+    a Python module path: any installed module was imported (run) and any attribute of it taken
+    for a message class."""
+    from mcap.writer import Writer
+
+    bag = tmp_path / "odd_schema.mcap"
+    with open(bag, "wb") as f:
+        writer = Writer(f)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema(name=schema_name, encoding="ros2msg", data=b"")
+        channel = writer.register_channel(topic="/odd", message_encoding="cdr", schema_id=schema)
+        writer.add_message(channel_id=channel, log_time=10**9, publish_time=10**9, data=b"\x00\x01\x00\x00", sequence=0)
+        writer.finish()
+    player = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(bag), "--topics", "/odd",
+                             "--wait-for-subscribers", "0"], env=ros_env, capture_output=True, text=True, timeout=60)
+    assert player.returncode == 2 and "Traceback" not in player.stderr, player.stderr
+    assert player.stderr.strip().splitlines()[-1].startswith("play_bag: error: ") and expected in player.stderr
+    assert "Beautiful is better than ugly" not in player.stdout
