@@ -195,14 +195,68 @@ class BagMessage:
         return deserialize_message(self.data, message_class(self.type_name))
 
 
+# The mcap reader decompresses a chunk whole and then holds it twice over (a 1 GiB chunk took 2.3 GB).
+# rosbag2 closes a chunk after about 1 MB (one big message makes it bigger: a 4K image is 25 MB), but
+# 73 kB of zstd can state 2 GiB of zeros.
+MAX_CHUNK_BYTES = 1 << 30
+
+
+def _decompressed_size(compression: str, stated: int, data_head: bytes) -> int:
+    """What a chunk is decompressed into, from the sizes it and its frame state: zstd into the frame's
+    content size, else the chunk's stated size; lz4 into the frame's content size (when the frame
+    states none, lz4's most, 255:1, bounds it by the chunk's own bytes); uncompressed, nothing."""
+    import lz4.frame
+    import zstandard
+
+    if compression == "zstd":
+        framed = zstandard.frame_content_size(data_head)
+        return stated if framed < 0 else framed
+    if compression == "lz4":
+        return lz4.frame.get_frame_info(data_head)["content_size"]
+    return 0
+
+
+def _chunk_heads(f, summary) -> Iterator[tuple[str, int, bytes]]:
+    """(compression, stated uncompressed size, first bytes of the data) of each chunk of the bag: from
+    the chunk indexes, reading only each record's header, or (no index) reading the file through."""
+    from mcap.data_stream import ReadDataStream
+    from mcap.records import Chunk
+    from mcap.stream_reader import StreamReader
+
+    if summary is not None and summary.chunk_indexes:
+        for index in summary.chunk_indexes:
+            f.seek(index.chunk_start_offset + 1 + 8)              # past the opcode and the record length
+            stream = ReadDataStream(f)
+            stream.read(8 + 8)                                     # message start and end times
+            stated = stream.read8()
+            stream.read(4)                                         # uncompressed CRC
+            compression = stream.read_prefixed_string()
+            stream.read(8)                                         # compressed length
+            yield compression, stated, f.read(32)                  # a zstd or lz4 frame header
+    else:
+        f.seek(0)
+        for record in StreamReader(f, emit_chunks=True).records:
+            if isinstance(record, Chunk):
+                yield record.compression, record.uncompressed_size, record.data[:32]
+
+
 def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
     """The bag's CDR messages on ``topics`` (all when None), in log-time order. Records that
     cannot be read (a corrupt chunk, a length past the end of the file) raise ``ValueError``
-    after the messages before them."""
+    after the messages before them; a chunk that would decompress to more than
+    ``MAX_CHUNK_BYTES`` before any."""
     from mcap.reader import make_reader
 
     with open(path, "rb") as f:
         reader = make_reader(f)
+        try:
+            heads = _chunk_heads(f, reader.get_summary()) if f.seekable() else ()
+            sizes = [_decompressed_size(*head) for head in heads]
+        except Exception as exc:  # noqa: BLE001 (as below)
+            raise ValueError(f"{path}: corrupt MCAP data after 0 messages ({type(exc).__name__}: {exc})") from exc
+        if max(sizes, default=0) > MAX_CHUNK_BYTES:
+            raise ValueError(f"{path}: a chunk would decompress to {max(sizes)} bytes (more than "
+                             f"{MAX_CHUNK_BYTES}): not read")
         records = reader.iter_messages(topics=list(topics) if topics is not None else None, log_time_order=True)
         read = 0
         while True:

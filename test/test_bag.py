@@ -120,6 +120,33 @@ def test_written_bag_reads_back_and_decodes_with_mcap_ros2_support(tmp_path):
     assert (start, end) == (1_000, 2_003)
 
 
+@pytest.mark.parametrize("compression, chunk_index", [("zstd", True), ("lz4", True), ("zstd", False)],
+                         ids=["zstd", "lz4", "zstd_without_chunk_index"])
+def test_a_chunk_of_more_than_a_bag_holds_is_refused_before_it_is_decompressed(tmp_path, monkeypatch,
+                                                                                 compression, chunk_index):
+    """73 kB of zstd held a chunk of 2 GiB of zeros: the offline CLI and play_bag decompressed it
+    whole (4.6 GB peak; 20 GiB in 700 kB takes all the memory a robot has). Here the bound is
+    lowered to 16 MiB and a chunk holds 40 MB of zeros; without a chunk index the file is read
+    through for the chunks' headers."""
+    from mcap.writer import CompressionType, IndexType, Writer
+
+    import cfi_pose_ros.bag as bag
+
+    monkeypatch.setattr(bag, "MAX_CHUNK_BYTES", 16 << 20, raising=False)
+    path = tmp_path / "zeros.mcap"
+    with open(path, "wb") as f:
+        writer = Writer(f, compression=CompressionType[compression.upper()],
+                        index_types=IndexType.ALL if chunk_index else IndexType.NONE)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema(name="sensor_msgs/msg/Image", encoding="ros2msg", data=b"")
+        channel = writer.register_channel(topic="/image", message_encoding="cdr", schema_id=schema)
+        writer.add_message(channel_id=channel, log_time=1, publish_time=1, data=bytes(40 << 20), sequence=0)
+        writer.finish()
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(ValueError, match=r"a chunk would decompress to 4\d{7} bytes \(more than 16777216\)"):
+        next(read_bag(path))
+
+
 def test_full_definition_holds_every_nested_type_once():
     text = message_definition("cfi_pose_ros/msg/HumanPose3DArray")
     blocks = text.split("=" * 80 + "\n")
