@@ -1,5 +1,6 @@
 """Human3.6M loading under the standard protocol, on tiny files in the public layouts."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,6 +118,36 @@ def test_loaders_reject_wrong_files(files, tmp_path):
         load_poses_3d(files["data_2d"])
     with pytest.raises(ValueError, match="positions_2d"):
         load_detections_2d(files["data_3d"])
+    np.savez(tmp_path / "plain.npz", positions_3d=np.zeros((3, 17, 3)))
+    with pytest.raises(ValueError, match="not a pickled object"):
+        load_poses_3d(tmp_path / "plain.npz")
+    (tmp_path / "text.npz").write_text("not a zip")
+    with pytest.raises(ValueError, match="not a dataset file"):
+        load_poses_3d(tmp_path / "text.npz")
+
+
+class _RunsCodeWhenUnpickled:
+    """What a hostile dataset file can hold: unpickling it calls ``Path.touch``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_dataset_file_that_would_run_code_is_refused_without_running_it(tmp_path):
+    """np.load(allow_pickle=True), which the loaders used, runs any callable a file names."""
+    marker = tmp_path / "code_ran"
+    hostile = tmp_path / "data_3d_h36m.npz"
+    np.savez(hostile, positions_3d=np.array({"S1": {"Walking": _RunsCodeWhenUnpickled(marker)}}, dtype=object))
+    with np.load(hostile, allow_pickle=True) as data:      # what the loaders did
+        data["positions_3d"]
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(ValueError, match="is not part of a dataset"):
+        load_poses_3d(hostile)
+    assert not marker.exists()
 
 
 def test_targets_are_selected_root_relative_camera_frame(files):

@@ -6,11 +6,17 @@ Files in the public layouts: ``data_3d_h36m.npz`` (VideoPose3D: ``positions_3d``
 {action: [per camera (T, 17, 2) pixels]}}) and ``cameras.json`` ({subject:
 [4 cameras]} with extrinsics, intrinsics and distortion).
 
+The VideoPose3D files are pickled dicts inside an npz: they are unpickled by
+:func:`load_pickled_entry`, which builds only dicts, lists, tuples, strings,
+numbers and numpy arrays, so a dataset file from anywhere cannot run code.
+
 This module only loads and applies the protocol; it does not train or augment.
 """
 from __future__ import annotations
 
 import json
+import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,20 +66,55 @@ def load_cameras(path: str | Path) -> dict[str, list[H36MCamera]]:
     return cameras
 
 
+# What numpy's pickles of arrays name (numpy 1.x and 2.x module paths); nothing else is built.
+_ARRAY_GLOBALS = {(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+                  for name in ("_reconstruct",)} | {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ARRAY_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a dataset (only dicts, lists and "
+                                     f"numpy arrays are read)")
+
+
+def load_pickled_entry(path: str | Path, key: str):
+    """The pickled object stored as ``key`` in an npz (``np.savez(path, key=dict)``), built by an
+    unpickler that refuses every global but numpy's array reconstruction: ``np.load(...,
+    allow_pickle=True)`` would run whatever code a hostile file names. ValueError (naming the file)
+    for a file that is no such npz."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = key + ".npy"
+            if member not in archive.namelist():
+                found = [n.removesuffix(".npy") for n in archive.namelist()]
+                raise ValueError(f"{path}: no {key!r} entry (found {found})")
+            with archive.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+                if dtype != np.dtype(object) or shape != ():
+                    raise ValueError(f"{path}: {key!r} is a {dtype} array of shape {shape}, not a pickled object")
+                stored = _ArraysOnlyUnpickler(f).load()        # numpy pickles the 0-d object array itself
+    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError) as exc:
+        raise ValueError(f"{path}: not a dataset file this loader reads ({exc})") from exc
+    if not (isinstance(stored, np.ndarray) and stored.shape == () and stored.dtype == object):
+        raise ValueError(f"{path}: {key!r} holds a {type(stored).__name__}, not a pickled object array")
+    return stored.item()
+
+
 def load_poses_3d(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """The VideoPose3D ``positions_3d`` dictionary (the file is a pickled dict inside an npz)."""
-    with np.load(path, allow_pickle=True) as data:
-        if "positions_3d" not in data.files:
-            raise ValueError(f"{path}: no 'positions_3d' entry (found {data.files})")
-        return data["positions_3d"].item()
+    return load_pickled_entry(path, "positions_3d")
 
 
 def load_detections_2d(path: str | Path) -> dict[str, dict[str, list[np.ndarray]]]:
     """The VideoPose3D ``positions_2d`` dictionary of detected 2D keypoints in pixels."""
-    with np.load(path, allow_pickle=True) as data:
-        if "positions_2d" not in data.files:
-            raise ValueError(f"{path}: no 'positions_2d' entry (found {data.files})")
-        return data["positions_2d"].item()
+    return load_pickled_entry(path, "positions_2d")
 
 
 @dataclass
