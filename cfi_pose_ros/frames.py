@@ -167,9 +167,6 @@ class NewerStampsOnly:
             self._last_ns.popitem(last=False)
         return admitted
 
-    def clear(self) -> None:
-        self._last_ns.clear()
-
 
 def frame_name(prefix: str, track_id: str, joint: str = "") -> str:
     """``<prefix><id>`` or ``<prefix><id>_<joint>``; characters TF names should not hold
