@@ -171,7 +171,9 @@ def test_each_tf_frame_goes_out_once_per_stamp_and_newer_only():
     later = person_frames([standing_person("8"), standing_person("9")], "camera")
     assert [f.child for f in gate.admit(101, later)] == ["body_8", "body_9"]  # per frame, a new one passes
     assert gate.admit(100 - TF_BUFFER_NS - 1, frames) == frames               # the bag again: starts over
-    assert gate.admit(100 - TF_BUFFER_NS - 1, later[1:]) == later[1:]         # body_9 was forgotten (3 at most)
+    crowd = person_frames([standing_person(str(i)) for i in range(10, 14)], "camera")
+    assert gate.admit(200, crowd) == crowd
+    assert gate.admit(200, crowd) == crowd[:1]        # 3 frames remembered at most: body_10 was forgotten
 
 
 def test_tf_broadcast_sends_a_frame_once_per_stamp_and_a_zero_stamp_at_now():
