@@ -691,3 +691,47 @@ def test_a_reactivated_detector_runs_the_person_detector_afresh(ros_env):
     finally:
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def test_an_image_still_waiting_at_deactivate_is_counted_as_dropped(ros_env):
+    """The image waiting behind the one in flight when the detector is deactivated was counted as an
+    input and then neither published nor counted as dropped: /diagnostics' inputs_total stayed
+    above outputs_total + dropped.* for good (a stateful fuzz deactivating a node fed a burst)."""
+    import threading
+
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from cfi_pose_ros.node.detect_node import DetectNode
+    from test_camera_node import MOVENET, RTMDET, image_msg, need_fixtures
+
+    need_fixtures()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = DetectNode(f"stop_waiting_{os.getpid()}", context=context, parameter_overrides=[
+        Parameter("person_detector_model", value=str(RTMDET)), Parameter("keypoint_model", value=str(MOVENET))])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        in_flight, finish = threading.Event(), threading.Event()
+        process = node._process
+
+        def held_process(msg, received):      # the first image stays in flight until deactivate waits for it
+            in_flight.set()
+            finish.wait(10)
+            process(msg, received)
+
+        node._process = held_process
+        image = np.full((120, 160, 3), 90, np.uint8)
+        node._on_image(image_msg(image, "bgr8", sec=1))
+        assert in_flight.wait(10)
+        node._on_image(image_msg(image, "bgr8", sec=2))             # waits behind it
+        threading.Timer(0.2, finish.set).start()
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        summary = node.stats.summary(time.monotonic())
+        assert summary["inputs_total"] == 2 and summary["outputs_total"] == 1, summary
+        assert summary["dropped"] == {"stopped": 1}, summary
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)

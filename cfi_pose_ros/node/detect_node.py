@@ -28,7 +28,8 @@ received -> keypoints published, over the last 1000 frames; ``detector_frames`` 
 ran the person detector), people, and
 dropped frames by reason (``unsupported_encoding``, ``bad_image``,
 ``image_too_large`` (a compressed image whose header declares more than
-``max_image_pixels``; never decoded), ``decode_error``, ``detector_error``, ``superseded``).
+``max_image_pixels``; never decoded), ``decode_error``, ``detector_error``, ``superseded``,
+``stopped`` (still waiting when the node was deactivated, cleaned up or shut down)).
 """
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ NODE_NAME = "cfi_pose_detector"
 CONFIG_FILE = "detect.yaml"
 STAGES = ("decode", "detector", "keypoint_model", "tracking", "publish", "total")
 DROP_REASONS = ("unsupported_encoding", "bad_image", "image_too_large", "decode_error", "detector_error",
-                "superseded")
+                "superseded", "stopped")
+ROUTINE_DROPS = frozenset({"superseded", "stopped"})   # the newest-frame policy and stopping: not bad input
 _TIMING_WINDOW = 1000          # frames the per-stage percentiles are computed over
 
 
@@ -185,7 +187,7 @@ class DetectNode(SpecLifecycleNode):
             self.stats.drop(Counter({reason: 1}))
             self._drops_since_diag[reason] += 1
         if text:
-            self.warn_throttled(reason, f"image dropped ({reason}): {text}", error=reason != "superseded")
+            self.warn_throttled(reason, f"image dropped ({reason}): {text}", error=reason not in ROUTINE_DROPS)
 
     def describe(self) -> str:
         if self.detector is None:
@@ -238,8 +240,11 @@ class DetectNode(SpecLifecycleNode):
             self._subscription = None
         with self._wake:
             self._running = False
+            discarded = self._pending is not None
             self._pending = None
             self._wake.notify_all()
+        if discarded:   # counted as an input when it arrived: inputs_total = outputs_total + dropped.*
+            self._drop("stopped")
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout=30.0)     # finishes the frame in flight
         self._worker = None
@@ -342,7 +347,7 @@ class DetectNode(SpecLifecycleNode):
             status.message = "inactive (configured, not subscribed)"
         elif total_p99 > self.p("warn_latency_ms"):
             status.level, status.message = DiagnosticStatus.WARN, "processing time high"
-        bad = {k: v for k, v in recent_drops.items() if k != "superseded"}
+        bad = {k: v for k, v in recent_drops.items() if k not in ROUTINE_DROPS}
         if bad:
             status.level = DiagnosticStatus.WARN
             status.message += "; dropping images: " + ", ".join(f"{k} x{v}" for k, v in sorted(bad.items()))
