@@ -664,6 +664,49 @@ def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros
         rclpy.shutdown(context=context)
 
 
+def _node_in_process(kind: str, name: str, context):
+    """The lift or detect node built here (not spun), with what it needs to configure."""
+    from rclpy.parameter import Parameter
+
+    from cfi_pose_ros.node.detect_node import DetectNode
+    from cfi_pose_ros.node.lift_node import LiftNode
+
+    overrides = {"backend": "torch"}
+    if kind == "detect":
+        from test_camera_node import MOVENET, RTMDET, need_fixtures
+        need_fixtures()
+        overrides = {"person_detector_model": str(RTMDET), "keypoint_model": str(MOVENET)}
+    return (LiftNode if kind == "lift" else DetectNode)(
+        f"{name}_{kind}_{os.getpid()}", context=context,
+        parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()])
+
+
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_a_diagnostics_timer_expiry_dispatched_after_cleanup_does_nothing(kind, ros_env):
+    """rclpy's EventsExecutor drops a destroyed timer only at its next entity update: an expiry it
+    had already queued behind the cleanup request still ran the callback, on the diagnostics
+    publisher cleanup had just released (AttributeError, the node process exited 1 with a
+    traceback: a stateful fuzz's cleanup after a slow parameter request, reproduced every time)."""
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = _node_in_process(kind, "late_timer", context)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        expiry = node._diag_timer.callback            # what the executor holds and calls
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        expiry()
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        expiry()                                      # a stale expiry of the last cycle's timer: harmless
+        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+        expiry()
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 def test_a_reactivated_detector_runs_the_person_detector_afresh(ros_env):
     """After deactivate/activate (a paused stream resumes) the first image followed the boxes of the
     last image before the pause (up to person_detector_every - 1 images of stale boxes)."""

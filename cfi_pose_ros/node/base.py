@@ -180,6 +180,11 @@ class SpecLifecycleNode(LifecycleNode):
                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _on_diagnostics_timer(self) -> None:
+        if self._diag_timer is None:
+            # stopped (cleanup, shutdown): rclpy's EventsExecutor drops a destroyed timer only at its
+            # next entity update and still runs an expiry it had queued before, on the publisher
+            # the node has released (AttributeError: the process exited 1)
+            return
         # not twice in one period when an input callback has just stood in for a late timer
         if time.monotonic() - self._diag_published >= 0.5 * self.p("diagnostics_period"):
             self._publish_diagnostics_now()
