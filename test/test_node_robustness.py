@@ -707,6 +707,40 @@ def test_a_diagnostics_timer_expiry_dispatched_after_cleanup_does_nothing(kind, 
         rclpy.shutdown(context=context)
 
 
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_an_input_dispatched_after_deactivate_is_ignored(kind, ros_env):
+    """rclpy's EventsExecutor drops a destroyed subscription only at its next entity update: messages
+    already queued when deactivate unsubscribed were still handed to the callback. The detector
+    counted such an image as an input and left it waiting, to be detected and published at the next
+    activate (after a pause of any length, with its old stamp); the lifter lifted such keypoints and
+    counted an output it could not publish (over DDS, a burst sent just before `deactivate`)."""
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from test_camera_node import image_msg
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = _node_in_process(kind, "late_input", context)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        if kind == "detect":
+            deliver, msg = node._subscription.callback, image_msg(np.full((120, 160, 3), 90, np.uint8), "bgr8", sec=1)
+        else:
+            deliver, clip = node._subscriptions_active[0].callback, Clip.load()
+            msg = keypoints_msg(clip.pixels[0], clip.scores[0], clip.ids, clip.image_size, clip.layout, FRAME, 1)
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        deliver(msg)
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        time.sleep(0.5)                               # the detector's worker would take a waiting image
+        summary = node.stats.summary(time.monotonic())
+        assert (summary["inputs_total"], summary["outputs_total"], summary["dropped"]) == (0, 0, {}), summary
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 def test_a_reactivated_detector_runs_the_person_detector_afresh(ros_env):
     """After deactivate/activate (a paused stream resumes) the first image followed the boxes of the
     last image before the pause (up to person_detector_every - 1 images of stale boxes)."""

@@ -276,6 +276,11 @@ class DetectNode(SpecLifecycleNode):
     # --------------------------------------------------------------- callbacks
     def _on_image(self, msg) -> None:
         """Executor thread: hand the newest image to the worker, replacing one still waiting."""
+        if not self._running:
+            # unsubscribed (deactivate, cleanup, shutdown): rclpy's EventsExecutor drops a destroyed
+            # subscription only at its next entity update and still hands it the messages it had
+            # queued; one kept here would be detected at the next activate, however much later
+            return
         received = time.perf_counter()
         with self._stats_lock:
             self.stats.input(time.monotonic())

@@ -183,6 +183,10 @@ class LiftNode(SpecLifecycleNode):
         self.depth.add(stamp_seconds(msg.header.stamp), image)
 
     def _on_keypoints(self, msg: HumanKeypoints2DArray) -> None:
+        if not self._subscriptions_active:
+            # unsubscribed: a message rclpy's EventsExecutor had queued before (see the detector's
+            # _on_image) would be lifted and counted as an output the deactivated publisher drops
+            return
         try:
             self._lift(msg)
         finally:
