@@ -486,6 +486,113 @@ def test_a_detector_configure_that_failed_on_its_model_is_fixed_with_param_set(s
     assert path.detector.poll() is None
 
 
+def test_a_fixed_seed_mix_of_transitions_parameter_sets_and_images_keeps_the_detector_consistent(
+        started, h36m_image):
+    """Stateful, over the services `ros2 lifecycle set` / `ros2 param set` call: transitions (some
+    invalid in the state), live, configure-time, read-only and out-of-range parameter sets, an atomic
+    batch with one bad member, good and bad images and bursts, interleaved by a fixed seed. After every
+    step the node reports the expected state and parameter values, publishes keypoints only for good
+    images while active, and its /diagnostics account for every image it took in; after shutdown
+    nothing is published, and SIGINT ends it with 0 and no traceback."""
+    import random
+
+    from lifecycle_msgs.msg import State, Transition
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.srv import GetParameters, SetParametersAtomically
+    from rclpy.parameter import Parameter
+    from ros_harness import LifecycleClient, ParameterClient, call_service
+
+    from cfi_pose_ros.node.process import stop
+
+    path = started(detector={"autostart": False, "diagnostics_period": 0.2}, lifter=False)
+    name = path.detector_name
+    lifecycle = LifecycleClient(path.node, name, path.spin_until)
+    params = ParameterClient(path.node, name, path.spin_until)
+    get_client = path.node.create_client(GetParameters, f"/{name}/get_parameters")
+    atomic = path.node.create_client(SetParametersAtomically, f"/{name}/set_parameters_atomically")
+    unconfigured, inactive, active = (State.PRIMARY_STATE_UNCONFIGURED, State.PRIMARY_STATE_INACTIVE,
+                                      State.PRIMARY_STATE_ACTIVE)
+    moves = {(unconfigured, Transition.TRANSITION_CONFIGURE): inactive,
+             (inactive, Transition.TRANSITION_ACTIVATE): active,
+             (inactive, Transition.TRANSITION_CLEANUP): unconfigured,
+             (active, Transition.TRANSITION_DEACTIVATE): inactive}
+    sets = [("tracking", False, "live"), ("tracking", True, "live"), ("warn_latency_ms", 50.0, "live"),
+            ("diagnostics_period", 0.3, "live"), ("max_people", 5, "configure"),
+            ("person_detector_every", 1, "configure"), ("executor", "single_threaded", "read-only"),
+            ("max_people", 0, "bad"), ("threads", 1.5, "bad"), ("warn_latency_ms", -1.0, "bad")]
+    model = {"tracking": True, "warn_latency_ms": 100.0, "diagnostics_period": 0.2, "max_people": 20,
+             "person_detector_every": 3, "executor": "events", "threads": 2}
+    small = cv2.resize(h36m_image, (500, 501))
+    rng, state, sec, sent = random.Random(9), unconfigured, 7000, 0
+
+    def image(good: bool):
+        nonlocal sec, sent
+        sec += 1
+        msg = image_msg(small, "rgb8", sec=sec)
+        if not good:
+            msg.encoding = rng.choice(["yuv422", "bayer_rggb8"])
+        sent += state == active
+        path.image_pub.publish(msg)
+        return stamp_ns(msg.header)
+
+    for step in range(36):
+        roll = rng.random()
+        if roll < 0.3:
+            # mostly along the graph towards active, at times any transition (invalid ones are refused)
+            valid = [t for (s, t) in moves if s == state]
+            transition = valid[0] if rng.random() < 0.6 else rng.choice([t for (_, t) in moves])
+            assert lifecycle.transition(transition) == ((state, transition) in moves), (step, state, transition)
+            state = moves.get((state, transition), state)
+            if state == active:                       # our publisher must match the new subscription
+                assert path.spin_until(lambda: path.image_pub.get_subscription_count() > 0, 10)
+        elif roll < 0.55:
+            name_, value, kind = rng.choice(sets)
+            (result,) = params.set(**{name_: value})
+            expected = kind == "live" or (kind == "configure" and (state == unconfigured or model[name_] == value))
+            assert result.successful == expected, (step, name_, value, state, result.reason)
+            model[name_] = value if expected else model[name_]
+        elif roll < 0.62:                             # one bad member: nothing of the batch is set
+            batch = [Parameter("tracking", value=not model["tracking"]).to_parameter_msg(),
+                     Parameter("max_people", value=0).to_parameter_msg()]
+            request = SetParametersAtomically.Request(parameters=batch)
+            assert not call_service(atomic, request, path.spin_until).result.successful
+        elif roll < 0.9:
+            good = rng.random() < 0.7
+            stamp = image(good)
+            if good and state == active:
+                assert path.spin_until(lambda: stamp in path.keypoints, 20), (step, path.report())
+                people = path.keypoints[stamp].people
+                assert len(people) == 1 and (people[0].id != "") == model["tracking"], (step, model)
+            else:
+                path.spin_until(lambda: False, 0.3)
+                assert stamp not in path.keypoints, (step, state, good)
+        else:
+            stamps = [image(True) for _ in range(6)]
+            if state == active:                       # the newest is always taken
+                assert path.spin_until(lambda: stamps[-1] in path.keypoints, 20), (step, path.report())
+        assert lifecycle.state() == state, step
+        values = call_service(get_client, GetParameters.Request(names=list(model)), path.spin_until).values
+        assert [Parameter.from_parameter_msg(ParameterMsg(name=n, value=v)).value
+                for n, v in zip(model, values)] == list(model.values()), step
+        if state != unconfigured:                     # every image taken in is published or counted
+            def accounted():
+                diag = path.diagnostics_of(name, timeout=2)
+                drops = sum(int(v) for k, v in diag.items() if k.startswith("dropped."))
+                return int(diag.get("inputs_total", -1)) == int(diag.get("outputs_total", 0)) + drops <= sent
+            assert path.spin_until(accounted, 10), (step, path.report())
+    assert lifecycle.transition({unconfigured: Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
+                                 inactive: Transition.TRANSITION_INACTIVE_SHUTDOWN,
+                                 active: Transition.TRANSITION_ACTIVE_SHUTDOWN}[state])
+    path.spin_until(lambda: False, 0.5)
+    path.keypoints.clear()
+    path.diagnostics.clear()
+    for _ in range(3):
+        image(True)
+    path.spin_until(lambda: False, 1.0)
+    assert not path.keypoints and not [s for d in path.diagnostics for s in d.status if s.name.startswith(name + ":")]
+    assert stop(path.detector) == 0 and "Traceback" not in path.detector_log.read_text(), path.logs()
+
+
 def test_a_joint_beyond_float32_is_published_as_missing():
     """A keypoint model's coordinate mapped back through a degenerate box can be finite in float64 and
     beyond float32: the message's float32 field made it inf, and the lifter dropped the whole person
