@@ -741,6 +741,33 @@ def test_an_input_dispatched_after_deactivate_is_ignored(kind, ros_env):
         rclpy.shutdown(context=context)
 
 
+def test_a_camera_info_dispatched_after_cleanup_is_not_kept(ros_env):
+    """The same for the lifter's CameraInfo: one queued before cleanup set the intrinsics cleanup
+    had just forgotten, and the next configure (on another camera_info_topic) placed people with them."""
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = _node_in_process("lift", "late_camera_info", context)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        deliver, clip = node._subscriptions_active[1].callback, Clip.load()
+        assert node._subscriptions_active[1].topic_name.endswith("camera_info")
+        info = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
+        deliver(info)
+        assert node.camera_matrix is not None
+        for transition in (node.trigger_deactivate, node.trigger_cleanup):
+            assert transition() == TransitionCallbackReturn.SUCCESS
+        deliver(info)
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.camera_matrix is None and node.camera_size is None
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 def test_a_reactivated_detector_runs_the_person_detector_afresh(ros_env):
     """After deactivate/activate (a paused stream resumes) the first image followed the boxes of the
     last image before the pause (up to person_detector_every - 1 images of stale boxes)."""

@@ -166,6 +166,8 @@ class LiftNode(SpecLifecycleNode):
 
     # --------------------------------------------------------------- callbacks
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        if not self._subscriptions_active:
+            return      # queued before unsubscribing (see _on_keypoints): cleanup forgot this camera
         try:
             self.camera_matrix, self.camera_size = camera_from_info(msg)
         except ValueError as exc:
@@ -174,6 +176,8 @@ class LiftNode(SpecLifecycleNode):
             self.warn_throttled("camera_info", f"ignoring CameraInfo: {exc}; publishing root-relative poses")
 
     def _on_depth(self, msg: Image) -> None:
+        if not self._subscriptions_active:
+            return      # queued before unsubscribing: deactivate emptied the history of this stream
         try:
             image = depth_from_msg(msg)
         except ValueError as exc:
