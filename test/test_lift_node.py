@@ -457,6 +457,47 @@ def test_a_configure_that_failed_on_its_weights_is_fixed_with_param_set(node_fac
 
 
 
+def test_a_topic_the_node_already_has_with_another_type_fails_the_transition_with_the_reason(node_factory, clip):
+    """markers_topic set while unconfigured to the input topic (configure creates the markers
+    publisher, activate the keypoints subscription), or to the output topic: rcl refuses the
+    second message type on one topic. rclpy failed the transition without a word and left the node
+    UNCONFIGURED with the activate's first subscription still lifting every input (its diagnostics
+    counting them); the transition must fail with the reason and release what it created."""
+    from lifecycle_msgs.msg import State, Transition
+
+    from ros_harness import ParameterClient
+
+    node = node_factory(overrides={"autostart": False, "diagnostics_period": 0.2})
+    lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
+    params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+    params.set_ok(markers_topic=node.topics["input_topic"])
+    assert lifecycle.transition(Transition.TRANSITION_CONFIGURE)
+    assert not lifecycle.transition(Transition.TRANSITION_ACTIVATE)
+    assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
+    assert "activate failed" in node.log() and "incompatible type" in node.log(), node.log()
+    for k in range(5):
+        node.client.publish(clip_msg(clip, k, sec=340 + k))
+        node.spin_for(0.1)
+    diagnostics = node.latest_diagnostics()
+    assert diagnostics["_message"].startswith("inactive") and diagnostics["inputs_total"] == "0", diagnostics
+
+    assert lifecycle.transition(Transition.TRANSITION_CLEANUP)
+    params.set_ok(markers_topic=node.topics["output_topic"])
+    assert not lifecycle.transition(Transition.TRANSITION_CONFIGURE)
+    assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert "configure failed" in node.log() and "incompatible type" in node.log().split("activate failed")[1]
+    node.spin_for(0.5)
+    node.diagnostics.clear()
+    node.spin_for(1.0)                       # five diagnostics periods: none from an unconfigured node
+    assert not [s for d in node.diagnostics for s in d.status if s.name.startswith("cfi_pose_lifter")]
+
+    params.set_ok(markers_topic=node.topics["markers_topic"])
+    assert lifecycle.transition(Transition.TRANSITION_CONFIGURE)
+    assert lifecycle.transition(Transition.TRANSITION_ACTIVATE)
+    assert node.send_and_receive(clip_msg(clip, 0, sec=350)) is not None, node.log()
+    assert "Traceback" not in node.log(), node.log()
+
+
 def test_a_camera_info_topic_set_while_unconfigured_drops_the_old_cameras_intrinsics(node_factory, clip):
     """camera_info_topic set after cleanup (the lifecycle way to point the node at another camera):
     the intrinsics of the old camera placed the new camera's people until a CameraInfo came on the

@@ -74,6 +74,18 @@ def output_qos(reliability: str) -> QoSProfile:
         reliability=_reliability(reliability))
 
 
+def rcl_reason(exc: Exception) -> str:
+    """The reason rcl refused to create a publisher or subscription, without its source locations.
+
+    A topic this node already has with another message type (``markers_topic`` set to the input
+    topic, ``output_topic: /diagnostics``) is refused by the middleware. Raised in a lifecycle
+    callback, rclpy fails the transition without logging anything and, through error processing,
+    leaves the node unconfigured with whatever the callback had created still there (an
+    activate's first subscription kept lifting every input): the nodes catch it, release what the
+    transition created and fail it with this reason."""
+    return str(exc).splitlines()[0].split(", at ", 1)[0]
+
+
 class ParameterError(ValueError):
     """A start-up parameter value the node cannot run with (the node has logged it as one line)."""
 

@@ -31,7 +31,8 @@ from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, markers_to_msg, stamp_seconds
 from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg,
-                                   diagnostics_status_name, newest_only_qos, output_qos, run, stoppable_configure)
+                                   diagnostics_status_name, newest_only_qos, output_qos, rcl_reason, run,
+                                   stoppable_configure)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, camera_from_info,
                                       image_size_from_info, lift_keypoints, pipeline_config, pose_smoother,
@@ -88,25 +89,33 @@ class LiftNode(SpecLifecycleNode):
             self.pipeline = self.lifter = None
             return TransitionCallbackReturn.FAILURE
         out_qos = output_qos(self.p("output_reliability"))
-        self._pose_pub = self.create_lifecycle_publisher(HumanPose3DArray, self.p("output_topic"), out_qos)
-        self._marker_pub = self.create_lifecycle_publisher(MarkerArray, self.p("markers_topic"), out_qos)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        try:
+            self._pose_pub = self.create_lifecycle_publisher(HumanPose3DArray, self.p("output_topic"), out_qos)
+            self._marker_pub = self.create_lifecycle_publisher(MarkerArray, self.p("markers_topic"), out_qos)
+            self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        except Exception as exc:    # see rcl_reason; rclpy would fail the transition without a word
+            self.get_logger().error(f"configure failed: {rcl_reason(exc)}")
+            self.on_cleanup(state)
+            return TransitionCallbackReturn.FAILURE
         self.start_diagnostics(self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.lifter.describe()}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         events = SubscriptionEventCallbacks(incompatible_qos=self.on_incompatible_qos)
-        self._subscriptions_active = [
-            self.create_subscription(HumanKeypoints2DArray, self.p("input_topic"), self._on_keypoints,
-                                     newest_only_qos(self.p("input_reliability")), event_callbacks=events),
-            self.create_subscription(CameraInfo, self.p("camera_info_topic"), self._on_camera_info,
-                                     newest_only_qos(self.p("input_reliability")), event_callbacks=events),
-        ]
+        inputs = [(HumanKeypoints2DArray, "input_topic", self._on_keypoints),
+                  (CameraInfo, "camera_info_topic", self._on_camera_info)]
         if self.p("depth_topic"):
-            self._subscriptions_active.append(self.create_subscription(
-                Image, self.p("depth_topic"), self._on_depth, newest_only_qos(self.p("input_reliability")),
-                event_callbacks=events))
+            inputs.append((Image, "depth_topic", self._on_depth))
+        try:
+            for msg_type, topic, callback in inputs:
+                self._subscriptions_active.append(self.create_subscription(
+                    msg_type, self.p(topic), callback, newest_only_qos(self.p("input_reliability")),
+                    event_callbacks=events))
+        except Exception as exc:    # see rcl_reason: the node stays inactive, not subscribed
+            self.get_logger().error(f"activate failed: {rcl_reason(exc)}")
+            self._unsubscribe()
+            return TransitionCallbackReturn.FAILURE
         # as resolved in the namespace and remapped (`-r human_pose_3d:=/out`), not the parameters' values
         self.get_logger().info(f"active: {self._subscriptions_active[0].topic_name} -> {self._pose_pub.topic_name}")
         return super().on_activate(state)
