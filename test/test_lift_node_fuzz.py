@@ -85,3 +85,90 @@ def test_random_messages_never_break_the_node(fuzz_node):
     assert answer is not None and len(answer.humans) == 2
     diag = node.latest_diagnostics()
     assert sum(int(v) for k, v in diag.items() if k.startswith("dropped.")) > 0
+
+
+# Lifecycle transitions by label, as `ros2 lifecycle set` names them: {label: {from state: to state}}
+UNCONFIGURED, INACTIVE, ACTIVE = 1, 2, 3
+TRANSITIONS = {"configure": {UNCONFIGURED: INACTIVE}, "cleanup": {INACTIVE: UNCONFIGURED},
+               "activate": {INACTIVE: ACTIVE}, "deactivate": {ACTIVE: INACTIVE}}
+# (name, value, the states that accept it): live, configure-time (or the value it has), read-only;
+# valid, out of range, wrong type
+PARAMETER_SETS = [("max_people", 1, "any"), ("max_people", 3, "any"), ("max_people", 64, "any"),
+                  ("max_people", 0, "none"), ("flip_test", True, "any"), ("flip_test", False, "any"),
+                  ("publish_markers", False, "any"), ("publish_markers", True, "any"),
+                  ("body_size_prior", 1, "none"), ("min_valid_joints", 18, "none"),
+                  ("tf_prefix", "robot_body_", "unconfigured"), ("tf_prefix", "body_", "unconfigured"),
+                  ("executor", "single_threaded", "none")]
+
+
+def test_interleaved_lifecycle_parameters_and_frames_keep_the_node_consistent(tmp_path, ros_env):
+    """A seeded walk over what an operator and the other nodes do at once (the tests above take
+    them one at a time): `ros2 lifecycle set` (valid and invalid labels), `ros2 param set` of live,
+    configure-time and read-only parameters (valid, out of range, wrong type) in every state, and
+    clip frames of 2 or 6 people. After every step: get_state is what the transitions said, a set
+    is accepted exactly when it should be and get_parameters then returns what was accepted, a
+    frame is answered only while active and with at most max_people finite skeletons, the
+    diagnostics' totals never go back, no error in the log; SIGINT at the end exits 0."""
+    import random
+
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    from ros_harness import LifecycleClient, ParameterClient, call_service
+
+    name = "cfi_pose_walk"          # not the module's fuzz_node, which may still run
+    node = NodeUnderTest(tmp_path, overrides={"autostart": False, "diagnostics_period": 0.2}, node_name=name)
+    lifecycle = LifecycleClient(node.client, name, node.spin_until)
+    params = ParameterClient(node.client, name, node.spin_until)
+    change = node.client.create_client(ChangeState, f"/{name}/change_state")
+    get = node.client.create_client(GetParameters, f"/{name}/get_parameters")
+    clip = Clip.load()
+    rng, state, sec = random.Random(4), UNCONFIGURED, 20_000
+    values = {"max_people": 64, "flip_test": False, "publish_markers": True, "tf_prefix": "body_"}
+    try:
+        for step in range(60):
+            action = rng.choice(["transition", "transition", "parameter", "parameter", "frame", "frame"])
+            if action == "transition":
+                # mostly towards active (and back), sometimes one the state does not have
+                label = rng.choice(list(TRANSITIONS) + 3 * [{UNCONFIGURED: "configure", INACTIVE: "activate",
+                                                             ACTIVE: "deactivate"}[state]])
+                answer = call_service(change, ChangeState.Request(transition=Transition(label=label)),
+                                      node.spin_until)
+                assert answer.success == (state in TRANSITIONS[label]), (step, label, state)
+                state = TRANSITIONS[label].get(state, state)
+                if label == "activate" and answer.success:      # until our publisher is matched
+                    node.spin_until(lambda: node.client.keypoints_pub.get_subscription_count() > 0, 10)
+            elif action == "parameter":
+                parameter, value, accepted_in = rng.choice(PARAMETER_SETS)
+                (result,) = params.set(**{parameter: value})
+                same = values.get(parameter) == value
+                expected = accepted_in == "any" or (accepted_in == "unconfigured" and (state == UNCONFIGURED or same))
+                assert result.successful == expected, (step, parameter, value, state, result.reason)
+                if result.successful:
+                    values[parameter] = value
+                answer = call_service(get, GetParameters.Request(names=list(values)), node.spin_until, attempts=3)
+                assert dict(zip(values, map(parameter_value_to_python, answer.values))) == values, step
+            else:
+                sec += 1
+                people = rng.choice([[0, 1], [0, 1] * 3])
+                msg = stamp_msg(keypoints_msg(clip.pixels[step % 50][people], clip.scores[step % 50][people],
+                                              [f"p{k}" for k in range(len(people))], clip.image_size, clip.layout,
+                                              "walk_frame", 0), sec)
+                if state == ACTIVE:
+                    out = node.send_and_receive(msg)
+                    assert out is not None and len(out.humans) == min(len(people), values["max_people"]), step
+                    assert all(np.isfinite([[p.x, p.y, p.z] for p in h.keypoints]).all() for h in out.humans)
+                else:
+                    node.client.publish(msg)
+                    node.spin_for(0.3)
+                    assert sec * 10**9 not in node.client.received.poses, (step, state)
+            assert node.process.poll() is None and lifecycle.state() == state, (step, node.log())
+        totals = [[int(kv.value) for kv in status.values if kv.key in ("inputs_total", "outputs_total")]
+                  for array in node.diagnostics for status in array.status if status.name == f"{name}: lifting"]
+        assert totals and all(list(column) == sorted(column) for column in zip(*totals)), totals
+    finally:
+        code = node.close()
+    assert code == 0, node.log()
+    assert not [line for line in node.log().splitlines() if "[ERROR]" in line or "Traceback" in line], node.log()
