@@ -768,6 +768,43 @@ def test_a_camera_info_dispatched_after_cleanup_is_not_kept(ros_env):
         rclpy.shutdown(context=context)
 
 
+def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_with_the_reason(ros_env):
+    """The detector's side of the lifter's test (test_lift_node.py): image_topic set while
+    unconfigured to /diagnostics made rcl refuse the subscription; rclpy failed activate without a
+    word and left the node UNCONFIGURED with its worker thread running, and every configure after
+    that failed the same way. Now: the reason logged, the node inactive, no worker; a refused
+    keypoints_topic fails configure and leaves nothing configured; mended, it runs."""
+    import threading
+
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = _node_in_process("detect", "topic_clash", context)
+    errors = []
+    node.get_logger().error = errors.append
+    try:
+        node.set_parameters([Parameter("image_topic", value="/diagnostics")])
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.FAILURE
+        assert node._state_machine.current_state[1] == "inactive"
+        assert errors and errors[-1].startswith("activate failed") and "incompatible type" in errors[-1], errors
+        assert not node._running and "cfi_pose_detector_worker" not in [t.name for t in threading.enumerate()]
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        node.set_parameters([Parameter("image_topic", value="image_raw"), Parameter("keypoints_topic", value="/rosout")])
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node._state_machine.current_state[1] == "unconfigured" and errors[-1].startswith("configure failed")
+        assert node.detector is None and node._diag_pub is None and node._keypoints_pub is None
+        node.set_parameters([Parameter("keypoints_topic", value="human_keypoints_2d")])
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 def test_a_reactivated_detector_runs_the_person_detector_afresh(ros_env):
     """After deactivate/activate (a paused stream resumes) the first image followed the boxes of the
     last image before the pause (up to person_detector_every - 1 images of stale boxes)."""

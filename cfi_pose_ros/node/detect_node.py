@@ -53,7 +53,8 @@ from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
 from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg,
-                                   diagnostics_status_name, newest_only_qos, output_qos, run, stoppable_configure)
+                                   diagnostics_status_name, newest_only_qos, output_qos, rcl_reason, run,
+                                   stoppable_configure)
 from cfi_pose_ros.runtime_stats import RollingStats
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not
@@ -211,9 +212,14 @@ class DetectNode(SpecLifecycleNode):
             self.detector = None
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._keypoints_pub = self.create_lifecycle_publisher(
-            HumanKeypoints2DArray, self.p("keypoints_topic"), output_qos(self.p("output_reliability")))
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        try:
+            self._keypoints_pub = self.create_lifecycle_publisher(
+                HumanKeypoints2DArray, self.p("keypoints_topic"), output_qos(self.p("output_reliability")))
+            self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        except Exception as exc:    # see rcl_reason; rclpy would fail the transition without a word
+            self.get_logger().error(f"configure failed: {rcl_reason(exc)}")
+            self.on_cleanup(state)
+            return TransitionCallbackReturn.FAILURE
         self.start_diagnostics(self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.describe()}, providers {list(self.p('providers'))}, "
                                f"image conversion: {'cv_bridge' if self.bridge else 'cfi_pose_ros.image'}")
@@ -223,13 +229,17 @@ class DetectNode(SpecLifecycleNode):
         # a resumed stream is a new stream: no boxes followed from before the pause
         if hasattr(self.detector, "reset"):
             self.detector.reset()
+        msg_type = CompressedImage if self.p("compressed") else Image
+        try:
+            self._subscription = self.create_subscription(
+                msg_type, self.p("image_topic"), self._on_image, newest_only_qos(self.p("input_reliability")),
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self.on_incompatible_qos))
+        except Exception as exc:    # see rcl_reason: the node stays inactive, no worker started
+            self.get_logger().error(f"activate failed: {rcl_reason(exc)}")
+            return TransitionCallbackReturn.FAILURE
         self._running = True
         self._worker = threading.Thread(target=self._work, name="cfi_pose_detector_worker", daemon=True)
         self._worker.start()
-        msg_type = CompressedImage if self.p("compressed") else Image
-        self._subscription = self.create_subscription(
-            msg_type, self.p("image_topic"), self._on_image, newest_only_qos(self.p("input_reliability")),
-            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self.on_incompatible_qos))
         self.get_logger().info(f"active: {self._subscription.topic_name} ({msg_type.__name__}) -> "
                                f"{self._keypoints_pub.topic_name}")     # resolved and remapped, as the lifter's
         return super().on_activate(state)
