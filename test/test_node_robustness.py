@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -627,13 +628,11 @@ def test_a_stop_signal_during_a_configure_asked_over_the_lifecycle_service_abort
     assert not any(text in log for text in NEVER_IN_LOG), log
 
 
-@pytest.mark.parametrize("kind", ["lift", "detect"])
-def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros_env):
-    """Every configure creates the node's lifecycle publishers; cleanup must hand them back to rclpy
-    with destroy_lifecycle_publisher. destroy_publisher left each one in the node's managed
-    entities, which rclpy keeps for activate/deactivate: two dead publishers more every cycle."""
+@contextlib.contextmanager
+def _node_in_process(kind: str, name: str):
+    """The lift or detect node built here (not spun) in a context of its own, with what it needs to
+    configure; destroyed with its context at the end."""
     import rclpy
-    from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
     from cfi_pose_ros.node.detect_node import DetectNode
@@ -647,9 +646,23 @@ def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros
     context = rclpy.Context()
     rclpy.init(context=context)
     node = (LiftNode if kind == "lift" else DetectNode)(
-        f"cycles_{kind}_{os.getpid()}", context=context,
+        f"{name}_{kind}_{os.getpid()}", context=context,
         parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()])
     try:
+        yield node
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros_env):
+    """Every configure creates the node's lifecycle publishers; cleanup must hand them back to rclpy
+    with destroy_lifecycle_publisher. destroy_publisher left each one in the node's managed
+    entities, which rclpy keeps for activate/deactivate: two dead publishers more every cycle."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    with _node_in_process(kind, "cycles") as node:
         counts = []
         for _ in range(3):
             assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
@@ -659,26 +672,6 @@ def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros
             assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
             counts.append((configured, len(node._managed_entities)))
         assert counts[0][0] >= 1 and counts == [(counts[0][0], 0)] * 3, counts
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=context)
-
-
-def _node_in_process(kind: str, name: str, context):
-    """The lift or detect node built here (not spun), with what it needs to configure."""
-    from rclpy.parameter import Parameter
-
-    from cfi_pose_ros.node.detect_node import DetectNode
-    from cfi_pose_ros.node.lift_node import LiftNode
-
-    overrides = {"backend": "torch"}
-    if kind == "detect":
-        from test_camera_node import MOVENET, RTMDET, need_fixtures
-        need_fixtures()
-        overrides = {"person_detector_model": str(RTMDET), "keypoint_model": str(MOVENET)}
-    return (LiftNode if kind == "lift" else DetectNode)(
-        f"{name}_{kind}_{os.getpid()}", context=context,
-        parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()])
 
 
 @pytest.mark.parametrize("kind", ["lift", "detect"])
@@ -687,13 +680,9 @@ def test_a_diagnostics_timer_expiry_dispatched_after_cleanup_does_nothing(kind, 
     had already queued behind the cleanup request still ran the callback, on the diagnostics
     publisher cleanup had just released (AttributeError, the node process exited 1 with a
     traceback: a stateful fuzz's cleanup after a slow parameter request, reproduced every time)."""
-    import rclpy
     from rclpy.lifecycle import TransitionCallbackReturn
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = _node_in_process(kind, "late_timer", context)
-    try:
+    with _node_in_process(kind, "late_timer") as node:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         expiry = node._diag_timer.callback            # what the executor holds and calls
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
@@ -702,9 +691,6 @@ def test_a_diagnostics_timer_expiry_dispatched_after_cleanup_does_nothing(kind, 
         expiry()                                      # a stale expiry of the last cycle's timer: harmless
         assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
         expiry()
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 @pytest.mark.parametrize("kind", ["lift", "detect"])
@@ -714,15 +700,11 @@ def test_an_input_dispatched_after_deactivate_is_ignored(kind, ros_env):
     counted such an image as an input and left it waiting, to be detected and published at the next
     activate (after a pause of any length, with its old stamp); the lifter lifted such keypoints and
     counted an output it could not publish (over DDS, a burst sent just before `deactivate`)."""
-    import rclpy
     from rclpy.lifecycle import TransitionCallbackReturn
 
     from test_camera_node import image_msg
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = _node_in_process(kind, "late_input", context)
-    try:
+    with _node_in_process(kind, "late_input") as node:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         if kind == "detect":
@@ -736,21 +718,14 @@ def test_an_input_dispatched_after_deactivate_is_ignored(kind, ros_env):
         time.sleep(0.5)                               # the detector's worker would take a waiting image
         summary = node.stats.summary(time.monotonic())
         assert (summary["inputs_total"], summary["outputs_total"], summary["dropped"]) == (0, 0, {}), summary
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def test_a_camera_info_dispatched_after_cleanup_is_not_kept(ros_env):
     """The same for the lifter's CameraInfo: one queued before cleanup set the intrinsics cleanup
     had just forgotten, and the next configure (on another camera_info_topic) placed people with them."""
-    import rclpy
     from rclpy.lifecycle import TransitionCallbackReturn
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = _node_in_process("lift", "late_camera_info", context)
-    try:
+    with _node_in_process("lift", "late_camera_info") as node:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         deliver, clip = node._subscriptions_active[1].callback, Clip.load()
@@ -763,9 +738,6 @@ def test_a_camera_info_dispatched_after_cleanup_is_not_kept(ros_env):
         deliver(info)
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.camera_matrix is None and node.camera_size is None
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_with_the_reason(ros_env):
@@ -776,16 +748,12 @@ def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_
     keypoints_topic fails configure and leaves nothing configured; mended, it runs."""
     import threading
 
-    import rclpy
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = _node_in_process("detect", "topic_clash", context)
-    errors = []
-    node.get_logger().error = errors.append
-    try:
+    with _node_in_process("detect", "topic_clash") as node:
+        errors = []
+        node.get_logger().error = errors.append
         node.set_parameters([Parameter("image_topic", value="/diagnostics")])
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.FAILURE
@@ -800,27 +768,14 @@ def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_
         node.set_parameters([Parameter("keypoints_topic", value="human_keypoints_2d")])
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def test_a_reactivated_detector_runs_the_person_detector_afresh(ros_env):
     """After deactivate/activate (a paused stream resumes) the first image followed the boxes of the
     last image before the pause (up to person_detector_every - 1 images of stale boxes)."""
-    import rclpy
     from rclpy.lifecycle import TransitionCallbackReturn
-    from rclpy.parameter import Parameter
 
-    from cfi_pose_ros.node.detect_node import DetectNode
-    from test_camera_node import MOVENET, RTMDET, need_fixtures
-
-    need_fixtures()
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = DetectNode(f"reactivate_{os.getpid()}", context=context, parameter_overrides=[
-        Parameter("person_detector_model", value=str(RTMDET)), Parameter("keypoint_model", value=str(MOVENET))])
-    try:
+    with _node_in_process("detect", "reactivate") as node:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         resets = []
         original = node.detector.reset
@@ -829,9 +784,6 @@ def test_a_reactivated_detector_runs_the_person_detector_afresh(ros_env):
             assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
             assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert len(resets) == 2
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def test_an_image_still_waiting_at_deactivate_is_counted_as_dropped(ros_env):
@@ -840,19 +792,11 @@ def test_an_image_still_waiting_at_deactivate_is_counted_as_dropped(ros_env):
     above outputs_total + dropped.* for good (a stateful fuzz deactivating a node fed a burst)."""
     import threading
 
-    import rclpy
     from rclpy.lifecycle import TransitionCallbackReturn
-    from rclpy.parameter import Parameter
 
-    from cfi_pose_ros.node.detect_node import DetectNode
-    from test_camera_node import MOVENET, RTMDET, image_msg, need_fixtures
+    from test_camera_node import image_msg
 
-    need_fixtures()
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = DetectNode(f"stop_waiting_{os.getpid()}", context=context, parameter_overrides=[
-        Parameter("person_detector_model", value=str(RTMDET)), Parameter("keypoint_model", value=str(MOVENET))])
-    try:
+    with _node_in_process("detect", "stop_waiting") as node:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         in_flight, finish = threading.Event(), threading.Event()
@@ -873,6 +817,3 @@ def test_an_image_still_waiting_at_deactivate_is_counted_as_dropped(ros_env):
         summary = node.stats.summary(time.monotonic())
         assert summary["inputs_total"] == 2 and summary["outputs_total"] == 1, summary
         assert summary["dropped"] == {"stopped": 1}, summary
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=context)

@@ -242,17 +242,11 @@ def test_one_non_finite_value_is_enough(saved):
         load_weights(path)
 
 
-def test_a_tampered_dim_fails_before_anything_is_allocated(saved):
-    """The SHA-256 covers only the tensors: a JSON edited to a bigger model must not make
-    load_weights build it (dim 2048 allocated 1.3 GB before the shape check). Measured in a
-    fresh process."""
+def _load_in_a_fresh_process(path) -> tuple[str, float]:
+    """``(load_weights' error message, peak memory growth in MiB)``, measured in a new process."""
     import subprocess
     import sys
 
-    _, path = saved
-    config = json.loads(path.with_suffix(".json").read_text())
-    config["model"]["dim"] = 1024           # CFINet(dim=1024, depth=1) holds ~100 MB of tensors
-    path.with_suffix(".json").write_text(json.dumps(config))
     probe = (
         PEAK_RSS_SOURCE + "import sys\n"
         "from cfi_pose_ros.weights import WeightsError, load_weights\n"
@@ -264,32 +258,31 @@ def test_a_tampered_dim_fails_before_anything_is_allocated(saved):
         "print((peak_rss() - before) / 2**20)\n")
     out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)
     message, grown_mib = out.stdout.strip().rsplit("\n", 1)
-    assert "do not match the architecture in the config (dim=1024" in message, out.stdout
-    assert float(grown_mib) < 30, f"peak memory grew by {float(grown_mib):.0f} MiB"
+    return message, float(grown_mib)
+
+
+def test_a_tampered_dim_fails_before_anything_is_allocated(saved):
+    """The SHA-256 covers only the tensors: a JSON edited to a bigger model must not make
+    load_weights build it (dim 2048 allocated 1.3 GB before the shape check). Measured in a
+    fresh process."""
+    _, path = saved
+    config = json.loads(path.with_suffix(".json").read_text())
+    config["model"]["dim"] = 1024           # CFINet(dim=1024, depth=1) holds ~100 MB of tensors
+    path.with_suffix(".json").write_text(json.dumps(config))
+    message, grown_mib = _load_in_a_fresh_process(path)
+    assert "do not match the architecture in the config (dim=1024" in message, message
+    assert grown_mib < 30, f"peak memory grew by {grown_mib:.0f} MiB"
 
 
 def test_a_config_of_a_gigabyte_fails_without_being_read(saved):
     """The JSON was read whole before it was parsed: a config padded to 1 GiB (a sparse file, free on
     disk) took 2.3 GB; one of 20 GiB all the memory a robot has. Measured in a fresh process."""
-    import subprocess
-    import sys
-
     _, path = saved
     with open(path.with_suffix(".json"), "r+b") as f:
         f.truncate(1 << 30)                  # the config, then NUL bytes up to 1 GiB (a hole)
-    probe = (
-        PEAK_RSS_SOURCE + "import sys\n"
-        "from cfi_pose_ros.weights import WeightsError, load_weights\n"
-        "before = peak_rss()\n"
-        "try:\n"
-        "    load_weights(sys.argv[1])\n"
-        "except WeightsError as exc:\n"
-        "    print(exc)\n"
-        "print((peak_rss() - before) / 2**20)\n")
-    out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)
-    message, grown_mib = out.stdout.strip().rsplit("\n", 1)
-    assert message == f"{path.with_suffix('.json')}: more than {16 << 20} bytes, not a weights config", out.stdout
-    assert float(grown_mib) < 100, f"peak memory grew by {float(grown_mib):.0f} MiB"
+    message, grown_mib = _load_in_a_fresh_process(path)
+    assert message == f"{path.with_suffix('.json')}: more than {16 << 20} bytes, not a weights config", message
+    assert grown_mib < 100, f"peak memory grew by {grown_mib:.0f} MiB"
 
 
 @pytest.mark.parametrize("edit, message", [
