@@ -67,10 +67,9 @@ def load_cameras(path: str | Path) -> dict[str, list[H36MCamera]]:
 
 
 # What numpy's pickles of arrays name (numpy 1.x and 2.x module paths); nothing else is built.
-_ARRAY_GLOBALS = {(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-                  for name in ("_reconstruct",)} | {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
+_ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                  ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+                  ("numpy", "ndarray"), ("numpy", "dtype")}
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
