@@ -224,12 +224,15 @@ def _read_header(tensors_path: Path) -> tuple[dict[str, tuple[tuple[int, ...], s
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(tensors_path), framework="pt") as f:
+        # numpy, not torch: torch maps the whole file into memory first, and a header that declares a
+        # 64 GiB tensor ended in an uncaught "unable to mmap" RuntimeError
+        with safe_open(str(tensors_path), framework="numpy") as f:
             slices = {k: f.get_slice(k) for k in f.keys()}
             return ({k: (tuple(s.get_shape()), s.get_dtype()) for k, s in slices.items()},
                     f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{tensors_path}: unreadable safetensors file ({exc})") from exc
+        raise WeightsError(f"{tensors_path}: unreadable safetensors file ({exc}); truncated, padded or "
+                           f"not a safetensors file") from exc
 
 
 def _meaning_mismatch(info: WeightsInfo, metadata: dict[str, str]) -> str | None:
@@ -257,13 +260,10 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
 
     tensors_path, _ = _paths(path)
     info = read_weights_info(path)
-    try:
-        actual_sha = file_sha256(tensors_path)
-    except OSError as exc:
-        raise WeightsError(f"{tensors_path}: cannot read ({exc.strerror or exc})") from exc
-    if info.sha256 and info.sha256 != actual_sha:
-        raise WeightsError(f"{tensors_path}: SHA-256 {actual_sha[:12]}... does not match the config's "
-                           f"{info.sha256[:12]}... (truncated, corrupted or replaced file)")
+    # The header first: safetensors refuses a file whose size is not exactly what its header
+    # declares, and the shape checks below refuse a header that is not the JSON's model, so only a
+    # file of the model's own size gets hashed (a weights file with a 64 GiB hole after it was
+    # hashed for minutes before it was refused).
     header, metadata = _read_header(tensors_path)
     impossible = _beyond_the_file(info.model, header)
     if impossible:
@@ -290,6 +290,13 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
             details.append(f"{len(wrong_dtype)} not float32 (e.g. {k}: {header[k][1]})")
         raise WeightsError(f"{tensors_path}: tensors do not match the architecture in the config "
                            f"(dim={info.model.dim}, depth={info.model.depth}): " + "; ".join(details))
+    try:
+        actual_sha = file_sha256(tensors_path)
+    except OSError as exc:
+        raise WeightsError(f"{tensors_path}: cannot read ({exc.strerror or exc})") from exc
+    if info.sha256 and info.sha256 != actual_sha:
+        raise WeightsError(f"{tensors_path}: SHA-256 {actual_sha[:12]}... does not match the config's "
+                           f"{info.sha256[:12]}... (corrupted or replaced file)")
     # Only now: a shape mismatch is said in the tensors' own terms above.
     mismatch = _meaning_mismatch(info, metadata)
     if mismatch:
