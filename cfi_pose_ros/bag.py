@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,6 +242,24 @@ def _chunk_heads(f, summary) -> Iterator[tuple[str, int, bytes]]:
                 yield record.compression, record.uncompressed_size, record.data[:32]
 
 
+def _open_bag(path: str | Path):
+    """The bag file, opened for reading, or ``ValueError`` for a path that is no regular file. MCAP
+    is read by seeking to its summary at the end, which a FIFO or a device cannot do, and opening a
+    FIFO waits for a writer: ``play_bag`` on one hung, deaf to SIGTERM. Opened without blocking,
+    then checked, so nothing waits."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a device or socket"
+            raise ValueError(f"{path}: {kind}, not an MCAP file (a bag is read by seeking to its end)")
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
 def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
     """The bag's CDR messages on ``topics`` (all when None), in log-time order. Records that
     cannot be read (a corrupt chunk, a length past the end of the file) raise ``ValueError``
@@ -247,7 +267,7 @@ def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[
     ``MAX_CHUNK_BYTES`` before any."""
     from mcap.reader import make_reader
 
-    with open(path, "rb") as f:
+    with _open_bag(path) as f:
         reader = make_reader(f)
         try:
             heads = _chunk_heads(f, reader.get_summary()) if f.seekable() else ()
@@ -287,7 +307,7 @@ def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, i
     from mcap.exceptions import McapError
     from mcap.reader import make_reader
 
-    with open(path, "rb") as f:
+    with _open_bag(path) as f:
         try:
             summary = make_reader(f).get_summary()
         except (McapError, OSError, ValueError) as exc:   # cut short, never closed, not MCAP at all

@@ -84,6 +84,20 @@ def test_play_bag_says_in_one_line_that_a_chunk_is_corrupt(ros_env, tmp_path):
     assert player.stderr.strip().splitlines()[-1].startswith(f"play_bag: error: {bag}: corrupt MCAP data")
 
 
+def test_play_bag_refuses_a_fifo_at_once(ros_env, tmp_path):
+    """A FIFO given as the bag: open() waited for a writer, and play_bag hung there, deaf to SIGTERM
+    (rclpy's handler only flags the shutdown). A bag is read by seeking, which a FIFO cannot do."""
+    import os
+
+    fifo = tmp_path / "live.mcap"
+    os.mkfifo(fifo)
+    player = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(fifo),
+                             "--wait-for-subscribers", "0"], env=ros_env, capture_output=True, text=True, timeout=30)
+    assert player.returncode == 2 and "Traceback" not in player.stderr, player.stderr
+    assert player.stderr.strip().splitlines()[-1] == (
+        f"play_bag: error: {fifo}: a FIFO, not an MCAP file (a bag is read by seeking to its end)")
+
+
 def test_play_bag_streams_the_bag_instead_of_holding_it_in_memory(ros_env, tmp_path):
     """Every message was read into a list before the first was published: 300 720p images (a
     100 kB file, they compress to nothing) took 890 MB, a 10-minute camera bag 50 GB."""
