@@ -37,12 +37,20 @@ from .pipeline import ROOT_RELATIVE, LiftedPerson
 from .skeleton import H36M_17
 
 __all__ = ["RigidTransform", "quaternion_multiply", "transform_people", "camera_up",
-           "FrameTransform", "person_frames", "frame_name", "OPTICAL_UP"]
+           "FrameTransform", "person_frames", "frame_name", "tf2_frame_id", "OPTICAL_UP"]
 
 # "Up" in a camera optical frame (x right, y down, z forward): the markers' label offset.
 OPTICAL_UP = np.array([0.0, -1.0, 0.0])
 # A given quaternion may be off unit length by this much (rounded YAML values); farther is a mistake.
 _QUATERNION_NORM_TOLERANCE = 1e-3
+
+
+def tf2_frame_id(frame_id: str) -> str:
+    """``frame_id`` as tf2 names the frame: without a leading ``/`` (a ROS 1 global name, still sent
+    by some drivers). tf2 stores a transform of ``/camera`` as ``camera`` but refuses to look up
+    ``/camera`` ("frame_ids cannot start with a '/'"): poses and markers stamped ``/camera`` could
+    be placed by no tf2 consumer, RViz included, while their TF frames hung from ``camera``."""
+    return frame_id.lstrip("/")
 
 
 def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -121,6 +121,31 @@ def test_unknown_target_transform_drops_the_frame_and_counts_it(node_factory):
         assert node.log().count("TF output unavailable") == 1, node.log()
 
 
+def test_a_frame_id_with_a_leading_slash_comes_out_as_tf2_names_the_frame(node_factory):
+    """A driver's ROS 1 style `/camera_optical_frame`: tf2 stores TF of `/x` as `x` but refuses to look
+    up `/x` ("frame_ids cannot start with a '/'"), so poses and markers stamped with the slash could be
+    placed by no tf2 consumer, RViz included, while their TF frames hung from the frame without it."""
+    from cfi_pose_ros.frames import RigidTransform
+    from cfi_pose_ros.node.lifting import build_pipeline, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    clip = Clip.load()
+    node = node_factory()
+    msg = _frame(clip, 1200)
+    msg.header.frame_id = "/" + CAMERA
+    out = node.send_and_receive(msg)
+    assert out is not None and len(out.humans) == 2, node.log()
+    assert out.header.frame_id == CAMERA
+    assert node.spin_until(lambda: 1200 * 10**9 in node.client.received.markers, 5.0)
+    assert {m.header.frame_id for m in node.client.received.markers[1200 * 10**9].markers} == {CAMERA}
+    # a target_frame given with the slash, as offline lifting and the node pass it on
+    pipeline = build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    lifted = lift_keypoints(pipeline, msg, clip.camera_matrix, None, target_frame="/base_link",
+                            target_from_camera=RigidTransform.from_xyz_quaternion(TARGET_FROM_CAMERA))
+    assert lifted.header.frame_id == "base_link" and lifted.poses_msg().header.frame_id == "base_link"
+    assert {f.parent for f in lifted.tf_frames("body_", False)} == {"base_link"}
+
+
 # A stand-in for tf2_ros (not installable from the Python registry) with the documented API the
 # lifter uses; every lookup finds the identity, as a static transform would.
 TF2_STAND_IN = """

@@ -26,7 +26,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from cfi_pose_ros.depth import DepthHistory
-from cfi_pose_ros.frames import RigidTransform
+from cfi_pose_ros.frames import RigidTransform, tf2_frame_id
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, markers_to_msg, stamp_seconds
@@ -217,7 +217,7 @@ class LiftNode(SpecLifecycleNode):
         target_frame, transform = self._output_transform(msg.header)
         if target_frame is None:
             return      # never published in a wrong frame
-        if not (target_frame or msg.header.frame_id):
+        if not (target_frame or tf2_frame_id(msg.header.frame_id)):
             self.warn_throttled("no_frame_id", "input without header.frame_id: its poses and markers are in no "
                                                "frame (RViz cannot place them) and get no TF frames")
         try:
@@ -250,7 +250,7 @@ class LiftNode(SpecLifecycleNode):
         except ValueError as exc:
             self.get_logger().error(f"configure failed: target_from_camera: {exc}")
             return False
-        target = self.p("target_frame")
+        target = tf2_frame_id(self.p("target_frame"))     # the frame tf2 looks up and outputs carry
         self._target = (target, static)
         tf2_ros, reason = load_tf2()
         if self.p("publish_tf") and tf2_ros is None:
@@ -280,12 +280,13 @@ class LiftNode(SpecLifecycleNode):
             return "", None
         if static is not None:
             return target, static
-        if header.frame_id == target:
+        source = tf2_frame_id(header.frame_id)    # tf2 refuses to look up `/camera`
+        if source == target:
             return target, None
         reason = "tf2_ros is not available and target_from_camera is not given"
         if self._tf_lookup is not None:
             try:
-                return target, self._tf_lookup.lookup(target, header.frame_id, header.stamp, self.p("tf_timeout"))
+                return target, self._tf_lookup.lookup(target, source, header.stamp, self.p("tf_timeout"))
             except LookupError as exc:
                 reason = str(exc)
         self.stats.drop(Counter({NO_TRANSFORM: 1}))

@@ -14,7 +14,7 @@ import numpy as np
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, transform_people
+from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import MarkerSpec, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
 from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg
@@ -141,8 +141,9 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     frame = frame_from_msg(msg, camera_matrix, camera_size)
     frame.depth = depth
     result = pipeline.process(frame)
+    # the output frame as tf2 names it (see tf2_frame_id): the input's `/camera` is `camera`
+    header = Header(stamp=msg.header.stamp, frame_id=tf2_frame_id(target_frame or msg.header.frame_id))
     if target_frame:
-        header = Header(stamp=msg.header.stamp, frame_id=target_frame)
         return LiftedFrame(header, transform_people(result.people, target_from_camera), result.dropped,
                            camera_up(target_from_camera), frame)
-    return LiftedFrame(msg.header, result.people, result.dropped, source=frame)
+    return LiftedFrame(header, result.people, result.dropped, source=frame)
