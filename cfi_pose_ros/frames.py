@@ -13,11 +13,12 @@ TF frames (``body_<id>``, optionally one per joint) of every person.
   child of the body frame, axes parallel to it (no per-joint orientation is estimated).
   People without a tracking id, or without an absolute position (root-relative poses),
   get no frame: a frame that changes meaning between messages, or that sits at the
-  camera's origin, would mislead whoever looks it up. Nor do people whose body frame name occurs
-  twice in one input (an id given twice, ids that differ only in replaced characters): such a
-  frame would name either of them. Nor does anyone when the parent frame
-  is empty (an input without ``header.frame_id``): tf2 rejects such a transform in every
-  listener, once per message; a frame named like its parent (a self-transform) is skipped too.
+  camera's origin, would mislead whoever looks it up. Nor does a frame whose name occurs twice
+  in one input (an id given twice, ids that differ only in replaced characters, a joint frame
+  named like another person's body frame) or is the parent's: such a frame would name either of
+  them (a body frame left out takes its joint frames with it). Nor does anyone when the parent
+  frame is empty (an input without ``header.frame_id``): tf2 rejects such a transform in every
+  listener, once per message.
 * :class:`NewerStampsOnly` lets each TF frame out only at a stamp newer than its last one: tf2
   ignores a transform at a stamp it already holds, with a ``TF_REPEATED_DATA`` warning in every
   listener, and an input that repeats its stamp (one frame sent twice) would cause one per frame.
@@ -190,21 +191,24 @@ def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_"
     parent_name = parent.strip("/")       # as tf2 reads it (a leading slash is stripped)
     if not parent_name:
         return frames
-    # a body frame name that two people of one input would get (one id twice, or two ids that differ
-    # only in characters frame_name replaces) names no single person: tf2 keeps one of the two
-    # transforms and rejects the other, so the frame would be either person; neither gets it
-    names = Counter(frame_name(prefix, person.track_id) for person in people
-                    if person.track_id and person.root_source != ROOT_RELATIVE)
-    for person in people:
-        if not person.track_id or person.root_source == ROOT_RELATIVE:
-            continue
-        if names[frame_name(prefix, person.track_id)] > 1:
+    placed = [person for person in people if person.track_id and person.root_source != ROOT_RELATIVE]
+    # a frame name that two frames of one input would get (one id twice, two ids that differ only in
+    # characters frame_name replaces, one person's joint frame and another's body frame: `3` and
+    # `3_head` both give body_3_head) names no single frame: tf2 keeps one of the two transforms
+    # and rejects the other, so the frame would be either; neither is sent, nor the joints of a body
+    # frame left out (they would hang from the other one). A frame named like the parent would be a
+    # self-transform or a loop in the tree.
+    names = Counter([parent_name])
+    for person in placed:
+        names[frame_name(prefix, person.track_id)] += 1
+        if joints:
+            names.update(frame_name(prefix, person.track_id, name) for name in joint_names)
+    for person in placed:
+        body = frame_name(prefix, person.track_id)
+        if names[body] > 1:
             continue
         position = np.asarray(person.position, dtype=np.float64)
         if not (np.isfinite(position).all() and np.isfinite(person.orientation_xyzw).all()):
-            continue
-        body = frame_name(prefix, person.track_id)
-        if body == parent_name:             # a self-transform
             continue
         frames.append(FrameTransform(parent, body, position, np.asarray(person.orientation_xyzw, float)))
         if joints:
@@ -212,7 +216,7 @@ def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_"
             offsets = (np.asarray(person.keypoints, float) - position) @ quaternion_to_rotation_matrix(
                 person.orientation_xyzw)
             for name, offset in zip(joint_names, offsets):
-                if np.isfinite(offset).all():
-                    frames.append(FrameTransform(body, frame_name(prefix, person.track_id, name), offset,
-                                                 IDENTITY_QUATERNION))
+                child = frame_name(prefix, person.track_id, name)
+                if np.isfinite(offset).all() and names[child] == 1:
+                    frames.append(FrameTransform(body, child, offset, IDENTITY_QUATERNION))
     return frames

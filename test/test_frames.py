@@ -140,6 +140,20 @@ def test_an_id_two_people_share_gives_neither_a_frame():
     assert len(person_frames([standing_person("7"), standing_person("7", ROOT_RELATIVE)], "cam")) == 1
 
 
+
+def test_a_joint_frame_named_like_another_person_s_body_frame_is_nobody_s():
+    """With tf_joints, person `3`'s head frame and person `3_head`'s body frame are both body_3_head:
+    one /tf message held both, tf2 kept the first (the node's once-per-stamp gate even dropped the
+    second) and 3_head's joint frames hung from 3's head. A joint frame named like the parent would
+    close a loop in the tree."""
+    frames = person_frames([standing_person("3"), standing_person("3_head")], "cam", joints=True)
+    children = [f.child for f in frames]
+    assert len(children) == len(set(children)) == 1 + 16
+    assert "body_3_head" not in children and not any(f.parent == "body_3_head" for f in frames)
+    assert {f.parent for f in frames} == {"cam", "body_3"}
+    looped = person_frames([standing_person("3")], "body_3_head", joints=True)
+    assert [f.child for f in looped] == [f.child for f in frames]
+
 @pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))
 def test_transform_stamped_from_a_known_pose():
     from builtin_interfaces.msg import Time
