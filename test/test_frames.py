@@ -224,6 +224,56 @@ def test_tf_broadcast_sends_a_frame_once_per_stamp_and_a_zero_stamp_at_now():
         node.destroy_node()
 
 
+def test_tf_broadcast_starts_over_when_sim_time_jumps_back():
+    """`ros2 bag play --loop --clock` with use_sim_time: at each loop the clock jumps back and every
+    tf2_ros.Buffer on it clears itself, but the once-per-stamp record still held the first pass's
+    stamps: a bag shorter than tf2's 10 s buffer never had a body frame on /tf again."""
+    if ros_available() is not None:
+        pytest.skip(str(ros_available()))
+    import time
+    import types
+
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rosgraph_msgs.msg import Clock
+
+    from cfi_pose_ros.node.transforms import TransformBroadcast
+
+    sent = []
+    recorder = types.SimpleNamespace(TransformBroadcaster=lambda node: types.SimpleNamespace(
+        sendTransform=lambda transforms: sent.append(list(transforms))))
+    if not rclpy.ok():
+        rclpy.init()
+    node = rclpy.create_node("test_tf_broadcast_sim_time",
+                             parameter_overrides=[Parameter("use_sim_time", value=True)])
+    clock_pub = node.create_publisher(Clock, "/clock", 10)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+
+    def clock_at(sec: int) -> None:
+        deadline = time.monotonic() + 10.0
+        while node.get_clock().now().nanoseconds != sec * 10**9 and time.monotonic() < deadline:
+            clock_pub.publish(Clock(clock=Time(sec=sec)))
+            executor.spin_once(timeout_sec=0.05)
+        assert node.get_clock().now().nanoseconds == sec * 10**9
+
+    try:
+        broadcast = TransformBroadcast(recorder, node)
+        frames = person_frames([standing_person("7")], "camera")
+        for sec in (100, 101, 102):
+            clock_at(sec)
+            broadcast.send(Time(sec=sec), frames)
+        assert len(sent) == 3
+        clock_at(100)                                   # the bag again, 2 s back
+        broadcast.send(Time(sec=100), frames)
+        broadcast.send(Time(sec=100), frames)           # still once per stamp
+        assert len(sent) == 4 and sent[3][0].header.stamp == Time(sec=100)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+
 def test_tf2_glue_broadcasts_and_looks_up():
     """The tf2_ros glue against the real tf2_ros: a broadcast transform is found by the lookup."""
     if ros_available() is not None:

@@ -116,11 +116,26 @@ class TransformBroadcast:
     """``/tf`` output through ``tf2_ros.TransformBroadcaster``: each frame at most once per stamp
     (:class:`~cfi_pose_ros.frames.NewerStampsOnly`); an input stamped zero (no time) is sent at the
     node's clock's now: tf2 stores 0 as the time 0, further back than its buffer from any stamped
-    transform (``TF_OLD_DATA`` in every listener), and a zero-stamping driver repeats it every frame."""
+    transform (``TF_OLD_DATA`` in every listener), and a zero-stamping driver repeats it every frame.
+
+    When the node's clock jumps back (sim time: ``ros2 bag play --loop --clock``) or switches between
+    system and sim time, the once-per-stamp record starts over: every ``tf2_ros.Buffer`` on that
+    clock clears itself then, and the record kept each frame of a bag shorter than tf2's 10 s buffer
+    out of /tf for good after its first pass."""
 
     def __init__(self, tf2_ros, node):
+        from rclpy.clock import JumpThreshold
+        from rclpy.duration import Duration
+
         self._broadcaster = tf2_ros.TransformBroadcaster(node)
         self._clock = node.get_clock()
+        self._newer_only = NewerStampsOnly()
+        # the jumps at which tf2_ros.Buffer clears itself: any jump back, a change of time source
+        self._time_jumps = self._clock.create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=True),
+            post_callback=self._start_over)
+
+    def _start_over(self, jump) -> None:
         self._newer_only = NewerStampsOnly()
 
     def send(self, stamp, frames: list[FrameTransform]) -> None:
