@@ -190,7 +190,7 @@ def test_each_tf_frame_goes_out_once_per_stamp_and_newer_only():
     assert gate.admit(200, crowd) == crowd[:1]        # 3 frames remembered at most: body_10 was forgotten
 
 
-def test_tf_broadcast_sends_a_frame_once_per_stamp_and_a_zero_stamp_at_now():
+def test_tf_broadcast_sends_a_frame_once_per_stamp_and_a_zero_or_negative_stamp_at_now():
     """The glue over the documented ``TransformBroadcaster(node).sendTransform`` (tf2_ros is not
     installable here: a recorder of its calls stands in for it; the node and its clock are rclpy's)."""
     if ros_available() is not None:
@@ -220,6 +220,10 @@ def test_tf_broadcast_sends_a_frame_once_per_stamp_and_a_zero_stamp_at_now():
         assert len(sent) == 3                       # each zero-stamped input at its own now
         stamps = [t[0].header.stamp.sec * 10**9 + t[0].header.stamp.nanosec for t in sent[1:]]
         assert before <= stamps[0] < stamps[1]
+        # a negative stamp (sec is signed) is no time either: it went out as -5 s, older than tf2's
+        # buffer from the frames before it (TF_OLD_DATA in every listener, every frame)
+        broadcast.send(Time(sec=-5, nanosec=5), frames)
+        assert len(sent) == 4 and sent[3][0].header.stamp.sec * 10**9 + sent[3][0].header.stamp.nanosec > stamps[1]
     finally:
         node.destroy_node()
 

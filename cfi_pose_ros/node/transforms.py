@@ -114,9 +114,10 @@ class TransformLookup:
 
 class TransformBroadcast:
     """``/tf`` output through ``tf2_ros.TransformBroadcaster``: each frame at most once per stamp
-    (:class:`~cfi_pose_ros.frames.NewerStampsOnly`); an input stamped zero (no time) is sent at the
-    node's clock's now: tf2 stores 0 as the time 0, further back than its buffer from any stamped
-    transform (``TF_OLD_DATA`` in every listener), and a zero-stamping driver repeats it every frame.
+    (:class:`~cfi_pose_ros.frames.NewerStampsOnly`); an input stamped zero or negative (no time) is
+    sent at the node's clock's now: tf2 stores such a stamp as that time, further back than its
+    buffer from any stamped transform (``TF_OLD_DATA`` in every listener), and a driver that stamps
+    so repeats it every frame.
 
     When the node's clock jumps back (sim time: ``ros2 bag play --loop --clock``) or switches between
     system and sim time, the once-per-stamp record starts over: every ``tf2_ros.Buffer`` on that
@@ -139,7 +140,7 @@ class TransformBroadcast:
         self._newer_only = NewerStampsOnly()
 
     def send(self, stamp, frames: list[FrameTransform]) -> None:
-        if stamp.sec == 0 and stamp.nanosec == 0:
+        if stamp.sec < 0 or (stamp.sec == 0 and stamp.nanosec == 0):
             stamp = self._clock.now().to_msg()
         frames = self._newer_only.admit(stamp.sec * 10**9 + stamp.nanosec, frames)
         if frames:
