@@ -227,6 +227,35 @@ def test_a_negative_stamp_with_a_tf2_target_frame_drops_that_frame_and_the_node_
     assert int(node.latest_diagnostics().get("dropped.no_transform", 0)) >= 1
 
 
+def test_tf_output_is_made_once_however_often_publish_tf_is_turned_off_and_on(tmp_path, ros_env, node_factory,
+                                                                             monkeypatch):
+    """Each configure with publish_tf true after one with it false made another TransformBroadcaster
+    (another /tf publisher, and a clock-jump callback, that the node kept for good). Counted through
+    the stand-in's broadcaster, in the running lifter."""
+    from lifecycle_msgs.msg import Transition
+
+    from ros_harness import LifecycleClient, ParameterClient
+
+    made = tmp_path / "broadcasters_made"
+    package = tmp_path / "tf2_stand_in" / "tf2_ros"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(TF2_STAND_IN.replace(
+        "class TransformBroadcaster:\n    def __init__(self, node, *args, **kwargs):\n        pass",
+        "class TransformBroadcaster:\n    def __init__(self, node, *args, **kwargs):\n"
+        f"        open({str(made)!r}, 'a').write('made\\n')"))
+    monkeypatch.setenv("PYTHONPATH", f"{package.parent}:{ros_env.get('PYTHONPATH', '')}")
+    node = node_factory(publish_tf=True)
+    lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
+    params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+    for publish_tf in (False, True, False, True):
+        assert lifecycle.transition(Transition.TRANSITION_DEACTIVATE)
+        assert lifecycle.transition(Transition.TRANSITION_CLEANUP)
+        params.set_ok(publish_tf=publish_tf)
+        assert lifecycle.transition(Transition.TRANSITION_CONFIGURE)
+        assert lifecycle.transition(Transition.TRANSITION_ACTIVATE)
+    assert made.read_text().splitlines() == ["made"], node.log()
+
+
 def test_the_tf_listener_node_keeps_a_name_of_its_own_under_launch_s_node_rename(ros_env):
     """launch_ros starts a named node with `-r __node:=cfi_pose_lifter __ns:=/robot1`, global rules
     that rename every node of the process: the lifter's tf2 listener node became a second

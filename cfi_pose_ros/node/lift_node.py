@@ -237,7 +237,7 @@ class LiftNode(SpecLifecycleNode):
         # Markers only when someone (RViz) listens: building them costs about as much as the poses.
         if self.p("publish_markers") and self._marker_pub.get_subscription_count() > 0:
             self._marker_pub.publish(result.markers_msg(self.p("marker_lifetime")))
-        if self._tf_broadcast is not None:
+        if self._tf_broadcast is not None and self.p("publish_tf"):
             self._tf_broadcast.send(msg.header.stamp, result.tf_frames(self.p("tf_prefix"), self.p("tf_joints")))
         self.stats.output(time.monotonic(), time.perf_counter() - started, len(result.people))
 
@@ -256,9 +256,9 @@ class LiftNode(SpecLifecycleNode):
         if self.p("publish_tf") and tf2_ros is None:
             self.get_logger().warning(f"TF output unavailable: {reason}; publishing poses without TF frames")
         elif self.p("publish_tf") and self._tf_broadcast is None:
+            # made once and kept: its /tf publisher and its clock-jump callback belong to the node,
+            # and one made at every configure would leave the last one's behind
             self._tf_broadcast = TransformBroadcast(tf2_ros, self)
-        elif not self.p("publish_tf"):
-            self._tf_broadcast = None
         if target and static is None:
             if tf2_ros is None:
                 self.get_logger().error(
