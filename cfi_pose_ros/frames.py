@@ -105,6 +105,15 @@ class RigidTransform:
         return np.where(q[..., 3:4] < 0, -q, q)      # w >= 0, as body_pose publishes them
 
 
+def static_target_transform(values) -> RigidTransform | None:
+    """The ``target_from_camera`` parameter: ``[x, y, z, qx, qy, qz, qw]``; all zeros (the
+    default; a zero quaternion is no rotation) = not given. Raises ValueError when malformed."""
+    values = [float(v) for v in values]
+    if len(values) == 7 and not any(values):
+        return None
+    return RigidTransform.from_xyz_quaternion(values)
+
+
 def transform_people(people: list[LiftedPerson], transform: RigidTransform | None) -> list[LiftedPerson]:
     """Every person's keypoints, pelvis position and body orientation in the target frame
     (``transform`` = target_from_camera; None = stay in the camera frame)."""

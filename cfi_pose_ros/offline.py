@@ -534,7 +534,7 @@ def run_offline(source: Source, out: Path, lift_values: dict, detect_values: dic
     if not target_frame and lift_values.get("target_frame"):
         # the lift node's target_frame / target_from_camera parameters (a --params-file), as the node
         # reads them: offline there is no tf2 buffer, so the static transform is needed
-        from cfi_pose_ros.node.lifting import static_target_transform
+        from cfi_pose_ros.frames import static_target_transform
 
         target_frame = lift_values["target_frame"]
         target_from_camera = static_target_transform(lift_values["target_from_camera"])
@@ -642,7 +642,7 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS
-    from cfi_pose_ros.node.lifting import static_target_transform
+    from cfi_pose_ros.frames import static_target_transform
     from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
 
     target = static_target_transform(args.target_from_camera) if args.target_from_camera else None

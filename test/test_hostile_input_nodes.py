@@ -122,7 +122,7 @@ def test_two_people_with_one_id_keep_their_own_skeletons_when_smoothing(node_fac
     assert np.abs(first - second).max() > 0.1
 
 
-def test_batch_sizes_past_the_bound_stop_the_node_at_configure(node_factory):
+def test_batch_sizes_past_the_bound_stop_the_node_at_start(node_factory):
     """Item 11: `batch_sizes: [4096]` was accepted (4 GB, 10-15 s per one-person frame)."""
     node = node_factory(overrides={"batch_sizes": [4096]}, wait=False)
     node.process.wait(timeout=120)

@@ -457,6 +457,36 @@ def test_a_configure_that_failed_on_its_weights_is_fixed_with_param_set(node_fac
 
 
 
+def test_a_value_configure_would_refuse_is_refused_at_the_set_while_unconfigured(node_factory):
+    """`ros2 param set /cfi_pose_lifter batch_sizes "[4096]"` (or a target_from_camera of two
+    numbers, or a quaternion of norm 2) on an unconfigured lifter answered "Set parameter
+    successful", and the configure after it failed: the set is refused with configure's reason,
+    changes nothing, and configure then succeeds."""
+    from lifecycle_msgs.msg import State, Transition
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    from ros_harness import ParameterClient, call_service
+
+    node = node_factory(overrides={"autostart": False})
+    lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
+    params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+    refused = {"batch_sizes": ([4096], "batch_sizes=[4096]: batch size 4096 is larger than 256"),
+               "target_from_camera": ([1.0, 2.0], "target_from_camera=[1.0, 2.0]: expected [x, y, z, qx, qy, qz, qw] "
+                                                  "(7 numbers), got 2")}
+    for name, (value, reason) in refused.items():
+        (result,) = params.set(**{name: value})
+        assert not result.successful and reason in result.reason, (name, result.reason)
+    (result,) = params.set(target_from_camera=[0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 2.0])
+    assert not result.successful and "has norm 2, not 1" in result.reason, result.reason
+    get = node.client.create_client(GetParameters, "/cfi_pose_lifter/get_parameters")
+    answer = call_service(get, GetParameters.Request(names=list(refused)), node.spin_until, attempts=3)
+    assert [list(parameter_value_to_python(v)) for v in answer.values] == [[0], [0.0] * 7]
+    params.set_ok(batch_sizes=[1, 2, 4])                    # what configure can build is still taken
+    assert lifecycle.transition(Transition.TRANSITION_CONFIGURE), node.log()
+    assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
+
+
 def test_a_topic_the_node_already_has_with_another_type_fails_the_transition_with_the_reason(node_factory, clip):
     """markers_topic set while unconfigured to the input topic (configure creates the markers
     publisher, activate the keypoints subscription), or to the output topic: rcl refuses the

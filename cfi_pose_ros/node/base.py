@@ -41,6 +41,12 @@ def same_value(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
+def shown(value) -> str:
+    """A parameter value as a refusal names it: rclpy gives numeric arrays as array.array, whose
+    repr (``array('q', [4096])``) is not the ``[4096]`` that was set."""
+    return repr(list(value) if isinstance(value, array.array) else value)
+
+
 def parameter_descriptor(spec: ParamSpec) -> ParameterDescriptor:
     text = (spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
             + (" [takes effect at configure: settable while unconfigured]" if spec.takes_effect == AT_CONFIGURE
@@ -134,7 +140,7 @@ class SpecLifecycleNode(LifecycleNode):
                 value = overrides[spec.name].value if spec.name in overrides else spec.default
                 problem = self.parameter_problem(spec, value)
                 if problem:
-                    self._fail_start(f"parameter {spec.name}={value!r}: {problem}")
+                    self._fail_start(f"parameter {spec.name}={shown(value)}: {problem}")
                 self.declare_parameter(spec.name, spec.default, parameter_descriptor(spec))
         except ParameterException as exc:    # anything rclpy refuses that the check above let through
             self._fail_start(str(exc).splitlines()[0])
@@ -154,7 +160,7 @@ class SpecLifecycleNode(LifecycleNode):
             spec = self._specs_by_name.get(param.name)      # None: rclpy's own (use_sim_time, ...)
             problem = spec and (self.parameter_problem(spec, param.value) or self._not_now(spec, param.value))
             if problem:
-                return SetParametersResult(successful=False, reason=f"parameter {param.name}={param.value!r}: "
+                return SetParametersResult(successful=False, reason=f"parameter {param.name}={shown(param.value)}: "
                                                                     f"{problem}")
         # Only these reach on_parameters_changed: a set to the value in place (`ros2 param load` of
         # the file the node runs with) must not restart the smoothing filters or clear the markers.

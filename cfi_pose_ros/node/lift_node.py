@@ -26,7 +26,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from cfi_pose_ros.depth import DepthHistory
-from cfi_pose_ros.frames import RigidTransform, tf2_frame_id
+from cfi_pose_ros.frames import RigidTransform, static_target_transform, tf2_frame_id
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, markers_to_msg, stamp_seconds
@@ -35,8 +35,7 @@ from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallback
                                    stoppable_configure)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, camera_from_info,
-                                      image_size_from_info, lift_keypoints, pipeline_config, pose_smoother,
-                                      static_target_transform)
+                                      image_size_from_info, lift_keypoints, pipeline_config, pose_smoother)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats

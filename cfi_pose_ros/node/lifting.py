@@ -88,15 +88,6 @@ def image_size_from_info(msg) -> tuple[int, int] | None:
     return (width, height) if width and height else None
 
 
-def static_target_transform(values) -> RigidTransform | None:
-    """The ``target_from_camera`` parameter: ``[x, y, z, qx, qy, qz, qw]``; all zeros (the
-    default; a zero quaternion is no rotation) = not given. Raises ValueError when malformed."""
-    values = [float(v) for v in values]
-    if len(values) == 7 and not any(values):
-        return None
-    return RigidTransform.from_xyz_quaternion(values)
-
-
 @dataclass
 class LiftedFrame:
     """One input's result, in the output frame."""

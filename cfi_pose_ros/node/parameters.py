@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 from dataclasses import dataclass
+from typing import Any, Callable
 
 
 # When a parameter's value takes effect: see ParamSpec
@@ -33,6 +34,11 @@ class ParamSpec:
       a bad weights path is fixed with ``ros2 param set``, then configure again); refused with the
       way there (cleanup) while inactive or active, where it could not change what runs.
     * ``AT_START``: read once by the process (executor, autostart); the descriptor says read-only.
+
+    ``check``, where a range cannot say what a value must be (an array's length, its entries taken
+    together): called with a value of the right type, raises ValueError with the reason. It is the
+    check what the value builds makes (configure's), run at start-up and on every set as well, so
+    that ``ros2 param set`` refuses a value configure would fail on instead of answering success.
     """
 
     name: str
@@ -42,6 +48,7 @@ class ParamSpec:
     max_value: float | None = None
     choices: tuple[str, ...] = ()
     takes_effect: str = LIVE
+    check: Callable[[Any], object] | None = None
 
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a double", str: "a string"}
@@ -68,7 +75,28 @@ def parameter_problem(spec: ParamSpec, value) -> str | None:
         return f"out of range [{spec.min_value}, {spec.max_value}]"
     if spec.choices and value not in spec.choices:
         return f"not one of {', '.join(spec.choices)}"
+    if spec.check is not None:
+        try:
+            spec.check(value)
+        except ValueError as exc:
+            return str(exc)
     return None
+
+
+def _check_batch_sizes(sizes) -> None:
+    """``[0]`` (the backend's default) or sizes the engine is built for (positive, at most
+    MAX_BATCH_SIZE): what create_lifter checks at configure."""
+    if list(sizes) != [0]:
+        from cfi_pose_ros.inference.batching import normalize_batch_sizes    # imports torch: not for [0]
+
+        normalize_batch_sizes(sizes)
+
+
+def _check_target_from_camera(values) -> None:
+    """Seven numbers, finite, a unit quaternion, or all zeros: what configure reads."""
+    from cfi_pose_ros.frames import static_target_transform
+
+    static_target_transform(values)
 
 
 RELIABILITY_CHOICES = ("best_effort", "reliable")
@@ -116,7 +144,8 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("batch_sizes", [0],
               "fixed batch sizes the engine is compiled for; people are padded up to the next one. "
               "[0] = the backend's default: every count 1-16 on CPU (nothing to compile, padding only costs), "
-              "1, 2, 4, 8, 16 on GPU (one engine or CUDA graph each)", takes_effect=AT_CONFIGURE),
+              "1, 2, 4, 8, 16 on GPU (one engine or CUDA graph each)", takes_effect=AT_CONFIGURE,
+              check=_check_batch_sizes),
     ParamSpec("flip_test", False,
               "test-time flip augmentation: each person is also lifted mirrored (in the same batch) and the "
               "two predictions are averaged; more accurate (README: S9 table), costs the model about twice "
@@ -161,7 +190,7 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("target_from_camera", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
               "static transform camera frame -> target_frame as [x, y, z, qx, qy, qz, qw] (metres, unit "
               "quaternion), for a fixed camera or where tf2 is not installed; all zeros = not given (tf2 lookup)",
-              takes_effect=AT_CONFIGURE),
+              takes_effect=AT_CONFIGURE, check=_check_target_from_camera),
     ParamSpec("tf_timeout", 0.05, "longest wait (s) for target_frame's transform at the input's stamp", 0.0, 1.0,
               takes_effect=AT_CONFIGURE),
     ParamSpec("publish_tf", True,
