@@ -20,10 +20,24 @@ class RollingStats:
         self.dropped: Counter = Counter()
         self.total_inputs = 0
         self.total_outputs = 0
+        self._listening_since: float | None = None
+        self._last_input: float | None = None
+
+    def listen(self, now: float | None) -> None:
+        """Subscribed from ``now`` on (activate); ``None``: not listening (deactivate)."""
+        self._listening_since = now
 
     def input(self, now: float) -> None:
         self._inputs.append(now)
         self.total_inputs += 1
+        self._last_input = now
+
+    def seconds_without_input(self, now: float) -> float | None:
+        """How long no input has arrived while listening (since activate or the last input,
+        whichever is later); ``None`` while not listening."""
+        if self._listening_since is None:
+            return None
+        return now - max(self._listening_since, self._last_input or self._listening_since)
 
     def output(self, now: float, latency: float, people: int) -> None:
         self._outputs.append((now, latency, people))
@@ -51,4 +65,5 @@ class RollingStats:
             "inputs_total": self.total_inputs,
             "outputs_total": self.total_outputs,
             "dropped": dict(self.dropped),
+            "seconds_without_input": self.seconds_without_input(now),
         }

@@ -299,6 +299,20 @@ def probe_warn_latency_ms(ctx):
     ctx.params.set_ok(warn_latency_ms=100.0)
 
 
+def probe_warn_no_input_s(ctx):
+    """An active node that gets nothing said OK (input rate 0.0) on a monitor: now WARN, with the topic."""
+    no_input = "; no input on "
+    ctx.one_frame()
+    assert not any(no_input in s.message for s in ctx.diagnostics(1.5))         # 5 s by default
+    ctx.params.set_ok(warn_no_input_s=0.5)
+    quiet = [s for s in ctx.diagnostics(2.0) if no_input in s.message]
+    assert quiet and all(s.level == s.WARN for s in quiet)
+    assert {kv.key for kv in quiet[-1].values} >= {"seconds_without_input"}
+    ctx.params.set_ok(warn_no_input_s=0.0)                                       # never
+    assert not any(no_input in s.message for s in ctx.diagnostics(1.5))
+    ctx.params.set_ok(warn_no_input_s=5.0)
+
+
 # One probe per live parameter; test_every_live_parameter_has_a_probe keeps the two in step.
 LIFT_LIVE_PROBES = {
     "max_people": probe_max_people, "min_valid_joints": probe_min_valid_joints,
@@ -309,6 +323,7 @@ LIFT_LIVE_PROBES = {
     "publish_markers": probe_publish_markers, "marker_lifetime": probe_marker_lifetime,
     "diagnostics_period": probe_diagnostics_period, "warn_latency_ms": probe_warn_latency_ms,
     "flip_test": probe_flip_test, "body_size_prior": probe_body_size_prior,
+    "warn_no_input_s": probe_warn_no_input_s,
 }
 
 
@@ -396,7 +411,7 @@ def probe_tracking(ctx: DetectProbe):
 
 
 DETECT_LIVE_PROBES = {"tracking": probe_tracking, "diagnostics_period": probe_diagnostics_period,
-                      "warn_latency_ms": probe_warn_latency_ms}
+                      "warn_latency_ms": probe_warn_latency_ms, "warn_no_input_s": probe_warn_no_input_s}
 
 
 def test_live_detect_parameters_change_the_next_frames_and_configure_time_ones_are_refused(tmp_path, ros_env):

@@ -33,3 +33,17 @@ def test_latency_percentiles_people_and_drops():
     assert summary["latency_p50_ms"] == pytest.approx(50.5) and summary["latency_p99_ms"] == pytest.approx(99.01)
     assert summary["people_last"] == 99 % 3 and summary["outputs_total"] == 100
     assert summary["dropped"] == {"too_few_joints": 3, "bad_image_size": 1}
+
+
+def test_seconds_without_input_count_from_activate_or_the_last_input_and_only_while_listening():
+    stats = RollingStats(started=0.0)
+    assert stats.summary(10.0)["seconds_without_input"] is None        # configured, not subscribed
+    stats.input(11.0)                     # an input before activate (a queued one) is not "since"
+    stats.listen(20.0)
+    assert stats.summary(23.0)["seconds_without_input"] == pytest.approx(3.0)
+    stats.input(25.0)
+    assert stats.summary(26.5)["seconds_without_input"] == pytest.approx(1.5)
+    stats.listen(None)                    # deactivated
+    assert stats.summary(40.0)["seconds_without_input"] is None
+    stats.listen(50.0)                    # activated again: counted from then, not from the input at 25 s
+    assert stats.summary(51.0)["seconds_without_input"] == pytest.approx(1.0)

@@ -254,15 +254,24 @@ def diagnostics_status_name(node: LifecycleNode, task: str) -> str:
 
 
 def diagnostics_msg(node: LifecycleNode, status: DiagnosticStatus, summary: dict,
-                    extra: dict[str, str]) -> DiagnosticArray:
+                    extra: dict[str, str], input_topic: str = "") -> DiagnosticArray:
     """One DiagnosticArray: ``status`` with the node-specific ``extra`` values, then the
-    RollingStats ``summary`` (rates, people, totals, drops by reason) every node reports."""
+    RollingStats ``summary`` (rates, people, totals, drops by reason) every node reports. WARN when
+    the node has listened on ``input_topic`` for ``warn_no_input_s`` without an input: an OK status
+    with an input rate of 0 looked healthy on a monitor while the node did nothing."""
+    quiet, limit = summary["seconds_without_input"], node.p("warn_no_input_s")
+    if quiet is not None and limit > 0 and quiet >= limit:
+        status.level = DiagnosticStatus.WARN
+        status.message += (f"; no input on {input_topic} for {quiet:.0f} s (no publisher, incompatible QoS, "
+                           f"a wrong topic, or nothing sent while nobody is in view?)")
     values = dict(extra)
     values.update({"input_rate_hz": f"{summary['input_rate_hz']:.1f}",
                    "output_rate_hz": f"{summary['output_rate_hz']:.1f}",
                    "people": str(summary["people_last"]),
                    "inputs_total": str(summary["inputs_total"]),
                    "outputs_total": str(summary["outputs_total"])})
+    if quiet is not None:
+        values["seconds_without_input"] = f"{quiet:.1f}"
     values.update({f"dropped.{reason}": str(count) for reason, count in sorted(summary["dropped"].items())})
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     array = DiagnosticArray(status=[status])

@@ -238,6 +238,8 @@ class DetectNode(SpecLifecycleNode):
             self.get_logger().error(f"activate failed: {rcl_reason(exc)}")
             return TransitionCallbackReturn.FAILURE
         self._running = True
+        with self._stats_lock:
+            self.stats.listen(time.monotonic())
         self._worker = threading.Thread(target=self._work, name="cfi_pose_detector_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(f"active: {self._subscription.topic_name} ({msg_type.__name__}) -> "
@@ -248,6 +250,8 @@ class DetectNode(SpecLifecycleNode):
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
             self._subscription = None
+        with self._stats_lock:
+            self.stats.listen(None)
         with self._wake:
             self._running = False
             discarded = self._pending is not None
@@ -374,7 +378,8 @@ class DetectNode(SpecLifecycleNode):
         values["timing_frames"] = str(stages.get("total", (0, 0, 0))[2])
         if "detector" in stages:     # top_down with person_detector_every > 1 runs it on fewer frames
             values["detector_frames"] = str(stages["detector"][2])
-        self._diag_pub.publish(diagnostics_msg(self, status, summary, values))
+        self._diag_pub.publish(diagnostics_msg(self, status, summary, values,
+                                               self._subscription.topic_name if self._subscription else ""))
 
 
 def main(args=None) -> int:

@@ -115,6 +115,7 @@ class LiftNode(SpecLifecycleNode):
             self.get_logger().error(f"activate failed: {rcl_reason(exc)}")
             self._unsubscribe()
             return TransitionCallbackReturn.FAILURE
+        self.stats.listen(time.monotonic())
         # as resolved in the namespace and remapped (`-r human_pose_3d:=/out`), not the parameters' values
         self.get_logger().info(f"active: {self._subscriptions_active[0].topic_name} -> {self._pose_pub.topic_name}")
         return super().on_activate(state)
@@ -123,6 +124,7 @@ class LiftNode(SpecLifecycleNode):
         for sub in self._subscriptions_active:
             self.destroy_subscription(sub)
         self._subscriptions_active = []
+        self.stats.listen(None)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._unsubscribe()
@@ -307,7 +309,8 @@ class LiftNode(SpecLifecycleNode):
         self._diag_pub.publish(diagnostics_msg(self, status, summary, {
             "backend": self.lifter.backend if self.lifter else "none",
             "latency_p50_ms": f"{summary['latency_p50_ms']:.2f}",
-            "latency_p99_ms": f"{summary['latency_p99_ms']:.2f}"}))
+            "latency_p99_ms": f"{summary['latency_p99_ms']:.2f}"},
+            self._subscriptions_active[0].topic_name if self._subscriptions_active else ""))
 
 
 def main(args=None) -> int:

@@ -120,6 +120,10 @@ COMMON_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("autostart", False,
               "configure and activate at start-up (for `ros2 run`; the launch file drives the lifecycle itself)",
               takes_effect=AT_START),
+    ParamSpec("warn_no_input_s", 5.0,
+              "diagnostics turn WARN when the active node has had no input for this long (no publisher, a QoS "
+              "mismatch, a wrong topic name, or an upstream that sends nothing while nobody is in view); 0 = never",
+              0.0, 1e6),
 )
 
 LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
