@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import stat
 import sys
 import time
 from collections import Counter
@@ -252,7 +253,9 @@ def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="c
 
     files = []
     for path in paths:
-        files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+        # regular files only: a FIFO named like a photo hung the pass, a folder named so is none
+        files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                        ) if path.is_dir() else [path]
     if not files:
         raise ValueError(f"no images in {[str(p) for p in paths]}")
 
@@ -273,10 +276,26 @@ def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="c
                   scene_per_frame=True)
 
 
+def _input_problem(path: Path) -> str | None:
+    """Why ``path`` can be no clip, video, photo or folder of photos, or None. A path that is not
+    there was taken for a photo OpenCV could not read: the models loaded and an empty result came
+    out (exit 1). A FIFO waits for a writer, on open as on read: the pass hung there."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:                       # missing, a dangling link, a symlink loop
+        return f"{path}: {exc.strerror}"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return f"{path}: {'a FIFO' if stat.S_ISFIFO(mode) else 'a device or socket'}, not a file or folder"
+    return None
+
+
 def open_source(inputs: list[Path], args, depth_topic: str | None = None) -> Source:
     first = inputs[0]
     if len(inputs) == 1 and first.suffix == ".mcap":
         return bag_source(first, args.keypoints_topic, args.image_topic, args.camera_info_topic, depth_topic)
+    problem = next(filter(None, map(_input_problem, inputs)), None)
+    if problem:
+        raise ValueError(problem)
     if len(inputs) == 1 and first.suffix == ".npz":
         return clip_source(first)
     if len(inputs) == 1 and first.is_file() and first.suffix.lower() not in IMAGE_SUFFIXES:

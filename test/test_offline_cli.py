@@ -368,6 +368,36 @@ def test_a_bad_setting_is_refused_before_anything_runs(tmp_path, capsys, flags, 
     assert exit_info.value.code == 2 and expected in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("problem, expected", [
+    ("missing_video", "walk.mp4: No such file or directory"),       # was "0 frames ... from 1 photos", exit 1
+    ("missing_photo", "photo.jpg: No such file or directory"),
+    ("symlink_loop", "loop.jpg: Too many levels of symbolic links"),
+    ("fifo_video", "live.mp4: a FIFO, not a file or folder"),         # these three hung
+    ("fifo_clip", "live.npz: a FIFO, not a file or folder"),
+    ("folder_of_a_fifo", "no images in"),
+])
+def test_a_video_photo_or_clip_path_that_is_no_file_is_one_line_and_exit_2(ros_env, tmp_path, problem, expected):
+    """A path that is not there was lifted as one unreadable photo: the detector models loaded and an
+    empty bag came out (exit 1). A FIFO (as the input, or named like a photo in a folder) hung the pass."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "loop.jpg").symlink_to("loop.jpg")
+    for name in ("live.mp4", "live.npz"):
+        os.mkfifo(tmp_path / name)
+    (tmp_path / "photos").mkdir()
+    os.mkfifo(tmp_path / "photos" / "live.jpg")
+    path = {"missing_video": "walk.mp4", "missing_photo": "photo.jpg", "symlink_loop": "loop.jpg",
+            "fifo_video": "live.mp4", "fifo_clip": "live.npz", "folder_of_a_fifo": "photos"}[problem]
+    run = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.offline", str(tmp_path / path), "--out",
+                          str(tmp_path / "out"), "--quiet", "--no-video", "--hfov", "60"],
+                         env=ros_env, capture_output=True, text=True, timeout=60)
+    err = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert err[-1].startswith("offline: error: ") and expected in err[-1], err
+
+
 @pytest.mark.parametrize("tool, args, expected", [
     ("play_bag", ["some.mcap", "--rate", "0"], "--rate must be a positive number"),
     ("play_bag", ["some.mcap", "--remap", "/camera_info"], "--remap takes FROM:=TO"),
