@@ -659,6 +659,20 @@ def main(argv=None) -> int:
         return 2
 
 
+def _output_over_input(inputs: list[Path], out: Path) -> str | None:
+    """Why ``--out`` must not be used with ``inputs``, or None: one of the files written there is
+    an input. Lifting out/lifted.mcap again into out truncated the bag before it was read (a
+    303 kB bag became 321 bytes, and the run failed); a video there was overwritten while read."""
+    import os
+
+    for name in ("lifted.mcap", "lifted.mp4", "lifted.gif", "summary.json"):
+        output = out / name
+        for path in inputs:
+            if output.exists() and path.is_file() and os.path.samefile(path, output):
+                return f"--out {out} would overwrite the input {path} with its {name}: choose another --out"
+    return None
+
+
 def _run(args) -> int:
     from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS
     from cfi_pose_ros.frames import static_target_transform
@@ -673,6 +687,9 @@ def _run(args) -> int:
         "detector": "yolo_pose" if args.yolo_pose_model else None})
     depth_topic = args.depth_topic or (root_namespace_topic(lift_values["depth_topic"])
                                        if lift_values["depth_topic"] else None)
+    problem = _output_over_input(args.inputs, args.out)
+    if problem:
+        raise ValueError(problem)
     source = open_source(args.inputs, args, depth_topic)
     print(f"input: {source.description}", file=sys.stderr)
     summary = run_offline(source, args.out, lift_values, detect_values, args.target_frame, target,

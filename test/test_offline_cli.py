@@ -124,6 +124,22 @@ def test_a_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, expected)
     assert "Traceback" not in "\n".join(err) and err[-1].startswith("offline: error: ") and expected in err[-1], err
 
 
+def test_lifting_an_output_again_into_the_same_out_is_refused_before_the_input_is_overwritten(tmp_path, capsys):
+    """out/lifted.mcap lifted again with --out out: the bag writer truncated the input before it was
+    read (303 kB became 321 bytes) and the run failed with 'EndOfFile': the recording was gone."""
+    bag = _bag(tmp_path / "good.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
+    out = tmp_path / "out"
+    assert offline([str(bag), "--out", str(out), "--quiet", "--no-video"]) == 0
+    lifted = (out / "lifted.mcap").read_bytes()
+    capsys.readouterr()
+    for again in (out / "lifted.mcap", tmp_path / "out" / ".." / "out" / "lifted.mcap"):
+        assert offline([str(again), "--out", str(out), "--quiet", "--no-video"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == (f"offline: error: --out {out} would overwrite the input {again} with its "
+                           "lifted.mcap: choose another --out"), err
+        assert (out / "lifted.mcap").read_bytes() == lifted
+
+
 def _clip_file(path, **changes):
     """The demo clip's arrays with ``changes`` (None: left out), as an .npz at ``path``."""
     from cfi_pose_ros.node.replay import DEFAULT_CLIP
