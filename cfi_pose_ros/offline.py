@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import stat
 import sys
 import time
@@ -648,15 +649,25 @@ def main(argv=None) -> int:
             validate_camera_matrix(camera_matrix_for((0, 0), args.intrinsics))
         except ValueError as exc:
             parser.error(f"--intrinsics FX FY CX CY {' '.join(f'{v:g}' for v in args.intrinsics)}: {exc}")
+    # SIGTERM (systemd, docker stop, timeout) stops the pass as Ctrl-C does, so the bag is closed
+    # with its summary: killed by the default handler, nothing lifted so far could be read back
+    # ("not a complete MCAP file"), and a video being rendered was left without its index.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _run(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("offline: interrupted", file=sys.stderr)
-        return 130
+        return 128 + (exc.args[0] if exc.args else signal.SIGINT)
     except _input_errors() as exc:
         text = str(exc).strip().splitlines()
         print(f"offline: error: {text[0] if text else type(exc).__name__}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(signum)
 
 
 def _output_over_input(inputs: list[Path], out: Path) -> str | None:

@@ -140,6 +140,40 @@ def test_lifting_an_output_again_into_the_same_out_is_refused_before_the_input_i
         assert (out / "lifted.mcap").read_bytes() == lifted
 
 
+@pytest.mark.slow
+def test_sigterm_in_the_middle_of_a_pass_leaves_a_closed_readable_bag(ros_env, tmp_path):
+    """SIGTERM (systemd, docker stop, timeout) killed the pass outright: the bag had no summary, and
+    none of what had been lifted could be read back ('not a complete MCAP file'). Now as Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from cfi_pose_ros.bag import read_bag
+
+    frames = 3000
+    bag = _bag(tmp_path / "long.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(150)])
+    with BagWriter(tmp_path / "longer.mcap") as writer:       # the 150 frames 20 times over
+        for message in read_bag(bag):
+            copies = 1 if message.topic == "/camera_info" else frames // 150
+            for k in range(copies):
+                writer.write_serialized(message.topic, message.type_name, message.data,
+                                        message.log_time_ns + k * 150 * PERIOD_NS)
+    out = tmp_path / "out"
+    lifter = subprocess.Popen([sys.executable, "-P", "-m", "cfi_pose_ros.offline", str(tmp_path / "longer.mcap"),
+                               "--out", str(out), "--quiet", "--no-video"], env=ros_env,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "lifted.mcap").exists() and lifter.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)                                          # lifting, well before the end
+    lifter.send_signal(signal.SIGTERM)
+    err = lifter.communicate(timeout=60)[1]
+    assert lifter.returncode == 128 + signal.SIGTERM and err.strip().splitlines()[-1] == "offline: interrupted", err
+    poses = sum(1 for _ in read_bag(out / "lifted.mcap", ["/human_pose_3d"]))
+    assert 0 < poses < frames
+
+
 def _clip_file(path, **changes):
     """The demo clip's arrays with ``changes`` (None: left out), as an .npz at ``path``."""
     from cfi_pose_ros.node.replay import DEFAULT_CLIP
