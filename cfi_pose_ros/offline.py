@@ -56,6 +56,9 @@ IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 DEPTH_TYPE = "sensor_msgs/msg/Image"
 PANEL_HEIGHT = 560
+# the frame rates a video file may state: one frame an hour (a time-lapse) to 1000 (high-speed
+# cameras); outside it is no camera's (a broken container, or its time base taken for a rate)
+MIN_VIDEO_FPS, MAX_VIDEO_FPS = 1.0 / 3600.0, 1000.0
 # 2D joints drawn on the image: detectors give occluded joints low scores (guesses); display only,
 # the lifter's own threshold is the node's min_keypoint_score.
 DRAW_MIN_SCORE = 0.3
@@ -229,9 +232,16 @@ def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_op
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ValueError(f"OpenCV cannot open the video {path}")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    stated_fps = capture.get(cv2.CAP_PROP_FPS)
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     capture.release()
+    # the frames are stamped at the rate the container states; one that is no camera's (0 or NaN:
+    # unknown; 1e-9: frame 3 stamped past ROS time's int32 seconds, frame 19 past MCAP's uint64 ns, a
+    # struct.error traceback; 2e9: every frame stamped 0) is taken as unknown
+    fps = stated_fps if MIN_VIDEO_FPS <= stated_fps <= MAX_VIDEO_FPS else 30.0
+    if fps != stated_fps and stated_fps != 0:
+        print(f"{path} states {stated_fps:g} frames per second, no camera's: stamping its frames at {fps:g}",
+              file=sys.stderr)
 
     def frames() -> Iterator[np.ndarray]:
         capture = cv2.VideoCapture(str(path))

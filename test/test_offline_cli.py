@@ -174,6 +174,37 @@ def test_sigterm_in_the_middle_of_a_pass_leaves_a_closed_readable_bag(ros_env, t
     assert 0 < poses < frames
 
 
+def _avi_stating(path, scale: int, rate: int, frames: int = 25):
+    """An MJPG .avi of ``frames`` grey frames whose stream header states ``rate / scale`` frames per second."""
+    import struct
+
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for _ in range(frames):
+        writer.write(np.full((48, 64, 3), 128, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<II", data, data.index(b"strh") + 28, scale, rate)     # dwScale, dwRate
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("scale, rate, fps", [
+    (1, 10, 10.0),
+    (10**9, 1, 30.0),         # 1e-9 fps: frame 3 past ROS time's int32 seconds, frame 19 a struct.error traceback
+    (1, 2**31 - 1, 30.0),     # every frame stamped 0
+])
+def test_a_video_stating_no_cameras_frame_rate_is_stamped_at_30_fps(tmp_path, capsys, scale, rate, fps):
+    from cfi_pose_ros.offline import video_source
+
+    source = video_source(_avi_stating(tmp_path / "stated.avi", scale, rate))
+    stamps = [item.log_time_ns for item in source.items(False) if item.image is not None]
+    assert source.fps == pytest.approx(fps) and len(stamps) == 25
+    assert stamps == [round(1e9 / fps) * (k + 1) for k in range(25)] and stamps[-1] < 2**31 * 10**9
+    assert ("no camera's: stamping its frames at 30" in capsys.readouterr().err) == (fps == 30.0)
+
+
 def _clip_file(path, **changes):
     """The demo clip's arrays with ``changes`` (None: left out), as an .npz at ``path``."""
     from cfi_pose_ros.node.replay import DEFAULT_CLIP
