@@ -119,6 +119,14 @@ def main(argv=None) -> int:
         parser.error(f"--rate must be a positive number of frames per second, got {args.rate}")
     if args.frames is not None and args.frames < 1:
         parser.error(f"--frames must be at least 1, got {args.frames}")
+    # where the results go, checked before the node starts: an --out that is a file, or in a
+    # folder that cannot be written, was a traceback (exit 1)
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"--out {args.out}: cannot create it ({exc.strerror})")
+    if not os.access(args.out, os.W_OK | os.X_OK):
+        parser.error(f"--out {args.out}: not writable")
     # DDS stays on this machine, in a domain of its own, unless the caller chose otherwise.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))

@@ -484,6 +484,7 @@ def test_a_video_photo_or_clip_path_that_is_no_file_is_one_line_and_exit_2(ros_e
     ("play_bag", ["some.mcap", "--remap", "/camera_info"], "--remap takes FROM:=TO"),
     ("demo", ["--rate", "0"], "--rate must be a positive number"),
     ("demo", ["--frames", "0"], "--frames must be at least 1"),
+    ("demo", ["--out", "/dev/null/demo"], "--out /dev/null/demo: cannot create it (Not a directory)"),
 ])
 def test_play_bag_and_the_demo_refuse_a_bad_argument_before_starting_anything(capsys, tool, args, expected):
     """--rate 0 waited for subscribers (play_bag, 10 s) or started the lift node (demo) first, then
