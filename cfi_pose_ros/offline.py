@@ -300,14 +300,28 @@ def _input_problem(path: Path) -> str | None:
     return None
 
 
+def _flags_given(args, names: tuple[str, ...]) -> list[str]:
+    return [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
+
+
 def open_source(inputs: list[Path], args, depth_topic: str | None = None) -> Source:
+    # a flag the input has no use for is refused, not dropped: --intrinsics with a bag of images
+    # and no CameraInfo gave root-relative poses, as if the camera had not been given
     first = inputs[0]
-    if len(inputs) == 1 and first.suffix == ".mcap":
-        return bag_source(first, args.keypoints_topic, args.image_topic, args.camera_info_topic, depth_topic)
-    problem = next(filter(None, map(_input_problem, inputs)), None)
+    bag, clip = len(inputs) == 1 and first.suffix == ".mcap", len(inputs) == 1 and first.suffix == ".npz"
+    problem = None if bag else next(filter(None, map(_input_problem, inputs)), None)
     if problem:
         raise ValueError(problem)
-    if len(inputs) == 1 and first.suffix == ".npz":
+    camera_flags = _flags_given(args, ("intrinsics", "hfov"))
+    if (bag or clip) and camera_flags:
+        raise ValueError(f"{' and '.join(camera_flags)}: for videos and photos; a {'bag' if bag else 'clip'}'s "
+                         f"camera is {'its CameraInfo topic' if bag else 'the one it holds'}")
+    topic_flags = _flags_given(args, ("keypoints_topic", "image_topic", "camera_info_topic", "depth_topic"))
+    if not bag and topic_flags:
+        raise ValueError(f"{' and '.join(topic_flags)}: for an .mcap bag, and {first} is none")
+    if bag:
+        return bag_source(first, args.keypoints_topic, args.image_topic, args.camera_info_topic, depth_topic)
+    if clip:
         return clip_source(first)
     if len(inputs) == 1 and first.is_file() and first.suffix.lower() not in IMAGE_SUFFIXES:
         return video_source(first, args.intrinsics, args.hfov)

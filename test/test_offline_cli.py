@@ -205,6 +205,26 @@ def test_a_video_stating_no_cameras_frame_rate_is_stamped_at_30_fps(tmp_path, ca
     assert ("no camera's: stamping its frames at 30" in capsys.readouterr().err) == (fps == 30.0)
 
 
+@pytest.mark.parametrize("problem, flags, expected", [
+    # a bag of images and no CameraInfo lifted root-relative, as if the intrinsics had not been given
+    ("bag", ["--intrinsics", "600", "600", "320", "240"], "--intrinsics: for videos and photos; a bag's camera is "
+                                                           "its CameraInfo topic"),
+    ("clip", ["--hfov", "60"], "--hfov: for videos and photos; a clip's camera is the one it holds"),
+    ("photo", ["--image-topic", "/camera/image_raw", "--depth-topic", "/depth"],
+     "--image-topic and --depth-topic: for an .mcap bag"),
+])
+def test_a_flag_the_input_has_no_use_for_is_refused_not_dropped(tmp_path, capsys, problem, flags, expected):
+    from cfi_pose_ros.node.replay import DEFAULT_CLIP
+
+    (tmp_path / "photo.jpg").write_bytes(b"not read")
+    path = {"bag": lambda: _bag(tmp_path / "good.mcap", [10**9 * 100]), "clip": lambda: DEFAULT_CLIP,
+            "photo": lambda: tmp_path / "photo.jpg"}[problem]()
+    assert offline([str(path), *flags, "--out", str(tmp_path / "out"), "--quiet", "--no-video"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("offline: error: ") and expected in err[-1], err
+    assert not (tmp_path / "out").exists()
+
+
 def _clip_file(path, **changes):
     """The demo clip's arrays with ``changes`` (None: left out), as an .npz at ``path``."""
     from cfi_pose_ros.node.replay import DEFAULT_CLIP
