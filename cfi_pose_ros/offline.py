@@ -59,6 +59,7 @@ PANEL_HEIGHT = 560
 # the frame rates a video file may state: one frame an hour (a time-lapse) to 1000 (high-speed
 # cameras); outside it is no camera's (a broken container, or its time base taken for a rate)
 MIN_VIDEO_FPS, MAX_VIDEO_FPS = 1.0 / 3600.0, 1000.0
+MAX_STAMP_NS = (2**31 - 1) * 10**9      # builtin_interfaces/Time: int32 seconds
 # 2D joints drawn on the image: detectors give occluded joints low scores (guesses); display only,
 # the lifter's own threshold is the node's min_keypoint_score.
 DRAW_MIN_SCORE = 0.3
@@ -207,14 +208,12 @@ def camera_matrix_for(size: tuple[int, int], intrinsics=None, hfov_deg: float | 
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def _image_items(frames: Iterator[np.ndarray], period_ns: int, frame_id: str, intrinsics, hfov_deg
-                 ) -> Iterator[Item]:
-    """Images -> Items, with a CameraInfo before the first image and whenever the size changes."""
+def _image_items(frames: Iterator[tuple[int, np.ndarray]], frame_id: str, intrinsics, hfov_deg) -> Iterator[Item]:
+    """(stamp ns, image) -> Items, with a CameraInfo before the first image and whenever the size changes."""
     from cfi_pose_ros.node.replay import camera_info_msg
 
     size = None
-    for index, image in enumerate(frames):
-        stamp = (index + 1) * period_ns
+    for stamp, image in frames:
         header = _header(stamp, frame_id)
         image_size = (image.shape[1], image.shape[0])
         matrix = camera_matrix_for(image_size, intrinsics, hfov_deg)
@@ -243,19 +242,28 @@ def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_op
         print(f"{path} states {stated_fps:g} frames per second, no camera's: stamping its frames at {fps:g}",
               file=sys.stderr)
 
-    def frames() -> Iterator[np.ndarray]:
+    period_ns = int(round(1e9 / fps))
+
+    def frames() -> Iterator[tuple[int, np.ndarray]]:
+        """Each frame at its own time in the video, one period after the start (a stamp of 0 is
+        "now" to the lifter). A phone's variable-rate video was stamped at its average rate:
+        10 Hz frames around a 2 s pause came out 3 Hz apart, the pause gone. A time that is
+        unknown, goes back or leaves ROS time's range is the last one plus a period."""
         capture = cv2.VideoCapture(str(path))
+        stamp = 0
         try:
             while True:
                 ok, image = capture.read()
                 if not ok:
                     return
-                yield image
+                own = period_ns + capture.get(cv2.CAP_PROP_POS_MSEC) * 1e6 if fps == stated_fps else math.nan
+                stamp = int(round(own)) if stamp < own < MAX_STAMP_NS else stamp + period_ns
+                yield stamp, image
         finally:
             capture.release()
 
     return Source(f"{path} (video)", True, count, fps,
-                  lambda with_images: _image_items(frames(), int(round(1e9 / fps)), frame_id, intrinsics, hfov_deg))
+                  lambda with_images: _image_items(frames(), frame_id, intrinsics, hfov_deg))
 
 
 def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="camera_optical_frame",
@@ -282,8 +290,12 @@ def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="c
                 continue
             yield image
 
+    def stamped() -> Iterator[tuple[int, np.ndarray]]:
+        period_ns = int(round(1e9 / fps))
+        return (((index + 1) * period_ns, image) for index, image in enumerate(frames()))
+
     return Source(f"{len(files)} photos", True, len(files), fps,
-                  lambda with_images: _image_items(frames(), int(round(1e9 / fps)), frame_id, intrinsics, hfov_deg),
+                  lambda with_images: _image_items(stamped(), frame_id, intrinsics, hfov_deg),
                   scene_per_frame=True)
 
 

@@ -225,6 +225,52 @@ def test_a_flag_the_input_has_no_use_for_is_refused_not_dropped(tmp_path, capsys
     assert not (tmp_path / "out").exists()
 
 
+def _mp4_with_frame_durations(path, durations):
+    """``path`` (an .mp4 as OpenCV writes it, its moov box last) with its frames' durations, in the
+    track's time units, set to ``durations``: a variable frame rate, as phones record."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    offset, boxes = 0, []
+    for name in (b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stts"):
+        while data[offset + 4:offset + 8] != name:                # siblings before it
+            offset += struct.unpack_from(">I", data, offset)[0]
+        boxes.append(offset)
+        offset += 8                                               # into its children
+    stts = boxes.pop()
+    size = struct.unpack_from(">I", data, stts)[0]
+    entries = b"".join(struct.pack(">II", 1, duration) for duration in durations)
+    box = struct.pack(">I4s4sI", 16 + len(entries), b"stts", bytes(4), len(durations)) + entries
+    for parent in boxes:
+        struct.pack_into(">I", data, parent, struct.unpack_from(">I", data, parent)[0] + len(box) - size)
+    data[stts:stts + size] = box
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_variable_frame_rate_video_is_stamped_at_its_frames_own_times(tmp_path):
+    """A phone's video is often variable-rate: frames were stamped at the average rate (10 Hz frames
+    around a 2.2 s pause came out 0.33 s apart, the pause gone; here 20 Hz around a 0.55 s pause came
+    out 0.1 s apart), so the bag's times and anything timed from them (tracking, smoothing) were not
+    the video's."""
+    import cv2
+
+    from cfi_pose_ros.offline import video_source
+
+    path = tmp_path / "phone.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    if not writer.isOpened():
+        pytest.skip("OpenCV cannot write MP4 here")
+    for _ in range(10):
+        writer.write(np.full((48, 64, 3), 128, np.uint8))
+    writer.release()
+    # 20 Hz, a 0.55 s pause, 20 Hz: the same 1 s in all (the track's stated duration), on average 10 fps
+    timescale = 10240                                                         # OpenCV's, at 10 fps
+    _mp4_with_frame_durations(path, [timescale // 20] * 5 + [timescale * 55 // 100] + [timescale // 20] * 4)
+    stamps = [item.log_time_ns for item in video_source(path).items(False) if item.image is not None]
+    assert np.diff(stamps) * 1e-9 == pytest.approx([0.05] * 5 + [0.55] + [0.05] * 3, abs=1e-3)
+
+
 def _clip_file(path, **changes):
     """The demo clip's arrays with ``changes`` (None: left out), as an .npz at ``path``."""
     from cfi_pose_ros.node.replay import DEFAULT_CLIP
