@@ -320,7 +320,9 @@ def open_source(inputs: list[Path], args, depth_topic: str | None = None) -> Sou
     # a flag the input has no use for is refused, not dropped: --intrinsics with a bag of images
     # and no CameraInfo gave root-relative poses, as if the camera had not been given
     first = inputs[0]
-    bag, clip = len(inputs) == 1 and first.suffix == ".mcap", len(inputs) == 1 and first.suffix == ".npz"
+    # RUN.MCAP is a bag too (cameras and Windows tools name files in capitals): it was opened as a video
+    suffix = first.suffix.lower() if len(inputs) == 1 else None
+    bag, clip = suffix == ".mcap", suffix == ".npz"
     problem = None if bag else next(filter(None, map(_input_problem, inputs)), None)
     if problem:
         raise ValueError(problem)

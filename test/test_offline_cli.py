@@ -271,6 +271,17 @@ def test_a_variable_frame_rate_video_is_stamped_at_its_frames_own_times(tmp_path
     assert np.diff(stamps) * 1e-9 == pytest.approx([0.05] * 5 + [0.55] + [0.05] * 3, abs=1e-3)
 
 
+def test_a_bag_or_clip_named_in_capitals_is_read_as_one(tmp_path, capsys):
+    """RUN.MCAP and CLIP.NPZ were opened as videos: 'OpenCV cannot open the video', exit 2."""
+    from cfi_pose_ros.node.replay import DEFAULT_CLIP
+
+    bag = _bag(tmp_path / "RUN.MCAP", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
+    (tmp_path / "CLIP.NPZ").write_bytes(DEFAULT_CLIP.read_bytes())
+    assert offline([str(bag), "--out", str(tmp_path / "bag"), "--quiet", "--no-video"]) == 0
+    assert offline([str(tmp_path / "CLIP.NPZ"), "--out", str(tmp_path / "clip"), "--quiet", "--no-video"]) == 0
+    assert "OpenCV" not in capsys.readouterr().err
+
+
 def _clip_file(path, **changes):
     """The demo clip's arrays with ``changes`` (None: left out), as an .npz at ``path``."""
     from cfi_pose_ros.node.replay import DEFAULT_CLIP
