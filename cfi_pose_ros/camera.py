@@ -1,4 +1,5 @@
-"""Pinhole camera with Brown-Conrady distortion, and the 2D normalisation the model expects.
+"""Pinhole camera with Brown-Conrady distortion, the 2D normalisation the model expects, and undoing
+the lens distortion of a ROS camera (CameraInfo's plumb_bob, rational_polynomial, equidistant).
 
 Conventions: camera optical frame (x right, y down, z forward, metres);
 pixels with the origin at the image's top-left corner.
@@ -71,6 +72,18 @@ def rescale_camera_matrix(k: np.ndarray, from_size: tuple[float, float], to_size
     return k
 
 
+def published_image_matrix(matrix: np.ndarray, offset: tuple[float, float], binning: tuple[int, int]) -> np.ndarray:
+    """A full sensor's K (or P's left 3x3) moved to the image a driver publishes: its region of
+    interest at ``offset`` (x, y; full-resolution pixels) reduced by ``binning`` (x, y), as
+    image_geometry's PinholeCameraModel moves them."""
+    k = np.array(matrix, dtype=np.float64)
+    k[0, 2] -= offset[0]
+    k[1, 2] -= offset[1]
+    k[0] /= binning[0]                 # fx, skew, cx
+    k[1] /= binning[1]                 # fy, cy
+    return k
+
+
 def normalize_screen(pixels: np.ndarray, width: float, height: float) -> np.ndarray:
     """Pixels -> the model's input space: ``uv / w * 2 - [1, h / w]``.
 
@@ -90,3 +103,231 @@ def denormalize_screen(normalized: np.ndarray, width: float, height: float) -> n
     height = np.asarray(height, dtype=np.float64)
     offset = np.stack(np.broadcast_arrays(np.ones_like(height), height / width), axis=-1)
     return (np.asarray(normalized) + offset[..., None, :]) * width[..., None, None] / 2.0
+
+
+# ------------------------------------------------------------------------------------ lens distortion
+# The lens models of sensor_msgs/CameraInfo (sensor_msgs/distortion_models.hpp) and what CameraInfo.d
+# holds for each, in its order; fewer given = the rest zero (OpenCV's 4-coefficient plumb_bob).
+DISTORTION_COEFFICIENTS = {
+    "plumb_bob": ("k1", "k2", "p1", "p2", "k3"),
+    "rational_polynomial": ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"),
+    "equidistant": ("k1", "k2", "k3", "k4"),
+}
+# Coefficients act on normalised image coordinates (|x| ~ 1 at 45 degrees): a plumb_bob or fisheye
+# lens needs |k| < 2, a rational polynomial fit of a very wide lens tens. 1e4 is no lens's; a
+# calibration holding it (an uninitialised or corrupted message) is refused like an implausible K.
+MAX_DISTORTION_COEFFICIENT = 1e4
+# Newton's method on the forward model: a lens's inverse converges in 3-6 steps within its image.
+_UNDISTORT_ITERATIONS = 20
+# Converged: the forward model of the answer is within this (normalised units; 1e-10 x a focal
+# length of 1e6 px is 1e-4 px) of the observed point.
+_UNDISTORT_TOLERANCE = 1e-10
+
+
+@dataclass(frozen=True)
+class LensDistortion:
+    """A lens's distortion as CameraInfo gives it: its ``model`` (a key of
+    :data:`DISTORTION_COEFFICIENTS`) and ``coefficients`` in CameraInfo.d's order, one per name.
+    ``max_radius``: the ideal normalised radius (tan of the angle off axis) up to which the model
+    maps outward as a lens does; past it a polynomial fit folds back (:func:`fold_radius`)."""
+    model: str
+    coefficients: tuple[float, ...]
+    max_radius: float = np.inf
+
+
+def lens_distortion(model: str, coefficients) -> LensDistortion | None:
+    """The distortion of CameraInfo's ``distortion_model`` and ``d``, or None when there is nothing
+    to undo (``d`` empty or all zero: an undistorted camera, or a rectified image's CameraInfo).
+
+    Raises ``ValueError`` with the reason for non-finite coefficients, coefficients no lens has
+    (beyond :data:`MAX_DISTORTION_COEFFICIENT`), an unknown model with non-zero coefficients (a
+    lens nothing here can undo), and more non-zero coefficients than the model takes."""
+    d = np.asarray(coefficients, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"distortion coefficients contain NaN or inf: {_listed(d)}")
+    if not np.any(d):
+        return None
+    names = DISTORTION_COEFFICIENTS.get(model)
+    if names is None:
+        raise ValueError(f"unknown distortion model {_listed(model)} with coefficients {_listed(d)}: cannot "
+                         f"undistort the keypoints (known: {', '.join(DISTORTION_COEFFICIENTS)})")
+    if np.any(d[len(names):]):
+        raise ValueError(f"{model} takes {len(names)} distortion coefficients ({' '.join(names)}), "
+                         f"got {len(d)} with non-zero ones past them: {_listed(d)}")
+    if np.max(np.abs(d)) > MAX_DISTORTION_COEFFICIENT:
+        raise ValueError(f"distortion coefficients {_listed(d)} are no real lens's (beyond "
+                         f"{MAX_DISTORTION_COEFFICIENT:g} in magnitude)")
+    coefficients = tuple(float(v) for v in np.pad(d[:len(names)], (0, len(names) - min(len(d), len(names)))))
+    return LensDistortion(model, coefficients, fold_radius(model, coefficients))
+
+
+def _listed(values, most: int = 14) -> str:
+    """``values`` for a message, cut after ``most`` items: CameraInfo.d and distortion_model are
+    unbounded, and a message a hostile publisher fills with a million of them is logged."""
+    if isinstance(values, str):
+        return repr(values if len(values) <= 4 * most else values[:4 * most] + "...")
+    values = np.asarray(values).tolist()
+    return str(values) if len(values) <= most else f"{str(values[:most])[:-1]}, ... ({len(values)} in all)]"
+
+
+# Radii (normalised, tan of the angle off axis) where fold_radius looks for the fold: 0.06 to 89.9
+# degrees off axis, 0.1 % apart.
+_FOLD_SEARCH_RADII = np.geomspace(1e-3, 1e3, 14000)
+
+
+def fold_radius(model: str, coefficients: tuple[float, ...]) -> float:
+    """The ideal normalised radius where the model's distorted radius stops growing (inf: not before
+    89.9 degrees off axis). A polynomial fit is only good where its calibration images had points;
+    past its fold two directions map to one pixel, and Newton's method can find the wrong one
+    (a point near a corner undistorted to the opposite side of the image)."""
+    r = _FOLD_SEARCH_RADII
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if model == "equidistant":
+            theta = np.arctan(r)
+            _, slope = _equidistant_theta(theta, coefficients)
+        else:
+            # the radial profile alone: r * radial(r^2) and its derivative (tangential terms are tiny)
+            (grows, _), ((slope, _), _) = _brown_conrady(r, np.zeros_like(r), coefficients[:2] + (0.0, 0.0)
+                                                         + coefficients[4:], jacobian=True)
+            slope = np.where(grows > 0, slope, np.nan)
+    folded = ~(slope > 0)
+    return float(r[max(np.argmax(folded) - 1, 0)]) if folded.any() else np.inf
+
+
+def _brown_conrady(x: np.ndarray, y: np.ndarray, coefficients: tuple[float, ...], jacobian: bool = False):
+    """plumb_bob / rational_polynomial (OpenCV's model, k4..k6 zero for plumb_bob): normalised
+    ``x``, ``y`` -> distorted ``(xd, yd)``, and with ``jacobian`` also ``((dxd/dx, dxd/dy),
+    (dyd/dx, dyd/dy))``."""
+    k1, k2, p1, p2, k3, k4, k5, k6 = (tuple(coefficients) + (0.0,) * 8)[:8]
+    xx, yy, xy = x * x, y * y, x * y
+    r2 = xx + yy
+    numerator = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    denominator = 1.0 + r2 * (k4 + r2 * (k5 + r2 * k6))
+    radial = numerator / denominator
+    distorted = (x * radial + 2.0 * p1 * xy + p2 * (r2 + 2.0 * xx),
+                 y * radial + p1 * (r2 + 2.0 * yy) + 2.0 * p2 * xy)
+    if not jacobian:
+        return distorted
+    # d radial / d r2, then the chain rule through r2 = x^2 + y^2
+    d_radial = ((k1 + r2 * (2.0 * k2 + 3.0 * k3 * r2)) * denominator
+                - numerator * (k4 + r2 * (2.0 * k5 + 3.0 * k6 * r2))) / (denominator * denominator)
+    cross = 2.0 * (xy * d_radial + p1 * x + p2 * y)
+    return distorted, ((radial + 2.0 * xx * d_radial + 2.0 * p1 * y + 6.0 * p2 * x, cross),
+                       (cross, radial + 2.0 * yy * d_radial + 6.0 * p1 * y + 2.0 * p2 * x))
+
+
+def _radial_factor(r2: np.ndarray, coefficients: tuple[float, ...]) -> np.ndarray:
+    """The radial factor of :func:`_brown_conrady` at squared radius ``r2``."""
+    k1, k2, _, _, k3, k4, k5, k6 = (tuple(coefficients) + (0.0,) * 8)[:8]
+    return (1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1.0 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+
+
+def _equidistant_theta(theta: np.ndarray, coefficients: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The fisheye model's distorted angle ``theta_d(theta)`` and its derivative."""
+    k1, k2, k3, k4 = coefficients
+    t2 = theta * theta
+    theta_d = theta * (1.0 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
+    slope = 1.0 + t2 * (3.0 * k1 + t2 * (5.0 * k2 + t2 * (7.0 * k3 + t2 * 9.0 * k4)))
+    return theta_d, slope
+
+
+def distort_normalized(xy: np.ndarray, lens: LensDistortion) -> np.ndarray:
+    """The lens's forward model: ideal normalised image coordinates ``(..., 2)`` (x/z, y/z) -> the
+    distorted ones (as cv2.projectPoints / cv2.fisheye.projectPoints before the camera matrix)."""
+    xy = np.asarray(xy, dtype=np.float64)
+    if lens.model != "equidistant":
+        return np.stack(_brown_conrady(xy[..., 0], xy[..., 1], lens.coefficients), axis=-1)
+    r = np.linalg.norm(xy, axis=-1, keepdims=True)
+    theta_d, _ = _equidistant_theta(np.arctan(r), lens.coefficients)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(r > 0, xy * (theta_d / r), xy)
+
+
+def undistort_normalized(xy_distorted: np.ndarray, lens: LensDistortion) -> np.ndarray:
+    """The inverse of :func:`distort_normalized`, by Newton's method (as cv2.undistortPoints /
+    cv2.fisheye.undistortPoints iterate). NaN stays NaN; a point the model cannot undo is NaN,
+    never inf or a wrong answer: no convergence, or the answer lies past the model's fold
+    (``lens.max_radius``), or behind the camera (fisheye, 90 degrees or more off axis)."""
+    observed = np.asarray(xy_distorted, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if lens.model == "equidistant":
+            xy = _undistort_equidistant(observed, lens.coefficients)
+        else:
+            xy = _undistort_brown_conrady(observed, lens.coefficients)
+        inside = np.linalg.norm(xy, axis=-1) <= lens.max_radius        # NaN: False
+    return np.where(inside[..., None], xy, np.nan)
+
+
+def _undistort_brown_conrady(observed: np.ndarray, coefficients: tuple[float, ...]) -> np.ndarray:
+    xd, yd = observed[..., 0], observed[..., 1]
+    # start where the radial distortion at the observed point alone puts it (OpenCV's first step)
+    radial = _radial_factor(xd * xd + yd * yd, coefficients)
+    start = np.isfinite(radial) & (radial > 0)
+    x, y = np.where(start, xd / radial, xd), np.where(start, yd / radial, yd)
+    for iteration in range(_UNDISTORT_ITERATIONS + 1):
+        (fx, fy), ((a, b), (c, d)) = _brown_conrady(x, y, coefficients, jacobian=True)
+        ex, ey = fx - xd, fy - yd
+        # NaN compares False: a missing joint is not waited for. Converged points stay where they
+        # are: each joint's answer is its own, whatever the batch.
+        pending = (np.abs(ex) > _UNDISTORT_TOLERANCE) | (np.abs(ey) > _UNDISTORT_TOLERANCE)
+        if iteration == _UNDISTORT_ITERATIONS or not pending.any():
+            break
+        det = a * d - b * c
+        x = np.where(pending, x - (d * ex - b * ey) / det, x)
+        y = np.where(pending, y - (a * ey - c * ex) / det, y)
+    # det > 0: the answer lies where the lens maps outward as it should
+    solved = (np.abs(ex) <= _UNDISTORT_TOLERANCE) & (np.abs(ey) <= _UNDISTORT_TOLERANCE) & (a * d - b * c > 0)
+    return np.where(solved[..., None], np.stack([x, y], axis=-1), np.nan)
+
+
+def _undistort_equidistant(observed: np.ndarray, coefficients: tuple[float, ...]) -> np.ndarray:
+    theta_d = np.linalg.norm(observed, axis=-1)
+    theta = theta_d.copy()
+    for _ in range(_UNDISTORT_ITERATIONS):
+        value, slope = _equidistant_theta(theta, coefficients)
+        residual = value - theta_d
+        pending = np.abs(residual) > _UNDISTORT_TOLERANCE
+        if not pending.any():
+            break
+        theta = np.where(pending, theta - residual / slope, theta)
+    value, slope = _equidistant_theta(theta, coefficients)
+    solved = (np.abs(value - theta_d) <= _UNDISTORT_TOLERANCE) & (slope > 0) & (theta >= 0) & (theta < np.pi / 2)
+    scale = np.where(theta_d > 0, np.tan(theta) / theta_d, 1.0)
+    return np.where((solved & np.isfinite(scale))[..., None], observed * scale[..., None], np.nan)
+
+
+def _to_normalized(pixels: np.ndarray, k: np.ndarray) -> np.ndarray:
+    y = (pixels[..., 1] - k[1, 2]) / k[1, 1]
+    return np.stack([(pixels[..., 0] - k[0, 2] - k[0, 1] * y) / k[0, 0], y], axis=-1)
+
+
+def _to_pixels(xy: np.ndarray, k: np.ndarray) -> np.ndarray:
+    return np.stack([k[0, 0] * xy[..., 0] + k[0, 1] * xy[..., 1] + k[0, 2],
+                     k[1, 1] * xy[..., 1] + k[1, 2]], axis=-1)
+
+
+def undistort_pixels(pixels: np.ndarray, camera_matrix: np.ndarray, lens: LensDistortion | None) -> np.ndarray:
+    """Pixels ``(..., 2)`` of a camera's raw (distorted) image -> where an ideal pinhole camera with
+    the same ``camera_matrix`` K sees those points (cv2.undistortPoints with ``P = K``; R the
+    identity: the camera's own optical frame). NaN (missing) stays NaN, a point the lens model
+    cannot undo becomes NaN (see :func:`undistort_normalized`); ``lens`` None returns ``pixels``.
+
+    K may be the one image_geometry moves to a published region of interest or binned image:
+    pixels and principal point move together, so normalised coordinates, which the distortion acts
+    on, are those of the full sensor, and undistorting there (undo ROI and binning, undistort with
+    the sensor's K, apply them again) gives the same pixels."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    if lens is None:
+        return pixels
+    k = np.asarray(camera_matrix, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):          # inf and absurd input: NaN, quietly
+        return _to_pixels(undistort_normalized(_to_normalized(pixels, k), lens), k)
+
+
+def distort_pixels(pixels: np.ndarray, camera_matrix: np.ndarray, lens: LensDistortion | None) -> np.ndarray:
+    """The inverse of :func:`undistort_pixels`: ideal pinhole pixels -> the raw image's."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    if lens is None:
+        return pixels
+    k = np.asarray(camera_matrix, dtype=np.float64)
+    return _to_pixels(distort_normalized(_to_normalized(pixels, k), lens), k)
