@@ -100,8 +100,8 @@ def root_translation_from_depth(pelvis_pixels: np.ndarray, hip_pixels: np.ndarra
                                 depth_image: np.ndarray, camera_matrix: np.ndarray, window: int = 5,
                                 body_offset: float = DEFAULT_BODY_OFFSET_M,
                                 depth_range: tuple[float, float] = DEFAULT_DEPTH_RANGE_M,
-                                min_samples: int = 3, image_size: tuple[int, int] | None = None
-                                ) -> tuple[np.ndarray, np.ndarray]:
+                                min_samples: int = 3, image_size: tuple[int, int] | None = None,
+                                ray_pixels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pelvis positions in the camera frame from a depth image.
 
     ``pelvis_pixels`` ``(N, 2)``; ``hip_pixels`` ``(N, 2, 2)`` (right and left
@@ -109,13 +109,17 @@ def root_translation_from_depth(pelvis_pixels: np.ndarray, hip_pixels: np.ndarra
     (``uint16``); ``camera_matrix`` ``(3, 3)`` K of the image the pixels are in.
     ``image_size`` (width, height) of that image when the registered depth
     image has another resolution (the windows are then placed at the scaled
-    pixels; ``window`` is in depth pixels). Returns ``translations`` ``(N, 3)``
+    pixels; ``window`` is in depth pixels). ``ray_pixels`` ``(N, 2)``: where an ideal pinhole
+    camera with K sees each pelvis, when the image is distorted (the depth is sampled at
+    ``pelvis_pixels``, the pelvis placed along this pixel's ray); default ``pelvis_pixels``.
+    Returns ``translations`` ``(N, 3)``
     metres and ``ok`` ``(N,)``: False (translation NaN) where the pelvis pixel
-    is not finite or fewer than ``min_samples`` valid depth values lie in the
+    (or its ray pixel) is not finite or fewer than ``min_samples`` valid depth values lie in the
     windows (a hole in the depth image, a person outside it).
     """
     pelvis = np.asarray(pelvis_pixels, dtype=np.float64).reshape(-1, 2)
     people = pelvis.shape[0]
+    rays = pelvis if ray_pixels is None else np.asarray(ray_pixels, dtype=np.float64).reshape(people, 2)
     hips = None
     if hip_pixels is not None:
         hips = np.asarray(hip_pixels, dtype=np.float64).reshape(people, 2, 2)
@@ -132,7 +136,7 @@ def root_translation_from_depth(pelvis_pixels: np.ndarray, hip_pixels: np.ndarra
     ok = np.zeros(people, dtype=bool)
     k_inv = np.linalg.inv(k)
     for i in range(people):
-        if not np.isfinite(pelvis[i]).all():
+        if not (np.isfinite(pelvis[i]).all() and np.isfinite(rays[i]).all()):
             continue
         points = pelvis[i:i + 1] if hips is None else np.concatenate([pelvis[i:i + 1], hips[i]])
         points = (points + 0.5) * scale - 0.5          # pixel centres at integer coordinates
@@ -140,7 +144,7 @@ def root_translation_from_depth(pelvis_pixels: np.ndarray, hip_pixels: np.ndarra
         if samples.size < max(int(min_samples), 1):
             continue
         surface_z = float(np.median(samples))
-        ray = k_inv @ np.array([pelvis[i, 0], pelvis[i, 1], 1.0])     # z component 1
+        ray = k_inv @ np.array([rays[i, 0], rays[i, 1], 1.0])     # z component 1
         ray = ray / ray[2]
         translations[i] = ray * surface_z + body_offset * ray / np.linalg.norm(ray)
         ok[i] = True

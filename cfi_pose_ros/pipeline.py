@@ -3,10 +3,12 @@
 Steps for one frame (all people at once):
 
 1. validate each person (a malformed one is dropped with a reason; the others go on),
-2. convert to H36M-17; joints far outside the image (more than ``image_margin`` times
-   the image's width or height beyond its border: no detector puts a real joint
-   there, and the lifter never saw such input) are missing, like low-score ones;
-   fill missing joints so the model always sees 17,
+2. convert to H36M-17; with the camera's lens distortion (``Frame2D.lens``) move every joint
+   to where an ideal pinhole camera with K sees it (everything after this sees those pixels; an
+   aligned depth image is still read at the detected ones); joints far outside the image (more
+   than ``image_margin`` times the image's width or height beyond its border: no detector puts
+   a real joint there, and the lifter never saw such input) or that the lens model cannot undo
+   are missing, like low-score ones; fill missing joints so the model always sees 17,
 3. normalise by the image's own size and lift every person in one batched call,
 4. with camera intrinsics, solve each person's root translation (keypoints in metres
    in the camera optical frame; robust to single bad joints, see :mod:`.root_solver`);
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .body_pose import body_poses
-from .camera import normalize_screen
+from .camera import LensDistortion, normalize_screen, undistort_pixels
 from .depth import root_translation_from_depth
 from .root_solver import (outlier_joints, reproject, scaled_reprojection_errors, solve_root_translation,
                           validate_camera_matrix)
@@ -61,6 +63,9 @@ class Frame2D:
     image_height: float
     stamp: float = 0.0                       # seconds, for smoothing; <= 0: not stamped
     camera_matrix: np.ndarray | None = None  # (3, 3) K, None = unknown
+    # the distortion of the image the keypoints are pixels of (with camera_matrix its K): undone
+    # before anything else sees them; None = none (a pinhole camera, a rectified image)
+    lens: LensDistortion | None = None
     depth: np.ndarray | None = None          # (H, W) depth registered to the image: metres, or uint16 mm
 
 
@@ -255,31 +260,43 @@ class LiftingPipeline:
                 and frame.image_width > 0 and frame.image_height > 0):
             dropped["bad_image_size"] += max(len(frame.people), 1)
             return FrameResult([], dropped)
-        camera = None
-        if frame.camera_matrix is not None and self.config.solve_root:
+        intrinsics = None       # K of the keypoints' pixels, where it is a real camera's
+        if frame.camera_matrix is not None:
             try:
-                camera = validate_camera_matrix(frame.camera_matrix)
+                intrinsics = validate_camera_matrix(frame.camera_matrix)
             except ValueError:
-                dropped["bad_camera_info"] += 1
+                if self.config.solve_root:
+                    dropped["bad_camera_info"] += 1
+        camera = intrinsics if self.config.solve_root else None      # places people
+        # undone also where people are not placed (solve_root off): the lifter reads the pose from
+        # where an ideal pinhole camera sees the joints
+        lens = frame.lens if intrinsics is not None else None
 
-        accepted: list[tuple[int, Person2D, np.ndarray, np.ndarray]] = []
+        checked: list[tuple[int, Person2D, np.ndarray, np.ndarray]] = []
         for index, person in enumerate(frame.people):
             reason = check_person(person)
-            if reason is None:
-                kp, scores = convert_to_h36m17(person.layout, person.keypoints, person.scores)
-                # in float32, the message's type: a joint sent with score 0.05 arrives as 0.0500000007,
-                # which is above the float64 0.05 but is "at or below" min_keypoint_score = 0.05
-                detected = np.isfinite(kp).all(axis=1) & (scores > np.float32(self.config.min_keypoint_score))
-                valid = detected & inside_image(kp, frame.image_width, frame.image_height,
-                                                self.config.image_margin)
-                if valid.sum() < self.config.min_valid_joints:
-                    enough_without_margin = detected.sum() >= self.config.min_valid_joints
-                    reason = "out_of_image" if enough_without_margin else "too_few_joints"
-                else:
-                    scores = np.where(valid, scores, 0.0)
-                    accepted.append((index, person, kp, scores))
             if reason is not None:
                 dropped[reason] += 1
+            else:
+                checked.append((index, person, *convert_to_h36m17(person.layout, person.keypoints, person.scores)))
+        # every person's joints at once (one Newton solve): NaN where the lens model cannot undo one
+        ideal = (undistort_pixels(np.stack([item[2] for item in checked]), intrinsics, lens)
+                 if lens is not None and checked else [item[2] for item in checked])
+        # (input index, person, ideal pinhole pixels, scores, pixels as detected)
+        accepted: list[tuple[int, Person2D, np.ndarray, np.ndarray, np.ndarray]] = []
+        for (index, person, kp, scores), undistorted in zip(checked, ideal):
+            # in float32, the message's type: a joint sent with score 0.05 arrives as 0.0500000007,
+            # which is above the float64 0.05 but is "at or below" min_keypoint_score = 0.05
+            detected = np.isfinite(kp).all(axis=1) & (scores > np.float32(self.config.min_keypoint_score))
+            # the margin is judged where the lifter will see the joint: past it (or past what the
+            # lens model can undo) it is missing
+            valid = detected & inside_image(undistorted, frame.image_width, frame.image_height,
+                                            self.config.image_margin)
+            if valid.sum() < self.config.min_valid_joints:
+                enough_without_margin = detected.sum() >= self.config.min_valid_joints
+                dropped["out_of_image" if enough_without_margin else "too_few_joints"] += 1
+            else:
+                accepted.append((index, person, undistorted, np.where(valid, scores, 0.0), kp))
         if len(accepted) > self.config.max_people:
             accepted.sort(key=lambda item: -float(item[1].score))
             dropped["too_many_people"] += len(accepted) - self.config.max_people
@@ -311,11 +328,14 @@ class LiftingPipeline:
         if camera is not None and frame.depth is not None:
             # A measured depth beats the size prior of the monocular solve; people whose
             # pelvis falls in a hole of the depth image keep the intrinsics solution.
+            # sampled at the pixels as detected (the depth image is registered to the keypoints'
+            # image), the pelvis placed along the ray of its ideal pinhole pixel
             visible = scores > 0
-            pelvis = np.where(visible[:, :1], pixels[:, 0], np.nan)
-            hips = np.where(visible[:, [1, 4], None], pixels[:, [1, 4]], np.nan)
+            detected = np.stack([item[4] for item in accepted])
+            pelvis = np.where(visible[:, :1], detected[:, 0], np.nan)
+            hips = np.where(visible[:, [1, 4], None], detected[:, [1, 4]], np.nan)
             depth_t, from_depth = root_translation_from_depth(
-                pelvis, hips, frame.depth, camera, window=self.config.depth_window,
+                pelvis, hips, frame.depth, camera, ray_pixels=pixels[:, 0], window=self.config.depth_window,
                 body_offset=self.config.depth_body_offset, image_size=(frame.image_width, frame.image_height))
             translations = np.where(from_depth[:, None], depth_t, translations)
             solved = solved | from_depth
@@ -334,7 +354,7 @@ class LiftingPipeline:
         if not finite.all():
             dropped["non_finite_output"] += int((~finite).sum())
         people = []
-        for row, (index, person, _, _) in enumerate(accepted):
+        for row, (index, person, *_) in enumerate(accepted):
             if not finite[row]:
                 continue
             people.append(LiftedPerson(

@@ -70,8 +70,9 @@ consensus start and the redescending weight are both needed. The cost is in
 the README (robustness section) and printed by the benchmark.
 
 Pixels must be undistorted (rectified image, or points undistorted with the
-camera's distortion model); for a lens with mild distortion raw pixels give a
-small bias only.
+camera's distortion model: the pipeline does that with ``Frame2D.lens``,
+:func:`cfi_pose_ros.camera.undistort_pixels`); raw pixels of a wide-angle lens
+put people tens of centimetres off (README: lens distortion).
 """
 from __future__ import annotations
 

@@ -56,6 +56,24 @@ def test_off_axis_person_back_projected_through_k():
     assert abs(t_off[0, 2] - pelvis[2]) < 0.01
 
 
+def test_ray_pixels_place_the_pelvis_on_another_ray_than_the_pixels_sampled():
+    """A distorted image: the depth is read where the pelvis was detected, the pelvis placed along
+    the ray of its undistorted pixel (``ray_pixels``)."""
+    pelvis = np.array([1.0, -0.3, 3.0])
+    detected = project(pelvis) + [25.0, -4.0]            # where a lens put it
+    depth = np.full((H, W), 6.0, np.float32)
+    u, v = np.round(detected).astype(int)
+    depth[v - 3:v + 4, u - 3:u + 4] = pelvis[2] - DEFAULT_BODY_OFFSET_M
+    t, ok = root_translation_from_depth(detected[None], None, depth, K, ray_pixels=project(pelvis)[None])
+    assert ok[0]
+    np.testing.assert_allclose(np.cross(t[0] / np.linalg.norm(t[0]), pelvis / np.linalg.norm(pelvis)), 0.0, atol=1e-9)
+    alone, _ = root_translation_from_depth(detected[None], None, depth, K)
+    assert alone[0, 2] == pytest.approx(t[0, 2], abs=0.01) and abs(alone[0, 0] - t[0, 0]) > 0.1
+    # a ray pixel that is not finite (a joint the lens model cannot undo): no answer
+    t, ok = root_translation_from_depth(detected[None], None, depth, K, ray_pixels=np.full((1, 2), np.nan))
+    assert not ok[0] and np.isnan(t).all()
+
+
 def test_uint16_millimetres_equal_float_metres():
     pelvis = np.array([-0.3, 0.2, 2.5])
     depth_m = scene(pelvis)

@@ -358,3 +358,102 @@ def test_a_joint_sent_with_exactly_min_keypoint_score_is_missing(lifter, clip):
     at = LiftingPipeline(lifter).process(frame).people[0]
     below = LiftingPipeline(lifter, PipelineConfig(min_keypoint_score=0.049)).process(frame).people[0]
     assert (at.keypoint_scores[:8] == 0).all() and (below.keypoint_scores[:8] > 0).all()
+
+
+# ---------------------------------------------------------------- a camera's lens distortion
+
+WIDE_SIZE = (1280, 800)
+WIDE_K = np.array([[640.0, 0.0, 639.5], [0.0, 640.0, 399.5], [0.0, 0.0, 1.0]])   # 90 degrees across as a pinhole
+WIDE_LENS = ("plumb_bob", [-0.30, 0.09, 0.0005, -0.0003, 0.0])                  # about 108 through the lens
+
+
+def wide_angle_person(clip, t: int, p: int, root: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(raw pixels, ideal pinhole pixels, true joints)`` of the clip's person ``p`` at frame ``t``
+    scaled to the prior body size (the lens the only error besides the lifter's shape), pelvis at
+    ``root`` before the wide-angle camera."""
+    from cfi_pose_ros.camera import distort_pixels, lens_distortion
+
+    rel = clip["truth_camera_m"][t, p].astype(np.float64)
+    rel = rel - rel[:1]
+    joints = rel / H36M_17.size_relative_to_mean(rel) + root
+    uvw = joints @ WIDE_K.T
+    ideal = uvw[:, :2] / uvw[:, 2:]
+    return distort_pixels(ideal, WIDE_K, lens_distortion(*WIDE_LENS)), ideal, joints
+
+
+def wide_frame(pixels: np.ndarray, lens, depth=None) -> Frame2D:
+    return Frame2D([Person2D(pixels, np.ones(17), "h36m_17", track_id="a")], float(WIDE_SIZE[0]),
+                   float(WIDE_SIZE[1]), camera_matrix=WIDE_K, lens=lens, depth=depth)
+
+
+def test_a_person_seen_through_a_wide_angle_lens_is_placed_where_a_pinhole_camera_places_them(lifter, clip):
+    """Raw pixels 31 degrees off axis (the lens moved the pelvis 37 px): with the lens undone the
+    person is placed as an ideal pinhole camera's pixels place them, 1 cm from the truth; the raw
+    pixels taken for pinhole ones (the lens ignored) put them 27 cm off."""
+    from cfi_pose_ros.camera import lens_distortion
+
+    lens = lens_distortion(*WIDE_LENS)
+    root = 2.0 * np.array([0.6, 0.0, 1.0])
+    raw, ideal, truth = wide_angle_person(clip, 50, 0, root)
+    assert np.linalg.norm(raw[0] - ideal[0]) > 30
+    pipeline = LiftingPipeline(lifter)
+    undistorted = pipeline.process(wide_frame(raw, lens)).people[0]
+    pinhole = pipeline.process(wide_frame(ideal, None)).people[0]
+    ignored = pipeline.process(wide_frame(raw, None)).people[0]
+    np.testing.assert_allclose(undistorted.keypoints, pinhole.keypoints, atol=1e-4)
+    assert undistorted.root_source == ROOT_FROM_INTRINSICS
+    assert np.linalg.norm(undistorted.position - root) < 0.03
+    assert np.linalg.norm(ignored.position - root) > 0.2
+    # the lifter itself sees the ideal pixels too: root-relative output without placing people
+    unplaced = LiftingPipeline(lifter, PipelineConfig(solve_root=False))
+    np.testing.assert_allclose(unplaced.process(wide_frame(raw, lens)).people[0].keypoints,
+                               unplaced.process(wide_frame(ideal, None)).people[0].keypoints, atol=1e-4)
+    # a lens without a camera matrix to undo it with changes nothing
+    frame = wide_frame(raw, lens)
+    frame.camera_matrix = None
+    np.testing.assert_array_equal(LiftingPipeline(lifter).process(frame).people[0].keypoints,
+                                  LiftingPipeline(lifter).process(dataclasses.replace(frame, lens=None)).people[0].keypoints)
+
+
+def test_joints_the_lens_model_cannot_undo_are_missing_and_the_person_still_placed(lifter, clip):
+    """A k3 < 0 fit folds back near the image's corners: a wrist detected there has no ideal pixel
+    (NaN from the lens model). It is a missing joint (score 0), the person is lifted from the rest,
+    and nothing non-finite comes out."""
+    from cfi_pose_ros.camera import lens_distortion, undistort_pixels
+
+    lens = lens_distortion("plumb_bob", [-0.30, 0.09, 0.0005, -0.0003, -0.012])
+    raw, _, _ = wide_angle_person(clip, 50, 0, 2.0 * np.array([0.3, 0.0, 1.0]))
+    raw[16] = [1270.0, 790.0]                               # right wrist in the bottom right corner
+    assert np.isnan(undistort_pixels(raw[16], WIDE_K, lens)).all()
+    result = LiftingPipeline(lifter).process(wide_frame(raw, lens))
+    assert not result.dropped
+    person = result.people[0]
+    assert person.keypoint_scores[16] == 0.0 and (np.delete(person.keypoint_scores, 16) > 0).all()
+    assert person.root_source == ROOT_FROM_INTRINSICS and np.isfinite(person.keypoints).all()
+    # all of them past the fold: out of what the camera model describes, like out of the image
+    raw[:] = [1270.0, 790.0]
+    assert LiftingPipeline(lifter).process(wide_frame(raw, lens)).dropped == {"out_of_image": 1}
+
+
+def test_with_a_lens_the_depth_image_is_read_at_the_detected_pixels_and_the_pelvis_placed_on_its_true_ray(
+        lifter, clip):
+    """The depth image is registered to the keypoints' (raw) image: it is sampled where the pelvis
+    was detected, and the pelvis is placed along the ray of its ideal pixel, the direction it is
+    really in. Here only the raw pelvis's neighbourhood holds the person's surface."""
+    from cfi_pose_ros.camera import lens_distortion
+
+    lens = lens_distortion(*WIDE_LENS)
+    root = 2.0 * np.array([0.7, -0.1, 1.0])
+    raw, ideal, _ = wide_angle_person(clip, 50, 0, root)
+    depth = np.zeros(WIDE_SIZE[::-1], dtype=np.uint16)                     # holes everywhere
+    u, v = np.round(raw[0]).astype(int)
+    depth[v - 6:v + 7, u - 6:u + 7] = round((root[2] - 0.1) * 1000)        # the surface before the pelvis
+    assert np.linalg.norm(raw[0] - ideal[0]) > 40                          # out of that patch
+    person = LiftingPipeline(lifter).process(wide_frame(raw, lens, depth)).people[0]
+    assert person.root_source == 2                                         # ROOT_FROM_DEPTH
+    direction = person.position / np.linalg.norm(person.position)
+    assert np.linalg.norm(np.cross(direction, root / np.linalg.norm(root))) < 1e-4     # on the pelvis's ray
+    assert abs(person.position[2] - root[2]) < 0.03
+    # the raw pixel's ray is 2 degrees off: 8 cm sideways at 2.4 m
+    raw_ray = np.linalg.solve(WIDE_K, [*raw[0], 1.0])
+    assert np.linalg.norm(np.cross(raw_ray / np.linalg.norm(raw_ray), root / np.linalg.norm(root))) > 0.03
