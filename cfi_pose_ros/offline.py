@@ -424,7 +424,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     topics = {name: root_namespace_topic(value(name))
               for name in ("input_topic", "camera_info_topic", "output_topic", "markers_topic")}
     result = OfflineResult()
-    camera_matrix = camera_size = None
+    camera_matrix = camera_lens = camera_size = None
     depth_images = DepthHistory()      # paired with each frame by stamp, as the node pairs them
     started = time.perf_counter()
     bar = tqdm(total=source.frames, unit="frame", desc="lifting", disable=not progress, file=sys.stderr)
@@ -433,9 +433,11 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             if item.camera_info is not None:
                 writer.write(topics["camera_info_topic"], item.camera_info, item.log_time_ns)
                 try:
-                    camera_matrix, camera_size = camera_from_info(item.camera_info)
+                    camera_matrix, camera_lens, camera_size = camera_from_info(item.camera_info,
+                                                                               value("keypoints_image"))
                 except ValueError:
-                    camera_matrix, camera_size = None, image_size_from_info(item.camera_info)
+                    camera_matrix, camera_lens = None, None
+                    camera_size = image_size_from_info(item.camera_info)
                     result.dropped["bad_camera_info"] += 1
                 continue
             if item.depth is not None:
@@ -461,7 +463,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             depth, stale = depth_images.paired(stamp_seconds(msg.header.stamp), value("depth_max_age"))
             if stale:
                 result.dropped["stale_depth"] += 1
-            lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, depth, target_frame, target_from_camera)
+            lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, depth, target_frame, target_from_camera,
+                                    camera_lens)
             poses = lifted.poses_msg() if lifted.publishable else None
             markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None and (
                 keep_records or value("publish_markers")) else []

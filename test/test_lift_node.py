@@ -704,7 +704,7 @@ def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels
     pipeline = LiftingPipeline(create_lifter(str(DEFAULT_WEIGHTS), backend="torch", log=lambda *_: None))
     placed = []
     for info, pixels in ((full, clip.pixels[20, 0]), (binned, clip.pixels[20, 0] / 2.0)):
-        k, size = camera_from_info(info)
+        k, _, size = camera_from_info(info)
         frame = Frame2D(people=[Person2D(pixels.astype(np.float64), clip.scores[20, 0].astype(np.float64), "h36m_17",
                                          track_id="a", score=0.9)],
                         image_width=float(size[0]), image_height=float(size[1]), stamp=0.0, camera_matrix=k)
@@ -714,11 +714,49 @@ def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels
     cropped = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
     cropped.roi = RegionOfInterest(x_offset=100, y_offset=40, width=600, height=400)
     cropped.binning_x = cropped.binning_y = 2
-    k, size = camera_from_info(cropped)
+    k, _, size = camera_from_info(cropped)
     assert size == (300, 200)
     point = np.array([0.4, -0.3, 4.0])
     full_pixel = (clip.camera_matrix @ point)[:2] / point[2]
     np.testing.assert_allclose((k @ point)[:2] / point[2], (full_pixel - [100, 40]) / 2.0, atol=1e-9)
+
+
+def test_camera_info_gives_the_lens_for_raw_keypoints_and_p_for_rectified_ones():
+    """keypoints_image raw: K and the lens of d (None for an all-zero or empty d: the fast path,
+    K exactly as before); rectified: P's left 3x3 and no lens, K where P is all zero. ROI and
+    binning move P as they move K; a d nothing can undo is refused like a bad K."""
+    from sensor_msgs.msg import RegionOfInterest
+
+    from cfi_pose_ros.camera import lens_distortion
+    from cfi_pose_ros.node.lifting import camera_from_info
+    from poses import WIDE_K, WIDE_LENS, WIDE_SIZE
+
+    plain = camera_info_msg(WIDE_K, WIDE_SIZE, FRAME)
+    for d in ([0.0] * 5, [], [0.0] * 8):
+        plain.d = d
+        k, lens, size = camera_from_info(plain)
+        assert lens is None and size == WIDE_SIZE and k.tobytes() == WIDE_K.tobytes()
+    info = camera_info_msg(WIDE_K, WIDE_SIZE, FRAME, lens_distortion(*WIDE_LENS))
+    k, lens, size = camera_from_info(info, "raw")
+    assert lens == lens_distortion(*WIDE_LENS) and np.array_equal(k, WIDE_K)
+    projection = np.array([[520.0, 0.0, 650.0], [0.0, 521.0, 390.0], [0.0, 0.0, 1.0]])
+    info.p = [float(v) for v in np.column_stack([projection, [-31.2, 0.0, 0.0]]).ravel()]   # a stereo pair's right P
+    k, lens, _ = camera_from_info(info, "rectified")
+    assert lens is None and np.array_equal(k, projection)
+    info.roi = RegionOfInterest(x_offset=100, y_offset=40, width=600, height=400)
+    info.binning_x = info.binning_y = 2
+    k, lens, size = camera_from_info(info, "rectified")
+    assert size == (300, 200)
+    np.testing.assert_allclose(k, [[260.0, 0.0, 275.0], [0.0, 260.5, 175.0], [0.0, 0.0, 1.0]])
+    info.p = [0.0] * 12
+    assert np.allclose(camera_from_info(info, "rectified")[0], camera_from_info(info, "raw")[0])
+    info.d = [-0.3, np.nan, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="distortion coefficients contain NaN"):
+        camera_from_info(info, "raw")
+    assert camera_from_info(info, "rectified")[1] is None       # a rectified image has nothing to undo
+    info.p = [float(v) for v in np.column_stack([np.full((3, 3), np.nan), np.zeros(3)]).ravel()]
+    with pytest.raises(ValueError, match="NaN or inf"):
+        camera_from_info(info, "rectified")
 
 
 def test_a_camera_info_of_another_resolution_is_scaled_to_the_keypoints_image(clip):
@@ -744,6 +782,83 @@ def test_a_camera_info_of_another_resolution_is_scaled_to_the_keypoints_image(cl
                                    (rescale_camera_matrix(k, (width, height), (width // 2, height // 2)),
                                     (width // 2, height // 2)))]
     assert np.allclose(placed[1], placed[0], atol=0.02) and np.allclose(placed[2], placed[0], atol=0.02), placed
+
+
+def lifted_once_the_camera_info_is_used(node, info, msg, sec: int, previous: np.ndarray | None = None):
+    """``msg``'s answer once the node places people with ``info``: ``info`` published before each try
+    until two answers in a row agree (and differ from ``previous``, the position the camera info
+    the node had before gave). The first person's position and the answer."""
+    last = None
+    for attempt in range(60):
+        node.client.camera_info_pub.publish(info)
+        node.spin_for(0.05)
+        out = node.send_and_receive(stamp_msg(msg, sec + attempt), timeout=5)
+        if out is None or not out.humans or out.humans[0].root_source != HumanPose3D.ROOT_FROM_INTRINSICS:
+            continue
+        p = out.humans[0].body_pose.position
+        position = np.array([p.x, p.y, p.z])
+        if previous is not None and np.allclose(position, previous, atol=1e-3):
+            continue                                    # still the camera info before
+        if last is not None and np.allclose(position, last, atol=1e-6):
+            return position, out
+        last = position
+    raise AssertionError(f"the node never settled on the CameraInfo\n{node.log()}")
+
+
+def test_keypoints_of_a_wide_angle_camera_s_raw_image_are_placed_with_its_distortion(node_factory, clip):
+    """A person 31 degrees off axis, 2 m away, seen by a wide-angle camera (k1 = -0.30, which moved
+    the pelvis 37 px in the raw image): with the CameraInfo's d and the default keypoints_image
+    (raw) the node places them 1.1 cm from the truth; with the undistortion skipped
+    (keypoints_image: rectified, the CameraInfo's P equal to K) the same pixels put them 27 cm off.
+    Keypoints of the rectified image (image_proc, P's own focal length and centre) are placed with
+    P, 2.8 cm off; with K (P left all zero) 44 cm off. (Measured here, the shipped weights.)"""
+    from cfi_pose_ros.camera import lens_distortion
+    from poses import WIDE_K, WIDE_LENS, WIDE_SIZE, wide_angle_view
+
+    root = 2.0 * np.array([0.6, 0.0, 1.0])
+    projection = np.array([[520.0, 0.0, 650.0], [0.0, 520.0, 390.0], [0.0, 0.0, 1.0]])   # alpha = 0: zoomed in
+    raw, rectified, _ = wide_angle_view(clip.truth_camera_m[50, 0], root, projection)
+    info = camera_info_msg(WIDE_K, WIDE_SIZE, FRAME, lens_distortion(*WIDE_LENS))
+    assert list(info.d) == WIDE_LENS[1] and info.distortion_model == "plumb_bob"
+
+    def message(pixels):
+        return keypoints_msg(pixels[None], np.ones((1, 17)), ["a"], WIDE_SIZE, "h36m_17", FRAME, 0)
+
+    raw_node = node_factory()
+    placed, out = lifted_once_the_camera_info_is_used(raw_node, info, message(raw), sec=10)
+    assert np.linalg.norm(placed - root) < 0.05, placed
+    assert np.allclose(as_array(out.humans[0])[0], placed)
+
+    rectified_node = node_factory(overrides={"keypoints_image": "rectified"})
+    skipped, _ = lifted_once_the_camera_info_is_used(rectified_node, info, message(raw), sec=10)
+    assert np.linalg.norm(skipped - root) > 0.2, skipped
+    info.p = [float(v) for v in np.column_stack([projection, np.zeros(3)]).ravel()]
+    placed, _ = lifted_once_the_camera_info_is_used(rectified_node, info, message(rectified), sec=100,
+                                                    previous=skipped)
+    assert np.linalg.norm(placed - root) < 0.05, placed
+    # an uncalibrated driver's all-zero P: K, as image_geometry falls back
+    info.p = [0.0] * 12
+    placed_with_k, _ = lifted_once_the_camera_info_is_used(rectified_node, info, message(rectified), sec=200,
+                                                           previous=placed)
+    assert np.linalg.norm(placed_with_k - root) > 0.2, placed_with_k
+
+
+@pytest.mark.parametrize("model, d", [("plumb_bob", [np.nan, 0.0, 0.0, 0.0, 0.0]), ("fisheye", [0.1, 0.01, 0.0, 0.0]),
+                                      ("plumb_bob", [-1e30, 0.0, 0.0, 0.0, 0.0])])
+def test_a_distortion_nothing_can_undo_is_ignored_and_counted(node_factory, clip, model, d):
+    """A lens the node cannot undo (non-finite, an unknown model, no real lens's coefficients) is
+    treated like a K no camera has: root-relative poses and bad_camera_info, never people placed
+    through a wrong model."""
+    node = node_factory()
+    info = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
+    info.distortion_model, info.d = model, d
+    for attempt in range(5):
+        node.client.camera_info_pub.publish(info)
+        node.spin_for(0.05)
+        out = node.send_and_receive(clip_msg(clip, 0, sec=20 + attempt))
+        assert out is not None and all(h.root_source == HumanPose3D.ROOT_RELATIVE for h in out.humans)
+    assert _diag_count(node.latest_diagnostics(), "bad_camera_info") >= 1
+    assert "ignoring CameraInfo: " in node.log() and ("distortion" in node.log())
 
 
 def test_the_incompatible_qos_warning_is_throttled_and_diagnostics_run_without_a_clock(node_factory):

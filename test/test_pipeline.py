@@ -12,6 +12,7 @@ from cfi_pose_ros.pipeline import (ROOT_FROM_INTRINSICS, ROOT_RELATIVE, Frame2D,
 from cfi_pose_ros.skeleton import H36M_17
 from cfi_pose_ros.smoothing import PoseSmoother
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+from poses import WIDE_K, WIDE_LENS, WIDE_SIZE, wide_angle_view
 
 CLIP = DEFAULT_WEIGHTS.parents[1] / "data" / "demo_clip_h36m_s9.npz"
 
@@ -362,25 +363,6 @@ def test_a_joint_sent_with_exactly_min_keypoint_score_is_missing(lifter, clip):
 
 # ---------------------------------------------------------------- a camera's lens distortion
 
-WIDE_SIZE = (1280, 800)
-WIDE_K = np.array([[640.0, 0.0, 639.5], [0.0, 640.0, 399.5], [0.0, 0.0, 1.0]])   # 90 degrees across as a pinhole
-WIDE_LENS = ("plumb_bob", [-0.30, 0.09, 0.0005, -0.0003, 0.0])                  # about 108 through the lens
-
-
-def wide_angle_person(clip, t: int, p: int, root: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(raw pixels, ideal pinhole pixels, true joints)`` of the clip's person ``p`` at frame ``t``
-    scaled to the prior body size (the lens the only error besides the lifter's shape), pelvis at
-    ``root`` before the wide-angle camera."""
-    from cfi_pose_ros.camera import distort_pixels, lens_distortion
-
-    rel = clip["truth_camera_m"][t, p].astype(np.float64)
-    rel = rel - rel[:1]
-    joints = rel / H36M_17.size_relative_to_mean(rel) + root
-    uvw = joints @ WIDE_K.T
-    ideal = uvw[:, :2] / uvw[:, 2:]
-    return distort_pixels(ideal, WIDE_K, lens_distortion(*WIDE_LENS)), ideal, joints
-
-
 def wide_frame(pixels: np.ndarray, lens, depth=None) -> Frame2D:
     return Frame2D([Person2D(pixels, np.ones(17), "h36m_17", track_id="a")], float(WIDE_SIZE[0]),
                    float(WIDE_SIZE[1]), camera_matrix=WIDE_K, lens=lens, depth=depth)
@@ -394,7 +376,7 @@ def test_a_person_seen_through_a_wide_angle_lens_is_placed_where_a_pinhole_camer
 
     lens = lens_distortion(*WIDE_LENS)
     root = 2.0 * np.array([0.6, 0.0, 1.0])
-    raw, ideal, truth = wide_angle_person(clip, 50, 0, root)
+    raw, ideal, truth = wide_angle_view(clip["truth_camera_m"][50, 0], root)
     assert np.linalg.norm(raw[0] - ideal[0]) > 30
     pipeline = LiftingPipeline(lifter)
     undistorted = pipeline.process(wide_frame(raw, lens)).people[0]
@@ -411,8 +393,9 @@ def test_a_person_seen_through_a_wide_angle_lens_is_placed_where_a_pinhole_camer
     # a lens without a camera matrix to undo it with changes nothing
     frame = wide_frame(raw, lens)
     frame.camera_matrix = None
+    without_lens = dataclasses.replace(frame, lens=None)
     np.testing.assert_array_equal(LiftingPipeline(lifter).process(frame).people[0].keypoints,
-                                  LiftingPipeline(lifter).process(dataclasses.replace(frame, lens=None)).people[0].keypoints)
+                                  LiftingPipeline(lifter).process(without_lens).people[0].keypoints)
 
 
 def test_joints_the_lens_model_cannot_undo_are_missing_and_the_person_still_placed(lifter, clip):
@@ -422,7 +405,7 @@ def test_joints_the_lens_model_cannot_undo_are_missing_and_the_person_still_plac
     from cfi_pose_ros.camera import lens_distortion, undistort_pixels
 
     lens = lens_distortion("plumb_bob", [-0.30, 0.09, 0.0005, -0.0003, -0.012])
-    raw, _, _ = wide_angle_person(clip, 50, 0, 2.0 * np.array([0.3, 0.0, 1.0]))
+    raw, _, _ = wide_angle_view(clip["truth_camera_m"][50, 0], 2.0 * np.array([0.3, 0.0, 1.0]))
     raw[16] = [1270.0, 790.0]                               # right wrist in the bottom right corner
     assert np.isnan(undistort_pixels(raw[16], WIDE_K, lens)).all()
     result = LiftingPipeline(lifter).process(wide_frame(raw, lens))
@@ -444,7 +427,7 @@ def test_with_a_lens_the_depth_image_is_read_at_the_detected_pixels_and_the_pelv
 
     lens = lens_distortion(*WIDE_LENS)
     root = 2.0 * np.array([0.7, -0.1, 1.0])
-    raw, ideal, _ = wide_angle_person(clip, 50, 0, root)
+    raw, ideal, _ = wide_angle_view(clip["truth_camera_m"][50, 0], root)
     depth = np.zeros(WIDE_SIZE[::-1], dtype=np.uint16)                     # holes everywhere
     u, v = np.round(raw[0]).astype(int)
     depth[v - 6:v + 7, u - 6:u + 7] = round((root[2] - 0.1) * 1000)        # the surface before the pelvis

@@ -1,7 +1,7 @@
-"""Recorded data: a small MCAP bag of 2D keypoints (with its CameraInfo) replayed into the running
-lift node, and lifted offline without DDS, gives exactly what the node publishes when the same
-messages are sent to it directly; offline lifting of a video and of photos through the 2D detector
-writes the bag, the video and the summary."""
+"""Recorded data: a small MCAP bag of 2D keypoints (with its CameraInfo, a lens distortion to undo
+included) replayed into the running lift node, and lifted offline without DDS, gives exactly what
+the node publishes when the same messages are sent to it directly; offline lifting of a video and
+of photos through the 2D detector writes the bag, the video and the summary."""
 from __future__ import annotations
 
 import os
@@ -19,12 +19,14 @@ pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, r
 
 if ros_available() is None:
     from cfi_pose_ros.bag import BagWriter, read_bag
+    from cfi_pose_ros.camera import lens_distortion
     from cfi_pose_ros.msg import HumanPose3D
     from cfi_pose_ros.node.conversions import stamp_ns
     from cfi_pose_ros.node.replay import Clip, Received, camera_info_msg, keypoints_msg
     from ros_harness import NodeUnderTest
 
 FRAME = "recorded_camera_optical_frame"
+LENS = ("plumb_bob", [-0.207, 0.248, -0.00143, -0.000975, -0.00309])
 FRAMES = 8
 PERIOD_NS = 50_000_000           # 20 Hz: the node keeps up, so a replay loses nothing to its depth-1 input
 FIXTURES = Path(os.environ.get("CFI_FIXTURES_DIR",
@@ -48,7 +50,8 @@ def recorded(tmp_path_factory):
     clip = Clip.load()
     frames = _keypoint_frames(clip)
     bag = tmp / "keypoints.mcap"
-    info = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
+    # the lens of the clip's Human3.6M camera: the node and offline lifting both undo it
+    info = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME, lens_distortion(*LENS))
     with BagWriter(bag) as writer:
         start = frames[0][0] - 4 * PERIOD_NS              # the CameraInfo comes first, as from a driver
         writer.write(node.topics["camera_info_topic"], info, start)

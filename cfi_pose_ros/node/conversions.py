@@ -5,7 +5,7 @@ import numpy as np
 from geometry_msgs.msg import Point
 from visualization_msgs.msg import Marker, MarkerArray
 
-from cfi_pose_ros.camera import rescale_camera_matrix
+from cfi_pose_ros.camera import LensDistortion, rescale_camera_matrix
 from cfi_pose_ros.depth import depth_image_to_array
 from cfi_pose_ros.markers import MarkerSpec, lifetime_ns
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanPose3D, HumanPose3DArray
@@ -33,8 +33,10 @@ def stamp_ns(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
-def frame_from_msg(msg, camera_matrix: np.ndarray | None, fallback_size: tuple[int, int] | None) -> Frame2D:
-    """HumanKeypoints2DArray -> Frame2D. An unknown layout id becomes a name the pipeline rejects."""
+def frame_from_msg(msg, camera_matrix: np.ndarray | None, fallback_size: tuple[int, int] | None,
+                   lens: LensDistortion | None = None) -> Frame2D:
+    """HumanKeypoints2DArray -> Frame2D (``lens``: the distortion of the image the keypoints are
+    pixels of, undone by the pipeline). An unknown layout id becomes a name the pipeline rejects."""
     people = []
     for person in msg.people:
         rows = np.array([(kp.x, kp.y, kp.score) for kp in person.keypoints], dtype=np.float64).reshape(-1, 3)
@@ -47,10 +49,11 @@ def frame_from_msg(msg, camera_matrix: np.ndarray | None, fallback_size: tuple[i
     if camera_matrix is not None and fallback_size is not None and width and height \
             and (width, height) != tuple(fallback_size):
         # the keypoints come from an image of another size than the CameraInfo's (a detector's
-        # resized input, a camera mode change): K is moved to the keypoints' pixels
+        # resized input, a camera mode change): K is moved to the keypoints' pixels (the lens acts
+        # on normalised coordinates, which the move keeps)
         camera_matrix = rescale_camera_matrix(camera_matrix, fallback_size, (width, height))
     return Frame2D(people=people, image_width=float(width), image_height=float(height),
-                   stamp=stamp_seconds(msg.header.stamp), camera_matrix=camera_matrix)
+                   stamp=stamp_seconds(msg.header.stamp), camera_matrix=camera_matrix, lens=lens)
 
 
 def poses_to_msg(header, people: list[LiftedPerson]) -> HumanPose3DArray:

@@ -25,6 +25,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
+from cfi_pose_ros.camera import LensDistortion
 from cfi_pose_ros.depth import DepthHistory
 from cfi_pose_ros.frames import RigidTransform, static_target_transform, tf2_frame_id
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
@@ -47,6 +48,7 @@ class LiftNode(SpecLifecycleNode):
         self.lifter = None
         self.stats = RollingStats(started=time.monotonic())
         self.camera_matrix: np.ndarray | None = None
+        self.camera_lens: LensDistortion | None = None
         self.camera_size: tuple[int, int] | None = None
         self.depth = DepthHistory()       # the last depth images, paired with keypoints by stamp
         self._subscriptions_active: list = []
@@ -159,7 +161,7 @@ class LiftNode(SpecLifecycleNode):
         self.pipeline = self.lifter = None
         # the next configure may listen to another camera (camera_info_topic, input_topic are
         # settable while unconfigured): its people must not be placed with this one's intrinsics
-        self.camera_matrix = self.camera_size = None
+        self.camera_matrix = self.camera_lens = self.camera_size = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
@@ -179,9 +181,10 @@ class LiftNode(SpecLifecycleNode):
         if not self._subscriptions_active:
             return      # queued before unsubscribing (see _on_keypoints): cleanup forgot this camera
         try:
-            self.camera_matrix, self.camera_size = camera_from_info(msg)
+            self.camera_matrix, self.camera_lens, self.camera_size = camera_from_info(msg, self.p("keypoints_image"))
         except ValueError as exc:
-            self.camera_matrix, self.camera_size = None, image_size_from_info(msg)   # still the image's size
+            self.camera_matrix, self.camera_lens = None, None
+            self.camera_size = image_size_from_info(msg)      # still the image's size
             self.stats.drop(Counter(bad_camera_info=1))
             self.warn_throttled("camera_info", f"ignoring CameraInfo: {exc}; publishing root-relative poses")
 
@@ -223,7 +226,7 @@ class LiftNode(SpecLifecycleNode):
                                                "frame (RViz cannot place them) and get no TF frames")
         try:
             result = lift_keypoints(self.pipeline, msg, self.camera_matrix, self.camera_size, depth,
-                                    target_frame, transform)
+                                    target_frame, transform, self.camera_lens)
         except Exception as exc:  # never let one bad frame take the node down
             self.stats.drop(Counter(processing_error=1))
             self.warn_throttled("processing_error", f"frame dropped, lifting failed: {exc!r}")

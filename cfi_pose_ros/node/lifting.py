@@ -14,6 +14,7 @@ import numpy as np
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
+from cfi_pose_ros.camera import LensDistortion, lens_distortion, published_image_matrix
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import MarkerSpec, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
@@ -55,25 +56,36 @@ def build_pipeline(value, log=None) -> LiftingPipeline:
                            pose_smoother(value))
 
 
-def camera_from_info(msg) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """``(K, (width, height) or None)`` of the image a ``CameraInfo`` describes; ValueError (with the
-    reason) when its K cannot place people (all zeros, non-finite, ...).
+def camera_from_info(msg, keypoints_image: str = "raw") -> tuple[np.ndarray, LensDistortion | None,
+                                                                  tuple[int, int] | None]:
+    """``(K, lens, (width, height) or None)`` of the image a ``CameraInfo`` describes, for keypoints
+    that are pixels of its ``keypoints_image`` (the lift node's parameter); ValueError (with the
+    reason) when its matrix cannot place people (all zeros, non-finite, ...) or its distortion
+    cannot be undone (non-finite, no real lens's, an unknown model).
 
-    ``k``, ``width`` and ``height`` are the full sensor's; the published image is its ``roi``
+    ``raw``: K, and the lens (``d``, ``distortion_model``; None when ``d`` is all zero) the pipeline
+    undoes. ``rectified``: no distortion, and the rectified image's own camera matrix, ``p``'s left
+    3x3 (K where ``p`` is all zero, as uncalibrated drivers leave it).
+
+    ``k``, ``p``, ``width`` and ``height`` are the full sensor's; the published image is its ``roi``
     (full-resolution pixels; all zero = the whole sensor) reduced by ``binning_x`` x ``binning_y``
-    (0 = 1), and the keypoints are in that image's pixels: K and the size are moved to it, as
-    image_geometry's PinholeCameraModel does."""
-    # K is the full sensor's: judged against the sensor's size (a ROI can put the principal point
-    # of the published image far outside it)
-    k = validate_camera_matrix(msg.k, (msg.width, msg.height) if msg.width and msg.height else None)
-    bin_x, bin_y = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
+    (0 = 1), and the keypoints are in that image's pixels: the matrix and the size are moved to it,
+    as image_geometry's PinholeCameraModel does (the lens acts on normalised coordinates, which
+    that move keeps: undistorting with the moved K is undistorting on the sensor)."""
+    # judged against the sensor's size (a ROI can put the principal point of the published image
+    # far outside it)
+    sensor_size = (msg.width, msg.height) if msg.width and msg.height else None
+    projection = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)[:, :3]
+    if keypoints_image == "rectified":
+        matrix = validate_camera_matrix(projection if np.any(projection) else msg.k, sensor_size)
+        lens = None
+    else:
+        matrix = validate_camera_matrix(msg.k, sensor_size)
+        lens = lens_distortion(msg.distortion_model, msg.d)
     roi = msg.roi
-    if roi.width and roi.height:
-        k[0, 2] -= roi.x_offset
-        k[1, 2] -= roi.y_offset
-    k[0] /= bin_x                      # fx, skew, cx
-    k[1] /= bin_y                      # fy, cy
-    return k, image_size_from_info(msg)
+    offset = (roi.x_offset, roi.y_offset) if roi.width and roi.height else (0, 0)
+    binning = (max(int(msg.binning_x), 1), max(int(msg.binning_y), 1))
+    return published_image_matrix(matrix, offset, binning), lens, image_size_from_info(msg)
 
 
 def image_size_from_info(msg) -> tuple[int, int] | None:
@@ -126,10 +138,12 @@ class LiftedFrame:
 
 def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | None,
                    camera_size: tuple[int, int] | None, depth: np.ndarray | None = None,
-                   target_frame: str = "", target_from_camera: RigidTransform | None = None) -> LiftedFrame:
-    """Lift one ``HumanKeypoints2DArray``. With ``target_frame`` the result is expressed in it
-    through ``target_from_camera`` (the caller resolved it: static, or a tf2 lookup)."""
-    frame = frame_from_msg(msg, camera_matrix, camera_size)
+                   target_frame: str = "", target_from_camera: RigidTransform | None = None,
+                   lens: LensDistortion | None = None) -> LiftedFrame:
+    """Lift one ``HumanKeypoints2DArray`` (``camera_matrix``, ``lens``, ``camera_size``: what
+    :func:`camera_from_info` gives). With ``target_frame`` the result is expressed in it through
+    ``target_from_camera`` (the caller resolved it: static, or a tf2 lookup)."""
+    frame = frame_from_msg(msg, camera_matrix, camera_size, lens)
     frame.depth = depth
     result = pipeline.process(frame)
     # the output frame as tf2 names it (see tf2_frame_id): the input's `/camera` is `camera`

@@ -100,6 +100,7 @@ def _check_target_from_camera(values) -> None:
 
 
 RELIABILITY_CHOICES = ("best_effort", "reliable")
+KEYPOINTS_IMAGES = ("raw", "rectified")
 
 
 def reliability_parameters(input_description: str, output_description: str) -> tuple[ParamSpec, ParamSpec]:
@@ -134,6 +135,11 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_info_topic", "camera_info",
               "sensor_msgs/CameraInfo of the camera the keypoints come from; without it poses are root-relative",
               takes_effect=AT_CONFIGURE),
+    # which image the input topic's pixels are of: fixed with the topics, at configure
+    ParamSpec("keypoints_image", "raw",
+              "the image the 2D keypoints are pixels of: raw = the camera's image_raw (CameraInfo's lens "
+              "distortion d is undone, then k places people), rectified = image_rect (no distortion; p's left "
+              "3x3 places people, k where p is all zero)", choices=KEYPOINTS_IMAGES, takes_effect=AT_CONFIGURE),
     ParamSpec("output_topic", "human_pose_3d", "HumanPose3DArray output", takes_effect=AT_CONFIGURE),
     ParamSpec("markers_topic", "human_pose_3d/markers", "visualization_msgs/MarkerArray skeletons for RViz",
               takes_effect=AT_CONFIGURE),

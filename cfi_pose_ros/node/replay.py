@@ -19,6 +19,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
 from visualization_msgs.msg import MarkerArray
 
+from cfi_pose_ros.camera import LensDistortion
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, HumanPose3DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import LAYOUT_IDS, stamp_ns
 from cfi_pose_ros.skeleton import LAYOUTS
@@ -106,11 +107,15 @@ def keypoints_msg(pixels: np.ndarray, scores: np.ndarray, ids: list[str], image_
     return msg
 
 
-def camera_info_msg(camera_matrix: np.ndarray, image_size: tuple[int, int], frame_id: str) -> CameraInfo:
-    info = CameraInfo(width=int(image_size[0]), height=int(image_size[1]), distortion_model="plumb_bob")
+def camera_info_msg(camera_matrix: np.ndarray, image_size: tuple[int, int], frame_id: str,
+                    lens: LensDistortion | None = None) -> CameraInfo:
+    """The CameraInfo of a camera with K ``camera_matrix`` and (its raw image's) ``lens``
+    distortion, none by default; P is K (a monocular camera rectified at the same focal length)."""
+    info = CameraInfo(width=int(image_size[0]), height=int(image_size[1]),
+                      distortion_model=lens.model if lens else "plumb_bob")
     info.header.frame_id = frame_id
     info.k = [float(v) for v in np.asarray(camera_matrix).reshape(9)]
-    info.d = [0.0] * 5
+    info.d = list(lens.coefficients) if lens else [0.0] * 5
     p = np.zeros((3, 4))
     p[:, :3] = camera_matrix
     info.p = [float(v) for v in p.reshape(12)]
