@@ -20,8 +20,9 @@ Inputs:
 * a bundled-format clip (``.npz``, e.g. the demo clip): the messages the demo replays.
 * a video file, or image files / a folder of photos (each photo its own scene: the person
   detector runs on every one), through the 2D detector, with the camera's intrinsics from
-  ``--intrinsics FX FY CX CY`` (pixels) or ``--hfov DEG`` (centred principal point); without
-  either, poses are root-relative.
+  ``--intrinsics FX FY CX CY`` (pixels) or ``--hfov DEG`` (centred principal point), and the
+  lens's ``--distortion`` (``--distortion-model``, plumb_bob by default), undone before lifting as
+  the node undoes a CameraInfo's; without intrinsics, poses are root-relative.
 
 Outputs in ``--out``: ``lifted.mcap`` (the 2D input, ``CameraInfo``, ``/human_pose_3d`` and
 its markers, on the lift node's default topics, logged at the input's times), ``lifted.mp4``
@@ -47,6 +48,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from cfi_pose_ros.camera import DISTORTION_COEFFICIENTS
 from cfi_pose_ros.params_file import read_params_file
 from cfi_pose_ros.root_solver import validate_camera_matrix
 
@@ -208,8 +210,10 @@ def camera_matrix_for(size: tuple[int, int], intrinsics=None, hfov_deg: float | 
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def _image_items(frames: Iterator[tuple[int, np.ndarray]], frame_id: str, intrinsics, hfov_deg) -> Iterator[Item]:
-    """(stamp ns, image) -> Items, with a CameraInfo before the first image and whenever the size changes."""
+def _image_items(frames: Iterator[tuple[int, np.ndarray]], frame_id: str, intrinsics, hfov_deg,
+                 lens=None) -> Iterator[Item]:
+    """(stamp ns, image) -> Items, with a CameraInfo (K, and ``lens``: the camera's distortion) before the
+    first image and whenever the size changes."""
     from cfi_pose_ros.node.replay import camera_info_msg
 
     size = None
@@ -218,14 +222,14 @@ def _image_items(frames: Iterator[tuple[int, np.ndarray]], frame_id: str, intrin
         image_size = (image.shape[1], image.shape[0])
         matrix = camera_matrix_for(image_size, intrinsics, hfov_deg)
         if matrix is not None and image_size != size:
-            info = camera_info_msg(matrix, image_size, frame_id)
+            info = camera_info_msg(matrix, image_size, frame_id, lens)
             info.header = _header(stamp, frame_id)
             yield Item(stamp, camera_info=info)
             size = image_size
         yield Item(stamp, image=image, header=header)
 
 
-def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_optical_frame") -> Source:
+def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_optical_frame", lens=None) -> Source:
     import cv2
 
     capture = cv2.VideoCapture(str(path))
@@ -263,11 +267,11 @@ def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_op
             capture.release()
 
     return Source(f"{path} (video)", True, count, fps,
-                  lambda with_images: _image_items(frames(), frame_id, intrinsics, hfov_deg))
+                  lambda with_images: _image_items(frames(), frame_id, intrinsics, hfov_deg, lens))
 
 
 def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="camera_optical_frame",
-                  fps: float = 1.0) -> Source:
+                  fps: float = 1.0, lens=None) -> Source:
     import cv2
 
     files = []
@@ -295,7 +299,7 @@ def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="c
         return (((index + 1) * period_ns, image) for index, image in enumerate(frames()))
 
     return Source(f"{len(files)} photos", True, len(files), fps,
-                  lambda with_images: _image_items(stamped(), frame_id, intrinsics, hfov_deg),
+                  lambda with_images: _image_items(stamped(), frame_id, intrinsics, hfov_deg, lens),
                   scene_per_frame=True)
 
 
@@ -326,7 +330,7 @@ def open_source(inputs: list[Path], args, depth_topic: str | None = None) -> Sou
     problem = None if bag else next(filter(None, map(_input_problem, inputs)), None)
     if problem:
         raise ValueError(problem)
-    camera_flags = _flags_given(args, ("intrinsics", "hfov"))
+    camera_flags = _flags_given(args, ("intrinsics", "hfov", "distortion"))
     if (bag or clip) and camera_flags:
         raise ValueError(f"{' and '.join(camera_flags)}: for videos and photos; a {'bag' if bag else 'clip'}'s "
                          f"camera is {'its CameraInfo topic' if bag else 'the one it holds'}")
@@ -338,8 +342,15 @@ def open_source(inputs: list[Path], args, depth_topic: str | None = None) -> Sou
     if clip:
         return clip_source(first)
     if len(inputs) == 1 and first.is_file() and first.suffix.lower() not in IMAGE_SUFFIXES:
-        return video_source(first, args.intrinsics, args.hfov)
-    return photos_source(inputs, args.intrinsics, args.hfov)
+        return video_source(first, args.intrinsics, args.hfov, lens=lens_from_args(args))
+    return photos_source(inputs, args.intrinsics, args.hfov, lens=lens_from_args(args))
+
+
+def lens_from_args(args):
+    """The camera's lens distortion from ``--distortion`` / ``--distortion-model`` (None: none)."""
+    from cfi_pose_ros.camera import lens_distortion
+
+    return lens_distortion(args.distortion_model, args.distortion) if args.distortion else None
 
 
 # ------------------------------------------------------------------------------------ parameters
@@ -667,6 +678,12 @@ def main(argv=None) -> int:
     camera = parser.add_argument_group("videos and photos")
     camera.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"))
     camera.add_argument("--hfov", type=float, default=None, help="horizontal field of view (degrees) instead")
+    camera.add_argument("--distortion", nargs="+", type=float, metavar="D",
+                        help="the lens's distortion, as CameraInfo.d (with --intrinsics or --hfov): k1 k2 p1 p2 [k3] "
+                             "for plumb_bob, k1 k2 p1 p2 k3 k4 k5 k6 for rational_polynomial, k1 k2 k3 k4 for "
+                             "equidistant; undone before lifting")
+    camera.add_argument("--distortion-model", default="plumb_bob", choices=tuple(DISTORTION_COEFFICIENTS),
+                        help="the model --distortion is of (default plumb_bob)")
     camera.add_argument("--detect-params-file", help="a detector node parameters file (its /** or cfi_pose_detector section)")
     camera.add_argument("--person-detector-model")
     camera.add_argument("--keypoint-model")
@@ -690,6 +707,13 @@ def main(argv=None) -> int:
             validate_camera_matrix(camera_matrix_for((0, 0), args.intrinsics))
         except ValueError as exc:
             parser.error(f"--intrinsics FX FY CX CY {' '.join(f'{v:g}' for v in args.intrinsics)}: {exc}")
+    if args.distortion is not None:
+        if args.intrinsics is None and args.hfov is None:
+            parser.error("--distortion needs --intrinsics or --hfov (the camera matrix it is undone with)")
+        try:
+            lens_from_args(args)
+        except ValueError as exc:
+            parser.error(f"--distortion {' '.join(f'{v:g}' for v in args.distortion)}: {exc}")
     # SIGTERM (systemd, docker stop, timeout) stops the pass as Ctrl-C does, so the bag is closed
     # with its summary: killed by the default handler, nothing lifted so far could be read back
     # ("not a complete MCAP file"), and a video being rendered was left without its index.

@@ -518,12 +518,39 @@ def test_a_params_file_that_never_ends_is_one_line_and_exit_2(ros_env, tmp_path)
     (["--intrinsics", "1e150", "1e150", "320", "240"], "no real camera's: focal lengths"),
     (["--intrinsics", "600", "600", "1e300", "240"], "no real camera's: principal point"),
     (["--target-from-camera", "0", "0", "0", "0", "0", "0", "1"], "--target-from-camera needs --target-frame"),
+    (["--distortion", "-0.3", "0.1"], "--distortion needs --intrinsics or --hfov"),
+    (["--hfov", "90", "--distortion", "-0.3", "nan"], "NaN or inf"),
+    (["--hfov", "90", "--distortion", "1e30"], "no real lens"),
+    (["--hfov", "90", "--distortion-model", "equidistant", "--distortion", "0.1", "0", "0", "0", "0.2"], "takes 4"),
 ])
 def test_a_bad_setting_is_refused_before_anything_runs(tmp_path, capsys, flags, expected):
     """--hfov 180 used to place people 1e15 m away, labelled as placed from the intrinsics."""
     with pytest.raises(SystemExit) as exit_info:
         offline([str(tmp_path / "photo.jpg"), "--out", str(tmp_path / "out"), *flags])
     assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_the_lens_of_a_video_or_photos_goes_into_their_camera_info(tmp_path):
+    """--distortion (and --distortion-model) describe the lens of the camera that took a video or
+    photos: their CameraInfo carries it, and lifting undoes it as the node undoes a driver's."""
+    import types
+
+    import cv2
+
+    from cfi_pose_ros.node.lifting import camera_from_info
+    from cfi_pose_ros.offline import open_source
+
+    cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((40, 60, 3), np.uint8))
+    bag_flags = dict.fromkeys(("keypoints_topic", "image_topic", "camera_info_topic", "depth_topic"))
+    for model, d in (("plumb_bob", [-0.3, 0.09, 0.001, 0.0]), ("equidistant", [0.05, -0.01, 0.0, 0.0])):
+        args = types.SimpleNamespace(intrinsics=None, hfov=90.0, distortion=d, distortion_model=model, **bag_flags)
+        info = next(open_source([tmp_path / "photo.png"], args).items(False)).camera_info
+        assert info.distortion_model == model and list(info.d)[:len(d)] == d
+        k, lens, size = camera_from_info(info)
+        assert size == (60, 40) and lens is not None and lens.model == model and k[0, 0] == pytest.approx(30.0)
+    args.distortion = None
+    info = next(open_source([tmp_path / "photo.png"], args).items(False)).camera_info
+    assert camera_from_info(info)[1] is None
 
 
 @pytest.mark.parametrize("problem, expected", [
