@@ -394,6 +394,30 @@ def test_onnxruntime_spinning_policy_sets_the_session_options(small, policy, all
         OnnxRuntimeLifter(model, spinning="sometimes", cache_dir=cache_dir, weights_sha256="spinning-test")
 
 
+def test_an_onnxruntime_session_leaves_its_callers_floats_as_they_were(small):
+    """session.set_denormal_as_zero (for ONNX Runtime's threads) also set FTZ/DAZ on the thread that
+    made the session: after it, that thread's own numpy flushed subnormals to zero (hypothesis
+    refused to run there: "we can't represent subnormal floats right now"). Seen when the session
+    is the process's first and comes from the cached export, as at a node's start: fresh processes."""
+    import subprocess
+    import sys
+
+    if backend_unavailable_reason("onnxruntime"):
+        pytest.skip(f"onnxruntime: {backend_unavailable_reason('onnxruntime')}")
+    _, weights, cache_dir = small
+    probe = ("import sys\n"
+             "from cfi_pose_ros.inference import create_lifter\n"
+             "from cfi_pose_ros.inference.onnxruntime_backend import flushes_subnormals\n"
+             "assert not flushes_subnormals()\n"
+             "create_lifter(sys.argv[1], backend='onnxruntime', cache_dir=sys.argv[2], log=lambda *_: None)\n"
+             "print('flushes subnormals:', flushes_subnormals())\n")
+    for _ in range(2):          # the first may export; the second loads the cached export
+        run = subprocess.run([sys.executable, "-c", probe, str(weights), str(cache_dir)], capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.splitlines()[-1] == "flushes subnormals: False"
+
+
 def test_unknown_names_are_value_errors_listing_the_valid_ones(small):
     _, weights, cache_dir = small
     with pytest.raises(ValueError, match="valid: auto, tensorrt, cuda, onnxruntime, torch"):

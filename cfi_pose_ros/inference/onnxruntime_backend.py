@@ -110,7 +110,15 @@ class OnnxRuntimeLifter(Lifter):
         options.add_session_config_entry("session.force_spinning_stop", "1" if self._spinning == "run" else "0")
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
         options.log_severity_level = 3
+        flushing = flushes_subnormals()
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        if not flushing and flushes_subnormals():
+            # set_denormal_as_zero is for ONNX Runtime's own threads, but it also sets FTZ/DAZ on
+            # the thread that makes the session: every float of the caller's after that (its
+            # numpy, its other libraries) flushed subnormals to zero, against IEEE 754
+            import torch
+
+            torch.set_flush_denormal(False)
         self._input = session.get_inputs()[0].name
         self._output = session.get_outputs()[0].name
         return session
@@ -131,3 +139,9 @@ class OnnxRuntimeLifter(Lifter):
 
     def close(self) -> None:
         self._session = None
+
+
+def flushes_subnormals() -> bool:
+    """Whether this thread's CPU flushes subnormal floats to zero (x86 FTZ/DAZ)."""
+    smallest_normal = np.array([np.finfo(np.float64).tiny])
+    return bool((smallest_normal / 2)[0] == 0.0)
