@@ -2,6 +2,8 @@
 of each person (plain data and TransformStamped), and the tf2 glue where tf2_ros exists."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -190,15 +192,15 @@ def test_each_tf_frame_goes_out_once_per_stamp_and_newer_only():
     assert gate.admit(200, crowd) == crowd[:1]        # 3 frames remembered at most: body_10 was forgotten
 
 
-def test_tf_broadcast_sends_a_frame_once_per_stamp_and_a_zero_or_negative_stamp_at_now():
-    """The glue over the documented ``TransformBroadcaster(node).sendTransform`` (tf2_ros is not
-    installable here: a recorder of its calls stands in for it; the node and its clock are rclpy's)."""
+@contextlib.contextmanager
+def recorded_broadcast(name: str, **node_options):
+    """``(node, broadcast, sent)``: a TransformBroadcast on an rclpy node, over a recorder of the
+    documented ``TransformBroadcaster(node).sendTransform`` calls (tf2_ros is not installable here)."""
     if ros_available() is not None:
         pytest.skip(str(ros_available()))
     import types
 
     import rclpy
-    from builtin_interfaces.msg import Time
 
     from cfi_pose_ros.node.transforms import TransformBroadcast
 
@@ -207,9 +209,18 @@ def test_tf_broadcast_sends_a_frame_once_per_stamp_and_a_zero_or_negative_stamp_
         sendTransform=lambda transforms: sent.append(list(transforms))))
     if not rclpy.ok():
         rclpy.init()
-    node = rclpy.create_node("test_tf_broadcast_stamps")
+    node = rclpy.create_node(name, **node_options)
     try:
-        broadcast = TransformBroadcast(recorder, node)
+        yield node, TransformBroadcast(recorder, node), sent
+    finally:
+        node.destroy_node()
+
+
+def test_tf_broadcast_sends_a_frame_once_per_stamp_and_a_zero_or_negative_stamp_at_now():
+    """The glue over tf2_ros' broadcaster (the node and its clock are rclpy's)."""
+    from builtin_interfaces.msg import Time
+
+    with recorded_broadcast("test_tf_broadcast_stamps") as (node, broadcast, sent):
         frames = person_frames([standing_person("7")], "camera")
         for _ in range(3):
             broadcast.send(Time(sec=50, nanosec=5), frames)
@@ -224,59 +235,46 @@ def test_tf_broadcast_sends_a_frame_once_per_stamp_and_a_zero_or_negative_stamp_
         # buffer from the frames before it (TF_OLD_DATA in every listener, every frame)
         broadcast.send(Time(sec=-5, nanosec=5), frames)
         assert len(sent) == 4 and sent[3][0].header.stamp.sec * 10**9 + sent[3][0].header.stamp.nanosec > stamps[1]
-    finally:
-        node.destroy_node()
 
 
 def test_tf_broadcast_starts_over_when_sim_time_jumps_back():
     """`ros2 bag play --loop --clock` with use_sim_time: at each loop the clock jumps back and every
     tf2_ros.Buffer on it clears itself, but the once-per-stamp record still held the first pass's
     stamps: a bag shorter than tf2's 10 s buffer never had a body frame on /tf again."""
-    if ros_available() is not None:
-        pytest.skip(str(ros_available()))
     import time
-    import types
 
-    import rclpy
     from builtin_interfaces.msg import Time
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rosgraph_msgs.msg import Clock
 
-    from cfi_pose_ros.node.transforms import TransformBroadcast
+    with recorded_broadcast("test_tf_broadcast_sim_time",
+                            parameter_overrides=[Parameter("use_sim_time", value=True)]) as (node, broadcast, sent):
+        clock_pub = node.create_publisher(Clock, "/clock", 10)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
 
-    sent = []
-    recorder = types.SimpleNamespace(TransformBroadcaster=lambda node: types.SimpleNamespace(
-        sendTransform=lambda transforms: sent.append(list(transforms))))
-    if not rclpy.ok():
-        rclpy.init()
-    node = rclpy.create_node("test_tf_broadcast_sim_time",
-                             parameter_overrides=[Parameter("use_sim_time", value=True)])
-    clock_pub = node.create_publisher(Clock, "/clock", 10)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
+        def clock_at(sec: int) -> None:
+            deadline = time.monotonic() + 10.0
+            while node.get_clock().now().nanoseconds != sec * 10**9 and time.monotonic() < deadline:
+                clock_pub.publish(Clock(clock=Time(sec=sec)))
+                executor.spin_once(timeout_sec=0.05)
+            assert node.get_clock().now().nanoseconds == sec * 10**9
 
-    def clock_at(sec: int) -> None:
-        deadline = time.monotonic() + 10.0
-        while node.get_clock().now().nanoseconds != sec * 10**9 and time.monotonic() < deadline:
-            clock_pub.publish(Clock(clock=Time(sec=sec)))
-            executor.spin_once(timeout_sec=0.05)
-        assert node.get_clock().now().nanoseconds == sec * 10**9
+        try:
+            frames = person_frames([standing_person("7")], "camera")
+            for sec in (100, 101, 102):
+                clock_at(sec)
+                broadcast.send(Time(sec=sec), frames)
+            assert len(sent) == 3
+            clock_at(100)                                   # the bag again, 2 s back
+            broadcast.send(Time(sec=100), frames)
+            broadcast.send(Time(sec=100), frames)           # still once per stamp
+            assert len(sent) == 4 and sent[3][0].header.stamp == Time(sec=100)
+        finally:
+            executor.shutdown()
 
-    try:
-        broadcast = TransformBroadcast(recorder, node)
-        frames = person_frames([standing_person("7")], "camera")
-        for sec in (100, 101, 102):
-            clock_at(sec)
-            broadcast.send(Time(sec=sec), frames)
-        assert len(sent) == 3
-        clock_at(100)                                   # the bag again, 2 s back
-        broadcast.send(Time(sec=100), frames)
-        broadcast.send(Time(sec=100), frames)           # still once per stamp
-        assert len(sent) == 4 and sent[3][0].header.stamp == Time(sec=100)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
+
 
 def test_tf2_glue_broadcasts_and_looks_up():
     """The tf2_ros glue against the real tf2_ros: a broadcast transform is found by the lookup."""
