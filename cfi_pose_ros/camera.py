@@ -6,6 +6,7 @@ pixels with the origin at the image's top-left corner.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,6 +176,7 @@ def _listed(values, most: int = 14) -> str:
 _FOLD_SEARCH_RADII = np.geomspace(1e-3, 1e3, 14000)
 
 
+@functools.lru_cache(maxsize=16)      # a camera sends the same CameraInfo at its frame rate
 def fold_radius(model: str, coefficients: tuple[float, ...]) -> float:
     """The ideal normalised radius where the model's distorted radius stops growing (inf: not before
     89.9 degrees off axis). A polynomial fit is only good where its calibration images had points;
