@@ -98,8 +98,19 @@ class NodeUnderTest:
         return None
 
     def latest_diagnostics(self, timeout: float = 10.0) -> dict:
-        count = len(self.diagnostics)
-        self.spin_until(lambda: len(self.diagnostics) > count, timeout)
+        """The lifter's status, from diagnostics published after this call (stamped by the node's
+        clock; one on sim time, far from the wall clock, counts once it arrives after the call). Not
+        merely the next to arrive: under load one still in flight was published before what the
+        caller just saw happen (an output whose drop it did not count yet)."""
+        since_ns, count = time.time_ns(), len(self.diagnostics)
+
+        def published_since(index: int) -> bool:
+            stamp = self.diagnostics[index].header.stamp
+            stamp_ns = stamp.sec * 10**9 + stamp.nanosec
+            return stamp_ns >= since_ns or (index >= count and stamp_ns < since_ns - 3600 * 10**9)
+
+        self.spin_until(lambda: any(map(published_since, range(max(count - 20, 0), len(self.diagnostics)))),
+                        timeout)
         for array in reversed(self.diagnostics):
             for status in array.status:
                 if status.name.startswith("cfi_pose_lifter"):

@@ -585,6 +585,7 @@ def test_a_video_photo_or_clip_path_that_is_no_file_is_one_line_and_exit_2(ros_e
 
 @pytest.mark.parametrize("tool, args, expected", [
     ("play_bag", ["some.mcap", "--rate", "0"], "--rate must be a positive number"),
+    ("play_bag", ["some.mcap", "--delay", "-1"], "--delay must be a number of seconds >= 0"),
     ("play_bag", ["some.mcap", "--remap", "/camera_info"], "--remap takes FROM:=TO"),
     ("demo", ["--rate", "0"], "--rate must be a positive number"),
     ("demo", ["--frames", "0"], "--frames must be at least 1"),

@@ -97,7 +97,8 @@ def assert_same_poses(a, b):
 def test_bag_replay_into_the_running_node_equals_direct_replay(recorded, ros_env):
     node, bag, direct = recorded
     node.client.received = Received()
-    player = subprocess.Popen([sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(bag), "--rate", "1"],
+    player = subprocess.Popen([sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(bag), "--rate", "1",
+                               "--delay", "0.5"],
                               env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     end = time.monotonic() + 60
     while player.poll() is None and time.monotonic() < end:

@@ -129,9 +129,15 @@ def main(argv=None) -> int:
     parser.add_argument("--remap", nargs="*", default=[], metavar="FROM:=TO", help="publish FROM's messages on TO")
     parser.add_argument("--wait-for-subscribers", type=float, default=10.0, metavar="S",
                         help="wait up to S seconds for every topic to have a subscriber before starting")
+    parser.add_argument("--delay", type=float, default=0.0, metavar="S",
+                        help="then sleep S seconds before playing (as ros2 bag play --delay): a subscriber can match "
+                             "a publisher later than the publisher matches it, and best-effort messages sent in "
+                             "between are lost")
     args = parser.parse_args(argv)
     if not (args.rate > 0 and np.isfinite(args.rate)):
         parser.error(f"--rate must be a positive number, got {args.rate}")
+    if not (args.delay >= 0 and np.isfinite(args.delay)):
+        parser.error(f"--delay must be a number of seconds >= 0, got {args.delay}")
     bad = [item for item in args.remap if ":=" not in item]
     if bad:
         parser.error(f"--remap takes FROM:=TO, got {bad}")
@@ -146,6 +152,9 @@ def main(argv=None) -> int:
         player = BagPlayer.from_bag(node, args.bag, args.topics, remap)
         if not player.wait_for_subscribers(executor, args.wait_for_subscribers):
             print("not every topic has a subscriber; playing anyway", file=sys.stderr)
+        end = time.monotonic() + args.delay
+        while (remaining := end - time.monotonic()) > 0:
+            executor.spin_once(timeout_sec=min(remaining, 0.05))
         report = player.play(executor, args.rate)
     except KeyboardInterrupt:
         print("play_bag: interrupted", file=sys.stderr)
