@@ -44,6 +44,7 @@ CONFIG_FILE = "lift.yaml"
 OVERRIDABLE_PARAMETERS = {
     "input_topic": "string",
     "camera_info_topic": "string",
+    "keypoints_image": "string",            # raw | rectified: which image the keypoints are pixels of
     "output_topic": "string",
     "backend": "string",
     "precision": "string",

@@ -77,6 +77,7 @@ def test_launch_arguments_override_parameters_that_exist():
     assert constants["DEFAULT_INPUT_TOPIC"] == PARAMETERS_BY_NAME["input_topic"].default
     assert "flip_test" in constants["OVERRIDABLE_PARAMETERS"]       # ros2 launch ... flip_test:=true
     assert "body_size_prior" in constants["OVERRIDABLE_PARAMETERS"]  # children or tall adults: set at launch
+    assert "keypoints_image" in constants["OVERRIDABLE_PARAMETERS"]  # keypoints_image:=rectified with image_rect
 
 
 def _launch_parameters(node_name: str, given: dict) -> tuple[list, Path, dict]:
