@@ -5,7 +5,7 @@
     python -P benchmarks/bench_lens_distortion.py --quick    # every 30th frame instead of every 5th
 
 The demo clip's 3D poses (every 5th frame, both people; each scaled to the prior body size, so
-that the lens is the only error besides the lifter's shape), set 3 m in front of a wide-angle
+that the lens is the only error besides the lifter's shape), set 2 m in front of a wide-angle
 camera (1280x800, fx = fy = 640: 90 degrees across as a pinhole, about 108 degrees through the
 lens), their pelvis at several distances from the image centre, projected through the lens
 (plumb_bob, ``LENS``: k1 = -0.30, a typical wide-angle calibration). Each person goes through the
