@@ -441,6 +441,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     bar = tqdm(total=source.frames, unit="frame", desc="lifting", disable=not progress, file=sys.stderr)
     with BagWriter(out_bag) as writer:
         for item in source.items(False):
+            _STOP.at_frame_boundary()
             if item.camera_info is not None:
                 writer.write(topics["camera_info_topic"], item.camera_info, item.log_time_ns)
                 try:
@@ -577,6 +578,7 @@ def render_video(source: Source, records: list[FrameRecord], out_stem: Path, opt
     index = -1
     bar = tqdm(total=len(records), unit="frame", desc="rendering", disable=not progress, file=sys.stderr)
     for item in source.items(True):
+        _STOP.at_frame_boundary()
         if item.image is not None:
             latest_image = (_stamp_ns(item.header), item.image)
         if (item.image is not None) if source.detect else (item.keypoints is not None):
@@ -652,6 +654,28 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+class _StopBetweenFrames:
+    """SIGINT and SIGTERM during a pass: a ``KeyboardInterrupt(signum)`` at the next frame the pass
+    takes, not wherever the signal lands. Raised inside rclpy's deserializer calling back into
+    Python, it came out as pybind11's ``TypeError`` (a traceback and exit 1, in a CI run). A second
+    signal raises at once (a pass still loading its models takes a second Ctrl-C)."""
+
+    def __init__(self):
+        self.pending: int | None = None
+
+    def request(self, signum, frame) -> None:
+        if self.pending is not None:
+            raise KeyboardInterrupt(signum)
+        self.pending = signum
+
+    def at_frame_boundary(self) -> None:
+        if self.pending is not None:
+            raise KeyboardInterrupt(self.pending)
+
+
+_STOP = _StopBetweenFrames()
+
+
 def _input_errors() -> tuple:
     """What a bad input file, path, parameter or model raises (a bug's TypeError or
     AttributeError still shows its traceback)."""
@@ -717,7 +741,8 @@ def main(argv=None) -> int:
     # SIGTERM (systemd, docker stop, timeout) stops the pass as Ctrl-C does, so the bag is closed
     # with its summary: killed by the default handler, nothing lifted so far could be read back
     # ("not a complete MCAP file"), and a video being rendered was left without its index.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    _STOP.pending = None
+    previous = {signum: signal.signal(signum, _STOP.request) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _run(args)
     except KeyboardInterrupt as exc:
@@ -728,11 +753,8 @@ def main(argv=None) -> int:
         print(f"offline: error: {text[0] if text else type(exc).__name__}", file=sys.stderr)
         return 2
     finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(signum)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _output_over_input(inputs: list[Path], out: Path) -> str | None:
