@@ -242,6 +242,11 @@ def _chunk_heads(f, summary) -> Iterator[tuple[str, int, bytes]]:
                 yield record.compression, record.uncompressed_size, record.data[:32]
 
 
+def special_file_kind(mode: int) -> str:
+    """What a path of ``mode`` (``os.stat``'s) that is no regular file is, for a message."""
+    return "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a device or socket"
+
+
 def _open_bag(path: str | Path):
     """The bag file, opened for reading, or ``ValueError`` for a path that is no regular file. MCAP
     is read by seeking to its summary at the end, which a FIFO or a device cannot do, and opening a
@@ -251,8 +256,7 @@ def _open_bag(path: str | Path):
     try:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):
-            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a device or socket"
-            raise ValueError(f"{path}: {kind}, not an MCAP file (a bag is read by seeking to its end)")
+            raise ValueError(f"{path}: {special_file_kind(mode)}, not an MCAP file (a bag is read by seeking to its end)")
         os.set_blocking(descriptor, True)
         return os.fdopen(descriptor, "rb")
     except BaseException:

@@ -312,7 +312,9 @@ def _input_problem(path: Path) -> str | None:
     except OSError as exc:                       # missing, a dangling link, a symlink loop
         return f"{path}: {exc.strerror}"
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        return f"{path}: {'a FIFO' if stat.S_ISFIFO(mode) else 'a device or socket'}, not a file or folder"
+        from cfi_pose_ros.bag import special_file_kind
+
+        return f"{path}: {special_file_kind(mode)}, not a file or folder"
     return None
 
 
