@@ -20,6 +20,7 @@ from collections import Counter
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.duration import Duration
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -40,6 +41,10 @@ from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTH
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats
+
+# how long a stopping node waits for RViz (any reliable subscriber) to take the DELETEALL
+CLEAR_ACK_TIMEOUT_S = 0.5
+
 
 class LiftNode(SpecLifecycleNode):
     def __init__(self, name: str = "cfi_pose_lifter", **kwargs):
@@ -144,6 +149,10 @@ class LiftNode(SpecLifecycleNode):
         """One DELETEALL, while the lifecycle publisher is active (it drops anything else)."""
         if self._marker_pub is not None and self._marker_pub.is_activated:
             self._marker_pub.publish(markers_to_msg(Header(stamp=self.get_clock().now().to_msg()), [], clear=True))
+            # Cleanup, shutdown and a stop signal destroy the publisher right after this: a reliable
+            # sample still unacknowledged then (lost once on a loaded machine, never repaired) left
+            # RViz's skeletons on screen. A best-effort publisher returns at once.
+            self._marker_pub.wait_for_all_acked(Duration(seconds=CLEAR_ACK_TIMEOUT_S))
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         # destroy_lifecycle_publisher: destroy_publisher would leave each one in the node's
