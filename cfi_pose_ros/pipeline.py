@@ -44,7 +44,11 @@ ROOT_RELATIVE, ROOT_FROM_INTRINSICS, ROOT_FROM_DEPTH = 0, 1, 2
 # Reasons a person or a frame is dropped, as reported in /diagnostics.
 DROP_REASONS = ("unknown_layout", "wrong_keypoint_count", "non_finite_coordinates",
                 "score_out_of_range", "too_few_joints", "out_of_image", "too_many_people",
-                "bad_image_size", "bad_camera_info", "non_finite_output")
+                "bad_image_size", "bad_camera_info", "non_finite_output", "track_id_too_long")
+# Trackers name people with counters or UUIDs (36 characters). The node keeps state per id (the
+# smoother's filters, the TF frames' gate) and copies it into every output: ids of megabytes, one
+# per person of every frame, would be kept up to max_tracks times and republished.
+MAX_TRACK_ID_LENGTH = 256
 
 
 @dataclass
@@ -142,6 +146,8 @@ def check_person(person: Person2D) -> str | None:
         return "non_finite_coordinates"
     if not (np.all((scores >= 0.0) & (scores <= 1.0)) and 0.0 <= person.score <= 1.0):
         return "score_out_of_range"                      # the comparisons also reject NaN
+    if len(person.track_id) > MAX_TRACK_ID_LENGTH:
+        return "track_id_too_long"
     return None
 
 

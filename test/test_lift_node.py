@@ -168,6 +168,7 @@ def _diag_count(diag: dict, reason: str) -> int:
     ("non_finite_coordinates", lambda p: setattr(p.keypoints[3], "x", math.inf)),
     ("too_few_joints", lambda p: [setattr(k, "score", 0.0) for k in p.keypoints]),
     ("score_out_of_range", lambda p: setattr(p.keypoints[2], "score", 1.5)),
+    ("track_id_too_long", lambda p: setattr(p, "id", "7" * 1_000_000)),
 ])
 def test_a_malformed_person_is_dropped_and_counted_the_others_published(node_factory, clip, reason, spoil):
     node = node_factory()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from cfi_pose_ros.inference import create_lifter
-from cfi_pose_ros.pipeline import (ROOT_FROM_INTRINSICS, ROOT_RELATIVE, Frame2D, LiftingPipeline, Person2D,
-                                   PipelineConfig, check_person, inside_image)
+from cfi_pose_ros.pipeline import (MAX_TRACK_ID_LENGTH, ROOT_FROM_INTRINSICS, ROOT_RELATIVE, Frame2D,
+                                   LiftingPipeline, Person2D, PipelineConfig, check_person, inside_image)
 from cfi_pose_ros.skeleton import H36M_17
 from cfi_pose_ros.smoothing import PoseSmoother
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS
@@ -87,12 +87,14 @@ def test_malformed_people_are_dropped_with_reasons_others_kept(lifter, clip):
         Person2D(np.where(np.arange(17)[:, None] == 4, np.inf, good.keypoints), good.scores, "h36m_17"),
         Person2D(good.keypoints, np.full(17, 1.5), "h36m_17"),                     # bad scores
         Person2D(good.keypoints, np.zeros(17), "h36m_17"),                         # all missing
+        Person2D(good.keypoints, good.scores, "h36m_17", track_id="x" * (MAX_TRACK_ID_LENGTH + 1)),
+        Person2D(good.keypoints, good.scores, "h36m_17", track_id="y" * MAX_TRACK_ID_LENGTH),
         good,
     ]
     result = LiftingPipeline(lifter).process(frame)
-    assert [p.source_index for p in result.people] == [5]
+    assert [p.source_index for p in result.people] == [6, 7]
     assert result.dropped == {"wrong_keypoint_count": 1, "unknown_layout": 1, "non_finite_coordinates": 1,
-                              "score_out_of_range": 1, "too_few_joints": 1}
+                              "score_out_of_range": 1, "too_few_joints": 1, "track_id_too_long": 1}
 
 
 def test_bad_image_size_and_bad_camera(lifter, clip):
