@@ -12,6 +12,12 @@ were trained with. The rest take one choice away from the new defaults at a
 time, so each choice is measured. Rounds alternate the rows; the best round of
 each row is reported (the machine is shared).
 
+Last it prints the bound the step's matrix products put on any trainer of this
+model on this machine: their FLOPs per step (``torch.utils.flop_counter``)
+over the best rate this machine multiplies large matrices at, in the new
+defaults' precision, measured in the same run. No kernel choice outside the
+products can beat that many samples/s.
+
     python -P benchmarks/bench_training.py                 # ~3-5 minutes on 2 cores
     python -P benchmarks/bench_training.py --steps 5 --rounds 1 --dim 32   # smoke run
 """
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from training.losses import LOSSES
@@ -45,11 +52,12 @@ class Variant:
 
 BEFORE = Variant("before (fp32 defaults)", precision="fp32", threads=-1, compile="off", attention="matmul",
                  fused_adam=False, item_every_step=True)
+NEW_DEFAULTS = Variant("new defaults")
 VARIANTS = (
     BEFORE,
     Variant("before (shipped weights' flags: --amp bf16 --threads 1)", precision="bf16", threads=1,
             compile="off", attention="matmul", fused_adam=False, item_every_step=True),
-    Variant("new defaults"),
+    NEW_DEFAULTS,
     Variant("new defaults, fp32 forced", precision="fp32"),
     Variant("new defaults, bf16 forced", precision="bf16"),
     Variant("new defaults without torch.compile", compile="off"),
@@ -99,6 +107,29 @@ class Row:
         return rate
 
 
+def matmul_flops_per_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    """FLOPs of one forward and backward pass's matrix products (mm, addmm, bmm) at this batch."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        LOSSES["mpjpe"](model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def peak_matmul_rate(precision: str, threads: int, size: int = 2048, repeats: int = 8) -> float:
+    """The best FLOP/s of a large square product in ``precision`` (bf16: autocast, as the trainer
+    runs), best of ``repeats``: the most this machine's cores give any matrix product."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        best = float("inf")
+        for _ in range(repeats + 1):              # the first one warms up
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dim", type=int, default=128)
@@ -133,6 +164,17 @@ def main(argv: list[str] | None = None) -> None:
         v = row.variant
         print(f"| {v.name} | {row.precision} | {row.threads} | {row.compiled.split(' (')[0]} | {v.attention} | "
               f"{'fused' if v.fused_adam else 'loop'} | {row.best:.0f} | {row.best / baseline:.2f}x |")
+
+    new_defaults = next(row for row in rows if row.variant == NEW_DEFAULTS)
+    flops = matmul_flops_per_step(new_defaults.model, data[0][:args.batch_size], data[1][:args.batch_size])
+    rate = peak_matmul_rate(new_defaults.precision, new_defaults.threads)
+    floor_s = flops / rate
+    print()
+    print(f"Matrix products of one step: {flops / 1e9:.1f} GFLOP; this machine's best {new_defaults.precision} "
+          f"product rate: {rate / 1e9:.0f} GFLOP/s ({new_defaults.threads} threads), so the products alone take "
+          f">= {floor_s * 1e3:.0f} ms per step: at most {args.batch_size / floor_s:.0f} samples/s, "
+          f"{args.batch_size / floor_s / baseline:.2f}x before, even if everything else cost nothing. "
+          f"The new defaults' step: {args.batch_size / new_defaults.best * 1e3:.0f} ms.")
 
 
 if __name__ == "__main__":
