@@ -197,7 +197,9 @@ def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_"
                   joint_names: Sequence[str] = H36M_17.joint_names) -> list[FrameTransform]:
     """The TF frames of ``people`` (in the ``parent`` frame), see the module docstring."""
     frames = []
-    parent_name = parent.strip("/")       # as tf2 reads it (a leading slash is stripped)
+    # as tf2 names it (a leading slash goes, a trailing one is part of the name) and as the node
+    # stamps the poses and markers
+    parent_name = tf2_frame_id(parent)
     if not parent_name:
         return frames
     placed = [person for person in people if person.track_id and person.root_source != ROOT_RELATIVE]
@@ -219,7 +221,7 @@ def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_"
         position = np.asarray(person.position, dtype=np.float64)
         if not (np.isfinite(position).all() and np.isfinite(person.orientation_xyzw).all()):
             continue
-        frames.append(FrameTransform(parent, body, position, np.asarray(person.orientation_xyzw, float)))
+        frames.append(FrameTransform(parent_name, body, position, np.asarray(person.orientation_xyzw, float)))
         if joints:
             # joint positions in the body frame: R_body^T (p - pelvis), i.e. the rows of R_body
             offsets = (np.asarray(person.keypoints, float) - position) @ quaternion_to_rotation_matrix(

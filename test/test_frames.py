@@ -122,6 +122,8 @@ def test_no_frames_without_an_id_or_an_absolute_position():
     # tf2 would reject either in every listener
     assert person_frames([standing_person("5")], "") == [] and person_frames([standing_person("5")], "/") == []
     assert person_frames([standing_person("cam")], "cam", prefix="") == []
+    # the parent as tf2 and the poses' header name it: only a leading slash goes
+    assert [f.parent for f in person_frames([standing_person("5")], "/cam/")] == ["cam/"]
     missing = standing_person("4")
     missing.keypoints[13] = np.nan
     assert len(person_frames([missing], "cam", joints=True)) == 1 + 16    # the NaN wrist has no frame
