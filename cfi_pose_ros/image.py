@@ -19,7 +19,9 @@ declare 20000 x 20000 pixels and take 1.2 GB to decode. Their width and height
 are read from the file's own header (:func:`compressed_image_size`: PNG's IHDR
 chunk, JPEG's start-of-frame segment) and an image of more than ``max_pixels``
 pixels raises :class:`ImageTooLarge` without being decoded. So only JPEG and
-PNG (what image_transport's ``compressed`` transport sends) are accepted.
+PNG (what image_transport's ``compressed`` transport sends) are accepted. The
+decoding time is bounded too: a JPEG of more than :data:`MAX_JPEG_SCANS` scans is
+refused (libjpeg passes over the whole image for each scan of a progressive JPEG).
 """
 from __future__ import annotations
 
@@ -63,6 +65,13 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (baseline, extended, progressive, lossless; not DHT C4, JPG C8, DAC CC)
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])      # TEM, RSTn: no length field
+# Most scans (start-of-scan markers) a JPEG may have. For each scan of a progressive JPEG libjpeg
+# passes over every block of the scan's components, however few bytes the scan has: a 130 kB JPEG of
+# 4096 x 4096 pixels repeating a 33-byte scan 1000 times took 19 s to decode, the detector stalled
+# all that time, and the time grows with the repeats.
+# libjpeg's own progressive scripts write 10 scans (YCbCr), at most 60 (10 components); a baseline
+# JPEG has one per component, an embedded thumbnail adds its own.
+MAX_JPEG_SCANS = 64
 # What libjpeg and libpng print on stderr about data they could not decode. libjpeg decodes on past a
 # damaged scan (jerror.h: JWRN_HIT_MARKER, JWRN_HUFF_BAD_CODE, JWRN_ARITH_BAD_CODE, JWRN_MUST_RESYNC,
 # JWRN_JPEG_EOF) and returns the image with the rest grey or garbled: the warning is the only sign.
@@ -220,8 +229,9 @@ def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAG
     """The ``(width, height)`` of a ``sensor_msgs/CompressedImage`` that may be decoded.
 
     Raises :class:`UnsupportedEncoding` for ``compressedDepth``, ``ValueError`` for empty
-    data or data that is not a JPEG or PNG with a readable, non-zero size, and
-    :class:`ImageTooLarge` for more than ``max_pixels`` pixels. Nothing is decoded.
+    data, data that is not a JPEG or PNG with a readable, non-zero size, a damaged PNG or a JPEG
+    of more than :data:`MAX_JPEG_SCANS` scans, and :class:`ImageTooLarge` for more than
+    ``max_pixels`` pixels. Nothing is decoded.
     """
     fmt = (format or "").strip()
     if "compresseddepth" in fmt.lower().replace(" ", ""):
@@ -239,6 +249,14 @@ def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAG
     if width * height > max_pixels:
         raise ImageTooLarge(f"compressed image ({format!r}, {flat.size} bytes) declares {width}x{height} = "
                             f"{width * height} pixels, more than max_image_pixels = {max_pixels}; not decoded")
+    if kind == "jpeg":
+        # every start of scan is a 0xFF 0xDA and entropy-coded data holds none (a 0xFF there is
+        # followed by 0x00 or a marker), so none is missed; any in metadata (a thumbnail's) count too
+        scans = int(np.count_nonzero((flat[:-1] == 0xFF) & (flat[1:] == 0xDA)))
+        if scans > MAX_JPEG_SCANS:
+            raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a JPEG of {scans} scans, "
+                             f"more than {MAX_JPEG_SCANS} (the decoder passes over the whole image for each); "
+                             "not decoded")
     if kind == "png" and not png_intact(view):
         raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a truncated or damaged PNG "
                          "(a chunk is cut short or fails its CRC, or there is no IEND); not decoded")

@@ -7,6 +7,8 @@
   one returns NaN there, so tests can show what the pipeline and the node do
   with a lifter whose output is not finite.
 * :func:`zero_png`: a small PNG file that declares a huge image.
+* :func:`many_scan_jpeg`: a small progressive JPEG that takes the decoder a pass over the
+  whole image for each of its many scans.
 """
 from __future__ import annotations
 
@@ -70,3 +72,17 @@ def zero_png(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", b"".join(data))
             + _png_chunk(b"IEND", b""))
+
+
+def many_scan_jpeg(width: int, height: int, scans: int) -> bytes:
+    """A progressive JPEG of ``width`` x ``height`` black pixels with ``scans`` scans: libjpeg's
+    own 10, then the last of them (an AC refinement of one component, 33 bytes at 4096 x 4096)
+    repeated. libjpeg warns of an inconsistent progression and decodes on, passing over every
+    block of that component for each repeat."""
+    import cv2
+
+    jpeg = cv2.imencode(".jpg", np.zeros((height, width, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    own = jpeg.count(b"\xff\xda")            # entropy-coded data holds no 0xFF 0xDA
+    last = jpeg[jpeg.rindex(b"\xff\xda"):-2]  # the last scan, up to the end-of-image marker
+    assert scans >= own and jpeg.endswith(b"\xff\xd9")
+    return jpeg[:-2] + last * (scans - own) + jpeg[-2:]

@@ -167,6 +167,37 @@ def test_a_small_png_declaring_a_huge_image_is_dropped_undecoded(started, h36m_i
     assert path.detector.poll() is None
 
 
+def test_a_jpeg_of_thousands_of_scans_is_dropped_undecoded(started, h36m_image):
+    """A 200 kB progressive JPEG of 4096 x 4096 pixels repeating one scan 3000 times: libjpeg passes
+    over the whole image for each scan, so the detector decoded it for about a minute and answered
+    nothing meanwhile."""
+    import cv2
+    from hostile import many_scan_jpeg
+    from sensor_msgs.msg import CompressedImage
+
+    from test_camera_node import FRAME
+
+    path = started(detector={"compressed": True}, lifter=False)
+    good = CompressedImage(format="jpeg")
+    good.data = array.array("B", cv2.imencode(".jpg", h36m_image)[1].tobytes())
+    good.header.frame_id = FRAME
+    good.header.stamp.sec = 6100
+    assert path.send(good, until="keypoints") is not None, path.logs()
+    inputs = int(path.diagnostics_of(path.detector_name)["inputs_total"])
+    bomb = CompressedImage(format="jpeg")
+    bomb.data = array.array("B", many_scan_jpeg(4096, 4096, 3000))
+    bomb.header.stamp.sec = 6101
+    path.image_pub.publish(bomb)
+    # taken in (and so handed to the worker) before the next image could supersede it
+    assert path.spin_until(lambda: int(path.diagnostics_of(path.detector_name, timeout=1).get(
+        "inputs_total", 0)) > inputs, 20), path.report()
+    good.header.stamp.sec = 6102
+    assert path.send(good, until="keypoints", timeout=20) is not None, path.report()
+    assert int(path.diagnostics_of(path.detector_name).get("dropped.bad_image", 0)) == 1
+    assert "is a JPEG of 3000 scans" in path.detector_log.read_text()
+    assert path.detector.poll() is None
+
+
 if ros_available() is None:
     from test_camera_node import h36m_image, meta, started  # noqa: E402, F401 (fixtures)
 

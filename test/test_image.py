@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, SUPPORTED_ENCODINGS, ImageTooLarge, UnsupportedEncoding,
-                                check_compressed_image, compressed_image_size, compressed_msg_to_bgr,
-                                decode_compressed, image_msg_to_bgr, image_to_bgr)
-from hostile import zero_png
+from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, MAX_JPEG_SCANS, SUPPORTED_ENCODINGS, ImageTooLarge,
+                                UnsupportedEncoding, check_compressed_image, compressed_image_size,
+                                compressed_msg_to_bgr, decode_compressed, image_msg_to_bgr, image_to_bgr)
+from hostile import many_scan_jpeg, zero_png
 
 H, W = 5, 7
 
@@ -184,6 +184,22 @@ def test_an_image_declaring_too_many_pixels_is_refused_without_decoding(monkeypa
     assert decoded == []
     assert DEFAULT_MAX_IMAGE_PIXELS == 4096 * 4096
     assert check_compressed_image("png", zero_png(100, 100), max_pixels=10000) == (100, 100)
+
+
+def test_a_jpeg_of_too_many_scans_is_refused_without_decoding(monkeypatch):
+    """libjpeg passes over the whole image for each scan of a progressive JPEG: a 130 kB one of
+    4096 x 4096 pixels repeating one 33-byte scan 1000 times took 19 s to decode, the detector
+    stalled all that time. libjpeg's own progressive JPEGs (10 scans) and as many scans as allowed
+    are decoded."""
+    assert check_compressed_image("jpeg", many_scan_jpeg(64, 48, MAX_JPEG_SCANS)) == (64, 48)
+    assert decode_compressed("jpeg", many_scan_jpeg(64, 48, 10)).shape == (48, 64, 3)
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a))
+    with pytest.raises(ValueError, match=f"is a JPEG of 1000 scans, more than {MAX_JPEG_SCANS} .*not decoded"):
+        decode_compressed("jpeg", many_scan_jpeg(4096, 4096, 1000))
+    with pytest.raises(ValueError, match=f"JPEG of {MAX_JPEG_SCANS + 1} scans"):
+        check_compressed_image("jpeg", many_scan_jpeg(64, 48, MAX_JPEG_SCANS + 1))
+    assert decoded == []
 
 
 def test_only_jpeg_and_png_are_decoded():
