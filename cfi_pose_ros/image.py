@@ -29,6 +29,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 import zlib
 from typing import Any
 
@@ -82,6 +83,14 @@ _DECODER_DAMAGE = ("libpng error:", "Corrupt JPEG data: premature end of data se
                    "instead of RST", "Premature end of JPEG file")
 _JPEG_EXTRANEOUS = re.compile(r"Corrupt JPEG data: (\d+) extraneous bytes before marker 0x([0-9a-f]{2})")
 _STDERR_LOCK = threading.Lock()
+# What is written back to stderr after a decode is written at most once in this many seconds (as the
+# nodes' throttled warnings, node.base.WARN_PERIOD_S), counting lines that differ only in their numbers
+# as the same: a codec's warning about something it decodes past comes with every frame of a stream
+# (libpng's 'iCCP: too short' for a broken colour profile, libjpeg's 'Inconsistent progression
+# sequence', a camera's padding before the end marker), and flooded the log, one line per frame.
+_WRITE_BACK_PERIOD_S = 5.0
+_WRITE_BACK_KEYS = 256              # most lines remembered
+_written_back: dict[str, float] = {}
 
 
 class UnsupportedEncoding(ValueError):
@@ -294,7 +303,8 @@ def decode_refusing_damage(decode, format: str, data) -> Any:  # noqa: A002
 
     The codecs say so only on the process's stderr (file descriptor 2), one unthrottled line per
     frame, so it goes to a file while ``decode`` runs; whatever else was written to it meanwhile
-    (another thread's log line, a codec warning that is not about damage) is written back after."""
+    (another thread's log line, a codec warning that is not about damage) is written back after,
+    a line at most once every ``_WRITE_BACK_PERIOD_S``."""
     flat = _as_bytes_array(data)
     try:
         sink = tempfile.TemporaryFile()
@@ -313,14 +323,26 @@ def decode_refusing_damage(decode, format: str, data) -> Any:  # noqa: A002
             os.close(stderr)
         sink.seek(0)
         lines = sink.read().decode(errors="replace").splitlines(keepends=True)
-    damage = [line.strip() for line in lines if _reports_damage(line, flat)]
-    rest = "".join(line for line in lines if line.strip() not in damage)
+        damage = [line.strip() for line in lines if _reports_damage(line, flat)]
+        rest = "".join(line for line in lines if line.strip() not in damage and _not_written_lately(line))
     if rest:
         os.write(2, rest.encode())
     if damage:
         raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) has damaged data the decoder "
                          f"could not read ({'; '.join(damage)}); not used")
     return image
+
+
+def _not_written_lately(line: str) -> bool:
+    """Whether ``line`` may be written back to stderr now (see :data:`_WRITE_BACK_PERIOD_S`); if so,
+    it counts as written. Called with ``_STDERR_LOCK`` held."""
+    key, now = re.sub(r"\d+", "#", line.strip()), time.monotonic()
+    if now - _written_back.get(key, -float("inf")) < _WRITE_BACK_PERIOD_S:
+        return False
+    if len(_written_back) >= _WRITE_BACK_KEYS:      # bounded: forgetting only lets a line through again
+        _written_back.clear()
+    _written_back[key] = now
+    return True
 
 
 def _reports_damage(line: str, data: np.ndarray) -> bool:

@@ -278,11 +278,46 @@ def test_data_the_codec_cannot_decode_is_refused_without_the_codec_printing(dama
     assert capfd.readouterr().err == ""
 
 
-def test_a_jpeg_padded_before_its_end_marker_is_decoded_whole(capfd):
+def test_a_jpeg_padded_before_its_end_marker_is_decoded_whole(capfd, monkeypatch):
     """Some cameras pad MJPEG frames before the end marker: libjpeg warns ('extraneous bytes before
-    marker 0xd9') but the image is whole, so it is used, and the warning is left on stderr as it was."""
+    marker 0xd9') but the image is whole, so it is used, and the warning is left on stderr as it was
+    (once in _WRITE_BACK_PERIOD_S: none written back before this test)."""
+    import cfi_pose_ros.image
+
+    monkeypatch.setattr(cfi_pose_ros.image, "_written_back", {})
     image = np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8)
     jpeg = cv2.imencode(".jpg", image)[1].tobytes()
     out = decode_compressed("jpeg", jpeg[:-2] + bytes(10) + jpeg[-2:])
     np.testing.assert_array_equal(out, decode_compressed("jpeg", jpeg))
     assert "extraneous bytes before marker 0xd9" in capfd.readouterr().err
+
+
+def test_a_codec_warning_that_comes_with_every_frame_is_written_once(monkeypatch, capfd):
+    """libpng warns of a broken colour profile ('iCCP: too short'), libjpeg of an inconsistent
+    progression, on every frame, and decode on: the images are used, and the warnings flooded the
+    log, one line per frame (30 frames through the detector node: 30 lines). Once per
+    _WRITE_BACK_PERIOD_S now (made an hour here), lines that differ only in numbers counting as one;
+    any other line is still written back."""
+    import os
+    import struct
+    import zlib
+
+    import cfi_pose_ros.image as image
+
+    monkeypatch.setattr(image, "_written_back", {})
+    monkeypatch.setattr(image, "_WRITE_BACK_PERIOD_S", 3600.0)
+    png = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    profile = b"bad\x00\x00" + zlib.compress(bytes(200))
+    iccp = struct.pack(">I", len(profile)) + b"iCCP" + profile + struct.pack(">I", zlib.crc32(b"iCCP" + profile))
+    broken_profile = png[:33] + iccp + png[33:]                  # right after the IHDR chunk
+    bogus_progression = many_scan_jpeg(64, 48, 11)
+    for _ in range(30):
+        assert decode_compressed("png", broken_profile).shape == (48, 64, 3)
+        assert decode_compressed("jpeg", bogus_progression).shape == (48, 64, 3)
+    for k in range(3):
+        image.decode_refusing_damage(lambda: os.write(2, f"padding of {k} bytes\n".encode()), "jpeg", png)
+    image.decode_refusing_damage(lambda: os.write(2, b"another line\n"), "jpeg", png)
+    err = capfd.readouterr().err
+    assert err.count("libpng warning: iCCP: too short") == 1, err
+    assert err.count("Inconsistent progression sequence") == 1, err
+    assert err.count("padding of") == 1 and "another line" in err, err
