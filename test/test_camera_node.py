@@ -410,11 +410,13 @@ def test_compressed_jpeg_input(started, h36m_image):
     ("unexpected_outputs", "expected output [B,1,17,3]"),
     ("unexpected_inputs", "expected input [B,3,H,W]"),
     ("missing", "detector model file not found"),
+    ("folder", "models: a directory, not an ONNX model file"),
 ])
 def test_bad_detector_model_fails_configure_with_the_reason(started, tmp_path, problem, expected):
     overrides = {"unexpected_outputs": {"keypoint_model": str(RTMDET)},          # the detector as keypoint model
                  "unexpected_inputs": {"person_detector_model": str(MOVENET)},   # and the other way round
-                 "missing": {"keypoint_model": str(tmp_path / "nowhere.onnx")}}[problem]
+                 "missing": {"keypoint_model": str(tmp_path / "nowhere.onnx")},
+                 "folder": {"keypoint_model": str(MOVENET.parent)}}[problem]     # was "not found"
     # (a parameter outside its choices stops the node before configure: test_node_robustness.py)
     path = started(detector=overrides, lifter=False)
     assert path.detector.wait(timeout=60) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -446,6 +447,12 @@ def test_keypoint_and_yolo_models_are_validated(synthetic):
         YoloPoseDetector(YoloPoseConfig(model_path=str(yolo_80)))
     with pytest.raises(DetectorModelError, match="not found"):
         create_detector({"type": "yolo_pose", "model_path": str(synthetic / "missing.onnx")})
+    # what is there but is no file was "not found" too (the models' folder given for the file)
+    with pytest.raises(DetectorModelError, match=re.escape(f"{synthetic}: a directory, not an ONNX model file")):
+        create_detector({"type": "yolo_pose", "model_path": str(synthetic)})
+    os.mkfifo(synthetic / "fifo.onnx")
+    with pytest.raises(DetectorModelError, match="fifo.onnx: a FIFO, not an ONNX model file"):
+        YoloPoseDetector(YoloPoseConfig(model_path=str(synthetic / "fifo.onnx")))
     (synthetic / "garbage.onnx").write_bytes(b"not onnx")
     with pytest.raises(DetectorModelError, match="could not load"):
         YoloPoseDetector(YoloPoseConfig(model_path=str(synthetic / "garbage.onnx")))

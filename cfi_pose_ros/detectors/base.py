@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
@@ -129,8 +130,16 @@ def create_session(config: OnnxModelConfig) -> Any:
     path = Path(os.path.expanduser(str(config.model_path)))
     if not str(config.model_path):
         raise DetectorModelError(f"{type(config).__name__}.model_path is empty")
-    if not path.is_file():
-        raise DetectorModelError(f"detector model file not found: {path}")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:    # missing, or a dangling link
+        raise DetectorModelError(f"detector model file not found: {path}") from exc
+    except OSError as exc:              # a folder on the way that may not be searched, a symlink loop
+        raise DetectorModelError(f"detector model {path}: cannot read ({exc.strerror or exc})") from exc
+    if not stat.S_ISREG(mode):          # the models' folder given for the file, a FIFO, a device
+        from cfi_pose_ros.bag import special_file_kind
+
+        raise DetectorModelError(f"detector model {path}: {special_file_kind(mode)}, not an ONNX model file")
     options = ort.SessionOptions()
     if config.intra_op_num_threads:
         options.intra_op_num_threads = int(config.intra_op_num_threads)
