@@ -20,8 +20,10 @@ are read from the file's own header (:func:`compressed_image_size`: PNG's IHDR
 chunk, JPEG's start-of-frame segment) and an image of more than ``max_pixels``
 pixels raises :class:`ImageTooLarge` without being decoded. So only JPEG and
 PNG (what image_transport's ``compressed`` transport sends) are accepted. The
-decoding time is bounded too: a JPEG of more than :data:`MAX_JPEG_SCANS` scans is
-refused (libjpeg passes over the whole image for each scan of a progressive JPEG).
+decoding time is bounded too: a JPEG of more than :data:`MAX_JPEG_SCANS` scans
+(libjpeg passes over the whole image for each scan of a progressive JPEG) and a PNG of
+more than :data:`MAX_PNG_TEXT_CHUNKS` compressed text chunks (libpng inflates each) are
+refused.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import tempfile
 import threading
 import time
 import zlib
+from collections import Counter
 from typing import Any
 
 import cv2
@@ -73,6 +76,11 @@ _JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])      # TEM, RSTn: no le
 # libjpeg's own progressive scripts write 10 scans (YCbCr), at most 60 (10 components); a baseline
 # JPEG has one per component, an embedded thumbnail adds its own.
 MAX_JPEG_SCANS = 64
+# Most compressed text chunks (zTXt, iTXt) a PNG may have. libpng inflates every one, up to its limit
+# of 8 MB each, before the pixels: a 7.8 MB PNG of 1000 zTXt chunks of 8 MB of zeros each took 17 s
+# to decode (libpng keeps at most 1000 such chunks). Images from cameras have none, edited photos a
+# few (XMP, EXIF or IPTC profiles).
+MAX_PNG_TEXT_CHUNKS = 16
 # What libjpeg and libpng print on stderr about data they could not decode. libjpeg decodes on past a
 # damaged scan (jerror.h: JWRN_HIT_MARKER, JWRN_HUFF_BAD_CODE, JWRN_ARITH_BAD_CODE, JWRN_MUST_RESYNC,
 # JWRN_JPEG_EOF) and returns the image with the rest grey or garbled: the warning is the only sign.
@@ -200,20 +208,24 @@ def _jpeg_size(data: memoryview) -> tuple[int, int] | None:
     return None
 
 
-def png_intact(data: memoryview) -> bool:
-    """Every chunk of a PNG complete with a matching CRC, up to its IEND chunk. A PNG that is not
-    (truncated, bytes damaged in transit) makes libpng print an unthrottled ``libpng error: ...``
-    line on stderr for every frame, so it is refused before libpng sees it."""
+def png_chunk_kinds(data: memoryview) -> Counter[bytes] | None:
+    """How many chunks of each kind (``b"IDAT"``, ...) a PNG has, up to its IEND chunk; None unless
+    every one is complete with a matching CRC. A PNG that is not (truncated, bytes damaged in
+    transit) makes libpng print an unthrottled ``libpng error: ...`` line on stderr for every frame,
+    so it is refused before libpng sees it."""
+    kinds: Counter[bytes] = Counter()
     i, n = 8, len(data)
     while i + 12 <= n:
         length = int.from_bytes(data[i:i + 4], "big")
         end = i + 12 + length
         if end > n or zlib.crc32(data[i + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
-            return False
-        if bytes(data[i + 4:i + 8]) == b"IEND":
-            return True
+            return None
+        kind = bytes(data[i + 4:i + 8])
+        kinds[kind] += 1
+        if kind == b"IEND":
+            return kinds
         i = end
-    return False
+    return None
 
 
 def _format_and_size(view: memoryview) -> tuple[str | None, tuple[int, int] | None]:
@@ -238,9 +250,10 @@ def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAG
     """The ``(width, height)`` of a ``sensor_msgs/CompressedImage`` that may be decoded.
 
     Raises :class:`UnsupportedEncoding` for ``compressedDepth``, ``ValueError`` for empty
-    data, data that is not a JPEG or PNG with a readable, non-zero size, a damaged PNG or a JPEG
-    of more than :data:`MAX_JPEG_SCANS` scans, and :class:`ImageTooLarge` for more than
-    ``max_pixels`` pixels. Nothing is decoded.
+    data, data that is not a JPEG or PNG with a readable, non-zero size, a damaged PNG, a JPEG
+    of more than :data:`MAX_JPEG_SCANS` scans or a PNG of more than :data:`MAX_PNG_TEXT_CHUNKS`
+    compressed text chunks, and :class:`ImageTooLarge` for more than ``max_pixels`` pixels.
+    Nothing is decoded.
     """
     fmt = (format or "").strip()
     if "compresseddepth" in fmt.lower().replace(" ", ""):
@@ -266,9 +279,15 @@ def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAG
             raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a JPEG of {scans} scans, "
                              f"more than {MAX_JPEG_SCANS} (the decoder passes over the whole image for each); "
                              "not decoded")
-    if kind == "png" and not png_intact(view):
-        raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a truncated or damaged PNG "
-                         "(a chunk is cut short or fails its CRC, or there is no IEND); not decoded")
+    if kind == "png":
+        chunks = png_chunk_kinds(view)
+        if chunks is None:
+            raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a truncated or damaged PNG "
+                             "(a chunk is cut short or fails its CRC, or there is no IEND); not decoded")
+        texts = chunks[b"zTXt"] + chunks[b"iTXt"]
+        if texts > MAX_PNG_TEXT_CHUNKS:
+            raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a PNG of {texts} compressed text "
+                             f"chunks, more than {MAX_PNG_TEXT_CHUNKS} (the decoder inflates each); not decoded")
     return width, height
 
 

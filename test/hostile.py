@@ -9,6 +9,7 @@
 * :func:`zero_png`: a small PNG file that declares a huge image.
 * :func:`many_scan_jpeg`: a small progressive JPEG that takes the decoder a pass over the
   whole image for each of its many scans.
+* :func:`text_bomb_png`: a small PNG whose text chunks each inflate to 8 MB.
 """
 from __future__ import annotations
 
@@ -86,3 +87,14 @@ def many_scan_jpeg(width: int, height: int, scans: int) -> bytes:
     last = jpeg[jpeg.rindex(b"\xff\xda"):-2]  # the last scan, up to the end-of-image marker
     assert scans >= own and jpeg.endswith(b"\xff\xd9")
     return jpeg[:-2] + last * (scans - own) + jpeg[-2:]
+
+
+def text_bomb_png(chunks: int) -> bytes:
+    """A valid 64 x 48 black PNG with ``chunks`` zTXt chunks before its pixels, each ~7.8 kB that
+    inflates to 7.9 MB of zeros (just under libpng's 8 MB limit, so each is inflated whole)."""
+    import cv2
+
+    png = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    ihdr_end = 8 + 12 + 13
+    text = _png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(bytes(7_900_000), 9))
+    return png[:ihdr_end] + text * chunks + png[ihdr_end:]

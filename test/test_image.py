@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, MAX_JPEG_SCANS, SUPPORTED_ENCODINGS, ImageTooLarge,
-                                UnsupportedEncoding, check_compressed_image, compressed_image_size,
+from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, MAX_JPEG_SCANS, MAX_PNG_TEXT_CHUNKS, SUPPORTED_ENCODINGS,
+                                ImageTooLarge, UnsupportedEncoding, check_compressed_image, compressed_image_size,
                                 compressed_msg_to_bgr, decode_compressed, image_msg_to_bgr, image_to_bgr)
-from hostile import many_scan_jpeg, zero_png
+from hostile import many_scan_jpeg, text_bomb_png, zero_png
 
 H, W = 5, 7
 
@@ -202,6 +202,19 @@ def test_a_jpeg_of_too_many_scans_is_refused_without_decoding(monkeypatch):
     assert decoded == []
 
 
+def test_a_png_of_too_many_compressed_text_chunks_is_refused_without_decoding(monkeypatch):
+    """libpng inflates every zTXt/iTXt chunk (up to 8 MB each) before the pixels: a 7.8 MB PNG of
+    1000 such chunks took 17 s to decode, the detector stalled all that time. As many as allowed
+    are decoded."""
+    assert decode_compressed("png", text_bomb_png(MAX_PNG_TEXT_CHUNKS)).shape == (48, 64, 3)
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a))
+    with pytest.raises(ValueError, match=f"is a PNG of 1000 compressed text chunks, more than {MAX_PNG_TEXT_CHUNKS}"
+                                         " .*not decoded"):
+        decode_compressed("png", text_bomb_png(1000))
+    assert decoded == []
+
+
 def test_only_jpeg_and_png_are_decoded():
     ok, encoded = cv2.imencode(".bmp", np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(ValueError, match="not a JPEG or PNG"):
@@ -262,7 +275,7 @@ def test_data_the_codec_cannot_decode_is_refused_without_the_codec_printing(dama
     """libjpeg decodes on past damaged scan data (a camera's broken MJPEG frame) and returns the image
     with the rest grey or garbled: its only sign is a 'Corrupt JPEG data: ...' warning on stderr, one
     unthrottled line per frame, and the detector used the image. libpng prints 'libpng error: ...'
-    for a PNG whose chunks and CRCs are intact around data it cannot inflate (what png_intact lets
+    for a PNG whose chunks and CRCs are intact around data it cannot inflate (what png_chunk_kinds lets
     through). Both are refused with the codec's words in the error, and nothing on stderr."""
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)

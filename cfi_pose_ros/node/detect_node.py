@@ -19,8 +19,9 @@ and tracker (:mod:`cfi_pose_ros.tracking`):
   publish ``HumanKeypoints2DArray`` with the image's header (stamp and
   frame_id), its width/height, COCO-17 keypoints, tracking ids, scores, boxes.
   A frame that cannot be decoded (unsupported encoding, zero size, step/size
-  mismatch, corrupt JPEG, a JPEG of more scans than ``image.MAX_JPEG_SCANS``) is dropped with a
-  throttled error and counted; the node goes on.
+  mismatch, corrupt JPEG, a JPEG or PNG that would take the decoder too long: see
+  ``image.MAX_JPEG_SCANS``, ``MAX_PNG_TEXT_CHUNKS``) is dropped with a throttled error and
+  counted; the node goes on.
 
 ``/diagnostics``: detector, providers, input/output rates, p50/p99 of every
 stage (decode, detector, keypoint_model, tracking, publish, total = image
