@@ -191,6 +191,11 @@ def _jpeg_size(data: memoryview) -> tuple[int, int] | None:
             return None
         marker = data[i]
         i += 1
+        if marker == 0x00:
+            # 0xFF 0x00 is no marker: libjpeg skips it and reads the next marker it finds, byte by byte,
+            # so one hidden in what would be this segment: a 702-byte JPEG read here as 64 x 48 was
+            # decoded as the 30000 x 30000 frame inside it (5 GB)
+            return None
         if marker in _JPEG_STANDALONE:
             continue
         if marker in (0xD9, 0xDA):                        # end of image / start of scan before any frame

@@ -10,6 +10,8 @@
 * :func:`many_scan_jpeg`: a small progressive JPEG that takes the decoder a pass over the
   whole image for each of its many scans.
 * :func:`text_bomb_png`: a small PNG whose text chunks each inflate to 8 MB.
+* :func:`hidden_frame_jpeg`: a small JPEG whose header reads as 64 x 48 to a parser that takes
+  0xFF 0x00 for a marker, and as a huge image to libjpeg.
 """
 from __future__ import annotations
 
@@ -98,3 +100,19 @@ def text_bomb_png(chunks: int) -> bytes:
     ihdr_end = 8 + 12 + 13
     text = _png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(bytes(7_900_000), 9))
     return png[:ihdr_end] + text * chunks + png[ihdr_end:]
+
+
+def hidden_frame_jpeg(width: int, height: int) -> bytes:
+    """A 702-byte JPEG: after its start marker, 0xFF 0x00 and a length, as if a segment, that spans
+    a frame header of ``width`` x ``height`` and the start of an APP1 segment; then the frame header
+    of a real 64 x 48 image and that image's tables and scan. libjpeg skips 0xFF 0x00 (no marker)
+    and reads the next marker it finds: the big frame, whose APP1 hides the small one."""
+    import cv2
+
+    jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    start = jpeg.index(b"\xff\xc0")
+    small_frame = jpeg[start:start + 2 + int.from_bytes(jpeg[start + 2:start + 4], "big")]
+    big_frame = small_frame[:5] + struct.pack(">HH", height, width) + small_frame[9:]
+    hidden = big_frame + b"\xff\xe1" + struct.pack(">H", 2 + len(small_frame))
+    return (jpeg[:2] + b"\xff\x00" + struct.pack(">H", 2 + len(hidden)) + hidden + small_frame
+            + jpeg[2:start] + jpeg[start + len(small_frame):])

@@ -136,11 +136,14 @@ def _peak_rss_mib(pid: int) -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
-def test_a_small_png_declaring_a_huge_image_is_dropped_undecoded(started, h36m_image):
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+def test_a_small_file_declaring_a_huge_image_is_dropped_undecoded(started, h36m_image, kind):
     """Item 11: a 0.25 MB PNG raised the detector's peak memory from 212 to 1677 MiB. This one is
-    140 kB and would decode to 432 MB (12000 x 12000 grey to BGR)."""
+    140 kB and would decode to 432 MB (12000 x 12000 grey to BGR). The 702-byte JPEG's header was
+    read as 64 x 48 (0xFF 0x00 taken for a marker), while libjpeg decodes it as 12000 x 12000: the
+    detector's peak memory grew by 824 MiB before the image was dropped as damaged."""
     import cv2
-    from hostile import zero_png
+    from hostile import hidden_frame_jpeg, zero_png
     from sensor_msgs.msg import CompressedImage
 
     from test_camera_node import FRAME
@@ -152,14 +155,15 @@ def test_a_small_png_declaring_a_huge_image_is_dropped_undecoded(started, h36m_i
     good.header.stamp.sec = 6000
     assert path.send(good, until="keypoints") is not None, path.logs()
     before = _peak_rss_mib(path.detector.pid)
-    huge = CompressedImage(format="png")
-    huge.data = array.array("B", zero_png(12000, 12000))
+    huge = CompressedImage(format=kind)
+    huge.data = array.array("B", zero_png(12000, 12000) if kind == "png" else hidden_frame_jpeg(12000, 12000))
     huge.header.stamp.sec = 6001
     for _ in range(3):
         path.image_pub.publish(huge)
         path.spin_until(lambda: False, 0.5)
     diag = path.diagnostics_of(path.detector_name)
-    assert int(diag.get("dropped.image_too_large", 0)) >= 1, path.report()
+    reason = "image_too_large" if kind == "png" else "bad_image"
+    assert int(diag.get(f"dropped.{reason}", 0)) >= 1, path.report()
     grown = _peak_rss_mib(path.detector.pid) - before
     assert grown < 100, f"the detector's peak memory grew by {grown:.0f} MiB"
     good.header.stamp.sec = 6002

@@ -11,7 +11,7 @@ import pytest
 from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, MAX_JPEG_SCANS, MAX_PNG_TEXT_CHUNKS, SUPPORTED_ENCODINGS,
                                 ImageTooLarge, UnsupportedEncoding, check_compressed_image, compressed_image_size,
                                 compressed_msg_to_bgr, decode_compressed, image_msg_to_bgr, image_to_bgr)
-from hostile import many_scan_jpeg, text_bomb_png, zero_png
+from hostile import hidden_frame_jpeg, many_scan_jpeg, text_bomb_png, zero_png
 
 H, W = 5, 7
 
@@ -184,6 +184,21 @@ def test_an_image_declaring_too_many_pixels_is_refused_without_decoding(monkeypa
     assert decoded == []
     assert DEFAULT_MAX_IMAGE_PIXELS == 4096 * 4096
     assert check_compressed_image("png", zero_png(100, 100), max_pixels=10000) == (100, 100)
+
+
+def test_a_jpeg_whose_frame_libjpeg_finds_elsewhere_is_refused_without_decoding(monkeypatch):
+    """0xFF 0x00 is no marker: libjpeg skips it and takes the next marker it finds, byte by byte. The
+    header was read as if it were a segment with a length, so a 702-byte JPEG read as 64 x 48 passed
+    max_image_pixels and libjpeg decoded the 30000 x 30000 frame hidden inside it (5.2 GB, 15 s)."""
+    bomb = hidden_frame_jpeg(30000, 30000)
+    assert len(bomb) < 1000 and cv2.imdecode(np.frombuffer(hidden_frame_jpeg(80, 60), np.uint8),
+                                             cv2.IMREAD_COLOR).shape == (60, 80, 3)    # libjpeg's reading
+    assert compressed_image_size(bomb) is None
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a))
+    with pytest.raises(ValueError, match="not a JPEG or PNG whose size its header states"):
+        decode_compressed("jpeg", bomb)
+    assert decoded == []
 
 
 def test_a_jpeg_of_too_many_scans_is_refused_without_decoding(monkeypatch):
