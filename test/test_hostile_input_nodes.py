@@ -202,6 +202,28 @@ def test_a_jpeg_of_thousands_of_scans_is_dropped_undecoded(started, h36m_image):
     assert path.detector.poll() is None
 
 
+def test_a_megabyte_encoding_is_quoted_cut_short_in_the_warning(started):
+    """The throttled warning quoted the image's encoding whole: three images whose encoding was 2 MB
+    of 'x', 5 s apart, put 6 MB in the detector's log (a warning per 5 s, each 2 MB)."""
+    from sensor_msgs.msg import Image
+
+    from cfi_pose_ros.node.base import WARN_MAX_CHARS
+
+    path = started(lifter=False)
+    assert path.spin_until(lambda: path.image_pub.get_subscription_count() > 0, 30), path.logs()
+    bad = Image(height=2, width=2, encoding="x" * 2_000_000, step=6)
+    bad.data = array.array("B", bytes(12))
+
+    def dropped() -> int:
+        return int(path.diagnostics_of(path.detector_name, timeout=1).get("dropped.unsupported_encoding", 0))
+
+    assert path.spin_until(lambda: path.image_pub.publish(bad) or dropped() >= 1, 30), path.report()
+    (line,) = [line for line in path.detector_log.read_text().splitlines() if "unsupported_encoding" in line]
+    assert "unsupported image encoding 'xxx" in line and line.endswith("more characters)"), line[-300:]
+    assert len(line) < WARN_MAX_CHARS + 200
+    assert path.detector.poll() is None
+
+
 if ros_available() is None:
     from test_camera_node import h36m_image, meta, started  # noqa: E402, F401 (fixtures)
 

@@ -30,6 +30,9 @@ from cfi_pose_ros.node.parameters import (AT_CONFIGURE, AT_START, COMMON_NODE_PA
 EXECUTORS = next(p.choices for p in COMMON_NODE_PARAMETERS if p.name == "executor")
 
 WARN_PERIOD_S = 5.0
+# A throttled warning is cut to this many characters: it quotes the input (an image's encoding or
+# format, a frame id), which can be megabytes long; one 2 MB encoding made each warning 2 MB.
+WARN_MAX_CHARS = 1000
 
 
 def same_value(a, b) -> bool:
@@ -238,10 +241,13 @@ class SpecLifecycleNode(LifecycleNode):
             "subscriber gets nothing from BEST_EFFORT publishers")
 
     def warn_throttled(self, key: str, text: str, error: bool = False) -> None:
-        """At most one message per ``key`` every WARN_PERIOD_S: bad input must not flood the log."""
+        """At most one message per ``key`` every WARN_PERIOD_S, of at most WARN_MAX_CHARS
+        characters: bad input must not flood the log."""
         now = time.monotonic()
         if now - self._last_warn.get(key, -1e9) >= WARN_PERIOD_S:
             self._last_warn[key] = now
+            if len(text) > WARN_MAX_CHARS:
+                text = f"{text[:WARN_MAX_CHARS]}... ({len(text) - WARN_MAX_CHARS} more characters)"
             (self.get_logger().error if error else self.get_logger().warning)(text)
 
 
