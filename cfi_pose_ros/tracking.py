@@ -83,14 +83,20 @@ class Track:
     def confirmed(self) -> bool:
         return bool(self.id)
 
-    def predicted_box(self, t: float, use_velocity: bool) -> np.ndarray:
-        """The box moved to time ``t`` by its centre's velocity, its size kept: a rate of change of
-        the size, measured from a few frames of detector jitter and carried over a miss of up to
-        max_age, shrank a person standing still out of their own box (a new id when they came back)."""
-        if not use_velocity:
-            return self.box
-        centre = (self.velocity[:2] + self.velocity[2:]) / 2
-        return self.box + np.tile(centre, 2) * (t - self.last_seen)
+
+def predicted_boxes(tracks: list[Track], t: float, use_velocity: bool) -> np.ndarray:
+    """``(len(tracks), 4)``: each track's box moved to time ``t`` by its centre's velocity, its size
+    kept: a rate of change of the size, measured from a few frames of detector jitter and carried
+    over a miss of up to max_age, shrank a person standing still out of their own box (a new id
+    when they came back). In one array operation for all tracks: predicted one track at a time, the
+    MAX_TRACKS a long max_age can hold took 48 ms of every frame's 58 ms update."""
+    boxes = np.array([track.box for track in tracks], dtype=np.float64).reshape(-1, 4)
+    if not use_velocity:
+        return boxes
+    velocity = np.array([track.velocity for track in tracks], dtype=np.float64).reshape(-1, 4)
+    elapsed = t - np.array([track.last_seen for track in tracks], dtype=np.float64)
+    centre = (velocity[:, :2] + velocity[:, 2:]) / 2
+    return boxes + np.tile(centre, 2) * elapsed[:, None]
 
 
 class MultiPersonTracker:
@@ -163,8 +169,7 @@ class MultiPersonTracker:
         cfg = self.config
         assigned: dict[int, Track] = {}
         if self._tracks and len(boxes):
-            predicted = np.stack([tr.predicted_box(t, cfg.predict_motion) for tr in self._tracks])
-            iou = box_iou(predicted, boxes)
+            iou = box_iou(predicted_boxes(self._tracks, t, cfg.predict_motion), boxes)
             rows, cols = linear_sum_assignment(1.0 - iou)
             for r, c in zip(rows, cols):
                 if iou[r, c] >= cfg.min_iou and iou[r, c] > 0:

@@ -129,6 +129,34 @@ def test_at_most_max_tracks_are_kept_the_least_recently_seen_dropped_first(monke
     assert set(ids) == {"1"}                         # the person seen every frame keeps their track
 
 
+def test_a_frame_costs_the_same_numpy_work_with_4000_live_tracks_as_with_40():
+    """With tracker_max_age up to an hour the tracker holds up to MAX_TRACKS tracks, and every frame's
+    matching predicted their boxes one track at a time: 58 ms an update at 4096 tracks (48 of them
+    in the predictions), more than a 30 Hz camera's frame period, so the detector fell behind every
+    camera. Counted, not timed: the numpy functions one update enters (numpy's own Python-level
+    calls) must not grow with the live tracks."""
+    import sys
+
+    def numpy_calls_in_one_update(live_tracks: int) -> int:
+        tracker = MultiPersonTracker(TrackerConfig(max_age=3600.0))
+        for k in range(live_tracks // 20):  # false detections in new places every frame: a track each
+            tracker.update([box(0.0)] + [box(1000.0 + 100.0 * j, cy=600.0 + 300.0 * k) for j in range(20)], t=k / 30)
+        assert len(tracker.tracks) == live_tracks + 1
+        calls = 0
+
+        def count(frame, event, arg):
+            nonlocal calls
+            calls += event == "call" and "numpy" in frame.f_code.co_filename
+        sys.setprofile(count)
+        try:
+            tracker.update([box(0.0), box(-500.0)], t=live_tracks / 20 / 30)
+        finally:
+            sys.setprofile(None)
+        return calls
+
+    assert numpy_calls_in_one_update(4000) == numpy_calls_in_one_update(40)
+
+
 def test_the_tracker_state_stays_bounded_over_20000_frames():
     """Issue 13, item 11: the set of issued ids was never pruned (200 k ids held for 30 live
     tracks after 20 k frames). Now the state is the live tracks; ids still never repeat."""
