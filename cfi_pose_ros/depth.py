@@ -37,6 +37,10 @@ from .root_solver import validate_camera_matrix
 DEFAULT_BODY_OFFSET_M = 0.10     # body surface -> pelvis joint, metres
 DEFAULT_DEPTH_RANGE_M = (0.1, 20.0)
 DEPTH_HISTORY = 15               # depth images kept for pairing by stamp: half a second at 30 Hz
+# ... and at most this many bytes of them (the newest is always kept): 15 images of a 4K 32FC1 depth
+# camera are 500 MB, of an 8K one 2 GB. 256 MiB keeps all 15 up to 1920 x 1080 32FC1 (8 MB each)
+# and 8 of a 4K camera's, still a quarter of a second at 30 Hz: a detector's latency back.
+DEPTH_HISTORY_BYTES = 256 * 2**20
 
 
 # depth encoding -> numpy dtype (little endian; the message's is_bigendian flips it)
@@ -178,12 +182,17 @@ class DepthHistory:
 
     A stamp further back than a late frame (:mod:`cfi_pose_ros.timeline`: a bag loop, a simulated
     clock reset) drops every kept image: they belong to a timeline that has been left, and must not
-    be paired with the new one's keypoints. A late image (out of order) is only added."""
+    be paired with the new one's keypoints. A late image (out of order) is only added.
 
-    def __init__(self, size: int = DEPTH_HISTORY):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive int, got {size!r}")
+    Bounded by count (``size``) and by bytes (``max_bytes``; the oldest go first, the newest is
+    always kept)."""
+
+    def __init__(self, size: int = DEPTH_HISTORY, max_bytes: int = DEPTH_HISTORY_BYTES):
+        for name, value in (("size", size), ("max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
         self._images: deque[tuple[float, np.ndarray]] = deque(maxlen=size)
+        self._max_bytes = max_bytes
 
     def __len__(self) -> int:
         return len(self._images)
@@ -192,6 +201,9 @@ class DepthHistory:
         if self._images and timeline.starts_over(max(s for s, _ in self._images), stamp):
             self._images.clear()
         self._images.append((float(stamp), image))
+        kept = sum(kept_image.nbytes for _, kept_image in self._images)
+        while kept > self._max_bytes and len(self._images) > 1:
+            kept -= self._images.popleft()[1].nbytes
 
     def nearest(self, stamp: float, max_age: float) -> np.ndarray | None:
         """The kept image whose stamp is nearest ``stamp`` (of equally near ones, the last received),
