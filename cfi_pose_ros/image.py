@@ -81,6 +81,13 @@ MAX_JPEG_SCANS = 64
 # to decode (libpng keeps at most 1000 such chunks). Images from cameras have none, edited photos a
 # few (XMP, EXIF or IPTC profiles).
 MAX_PNG_TEXT_CHUNKS = 16
+# How far the headers are walked in Python, one segment or chunk at a time. A 10 MB JPEG of 2.5 million
+# 4-byte comment segments before its frame took 2.2 s to read its size, one of 10 million fill bytes
+# 1.0 s, a 10 MB PNG of 870,000 empty chunks 1.2 s: each such message stalled the detector that long.
+# Real JPEGs have a few dozen segments before the frame; a PNG's image data comes in chunks of 8 kB or
+# more (16,384 of them: 128 MB); some encoders write one per row (1,080 for 1080p).
+MAX_JPEG_HEADER_STEPS = 4096        # segments and fill bytes before the start of frame
+MAX_PNG_CHUNKS = 16384
 # What libjpeg and libpng print on stderr about data they could not decode. libjpeg decodes on past a
 # damaged scan (jerror.h: JWRN_HIT_MARKER, JWRN_HUFF_BAD_CODE, JWRN_ARITH_BAD_CODE, JWRN_MUST_RESYNC,
 # JWRN_JPEG_EOF) and returns the image with the rest grey or garbled: the warning is the only sign.
@@ -180,14 +187,16 @@ def image_msg_to_bgr(msg: Any) -> np.ndarray:
 
 
 def _jpeg_size(data: memoryview) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's first start-of-frame segment, or None."""
-    i = 2
+    """(width, height) from a JPEG's first start-of-frame segment, or None (also for one whose frame
+    comes after more than MAX_JPEG_HEADER_STEPS segments and fill bytes)."""
+    i, steps = 2, 0
     while i + 1 < len(data):
         if data[i] != 0xFF:
             return None                                   # not at a marker: corrupt
-        while i < len(data) and data[i] == 0xFF:          # fill bytes
+        while i < len(data) and data[i] == 0xFF and steps <= MAX_JPEG_HEADER_STEPS:   # fill bytes
             i += 1
-        if i >= len(data):
+            steps += 1
+        if i >= len(data) or steps > MAX_JPEG_HEADER_STEPS:
             return None
         marker = data[i]
         i += 1
@@ -213,14 +222,17 @@ def _jpeg_size(data: memoryview) -> tuple[int, int] | None:
     return None
 
 
-def png_chunk_kinds(data: memoryview) -> Counter[bytes] | None:
+def png_chunk_kinds(data: memoryview, max_chunks: int = MAX_PNG_CHUNKS) -> Counter[bytes] | None:
     """How many chunks of each kind (``b"IDAT"``, ...) a PNG has, up to its IEND chunk; None unless
     every one is complete with a matching CRC. A PNG that is not (truncated, bytes damaged in
     transit) makes libpng print an unthrottled ``libpng error: ...`` line on stderr for every frame,
-    so it is refused before libpng sees it."""
+    so it is refused before libpng sees it. The walk stops after ``max_chunks``: the counts then
+    add up to ``max_chunks + 1``."""
     kinds: Counter[bytes] = Counter()
     i, n = 8, len(data)
     while i + 12 <= n:
+        if kinds.total() > max_chunks:
+            return kinds
         length = int.from_bytes(data[i:i + 4], "big")
         end = i + 12 + length
         if end > n or zlib.crc32(data[i + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
@@ -271,7 +283,8 @@ def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAG
     kind, size = _format_and_size(view)
     if size is None or min(size) <= 0:
         raise ValueError(f"could not decode compressed image ({format!r}, {flat.size} bytes, starting "
-                         f"{bytes(flat[:8]).hex()}): not a JPEG or PNG whose size its header states")
+                         f"{bytes(flat[:8]).hex()}): not a JPEG or PNG whose size its header states (a JPEG's "
+                         f"within {MAX_JPEG_HEADER_STEPS} segments)")
     width, height = size
     if width * height > max_pixels:
         raise ImageTooLarge(f"compressed image ({format!r}, {flat.size} bytes) declares {width}x{height} = "
@@ -289,6 +302,9 @@ def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAG
         if chunks is None:
             raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a truncated or damaged PNG "
                              "(a chunk is cut short or fails its CRC, or there is no IEND); not decoded")
+        if chunks.total() > MAX_PNG_CHUNKS:
+            raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a PNG of more than "
+                             f"{MAX_PNG_CHUNKS} chunks; not decoded")
         texts = chunks[b"zTXt"] + chunks[b"iTXt"]
         if texts > MAX_PNG_TEXT_CHUNKS:
             raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a PNG of {texts} compressed text "

@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, MAX_JPEG_SCANS, MAX_PNG_TEXT_CHUNKS, SUPPORTED_ENCODINGS,
-                                ImageTooLarge, UnsupportedEncoding, check_compressed_image, compressed_image_size,
-                                compressed_msg_to_bgr, decode_compressed, image_msg_to_bgr, image_to_bgr)
+from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, MAX_JPEG_HEADER_STEPS, MAX_JPEG_SCANS, MAX_PNG_CHUNKS,
+                                MAX_PNG_TEXT_CHUNKS, SUPPORTED_ENCODINGS, ImageTooLarge, UnsupportedEncoding,
+                                check_compressed_image, compressed_image_size, compressed_msg_to_bgr,
+                                decode_compressed, image_msg_to_bgr, image_to_bgr, png_chunk_kinds)
 from hostile import hidden_frame_jpeg, many_scan_jpeg, text_bomb_png, zero_png
 
 H, W = 5, 7
@@ -228,6 +229,33 @@ def test_a_png_of_too_many_compressed_text_chunks_is_refused_without_decoding(mo
                                          " .*not decoded"):
         decode_compressed("png", text_bomb_png(1000))
     assert decoded == []
+
+
+def test_headers_are_walked_a_bounded_number_of_steps():
+    """The header walk runs in Python, one segment or chunk at a time: a 10 MB JPEG of 2.5 million
+    4-byte comment segments took 2.2 s to read its size, 10 million fill bytes 1.0 s, a 10 MB PNG of
+    870,000 empty chunks 1.2 s, for every such message. Past the bound they are refused; as many as it
+    allows are still read."""
+    import struct
+    import zlib
+
+    jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    comment = b"\xff\xfe\x00\x02"
+    assert compressed_image_size(jpeg[:2] + comment * (MAX_JPEG_HEADER_STEPS // 2) + jpeg[2:]) == (64, 48)
+    assert compressed_image_size(jpeg[:2] + b"\xff" * (MAX_JPEG_HEADER_STEPS // 2) + jpeg[2:]) == (64, 48)
+    for padding in (comment * (MAX_JPEG_HEADER_STEPS + 1), b"\xff" * (MAX_JPEG_HEADER_STEPS + 1)):
+        assert compressed_image_size(jpeg[:2] + padding + jpeg[2:]) is None
+        with pytest.raises(ValueError, match=f"within {MAX_JPEG_HEADER_STEPS} segments"):
+            check_compressed_image("jpeg", jpeg[:2] + padding + jpeg[2:])
+
+    png = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    empty_text = struct.pack(">I", 0) + b"tEXt" + struct.pack(">I", zlib.crc32(b"tEXt"))
+    after_ihdr = 8 + 25
+    fewest = png[:after_ihdr] + empty_text * (MAX_PNG_CHUNKS - 3) + png[after_ihdr:]    # + IHDR, IDAT, IEND
+    assert png_chunk_kinds(memoryview(png)).total() == 3
+    assert decode_compressed("png", fewest).shape == (48, 64, 3)
+    with pytest.raises(ValueError, match=f"is a PNG of more than {MAX_PNG_CHUNKS} chunks"):
+        check_compressed_image("png", png[:after_ihdr] + empty_text * MAX_PNG_CHUNKS + png[after_ihdr:])
 
 
 def test_only_jpeg_and_png_are_decoded():
