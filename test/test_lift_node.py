@@ -785,6 +785,20 @@ def test_a_camera_info_of_another_resolution_is_scaled_to_the_keypoints_image(cl
     assert np.allclose(placed[1], placed[0], atol=0.02) and np.allclose(placed[2], placed[0], atol=0.02), placed
 
 
+def test_a_person_of_very_many_keypoints_is_refused_for_its_count_without_converting_them(clip):
+    """All of a person's keypoints were turned into floats before the count refused them: 76 ms for
+    one person of 100,000 keypoints, every frame. One more than any layout has is enough to refuse."""
+    from cfi_pose_ros.msg import Keypoint2D
+    from cfi_pose_ros.node.conversions import frame_from_msg
+    from cfi_pose_ros.pipeline import check_person
+
+    msg = clip_msg(clip, 20, sec=1)
+    msg.people[0].keypoints = [Keypoint2D(x=1.0, y=2.0, score=0.5)] * 100_000
+    frame = frame_from_msg(msg, None, None)
+    assert frame.people[0].keypoints.shape == (18, 2)
+    assert check_person(frame.people[0]) == "wrong_keypoint_count" and check_person(frame.people[1]) is None
+
+
 def lifted_once_the_camera_info_is_used(node, info, msg, sec: int, previous: np.ndarray | None = None):
     """``msg``'s answer once the node places people with ``info``: ``info`` published before each try
     until two answers in a row agree (and differ from ``previous``, the position the camera info
