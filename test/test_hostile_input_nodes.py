@@ -136,14 +136,10 @@ def _peak_rss_mib(pid: int) -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
-@pytest.mark.parametrize("kind", ["png", "jpeg"])
-def test_a_small_file_declaring_a_huge_image_is_dropped_undecoded(started, h36m_image, kind):
-    """Item 11: a 0.25 MB PNG raised the detector's peak memory from 212 to 1677 MiB. This one is
-    140 kB and would decode to 432 MB (12000 x 12000 grey to BGR). The 702-byte JPEG's header was
-    read as 64 x 48 (0xFF 0x00 taken for a marker), while libjpeg decodes it as 12000 x 12000: the
-    detector's peak memory grew by 824 MiB before the image was dropped as damaged."""
+def _compressed_detector_answering(started, h36m_image, sec: int):
+    """A detector on compressed images (no lifter) that has answered a good JPEG stamped ``sec``;
+    returns the path and that image, to send again with a later stamp."""
     import cv2
-    from hostile import hidden_frame_jpeg, zero_png
     from sensor_msgs.msg import CompressedImage
 
     from test_camera_node import FRAME
@@ -152,8 +148,21 @@ def test_a_small_file_declaring_a_huge_image_is_dropped_undecoded(started, h36m_
     good = CompressedImage(format="jpeg")
     good.data = array.array("B", cv2.imencode(".jpg", h36m_image)[1].tobytes())
     good.header.frame_id = FRAME
-    good.header.stamp.sec = 6000
+    good.header.stamp.sec = sec
     assert path.send(good, until="keypoints") is not None, path.logs()
+    return path, good
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+def test_a_small_file_declaring_a_huge_image_is_dropped_undecoded(started, h36m_image, kind):
+    """Item 11: a 0.25 MB PNG raised the detector's peak memory from 212 to 1677 MiB. This one is
+    140 kB and would decode to 432 MB (12000 x 12000 grey to BGR). The 702-byte JPEG's header was
+    read as 64 x 48 (0xFF 0x00 taken for a marker), while libjpeg decodes it as 12000 x 12000: the
+    detector's peak memory grew by 824 MiB before the image was dropped as damaged."""
+    from hostile import hidden_frame_jpeg, zero_png
+    from sensor_msgs.msg import CompressedImage
+
+    path, good = _compressed_detector_answering(started, h36m_image, sec=6000)
     before = _peak_rss_mib(path.detector.pid)
     huge = CompressedImage(format=kind)
     huge.data = array.array("B", zero_png(12000, 12000) if kind == "png" else hidden_frame_jpeg(12000, 12000))
@@ -175,18 +184,10 @@ def test_a_jpeg_of_thousands_of_scans_is_dropped_undecoded(started, h36m_image):
     """A 200 kB progressive JPEG of 4096 x 4096 pixels repeating one scan 3000 times: libjpeg passes
     over the whole image for each scan, so the detector decoded it for about a minute and answered
     nothing meanwhile."""
-    import cv2
     from hostile import many_scan_jpeg
     from sensor_msgs.msg import CompressedImage
 
-    from test_camera_node import FRAME
-
-    path = started(detector={"compressed": True}, lifter=False)
-    good = CompressedImage(format="jpeg")
-    good.data = array.array("B", cv2.imencode(".jpg", h36m_image)[1].tobytes())
-    good.header.frame_id = FRAME
-    good.header.stamp.sec = 6100
-    assert path.send(good, until="keypoints") is not None, path.logs()
+    path, good = _compressed_detector_answering(started, h36m_image, sec=6100)
     inputs = int(path.diagnostics_of(path.detector_name)["inputs_total"])
     bomb = CompressedImage(format="jpeg")
     bomb.data = array.array("B", many_scan_jpeg(4096, 4096, 3000))
