@@ -212,6 +212,19 @@ def test_resume_of_a_finished_run_does_nothing_more(two_epochs, tmp_path):
     assert [line["epoch"] for line in read_metrics(out)] == [1, 2]
 
 
+def test_study_refuses_a_run_name_it_does_not_have(tmp_path, capsys):
+    """A typo, or a name made with other budgets, selected nothing: the study wrote an empty table
+    and failed in the plot with an IndexError. Now one line that lists the runs there are."""
+    from training import study
+    with pytest.raises(SystemExit) as stop:
+        study.main(["--runs", "d128_s5_b3", "--short", "0.5", "--out", str(tmp_path / "runs"),
+                    "--doc", str(tmp_path / "doc")])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert "--runs d128_s5_b3: not a run of this study" in error and "d128_s5_b0.5" in error
+    assert not (tmp_path / "doc.md").exists()
+
+
 def all_classes_pose_set():
     poses = synthetic_pose_set(150, seed=5)
     poses.action_ids = (np.arange(len(poses)) % 15).astype(np.int16)

@@ -133,14 +133,21 @@ def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/study", help="one directory per run")
     parser.add_argument("--doc", default="docs/accuracy_vs_compute", help="plot and table path (no suffix)")
-    parser.add_argument("--runs", nargs="*", default=None, help="only these run names")
+    parser.add_argument("--runs", nargs="+", default=None, help="only these run names")
     parser.add_argument("--curve", nargs=2, action="append", default=[], metavar=("LABEL", "RUN_DIR"),
                         help="also draw a longer run's evaluations (its metrics.jsonl) against training time")
     parser.add_argument("--short", type=float, default=2.0, help="short budget (minutes)")
     parser.add_argument("--long", type=float, default=4.0, help="long budget (minutes)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    runs = [r for r in default_runs(args.short, args.long) if args.runs is None or r.name in args.runs]
+    study_runs = default_runs(args.short, args.long)
+    # a name that matches no run (a typo, or one made with another --short/--long) would leave
+    # nothing to tabulate: the plot then failed with an IndexError after an empty table was written
+    unknown = sorted(set(args.runs or ()) - {r.name for r in study_runs})
+    if unknown:
+        parser.error(f"--runs {' '.join(unknown)}: not a run of this study "
+                     f"(with --short {args.short:g} --long {args.long:g}: {', '.join(r.name for r in study_runs)})")
+    runs = [r for r in study_runs if args.runs is None or r.name in args.runs]
     rows = []
     for index, run in enumerate(runs):
         record = final_record(out / run.name)
