@@ -222,6 +222,15 @@ def _image_items(frames: Iterator[tuple[int, np.ndarray]], frame_id: str, intrin
         image_size = (image.shape[1], image.shape[0])
         matrix = camera_matrix_for(image_size, intrinsics, hfov_deg)
         if matrix is not None and image_size != size:
+            # checked against the images' size only here, where it is known: the pass counted one
+            # bad_camera_info and went on root-relative without a word (e.g. the intrinsics of a
+            # 1000 px camera given with a video of another size)
+            try:
+                validate_camera_matrix(matrix, image_size)
+            except ValueError as exc:
+                given = ("--intrinsics " + " ".join(f"{v:g}" for v in intrinsics) if intrinsics is not None
+                         else f"--hfov {hfov_deg:g}")
+                raise ValueError(f"{given}: {exc}") from None
             info = camera_info_msg(matrix, image_size, frame_id, lens)
             info.header = _header(stamp, frame_id)
             yield Item(stamp, camera_info=info)

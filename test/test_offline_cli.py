@@ -556,6 +556,30 @@ def test_the_lens_of_a_video_or_photos_goes_into_their_camera_info(tmp_path):
     assert camera_from_info(info)[1] is None
 
 
+def test_intrinsics_that_do_not_fit_the_images_are_refused_with_the_reason(tmp_path):
+    """--intrinsics pass the checks that need no image size at start; against the images' size (the
+    intrinsics of a 1000 px camera, the README's example, given with a 60 px wide photo) they were
+    counted as one bad_camera_info at the end of a pass that lifted everyone root-relative."""
+    import types
+
+    import cv2
+
+    from cfi_pose_ros.offline import open_source
+
+    cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((40, 60, 3), np.uint8))
+    bag_flags = dict.fromkeys(("keypoints_topic", "image_topic", "camera_info_topic", "depth_topic"))
+    args = types.SimpleNamespace(intrinsics=[1145, 1144, 512, 515], hfov=None, distortion=None,
+                                 distortion_model="plumb_bob", **bag_flags)
+    with pytest.raises(ValueError, match=r"^--intrinsics 1145 1144 512 515: .*principal point \(512, 515\) px "
+                                         r"is far outside the 60x40 image"):
+        next(open_source([tmp_path / "photo.png"], args).items(False))
+    args.intrinsics = [70000, 70000, 30, 20]          # a 0.05 degree field of view
+    with pytest.raises(ValueError, match="focal lengths fx=70000, fy=70000 px do not fit a 60 px wide image"):
+        next(open_source([tmp_path / "photo.png"], args).items(False))
+    args.intrinsics = [60, 60, 30, 20]
+    assert list(next(open_source([tmp_path / "photo.png"], args).items(False)).camera_info.k)[:3] == [60, 0, 30]
+
+
 @pytest.mark.parametrize("problem, expected", [
     ("missing_video", "walk.mp4: No such file or directory"),       # was "0 frames ... from 1 photos", exit 1
     ("missing_photo", "photo.jpg: No such file or directory"),
