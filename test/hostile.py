@@ -58,7 +58,8 @@ def overflowing_model(seed: int = 0) -> CFINet:
     return model
 
 
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    """One PNG chunk: length, kind, payload and the CRC that makes it intact."""
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
@@ -73,8 +74,8 @@ def zero_png(width: int, height: int) -> bytes:
         data.append(compressor.compress(row * min(rows_per_call, height - start)))
     data.append(compressor.flush())
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", b"".join(data))
-            + _png_chunk(b"IEND", b""))
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", b"".join(data))
+            + png_chunk(b"IEND", b""))
 
 
 def many_scan_jpeg(width: int, height: int, scans: int) -> bytes:
@@ -98,7 +99,7 @@ def text_bomb_png(chunks: int) -> bytes:
 
     png = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
     ihdr_end = 8 + 12 + 13
-    text = _png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(bytes(7_900_000), 9))
+    text = png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(bytes(7_900_000), 9))
     return png[:ihdr_end] + text * chunks + png[ihdr_end:]
 
 

@@ -12,7 +12,7 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, MAX_JPEG_HEADER_STEPS,
                                 MAX_PNG_TEXT_CHUNKS, SUPPORTED_ENCODINGS, ImageTooLarge, UnsupportedEncoding,
                                 check_compressed_image, compressed_image_size, compressed_msg_to_bgr,
                                 decode_compressed, image_msg_to_bgr, image_to_bgr, png_chunk_kinds)
-from hostile import hidden_frame_jpeg, many_scan_jpeg, text_bomb_png, zero_png
+from hostile import hidden_frame_jpeg, many_scan_jpeg, png_chunk, text_bomb_png, zero_png
 
 H, W = 5, 7
 
@@ -236,9 +236,6 @@ def test_headers_are_walked_a_bounded_number_of_steps():
     4-byte comment segments took 2.2 s to read its size, 10 million fill bytes 1.0 s, a 10 MB PNG of
     870,000 empty chunks 1.2 s, for every such message. Past the bound they are refused; as many as it
     allows are still read."""
-    import struct
-    import zlib
-
     jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
     comment = b"\xff\xfe\x00\x02"
     assert compressed_image_size(jpeg[:2] + comment * (MAX_JPEG_HEADER_STEPS // 2) + jpeg[2:]) == (64, 48)
@@ -249,7 +246,7 @@ def test_headers_are_walked_a_bounded_number_of_steps():
             check_compressed_image("jpeg", jpeg[:2] + padding + jpeg[2:])
 
     png = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
-    empty_text = struct.pack(">I", 0) + b"tEXt" + struct.pack(">I", zlib.crc32(b"tEXt"))
+    empty_text = png_chunk(b"tEXt", b"")
     after_ihdr = 8 + 25
     fewest = png[:after_ihdr] + empty_text * (MAX_PNG_CHUNKS - 3) + png[after_ihdr:]    # + IHDR, IDAT, IEND
     assert png_chunk_kinds(memoryview(png)).total() == 3
@@ -300,15 +297,12 @@ def test_a_damaged_png_is_refused_before_libpng_prints_to_stderr(damage, capfd):
 def _png_with_idat(png: bytes, spoil) -> bytes:
     """``png`` with ``spoil`` applied to each IDAT chunk's payload and every CRC made to match again:
     intact chunks around data libpng cannot inflate or unfilter."""
-    import struct
-    import zlib
-
     out, i = png[:8], 8
     while i < len(png):
         length = int.from_bytes(png[i:i + 4], "big")
         kind, payload = png[i + 4:i + 8], png[i + 8:i + 8 + length]
         payload = spoil(payload) if kind == b"IDAT" else payload
-        out += struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        out += png_chunk(kind, payload)
         i += 12 + length
     return out
 
@@ -355,7 +349,6 @@ def test_a_codec_warning_that_comes_with_every_frame_is_written_once(monkeypatch
     _WRITE_BACK_PERIOD_S now (made an hour here), lines that differ only in numbers counting as one;
     any other line is still written back."""
     import os
-    import struct
     import zlib
 
     import cfi_pose_ros.image as image
@@ -364,8 +357,7 @@ def test_a_codec_warning_that_comes_with_every_frame_is_written_once(monkeypatch
     monkeypatch.setattr(image, "_WRITE_BACK_PERIOD_S", 3600.0)
     png = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
     profile = b"bad\x00\x00" + zlib.compress(bytes(200))
-    iccp = struct.pack(">I", len(profile)) + b"iCCP" + profile + struct.pack(">I", zlib.crc32(b"iCCP" + profile))
-    broken_profile = png[:33] + iccp + png[33:]                  # right after the IHDR chunk
+    broken_profile = png[:33] + png_chunk(b"iCCP", profile) + png[33:]                  # right after the IHDR chunk
     bogus_progression = many_scan_jpeg(64, 48, 11)
     for _ in range(30):
         assert decode_compressed("png", broken_profile).shape == (48, 64, 3)
