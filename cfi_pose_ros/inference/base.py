@@ -32,10 +32,11 @@ BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
 #   the reduced-precision graph run on the CPU (fp32 accumulation, like tensor cores):
 #   fp16 worst joint 1.4 mm on the check's 16 people, 5.4 mm worst of 2000 realistic
 #   people (p99 2.8 mm); bf16 12 mm and 37 mm (p99 22 mm). The D=256 weights shipped
-#   since round more: fp16 2.1 mm and 6.2 mm (p99 2.8 mm); bf16 25 mm and 55 mm (p99
-#   21 mm) on an AMD EPYC (AVX-512 BF16), 23 mm and 43 mm on an Intel Xeon (AMX), so
-#   bf16's 5 cm, which kept 4x over the check's spread, refused about one realistic
-#   person in 2000 and left the check itself at the edge of the test's 2x. The
+#   since round more: fp16 2.1 mm and 5.3 mm (p99 2.9 mm); bf16 25 mm and 42 mm (p99
+#   24 mm) on an AMD EPYC (AVX-512 BF16) (benchmarks/gpu_check.py --cpu-spread 2000),
+#   23 mm and 43 mm on an Intel Xeon (AMX); another crowd of 2000 reached 55 mm in bf16.
+#   bf16's 5 cm, which kept 4x over the check's spread, could refuse realistic people
+#   and left the check itself at the edge of the test's 2x. The
 #   tolerances leave headroom over the check's own spread (4.7x fp16, 3.2x bf16) for GPU
 #   kernels that round in another order, hold for the worst of 2000 people, and stay
 #   below what a broken engine produces (decimetres). test_gpu_backends.py re-measures
