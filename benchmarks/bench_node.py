@@ -87,6 +87,10 @@ def relay(executor_kind: str) -> None:
         pass
 
 
+SOAK_CHUNK_S = 10.0            # the soak reads the node's RSS after every chunk of replay
+MIN_SOAK_S = 3 * SOAK_CHUNK_S  # a warm-up reading, a start and an end
+
+
 def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path, executor_kind: str,
                floor: bool = False, threads: int | None = None, flip_test: bool | None = None) -> dict:
     import psutil
@@ -124,10 +128,10 @@ def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path, 
         if soak_seconds > 0:
             process = psutil.Process(node.pid)
             rss = []
-            chunk = 10.0
-            for _ in range(int(soak_seconds / chunk)):
+            for _ in range(int(soak_seconds / SOAK_CHUNK_S)):
                 client.received = type(client.received)()
-                client.replay(executor, clip, rate_hz=30.0, frames=int(chunk * 30), people=people, drain_s=0.1)
+                client.replay(executor, clip, rate_hz=30.0, frames=int(SOAK_CHUNK_S * 30), people=people,
+                              drain_s=0.1)
                 rss.append(process.memory_info().rss / 2**20)
             warm = max(1, len(rss) // 10)            # skip the first 10 % (allocator warm-up)
             result.update(soak_seconds=soak_seconds, rss_start_mib=float(np.mean(rss[warm:2 * warm])),
@@ -146,7 +150,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement per people count")
-    parser.add_argument("--soak-seconds", type=float, default=600.0, help="memory soak (0 = skip)")
+    parser.add_argument("--soak-seconds", type=float, default=600.0,
+                        help=f"memory soak (0 = skip; else at least {MIN_SOAK_S:.0f} s)")
     parser.add_argument("--people", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads of the node's engine and of the model-only one (0 = the library's "
@@ -158,6 +163,9 @@ def main(argv=None) -> int:
                         help="only compare the node's end-to-end latency with flip_test off and on (no soak)")
     parser.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)   # the floor's child process
     args = parser.parse_args(argv)
+    if 0 < args.soak_seconds < MIN_SOAK_S:
+        parser.error(f"--soak-seconds {args.soak_seconds:g}: a soak needs at least {MIN_SOAK_S:.0f} s "
+                     f"(RSS is read every {SOAK_CHUNK_S:.0f} s and the first 10 % is warm-up), or 0 to skip it")
     if args.relay:
         relay(args.executor)
         return 0
