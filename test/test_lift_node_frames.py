@@ -256,6 +256,63 @@ def test_tf_output_is_made_once_however_often_publish_tf_is_turned_off_and_on(tm
     assert made.read_text().splitlines() == ["made"], node.log()
 
 
+# The stand-in's buffer with tf2's rule for a transform /tf carries at every stamp of a bag (a camera on
+# a moving robot): tf2 refuses data more than its 10 s buffer older than the newest it holds
+# (TimeCache::insertData, TF_OLD_DATA), so a lookup there fails, until the buffer is cleared.
+TF2_CACHE_BUFFER = """
+class Buffer:
+    def __init__(self, *args, **kwargs):
+        self.newest_ns = None
+
+    def lookup_transform(self, target_frame, source_frame, time, timeout=None):
+        if self.newest_ns is not None and time.nanoseconds < self.newest_ns - 10 * 10**9:
+            raise TransformException("TF_OLD_DATA: older than the buffer's newest transform - 10 s")
+        self.newest_ns = max(self.newest_ns or 0, time.nanoseconds)
+        found = TransformStamped()
+        found.header.frame_id, found.child_frame_id = target_frame, source_frame
+        found.transform.rotation.w = 1.0
+        return found
+
+    def clear(self):
+        self.newest_ns = None
+"""
+
+
+def test_a_sim_time_bag_loop_clears_the_tf2_lookup_buffer(tmp_path, ros_env, node_factory, monkeypatch):
+    """`ros2 bag play --loop --clock` of a 30 s bag, the lifter on sim time with target_frame through
+    tf2: its buffer, made without a node, ran on the system clock and was never cleared at the loop,
+    so every input of the next pass (until its stamps came within 10 s of the last pass's end) was
+    dropped as no_transform. Now it is cleared when the lifter's clock jumps back, as every
+    tf2_ros.Buffer on that clock clears itself."""
+    from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
+
+    package = tmp_path / "tf2_stand_in" / "tf2_ros"
+    package.mkdir(parents=True)
+    stand_in = TF2_STAND_IN.split("class Buffer:")[0] + TF2_CACHE_BUFFER + \
+        "\n\nclass TransformListener:" + TF2_STAND_IN.split("class TransformListener:")[1]
+    (package / "__init__.py").write_text(stand_in)
+    monkeypatch.setenv("PYTHONPATH", f"{package.parent}:{ros_env.get('PYTHONPATH', '')}")
+    clip = Clip.load()
+    node = node_factory(use_sim_time=True, target_frame="base_link", tf_timeout=0.01, diagnostics_period=0.1)
+    clock_pub = node.client.create_publisher(Clock, "/clock", 10)
+
+    def clock_at(sec: int) -> None:
+        """Until the lifter's clock reads ``sec`` (its diagnostics are stamped with it)."""
+        def there() -> bool:
+            clock_pub.publish(Clock(clock=Time(sec=sec)))
+            return any(array.header.stamp == Time(sec=sec) for array in node.diagnostics[-5:])
+        assert node.spin_until(there, 20.0), node.log()
+
+    for sec in (100, 115, 130):             # the first pass
+        clock_at(sec)
+        assert node.send_and_receive(_frame(clip, sec)) is not None, node.log()
+    clock_at(100)                           # the bag again
+    out = node.send_and_receive(_frame(clip, 101), timeout=5.0)
+    assert out is not None and out.header.frame_id == "base_link", node.log()
+    assert "dropped.no_transform" not in node.latest_diagnostics(), node.log()
+
+
 def test_the_tf_listener_node_keeps_a_name_of_its_own_under_launch_s_node_rename(ros_env):
     """launch_ros starts a named node with `-r __node:=cfi_pose_lifter __ns:=/robot1`, global rules
     that rename every node of the process: the lifter's tf2 listener node became a second

@@ -60,17 +60,35 @@ def listener_node(owner_name: str, context=None):
                              start_parameter_services=False)
 
 
+def tf2_clearing_jumps():
+    """The jumps of a clock at which a ``tf2_ros.Buffer`` on it clears itself: any jump back (sim
+    time: ``ros2 bag play --loop --clock``), a change of time source."""
+    from rclpy.clock import JumpThreshold
+    from rclpy.duration import Duration
+
+    return JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=True)
+
+
 class TransformLookup:
     """A tf2 buffer filled from ``/tf`` and ``/tf_static`` by a listener node of its own
     (:func:`listener_node`), spun in a thread of its own: a lookup with a timeout blocks the
-    caller's callback, so the transforms it waits for must arrive through another executor."""
+    caller's callback, so the transforms it waits for must arrive through another executor.
 
-    def __init__(self, tf2_ros, node_name: str):
+    The buffer is cleared when ``clock`` (the lifter's) jumps back or changes source, as every
+    ``tf2_ros.Buffer`` on that clock clears itself. This one is made without a node, so its own
+    clock is the system's: after a sim-time bag loop it kept the last pass's transforms, tf2
+    refused the new pass's as more than its 10 s buffer older than those (``TF_OLD_DATA``), and
+    every input until the stamps came within 10 s of the last pass's end was dropped
+    (``no_transform``)."""
+
+    def __init__(self, tf2_ros, node_name: str, clock=None):
         from rclpy.executors import SingleThreadedExecutor
 
         self._tf2 = tf2_ros
         self._node = listener_node(node_name)
         self.buffer = tf2_ros.Buffer()
+        self._time_jumps = None if clock is None else clock.create_jump_callback(
+            tf2_clearing_jumps(), post_callback=lambda jump: self.buffer.clear())
         self._listener = tf2_ros.TransformListener(self.buffer, self._node)
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self._node)
@@ -105,6 +123,8 @@ class TransformLookup:
         return rigid_transform_from_msg(found.transform)
 
     def close(self) -> None:
+        if self._time_jumps is not None:
+            self._time_jumps.unregister()
         self._running = False
         self._thread.join(timeout=5.0)
         self._listener.unregister()
@@ -125,16 +145,10 @@ class TransformBroadcast:
     out of /tf for good after its first pass."""
 
     def __init__(self, tf2_ros, node):
-        from rclpy.clock import JumpThreshold
-        from rclpy.duration import Duration
-
         self._broadcaster = tf2_ros.TransformBroadcaster(node)
         self._clock = node.get_clock()
         self._newer_only = NewerStampsOnly()
-        # the jumps at which tf2_ros.Buffer clears itself: any jump back, a change of time source
-        self._time_jumps = self._clock.create_jump_callback(
-            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=True),
-            post_callback=self._start_over)
+        self._time_jumps = self._clock.create_jump_callback(tf2_clearing_jumps(), post_callback=self._start_over)
 
     def _start_over(self, jump) -> None:
         self._newer_only = NewerStampsOnly()
