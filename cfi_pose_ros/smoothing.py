@@ -147,7 +147,7 @@ class PoseSmoother:
     * A late frame (stamped at most ``timeline.LATE_FRAME_TOLERANCE``, 0.1 s,
       before the newest one: out-of-order delivery) is returned
       unsmoothed and changes no track; a step further back is a new timeline
-      (a bag loop): the tracks' filters restart.
+      (a bag loop): every track is dropped, those not in that frame too.
 
     Smooth the absolute (camera-frame) joints rather than the root-relative
     ones so that the person's translation is smoothed too.
@@ -220,6 +220,10 @@ class PoseSmoother:
             raise ValueError(f"timestamp must be finite, got {t}")
         if timeline.is_late(self._newest, t):
             return out                # late: restarting every filter for it would undo the smoothing
+        if timeline.starts_over(self._newest, t):
+            # a new timeline: a filter kept for a person not in this frame blended the last pass's
+            # pose into its first output once the stamps passed the filter's time
+            self._tracks.clear()
         self._newest = t
         self._frame += 1
         self.forget_stale(t)          # before filtering: an expired id starts fresh

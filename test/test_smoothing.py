@@ -108,6 +108,23 @@ def test_a_late_frame_changes_no_track_and_a_bag_loop_restarts():
     assert interrupted.smooth_frame(["a", "b"], 990.0 + 1 / FPS, poses[1])[0, 0, 0] != poses[1][0, 0, 0]
 
 
+def test_a_person_away_at_a_bag_loop_starts_fresh_when_back():
+    """`ros2 bag play --loop` of a short bag (a step back of 0.9 s): a person out of view in the loop's
+    first frames kept the last pass's filter, and once the new pass's stamps passed that filter's time
+    its output was a blend of the last pass's pose and the new one (0.5 m off on the clip, through the
+    running lifter). A step back starts a new timeline: no track carries over."""
+    smoother = PoseSmoother(min_cutoff=1.0, beta=0.0)
+    before, after = np.zeros((2, 17, 3)), np.zeros((2, 17, 3)) + [0.0, 0.0, 3.0]
+    times = 10.0 + np.arange(16) / FPS
+    for t in times:
+        smoother.smooth_frame(["a", "b"], t, before)
+    t = times[-1] - 0.9                                             # the bag again: "b" not in view yet
+    while t <= times[-1]:
+        smoother.smooth_frame(["a"], t, after[:1])
+        t += 1 / FPS
+    np.testing.assert_array_equal(smoother.smooth_frame(["a", "b"], t, after)[1], after[1])   # "b" starts fresh
+
+
 def test_one_frame_without_a_time_in_a_stamped_stream_changes_no_track():
     """A zero stamp (ROS: not set) in a stamped stream was 0 s, a jump back of every track's clock:
     every track expired, and the frames after it were unsmoothed while the filters started over."""
