@@ -19,11 +19,12 @@ until fast movements stop lagging.
 Irregular timing: alpha is computed from each step's own ``dt``, so dropped
 frames are handled naturally (a long gap gives alpha ~ 1: the filter follows
 the new measurement). A timestamp that does not advance (``dt == 0``: a
-driver that stamps every image zero, a duplicated message) says nothing about
-speed, and the filter's limit there (``alpha -> 0``) would return the previous
-estimate forever, freezing the output at the first pose: such a sample is
-passed through unfiltered and the state is left as it was, so the output
-follows the input (unsmoothed) until time advances again. A timestamp that
+driver that stamps every image alike) says nothing about speed, and the
+filter's limit there (``alpha -> 0``) would return the previous estimate
+forever, freezing the output at the first pose: such a sample is passed
+through unfiltered and the state is left as it was, so the output follows the
+input (unsmoothed) until time advances again. The last sample again at its
+time (a duplicated message) gets the output it got. A timestamp that
 goes backwards (bag replay loop, simulated clock reset) restarts the filter
 from the new sample.
 """
@@ -76,6 +77,7 @@ class OneEuroFilter:
         self._x: np.ndarray | None = None       # filtered value
         self._dx: np.ndarray | None = None      # filtered derivative
         self._valid: np.ndarray | None = None   # elements with a state
+        self._last: tuple[np.ndarray, np.ndarray] | None = None     # the last (sample, output)
 
     @property
     def last_time(self) -> float | None:
@@ -86,6 +88,11 @@ class OneEuroFilter:
         if not math.isfinite(t):
             raise ValueError(f"timestamp must be finite, got {t}")
         x = np.array(x, dtype=np.float64)
+        out = self._filter(t, x)
+        self._last = (x, out)
+        return out.copy()
+
+    def _filter(self, t: float, x: np.ndarray) -> np.ndarray:
         finite = np.isfinite(x)
         if self._t is None or self._x.shape != x.shape or t < self._t:
             self._t = t
@@ -96,6 +103,8 @@ class OneEuroFilter:
 
         dt = t - self._t
         if dt == 0:       # no time has passed: pass the sample through, keep the state (see above)
+            if np.array_equal(x, self._last[0], equal_nan=True):
+                return self._last[1]        # the same sample again (a duplicated message): its output
             return np.where(finite, x, np.nan)
         dx = (np.where(finite, x, self._x) - self._x) / dt
         a_d = _alpha(self.d_cutoff, dt)

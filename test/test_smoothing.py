@@ -74,6 +74,22 @@ def test_repeated_timestamp_passes_the_sample_through_and_keeps_the_state():
     assert np.all(a < 1.0) and np.all(c < 1.0)
 
 
+def test_a_duplicated_frame_gets_the_output_it_got():
+    """One message delivered twice (a relay beside the driver, a bag recorded from both): the second
+    passed through unsmoothed, so /human_pose_3d carried two poses at one stamp (6 cm apart on the
+    clip through the running lifter), the second a jump off the smoothed track. The same sample at
+    the same time now gets the same output; another sample there is still followed."""
+    rng = np.random.default_rng(7)
+    poses = rng.normal(0.0, 0.05, (6, 2, 17, 3)) + np.array([0.0, 0.0, 5.0])
+    poses[3, 1, 4] = np.nan                                         # a joint not seen
+    smoother = PoseSmoother(min_cutoff=1.0, beta=0.5)
+    for k, pose in enumerate(poses):
+        out = smoother.smooth_frame(["a", "b"], 1.0 + k / FPS, pose)
+        again = smoother.smooth_frame(["a", "b"], 1.0 + k / FPS, pose.copy())
+        np.testing.assert_array_equal(again, out)
+    np.testing.assert_array_equal(smoother.smooth_frame(["a", "b"], 1.0 + 5 / FPS, poses[0]), poses[0])
+
+
 def test_all_zero_stamps_follow_the_input():
     smoother = PoseSmoother(min_cutoff=1.0, beta=0.5)
     poses = np.arange(10, dtype=float)[:, None, None] * np.ones((10, 17, 3))
