@@ -200,6 +200,10 @@ def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_"
     # as tf2 names it (a leading slash goes, a trailing one is part of the name) and as the node
     # stamps the poses and markers
     parent_name = tf2_frame_id(parent)
+    # the children too: tf2 drops one leading slash of a name it stores, so with a prefix `/` the
+    # frame of id `camera` was `camera` under `camera` (TF_SELF_TRANSFORM in every listener), and
+    # with `//body_` every frame was `/body_<id>`, which no lookup may name
+    prefix = tf2_frame_id(prefix)
     if not parent_name:
         return frames
     placed = [person for person in people if person.track_id and person.root_source != ROOT_RELATIVE]

@@ -256,6 +256,97 @@ def test_tf_output_is_made_once_however_often_publish_tf_is_turned_off_and_on(tm
     assert made.read_text().splitlines() == ["made"], node.log()
 
 
+TF2_CACHE_NS = 10 * 10**9        # tf2_ros.Buffer's default cache time
+
+
+def tf2_problems(sent: list[dict]) -> list[str]:
+    """What one tf2 listener would refuse or warn about in the transforms ``sent`` (in order; dicts of
+    parent, child, sec, nanosec, t, q), by tf2's rules (ros2/geometry2: BufferCore::setTransformImpl,
+    TimeCache::insertData): one leading '/' of a name is dropped and a name still starting with one can
+    be looked up by no one; a frame its own parent, an empty name, a NaN or a quaternion whose squared
+    norm is 0.01 or more off 1 is refused; a stamp more than the cache time older than the newest of
+    that frame is TF_OLD_DATA; a stamp the frame holds already, TF_REPEATED_DATA. Plus a loop in the
+    tree the newest transforms make."""
+    problems, stamps, parents = [], {}, {}
+    for transform in sent:
+        parent, child = (name[1:] if name.startswith("/") else name
+                         for name in (transform["parent"], transform["child"]))
+        stamp = transform["sec"] * 10**9 + transform["nanosec"]
+        values = transform["t"] + transform["q"]
+        where = f"{transform['parent']!r} -> {transform['child']!r} at {stamp} ns"
+        refused = [reason for reason, bad in (
+            ("TF_SELF_TRANSFORM", parent == child), ("TF_NO_CHILD_FRAME_ID", not child),
+            ("TF_NO_FRAME_ID", not parent), ("TF_NAN_INPUT", any(np.isnan(values))),
+            ("TF_DENORMALIZED_QUATERNION", not abs(sum(v * v for v in transform["q"]) - 1.0) < 10e-3),
+            ("a name starting with '/'", parent.startswith("/") or child.startswith("/"))) if bad]
+        held = stamps.setdefault(child, [])
+        if not refused and held and stamp < max(held) - TF2_CACHE_NS:
+            refused.append("TF_OLD_DATA")
+        if not refused and stamp in held:
+            refused.append("TF_REPEATED_DATA")
+        problems += [f"{reason}: {where}" for reason in refused]
+        if refused:
+            continue
+        held.append(stamp)
+        parents[child], frame, seen = parent, child, set()
+        while frame in parents and frame not in seen:
+            seen.add(frame)
+            frame = parents[frame]
+        if frame in seen:
+            problems.append(f"a loop through {frame!r}: {where}")
+    return problems
+
+
+def test_nothing_the_lifter_sends_on_tf_trips_tf2_s_rules(tmp_path, ros_env, node_factory, monkeypatch):
+    """The running lifter (publish_tf, tf_joints, the ROS 1 style tf_prefix `/`), its TF output recorded
+    through the stand-in's broadcaster, fed hostile ids (spaces, '/', unicode, empty, one id twice, an id
+    that is the camera frame's name, `3` beside `3_head`), frame ids (`/cam`, `//cam`, empty, a space)
+    and stamps (a message twice, a late one, zero, negative): tf2 refuses or warns about nothing it
+    sends. With the prefix `/` the frame of the id named like the camera frame was sent as its own
+    child (`/cam` under `cam`: tf2 drops the slash, TF_SELF_TRANSFORM in every listener)."""
+    import json
+    import time
+
+    record = tmp_path / "tf_sent.jsonl"
+    package = tmp_path / "tf2_stand_in" / "tf2_ros"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(TF2_STAND_IN.replace(
+        "    def sendTransform(self, transforms):\n        pass",
+        "    def sendTransform(self, transforms):\n"
+        "        import json\n"
+        f"        with open({str(record)!r}, 'a') as out:\n"
+        "            out.writelines(json.dumps({'parent': t.header.frame_id, 'child': t.child_frame_id,\n"
+        "                'sec': t.header.stamp.sec, 'nanosec': t.header.stamp.nanosec,\n"
+        "                't': [t.transform.translation.x, t.transform.translation.y, t.transform.translation.z],\n"
+        "                'q': [t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,\n"
+        "                      t.transform.rotation.w]}) + '\\n' for t in transforms)"))
+    monkeypatch.setenv("PYTHONPATH", f"{package.parent}:{ros_env.get('PYTHONPATH', '')}")
+    clip = Clip.load()
+    node = node_factory(publish_tf=True, tf_joints=True, tf_prefix="/")
+    _use_camera_info(node, clip)
+    now = int(time.time())          # a live camera's stamps: the node's clock (zero stamps go out at it)
+    inputs = [(clip.ids, CAMERA, (now, 0)), (clip.ids, CAMERA, (now, 0)), (clip.ids, CAMERA, (now - 1, 980_000_000)),
+              ([CAMERA, "x"], CAMERA, (now + 1, 0)), (["3", "3_head"], CAMERA, (now + 2, 0)),
+              (["a b", "a/b"], CAMERA, (now + 3, 0)), (["ü", ""], CAMERA, (now + 4, 0)),
+              (["7", "7"], CAMERA, (now + 5, 0)), (clip.ids, "/" + CAMERA, (now + 6, 0)),
+              (clip.ids, "//" + CAMERA, (now + 7, 0)), (clip.ids, "", (now + 8, 0)), (clip.ids, " ", (now + 9, 0)),
+              (clip.ids, CAMERA, (0, 0)), (clip.ids, CAMERA, (-5, 0))]
+    for ids, frame_id, (sec, nanosec) in inputs:
+        msg = _frame(clip, sec)
+        msg.header.frame_id, msg.header.stamp.nanosec = frame_id, nanosec
+        for person, track_id in zip(msg.people, ids):
+            person.id = track_id
+        assert node.send_and_receive(msg) is not None, node.log()
+        node.spin_for(0.2)          # the input is newest-only: the node is done with it before the next
+    sent = [json.loads(line) for line in record.read_text().splitlines()]
+    assert tf2_problems(sent) == []
+    # named as tf2 names them; no frame for the id named like the camera frame, `3`'s head joint (it
+    # would be `3_head`'s body frame), `3_head`, `a b` and `a/b` (both `a_b`), `7` twice, nor the empty id
+    children = {t["child"] for t in sent}
+    assert {"walker", "walker_head", "x", "x_head", "3", "3_left_wrist", "_", CAMERA, "3_head", "a_b", "7",
+            ""} & children == {"walker", "walker_head", "x", "x_head", "3", "3_left_wrist", "_"}, children
+
+
 # The stand-in's buffer with tf2's rule for a transform /tf carries at every stamp of a bag (a camera on
 # a moving robot): tf2 refuses data more than its 10 s buffer older than the newest it holds
 # (TimeCache::insertData, TF_OLD_DATA), so a lookup there fails, until the buffer is cleared.
