@@ -182,7 +182,8 @@ class DepthHistory:
 
     A stamp further back than a late frame (:mod:`cfi_pose_ros.timeline`: a bag loop, a simulated
     clock reset) drops every kept image: they belong to a timeline that has been left, and must not
-    be paired with the new one's keypoints. A late image (out of order) is only added.
+    be paired with the new one's keypoints. A late image (out of order), or one stamped zero (no
+    time: it pairs only with keypoints stamped zero), is only added.
 
     Bounded by count (``size``) and by bytes (``max_bytes``; the oldest go first, the newest is
     always kept)."""
@@ -198,7 +199,8 @@ class DepthHistory:
         return len(self._images)
 
     def add(self, stamp: float, image: np.ndarray) -> None:
-        if self._images and timeline.starts_over(max(s for s, _ in self._images), stamp):
+        # a zero (or negative) stamp is no time: one unstamped image in a stamped stream is no step back
+        if self._images and stamp > 0 and timeline.starts_over(max(s for s, _ in self._images), stamp):
             self._images.clear()
         self._images.append((float(stamp), image))
         kept = sum(kept_image.nbytes for _, kept_image in self._images)

@@ -341,6 +341,20 @@ def test_a_depth_stamp_going_back_drops_the_images_of_the_timeline_left():
         DepthHistory(size=0)
 
 
+def test_one_unstamped_depth_image_in_a_stamped_stream_drops_no_other():
+    """A zero stamp is no time (ROS: not set), as for the smoother: one depth image without a stamp in a
+    stamped stream was a step back to 0 s, a new timeline, and dropped every kept image; the keypoints
+    still in flight (a detector's latency behind) found no depth and were placed without it."""
+    history = DepthHistory()
+    images = [np.full((2, 2), float(k), np.float32) for k in range(5)]
+    for k in range(3):
+        history.add(100.0 + k / 30, images[k])
+    history.add(0.0, images[3])
+    history.add(100.0 + 4 / 30, images[4])
+    assert history.nearest(100.0 + 1 / 30, 0.05) is images[1]      # frame 1's keypoints, 100 ms late
+    assert history.nearest(0.0, 0.05) is images[3]                 # pairs with unstamped keypoints only
+
+
 def test_a_late_depth_image_keeps_the_newer_ones():
     """Depth images out of order by a few ms are late, not a bag loop: the newer images stay, and
     each keypoints message still finds the one taken with its image."""
