@@ -239,6 +239,21 @@ def test_tf_broadcast_sends_a_frame_once_per_stamp_and_a_zero_or_negative_stamp_
         assert len(sent) == 4 and sent[3][0].header.stamp.sec * 10**9 + sent[3][0].header.stamp.nanosec > stamps[1]
 
 
+def test_tf_broadcast_sends_no_stamp_further_ahead_of_the_clock_than_tf2_s_buffer():
+    """Every tf2 listener keeps a transform as the frame's newest for as long as it runs, and refuses
+    each one more than its 10 s buffer older (TF_OLD_DATA, per message): one input stamped years
+    ahead of the clock cut that person's frame out of every listener for good, and each later frame
+    went out (more than 10 s back of the last: a new pass) to be refused again."""
+    from builtin_interfaces.msg import Time
+
+    with recorded_broadcast("test_tf_broadcast_future") as (node, broadcast, sent):
+        frames = person_frames([standing_person("7")], "camera")
+        now = node.get_clock().now().nanoseconds // 10**9
+        assert broadcast.send(Time(sec=now + 3 * 10**8), frames) is False and sent == []
+        assert broadcast.send(Time(sec=now + 5), frames) and len(sent) == 1        # within the buffer: sent
+        assert broadcast.send(Time(sec=now + 6), frames) and len(sent) == 2
+
+
 def test_tf_broadcast_starts_over_when_sim_time_jumps_back():
     """`ros2 bag play --loop --clock` with use_sim_time: at each loop the clock jumps back and every
     tf2_ros.Buffer on it clears itself, but the once-per-stamp record still held the first pass's

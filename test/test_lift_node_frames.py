@@ -301,9 +301,10 @@ def test_nothing_the_lifter_sends_on_tf_trips_tf2_s_rules(tmp_path, ros_env, nod
     """The running lifter (publish_tf, tf_joints, the ROS 1 style tf_prefix `/`), its TF output recorded
     through the stand-in's broadcaster, fed hostile ids (spaces, '/', unicode, empty, one id twice, an id
     that is the camera frame's name, `3` beside `3_head`), frame ids (`/cam`, `//cam`, empty, a space)
-    and stamps (a message twice, a late one, zero, negative): tf2 refuses or warns about nothing it
-    sends. With the prefix `/` the frame of the id named like the camera frame was sent as its own
-    child (`/cam` under `cam`: tf2 drops the slash, TF_SELF_TRANSFORM in every listener)."""
+    and stamps (a message twice, a late one, one in 2038, zero, negative): tf2 refuses or warns about
+    nothing it sends. With the prefix `/` the frame of the id named like the camera frame was
+    sent as its own child (`/cam` under `cam`: tf2 drops the slash, TF_SELF_TRANSFORM in every
+    listener); the frames of the input stamped ahead went out, and every later one was TF_OLD_DATA."""
     import json
     import time
 
@@ -330,6 +331,7 @@ def test_nothing_the_lifter_sends_on_tf_trips_tf2_s_rules(tmp_path, ros_env, nod
               (["a b", "a/b"], CAMERA, (now + 3, 0)), (["ü", ""], CAMERA, (now + 4, 0)),
               (["7", "7"], CAMERA, (now + 5, 0)), (clip.ids, "/" + CAMERA, (now + 6, 0)),
               (clip.ids, "//" + CAMERA, (now + 7, 0)), (clip.ids, "", (now + 8, 0)), (clip.ids, " ", (now + 9, 0)),
+              (clip.ids, CAMERA, (2**31 - 1, 0)), (clip.ids, CAMERA, (now + 10, 0)),
               (clip.ids, CAMERA, (0, 0)), (clip.ids, CAMERA, (-5, 0))]
     for ids, frame_id, (sec, nanosec) in inputs:
         msg = _frame(clip, sec)
@@ -340,6 +342,7 @@ def test_nothing_the_lifter_sends_on_tf_trips_tf2_s_rules(tmp_path, ros_env, nod
         node.spin_for(0.2)          # the input is newest-only: the node is done with it before the next
     sent = [json.loads(line) for line in record.read_text().splitlines()]
     assert tf2_problems(sent) == []
+    assert "TF frames not sent: the input is stamped" in node.log()
     # named as tf2 names them; no frame for the id named like the camera frame, `3`'s head joint (it
     # would be `3_head`'s body frame), `3_head`, `a b` and `a/b` (both `a_b`), `7` twice, nor the empty id
     children = {t["child"] for t in sent}

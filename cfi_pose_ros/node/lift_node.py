@@ -251,7 +251,13 @@ class LiftNode(SpecLifecycleNode):
         if self.p("publish_markers") and self._marker_pub.get_subscription_count() > 0:
             self._marker_pub.publish(result.markers_msg(self.p("marker_lifetime")))
         if self._tf_broadcast is not None and self.p("publish_tf"):
-            self._tf_broadcast.send(msg.header.stamp, result.tf_frames(self.p("tf_prefix"), self.p("tf_joints")))
+            frames = result.tf_frames(self.p("tf_prefix"), self.p("tf_joints"))
+            if not self._tf_broadcast.send(msg.header.stamp, frames):
+                ahead = stamp_seconds(msg.header.stamp) - self.get_clock().now().nanoseconds * 1e-9
+                self.warn_throttled("tf_future_stamp", f"TF frames not sent: the input is stamped {ahead:.1f} s "
+                                                       "ahead of the node's clock, past tf2's 10 s buffer (clocks "
+                                                       "not synchronised, or use_sim_time not set as for the "
+                                                       "input's source?)")
         self.stats.output(time.monotonic(), time.perf_counter() - started, len(result.people))
 
     # --------------------------------------------------------------- output frame and TF

@@ -15,7 +15,7 @@ import threading
 
 from geometry_msgs.msg import TransformStamped
 
-from cfi_pose_ros.frames import FrameTransform, NewerStampsOnly, RigidTransform
+from cfi_pose_ros.frames import TF_BUFFER_NS, FrameTransform, NewerStampsOnly, RigidTransform
 
 
 def transform_stamped(stamp, frame: FrameTransform) -> TransformStamped:
@@ -137,7 +137,10 @@ class TransformBroadcast:
     (:class:`~cfi_pose_ros.frames.NewerStampsOnly`); an input stamped zero or negative (no time) is
     sent at the node's clock's now: tf2 stores such a stamp as that time, further back than its
     buffer from any stamped transform (``TF_OLD_DATA`` in every listener), and a driver that stamps
-    so repeats it every frame.
+    so repeats it every frame. A stamp more than tf2's buffer ahead of the node's clock (while it
+    runs) is not sent: every listener would keep that transform as the frame's newest for as long as
+    it runs and refuse each one after it (``TF_OLD_DATA``, per message), so one input stamped years
+    ahead cut that person's frame out of every tf2 buffer for good.
 
     When the node's clock jumps back (sim time: ``ros2 bag play --loop --clock``) or switches between
     system and sim time, the once-per-stamp record starts over: every ``tf2_ros.Buffer`` on that
@@ -153,9 +156,16 @@ class TransformBroadcast:
     def _start_over(self, jump) -> None:
         self._newer_only = NewerStampsOnly()
 
-    def send(self, stamp, frames: list[FrameTransform]) -> None:
+    def send(self, stamp, frames: list[FrameTransform]) -> bool:
+        """Send ``frames`` at ``stamp`` (those not sent at it or after it yet); False when ``stamp``
+        is too far ahead of the node's clock to be sent at all."""
+        now = self._clock.now()
         if stamp.sec < 0 or (stamp.sec == 0 and stamp.nanosec == 0):
-            stamp = self._clock.now().to_msg()
-        frames = self._newer_only.admit(stamp.sec * 10**9 + stamp.nanosec, frames)
+            stamp = now.to_msg()
+        stamp_ns = stamp.sec * 10**9 + stamp.nanosec
+        if now.nanoseconds > 0 and stamp_ns > now.nanoseconds + TF_BUFFER_NS:    # 0: sim time, no /clock yet
+            return False
+        frames = self._newer_only.admit(stamp_ns, frames)
         if frames:
             self._broadcaster.sendTransform([transform_stamped(stamp, frame) for frame in frames])
+        return True
