@@ -7,7 +7,8 @@ import numpy as np
 
 
 class RollingStats:
-    """The last ``window`` seconds of events (timestamps, latencies) and lifetime counters.
+    """The last ``window`` seconds of events (timestamps, latencies) and lifetime counters, and the
+    drops since the previous :meth:`summary` (the previous diagnostics: what makes them WARN).
 
     ``started``: when counting began, on the callers' clock; rates in the first ``window`` seconds
     are then over the time since (a node 1 s old at 30 Hz read 6 Hz), else always over ``window``."""
@@ -18,6 +19,7 @@ class RollingStats:
         self._inputs: deque[float] = deque(maxlen=max_samples)
         self._outputs: deque[tuple[float, float, int]] = deque(maxlen=max_samples)  # (t, latency s, people)
         self.dropped: Counter = Counter()
+        self._dropped_since_summary: Counter = Counter()
         self.total_inputs = 0
         self.total_outputs = 0
         self._listening_since: float | None = None
@@ -45,6 +47,7 @@ class RollingStats:
 
     def drop(self, reasons: Counter) -> None:
         self.dropped.update(reasons)
+        self._dropped_since_summary.update(reasons)
 
     def _trim(self, now: float) -> None:
         while self._inputs and self._inputs[0] < now - self.window:
@@ -53,7 +56,9 @@ class RollingStats:
             self._outputs.popleft()
 
     def summary(self, now: float) -> dict:
+        """Rates, latencies and totals; ``dropped_since_last`` starts counting afresh after each call."""
         self._trim(now)
+        recent, self._dropped_since_summary = self._dropped_since_summary, Counter()
         latencies = np.array([lat for _, lat, _ in self._outputs]) * 1000.0
         span = self.window if self.started is None else min(self.window, max(now - self.started, 1e-3))
         return {
@@ -65,5 +70,6 @@ class RollingStats:
             "inputs_total": self.total_inputs,
             "outputs_total": self.total_outputs,
             "dropped": dict(self.dropped),
+            "dropped_since_last": dict(recent),
             "seconds_without_input": self.seconds_without_input(now),
         }

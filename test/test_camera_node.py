@@ -318,11 +318,17 @@ def test_bad_images_are_dropped_counted_and_the_node_goes_on(camera_path, meta, 
     bad = image_msg(h36m_image[:200, :300], "rgb8", sec=base)
     spoil(bad)
     before = int(camera_path.diagnostics_of(camera_path.detector_name).get(f"dropped.{reason}", 0))
+    seen = len(camera_path.diagnostics)
     for _ in range(3):
         camera_path.image_pub.publish(bad)
         camera_path.spin_until(lambda: False, 0.3)
     diag = camera_path.diagnostics_of(camera_path.detector_name)
     assert int(diag.get(f"dropped.{reason}", 0)) > before, diag
+    # the status that followed the drops said so (the node-shared rule the lifter follows too)
+    from diagnostic_msgs.msg import DiagnosticStatus
+    assert any(status.level == DiagnosticStatus.WARN and f"dropping input: {reason} x" in status.message
+               for array in camera_path.diagnostics[seen:] for status in array.status
+               if status.name.startswith(camera_path.detector_name + ":")), camera_path.diagnostics[seen:]
     assert stamp_ns(bad.header) not in camera_path.keypoints
     assert camera_path.detector.poll() is None and camera_path.lifter.poll() is None
     good = camera_path.send(image_msg(h36m_image, "rgb8", sec=base + 1), h36m_camera_info(meta))

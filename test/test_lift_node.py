@@ -371,6 +371,42 @@ def test_diagnostics_report_backend_rates_latency(node_factory, clip):
     assert int(diag["outputs_total"]) >= 10 and diag["people"] == "2"
 
 
+def test_diagnostics_warn_while_input_is_dropped_and_say_ok_again_once_it_is_good(node_factory, clip):
+    """An aggregator showed the lifter OK ("lifting") while it dropped every frame's people (here
+    an unknown layout id), only a dropped.* value telling: WARN with the reasons while it drops
+    (like the detector), OK again once the input is good. A person seen only in part
+    (too_few_joints) is what detectors send all the time: no WARN for that."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    node = node_factory(overrides={"diagnostics_period": 0.2})
+
+    def status_while_sending(spoil, wanted_level):
+        """The first status published after a spoiled frame was answered that has ``wanted_level``
+        (a status may go out between the drop and the answer: the next one must say it)."""
+        for k in range(20):
+            msg = clip_msg(clip, k, sec=430 + k + (100 if wanted_level == DiagnosticStatus.OK else 0))
+            spoil(msg)
+            assert node.send_and_receive(msg) is not None, node.log()
+            diag = node.latest_diagnostics()
+            if diag.get("_level") == wanted_level:
+                break
+        return diag
+
+    def unknown_layout(msg):
+        for person in msg.people:
+            person.layout = 99
+
+    def one_person_in_part(msg):
+        for keypoint in msg.people[0].keypoints[:12]:
+            keypoint.score = 0.0
+
+    diag = status_while_sending(unknown_layout, DiagnosticStatus.WARN)
+    assert diag["_level"] == DiagnosticStatus.WARN and "dropping input: unknown_layout x" in diag["_message"], diag
+    diag = status_while_sending(one_person_in_part, DiagnosticStatus.OK)
+    assert diag["_level"] == DiagnosticStatus.OK and diag["_message"].startswith("lifting"), diag
+    assert int(diag["dropped.too_few_joints"]) >= 1 and int(diag["dropped.unknown_layout"]) >= 2
+
+
 @pytest.mark.parametrize("problem, expected", [
     ("missing", "weights file missing"),
     ("truncated", "truncated"),

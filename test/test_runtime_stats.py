@@ -33,6 +33,12 @@ def test_latency_percentiles_people_and_drops():
     assert summary["latency_p50_ms"] == pytest.approx(50.5) and summary["latency_p99_ms"] == pytest.approx(99.01)
     assert summary["people_last"] == 99 % 3 and summary["outputs_total"] == 100
     assert summary["dropped"] == {"too_few_joints": 3, "bad_image_size": 1}
+    # what makes the next diagnostics WARN: the drops since this summary, none yet
+    assert summary["dropped_since_last"] == {"too_few_joints": 3, "bad_image_size": 1}
+    stats.drop(Counter(no_transform=1))
+    summary = stats.summary(3.0)
+    assert summary["dropped_since_last"] == {"no_transform": 1} and summary["dropped"]["too_few_joints"] == 3
+    assert stats.summary(4.0)["dropped_since_last"] == {}
 
 
 def test_seconds_without_input_count_from_activate_or_the_last_input_and_only_while_listening():

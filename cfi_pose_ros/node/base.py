@@ -260,11 +260,19 @@ def diagnostics_status_name(node: LifecycleNode, task: str) -> str:
 
 
 def diagnostics_msg(node: LifecycleNode, status: DiagnosticStatus, summary: dict,
-                    extra: dict[str, str], input_topic: str = "") -> DiagnosticArray:
+                    extra: dict[str, str], input_topic: str = "",
+                    routine_drops: frozenset[str] = frozenset()) -> DiagnosticArray:
     """One DiagnosticArray: ``status`` with the node-specific ``extra`` values, then the
     RollingStats ``summary`` (rates, people, totals, drops by reason) every node reports. WARN when
     the node has listened on ``input_topic`` for ``warn_no_input_s`` without an input: an OK status
-    with an input rate of 0 looked healthy on a monitor while the node did nothing."""
+    with an input rate of 0 looked healthy on a monitor while the node did nothing. WARN too when
+    it dropped input since the previous diagnostics for a reason not in ``routine_drops``: the
+    lifter said OK "lifting" to an aggregator while it dropped every frame (no transform, an
+    unknown layout), only a count among its values telling."""
+    bad = {reason: count for reason, count in summary["dropped_since_last"].items() if reason not in routine_drops}
+    if bad:
+        status.level = DiagnosticStatus.WARN
+        status.message += "; dropping input: " + ", ".join(f"{reason} x{n}" for reason, n in sorted(bad.items()))
     quiet, limit = summary["seconds_without_input"], node.p("warn_no_input_s")
     if quiet is not None and limit > 0 and quiet >= limit:
         status.level = DiagnosticStatus.WARN

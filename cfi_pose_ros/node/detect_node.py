@@ -181,13 +181,11 @@ class DetectNode(SpecLifecycleNode):
         self._stats_lock = threading.Lock()
         self._people_last = 0
         self._keypoints_pub = self._diag_pub = None
-        self._drops_since_diag: Counter = Counter()
 
     # ----------------------------------------------------------------- helpers
     def _drop(self, reason: str, text: str | None = None) -> None:
         with self._stats_lock:
             self.stats.drop(Counter({reason: 1}))
-            self._drops_since_diag[reason] += 1
         if text:
             self.warn_throttled(reason, f"image dropped ({reason}): {text}", error=reason not in ROUTINE_DROPS)
 
@@ -357,8 +355,6 @@ class DetectNode(SpecLifecycleNode):
     def _publish_diagnostics(self) -> None:
         with self._stats_lock:
             summary = self.stats.summary(time.monotonic())
-            recent_drops = self._drops_since_diag
-            self._drops_since_diag = Counter()
         stages = self.stages.percentiles()
         status = DiagnosticStatus(name=diagnostics_status_name(self, "2D detection"), hardware_id=self.describe())
         status.level, status.message = DiagnosticStatus.OK, "detecting"
@@ -367,10 +363,6 @@ class DetectNode(SpecLifecycleNode):
             status.message = "inactive (configured, not subscribed)"
         elif total_p99 > self.p("warn_latency_ms"):
             status.level, status.message = DiagnosticStatus.WARN, "processing time high"
-        bad = {k: v for k, v in recent_drops.items() if k not in ROUTINE_DROPS}
-        if bad:
-            status.level = DiagnosticStatus.WARN
-            status.message += "; dropping images: " + ", ".join(f"{k} x{v}" for k, v in sorted(bad.items()))
         values = {"detector": self.describe(), "providers": ",".join(self.p("providers")),
                   "image_conversion": "cv_bridge" if self.bridge else "cfi_pose_ros.image"}
         for stage, (p50, p99, count) in stages.items():
@@ -380,7 +372,8 @@ class DetectNode(SpecLifecycleNode):
         if "detector" in stages:     # top_down with person_detector_every > 1 runs it on fewer frames
             values["detector_frames"] = str(stages["detector"][2])
         self._diag_pub.publish(diagnostics_msg(self, status, summary, values,
-                                               self._subscription.topic_name if self._subscription else ""))
+                                               self._subscription.topic_name if self._subscription else "",
+                                               ROUTINE_DROPS))
 
 
 def main(args=None) -> int:

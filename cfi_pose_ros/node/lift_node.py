@@ -44,6 +44,9 @@ from cfi_pose_ros.runtime_stats import RollingStats
 
 # how long a stopping node waits for RViz (any reliable subscriber) to take the DELETEALL
 CLEAR_ACK_TIMEOUT_S = 0.5
+# Drops that are no fault of the input: a person a detector sees only in part (too_few_joints) and
+# the people past max_people. Any other drop since the previous diagnostics turns them WARN.
+ROUTINE_DROPS = frozenset({"too_few_joints", "too_many_people"})
 
 
 class LiftNode(SpecLifecycleNode):
@@ -328,7 +331,7 @@ class LiftNode(SpecLifecycleNode):
             "backend": self.lifter.backend if self.lifter else "none",
             "latency_p50_ms": f"{summary['latency_p50_ms']:.2f}",
             "latency_p99_ms": f"{summary['latency_p99_ms']:.2f}"},
-            self._subscriptions_active[0].topic_name if self._subscriptions_active else ""))
+            self._subscriptions_active[0].topic_name if self._subscriptions_active else "", ROUTINE_DROPS))
 
 
 def main(args=None) -> int:
