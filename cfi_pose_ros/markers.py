@@ -28,7 +28,7 @@ import numpy as np
 
 from .skeleton import H36M_17, JointLayout
 
-__all__ = ["MarkerSpec", "MARKER_TYPES", "MARKERS_PER_PERSON", "RVIZ_MIN_LIFETIME_NS", "lifetime_ns",
+__all__ = ["MarkerSpec", "MARKER_TYPES", "MARKERS_PER_PERSON", "RVIZ_MIN_LIFETIME_NS", "DrawnMarkers", "lifetime_ns",
            "lifetime_expires", "track_color", "skeleton_markers"]
 
 MARKER_TYPES = ("sphere_list", "line_list", "text")
@@ -84,6 +84,27 @@ def lifetime_expires(lifetime: float) -> bool:
     lifetime of 100 us or less, which RViz also keeps forever), the publisher must clear the
     previous frame's markers itself, or the skeletons of people who left stay for good."""
     return lifetime_ns(lifetime) > RVIZ_MIN_LIFETIME_NS
+
+
+class DrawnMarkers:
+    """The ``(namespace, id)`` of every marker a publisher's last array drew, so that the next array
+    deletes those it does not draw again. Ids go by the person's index in the input: when a person
+    left, or fell past ``max_people``, the ids the next array did not reuse kept that person's last
+    skeleton on RViz's screen for the whole lifetime, beside the people still there (for a second
+    with ``marker_lifetime: 1.0``, what a camera at a few Hz needs)."""
+
+    def __init__(self) -> None:
+        self._drawn: set[tuple[str, int]] = set()
+
+    def gone(self, specs: list[MarkerSpec]) -> list[tuple[str, int]]:
+        """The markers drawn before that ``specs`` do not draw (sorted); ``specs`` are what is drawn now."""
+        drawn = {(spec.namespace, spec.id) for spec in specs}
+        gone, self._drawn = sorted(self._drawn - drawn), drawn
+        return gone
+
+    def forget(self) -> None:
+        """Nothing is drawn any more (a DELETEALL went out)."""
+        self._drawn = set()
 
 
 def track_color(track_id: str, person_index: int = 0, alpha: float = 1.0,

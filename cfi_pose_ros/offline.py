@@ -424,6 +424,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
 
     from cfi_pose_ros.bag import BagWriter
     from cfi_pose_ros.depth import DepthHistory
+    from cfi_pose_ros.markers import DrawnMarkers
     from cfi_pose_ros.node.conversions import stamp_seconds
     from cfi_pose_ros.node.lifting import build_pipeline, camera_from_info, image_size_from_info, lift_keypoints
 
@@ -448,6 +449,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     result = OfflineResult()
     camera_matrix = camera_lens = camera_size = None
     depth_images = DepthHistory()      # paired with each frame by stamp, as the node pairs them
+    drawn_markers = DrawnMarkers()     # as the node: people who left are deleted from the bag's markers
     started = time.perf_counter()
     bar = tqdm(total=source.frames, unit="frame", desc="lifting", disable=not progress, file=sys.stderr)
     with BagWriter(out_bag) as writer:
@@ -491,7 +493,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             poses = lifted.poses_msg() if lifted.publishable else None
             markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None and (
                 keep_records or value("publish_markers")) else []
-            markers_msg = (lifted.markers_msg(value("marker_lifetime"), markers)
+            markers_msg = (lifted.markers_msg(value("marker_lifetime"), markers, drawn_markers)
                            if poses is not None and value("publish_markers") else None)
             result.lift_s += time.perf_counter() - t0
             result.dropped.update(lifted.dropped)

@@ -616,6 +616,51 @@ def test_skeletons_rviz_would_keep_are_cleared_when_the_node_stops_updating_them
         assert node.process.wait(timeout=30) == 0, node.log()
 
 
+def rviz_shows(arrays) -> dict:
+    """``(ns, id) -> Marker`` that RViz's marker display holds after ``arrays`` in order, expiry aside
+    (rviz_default_plugins marker_common.cpp: ADD adds or replaces, DELETE removes that marker,
+    DELETEALL every one, or its namespace's when it names one)."""
+    from visualization_msgs.msg import Marker
+
+    shown = {}
+    for array in arrays:
+        for marker in array.markers:
+            if marker.action == Marker.ADD:
+                shown[(marker.ns, marker.id)] = marker
+            elif marker.action == Marker.DELETE:
+                shown.pop((marker.ns, marker.id), None)
+            elif marker.action == Marker.DELETEALL:
+                shown = {key: m for key, m in shown.items() if marker.ns and key[0] != marker.ns}
+    return shown
+
+
+@pytest.mark.parametrize("lifetime", [1.0, 0.0])
+def test_the_skeletons_of_people_who_left_are_deleted_at_the_next_frame(node_factory, clip, lifetime):
+    """Marker ids go by the person's index in the input: when one of two people left, the ids the
+    next frame did not reuse kept the skeleton of the one still there, where it had been, beside its
+    new one for the whole marker_lifetime (1 s: what a camera at a few Hz needs), and every skeleton
+    stayed that long after the last person left. The next frame deletes them (a lifetime RViz never
+    expires: its DELETEALL)."""
+    from visualization_msgs.msg import Marker
+
+    from cfi_pose_ros.node.conversions import stamp_ns
+
+    node = node_factory(overrides={"marker_lifetime": lifetime})
+    arrays = []
+    for msg in (clip_msg(clip, 0, sec=470), clip_msg(clip, 30, sec=471, people=[1]),
+                clip_msg(clip, 31, sec=472, people=[])):
+        assert node.send_and_receive(msg) is not None, node.log()
+        stamp = stamp_ns(msg.header)
+        node.spin_until(lambda: stamp in node.client.received.markers, 5)
+        arrays.append(node.client.received.markers.get(stamp, None))
+        if len(arrays) == 2:
+            shown = rviz_shows(arrays)
+            assert sorted(m.type for m in shown.values()) == sorted(
+                [Marker.SPHERE_LIST, Marker.LINE_LIST, Marker.TEXT_VIEW_FACING]), shown.keys()
+            assert {m.text for m in shown.values() if m.type == Marker.TEXT_VIEW_FACING} == {clip.ids[1]}
+    assert arrays[2] is not None and rviz_shows(arrays) == {}
+
+
 def test_a_parameter_set_to_the_value_it_has_changes_nothing(node_factory, clip):
     """`ros2 param load` of the file the node runs with sets every parameter to the value it has:
     that cleared RViz's skeletons (and restarted the smoothing filters) as if they had changed."""

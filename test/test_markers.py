@@ -4,7 +4,7 @@ import zlib
 import numpy as np
 import pytest
 
-from cfi_pose_ros.markers import (MARKERS_PER_PERSON, MarkerSpec, skeleton_markers, track_color)
+from cfi_pose_ros.markers import (MARKERS_PER_PERSON, DrawnMarkers, MarkerSpec, skeleton_markers, track_color)
 from cfi_pose_ros.skeleton import COCO_17, H36M_17
 from poses import standing_person
 
@@ -75,6 +75,20 @@ def test_ids_unique_across_people():
     kp = standing_person(3.0)
     ids = [m.id for i in range(6) for m in skeleton_markers(i, f"id{i}", kp)]
     assert len(ids) == len(set(ids)) == 6 * MARKERS_PER_PERSON
+
+
+def test_drawn_markers_name_those_the_next_array_does_not_draw_again():
+    kp = standing_person(3.0)
+    drawn = DrawnMarkers()
+    three = [m for i in range(3) for m in skeleton_markers(i, f"id{i}", kp)]
+    assert drawn.gone(three) == []
+    one = skeleton_markers(0, "id2", kp)          # two people left: the one still there is index 0
+    assert drawn.gone(one) == [("skeleton", i) for i in range(MARKERS_PER_PERSON, 3 * MARKERS_PER_PERSON)]
+    assert drawn.gone(one) == []
+    assert drawn.gone([]) == [("skeleton", i) for i in range(MARKERS_PER_PERSON)]
+    drawn.gone(one)
+    drawn.forget()                                # a DELETEALL went out
+    assert drawn.gone([]) == []
 
 
 def test_colour_deterministic_from_track_id():

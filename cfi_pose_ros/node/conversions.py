@@ -77,13 +77,17 @@ def poses_to_msg(header, people: list[LiftedPerson]) -> HumanPose3DArray:
     return out
 
 
-def markers_to_msg(header, specs: list[MarkerSpec], clear: bool = False) -> MarkerArray:
+def markers_to_msg(header, specs: list[MarkerSpec], clear: bool = False,
+                   deleted: list[tuple[str, int]] = ()) -> MarkerArray:
     """``clear``: start with a DELETEALL, so markers of people no longer seen go away even when
     the specs' lifetime is 0 (Marker.msg: "0 indicates forever") or, to RViz, as good as 0
-    (:func:`cfi_pose_ros.markers.lifetime_expires`)."""
+    (:func:`cfi_pose_ros.markers.lifetime_expires`). ``deleted``: ``(namespace, id)`` of markers
+    to DELETE first (see :class:`cfi_pose_ros.markers.DrawnMarkers`)."""
     array = MarkerArray()
     if clear:
         array.markers.append(Marker(header=header, action=Marker.DELETEALL))
+    array.markers.extend(Marker(header=header, ns=namespace, id=int(marker_id), action=Marker.DELETE)
+                         for namespace, marker_id in deleted)
     for spec in specs:
         marker = Marker(header=header, ns=spec.namespace, id=int(spec.id), type=_MARKER_TYPES[spec.type],
                         action=Marker.ADD, text=spec.text)

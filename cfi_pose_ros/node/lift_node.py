@@ -30,7 +30,7 @@ from cfi_pose_ros.camera import LensDistortion
 from cfi_pose_ros.depth import DepthHistory
 from cfi_pose_ros.frames import RigidTransform, static_target_transform, tf2_frame_id
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
-from cfi_pose_ros.markers import lifetime_expires
+from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, markers_to_msg, stamp_seconds
 from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg,
                                    diagnostics_status_name, newest_only_qos, output_qos, rcl_reason, run,
@@ -61,6 +61,7 @@ class LiftNode(SpecLifecycleNode):
         self.depth = DepthHistory()       # the last depth images, paired with keypoints by stamp
         self._subscriptions_active: list = []
         self._pose_pub = self._marker_pub = self._diag_pub = None
+        self._drawn_markers = DrawnMarkers()    # what RViz shows of ours: deleted when not drawn again
         self._target: tuple[str, RigidTransform | None] = ("", None)   # output frame, its static transform
         self._tf_lookup: TransformLookup | None = None
         self._tf_broadcast: TransformBroadcast | None = None
@@ -152,6 +153,7 @@ class LiftNode(SpecLifecycleNode):
         """One DELETEALL, while the lifecycle publisher is active (it drops anything else)."""
         if self._marker_pub is not None and self._marker_pub.is_activated:
             self._marker_pub.publish(markers_to_msg(Header(stamp=self.get_clock().now().to_msg()), [], clear=True))
+            self._drawn_markers.forget()
             # Cleanup, shutdown and a stop signal destroy the publisher right after this: a reliable
             # sample still unacknowledged then (lost once on a loaded machine, never repaired) left
             # RViz's skeletons on screen. A best-effort publisher returns at once.
@@ -252,7 +254,7 @@ class LiftNode(SpecLifecycleNode):
         self._pose_pub.publish(result.poses_msg())
         # Markers only when someone (RViz) listens: building them costs about as much as the poses.
         if self.p("publish_markers") and self._marker_pub.get_subscription_count() > 0:
-            self._marker_pub.publish(result.markers_msg(self.p("marker_lifetime")))
+            self._marker_pub.publish(result.markers_msg(self.p("marker_lifetime"), drawn=self._drawn_markers))
         if self._tf_broadcast is not None and self.p("publish_tf"):
             frames = result.tf_frames(self.p("tf_prefix"), self.p("tf_joints"))
             if not self._tf_broadcast.send(msg.header.stamp, frames):

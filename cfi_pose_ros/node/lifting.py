@@ -16,7 +16,7 @@ from visualization_msgs.msg import MarkerArray
 
 from cfi_pose_ros.camera import LensDistortion, lens_distortion, published_image_matrix
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
-from cfi_pose_ros.markers import MarkerSpec, lifetime_expires, skeleton_markers
+from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
 from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg
 from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
@@ -126,11 +126,16 @@ class LiftedFrame:
                                           lifetime=lifetime, up=self.up))
         return specs
 
-    def markers_msg(self, lifetime: float, specs: list[MarkerSpec] | None = None) -> MarkerArray:
-        """The markers (``specs``: :meth:`marker_specs` already built for ``lifetime``)."""
-        # a lifetime RViz never expires (0, or <= 100 us) needs a DELETEALL for people who left
-        return markers_to_msg(self.header, self.marker_specs(lifetime) if specs is None else specs,
-                              clear=not lifetime_expires(lifetime))
+    def markers_msg(self, lifetime: float, specs: list[MarkerSpec] | None = None,
+                    drawn: DrawnMarkers | None = None) -> MarkerArray:
+        """The markers (``specs``: :meth:`marker_specs` already built for ``lifetime``); with the
+        publisher's ``drawn``, DELETEs for its markers of people no longer drawn."""
+        specs = self.marker_specs(lifetime) if specs is None else specs
+        gone = drawn.gone(specs) if drawn is not None else []
+        # a lifetime RViz never expires (0, or <= 100 us) needs a DELETEALL for people who left,
+        # which deletes those too
+        clear = not lifetime_expires(lifetime)
+        return markers_to_msg(self.header, specs, clear=clear, deleted=[] if clear else gone)
 
     def tf_frames(self, prefix: str, joints: bool):
         return person_frames(self.people, self.header.frame_id, prefix, joints)
