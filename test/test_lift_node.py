@@ -182,6 +182,23 @@ def test_a_malformed_person_is_dropped_and_counted_the_others_published(node_fac
     assert node.process.poll() is None
 
 
+def test_a_frame_stamped_before_time_zero_is_dropped_and_counted_not_passed_on(node_factory, clip):
+    """stamp.sec is signed in the message, but no ROS time is negative: the lifter answered such a
+    frame with poses and markers stamped -5 s, which rclpy's Time.from_msg refuses (ValueError) and
+    rclcpp::Time throws on (RViz's marker display makes one of every marker's stamp)."""
+    node = node_factory()
+    bad = stamp_msg(clip_msg(clip, 0, sec=0), -5, 7)
+    for _ in range(10):
+        node.client.publish(bad)
+        node.spin_for(0.05)
+    assert node.send_and_receive(clip_msg(clip, 1, sec=480)) is not None, node.log()    # it goes on
+    assert _diag_count(node.latest_diagnostics(), "negative_stamp") >= 1, node.log()
+    node.spin_for(0.5)
+    answered = [*node.client.received.poses, *node.client.received.markers]
+    assert answered and all(stamp >= 0 for stamp in answered), answered
+    assert "negative_stamp" in node.log()       # the throttled warning names it
+
+
 def test_nan_joints_are_missing_not_malformed(node_factory, clip):
     node = node_factory()
     msg = clip_msg(clip, 20, sec=8)

@@ -24,6 +24,12 @@ from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, LiftingPipeline, Pipeli
 from cfi_pose_ros.root_solver import validate_camera_matrix
 
 NO_TRANSFORM = "no_transform"   # diagnostics drop reason: the output frame's transform is unknown
+# Diagnostics drop reason: header.stamp.sec < 0. The message's sec is signed, but no ROS time is
+# negative: rclpy's Time.from_msg raises ValueError on such a stamp and rclcpp::Time throws (RViz's
+# marker display makes one of every marker's stamp), so an output carrying it broke its consumers.
+NEGATIVE_STAMP = "negative_stamp"
+# Drops after which nothing can be said about a frame, not even that it is empty.
+UNPUBLISHABLE = frozenset({"bad_image_size", NEGATIVE_STAMP})
 
 
 # Parameters passed on by name, so a new one is live with its table entry alone: those named like
@@ -112,7 +118,7 @@ class LiftedFrame:
     @property
     def publishable(self) -> bool:
         """False when nothing can be said about the frame, not even that it is empty."""
-        return "bad_image_size" not in self.dropped
+        return not UNPUBLISHABLE & self.dropped.keys()
 
     def poses_msg(self) -> HumanPose3DArray:
         return poses_to_msg(self.header, self.people)
@@ -148,6 +154,8 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     """Lift one ``HumanKeypoints2DArray`` (``camera_matrix``, ``lens``, ``camera_size``: what
     :func:`camera_from_info` gives). With ``target_frame`` the result is expressed in it through
     ``target_from_camera`` (the caller resolved it: static, or a tf2 lookup)."""
+    if msg.header.stamp.sec < 0:
+        return LiftedFrame(Header(stamp=msg.header.stamp), [], Counter({NEGATIVE_STAMP: max(len(msg.people), 1)}))
     frame = frame_from_msg(msg, camera_matrix, camera_size, lens)
     frame.depth = depth
     result = pipeline.process(frame)
