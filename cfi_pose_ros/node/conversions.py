@@ -22,6 +22,13 @@ _MARKER_KINDS = {ros_type: kind for kind, ros_type in _MARKER_TYPES.items()}
 _KEYPOINTS_CONVERTED = max(layout.num_joints for layout in LAYOUTS.values()) + 1
 
 
+# Diagnostics drop reason (both nodes): header.stamp.sec < 0. The message's sec is signed, but no
+# ROS time is negative: rclpy's Time.from_msg raises ValueError on such a stamp and rclcpp::Time
+# throws (RViz's marker display makes one of every marker's stamp), so an output carrying it on
+# broke its consumers.
+NEGATIVE_STAMP = "negative_stamp"
+
+
 def stamp_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 

@@ -51,7 +51,7 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, Unsuppo
                                 check_compressed_image, compressed_msg_to_bgr, decode_refusing_damage,
                                 image_msg_to_bgr, raw_rows)
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
-from cfi_pose_ros.node.conversions import stamp_seconds
+from cfi_pose_ros.node.conversions import NEGATIVE_STAMP, stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
 from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg,
                                    diagnostics_status_name, newest_only_qos, output_qos, rcl_reason, run,
@@ -69,7 +69,7 @@ NODE_NAME = "cfi_pose_detector"
 CONFIG_FILE = "detect.yaml"
 STAGES = ("decode", "detector", "keypoint_model", "tracking", "publish", "total")
 DROP_REASONS = ("unsupported_encoding", "bad_image", "image_too_large", "decode_error", "detector_error",
-                "superseded", "stopped")
+                NEGATIVE_STAMP, "superseded", "stopped")
 ROUTINE_DROPS = frozenset({"superseded", "stopped"})   # the newest-frame policy and stopping: not bad input
 _TIMING_WINDOW = 1000          # frames the per-stage percentiles are computed over
 
@@ -319,6 +319,9 @@ class DetectNode(SpecLifecycleNode):
                 self._drop("detector_error", repr(exc))
 
     def _process(self, msg, received: float) -> None:
+        if msg.header.stamp.sec < 0:        # its keypoints would carry it on (see NEGATIVE_STAMP)
+            self._drop(NEGATIVE_STAMP, f"stamped {msg.header.stamp.sec} s: before time 0, no ROS time")
+            return
         t0 = time.perf_counter()
         try:
             image = image_to_bgr(msg, self.bridge, self.p("max_image_pixels"))

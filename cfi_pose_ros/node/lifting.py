@@ -18,16 +18,12 @@ from cfi_pose_ros.camera import LensDistortion, lens_distortion, published_image
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
-from cfi_pose_ros.node.conversions import frame_from_msg, markers_to_msg, poses_to_msg
+from cfi_pose_ros.node.conversions import NEGATIVE_STAMP, frame_from_msg, markers_to_msg, poses_to_msg
 from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
 from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
 
 NO_TRANSFORM = "no_transform"   # diagnostics drop reason: the output frame's transform is unknown
-# Diagnostics drop reason: header.stamp.sec < 0. The message's sec is signed, but no ROS time is
-# negative: rclpy's Time.from_msg raises ValueError on such a stamp and rclcpp::Time throws (RViz's
-# marker display makes one of every marker's stamp), so an output carrying it broke its consumers.
-NEGATIVE_STAMP = "negative_stamp"
 # Drops after which nothing can be said about a frame, not even that it is empty.
 UNPUBLISHABLE = frozenset({"bad_image_size", NEGATIVE_STAMP})
 
