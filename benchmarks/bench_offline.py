@@ -20,8 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def offline_run(repeat: int, out: Path) -> dict:
     from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
