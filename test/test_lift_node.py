@@ -695,6 +695,45 @@ def test_a_parameter_set_to_the_value_it_has_changes_nothing(node_factory, clip)
     assert node.spin_until(lambda: node.client.received.markers, 10), node.log()
 
 
+def test_what_ros2_param_dump_wrote_loads_back_unchanged_in_every_state(node_factory, tmp_path):
+    """`ros2 param dump` (GetParameters of ListParameters, written as YAML) and `ros2 param load`
+    of that file (rclpy's parser, one SetParameters) on the running node: every parameter is
+    accepted and none changes, in every lifecycle state. The read-only ones (executor, autostart,
+    rclpy's start_type_description_service) were refused in each, though set to what they were."""
+    import yaml
+    from lifecycle_msgs.msg import Transition
+    from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
+    from rclpy.parameter import parameter_dict_from_yaml_file, parameter_value_to_python
+
+    from ros_harness import call_service
+
+    name = "cfi_pose_lifter"
+    node = node_factory(overrides={"autostart": False})
+    lifecycle = LifecycleClient(node.client, name, node.spin_until)
+    list_names, get, set_ = (node.client.create_client(srv, f"/{name}/{service}") for srv, service in (
+        (ListParameters, "list_parameters"), (GetParameters, "get_parameters"), (SetParameters, "set_parameters")))
+
+    def dump() -> dict:
+        names = call_service(list_names, ListParameters.Request(), node.spin_until, attempts=3).result.names
+        values = call_service(get, GetParameters.Request(names=names), node.spin_until, attempts=3).values
+        as_yaml = (lambda v: v if isinstance(v, (bool, int, float, str)) else list(v))     # as ros2 param dump
+        return {n: as_yaml(parameter_value_to_python(v)) for n, v in zip(names, values)}
+
+    for transition in (None, Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE,
+                       Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP,
+                       Transition.TRANSITION_UNCONFIGURED_SHUTDOWN):
+        assert transition is None or lifecycle.transition(transition), transition
+        dumped = dump()
+        assert {"executor", "autostart", "start_type_description_service"} <= set(dumped)
+        path = tmp_path / "dump.yaml"
+        path.write_text(yaml.dump({f"/{name}": {"ros__parameters": dumped}}, default_flow_style=False))
+        loaded = parameter_dict_from_yaml_file(str(path), target_nodes=[f"/{name}"])
+        results = call_service(set_, SetParameters.Request(parameters=list(loaded.values())), node.spin_until,
+                               attempts=3).results
+        assert [(n, r.reason) for n, r in zip(loaded, results) if not r.successful] == [], (transition, node.log())
+        assert dump() == dumped, transition
+
+
 def test_shutdown_from_active_stops_publishing(node_factory, clip):
     """active -> shutdown reaches FINALIZED, and from then on nothing is lifted or published."""
     from lifecycle_msgs.msg import State, Transition

@@ -158,6 +158,17 @@ class SpecLifecycleNode(LifecycleNode):
     def parameter_problem(self, spec: ParamSpec, value) -> str | None:
         return parameter_problem(spec, value) or topic_problem(spec, value, self)
 
+    def set_parameters_atomically(self, parameter_list) -> SetParametersResult:
+        """What both parameter services call (SetParameters once for each parameter). A read-only
+        parameter set to the value it has is left out, as a configure-time one set so is accepted
+        in any state (see _not_now): `ros2 param load` of what `ros2 param dump` wrote sets every
+        parameter, and rclpy refused ``executor``, ``autostart`` and its own
+        ``start_type_description_service`` in every state, though nothing was to change."""
+        changing = [param for param in parameter_list
+                    if not (self.has_parameter(param.name) and self.describe_parameter(param.name).read_only
+                            and same_value(self.get_parameter(param.name).value, param.value))]
+        return super().set_parameters_atomically(changing) if changing else SetParametersResult(successful=True)
+
     def _check_new_values(self, parameters) -> SetParametersResult:
         for param in parameters:
             spec = self._specs_by_name.get(param.name)      # None: rclpy's own (use_sim_time, ...)
