@@ -168,6 +168,17 @@ class ParameterClient:
                                                     for name, value in values.items()])
         return call_service(self._set, request, self._spin_until, attempts=3, timeout=30.0).results
 
+    def set_typed(self, **texts) -> list:
+        """As ``set``, each value typed from its text as `ros2 param set <node> <name> <text>` types
+        it (YAML: ``1`` is an integer, ``[]`` an empty array of booleans)."""
+        from rcl_interfaces.msg import Parameter as ParameterMsg
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import get_parameter_value
+
+        request = SetParameters.Request(parameters=[ParameterMsg(name=name, value=get_parameter_value(text))
+                                                    for name, text in texts.items()])
+        return call_service(self._set, request, self._spin_until, attempts=3, timeout=30.0).results
+
     def set_ok(self, **values) -> None:
         for name, result in zip(values, self.set(**values)):
             assert result.successful, f"set {name}={values[name]!r} refused: {result.reason}"

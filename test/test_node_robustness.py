@@ -370,8 +370,25 @@ def test_configure_time_start_time_and_invalid_values_are_refused_while_active_a
     for name in ("input_topic", "backend"):
         assert "takes effect at configure and the node is active" in refused[name].reason, refused[name].reason
     assert "read-only" in refused["executor"].reason
-    assert "max_people" in refused["max_people"].reason and "type" in refused["solve_root"].reason
+    assert "max_people" in refused["max_people"].reason
+    assert "expected a boolean, got a string" in refused["solve_root"].reason, refused["solve_root"].reason
     out = ctx.answer()         # still the same input topic, people and root solve
+    assert len(out.humans) == 2 and {h.root_source for h in out.humans} == {HumanPose3D.ROOT_FROM_INTRINSICS}
+
+
+def test_a_value_of_another_type_is_refused_naming_both_types(lift_probe):
+    """`ros2 param set /cfi_pose_lifter body_size_prior 1` sends an integer, `... batch_sizes []` an
+    empty array of booleans: rclpy refused both as "Wrong parameter type, expected '3' got '2'"
+    (its types by number), and so its own use_sim_time. The reason names the types, and what to
+    write; nothing changes."""
+    ctx = lift_probe
+    prior, sizes, sim_time = ctx.params.set_typed(body_size_prior="1", batch_sizes="[]", use_sim_time="1")
+    assert not prior.successful and not sizes.successful and not sim_time.successful
+    assert sim_time.reason == "parameter use_sim_time=1: expected a boolean, got an integer", sim_time.reason
+    assert prior.reason == "parameter body_size_prior=1: expected a double, got an integer (write 1.0)", prior.reason
+    assert sizes.reason == ("parameter batch_sizes=[]: expected an array of integers, "
+                            "got an empty array of another type"), sizes.reason
+    out = ctx.answer()
     assert len(out.humans) == 2 and {h.root_source for h in out.humans} == {HumanPose3D.ROOT_FROM_INTRINSICS}
 
 

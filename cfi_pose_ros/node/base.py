@@ -21,11 +21,12 @@ try:        # Iron and later; Humble's rclpy has it only as rclpy.qos_event
 except ImportError:
     from rclpy.qos_event import SubscriptionEventCallbacks  # noqa: F401
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
 from cfi_pose_ros.node.parameters import (AT_CONFIGURE, AT_START, COMMON_NODE_PARAMETERS, ParamSpec,
-                                          parameter_problem)
+                                          parameter_problem, type_problem)
 
 EXECUTORS = next(p.choices for p in COMMON_NODE_PARAMETERS if p.name == "executor")
 
@@ -159,14 +160,31 @@ class SpecLifecycleNode(LifecycleNode):
         return parameter_problem(spec, value) or topic_problem(spec, value, self)
 
     def set_parameters_atomically(self, parameter_list) -> SetParametersResult:
-        """What both parameter services call (SetParameters once for each parameter). A read-only
-        parameter set to the value it has is left out, as a configure-time one set so is accepted
-        in any state (see _not_now): `ros2 param load` of what `ros2 param dump` wrote sets every
-        parameter, and rclpy refused ``executor``, ``autostart`` and its own
-        ``start_type_description_service`` in every state, though nothing was to change."""
-        changing = [param for param in parameter_list
-                    if not (self.has_parameter(param.name) and self.describe_parameter(param.name).read_only
-                            and same_value(self.get_parameter(param.name).value, param.value))]
+        """What both parameter services call (SetParameters once for each parameter), ahead of
+        rclpy's own checks, which answered two requests of `ros2 param` wrongly:
+
+        * a read-only parameter set to the value it has is left out, as a configure-time one set
+          so is accepted in any state (see _not_now): `ros2 param load` of what `ros2 param dump`
+          wrote sets every parameter, and rclpy refused ``executor``, ``autostart`` and its own
+          ``start_type_description_service`` in every state, though nothing was to change;
+        * a value of another ROS type is refused in words: rclpy (on Python 3.11) names the types
+          by their numbers, "Wrong parameter type, expected '3' got '2'" for
+          `ros2 param set <node> body_size_prior 1`.
+        """
+        changing = []
+        for param in parameter_list:
+            if not self.has_parameter(param.name):
+                changing.append(param)          # rclpy refuses it: not declared
+                continue
+            now = self.get_parameter(param.name)
+            read_only = self.describe_parameter(param.name).read_only
+            if read_only and same_value(now.value, param.value):
+                continue
+            # a read-only one is refused as such by rclpy, a NOT_SET one as an undeclaration
+            if not read_only and param.type_ not in (now.type_, Parameter.Type.NOT_SET):
+                return SetParametersResult(successful=False, reason=f"parameter {param.name}={shown(param.value)}: "
+                                                                    f"{type_problem(now.value, param.value, True)}")
+            changing.append(param)
         return super().set_parameters_atomically(changing) if changing else SetParametersResult(successful=True)
 
     def _check_new_values(self, parameters) -> SetParametersResult:

@@ -51,7 +51,7 @@ class ParamSpec:
     check: Callable[[Any], object] | None = None
 
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a double", str: "a string"}
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a double", str: "a string", bytes: "a byte"}
 
 
 def _type_name(value) -> str:
@@ -62,14 +62,30 @@ def _type_name(value) -> str:
     return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
+def type_problem(declared, value, other_type: bool = False) -> str | None:
+    """Why ``value`` is not of the ROS type of ``declared`` (a value of the parameter's type, such
+    as its default), or None. An empty array has no element type to tell (rcl gives it none), so
+    it passes for any array type unless ``other_type`` says its ROS type is not the parameter's
+    (`ros2 param set` sends ``[]`` as an array of booleans)."""
+    expected, got = _type_name(declared), _type_name(value)
+    if got == expected or (got == "an array" and expected.startswith("an array") and not other_type):
+        return None
+    if got == "an array":
+        got = "an empty array of another type"
+    # `ros2 param set <node> body_size_prior 1` sends an integer; 1.0 is what sets the double
+    hint = f" (write {float(value)!r})" if (expected, got) == ("a double", "an integer") else ""
+    return f"expected {expected}, got {got}{hint}"
+
+
 def parameter_problem(spec: ParamSpec, value) -> str | None:
     """What is wrong with ``value`` for ``spec`` (its ROS type, range, choices), or None.
 
     The one check of a parameter value, at start-up and on every live change (the ROS glue adds
     the topic-name check, which needs rcl)."""
-    expected, got = _type_name(spec.default), _type_name(value)
-    if got != expected and not (got == "an array" and expected.startswith("an array")):
-        return f"expected {expected}, got {got}"
+    problem = type_problem(spec.default, value)
+    if problem:
+        return problem
+    expected = _type_name(spec.default)
     elements = list(value) if expected.startswith("an array") else [value]
     if spec.min_value is not None and not all(spec.min_value <= v <= spec.max_value for v in elements):
         return f"out of range [{spec.min_value}, {spec.max_value}]"
