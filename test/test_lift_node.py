@@ -734,6 +734,37 @@ def test_what_ros2_param_dump_wrote_loads_back_unchanged_in_every_state(node_fac
         assert dump() == dumped, transition
 
 
+def test_the_parameter_descriptors_say_what_a_set_is_refused_for(node_factory):
+    """`ros2 param describe` (DescribeParameters): read-only exactly for the start-time parameters,
+    the range of each number, and as additional constraints the choices, the topic-name rule and
+    the lifecycle state a configure-time parameter is settable in. additional_constraints was empty
+    for every parameter. Checked against what is enforced: a string that is neither a choice nor
+    a topic name is refused exactly where the descriptor names such a constraint."""
+    from rcl_interfaces.srv import DescribeParameters
+
+    from cfi_pose_ros.node.parameters import AT_CONFIGURE, AT_START, LIFT_NODE_PARAMETERS
+    from ros_harness import ParameterClient, call_service
+
+    node = node_factory(overrides={"autostart": False})
+    describe = node.client.create_client(DescribeParameters, "/cfi_pose_lifter/describe_parameters")
+    request = DescribeParameters.Request(names=[spec.name for spec in LIFT_NODE_PARAMETERS])
+    descriptors = call_service(describe, request, node.spin_until, attempts=3).descriptors
+    params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+    for spec, descriptor in zip(LIFT_NODE_PARAMETERS, descriptors):
+        constraints = descriptor.additional_constraints
+        assert descriptor.name == spec.name and descriptor.description == spec.description
+        assert descriptor.read_only == (spec.takes_effect == AT_START), spec.name
+        assert all(choice in constraints for choice in spec.choices), (spec.name, constraints)
+        assert ("settable while unconfigured" in constraints) == (spec.takes_effect == AT_CONFIGURE), spec.name
+        ranges = [(r.from_value, r.to_value) for r in [*descriptor.integer_range, *descriptor.floating_point_range]]
+        assert ranges == ([] if spec.min_value is None else [(spec.min_value, spec.max_value)]), spec.name
+        if isinstance(spec.default, str) and not descriptor.read_only:
+            (result,) = params.set(**{spec.name: "not one, nor a topic!"})
+            constrained = bool(spec.choices) or "a valid ROS topic name" in constraints
+            assert result.successful != constrained, (spec.name, constraints, result.reason)
+            params.set_ok(**{spec.name: spec.default})
+
+
 def test_shutdown_from_active_stops_publishing(node_factory, clip):
     """active -> shutdown reaches FINALIZED, and from then on nothing is lifted or published."""
     from lifecycle_msgs.msg import State, Transition

@@ -52,10 +52,18 @@ def shown(value) -> str:
 
 
 def parameter_descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    text = (spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
-            + (" [takes effect at configure: settable while unconfigured]" if spec.takes_effect == AT_CONFIGURE
-               else ""))
-    descriptor = ParameterDescriptor(description=text, read_only=spec.takes_effect == AT_START)
+    """What `ros2 param describe` shows: the description, the range, read-only for a start-time
+    parameter, and as additional constraints what else a set is refused for (choices, a topic
+    name, the lifecycle state). These were an empty additional_constraints: a client reading the
+    descriptor saw any string, in any state, as a value the node would take."""
+    constraints = [f"one of: {', '.join(spec.choices)}"] if spec.choices else []
+    if spec.is_topic:
+        constraints.append("a valid ROS topic name" + (" or empty" if spec.default == "" else ""))
+    if spec.takes_effect == AT_CONFIGURE:
+        constraints.append("takes effect at configure: settable while unconfigured (in another state only to "
+                           "the value it has)")
+    descriptor = ParameterDescriptor(description=spec.description, read_only=spec.takes_effect == AT_START,
+                                     additional_constraints="; ".join(constraints))
     if spec.min_value is not None and not isinstance(spec.default, bool):
         if isinstance(spec.default, int):
             descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value),
@@ -106,7 +114,7 @@ def topic_problem(spec: ParamSpec, value, node) -> str | None:
     from rclpy.expand_topic_name import expand_topic_name
     from rclpy.validate_full_topic_name import validate_full_topic_name
 
-    if not spec.name.endswith("_topic") or not isinstance(value, str) or (value == "" and spec.default == ""):
+    if not spec.is_topic or not isinstance(value, str) or (value == "" and spec.default == ""):
         return None
     try:
         validate_full_topic_name(expand_topic_name(value, node.get_name(), node.get_namespace()))

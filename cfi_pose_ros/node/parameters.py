@@ -50,6 +50,11 @@ class ParamSpec:
     takes_effect: str = LIVE
     check: Callable[[Any], object] | None = None
 
+    @property
+    def is_topic(self) -> bool:
+        """Whether the value must be a ROS topic name (the name ends in ``_topic``)."""
+        return self.name.endswith("_topic")
+
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a double", str: "a string", bytes: "a byte"}
 
