@@ -392,6 +392,17 @@ def test_a_value_of_another_type_is_refused_naming_both_types(lift_probe):
     assert len(out.humans) == 2 and {h.root_source for h in out.humans} == {HumanPose3D.ROOT_FROM_INTRINSICS}
 
 
+def test_a_parameter_the_node_does_not_have_is_refused_naming_it(lift_probe):
+    """`ros2 param set /cfi_pose_lifter max_poeple 3` (misspelt): rclpy's reason named no
+    parameter, "Invalid access to undeclared parameter(s): []"."""
+    ctx = lift_probe
+    (result,) = ctx.params.set(max_poeple=3)
+    assert not result.successful
+    assert result.reason == ("parameter max_poeple: /cfi_pose_lifter has no such parameter "
+                             "(ros2 param list /cfi_pose_lifter)"), result.reason
+    assert len(ctx.answer().humans) == 2
+
+
 # ----------------------------------------------------------------------------- live parameters: detect node
 
 class DetectProbe:

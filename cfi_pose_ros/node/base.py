@@ -169,7 +169,7 @@ class SpecLifecycleNode(LifecycleNode):
 
     def set_parameters_atomically(self, parameter_list) -> SetParametersResult:
         """What both parameter services call (SetParameters once for each parameter), ahead of
-        rclpy's own checks, which answered two requests of `ros2 param` wrongly:
+        rclpy's own checks, which answered three requests of `ros2 param` wrongly:
 
         * a read-only parameter set to the value it has is left out, as a configure-time one set
           so is accepted in any state (see _not_now): `ros2 param load` of what `ros2 param dump`
@@ -177,13 +177,16 @@ class SpecLifecycleNode(LifecycleNode):
           ``start_type_description_service`` in every state, though nothing was to change;
         * a value of another ROS type is refused in words: rclpy (on Python 3.11) names the types
           by their numbers, "Wrong parameter type, expected '3' got '2'" for
-          `ros2 param set <node> body_size_prior 1`.
+          `ros2 param set <node> body_size_prior 1`;
+        * a parameter the node does not have is refused naming it: rclpy's reason lists none
+          ("Invalid access to undeclared parameter(s): []" for a misspelt `max_poeple`).
         """
         changing = []
         for param in parameter_list:
             if not self.has_parameter(param.name):
-                changing.append(param)          # rclpy refuses it: not declared
-                continue
+                node = self.get_fully_qualified_name()
+                return SetParametersResult(successful=False, reason=f"parameter {param.name}: {node} has no such "
+                                                                    f"parameter (ros2 param list {node})")
             now = self.get_parameter(param.name)
             read_only = self.describe_parameter(param.name).read_only
             if read_only and same_value(now.value, param.value):
