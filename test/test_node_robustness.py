@@ -403,6 +403,19 @@ def test_a_parameter_the_node_does_not_have_is_refused_naming_it(lift_probe):
     assert len(ctx.answer().humans) == 2
 
 
+def test_a_refusal_of_a_megabyte_value_quotes_it_cut_short(lift_probe):
+    """A megabyte string or array set by mistake (a file pasted into `ros2 param set`) was quoted
+    whole in the refusal, a megabyte reason; it is cut as the throttled warnings are."""
+    ctx = lift_probe
+    topic, frame = ctx.params.set(input_topic="no topic " * 120_000, target_from_camera=[0.5] * 200_000)
+    assert not topic.successful and not frame.successful
+    for result in (topic, frame):
+        assert len(result.reason) < 1500 and "more characters)" in result.reason, result.reason[-300:]
+    assert topic.reason.startswith("parameter input_topic='no topic no topic"), topic.reason[:100]
+    assert frame.reason.endswith("expected [x, y, z, qx, qy, qz, qw] (7 numbers), got 200000"), frame.reason[-100:]
+    assert len(ctx.answer().humans) == 2
+
+
 # ----------------------------------------------------------------------------- live parameters: detect node
 
 class DetectProbe:

@@ -45,10 +45,18 @@ def same_value(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
+def cut(text: str) -> str:
+    """``text`` cut to WARN_MAX_CHARS characters, saying how many more there were."""
+    if len(text) <= WARN_MAX_CHARS:
+        return text
+    return f"{text[:WARN_MAX_CHARS]}... ({len(text) - WARN_MAX_CHARS} more characters)"
+
+
 def shown(value) -> str:
     """A parameter value as a refusal names it: rclpy gives numeric arrays as array.array, whose
-    repr (``array('q', [4096])``) is not the ``[4096]`` that was set."""
-    return repr(list(value) if isinstance(value, array.array) else value)
+    repr (``array('q', [4096])``) is not the ``[4096]`` that was set. Cut short: a megabyte string
+    or array set by mistake made a megabyte reason (and a start-up log line as long)."""
+    return cut(repr(list(value) if isinstance(value, array.array) else value))
 
 
 def parameter_descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -286,9 +294,7 @@ class SpecLifecycleNode(LifecycleNode):
         now = time.monotonic()
         if now - self._last_warn.get(key, -1e9) >= WARN_PERIOD_S:
             self._last_warn[key] = now
-            if len(text) > WARN_MAX_CHARS:
-                text = f"{text[:WARN_MAX_CHARS]}... ({len(text) - WARN_MAX_CHARS} more characters)"
-            (self.get_logger().error if error else self.get_logger().warning)(text)
+            (self.get_logger().error if error else self.get_logger().warning)(cut(text))
 
 
 def diagnostics_status_name(node: LifecycleNode, task: str) -> str:
