@@ -528,6 +528,35 @@ def test_a_bad_parameter_stops_either_node_at_start_with_one_line_naming_it(tmp_
     assert not failures, "\n\n".join(failures)
 
 
+def test_a_parameters_file_rcl_cannot_read_stops_either_node_with_one_line_saying_why(tmp_path, ros_env):
+    """A parameters file that is missing, not YAML, or holds a key without a value is refused by
+    rcl when rclpy starts, before any node exists: that was an RCLError traceback of 15 lines.
+    Now one FATAL line with rcl's reason (the file, what is wrong, no source locations), exit 1."""
+    broken = {"missing": None, "not_yaml": "/**:\n  ros__parameters:\n    weights: [unclosed\n",
+              "no_value": "/**:\n  ros__parameters:\n    weights:\n"}
+    expected = {"missing": "Error opening YAML file", "not_yaml": "Error parsing", "no_value": "No value at line 3"}
+    started = []
+    for kind in (LIFT_NODE, DETECT_NODE):
+        for case, text in broken.items():
+            params_file = tmp_path / f"{kind[0]}_{case}.yaml"
+            if text is not None:
+                params_file.write_text(text)
+            log = tmp_path / f"{kind[0]}_{case}.log"
+            started.append((kind, case, params_file, log, start_node(kind, params_file=params_file, log_path=log)))
+    failures = []
+    for kind, case, params_file, log, process in started:
+        try:
+            rc = process.wait(timeout=60)
+        except Exception:
+            rc = stop(process)
+        text = log.read_text()
+        fatal = [line for line in text.splitlines() if "[FATAL]" in line]
+        if not (rc == 1 and "Traceback" not in text and len(fatal) == 1 and str(params_file) in fatal[0]
+                and expected[case] in fatal[0] and ", at /" not in fatal[0]):
+            failures.append(f"{kind[0]} {case}: exit {rc}, got:\n{text[-2000:]}")
+    assert not failures, "\n\n".join(failures)
+
+
 # ----------------------------------------------------------------------------- SIGINT / SIGTERM under load
 
 RUNS_PER_SIGNAL = 10          # per node and signal: half with 30 Hz input, half with 500 Hz

@@ -15,6 +15,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.clock import Clock, ClockType
 try:        # Iron and later; Humble's rclpy has it only as rclpy.qos_event
     from rclpy.event_handler import SubscriptionEventCallbacks  # noqa: F401  (the nodes import it from here)
@@ -29,6 +30,8 @@ from cfi_pose_ros.node.parameters import (AT_CONFIGURE, AT_START, COMMON_NODE_PA
                                           parameter_problem, type_problem)
 
 EXECUTORS = next(p.choices for p in COMMON_NODE_PARAMETERS if p.name == "executor")
+
+RCLError = rclpy_implementation.RCLError     # what rcl's failures raise (rclpy names it only this way)
 
 WARN_PERIOD_S = 5.0
 # A throttled warning is cut to this many characters: it quotes the input (an image's encoding or
@@ -420,9 +423,15 @@ def stoppable_configure(on_configure):
 def run(node_class, args=None) -> int:
     """Spin a SpecLifecycleNode; with its ``autostart`` parameter, configure and activate first.
 
-    Exit status 0 after SIGINT / SIGTERM, 1 when a parameter is invalid (one logged line) or
-    autostart fails."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    Exit status 0 after SIGINT / SIGTERM, 1 when a parameter or the parameters file is invalid
+    (one logged line) or autostart fails."""
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except RCLError as exc:
+        # rcl reads the --ros-args (a parameters file: missing, not YAML, a key without a value)
+        # before any node exists; the RCLError was a traceback around this one line
+        rclpy.logging.get_logger("cfi_pose_ros").fatal(f"cannot start: {rcl_reason(exc)}")
+        return 1
     signals = StopSignals()
     node = executor = None
     try:
