@@ -485,6 +485,8 @@ STARTUP_ERRORS = [
     ("lift", {"threads": 1.5}, "threads=1.5: expected an integer, got a double"),
     ("lift", {"backend": "tpu"}, "backend='tpu': not one of"),
     ("lift", {"batch_sizes": [0, 4]}, "batch_sizes=[0, 4]: batch_sizes must be positive ints"),
+    ("lift", {"batch_sizes": []}, "batch_sizes=None: expected an array of integers, got no value (rcl passes an "
+                                  "empty array [] as none)"),
     ("lift", {"target_from_camera": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0]},
      "target_from_camera=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0]: rotation quaternion"),
     ("detect", {"threads": -1}, "threads=-1: out of range"),
@@ -492,6 +494,7 @@ STARTUP_ERRORS = [
     ("detect", {"executor": "foo"}, "executor='foo': not one of"),
     ("detect", {"image_topic": "bad topic!"}, "image_topic='bad topic!': not a valid ROS topic name"),
     ("detect", {"keypoint_model_type": "openpose"}, "keypoint_model_type='openpose': not one of"),
+    ("detect", {"providers": []}, "providers=None: expected an array of strings, got no value"),
 ]
 
 

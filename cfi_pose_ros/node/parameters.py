@@ -56,7 +56,9 @@ class ParamSpec:
         return self.name.endswith("_topic")
 
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a double", str: "a string", bytes: "a byte"}
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a double", str: "a string", bytes: "a byte",
+               # what rclpy gives for an empty array in a parameters file or a -p (`providers: []`)
+               type(None): "no value (rcl passes an empty array [] as none)"}
 
 
 def _type_name(value) -> str:
