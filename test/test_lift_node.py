@@ -541,6 +541,32 @@ def test_a_value_configure_would_refuse_is_refused_at_the_set_while_unconfigured
     assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
 
 
+def test_a_target_frame_or_tf_prefix_no_tf_tree_holds_is_refused_at_the_set(node_factory, clip):
+    """`target_frame: "map "` (a trailing space in a file), `a//b`, `map/`, a newline pasted into
+    tf_prefix were taken while unconfigured, and the poses then went out stamped with a frame no TF
+    tree holds; `/` was taken and meant the input's frame. Each is refused with the reason; a name
+    with a leading slash (dropped, as tf2 drops it) or a namespace is taken and stamps the output."""
+    from lifecycle_msgs.msg import Transition
+
+    from ros_harness import ParameterClient
+
+    node = node_factory(overrides={"autostart": False})
+    params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+    for name, value, reason in [("target_frame", "map ", "no spaces or control characters"),
+                                ("target_frame", "/", "names no frame"), ("target_frame", "a//b", "between two '/'"),
+                                ("target_frame", "map/", "does not end in '/'"),
+                                ("tf_prefix", "body\n", "no spaces or control characters")]:
+        (result,) = params.set(**{name: value})
+        assert not result.successful and reason in result.reason, (name, value, result.reason)
+    params.set_ok(target_frame="/robot1/map", tf_prefix="robot1/body_",
+                  target_from_camera=[0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
+    assert lifecycle.transition(Transition.TRANSITION_CONFIGURE), node.log()
+    assert lifecycle.transition(Transition.TRANSITION_ACTIVATE), node.log()
+    out = node.send_and_receive(clip_msg(clip, 0, sec=330))
+    assert out is not None and out.header.frame_id == "robot1/map", node.log()
+
+
 def test_a_topic_the_node_already_has_with_another_type_fails_the_transition_with_the_reason(node_factory, clip):
     """markers_topic set while unconfigured to the input topic (configure creates the markers
     publisher, activate the keypoints subscription), or to the output topic: rcl refuses the
@@ -760,7 +786,8 @@ def test_the_parameter_descriptors_say_what_a_set_is_refused_for(node_factory):
         assert ranges == ([] if spec.min_value is None else [(spec.min_value, spec.max_value)]), spec.name
         if isinstance(spec.default, str) and not descriptor.read_only:
             (result,) = params.set(**{spec.name: "not one, nor a topic!"})
-            constrained = bool(spec.choices) or "a valid ROS topic name" in constraints
+            constrained = bool(spec.choices) or any(rule in constraints for rule in ("a valid ROS topic name",
+                                                                                    "a TF frame name"))
             assert result.successful != constrained, (spec.name, constraints, result.reason)
             params.set_ok(**{spec.name: spec.default})
 

@@ -65,11 +65,14 @@ def shown(value) -> str:
 def parameter_descriptor(spec: ParamSpec) -> ParameterDescriptor:
     """What `ros2 param describe` shows: the description, the range, read-only for a start-time
     parameter, and as additional constraints what else a set is refused for (choices, a topic
-    name, the lifecycle state). These were an empty additional_constraints: a client reading the
-    descriptor saw any string, in any state, as a value the node would take."""
+    name, the spec's own constraint, the lifecycle state). These were an empty
+    additional_constraints: a client reading the descriptor saw any string, in any state, as a
+    value the node would take."""
     constraints = [f"one of: {', '.join(spec.choices)}"] if spec.choices else []
     if spec.is_topic:
         constraints.append("a valid ROS topic name" + (" or empty" if spec.default == "" else ""))
+    if spec.constraint:
+        constraints.append(spec.constraint)
     if spec.takes_effect == AT_CONFIGURE:
         constraints.append("takes effect at configure: settable while unconfigured (in another state only to "
                            "the value it has)")

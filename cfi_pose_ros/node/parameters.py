@@ -49,6 +49,7 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
     takes_effect: str = LIVE
     check: Callable[[Any], object] | None = None
+    constraint: str = ""        # what ``check`` requires, in words, where the description does not say
 
     @property
     def is_topic(self) -> bool:
@@ -120,6 +121,30 @@ def _check_target_from_camera(values) -> None:
     from cfi_pose_ros.frames import static_target_transform
 
     static_target_transform(values)
+
+
+FRAME_NAME_RULE = "a TF frame name: no spaces, control characters or '//'"
+
+
+def _check_frame_text(text: str) -> None:
+    """No space or control character (a parameters file's ``map `` or a pasted newline), no empty
+    name between two slashes: parts of a TF frame name no tf2 tree holds, which tf2 never finds."""
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError("a TF frame name holds no spaces or control characters")
+    if "//" in text:
+        raise ValueError("a TF frame name holds no empty name between two '/'")
+
+
+def _check_target_frame(frame: str) -> None:
+    """Empty (the input's frame) or a TF frame name; a leading '/' is dropped as tf2 drops it, and
+    what is left must name a frame: ``/`` was taken and meant the input's frame."""
+    from cfi_pose_ros.frames import tf2_frame_id
+
+    if frame and not tf2_frame_id(frame):
+        raise ValueError("names no frame (tf2 drops a leading '/'); empty = the input's frame")
+    if frame.endswith("/"):
+        raise ValueError("a TF frame name does not end in '/'")
+    _check_frame_text(frame)
 
 
 RELIABILITY_CHOICES = ("best_effort", "reliable")
@@ -219,7 +244,7 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "express every output (keypoints, body poses, header frame_id, markers, TF parent) in this frame; "
               "empty = the input's camera frame. The transform: target_from_camera when given, else tf2 at the "
               "input's stamp; a frame whose transform is unknown is dropped and counted (no_transform)",
-              takes_effect=AT_CONFIGURE),
+              takes_effect=AT_CONFIGURE, check=_check_target_frame, constraint=FRAME_NAME_RULE),
     ParamSpec("target_from_camera", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
               "static transform camera frame -> target_frame as [x, y, z, qx, qy, qz, qw] (metres, unit "
               "quaternion), for a fixed camera or where tf2 is not installed; all zeros = not given (tf2 lookup)",
@@ -230,7 +255,7 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "publish each tracked person's body frame <tf_prefix><id> on /tf, parent = the output frame "
               "(needs tf2_ros; people without an id or a position get none)", takes_effect=AT_CONFIGURE),
     ParamSpec("tf_prefix", "body_", "TF frame name prefix of each person (ros4hri: body_<id>)",
-              takes_effect=AT_CONFIGURE),
+              takes_effect=AT_CONFIGURE, check=_check_frame_text, constraint=FRAME_NAME_RULE),
     ParamSpec("tf_joints", False,
               "also publish every joint as the frame <tf_prefix><id>_<joint>, child of the body frame",
               takes_effect=AT_CONFIGURE),
