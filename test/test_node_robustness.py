@@ -416,6 +416,17 @@ def test_a_refusal_of_a_megabyte_value_quotes_it_cut_short(lift_probe):
     assert len(ctx.answer().humans) == 2
 
 
+def test_a_topic_name_refusal_says_why_whatever_the_name_holds(lift_probe):
+    """rcl's reason quotes the name: one holding a newline (pasted, or a YAML block scalar) was
+    cut inside the quote, "not a valid ROS topic name (topic name 'camera)", and the repeated-'/'
+    reason kept the colon before rcl's caret lines."""
+    newline, slashes = lift_probe.params.set(input_topic="camera\n", output_topic="a//b")
+    assert newline.reason == ("parameter input_topic='camera\\n': not a valid ROS topic name (topic name must "
+                              "not contain characters other than alphanumerics, '_', '~', '{', or '}')"), newline.reason
+    assert slashes.reason == ("parameter output_topic='a//b': not a valid ROS topic name (topic name must not "
+                              "contain repeated '/')"), slashes.reason
+
+
 # ----------------------------------------------------------------------------- live parameters: detect node
 
 class DetectProbe:

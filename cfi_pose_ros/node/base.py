@@ -132,9 +132,15 @@ def topic_problem(spec: ParamSpec, value, node) -> str | None:
         return None
     try:
         validate_full_topic_name(expand_topic_name(value, node.get_name(), node.get_namespace()))
-    except Exception as exc:    # rcl raises ValueError or InvalidTopicNameException, multi-line
-        reason = str(exc).splitlines()[0].removeprefix("Invalid topic name: ")
-        return f"not a valid ROS topic name ({reason.split(' is invalid: ', 1)[-1].split(', at ', 1)[0]})"
+    except Exception as exc:
+        # rcl raises ValueError "topic name '<name>' is invalid: <why>, at <source>" (the name may hold
+        # a newline: split at the reason first) or InvalidTopicNameException "Invalid topic name:
+        # <why>:" with the name and a caret on the lines below
+        text = str(exc)
+        if " is invalid: " in text:
+            text = text.split(" is invalid: ", 1)[1]
+        text = text.removeprefix("Invalid topic name: ")
+        return f"not a valid ROS topic name ({text.splitlines()[0].split(', at ', 1)[0].rstrip(':')})"
     return None
 
 
