@@ -391,6 +391,21 @@ def test_diagnostics_report_per_stage_timings(camera_path, meta, h36m_image):
     assert float(lifter["latency_p50_ms"]) > 0, lifter
 
 
+def test_diagnostics_and_the_log_name_the_providers_the_sessions_use_not_those_asked_for(started):
+    """Without strict_providers ONNX Runtime falls back to the CPU for a provider this install
+    lacks; the configure log and /diagnostics named the providers parameter (CUDA) all the same."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDA: nothing falls back")
+    path = started(detector={"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}, lifter=False)
+    diag = path.diagnostics_of(path.detector_name)
+    assert diag.get("providers") == "CPUExecutionProvider", path.report()
+    log = path.detector_log.read_text()
+    assert "execution provider(s) ['CUDAExecutionProvider'] not available in this ONNX Runtime" in log, log
+    assert "providers ['CPUExecutionProvider']" in log, log
+
+
 def test_compressed_jpeg_input(started, h36m_image):
     from sensor_msgs.msg import CompressedImage
 

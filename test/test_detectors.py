@@ -18,6 +18,7 @@ from cfi_pose_ros.detectors import (Detections2D, DetectorModelError, MoveNetCon
                                     PoseDetector2D, RTMDetConfig, RTMDetPersonDetector, RTMPoseConfig,
                                     RTMPoseSimCC, TopDownConfig, TopDownPoseDetector, YoloPoseConfig,
                                     YoloPoseDetector, config_from_dict, create_detector)
+from cfi_pose_ros.detectors.base import providers_in_use
 from cfi_pose_ros.detectors.decode import (box_iou, decode_movenet, decode_rtmdet, decode_simcc,
                                            decode_yolo_pose, nms)
 from cfi_pose_ros.detectors.oks import COCO_SIGMAS, match_greedy, mean_oks, oks
@@ -520,6 +521,7 @@ def test_strict_providers(synthetic):
         warnings.simplefilter("ignore")              # ONNX Runtime warns about the missing provider
         lenient = YoloPoseDetector(YoloPoseConfig(model_path=str(path), providers=providers))
         assert lenient.session.get_providers() == ["CPUExecutionProvider"]
+        assert providers_in_use(lenient) == ["CPUExecutionProvider"]
         with pytest.raises(DetectorModelError, match="CUDAExecutionProvider.*not available"):
             YoloPoseDetector(YoloPoseConfig(model_path=str(path), providers=providers, strict_providers=True))
 

@@ -161,6 +161,19 @@ def create_session(config: OnnxModelConfig) -> Any:
     return session
 
 
+def providers_in_use(detector: Any) -> list[str]:
+    """The execution providers ONNX Runtime gave ``detector``'s sessions (its own, or its person
+    detector's and keypoint model's when it is top-down), each once: without strict_providers one
+    this install lacks (CUDA on a CPU-only wheel) falls back to the CPU without an error."""
+    in_use: list[str] = []
+    for part in (detector, getattr(detector, "person_detector", None), getattr(detector, "keypoint_model", None)):
+        session = getattr(part, "session", None)
+        for provider in session.get_providers() if session is not None else ():
+            if provider not in in_use:
+                in_use.append(provider)
+    return in_use
+
+
 # ---------------------------------------------------------------------------
 # Input/output validation
 # ---------------------------------------------------------------------------

@@ -181,6 +181,7 @@ class DetectNode(SpecLifecycleNode):
         self._stats_lock = threading.Lock()
         self._people_last = 0
         self._keypoints_pub = self._diag_pub = None
+        self._providers: list[str] = []     # execution providers the configured detector's sessions use
 
     # ----------------------------------------------------------------- helpers
     def _drop(self, reason: str, text: str | None = None) -> None:
@@ -201,6 +202,7 @@ class DetectNode(SpecLifecycleNode):
     @stoppable_configure
     def on_configure(self, state) -> TransitionCallbackReturn:
         from cfi_pose_ros.detectors import create_detector
+        from cfi_pose_ros.detectors.base import providers_in_use
         from cfi_pose_ros.tracking import MultiPersonTracker, TrackerConfig
 
         try:
@@ -219,8 +221,15 @@ class DetectNode(SpecLifecycleNode):
             self.get_logger().error(f"configure failed: {rcl_reason(exc)}")
             self.on_cleanup(state)
             return TransitionCallbackReturn.FAILURE
+        # what the sessions run on, not what was asked: the configure log and /diagnostics named the
+        # providers parameter, CUDA included, while ONNX Runtime had fallen back to the CPU
+        self._providers = providers_in_use(self.detector)
+        missing = [name for name in self.p("providers") if name not in self._providers]
+        if missing:
+            self.get_logger().warning(f"execution provider(s) {missing} not available in this ONNX Runtime: running "
+                                      f"on {self._providers} (strict_providers: true fails the configure instead)")
         self.start_diagnostics(self._publish_diagnostics)
-        self.get_logger().info(f"configured: {self.describe()}, providers {list(self.p('providers'))}, "
+        self.get_logger().info(f"configured: {self.describe()}, providers {self._providers}, "
                                f"image conversion: {'cv_bridge' if self.bridge else 'cfi_pose_ros.image'}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -366,7 +375,7 @@ class DetectNode(SpecLifecycleNode):
             status.message = "inactive (configured, not subscribed)"
         elif total_p99 > self.p("warn_latency_ms"):
             status.level, status.message = DiagnosticStatus.WARN, "processing time high"
-        values = {"detector": self.describe(), "providers": ",".join(self.p("providers")),
+        values = {"detector": self.describe(), "providers": ",".join(self._providers),
                   "image_conversion": "cv_bridge" if self.bridge else "cfi_pose_ros.image"}
         for stage, (p50, p99, count) in stages.items():
             values[f"{stage}_p50_ms"] = f"{p50:.2f}"
