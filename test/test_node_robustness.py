@@ -777,6 +777,43 @@ def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros
 
 
 @pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_a_transition_that_raises_leaves_the_node_unconfigured_with_nothing_left_over(kind, ros_env, monkeypatch):
+    """An exception in a transition callback sends rclpy to error processing; its default on_error
+    answered SUCCESS, to unconfigured, with the active node's publishers, subscriptions and timer
+    still there, and the next configure built a second set beside them. on_error now releases
+    everything as shutdown does. (No input is known to make a transition raise: the failure is
+    injected once, into the first step of deactivate.)"""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    with _node_in_process(kind, "raises") as node:
+        first_step = "_unsubscribe" if kind == "lift" else "_stop_worker"
+        original = getattr(node, first_step)
+        calls = []
+
+        def raises_once():
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("injected")
+            return original()
+
+        def entities():
+            return len(list(node.publishers)), len(list(node.subscriptions)), len(list(node.timers))
+
+        unconfigured = entities()
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        active = entities()
+        assert active[0] > unconfigured[0]
+        monkeypatch.setattr(node, first_step, raises_once)
+        assert node.trigger_deactivate() == TransitionCallbackReturn.ERROR
+        assert entities() == unconfigured
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS     # unconfigured, as rclpy says
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert entities() == active             # one set, not a second beside the first
+        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+
+
+@pytest.mark.parametrize("kind", ["lift", "detect"])
 def test_a_diagnostics_timer_expiry_dispatched_after_cleanup_does_nothing(kind, ros_env):
     """rclpy's EventsExecutor drops a destroyed timer only at its next entity update: an expiry it
     had already queued behind the cleanup request still ran the callback, on the diagnostics

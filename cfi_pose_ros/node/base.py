@@ -4,12 +4,14 @@ diagnostics timer, and a main() that can autostart and stops cleanly on SIGINT /
 from __future__ import annotations
 
 import array
+import contextlib
 import ctypes
 import functools
 import os
 import signal
 import sys
 import time
+import traceback
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -186,6 +188,28 @@ class SpecLifecycleNode(LifecycleNode):
 
     def parameter_problem(self, spec: ParamSpec, value) -> str | None:
         return parameter_problem(spec, value) or topic_problem(spec, value, self)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in TRANSITION_CALLBACKS:
+            if name in vars(cls):
+                setattr(cls, name, saying_what_it_raised(vars(cls)[name]))
+
+    def on_error(self, state) -> TransitionCallbackReturn:
+        """rclpy's error processing, after a transition callback raised (or answered ERROR). Its
+        default answers SUCCESS, which makes the node unconfigured with whatever the failed
+        transition had built still there: publishers, the diagnostics timer, the model, an active
+        node's subscriptions, all of which a configure would then build a second time. Release
+        everything as shutdown does, so unconfigured is unconfigured; if even that raises, FAILURE
+        (finalized: the node can do nothing more, and says so)."""
+        self.get_logger().error(f"a lifecycle transition from '{state.label}' failed with an error: "
+                                "releasing everything, back to unconfigured")
+        try:
+            self.on_shutdown(state)
+        except Exception:       # logged by saying_what_it_raised
+            self.get_logger().fatal("releasing after the error failed too: finalized")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
 
     def set_parameters_atomically(self, parameter_list) -> SetParametersResult:
         """What both parameter services call (SetParameters once for each parameter), ahead of
@@ -401,6 +425,26 @@ class StopSignals:
         self.requested = True
         if self.interruptible:
             raise KeyboardInterrupt
+
+
+TRANSITION_CALLBACKS = ("on_configure", "on_activate", "on_deactivate", "on_cleanup", "on_shutdown")
+
+
+def saying_what_it_raised(callback):
+    """A transition callback that logs the exception it raises, with its traceback, before rclpy
+    turns it into ERROR without a word (lifecycle/node.py catches it and logs nothing): a node
+    that fell back to unconfigured (on_error) could not say why."""
+    @functools.wraps(callback)
+    def logged(node: "SpecLifecycleNode", state) -> TransitionCallbackReturn:
+        try:
+            return callback(node, state)
+        except Exception as exc:
+            if not getattr(exc, "_cfi_logged", False):     # once, where it was raised (shutdown runs cleanup)
+                node.get_logger().error(f"{callback.__name__} from '{state.label}' raised:\n{traceback.format_exc()}")
+                with contextlib.suppress(AttributeError):
+                    exc._cfi_logged = True
+            raise
+    return logged
 
 
 def stoppable_configure(on_configure):
