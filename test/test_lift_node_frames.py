@@ -181,6 +181,15 @@ class TransformBroadcaster:
 """
 
 
+def _use_tf2_stand_in(tmp_path, ros_env, monkeypatch, source: str = TF2_STAND_IN) -> None:
+    """Put ``source`` (the stand-in above, or a variant of it) first on the PYTHONPATH of the nodes
+    started from here on, as the module ``tf2_ros``."""
+    package = tmp_path / "tf2_stand_in" / "tf2_ros"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(source)
+    monkeypatch.setenv("PYTHONPATH", f"{package.parent}:{ros_env.get('PYTHONPATH', '')}")
+
+
 def test_a_negative_stamp_is_a_failed_tf2_lookup_not_an_exception(ros_env):
     """builtin_interfaces/Time's sec is signed: `ros2 topic pub` sends sec -1 as readily as 1.
     rclpy's Time.from_msg refuses it with a ValueError, which escaped the lookup (only LookupError is
@@ -209,10 +218,7 @@ def test_a_negative_stamp_with_a_tf2_target_frame_drops_that_frame_and_the_node_
         tmp_path, ros_env, node_factory, monkeypatch):
     """The lifter with target_frame through tf2 (the stand-in above, on its PYTHONPATH): a frame
     stamped sec -3 aborted the process (exit -6); now it is dropped as no_transform."""
-    package = tmp_path / "tf2_stand_in" / "tf2_ros"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(TF2_STAND_IN)
-    monkeypatch.setenv("PYTHONPATH", f"{package.parent}:{ros_env.get('PYTHONPATH', '')}")
+    _use_tf2_stand_in(tmp_path, ros_env, monkeypatch)
     clip = Clip.load()
     node = node_factory(target_frame="base_link", tf_timeout=0.01)
     assert "(tf2 lookup)" in node.log(), node.log()
@@ -237,13 +243,10 @@ def test_tf_output_is_made_once_however_often_publish_tf_is_turned_off_and_on(tm
     from ros_harness import LifecycleClient, ParameterClient
 
     made = tmp_path / "broadcasters_made"
-    package = tmp_path / "tf2_stand_in" / "tf2_ros"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(TF2_STAND_IN.replace(
+    _use_tf2_stand_in(tmp_path, ros_env, monkeypatch, TF2_STAND_IN.replace(
         "class TransformBroadcaster:\n    def __init__(self, node, *args, **kwargs):\n        pass",
         "class TransformBroadcaster:\n    def __init__(self, node, *args, **kwargs):\n"
         f"        open({str(made)!r}, 'a').write('made\\n')"))
-    monkeypatch.setenv("PYTHONPATH", f"{package.parent}:{ros_env.get('PYTHONPATH', '')}")
     node = node_factory(publish_tf=True)
     lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
     params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
@@ -310,9 +313,7 @@ def test_nothing_the_lifter_sends_on_tf_trips_tf2_s_rules(tmp_path, ros_env, nod
     import time
 
     record = tmp_path / "tf_sent.jsonl"
-    package = tmp_path / "tf2_stand_in" / "tf2_ros"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(TF2_STAND_IN.replace(
+    _use_tf2_stand_in(tmp_path, ros_env, monkeypatch, TF2_STAND_IN.replace(
         "    def sendTransform(self, transforms):\n        pass",
         "    def sendTransform(self, transforms):\n"
         "        import json\n"
@@ -322,7 +323,6 @@ def test_nothing_the_lifter_sends_on_tf_trips_tf2_s_rules(tmp_path, ros_env, nod
         "                't': [t.transform.translation.x, t.transform.translation.y, t.transform.translation.z],\n"
         "                'q': [t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,\n"
         "                      t.transform.rotation.w]}) + '\\n' for t in transforms)"))
-    monkeypatch.setenv("PYTHONPATH", f"{package.parent}:{ros_env.get('PYTHONPATH', '')}")
     clip = Clip.load()
     node = node_factory(publish_tf=True, tf_joints=True, tf_prefix="/")
     _use_camera_info(node, clip)
@@ -382,12 +382,8 @@ def test_a_sim_time_bag_loop_clears_the_tf2_lookup_buffer(tmp_path, ros_env, nod
     from builtin_interfaces.msg import Time
     from rosgraph_msgs.msg import Clock
 
-    package = tmp_path / "tf2_stand_in" / "tf2_ros"
-    package.mkdir(parents=True)
-    stand_in = TF2_STAND_IN.split("class Buffer:")[0] + TF2_CACHE_BUFFER + \
-        "\n\nclass TransformListener:" + TF2_STAND_IN.split("class TransformListener:")[1]
-    (package / "__init__.py").write_text(stand_in)
-    monkeypatch.setenv("PYTHONPATH", f"{package.parent}:{ros_env.get('PYTHONPATH', '')}")
+    _use_tf2_stand_in(tmp_path, ros_env, monkeypatch, TF2_STAND_IN.split("class Buffer:")[0] + TF2_CACHE_BUFFER
+                      + "\n\nclass TransformListener:" + TF2_STAND_IN.split("class TransformListener:")[1])
     clip = Clip.load()
     node = node_factory(use_sim_time=True, target_frame="base_link", tf_timeout=0.01, diagnostics_period=0.1)
     clock_pub = node.client.create_publisher(Clock, "/clock", 10)
