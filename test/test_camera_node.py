@@ -184,9 +184,18 @@ class CameraPath:
         self.keypoints.clear()
         self.poses.clear()
 
-    def diagnostics_of(self, node_name: str, timeout: float = 10.0) -> dict:
+    def diagnostics_of(self, node_name: str, timeout: float = 20.0) -> dict:
+        """The newest status of ``node_name`` after at least three more /diagnostics arrays, one
+        of them from that node (waiting on a count of arrays alone returned nothing when the
+        subscription matched late on a loaded machine)."""
         count = len(self.diagnostics)
-        self.spin_until(lambda: len(self.diagnostics) > count + 2, timeout)
+
+        def fresh() -> bool:
+            return len(self.diagnostics) > count + 2 and any(
+                status.name.startswith(node_name + ":")
+                for diag in self.diagnostics[count:] for status in diag.status)
+
+        self.spin_until(fresh, timeout)
         for diag in reversed(self.diagnostics):
             for status in diag.status:
                 if status.name.startswith(node_name + ":"):
