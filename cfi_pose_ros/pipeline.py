@@ -43,12 +43,17 @@ ROOT_RELATIVE, ROOT_FROM_INTRINSICS, ROOT_FROM_DEPTH = 0, 1, 2
 
 # Reasons a person or a frame is dropped, as reported in /diagnostics.
 DROP_REASONS = ("unknown_layout", "wrong_keypoint_count", "non_finite_coordinates",
-                "score_out_of_range", "too_few_joints", "out_of_image", "too_many_people",
+                "score_out_of_range", "too_few_joints", "out_of_image", "too_small", "too_many_people",
                 "bad_image_size", "bad_camera_info", "non_finite_output", "track_id_too_long")
 # Trackers name people with counters or UUIDs (36 characters). The node keeps state per id (the
 # smoother's filters, the TF frames' gate) and copies it into every output: ids of megabytes, one
 # per person of every frame, would be kept up to max_tracks times and republished.
 MAX_TRACK_ID_LENGTH = 256
+# A person whose valid joints fit in a box smaller than this (its longer side, pixels) is no
+# detection: 17 joints cannot be told apart in it. The root solve places a person at the distance
+# where the body prior is that small, so one shrunk to a millionth of its size was published
+# (poses, markers, /tf) 10^9 m away; at 2 px a 1.7 m person is 850 m away for f = 1000 px.
+MIN_PERSON_EXTENT_PX = 2.0
 
 
 @dataclass
@@ -301,6 +306,8 @@ class LiftingPipeline:
             if valid.sum() < self.config.min_valid_joints:
                 enough_without_margin = detected.sum() >= self.config.min_valid_joints
                 dropped["out_of_image" if enough_without_margin else "too_few_joints"] += 1
+            elif np.ptp(undistorted[valid], axis=0).max() < MIN_PERSON_EXTENT_PX:
+                dropped["too_small"] += 1
             else:
                 accepted.append((index, person, undistorted, np.where(valid, scores, 0.0), kp))
         if len(accepted) > self.config.max_people:

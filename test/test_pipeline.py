@@ -204,6 +204,18 @@ def test_a_person_outside_the_image_is_dropped_as_out_of_image(lifter, clip, spo
     assert result.dropped == {"out_of_image": 1}
 
 
+@pytest.mark.parametrize("scale", [1e-6, 1e-3])
+def test_a_person_shrunk_below_two_pixels_is_dropped_as_too_small(lifter, clip, scale):
+    """Shrunk to a millionth about its pelvis, a person was placed 10^9 m away (the root solve
+    fits the body prior to the pixels); nothing a detector reports, so it is dropped, counted."""
+    frame = frame_from_clip(clip, 0)
+    kp = frame.people[0].keypoints
+    frame.people[0].keypoints = kp[0] + (kp - kp[0]) * scale
+    result = LiftingPipeline(lifter).process(frame)
+    assert [p.source_index for p in result.people] == [1]
+    assert result.dropped == {"too_small": 1}
+
+
 def test_joints_far_outside_the_image_are_missing_nearby_ones_kept(lifter, clip):
     frame = frame_from_clip(clip, 0, people=[0])
     w = frame.image_width
