@@ -53,6 +53,7 @@ OVERRIDABLE_PARAMETERS = {
     "flip_test": "bool",
     "body_size_prior": "double",
     "target_frame": "string",
+    "tf_prefix": "string",                  # two cameras' lifters: people of one id need TF frames apart
 }
 # launch argument -> the ROS type of the parameter rclpy declares on both nodes (a bag played with
 # `ros2 bag play --clock` needs it)

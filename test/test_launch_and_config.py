@@ -129,6 +129,24 @@ def test_launch_arguments_not_given_leave_the_parameters_file_alone():
     assert values == {"body_size_prior": 0.8, "autostart": False}
 
 
+def test_tf_prefix_is_a_launch_argument_that_reaches_the_node(ros_env, tmp_path):
+    """`ros2 launch cfi_pose_ros lift.launch.py namespace:=left tf_prefix:=left_`: two cameras'
+    lifters publish their people's TF frames apart (the detector's ids start at 1 in each) without a
+    parameters file of their own each. It was no launch argument: launch took `tf_prefix:=left_`
+    without a word and the node kept `body_`."""
+    from cfi_pose_ros.node.process import LIFT_NODE, installed_paths
+
+    with pytest.MonkeyPatch.context() as patch:
+        declared = {e.args[0] for e in run_launch_file(LAUNCH, patch, share_dir=str(REPO)).entities
+                    if isinstance(e, fake_launch.DeclareLaunchArgument)}
+    assert "tf_prefix" in declared
+    _, launch_file, values = _launch_parameters("NODE_NAME", {"tf_prefix": "left_"})
+    assert values == {"tf_prefix": "left_", "autostart": False}
+    reported = _parameters_reported(tmp_path, LIFT_NODE, launch_constants()["NODE_NAME"], f"/left{os.getpid()}",
+                                    [installed_paths(LIFT_NODE)[1], launch_file], ["tf_prefix"])
+    assert reported == ["left_"]
+
+
 def test_the_launch_time_parameters_file_is_removed_when_launch_exits(monkeypatch):
     """`ros2 launch` writes the given arguments into a file in /tmp for each node; the launch process
     removes it when it exits (it was left behind, one more file per launch of a robot's lifetime)."""
