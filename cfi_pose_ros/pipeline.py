@@ -16,7 +16,8 @@ Steps for one frame (all people at once):
    if that lift confirms the joint is wrong (it puts it far from where it was detected), the
    joint is published with score 0 and the new lift stands; a person with missing joints is
    lifted once more with them placed where the lift put them; else keep root-relative,
-5. body pose (pelvis position, facing) and optional One-Euro smoothing per track id.
+5. body pose (pelvis position, facing) and optional One-Euro smoothing per track id (restarted
+   when the frame's ``frame_id`` changes: another camera's history is in another frame).
 
 Nothing non-finite is ever returned: a person whose lifted joints, position or
 orientation are not all finite is dropped (``non_finite_output``), whatever the
@@ -76,6 +77,9 @@ class Frame2D:
     # before anything else sees them; None = none (a pinhole camera, a rectified image)
     lens: LensDistortion | None = None
     depth: np.ndarray | None = None          # (H, W) depth registered to the image: metres, or uint16 mm
+    # the camera frame the keypoints are in (tf2's name of header.frame_id): one that changes is
+    # another camera (or a restarted driver's other frame), whose people the smoother starts over
+    frame_id: str = ""
 
 
 @dataclass
@@ -360,7 +364,7 @@ class LiftingPipeline:
             # it so too), not a jump back to 0 s that restarts every track: passed as None.
             stamp = frame.stamp if frame.stamp > 0 else None
             keypoints = self.smoother.smooth_frame([item[1].track_id for item in accepted], stamp, keypoints,
-                                                   modes=solved.tolist())
+                                                   modes=solved.tolist(), frame_id=frame.frame_id)
         positions, orientations, _ = body_poses(keypoints)
         finite = (np.isfinite(keypoints).all(axis=(1, 2)) & np.isfinite(positions).all(axis=1)
                   & np.isfinite(orientations).all(axis=1))

@@ -153,6 +153,10 @@ class PoseSmoother:
       unstamped frame in a stamped stream is 0 s, a clock reset to every track,
       which expired them all, and the frames after it went unsmoothed while
       the filters started over.
+    * A frame in another ``frame_id`` than the previous stamped one (another camera publishing on
+      the topic, a driver restarted with another frame) starts over: every track is dropped, as
+      on a bag loop, since their history is in the other camera's frame; that frame's stamps start
+      a new timeline too (another camera's clock).
     * A late frame (stamped at most ``timeline.LATE_FRAME_TOLERANCE``, 0.1 s,
       before the newest one: out-of-order delivery) is returned
       unsmoothed and changes no track; a step further back is a new timeline
@@ -177,6 +181,7 @@ class PoseSmoother:
         self.max_tracks = max_tracks
         self._frame = 0
         self._newest: float | None = None     # the newest frame time (late frames are behind it)
+        self._frame_id = ""                   # the frame the tracks' keypoints are in
         # id -> (filter, frame last seen, mode), least recently seen first
         self._tracks: OrderedDict[str, tuple[OneEuroFilter, int, object]] = OrderedDict()
 
@@ -210,12 +215,13 @@ class PoseSmoother:
         return stale
 
     def smooth_frame(self, track_ids: Sequence[str], t: float | None, keypoints: np.ndarray,
-                     modes: Sequence | None = None) -> np.ndarray:
+                     modes: Sequence | None = None, frame_id: str = "") -> np.ndarray:
         """The people of one frame: ``keypoints`` ``(N, ...)``, one id each -> smoothed ``(N, ...)`` float64.
 
         ``modes`` (one per person, optional) says what the keypoints are relative to (the pipeline
         passes whether the person is placed in the camera frame or root-relative): a track whose
         mode changed restarts from the new sample, so no output blends values of two frames.
+        ``frame_id``: the frame the keypoints are in; when it changes every track starts over.
         ``t=None``: a frame without a time, returned unsmoothed (see the class docstring)."""
         out = np.array(keypoints, dtype=np.float64)
         if len(track_ids) != len(out):
@@ -227,6 +233,12 @@ class PoseSmoother:
         t = float(t)
         if not math.isfinite(t):
             raise ValueError(f"timestamp must be finite, got {t}")
+        if frame_id != self._frame_id:
+            # another camera: its people's history here is in the other camera's frame, and its
+            # stamps are of another clock (neither late nor a loop of the old one's)
+            self._tracks.clear()
+            self._newest = None
+            self._frame_id = frame_id
         if timeline.is_late(self._newest, t):
             return out                # late: restarting every filter for it would undo the smoothing
         if timeline.starts_over(self._newest, t):

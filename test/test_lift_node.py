@@ -150,6 +150,29 @@ def test_an_input_without_frame_id_is_lifted_with_a_warning(node_factory, clip):
     assert node.log().count("without header.frame_id") == 1, node.log()
 
 
+def test_smoothing_starts_over_when_the_input_s_frame_changes(node_factory, clip):
+    """Another camera now publishes on the input topic (or its driver restarted with another
+    frame_id): the smoothed tracks' history is in the other camera's frame, so the first output in
+    the new frame is the new frame's own pose, as lifted unsmoothed, not a blend with the old one."""
+    from cfi_pose_ros.node.lifting import build_pipeline, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    node = node_factory(overrides={"smoothing": True})
+    for k in range(5):              # 30 Hz in camera A: the filters have a history there
+        assert node.send_and_receive(stamp_msg(clip_msg(clip, 0, sec=0), 510, k * 33_333_333)) is not None
+    in_b = stamp_msg(clip_msg(clip, 120, sec=0), 510, 5 * 33_333_333)
+    in_b.header.frame_id = "other_camera_optical_frame"
+    out = node.send_and_receive(in_b)
+    assert out is not None and out.header.frame_id == "other_camera_optical_frame", node.log()
+    unsmoothed = build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    in_a = lift_keypoints(unsmoothed, clip_msg(clip, 0, sec=1), None, None).people
+    expected = lift_keypoints(unsmoothed, in_b, None, None).people
+    assert [h.id for h in out.humans] == [p.track_id for p in expected] == clip.ids
+    for human, person, before in zip(out.humans, expected, in_a):
+        assert np.abs(person.keypoints - before.keypoints).max() > 0.1      # a blend would show
+        np.testing.assert_allclose(as_array(human), person.keypoints, atol=1e-5)
+
+
 def test_empty_people_list_publishes_an_empty_array_with_the_input_stamp(node_factory):
     node = node_factory()
     msg = stamp_msg(HumanKeypoints2DArray(image_width=640, image_height=480), 42, 7)

@@ -346,3 +346,25 @@ def test_a_track_whose_mode_changes_restarts_from_the_new_sample():
     assert 0.5 < blended[:, 2].mean() < 4.5
     with pytest.raises(ValueError, match="modes"):
         smoother.smooth_frame(["a"], 8 / FPS, placed[None], modes=[True, False])
+
+
+def test_a_frame_in_another_camera_frame_starts_every_track_over():
+    """Another camera now publishes on the topic (or a driver restarted with another frame_id): the
+    tracks' history is in the old camera's frame. The first output in the new frame is its sample,
+    not a blend, tracks not in view there go too, and the new camera's clock starts a timeline of its
+    own (stamps 50 ms behind the old camera's are not late frames passed through unsmoothed)."""
+    smoother = PoseSmoother(min_cutoff=1.0, beta=0.0)
+    in_a, in_b = np.zeros((2, 17, 3)), np.zeros((2, 17, 3)) + [1.0, 0.0, 3.0]
+    for k in range(10):
+        smoother.smooth_frame(["a", "b"], k / FPS, in_a, frame_id="cam_a")
+    behind = 10 / FPS - 0.05
+    np.testing.assert_array_equal(smoother.smooth_frame(["a"], behind, in_b[:1], frame_id="cam_b"), in_b[:1])
+    assert smoother.track_ids == ("a",)
+    moved = in_b[:1] + 0.5
+    smoothed = smoother.smooth_frame(["a"], behind + 1 / FPS, moved, frame_id="cam_b")[0]
+    assert (in_b[0] < smoothed).all() and (smoothed < moved[0]).all()       # smoothed from B's first frame on
+    np.testing.assert_array_equal(smoother.smooth_frame(["a"], behind + 2 / FPS, in_a[:1], frame_id="cam_a"),
+                                  in_a[:1])
+    # the same jump within one frame is smoothed (what the frame_id prevents)
+    blended = smoother.smooth_frame(["a"], behind + 3 / FPS, in_b[:1], frame_id="cam_a")[0]
+    assert 0.5 < blended[:, 2].mean() < 2.5

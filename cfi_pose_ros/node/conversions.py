@@ -7,6 +7,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from cfi_pose_ros.camera import LensDistortion, rescale_camera_matrix
 from cfi_pose_ros.depth import depth_image_to_array
+from cfi_pose_ros.frames import tf2_frame_id
 from cfi_pose_ros.markers import MarkerSpec, lifetime_ns
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanPose3D, HumanPose3DArray
 from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, Person2D
@@ -65,7 +66,8 @@ def frame_from_msg(msg, camera_matrix: np.ndarray | None, fallback_size: tuple[i
         # on normalised coordinates, which the move keeps)
         camera_matrix = rescale_camera_matrix(camera_matrix, fallback_size, (width, height))
     return Frame2D(people=people, image_width=float(width), image_height=float(height),
-                   stamp=stamp_seconds(msg.header.stamp), camera_matrix=camera_matrix, lens=lens)
+                   stamp=stamp_seconds(msg.header.stamp), camera_matrix=camera_matrix, lens=lens,
+                   frame_id=tf2_frame_id(msg.header.frame_id))
 
 
 def poses_to_msg(header, people: list[LiftedPerson]) -> HumanPose3DArray:
