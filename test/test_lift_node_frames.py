@@ -426,6 +426,54 @@ def test_the_tf_listener_node_keeps_a_name_of_its_own_under_launch_s_node_rename
         rclpy.shutdown(context=context)
 
 
+def test_two_lifters_moved_into_two_namespaces_have_their_tf_listeners_there(tmp_path, ros_env, monkeypatch):
+    """`ros2 run cfi_pose_ros lift_node --ros-args -r cfi_pose_lifter:__ns:=/robot1 -p target_frame:=map`
+    (and /robot2): a namespace rule for the lifter alone left its tf2 listener node in the root
+    namespace, so the two lifters made two /cfi_pose_lifter_tf_listener (ROS warns that nodes share a
+    name, and tools address one of them). Each listener is in its lifter's namespace now. Seen in the
+    ROS graph from here, with the tf2 stand-in on the lifters' PYTHONPATH."""
+    import os
+    import subprocess
+
+    import rclpy
+
+    from cfi_pose_ros.node.process import LIFT_NODE, node_command, stop
+    from ros_harness import spin_until
+
+    _use_tf2_stand_in(tmp_path, ros_env, monkeypatch)
+    namespaces = [f"/robot{k}_{os.getpid()}" for k in (1, 2)]
+    logs = [tmp_path / f"lifter{k}.log" for k in (1, 2)]
+    overrides = {"autostart": True, "target_frame": "base_link",
+                 "engine_cache_dir": str(tmp_path.parent / "engine_cache")}
+    outputs = [log.open("w") for log in logs]
+    processes = [subprocess.Popen(node_command(LIFT_NODE, overrides=overrides) + ["-r", f"cfi_pose_lifter:__ns:={ns}"],
+                                  stdout=output, stderr=subprocess.STDOUT)
+                 for ns, output in zip(namespaces, outputs)]
+    if not rclpy.ok():
+        rclpy.init()
+    probe = rclpy.create_node(f"graph_probe_{os.getpid()}")
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(probe)
+    expected = {f"{ns}/{name}" for ns in namespaces for name in ("cfi_pose_lifter", "cfi_pose_lifter_tf_listener")}
+    try:
+        def logs_text() -> str:
+            return "\n".join(log.read_text() for log in logs)
+
+        assert spin_until(executor, lambda: logs_text().count("active: ") == 2
+                          or any(p.poll() is not None for p in processes), 240.0), logs_text()
+        assert all(p.poll() is None for p in processes) and "(tf2 lookup)" in logs_text(), logs_text()
+        spin_until(executor, lambda: expected <= set(probe.get_fully_qualified_node_names()), 60.0)
+        names = probe.get_fully_qualified_node_names()
+        assert expected <= set(names), names
+        assert len(names) == len(set(names)), names
+    finally:
+        executor.shutdown()
+        probe.destroy_node()
+        for process, output in zip(processes, outputs):
+            stop(process)
+            output.close()
+
+
 def test_markers_with_lifetime_0_clear_the_last_frame_s_and_keep_each_person_s_input_index():
     """Marker.msg: lifetime 0 is forever, so without a DELETEALL the markers of people who left stayed
     in RViz for good; and an untracked person's colour and "person <index>" label follow its index in

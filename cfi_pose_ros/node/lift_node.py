@@ -289,7 +289,7 @@ class LiftNode(SpecLifecycleNode):
                     f"target_frame {target!r} without target_from_camera needs a tf2 lookup, and {reason}: "
                     f"every input not already in {target!r} will be dropped ({NO_TRANSFORM})")
             else:
-                self._tf_lookup = TransformLookup(tf2_ros, self.get_name(), self.get_clock())
+                self._tf_lookup = TransformLookup(tf2_ros, self.get_name(), self.get_clock(), self.get_namespace())
         self.get_logger().info(f"output frame: {target or 'the input frame'}"
                                + (" (static target_from_camera)" if target and static is not None else
                                   " (tf2 lookup)" if target else ""))

@@ -45,19 +45,22 @@ def load_tf2():
     return tf2_ros, None
 
 
-def listener_node(owner_name: str, context=None):
-    """A node of its own named ``<owner_name>_tf_listener``, without parameter services.
+def listener_node(owner_name: str, owner_namespace: str = "", context=None):
+    """A node of its own named ``<owner_name>_tf_listener`` in the owner's namespace, without
+    parameter services.
 
     Its name comes from a rule of its own (``-r __node:=...`` as a local argument): launch_ros
     starts every named node with a global ``-r __node:=<name>``, which renames every node of the
     process, so a plain second node got the lifter's own name (two /cfi_pose_lifter in the graph,
-    answering each other's parameter and lifecycle requests). The namespace and topic remaps
-    (``/tf:=tf`` for a namespaced robot) still apply to it, as to the lifter."""
+    answering each other's parameter and lifecycle requests). The namespace is the owner's as
+    resolved (``owner_namespace``): a rule for the owner alone (``-r cfi_pose_lifter:__ns:=/robot1``)
+    left this node in the root namespace, where every such lifter's listener had one name. Global
+    namespace and topic remaps (``/tf:=tf`` for a namespaced robot) still apply to it."""
     import rclpy
 
     name = f"{owner_name}_tf_listener"
-    return rclpy.create_node(name, context=context, cli_args=["--ros-args", "-r", f"__node:={name}"],
-                             start_parameter_services=False)
+    return rclpy.create_node(name, namespace=owner_namespace or None, context=context,
+                             cli_args=["--ros-args", "-r", f"__node:={name}"], start_parameter_services=False)
 
 
 def tf2_clearing_jumps():
@@ -81,11 +84,11 @@ class TransformLookup:
     every input until the stamps came within 10 s of the last pass's end was dropped
     (``no_transform``)."""
 
-    def __init__(self, tf2_ros, node_name: str, clock=None):
+    def __init__(self, tf2_ros, node_name: str, clock=None, namespace: str = ""):
         from rclpy.executors import SingleThreadedExecutor
 
         self._tf2 = tf2_ros
-        self._node = listener_node(node_name)
+        self._node = listener_node(node_name, namespace)
         self.buffer = tf2_ros.Buffer()
         self._time_jumps = None if clock is None else clock.create_jump_callback(
             tf2_clearing_jumps(), post_callback=lambda jump: self.buffer.clear())
