@@ -419,6 +419,7 @@ def test_diagnostics_warn_while_input_is_dropped_and_say_ok_again_once_it_is_goo
     from diagnostic_msgs.msg import DiagnosticStatus
 
     node = node_factory(overrides={"diagnostics_period": 0.2})
+    send_camera_info(node, clip)        # without it the status is WARN (no valid CameraInfo)
 
     def status_while_sending(spoil, wanted_level):
         """The first status published after a spoiled frame was answered that has ``wanted_level``
@@ -445,6 +446,31 @@ def test_diagnostics_warn_while_input_is_dropped_and_say_ok_again_once_it_is_goo
     diag = status_while_sending(one_person_in_part, DiagnosticStatus.OK)
     assert diag["_level"] == DiagnosticStatus.OK and diag["_message"].startswith("lifting"), diag
     assert int(diag["dropped.too_few_joints"]) >= 1 and int(diag["dropped.unknown_layout"]) >= 2
+
+
+def test_diagnostics_warn_naming_the_camera_info_topic_while_people_cannot_be_placed(node_factory, clip):
+    """Active, solve_root on and no valid CameraInfo on its topic (no publisher, a wrong topic name):
+    every pose is root-relative, and the status said OK ("lifting; no valid CameraInfo") without
+    the topic to check. WARN naming the topic as resolved, until a valid CameraInfo comes; nothing
+    with solve_root off (root-relative output asked for)."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from ros_harness import ParameterClient
+
+    node = node_factory(overrides={"diagnostics_period": 0.2, "warn_latency_ms": 1e6})   # no other WARN
+    assert node.send_and_receive(clip_msg(clip, 0, sec=40)) is not None, node.log()
+    missing = f"; no valid CameraInfo on {node.topics['camera_info_topic']} (root-relative output)"
+    diag = node.latest_diagnostics()
+    assert diag["_level"] == DiagnosticStatus.WARN and missing in diag["_message"], diag
+    params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+    params.set_ok(solve_root=False)
+    assert node.send_and_receive(clip_msg(clip, 0, sec=41)) is not None
+    diag = node.latest_diagnostics()
+    assert diag["_level"] == DiagnosticStatus.OK and "CameraInfo" not in diag["_message"], diag
+    params.set_ok(solve_root=True)
+    send_camera_info(node, clip)
+    diag = node.latest_diagnostics()
+    assert diag["_level"] == DiagnosticStatus.OK and diag["_message"] == "lifting", diag
 
 
 @pytest.mark.parametrize("problem, expected", [

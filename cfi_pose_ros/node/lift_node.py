@@ -327,8 +327,13 @@ class LiftNode(SpecLifecycleNode):
             status.message = "inactive (configured, not subscribed)"
         elif summary["latency_p99_ms"] > self.p("warn_latency_ms"):
             status.level, status.message = DiagnosticStatus.WARN, "processing latency high"
-        if self.camera_matrix is None:
-            status.message += "; no valid CameraInfo (root-relative output)"
+        camera_info = [subscription.topic_name for subscription in self._subscriptions_active
+                       if subscription.msg_type is CameraInfo]
+        if camera_info and self.p("solve_root") and self.camera_matrix is None:
+            # people are to be placed and cannot be: an OK status hid that every pose came out
+            # root-relative (no CameraInfo publisher, a wrong topic, an uncalibrated camera's K)
+            status.level = DiagnosticStatus.WARN
+            status.message += f"; no valid CameraInfo on {camera_info[0]} (root-relative output)"
         self._diag_pub.publish(diagnostics_msg(self, status, summary, {
             "backend": self.lifter.backend if self.lifter else "none",
             "latency_p50_ms": f"{summary['latency_p50_ms']:.2f}",
