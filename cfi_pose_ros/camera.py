@@ -85,6 +85,29 @@ def published_image_matrix(matrix: np.ndarray, offset: tuple[float, float], binn
     return k
 
 
+def square_pixel_camera(camera_matrix: np.ndarray, image_size: tuple[float, float]
+                        ) -> tuple[np.ndarray, tuple[float, float]]:
+    """``(K', (width', height'))``: the camera with square pixels that sees what the camera with
+    ``camera_matrix`` K and an image of ``image_size`` (width, height) sees. Both its focal lengths
+    are the larger of fx and fy and it has no skew; its image is the original stretched along the
+    axis of the smaller focal length (as a resize stretches it: :func:`rescale_camera_matrix`), so
+    a binned sensor's (binning_x 2: fx = fy / 2) is the full sensor's. Pixels move to it with
+    :func:`undistort_pixels` (``new_camera_matrix=K'``), which also takes the skew out of them.
+
+    The lifter learned from Human3.6M's square pixels: it reads a body from its 2D joints' pixel
+    offsets, and from a camera with fx != fy those are squeezed along one axis (a 2x1-binned
+    sensor's body looked half as wide). A K with square pixels and no skew is returned as it is,
+    with the size unchanged."""
+    k = np.asarray(camera_matrix, dtype=np.float64)
+    if k[0, 0] == k[1, 1] and k[0, 1] == 0.0:
+        return k, (image_size[0], image_size[1])
+    focal = max(k[0, 0], k[1, 1])
+    size = (image_size[0] * focal / k[0, 0], image_size[1] * focal / k[1, 1])
+    square = rescale_camera_matrix(k, image_size, size)
+    square[0, 1] = 0.0
+    return square, size
+
+
 def normalize_screen(pixels: np.ndarray, width: float, height: float) -> np.ndarray:
     """Pixels -> the model's input space: ``uv / w * 2 - [1, h / w]``.
 
@@ -308,22 +331,27 @@ def _to_pixels(xy: np.ndarray, k: np.ndarray) -> np.ndarray:
                      k[1, 1] * xy[..., 1] + k[1, 2]], axis=-1)
 
 
-def undistort_pixels(pixels: np.ndarray, camera_matrix: np.ndarray, lens: LensDistortion | None) -> np.ndarray:
+def undistort_pixels(pixels: np.ndarray, camera_matrix: np.ndarray, lens: LensDistortion | None,
+                     new_camera_matrix: np.ndarray | None = None) -> np.ndarray:
     """Pixels ``(..., 2)`` of a camera's raw (distorted) image -> where an ideal pinhole camera with
-    the same ``camera_matrix`` K sees those points (cv2.undistortPoints with ``P = K``; R the
-    identity: the camera's own optical frame). NaN (missing) stays NaN, a point the lens model
-    cannot undo becomes NaN (see :func:`undistort_normalized`); ``lens`` None returns ``pixels``.
+    ``new_camera_matrix`` (default: the same ``camera_matrix`` K) sees those points
+    (cv2.undistortPoints with ``P = new_camera_matrix``; R the identity: the camera's own optical
+    frame). NaN (missing) stays NaN, a point the lens model cannot undo becomes NaN (see
+    :func:`undistort_normalized`); ``lens`` None only moves the pixels to ``new_camera_matrix``
+    (without one, returns ``pixels``).
 
     K may be the one image_geometry moves to a published region of interest or binned image:
     pixels and principal point move together, so normalised coordinates, which the distortion acts
     on, are those of the full sensor, and undistorting there (undo ROI and binning, undistort with
     the sensor's K, apply them again) gives the same pixels."""
     pixels = np.asarray(pixels, dtype=np.float64)
-    if lens is None:
-        return pixels
     k = np.asarray(camera_matrix, dtype=np.float64)
+    new_k = k if new_camera_matrix is None else np.asarray(new_camera_matrix, dtype=np.float64)
+    if lens is None and np.array_equal(new_k, k):
+        return pixels
     with np.errstate(invalid="ignore", over="ignore"):          # inf and absurd input: NaN, quietly
-        return _to_pixels(undistort_normalized(_to_normalized(pixels, k), lens), k)
+        normalized = _to_normalized(pixels, k)
+        return _to_pixels(normalized if lens is None else undistort_normalized(normalized, lens), new_k)
 
 
 def distort_pixels(pixels: np.ndarray, camera_matrix: np.ndarray, lens: LensDistortion | None) -> np.ndarray:

@@ -3,9 +3,11 @@
 Steps for one frame (all people at once):
 
 1. validate each person (a malformed one is dropped with a reason; the others go on),
-2. convert to H36M-17; with the camera's lens distortion (``Frame2D.lens``) move every joint
-   to where an ideal pinhole camera with K sees it (everything after this sees those pixels; an
-   aligned depth image is still read at the detected ones); joints far outside the image (more
+2. convert to H36M-17; with camera intrinsics move every joint to where an ideal pinhole camera
+   with square pixels sees it (the lens distortion ``Frame2D.lens`` undone, and a camera with
+   fx != fy or skew replaced by :func:`.camera.square_pixel_camera`'s, the kind of camera the
+   lifter learned from; everything after this sees those pixels and that camera's image size;
+   an aligned depth image is still read at the detected ones); joints far outside the image (more
    than ``image_margin`` times the image's width or height beyond its border: no detector puts
    a real joint there, and the lifter never saw such input) or that the lens model cannot undo
    are missing, like low-score ones; fill missing joints so the model always sees 17,
@@ -29,12 +31,12 @@ back to messages.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .body_pose import body_poses
-from .camera import LensDistortion, normalize_screen, undistort_pixels
+from .camera import LensDistortion, normalize_screen, square_pixel_camera, undistort_pixels
 from .depth import root_translation_from_depth
 from .root_solver import (outlier_joints, reproject, scaled_reprojection_errors, solve_root_translation,
                           validate_camera_matrix)
@@ -282,10 +284,14 @@ class LiftingPipeline:
             except ValueError:
                 if self.config.solve_root:
                     dropped["bad_camera_info"] += 1
-        camera = intrinsics if self.config.solve_root else None      # places people
-        # undone also where people are not placed (solve_root off): the lifter reads the pose from
-        # where an ideal pinhole camera sees the joints
-        lens = frame.lens if intrinsics is not None else None
+        # The pixels everything after the conversion sees are those of an ideal pinhole camera with
+        # square pixels (the lifter learned from Human3.6M's), in its image: ``seen`` has its K and
+        # size. Also where people are not placed (solve_root off): the lifter reads the pose from them.
+        seen = frame
+        if intrinsics is not None:
+            square, (width, height) = square_pixel_camera(intrinsics, (frame.image_width, frame.image_height))
+            seen = replace(frame, image_width=width, image_height=height, camera_matrix=square)
+        camera = seen.camera_matrix if intrinsics is not None and self.config.solve_root else None  # places people
 
         checked: list[tuple[int, Person2D, np.ndarray, np.ndarray]] = []
         for index, person in enumerate(frame.people):
@@ -295,8 +301,9 @@ class LiftingPipeline:
             else:
                 checked.append((index, person, *convert_to_h36m17(person.layout, person.keypoints, person.scores)))
         # every person's joints at once (one Newton solve): NaN where the lens model cannot undo one
-        ideal = (undistort_pixels(np.stack([item[2] for item in checked]), intrinsics, lens)
-                 if lens is not None and checked else [item[2] for item in checked])
+        ideal = (undistort_pixels(np.stack([item[2] for item in checked]), intrinsics, frame.lens,
+                                  seen.camera_matrix)
+                 if intrinsics is not None and checked else [item[2] for item in checked])
         # (input index, person, ideal pinhole pixels, scores, pixels as detected)
         accepted: list[tuple[int, Person2D, np.ndarray, np.ndarray, np.ndarray]] = []
         for (index, person, kp, scores), undistorted in zip(checked, ideal):
@@ -305,7 +312,7 @@ class LiftingPipeline:
             detected = np.isfinite(kp).all(axis=1) & (scores > np.float32(self.config.min_keypoint_score))
             # the margin is judged where the lifter will see the joint: past it (or past what the
             # lens model can undo) it is missing
-            valid = detected & inside_image(undistorted, frame.image_width, frame.image_height,
+            valid = detected & inside_image(undistorted, seen.image_width, seen.image_height,
                                             self.config.image_margin)
             if valid.sum() < self.config.min_valid_joints:
                 enough_without_margin = detected.sum() >= self.config.min_valid_joints
@@ -323,7 +330,7 @@ class LiftingPipeline:
 
         scores = np.stack([item[3] for item in accepted])                 # (N, 17), 0 = missing
         pixels = H36M_17.fill_missing(np.stack([item[2] for item in accepted]), scores > 0)   # (N, 17, 2)
-        root_relative = self._lift(pixels, frame, to_prior_size=camera is not None)
+        root_relative = self._lift(pixels, seen, to_prior_size=camera is not None)
         lifted = np.isfinite(root_relative).all(axis=(1, 2))
         if not lifted.all():          # the lifter gave NaN/inf for someone: drop them, keep the rest
             dropped["non_finite_output"] += int((~lifted).sum())
@@ -334,9 +341,9 @@ class LiftingPipeline:
 
         if camera is not None:
             translations, solved = solve_root_translation(root_relative, pixels, scores, camera)
-            self._relift_without_outliers(frame, camera, pixels, scores, root_relative, translations, solved)
+            self._relift_without_outliers(seen, camera, pixels, scores, root_relative, translations, solved)
             if self.config.impute_missing_joints:
-                self._impute_missing_joints(frame, camera, pixels, scores, root_relative, translations, solved)
+                self._impute_missing_joints(seen, camera, pixels, scores, root_relative, translations, solved)
         else:
             translations = np.zeros((len(accepted), 3))
             solved = np.zeros(len(accepted), dtype=bool)
@@ -346,7 +353,7 @@ class LiftingPipeline:
             # A measured depth beats the size prior of the monocular solve; people whose
             # pelvis falls in a hole of the depth image keep the intrinsics solution.
             # sampled at the pixels as detected (the depth image is registered to the keypoints'
-            # image), the pelvis placed along the ray of its ideal pinhole pixel
+            # image, of the frame's size), the pelvis placed along the ray of its ideal pinhole pixel
             visible = scores > 0
             detected = np.stack([item[4] for item in accepted])
             pelvis = np.where(visible[:, :1], detected[:, 0], np.nan)

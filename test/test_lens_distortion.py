@@ -1,5 +1,6 @@
 """Undoing a ROS camera's lens distortion (cfi_pose_ros.camera): the three CameraInfo models against
-OpenCV, which image_geometry and image_proc use, and what the lifter must never get from them."""
+OpenCV, which image_geometry and image_proc use, and what the lifter must never get from them; and
+moving pixels to the square-pixel camera the lifter learned from."""
 from __future__ import annotations
 
 import cv2
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from cfi_pose_ros.camera import (DISTORTION_COEFFICIENTS, LensDistortion, distort_normalized, distort_pixels,
-                                 lens_distortion, published_image_matrix, undistort_normalized, undistort_pixels)
+                                 lens_distortion, published_image_matrix, square_pixel_camera,
+                                 undistort_normalized, undistort_pixels)
 
 WIDTH, HEIGHT = 1280, 800
 K = np.array([[640.0, 0.0, 639.5], [0.0, 641.0, 399.5], [0.0, 0.0, 1.0]])
@@ -180,6 +182,59 @@ def test_undistorting_a_binned_or_cropped_image_is_undistorting_on_the_sensor(mo
     published_pixels = (sensor_pixels - offset) / binning
     on_sensor = (undistort_pixels(sensor_pixels, K, lens) - offset) / binning
     np.testing.assert_allclose(undistort_pixels(published_pixels, published, lens), on_sensor, atol=1e-6)
+
+
+def points_in_view(count: int, seed: int = 0) -> np.ndarray:
+    """Camera-frame points 2 to 8 m away, within 35 degrees of the optical axis."""
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(2.0, 8.0, count)
+    return np.column_stack([rng.uniform(-0.7, 0.7, (count, 2)) * z[:, None], z])
+
+
+def pinhole_pixels(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    uvw = points @ np.asarray(matrix).T
+    return uvw[:, :2] / uvw[:, 2:]
+
+
+@pytest.mark.parametrize("binning", [(2, 1), (1, 2), (3, 2)])
+def test_the_square_pixel_camera_of_a_binned_sensor_is_the_sensor_resized_alike_on_both_axes(binning):
+    """A square-pixel sensor binned 2x1 has fx = fy / 2 in the published image: its square-pixel
+    camera is the full sensor again (its focal length and image size); binned 3x2, the sensor
+    binned 2x2. A point's pixel moved to it is where that camera sees the point."""
+    sensor = np.array([[641.0, 0.0, 639.5], [0.0, 641.0, 399.5], [0.0, 0.0, 1.0]])
+    published = published_image_matrix(sensor, (0, 0), binning)
+    square, size = square_pixel_camera(published, (WIDTH / binning[0], HEIGHT / binning[1]))
+    finest = min(binning)
+    np.testing.assert_allclose(square[[0, 1], [0, 1]], [641.0 / finest] * 2, rtol=1e-12)
+    np.testing.assert_allclose(size, (WIDTH / finest, HEIGHT / finest), rtol=1e-12)
+    assert square[0, 1] == 0.0 and np.array_equal(square[2], [0.0, 0.0, 1.0])
+    points = points_in_view(500)
+    moved = undistort_pixels(pinhole_pixels(points, published), published, None, square)
+    np.testing.assert_allclose(moved, pinhole_pixels(points, square), atol=1e-9)
+
+
+def test_the_square_pixel_camera_takes_the_skew_and_the_lens_out():
+    """A skewed anamorphic K (fx = 1.5 fy) and a distorted lens: the raw pixels moved to the
+    square-pixel camera (one call with the lens) are where that ideal camera, without skew, sees
+    the points; its image is 1.5 times as tall."""
+    skewed = np.array([[900.0, 4.0, 630.0], [0.0, 600.0, 410.0], [0.0, 0.0, 1.0]])
+    square, size = square_pixel_camera(skewed, (WIDTH, HEIGHT))
+    assert square[0, 0] == square[1, 1] == 900.0 and square[0, 1] == 0.0
+    np.testing.assert_allclose(size, (WIDTH, HEIGHT * 1.5))
+    lens = lens_distortion("plumb_bob", LENSES["plumb_bob"])
+    points = points_in_view(500, seed=1)
+    raw = distort_pixels(pinhole_pixels(points, skewed), skewed, lens)
+    np.testing.assert_allclose(undistort_pixels(raw, skewed, lens, square), pinhole_pixels(points, square),
+                               atol=1e-6)
+
+
+def test_a_camera_with_square_pixels_and_no_skew_is_left_as_it_is():
+    """The lifter's input from such a camera stays bit for bit what it was."""
+    square_k = np.array([[700.0, 0.0, 639.3], [0.0, 700.0, 399.7], [0.0, 0.0, 1.0]])
+    matrix, size = square_pixel_camera(square_k, (WIDTH, HEIGHT))
+    assert matrix.tobytes() == square_k.tobytes() and size == (WIDTH, HEIGHT)
+    pixels = image_pixels(10)
+    assert undistort_pixels(pixels, square_k, None, matrix).tobytes() == pixels.tobytes()
 
 
 def test_normalised_models_are_inverse_to_each_other():

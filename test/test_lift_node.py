@@ -935,7 +935,8 @@ def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels
     crops (roi, in full-resolution pixels) publishes smaller images, and the 2D keypoints are in
     those. camera_from_info moves K and the size to the published image (as image_geometry's
     PinholeCameraModel does): people lifted from a 2x2-binned image are placed where the
-    full-resolution image places them (ignoring binning put them twice as far, metres off)."""
+    full-resolution image places them (ignoring binning put them twice as far, metres off); from a
+    2x1- or 1x2-binned one too (its fx != fy: taken as square pixels, 1.09 and 0.84 m off)."""
     from sensor_msgs.msg import RegionOfInterest
 
     from cfi_pose_ros.inference import create_lifter
@@ -943,18 +944,20 @@ def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels
     from cfi_pose_ros.pipeline import Frame2D, LiftingPipeline, Person2D
     from cfi_pose_ros.weights import DEFAULT_WEIGHTS
 
-    full = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
-    binned = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
-    binned.binning_x = binned.binning_y = 2
     pipeline = LiftingPipeline(create_lifter(str(DEFAULT_WEIGHTS), backend="torch", log=lambda *_: None))
     placed = []
-    for info, pixels in ((full, clip.pixels[20, 0]), (binned, clip.pixels[20, 0] / 2.0)):
+    for binning in ((1, 1), (2, 2), (2, 1), (1, 2)):
+        info = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
+        info.binning_x, info.binning_y = binning
         k, _, size = camera_from_info(info)
-        frame = Frame2D(people=[Person2D(pixels.astype(np.float64), clip.scores[20, 0].astype(np.float64), "h36m_17",
+        pixels = clip.pixels[20, 0] / np.array(binning, dtype=np.float64)
+        frame = Frame2D(people=[Person2D(pixels, clip.scores[20, 0].astype(np.float64), "h36m_17",
                                          track_id="a", score=0.9)],
                         image_width=float(size[0]), image_height=float(size[1]), stamp=0.0, camera_matrix=k)
         placed.append(pipeline.process(frame).people[0].keypoints)
     np.testing.assert_allclose(placed[1], placed[0], atol=1e-4)
+    for other in placed[2:]:
+        np.testing.assert_allclose(other, placed[0], atol=0.01)
     # a region of interest, then 2x binning: a 3D point projects to (full-resolution pixel - offset) / 2
     cropped = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
     cropped.roi = RegionOfInterest(x_offset=100, y_offset=40, width=600, height=400)
