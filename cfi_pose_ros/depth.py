@@ -19,7 +19,8 @@ Conventions: camera optical frame (x right, y down, z forward, metres);
 pixels with the origin at the image's top-left corner, (x, y) = (column, row);
 the depth image registered to the image the keypoints come from (same size and
 camera matrix; pass ``image_size`` when the depth image has another
-resolution than the image the pixels and K refer to). ``uint16`` depth is
+resolution than the image the pixels and K refer to: the same view scaled, see
+:func:`check_depth_registration`). ``uint16`` depth is
 millimetres (the ``16UC1`` convention of ROS depth drivers), float depth is
 metres (``32FC1``). :func:`depth_image_to_array` reads a ``sensor_msgs/Image``'s
 fields (passed one by one, so nothing here imports rclpy).
@@ -71,6 +72,23 @@ def checked_depth_image(depth_image: np.ndarray) -> np.ndarray:
     if depth.dtype != np.uint16 and not np.issubdtype(depth.dtype, np.floating):
         raise ValueError(f"depth image must be uint16 (millimetres) or float (metres), got {depth.dtype}")
     return depth
+
+
+def check_depth_registration(depth_shape: tuple[int, ...], image_size: tuple[float, float]) -> None:
+    """``ValueError`` (with both sizes) when a depth image of ``depth_shape`` (height, width) cannot be
+    registered to the image of ``image_size`` (width, height) it is said to be registered to by
+    scaling: the two aspect ratios differ by more than rounding each side to whole pixels explains
+    (a half-size depth image of an odd-sized image is registered). Such a depth image holds another
+    view (a depth stream not aligned to the colour camera, another sensor mode): scaled anyway, it was
+    read beside the people, and placed them metres off."""
+    height, width = int(depth_shape[0]), int(depth_shape[1])
+    image_width, image_height = float(image_size[0]), float(image_size[1])
+    # registered: the image scaled by one factor s, each side rounded, |s W - w| < 1 and |s H - h| < 1
+    # for some s, that is |w H - h W| < W + H
+    if not abs(width * image_height - height * image_width) < image_width + image_height:
+        raise ValueError(f"the {width}x{height} depth image (aspect {width / height:.3f}) cannot be registered "
+                         f"to the {image_width:g}x{image_height:g} image (aspect "
+                         f"{image_width / image_height:.3f}) by scaling")
 
 
 def _metres(depth: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cfi_pose_ros.depth import (DEFAULT_BODY_OFFSET_M, DepthHistory, depth_image_to_array, depth_in_metres,
-                                root_translation_from_depth, window_depth)
+from cfi_pose_ros.depth import (DEFAULT_BODY_OFFSET_M, DepthHistory, check_depth_registration, depth_image_to_array,
+                                depth_in_metres, root_translation_from_depth, window_depth)
 
 K = np.array([[600.0, 0.0, 320.0], [0.0, 610.0, 240.0], [0.0, 0.0, 1.0]])
 H, W = 480, 640
@@ -203,6 +203,26 @@ def test_depth_image_at_another_resolution_than_the_colour_image():
     np.testing.assert_allclose(t[0], pelvis, atol=0.01)
     with pytest.raises(ValueError, match="image_size"):
         root_translation_from_depth(uv[None], None, half, K, image_size=(0, H))
+
+
+@pytest.mark.parametrize("depth_size, image_size", [
+    ((1000, 1002), (1000, 1002)), ((500, 501), (1000, 1002)), ((250, 250), (1000, 1002)),
+    ((620, 188), (1241, 376)),                   # half of an odd-sized image, each side rounded down
+    ((1920, 1080), (1280, 720)), ((640, 360), (1920, 1080)),
+])
+def test_a_depth_image_of_the_image_scaled_is_registered(depth_size, image_size):
+    check_depth_registration(depth_size[::-1], image_size)
+
+
+@pytest.mark.parametrize("depth_size, image_size", [
+    ((640, 480), (1280, 720)),                   # 4:3 depth beside a 16:9 colour image
+    ((640, 480), (1000, 1002)),
+    ((1280, 720), (1280, 800)),                  # a crop, not a scaling
+    ((500, 498), (1000, 1002)),                  # three rows short of half: no rounding does that
+])
+def test_a_depth_image_of_another_aspect_cannot_be_registered(depth_size, image_size):
+    with pytest.raises(ValueError, match=rf"the {depth_size[0]}x{depth_size[1]} depth image .* cannot be registered"):
+        check_depth_registration(depth_size[::-1], image_size)
 
 
 @pytest.mark.parametrize("encoding, dtype, scale", [("16UC1", "<u2", 1000.0), ("mono16", ">u2", 1000.0),

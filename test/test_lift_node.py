@@ -860,6 +860,28 @@ def test_shutdown_from_active_stops_publishing(node_factory, clip):
     assert node.process.poll() is None
 
 
+def registered_depth(clip, frame: int, scale: float = 1.0) -> np.ndarray:
+    """A depth image (metres) registered to the clip's image at 1 / ``scale`` of its resolution: each
+    person's bounding box at their body surface (0.1 m before the pelvis), the background at 9 m."""
+    w, h = clip.image_size
+    depth = np.full((round(h / scale), round(w / scale)), 9.0, dtype=np.float32)
+    for pixels, truth in zip(clip.pixels[frame], clip.truth_camera_m[frame]):
+        x0, y0 = np.floor(pixels.min(0) / scale).astype(int)
+        x1, y1 = np.ceil(pixels.max(0) / scale).astype(int)
+        depth[y0:y1, x0:x1] = truth[0, 2] - 0.1
+    return depth
+
+
+def depth_image_msg(depth: np.ndarray, sec: int = 0):
+    """``depth`` (metres) as a 32FC1 ``sensor_msgs/Image`` in the test's frame, stamped ``sec``."""
+    from sensor_msgs.msg import Image
+
+    image = Image(height=depth.shape[0], width=depth.shape[1], encoding="32FC1", step=depth.shape[1] * 4,
+                  data=depth.astype(np.float32).tobytes())
+    image.header.frame_id = FRAME
+    return stamp_msg(image, sec)
+
+
 def test_aligned_depth_image_sets_the_root_depth(node_factory, clip):
     from sensor_msgs.msg import Image
 
@@ -867,14 +889,7 @@ def test_aligned_depth_image_sets_the_root_depth(node_factory, clip):
     depth_pub = node.client.create_publisher(Image, "/depth_for_test", 1)
     send_camera_info(node, clip)
     frame, sec = 40, 500
-    w, h = clip.image_size
-    depth = np.full((h, w), 9.0, dtype=np.float32)            # 32FC1, metres
-    for pixels, truth in zip(clip.pixels[frame], clip.truth_camera_m[frame]):
-        x0, y0 = np.floor(pixels.min(0)).astype(int)
-        x1, y1 = np.ceil(pixels.max(0)).astype(int)
-        depth[y0:y1, x0:x1] = truth[0, 2] - 0.1
-    image = Image(height=h, width=w, encoding="32FC1", step=w * 4, data=depth.tobytes())
-    image.header = stamp_msg(clip_msg(clip, frame, sec), sec).header
+    image = depth_image_msg(registered_depth(clip, frame), sec)
     msg = clip_msg(clip, frame, sec)
 
     def answered_from_depth():
@@ -900,16 +915,8 @@ def test_keypoints_a_detector_s_latency_late_are_placed_with_the_depth_image_tak
     node = node_factory(overrides={"depth_topic": "/depth_for_latency_test", "depth_max_age": 0.05})
     depth_pub = node.client.create_publisher(Image, "/depth_for_latency_test", 10)
     send_camera_info(node, clip)
-    frame, scale = 40, 4           # a depth image registered at a quarter of the keypoints' resolution
-    w, h = clip.image_size
-    depth = np.full((h // scale, w // scale), 9.0, dtype=np.float32)
-    for pixels, truth in zip(clip.pixels[frame], clip.truth_camera_m[frame]):
-        x0, y0 = np.floor(pixels.min(0) / scale).astype(int)
-        x1, y1 = np.ceil(pixels.max(0) / scale).astype(int)
-        depth[y0:y1, x0:x1] = truth[0, 2] - 0.1
-    image = Image(height=depth.shape[0], width=depth.shape[1], encoding="32FC1", step=depth.shape[1] * 4,
-                  data=depth.tobytes())
-    image.header.frame_id = FRAME
+    frame = 40
+    image = depth_image_msg(registered_depth(clip, frame, scale=4))    # at a quarter of the keypoints' resolution
     period_ns, start_ns = 33_333_333, 3000 * 10**9
     node.client.received.poses.clear()
     for k in range(30):
@@ -928,6 +935,45 @@ def test_keypoints_a_detector_s_latency_late_are_placed_with_the_depth_image_tak
         f"{len(from_depth)} of {len(answers)} frames placed from depth; {node.latest_diagnostics()}")
     for human, truth in zip(from_depth[-1].humans, clip.truth_camera_m[frame]):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.05
+
+
+def test_a_depth_image_of_another_aspect_than_the_camera_s_is_refused_one_of_another_size_used(node_factory, clip):
+    """A registered depth image is the CameraInfo's image scaled. A 640x480 one beside the clip's
+    1000x1002 camera (an unaligned depth stream: here a wall 2 m away) was scaled anyway and read as
+    the people's depth: placed at 2.1 m, 3 m off. It is refused (bad_depth_image on /diagnostics) and
+    the people placed from the intrinsics; a half-size one of the same view (500x501) is used."""
+    from sensor_msgs.msg import Image
+
+    node = node_factory(overrides={"depth_topic": "/depth_aspect_test", "depth_max_age": 1.0})
+    depth_pub = node.client.create_publisher(Image, "/depth_aspect_test", 1)
+    send_camera_info(node, clip)
+    frame, answers = 40, []
+
+    def answered_with(depth: np.ndarray):
+        sec = 700 + len(answers)
+        depth_pub.publish(depth_image_msg(depth, sec))
+        node.spin_for(0.1)
+        answers.append(node.send_and_receive(clip_msg(clip, frame, sec), timeout=5))
+        return answers[-1]
+
+    wall = np.full((480, 640), 2.0, dtype=np.float32)
+    assert node.spin_until(lambda: answered_with(wall) is not None and _diag_count(
+        node.latest_diagnostics(), "bad_depth_image") >= 1, 60), (answers[-1], node.log())
+    answered = [out for out in answers if out is not None]
+    assert all(h.root_source == HumanPose3D.ROOT_FROM_INTRINSICS for out in answered for h in out.humans), answered
+    for human, truth in zip(answered[-1].humans, clip.truth_camera_m[frame]):
+        assert abs(human.body_pose.position.z - truth[0, 2]) < 0.5          # the monocular solve, not the wall
+
+    half = registered_depth(clip, frame, scale=2)
+    assert half.shape == (501, 500)
+
+    def from_depth():
+        out = answered_with(half)
+        return out is not None and all(h.root_source == HumanPose3D.ROOT_FROM_DEPTH for h in out.humans)
+
+    assert node.spin_until(from_depth, 60), node.log()
+    for human, truth in zip(answers[-1].humans, clip.truth_camera_m[frame]):
+        assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
 
 
 def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels(clip):
