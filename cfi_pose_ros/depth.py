@@ -44,6 +44,11 @@ DEPTH_HISTORY = 15               # depth images kept for pairing by stamp: half 
 DEPTH_HISTORY_BYTES = 256 * 2**20
 
 
+# A 32FC1 depth image whose typical reading is past this is taken for millimetres written as floats
+# (REP 118: 32FC1 depth is metres; a driver or a conversion that keeps a 16UC1 image's millimetres
+# makes one): depth cameras read up to some tens of metres, and every reading of such an image lay
+# outside depth_range, so each person was placed from the intrinsics alone with nothing counted.
+MAX_TYPICAL_DEPTH_M = 100.0
 # depth encoding -> numpy dtype (little endian; the message's is_bigendian flips it)
 _DEPTH_ENCODINGS = {"16UC1": "u2", "mono16": "u2", "32FC1": "f4"}
 
@@ -58,7 +63,21 @@ def depth_image_to_array(encoding: str, height: int, width: int, step: int, data
     dtype = np.dtype((">" if is_bigendian else "<") + _DEPTH_ENCODINGS[encoding])
     rows = raw_rows(height, width, step, data, dtype.itemsize, encoding, what="depth image")
     height, width = rows.shape[0], int(width)
-    return np.ascontiguousarray(rows).view(dtype).reshape(height, width).astype(dtype.newbyteorder("="))
+    depth = np.ascontiguousarray(rows).view(dtype).reshape(height, width).astype(dtype.newbyteorder("="))
+    if depth.dtype.kind == "f":
+        check_float_depth_units(depth)
+    return depth
+
+
+def check_float_depth_units(depth: np.ndarray) -> None:
+    """``ValueError`` when the median valid reading of a float (metres) depth image, over a grid of
+    at most ~4096 of its pixels, is past :data:`MAX_TYPICAL_DEPTH_M`: millimetres, not metres."""
+    step = max(1, int(np.sqrt(depth.size / 4096)))
+    sample = depth[::step, ::step]
+    sample = sample[np.isfinite(sample) & (sample > 0)]
+    if sample.size and (typical := float(np.median(sample))) > MAX_TYPICAL_DEPTH_M:
+        raise ValueError(f"a 32FC1 depth image holds metres (REP 118), but its median reading is {typical:g}: "
+                         f"millimetres? (convert them to metres, or publish 16UC1)")
 
 
 def checked_depth_image(depth_image: np.ndarray) -> np.ndarray:

@@ -243,8 +243,12 @@ def test_depth_message_fields_to_array_with_padded_rows(encoding, dtype, scale):
     (("16UC1", 0, 2, 4, b""), "zero size"),
     (("16UC1", 2, 2, 3, bytes(8)), "step"),
     (("32FC1", 2, 2, 8, bytes(10)), "data has 10 bytes"),
+    # millimetres as floats (a 16UC1 image converted without scaling): every reading lay outside
+    # depth_range, and each person was placed from the intrinsics alone, nothing counted
+    (("32FC1", 2, 2, 8, np.array([[0.0, 2150.0], [2210.0, np.nan]], "<f4").tobytes()), "millimetres"),
 ])
 def test_bad_depth_messages_are_refused(fields, match):
+    """Each refused with the reason (the lifter counts them as bad_depth_image)."""
     with pytest.raises(ValueError, match=match):
         depth_image_to_array(*fields)
 
