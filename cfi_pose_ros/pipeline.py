@@ -36,7 +36,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .body_pose import body_poses
-from .camera import LensDistortion, normalize_screen, square_pixel_camera, undistort_pixels
+from .camera import (H36M_PERSON_SCALE_RANGE, LensDistortion, clamp_person_scale, normalize_screen,
+                     square_pixel_camera, undistort_pixels)
 from .depth import root_translation_from_depth
 from .root_solver import (outlier_joints, reproject, scaled_reprojection_errors, solve_root_translation,
                           validate_camera_matrix)
@@ -115,6 +116,10 @@ class PipelineConfig:
     # image leaves room for the joints detectors extrapolate past the border (a cut-off foot, a
     # crop that extends beyond the frame) and none for 1e6 px or 1e30 coordinates.
     image_margin: float = 0.5
+    # People smaller or larger in the image than the training data's people are zoomed about
+    # their pelvis into this range of camera.person_scale before the lift (None: never), see
+    # camera.H36M_PERSON_SCALE_RANGE
+    person_scale_range: tuple[float, float] | None = H36M_PERSON_SCALE_RANGE
     # A person is lifted again without its worst-fitting joint when that joint's reprojection
     # error after the robust root solve is past relift_threshold times the person's residual
     # scale (1.4826 x MAD, as in the solve), and the rejection stands only if the lift made
@@ -182,6 +187,8 @@ class LiftingPipeline:
         """``(N, 17, 2)`` pixels -> ``(N, 17, 3)`` float64 joints, exactly pelvis-centred; with
         ``to_prior_size`` (and a ``body_size_prior``) scaled to the prior body size."""
         normalized = normalize_screen(pixels, frame.image_width, frame.image_height)
+        if self.config.person_scale_range is not None:
+            normalized = clamp_person_scale(normalized, self.config.person_scale_range)
         root_relative = np.asarray(self.lifter.lift(normalized.astype(np.float32)), dtype=np.float64)
         root_relative = root_relative - root_relative[:, :1]
         if to_prior_size and self.config.body_size_prior > 0:

@@ -56,5 +56,22 @@ def ros_env() -> dict:
 
 
 @pytest.fixture(scope="session")
+def lifter():
+    """The shipped weights on the torch backend."""
+    from cfi_pose_ros.inference import create_lifter
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+    return create_lifter(str(DEFAULT_WEIGHTS), backend="torch", log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def clip() -> dict:
+    """The demo clip (two S9 people seen by an H36M camera, keypoints and truth) as arrays."""
+    import numpy as np
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+    with np.load(DEFAULT_WEIGHTS.parents[1] / "data" / "demo_clip_h36m_s9.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="session")
 def python_exe() -> str:
     return sys.executable

@@ -281,6 +281,7 @@ def test_subset_keeps_rows_aligned(files):
 def test_evaluation_cli_records_its_means_in_the_weights_json(files, tmp_path):
     import torch
 
+    from cfi_pose_ros.camera import H36M_PERSON_SCALE_RANGE
     from cfi_pose_ros.model import CFIConfig, CFINet
     from cfi_pose_ros.weights import load_weights, save_weights
     from training.evaluate import main as evaluate
@@ -293,9 +294,13 @@ def test_evaluation_cli_records_its_means_in_the_weights_json(files, tmp_path):
     plain = evaluate(common + ["--out", str(tmp_path / "plain"), "--record"])
     flipped = evaluate(common + ["--flip-test", "--stride", "2", "--out", str(tmp_path / "flip"), "--record"])
     evaluate(common + ["--out", str(tmp_path / "again")])        # without --record: the JSON is left alone
+    # the model alone, without the node's person-scale clamp: a key of its own
+    unclamped = evaluate(common + ["--no-scale-clamp", "--out", str(tmp_path / "model"), "--record"])
+    assert tuple(plain["person_scale_range"]) == H36M_PERSON_SCALE_RANGE and unclamped["person_scale_range"] is None
 
     _, info = load_weights(weights)                              # tensors and checksum untouched
-    assert set(info.metrics) == {"S9_gt2d", "S1_gt2d_all_frames", "S1_gt2d_stride2_flip_test"}
+    assert set(info.metrics) == {"S9_gt2d", "S1_gt2d_all_frames", "S1_gt2d_stride2_flip_test",
+                                 "S1_gt2d_all_frames_no_scale_clamp"}
     assert info.metrics["S9_gt2d"] == {"mpjpe_mm": 1.0}
     recorded = info.metrics["S1_gt2d_all_frames"]
     assert recorded["mpjpe_mm"] == pytest.approx(plain["mpjpe"]["mean_over_actions"])

@@ -11,22 +11,7 @@ from cfi_pose_ros.pipeline import (MAX_TRACK_ID_LENGTH, ROOT_FROM_INTRINSICS, RO
                                    LiftingPipeline, Person2D, PipelineConfig, check_person, inside_image)
 from cfi_pose_ros.skeleton import H36M_17
 from cfi_pose_ros.smoothing import PoseSmoother
-from cfi_pose_ros.weights import DEFAULT_WEIGHTS
 from poses import WIDE_K, WIDE_LENS, WIDE_SIZE, wide_angle_view
-
-CLIP = DEFAULT_WEIGHTS.parents[1] / "data" / "demo_clip_h36m_s9.npz"
-
-
-@pytest.fixture(scope="module")
-def lifter():
-    return create_lifter(str(DEFAULT_WEIGHTS), backend="torch", log=lambda *_: None)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    with np.load(CLIP) as data:
-        return {k: data[k] for k in data.files}
-
 
 def frame_from_clip(clip, t, camera=True, people=(0, 1)) -> Frame2D:
     w, h = clip["image_size"]

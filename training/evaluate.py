@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cfi_pose_ros.camera import H36M_PERSON_SCALE_RANGE, clamp_person_scale
 from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics
 from training.augment import flip_poses
@@ -37,9 +38,14 @@ DEFAULT_DATA = Path(os.environ.get("CFI_H36M_DIR",
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, inputs_2d: np.ndarray, batch_size: int = 4096,
-            flip_test: bool = False, progress: bool = False) -> np.ndarray:
-    """Lift ``(N, 17, 2)`` -> ``(N, 17, 3)``; with ``flip_test`` average with the mirrored input."""
+            flip_test: bool = False, progress: bool = False,
+            person_scale_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Lift ``(N, 17, 2)`` -> ``(N, 17, 3)``; with ``flip_test`` average with the mirrored input;
+    with ``person_scale_range`` people outside it zoomed into it first, as the node does
+    (:func:`cfi_pose_ros.camera.clamp_person_scale`)."""
     model.eval()
+    if person_scale_range is not None:
+        inputs_2d = clamp_person_scale(inputs_2d, person_scale_range)
     device = next(model.parameters()).device
     outputs = []
     for start in tqdm(range(0, len(inputs_2d), batch_size), disable=not progress, desc="predict",
@@ -60,9 +66,10 @@ def with_detector_noise(poses: PoseSet, std: float, seed: int = 0) -> PoseSet:
 
 
 def evaluate_pose_set(model: torch.nn.Module, poses: PoseSet, flip_test: bool = False,
-                      batch_size: int = 4096, progress: bool = False) -> dict:
+                      batch_size: int = 4096, progress: bool = False,
+                      person_scale_range: tuple[float, float] | None = None) -> dict:
     """Per-action MPJPE / P-MPJPE in mm and the unweighted mean over actions."""
-    predicted = predict(model, poses.inputs_2d, batch_size, flip_test, progress)
+    predicted = predict(model, poses.inputs_2d, batch_size, flip_test, progress, person_scale_range)
     labels = np.array(ACTION_CLASSES)[poses.action_ids]
     result = {}
     for name, fn in (("mpjpe", mpjpe), ("p_mpjpe", p_mpjpe)):
@@ -102,6 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--subjects", nargs="+", default=["S9"])
     parser.add_argument("--stride", type=int, default=1, help="frame stride (1 = all frames, the protocol)")
     parser.add_argument("--flip-test", action="store_true", help="test-time flip augmentation")
+    parser.add_argument("--no-scale-clamp", action="store_true",
+                        help="lift people as they are; by default those smaller or larger than the "
+                             "training data's are zoomed into its range first, as the node does")
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="outputs/eval", help="directory for eval.md and eval.json")
@@ -119,9 +129,12 @@ def main(argv: list[str] | None = None) -> dict:
         if argv is not None:
             raise
         raise SystemExit(f"error: {error_text(error)}") from None
-    result = evaluate_pose_set(model, poses, args.flip_test, args.batch_size, progress=True)
+    scale_range = None if args.no_scale_clamp else H36M_PERSON_SCALE_RANGE
+    result = evaluate_pose_set(model, poses, args.flip_test, args.batch_size, progress=True,
+                               person_scale_range=scale_range)
     result.update(weights=str(args.weights), subjects=args.subjects, stride=args.stride,
                   input_2d=args.data_2d or "ground truth", flip_test=args.flip_test,
+                  person_scale_range=scale_range,
                   command="python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +143,8 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     print(markdown_table(result, title))
     if args.record:
-        name = record_name(args.subjects, args.data_2d is not None, args.stride, args.flip_test)
+        name = record_name(args.subjects, args.data_2d is not None, args.stride, args.flip_test,
+                           scale_range is not None)
         record_metrics(args.weights, name, {"mpjpe_mm": result["mpjpe"]["mean_over_actions"],
                                             "p_mpjpe_mm": result["p_mpjpe"]["mean_over_actions"],
                                             "frames": result["frames"], "command": result["command"]})
@@ -138,13 +152,14 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def record_name(subjects: list[str], detected_2d: bool, stride: int | None = None, flip_test: bool = False) -> str:
+def record_name(subjects: list[str], detected_2d: bool, stride: int | None = None, flip_test: bool = False,
+                scale_clamp: bool = True) -> str:
     """``S9_gt2d_all_frames_flip_test`` and the like: what was measured, as a key of the weights'
     ``metrics`` (without a stride: the trainer's own evaluation, ``S9_gt2d``)."""
     parts = ["+".join(subjects), "detected2d" if detected_2d else "gt2d"]
     if stride is not None:
         parts.append("all_frames" if stride == 1 else f"stride{stride}")
-    return "_".join(parts + (["flip_test"] if flip_test else []))
+    return "_".join(parts + (["flip_test"] if flip_test else []) + ([] if scale_clamp else ["no_scale_clamp"]))
 
 
 if __name__ == "__main__":

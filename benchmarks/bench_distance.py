@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""How well people far away or close by are lifted: S9 MPJPE against distance, with and without the
+node's person-scale clamp, in one run.
+
+    python benchmarks/bench_distance.py                 # ~5 min on 2 cores (every 50th frame)
+    python benchmarks/bench_distance.py --stride 10 --out outputs/bench_distance
+
+Every S9 pose (GT, all four cameras) is moved along its pelvis' ray to ``factor`` x its distance
+(Human3.6M's people stand 3.3 to 6.9 m from its cameras; a robot sees people from 1 to 20 m) and
+projected through the same camera, lens distortion included. The shipped weights lift it (torch,
+fp32) as it is seen, and with people outside the training data's person-scale range zoomed into it
+about the pelvis first (:func:`cfi_pose_ros.camera.clamp_person_scale`, what the node does); the
+root-relative truth is the same at every distance. Also prints the person-scale percentiles of the
+training subjects, where ``camera.H36M_PERSON_SCALE_RANGE`` comes from. Writes
+``accuracy_vs_distance.png`` and ``.json`` to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from cfi_pose_ros.camera import (H36M_PERSON_SCALE_RANGE, normalize_screen, person_scale,  # noqa: E402
+                                 project, world_to_camera)
+from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights  # noqa: E402
+from training.evaluate import DEFAULT_DATA, predict  # noqa: E402
+from training.h36m import H36M_32_TO_17, TRAIN_SUBJECTS, load_cameras, load_poses_3d  # noqa: E402
+
+FACTORS = (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
+
+
+def camera_frame_poses(poses_3d: dict, cameras: dict, subjects, stride: int):
+    """(camera-frame joints (N, 17, 3), their camera's intrinsics) for each subject, action, camera."""
+    for subject in subjects:
+        for _, world in sorted(poses_3d[subject].items()):
+            world = np.asarray(world)[::stride]
+            world = world[:, H36M_32_TO_17] if world.shape[1] == 32 else world
+            for cam in cameras[subject]:
+                yield world_to_camera(world, cam.rotation_world_to_cam, cam.center_world), cam.intrinsics
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """MPJPE against distance, as seen and clamped, the training distances shaded."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    distance = [5.2 * r["factor"] for r in rows]        # the median training distance, 5.2 m
+    for name, style in (("as seen", "o--"), ("clamped", "o-")):
+        ax.plot(distance, [r[name] for r in rows], style, label=name)
+    ax.axvspan(3.3, 6.9, color="0.9", label="training distances")
+    ax.set(xscale="log", xlabel="distance of the S9 person (m, median)", ylabel="S9 MPJPE, GT 2D (mm)",
+           title="Lifting people far away and close by")
+    ax.xaxis.set_major_locator(FixedLocator([1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30]))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    parser.add_argument("--stride", type=int, default=50, help="every n-th frame of S9 (and of training, /10)")
+    parser.add_argument("--factors", type=float, nargs="+", default=list(FACTORS))
+    parser.add_argument("--out", default="outputs/bench_distance")
+    args = parser.parse_args(argv)
+    poses_3d = load_poses_3d(DEFAULT_DATA / "data_3d_h36m.npz")
+    cameras = load_cameras(DEFAULT_DATA / "cameras.json")
+
+    train_scales = np.concatenate([
+        person_scale(normalize_screen(project(points, k), k.width, k.height))
+        for points, k in camera_frame_poses(poses_3d, cameras, TRAIN_SUBJECTS, max(args.stride // 10, 1))])
+    percentiles = {p: float(np.percentile(train_scales, p)) for p in (1, 5, 10, 50, 90, 95, 98, 99)}
+    print("person scale of the training subjects, percentiles: "
+          + ", ".join(f"{p}%: {v:.4f}" for p, v in percentiles.items())
+          + f"\ncamera.H36M_PERSON_SCALE_RANGE = {H36M_PERSON_SCALE_RANGE} (10th and 98th)")
+
+    model, _ = load_weights(args.weights)
+    test = list(camera_frame_poses(poses_3d, cameras, ("S9",), args.stride))
+    rows = []
+    for factor in args.factors:
+        errors = {"as seen": [], "clamped": []}
+        for points, k in test:
+            root = points[:, :1]
+            moved = points - root + root * factor
+            inputs = normalize_screen(project(moved, k), k.width, k.height).astype(np.float32)
+            for name, scale_range in (("as seen", None), ("clamped", H36M_PERSON_SCALE_RANGE)):
+                lifted = predict(model, inputs, person_scale_range=scale_range)
+                lifted = lifted - lifted[:, :1]
+                errors[name].append(np.linalg.norm(lifted - (points - root), axis=-1).mean(axis=1))
+        row = {"factor": factor, "poses": int(sum(len(e) for e in errors["as seen"]))}
+        row.update({name: float(np.concatenate(e).mean() * 1000) for name, e in errors.items()})
+        rows.append(row)
+        print(f"x{factor:<4} MPJPE as seen {row['as seen']:6.1f} mm   clamped {row['clamped']:6.1f} mm   "
+              f"({row['poses']} poses)", flush=True)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "accuracy_vs_distance.json").write_text(json.dumps(
+        {"training_person_scale_percentiles": percentiles, "range": H36M_PERSON_SCALE_RANGE, "rows": rows,
+         "command": "python benchmarks/bench_distance.py " + " ".join(sys.argv[1:] if argv is None else argv)},
+        indent=2) + "\n")
+    plot(rows, out / "accuracy_vs_distance.png")
+    print(f"wrote {out / 'accuracy_vs_distance.png'}")
+    return {"rows": rows, "percentiles": percentiles}
+
+
+if __name__ == "__main__":
+    main()
