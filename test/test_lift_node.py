@@ -940,8 +940,8 @@ def test_keypoints_a_detector_s_latency_late_are_placed_with_the_depth_image_tak
 def test_a_depth_image_of_another_aspect_than_the_camera_s_is_refused_one_of_another_size_used(node_factory, clip):
     """A registered depth image is the CameraInfo's image scaled. A 640x480 one beside the clip's
     1000x1002 camera (an unaligned depth stream: here a wall 2 m away) was scaled anyway and read as
-    the people's depth: placed at 2.1 m, 3 m off. It is refused (bad_depth_image on /diagnostics) and
-    the people placed from the intrinsics; a half-size one of the same view (500x501) is used."""
+    the people's depth: placed at 2.1 m, 3 m off. It is refused (bad_depth_image on /diagnostics, the
+    sizes in the log) and the people placed from the intrinsics; a half-size one of the same view (500x501) is used."""
     from sensor_msgs.msg import Image
 
     node = node_factory(overrides={"depth_topic": "/depth_aspect_test", "depth_max_age": 1.0})
@@ -959,6 +959,9 @@ def test_a_depth_image_of_another_aspect_than_the_camera_s_is_refused_one_of_ano
     wall = np.full((480, 640), 2.0, dtype=np.float32)
     assert node.spin_until(lambda: answered_with(wall) is not None and _diag_count(
         node.latest_diagnostics(), "bad_depth_image") >= 1, 60), (answers[-1], node.log())
+    # the log says which sizes did not fit (it said "dropped malformed input: bad_depth_image x1")
+    assert node.spin_until(lambda: "the 640x480 depth image (aspect 1.333) cannot be registered to the 1000x1002"
+                           in node.log(), 10), node.log()
     answered = [out for out in answers if out is not None]
     assert all(h.root_source == HumanPose3D.ROOT_FROM_INTRINSICS for out in answered for h in out.humans), answered
     for human, truth in zip(answered[-1].humans, clip.truth_camera_m[frame]):

@@ -245,6 +245,8 @@ class LiftNode(SpecLifecycleNode):
             self.stats.drop(Counter(processing_error=1))
             self.warn_throttled("processing_error", f"frame dropped, lifting failed: {exc!r}")
             return
+        for key, text in result.warnings.items():
+            self.warn_throttled(key, text)
         if result.dropped:
             self.stats.drop(result.dropped)
             self.warn_throttled("dropped", "dropped malformed input: " + ", ".join(

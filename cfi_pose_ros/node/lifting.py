@@ -111,6 +111,7 @@ class LiftedFrame:
     dropped: Counter = field(default_factory=Counter)
     up: np.ndarray = field(default_factory=lambda: camera_up(None))   # camera up in the output frame
     source: Frame2D | None = None        # the 2D input as the pipeline saw it
+    warnings: dict[str, str] = field(default_factory=dict)     # for the log, throttled by key
 
     @property
     def publishable(self) -> bool:
@@ -159,20 +160,21 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
         return LiftedFrame(Header(stamp=msg.header.stamp), [], Counter({NEGATIVE_STAMP: max(len(msg.people), 1)}))
     frame = frame_from_msg(msg, camera_matrix, camera_size, lens)
     frame.depth = depth
-    refused = Counter()
+    refused, warnings = Counter(), {}
     # judged where the depth image can be used (with K); a frame of no size is refused for that
     registered_to = camera_size or (frame.image_width, frame.image_height)
     if depth is not None and frame.camera_matrix is not None and min(registered_to) > 0:
         try:
             check_depth_registration(depth.shape, registered_to)
-        except ValueError:
+        except ValueError as exc:
             frame.depth = None
             refused["bad_depth_image"] += 1
+            warnings["depth_registration"] = f"depth image not used: {exc}"
     result = pipeline.process(frame)
     result.dropped.update(refused)
     # the output frame as tf2 names it (see tf2_frame_id): the input's `/camera` is `camera`
     header = Header(stamp=msg.header.stamp, frame_id=tf2_frame_id(target_frame or msg.header.frame_id))
     if target_frame:
         return LiftedFrame(header, transform_people(result.people, target_from_camera), result.dropped,
-                           camera_up(target_from_camera), frame)
-    return LiftedFrame(header, result.people, result.dropped, source=frame)
+                           camera_up(target_from_camera), frame, warnings)
+    return LiftedFrame(header, result.people, result.dropped, source=frame, warnings=warnings)
