@@ -28,6 +28,7 @@ fields (passed one by one, so nothing here imports rclpy).
 from __future__ import annotations
 
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 
@@ -108,6 +109,18 @@ def check_depth_registration(depth_shape: tuple[int, ...], image_size: tuple[flo
         raise ValueError(f"the {width}x{height} depth image (aspect {width / height:.3f}) cannot be registered "
                          f"to the {image_width:g}x{image_height:g} image (aspect "
                          f"{image_width / image_height:.3f}) by scaling")
+
+
+def check_depth_frame(depth_frame_id: str, image_frame_id: str) -> None:
+    """``ValueError`` when a depth image and the image it is said to be registered to name different
+    frames (both named; a leading '/' aside, as tf2 reads them). A registered depth image carries its
+    image's optical frame (a RealSense's aligned_depth_to_color, a ZED's depth, an image_proc
+    register node's output): one in another frame is another camera's depth, and read at this
+    camera's pixels it placed people at whatever that camera saw there."""
+    depth_frame, image_frame = depth_frame_id.lstrip("/"), image_frame_id.lstrip("/")
+    if depth_frame and image_frame and depth_frame != image_frame:
+        raise ValueError(f"the depth image is in frame {depth_frame!r}, the keypoints in {image_frame!r}: "
+                         f"not registered to their image (depth_topic another camera's?)")
 
 
 def _metres(depth: np.ndarray) -> np.ndarray:
@@ -206,6 +219,13 @@ def root_translation_from_depth(pelvis_pixels: np.ndarray, hip_pixels: np.ndarra
     return translations, ok
 
 
+class PairedDepth(NamedTuple):
+    """What :meth:`DepthHistory.paired` finds for a frame."""
+    image: np.ndarray | None     # the depth image taken with the frame's image, or None
+    stale: bool                  # depth images have come, but none within max_age of the frame
+    frame_id: str = ""           # the paired image's header.frame_id
+
+
 class DepthHistory:
     """The last ``size`` depth images and their stamps (seconds), to give each keypoints message the
     depth image taken with its image.
@@ -229,38 +249,42 @@ class DepthHistory:
         for name, value in (("size", size), ("max_bytes", max_bytes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        self._images: deque[tuple[float, np.ndarray]] = deque(maxlen=size)
+        self._images: deque[tuple[float, np.ndarray, str]] = deque(maxlen=size)
         self._max_bytes = max_bytes
 
     def __len__(self) -> int:
         return len(self._images)
 
-    def add(self, stamp: float, image: np.ndarray) -> None:
+    def add(self, stamp: float, image: np.ndarray, frame_id: str = "") -> None:
         # a zero (or negative) stamp is no time: one unstamped image in a stamped stream is no step back
-        if self._images and stamp > 0 and timeline.starts_over(max(s for s, _ in self._images), stamp):
+        if self._images and stamp > 0 and timeline.starts_over(max(entry[0] for entry in self._images), stamp):
             self._images.clear()
-        self._images.append((float(stamp), image))
-        kept = sum(kept_image.nbytes for _, kept_image in self._images)
+        self._images.append((float(stamp), image, frame_id))
+        kept = sum(entry[1].nbytes for entry in self._images)
         while kept > self._max_bytes and len(self._images) > 1:
             kept -= self._images.popleft()[1].nbytes
+
+    def _nearest(self, stamp: float, max_age: float) -> tuple[float, np.ndarray, str] | None:
+        best, best_gap = None, float(max_age)
+        for entry in self._images:
+            gap = abs(entry[0] - float(stamp))
+            if gap <= best_gap:
+                best, best_gap = entry, gap
+        return best
 
     def nearest(self, stamp: float, max_age: float) -> np.ndarray | None:
         """The kept image whose stamp is nearest ``stamp`` (of equally near ones, the last received),
         or None when none is within ``max_age`` seconds of it."""
-        best, best_gap = None, float(max_age)
-        for image_stamp, image in self._images:
-            gap = abs(image_stamp - float(stamp))
-            if gap <= best_gap:
-                best, best_gap = image, gap
-        return best
+        entry = self._nearest(stamp, max_age)
+        return None if entry is None else entry[1]
 
-    def paired(self, stamp: float, max_age: float) -> tuple[np.ndarray | None, bool]:
-        """``(the image for a frame stamped stamp or None, stale)``: ``stale`` when depth images
-        have come but none within ``max_age`` of ``stamp`` (the frame is placed without depth)."""
+    def paired(self, stamp: float, max_age: float) -> PairedDepth:
+        """The image for a frame stamped ``stamp`` (see :class:`PairedDepth`); ``stale`` when depth
+        images have come but none within ``max_age`` of ``stamp`` (the frame is placed without depth)."""
         if not self._images:
-            return None, False
-        image = self.nearest(stamp, max_age)
-        return image, image is None
+            return PairedDepth(None, False)
+        entry = self._nearest(stamp, max_age)
+        return PairedDepth(None, True) if entry is None else PairedDepth(entry[1], False, entry[2])
 
     def clear(self) -> None:
         self._images.clear()

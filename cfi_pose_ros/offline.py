@@ -76,7 +76,8 @@ class Item:
     keypoints: object | None = None     # HumanKeypoints2DArray
     image: np.ndarray | None = None     # BGR
     header: object | None = None        # the image's header (stamp, frame id)
-    depth: tuple[float, np.ndarray] | None = None   # an aligned depth image: (stamp s, pixels)
+    # an aligned depth image: (stamp s, pixels or None when unreadable, header.frame_id)
+    depth: tuple[float, np.ndarray | None, str] | None = None
 
 
 @dataclass
@@ -158,9 +159,9 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                     depth = depth_from_msg(msg)
                 except ValueError as exc:        # counted by the pass, as the node counts bad_depth_image
                     print(f"skipping a depth image at {message.log_time_ns} ns: {exc}", file=sys.stderr)
-                    yield Item(message.log_time_ns, depth=(stamp_seconds(msg.header.stamp), None))
+                    yield Item(message.log_time_ns, depth=(stamp_seconds(msg.header.stamp), None, msg.header.frame_id))
                     continue
-                yield Item(message.log_time_ns, depth=(stamp_seconds(msg.header.stamp), depth))
+                yield Item(message.log_time_ns, depth=(stamp_seconds(msg.header.stamp), depth, msg.header.frame_id))
             else:
                 try:
                     image = image_to_bgr(msg)
@@ -485,11 +486,11 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             result.last_frame_ns = item.log_time_ns
             writer.write(topics["input_topic"], msg, item.log_time_ns)
             t0 = time.perf_counter()
-            depth, stale = depth_images.paired(stamp_seconds(msg.header.stamp), value("depth_max_age"))
-            if stale:
+            depth = depth_images.paired(stamp_seconds(msg.header.stamp), value("depth_max_age"))
+            if depth.stale:
                 result.dropped["stale_depth"] += 1
-            lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, depth, target_frame, target_from_camera,
-                                    camera_lens)
+            lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, depth.image, target_frame,
+                                    target_from_camera, camera_lens, depth.frame_id)
             poses = lifted.poses_msg() if lifted.publishable else None
             markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None and (
                 keep_records or value("publish_markers")) else []

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cfi_pose_ros.depth import (DEFAULT_BODY_OFFSET_M, DepthHistory, check_depth_registration, depth_image_to_array,
-                                depth_in_metres, root_translation_from_depth, window_depth)
+from cfi_pose_ros.depth import (DEFAULT_BODY_OFFSET_M, DepthHistory, check_depth_frame, check_depth_registration,
+                                depth_image_to_array, depth_in_metres, root_translation_from_depth, window_depth)
 
 K = np.array([[600.0, 0.0, 320.0], [0.0, 610.0, 240.0], [0.0, 0.0, 1.0]])
 H, W = 480, 640
@@ -390,3 +390,18 @@ def test_a_late_depth_image_keeps_the_newer_ones():
     assert history.nearest(10.10, 0.005) is newer and history.nearest(10.08, 0.005) is late
     history.add(3.0, late)                                 # seconds back: a new timeline
     assert len(history) == 1 and history.nearest(10.10, 0.05) is None
+
+
+def test_a_depth_image_pairs_with_its_frame_id_and_another_camera_s_is_named():
+    history = DepthHistory()
+    assert history.paired(1.0, 0.05) == (None, False, "")
+    image = np.ones((4, 4), np.float32)
+    history.add(1.0, image, "/left_optical")
+    paired = history.paired(1.01, 0.05)
+    assert paired.image is image and not paired.stale and paired.frame_id == "/left_optical"
+    assert history.paired(2.0, 0.05) == (None, True, "")
+    check_depth_frame("/left_optical", "left_optical")          # a leading '/' aside, as tf2 reads them
+    check_depth_frame("", "left_optical")                       # unnamed: nothing to tell
+    check_depth_frame("left_optical", "")
+    with pytest.raises(ValueError, match="the depth image is in frame 'right_optical', the keypoints in 'left_optical'"):
+        check_depth_frame("right_optical", "left_optical")

@@ -872,13 +872,13 @@ def registered_depth(clip, frame: int, scale: float = 1.0) -> np.ndarray:
     return depth
 
 
-def depth_image_msg(depth: np.ndarray, sec: int = 0):
-    """``depth`` (metres) as a 32FC1 ``sensor_msgs/Image`` in the test's frame, stamped ``sec``."""
+def depth_image_msg(depth: np.ndarray, sec: int = 0, frame_id: str = FRAME):
+    """``depth`` (metres) as a 32FC1 ``sensor_msgs/Image`` in ``frame_id`` (the test's), stamped ``sec``."""
     from sensor_msgs.msg import Image
 
     image = Image(height=depth.shape[0], width=depth.shape[1], encoding="32FC1", step=depth.shape[1] * 4,
                   data=depth.astype(np.float32).tobytes())
-    image.header.frame_id = FRAME
+    image.header.frame_id = frame_id
     return stamp_msg(image, sec)
 
 
@@ -975,6 +975,42 @@ def test_a_depth_image_of_another_aspect_than_the_camera_s_is_refused_one_of_ano
         return out is not None and all(h.root_source == HumanPose3D.ROOT_FROM_DEPTH for h in out.humans)
 
     assert node.spin_until(from_depth, 60), node.log()
+    for human, truth in zip(answers[-1].humans, clip.truth_camera_m[frame]):
+        assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
+
+
+def test_a_depth_image_of_another_camera_s_frame_is_refused(node_factory, clip):
+    """A depth image in another frame than the keypoints is another camera's (depth_topic set to the
+    wrong camera): read at this camera's pixels, its depth placed the people (here, a wall 2 m away:
+    at 2.1 m, 3 m off, as ROOT_FROM_DEPTH). It is refused (bad_depth_image, both frames in the log)
+    and the people placed from the intrinsics; the same depth in the keypoints' frame is used."""
+    from sensor_msgs.msg import Image
+
+    node = node_factory(overrides={"depth_topic": "/depth_frame_test", "depth_max_age": 1.0})
+    depth_pub = node.client.create_publisher(Image, "/depth_frame_test", 1)
+    send_camera_info(node, clip)
+    frame, answers = 40, []
+
+    def answered_with(depth: np.ndarray, frame_id: str):
+        sec = 800 + len(answers)
+        depth_pub.publish(depth_image_msg(depth, sec, frame_id))
+        node.spin_for(0.1)
+        answers.append(node.send_and_receive(clip_msg(clip, frame, sec), timeout=5))
+        return answers[-1]
+
+    wall = np.full(registered_depth(clip, frame).shape, 2.0, dtype=np.float32)
+    assert node.spin_until(lambda: answered_with(wall, "/left_camera_optical_frame") is not None and _diag_count(
+        node.latest_diagnostics(), "bad_depth_image") >= 1, 60), (answers[-1], node.log())
+    assert node.spin_until(lambda: f"the depth image is in frame 'left_camera_optical_frame', the keypoints in "
+                           f"'{FRAME}'" in node.log(), 10), node.log()
+    answered = [out for out in answers if out is not None]
+    assert all(h.root_source == HumanPose3D.ROOT_FROM_INTRINSICS for out in answered for h in out.humans), answered
+    for human, truth in zip(answered[-1].humans, clip.truth_camera_m[frame]):
+        assert abs(human.body_pose.position.z - truth[0, 2]) < 0.5          # the monocular solve, not the wall
+
+    registered = registered_depth(clip, frame)
+    assert node.spin_until(lambda: (out := answered_with(registered, "/" + FRAME)) is not None and all(
+        h.root_source == HumanPose3D.ROOT_FROM_DEPTH for h in out.humans), 60), node.log()
     for human, truth in zip(answers[-1].humans, clip.truth_camera_m[frame]):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
 

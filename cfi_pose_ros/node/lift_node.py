@@ -211,7 +211,7 @@ class LiftNode(SpecLifecycleNode):
             self.stats.drop(Counter(bad_depth_image=1))
             self.warn_throttled("depth", f"ignoring depth image: {exc}")
             return
-        self.depth.add(stamp_seconds(msg.header.stamp), image)
+        self.depth.add(stamp_seconds(msg.header.stamp), image, msg.header.frame_id)
 
     def _on_keypoints(self, msg: HumanKeypoints2DArray) -> None:
         if not self._subscriptions_active:
@@ -229,8 +229,8 @@ class LiftNode(SpecLifecycleNode):
         started = time.perf_counter()
         self.stats.input(time.monotonic())
         # the image taken with the keypoints' image, not the newest: see DepthHistory
-        depth, stale = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"))
-        if stale:
+        depth = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"))
+        if depth.stale:
             self.stats.drop(Counter(stale_depth=1))
         target_frame, transform = self._output_transform(msg.header)
         if target_frame is None:
@@ -239,8 +239,8 @@ class LiftNode(SpecLifecycleNode):
             self.warn_throttled("no_frame_id", "input without header.frame_id: its poses and markers are in no "
                                                "frame (RViz cannot place them) and get no TF frames")
         try:
-            result = lift_keypoints(self.pipeline, msg, self.camera_matrix, self.camera_size, depth,
-                                    target_frame, transform, self.camera_lens)
+            result = lift_keypoints(self.pipeline, msg, self.camera_matrix, self.camera_size, depth.image,
+                                    target_frame, transform, self.camera_lens, depth.frame_id)
         except Exception as exc:  # never let one bad frame take the node down
             self.stats.drop(Counter(processing_error=1))
             self.warn_throttled("processing_error", f"frame dropped, lifting failed: {exc!r}")

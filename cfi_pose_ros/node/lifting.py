@@ -15,7 +15,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from cfi_pose_ros.camera import LensDistortion, lens_distortion, published_image_matrix
-from cfi_pose_ros.depth import check_depth_registration
+from cfi_pose_ros.depth import check_depth_frame, check_depth_registration
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
@@ -148,14 +148,15 @@ class LiftedFrame:
 def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | None,
                    camera_size: tuple[int, int] | None, depth: np.ndarray | None = None,
                    target_frame: str = "", target_from_camera: RigidTransform | None = None,
-                   lens: LensDistortion | None = None) -> LiftedFrame:
+                   lens: LensDistortion | None = None, depth_frame_id: str = "") -> LiftedFrame:
     """Lift one ``HumanKeypoints2DArray`` (``camera_matrix``, ``lens``, ``camera_size``: what
     :func:`camera_from_info` gives; ``depth``: the depth image paired with it, registered to the
     CameraInfo's image). With ``target_frame`` the result is expressed in it through
     ``target_from_camera`` (the caller resolved it: static, or a tf2 lookup).
 
     A depth image whose aspect ratio is not the CameraInfo's image's (the keypoints' image's without
-    a CameraInfo size) is not registered to it: not used, and counted as ``bad_depth_image``."""
+    a CameraInfo size), or whose ``depth_frame_id`` names another frame than the keypoints' (both
+    given), is not registered to it: not used, and counted as ``bad_depth_image``."""
     if msg.header.stamp.sec < 0:
         return LiftedFrame(Header(stamp=msg.header.stamp), [], Counter({NEGATIVE_STAMP: max(len(msg.people), 1)}))
     frame = frame_from_msg(msg, camera_matrix, camera_size, lens)
@@ -165,6 +166,7 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     registered_to = camera_size or (frame.image_width, frame.image_height)
     if depth is not None and frame.camera_matrix is not None and min(registered_to) > 0:
         try:
+            check_depth_frame(depth_frame_id, msg.header.frame_id)
             check_depth_registration(depth.shape, registered_to)
         except ValueError as exc:
             frame.depth = None
