@@ -27,23 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from cfi_pose_ros.camera import (H36M_PERSON_SCALE_RANGE, normalize_screen, person_scale,  # noqa: E402
-                                 project, world_to_camera)
+from cfi_pose_ros.camera import H36M_PERSON_SCALE_RANGE, normalize_screen, person_scale, project  # noqa: E402
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights  # noqa: E402
 from training.evaluate import DEFAULT_DATA, predict  # noqa: E402
-from training.h36m import H36M_32_TO_17, TRAIN_SUBJECTS, load_cameras, load_poses_3d  # noqa: E402
+from training.h36m import TRAIN_SUBJECTS, build_pose_set, camera_sequences, load_cameras, load_poses_3d  # noqa: E402
 
 FACTORS = (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
-
-
-def camera_frame_poses(poses_3d: dict, cameras: dict, subjects, stride: int):
-    """(camera-frame joints (N, 17, 3), their camera's intrinsics) for each subject, action, camera."""
-    for subject in subjects:
-        for _, world in sorted(poses_3d[subject].items()):
-            world = np.asarray(world)[::stride]
-            world = world[:, H36M_32_TO_17] if world.shape[1] == 32 else world
-            for cam in cameras[subject]:
-                yield world_to_camera(world, cam.rotation_world_to_cam, cam.center_world), cam.intrinsics
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -79,16 +68,16 @@ def main(argv=None) -> dict:
     poses_3d = load_poses_3d(DEFAULT_DATA / "data_3d_h36m.npz")
     cameras = load_cameras(DEFAULT_DATA / "cameras.json")
 
-    train_scales = np.concatenate([
-        person_scale(normalize_screen(project(points, k), k.width, k.height))
-        for points, k in camera_frame_poses(poses_3d, cameras, TRAIN_SUBJECTS, max(args.stride // 10, 1))])
+    train_scales = person_scale(
+        build_pose_set(poses_3d, cameras, TRAIN_SUBJECTS, stride=max(args.stride // 10, 1)).inputs_2d)
     percentiles = {p: float(np.percentile(train_scales, p)) for p in (1, 5, 10, 50, 90, 95, 98, 99)}
     print("person scale of the training subjects, percentiles: "
           + ", ".join(f"{p}%: {v:.4f}" for p, v in percentiles.items())
           + f"\ncamera.H36M_PERSON_SCALE_RANGE = {H36M_PERSON_SCALE_RANGE} (10th and 98th)")
 
     model, _ = load_weights(args.weights)
-    test = list(camera_frame_poses(poses_3d, cameras, ("S9",), args.stride))
+    test = [(seen.joints[::args.stride], seen.camera.intrinsics)
+            for seen in camera_sequences(poses_3d, cameras, ("S9",))]
     rows = []
     for factor in args.factors:
         errors = {"as seen": [], "clamped": []}

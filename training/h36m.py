@@ -19,6 +19,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -134,14 +135,23 @@ class PoseSet:
                        self.subject_ids[mask], self.camera_ids[mask], self.subjects)
 
 
-def build_pose_set(poses_3d: dict, cameras: dict[str, list[H36MCamera]], subjects: tuple[str, ...],
-                   detections_2d: dict | None = None, stride: int = 1,
-                   actions: tuple[str, ...] | None = None) -> PoseSet:
-    """Apply the protocol: 32 -> 17 joints, world -> camera, root-relative targets,
-    2D from projection with distortion (or from ``detections_2d``), screen normalisation.
-    S11's sequence named exactly "Directions" is dropped as in every standard file (corrupted
+class CameraSequence(NamedTuple):
+    """One sequence as one camera saw it."""
+    subject_index: int          # into the subjects asked for
+    subject: str
+    action: str                 # as named in the 3D file ("Walking 1")
+    action_class: str           # its ACTION_CLASSES entry ("Walking")
+    camera_index: int
+    camera: H36MCamera
+    joints: np.ndarray          # (T, 17, 3) metres, in the camera's frame
+
+
+def camera_sequences(poses_3d: dict, cameras: dict[str, list[H36MCamera]], subjects: tuple[str, ...],
+                     actions: tuple[str, ...] | None = None):
+    """A :class:`CameraSequence` for each sequence of ``subjects`` (of ``actions`` only, when
+    given) seen by each camera.
+    S11's sequence named exactly "Directions" is skipped as in every standard file (corrupted
     video); its "Directions 1" stays, as in VideoPose3D's data_3d_h36m.npz."""
-    inputs, targets, action_ids, subject_ids, camera_ids = [], [], [], [], []
     for s_index, subject in enumerate(subjects):
         if subject not in poses_3d:
             raise KeyError(f"subject {subject} not in the 3D file (has {sorted(poses_3d)})")
@@ -159,22 +169,33 @@ def build_pose_set(poses_3d: dict, cameras: dict[str, list[H36MCamera]], subject
             if world.shape[1] == 32:
                 world = world[:, H36M_32_TO_17]
             for c_index, cam in enumerate(cameras[subject]):
-                cam_points = world_to_camera(world, cam.rotation_world_to_cam, cam.center_world)
-                if detections_2d is not None:
-                    pixels = np.asarray(detections_2d[subject][action][c_index])[..., :2]
-                    length = min(len(pixels), len(cam_points))
-                    pixels, cam_points_used = pixels[:length], cam_points[:length]
-                else:
-                    pixels, cam_points_used = project(cam_points, cam.intrinsics), cam_points
-                sl = slice(None, None, stride)
-                pixels, cam_points_used = pixels[sl], cam_points_used[sl]
-                k = cam.intrinsics
-                inputs.append(normalize_screen(pixels, k.width, k.height).astype(np.float32))
-                targets.append((cam_points_used - cam_points_used[:, :1]).astype(np.float32))
-                n = len(pixels)
-                action_ids.append(np.full(n, ACTION_CLASSES.index(cls), np.int16))
-                subject_ids.append(np.full(n, s_index, np.int16))
-                camera_ids.append(np.full(n, c_index, np.int8))
+                yield CameraSequence(s_index, subject, action, cls, c_index, cam,
+                                     world_to_camera(world, cam.rotation_world_to_cam, cam.center_world))
+
+
+def build_pose_set(poses_3d: dict, cameras: dict[str, list[H36MCamera]], subjects: tuple[str, ...],
+                   detections_2d: dict | None = None, stride: int = 1,
+                   actions: tuple[str, ...] | None = None) -> PoseSet:
+    """Apply the protocol (:func:`camera_sequences`: 32 -> 17 joints, world -> camera), root-relative
+    targets, 2D from projection with distortion (or from ``detections_2d``), screen normalisation."""
+    inputs, targets, action_ids, subject_ids, camera_ids = [], [], [], [], []
+    for s_index, subject, action, cls, c_index, cam, cam_points in camera_sequences(poses_3d, cameras, subjects,
+                                                                                    actions):
+        if detections_2d is not None:
+            pixels = np.asarray(detections_2d[subject][action][c_index])[..., :2]
+            length = min(len(pixels), len(cam_points))
+            pixels, cam_points_used = pixels[:length], cam_points[:length]
+        else:
+            pixels, cam_points_used = project(cam_points, cam.intrinsics), cam_points
+        sl = slice(None, None, stride)
+        pixels, cam_points_used = pixels[sl], cam_points_used[sl]
+        k = cam.intrinsics
+        inputs.append(normalize_screen(pixels, k.width, k.height).astype(np.float32))
+        targets.append((cam_points_used - cam_points_used[:, :1]).astype(np.float32))
+        n = len(pixels)
+        action_ids.append(np.full(n, ACTION_CLASSES.index(cls), np.int16))
+        subject_ids.append(np.full(n, s_index, np.int16))
+        camera_ids.append(np.full(n, c_index, np.int8))
     if not inputs:
         raise ValueError(f"no frames for subjects {subjects}")
     return PoseSet(np.concatenate(inputs), np.concatenate(targets), np.concatenate(action_ids),
