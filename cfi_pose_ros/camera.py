@@ -148,7 +148,11 @@ def person_scale(normalized: np.ndarray) -> np.ndarray:
     of all joints from their per-axis median, which needs no layout, varies with the pose: people
     16 m away were lifted 0.20 m off with it instead of 0.10 m.)"""
     normalized = np.asarray(normalized, dtype=np.float64)
-    return np.median(np.linalg.norm(normalized[:, 1:] - person_centre(normalized)[:, None], axis=-1), axis=1)
+    return _scale_about(normalized, person_centre(normalized))
+
+
+def _scale_about(normalized: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    return np.median(np.linalg.norm(normalized[:, 1:] - centre[:, None], axis=-1), axis=1)
 
 
 def clamp_person_scale(normalized: np.ndarray, scale_range: tuple[float, float] = H36M_PERSON_SCALE_RANGE
@@ -162,13 +166,14 @@ def clamp_person_scale(normalized: np.ndarray, scale_range: tuple[float, float] 
     root solve places the person with the pixels as detected, so the distance is kept."""
     normalized = np.asarray(normalized)
     low, high = scale_range
-    scale = person_scale(normalized)
+    centre = person_centre(normalized)
+    scale = _scale_about(normalized.astype(np.float64), centre)
     outside = np.isfinite(scale) & (scale > 0) & ((scale < low) | (scale > high))
     if not outside.any():
         return normalized
     out = normalized.copy()
-    centre = person_centre(normalized[outside])[:, None]
     zoom = np.clip(scale[outside], low, high) / scale[outside]
+    centre = centre[outside, None]
     out[outside] = centre + (normalized[outside] - centre) * zoom[:, None, None]
     return out
 

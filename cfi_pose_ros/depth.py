@@ -226,6 +226,12 @@ class PairedDepth(NamedTuple):
     frame_id: str = ""           # the paired image's header.frame_id
 
 
+class _KeptDepth(NamedTuple):
+    stamp: float
+    image: np.ndarray
+    frame_id: str
+
+
 class DepthHistory:
     """The last ``size`` depth images and their stamps (seconds), to give each keypoints message the
     depth image taken with its image.
@@ -249,7 +255,7 @@ class DepthHistory:
         for name, value in (("size", size), ("max_bytes", max_bytes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        self._images: deque[tuple[float, np.ndarray, str]] = deque(maxlen=size)
+        self._images: deque[_KeptDepth] = deque(maxlen=size)
         self._max_bytes = max_bytes
 
     def __len__(self) -> int:
@@ -257,34 +263,34 @@ class DepthHistory:
 
     def add(self, stamp: float, image: np.ndarray, frame_id: str = "") -> None:
         # a zero (or negative) stamp is no time: one unstamped image in a stamped stream is no step back
-        if self._images and stamp > 0 and timeline.starts_over(max(entry[0] for entry in self._images), stamp):
+        if self._images and stamp > 0 and timeline.starts_over(max(kept.stamp for kept in self._images), stamp):
             self._images.clear()
-        self._images.append((float(stamp), image, frame_id))
-        kept = sum(entry[1].nbytes for entry in self._images)
-        while kept > self._max_bytes and len(self._images) > 1:
-            kept -= self._images.popleft()[1].nbytes
+        self._images.append(_KeptDepth(float(stamp), image, frame_id))
+        kept_bytes = sum(kept.image.nbytes for kept in self._images)
+        while kept_bytes > self._max_bytes and len(self._images) > 1:
+            kept_bytes -= self._images.popleft().image.nbytes
 
-    def _nearest(self, stamp: float, max_age: float) -> tuple[float, np.ndarray, str] | None:
+    def _nearest(self, stamp: float, max_age: float) -> _KeptDepth | None:
         best, best_gap = None, float(max_age)
-        for entry in self._images:
-            gap = abs(entry[0] - float(stamp))
+        for kept in self._images:
+            gap = abs(kept.stamp - float(stamp))
             if gap <= best_gap:
-                best, best_gap = entry, gap
+                best, best_gap = kept, gap
         return best
 
     def nearest(self, stamp: float, max_age: float) -> np.ndarray | None:
         """The kept image whose stamp is nearest ``stamp`` (of equally near ones, the last received),
         or None when none is within ``max_age`` seconds of it."""
-        entry = self._nearest(stamp, max_age)
-        return None if entry is None else entry[1]
+        kept = self._nearest(stamp, max_age)
+        return None if kept is None else kept.image
 
     def paired(self, stamp: float, max_age: float) -> PairedDepth:
         """The image for a frame stamped ``stamp`` (see :class:`PairedDepth`); ``stale`` when depth
         images have come but none within ``max_age`` of ``stamp`` (the frame is placed without depth)."""
         if not self._images:
             return PairedDepth(None, False)
-        entry = self._nearest(stamp, max_age)
-        return PairedDepth(None, True) if entry is None else PairedDepth(entry[1], False, entry[2])
+        kept = self._nearest(stamp, max_age)
+        return PairedDepth(None, True) if kept is None else PairedDepth(kept.image, False, kept.frame_id)
 
     def clear(self) -> None:
         self._images.clear()
