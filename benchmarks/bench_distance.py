@@ -2,7 +2,7 @@
 """How well people far away or close by are lifted: S9 MPJPE against distance, with and without the
 node's person-scale clamp, in one run.
 
-    python benchmarks/bench_distance.py                 # ~5 min on 2 cores (every 50th frame)
+    python benchmarks/bench_distance.py                 # every 50th S9 frame, 8 distances
     python benchmarks/bench_distance.py --stride 10 --out outputs/bench_distance
 
 Every S9 pose (GT, all four cameras) is moved along its pelvis' ray to ``factor`` x its distance
