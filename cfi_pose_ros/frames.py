@@ -44,6 +44,9 @@ __all__ = ["RigidTransform", "quaternion_multiply", "transform_people", "camera_
 OPTICAL_UP = np.array([0.0, -1.0, 0.0])
 # A given quaternion may be off unit length by this much (rounded YAML values); farther is a mistake.
 _QUATERNION_NORM_TOLERANCE = 1e-3
+# A static target_from_camera farther than this is a typo or garbage (1e300 was accepted, and every
+# person landed on the same float64 number): Earth-fixed frames (ECEF, UTM) stay under 1e7 m.
+MAX_STATIC_TRANSLATION_M = 1e8
 
 
 def tf2_frame_id(frame_id: str) -> str:
@@ -111,7 +114,11 @@ def static_target_transform(values) -> RigidTransform | None:
     values = [float(v) for v in values]
     if len(values) == 7 and not any(values):
         return None
-    return RigidTransform.from_xyz_quaternion(values)
+    transform = RigidTransform.from_xyz_quaternion(values)
+    if np.abs(transform.translation).max() > MAX_STATIC_TRANSLATION_M:
+        raise ValueError(f"translation {transform.translation.tolist()} m: more than {MAX_STATIC_TRANSLATION_M:g} m "
+                         "from the target frame's origin (Earth-fixed frames stay under 1e7 m)")
+    return transform
 
 
 def transform_people(people: list[LiftedPerson], transform: RigidTransform | None) -> list[LiftedPerson]:

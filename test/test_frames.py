@@ -9,7 +9,7 @@ import pytest
 
 from cfi_pose_ros.body_pose import body_poses, quaternion_to_rotation_matrix
 from cfi_pose_ros.frames import (TF_BUFFER_NS, NewerStampsOnly, RigidTransform, camera_up, frame_name, person_frames,
-                                 transform_people)
+                                 static_target_transform, transform_people)
 from cfi_pose_ros.markers import skeleton_markers
 from cfi_pose_ros.pipeline import ROOT_FROM_INTRINSICS, ROOT_RELATIVE, LiftedPerson
 from cfi_pose_ros.skeleton import H36M_17
@@ -46,6 +46,16 @@ def test_static_transform_parameter_is_parsed_and_checked():
     for bad in ([0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 2.0], [0, 0, np.nan, 0, 0, 0, 1], [1, 2, 3]):
         with pytest.raises(ValueError):
             RigidTransform.from_xyz_quaternion(bad)
+
+
+def test_a_static_transform_farther_than_any_earth_fixed_frame_is_refused():
+    """target_from_camera [1e300, ...] was accepted: every person came out at the same float64 number.
+    A UTM or ECEF translation (millions of metres) still passes."""
+    utm = static_target_transform([4.5e5, 5.4e6, 120.0, 0, 0, 0, 1])
+    assert np.allclose(utm.apply([0.0, 0.0, 2.0]), [4.5e5, 5.4e6, 122.0])
+    for far in ([1e300, 0, 0, 0, 0, 0, 1], [0, 0, -2e8, 0, 0, 0, 1]):
+        with pytest.raises(ValueError, match="from the target frame's origin"):
+            static_target_transform(far)
 
 
 def test_a_root_relative_person_in_the_target_frame_is_rotated_not_placed():

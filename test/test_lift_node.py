@@ -537,6 +537,7 @@ def test_a_configure_that_failed_on_its_weights_is_fixed_with_param_set(node_fac
     """The lifecycle way: configure fails on a bad weights path, `ros2 param set ... weights` while
     unconfigured, configure again. (weights was read-only: only a restart of the process helped.)
     While configured such a change is refused with the way to make it, and changes nothing."""
+    from diagnostic_msgs.msg import DiagnosticStatus
     from lifecycle_msgs.msg import State, Transition
 
     from cfi_pose_ros.weights import DEFAULT_WEIGHTS
@@ -547,8 +548,16 @@ def test_a_configure_that_failed_on_its_weights_is_fixed_with_param_set(node_fac
     params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
     assert not lifecycle.transition(Transition.TRANSITION_CONFIGURE)
     assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED and "missing.safetensors" in node.log()
+    # a monitor of /diagnostics sees why (the node's diagnostics publisher is made by configure: it
+    # said nothing there), again every period, under the node's own status name
+    for _ in range(2):
+        failed = node.latest_diagnostics()
+        assert failed["_level"] == DiagnosticStatus.ERROR and failed["lifecycle_state"] == "unconfigured", failed
+        assert failed["_message"].startswith("unconfigured: configure failed: ") and "missing.safetensors" in \
+            failed["_message"], failed
     params.set_ok(weights=str(DEFAULT_WEIGHTS))
     assert lifecycle.transition(Transition.TRANSITION_CONFIGURE)
+    assert node.latest_diagnostics()["_message"].startswith("inactive")     # the error report ended
     assert lifecycle.transition(Transition.TRANSITION_ACTIVATE)
     assert node.send_and_receive(clip_msg(clip, 0, sec=320)) is not None
     (refused,) = params.set(output_topic="/elsewhere")
@@ -622,6 +631,7 @@ def test_a_topic_the_node_already_has_with_another_type_fails_the_transition_wit
     second message type on one topic. rclpy failed the transition without a word and left the node
     UNCONFIGURED with the activate's first subscription still lifting every input (its diagnostics
     counting them); the transition must fail with the reason and release what it created."""
+    from diagnostic_msgs.msg import DiagnosticStatus
     from lifecycle_msgs.msg import State, Transition
 
     from ros_harness import ParameterClient
@@ -645,10 +655,9 @@ def test_a_topic_the_node_already_has_with_another_type_fails_the_transition_wit
     assert not lifecycle.transition(Transition.TRANSITION_CONFIGURE)
     assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
     assert "configure failed" in node.log() and "incompatible type" in node.log().split("activate failed")[1]
-    node.spin_for(0.5)
-    node.diagnostics.clear()
-    node.spin_for(1.0)                       # five diagnostics periods: none from an unconfigured node
-    assert not [s for d in node.diagnostics for s in d.status if s.name.startswith("cfi_pose_lifter")]
+    failed = node.latest_diagnostics()      # an unconfigured node that failed says why, no more
+    assert failed["_level"] == DiagnosticStatus.ERROR and "incompatible type" in failed["_message"], failed
+    assert "inputs_total" not in failed, failed
 
     params.set_ok(markers_topic=node.topics["markers_topic"])
     assert lifecycle.transition(Transition.TRANSITION_CONFIGURE)
@@ -1211,8 +1220,8 @@ def test_a_distortion_nothing_can_undo_is_ignored_and_counted(node_factory, clip
 
 
 def test_the_incompatible_qos_warning_is_throttled_and_diagnostics_run_without_a_clock(node_factory):
-    """A RELIABLE input with a BEST_EFFORT driver that restarts in a loop: one warning, not one per
-    restart. And with use_sim_time but no /clock (a bag played without --clock), /diagnostics still
+    """A RELIABLE input with a BEST_EFFORT driver that restarts in a loop: one warning per input,
+    naming its topic, not one per restart. And with use_sim_time but no /clock (a bag played without --clock), /diagnostics still
     comes (its timer ran on ROS time, which never advanced)."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -1226,5 +1235,8 @@ def test_the_incompatible_qos_warning_is_throttled_and_diagnostics_run_without_a
                                                  QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
         node.spin_for(0.4)
         node.client.destroy_publisher(publisher)
-    node.spin_until(lambda: "QoS is incompatible" in node.log(), 5.0)
-    assert node.log().count("QoS is incompatible") == 1, node.log()
+    # which of its inputs: the client's CameraInfo publisher is BEST_EFFORT too (one warning hid that)
+    for topic in (node.topics["input_topic"], node.topics["camera_info_topic"]):
+        warning = f"a publisher on {topic} has a QoS incompatible with this node's subscription (policy RELIABILITY)"
+        node.spin_until(lambda: warning in node.log(), 5.0)
+        assert node.log().count(warning) == 1, node.log()

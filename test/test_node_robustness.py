@@ -814,6 +814,57 @@ def test_a_transition_that_raises_leaves_the_node_unconfigured_with_nothing_left
 
 
 @pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_a_failed_configure_is_reported_on_diagnostics_until_the_next_configure(kind, ros_env, monkeypatch):
+    """The node's /diagnostics publisher is made by configure, so a node whose configure failed said
+    nothing there (a monitor saw it missing, the reason only in the log). Now ERROR under its own
+    status name, every diagnostics_period, until the next configure or shutdown: for a configure
+    that answers FAILURE (a topic it has with another type) and one that raises (injected)."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from cfi_pose_ros.node.base import diagnostics_status_name
+
+    def report(node) -> DiagnosticStatus:
+        """What the report's timer publishes next."""
+        sent = []
+        monkeypatch.setattr(node._failure_pub, "publish", sent.append)
+        node._failure_timer.callback()
+        (status,) = sent[0].status
+        assert status.name == diagnostics_status_name(node, node.diagnostics_task)
+        assert status.level == DiagnosticStatus.ERROR and status.message.startswith("unconfigured: configure failed: ")
+        return status
+
+    with _node_in_process(kind, "failed_configure") as node:
+        clashing = "markers_topic" if kind == "lift" else "keypoints_topic"
+        topic = node.get_parameter(clashing).value
+        node.set_parameters([Parameter(clashing, value="/diagnostics")])
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert "incompatible type" in report(node).message
+
+        original = node.start_diagnostics
+
+        def raises(callback):
+            raise RuntimeError("injected")
+        monkeypatch.setattr(node, "start_diagnostics", raises)
+        node.set_parameters([Parameter(clashing, value=topic)])
+        assert node.trigger_configure() == TransitionCallbackReturn.ERROR
+        assert node._state_machine.current_state[1] == "unconfigured"
+        assert "on_configure raised RuntimeError: injected" in report(node).message
+
+        monkeypatch.setattr(node, "start_diagnostics", original)
+        stale_expiry = node._failure_timer.callback
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node._failure_pub is None and node._failure_timer is None
+        stale_expiry()                          # queued before the report ended: harmless
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        node.set_parameters([Parameter(clashing, value="/diagnostics")])
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE and node._failure_timer is not None
+        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+        assert node._failure_pub is None and node._failure_timer is None      # finalized says nothing more
+
+
+@pytest.mark.parametrize("kind", ["lift", "detect"])
 def test_a_diagnostics_timer_expiry_dispatched_after_cleanup_does_nothing(kind, ros_env):
     """rclpy's EventsExecutor drops a destroyed timer only at its next entity update: an expiry it
     had already queued behind the cleanup request still ran the callback, on the diagnostics

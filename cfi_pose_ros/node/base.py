@@ -20,13 +20,14 @@ from rclpy.exceptions import ParameterException
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.clock import Clock, ClockType
 try:        # Iron and later; Humble's rclpy has it only as rclpy.qos_event
-    from rclpy.event_handler import SubscriptionEventCallbacks  # noqa: F401  (the nodes import it from here)
+    from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:
-    from rclpy.qos_event import SubscriptionEventCallbacks  # noqa: F401
+    from rclpy.qos_event import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from std_msgs.msg import Header
 
 from cfi_pose_ros.node.parameters import (AT_CONFIGURE, AT_START, COMMON_NODE_PARAMETERS, ParamSpec,
                                           parameter_problem, type_problem)
@@ -156,6 +157,13 @@ class SpecLifecycleNode(LifecycleNode):
     :meth:`on_parameters_changed` (on the executor thread, between callbacks).
     """
 
+    diagnostics_task = "node"       # what its /diagnostics status names after the node: diagnostics_status_name
+    # class defaults: a stop signal can destroy a node before its constructor has run (DetectNode)
+    _configure_failure: str | None = None       # why the last configure failed (configure_failed)
+    _failure_pub = _failure_timer = None        # its /diagnostics while it stays failed
+    _last_raised: str | None = None             # the last transition callback's exception, for on_error
+    _configure_raised = False                   # on_error follows a configure that raised
+
     def __init__(self, name: str, specs: tuple[ParamSpec, ...], **kwargs):
         super().__init__(name, **kwargs)
         self.stop_signals: StopSignals | None = None      # run() sets it: see stoppable_configure
@@ -194,6 +202,10 @@ class SpecLifecycleNode(LifecycleNode):
         for name in TRANSITION_CALLBACKS:
             if name in vars(cls):
                 setattr(cls, name, saying_what_it_raised(vars(cls)[name]))
+        if "on_configure" in vars(cls):
+            cls.on_configure = reporting_failure(vars(cls)["on_configure"])
+        if "on_shutdown" in vars(cls):
+            cls.on_shutdown = ending_failure_report(vars(cls)["on_shutdown"])
 
     def on_error(self, state) -> TransitionCallbackReturn:
         """rclpy's error processing, after a transition callback raised (or answered ERROR). Its
@@ -204,12 +216,60 @@ class SpecLifecycleNode(LifecycleNode):
         (finalized: the node can do nothing more, and says so)."""
         self.get_logger().error(f"a lifecycle transition from '{state.label}' failed with an error: "
                                 "releasing everything, back to unconfigured")
+        configure_raised, self._configure_raised = self._configure_raised, False
         try:
             self.on_shutdown(state)
         except Exception:       # logged by saying_what_it_raised
             self.get_logger().fatal("releasing after the error failed too: finalized")
             return TransitionCallbackReturn.FAILURE
+        if configure_raised:
+            self.report_configure_failure(self._last_raised or "it raised an exception (see the node's log)")
         return TransitionCallbackReturn.SUCCESS
+
+    # ------------------------------------------------------- a failed configure on /diagnostics
+    def configure_failed(self, reason: str) -> TransitionCallbackReturn:
+        """Log why configure fails (one ERROR line) and fail it: the node then says so on
+        /diagnostics too (:meth:`report_configure_failure`)."""
+        self.get_logger().error(f"configure failed: {reason}")
+        self._configure_failure = reason
+        return TransitionCallbackReturn.FAILURE
+
+    def report_configure_failure(self, reason: str) -> None:
+        """ERROR on /diagnostics, every ``diagnostics_period``, until the next configure or shutdown:
+        under the node's own status name, "unconfigured: configure failed: <reason>". The node's
+        diagnostics publisher is made by configure, so a node whose weights did not load was
+        silent there: a monitor or aggregator showed it as missing (or stale) with no reason, the
+        reason only in the launch log."""
+        self.end_configure_failure_report()
+        status = DiagnosticStatus(name=diagnostics_status_name(self, self.diagnostics_task), level=DiagnosticStatus.ERROR,
+                                  message=cut(f"unconfigured: configure failed: {reason}"),
+                                  values=[KeyValue(key="lifecycle_state", value="unconfigured")])
+        try:
+            self._failure_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        except Exception as exc:    # /diagnostics taken by another type: the log has said it all
+            self.get_logger().warning(f"cannot report the failed configure on /diagnostics: {rcl_reason(exc)}")
+            return
+
+        def publish() -> None:
+            if self._failure_pub is not None:     # see _on_diagnostics_timer: a queued expiry after the end
+                self._failure_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
+                                                          status=[status]))
+        publish()
+        self._failure_timer = self.create_timer(self.p("diagnostics_period"), publish,
+                                                clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def destroy_node(self):
+        self.end_configure_failure_report()
+        return super().destroy_node()
+
+    def end_configure_failure_report(self) -> None:
+        self._configure_failure = None
+        if self._failure_timer is not None:
+            self.destroy_timer(self._failure_timer)
+            self._failure_timer = None
+        if self._failure_pub is not None:
+            self.destroy_publisher(self._failure_pub)
+            self._failure_pub = None
 
     def set_parameters_atomically(self, parameter_list) -> SetParametersResult:
         """What both parameter services call (SetParameters once for each parameter), ahead of
@@ -315,14 +375,22 @@ class SpecLifecycleNode(LifecycleNode):
     def p(self, name: str):
         return self.get_parameter(name).value
 
-    def on_incompatible_qos(self, event) -> None:
-        """A subscription's incompatible-QoS event, throttled like bad input: a driver restarting in a
-        loop must not flood the log (each new mismatched publisher raises one event)."""
+    def incompatible_qos_callbacks(self, topic: str) -> SubscriptionEventCallbacks:
+        """Event callbacks for the subscription to ``topic``: its incompatible-QoS events warn naming
+        it (a node has up to three inputs; the warning said only "this subscription")."""
+        return SubscriptionEventCallbacks(incompatible_qos=lambda event: self.on_incompatible_qos(topic, event))
+
+    def on_incompatible_qos(self, topic: str, event) -> None:
+        """A subscription's incompatible-QoS event, throttled like bad input, per topic: a driver
+        restarting in a loop must not flood the log (each new mismatched publisher raises one event)."""
+        policy = getattr(event.last_policy_kind, "name", str(event.last_policy_kind)).removeprefix("RMW_QOS_POLICY_")
+        hint = (f"input_reliability is {self.p('input_reliability')!r}: a RELIABLE subscriber gets nothing "
+                "from BEST_EFFORT publishers" if policy == "RELIABILITY" else
+                "see `ros2 topic info --verbose` for both sides' QoS")
         self.warn_throttled(
-            "incompatible_qos",
-            f"a publisher's QoS is incompatible with this subscription (policy {event.last_policy_kind}); "
-            f"no data will arrive. input_reliability is {self.p('input_reliability')!r}: a RELIABLE "
-            "subscriber gets nothing from BEST_EFFORT publishers")
+            f"incompatible_qos {topic}",
+            f"a publisher on {topic} has a QoS incompatible with this node's subscription (policy {policy}); "
+            f"no data will arrive from it. {hint}")
 
     def warn_throttled(self, key: str, text: str, error: bool = False) -> None:
         """At most one message per ``key`` every WARN_PERIOD_S, of at most WARN_MAX_CHARS
@@ -439,6 +507,7 @@ def saying_what_it_raised(callback):
         try:
             return callback(node, state)
         except Exception as exc:
+            node._last_raised = f"{callback.__name__} raised {type(exc).__name__}: {exc}"     # for on_error
             if not getattr(exc, "_cfi_logged", False):     # once, where it was raised (shutdown runs cleanup)
                 node.get_logger().error(f"{callback.__name__} from '{state.label}' raised:\n{traceback.format_exc()}")
                 with contextlib.suppress(AttributeError):
@@ -471,6 +540,34 @@ def stoppable_configure(on_configure):
         finally:
             signals.interruptible = False
     return configure
+
+
+def reporting_failure(on_configure):
+    """An ``on_configure`` that ends the report of the previous failed configure when it starts and
+    starts one when it fails (FAILURE, unless a stop signal aborted it: the node is going away; one
+    that raises is reported by ``on_error``, once it has released everything)."""
+    @functools.wraps(on_configure)
+    def configure(node: "SpecLifecycleNode", state) -> TransitionCallbackReturn:
+        node.end_configure_failure_report()
+        try:
+            result = on_configure(node, state)
+        except Exception:
+            node._configure_raised = True
+            raise
+        stopping = node.stop_signals is not None and node.stop_signals.requested
+        if result == TransitionCallbackReturn.FAILURE and not stopping:
+            node.report_configure_failure(node._configure_failure or "see the node's log")
+        return result
+    return configure
+
+
+def ending_failure_report(on_shutdown):
+    """An ``on_shutdown`` that ends the failed configure's report: finalized says nothing more."""
+    @functools.wraps(on_shutdown)
+    def shutdown(node: "SpecLifecycleNode", state) -> TransitionCallbackReturn:
+        node.end_configure_failure_report()
+        return on_shutdown(node, state)
+    return shutdown
 
 
 def run(node_class, args=None) -> int:

@@ -53,7 +53,7 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, Unsuppo
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import NEGATIVE_STAMP, stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
-from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg,
+from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg,
                                    diagnostics_status_name, newest_only_qos, output_qos, rcl_reason, run,
                                    stoppable_configure)
 from cfi_pose_ros.runtime_stats import RollingStats
@@ -164,6 +164,8 @@ def keypoints_to_msg(header, image_size: tuple[int, int], keypoints: np.ndarray,
 # --------------------------------------------------------------------------------------- the node
 
 class DetectNode(SpecLifecycleNode):
+    diagnostics_task = "2D detection"
+
     def __init__(self, name: str = NODE_NAME, **kwargs):
         # What destroy_node() stops, set first: a stop signal during start-up can interrupt this
         # constructor once rclpy has registered the node, and rclpy's shutdown then destroys it.
@@ -211,16 +213,14 @@ class DetectNode(SpecLifecycleNode):
             self.tracker = MultiPersonTracker(TrackerConfig(**tracker_config(values)))
         except Exception as exc:  # DetectorModelError (missing/unexpected model), bad option: say why
             self.detector = None
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
+            return self.configure_failed(str(exc))
         try:
             self._keypoints_pub = self.create_lifecycle_publisher(
                 HumanKeypoints2DArray, self.p("keypoints_topic"), output_qos(self.p("output_reliability")))
             self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         except Exception as exc:    # see rcl_reason; rclpy would fail the transition without a word
-            self.get_logger().error(f"configure failed: {rcl_reason(exc)}")
             self.on_cleanup(state)
-            return TransitionCallbackReturn.FAILURE
+            return self.configure_failed(rcl_reason(exc))
         # what the sessions run on, not what was asked: the configure log and /diagnostics named the
         # providers parameter, CUDA included, while ONNX Runtime had fallen back to the CPU
         self._providers = providers_in_use(self.detector)
@@ -241,7 +241,7 @@ class DetectNode(SpecLifecycleNode):
         try:
             self._subscription = self.create_subscription(
                 msg_type, self.p("image_topic"), self._on_image, newest_only_qos(self.p("input_reliability")),
-                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self.on_incompatible_qos))
+                event_callbacks=self.incompatible_qos_callbacks(self.p("image_topic")))
         except Exception as exc:    # see rcl_reason: the node stays inactive, no worker started
             self.get_logger().error(f"activate failed: {rcl_reason(exc)}")
             return TransitionCallbackReturn.FAILURE
@@ -368,7 +368,7 @@ class DetectNode(SpecLifecycleNode):
         with self._stats_lock:
             summary = self.stats.summary(time.monotonic())
         stages = self.stages.percentiles()
-        status = DiagnosticStatus(name=diagnostics_status_name(self, "2D detection"), hardware_id=self.describe())
+        status = DiagnosticStatus(name=diagnostics_status_name(self, self.diagnostics_task), hardware_id=self.describe())
         status.level, status.message = DiagnosticStatus.OK, "detecting"
         total_p99 = stages.get("total", (0.0, 0.0, 0))[1]
         if self._subscription is None:             # configured, not active: nothing is detected

@@ -32,7 +32,7 @@ from cfi_pose_ros.frames import RigidTransform, static_target_transform, tf2_fra
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, markers_to_msg, stamp_seconds
-from cfi_pose_ros.node.base import (SpecLifecycleNode, SubscriptionEventCallbacks, diagnostics_msg,
+from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg,
                                    diagnostics_status_name, newest_only_qos, output_qos, rcl_reason, run,
                                    stoppable_configure)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
@@ -50,6 +50,8 @@ ROUTINE_DROPS = frozenset({"too_few_joints", "too_many_people"})
 
 
 class LiftNode(SpecLifecycleNode):
+    diagnostics_task = "lifting"
+
     def __init__(self, name: str = "cfi_pose_lifter", **kwargs):
         super().__init__(name, LIFT_NODE_PARAMETERS, **kwargs)
         self.pipeline: LiftingPipeline | None = None
@@ -92,8 +94,7 @@ class LiftNode(SpecLifecycleNode):
         try:
             self.lifter = create_lifter(**lifter_options(self.p), log=self.get_logger().info)
         except Exception as exc:  # a bad weights file or backend: fail the transition, say why
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
+            return self.configure_failed(str(exc))
         self.pipeline = LiftingPipeline(self.lifter, pipeline_config(self.p), pose_smoother(self.p))
         if not self._configure_frames():
             self.pipeline = self.lifter = None
@@ -104,15 +105,13 @@ class LiftNode(SpecLifecycleNode):
             self._marker_pub = self.create_lifecycle_publisher(MarkerArray, self.p("markers_topic"), out_qos)
             self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         except Exception as exc:    # see rcl_reason; rclpy would fail the transition without a word
-            self.get_logger().error(f"configure failed: {rcl_reason(exc)}")
             self.on_cleanup(state)
-            return TransitionCallbackReturn.FAILURE
+            return self.configure_failed(rcl_reason(exc))
         self.start_diagnostics(self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.lifter.describe()}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        events = SubscriptionEventCallbacks(incompatible_qos=self.on_incompatible_qos)
         inputs = [(HumanKeypoints2DArray, "input_topic", self._on_keypoints),
                   (CameraInfo, "camera_info_topic", self._on_camera_info)]
         if self.p("depth_topic"):
@@ -121,7 +120,7 @@ class LiftNode(SpecLifecycleNode):
             for msg_type, topic, callback in inputs:
                 self._subscriptions_active.append(self.create_subscription(
                     msg_type, self.p(topic), callback, newest_only_qos(self.p("input_reliability")),
-                    event_callbacks=events))
+                    event_callbacks=self.incompatible_qos_callbacks(self.p(topic))))
         except Exception as exc:    # see rcl_reason: the node stays inactive, not subscribed
             self.get_logger().error(f"activate failed: {rcl_reason(exc)}")
             self._unsubscribe()
@@ -274,7 +273,7 @@ class LiftNode(SpecLifecycleNode):
         try:
             static = static_target_transform(self.p("target_from_camera"))
         except ValueError as exc:
-            self.get_logger().error(f"configure failed: target_from_camera: {exc}")
+            self.configure_failed(f"target_from_camera: {exc}")
             return False
         target = tf2_frame_id(self.p("target_frame"))     # the frame tf2 looks up and outputs carry
         self._target = (target, static)
@@ -322,7 +321,7 @@ class LiftNode(SpecLifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         summary = self.stats.summary(time.monotonic())
-        status = DiagnosticStatus(name=diagnostics_status_name(self, "lifting"), hardware_id=self.lifter.backend
+        status = DiagnosticStatus(name=diagnostics_status_name(self, self.diagnostics_task), hardware_id=self.lifter.backend
                                   if self.lifter else "")
         status.level, status.message = DiagnosticStatus.OK, "lifting"
         if not self._subscriptions_active:          # configured, not active: nothing is lifted
