@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import timeline
+from .frame_ids import other_camera_frame, tf2_frame_id
 from .image import raw_rows
 from .root_solver import validate_camera_matrix
 
@@ -117,10 +118,10 @@ def check_depth_frame(depth_frame_id: str, image_frame_id: str) -> None:
     image's optical frame (a RealSense's aligned_depth_to_color, a ZED's depth, an image_proc
     register node's output): one in another frame is another camera's depth, and read at this
     camera's pixels it placed people at whatever that camera saw there."""
-    depth_frame, image_frame = depth_frame_id.lstrip("/"), image_frame_id.lstrip("/")
-    if depth_frame and image_frame and depth_frame != image_frame:
-        raise ValueError(f"the depth image is in frame {depth_frame!r}, the keypoints in {image_frame!r}: "
-                         f"not registered to their image (depth_topic another camera's?)")
+    if other_camera_frame(depth_frame_id, image_frame_id):
+        raise ValueError(f"the depth image is in frame {tf2_frame_id(depth_frame_id)!r}, the keypoints in "
+                         f"{tf2_frame_id(image_frame_id)!r}: not registered to their image (depth_topic another "
+                         "camera's?)")
 
 
 def _metres(depth: np.ndarray) -> np.ndarray:

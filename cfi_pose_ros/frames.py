@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from .body_pose import IDENTITY_QUATERNION, quaternion_to_rotation_matrix
+from .frame_ids import tf2_frame_id
 from .pipeline import ROOT_RELATIVE, LiftedPerson
 from .skeleton import H36M_17
 
@@ -47,14 +48,6 @@ _QUATERNION_NORM_TOLERANCE = 1e-3
 # A static target_from_camera farther than this is a typo or garbage (1e300 was accepted, and every
 # person landed on the same float64 number): Earth-fixed frames (ECEF, UTM) stay under 1e7 m.
 MAX_STATIC_TRANSLATION_M = 1e8
-
-
-def tf2_frame_id(frame_id: str) -> str:
-    """``frame_id`` as tf2 names the frame: without a leading ``/`` (a ROS 1 global name, still sent
-    by some drivers). tf2 stores a transform of ``/camera`` as ``camera`` but refuses to look up
-    ``/camera`` ("frame_ids cannot start with a '/'"): poses and markers stamped ``/camera`` could
-    be placed by no tf2 consumer, RViz included, while their TF frames hung from ``camera``."""
-    return frame_id.lstrip("/")
 
 
 def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -449,6 +449,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
               for name in ("input_topic", "camera_info_topic", "output_topic", "markers_topic")}
     result = OfflineResult()
     camera_matrix = camera_lens = camera_size = None
+    camera_frame_id = ""
     depth_images = DepthHistory()      # paired with each frame by stamp, as the node pairs them
     drawn_markers = DrawnMarkers()     # as the node: people who left are deleted from the bag's markers
     started = time.perf_counter()
@@ -461,6 +462,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                 try:
                     camera_matrix, camera_lens, camera_size = camera_from_info(item.camera_info,
                                                                                value("keypoints_image"))
+                    camera_frame_id = item.camera_info.header.frame_id
                 except ValueError:
                     camera_matrix, camera_lens = None, None
                     camera_size = image_size_from_info(item.camera_info)
@@ -490,7 +492,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             if depth.stale:
                 result.dropped["stale_depth"] += 1
             lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, depth.image, target_frame,
-                                    target_from_camera, camera_lens, depth.frame_id)
+                                    target_from_camera, camera_lens, depth.frame_id, camera_frame_id)
             poses = lifted.poses_msg() if lifted.publishable else None
             markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None and (
                 keep_records or value("publish_markers")) else []

@@ -1026,6 +1026,45 @@ def test_a_depth_image_of_another_camera_s_frame_is_refused(node_factory, clip):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
 
 
+def test_camera_info_of_another_camera_s_frame_is_not_used(node_factory, clip):
+    """camera_info_topic set to another camera's (the stereo pair's other camera, the depth sensor
+    beside the colour one): its K placed this camera's people by another lens (a K of twice the focal
+    length: twice as far, 6 m off). A CameraInfo whose frame is not the keypoints' is not used for them: root-relative,
+    counted (bad_camera_info), both frames in the log; the same CameraInfo in the keypoints' frame
+    (a leading '/' aside) places them."""
+    from cfi_pose_ros.node.lifting import build_pipeline, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    frame = 40
+    other = camera_info_msg(clip.camera_matrix * [[2.0], [2.0], [1.0]], clip.image_size, "right_camera_optical_frame")
+    lifted = lift_keypoints(build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default), clip_msg(clip, frame, 1),
+                            other.k.reshape(3, 3), clip.image_size, camera_frame_id=other.header.frame_id)
+    assert lifted.dropped["bad_camera_info"] == 1 and "'right_camera_optical_frame'" in lifted.warnings[
+        "camera_info_frame"]
+    assert all(person.root_source == HumanPose3D.ROOT_RELATIVE for person in lifted.people)
+
+    node = node_factory()
+    answers = []
+
+    def answered_after(info):
+        node.client.camera_info_pub.publish(info)
+        node.spin_for(0.05)
+        answers.append(node.send_and_receive(clip_msg(clip, frame, sec=900 + len(answers)), timeout=5))
+        return answers[-1]
+
+    assert node.spin_until(lambda: answered_after(other) is not None and _diag_count(
+        node.latest_diagnostics(), "bad_camera_info") >= 1, 60), node.log()
+    assert all(h.root_source == HumanPose3D.ROOT_RELATIVE for out in answers if out is not None for h in out.humans)
+    assert node.spin_until(lambda: f"it is for frame 'right_camera_optical_frame', the keypoints are in '{FRAME}'"
+                           in node.log(), 10), node.log()
+
+    own = camera_info_msg(clip.camera_matrix, clip.image_size, "/" + FRAME)
+    assert node.spin_until(lambda: (out := answered_after(own)) is not None and all(
+        h.root_source == HumanPose3D.ROOT_FROM_INTRINSICS for h in out.humans), 60), node.log()
+    for human, truth in zip(answers[-1].humans, clip.truth_camera_m[frame]):
+        assert abs(human.body_pose.position.z - truth[0, 2]) < 0.5
+
+
 def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels(clip):
     """CameraInfo's K, width and height are the full sensor's; a driver that bins (binning_x/y) or
     crops (roi, in full-resolution pixels) publishes smaller images, and the 2D keypoints are in

@@ -60,6 +60,7 @@ class LiftNode(SpecLifecycleNode):
         self.camera_matrix: np.ndarray | None = None
         self.camera_lens: LensDistortion | None = None
         self.camera_size: tuple[int, int] | None = None
+        self.camera_frame_id = ""         # the CameraInfo's: used only for keypoints of that frame
         self.depth = DepthHistory()       # the last depth images, paired with keypoints by stamp
         self._subscriptions_active: list = []
         self._pose_pub = self._marker_pub = self._diag_pub = None
@@ -175,6 +176,7 @@ class LiftNode(SpecLifecycleNode):
         # the next configure may listen to another camera (camera_info_topic, input_topic are
         # settable while unconfigured): its people must not be placed with this one's intrinsics
         self.camera_matrix = self.camera_lens = self.camera_size = None
+        self.camera_frame_id = ""
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
@@ -195,6 +197,7 @@ class LiftNode(SpecLifecycleNode):
             return      # queued before unsubscribing (see _on_keypoints): cleanup forgot this camera
         try:
             self.camera_matrix, self.camera_lens, self.camera_size = camera_from_info(msg, self.p("keypoints_image"))
+            self.camera_frame_id = msg.header.frame_id
         except ValueError as exc:
             self.camera_matrix, self.camera_lens = None, None
             self.camera_size = image_size_from_info(msg)      # still the image's size
@@ -239,7 +242,7 @@ class LiftNode(SpecLifecycleNode):
                                                "frame (RViz cannot place them) and get no TF frames")
         try:
             result = lift_keypoints(self.pipeline, msg, self.camera_matrix, self.camera_size, depth.image,
-                                    target_frame, transform, self.camera_lens, depth.frame_id)
+                                    target_frame, transform, self.camera_lens, depth.frame_id, self.camera_frame_id)
         except Exception as exc:  # never let one bad frame take the node down
             self.stats.drop(Counter(processing_error=1))
             self.warn_throttled("processing_error", f"frame dropped, lifting failed: {exc!r}")

@@ -16,6 +16,7 @@ from visualization_msgs.msg import MarkerArray
 
 from cfi_pose_ros.camera import LensDistortion, lens_distortion, published_image_matrix
 from cfi_pose_ros.depth import check_depth_frame, check_depth_registration
+from cfi_pose_ros.frame_ids import other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
@@ -148,7 +149,8 @@ class LiftedFrame:
 def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | None,
                    camera_size: tuple[int, int] | None, depth: np.ndarray | None = None,
                    target_frame: str = "", target_from_camera: RigidTransform | None = None,
-                   lens: LensDistortion | None = None, depth_frame_id: str = "") -> LiftedFrame:
+                   lens: LensDistortion | None = None, depth_frame_id: str = "",
+                   camera_frame_id: str = "") -> LiftedFrame:
     """Lift one ``HumanKeypoints2DArray`` (``camera_matrix``, ``lens``, ``camera_size``: what
     :func:`camera_from_info` gives; ``depth``: the depth image paired with it, registered to the
     CameraInfo's image). With ``target_frame`` the result is expressed in it through
@@ -156,12 +158,22 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
 
     A depth image whose aspect ratio is not the CameraInfo's image's (the keypoints' image's without
     a CameraInfo size), or whose ``depth_frame_id`` names another frame than the keypoints' (both
-    given), is not registered to it: not used, and counted as ``bad_depth_image``."""
+    given), is not registered to it: not used, and counted as ``bad_depth_image``. Alike a CameraInfo
+    whose ``camera_frame_id`` names another frame than the keypoints' (both given): another camera's
+    intrinsics (camera_info_topic of the stereo pair's other camera, of the depth sensor) placed people
+    by another lens; not used (root-relative poses), counted as ``bad_camera_info``."""
     if msg.header.stamp.sec < 0:
         return LiftedFrame(Header(stamp=msg.header.stamp), [], Counter({NEGATIVE_STAMP: max(len(msg.people), 1)}))
+    refused, warnings = Counter(), {}
+    if camera_matrix is not None and other_camera_frame(camera_frame_id, msg.header.frame_id):
+        camera_matrix = lens = camera_size = depth = None
+        refused["bad_camera_info"] += 1
+        warnings["camera_info_frame"] = (
+            f"CameraInfo not used: it is for frame {tf2_frame_id(camera_frame_id)!r}, the keypoints are in "
+            f"{tf2_frame_id(msg.header.frame_id)!r} (camera_info_topic another camera's?): their poses are "
+            "root-relative")
     frame = frame_from_msg(msg, camera_matrix, camera_size, lens)
     frame.depth = depth
-    refused, warnings = Counter(), {}
     # judged where the depth image can be used (with K); a frame of no size is refused for that
     registered_to = camera_size or (frame.image_width, frame.image_height)
     if depth is not None and frame.camera_matrix is not None and min(registered_to) > 0:

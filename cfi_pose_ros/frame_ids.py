@@ -1,0 +1,21 @@
+"""Frame ids as tf2 reads them, and whether two messages name the same camera frame.
+
+Apart from frames.py (which imports the pipeline, which imports depth.py) so that every module can
+use the one rule."""
+from __future__ import annotations
+
+
+def tf2_frame_id(frame_id: str) -> str:
+    """``frame_id`` as tf2 names the frame: without a leading ``/`` (a ROS 1 global name, still sent
+    by some drivers). tf2 stores a transform of ``/camera`` as ``camera`` but refuses to look up
+    ``/camera`` ("frame_ids cannot start with a '/'"): poses and markers stamped ``/camera`` could
+    be placed by no tf2 consumer, RViz included, while their TF frames hung from ``camera``."""
+    return frame_id.lstrip("/")
+
+
+def other_camera_frame(frame_id: str, image_frame_id: str) -> bool:
+    """True when a message said to describe the image of ``image_frame_id`` (its CameraInfo, its
+    registered depth image) names another frame: another camera's. Both must be named (an empty
+    frame_id tells nothing); a leading '/' aside, as tf2 reads them."""
+    frame, image_frame = tf2_frame_id(frame_id), tf2_frame_id(image_frame_id)
+    return bool(frame and image_frame and frame != image_frame)
