@@ -762,6 +762,33 @@ def test_the_skeletons_of_people_who_left_are_deleted_at_the_next_frame(node_fac
     assert arrays[2] is not None and rviz_shows(arrays) == {}
 
 
+def test_two_lifters_drawing_on_one_markers_topic_keep_each_other_s_skeletons(node_factory, clip):
+    """Two cameras' lifters with their markers remapped to one topic (one RViz display): both drew
+    in namespace "skeleton" with ids by person index, so each frame of one replaced the other's
+    skeletons, and (with a lifetime RViz never expires) its DELETEALL cleared them. Each lifter now
+    draws in its own namespace, its fully qualified name, and deletes only there."""
+    import os
+
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    shared = f"/shared_markers_{os.getpid()}"
+    namespaces = [f"/cam_left_{os.getpid()}", f"/cam_right_{os.getpid()}"]
+    nodes = [node_factory(namespace=namespace, overrides={"markers_topic": shared, "marker_lifetime": 0.0})
+             for namespace in namespaces]
+    arrays = []
+    nodes[0].client.create_subscription(MarkerArray, shared, arrays.append, 10)
+    for sec, node in enumerate(nodes + nodes, start=480):       # each draws, then each draws again
+        count = len(arrays)
+        assert node.send_and_receive(clip_msg(clip, sec - 480, sec=sec)) is not None, node.log()
+        assert nodes[0].spin_until(lambda: len(arrays) > count, 10), node.log()
+    shown = rviz_shows(arrays)
+    lifters = [f"{namespace[1:]}/cfi_pose_lifter" for namespace in namespaces]
+    assert sorted({ns for ns, _ in shown}) == sorted(lifters), shown.keys()
+    for lifter in lifters:           # both people of each camera, three markers each
+        assert len([key for key in shown if key[0] == lifter]) == 6, shown.keys()
+    assert all(a.markers[0].action == Marker.DELETEALL and a.markers[0].ns in lifters for a in arrays)
+
+
 def test_a_parameter_set_to_the_value_it_has_changes_nothing(node_factory, clip):
     """`ros2 param load` of the file the node runs with sets every parameter to the value it has:
     that cleared RViz's skeletons (and restarted the smoothing filters) as if they had changed."""

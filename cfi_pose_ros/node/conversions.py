@@ -87,14 +87,16 @@ def poses_to_msg(header, people: list[LiftedPerson]) -> HumanPose3DArray:
 
 
 def markers_to_msg(header, specs: list[MarkerSpec], clear: bool = False,
-                   deleted: list[tuple[str, int]] = ()) -> MarkerArray:
-    """``clear``: start with a DELETEALL, so markers of people no longer seen go away even when
-    the specs' lifetime is 0 (Marker.msg: "0 indicates forever") or, to RViz, as good as 0
-    (:func:`cfi_pose_ros.markers.lifetime_expires`). ``deleted``: ``(namespace, id)`` of markers
-    to DELETE first (see :class:`cfi_pose_ros.markers.DrawnMarkers`)."""
+                   deleted: list[tuple[str, int]] = (), clear_namespace: str = "") -> MarkerArray:
+    """``clear``: start with a DELETEALL of ``clear_namespace``, so markers of people no longer seen
+    go away even when the specs' lifetime is 0 (Marker.msg: "0 indicates forever") or, to RViz, as
+    good as 0 (:func:`cfi_pose_ros.markers.lifetime_expires`). RViz2 deletes only that namespace's
+    markers (every marker of the display for ""): another publisher's on the same topic stay.
+    ``deleted``: ``(namespace, id)`` of markers to DELETE first (see
+    :class:`cfi_pose_ros.markers.DrawnMarkers`)."""
     array = MarkerArray()
     if clear:
-        array.markers.append(Marker(header=header, action=Marker.DELETEALL))
+        array.markers.append(Marker(header=header, ns=clear_namespace, action=Marker.DELETEALL))
     array.markers.extend(Marker(header=header, ns=namespace, id=int(marker_id), action=Marker.DELETE)
                          for namespace, marker_id in deleted)
     for spec in specs:

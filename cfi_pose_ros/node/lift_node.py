@@ -37,7 +37,8 @@ from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg,
                                    stoppable_configure)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, camera_from_info,
-                                      image_size_from_info, lift_keypoints, pipeline_config, pose_smoother)
+                                      image_size_from_info, lift_keypoints, marker_namespace, pipeline_config,
+                                      pose_smoother)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats
@@ -65,6 +66,7 @@ class LiftNode(SpecLifecycleNode):
         self._subscriptions_active: list = []
         self._pose_pub = self._marker_pub = self._diag_pub = None
         self._drawn_markers = DrawnMarkers()    # what RViz shows of ours: deleted when not drawn again
+        self.marker_namespace = marker_namespace(self.get_fully_qualified_name())
         self._target: tuple[str, RigidTransform | None] = ("", None)   # output frame, its static transform
         self._tf_lookup: TransformLookup | None = None
         self._tf_broadcast: TransformBroadcast | None = None
@@ -152,7 +154,8 @@ class LiftNode(SpecLifecycleNode):
     def _clear_markers(self) -> None:
         """One DELETEALL, while the lifecycle publisher is active (it drops anything else)."""
         if self._marker_pub is not None and self._marker_pub.is_activated:
-            self._marker_pub.publish(markers_to_msg(Header(stamp=self.get_clock().now().to_msg()), [], clear=True))
+            self._marker_pub.publish(markers_to_msg(Header(stamp=self.get_clock().now().to_msg()), [], clear=True,
+                                                    clear_namespace=self.marker_namespace))
             self._drawn_markers.forget()
             # Cleanup, shutdown and a stop signal destroy the publisher right after this: a reliable
             # sample still unacknowledged then (lost once on a loaded machine, never repaired) left
@@ -258,7 +261,8 @@ class LiftNode(SpecLifecycleNode):
         self._pose_pub.publish(result.poses_msg())
         # Markers only when someone (RViz) listens: building them costs about as much as the poses.
         if self.p("publish_markers") and self._marker_pub.get_subscription_count() > 0:
-            self._marker_pub.publish(result.markers_msg(self.p("marker_lifetime"), drawn=self._drawn_markers))
+            self._marker_pub.publish(result.markers_msg(self.p("marker_lifetime"), drawn=self._drawn_markers,
+                                                        namespace=self.marker_namespace))
         if self._tf_broadcast is not None and self.p("publish_tf"):
             frames = result.tf_frames(self.p("tf_prefix"), self.p("tf_joints"))
             if not self._tf_broadcast.send(msg.header.stamp, frames):

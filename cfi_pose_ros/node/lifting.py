@@ -60,6 +60,18 @@ def build_pipeline(value, log=None) -> LiftingPipeline:
                            pose_smoother(value))
 
 
+def marker_namespace(node_name: str) -> str:
+    """The marker namespace of the lifter of fully qualified name ``node_name``: its name without
+    the leading '/' (``cfi_pose_lifter``, ``cam_left/cfi_pose_lifter``). Two lifters whose markers go
+    to one topic (remapped for one RViz display) drew in one namespace with the same ids, each
+    overwriting the other's skeletons, and the DELETEALL of one cleared the other's."""
+    return node_name.lstrip("/")
+
+
+# the lift node's default name in the root namespace, as offline lifting stands in for it
+LIFTER_MARKER_NAMESPACE = marker_namespace("/cfi_pose_lifter")
+
+
 def camera_from_info(msg, keypoints_image: str = "raw") -> tuple[np.ndarray, LensDistortion | None,
                                                                   tuple[int, int] | None]:
     """``(K, lens, (width, height) or None)`` of the image a ``CameraInfo`` describes, for keypoints
@@ -122,25 +134,28 @@ class LiftedFrame:
     def poses_msg(self) -> HumanPose3DArray:
         return poses_to_msg(self.header, self.people)
 
-    def marker_specs(self, lifetime: float) -> list[MarkerSpec]:
+    def marker_specs(self, lifetime: float, namespace: str = LIFTER_MARKER_NAMESPACE) -> list[MarkerSpec]:
+        """The skeletons' markers, in ``namespace``: the lifter's own (see :func:`marker_namespace`)."""
         specs = []
         # the person's index in the input, as draw_people_2d colours them: dropped people must not
         # shift the colour and the "person <index>" label of the untracked people after them
         for person in self.people:
             specs.extend(skeleton_markers(person.source_index, person.track_id, person.keypoints,
-                                          lifetime=lifetime, up=self.up))
+                                          lifetime=lifetime, up=self.up, namespace=namespace))
         return specs
 
     def markers_msg(self, lifetime: float, specs: list[MarkerSpec] | None = None,
-                    drawn: DrawnMarkers | None = None) -> MarkerArray:
-        """The markers (``specs``: :meth:`marker_specs` already built for ``lifetime``); with the
-        publisher's ``drawn``, DELETEs for its markers of people no longer drawn."""
-        specs = self.marker_specs(lifetime) if specs is None else specs
+                    drawn: DrawnMarkers | None = None, namespace: str = LIFTER_MARKER_NAMESPACE) -> MarkerArray:
+        """The markers (``specs``: :meth:`marker_specs` already built for ``lifetime`` and
+        ``namespace``); with the publisher's ``drawn``, DELETEs for its markers of people no longer
+        drawn."""
+        specs = self.marker_specs(lifetime, namespace) if specs is None else specs
         gone = drawn.gone(specs) if drawn is not None else []
         # a lifetime RViz never expires (0, or <= 100 us) needs a DELETEALL for people who left,
         # which deletes those too
         clear = not lifetime_expires(lifetime)
-        return markers_to_msg(self.header, specs, clear=clear, deleted=[] if clear else gone)
+        return markers_to_msg(self.header, specs, clear=clear, deleted=[] if clear else gone,
+                              clear_namespace=namespace)
 
     def tf_frames(self, prefix: str, joints: bool):
         return person_frames(self.people, self.header.frame_id, prefix, joints)
