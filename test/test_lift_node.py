@@ -1287,8 +1287,8 @@ def test_a_distortion_nothing_can_undo_is_ignored_and_counted(node_factory, clip
 
 def test_the_incompatible_qos_warning_is_throttled_and_diagnostics_run_without_a_clock(node_factory):
     """A RELIABLE input with a BEST_EFFORT driver that restarts in a loop: one warning per input,
-    naming its topic, not one per restart. And with use_sim_time but no /clock (a bag played without --clock), /diagnostics still
-    comes (its timer ran on ROS time, which never advanced)."""
+    naming its topic, not one per restart. And with use_sim_time but no /clock (a bag played
+    without --clock), /diagnostics still comes (its timer ran on ROS time, which never advanced)."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from cfi_pose_ros.msg import HumanKeypoints2DArray

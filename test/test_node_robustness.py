@@ -823,15 +823,13 @@ def test_a_failed_configure_is_reported_on_diagnostics_until_the_next_configure(
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    from cfi_pose_ros.node.base import diagnostics_status_name
-
     def report(node) -> DiagnosticStatus:
         """What the report's timer publishes next."""
         sent = []
         monkeypatch.setattr(node._failure_pub, "publish", sent.append)
         node._failure_timer.callback()
         (status,) = sent[0].status
-        assert status.name == diagnostics_status_name(node, node.diagnostics_task)
+        assert status.name == node.diagnostics_status_name()
         assert status.level == DiagnosticStatus.ERROR and status.message.startswith("unconfigured: configure failed: ")
         return status
 

@@ -157,7 +157,7 @@ class SpecLifecycleNode(LifecycleNode):
     :meth:`on_parameters_changed` (on the executor thread, between callbacks).
     """
 
-    diagnostics_task = "node"       # what its /diagnostics status names after the node: diagnostics_status_name
+    diagnostics_task = "node"       # its /diagnostics status is "<node>: <task>": diagnostics_status_name
     # class defaults: a stop signal can destroy a node before its constructor has run (DetectNode)
     _configure_failure: str | None = None       # why the last configure failed (configure_failed)
     _failure_pub = _failure_timer = None        # its /diagnostics while it stays failed
@@ -226,6 +226,13 @@ class SpecLifecycleNode(LifecycleNode):
             self.report_configure_failure(self._last_raised or "it raised an exception (see the node's log)")
         return TransitionCallbackReturn.SUCCESS
 
+    def diagnostics_status_name(self) -> str:
+        """``<namespace>/<node>: <task>`` (``cfi_pose_lifter: lifting`` in the root namespace): the
+        status name a diagnostic aggregator or monitor keys by, on the one global /diagnostics. The
+        bare node name is the same for two lifters in two namespaces (launch's ``namespace:=cam_left``
+        / ``cam_right``), whose statuses then overwrote each other there."""
+        return f"{self.get_fully_qualified_name().lstrip('/')}: {self.diagnostics_task}"
+
     # ------------------------------------------------------- a failed configure on /diagnostics
     def configure_failed(self, reason: str) -> TransitionCallbackReturn:
         """Log why configure fails (one ERROR line) and fail it: the node then says so on
@@ -241,7 +248,7 @@ class SpecLifecycleNode(LifecycleNode):
         silent there: a monitor or aggregator showed it as missing (or stale) with no reason, the
         reason only in the launch log."""
         self.end_configure_failure_report()
-        status = DiagnosticStatus(name=diagnostics_status_name(self, self.diagnostics_task), level=DiagnosticStatus.ERROR,
+        status = DiagnosticStatus(name=self.diagnostics_status_name(), level=DiagnosticStatus.ERROR,
                                   message=cut(f"unconfigured: configure failed: {reason}"),
                                   values=[KeyValue(key="lifecycle_state", value="unconfigured")])
         try:
@@ -399,14 +406,6 @@ class SpecLifecycleNode(LifecycleNode):
         if now - self._last_warn.get(key, -1e9) >= WARN_PERIOD_S:
             self._last_warn[key] = now
             (self.get_logger().error if error else self.get_logger().warning)(cut(text))
-
-
-def diagnostics_status_name(node: LifecycleNode, task: str) -> str:
-    """``<namespace>/<node>: <task>`` (``cfi_pose_lifter: lifting`` in the root namespace): the
-    status name a diagnostic aggregator or monitor keys by, on the one global /diagnostics. The bare
-    node name is the same for two lifters in two namespaces (launch's ``namespace:=cam_left`` /
-    ``cam_right``), whose statuses then overwrote each other there."""
-    return f"{node.get_fully_qualified_name().lstrip('/')}: {task}"
 
 
 def diagnostics_msg(node: LifecycleNode, status: DiagnosticStatus, summary: dict,

@@ -53,9 +53,8 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, Unsuppo
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import NEGATIVE_STAMP, stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
-from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg,
-                                   diagnostics_status_name, newest_only_qos, output_qos, rcl_reason, run,
-                                   stoppable_configure)
+from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, rcl_reason,
+                                   run, stoppable_configure)
 from cfi_pose_ros.runtime_stats import RollingStats
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not
@@ -368,7 +367,7 @@ class DetectNode(SpecLifecycleNode):
         with self._stats_lock:
             summary = self.stats.summary(time.monotonic())
         stages = self.stages.percentiles()
-        status = DiagnosticStatus(name=diagnostics_status_name(self, self.diagnostics_task), hardware_id=self.describe())
+        status = DiagnosticStatus(name=self.diagnostics_status_name(), hardware_id=self.describe())
         status.level, status.message = DiagnosticStatus.OK, "detecting"
         total_p99 = stages.get("total", (0.0, 0.0, 0))[1]
         if self._subscription is None:             # configured, not active: nothing is detected

@@ -32,9 +32,8 @@ from cfi_pose_ros.frames import RigidTransform, static_target_transform, tf2_fra
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, markers_to_msg, stamp_seconds
-from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg,
-                                   diagnostics_status_name, newest_only_qos, output_qos, rcl_reason, run,
-                                   stoppable_configure)
+from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, rcl_reason,
+                                   run, stoppable_configure)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, camera_from_info,
                                       image_size_from_info, lift_keypoints, marker_namespace, pipeline_config,
@@ -328,8 +327,8 @@ class LiftNode(SpecLifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         summary = self.stats.summary(time.monotonic())
-        status = DiagnosticStatus(name=diagnostics_status_name(self, self.diagnostics_task), hardware_id=self.lifter.backend
-                                  if self.lifter else "")
+        status = DiagnosticStatus(name=self.diagnostics_status_name(),
+                                  hardware_id=self.lifter.backend if self.lifter else "")
         status.level, status.message = DiagnosticStatus.OK, "lifting"
         if not self._subscriptions_active:          # configured, not active: nothing is lifted
             status.message = "inactive (configured, not subscribed)"

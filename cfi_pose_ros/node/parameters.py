@@ -247,7 +247,8 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               takes_effect=AT_CONFIGURE, check=_check_target_frame, constraint=FRAME_NAME_RULE),
     ParamSpec("target_from_camera", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
               "static transform camera frame -> target_frame as [x, y, z, qx, qy, qz, qw] (metres, unit "
-              "quaternion, translation within 1e8 m), for a fixed camera or where tf2 is not installed; all zeros = not given (tf2 lookup)",
+              "quaternion, translation within 1e8 m), for a fixed camera or where tf2 is not installed; all "
+              "zeros = not given (tf2 lookup)",
               takes_effect=AT_CONFIGURE, check=_check_target_from_camera),
     ParamSpec("tf_timeout", 0.05, "longest wait (s) for target_frame's transform at the input's stamp", 0.0, 1.0,
               takes_effect=AT_CONFIGURE),
