@@ -36,8 +36,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .body_pose import body_poses
-from .camera import (H36M_PERSON_SCALE_RANGE, LensDistortion, clamp_person_scale, normalize_screen,
-                     square_pixel_camera, undistort_pixels)
+from .camera import (H36M_PERSON_SCALE_RANGE, H36M_REFERENCE_CAMERA, LensDistortion, clamp_person_scale,
+                     normalize_screen, reference_view, square_pixel_camera, undistort_pixels)
 from .depth import root_translation_from_depth
 from .root_solver import (outlier_joints, reproject, scaled_reprojection_errors, solve_root_translation,
                           validate_camera_matrix)
@@ -147,6 +147,11 @@ class PipelineConfig:
     # (and root solve) put it rather than on its ancestor (see _impute_missing_joints). Needs a
     # solved root, so only with camera intrinsics.
     impute_missing_joints: bool = True
+    # With camera intrinsics, the lifter sees each person as Human3.6M's camera would see the same
+    # rays, turned towards people far off its axis (camera.reference_view), not as pixels over this
+    # image's width: the pose it reads then depends neither on the lens, the resolution or a region
+    # of interest, nor much on how far off the axis the person stands.
+    lift_in_reference_camera: bool = True
 
 
 def check_person(person: Person2D) -> str | None:
@@ -186,11 +191,19 @@ class LiftingPipeline:
     def _lift(self, pixels: np.ndarray, frame: Frame2D, to_prior_size: bool) -> np.ndarray:
         """``(N, 17, 2)`` pixels -> ``(N, 17, 3)`` float64 joints, exactly pelvis-centred; with
         ``to_prior_size`` (and a ``body_size_prior``) scaled to the prior body size."""
-        normalized = normalize_screen(pixels, frame.image_width, frame.image_height)
+        rotations = None
+        if frame.camera_matrix is not None and self.config.lift_in_reference_camera:
+            reference = H36M_REFERENCE_CAMERA
+            seen, rotations = reference_view(pixels, frame.camera_matrix, reference)
+            normalized = normalize_screen(seen, reference.width, reference.height)
+        else:
+            normalized = normalize_screen(pixels, frame.image_width, frame.image_height)
         if self.config.person_scale_range is not None:
             normalized = clamp_person_scale(normalized, self.config.person_scale_range)
         root_relative = np.asarray(self.lifter.lift(normalized.astype(np.float32)), dtype=np.float64)
         root_relative = root_relative - root_relative[:, :1]
+        if rotations is not None:               # from each person's view back to the camera's axes
+            root_relative = root_relative @ rotations
         if to_prior_size and self.config.body_size_prior > 0:
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
                 size = H36M_17.size_relative_to_mean(root_relative)
@@ -294,7 +307,7 @@ class LiftingPipeline:
         # The pixels everything after the conversion sees are those of an ideal pinhole camera with
         # square pixels (the lifter learned from Human3.6M's), in its image: ``seen`` has its K and
         # size. Also where people are not placed (solve_root off): the lifter reads the pose from them.
-        seen = frame
+        seen = replace(frame, camera_matrix=None)        # (a K that is no camera's is not used)
         if intrinsics is not None:
             square, (width, height) = square_pixel_camera(intrinsics, (frame.image_width, frame.image_height))
             seen = replace(frame, image_width=width, image_height=height, camera_matrix=square)

@@ -294,20 +294,26 @@ def test_evaluation_cli_records_its_means_in_the_weights_json(files, tmp_path):
     plain = evaluate(common + ["--out", str(tmp_path / "plain"), "--record"])
     flipped = evaluate(common + ["--flip-test", "--stride", "2", "--out", str(tmp_path / "flip"), "--record"])
     evaluate(common + ["--out", str(tmp_path / "again")])        # without --record: the JSON is left alone
-    # the model alone, without the node's person-scale clamp: a key of its own
+    # the model alone, without the node's person-scale clamp, and on the literature's input (pixels
+    # over the image's width, not the node's reference view): keys of their own
     unclamped = evaluate(common + ["--no-scale-clamp", "--out", str(tmp_path / "model"), "--record"])
+    image_view = evaluate(common + ["--image-view", "--out", str(tmp_path / "image"), "--record"])
     assert tuple(plain["person_scale_range"]) == H36M_PERSON_SCALE_RANGE and unclamped["person_scale_range"] is None
+    assert plain["view"] == "reference camera" and image_view["view"] == "image"
+    assert plain["mpjpe"]["mean_over_actions"] != image_view["mpjpe"]["mean_over_actions"]
 
     _, info = load_weights(weights)                              # tensors and checksum untouched
-    assert set(info.metrics) == {"S9_gt2d", "S1_gt2d_all_frames", "S1_gt2d_stride2_flip_test",
-                                 "S1_gt2d_all_frames_no_scale_clamp"}
+    assert set(info.metrics) == {"S9_gt2d", "S1_gt2d_all_frames_reference_view",
+                                 "S1_gt2d_stride2_flip_test_reference_view",
+                                 "S1_gt2d_all_frames_no_scale_clamp_reference_view", "S1_gt2d_all_frames"}
     assert info.metrics["S9_gt2d"] == {"mpjpe_mm": 1.0}
-    recorded = info.metrics["S1_gt2d_all_frames"]
+    assert info.metrics["S1_gt2d_all_frames"]["mpjpe_mm"] == pytest.approx(image_view["mpjpe"]["mean_over_actions"])
+    recorded = info.metrics["S1_gt2d_all_frames_reference_view"]
     assert recorded["mpjpe_mm"] == pytest.approx(plain["mpjpe"]["mean_over_actions"])
     assert recorded["p_mpjpe_mm"] == pytest.approx(plain["p_mpjpe"]["mean_over_actions"])
     assert recorded["frames"] == plain["frames"] == 4 * 4 * T
     assert "--record" in recorded["command"]
-    assert info.metrics["S1_gt2d_stride2_flip_test"]["mpjpe_mm"] == pytest.approx(
+    assert info.metrics["S1_gt2d_stride2_flip_test_reference_view"]["mpjpe_mm"] == pytest.approx(
         flipped["mpjpe"]["mean_over_actions"])
     assert flipped["frames"] < plain["frames"]
 

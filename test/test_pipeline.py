@@ -53,7 +53,9 @@ def test_people_placed_with_intrinsics_have_the_prior_body_size(lifter, clip):
             # sees the square-pixel camera's pixels, without them the pixels as they are
             frame.camera_matrix = frame.camera_matrix.copy()
             frame.camera_matrix[1, 1] = frame.camera_matrix[0, 0]
-        return LiftingPipeline(lifter, PipelineConfig(body_size_prior=prior)).process(frame).people
+        # the same lifter input with intrinsics as without (not the reference camera's rays)
+        config = PipelineConfig(body_size_prior=prior, lift_in_reference_camera=False)
+        return LiftingPipeline(lifter, config).process(frame).people
 
     relative = np.stack([p.keypoints for p in people(False, 1.0)])
     np.testing.assert_array_equal(relative, np.stack([p.keypoints for p in people(False, 0.7)]))
@@ -374,8 +376,9 @@ def wide_frame(pixels: np.ndarray, lens, depth=None) -> Frame2D:
 
 def test_a_person_seen_through_a_wide_angle_lens_is_placed_where_a_pinhole_camera_places_them(lifter, clip):
     """Raw pixels 31 degrees off axis (the lens moved the pelvis 37 px): with the lens undone the
-    person is placed as an ideal pinhole camera's pixels place them, 1 cm from the truth; the raw
-    pixels taken for pinhole ones (the lens ignored) put them 27 cm off."""
+    person is placed as an ideal pinhole camera's pixels place them, 5 cm from the truth (lifted in
+    a view turned towards them: camera.reference_view); the raw pixels taken for pinhole ones (the
+    lens ignored) put them 20 cm off or more."""
     from cfi_pose_ros.camera import lens_distortion
 
     lens = lens_distortion(*WIDE_LENS)
@@ -388,7 +391,7 @@ def test_a_person_seen_through_a_wide_angle_lens_is_placed_where_a_pinhole_camer
     ignored = pipeline.process(wide_frame(raw, None)).people[0]
     np.testing.assert_allclose(undistorted.keypoints, pinhole.keypoints, atol=1e-4)
     assert undistorted.root_source == ROOT_FROM_INTRINSICS
-    assert np.linalg.norm(undistorted.position - root) < 0.03
+    assert np.linalg.norm(undistorted.position - root) < 0.06
     assert np.linalg.norm(ignored.position - root) > 0.2
     # the lifter itself sees the ideal pixels too: root-relative output without placing people
     unplaced = LiftingPipeline(lifter, PipelineConfig(solve_root=False))

@@ -4,6 +4,11 @@ MPJPE and P-MPJPE (mm) per action class, each the frame average over the
 chosen subjects and all four cameras, and their unweighted mean ("Avg"),
 written as a Markdown table in the layout of the paper's Table 2 and as JSON.
 
+By default the lifter sees the 2D as the lift node sees a camera's keypoints with its CameraInfo:
+each camera's pixels moved to the reference camera's view (``camera.reference_view``) and people
+outside the training data's size range zoomed into it (``camera.clamp_person_scale``);
+``--image-view --no-scale-clamp`` is the literature's input (pixels over the image's width).
+
     python -m training.evaluate --weights cfi_pose_ros/weights/cfi_h36m.safetensors \
         --subjects S9 --out outputs/eval_s9
 """
@@ -20,11 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cfi_pose_ros.camera import H36M_PERSON_SCALE_RANGE, clamp_person_scale
+from cfi_pose_ros.camera import (H36M_PERSON_SCALE_RANGE, H36M_REFERENCE_CAMERA, clamp_person_scale,
+                                 denormalize_screen, normalize_screen, reference_view, square_pixel_camera,
+                                 undistort_pixels)
 from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics
 from training.augment import flip_poses
-from training.h36m import ACTION_CLASSES, PoseSet, load_h36m
+from training.h36m import ACTION_CLASSES, H36MCamera, PoseSet, load_cameras, load_h36m
 
 # Column headings of the paper's tables.
 ACTION_HEADINGS = {"Directions": "Dir.", "Discussion": "Disc.", "Eating": "Eat", "Greeting": "Greet",
@@ -36,13 +43,37 @@ DEFAULT_DATA = Path(os.environ.get("CFI_H36M_DIR",
                                    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "h36m"))
 
 
+def reference_view_inputs(poses: PoseSet, cameras: dict[str, list[H36MCamera]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(inputs_2d, rotations)``: the poses' 2D as the lift node sees it with each camera's K
+    (square pixels, then :func:`cfi_pose_ros.camera.reference_view`), and each person's rotation
+    (camera -> view) that turns the lifted pose back. The GT 2D keeps Human3.6M's lens distortion,
+    as the literature's does (its tangential model is not CameraInfo's plumb_bob)."""
+    inputs = np.empty_like(poses.inputs_2d)
+    rotations = np.empty((len(poses), 3, 3))
+    reference = H36M_REFERENCE_CAMERA
+    for subject_index, subject in enumerate(poses.subjects):
+        for camera_index, camera in enumerate(cameras[subject]):
+            rows = (poses.subject_ids == subject_index) & (poses.camera_ids == camera_index)
+            if not rows.any():
+                continue
+            k = camera.intrinsics
+            square, _ = square_pixel_camera(k.matrix, (k.width, k.height))
+            pixels = undistort_pixels(denormalize_screen(poses.inputs_2d[rows], k.width, k.height), k.matrix,
+                                      None, square)
+            seen, rotations[rows] = reference_view(pixels, square)
+            inputs[rows] = normalize_screen(seen, reference.width, reference.height)
+    return inputs, rotations
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, inputs_2d: np.ndarray, batch_size: int = 4096,
             flip_test: bool = False, progress: bool = False,
-            person_scale_range: tuple[float, float] | None = None) -> np.ndarray:
+            person_scale_range: tuple[float, float] | None = None,
+            rotations: np.ndarray | None = None) -> np.ndarray:
     """Lift ``(N, 17, 2)`` -> ``(N, 17, 3)``; with ``flip_test`` average with the mirrored input;
     with ``person_scale_range`` people outside it zoomed into it first, as the node does
-    (:func:`cfi_pose_ros.camera.clamp_person_scale`)."""
+    (:func:`cfi_pose_ros.camera.clamp_person_scale`); with ``rotations`` (camera -> view, see
+    :func:`reference_view_inputs`) each pose, pelvis-centred, turned back into its camera's axes."""
     model.eval()
     if person_scale_range is not None:
         inputs_2d = clamp_person_scale(inputs_2d, person_scale_range)
@@ -55,7 +86,10 @@ def predict(model: torch.nn.Module, inputs_2d: np.ndarray, batch_size: int = 409
         if flip_test:
             pred = (pred + flip_poses(model(flip_poses(batch)))) / 2
         outputs.append(pred.float().cpu().numpy())
-    return np.concatenate(outputs)
+    predicted = np.concatenate(outputs)
+    if rotations is not None:
+        predicted = ((predicted - predicted[:, :1]) @ rotations).astype(np.float32)
+    return predicted
 
 
 def with_detector_noise(poses: PoseSet, std: float, seed: int = 0) -> PoseSet:
@@ -67,9 +101,12 @@ def with_detector_noise(poses: PoseSet, std: float, seed: int = 0) -> PoseSet:
 
 def evaluate_pose_set(model: torch.nn.Module, poses: PoseSet, flip_test: bool = False,
                       batch_size: int = 4096, progress: bool = False,
-                      person_scale_range: tuple[float, float] | None = None) -> dict:
-    """Per-action MPJPE / P-MPJPE in mm and the unweighted mean over actions."""
-    predicted = predict(model, poses.inputs_2d, batch_size, flip_test, progress, person_scale_range)
+                      person_scale_range: tuple[float, float] | None = None,
+                      cameras: dict[str, list[H36MCamera]] | None = None) -> dict:
+    """Per-action MPJPE / P-MPJPE in mm and the unweighted mean over actions; with ``cameras`` the
+    lifter sees the 2D in the reference camera's view (:func:`reference_view_inputs`)."""
+    inputs, rotations = reference_view_inputs(poses, cameras) if cameras else (poses.inputs_2d, None)
+    predicted = predict(model, inputs, batch_size, flip_test, progress, person_scale_range, rotations)
     labels = np.array(ACTION_CLASSES)[poses.action_ids]
     result = {}
     for name, fn in (("mpjpe", mpjpe), ("p_mpjpe", p_mpjpe)):
@@ -112,6 +149,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-scale-clamp", action="store_true",
                         help="lift people as they are; by default those smaller or larger than the "
                              "training data's are zoomed into its range first, as the node does")
+    parser.add_argument("--image-view", action="store_true",
+                        help="lift the pixels over each image's width (the literature's input); by default "
+                             "each camera's are moved to the reference camera's view first, as the node does "
+                             "with a CameraInfo")
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="outputs/eval", help="directory for eval.md and eval.json")
@@ -130,11 +171,12 @@ def main(argv: list[str] | None = None) -> dict:
             raise
         raise SystemExit(f"error: {error_text(error)}") from None
     scale_range = None if args.no_scale_clamp else H36M_PERSON_SCALE_RANGE
+    cameras = None if args.image_view else load_cameras(args.cameras)
     result = evaluate_pose_set(model, poses, args.flip_test, args.batch_size, progress=True,
-                               person_scale_range=scale_range)
+                               person_scale_range=scale_range, cameras=cameras)
     result.update(weights=str(args.weights), subjects=args.subjects, stride=args.stride,
                   input_2d=args.data_2d or "ground truth", flip_test=args.flip_test,
-                  person_scale_range=scale_range,
+                  person_scale_range=scale_range, view="image" if args.image_view else "reference camera",
                   command="python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(markdown_table(result, title))
     if args.record:
         name = record_name(args.subjects, args.data_2d is not None, args.stride, args.flip_test,
-                           scale_range is not None)
+                           scale_range is not None, not args.image_view)
         record_metrics(args.weights, name, {"mpjpe_mm": result["mpjpe"]["mean_over_actions"],
                                             "p_mpjpe_mm": result["p_mpjpe"]["mean_over_actions"],
                                             "frames": result["frames"], "command": result["command"]})
@@ -153,13 +195,15 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def record_name(subjects: list[str], detected_2d: bool, stride: int | None = None, flip_test: bool = False,
-                scale_clamp: bool = True) -> str:
+                scale_clamp: bool = True, reference_view: bool = False) -> str:
     """``S9_gt2d_all_frames_flip_test`` and the like: what was measured, as a key of the weights'
-    ``metrics`` (without a stride: the trainer's own evaluation, ``S9_gt2d``)."""
+    ``metrics`` (without a stride: the trainer's own evaluation, ``S9_gt2d``); ``_reference_view``:
+    in the reference camera's view, as the node lifts with a CameraInfo."""
     parts = ["+".join(subjects), "detected2d" if detected_2d else "gt2d"]
     if stride is not None:
         parts.append("all_frames" if stride == 1 else f"stride{stride}")
-    return "_".join(parts + (["flip_test"] if flip_test else []) + ([] if scale_clamp else ["no_scale_clamp"]))
+    return "_".join(parts + (["flip_test"] if flip_test else []) + ([] if scale_clamp else ["no_scale_clamp"])
+                    + (["reference_view"] if reference_view else []))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""How much the lift depends on the camera: S9 MPJPE through other cameras than Human3.6M's, the
+lifter's input taken as pixels over the image's width (the literature's input) and as the lift node
+takes it with a CameraInfo (each person seen through the reference camera, turned towards people far
+off its axis: ``camera.reference_view``), in one run.
+
+    python benchmarks/bench_cameras.py                  # every 100th S9 frame
+    python benchmarks/bench_cameras.py --stride 20 --out outputs/bench_cameras
+
+Every S9 pose (GT, all four cameras, in the camera's frame) is projected through each camera below,
+an ideal pinhole one (the same people at the same places, unless turned to the side about the
+camera's vertical axis), and lifted by the shipped weights (torch, fp32) with the node's
+person-scale clamp. Writes ``accuracy_vs_camera.png`` and ``.json`` to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from cfi_pose_ros.camera import (H36M_PERSON_SCALE_RANGE, H36M_REFERENCE_CAMERA, normalize_screen,  # noqa: E402
+                                 reference_view)
+from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights  # noqa: E402
+from training.evaluate import DEFAULT_DATA, predict  # noqa: E402
+from training.h36m import camera_sequences, load_cameras, load_poses_3d  # noqa: E402
+
+
+def matrix(f: float, cx: float, cy: float) -> np.ndarray:
+    return np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
+
+
+def cameras_for(own: np.ndarray, own_size: tuple[int, int]) -> dict[str, tuple[np.ndarray, tuple[int, int], float]]:
+    """name -> (K, image size, degrees the people are turned to the side), for one Human3.6M camera."""
+    f, (cx, cy) = own[0, 0], own[:2, 2]
+    return {
+        "Human3.6M's own": (matrix(f, cx, cy), own_size, 0.0),
+        "700 x 700 region of interest, centred": (matrix(f, cx - 150, cy - 151), (700, 700), 0.0),
+        "700 x 700 region of interest, top left": (matrix(f, cx, cy), (700, 700), 0.0),
+        "700 x 700 region of interest, bottom right": (matrix(f, cx - 300, cy - 302), (700, 700), 0.0),
+        "half the focal length": (matrix(f / 2, cx, cy), own_size, 0.0),
+        "1.5 x the focal length": (matrix(f * 1.5, cx, cy), own_size, 0.0),
+        "640 x 480, f 615 px": (matrix(615.0, 320.0, 240.0), (640, 480), 0.0),
+        "1920 x 1080, f 1380 px (HD webcam)": (matrix(1380.0, 960.0, 540.0), (1920, 1080), 0.0),
+        "1920 x 1080, f 1380 px, turned 20 deg": (matrix(1380.0, 960.0, 540.0), (1920, 1080), 20.0),
+        "1000 x 1000, f 500 px (90 deg lens), turned 30 deg": (matrix(500.0, 500.0, 500.0), (1000, 1000), 30.0),
+        "1000 x 1000, f 500 px (90 deg lens), turned 40 deg": (matrix(500.0, 500.0, 500.0), (1000, 1000), 40.0),
+    }
+
+
+def turned(points: np.ndarray, degrees: float) -> np.ndarray:
+    a = np.radians(degrees)
+    return points @ np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]]).T
+
+
+def errors_in_both_views(model, points: np.ndarray, k: np.ndarray, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Per-pose MPJPE (m) of ``points`` seen by the camera ``k`` of image ``size``, in both views."""
+    truth = points - points[:, :1]
+    pixels = points[..., :2] / points[..., 2:3] * np.diag(k)[:2] + k[:2, 2]
+    reference = H36M_REFERENCE_CAMERA
+    seen, rotations = reference_view(pixels, k)
+    lifted = {
+        "image view": predict(model, normalize_screen(pixels, *size).astype(np.float32),
+                              person_scale_range=H36M_PERSON_SCALE_RANGE),
+        "reference view (node)": predict(model, normalize_screen(seen, reference.width, reference.height)
+                                         .astype(np.float32), person_scale_range=H36M_PERSON_SCALE_RANGE,
+                                         rotations=rotations),
+    }
+    return {view: np.linalg.norm(pose - pose[:, :1] - truth, axis=-1).mean(axis=1) for view, pose in lifted.items()}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.0, 5.0))
+    y = np.arange(len(rows))
+    for offset, view in ((-0.2, "image view"), (0.2, "reference view (node)")):
+        ax.barh(y + offset, [r[view] for r in rows], height=0.4, label=view)
+    ax.set_yticks(y, [r["camera"] for r in rows])
+    ax.invert_yaxis()
+    ax.set(xlabel="S9 MPJPE, GT 2D (mm)", title="The same people through other cameras")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    parser.add_argument("--stride", type=int, default=100, help="every n-th frame of S9")
+    parser.add_argument("--out", default="outputs/bench_cameras")
+    args = parser.parse_args(argv)
+    poses_3d = load_poses_3d(DEFAULT_DATA / "data_3d_h36m.npz")
+    cameras = load_cameras(DEFAULT_DATA / "cameras.json")
+    model, _ = load_weights(args.weights)
+
+    errors: dict[tuple[str, str], list[np.ndarray]] = {}
+    for sequence in camera_sequences(poses_3d, cameras, ("S9",)):
+        k = sequence.camera.intrinsics
+        for name, (matrix_k, size, degrees) in cameras_for(k.matrix, (k.width, k.height)).items():
+            points = sequence.joints[::args.stride]
+            for view, error in errors_in_both_views(model, turned(points, degrees), matrix_k, size).items():
+                errors.setdefault((name, view), []).append(error)
+    rows = []
+    for name in cameras_for(np.eye(3), (1000, 1000)):
+        row = {"camera": name, "poses": int(sum(len(e) for e in errors[(name, "image view")]))}
+        row.update({view: float(np.concatenate(errors[(name, view)]).mean() * 1000)
+                    for view in ("image view", "reference view (node)")})
+        rows.append(row)
+    print("| camera (S9 seen through it) | image view (mm) | reference view, the node (mm) |")
+    print("|---|---:|---:|")
+    for row in rows:
+        print(f"| {row['camera']} | {row['image view']:.1f} | {row['reference view (node)']:.1f} |")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "accuracy_vs_camera.json").write_text(json.dumps(
+        {"rows": rows, "command": "python benchmarks/bench_cameras.py " + " ".join(
+            sys.argv[1:] if argv is None else argv)}, indent=2) + "\n")
+    plot(rows, out / "accuracy_vs_camera.png")
+    print(f"wrote {out / 'accuracy_vs_camera.png'}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
