@@ -149,7 +149,7 @@ class PipelineConfig:
     impute_missing_joints: bool = True
     # With camera intrinsics, the lifter sees each person as Human3.6M's camera would see the same
     # rays, turned towards people far off its axis (camera.reference_view), not as pixels over this
-    # image's width: the pose it reads then depends neither on the lens, the resolution or a region
+    # image's width: the pose it reads then depends neither on the lens, the resolution nor a region
     # of interest, nor much on how far off the axis the person stands.
     lift_in_reference_camera: bool = True
 
