@@ -115,8 +115,9 @@ def square_pixel_camera(camera_matrix: np.ndarray, image_size: tuple[float, floa
 H36M_REFERENCE_CAMERA = CameraIntrinsics(1147.0, 1147.0, 514.0, 507.0, 1000, 1002)
 # Where the training data's people stood as their cameras saw them: the 1st and 99th percentile of
 # the angle of the pelvis' ray off the optical axis, horizontally and vertically (degrees; S1,
-# S5-S8, all four cameras). Human3.6M films people within a narrow cone; a robot's camera sees them
-# up to 45 degrees off axis.
+# S5-S8, all four cameras; the pelvis taken as person_centre takes it; both printed by
+# benchmarks/bench_cameras.py). Human3.6M films people within a narrow cone; a robot's camera sees
+# them up to 45 degrees off axis.
 H36M_PELVIS_ANGLES_DEG = ((-13.1, -9.5), (14.1, 5.5))
 
 
@@ -155,7 +156,7 @@ def reference_view(pixels: np.ndarray, camera_matrix: np.ndarray,
     pixels = np.asarray(pixels, dtype=np.float64)
     rays = np.concatenate([(pixels - k[:2, 2]) / np.array([k[0, 0], k[1, 1]]),
                            np.ones(pixels.shape[:-1] + (1,))], axis=-1)
-    centre = np.concatenate([np.median(rays[:, PELVIS_AND_HIPS, :2], axis=1), np.ones((len(rays), 1))], axis=-1)
+    centre = np.concatenate([person_centre(rays[..., :2]), np.ones((len(rays), 1))], axis=-1)
     low, high = np.radians(pelvis_angles_deg[0]), np.radians(pelvis_angles_deg[1])
     within = np.concatenate([np.tan(np.clip(np.arctan(centre[:, :2]), low, high)), centre[:, 2:]], axis=-1)
     rotations = _rotations_between(centre, within)
@@ -163,6 +164,14 @@ def reference_view(pixels: np.ndarray, camera_matrix: np.ndarray,
     with np.errstate(divide="ignore", invalid="ignore"):       # a ray turned behind the view: inf / NaN
         seen = turned[..., :2] / turned[..., 2:3]
     return seen * np.array([reference.fx, reference.fy]) + np.array([reference.cx, reference.cy]), rotations
+
+
+def lifter_input_in_reference_view(pixels: np.ndarray, camera_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(normalized, rotations)``: the lifter's input for people ``(N, 17, 2)`` of the camera
+    ``camera_matrix`` (see :func:`reference_view`), and the rotations whose transpose turns the
+    lifted poses back into the camera's axes (``pose @ rotations``)."""
+    seen, rotations = reference_view(pixels, camera_matrix)
+    return normalize_screen(seen, H36M_REFERENCE_CAMERA.width, H36M_REFERENCE_CAMERA.height), rotations
 
 
 def normalize_screen(pixels: np.ndarray, width: float, height: float) -> np.ndarray:

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .body_pose import body_poses
-from .camera import (H36M_PERSON_SCALE_RANGE, H36M_REFERENCE_CAMERA, LensDistortion, clamp_person_scale,
-                     normalize_screen, reference_view, square_pixel_camera, undistort_pixels)
+from .camera import (H36M_PERSON_SCALE_RANGE, LensDistortion, clamp_person_scale, lifter_input_in_reference_view,
+                     normalize_screen, square_pixel_camera, undistort_pixels)
 from .depth import root_translation_from_depth
 from .root_solver import (outlier_joints, reproject, scaled_reprojection_errors, solve_root_translation,
                           validate_camera_matrix)
@@ -193,9 +193,7 @@ class LiftingPipeline:
         ``to_prior_size`` (and a ``body_size_prior``) scaled to the prior body size."""
         rotations = None
         if frame.camera_matrix is not None and self.config.lift_in_reference_camera:
-            reference = H36M_REFERENCE_CAMERA
-            seen, rotations = reference_view(pixels, frame.camera_matrix, reference)
-            normalized = normalize_screen(seen, reference.width, reference.height)
+            normalized, rotations = lifter_input_in_reference_view(pixels, frame.camera_matrix)
         else:
             normalized = normalize_screen(pixels, frame.image_width, frame.image_height)
         if self.config.person_scale_range is not None:

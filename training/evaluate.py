@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cfi_pose_ros.camera import (H36M_PERSON_SCALE_RANGE, H36M_REFERENCE_CAMERA, clamp_person_scale,
-                                 denormalize_screen, normalize_screen, reference_view, square_pixel_camera,
-                                 undistort_pixels)
+from cfi_pose_ros.camera import (H36M_PERSON_SCALE_RANGE, clamp_person_scale, denormalize_screen,
+                                 lifter_input_in_reference_view, square_pixel_camera, undistort_pixels)
 from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics
 from training.augment import flip_poses
@@ -45,12 +44,11 @@ DEFAULT_DATA = Path(os.environ.get("CFI_H36M_DIR",
 
 def reference_view_inputs(poses: PoseSet, cameras: dict[str, list[H36MCamera]]) -> tuple[np.ndarray, np.ndarray]:
     """``(inputs_2d, rotations)``: the poses' 2D as the lift node sees it with each camera's K
-    (square pixels, then :func:`cfi_pose_ros.camera.reference_view`), and each person's rotation
-    (camera -> view) that turns the lifted pose back. The GT 2D keeps Human3.6M's lens distortion,
+    (square pixels, then :func:`cfi_pose_ros.camera.lifter_input_in_reference_view`), and each
+    person's rotation (camera -> view) that turns the lifted pose back. The GT 2D keeps Human3.6M's lens distortion,
     as the literature's does (its tangential model is not CameraInfo's plumb_bob)."""
     inputs = np.empty_like(poses.inputs_2d)
     rotations = np.empty((len(poses), 3, 3))
-    reference = H36M_REFERENCE_CAMERA
     for subject_index, subject in enumerate(poses.subjects):
         for camera_index, camera in enumerate(cameras[subject]):
             rows = (poses.subject_ids == subject_index) & (poses.camera_ids == camera_index)
@@ -60,8 +58,7 @@ def reference_view_inputs(poses: PoseSet, cameras: dict[str, list[H36MCamera]]) 
             square, _ = square_pixel_camera(k.matrix, (k.width, k.height))
             pixels = undistort_pixels(denormalize_screen(poses.inputs_2d[rows], k.width, k.height), k.matrix,
                                       None, square)
-            seen, rotations[rows] = reference_view(pixels, square)
-            inputs[rows] = normalize_screen(seen, reference.width, reference.height)
+            inputs[rows], rotations[rows] = lifter_input_in_reference_view(pixels, square)
     return inputs, rotations
 
 

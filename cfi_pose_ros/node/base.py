@@ -161,8 +161,7 @@ class SpecLifecycleNode(LifecycleNode):
     # class defaults: a stop signal can destroy a node before its constructor has run (DetectNode)
     _configure_failure: str | None = None       # why the last configure failed (configure_failed)
     _failure_pub = _failure_timer = None        # its /diagnostics while it stays failed
-    _last_raised: str | None = None             # the last transition callback's exception, for on_error
-    _configure_raised = False                   # on_error follows a configure that raised
+    _configure_raised: str | None = None        # what a configure raised, for on_error to report
 
     def __init__(self, name: str, specs: tuple[ParamSpec, ...], **kwargs):
         super().__init__(name, **kwargs)
@@ -216,14 +215,14 @@ class SpecLifecycleNode(LifecycleNode):
         (finalized: the node can do nothing more, and says so)."""
         self.get_logger().error(f"a lifecycle transition from '{state.label}' failed with an error: "
                                 "releasing everything, back to unconfigured")
-        configure_raised, self._configure_raised = self._configure_raised, False
+        configure_raised, self._configure_raised = self._configure_raised, None
         try:
             self.on_shutdown(state)
         except Exception:       # logged by saying_what_it_raised
             self.get_logger().fatal("releasing after the error failed too: finalized")
             return TransitionCallbackReturn.FAILURE
         if configure_raised:
-            self.report_configure_failure(self._last_raised or "it raised an exception (see the node's log)")
+            self.report_configure_failure(configure_raised)
         return TransitionCallbackReturn.SUCCESS
 
     def diagnostics_status_name(self) -> str:
@@ -506,7 +505,6 @@ def saying_what_it_raised(callback):
         try:
             return callback(node, state)
         except Exception as exc:
-            node._last_raised = f"{callback.__name__} raised {type(exc).__name__}: {exc}"     # for on_error
             if not getattr(exc, "_cfi_logged", False):     # once, where it was raised (shutdown runs cleanup)
                 node.get_logger().error(f"{callback.__name__} from '{state.label}' raised:\n{traceback.format_exc()}")
                 with contextlib.suppress(AttributeError):
@@ -550,8 +548,8 @@ def reporting_failure(on_configure):
         node.end_configure_failure_report()
         try:
             result = on_configure(node, state)
-        except Exception:
-            node._configure_raised = True
+        except Exception as exc:
+            node._configure_raised = f"on_configure raised {type(exc).__name__}: {exc}"
             raise
         stopping = node.stop_signals is not None and node.stop_signals.requested
         if result == TransitionCallbackReturn.FAILURE and not stopping:
