@@ -9,8 +9,8 @@ off its axis: ``camera.reference_view``), in one run.
 
 Every S9 pose (GT, all four cameras, in the camera's frame) is projected through each camera below,
 an ideal pinhole one (the same people at the same places, unless turned to the side about the
-camera's vertical axis), and lifted by the shipped weights (torch, fp32) with the node's
-person-scale clamp. Writes ``accuracy_vs_camera.png`` and ``.json`` to ``--out``. Also prints where
+camera's vertical axis), and lifted by the weights (torch, fp32) with the node's
+person-scale clamp and, in the reference view, turned as far as the weights' input domain asks. Writes ``accuracy_vs_camera.png`` and ``.json`` to ``--out``. Also prints where
 ``camera.H36M_REFERENCE_CAMERA`` and ``camera.H36M_PELVIS_ANGLES_DEG`` come from: the mean of
 Human3.6M's cameras, and the percentiles of the training subjects' pelvis angles off the axis.
 """
@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from cfi_pose_ros.camera import (H36M_PELVIS_ANGLES_DEG, H36M_PERSON_SCALE_RANGE,  # noqa: E402
-                                 H36M_REFERENCE_CAMERA, CameraIntrinsics, lifter_input_in_reference_view,
+from cfi_pose_ros.camera import (H36M_PELVIS_ANGLES_DEG, H36M_REFERENCE_CAMERA,  # noqa: E402
+                                 CameraIntrinsics, LifterInputDomain, lifter_input_in_reference_view,
                                  normalize_screen, person_centre, project)
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights  # noqa: E402
 from training.evaluate import DEFAULT_DATA, predict  # noqa: E402
@@ -63,16 +63,18 @@ def turned(points: np.ndarray, degrees: float) -> np.ndarray:
     return points @ np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]]).T
 
 
-def errors_in_both_views(model, points: np.ndarray, camera: CameraIntrinsics) -> dict[str, np.ndarray]:
-    """Per-pose MPJPE (m) of ``points`` seen by ``camera``, in both views."""
+def errors_in_both_views(model, domain: LifterInputDomain, points: np.ndarray, camera: CameraIntrinsics
+                         ) -> dict[str, np.ndarray]:
+    """Per-pose MPJPE (m) of ``points`` seen by ``camera``, in both views (the weights' input
+    ``domain``: the reference view's cone and the person-scale clamp)."""
     truth = points - points[:, :1]
     pixels = project(points, camera)
-    in_reference_view, rotations = lifter_input_in_reference_view(pixels, camera.matrix)
+    in_reference_view, rotations = lifter_input_in_reference_view(pixels, camera.matrix, domain.pelvis_angles_deg)
     lifted = {
         "image view": predict(model, normalize_screen(pixels, camera.width, camera.height).astype(np.float32),
-                              person_scale_range=H36M_PERSON_SCALE_RANGE),
+                              person_scale_range=domain.person_scale_range),
         "reference view (node)": predict(model, in_reference_view.astype(np.float32),
-                                         person_scale_range=H36M_PERSON_SCALE_RANGE, rotations=rotations),
+                                         person_scale_range=domain.person_scale_range, rotations=rotations),
     }
     return {view: np.linalg.norm(pose - pose[:, :1] - truth, axis=-1).mean(axis=1) for view, pose in lifted.items()}
 
@@ -122,13 +124,15 @@ def main(argv=None) -> list[dict]:
     poses_3d = load_poses_3d(DEFAULT_DATA / "data_3d_h36m.npz")
     cameras = load_cameras(DEFAULT_DATA / "cameras.json")
     print_where_the_reference_comes_from(poses_3d, cameras)
-    model, _ = load_weights(args.weights)
+    model, info = load_weights(args.weights)
+    print(f"the weights' input domain: {info.input_domain}")
 
     errors: dict[tuple[str, str], list[np.ndarray]] = {}
     for sequence in camera_sequences(poses_3d, cameras, ("S9",)):
         for name, (camera, degrees) in cameras_for(sequence.camera.intrinsics).items():
             points = sequence.joints[::args.stride]
-            for view, error in errors_in_both_views(model, turned(points, degrees), camera).items():
+            for view, error in errors_in_both_views(model, info.input_domain, turned(points, degrees),
+                                                    camera).items():
                 errors.setdefault((name, view), []).append(error)
     rows = []
     for name in cameras_for(H36M_REFERENCE_CAMERA):

@@ -7,11 +7,13 @@ node's person-scale clamp, in one run.
 
 Every S9 pose (GT, all four cameras) is moved along its pelvis' ray to ``factor`` x its distance
 (Human3.6M's people stand 3.3 to 6.9 m from its cameras; a robot sees people from 1 to 20 m) and
-projected through the same camera, lens distortion included. The shipped weights lift it (torch,
-fp32) as it is seen, and with people outside the training data's person-scale range zoomed into it
-about the pelvis first (:func:`cfi_pose_ros.camera.clamp_person_scale`, what the node does); the
-root-relative truth is the same at every distance. Also prints the person-scale percentiles of the
-training subjects, where ``camera.H36M_PERSON_SCALE_RANGE`` comes from. Writes
+projected through the same camera, lens distortion included. The weights lift it (torch, fp32) as
+the node does with that camera's K (the reference camera's view, turned as far as the weights' input
+domain asks: :func:`training.evaluate.node_view`), as it is seen, and with people outside the
+weights' person-scale range zoomed into it about the pelvis first
+(:func:`cfi_pose_ros.camera.clamp_person_scale`, what the node does); the root-relative truth is
+the same at every distance. Also prints the person-scale percentiles of the training subjects,
+where ``camera.H36M_PERSON_SCALE_RANGE`` comes from, and the weights' range. Writes
 ``accuracy_vs_distance.png`` and ``.json`` to ``--out``.
 """
 from __future__ import annotations
@@ -27,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from cfi_pose_ros.camera import H36M_PERSON_SCALE_RANGE, normalize_screen, person_scale, project  # noqa: E402
+from cfi_pose_ros.camera import H36M_PERSON_SCALE_RANGE, person_scale, project  # noqa: E402
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights  # noqa: E402
-from training.evaluate import DEFAULT_DATA, predict  # noqa: E402
+from training.evaluate import DEFAULT_DATA, node_view, predict  # noqa: E402
 from training.h36m import TRAIN_SUBJECTS, build_pose_set, camera_sequences, load_cameras, load_poses_3d  # noqa: E402
 
 FACTORS = (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
@@ -75,7 +77,9 @@ def main(argv=None) -> dict:
           + ", ".join(f"{p}%: {v:.4f}" for p, v in percentiles.items())
           + f"\ncamera.H36M_PERSON_SCALE_RANGE = {H36M_PERSON_SCALE_RANGE} (10th and 98th)")
 
-    model, _ = load_weights(args.weights)
+    model, info = load_weights(args.weights)
+    domain = info.input_domain
+    print(f"the weights' input domain: {domain}")
     test = [(seen.joints[::args.stride], seen.camera.intrinsics)
             for seen in camera_sequences(poses_3d, cameras, ("S9",))]
     rows = []
@@ -84,9 +88,10 @@ def main(argv=None) -> dict:
         for points, k in test:
             root = points[:, :1]
             moved = points - root + root * factor
-            inputs = normalize_screen(project(moved, k), k.width, k.height).astype(np.float32)
-            for name, scale_range in (("as seen", None), ("clamped", H36M_PERSON_SCALE_RANGE)):
-                lifted = predict(model, inputs, person_scale_range=scale_range)
+            inputs, rotations = node_view(project(moved, k), k, domain.pelvis_angles_deg)
+            for name, scale_range in (("as seen", None), ("clamped", domain.person_scale_range)):
+                lifted = predict(model, inputs.astype(np.float32), person_scale_range=scale_range,
+                                 rotations=rotations)
                 lifted = lifted - lifted[:, :1]
                 errors[name].append(np.linalg.norm(lifted - (points - root), axis=-1).mean(axis=1))
         row = {"factor": factor, "poses": int(sum(len(e) for e in errors["as seen"]))}
@@ -98,7 +103,7 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "accuracy_vs_distance.json").write_text(json.dumps(
-        {"training_person_scale_percentiles": percentiles, "range": H36M_PERSON_SCALE_RANGE, "rows": rows,
+        {"training_person_scale_percentiles": percentiles, "input_domain": domain.to_dict(), "rows": rows,
          "command": "python benchmarks/bench_distance.py " + " ".join(sys.argv[1:] if argv is None else argv)},
         indent=2) + "\n")
     plot(rows, out / "accuracy_vs_distance.png")

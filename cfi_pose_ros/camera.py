@@ -166,11 +166,13 @@ def reference_view(pixels: np.ndarray, camera_matrix: np.ndarray,
     return seen * np.array([reference.fx, reference.fy]) + np.array([reference.cx, reference.cy]), rotations
 
 
-def lifter_input_in_reference_view(pixels: np.ndarray, camera_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lifter_input_in_reference_view(pixels: np.ndarray, camera_matrix: np.ndarray,
+                                   pelvis_angles_deg=H36M_PELVIS_ANGLES_DEG) -> tuple[np.ndarray, np.ndarray]:
     """``(normalized, rotations)``: the lifter's input for people ``(N, 17, 2)`` of the camera
-    ``camera_matrix`` (see :func:`reference_view`), and the rotations whose transpose turns the
-    lifted poses back into the camera's axes (``pose @ rotations``)."""
-    seen, rotations = reference_view(pixels, camera_matrix)
+    ``camera_matrix`` (see :func:`reference_view`; ``pelvis_angles_deg`` from the lifter's
+    :class:`LifterInputDomain`), and the rotations whose transpose turns the lifted poses back into
+    the camera's axes (``pose @ rotations``)."""
+    seen, rotations = reference_view(pixels, camera_matrix, pelvis_angles_deg=pelvis_angles_deg)
     return normalize_screen(seen, H36M_REFERENCE_CAMERA.width, H36M_REFERENCE_CAMERA.height), rotations
 
 
@@ -197,6 +199,55 @@ def normalize_screen(pixels: np.ndarray, width: float, height: float) -> np.ndar
 # the training data's outer 12 % are zoomed too; the 10th-95th percentile cost S9 +0.24 mm).
 H36M_PERSON_SCALE_RANGE = (0.1347, 0.2841)
 PELVIS_AND_HIPS = [H36M_17.index(name) for name in ("pelvis", "right_hip", "left_hip")]
+
+
+@dataclass(frozen=True)
+class LifterInputDomain:
+    """Where the people a lifter's weights learned from stood, as the lifter's input shows them:
+    the angles of the pelvis' ray off the reference camera's axis (``((low_x, low_y), (high_x,
+    high_y))``, degrees, as :func:`reference_view` bounds them) and their size in the input
+    (:func:`person_scale`). The pipeline turns and zooms people outside it into it. It belongs to
+    the weights (their JSON's ``input_domain``): weights trained with people placed at more
+    distances and angles (``training.train --placement-prob``) know a wider one."""
+    pelvis_angles_deg: tuple[tuple[float, float], tuple[float, float]] = H36M_PELVIS_ANGLES_DEG
+    person_scale_range: tuple[float, float] = H36M_PERSON_SCALE_RANGE
+
+    def __post_init__(self):
+        (low_x, low_y), (high_x, high_y) = self.pelvis_angles_deg
+        low, high = self.person_scale_range
+        angles, scales = (low_x, low_y, high_x, high_y), (low, high)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                   for v in angles + scales):
+            raise ValueError(f"input domain: every bound must be a finite number, got {self}")
+        if not (-80.0 <= low_x <= high_x <= 80.0 and -80.0 <= low_y <= high_y <= 80.0):
+            raise ValueError(f"input domain: pelvis angles {self.pelvis_angles_deg} must be "
+                             "((low_x, low_y), (high_x, high_y)) with low <= high, within 80 degrees of the axis")
+        if not 0.0 < low < high:
+            raise ValueError(f"input domain: person scale range {self.person_scale_range} must be (low, high), "
+                             "0 < low < high")
+
+    def to_dict(self) -> dict:
+        return {"pelvis_angles_deg": [list(a) for a in self.pelvis_angles_deg],
+                "person_scale_range": list(self.person_scale_range)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LifterInputDomain":
+        """From :meth:`to_dict`'s form; ``ValueError`` (or ``TypeError``) saying what is wrong."""
+        if not isinstance(data, dict) or set(data) != {"pelvis_angles_deg", "person_scale_range"}:
+            raise ValueError(f"input domain must have exactly pelvis_angles_deg and person_scale_range, got "
+                             f"{data!r:.120}")
+        angles, scales = data["pelvis_angles_deg"], data["person_scale_range"]
+        if not (isinstance(angles, list) and len(angles) == 2 and all(isinstance(a, list) and len(a) == 2
+                                                                      for a in angles)):
+            raise ValueError(f"input domain: pelvis_angles_deg must be [[low_x, low_y], [high_x, high_y]], "
+                             f"got {angles!r:.120}")
+        if not (isinstance(scales, list) and len(scales) == 2):
+            raise ValueError(f"input domain: person_scale_range must be [low, high], got {scales!r:.120}")
+        return cls(tuple(tuple(a) for a in angles), tuple(scales))
+
+
+# The shipped Human3.6M weights' domain, and that of any weights file that does not state one.
+H36M_INPUT_DOMAIN = LifterInputDomain()
 
 
 def person_centre(normalized: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .body_pose import body_poses
-from .camera import (H36M_PERSON_SCALE_RANGE, LensDistortion, clamp_person_scale, lifter_input_in_reference_view,
+from .camera import (LensDistortion, clamp_person_scale, lifter_input_in_reference_view,
                      normalize_screen, square_pixel_camera, undistort_pixels)
 from .depth import root_translation_from_depth
 from .root_solver import (outlier_joints, reproject, scaled_reprojection_errors, solve_root_translation,
@@ -117,9 +117,9 @@ class PipelineConfig:
     # crop that extends beyond the frame) and none for 1e6 px or 1e30 coordinates.
     image_margin: float = 0.5
     # People smaller or larger in the image than the training data's people are zoomed about
-    # their pelvis into this range of camera.person_scale before the lift (None: never), see
-    # camera.H36M_PERSON_SCALE_RANGE
-    person_scale_range: tuple[float, float] | None = H36M_PERSON_SCALE_RANGE
+    # their pelvis into the lifter's input domain's person_scale_range before the lift (see
+    # camera.LifterInputDomain and camera.H36M_PERSON_SCALE_RANGE)
+    person_scale_clamp: bool = True
     # A person is lifted again without its worst-fitting joint when that joint's reprojection
     # error after the robust root solve is past relift_threshold times the person's residual
     # scale (1.4826 x MAD, as in the solve), and the rejection stands only if the lift made
@@ -148,7 +148,8 @@ class PipelineConfig:
     # solved root, so only with camera intrinsics.
     impute_missing_joints: bool = True
     # With camera intrinsics, the lifter sees each person as Human3.6M's camera would see the same
-    # rays, turned towards people far off its axis (camera.reference_view), not as pixels over this
+    # rays, turned towards people far off its axis (camera.reference_view; as far as the lifter's
+    # input domain's pelvis_angles_deg), not as pixels over this
     # image's width: the pose it reads then depends neither on the lens, the resolution nor a region
     # of interest, nor much on how far off the axis the person stands.
     lift_in_reference_camera: bool = True
@@ -192,12 +193,14 @@ class LiftingPipeline:
         """``(N, 17, 2)`` pixels -> ``(N, 17, 3)`` float64 joints, exactly pelvis-centred; with
         ``to_prior_size`` (and a ``body_size_prior``) scaled to the prior body size."""
         rotations = None
+        domain = self.lifter.input_domain
         if frame.camera_matrix is not None and self.config.lift_in_reference_camera:
-            normalized, rotations = lifter_input_in_reference_view(pixels, frame.camera_matrix)
+            normalized, rotations = lifter_input_in_reference_view(pixels, frame.camera_matrix,
+                                                                   domain.pelvis_angles_deg)
         else:
             normalized = normalize_screen(pixels, frame.image_width, frame.image_height)
-        if self.config.person_scale_range is not None:
-            normalized = clamp_person_scale(normalized, self.config.person_scale_range)
+        if self.config.person_scale_clamp:
+            normalized = clamp_person_scale(normalized, domain.person_scale_range)
         root_relative = np.asarray(self.lifter.lift(normalized.astype(np.float32)), dtype=np.float64)
         root_relative = root_relative - root_relative[:, :1]
         if rotations is not None:               # from each person's view back to the camera's axes

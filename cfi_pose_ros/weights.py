@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 
+from .camera import H36M_INPUT_DOMAIN, LifterInputDomain
 from .model import CFIConfig, CFINet
 from .skeleton import H36M_17, LAYOUTS
 
@@ -59,6 +60,9 @@ class WeightsInfo:
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     sha256: str = ""
+    # where the training data's people stood, as the lifter's input shows them (the JSON's
+    # "input_domain"; a file without one learned Human3.6M's)
+    input_domain: LifterInputDomain = H36M_INPUT_DOMAIN
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
@@ -76,8 +80,9 @@ def file_sha256(path: str | Path) -> str:
 
 
 def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
-                 metrics: dict | None = None) -> Path:
-    """Write ``model`` as safetensors + JSON; returns the ``.safetensors`` path."""
+                 metrics: dict | None = None, input_domain: LifterInputDomain | None = None) -> Path:
+    """Write ``model`` as safetensors + JSON; returns the ``.safetensors`` path. ``input_domain``:
+    where its training data's people stood (None: Human3.6M's, and nothing is written)."""
     from safetensors.torch import save_file
 
     tensors_path, config_path = _paths(path)
@@ -97,6 +102,8 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
         "metrics": metrics or {},
         "tensors_sha256": file_sha256(tensors_partial),
     }
+    if input_domain is not None:
+        config["input_domain"] = input_domain.to_dict()
     config_partial.write_text(json.dumps(config, indent=2) + "\n")
     tensors_partial.replace(tensors_path)
     config_partial.replace(config_path)
@@ -158,10 +165,15 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
     if not isinstance(layout, str) or layout not in LAYOUTS or LAYOUTS[layout].num_joints != model_config.num_joints:
         raise WeightsError(f"{config_path}: joint layout {layout!r} does not fit a "
                            f"{model_config.num_joints}-joint model")
+    try:
+        input_domain = LifterInputDomain.from_dict(config["input_domain"]) if "input_domain" in config \
+            else H36M_INPUT_DOMAIN
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{config_path}: bad {exc}") from exc
     return WeightsInfo(model=model_config, joint_layout=layout,
                        normalization=config.get("normalization", ""),
                        training=config.get("training", {}), metrics=config.get("metrics", {}),
-                       sha256=config.get("tensors_sha256", ""))
+                       sha256=config.get("tensors_sha256", ""), input_domain=input_domain)
 
 
 def _config_value_problem(config: CFIConfig) -> str | None:

@@ -75,8 +75,8 @@ def test_a_person_far_away_or_close_by_is_lifted_as_well_as_at_the_training_dist
     the pose 0.34 m off on average and the depth 26 % off (0.09 m and 7 % now); at half the
     distance the pose 67 mm off (50 mm now)."""
     errors = {}
-    for name, scale_range in (("clamped", H36M_PERSON_SCALE_RANGE), ("as seen", None)):
-        pipeline = LiftingPipeline(lifter, PipelineConfig(person_scale_range=scale_range))
+    for name, clamp in (("clamped", True), ("as seen", False)):
+        pipeline = LiftingPipeline(lifter, PipelineConfig(person_scale_clamp=clamp))
         pose_error, depth_error = [], []
         for t in range(0, 150, 30):
             frame, truth = moved_along_the_ray(clip, t, factor)

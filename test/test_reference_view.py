@@ -3,6 +3,7 @@ pipeline's use of it."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from cfi_pose_ros.camera import H36M_PELVIS_ANGLES_DEG, H36M_REFERENCE_CAMERA as REF, reference_view
 from cfi_pose_ros.pipeline import Frame2D, LiftingPipeline, Person2D, PipelineConfig
@@ -95,3 +96,37 @@ def test_a_person_far_off_axis_is_lifted_in_the_turned_view(lifter, clip):
     def error(points):
         return np.linalg.norm(points - (truth - truth[:, :1]), axis=-1).mean()
     assert error(lifted) < 0.06 and error(image) > 1.5 * error(lifted), (error(lifted), error(image))
+
+
+def test_the_pipeline_turns_and_zooms_people_into_the_lifters_own_input_domain(clip, tmp_path):
+    """The cone and the size range are the weights' (their JSON's input_domain), not Human3.6M's
+    always: a person 25 degrees off axis and 12 m away reaches weights trained with people placed
+    up to 30 degrees and 15 m off as seen, and Human3.6M-only weights turned and zoomed in."""
+    from cfi_pose_ros.camera import (H36M_INPUT_DOMAIN, LifterInputDomain, clamp_person_scale,
+                                     lifter_input_in_reference_view, person_scale)
+    from cfi_pose_ros.inference import create_lifter
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights, save_weights
+
+    wide = LifterInputDomain(((-30.0, -20.0), (30.0, 15.0)), (0.05, 0.6))
+    model, _ = load_weights(DEFAULT_WEIGHTS)
+    wide_weights = save_weights(model, tmp_path / "wide", input_domain=wide)
+    truth = clip["truth_camera_m"][40]
+    truth = turned(truth - truth[:, :1] + [0.0, 0.0, 12.0], 25.0)
+    wide_camera = np.array([[500.0, 0.0, 500.0], [0.0, 500.0, 500.0], [0.0, 0.0, 1.0]])
+    pixels = pixels_of(truth, wide_camera)
+    for weights, domain in ((DEFAULT_WEIGHTS, H36M_INPUT_DOMAIN), (wide_weights, wide)):
+        lifter = create_lifter(str(weights), backend="torch", log=lambda *_: None)
+        assert lifter.input_domain == domain and lifter.describe()["input_domain"] == domain.to_dict()
+        seen_by_lifter = []
+        lift = lifter.lift
+        lifter.lift = lambda x: seen_by_lifter.append(x) or lift(x)
+        LiftingPipeline(lifter, PipelineConfig(solve_root=False)).process(frame_of(truth, wide_camera, (1000, 1000)))
+        expected, rotations = lifter_input_in_reference_view(pixels, wide_camera, domain.pelvis_angles_deg)
+        np.testing.assert_allclose(seen_by_lifter[0], clamp_person_scale(expected, domain.person_scale_range),
+                                   atol=1e-6)
+        turned_by = np.degrees(np.arccos(np.clip((np.trace(rotations[0]) - 1) / 2, -1, 1)))
+        scale = person_scale(seen_by_lifter[0])[0]
+        if domain == wide:
+            assert turned_by < 1e-6 and scale < H36M_INPUT_DOMAIN.person_scale_range[0] * 0.8
+        else:
+            assert turned_by > 10 and scale == pytest.approx(H36M_INPUT_DOMAIN.person_scale_range[0], rel=1e-3)

@@ -583,3 +583,51 @@ def test_distributed_training_resumes_exactly_and_a_minutes_budget_ends_on_every
 
     torchrun("--budget-minutes", "0.05", "--out", str(tmp_path / "budget"))
     assert json.loads((tmp_path / "budget" / "checkpoint.json").read_text())["run_state"]["finished"]
+
+
+def test_placements_train_on_other_inputs_and_the_weights_say_where_their_people_stood(two_epochs, tmp_path):
+    """--placement-prob: the same poses seen elsewhere reach the step (the loss differs from the
+    plain run's, step for step), and the weights' JSON records the wider input domain the node
+    will turn and zoom people into; weights trained without it keep Human3.6M's."""
+    from cfi_pose_ros.camera import H36M_INPUT_DOMAIN
+    from cfi_pose_ros.weights import read_weights_info
+
+    plain_out, plain, _ = two_epochs
+    placed = train_module.main(ARGS + ["--epochs", "2", "--placement-prob", "0.5", "--placement-distance", "2",
+                                       "15", "--out", str(tmp_path)])
+    assert placed["train_loss"] != plain["train_loss"]
+    info = read_weights_info(tmp_path / "tiny.safetensors")
+    assert info.input_domain.pelvis_angles_deg == ((-30.0, -20.0), (30.0, 15.0))
+    low, high = info.input_domain.person_scale_range
+    h36m_low, h36m_high = H36M_INPUT_DOMAIN.person_scale_range
+    # people at 15 m are half the size of Human3.6M's farthest (6.9 m), at 2 m 1.6x its nearest (3.3 m)
+    assert low < 0.6 * h36m_low and high > 1.5 * h36m_high
+    data = json.loads((tmp_path / "tiny.json").read_text())["training"]["data"]
+    assert data == "synthetic"       # the synthetic set has no Human3.6M record; the args are in the command
+    assert "--placement-prob 0.5" in json.loads((tmp_path / "tiny.json").read_text())["training"]["command"]
+    assert read_weights_info(plain_out / "tiny.safetensors").input_domain == H36M_INPUT_DOMAIN
+    assert "input_domain" not in json.loads((plain_out / "tiny.json").read_text())
+
+
+def test_a_resumed_run_keeps_its_precision_on_the_same_cpu_and_probes_again_on_another(monkeypatch, tmp_path):
+    """A probe beside other work can pick another precision than the run started in: on the same
+    CPU model the resumed run keeps the first choice; on another CPU it measures again."""
+    probed = []
+
+    def choose(timings):
+        def recording_choose(time_step):
+            probed.append(timings)
+            return speed.choose_precision(lambda p, limit: timings[p])
+        return recording_choose
+
+    args = without(ARGS, "--amp") + ["--out", str(tmp_path)]
+    monkeypatch.setattr(train_module, "choose_precision", choose({"fp32": 2.0, "bf16": 1.0}))
+    train_module.main(args + ["--epochs", "1"])
+    monkeypatch.setattr(train_module, "choose_precision", choose({"fp32": 1.0, "bf16": 2.0}))  # a busy probe
+    train_module.main(args + ["--epochs", "2", "--resume"])
+    assert len(probed) == 1
+    assert json.loads((tmp_path / "tiny.json").read_text())["training"]["compute"]["precision"] == "bf16"
+    monkeypatch.setattr(train_module, "cpu_model", lambda: "another CPU")
+    train_module.main(args + ["--epochs", "3", "--resume"])
+    assert len(probed) == 2
+    assert json.loads((tmp_path / "tiny.json").read_text())["training"]["compute"]["precision"] == "fp32"

@@ -406,3 +406,27 @@ def test_a_json_nested_too_deep_is_not_valid_json(saved):
     path.with_suffix(".json").write_text("[" * 100_000)
     with pytest.raises(WeightsError, match="not valid JSON"):
         load_weights(path)
+
+
+def test_an_input_domain_travels_with_the_weights_and_a_bad_one_is_refused(saved, tmp_path):
+    """Where the training people stood is part of the weights (their JSON's input_domain): it
+    loads back, a file without one has Human3.6M's, and a broken one stops the load saying so."""
+    from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, LifterInputDomain
+
+    model, path = saved
+    assert read_weights_info(path).input_domain == H36M_INPUT_DOMAIN
+    wide = LifterInputDomain(((-30.0, -20.0), (30.0, 15.0)), (0.05, 0.6))
+    wide_path = save_weights(model, tmp_path / "wide", input_domain=wide)
+    assert read_weights_info(wide_path).input_domain == wide
+    assert load_weights(wide_path)[1].input_domain == wide
+    config_path = wide_path.with_suffix(".json")
+    config = json.loads(config_path.read_text())
+    for bad, message in ((dict(config["input_domain"], person_scale_range=[0.6, 0.05]), "0 < low < high"),
+                         (dict(config["input_domain"], person_scale_range=[0.05, float("inf")]), "finite"),
+                         (dict(config["input_domain"], pelvis_angles_deg=[[-95, -20], [30, 15]]), "80 degrees"),
+                         (dict(config["input_domain"], pelvis_angles_deg=[[-30, "-20"], [30, 15]]), "finite number"),
+                         (dict(config["input_domain"], pelvis_angles_deg=[-30, 30]), r"\[\[low_x"),
+                         ({"person_scale_range": [0.05, 0.6]}, "exactly"), ("wide", "exactly")):
+        config_path.write_text(json.dumps(dict(config, input_domain=bad)))
+        with pytest.raises(WeightsError, match=f"bad input domain.*{message}"):
+            load_weights(wide_path)

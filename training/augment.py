@@ -1,8 +1,11 @@
 """Training-time and test-time augmentation on batched torch tensors."""
 from __future__ import annotations
 
+import math
+
 import torch
 
+from cfi_pose_ros.camera import CameraIntrinsics
 from cfi_pose_ros.skeleton import H36M_17, JointLayout
 
 
@@ -81,3 +84,41 @@ def drop_joints(inputs_2d: torch.Tensor, probability: float, max_joints: int, la
     rank = torch.rand(batch, joints, generator=generator, device=device).argsort(dim=1).argsort(dim=1)
     missing = chosen[:, None] & (rank < count[:, None])
     return layout.fill_missing(inputs_2d, ~missing)
+
+
+def virtual_placement(inputs_2d: torch.Tensor, targets_3d: torch.Tensor, probability: float,
+                      distance_range: tuple[float, float], pelvis_angles_deg, camera: CameraIntrinsics,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace the 2D input of a random share of the batch by what ``camera`` sees of the same
+    root-relative pose ``targets_3d`` (camera frame, metres) standing elsewhere: its pelvis at an
+    angle off the axis drawn uniformly within ``pelvis_angles_deg`` (``((low_x, low_y), (high_x,
+    high_y))``, as :func:`cfi_pose_ros.camera.reference_view` bounds it) and a distance from the
+    camera drawn log-uniformly in ``distance_range``. The target stays: moving a body does not
+    change its root-relative pose, only its size and perspective in the image, which Human3.6M's
+    people (3.3-6.9 m away, within about 14 degrees of the axis) never vary; a robot sees people
+    from 1.5 to 15 m and far to the side.
+    """
+    if probability <= 0:
+        return inputs_2d
+    batch = len(inputs_2d)
+    device, dtype = inputs_2d.device, inputs_2d.dtype
+
+    def uniform(low, high, size=(batch,)):
+        return low + (high - low) * torch.rand(size, generator=generator, device=device, dtype=dtype)
+
+    chosen = torch.rand(batch, generator=generator, device=device) < probability
+    (low_x, low_y), (high_x, high_y) = pelvis_angles_deg
+    tan_x = torch.tan(torch.deg2rad(uniform(low_x, high_x)))
+    tan_y = torch.tan(torch.deg2rad(uniform(low_y, high_y)))
+    near, far = distance_range
+    distance = torch.exp(uniform(math.log(near), math.log(far)))
+    depth = distance / torch.sqrt(1.0 + tan_x ** 2 + tan_y ** 2)
+    pelvis = torch.stack((tan_x * depth, tan_y * depth, depth), dim=-1)
+    joints = targets_3d.to(dtype) + pelvis[:, None, :]
+    # a joint at or behind the camera has no image: keep it just in front (only the nearest
+    # placements of a body leaning towards the camera come close)
+    z = joints[..., 2].clamp(min=0.1)
+    u = camera.fx * joints[..., 0] / z + camera.cx
+    v = camera.fy * joints[..., 1] / z + camera.cy
+    seen = torch.stack((u / camera.width * 2.0 - 1.0, v / camera.width * 2.0 - camera.height / camera.width), dim=-1)
+    return torch.where(chosen[:, None, None], seen, inputs_2d)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cfi_pose_ros.camera import (H36M_PERSON_SCALE_RANGE, clamp_person_scale, denormalize_screen,
+from cfi_pose_ros.camera import (H36M_PELVIS_ANGLES_DEG, CameraIntrinsics, clamp_person_scale, denormalize_screen,
                                  lifter_input_in_reference_view, square_pixel_camera, undistort_pixels)
 from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics
@@ -42,11 +42,22 @@ DEFAULT_DATA = Path(os.environ.get("CFI_H36M_DIR",
                                    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "h36m"))
 
 
-def reference_view_inputs(poses: PoseSet, cameras: dict[str, list[H36MCamera]]) -> tuple[np.ndarray, np.ndarray]:
-    """``(inputs_2d, rotations)``: the poses' 2D as the lift node sees it with each camera's K
-    (square pixels, then :func:`cfi_pose_ros.camera.lifter_input_in_reference_view`), and each
-    person's rotation (camera -> view) that turns the lifted pose back. The GT 2D keeps Human3.6M's lens distortion,
-    as the literature's does (its tangential model is not CameraInfo's plumb_bob)."""
+def node_view(pixels: np.ndarray, intrinsics: CameraIntrinsics, pelvis_angles_deg=H36M_PELVIS_ANGLES_DEG
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``(inputs_2d, rotations)``: people's pixels ``(N, 17, 2)`` of a Human3.6M camera as the lift
+    node gives them to the lifter with that camera's K (square pixels, then
+    :func:`cfi_pose_ros.camera.lifter_input_in_reference_view` with the weights' ``pelvis_angles_deg``),
+    and each person's rotation (camera -> view) that turns the lifted pose back. The pixels keep
+    Human3.6M's lens distortion, as the literature's GT 2D does (its tangential model is not
+    CameraInfo's plumb_bob)."""
+    square, _ = square_pixel_camera(intrinsics.matrix, (intrinsics.width, intrinsics.height))
+    return lifter_input_in_reference_view(undistort_pixels(pixels, intrinsics.matrix, None, square), square,
+                                          pelvis_angles_deg)
+
+
+def reference_view_inputs(poses: PoseSet, cameras: dict[str, list[H36MCamera]],
+                          pelvis_angles_deg=H36M_PELVIS_ANGLES_DEG) -> tuple[np.ndarray, np.ndarray]:
+    """``(inputs_2d, rotations)``: :func:`node_view` of every pose of ``poses``."""
     inputs = np.empty_like(poses.inputs_2d)
     rotations = np.empty((len(poses), 3, 3))
     for subject_index, subject in enumerate(poses.subjects):
@@ -55,10 +66,8 @@ def reference_view_inputs(poses: PoseSet, cameras: dict[str, list[H36MCamera]]) 
             if not rows.any():
                 continue
             k = camera.intrinsics
-            square, _ = square_pixel_camera(k.matrix, (k.width, k.height))
-            pixels = undistort_pixels(denormalize_screen(poses.inputs_2d[rows], k.width, k.height), k.matrix,
-                                      None, square)
-            inputs[rows], rotations[rows] = lifter_input_in_reference_view(pixels, square)
+            pixels = denormalize_screen(poses.inputs_2d[rows], k.width, k.height)
+            inputs[rows], rotations[rows] = node_view(pixels, k, pelvis_angles_deg)
     return inputs, rotations
 
 
@@ -99,10 +108,12 @@ def with_detector_noise(poses: PoseSet, std: float, seed: int = 0) -> PoseSet:
 def evaluate_pose_set(model: torch.nn.Module, poses: PoseSet, flip_test: bool = False,
                       batch_size: int = 4096, progress: bool = False,
                       person_scale_range: tuple[float, float] | None = None,
-                      cameras: dict[str, list[H36MCamera]] | None = None) -> dict:
+                      cameras: dict[str, list[H36MCamera]] | None = None,
+                      pelvis_angles_deg=H36M_PELVIS_ANGLES_DEG) -> dict:
     """Per-action MPJPE / P-MPJPE in mm and the unweighted mean over actions; with ``cameras`` the
     lifter sees the 2D in the reference camera's view (:func:`reference_view_inputs`)."""
-    inputs, rotations = reference_view_inputs(poses, cameras) if cameras else (poses.inputs_2d, None)
+    inputs, rotations = reference_view_inputs(poses, cameras, pelvis_angles_deg) if cameras else \
+        (poses.inputs_2d, None)
     predicted = predict(model, inputs, batch_size, flip_test, progress, person_scale_range, rotations)
     labels = np.array(ACTION_CLASSES)[poses.action_ids]
     result = {}
@@ -167,10 +178,11 @@ def main(argv: list[str] | None = None) -> dict:
         if argv is not None:
             raise
         raise SystemExit(f"error: {error_text(error)}") from None
-    scale_range = None if args.no_scale_clamp else H36M_PERSON_SCALE_RANGE
+    scale_range = None if args.no_scale_clamp else info.input_domain.person_scale_range
     cameras = None if args.image_view else load_cameras(args.cameras)
     result = evaluate_pose_set(model, poses, args.flip_test, args.batch_size, progress=True,
-                               person_scale_range=scale_range, cameras=cameras)
+                               person_scale_range=scale_range, cameras=cameras,
+                               pelvis_angles_deg=info.input_domain.pelvis_angles_deg)
     result.update(weights=str(args.weights), subjects=args.subjects, stride=args.stride,
                   input_2d=args.data_2d or "ground truth", flip_test=args.flip_test,
                   person_scale_range=scale_range, view="image" if args.image_view else "reference camera",

@@ -33,12 +33,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, load_weights, save_weights
-from training.augment import detector_noise, displace_joints, drop_joints, random_flip
+from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
+from training.augment import detector_noise, displace_joints, drop_joints, random_flip, virtual_placement
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.evaluate import DEFAULT_DATA, error_text, evaluate_pose_set, record_name, with_detector_noise
 from training.h36m import TRAIN_SUBJECTS, PoseSet, load_h36m
@@ -57,7 +59,8 @@ class TrainingDiverged(RuntimeError):
 
 # train_step's augmentation settings with every augmentation off (the precision probe, benchmarks).
 NO_AUGMENTATION = argparse.Namespace(no_flip=True, noise_std=0.0, noise_prob=0.0, outlier_prob=0.0,
-                                     outlier_max_shift=0.0, missing_prob=0.0, missing_max=0)
+                                     outlier_max_shift=0.0, missing_prob=0.0, missing_max=0,
+                                     placement_prob=0.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--missing-prob", type=float, default=0.0,
                       help="share of each batch with joints missing (filled as the node fills them)")
     data.add_argument("--missing-max", type=int, default=2, help="most joints missing in one pose")
+    data.add_argument("--placement-prob", type=float, default=0.0,
+                      help="share of each batch shown as the reference camera sees the same pose elsewhere "
+                           "(another distance and angle off the axis; the input the node gives the lifter)")
+    data.add_argument("--placement-distance", type=float, nargs=2, default=(2.0, 15.0), metavar=("NEAR", "FAR"),
+                      help="distances of such placements from the camera (metres, drawn log-uniformly)")
+    data.add_argument("--placement-angles", type=float, nargs=4, default=(-30.0, -20.0, 30.0, 15.0),
+                      metavar=("LOW_X", "LOW_Y", "HIGH_X", "HIGH_Y"),
+                      help="angles of the pelvis' ray off the axis for such placements (degrees, across and "
+                           "up/down, y down; drawn uniformly)")
     model = p.add_argument_group("model (paper: depth 3, dim 512, heads 8)")
     model.add_argument("--dim", type=int, default=512)
     model.add_argument("--depth", type=int, default=3)
@@ -140,6 +152,31 @@ def model_config_from_args(args) -> CFIConfig:
                      use_gramlp=not args.no_gramlp)
 
 
+def placement_angles(args) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``--placement-angles`` as ``((low_x, low_y), (high_x, high_y))``, as camera.reference_view takes them."""
+    low_x, low_y, high_x, high_y = args.placement_angles
+    return (low_x, low_y), (high_x, high_y)
+
+
+def trained_input_domain(args, targets: torch.Tensor) -> LifterInputDomain | None:
+    """Where the people of this run's training input stand (None: Human3.6M's, without
+    ``--placement-prob``): Human3.6M's cone of pelvis angles widened to the placements', and its
+    person-scale range widened to the 1st-99th percentile of the placed people's sizes (drawn
+    for up to 20000 training poses, as the placement draws them)."""
+    if args.placement_prob <= 0:
+        return None
+    sample = targets[torch.randperm(len(targets), generator=torch.Generator().manual_seed(0))[:20000]].cpu()
+    placed = virtual_placement(torch.zeros(sample.shape[:2] + (2,)), sample, 1.0, tuple(args.placement_distance),
+                               placement_angles(args), H36M_REFERENCE_CAMERA, torch.Generator().manual_seed(0))
+    low, high = np.percentile(person_scale(placed.double().numpy()), (1, 99))
+    (h36m_low_x, h36m_low_y), (h36m_high_x, h36m_high_y) = H36M_INPUT_DOMAIN.pelvis_angles_deg
+    (low_x, low_y), (high_x, high_y) = placement_angles(args)
+    h36m_low, h36m_high = H36M_INPUT_DOMAIN.person_scale_range
+    return LifterInputDomain(((min(low_x, h36m_low_x), min(low_y, h36m_low_y)),
+                              (max(high_x, h36m_high_x), max(high_y, h36m_high_y))),
+                             (round(min(float(low), h36m_low), 4), round(max(float(high), h36m_high), 4)))
+
+
 def load_data(args) -> tuple[PoseSet, PoseSet]:
     if args.synthetic:
         from training.synthetic import synthetic_pose_set
@@ -191,6 +228,7 @@ class RunState:
     epoch_loss_sum: float = 0.0     # the current epoch's summed loss and steps so far (a mid-epoch resume
     epoch_steps: int = 0            # reports the whole epoch, as an uninterrupted run does)
     precision: str = ""
+    cpu: str = ""                   # the CPU model the precision was chosen on
     compile: str = ""
     threads: int = 0
     commands: list[str] = field(default_factory=list)
@@ -218,7 +256,9 @@ def training_record(args, state: RunState) -> dict:
         "stride": args.stride, "flip_augmentation": not args.no_flip,
         "noise_std": args.noise_std, "noise_prob": args.noise_prob,
         "outlier_prob": args.outlier_prob, "outlier_max_shift": args.outlier_max_shift,
-        "missing_prob": args.missing_prob, "missing_max": args.missing_max}
+        "missing_prob": args.missing_prob, "missing_max": args.missing_max,
+        "placement_prob": args.placement_prob, "placement_distance_m": list(args.placement_distance),
+        "placement_angles_deg": [list(a) for a in placement_angles(args)]}
     budget = Budget(args.budget_minutes, args.budget_samples)
     recipe = {k: getattr(args, k) for k in ("batch_size", "lr", "loss", "max_steps_per_epoch", "seed",
                                              "ema_decay", "attention")}
@@ -312,6 +352,9 @@ def train_step(forward_loss, optimizer: torch.optim.Optimizer, x: torch.Tensor, 
 
     Nothing here waits for a value: the caller reads the loss only when it logs.
     """
+    if args.placement_prob > 0:     # before the flip, which mirrors input and target together
+        x = virtual_placement(x, y, args.placement_prob, tuple(args.placement_distance),
+                              placement_angles(args), H36M_REFERENCE_CAMERA, generator)
     if not args.no_flip:
         x, y = random_flip(x, y, generator)
     x = detector_noise(x, args.noise_std, args.noise_prob, generator)
@@ -364,8 +407,17 @@ def train(args) -> dict:
         raise SystemExit(f"error: {len(inputs)} training poses{f' over {world} processes' if world > 1 else ''} "
                          f"do not fill one batch of {args.batch_size}; lower --batch-size (or --stride)")
 
-    precision, timings = probe_precision(args, model, inputs, targets, loss_fn, device)
-    state.precision = precision
+    input_domain = trained_input_domain(args, targets)
+    if args.amp == "auto" and state.precision and state.cpu == cpu_model():
+        # resumed on the same kind of CPU: the precision the run started in, not a new probe, which
+        # other work on the machine can skew (a probe beside a test run once took fp32 at 1.7x the
+        # step time of the bf16 the run had started in)
+        precision, precision_note = state.precision, " (as the run started on this CPU model)"
+    else:
+        precision, timings = probe_precision(args, model, inputs, targets, loss_fn, device)
+        precision_note = f" (probe: {', '.join(f'{k} {v:.3f} s/step' for k, v in timings.items())})" \
+            if timings else ""
+    state.precision, state.cpu = precision, cpu_model()
     ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
                  if world > 1 else model)
 
@@ -379,10 +431,9 @@ def train(args) -> dict:
         steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
     if main_process:
         n_params = sum(p.numel() for p in model.parameters())
-        probe = ", ".join(f"{k} {v:.3f} s/step" for k, v in timings.items())
         print(f"train {len(train_set)} poses, test {len(test_set)}, {n_params / 1e6:.2f}M parameters, "
-              f"device {device}, world {world}, {threads} threads, precision {precision}"
-              f"{f' (probe: {probe})' if probe else ''}, {state.compile}, attention {args.attention}",
+              f"device {device}, world {world}, {threads} threads, precision {precision}{precision_note}, "
+              f"{state.compile}, attention {args.attention}",
               file=sys.stderr)
 
     def evaluate_and_save(steps_done: int, loss_sum: torch.Tensor, started: float) -> dict:
@@ -420,8 +471,8 @@ def train(args) -> dict:
             metrics.update(noisy_2d_std=args.eval_noise_std, noisy_mpjpe_mm=record["test_mpjpe_mm_noisy"],
                            noisy_p_mpjpe_mm=record["test_p_mpjpe_mm_noisy"])
         save_weights(eval_model, out / args.name, training=training_record(args, state),
-                     metrics={record_name(args.test_subjects, bool(args.data_2d)):
-                              metrics})
+                     metrics={record_name(args.test_subjects, bool(args.data_2d)): metrics},
+                     input_domain=input_domain)
         plot_curves(history, out / "curves.png")
         return record
 

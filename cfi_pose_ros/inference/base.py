@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..camera import H36M_INPUT_DOMAIN, LifterInputDomain
 from ..skeleton import H36M_17
 from .batching import COMPILED_BATCH_SIZES, normalize_batch_sizes, run_in_fixed_batches, validate_keypoints
 
@@ -111,6 +112,9 @@ class Lifter(abc.ABC):
         self.num_joints = num_joints
         self.out_channels = out_channels
         self.weights_sha256 = weights_sha256
+        # where the weights' training people stood (their JSON's input_domain; create_lifter sets
+        # it): what the pipeline turns and zooms people into
+        self.input_domain: LifterInputDomain = H36M_INPUT_DOMAIN
         self.max_abs_diff: float | None = None   # vs. the reference at start-up, metres
         self.flip_test = False
 
@@ -151,6 +155,7 @@ class Lifter(abc.ABC):
             "max_abs_diff_vs_reference_m": self.max_abs_diff,
             "tolerance_m": TOLERANCES[self.precision],
             "flip_test": self.flip_test,
+            "input_domain": self.input_domain.to_dict(),
             **self._details(),
         }
 

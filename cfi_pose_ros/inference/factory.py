@@ -5,8 +5,9 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from ..camera import H36M_INPUT_DOMAIN
 from ..model import CFINet
-from ..weights import DEFAULT_WEIGHTS, WeightsError
+from ..weights import DEFAULT_WEIGHTS, WeightsError, read_weights_info
 from .base import (BACKEND_PRECISIONS, BACKENDS, PRECISIONS, BackendUnavailable, Lifter, LogFn,
                    as_log_fn, check_precision, check_threads)
 from .batching import normalize_batch_sizes
@@ -88,7 +89,8 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
       settable later through ``lifter.flip_test``.
 
     ``weights`` may also be an in-memory ``CFINet`` (benchmarks, tests); it is
-    then keyed by a hash of its tensors.
+    then keyed by a hash of its tensors, and its input domain is Human3.6M's (a file's is in its
+    JSON: :attr:`Lifter.input_domain`).
     """
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
@@ -102,15 +104,20 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
     log = as_log_fn(log)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
+    def ready(lifter: Lifter) -> Lifter:
+        lifter.flip_test = bool(flip_test)
+        lifter.input_domain = H36M_INPUT_DOMAIN if isinstance(weights, CFINet) else \
+            read_weights_info(weights).input_domain
+        return lifter
+
     if backend != "auto":
         reason = backend_unavailable_reason(backend)
         if reason:
             raise BackendUnavailable(f"{backend}: {reason}")
         model, sha = load_model(weights)
         lifter = _build(backend, model, sha, precision, batch_sizes, threads, cache_dir, log)
-        lifter.flip_test = bool(flip_test)
         log(f"inference backend: {backend} {precision}, batch sizes {lifter.batch_sizes}")
-        return lifter
+        return ready(lifter)
 
     model, sha = load_model(weights)
     skipped: list[tuple[str, str]] = []
@@ -127,8 +134,7 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
                     log(f"inference backend: auto skipped {name}: {why}")
                 log(f"inference backend: auto chose {candidate} {precision}, batch sizes {lifter.batch_sizes}"
                     + (f" (skipped {', '.join(name for name, _ in skipped)})" if skipped else ""))
-                lifter.flip_test = bool(flip_test)
-                return lifter
+                return ready(lifter)
         skipped.append((candidate, reason))
     raise BackendUnavailable(f"no backend can run {precision} here: "
                              + "; ".join(f"{name}: {why}" for name, why in skipped))
