@@ -37,8 +37,9 @@ from training.h36m import TRAIN_SUBJECTS, build_pose_set, camera_sequences, load
 FACTORS = (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """MPJPE against distance, as seen and clamped, the training distances shaded."""
+def plot(rows: list[dict], path: Path, placement_distance: list[float] | None = None) -> None:
+    """MPJPE against distance, as seen and clamped, the training distances shaded (Human3.6M's, and
+    those of the weights' placements when they were trained with ``--placement-prob``)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -48,7 +49,9 @@ def plot(rows: list[dict], path: Path) -> None:
     distance = [5.2 * r["factor"] for r in rows]        # the median training distance, 5.2 m
     for name, style in (("as seen", "o--"), ("clamped", "o-")):
         ax.plot(distance, [r[name] for r in rows], style, label=name)
-    ax.axvspan(3.3, 6.9, color="0.9", label="training distances")
+    if placement_distance:
+        ax.axvspan(*placement_distance, color="0.95", label="training distances, placed people")
+    ax.axvspan(3.3, 6.9, color="0.85", label="training distances, Human3.6M")
     ax.set(xscale="log", xlabel="distance of the S9 person (m, median)", ylabel="S9 MPJPE, GT 2D (mm)",
            title="Lifting people far away and close by")
     ax.xaxis.set_major_locator(FixedLocator([1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30]))
@@ -106,7 +109,9 @@ def main(argv=None) -> dict:
         {"training_person_scale_percentiles": percentiles, "input_domain": domain.to_dict(), "rows": rows,
          "command": "python benchmarks/bench_distance.py " + " ".join(sys.argv[1:] if argv is None else argv)},
         indent=2) + "\n")
-    plot(rows, out / "accuracy_vs_distance.png")
+    data = info.training.get("data")
+    placed = data.get("placement_distance_m") if isinstance(data, dict) and data.get("placement_prob") else None
+    plot(rows, out / "accuracy_vs_distance.png", placed)
     print(f"wrote {out / 'accuracy_vs_distance.png'}")
     return {"rows": rows, "percentiles": percentiles}
 
