@@ -320,10 +320,14 @@ def test_a_config_bigger_than_its_tensor_file_fails_at_once(saved, edit, message
     assert re.search(message, error), error
 
 
-@pytest.mark.parametrize("name", ["cfi_h36m", "cfi_h36m_d128"])
-def test_bundled_weights_load_lift_and_carry_their_s9_record(name):
-    """Both bundled weights files pass every load check and lift a person to a plausible skeleton;
-    their JSON records the all-frames S9 evaluation (GT 2D) the README quotes, and the command."""
+@pytest.mark.parametrize("name, record_name", [("cfi_h36m", "S9_gt2d_all_frames"),
+                                               ("cfi_h36m_d128", "S9_gt2d_all_frames"),
+                                               ("cfi_h36m_wide", "S9_gt2d_all_frames_flip_test_reference_view")])
+def test_bundled_weights_load_lift_and_carry_their_s9_record(name, record_name):
+    """Every bundled weights file passes every load check and lifts a person to a plausible
+    skeleton; its JSON records the all-frames S9 evaluation (GT 2D) the README quotes, and the
+    command; the weights trained with placed people say so in their input domain."""
+    from cfi_pose_ros.camera import H36M_INPUT_DOMAIN
     import numpy as np
     import torch
 
@@ -335,10 +339,12 @@ def test_bundled_weights_load_lift_and_carry_their_s9_record(name):
     model, info = load_weights(DEFAULT_WEIGHTS.with_name(name + ".safetensors"))
     with safe_open(str(DEFAULT_WEIGHTS.with_name(name + ".safetensors")), framework="pt") as f:
         assert json.loads(f.metadata()[MEANING_KEY])["model"] == info.model.to_dict()
-    record = info.metrics["S9_gt2d_all_frames"]
+    record = info.metrics[record_name]
     assert record["frames"] == 294176 and 30.0 < record["mpjpe_mm"] < 41.0 and record["p_mpjpe_mm"] < 31.0
     assert record["command"].startswith("python -m training.evaluate")
     assert info.training["commands"] and info.training["compute"]["cpu_hours"] > 0
+    placed = info.training["data"].get("placement_prob", 0) > 0
+    assert placed == (name == "cfi_h36m_wide") and (info.input_domain != H36M_INPUT_DOMAIN) == placed
     # Synthetic people (other bodies and cameras than Human3.6M): mean joint error against their truth.
     from training.synthetic import synthetic_pose_set
     poses = synthetic_pose_set(8, seed=0)

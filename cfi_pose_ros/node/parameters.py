@@ -193,7 +193,8 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               takes_effect=AT_CONFIGURE),
     ParamSpec("publish_markers", True, "publish RViz markers"),
     ParamSpec("weights", "", "weights file (.safetensors with its .json beside it); empty = the packaged default; "
-              "a bare name = a packaged file (cfi_h36m_d128)",
+              "a bare name = a packaged file (cfi_h36m_d128; cfi_h36m_wide: trained with people also 2-15 m away "
+              "and up to 30 degrees off axis)",
               takes_effect=AT_CONFIGURE),
     ParamSpec("backend", "auto", "inference backend; auto = fastest that works here",
               choices=("auto", "tensorrt", "cuda", "onnxruntime", "torch"), takes_effect=AT_CONFIGURE),
