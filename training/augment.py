@@ -120,5 +120,6 @@ def virtual_placement(inputs_2d: torch.Tensor, targets_3d: torch.Tensor, probabi
     z = joints[..., 2].clamp(min=0.1)
     u = camera.fx * joints[..., 0] / z + camera.cx
     v = camera.fy * joints[..., 1] / z + camera.cy
+    # camera.normalize_screen's formula, in torch: the batch stays on its device
     seen = torch.stack((u / camera.width * 2.0 - 1.0, v / camera.width * 2.0 - camera.height / camera.width), dim=-1)
     return torch.where(chosen[:, None, None], seen, inputs_2d)
