@@ -25,10 +25,14 @@ class NodeUnderTest:
 
     def __init__(self, tmp_path: Path, overrides: dict | None = None, params_file: str | None = None,
                  camera_info_topic: str | None = None, wait: bool = True, namespace: str | None = None,
-                 node_name: str | None = None):
+                 node_name: str | None = None, reliable_input: bool = False):
         """Topics of its own (under a unique prefix); with ``namespace`` the node runs there with
         its default (relative) topic names instead, and the client uses them as resolved there.
-        ``node_name`` renames the node (its parameter and lifecycle services with it)."""
+        ``node_name`` renames the node (its parameter and lifecycle services with it).
+        ``reliable_input`` makes the node's inputs and the client's publishers reliable: a
+        message of a megabyte crosses as dozens of fragments, and best effort loses the whole
+        message with any one of them (here one took 8.7 s of resends to arrive, a fresh-clone CI
+        run saw none of 40 arrive; reliable, 0.03 s)."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
@@ -46,12 +50,13 @@ class NodeUnderTest:
                         "markers_topic": f"{self.prefix}/markers"})
         self.log_path = tmp_path / f"node{n}.log"
         params = {"autostart": True, "engine_cache_dir": str(tmp_path.parent / "engine_cache"),
-                  **({} if namespace else self.topics), **(overrides or {})}
+                  **({} if namespace else self.topics),
+                  **({"input_reliability": "reliable"} if reliable_input else {}), **(overrides or {})}
         self.process = start_lift_node(params_file=params_file, overrides=params, log_path=self.log_path,
                                        namespace=namespace, node_name=node_name)
         if not rclpy.ok():
             rclpy.init()
-        self.client = ReplayClient(name=f"test_client_{n}", **self.topics)
+        self.client = ReplayClient(name=f"test_client_{n}", reliable_input=reliable_input, **self.topics)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.client)
         self.diagnostics = []

@@ -44,8 +44,8 @@ def to_msg(example, sec: int):
 def fuzz_node(tmp_path_factory):
     if ros_available() is not None:
         pytest.skip(ros_available())
-    node = NodeUnderTest(tmp_path_factory.mktemp("fuzz"), overrides={"input_reliability": "reliable"})
-    node.client.keypoints_pub = node.client.create_publisher(  # reliable, deep queue: every message arrives
+    node = NodeUnderTest(tmp_path_factory.mktemp("fuzz"), reliable_input=True)
+    node.client.keypoints_pub = node.client.create_publisher(  # reliable and 1000 deep: every message arrives
         HumanKeypoints2DArray, node.topics["input_topic"], 1000)
     clip = Clip.load()
     probe = keypoints_msg(clip.pixels[0], clip.scores[0], clip.ids, clip.image_size, clip.layout, "fuzz_frame", 0)
