@@ -131,7 +131,7 @@ def make_lifters(model: CFINet, args, cache_dir: Path, log) -> dict:
     from cfi_pose_ros.inference.torch_backend import TorchLifter
 
     sizes = tuple(args.batch_sizes)
-    _, sha = load_model(model)                    # a hash of the tensors: keys the export/engine cache
+    sha = load_model(model)[1].sha256             # a hash of the tensors: keys the export/engine cache
     status = available_backends("fp32")
     lifters = {"torch eager (baseline)": TorchLifter(model, batch_sizes=sizes, threads=args.threads,
                                                      weights_sha256=sha)}

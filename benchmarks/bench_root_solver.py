@@ -3,9 +3,10 @@
 
     python benchmarks/bench_root_solver.py            # ~1 min on 2 cores
     python benchmarks/bench_root_solver.py --quick    # fewer repeats and people
+    python benchmarks/bench_root_solver.py --weights cfi_pose_ros/weights/cfi_h36m_wide.safetensors
 
 The people of the demo clip (two people 5.3 m away, 1000 px image, 150 frames)
-lifted by the shipped weights (torch backend), so the solve sees real lifter
+lifted by the shipped weights (or ``--weights``; torch backend), so the solve sees real lifter
 error. For both solvers of :func:`cfi_pose_ros.root_solver.solve_root_translation`
 (``robust=True``, the default; ``robust=False``, score-weighted least squares,
 the baseline):
@@ -51,14 +52,14 @@ SOLVERS = {"least squares": {"robust": False}, "robust": {"robust": True}}
 DIRECTIONS = np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (0.6, 0.8), (-0.6, 0.8), (0.6, -0.8), (-0.6, -0.8)])
 
 
-def lifted_people(every: int):
+def lifted_people(every: int, weights: str):
     with np.load(CLIP) as data:
         pixels = data["pixels"][::every].reshape(-1, 17, 2).astype(np.float64)
         scores = data["scores"][::every].reshape(-1, 17).astype(np.float64)
         truth = data["truth_camera_m"][::every].reshape(-1, 17, 3)
         width, height = data["image_size"]
         camera = data["camera_matrix"]
-    lifter = create_lifter(DEFAULT_WEIGHTS, backend="torch", log=lambda *_: None)
+    lifter = create_lifter(weights, backend="torch", log=lambda *_: None)
     rel = lifter.lift(normalize_screen(pixels, width, height).astype(np.float32)).astype(np.float64)
     return rel - rel[:, :1], pixels, scores, truth, camera
 
@@ -101,15 +102,15 @@ NOW = PIPELINES["now: the same, prior body size"]
 
 
 @functools.lru_cache(maxsize=1)
-def _clip_and_lifter():
+def _clip_and_lifter(weights: str):
     """The clip and one ONNX Runtime lifter, loaded once for every pipeline row."""
     with np.load(CLIP) as data:
         clip = {k: data[k] for k in ("pixels", "scores", "image_size", "camera_matrix", "truth_camera_m")}
-    return clip, create_lifter(DEFAULT_WEIGHTS, backend="onnxruntime", threads=1, log=lambda *_: None)
+    return clip, create_lifter(weights, backend="onnxruntime", threads=1, log=lambda *_: None)
 
 
-def _clip_pipeline(config: PipelineConfig):
-    clip, lifter = _clip_and_lifter()
+def _clip_pipeline(config: PipelineConfig, weights: str):
+    clip, lifter = _clip_and_lifter(weights)
     return clip, LiftingPipeline(lifter, config)
 
 
@@ -124,9 +125,9 @@ def missing_joint(pixels, scores):
     return [(pixels, np.where(np.arange(17) == joint, 0.0, scores)) for joint in range(17)]
 
 
-def pipeline_depth_changes(variants, every: int, config: PipelineConfig) -> np.ndarray:
+def pipeline_depth_changes(variants, every: int, config: PipelineConfig, weights: str) -> np.ndarray:
     """Relative change of each published root depth for each of ``variants(pixels, scores)``."""
-    clip, pipeline = _clip_pipeline(config)
+    clip, pipeline = _clip_pipeline(config, weights)
     width, height = (float(v) for v in clip["image_size"])
     changes = []
     for t in range(0, len(clip["pixels"]), every):
@@ -140,10 +141,10 @@ def pipeline_depth_changes(variants, every: int, config: PipelineConfig) -> np.n
     return np.concatenate(changes)
 
 
-def pipeline_clean_accuracy(config: PipelineConfig) -> tuple[float, float, float, int]:
+def pipeline_clean_accuracy(config: PipelineConfig, weights: str) -> tuple[float, float, float, int]:
     """Every person of the clean clip: root-relative MPJPE (mm), the published root depth's mean and
     largest relative error against the truth, and how many were lifted again (a joint rejected)."""
-    clip, pipeline = _clip_pipeline(config)
+    clip, pipeline = _clip_pipeline(config, weights)
     width, height = (float(v) for v in clip["image_size"])
     mpjpe, depth_error, relifted = [], [], 0
     for pixels, scores, truth in zip(clip["pixels"], clip["scores"], clip["truth_camera_m"]):
@@ -156,9 +157,9 @@ def pipeline_clean_accuracy(config: PipelineConfig) -> tuple[float, float, float
     return 1e3 * float(np.mean(mpjpe)), float(np.mean(depth_error)), float(np.max(depth_error)), relifted
 
 
-def pipeline_cost_ms(variant, repeats: int) -> float:
+def pipeline_cost_ms(variant, repeats: int, weights: str) -> float:
     """Milliseconds of ``LiftingPipeline.process`` for one person of the clip's first frame."""
-    clip, pipeline = _clip_pipeline(NOW)
+    clip, pipeline = _clip_pipeline(NOW, weights)
     width, height = (float(v) for v in clip["image_size"])
     pixels, scores = variant(clip["pixels"][0, 0].astype(np.float64), clip["scores"][0, 0].astype(np.float64))
     frame = Frame2D([Person2D(pixels, scores, "h36m_17")], width, height, camera_matrix=clip["camera_matrix"])
@@ -169,10 +170,11 @@ def pipeline_cost_ms(variant, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and people")
+    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="the lifter's weights (default: the shipped ones)")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
-    rel, pixels, scores, truth, camera = lifted_people(every=5 if args.quick else 1)
-    print(f"{len(rel)} people of the demo clip, lifted by the shipped weights\n")
+    rel, pixels, scores, truth, camera = lifted_people(5 if args.quick else 1, args.weights)
+    print(f"{len(rel)} people of the demo clip, lifted by {args.weights}\n")
 
     print("| people per call | least squares (us/call) | robust (us/call) | robust per person (us) | robust / least squares |")
     print("|---:|---:|---:|---:|---:|")
@@ -207,7 +209,7 @@ def main() -> None:
     for name, variants in cases.items():
         cells = []
         for config in PIPELINES.values():
-            changes = pipeline_depth_changes(variants, every, config)
+            changes = pipeline_depth_changes(variants, every, config, args.weights)
             cells.append(f"{changes.max():.2%} / {np.percentile(changes, 99):.1%} / {changes.mean():.1%}")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
@@ -215,7 +217,7 @@ def main() -> None:
     print("| pipeline | root-relative MPJPE (mm) | root depth error mean / max | people with a joint rejected |")
     print("|---|---:|---:|---:|")
     for name, config in PIPELINES.items():
-        mpjpe, mean_error, max_error, relifted = pipeline_clean_accuracy(config)
+        mpjpe, mean_error, max_error, relifted = pipeline_clean_accuracy(config, args.weights)
         print(f"| {name} | {mpjpe:.2f} | {mean_error:.2%} / {max_error:.2%} | {relifted} |")
 
     print("\nPipeline cost for one person (ONNX Runtime, 1 thread; min over repeats of 50 frames):\n")
@@ -225,7 +227,7 @@ def main() -> None:
            "one joint missing (lifted twice)": lambda p, s: missing_joint(p, s)[16],
            "one joint moved 100 px (rejected, lifted three times)": lambda p, s: moved_joint(100.0)(p, s)[16 * 8]}
     for name, variant in one.items():
-        print(f"| {name} | {pipeline_cost_ms(variant, repeats):.2f} |")
+        print(f"| {name} | {pipeline_cost_ms(variant, repeats, args.weights):.2f} |")
 
 
 if __name__ == "__main__":

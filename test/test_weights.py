@@ -418,6 +418,7 @@ def test_an_input_domain_travels_with_the_weights_and_a_bad_one_is_refused(saved
     """Where the training people stood is part of the weights (their JSON's input_domain): it
     loads back, a file without one has Human3.6M's, and a broken one stops the load saying so."""
     from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, LifterInputDomain
+    from cfi_pose_ros.inference import create_lifter
 
     model, path = saved
     assert read_weights_info(path).input_domain == H36M_INPUT_DOMAIN
@@ -425,6 +426,9 @@ def test_an_input_domain_travels_with_the_weights_and_a_bad_one_is_refused(saved
     wide_path = save_weights(model, tmp_path / "wide", input_domain=wide)
     assert read_weights_info(wide_path).input_domain == wide
     assert load_weights(wide_path)[1].input_domain == wide
+    # and the lifter made from them says so (one from a model in memory: Human3.6M's)
+    assert create_lifter(wide_path, backend="torch", cache_dir=tmp_path).input_domain == wide
+    assert create_lifter(model, backend="torch", cache_dir=tmp_path).input_domain == H36M_INPUT_DOMAIN
     config_path = wide_path.with_suffix(".json")
     config = json.loads(config_path.read_text())
     for bad, message in ((dict(config["input_domain"], person_scale_range=[0.6, 0.05]), "0 < low < high"),

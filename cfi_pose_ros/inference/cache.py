@@ -100,14 +100,17 @@ def model_sha256(model) -> str:
 
 
 def load_model(weights) -> tuple:
-    """``(CFINet, SHA-256)``: of the tensor file for a weights file, of the tensors for a ``CFINet``."""
+    """``(CFINet, WeightsInfo)`` for a weights file or an in-memory ``CFINet``, the info's
+    ``sha256`` always set: of the tensor file for a file, of the tensors for a ``CFINet`` (whose
+    input domain is then Human3.6M's, the default)."""
     from ..model import CFINet
-    from ..weights import _paths, file_sha256, load_weights
+    from ..weights import WeightsInfo, _paths, file_sha256, load_weights
 
     if isinstance(weights, CFINet):
-        return weights.eval(), model_sha256(weights)
+        return weights.eval(), WeightsInfo(model=weights.config, sha256=model_sha256(weights))
     model, info = load_weights(weights)
-    return model, info.sha256 or file_sha256(_paths(weights)[0])
+    info.sha256 = info.sha256 or file_sha256(_paths(weights)[0])
+    return model, info
 
 
 def fields_digest(fields: dict) -> str:

@@ -5,9 +5,8 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from ..camera import H36M_INPUT_DOMAIN
 from ..model import CFINet
-from ..weights import DEFAULT_WEIGHTS, WeightsError, read_weights_info
+from ..weights import DEFAULT_WEIGHTS, WeightsError
 from .base import (BACKEND_PRECISIONS, BACKENDS, PRECISIONS, BackendUnavailable, Lifter, LogFn,
                    as_log_fn, check_precision, check_threads)
 from .batching import normalize_batch_sizes
@@ -104,27 +103,26 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
     log = as_log_fn(log)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
-    def ready(lifter: Lifter) -> Lifter:
+    def ready(lifter: Lifter, info) -> Lifter:
         lifter.flip_test = bool(flip_test)
-        lifter.input_domain = H36M_INPUT_DOMAIN if isinstance(weights, CFINet) else \
-            read_weights_info(weights).input_domain
+        lifter.input_domain = info.input_domain
         return lifter
 
     if backend != "auto":
         reason = backend_unavailable_reason(backend)
         if reason:
             raise BackendUnavailable(f"{backend}: {reason}")
-        model, sha = load_model(weights)
-        lifter = _build(backend, model, sha, precision, batch_sizes, threads, cache_dir, log)
+        model, info = load_model(weights)
+        lifter = _build(backend, model, info.sha256, precision, batch_sizes, threads, cache_dir, log)
         log(f"inference backend: {backend} {precision}, batch sizes {lifter.batch_sizes}")
-        return ready(lifter)
+        return ready(lifter, info)
 
-    model, sha = load_model(weights)
+    model, info = load_model(weights)
     skipped: list[tuple[str, str]] = []
     for candidate, reason in available_backends(precision).items():
         if reason is None:
             try:
-                lifter = _build(candidate, model, sha, precision, batch_sizes, threads, cache_dir, log)
+                lifter = _build(candidate, model, info.sha256, precision, batch_sizes, threads, cache_dir, log)
             except WeightsError:
                 raise                 # the model is unusable: no other backend would do better
             except Exception as exc:  # noqa: BLE001 - auto falls back on any start-up failure, and says why
@@ -134,7 +132,7 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
                     log(f"inference backend: auto skipped {name}: {why}")
                 log(f"inference backend: auto chose {candidate} {precision}, batch sizes {lifter.batch_sizes}"
                     + (f" (skipped {', '.join(name for name, _ in skipped)})" if skipped else ""))
-                return ready(lifter)
+                return ready(lifter, info)
         skipped.append((candidate, reason))
     raise BackendUnavailable(f"no backend can run {precision} here: "
                              + "; ".join(f"{name}: {why}" for name, why in skipped))

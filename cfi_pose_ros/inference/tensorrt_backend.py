@@ -438,8 +438,8 @@ def build_engine_files(weights, paths: dict[int, Path], precision: str = "fp32",
     if reason:
         raise BackendUnavailable(f"tensorrt: {reason}")
     check_precision("tensorrt", precision)
-    model, sha = cache.load_model(weights)
-    state = _Engines(model, precision, sha, device, as_log_fn(log))
+    model, info = cache.load_model(weights)
+    state = _Engines(model, precision, info.sha256, device, as_log_fn(log))
     written = {}
     for size in normalize_batch_sizes(paths):
         plan = state.build(size)
