@@ -31,7 +31,7 @@ from the new sample.
 from __future__ import annotations
 
 import math
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from typing import Sequence
 
 import numpy as np
@@ -160,11 +160,19 @@ class PoseSmoother:
     * A late frame (stamped at most ``timeline.LATE_FRAME_TOLERANCE``, 0.1 s,
       before the newest one: out-of-order delivery) is returned
       unsmoothed and changes no track; a step further back is a new timeline
-      (a bag loop): every track is dropped, those not in that frame too.
+      (a bag loop): every track is dropped, those not in that frame too. A
+      frame smoothed before delivered again late (a duplicate that arrives
+      after newer frames) gets, person by person, the output it got: the
+      last ``RECENT_FRAMES`` frames' people are kept for this, so one stamp
+      never has two poses of a person.
 
     Smooth the absolute (camera-frame) joints rather than the root-relative
     ones so that the person's translation is smoothed too.
     """
+
+    # frames remembered for late duplicates: at 30 Hz 0.1 s is 3 frames; a faster input's late
+    # duplicates further back are passed through unsmoothed (bounded memory whatever the rate)
+    RECENT_FRAMES = 8
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 1.0, d_cutoff: float = 1.0,
                  forget_after: float = 1.0, forget_after_frames: int = 300, max_tracks: int = 4096):
@@ -184,6 +192,8 @@ class PoseSmoother:
         self._frame_id = ""                   # the frame the tracks' keypoints are in
         # id -> (filter, frame last seen, mode), least recently seen first
         self._tracks: OrderedDict[str, tuple[OneEuroFilter, int, object]] = OrderedDict()
+        # (time, {id: (input, output)}) of the last frames smoothed, for late duplicates
+        self._recent: deque[tuple[float, dict]] = deque(maxlen=self.RECENT_FRAMES)
 
     @property
     def track_ids(self) -> tuple[str, ...]:
@@ -200,6 +210,7 @@ class PoseSmoother:
 
     def reset(self) -> None:
         self._tracks.clear()
+        self._recent.clear()
 
     def forget_stale(self, t: float) -> list[str]:
         """Drop the tracks expired at time ``t`` and this frame (see the class docstring); returns their ids."""
@@ -236,19 +247,22 @@ class PoseSmoother:
         if frame_id != self._frame_id:
             # another camera: its people's history here is in the other camera's frame, and its
             # stamps are of another clock (neither late nor a loop of the old one's)
-            self._tracks.clear()
+            self.reset()
             self._newest = None
             self._frame_id = frame_id
         if timeline.is_late(self._newest, t):
-            return out                # late: restarting every filter for it would undo the smoothing
+            # late: restarting every filter for it would undo the smoothing; a person of a frame
+            # smoothed before, delivered again, gets its output
+            return self._as_answered_before(track_ids, t, out)
         if timeline.starts_over(self._newest, t):
             # a new timeline: a filter kept for a person not in this frame blended the last pass's
             # pose into its first output once the stamps passed the filter's time
-            self._tracks.clear()
+            self.reset()
         self._newest = t
         self._frame += 1
         self.forget_stale(t)          # before filtering: an expired id starts fresh
         counts = Counter(track_ids)
+        answered = {}
         for row, track_id in enumerate(track_ids):
             if not track_id:
                 continue
@@ -259,9 +273,27 @@ class PoseSmoother:
             entry = self._tracks.pop(track_id, None)
             same_mode = entry is not None and entry[2] == mode
             filt = entry[0] if same_mode else OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff)
-            out[row] = filt(t, out[row])
+            sample = out[row].copy()
+            out[row] = filt(t, sample)
+            answered[track_id] = (sample, out[row].copy())
             self._tracks[track_id] = (filt, self._frame, mode)      # now the most recently seen
+        if self._recent and self._recent[-1][0] == t:
+            # the same time again (see OneEuroFilter): what the time's first frame got stays
+            for track_id, answer in answered.items():
+                self._recent[-1][1].setdefault(track_id, answer)
+        else:
+            self._recent.append((t, answered))
         self.forget_stale(t)          # and after: new ids may have passed max_tracks
+        return out
+
+    def _as_answered_before(self, track_ids: Sequence[str], t: float, out: np.ndarray) -> np.ndarray:
+        """``out`` with each person whose id and keypoints at ``t`` were smoothed before given the
+        output it got then; the rest as they are."""
+        answered = next((people for time, people in self._recent if time == t), {})
+        for row, track_id in enumerate(track_ids):
+            before = answered.get(track_id)
+            if before is not None and np.array_equal(before[0], out[row], equal_nan=True):
+                out[row] = before[1]
         return out
 
     def smooth(self, track_id: str, t: float, keypoints: np.ndarray) -> np.ndarray:

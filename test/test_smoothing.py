@@ -90,6 +90,38 @@ def test_a_duplicated_frame_gets_the_output_it_got():
     np.testing.assert_array_equal(smoother.smooth_frame(["a", "b"], 1.0 + 5 / FPS, poses[0]), poses[0])
 
 
+def test_a_frame_delivered_again_late_gets_the_output_it_got():
+    """The same message again after newer frames (a relay, a bag recorded from both): a late frame
+    passes through unsmoothed, so /human_pose_3d carried two poses of a person at one stamp. Each
+    person of a frame smoothed before now gets its output again; a changed person, a frame never
+    seen and one further back than the frames kept pass through, and no track changes."""
+    rng = np.random.default_rng(11)
+    poses = rng.normal(0.0, 0.05, (12, 2, 17, 3)) + np.array([0.0, 0.0, 5.0])
+    times = 1.0 + np.arange(12) / FPS
+    smoother, plain = PoseSmoother(min_cutoff=1.0, beta=0.5), PoseSmoother(min_cutoff=1.0, beta=0.5)
+    outputs = [smoother.smooth_frame(["a", "b"], t, pose) for t, pose in zip(times[:6], poses)]
+    for t, pose in zip(times[:6], poses):
+        plain.smooth_frame(["a", "b"], t, pose)
+    assert not np.allclose(outputs[3], poses[3])                           # smoothing did something
+    np.testing.assert_array_equal(smoother.smooth_frame(["a", "b"], times[3], poses[3].copy()), outputs[3])
+    np.testing.assert_array_equal(smoother.smooth_frame(["b"], times[4], poses[4][1:].copy()), outputs[4][1:])
+    changed = poses[3].copy()
+    changed[1] += 0.2                                                      # "b" is another pose now
+    again = smoother.smooth_frame(["a", "b"], times[3], changed)
+    np.testing.assert_array_equal(again[0], outputs[3][0])
+    np.testing.assert_array_equal(again[1], changed[1])
+    between = times[3] + 0.5 / FPS                                         # no frame was stamped then
+    np.testing.assert_array_equal(smoother.smooth_frame(["a", "b"], between, poses[3]), poses[3])
+    for t, pose in zip(times[6:], poses[6:]):                              # the tracks did not change
+        np.testing.assert_array_equal(smoother.smooth_frame(["a", "b"], t, pose),
+                                      plain.smooth_frame(["a", "b"], t, pose))
+    # 8 frames kept: at a fast rate a duplicate within the late window but older passes through
+    fast = PoseSmoother(min_cutoff=1.0, beta=0.5)
+    fast_out = [fast.smooth_frame(["a"], 1.0 + k / 1000, pose[:1]) for k, pose in enumerate(poses)]
+    np.testing.assert_array_equal(fast.smooth_frame(["a"], 1.0 + 4 / 1000, poses[4][:1]), fast_out[4])
+    np.testing.assert_array_equal(fast.smooth_frame(["a"], 1.0 + 3 / 1000, poses[3][:1]), poses[3][:1])
+
+
 def test_all_zero_stamps_follow_the_input():
     smoother = PoseSmoother(min_cutoff=1.0, beta=0.5)
     poses = np.arange(10, dtype=float)[:, None, None] * np.ones((10, 17, 3))
