@@ -323,6 +323,8 @@ def test_an_image_with_nobody_gives_empty_arrays_with_its_stamp(camera_path, met
     ("bad_image", lambda m: setattr(m, "data", m.data[:len(m.data) // 2])),      # data shorter than step*height
     # no ROS time: its keypoints, stamped so, broke rclpy's Time.from_msg and rclcpp::Time downstream
     ("negative_stamp", lambda m: setattr(m.header.stamp, "sec", -5)),
+    # its keypoints, poses and markers would all carry it on
+    ("frame_id_too_long", lambda m: setattr(m.header, "frame_id", "camera" * 1000)),
 ])
 def test_bad_images_are_dropped_counted_and_the_node_goes_on(camera_path, meta, h36m_image, reason, spoil):
     base = int(time.time()) % 100000 + 10000

@@ -223,6 +223,34 @@ def test_a_frame_stamped_before_time_zero_is_dropped_and_counted_not_passed_on(n
     assert "negative_stamp" in node.log()       # the throttled warning names it
 
 
+def test_a_frame_with_a_frame_id_of_a_megabyte_is_dropped_and_counted_not_passed_on(node_factory, clip):
+    """Every output carries the input's frame_id on (the poses, each marker, the /tf frames' parent):
+    a 1 MB frame_id was published in the poses and in every marker of the frame. Up to 256
+    characters a frame is lifted; past that it is dropped whole (frame_id_too_long), nothing is
+    published for it, and the node goes on."""
+    from cfi_pose_ros.node.lifting import build_pipeline, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    pipeline = build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    for length, people in ((256, 2), (257, 0)):
+        msg = clip_msg(clip, 0, sec=1)
+        msg.header.frame_id = "f" * length
+        lifted = lift_keypoints(pipeline, msg, None, None)
+        assert (len(lifted.people), lifted.publishable) == (people, people > 0), length
+        assert lifted.dropped == ({} if people else {"frame_id_too_long": 2})
+
+    node = node_factory(reliable_input=True)          # a megabyte crosses reliably (see NodeUnderTest)
+    bad = clip_msg(clip, 0, sec=470)
+    bad.header.frame_id = "f" * 1_000_000
+    for _ in range(5):
+        node.client.publish(bad)
+        node.spin_for(0.2)
+    assert node.send_and_receive(clip_msg(clip, 1, sec=480)) is not None, node.log()    # it goes on
+    assert _diag_count(node.latest_diagnostics(), "frame_id_too_long") >= 1, node.log()
+    assert 470 * 10**9 not in node.client.received.poses
+    assert "frame_id_too_long" in node.log() and "f" * 300 not in node.log()
+
+
 def test_nan_joints_are_missing_not_malformed(node_factory, clip):
     node = node_factory()
     msg = clip_msg(clip, 20, sec=8)

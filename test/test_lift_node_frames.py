@@ -217,7 +217,8 @@ def test_a_negative_stamp_is_a_failed_tf2_lookup_not_an_exception(ros_env):
 def test_a_negative_stamp_with_a_tf2_target_frame_drops_that_frame_and_the_node_goes_on(
         tmp_path, ros_env, node_factory, monkeypatch):
     """The lifter with target_frame through tf2 (the stand-in above, on its PYTHONPATH): a frame
-    stamped sec -3 aborted the process (exit -6); now it is dropped as no_transform."""
+    stamped sec -3 aborted the process (exit -6), then failed its tf2 lookup (no_transform); now it
+    is dropped as negative_stamp before any lookup."""
     _use_tf2_stand_in(tmp_path, ros_env, monkeypatch)
     clip = Clip.load()
     node = node_factory(target_frame="base_link", tf_timeout=0.01)
@@ -230,7 +231,7 @@ def test_a_negative_stamp_with_a_tf2_target_frame_drops_that_frame_and_the_node_
     out = node.send_and_receive(_frame(clip, 101))
     assert out is not None and out.header.stamp.sec == 101, node.log()
     assert node.process.poll() is None and "Traceback" not in node.log(), node.log()
-    assert int(node.latest_diagnostics().get("dropped.no_transform", 0)) >= 1
+    assert int(node.latest_diagnostics().get("dropped.negative_stamp", 0)) >= 1
 
 
 def test_tf_output_is_made_once_however_often_publish_tf_is_turned_off_and_on(tmp_path, ros_env, node_factory,

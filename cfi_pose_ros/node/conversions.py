@@ -28,6 +28,21 @@ _KEYPOINTS_CONVERTED = max(layout.num_joints for layout in LAYOUTS.values()) + 1
 # throws (RViz's marker display makes one of every marker's stamp), so an output carrying it on
 # broke its consumers.
 NEGATIVE_STAMP = "negative_stamp"
+# Diagnostics drop reason (both nodes): a header.frame_id longer than MAX_FRAME_ID_LENGTH. Every
+# output carries the frame on (the poses, each marker, the /tf frames' parent, the warnings that
+# name it): one of a megabyte made a frame's markers a megabyte each. tf2 frame names are short
+# (`camera_color_optical_frame`, with a robot's prefix); 256 is the track id's bound too.
+FRAME_ID_TOO_LONG = "frame_id_too_long"
+MAX_FRAME_ID_LENGTH = 256
+
+
+def header_drop_reason(header) -> str | None:
+    """Why a message with this header is dropped before anything reads it (a drop reason), or None."""
+    if header.stamp.sec < 0:
+        return NEGATIVE_STAMP
+    if len(header.frame_id) > MAX_FRAME_ID_LENGTH:
+        return FRAME_ID_TOO_LONG
+    return None
 
 
 def stamp_seconds(stamp) -> float:

@@ -51,7 +51,7 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, Unsuppo
                                 check_compressed_image, compressed_msg_to_bgr, decode_refusing_damage,
                                 image_msg_to_bgr, raw_rows)
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
-from cfi_pose_ros.node.conversions import NEGATIVE_STAMP, stamp_seconds
+from cfi_pose_ros.node.conversions import FRAME_ID_TOO_LONG, NEGATIVE_STAMP, header_drop_reason, stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
 from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, rcl_reason,
                                    run, stoppable_configure)
@@ -68,7 +68,7 @@ NODE_NAME = "cfi_pose_detector"
 CONFIG_FILE = "detect.yaml"
 STAGES = ("decode", "detector", "keypoint_model", "tracking", "publish", "total")
 DROP_REASONS = ("unsupported_encoding", "bad_image", "image_too_large", "decode_error", "detector_error",
-                NEGATIVE_STAMP, "superseded", "stopped")
+                NEGATIVE_STAMP, FRAME_ID_TOO_LONG, "superseded", "stopped")
 ROUTINE_DROPS = frozenset({"superseded", "stopped"})   # the newest-frame policy and stopping: not bad input
 _TIMING_WINDOW = 1000          # frames the per-stage percentiles are computed over
 
@@ -327,8 +327,11 @@ class DetectNode(SpecLifecycleNode):
                 self._drop("detector_error", repr(exc))
 
     def _process(self, msg, received: float) -> None:
-        if msg.header.stamp.sec < 0:        # its keypoints would carry it on (see NEGATIVE_STAMP)
-            self._drop(NEGATIVE_STAMP, f"stamped {msg.header.stamp.sec} s: before time 0, no ROS time")
+        refused_header = header_drop_reason(msg.header)
+        if refused_header is not None:      # its keypoints would carry it on (see NEGATIVE_STAMP)
+            self._drop(refused_header, f"stamped {msg.header.stamp.sec} s: before time 0, no ROS time"
+                       if refused_header == NEGATIVE_STAMP else
+                       f"a header.frame_id of {len(msg.header.frame_id)} characters")
             return
         t0 = time.perf_counter()
         try:

@@ -31,7 +31,7 @@ from cfi_pose_ros.depth import DepthHistory
 from cfi_pose_ros.frames import RigidTransform, static_target_transform, tf2_frame_id
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
-from cfi_pose_ros.node.conversions import depth_from_msg, markers_to_msg, stamp_seconds
+from cfi_pose_ros.node.conversions import depth_from_msg, header_drop_reason, markers_to_msg, stamp_seconds
 from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, rcl_reason,
                                    run, stoppable_configure)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
@@ -236,7 +236,9 @@ class LiftNode(SpecLifecycleNode):
         depth = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"))
         if depth.stale:
             self.stats.drop(Counter(stale_depth=1))
-        target_frame, transform = self._output_transform(msg.header)
+        # a header lift_keypoints refuses is not looked up in tf2 (nor named in its warning)
+        target_frame, transform = (("", None) if header_drop_reason(msg.header) is not None
+                                   else self._output_transform(msg.header))
         if target_frame is None:
             return      # never published in a wrong frame
         if not (target_frame or tf2_frame_id(msg.header.frame_id)):

@@ -20,14 +20,15 @@ from cfi_pose_ros.frame_ids import other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
-from cfi_pose_ros.node.conversions import NEGATIVE_STAMP, frame_from_msg, markers_to_msg, poses_to_msg
+from cfi_pose_ros.node.conversions import (FRAME_ID_TOO_LONG, NEGATIVE_STAMP, frame_from_msg, header_drop_reason,
+                                           markers_to_msg, poses_to_msg)
 from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
 from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
 
 NO_TRANSFORM = "no_transform"   # diagnostics drop reason: the output frame's transform is unknown
 # Drops after which nothing can be said about a frame, not even that it is empty.
-UNPUBLISHABLE = frozenset({"bad_image_size", NEGATIVE_STAMP})
+UNPUBLISHABLE = frozenset({"bad_image_size", NEGATIVE_STAMP, FRAME_ID_TOO_LONG})
 
 
 # Parameters passed on by name, so a new one is live with its table entry alone: those named like
@@ -177,8 +178,9 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     whose ``camera_frame_id`` names another frame than the keypoints' (both given): another camera's
     intrinsics (camera_info_topic of the stereo pair's other camera, of the depth sensor) placed people
     by another lens; not used (root-relative poses), counted as ``bad_camera_info``."""
-    if msg.header.stamp.sec < 0:
-        return LiftedFrame(Header(stamp=msg.header.stamp), [], Counter({NEGATIVE_STAMP: max(len(msg.people), 1)}))
+    refused_header = header_drop_reason(msg.header)
+    if refused_header is not None:
+        return LiftedFrame(Header(stamp=msg.header.stamp), [], Counter({refused_header: max(len(msg.people), 1)}))
     refused, warnings = Counter(), {}
     if camera_matrix is not None and other_camera_frame(camera_frame_id, msg.header.frame_id):
         camera_matrix = lens = camera_size = depth = None
