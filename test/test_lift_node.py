@@ -227,7 +227,10 @@ def test_a_frame_with_a_frame_id_of_a_megabyte_is_dropped_and_counted_not_passed
     """Every output carries the input's frame_id on (the poses, each marker, the /tf frames' parent):
     a 1 MB frame_id was published in the poses and in every marker of the frame. Up to 256
     characters a frame is lifted; past that it is dropped whole (frame_id_too_long), nothing is
-    published for it, and the node goes on. A CameraInfo of such a frame_id is not used."""
+    published for it, and the node goes on. A CameraInfo or depth image of such a frame_id is not used."""
+    from sensor_msgs.msg import Image
+
+    from cfi_pose_ros.node.conversions import depth_from_msg
     from cfi_pose_ros.node.lifting import build_pipeline, camera_from_info, lift_keypoints
     from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
 
@@ -239,11 +242,14 @@ def test_a_frame_with_a_frame_id_of_a_megabyte_is_dropped_and_counted_not_passed
         assert (len(lifted.people), lifted.publishable) == (people, people > 0), length
         assert lifted.dropped == ({} if people else {"frame_id_too_long": 2})
         info = camera_info_msg(clip.camera_matrix, clip.image_size, "f" * length)
-        if people:
-            camera_from_info(info)
-        else:
-            with pytest.raises(ValueError, match="frame_id of 257 characters"):
-                camera_from_info(info)
+        depth = Image(encoding="16UC1", width=2, height=2, step=4, data=bytes(8))
+        depth.header.frame_id = "f" * length
+        for read in (lambda: camera_from_info(info), lambda: depth_from_msg(depth)):
+            if people:
+                read()
+            else:
+                with pytest.raises(ValueError, match="frame_id of 257 characters"):
+                    read()
 
     node = node_factory(reliable_input=True)          # a megabyte crosses reliably (see NodeUnderTest)
     bad = clip_msg(clip, 0, sec=470)

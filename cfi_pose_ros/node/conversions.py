@@ -51,7 +51,10 @@ def stamp_seconds(stamp) -> float:
 
 def depth_from_msg(msg) -> np.ndarray:
     """A ``sensor_msgs/Image`` depth image as an array (ValueError for one that is not a valid
-    16UC1 / 32FC1 image, see :func:`cfi_pose_ros.depth.depth_image_to_array`)."""
+    16UC1 / 32FC1 image, see :func:`cfi_pose_ros.depth.depth_image_to_array`, or whose frame_id is
+    too long for a frame name, see ``FRAME_ID_TOO_LONG``)."""
+    if len(msg.header.frame_id) > MAX_FRAME_ID_LENGTH:
+        raise ValueError(f"a header.frame_id of {len(msg.header.frame_id)} characters (at most {MAX_FRAME_ID_LENGTH})")
     return depth_image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
 
 
