@@ -163,8 +163,8 @@ class PoseSmoother:
       (a bag loop): every track is dropped, those not in that frame too. A
       frame smoothed before delivered again late (a duplicate that arrives
       after newer frames) gets, person by person, the output it got: the
-      last ``RECENT_FRAMES`` frames' people are kept for this, so one stamp
-      never has two poses of a person.
+      last ``RECENT_FRAMES`` frames' people are kept for this, so such a
+      duplicate gives no person two poses at one stamp.
 
     Smooth the absolute (camera-frame) joints rather than the root-relative
     ones so that the person's translation is smoothed too.

@@ -36,6 +36,12 @@ FRAME_ID_TOO_LONG = "frame_id_too_long"
 MAX_FRAME_ID_LENGTH = 256
 
 
+def check_frame_id_length(header) -> None:
+    """ValueError for a ``header.frame_id`` too long for a frame name (see ``FRAME_ID_TOO_LONG``)."""
+    if len(header.frame_id) > MAX_FRAME_ID_LENGTH:
+        raise ValueError(f"a header.frame_id of {len(header.frame_id)} characters (at most {MAX_FRAME_ID_LENGTH})")
+
+
 def header_drop_reason(header) -> str | None:
     """Why a message with this header is dropped before anything reads it (a drop reason), or None."""
     if header.stamp.sec < 0:
@@ -53,8 +59,7 @@ def depth_from_msg(msg) -> np.ndarray:
     """A ``sensor_msgs/Image`` depth image as an array (ValueError for one that is not a valid
     16UC1 / 32FC1 image, see :func:`cfi_pose_ros.depth.depth_image_to_array`, or whose frame_id is
     too long for a frame name, see ``FRAME_ID_TOO_LONG``)."""
-    if len(msg.header.frame_id) > MAX_FRAME_ID_LENGTH:
-        raise ValueError(f"a header.frame_id of {len(msg.header.frame_id)} characters (at most {MAX_FRAME_ID_LENGTH})")
+    check_frame_id_length(msg.header)
     return depth_image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
 
 

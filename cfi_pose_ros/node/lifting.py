@@ -20,7 +20,7 @@ from cfi_pose_ros.frame_ids import other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
-from cfi_pose_ros.node.conversions import (FRAME_ID_TOO_LONG, MAX_FRAME_ID_LENGTH, NEGATIVE_STAMP, frame_from_msg,
+from cfi_pose_ros.node.conversions import (FRAME_ID_TOO_LONG, NEGATIVE_STAMP, check_frame_id_length, frame_from_msg,
                                            header_drop_reason, markers_to_msg, poses_to_msg)
 from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
 from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, LiftingPipeline, PipelineConfig
@@ -90,8 +90,7 @@ def camera_from_info(msg, keypoints_image: str = "raw") -> tuple[np.ndarray, Len
     as image_geometry's PinholeCameraModel does (the lens acts on normalised coordinates, which
     that move keeps: undistorting with the moved K is undistorting on the sensor). One whose
     ``header.frame_id`` is too long for a frame name (see ``FRAME_ID_TOO_LONG``) is refused too."""
-    if len(msg.header.frame_id) > MAX_FRAME_ID_LENGTH:
-        raise ValueError(f"a header.frame_id of {len(msg.header.frame_id)} characters (at most {MAX_FRAME_ID_LENGTH})")
+    check_frame_id_length(msg.header)
     # judged against the sensor's size (a ROI can put the principal point of the published image
     # far outside it)
     sensor_size = (msg.width, msg.height) if msg.width and msg.height else None
