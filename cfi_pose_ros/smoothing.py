@@ -273,9 +273,9 @@ class PoseSmoother:
             entry = self._tracks.pop(track_id, None)
             same_mode = entry is not None and entry[2] == mode
             filt = entry[0] if same_mode else OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff)
-            sample = out[row].copy()
-            out[row] = filt(t, sample)
-            answered[track_id] = (sample, out[row].copy())
+            smoothed = filt(t, out[row])                  # a copy of the filter's own output
+            answered[track_id] = (out[row].copy(), smoothed)
+            out[row] = smoothed
             self._tracks[track_id] = (filt, self._frame, mode)      # now the most recently seen
         if self._recent and self._recent[-1][0] == t:
             # the same time again (see OneEuroFilter): what the time's first frame got stays

@@ -36,9 +36,13 @@ FRAME_ID_TOO_LONG = "frame_id_too_long"
 MAX_FRAME_ID_LENGTH = 256
 
 
+def frame_id_too_long(header) -> bool:
+    return len(header.frame_id) > MAX_FRAME_ID_LENGTH
+
+
 def check_frame_id_length(header) -> None:
     """ValueError for a ``header.frame_id`` too long for a frame name (see ``FRAME_ID_TOO_LONG``)."""
-    if len(header.frame_id) > MAX_FRAME_ID_LENGTH:
+    if frame_id_too_long(header):
         raise ValueError(f"a header.frame_id of {len(header.frame_id)} characters (at most {MAX_FRAME_ID_LENGTH})")
 
 
@@ -46,7 +50,7 @@ def header_drop_reason(header) -> str | None:
     """Why a message with this header is dropped before anything reads it (a drop reason), or None."""
     if header.stamp.sec < 0:
         return NEGATIVE_STAMP
-    if len(header.frame_id) > MAX_FRAME_ID_LENGTH:
+    if frame_id_too_long(header):
         return FRAME_ID_TOO_LONG
     return None
 
