@@ -30,9 +30,9 @@ class NodeUnderTest:
         its default (relative) topic names instead, and the client uses them as resolved there.
         ``node_name`` renames the node (its parameter and lifecycle services with it).
         ``reliable_input`` makes the node's inputs and the client's publishers reliable: a
-        message of a megabyte crosses as dozens of fragments, and best effort loses the whole
-        message with any one of them (here one took 8.7 s of resends to arrive, a fresh-clone CI
-        run saw none of 40 arrive; reliable, 0.03 s)."""
+        message of a megabyte crosses as many fragments, and best effort loses the whole message
+        with any one of them (here one took 8.7 s of resends to arrive, in a fresh-clone CI run
+        none of the resends in 20 s did; reliable, 0.03 s)."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
