@@ -4,6 +4,13 @@ Apart from frames.py (which imports the pipeline, which imports depth.py) so tha
 use the one rule."""
 from __future__ import annotations
 
+# The longest frame name either node takes, from a message's header.frame_id or from an operator's
+# target_frame / tf_prefix: every output carries the name on (the poses, each marker, the /tf
+# frames, the warnings that name it), so one of a megabyte made a frame's markers a megabyte each.
+# tf2 frame names are short (`camera_color_optical_frame`, with a robot's prefix); 256 is the
+# track id's bound too.
+MAX_FRAME_ID_LENGTH = 256
+
 
 def tf2_frame_id(frame_id: str) -> str:
     """``frame_id`` as tf2 names the frame: without a leading ``/`` (a ROS 1 global name, still sent

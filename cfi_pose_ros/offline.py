@@ -740,6 +740,12 @@ def main(argv=None) -> int:
         parser.error("--target-frame needs --target-from-camera (offline there is no tf2 buffer)")
     if args.target_from_camera is not None and not args.target_frame:
         parser.error("--target-from-camera needs --target-frame (the frame the transform leads to)")
+    if args.target_frame:
+        from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, parameter_problem
+
+        problem = parameter_problem(PARAMETERS_BY_NAME["target_frame"], args.target_frame)   # the node's check
+        if problem:
+            parser.error(f"--target-frame: {problem}")
     if args.hfov is not None and not 0.0 < args.hfov < 180.0:
         parser.error(f"--hfov must be a field of view in degrees, 0 < hfov < 180, got {args.hfov}")
     if args.intrinsics is not None:

@@ -21,7 +21,7 @@ import yaml
 from cfi_pose_ros.node.detect_parameters import (DETECT_NODE_PARAMETERS, DETECT_PARAMETERS_BY_NAME,
                                                  DETECT_YAML_HEADER, detector_config, tracker_config)
 from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, LIFT_YAML_HEADER, PARAMETERS_BY_NAME,
-                                          lifter_options, PARAMS_FILE_SECTION, parameters_yaml)
+                                          lifter_options, PARAMS_FILE_SECTION, parameter_problem, parameters_yaml)
 from cfi_pose_ros.params_file import read_params_file
 import fake_launch_api as fake_launch
 from fake_launch_api import run_launch_file
@@ -217,6 +217,19 @@ def test_launch_file_activates_once_after_the_first_configure_and_leaves_later_t
 @pytest.mark.parametrize("spec", LIFT_NODE_PARAMETERS, ids=lambda s: s.name)
 def test_every_parameter_is_described(spec):
     assert len(spec.description) > 10
+
+
+@pytest.mark.parametrize("name", ["target_frame", "tf_prefix"])
+def test_a_frame_name_parameter_is_at_most_as_long_as_a_frame_id_the_node_takes(name):
+    """Every output carries target_frame and tf_prefix on (the poses, each marker, every /tf frame):
+    one of a megabyte was taken and made each marker a megabyte. The bound is the one a message's
+    header.frame_id is dropped past (frame_id_too_long)."""
+    from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH
+
+    spec = PARAMETERS_BY_NAME[name]
+    assert parameter_problem(spec, "f" * MAX_FRAME_ID_LENGTH) is None
+    for length in (MAX_FRAME_ID_LENGTH + 1, 2 ** 20):
+        assert f"of {length} characters (at most {MAX_FRAME_ID_LENGTH})" in parameter_problem(spec, "f" * length)
 
 
 # ----------------------------------------------------------------------------- the detector node

@@ -643,7 +643,8 @@ def test_a_value_configure_would_refuse_is_refused_at_the_set_while_unconfigured
 def test_a_target_frame_or_tf_prefix_no_tf_tree_holds_is_refused_at_the_set(node_factory, clip):
     """`target_frame: "map "` (a trailing space in a file), `a//b`, `map/`, a newline pasted into
     tf_prefix were taken while unconfigured, and the poses then went out stamped with a frame no TF
-    tree holds; `/` was taken and meant the input's frame. Each is refused with the reason; a name
+    tree holds; `/` was taken and meant the input's frame; a megabyte name was carried into every
+    marker and /tf frame. Each is refused with the reason; a name
     with a leading slash (dropped, as tf2 drops it) or a namespace is taken and stamps the output."""
     from lifecycle_msgs.msg import Transition
 
@@ -654,7 +655,8 @@ def test_a_target_frame_or_tf_prefix_no_tf_tree_holds_is_refused_at_the_set(node
     for name, value, reason in [("target_frame", "map ", "no spaces or control characters"),
                                 ("target_frame", "/", "names no frame"), ("target_frame", "a//b", "between two '/'"),
                                 ("target_frame", "map/", "does not end in '/'"),
-                                ("tf_prefix", "body\n", "no spaces or control characters")]:
+                                ("tf_prefix", "body\n", "no spaces or control characters"),
+                                ("target_frame", "m" * 2 ** 20, "at most 256"), ("tf_prefix", "b" * 2 ** 20, "at most 256")]:
         (result,) = params.set(**{name: value})
         assert not result.successful and reason in result.reason, (name, value, result.reason)
     params.set_ok(target_frame="/robot1/map", tf_prefix="robot1/body_",

@@ -521,6 +521,9 @@ def test_a_params_file_that_never_ends_is_one_line_and_exit_2(ros_env, tmp_path)
     (["--intrinsics", "1e150", "1e150", "320", "240"], "no real camera's: focal lengths"),
     (["--intrinsics", "600", "600", "1e300", "240"], "no real camera's: principal point"),
     (["--target-from-camera", "0", "0", "0", "0", "0", "0", "1"], "--target-from-camera needs --target-frame"),
+    # the lift node's target_frame check: a frame name no TF tree holds, or one of a megabyte
+    (["--target-frame", "map ", "--target-from-camera", "0", "0", "0", "0", "0", "0", "1"], "no spaces"),
+    (["--target-frame", "m" * 2 ** 20, "--target-from-camera", "0", "0", "0", "0", "0", "0", "1"], "at most 256"),
     (["--distortion", "-0.3", "0.1"], "--distortion needs --intrinsics or --hfov"),
     (["--hfov", "90", "--distortion", "-0.3", "nan"], "NaN or inf"),
     (["--hfov", "90", "--distortion", "1e30"], "no real lens"),

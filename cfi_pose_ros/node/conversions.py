@@ -7,6 +7,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from cfi_pose_ros.camera import LensDistortion, rescale_camera_matrix
 from cfi_pose_ros.depth import depth_image_to_array
+from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH
 from cfi_pose_ros.frames import tf2_frame_id
 from cfi_pose_ros.markers import MarkerSpec, lifetime_ns
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanPose3D, HumanPose3DArray
@@ -28,12 +29,9 @@ _KEYPOINTS_CONVERTED = max(layout.num_joints for layout in LAYOUTS.values()) + 1
 # throws (RViz's marker display makes one of every marker's stamp), so an output carrying it on
 # broke its consumers.
 NEGATIVE_STAMP = "negative_stamp"
-# Diagnostics drop reason (both nodes): a header.frame_id longer than MAX_FRAME_ID_LENGTH. Every
-# output carries the frame on (the poses, each marker, the /tf frames' parent, the warnings that
-# name it): one of a megabyte made a frame's markers a megabyte each. tf2 frame names are short
-# (`camera_color_optical_frame`, with a robot's prefix); 256 is the track id's bound too.
+# Diagnostics drop reason (both nodes): a header.frame_id longer than MAX_FRAME_ID_LENGTH (why:
+# frame_ids.py).
 FRAME_ID_TOO_LONG = "frame_id_too_long"
-MAX_FRAME_ID_LENGTH = 256
 
 
 def frame_id_too_long(header) -> bool:

@@ -10,6 +10,8 @@ import array
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH
+
 
 # When a parameter's value takes effect: see ParamSpec
 LIVE, AT_CONFIGURE, AT_START = "live", "configure", "start"
@@ -123,12 +125,15 @@ def _check_target_from_camera(values) -> None:
     static_target_transform(values)
 
 
-FRAME_NAME_RULE = "a TF frame name: no spaces, control characters or '//'"
+FRAME_NAME_RULE = f"a TF frame name: no spaces, control characters or '//', at most {MAX_FRAME_ID_LENGTH} characters"
 
 
 def _check_frame_text(text: str) -> None:
     """No space or control character (a parameters file's ``map `` or a pasted newline), no empty
-    name between two slashes: parts of a TF frame name no tf2 tree holds, which tf2 never finds."""
+    name between two slashes: parts of a TF frame name no tf2 tree holds, which tf2 never finds.
+    No longer than a frame name either node takes from a message (every output carries it on)."""
+    if len(text) > MAX_FRAME_ID_LENGTH:
+        raise ValueError(f"a TF frame name of {len(text)} characters (at most {MAX_FRAME_ID_LENGTH})")
     if any(c.isspace() or not c.isprintable() for c in text):
         raise ValueError("a TF frame name holds no spaces or control characters")
     if "//" in text:
