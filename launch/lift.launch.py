@@ -14,8 +14,9 @@ camera images into HumanKeypoints2DArray on the lifter's input_topic.
 
 All node parameters come from config/lift.yaml and config/detect.yaml (or
 params_file:=... / detector_params_file:=...); the launch arguments below
-override the ones people change most, when given: one left out (empty, its
-default) keeps the parameters file's value. The detector always publishes on the
+override the ones people change most, when given: one left out keeps the
+parameters file's value; one given empty sets the parameter empty (target_frame:=
+puts the poses in the input's frame even where params_file names another). The detector always publishes on the
 lifter's input topic: input_topic:=... when given, else the lifter's file's.
 """
 import atexit
@@ -58,6 +59,10 @@ OVERRIDABLE_PARAMETERS = {
 # launch argument -> the ROS type of the parameter rclpy declares on both nodes (a bag played with
 # `ros2 bag play --clock` needs it)
 BOTH_NODES_PARAMETERS = {"use_sim_time": "bool"}
+# The default of every argument above: not given, the parameters file's value stays. Not "": an
+# empty string is a value of target_frame (the input's frame), tf_prefix, weights and the model
+# paths, and `target_frame:=` was ignored without a word where params_file named a frame.
+NOT_GIVEN = "<parameters file>"
 DEFAULT_INPUT_TOPIC = "human_keypoints_2d"      # the lifter's input_topic when no file or argument says
 INPUT_CHOICES = ("keypoints", "image")
 
@@ -95,7 +100,7 @@ def _typed(name: str, text: str, ros_type: str):
 
 class GivenArgumentsFile(Substitution):
     """Path of a parameters file, written at launch, with the launch arguments of ``types`` that
-    were given (not left empty), typed, then ``fixed`` and what ``derived(configurations)`` adds.
+    were given (not left at ``NOT_GIVEN``), typed, then ``fixed`` and what ``derived(configurations)`` adds.
 
     launch_ros applies a node's parameters in order, the later winning: passed after params_file,
     an argument nobody gave keeps that file's value. (The arguments were passed with their default
@@ -112,7 +117,7 @@ class GivenArgumentsFile(Substitution):
     def perform(self, context) -> str:
         given = context.launch_configurations
         values = {name: _typed(name, given[name], ros_type) for name, ros_type in self.types.items()
-                  if given.get(name, "") != ""}
+                  if given.get(name, NOT_GIVEN) != NOT_GIVEN}
         values.update(self.fixed)
         if self.derived is not None:
             values.update(self.derived(given))
@@ -134,7 +139,7 @@ def _remove_file(path: str) -> None:
 def _detector_keypoints_topic(given) -> dict:
     """The detector publishes where the lifter listens: input_topic:= when given, else the lifter's
     parameters file's input_topic."""
-    if given.get("input_topic", ""):
+    if given.get("input_topic", NOT_GIVEN) != NOT_GIVEN:
         return {"keypoints_topic": given["input_topic"]}
     topic = read_params_file(given["params_file"], _lifter_name(given)).get("input_topic")
     return {"keypoints_topic": str(topic or DEFAULT_INPUT_TOPIC)}
@@ -169,9 +174,9 @@ def _lifecycle_to_active(node, condition=None):
 
 
 def _override_arguments(types: dict, whose: str, file_argument: str) -> list:
-    """One launch argument per parameter of ``types``, empty by default (the file's value stays)."""
-    return [DeclareLaunchArgument(name, default_value="", description=f"{whose} parameter '{name}' ({ros_type}); "
-                                                                      f"empty: {file_argument}'s value")
+    """One launch argument per parameter of ``types``, ``NOT_GIVEN`` by default (the file's value stays)."""
+    return [DeclareLaunchArgument(name, default_value=NOT_GIVEN,
+                                  description=f"{whose} parameter '{name}' ({ros_type}); not given: {file_argument}'s value")
             for name, ros_type in types.items()]
 
 

@@ -147,6 +147,29 @@ def test_tf_prefix_is_a_launch_argument_that_reaches_the_node(ros_env, tmp_path)
     assert reported == ["left_"]
 
 
+
+def test_a_launch_argument_given_empty_sets_the_parameter_empty_and_one_left_out_keeps_the_file(ros_env, tmp_path):
+    """`ros2 launch ... params_file:=robot.yaml target_frame:=` (robot.yaml naming base_link): the
+    arguments defaulted to "" and "" meant not given, so the explicit empty value was dropped without
+    a word and the poses stayed in base_link. Empty is a value of target_frame (the input's frame),
+    tf_prefix, weights and the model paths; a boolean or a number given empty is refused by name."""
+    from cfi_pose_ros.node.process import LIFT_NODE
+
+    robot = tmp_path / "robot.yaml"
+    robot.write_text("/**:\n  ros__parameters:\n    target_frame: base_link\n    tf_prefix: robot_\n"
+                     "    target_from_camera: [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]\n")
+    _, launch_file, values = _launch_parameters("NODE_NAME", {"params_file": str(robot), "target_frame": ""})
+    assert values == {"target_frame": "", "autostart": False}
+    reported = _parameters_reported(tmp_path, LIFT_NODE, launch_constants()["NODE_NAME"], f"/empty{os.getpid()}",
+                                    [robot, launch_file], ["target_frame", "tf_prefix"])
+    assert reported == ["", "robot_"]           # given empty: empty; left out: the file's
+    assert _launch_parameters("DETECTOR_NODE_NAME", {"keypoint_model": ""})[2]["keypoint_model"] == ""
+    for name, expected in [("flip_test", "expected true or false"), ("body_size_prior", "expected a number"),
+                           ("use_sim_time", "expected true or false")]:
+        with pytest.raises(ValueError, match=f"launch argument {name}:='': {expected}"):
+            _launch_parameters("NODE_NAME", {name: ""})
+
+
 def test_the_launch_time_parameters_file_is_removed_when_launch_exits(monkeypatch):
     """`ros2 launch` writes the given arguments into a file in /tmp for each node; the launch process
     removes it when it exits (it was left behind, one more file per launch of a robot's lifetime)."""
