@@ -127,6 +127,20 @@ def test_weights_load_back_and_give_the_same_outputs(two_epochs):
     assert result["p_mpjpe"]["mean_over_actions"] == pytest.approx(record["test_p_mpjpe_mm"], rel=1e-5)
 
 
+def test_evaluation_lifts_each_pose_on_its_own_whatever_the_batch():
+    """The evaluation's batch (PREDICT_BATCH, chosen for speed) changes no prediction, flip test
+    and the reference view's turn included: the same poses in batches of 7 and of 512 agree."""
+    from training.evaluate import PREDICT_BATCH, predict
+
+    torch.manual_seed(0)
+    model = CFINet(CONFIG)
+    poses = synthetic_pose_set(40, seed=3).inputs_2d
+    rotations = np.broadcast_to(np.eye(3, dtype=np.float32), (40, 3, 3))
+    whole = predict(model, poses, PREDICT_BATCH, flip_test=True, rotations=rotations)
+    assert whole.shape == (40, 17, 3)
+    np.testing.assert_allclose(predict(model, poses, 7, flip_test=True, rotations=rotations), whole, atol=1e-5)
+
+
 def test_checkpoint_holds_the_saved_optimizer_state(two_epochs):
     out, _, saved = two_epochs
     tensors = load_file(str(out / "checkpoint.safetensors"))

@@ -71,8 +71,17 @@ def reference_view_inputs(poses: PoseSet, cameras: dict[str, list[H36MCamera]],
     return inputs, rotations
 
 
+# People per forward pass when evaluating. Not more: at 4096 the D=256 model's activations are
+# 70-290 MB each, past the largest block glibc's malloc keeps for reuse (32 MiB), so every one was
+# a fresh mapping the kernel zeroed page by page: lifting 16384 poses on one thread took 37 s of
+# user and 27 s of kernel time (15 M page faults); at 512, 36 s and none (wall 84 -> 45 s, a
+# development script beside another job). The same outputs, to float rounding: each pose is
+# lifted on its own.
+PREDICT_BATCH = 512
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, inputs_2d: np.ndarray, batch_size: int = 4096,
+def predict(model: torch.nn.Module, inputs_2d: np.ndarray, batch_size: int = PREDICT_BATCH,
             flip_test: bool = False, progress: bool = False,
             person_scale_range: tuple[float, float] | None = None,
             rotations: np.ndarray | None = None) -> np.ndarray:
@@ -106,7 +115,7 @@ def with_detector_noise(poses: PoseSet, std: float, seed: int = 0) -> PoseSet:
 
 
 def evaluate_pose_set(model: torch.nn.Module, poses: PoseSet, flip_test: bool = False,
-                      batch_size: int = 4096, progress: bool = False,
+                      batch_size: int = PREDICT_BATCH, progress: bool = False,
                       person_scale_range: tuple[float, float] | None = None,
                       cameras: dict[str, list[H36MCamera]] | None = None,
                       pelvis_angles_deg=H36M_PELVIS_ANGLES_DEG) -> dict:
@@ -161,7 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="lift the pixels over each image's width (the literature's input); by default "
                              "each camera's are moved to the reference camera's view first, as the node does "
                              "with a CameraInfo")
-    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--batch-size", type=int, default=PREDICT_BATCH,
+                        help="poses per forward pass (larger ones only cost page faults; see PREDICT_BATCH)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="outputs/eval", help="directory for eval.md and eval.json")
     parser.add_argument("--record", action="store_true",
