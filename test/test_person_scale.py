@@ -104,7 +104,7 @@ def test_weights_trained_with_placed_people_lift_people_far_near_and_to_the_side
     degrees to the side of a 90-degree lens: the weights trained with placed people lift them closer
     to the truth than the Human3.6M-only weights with the node's corrections (zoom and turned view).
     S9 over every 50th frame (benchmarks/bench_distance.py): x0.5 56.8 -> 39.2 mm, x3 71.7 ->
-    43.4 mm; 30 degrees off (bench_cameras.py) 51.8 -> 41.9 mm."""
+    43.3 mm; 30 degrees off (bench_cameras.py) 51.8 -> 42.0 mm."""
     from test_reference_view import frame_of, turned
     wide_camera = np.array([[500.0, 0.0, 500.0], [0.0, 500.0, 500.0], [0.0, 0.0, 1.0]])
     truth = clip["truth_camera_m"][::30].reshape(-1, 17, 3)
