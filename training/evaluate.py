@@ -31,6 +31,7 @@ from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics
 from training.augment import flip_poses
 from training.h36m import ACTION_CLASSES, H36MCamera, PoseSet, load_cameras, load_h36m
+from training.speed import keep_freed_memory
 
 # Column headings of the paper's tables.
 ACTION_HEADINGS = {"Directions": "Dir.", "Discussion": "Disc.", "Eating": "Eat", "Greeting": "Greet",
@@ -73,10 +74,10 @@ def reference_view_inputs(poses: PoseSet, cameras: dict[str, list[H36MCamera]],
 
 # People per forward pass when evaluating. Not more: at 4096 the D=256 model's activations are
 # 70-290 MB each, past the largest block glibc's malloc keeps for reuse (32 MiB), so every one was
-# a fresh mapping the kernel zeroed page by page: lifting 16384 poses on one thread took 37 s of
-# user and 27 s of kernel time (15 M page faults); at 512, 36 s and none (wall 84 -> 45 s, a
-# development script beside another job). The same outputs, to float rounding: each pose is
-# lifted on its own.
+# a fresh mapping the kernel zeroed page by page: lifting 16384 poses on 2 threads took 35 s, 28
+# of its 68 CPU-seconds in the kernel (15 M page faults); at 512, 22 s (and 18 s with
+# keep_freed_memory, no kernel time left; a development script, this machine, quiet). The same
+# outputs, to float rounding: each pose is lifted on its own.
 PREDICT_BATCH = 512
 
 
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()         # each batch's activations reused, not faulted in again
 
     try:
         model, info = load_weights(args.weights)
