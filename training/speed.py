@@ -40,12 +40,12 @@ _MAX_MMAP_THRESHOLD = 32 << 20
 
 
 def keep_freed_memory() -> bool:
-    """Have glibc's malloc keep what a step frees for the next step instead of giving it back.
+    """Have glibc's malloc keep what a batch frees for the next batch instead of giving it back.
 
-    Training and evaluation allocate and free the same activations, 1-30 MB each, every step.
-    glibc serves a block past its mmap threshold with a new mapping and unmaps it when freed, and
-    gives the free top of a heap back to the kernel past its trim threshold; both thresholds move
-    with use, and with two threads' arenas they never settled: the next step faulted its pages in
+    Evaluation allocates and frees the same activations, 1-30 MB each, for every batch. glibc
+    serves a block past its mmap threshold with a new mapping and unmaps it when freed, and gives
+    the free top of a heap back to the kernel past its trim threshold; both thresholds move with
+    use, and with two threads' arenas they did not settle here: the next batch faulted its pages in
     again, each zeroed by the kernel (D=256, 16384 poses lifted 512 at a time on 2 threads: 3.8 M
     page faults, 7.4 of 45 CPU-seconds in the kernel). With the threshold at glibc's 32 MiB
     ceiling and no trimming below 1 GiB, such blocks come from the heap, already mapped: 0.1
@@ -54,7 +54,7 @@ def keep_freed_memory() -> bool:
     C library is not glibc."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):       # not glibc (musl, macOS): no mallopt
+    except (OSError, AttributeError):       # no mallopt (macOS); musl's does nothing and returns 0
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, _MAX_MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
