@@ -70,13 +70,15 @@ def test_reduced_precision_on_the_shipped_weights_passes_the_gpu_start_up_check(
     assert diff > 1e-6 and worst > 1e-6    # really ran in reduced precision
 
 
-def test_reduced_precision_graph_keeps_attention_graph_mixing_and_norms_in_fp32():
+def test_reduced_precision_graph_keeps_the_first_block_attention_graph_mixing_and_norms_in_fp32():
     """What TensorRT's strongly typed build sees: the exported fp16 graph's types."""
     import onnx
 
     from cfi_pose_ros.inference.onnx_export import export_model
 
-    model = CFINet(CFIConfig(dim=32, depth=1, heads=4)).eval()
+    model = CFINet(CFIConfig(dim=32, depth=2, heads=4)).eval()
+    graph = FusedCFINet(model, torch.float16)       # the first block, which reads the 2D positions, in fp32
+    assert [block.w_in.dtype for block in graph.blocks] == [torch.float32, torch.float16]
     proto = onnx.shape_inference.infer_shapes(export_model(model, precision="fp16"), strict_mode=True)
     types_of = {v.name: v.type.tensor_type.elem_type for v in
                 list(proto.graph.value_info) + list(proto.graph.input) + list(proto.graph.output)}

@@ -271,10 +271,12 @@ def test_any_one_joint_moved_keeps_the_published_depth(lifter, clip, shift, boun
 
 
 @pytest.mark.parametrize("t, person, joint", [(2, 1, 1), (14, 0, 1), (30, 1, 1)])
-def test_a_joint_the_lift_without_it_puts_back_in_place_is_kept(lifter, clip, t, person, joint):
-    """Clean clip people with a hip just past the relift threshold: the lift made without the hip
+def test_a_joint_the_lift_without_it_puts_back_in_place_is_kept(h36m_lifter, clip, t, person, joint):
+    """Clean clip people with a hip just past the relift threshold for the cfi_h36m weights (the
+    default weights lift two of the three within it): the lift made without the hip
     puts it back where it was detected, so the rejection is not confirmed and the person is published
     with all 17 joints, as lifted the first time. Without the confirmation the hip is dropped."""
+    lifter = h36m_lifter
     frame = frame_from_clip(clip, t, people=(person,))
     unconfirmed = LiftingPipeline(lifter, PipelineConfig(relift_confirm=None)).process(frame).people[0]
     assert np.flatnonzero(unconfirmed.keypoint_scores == 0).tolist() == [joint]
@@ -284,10 +286,13 @@ def test_a_joint_the_lift_without_it_puts_back_in_place_is_kept(lifter, clip, t,
     np.testing.assert_array_equal(kept.keypoints, first_lift.keypoints)
 
 
-def test_a_missing_joint_is_lifted_where_the_first_lift_puts_it(lifter, clip):
+@pytest.mark.parametrize("weights", ["default", "cfi_h36m"])
+def test_a_missing_joint_is_lifted_where_the_first_lift_puts_it(lifter, h36m_lifter, clip, weights):
     """Any one joint missing at input (score 0): the published depth stays within 5 % of the clean
-    one. Filled from its ancestor alone (the lift before imputation) it moved by up to 6.5 %
-    (frame 110)."""
+    one. With the cfi_h36m weights, filled from its ancestor alone (the lift before imputation) it
+    moved by up to 6.5 % (frame 110); the default weights, trained with three times the missing
+    joints, 2.6 %."""
+    lifter = lifter if weights == "default" else h36m_lifter
     pipeline = LiftingPipeline(lifter, PipelineConfig(max_people=1024))
     ancestor_only = LiftingPipeline(lifter, PipelineConfig(max_people=1024, impute_missing_joints=False))
     worst = {"imputed": 0.0, "ancestor": 0.0}
@@ -303,7 +308,9 @@ def test_a_missing_joint_is_lifted_where_the_first_lift_puts_it(lifter, clip):
                 assert [p.keypoint_scores[j] for j, p in enumerate(out)] == [0.0] * 17
                 depths = np.array([p.position[2] for p in out])
                 worst[name] = max(worst[name], float(np.max(np.abs(depths - clean) / clean)))
-    assert worst["imputed"] <= 0.05 < worst["ancestor"]
+    assert worst["imputed"] <= 0.05
+    if weights == "cfi_h36m":
+        assert worst["ancestor"] > 0.05
 
 
 def test_two_people_with_one_id_each_keep_their_own_skeleton(lifter, clip):
@@ -389,9 +396,9 @@ def wide_frame(pixels: np.ndarray, lens, depth=None) -> Frame2D:
 
 def test_a_person_seen_through_a_wide_angle_lens_is_placed_where_a_pinhole_camera_places_them(lifter, clip):
     """Raw pixels 31 degrees off axis (the lens moved the pelvis 37 px): with the lens undone the
-    person is placed as an ideal pinhole camera's pixels place them, 5 cm from the truth (lifted in
-    a view turned towards them: camera.reference_view); the raw pixels taken for pinhole ones (the
-    lens ignored) put them 20 cm off or more."""
+    person is placed as an ideal pinhole camera's pixels place them, 6.6 cm from the truth (lifted in
+    a view turned towards them: camera.reference_view; 5.2 cm with the cfi_h36m weights); the raw
+    pixels taken for pinhole ones (the lens ignored) put them 20 cm off or more."""
     from cfi_pose_ros.camera import lens_distortion
 
     lens = lens_distortion(*WIDE_LENS)
@@ -404,7 +411,7 @@ def test_a_person_seen_through_a_wide_angle_lens_is_placed_where_a_pinhole_camer
     ignored = pipeline.process(wide_frame(raw, None)).people[0]
     np.testing.assert_allclose(undistorted.keypoints, pinhole.keypoints, atol=1e-4)
     assert undistorted.root_source == ROOT_FROM_INTRINSICS
-    assert np.linalg.norm(undistorted.position - root) < 0.06
+    assert np.linalg.norm(undistorted.position - root) < 0.07
     assert np.linalg.norm(ignored.position - root) > 0.2
     # the lifter itself sees the ideal pixels too: root-relative output without placing people
     unplaced = LiftingPipeline(lifter, PipelineConfig(solve_root=False))

@@ -355,13 +355,30 @@ def test_bundled_weights_load_lift_and_carry_their_s9_record(name, record_name):
     assert error_mm < 200, error_mm      # untrained: ~540 mm; the bundled weights: 120-130 mm
 
 
+def test_the_default_weights_meet_the_s9_target_as_the_node_ships_them():
+    """Issue #12's target, S9 GT 2D all frames <= 40.0 mm MPJPE / <= 31.0 mm P-MPJPE, holds for the
+    record the default weights carry of the node's default: flip test as ``flip_test`` defaults, the
+    reference camera's view (the node with a CameraInfo). ``cfi_h36m``, the default before, reads
+    40.58 mm there and met it only with flip test on, which the node does not ship."""
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS
+
+    flip = "_flip_test" if PARAMETERS_BY_NAME["flip_test"].default else ""
+    record = read_weights_info(DEFAULT_WEIGHTS).metrics[f"S9_gt2d_all_frames{flip}_reference_view"]
+    assert record["frames"] == 294176 and ("--flip-test" in record["command"]) == bool(flip)
+    assert record["mpjpe_mm"] <= 40.0 and record["p_mpjpe_mm"] <= 31.0, record
+    h36m = read_weights_info(DEFAULT_WEIGHTS.with_name("cfi_h36m.safetensors")).metrics
+    assert h36m[f"S9_gt2d_all_frames{flip}_reference_view"]["mpjpe_mm"] > record["mpjpe_mm"]
+
+
 def test_weights_setting_resolves_bundled_names_and_keeps_paths(tmp_path):
     from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
     from cfi_pose_ros.weights import DEFAULT_WEIGHTS, resolve_weights
 
     assert resolve_weights("") == str(DEFAULT_WEIGHTS)
     assert resolve_weights("cfi_h36m_d128") == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_d128.safetensors"))
-    assert resolve_weights("cfi_h36m") == str(DEFAULT_WEIGHTS)
+    assert resolve_weights("cfi_h36m_wide") == str(DEFAULT_WEIGHTS)     # the default is a bundled file by name
+    assert resolve_weights("cfi_h36m") == str(DEFAULT_WEIGHTS.with_name("cfi_h36m.safetensors"))
     for as_given in ("no_such_bundle", "cfi_h36m_d128.safetensors", str(tmp_path / "cfi_h36m_d128"), "./cfi_h36m"):
         assert resolve_weights(as_given) == as_given           # a path stays a path, even a missing one
     options = lifter_options(lambda name: "cfi_h36m_d128" if name == "weights" else PARAMETERS_BY_NAME[name].default)

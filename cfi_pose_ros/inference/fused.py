@@ -30,9 +30,14 @@ explicit in the graph, so a strongly typed TensorRT build keeps exactly this
 split. Attention and graph mixing act on 17 tokens, so keeping them in float32
 costs almost nothing, and they were the largest share of the rounding error:
 on the shipped weights (2000 realistic people, fp16 on the CPU) keeping them in
-float32 took the largest fp16 deviation from 11.6 to 5.4 mm. What remains comes from rounding the inputs
+float32 took the largest fp16 deviation from 11.6 to 5.4 mm. What remained came from rounding the inputs
 of the weight matmuls, which this model amplifies like input noise (see
-:data:`~.base.TOLERANCES`).
+:data:`~.base.TOLERANCES`), most of it in the first block, which reads the 2D positions
+themselves: so the first block runs wholly in float32 (``FLOAT32_BLOCKS``). Measured with
+``python benchmarks/gpu_check.py --cpu-spread 2000`` (fp16 on the CPU): on the ``cfi_h36m``
+weights the worst of 2000 people fell from 5.4 to 1.5 mm, on ``cfi_h36m_wide`` (trained with
+people near, far and to the side) from 18.8 to 2.4 mm, which made them fail the start-up check
+before; a third of the matmuls' multiply-adds in float32 is the price.
 
 Small batches (one person = 17 tokens) are bound by the number of kernels and
 by how well each GEMM uses the cores; fewer, wider GEMMs help ONNX Runtime,
@@ -52,6 +57,8 @@ from ..model import CFIBlock, CFINet, CrossFeatureInteraction, MultiHeadAttentio
 
 # Precision name -> the dtype of the fused graph's matmuls (inputs and outputs stay float32).
 COMPUTE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Blocks, from the input, that run in float32 whatever the compute dtype (see the module docstring).
+FLOAT32_BLOCKS = 1
 
 
 def _fold(linear: nn.Linear, norm: nn.LayerNorm | None, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,8 +267,8 @@ class FusedCFINet(_Precision):
 
     Built from a model in eval mode; dropout is dropped. Parameters are frozen
     copies, so later changes to the source model are not seen. ``compute_dtype``
-    is the dtype of the matmuls (float32, float16 or bfloat16); inputs and
-    outputs are float32 whatever it is. ``portable_gelu=True`` writes GELU with
+    is the dtype of the matmuls (float32, float16 or bfloat16) after the first
+    ``FLOAT32_BLOCKS`` blocks; inputs and outputs are float32 whatever it is. ``portable_gelu=True`` writes GELU with
     elementary operators (:func:`portable_gelu`), for ONNX export; eager
     PyTorch is faster with ``F.gelu`` (one kernel).
     """
@@ -277,7 +284,8 @@ class FusedCFINet(_Precision):
         self.num_joints = model.config.num_joints
         self.w_embed = _frozen(model.embed.weight.t(), torch.float32)
         self.b_embed = _frozen(model.joint_embed.detach() + model.embed.bias.detach(), torch.float32)
-        self.blocks = nn.ModuleList(_FusedBlock(block, compute_dtype, portable_gelu) for block in model.blocks)
+        self.blocks = nn.ModuleList(_FusedBlock(block, torch.float32 if index < FLOAT32_BLOCKS else compute_dtype,
+                                                portable_gelu) for index, block in enumerate(model.blocks))
         w_head, b_head = _fold(model.head, model.norm_out)
         self.eps_out = model.norm_out.eps
         self.w_head = _frozen(w_head.t(), torch.float32)

@@ -197,9 +197,9 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("markers_topic", "human_pose_3d/markers", "visualization_msgs/MarkerArray skeletons for RViz",
               takes_effect=AT_CONFIGURE),
     ParamSpec("publish_markers", True, "publish RViz markers"),
-    ParamSpec("weights", "", "weights file (.safetensors with its .json beside it); empty = the packaged default; "
-              "a bare name = a packaged file (cfi_h36m_d128; cfi_h36m_wide: trained with people also 2-15 m away "
-              "and up to 30 degrees off axis)",
+    ParamSpec("weights", "", "weights file (.safetensors with its .json beside it); empty = the packaged default, "
+              "cfi_h36m_wide (trained with people also 2-15 m away and up to 30 degrees off axis); a bare name = "
+              "a packaged file (cfi_h36m: Human3.6M's cameras only; cfi_h36m_d128: a quarter of the compute)",
               takes_effect=AT_CONFIGURE),
     ParamSpec("backend", "auto", "inference backend; auto = fastest that works here",
               choices=("auto", "tensorrt", "cuda", "onnxruntime", "torch"), takes_effect=AT_CONFIGURE),
