@@ -278,9 +278,14 @@ class PoseSmoother:
             out[row] = smoothed
             self._tracks[track_id] = (filt, self._frame, mode)      # now the most recently seen
         if self._recent and self._recent[-1][0] == t:
-            # the same time again (see OneEuroFilter): what the time's first frame got stays
+            # the same time again (see OneEuroFilter): what the time's first frame got stays; at most
+            # max_tracks people a time, as a clock that stands still (a paused bag, a driver that
+            # stamps every frame alike) with ever new ids otherwise grew this without end
+            same_time = self._recent[-1][1]
             for track_id, answer in answered.items():
-                self._recent[-1][1].setdefault(track_id, answer)
+                if len(same_time) >= self.max_tracks:
+                    break
+                same_time.setdefault(track_id, answer)
         else:
             self._recent.append((t, answered))
         self.forget_stale(t)          # and after: new ids may have passed max_tracks
