@@ -121,14 +121,32 @@ class GivenArgumentsFile(Substitution):
         values.update(self.fixed)
         if self.derived is not None:
             values.update(self.derived(given))
-        import yaml
-
         descriptor, path = tempfile.mkstemp(prefix="cfi_pose_launch_", suffix=".yaml")
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            yaml.safe_dump({"/**": {"ros__parameters": values}}, file)
+            _dump_for_rcl({"/**": {"ros__parameters": values}}, file)
         # the nodes read it once, when they start; left in /tmp it was one more file per launch, for good
         atexit.register(_remove_file, path)
         return path
+
+
+def _dump_for_rcl(data: dict, file) -> None:
+    """YAML that rcl reads back with the same types: every string value quoted. PyYAML quotes only
+    what YAML 1.1 would read as another type, and rcl types bare scalars by its own rules
+    (``params_file._RCL_INT``): ``target_frame:=08`` was written bare and read as the double 8.0,
+    ``tf_prefix:=y`` as true, and the node refused to start."""
+    import yaml
+
+    class QuotedStrings(yaml.SafeDumper):
+        def represent_mapping(self, tag, mapping, flow_style=None):
+            quoted = {key: QuotedString(value) if isinstance(value, str) else value for key, value in mapping.items()}
+            return super().represent_mapping(tag, quoted, flow_style)
+
+    class QuotedString(str):
+        pass
+
+    QuotedStrings.add_representer(QuotedString, lambda dumper, value: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", str(value), style="'"))
+    yaml.dump(data, file, Dumper=QuotedStrings)
 
 
 def _remove_file(path: str) -> None:

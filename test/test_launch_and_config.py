@@ -170,6 +170,30 @@ def test_a_launch_argument_given_empty_sets_the_parameter_empty_and_one_left_out
             _launch_parameters("NODE_NAME", {name: ""})
 
 
+@pytest.mark.parametrize("node_name, name", [("NODE_NAME", "target_frame"), ("NODE_NAME", "tf_prefix"),
+                                             ("NODE_NAME", "weights"), ("DETECTOR_NODE_NAME", "keypoint_model")])
+def test_string_launch_arguments_stay_strings_for_rcl(node_name, name):
+    """`ros2 launch cfi_pose_ros lift.launch.py target_frame:=08` (or `tf_prefix:=y`, `1e3`, `nan`):
+    the launch-time file wrote them bare (PyYAML quotes only what YAML 1.1 reads as another type),
+    rcl read 08 and 1e3 as doubles and y as true, and the node refused to start: `parameter
+    target_frame=8.0: expected a string, got a double`. Read back here as rcl types a file."""
+    from cfi_pose_ros.params_file import read_params_file
+
+    for text in ("08", "09", "1e3", "nan", ".inf", "y", "N", "0x1p3", "~", "null", "true", "it's", "a: b", "'"):
+        _, path, _ = _launch_parameters(node_name, {name: text})
+        assert read_params_file(path, launch_constants()[node_name])[name] == text
+
+
+def test_frame_names_rcl_would_read_as_a_number_or_a_bool_reach_the_real_node(ros_env, tmp_path):
+    """The same through rcl itself: the node started on the launch-time file reports the strings."""
+    from cfi_pose_ros.node.process import LIFT_NODE, installed_paths
+
+    _, launch_file, _ = _launch_parameters("NODE_NAME", {"target_frame": "08", "tf_prefix": "y"})
+    reported = _parameters_reported(tmp_path, LIFT_NODE, launch_constants()["NODE_NAME"], f"/typed{os.getpid()}",
+                                    [installed_paths(LIFT_NODE)[1], launch_file], ["target_frame", "tf_prefix"])
+    assert reported == ["08", "y"]
+
+
 def test_the_launch_time_parameters_file_is_removed_when_launch_exits(monkeypatch):
     """`ros2 launch` writes the given arguments into a file in /tmp for each node; the launch process
     removes it when it exits (it was left behind, one more file per launch of a robot's lifetime)."""
