@@ -839,6 +839,12 @@ def test_a_failed_configure_is_reported_on_diagnostics_until_the_next_configure(
         node.set_parameters([Parameter(clashing, value="/diagnostics")])
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert "incompatible type" in report(node).message
+        # `ros2 param set <node> diagnostics_period 30.0` while it reports: the report follows at once
+        # (its timer kept the period it started with)
+        period_ns = node._failure_timer.timer_period_ns
+        node.set_parameters([Parameter("diagnostics_period", value=period_ns / 1e9 * 30)])
+        assert node._failure_timer.timer_period_ns == 30 * period_ns
+        assert "incompatible type" in report(node).message
 
         original = node.start_diagnostics
 

@@ -261,8 +261,10 @@ class SpecLifecycleNode(LifecycleNode):
                 self._failure_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
                                                           status=[status]))
         publish()
-        self._failure_timer = self.create_timer(self.p("diagnostics_period"), publish,
-                                                clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._failure_timer = self._failure_report_timer(publish)
+
+    def _failure_report_timer(self, publish):
+        return self.create_timer(self.p("diagnostics_period"), publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def destroy_node(self):
         self.end_configure_failure_report()
@@ -341,6 +343,12 @@ class SpecLifecycleNode(LifecycleNode):
         what they build from their parameters; values read where they are used need nothing."""
         if "diagnostics_period" in names and self._diag_timer is not None:
             self.start_diagnostics(self._diag_callback)
+        if "diagnostics_period" in names and self._failure_timer is not None:
+            # a failed configure's report at the new period too (it kept the old one: a set that
+            # answered success and changed nothing)
+            publish = self._failure_timer.callback
+            self.destroy_timer(self._failure_timer)
+            self._failure_timer = self._failure_report_timer(publish)
 
     def start_diagnostics(self, callback) -> None:
         """(Re)start the timer that calls ``callback`` every ``diagnostics_period`` seconds."""
