@@ -403,6 +403,34 @@ def test_a_parameter_the_node_does_not_have_is_refused_naming_it(lift_probe):
     assert len(ctx.answer().humans) == 2
 
 
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_a_parameter_given_at_start_that_the_node_does_not_have_is_named_in_a_warning(kind, ros_env, capfd):
+    """`-p max_poeple:=3` or `smothing: true` in a parameters file: rclpy kept the override without a
+    word and the node ran on the default. One WARN names each (with the close match), and the node
+    starts (a `/**` section may be meant for both nodes); rclpy's own parameters are no news."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from cfi_pose_ros.node.detect_node import DetectNode
+    from cfi_pose_ros.node.lift_node import LiftNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    given = {"max_poeple": 3, "smothing": True, "no_such_thing": "x", "use_sim_time": False,
+             "qos_overrides./diagnostics.publisher.depth": 5}
+    try:
+        node = (LiftNode if kind == "lift" else DetectNode)(
+            f"unknown_{kind}_{os.getpid()}", context=context,
+            parameter_overrides=[Parameter(name, value=value) for name, value in given.items()])
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    (line,) = [line for line in capfd.readouterr().err.splitlines() if "has no parameter" in line]
+    assert "WARN" in line and "max_poeple (did you mean max_people?)" in line and "no_such_thing" in line, line
+    assert ("smothing (did you mean smoothing?)" in line) == (kind == "lift"), line
+    assert "use_sim_time" not in line and "qos_overrides" not in line, line
+
+
 def test_a_refusal_of_a_megabyte_value_quotes_it_cut_short(lift_probe):
     """A megabyte string or array set by mistake (a file pasted into `ros2 param set`) was quoted
     whole in the refusal, a megabyte reason; it is cut as the throttled warnings are."""

@@ -185,8 +185,27 @@ class SpecLifecycleNode(LifecycleNode):
                 self.declare_parameter(spec.name, spec.default, parameter_descriptor(spec))
         except ParameterException as exc:    # anything rclpy refuses that the check above let through
             self._fail_start(str(exc).splitlines()[0])
+        self._warn_unknown_parameters(overrides)
         self.add_post_set_parameters_callback(
             lambda params: self.on_parameters_changed({p.name for p in params} & self._changing))
+
+    def _warn_unknown_parameters(self, overrides) -> None:
+        """One WARN naming the given parameters this node does not have (``-p max_poeple:=1``, a
+        misspelt key in a parameters file): rclpy keeps such overrides without a word and the node
+        ran on the default. Not fatal: a ``/**`` section of a file may be meant for both nodes."""
+        import difflib
+
+        from cfi_pose_ros.params_file import RCLPY_PARAMETERS
+
+        unknown = []
+        for name in overrides:
+            if name in self._specs_by_name or name.split(".")[0] in RCLPY_PARAMETERS:
+                continue
+            close = difflib.get_close_matches(name, list(self._specs_by_name), n=1) if len(unknown) < 20 else []
+            unknown.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        if unknown:
+            self.get_logger().warning(cut(f"{self.get_name()} has no parameter {', '.join(unknown)}: ignored "
+                                          f"(ros2 param list {self.get_fully_qualified_name()})"))
 
     def _fail_start(self, text: str) -> None:
         self.get_logger().fatal(text)
