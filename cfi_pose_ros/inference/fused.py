@@ -35,9 +35,9 @@ of the weight matmuls, which this model amplifies like input noise (see
 :data:`~.base.TOLERANCES`), most of it in the first block, which reads the 2D positions
 themselves: so the first block runs wholly in float32 (``FLOAT32_BLOCKS``). Measured with
 ``python benchmarks/gpu_check.py --cpu-spread 2000`` (fp16 on the CPU): on the ``cfi_h36m``
-weights the worst of 2000 people fell from 5.4 to 1.5 mm, on ``cfi_h36m_wide`` (trained with
-people near, far and to the side) from 18.8 to 2.4 mm, which made them fail the start-up check
-before; a third of the matmuls' multiply-adds in float32 is the price.
+weights the worst of 2000 people fell from 5.3 to 1.6 mm, on ``cfi_h36m_wide`` (trained with
+people near, far and to the side) from 12.4 to 1.9 mm and at the start-up check from 14.9 mm,
+which failed it, to 1.8 mm; a third of the matmuls' multiply-adds in float32 is the price.
 
 Small batches (one person = 17 tokens) are bound by the number of kernels and
 by how well each GEMM uses the cores; fewer, wider GEMMs help ONNX Runtime,
