@@ -38,19 +38,30 @@ def frame_id_too_long(header) -> bool:
     return len(header.frame_id) > MAX_FRAME_ID_LENGTH
 
 
+def _frame_id_too_long_words(header) -> str:
+    return f"a header.frame_id of {len(header.frame_id)} characters (at most {MAX_FRAME_ID_LENGTH})"
+
+
 def check_frame_id_length(header) -> None:
     """ValueError for a ``header.frame_id`` too long for a frame name (see ``FRAME_ID_TOO_LONG``)."""
     if frame_id_too_long(header):
-        raise ValueError(f"a header.frame_id of {len(header.frame_id)} characters (at most {MAX_FRAME_ID_LENGTH})")
+        raise ValueError(_frame_id_too_long_words(header))
+
+
+def header_problem(header) -> tuple[str, str] | None:
+    """Why a message with this header is dropped before anything reads it, as (drop reason, the
+    words a warning gives), or None."""
+    if header.stamp.sec < 0:
+        return NEGATIVE_STAMP, f"stamped {header.stamp.sec} s: before time 0, no ROS time"
+    if frame_id_too_long(header):
+        return FRAME_ID_TOO_LONG, _frame_id_too_long_words(header)
+    return None
 
 
 def header_drop_reason(header) -> str | None:
-    """Why a message with this header is dropped before anything reads it (a drop reason), or None."""
-    if header.stamp.sec < 0:
-        return NEGATIVE_STAMP
-    if frame_id_too_long(header):
-        return FRAME_ID_TOO_LONG
-    return None
+    """The drop reason of :func:`header_problem`, or None."""
+    problem = header_problem(header)
+    return problem and problem[0]
 
 
 def stamp_seconds(stamp) -> float:

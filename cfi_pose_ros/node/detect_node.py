@@ -51,7 +51,7 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, Unsuppo
                                 check_compressed_image, compressed_msg_to_bgr, decode_refusing_damage,
                                 image_msg_to_bgr, raw_rows)
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
-from cfi_pose_ros.node.conversions import FRAME_ID_TOO_LONG, NEGATIVE_STAMP, header_drop_reason, stamp_seconds
+from cfi_pose_ros.node.conversions import FRAME_ID_TOO_LONG, NEGATIVE_STAMP, header_problem, stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
 from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, rcl_reason,
                                    run, stoppable_configure)
@@ -327,11 +327,9 @@ class DetectNode(SpecLifecycleNode):
                 self._drop("detector_error", repr(exc))
 
     def _process(self, msg, received: float) -> None:
-        refused_header = header_drop_reason(msg.header)
+        refused_header = header_problem(msg.header)
         if refused_header is not None:      # its keypoints would carry it on (see NEGATIVE_STAMP)
-            self._drop(refused_header, f"stamped {msg.header.stamp.sec} s: before time 0, no ROS time"
-                       if refused_header == NEGATIVE_STAMP else
-                       f"a header.frame_id of {len(msg.header.frame_id)} characters")
+            self._drop(*refused_header)
             return
         t0 = time.perf_counter()
         try:
