@@ -82,11 +82,12 @@ def stamp_ns(header) -> int:
 
 
 def frame_from_msg(msg, camera_matrix: np.ndarray | None, fallback_size: tuple[int, int] | None,
-                   lens: LensDistortion | None = None) -> Frame2D:
+                   lens: LensDistortion | None = None, people_msgs=None) -> Frame2D:
     """HumanKeypoints2DArray -> Frame2D (``lens``: the distortion of the image the keypoints are
-    pixels of, undone by the pipeline). An unknown layout id becomes a name the pipeline rejects."""
+    pixels of, undone by the pipeline; ``people_msgs``: the people of ``msg`` to convert, all by
+    default). An unknown layout id becomes a name the pipeline rejects."""
     people = []
-    for person in msg.people:
+    for person in msg.people if people_msgs is None else people_msgs:
         rows = np.array([(kp.x, kp.y, kp.score) for kp in person.keypoints[:_KEYPOINTS_CONVERTED]],
                         dtype=np.float64).reshape(-1, 3)
         people.append(Person2D(keypoints=rows[:, :2], scores=rows[:, 2],
