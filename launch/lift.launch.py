@@ -137,15 +137,10 @@ def _dump_for_rcl(data: dict, file) -> None:
     import yaml
 
     class QuotedStrings(yaml.SafeDumper):
-        def represent_mapping(self, tag, mapping, flow_style=None):
-            quoted = {key: QuotedString(value) if isinstance(value, str) else value for key, value in mapping.items()}
-            return super().represent_mapping(tag, quoted, flow_style)
-
-    class QuotedString(str):
         pass
 
-    QuotedStrings.add_representer(QuotedString, lambda dumper, value: dumper.represent_scalar(
-        "tag:yaml.org,2002:str", str(value), style="'"))
+    QuotedStrings.add_representer(str, lambda dumper, value: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", value, style="'"))
     yaml.dump(data, file, Dumper=QuotedStrings)
 
 

@@ -201,6 +201,7 @@ class SpecLifecycleNode(LifecycleNode):
         for name in overrides:
             if name in self._specs_by_name or name.split(".")[0] in RCLPY_PARAMETERS:
                 continue
+            # a close match for the first few only: a file of thousands of stray keys starts as fast
             close = difflib.get_close_matches(name, list(self._specs_by_name), n=1) if len(unknown) < 20 else []
             unknown.append(f"{name} (did you mean {close[0]}?)" if close else name)
         if unknown:
@@ -360,9 +361,11 @@ class SpecLifecycleNode(LifecycleNode):
     def on_parameters_changed(self, names: set[str]) -> None:
         """Apply accepted live changes (the new values are already set). Nodes extend this for
         what they build from their parameters; values read where they are used need nothing."""
-        if "diagnostics_period" in names and self._diag_timer is not None:
+        if "diagnostics_period" not in names:
+            return
+        if self._diag_timer is not None:
             self.start_diagnostics(self._diag_callback)
-        if "diagnostics_period" in names and self._failure_timer is not None:
+        if self._failure_timer is not None:
             # a failed configure's report at the new period too (it kept the old one: a set that
             # answered success and changed nothing)
             publish = self._failure_timer.callback
