@@ -805,6 +805,19 @@ def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros
 
 
 @pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_throttled_warnings_and_errors_mix_in_any_order(kind, ros_env, capfd):
+    """rclpy keys each logging call site by its line and bytecode offset and refuses a second
+    severity there. The throttled warnings were one call whose severity varied: a detector that had
+    warned of an incompatible QoS raised ValueError at its first bad image, in the worker thread,
+    which died (no image was detected again); the other order raised in the QoS event callback."""
+    with _node_in_process(kind, "severities") as node:
+        for key, error in (("qos", False), ("bad_image", True), ("qos again", False), ("bad again", True)):
+            node.warn_throttled(key, f"message {key}", error=error)
+    lines = [line for line in capfd.readouterr().err.splitlines() if "message " in line]
+    assert [line.split("]")[0] for line in lines] == ["[WARN", "[ERROR", "[WARN", "[ERROR"], lines
+
+
+@pytest.mark.parametrize("kind", ["lift", "detect"])
 def test_a_transition_that_raises_leaves_the_node_unconfigured_with_nothing_left_over(kind, ros_env, monkeypatch):
     """An exception in a transition callback sends rclpy to error processing; its default on_error
     answered SUCCESS, to unconfigured, with the active node's publishers, subscriptions and timer

@@ -434,7 +434,13 @@ class SpecLifecycleNode(LifecycleNode):
         now = time.monotonic()
         if now - self._last_warn.get(key, -1e9) >= WARN_PERIOD_S:
             self._last_warn[key] = now
-            (self.get_logger().error if error else self.get_logger().warning)(cut(text))
+            # two call sites: rclpy keys a logger's context by the calling line and bytecode offset,
+            # and one call whose severity varied raised "Logger severity cannot be changed between
+            # calls" at the second severity (the detector's worker thread died of it)
+            if error:
+                self.get_logger().error(cut(text))
+            else:
+                self.get_logger().warning(cut(text))
 
 
 def diagnostics_msg(node: LifecycleNode, status: DiagnosticStatus, summary: dict,
