@@ -805,6 +805,26 @@ def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros
 
 
 @pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_a_finalized_node_refuses_every_change(kind, ros_env):
+    """After shutdown nothing runs: a live parameter set answered success and changed nothing.
+    Every change is refused, saying so; a set to the value in place (`ros2 param load` of a
+    dump) still answers success."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    with _node_in_process(kind, "finalized") as node:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.set_parameters([Parameter("diagnostics_period", value=2.0)])[0].successful    # live
+        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+        topic = "input_topic" if kind == "lift" else "image_topic"      # one taking effect at configure
+        for name, value in (("diagnostics_period", 3.0), ("warn_latency_ms", 7.0), (topic, "other")):
+            result, = node.set_parameters([Parameter(name, value=value)])
+            assert not result.successful and "finalized" in result.reason, (name, result.reason)
+            assert node.get_parameter(name).value != value
+        assert node.set_parameters([Parameter("diagnostics_period", value=2.0)])[0].successful
+
+
+@pytest.mark.parametrize("kind", ["lift", "detect"])
 def test_throttled_warnings_and_errors_mix_in_any_order(kind, ros_env, capfd):
     """rclpy keys each logging call site by its line and bytecode offset and refuses a second
     severity there. The throttled warnings were one call whose severity varied: a detector that had

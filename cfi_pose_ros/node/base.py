@@ -345,14 +345,18 @@ class SpecLifecycleNode(LifecycleNode):
 
     def _not_now(self, spec: ParamSpec, value) -> str | None:
         """Why ``spec`` cannot become ``value`` in the node's present lifecycle state, or None. A
-        configure-time value set while configured would answer success and change nothing."""
+        configure-time value set while configured, or any value once finalized, would answer success
+        and change nothing."""
         state = self._state_machine.current_state[1]     # what rclpy's trigger_shutdown reads too
-        if spec.takes_effect != AT_CONFIGURE or state == "unconfigured":
+        # (unconfigured first: declaring the parameters comes here before they have a value)
+        if state == "unconfigured" or same_value(self.get_parameter(spec.name).value, value):
+            return None             # or `ros2 param load` of the file it runs with: nothing to change
+        if state == "finalized":    # a live value too: it would answer success and change nothing
+            return "the node is finalized: nothing of it runs any more (start the node again)"
+        if spec.takes_effect != AT_CONFIGURE:
             return None
-        if same_value(self.get_parameter(spec.name).value, value):
-            return None             # `ros2 param load` of the file it runs with: nothing to change
         steps = {"active": ("deactivate", "cleanup"), "inactive": ("cleanup",)}.get(state)
-        if steps is None:           # in a transition, or finalized
+        if steps is None:           # in a transition
             return f"takes effect at configure and the node is {state}"
         node = self.get_fully_qualified_name()
         return (f"takes effect at configure and the node is {state}: "
