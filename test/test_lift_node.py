@@ -1205,6 +1205,33 @@ def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels
     np.testing.assert_allclose((k @ point)[:2] / point[2], (full_pixel - [100, 40]) / 2.0, atol=1e-9)
 
 
+@pytest.mark.parametrize("roi, binning", [((5000, 5000, 1000, 1002), (0, 0)), ((1, 0, 1000, 1002), (0, 0)),
+                                          ((0, 3, 1000, 1000), (0, 0)), ((0, 0, 0, 0), (1000, 1000)),
+                                          ((0, 0, 0, 0), (1, 100)), ((0, 0, 10, 600), (0, 0))])
+def test_camera_info_whose_roi_leaves_the_sensor_or_no_image_is_refused(clip, roi, binning):
+    """A roi a few sensor widths outside moved the principal point, so people were placed 28 m to
+    the side, still marked as placed from the intrinsics: K passed its check, which is against the
+    sensor. A binning of the sensor into one pixel, or a roi of a few, left an image nothing can be
+    told apart in. Both are refused as a CameraInfo no camera has; the sensor's last pixels and a
+    real binning are used."""
+    from sensor_msgs.msg import RegionOfInterest
+
+    from cfi_pose_ros.node.lifting import camera_from_info
+
+    assert clip.image_size == (1000, 1002)
+    info = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
+    info.roi = RegionOfInterest(x_offset=roi[0], y_offset=roi[1], width=roi[2], height=roi[3])
+    info.binning_x, info.binning_y = binning
+    with pytest.raises(ValueError, match="roi"):
+        camera_from_info(info)
+    for (x, y, width, height), (bin_x, bin_y), size in (((400, 602, 600, 400), (0, 0), (600, 400)),
+                                                        ((0, 0, 0, 0), (8, 8), (125, 125)),
+                                                        ((984, 986, 16, 16), (1, 1), (16, 16))):
+        info.roi = RegionOfInterest(x_offset=x, y_offset=y, width=width, height=height)
+        info.binning_x, info.binning_y = bin_x, bin_y
+        assert camera_from_info(info)[2] == size
+
+
 def test_camera_info_gives_the_lens_for_raw_keypoints_and_p_for_rectified_ones():
     """keypoints_image raw: K and the lens of d (None for an all-zero or empty d: the fast path,
     K exactly as before); rectified: P's left 3x3 and no lens, K where P is all zero. ROI and
