@@ -804,6 +804,39 @@ def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros
         assert counts[0][0] >= 1 and counts == [(counts[0][0], 0)] * 3, counts
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")   # the thread is made to end
+def test_a_detector_whose_worker_thread_ended_says_so_on_diagnostics(ros_env):
+    """The worker catches what a frame raises, but an error in that handling (a logger refusing a
+    second severity once did it) ended the thread: every later image was counted as superseded,
+    a routine drop, and /diagnostics stayed OK. It turns ERROR saying what to do."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from sensor_msgs.msg import Image
+
+    with _node_in_process("detect", "worker") as node:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        published = []
+        real_publish = node._diag_pub.publish
+        node._diag_pub.publish = lambda msg: (published.append(msg), real_publish(msg))
+
+        def level():
+            node._publish_diagnostics()
+            return published[-1].status[0].level
+
+        assert level() == DiagnosticStatus.OK
+        node._process = lambda msg, received: 1 / 0
+        node._drop = lambda reason, text=None: [][0]     # the error handling fails too
+        node._on_image(Image(height=4, width=4, encoding="bgr8", step=12, data=bytes(48)))
+        node._worker.join(timeout=10.0)
+        assert not node._worker.is_alive()
+        assert level() == DiagnosticStatus.ERROR and "worker thread ended" in published[-1].status[0].message
+        del node._drop, node._process                   # the instance's own methods again
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert level() == DiagnosticStatus.OK
+
+
 @pytest.mark.parametrize("kind", ["lift", "detect"])
 def test_a_finalized_node_refuses_every_change(kind, ros_env):
     """After shutdown nothing runs: a live parameter set answered success and changed nothing.

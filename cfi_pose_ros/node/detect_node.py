@@ -373,6 +373,12 @@ class DetectNode(SpecLifecycleNode):
         total_p99 = stages.get("total", (0.0, 0.0, 0))[1]
         if self._subscription is None:             # configured, not active: nothing is detected
             status.message = "inactive (configured, not subscribed)"
+        elif self._worker is not None and not self._worker.is_alive():
+            # the worker catches what a frame raises; one that still ended (its error handling
+            # raised: a logger refusing a severity did) left images counted as superseded only
+            status.level, status.message = DiagnosticStatus.ERROR, (
+                "not detecting: the worker thread ended (its error is in the log); deactivate and "
+                "activate to restart it")
         elif total_p99 > self.p("warn_latency_ms"):
             status.level, status.message = DiagnosticStatus.WARN, "processing time high"
         values = {"detector": self.describe(), "providers": ",".join(self._providers),
