@@ -520,6 +520,23 @@ def test_diagnostics_warn_while_input_is_dropped_and_say_ok_again_once_it_is_goo
     assert int(diag["dropped.too_few_joints"]) >= 1 and int(diag["dropped.unknown_layout"]) >= 2
 
 
+def test_the_log_calls_only_faulty_input_malformed(node_factory, clip):
+    """A person seen only in part was logged as "dropped malformed input: too_few_joints x1" every
+    5 s, though detectors send such people all the time: routine drops are counted on
+    /diagnostics, and the log names only input that is wrong."""
+    node = node_factory()
+    for k in range(3):
+        msg = clip_msg(clip, k, sec=900 + k)
+        for keypoint in msg.people[0].keypoints[:12]:
+            keypoint.score = 0.0
+        assert node.send_and_receive(msg) is not None, node.log()
+    msg = clip_msg(clip, 3, sec=903)
+    msg.people[0].layout = 99
+    assert node.send_and_receive(msg) is not None, node.log()
+    assert node.spin_until(lambda: "dropped malformed input: unknown_layout x1" in node.log(), 10), node.log()
+    assert "too_few_joints" not in node.log(), node.log()
+
+
 def test_diagnostics_warn_naming_the_camera_info_topic_while_people_cannot_be_placed(node_factory, clip):
     """Active, solve_root on and no valid CameraInfo on its topic (no publisher, a wrong topic name):
     every pose is root-relative, and the status said OK ("lifting; no valid CameraInfo") without

@@ -255,8 +255,12 @@ class LiftNode(SpecLifecycleNode):
             self.warn_throttled(key, text)
         if result.dropped:
             self.stats.drop(result.dropped)
-            self.warn_throttled("dropped", "dropped malformed input: " + ", ".join(
-                f"{reason} x{count}" for reason, count in sorted(result.dropped.items())))
+            # routine drops are counted, not logged: a person seen in part is no malformed input
+            malformed = sorted((reason, count) for reason, count in result.dropped.items()
+                               if reason not in ROUTINE_DROPS)
+            if malformed:
+                self.warn_throttled("dropped", "dropped malformed input: " + ", ".join(
+                    f"{reason} x{count}" for reason, count in malformed))
         if not result.publishable:
             return   # nothing can be said about this frame, not even that it is empty
         self._pose_pub.publish(result.poses_msg())
