@@ -27,6 +27,23 @@ def _engine_paths(path: Path, batch_sizes: tuple[int, ...]) -> dict[int, Path]:
     return {size: path.with_name(f"{path.stem}.b{size}{path.suffix or '.engine'}") for size in batch_sizes}
 
 
+def _output_problem(outputs: list[Path], weights: str) -> str | None:
+    """Why one of ``outputs`` may not be written: it is one of the weights' own files (``--onnx``
+    naming the .safetensors replaced the trained weights with ONNX, exit 0), or a second output."""
+    from .weights import resolve_weights, weights_paths
+
+    inputs = {path.resolve() for path in weights_paths(resolve_weights(weights))}
+    seen = set()
+    for path in outputs:
+        resolved = path.resolve()
+        if resolved in inputs:
+            return f"{path} is a file of the weights read (--weights {weights}): give another output path"
+        if resolved in seen:
+            return f"{path} is named for two outputs"
+        seen.add(resolved)
+    return None
+
+
 def _one_line(exc: BaseException) -> str:
     """An error as one line: the message of the errors this CLI expects, else also the exception's type."""
     text = " ".join(str(exc).split())
@@ -48,7 +65,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="TensorRT engine precision (the ONNX file is always fp32)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(COMPILED_BATCH_SIZES))
     args = parser.parse_args(argv)
+    if args.onnx.suffix != ".onnx":
+        parser.error(f"--onnx {args.onnx}: an ONNX file's name ends in .onnx")
+    engines = ([] if args.tensorrt_engine is None else
+               list(_engine_paths(args.tensorrt_engine, tuple(sorted(set(args.batch_sizes)))).values()))
+    problem = _output_problem([args.onnx, *engines], args.weights)
+    if problem:
+        parser.error(problem)
 
+    from .inference.onnx_export import written_opset
     from .weights import WeightsError
 
     start = time.perf_counter()
@@ -58,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     axes = dynamic_axes(proto)
-    print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 1e6:.1f} MB, opset {args.opset}, "
+    print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 1e6:.1f} MB, opset {written_opset(proto)}, "
           f"{len(proto.graph.node)} nodes) in {time.perf_counter() - start:.1f} s; "
           f"dynamic axes {axes}; max |ONNX - PyTorch| = {diff:.2e} m")
     if args.tensorrt_engine is None:

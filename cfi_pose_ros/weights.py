@@ -67,7 +67,8 @@ class WeightsInfo:
     input_domain: LifterInputDomain = H36M_INPUT_DOMAIN
 
 
-def _paths(path: str | Path) -> tuple[Path, Path]:
+def weights_paths(path: str | Path) -> tuple[Path, Path]:
+    """``(tensor file, JSON config)`` of a weights file named by either (or by their stem)."""
     path = Path(path)
     stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
@@ -87,7 +88,7 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
     where its training data's people stood (None: Human3.6M's, and nothing is written)."""
     from safetensors.torch import save_file
 
-    tensors_path, config_path = _paths(path)
+    tensors_path, config_path = weights_paths(path)
     tensors_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     # Both files are written beside their final names first and only then renamed over them, so an
@@ -119,7 +120,7 @@ def record_metrics(path: str | Path, name: str, values: dict) -> Path:
     still loads and its checksum still holds; the JSON is replaced atomically.
     """
     read_weights_info(path)                     # refuse to write into a file that is not weights
-    _, config_path = _paths(path)
+    _, config_path = weights_paths(path)
     config = json.loads(config_path.read_text())
     config.setdefault("metrics", {})[name] = values
     partial = config_path.with_suffix(".json.partial")
@@ -130,7 +131,7 @@ def record_metrics(path: str | Path, name: str, values: dict) -> Path:
 
 def read_weights_info(path: str | Path) -> WeightsInfo:
     """Parse and check the JSON beside a weights file (no tensors loaded)."""
-    tensors_path, config_path = _paths(path)
+    tensors_path, config_path = weights_paths(path)
     for p in (tensors_path, config_path):
         try:
             is_file = p.is_file()
@@ -272,7 +273,7 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    tensors_path, _ = _paths(path)
+    tensors_path, _ = weights_paths(path)
     info = read_weights_info(path)
     # The header first: safetensors refuses a file whose size is not exactly what its header
     # declares, and the shape checks below refuse a header that is not the JSON's model, so only a

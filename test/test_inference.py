@@ -583,10 +583,50 @@ def test_export_cli_says_in_one_line_that_the_onnx_path_cannot_be_written(small,
 
     _, weights, _ = small
     (tmp_path / "a_file").write_text("")
-    for onnx in (tmp_path, tmp_path / "a_file" / "m.onnx"):      # a directory; a file on the way
+    (tmp_path / "dir.onnx").mkdir()
+    for onnx in (tmp_path / "dir.onnx", tmp_path / "a_file" / "m.onnx"):      # a directory; a file on the way
         assert main(["--weights", str(weights), "--onnx", str(onnx)]) == 1
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_export_cli_never_writes_over_the_weights_it_reads(small, tmp_path, capsys):
+    """`--onnx` naming the weights' own .safetensors (or .json) replaced the trained weights with
+    ONNX and answered 0. Refused before anything is written, as is an output not named .onnx and an
+    engine path that is one of the weights' files."""
+    import hashlib
+
+    from cfi_pose_ros.export import main
+
+    _, weights, _ = small
+    files = [weights.with_suffix(".safetensors"), weights.with_suffix(".json")]
+    before = [hashlib.sha256(path.read_bytes()).hexdigest() for path in files]
+    for extra in (["--onnx", str(files[0])], ["--onnx", str(files[1])], ["--onnx", str(tmp_path / "m.engine")],
+                  ["--onnx", str(tmp_path / "m.onnx"), "--tensorrt-engine", str(files[0]), "--batch-sizes", "4"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--weights", str(weights), *extra])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert ("a file of the weights read" in err or "ends in .onnx" in err) and "Traceback" not in err, err
+    assert [hashlib.sha256(path.read_bytes()).hexdigest() for path in files] == before
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_cli_writes_the_opset_asked_for_or_says_it_cannot(small, tmp_path, capsys):
+    """`--opset 99` printed "opset 99" over a file of opset 18 (the exporter fell back without an
+    error). The opset printed is the file's; one beyond what onnx knows is refused."""
+    import onnx
+
+    from cfi_pose_ros.export import main
+    from cfi_pose_ros.inference.onnx_export import written_opset
+
+    _, weights, _ = small
+    out = tmp_path / "m.onnx"
+    assert main(["--weights", str(weights), "--onnx", str(out), "--opset", "17"]) == 0
+    assert written_opset(onnx.load(str(out))) == 17 and "opset 17," in capsys.readouterr().out
+    assert main(["--weights", str(weights), "--onnx", str(tmp_path / "n.onnx"), "--opset", "99"]) == 1
+    err = capsys.readouterr().err
+    assert "opset must be" in err and "got 99" in err and not (tmp_path / "n.onnx").exists()
 
 
 # ----------------------------------------------------------------- flip test

@@ -104,12 +104,12 @@ def load_model(weights) -> tuple:
     ``sha256`` always set: of the tensor file for a file, of the tensors for a ``CFINet`` (whose
     input domain is then Human3.6M's, the default)."""
     from ..model import CFINet
-    from ..weights import WeightsInfo, _paths, file_sha256, load_weights
+    from ..weights import WeightsInfo, file_sha256, load_weights, weights_paths
 
     if isinstance(weights, CFINet):
         return weights.eval(), WeightsInfo(model=weights.config, sha256=model_sha256(weights))
     model, info = load_weights(weights)
-    info.sha256 = info.sha256 or file_sha256(_paths(weights)[0])
+    info.sha256 = info.sha256 or file_sha256(weights_paths(weights)[0])
     return model, info
 
 

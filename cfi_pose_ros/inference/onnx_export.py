@@ -97,6 +97,11 @@ def _quiet_exporter():
             logging.getLogger(name).setLevel(level)
 
 
+def written_opset(proto) -> int:
+    """The opset of the default ONNX domain a model imports."""
+    return next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
+
+
 def export_model(model: CFINet, *, precision: str = "fp32", opset: int = OPSET, fused: bool = True):
     """``CFINet`` -> checked ``onnx.ModelProto`` of its fused inference graph (batch axis dynamic).
 
@@ -106,8 +111,9 @@ def export_model(model: CFINet, *, precision: str = "fp32", opset: int = OPSET, 
 
     if precision not in COMPUTE_DTYPES:
         raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(COMPUTE_DTYPES)}")
-    if opset < 17:
-        raise ValueError(f"opset must be >= 17 (LayerNormalization), got {opset}")
+    if not 17 <= opset <= onnx.defs.onnx_opset_version():
+        raise ValueError(f"opset must be >= 17 (LayerNormalization) and at most {onnx.defs.onnx_opset_version()} "
+                         f"(the newest this onnx {onnx.__version__} knows), got {opset}")
     if fused:
         module = FusedCFINet(model.eval(), COMPUTE_DTYPES[precision], portable_gelu=True).cpu()   # a copy: model untouched
     elif precision == "fp32":
@@ -124,6 +130,10 @@ def export_model(model: CFINet, *, precision: str = "fp32", opset: int = OPSET, 
     except Exception as exc:   # the exporter raises many types; wrap them with context
         raise ExportError(f"torch.onnx.export (dynamo) failed: {exc.__class__.__name__}: {exc}") from exc
     proto = program.model_proto
+    if written_opset(proto) != opset:
+        # the exporter falls back to its own opset, with a warning only, where it cannot convert:
+        # `--opset 99` printed "opset 99" over a file of opset 18
+        raise ExportError(f"the exporter wrote opset {written_opset(proto)}, not the {opset} asked for")
     proto.producer_name = "cfi_pose_ros"
     proto.doc_string = (f"CFINet {model.config.to_dict()} as {GRAPH_VERSION if fused else 'plain CFINet'}, "
                         f"{precision}; "
