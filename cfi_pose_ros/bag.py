@@ -272,7 +272,9 @@ def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[
     from mcap.reader import make_reader
 
     with _open_bag(path) as f:
-        reader = make_reader(f)
+        # each chunk's CRC checked as it is read: bytes damaged on disk that still decode were
+        # lifted and replayed as good data
+        reader = make_reader(f, validate_crcs=True)
         try:
             heads = _chunk_heads(f, reader.get_summary()) if f.seekable() else ()
             sizes = [_decompressed_size(*head) for head in heads]

@@ -147,6 +147,37 @@ def test_a_chunk_of_more_than_a_bag_holds_is_refused_before_it_is_decompressed(t
         next(read_bag(path))
 
 
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_a_chunk_whose_bytes_were_damaged_is_refused_by_its_checksum(tmp_path, compression):
+    """The reader skipped the chunks' CRCs: a bag damaged on disk was lifted (or replayed) with
+    garbage keypoints and exit 0, read as good data. Damage that still decodes (uncompressed, or
+    zstd whose frame survives) is caught by the chunk's CRC: ValueError after the messages of the
+    chunks before it."""
+    from mcap.writer import CompressionType, Writer
+
+    path = tmp_path / "damaged.mcap"
+    with open(path, "wb") as f:
+        writer = Writer(f, compression=CompressionType[compression.upper()], chunk_size=2048)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema(name="std_msgs/msg/String", encoding="ros2msg", data=b"string data")
+        channel = writer.register_channel(topic="/t", message_encoding="cdr", schema_id=schema)
+        for k in range(30):
+            writer.add_message(channel_id=channel, log_time=k, publish_time=k, sequence=k,
+                               data=bytes([k]) * 8 + b"payload" * 60)
+        writer.finish()
+    assert len(list(read_bag(path))) == 30
+    data = bytearray(path.read_bytes())
+    # a byte of the 16th message's payload (uncompressed) or in the middle of the file (zstd)
+    at = data.index(bytes([15]) * 8 + b"payload") + 20 if compression == "none" else len(data) // 2
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+    read = []
+    with pytest.raises(ValueError, match="corrupt MCAP data"):
+        for message in read_bag(path):
+            read.append(message)
+    assert 0 < len(read) < 30
+
+
 def test_full_definition_holds_every_nested_type_once():
     text = message_definition("cfi_pose_ros/msg/HumanPose3DArray")
     blocks = text.split("=" * 80 + "\n")
