@@ -32,6 +32,10 @@ OPTICAL_TO_VIEW = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]
 _AXIS_LENGTH = 0.4
 _FIG_SIZE = (6.4, 5.6)
 _DPI = 100
+# Farthest a joint may be from the image's corner, in pixels, to be drawn: OpenCV takes int32
+# coordinates, and one joint of a far-off detection at 1e10 px raised from cv2.line mid-video
+# (a person the lifter had rightly read without that joint). Lines to joints within it are clipped.
+DRAWABLE_LIMIT_PX = 1 << 20
 # RViz's default dark grey background, and light annotations on it
 _BACKGROUND = "#303030"
 _FOREGROUND = "#d0d0d0"
@@ -228,7 +232,7 @@ def draw_people_2d(image_bgr: np.ndarray, people: Sequence[tuple[np.ndarray, np.
                    min_score: float = 0.05) -> np.ndarray:
     """The 2D skeletons ``(keypoints (K, 2) px, scores (K,), layout name, track id)`` drawn on a
     copy of ``image_bgr``, each person in the colour of their 3D markers; joints at or below
-    ``min_score`` (missing) are left out."""
+    ``min_score`` (missing), not finite or beyond ``DRAWABLE_LIMIT_PX`` are left out."""
     import cv2
 
     from .markers import track_color
@@ -243,7 +247,8 @@ def draw_people_2d(image_bgr: np.ndarray, people: Sequence[tuple[np.ndarray, np.
         r, g, b, _ = track_color(track_id, index)
         colour = (int(b * 255), int(g * 255), int(r * 255))
         kp = np.asarray(keypoints, dtype=np.float64)
-        ok = np.isfinite(kp).all(-1) & (np.asarray(scores) > min_score)
+        with np.errstate(invalid="ignore"):
+            ok = (np.abs(kp) < DRAWABLE_LIMIT_PX).all(-1) & (np.asarray(scores) > min_score)   # NaN: not drawn
         for a, c in layout.edges:
             if ok[a] and ok[c]:
                 cv2.line(out, tuple(int(v) for v in kp[a]), tuple(int(v) for v in kp[c]), colour, thickness,
