@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import stat
 import sys
@@ -65,6 +66,7 @@ MAX_STAMP_NS = (2**31 - 1) * 10**9      # builtin_interfaces/Time: int32 seconds
 # 2D joints drawn on the image: detectors give occluded joints low scores (guesses); display only,
 # the lifter's own threshold is the node's min_keypoint_score.
 DRAW_MIN_SCORE = 0.3
+RUN_OUTPUTS = ("lifted.mcap", "lifted.mp4", "lifted.gif", "summary.json")    # what a run writes in --out
 PANEL_3D_WIDTH = 640
 
 
@@ -534,21 +536,35 @@ def _panel(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return panel
 
 
+def partial_path(path: Path) -> Path:
+    """Where an output is written until it is whole: ``lifted.partial.mp4`` for ``lifted.mp4``
+    (the suffix kept: OpenCV picks the container by it)."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
+def _run_output_names() -> list[str]:
+    """The files a run writes in --out, whole and while written."""
+    return [*RUN_OUTPUTS, *(partial_path(Path(name)).name for name in RUN_OUTPUTS)]
+
+
 class VideoOut:
-    """MP4 through OpenCV (``mp4v``); where OpenCV cannot write one, an animated GIF through pillow."""
+    """MP4 through OpenCV (``mp4v``); where OpenCV cannot write one, an animated GIF through pillow.
+
+    Written as ``<stem>.partial.<suffix>`` and renamed at ``close``: a run interrupted or failing
+    mid-video left a playable ``lifted.mp4`` of some of the frames under the final name."""
 
     def __init__(self, path_stem: Path, fps: float):
         self.path_stem, self.fps = path_stem, fps
         self._writer = None
         self._gif_frames: list = []
-        self.path: Path | None = None
+        self.path: Path | None = None       # the final name
 
     def add(self, frame_bgr: np.ndarray) -> None:
         import cv2
 
         if self.path is None:
             path = self.path_stem.with_suffix(".mp4")
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+            writer = cv2.VideoWriter(str(partial_path(path)), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
                                      (frame_bgr.shape[1], frame_bgr.shape[0]))
             if writer.isOpened():
                 self._writer, self.path = writer, path
@@ -566,8 +582,11 @@ class VideoOut:
         if self._writer is not None:
             self._writer.release()
         elif self._gif_frames:
-            self._gif_frames[0].save(self.path, save_all=True, append_images=self._gif_frames[1:],
-                                     duration=int(1000 / self.fps), loop=0)
+            self._gif_frames[0].save(partial_path(self.path), save_all=True, append_images=self._gif_frames[1:],
+                                     duration=int(1000 / self.fps), loop=0, format="GIF")
+        else:
+            return None
+        os.replace(partial_path(self.path), self.path)
         return self.path
 
 
@@ -631,6 +650,10 @@ def run_offline(source: Source, out: Path, lift_values: dict, detect_values: dic
         if target_from_camera is None:
             raise ValueError(f"target_frame {target_frame!r} needs target_from_camera offline (no tf2 buffer)")
     out.mkdir(parents=True, exist_ok=True)
+    # the folder holds one run: an earlier run's summary (150 frames) and video stayed beside this
+    # run's outputs when it was interrupted or failed, and read as its own
+    for name in _run_output_names():
+        (out / name).unlink(missing_ok=True)
     result = lift_source(source, out / "lifted.mcap", lift_values, detect_values, target_frame,
                          target_from_camera, progress, log, keep_records=video)
     started = time.perf_counter()
@@ -650,7 +673,9 @@ def run_offline(source: Source, out: Path, lift_values: dict, detect_values: dic
         "bag": str(out / "lifted.mcap"), "bag_messages": result.messages_written,
         "video": str(video_path) if video_path else None,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    partial = partial_path(out / "summary.json")
+    partial.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(partial, out / "summary.json")       # last: a summary.json says the run was whole
     return summary
 
 
@@ -783,9 +808,7 @@ def _output_over_input(inputs: list[Path], out: Path) -> str | None:
     """Why ``--out`` must not be used with ``inputs``, or None: one of the files written there is
     an input. Lifting out/lifted.mcap again into out truncated the bag before it was read (a
     303 kB bag became 321 bytes, and the run failed); a video there was overwritten while read."""
-    import os
-
-    for name in ("lifted.mcap", "lifted.mp4", "lifted.gif", "summary.json"):
+    for name in _run_output_names():
         output = out / name
         for path in inputs:
             if output.exists() and path.is_file() and os.path.samefile(path, output):

@@ -140,6 +140,32 @@ def test_lifting_an_output_again_into_the_same_out_is_refused_before_the_input_i
         assert (out / "lifted.mcap").read_bytes() == lifted
 
 
+def test_a_failed_run_leaves_no_earlier_run_s_summary_or_video_to_read_as_its_own(tmp_path, capsys):
+    """A run that failed or was interrupted left the previous run's summary.json (150 frames) and
+    video beside its own partial outputs. Each run starts by removing them; the summary is written
+    last, and the video is written as lifted.partial.mp4 and renamed only when whole."""
+    bag = _bag(tmp_path / "good.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(5)])
+    out = tmp_path / "out"
+    assert offline([str(bag), "--out", str(out), "--quiet"]) == 0
+    assert (out / "summary.json").is_file() and (out / "lifted.mp4").is_file()
+    assert sorted(path.name for path in out.iterdir()) == ["lifted.mcap", "lifted.mp4", "summary.json"]
+    assert offline([str(_corrupt_chunk(bag, tmp_path / "bad.mcap")), "--out", str(out), "--quiet"]) == 2
+    assert "corrupt MCAP data" in capsys.readouterr().err
+    assert not (out / "summary.json").exists() and not (out / "lifted.mp4").exists()
+
+
+def test_a_video_is_under_its_own_name_only_once_it_is_whole(tmp_path):
+    from cfi_pose_ros.offline import VideoOut
+
+    video = VideoOut(tmp_path / "lifted", 10.0)
+    for k in range(5):
+        video.add(np.full((48, 64, 3), 40 * k, np.uint8))
+    assert [path.name for path in tmp_path.iterdir()] == ["lifted.partial.mp4"]
+    assert video.close() == tmp_path / "lifted.mp4"
+    assert [path.name for path in tmp_path.iterdir()] == ["lifted.mp4"]
+    assert _video_frames_and_fps(tmp_path / "lifted.mp4") == (5, 10.0)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
 def test_sigterm_in_the_middle_of_a_pass_leaves_a_closed_readable_bag(ros_env, tmp_path, stop):
