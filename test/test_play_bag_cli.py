@@ -149,3 +149,29 @@ def test_play_bag_imports_only_ros_message_types_a_bag_names(ros_env, tmp_path, 
     assert player.returncode == 2 and "Traceback" not in player.stderr, player.stderr
     assert player.stderr.strip().splitlines()[-1].startswith("play_bag: error: ") and expected in player.stderr
     assert "Beautiful is better than ugly" not in player.stdout
+
+
+@pytest.mark.parametrize("rule, expected", [
+    ("/cam/camera_info:=/people", "--remap puts /cam/camera_info (sensor_msgs/msg/CameraInfo) and /people "
+                                  "(cfi_pose_ros/msg/HumanKeypoints2DArray) on one topic /people"),
+    ("/cam/camera_info:=/bad topic!", "--remap /cam/camera_info:=/bad topic!: not a valid ROS topic name"),
+    ("/cam/camera_info:=", "--remap /cam/camera_info:=: not a valid ROS topic name"),
+])
+def test_play_bag_refuses_a_remap_no_topic_can_take(ros_env, tmp_path, rule, expected):
+    """Two recorded topics of different types remapped onto one: the player made one publisher,
+    and the second type's bytes went out through the first's (a CameraInfo subscriber got keypoints
+    as CameraInfo, 150 deserialisation errors), exit 0. A target that is no topic name ended in
+    rclpy's traceback. Both are one line, exit 2, before anything is published."""
+    from sensor_msgs.msg import CameraInfo
+
+    from cfi_pose_ros.bag import BagWriter
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+
+    bag = tmp_path / "two_types.mcap"
+    with BagWriter(bag) as writer:
+        writer.write("/cam/camera_info", CameraInfo(), log_time_ns=10**9)
+        writer.write("/people", HumanKeypoints2DArray(), log_time_ns=10**9 + 1)
+    player = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(bag), "--remap", rule,
+                             "--wait-for-subscribers", "0"], env=ros_env, capture_output=True, text=True, timeout=60)
+    assert player.returncode == 2 and "Traceback" not in player.stderr, player.stderr
+    assert player.stderr.strip().splitlines()[-1].startswith(f"play_bag: error: {expected}"), player.stderr

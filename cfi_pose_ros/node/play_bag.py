@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from rclpy.exceptions import InvalidTopicNameException
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from cfi_pose_ros.bag import BagMessage, bag_summary, message_class, playback_offsets, read_bag
@@ -64,10 +65,21 @@ class BagPlayer:
         if topic_types is None:
             topic_types = {msg.topic: msg.type_name for msg in messages}
         self._publishers = {}
-        for topic, type_name in topic_types.items():
-            topic = self.remap.get(topic, topic)
-            if topic not in self._publishers:
+        published_types = {}
+        for recorded, type_name in sorted(topic_types.items()):
+            topic = self.remap.get(recorded, recorded)
+            if topic in published_types and published_types[topic][1] != type_name:
+                # one publisher per topic: the second type's bytes went out through the first's
+                # (a CameraInfo subscriber got keypoints as CameraInfo, "sequence size exceeds ...")
+                raise ValueError(f"--remap puts {published_types[topic][0]} ({published_types[topic][1]}) and "
+                                 f"{recorded} ({type_name}) on one topic {topic}")
+            published_types[topic] = (recorded, type_name)
+        for topic, (recorded, type_name) in published_types.items():
+            try:
                 self._publishers[topic] = node.create_publisher(message_class(type_name), topic, PLAYBACK_QOS)
+            except InvalidTopicNameException as exc:
+                raise ValueError(f"--remap {recorded}:={topic}: not a valid ROS topic name "
+                                 f"({' '.join(str(exc).split())})") from None
 
     @classmethod
     def from_bag(cls, node, path: str | Path, topics: list[str] | None = None,
