@@ -231,8 +231,8 @@ def _image_items(frames: Iterator[tuple[int, np.ndarray]], frame_id: str, intrin
             try:
                 validate_camera_matrix(matrix, image_size)
             except ValueError as exc:
-                given = ("--intrinsics " + " ".join(f"{v:g}" for v in intrinsics) if intrinsics is not None
-                         else f"--hfov {hfov_deg:g}")
+                given = ("--intrinsics " + " ".join(f"{v:.10g}" for v in intrinsics) if intrinsics is not None
+                         else f"--hfov {hfov_deg:.10g}")
                 raise ValueError(f"{given}: {exc}") from None
             info = camera_info_msg(matrix, image_size, frame_id, lens)
             info.header = _header(stamp, frame_id)
@@ -777,14 +777,14 @@ def main(argv=None) -> int:
         try:
             validate_camera_matrix(camera_matrix_for((0, 0), args.intrinsics))
         except ValueError as exc:
-            parser.error(f"--intrinsics FX FY CX CY {' '.join(f'{v:g}' for v in args.intrinsics)}: {exc}")
+            parser.error(f"--intrinsics FX FY CX CY {' '.join(f'{v:.10g}' for v in args.intrinsics)}: {exc}")
     if args.distortion is not None:
         if args.intrinsics is None and args.hfov is None:
             parser.error("--distortion needs --intrinsics or --hfov (the camera matrix it is undone with)")
         try:
             lens_from_args(args)
         except ValueError as exc:
-            parser.error(f"--distortion {' '.join(f'{v:g}' for v in args.distortion)}: {exc}")
+            parser.error(f"--distortion {' '.join(f'{v:.10g}' for v in args.distortion)}: {exc}")
     # SIGTERM (systemd, docker stop, timeout) stops the pass as Ctrl-C does, so the bag is closed
     # with its summary: killed by the default handler, nothing lifted so far could be read back
     # ("not a complete MCAP file"), and a video being rendered was left without its index.
