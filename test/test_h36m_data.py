@@ -340,3 +340,173 @@ def test_evaluation_cli_names_a_missing_subject_in_one_line(files, tmp_path, mon
         with pytest.raises(SystemExit) as exit_info:
             evaluate()
         assert str(exit_info.value).startswith("error: ") and expected in str(exit_info.value)
+
+
+# --- files that are not what they claim: one line naming the file and the entry, before any work ---
+
+from training.h36m import DatasetError   # noqa: E402
+
+
+def write_cameras(path, cameras) -> Path:
+    path.write_text(json.dumps(cameras))
+    return path
+
+
+def test_a_cameras_file_that_is_not_one_is_refused_naming_the_entry(files, tmp_path):
+    """A list, a focal length or width of 0 and a missing key failed deep in the evaluation
+    (AttributeError, LinAlgError, "error: focal_length"); 3 of a subject's 4 cameras evaluated on 3."""
+    good = files["cameras"]
+
+    def changed(subject, camera, **entries):
+        cameras = json.loads(json.dumps(good))
+        cameras[subject][camera].update(entries)
+        return cameras
+
+    without_focal = json.loads(json.dumps(good))
+    del without_focal["S1"][2]["focal_length"]
+    cases = [([good["S1"]], "holds a JSON list, not {subject: [4 cameras]}"),
+             ({**good, "S1": good["S1"][:3]}, "S1 has 3 cameras, not the 4 of Human3.6M"),
+             (changed("S1", 1, focal_length=[0, 0]), "S1 camera 1: focal_length [0.0, 0.0] is not positive"),
+             (changed("S11", 3, res_w=0), "S11 camera 3: 'res_w' is 0, not a positive number of pixels"),
+             (changed("S1", 0, center=[float("nan"), 500.0]), "S1 camera 0: 'center' is [nan, 500.0], not 2 finite"),
+             (changed("S1", 0, R_world_to_cam=np.eye(3).tolist()[:2]), "S1 camera 0: 'R_world_to_cam' is"),
+             (changed("S1", 0, R_world_to_cam=(2 * np.eye(3)).tolist()), "R_world_to_cam is not a rotation"),
+             (without_focal, "S1 camera 2: no 'focal_length'")]
+    for index, (cameras, expected) in enumerate(cases):
+        path = write_cameras(tmp_path / f"cameras_{index}.json", cameras)
+        with pytest.raises(DatasetError) as error:
+            load_cameras(path)
+        assert str(error.value).startswith(f"{path}: ") and expected in str(error.value), str(error.value)
+    (tmp_path / "broken.json").write_text('{"S1": [')
+    with pytest.raises(DatasetError, match="broken.json: not a cameras file"):
+        load_cameras(tmp_path / "broken.json")
+
+
+def test_a_3d_file_with_sequences_the_protocol_cannot_use_is_refused(files, tmp_path):
+    """One NaN failed in the metrics' SVD after the whole evaluation; 20 joints inside the model."""
+    def poses_with(sequence):
+        data = {s: dict(a) for s, a in files["poses"].items()}
+        data["S1"]["Walking"] = sequence
+        return data
+
+    walking = files["poses"]["S1"]["Walking"]
+    with_nan = walking.copy()
+    with_nan[3, 5, 1] = np.nan
+    cases = [(with_nan, "holds non-finite values"),
+             (np.zeros((T, 20, 3), np.float32), "shape (7, 20, 3), not (frames, 17 or 32 joints, 3)"),
+             (walking[..., :2], "shape (7, 32, 2)"),
+             (walking[:0], "shape (0, 32, 3)"),
+             ([[1.0, 2.0, 3.0]], "a list, not an array of numbers")]
+    for index, (sequence, expected) in enumerate(cases):
+        path = tmp_path / f"data_3d_{index}.npz"
+        np.savez(path, positions_3d=poses_with(sequence))
+        with pytest.raises(DatasetError) as error:
+            load_h36m(path, files["cameras_json"], ("S1",))
+        assert str(error.value).startswith(f"{path}: S1 'Walking': ") and expected in str(error.value), index
+
+
+def test_a_2d_file_with_sequences_the_protocol_cannot_use_is_refused(files, tmp_path):
+    """3 cameras failed with an IndexError, 16 joints inside the model, a NaN after the whole
+    evaluation, a missing sequence as "error: Directions 1"."""
+    walking = files["detections"]["S1"]["Walking"]
+    with_nan = [c.copy() for c in walking]
+    with_nan[2][1, 0, 0] = np.inf
+    cases = [(walking[:3], "S1 'Walking': 3 cameras, not the 4 of Human3.6M"),
+             ([c[:, :16] for c in walking],
+              "S1 'Walking' camera 0: shape (5, 16, 2), not (frames, 17 joints, 2 or 3)"),
+             (with_nan, "S1 'Walking' camera 2: holds non-finite values")]
+    for index, (sequence, expected) in enumerate(cases):
+        detections = {s: dict(a) for s, a in files["detections"].items()}
+        detections["S1"]["Walking"] = sequence
+        path = tmp_path / f"data_2d_{index}.npz"
+        np.savez(path, positions_2d=detections)
+        with pytest.raises(DatasetError) as error:
+            load_h36m(files["data_3d"], files["cameras_json"], ("S1",), data_2d=path)
+        assert str(error.value).startswith(f"{path}: {expected}"), str(error.value)
+    scores = {s: {a: [np.concatenate([c, np.ones(c.shape[:2] + (1,), c.dtype)], axis=2) for c in cams]
+                  for a, cams in acts.items()} for s, acts in files["detections"].items()}
+    np.savez(tmp_path / "with_scores.npz", positions_2d=scores)      # (T, 17, 3) with scores stays usable
+    assert len(load_h36m(files["data_3d"], files["cameras_json"], ("S1",), data_2d=tmp_path / "with_scores.npz"))
+    detections = {s: dict(a) for s, a in files["detections"].items()}
+    del detections["S1"]["Walking"]
+    np.savez(tmp_path / "missing.npz", positions_2d=detections)
+    with pytest.raises(KeyError, match=r"missing.npz: no S1 'Walking' \(a sequence of the 3D file\)"):
+        load_h36m(files["data_3d"], files["cameras_json"], ("S1",), data_2d=tmp_path / "missing.npz")
+
+
+def tiny_weights(tmp_path):
+    import torch
+
+    from cfi_pose_ros.model import CFIConfig, CFINet
+    from cfi_pose_ros.weights import save_weights
+
+    torch.manual_seed(0)
+    return save_weights(CFINet(CFIConfig(dim=16, depth=1, heads=2)), tmp_path / "w" / "tiny.safetensors")
+
+
+def test_evaluation_cli_refuses_bad_input_in_one_line_before_evaluating(files, tmp_path, monkeypatch, capsys):
+    """An --out that is a file failed with FileExistsError after the whole evaluation; a NaN in
+    the data with LinAlgError; a bad --batch-size, --threads or --stride deep in the run."""
+    import sys
+
+    from training.evaluate import main as evaluate
+
+    common = ["evaluate", "--weights", str(tiny_weights(tmp_path)), "--data-3d", str(files["data_3d"]),
+              "--cameras", str(files["cameras_json"]), "--subjects", "S1", "--threads", "1"]
+    (tmp_path / "a_file").write_text("")
+    with_nan = {s: dict(a) for s, a in files["poses"].items()}
+    with_nan["S1"]["Walking"] = with_nan["S1"]["Walking"].copy()
+    with_nan["S1"]["Walking"][0, 0, 0] = np.nan
+    np.savez(tmp_path / "nan_3d.npz", positions_3d=with_nan)
+    for extra, expected in ((["--out", str(tmp_path / "a_file")],
+                             f"error: --out {tmp_path / 'a_file'}: cannot make the directory (File exists)"),
+                            (["--data-3d", str(tmp_path / "nan_3d.npz"), "--out", str(tmp_path / "nan")],
+                             f"error: {tmp_path / 'nan_3d.npz'}: S1 'Walking': holds non-finite values")):
+        monkeypatch.setattr(sys, "argv", common + extra)
+        with pytest.raises(SystemExit) as stop:
+            evaluate()
+        assert str(stop.value).startswith(expected), str(stop.value)
+    for flag, value in (("--batch-size", "0"), ("--batch-size", "-1"), ("--threads", "-1"), ("--stride", "0")):
+        monkeypatch.setattr(sys, "argv", common + [flag, value, "--out", str(tmp_path / "out")])
+        with pytest.raises(SystemExit) as stop:
+            evaluate()
+        assert stop.value.code == 2
+        assert f"argument {flag}: must be an integer >= 1, not {value}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+# --- the demo clip ---
+
+def clip_files(tmp_path, frames: int = 300, actions=("Walking 1", "Greeting")) -> list[str]:
+    rng = np.random.default_rng(1)
+    poses = {"S9": {a: (np.array([0.0, 0.0, 1.0]) + rng.normal(0, 0.3, (frames, 32, 3))).astype(np.float32)
+                    for a in actions}}
+    np.savez(tmp_path / "clip_3d.npz", positions_3d=poses)
+    write_cameras(tmp_path / "clip_cameras.json", {"S9": camera_entries(9)})
+    return ["--data-3d", str(tmp_path / "clip_3d.npz"), "--cameras", str(tmp_path / "clip_cameras.json")]
+
+
+def test_demo_clip_names_the_file_it_wrote(tmp_path, capsys):
+    """numpy adds .npz to a name without it: "wrote clip" named a file that was not there."""
+    from training.make_demo_clip import main as make_demo_clip
+
+    make_demo_clip(clip_files(tmp_path) + ["--out", str(tmp_path / "out" / "clip")])
+    written = tmp_path / "out" / "clip.npz"
+    assert capsys.readouterr().out.startswith(f"wrote {written}: 150 frames, 2 people")
+    with np.load(written) as clip:
+        assert clip["pixels"].shape == (150, 2, 17, 2) and clip["truth_camera_m"].shape == (150, 2, 17, 3)
+    assert sorted(p.name for p in written.parent.iterdir()) == ["clip.npz"]     # no temporary file left
+
+
+def test_demo_clip_from_data_without_its_sequences_is_one_line(tmp_path):
+    """A KeyError traceback; too short a sequence failed in np.stack."""
+    from training.make_demo_clip import main as make_demo_clip
+
+    for frames, actions, expected in ((300, ("Walking 1",), "no S9 'Greeting', which the clip is made of"),
+                                      (100, ("Walking 1", "Greeting"), "S9 'Walking 1' has 100 frames, the clip "
+                                                                       "needs 299")):
+        args = clip_files(tmp_path, frames, actions)
+        with pytest.raises(SystemExit) as stop:
+            make_demo_clip(args + ["--out", str(tmp_path / "clip.npz")])
+        assert str(stop.value) == f"error: {tmp_path / 'clip_3d.npz'}: {expected}"
+        assert not (tmp_path / "clip.npz").exists()

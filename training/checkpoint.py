@@ -14,6 +14,17 @@ import torch
 from cfi_pose_ros.model import CFIConfig
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed (unreadable, or of another model), with the reason."""
+
+
+def config_difference(found: CFIConfig, wanted: CFIConfig, found_name: str) -> str:
+    """Where two model configs differ, e.g. ``"dim 32 in the checkpoint, 64 in this run"``."""
+    a, b = found.to_dict(), wanted.to_dict()
+    return ", ".join(f"{key} {a.get(key)} in {found_name}, {b.get(key)} in this run"
+                     for key in sorted(a.keys() | b.keys()) if a.get(key) != b.get(key))
+
+
 def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     epoch: int, history: list[dict], extra: dict, ema=None) -> None:
     from safetensors.torch import save_file
@@ -45,16 +56,36 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
 
 def load_checkpoint(directory: Path, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, ema=None) -> dict:
-    """Restore model, optimizer, EMA and RNG in place; returns the JSON metadata."""
-    from safetensors import safe_open
+    """Restore model, optimizer, EMA and RNG in place; returns the JSON metadata.
+
+    CheckpointError (one line, naming the file) for a checkpoint that cannot be read, e.g. one cut
+    short, or that is of another model than ``model``."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(directory / "checkpoint.safetensors"), framework="pt") as f:
-        embedded = (f.metadata() or {}).get("checkpoint.json")
-    meta = json.loads(embedded if embedded is not None else (directory / "checkpoint.json").read_text())
-    if CFIConfig.from_dict(meta["model"]) != model.config:
-        raise ValueError(f"{directory}: checkpoint is for {meta['model']}, not {model.config.to_dict()}")
-    tensors = load_file(str(directory / "checkpoint.safetensors"))
+    path = directory / "checkpoint.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            embedded = (f.metadata() or {}).get("checkpoint.json")
+        meta = json.loads(embedded if embedded is not None else (directory / "checkpoint.json").read_text())
+        found = CFIConfig.from_dict(meta["model"])
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: not a checkpoint that can be resumed ({error}); start the run "
+                              f"again with --overwrite") from error
+    if found != model.config:
+        raise CheckpointError(f"{path}: the checkpoint's model differs from this run's "
+                              f"({config_difference(found, model.config, 'the checkpoint')}); resume with "
+                              f"the model flags it was started with")
+    try:
+        return _restore(load_file(str(path)), meta, model, optimizer, ema)
+    # a file cut short after its header, or tensors that do not fit the model it names
+    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: not a checkpoint that can be resumed ({error}); start the run "
+                              f"again with --overwrite") from error
+
+
+def _restore(tensors: dict, meta: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema) -> dict:
+    """Fill model, optimizer, EMA and RNG from the checkpoint's tensors and metadata."""
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     state = optimizer.state_dict()
     for index_str, step in meta["adam_steps"].items():

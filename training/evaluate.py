@@ -29,6 +29,7 @@ from cfi_pose_ros.camera import (H36M_PELVIS_ANGLES_DEG, CameraIntrinsics, clamp
                                  lifter_input_in_reference_view, square_pixel_camera, undistort_pixels)
 from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics
+from training.arguments import positive_int
 from training.augment import flip_poses
 from training.h36m import ACTION_CLASSES, H36MCamera, PoseSet, load_cameras, load_h36m
 from training.speed import keep_freed_memory
@@ -154,6 +155,19 @@ def error_text(error: Exception) -> str:
     return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
+def output_directory(path: str) -> Path:
+    """``--out`` made and writable, checked before evaluating: it failed only after the whole
+    evaluation (11 minutes on all of S9), e.g. for an --out that is a file."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out {out}: cannot make the directory ({error.strerror or error})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: the directory is not writable")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
@@ -162,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-2d", default=None,
                         help="detected 2D keypoints (VideoPose3D positions_2d npz); GT 2D when absent")
     parser.add_argument("--subjects", nargs="+", default=["S9"])
-    parser.add_argument("--stride", type=int, default=1, help="frame stride (1 = all frames, the protocol)")
+    parser.add_argument("--stride", type=positive_int, default=1, help="frame stride (1 = all frames, the protocol)")
     parser.add_argument("--flip-test", action="store_true", help="test-time flip augmentation")
     parser.add_argument("--no-scale-clamp", action="store_true",
                         help="lift people as they are; by default those smaller or larger than the "
@@ -171,9 +185,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="lift the pixels over each image's width (the literature's input); by default "
                              "each camera's are moved to the reference camera's view first, as the node does "
                              "with a CameraInfo")
-    parser.add_argument("--batch-size", type=int, default=PREDICT_BATCH,
+    parser.add_argument("--batch-size", type=positive_int, default=PREDICT_BATCH,
                         help="poses per forward pass (larger ones only cost page faults; see PREDICT_BATCH)")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("--out", default="outputs/eval", help="directory for eval.md and eval.json")
     parser.add_argument("--record", action="store_true",
                         help="also write the means into the weights' JSON (metrics.<record_name>), "
@@ -184,14 +198,15 @@ def main(argv: list[str] | None = None) -> dict:
     keep_freed_memory()         # each batch's activations reused, not faulted in again
 
     try:
+        out = output_directory(args.out)
         model, info = load_weights(args.weights)
         poses = load_h36m(args.data_3d, args.cameras, tuple(args.subjects), args.data_2d, args.stride)
-    except (WeightsError, KeyError, ValueError, OSError) as error:   # bad weights, subjects or files
+        cameras = None if args.image_view else load_cameras(args.cameras)
+    except (WeightsError, KeyError, ValueError, OSError) as error:   # bad --out, weights, subjects or files
         if argv is not None:
             raise
         raise SystemExit(f"error: {error_text(error)}") from None
     scale_range = None if args.no_scale_clamp else info.input_domain.person_scale_range
-    cameras = None if args.image_view else load_cameras(args.cameras)
     result = evaluate_pose_set(model, poses, args.flip_test, args.batch_size, progress=True,
                                person_scale_range=scale_range, cameras=cameras,
                                pelvis_angles_deg=info.input_domain.pelvis_angles_deg)
@@ -199,8 +214,6 @@ def main(argv: list[str] | None = None) -> dict:
                   input_2d=args.data_2d or "ground truth", flip_test=args.flip_test,
                   person_scale_range=scale_range, view="image" if args.image_view else "reference camera",
                   command="python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     title = f"{'+'.join(args.subjects)}, {'GT' if not args.data_2d else 'detected'} 2D"
     (out / "eval.md").write_text(markdown_table(result, title))
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")

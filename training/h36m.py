@@ -9,6 +9,10 @@ Files in the public layouts: ``data_3d_h36m.npz`` (VideoPose3D: ``positions_3d``
 The VideoPose3D files are pickled dicts inside an npz: they are unpickled by
 :func:`load_pickled_entry`, which builds only dicts, lists, tuples, strings,
 numbers and numpy arrays, so a dataset file from anywhere cannot run code.
+Every loader checks what it read (shapes, finite numbers, four cameras per
+subject with a positive focal length and resolution) and raises
+:class:`DatasetError` naming the file and the entry at fault, before any work
+is done on the data.
 
 This module only loads and applies the protocol; it does not train or augment.
 """
@@ -33,6 +37,14 @@ ACTION_CLASSES = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "
                   "WalkDog", "Walking", "WalkTogether")
 # Spellings some releases use for the same classes.
 _ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog"}
+CAMERAS_PER_SUBJECT = 4
+# cameras.json's arrays and their shapes
+_CAMERA_ARRAYS = {"R_world_to_cam": (3, 3), "center_world_m": (3,), "focal_length": (2,), "center": (2,),
+                  "radial_distortion": (3,), "tangential_distortion": (2,)}
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be used, naming the file and the entry at fault."""
 
 
 def action_class(action: str) -> str:
@@ -50,21 +62,64 @@ class H36MCamera:
 
 
 def load_cameras(path: str | Path) -> dict[str, list[H36MCamera]]:
-    with open(path) as f:
-        raw = json.load(f)
+    """``cameras.json`` -> {subject: [4 cameras]}; DatasetError for a file that is not one (a
+    missing or non-finite entry, a focal length or resolution that is not positive, a rotation that
+    is not one, a subject without its 4 cameras), which otherwise failed deep in the evaluation."""
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read ({error.strerror or error})") from None
+    except ValueError as error:                    # not JSON, or not UTF-8
+        raise DatasetError(f"{path}: not a cameras file ({error})") from None
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{path}: holds a JSON {type(raw).__name__}, not {{subject: [4 cameras]}}")
     cameras = {}
     for subject, cams in raw.items():
-        cameras[subject] = [H36MCamera(
-            id=str(c["id"]),
-            rotation_world_to_cam=np.asarray(c["R_world_to_cam"], dtype=np.float64),
-            center_world=np.asarray(c["center_world_m"], dtype=np.float64),
-            intrinsics=CameraIntrinsics(
-                fx=c["focal_length"][0], fy=c["focal_length"][1],
-                cx=c["center"][0], cy=c["center"][1],
-                width=int(c["res_w"]), height=int(c["res_h"]),
-                radial=tuple(c["radial_distortion"]), tangential=tuple(c["tangential_distortion"])),
-        ) for c in cams]
+        if not isinstance(cams, list) or len(cams) != CAMERAS_PER_SUBJECT:
+            found = f"{len(cams)} cameras" if isinstance(cams, list) else f"a JSON {type(cams).__name__}"
+            raise DatasetError(f"{path}: {subject} has {found}, not the {CAMERAS_PER_SUBJECT} of Human3.6M")
+        cameras[subject] = [_camera(c, f"{path}: {subject} camera {i}") for i, c in enumerate(cams)]
     return cameras
+
+
+def _camera(entry, where: str) -> H36MCamera:
+    """One cameras.json entry, checked (``where`` names it in errors)."""
+    if not isinstance(entry, dict):
+        raise DatasetError(f"{where}: a JSON {type(entry).__name__}, not a camera")
+    arrays = {key: _camera_array(entry, key, shape, where) for key, shape in _CAMERA_ARRAYS.items()}
+    if not (arrays["focal_length"] > 0).all():
+        raise DatasetError(f"{where}: focal_length {arrays['focal_length'].tolist()} is not positive")
+    rotation = arrays["R_world_to_cam"]
+    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3) or np.linalg.det(rotation) < 0:
+        raise DatasetError(f"{where}: R_world_to_cam is not a rotation")
+    width, height = (_resolution(entry, key, where) for key in ("res_w", "res_h"))
+    (fx, fy), (cx, cy) = arrays["focal_length"], arrays["center"]
+    return H36MCamera(id=str(entry.get("id", "")), rotation_world_to_cam=rotation,
+                      center_world=arrays["center_world_m"],
+                      intrinsics=CameraIntrinsics(fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy),
+                                                  width=width, height=height,
+                                                  radial=tuple(arrays["radial_distortion"].tolist()),
+                                                  tangential=tuple(arrays["tangential_distortion"].tolist())))
+
+
+def _camera_array(entry: dict, key: str, shape: tuple[int, ...], where: str) -> np.ndarray:
+    if key not in entry:
+        raise DatasetError(f"{where}: no {key!r}")
+    try:
+        value = np.asarray(entry[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{where}: {key!r} is not numbers") from None
+    if value.shape != shape or not np.isfinite(value).all():
+        raise DatasetError(f"{where}: {key!r} is {entry[key]!r}, not {' x '.join(map(str, shape))} finite numbers")
+    return value
+
+
+def _resolution(entry: dict, key: str, where: str) -> int:
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        raise DatasetError(f"{where}: {key!r} is {value!r}, not a positive number of pixels")
+    return int(value)
 
 
 # What numpy's pickles of arrays name (numpy 1.x and 2.x module paths); nothing else is built.
@@ -91,30 +146,72 @@ def load_pickled_entry(path: str | Path, key: str):
             member = key + ".npy"
             if member not in archive.namelist():
                 found = [n.removesuffix(".npy") for n in archive.namelist()]
-                raise ValueError(f"{path}: no {key!r} entry (found {found})")
+                raise DatasetError(f"{path}: no {key!r} entry (found {found})")
             with archive.open(member) as f:
                 version = np.lib.format.read_magic(f)
                 read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                else np.lib.format.read_array_header_2_0)
                 shape, _, dtype = read_header(f)
                 if dtype != np.dtype(object) or shape != ():
-                    raise ValueError(f"{path}: {key!r} is a {dtype} array of shape {shape}, not a pickled object")
+                    raise DatasetError(f"{path}: {key!r} is a {dtype} array of shape {shape}, not a pickled object")
                 stored = _ArraysOnlyUnpickler(f).load()        # numpy pickles the 0-d object array itself
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError) as exc:
-        raise ValueError(f"{path}: not a dataset file this loader reads ({exc})") from exc
+        raise DatasetError(f"{path}: not a dataset file this loader reads ({exc})") from exc
     if not (isinstance(stored, np.ndarray) and stored.shape == () and stored.dtype == object):
-        raise ValueError(f"{path}: {key!r} holds a {type(stored).__name__}, not a pickled object array")
+        raise DatasetError(f"{path}: {key!r} holds a {type(stored).__name__}, not a pickled object array")
     return stored.item()
 
 
 def load_poses_3d(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """The VideoPose3D ``positions_3d`` dictionary (the file is a pickled dict inside an npz)."""
-    return load_pickled_entry(path, "positions_3d")
+    """The VideoPose3D ``positions_3d`` dictionary (the file is a pickled dict inside an npz), each
+    sequence checked to be finite ``(T, 17 or 32, 3)`` metres."""
+    poses = load_pickled_entry(path, "positions_3d")
+    for subject, action, sequence in _sequences(poses, path):
+        _check_frames(sequence, f"{path}: {subject} {action!r}", (17, 32), (3,))
+    return poses
 
 
 def load_detections_2d(path: str | Path) -> dict[str, dict[str, list[np.ndarray]]]:
-    """The VideoPose3D ``positions_2d`` dictionary of detected 2D keypoints in pixels."""
-    return load_pickled_entry(path, "positions_2d")
+    """The VideoPose3D ``positions_2d`` dictionary of detected 2D keypoints in pixels, each sequence
+    checked to be one finite ``(T, 17, 2)`` array (or ``(T, 17, 3)`` with scores) per camera."""
+    detections = load_pickled_entry(path, "positions_2d")
+    for subject, action, per_camera in _sequences(detections, path):
+        where = f"{path}: {subject} {action!r}"
+        if not isinstance(per_camera, (list, tuple)) or len(per_camera) != CAMERAS_PER_SUBJECT:
+            found = f"{len(per_camera)} cameras" if isinstance(per_camera, (list, tuple)) else \
+                f"a {type(per_camera).__name__}"
+            raise DatasetError(f"{where}: {found}, not the {CAMERAS_PER_SUBJECT} of Human3.6M")
+        for camera, pixels in enumerate(per_camera):
+            _check_frames(pixels, f"{where} camera {camera}", (17,), (2, 3), finite=(..., slice(0, 2)))
+    return detections
+
+
+def _sequences(data, path):
+    """``(subject, action, value)`` of a ``{subject: {action: value}}`` file; DatasetError for
+    another layout."""
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: holds a {type(data).__name__}, not {{subject: {{action: ...}}}}")
+    for subject, actions in data.items():
+        if not isinstance(actions, dict):
+            raise DatasetError(f"{path}: {subject} holds a {type(actions).__name__}, not {{action: ...}}")
+        for action, value in actions.items():
+            yield subject, action, value
+
+
+def _check_frames(frames, where: str, joints: tuple[int, ...], coordinates: tuple[int, ...],
+                  finite=...) -> None:
+    """DatasetError unless ``frames`` is a numeric ``(T >= 1, joints, coordinates)`` array whose
+    ``finite`` part holds finite numbers (a NaN failed in the metrics' SVD after the whole run)."""
+    if not (isinstance(frames, np.ndarray) and np.issubdtype(frames.dtype, np.number)):
+        raise DatasetError(f"{where}: a {type(frames).__name__}, not an array of numbers")
+    shape = frames.shape
+    if len(shape) != 3 or shape[0] < 1 or shape[1] not in joints or shape[2] not in coordinates:
+        raise DatasetError(f"{where}: shape {shape}, not (frames, {' or '.join(map(str, joints))} joints, "
+                           f"{' or '.join(map(str, coordinates))})")
+    if not np.isfinite(frames[finite]).all():
+        raise DatasetError(f"{where}: holds non-finite values (NaN or infinite)")
 
 
 @dataclass
@@ -162,7 +259,7 @@ def camera_sequences(poses_3d: dict, cameras: dict[str, list[H36MCamera]], subje
                 continue
             cls = action_class(action)
             if cls not in ACTION_CLASSES:
-                raise ValueError(f"{subject} {action!r}: unknown action class {cls!r}")
+                raise DatasetError(f"{subject} {action!r}: unknown action class {cls!r}")
             if actions is not None and cls not in actions:
                 continue
             world = np.asarray(world)
@@ -175,13 +272,15 @@ def camera_sequences(poses_3d: dict, cameras: dict[str, list[H36MCamera]], subje
 
 def build_pose_set(poses_3d: dict, cameras: dict[str, list[H36MCamera]], subjects: tuple[str, ...],
                    detections_2d: dict | None = None, stride: int = 1,
-                   actions: tuple[str, ...] | None = None) -> PoseSet:
+                   actions: tuple[str, ...] | None = None, source_2d: str = "the 2D file") -> PoseSet:
     """Apply the protocol (:func:`camera_sequences`: 32 -> 17 joints, world -> camera), root-relative
     targets, 2D from projection with distortion (or from ``detections_2d``), screen normalisation."""
     inputs, targets, action_ids, subject_ids, camera_ids = [], [], [], [], []
     for s_index, subject, action, cls, c_index, cam, cam_points in camera_sequences(poses_3d, cameras, subjects,
                                                                                     actions):
         if detections_2d is not None:
+            if action not in detections_2d.get(subject, {}):
+                raise KeyError(f"{source_2d}: no {subject} {action!r} (a sequence of the 3D file)")
             pixels = np.asarray(detections_2d[subject][action][c_index])[..., :2]
             length = min(len(pixels), len(cam_points))
             pixels, cam_points_used = pixels[:length], cam_points[:length]
@@ -197,7 +296,7 @@ def build_pose_set(poses_3d: dict, cameras: dict[str, list[H36MCamera]], subject
         subject_ids.append(np.full(n, s_index, np.int16))
         camera_ids.append(np.full(n, c_index, np.int8))
     if not inputs:
-        raise ValueError(f"no frames for subjects {subjects}")
+        raise DatasetError(f"no frames for subjects {subjects}")
     return PoseSet(np.concatenate(inputs), np.concatenate(targets), np.concatenate(action_ids),
                    np.concatenate(subject_ids), np.concatenate(camera_ids), tuple(subjects))
 
@@ -207,4 +306,4 @@ def load_h36m(data_3d: str | Path, cameras_json: str | Path, subjects: tuple[str
     """Files -> :class:`PoseSet` for ``subjects`` (GT 2D unless ``data_2d`` is given)."""
     detections = load_detections_2d(data_2d) if data_2d else None
     return build_pose_set(load_poses_3d(data_3d), load_cameras(cameras_json), tuple(subjects),
-                          detections, stride)
+                          detections, stride, source_2d=str(data_2d))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training import train as train_module
+from training.arguments import positive_float
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,13 @@ COMMON = ["--amp", "off", "--depth", "3", "--heads", "8", "--batch-size", "512",
 
 
 def run_arguments(run: StudyRun, out: Path) -> list[str]:
+    """The run's training command: --resume where an interrupted study left its checkpoint (train
+    refuses --resume with nothing to resume, and a new run into a directory that holds one)."""
     noise = ["--noise-std", "0.01", "--noise-prob", "0.5"] if run.noise else ["--noise-std", "0"]
+    resume = ["--resume"] if (out / run.name / "checkpoint.safetensors").is_file() else []
     return COMMON + noise + ["--dim", str(run.dim), "--stride", str(run.stride),
                              "--budget-minutes", str(run.minutes), "--schedule", run.schedule,
-                             "--out", str(out / run.name), "--resume", *run.extra]
+                             "--out", str(out / run.name), *resume, *run.extra]
 
 
 def final_record(directory: Path) -> dict | None:
@@ -136,9 +140,18 @@ def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
     parser.add_argument("--runs", nargs="+", default=None, help="only these run names")
     parser.add_argument("--curve", nargs=2, action="append", default=[], metavar=("LABEL", "RUN_DIR"),
                         help="also draw a longer run's evaluations (its metrics.jsonl) against training time")
-    parser.add_argument("--short", type=float, default=2.0, help="short budget (minutes)")
-    parser.add_argument("--long", type=float, default=4.0, help="long budget (minutes)")
+    parser.add_argument("--short", type=positive_float, default=2.0, help="short budget (minutes)")
+    parser.add_argument("--long", type=positive_float, default=4.0, help="long budget (minutes)")
     args = parser.parse_args(argv)
+    # the outputs the runs end in, checked before the runs (they failed after all of them)
+    for label, directory in args.curve:
+        if not (Path(directory) / "metrics.jsonl").is_file():
+            parser.error(f"--curve {label} {directory}: no metrics.jsonl there")
+    doc = Path(args.doc)
+    try:
+        doc.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.error(f"--doc {doc}: cannot make its directory ({error.strerror or error})")
     out = Path(args.out)
     study_runs = default_runs(args.short, args.long)
     # a name that matches no run (a typo, or one made with another --short/--long) would leave
@@ -156,8 +169,6 @@ def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
             train_module.main(run_arguments(run, out))
             record = final_record(out / run.name)
         rows.append((run, record))
-    doc = Path(args.doc)
-    doc.parent.mkdir(parents=True, exist_ok=True)
     (doc.with_suffix(".md")).write_text(table(rows))
     curves = {label: [json.loads(line) for line in (Path(directory) / "metrics.jsonl").read_text().splitlines()]
               for label, directory in args.curve}

@@ -8,7 +8,8 @@ does not state: the MPJPE loss (the L2 norm per joint; eq. 9 is its square,
 compute budget with a one-cycle (or warm-up + cosine) schedule that ends
 exactly at the budget. Writes into ``--out``: the final weights
 (safetensors + JSON), a resumable checkpoint, ``metrics.jsonl`` (one line per
-evaluation) and ``curves.png``.
+evaluation) and ``curves.png``. An --out that holds a run is refused unless the
+command says what to do with it: ``--resume`` or ``--overwrite``.
 
 Speed choices are measured at start, not assumed: every core
 (``--threads``), the precision (``--amp auto``: a timed probe keeps fp32 unless
@@ -17,6 +18,7 @@ if it fails), Adam's fused kernel, and the attention kernel (``--attention``).
 
     python -m training.train --out runs/paper                 # paper recipe
     python -m training.train --out runs/paper --resume        # continue it
+    python -m training.train --out runs/paper --overwrite     # start it again (deletes the earlier run)
     python -m training.train --dim 128 --budget-minutes 60 --ema-decay 0.999 --out runs/cpu
     python -m training.train --dim 128 --budget-minutes 30 --init-weights runs/cpu/cfi.safetensors --out runs/more
     torchrun --nproc-per-node 4 -m training.train --out runs/ddp   # several GPUs (DDP)
@@ -40,10 +42,12 @@ from tqdm import tqdm
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
+from training.arguments import non_negative_float, non_negative_int, number_in, positive_float, positive_int, \
+    probability
 from training.augment import detector_noise, displace_joints, drop_joints, random_flip, virtual_placement
-from training.checkpoint import load_checkpoint, save_checkpoint
+from training.checkpoint import CheckpointError, config_difference, load_checkpoint, save_checkpoint
 from training.evaluate import DEFAULT_DATA, error_text, evaluate_pose_set, record_name, with_detector_noise
-from training.h36m import TRAIN_SUBJECTS, PoseSet, load_h36m
+from training.h36m import TRAIN_SUBJECTS, DatasetError, PoseSet, load_h36m
 from training.losses import LOSSES
 from training.schedule import SCHEDULES, Budget, BudgetSchedule, WeightEMA
 from training.speed import autocast_context, choose_precision, compile_or_eager, cpu_model, \
@@ -55,6 +59,14 @@ clock = time.perf_counter
 
 class TrainingDiverged(RuntimeError):
     """The loss or the weights became non-finite: nothing is saved from this point."""
+
+
+class RunRefused(ValueError):
+    """The run cannot start as asked (its --out, --resume or --init-weights); nothing was written."""
+
+
+# What a run writes into --out besides its weights (--name .safetensors/.json).
+RUN_FILES = ("checkpoint.safetensors", "checkpoint.json", "metrics.jsonl", "curves.png")
 
 
 # train_step's augmentation settings with every augmentation off (the precision probe, benchmarks).
@@ -71,65 +83,74 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data-2d", default=None, help="detected 2D for training/testing (GT 2D when absent)")
     data.add_argument("--train-subjects", nargs="+", default=list(TRAIN_SUBJECTS))
     data.add_argument("--test-subjects", nargs="+", default=["S9"])
-    data.add_argument("--stride", type=int, default=1, help="training frame stride")
-    data.add_argument("--test-stride", type=int, default=1, help="test frame stride for per-epoch evaluation")
-    data.add_argument("--synthetic", type=int, default=0,
+    data.add_argument("--stride", type=positive_int, default=1, help="training frame stride")
+    data.add_argument("--test-stride", type=positive_int, default=1,
+                      help="test frame stride for per-epoch evaluation")
+    data.add_argument("--synthetic", type=non_negative_int, default=0,
                       help="train on N synthetic poses instead of Human3.6M (tests, smoke runs)")
     data.add_argument("--no-flip", action="store_true", help="disable train-time flip augmentation")
-    data.add_argument("--noise-std", type=float, default=0.0,
+    data.add_argument("--noise-std", type=non_negative_float, default=0.0,
                       help="max std of detector-like 2D jitter (normalised units; 0.01 = 5 px at 1000 px)")
-    data.add_argument("--noise-prob", type=float, default=0.5, help="share of each batch that gets jitter")
-    data.add_argument("--outlier-prob", type=float, default=0.0,
+    data.add_argument("--noise-prob", type=probability, default=0.5, help="share of each batch that gets jitter")
+    data.add_argument("--outlier-prob", type=probability, default=0.0,
                       help="share of each batch with one joint moved like a detector's wrong joint")
-    data.add_argument("--outlier-max-shift", type=float, default=0.4,
+    data.add_argument("--outlier-max-shift", type=non_negative_float, default=0.4,
                       help="longest such move (normalised units; 0.4 = 200 px at 1000 px)")
-    data.add_argument("--missing-prob", type=float, default=0.0,
+    data.add_argument("--missing-prob", type=probability, default=0.0,
                       help="share of each batch with joints missing (filled as the node fills them)")
-    data.add_argument("--missing-max", type=int, default=2, help="most joints missing in one pose")
-    data.add_argument("--placement-prob", type=float, default=0.0,
+    data.add_argument("--missing-max", type=number_in(int, 0, 16), default=2,
+                      help="most joints missing in one pose (one joint at least stays)")
+    data.add_argument("--placement-prob", type=probability, default=0.0,
                       help="share of each batch shown as the reference camera sees the same pose elsewhere "
                            "(another distance and angle off the axis; the input the node gives the lifter)")
-    data.add_argument("--placement-distance", type=float, nargs=2, default=(2.0, 15.0), metavar=("NEAR", "FAR"),
+    data.add_argument("--placement-distance", type=positive_float, nargs=2, default=(2.0, 15.0),
+                      metavar=("NEAR", "FAR"),
                       help="distances of such placements from the camera (metres, drawn log-uniformly)")
-    data.add_argument("--placement-angles", type=float, nargs=4, default=(-30.0, -20.0, 30.0, 15.0),
+    data.add_argument("--placement-angles", type=number_in(float, -90, 90, low_open=True, high_open=True), nargs=4,
+                      default=(-30.0, -20.0, 30.0, 15.0),
                       metavar=("LOW_X", "LOW_Y", "HIGH_X", "HIGH_Y"),
                       help="angles of the pelvis' ray off the axis for such placements (degrees, across and "
                            "up/down, y down; drawn uniformly)")
     model = p.add_argument_group("model (paper: depth 3, dim 512, heads 8)")
-    model.add_argument("--dim", type=int, default=512)
-    model.add_argument("--depth", type=int, default=3)
-    model.add_argument("--heads", type=int, default=8)
-    model.add_argument("--mlp-ratio", type=float, default=2.0)
-    model.add_argument("--dropout", type=float, default=0.0)
+    model.add_argument("--dim", type=positive_int, default=512)
+    model.add_argument("--depth", type=positive_int, default=3)
+    model.add_argument("--heads", type=positive_int, default=8, help="must divide --dim")
+    model.add_argument("--mlp-ratio", type=positive_float, default=2.0)
+    model.add_argument("--dropout", type=number_in(float, 0, 1, high_open=True), default=0.0)
     for branch in ("initial", "local", "global"):
         model.add_argument(f"--no-cfi-{branch}", action="store_true", help=f"ablate the CFI({branch}) term")
     model.add_argument("--no-gramlp", action="store_true", help="plain MLP instead of GraMLP")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=20)
-    opt.add_argument("--batch-size", type=int, default=512)
-    opt.add_argument("--lr", type=float, default=1e-3)
-    opt.add_argument("--lr-decay", type=float, default=0.95, help="multiplied into lr after every epoch")
+    opt.add_argument("--epochs", type=positive_int, default=20)
+    opt.add_argument("--batch-size", type=positive_int, default=512)
+    opt.add_argument("--lr", type=positive_float, default=1e-3)
+    opt.add_argument("--lr-decay", type=number_in(float, 0, 1, low_open=True), default=0.95,
+                     help="multiplied into lr after every epoch")
     opt.add_argument("--loss", choices=sorted(LOSSES), default="mpjpe")
-    opt.add_argument("--max-steps-per-epoch", type=int, default=0, help="cap on steps per epoch (0 = all)")
-    opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--budget-minutes", type=float, default=0.0,
+    opt.add_argument("--max-steps-per-epoch", type=non_negative_int, default=0,
+                     help="cap on steps per epoch (0 = all)")
+    opt.add_argument("--seed", type=non_negative_int, default=0)
+    opt.add_argument("--budget-minutes", type=non_negative_float, default=0.0,
                      help="train for this many minutes of training-step time (epochs ignored; 0 = off)")
-    opt.add_argument("--budget-samples", type=int, default=0,
+    opt.add_argument("--budget-samples", type=non_negative_int, default=0,
                      help="train on this many samples (epochs ignored; 0 = off)")
     opt.add_argument("--schedule", choices=SCHEDULES, default="onecycle",
                      help="lr schedule of a budget run (peak = --lr); one-cycle measured better than warm-up + "
                           "cosine in the accuracy-vs-compute study (docs/accuracy_vs_compute.md)")
-    opt.add_argument("--warmup", type=float, default=0.05, help="warm-up share of a cosine or constant budget schedule")
-    opt.add_argument("--ema-decay", type=float, default=0.0,
-                     help="keep an EMA of the weights (e.g. 0.999), evaluated and saved instead of the raw ones")
-    opt.add_argument("--eval-noise-std", type=float, default=0.01,
+    opt.add_argument("--warmup", type=number_in(float, 0, 1, high_open=True), default=0.05,
+                     help="warm-up share of a cosine or constant budget schedule")
+    opt.add_argument("--ema-decay", type=number_in(float, 0, 1, high_open=True), default=0.0,
+                     help="keep an EMA of the weights (e.g. 0.999), evaluated and saved instead of the raw "
+                          "ones (0 = off)")
+    opt.add_argument("--eval-noise-std", type=non_negative_float, default=0.01,
                      help="also evaluate with this fixed 2D jitter (normalised units; 0 = skip)")
-    opt.add_argument("--checkpoint-minutes", type=float, default=5.0,
-                     help="also checkpoint this often within an epoch (for --resume)")
+    opt.add_argument("--checkpoint-minutes", type=non_negative_float, default=5.0,
+                     help="also checkpoint this often within an epoch (for --resume; 0 = after every step)")
     speed = p.add_argument_group("speed (each choice measured at start)")
     speed.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
                        help="precision: auto = bf16 on CUDA, on a CPU a timed probe (fp32 unless bf16 is faster)")
-    speed.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: every core)")
+    speed.add_argument("--threads", type=positive_int, default=None,
+                       help="CPU threads for torch (default: every core)")
     speed.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                        help="torch.compile the training step (auto: eager if compiling fails)")
     speed.add_argument("--attention", choices=("sdpa", "matmul"), default="matmul",
@@ -137,12 +158,34 @@ def build_parser() -> argparse.ArgumentParser:
                             "graph export uses (same function; with 17 tokens on a CPU the compiled matmul "
                             "graph measured faster: benchmarks/bench_training.py)")
     p.add_argument("--out", default="runs/cfi", help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.*")
+    earlier_run = p.add_mutually_exclusive_group()
+    earlier_run.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.*")
+    earlier_run.add_argument("--overwrite", action="store_true",
+                             help="start a new run in an --out that holds one (its checkpoint, metrics and "
+                                  "weights are deleted); without --resume or --overwrite such an --out is refused")
     p.add_argument("--init-weights", default=None,
                    help="start from this weights file (fine-tuning: a new schedule on trained weights; the "
                         "model flags must match its config); its commands and CPU-hours carry into the record")
     p.add_argument("--name", default="cfi", help="file name of the final weights in --out")
     return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, with the checks that take more than one argument."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        model_config_from_args(args)
+    except ValueError as error:                 # e.g. --heads that does not divide --dim
+        parser.error(f"--dim {args.dim} --depth {args.depth} --heads {args.heads}: {error}")
+    near, far = args.placement_distance
+    if near > far:
+        parser.error(f"--placement-distance {near:g} {far:g}: NEAR must not be farther than FAR")
+    (low_x, low_y), (high_x, high_y) = placement_angles(args)
+    if low_x > high_x or low_y > high_y:
+        parser.error(f"--placement-angles {' '.join(f'{a:g}' for a in args.placement_angles)}: "
+                     f"each LOW must not exceed its HIGH")
+    return args
 
 
 def model_config_from_args(args) -> CFIConfig:
@@ -239,13 +282,44 @@ def init_from_weights(model: torch.nn.Module, path: str, config: CFIConfig) -> d
     """Load a trained weights file into ``model`` (same architecture); returns its provenance."""
     source, info = load_weights(path)
     if info.model != config:
-        raise ValueError(f"--init-weights {path}: its model config {info.model} differs from this run's "
-                         f"{config}; pass the same --dim/--depth/--heads/--mlp-ratio and ablation flags")
+        raise RunRefused(f"--init-weights {path}: its model differs from this run's "
+                         f"({config_difference(info.model, config, 'the weights')}); pass the same "
+                         f"--dim/--depth/--heads/--mlp-ratio and ablation flags")
     model.load_state_dict(source.state_dict())
     compute = info.training.get("compute", {})
     return {"path": str(path), "sha256": info.sha256, "metrics": info.metrics,
             "samples_seen": info.training.get("samples_seen", 0), "cpu_hours": compute.get("cpu_hours", 0.0),
             "commands": list(info.training.get("commands", []))}
+
+
+def run_files(args) -> list[str]:
+    return [*RUN_FILES, f"{args.name}.safetensors", f"{args.name}.json"]
+
+
+def check_out(args, out: Path) -> None:
+    """Refuse, before any work, an --out this run would mix with another: a new run into one that
+    holds a run (it overwrote the checkpoint and weights and appended a second "epoch 1" to its
+    metrics) unless --overwrite, and --resume of one with nothing to resume (it started afresh)."""
+    if args.resume:
+        if not (out / "checkpoint.safetensors").is_file():
+            raise RunRefused(f"--resume: {out} holds no checkpoint.safetensors to continue; leave out "
+                             f"--resume to start a new run there")
+        return
+    earlier = [name for name in run_files(args) if (out / name).exists()]
+    if earlier and not args.overwrite:
+        raise RunRefused(f"--out {out} already holds a run ({', '.join(earlier)}); pass --resume to "
+                         f"continue it or --overwrite to start a new one in its place")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunRefused(f"--out {out}: cannot make the directory ({error.strerror or error})") from None
+
+
+def clear_earlier_run(args, out: Path) -> None:
+    """--overwrite: delete the earlier run's files once this run has passed every check (a refused
+    run leaves them as they were)."""
+    for name in run_files(args) + ["checkpoint.safetensors.tmp", "checkpoint.json.tmp"]:
+        (out / name).unlink(missing_ok=True)
 
 
 def training_record(args, state: RunState) -> dict:
@@ -379,28 +453,30 @@ def train(args) -> dict:
     main_process = rank == 0
     torch.manual_seed(args.seed + rank)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_out(args, out)
     command = "python -m training.train " + " ".join(sys.argv[1:] if args.command_line is None
                                                      else args.command_line)
 
-    train_set, test_set = load_data(args)
-    noisy_test_set = with_detector_noise(test_set, args.eval_noise_std) if args.eval_noise_std > 0 else None
+    # the model, --init-weights and the checkpoint before the data, so that a mismatch is refused
+    # in seconds, not after loading Human3.6M (none of them draws from the data's random numbers)
     config = model_config_from_args(args)
     model = CFINet(config).to(device)
     if args.attention == "sdpa":
         use_fused_attention(model)
     state = RunState()
-    if args.init_weights and not (args.resume and (out / "checkpoint.safetensors").exists()):
+    if args.init_weights and not args.resume:      # a resumed run's checkpoint has its start already
         state.init_weights = init_from_weights(model, args.init_weights, config)
     optimizer = make_optimizer(model, args.lr, device)
     ema = WeightEMA(model, args.ema_decay) if args.ema_decay > 0 else None
     history: list[dict] = []
-    if args.resume and (out / "checkpoint.safetensors").exists():
+    if args.resume:
         meta = load_checkpoint(out, model, optimizer, ema)
         history = meta["history"]
         state = RunState(**{**asdict(RunState()), **meta.get("run_state", {}), "epoch": meta["epoch"]})
         if main_process:
             print(f"resumed from {out} at epoch {state.epoch}, step {state.global_step}", file=sys.stderr)
+    train_set, test_set = load_data(args)
+    noisy_test_set = with_detector_noise(test_set, args.eval_noise_std) if args.eval_noise_std > 0 else None
     state.commands.append(command)
     state.threads = threads
     loss_fn = LOSSES[args.loss]
@@ -409,6 +485,8 @@ def train(args) -> dict:
     if len(inputs) // world < args.batch_size:   # no full batch: no step would run (a budget run: forever)
         raise SystemExit(f"error: {len(inputs)} training poses{f' over {world} processes' if world > 1 else ''} "
                          f"do not fill one batch of {args.batch_size}; lower --batch-size (or --stride)")
+    if args.overwrite and main_process:
+        clear_earlier_run(args, out)
 
     input_domain = trained_input_domain(args, targets)
     if args.amp == "auto" and state.precision and state.cpu == cpu_model():
@@ -584,11 +662,12 @@ def check_finite(model: torch.nn.Module | None, ema: WeightEMA | None, loss: flo
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     args.command_line = argv
     try:
         return train(args)
-    except (TrainingDiverged, WeightsError, KeyError) as error:   # diverged; bad --init-weights or subjects
+    # diverged; bad --out, --resume, --init-weights, subjects or data files
+    except (TrainingDiverged, RunRefused, CheckpointError, WeightsError, DatasetError, KeyError) as error:
         if argv is not None:
             raise
         print(f"error: {error_text(error)}", file=sys.stderr)

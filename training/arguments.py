@@ -1,0 +1,50 @@
+"""argparse types for the training tools' numbers: each refuses, at parse time and naming its
+range, a value no run could use (a batch of 0, a NaN budget, a probability of 1.5), which
+otherwise ended in a traceback, a run that never ends, or a run that silently ignored it."""
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def number_in(kind: type, low: float | None = None, high: float | None = None,
+              low_open: bool = False, high_open: bool = False):
+    """An argparse ``type``: a finite ``kind`` (int or float) within ``low``..``high`` (either end
+    open or absent); anything else is refused with the range in the message."""
+    def in_range(value) -> bool:
+        above = low is None or (value > low if low_open else value >= low)
+        below = high is None or (value < high if high_open else value <= high)
+        return above and below
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {describe(kind)}") from None
+        if not math.isfinite(value) or not in_range(value):
+            raise argparse.ArgumentTypeError(f"must be {describe(kind, low, high, low_open, high_open)}, "
+                                             f"not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def describe(kind: type, low=None, high=None, low_open=False, high_open=False) -> str:
+    """``"an integer >= 1"``, ``"a number in [0, 1)"`` and the like."""
+    what = "an integer" if kind is int else "a number"
+    if low is not None and high is not None:
+        return f"{what} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{what} {'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f"{what} {'<' if high_open else '<='} {high:g}"
+    return "a finite number" if kind is float else what
+
+
+positive_int = number_in(int, 1)
+non_negative_int = number_in(int, 0)
+positive_float = number_in(float, 0, low_open=True)
+non_negative_float = number_in(float, 0)
+probability = number_in(float, 0, 1)
+finite_float = number_in(float)
