@@ -732,6 +732,27 @@ class _KeypointsInEveryBox:
         return np.stack([x, y], axis=-1), np.full((len(boxes), 17), 0.9)
 
 
+def test_a_person_whose_box_has_no_area_is_left_out_not_given_a_new_id_every_frame(synthetic):
+    """A YOLO-pose candidate of w = h = 0 (or less) with good keypoints was published every frame,
+    under a new id each time: a box without area has IoU 0 even with itself, so the tracker never
+    matched it, and the lifter started a new smoother track and TF frame for it every frame."""
+    from onnx import TensorProto
+
+    from cfi_pose_ros.detectors.frame import detect_and_track
+    from cfi_pose_ros.tracking import MultiPersonTracker
+
+    candidates = _yolo_candidates()
+    candidates[2:4, 2] = (0.0, -40.0)          # C: no width, and a negative height
+    path = make_constant_model(synthetic / "yolo_flat.onnx", "images", [1, 3, 640, 640], TensorProto.FLOAT,
+                               {"output0": candidates[None]})
+    detector = create_detector({"type": "yolo_pose", "model_path": str(path), "intra_op_num_threads": THREADS,
+                                "providers": ["CPUExecutionProvider"]})
+    tracker = MultiPersonTracker()
+    image = np.zeros((640, 640, 3), np.uint8)
+    ids = [detect_and_track(detector, tracker, image, 10.0 + k / 30)[1] for k in range(6)]
+    assert ids == [["1"]] * 6, ids        # A alone, one id throughout
+
+
 def test_a_bag_loop_runs_the_person_detector_instead_of_following_the_last_pass():
     """The top-down detector followed boxes from the end of a bag onto its first frame when it
     looped (only lifecycle activate reset it): a ghost where nobody stood, the real person missed

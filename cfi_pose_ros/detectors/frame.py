@@ -14,7 +14,7 @@ def detect_and_track(detector, tracker, image_bgr: np.ndarray, stamp_s: float | 
                      ) -> tuple[Detections2D, list[str], dict[str, float]]:
     """``(people, ids, stage_ms)`` of one BGR image.
 
-    People with a non-finite box are left out (the tracker needs boxes). ``tracker=None``
+    People with a non-finite box or one without area are left out (the tracker needs boxes). ``tracker=None``
     gives every person the empty id. ``stamp_s`` is the tracker's clock (the image stamp;
     None or <= 0: see ``MultiPersonTracker.clock``); a frame on which the tracker starts over (a bag
     loop) resets the detector too (a top-down detector's followed boxes). ``stage_ms`` holds the
@@ -32,9 +32,12 @@ def detect_and_track(detector, tracker, image_bgr: np.ndarray, stamp_s: float | 
         raise ValueError(f"detector returned layout {detections.layout!r}, expected {COCO_17.name}")
     # top-down detectors time their two stages (the person detector only when it ran)
     stage_ms = dict(getattr(detector, "last_stage_ms", None) or {"detector": (time.perf_counter() - start) * 1e3})
-    finite = np.isfinite(detections.boxes).all(axis=1)
-    if not finite.all():
-        detections = detections.select(finite)
+    boxes = detections.boxes
+    # a box without area has IoU 0 even with itself: the tracker gave its person a new id every
+    # frame (a YOLO-pose candidate of w = h = 0), so a new TF frame and smoother track every frame
+    trackable = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    if not trackable.all():
+        detections = detections.select(trackable)
     t0 = time.perf_counter()
     if tracker is not None:
         ids = tracker.update(detections.boxes, t, image_bgr.shape[1::-1])
