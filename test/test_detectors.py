@@ -429,6 +429,23 @@ def test_detector_with_unexpected_outputs_is_refused_at_construction(synthetic):
     assert issubclass(DetectorModelError, ValueError)
 
 
+@pytest.mark.parametrize("labels_shape", [(1, 5), (1, 1)])
+def test_rtmdet_labels_that_are_not_one_per_box_are_refused_naming_both_outputs(synthetic, labels_shape):
+    """Labels of another length than the boxes failed every frame in the decoding's broadcast
+    ("operands could not be broadcast together"), or a single label was applied to every box."""
+    from onnx import TensorProto
+
+    dets = np.zeros((1, 3, 5))
+    dets[0, :, :] = (10, 10, 60, 90, 0.9)
+    path = make_constant_model(synthetic / f"rtmdet_labels_{labels_shape[1]}.onnx", "input", ["batch", 3, "h", "w"],
+                               TensorProto.FLOAT, {"dets": dets, "labels": np.zeros(labels_shape)},
+                               {"labels": TensorProto.INT64})
+    detector = RTMDetPersonDetector(RTMDetConfig(model_path=str(path), input_size=(320, 320)))
+    with pytest.raises(DetectorModelError, match=re.escape(f"'labels' has shape {list(labels_shape)}, 'dets' "
+                                                           "[1, 3, 5]: expected one label per box, [1, 3]")):
+        detector.detect_boxes(np.zeros((240, 320, 3), np.uint8))
+
+
 def test_keypoint_and_yolo_models_are_validated(synthetic):
     from onnx import TensorProto
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import (OnnxModelConfig, TensorSpec, check_image, check_one_image_batch, check_output_shape,
+from .base import (DetectorModelError, OnnxModelConfig, TensorSpec, check_image, check_one_image_batch, check_output_shape,
                    create_session, normalise_images, numpy_dtype, resolve_input_size, resolve_tensor)
 from .decode import decode_rtmdet
 from .transforms import letterbox
@@ -75,6 +75,12 @@ class RTMDetPersonDetector:
         dets, labels = self.session.run([self.config.dets_output, self.config.labels_output],
                                         {self._input.name: blob})
         check_output_shape(dets, self._dets_spec, self._name, self.config.dets_output)
+        if labels.shape != dets.shape[:2]:
+            # one label per box: others failed every frame in the decoding's broadcast, or one
+            # label was broadcast to every box
+            raise DetectorModelError(f"{self._name}: '{self.config.labels_output}' has shape {list(labels.shape)}, "
+                                     f"'{self.config.dets_output}' {list(dets.shape)}: expected one label per box, "
+                                     f"{list(dets.shape[:2])}")
         boxes, scores = decode_rtmdet(dets[0], labels[0], self.config.score_threshold,
                                       self.config.person_label)
         boxes, scores = boxes[:self.config.max_people], scores[:self.config.max_people]
