@@ -75,6 +75,14 @@ def rescale_camera_matrix(k: np.ndarray, from_size: tuple[float, float], to_size
     return k
 
 
+# The fewest pixels a side of an image described to the lifter (a CameraInfo's image after its roi
+# and binning, a depth image registered to the keypoints' image). Drivers publish 160 x 120 and
+# more; in a few pixels a skeleton has nothing to tell apart, and images of a few pixels passed
+# the checks of K and of registration (a 1 x 1 camera with fx = 1 is consistent, and rounding a few
+# pixels explains any aspect ratio) yet placed people metres off.
+MIN_IMAGE_SIDE_PX = 16
+
+
 def published_image_matrix(matrix: np.ndarray, offset: tuple[float, float], binning: tuple[int, int]) -> np.ndarray:
     """A full sensor's K (or P's left 3x3) moved to the image a driver publishes: its region of
     interest at ``offset`` (x, y; full-resolution pixels) reduced by ``binning`` (x, y), as

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import timeline
+from .camera import MIN_IMAGE_SIDE_PX
 from .frame_ids import other_camera_frame, tf2_frame_id
 from .image import raw_rows
 from .root_solver import validate_camera_matrix
@@ -104,6 +105,11 @@ def check_depth_registration(depth_shape: tuple[int, ...], image_size: tuple[flo
     read beside the people, and placed them metres off."""
     height, width = int(depth_shape[0]), int(depth_shape[1])
     image_width, image_height = float(image_size[0]), float(image_size[1])
+    if min(width, height) < MIN_IMAGE_SIDE_PX:
+        # the rounding below explains any aspect ratio at a few pixels: a 1 x 1 image of 1 m
+        # was registered to a 1000 x 1002 camera and put people 5.3 m away at 1.2 m
+        raise ValueError(f"the {width}x{height} depth image is too small to be registered to an image "
+                         f"(at least {MIN_IMAGE_SIDE_PX} pixels a side)")
     # registered: the image scaled by one factor s, each side rounded, |s W - w| < 1 and |s H - h| < 1
     # for some s, that is |w H - h W| < W + H
     if not abs(width * image_height - height * image_width) < image_width + image_height:

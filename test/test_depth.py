@@ -225,6 +225,15 @@ def test_a_depth_image_of_another_aspect_cannot_be_registered(depth_size, image_
         check_depth_registration(depth_size[::-1], image_size)
 
 
+@pytest.mark.parametrize("depth_size", [(1, 1), (2, 1), (4, 3), (15, 15), (640, 8)])
+def test_a_depth_image_of_a_few_pixels_is_registered_to_nothing(depth_size):
+    """Rounding each side of a few pixels explains any aspect ratio: a 1 x 1 depth image of 1 m was
+    taken as registered to a 1000 x 1002 camera and placed people 5.3 m away at 1.2 m."""
+    with pytest.raises(ValueError, match=rf"the {depth_size[0]}x{depth_size[1]} depth image is too small"):
+        check_depth_registration(depth_size[::-1], (1000, 1002))
+    check_depth_registration((16, 16), (1000, 1002))         # the smallest taken
+
+
 @pytest.mark.parametrize("encoding, dtype, scale", [("16UC1", "<u2", 1000.0), ("mono16", ">u2", 1000.0),
                                                     ("32FC1", "<f4", 1.0)])
 def test_depth_message_fields_to_array_with_padded_rows(encoding, dtype, scale):

@@ -14,7 +14,7 @@ import numpy as np
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from cfi_pose_ros.camera import LensDistortion, lens_distortion, published_image_matrix
+from cfi_pose_ros.camera import MIN_IMAGE_SIDE_PX, LensDistortion, lens_distortion, published_image_matrix
 from cfi_pose_ros.depth import check_depth_frame, check_depth_registration
 from cfi_pose_ros.frame_ids import other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
@@ -90,7 +90,7 @@ def camera_from_info(msg, keypoints_image: str = "raw") -> tuple[np.ndarray, Len
     as image_geometry's PinholeCameraModel does (the lens acts on normalised coordinates, which
     that move keeps: undistorting with the moved K is undistorting on the sensor). One whose
     ``header.frame_id`` is too long for a frame name (see ``FRAME_ID_TOO_LONG``), whose roi reaches
-    outside the sensor or whose image is smaller than MIN_PUBLISHED_SIDE_PX is refused too."""
+    outside the sensor or whose image is smaller than MIN_IMAGE_SIDE_PX is refused too."""
     check_frame_id_length(msg.header)
     # judged against the sensor's size (a ROI can put the principal point of the published image
     # far outside it)
@@ -109,27 +109,20 @@ def camera_from_info(msg, keypoints_image: str = "raw") -> tuple[np.ndarray, Len
     return published_image_matrix(matrix, offset, binning), lens, image_size_from_info(msg)
 
 
-# The fewest pixels a side of the published image (the roi after binning) may have. Drivers publish
-# 160 x 120 and more; in a few pixels a 17-joint skeleton has nothing to tell apart, and a binning
-# of the whole sensor into one pixel passed every check of K (a 1 x 1 camera with fx = 1 is
-# consistent) yet placed people metres to the side.
-MIN_PUBLISHED_SIDE_PX = 16
-
-
 def _check_published_region(msg) -> None:
     """ValueError for a ``roi`` that reaches outside the sensor (its offset moves the principal
     point: a roi a few sensor widths away placed people 28 m to the side, passing the check of K,
     which is against the sensor) or a roi and binning that leave an image of fewer than
-    MIN_PUBLISHED_SIDE_PX pixels a side."""
+    MIN_IMAGE_SIDE_PX pixels a side."""
     roi = msg.roi
     if roi.width and roi.height and msg.width and msg.height and (
             roi.x_offset + roi.width > msg.width or roi.y_offset + roi.height > msg.height):
         raise ValueError(f"roi {roi.width}x{roi.height} at ({roi.x_offset}, {roi.y_offset}) reaches outside the "
                          f"{msg.width}x{msg.height} sensor")
     size = image_size_from_info(msg)
-    if size is not None and min(size) < MIN_PUBLISHED_SIDE_PX:
+    if size is not None and min(size) < MIN_IMAGE_SIDE_PX:
         raise ValueError(f"roi and binning ({msg.binning_x}, {msg.binning_y}) leave a {size[0]}x{size[1]} image "
-                         f"(at least {MIN_PUBLISHED_SIDE_PX} pixels a side)")
+                         f"(at least {MIN_IMAGE_SIDE_PX} pixels a side)")
 
 
 def image_size_from_info(msg) -> tuple[int, int] | None:
