@@ -48,6 +48,21 @@ def pose_errors_mm(received, clip) -> dict:
             "people_measured": len(relative)}
 
 
+class DemoError(RuntimeError):
+    """The demo could not run, with the node's own words."""
+
+
+def node_failure(log_path: Path) -> str:
+    """The lift node's first FATAL or ERROR line (the cause: the last one says only that it is
+    exiting), or where its log is."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    reasons = [line for line in lines if line.startswith(("[FATAL]", "[ERROR]"))]
+    return f"{reasons[0]} (log: {log_path})" if reasons else f"see {log_path}"
+
+
 def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | None = None,
              rate_hz: float = 30.0) -> dict:
     import rclpy
@@ -69,7 +84,8 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
     try:
         print("waiting for the lifting node...", file=sys.stderr)
         if not client.wait_for_lifter(executor, clip, timeout=300.0, alive=lambda: node.poll() is None):
-            raise RuntimeError(f"the node did not answer; see {out / 'node.log'}")
+            state = "stopped" if node.poll() is not None else "did not answer"
+            raise DemoError(f"the lifting node {state}: {node_failure(out / 'node.log')}")
         print(f"replaying {frames or len(clip.pixels)} frames at {rate_hz:g} Hz", file=sys.stderr)
         client.replay(executor, clip, rate_hz=rate_hz, frames=frames)
     finally:
@@ -108,13 +124,17 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
 
 
 def main(argv=None) -> int:
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME as LIFT_NODE_PARAMETERS_BY_NAME
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/demo")
-    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--backend", default="auto", choices=LIFT_NODE_PARAMETERS_BY_NAME["backend"].choices)
     parser.add_argument("--weights", default="", help="weights file (default: the packaged weights)")
     parser.add_argument("--frames", type=int, default=None, help="frames to replay (default: the whole clip)")
     parser.add_argument("--rate", type=float, default=30.0)
     args = parser.parse_args(argv)
+    if not args.out.strip():
+        parser.error("--out must name a folder")
     if not (args.rate > 0 and np.isfinite(args.rate)):
         parser.error(f"--rate must be a positive number of frames per second, got {args.rate}")
     if args.frames is not None and args.frames < 1:
@@ -130,7 +150,11 @@ def main(argv=None) -> int:
     # DDS stays on this machine, in a domain of its own, unless the caller chose otherwise.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
-    report = run_demo(Path(args.out), args.backend, args.weights, args.frames, args.rate)
+    try:
+        report = run_demo(Path(args.out), args.backend, args.weights, args.frames, args.rate)
+    except DemoError as exc:        # a bad --weights: the node's reason, not a traceback
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(report, indent=2))
     print(f"wrote {args.out}/skeletons.gif, skeletons.png, report.md, demo.mcap")
     ok = report["frames_received"] > 0 and report["node_exit_code"] == 0

@@ -646,6 +646,8 @@ def test_a_video_photo_or_clip_path_that_is_no_file_is_one_line_and_exit_2(ros_e
     ("demo", ["--rate", "0"], "--rate must be a positive number"),
     ("demo", ["--frames", "0"], "--frames must be at least 1"),
     ("demo", ["--out", "/dev/null/demo"], "--out /dev/null/demo: cannot create it (Not a directory)"),
+    ("demo", ["--out", ""], "--out must name a folder"),
+    ("demo", ["--backend", "bogus"], "invalid choice: 'bogus'"),
 ])
 def test_play_bag_and_the_demo_refuse_a_bad_argument_before_starting_anything(capsys, tool, args, expected):
     """--rate 0 waited for subscribers (play_bag, 10 s) or started the lift node (demo) first, then
@@ -656,6 +658,21 @@ def test_play_bag_and_the_demo_refuse_a_bad_argument_before_starting_anything(ca
     with pytest.raises(SystemExit) as exit_info:
         {"play_bag": play_bag, "demo": demo}[tool](args)
     assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_the_demo_says_in_one_line_why_the_node_stopped(ros_env, tmp_path):
+    """A bad --weights ended the demo in a traceback ("the node did not answer; see node.log"), the
+    reason only in the log: it is the node's own FATAL or ERROR line, exit 1."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "missing.safetensors"
+    run = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.demo", "--out", str(tmp_path / "demo"),
+                          "--weights", str(missing)], env=ros_env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("demo: error: the lifting node stopped: [") and str(missing) in last, last
+    assert f"(log: {tmp_path / 'demo' / 'node.log'})" in last, last
 
 
 def test_a_params_file_target_frame_is_the_output_frame_as_in_the_node(tmp_path, capsys):
