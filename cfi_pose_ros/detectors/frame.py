@@ -14,8 +14,8 @@ def detect_and_track(detector, tracker, image_bgr: np.ndarray, stamp_s: float | 
                      ) -> tuple[Detections2D, list[str], dict[str, float]]:
     """``(people, ids, stage_ms)`` of one BGR image.
 
-    People with a non-finite box or one without area are left out (the tracker needs boxes). ``tracker=None``
-    gives every person the empty id. ``stamp_s`` is the tracker's clock (the image stamp;
+    People with a non-finite box or one without area are left out (the tracker needs boxes).
+    ``tracker=None`` gives every person the empty id. ``stamp_s`` is the tracker's clock (the image stamp;
     None or <= 0: see ``MultiPersonTracker.clock``); a frame on which the tracker starts over (a bag
     loop) resets the detector too (a top-down detector's followed boxes). ``stage_ms`` holds the
     detector's own stage timings where it has them (top-down: ``detector``, ``keypoint_model``), else

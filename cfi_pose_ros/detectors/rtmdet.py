@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import (DetectorModelError, OnnxModelConfig, TensorSpec, check_image, check_one_image_batch, check_output_shape,
-                   create_session, normalise_images, numpy_dtype, resolve_input_size, resolve_tensor)
+from .base import (DetectorModelError, OnnxModelConfig, TensorSpec, check_image, check_one_image_batch,
+                   check_output_shape, create_session, normalise_images, numpy_dtype, resolve_input_size,
+                   resolve_tensor)
 from .decode import decode_rtmdet
 from .transforms import letterbox
 
