@@ -1,10 +1,26 @@
-"""argparse types for the training tools' numbers: each refuses, at parse time and naming its
-range, a value no run could use (a batch of 0, a NaN budget, a probability of 1.5), which
-otherwise ended in a traceback, a run that never ends, or a run that silently ignored it."""
+"""Checks of the training tools' arguments. The argparse types refuse, at parse time and naming
+its range, a number no run could use (a batch of 0, a NaN budget, a probability of 1.5), which
+otherwise ended in a traceback, a run that never ends, or a run that silently ignored it;
+:func:`output_directory` makes ``--out`` before any work."""
 from __future__ import annotations
 
 import argparse
 import math
+import os
+from pathlib import Path
+
+
+def output_directory(path: str | Path) -> Path:
+    """``--out`` made and writable, or ValueError with the reason: checked before the work, which
+    otherwise failed only at its end (an --out that is a file)."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out {out}: cannot make the directory ({error.strerror or error})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: the directory is not writable")
+    return out
 
 
 def number_in(kind: type, low: float | None = None, high: float | None = None,

@@ -14,8 +14,19 @@ import torch
 from cfi_pose_ros.model import CFIConfig
 
 
+# The files a checkpoint is, and what an interrupted save leaves beside them (written there first,
+# then renamed over them).
+CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT_JSON = "checkpoint.json"
+CHECKPOINT_PARTIALS = (CHECKPOINT + ".tmp", CHECKPOINT_JSON + ".tmp")
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed (unreadable, or of another model), with the reason."""
+
+
+def has_checkpoint(directory: Path) -> bool:
+    return (directory / CHECKPOINT).is_file()
 
 
 def config_difference(found: CFIConfig, wanted: CFIConfig, found_name: str) -> str:
@@ -46,12 +57,11 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     # The metadata travels inside the tensor file's header, so one atomic rename replaces tensors and
     # metadata together; checkpoint.json is a readable copy (also written by rename).
     text = json.dumps(meta, indent=2)
-    tmp = directory / "checkpoint.safetensors.tmp"
-    save_file(tensors, str(tmp), metadata={"checkpoint.json": text})
-    tmp.replace(directory / "checkpoint.safetensors")
-    tmp_json = directory / "checkpoint.json.tmp"
+    tmp, tmp_json = (directory / name for name in CHECKPOINT_PARTIALS)
+    save_file(tensors, str(tmp), metadata={CHECKPOINT_JSON: text})
+    tmp.replace(directory / CHECKPOINT)
     tmp_json.write_text(text)
-    tmp_json.replace(directory / "checkpoint.json")
+    tmp_json.replace(directory / CHECKPOINT_JSON)
 
 
 def load_checkpoint(directory: Path, model: torch.nn.Module,
@@ -63,15 +73,19 @@ def load_checkpoint(directory: Path, model: torch.nn.Module,
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    path = directory / "checkpoint.safetensors"
+    path = directory / CHECKPOINT
+
+    def unreadable(error: Exception) -> CheckpointError:
+        return CheckpointError(f"{path}: not a checkpoint that can be resumed ({error}); start the run "
+                               f"again with --overwrite")
+
     try:
         with safe_open(str(path), framework="pt") as f:
-            embedded = (f.metadata() or {}).get("checkpoint.json")
-        meta = json.loads(embedded if embedded is not None else (directory / "checkpoint.json").read_text())
+            embedded = (f.metadata() or {}).get(CHECKPOINT_JSON)
+        meta = json.loads(embedded if embedded is not None else (directory / CHECKPOINT_JSON).read_text())
         found = CFIConfig.from_dict(meta["model"])
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path}: not a checkpoint that can be resumed ({error}); start the run "
-                              f"again with --overwrite") from error
+        raise unreadable(error) from error
     if found != model.config:
         raise CheckpointError(f"{path}: the checkpoint's model differs from this run's "
                               f"({config_difference(found, model.config, 'the checkpoint')}); resume with "
@@ -80,8 +94,7 @@ def load_checkpoint(directory: Path, model: torch.nn.Module,
         return _restore(load_file(str(path)), meta, model, optimizer, ema)
     # a file cut short after its header, or tensors that do not fit the model it names
     except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path}: not a checkpoint that can be resumed ({error}); start the run "
-                              f"again with --overwrite") from error
+        raise unreadable(error) from error
 
 
 def _restore(tensors: dict, meta: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema) -> dict:

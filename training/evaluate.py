@@ -29,7 +29,7 @@ from cfi_pose_ros.camera import (H36M_PELVIS_ANGLES_DEG, CameraIntrinsics, clamp
                                  lifter_input_in_reference_view, square_pixel_camera, undistort_pixels)
 from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics
-from training.arguments import positive_int
+from training.arguments import output_directory, positive_int
 from training.augment import flip_poses
 from training.h36m import ACTION_CLASSES, H36MCamera, PoseSet, load_cameras, load_h36m
 from training.speed import keep_freed_memory
@@ -155,19 +155,6 @@ def error_text(error: Exception) -> str:
     return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
-def output_directory(path: str) -> Path:
-    """``--out`` made and writable, checked before evaluating: it failed only after the whole
-    evaluation (11 minutes on all of S9), e.g. for an --out that is a file."""
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"--out {out}: cannot make the directory ({error.strerror or error})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: the directory is not writable")
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
@@ -198,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     keep_freed_memory()         # each batch's activations reused, not faulted in again
 
     try:
-        out = output_directory(args.out)
+        out = output_directory(args.out)      # before the evaluation: it failed only after it (11 min on S9)
         model, info = load_weights(args.weights)
         poses = load_h36m(args.data_3d, args.cameras, tuple(args.subjects), args.data_2d, args.stride)
         cameras = None if args.image_view else load_cameras(args.cameras)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from training import train as train_module
 from training.arguments import positive_float
+from training.checkpoint import CHECKPOINT_JSON, has_checkpoint
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def run_arguments(run: StudyRun, out: Path) -> list[str]:
     """The run's training command: --resume where an interrupted study left its checkpoint (train
     refuses --resume with nothing to resume, and a new run into a directory that holds one)."""
     noise = ["--noise-std", "0.01", "--noise-prob", "0.5"] if run.noise else ["--noise-std", "0"]
-    resume = ["--resume"] if (out / run.name / "checkpoint.safetensors").is_file() else []
+    resume = ["--resume"] if has_checkpoint(out / run.name) else []
     return COMMON + noise + ["--dim", str(run.dim), "--stride", str(run.stride),
                              "--budget-minutes", str(run.minutes), "--schedule", run.schedule,
                              "--out", str(out / run.name), *resume, *run.extra]
@@ -78,7 +79,7 @@ def run_arguments(run: StudyRun, out: Path) -> list[str]:
 def final_record(directory: Path) -> dict | None:
     """The last evaluation of a run that has spent its budget, else None."""
     try:
-        meta = json.loads((directory / "checkpoint.json").read_text())
+        meta = json.loads((directory / CHECKPOINT_JSON).read_text())
     except (OSError, ValueError):
         return None
     if not meta.get("run_state", {}).get("finished") or not meta["history"]:

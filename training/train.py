@@ -42,10 +42,11 @@ from tqdm import tqdm
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
-from training.arguments import non_negative_float, non_negative_int, number_in, positive_float, positive_int, \
-    probability
+from training.arguments import non_negative_float, non_negative_int, number_in, output_directory, positive_float, \
+    positive_int, probability
 from training.augment import detector_noise, displace_joints, drop_joints, random_flip, virtual_placement
-from training.checkpoint import CheckpointError, config_difference, load_checkpoint, save_checkpoint
+from training.checkpoint import (CHECKPOINT, CHECKPOINT_JSON, CHECKPOINT_PARTIALS, CheckpointError, config_difference,
+                                 has_checkpoint, load_checkpoint, save_checkpoint)
 from training.evaluate import DEFAULT_DATA, error_text, evaluate_pose_set, record_name, with_detector_noise
 from training.h36m import TRAIN_SUBJECTS, DatasetError, PoseSet, load_h36m
 from training.losses import LOSSES
@@ -66,7 +67,7 @@ class RunRefused(ValueError):
 
 
 # What a run writes into --out besides its weights (--name .safetensors/.json).
-RUN_FILES = ("checkpoint.safetensors", "checkpoint.json", "metrics.jsonl", "curves.png")
+RUN_FILES = (CHECKPOINT, CHECKPOINT_JSON, "metrics.jsonl", "curves.png")
 
 
 # train_step's augmentation settings with every augmentation off (the precision probe, benchmarks).
@@ -301,8 +302,8 @@ def check_out(args, out: Path) -> None:
     holds a run (it overwrote the checkpoint and weights and appended a second "epoch 1" to its
     metrics) unless --overwrite, and --resume of one with nothing to resume (it started afresh)."""
     if args.resume:
-        if not (out / "checkpoint.safetensors").is_file():
-            raise RunRefused(f"--resume: {out} holds no checkpoint.safetensors to continue; leave out "
+        if not has_checkpoint(out):
+            raise RunRefused(f"--resume: {out} holds no {CHECKPOINT} to continue; leave out "
                              f"--resume to start a new run there")
         return
     earlier = [name for name in run_files(args) if (out / name).exists()]
@@ -310,15 +311,15 @@ def check_out(args, out: Path) -> None:
         raise RunRefused(f"--out {out} already holds a run ({', '.join(earlier)}); pass --resume to "
                          f"continue it or --overwrite to start a new one in its place")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RunRefused(f"--out {out}: cannot make the directory ({error.strerror or error})") from None
+        output_directory(out)
+    except ValueError as error:
+        raise RunRefused(str(error)) from None
 
 
 def clear_earlier_run(args, out: Path) -> None:
     """--overwrite: delete the earlier run's files once this run has passed every check (a refused
     run leaves them as they were)."""
-    for name in run_files(args) + ["checkpoint.safetensors.tmp", "checkpoint.json.tmp"]:
+    for name in [*run_files(args), *CHECKPOINT_PARTIALS]:
         (out / name).unlink(missing_ok=True)
 
 
