@@ -102,24 +102,24 @@ def camera_from_info(msg, keypoints_image: str = "raw") -> tuple[np.ndarray, Len
     else:
         matrix = validate_camera_matrix(msg.k, sensor_size)
         lens = lens_distortion(msg.distortion_model, msg.d)
-    _check_published_region(msg)
+    size = image_size_from_info(msg)
+    _check_published_region(msg, size)
     roi = msg.roi
     offset = (roi.x_offset, roi.y_offset) if roi.width and roi.height else (0, 0)
     binning = (max(int(msg.binning_x), 1), max(int(msg.binning_y), 1))
-    return published_image_matrix(matrix, offset, binning), lens, image_size_from_info(msg)
+    return published_image_matrix(matrix, offset, binning), lens, size
 
 
-def _check_published_region(msg) -> None:
+def _check_published_region(msg, size: tuple[int, int] | None) -> None:
     """ValueError for a ``roi`` that reaches outside the sensor (its offset moves the principal
     point: a roi a few sensor widths away placed people 28 m to the side, passing the check of K,
-    which is against the sensor) or a roi and binning that leave an image of fewer than
-    MIN_IMAGE_SIDE_PX pixels a side."""
+    which is against the sensor) or a roi and binning that leave an image (of ``size``, what
+    :func:`image_size_from_info` gives) of fewer than MIN_IMAGE_SIDE_PX pixels a side."""
     roi = msg.roi
     if roi.width and roi.height and msg.width and msg.height and (
             roi.x_offset + roi.width > msg.width or roi.y_offset + roi.height > msg.height):
         raise ValueError(f"roi {roi.width}x{roi.height} at ({roi.x_offset}, {roi.y_offset}) reaches outside the "
                          f"{msg.width}x{msg.height} sensor")
-    size = image_size_from_info(msg)
     if size is not None and min(size) < MIN_IMAGE_SIDE_PX:
         raise ValueError(f"roi and binning ({msg.binning_x}, {msg.binning_y}) leave a {size[0]}x{size[1]} image "
                          f"(at least {MIN_IMAGE_SIDE_PX} pixels a side)")
