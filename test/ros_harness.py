@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +197,7 @@ class LifecycleClient:
         from lifecycle_msgs.srv import ChangeState, GetState
 
         self._spin_until = spin_until
+        self._ros_node, self._node_name = ros_node, node_name
         self._get = ros_node.create_client(GetState, f"/{node_name}/get_state")
         self._change = ros_node.create_client(ChangeState, f"/{node_name}/change_state")
         assert self._get.wait_for_service(timeout_sec=30), f"{node_name} offers no lifecycle services"
@@ -204,10 +206,28 @@ class LifecycleClient:
         return call_service(client, request, self._spin_until, attempts, timeout)
 
     def state(self) -> int:
-        """Re-asked until answered (see call_service); asking for the state twice is harmless."""
+        """Re-asked until answered (see call_service); asking for the state twice is harmless.
+
+        Unanswered, it is asked once more through a client created afresh, which tells a node that
+        answers nothing from a client whose reply path DDS never matched (seen once in CI: an idle,
+        spinning node answered none of 12 requests in 60 s); the latter passes with a warning, so
+        that the test output still shows it."""
         from lifecycle_msgs.srv import GetState
 
-        return self._call(self._get, GetState.Request(), attempts=12).current_state.id
+        try:
+            return self._call(self._get, GetState.Request(), attempts=12).current_state.id
+        except AssertionError as lost:
+            fresh = self._ros_node.create_client(GetState, f"/{self._node_name}/get_state")
+            if not fresh.wait_for_service(timeout_sec=10):
+                raise AssertionError(f"{lost}, and its service is gone") from None
+            try:
+                answer = self._call(fresh, GetState.Request(), attempts=4, timeout=20.0)
+            except AssertionError:
+                raise AssertionError(f"{lost}, nor to a client created afresh: the node answers nothing") from None
+            warnings.warn(f"{lost} through the first client, answered through a client created afresh: "
+                          "that client's reply path was lost, not the node", stacklevel=2)
+            self._get = fresh
+            return answer.current_state.id
 
     def transition(self, transition_id: int) -> bool:
         return self._call(self._change, self._change_request(transition_id)).success
