@@ -26,9 +26,10 @@ import tempfile
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription, Substitution
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
-from launch.events import matches_action
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown, matches_action
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import LifecycleNode
 from launch_ros.event_handlers import OnStateTransition
@@ -100,16 +101,25 @@ def _typed(name: str, text: str, ros_type: str):
 
 class GivenArgumentsFile(Substitution):
     """Path of a parameters file, written at launch, with the launch arguments of ``types`` that
-    were given (not left at ``NOT_GIVEN``), typed, then ``fixed`` and what ``derived(configurations)`` adds.
+    were given (not left at ``NOT_GIVEN``), typed, then ``fixed`` and what ``derived(configurations)`` adds,
+    for the node ``node_name``.
 
     launch_ros applies a node's parameters in order, the later winning: passed after params_file,
     an argument nobody gave keeps that file's value. (The arguments were passed with their default
     values, so `params_file:=my.yaml` with its own target_frame, weights or topics was silently
-    undone.)"""
+    undone.) The values go under the node's full name as well as under `/**`: rcl merges every
+    parameters file of a node into one list of sections, in the order each name first appears,
+    and applies every section that matches the node in that order. Under `/**` alone they joined
+    the user's `/**` section, and a `cfi_pose_lifter:` section after it in the user's file won over
+    them: its target_frame over `target_frame:=odom`, its `autostart: true` over the launch file's
+    false (the node activated itself and launch's transitions failed). The node's full name is
+    either the user's section of that name, whose values they replace, or a new section after all
+    of the user's. `/**` still reaches the node under any name (launch_ros's own dict parameters
+    use the full name the same way)."""
 
-    def __init__(self, types: dict, fixed: dict, derived=None):
+    def __init__(self, node_name: str, types: dict, fixed: dict, derived=None):
         super().__init__()
-        self.types, self.fixed, self.derived = types, fixed, derived
+        self.node_name, self.types, self.fixed, self.derived = node_name, types, fixed, derived
 
     def describe(self) -> str:
         return f"parameters of the launch arguments given among {', '.join(self.types)}"
@@ -122,8 +132,9 @@ class GivenArgumentsFile(Substitution):
         if self.derived is not None:
             values.update(self.derived(given))
         descriptor, path = tempfile.mkstemp(prefix="cfi_pose_launch_", suffix=".yaml")
+        section = {"ros__parameters": values}
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            _dump_for_rcl({"/**": {"ros__parameters": values}}, file)
+            _dump_for_rcl({"/**": section, "/" + _full_name(given, self.node_name): section}, file)
         # the nodes read it once, when they start; left in /tmp it was one more file per launch, for good
         atexit.register(_remove_file, path)
         return path
@@ -141,7 +152,8 @@ def _dump_for_rcl(data: dict, file) -> None:
 
     QuotedStrings.add_representer(str, lambda dumper, value: dumper.represent_scalar(
         "tag:yaml.org,2002:str", value, style="'"))
-    yaml.dump(data, file, Dumper=QuotedStrings)
+    QuotedStrings.ignore_aliases = lambda self, data: True     # each section written out in full
+    yaml.dump(data, file, Dumper=QuotedStrings, sort_keys=False)
 
 
 def _remove_file(path: str) -> None:
@@ -151,39 +163,67 @@ def _remove_file(path: str) -> None:
 
 def _detector_keypoints_topic(given) -> dict:
     """The detector publishes where the lifter listens: input_topic:= when given, else the lifter's
-    parameters file's input_topic."""
+    parameters file's input_topic. A name that means something else in each node (private `~/...`,
+    `{node}`) is the lifter's as rcl expands it: passed on as it was, `~/keypoints` was
+    /cfi_pose_detector/keypoints for the detector, and the two never met."""
     if given.get("input_topic", NOT_GIVEN) != NOT_GIVEN:
-        return {"keypoints_topic": given["input_topic"]}
-    topic = read_params_file(given["params_file"], _lifter_name(given)).get("input_topic")
-    return {"keypoints_topic": str(topic or DEFAULT_INPUT_TOPIC)}
+        topic = given["input_topic"]
+    else:
+        lifter = _full_name(given, NODE_NAME)
+        topic = str(read_params_file(given["params_file"], lifter).get("input_topic") or DEFAULT_INPUT_TOPIC)
+    if "~" in topic or "{" in topic:
+        from rclpy.expand_topic_name import expand_topic_name
+
+        namespace, _, name = _full_name(given, NODE_NAME).rpartition("/")
+        try:
+            topic = expand_topic_name(topic, name, "/" + namespace)
+        except ValueError as exc:       # rcl's own words; the lifter would refuse it too
+            raise ValueError(f"the lifter's input_topic {topic!r}: {exc}") from None
+    return {"keypoints_topic": topic}
 
 
-def _lifter_name(given) -> str:
-    """The lifter's name in its namespace, as launch_ros places it: a relative namespace:= goes
-    below the namespace an including launch file pushed (PushRosNamespace: ``ros_namespace``),
-    an absolute one does not."""
+def _full_name(given, node_name: str) -> str:
+    """``node_name`` in its namespace, as launch_ros places it (no leading slash): a relative
+    namespace:= goes below the namespace an including launch file pushed (PushRosNamespace:
+    ``ros_namespace``), an absolute one does not."""
     namespace = given.get("namespace", "")
     if not namespace.startswith("/"):
         namespace = f"{given.get('ros_namespace') or ''}/{namespace}"
-    return "/".join(name for name in (*namespace.split("/"), NODE_NAME) if name)
+    return "/".join(name for name in (*namespace.split("/"), node_name) if name)
 
 
-def _lifecycle_to_active(node, condition=None):
-    """configure now, activate once the first configure has succeeded (the node's own autostart stays off).
+def _activate_if_configured(context, node) -> list:
+    """Activate ``node`` when the transition being handled (``context.locals.event``, as launch
+    gives an event handler's entities) ended its configure in `inactive`; nothing when it failed."""
+    if context.locals.event.goal_state != "inactive":
+        return []
+    return [EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                        transition_id=Transition.TRANSITION_ACTIVATE))]
 
-    The handler matches only the transition from `configuring` to `inactive`, once: a node also
-    reaches `inactive` on `ros2 lifecycle set ... deactivate` and after a failed activation, and
-    neither may be undone by the launch file (nor may a later manual configure be turned into an
-    activate)."""
+
+def _lifecycle_to_active(node, name: str, condition=None):
+    """configure now, activate if that configure succeeds (the node's own autostart stays off), and
+    end the launch when the node's process ends.
+
+    The handler takes the first transition out of `configuring`, once, and activates only if it
+    ended in `inactive`: a node also reaches `inactive` on `ros2 lifecycle set ... deactivate` and
+    after a failed activation, and neither may be undone by the launch file; nor may a manual
+    configure be turned into an activate, which a handler of `configuring` -> `inactive` alone did
+    after the launch's own configure had failed (input:=image before the models were set).
+
+    A node that exits (a parameter it refuses at start, a crash, `ros2 lifecycle set ... shutdown`)
+    shuts the launch down: launch_ros waits for the lifecycle services of a node that is gone until
+    launch ends, so `ros2 launch` stayed up with nothing running."""
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                             transition_id=Transition.TRANSITION_CONFIGURE),
                           condition=condition)
     activate_when_configured = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=node, start_state="configuring", goal_state="inactive", handle_once=True,
-        entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                              transition_id=Transition.TRANSITION_ACTIVATE))]),
+        target_lifecycle_node=node, start_state="configuring", handle_once=True,
+        entities=[OpaqueFunction(function=_activate_if_configured, args=[node])]),
         condition=condition)
-    return [activate_when_configured, configure]
+    shut_down_when_gone = RegisterEventHandler(OnProcessExit(
+        target_action=node, on_exit=[EmitEvent(event=Shutdown(reason=f"{name} exited"))]), condition=condition)
+    return [activate_when_configured, shut_down_when_gone, configure]
 
 
 def _override_arguments(types: dict, whose: str, file_argument: str) -> list:
@@ -216,7 +256,7 @@ def generate_launch_description():
         namespace=LaunchConfiguration("namespace"), output="screen",
         # autostart off: the events below drive the lifecycle
         parameters=[LaunchConfiguration("params_file"),
-                    GivenArgumentsFile(OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,
+                    GivenArgumentsFile(NODE_NAME, OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,
                                        {"autostart": False})],
     )
 
@@ -225,8 +265,8 @@ def generate_launch_description():
         package=PACKAGE, executable=DETECTOR_EXECUTABLE, name=DETECTOR_NODE_NAME,
         namespace=LaunchConfiguration("namespace"), output="screen", condition=with_detector,
         parameters=[LaunchConfiguration("detector_params_file"),
-                    GivenArgumentsFile(DETECTOR_OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,
+                    GivenArgumentsFile(DETECTOR_NODE_NAME, DETECTOR_OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,
                                        {"autostart": False}, _detector_keypoints_topic)],
     )
-    return LaunchDescription(arguments + [lifter] + _lifecycle_to_active(lifter)
-                             + [detector] + _lifecycle_to_active(detector, with_detector))
+    return LaunchDescription(arguments + [lifter] + _lifecycle_to_active(lifter, NODE_NAME)
+                             + [detector] + _lifecycle_to_active(detector, DETECTOR_NODE_NAME, with_detector))

@@ -6,7 +6,9 @@ arguments of the real one (keyword-only where the real one is, so a misspelt or
 misplaced argument fails here as it would under `ros2 launch`) and records them.
 :class:`OnStateTransition` matches events exactly as launch_ros documents: every
 matching option that is not None must equal the event's, and ``handle_once``
-(from launch's ``EventHandler``) unregisters the handler after its first match.
+(from launch's ``EventHandler``) unregisters the handler after its first match; its entities
+see the event as ``context.locals.event`` (an :class:`OpaqueFunction` among them is run with
+that context, as launch runs it).
 """
 from __future__ import annotations
 
@@ -57,6 +59,33 @@ class EmitEvent(Recorded):
     def __init__(self, *, event, **kwargs):
         super().__init__(event=event, **kwargs)
         self.event = event
+
+
+class OpaqueFunction(Recorded):
+    """launch.actions.OpaqueFunction: ``function(context, *args, **kwargs)`` returns the actions to run."""
+
+    def __init__(self, *, function, args=None, kwargs=None, **left_over):
+        super().__init__(function=function, args=args, kwargs=kwargs, **left_over)
+        self.function, self.function_args, self.function_kwargs = function, list(args or []), dict(kwargs or {})
+
+    def execute(self, context) -> list:
+        return list(self.function(context, *self.function_args, **self.function_kwargs) or [])
+
+
+class OnProcessExit(Recorded):
+    """launch.event_handlers.OnProcessExit: ``on_exit`` runs when ``target_action``'s process exits."""
+
+    def __init__(self, *, target_action=None, on_exit, **kwargs):
+        super().__init__(target_action=target_action, on_exit=on_exit, **kwargs)
+        self.target_action, self.on_exit = target_action, on_exit
+
+
+class Shutdown(Recorded):
+    """launch.events.Shutdown: ends the launch (every process gets SIGINT)."""
+
+    def __init__(self, *, reason="reason not given", due_to_sigint=False):
+        super().__init__(reason=reason, due_to_sigint=due_to_sigint)
+        self.reason = reason
 
 
 class RegisterEventHandler(Recorded):
@@ -110,11 +139,14 @@ class OnStateTransition:
                 and (self.goal_state is None or event.goal_state == self.goal_state))
 
     def handle(self, event: StateTransition) -> list:
-        """The entities it emits for ``event`` (none when it does not match or is unregistered)."""
+        """The actions it runs for ``event`` (none when it does not match or is unregistered), each
+        :class:`OpaqueFunction` replaced by what it returns, with the event in the context's locals."""
         if self.unregistered or not self.matches(event):
             return []
         self.unregistered = self.handle_once
-        return self.entities
+        context = types.SimpleNamespace(locals=types.SimpleNamespace(event=event))
+        return [action for entity in self.entities
+                for action in (entity.execute(context) if isinstance(entity, OpaqueFunction) else [entity])]
 
 
 def _module(name: str, **members) -> types.ModuleType:
@@ -133,9 +165,12 @@ def fake_modules(share_dir: str) -> dict[str, types.ModuleType]:
             "ament_index_python.packages", get_package_share_directory=lambda package: share_dir),
         "launch": _module("launch", LaunchDescription=LaunchDescription, Substitution=Substitution),
         "launch.actions": _module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument,
-                                  EmitEvent=EmitEvent, RegisterEventHandler=RegisterEventHandler),
+                                  EmitEvent=EmitEvent, OpaqueFunction=OpaqueFunction,
+                                  RegisterEventHandler=RegisterEventHandler),
         "launch.conditions": _module("launch.conditions", IfCondition=Recorded),
-        "launch.events": _module("launch.events", matches_action=lambda action: ("matches_action", action)),
+        "launch.event_handlers": _module("launch.event_handlers", OnProcessExit=OnProcessExit),
+        "launch.events": _module("launch.events", Shutdown=Shutdown,
+                                 matches_action=lambda action: ("matches_action", action)),
         "launch.substitutions": _module("launch.substitutions", LaunchConfiguration=Recorded,
                                         PythonExpression=Recorded),
         "launch_ros": _module("launch_ros"),

@@ -227,7 +227,8 @@ def _lifecycle_wiring(monkeypatch):
     description = run_launch_file(LAUNCH, monkeypatch)
     nodes = {e.kwargs["name"]: e for e in description.entities if isinstance(e, fake_launch.LifecycleNode)}
     emitted = [e for e in description.entities if isinstance(e, fake_launch.EmitEvent)]
-    handlers = [e.event_handler for e in description.entities if isinstance(e, fake_launch.RegisterEventHandler)]
+    handlers = [e.event_handler for e in description.entities if isinstance(e, fake_launch.RegisterEventHandler)
+                and isinstance(e.event_handler, fake_launch.OnStateTransition)]
     return nodes, emitted, handlers
 
 
@@ -259,6 +260,42 @@ def test_launch_file_activates_once_after_the_first_configure_and_leaves_later_t
                  ("unconfigured", "configuring"), ("configuring", "inactive")]     # ... and configure
     requested = _transitions_emitted(handlers, node, lifecycle)
     assert requested == [[], [activate]] + [[]] * (len(lifecycle) - 2), list(zip(lifecycle, requested))
+
+
+@pytest.mark.parametrize("failure", ["unconfigured", "errorprocessing"], ids=["failure", "error"])
+@pytest.mark.parametrize("node_name", ["NODE_NAME", "DETECTOR_NODE_NAME"])
+def test_a_manual_configure_after_the_launch_configure_failed_is_not_turned_into_an_activate(
+        monkeypatch, node_name, failure):
+    """`ros2 launch ... input:=image` with detect.yaml's empty model paths: the launch's configure
+    fails (on_configure's FAILURE ends in unconfigured, an exception goes through errorprocessing).
+    The operator sets the models and runs `ros2 lifecycle set /cfi_pose_detector configure`, which
+    must leave the node inactive: the handler of `configuring` -> `inactive` was still armed and
+    activated it."""
+    nodes, _, handlers = _lifecycle_wiring(monkeypatch)
+    node = nodes[launch_constants()[node_name]]
+    lifecycle = [("unconfigured", "configuring"), ("configuring", failure),       # launch's configure fails
+                 ("unconfigured", "configuring"), ("configuring", "inactive")]    # ros2 lifecycle set configure
+    if failure == "errorprocessing":
+        lifecycle.insert(2, ("errorprocessing", "unconfigured"))
+    requested = _transitions_emitted(handlers, node, lifecycle)
+    assert requested == [[]] * len(lifecycle), list(zip(lifecycle, requested))
+
+
+def test_the_launch_ends_when_a_node_exits(monkeypatch):
+    """`ros2 launch ... backend:=tensorrt_` (a value the node refuses at start, exit 1): launch_ros
+    waits for a lifecycle node's services until launch ends, so the launch stayed up with nothing
+    running. Each node's exit now shuts the launch down (the detector's only where it is started)."""
+    description = run_launch_file(LAUNCH, monkeypatch)
+    nodes = {e.kwargs["name"]: e for e in description.entities if isinstance(e, fake_launch.LifecycleNode)}
+    on_exit = {e.event_handler.target_action.kwargs["name"]: e for e in description.entities
+               if isinstance(e, fake_launch.RegisterEventHandler)
+               and isinstance(e.event_handler, fake_launch.OnProcessExit)}
+    assert set(on_exit) == set(nodes)
+    for name, registration in on_exit.items():
+        (action,) = registration.event_handler.on_exit
+        assert isinstance(action, fake_launch.EmitEvent) and isinstance(action.event, fake_launch.Shutdown), name
+        assert name in action.event.reason
+        assert registration.kwargs.get("condition") is nodes[name].kwargs.get("condition"), name
 
 
 @pytest.mark.parametrize("spec", LIFT_NODE_PARAMETERS, ids=lambda s: s.name)
@@ -305,7 +342,7 @@ def test_launch_file_starts_the_detector_only_for_image_input_and_wires_its_outp
     source = LAUNCH.read_text()
     assert 'DeclareLaunchArgument("input"' in source
     assert "== 'image'" in source and "condition=with_detector" in source
-    assert "_lifecycle_to_active(detector, with_detector)" in source
+    assert "_lifecycle_to_active(detector, DETECTOR_NODE_NAME, with_detector)" in source
     assert "DETECTOR_EXECUTABLE" in source and "DETECTOR_CONFIG_FILE" in source
 
     def keypoints_topic(given: dict) -> str:
@@ -336,6 +373,17 @@ def test_launch_file_starts_the_detector_only_for_image_input_and_wires_its_outp
         == "/left_lifter"
     assert keypoints_topic({"params_file": str(several), "ros_namespace": "/outer", "namespace": "/left"}) \
         == "/left_lifter"
+    # a name that rcl expands per node (private, {node}) is the lifter's: passed on as written it was
+    # the detector's own /cfi_pose_detector/keypoints
+    assert keypoints_topic({"params_file": str(shipped), "input_topic": "~/keypoints"}) \
+        == "/cfi_pose_lifter/keypoints"
+    assert keypoints_topic({"params_file": str(shipped), "input_topic": "{node}/in", "namespace": "left"}) \
+        == "/left/cfi_pose_lifter/in"
+    private = tmp_path / "private.yaml"
+    private.write_text("/**:\n  ros__parameters: {input_topic: ~/people}\n")
+    assert keypoints_topic({"params_file": str(private), "namespace": "left"}) == "/left/cfi_pose_lifter/people"
+    with pytest.raises(ValueError, match="the lifter's input_topic '~people'.*tilde"):
+        keypoints_topic({"params_file": str(shipped), "input_topic": "~people"})
 
 
 def test_launch_file_refers_to_installed_detector_executable_and_config(ros_env):
@@ -402,9 +450,11 @@ def test_lifter_options_map_the_node_parameters_to_create_lifter():
 
 # ----------------------------------------------------------------------------- both nodes in a namespace
 
-def _parameters_reported(tmp_path, node, node_name: str, namespace: str, params_file, names: list[str]) -> list:
+def _parameters_reported(tmp_path, node, node_name: str, namespace: str, params_file, names: list[str],
+                         overrides=None) -> list:
     """``names`` as the installed ``node``, started in ``namespace`` with ``params_file`` (one path or
-    several, in order), reports them over its get_parameters service (what ``ros2 param get`` asks)."""
+    several, in order) and ``overrides`` (autostart off unless given), reports them over its
+    get_parameters service (what ``ros2 param get`` asks)."""
     import rclpy
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python
@@ -412,7 +462,8 @@ def _parameters_reported(tmp_path, node, node_name: str, namespace: str, params_
     from cfi_pose_ros.node.process import start_node, stop
     from ros_harness import call_service, spin_until
 
-    process = start_node(node, params_file=params_file, overrides={"autostart": False},
+    process = start_node(node, params_file=params_file,
+                         overrides={"autostart": False} if overrides is None else overrides,
                          log_path=tmp_path / f"{node_name}.log", namespace=namespace)
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -484,3 +535,25 @@ def test_a_users_parameters_file_keeps_its_values_unless_the_launch_argument_is_
                                     [users, launch_file], names)
     assert dict(zip(names, reported)) == {"body_size_prior": 0.8, "flip_test": True, "target_frame": "base_link",
                                           "input_topic": "people_2d", "autostart": False}
+
+
+@pytest.mark.parametrize("section", ["{namespace}/cfi_pose_lifter", "/**/cfi_pose_lifter"])
+def test_launch_arguments_win_over_a_section_of_the_users_file_that_names_the_node(ros_env, tmp_path, section):
+    """A user's file with a `/**` section (use_sim_time for everyone) and then a section of the
+    lifter's own: rcl merges the launch-time file's `/**` into the user's first section, so the
+    user's later section won over `target_frame:=odom` and over the launch file's `autostart: false`
+    (the node activated itself, launch's transitions failed). Started as launch_ros starts it, with
+    the user's file, then the launch-time file, and no other override."""
+    from cfi_pose_ros.node.process import LIFT_NODE
+
+    namespace = f"cam{os.getpid()}"
+    users = tmp_path / "my_lift.yaml"
+    users.write_text(f"/**:\n  ros__parameters:\n    use_sim_time: false\n"
+                     f"{section.format(namespace=namespace)}:\n  ros__parameters:\n"
+                     f"    target_frame: map\n    tf_prefix: users_\n    autostart: true\n")
+    _, launch_file, _ = _launch_parameters("NODE_NAME", {"params_file": str(users), "target_frame": "odom",
+                                                         "namespace": namespace})
+    names = ["target_frame", "tf_prefix", "autostart"]
+    reported = _parameters_reported(tmp_path, LIFT_NODE, launch_constants()["NODE_NAME"], f"/{namespace}",
+                                    [users, launch_file], names, overrides={})
+    assert dict(zip(names, reported)) == {"target_frame": "odom", "tf_prefix": "users_", "autostart": False}
