@@ -101,6 +101,8 @@ class LiftedPerson:
 class FrameResult:
     people: list[LiftedPerson]
     dropped: Counter = field(default_factory=Counter)
+    # malformed people: drop reason -> what was wrong with the first of them, in words (the log's)
+    problems: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -155,22 +157,36 @@ class PipelineConfig:
     lift_in_reference_camera: bool = True
 
 
-def check_person(person: Person2D) -> str | None:
-    """The drop reason for a malformed person, or None when it can be lifted."""
+def person_problem(person: Person2D) -> tuple[str, str] | None:
+    """``(drop reason, what is wrong in words)`` for a malformed person, or None when it can be lifted."""
     layout = LAYOUTS.get(person.layout)
     if layout is None:
-        return "unknown_layout"
+        return "unknown_layout", f"layout {person.layout} is none of {', '.join(LAYOUTS)}"
     kp = np.asarray(person.keypoints, dtype=np.float64)
     scores = np.asarray(person.scores, dtype=np.float64)
     if kp.shape != (layout.num_joints, 2) or scores.shape != (layout.num_joints,):
-        return "wrong_keypoint_count"
+        return "wrong_keypoint_count", (f"{len(kp)} keypoints and {scores.size} scores, {layout.name} has "
+                                        f"{layout.num_joints}")
     if np.isinf(kp).any():
-        return "non_finite_coordinates"
-    if not (np.all((scores >= 0.0) & (scores <= 1.0)) and 0.0 <= person.score <= 1.0):
-        return "score_out_of_range"                      # the comparisons also reject NaN
+        joint = int(np.flatnonzero(np.isinf(kp).any(axis=1))[0])
+        return "non_finite_coordinates", (f"keypoint {joint} ({layout.joint_names[joint]}) at "
+                                          f"{kp[joint].tolist()} (NaN marks a missing joint, infinity none)")
+    bad_scores = ~((scores >= 0.0) & (scores <= 1.0))     # the comparisons also reject NaN
+    if bad_scores.any():
+        joint = int(np.flatnonzero(bad_scores)[0])
+        return "score_out_of_range", (f"keypoint {joint} ({layout.joint_names[joint]}) has score "
+                                      f"{scores[joint]:g}, not in [0, 1]")
+    if not 0.0 <= person.score <= 1.0:
+        return "score_out_of_range", f"the person's score {person.score:g} is not in [0, 1]"
     if len(person.track_id) > MAX_TRACK_ID_LENGTH:
-        return "track_id_too_long"
+        return "track_id_too_long", f"a track id of {len(person.track_id)} characters (at most {MAX_TRACK_ID_LENGTH})"
     return None
+
+
+def check_person(person: Person2D) -> str | None:
+    """The drop reason for a malformed person, or None when it can be lifted."""
+    problem = person_problem(person)
+    return problem and problem[0]
 
 
 def inside_image(keypoints: np.ndarray, width: float, height: float, margin: float) -> np.ndarray:
@@ -315,10 +331,13 @@ class LiftingPipeline:
         camera = seen.camera_matrix if intrinsics is not None and self.config.solve_root else None  # places people
 
         checked: list[tuple[int, Person2D, np.ndarray, np.ndarray]] = []
+        problems: dict[str, str] = {}
         for index, person in enumerate(frame.people):
-            reason = check_person(person)
-            if reason is not None:
+            problem = person_problem(person)
+            if problem is not None:
+                reason, words = problem
                 dropped[reason] += 1
+                problems.setdefault(reason, f"person {index}: {words}")
             else:
                 checked.append((index, person, *convert_to_h36m17(person.layout, person.keypoints, person.scores)))
         # every person's joints at once (one Newton solve): NaN where the lens model cannot undo one
@@ -347,7 +366,7 @@ class LiftingPipeline:
             dropped["too_many_people"] += len(accepted) - self.config.max_people
             accepted = sorted(accepted[:self.config.max_people], key=lambda item: item[0])
         if not accepted:
-            return FrameResult([], dropped)
+            return FrameResult([], dropped, problems)
 
         scores = np.stack([item[3] for item in accepted])                 # (N, 17), 0 = missing
         pixels = H36M_17.fill_missing(np.stack([item[2] for item in accepted]), scores > 0)   # (N, 17, 2)
@@ -357,7 +376,7 @@ class LiftingPipeline:
             dropped["non_finite_output"] += int((~lifted).sum())
             accepted = [item for item, keep in zip(accepted, lifted) if keep]
             if not accepted:
-                return FrameResult([], dropped)
+                return FrameResult([], dropped, problems)
             pixels, scores, root_relative = pixels[lifted], scores[lifted], root_relative[lifted]
 
         if camera is not None:
@@ -408,4 +427,4 @@ class LiftingPipeline:
                 root_source=(ROOT_FROM_DEPTH if from_depth[row] else
                              ROOT_FROM_INTRINSICS if solved[row] else ROOT_RELATIVE),
                 position=positions[row], orientation_xyzw=orientations[row], source_index=index))
-        return FrameResult(people, dropped)
+        return FrameResult(people, dropped, problems)

@@ -533,8 +533,29 @@ def test_the_log_calls_only_faulty_input_malformed(node_factory, clip):
     msg = clip_msg(clip, 3, sec=903)
     msg.people[0].layout = 99
     assert node.send_and_receive(msg) is not None, node.log()
-    assert node.spin_until(lambda: "dropped malformed input: unknown_layout x1" in node.log(), 10), node.log()
+    assert node.spin_until(lambda: "dropped malformed input (unknown_layout): person 0: layout unknown(99) is "
+                                   "none of h36m_17, coco_17" in node.log(), 10), node.log()
     assert "too_few_joints" not in node.log(), node.log()
+
+
+def test_each_kind_of_malformed_input_is_logged_within_the_throttle_period_saying_what_was_wrong(
+        node_factory, clip):
+    """The lifter logged every malformed input under one throttle key, with the reason only: a
+    layout of 7, then scores of 2.0, then 16 keypoints within 5 s gave one line, "dropped malformed
+    input: unknown_layout x1", and /diagnostics alone told of the other two."""
+    node = node_factory()
+    spoils = [lambda p: setattr(p, "layout", 7),
+              lambda p: setattr(p.keypoints[2], "score", 2.0),
+              lambda p: p.keypoints.pop()]
+    for k, spoil in enumerate(spoils):
+        msg = clip_msg(clip, k, sec=910 + k)
+        spoil(msg.people[0])
+        assert node.send_and_receive(msg) is not None, node.log()
+    expected = ["dropped malformed input (unknown_layout): person 0: layout unknown(7) is none of h36m_17, coco_17",
+                "dropped malformed input (score_out_of_range): person 0: keypoint 2 ",
+                "has score 2, not in [0, 1]",
+                "dropped malformed input (wrong_keypoint_count): person 0: 16 keypoints and 16 scores"]
+    assert node.spin_until(lambda: all(text in node.log() for text in expected), 10), node.log()
 
 
 def test_diagnostics_warn_naming_the_camera_info_topic_while_people_cannot_be_placed(node_factory, clip):

@@ -87,6 +87,15 @@ def test_malformed_people_are_dropped_with_reasons_others_kept(lifter, clip):
     assert [p.source_index for p in result.people] == [6, 7]
     assert result.dropped == {"wrong_keypoint_count": 1, "unknown_layout": 1, "non_finite_coordinates": 1,
                               "score_out_of_range": 1, "too_few_joints": 1, "track_id_too_long": 1}
+    # what the node logs of each malformed person: what was wrong with it, not only the reason
+    assert result.problems == {
+        "wrong_keypoint_count": "person 0: 16 keypoints and 16 scores, h36m_17 has 17",
+        "unknown_layout": "person 1: layout openpose_25 is none of h36m_17, coco_17",
+        "non_finite_coordinates": "person 2: keypoint 4 (left_hip) at [inf, inf] (NaN marks a missing joint, "
+                                  "infinity none)",
+        "score_out_of_range": "person 3: keypoint 0 (pelvis) has score 1.5, not in [0, 1]",
+        "track_id_too_long": f"person 5: a track id of {MAX_TRACK_ID_LENGTH + 1} characters (at most "
+                             f"{MAX_TRACK_ID_LENGTH})"}
 
 
 def test_bad_image_size_and_bad_camera(lifter, clip):

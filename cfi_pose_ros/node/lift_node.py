@@ -36,8 +36,8 @@ from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg, newest_o
                                    run, stoppable_configure)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, camera_from_info,
-                                      image_size_from_info, lift_keypoints, marker_namespace, pipeline_config,
-                                      pose_smoother)
+                                      dropped_warning_key, image_size_from_info, lift_keypoints, marker_namespace,
+                                      pipeline_config, pose_smoother)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats
@@ -255,12 +255,11 @@ class LiftNode(SpecLifecycleNode):
             self.warn_throttled(key, text)
         if result.dropped:
             self.stats.drop(result.dropped)
-            # routine drops are counted, not logged: a person seen in part is no malformed input
-            malformed = sorted((reason, count) for reason, count in result.dropped.items()
-                               if reason not in ROUTINE_DROPS)
-            if malformed:
-                self.warn_throttled("dropped", "dropped malformed input: " + ", ".join(
-                    f"{reason} x{count}" for reason, count in malformed))
+            # routine drops are counted, not logged: a person seen in part is no malformed input;
+            # the others are logged by reason, in words where the pipeline gave them (above)
+            for reason, count in sorted(result.dropped.items()):
+                if reason not in ROUTINE_DROPS and dropped_warning_key(reason) not in result.warnings:
+                    self.warn_throttled(dropped_warning_key(reason), f"dropped malformed input: {reason} x{count}")
         if not result.publishable:
             return   # nothing can be said about this frame, not even that it is empty
         self._pose_pub.publish(result.poses_msg())

@@ -200,6 +200,12 @@ def _people_worth_reading(people, max_people: int) -> list:
     return [people[i] for i in keep]
 
 
+def dropped_warning_key(reason: str) -> str:
+    """The log's throttling key of the warning about inputs dropped for ``reason``: one per reason,
+    so that one kind of bad input does not hide another for the throttle's period."""
+    return f"dropped_{reason}"
+
+
 def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | None,
                    camera_size: tuple[int, int] | None, depth: np.ndarray | None = None,
                    target_frame: str = "", target_from_camera: RigidTransform | None = None,
@@ -244,6 +250,8 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
             warnings["depth_registration"] = f"depth image not used: {exc}"
     result = pipeline.process(frame)
     result.dropped.update(refused)
+    warnings.update((dropped_warning_key(reason), f"dropped malformed input ({reason}): {words}")
+                    for reason, words in result.problems.items())
     # the output frame as tf2 names it (see tf2_frame_id): the input's `/camera` is `camera`
     header = Header(stamp=msg.header.stamp, frame_id=tf2_frame_id(target_frame or msg.header.frame_id))
     if target_frame:
