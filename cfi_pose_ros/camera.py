@@ -75,6 +75,15 @@ def rescale_camera_matrix(k: np.ndarray, from_size: tuple[float, float], to_size
     return k
 
 
+def is_resized_view(size: tuple[float, float], other_size: tuple[float, float]) -> bool:
+    """True when an image of ``size`` (width, height) can be the image of ``other_size`` resized by
+    one factor, each side rounded to whole pixels: some s with |s W - w| < 1 and |s H - h| < 1, that
+    is |w H - h W| < W + H (a half-size image of an odd-sized one is one)."""
+    width, height = float(size[0]), float(size[1])
+    other_width, other_height = float(other_size[0]), float(other_size[1])
+    return abs(width * other_height - height * other_width) < other_width + other_height
+
+
 # The fewest pixels a side of an image described to the lifter (a CameraInfo's image after its roi
 # and binning, a depth image registered to the keypoints' image). Drivers publish 160 x 120 and
 # more; in a few pixels a skeleton has nothing to tell apart, and images of a few pixels passed

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import timeline
-from .camera import MIN_IMAGE_SIDE_PX
+from .camera import MIN_IMAGE_SIDE_PX, is_resized_view
 from .frame_ids import other_camera_frame, tf2_frame_id
 from .image import raw_rows
 from .root_solver import validate_camera_matrix
@@ -110,9 +110,7 @@ def check_depth_registration(depth_shape: tuple[int, ...], image_size: tuple[flo
         # was registered to a 1000 x 1002 camera and put people 5.3 m away at 1.2 m
         raise ValueError(f"the {width}x{height} depth image is too small to be registered to an image "
                          f"(at least {MIN_IMAGE_SIDE_PX} pixels a side)")
-    # registered: the image scaled by one factor s, each side rounded, |s W - w| < 1 and |s H - h| < 1
-    # for some s, that is |w H - h W| < W + H
-    if not abs(width * image_height - height * image_width) < image_width + image_height:
+    if not is_resized_view((width, height), (image_width, image_height)):
         raise ValueError(f"the {width}x{height} depth image (aspect {width / height:.3f}) cannot be registered "
                          f"to the {image_width:g}x{image_height:g} image (aspect "
                          f"{image_width / image_height:.3f}) by scaling")

@@ -1333,6 +1333,38 @@ def test_a_camera_info_of_another_resolution_is_scaled_to_the_keypoints_image(cl
     assert np.allclose(placed[1], placed[0], atol=0.02) and np.allclose(placed[2], placed[0], atol=0.02), placed
 
 
+def test_a_camera_info_of_another_aspect_ratio_than_the_keypoints_image_is_not_used(clip):
+    """Keypoints of the 1000x1002 image in a message that says 1000x750 (a letterboxed detector
+    input, the network's input size written into image_width/height): K was moved to 1000x750 by two
+    factors and the person was placed 1.7 m off, still from the intrinsics, nothing logged nor
+    counted. Not the same view resized: the CameraInfo is not used (root-relative, bad_camera_info,
+    both sizes in the warning); resized by one factor, each side rounded, it still places them."""
+    from cfi_pose_ros.camera import is_resized_view
+    from cfi_pose_ros.node.lifting import build_pipeline, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    width, height = clip.image_size
+    assert is_resized_view((width // 2, height // 2), (width, height))
+    assert is_resized_view((641, 360), (1920, 1080)) and not is_resized_view((640, 640), (1920, 1080))
+    pipeline = build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    frame = 20
+    truth = clip.truth_camera_m[frame][0, 0]
+
+    def lifted(size):
+        msg = clip_msg(clip, frame, 1)
+        msg.image_width, msg.image_height = size
+        return lift_keypoints(pipeline, msg, np.asarray(clip.camera_matrix, float), clip.image_size)
+
+    same = lifted((width, height))
+    assert same.people[0].root_source == HumanPose3D.ROOT_FROM_INTRINSICS and not same.dropped
+    assert np.linalg.norm(same.people[0].position - truth) < 0.5
+    letterboxed = lifted((width, 750))
+    assert letterboxed.dropped == {"bad_camera_info": 1}
+    assert all(person.root_source == HumanPose3D.ROOT_RELATIVE for person in letterboxed.people)
+    assert (f"the keypoints are pixels of a {width}x750 image (aspect {width / 750:.3f}), its image is "
+            f"{width}x{height}") in letterboxed.warnings["camera_info_size"]
+
+
 def test_a_person_of_very_many_keypoints_is_refused_for_its_count_without_converting_them(clip):
     """All of a person's keypoints were turned into floats before the count refused them: 76 ms for
     one person of 100,000 keypoints, every frame. One more than any layout has is enough to refuse."""

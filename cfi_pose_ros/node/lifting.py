@@ -14,7 +14,8 @@ import numpy as np
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from cfi_pose_ros.camera import MIN_IMAGE_SIDE_PX, LensDistortion, lens_distortion, published_image_matrix
+from cfi_pose_ros.camera import (MIN_IMAGE_SIDE_PX, LensDistortion, is_resized_view, lens_distortion,
+                                  published_image_matrix)
 from cfi_pose_ros.depth import check_depth_frame, check_depth_registration
 from cfi_pose_ros.frame_ids import other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
@@ -221,7 +222,10 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     given), is not registered to it: not used, and counted as ``bad_depth_image``. Alike a CameraInfo
     whose ``camera_frame_id`` names another frame than the keypoints' (both given): another camera's
     intrinsics (camera_info_topic of the stereo pair's other camera, of the depth sensor) placed people
-    by another lens; not used (root-relative poses), counted as ``bad_camera_info``."""
+    by another lens; not used (root-relative poses), counted as ``bad_camera_info``. So is a
+    CameraInfo whose image is not the keypoints' image resized (another aspect ratio than rounding
+    explains): K moved to the keypoints' size by two factors placed people of a letterboxed detector
+    input, or of a message giving the network's input size, 1.7 m off without a word."""
     refused_header = header_drop_reason(msg.header)
     if refused_header is not None:
         return LiftedFrame(Header(stamp=msg.header.stamp), [], Counter({refused_header: max(len(msg.people), 1)}))
@@ -233,6 +237,17 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
             f"CameraInfo not used: it is for frame {tf2_frame_id(camera_frame_id)!r}, the keypoints are in "
             f"{tf2_frame_id(msg.header.frame_id)!r} (camera_info_topic another camera's?): their poses are "
             "root-relative")
+    keypoints_image = (msg.image_width, msg.image_height)
+    if camera_matrix is not None and camera_size is not None and min(keypoints_image) > 0 \
+            and not is_resized_view(keypoints_image, camera_size):
+        (width, height), (info_width, info_height) = keypoints_image, camera_size
+        camera_matrix = lens = camera_size = depth = None
+        refused["bad_camera_info"] += 1
+        warnings["camera_info_size"] = (
+            f"CameraInfo not used: the keypoints are pixels of a {width}x{height} image (aspect "
+            f"{width / height:.3f}), its image is {info_width}x{info_height} (aspect {info_width / info_height:.3f}): "
+            "not the same view resized (keypoints of a letterboxed or cropped detector input, or "
+            "image_width/height of the network's input?): their poses are root-relative")
     people = _people_worth_reading(msg.people, pipeline.config.max_people)
     if len(people) < len(msg.people):
         refused["too_many_people"] += len(msg.people) - len(people)
