@@ -30,9 +30,9 @@ def _engine_paths(path: Path, batch_sizes: tuple[int, ...]) -> dict[int, Path]:
 def _output_problem(outputs: list[Path], weights: str) -> str | None:
     """Why one of ``outputs`` may not be written: it is one of the weights' own files (``--onnx``
     naming the .safetensors replaced the trained weights with ONNX, exit 0), or a second output."""
-    from .weights import resolve_weights, weights_paths
+    from .weights import weights_paths
 
-    inputs = {path.resolve() for path in weights_paths(resolve_weights(weights))}
+    inputs = {path.resolve() for path in weights_paths(weights)}
     seen = set()
     for path in outputs:
         resolved = path.resolve()
@@ -52,9 +52,17 @@ def _one_line(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text}"
 
 
+def _weights_path(value: str) -> str:
+    """``--weights`` as a path: a packaged file's name is that file (see ``resolve_weights``)."""
+    from .weights import resolve_weights
+
+    return resolve_weights(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cfi_pose_ros.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", required=True, help="weights file (.safetensors with its .json)")
+    parser.add_argument("--weights", required=True, type=_weights_path,
+                        help="weights file (.safetensors with its .json), or a packaged one's name (cfi_h36m_d128)")
     parser.add_argument("--onnx", required=True, type=Path, help="output ONNX file")
     parser.add_argument("--opset", type=int, default=OPSET,
                         help=f"opset of the written ONNX file (>= 17, default {OPSET}; engines always use {OPSET})")

@@ -50,6 +50,11 @@ def resolve_weights(value: str) -> str:
     return str(bundled) if bundled.is_file() else value
 
 
+def packaged_weights() -> list[str]:
+    """The names of the packaged weights files, as ``resolve_weights`` takes them."""
+    return sorted(path.stem for path in DEFAULT_WEIGHTS.parent.glob("*.safetensors"))
+
+
 class WeightsError(RuntimeError):
     """A weights file that cannot be used, with the reason."""
 
@@ -139,7 +144,8 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
             raise WeightsError(f"{p}: cannot read ({exc.strerror or exc})") from exc
         if not is_file:
             raise WeightsError(f"weights file missing: {p} (a weights file is a .safetensors "
-                               f"tensor file with a .json config beside it)")
+                               f"tensor file with a .json config beside it; packaged: "
+                               f"{', '.join(packaged_weights())})")
     try:
         with open(config_path, "rb") as f:
             text = f.read(MAX_CONFIG_BYTES + 1)

@@ -283,7 +283,7 @@ def test_evaluation_cli_records_its_means_in_the_weights_json(files, tmp_path):
 
     from cfi_pose_ros.camera import H36M_PERSON_SCALE_RANGE
     from cfi_pose_ros.model import CFIConfig, CFINet
-    from cfi_pose_ros.weights import load_weights, save_weights
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights, save_weights
     from training.evaluate import main as evaluate
 
     torch.manual_seed(0)
@@ -294,6 +294,9 @@ def test_evaluation_cli_records_its_means_in_the_weights_json(files, tmp_path):
     plain = evaluate(common + ["--out", str(tmp_path / "plain"), "--record"])
     flipped = evaluate(common + ["--flip-test", "--stride", "2", "--out", str(tmp_path / "flip"), "--record"])
     evaluate(common + ["--out", str(tmp_path / "again")])        # without --record: the JSON is left alone
+    # a packaged file by name, as the node takes it
+    packaged = evaluate([*common[2:], "--weights", "cfi_h36m_d128", "--stride", "4", "--out", str(tmp_path / "named")])
+    assert packaged["weights"] == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_d128.safetensors"))
     # the model alone, without the node's person-scale clamp, and on the literature's input (pixels
     # over the image's width, not the node's reference view): keys of their own
     unclamped = evaluate(common + ["--no-scale-clamp", "--out", str(tmp_path / "model"), "--record"])

@@ -564,6 +564,23 @@ def test_export_cli_writes_a_checked_onnx_with_only_the_batch_axis_dynamic(small
         assert float(np.abs(run_onnx(proto, keypoints) - eager(model, keypoints)).max()) < ATOL
 
 
+def test_a_packaged_weights_file_is_taken_by_name_everywhere_the_node_takes_it(tmp_path, capsys):
+    """`weights:=cfi_h36m_d128` works for the node and offline; create_lifter, export and evaluate
+    answered "weights file missing: cfi_h36m_d128.safetensors" without a word of the packaged names."""
+    from cfi_pose_ros.export import main
+    from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights
+
+    path = DEFAULT_WEIGHTS.with_name("cfi_h36m_d128.safetensors")
+    keypoints = realistic_inputs(3, seed=5)
+    by_name = create_lifter("cfi_h36m_d128", backend="torch", threads=1).lift(keypoints)
+    by_path = create_lifter(str(path), backend="torch", threads=1).lift(keypoints)
+    np.testing.assert_array_equal(by_name, by_path)
+    assert main(["--weights", "cfi_h36m_d128", "--onnx", str(tmp_path / "d128.onnx")]) == 0
+    assert "max |ONNX - PyTorch|" in capsys.readouterr().out
+    with pytest.raises(WeightsError, match="packaged: cfi_h36m, cfi_h36m_d128, cfi_h36m_wide"):
+        load_weights("cfi_h36m_d64")
+
+
 def test_export_cli_tensorrt_without_tensorrt_fails_with_the_reason(small, tmp_path, capsys):
     reason = backend_unavailable_reason("tensorrt")
     if reason is None:

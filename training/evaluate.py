@@ -28,7 +28,7 @@ from tqdm import tqdm
 from cfi_pose_ros.camera import (H36M_PELVIS_ANGLES_DEG, CameraIntrinsics, clamp_person_scale, denormalize_screen,
                                  lifter_input_in_reference_view, square_pixel_camera, undistort_pixels)
 from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
-from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics
+from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics, resolve_weights
 from training.arguments import output_directory, positive_int
 from training.augment import flip_poses
 from training.h36m import ACTION_CLASSES, H36MCamera, PoseSet, load_cameras, load_h36m
@@ -157,7 +157,8 @@ def error_text(error: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), type=resolve_weights,
+                        help="weights file (.safetensors with its .json), or a packaged one's name (cfi_h36m_d128)")
     parser.add_argument("--data-3d", default=str(DEFAULT_DATA / "data_3d_h36m.npz"))
     parser.add_argument("--cameras", default=str(DEFAULT_DATA / "cameras.json"))
     parser.add_argument("--data-2d", default=None,

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..model import CFINet
-from ..weights import DEFAULT_WEIGHTS, WeightsError
+from ..weights import DEFAULT_WEIGHTS, WeightsError, resolve_weights
 from .base import (BACKEND_PRECISIONS, BACKENDS, PRECISIONS, BackendUnavailable, Lifter, LogFn,
                    as_log_fn, check_precision, check_threads)
 from .batching import normalize_batch_sizes
@@ -91,6 +91,8 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
     then keyed by a hash of its tensors, and its input domain is Human3.6M's (a file's is in its
     JSON: :attr:`Lifter.input_domain`).
     """
+    if isinstance(weights, str):
+        weights = resolve_weights(weights)      # a packaged file's name, as the node and offline take it
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
