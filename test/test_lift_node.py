@@ -1472,7 +1472,7 @@ def test_the_incompatible_qos_warning_is_throttled_and_diagnostics_run_without_a
     from cfi_pose_ros.msg import HumanKeypoints2DArray
 
     node = node_factory(overrides={"input_reliability": "reliable", "use_sim_time": True,
-                                   "diagnostics_period": 0.2})
+                                   "diagnostics_period": 0.2, "warn_no_input_s": 1.0})
     assert node.latest_diagnostics(timeout=5.0), node.log()
     for _ in range(6):      # a driver restarting: each new mismatched publisher raises an event
         publisher = node.client.create_publisher(HumanKeypoints2DArray, node.topics["input_topic"],
@@ -1484,3 +1484,9 @@ def test_the_incompatible_qos_warning_is_throttled_and_diagnostics_run_without_a
         warning = f"a publisher on {topic} has a QoS incompatible with this node's subscription (policy RELIABILITY)"
         node.spin_until(lambda: warning in node.log(), 5.0)
         assert node.log().count(warning) == 1, node.log()
+    # and /diagnostics says why nothing comes, where it only guessed ("no publisher, incompatible QoS,
+    # a wrong topic, ...?") though the node had been told
+    why = (f"no input on {node.topics['input_topic']} for ", " s: a publisher on it has a QoS incompatible "
+           "with the subscription (policy RELIABILITY; see the log)")
+    assert node.spin_until(lambda: all(text in node.latest_diagnostics().get("_message", "") for text in why),
+                           10), node.latest_diagnostics()

@@ -169,6 +169,9 @@ class SpecLifecycleNode(LifecycleNode):
         self.specs = specs
         self._specs_by_name = {spec.name: spec for spec in specs}
         self._last_warn: dict[str, float] = {}
+        # input topic (as resolved) -> the QoS policy of its last incompatible publisher, for
+        # /diagnostics: "no input" can then say why
+        self.incompatible_publishers: dict[str, str] = {}
         self._diag_timer = self._diag_callback = None
         self._diag_published = 0.0          # time.monotonic() of the last diagnostics
         self._changing: set[str] = set()    # of the set_parameters in progress: see _check_new_values
@@ -416,14 +419,21 @@ class SpecLifecycleNode(LifecycleNode):
         return self.get_parameter(name).value
 
     def incompatible_qos_callbacks(self, topic: str) -> SubscriptionEventCallbacks:
-        """Event callbacks for the subscription to ``topic``: its incompatible-QoS events warn naming
-        it (a node has up to three inputs; the warning said only "this subscription")."""
+        """Event callbacks for a new subscription to ``topic``: its incompatible-QoS events warn naming
+        it (a node has up to three inputs; the warning said only "this subscription"), by its
+        resolved name, as /diagnostics names the input."""
+        try:
+            topic = self.resolve_topic_name(topic)
+        except Exception:   # noqa: BLE001 - an invalid name: create_subscription refuses it with rcl's reason
+            pass
+        self.incompatible_publishers.pop(topic, None)       # a new subscription, perhaps of another QoS
         return SubscriptionEventCallbacks(incompatible_qos=lambda event: self.on_incompatible_qos(topic, event))
 
     def on_incompatible_qos(self, topic: str, event) -> None:
         """A subscription's incompatible-QoS event, throttled like bad input, per topic: a driver
         restarting in a loop must not flood the log (each new mismatched publisher raises one event)."""
         policy = getattr(event.last_policy_kind, "name", str(event.last_policy_kind)).removeprefix("RMW_QOS_POLICY_")
+        self.incompatible_publishers[topic] = policy
         hint = (f"input_reliability is {self.p('input_reliability')!r}: a RELIABLE subscriber gets nothing "
                 "from BEST_EFFORT publishers" if policy == "RELIABILITY" else
                 "see `ros2 topic info --verbose` for both sides' QoS")
@@ -464,8 +474,10 @@ def diagnostics_msg(node: LifecycleNode, status: DiagnosticStatus, summary: dict
     quiet, limit = summary["seconds_without_input"], node.p("warn_no_input_s")
     if quiet is not None and limit > 0 and quiet >= limit:
         status.level = DiagnosticStatus.WARN
-        status.message += (f"; no input on {input_topic} for {quiet:.0f} s (no publisher, incompatible QoS, "
-                           f"a wrong topic, or nothing sent while nobody is in view?)")
+        policy = node.incompatible_publishers.get(input_topic)
+        status.message += (f"; no input on {input_topic} for {quiet:.0f} s" + (
+            f": a publisher on it has a QoS incompatible with the subscription (policy {policy}; see the log)"
+            if policy else " (no publisher, incompatible QoS, a wrong topic, or nothing sent while nobody is in view?)"))
     values = dict(extra)
     values.update({"input_rate_hz": f"{summary['input_rate_hz']:.1f}",
                    "output_rate_hz": f"{summary['output_rate_hz']:.1f}",
