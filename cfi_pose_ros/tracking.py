@@ -102,7 +102,11 @@ def predicted_boxes(tracks: list[Track], t: float, use_velocity: bool) -> np.nda
 class MultiPersonTracker:
     """Stable string ids for the person boxes of successive frames."""
 
-    def __init__(self, config: TrackerConfig | None = None, **overrides):
+    def __init__(self, config: TrackerConfig | None = None, *,
+                 ids_after: "MultiPersonTracker | None" = None, **overrides):
+        """``ids_after``: a tracker this one succeeds (the same node configured again): its ids go on
+        where that one's ended, never giving one of its ids again while the id style and seed are
+        the same (with another style or seed the names differ anyway)."""
         if config is None:
             config = TrackerConfig(**overrides)
         elif overrides:
@@ -116,6 +120,10 @@ class MultiPersonTracker:
             self._scramble += 1
         self._offset = rng.randrange(_ROS4HRI_NAMES)
         self._counter = 0           # ids given out so far: never reset, so never reused
+        if ids_after is not None and (ids_after.config.id_style, ids_after.config.seed) == (config.id_style,
+                                                                                          config.seed):
+            self._scramble, self._offset, self._counter = (ids_after._scramble, ids_after._offset,
+                                                           ids_after._counter)
         self._stamp_anchor: tuple[float, float] | None = None     # (last stamp, monotonic time it came)
         self._clock_last: float | None = None                   # what clock() last returned
         self.reset()

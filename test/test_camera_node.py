@@ -475,7 +475,8 @@ def test_detector_lifecycle_over_services(started, h36m_image):
     # /diagnostics says what the node is doing: nothing while inactive
     assert path.diagnostics_of(path.detector_name)["_message"].startswith("inactive")
     assert transition(Transition.TRANSITION_ACTIVATE) and state() == State.PRIMARY_STATE_ACTIVE
-    assert path.send(image_msg(h36m_image, "rgb8", sec=6001), until="keypoints") is not None, path.report()
+    first = path.send(image_msg(h36m_image, "rgb8", sec=6001), until="keypoints")
+    assert first is not None and first.people, path.report()
     assert path.diagnostics_of(path.detector_name)["_message"].startswith("detecting")
     assert transition(Transition.TRANSITION_DEACTIVATE) and state() == State.PRIMARY_STATE_INACTIVE
     assert path.diagnostics_of(path.detector_name)["_message"].startswith("inactive")
@@ -485,7 +486,11 @@ def test_detector_lifecycle_over_services(started, h36m_image):
     assert not path.keypoints
     assert transition(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
     assert transition(Transition.TRANSITION_CONFIGURE) and transition(Transition.TRANSITION_ACTIVATE)
-    assert path.send(image_msg(h36m_image, "rgb8", sec=6003), until="keypoints") is not None, path.report()
+    again = path.send(image_msg(h36m_image, "rgb8", sec=6003), until="keypoints")
+    assert again is not None and again.people, path.report()
+    # the ids go on from the last configuration's: restarted at "1", the next person took the id (its
+    # body_1 TF frame, the lifter's smoothing track) of the one seen before the cleanup
+    assert {p.id for p in again.people}.isdisjoint({p.id for p in first.people}), (again.people, first.people)
     # shutdown from active: FINALIZED, and nothing is published any more, /diagnostics included
     # (the lifter's test does the same)
     assert transition(Transition.TRANSITION_ACTIVE_SHUTDOWN) and state() == State.PRIMARY_STATE_FINALIZED

@@ -92,6 +92,21 @@ def test_ros4hri_ids_are_five_lowercase_letters_and_unique():
     assert len(seen) == 50
 
 
+@pytest.mark.parametrize("style", ["int", "ros4hri"])
+def test_a_tracker_configured_again_goes_on_from_the_ids_of_the_last_one(style):
+    """The detector node builds a new tracker at every configure: one restarted at "1" (or, with a
+    fixed seed, at the same ros4hri name) gave the next person the id of one seen before."""
+    box = np.array([[10.0, 10.0, 50.0, 90.0]])
+    first = MultiPersonTracker(id_style=style, seed=3)
+    given = [first.update(box + 100 * k, 0.5 * k)[0] for k in range(3)]      # three people, each gone
+    again = MultiPersonTracker(TrackerConfig(id_style=style, seed=3), ids_after=first)
+    assert again.update(box, 0.0)[0] not in given
+    fresh = MultiPersonTracker(TrackerConfig(id_style=style, seed=3))
+    assert fresh.update(box, 0.0)[0] == given[0]        # what the node did
+    other_style = "ros4hri" if style == "int" else "int"
+    assert MultiPersonTracker(TrackerConfig(id_style=other_style), ids_after=first).update(box, 0.0)[0] not in given
+
+
 def test_time_going_backwards_starts_over_without_reusing_ids():
     tracker = MultiPersonTracker()
     tracker.update([box(100)], t=10.0)

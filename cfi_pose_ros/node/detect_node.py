@@ -173,6 +173,7 @@ class DetectNode(SpecLifecycleNode):
         self._wake = threading.Condition()
         self._worker: threading.Thread | None = None
         self._running = False
+        self._last_tracker = None       # the last configuration's, whose ids the next one goes on from
         super().__init__(name, DETECT_NODE_PARAMETERS, **kwargs)
         self.detector = None
         self.tracker = None
@@ -209,7 +210,10 @@ class DetectNode(SpecLifecycleNode):
         try:
             values = {spec.name: self.p(spec.name) for spec in DETECT_NODE_PARAMETERS}
             self.detector = create_detector(detector_config(values))
-            self.tracker = MultiPersonTracker(TrackerConfig(**tracker_config(values)))
+            # ids go on from the last configuration's: restarted at "1", a new person took an id
+            # (body_1 on /tf, the lifter's smoothing track) that another had just had
+            self.tracker = MultiPersonTracker(TrackerConfig(**tracker_config(values)), ids_after=self._last_tracker)
+            self._last_tracker = self.tracker
         except Exception as exc:  # DetectorModelError (missing/unexpected model), bad option: say why
             self.detector = None
             return self.configure_failed(str(exc))
