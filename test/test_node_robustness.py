@@ -804,6 +804,41 @@ def test_configure_cleanup_cycles_leave_no_lifecycle_publishers_behind(kind, ros
         assert counts[0][0] >= 1 and counts == [(counts[0][0], 0)] * 3, counts
 
 
+def test_a_cv_bridge_that_fails_itself_is_given_up_for_the_node_s_own_conversion(ros_env):
+    """An apt cv_bridge beside a pip NumPy 2 imports its compiled part at the first conversion and
+    raises ImportError there: every image was dropped as a decode_error though the node's own
+    conversion reads them. Such a failure (not cv_bridge's CvBridgeError about an image) gives
+    cv_bridge up for good, said once; the image is converted without it (a stand-in bridge here:
+    cv_bridge is not installable on these machines)."""
+    from types import SimpleNamespace
+
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from cfi_pose_ros.image import image_msg_to_bgr
+    from cfi_pose_ros.node.detect_node import BridgeFailed, image_to_bgr
+    from test_camera_node import image_msg
+
+    def broken(msg, encoding):
+        raise ImportError("numpy.core.multiarray failed to import")
+
+    calls = []
+    bridge = SimpleNamespace(imgmsg_to_cv2=lambda *args: (calls.append(args), broken(*args))[1])
+    msg = image_msg(np.random.default_rng(0).integers(0, 255, (6, 8, 3), dtype=np.uint8), "rgb8", sec=1)
+    with pytest.raises(BridgeFailed, match="ImportError: numpy.core.multiarray failed to import"):
+        image_to_bgr(msg, bridge)
+    with _node_in_process("detect", "bridge") as node:
+        node.bridge = bridge
+        for _ in range(2):
+            np.testing.assert_array_equal(node._to_bgr(msg), image_msg_to_bgr(msg))
+        assert node.bridge is None and len(calls) == 2      # the test's call, then the node's first only
+        published = []
+        node._diag_pub = SimpleNamespace(publish=published.append)
+        node._publish_diagnostics()
+        values = {kv.key: kv.value for kv in published[-1].status[0].values}
+        assert values["image_conversion"] == "cfi_pose_ros.image"
+        assert published[-1].status[0].level != DiagnosticStatus.ERROR
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")   # the thread is made to end
 def test_a_detector_whose_worker_thread_ended_says_so_on_diagnostics(ros_env):
     """The worker catches what a frame raises, but an error in that handling (a logger refusing a

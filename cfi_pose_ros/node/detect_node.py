@@ -53,14 +53,17 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, Unsuppo
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import FRAME_ID_TOO_LONG, NEGATIVE_STAMP, header_problem, stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
-from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, rcl_reason,
+from cfi_pose_ros.node.base import (SpecLifecycleNode, cut, diagnostics_msg, newest_only_qos, output_qos, rcl_reason,
                                    run, stoppable_configure)
 from cfi_pose_ros.runtime_stats import RollingStats
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not
     from cv_bridge import CvBridge, CvBridgeError
 except ImportError:  # pragma: no cover - depends on the ROS install
-    CvBridge, CvBridgeError = None, None
+    CvBridge = None
+
+    class CvBridgeError(Exception):
+        """cv_bridge's error of an image it cannot convert (what ``except`` names without cv_bridge)."""
 
 PACKAGE = "cfi_pose_ros"
 EXECUTABLE = "detect_node"
@@ -102,27 +105,33 @@ def _check_raw_image(msg: Image) -> None:
     raw_rows(msg.height, msg.width, msg.step, msg.data, bytes_per_pixel(msg.encoding) or 1, repr(msg.encoding))
 
 
+class BridgeFailed(RuntimeError):
+    """cv_bridge itself failed, not on the image: its compiled part, imported at the first
+    conversion, built against another NumPy (the usual `ImportError` of an apt cv_bridge beside a
+    pip NumPy 2), or any error that is not its ``CvBridgeError``."""
+
+
 def image_to_bgr(msg, bridge=None, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """``sensor_msgs/Image`` or ``CompressedImage`` -> BGR ``uint8`` ``(H, W, 3)``.
 
     Raises :class:`UnsupportedEncoding` or ``ValueError`` (zero size, step/size
     mismatch, undecodable data, :class:`ImageTooLarge`: a compressed image that
     declares more than ``max_pixels`` pixels, checked before any decoder runs,
-    cv_bridge's included) with the reason.
+    cv_bridge's included) with the reason; :class:`BridgeFailed` when ``bridge`` itself fails.
     """
     if isinstance(msg, CompressedImage):
         check_compressed_image(msg.format, msg.data, max_pixels)
         if bridge is not None:
             try:
                 return np.ascontiguousarray(decode_refusing_damage(
-                    lambda: bridge.compressed_imgmsg_to_cv2(msg, "bgr8"), msg.format, msg.data))
+                    lambda: _by_bridge(bridge.compressed_imgmsg_to_cv2, msg), msg.format, msg.data))
             except CvBridgeError as exc:
                 raise ValueError(f"cv_bridge could not decode the compressed image ({msg.format!r}): {exc}") from exc
         return compressed_msg_to_bgr(msg, max_pixels)
     _check_raw_image(msg)
     if bridge is not None:
         try:
-            image = bridge.imgmsg_to_cv2(msg, "bgr8")
+            image = _by_bridge(bridge.imgmsg_to_cv2, msg)
         except CvBridgeError as exc:
             text = str(exc)
             if "encoding" in text.lower() or "unsupported" in text.lower():
@@ -130,6 +139,17 @@ def image_to_bgr(msg, bridge=None, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
             raise ValueError(f"cv_bridge could not convert the image ({msg.encoding}): {text}") from exc
         return np.ascontiguousarray(image)
     return image_msg_to_bgr(msg)
+
+
+def _by_bridge(convert, msg) -> np.ndarray:
+    """``convert(msg, "bgr8")``: its ``CvBridgeError`` as it is (the image's fault), anything else
+    as :class:`BridgeFailed`."""
+    try:
+        return convert(msg, "bgr8")
+    except CvBridgeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever broke in cv_bridge, the image is not to blame
+        raise BridgeFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
 def keypoints_to_msg(header, image_size: tuple[int, int], keypoints: np.ndarray, scores: np.ndarray,
@@ -186,6 +206,20 @@ class DetectNode(SpecLifecycleNode):
         self._providers: list[str] = []     # execution providers the configured detector's sessions use
 
     # ----------------------------------------------------------------- helpers
+    def _to_bgr(self, msg) -> np.ndarray:
+        """The image as BGR; through cv_bridge while it works. A cv_bridge that fails itself (see
+        BridgeFailed) is given up for good, said once: with it every image was dropped as a
+        decode_error while the node's own conversion could read them."""
+        bridge = self.bridge
+        try:
+            return image_to_bgr(msg, bridge, self.p("max_image_pixels"))
+        except BridgeFailed as exc:
+            if self.bridge is bridge is not None:
+                self.bridge = None
+                self.get_logger().error(f"cv_bridge failed ({cut(str(exc))}): images are converted with "
+                                        "cfi_pose_ros.image from now on")
+            return image_to_bgr(msg, None, self.p("max_image_pixels"))
+
     def _drop(self, reason: str, text: str | None = None) -> None:
         with self._stats_lock:
             self.stats.drop(Counter({reason: 1}))
@@ -337,7 +371,7 @@ class DetectNode(SpecLifecycleNode):
             return
         t0 = time.perf_counter()
         try:
-            image = image_to_bgr(msg, self.bridge, self.p("max_image_pixels"))
+            image = self._to_bgr(msg)
         except UnsupportedEncoding as exc:
             self._drop("unsupported_encoding", str(exc))
             return
