@@ -190,6 +190,48 @@ def _use_tf2_stand_in(tmp_path, ros_env, monkeypatch, source: str = TF2_STAND_IN
     monkeypatch.setenv("PYTHONPATH", f"{package.parent}:{ros_env.get('PYTHONPATH', '')}")
 
 
+def test_the_tf2_listener_is_made_once_and_kept_across_cleanup_and_configure(ros_env, monkeypatch):
+    """Each configure made the tf2 listener (a node, an executor, a thread) and each cleanup closed
+    it: 1.4 MB of memory per cycle were never given back (80 cycles took the lifter from 471 to
+    587 MB of RSS; with the listener kept, 481 to 489), so a supervisor reconfiguring it now and
+    then grew it for good. It is
+    made once, kept (its buffer holds the world's transforms, /tf_static's among them, which would
+    not come again) and closed at shutdown."""
+    import os
+    import sys
+    import types
+
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from cfi_pose_ros.node.lift_node import LiftNode
+
+    tf2_ros = types.ModuleType("tf2_ros")
+    exec(TF2_STAND_IN, tf2_ros.__dict__)
+    monkeypatch.setitem(sys.modules, "tf2_ros", tf2_ros)
+    if not rclpy.ok():
+        rclpy.init()            # the listener's node is in the default context
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = LiftNode(f"kept_listener_{os.getpid()}", context=context,
+                    parameter_overrides=[Parameter("backend", value="torch"),
+                                         Parameter("target_frame", value="base_link")])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        lookup = node._tf_lookup
+        assert lookup is not None and lookup._thread.is_alive()
+        for _ in range(3):
+            assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert node._tf_lookup is lookup and lookup._thread.is_alive()
+        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+        assert node._tf_lookup is None and not lookup._thread.is_alive()
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 def test_a_negative_stamp_is_a_failed_tf2_lookup_not_an_exception(ros_env):
     """builtin_interfaces/Time's sec is signed: `ros2 topic pub` sends sec -1 as readily as 1.
     rclpy's Time.from_msg refuses it with a ValueError, which escaped the lookup (only LookupError is
