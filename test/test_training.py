@@ -252,12 +252,18 @@ def test_a_training_set_smaller_than_one_batch_is_refused_at_start(tmp_path):
             train_module.main(args + budget + ["--out", str(tmp_path)])
 
 
-def test_resume_of_a_finished_run_does_nothing_more(two_epochs, tmp_path):
+def test_resume_of_a_finished_run_is_refused_and_more_epochs_go_on(two_epochs, tmp_path):
+    """--resume of a run that has done its epochs trained nothing and exited 0; it says so now, and
+    names the way on. With --epochs asking for more, it goes on."""
     source, record, _ = two_epochs
     out = tmp_path / "again"
     shutil.copytree(source, out)
-    train_module.main(ARGS + ["--epochs", "2", "--out", str(out), "--resume"])
+    with pytest.raises(train_module.RunRefused, match=f"--resume: the run in {out} has done its 2 epochs; nothing "
+                                                      f"to continue.*--init-weights {out / 'tiny'}.safetensors"):
+        train_module.main(ARGS + ["--epochs", "2", "--out", str(out), "--resume"])
     assert [line["epoch"] for line in read_metrics(out)] == [1, 2]
+    train_module.main(ARGS + ["--epochs", "3", "--out", str(out), "--resume"])
+    assert [line["epoch"] for line in read_metrics(out)] == [1, 2, 3]
 
 
 def test_study_refuses_a_run_name_it_does_not_have(tmp_path, capsys):

@@ -131,6 +131,21 @@ def test_resume_with_nothing_to_resume_is_refused(tmp_path, monkeypatch, capsys)
     assert not out.exists()
 
 
+def test_resume_of_a_run_that_spent_its_budget_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    """A larger --budget-samples on --resume of a finished budget run was ignored: "resumed from ...",
+    no step, exit 0. The run's schedule ended at its own budget: training on is a new run from its
+    weights, which the refusal names."""
+    out = tmp_path / "budget"
+    code, _ = run_cli(monkeypatch, capsys, ARGS + ["--budget-samples", "256", "--out", str(out)])
+    assert code == 0 and read_metrics(out)[-1]["samples"] == 256     # 2 steps of 64 an epoch, 2 epochs
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, error = run_cli(monkeypatch, capsys, ARGS + ["--budget-samples", "1024", "--resume", "--out", str(out)])
+    assert code == 1
+    assert error == (f"error: --resume: the run in {out} has spent its budget; nothing to continue. To train on "
+                     f"from its weights, start a new run: --init-weights {out / 'tiny'}.safetensors --out <new folder>")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_resume_of_another_model_or_a_damaged_checkpoint_is_one_line(one_epoch, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     shutil.copytree(one_epoch, out)

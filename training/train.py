@@ -316,6 +316,18 @@ def check_out(args, out: Path) -> None:
         raise RunRefused(str(error)) from None
 
 
+def check_resumable(args, out: Path, state: "RunState") -> None:
+    """Refuse --resume of a run that has ended: it exited 0 having trained nothing, a larger
+    --budget-* ignored without a word (the run's schedule ended at its own budget: a longer run is
+    a new one, from these weights). An epoch run goes on when --epochs asks for more."""
+    budget_run = bool(args.budget_minutes or args.budget_samples)
+    if state.finished or (not budget_run and state.epoch >= args.epochs):
+        ended = "spent its budget" if state.finished else f"done its {state.epoch} epochs"
+        raise RunRefused(f"--resume: the run in {out} has {ended}; nothing to continue. To train on from its "
+                         f"weights, start a new run: --init-weights {out / args.name}.safetensors --out <new "
+                         f"folder>{'' if budget_run else ', or give --epochs more than ' + str(state.epoch)}")
+
+
 def clear_earlier_run(args, out: Path) -> None:
     """--overwrite: delete the earlier run's files once this run has passed every check (a refused
     run leaves them as they were)."""
@@ -474,6 +486,7 @@ def train(args) -> dict:
         meta = load_checkpoint(out, model, optimizer, ema)
         history = meta["history"]
         state = RunState(**{**asdict(RunState()), **meta.get("run_state", {}), "epoch": meta["epoch"]})
+        check_resumable(args, out, state)
         if main_process:
             print(f"resumed from {out} at epoch {state.epoch}, step {state.global_step}", file=sys.stderr)
     train_set, test_set = load_data(args)
