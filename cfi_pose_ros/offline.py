@@ -816,6 +816,13 @@ def _output_over_input(inputs: list[Path], out: Path) -> str | None:
     return None
 
 
+def _missing_detector_models(detect_values: dict) -> list[str]:
+    """The model flags the detector named by ``detect_values`` needs and does not have."""
+    needed = (("yolo_pose_model",) if detect_values["detector"] == "yolo_pose"
+              else ("person_detector_model", "keypoint_model"))
+    return ["--" + name.replace("_", "-") for name in needed if not detect_values[name]]
+
+
 def _run(args) -> int:
     from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS
     from cfi_pose_ros.frames import static_target_transform
@@ -834,6 +841,11 @@ def _run(args) -> int:
     if problem:
         raise ValueError(problem)
     source = open_source(args.inputs, args, depth_topic)
+    missing = _missing_detector_models(detect_values) if source.detect else []
+    if missing:
+        # said before the lifter loads, by the flags' names (it was "RTMDetConfig.model_path is empty")
+        raise ValueError(f"{source.description}: images need a 2D detector, and {' and '.join(missing)} "
+                         f"{'is' if len(missing) == 1 else 'are'} not given (or name them in --detect-params-file)")
     print(f"input: {source.description}", file=sys.stderr)
     summary = run_offline(source, args.out, lift_values, detect_values, args.target_frame, target,
                           video=not args.no_video, progress=not args.quiet,

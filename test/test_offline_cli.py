@@ -124,6 +124,23 @@ def test_a_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, expected)
     assert "Traceback" not in "\n".join(err) and err[-1].startswith("offline: error: ") and expected in err[-1], err
 
 
+@pytest.mark.parametrize("flags, expected", [
+    ([], "images need a 2D detector, and --person-detector-model and --keypoint-model are not given"),
+    (["--person-detector-model", "det.onnx"], "and --keypoint-model is not given"),
+])
+def test_images_without_the_detector_s_models_are_refused_naming_the_flags(tmp_path, capsys, flags, expected):
+    """Photos, a video or an image bag without models loaded the lifter, then failed with
+    "RTMDetConfig.model_path is empty", which names no flag."""
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "photo.png"), np.full((40, 60, 3), 128, np.uint8))
+    assert offline([str(tmp_path / "photo.png"), "--hfov", "60", *flags, "--out", str(tmp_path / "out"),
+                    "--quiet", "--no-video"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("offline: error: ") and expected in err[-1], err
+    assert "lifter" not in "\n".join(err[:-1])          # refused before the lifter loaded
+
+
 def test_lifting_an_output_again_into_the_same_out_is_refused_before_the_input_is_overwritten(tmp_path, capsys):
     """out/lifted.mcap lifted again with --out out: the bag writer truncated the input before it was
     read (303 kB became 321 bytes) and the run failed with 'EndOfFile': the recording was gone."""
