@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -87,6 +88,15 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def give_default_mode(path: Path) -> None:
+    """The permissions a file created with ``open`` gets (0666 less the umask: usually readable by
+    all). safetensors and ``tempfile.mkstemp`` create theirs 0600: weights trained, or an engine
+    exported, by one account could not be read by a node running as another ("cannot read")."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
                  metrics: dict | None = None, input_domain: LifterInputDomain | None = None) -> Path:
     """Write ``model`` as safetensors + JSON; returns the ``.safetensors`` path. ``input_domain``:
@@ -102,6 +112,7 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
     config_partial = config_path.with_suffix(".json.partial")
     meaning = {"model": model.config.to_dict(), "joint_layout": H36M_17.name, "normalization": NORMALIZATION}
     save_file(state, str(tensors_partial), metadata={MEANING_KEY: json.dumps(meaning, sort_keys=True)})
+    give_default_mode(tensors_partial)
     config = {
         "format": FORMAT,
         **meaning,

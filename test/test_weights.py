@@ -47,6 +47,27 @@ def test_round_trip_is_exact(saved):
         assert torch.equal(model(x), loaded(x))
 
 
+def test_weights_and_exported_files_get_the_mode_a_new_file_gets(tmp_path):
+    """safetensors and mkstemp create files 0600: weights trained, or an ONNX file exported, by one
+    account could not be read by a node running as another. They get 0666 less the umask, as a file
+    made with open() does."""
+    import os
+
+    from cfi_pose_ros.inference.cache import atomic_write_bytes
+
+    previous = os.umask(0o022)
+    try:
+        path = save_weights(CFINet(CFIConfig(dim=16, depth=1, heads=2)), tmp_path / "w.safetensors")
+        atomic_write_bytes(tmp_path / "m.onnx", b"onnx")
+        os.umask(0o077)                 # a private umask is kept
+        private = save_weights(CFINet(CFIConfig(dim=16, depth=1, heads=2)), tmp_path / "p.safetensors")
+    finally:
+        os.umask(previous)
+    for made, mode in [(path, 0o644), (path.with_suffix(".json"), 0o644), (tmp_path / "m.onnx", 0o644),
+                       (private, 0o600)]:
+        assert made.stat().st_mode & 0o777 == mode, made
+
+
 def test_any_of_the_three_names_finds_the_pair(saved):
     _, path = saved
     for name in (path, path.with_suffix(".json"), path.with_suffix("")):

@@ -28,6 +28,8 @@ from typing import Callable, Iterator
 
 import torch
 
+from ..weights import give_default_mode
+
 CACHE_FORMAT = "cfi_pose_ros.inference-cache/1"
 
 
@@ -138,6 +140,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        give_default_mode(Path(tmp))      # mkstemp's 0600: a node of another account could not read it
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
