@@ -252,16 +252,16 @@ def test_a_training_set_smaller_than_one_batch_is_refused_at_start(tmp_path):
             train_module.main(args + budget + ["--out", str(tmp_path)])
 
 
-def test_resume_of_a_finished_run_is_refused_and_more_epochs_go_on(two_epochs, tmp_path):
-    """--resume of a run that has done its epochs trained nothing and exited 0; it says so now, and
-    names the way on. With --epochs asking for more, it goes on."""
+def test_resume_of_a_finished_run_does_nothing_more_saying_so_and_more_epochs_go_on(two_epochs, tmp_path, capsys):
+    """A preempted job run again as it was: --resume of a run that has done its epochs does nothing
+    more, and says so in a line (it said nothing). With --epochs asking for more, it goes on."""
     source, record, _ = two_epochs
     out = tmp_path / "again"
     shutil.copytree(source, out)
-    with pytest.raises(train_module.RunRefused, match=f"--resume: the run in {out} has done its 2 epochs; nothing "
-                                                      f"to continue.*--init-weights {out / 'tiny'}.safetensors"):
-        train_module.main(ARGS + ["--epochs", "2", "--out", str(out), "--resume"])
+    train_module.main(ARGS + ["--epochs", "2", "--out", str(out), "--resume"])
     assert [line["epoch"] for line in read_metrics(out)] == [1, 2]
+    assert (f"[train] the run in {out} has done its epochs: nothing more to do (more --epochs, or a new run "
+            f"with --init-weights {out / 'tiny'}.safetensors, trains on)") in capsys.readouterr().err
     train_module.main(ARGS + ["--epochs", "3", "--out", str(out), "--resume"])
     assert [line["epoch"] for line in read_metrics(out)] == [1, 2, 3]
 

@@ -131,18 +131,23 @@ def test_resume_with_nothing_to_resume_is_refused(tmp_path, monkeypatch, capsys)
     assert not out.exists()
 
 
-def test_resume_of_a_run_that_spent_its_budget_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+def test_resume_of_a_run_that_spent_its_budget_with_another_budget_is_refused_in_one_line(tmp_path, monkeypatch,
+                                                                                           capsys):
     """A larger --budget-samples on --resume of a finished budget run was ignored: "resumed from ...",
     no step, exit 0. The run's schedule ended at its own budget: training on is a new run from its
-    weights, which the refusal names."""
+    weights, which the refusal names. With the budget it was given, nothing more to do (exit 0)."""
     out = tmp_path / "budget"
     code, _ = run_cli(monkeypatch, capsys, ARGS + ["--budget-samples", "256", "--out", str(out)])
     assert code == 0 and read_metrics(out)[-1]["samples"] == 256     # 2 steps of 64 an epoch, 2 epochs
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     code, error = run_cli(monkeypatch, capsys, ARGS + ["--budget-samples", "1024", "--resume", "--out", str(out)])
     assert code == 1
-    assert error == (f"error: --resume: the run in {out} has spent its budget; nothing to continue. To train on "
-                     f"from its weights, start a new run: --init-weights {out / 'tiny'}.safetensors --out <new folder>")
+    assert error == (f"error: --resume with --budget-samples 1024: the run in {out} has spent the budget it was "
+                     f"started with, and its schedule ended there. To train on from its weights, start a new run: "
+                     f"--init-weights {out / 'tiny'}.safetensors --out <new folder>")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    train_module.main(ARGS + ["--budget-samples", "256", "--resume", "--out", str(out)])
+    assert f"[train] the run in {out} has spent its budget: nothing more to do" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 

@@ -316,16 +316,22 @@ def check_out(args, out: Path) -> None:
         raise RunRefused(str(error)) from None
 
 
-def check_resumable(args, out: Path, state: "RunState") -> None:
-    """Refuse --resume of a run that has ended: it exited 0 having trained nothing, a larger
-    --budget-* ignored without a word (the run's schedule ended at its own budget: a longer run is
-    a new one, from these weights). An epoch run goes on when --epochs asks for more."""
-    budget_run = bool(args.budget_minutes or args.budget_samples)
-    if state.finished or (not budget_run and state.epoch >= args.epochs):
-        ended = "spent its budget" if state.finished else f"done its {state.epoch} epochs"
-        raise RunRefused(f"--resume: the run in {out} has {ended}; nothing to continue. To train on from its "
-                         f"weights, start a new run: --init-weights {out / args.name}.safetensors --out <new "
-                         f"folder>{'' if budget_run else ', or give --epochs more than ' + str(state.epoch)}")
+def check_resumable(args, out: Path, state: "RunState", saved_args: dict) -> None:
+    """--resume of a run that has ended. With the budget it was given (a preempted job run again as
+    it was), nothing more to do, said in a line (it said nothing). With another budget, refused:
+    it was ignored without a word, and the run's schedule ended at its own budget (a longer run is a
+    new one, from these weights). An epoch run goes on when --epochs asks for more."""
+    budget = (args.budget_minutes, args.budget_samples)
+    if state.finished and budget != (saved_args.get("budget_minutes"), saved_args.get("budget_samples")):
+        given = f"--budget-minutes {args.budget_minutes:g}" if args.budget_minutes else \
+            f"--budget-samples {args.budget_samples}"
+        raise RunRefused(f"--resume with {given}: the run in {out} has spent the budget it was started with, and "
+                         f"its schedule ended there. To train on from its weights, start a new run: "
+                         f"--init-weights {out / args.name}.safetensors --out <new folder>")
+    if state.finished or (not any(budget) and state.epoch >= args.epochs):
+        print(f"[train] the run in {out} has {'spent its budget' if state.finished else 'done its epochs'}: "
+              f"nothing more to do (more --epochs, or a new run with --init-weights "
+              f"{out / args.name}.safetensors, trains on)", file=sys.stderr)
 
 
 def clear_earlier_run(args, out: Path) -> None:
@@ -486,7 +492,7 @@ def train(args) -> dict:
         meta = load_checkpoint(out, model, optimizer, ema)
         history = meta["history"]
         state = RunState(**{**asdict(RunState()), **meta.get("run_state", {}), "epoch": meta["epoch"]})
-        check_resumable(args, out, state)
+        check_resumable(args, out, state, meta.get("args", {}))
         if main_process:
             print(f"resumed from {out} at epoch {state.epoch}, step {state.global_step}", file=sys.stderr)
     train_set, test_set = load_data(args)
