@@ -211,9 +211,9 @@ def _lifecycle_to_active(node, name: str, condition=None):
     configure be turned into an activate, which a handler of `configuring` -> `inactive` alone did
     after the launch's own configure had failed (input:=image before the models were set).
 
-    A node that exits (a parameter it refuses at start, a crash, `ros2 lifecycle set ... shutdown`)
-    shuts the launch down: launch_ros waits for the lifecycle services of a node that is gone until
-    launch ends, so `ros2 launch` stayed up with nothing running."""
+    A node whose process exits (a parameter it refuses at start, a crash; a finalized node's process
+    stays up until stopped) shuts the launch down: launch_ros waits for the lifecycle services of a
+    node that is gone until launch ends, so `ros2 launch` stayed up with nothing running."""
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                             transition_id=Transition.TRANSITION_CONFIGURE),
                           condition=condition)
