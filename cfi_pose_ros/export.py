@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .inference.base import BackendUnavailable, ReferenceMismatch
 from .inference.batching import COMPILED_BATCH_SIZES
-from .inference.onnx_export import OPSET, ExportError, dynamic_axes, export_onnx
+from .inference.onnx_export import OPSET, ExportError, dynamic_axes, export_onnx, written_opset
+from .weights import WeightsError, resolve_weights, weights_paths
 
 
 def _engine_paths(path: Path, batch_sizes: tuple[int, ...]) -> dict[int, Path]:
@@ -30,8 +31,6 @@ def _engine_paths(path: Path, batch_sizes: tuple[int, ...]) -> dict[int, Path]:
 def _output_problem(outputs: list[Path], weights: str) -> str | None:
     """Why one of ``outputs`` may not be written: it is one of the weights' own files (``--onnx``
     naming the .safetensors replaced the trained weights with ONNX, exit 0), or a second output."""
-    from .weights import weights_paths
-
     inputs = {path.resolve() for path in weights_paths(weights)}
     seen = set()
     for path in outputs:
@@ -52,16 +51,9 @@ def _one_line(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text}"
 
 
-def _weights_path(value: str) -> str:
-    """``--weights`` as a path: a packaged file's name is that file (see ``resolve_weights``)."""
-    from .weights import resolve_weights
-
-    return resolve_weights(value)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cfi_pose_ros.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", required=True, type=_weights_path,
+    parser.add_argument("--weights", required=True, type=resolve_weights,
                         help="weights file (.safetensors with its .json), or a packaged one's name (cfi_h36m_d128)")
     parser.add_argument("--onnx", required=True, type=Path, help="output ONNX file")
     parser.add_argument("--opset", type=int, default=OPSET,
@@ -80,9 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     problem = _output_problem([args.onnx, *engines], args.weights)
     if problem:
         parser.error(problem)
-
-    from .inference.onnx_export import written_opset
-    from .weights import WeightsError
 
     start = time.perf_counter()
     try:

@@ -323,9 +323,9 @@ def check_resumable(args, out: Path, state: "RunState", saved_args: dict) -> Non
     new one, from these weights). An epoch run goes on when --epochs asks for more."""
     budget = (args.budget_minutes, args.budget_samples)
     if state.finished and budget != (saved_args.get("budget_minutes"), saved_args.get("budget_samples")):
-        given = f"--budget-minutes {args.budget_minutes:g}" if args.budget_minutes else \
-            f"--budget-samples {args.budget_samples}"
-        raise RunRefused(f"--resume with {given}: the run in {out} has spent the budget it was started with, and "
+        given = (f"with --budget-minutes {args.budget_minutes:g}" if args.budget_minutes else
+                 f"with --budget-samples {args.budget_samples}" if args.budget_samples else "without a budget")
+        raise RunRefused(f"--resume {given}: the run in {out} has spent the budget it was started with, and "
                          f"its schedule ended there. To train on from its weights, start a new run: "
                          f"--init-weights {out / args.name}.safetensors --out <new folder>")
     if state.finished or (not any(budget) and state.epoch >= args.epochs):

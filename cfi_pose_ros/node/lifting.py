@@ -207,6 +207,22 @@ def dropped_warning_key(reason: str) -> str:
     return f"dropped_{reason}"
 
 
+def _camera_info_not_for(msg, camera_frame_id: str, camera_size: tuple[int, int] | None) -> tuple[str, str] | None:
+    """``(warning key, reason)`` when a CameraInfo is not for the keypoints of ``msg`` (see
+    :func:`lift_keypoints`), else None."""
+    if other_camera_frame(camera_frame_id, msg.header.frame_id):
+        return "camera_info_frame", (f"it is for frame {tf2_frame_id(camera_frame_id)!r}, the keypoints are in "
+                                     f"{tf2_frame_id(msg.header.frame_id)!r} (camera_info_topic another camera's?)")
+    width, height = msg.image_width, msg.image_height
+    if camera_size is not None and min(width, height) > 0 and not is_resized_view((width, height), camera_size):
+        info_width, info_height = camera_size
+        return "camera_info_size", (
+            f"the keypoints are pixels of a {width}x{height} image (aspect {width / height:.3f}), its image is "
+            f"{info_width}x{info_height} (aspect {info_width / info_height:.3f}): not the same view resized "
+            "(keypoints of a letterboxed or cropped detector input, or image_width/height of the network's input?)")
+    return None
+
+
 def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | None,
                    camera_size: tuple[int, int] | None, depth: np.ndarray | None = None,
                    target_frame: str = "", target_from_camera: RigidTransform | None = None,
@@ -230,24 +246,12 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     if refused_header is not None:
         return LiftedFrame(Header(stamp=msg.header.stamp), [], Counter({refused_header: max(len(msg.people), 1)}))
     refused, warnings = Counter(), {}
-    if camera_matrix is not None and other_camera_frame(camera_frame_id, msg.header.frame_id):
+    unusable = None if camera_matrix is None else _camera_info_not_for(msg, camera_frame_id, camera_size)
+    if unusable is not None:
         camera_matrix = lens = camera_size = depth = None
         refused["bad_camera_info"] += 1
-        warnings["camera_info_frame"] = (
-            f"CameraInfo not used: it is for frame {tf2_frame_id(camera_frame_id)!r}, the keypoints are in "
-            f"{tf2_frame_id(msg.header.frame_id)!r} (camera_info_topic another camera's?): their poses are "
-            "root-relative")
-    keypoints_image = (msg.image_width, msg.image_height)
-    if camera_matrix is not None and camera_size is not None and min(keypoints_image) > 0 \
-            and not is_resized_view(keypoints_image, camera_size):
-        (width, height), (info_width, info_height) = keypoints_image, camera_size
-        camera_matrix = lens = camera_size = depth = None
-        refused["bad_camera_info"] += 1
-        warnings["camera_info_size"] = (
-            f"CameraInfo not used: the keypoints are pixels of a {width}x{height} image (aspect "
-            f"{width / height:.3f}), its image is {info_width}x{info_height} (aspect {info_width / info_height:.3f}): "
-            "not the same view resized (keypoints of a letterboxed or cropped detector input, or "
-            "image_width/height of the network's input?): their poses are root-relative")
+        key, reason = unusable
+        warnings[key] = f"CameraInfo not used: {reason}: their poses are root-relative"
     people = _people_worth_reading(msg.people, pipeline.config.max_people)
     if len(people) < len(msg.people):
         refused["too_many_people"] += len(msg.people) - len(people)
