@@ -165,12 +165,19 @@ class NewerStampsOnly:
     sent. tf2 keeps one transform per stamp and frame: another at a stamp it holds is ignored with
     a ``TF_REPEATED_DATA`` warning in every listener on the robot (RViz included), once per
     message. A frame seen with a stamp more than tf2's buffer back (a bag played again: listeners
-    on sim time clear their buffers at such a jump) starts over. At most ``max_frames`` frames are
-    remembered, the least recently sent forgotten first."""
+    on sim time clear their buffers at such a jump) starts over.
+
+    A frame not sent for twice tf2's buffer before the stamp at hand is forgotten: only a stamp
+    within the buffer of its last one could repeat it, and the people who left (every new person
+    is a new frame) would otherwise be held for as long as the node runs. At most ``max_frames``
+    are remembered in any case, the least recently sent forgotten first."""
 
     def __init__(self, max_frames: int = 65536):
-        self._last_ns: OrderedDict[str, int] = OrderedDict()
+        self._last_ns: OrderedDict[str, int] = OrderedDict()    # least recently sent first
         self._max_frames = max_frames
+
+    def __len__(self) -> int:
+        return len(self._last_ns)
 
     def admit(self, stamp_ns: int, frames: list[FrameTransform]) -> list[FrameTransform]:
         admitted = []
@@ -181,7 +188,8 @@ class NewerStampsOnly:
             self._last_ns[frame.child] = stamp_ns
             self._last_ns.move_to_end(frame.child)
             admitted.append(frame)
-        while len(self._last_ns) > self._max_frames:
+        while self._last_ns and (len(self._last_ns) > self._max_frames
+                                 or next(iter(self._last_ns.values())) < stamp_ns - 2 * TF_BUFFER_NS):
             self._last_ns.popitem(last=False)
         return admitted
 

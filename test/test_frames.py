@@ -204,6 +204,20 @@ def test_each_tf_frame_goes_out_once_per_stamp_and_newer_only():
     assert gate.admit(200, crowd) == crowd[:1]        # 3 frames remembered at most: body_10 was forgotten
 
 
+def test_tf_frames_of_people_gone_are_forgotten():
+    """Every new person is a new frame: a node running for days among passers-by held the last
+    stamp of each one it ever sent (up to 65,536 frames, 12-28 MB) though only a stamp within tf2's
+    buffer of a frame's last one can repeat it."""
+    gate = NewerStampsOnly()
+    period_ns = 10**9 // 30
+    for i in range(20_000):                             # 11 minutes at 30 Hz, a new person every frame
+        assert len(gate.admit(i * period_ns, person_frames([standing_person(str(i))], "camera"))) == 1
+    assert len(gate) <= 2 * TF_BUFFER_NS // period_ns + 1
+    stays = person_frames([standing_person("stays")], "camera")
+    assert gate.admit(20_000 * period_ns, stays) == stays
+    assert gate.admit(20_000 * period_ns, stays) == []          # one still in view is still gated
+
+
 @contextlib.contextmanager
 def recorded_broadcast(name: str, **node_options):
     """``(node, broadcast, sent)``: a TransformBroadcast on an rclpy node, over a recorder of the
