@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cfi_pose_ros.arguments import output_directory, positive_float, positive_int
+
 
 def pose_errors_mm(received, clip) -> dict:
     """Absolute and root-relative MPJPE of the published people against the clip's truth, by id."""
@@ -130,23 +132,17 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="outputs/demo")
     parser.add_argument("--backend", default="auto", choices=LIFT_NODE_PARAMETERS_BY_NAME["backend"].choices)
     parser.add_argument("--weights", default="", help="weights file (default: the packaged weights)")
-    parser.add_argument("--frames", type=int, default=None, help="frames to replay (default: the whole clip)")
-    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--frames", type=positive_int, default=None, help="frames to replay (default: the whole clip)")
+    parser.add_argument("--rate", type=positive_float, default=30.0, help="frames per second")
     args = parser.parse_args(argv)
     if not args.out.strip():
         parser.error("--out must name a folder")
-    if not (args.rate > 0 and np.isfinite(args.rate)):
-        parser.error(f"--rate must be a positive number of frames per second, got {args.rate}")
-    if args.frames is not None and args.frames < 1:
-        parser.error(f"--frames must be at least 1, got {args.frames}")
     # where the results go, checked before the node starts: an --out that is a file, or in a
     # folder that cannot be written, was a traceback (exit 1)
     try:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        parser.error(f"--out {args.out}: cannot create it ({exc.strerror})")
-    if not os.access(args.out, os.W_OK | os.X_OK):
-        parser.error(f"--out {args.out}: not writable")
+        output_directory(args.out)
+    except ValueError as exc:
+        parser.error(str(exc))
     # DDS stays on this machine, in a domain of its own, unless the caller chose otherwise.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from .arguments import positive_int
 from .inference.base import BackendUnavailable, ReferenceMismatch
 from .inference.batching import COMPILED_BATCH_SIZES
 from .inference.onnx_export import OPSET, ExportError, dynamic_axes, export_onnx, written_opset
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                              "or exactly this path for a single size); needs tensorrt and a CUDA GPU")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                         help="TensorRT engine precision (the ONNX file is always fp32)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(COMPILED_BATCH_SIZES))
+    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=list(COMPILED_BATCH_SIZES))
     args = parser.parse_args(argv)
     if args.onnx.suffix != ".onnx":
         parser.error(f"--onnx {args.onnx}: an ONNX file's name ends in .onnx")

@@ -629,6 +629,18 @@ def test_export_cli_never_writes_over_the_weights_it_reads(small, tmp_path, caps
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_export_cli_refuses_an_engine_batch_size_below_one(small, tmp_path, capsys):
+    """`--batch-sizes 0` was taken (an engine profile no input can use, found only by TensorRT)."""
+    from cfi_pose_ros.export import main
+
+    _, weights, _ = small
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--weights", str(weights), "--onnx", str(tmp_path / "m.onnx"), "--batch-sizes", "4", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --batch-sizes: must be an integer >= 1, not 0" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_export_cli_writes_the_opset_asked_for_or_says_it_cannot(small, tmp_path, capsys):
     """`--opset 99` printed "opset 99" over a file of opset 18 (the exporter fell back without an
     error). The opset printed is the file's; one beyond what onnx knows is refused."""

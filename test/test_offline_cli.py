@@ -657,12 +657,13 @@ def test_a_video_photo_or_clip_path_that_is_no_file_is_one_line_and_exit_2(ros_e
 
 
 @pytest.mark.parametrize("tool, args, expected", [
-    ("play_bag", ["some.mcap", "--rate", "0"], "--rate must be a positive number"),
-    ("play_bag", ["some.mcap", "--delay", "-1"], "--delay must be a number of seconds >= 0"),
+    ("play_bag", ["some.mcap", "--rate", "0"], "argument --rate: must be a number > 0, not 0"),
+    ("play_bag", ["some.mcap", "--delay", "-1"], "argument --delay: must be a number >= 0, not -1"),
+    ("play_bag", ["some.mcap", "--wait-for-subscribers", "nan"], "argument --wait-for-subscribers: must be a number >= 0"),
     ("play_bag", ["some.mcap", "--remap", "/camera_info"], "--remap takes FROM:=TO"),
-    ("demo", ["--rate", "0"], "--rate must be a positive number"),
-    ("demo", ["--frames", "0"], "--frames must be at least 1"),
-    ("demo", ["--out", "/dev/null/demo"], "--out /dev/null/demo: cannot create it (Not a directory)"),
+    ("demo", ["--rate", "inf"], "argument --rate: must be a number > 0, not inf"),
+    ("demo", ["--frames", "0"], "argument --frames: must be an integer >= 1, not 0"),
+    ("demo", ["--out", "/dev/null/demo"], "--out /dev/null/demo: cannot make the directory (Not a directory)"),
     ("demo", ["--out", ""], "--out must name a folder"),
     ("demo", ["--backend", "bogus"], "invalid choice: 'bogus'"),
 ])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training import train as train_module
-from training.arguments import positive_float
+from cfi_pose_ros.arguments import positive_float
 from training.checkpoint import CHECKPOINT_JSON, has_checkpoint
 
 

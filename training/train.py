@@ -42,7 +42,7 @@ from tqdm import tqdm
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
-from training.arguments import non_negative_float, non_negative_int, number_in, output_directory, positive_float, \
+from cfi_pose_ros.arguments import non_negative_float, non_negative_int, number_in, output_directory, positive_float, \
     positive_int, probability
 from training.augment import detector_noise, displace_joints, drop_joints, random_flip, virtual_placement
 from training.checkpoint import (CHECKPOINT, CHECKPOINT_JSON, CHECKPOINT_PARTIALS, CheckpointError, config_difference,

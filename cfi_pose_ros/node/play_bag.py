@@ -23,6 +23,7 @@ from typing import Iterable, Iterator
 from rclpy.exceptions import InvalidTopicNameException
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from cfi_pose_ros.arguments import non_negative_float, positive_float
 from cfi_pose_ros.bag import BagMessage, bag_summary, message_class, playback_offsets, read_bag
 
 # What a perception bag carries into this package's nodes.
@@ -135,21 +136,17 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bag")
-    parser.add_argument("--rate", type=float, default=1.0, help="playback speed: 1 = as recorded, 2 = twice as fast")
+    parser.add_argument("--rate", type=positive_float, default=1.0, help="playback speed: 1 = as recorded, 2 = twice as fast")
     parser.add_argument("--topics", nargs="*", default=None, help="topics to replay (default: every 2D keypoint, "
                         "image and CameraInfo topic)")
     parser.add_argument("--remap", nargs="*", default=[], metavar="FROM:=TO", help="publish FROM's messages on TO")
-    parser.add_argument("--wait-for-subscribers", type=float, default=10.0, metavar="S",
+    parser.add_argument("--wait-for-subscribers", type=non_negative_float, default=10.0, metavar="S",
                         help="wait up to S seconds for every topic to have a subscriber before starting")
-    parser.add_argument("--delay", type=float, default=0.0, metavar="S",
+    parser.add_argument("--delay", type=non_negative_float, default=0.0, metavar="S",
                         help="then sleep S seconds before playing (as ros2 bag play --delay): a subscriber can match "
                              "a publisher later than the publisher matches it, and best-effort messages sent in "
                              "between are lost")
     args = parser.parse_args(argv)
-    if not (args.rate > 0 and np.isfinite(args.rate)):
-        parser.error(f"--rate must be a positive number, got {args.rate}")
-    if not (args.delay >= 0 and np.isfinite(args.delay)):
-        parser.error(f"--delay must be a number of seconds >= 0, got {args.delay}")
     bad = [item for item in args.remap if ":=" not in item]
     if bad:
         parser.error(f"--remap takes FROM:=TO, got {bad}")

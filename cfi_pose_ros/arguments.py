@@ -1,7 +1,8 @@
-"""Checks of the training tools' arguments. The argparse types refuse, at parse time and naming
-its range, a number no run could use (a batch of 0, a NaN budget, a probability of 1.5), which
-otherwise ended in a traceback, a run that never ends, or a run that silently ignored it;
-:func:`output_directory` makes ``--out`` before any work."""
+"""Checks of the command-line tools' arguments (the package's and ``training``'s). The argparse
+types refuse, at parse time and naming its range, a number no run could use (a batch of 0, a NaN
+budget, a probability of 1.5, a playback rate of 0), which otherwise ended in a traceback, a run
+that never ends, or a run that silently ignored it; :func:`output_directory` makes ``--out``
+before any work."""
 from __future__ import annotations
 
 import argparse
