@@ -50,6 +50,7 @@ lifters (GraFormer, MHFormer, PoseFormer, MotionBERT's DSTformer):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -90,10 +91,25 @@ class CFIConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CFIConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        """The config of a JSON object of its fields (any left out keep their defaults); ValueError
+        naming the field for an unknown key or a value of another type (``"dim": "128"`` got as
+        far as ``__post_init__``'s ``"128" < 1``: "'<' not supported ...", naming nothing)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"the model config must be an object of its fields, not {data!r}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(data) - set(known)
         if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+            raise ValueError(f"unknown model config keys: {sorted(unknown, key=str)}")
+        for name, value in data.items():
+            kind = known[name].type if isinstance(known[name].type, str) else known[name].type.__name__
+            if kind == "int":
+                ok = type(value) is int
+            elif kind == "float":    # an int where a float is meant, as JSON writes 2.0, if exact
+                ok = (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) <= 2**53)
+            else:
+                ok = type(value) is bool
+            if not ok:
+                raise ValueError(f"{name} must be {'an' if kind == 'int' else 'a'} {kind}, not {value!r}")
         return cls(**data)
 
 

@@ -74,10 +74,15 @@ class WeightsInfo:
 
 
 def weights_paths(path: str | Path) -> tuple[Path, Path]:
-    """``(tensor file, JSON config)`` of a weights file named by either (or by their stem)."""
+    """``(tensor file, JSON config)`` of a weights file named by either (or by their stem).
+
+    The stem is the name less one of those two endings, not less its last dotted part:
+    ``Path.with_suffix`` made ``model.v2.safetensors`` and ``model.v2`` both ``model.safetensors``
+    (another model, loaded without a word, where that file existed; ``--name cfi.v2`` saved over
+    ``cfi``)."""
     path = Path(path)
-    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    stem = path.name[:-len(path.suffix)] if path.suffix in (".safetensors", ".json") else path.name
+    return path.with_name(stem + ".safetensors"), path.with_name(stem + ".json")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -171,9 +176,11 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise WeightsError(f"{config_path}: format is {config.get('format') if isinstance(config, dict) else None!r}, "
                            f"expected {FORMAT!r}")
+    if "model" not in config:
+        raise WeightsError(f"{config_path}: no model config (its \"model\" object of the network's sizes)")
     try:
         model_config = CFIConfig.from_dict(config["model"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:
         raise WeightsError(f"{config_path}: bad model config: {exc}") from exc
     problem = _config_value_problem(model_config)
     if problem:
@@ -197,20 +204,13 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
 
 
 def _config_value_problem(config: CFIConfig) -> str | None:
-    """What is wrong with a config's values that its constructor lets through (``dim: 32.0``,
-    ``mlp_ratio: -1``, ``in_channels: -1``, ``mlp_ratio: 1e308``), or ``None``: such a JSON must
-    fail as a bad weights file, not in torch or in float arithmetic (``OverflowError``)."""
+    """What is wrong with the values of a config (its types checked by ``CFIConfig.from_dict``) that
+    its constructor lets through (``mlp_ratio: -1``, ``in_channels: -1``, ``mlp_ratio: 1e308``), or
+    ``None``: such a JSON must fail as a bad weights file, not in torch or in float arithmetic
+    (``OverflowError``)."""
     for f in fields(CFIConfig):
-        value, kind = getattr(config, f.name), f.type if isinstance(f.type, str) else f.type.__name__
-        if kind == "int":
-            ok = type(value) is int
-        elif kind == "float":
-            ok = (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) < MAX_SIZE)
-        else:
-            ok = type(value) is bool
-        if not ok:
-            return f"{f.name} must be {'an' if kind == 'int' else 'a'} {kind}, not {value!r}"
-        if kind == "int" and not 1 <= value < MAX_SIZE:       # every int of the config is a size
+        value = getattr(config, f.name)
+        if f.type in ("int", int) and not 1 <= value < MAX_SIZE:       # every int of the config is a size
             return f"{f.name} ({value}) must be from 1 to {MAX_SIZE - 1}"
     hidden = config.dim * config.mlp_ratio
     if not math.isfinite(hidden):

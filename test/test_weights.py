@@ -2,6 +2,7 @@
 import json
 import pickle
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch
 from conftest import PEAK_RSS_SOURCE
 from cfi_pose_ros.model import CFIConfig, CFINet
 from cfi_pose_ros.weights import (FORMAT, WeightsError, load_weights, read_weights_info,
-                                  save_weights)
+                                  save_weights, weights_paths)
 
 CONFIG = CFIConfig(dim=16, depth=1, heads=2)
 
@@ -73,6 +74,19 @@ def test_any_of_the_three_names_finds_the_pair(saved):
     for name in (path, path.with_suffix(".json"), path.with_suffix("")):
         assert read_weights_info(name).model == CONFIG
         load_weights(name)
+
+
+def test_a_dotted_name_is_its_own_weights_file(tmp_path):
+    """`model.v2.safetensors` was read as `model.safetensors` (Path.with_suffix): another model,
+    loaded without a word, where that file existed; saving `--name cfi.v2` wrote `cfi.*`."""
+    older, newer = CFINet(CONFIG), CFINet(replace(CONFIG, depth=CONFIG.depth + 1))
+    save_weights(older, tmp_path / "model")
+    saved_as = save_weights(newer, tmp_path / "model.v2")
+    assert saved_as == tmp_path / "model.v2.safetensors"
+    assert weights_paths(tmp_path / "model.v2") == (saved_as, tmp_path / "model.v2.json")
+    for name in (saved_as, tmp_path / "model.v2.json", tmp_path / "model.v2"):
+        assert read_weights_info(name).model == newer.config
+    assert read_weights_info(tmp_path / "model.safetensors").model == CONFIG
 
 
 def test_config_json_contents(saved):
@@ -222,6 +236,12 @@ def test_a_file_saved_before_the_meaning_record_still_loads(saved):
     (lambda c: c["model"].update(out_channels=-3), r"out_channels \(-3\) must be from 1 to"),
     (lambda c: c["model"].update(mlp_ratio=1e308), r"mlp_ratio \(1e\+308\) makes the MLP infinitely wide"),
     (lambda c: c["model"].update(mlp_ratio=10**400), "mlp_ratio must be a float"),
+    # a TypeError of the constructor's checks ("'<' not supported between instances of 'str' and
+    # 'int'"), a KeyError's bare "'model'", the letters of a string as unknown keys
+    (lambda c: c["model"].update(dim="128"), "dim must be an int, not '128'"),
+    (lambda c: c["model"].update(heads=None), "heads must be an int, not None"),
+    (lambda c: c.pop("model"), 'no model config'),
+    (lambda c: c.update(model="dim"), "the model config must be an object of its fields, not 'dim'"),
 ])
 def test_bad_json_fields(saved, edit, message):
     _, path = saved
