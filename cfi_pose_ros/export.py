@@ -18,6 +18,7 @@ from pathlib import Path
 from .arguments import positive_int
 from .inference.base import BackendUnavailable, ReferenceMismatch
 from .inference.batching import COMPILED_BATCH_SIZES
+from .inference.cache import sidecar_path
 from .inference.onnx_export import OPSET, ExportError, dynamic_axes, export_onnx, written_opset
 from .weights import WeightsError, resolve_weights, weights_paths
 
@@ -70,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--onnx {args.onnx}: an ONNX file's name ends in .onnx")
     engines = ([] if args.tensorrt_engine is None else
                list(_engine_paths(args.tensorrt_engine, tuple(sorted(set(args.batch_sizes)))).values()))
-    problem = _output_problem([args.onnx, *engines], args.weights)
+    # each engine's sidecar too: `--tensorrt-engine dir/model` wrote dir/model.json over the
+    # config of the weights dir/model.safetensors it was exported from, exit 0
+    problem = _output_problem([args.onnx, *engines, *map(sidecar_path, engines)], args.weights)
     if problem:
         parser.error(problem)
 

@@ -619,7 +619,10 @@ def test_export_cli_never_writes_over_the_weights_it_reads(small, tmp_path, caps
     files = [weights.with_suffix(".safetensors"), weights.with_suffix(".json")]
     before = [hashlib.sha256(path.read_bytes()).hexdigest() for path in files]
     for extra in (["--onnx", str(files[0])], ["--onnx", str(files[1])], ["--onnx", str(tmp_path / "m.engine")],
-                  ["--onnx", str(tmp_path / "m.onnx"), "--tensorrt-engine", str(files[0]), "--batch-sizes", "4"]):
+                  ["--onnx", str(tmp_path / "m.onnx"), "--tensorrt-engine", str(files[0]), "--batch-sizes", "4"],
+                  # the engine's sidecar (<engine>.json) would be the weights' config
+                  ["--onnx", str(tmp_path / "m.onnx"), "--tensorrt-engine", str(files[0].with_suffix("")),
+                   "--batch-sizes", "4"]):
         with pytest.raises(SystemExit) as exit_info:
             main(["--weights", str(weights), *extra])
         assert exit_info.value.code == 2
@@ -712,3 +715,41 @@ def test_flip_test_sends_the_mirrored_copies_in_the_same_batch(torch_lifter):
         torch_lifter.flip_test = False
         del torch_lifter._run_fixed
     assert calls == [10]
+
+
+@pytest.mark.parametrize("lock_file_writable", [True, False])
+def test_one_builder_at_a_time_makes_the_second_wait_for_the_first(tmp_path, monkeypatch, lock_file_writable):
+    """Two nodes starting at once export (or build) one artefact once: the second waits, says so,
+    and goes on when the first is done. A lock file of another account (a group's shared cache) is
+    not writable here; opened for writing only, the second went on at once, without the lock."""
+    import os
+    import threading
+    import time
+
+    from cfi_pose_ros.inference import cache
+
+    artefact = tmp_path / "cache" / "model.onnx"
+    first_holds, first_done = threading.Event(), threading.Event()
+
+    def first():
+        with cache.one_builder_at_a_time(artefact, lambda line: None):
+            first_holds.set()
+            time.sleep(0.6)
+            first_done.set()
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert first_holds.wait(5)
+    if not lock_file_writable:
+        real_open = os.open
+
+        def open_as_another_account(path, flags, *args):
+            if flags & (os.O_RDWR | os.O_WRONLY):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, flags, *args)
+        monkeypatch.setattr(cache.os, "open", open_as_another_account)
+    said = []
+    with cache.one_builder_at_a_time(artefact, said.append, poll_s=0.05):
+        assert first_done.is_set()
+    holder.join()
+    assert said == ["cache: another process is building model.onnx; waiting for it"]

@@ -160,11 +160,18 @@ def one_builder_at_a_time(path: Path, log: Callable[[str], object], poll_s: floa
     """Hold an exclusive lock on ``<path>.lock`` (``flock``: released by the kernel when a holder
     dies) while the artefact at ``path`` is looked up and built, waiting for another holder with a
     line in ``log``. Polled, so a stop signal ends the wait. A cache directory where no lock file
-    can be made is used without one (nothing is shared there)."""
+    can be made is used without one (nothing is shared there).
+
+    A lock file another account made (a cache shared by a group) may not be writable here: it is
+    opened read-only then, which ``flock`` takes as well; opened for writing only, such a node built
+    beside the other without a lock."""
     lock_path = path.with_name(path.name + ".lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)     # less the umask, as any file
+        except PermissionError:
+            fd = os.open(lock_path, os.O_RDONLY)
     except OSError:
         yield
         return

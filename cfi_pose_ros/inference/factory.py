@@ -82,7 +82,7 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
       (``torch.set_num_threads``, process-wide); ``None`` keeps their defaults.
     * ``cache_dir``: exported ONNX files and TensorRT engines; ``None`` is
       :func:`~.cache.default_cache_dir` (``$CFI_POSE_CACHE_DIR``, else
-      ``~/.cache/cfi_pose_ros``).
+      ``$XDG_CACHE_HOME/cfi_pose_ros``, else ``~/.cache/cfi_pose_ros``).
     * ``log``: a ``print``-like callable or a :class:`logging.Logger`.
     * ``flip_test``: average each person with its mirrored lift (:class:`Lifter`);
       settable later through ``lifter.flip_test``.

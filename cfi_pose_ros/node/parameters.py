@@ -220,7 +220,8 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "two (a second worker must be woken for every frame), and the other core stays free "
               "(benchmarks/bench_node.py --threads 0 measures the library's default)", 0, 256,
               takes_effect=AT_CONFIGURE),
-    ParamSpec("engine_cache_dir", "", "where compiled engines are cached (empty = ~/.cache/cfi_pose_ros)",
+    ParamSpec("engine_cache_dir", "", "where compiled engines are cached (empty = $CFI_POSE_CACHE_DIR, else "
+              "$XDG_CACHE_HOME/cfi_pose_ros, else ~/.cache/cfi_pose_ros)",
               takes_effect=AT_CONFIGURE),
     *reliability_parameters("input QoS reliability; best_effort matches camera drivers (sensor data QoS)",
                             "output QoS reliability"),
