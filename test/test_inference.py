@@ -753,3 +753,43 @@ def test_one_builder_at_a_time_makes_the_second_wait_for_the_first(tmp_path, mon
         assert first_done.is_set()
     holder.join()
     assert said == ["cache: another process is building model.onnx; waiting for it"]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e30, -2e3])
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_person_beyond_any_image_is_nan_on_every_backend_and_alone(small, backend, bad):
+    """Keypoints no image holds (not finite, or beyond MAX_INPUT_COORDINATE) give that person NaN
+    on every backend, and the others what they get without them. At 1e30 torch returned NaN and
+    onnxruntime a finite, made-up pose."""
+    from cfi_pose_ros.inference.base import MAX_INPUT_COORDINATE
+
+    if backend_unavailable_reason(backend):
+        pytest.skip(f"{backend}: {backend_unavailable_reason(backend)}")
+    model, weights, cache_dir = small
+    people = realistic_inputs(5)
+    people[2, 7, 0] = bad
+    with create_lifter(weights, backend=backend, cache_dir=cache_dir, threads=1, log=lambda *_: None) as lifter:
+        for flip_test in (False, True):
+            lifter.flip_test = flip_test
+            poses = lifter.lift(people)
+            assert np.isnan(poses[2]).all()
+            others = np.delete(people, 2, axis=0)
+            assert np.array_equal(np.delete(poses, 2, axis=0), lifter.lift(others))
+            if not flip_test:
+                assert np.allclose(np.delete(poses, 2, axis=0), eager(model, others), atol=ATOL)
+        edge = realistic_inputs(1)
+        edge[0, 0, 0] = MAX_INPUT_COORDINATE              # at the limit: still a person
+        assert np.isfinite(lifter.lift(edge)).all()
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_closed_lifter_says_so(small, backend):
+    """After close(), onnxruntime raised "'NoneType' object has no attribute 'run'" and torch went on."""
+    if backend_unavailable_reason(backend):
+        pytest.skip(f"{backend}: {backend_unavailable_reason(backend)}")
+    _, weights, cache_dir = small
+    lifter = create_lifter(weights, backend=backend, cache_dir=cache_dir, threads=1, log=lambda *_: None)
+    assert lifter.lift(realistic_inputs(2)).shape == (2, 17, 3)
+    lifter.close()
+    with pytest.raises(RuntimeError, match=f"this {backend} lifter is closed"):
+        lifter.lift(realistic_inputs(2))

@@ -12,6 +12,10 @@ from ..skeleton import H36M_17
 from .batching import COMPILED_BATCH_SIZES, normalize_batch_sizes, run_in_fixed_batches, validate_keypoints
 
 BACKENDS: tuple[str, ...] = ("tensorrt", "cuda", "onnxruntime", "torch")   # fastest first: auto's order
+# The largest screen-normalised coordinate a person's keypoints may hold (the image spans about
+# +-1): beyond it, as for NaN or inf, the person's 3D is NaN on every backend. Backends met such
+# input differently: at 1e30 torch returned NaN where onnxruntime returned a finite pose.
+MAX_INPUT_COORDINATE = 1e3
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
 # What each backend can run. bf16 on TensorRT would need a bf16 ONNX graph and Ampere+;
 # reduced precision on CPU is not offered (neither torch eager nor ORT's CPU provider
@@ -117,6 +121,7 @@ class Lifter(abc.ABC):
         self.input_domain: LifterInputDomain = H36M_INPUT_DOMAIN
         self.max_abs_diff: float | None = None   # vs. the reference at start-up, metres
         self.flip_test = False
+        self._closed = False
 
     @property
     def precision(self) -> str:
@@ -127,8 +132,21 @@ class Lifter(abc.ABC):
         return self._batch_sizes
 
     def lift(self, keypoints: np.ndarray) -> np.ndarray:
-        """``(N, 17, 2)`` -> ``(N, 17, 3)`` float32. ``ValueError`` for any other input shape."""
+        """``(N, 17, 2)`` -> ``(N, 17, 3)`` float32. ``ValueError`` for any other input shape;
+        a person with a coordinate that is not finite or beyond ``MAX_INPUT_COORDINATE`` gets NaN
+        (the others are lifted as without them); ``RuntimeError`` after :meth:`close`."""
+        if self._closed:
+            raise RuntimeError(f"this {self.backend} lifter is closed")
         keypoints = validate_keypoints(keypoints, self.num_joints)
+        unusable = ~(np.abs(keypoints) <= MAX_INPUT_COORDINATE).all(axis=(1, 2))
+        if unusable.any():
+            keypoints = keypoints.copy()
+            keypoints[unusable] = 0.0
+        poses = self._lift_valid(keypoints)
+        poses[unusable] = np.nan
+        return poses
+
+    def _lift_valid(self, keypoints: np.ndarray) -> np.ndarray:
         flip = self.flip_test and len(keypoints) > 0
         if flip:     # mirrored copies in the same batch: one backend call, as without flip test
             keypoints = np.concatenate([keypoints, H36M_17.mirror(keypoints)])
@@ -163,7 +181,13 @@ class Lifter(abc.ABC):
         return {}
 
     def close(self) -> None:
-        """Release sessions, engines and device memory (optional; also done by garbage collection)."""
+        """Release sessions, engines and device memory (optional; also done by garbage collection).
+        A closed lifter lifts no more: ``lift`` raises ``RuntimeError`` (on every backend alike)."""
+        self._closed = True
+        self._release()
+
+    def _release(self) -> None:
+        """What :meth:`close` frees (the backend's sessions, engines, graphs)."""
 
     def __enter__(self) -> "Lifter":
         return self

@@ -158,6 +158,6 @@ class CudaGraphLifter(Lifter):
                 "compute_capability": f"{major}.{minor}", "torch_version": torch.__version__,
                 "cuda_graphs": sorted(self._graphs)}
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self._graphs = {}
         self._module = None

@@ -137,7 +137,7 @@ class OnnxRuntimeLifter(Lifter):
                 "graph_optimization": self._optimization,
                 "onnxruntime_version": ort.__version__, "onnx": self.onnx_source}
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self._session = None
 
 

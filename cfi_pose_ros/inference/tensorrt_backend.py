@@ -422,7 +422,7 @@ class TensorRTLifter(Lifter):
                 "compute_capability": f"{major}.{minor}", "tensorrt_version": state.trt.__version__,
                 "tensorrt_cuda": tensorrt_cuda_variant(), "builder": state.settings, "engines": self.engine_files}
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self._runners = {}
 
 
