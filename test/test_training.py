@@ -141,6 +141,22 @@ def test_evaluation_lifts_each_pose_on_its_own_whatever_the_batch():
     np.testing.assert_allclose(predict(model, poses, 7, flip_test=True, rotations=rotations), whole, atol=1e-5)
 
 
+def test_evaluation_measures_poses_pelvis_centred_in_either_view():
+    """As the node publishes them: in the image view (no rotations) the predicted pelvis' residual
+    was measured as error (1.2 mm mean on S9), in the reference view not."""
+    from training.evaluate import predict
+
+    torch.manual_seed(0)
+    model = CFINet(CONFIG)
+    poses = synthetic_pose_set(8, seed=3).inputs_2d
+    with torch.no_grad():
+        raw = model(torch.from_numpy(poses)).numpy()
+    assert np.abs(raw[:, 0]).max() > 1e-3                 # the model's own pelvis is not at 0
+    image_view = predict(model, poses)
+    assert np.array_equal(image_view[:, 0], np.zeros((8, 3), np.float32))
+    np.testing.assert_allclose(image_view, raw - raw[:, :1], atol=1e-6)
+
+
 FAULTS_OF_REPEATED_BLOCKS = """
 import resource, sys
 import numpy as np
@@ -495,7 +511,11 @@ def test_interrupted_budget_run_resumes_to_the_same_weights(monkeypatch, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         train_module.main(args + ["--out", str(tmp_path / "split")])
     monkeypatch.setattr(train_module, "train_step", original)
-    resumed = train_module.main(args + ["--out", str(tmp_path / "split"), "--resume"])
+    # a flag of what it learns given otherwise is refused; left out, it is the run's (the defaults
+    # stood in: `--out X --resume` went on as a 20-epoch paper-size run without the EMA)
+    with pytest.raises(train_module.RunRefused, match=r"--ema-decay 0.5 \(the run's: 0.9\)"):
+        train_module.main(args + ["--out", str(tmp_path / "split"), "--resume", "--ema-decay", "0.5"])
+    resumed = train_module.main(["--out", str(tmp_path / "split"), "--resume"])
     assert resumed["global_step"] == whole["global_step"] == 20
     assert resumed["lr"] == whole["lr"]
     a, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
@@ -684,4 +704,116 @@ def test_a_resumed_run_keeps_its_precision_on_the_same_cpu_and_probes_again_on_a
     monkeypatch.setattr(train_module, "cpu_model", lambda: "another CPU")
     train_module.main(args + ["--epochs", "3", "--resume"])
     assert len(probed) == 2
-    assert json.loads((tmp_path / "tiny.json").read_text())["training"]["compute"]["precision"] == "fp32"
+    compute = json.loads((tmp_path / "tiny.json").read_text())["training"]["compute"]
+    # every part's CPU and precision (the record named only the last part's)
+    assert (compute["precision"], compute["cpu"].split("; ")[1]) == ("bf16; fp32", "another CPU")
+
+
+@pytest.mark.parametrize("stopped_in", ["save_weights", "save_checkpoint"])
+def test_a_run_stopped_while_saving_its_last_evaluation_resumes_to_the_whole_runs_files(monkeypatch, tmp_path,
+                                                                                        stopped_in):
+    """Stopped between the checkpoint that marks the run finished and its weights, --resume found
+    "nothing more to do" and the weights stayed the previous evaluation's (or none); stopped between
+    the metrics line and the checkpoint, the resumed run wrote that line twice."""
+    args = without(ARGS, "--max-steps-per-epoch") + ["--budget-samples", "3000"]
+    train_module.main(args + ["--out", str(tmp_path / "whole")])
+    evaluations = len(read_metrics(tmp_path / "whole"))
+    assert evaluations >= 2
+    original, calls = getattr(train_module, stopped_in), []
+
+    def stopped_at_the_last(*a, **k):
+        calls.append(1)
+        if len(calls) == evaluations:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(train_module, stopped_in, stopped_at_the_last)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.main(args + ["--out", str(tmp_path / "split")])
+    monkeypatch.setattr(train_module, stopped_in, original)
+    train_module.main(args + ["--out", str(tmp_path / "split"), "--resume"])
+    a, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
+    b, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert ([(m["epoch"], m["steps"], m["train_loss"]) for m in read_metrics(tmp_path / "split")]
+            == [(m["epoch"], m["steps"], m["train_loss"]) for m in read_metrics(tmp_path / "whole")])
+
+
+def test_a_step_suspended_early_or_just_after_a_resume_does_not_spend_the_budget(monkeypatch, tmp_path):
+    """The cap on a stalled step (5 typical steps) began at a run's 11th step, and at each resumed
+    part's: one suspended before spent the whole minutes budget and the schedule jumped to its end."""
+    now = [0.0]
+    monkeypatch.setattr(train_module, "clock", lambda: now[0])
+    original = train_module.train_step
+    args = without(ARGS, "--max-steps-per-epoch") + ["--budget-minutes", "1.5", "--checkpoint-minutes", "0"]
+
+    def steps_of_six_seconds(suspended: int, interrupted: int = 0):
+        calls = []
+
+        def step(*a, **k):
+            calls.append(1)
+            if len(calls) == interrupted:
+                raise KeyboardInterrupt
+            now[0] += 3600 if len(calls) == suspended else 6
+            return original(*a, **k)
+        return step
+
+    monkeypatch.setattr(train_module, "train_step", steps_of_six_seconds(suspended=3))
+    record = train_module.main(args + ["--out", str(tmp_path / "early")])
+    # 2 steps of 6 s, the suspended one as 5 of them (30 s), then 8 more: 90 s
+    assert (record["global_step"], record["train_seconds"]) == (11, pytest.approx(90))
+
+    monkeypatch.setattr(train_module, "train_step", steps_of_six_seconds(suspended=0, interrupted=5))
+    with pytest.raises(KeyboardInterrupt):
+        train_module.main(args + ["--out", str(tmp_path / "resumed")])
+    monkeypatch.setattr(train_module, "train_step", steps_of_six_seconds(suspended=2))
+    record = train_module.main(args + ["--out", str(tmp_path / "resumed"), "--resume"])
+    # 4 steps before the stop, then 1, the suspended one as 30 s, and 5 more
+    assert (record["global_step"], record["train_seconds"]) == (11, pytest.approx(90))
+
+
+def test_cpu_hours_count_each_part_of_a_run_at_its_own_threads(monkeypatch, tmp_path):
+    """All of a run's training time was multiplied by the last part's --threads."""
+    now = [0.0]
+    monkeypatch.setattr(train_module, "clock", lambda: now[0])
+    original = train_module.train_step
+
+    def six_second_step(*a, **k):
+        now[0] += 6
+        return original(*a, **k)
+
+    monkeypatch.setattr(train_module, "train_step", six_second_step)
+    threads = torch.get_num_threads()
+    args = without(ARGS, "--threads") + ["--out", str(tmp_path)]
+    try:
+        train_module.main(args + ["--epochs", "1", "--threads", "1"])
+        train_module.main(args + ["--epochs", "2", "--threads", "2", "--resume"])
+    finally:
+        torch.set_num_threads(threads)
+    compute = json.loads((tmp_path / "tiny.json").read_text())["training"]["compute"]
+    # 4 steps of 6 s on 1 thread, 4 on 2
+    assert compute["cpu_hours_this_run"] == pytest.approx((4 * 6 * 1 + 4 * 6 * 2) / 3600)
+    assert compute["train_hours"] == pytest.approx(8 * 6 / 3600)
+
+
+def test_a_resumed_run_with_dropout_draws_what_the_whole_run_draws(monkeypatch, tmp_path):
+    """The checkpoint restores the random state; the start-up probes (a compiled training step,
+    the precision probe) then drew dropout masks from it, so the resumed run went on otherwise.
+    The probe's draws are stood in for by drawing after build_forward_loss."""
+    original = train_module.build_forward_loss
+
+    def drawing_as_a_probe_step_does(*a, **k):
+        built = original(*a, **k)
+        torch.rand(1000)
+        return built
+
+    monkeypatch.setattr(train_module, "build_forward_loss", drawing_as_a_probe_step_does)
+    args = ARGS + ["--dropout", "0.1"]
+    train_module.main(args + ["--epochs", "2", "--out", str(tmp_path / "whole")])
+    train_module.main(args + ["--epochs", "1", "--out", str(tmp_path / "split")])
+    train_module.main(args + ["--epochs", "2", "--out", str(tmp_path / "split"), "--resume"])
+    a, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
+    b, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key

@@ -70,22 +70,12 @@ def load_checkpoint(directory: Path, model: torch.nn.Module,
 
     CheckpointError (one line, naming the file) for a checkpoint that cannot be read, e.g. one cut
     short, or that is of another model than ``model``."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = directory / CHECKPOINT
-
-    def unreadable(error: Exception) -> CheckpointError:
-        return CheckpointError(f"{path}: not a checkpoint that can be resumed ({error}); start the run "
-                               f"again with --overwrite")
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            embedded = (f.metadata() or {}).get(CHECKPOINT_JSON)
-        meta = json.loads(embedded if embedded is not None else (directory / CHECKPOINT_JSON).read_text())
-        found = CFIConfig.from_dict(meta["model"])
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as error:
-        raise unreadable(error) from error
+    meta = read_checkpoint_meta(directory)
+    found = CFIConfig.from_dict(meta["model"])
     if found != model.config:
         raise CheckpointError(f"{path}: the checkpoint's model differs from this run's "
                               f"({config_difference(found, model.config, 'the checkpoint')}); resume with "
@@ -94,7 +84,28 @@ def load_checkpoint(directory: Path, model: torch.nn.Module,
         return _restore(load_file(str(path)), meta, model, optimizer, ema)
     # a file cut short after its header, or tensors that do not fit the model it names
     except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as error:
-        raise unreadable(error) from error
+        raise _unreadable(path, error) from error
+
+
+def read_checkpoint_meta(directory: Path) -> dict:
+    """The JSON metadata of the checkpoint in ``directory`` (its run's arguments, state, history),
+    read without its tensors; CheckpointError as :func:`load_checkpoint`."""
+    from safetensors import SafetensorError, safe_open
+
+    path = directory / CHECKPOINT
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            embedded = (f.metadata() or {}).get(CHECKPOINT_JSON)
+        meta = json.loads(embedded if embedded is not None else (directory / CHECKPOINT_JSON).read_text())
+        CFIConfig.from_dict(meta["model"])
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as error:
+        raise _unreadable(path, error) from error
+    return meta
+
+
+def _unreadable(path: Path, error: Exception) -> CheckpointError:
+    return CheckpointError(f"{path}: not a checkpoint that can be resumed ({error}); start the run "
+                           f"again with --overwrite")
 
 
 def _restore(tensors: dict, meta: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema) -> dict:

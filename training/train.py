@@ -46,7 +46,7 @@ from cfi_pose_ros.arguments import non_negative_float, non_negative_int, number_
     positive_int, probability
 from training.augment import detector_noise, displace_joints, drop_joints, random_flip, virtual_placement
 from training.checkpoint import (CHECKPOINT, CHECKPOINT_JSON, CHECKPOINT_PARTIALS, CheckpointError, config_difference,
-                                 has_checkpoint, load_checkpoint, save_checkpoint)
+                                 has_checkpoint, load_checkpoint, read_checkpoint_meta, save_checkpoint)
 from training.evaluate import DEFAULT_DATA, error_text, evaluate_pose_set, record_name, with_detector_noise
 from training.h36m import TRAIN_SUBJECTS, DatasetError, PoseSet, load_h36m
 from training.losses import LOSSES
@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "graph measured faster: benchmarks/bench_training.py)")
     p.add_argument("--out", default="runs/cfi", help="output directory")
     earlier_run = p.add_mutually_exclusive_group()
-    earlier_run.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.*")
+    earlier_run.add_argument("--resume", action="store_true",
+                             help="continue from --out/checkpoint.*, with the run's own flags where these leave them out")
     earlier_run.add_argument("--overwrite", action="store_true",
                              help="start a new run in an --out that holds one (its checkpoint, metrics and "
                                   "weights are deleted); without --resume or --overwrite such an --out is refused")
@@ -186,6 +187,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if low_x > high_x or low_y > high_y:
         parser.error(f"--placement-angles {' '.join(f'{a:g}' for a in args.placement_angles)}: "
                      f"each LOW must not exceed its HIGH")
+    # which flags the command line gave (--resume takes the others from the run it continues)
+    # (argparse sets no default where the namespace has the attribute already)
+    unset = object()
+    given = build_parser().parse_args(argv, namespace=argparse.Namespace(**{name: unset for name in vars(args)}))
+    args.given = sorted(name for name, value in vars(given).items() if value is not unset)
     return args
 
 
@@ -275,6 +281,10 @@ class RunState:
     cpu: str = ""                   # the CPU model the precision was chosen on
     compile: str = ""
     threads: int = 0
+    cpu_seconds: float = 0.0        # train_seconds x the threads of each part of the run
+    cpus: list[str] = field(default_factory=list)           # every CPU model and precision
+    precisions: list[str] = field(default_factory=list)     # a part of the run trained on
+    typical_step_seconds: float = 0.0   # what a stalled step counts at most 5 times (StepTimer)
     commands: list[str] = field(default_factory=list)
     init_weights: dict = field(default_factory=dict)    # what --init-weights started from
 
@@ -316,19 +326,51 @@ def check_out(args, out: Path) -> None:
         raise RunRefused(str(error)) from None
 
 
-def check_resumable(args, out: Path, state: "RunState", saved_args: dict) -> None:
-    """--resume of a run that has ended. With the budget it was given (a preempted job run again as
-    it was), nothing more to do, said in a line (it said nothing). With another budget, refused:
-    it was ignored without a word, and the run's schedule ended at its own budget (a longer run is a
-    new one, from these weights). An epoch run goes on when --epochs asks for more."""
-    budget = (args.budget_minutes, args.budget_samples)
-    if state.finished and budget != (saved_args.get("budget_minutes"), saved_args.get("budget_samples")):
-        given = (f"with --budget-minutes {args.budget_minutes:g}" if args.budget_minutes else
-                 f"with --budget-samples {args.budget_samples}" if args.budget_samples else "without a budget")
-        raise RunRefused(f"--resume {given}: the run in {out} has spent the budget it was started with, and "
-                         f"its schedule ended there. To train on from its weights, start a new run: "
-                         f"--init-weights {out / args.name}.safetensors --out <new folder>")
-    if state.finished or (not any(budget) and state.epoch >= args.epochs):
+# What a resumed run may be given anew: how it runs, not what it learns (and --epochs, to go on).
+RESUME_MAY_CHANGE = frozenset({"epochs", "threads", "amp", "compile", "attention", "checkpoint_minutes",
+                               "data_3d", "cameras", "name", "init_weights"})
+NOT_RUN_FLAGS = frozenset({"out", "resume", "overwrite", "command_line", "given"})
+
+
+def resumed_arguments(args: argparse.Namespace, saved_args: dict, out: Path, finished: bool) -> argparse.Namespace:
+    """--resume: the flags of the run it continues wherever the command line leaves them out.
+    The defaults stood in for them: `--out X --resume` of a budget run with an EMA went on as a
+    20-epoch run without one. A flag given with another value than the run's is refused (but those
+    of ``RESUME_MAY_CHANGE``); so is another budget (a longer run is a new one, from these weights:
+    the schedule ends at the budget)."""
+    def plain(value):       # as the checkpoint's JSON holds it (tuples are lists there)
+        return json.loads(json.dumps(value))
+
+    given = set(getattr(args, "given", vars(args)))
+    merged = copy.copy(args)
+    changed = []
+    for name, value in saved_args.items():
+        if name in NOT_RUN_FLAGS or not hasattr(args, name):
+            continue
+        if name not in given:
+            setattr(merged, name, value)
+        elif name not in RESUME_MAY_CHANGE and plain(getattr(args, name)) != plain(value):
+            changed.append(name)
+    if not changed:
+        return merged
+    if {"budget_minutes", "budget_samples"} & set(changed):
+        budget = (f"with --budget-minutes {args.budget_minutes:g}" if args.budget_minutes else
+                  f"with --budget-samples {args.budget_samples}" if args.budget_samples else "without a budget")
+        where = ("has spent the budget it was started with, and its schedule ended there" if finished else
+                 "was started with another budget, and its schedule ends at that one")
+        raise RunRefused(f"--resume {budget}: the run in {out} {where}. To train on from its weights, start a "
+                         f"new run: --init-weights {out / args.name}.safetensors --out <new folder>")
+    flags = ", ".join(f"--{name.replace('_', '-')} {plain(getattr(args, name))} (the run's: {saved_args[name]})"
+                      for name in changed)
+    raise RunRefused(f"--resume: {flags}: the run in {out} was started otherwise; leave these out to continue "
+                     f"it as it was started, or start a new run from its weights: "
+                     f"--init-weights {out / args.name}.safetensors --out <new folder>")
+
+
+def check_resumable(args, out: Path, state: "RunState") -> None:
+    """--resume of a run that has ended (a preempted job run again as it was): nothing more to do,
+    said in a line (it said nothing). An epoch run goes on when --epochs asks for more."""
+    if state.finished or (not any((args.budget_minutes, args.budget_samples)) and state.epoch >= args.epochs):
         print(f"[train] the run in {out} has {'spent its budget' if state.finished else 'done its epochs'}: "
               f"nothing more to do (more --epochs, or a new run with --init-weights "
               f"{out / args.name}.safetensors, trains on)", file=sys.stderr)
@@ -360,7 +402,7 @@ def training_record(args, state: RunState) -> dict:
                       schedule=args.schedule, warmup=args.warmup)
     else:
         recipe.update(epochs=args.epochs, lr_decay=args.lr_decay)
-    this_run_cpu_hours = state.train_seconds * state.threads / 3600
+    this_run_cpu_hours = state.cpu_seconds / 3600
     record = {
         "data": data, "epochs_done": state.epoch, "samples_seen": state.samples, "recipe": recipe,
         "command": state.commands[-1] if state.commands else "",
@@ -369,7 +411,8 @@ def training_record(args, state: RunState) -> dict:
         "compute": {"train_hours": state.train_seconds / 3600,
                     "cpu_hours": this_run_cpu_hours + state.init_weights.get("cpu_hours", 0.0),
                     "cpu_hours_this_run": this_run_cpu_hours,
-                    "threads": state.threads, "cpu": cpu_model(), "precision": state.precision,
+                    "threads": state.threads, "cpu": "; ".join(state.cpus) or cpu_model(),
+                    "precision": "; ".join(state.precisions) or state.precision,
                     "compile": state.compile, "torch": torch.__version__},
         "licence": "" if args.synthetic else "trained on Human3.6M: non-commercial research use only",
     }
@@ -463,6 +506,11 @@ def train_step(forward_loss, optimizer: torch.optim.Optimizer, x: torch.Tensor, 
 
 
 def train(args) -> dict:
+    out = Path(args.out)
+    check_out(args, out)
+    if args.resume:
+        saved = read_checkpoint_meta(out)
+        args = resumed_arguments(args, saved.get("args", {}), out, saved.get("run_state", {}).get("finished", False))
     threads = args.threads or default_threads()
     torch.set_num_threads(threads)
     # for the evaluations (see keep_freed_memory); a D=128 training step on 2 threads faults no
@@ -471,8 +519,6 @@ def train(args) -> dict:
     rank, world, device = setup_distributed()
     main_process = rank == 0
     torch.manual_seed(args.seed + rank)
-    out = Path(args.out)
-    check_out(args, out)
     command = "python -m training.train " + " ".join(sys.argv[1:] if args.command_line is None
                                                      else args.command_line)
 
@@ -488,12 +534,20 @@ def train(args) -> dict:
     optimizer = make_optimizer(model, args.lr, device)
     ema = WeightEMA(model, args.ema_decay) if args.ema_decay > 0 else None
     history: list[dict] = []
+    resumed_rng = None
     if args.resume:
         meta = load_checkpoint(out, model, optimizer, ema)
+        resumed_rng = torch.get_rng_state()     # set again after the probes below, which draw from it
         history = meta["history"]
-        state = RunState(**{**asdict(RunState()), **meta.get("run_state", {}), "epoch": meta["epoch"]})
-        check_resumable(args, out, state, meta.get("args", {}))
+        saved_state = meta.get("run_state", {})
+        state = RunState(**{**asdict(RunState()), **saved_state, "epoch": meta["epoch"]})
+        if "cpu_seconds" not in saved_state:    # a checkpoint from before the count: its one part
+            state.cpu_seconds = state.train_seconds * state.threads
+        check_resumable(args, out, state)
         if main_process:
+            # the checkpoint's evaluations: a run stopped between a line and its checkpoint wrote the
+            # line again when resumed
+            (out / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in history))
             print(f"resumed from {out} at epoch {state.epoch}, step {state.global_step}", file=sys.stderr)
     train_set, test_set = load_data(args)
     noisy_test_set = with_detector_noise(test_set, args.eval_noise_std) if args.eval_noise_std > 0 else None
@@ -518,13 +572,22 @@ def train(args) -> dict:
         precision, timings = probe_precision(args, model, inputs, targets, loss_fn, device)
         precision_note = f" (probe: {', '.join(f'{k} {v:.3f} s/step' for k, v in timings.items())})" \
             if timings else ""
+        if not state.typical_step_seconds and precision in timings:
+            state.typical_step_seconds = timings[precision]
     state.precision, state.cpu = precision, cpu_model()
+    for seen, now in ((state.cpus, state.cpu), (state.precisions, precision)):
+        if now not in seen:
+            seen.append(now)
     ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
                  if world > 1 else model)
 
     forward_loss, state.compile = build_forward_loss(
         ddp_model, loss_fn, precision, device, "off" if world > 1 else args.compile,
         inputs[:args.batch_size], targets[:args.batch_size])
+    if resumed_rng is not None:
+        # as the checkpoint left it: the probes' steps drew dropout masks from it, so a resumed run
+        # with --dropout went on otherwise than the uninterrupted one
+        torch.set_rng_state(resumed_rng)
     budget = Budget(args.budget_minutes, args.budget_samples)
     schedule = BudgetSchedule(args.lr, args.schedule, args.warmup) if budget.enabled else None
     steps_per_epoch = len(inputs) // world // args.batch_size
@@ -561,11 +624,9 @@ def train(args) -> dict:
         record["seconds"] = time.time() - started
         history.append(record)
         print(json.dumps(record), file=sys.stderr)
-        with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        save_checkpoint(out, model, optimizer, state.epoch, history, {"args": vars(args), "run_state": asdict(state)},
-                        ema=ema)
-        # The weights are rewritten at every evaluation, so an interrupted run still leaves usable weights.
+        # The weights are rewritten at every evaluation, so an interrupted run still leaves usable
+        # weights; before the checkpoint, which may mark the run finished: a run stopped between the
+        # two was "done" when resumed, with the last evaluation's weights (or none)
         metrics = {"mpjpe_mm": record["test_mpjpe_mm"], "p_mpjpe_mm": record["test_p_mpjpe_mm"],
                    "test_stride": args.test_stride, "epoch": state.epoch, "samples": state.samples}
         if noisy_test_set is not None:
@@ -575,9 +636,13 @@ def train(args) -> dict:
                      metrics={record_name(args.test_subjects, bool(args.data_2d)): metrics},
                      input_domain=input_domain)
         plot_curves(history, out / "curves.png")
+        save_checkpoint(out, model, optimizer, state.epoch, history, {"args": vars(args), "run_state": asdict(state)},
+                        ema=ema)
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
         return record
 
-    step_timer = StepTimer()
+    step_timer = StepTimer(state.typical_step_seconds or None)
     while not state.finished and (budget.enabled or state.epoch < args.epochs):
         model.train()
         generator = torch.Generator().manual_seed(args.seed * 1000 + state.epoch)
@@ -611,7 +676,10 @@ def train(args) -> dict:
             state.global_step += 1
             state.samples += len(idx) * world
             now = clock()
-            state.train_seconds += step_timer.count(now - step_started)
+            counted = step_timer.count(now - step_started)
+            state.train_seconds += counted
+            state.cpu_seconds += counted * threads
+            state.typical_step_seconds = step_timer.typical
             if world > 1 and budget.minutes > 0:
                 # every rank must see the same budget: one that stopped alone would leave the
                 # others waiting in the next step's all-reduce
@@ -653,16 +721,17 @@ class StepTimer:
     a debugger) does not spend the budget without training."""
     STALL_FACTOR = 5.0
 
-    def __init__(self):
-        self.typical: float | None = None
-        self.steps = 0
+    def __init__(self, typical: float | None = None):
+        # the run's typical step so far (a resumed run's, or the precision probe's): uncapped over
+        # its first 10 steps, one suspended in them spent a minutes budget (and a resumed part's
+        # first steps were the same)
+        self.typical = typical
 
     def count(self, seconds: float) -> float:
-        self.steps += 1
         if self.typical is None:
             self.typical = seconds
             return seconds
-        counted = seconds if self.steps <= 10 else min(seconds, self.STALL_FACTOR * self.typical)
+        counted = min(seconds, self.STALL_FACTOR * self.typical)
         self.typical = 0.9 * self.typical + 0.1 * counted
         return counted
 
