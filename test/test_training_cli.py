@@ -121,6 +121,22 @@ def test_a_new_run_into_an_earlier_one_is_refused_and_overwrite_starts_clean(one
     assert not (out / "checkpoint.safetensors.tmp").exists()
 
 
+def test_compile_on_that_fails_is_one_line_naming_auto(tmp_path, monkeypatch, capsys):
+    """It ended in a RuntimeError traceback (exit 1)."""
+    import training.speed as speed
+
+    def no_compiler(function):
+        raise RuntimeError("no C++ compiler found\nmore lines")
+
+    monkeypatch.setattr(speed.torch, "compile", no_compiler)
+    args = ARGS[:]
+    args[args.index("--compile") + 1] = "on"
+    code, error = run_cli(monkeypatch, capsys, args + ["--epochs", "1", "--out", str(tmp_path / "run")])
+    assert code == 1
+    assert error == ("error: --compile on: torch.compile failed (RuntimeError: no C++ compiler found); "
+                     "--compile auto trains eager instead")
+
+
 def test_resume_with_nothing_to_resume_is_refused(tmp_path, monkeypatch, capsys):
     """It started a new run from scratch, as if --resume had not been given."""
     out = tmp_path / "empty"

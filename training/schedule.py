@@ -21,9 +21,10 @@ class BudgetSchedule:
 
     * ``cosine``: linear warm-up from 0 over ``warmup`` of the budget, then a
       cosine decay to ``final_fraction * peak_lr``.
-    * ``onecycle``: Smith's one-cycle as in ``torch.optim.lr_scheduler.OneCycleLR``
-      (cosine from ``peak/25`` up to the peak over 30 % of the budget, then cosine
-      down to ``peak/1e4``).
+    * ``onecycle``: Smith's one-cycle, rising as ``torch.optim.lr_scheduler.OneCycleLR``
+      does by default (cosine from ``peak/25`` up to the peak over 30 % of the budget),
+      then cosine down to ``peak/1e4`` (OneCycleLR's default ends lower, at
+      ``peak/25/1e4``; the shipped weights were trained with this one).
     * ``constant``: the same linear warm-up, then the peak to the end, for an
       averaged model (``--ema-decay``) of a trajectory that never anneals. Why it
       was tried: a fine-tune whose one-cycle annealed to ~0 ended with EMA and raw

@@ -124,6 +124,10 @@ def choose_precision(time_step: Callable[[str, float], float], candidates: tuple
     return best, timings
 
 
+class CompileFailed(RuntimeError):
+    """``--compile on`` and compiling failed (``auto`` runs eager instead)."""
+
+
 def compile_or_eager(function: Callable, mode: str, probe: Callable[[Callable], None]) -> tuple[Callable, str]:
     """``torch.compile(function)`` when ``mode`` is ``on``/``auto`` and a probe call succeeds.
 
@@ -140,7 +144,9 @@ def compile_or_eager(function: Callable, mode: str, probe: Callable[[Callable], 
         return compiled, "compiled"
     except Exception as error:  # noqa: BLE001 - any compiler failure means: run eager
         if mode == "on":
-            raise RuntimeError(f"torch.compile failed: {type(error).__name__}: {error}") from error
+            raise CompileFailed(f"--compile on: torch.compile failed ({type(error).__name__}: "
+                                f"{str(error).splitlines()[0][:200] if str(error) else ''}); --compile auto "
+                                f"trains eager instead") from error
         reason = f"eager (torch.compile failed: {type(error).__name__}: {str(error).splitlines()[0][:200]})"
         print(f"[speed] {reason}", file=sys.stderr)
         return function, reason

@@ -51,7 +51,7 @@ from training.evaluate import DEFAULT_DATA, error_text, evaluate_pose_set, recor
 from training.h36m import TRAIN_SUBJECTS, DatasetError, PoseSet, load_h36m
 from training.losses import LOSSES
 from training.schedule import SCHEDULES, Budget, BudgetSchedule, WeightEMA
-from training.speed import autocast_context, choose_precision, compile_or_eager, cpu_model, \
+from training.speed import CompileFailed, autocast_context, choose_precision, compile_or_eager, cpu_model, \
     default_threads, keep_freed_memory, seconds_per_step
 
 # The training clock (a module attribute so that tests can drive a minutes budget).
@@ -755,8 +755,9 @@ def main(argv: list[str] | None = None) -> dict:
     args.command_line = argv
     try:
         return train(args)
-    # diverged; bad --out, --resume, --init-weights, subjects or data files
-    except (TrainingDiverged, RunRefused, CheckpointError, WeightsError, DatasetError, KeyError) as error:
+    # diverged; bad --out, --resume, --init-weights, subjects or data files; --compile on that fails
+    except (TrainingDiverged, RunRefused, CheckpointError, WeightsError, DatasetError, KeyError,
+            CompileFailed) as error:
         if argv is not None:
             raise
         print(f"error: {error_text(error)}", file=sys.stderr)
