@@ -115,19 +115,23 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
     # interrupted save leaves the previous pair as it was (at worst the two renames apart).
     tensors_partial = tensors_path.with_suffix(".safetensors.partial")
     config_partial = config_path.with_suffix(".json.partial")
-    meaning = {"model": model.config.to_dict(), "joint_layout": H36M_17.name, "normalization": NORMALIZATION}
+    # what the tensors mean, in the tensor file (covered by its SHA-256): a JSON edited to another
+    # model, or to another input domain (which turns and zooms every person the node lifts), is
+    # refused; None: Human3.6M's domain, and the JSON may name none
+    meaning = {"model": model.config.to_dict(), "joint_layout": H36M_17.name, "normalization": NORMALIZATION,
+               "input_domain": None if input_domain is None else input_domain.to_dict()}
     save_file(state, str(tensors_partial), metadata={MEANING_KEY: json.dumps(meaning, sort_keys=True)})
     give_default_mode(tensors_partial)
     config = {
         "format": FORMAT,
-        **meaning,
+        **{k: v for k, v in meaning.items() if k != "input_domain"},
         "output": "root-relative 3D joints, metres, camera frame (x right, y down, z forward)",
         "training": training or {},
         "metrics": metrics or {},
         "tensors_sha256": file_sha256(tensors_partial),
     }
     if input_domain is not None:
-        config["input_domain"] = input_domain.to_dict()
+        config["input_domain"] = meaning["input_domain"]
     config_partial.write_text(json.dumps(config, indent=2) + "\n")
     tensors_partial.replace(tensors_path)
     config_partial.replace(config_path)
@@ -281,6 +285,11 @@ def _meaning_mismatch(info: WeightsInfo, metadata: dict[str, str]) -> str | None
                    for k, v in info.model.to_dict().items() if recorded_model.get(k) != v]
     differences += [f"{k}: JSON {getattr(info, k)!r}, tensors {recorded.get(k)!r}"
                     for k in ("joint_layout", "normalization") if recorded.get(k) != getattr(info, k)]
+    if "input_domain" in recorded:      # files saved before it was recorded have their JSON's
+        in_json = json.loads(json.dumps(info.input_domain.to_dict()))
+        in_tensors = H36M_INPUT_DOMAIN.to_dict() if recorded["input_domain"] is None else recorded["input_domain"]
+        if json.loads(json.dumps(in_tensors)) != in_json:
+            differences.append(f"input_domain: JSON {in_json}, tensors {in_tensors}")
     return "; ".join(differences) or None
 
 
@@ -326,7 +335,12 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
         actual_sha = file_sha256(tensors_path)
     except OSError as exc:
         raise WeightsError(f"{tensors_path}: cannot read ({exc.strerror or exc})") from exc
-    if info.sha256 and info.sha256 != actual_sha:
+    if not info.sha256:
+        # without it the tensors of another model of the same shapes loaded as this one's
+        raise WeightsError(f"{tensors_path}: its JSON has no tensors_sha256, so these tensors cannot be "
+                           f"told from another model's of the same shapes; save the weights with "
+                           f"cfi_pose_ros.weights.save_weights")
+    if info.sha256 != actual_sha:
         raise WeightsError(f"{tensors_path}: SHA-256 {actual_sha[:12]}... does not match the config's "
                            f"{info.sha256[:12]}... (corrupted or replaced file)")
     # Only now: a shape mismatch is said in the tensors' own terms above.

@@ -498,3 +498,35 @@ def test_an_input_domain_travels_with_the_weights_and_a_bad_one_is_refused(saved
         config_path.write_text(json.dumps(dict(config, input_domain=bad)))
         with pytest.raises(WeightsError, match=f"bad input domain.*{message}"):
             load_weights(wide_path)
+
+
+def test_the_input_domain_is_covered_by_the_tensor_files_record(tmp_path):
+    """The input domain (where the training people stood: what the node turns and zooms every
+    person into) was in the JSON only: an edited one loaded without a word. A JSON that names one
+    for weights saved without one is refused as well."""
+    from dataclasses import replace as replaced
+
+    from cfi_pose_ros.camera import H36M_INPUT_DOMAIN
+
+    wider = replaced(H36M_INPUT_DOMAIN, person_scale_range=(0.1, 0.9))
+    for domain, edited in ((wider, H36M_INPUT_DOMAIN), (None, wider)):
+        path = save_weights(CFINet(CONFIG), tmp_path / "domain", input_domain=domain)
+        assert read_weights_info(path).input_domain == (domain or H36M_INPUT_DOMAIN)
+        load_weights(path)
+        config_path = path.with_suffix(".json")
+        config = json.loads(config_path.read_text())
+        config["input_domain"] = edited.to_dict()
+        config_path.write_text(json.dumps(config))
+        with pytest.raises(WeightsError, match="describes another model.*input_domain: JSON"):
+            load_weights(path)
+
+
+def test_a_json_without_the_tensors_checksum_is_refused(saved):
+    """Without tensors_sha256 the tensors of another model of the same shapes loaded as this one's."""
+    _, path = saved
+    config_path = path.with_suffix(".json")
+    config = json.loads(config_path.read_text())
+    del config["tensors_sha256"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match="has no tensors_sha256"):
+        load_weights(path)
