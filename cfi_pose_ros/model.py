@@ -22,6 +22,21 @@ then a linear regression head (sec. 3.4).
 Choices where the paper is silent or loose, following the strongest single-frame
 lifters (GraFormer, MHFormer, PoseFormer, MotionBERT's DSTformer):
 
+* **X_I of later blocks**: the block's input (the previous block's output), not
+  the first embedding again. "Stacked for 3 loops" says no more; the paper's
+  reading of X_I as a residual that makes up for what propagation loses would also
+  fit feeding the embedding to every loop.
+* **Query and key of X'_I and X'_L**: eq. (5), (6) fix only X'_G's roles (query
+  X_I, key X_L, value and residual X_G); "similarly" leaves open which of the
+  other two features queries X'_I and X'_L. The value and residual are the
+  feature itself (as in eq. 6, and as Table 4 names the branches); the query and
+  key are the cyclic rotation above, a choice.
+* **Output projections**: every attention, the cross-attentions included, ends in
+  a linear layer over the concatenated heads, as eq. (2)'s text says of MHSA;
+  eq. (6) writes the bare concatenation.
+* **GraMLP's GCN**: a GCN of its own (eq. 8's "GCN refers to eq. (3)": the same
+  form), not the local branch's weights.
+
 * **Normalisation**: pre-LayerNorm on every branch input (q, k and v of each
   cross-attention get their own norm, since the three features have different
   statistics), and a final LayerNorm before the head. Pre-norm trains stably
@@ -29,17 +44,21 @@ lifters (GraFormer, MHFormer, PoseFormer, MotionBERT's DSTformer):
 * **Positional embedding**: a learned per-joint embedding added to X_I after
   the linear embedding; attention is permutation-equivariant and would not
   otherwise know which joint a token is.
-* **GCN variant**: Kipf & Welling with the symmetrically normalised adjacency
-  ``D^-1/2 (A + I) D^-1/2``, a bias and GELU as sigma. Eq. (1) and (3) write the
-  plain ``A~ = A + I``; its normalisation is what the GCN the paper cites ([33],
-  Kipf & Welling) does, and without it each joint's sum is scaled by its degree
-  (2 to 5 on this skeleton), so the pelvis or the thorax would carry up to 2.5x the
-  feature scale of a wrist into the next LayerNorm. The adjacency is a buffer,
-  so export has no graph operators.
+* **GCN variant**: the symmetrically normalised adjacency ``D^-1/2 (A + I) D^-1/2``
+  of Kipf & Welling, GELU as sigma, and a bias. Eq. (1) and (3) write the plain
+  ``A~ = A + I``; its normalisation is what the GCN the paper cites ([33], Kipf &
+  Welling) does. Without it each joint's sum is scaled by its degree (2 to 5 on this
+  skeleton), and where a GCN's output is not normalised again (X'_L's residual,
+  GraMLP's GCN term) the pelvis or the thorax would carry up to 2.5x the scale of a
+  wrist. The bias is the linear layer's, so it is mixed with the features:
+  ``sigma(A_hat (X W + b))``, each joint's bias scaled by its row sum of A_hat (0.88
+  to 1.23), where Kipf & Welling add it after the mixing (eq. 1, 3 have none); the
+  shipped weights are trained so. The adjacency is a buffer, so export has no graph
+  operators.
 * **MLP**: two linear layers, hidden width ``mlp_ratio * D`` = 2D, GELU
   (MHFormer/PoseFormer's spatial MLP ratio).
 * **Heads**: d_m = D / H per head (the standard split of Vaswani et al. [32], so cost
-  does not grow with H). Eq. (2)'s text gives each head's W^Q, W^K, W^V as D x D,
+  does not grow with H). The MHSA paragraph before eq. (2) gives each head's W^Q, W^K, W^V as D x D,
   which read literally is H times the attention's width and parameters; its
   scaling by sqrt(d_m), a per-head width named apart from D, fits the split.
 * **Dropout**: 0 by default (the paper trains 20 epochs on 1.5M frames; flip and
@@ -121,7 +140,8 @@ def normalized_adjacency(layout: JointLayout) -> np.ndarray:
 
 
 class GraphConv(nn.Module):
-    """sigma(A_hat X W): one Kipf-Welling layer over the skeleton (eq. 1, 3)."""
+    """sigma(A_hat (X W + b)): one GCN layer over the skeleton (eq. 1, 3; see the module
+    docstring for the normalised A_hat and where the bias is)."""
 
     def __init__(self, dim: int, adjacency: torch.Tensor):
         super().__init__()

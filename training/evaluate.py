@@ -9,7 +9,7 @@ each camera's pixels moved to the reference camera's view (``camera.reference_vi
 outside the training data's size range zoomed into it (``camera.clamp_person_scale``);
 ``--image-view --no-scale-clamp`` is the literature's input (pixels over the image's width).
 
-    python -m training.evaluate --weights cfi_pose_ros/weights/cfi_h36m.safetensors \
+    python -m training.evaluate --weights cfi_pose_ros/weights/cfi_h36m.safetensors \\
         --subjects S9 --out outputs/eval_s9
 """
 from __future__ import annotations
