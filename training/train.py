@@ -34,6 +34,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -505,7 +506,57 @@ def train_step(forward_loss, optimizer: torch.optim.Optimizer, x: torch.Tensor, 
     return loss.detach()
 
 
+@dataclass
+class Run:
+    """A training run as it goes: what its epochs, evaluations and checkpoints share."""
+    args: argparse.Namespace
+    out: Path
+    rank: int
+    world: int
+    device: torch.device
+    threads: int
+    model: CFINet
+    optimizer: torch.optim.Optimizer
+    ema: WeightEMA | None
+    state: RunState
+    history: list[dict]
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    test_set: PoseSet
+    noisy_test_set: PoseSet | None
+    input_domain: LifterInputDomain | None
+    forward_loss: Callable
+    budget: Budget
+    schedule: BudgetSchedule | None
+    steps_per_epoch: int
+    step_timer: "StepTimer"
+
+    @property
+    def main_process(self) -> bool:
+        return self.rank == 0
+
+    def save_checkpoint(self) -> None:
+        save_checkpoint(self.out, self.model, self.optimizer, self.state.epoch, self.history,
+                        {"args": vars(self.args), "run_state": asdict(self.state)}, ema=self.ema)
+
+
 def train(args) -> dict:
+    run = start_run(args)
+    while not run.state.finished and (run.budget.enabled or run.state.epoch < run.args.epochs):
+        steps_done, loss_sum, started = train_epoch(run)
+        if run.main_process and (steps_done or run.state.finished and not run.history):
+            evaluate_and_save(run, steps_done, loss_sum, started)
+    if run.world > 1:
+        # together: a rank that tore gloo down while rank 0 was still evaluating and saving was
+        # aborted on exit about every other run ("terminate called without an active exception")
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return run.history[-1] if run.history else {}
+
+
+def start_run(args) -> Run:
+    """Everything before the first step: a resumed run's own arguments, threads, the model (from
+    --init-weights or the checkpoint), the data, the precision and the (compiled) step."""
     out = Path(args.out)
     check_out(args, out)
     if args.resume:
@@ -517,7 +568,6 @@ def train(args) -> dict:
     # page in either way and ran as fast (1482 vs 1570 samples/s, best of 3, within the spread)
     keep_freed_memory()
     rank, world, device = setup_distributed()
-    main_process = rank == 0
     torch.manual_seed(args.seed + rank)
     command = "python -m training.train " + " ".join(sys.argv[1:] if args.command_line is None
                                                      else args.command_line)
@@ -536,19 +586,8 @@ def train(args) -> dict:
     history: list[dict] = []
     resumed_rng = None
     if args.resume:
-        meta = load_checkpoint(out, model, optimizer, ema)
+        state, history = restore_run(args, out, model, optimizer, ema, main_process=rank == 0)
         resumed_rng = torch.get_rng_state()     # set again after the probes below, which draw from it
-        history = meta["history"]
-        saved_state = meta.get("run_state", {})
-        state = RunState(**{**asdict(RunState()), **saved_state, "epoch": meta["epoch"]})
-        if "cpu_seconds" not in saved_state:    # a checkpoint from before the count: its one part
-            state.cpu_seconds = state.train_seconds * state.threads
-        check_resumable(args, out, state)
-        if main_process:
-            # the checkpoint's evaluations: a run stopped between a line and its checkpoint wrote the
-            # line again when resumed
-            (out / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in history))
-            print(f"resumed from {out} at epoch {state.epoch}, step {state.global_step}", file=sys.stderr)
     train_set, test_set = load_data(args)
     noisy_test_set = with_detector_noise(test_set, args.eval_noise_std) if args.eval_noise_std > 0 else None
     state.commands.append(command)
@@ -559,28 +598,13 @@ def train(args) -> dict:
     if len(inputs) // world < args.batch_size:   # no full batch: no step would run (a budget run: forever)
         raise SystemExit(f"error: {len(inputs)} training poses{f' over {world} processes' if world > 1 else ''} "
                          f"do not fill one batch of {args.batch_size}; lower --batch-size (or --stride)")
-    if args.overwrite and main_process:
+    if args.overwrite and rank == 0:
         clear_earlier_run(args, out)
 
     input_domain = trained_input_domain(args, targets)
-    if args.amp == "auto" and state.precision and state.cpu == cpu_model():
-        # resumed on the same kind of CPU: the precision the run started in, not a new probe, which
-        # other work on the machine can skew (a probe beside a test run once took fp32 at 1.7x the
-        # step time of the bf16 the run had started in)
-        precision, precision_note = state.precision, " (as the run started on this CPU model)"
-    else:
-        precision, timings = probe_precision(args, model, inputs, targets, loss_fn, device)
-        precision_note = f" (probe: {', '.join(f'{k} {v:.3f} s/step' for k, v in timings.items())})" \
-            if timings else ""
-        if not state.typical_step_seconds and precision in timings:
-            state.typical_step_seconds = timings[precision]
-    state.precision, state.cpu = precision, cpu_model()
-    for seen, now in ((state.cpus, state.cpu), (state.precisions, precision)):
-        if now not in seen:
-            seen.append(now)
+    precision, precision_note = run_precision(args, state, model, inputs, targets, loss_fn, device)
     ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
                  if world > 1 else model)
-
     forward_loss, state.compile = build_forward_loss(
         ddp_model, loss_fn, precision, device, "off" if world > 1 else args.compile,
         inputs[:args.batch_size], targets[:args.batch_size])
@@ -589,130 +613,170 @@ def train(args) -> dict:
         # with --dropout went on otherwise than the uninterrupted one
         torch.set_rng_state(resumed_rng)
     budget = Budget(args.budget_minutes, args.budget_samples)
-    schedule = BudgetSchedule(args.lr, args.schedule, args.warmup) if budget.enabled else None
     steps_per_epoch = len(inputs) // world // args.batch_size
     if args.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
-    if main_process:
+    if rank == 0:
         n_params = sum(p.numel() for p in model.parameters())
         print(f"train {len(train_set)} poses, test {len(test_set)}, {n_params / 1e6:.2f}M parameters, "
               f"device {device}, world {world}, {threads} threads, precision {precision}{precision_note}, "
               f"{state.compile}, attention {args.attention}",
               file=sys.stderr)
+    return Run(args=args, out=out, rank=rank, world=world, device=device, threads=threads, model=model,
+               optimizer=optimizer, ema=ema, state=state, history=history, inputs=inputs, targets=targets,
+               test_set=test_set, noisy_test_set=noisy_test_set, input_domain=input_domain,
+               forward_loss=forward_loss, budget=budget,
+               schedule=BudgetSchedule(args.lr, args.schedule, args.warmup) if budget.enabled else None,
+               steps_per_epoch=steps_per_epoch, step_timer=StepTimer(state.typical_step_seconds or None))
 
-    def evaluate_and_save(steps_done: int, loss_sum: torch.Tensor, started: float) -> dict:
-        """Evaluate (EMA and raw), append the record, write checkpoint, weights and curves."""
-        mean_loss = float(loss_sum) / max(steps_done, 1)
-        check_finite(model, ema, mean_loss, state)
-        eval_model = model
-        record = {"epoch": state.epoch, "steps": steps_done, "global_step": state.global_step,
-                  "samples": state.samples, "train_loss": mean_loss,
-                  "lr": optimizer.param_groups[0]["lr"], "train_seconds": state.train_seconds}
-        if ema is not None:
-            raw = evaluate_pose_set(model, test_set)
-            record["test_mpjpe_mm_raw"] = raw["mpjpe"]["mean_over_actions"]
-            record["test_p_mpjpe_mm_raw"] = raw["p_mpjpe"]["mean_over_actions"]
-            eval_model = CFINet(config).to(device)
-            eval_model.load_state_dict(ema.state_dict(model))
-        result = evaluate_pose_set(eval_model, test_set)
-        record["test_mpjpe_mm"] = result["mpjpe"]["mean_over_actions"]
-        record["test_p_mpjpe_mm"] = result["p_mpjpe"]["mean_over_actions"]
-        if noisy_test_set is not None:
-            noisy = evaluate_pose_set(eval_model, noisy_test_set)
-            record["test_mpjpe_mm_noisy"] = noisy["mpjpe"]["mean_over_actions"]
-            record["test_p_mpjpe_mm_noisy"] = noisy["p_mpjpe"]["mean_over_actions"]
-        record["seconds"] = time.time() - started
-        history.append(record)
-        print(json.dumps(record), file=sys.stderr)
-        # The weights are rewritten at every evaluation, so an interrupted run still leaves usable
-        # weights; before the checkpoint, which may mark the run finished: a run stopped between the
-        # two was "done" when resumed, with the last evaluation's weights (or none)
-        metrics = {"mpjpe_mm": record["test_mpjpe_mm"], "p_mpjpe_mm": record["test_p_mpjpe_mm"],
-                   "test_stride": args.test_stride, "epoch": state.epoch, "samples": state.samples}
-        if noisy_test_set is not None:
-            metrics.update(noisy_2d_std=args.eval_noise_std, noisy_mpjpe_mm=record["test_mpjpe_mm_noisy"],
-                           noisy_p_mpjpe_mm=record["test_p_mpjpe_mm_noisy"])
-        save_weights(eval_model, out / args.name, training=training_record(args, state),
-                     metrics={record_name(args.test_subjects, bool(args.data_2d)): metrics},
-                     input_domain=input_domain)
-        plot_curves(history, out / "curves.png")
-        save_checkpoint(out, model, optimizer, state.epoch, history, {"args": vars(args), "run_state": asdict(state)},
-                        ema=ema)
-        with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        return record
 
-    step_timer = StepTimer(state.typical_step_seconds or None)
-    while not state.finished and (budget.enabled or state.epoch < args.epochs):
-        model.train()
-        generator = torch.Generator().manual_seed(args.seed * 1000 + state.epoch)
-        order = torch.randperm(len(inputs), generator=generator)[rank::world].to(device)
-        first_step = state.step_in_epoch
-        started, loss_sum, steps_done = time.time(), torch.zeros(()), 0
-        if first_step:                  # resumed mid-epoch: the steps before the checkpoint count too
-            loss_sum, steps_done = torch.tensor(state.epoch_loss_sum), state.epoch_steps
-        last_checkpoint = clock()
-        desc = f"epoch {state.epoch + 1}" + ("" if budget.enabled else f"/{args.epochs}")
-        bar = tqdm(range(first_step, steps_per_epoch), desc=desc, disable=not main_process, unit="step",
-                   initial=first_step, total=steps_per_epoch)
-        for step in bar:
-            step_started = clock()
-            if schedule is not None:
-                progress = budget.progress(state.train_seconds, state.samples)
-                if progress >= 1.0:
-                    state.finished = True
-                    break
-                for group in optimizer.param_groups:
-                    group["lr"] = schedule.lr(progress)
-            idx = order[step * args.batch_size:(step + 1) * args.batch_size]
-            # the augmentation's random numbers are a function of (seed, rank, step) only, so a resumed
-            # run draws what the uninterrupted one would have, on every rank and device
-            augmentation_rng = torch.Generator(device=device).manual_seed(
-                (args.seed * 1_000_003 + rank) * 1_000_003 + state.global_step)
-            loss = train_step(forward_loss, optimizer, inputs[idx], targets[idx], args, ema, augmentation_rng)
-            loss_sum += loss
-            steps_done += 1
-            state.step_in_epoch = step + 1
-            state.global_step += 1
-            state.samples += len(idx) * world
-            now = clock()
-            counted = step_timer.count(now - step_started)
-            state.train_seconds += counted
-            state.cpu_seconds += counted * threads
-            state.typical_step_seconds = step_timer.typical
-            if world > 1 and budget.minutes > 0:
-                # every rank must see the same budget: one that stopped alone would leave the
-                # others waiting in the next step's all-reduce
-                seconds = torch.tensor([state.train_seconds], dtype=torch.float64, device=device)
-                torch.distributed.all_reduce(seconds, op=torch.distributed.ReduceOp.MAX)
-                state.train_seconds = float(seconds)
-            if steps_done % 20 == 1:
-                check_finite(None, None, loss.item(), state)
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-            if main_process and now - last_checkpoint > args.checkpoint_minutes * 60:
-                check_finite(model, ema, float(loss_sum), state)
-                state.epoch_loss_sum, state.epoch_steps = float(loss_sum), steps_done
-                save_checkpoint(out, model, optimizer, state.epoch, history,
-                                {"args": vars(args), "run_state": asdict(state)}, ema=ema)
-                last_checkpoint = clock()
-        bar.close()
-        if budget.enabled and budget.progress(state.train_seconds, state.samples) >= 1.0:
-            state.finished = True
-        if state.step_in_epoch >= steps_per_epoch:
-            state.epoch += 1
-            state.step_in_epoch = 0
-            if schedule is None:
-                for group in optimizer.param_groups:
-                    group["lr"] *= args.lr_decay
-        if main_process and (steps_done or state.finished and not history):
-            evaluate_and_save(steps_done, loss_sum, started)
+def restore_run(args, out: Path, model: CFINet, optimizer: torch.optim.Optimizer, ema: WeightEMA | None,
+                main_process: bool) -> tuple[RunState, list[dict]]:
+    """--resume: the model, optimizer, EMA and random state as the checkpoint left them; returns
+    the run's state and its evaluations so far."""
+    meta = load_checkpoint(out, model, optimizer, ema)
+    saved_state = meta.get("run_state", {})
+    state = RunState(**{**asdict(RunState()), **saved_state, "epoch": meta["epoch"]})
+    if "cpu_seconds" not in saved_state:    # a checkpoint from before the count: its one part
+        state.cpu_seconds = state.train_seconds * state.threads
+    check_resumable(args, out, state)
+    if main_process:
+        # the checkpoint's evaluations: a run stopped between a line and its checkpoint wrote the
+        # line again when resumed
+        (out / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in meta["history"]))
+        print(f"resumed from {out} at epoch {state.epoch}, step {state.global_step}", file=sys.stderr)
+    return state, meta["history"]
 
-    if world > 1:
-        # together: a rank that tore gloo down while rank 0 was still evaluating and saving was
-        # aborted on exit about every other run ("terminate called without an active exception")
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    return history[-1] if history else {}
+
+def run_precision(args, state: RunState, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                  loss_fn, device: torch.device) -> tuple[str, str]:
+    """The precision to train in and how it was chosen (for the log), recorded in ``state``."""
+    if args.amp == "auto" and state.precision and state.cpu == cpu_model():
+        # resumed on the same kind of CPU: the precision the run started in, not a new probe, which
+        # other work on the machine can skew (a probe beside a test run once took fp32 at 1.7x the
+        # step time of the bf16 the run had started in)
+        precision, note = state.precision, " (as the run started on this CPU model)"
+    else:
+        precision, timings = probe_precision(args, model, inputs, targets, loss_fn, device)
+        note = f" (probe: {', '.join(f'{k} {v:.3f} s/step' for k, v in timings.items())})" if timings else ""
+        if not state.typical_step_seconds and precision in timings:
+            state.typical_step_seconds = timings[precision]
+    state.precision, state.cpu = precision, cpu_model()
+    for seen, now in ((state.cpus, state.cpu), (state.precisions, precision)):
+        if now not in seen:
+            seen.append(now)
+    return precision, note
+
+
+def train_epoch(run: Run) -> tuple[int, torch.Tensor, float]:
+    """The current epoch's steps from where it stands (mid-epoch in a resumed run) to its end or to
+    the end of the budget; returns its steps, summed loss and start time, for its evaluation."""
+    args, state, optimizer = run.args, run.state, run.optimizer
+    run.model.train()
+    generator = torch.Generator().manual_seed(args.seed * 1000 + state.epoch)
+    order = torch.randperm(len(run.inputs), generator=generator)[run.rank::run.world].to(run.device)
+    first_step = state.step_in_epoch
+    started, loss_sum, steps_done = time.time(), torch.zeros(()), 0
+    if first_step:                  # resumed mid-epoch: the steps before the checkpoint count too
+        loss_sum, steps_done = torch.tensor(state.epoch_loss_sum), state.epoch_steps
+    last_checkpoint = clock()
+    desc = f"epoch {state.epoch + 1}" + ("" if run.budget.enabled else f"/{args.epochs}")
+    bar = tqdm(range(first_step, run.steps_per_epoch), desc=desc, disable=not run.main_process, unit="step",
+               initial=first_step, total=run.steps_per_epoch)
+    for step in bar:
+        step_started = clock()
+        if run.schedule is not None:
+            progress = run.budget.progress(state.train_seconds, state.samples)
+            if progress >= 1.0:
+                state.finished = True
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = run.schedule.lr(progress)
+        idx = order[step * args.batch_size:(step + 1) * args.batch_size]
+        # the augmentation's random numbers are a function of (seed, rank, step) only, so a resumed
+        # run draws what the uninterrupted one would have, on every rank and device
+        augmentation_rng = torch.Generator(device=run.device).manual_seed(
+            (args.seed * 1_000_003 + run.rank) * 1_000_003 + state.global_step)
+        loss = train_step(run.forward_loss, optimizer, run.inputs[idx], run.targets[idx], args, run.ema,
+                          augmentation_rng)
+        loss_sum += loss
+        steps_done += 1
+        state.step_in_epoch = step + 1
+        state.global_step += 1
+        state.samples += len(idx) * run.world
+        now = clock()
+        counted = run.step_timer.count(now - step_started)
+        state.train_seconds += counted
+        state.cpu_seconds += counted * run.threads
+        state.typical_step_seconds = run.step_timer.typical
+        if run.world > 1 and run.budget.minutes > 0:
+            # every rank must see the same budget: one that stopped alone would leave the
+            # others waiting in the next step's all-reduce
+            seconds = torch.tensor([state.train_seconds], dtype=torch.float64, device=run.device)
+            torch.distributed.all_reduce(seconds, op=torch.distributed.ReduceOp.MAX)
+            state.train_seconds = float(seconds)
+        if steps_done % 20 == 1:
+            check_finite(None, None, loss.item(), state)
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        if run.main_process and now - last_checkpoint > args.checkpoint_minutes * 60:
+            check_finite(run.model, run.ema, float(loss_sum), state)
+            state.epoch_loss_sum, state.epoch_steps = float(loss_sum), steps_done
+            run.save_checkpoint()
+            last_checkpoint = clock()
+    bar.close()
+    if run.budget.enabled and run.budget.progress(state.train_seconds, state.samples) >= 1.0:
+        state.finished = True
+    if state.step_in_epoch >= run.steps_per_epoch:
+        state.epoch += 1
+        state.step_in_epoch = 0
+        if run.schedule is None:
+            for group in optimizer.param_groups:
+                group["lr"] *= args.lr_decay
+    return steps_done, loss_sum, started
+
+
+def evaluate_and_save(run: Run, steps_done: int, loss_sum: torch.Tensor, started: float) -> dict:
+    """Evaluate (the EMA and the raw weights), then write the weights, curves, checkpoint and the
+    metrics line, in that order (see below)."""
+    args, state, model, ema = run.args, run.state, run.model, run.ema
+    mean_loss = float(loss_sum) / max(steps_done, 1)
+    check_finite(model, ema, mean_loss, state)
+    eval_model = model
+    record = {"epoch": state.epoch, "steps": steps_done, "global_step": state.global_step,
+              "samples": state.samples, "train_loss": mean_loss,
+              "lr": run.optimizer.param_groups[0]["lr"], "train_seconds": state.train_seconds}
+    if ema is not None:
+        raw = evaluate_pose_set(model, run.test_set)
+        record["test_mpjpe_mm_raw"] = raw["mpjpe"]["mean_over_actions"]
+        record["test_p_mpjpe_mm_raw"] = raw["p_mpjpe"]["mean_over_actions"]
+        eval_model = CFINet(model.config).to(run.device)
+        eval_model.load_state_dict(ema.state_dict(model))
+    result = evaluate_pose_set(eval_model, run.test_set)
+    record["test_mpjpe_mm"] = result["mpjpe"]["mean_over_actions"]
+    record["test_p_mpjpe_mm"] = result["p_mpjpe"]["mean_over_actions"]
+    if run.noisy_test_set is not None:
+        noisy = evaluate_pose_set(eval_model, run.noisy_test_set)
+        record["test_mpjpe_mm_noisy"] = noisy["mpjpe"]["mean_over_actions"]
+        record["test_p_mpjpe_mm_noisy"] = noisy["p_mpjpe"]["mean_over_actions"]
+    record["seconds"] = time.time() - started
+    run.history.append(record)
+    print(json.dumps(record), file=sys.stderr)
+    # The weights are rewritten at every evaluation, so an interrupted run still leaves usable
+    # weights; before the checkpoint, which may mark the run finished: a run stopped between the
+    # two was "done" when resumed, with the last evaluation's weights (or none)
+    metrics = {"mpjpe_mm": record["test_mpjpe_mm"], "p_mpjpe_mm": record["test_p_mpjpe_mm"],
+               "test_stride": args.test_stride, "epoch": state.epoch, "samples": state.samples}
+    if run.noisy_test_set is not None:
+        metrics.update(noisy_2d_std=args.eval_noise_std, noisy_mpjpe_mm=record["test_mpjpe_mm_noisy"],
+                       noisy_p_mpjpe_mm=record["test_p_mpjpe_mm_noisy"])
+    save_weights(eval_model, run.out / args.name, training=training_record(args, state),
+                 metrics={record_name(args.test_subjects, bool(args.data_2d)): metrics},
+                 input_domain=run.input_domain)
+    plot_curves(run.history, run.out / "curves.png")
+    run.save_checkpoint()
+    with open(run.out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    return record
 
 
 class StepTimer:
