@@ -15,6 +15,14 @@ from cfi_pose_ros.weights import (FORMAT, WeightsError, load_weights, read_weigh
 CONFIG = CFIConfig(dim=16, depth=1, heads=2)
 
 
+def edit_json(path, edit) -> None:
+    """``edit`` the JSON config of the weights at ``path`` in place."""
+    config_path = path.with_suffix(".json")
+    config = json.loads(config_path.read_text())
+    edit(config)
+    config_path.write_text(json.dumps(config))
+
+
 @pytest.fixture
 def saved(tmp_path):
     torch.manual_seed(0)
@@ -117,10 +125,7 @@ def test_missing_tensor_file(saved):
 def test_a_truncated_file_is_refused_as_such(saved, with_checksum):
     _, path = saved
     if not with_checksum:
-        config_path = path.with_suffix(".json")
-        config = json.loads(config_path.read_text())
-        del config["tensors_sha256"]
-        config_path.write_text(json.dumps(config))
+        edit_json(path, lambda config: config.pop("tensors_sha256"))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 100])
     with pytest.raises(WeightsError, match="unreadable safetensors.*truncated"):
@@ -160,22 +165,14 @@ def test_corrupted_bytes_fail_the_checksum(saved):
 
 def test_json_for_another_architecture(saved):
     _, path = saved
-    config_path = path.with_suffix(".json")
-    config = json.loads(config_path.read_text())
-    config["model"]["dim"] = 32
-    config["model"]["heads"] = 4
-    del config["tensors_sha256"]
-    config_path.write_text(json.dumps(config))
+    edit_json(path, lambda config: (config["model"].update(dim=32, heads=4), config.pop("tensors_sha256")))
     with pytest.raises(WeightsError, match=r"do not match the architecture.*dim=32.*wrong shape"):
         load_weights(path)
 
 
 def test_json_with_an_ablated_branch(saved):
     _, path = saved
-    config_path = path.with_suffix(".json")
-    config = json.loads(config_path.read_text())
-    config["model"]["use_cfi_local"] = False
-    config_path.write_text(json.dumps(config))
+    edit_json(path, lambda config: config["model"].update(use_cfi_local=False))
     with pytest.raises(WeightsError, match="unexpected"):
         load_weights(path)
 
@@ -190,10 +187,7 @@ def test_a_json_that_describes_another_model_with_the_same_tensor_shapes_is_refu
     """What the shapes do not tell is recorded in the tensor file's header (covered by the
     SHA-256): a JSON edited to other heads loaded before and lifted people 0.38 m elsewhere."""
     _, path = saved
-    config_path = path.with_suffix(".json")
-    config = json.loads(config_path.read_text())
-    edit(config)
-    config_path.write_text(json.dumps(config))
+    edit_json(path, edit)
     with pytest.raises(WeightsError, match=rf"describes another model.*{field}: JSON"):
         load_weights(path)
 
@@ -206,10 +200,7 @@ def test_a_file_saved_before_the_meaning_record_still_loads(saved):
 
     model, path = saved
     save_file(load_file(str(path)), str(path))
-    config_path = path.with_suffix(".json")
-    config = json.loads(config_path.read_text())
-    config["tensors_sha256"] = file_sha256(path)
-    config_path.write_text(json.dumps(config))
+    edit_json(path, lambda config: config.update(tensors_sha256=file_sha256(path)))
     loaded, _ = load_weights(path)
     x = torch.randn(2, 17, 2)
     assert torch.equal(loaded(x), model.eval()(x))
@@ -245,10 +236,7 @@ def test_a_file_saved_before_the_meaning_record_still_loads(saved):
 ])
 def test_bad_json_fields(saved, edit, message):
     _, path = saved
-    config_path = path.with_suffix(".json")
-    config = json.loads(config_path.read_text())
-    edit(config)
-    config_path.write_text(json.dumps(config))
+    edit_json(path, edit)
     with pytest.raises(WeightsError, match=message):
         load_weights(path)
 
@@ -458,9 +446,7 @@ def test_tensors_of_another_dtype_are_refused_even_with_a_matching_checksum(save
 
     model, path = saved
     save_file({k: v.double() for k, v in model.state_dict().items()}, str(path))
-    config_path = path.with_suffix(".json")
-    config = json.loads(config_path.read_text())
-    config_path.write_text(json.dumps({**config, "tensors_sha256": file_sha256(path)}))
+    edit_json(path, lambda config: config.update(tensors_sha256=file_sha256(path)))
     with pytest.raises(WeightsError, match=r"not float32 \(e.g. .*: F64\)"):
         load_weights(path)
 
@@ -513,10 +499,7 @@ def test_the_input_domain_is_covered_by_the_tensor_files_record(tmp_path):
         path = save_weights(CFINet(CONFIG), tmp_path / "domain", input_domain=domain)
         assert read_weights_info(path).input_domain == (domain or H36M_INPUT_DOMAIN)
         load_weights(path)
-        config_path = path.with_suffix(".json")
-        config = json.loads(config_path.read_text())
-        config["input_domain"] = edited.to_dict()
-        config_path.write_text(json.dumps(config))
+        edit_json(path, lambda config: config.update(input_domain=edited.to_dict()))
         with pytest.raises(WeightsError, match="describes another model.*input_domain: JSON"):
             load_weights(path)
 
@@ -524,9 +507,6 @@ def test_the_input_domain_is_covered_by_the_tensor_files_record(tmp_path):
 def test_a_json_without_the_tensors_checksum_is_refused(saved):
     """Without tensors_sha256 the tensors of another model of the same shapes loaded as this one's."""
     _, path = saved
-    config_path = path.with_suffix(".json")
-    config = json.loads(config_path.read_text())
-    del config["tensors_sha256"]
-    config_path.write_text(json.dumps(config))
+    edit_json(path, lambda config: config.pop("tensors_sha256"))
     with pytest.raises(WeightsError, match="has no tensors_sha256"):
         load_weights(path)
