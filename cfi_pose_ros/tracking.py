@@ -173,12 +173,17 @@ class MultiPersonTracker:
         return t
 
     def _assign(self, boxes: np.ndarray, t: float) -> dict[int, Track]:
-        """Box index -> the track it continues (most total IoU with the tracks predicted to ``t``)."""
+        """Box index -> the track it continues (most total IoU with the tracks predicted to ``t``,
+        over the pairs that overlap at least ``min_iou``)."""
         cfg = self.config
         assigned: dict[int, Track] = {}
         if self._tracks and len(boxes):
             iou = box_iou(predicted_boxes(self._tracks, t, cfg.predict_motion), boxes)
-            rows, cols = linear_sum_assignment(1.0 - iou)
+            # A pair that cannot match must not weigh in the sum: A-box1 0.6, B-box1 0.5, A-box2 0.29
+            # (below min_iou) summed more as B-box1 + A-box2, so box 1 took B's id and A lost its
+            # person. Such pairs cost more than any assignment of possible ones can gain.
+            possible = (iou >= cfg.min_iou) & (iou > 0)
+            rows, cols = linear_sum_assignment(np.where(possible, 1.0 - iou, 1.0 + iou.size))
             for r, c in zip(rows, cols):
                 if iou[r, c] >= cfg.min_iou and iou[r, c] > 0:
                     assigned[int(c)] = self._tracks[int(r)]
@@ -216,6 +221,8 @@ class MultiPersonTracker:
         if resized or self.starts_over(t):
             self.reset()
             self._frame = 1
+            if frame_clock:     # the first frame of the new timeline (the old count read as going back)
+                t = 1.0
         elif self._last_t is not None and t < self._last_t:
             # Late: the tracks already hold newer boxes, and a velocity over a negative interval
             # means nothing, so the frame is matched (tracks predicted back to its time) and

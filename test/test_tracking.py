@@ -82,6 +82,27 @@ def test_gating_by_min_iou():
     assert tracker.update([box(140)], t=1) == ["2"]
 
 
+def test_a_pair_below_min_iou_does_not_push_out_a_real_match():
+    """Tracks A and B; box 1 overlaps A by 0.6 and B by 0.5, box 2 (a newcomer) A by 0.29, under
+    min_iou. The assignment summed the impossible pair too (B-box1 + A-box2 = 0.79 > 0.6): box 1
+    took B's id and A lost its person."""
+    def wide(x: float) -> list[float]:
+        return [x, 0.0, x + 100.0, 200.0]
+
+    tracker = MultiPersonTracker(predict_motion=False)          # min_iou 0.3
+    assert tracker.update([wide(0), wide(58.33)], t=1.0) == ["1", "2"]
+    assert tracker.update([wide(25), wide(-55.04)], t=1.0 + 1 / 30) == ["1", "3"]
+
+
+def test_on_the_frame_clock_a_change_of_image_size_starts_over_once():
+    """Without stamps the frame count is the clock: after the restart the next frame read as going
+    back to the old count, and the tracker started over a second time (a spurious new id)."""
+    tracker = MultiPersonTracker()
+    ids = [tracker.update([box(100)], image_size=(640, 480))[0] for _ in range(5)]
+    ids += [tracker.update([box(200)], image_size=(1280, 960))[0] for _ in range(4)]
+    assert ids == ["1"] * 5 + ["2"] * 4
+
+
 def test_ros4hri_ids_are_five_lowercase_letters_and_unique():
     tracker = MultiPersonTracker(TrackerConfig(id_style="ros4hri", seed=3, max_age=0))
     seen = set()
