@@ -263,6 +263,10 @@ class PoseSmoother:
         self.forget_stale(t)          # before filtering: an expired id starts fresh
         counts = Counter(track_ids)
         answered = {}
+        # a frame at the newest time again: a person it gave an output before gets that output (the
+        # filter compares a sample only with the one before it: M1, another message M2 at the same
+        # stamp, then M1 again gave M1 a second pose)
+        same_time = self._recent[-1][1] if self._recent and self._recent[-1][0] == t else {}
         for row, track_id in enumerate(track_ids):
             if not track_id:
                 continue
@@ -273,7 +277,11 @@ class PoseSmoother:
             entry = self._tracks.pop(track_id, None)
             same_mode = entry is not None and entry[2] == mode
             filt = entry[0] if same_mode else OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff)
-            smoothed = filt(t, out[row])                  # a copy of the filter's own output
+            before = same_time.get(track_id)
+            if same_mode and before is not None and np.array_equal(before[0], out[row], equal_nan=True):
+                smoothed = before[1].copy()
+            else:
+                smoothed = filt(t, out[row])              # a copy of the filter's own output
             answered[track_id] = (out[row].copy(), smoothed)
             out[row] = smoothed
             self._tracks[track_id] = (filt, self._frame, mode)      # now the most recently seen

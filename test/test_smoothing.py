@@ -90,6 +90,19 @@ def test_a_duplicated_frame_gets_the_output_it_got():
     np.testing.assert_array_equal(smoother.smooth_frame(["a", "b"], 1.0 + 5 / FPS, poses[0]), poses[0])
 
 
+def test_a_message_again_after_another_at_the_same_stamp_gets_its_first_output():
+    """M1, another message M2 at the same stamp, then M1 again: the filter compares a sample only
+    with the one before it, so M1 got a second pose (2.0 after 1.61)."""
+    smoother = PoseSmoother()
+    for k in range(2):
+        smoother.smooth_frame(["1"], 1.0 + k / FPS, np.full((1, 17, 3), float(k)))
+    t = 1.0 + 2 / FPS
+    first = smoother.smooth_frame(["1"], t, np.full((1, 17, 3), 2.0))
+    other = smoother.smooth_frame(["1"], t, np.full((1, 17, 3), 2.5))
+    assert 1.0 < first[0, 0, 0] < 2.0 and other[0, 0, 0] == 2.5        # smoothed; passed through
+    np.testing.assert_array_equal(smoother.smooth_frame(["1"], t, np.full((1, 17, 3), 2.0)), first)
+
+
 def test_a_frame_delivered_again_late_gets_the_output_it_got():
     """The same message again after newer frames (a relay, a bag recorded from both): a late frame
     passes through unsmoothed, so /human_pose_3d carried two poses of a person at one stamp. Each
