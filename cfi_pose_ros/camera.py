@@ -335,6 +335,7 @@ _UNDISTORT_ITERATIONS = 20
 # Converged: the forward model of the answer is within this (normalised units; 1e-10 x a focal
 # length of 1e6 px is 1e-4 px) of the observed point.
 _UNDISTORT_TOLERANCE = 1e-10
+_UNDISTORT_STEP_HALVINGS = 30
 
 
 @dataclass(frozen=True)
@@ -467,17 +468,22 @@ def undistort_normalized(xy_distorted: np.ndarray, lens: LensDistortion) -> np.n
         if lens.model == "equidistant":
             xy = _undistort_equidistant(observed, lens.coefficients)
         else:
-            xy = _undistort_brown_conrady(observed, lens.coefficients)
+            xy = _undistort_brown_conrady(observed, lens.coefficients, lens.max_radius)
         inside = np.linalg.norm(xy, axis=-1) <= lens.max_radius        # NaN: False
     return np.where(inside[..., None], xy, np.nan)
 
 
-def _undistort_brown_conrady(observed: np.ndarray, coefficients: tuple[float, ...]) -> np.ndarray:
+def _undistort_brown_conrady(observed: np.ndarray, coefficients: tuple[float, ...],
+                             max_radius: float = np.inf) -> np.ndarray:
     xd, yd = observed[..., 0], observed[..., 1]
-    # start where the radial distortion at the observed point alone puts it (OpenCV's first step)
+    # start where the radial distortion at the observed point alone puts it (OpenCV's first step),
+    # within the model's valid radius: a start past its fold or pole (an observed point beyond it,
+    # where the radial factor is negative) is on a branch the steps never leave
     radial = _radial_factor(xd * xd + yd * yd, coefficients)
     start = np.isfinite(radial) & (radial > 0)
     x, y = np.where(start, xd / radial, xd), np.where(start, yd / radial, yd)
+    inward = np.minimum(1.0, 0.99 * max_radius / np.hypot(x, y))    # NaN for a NaN point: stays NaN
+    x, y = x * inward, y * inward
     for iteration in range(_UNDISTORT_ITERATIONS + 1):
         (fx, fy), ((a, b), (c, d)) = _brown_conrady(x, y, coefficients, jacobian=True)
         ex, ey = fx - xd, fy - yd
@@ -487,8 +493,20 @@ def _undistort_brown_conrady(observed: np.ndarray, coefficients: tuple[float, ..
         if iteration == _UNDISTORT_ITERATIONS or not pending.any():
             break
         det = a * d - b * c
-        x = np.where(pending, x - (d * ex - b * ey) / det, x)
-        y = np.where(pending, y - (a * ey - c * ex) / det, y)
+        step_x, step_y = (d * ex - b * ey) / det, (a * ey - c * ex) / det
+        # Newton's step, halved until it lowers the error: on a steep rational_polynomial profile
+        # (near its denominator's pole) the full step overshot and never came back, and the joint
+        # was dropped though the lens maps a point inside its valid radius there
+        error, fraction = np.hypot(ex, ey), np.ones_like(ex)
+        for _ in range(_UNDISTORT_STEP_HALVINGS):
+            new_x, new_y = x - fraction * step_x, y - fraction * step_y
+            gx, gy = _brown_conrady(new_x, new_y, coefficients)
+            worse = pending & ~(np.hypot(gx - xd, gy - yd) < error)
+            if not worse.any():
+                break
+            fraction = np.where(worse, fraction / 2, fraction)
+        x = np.where(pending, new_x, x)
+        y = np.where(pending, new_y, y)
     # det > 0: the answer lies where the lens maps outward as it should
     solved = (np.abs(ex) <= _UNDISTORT_TOLERANCE) & (np.abs(ey) <= _UNDISTORT_TOLERANCE) & (a * d - b * c > 0)
     return np.where(solved[..., None], np.stack([x, y], axis=-1), np.nan)
