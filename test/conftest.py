@@ -31,6 +31,15 @@ def ros_available() -> str | None:
     return None
 
 
+def pytest_sessionstart(session):
+    """CI and scripts/test.sh set CFI_REQUIRE_ROS=1: there a ROS that does not import fails the run
+    at once. The test modules' own skip markers (``skipif(ros_available() ...)``) would otherwise
+    report every node test as skipped, before the ``ros_env`` fixture's check could fail them."""
+    reason = ros_available()
+    if reason and os.environ.get("CFI_REQUIRE_ROS") == "1":
+        pytest.exit(f"CFI_REQUIRE_ROS=1: {reason}", returncode=1)
+
+
 # For a test's child process: its own peak resident memory in bytes. /proc's VmHWM, not getrusage's
 # ru_maxrss: Linux carries a parent's peak across fork and exec into the child's ru_maxrss, so under
 # a pytest that has imported torch that read ~300 MB whatever the child did.

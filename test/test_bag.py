@@ -188,15 +188,18 @@ def test_full_definition_holds_every_nested_type_once():
                                     "MSG: geometry_msgs/msg/Pose", "MSG: geometry_msgs/msg/Quaternion"})
 
 
-def test_bag_player_keeps_the_recorded_timing(ros_env):
-    """Played over DDS into a subscriber: every message arrives, spaced as recorded, and twice
-    as fast at rate 2."""
+def test_bag_player_keeps_the_recorded_timing(ros_env, monkeypatch):
+    """Played over DDS into a subscriber: every message arrives, in order, sent on the recorded
+    schedule, and twice as fast at rate 2. The player runs on a simulated clock that only its
+    executor's spins advance, so the send times it records are exactly the schedule it follows,
+    however busy this machine is (play_bag prints the real lateness of a real playback)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import serialize_message
 
     from cfi_pose_ros.msg import HumanKeypoints2DArray
+    from cfi_pose_ros.node import play_bag
     from cfi_pose_ros.node.play_bag import BagPlayer
 
     clip = Clip.load()
@@ -209,32 +212,40 @@ def test_bag_player_keeps_the_recorded_timing(ros_env):
         rclpy.init()
     player_node = rclpy.create_node("test_bag_player")
     listener = rclpy.create_node("test_bag_listener")
-    received: list[tuple[int, float]] = []
-    listener.create_subscription(HumanKeypoints2DArray, topic,
-                                 lambda m: received.append((m.header.stamp.nanosec, time.perf_counter())),
+    received: list[int] = []
+    listener.create_subscription(HumanKeypoints2DArray, topic, lambda m: received.append(m.header.stamp.nanosec),
                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
     executor = SingleThreadedExecutor()
     executor.add_node(player_node)
     executor.add_node(listener)
+
+    class SimulatedClock:
+        now = 1000.0
+
+        def perf_counter(self):
+            return self.now
+
+    class ClockedExecutor:          # the real executor; each spin advances the simulated clock
+        def spin_once(self, timeout_sec):
+            executor.spin_once(timeout_sec=0.0)
+            clock.now += timeout_sec
+
+    clock = SimulatedClock()
     try:
         player = BagPlayer(player_node, messages)
         assert player.wait_for_subscribers(executor, 10.0)
+        monkeypatch.setattr(play_bag, "time", clock)
         for rate in (1.0, 2.0):
             received.clear()
-            report = player.play(executor, rate=rate)
-            end = time.monotonic() + 2.0
+            report = player.play(ClockedExecutor(), rate=rate)
+            end = time.monotonic() + 5.0
             while len(received) < count and time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.02)
-            expected = (count - 1) * period_ns * 1e-9 / rate
-            assert [r[0] for r in received] == list(range(count))      # all of them, in order
-            sent = np.diff(report.publish_times)
+            assert received == list(range(count))                  # all of them, in order
             assert report.published == count
-            assert min(report.lateness_s) >= 0.0                    # never early
-            assert np.median(report.lateness_s) < 0.010, report.lateness_s
-            assert report.duration_s == pytest.approx(expected, abs=0.03)
-            assert np.median(sent) == pytest.approx(period_ns * 1e-9 / rate, abs=0.005)
-            arrivals = np.diff([r[1] for r in received])
-            assert np.median(arrivals) == pytest.approx(period_ns * 1e-9 / rate, abs=0.008)
+            assert min(report.lateness_s) >= 0.0 and max(report.lateness_s) < 1e-9    # never early, on time
+            np.testing.assert_allclose(np.diff(report.publish_times), period_ns * 1e-9 / rate, atol=1e-9)
+            assert report.duration_s == pytest.approx((count - 1) * period_ns * 1e-9 / rate, abs=1e-9)
     finally:
         executor.shutdown()
         player_node.destroy_node()

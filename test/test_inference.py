@@ -455,7 +455,7 @@ def test_auto_picks_the_fastest_available_and_logs_why_faster_ones_were_skipped(
     lifter = create_lifter(weights, cache_dir=cache_dir, threads=1, log=lines.append)
     assert lifter.backend == expected
     if status["tensorrt"] is not None and status["cuda"] is not None:   # a CPU-only machine like CI
-        assert lifter.backend == "onnxruntime" if status["onnxruntime"] is None else "torch"
+        assert lifter.backend == ("onnxruntime" if status["onnxruntime"] is None else "torch")
     for name in BACKENDS[:BACKENDS.index(expected)]:
         assert any(f"skipped {name}: {status[name]}" in line for line in lines), lines
     assert f"auto chose {expected}" in lines[-1]

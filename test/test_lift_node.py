@@ -129,8 +129,8 @@ def test_without_camera_info_poses_are_root_relative(node_factory, clip):
     node = node_factory()
     out = node.send_and_receive(clip_msg(clip, 0, sec=5))
     assert out is not None, node.log()
+    assert placed_by(out.humans, HumanPose3D.ROOT_RELATIVE, clip), out.humans
     for human in out.humans:
-        assert human.root_source == HumanPose3D.ROOT_RELATIVE
         pred = as_array(human)
         assert np.allclose(pred[0], 0.0, atol=1e-6)
         # a plausible skeleton: head above the pelvis (y down), body height 1-2.2 m
@@ -179,6 +179,12 @@ def test_empty_people_list_publishes_an_empty_array_with_the_input_stamp(node_fa
     msg.header.frame_id = FRAME
     out = node.send_and_receive(msg)
     assert out is not None and out.humans == [] and out.header.stamp.nanosec == 7
+
+
+def placed_by(humans, source: int, clip) -> bool:
+    """Every person of the clip is among ``humans``, each placed by ``source`` (a ``HumanPose3D``
+    ROOT_* constant). ``all`` over nobody is true: a node that published no one passed such checks."""
+    return [h.id for h in humans] == clip.ids and all(h.root_source == source for h in humans)
 
 
 def _diag_count(diag: dict, reason: str) -> int:
@@ -358,7 +364,7 @@ def test_zero_image_size_falls_back_to_an_uncalibrated_camera_info_s_size(node_f
     msg.image_width = msg.image_height = 0
     out = node.send_and_receive(msg, timeout=10)
     assert out is not None and len(out.humans) == 2, node.log()
-    assert all(h.root_source == HumanPose3D.ROOT_RELATIVE for h in out.humans)
+    assert placed_by(out.humans, HumanPose3D.ROOT_RELATIVE, clip)
 
 
 @pytest.mark.parametrize("matrix", [
@@ -371,7 +377,7 @@ def test_bad_camera_info_is_ignored_and_counted(node_factory, clip, matrix):
     node = node_factory()
     send_camera_info(node, clip, matrix)
     out = node.send_and_receive(clip_msg(clip, 0, sec=14))
-    assert out is not None and all(h.root_source == HumanPose3D.ROOT_RELATIVE for h in out.humans)
+    assert out is not None and placed_by(out.humans, HumanPose3D.ROOT_RELATIVE, clip), out
     assert _diag_count(node.latest_diagnostics(), "bad_camera_info") >= 1
 
 
@@ -1045,11 +1051,11 @@ def test_aligned_depth_image_sets_the_root_depth(node_factory, clip):
         node.spin_for(0.1)
         node.client.received.poses.pop(sec * 10**9, None)     # wait for a fresh answer
         out = node.send_and_receive(msg, timeout=2)
-        return out is not None and all(h.root_source == HumanPose3D.ROOT_FROM_DEPTH for h in out.humans)
+        return out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip)
 
     assert node.spin_until(answered_from_depth, 60), node.log()
     out = node.client.received.poses[sec * 10**9]
-    for human, truth in zip(out.humans, clip.truth_camera_m[frame]):
+    for human, truth in zip(out.humans, clip.truth_camera_m[frame], strict=True):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
 
 
@@ -1078,10 +1084,10 @@ def test_keypoints_a_detector_s_latency_late_are_placed_with_the_depth_image_tak
         node.spin_for(0.03)
     node.spin_until(lambda: len(node.client.received.poses) >= 25, 5.0)
     answers = list(node.client.received.poses.values())
-    from_depth = [out for out in answers if all(h.root_source == HumanPose3D.ROOT_FROM_DEPTH for h in out.humans)]
+    from_depth = [out for out in answers if placed_by(out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip)]
     assert len(answers) >= 20 and len(from_depth) >= 0.75 * len(answers), (
         f"{len(from_depth)} of {len(answers)} frames placed from depth; {node.latest_diagnostics()}")
-    for human, truth in zip(from_depth[-1].humans, clip.truth_camera_m[frame]):
+    for human, truth in zip(from_depth[-1].humans, clip.truth_camera_m[frame], strict=True):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.05
 
 
@@ -1113,8 +1119,8 @@ def test_a_depth_image_of_another_aspect_than_the_camera_s_is_refused_one_of_ano
     assert node.spin_until(lambda: "the 160x120 depth image (aspect 1.333) cannot be registered to the 1000x1002"
                            in node.log(), 10), node.log()
     answered = [out for out in answers if out is not None]
-    assert all(h.root_source == HumanPose3D.ROOT_FROM_INTRINSICS for out in answered for h in out.humans), answered
-    for human, truth in zip(answered[-1].humans, clip.truth_camera_m[frame]):
+    assert answered and all(placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip) for out in answered), answered
+    for human, truth in zip(answered[-1].humans, clip.truth_camera_m[frame], strict=True):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.5          # the monocular solve, not the wall
 
     quarter = registered_depth(clip, frame, scale=4)
@@ -1122,10 +1128,10 @@ def test_a_depth_image_of_another_aspect_than_the_camera_s_is_refused_one_of_ano
 
     def from_depth():
         out = answered_with(quarter)
-        return out is not None and all(h.root_source == HumanPose3D.ROOT_FROM_DEPTH for h in out.humans)
+        return out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip)
 
     assert node.spin_until(from_depth, 60), node.log()
-    for human, truth in zip(answers[-1].humans, clip.truth_camera_m[frame]):
+    for human, truth in zip(answers[-1].humans, clip.truth_camera_m[frame], strict=True):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
 
 
@@ -1154,14 +1160,14 @@ def test_a_depth_image_of_another_camera_s_frame_is_refused(node_factory, clip):
     assert node.spin_until(lambda: f"the depth image is in frame 'left_camera_optical_frame', the keypoints in "
                            f"'{FRAME}'" in node.log(), 10), node.log()
     answered = [out for out in answers if out is not None]
-    assert all(h.root_source == HumanPose3D.ROOT_FROM_INTRINSICS for out in answered for h in out.humans), answered
-    for human, truth in zip(answered[-1].humans, clip.truth_camera_m[frame]):
+    assert answered and all(placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip) for out in answered), answered
+    for human, truth in zip(answered[-1].humans, clip.truth_camera_m[frame], strict=True):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.5          # the monocular solve, not the wall
 
     registered = registered_depth(clip, frame, scale=4)
-    assert node.spin_until(lambda: (out := answered_with(registered, "/" + FRAME)) is not None and all(
-        h.root_source == HumanPose3D.ROOT_FROM_DEPTH for h in out.humans), 60), node.log()
-    for human, truth in zip(answers[-1].humans, clip.truth_camera_m[frame]):
+    assert node.spin_until(lambda: (out := answered_with(registered, "/" + FRAME)) is not None and placed_by(
+        out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip), 60), node.log()
+    for human, truth in zip(answers[-1].humans, clip.truth_camera_m[frame], strict=True):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
 
 
@@ -1180,6 +1186,7 @@ def test_camera_info_of_another_camera_s_frame_is_not_used(node_factory, clip):
                             other.k.reshape(3, 3), clip.image_size, camera_frame_id=other.header.frame_id)
     assert lifted.dropped["bad_camera_info"] == 1 and "'right_camera_optical_frame'" in lifted.warnings[
         "camera_info_frame"]
+    assert [person.track_id for person in lifted.people] == clip.ids
     assert all(person.root_source == HumanPose3D.ROOT_RELATIVE for person in lifted.people)
 
     node = node_factory()
@@ -1193,14 +1200,14 @@ def test_camera_info_of_another_camera_s_frame_is_not_used(node_factory, clip):
 
     assert node.spin_until(lambda: answered_after(other) is not None and _diag_count(
         node.latest_diagnostics(), "bad_camera_info") >= 1, 60), node.log()
-    assert all(h.root_source == HumanPose3D.ROOT_RELATIVE for out in answers if out is not None for h in out.humans)
+    assert all(placed_by(out.humans, HumanPose3D.ROOT_RELATIVE, clip) for out in answers if out is not None)
     assert node.spin_until(lambda: f"it is for frame 'right_camera_optical_frame', the keypoints are in '{FRAME}'"
                            in node.log(), 10), node.log()
 
     own = camera_info_msg(clip.camera_matrix, clip.image_size, "/" + FRAME)
-    assert node.spin_until(lambda: (out := answered_after(own)) is not None and all(
-        h.root_source == HumanPose3D.ROOT_FROM_INTRINSICS for h in out.humans), 60), node.log()
-    for human, truth in zip(answers[-1].humans, clip.truth_camera_m[frame]):
+    assert node.spin_until(lambda: (out := answered_after(own)) is not None and placed_by(
+        out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip), 60), node.log()
+    for human, truth in zip(answers[-1].humans, clip.truth_camera_m[frame], strict=True):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.5
 
 
@@ -1360,6 +1367,7 @@ def test_a_camera_info_of_another_aspect_ratio_than_the_keypoints_image_is_not_u
     assert np.linalg.norm(same.people[0].position - truth) < 0.5
     letterboxed = lifted((width, 750))
     assert letterboxed.dropped == {"bad_camera_info": 1}
+    assert len(letterboxed.people) == len(same.people) == len(clip.ids)
     assert all(person.root_source == HumanPose3D.ROOT_RELATIVE for person in letterboxed.people)
     assert (f"the keypoints are pixels of a {width}x750 image (aspect {width / 750:.3f}), its image is "
             f"{width}x{height}") in letterboxed.warnings["camera_info_size"]
@@ -1458,7 +1466,7 @@ def test_a_distortion_nothing_can_undo_is_ignored_and_counted(node_factory, clip
         node.client.camera_info_pub.publish(info)
         node.spin_for(0.05)
         out = node.send_and_receive(clip_msg(clip, 0, sec=20 + attempt))
-        assert out is not None and all(h.root_source == HumanPose3D.ROOT_RELATIVE for h in out.humans)
+        assert out is not None and placed_by(out.humans, HumanPose3D.ROOT_RELATIVE, clip), out
     assert _diag_count(node.latest_diagnostics(), "bad_camera_info") >= 1
     assert "ignoring CameraInfo: " in node.log() and ("distortion" in node.log())
 

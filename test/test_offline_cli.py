@@ -789,4 +789,5 @@ def test_markers_in_the_bag_clear_the_last_frame_when_rviz_would_keep_them_forev
     arrays = [m.decode() for m in read_bag(tmp_path / "out" / "lifted.mcap", ["/human_pose_3d/markers"])]
     assert len(arrays) == 2
     assert all(a.markers[0].action == Marker.DELETEALL and a.markers[0].lifetime.nanosec == 0 for a in arrays)
+    assert all(len(a.markers) > 1 for a in arrays)          # skeletons after the DELETEALL: all over none is true
     assert all(m.lifetime.nanosec == 50_000 for a in arrays for m in a.markers[1:])

@@ -37,6 +37,7 @@ def test_absolute_position_from_intrinsics(lifter, clip):
 
 def test_root_relative_without_camera(lifter, clip):
     result = LiftingPipeline(lifter).process(frame_from_clip(clip, 0, camera=False))
+    assert len(result.people) == len(clip["truth_camera_m"][0]) > 0       # all over nobody is true
     for person in result.people:
         assert person.root_source == ROOT_RELATIVE
         assert np.allclose(person.keypoints[0], 0.0)
@@ -106,6 +107,7 @@ def test_bad_image_size_and_bad_camera(lifter, clip):
     frame.camera_matrix = np.zeros((3, 3))
     result = LiftingPipeline(lifter).process(frame)
     assert result.dropped == {"bad_camera_info": 1}
+    assert len(result.people) == len(clip["truth_camera_m"][0])
     assert all(p.root_source == ROOT_RELATIVE for p in result.people)
 
 
@@ -165,7 +167,7 @@ def test_depth_image_gives_the_root_and_says_so(lifter, clip):
         depth[max(y0, 0):y1, max(x0, 0):x1] = round((person_truth[0, 2] - 0.1) * 1000)
     frame.depth = depth
     result = LiftingPipeline(lifter).process(frame)
-    for person, person_truth in zip(result.people, truth):
+    for person, person_truth in zip(result.people, truth, strict=True):
         assert person.root_source == 2                     # ROOT_FROM_DEPTH
         assert abs(person.position[2] - person_truth[0, 2]) < 0.03
     # a hole in the depth image: that person falls back to the intrinsics solve
@@ -359,6 +361,7 @@ def test_a_frame_delivered_again_after_newer_ones_is_published_as_the_first_time
     first = [pipeline.process(frame_from_clip(clip, t)).people for t in range(6)]
     again = pipeline.process(frame_from_clip(clip, 3)).people
     unsmoothed = LiftingPipeline(lifter).process(frame_from_clip(clip, 3)).people
+    assert len(again) == len(first[3]) == len(unsmoothed) > 0
     for got, expected, raw in zip(again, first[3], unsmoothed):
         assert np.abs(expected.keypoints - raw.keypoints).max() > 1e-3
         np.testing.assert_array_equal(got.keypoints, expected.keypoints)

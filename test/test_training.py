@@ -386,21 +386,18 @@ def test_seconds_per_step_stops_at_the_first_call_over_the_limit():
     assert len(calls) == 1
 
 
-def test_trainer_uses_the_probed_precision(monkeypatch, tmp_path):
-    chosen = {}
+@pytest.mark.parametrize("timings, chosen", [({"fp32": 2.0, "bf16": 25.0}, "fp32"),
+                                             ({"fp32": 2.0, "bf16": 1.0}, "bf16")])
+def test_trainer_uses_the_probed_precision(monkeypatch, tmp_path, timings, chosen):
+    """The run trains in (and records) what the probe picks: bf16 where it is faster, which fp32,
+    the run's fallback, is not (a stub that picked fp32 only could not tell a trainer that ignored it)."""
     original = train_module.choose_precision
-
-    def recording_choose(time_step):
-        result = original(lambda p, limit: {"fp32": 2.0, "bf16": 25.0}[p])
-        chosen["precision"] = result[0]
-        return result
-
-    monkeypatch.setattr(train_module, "choose_precision", recording_choose)
+    monkeypatch.setattr(train_module, "choose_precision",
+                        lambda time_step: original(lambda p, limit: timings[p]))
     args = without(ARGS, "--amp") + ["--epochs", "1", "--out", str(tmp_path)]
     train_module.main(args)
-    assert chosen["precision"] == "fp32"
     record = json.loads((tmp_path / "tiny.json").read_text())["training"]
-    assert record["compute"]["precision"] == "fp32"
+    assert record["compute"]["precision"] == chosen
     assert record["compute"]["cpu"] == speed.cpu_model() and record["compute"]["threads"] == 1
 
 
