@@ -26,8 +26,15 @@ class RollingStats:
         self._last_input: float | None = None
 
     def listen(self, now: float | None) -> None:
-        """Subscribed from ``now`` on (activate); ``None``: not listening (deactivate)."""
+        """Subscribed from ``now`` on (activate); ``None``: not listening (deactivate). Rates start
+        over at ``now``: counted from the node's construction, 1 s of 30 Hz input after an activate
+        (after a slow configure, or a deactivate) read 6 Hz for the window's first seconds, and
+        inputs from before a deactivate were divided by the time since the activate."""
         self._listening_since = now
+        if now is not None:
+            self.started = now
+            self._inputs.clear()
+            self._outputs.clear()
 
     def input(self, now: float) -> None:
         self._inputs.append(now)

@@ -53,3 +53,20 @@ def test_seconds_without_input_count_from_activate_or_the_last_input_and_only_wh
     assert stats.summary(40.0)["seconds_without_input"] is None
     stats.listen(50.0)                    # activated again: counted from then, not from the input at 25 s
     assert stats.summary(51.0)["seconds_without_input"] == pytest.approx(1.0)
+
+
+def test_rates_after_an_activate_are_over_the_time_since_it():
+    """Counted from the node's construction, 1 s of 30 Hz input after an activate 6 s later (a slow
+    configure, or a deactivate and activate) read 6 Hz; inputs from before a deactivate were divided
+    by the time since the activate."""
+    stats = RollingStats(window=5.0, started=0.0)
+    for k in range(60):                                  # 2 s of input before a deactivate
+        stats.input(1.0 + k / 30)
+    stats.listen(None)
+    stats.listen(6.0)
+    for k in range(30):
+        stats.input(6.0 + k / 30)
+        stats.output(6.0 + k / 30 + 0.002, 0.002, 1)
+    summary = stats.summary(7.0)
+    assert summary["input_rate_hz"] == pytest.approx(30.0) and summary["output_rate_hz"] == pytest.approx(30.0)
+    assert summary["inputs_total"] == 90                 # the lifetime count goes on

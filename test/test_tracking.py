@@ -103,6 +103,18 @@ def test_on_the_frame_clock_a_change_of_image_size_starts_over_once():
     assert ids == ["1"] * 5 + ["2"] * 4
 
 
+def test_a_frame_one_100_ms_period_late_is_late_whatever_the_float_rounding():
+    """Stamps as float seconds (sec ~1.8e9): exactly 100 ms behind came out 0.1 +- 1e-7, and about
+    half such frames (one period of a 10 Hz detector) started the tracker over: new ids."""
+    for tenth in range(10):
+        tracker = MultiPersonTracker()
+        start = 1767225600 + tenth / 10
+        ids = [tracker.update([box(100)], t=start + k / 10)[0] for k in range(3)]
+        ids.append(tracker.update([box(100)], t=start + 0.1)[0])          # 100 ms behind the newest
+        ids.append(tracker.update([box(100)], t=start + 0.3)[0])
+        assert ids == ["1"] * 5, (tenth, ids)
+
+
 def test_ros4hri_ids_are_five_lowercase_letters_and_unique():
     tracker = MultiPersonTracker(TrackerConfig(id_style="ros4hri", seed=3, max_age=0))
     seen = set()
