@@ -25,7 +25,8 @@ except ImportError:
     from rclpy.qos_event import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSCompatibility, QoSProfile, ReliabilityPolicy,
+                        qos_check_compatible)
 from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Header
 
@@ -429,6 +430,14 @@ class SpecLifecycleNode(LifecycleNode):
         self.incompatible_publishers.pop(topic, None)       # a new subscription, perhaps of another QoS
         return SubscriptionEventCallbacks(incompatible_qos=lambda event: self.on_incompatible_qos(topic, event))
 
+    def has_incompatible_publisher(self, topic: str) -> bool:
+        """Whether a publisher on ``topic`` (resolved) has, now, a QoS this node's subscription to it
+        cannot take (an incompatible-QoS event tells of one, but not when it is gone)."""
+        own = [info.qos_profile for info in self.get_subscriptions_info_by_topic(topic)
+               if info.node_name == self.get_name() and info.node_namespace == self.get_namespace()]
+        return any(qos_check_compatible(publisher.qos_profile, subscription)[0] == QoSCompatibility.ERROR
+                   for publisher in self.get_publishers_info_by_topic(topic) for subscription in own)
+
     def on_incompatible_qos(self, topic: str, event) -> None:
         """A subscription's incompatible-QoS event, throttled like bad input, per topic: a driver
         restarting in a loop must not flood the log (each new mismatched publisher raises one event)."""
@@ -475,6 +484,10 @@ def diagnostics_msg(node: LifecycleNode, status: DiagnosticStatus, summary: dict
     if quiet is not None and limit > 0 and quiet >= limit:
         status.level = DiagnosticStatus.WARN
         policy = node.incompatible_publishers.get(input_topic)
+        if policy and not node.has_incompatible_publisher(input_topic):
+            # that publisher is gone: blaming it sent operators after a QoS problem that was no more
+            node.incompatible_publishers.pop(input_topic, None)
+            policy = None
         status.message += (f"; no input on {input_topic} for {quiet:.0f} s" + (
             f": a publisher on it has a QoS incompatible with the subscription (policy {policy}; see the log)"
             if policy else " (no publisher, incompatible QoS, a wrong topic, or nothing sent while nobody is in view?)"))
