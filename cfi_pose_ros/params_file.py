@@ -73,9 +73,18 @@ def _params_file_loader():
             return super().compose_node(parent, index)
 
         def construct_mapping(self, node, deep=False):
+            # A name given twice in one mapping is one, as rcl reads it: the sections merged where the
+            # name first stood, the later values winning. A dict kept only the last: a /** section
+            # appended to a copy of config/lift.yaml (use_sim_time) dropped every parameter above it.
             self.flatten_mapping(node)
-            return {key.value if isinstance(key, yaml.ScalarNode) else self.construct_object(key, deep):
-                    self.construct_object(value, deep) for key, value in node.value}
+            mapping = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else self.construct_object(key_node, deep)
+                value = self.construct_object(value_node, deep=True)     # whole, so that it can be merged
+                earlier = mapping.get(key)
+                mapping[key] = _merged(earlier, value) if isinstance(earlier, dict) and isinstance(value, dict) \
+                    else value
+            return mapping
 
     def double(loader, node):
         text = re.sub(r"^([-+]?)\.(?=[a-zA-Z])", r"\1", loader.construct_scalar(node))     # .inf: inf
@@ -87,6 +96,15 @@ def _params_file_loader():
     Loader.add_constructor("tag:yaml.org,2002:bool", lambda loader, node: loader.construct_scalar(node) in _RCL_TRUE)
     Loader.add_constructor("tag:yaml.org,2002:float", double)
     return Loader
+
+
+def _merged(earlier: dict, later: dict) -> dict:
+    """``earlier`` updated with ``later``, mappings in both merged the same way."""
+    merged = dict(earlier)
+    for key, value in later.items():
+        merged[key] = _merged(merged[key], value) if isinstance(merged.get(key), dict) and isinstance(value, dict) \
+            else value
+    return merged
 
 
 def _parameter_sections(mapping: dict, path, namespace: str = "") -> Iterator[tuple[str, dict]]:

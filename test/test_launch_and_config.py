@@ -170,6 +170,25 @@ def test_a_launch_argument_given_empty_sets_the_parameter_empty_and_one_left_out
             _launch_parameters("NODE_NAME", {name: ""})
 
 
+def test_a_section_given_twice_in_a_parameters_file_is_read_as_rcl_merges_it(ros_env, tmp_path):
+    """A /** section appended to a copy of config/lift.yaml (use_sim_time), or lift.yaml and
+    detect.yaml concatenated: rcl merges the two where the name first stands, the later values
+    winning. The reader the launch file and offline use kept only the last section: the detector
+    was wired to the default topic, not the file's input_topic, without a word."""
+    from cfi_pose_ros.node.process import LIFT_NODE
+
+    node_name = launch_constants()["NODE_NAME"]
+    robot = tmp_path / "robot.yaml"
+    robot.write_text((REPO / "config" / "lift.yaml").read_text().replace('input_topic: "human_keypoints_2d"',
+                                                                       'input_topic: "/people_2d"')
+                     + "/**:\n  ros__parameters:\n    use_sim_time: true\n    tf_prefix: robot_\n")
+    read = read_params_file(robot, node_name)
+    assert (read["input_topic"], read["tf_prefix"], read["target_frame"]) == ("/people_2d", "robot_", "")
+    reported = _parameters_reported(tmp_path, LIFT_NODE, node_name, f"/twice{os.getpid()}", [robot],
+                                    ["input_topic", "tf_prefix", "use_sim_time"])
+    assert reported == ["/people_2d", "robot_", True]          # rcl's reading, for comparison
+
+
 @pytest.mark.parametrize("node_name, name", [("NODE_NAME", "target_frame"), ("NODE_NAME", "tf_prefix"),
                                              ("NODE_NAME", "weights"), ("DETECTOR_NODE_NAME", "keypoint_model")])
 def test_string_launch_arguments_stay_strings_for_rcl(node_name, name):
