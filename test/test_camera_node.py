@@ -648,3 +648,20 @@ def test_a_joint_beyond_float32_is_published_as_missing():
     joint = msg.people[0].keypoints[3]
     assert np.isnan(joint.x) and np.isnan(joint.y) and joint.score == 0.0
     assert all(np.isfinite([k.x, k.y]).all() and k.score > 0 for i, k in enumerate(msg.people[0].keypoints) if i != 3)
+
+
+def test_detector_stage_times_cover_the_last_seconds_and_start_over_at_activate():
+    """Over the last 1000 frames alone, a slow patch's p99 (and the "processing time high" WARN it
+    raises) stayed while no frame came, for hours and across a deactivate and activate."""
+    from cfi_pose_ros.node.detect_node import StageTimes
+
+    stages = StageTimes(stages=("total",), window_s=5.0)
+    for k in range(100):                                   # a slow patch
+        stages.add(10.0 + k * 0.01, {"total": 250.0})
+    assert stages.percentiles(11.0)["total"] == (250.0, 250.0, 100)
+    stages.add(20.0, {"total": 30.0})
+    assert stages.percentiles(20.0)["total"] == (30.0, 30.0, 1)
+    assert stages.percentiles(3600.0) == {}                # hours later: nothing timed, nothing to WARN of
+    stages.add(3600.0, {"total": 5.0})
+    stages.clear()                                         # activate
+    assert stages.percentiles(3600.0) == {}

@@ -25,7 +25,8 @@ and tracker (:mod:`cfi_pose_ros.tracking`):
 
 ``/diagnostics``: detector, providers, input/output rates, p50/p99 of every
 stage (decode, detector, keypoint_model, tracking, publish, total = image
-received -> keypoints published, over the last 1000 frames; ``detector_frames`` of them
+received -> keypoints published, over the frames of the last 5 s since the last activate, at most
+1000; ``detector_frames`` of them
 ran the person detector), people, and
 dropped frames by reason (``unsupported_encoding``, ``bad_image``,
 ``image_too_large`` (a compressed image whose header declares more than
@@ -73,25 +74,39 @@ STAGES = ("decode", "detector", "keypoint_model", "tracking", "publish", "total"
 DROP_REASONS = ("unsupported_encoding", "bad_image", "image_too_large", "decode_error", "detector_error",
                 NEGATIVE_STAMP, FRAME_ID_TOO_LONG, "superseded", "stopped")
 ROUTINE_DROPS = frozenset({"superseded", "stopped"})   # the newest-frame policy and stopping: not bad input
-_TIMING_WINDOW = 1000          # frames the per-stage percentiles are computed over
+_TIMING_FRAMES = 1000          # the most frames the per-stage percentiles are computed over
 
 
 class StageTimes:
-    """Per-stage durations (ms) of the last ``window`` frames, thread-safe."""
+    """Per-stage durations (ms) of the frames of the last ``window_s`` seconds (at most
+    ``max_frames``), thread-safe: the window of the lifter's latencies (RollingStats). Over the
+    last 1000 frames alone, a slow patch's p99, and its "processing time high" WARN, stayed while
+    no frame came, for hours and across a deactivate and activate."""
 
-    def __init__(self, stages=STAGES, window: int = _TIMING_WINDOW):
-        self._samples = {stage: deque(maxlen=window) for stage in stages}
+    def __init__(self, stages=STAGES, window_s: float = 5.0, max_frames: int = _TIMING_FRAMES):
+        self.window_s = window_s
+        self._samples = {stage: deque(maxlen=max_frames) for stage in stages}
         self._lock = threading.Lock()
 
-    def add(self, values: dict[str, float]) -> None:
+    def add(self, now: float, values: dict[str, float]) -> None:
         with self._lock:
             for stage, ms in values.items():
-                self._samples[stage].append(ms)
+                self._samples[stage].append((now, ms))
 
-    def percentiles(self) -> dict[str, tuple[float, float, int]]:
-        """stage -> (p50 ms, p99 ms, samples); stages never timed are left out."""
+    def clear(self) -> None:
         with self._lock:
-            snapshot = {stage: np.array(values) for stage, values in self._samples.items() if values}
+            for samples in self._samples.values():
+                samples.clear()
+
+    def percentiles(self, now: float) -> dict[str, tuple[float, float, int]]:
+        """stage -> (p50 ms, p99 ms, samples) over the window up to ``now``; stages not timed in
+        it are left out."""
+        with self._lock:
+            for samples in self._samples.values():
+                while samples and samples[0][0] < now - self.window_s:
+                    samples.popleft()
+            snapshot = {stage: np.array([ms for _, ms in samples]) for stage, samples in self._samples.items()
+                        if samples}
         return {stage: (float(np.percentile(v, 50)), float(np.percentile(v, 99)), len(v))
                 for stage, v in snapshot.items()}
 
@@ -285,6 +300,7 @@ class DetectNode(SpecLifecycleNode):
         self._running = True
         with self._stats_lock:
             self.stats.listen(time.monotonic())
+        self.stages.clear()
         self._worker = threading.Thread(target=self._work, name="cfi_pose_detector_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(f"active: {self._subscription.topic_name} ({msg_type.__name__}) -> "
@@ -396,8 +412,8 @@ class DetectNode(SpecLifecycleNode):
                                people.boxes, people.box_scores, ids)
         self._keypoints_pub.publish(out)
         t4 = time.perf_counter()
-        self.stages.add({"decode": (t1 - t0) * 1e3, "publish": (t4 - t3) * 1e3,
-                         "total": (t4 - received) * 1e3, **stage_ms})
+        self.stages.add(time.monotonic(), {"decode": (t1 - t0) * 1e3, "publish": (t4 - t3) * 1e3,
+                                           "total": (t4 - received) * 1e3, **stage_ms})
         with self._stats_lock:
             self.stats.output(time.monotonic(), t4 - received, len(out.people))
             self._people_last = len(out.people)
@@ -405,7 +421,7 @@ class DetectNode(SpecLifecycleNode):
     def _publish_diagnostics(self) -> None:
         with self._stats_lock:
             summary = self.stats.summary(time.monotonic())
-        stages = self.stages.percentiles()
+        stages = self.stages.percentiles(time.monotonic())
         status = DiagnosticStatus(name=self.diagnostics_status_name(), hardware_id=self.describe())
         status.level, status.message = DiagnosticStatus.OK, "detecting"
         total_p99 = stages.get("total", (0.0, 0.0, 0))[1]
