@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/cfi", help="output directory")
     earlier_run = p.add_mutually_exclusive_group()
     earlier_run.add_argument("--resume", action="store_true",
-                             help="continue from --out/checkpoint.*, with the run's own flags where these leave them out")
+                             help="continue from --out/checkpoint.*, with the run's own flags where these leave "
+                                  "them out")
     earlier_run.add_argument("--overwrite", action="store_true",
                              help="start a new run in an --out that holds one (its checkpoint, metrics and "
                                   "weights are deleted); without --resume or --overwrite such an --out is refused")

@@ -136,7 +136,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bag")
-    parser.add_argument("--rate", type=positive_float, default=1.0, help="playback speed: 1 = as recorded, 2 = twice as fast")
+    parser.add_argument("--rate", type=positive_float, default=1.0,
+                        help="playback speed: 1 = as recorded, 2 = twice as fast")
     parser.add_argument("--topics", nargs="*", default=None, help="topics to replay (default: every 2D keypoint, "
                         "image and CameraInfo topic)")
     parser.add_argument("--remap", nargs="*", default=[], metavar="FROM:=TO", help="publish FROM's messages on TO")
