@@ -70,3 +70,12 @@ def test_rates_after_an_activate_are_over_the_time_since_it():
     summary = stats.summary(7.0)
     assert summary["input_rate_hz"] == pytest.approx(30.0) and summary["output_rate_hz"] == pytest.approx(30.0)
     assert summary["inputs_total"] == 90                 # the lifetime count goes on
+
+
+def test_an_input_flood_reads_at_its_rate():
+    """10,000 samples over the 5 s window read every rate above 2000 Hz as 2000 Hz."""
+    stats = RollingStats(window=5.0, started=0.0)
+    for k in range(60_000):                              # 6 s at 10 kHz
+        stats.input(k / 10_000)
+    assert stats.summary(6.0)["input_rate_hz"] == pytest.approx(10_000, rel=0.03)
+    assert stats.summary(6.0)["inputs_total"] == 60_000
