@@ -4,6 +4,7 @@ input topic from one. Only PyYAML; nothing of the package's numeric stack.
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Iterator
@@ -87,14 +88,23 @@ def _params_file_loader():
             return mapping
 
     def double(loader, node):
-        text = re.sub(r"^([-+]?)\.(?=[a-zA-Z])", r"\1", loader.construct_scalar(node))     # .inf: inf
-        return float.fromhex(text) if re.match(r"[-+]?0[xX]", text) else float(text)
+        written = loader.construct_scalar(node)
+        text = re.sub(r"^([-+]?)\.(?=[a-zA-Z])", r"\1", written)     # .inf: inf
+        value = float.fromhex(text) if re.match(r"[-+]?0[xX]", text) else float(text)
+        # strtod overflows (ERANGE) on 1e400: rcl reads it as a string, not infinity
+        return written if math.isinf(value) and "inf" not in text.lower() else value
+
+    def integer(loader, node):
+        value = yaml.SafeLoader.construct_yaml_int(loader, node)
+        # strtoll overflows beyond int64, and rcl reads such a number as strtod does: a double
+        return value if -2**63 <= value < 2**63 else float(loader.construct_scalar(node))
 
     resolvers = (("bool", "|".join(_RCL_TRUE + _RCL_FALSE)), ("int", _RCL_INT), ("float", _RCL_DOUBLE), ("null", ""))
     for tag, pattern in resolvers:
         Loader.add_implicit_resolver(f"tag:yaml.org,2002:{tag}", re.compile(f"^({pattern})$"), None)
     Loader.add_constructor("tag:yaml.org,2002:bool", lambda loader, node: loader.construct_scalar(node) in _RCL_TRUE)
     Loader.add_constructor("tag:yaml.org,2002:float", double)
+    Loader.add_constructor("tag:yaml.org,2002:int", integer)
     return Loader
 
 
@@ -130,6 +140,9 @@ def _dotted(parameters: dict, path, prefix: str = "") -> dict:
             flat.update(_dotted(value, path, f"{prefix}{key}."))
         elif value is None:
             raise ValueError(f"{path}: parameter {prefix}{key} has no value")
+        elif isinstance(value, list) and len({type(item) for item in value}) > 1:
+            raise ValueError(f"{path}: parameter {prefix}{key} is an array of mixed types "
+                             f"({', '.join(sorted({type(item).__name__ for item in value}))}), which rcl refuses")
         else:
             flat[f"{prefix}{key}"] = value
     return flat

@@ -189,6 +189,41 @@ def test_a_section_given_twice_in_a_parameters_file_is_read_as_rcl_merges_it(ros
     assert reported == ["/people_2d", "robot_", True]          # rcl's reading, for comparison
 
 
+def test_values_are_typed_and_refused_as_rcl_does(ros_env, tmp_path):
+    """The reader the launch file and offline use, against rcl itself (rclpy parsing the same file):
+    1e400 (strtod overflows) is a string and an integer beyond int64 a double there, where they were
+    inf and a Python int here; arrays of mixed types, which rcl refuses, were taken."""
+    import rclpy
+    from rclpy.node import Node
+
+    def rcl_reading(path):
+        context = rclpy.Context()
+        try:
+            rclpy.init(args=["--ros-args", "--params-file", str(path)], context=context)
+        except Exception:       # noqa: BLE001 - rcl refuses the file
+            return "refused"
+        try:
+            node = Node("cfi_pose_lifter", context=context)
+            value = node._parameter_overrides["v"].value
+            node.destroy_node()
+            return value.tolist() if hasattr(value, "tolist") else value
+        finally:
+            rclpy.shutdown(context=context)
+
+    def our_reading(path):
+        try:
+            return read_params_file(path, "cfi_pose_lifter")["v"]
+        except ValueError:
+            return "refused"
+
+    for k, text in enumerate(["1e400", "99999999999999999999", "-9223372036854775808", "[1, 2.0]", "[a, 1]",
+                              "[1, 2]", "0x1F", "012", "08", "1e3", "-.5", "y", "[true, no]", ".inf"]):
+        path = tmp_path / f"values{k}.yaml"
+        path.write_text(f"/**:\n  ros__parameters:\n    v: {text}\n")
+        ours, rcl = our_reading(path), rcl_reading(path)
+        assert (type(ours), ours) == (type(rcl), rcl) or (ours != ours and rcl != rcl), (text, ours, rcl)
+
+
 @pytest.mark.parametrize("node_name, name", [("NODE_NAME", "target_frame"), ("NODE_NAME", "tf_prefix"),
                                              ("NODE_NAME", "weights"), ("DETECTOR_NODE_NAME", "keypoint_model")])
 def test_string_launch_arguments_stay_strings_for_rcl(node_name, name):
