@@ -108,6 +108,9 @@ def _params_file_loader():
     return Loader
 
 
+_NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _merged(earlier: dict, later: dict) -> dict:
     """``earlier`` updated with ``later``, mappings in both merged the same way."""
     merged = dict(earlier)
@@ -120,7 +123,13 @@ def _merged(earlier: dict, later: dict) -> dict:
 def _parameter_sections(mapping: dict, path, namespace: str = "") -> Iterator[tuple[str, dict]]:
     """``(node name, {parameter: value})`` of each ``ros__parameters`` in a parameters file, in order."""
     for key, value in mapping.items():
-        name = namespace.rstrip("/") + "/" + str(key).strip("/")
+        tokens = str(key).removeprefix("/").split("/")
+        if not all(token in ("*", "**") or _NAME_TOKEN.fullmatch(token) for token in tokens):
+            # rcl refuses the file ("node name must not contain ...", "contains repeated forward
+            # slash"); read here, `/robot1/cfi_pose_lifter/` was even applied
+            raise ValueError(f"{path}: {key!r} is no node name or namespace (tokens of letters, digits and _, "
+                             f"not starting with a digit, or * and **, between single slashes)")
+        name = namespace.rstrip("/") + "/" + "/".join(tokens)
         if not isinstance(value, dict):
             raise ValueError(f"{path}: {name} holds {value!r:.40}, not ros__parameters (or nodes under a namespace)")
         if "ros__parameters" in value:
@@ -140,6 +149,8 @@ def _dotted(parameters: dict, path, prefix: str = "") -> dict:
             flat.update(_dotted(value, path, f"{prefix}{key}."))
         elif value is None:
             raise ValueError(f"{path}: parameter {prefix}{key} has no value")
+        elif value == []:
+            continue            # rcl gives an empty array no value: the parameter keeps its default
         elif isinstance(value, list) and len({type(item) for item in value}) > 1:
             raise ValueError(f"{path}: parameter {prefix}{key} is an array of mixed types "
                              f"({', '.join(sorted({type(item).__name__ for item in value}))}), which rcl refuses")

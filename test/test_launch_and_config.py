@@ -192,7 +192,8 @@ def test_a_section_given_twice_in_a_parameters_file_is_read_as_rcl_merges_it(ros
 def test_values_are_typed_and_refused_as_rcl_does(ros_env, tmp_path):
     """The reader the launch file and offline use, against rcl itself (rclpy parsing the same file):
     1e400 (strtod overflows) is a string and an integer beyond int64 a double there, where they were
-    inf and a Python int here; arrays of mixed types, which rcl refuses, were taken."""
+    inf and a Python int here; arrays of mixed types and node names rcl refuses were taken (a
+    trailing slash was even applied); an empty array is no value there, an empty list here."""
     import rclpy
     from rclpy.node import Node
 
@@ -203,23 +204,29 @@ def test_values_are_typed_and_refused_as_rcl_does(ros_env, tmp_path):
         except Exception:       # noqa: BLE001 - rcl refuses the file
             return "refused"
         try:
-            node = Node("cfi_pose_lifter", context=context)
-            value = node._parameter_overrides["v"].value
+            node = Node("cfi_pose_lifter", namespace="/robot1", context=context)
+            override = node._parameter_overrides.get("v")
             node.destroy_node()
+            value = None if override is None else override.value
             return value.tolist() if hasattr(value, "tolist") else value
         finally:
             rclpy.shutdown(context=context)
 
     def our_reading(path):
         try:
-            return read_params_file(path, "cfi_pose_lifter")["v"]
+            return read_params_file(path, "robot1/cfi_pose_lifter").get("v")
         except ValueError:
             return "refused"
 
-    for k, text in enumerate(["1e400", "99999999999999999999", "-9223372036854775808", "[1, 2.0]", "[a, 1]",
-                              "[1, 2]", "0x1F", "012", "08", "1e3", "-.5", "y", "[true, no]", ".inf"]):
+    files = [f"/**:\n  ros__parameters:\n    v: {text}\n" for text in [
+        "1e400", "99999999999999999999", "-9223372036854775808", "[1, 2.0]", "[a, 1]", "[]",
+        "[1, 2]", "0x1F", "012", "08", "1e3", "-.5", "y", "[true, no]", ".inf"]]
+    files += [f"{name}:\n  ros__parameters:\n    v: 1\n" for name in [
+        "/robot1/cfi_pose_lifter/", "robot1//cfi_pose_lifter", "/robot1/cfi_*", "/robot1/1st", "/robot1/cfi_pose_lifter",
+        "robot1/*", "/**/cfi_pose_lifter"]]
+    for k, text in enumerate(files):
         path = tmp_path / f"values{k}.yaml"
-        path.write_text(f"/**:\n  ros__parameters:\n    v: {text}\n")
+        path.write_text(text)
         ours, rcl = our_reading(path), rcl_reading(path)
         assert (type(ours), ours) == (type(rcl), rcl) or (ours != ours and rcl != rcl), (text, ours, rcl)
 
