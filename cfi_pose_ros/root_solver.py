@@ -414,10 +414,12 @@ def scaled_reprojection_errors(root_relative: np.ndarray, pixels: np.ndarray, sc
 
 
 def reproject(root_relative: np.ndarray, translations: np.ndarray, camera_matrix: np.ndarray) -> np.ndarray:
-    """``(N, J, 2)`` pixels of ``root_relative + translations`` through the pinhole ``camera_matrix``
-    (the model the solve fits); NaN for a joint not in front of the camera or a NaN translation."""
+    """``(N, J, 2)`` pixels of ``root_relative + translations`` (``(N, J, 3)`` and ``(N, 3)``, or one
+    person's ``(J, 3)`` and ``(3,)``, as :func:`solve_root_translation` takes them) through the pinhole
+    ``camera_matrix`` (the model the solve fits); NaN for a joint not in front of the camera or a NaN
+    translation."""
     k = validate_camera_matrix(camera_matrix)
-    points = np.asarray(root_relative, dtype=np.float64) + np.asarray(translations, dtype=np.float64)[:, None, :]
+    points = np.asarray(root_relative, dtype=np.float64) + np.asarray(translations, dtype=np.float64)[..., None, :]
     depth = points[..., 2:3]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         pixels = (points @ k[:2].T) / depth                 # the whole K: skew too, as the solve

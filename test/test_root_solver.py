@@ -328,3 +328,5 @@ def test_reproject_inverts_the_pinhole_and_refuses_points_behind_the_camera():
                                [500 + (1000 * 0.6 + 3.0 * 0.0) / 5.1, 480 + 990 * 0.0 / 5.1])
     np.testing.assert_allclose(reproject(rel, np.array([[0.1, 0.3, 5.0]]), skewed)[0, 0],
                                [500 + (1000 * 0.1 + 3.0 * 0.3) / 5, 480 + 990 * 0.3 / 5])
+    # one person alone, as solve_root_translation takes one (an IndexError before)
+    np.testing.assert_array_equal(reproject(rel[0], np.array([0.1, 0.2, 5.0]), k), pixels[0])
