@@ -81,10 +81,7 @@ def _params_file_loader():
             mapping = {}
             for key_node, value_node in node.value:
                 key = key_node.value if isinstance(key_node, yaml.ScalarNode) else self.construct_object(key_node, deep)
-                value = self.construct_object(value_node, deep=True)     # whole, so that it can be merged
-                earlier = mapping.get(key)
-                mapping[key] = _merged(earlier, value) if isinstance(earlier, dict) and isinstance(value, dict) \
-                    else value
+                _set_merged(mapping, key, self.construct_object(value_node, deep=True))   # whole, to be merged
             return mapping
 
     def double(loader, node):
@@ -111,13 +108,16 @@ def _params_file_loader():
 _NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _merged(earlier: dict, later: dict) -> dict:
-    """``earlier`` updated with ``later``, mappings in both merged the same way."""
-    merged = dict(earlier)
-    for key, value in later.items():
-        merged[key] = _merged(merged[key], value) if isinstance(merged.get(key), dict) and isinstance(value, dict) \
-            else value
-    return merged
+def _set_merged(mapping: dict, key, value) -> None:
+    """``mapping[key] = value``, where a mapping already there and a mapping given are merged the
+    same way, key by key (the later values win, the earlier keys keep their places)."""
+    earlier = mapping.get(key)
+    if isinstance(earlier, dict) and isinstance(value, dict):
+        merged = dict(earlier)
+        for inner_key, inner_value in value.items():
+            _set_merged(merged, inner_key, inner_value)
+        value = merged
+    mapping[key] = value
 
 
 def _parameter_sections(mapping: dict, path, namespace: str = "") -> Iterator[tuple[str, dict]]:
