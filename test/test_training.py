@@ -210,8 +210,8 @@ def test_resume_continues_at_epoch_three(two_epochs, tmp_path):
     restored = {}
     original = train_module.load_checkpoint
 
-    def recording_load(directory, model, optimizer, ema=None):
-        meta = original(directory, model, optimizer, ema)
+    def recording_load(directory, model, optimizer, ema=None, meta=None):
+        meta = original(directory, model, optimizer, ema, meta=meta)
         restored["optimizer"] = optimizer_snapshot(optimizer)
         restored["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return meta
@@ -410,6 +410,11 @@ def test_compile_falls_back_to_eager_with_the_reason():
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
         speed.compile_or_eager(function, "on", probe)
     assert speed.compile_or_eager(function, "off", probe) == (function, "off")
+
+    def silent_probe(candidate):                # an error without a message (an IndexError before)
+        raise RuntimeError()
+    assert speed.compile_or_eager(function, "auto", silent_probe) == (function, "eager (torch.compile failed: "
+                                                                                "RuntimeError: )")
 
 
 def test_compiled_training_step_matches_eager():

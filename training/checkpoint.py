@@ -65,8 +65,9 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
 
 
 def load_checkpoint(directory: Path, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, ema=None) -> dict:
-    """Restore model, optimizer, EMA and RNG in place; returns the JSON metadata.
+                    optimizer: torch.optim.Optimizer, ema=None, meta: dict | None = None) -> dict:
+    """Restore model, optimizer, EMA and RNG in place; returns the JSON metadata (``meta``: as
+    :func:`read_checkpoint_meta` read it already; read here when None).
 
     CheckpointError (one line, naming the file) for a checkpoint that cannot be read, e.g. one cut
     short, or that is of another model than ``model``."""
@@ -74,7 +75,7 @@ def load_checkpoint(directory: Path, model: torch.nn.Module,
     from safetensors.torch import load_file
 
     path = directory / CHECKPOINT
-    meta = read_checkpoint_meta(directory)
+    meta = read_checkpoint_meta(directory) if meta is None else meta
     found = CFIConfig.from_dict(meta["model"])
     if found != model.config:
         raise CheckpointError(f"{path}: the checkpoint's model differs from this run's "

@@ -143,10 +143,11 @@ def compile_or_eager(function: Callable, mode: str, probe: Callable[[Callable], 
         probe(compiled)
         return compiled, "compiled"
     except Exception as error:  # noqa: BLE001 - any compiler failure means: run eager
+        # its first line (an error without a message has none: splitlines()[0] raised IndexError)
+        what = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
         if mode == "on":
-            raise CompileFailed(f"--compile on: torch.compile failed ({type(error).__name__}: "
-                                f"{str(error).splitlines()[0][:200] if str(error) else ''}); --compile auto "
+            raise CompileFailed(f"--compile on: torch.compile failed ({what}); --compile auto "
                                 f"trains eager instead") from error
-        reason = f"eager (torch.compile failed: {type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        reason = f"eager (torch.compile failed: {what})"
         print(f"[speed] {reason}", file=sys.stderr)
         return function, reason

@@ -560,8 +560,8 @@ def start_run(args) -> Run:
     --init-weights or the checkpoint), the data, the precision and the (compiled) step."""
     out = Path(args.out)
     check_out(args, out)
-    if args.resume:
-        saved = read_checkpoint_meta(out)
+    saved = read_checkpoint_meta(out) if args.resume else None
+    if saved is not None:
         args = resumed_arguments(args, saved.get("args", {}), out, saved.get("run_state", {}).get("finished", False))
     threads = args.threads or default_threads()
     torch.set_num_threads(threads)
@@ -586,8 +586,8 @@ def start_run(args) -> Run:
     ema = WeightEMA(model, args.ema_decay) if args.ema_decay > 0 else None
     history: list[dict] = []
     resumed_rng = None
-    if args.resume:
-        state, history = restore_run(args, out, model, optimizer, ema, main_process=rank == 0)
+    if saved is not None:
+        state, history = restore_run(args, out, model, optimizer, ema, saved, main_process=rank == 0)
         resumed_rng = torch.get_rng_state()     # set again after the probes below, which draw from it
     train_set, test_set = load_data(args)
     noisy_test_set = with_detector_noise(test_set, args.eval_noise_std) if args.eval_noise_std > 0 else None
@@ -632,10 +632,10 @@ def start_run(args) -> Run:
 
 
 def restore_run(args, out: Path, model: CFINet, optimizer: torch.optim.Optimizer, ema: WeightEMA | None,
-                main_process: bool) -> tuple[RunState, list[dict]]:
-    """--resume: the model, optimizer, EMA and random state as the checkpoint left them; returns
-    the run's state and its evaluations so far."""
-    meta = load_checkpoint(out, model, optimizer, ema)
+                meta: dict, main_process: bool) -> tuple[RunState, list[dict]]:
+    """--resume: the model, optimizer, EMA and random state as the checkpoint (its metadata
+    ``meta``) left them; returns the run's state and its evaluations so far."""
+    meta = load_checkpoint(out, model, optimizer, ema, meta=meta)
     saved_state = meta.get("run_state", {})
     state = RunState(**{**asdict(RunState()), **saved_state, "epoch": meta["epoch"]})
     if "cpu_seconds" not in saved_state:    # a checkpoint from before the count: its one part
