@@ -277,11 +277,9 @@ class PoseSmoother:
             entry = self._tracks.pop(track_id, None)
             same_mode = entry is not None and entry[2] == mode
             filt = entry[0] if same_mode else OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff)
-            before = same_time.get(track_id)
-            if same_mode and before is not None and np.array_equal(before[0], out[row], equal_nan=True):
-                smoothed = before[1].copy()
-            else:
-                smoothed = filt(t, out[row])              # a copy of the filter's own output
+            before = _answer_given(same_time, track_id, out[row]) if same_mode else None
+            # a copy either way (the filter returns one): out[row] is written below
+            smoothed = filt(t, out[row]) if before is None else before.copy()
             answered[track_id] = (out[row].copy(), smoothed)
             out[row] = smoothed
             self._tracks[track_id] = (filt, self._frame, mode)      # now the most recently seen
@@ -304,11 +302,20 @@ class PoseSmoother:
         output it got then; the rest as they are."""
         answered = next((people for time, people in self._recent if time == t), {})
         for row, track_id in enumerate(track_ids):
-            before = answered.get(track_id)
-            if before is not None and np.array_equal(before[0], out[row], equal_nan=True):
-                out[row] = before[1]
+            before = _answer_given(answered, track_id, out[row])
+            if before is not None:
+                out[row] = before
         return out
 
     def smooth(self, track_id: str, t: float, keypoints: np.ndarray) -> np.ndarray:
         """One person alone in a frame (see :meth:`smooth_frame`)."""
         return self.smooth_frame([track_id], t, np.asarray(keypoints, dtype=np.float64)[None])[0]
+
+
+def _answer_given(answered: dict, track_id: str, keypoints: np.ndarray) -> np.ndarray | None:
+    """The output a person got at a time (``answered``: id -> (input, output)) when ``keypoints`` are
+    the input it got it for, else None."""
+    before = answered.get(track_id)
+    if before is not None and np.array_equal(before[0], keypoints, equal_nan=True):
+        return before[1]
+    return None

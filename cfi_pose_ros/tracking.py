@@ -185,7 +185,7 @@ class MultiPersonTracker:
             possible = (iou >= cfg.min_iou) & (iou > 0)
             rows, cols = linear_sum_assignment(np.where(possible, 1.0 - iou, 1.0 + iou.size))
             for r, c in zip(rows, cols):
-                if iou[r, c] >= cfg.min_iou and iou[r, c] > 0:
+                if possible[r, c]:
                     assigned[int(c)] = self._tracks[int(r)]
         return assigned
 
