@@ -448,8 +448,15 @@ def test_budget_schedule_warms_up_and_ends_low(kind):
 
 def test_constant_schedule_warms_up_then_holds_the_peak():
     schedule = BudgetSchedule(peak_lr=2e-3, kind="constant", warmup=0.1)
-    assert schedule.lr(0.0) == 0.0 and schedule.lr(0.05) == pytest.approx(1e-3)
+    assert schedule.lr(0.0) == pytest.approx(2e-3 / 25)
+    assert schedule.lr(0.05) == pytest.approx((2e-3 / 25 + 2e-3) / 2)
     assert [schedule.lr(p) for p in (0.1, 0.5, 1.0, 1.5)] == [2e-3] * 4
+
+
+@pytest.mark.parametrize("kind", ["cosine", "onecycle", "constant"])
+def test_first_step_of_every_schedule_has_a_learning_rate(kind):
+    # A run's first step is taken at progress 0: at lr 0 it would only move Adam's moments.
+    assert BudgetSchedule(peak_lr=2e-3, kind=kind).lr(0.0) == pytest.approx(2e-3 / 25)
 
 
 def test_budget_progress_is_the_larger_share():

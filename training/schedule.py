@@ -19,8 +19,10 @@ SCHEDULES = ("cosine", "onecycle", "constant")
 class BudgetSchedule:
     """Learning rate as a function of progress through the budget.
 
-    * ``cosine``: linear warm-up from 0 over ``warmup`` of the budget, then a
-      cosine decay to ``final_fraction * peak_lr``.
+    * ``cosine``: linear warm-up from ``peak/25`` over ``warmup`` of the budget,
+      then a cosine decay to ``final_fraction * peak_lr``. The warm-up starts where
+      one-cycle does, not at 0: the first step is taken at ``lr(0)``, and at 0 it
+      would be a step that moves nothing but Adam's moments.
     * ``onecycle``: Smith's one-cycle, rising as ``torch.optim.lr_scheduler.OneCycleLR``
       does by default (cosine from ``peak/25`` up to the peak over 30 % of the budget),
       then cosine down to ``peak/1e4`` (OneCycleLR's default ends lower, at
@@ -49,7 +51,8 @@ class BudgetSchedule:
                 return _cosine_between(start, self.peak_lr, p / rise)
             return _cosine_between(self.peak_lr, end, (p - rise) / (1 - rise))
         if p < self.warmup:
-            return self.peak_lr * p / self.warmup
+            start = self.peak_lr / 25
+            return start + (self.peak_lr - start) * p / self.warmup
         if self.kind == "constant":
             return self.peak_lr
         return _cosine_between(self.peak_lr, self.peak_lr * self.final_fraction,
