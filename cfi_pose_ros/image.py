@@ -11,8 +11,13 @@ Conventions (those of ``sensor_msgs/image_encodings.hpp``):
 * ``step`` is the length of one row in bytes, ``>= width * bytes_per_pixel``;
   the bytes past ``width * bytes_per_pixel`` are padding and are skipped.
 * ``is_bigendian`` only matters for 16-bit encodings.
-* ``mono16`` (and ``16UC1``) are scaled to 8 bits by keeping the high byte
-  (``value >> 8``), i.e. the full 16-bit range maps onto 0..255.
+* 16-bit encodings (``mono16``, ``16UC1``, ``rgb16``, ``bayer_*16``, ...) are
+  scaled to 8 bits by keeping the high byte (``value >> 8``), i.e. the full
+  16-bit range maps onto 0..255.
+* Bayer mosaics are demosaiced (OpenCV's bilinear), packed YUV 4:2:2
+  (``yuv422``/``uyvy``, ``yuv422_yuy2``/``yuyv``: what USB cameras send) is
+  converted with BT.601's video range, as cv_bridge does. The planar ``nv21``
+  and ``nv24`` are not read: one ``step`` cannot describe a luma and a chroma plane.
 
 Compressed images are bounded before they are decoded: a 0.25 MB PNG can
 declare 20000 x 20000 pixels and take 1.2 GB to decode. Their width and height
@@ -39,19 +44,34 @@ from typing import Any
 import cv2
 import numpy as np
 
-# encoding -> (channels, bytes per channel)
+# encoding -> (channels, bytes per channel); packed YUV 4:2:2 is two bytes a pixel (luma and one chroma)
 _LAYOUT: dict[str, tuple[int, int]] = {
     "rgb8": (3, 1), "bgr8": (3, 1), "rgba8": (4, 1), "bgra8": (4, 1),
     "mono8": (1, 1), "8UC1": (1, 1), "8UC3": (3, 1), "8UC4": (4, 1),
     "mono16": (1, 2), "16UC1": (1, 2),
+    "rgb16": (3, 2), "bgr16": (3, 2), "rgba16": (4, 2), "bgra16": (4, 2), "16UC3": (3, 2), "16UC4": (4, 2),
+    **{f"bayer_{pattern}{bits}": (1, bits // 8) for pattern in ("rggb", "bggr", "gbrg", "grbg")
+       for bits in (8, 16)},
+    "yuv422": (2, 1), "uyvy": (2, 1), "yuv422_yuy2": (2, 1), "yuyv": (2, 1),
 }
-# 8UC3/8UC4 carry no colour order; like cv_bridge we read them as BGR/BGRA.
+# 8UC3/8UC4 (16UC3/16UC4) carry no colour order; like cv_bridge we read them as BGR/BGRA.
+# OpenCV names a Bayer pattern by the second row's second and third pixels, ROS by the first row's
+# first two: ROS's rggb is OpenCV's BG (test_image checks each on a mosaic of a known colour).
+# "yuv422" is UYVY (sensor_msgs/image_encodings.hpp), "yuv422_yuy2" YUYV.
 _TO_BGR: dict[str, int | None] = {
     "rgb8": cv2.COLOR_RGB2BGR, "bgr8": None, "rgba8": cv2.COLOR_RGBA2BGR,
     "bgra8": cv2.COLOR_BGRA2BGR, "mono8": cv2.COLOR_GRAY2BGR, "8UC1": cv2.COLOR_GRAY2BGR,
     "8UC3": None, "8UC4": cv2.COLOR_BGRA2BGR, "mono16": cv2.COLOR_GRAY2BGR,
     "16UC1": cv2.COLOR_GRAY2BGR,
+    "rgb16": cv2.COLOR_RGB2BGR, "bgr16": None, "rgba16": cv2.COLOR_RGBA2BGR, "bgra16": cv2.COLOR_BGRA2BGR,
+    "16UC3": None, "16UC4": cv2.COLOR_BGRA2BGR,
+    **{f"bayer_{pattern}{bits}": code for pattern, code in (
+        ("rggb", cv2.COLOR_BayerBG2BGR), ("bggr", cv2.COLOR_BayerRG2BGR),
+        ("gbrg", cv2.COLOR_BayerGR2BGR), ("grbg", cv2.COLOR_BayerGB2BGR)) for bits in (8, 16)},
+    "yuv422": cv2.COLOR_YUV2BGR_UYVY, "uyvy": cv2.COLOR_YUV2BGR_UYVY,
+    "yuv422_yuy2": cv2.COLOR_YUV2BGR_YUY2, "yuyv": cv2.COLOR_YUV2BGR_YUY2,
 }
+_PACKED_YUV = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUT)
 
 
@@ -158,8 +178,9 @@ def image_to_bgr(encoding: str, height: int, width: int, step: int,
 
     Raises :class:`UnsupportedEncoding` for an encoding outside
     :data:`SUPPORTED_ENCODINGS`, and ``ValueError`` for a zero-sized image, a
-    ``step`` shorter than one row of pixels, or ``data`` shorter than
-    ``step * height``. Extra bytes after the last row are ignored.
+    ``step`` shorter than one row of pixels, ``data`` shorter than
+    ``step * height``, or packed YUV of an odd width. Extra bytes after the last
+    row are ignored.
     """
     if encoding not in _LAYOUT:
         raise UnsupportedEncoding(
@@ -167,13 +188,17 @@ def image_to_bgr(encoding: str, height: int, width: int, step: int,
     channels, depth = _LAYOUT[encoding]
     rows = raw_rows(height, width, step, data, channels * depth, encoding)
     height, width = rows.shape[0], int(width)
+    if encoding in _PACKED_YUV and width % 2:
+        raise ValueError(f"{encoding} image has an odd width ({width}): YUV 4:2:2 shares each chroma "
+                         f"sample between two pixels")
+    shape = (height, width, channels) if channels > 1 else (height, width)
     if depth == 2:
         dtype = np.dtype(">u2" if is_bigendian else "<u2")
         # The high byte is the first (big endian) or second (little endian) byte of each pair.
-        pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width)
+        pixels = np.ascontiguousarray(rows).view(dtype).reshape(shape)
         pixels = (pixels >> 8).astype(np.uint8)
     else:
-        pixels = rows.reshape(height, width, channels) if channels > 1 else rows.reshape(height, width)
+        pixels = rows.reshape(shape)
     code = _TO_BGR[encoding]
     if code is None:
         return np.array(pixels, dtype=np.uint8, order="C", copy=True)

@@ -69,6 +69,58 @@ def test_sixteen_bit_keeps_high_byte(encoding, big_endian):
     np.testing.assert_array_equal(out[..., 0], out[..., 2])
 
 
+@pytest.mark.parametrize("big_endian", [False, True])
+@pytest.mark.parametrize("encoding, order", [("rgb16", [2, 1, 0]), ("bgr16", [0, 1, 2]),
+                                             ("rgba16", [2, 1, 0, 3]), ("bgra16", [0, 1, 2, 3]),
+                                             ("16UC3", [0, 1, 2]), ("16UC4", [0, 1, 2, 3])])
+def test_sixteen_bit_colour_keeps_the_high_byte_in_bgr_order(bgr, encoding, order, big_endian):
+    bgra16 = np.dstack([bgr, np.full(bgr.shape[:2], 99, np.uint8)]).astype(np.uint16) * 257 + 3
+    raw = np.ascontiguousarray(bgra16[..., order]).astype(">u2" if big_endian else "<u2")
+    data, step = _pack(raw, padding=5)
+    np.testing.assert_array_equal(image_to_bgr(encoding, H, W, step, data, is_bigendian=big_endian), bgr)
+
+
+def _mosaic(bgr_colour, pattern: str, height: int = 8, width: int = 10) -> np.ndarray:
+    """A Bayer sensor's bytes for a uniform colour: ``pattern`` names the 2x2 tile row by row."""
+    value = {"b": bgr_colour[0], "g": bgr_colour[1], "r": bgr_colour[2]}
+    mosaic = np.zeros((height, width), np.uint16)
+    for index, channel in enumerate(pattern):
+        mosaic[index // 2::2, index % 2::2] = value[channel]
+    return mosaic
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_bayer_mosaics_are_demosaiced_in_their_own_pattern(pattern, bits):
+    # Unequal channels, so a pattern read as another one gives another colour.
+    colour = (10, 60, 200)
+    mosaic = _mosaic(colour, pattern)
+    raw = (mosaic * 257).astype("<u2") if bits == 16 else mosaic.astype(np.uint8)
+    data, step = _pack(raw, padding=2)
+    out = image_to_bgr(f"bayer_{pattern}{bits}", 8, 10, step, data)
+    assert out.shape == (8, 10, 3)
+    np.testing.assert_array_equal(out[2:-2, 2:-2], np.broadcast_to(np.array(colour, np.uint8), (4, 6, 3)))
+
+
+# BT.601 video range: pure red is Y 81, Cb 90, Cr 240; white is Y 235 with neutral chroma.
+@pytest.mark.parametrize("encoding", ["yuv422", "uyvy", "yuv422_yuy2", "yuyv"])
+@pytest.mark.parametrize("y, cb, cr, expected", [(81, 90, 240, (0, 0, 255)), (235, 128, 128, (255, 255, 255))])
+def test_packed_yuv422_is_converted_with_its_byte_order(encoding, y, cb, cr, expected):
+    pixels = np.zeros((4, 6, 2), np.uint8)
+    chroma = np.tile([cb, cr], 3)
+    luma_first = encoding in ("yuv422_yuy2", "yuyv")
+    pixels[..., 0 if luma_first else 1] = y
+    pixels[..., 1 if luma_first else 0] = chroma
+    data, step = _pack(pixels.reshape(4, -1), padding=4)
+    out = image_to_bgr(encoding, 4, 6, step, data)
+    assert np.abs(out.astype(int) - expected).max() <= 2, out[0, 0]
+
+
+def test_packed_yuv422_of_an_odd_width_is_refused():
+    with pytest.raises(ValueError, match="odd width"):
+        image_to_bgr("yuyv", 4, 5, 10, bytes(40))
+
+
 def test_buffer_types_and_no_aliasing(bgr):
     data, step = _pack(bgr)
     for buffer in (data, bytearray(data), memoryview(data), array.array("B", data),
@@ -110,7 +162,7 @@ def test_data_too_short(bgr):
         image_to_bgr("bgr8", H, W, step, data[:-1])
 
 
-@pytest.mark.parametrize("encoding", ["yuv422", "bayer_rggb8", "32FC1", "BGR8", ""])
+@pytest.mark.parametrize("encoding", ["nv21", "nv24", "32FC1", "BGR8", ""])
 def test_unsupported_encoding_names_the_supported_ones(encoding):
     with pytest.raises(UnsupportedEncoding) as info:
         image_to_bgr(encoding, H, W, W * 3, bytes(H * W * 3))
