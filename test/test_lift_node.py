@@ -1252,13 +1252,17 @@ def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels
 
 @pytest.mark.parametrize("roi, binning", [((5000, 5000, 1000, 1002), (0, 0)), ((1, 0, 1000, 1002), (0, 0)),
                                           ((0, 3, 1000, 1000), (0, 0)), ((0, 0, 0, 0), (1000, 1000)),
-                                          ((0, 0, 0, 0), (1, 100)), ((0, 0, 10, 600), (0, 0))])
+                                          ((0, 0, 0, 0), (1, 100)), ((0, 0, 10, 600), (0, 0)),
+                                          # binning wider than the image: a side of 0 pixels
+                                          ((0, 0, 0, 0), (1001, 1)), ((0, 0, 0, 0), (4000000000, 4000000000)),
+                                          ((0, 0, 3, 600), (4, 1))])
 def test_camera_info_whose_roi_leaves_the_sensor_or_no_image_is_refused(clip, roi, binning):
     """A roi a few sensor widths outside moved the principal point, so people were placed 28 m to
     the side, still marked as placed from the intrinsics: K passed its check, which is against the
     sensor. A binning of the sensor into one pixel, or a roi of a few, left an image nothing can be
-    told apart in. Both are refused as a CameraInfo no camera has; the sensor's last pixels and a
-    real binning are used."""
+    told apart in; one wider than the image left a side of 0 pixels, read as no size at all, and
+    K divided by it placed a person 20 m away 1.4 cm from the camera. All are refused as a
+    CameraInfo no camera has; the sensor's last pixels and a real binning are used."""
     from sensor_msgs.msg import RegionOfInterest
 
     from cfi_pose_ros.node.lifting import camera_from_info

@@ -107,8 +107,7 @@ def camera_from_info(msg, keypoints_image: str = "raw") -> tuple[np.ndarray, Len
     _check_published_region(msg, size)
     roi = msg.roi
     offset = (roi.x_offset, roi.y_offset) if roi.width and roi.height else (0, 0)
-    binning = (max(int(msg.binning_x), 1), max(int(msg.binning_y), 1))
-    return published_image_matrix(matrix, offset, binning), lens, size
+    return published_image_matrix(matrix, offset, _binning(msg)), lens, size
 
 
 def _check_published_region(msg, size: tuple[int, int] | None) -> None:
@@ -121,9 +120,25 @@ def _check_published_region(msg, size: tuple[int, int] | None) -> None:
             roi.x_offset + roi.width > msg.width or roi.y_offset + roi.height > msg.height):
         raise ValueError(f"roi {roi.width}x{roi.height} at ({roi.x_offset}, {roi.y_offset}) reaches outside the "
                          f"{msg.width}x{msg.height} sensor")
-    if size is not None and min(size) < MIN_IMAGE_SIDE_PX:
-        raise ValueError(f"roi and binning ({msg.binning_x}, {msg.binning_y}) leave a {size[0]}x{size[1]} image "
-                         f"(at least {MIN_IMAGE_SIDE_PX} pixels a side)")
+    width, height = _region_size(msg)
+    # A binning wider than the region leaves a side of 0 pixels, which image_size_from_info reads as
+    # "no size given": such a message was taken, with K divided by the binning, and a person 20 m
+    # away placed 1.4 cm from the camera.
+    if width and height and (size is None or min(size) < MIN_IMAGE_SIDE_PX):
+        binned = size or (width // _binning(msg)[0], height // _binning(msg)[1])
+        raise ValueError(f"roi and binning ({msg.binning_x}, {msg.binning_y}) leave a {binned[0]}x{binned[1]} "
+                         f"image (at least {MIN_IMAGE_SIDE_PX} pixels a side)")
+
+
+def _region_size(msg) -> tuple[int, int]:
+    """``(width, height)`` of a ``CameraInfo``'s roi, or of its sensor when it has none, before binning."""
+    roi = msg.roi
+    return (roi.width, roi.height) if roi.width and roi.height else (msg.width, msg.height)
+
+
+def _binning(msg) -> tuple[int, int]:
+    """A ``CameraInfo``'s binning, 0 read as 1 (CameraInfo.msg)."""
+    return max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
 
 
 def image_size_from_info(msg) -> tuple[int, int] | None:
@@ -131,9 +146,8 @@ def image_size_from_info(msg) -> tuple[int, int] | None:
     its binning, see :func:`camera_from_info`), or None when it gives none. Whatever its K: an
     uncalibrated camera leaves K zeroed (CameraInfo.msg), and its size still is the size of a
     ``HumanKeypoints2DArray`` that gives 0 (lifted root-relative)."""
-    bin_x, bin_y = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
-    roi = msg.roi
-    width, height = (roi.width, roi.height) if roi.width and roi.height else (msg.width, msg.height)
+    bin_x, bin_y = _binning(msg)
+    width, height = _region_size(msg)
     width, height = width // bin_x, height // bin_y
     return (width, height) if width and height else None
 
