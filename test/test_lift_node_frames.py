@@ -174,7 +174,7 @@ class TransformListener:
 
 class TransformBroadcaster:
     def __init__(self, node, *args, **kwargs):
-        pass
+        self.pub_tf = node.create_publisher(TransformStamped, "/tf", 100)    # as tf2_ros' own does
 
     def sendTransform(self, transforms):
         pass
@@ -276,30 +276,36 @@ def test_a_negative_stamp_with_a_tf2_target_frame_drops_that_frame_and_the_node_
     assert int(node.latest_diagnostics().get("dropped.negative_stamp", 0)) >= 1
 
 
-def test_tf_output_is_made_once_however_often_publish_tf_is_turned_off_and_on(tmp_path, ros_env, node_factory,
-                                                                             monkeypatch):
-    """Each configure with publish_tf true after one with it false made another TransformBroadcaster
-    (another /tf publisher, and a clock-jump callback, that the node kept for good). Counted through
-    the stand-in's broadcaster, in the running lifter."""
+def test_the_tf_publisher_is_there_while_publish_tf_is_and_goes_at_shutdown(tmp_path, ros_env, node_factory,
+                                                                           monkeypatch):
+    """The /tf publisher (through the stand-in broadcaster, which makes one as tf2_ros' does) was made
+    once and never released: a node configured with publish_tf false, and a finalized one, still
+    advertised /tf. Each configure with publish_tf true after one with it false had also made another
+    broadcaster and kept the last one's publisher and clock-jump callback. Read from the graph, in
+    the running lifter."""
     from lifecycle_msgs.msg import Transition
 
     from ros_harness import LifecycleClient, ParameterClient
 
-    made = tmp_path / "broadcasters_made"
-    _use_tf2_stand_in(tmp_path, ros_env, monkeypatch, TF2_STAND_IN.replace(
-        "class TransformBroadcaster:\n    def __init__(self, node, *args, **kwargs):\n        pass",
-        "class TransformBroadcaster:\n    def __init__(self, node, *args, **kwargs):\n"
-        f"        open({str(made)!r}, 'a').write('made\\n')"))
+    _use_tf2_stand_in(tmp_path, ros_env, monkeypatch)
     node = node_factory(publish_tf=True)
     lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
     params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+
+    def tf_publishers() -> int:
+        return sum(info.node_name == "cfi_pose_lifter" for info in node.client.get_publishers_info_by_topic("/tf"))
+
+    assert node.spin_until(lambda: tf_publishers() == 1, 10), node.log()
     for publish_tf in (False, True, False, True):
         assert lifecycle.transition(Transition.TRANSITION_DEACTIVATE)
         assert lifecycle.transition(Transition.TRANSITION_CLEANUP)
         params.set_ok(publish_tf=publish_tf)
         assert lifecycle.transition(Transition.TRANSITION_CONFIGURE)
         assert lifecycle.transition(Transition.TRANSITION_ACTIVATE)
-    assert made.read_text().splitlines() == ["made"], node.log()
+        assert node.spin_until(lambda: tf_publishers() == int(publish_tf), 10), (publish_tf, node.log())
+    assert lifecycle.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN)
+    assert node.spin_until(lambda: tf_publishers() == 0, 10), node.log()
+    assert node.process.poll() is None
 
 
 TF2_CACHE_NS = 10 * 10**9        # tf2_ros.Buffer's default cache time

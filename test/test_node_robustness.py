@@ -14,8 +14,10 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -724,6 +726,49 @@ def test_a_stop_signal_while_the_node_is_still_starting_exits_0_without_a_traceb
             if code != 0 or any(bad in text for bad in NEVER_IN_LOG):
                 failures.append(f"{signum.name} after {delay} s: exit {code}\n{text[-2000:]}")
     assert not failures, "\n\n".join(failures)
+
+
+def _mapped_fastdds_segments(pid: int | str) -> set[str]:
+    """The Fast DDS shared-memory segments (one per participant, named by its GUID) a process maps."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return set(re.findall(r"/dev/shm/(fastdds_[0-9a-f]{16})\b", maps))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_a_stopped_node_leaves_the_graph_at_once_and_frees_its_shared_memory(kind, signum, tmp_path, ros_env):
+    """rclpy's LifecycleNode.destroy_node leaves its state machine, which holds the node's handle,
+    to the interpreter's finalization, which exit_process skips: the node and its DDS participant
+    were never destroyed. Other processes listed the dead node for 20 s (the participant's lease), a
+    restarted node beside its ghost, and every stop left Fast DDS's segment (0.5 MB) in /dev/shm."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    name = f"leaving_{kind}_{signum.name.lower()}_{os.getpid()}"
+    log = tmp_path / f"{name}.log"
+    if not rclpy.ok():
+        rclpy.init()
+    client = rclpy.create_node(f"graph_watcher_{os.getpid()}")
+    executor = SingleThreadedExecutor()
+    executor.add_node(client)
+    process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=log,
+                         overrides={"autostart": False}, node_name=name)
+    try:
+        assert spin_until(executor, lambda: name in client.get_node_names(), 60), log.read_text()
+        segments = _mapped_fastdds_segments(process.pid)
+        assert segments, "the node maps no Fast DDS segment: this test would prove nothing"
+        process.send_signal(signum)
+        assert process.wait(timeout=30) == 0, log.read_text()
+        # a participant that is destroyed says so: the graph drops it at once, not at its lease's end
+        assert spin_until(executor, lambda: name not in client.get_node_names(), 5), "still listed 5 s after exit"
+        # what this process maps (its own segment, and those of writers it reads) is not the node's to free
+        left = {segment for segment in segments - _mapped_fastdds_segments("self")
+                if (Path("/dev/shm") / segment).exists()}
+        assert not left, f"{len(left)} segment(s) of the stopped node still in /dev/shm: {sorted(left)}"
+    finally:
+        stop(process, timeout=1)
+        executor.shutdown()
+        client.destroy_node()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -214,7 +214,7 @@ class SpecLifecycleNode(LifecycleNode):
 
     def _fail_start(self, text: str) -> None:
         self.get_logger().fatal(text)
-        super().destroy_node()      # not a subclass's: its own attributes do not exist yet
+        self._release_node()        # not a subclass's destroy_node: its own attributes do not exist yet
         raise ParameterError(text)
 
     def parameter_problem(self, spec: ParamSpec, value) -> str | None:
@@ -292,7 +292,15 @@ class SpecLifecycleNode(LifecycleNode):
 
     def destroy_node(self):
         self.end_configure_failure_report()
-        return super().destroy_node()
+        self._release_node()
+
+    def _release_node(self) -> None:
+        """rclpy's ``LifecycleNode.destroy_node``, and the state machine it leaves: that holds the
+        node's handle until the interpreter's finalization, which exit_process skips, so the node and
+        its DDS participant were never destroyed (others listed the dead node until its lease ran
+        out, 20 s, and its shared-memory segment stayed in /dev/shm)."""
+        super().destroy_node()
+        self._state_machine.destroy_when_not_in_use()
 
     def end_configure_failure_report(self) -> None:
         self._configure_failure = None

@@ -185,19 +185,25 @@ class LiftNode(SpecLifecycleNode):
         is lifted or published once FINALIZED."""
         self._unsubscribe()
         self._stop_updating_markers()       # from active no deactivate runs first
-        self._close_tf_lookup()
+        self._close_tf()
         return self.on_cleanup(state)
 
     def destroy_node(self):
         # a stop signal (run() tears the node down): the active node's skeletons go too
         self._stop_updating_markers()
-        self._close_tf_lookup()
+        self._close_tf()
         return super().destroy_node()
 
-    def _close_tf_lookup(self) -> None:
+    def _close_tf(self) -> None:
+        self._close_tf_broadcast()
         if self._tf_lookup is not None:
             self._tf_lookup.close()
             self._tf_lookup = None
+
+    def _close_tf_broadcast(self) -> None:
+        if self._tf_broadcast is not None:
+            self._tf_broadcast.close()
+            self._tf_broadcast = None
 
     # --------------------------------------------------------------- callbacks
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -298,9 +304,10 @@ class LiftNode(SpecLifecycleNode):
         if self.p("publish_tf") and tf2_ros is None:
             self.get_logger().warning(f"TF output unavailable: {reason}; publishing poses without TF frames")
         elif self.p("publish_tf") and self._tf_broadcast is None:
-            # made once and kept: its /tf publisher and its clock-jump callback belong to the node,
-            # and one made at every configure would leave the last one's behind
+            # kept across cleanup and configure (its record of the stamps sent goes on)
             self._tf_broadcast = TransformBroadcast(tf2_ros, self)
+        elif not self.p("publish_tf"):
+            self._close_tf_broadcast()      # no /tf publisher advertised where nothing goes out
         if target and static is None:
             if tf2_ros is None:
                 self.get_logger().error(

@@ -151,10 +151,23 @@ class TransformBroadcast:
     out of /tf for good after its first pass."""
 
     def __init__(self, tf2_ros, node):
+        self._node = node
+        before = set(node.publishers)
         self._broadcaster = tf2_ros.TransformBroadcaster(node)
+        # the broadcaster's /tf publisher, found as what it added to the node (tf2_ros has no close
+        # of its own, and names its attribute as it likes)
+        self._publishers = [publisher for publisher in node.publishers if publisher not in before]
         self._clock = node.get_clock()
         self._newer_only = NewerStampsOnly()
         self._time_jumps = self._clock.create_jump_callback(tf2_clearing_jumps(), post_callback=self._start_over)
+
+    def close(self) -> None:
+        """Release the /tf publisher and the clock-jump callback: a finalized node, or one configured
+        without TF output, advertised /tf for good."""
+        self._time_jumps.unregister()
+        for publisher in self._publishers:
+            self._node.destroy_publisher(publisher)
+        self._publishers = []
 
     def _start_over(self, jump) -> None:
         self._newer_only = NewerStampsOnly()
