@@ -187,13 +187,17 @@ def _mcap_version() -> str:
 class BagMessage:
     topic: str
     type_name: str
-    data: bytes                # CDR, as published
+    data: bytes                # CDR, as published (see message_encoding)
     log_time_ns: int
     publish_time_ns: int
+    message_encoding: str = MESSAGE_ENCODING    # its channel's: only read_bag(every_encoding=True) gives others
 
     def decode(self):
         from rclpy.serialization import deserialize_message
 
+        if self.message_encoding != MESSAGE_ENCODING:
+            raise ValueError(f"a message on {self.topic} is {self.message_encoding!r}, not {MESSAGE_ENCODING!r}: "
+                             "not a ROS 2 message to decode")
         return deserialize_message(self.data, message_class(self.type_name))
 
 
@@ -264,11 +268,14 @@ def _open_bag(path: str | Path):
         raise
 
 
-def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
-    """The bag's CDR messages on ``topics`` (all when None), in log-time order. Records that
-    cannot be read (a corrupt chunk, a length past the end of the file) raise ``ValueError``
-    after the messages before them; a chunk that would decompress to more than
-    ``MAX_CHUNK_BYTES`` before any."""
+def read_bag(path: str | Path, topics: Iterable[str] | None = None,
+             every_encoding: bool = False) -> Iterator[BagMessage]:
+    """The bag's CDR messages on ``topics`` (all when None), in log-time order; with
+    ``every_encoding`` also those of channels that are not ROS 2 CDR (their ``message_encoding``
+    says what they are; a channel without a schema has ``type_name`` ""), for a caller that
+    counts what it cannot use rather than never seeing it. Records that cannot be read (a
+    corrupt chunk, a length past the end of the file) raise ``ValueError`` after the messages
+    before them; a chunk that would decompress to more than ``MAX_CHUNK_BYTES`` before any."""
     from mcap.reader import make_reader
 
     with _open_bag(path) as f:
@@ -297,9 +304,10 @@ def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[
                 raise ValueError(f"{path}: corrupt MCAP data after {read} messages "
                                  f"({type(exc).__name__}: {exc})") from exc
             read += 1
-            if channel.message_encoding != MESSAGE_ENCODING or schema is None:
-                continue                                   # not a ROS 2 channel: nothing to decode with
-            yield BagMessage(channel.topic, schema.name, message.data, message.log_time, message.publish_time)
+            ros2 = channel.message_encoding == MESSAGE_ENCODING and schema is not None
+            if ros2 or every_encoding:         # else not a ROS 2 channel: nothing to publish or decode it as
+                yield BagMessage(channel.topic, schema.name if schema is not None else "", message.data,
+                                 message.log_time, message.publish_time, channel.message_encoding)
 
 
 @dataclass(frozen=True)
@@ -309,7 +317,8 @@ class TopicSummary:
 
 
 def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, int]]:
-    """topic -> (type, message count), and the (first, last) log time in ns."""
+    """topic -> (type, message count), and the (first, last) log time in ns. A topic held by
+    several channels has its first channel's type and all their messages."""
     from mcap.exceptions import McapError
     from mcap.reader import make_reader
 
@@ -323,9 +332,12 @@ def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, i
         raise ValueError(f"{path}: no MCAP summary section (the file was not closed properly)")
     counts = summary.statistics.channel_message_counts if summary.statistics else {}
     topics = {}
-    for channel_id, channel in summary.channels.items():
+    for channel_id, channel in sorted(summary.channels.items()):
         schema = summary.schemas.get(channel.schema_id)
-        topics[channel.topic] = TopicSummary(schema.name if schema else "", int(counts.get(channel_id, 0)))
+        known = topics.get(channel.topic, TopicSummary(schema.name if schema else "", 0))
+        # a topic's messages in several channels (another encoding beside cdr) are all read: each
+        # channel's count replaced the one before, and a progress bar fell short of what was read
+        topics[channel.topic] = TopicSummary(known.type_name, known.count + int(counts.get(channel_id, 0)))
     times = ((summary.statistics.message_start_time, summary.statistics.message_end_time)
              if summary.statistics else (0, 0))
     return topics, times

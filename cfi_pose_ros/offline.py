@@ -70,16 +70,28 @@ RUN_OUTPUTS = ("lifted.mcap", "lifted.mp4", "lifted.gif", "summary.json")    # w
 PANEL_3D_WIDTH = 640
 
 
+@dataclass(frozen=True)
+class Unread:
+    """A message or file of a source that could not be read. Passed on to the lifting pass rather
+    than skipped where it was found: it is counted in the run's dropped counts (summary.json) and
+    told once per reason; skipped, 75 of 150 frames that did not decode left "dropped": {}, exit 0,
+    and one stderr line each."""
+    reason: str       # its dropped count: undecodable, non_cdr_channel, unreadable_image, bad_depth_image
+    detail: str       # which one and why, for the first of its reason
+    frame: bool       # one of the frames the progress bar counts
+
+
 @dataclass
 class Item:
-    """One event of a source, in time order: a CameraInfo, a 2D keypoints message, or an image."""
+    """One event of a source, in time order: a CameraInfo, a 2D keypoints message, an image, an
+    aligned depth image, or something that could not be read."""
     log_time_ns: int
     camera_info: object | None = None
     keypoints: object | None = None     # HumanKeypoints2DArray
     image: np.ndarray | None = None     # BGR
     header: object | None = None        # the image's header (stamp, frame id)
-    # an aligned depth image: (stamp s, pixels or None when unreadable, header.frame_id)
-    depth: tuple[float, np.ndarray | None, str] | None = None
+    depth: tuple[float, np.ndarray, str] | None = None     # an aligned depth image: (stamp s, pixels, header.frame_id)
+    unread: Unread | None = None
 
 
 @dataclass
@@ -125,7 +137,7 @@ def _pick_topic(topics: dict, types: tuple[str, ...], chosen: str | None, what: 
 
 def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_topic=None,
                depth_topic=None) -> Source:
-    from cfi_pose_ros.bag import bag_summary, read_bag
+    from cfi_pose_ros.bag import MESSAGE_ENCODING, bag_summary, read_bag
     from cfi_pose_ros.node.conversions import depth_from_msg, stamp_seconds
     from cfi_pose_ros.node.detect_node import image_to_bgr
 
@@ -140,17 +152,30 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
     if kp_topic is None and img_topic is None:
         raise ValueError(f"{path}: no 2D keypoints ({KEYPOINTS_TYPE}) and no image topic to lift")
     detect = kp_topic is None
-    frames = topics[img_topic if detect else kp_topic].count
+    frame_topic = img_topic if detect else kp_topic
+    frames = topics[frame_topic].count
+    if frames == 0 and _no_messages(path, frame_topic):
+        # lifted, it was "0 frames", exit 1 and a summary.json, with no word of why
+        held = ", ".join(f"{name} ({info.count})" for name, info in sorted(topics.items()) if info.count)
+        raise ValueError(f"{path}: no messages on {frame_topic} (the bag's topics with messages: {held or 'none'})")
 
     def items(with_images: bool) -> Iterator[Item]:
         wanted = [t for t in (kp_topic, info_topic, depth_topic,
                               img_topic if (detect or with_images) else None) if t]
-        for message in read_bag(path, wanted):
+        for message in read_bag(path, wanted, every_encoding=True):
+            where = f"a message on {message.topic} at {message.log_time_ns} ns"
+            frame = message.topic == frame_topic
+            if message.message_encoding != MESSAGE_ENCODING:
+                yield Item(message.log_time_ns, unread=Unread(
+                    "non_cdr_channel", f"{where}: its channel is {message.message_encoding!r}, not ROS 2 "
+                    f"{MESSAGE_ENCODING!r}", frame))
+                continue
             try:
                 msg = message.decode()
             except (RuntimeError, ValueError) as exc:    # rclpy's RMWError: bytes not of the schema's type
-                print(f"skipping a message on {message.topic} at {message.log_time_ns} ns: it does not decode "
-                      f"as {message.type_name} ({str(exc).splitlines()[0]})", file=sys.stderr)
+                yield Item(message.log_time_ns, unread=Unread(
+                    "undecodable", f"{where}: it does not decode as {message.type_name} "
+                    f"({str(exc).splitlines()[0]})", frame))
                 continue
             if message.topic == kp_topic:
                 yield Item(message.log_time_ns, keypoints=msg)
@@ -159,22 +184,33 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
             elif message.topic == depth_topic:
                 try:
                     depth = depth_from_msg(msg)
-                except ValueError as exc:        # counted by the pass, as the node counts bad_depth_image
-                    print(f"skipping a depth image at {message.log_time_ns} ns: {exc}", file=sys.stderr)
-                    yield Item(message.log_time_ns, depth=(stamp_seconds(msg.header.stamp), None, msg.header.frame_id))
+                except ValueError as exc:        # the name the node counts it under
+                    yield Item(message.log_time_ns, unread=Unread("bad_depth_image", f"{where}: {exc}", False))
                     continue
                 yield Item(message.log_time_ns, depth=(stamp_seconds(msg.header.stamp), depth, msg.header.frame_id))
             else:
                 try:
                     image = image_to_bgr(msg)
                 except ValueError as exc:          # UnsupportedEncoding is a ValueError too
-                    print(f"skipping an image at {message.log_time_ns} ns: {exc}", file=sys.stderr)
+                    yield Item(message.log_time_ns, unread=Unread("unreadable_image", f"{where}: {exc}", frame))
                     continue
                 yield Item(message.log_time_ns, image=image, header=msg.header)
 
     # fps None: the frame topic's own rate, from the lifting pass (other topics, CameraInfo, /tf,
     # may cover much more of the bag than the frames do)
     return Source(f"{path} ({kp_topic or img_topic})", detect, frames, None, items)
+
+
+def _no_messages(path: Path, topic: str) -> bool:
+    """Whether the bag holds no message on ``topic``, read from the file: its summary's counts are
+    0 where it has no statistics record."""
+    from cfi_pose_ros.bag import read_bag
+
+    messages = read_bag(path, [topic], every_encoding=True)
+    try:
+        return next(messages, None) is None
+    finally:
+        messages.close()
 
 
 def clip_source(path: Path, rate_hz: float = 30.0, frame_id: str = "camera_optical_frame") -> Source:
@@ -213,14 +249,17 @@ def camera_matrix_for(size: tuple[int, int], intrinsics=None, hfov_deg: float | 
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def _image_items(frames: Iterator[tuple[int, np.ndarray]], frame_id: str, intrinsics, hfov_deg,
+def _image_items(frames: Iterator[tuple[int, np.ndarray | Unread]], frame_id: str, intrinsics, hfov_deg,
                  lens=None) -> Iterator[Item]:
-    """(stamp ns, image) -> Items, with a CameraInfo (K, and ``lens``: the camera's distortion) before the
-    first image and whenever the size changes."""
+    """(stamp ns, image, or the Unread of a frame that could not be read) -> Items, with a CameraInfo
+    (K, and ``lens``: the camera's distortion) before the first image and whenever the size changes."""
     from cfi_pose_ros.node.replay import camera_info_msg
 
     size = None
     for stamp, image in frames:
+        if isinstance(image, Unread):
+            yield Item(stamp, unread=image)
+            continue
         header = _header(stamp, frame_id)
         image_size = (image.shape[1], image.shape[0])
         matrix = camera_matrix_for(image_size, intrinsics, hfov_deg)
@@ -294,24 +333,21 @@ def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="c
     if not files:
         raise ValueError(f"no images in {[str(p) for p in paths]}")
 
-    unreadable: set[Path] = set()
+    period_ns = int(round(1e9 / fps))
 
-    def frames() -> Iterator[np.ndarray]:
+    def frames() -> Iterator[tuple[int, np.ndarray | Unread]]:
+        """Each photo stamped one period after the last one read."""
+        read = 0
         for file in files:
             image = cv2.imread(str(file), cv2.IMREAD_COLOR)
             if image is None:
-                if file not in unreadable:          # the video pass reads the photos again
-                    unreadable.add(file)
-                    print(f"skipping {file}: not an image OpenCV can read", file=sys.stderr)
+                yield read * period_ns, Unread("unreadable_image", f"{file}: not an image OpenCV can read", True)
                 continue
-            yield image
-
-    def stamped() -> Iterator[tuple[int, np.ndarray]]:
-        period_ns = int(round(1e9 / fps))
-        return (((index + 1) * period_ns, image) for index, image in enumerate(frames()))
+            read += 1
+            yield read * period_ns, image
 
     return Source(f"{len(files)} photos", True, len(files), fps,
-                  lambda with_images: _image_items(stamped(), frame_id, intrinsics, hfov_deg, lens),
+                  lambda with_images: _image_items(frames(), frame_id, intrinsics, hfov_deg, lens),
                   scene_per_frame=True)
 
 
@@ -418,6 +454,21 @@ class OfflineResult:
         return (self.frames - 1) / (span_ns * 1e-9) if self.frames > 1 and span_ns > 0 else 30.0
 
 
+def _say(text: str) -> None:
+    """A line on stderr that leaves a running progress bar whole (a plain print split it)."""
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stderr)
+
+
+def _count_unread(unread: Unread, dropped: Counter, say: Callable[[str], None]) -> None:
+    """Counts ``unread`` in ``dropped``, telling the first of each reason: one line each for a
+    million bad messages buried what else the run said; the summary gives how many."""
+    if not dropped[unread.reason]:
+        say(f"skipping {unread.detail}; counted as dropped {unread.reason} (the closing summary says how many)")
+    dropped[unread.reason] += 1
+
+
 def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values: dict | None = None,
                 target_frame: str = "", target_from_camera=None, progress: bool = True,
                 log=None, keep_records: bool = True) -> OfflineResult:
@@ -454,6 +505,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     camera_frame_id = ""
     depth_images = DepthHistory()      # paired with each frame by stamp, as the node pairs them
     drawn_markers = DrawnMarkers()     # as the node: people who left are deleted from the bag's markers
+    say = log or _say
     started = time.perf_counter()
     bar = tqdm(total=source.frames, unit="frame", desc="lifting", disable=not progress, file=sys.stderr)
     with BagWriter(out_bag) as writer:
@@ -470,11 +522,13 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                     camera_size = image_size_from_info(item.camera_info)
                     result.dropped["bad_camera_info"] += 1
                 continue
+            if item.unread is not None:
+                _count_unread(item.unread, result.dropped, say)
+                if item.unread.frame:
+                    bar.update(1)
+                continue
             if item.depth is not None:
-                if item.depth[1] is None:
-                    result.dropped["bad_depth_image"] += 1
-                else:
-                    depth_images.add(*item.depth)
+                depth_images.add(*item.depth)
                 continue
             msg = item.keypoints
             if item.image is not None:
@@ -848,8 +902,7 @@ def _run(args) -> int:
                          f"{'is' if len(missing) == 1 else 'are'} not given (or name them in --detect-params-file)")
     print(f"input: {source.description}", file=sys.stderr)
     summary = run_offline(source, args.out, lift_values, detect_values, args.target_frame, target,
-                          video=not args.no_video, progress=not args.quiet,
-                          log=lambda text: print(text, file=sys.stderr))
+                          video=not args.no_video, progress=not args.quiet, log=_say)
     print(format_summary(summary))
     return 0 if summary["frames"] else 1
 

@@ -178,6 +178,38 @@ def test_a_chunk_whose_bytes_were_damaged_is_refused_by_its_checksum(tmp_path, c
     assert 0 < len(read) < 30
 
 
+def test_messages_of_a_channel_that_is_not_cdr_are_given_to_a_reader_that_counts_them(tmp_path):
+    """A JSON channel beside the cdr one on a topic: read_bag skipped its messages where nobody could
+    count them (the offline CLI said "dropped": {}), and bag_summary gave the topic the count of
+    whichever channel came last. Asked for (``every_encoding``), they come with their encoding, and
+    decoding one is refused rather than reading JSON as CDR; by default (play_bag publishes the
+    bytes as recorded) they are still left out. The summary counts the topic's every channel."""
+    from mcap.writer import Writer
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import String
+
+    path = tmp_path / "mixed.mcap"
+    with open(path, "wb") as f:
+        writer = Writer(f)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema(name="std_msgs/msg/String", encoding="ros2msg",
+                                        data=message_definition("std_msgs/msg/String").encode())
+        cdr = writer.register_channel(topic="/t", message_encoding="cdr", schema_id=schema)
+        json_channel = writer.register_channel(topic="/t", message_encoding="json", schema_id=schema)
+        for k in range(3):
+            writer.add_message(channel_id=cdr, log_time=2 * k, publish_time=2 * k,
+                               data=serialize_message(String(data=f"cdr {k}")))
+        writer.add_message(channel_id=json_channel, log_time=3, publish_time=3, data=b'{"data": "json"}')
+        writer.finish()
+    assert [m.decode().data for m in read_bag(path)] == ["cdr 0", "cdr 1", "cdr 2"]
+    every = list(read_bag(path, every_encoding=True))
+    assert [(m.log_time_ns, m.message_encoding) for m in every] == [(0, "cdr"), (2, "cdr"), (3, "json"), (4, "cdr")]
+    with pytest.raises(ValueError, match="a message on /t is 'json', not 'cdr'"):
+        every[2].decode()
+    topics, _ = bag_summary(path)
+    assert {t: (s.type_name, s.count) for t, s in topics.items()} == {"/t": ("std_msgs/msg/String", 4)}
+
+
 def test_full_definition_holds_every_nested_type_once():
     text = message_definition("cfi_pose_ros/msg/HumanPose3DArray")
     blocks = text.split("=" * 80 + "\n")

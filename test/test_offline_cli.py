@@ -37,6 +37,37 @@ def _bag(path, stamps, extra_span_s: float = 0.0):
     return path
 
 
+def _raw_bag(path, messages, empty_channels=()):
+    """An MCAP bag, written as other recorders may write one: ``messages`` are (topic, message encoding,
+    ROS type, bytes, log time ns), one channel per topic and encoding; ``empty_channels`` (topic, ROS
+    type) are cdr channels with no message."""
+    from mcap.writer import CompressionType, Writer
+
+    from cfi_pose_ros.bag import message_definition
+
+    schemas, channels = {}, {}
+
+    def channel(topic, encoding, ros_type):
+        if ros_type not in schemas:
+            schemas[ros_type] = writer.register_schema(name=ros_type, encoding="ros2msg",
+                                                       data=message_definition(ros_type).encode())
+        if (topic, encoding) not in channels:
+            channels[topic, encoding] = writer.register_channel(topic=topic, message_encoding=encoding,
+                                                                schema_id=schemas[ros_type])
+        return channels[topic, encoding]
+
+    with open(path, "wb") as f:
+        writer = Writer(f, compression=CompressionType.ZSTD)
+        writer.start(profile="ros2", library="test")
+        for topic, ros_type in empty_channels:
+            channel(topic, "cdr", ros_type)
+        for topic, encoding, ros_type, data, log_time in messages:
+            writer.add_message(channel_id=channel(topic, encoding, ros_type), log_time=log_time,
+                               publish_time=log_time, data=data)
+        writer.finish()
+    return path
+
+
 def _corrupt_chunk(bag, path):
     """``bag`` with its (zstd) chunk's frame magic zeroed: the summary at the end still reads."""
     data = bag.read_bytes()
@@ -791,3 +822,88 @@ def test_markers_in_the_bag_clear_the_last_frame_when_rviz_would_keep_them_forev
     assert all(a.markers[0].action == Marker.DELETEALL and a.markers[0].lifetime.nanosec == 0 for a in arrays)
     assert all(len(a.markers) > 1 for a in arrays)          # skeletons after the DELETEALL: all over none is true
     assert all(m.lifetime.nanosec == 50_000 for a in arrays for m in a.markers[1:])
+
+
+def test_frames_that_cannot_be_read_are_counted_told_once_and_the_others_lifted(tmp_path, capsys):
+    """Messages that did not decode as the topic's type (here CameraInfo bytes on the keypoints topic)
+    and messages of a channel that is not ROS 2 CDR (JSON beside it) were skipped with one stderr line
+    each, none of them in the dropped counts: "dropped": {}, exit 0, and the progress bar stopped
+    short of its total. Now each is counted under its reason, said once with its details, and the
+    closing summary gives how many; the good frames are still lifted."""
+    import json
+
+    from rclpy.serialization import serialize_message
+
+    from cfi_pose_ros.bag import read_bag
+
+    clip = Clip.load()
+    start, kp_type, info_type = 10**9 * 100, "cfi_pose_ros/msg/HumanKeypoints2DArray", "sensor_msgs/msg/CameraInfo"
+    info = serialize_message(camera_info_msg(clip.camera_matrix, clip.image_size, FRAME))
+    messages = [("/camera_info", "cdr", info_type, info, start - PERIOD_NS)]
+    for k in range(6):
+        good = serialize_message(keypoints_msg(clip.pixels[k], clip.scores[k], clip.ids, clip.image_size,
+                                               clip.layout, FRAME, start + k * PERIOD_NS))
+        messages.append(("/human_keypoints_2d", "cdr", kp_type, info if k in (1, 3) else good, start + k * PERIOD_NS))
+    messages += [("/human_keypoints_2d", "json", kp_type, b'{"people": []}', start + k * PERIOD_NS + 1)
+                 for k in (2, 4)]
+    bag = _raw_bag(tmp_path / "mixed.mcap", messages)
+    out = tmp_path / "out"
+    assert offline([str(bag), "--out", str(out), "--no-video"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 4 and summary["dropped"] == {"undecodable": 2, "non_cdr_channel": 2}
+    assert len(list(read_bag(out / "lifted.mcap", ["/human_pose_3d"]))) == 4
+    told = [line for line in captured.err.splitlines() if line.startswith("skipping ")]
+    assert len(told) == 2, captured.err
+    assert (f"skipping a message on /human_keypoints_2d at {start + PERIOD_NS} ns: it does not decode as {kp_type}"
+            in told[0] and told[0].endswith("counted as dropped undecodable (the closing summary says how many)"))
+    assert (f"skipping a message on /human_keypoints_2d at {start + 2 * PERIOD_NS + 1} ns: its channel is 'json', "
+            "not ROS 2 'cdr'" in told[1] and "counted as dropped non_cdr_channel" in told[1])
+    assert "dropped: non_cdr_channel x2, undecodable x2" in captured.out.splitlines()
+    assert "| 8/8 [" in captured.err          # the progress bar: every frame read, lifted or dropped
+
+
+def test_images_that_cannot_be_read_are_passed_on_to_be_counted(tmp_path):
+    """An image of an encoding the detector cannot read, in a bag or as a photo, was skipped where it
+    was read, with a line on stderr and no count; now it reaches the pass as unreadable_image, one of
+    the frames."""
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+
+    from cfi_pose_ros.offline import bag_source, photos_source
+
+    good = Image(height=2, width=3, encoding="bgr8", step=9, data=bytes(18))
+    bad = Image(height=2, width=3, encoding="bogus", step=9, data=bytes(18))
+    bag = _raw_bag(tmp_path / "images.mcap", [("/image_raw", "cdr", "sensor_msgs/msg/Image", serialize_message(image),
+                                             10**9 + k) for k, image in enumerate((good, bad, good))])
+    items = list(bag_source(bag).items(False))
+    assert [item.image is not None for item in items] == [True, False, True]
+    assert items[1].unread.reason == "unreadable_image" and items[1].unread.frame
+    assert "a message on /image_raw at 1000000001 ns: " in items[1].unread.detail and "bogus" in items[1].unread.detail
+
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((20, 30, 3), 128, np.uint8))
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    items = [item for item in photos_source([tmp_path], hfov_deg=60).items(False) if item.camera_info is None]
+    assert [item.image is not None for item in items] == [True, False]
+    assert (items[1].unread.reason, items[1].unread.detail, items[1].unread.frame) == (
+        "unreadable_image", f"{tmp_path / 'b.png'}: not an image OpenCV can read", True)
+
+
+def test_a_bag_with_no_messages_on_its_frame_topic_is_one_line_and_exit_2(tmp_path, capsys):
+    """A bag whose keypoints topic holds no message was lifted into "0 frames", exit 1, a summary.json
+    and no error line. It is bad input: one line naming the file, the topic and the topics that do
+    hold messages, exit 2, and nothing written."""
+    from rclpy.serialization import serialize_message
+
+    clip = Clip.load()
+    info = serialize_message(camera_info_msg(clip.camera_matrix, clip.image_size, FRAME))
+    bag = _raw_bag(tmp_path / "empty.mcap", [("/camera_info", "cdr", "sensor_msgs/msg/CameraInfo", info, 10**9)],
+                   empty_channels=[("/human_keypoints_2d", "cfi_pose_ros/msg/HumanKeypoints2DArray")])
+    out = tmp_path / "out"
+    assert offline([str(bag), "--out", str(out), "--quiet", "--no-video"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"offline: error: {bag}: no messages on /human_keypoints_2d (the bag's topics with messages: "
+                   "/camera_info (1))"]
+    assert not (out / "summary.json").exists() and not (out / "lifted.mcap").exists()
