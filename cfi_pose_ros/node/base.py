@@ -345,7 +345,8 @@ class SpecLifecycleNode(LifecycleNode):
     def _check_new_values(self, parameters) -> SetParametersResult:
         for param in parameters:
             spec = self._specs_by_name.get(param.name)      # None: rclpy's own (use_sim_time, ...)
-            problem = spec and (self.parameter_problem(spec, param.value) or self._not_now(spec, param.value))
+            problem = (spec and self.parameter_problem(spec, param.value)) or self._not_now(param.name, spec,
+                                                                                            param.value)
             if problem:
                 return SetParametersResult(successful=False, reason=f"parameter {param.name}={shown(param.value)}: "
                                                                     f"{problem}")
@@ -355,17 +356,18 @@ class SpecLifecycleNode(LifecycleNode):
                           or not same_value(self.get_parameter(param.name).value, param.value)}
         return SetParametersResult(successful=True)
 
-    def _not_now(self, spec: ParamSpec, value) -> str | None:
-        """Why ``spec`` cannot become ``value`` in the node's present lifecycle state, or None. A
-        configure-time value set while configured, or any value once finalized, would answer success
-        and change nothing."""
+    def _not_now(self, name: str, spec: ParamSpec | None, value) -> str | None:
+        """Why parameter ``name`` (``spec``: None for rclpy's own) cannot become ``value`` in the
+        node's present lifecycle state, or None. A configure-time value set while configured, or any
+        value once finalized (use_sim_time too), would answer success and change nothing."""
         state = self._state_machine.current_state[1]     # what rclpy's trigger_shutdown reads too
         # (unconfigured first: declaring the parameters comes here before they have a value)
-        if state == "unconfigured" or same_value(self.get_parameter(spec.name).value, value):
+        if (state == "unconfigured" or not self.has_parameter(name)
+                or same_value(self.get_parameter(name).value, value)):
             return None             # or `ros2 param load` of the file it runs with: nothing to change
         if state == "finalized":    # a live value too: it would answer success and change nothing
             return "the node is finalized: nothing of it runs any more (start the node again)"
-        if spec.takes_effect != AT_CONFIGURE:
+        if spec is None or spec.takes_effect != AT_CONFIGURE:
             return None
         steps = {"active": ("deactivate", "cleanup"), "inactive": ("cleanup",)}.get(state)
         if steps is None:           # in a transition
@@ -557,11 +559,14 @@ class StopSignals:
     def __init__(self):
         self.requested = False
         self.interruptible = False
+        self.signum: int | None = None      # the first one's: a command-line tool exits 128 + it
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
+        if self.signum is None:
+            self.signum = signum
         if self.interruptible:
             raise KeyboardInterrupt
 
@@ -673,6 +678,11 @@ def run(node_class, args=None) -> int:
                 return 1
         spin(executor, stop=lambda: signals.requested)
     except ParameterError:
+        return 1
+    except ParameterException as exc:
+        # rclpy's own parameters (use_sim_time of another type: a quoted "true" in a parameters
+        # file) are declared in Node.__init__, before any check of ours: that was a traceback
+        rclpy.logging.get_logger("cfi_pose_ros").fatal(f"cannot start: {exc}")
         return 1
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
