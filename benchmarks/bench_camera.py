@@ -27,6 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cfi_pose_ros.arguments import non_negative_int, positive_int  # noqa: E402
 from cfi_pose_ros.detectors import (MoveNetConfig, RTMDetConfig, TopDownConfig,  # noqa: E402
                                     create_detector)
 from cfi_pose_ros.image import decode_compressed, image_to_bgr  # noqa: E402
@@ -49,8 +50,9 @@ def _time(fn, iterations: int, warmup: int = 3) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
-    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--threads", type=non_negative_int, default=2,
+                        help="ONNX Runtime intra-op threads (0 = its default)")
+    parser.add_argument("--iterations", type=positive_int, default=50)
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     args = parser.parse_args(argv)
 

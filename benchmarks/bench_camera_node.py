@@ -39,6 +39,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cfi_pose_ros.arguments import non_negative_int, positive_float, positive_int
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FIXTURES = Path(os.environ.get("CFI_FIXTURES_DIR", REPO.parent / "shared" / "fixtures" / "camera"))
 PHOTOS = (("skier.jpeg", "one person"), ("bus.jpg", "several people"))
@@ -210,10 +212,11 @@ def table(rows: list[dict], threads: int, reliable: bool, detector_every: int) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
-    parser.add_argument("--seconds", type=float, default=20.0, help="measurement per photo")
-    parser.add_argument("--rate", type=float, default=30.0, help="image rate (Hz)")
-    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads per model")
-    parser.add_argument("--detector-every", type=int, default=3,
+    parser.add_argument("--seconds", type=positive_float, default=20.0, help="measurement per photo")
+    parser.add_argument("--rate", type=positive_float, default=30.0, help="image rate (Hz)")
+    parser.add_argument("--threads", type=non_negative_int, default=2,
+                        help="ONNX Runtime intra-op threads per model (0 = its default)")
+    parser.add_argument("--detector-every", type=positive_int, default=3,
                         help="the detector node's person_detector_every (1 = person detector on every image)")
     parser.add_argument("--best-effort", action="store_true", help="publish images best effort (sensor data QoS)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_camera_node")

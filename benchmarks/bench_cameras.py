@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from cfi_pose_ros.arguments import positive_int  # noqa: E402
 from cfi_pose_ros.camera import (H36M_PELVIS_ANGLES_DEG, H36M_REFERENCE_CAMERA,  # noqa: E402
                                  CameraIntrinsics, LifterInputDomain, lifter_input_in_reference_view,
                                  normalize_screen, person_centre, project)
@@ -118,7 +119,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    parser.add_argument("--stride", type=int, default=100, help="every n-th frame of S9")
+    parser.add_argument("--stride", type=positive_int, default=100, help="every n-th frame of S9")
     parser.add_argument("--out", default="outputs/bench_cameras")
     args = parser.parse_args(argv)
     poses_3d = load_poses_3d(DEFAULT_DATA / "data_3d_h36m.npz")

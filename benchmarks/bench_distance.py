@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from cfi_pose_ros.arguments import positive_float, positive_int  # noqa: E402
 from cfi_pose_ros.camera import H36M_PERSON_SCALE_RANGE, person_scale, project  # noqa: E402
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights  # noqa: E402
 from training.evaluate import DEFAULT_DATA, node_view, predict  # noqa: E402
@@ -66,8 +67,9 @@ def plot(rows: list[dict], path: Path, placement_distance: list[float] | None = 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    parser.add_argument("--stride", type=int, default=50, help="every n-th frame of S9 (and of training, /10)")
-    parser.add_argument("--factors", type=float, nargs="+", default=list(FACTORS))
+    parser.add_argument("--stride", type=positive_int, default=50, help="every n-th frame of S9 (and of training, /10)")
+    parser.add_argument("--factors", type=positive_float, nargs="+", default=list(FACTORS),
+                        help="distances as multiples of the recorded one")
     parser.add_argument("--out", default="outputs/bench_distance")
     args = parser.parse_args(argv)
     poses_3d = load_poses_3d(DEFAULT_DATA / "data_3d_h36m.npz")

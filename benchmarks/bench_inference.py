@@ -57,6 +57,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from cfi_pose_ros.arguments import positive_float, positive_int  # noqa: E402
 from cfi_pose_ros.inference import available_backends  # noqa: E402
 from cfi_pose_ros.inference.reference import reference_inputs  # noqa: E402
 from cfi_pose_ros.model import CFIConfig, CFINet  # noqa: E402
@@ -256,8 +257,8 @@ def gpu_target_lines(rows: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else None,
                         help="also benchmark this weights file (default: the shipped weights, if present)")
     parser.add_argument("--no-paper", action="store_true", help="skip the paper configuration")
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=None, help="export/engine cache (default: a temp dir)")
     parser.add_argument("--quick", action="store_true", help="short run: fewer calls and rounds")
     parser.add_argument("--explore", action="store_true", help="also time ONNX Runtime variants")
-    parser.add_argument("--seconds", type=float, default=None, help="approximate work per backend and batch")
+    parser.add_argument("--seconds", type=positive_float, default=None, help="approximate work per backend and batch")
     parser.add_argument("--gpu", action="store_true",
                         help="GPU machine: torch eager baseline + every GPU backend and precision, GPU targets")
     args = parser.parse_args(argv)

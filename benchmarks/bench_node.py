@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cfi_pose_ros.arguments import non_negative_float, non_negative_int, positive_float, positive_int
+
 
 def model_only_ms(people: int, repeats: int, threads: int | None) -> dict:
     """The engine the node builds (its default parameters, ``threads`` if given) alone on one clip
@@ -149,11 +151,11 @@ def main(argv=None) -> int:
     from cfi_pose_ros.node.base import EXECUTORS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0, help="measurement per people count")
-    parser.add_argument("--soak-seconds", type=float, default=600.0,
+    parser.add_argument("--seconds", type=positive_float, default=20.0, help="measurement per people count")
+    parser.add_argument("--soak-seconds", type=non_negative_float, default=600.0,
                         help=f"memory soak (0 = skip; else at least {MIN_SOAK_S:.0f} s)")
-    parser.add_argument("--people", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--people", type=positive_int, nargs="+", default=[1, 5])
+    parser.add_argument("--threads", type=non_negative_int, default=None,
                         help="CPU threads of the node's engine and of the model-only one (0 = the library's "
                              "default, one per core); default: the node's own default")
     parser.add_argument("--executor", default="events", choices=EXECUTORS,

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from cfi_pose_ros.arguments import positive_int
+
 
 def offline_run(repeat: int, out: Path) -> dict:
     from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
@@ -78,7 +80,7 @@ def node_run(repeat: int, out: Path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3, help="passes over the clip for each (best reported)")
+    parser.add_argument("--repeat", type=positive_int, default=3, help="passes over the clip for each (best reported)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_offline"))
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

@@ -32,6 +32,7 @@ from types import SimpleNamespace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cfi_pose_ros.arguments import non_negative_int, positive_int
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from training.losses import LOSSES
 from training.speed import cpu_model, default_threads
@@ -132,14 +133,18 @@ def peak_matmul_rate(precision: str, threads: int, size: int = 2048, repeats: in
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--depth", type=int, default=3)
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=15, help="timed steps per row and round")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--dim", type=positive_int, default=128)
+    parser.add_argument("--depth", type=positive_int, default=3)
+    parser.add_argument("--heads", type=positive_int, default=8, help="must divide --dim")
+    parser.add_argument("--batch-size", type=positive_int, default=512)
+    parser.add_argument("--steps", type=positive_int, default=15, help="timed steps per row and round")
+    parser.add_argument("--warmup", type=non_negative_int, default=3)
+    parser.add_argument("--rounds", type=positive_int, default=2)
     args = parser.parse_args(argv)
+    try:
+        CFIConfig(dim=args.dim, depth=args.depth, heads=args.heads)
+    except ValueError as error:     # --heads that does not divide --dim: a traceback once the data was built
+        parser.error(f"--dim {args.dim} --heads {args.heads}: {error}")
 
     poses = synthetic_pose_set(args.batch_size * 8, seed=0)
     data = (torch.from_numpy(poses.inputs_2d), torch.from_numpy(poses.targets_3d))

@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from cfi_pose_ros.arguments import positive_float, positive_int  # noqa: E402
 from cfi_pose_ros.inference import (BACKEND_PRECISIONS, TOLERANCES, available_backends,  # noqa: E402
                                     create_lifter)
 from cfi_pose_ros.inference.cache import load_model  # noqa: E402
@@ -163,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "gpu_check")
-    parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole check (default 9.5 min)")
+    parser.add_argument("--budget", type=positive_float, default=570.0, help="seconds for the whole check (default 9.5 min)")
     parser.add_argument("--no-bench", action="store_true", help="skip the inference benchmark")
-    parser.add_argument("--cpu-spread", type=int, metavar="N", default=None,
+    parser.add_argument("--cpu-spread", type=positive_int, metavar="N", default=None,
                         help="only measure fp16/bf16 deviation on the CPU over N people (no GPU needed)")
     args = parser.parse_args(argv)
     began = time.perf_counter()

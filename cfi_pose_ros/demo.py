@@ -13,6 +13,10 @@ receives ``/human_pose_3d`` and the RViz markers, and writes into ``--out``:
   sent, ``/human_pose_3d`` and the markers as received (open it in Foxglove, or
   ``ros2 bag info`` / ``ros2 bag play`` it where rosbag2 is installed).
 
+A SIGINT or SIGTERM stops the node and ends the demo with exit status 130 or 143 and one line;
+during the replay, what came back so far is still written (``demo.mcap``, ``report.md`` /
+``report.json``, marked ``interrupted_by``; no rendering).
+
     python -m cfi_pose_ros.demo --out outputs/demo
 """
 from __future__ import annotations
@@ -20,12 +24,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
-import numpy as np
+if __name__ == "__main__":
+    # Before the imports (numpy, rclpy, matplotlib: up to a second), where nothing exists to stop
+    # or save: a stop signal ends the demo there at once, not in a KeyboardInterrupt traceback
+    # from inside an import (exit -2) or SIGTERM's silent death (-15). See run_demo for later.
+    from cfi_pose_ros.node.startup import exit_quietly_on_stop_signals
+    exit_quietly_on_stop_signals("demo")
 
-from cfi_pose_ros.arguments import output_directory, positive_float, positive_int
+import numpy as np  # noqa: E402
+
+from cfi_pose_ros.arguments import output_directory, positive_float, positive_int  # noqa: E402
 
 
 def pose_errors_mm(received, clip) -> dict:
@@ -54,6 +66,14 @@ class DemoError(RuntimeError):
     """The demo could not run, with the node's own words."""
 
 
+class Interrupted(Exception):
+    """A stop signal (``signum``) ended the demo; ``wrote``: what it wrote of the run, if anything."""
+
+    def __init__(self, signum: int, wrote: str = ""):
+        super().__init__(signum, wrote)
+        self.signum, self.wrote = signum, wrote
+
+
 def node_failure(log_path: Path) -> str:
     """The lift node's first FATAL or ERROR line (the cause: the last one says only that it is
     exiting), or where its log is."""
@@ -68,40 +88,53 @@ def node_failure(log_path: Path) -> str:
 def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | None = None,
              rate_hz: float = 30.0) -> dict:
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
 
     from cfi_pose_ros.node.conversions import markers_from_msg
-    from cfi_pose_ros.node.base import create_executor
+    from cfi_pose_ros.node.base import StopSignals, create_executor
     from cfi_pose_ros.node.process import start_lift_node, stop
     from cfi_pose_ros.node.replay import Clip, ReplayClient
     from cfi_pose_ros.render import render_animation, render_markers
 
     out.mkdir(parents=True, exist_ok=True)
     clip = Clip.load()
+    # From here (the node is about to start) a SIGINT / SIGTERM only asks the waiting and the replay
+    # to end: the node is stopped, what came back is written, and Interrupted says so. rclpy's own
+    # handlers shut the context down under those loops instead (SIGTERM: an
+    # ExternalShutdownException traceback), Python's raised KeyboardInterrupt wherever the demo
+    # was: either way the frames received were lost.
+    signals = StopSignals()
+    stopping = lambda: signals.requested    # noqa: E731
     node = start_lift_node(overrides={"autostart": True, "backend": backend, "weights": weights},
                            log_path=out / "node.log")
-    rclpy.init()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     client = ReplayClient()
     executor = create_executor()
     executor.add_node(client)
     try:
         print("waiting for the lifting node...", file=sys.stderr)
-        if not client.wait_for_lifter(executor, clip, timeout=300.0, alive=lambda: node.poll() is None):
+        if client.wait_for_lifter(executor, clip, timeout=300.0,
+                                  alive=lambda: node.poll() is None and not stopping()):
+            print(f"replaying {frames or len(clip.pixels)} frames at {rate_hz:g} Hz", file=sys.stderr)
+            client.replay(executor, clip, rate_hz=rate_hz, frames=frames, stop=stopping)
+        elif not stopping():
             state = "stopped" if node.poll() is not None else "did not answer"
             raise DemoError(f"the lifting node {state}: {node_failure(out / 'node.log')}")
-        print(f"replaying {frames or len(clip.pixels)} frames at {rate_hz:g} Hz", file=sys.stderr)
-        client.replay(executor, clip, rate_hz=rate_hz, frames=frames)
     finally:
         executor.shutdown()
         client.destroy_node()
         rclpy.try_shutdown()
         node_rc = stop(node)
+    if stopping() and not client.received.clip_frame:     # before the replay's first frame
+        raise Interrupted(signals.signum)
 
     bag_messages = client.write_bag(out / "demo.mcap")
     received = client.received
     latencies = received.latencies_ms()
     stamps = sorted(s for s in received.markers if s in received.clip_frame)
     frames_markers = [markers_from_msg(received.markers[s]) for s in stamps]
-    if frames_markers:
+    rendered = bool(frames_markers) and not stopping()    # seconds of matplotlib: not for a run told to stop
+    if rendered:
         render_animation(frames_markers[::2], out / "skeletons.gif", fps=rate_hz / 2,
                          title="/human_pose_3d/markers")
         render_markers(frames_markers[len(frames_markers) // 2], out / "skeletons.png",
@@ -113,6 +146,8 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
         "latency_p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,
         "node_exit_code": node_rc, **pose_errors_mm(received, clip), "bag_messages": bag_messages,
     }
+    if stopping():
+        report["interrupted_by"] = signal.Signals(signals.signum).name
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# cfi_pose_ros demo", "",
              "The lifting node (own process, default weights, `config/lift.yaml`) fed a 2D clip of two",
@@ -120,8 +155,11 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
              "| figure | value |", "|---|---|"]
     for key, value in report.items():
         lines.append(f"| {key} | {value:.2f} |" if isinstance(value, float) else f"| {key} | {value} |")
-    lines += ["", "![skeletons](skeletons.gif)", ""]
+    lines += ["", "![skeletons](skeletons.gif)", ""] if rendered else [""]
     (out / "report.md").write_text("\n".join(lines))
+    if stopping():
+        raise Interrupted(signals.signum, f"what came back of {report['frames_sent']} frames sent: "
+                                          f"{out}/report.md, report.json, demo.mcap")
     return report
 
 
@@ -151,6 +189,9 @@ def main(argv=None) -> int:
     except DemoError as exc:        # a bad --weights: the node's reason, not a traceback
         print(f"demo: error: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as stopped:
+        print(f"demo: interrupted{'; wrote ' + stopped.wrote if stopped.wrote else ''}", file=sys.stderr)
+        return 128 + stopped.signum
     print(json.dumps(report, indent=2))
     print(f"wrote {args.out}/skeletons.gif, skeletons.png, report.md, demo.mcap")
     ok = report["frames_received"] > 0 and report["node_exit_code"] == 0

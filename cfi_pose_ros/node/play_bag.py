@@ -7,7 +7,8 @@ ped ones) at the recorded rate times ``--rate``, as the CDR bytes that were reco
 re-serialization). A message that cannot go out on time is published as soon as possible;
 the lateness is reported. Messages are read from the file as they are due, never all at once
 (a camera bag does not fit in memory). Publishers are reliable with a history of 10: they
-reach best-effort (sensor data) and reliable subscribers alike.
+reach best-effort (sensor data) and reliable subscribers alike. A SIGINT or SIGTERM, at any
+moment, ends it with exit status 130 or 143 and one line.
 
     python -m cfi_pose_ros.node.play_bag outputs/demo/demo.mcap --rate 2
 """
@@ -18,13 +19,20 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
-from rclpy.exceptions import InvalidTopicNameException
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+if __name__ == "__main__":
+    # Before the imports below (rclpy, numpy: 0.1 to 0.3 s), where nothing exists to tear down: a
+    # stop signal ends the run there as at any later moment (see main), not in a KeyboardInterrupt
+    # traceback from inside an import (exit -2) or SIGTERM's silent death (-15).
+    from cfi_pose_ros.node.startup import exit_quietly_on_stop_signals
+    exit_quietly_on_stop_signals("play_bag")
 
-from cfi_pose_ros.arguments import non_negative_float, positive_float
-from cfi_pose_ros.bag import BagMessage, bag_summary, message_class, playback_offsets, read_bag
+from rclpy.exceptions import InvalidTopicNameException  # noqa: E402
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+
+from cfi_pose_ros.arguments import non_negative_float, positive_float  # noqa: E402
+from cfi_pose_ros.bag import BagMessage, bag_summary, message_class, playback_offsets, read_bag  # noqa: E402
 
 # What a perception bag carries into this package's nodes.
 REPLAYED_TYPES = ("cfi_pose_ros/msg/HumanKeypoints2DArray", "sensor_msgs/msg/Image",
@@ -98,17 +106,18 @@ class BagPlayer:
         """The topics it publishes on (after ``remap``)."""
         return sorted(self._publishers)
 
-    def wait_for_subscribers(self, executor, timeout_s: float) -> bool:
-        """Until every topic has a matched subscriber (or the timeout): a replay into nodes that
-        have not discovered it yet would lose its first messages."""
+    def wait_for_subscribers(self, executor, timeout_s: float, stop: Callable[[], bool] = lambda: False) -> bool:
+        """Until every topic has a matched subscriber (or the timeout, or ``stop()``): a replay into
+        nodes that have not discovered it yet would lose its first messages."""
         end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
+        while time.monotonic() < end and not stop():
             if all(pub.get_subscription_count() > 0 for pub in self._publishers.values()):
                 return True
             executor.spin_once(timeout_sec=0.05)
         return False
 
-    def play(self, executor, rate: float = 1.0) -> PlaybackReport:
+    def play(self, executor, rate: float = 1.0, stop: Callable[[], bool] = lambda: False) -> PlaybackReport:
+        """Every message at its time, or those due before ``stop()`` (a stop signal) turned true."""
         report = PlaybackReport()
         start = time.perf_counter()
         first_ns = None
@@ -116,8 +125,10 @@ class BagPlayer:
             if first_ns is None:
                 first_ns = msg.log_time_ns
             due = start + playback_offsets([first_ns, msg.log_time_ns], rate)[1]
-            while (remaining := due - time.perf_counter()) > 0:
+            while (remaining := due - time.perf_counter()) > 0 and not stop():
                 executor.spin_once(timeout_sec=min(remaining, 0.005))
+            if stop():
+                break
             self._publishers[self.remap.get(msg.topic, msg.topic)].publish(msg.data)
             now = time.perf_counter()
             report.publish_times.append(now)
@@ -131,8 +142,9 @@ def main(argv=None) -> int:
     import numpy as np
     import rclpy
     from mcap.exceptions import McapError
+    from rclpy.signals import SignalHandlerOptions
 
-    from cfi_pose_ros.node.base import create_executor
+    from cfi_pose_ros.node.base import StopSignals, create_executor
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bag")
@@ -152,23 +164,26 @@ def main(argv=None) -> int:
     if bad:
         parser.error(f"--remap takes FROM:=TO, got {bad}")
     remap = dict(item.split(":=", 1) for item in args.remap)
+    # From here a SIGINT / SIGTERM only asks the loops below to end; the node and the context are
+    # torn down and the run exits 128 + the signal's number. rclpy's own handlers shut the context
+    # down under a spinning loop instead: SIGTERM ended in an ExternalShutdownException traceback
+    # (exit 1).
+    signals = StopSignals()
+    stopping = lambda: signals.requested    # noqa: E731
     # args=[]: without it rclpy hands sys.argv to rcl, which also takes every FROM:=TO of --remap as a
     # (deprecated) global remap rule of this node and applies it on top of ours.
-    rclpy.init(args=[])
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("cfi_bag_player")
     executor = create_executor()
     executor.add_node(node)
     try:
         player = BagPlayer.from_bag(node, args.bag, args.topics, remap)
-        if not player.wait_for_subscribers(executor, args.wait_for_subscribers):
+        if not player.wait_for_subscribers(executor, args.wait_for_subscribers, stopping) and not stopping():
             print("not every topic has a subscriber; playing anyway", file=sys.stderr)
         end = time.monotonic() + args.delay
-        while (remaining := end - time.monotonic()) > 0:
+        while (remaining := end - time.monotonic()) > 0 and not stopping():
             executor.spin_once(timeout_sec=min(remaining, 0.05))
-        report = player.play(executor, args.rate)
-    except KeyboardInterrupt:
-        print("play_bag: interrupted", file=sys.stderr)
-        return 130
+        report = player.play(executor, args.rate, stopping)
     except (ValueError, OSError, McapError) as exc:      # no such bag, not MCAP, cut short, nothing to play
         print(f"play_bag: error: {str(exc) or type(exc).__name__}", file=sys.stderr)
         return 2
@@ -176,6 +191,9 @@ def main(argv=None) -> int:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+    if stopping():
+        print("play_bag: interrupted", file=sys.stderr)
+        return 128 + signals.signum
     if not report.published:                             # topics whose messages the bag does not hold
         print(f"play_bag: error: {args.bag}: no messages on {player.topics}", file=sys.stderr)
         return 2

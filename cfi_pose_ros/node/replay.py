@@ -207,13 +207,17 @@ class ReplayClient(Node):
         return False
 
     def replay(self, executor, clip: Clip, rate_hz: float = 30.0, frames: int | None = None,
-               people: int | None = None, drain_s: float = 1.0, stamp_offset_ns: int = 10**18) -> None:
-        """Publish ``frames`` frames of the clip (looping) at ``rate_hz`` with distinct stamps."""
+               people: int | None = None, drain_s: float = 1.0, stamp_offset_ns: int = 10**18,
+               stop=lambda: False) -> None:
+        """Publish ``frames`` frames of the clip (looping) at ``rate_hz`` with distinct stamps, then
+        take the answers for ``drain_s``; ``stop()`` turning true (a stop signal) ends it at once."""
         total = frames or len(clip.pixels)
         people = people or clip.pixels.shape[1]
         period = 1.0 / rate_hz
         start = time.perf_counter()
         for i in range(total):
+            if stop():
+                return
             if time.perf_counter() - (start + i * period) > period:
                 # This process fell a period behind (scheduler, garbage collector): a camera
                 # would not then fire a burst of frames, so neither does the replay. Counted,
@@ -236,11 +240,11 @@ class ReplayClient(Node):
             deadline = start + (i + 1) * period
             while True:
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0:
+                if remaining <= 0 or stop():
                     break
                 executor.spin_once(timeout_sec=min(remaining, 0.005))
         end = time.perf_counter() + drain_s
-        while time.perf_counter() < end:
+        while time.perf_counter() < end and not stop():
             executor.spin_once(timeout_sec=0.01)
 
     def write_bag(self, path) -> int:

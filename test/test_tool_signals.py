@@ -1,0 +1,226 @@
+"""The command-line tools that are no nodes: ``play_bag`` and the demo end on a SIGINT or SIGTERM at
+any moment with 130 or 143 (128 + the signal's number) and one line, never a traceback; the
+benchmarks refuse, at parse time and in one line (exit 2), a number no run can use.
+
+Each signal is sent to the tool alone (as systemd, ``timeout`` or a parent's terminate() does), at a
+moment the test sees it reach: inside an import (a library it has mapped), waiting, working."""
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ros_available
+
+REPO = Path(__file__).resolve().parents[1]
+STOP_SIGNALS = pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+
+
+def start_tool(args: list[str], env: dict, stderr: Path) -> subprocess.Popen:
+    """``python -P -m args``; its stderr in a file the test reads while it runs."""
+    with open(stderr, "w") as err:
+        return subprocess.Popen([sys.executable, "-P", "-m", *args], env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+
+def wait_until(condition, process: subprocess.Popen, what: str, stderr: Path, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"exit {process.returncode} before {what}: {stderr.read_text()}"
+        assert time.monotonic() < end, f"not {what} within {timeout:g} s: {stderr.read_text()}"
+        time.sleep(0.002)
+
+
+def importing(process: subprocess.Popen, library: str):
+    """Whether ``process`` has mapped ``library``: it is inside that import (the next ones take tens
+    of milliseconds more), before it has built anything."""
+    def mapped() -> bool:
+        try:
+            return library in Path(f"/proc/{process.pid}/maps").read_text()
+        except OSError:
+            return False
+    return mapped
+
+
+def stop_and_check(process: subprocess.Popen, signum: int, stderr: Path, tool: str) -> str:
+    """Send ``signum``; the tool ends with 128 + it and a last line "<tool>: interrupted...", no
+    traceback. Returns that line."""
+    process.send_signal(signum)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(f"{tool} still running 60 s after {signum.name}: {stderr.read_text()}")
+    err = stderr.read_text()
+    assert process.returncode == 128 + signum and "Traceback" not in err, (process.returncode, err)
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"{tool}: interrupted"), err
+    return last
+
+
+# ----------------------------------------------------------------------------------------- play_bag
+
+@pytest.mark.parametrize("moment", ["importing rclpy", "waiting for subscribers", "playing"])
+@STOP_SIGNALS
+@pytest.mark.ros
+@pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))
+def test_play_bag_ends_on_a_stop_signal_at_any_moment_with_128_plus_it_in_one_line(ros_env, tmp_path, moment,
+                                                                                  signum):
+    """rclpy.init() installed rclpy's SIGTERM handler, which shut the context down under the spinning
+    loop: an ExternalShutdownException traceback, exit 1; a SIGINT inside the imports was a
+    KeyboardInterrupt traceback (exit -2), a SIGTERM there the default death (-15)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from cfi_pose_ros.bag import BagWriter
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+
+    topic = f"/play_bag_stop_{os.getpid()}_{int(time.time() * 1000) % 100000}/keypoints"
+    bag = tmp_path / "four_seconds.mcap"
+    with BagWriter(bag) as writer:
+        for k in range(200):
+            writer.write(topic, HumanKeypoints2DArray(), log_time_ns=10**9 + k * 20_000_000)
+    if not rclpy.ok():
+        rclpy.init()
+    listener = rclpy.create_node("test_play_bag_stop_listener")
+    received = []
+    if moment == "playing":     # a subscriber from the start: the player goes straight to playing
+        listener.create_subscription(HumanKeypoints2DArray, topic, received.append,
+                                     QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    executor = SingleThreadedExecutor()
+    executor.add_node(listener)
+
+    def playing() -> bool:
+        executor.spin_once(timeout_sec=0.01)
+        return bool(received)
+
+    stderr = tmp_path / "stderr"
+    player = start_tool(["cfi_pose_ros.node.play_bag", str(bag), "--wait-for-subscribers", "60"], ros_env, stderr)
+    try:
+        wait_until({"importing rclpy": importing(player, "_rclpy_pybind11"),
+                    "waiting for subscribers": lambda: listener.count_publishers(topic) > 0,
+                    "playing": playing}[moment], player, moment, stderr)
+        assert stop_and_check(player, signum, stderr, "play_bag") == "play_bag: interrupted"
+    finally:
+        if player.poll() is None:
+            player.kill()
+            player.wait()
+        executor.shutdown()
+        listener.destroy_node()
+
+
+# --------------------------------------------------------------------------------------------- demo
+
+@pytest.mark.parametrize("moment", ["importing numpy", "waiting for the node", "replaying"])
+@STOP_SIGNALS
+@pytest.mark.ros
+@pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))
+def test_the_demo_ends_on_a_stop_signal_with_its_node_stopped_and_what_came_back_written(ros_env, tmp_path, moment,
+                                                                                        signum):
+    """A stop signal ended the demo in a traceback (ExternalShutdownException from waiting for the
+    node, KeyboardInterrupt) and the frames received until then were lost. Now: 128 + the signal,
+    one line, the node stopped, and during the replay what came back written (the bag and the
+    report, marked interrupted; no rendering)."""
+    out, stderr = tmp_path / "demo", tmp_path / "stderr"
+    demo = start_tool(["cfi_pose_ros.demo", "--out", str(out)], ros_env, stderr)
+    try:
+        if moment == "importing numpy":
+            wait_until(importing(demo, "_multiarray_umath"), demo, moment, stderr)
+        else:
+            line = "waiting for the lifting node..." if moment == "waiting for the node" else "replaying "
+            wait_until(lambda: line in stderr.read_text(), demo, moment, stderr)
+            if moment == "replaying":
+                time.sleep(1.0)                 # about 30 frames out and back
+        children = Path(f"/proc/{demo.pid}/task/{demo.pid}/children").read_text().split()
+        last = stop_and_check(demo, signum, stderr, "demo")
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    for pid in map(int, children):              # the lift node (none yet while importing)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    if moment != "replaying":
+        assert last == "demo: interrupted"
+        return
+    assert last.startswith("demo: interrupted; wrote what came back of "), last
+    report = json.loads((out / "report.json").read_text())
+    assert report["interrupted_by"] == signum.name and report["node_exit_code"] == 0, report
+    assert 0 < report["frames_received"] <= report["frames_sent"] < 150, report
+    assert report["bag_messages"] > 2 * report["frames_received"], report     # inputs, poses and markers
+    assert (out / "demo.mcap").stat().st_size > 0 and not (out / "skeletons.gif").exists()
+
+
+# --------------------------------------------------------------------------------------- benchmarks
+
+@functools.cache
+def benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)    # dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
+class Accepted(Exception):
+    """The command line parsed: the benchmark would have run with it."""
+
+
+@pytest.mark.parametrize("name, args, expected", [
+    ("bench_offline", ["--repeat", "0"], "argument --repeat: must be an integer >= 1, not 0"),
+    ("bench_camera", ["--iterations", "0"], "argument --iterations: must be an integer >= 1, not 0"),
+    ("bench_camera", ["--threads", "-1"], "argument --threads: must be an integer >= 0, not -1"),
+    ("bench_camera_node", ["--rate", "0"], "argument --rate: must be a number > 0, not 0"),
+    ("bench_camera_node", ["--seconds", "nan"], "argument --seconds: must be a number > 0, not nan"),
+    ("bench_camera_node", ["--detector-every", "0"], "argument --detector-every: must be an integer >= 1, not 0"),
+    ("bench_camera_node", ["--threads", "-2"], "argument --threads: must be an integer >= 0, not -2"),
+    ("bench_distance", ["--stride", "0"], "argument --stride: must be an integer >= 1, not 0"),
+    ("bench_distance", ["--factors", "1", "0"], "argument --factors: must be a number > 0, not 0"),
+    ("bench_cameras", ["--stride", "0"], "argument --stride: must be an integer >= 1, not 0"),
+    ("bench_inference", ["--batch-sizes", "1", "0"], "argument --batch-sizes: must be an integer >= 1, not 0"),
+    ("bench_inference", ["--threads", "0"], "argument --threads: must be an integer >= 1, not 0"),
+    ("bench_inference", ["--seconds", "inf"], "argument --seconds: must be a number > 0, not inf"),
+    ("bench_node", ["--people", "1", "0"], "argument --people: must be an integer >= 1, not 0"),
+    ("bench_node", ["--seconds", "0"], "argument --seconds: must be a number > 0, not 0"),
+    ("bench_node", ["--soak-seconds", "-1"], "argument --soak-seconds: must be a number >= 0, not -1"),
+    ("bench_node", ["--threads", "-1"], "argument --threads: must be an integer >= 0, not -1"),
+    ("bench_training", ["--steps", "0"], "argument --steps: must be an integer >= 1, not 0"),
+    ("bench_training", ["--warmup", "-1"], "argument --warmup: must be an integer >= 0, not -1"),
+    ("bench_training", ["--batch-size", "0"], "argument --batch-size: must be an integer >= 1, not 0"),
+    ("bench_training", ["--heads", "0"], "argument --heads: must be an integer >= 1, not 0"),
+    ("gpu_check", ["--budget", "0"], "argument --budget: must be a number > 0, not 0"),
+    ("gpu_check", ["--cpu-spread", "0"], "argument --cpu-spread: must be an integer >= 1, not 0"),
+])
+def test_a_benchmark_refuses_a_number_no_run_can_use_in_one_line(monkeypatch, capsys, name, args, expected):
+    """--repeat 0, --iterations 0, --stride 0, --batch-sizes 0 and the like ran until a division by
+    zero or an empty array ended them in a traceback (or ran nothing, or forever). A command line
+    that parses raises Accepted here instead of starting the benchmark."""
+    main = benchmark(name).main
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_only(parser, *a, **k):
+        raise Accepted(parse(parser, *a, **k))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_only)
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.strip().splitlines()[-1].endswith(expected), err
+
+
+def test_bench_training_refuses_heads_that_do_not_divide_dim(capsys):
+    """It built the data and then died of CFIConfig's ValueError, a traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark("bench_training").main(["--dim", "100", "--heads", "8", "--batch-size", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert err.strip().splitlines()[-1].endswith("--dim 100 --heads 8: dim (100) must be divisible by heads (8)")
