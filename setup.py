@@ -11,12 +11,14 @@ setup(
     name="cfi_pose_ros",
     version="0.1.0",
     description="3D human pose lifting with the Cross-Feature Interaction Network (ROS-free library)",
-    license="Apache-2.0",
+    # the code's; the packaged weights and demo clip are derived from Human3.6M (README, Licences)
+    license="Apache-2.0 (code); weights and demo clip: Human3.6M licence, non-commercial research use only",
     python_requires=">=3.10",
     packages=find_packages(include=["cfi_pose_ros", "cfi_pose_ros.*", "training", "training.*"]),
     package_data={"cfi_pose_ros": ["weights/*.safetensors", "weights/*.json", "data/*.npz"]},
     install_requires=["numpy>=1.24", "torch>=2.5", "safetensors>=0.4", "onnx>=1.15", "onnxscript",
-                      "onnxruntime>=1.17", "tqdm", "matplotlib", "scipy", "opencv-python-headless"],
+                      "onnxruntime>=1.17", "tqdm", "matplotlib", "scipy", "opencv-python-headless",
+                      "pyyaml", "mcap"],
     extras_require={"test": ["pytest", "hypothesis", "psutil"]},
     entry_points={"console_scripts": [
         "cfi-train=training.train:main",

@@ -513,3 +513,18 @@ def test_demo_clip_from_data_without_its_sequences_is_one_line(tmp_path):
             make_demo_clip(args + ["--out", str(tmp_path / "clip.npz")])
         assert str(stop.value) == f"error: {tmp_path / 'clip_3d.npz'}: {expected}"
         assert not (tmp_path / "clip.npz").exists()
+
+
+def test_a_missing_data_file_says_where_the_data_can_be_given(tmp_path):
+    """An installed package looks for Human3.6M beside the install, not the source checkout: the
+    bare "No such file" named a path the user never chose, and not how to choose one."""
+    for load, name in ((load_cameras, "cameras.json"), (load_poses_3d, "data_3d_h36m.npz")):
+        with pytest.raises(DatasetError) as error:
+            load(tmp_path / name)
+        text = str(error.value)
+        assert text.startswith(f"{tmp_path / name}: cannot read") and "--data-3d" in text and "CFI_H36M_DIR" in text
+    unreadable = tmp_path / "cameras.json"
+    unreadable.mkdir()                     # there, but not a file: no hint about where data is looked for
+    with pytest.raises(DatasetError) as error:
+        load_cameras(unreadable)
+    assert "CFI_H36M_DIR" not in str(error.value)

@@ -61,6 +61,17 @@ class H36MCamera:
     intrinsics: CameraIntrinsics
 
 
+def _unreadable(path: str | Path, error: OSError) -> str:
+    """Why ``path`` cannot be read; for a file that is not there, where the data is looked for: an
+    installed package (colcon without --symlink-install, pip) looks beside the install, not the
+    source checkout, and the bare "No such file" named a path the user never chose."""
+    text = f"{path}: cannot read ({error.strerror or error})"
+    if isinstance(error, FileNotFoundError):
+        text += ("; give the Human3.6M files with --data-3d and --cameras, or set CFI_H36M_DIR to the "
+                 "folder that holds data_3d_h36m.npz and cameras.json")
+    return text
+
+
 def load_cameras(path: str | Path) -> dict[str, list[H36MCamera]]:
     """``cameras.json`` -> {subject: [4 cameras]}; DatasetError for a file that is not one (a
     missing or non-finite entry, a focal length or resolution that is not positive, a rotation that
@@ -69,7 +80,7 @@ def load_cameras(path: str | Path) -> dict[str, list[H36MCamera]]:
         with open(path) as f:
             raw = json.load(f)
     except OSError as error:
-        raise DatasetError(f"{path}: cannot read ({error.strerror or error})") from None
+        raise DatasetError(_unreadable(path, error)) from None
     except ValueError as error:                    # not JSON, or not UTF-8
         raise DatasetError(f"{path}: not a cameras file ({error})") from None
     if not isinstance(raw, dict):
@@ -156,7 +167,7 @@ def load_pickled_entry(path: str | Path, key: str):
                     raise DatasetError(f"{path}: {key!r} is a {dtype} array of shape {shape}, not a pickled object")
                 stored = _ArraysOnlyUnpickler(f).load()        # numpy pickles the 0-d object array itself
     except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise DatasetError(_unreadable(path, exc)) from None
     except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError) as exc:
         raise DatasetError(f"{path}: not a dataset file this loader reads ({exc})") from exc
     if not (isinstance(stored, np.ndarray) and stored.shape == () and stored.dtype == object):
