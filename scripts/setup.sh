@@ -11,10 +11,15 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
 ROOT="$CFI_ROOT"
 VENV="$CFI_VENV"
-PYTHON="${PYTHON:-python3}"
+# python3.11 where it is on PATH beside another python3 (Ubuntu 22.04 and 24.04 default to 3.10, 3.12)
+PYTHON="${PYTHON:-$(command -v python3.11 || echo python3)}"
 cd "$ROOT"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
+# Checked first: the venv and header packages below are named by the interpreter's version.
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null || {
+  log "Python 3.11 is required (the ROS 2 Kilted wheels are built for it): $PYTHON is not; install"
+  log "python3.11 or set PYTHON=/path/to/python3.11"; exit 1; }
 
 # 1. System tools the build needs (a C/C++ compiler, CMake and the Python headers for the
 #    generated message code; Debian/Ubuntu name the venv and header packages by version).
@@ -35,8 +40,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     log "missing system packages: ${missing[*]} (install them with apt-get, then re-run)"; exit 1
   fi
 fi
-"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' || {
-  log "Python 3.11 is required (the ROS 2 Kilted wheels are built for it); set PYTHON=python3.11"; exit 1; }
 
 # 2. Virtual environment with pinned dependencies (re-installed only when the pins change).
 if [ ! -x "$VENV/bin/python" ]; then
