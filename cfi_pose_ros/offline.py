@@ -753,18 +753,29 @@ class _StopBetweenFrames:
     """SIGINT and SIGTERM during a pass: a ``KeyboardInterrupt(signum)`` at the next frame the pass
     takes, not wherever the signal lands. Raised inside rclpy's deserializer calling back into
     Python, it came out as pybind11's ``TypeError`` (a traceback and exit 1, in a CI run). A second
-    signal raises at once (a pass still loading its models takes a second Ctrl-C)."""
+    signal raises at once (a pass still loading its models takes a second Ctrl-C). Once the pass is
+    ending, further signals are ignored: one raised inside the bag's closing left it without its
+    summary, unreadable, and one after ``main`` put back the default handlers ended the process
+    in a KeyboardInterrupt (exit -2) after "offline: interrupted"."""
 
     def __init__(self):
         self.pending: int | None = None
+        self.ending = False
+
+    def reset(self) -> None:
+        self.pending, self.ending = None, False
 
     def request(self, signum, frame) -> None:
+        if self.ending:
+            return
         if self.pending is not None:
+            self.ending = True
             raise KeyboardInterrupt(signum)
         self.pending = signum
 
     def at_frame_boundary(self) -> None:
         if self.pending is not None:
+            self.ending = True
             raise KeyboardInterrupt(self.pending)
 
 
@@ -842,7 +853,7 @@ def main(argv=None) -> int:
     # SIGTERM (systemd, docker stop, timeout) stops the pass as Ctrl-C does, so the bag is closed
     # with its summary: killed by the default handler, nothing lifted so far could be read back
     # ("not a complete MCAP file"), and a video being rendered was left without its index.
-    _STOP.pending = None
+    _STOP.reset()
     previous = {signum: signal.signal(signum, _STOP.request) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _run(args)
@@ -855,7 +866,8 @@ def main(argv=None) -> int:
         return 2
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            # an interrupted run ignores further signals to its end (see _StopBetweenFrames)
+            signal.signal(signum, signal.SIG_IGN if _STOP.ending and __name__ == "__main__" else handler)
 
 
 def _output_over_input(inputs: list[Path], out: Path) -> str | None:
