@@ -282,6 +282,22 @@ def test_launch_file_refers_to_installed_executable_and_config(ros_env):
     assert (share / "config" / "lift.rviz").is_file()
 
 
+def test_the_rviz_config_takes_the_markers_as_the_node_sends_them(ros_env):
+    """lift.rviz subscribed with depth 1: RViz takes messages at its frame rate, so of two arrays that
+    came between two of its updates one was lost, and with it the DELETEs of people who had left
+    (each sent once): their skeletons stayed beside the others'. Its queue is the node's output
+    history, and its reliability matches the node's default output_reliability."""
+    from cfi_pose_ros.node.base import output_qos
+
+    config = yaml.safe_load((REPO / "config" / "lift.rviz").read_text())
+    (display,) = [d for d in config["Visualization Manager"]["Displays"]
+                  if d["Class"] == "rviz_default_plugins/MarkerArray"]
+    topic = display["Topic"]
+    assert topic["Value"] == "/" + PARAMETERS_BY_NAME["markers_topic"].default
+    assert topic["Depth"] >= output_qos("reliable").depth, topic
+    assert topic["Reliability Policy"].lower().replace(" ", "_") == PARAMETERS_BY_NAME["output_reliability"].default
+
+
 def _lifecycle_wiring(monkeypatch):
     """The launch file run against fakes of the launch API: its LifecycleNodes (by name), the events it
     emits at start and its registered OnStateTransition handlers."""

@@ -252,6 +252,9 @@ def test_of_a_message_of_many_people_only_the_highest_scored_are_read(clip, monk
     assert lifted.dropped == {"too_many_people": 48}
     best = sorted(crowd, key=lambda p: -p.score if p.score == p.score else 0)[:2]
     assert [h.track_id for h in lifted.people] == [p.id for p in crowd if p in best]
+    # each is the person of its index in the message (the markers' ids, colours and labels): it was
+    # the index among the people read
+    assert [crowd[h.source_index].id for h in lifted.people] == [h.track_id for h in lifted.people]
     monkeypatch.setattr(lifting, "PEOPLE_READ_PER_KEPT", 1000)        # everyone read: the same people
     every = lifting.lift_keypoints(pipeline, msg, None, None)
     # read, the NaN-scored person is refused for it; unread, it counts among those past max_people
@@ -838,11 +841,14 @@ def test_skeletons_rviz_would_keep_are_cleared_when_the_node_stops_updating_them
 def rviz_shows(arrays) -> dict:
     """``(ns, id) -> Marker`` that RViz's marker display holds after ``arrays`` in order, expiry aside
     (rviz_default_plugins marker_common.cpp: ADD adds or replaces, DELETE removes that marker,
-    DELETEALL every one, or its namespace's when it names one)."""
+    DELETEALL every one, or its namespace's when it names one). An array with two markers of one
+    (ns, id), whatever their actions, puts the display in Error ("Duplicate Marker Check")."""
     from visualization_msgs.msg import Marker
 
     shown = {}
     for array in arrays:
+        keys = [(marker.ns, marker.id) for marker in array.markers]
+        assert len(set(keys)) == len(keys), f"RViz: markers of the same ns and id in one array: {keys}"
         for marker in array.markers:
             if marker.action == Marker.ADD:
                 shown[(marker.ns, marker.id)] = marker

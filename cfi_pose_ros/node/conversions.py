@@ -19,6 +19,7 @@ LAYOUT_IDS = {name: layout_id for layout_id, name in LAYOUT_NAMES.items()}
 _MARKER_TYPES = {"sphere_list": Marker.SPHERE_LIST, "line_list": Marker.LINE_LIST,
                  "text": Marker.TEXT_VIEW_FACING}
 _MARKER_KINDS = {ros_type: kind for kind, ros_type in _MARKER_TYPES.items()}
+DELETE_ALL_MARKER_ID = -1       # the skeletons' ids are person index x markers per person + k, >= 0
 # A person with more keypoints than any layout has is dropped for its count (wrong_keypoint_count);
 # converting all of them first cost 76 ms for one person of 100,000 keypoints.
 _KEYPOINTS_CONVERTED = max(layout.num_joints for layout in LAYOUTS.values()) + 1
@@ -133,7 +134,10 @@ def markers_to_msg(header, specs: list[MarkerSpec], clear: bool = False,
     :class:`cfi_pose_ros.markers.DrawnMarkers`)."""
     array = MarkerArray()
     if clear:
-        array.markers.append(Marker(header=header, ns=clear_namespace, action=Marker.DELETEALL))
+        # an id no marker has: RViz2 checks every marker of an array, a DELETEALL too, for another of
+        # the same (ns, id), and person 0's first marker (id 0) put the display in Error every frame
+        array.markers.append(Marker(header=header, ns=clear_namespace, id=DELETE_ALL_MARKER_ID,
+                                    action=Marker.DELETEALL))
     array.markers.extend(Marker(header=header, ns=namespace, id=int(marker_id), action=Marker.DELETE)
                          for namespace, marker_id in deleted)
     for spec in specs:

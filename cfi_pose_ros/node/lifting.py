@@ -204,15 +204,16 @@ class LiftedFrame:
 PEOPLE_READ_PER_KEPT = 4
 
 
-def _people_worth_reading(people, max_people: int) -> list:
-    """``people`` in their order, cut to the ``PEOPLE_READ_PER_KEPT * max_people`` highest scores."""
+def _people_worth_reading(people, max_people: int) -> tuple[list, list[int] | None]:
+    """``people`` in their order, cut to the ``PEOPLE_READ_PER_KEPT * max_people`` highest scores,
+    and the indices in ``people`` of those kept (None: all are)."""
     bound = PEOPLE_READ_PER_KEPT * max_people
     if len(people) <= bound:
-        return people
+        return people, None
     scores = np.fromiter((person.score for person in people), dtype=np.float64, count=len(people))
     scores[~np.isfinite(scores)] = -np.inf          # a NaN score is no high score
-    keep = np.sort(np.argsort(-scores, kind="stable")[:bound])
-    return [people[i] for i in keep]
+    keep = np.sort(np.argsort(-scores, kind="stable")[:bound]).tolist()
+    return [people[i] for i in keep], keep
 
 
 def dropped_warning_key(reason: str) -> str:
@@ -266,8 +267,8 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
         refused["bad_camera_info"] += 1
         key, reason = unusable
         warnings[key] = f"CameraInfo not used: {reason}: their poses are root-relative"
-    people = _people_worth_reading(msg.people, pipeline.config.max_people)
-    if len(people) < len(msg.people):
+    people, read_indices = _people_worth_reading(msg.people, pipeline.config.max_people)
+    if read_indices is not None:
         refused["too_many_people"] += len(msg.people) - len(people)
     frame = frame_from_msg(msg, camera_matrix, camera_size, lens, people)
     frame.depth = depth
@@ -282,6 +283,11 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
             refused["bad_depth_image"] += 1
             warnings["depth_registration"] = f"depth image not used: {exc}"
     result = pipeline.process(frame)
+    if read_indices is not None:
+        # the index in the message, as the markers' ids, colours and "person <index>" labels say:
+        # the pipeline's counts the people read only
+        for person in result.people:
+            person.source_index = read_indices[person.source_index]
     result.dropped.update(refused)
     warnings.update((dropped_warning_key(reason), f"dropped malformed input ({reason}): {words}")
                     for reason, words in result.problems.items())
