@@ -263,6 +263,38 @@ def test_of_a_message_of_many_people_only_the_highest_scored_are_read(clip, monk
                                   np.stack([h.keypoints for h in lifted.people]))
 
 
+def test_malformed_people_do_not_push_the_good_ones_out_of_those_read(clip):
+    """Those read were the highest scores, before any check: malformed people of score 1 (or of a
+    score above 1, itself malformed) took every place, and the message's good people were never read,
+    counted as too_many_people (a routine drop, no warning). They now rank last."""
+    import copy
+
+    from cfi_pose_ros.node import lifting
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    pipeline = lifting.build_pipeline(lambda name: 2 if name == "max_people" else PARAMETERS_BY_NAME[name].default)
+    msg = clip_msg(clip, 0, sec=1)
+    good = list(msg.people)
+    malformed = []
+    for k in range(lifting.PEOPLE_READ_PER_KEPT * 2):
+        person = copy.deepcopy(good[0])
+        person.id = f"bad{k}"
+        if k % 4 == 0:
+            person.keypoints = person.keypoints[:5]        # not its layout's count
+        elif k % 4 == 1:
+            person.score = 7.0                             # outside [0, 1]
+        elif k % 4 == 2:
+            person.layout = 99                             # no layout
+        else:
+            person.id = "x" * 300                          # a track id too long
+        person.score = person.score if k % 4 == 1 else 1.0
+        malformed.append(person)
+    msg.people = malformed + good
+    lifted = lifting.lift_keypoints(pipeline, msg, None, None)
+    assert sorted(h.track_id for h in lifted.people) == sorted(p.id for p in good), lifted.dropped
+    assert lifted.dropped["too_many_people"] == 2 and sum(lifted.dropped.values()) == len(malformed)
+
+
 def test_a_frame_with_a_frame_id_of_a_megabyte_is_dropped_and_counted_not_passed_on(node_factory, clip):
     """Every output carries the input's frame_id on (the poses, each marker, the /tf frames' parent):
     a 1 MB frame_id was published in the poses and in every marker of the frame. Up to 256

@@ -21,11 +21,12 @@ from cfi_pose_ros.frame_ids import other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
-from cfi_pose_ros.node.conversions import (FRAME_ID_TOO_LONG, NEGATIVE_STAMP, check_frame_id_length, frame_from_msg,
-                                           header_drop_reason, markers_to_msg, poses_to_msg)
+from cfi_pose_ros.node.conversions import (FRAME_ID_TOO_LONG, LAYOUT_NAMES, NEGATIVE_STAMP, check_frame_id_length,
+                                           frame_from_msg, header_drop_reason, markers_to_msg, poses_to_msg)
 from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
-from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, LiftingPipeline, PipelineConfig
+from cfi_pose_ros.pipeline import MAX_TRACK_ID_LENGTH, Frame2D, LiftedPerson, LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
+from cfi_pose_ros.skeleton import LAYOUTS
 
 NO_TRANSFORM = "no_transform"   # diagnostics drop reason: the output frame's transform is unknown
 # Drops after which nothing can be said about a frame, not even that it is empty.
@@ -210,10 +211,22 @@ def _people_worth_reading(people, max_people: int) -> tuple[list, list[int] | No
     bound = PEOPLE_READ_PER_KEPT * max_people
     if len(people) <= bound:
         return people, None
-    scores = np.fromiter((person.score for person in people), dtype=np.float64, count=len(people))
-    scores[~np.isfinite(scores)] = -np.inf          # a NaN score is no high score
+    scores = np.fromiter((_claim_to_be_read(person) for person in people), dtype=np.float64, count=len(people))
     keep = np.sort(np.argsort(-scores, kind="stable")[:bound]).tolist()
     return [people[i] for i in keep], keep
+
+
+def _claim_to_be_read(person) -> float:
+    """A person's score, or -inf for one the pipeline refuses on the message's fields alone (an
+    unknown layout, a keypoint count not its layout's, a score outside [0, 1] or NaN, a track id too
+    long): 256 such people of score 1 filled every place to be read, and the message's good people
+    were never read (counted as too_many_people, a routine drop: no warning either)."""
+    layout = LAYOUTS.get(LAYOUT_NAMES.get(person.layout, ""))
+    score = float(person.score)
+    if (layout is None or len(person.keypoints) != layout.num_joints or not 0.0 <= score <= 1.0
+            or len(person.id) > MAX_TRACK_ID_LENGTH):
+        return -np.inf
+    return score
 
 
 def dropped_warning_key(reason: str) -> str:
