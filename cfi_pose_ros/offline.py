@@ -480,7 +480,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     from cfi_pose_ros.depth import DepthHistory
     from cfi_pose_ros.markers import DrawnMarkers
     from cfi_pose_ros.node.conversions import stamp_seconds
-    from cfi_pose_ros.node.lifting import build_pipeline, camera_from_info, image_size_from_info, lift_keypoints
+    from cfi_pose_ros.node.lifting import build_pipeline, camera_or_size_from_info, lift_keypoints
 
     value = lift_values.__getitem__
     pipeline = build_pipeline(value, log=log)
@@ -513,13 +513,10 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             _STOP.at_frame_boundary()
             if item.camera_info is not None:
                 writer.write(topics["camera_info_topic"], item.camera_info, item.log_time_ns)
-                try:
-                    camera_matrix, camera_lens, camera_size = camera_from_info(item.camera_info,
-                                                                               value("keypoints_image"))
-                    camera_frame_id = item.camera_info.header.frame_id
-                except ValueError:
-                    camera_matrix, camera_lens = None, None
-                    camera_size = image_size_from_info(item.camera_info)
+                camera_matrix, camera_lens, camera_size, refused = camera_or_size_from_info(
+                    item.camera_info, value("keypoints_image"))
+                camera_frame_id = item.camera_info.header.frame_id
+                if refused is not None:
                     result.dropped["bad_camera_info"] += 1
                 continue
             if item.unread is not None:

@@ -402,6 +402,33 @@ def test_zero_image_size_falls_back_to_an_uncalibrated_camera_info_s_size(node_f
     assert placed_by(out.humans, HumanPose3D.ROOT_RELATIVE, clip)
 
 
+def test_a_refused_camera_info_gives_its_size_only_where_it_is_one_and_for_its_own_camera(clip):
+    """The size of a CameraInfo refused for its K was kept whatever it was: one refused for a roi of
+    4294967295 pixels a side (or an 8 x 8 image) was the size of every frame that gave 0, and people
+    lifted over it were published without a word; an uncalibrated CameraInfo of another frame gave
+    its size to this camera's keypoints, where one with a valid K is refused for its frame."""
+    from sensor_msgs.msg import RegionOfInterest
+
+    from cfi_pose_ros.node import lifting
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    uncalibrated = camera_info_msg(np.zeros((3, 3)), clip.image_size, "other_cam")
+    matrix, lens, size, refused = lifting.camera_or_size_from_info(uncalibrated)
+    assert matrix is None and lens is None and size == clip.image_size and refused is not None
+    garbage_roi = camera_info_msg(np.zeros((3, 3)), clip.image_size, FRAME)
+    garbage_roi.roi = RegionOfInterest(x_offset=0, y_offset=0, width=4294967295, height=4294967295)
+    tiny = camera_info_msg(np.zeros((3, 3)), (8, 8), FRAME)
+    for info in (garbage_roi, tiny):
+        assert lifting.camera_or_size_from_info(info)[2] is None
+    pipeline = lifting.build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    msg = clip_msg(clip, 0, sec=1)
+    msg.image_width = msg.image_height = 0
+    other = lifting.lift_keypoints(pipeline, msg, None, size, camera_frame_id="other_cam")
+    assert other.people == [] and other.dropped == {"bad_camera_info": 1, "bad_image_size": 2}, other.dropped
+    own = lifting.lift_keypoints(pipeline, msg, None, size, camera_frame_id=msg.header.frame_id)
+    assert len(own.people) == 2 and not own.dropped
+
+
 @pytest.mark.parametrize("matrix", [
     np.zeros((3, 3)), np.full((3, 3), np.nan),
     # finite but no camera's (people were placed 6e147 m away as ROOT_FROM_INTRINSICS), and a focal

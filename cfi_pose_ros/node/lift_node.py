@@ -35,8 +35,8 @@ from cfi_pose_ros.node.conversions import depth_from_msg, header_drop_reason, ma
 from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, rcl_reason,
                                    run, stoppable_configure)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
-from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, camera_from_info,
-                                      dropped_warning_key, image_size_from_info, lift_keypoints, marker_namespace,
+from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS,
+                                      camera_or_size_from_info, dropped_warning_key, lift_keypoints, marker_namespace,
                                       pipeline_config, pose_smoother)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import LiftingPipeline
@@ -209,14 +209,12 @@ class LiftNode(SpecLifecycleNode):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         if not self._subscriptions_active:
             return      # queued before unsubscribing (see _on_keypoints): cleanup forgot this camera
-        try:
-            self.camera_matrix, self.camera_lens, self.camera_size = camera_from_info(msg, self.p("keypoints_image"))
-            self.camera_frame_id = msg.header.frame_id
-        except ValueError as exc:
-            self.camera_matrix, self.camera_lens = None, None
-            self.camera_size = image_size_from_info(msg)      # still the image's size
+        self.camera_matrix, self.camera_lens, self.camera_size, refused = camera_or_size_from_info(
+            msg, self.p("keypoints_image"))
+        self.camera_frame_id = msg.header.frame_id     # a size alone is this camera's too
+        if refused is not None:
             self.stats.drop(Counter(bad_camera_info=1))
-            self.warn_throttled("camera_info", f"ignoring CameraInfo: {exc}; publishing root-relative poses")
+            self.warn_throttled("camera_info", f"ignoring CameraInfo: {refused}; publishing root-relative poses")
 
     def _on_depth(self, msg: Image) -> None:
         if not self._subscriptions_active:

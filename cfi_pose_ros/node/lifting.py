@@ -111,6 +111,24 @@ def camera_from_info(msg, keypoints_image: str = "raw") -> tuple[np.ndarray, Len
     return published_image_matrix(matrix, offset, _binning(msg)), lens, size
 
 
+def camera_or_size_from_info(msg, keypoints_image: str = "raw"):
+    """:func:`camera_from_info` as ``(K, lens, size, None)``; for a CameraInfo it refuses,
+    ``(None, None, size, the ValueError)`` with the size of its image where that is one: an
+    uncalibrated camera leaves K zeroed (CameraInfo.msg), and its size still is the size of a
+    ``HumanKeypoints2DArray`` that gives 0. A size its roi and binning checks refuse is none: a roi
+    of 4294967295 pixels a side, refused for the roi, was kept as the size of every such frame, and
+    people lifted over it were 0.1 m off, published without a word."""
+    try:
+        return (*camera_from_info(msg, keypoints_image), None)
+    except ValueError as exc:
+        size = image_size_from_info(msg)
+        try:
+            _check_published_region(msg, size)
+        except ValueError:
+            size = None
+        return None, None, size, exc
+
+
 def _check_published_region(msg, size: tuple[int, int] | None) -> None:
     """ValueError for a ``roi`` that reaches outside the sensor (its offset moves the principal
     point: a roi a few sensor widths away placed people 28 m to the side, passing the check of K,
@@ -274,7 +292,9 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     if refused_header is not None:
         return LiftedFrame(Header(stamp=msg.header.stamp), [], Counter({refused_header: max(len(msg.people), 1)}))
     refused, warnings = Counter(), {}
-    unusable = None if camera_matrix is None else _camera_info_not_for(msg, camera_frame_id, camera_size)
+    # a CameraInfo that gives a size alone (no K) is judged alike: another camera's size was used
+    unusable = (None if camera_matrix is None and camera_size is None
+                else _camera_info_not_for(msg, camera_frame_id, camera_size))
     if unusable is not None:
         camera_matrix = lens = camera_size = depth = None
         refused["bad_camera_info"] += 1
