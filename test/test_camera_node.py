@@ -353,6 +353,7 @@ def test_an_image_with_nobody_gives_empty_arrays_with_its_stamp(camera_path, met
     ("bad_image", lambda m: setattr(m, "data", m.data[:len(m.data) // 2])),      # data shorter than step*height
     # no ROS time: its keypoints, stamped so, broke rclpy's Time.from_msg and rclcpp::Time downstream
     ("negative_stamp", lambda m: setattr(m.header.stamp, "sec", -5)),
+    ("bad_stamp_nanosec", lambda m: setattr(m.header.stamp, "nanosec", 4_294_967_295)),
     # its keypoints, poses and markers would all carry it on
     ("frame_id_too_long", lambda m: setattr(m.header, "frame_id", "camera" * 1000)),
 ])

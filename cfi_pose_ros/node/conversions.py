@@ -30,6 +30,10 @@ _KEYPOINTS_CONVERTED = max(layout.num_joints for layout in LAYOUTS.values()) + 1
 # throws (RViz's marker display makes one of every marker's stamp), so an output carrying it on
 # broke its consumers.
 NEGATIVE_STAMP = "negative_stamp"
+# Diagnostics drop reason (both nodes): header.stamp.nanosec of 1e9 or more (builtin_interfaces/Time:
+# [0, 1e9)). Read as seconds it jumped up to 4.3 s ahead (the smoother restarted every track), and
+# two different stamps made one key of the stamp-keyed state.
+BAD_STAMP_NANOSEC = "bad_stamp_nanosec"
 # Diagnostics drop reason (both nodes): a header.frame_id longer than MAX_FRAME_ID_LENGTH (why:
 # frame_ids.py).
 FRAME_ID_TOO_LONG = "frame_id_too_long"
@@ -54,6 +58,8 @@ def header_problem(header) -> tuple[str, str] | None:
     words a warning gives), or None."""
     if header.stamp.sec < 0:
         return NEGATIVE_STAMP, f"stamped {header.stamp.sec} s: before time 0, no ROS time"
+    if header.stamp.nanosec >= 1_000_000_000:
+        return BAD_STAMP_NANOSEC, f"stamped {header.stamp.nanosec} ns past the second: at most 999999999"
     if frame_id_too_long(header):
         return FRAME_ID_TOO_LONG, _frame_id_too_long_words(header)
     return None

@@ -52,7 +52,8 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, Unsuppo
                                 check_compressed_image, compressed_msg_to_bgr, decode_refusing_damage,
                                 image_msg_to_bgr, raw_rows)
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
-from cfi_pose_ros.node.conversions import FRAME_ID_TOO_LONG, NEGATIVE_STAMP, header_problem, stamp_seconds
+from cfi_pose_ros.node.conversions import (BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, NEGATIVE_STAMP, header_problem,
+                                           stamp_seconds)
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
 from cfi_pose_ros.node.base import (SpecLifecycleNode, cut, diagnostics_msg, newest_only_qos, output_qos, rcl_reason,
                                    run, stoppable_configure)
@@ -72,7 +73,7 @@ NODE_NAME = "cfi_pose_detector"
 CONFIG_FILE = "detect.yaml"
 STAGES = ("decode", "detector", "keypoint_model", "tracking", "publish", "total")
 DROP_REASONS = ("unsupported_encoding", "bad_image", "image_too_large", "decode_error", "detector_error",
-                NEGATIVE_STAMP, FRAME_ID_TOO_LONG, "superseded", "stopped")
+                NEGATIVE_STAMP, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, "superseded", "stopped")
 ROUTINE_DROPS = frozenset({"superseded", "stopped"})   # the newest-frame policy and stopping: not bad input
 _TIMING_FRAMES = 1000          # the most frames the per-stage percentiles are computed over
 

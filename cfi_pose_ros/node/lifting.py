@@ -21,8 +21,9 @@ from cfi_pose_ros.frame_ids import other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
-from cfi_pose_ros.node.conversions import (FRAME_ID_TOO_LONG, LAYOUT_NAMES, NEGATIVE_STAMP, check_frame_id_length,
-                                           frame_from_msg, header_drop_reason, markers_to_msg, poses_to_msg)
+from cfi_pose_ros.node.conversions import (BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, LAYOUT_NAMES, NEGATIVE_STAMP,
+                                           check_frame_id_length, frame_from_msg, header_drop_reason, markers_to_msg,
+                                           poses_to_msg)
 from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
 from cfi_pose_ros.pipeline import MAX_TRACK_ID_LENGTH, Frame2D, LiftedPerson, LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
@@ -30,7 +31,7 @@ from cfi_pose_ros.skeleton import LAYOUTS
 
 NO_TRANSFORM = "no_transform"   # diagnostics drop reason: the output frame's transform is unknown
 # Drops after which nothing can be said about a frame, not even that it is empty.
-UNPUBLISHABLE = frozenset({"bad_image_size", NEGATIVE_STAMP, FRAME_ID_TOO_LONG})
+UNPUBLISHABLE = frozenset({"bad_image_size", NEGATIVE_STAMP, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG})
 
 
 # Parameters passed on by name, so a new one is live with its table entry alone: those named like
