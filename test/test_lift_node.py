@@ -902,6 +902,44 @@ def test_skeletons_rviz_would_keep_are_cleared_when_the_node_stops_updating_them
         assert node.process.wait(timeout=30) == 0, node.log()
 
 
+def test_a_live_marker_setting_clears_the_skeletons_without_stalling_the_node(ros_env):
+    """Setting publish_markers or marker_lifetime cleared the skeletons, then waited up to 0.5 s for
+    every reliable subscriber to acknowledge the DELETEALL, in the executor: an active lifter
+    stalled at each set and dropped about a dozen frames at 30 Hz (the wait is for a publisher
+    destroyed next: cleanup, shutdown). Turning markers on cleared what was not there."""
+    import os
+
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    from visualization_msgs.msg import Marker
+
+    from cfi_pose_ros.node.lift_node import LiftNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = LiftNode(f"marker_settings_{os.getpid()}", context=context,
+                    parameter_overrides=[Parameter("backend", value="torch")])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        published, waits = [], []
+        node._marker_pub.publish = published.append
+        node._marker_pub.wait_for_all_acked = lambda *args: waits.append(args) or True
+        for name, value, clears in (("marker_lifetime", 1.0, 1), ("publish_markers", False, 1),
+                                    ("marker_lifetime", 0.0, 0), ("publish_markers", True, 0)):
+            before = len(published)
+            assert node.set_parameters([Parameter(name, value=value)])[0].successful
+            assert len(published) - before == clears, (name, value)
+        assert [m.action for array in published for m in array.markers] == [Marker.DELETEALL] * 2
+        assert waits == []
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS    # lifetime 0: cleared there,
+        assert len(published) == 3 and len(waits) == 1                          # and waited for
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 def rviz_shows(arrays) -> dict:
     """``(ns, id) -> Marker`` that RViz's marker display holds after ``arrays`` in order, expiry aside
     (rviz_default_plugins marker_common.cpp: ADD adds or replaces, DELETE removes that marker,
@@ -1055,6 +1093,11 @@ def test_the_parameter_descriptors_say_what_a_set_is_refused_for(node_factory):
         assert descriptor.read_only == (spec.takes_effect == AT_START), spec.name
         assert all(choice in constraints for choice in spec.choices), (spec.name, constraints)
         assert ("settable while unconfigured" in constraints) == (spec.takes_effect == AT_CONFIGURE), spec.name
+        # a check of its own says in words what it refuses (batch_sizes' and target_from_camera's did not)
+        assert spec.check is None or (spec.constraint and spec.constraint in constraints), (spec.name, constraints)
+        if spec.name == "batch_sizes":
+            from cfi_pose_ros.inference.batching import MAX_BATCH_SIZE
+            assert f"from 1 to {MAX_BATCH_SIZE}" in spec.constraint
         ranges = [(r.from_value, r.to_value) for r in [*descriptor.integer_range, *descriptor.floating_point_range]]
         assert ranges == ([] if spec.min_value is None else [(spec.min_value, spec.max_value)]), spec.name
         if isinstance(spec.default, str) and not descriptor.read_only:

@@ -83,10 +83,13 @@ class LiftNode(SpecLifecycleNode):
             self.pipeline.smoother = pose_smoother(self.p)
         if "flip_test" in names:
             self.lifter.flip_test = self.p("flip_test")
-        if names & {"publish_markers", "marker_lifetime"}:
+        drawn = self.p("publish_markers") != ("publish_markers" in names)     # under the old settings
+        if drawn and names & {"publish_markers", "marker_lifetime"}:
             # skeletons drawn under the old settings: with a lifetime RViz never expires, turning
-            # markers off left them on screen for good (the next frame draws who is there)
-            self._clear_markers()
+            # markers off left them on screen for good (the next frame draws who is there). Not
+            # waited for: the publisher stays, and the executor waited up to 0.5 s at each set,
+            # a dozen frames at 30 Hz.
+            self._clear_markers(wait_for_ack=False)
 
     # --------------------------------------------------------------- lifecycle
     @stoppable_configure
@@ -150,8 +153,10 @@ class LiftNode(SpecLifecycleNode):
         if self.p("publish_markers") and not lifetime_expires(self.p("marker_lifetime")):
             self._clear_markers()
 
-    def _clear_markers(self) -> None:
-        """One DELETEALL, while the lifecycle publisher is active (it drops anything else)."""
+    def _clear_markers(self, wait_for_ack: bool = True) -> None:
+        """One DELETEALL, while the lifecycle publisher is active (it drops anything else);
+        ``wait_for_ack``: then wait until reliable subscribers have it, for a publisher that is
+        destroyed next."""
         if self._marker_pub is not None and self._marker_pub.is_activated:
             self._marker_pub.publish(markers_to_msg(Header(stamp=self.get_clock().now().to_msg()), [], clear=True,
                                                     clear_namespace=self.marker_namespace))
@@ -159,7 +164,8 @@ class LiftNode(SpecLifecycleNode):
             # Cleanup, shutdown and a stop signal destroy the publisher right after this: a reliable
             # sample still unacknowledged then (lost once on a loaded machine, never repaired) left
             # RViz's skeletons on screen. A best-effort publisher returns at once.
-            self._marker_pub.wait_for_all_acked(Duration(seconds=CLEAR_ACK_TIMEOUT_S))
+            if wait_for_ack:
+                self._marker_pub.wait_for_all_acked(Duration(seconds=CLEAR_ACK_TIMEOUT_S))
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         # destroy_lifecycle_publisher: destroy_publisher would leave each one in the node's

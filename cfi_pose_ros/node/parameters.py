@@ -209,7 +209,8 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "fixed batch sizes the engine is compiled for; people are padded up to the next one. "
               "[0] = the backend's default: every count 1-16 on CPU (nothing to compile, padding only costs), "
               "1, 2, 4, 8, 16 on GPU (one engine or CUDA graph each)", takes_effect=AT_CONFIGURE,
-              check=_check_batch_sizes),
+              check=_check_batch_sizes, constraint="exactly [0], or sizes from 1 to 256 (inference.batching's "
+                                                   "MAX_BATCH_SIZE)"),
     ParamSpec("flip_test", False,
               "test-time flip augmentation: each person is also lifted mirrored (in the same batch) and the "
               "two predictions are averaged; more accurate (README: S9 table), costs the model about twice "
@@ -256,7 +257,8 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "static transform camera frame -> target_frame as [x, y, z, qx, qy, qz, qw] (metres, unit "
               "quaternion, translation within 1e8 m), for a fixed camera or where tf2 is not installed; all "
               "zeros = not given (tf2 lookup)",
-              takes_effect=AT_CONFIGURE, check=_check_target_from_camera),
+              takes_effect=AT_CONFIGURE, check=_check_target_from_camera,
+              constraint="7 finite numbers: a unit quaternion and a translation within 1e8 m, or all zeros"),
     ParamSpec("tf_timeout", 0.05, "longest wait (s) for target_frame's transform at the input's stamp", 0.0, 1.0,
               takes_effect=AT_CONFIGURE),
     ParamSpec("publish_tf", True,
