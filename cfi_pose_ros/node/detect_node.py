@@ -30,7 +30,8 @@ received -> keypoints published, over the frames of the last 5 s since the last 
 ran the person detector), people, and
 dropped frames by reason (``unsupported_encoding``, ``bad_image``,
 ``image_too_large`` (a compressed image whose header declares more than
-``max_image_pixels``; never decoded), ``decode_error``, ``detector_error``, ``superseded``,
+``max_image_pixels``; never decoded), ``decode_error``, ``detector_error``, ``negative_stamp``,
+``bad_stamp_nanosec`` (a stamp's nanosec of 1e9 or more), ``frame_id_too_long``, ``superseded``,
 ``stopped`` (still waiting when the node was deactivated, cleaned up or shut down)).
 """
 from __future__ import annotations
