@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .base import Detections2D, KeypointModel, PersonDetector, check_image
+from .decode import box_iou, nms
 from .movenet import MoveNetConfig
 from .rtmdet import RTMDetConfig
 from .rtmpose import RTMPoseConfig
@@ -33,6 +34,13 @@ class TopDownConfig:
     detect_every: int = 1
     follow_min_score: float = 0.3     # keypoints above this score place a followed box
     follow_min_keypoints: int = 6     # fewer such keypoints: the person is lost, detect again
+    # A followed person's box placed by this frame's keypoints that overlaps the box they were
+    # found in less than this has jumped: a stray keypoint (on a neighbour) at the detection had
+    # skewed the centre its offset was taken from, and the box went onto the background.
+    follow_min_iou: float = 0.5
+    # Two followed people whose boxes overlap more than this are one: a crop that came to hold
+    # the person in front gave their keypoints again, published under a second id.
+    follow_max_overlap: float = 0.5
 
 
 def keypoint_centres(keypoints: np.ndarray, scores: np.ndarray, min_score: float,
@@ -130,15 +138,36 @@ class TopDownPoseDetector:
             start = time.perf_counter()
             keypoints, scores = self.keypoint_model.estimate(image_bgr, boxes)
             timings["keypoint_model"] = (time.perf_counter() - start) * 1e3
+            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
             result = Detections2D(keypoints, scores, boxes, box_scores, self.layout)
             centres, seen = self._centres(result)
             if followed is None:
-                boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
                 anchors = np.concatenate([boxes[:, 2:] - boxes[:, :2],
                                           (boxes[:, :2] + boxes[:, 2:]) / 2 - centres], axis=1)
-            elif not seen.all():      # a followed person is gone: drop them, detect next time
-                result, anchors = result.select(seen), anchors[seen]
-                self._since_detection = self.config.detect_every
+            else:
+                result, anchors, settled = self._settle_followed(result, anchors, centres, seen, image_size)
+                if not settled:       # someone gone, jumped or found twice: detect next time
+                    self._since_detection = self.config.detect_every
         self._previous, self._anchors, self._previous_size = result, anchors, image_size
         self.last_stage_ms = timings
         return result
+
+    def _settle_followed(self, result: Detections2D, anchors: np.ndarray, centres: np.ndarray, seen: np.ndarray,
+                         image_size: tuple[int, int]) -> tuple[Detections2D, np.ndarray, bool]:
+        """The people of a followed frame as published: each box placed by this frame's keypoints
+        (the crop was placed by the previous frame's: a box a frame behind a walking person, whose
+        id the tracker then lost through an occlusion it would have bridged), and the people kept;
+        False when one was dropped or jumped (the detector should run next)."""
+        crops = result.boxes
+        placed = crops.copy()
+        placed[seen] = follow_boxes(anchors[seen], centres[seen], image_size)
+        candidates = np.flatnonzero(seen)
+        # one of two people on one person (boxes where their keypoints are): the lower-scored goes
+        kept = candidates[nms(placed[candidates], result.scores[candidates].mean(axis=1),
+                              self.config.follow_max_overlap)]
+        keep = np.zeros(len(result), dtype=bool)
+        keep[kept] = True
+        jumped = keep & (np.diag(box_iou(placed, crops)) < self.config.follow_min_iou)
+        boxes = np.where(jumped[:, None], crops, placed)     # a jumped one's keypoints were found in its crop
+        result = Detections2D(result.keypoints, result.scores, boxes, result.box_scores, self.layout).select(keep)
+        return result, anchors[keep], bool(keep.all() and not jumped.any())
