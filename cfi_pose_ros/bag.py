@@ -3,8 +3,8 @@
 Writing follows rosbag2's MCAP layout: the ``ros2`` profile, one schema per message type
 named by its ROS type (``cfi_pose_ros/msg/HumanPose3DArray``) in the ``ros2msg`` encoding
 holding the complete message definition (the type's ``.msg`` text, then every type it uses,
-each after a line of 80 ``=`` and ``MSG: pkg/msg/Type``, as rosbag2's message definition
-encoding documents), channels with the ``cdr`` message encoding, and messages serialized by
+each after a line of 80 ``=`` and ``MSG: pkg/Type``, as rosbag2's LocalMessageDefinitionSource
+writes it and its tests expect), channels with the ``cdr`` message encoding, and messages serialized by
 rclpy's own serializer (the bytes DDS carries). Reading gives the raw CDR bytes with their
 type and times, and decodes them with rclpy.
 
@@ -108,7 +108,9 @@ def message_definition(name: str) -> str:
             continue
         seen.add(dep)
         dep_text = _msg_file(*dep).read_text()
-        parts.append(f"{_SEPARATOR}\nMSG: {dep[0]}/msg/{dep[1]}\n{dep_text.rstrip(chr(10))}")
+        # named as the fields name it (pkg/Type), as rosbag2 writes it: Foxglove's parser looks a
+        # field's type up by that exact name, and with pkg/msg/Type decoded no topic of our bags
+        parts.append(f"{_SEPARATOR}\nMSG: {dep[0]}/{dep[1]}\n{dep_text.rstrip(chr(10))}")
         pending.extend(_field_types(dep_text, dep[0]))
     return "\n".join(parts) + "\n"
 

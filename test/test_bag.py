@@ -215,9 +215,33 @@ def test_full_definition_holds_every_nested_type_once():
     blocks = text.split("=" * 80 + "\n")
     assert blocks[0].startswith("# Every person's 3D skeleton")
     names = [block.splitlines()[0] for block in blocks[1:]]
-    assert sorted(names) == sorted({"MSG: std_msgs/msg/Header", "MSG: builtin_interfaces/msg/Time",
-                                    "MSG: cfi_pose_ros/msg/HumanPose3D", "MSG: geometry_msgs/msg/Point",
-                                    "MSG: geometry_msgs/msg/Pose", "MSG: geometry_msgs/msg/Quaternion"})
+    assert sorted(names) == sorted({"MSG: std_msgs/Header", "MSG: builtin_interfaces/Time",
+                                    "MSG: cfi_pose_ros/HumanPose3D", "MSG: geometry_msgs/Point",
+                                    "MSG: geometry_msgs/Pose", "MSG: geometry_msgs/Quaternion"})
+
+
+@pytest.mark.parametrize("name", ["cfi_pose_ros/msg/HumanPose3DArray", "cfi_pose_ros/msg/HumanKeypoints2DArray",
+                                  "visualization_msgs/msg/MarkerArray", "sensor_msgs/msg/CameraInfo"])
+def test_every_field_type_of_a_definition_has_the_block_of_that_name(name):
+    """What Foxglove's parser (@foxglove/rosmsg, ros2) requires: a field of type pkg/Type is defined
+    by the block headed exactly ``MSG: pkg/Type`` (rosbag2 writes them so). The blocks were headed
+    ``MSG: pkg/msg/Type``, and Foxglove decoded no topic of a bag this package wrote."""
+    import re
+
+    blocks = message_definition(name).split("=" * 80 + "\n")
+    defined = {block.splitlines()[0].removeprefix("MSG: ") for block in blocks[1:]}
+    used = set()
+    for block in blocks:
+        package = block.splitlines()[0].removeprefix("MSG: ").split("/")[0] if block.startswith("MSG: ") \
+            else name.split("/")[0]
+        for line in block.splitlines()[1 if block.startswith("MSG: ") else 0:]:
+            field = line.split("#", 1)[0].split()
+            if not field:
+                continue
+            base = re.sub(r"(\[.*\]|<=\d+)$", "", field[0])
+            if base[0].isupper() or "/" in base:          # a message type, not a primitive
+                used.add(base if "/" in base else f"{package}/{base}")
+    assert used == defined, (used ^ defined)
 
 
 def test_bag_player_keeps_the_recorded_timing(ros_env, monkeypatch):
