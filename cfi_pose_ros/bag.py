@@ -253,6 +253,16 @@ def special_file_kind(mode: int) -> str:
     return "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a device or socket"
 
 
+def recorded_bag_hint(path: Path) -> str:
+    """For a folder ``ros2 bag record`` wrote (a ``metadata.yaml`` beside its MCAP files): which
+    files to give instead, one at a time (a split bag is several); else ""."""
+    if not (path.is_dir() and (path / "metadata.yaml").is_file()):
+        return ""
+    files = sorted(p.name for p in path.glob("*.mcap"))
+    return (f"; it is a folder of ros2 bag record: give its MCAP file{'s' if len(files) > 1 else ''} "
+            f"{', '.join(str(path / name) for name in files) or '(none here)'}, one at a time")
+
+
 def _open_bag(path: str | Path):
     """The bag file, opened for reading, or ``ValueError`` for a path that is no regular file. MCAP
     is read by seeking to its summary at the end, which a FIFO or a device cannot do, and opening a
@@ -262,7 +272,8 @@ def _open_bag(path: str | Path):
     try:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):
-            raise ValueError(f"{path}: {special_file_kind(mode)}, not an MCAP file (a bag is read by seeking to its end)")
+            raise ValueError(f"{path}: {special_file_kind(mode)}, not an MCAP file (a bag is read by seeking to its end)"
+                             + recorded_bag_hint(Path(path)))
         os.set_blocking(descriptor, True)
         return os.fdopen(descriptor, "rb")
     except BaseException:
@@ -333,13 +344,19 @@ def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, i
     if summary is None:
         raise ValueError(f"{path}: no MCAP summary section (the file was not closed properly)")
     counts = summary.statistics.channel_message_counts if summary.statistics else {}
-    topics = {}
+    topics, ros_typed = {}, set()
     for channel_id, channel in sorted(summary.channels.items()):
         schema = summary.schemas.get(channel.schema_id)
+        ros = channel.message_encoding == MESSAGE_ENCODING and schema is not None
         known = topics.get(channel.topic, TopicSummary(schema.name if schema else "", 0))
+        # the type is a cdr channel's: a json or protobuf channel of lower id named the topic's type,
+        # and play_bag left its ROS messages out, offline refused the bag
+        type_name = schema.name if ros and channel.topic not in ros_typed else known.type_name
+        if ros:
+            ros_typed.add(channel.topic)
         # a topic's messages in several channels (another encoding beside cdr) are all read: each
         # channel's count replaced the one before, and a progress bar fell short of what was read
-        topics[channel.topic] = TopicSummary(known.type_name, known.count + int(counts.get(channel_id, 0)))
+        topics[channel.topic] = TopicSummary(type_name, known.count + int(counts.get(channel_id, 0)))
     times = ((summary.statistics.message_start_time, summary.statistics.message_end_time)
              if summary.statistics else (0, 0))
     return topics, times

@@ -377,6 +377,11 @@ def open_source(inputs: list[Path], args, depth_topic: str | None = None) -> Sou
     # RUN.MCAP is a bag too (cameras and Windows tools name files in capitals): it was opened as a video
     suffix = first.suffix.lower() if len(inputs) == 1 else None
     bag, clip = suffix == ".mcap", suffix == ".npz"
+    from cfi_pose_ros.bag import recorded_bag_hint
+
+    recorded = next(filter(None, (recorded_bag_hint(path) for path in inputs)), "")
+    if recorded:        # read as a folder of photos, it was "no images in [...]"
+        raise ValueError(f"{next(p for p in inputs if recorded_bag_hint(p))}{recorded}")
     problem = None if bag else next(filter(None, map(_input_problem, inputs)), None)
     if problem:
         raise ValueError(problem)

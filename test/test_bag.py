@@ -3,6 +3,8 @@ reader and decoded by ``mcap-ros2-support`` into the same messages; replayed ove
 recorded rate (and faster)."""
 from __future__ import annotations
 
+import re
+
 import time
 
 import numpy as np
@@ -208,6 +210,48 @@ def test_messages_of_a_channel_that_is_not_cdr_are_given_to_a_reader_that_counts
         every[2].decode()
     topics, _ = bag_summary(path)
     assert {t: (s.type_name, s.count) for t, s in topics.items()} == {"/t": ("std_msgs/msg/String", 4)}
+
+
+def test_a_topic_s_type_is_its_ros_channel_s_whatever_channel_comes_first(tmp_path):
+    """A protobuf channel registered before the cdr one on a topic named the topic's type: play_bag
+    left its ROS messages out without a word and offline refused the bag (it holds valid ROS 2 data)."""
+    from mcap.writer import Writer
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import String
+
+    path = tmp_path / "protobuf_first.mcap"
+    with open(path, "wb") as f:
+        writer = Writer(f)
+        writer.start(profile="ros2", library="test")
+        other = writer.register_schema(name="foxglove.Log", encoding="protobuf", data=b"")
+        ros = writer.register_schema(name="std_msgs/msg/String", encoding="ros2msg",
+                                     data=message_definition("std_msgs/msg/String").encode())
+        protobuf = writer.register_channel(topic="/t", message_encoding="protobuf", schema_id=other)
+        cdr = writer.register_channel(topic="/t", message_encoding="cdr", schema_id=ros)
+        writer.add_message(channel_id=protobuf, log_time=0, publish_time=0, data=b"\x08\x01")
+        writer.add_message(channel_id=cdr, log_time=1, publish_time=1, data=serialize_message(String(data="x")))
+        writer.finish()
+    topics, _ = bag_summary(path)
+    assert {t: (s.type_name, s.count) for t, s in topics.items()} == {"/t": ("std_msgs/msg/String", 2)}
+
+
+def test_a_folder_of_ros2_bag_record_is_refused_naming_the_files_to_give(tmp_path):
+    """`ros2 bag record` writes a folder (metadata.yaml beside name_0.mcap, name_1.mcap when split):
+    refused as "a directory" without a word of the files inside, and offline read it as a folder
+    of photos ("no images")."""
+    from cfi_pose_ros.offline import main as offline
+
+    folder = tmp_path / "rosbag2_2026_12_05"
+    folder.mkdir()
+    (folder / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+    for name in ("rosbag2_2026_12_05_0.mcap", "rosbag2_2026_12_05_1.mcap"):
+        (folder / name).write_bytes(b"")
+    files = f"{folder / 'rosbag2_2026_12_05_0.mcap'}, {folder / 'rosbag2_2026_12_05_1.mcap'}"
+    with pytest.raises(ValueError, match=re.escape(f"give its MCAP files {files}, one at a time")):
+        bag_summary(folder)
+    with pytest.raises(ValueError, match="folder of ros2 bag record"):
+        list(read_bag(folder))
+    assert offline([str(folder), "--out", str(tmp_path / "out"), "--quiet"]) == 2
 
 
 def test_full_definition_holds_every_nested_type_once():
