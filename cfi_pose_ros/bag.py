@@ -253,14 +253,35 @@ def special_file_kind(mode: int) -> str:
     return "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a device or socket"
 
 
-def recorded_bag_hint(path: Path) -> str:
-    """For a folder ``ros2 bag record`` wrote (a ``metadata.yaml`` beside its MCAP files): which
-    files to give instead, one at a time (a split bag is several); else ""."""
-    if not (path.is_dir() and (path / "metadata.yaml").is_file()):
-        return ""
-    files = sorted(p.name for p in path.glob("*.mcap"))
-    return (f"; it is a folder of ros2 bag record: give its MCAP file{'s' if len(files) > 1 else ''} "
-            f"{', '.join(str(path / name) for name in files) or '(none here)'}, one at a time")
+def is_recorded_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder ``ros2 bag record`` wrote (its ``metadata.yaml`` beside the files)."""
+    path = Path(path)
+    return path.is_dir() and (path / "metadata.yaml").is_file()
+
+
+def bag_files(path: str | Path) -> list[Path]:
+    """The MCAP files of a bag: the file itself, or those of a folder ``ros2 bag record`` wrote, in
+    the order its ``metadata.yaml`` lists them (``relative_file_paths``: a bag split by size or
+    duration, each file after the one before in time). ``ValueError`` for a folder of another storage
+    (sqlite3's ``.db3``) or of compressed files, which this reader does not read."""
+    path = Path(path)
+    if not is_recorded_folder(path):
+        return [path]
+    import yaml
+
+    try:
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        names = [str(name) for name in info.get("relative_file_paths") or []]
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path / 'metadata.yaml'}: not rosbag2's metadata ({type(exc).__name__}: {exc})") from None
+    names = names or sorted(p.name for p in path.glob("*.mcap"))
+    others = [name for name in names if not name.endswith(".mcap")]
+    if others or not names:
+        raise ValueError(f"{path}: a ros2 bag record folder of {', '.join(others) or 'no files'}: only MCAP files "
+                         "are read (record with -s mcap, without --compression-mode file)")
+    # a name from the file may not lead out of the folder
+    files = [path / Path(name).name for name in names]
+    return files
 
 
 def _open_bag(path: str | Path):
@@ -272,8 +293,7 @@ def _open_bag(path: str | Path):
     try:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):
-            raise ValueError(f"{path}: {special_file_kind(mode)}, not an MCAP file (a bag is read by seeking to its end)"
-                             + recorded_bag_hint(Path(path)))
+            raise ValueError(f"{path}: {special_file_kind(mode)}, not an MCAP file (a bag is read by seeking to its end)")
         os.set_blocking(descriptor, True)
         return os.fdopen(descriptor, "rb")
     except BaseException:
@@ -288,7 +308,14 @@ def read_bag(path: str | Path, topics: Iterable[str] | None = None,
     says what they are; a channel without a schema has ``type_name`` ""), for a caller that
     counts what it cannot use rather than never seeing it. Records that cannot be read (a
     corrupt chunk, a length past the end of the file) raise ``ValueError`` after the messages
-    before them; a chunk that would decompress to more than ``MAX_CHUNK_BYTES`` before any."""
+    before them; a chunk that would decompress to more than ``MAX_CHUNK_BYTES`` before any.
+    ``path``: an MCAP file, or a folder of ``ros2 bag record`` (see :func:`bag_files`)."""
+    topics = list(topics) if topics is not None else None
+    for file in bag_files(path):
+        yield from _read_file(file, topics, every_encoding)
+
+
+def _read_file(path: Path, topics: list[str] | None, every_encoding: bool) -> Iterator[BagMessage]:
     from mcap.reader import make_reader
 
     with _open_bag(path) as f:
@@ -303,7 +330,7 @@ def read_bag(path: str | Path, topics: Iterable[str] | None = None,
         if max(sizes, default=0) > MAX_CHUNK_BYTES:
             raise ValueError(f"{path}: a chunk would decompress to {max(sizes)} bytes (more than "
                              f"{MAX_CHUNK_BYTES}): not read")
-        records = reader.iter_messages(topics=list(topics) if topics is not None else None, log_time_order=True)
+        records = reader.iter_messages(topics=topics, log_time_order=True)
         read = 0
         while True:
             try:
@@ -330,8 +357,35 @@ class TopicSummary:
 
 
 def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, int]]:
-    """topic -> (type, message count), and the (first, last) log time in ns. A topic held by
-    several channels has its first channel's type and all their messages."""
+    """topic -> (type, message count), and the (first, last) log time in ns, over every file of the
+    bag (see :func:`bag_files`). A topic held by several channels has its cdr channel's type and all
+    their messages."""
+    topics: dict[str, TopicSummary] = {}
+    ros_typed: set[str] = set()
+    starts, ends = [], []
+    for file in bag_files(path):
+        summary = _file_summary(file)
+        counts = summary.statistics.channel_message_counts if summary.statistics else {}
+        for channel_id, channel in sorted(summary.channels.items()):
+            schema = summary.schemas.get(channel.schema_id)
+            ros = channel.message_encoding == MESSAGE_ENCODING and schema is not None
+            known = topics.get(channel.topic, TopicSummary(schema.name if schema else "", 0))
+            # the type is a cdr channel's: a json or protobuf channel of lower id named the topic's
+            # type, and play_bag left its ROS messages out, offline refused the bag
+            type_name = schema.name if ros and channel.topic not in ros_typed else known.type_name
+            if ros:
+                ros_typed.add(channel.topic)
+            # a topic's messages in several channels (another encoding beside cdr) are all read: each
+            # channel's count replaced the one before, and a progress bar fell short of what was read
+            topics[channel.topic] = TopicSummary(type_name, known.count + int(counts.get(channel_id, 0)))
+        if summary.statistics and summary.statistics.message_count:
+            starts.append(summary.statistics.message_start_time)
+            ends.append(summary.statistics.message_end_time)
+    return topics, ((min(starts), max(ends)) if starts else (0, 0))
+
+
+def _file_summary(path: Path):
+    """One MCAP file's summary section; ``ValueError`` for a file that has none."""
     from mcap.exceptions import McapError
     from mcap.reader import make_reader
 
@@ -343,23 +397,7 @@ def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, i
                              "was it cut short or its recorder killed?") from exc
     if summary is None:
         raise ValueError(f"{path}: no MCAP summary section (the file was not closed properly)")
-    counts = summary.statistics.channel_message_counts if summary.statistics else {}
-    topics, ros_typed = {}, set()
-    for channel_id, channel in sorted(summary.channels.items()):
-        schema = summary.schemas.get(channel.schema_id)
-        ros = channel.message_encoding == MESSAGE_ENCODING and schema is not None
-        known = topics.get(channel.topic, TopicSummary(schema.name if schema else "", 0))
-        # the type is a cdr channel's: a json or protobuf channel of lower id named the topic's type,
-        # and play_bag left its ROS messages out, offline refused the bag
-        type_name = schema.name if ros and channel.topic not in ros_typed else known.type_name
-        if ros:
-            ros_typed.add(channel.topic)
-        # a topic's messages in several channels (another encoding beside cdr) are all read: each
-        # channel's count replaced the one before, and a progress bar fell short of what was read
-        topics[channel.topic] = TopicSummary(type_name, known.count + int(counts.get(channel_id, 0)))
-    times = ((summary.statistics.message_start_time, summary.statistics.message_end_time)
-             if summary.statistics else (0, 0))
-    return topics, times
+    return summary
 
 
 def playback_offsets(log_times_ns: list[int], rate: float = 1.0) -> list[float]:

@@ -376,12 +376,11 @@ def open_source(inputs: list[Path], args, depth_topic: str | None = None) -> Sou
     first = inputs[0]
     # RUN.MCAP is a bag too (cameras and Windows tools name files in capitals): it was opened as a video
     suffix = first.suffix.lower() if len(inputs) == 1 else None
-    bag, clip = suffix == ".mcap", suffix == ".npz"
-    from cfi_pose_ros.bag import recorded_bag_hint
+    from cfi_pose_ros.bag import is_recorded_folder
 
-    recorded = next(filter(None, (recorded_bag_hint(path) for path in inputs)), "")
-    if recorded:        # read as a folder of photos, it was "no images in [...]"
-        raise ValueError(f"{next(p for p in inputs if recorded_bag_hint(p))}{recorded}")
+    # a folder of ros2 bag record is a bag (it was read as a folder of photos: "no images in [...]")
+    bag = suffix == ".mcap" or (len(inputs) == 1 and is_recorded_folder(first))
+    clip = suffix == ".npz"
     problem = None if bag else next(filter(None, map(_input_problem, inputs)), None)
     if problem:
         raise ValueError(problem)
@@ -795,7 +794,7 @@ def _input_errors() -> tuple:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", type=Path, help="an .mcap bag, an .npz clip, a video, or photos / a folder")
+    parser.add_argument("inputs", nargs="+", type=Path, help="an .mcap bag (or a folder of ros2 bag record), an .npz clip, a video, or photos / a folder of them")
     parser.add_argument("--out", type=Path, default=Path("outputs/offline"))
     parser.add_argument("--no-video", action="store_true", help="only the MCAP and the summary")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

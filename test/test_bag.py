@@ -235,23 +235,32 @@ def test_a_topic_s_type_is_its_ros_channel_s_whatever_channel_comes_first(tmp_pa
     assert {t: (s.type_name, s.count) for t, s in topics.items()} == {"/t": ("std_msgs/msg/String", 2)}
 
 
-def test_a_folder_of_ros2_bag_record_is_refused_naming_the_files_to_give(tmp_path):
-    """`ros2 bag record` writes a folder (metadata.yaml beside name_0.mcap, name_1.mcap when split):
-    refused as "a directory" without a word of the files inside, and offline read it as a folder
-    of photos ("no images")."""
-    from cfi_pose_ros.offline import main as offline
+def test_a_folder_of_ros2_bag_record_is_read_as_one_bag_over_its_split_files(tmp_path):
+    """`ros2 bag record` writes a folder (metadata.yaml beside name_0.mcap, name_1.mcap when split by
+    size or duration): refused as "a directory", and offline read it as a folder of photos ("no
+    images"). Its files are read in the order metadata.yaml lists them, as one bag; a folder of
+    another storage is refused in one line."""
+    from std_msgs.msg import String
 
     folder = tmp_path / "rosbag2_2026_12_05"
     folder.mkdir()
-    (folder / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
-    for name in ("rosbag2_2026_12_05_0.mcap", "rosbag2_2026_12_05_1.mcap"):
-        (folder / name).write_bytes(b"")
-    files = f"{folder / 'rosbag2_2026_12_05_0.mcap'}, {folder / 'rosbag2_2026_12_05_1.mcap'}"
-    with pytest.raises(ValueError, match=re.escape(f"give its MCAP files {files}, one at a time")):
-        bag_summary(folder)
-    with pytest.raises(ValueError, match="folder of ros2 bag record"):
-        list(read_bag(folder))
-    assert offline([str(folder), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    names = ["rosbag2_2026_12_05_0.mcap", "rosbag2_2026_12_05_1.mcap"]
+    for part, name in enumerate(names):
+        with BagWriter(folder / name) as writer:
+            for k in range(3):
+                writer.write("/t", String(data=f"{part}.{k}"), 10 * part + k)
+    (folder / "metadata.yaml").write_text(
+        "rosbag2_bagfile_information:\n  storage_identifier: mcap\n  relative_file_paths:\n"
+        + "".join(f"    - {name}\n" for name in names))
+    assert [m.decode().data for m in read_bag(folder)] == ["0.0", "0.1", "0.2", "1.0", "1.1", "1.2"]
+    topics, times = bag_summary(folder)
+    assert {t: (s.type_name, s.count) for t, s in topics.items()} == {"/t": ("std_msgs/msg/String", 6)}
+    assert times == (0, 12)
+    sqlite = tmp_path / "sqlite_bag"
+    sqlite.mkdir()
+    (sqlite / "metadata.yaml").write_text("rosbag2_bagfile_information:\n  relative_file_paths: [b_0.db3]\n")
+    with pytest.raises(ValueError, match="a ros2 bag record folder of b_0.db3: only MCAP files are read"):
+        bag_summary(sqlite)
 
 
 def test_full_definition_holds_every_nested_type_once():

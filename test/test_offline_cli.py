@@ -121,6 +121,28 @@ def test_an_uncalibrated_camera_info_still_gives_a_zero_size_frame_its_size(tmp_
     assert all(h.root_source == HumanPose3D.ROOT_RELATIVE for p in poses for h in p.humans)
 
 
+def test_a_folder_of_ros2_bag_record_split_in_two_is_lifted_as_one_bag(tmp_path):
+    """offline took the folder `ros2 bag record` writes for one of photos ("no images in [...]")."""
+    import json
+
+    from cfi_pose_ros.bag import read_bag
+
+    whole = _bag(tmp_path / "whole.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(8)])
+    folder = tmp_path / "recorded"
+    folder.mkdir()
+    messages = list(read_bag(whole))
+    for part, chunk in enumerate((messages[:4], messages[4:])):      # split as rosbag2 splits, by time
+        with BagWriter(folder / f"recorded_{part}.mcap") as writer:
+            for m in chunk:
+                writer.write_serialized(m.topic, m.type_name, m.data, m.log_time_ns)
+    (folder / "metadata.yaml").write_text("rosbag2_bagfile_information:\n  relative_file_paths:\n"
+                                          "    - recorded_0.mcap\n    - recorded_1.mcap\n")
+    out = tmp_path / "out"
+    assert offline([str(folder), "--out", str(out), "--quiet", "--no-video"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 8 and summary["people"] == 16 and summary["dropped"] == {}, summary
+
+
 @pytest.mark.parametrize("problem, expected", [
     ("missing_bag", "No such file"),
     ("truncated_bag", "not a complete MCAP file"),
