@@ -794,7 +794,9 @@ def _input_errors() -> tuple:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", type=Path, help="an .mcap bag (or a folder of ros2 bag record), an .npz clip, a video, or photos / a folder of them")
+    parser.add_argument("inputs", nargs="+", type=Path,
+                        help="an .mcap bag (or a folder of ros2 bag record), an .npz clip, a video, "
+                             "or photos / a folder of them")
     parser.add_argument("--out", type=Path, default=Path("outputs/offline"))
     parser.add_argument("--no-video", action="store_true", help="only the MCAP and the summary")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
