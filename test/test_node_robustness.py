@@ -566,8 +566,8 @@ def test_a_bad_parameter_stops_either_node_at_start_with_one_line_naming_it(tmp_
     failures = []
     for (process, log), (kind, overrides, expected) in zip(started, STARTUP_ERRORS):
         try:
-            # all of them start at once: on 2 cores beside other work, 19 imports of rclpy and numpy
-            # took more than a minute once (the node had not failed yet, and was stopped)
+            # all of them start at once: 19 imports of rclpy and numpy on 2 cores beside other work
+            # can take more than a minute (a node stopped before it failed would read as a failure)
             rc = process.wait(timeout=180)
         except Exception:
             rc = stop(process)
