@@ -148,10 +148,12 @@ class LiftNode(SpecLifecycleNode):
         return super().on_deactivate(state)
 
     def _stop_updating_markers(self) -> None:
-        """RViz keeps markers it never sees expire until told: skeletons must not stay on screen
-        once nothing updates them (deactivate, shutdown from active, a stop signal while active)."""
-        if self.p("publish_markers") and not lifetime_expires(self.p("marker_lifetime")):
-            self._clear_markers()
+        """Skeletons must not stay on screen once nothing updates them (deactivate, shutdown from
+        active, a stop signal while active): RViz keeps markers it never sees expire until told,
+        and those of a lifetime it expires for that long (up to a minute). Waited for only where
+        they would stay for good: for the others a lost DELETEALL costs their lifetime."""
+        if self.p("publish_markers"):
+            self._clear_markers(wait_for_ack=not lifetime_expires(self.p("marker_lifetime")))
 
     def _clear_markers(self, wait_for_ack: bool = True) -> None:
         """One DELETEALL, while the lifecycle publisher is active (it drops anything else);
