@@ -272,8 +272,12 @@ def bag_files(path: str | Path) -> list[Path]:
     try:
         info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
         names = [str(name) for name in info.get("relative_file_paths") or []]
+        compression = (str(info.get("compression_mode") or "none").lower(), info.get("compression_format") or "")
     except (yaml.YAMLError, OSError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path / 'metadata.yaml'}: not rosbag2's metadata ({type(exc).__name__}: {exc})") from None
+    if compression[0] != "none":     # messages (or files) compressed by rosbag2: not CDR as read
+        raise ValueError(f"{path}: recorded with --compression-mode {compression[0]} ({compression[1]}): "
+                         "only uncompressed recordings are read (MCAP's own chunk compression is fine)")
     names = names or sorted(p.name for p in path.glob("*.mcap"))
     others = [name for name in names if not name.endswith(".mcap")]
     if others or not names:

@@ -261,6 +261,12 @@ def test_a_folder_of_ros2_bag_record_is_read_as_one_bag_over_its_split_files(tmp
     (sqlite / "metadata.yaml").write_text("rosbag2_bagfile_information:\n  relative_file_paths: [b_0.db3]\n")
     with pytest.raises(ValueError, match="a ros2 bag record folder of b_0.db3: only MCAP files are read"):
         bag_summary(sqlite)
+    # rosbag2's own compression keeps the .mcap names, but the messages are no CDR as read
+    (folder / "metadata.yaml").write_text(
+        "rosbag2_bagfile_information:\n  compression_format: zstd\n  compression_mode: MESSAGE\n"
+        "  relative_file_paths:\n" + "".join(f"    - {name}\n" for name in names))
+    with pytest.raises(ValueError, match="recorded with --compression-mode message"):
+        list(read_bag(folder))
 
 
 def test_full_definition_holds_every_nested_type_once():

@@ -856,6 +856,25 @@ def test_a_followed_box_is_where_the_person_is_in_its_own_frame():
         np.testing.assert_allclose(people.boxes, [[x, 100, x + 100, 400]])
 
 
+class _TwoPeopleSideBySide:
+    """Person detector stand-in: two people whose boxes overlap by more than half (IoU 0.6)."""
+
+    def detect_boxes(self, image_bgr):
+        return np.array([[100.0, 100, 300, 400], [150, 100, 350, 400]]), np.array([0.9, 0.8])
+
+
+def test_two_people_side_by_side_are_both_followed():
+    """Followed people whose boxes overlapped by more than half were taken for one: of two people side
+    by side one vanished on every followed frame, and the detector ran every other frame."""
+    detector = TopDownPoseDetector(_TwoPeopleSideBySide(), _KeypointsInEveryBox(), config=TopDownConfig(detect_every=4))
+    image = np.zeros((480, 640, 3), np.uint8)
+    counts, ran = [], []
+    for _ in range(8):
+        counts.append(len(detector.detect(image)))
+        ran.append("detector" in detector.last_stage_ms)
+    assert counts == [2] * 8 and ran == [True, False, False, False] * 2, (counts, ran)
+
+
 def test_a_followed_person_found_again_in_another_s_crop_is_published_once():
     """Followed crops were never compared: a person's crop that came to hold the one in front gave
     their keypoints again, published twice under two ids (10 of 972 frames with the real models)."""

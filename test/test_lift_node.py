@@ -432,6 +432,9 @@ def test_a_refused_camera_info_gives_its_size_only_where_it_is_one_and_for_its_o
     assert other.people == [] and other.dropped == {"bad_camera_info": 1, "bad_image_size": 2}, other.dropped
     own = lifting.lift_keypoints(pipeline, msg, None, size, camera_frame_id=msg.header.frame_id)
     assert len(own.people) == 2 and not own.dropped
+    # a frame that gives its own size takes nothing from such a CameraInfo: nothing to refuse or count
+    sized = lifting.lift_keypoints(pipeline, clip_msg(clip, 0, sec=2), None, size, camera_frame_id="other_cam")
+    assert len(sized.people) == 2 and not sized.dropped and not sized.warnings
 
 
 @pytest.mark.parametrize("matrix", [

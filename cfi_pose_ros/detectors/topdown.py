@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .base import Detections2D, KeypointModel, PersonDetector, check_image
-from .decode import box_iou, nms
+from .decode import box_iou
 from .movenet import MoveNetConfig
 from .rtmdet import RTMDetConfig
 from .rtmpose import RTMPoseConfig
@@ -38,9 +38,12 @@ class TopDownConfig:
     # found in less than this has jumped: a stray keypoint (on a neighbour) at the detection had
     # skewed the centre its offset was taken from, and the box went onto the background.
     follow_min_iou: float = 0.5
-    # Two followed people whose boxes overlap more than this are one: a crop that came to hold
-    # the person in front gave their keypoints again, published under a second id.
-    follow_max_overlap: float = 0.5
+    # Two people whose keypoints lie within this share of a crop's height of each other (the median
+    # over the joints both have) are one: a crop that held the person beside or in front gave their
+    # keypoints again, published under a second id (on followed and detected frames alike).
+    # Keypoints, not boxes: two people side by side have boxes that overlap by half and keypoints
+    # a body apart.
+    same_person: float = 0.1
 
 
 def keypoint_centres(keypoints: np.ndarray, scores: np.ndarray, min_score: float,
@@ -138,15 +141,20 @@ class TopDownPoseDetector:
             start = time.perf_counter()
             keypoints, scores = self.keypoint_model.estimate(image_bgr, boxes)
             timings["keypoint_model"] = (time.perf_counter() - start) * 1e3
-            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-            result = Detections2D(keypoints, scores, boxes, box_scores, self.layout)
+            result = Detections2D(keypoints, scores, np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                                  box_scores, self.layout)
+            # one person in two crops: a single-person keypoint model gives the most visible person of
+            # a crop, and the detector's box suppression does not see keypoints
+            once = ~self._found_twice(result)
+            result = result.select(once)
             centres, seen = self._centres(result)
             if followed is None:
+                boxes = result.boxes
                 anchors = np.concatenate([boxes[:, 2:] - boxes[:, :2],
                                           (boxes[:, :2] + boxes[:, 2:]) / 2 - centres], axis=1)
             else:
-                result, anchors, settled = self._settle_followed(result, anchors, centres, seen, image_size)
-                if not settled:       # someone gone, jumped or found twice: detect next time
+                result, anchors, settled = self._settle_followed(result, anchors[once], centres, seen, image_size)
+                if not settled:       # someone gone or jumped: detect next time
                     self._since_detection = self.config.detect_every
         self._previous, self._anchors, self._previous_size = result, anchors, image_size
         self.last_stage_ms = timings
@@ -157,17 +165,29 @@ class TopDownPoseDetector:
         """The people of a followed frame as published: each box placed by this frame's keypoints
         (the crop was placed by the previous frame's: a box a frame behind a walking person, whose
         id the tracker then lost through an occlusion it would have bridged), and the people kept;
-        False when one was dropped or jumped (the detector should run next)."""
+        False when one was lost or jumped (the detector should run next)."""
         crops = result.boxes
         placed = crops.copy()
         placed[seen] = follow_boxes(anchors[seen], centres[seen], image_size)
-        candidates = np.flatnonzero(seen)
-        # one of two people on one person (boxes where their keypoints are): the lower-scored goes
-        kept = candidates[nms(placed[candidates], result.scores[candidates].mean(axis=1),
-                              self.config.follow_max_overlap)]
-        keep = np.zeros(len(result), dtype=bool)
-        keep[kept] = True
-        jumped = keep & (np.diag(box_iou(placed, crops)) < self.config.follow_min_iou)
+        jumped = seen & (np.diag(box_iou(placed, crops)) < self.config.follow_min_iou)
         boxes = np.where(jumped[:, None], crops, placed)     # a jumped one's keypoints were found in its crop
-        result = Detections2D(result.keypoints, result.scores, boxes, result.box_scores, self.layout).select(keep)
-        return result, anchors[keep], bool(keep.all() and not jumped.any())
+        result = Detections2D(result.keypoints, result.scores, boxes, result.box_scores, self.layout).select(seen)
+        return result, anchors[seen], bool(seen.all() and not jumped.any())
+
+    def _found_twice(self, result: Detections2D) -> np.ndarray:
+        """``(P,)``: the people whose keypoints are a higher-scored person's (see ``same_person``),
+        judged against the height of that person's crop."""
+        boxes = result.boxes
+        confident = result.scores > self.config.follow_min_score
+        order = np.argsort(-result.scores.mean(axis=1), kind="stable")
+        twice = np.zeros(len(result), dtype=bool)
+        for rank, i in enumerate(order):
+            for j in order[:rank]:
+                both = confident[i] & confident[j]
+                if twice[j] or not both.any():
+                    continue
+                apart = np.median(np.linalg.norm(result.keypoints[i, both] - result.keypoints[j, both], axis=1))
+                if apart <= self.config.same_person * (boxes[j, 3] - boxes[j, 1]):
+                    twice[i] = True
+                    break
+        return twice

@@ -293,9 +293,10 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     if refused_header is not None:
         return LiftedFrame(Header(stamp=msg.header.stamp), [], Counter({refused_header: max(len(msg.people), 1)}))
     refused, warnings = Counter(), {}
-    # a CameraInfo that gives a size alone (no K) is judged alike: another camera's size was used
-    unusable = (None if camera_matrix is None and camera_size is None
-                else _camera_info_not_for(msg, camera_frame_id, camera_size))
+    # a CameraInfo that gives a size alone (no K) is judged alike where the frame takes that size
+    # (it gives 0): another camera's size was used
+    info_used = camera_matrix is not None or (camera_size is not None and not (msg.image_width and msg.image_height))
+    unusable = _camera_info_not_for(msg, camera_frame_id, camera_size) if info_used else None
     if unusable is not None:
         camera_matrix = lens = camera_size = depth = None
         refused["bad_camera_info"] += 1
