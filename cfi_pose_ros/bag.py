@@ -283,9 +283,7 @@ def bag_files(path: str | Path) -> list[Path]:
     if others or not names:
         raise ValueError(f"{path}: a ros2 bag record folder of {', '.join(others) or 'no files'}: only MCAP files "
                          "are read (record with -s mcap, without --compression-mode file)")
-    # a name from the file may not lead out of the folder
-    files = [path / Path(name).name for name in names]
-    return files
+    return [path / Path(name).name for name in names]      # a name from the file may not lead out of the folder
 
 
 def _open_bag(path: str | Path):

@@ -760,11 +760,11 @@ class _StopBetweenFrames:
     in a KeyboardInterrupt (exit -2) after "offline: interrupted"."""
 
     def __init__(self):
-        self.pending: int | None = None
-        self.ending = False
+        self.reset()
 
     def reset(self) -> None:
-        self.pending, self.ending = None, False
+        self.pending: int | None = None
+        self.ending = False
 
     def request(self, signum, frame) -> None:
         if self.ending:

@@ -10,6 +10,7 @@ occluded) is dropped and the detector runs again at once.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -177,17 +178,17 @@ class TopDownPoseDetector:
     def _found_twice(self, result: Detections2D) -> np.ndarray:
         """``(P,)``: the people whose keypoints are a higher-scored person's (see ``same_person``),
         judged against the height of that person's crop."""
-        boxes = result.boxes
         confident = result.scores > self.config.follow_min_score
-        order = np.argsort(-result.scores.mean(axis=1), kind="stable")
+        both = confident[:, None] & confident[None]                                   # (P, P, K)
+        distances = np.linalg.norm(result.keypoints[:, None] - result.keypoints[None], axis=-1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)        # a pair with no joint in common: NaN
+            apart = np.nanmedian(np.where(both, distances, np.nan), axis=-1)          # (P, P)
+        # same[i, j]: i's keypoints are j's, judged against j's crop
+        same = apart <= self.config.same_person * (result.boxes[:, 3] - result.boxes[:, 1])[None]
         twice = np.zeros(len(result), dtype=bool)
+        order = np.argsort(-result.scores.mean(axis=1), kind="stable")
         for rank, i in enumerate(order):
-            for j in order[:rank]:
-                both = confident[i] & confident[j]
-                if twice[j] or not both.any():
-                    continue
-                apart = np.median(np.linalg.norm(result.keypoints[i, both] - result.keypoints[j, both], axis=1))
-                if apart <= self.config.same_person * (boxes[j, 3] - boxes[j, 1]):
-                    twice[i] = True
-                    break
+            earlier = order[:rank]
+            twice[i] = bool((same[i, earlier] & ~twice[earlier]).any())
         return twice

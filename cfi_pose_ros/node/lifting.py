@@ -145,7 +145,8 @@ def _check_published_region(msg, size: tuple[int, int] | None) -> None:
     # "no size given": such a message was taken, with K divided by the binning, and a person 20 m
     # away placed 1.4 cm from the camera.
     if width and height and (size is None or min(size) < MIN_IMAGE_SIDE_PX):
-        binned = size or (width // _binning(msg)[0], height // _binning(msg)[1])
+        bin_x, bin_y = _binning(msg)
+        binned = size or (width // bin_x, height // bin_y)
         raise ValueError(f"roi and binning ({msg.binning_x}, {msg.binning_y}) leave a {binned[0]}x{binned[1]} "
                          f"image (at least {MIN_IMAGE_SIDE_PX} pixels a side)")
 
