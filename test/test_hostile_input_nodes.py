@@ -131,6 +131,72 @@ def test_batch_sizes_past_the_bound_stop_the_node_at_start(node_factory):
     assert "batch size 4096 is larger than 256" in log, log
 
 
+def _cut_short_and_overlong(msg) -> list[bytes]:
+    """``msg`` serialized and cut in half, and with its last sequence's length raised past the
+    bytes that follow (2^31 - 1 elements in a message of a few hundred bytes)."""
+    import struct
+
+    from rclpy.serialization import serialize_message
+
+    data = serialize_message(msg)
+    return [data[:len(data) // 2], data[:-len(data) // 4] + struct.pack("<I", 2**31 - 1)]
+
+
+def test_bytes_that_are_not_the_input_s_type_are_dropped_counted_and_warned_of(node_factory, clip):
+    """Before, rmw dropped them inside take: no count in /diagnostics, no line in the node's log."""
+    from sensor_msgs.msg import CameraInfo
+
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+    from cfi_pose_ros.node.base import UNDESERIALIZABLE
+
+    node = node_factory()
+    raw = {msg_type: node.client.create_publisher(msg_type, node.topics[topic], 10)
+           for msg_type, topic in ((HumanKeypoints2DArray, "input_topic"), (CameraInfo, "camera_info_topic"))}
+    assert node.send_and_receive(clip_msg(clip, 0, sec=31)) is not None, node.log()
+    bad_keypoints = _cut_short_and_overlong(clip_msg(clip, 1, sec=32))
+    bad_info = _cut_short_and_overlong(CameraInfo(width=640, height=480, k=[500.0, 0, 320, 0, 500, 240, 0, 0, 1]))
+
+    def dropped_all() -> bool:
+        for data in bad_keypoints:
+            raw[HumanKeypoints2DArray].publish(data)
+        for data in bad_info:
+            raw[CameraInfo].publish(data)
+        node.spin_for(0.2)
+        return _dropped(node, UNDESERIALIZABLE) >= 4
+
+    assert node.spin_until(dropped_all, 60), node.log()
+    for type_name in ("cfi_pose_ros/msg/HumanKeypoints2DArray", "sensor_msgs/msg/CameraInfo"):
+        topic = node.topics["input_topic" if "Keypoints" in type_name else "camera_info_topic"]
+        assert f"dropped a message on {topic}: its " in node.log() and f"bytes are not a {type_name}" in node.log()
+    out = node.send_and_receive(clip_msg(clip, 2, sec=33))       # and it goes on
+    assert out is not None and [h.id for h in out.humans] == list(clip.ids), node.log()
+    assert node.process.poll() is None
+
+
+def test_bytes_that_are_not_a_compressed_image_are_dropped_counted_and_warned_of(started, h36m_image):
+    """The same for the detector's compressed input (raw images keep rmw's take: see subscribe_input)."""
+    from sensor_msgs.msg import CompressedImage
+
+    from cfi_pose_ros.node.base import UNDESERIALIZABLE
+
+    path, good = _compressed_detector_answering(started, h36m_image, sec=6200)
+    small = CompressedImage(format="jpeg")
+    small.data = good.data[:400]
+    bad = _cut_short_and_overlong(small)
+
+    def dropped() -> int:
+        return int(path.diagnostics_of(path.detector_name, timeout=1).get(f"dropped.{UNDESERIALIZABLE}", 0))
+
+    assert path.spin_until(lambda: [path.image_pub.publish(data) for data in bad] and dropped() >= 2, 60), \
+        path.report()
+    log = path.detector_log.read_text()
+    assert f"dropped a message on {path.topics['image']}: its " in log, log
+    assert "bytes are not a sensor_msgs/msg/CompressedImage" in log, log
+    good.header.stamp.sec = 6202
+    assert path.send(good, until="keypoints") is not None, path.logs()
+    assert path.detector.poll() is None
+
+
 def _peak_rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024

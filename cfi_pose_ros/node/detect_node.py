@@ -56,8 +56,8 @@ from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import (BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, NEGATIVE_STAMP, header_problem,
                                            stamp_seconds)
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
-from cfi_pose_ros.node.base import (SpecLifecycleNode, cut, diagnostics_msg, newest_only_qos, output_qos, rcl_reason,
-                                   run, stoppable_configure)
+from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, cut, diagnostics_msg, newest_only_qos,
+                                   output_qos, rcl_reason, run, stoppable_configure)
 from cfi_pose_ros.runtime_stats import RollingStats
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not
@@ -293,9 +293,9 @@ class DetectNode(SpecLifecycleNode):
             self.detector.reset()
         msg_type = CompressedImage if self.p("compressed") else Image
         try:
-            self._subscription = self.create_subscription(
+            self._subscription = self.subscribe_input(
                 msg_type, self.p("image_topic"), self._on_image, newest_only_qos(self.p("input_reliability")),
-                event_callbacks=self.incompatible_qos_callbacks(self.p("image_topic")))
+                self._on_undeserializable if self.p("compressed") else None)     # see subscribe_input
         except Exception as exc:    # see rcl_reason: the node stays inactive, no worker started
             self.get_logger().error(f"activate failed: {rcl_reason(exc)}")
             return TransitionCallbackReturn.FAILURE
@@ -351,6 +351,14 @@ class DetectNode(SpecLifecycleNode):
         return super().destroy_node()
 
     # --------------------------------------------------------------- callbacks
+    def _on_undeserializable(self) -> None:
+        """An input that arrived and is dropped, as one undecodable: diagnostics then tell the stream
+        is there (not "no input ... for 60 s") and why nothing comes out of it."""
+        if self._running:                   # one queued before unsubscribing: see _on_image
+            with self._stats_lock:
+                self.stats.input(time.monotonic())
+            self._drop(UNDESERIALIZABLE)
+
     def _on_image(self, msg) -> None:
         """Executor thread: hand the newest image to the worker, replacing one still waiting."""
         if not self._running:

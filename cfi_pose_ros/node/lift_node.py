@@ -32,8 +32,8 @@ from cfi_pose_ros.frames import RigidTransform, static_target_transform, tf2_fra
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, header_drop_reason, markers_to_msg, stamp_seconds
-from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos, rcl_reason,
-                                   run, stoppable_configure)
+from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos,
+                                   rcl_reason, run, stoppable_configure)
 from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS,
                                       camera_or_size_from_info, dropped_warning_key, lift_keypoints, marker_namespace,
@@ -117,15 +117,17 @@ class LiftNode(SpecLifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        inputs = [(HumanKeypoints2DArray, "input_topic", self._on_keypoints),
-                  (CameraInfo, "camera_info_topic", self._on_camera_info)]
+        # bytes that are not a message (see subscribe_input): on the frames' topic an input dropped, on
+        # the CameraInfo's a drop; the depth images keep rmw's take (checking them would cost a copy)
+        inputs = [(HumanKeypoints2DArray, "input_topic", self._on_keypoints, self._on_undeserializable_keypoints),
+                  (CameraInfo, "camera_info_topic", self._on_camera_info, self._on_undeserializable)]
         if self.p("depth_topic"):
-            inputs.append((Image, "depth_topic", self._on_depth))
+            inputs.append((Image, "depth_topic", self._on_depth, None))
         try:
-            for msg_type, topic, callback in inputs:
-                self._subscriptions_active.append(self.create_subscription(
+            for msg_type, topic, callback, on_undeserializable in inputs:
+                self._subscriptions_active.append(self.subscribe_input(
                     msg_type, self.p(topic), callback, newest_only_qos(self.p("input_reliability")),
-                    event_callbacks=self.incompatible_qos_callbacks(self.p(topic))))
+                    on_undeserializable))
         except Exception as exc:    # see rcl_reason: the node stays inactive, not subscribed
             self.get_logger().error(f"activate failed: {rcl_reason(exc)}")
             self._unsubscribe()
@@ -214,6 +216,16 @@ class LiftNode(SpecLifecycleNode):
             self._tf_broadcast = None
 
     # --------------------------------------------------------------- callbacks
+    def _on_undeserializable(self) -> None:
+        if self._subscriptions_active:      # one queued before unsubscribing: see _on_keypoints
+            self.stats.drop(Counter({UNDESERIALIZABLE: 1}))
+
+    def _on_undeserializable_keypoints(self) -> None:
+        if self._subscriptions_active:
+            self.stats.input(time.monotonic())
+            self._on_undeserializable()
+            self.publish_diagnostics_if_due()
+
     def _on_camera_info(self, msg: CameraInfo) -> None:
         if not self._subscriptions_active:
             return      # queued before unsubscribing (see _on_keypoints): cleanup forgot this camera
