@@ -196,6 +196,12 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
     if not isinstance(layout, str) or layout not in LAYOUTS or LAYOUTS[layout].num_joints != model_config.num_joints:
         raise WeightsError(f"{config_path}: joint layout {layout!r} does not fit a "
                            f"{model_config.num_joints}-joint model")
+    if (model_config.in_channels, model_config.out_channels) != (2, 3):
+        # such a model loads and runs: it failed inside torch (in_channels 3), or gave (N, 17, 2)
+        # joints that every consumer of (N, 17, 3) misread, or exported such a graph
+        raise WeightsError(f"{config_path}: a model of {model_config.in_channels} input and "
+                           f"{model_config.out_channels} output values per joint; the lifter takes pixels (x, y) "
+                           "and gives (x, y, z): in_channels 2, out_channels 3")
     try:
         input_domain = LifterInputDomain.from_dict(config["input_domain"]) if "input_domain" in config \
             else H36M_INPUT_DOMAIN

@@ -25,7 +25,7 @@ from cfi_pose_ros.inference import batching, cache
 from cfi_pose_ros.inference.fused import FusedCFINet
 from cfi_pose_ros.inference.reference import check_against_reference, reference_inputs
 from cfi_pose_ros.model import CFIConfig, CFINet
-from cfi_pose_ros.weights import WeightsError, save_weights
+from cfi_pose_ros.weights import WeightsError, read_weights_info, save_weights
 
 SMALL = CFIConfig(dim=32, depth=1, heads=4)
 ATOL = 1e-4   # metres
@@ -237,6 +237,34 @@ def test_corrupted_cached_onnx_is_exported_again(tmp_path, small):
     assert any("SHA-256" in line for line in lines)
     keypoints = realistic_inputs(4)
     assert float(np.abs(second.lift(keypoints) - eager(model, keypoints)).max()) < ATOL
+
+
+def test_an_fp16_export_of_other_float32_blocks_is_not_served_from_the_cache(tmp_path, small, monkeypatch):
+    """FLOAT32_BLOCKS went from 0 to 1 with the same cache key: fp16 exports of the old graph (2.7 mm
+    off, against 0.85 mm) went on being loaded, and so would engines and recorded engine failures."""
+    from cfi_pose_ros.inference import fused
+    from cfi_pose_ros.inference.onnx_export import exported_onnx
+
+    model, weights, _ = small
+    sha256 = read_weights_info(weights).sha256
+    exports = {}
+    for blocks in (0, 1):
+        monkeypatch.setattr(fused, "FLOAT32_BLOCKS", blocks)
+        lines = []
+        exports[blocks] = exported_onnx(model, sha256, tmp_path, "fp16", lines.append)
+        assert any("exporting" in line for line in lines), (blocks, lines)
+    assert exports[0][1] != exports[1][1] and exports[0][0] != exports[1][0]
+
+
+def test_a_cache_folder_given_with_a_tilde_is_in_the_home_folder(tmp_path, small, monkeypatch):
+    """ROS expands nothing in a parameters file: `engine_cache_dir: ~/.cache/cfi` made a folder named
+    `~` wherever the node was started."""
+    _, weights, _ = small
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    lifter = create_lifter(weights, backend="onnxruntime", cache_dir="~/cfi_cache", threads=1, log=lambda *_: None)
+    assert lifter.describe()["onnx"].startswith(str(tmp_path / "home" / "cfi_cache"))
+    assert not (tmp_path / "~").exists()
 
 
 def test_two_processes_needing_one_export_at_once_export_it_once(tmp_path, small):
@@ -795,3 +823,42 @@ def test_a_closed_lifter_says_so(small, backend):
     lifter.close()
     with pytest.raises(RuntimeError, match=f"this {backend} lifter is closed"):
         lifter.lift(realistic_inputs(2))
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_lifter_closed_by_another_thread_while_lifting_says_so(small, backend):
+    """A close() between two batches of a lift in another thread: onnxruntime raised AttributeError
+    ('NoneType' object has no attribute 'run'), not the RuntimeError a closed lifter raises."""
+    import threading
+
+    if backend_unavailable_reason(backend):
+        pytest.skip(f"{backend}: {backend_unavailable_reason(backend)}")
+    _, weights, cache_dir = small
+    lifter = create_lifter(weights, backend=backend, cache_dir=cache_dir, threads=1, batch_sizes=(1,),
+                           log=lambda *_: None)
+    started, closed = threading.Event(), threading.Event()
+    run_fixed = lifter._run_fixed
+
+    def first_batch_closes(batch):          # the other thread's close lands between two batches
+        started.set()
+        closed.wait(10)
+        return run_fixed(batch)
+
+    lifter._run_fixed = first_batch_closes
+    outcome = []
+
+    def lift() -> None:
+        try:
+            lifter.lift(realistic_inputs(3))
+            outcome.append("finished")
+        except Exception as exc:        # noqa: BLE001 - what it raised is the result
+            outcome.append(exc)
+
+    worker = threading.Thread(target=lift)
+    worker.start()
+    assert started.wait(10)
+    lifter.close()
+    closed.set()
+    worker.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], RuntimeError), outcome
+    assert "closed while lifting" in str(outcome[0])

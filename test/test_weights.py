@@ -206,6 +206,16 @@ def test_a_file_saved_before_the_meaning_record_still_loads(saved):
     assert torch.equal(loaded(x), model.eval()(x))
 
 
+@pytest.mark.parametrize("channels", [{"in_channels": 3}, {"out_channels": 2}, {"out_channels": 4}])
+def test_a_model_not_of_pixels_in_and_3d_joints_out_is_refused_in_one_line(tmp_path, channels):
+    """Such a model is a real CFINet, its file consistent: it loaded, then failed inside torch
+    (in_channels 3: "mat1 and mat2 shapes cannot be multiplied") or lifted (N, 17, 2) joints."""
+    path = save_weights(CFINet(replace(CONFIG, **channels)), tmp_path / "w.safetensors")
+    with pytest.raises(WeightsError, match=r"the lifter takes pixels \(x, y\) and gives \(x, y, z\): "
+                                           r"in_channels 2, out_channels 3"):
+        load_weights(path)
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c.update(format="something/else"), "format"),
     (lambda c: c["model"].update(colour="blue"), "bad model config"),

@@ -150,7 +150,7 @@ class Lifter(abc.ABC):
         flip = self.flip_test and len(keypoints) > 0
         if flip:     # mirrored copies in the same batch: one backend call, as without flip test
             keypoints = np.concatenate([keypoints, H36M_17.mirror(keypoints)])
-        poses = run_in_fixed_batches(keypoints, self._batch_sizes, self._run_fixed,
+        poses = run_in_fixed_batches(keypoints, self._batch_sizes, self._run_open,
                                      (self.num_joints, self.out_channels))
         if flip:
             people = len(poses) // 2
@@ -158,6 +158,18 @@ class Lifter(abc.ABC):
         return poses
 
     __call__ = lift
+
+    def _run_open(self, batch: np.ndarray) -> np.ndarray:
+        """:meth:`_run_fixed`, or ``RuntimeError`` once closed: a :meth:`close` from another thread
+        between two batches of a lift released what the next one runs on (``AttributeError:
+        'NoneType' object has no attribute 'run'`` from ONNX Runtime, ``KeyError`` elsewhere)."""
+        try:
+            if not self._closed:
+                return self._run_fixed(batch)
+        except Exception:
+            if not self._closed:
+                raise
+        raise RuntimeError(f"this {self.backend} lifter was closed while lifting")
 
     @abc.abstractmethod
     def _run_fixed(self, batch: np.ndarray) -> np.ndarray:

@@ -33,12 +33,19 @@ from ..weights import give_default_mode
 CACHE_FORMAT = "cfi_pose_ros.inference-cache/1"
 
 
+def cache_dir_path(value: str | Path) -> Path:
+    """A cache folder as given, ``~`` expanded: a parameters file's ``engine_cache_dir:
+    ~/.cache/cfi`` reaches the node unexpanded (ROS expands nothing), and a folder named ``~`` was
+    made in whatever directory the node started from, the model exported again from each."""
+    return Path(value).expanduser()
+
+
 def default_cache_dir() -> Path:
     """``$CFI_POSE_CACHE_DIR``, else ``$XDG_CACHE_HOME/cfi_pose_ros``, else ``~/.cache/cfi_pose_ros``."""
     if os.environ.get("CFI_POSE_CACHE_DIR"):
-        return Path(os.environ["CFI_POSE_CACHE_DIR"])
+        return cache_dir_path(os.environ["CFI_POSE_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cfi_pose_ros"
+    return cache_dir_path(base) / "cfi_pose_ros"
 
 
 def engine_key_fields(*, weights_sha256: str, tensorrt_version: str, tensorrt_cuda: str, gpu_name: str,
@@ -48,7 +55,7 @@ def engine_key_fields(*, weights_sha256: str, tensorrt_version: str, tensorrt_cu
 
     ``tensorrt_cuda`` tells the CUDA 12 and CUDA 13 builds of one TensorRT version
     apart (``"cu12"``, ``"cu13"``); ``graph`` names the exported graph's form (see
-    ``onnx_export.GRAPH_VERSION``) and ``opset`` its ONNX opset, so a change to the
+    ``onnx_export.graph_key()``) and ``opset`` its ONNX opset, so a change to the
     export also invalidates engines; ``builder`` holds the builder settings that
     change the engine (network typing, flags, workspace, profile); ``model`` the architecture
     (``CFIConfig.to_dict()``): a weights JSON may describe another model over the same tensors

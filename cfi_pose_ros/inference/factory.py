@@ -10,7 +10,7 @@ from ..weights import DEFAULT_WEIGHTS, WeightsError, resolve_weights
 from .base import (BACKEND_PRECISIONS, BACKENDS, PRECISIONS, BackendUnavailable, Lifter, LogFn,
                    as_log_fn, check_precision, check_threads)
 from .batching import normalize_batch_sizes
-from .cache import default_cache_dir, load_model
+from .cache import cache_dir_path, default_cache_dir, load_model
 
 
 def backend_unavailable_reason(backend: str) -> str | None:
@@ -103,7 +103,7 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
         batch_sizes = normalize_batch_sizes(batch_sizes)
     check_threads(threads)
     log = as_log_fn(log)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_dir = cache_dir_path(cache_dir) if cache_dir is not None else default_cache_dir()
 
     def ready(lifter: Lifter, info) -> Lifter:
         lifter.flip_test = bool(flip_test)

@@ -58,6 +58,7 @@ import torch
 
 from ..model import CFINet
 from . import cache
+from . import fused as fused_graph    # its FLOAT32_BLOCKS read when used: see graph_key
 from .base import TOLERANCES, LogFn, ReferenceMismatch
 from .fused import COMPUTE_DTYPES, FusedCFINet
 from .reference import check_against_reference, reference_inputs
@@ -67,7 +68,14 @@ OUTPUT_NAME = "joints_3d"
 BATCH_DIM = "batch"
 MAX_BATCH = 4096
 OPSET = 18
-GRAPH_VERSION = "cfi-fused/2"      # bump when FusedCFINet's graph changes: invalidates cached exports/engines
+GRAPH_VERSION = "cfi-fused/3"      # bump when FusedCFINet's graph changes: see graph_key
+
+
+def graph_key() -> str:
+    """The graph part of every cached export's and engine's key: GRAPH_VERSION and the float32
+    blocks of reduced-precision graphs (``fused.FLOAT32_BLOCKS``), whose change (0 to 1) left fp16
+    exports, engines and recorded engine failures of the old graph served as the new one's."""
+    return f"{GRAPH_VERSION}, float32 blocks {fused_graph.FLOAT32_BLOCKS}"
 
 
 class ExportError(RuntimeError):
@@ -135,7 +143,7 @@ def export_model(model: CFINet, *, precision: str = "fp32", opset: int = OPSET, 
         # `--opset 99` printed "opset 99" over a file of opset 18
         raise ExportError(f"the exporter wrote opset {written_opset(proto)}, not the {opset} asked for")
     proto.producer_name = "cfi_pose_ros"
-    proto.doc_string = (f"CFINet {model.config.to_dict()} as {GRAPH_VERSION if fused else 'plain CFINet'}, "
+    proto.doc_string = (f"CFINet {model.config.to_dict()} as {graph_key() if fused else 'plain CFINet'}, "
                         f"{precision}; "
                         f"input {INPUT_NAME} (batch, {model.config.num_joints}, 2) screen-normalised, "
                         f"output {OUTPUT_NAME} (batch, {model.config.num_joints}, 3) metres")
@@ -219,7 +227,7 @@ def exported_onnx(model: CFINet, weights_sha256: str, cache_dir, precision: str,
     Returns ``(bytes, where)`` with ``where`` the cache path or ``"memory"``.
     ``refresh`` ignores (and replaces) a cached file.
     """
-    fields = cache.onnx_key_fields(weights_sha256=weights_sha256 or "unhashed", graph=GRAPH_VERSION,
+    fields = cache.onnx_key_fields(weights_sha256=weights_sha256 or "unhashed", graph=graph_key(),
                                    opset=OPSET, precision=precision, exporter=exporter_id(),
                                    model=model.config.to_dict())
     path = cache.cache_path(cache_dir, fields, ".onnx") if cache_dir is not None and weights_sha256 else None

@@ -77,7 +77,7 @@ from . import cache
 from .base import BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn, check_precision
 from .batching import normalize_batch_sizes
 from .cuda_backend import cuda_unavailable_reason
-from .onnx_export import (GRAPH_VERSION, INPUT_NAME, OPSET, OUTPUT_NAME, exported_onnx,
+from .onnx_export import (INPUT_NAME, OPSET, OUTPUT_NAME, exported_onnx, graph_key,
                           exporter_unavailable_reason)
 from .reference import check_against_reference
 
@@ -298,7 +298,7 @@ class _Engines:
             tensorrt_cuda=tensorrt_cuda_variant(), gpu_name=torch.cuda.get_device_name(self.device),
             compute_capability=torch.cuda.get_device_capability(self.device),
             precision=self.precision, input_shape=self.input_shape(size),
-            graph=GRAPH_VERSION, opset=OPSET, builder=self.settings, model=self.model.config.to_dict())
+            graph=graph_key(), opset=OPSET, builder=self.settings, model=self.model.config.to_dict())
 
     def build(self, size: int) -> bytes:
         onnx_bytes = self.onnx_bytes()
