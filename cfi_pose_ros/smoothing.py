@@ -19,7 +19,9 @@ until fast movements stop lagging.
 Irregular timing: alpha is computed from each step's own ``dt``, so dropped
 frames are handled naturally (a long gap gives alpha ~ 1: the filter follows
 the new measurement). A timestamp that does not advance (``dt == 0``: a
-driver that stamps every image alike) says nothing about speed, and the
+driver that stamps every image alike; or by less than a millisecond,
+``timeline.MIN_FRAME_INTERVAL``: steps of 1 ns froze the output the same way,
+and float rounding of wall-clock stamps made some) says nothing about speed, and the
 filter's limit there (``alpha -> 0``) would return the previous estimate
 forever, freezing the output at the first pose: such a sample is passed
 through unfiltered and the state is left as it was, so the output follows the
@@ -102,7 +104,7 @@ class OneEuroFilter:
             return np.where(finite, x, np.nan)
 
         dt = t - self._t
-        if dt == 0:       # no time has passed: pass the sample through, keep the state (see above)
+        if dt < timeline.MIN_FRAME_INTERVAL:   # no time has passed: pass the sample through, keep the state
             if np.array_equal(x, self._last[0], equal_nan=True):
                 return self._last[1]        # the same sample again (a duplicated message): its output
             return np.where(finite, x, np.nan)

@@ -10,6 +10,12 @@ step back gave every person a new id (and every filter a restart) for one frame 
 from __future__ import annotations
 
 LATE_FRAME_TOLERANCE = 0.1      # seconds behind the newest frame that are still "late"
+# Two stamps closer than this (seconds) are one instant: no frame source runs at a kilohertz, and a
+# step of nanoseconds or microseconds (a frame republished with a new stamp, stamps from one trigger)
+# is no time in which anything moved. Read as time, a box moved a few pixels was millions of pixels a
+# second (the tracker's next box left the image), and a smoothing filter's gain over 1 ns was zero:
+# its output froze on the first pose, and went back to it whenever float rounding made a step.
+MIN_FRAME_INTERVAL = 1e-3
 # Stamps are seconds as float64 (sec + nanosec * 1e-9, sec ~1.8e9): a frame exactly 100 ms behind
 # came out 0.1 +- 1e-7 behind, and about half of them (one period of a 10 Hz detector) read as a new
 # timeline, every id and filter restarted. A microsecond is far below any frame period.

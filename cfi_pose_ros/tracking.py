@@ -30,11 +30,10 @@ from . import timeline
 from .detectors.decode import box_iou
 
 _ROS4HRI_NAMES = 26 ** 5          # five lowercase letters
-# Two stamps closer than this (seconds) are one instant to the motion model: a box moved by a few
-# pixels over a microsecond (a frame republished with a new stamp, stamps from one trigger) is a
-# velocity of millions of pixels per second, and the next frame's predicted box would leave the
-# image, so the person got a new id. On the frame clock (unstamped input) every gap is >= 1.
-MIN_MOTION_INTERVAL = 1e-3
+# Two stamps closer than this are one instant to the motion model (see timeline): a box moved over a
+# microsecond predicted the next box off the image, and the person got a new id. On the frame clock
+# (unstamped input) every gap is >= 1.
+MIN_MOTION_INTERVAL = timeline.MIN_FRAME_INTERVAL
 # While the stamps stand still (a paused simulation or bag clock stamping a live camera) no time
 # passes and max_age never retires a track: the id of someone long gone went to whoever next stood
 # there, and every false detection stayed a track (one more per frame). A confirmed track missed in

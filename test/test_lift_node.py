@@ -437,6 +437,29 @@ def test_a_refused_camera_info_gives_its_size_only_where_it_is_one_and_for_its_o
     assert len(sized.people) == 2 and not sized.dropped and not sized.warnings
 
 
+@pytest.mark.parametrize("principal_x", [5e5, -9e5])
+def test_a_camera_info_of_no_size_has_its_k_judged_against_the_keypoints_image(clip, principal_x):
+    """A CameraInfo with width = height = 0 had its K checked against no image: cx = 5e5 px placed
+    the clip's person 2.4 km to the side (ROOT_FROM_INTRINSICS); the same K with a size is refused."""
+    from cfi_pose_ros.node import lifting
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    matrix = clip.camera_matrix.copy()
+    matrix[0, 2] = principal_x
+    info = camera_info_msg(matrix, (0, 0), FRAME)
+    k, lens, size, refused = lifting.camera_or_size_from_info(info)
+    assert refused is None and size is None            # nothing to judge it by, here
+    pipeline = lifting.build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    result = lifting.lift_keypoints(pipeline, clip_msg(clip, 0, sec=1), k, size, lens=lens,
+                                    camera_frame_id=FRAME)
+    assert result.dropped == {"bad_camera_info": 1}, result.dropped
+    assert "for the keypoints' 1000x1002 image" in result.warnings["camera_info_matrix"]
+    assert [p.root_source for p in result.people] == [HumanPose3D.ROOT_RELATIVE] * 2
+    good = lifting.camera_or_size_from_info(camera_info_msg(clip.camera_matrix, (0, 0), FRAME))[0]
+    placed = lifting.lift_keypoints(pipeline, clip_msg(clip, 0, sec=2), good, None, camera_frame_id=FRAME)
+    assert not placed.dropped and [p.root_source for p in placed.people] == [HumanPose3D.ROOT_FROM_INTRINSICS] * 2
+
+
 @pytest.mark.parametrize("matrix", [
     np.zeros((3, 3)), np.full((3, 3), np.nan),
     # finite but no camera's (people were placed 6e147 m away as ROOT_FROM_INTRINSICS), and a focal

@@ -74,6 +74,20 @@ def test_repeated_timestamp_passes_the_sample_through_and_keeps_the_state():
     assert np.all(a < 1.0) and np.all(c < 1.0)
 
 
+@pytest.mark.parametrize("step", [1e-9, 1e-6])
+def test_stamps_advancing_by_nanoseconds_do_not_freeze_the_output(step):
+    """Stamps 1 ns or 1 us apart (a republisher, stamps from one trigger): the filter's gain over such
+    a step is 0, so a person walking 1 m stayed at 0.000 m (1 ns) or 0.019 m (1 us); on wall-clock
+    stamps, where float rounding makes most such steps 0, the first pose came back every ~240 frames."""
+    smoother = PoseSmoother(min_cutoff=1.0, beta=0.5)
+    walk = np.linspace(0.0, 1.0, 60)
+    for base in (0.0, 1.7e9):
+        smoother.reset()
+        out = [smoother.smooth_frame(["a"], base + 1.0 + k * step, np.full((1, 17, 3), x))[0, 0, 0]
+               for k, x in enumerate(walk)]
+        np.testing.assert_allclose(out, walk)           # followed, unsmoothed: no time passed
+
+
 def test_a_duplicated_frame_gets_the_output_it_got():
     """One message delivered twice (a relay beside the driver, a bag recorded from both): the second
     passed through unsmoothed, so /human_pose_3d carried two poses at one stamp (6 cm apart on the

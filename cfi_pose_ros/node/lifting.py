@@ -255,13 +255,21 @@ def dropped_warning_key(reason: str) -> str:
     return f"dropped_{reason}"
 
 
-def _camera_info_not_for(msg, camera_frame_id: str, camera_size: tuple[int, int] | None) -> tuple[str, str] | None:
+def _camera_info_not_for(msg, camera_frame_id: str, camera_size: tuple[int, int] | None,
+                         camera_matrix: np.ndarray | None) -> tuple[str, str] | None:
     """``(warning key, reason)`` when a CameraInfo is not for the keypoints of ``msg`` (see
     :func:`lift_keypoints`), else None."""
     if other_camera_frame(camera_frame_id, msg.header.frame_id):
         return "camera_info_frame", (f"it is for frame {tf2_frame_id(camera_frame_id)!r}, the keypoints are in "
                                      f"{tf2_frame_id(msg.header.frame_id)!r} (camera_info_topic another camera's?)")
     width, height = msg.image_width, msg.image_height
+    if camera_matrix is not None and camera_size is None and min(width, height) > 0:
+        # a CameraInfo of no size (width and height 0): its K was judged against no image, and a
+        # principal point 5e5 px off placed people 2 km to the side. It is the keypoints' image's.
+        try:
+            validate_camera_matrix(camera_matrix, (width, height))
+        except ValueError as exc:
+            return "camera_info_matrix", f"it gives no image size, and for the keypoints' {width}x{height} image {exc}"
     if camera_size is not None and min(width, height) > 0 and not is_resized_view((width, height), camera_size):
         info_width, info_height = camera_size
         return "camera_info_size", (
@@ -297,7 +305,7 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     # a CameraInfo that gives a size alone (no K) is judged alike where the frame takes that size
     # (it gives 0): another camera's size was used
     info_used = camera_matrix is not None or (camera_size is not None and not (msg.image_width and msg.image_height))
-    unusable = _camera_info_not_for(msg, camera_frame_id, camera_size) if info_used else None
+    unusable = _camera_info_not_for(msg, camera_frame_id, camera_size, camera_matrix) if info_used else None
     if unusable is not None:
         camera_matrix = lens = camera_size = depth = None
         refused["bad_camera_info"] += 1
