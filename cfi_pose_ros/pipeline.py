@@ -39,8 +39,8 @@ from .body_pose import body_poses
 from .camera import (LensDistortion, clamp_person_scale, lifter_input_in_reference_view,
                      normalize_screen, square_pixel_camera, undistort_pixels)
 from .depth import root_translation_from_depth
-from .root_solver import (outlier_joints, reproject, scaled_reprojection_errors, solve_root_translation,
-                          validate_camera_matrix)
+from .root_solver import (outlier_joints, reproject, scaled_reprojection_errors, seen_joints_in_front,
+                          solve_root_translation, validate_camera_matrix)
 from .skeleton import H36M_17, LAYOUTS, convert_to_h36m17
 
 ROOT_RELATIVE, ROOT_FROM_INTRINSICS, ROOT_FROM_DEPTH = 0, 1, 2
@@ -105,6 +105,26 @@ class FrameResult:
     problems: dict[str, str] = field(default_factory=dict)
 
 
+# A person's depth reading not used for the root (see depth_agrees_with_image): counted, not logged
+# (an arm or an object between the sensor and the pelvis is routine in a real scene)
+DEPTH_DISAGREES = "depth_disagrees"
+
+
+def depth_agrees_with_image(depth_translations: np.ndarray, solved_translations: np.ndarray, solved: np.ndarray,
+                            root_relative: np.ndarray, seen: np.ndarray, agreement: float) -> np.ndarray:
+    """``(N,)`` bool: whether each person's root from the depth image may replace the one the image
+    gives: every seen joint then lies in front of the camera, and where the solve from the
+    intrinsics placed the person, the depth is within a factor ``agreement`` of its depth. The
+    window read at the pelvis can fall on something else: an object 0.12 m from the sensor placed a
+    person the image puts 5.1 m away at 0.22 m, two joints behind the camera; a wall behind at 20 m
+    (3.9 times as far). A factor of 2 leaves the body-size prior's error (a child of 1.1 m solved
+    as an adult of 1.7 m: 1.5) to the depth to correct."""
+    depth_z, solved_z = depth_translations[:, 2], solved_translations[:, 2]
+    with np.errstate(invalid="ignore"):
+        near_solve = ~solved | ((depth_z * agreement >= solved_z) & (depth_z <= agreement * solved_z))
+    return near_solve & seen_joints_in_front(root_relative, depth_translations, seen)
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     min_keypoint_score: float = 0.05   # a joint at or below this is treated as missing
@@ -113,6 +133,9 @@ class PipelineConfig:
     solve_root: bool = True
     depth_window: int = 5              # pixels around the pelvis and hips sampled in the depth image
     depth_body_offset: float = 0.10    # metres from the body surface the sensor sees to the pelvis joint
+    # A depth reading is used for a person's root only within this factor of the depth the image gives
+    # (the solve from the intrinsics and the body-size prior): see depth_agrees_with_image
+    depth_agreement: float = 2.0
     # A joint more than this fraction of the image's width (x) or height (y) outside the image is
     # missing; a person left with fewer than min_valid_joints is dropped as out_of_image. Half the
     # image leaves room for the joints detectors extrapolate past the border (a cut-off foot, a
@@ -401,6 +424,11 @@ class LiftingPipeline:
             depth_t, from_depth = root_translation_from_depth(
                 pelvis, hips, frame.depth, camera, ray_pixels=pixels[:, 0], window=self.config.depth_window,
                 body_offset=self.config.depth_body_offset, image_size=(frame.image_width, frame.image_height))
+            agrees = depth_agrees_with_image(depth_t, translations, solved, root_relative, visible,
+                                             self.config.depth_agreement)
+            if (from_depth & ~agrees).any():
+                dropped[DEPTH_DISAGREES] += int((from_depth & ~agrees).sum())
+            from_depth &= agrees
             translations = np.where(from_depth[:, None], depth_t, translations)
             solved = solved | from_depth
         keypoints = root_relative + np.where(solved[:, None, None], translations[:, None, :], 0.0)

@@ -106,6 +106,11 @@ _MAX_FOCAL_ASPECT = 10.0          # fy / fx: anamorphic lenses squeeze 2x at mos
 _FOCAL_PER_WIDTH = (0.05, 1000.0)
 
 
+# Nearer than this to the camera, a joint seen in the image is no real placement: no camera focuses
+# closer, and a detector finds no body part that fills the view (see seen_joints_in_front).
+MIN_SEEN_JOINT_DEPTH_M = 0.05
+
+
 def validate_camera_matrix(camera_matrix: Sequence[float] | np.ndarray,
                            sensor_size: tuple[float, float] | None = None) -> np.ndarray:
     """Check a pinhole matrix and return it as a float64 ``(3, 3)`` array.
@@ -326,6 +331,17 @@ def _prepare(root_relative, pixels, scores, camera_matrix):
             np.where(valid, sc, 0.0), valid, single)
 
 
+def seen_joints_in_front(root_relative: np.ndarray, translations: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: whether every ``seen`` joint (``(N, J)``) of ``root_relative + translations``
+    lies at least MIN_SEEN_JOINT_DEPTH_M in front of the camera: a joint the detector saw in the
+    image is in front of the lens, so a placement that puts one behind it is wrong (a person 0.4 m
+    from a wide lens was placed with a detected knee at -4 cm; a depth reading of an object in front
+    of a person 5 m away put two joints behind the camera). Unseen joints (the lifter's guess of
+    legs out of the image) are not judged."""
+    depth = np.asarray(root_relative)[..., 2] + np.asarray(translations)[:, None, 2]
+    return np.all((depth >= MIN_SEEN_JOINT_DEPTH_M) | ~np.asarray(seen, dtype=bool), axis=1)
+
+
 def solve_root_translation(root_relative: np.ndarray, pixels: np.ndarray, scores: np.ndarray,
                            camera_matrix: np.ndarray, refine: int = 1, robust: bool = True,
                            max_iterations: int = MAX_ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
@@ -350,7 +366,8 @@ def solve_root_translation(root_relative: np.ndarray, pixels: np.ndarray, scores
         ``(translations (N, 3), ok (N,) bool)``. ``ok`` is False -- and the
         translation NaN -- when fewer than 2 joints are valid, the system is
         singular, the solution is not finite, or it puts the root at ``tz <= 0``
-        (behind the camera). Never raises for bad keypoint data.
+        (behind the camera) or a valid joint nearer than MIN_SEEN_JOINT_DEPTH_M
+        (:func:`seen_joints_in_front`). Never raises for bad keypoint data.
     """
     k, rel, px, weights, valid, single = _prepare(root_relative, pixels, scores, camera_matrix)
     system = _LinearSystem(rel, px, k)
@@ -368,7 +385,8 @@ def solve_root_translation(root_relative: np.ndarray, pixels: np.ndarray, scores
             take = usable & ok_ref & np.isfinite(t_ref).all(-1)
             t = np.where(take[:, None], t_ref, t)
 
-    ok = ok & (valid.sum(axis=1) >= 2) & np.isfinite(t).all(-1) & (t[:, 2] > 0)
+    ok = (ok & (valid.sum(axis=1) >= 2) & np.isfinite(t).all(-1) & (t[:, 2] > 0)
+          & seen_joints_in_front(rel, t, valid))
     t = np.where(ok[:, None], t, np.nan)
     if single:
         return t[0], ok[0]

@@ -175,6 +175,31 @@ def test_depth_image_gives_the_root_and_says_so(lifter, clip):
     assert [p.root_source for p in LiftingPipeline(lifter).process(frame).people] == [ROOT_FROM_INTRINSICS] * 2
 
 
+@pytest.mark.parametrize("reading_m, from_depth", [(0.12, False), (19.9, False), (None, True)])
+def test_a_depth_reading_the_image_contradicts_does_not_place_the_person(lifter, clip, reading_m, from_depth):
+    """The depth window at the pelvis can read something else: an object 0.12 m from the sensor put
+    a person the image places 5.1 m away at 0.22 m, two joints behind the camera, and a wall at
+    19.9 m put them there (3.9 times as far), both as ROOT_FROM_DEPTH. Within a factor 2 of the
+    image's depth (here 1.3 times the true depth: a short person solved with an adult's size) the
+    reading is used."""
+    from cfi_pose_ros.pipeline import DEPTH_DISAGREES
+
+    frame = frame_from_clip(clip, 30)
+    truth = clip["truth_camera_m"][30]
+    w, h = clip["image_size"]
+    depth = np.full((h, w), 0.0, dtype=np.float32)
+    for person_pixels, person_truth in zip(clip["pixels"][30], truth):
+        x0, y0 = np.floor(person_pixels.min(0)).astype(int)
+        x1, y1 = np.ceil(person_pixels.max(0)).astype(int)
+        depth[max(y0, 0):y1, max(x0, 0):x1] = reading_m or 1.3 * person_truth[0, 2]
+    frame.depth = depth
+    result = LiftingPipeline(lifter).process(frame)
+    assert [p.root_source for p in result.people] == [2 if from_depth else ROOT_FROM_INTRINSICS] * 2
+    assert result.dropped == ({} if from_depth else {DEPTH_DISAGREES: 2}), result.dropped
+    for person in result.people:
+        assert (person.keypoints[:, 2] > 0.05).all()
+
+
 # ---------------------------------------------------------------- never publish garbage (issue 13)
 
 def test_a_person_whose_lifted_joints_are_not_finite_is_dropped_the_others_kept(clip):

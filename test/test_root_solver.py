@@ -166,6 +166,24 @@ def test_degenerate_inputs_give_not_ok_without_raising():
     np.testing.assert_allclose(est[7], t[7], atol=1e-8)
 
 
+def test_a_placement_with_a_seen_joint_at_or_behind_the_lens_is_no_placement():
+    """A person 0.6 m away whose lifted wrist reaches 0.58 m toward the camera, where the image has
+    it at the body: placed, that seen wrist was 2 cm from the lens (the audit's case: a detected
+    knee 4 cm behind it, published as ROOT_FROM_INTRINSICS). Unseen, the wrist is not judged."""
+    truth = standing_person()
+    t = np.array([0.0, 0.0, 0.6])
+    pixels = (truth + t) @ K.T
+    pixels = pixels[:, :2] / pixels[:, 2:]
+    lifted = truth.copy()
+    lifted[13, 2] = -0.58
+    scores = np.ones(17)
+    est, ok = solve_root_translation(lifted, pixels, scores, K)
+    assert not ok and np.isnan(est).all(), est
+    scores[13] = 0.0
+    est, ok = solve_root_translation(lifted, pixels, scores, K)
+    assert ok and np.allclose(est, t, atol=1e-6), est
+
+
 def test_empty_batch():
     est, ok = solve_root_translation(np.zeros((0, 17, 3)), np.zeros((0, 17, 2)), np.zeros((0, 17)), K)
     assert est.shape == (0, 3) and ok.shape == (0,)

@@ -39,14 +39,15 @@ from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTH
                                       camera_or_size_from_info, dropped_warning_key, lift_keypoints, marker_namespace,
                                       pipeline_config, pose_smoother)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
-from cfi_pose_ros.pipeline import LiftingPipeline
+from cfi_pose_ros.pipeline import DEPTH_DISAGREES, LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats
 
 # how long a stopping node waits for RViz (any reliable subscriber) to take the DELETEALL
 CLEAR_ACK_TIMEOUT_S = 0.5
-# Drops that are no fault of the input: a person a detector sees only in part (too_few_joints) and
-# the people past max_people. Any other drop since the previous diagnostics turns them WARN.
-ROUTINE_DROPS = frozenset({"too_few_joints", "too_many_people"})
+# Drops that are no fault of the input: a person a detector sees only in part (too_few_joints), the
+# people past max_people, and a depth reading of something in front of or behind a person (the
+# person is placed from the image). Any other drop since the previous diagnostics turns them WARN.
+ROUTINE_DROPS = frozenset({"too_few_joints", "too_many_people", DEPTH_DISAGREES})
 
 
 class LiftNode(SpecLifecycleNode):
