@@ -59,7 +59,7 @@ def pose_errors_mm(received, clip) -> dict:
             relative.append(mpjpe(pred - pred[:1], truth - truth[:1]) * 1000)
     return {"absolute_mpjpe_mm": float(np.mean(absolute)) if absolute else None,
             "root_relative_mpjpe_mm": float(np.mean(relative)) if relative else None,
-            "people_measured": len(relative)}
+            "person_frames_measured": len(relative)}
 
 
 class DemoError(RuntimeError):
@@ -72,6 +72,26 @@ class Interrupted(Exception):
     def __init__(self, signum: int, wrote: str = ""):
         super().__init__(signum, wrote)
         self.signum, self.wrote = signum, wrote
+
+
+def node_configuration(log_path: Path) -> dict:
+    """What the lift node says it configured (its ``configured: {...}`` line: backend, precision,
+    weights' SHA-256, ...), or ``{}``: the report names what ran, not what was asked for (it said
+    "default weights" whatever ``--weights`` was)."""
+    import ast
+
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        _, found, described = line.partition("]: configured: ")
+        if found:
+            try:
+                return ast.literal_eval(described)
+            except (ValueError, SyntaxError):
+                return {}
+    return {}
 
 
 def node_failure(log_path: Path) -> str:
@@ -95,6 +115,7 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
     from cfi_pose_ros.node.process import start_lift_node, stop
     from cfi_pose_ros.node.replay import Clip, ReplayClient
     from cfi_pose_ros.render import render_animation, render_markers
+    from cfi_pose_ros.weights import resolve_weights
 
     out.mkdir(parents=True, exist_ok=True)
     clip = Clip.load()
@@ -146,11 +167,15 @@ def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | 
         "latency_p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,
         "node_exit_code": node_rc, **pose_errors_mm(received, clip), "bag_messages": bag_messages,
     }
+    configured = node_configuration(out / "node.log")
+    report.update({"weights": resolve_weights(weights), "weights_sha256": configured.get("weights_sha256"),
+                   "backend": configured.get("backend"), "precision": configured.get("precision")})
     if stopping():
         report["interrupted_by"] = signal.Signals(signals.signum).name
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# cfi_pose_ros demo", "",
-             "The lifting node (own process, default weights, `config/lift.yaml`) fed a 2D clip of two",
+             f"The lifting node (own process, `config/lift.yaml`, weights `{Path(report['weights']).name}`, backend "
+             f"{report['backend']}) fed a 2D clip of two",
              f"people at {rate_hz:g} Hz over DDS; figures from the messages received on `/human_pose_3d`.", "",
              "| figure | value |", "|---|---|"]
     for key, value in report.items():

@@ -646,9 +646,10 @@ class VideoOut:
 
 
 def render_video(source: Source, records: list[FrameRecord], out_stem: Path, optical_frame: bool,
-                 fps: float, progress: bool = True) -> Path | None:
+                 fps: float, progress: bool = True, camera_pose=None) -> Path | None:
     """Pass 2: each lifted frame's image (or a blank canvas of its size) with the 2D skeletons,
-    beside the 3D skeletons (fixed axes over the whole video)."""
+    beside the 3D skeletons (fixed axes over the whole video); ``camera_pose``: the camera's optical
+    frame in the output frame, where that is not the camera's (see render.SceneRenderer)."""
     import cv2
     from tqdm import tqdm
 
@@ -657,7 +658,7 @@ def render_video(source: Source, records: list[FrameRecord], out_stem: Path, opt
     if not records:
         return None
     renderer = SceneRenderer([r.markers for r in records], (PANEL_3D_WIDTH, PANEL_HEIGHT),
-                             optical_frame=optical_frame)
+                             optical_frame=optical_frame, camera_pose=camera_pose)
     video = VideoOut(out_stem, min(max(fps, 1.0), 60.0))
     aspect = max(w / h for w, h in (r.image_size for r in records) if w > 0 and h > 0) if any(
         min(r.image_size) > 0 for r in records) else 1.0
@@ -713,7 +714,8 @@ def run_offline(source: Source, out: Path, lift_values: dict, detect_values: dic
                          target_from_camera, progress, log, keep_records=video)
     started = time.perf_counter()
     video_path = (render_video(source, result.records, out / "lifted", optical_frame=not target_frame,
-                               fps=source.fps or result.frame_rate, progress=progress) if video else None)
+                               fps=source.fps or result.frame_rate, progress=progress,
+                               camera_pose=target_from_camera) if video else None)
     summary = {
         "input": source.description, "frames": result.frames, "people": result.people,
         "people_per_frame": result.people / result.frames if result.frames else 0.0,

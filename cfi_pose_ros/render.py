@@ -11,6 +11,9 @@ REP-103 body frame instead: ``(x, y, z)_view = (z, -x, -y)_optical`` -- x
 forward, y left, z up -- so people stand upright, the camera sits at the
 origin looking along the view's +x, and the optical frame's own axes are drawn
 there (x red, y green, z blue, as RViz draws a TF frame) with a small frustum.
+With ``optical_frame=False`` points are drawn as they are (another frame, such as
+a robot's ``base_link``), and the camera where ``camera_pose`` (the optical
+frame's pose in that frame) puts it; without it, the camera is not drawn.
 
 matplotlib is imported lazily, so importing this module costs nothing.
 """
@@ -18,11 +21,14 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .markers import MarkerSpec
+
+if TYPE_CHECKING:
+    from .frames import RigidTransform
 
 __all__ = ["optical_to_view", "render_markers", "render_animation", "pillow_available", "SceneRenderer",
            "draw_people_2d"]
@@ -55,35 +61,48 @@ def _to_view(points: np.ndarray, optical_frame: bool) -> np.ndarray:
     return optical_to_view(points) if optical_frame else np.asarray(points, dtype=np.float64)
 
 
-def _limits(frames: Sequence[Sequence[MarkerSpec]], optical_frame: bool) -> tuple[np.ndarray, float]:
-    """Centre and half-width of a cube holding every finite point and the camera."""
-    chunks = [np.zeros((1, 3))]
+def _camera_to_view(optical_frame: bool, camera_pose: RigidTransform | None):
+    """The function taking points of the camera's optical frame to the view, or None where the
+    camera's place in the drawn frame is not known. In another frame than the camera's the camera
+    was drawn at that frame's origin, its frustum along that frame's z (up, for a robot's base)."""
+    if optical_frame:
+        return optical_to_view
+    return None if camera_pose is None else camera_pose.apply
+
+
+def _limits(frames: Sequence[Sequence[MarkerSpec]], optical_frame: bool,
+            camera_pose: RigidTransform | None = None) -> tuple[np.ndarray, float]:
+    """Centre and half-width of a cube holding every finite point and the camera (where drawn)."""
+    camera_to_view = _camera_to_view(optical_frame, camera_pose)
+    chunks = [camera_to_view(np.zeros((1, 3)))] if camera_to_view is not None else [np.zeros((0, 3))]
     for markers in frames:
         for m in markers:
             pts = _to_view(m.points, optical_frame)
             chunks.append(pts[np.isfinite(pts).all(-1)])
     pts = np.concatenate(chunks)
+    if not len(pts):
+        pts = np.zeros((1, 3))
     lo, hi = pts.min(0), pts.max(0)
     centre = (lo + hi) / 2.0
     half = max(float((hi - lo).max()) / 2.0 * 1.1, 0.5)
     return centre, half
 
 
-def _draw_camera(ax, optical_frame: bool, half: float) -> None:
+def _draw_camera(ax, camera_to_view, half: float) -> None:
     length = min(_AXIS_LENGTH, half / 3.0)
-    origin = np.zeros(3)
+    origin = camera_to_view(np.zeros(3))
     for axis, colour in zip(np.eye(3), ("red", "green", "blue")):
-        tip = _to_view(axis * length, optical_frame)
+        tip = camera_to_view(axis * length)
         ax.plot(*np.stack([origin, tip]).T, color=colour, linewidth=2)
     # small frustum: the optical axis is +z in the optical frame
     d, w, h = length * 0.8, length * 0.5, length * 0.35
     corners = np.array([[-w, -h, d], [w, -h, d], [w, h, d], [-w, h, d]])
-    corners = _to_view(corners, optical_frame)
+    corners = camera_to_view(corners)
     for c in corners:
         ax.plot(*np.stack([origin, c]).T, color=_FOREGROUND, linewidth=0.8)
     ring = np.vstack([corners, corners[:1]])
     ax.plot(*ring.T, color=_FOREGROUND, linewidth=0.8)
-    ax.text(*_to_view(np.array([0.0, length, 0.0]), optical_frame), "camera", color=_FOREGROUND,
+    ax.text(*camera_to_view(np.array([0.0, length, 0.0])), "camera", color=_FOREGROUND,
             fontsize=7, ha="center", va="top")
 
 
@@ -102,12 +121,14 @@ def _style(ax) -> None:
 
 
 def _draw(ax, markers: Sequence[MarkerSpec], optical_frame: bool, centre: np.ndarray,
-          half: float, title: str, elev: float, azim: float) -> None:
+          half: float, title: str, elev: float, azim: float, camera_pose: RigidTransform | None = None) -> None:
     from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
     ax.cla()
     _style(ax)
-    _draw_camera(ax, optical_frame, half)
+    camera_to_view = _camera_to_view(optical_frame, camera_pose)
+    if camera_to_view is not None:
+        _draw_camera(ax, camera_to_view, half)
     axis_px = 0.75 * _FIG_SIZE[0] * _DPI          # rough on-screen size of the cube's width
     for m in markers:
         pts = _to_view(m.points, optical_frame)
@@ -215,15 +236,17 @@ class SceneRenderer:
     offline lifting's video): one figure kept for every frame, so a frame costs one redraw."""
 
     def __init__(self, frames_for_limits: Sequence[Sequence[MarkerSpec]], size: tuple[int, int] = (640, 560), *,
-                 optical_frame: bool = True, elev: float = 20.0, azim: float = -150.0):
-        self.optical_frame, self.elev, self.azim = optical_frame, elev, azim
-        self.centre, self.half = _limits(frames_for_limits, optical_frame)
+                 optical_frame: bool = True, camera_pose: RigidTransform | None = None, elev: float = 20.0,
+                 azim: float = -150.0):
+        self.optical_frame, self.camera_pose, self.elev, self.azim = optical_frame, camera_pose, elev, azim
+        self.centre, self.half = _limits(frames_for_limits, optical_frame, camera_pose)
         self.fig = _figure(figsize=(size[0] / _DPI, size[1] / _DPI))
         self.ax = self.fig.add_subplot(projection="3d")
 
     def render(self, markers: Sequence[MarkerSpec], title: str = "") -> np.ndarray:
         """``(H, W, 3)`` uint8 RGB of one scene."""
-        _draw(self.ax, markers, self.optical_frame, self.centre, self.half, title, self.elev, self.azim)
+        _draw(self.ax, markers, self.optical_frame, self.centre, self.half, title, self.elev, self.azim,
+              self.camera_pose)
         self.fig.canvas.draw()
         return np.asarray(self.fig.canvas.buffer_rgba())[..., :3].copy()
 

@@ -17,6 +17,7 @@ import random
 import re
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -897,6 +898,7 @@ def test_a_detector_whose_worker_thread_ended_says_so_on_diagnostics(ros_env):
     a routine drop, and /diagnostics stayed OK. It turns ERROR saying what to do."""
     from diagnostic_msgs.msg import DiagnosticStatus
     from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
     with _node_in_process("detect", "worker") as node:
@@ -917,6 +919,13 @@ def test_a_detector_whose_worker_thread_ended_says_so_on_diagnostics(ros_env):
         node._worker.join(timeout=10.0)
         assert not node._worker.is_alive()
         assert level() == DiagnosticStatus.ERROR and "worker thread ended" in published[-1].status[0].message
+        # no input for warn_no_input_s, and a bad input: each WARNs, and lowered the ERROR to WARN
+        node.stats.drop(Counter(undeserializable=1))
+        node.set_parameters([Parameter("warn_no_input_s", value=0.2)])
+        time.sleep(0.3)
+        assert level() == DiagnosticStatus.ERROR, published[-1].status[0].message
+        assert "no input on" in published[-1].status[0].message
+        assert "dropping input: undeserializable x1" in published[-1].status[0].message
         del node._drop, node._process                   # the instance's own methods again
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -1013,6 +1022,7 @@ def test_a_failed_configure_is_reported_on_diagnostics_until_the_next_configure(
         (status,) = sent[0].status
         assert status.name == node.diagnostics_status_name()
         assert status.level == DiagnosticStatus.ERROR and status.message.startswith("unconfigured: configure failed: ")
+        assert status.hardware_id == node.get_fully_qualified_name()        # it was empty
         return status
 
     with _node_in_process(kind, "failed_configure") as node:

@@ -752,6 +752,26 @@ def test_the_demo_says_in_one_line_why_the_node_stopped(ros_env, tmp_path):
     assert f"(log: {tmp_path / 'demo' / 'node.log'})" in last, last
 
 
+def test_the_demo_reports_the_weights_and_backend_the_node_ran(ros_env, tmp_path):
+    """report.md said "default weights" whatever --weights was, and neither report named the backend."""
+    import json
+    import subprocess
+    import sys
+
+    from cfi_pose_ros.weights import read_weights_info, resolve_weights
+
+    weights = resolve_weights("cfi_h36m_d128")
+    run = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.demo", "--out", str(tmp_path / "demo"),
+                          "--weights", "cfi_h36m_d128", "--backend", "torch", "--frames", "10"],
+                         env=ros_env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["weights"] == weights and report["backend"] == "torch", report
+    assert report["weights_sha256"] == read_weights_info(weights).sha256
+    assert report["person_frames_measured"] == 2 * report["frames_received"], report
+    assert "weights `cfi_h36m_d128.safetensors`, backend torch" in (tmp_path / "demo" / "report.md").read_text()
+
+
 def test_a_params_file_target_frame_is_the_output_frame_as_in_the_node(tmp_path, capsys):
     """The lift node publishes in a --params-file's target_frame (with its target_from_camera); offline
     lifting with the same file wrote the camera frame: the bag disagreed with what the node publishes."""

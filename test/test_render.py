@@ -102,3 +102,22 @@ def test_2d_skeletons_leave_out_joints_no_image_can_hold():
     without[5:7] = 0.0
     drawn = draw_people_2d(image, [(far, scores, H36M_17.name, "7")])
     assert drawn.any() and np.array_equal(drawn, draw_people_2d(image, [(keypoints, without, H36M_17.name, "7")]))
+
+
+def test_in_another_frame_the_camera_is_drawn_where_its_pose_puts_it():
+    """Offline video with --target-frame: the camera was drawn at the target frame's origin with
+    its frustum along that frame's z (up), whatever target_from_camera said (here 1.5 m up, looking
+    along +x, as a robot's base_link would have it)."""
+    from cfi_pose_ros.frames import RigidTransform
+
+    base_from_camera = RigidTransform.from_xyz_quaternion([0.0, 0.0, 1.5, -0.5, 0.5, -0.5, 0.5])
+    people = skeleton_markers(0, "alice", base_from_camera.apply(standing_person(3.0)))
+    placed = render.SceneRenderer([people], optical_frame=False, camera_pose=base_from_camera)
+    placed.render(people)
+    x_axis, y_axis, z_axis = (np.array(line.get_data_3d()) for line in placed.ax.lines[:3])
+    np.testing.assert_allclose(x_axis[:, 0], [0.0, 0.0, 1.5], atol=1e-9)          # the camera, 1.5 m up
+    np.testing.assert_allclose(np.diff(z_axis, axis=1)[:, 0] / np.linalg.norm(np.diff(z_axis, axis=1)),
+                               [1.0, 0.0, 0.0], atol=1e-9)                          # looking along +x
+    unknown = render.SceneRenderer([people], optical_frame=False)                  # no pose: not drawn
+    unknown.render(people)
+    assert not any(line.get_color() == "red" for line in unknown.ax.lines)

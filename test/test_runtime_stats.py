@@ -79,3 +79,25 @@ def test_an_input_flood_reads_at_its_rate():
         stats.input(k / 10_000)
     assert stats.summary(6.0)["input_rate_hz"] == pytest.approx(10_000, rel=0.03)
     assert stats.summary(6.0)["inputs_total"] == 60_000
+
+
+@pytest.mark.parametrize("later", [4.95, 5.0, 5.05, 5.099, 5.101])
+def test_inputs_and_outputs_leave_the_window_together(later):
+    """Inputs are counted in 0.1 s slices, outputs were trimmed to the instant: 100 frames of a
+    burst, each answered, read 19.8 Hz in and 0 out 5.05 s later (dropping, to a monitor)."""
+    stats = RollingStats(window=5.0, started=0.0)
+    for k in range(100):
+        stats.input(10.0 + k * 1e-4)
+        stats.output(10.0 + k * 1e-4, 0.005, 1)
+    summary = stats.summary(10.0 + later)
+    assert summary["input_rate_hz"] == summary["output_rate_hz"], summary
+
+
+def test_a_stream_answered_frame_for_frame_reads_the_same_rate_in_and_out():
+    for phase in (0.0, 0.033, 0.066, 0.099):
+        stats = RollingStats(window=5.0, started=1000.0)
+        for k in range(600):
+            stats.input(1000.0 + k / 30)
+            stats.output(1000.0 + k / 30, 0.01, 2)
+        summary = stats.summary(1000.0 + 599 / 30 + phase)
+        assert summary["input_rate_hz"] == summary["output_rate_hz"] == pytest.approx(30.0, rel=0.03), summary

@@ -277,7 +277,9 @@ class SpecLifecycleNode(LifecycleNode):
         silent there: a monitor or aggregator showed it as missing (or stale) with no reason, the
         reason only in the launch log."""
         self.end_configure_failure_report()
+        # hardware_id: what runs is not built, so the node (a monitor keys rows by it: it was empty)
         status = DiagnosticStatus(name=self.diagnostics_status_name(), level=DiagnosticStatus.ERROR,
+                                  hardware_id=self.get_fully_qualified_name(),
                                   message=cut(f"unconfigured: configure failed: {reason}"),
                                   values=[KeyValue(key="lifecycle_state", value="unconfigured")])
         try:
@@ -516,11 +518,12 @@ def diagnostics_msg(node: LifecycleNode, status: DiagnosticStatus, summary: dict
     unknown layout), only a count among its values telling."""
     bad = {reason: count for reason, count in summary["dropped_since_last"].items() if reason not in routine_drops}
     if bad:
-        status.level = DiagnosticStatus.WARN
+        # raised to WARN, never lowered: a detector whose worker thread ended says ERROR
+        status.level = max(status.level, DiagnosticStatus.WARN)
         status.message += "; dropping input: " + ", ".join(f"{reason} x{n}" for reason, n in sorted(bad.items()))
     quiet, limit = summary["seconds_without_input"], node.p("warn_no_input_s")
     if quiet is not None and limit > 0 and quiet >= limit:
-        status.level = DiagnosticStatus.WARN
+        status.level = max(status.level, DiagnosticStatus.WARN)
         policy = node.incompatible_publishers.get(input_topic)
         if policy and not node.has_incompatible_publisher(input_topic):
             # that publisher is gone: blaming it sent operators after a QoS problem that was no more
