@@ -38,16 +38,17 @@ from .frame_ids import tf2_frame_id
 from .pipeline import ROOT_RELATIVE, LiftedPerson
 from .skeleton import H36M_17
 
-__all__ = ["RigidTransform", "quaternion_multiply", "transform_people", "camera_up",
+__all__ = ["RigidTransform", "quaternion_multiply", "transform_people", "camera_up", "tf2_transform",
            "FrameTransform", "person_frames", "frame_name", "tf2_frame_id", "OPTICAL_UP"]
 
 # "Up" in a camera optical frame (x right, y down, z forward): the markers' label offset.
 OPTICAL_UP = np.array([0.0, -1.0, 0.0])
 # A given quaternion may be off unit length by this much (rounded YAML values); farther is a mistake.
 _QUATERNION_NORM_TOLERANCE = 1e-3
-# A static target_from_camera farther than this is a typo or garbage (1e300 was accepted, and every
-# person landed on the same float64 number): Earth-fixed frames (ECEF, UTM) stay under 1e7 m.
-MAX_STATIC_TRANSLATION_M = 1e8
+# A target_from_camera (static, or from tf2) farther than this is a typo or garbage (1e300 was
+# accepted, and every person landed on the same float64 number): Earth-fixed frames (ECEF, UTM)
+# stay under 1e7 m.
+MAX_TRANSLATION_M = 1e8
 
 
 def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -107,11 +108,27 @@ def static_target_transform(values) -> RigidTransform | None:
     values = [float(v) for v in values]
     if len(values) == 7 and not any(values):
         return None
-    transform = RigidTransform.from_xyz_quaternion(values)
-    if np.abs(transform.translation).max() > MAX_STATIC_TRANSLATION_M:
-        raise ValueError(f"translation {transform.translation.tolist()} m: more than {MAX_STATIC_TRANSLATION_M:g} m "
+    return _within_reach(RigidTransform.from_xyz_quaternion(values))
+
+
+def _within_reach(transform: RigidTransform) -> RigidTransform:
+    if np.abs(transform.translation).max() > MAX_TRANSLATION_M:
+        raise ValueError(f"translation {transform.translation.tolist()} m: more than {MAX_TRANSLATION_M:g} m "
                          "from the target frame's origin (Earth-fixed frames stay under 1e7 m)")
     return transform
+
+
+def tf2_transform(translation: Sequence[float], rotation_xyzw: Sequence[float]) -> RigidTransform:
+    """A transform as a tf2 buffer returns it. tf2 stores a quaternion as sent if its squared norm
+    is within 0.01 of 1 (``static_transform_publisher --qz 0.71 --qw 0.71``: 1.0082), and composes
+    such links, so it is normalised here, not refused as a parameter's would be: refused, the
+    ValueError left the subscription callback and the lifter exited. ValueError for what tf2 lets
+    through and no frame can use: inf or a translation past MAX_TRANSLATION_M, a zero quaternion."""
+    q = np.asarray(rotation_xyzw, dtype=np.float64).reshape(4)
+    norm = float(np.linalg.norm(q))
+    if not (np.isfinite(norm) and norm > 0.0):
+        raise ValueError(f"rotation quaternion (x, y, z, w) = {q.tolist()} is no rotation")
+    return _within_reach(RigidTransform(translation, q / norm))
 
 
 def transform_people(people: list[LiftedPerson], transform: RigidTransform | None) -> list[LiftedPerson]:
@@ -202,8 +219,10 @@ def frame_name(prefix: str, track_id: str, joint: str = "") -> str:
 
 
 def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_", joints: bool = False,
-                  joint_names: Sequence[str] = H36M_17.joint_names) -> list[FrameTransform]:
-    """The TF frames of ``people`` (in the ``parent`` frame), see the module docstring."""
+                  joint_names: Sequence[str] = H36M_17.joint_names, taken: Sequence[str] = ()) -> list[FrameTransform]:
+    """The TF frames of ``people`` (in the ``parent`` frame), see the module docstring; ``taken``:
+    other frames of the tree no person's frame may be named (the camera's, where ``parent`` is a
+    robot frame: a person of id ``camera`` under prefix ``head_`` re-parented ``head_camera``)."""
     frames = []
     # as tf2 names it (a leading slash goes, a trailing one is part of the name) and as the node
     # stamps the poses and markers
@@ -221,7 +240,7 @@ def person_frames(people: list[LiftedPerson], parent: str, prefix: str = "body_"
     # and rejects the other, so the frame would be either; neither is sent, nor the joints of a body
     # frame left out (they would hang from the other one). A frame named like the parent would be a
     # self-transform or a loop in the tree.
-    names = Counter([parent_name])
+    names = Counter([parent_name, *(tf2_frame_id(name) for name in taken)])
     for person in placed:
         names[frame_name(prefix, person.track_id)] += 1
         if joints:

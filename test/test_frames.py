@@ -361,3 +361,22 @@ def test_tf2_glue_broadcasts_and_looks_up():
         lookup.close()
         executor.shutdown()
         node.destroy_node()
+
+
+@pytest.mark.parametrize("rotation", [(0.0, 0.0, 0.71, 0.71), (0.0, 0.0, 0.0, 1.004)])
+def test_a_tf2_transform_is_normalised_as_tf2_stores_it(rotation):
+    from cfi_pose_ros.frames import tf2_transform
+
+    transform = tf2_transform((1.0, 2.0, 3.0), rotation)
+    np.testing.assert_allclose(transform.rotation_xyzw, np.array(rotation) / np.linalg.norm(rotation))
+
+
+@pytest.mark.parametrize("translation, rotation", [
+    ((np.inf, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)), ((1e30, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)),
+    ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0)), ((0.0, 0.0, 0.0), (np.nan, 0.0, 0.0, 1.0)),
+])
+def test_a_tf2_transform_no_frame_can_use_is_refused(translation, rotation):
+    from cfi_pose_ros.frames import tf2_transform
+
+    with pytest.raises(ValueError):
+        tf2_transform(translation, rotation)

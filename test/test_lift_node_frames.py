@@ -256,6 +256,79 @@ def test_a_negative_stamp_is_a_failed_tf2_lookup_not_an_exception(ros_env):
         lookup.close()
 
 
+@pytest.mark.parametrize("translation, rotation, usable", [
+    ((0.0, 0.0, 0.0), (0.0, 0.0, 0.71, 0.71), True),       # |q|^2 = 1.0082: tf2 stores it as sent
+    ((float("inf"), 0.0, 0.0), (0.0, 0.0, 0.0, 1.0), False),
+    ((1e30, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0), False),       # every joint on one float64 number
+])
+def test_a_transform_tf2_returns_is_normalised_or_a_failed_lookup_never_an_exception(
+        ros_env, translation, rotation, usable):
+    """tf2 accepts a quaternion within 0.01 of unit squared norm and any finite or infinite
+    translation: RigidTransform refused such a lookup result with a ValueError, which left the
+    subscription callback (only LookupError is a dropped frame) and the lifter exited."""
+    import types
+
+    import rclpy
+    from builtin_interfaces.msg import Time
+
+    from cfi_pose_ros.node.transforms import TransformLookup
+
+    tf2_ros = types.ModuleType("tf2_ros")
+    exec(TF2_STAND_IN.replace("found.transform.rotation.w = 1.0",
+                              f"t, q = found.transform.translation, found.transform.rotation\n"
+                              f"        t.x, t.y, t.z = (float(v) for v in {[str(v) for v in translation]!r})\n"
+                              f"        q.x, q.y, q.z, q.w = {rotation!r}"), tf2_ros.__dict__)
+    if not rclpy.ok():
+        rclpy.init()
+    lookup = TransformLookup(tf2_ros, "test_tf2_result")
+    try:
+        if usable:
+            found = lookup.lookup("base_link", CAMERA, Time(sec=5), 0.01)
+            assert np.isclose(np.linalg.norm(found.rotation_xyzw), 1.0)
+            np.testing.assert_allclose(found.rotation_xyzw, np.array(rotation) / np.linalg.norm(rotation))
+        else:
+            with pytest.raises(LookupError, match="tf2 gives is unusable"):
+                lookup.lookup("base_link", CAMERA, Time(sec=5), 0.01)
+    finally:
+        lookup.close()
+
+
+def test_a_static_target_frame_the_input_is_already_in_leaves_it_there(node_factory):
+    """target_frame base_link with a static target_from_camera, and keypoints stamped in base_link
+    itself: the static transform was applied anyway (7 m off, labelled base_link), where the tf2 path
+    takes such an input as it is."""
+    clip = Clip.load()
+    node = node_factory(target_frame="base_link", target_from_camera=TARGET_FROM_CAMERA)
+    in_camera = node.send_and_receive(_frame(clip, 300))
+    in_target = _frame(clip, 301)
+    in_target.header.frame_id = "/base_link"                    # as tf2 names it, a slash or not
+    out = node.send_and_receive(in_target)
+    assert out is not None and out.header.frame_id == "base_link", node.log()
+    from cfi_pose_ros.frames import RigidTransform
+
+    rotation = RigidTransform.from_xyz_quaternion(TARGET_FROM_CAMERA).matrix      # root-relative: rotated only
+    for lifted, placed in zip(out.humans, in_camera.humans, strict=True):
+        assert lifted.root_source == placed.root_source == HumanPose3D.ROOT_RELATIVE
+        np.testing.assert_allclose(_points(lifted.keypoints) @ rotation.T, _points(placed.keypoints), atol=1e-4)
+
+
+def test_no_person_frame_takes_the_camera_frame_s_name_under_a_robot_frame():
+    """With target_frame base_link, prefix head_ and a person of id `camera`, base_link -> head_camera
+    was sent at that person's pose: tf2 re-parents the camera frame to it."""
+    from cfi_pose_ros.frames import RigidTransform
+    from cfi_pose_ros.node.lifting import build_pipeline, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    clip = Clip.load()
+    msg = keypoints_msg(clip.pixels[20], clip.scores[20], ["camera", "greeter"], clip.image_size, clip.layout,
+                        "head_camera", 0)
+    pipeline = build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    lifted = lift_keypoints(pipeline, stamp_msg(msg, 5), clip.camera_matrix, None, target_frame="base_link",
+                            target_from_camera=RigidTransform.from_xyz_quaternion(TARGET_FROM_CAMERA))
+    assert [p.track_id for p in lifted.people] == ["camera", "greeter"]
+    assert [f.child for f in lifted.tf_frames("head_", False)] == ["head_greeter"]
+
+
 def test_a_negative_stamp_with_a_tf2_target_frame_drops_that_frame_and_the_node_goes_on(
         tmp_path, ros_env, node_factory, monkeypatch):
     """The lifter with target_frame through tf2 (the stand-in above, on its PYTHONPATH): a frame

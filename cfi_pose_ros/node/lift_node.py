@@ -350,11 +350,11 @@ class LiftNode(SpecLifecycleNode):
         target, static = self._target
         if not target:
             return "", None
+        source = tf2_frame_id(header.frame_id)    # tf2 refuses to look up `/camera`
+        if source == target:        # already there: target_from_camera (static too) is for the camera's
+            return target, None
         if static is not None:
             return target, static
-        source = tf2_frame_id(header.frame_id)    # tf2 refuses to look up `/camera`
-        if source == target:
-            return target, None
         reason = "tf2_ros is not available and target_from_camera is not given"
         if self._tf_lookup is not None:
             try:

@@ -215,7 +215,8 @@ class LiftedFrame:
                               clear_namespace=namespace)
 
     def tf_frames(self, prefix: str, joints: bool):
-        return person_frames(self.people, self.header.frame_id, prefix, joints)
+        camera = (self.source.frame_id,) if self.source is not None else ()
+        return person_frames(self.people, self.header.frame_id, prefix, joints, taken=camera)
 
 
 # Of a message with more people than this many times max_people, only the highest-scored this many

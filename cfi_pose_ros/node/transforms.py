@@ -15,7 +15,7 @@ import threading
 
 from geometry_msgs.msg import TransformStamped
 
-from cfi_pose_ros.frames import TF_BUFFER_NS, FrameTransform, NewerStampsOnly, RigidTransform
+from cfi_pose_ros.frames import TF_BUFFER_NS, FrameTransform, NewerStampsOnly, RigidTransform, tf2_transform
 
 
 def transform_stamped(stamp, frame: FrameTransform) -> TransformStamped:
@@ -31,9 +31,10 @@ def transform_stamped(stamp, frame: FrameTransform) -> TransformStamped:
 
 
 def rigid_transform_from_msg(transform) -> RigidTransform:
-    """``geometry_msgs/Transform`` (e.g. a tf2 lookup's ``.transform``) -> RigidTransform."""
+    """``geometry_msgs/Transform`` (e.g. a tf2 lookup's ``.transform``) -> RigidTransform, as
+    :func:`~cfi_pose_ros.frames.tf2_transform` reads it (ValueError for one no frame can use)."""
     t, q = transform.translation, transform.rotation
-    return RigidTransform([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
+    return tf2_transform([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
 
 
 def load_tf2():
@@ -123,7 +124,10 @@ class TransformLookup:
                                                  timeout=Duration(seconds=timeout_s))
         except self._tf2.TransformException as exc:
             raise LookupError(f"no transform {source_frame} -> {target_frame} at the input's stamp: {exc}") from exc
-        return rigid_transform_from_msg(found.transform)
+        try:
+            return rigid_transform_from_msg(found.transform)
+        except ValueError as exc:      # dropped as no_transform, not an exception out of the callback
+            raise LookupError(f"the transform {source_frame} -> {target_frame} tf2 gives is unusable: {exc}") from exc
 
     def close(self) -> None:
         if self._time_jumps is not None:
