@@ -34,6 +34,7 @@ if ros_available() is None:
     from cfi_pose_ros.node.process import DETECT_NODE, LIFT_NODE, start_node, stop
     from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
     from cfi_pose_ros.skeleton import H36M_17
+    from rclpy.serialization import serialize_message
     from ros_harness import NodeUnderTest, ParameterClient, spin_until
 
 FRAME = "robustness_camera_optical_frame"
@@ -723,13 +724,20 @@ def test_a_stop_signal_while_the_node_is_still_starting_exits_0_without_a_traceb
     failures = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         for delay in (0.1, 0.2, 0.3, 0.5):
-            log = tmp_path / f"{kind}_{signum.name}_{delay}.log"
-            process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=log,
-                                 overrides={"autostart": False}, node_name=f"early_{kind}_{os.getpid()}")
-            time.sleep(delay)
-            process.send_signal(signum)
-            code = process.wait(timeout=30)
-            text = log.read_text()
+            for attempt in range(3):
+                log = tmp_path / f"{kind}_{signum.name}_{delay}_{attempt}.log"
+                process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=log,
+                                     overrides={"autostart": False}, node_name=f"early_{kind}_{os.getpid()}")
+                time.sleep(delay)
+                process.send_signal(signum)
+                code = process.wait(timeout=30)
+                text = log.read_text()
+                # On a loaded machine 0.1 s can land in the interpreter's own start-up (its site
+                # module, before any line of the entry script): Python's fatal error there is out of
+                # the package's reach, so that moment is tried again (a fresh-clone CI run, 2 cores
+                # shared with a training run: one such exit 1 at 0.1 s)
+                if "Failed to import the site module" not in text:
+                    break
             if code != 0 or any(bad in text for bad in NEVER_IN_LOG):
                 failures.append(f"{signum.name} after {delay} s: exit {code}\n{text[-2000:]}")
     assert not failures, "\n\n".join(failures)
@@ -1095,8 +1103,9 @@ def test_an_input_dispatched_after_deactivate_is_ignored(kind, ros_env):
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         if kind == "detect":
             deliver, msg = node._subscription.callback, image_msg(np.full((120, 160, 3), 90, np.uint8), "bgr8", sec=1)
-        else:
-            deliver, clip = node._subscriptions_active[0].callback, Clip.load()
+        else:       # the keypoints subscription takes serialized bytes (see SpecLifecycleNode.subscribe_input)
+            take, clip = node._subscriptions_active[0].callback, Clip.load()
+            deliver = lambda m: take(serialize_message(m))      # noqa: E731
             msg = keypoints_msg(clip.pixels[0], clip.scores[0], clip.ids, clip.image_size, clip.layout, FRAME, 1)
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         deliver(msg)
@@ -1114,7 +1123,8 @@ def test_a_camera_info_dispatched_after_cleanup_is_not_kept(ros_env):
     with _node_in_process("lift", "late_camera_info") as node:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        deliver, clip = node._subscriptions_active[1].callback, Clip.load()
+        take, clip = node._subscriptions_active[1].callback, Clip.load()
+        deliver = lambda m: take(serialize_message(m))          # noqa: E731 (see subscribe_input)
         assert node._subscriptions_active[1].topic_name.endswith("camera_info")
         info = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
         deliver(info)
