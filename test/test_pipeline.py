@@ -154,17 +154,24 @@ def test_check_person_accepts_valid_coco():
     assert H36M_17.num_joints == 17
 
 
+def depth_image(clip, frame: int, background, reading) -> np.ndarray:
+    """A depth image registered to the clip's image: ``background`` (its dtype too) but for each
+    person's box, which reads ``reading(their true joints)``."""
+    w, h = clip["image_size"]
+    depth = np.full((h, w), background)
+    for person_pixels, person_truth in zip(clip["pixels"][frame], clip["truth_camera_m"][frame]):
+        x0, y0 = np.floor(person_pixels.min(0)).astype(int)
+        x1, y1 = np.ceil(person_pixels.max(0)).astype(int)
+        depth[max(y0, 0):y1, max(x0, 0):x1] = reading(person_truth)
+    return depth
+
+
 def test_depth_image_gives_the_root_and_says_so(lifter, clip):
     frame = frame_from_clip(clip, 30)
     truth = clip["truth_camera_m"][30]
-    w, h = clip["image_size"]
     # A registered depth image (uint16 mm) in which each person's body surface lies 0.1 m
     # in front of their pelvis; the background far away.
-    depth = np.full((h, w), 9000, dtype=np.uint16)
-    for person_pixels, person_truth in zip(clip["pixels"][30], truth):
-        x0, y0 = np.floor(person_pixels.min(0)).astype(int)
-        x1, y1 = np.ceil(person_pixels.max(0)).astype(int)
-        depth[max(y0, 0):y1, max(x0, 0):x1] = round((person_truth[0, 2] - 0.1) * 1000)
+    depth = depth_image(clip, 30, np.uint16(9000), lambda joints: round((joints[0, 2] - 0.1) * 1000))
     frame.depth = depth
     result = LiftingPipeline(lifter).process(frame)
     for person, person_truth in zip(result.people, truth, strict=True):
@@ -185,14 +192,7 @@ def test_a_depth_reading_the_image_contradicts_does_not_place_the_person(lifter,
     from cfi_pose_ros.pipeline import DEPTH_DISAGREES
 
     frame = frame_from_clip(clip, 30)
-    truth = clip["truth_camera_m"][30]
-    w, h = clip["image_size"]
-    depth = np.full((h, w), 0.0, dtype=np.float32)
-    for person_pixels, person_truth in zip(clip["pixels"][30], truth):
-        x0, y0 = np.floor(person_pixels.min(0)).astype(int)
-        x1, y1 = np.ceil(person_pixels.max(0)).astype(int)
-        depth[max(y0, 0):y1, max(x0, 0):x1] = reading_m or 1.3 * person_truth[0, 2]
-    frame.depth = depth
+    frame.depth = depth_image(clip, 30, np.float32(0.0), lambda joints: reading_m or 1.3 * joints[0, 2])
     result = LiftingPipeline(lifter).process(frame)
     assert [p.root_source for p in result.people] == [2 if from_depth else ROOT_FROM_INTRINSICS] * 2
     assert result.dropped == ({} if from_depth else {DEPTH_DISAGREES: 2}), result.dropped
