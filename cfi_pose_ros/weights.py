@@ -186,7 +186,7 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
         model_config = CFIConfig.from_dict(config["model"])
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"{config_path}: bad model config: {exc}") from exc
-    problem = _config_value_problem(model_config)
+    problem = config_value_problem(model_config)
     if problem:
         raise WeightsError(f"{config_path}: bad model config: {problem}")
     for key, kind in (("training", dict), ("metrics", dict), ("tensors_sha256", str)):
@@ -213,7 +213,7 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
                        sha256=config.get("tensors_sha256", ""), input_domain=input_domain)
 
 
-def _config_value_problem(config: CFIConfig) -> str | None:
+def config_value_problem(config: CFIConfig) -> str | None:
     """What is wrong with the values of a config (its types checked by ``CFIConfig.from_dict``) that
     its constructor lets through (``mlp_ratio: -1``, ``in_channels: -1``, ``mlp_ratio: 1e308``), or
     ``None``: such a JSON must fail as a bad weights file, not in torch or in float arithmetic

@@ -56,11 +56,11 @@ def two_epochs(tmp_path_factory):
     saved = {}
     original = train_module.save_checkpoint
 
-    def recording_save(directory, model, optimizer, epoch, history, extra, ema=None):
+    def recording_save(directory, model, optimizer, epoch, history, extra, **kwargs):
         saved["optimizer"] = optimizer_snapshot(optimizer)
         saved["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         saved["epoch"] = epoch
-        return original(directory, model, optimizer, epoch, history, extra, ema=ema)
+        return original(directory, model, optimizer, epoch, history, extra, **kwargs)
 
     mp = pytest.MonkeyPatch()
     mp.setattr(train_module, "save_checkpoint", recording_save)
@@ -210,8 +210,8 @@ def test_resume_continues_at_epoch_three(two_epochs, tmp_path):
     restored = {}
     original = train_module.load_checkpoint
 
-    def recording_load(directory, model, optimizer, ema=None, meta=None):
-        meta = original(directory, model, optimizer, ema, meta=meta)
+    def recording_load(directory, model, optimizer, ema=None, **kwargs):
+        meta = original(directory, model, optimizer, ema, **kwargs)
         restored["optimizer"] = optimizer_snapshot(optimizer)
         restored["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return meta
@@ -826,3 +826,95 @@ def test_a_resumed_run_with_dropout_draws_what_the_whole_run_draws(monkeypatch, 
     b, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
+
+
+def test_every_seed_argparse_takes_trains_and_the_seeds_that_worked_draw_as_before(tmp_path, capsys):
+    """--seed 18446634 and up ended the run at its first step ("Overflow when unpacking long long":
+    the augmentation's step seed passed 2**64); the largest seed --seed takes trains too."""
+    for seed in (20261205, 2**63 - 1):
+        record = train_module.main(ARGS + ["--epochs", "1", "--seed", str(seed), "--out", str(tmp_path / str(seed))])
+        assert (record["epoch"], record["global_step"]) == (1, 4)
+    with pytest.raises(SystemExit) as stop:
+        train_module.parse_args(ARGS + ["--seed", str(2**63)])
+    assert stop.value.code == 2
+    assert f"argument --seed: must be an integer in [0, 2**63), not {2**63}" in capsys.readouterr().err
+    # the step and epoch seeds of a seed that worked are what they were, so its checkpoints resume bit for bit
+    assert train_module.augmentation_seed(18446633, 1, 5) == (18446633 * 1_000_003 + 1) * 1_000_003 + 5
+    assert train_module.epoch_order_seed(18446633, 7) == 18446633 * 1000 + 7
+
+
+def test_every_evaluation_pass_shows_its_progress(tmp_path, capsys):
+    """The per-epoch evaluation's passes (raw and EMA weights, noisy 2D) ran with their progress
+    bars off: on all of S9 each took minutes without a sign."""
+    train_module.main(ARGS + ["--epochs", "1", "--ema-decay", "0.9", "--eval-noise-std", "0.01",
+                              "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    for label in ("test, raw weights", "test, EMA weights", "test, noisy 2D"):
+        assert f"{label}: 100%" in err, label
+
+
+# Trains as training.train does, but raises KeyboardInterrupt on every process at its train_step
+# call N (argv[1]), once all have come to it: rank 0 has then written its checkpoint of the step before.
+INTERRUPTED_TRAINING = """
+import sys
+import torch
+import training.train as train_module
+
+stop_at, calls = int(sys.argv[1]), []
+original = train_module.train_step
+
+def interrupted_step(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == stop_at:
+        torch.distributed.barrier()
+        raise KeyboardInterrupt
+    return original(*args, **kwargs)
+
+train_module.train_step = interrupted_step
+train_module.main(sys.argv[2:])
+"""
+
+
+@pytest.mark.slow
+def test_distributed_training_with_dropout_resumes_each_process_from_its_own_random_state(tmp_path):
+    """torchrun, two CPU processes (gloo), --dropout: the checkpoint held rank 0's random state
+    only and every process was given it on --resume, so rank 1 drew rank 0's dropout masks and the
+    run went on otherwise. Interrupted at an epoch's end and mid-epoch (--checkpoint-minutes 0),
+    each resumed part gives the whole run's weights; with an EMA, whose evaluation draws from rank
+    0's state before its checkpoint. A resume with another number of processes is refused."""
+    import os
+    import subprocess
+
+    script = tmp_path / "interrupted_training.py"
+    script.write_text(INTERRUPTED_TRAINING)
+    args = ["--synthetic", "2000", "--dim", "32", "--depth", "1", "--heads", "4", "--batch-size", "64",
+            "--max-steps-per-epoch", "4", "--threads", "1", "--seed", "7", "--name", "tiny", "--compile", "off",
+            "--amp", "off", "--eval-noise-std", "0", "--dropout", "0.2", "--ema-decay", "0.9", "--epochs", "2",
+            "--checkpoint-minutes", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def torchrun(*command) -> tuple[int, str]:
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                               *command], env=env, capture_output=True, text=True, timeout=300)
+        return done.returncode, done.stdout[-3000:] + done.stderr[-3000:]
+
+    code, log = torchrun("-m", "training.train", *args, "--out", str(tmp_path / "whole"))
+    assert code == 0, log
+    split = str(tmp_path / "split")
+    code, log = torchrun(str(script), "5", *args, "--out", split)           # at epoch 2's first step
+    assert code != 0 and json.loads((tmp_path / "split" / "checkpoint.json").read_text())["epoch"] == 1, log
+    code, log = torchrun(str(script), "3", *args, "--out", split, "--resume")   # after its second
+    meta = json.loads((tmp_path / "split" / "checkpoint.json").read_text())
+    assert code != 0 and meta["run_state"]["global_step"] == 6, log
+    code, log = torchrun("-m", "training.train", *args, "--out", split, "--resume")
+    assert code == 0, log
+    whole, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
+    resumed, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+    assert json.loads((tmp_path / "split" / "checkpoint.json").read_text())["processes"] == 2
+    with pytest.raises(train_module.RunRefused, match=r"^--resume: the run in .* was trained by 2 processes, this "
+                                                      r"is 1 process; resume it with as many \(torchrun "
+                                                      r"--nproc-per-node 2\)"):
+        train_module.main(args + ["--epochs", "3", "--out", split, "--resume"])

@@ -2,13 +2,20 @@
 work: numbers out of range, an --out that holds another run, a --resume with nothing (or
 something else) to resume, an --init-weights of another model, outputs the study cannot write."""
 import json
+import os
 import shutil
+import subprocess
 import sys
+from contextlib import contextmanager
 
+import numpy as np
 import pytest
 import torch
 
+import training.evaluate as evaluate_module
 import training.train as train_module
+from cfi_pose_ros.weights import load_weights
+from test_h36m_data import camera_entries
 from training import study
 
 torch.set_num_threads(1)
@@ -52,7 +59,8 @@ def one_epoch(tmp_path_factory):
     ("--budget-minutes", "nan", "a number >= 0"),
     ("--budget-samples", "-1000", "an integer >= 0"),
     ("--epochs", "0", "an integer >= 1"),          # exited 0 having written nothing
-    ("--threads", "-1", "an integer >= 1"),        # traceback
+    ("--threads", "-1", "an integer in [1, 1024]"),    # traceback
+    ("--threads", "100000", "an integer in [1, 1024]"),    # segfault (exit 139) at the first step
     ("--ema-decay", "1.5", "a number in [0, 1)"),  # traceback
     ("--stride", "0", "an integer >= 1"),
     ("--test-stride", "-2", "an integer >= 1"),
@@ -67,7 +75,10 @@ def one_epoch(tmp_path_factory):
     ("--warmup", "1", "a number in [0, 1)"),       # the cosine schedule divided by 1 - warmup
     ("--checkpoint-minutes", "-5", "a number >= 0"),
     ("--max-steps-per-epoch", "-1", "an integer >= 0"),
-    ("--seed", "-1", "an integer >= 0"),
+    ("--seed", "-1", "an integer in [0, 2**63)"),
+    ("--seed", str(2**63), "an integer in [0, 2**63)"),
+    ("--mlp-ratio", "1e300", "a number in (0, 64]"),      # a torch traceback building the model
+    ("--eval-noise-std", "1e300", "a number in [0, 1]"),  # overflowed float32: the metrics' SVD failed
 ])
 def test_numbers_no_run_can_use_are_refused_at_parse_time(flag, value, expected, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -240,3 +251,146 @@ def test_study_budgets_must_be_positive(flag, tmp_path, capsys):
         study.main([flag, "0", "--out", str(tmp_path / "runs"), "--doc", str(tmp_path / "doc")])
     assert stop.value.code == 2 and f"argument {flag}: must be a number > 0, not 0" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_mlp_the_weights_loader_refuses_is_refused_at_parse_time(tmp_path, capsys):
+    """--mlp-ratio 0.01 (with --dim 32: int(0.32) = 0 hidden units) trained to its end, exit 0, and
+    wrote weights that load_weights refuses; the trainer now applies the loader's checks. The
+    smallest ratio that leaves one hidden unit trains, and its weights load."""
+    with pytest.raises(SystemExit) as stop:
+        train_module.main(ARGS + ["--epochs", "1", "--mlp-ratio", "0.01", "--out", str(tmp_path / "none")])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert "error: --dim 32 --mlp-ratio 0.01: mlp_ratio (0.01) leaves the MLP no hidden units" in error
+    assert not (tmp_path / "none").exists()
+    train_module.main(ARGS + ["--epochs", "1", "--mlp-ratio", "0.04", "--out", str(tmp_path / "one")])
+    _, info = load_weights(tmp_path / "one" / "tiny.safetensors")
+    assert info.model.mlp_ratio == 0.04
+
+
+@pytest.mark.parametrize("extra, expected", [
+    # the weights went beside --out (as --out's own name), or outside the run's files
+    (["--name", ""], "argument --name: must be a file name without a folder (the weights are written into --out), "
+                     "not ''"),
+    (["--name", "sub/tiny"], "argument --name: must be a file name without a folder"),
+    (["--name", ".."], "argument --name: must be a file name without a folder"),
+    # the weights were overwritten by the run's checkpoint
+    (["--name", "checkpoint"], "argument --name: must not be 'checkpoint', the name of the run's checkpoint"),
+    # the input domain the run records became NaN: a traceback
+    (["--placement-distance", "1e300", "1e308"], "argument --placement-distance: must be a number in (0, 100], "
+                                                 "not 1e300"),
+])
+def test_names_and_distances_no_run_can_use_are_refused_at_parse_time(extra, expected, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_module.main(ARGS + ["--epochs", "1", "--out", str(tmp_path / "out")] + extra)
+    assert stop.value.code == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_largest_placement_distance_and_evaluation_jitter_train(tmp_path):
+    """The upper ends of the bounds are runs that work (finite losses, errors and input domain)."""
+    record = train_module.main(ARGS + ["--epochs", "1", "--placement-prob", "1", "--placement-distance", "100", "100",
+                                       "--eval-noise-std", "1", "--out", str(tmp_path)])
+    assert all(np.isfinite(record[key]) for key in ("train_loss", "test_mpjpe_mm", "test_mpjpe_mm_noisy"))
+    domain = json.loads((tmp_path / "tiny.json").read_text())["input_domain"]
+    assert all(np.isfinite(domain["person_scale_range"])) and domain["person_scale_range"][0] > 0
+
+
+def test_evaluate_refuses_threads_no_machine_has(capsys):
+    """--threads 100000 segfaulted (exit 139) in the first forward pass."""
+    with pytest.raises(SystemExit) as stop:
+        evaluate_module.main(["--threads", "100000"])
+    assert stop.value.code == 2
+    assert "argument --threads: must be an integer in [1, 1024], not 100000" in capsys.readouterr().err
+
+
+def h36m_files(folder, frames: int, seed: int = 0) -> list[str]:
+    """Tiny Human3.6M files (the public layouts) of S1 and S9, two actions of ``frames`` random
+    32-joint poses each, seen by four cameras each; returns the flags that train and test on them."""
+    rng = np.random.default_rng(seed)
+    subjects = ("S1", "S9")
+    poses = {subject: {action: (np.array([0.0, 0.0, 1.0]) + rng.normal(0, 0.3, (frames, 32, 3))).astype(np.float32)
+                       for action in ("Walking", "Eating")} for subject in subjects}
+    folder.mkdir(parents=True)
+    np.savez_compressed(folder / "data_3d_h36m.npz", positions_3d=poses)
+    (folder / "cameras.json").write_text(json.dumps({s: camera_entries(i) for i, s in enumerate(subjects)}))
+    return ["--data-3d", str(folder / "data_3d_h36m.npz"), "--cameras", str(folder / "cameras.json"),
+            "--train-subjects", "S1", "--test-subjects", "S9"]
+
+
+def test_resume_on_other_data_is_refused_in_one_line_and_the_same_data_moved_resumes(tmp_path, monkeypatch,
+                                                                                     capsys):
+    """--data-3d and --cameras may change on --resume (files that moved), but another file of 40
+    poses a sequence instead of 20 resumed: its epoch closed without a step and metrics.jsonl mixed
+    two test sets. The checkpoint holds the poses' counts and a hash of them; the weights' record too."""
+    on_data = ARGS[2:] + ["--epochs", "2"]                   # ARGS less --synthetic 600
+    data = h36m_files(tmp_path / "data", frames=20)
+    out = tmp_path / "run"
+    code, _ = run_cli(monkeypatch, capsys, on_data + data + ["--epochs", "1", "--out", str(out)])
+    assert code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    advice = (f"resume with the data the run was started on (moved files are fine), or start a new run from its "
+              f"weights: --init-weights {out / 'tiny'}.safetensors --out <new folder>")
+    more = h36m_files(tmp_path / "more", frames=40)
+    code, error = run_cli(monkeypatch, capsys, on_data + more + ["--resume", "--out", str(out)])
+    assert code == 1
+    assert error == (f"error: --resume: {' '.join(more[:4])} give 320 training poses (the run's: 160) and 320 test "
+                     f"poses (the run's: 160); {advice}")
+    other = h36m_files(tmp_path / "other", frames=20, seed=1)
+    code, error = run_cli(monkeypatch, capsys, on_data + other + ["--resume", "--out", str(out)])
+    assert code == 1
+    assert error == (f"error: --resume: {' '.join(other[:4])} give other training poses (as many, 160, but not the "
+                     f"same) and other test poses (as many, 160, but not the same); {advice}")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    shutil.move(tmp_path / "data", tmp_path / "moved")
+    moved = [flag.replace(str(tmp_path / "data"), str(tmp_path / "moved")) for flag in data]
+    code, _ = run_cli(monkeypatch, capsys, on_data + moved + ["--resume", "--out", str(out)])
+    assert code == 0 and [line["epoch"] for line in read_metrics(out)] == [1, 2]
+    training = json.loads((out / "tiny.json").read_text())["training"]
+    fingerprint = json.loads((out / "checkpoint.json").read_text())["run_state"]["data_fingerprint"]
+    assert training["data_fingerprint"] == fingerprint
+    assert (fingerprint["train_poses"], fingerprint["test_poses"]) == (160, 160)
+    assert len(fingerprint["train_sha256"]) == len(fingerprint["test_sha256"]) == 64
+    assert (training["data"]["data_3d"], training["data"]["cameras"]) == (moved[1], moved[3])
+
+
+@contextmanager
+def unwritable(folder):
+    """``folder`` made unwritable for this process: by its mode, or where that does not hold
+    (root) by the immutable attribute; the test is skipped where neither does."""
+    folder.chmod(0o555)
+    immutable = os.access(folder, os.W_OK) and subprocess.run(["chattr", "+i", str(folder)],
+                                                              capture_output=True).returncode == 0
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("no way to make a folder unwritable here")
+        yield folder
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o755)
+
+
+def test_evaluate_record_into_a_folder_it_cannot_write_is_refused_before_evaluating(one_epoch, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """--record of weights in a read-only folder evaluated in full (11 minutes on S9 with flip test),
+    then failed with an OSError traceback; the folder is now checked first, as --out is."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("tiny.safetensors", "tiny.json"):
+        shutil.copy(one_epoch / name, weights / name)
+    data = h36m_files(tmp_path / "data", frames=8)
+    data = [data[0], data[1], data[2], data[3], "--subjects", "S9"]
+    monkeypatch.setattr(sys, "argv", ["evaluate", "--weights", str(weights / "tiny.safetensors"), *data,
+                                      "--threads", "1", "--out", str(tmp_path / "eval"), "--record"])
+    with unwritable(weights):
+        with pytest.raises(SystemExit) as stop:
+            evaluate_module.main()
+    assert stop.value.code == (f"error: --record: {weights} is not writable, so the means cannot be written into "
+                               f"tiny.json; leave out --record, or copy the weights (.safetensors and .json) to a "
+                               f"folder you can write")
+    assert not (tmp_path / "eval" / "eval.json").exists()
+    evaluate_module.main()                  # writable, it evaluates and records
+    assert "S9_gt2d_all_frames_reference_view" in json.loads((weights / "tiny.json").read_text())["metrics"]

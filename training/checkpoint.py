@@ -1,8 +1,8 @@
 """Resumable training checkpoints without pickle.
 
 ``<dir>/checkpoint.safetensors`` holds the model, the Adam moments, the EMA of
-the weights (when the run keeps one) and the RNG state as tensors; ``<dir>/checkpoint.json`` the model config, epoch, step,
-learning rate and the metrics history.
+the weights (when the run keeps one) and every process's RNG state as tensors; ``<dir>/checkpoint.json`` the model
+config, epoch, step, learning rate, the number of processes and the metrics history.
 """
 from __future__ import annotations
 
@@ -36,8 +36,28 @@ def config_difference(found: CFIConfig, wanted: CFIConfig, found_name: str) -> s
                      for key in sorted(a.keys() | b.keys()) if a.get(key) != b.get(key))
 
 
+def process_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's global random state, which dropout draws its masks from: the CPU
+    generator's, and its CUDA device's when it trains on one."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_process_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Set what :func:`process_rng_state` returned (a CUDA state only where this process trains on
+    CUDA: a run saved on a GPU and resumed on a CPU goes on with the CPU's)."""
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    epoch: int, history: list[dict], extra: dict, ema=None) -> None:
+                    epoch: int, history: list[dict], extra: dict, ema=None,
+                    rng_states: list[dict[str, torch.Tensor]] | None = None) -> None:
+    """Write the checkpoint; ``rng_states``: every process's :func:`process_rng_state`, by rank
+    (None: this process's CPU state, a single process on a CPU)."""
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -48,9 +68,13 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
                 steps[str(index)] = float(value)
             else:
                 tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous()
-    tensors["rng.torch"] = torch.get_rng_state()
+    # "rng.cpu.<rank>" (and "rng.cuda.<rank>"): each process resumes from its own
+    if rng_states is None:
+        rng_states = [process_rng_state(torch.device("cpu"))]
+    for rank, state in enumerate(rng_states):
+        tensors.update({f"rng.{kind}.{rank}": value.contiguous() for kind, value in state.items()})
     meta = {"model": model.config.to_dict(), "epoch": epoch, "history": history,
-            "lr": optimizer.param_groups[0]["lr"], "adam_steps": steps, **extra}
+            "lr": optimizer.param_groups[0]["lr"], "adam_steps": steps, "processes": len(rng_states), **extra}
     if ema is not None:
         tensors.update({f"ema.{i}": t.detach().cpu().contiguous() for i, t in enumerate(ema.shadow)})
         meta["ema_updates"] = ema.updates
@@ -65,9 +89,11 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
 
 
 def load_checkpoint(directory: Path, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, ema=None, meta: dict | None = None) -> dict:
-    """Restore model, optimizer, EMA and RNG in place; returns the JSON metadata (``meta``: as
-    :func:`read_checkpoint_meta` read it already; read here when None).
+                    optimizer: torch.optim.Optimizer, ema=None, meta: dict | None = None,
+                    rank: int = 0, device: torch.device = torch.device("cpu")) -> dict:
+    """Restore model, optimizer, EMA and the RNG state of process ``rank`` (on ``device``) in place;
+    returns the JSON metadata (``meta``: as :func:`read_checkpoint_meta` read it already; read here
+    when None).
 
     CheckpointError (one line, naming the file) for a checkpoint that cannot be read, e.g. one cut
     short, or that is of another model than ``model``."""
@@ -82,7 +108,7 @@ def load_checkpoint(directory: Path, model: torch.nn.Module,
                               f"({config_difference(found, model.config, 'the checkpoint')}); resume with "
                               f"the model flags it was started with")
     try:
-        return _restore(load_file(str(path)), meta, model, optimizer, ema)
+        return _restore(load_file(str(path)), meta, model, optimizer, ema, rank, device)
     # a file cut short after its header, or tensors that do not fit the model it names
     except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as error:
         raise _unreadable(path, error) from error
@@ -109,8 +135,9 @@ def _unreadable(path: Path, error: Exception) -> CheckpointError:
                            f"again with --overwrite")
 
 
-def _restore(tensors: dict, meta: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema) -> dict:
-    """Fill model, optimizer, EMA and RNG from the checkpoint's tensors and metadata."""
+def _restore(tensors: dict, meta: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema,
+             rank: int, device: torch.device) -> dict:
+    """Fill model, optimizer, EMA and process ``rank``'s RNG from the checkpoint's tensors and metadata."""
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     state = optimizer.state_dict()
     for index_str, step in meta["adam_steps"].items():
@@ -124,7 +151,11 @@ def _restore(tensors: dict, meta: dict, model: torch.nn.Module, optimizer: torch
     for group in state["param_groups"]:
         group["lr"] = meta["lr"]
     optimizer.load_state_dict(state)
-    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.torch" in tensors:      # a checkpoint from before per-process states: rank 0's, for every process
+        torch.set_rng_state(tensors["rng.torch"])
+    else:                           # KeyError where it holds no state of this rank
+        set_process_rng_state({kind: tensors[f"rng.{kind}.{rank}"] for kind in ("cpu", "cuda")
+                               if kind == "cpu" or f"rng.{kind}.{rank}" in tensors}, device)
     if ema is not None:
         shadow = [tensors[f"ema.{i}"] for i in range(len(ema.shadow)) if f"ema.{i}" in tensors]
         if shadow:

@@ -28,11 +28,12 @@ from tqdm import tqdm
 from cfi_pose_ros.camera import (H36M_PELVIS_ANGLES_DEG, CameraIntrinsics, clamp_person_scale, denormalize_screen,
                                  lifter_input_in_reference_view, square_pixel_camera, undistort_pixels)
 from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
-from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics, resolve_weights
+from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics, resolve_weights, \
+    weights_paths
 from cfi_pose_ros.arguments import output_directory, positive_int
 from training.augment import flip_poses
 from training.h36m import ACTION_CLASSES, H36MCamera, PoseSet, load_cameras, load_h36m
-from training.speed import keep_freed_memory
+from training.speed import keep_freed_memory, thread_count
 
 # Column headings of the paper's tables.
 ACTION_HEADINGS = {"Directions": "Dir.", "Discussion": "Disc.", "Eating": "Eat", "Greeting": "Greet",
@@ -86,21 +87,20 @@ PREDICT_BATCH = 512
 def predict(model: torch.nn.Module, inputs_2d: np.ndarray, batch_size: int = PREDICT_BATCH,
             flip_test: bool = False, progress: bool = False,
             person_scale_range: tuple[float, float] | None = None,
-            rotations: np.ndarray | None = None) -> np.ndarray:
+            rotations: np.ndarray | None = None, label: str = "predict") -> np.ndarray:
     """Lift ``(N, 17, 2)`` -> ``(N, 17, 3)``; with ``flip_test`` average with the mirrored input;
     with ``person_scale_range`` people outside it zoomed into it first, as the node does
     (:func:`cfi_pose_ros.camera.clamp_person_scale`); with ``rotations`` (camera -> view, see
     :func:`reference_view_inputs`) each pose turned back into its camera's axes. Each pose is
     pelvis-centred, as the node publishes it (``pipeline``): the image-view numbers and the
     trainer's per-epoch ones had included the predicted pelvis' residual (1.2 mm mean, 12 mm at
-    most on S9), the reference-view numbers not."""
+    most on S9), the reference-view numbers not. ``label`` names the pass on the progress bar."""
     model.eval()
     if person_scale_range is not None:
         inputs_2d = clamp_person_scale(inputs_2d, person_scale_range)
     device = next(model.parameters()).device
     outputs = []
-    for start in tqdm(range(0, len(inputs_2d), batch_size), disable=not progress, desc="predict",
-                      unit="batch"):
+    for start in tqdm(range(0, len(inputs_2d), batch_size), disable=not progress, desc=label, unit="batch"):
         batch = torch.from_numpy(np.ascontiguousarray(inputs_2d[start:start + batch_size])).to(device)
         pred = model(batch)
         if flip_test:
@@ -124,12 +124,13 @@ def evaluate_pose_set(model: torch.nn.Module, poses: PoseSet, flip_test: bool = 
                       batch_size: int = PREDICT_BATCH, progress: bool = False,
                       person_scale_range: tuple[float, float] | None = None,
                       cameras: dict[str, list[H36MCamera]] | None = None,
-                      pelvis_angles_deg=H36M_PELVIS_ANGLES_DEG) -> dict:
+                      pelvis_angles_deg=H36M_PELVIS_ANGLES_DEG, label: str = "predict") -> dict:
     """Per-action MPJPE / P-MPJPE in mm and the unweighted mean over actions; with ``cameras`` the
-    lifter sees the 2D in the reference camera's view (:func:`reference_view_inputs`)."""
+    lifter sees the 2D in the reference camera's view (:func:`reference_view_inputs`); with
+    ``progress`` a bar named ``label``."""
     inputs, rotations = reference_view_inputs(poses, cameras, pelvis_angles_deg) if cameras else \
         (poses.inputs_2d, None)
-    predicted = predict(model, inputs, batch_size, flip_test, progress, person_scale_range, rotations)
+    predicted = predict(model, inputs, batch_size, flip_test, progress, person_scale_range, rotations, label)
     labels = np.array(ACTION_CLASSES)[poses.action_ids]
     result = {}
     for name, fn in (("mpjpe", mpjpe), ("p_mpjpe", p_mpjpe)):
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "with a CameraInfo")
     parser.add_argument("--batch-size", type=positive_int, default=PREDICT_BATCH,
                         help="poses per forward pass (larger ones only cost page faults; see PREDICT_BATCH)")
-    parser.add_argument("--threads", type=positive_int, default=None)
+    parser.add_argument("--threads", type=thread_count, default=None, help="CPU threads for torch (1 to 1024)")
     parser.add_argument("--out", default="outputs/eval", help="directory for eval.md and eval.json")
     parser.add_argument("--record", action="store_true",
                         help="also write the means into the weights' JSON (metrics.<record_name>), "
@@ -192,6 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         out = output_directory(args.out)      # before the evaluation: it failed only after it (11 min on S9)
         model, info = load_weights(args.weights)
+        if args.record:
+            check_record_writable(args.weights)
         poses = load_h36m(args.data_3d, args.cameras, tuple(args.subjects), args.data_2d, args.stride)
         cameras = None if args.image_view else load_cameras(args.cameras)
     except (WeightsError, KeyError, ValueError, OSError) as error:   # bad --out, weights, subjects or files
@@ -218,6 +221,17 @@ def main(argv: list[str] | None = None) -> dict:
                                             "frames": result["frames"], "command": result["command"]})
         print(f"recorded as metrics.{name} in the JSON of {args.weights}")
     return result
+
+
+def check_record_writable(weights: str | Path) -> None:
+    """``--record`` writes the weights' JSON anew beside it (a partial file renamed over it): refuse,
+    before the evaluation, a folder that cannot be written (it failed with an OSError traceback
+    only after the whole evaluation)."""
+    _, config_path = weights_paths(weights)
+    if not os.access(config_path.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--record: {config_path.parent} is not writable, so the means cannot be written into "
+                         f"{config_path.name}; leave out --record, or copy the weights (.safetensors and .json) "
+                         f"to a folder you can write")
 
 
 def record_name(subjects: list[str], detected_2d: bool, stride: int | None = None, flip_test: bool = False,

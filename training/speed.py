@@ -19,10 +19,19 @@ from typing import Callable
 
 import torch
 
+from cfi_pose_ros.arguments import number_in
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 # Reduced precision must beat fp32 by this much to be chosen: it also costs accuracy
 # headroom, so a tie goes to fp32.
 MIN_SPEEDUP = 1.10
+
+
+# The most CPU threads --threads takes (train and evaluate). torch starts one OpenMP thread each:
+# --threads 100000 segfaulted in the first parallel region (exit 139); 1024 ran here, and is more
+# than the largest machines have cores (two 192-core sockets with SMT: 768).
+MAX_THREADS = 1024
+thread_count = number_in(int, 1, MAX_THREADS)
 
 
 def default_threads() -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import sys
@@ -41,19 +42,20 @@ import torch
 from tqdm import tqdm
 
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
-from cfi_pose_ros.weights import WeightsError, load_weights, save_weights
+from cfi_pose_ros.weights import WeightsError, config_value_problem, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
 from cfi_pose_ros.arguments import non_negative_float, non_negative_int, number_in, output_directory, positive_float, \
     positive_int, probability
 from training.augment import detector_noise, displace_joints, drop_joints, random_flip, virtual_placement
 from training.checkpoint import (CHECKPOINT, CHECKPOINT_JSON, CHECKPOINT_PARTIALS, CheckpointError, config_difference,
-                                 has_checkpoint, load_checkpoint, read_checkpoint_meta, save_checkpoint)
+                                 has_checkpoint, load_checkpoint, process_rng_state, read_checkpoint_meta,
+                                 save_checkpoint, set_process_rng_state)
 from training.evaluate import DEFAULT_DATA, error_text, evaluate_pose_set, record_name, with_detector_noise
 from training.h36m import TRAIN_SUBJECTS, DatasetError, PoseSet, load_h36m
 from training.losses import LOSSES
 from training.schedule import SCHEDULES, Budget, BudgetSchedule, WeightEMA
 from training.speed import CompileFailed, autocast_context, choose_precision, compile_or_eager, cpu_model, \
-    default_threads, keep_freed_memory, seconds_per_step
+    default_threads, keep_freed_memory, seconds_per_step, thread_count
 
 # The training clock (a module attribute so that tests can drive a minutes budget).
 clock = time.perf_counter
@@ -75,6 +77,42 @@ RUN_FILES = (CHECKPOINT, CHECKPOINT_JSON, "metrics.jsonl", "curves.png")
 NO_AUGMENTATION = argparse.Namespace(no_flip=True, noise_std=0.0, noise_prob=0.0, outlier_prob=0.0,
                                      outlier_max_shift=0.0, missing_prob=0.0, missing_max=0,
                                      placement_prob=0.0)
+
+# --seed takes 0 <= seed < 2**63; the per-step seeds derived from it go through torch_seed.
+SEED_LIMIT = 2**63
+# The upper ends of three flags, so that no value a run accepts ends in a traceback:
+# a person 100 m away is about 20 px tall in the reference camera (f = 1147 px), which no keypoint
+# detector finds (--placement-distance 1e300 1e308 underflowed, and the input domain the run
+# records became NaN); jitter of std 1 is 500 px per joint at 1000 px, half the image, past which
+# the 2D is noise (--eval-noise-std 1e300 overflowed float32 and the metrics' SVD failed); the
+# paper's MLP is 2x the width, transformers' 4x (--mlp-ratio 1e300 asked torch for a layer of
+# 1e300 x --dim units).
+MAX_PLACEMENT_DISTANCE_M = 100.0
+MAX_EVAL_NOISE_STD = 1.0
+MAX_MLP_RATIO = 64.0
+
+
+def seed_number(text: str) -> int:
+    """--seed's argparse type: an integer in [0, 2**63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**63), not {text}")
+    return value
+
+
+def weights_name(text: str) -> str:
+    """--name's argparse type: a file name inside --out. An empty one (or "." or "..") wrote the
+    weights beside --out, as --out's own name; one with a folder in it went outside the run's
+    files; "checkpoint" was overwritten by the run's checkpoint."""
+    if text in ("", ".", "..") or any(sep in text for sep in ("/", os.sep, os.altsep, "\0") if sep):
+        raise argparse.ArgumentTypeError(f"must be a file name without a folder (the weights are written into "
+                                         f"--out), not {text!r}")
+    if f"{text}.safetensors" in RUN_FILES or f"{text}.json" in RUN_FILES:
+        raise argparse.ArgumentTypeError(f"must not be {text!r}, the name of the run's checkpoint")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,9 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--placement-prob", type=probability, default=0.0,
                       help="share of each batch shown as the reference camera sees the same pose elsewhere "
                            "(another distance and angle off the axis; the input the node gives the lifter)")
-    data.add_argument("--placement-distance", type=positive_float, nargs=2, default=(2.0, 15.0),
-                      metavar=("NEAR", "FAR"),
-                      help="distances of such placements from the camera (metres, drawn log-uniformly)")
+    data.add_argument("--placement-distance", type=number_in(float, 0, MAX_PLACEMENT_DISTANCE_M, low_open=True),
+                      nargs=2, default=(2.0, 15.0), metavar=("NEAR", "FAR"),
+                      help="distances of such placements from the camera (metres, drawn log-uniformly; at most "
+                           "100: a person farther away is under 20 px tall, which no detector finds)")
     data.add_argument("--placement-angles", type=number_in(float, -90, 90, low_open=True, high_open=True), nargs=4,
                       default=(-30.0, -20.0, 30.0, 15.0),
                       metavar=("LOW_X", "LOW_Y", "HIGH_X", "HIGH_Y"),
@@ -117,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--dim", type=positive_int, default=512)
     model.add_argument("--depth", type=positive_int, default=3)
     model.add_argument("--heads", type=positive_int, default=8, help="must divide --dim")
-    model.add_argument("--mlp-ratio", type=positive_float, default=2.0)
+    model.add_argument("--mlp-ratio", type=number_in(float, 0, MAX_MLP_RATIO, low_open=True), default=2.0,
+                       help="MLP width over --dim (at most 64; --dim x ratio must leave it a hidden unit)")
     model.add_argument("--dropout", type=number_in(float, 0, 1, high_open=True), default=0.0)
     for branch in ("initial", "local", "global"):
         model.add_argument(f"--no-cfi-{branch}", action="store_true", help=f"ablate the CFI({branch}) term")
@@ -131,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--loss", choices=sorted(LOSSES), default="mpjpe")
     opt.add_argument("--max-steps-per-epoch", type=non_negative_int, default=0,
                      help="cap on steps per epoch (0 = all)")
-    opt.add_argument("--seed", type=non_negative_int, default=0)
+    opt.add_argument("--seed", type=seed_number, default=0, help="0 <= seed < 2**63")
     opt.add_argument("--budget-minutes", type=non_negative_float, default=0.0,
                      help="train for this many minutes of training-step time (epochs ignored; 0 = off)")
     opt.add_argument("--budget-samples", type=non_negative_int, default=0,
@@ -144,15 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--ema-decay", type=number_in(float, 0, 1, high_open=True), default=0.0,
                      help="keep an EMA of the weights (e.g. 0.999), evaluated and saved instead of the raw "
                           "ones (0 = off)")
-    opt.add_argument("--eval-noise-std", type=non_negative_float, default=0.01,
-                     help="also evaluate with this fixed 2D jitter (normalised units; 0 = skip)")
+    opt.add_argument("--eval-noise-std", type=number_in(float, 0, MAX_EVAL_NOISE_STD), default=0.01,
+                     help="also evaluate with this fixed 2D jitter (normalised units; 0 = skip; at most 1, "
+                          "500 px at 1000 px, past which the 2D is noise)")
     opt.add_argument("--checkpoint-minutes", type=non_negative_float, default=5.0,
                      help="also checkpoint this often within an epoch (for --resume; 0 = after every step)")
     speed = p.add_argument_group("speed (each choice measured at start)")
     speed.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
                        help="precision: auto = bf16 on CUDA, on a CPU a timed probe (fp32 unless bf16 is faster)")
-    speed.add_argument("--threads", type=positive_int, default=None,
-                       help="CPU threads for torch (default: every core)")
+    speed.add_argument("--threads", type=thread_count, default=None,
+                       help="CPU threads for torch (default: every core; 1 to 1024)")
     speed.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                        help="torch.compile the training step (auto: eager if compiling fails)")
     speed.add_argument("--attention", choices=("sdpa", "matmul"), default="matmul",
@@ -170,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-weights", default=None,
                    help="start from this weights file (fine-tuning: a new schedule on trained weights; the "
                         "model flags must match its config); its commands and CPU-hours carry into the record")
-    p.add_argument("--name", default="cfi", help="file name of the final weights in --out")
+    p.add_argument("--name", type=weights_name, default="cfi",
+                   help="file name of the final weights in --out (no folder, no ending)")
     return p
 
 
@@ -179,9 +221,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        model_config_from_args(args)
+        config = model_config_from_args(args)
     except ValueError as error:                 # e.g. --heads that does not divide --dim
         parser.error(f"--dim {args.dim} --depth {args.depth} --heads {args.heads}: {error}")
+    # the weights loader's own checks: such a run trained to its end and wrote weights that no
+    # one could load (--mlp-ratio 0.01 with --dim 16: an MLP of no hidden units)
+    problem = config_value_problem(config)
+    if problem:
+        parser.error(f"--dim {args.dim} --mlp-ratio {args.mlp_ratio:g}: {problem}")
     near, far = args.placement_distance
     if near > far:
         parser.error(f"--placement-distance {near:g} {far:g}: NEAR must not be farther than FAR")
@@ -195,6 +242,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     given = build_parser().parse_args(argv, namespace=argparse.Namespace(**{name: unset for name in vars(args)}))
     args.given = sorted(name for name, value in vars(given).items() if value is not unset)
     return args
+
+
+def torch_seed(value: int) -> int:
+    """``value`` as a seed torch's generators take (0 <= seed < 2**64), reduced modulo 2**64. That
+    leaves every value below 2**64 as it was, so the seeds that worked before draw what they drew
+    (their runs and checkpoints go on bit for bit); a larger one ended the run at its first step
+    ("Overflow when unpacking long long": --seed 18446634 and up made the step seeds larger)."""
+    return value % 2**64
+
+
+def epoch_order_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's shuffle of the training poses."""
+    return torch_seed(seed * 1000 + epoch)
+
+
+def augmentation_seed(seed: int, rank: int, global_step: int) -> int:
+    """The seed of a step's augmentation draws: a function of (seed, rank, step) only, so a resumed
+    run draws what the uninterrupted one would have, on every rank and device."""
+    return torch_seed((seed * 1_000_003 + rank) * 1_000_003 + global_step)
 
 
 def model_config_from_args(args) -> CFIConfig:
@@ -289,6 +355,7 @@ class RunState:
     typical_step_seconds: float = 0.0   # what a stalled step counts at most 5 times (StepTimer)
     commands: list[str] = field(default_factory=list)
     init_weights: dict = field(default_factory=dict)    # what --init-weights started from
+    data_fingerprint: dict = field(default_factory=dict)  # the poses it trains and tests on (data_fingerprint)
 
 
 def init_from_weights(model: torch.nn.Module, path: str, config: CFIConfig) -> dict:
@@ -390,6 +457,7 @@ def training_record(args, state: RunState) -> dict:
     data = "synthetic" if args.synthetic else {
         "dataset": "Human3.6M", "train_subjects": args.train_subjects,
         "input_2d": args.data_2d or "ground truth (projected with distortion)",
+        "data_3d": args.data_3d, "cameras": args.cameras,
         "stride": args.stride, "flip_augmentation": not args.no_flip,
         "noise_std": args.noise_std, "noise_prob": args.noise_prob,
         "outlier_prob": args.outlier_prob, "outlier_max_shift": args.outlier_max_shift,
@@ -406,7 +474,8 @@ def training_record(args, state: RunState) -> dict:
         recipe.update(epochs=args.epochs, lr_decay=args.lr_decay)
     this_run_cpu_hours = state.cpu_seconds / 3600
     record = {
-        "data": data, "epochs_done": state.epoch, "samples_seen": state.samples, "recipe": recipe,
+        "data": data, "data_fingerprint": state.data_fingerprint,
+        "epochs_done": state.epoch, "samples_seen": state.samples, "recipe": recipe,
         "command": state.commands[-1] if state.commands else "",
         # every command behind these weights, the --init-weights chain first
         "commands": state.init_weights.get("commands", []) + list(state.commands),
@@ -423,18 +492,23 @@ def training_record(args, state: RunState) -> dict:
     return record
 
 
-def setup_distributed() -> tuple[int, int, torch.device]:
-    """Rank, world size and device; DDP process group when launched by torchrun."""
+def setup_distributed() -> tuple[int, int, torch.device, object]:
+    """Rank, world size, device and the group the processes agree in on the host (when to
+    checkpoint, each one's random state; None: the default group, or a single process); DDP
+    process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    group = None
     if world > 1:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend)
+        if backend == "nccl":       # over NCCL each such agreement would wait for the GPU
+            group = torch.distributed.new_group(backend="gloo")
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device("cpu")
+        return rank, world, torch.device("cuda", local), group
+    return rank, world, torch.device("cpu"), group
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -515,6 +589,7 @@ class Run:
     rank: int
     world: int
     device: torch.device
+    group: object                   # where the processes agree (setup_distributed)
     threads: int
     model: CFINet
     optimizer: torch.optim.Optimizer
@@ -536,17 +611,50 @@ class Run:
     def main_process(self) -> bool:
         return self.rank == 0
 
-    def save_checkpoint(self) -> None:
+    def rank_0_decides(self, wanted: bool) -> bool:
+        """Rank 0's ``wanted`` on every process: what its clock decides (a checkpoint now) the
+        processes must do together."""
+        if self.world == 1:
+            return wanted
+        flag = torch.tensor([wanted], dtype=torch.uint8)
+        torch.distributed.broadcast(flag, src=0, group=self.group)
+        return bool(flag)
+
+    def gather_rng_states(self) -> list[dict] | None:
+        """Every process's random state (checkpoint.process_rng_state), by rank, on rank 0 (None on
+        the others); every process must call it. Each draws its own dropout masks: only rank 0's
+        state was saved, and every process of a resumed run went on from it."""
+        own = process_rng_state(self.device)
+        if self.world == 1:
+            return [own]
+        # fixed-size byte tensors, so a plain all_gather: with gather_object, 2 of 6 runs of the DDP
+        # tests had a process abort at exit ("terminate called without an active exception"), 0 of 4
+        # since (the cause not shown)
+        gathered = {}
+        for name, state in own.items():
+            parts = [torch.empty_like(state) for _ in range(self.world)]
+            torch.distributed.all_gather(parts, state, group=self.group)
+            gathered[name] = parts
+        states = [{name: parts[rank] for name, parts in gathered.items()} for rank in range(self.world)]
+        return states if self.main_process else None
+
+    def save_checkpoint(self, rng_states: list[dict]) -> None:
+        """The checkpoint, with the random states of ``gather_rng_states`` but this process's own
+        as it is now: an evaluation since may have drawn from it (an EMA model's initial weights),
+        and the uninterrupted run goes on from here."""
         save_checkpoint(self.out, self.model, self.optimizer, self.state.epoch, self.history,
-                        {"args": vars(self.args), "run_state": asdict(self.state)}, ema=self.ema)
+                        {"args": vars(self.args), "run_state": asdict(self.state)}, ema=self.ema,
+                        rng_states=[process_rng_state(self.device), *rng_states[1:]])
 
 
 def train(args) -> dict:
     run = start_run(args)
     while not run.state.finished and (run.budget.enabled or run.state.epoch < run.args.epochs):
         steps_done, loss_sum, started = train_epoch(run)
-        if run.main_process and (steps_done or run.state.finished and not run.history):
-            evaluate_and_save(run, steps_done, loss_sum, started)
+        if steps_done or run.state.finished:
+            rng_states = run.gather_rng_states()        # every process, for rank 0's checkpoint
+            if run.main_process and (steps_done or not run.history):
+                evaluate_and_save(run, steps_done, loss_sum, started, rng_states)
     if run.world > 1:
         # together: a rank that tore gloo down while rank 0 was still evaluating and saving was
         # aborted on exit about every other run ("terminate called without an active exception")
@@ -568,8 +676,10 @@ def start_run(args) -> Run:
     # for the evaluations (see keep_freed_memory); a D=128 training step on 2 threads faults no
     # page in either way and ran as fast (1482 vs 1570 samples/s, best of 3, within the spread)
     keep_freed_memory()
-    rank, world, device = setup_distributed()
-    torch.manual_seed(args.seed + rank)
+    rank, world, device, group = setup_distributed()
+    if saved is not None:
+        check_same_processes(args, out, saved, world)
+    torch.manual_seed(torch_seed(args.seed + rank))
     command = "python -m training.train " + " ".join(sys.argv[1:] if args.command_line is None
                                                      else args.command_line)
 
@@ -587,9 +697,18 @@ def start_run(args) -> Run:
     history: list[dict] = []
     resumed_rng = None
     if saved is not None:
-        state, history = restore_run(args, out, model, optimizer, ema, saved, main_process=rank == 0)
-        resumed_rng = torch.get_rng_state()     # set again after the probes below, which draw from it
+        state, history = restore_run(args, out, model, optimizer, ema, saved, rank, device)
+        resumed_rng = process_rng_state(device)     # set again after the probes below, which draw from it
     train_set, test_set = load_data(args)
+    fingerprint = data_fingerprint(train_set, test_set)
+    if saved is not None:
+        check_same_data(args, out, state.data_fingerprint, fingerprint)
+        if rank == 0:
+            # the checkpoint's evaluations: a run stopped between a line and its checkpoint wrote
+            # the line again when resumed
+            (out / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in history))
+            print(f"resumed from {out} at epoch {state.epoch}, step {state.global_step}", file=sys.stderr)
+    state.data_fingerprint = fingerprint
     noisy_test_set = with_detector_noise(test_set, args.eval_noise_std) if args.eval_noise_std > 0 else None
     state.commands.append(command)
     state.threads = threads
@@ -612,7 +731,7 @@ def start_run(args) -> Run:
     if resumed_rng is not None:
         # as the checkpoint left it: the probes' steps drew dropout masks from it, so a resumed run
         # with --dropout went on otherwise than the uninterrupted one
-        torch.set_rng_state(resumed_rng)
+        set_process_rng_state(resumed_rng, device)
     budget = Budget(args.budget_minutes, args.budget_samples)
     steps_per_epoch = len(inputs) // world // args.batch_size
     if args.max_steps_per_epoch:
@@ -623,7 +742,7 @@ def start_run(args) -> Run:
               f"device {device}, world {world}, {threads} threads, precision {precision}{precision_note}, "
               f"{state.compile}, attention {args.attention}",
               file=sys.stderr)
-    return Run(args=args, out=out, rank=rank, world=world, device=device, threads=threads, model=model,
+    return Run(args=args, out=out, rank=rank, world=world, device=device, group=group, threads=threads, model=model,
                optimizer=optimizer, ema=ema, state=state, history=history, inputs=inputs, targets=targets,
                test_set=test_set, noisy_test_set=noisy_test_set, input_domain=input_domain,
                forward_loss=forward_loss, budget=budget,
@@ -632,21 +751,67 @@ def start_run(args) -> Run:
 
 
 def restore_run(args, out: Path, model: CFINet, optimizer: torch.optim.Optimizer, ema: WeightEMA | None,
-                meta: dict, main_process: bool) -> tuple[RunState, list[dict]]:
-    """--resume: the model, optimizer, EMA and random state as the checkpoint (its metadata
-    ``meta``) left them; returns the run's state and its evaluations so far."""
-    meta = load_checkpoint(out, model, optimizer, ema, meta=meta)
+                meta: dict, rank: int, device: torch.device) -> tuple[RunState, list[dict]]:
+    """--resume: the model, optimizer, EMA and this process's random state as the checkpoint (its
+    metadata ``meta``) left them; returns the run's state and its evaluations so far."""
+    meta = load_checkpoint(out, model, optimizer, ema, meta=meta, rank=rank, device=device)
     saved_state = meta.get("run_state", {})
     state = RunState(**{**asdict(RunState()), **saved_state, "epoch": meta["epoch"]})
     if "cpu_seconds" not in saved_state:    # a checkpoint from before the count: its one part
         state.cpu_seconds = state.train_seconds * state.threads
     check_resumable(args, out, state)
-    if main_process:
-        # the checkpoint's evaluations: a run stopped between a line and its checkpoint wrote the
-        # line again when resumed
-        (out / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in meta["history"]))
-        print(f"resumed from {out} at epoch {state.epoch}, step {state.global_step}", file=sys.stderr)
     return state, meta["history"]
+
+
+def check_same_processes(args, out: Path, meta: dict, world: int) -> None:
+    """--resume with as many processes as the run had (its checkpoint's metadata ``meta``): each
+    process draws its own batches and dropout masks and resumes from its own random state, and the
+    batch of a step is --batch-size x the processes. (A checkpoint from before the count, with rank
+    0's random state only, resumes as it did.)"""
+    saved = meta.get("processes")
+    if saved is not None and saved != world:
+        def processes(n: int) -> str:
+            return f"{n} process{'es' if n > 1 else ''}"
+        raise RunRefused(f"--resume: the run in {out} was trained by {processes(saved)}, this is {processes(world)}; "
+                         f"resume it with as many (torchrun --nproc-per-node {saved}), or start a new run from its "
+                         f"weights: --init-weights {out / args.name}.safetensors --out <new folder>")
+
+
+def data_fingerprint(train_set: PoseSet, test_set: PoseSet) -> dict:
+    """What a resumed run must find again in its data: the training and test poses' counts and a
+    SHA-256 of the arrays it learns from and is measured on (2D inputs, 3D targets, actions).
+    Whole arrays: S1 and S5-S8 (1.46 M poses, 0.5 GB) hash in 0.6 s, against 7 s to load them."""
+    def digest(poses: PoseSet) -> str:
+        sha = hashlib.sha256()
+        for array in (poses.inputs_2d, poses.targets_3d, poses.action_ids):
+            array = np.ascontiguousarray(array)
+            sha.update(f"{array.dtype.str}{array.shape}".encode())
+            sha.update(memoryview(array).cast("B"))
+        return sha.hexdigest()
+
+    return {"train_poses": len(train_set), "test_poses": len(test_set),
+            "train_sha256": digest(train_set), "test_sha256": digest(test_set)}
+
+
+def check_same_data(args, out: Path, saved: dict, found: dict) -> None:
+    """--resume on the data the run was started on (its checkpoint's fingerprint ``saved``); the
+    files may have moved (--data-3d and --cameras may change), their poses may not: another
+    --data-3d resumed, its epoch closed without a step, and metrics.jsonl mixed two test sets.
+    (A checkpoint from before the fingerprint has none to compare.)"""
+    if not saved or saved == found:
+        return
+    differences = []
+    for part, name in (("train", "training"), ("test", "test")):
+        count = f"{part}_poses"
+        if found[count] != saved.get(count):
+            differences.append(f"{found[count]} {name} poses (the run's: {saved.get(count)})")
+        elif found[f"{part}_sha256"] != saved.get(f"{part}_sha256"):
+            differences.append(f"other {name} poses (as many, {found[count]}, but not the same)")
+    files = (f"--synthetic {args.synthetic}" if args.synthetic else f"--data-3d {args.data_3d} --cameras {args.cameras}"
+             + (f" --data-2d {args.data_2d}" if args.data_2d else ""))
+    raise RunRefused(f"--resume: {files} give {' and '.join(differences)}; "
+                     f"resume with the data the run was started on (moved files are fine), or start a new run from "
+                     f"its weights: --init-weights {out / args.name}.safetensors --out <new folder>")
 
 
 def run_precision(args, state: RunState, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
@@ -674,7 +839,7 @@ def train_epoch(run: Run) -> tuple[int, torch.Tensor, float]:
     the end of the budget; returns its steps, summed loss and start time, for its evaluation."""
     args, state, optimizer = run.args, run.state, run.optimizer
     run.model.train()
-    generator = torch.Generator().manual_seed(args.seed * 1000 + state.epoch)
+    generator = torch.Generator().manual_seed(epoch_order_seed(args.seed, state.epoch))
     order = torch.randperm(len(run.inputs), generator=generator)[run.rank::run.world].to(run.device)
     first_step = state.step_in_epoch
     started, loss_sum, steps_done = time.time(), torch.zeros(()), 0
@@ -694,10 +859,8 @@ def train_epoch(run: Run) -> tuple[int, torch.Tensor, float]:
             for group in optimizer.param_groups:
                 group["lr"] = run.schedule.lr(progress)
         idx = order[step * args.batch_size:(step + 1) * args.batch_size]
-        # the augmentation's random numbers are a function of (seed, rank, step) only, so a resumed
-        # run draws what the uninterrupted one would have, on every rank and device
         augmentation_rng = torch.Generator(device=run.device).manual_seed(
-            (args.seed * 1_000_003 + run.rank) * 1_000_003 + state.global_step)
+            augmentation_seed(args.seed, run.rank, state.global_step))
         loss = train_step(run.forward_loss, optimizer, run.inputs[idx], run.targets[idx], args, run.ema,
                           augmentation_rng)
         loss_sum += loss
@@ -719,10 +882,14 @@ def train_epoch(run: Run) -> tuple[int, torch.Tensor, float]:
         if steps_done % 20 == 1:
             check_finite(None, None, loss.item(), state)
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-        if run.main_process and now - last_checkpoint > args.checkpoint_minutes * 60:
+        if run.rank_0_decides(now - last_checkpoint > args.checkpoint_minutes * 60):
+            # every process, together: each gives its random state (a rank that stopped alone
+            # would leave the others waiting)
             check_finite(run.model, run.ema, float(loss_sum), state)
-            state.epoch_loss_sum, state.epoch_steps = float(loss_sum), steps_done
-            run.save_checkpoint()
+            rng_states = run.gather_rng_states()
+            if run.main_process:
+                state.epoch_loss_sum, state.epoch_steps = float(loss_sum), steps_done
+                run.save_checkpoint(rng_states)
             last_checkpoint = clock()
     bar.close()
     if run.budget.enabled and run.budget.progress(state.train_seconds, state.samples) >= 1.0:
@@ -736,9 +903,10 @@ def train_epoch(run: Run) -> tuple[int, torch.Tensor, float]:
     return steps_done, loss_sum, started
 
 
-def evaluate_and_save(run: Run, steps_done: int, loss_sum: torch.Tensor, started: float) -> dict:
-    """Evaluate (the EMA and the raw weights), then write the weights, curves, checkpoint and the
-    metrics line, in that order (see below)."""
+def evaluate_and_save(run: Run, steps_done: int, loss_sum: torch.Tensor, started: float,
+                      rng_states: list[dict]) -> dict:
+    """Evaluate (the EMA and the raw weights), then write the weights, curves, checkpoint (with
+    every process's random state, ``rng_states``) and the metrics line, in that order (see below)."""
     args, state, model, ema = run.args, run.state, run.model, run.ema
     mean_loss = float(loss_sum) / max(steps_done, 1)
     check_finite(model, ema, mean_loss, state)
@@ -746,17 +914,21 @@ def evaluate_and_save(run: Run, steps_done: int, loss_sum: torch.Tensor, started
     record = {"epoch": state.epoch, "steps": steps_done, "global_step": state.global_step,
               "samples": state.samples, "train_loss": mean_loss,
               "lr": run.optimizer.param_groups[0]["lr"], "train_seconds": state.train_seconds}
+    # a bar for each pass: on all of S9 each takes minutes, which passed without a sign
+    def evaluate(weights: CFINet, poses: PoseSet, label: str) -> dict:
+        return evaluate_pose_set(weights, poses, progress=run.main_process, label=label)
+
     if ema is not None:
-        raw = evaluate_pose_set(model, run.test_set)
+        raw = evaluate(model, run.test_set, "test, raw weights")
         record["test_mpjpe_mm_raw"] = raw["mpjpe"]["mean_over_actions"]
         record["test_p_mpjpe_mm_raw"] = raw["p_mpjpe"]["mean_over_actions"]
         eval_model = CFINet(model.config).to(run.device)
         eval_model.load_state_dict(ema.state_dict(model))
-    result = evaluate_pose_set(eval_model, run.test_set)
+    result = evaluate(eval_model, run.test_set, "test, EMA weights" if ema is not None else "test")
     record["test_mpjpe_mm"] = result["mpjpe"]["mean_over_actions"]
     record["test_p_mpjpe_mm"] = result["p_mpjpe"]["mean_over_actions"]
     if run.noisy_test_set is not None:
-        noisy = evaluate_pose_set(eval_model, run.noisy_test_set)
+        noisy = evaluate(eval_model, run.noisy_test_set, "test, noisy 2D")
         record["test_mpjpe_mm_noisy"] = noisy["mpjpe"]["mean_over_actions"]
         record["test_p_mpjpe_mm_noisy"] = noisy["p_mpjpe"]["mean_over_actions"]
     record["seconds"] = time.time() - started
@@ -774,7 +946,7 @@ def evaluate_and_save(run: Run, steps_done: int, loss_sum: torch.Tensor, started
                  metrics={record_name(args.test_subjects, bool(args.data_2d)): metrics},
                  input_domain=run.input_domain)
     plot_curves(run.history, run.out / "curves.png")
-    run.save_checkpoint()
+    run.save_checkpoint(rng_states)
     with open(run.out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     return record
