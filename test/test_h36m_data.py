@@ -469,12 +469,13 @@ def test_evaluation_cli_refuses_bad_input_in_one_line_before_evaluating(files, t
         with pytest.raises(SystemExit) as stop:
             evaluate()
         assert str(stop.value).startswith(expected), str(stop.value)
-    for flag, value in (("--batch-size", "0"), ("--batch-size", "-1"), ("--threads", "-1"), ("--stride", "0")):
+    for flag, value, rule in (("--batch-size", "0", ">= 1"), ("--batch-size", "-1", ">= 1"),
+                              ("--threads", "-1", "in [1, 1024]"), ("--stride", "0", ">= 1")):
         monkeypatch.setattr(sys, "argv", common + [flag, value, "--out", str(tmp_path / "out")])
         with pytest.raises(SystemExit) as stop:
             evaluate()
         assert stop.value.code == 2
-        assert f"argument {flag}: must be an integer >= 1, not {value}" in capsys.readouterr().err
+        assert f"argument {flag}: must be an integer {rule}, not {value}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
