@@ -63,17 +63,17 @@ class RollingStats:
         self.dropped.update(reasons)
         self._dropped_since_summary.update(reasons)
 
-    def _before_window(self, t: float, now: float) -> bool:
-        """Whether the slice holding ``t`` lies wholly before the window ending at ``now``. Inputs
+    def _slice_before_window(self, index: int, now: float) -> bool:
+        """Whether input slice ``index`` lies wholly before the window ending at ``now``. Inputs
         and outputs leave the window by this one rule: outputs trimmed to the exact instant left up
         to a slice (0.1 s) of inputs more in it, so a stream answered frame for frame read as
         dropping (14.8 Hz in, 14.2 out), and 100 frames of a burst 5.05 s back as 19.8 in, 0 out."""
-        return (int(t // self._input_slice) + 1) * self._input_slice <= now - self.window
+        return (index + 1) * self._input_slice <= now - self.window
 
     def _trim(self, now: float) -> None:
-        while self._inputs and (self._inputs[0][0] + 1) * self._input_slice <= now - self.window:
-            self._inputs.popleft()                # a slice wholly before the window (see _before_window)
-        while self._outputs and self._before_window(self._outputs[0][0], now):
+        while self._inputs and self._slice_before_window(self._inputs[0][0], now):
+            self._inputs.popleft()
+        while self._outputs and self._slice_before_window(int(self._outputs[0][0] // self._input_slice), now):
             self._outputs.popleft()
 
     def summary(self, now: float) -> dict:
