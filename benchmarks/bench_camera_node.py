@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--best-effort", action="store_true", help="publish images best effort (sensor data QoS)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_camera_node")
     args = parser.parse_args(argv)
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
     models, images = args.fixtures / "models", args.fixtures / "images"
     if not (models / "rtmdet_nano_person.onnx").exists():

@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     if args.relay:
         relay(args.executor)
         return 0
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

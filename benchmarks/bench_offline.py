@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=positive_int, default=3, help="passes over the clip for each (best reported)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_offline"))
     args = parser.parse_args(argv)
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
     args.out.mkdir(parents=True, exist_ok=True)
     offline = offline_run(args.repeat, args.out)

@@ -206,8 +206,9 @@ def main(argv=None) -> int:
         output_directory(args.out)
     except ValueError as exc:
         parser.error(str(exc))
-    # DDS stays on this machine, in a domain of its own, unless the caller chose otherwise.
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    # DDS stays on this machine whatever the shell says (a robot's .bashrc often exports SUBNET),
+    # in a domain of its own unless the caller chose one.
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
     try:
         report = run_demo(Path(args.out), args.backend, args.weights, args.frames, args.rate)

@@ -5,6 +5,7 @@ items 1, 2, 3, 4, 5 and 11): they never publish garbage, drop it with a reason c
 from __future__ import annotations
 
 import array
+import os
 
 import numpy as np
 import pytest
@@ -143,45 +144,58 @@ def _cut_short_and_overlong(msg) -> list[bytes]:
 
 
 def test_bytes_that_are_not_the_input_s_type_are_dropped_counted_and_warned_of(node_factory, clip):
-    """Before, rmw dropped them inside take: no count in /diagnostics, no line in the node's log."""
-    from sensor_msgs.msg import CameraInfo
+    """Before, rmw dropped them inside take: no count in /diagnostics, no line in the node's log.
+    Depth images kept rmw's take until they were read in place (cfi_pose_ros.cdr)."""
+    from sensor_msgs.msg import CameraInfo, Image
 
     from cfi_pose_ros.msg import HumanKeypoints2DArray
     from cfi_pose_ros.node.base import UNDESERIALIZABLE
 
-    node = node_factory()
-    raw = {msg_type: node.client.create_publisher(msg_type, node.topics[topic], 10)
-           for msg_type, topic in ((HumanKeypoints2DArray, "input_topic"), (CameraInfo, "camera_info_topic"))}
+    depth_topic = f"/depth_undeserializable_{os.getpid()}"
+    node = node_factory(overrides={"depth_topic": depth_topic})
+    topics = {HumanKeypoints2DArray: node.topics["input_topic"], CameraInfo: node.topics["camera_info_topic"],
+              Image: depth_topic}
+    raw = {msg_type: node.client.create_publisher(msg_type, topic, 10) for msg_type, topic in topics.items()}
     assert node.send_and_receive(clip_msg(clip, 0, sec=31)) is not None, node.log()
-    bad_keypoints = _cut_short_and_overlong(clip_msg(clip, 1, sec=32))
-    bad_info = _cut_short_and_overlong(CameraInfo(width=640, height=480, k=[500.0, 0, 320, 0, 500, 240, 0, 0, 1]))
+    depth = Image(height=10, width=10, encoding="32FC1", step=40)
+    depth.data = array.array("B", bytes(400))
+    bad = {HumanKeypoints2DArray: _cut_short_and_overlong(clip_msg(clip, 1, sec=32)),
+           CameraInfo: _cut_short_and_overlong(CameraInfo(width=640, height=480,
+                                                          k=[500.0, 0, 320, 0, 500, 240, 0, 0, 1])),
+           Image: _cut_short_and_overlong(depth)}
 
     def dropped_all() -> bool:
-        for data in bad_keypoints:
-            raw[HumanKeypoints2DArray].publish(data)
-        for data in bad_info:
-            raw[CameraInfo].publish(data)
+        for msg_type, messages in bad.items():
+            for data in messages:
+                raw[msg_type].publish(data)
         node.spin_for(0.2)
-        return _dropped(node, UNDESERIALIZABLE) >= 4
+        return _dropped(node, UNDESERIALIZABLE) >= 6
 
     assert node.spin_until(dropped_all, 60), node.log()
-    for type_name in ("cfi_pose_ros/msg/HumanKeypoints2DArray", "sensor_msgs/msg/CameraInfo"):
-        topic = node.topics["input_topic" if "Keypoints" in type_name else "camera_info_topic"]
+    for msg_type, topic in topics.items():
+        type_name = f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
         assert f"dropped a message on {topic}: its " in node.log() and f"bytes are not a {type_name}" in node.log()
     out = node.send_and_receive(clip_msg(clip, 2, sec=33))       # and it goes on
     assert out is not None and [h.id for h in out.humans] == list(clip.ids), node.log()
     assert node.process.poll() is None
 
 
-def test_bytes_that_are_not_a_compressed_image_are_dropped_counted_and_warned_of(started, h36m_image):
-    """The same for the detector's compressed input (raw images keep rmw's take: see subscribe_input)."""
-    from sensor_msgs.msg import CompressedImage
+@pytest.mark.parametrize("compressed", [True, False], ids=["compressed", "raw"])
+def test_bytes_that_are_not_an_image_are_dropped_counted_and_warned_of(started, h36m_image, compressed):
+    """The same for the detector's input. Raw images kept rmw's typed take until they were read in
+    place (cfi_pose_ros.cdr): cut short, they were lost without a count or a word."""
+    from sensor_msgs.msg import CompressedImage, Image
 
     from cfi_pose_ros.node.base import UNDESERIALIZABLE
 
-    path, good = _compressed_detector_answering(started, h36m_image, sec=6200)
-    small = CompressedImage(format="jpeg")
-    small.data = good.data[:400]
+    if compressed:
+        path, good = _compressed_detector_answering(started, h36m_image, sec=6200)
+        small = CompressedImage(format="jpeg")
+        small.data = good.data[:400]
+    else:
+        path, good = _raw_detector_answering(started, h36m_image, sec=6200)
+        small = Image(height=10, width=10, encoding="bgr8", step=30)
+        small.data = array.array("B", bytes(300))
     bad = _cut_short_and_overlong(small)
 
     def dropped() -> int:
@@ -191,7 +205,7 @@ def test_bytes_that_are_not_a_compressed_image_are_dropped_counted_and_warned_of
         path.report()
     log = path.detector_log.read_text()
     assert f"dropped a message on {path.topics['image']}: its " in log, log
-    assert "bytes are not a sensor_msgs/msg/CompressedImage" in log, log
+    assert f"bytes are not a sensor_msgs/msg/{type(small).__name__}" in log, log
     good.header.stamp.sec = 6202
     assert path.send(good, until="keypoints") is not None, path.logs()
     assert path.detector.poll() is None
@@ -200,6 +214,17 @@ def test_bytes_that_are_not_a_compressed_image_are_dropped_counted_and_warned_of
 def _peak_rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def _raw_detector_answering(started, h36m_image, sec: int):
+    """A detector on raw images (no lifter) that has answered a good one stamped ``sec``; returns
+    the path and that image, to send again with a later stamp."""
+    from test_camera_node import image_msg
+
+    path = started(lifter=False)
+    good = image_msg(h36m_image, "rgb8", sec=sec)
+    assert path.send(good, until="keypoints") is not None, path.logs()
+    return path, good
 
 
 def _compressed_detector_answering(started, h36m_image, sec: int):

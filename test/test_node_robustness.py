@@ -1101,14 +1101,14 @@ def test_an_input_dispatched_after_deactivate_is_ignored(kind, ros_env):
     with _node_in_process(kind, "late_input") as node:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        # the subscriptions take serialized bytes (see SpecLifecycleNode.subscribe_input)
         if kind == "detect":
-            deliver, msg = node._subscription.callback, image_msg(np.full((120, 160, 3), 90, np.uint8), "bgr8", sec=1)
-        else:       # the keypoints subscription takes serialized bytes (see SpecLifecycleNode.subscribe_input)
+            take, msg = node._subscription.callback, image_msg(np.full((120, 160, 3), 90, np.uint8), "bgr8", sec=1)
+        else:
             take, clip = node._subscriptions_active[0].callback, Clip.load()
-            deliver = lambda m: take(serialize_message(m))      # noqa: E731
             msg = keypoints_msg(clip.pixels[0], clip.scores[0], clip.ids, clip.image_size, clip.layout, FRAME, 1)
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-        deliver(msg)
+        take(serialize_message(msg))
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         time.sleep(0.5)                               # the detector's worker would take a waiting image
         summary = node.stats.summary(time.monotonic())

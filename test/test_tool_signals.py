@@ -183,6 +183,8 @@ class Accepted(Exception):
     ("bench_camera_node", ["--seconds", "nan"], "argument --seconds: must be a number > 0, not nan"),
     ("bench_camera_node", ["--detector-every", "0"], "argument --detector-every: must be an integer >= 1, not 0"),
     ("bench_camera_node", ["--threads", "-2"], "argument --threads: must be an integer >= 0, not -2"),
+    ("bench_image_take", ["--images", "0"], "argument --images: must be an integer >= 1, not 0"),
+    ("bench_image_take", ["--rounds", "-1"], "argument --rounds: must be an integer >= 1, not -1"),
     ("bench_distance", ["--stride", "0"], "argument --stride: must be an integer >= 1, not 0"),
     ("bench_distance", ["--factors", "1", "0"], "argument --factors: must be a number > 0, not 0"),
     ("bench_cameras", ["--stride", "0"], "argument --stride: must be an integer >= 1, not 0"),

@@ -29,9 +29,11 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSCompatibility, QoSPro
                         qos_check_compatible)
 from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from cfi_pose_ros.bag import type_name
+from cfi_pose_ros.node.conversions import image_from_serialized
 from cfi_pose_ros.node.parameters import (AT_CONFIGURE, AT_START, COMMON_NODE_PARAMETERS, ParamSpec,
                                           parameter_problem, type_problem)
 
@@ -437,14 +439,14 @@ class SpecLifecycleNode(LifecycleNode):
     def p(self, name: str):
         return self.get_parameter(name).value
 
-    def subscribe_input(self, msg_type, topic: str, callback, qos: QoSProfile, count_undeserializable=None):
-        """A subscription to ``topic``. With ``count_undeserializable`` it hands ``callback`` each
-        message deserialized here, so that one whose bytes are not a ``msg_type`` (cut short, a
-        sequence length past its end) is counted (``count_undeserializable()``, as
-        :data:`UNDESERIALIZABLE`) and warned of, throttled: subscribed for the type, rmw drops such
-        a message inside ``take`` without a word, no count, no log line. That costs more for large
-        messages (rclpy, Fast DDS, this machine: 1.5 ms more per image of 640 x 480 x 3, 8.7 ms of
-        1920 x 1080 x 3; README, "Bytes that are not a message"), so raw images keep rmw's take.
+    def subscribe_input(self, msg_type, topic: str, callback, qos: QoSProfile, count_undeserializable):
+        """A subscription to ``topic`` that hands ``callback`` each message deserialized here, so
+        that one whose bytes are not a ``msg_type`` (cut short, a sequence length past its end) is
+        counted (``count_undeserializable()``, as :data:`UNDESERIALIZABLE`) and warned of,
+        throttled: subscribed for the type, rmw drops such a message inside ``take`` without a word,
+        no count, no log line. A raw ``Image`` is read in place (:func:`image_from_serialized`):
+        rclpy's ``deserialize_message`` cost 1.5 ms more per image of 640 x 480 x 3 than rmw's
+        take, 8.7 ms more at 1920 x 1080 x 3 (README, "Bytes that are not a message").
         Its incompatible-QoS events warn naming the topic (a node has up to three inputs; rclpy's
         warning says only "this subscription"), by its resolved name, as /diagnostics names it."""
         try:
@@ -453,13 +455,13 @@ class SpecLifecycleNode(LifecycleNode):
             resolved = topic
         self.incompatible_publishers.pop(resolved, None)       # a new subscription, perhaps of another QoS
         events = SubscriptionEventCallbacks(incompatible_qos=lambda event: self.on_incompatible_qos(resolved, event))
-        if count_undeserializable is None:
-            return self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
         expected = type_name(msg_type)
+        deserialize = (image_from_serialized if msg_type is Image
+                       else functools.partial(deserialize_message, message_type=msg_type))
 
         def take(serialized: bytes) -> None:
             try:
-                msg = deserialize_message(serialized, msg_type)
+                msg = deserialize(serialized)
             except Exception as exc:   # noqa: BLE001 - whatever the type support raises: the message is lost
                 count_undeserializable()
                 self.warn_throttled(f"{UNDESERIALIZABLE} {resolved}",

@@ -1,11 +1,17 @@
 """Messages <-> the pipeline's plain data. Thin on purpose: all logic is in the ROS-free modules."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from geometry_msgs.msg import Point
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from cfi_pose_ros.camera import LensDistortion, rescale_camera_matrix
+from cfi_pose_ros.cdr import read_image
 from cfi_pose_ros.depth import depth_image_to_array
 from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH
 from cfi_pose_ros.frames import tf2_frame_id
@@ -69,6 +75,32 @@ def header_drop_reason(header) -> str | None:
     """The drop reason of :func:`header_problem`, or None."""
     problem = header_problem(header)
     return problem and problem[0]
+
+
+@dataclass(frozen=True)
+class RawImage:
+    """A ``sensor_msgs/Image`` as a node reads it, ``data`` a view of the bytes rmw took
+    (``sensor_msgs.msg.Image`` would copy the pixels into an ``array.array``)."""
+    header: Header
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: memoryview
+
+
+def image_from_serialized(serialized: bytes) -> RawImage | Image:
+    """A raw image subscription's message from its bytes (:mod:`cfi_pose_ros.cdr`; the type
+    support's for an encapsulation that reader does not lay out). ``ValueError`` for bytes that are
+    not an image."""
+    fields = read_image(serialized)
+    if fields is None:
+        return deserialize_message(serialized, Image)
+    header = Header(frame_id=fields.frame_id)
+    header.stamp.sec, header.stamp.nanosec = fields.stamp_sec, fields.stamp_nanosec
+    return RawImage(header, fields.height, fields.width, fields.encoding, fields.is_bigendian, fields.step,
+                    fields.data)
 
 
 def stamp_seconds(stamp) -> float:

@@ -295,7 +295,7 @@ class DetectNode(SpecLifecycleNode):
         try:
             self._subscription = self.subscribe_input(
                 msg_type, self.p("image_topic"), self._on_image, newest_only_qos(self.p("input_reliability")),
-                self._on_undeserializable if self.p("compressed") else None)     # see subscribe_input
+                self._on_undeserializable)
         except Exception as exc:    # see rcl_reason: the node stays inactive, no worker started
             self.get_logger().error(f"activate failed: {rcl_reason(exc)}")
             return TransitionCallbackReturn.FAILURE

@@ -119,11 +119,11 @@ class LiftNode(SpecLifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         # bytes that are not a message (see subscribe_input): on the frames' topic an input dropped, on
-        # the CameraInfo's a drop; the depth images keep rmw's take (checking them would cost a copy)
+        # the CameraInfo's and the depth images' a drop
         inputs = [(HumanKeypoints2DArray, "input_topic", self._on_keypoints, self._on_undeserializable_keypoints),
                   (CameraInfo, "camera_info_topic", self._on_camera_info, self._on_undeserializable)]
         if self.p("depth_topic"):
-            inputs.append((Image, "depth_topic", self._on_depth, None))
+            inputs.append((Image, "depth_topic", self._on_depth, self._on_undeserializable))
         try:
             for msg_type, topic, callback, on_undeserializable in inputs:
                 self._subscriptions_active.append(self.subscribe_input(
@@ -237,7 +237,7 @@ class LiftNode(SpecLifecycleNode):
             self.stats.drop(Counter(bad_camera_info=1))
             self.warn_throttled("camera_info", f"ignoring CameraInfo: {refused}; publishing root-relative poses")
 
-    def _on_depth(self, msg: Image) -> None:
+    def _on_depth(self, msg) -> None:     # conversions.RawImage, or an Image (see subscribe_input)
         if not self._subscriptions_active:
             return      # queued before unsubscribing: deactivate emptied the history of this stream
         try:

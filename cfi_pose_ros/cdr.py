@@ -1,0 +1,93 @@
+"""``sensor_msgs/Image`` read straight from its serialized (CDR) bytes, the pixels left in place.
+
+A subscription that takes a message's bytes sees every message that arrives, also one cut short
+or with a length past its end, which rmw's typed ``take`` drops without a word (see
+``SpecLifecycleNode.subscribe_input``). rclpy's generic ``deserialize_message`` copies an image's
+pixels twice on the way; this reader copies none: ``data`` is a view of the bytes taken, so a raw
+image costs no more than rmw's own take (``benchmarks/bench_image_take.py``).
+
+Layout (OMG XCDR, version 1 as Fast DDS writes ROS 2 messages, or version 2's plain form, which
+lays out these fields alike: none is wider than 4 bytes): a 4-byte encapsulation header (its second
+byte says the byte order), then, each 4-byte number aligned to 4 bytes from the end of that header,
+``header.stamp.sec`` (int32), ``header.stamp.nanosec`` (uint32), ``header.frame_id`` (string:
+uint32 length counting a closing NUL, the bytes), ``height``, ``width`` (uint32), ``encoding``
+(string), ``is_bigendian`` (uint8), ``step`` (uint32), ``data`` (uint32 count, the bytes).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# The encapsulation kind (the header's second byte; the first is 0) -> struct's byte order. Other
+# kinds (parameter lists, XCDR2's delimited form with its extra length word) are not read here.
+_BYTE_ORDER = {0x00: ">", 0x01: "<", 0x06: ">", 0x07: "<"}
+_ENCAPSULATION_BYTES = 4
+
+
+class NotAnImage(ValueError):
+    """The bytes end before the message does, or a length runs past their end."""
+
+
+@dataclass(frozen=True)
+class SerializedImage:
+    """The fields of a ``sensor_msgs/Image``; ``data`` is a view of the serialized bytes."""
+    stamp_sec: int
+    stamp_nanosec: int
+    frame_id: str
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: memoryview
+
+
+class _Reader:
+    def __init__(self, view: memoryview, byte_order: str):
+        self.view, self.position = view, _ENCAPSULATION_BYTES
+        self.uint32, self.int32 = struct.Struct(byte_order + "I"), struct.Struct(byte_order + "i")
+
+    def number(self, layout: struct.Struct, what: str) -> int:
+        # aligned from the end of the encapsulation header, as CDR counts
+        self.position += -(self.position - _ENCAPSULATION_BYTES) % 4
+        if self.position + 4 > len(self.view):
+            raise NotAnImage(f"the bytes end at {len(self.view)}, before {what}")
+        value = layout.unpack_from(self.view, self.position)[0]
+        self.position += 4
+        return value
+
+    def octets(self, count: int, what: str) -> memoryview:
+        if count > len(self.view) - self.position:
+            raise NotAnImage(f"{what} of {count} bytes runs past the end ({len(self.view) - self.position} left)")
+        chunk = self.view[self.position:self.position + count]
+        self.position += count
+        return chunk
+
+    def string(self, what: str) -> str:
+        chunk = self.octets(self.number(self.uint32, f"{what}'s length"), what)
+        if len(chunk) and chunk[-1] == 0:
+            chunk = chunk[:-1]
+        # as rclpy converts a string it takes: bytes that are not UTF-8 become U+FFFD, not an error
+        return bytes(chunk).decode("utf-8", "replace")
+
+
+def read_image(serialized: bytes | bytearray | memoryview) -> SerializedImage | None:
+    """The image in ``serialized``, or None for an encapsulation this reader does not lay out
+    (deserialize those with the type support). :class:`NotAnImage` when the bytes are not one."""
+    view = memoryview(serialized).cast("B")
+    if len(view) < _ENCAPSULATION_BYTES:
+        raise NotAnImage(f"{len(view)} bytes: not even an encapsulation header")
+    byte_order = _BYTE_ORDER.get(view[1]) if view[0] == 0 else None
+    if byte_order is None:
+        return None
+    reader = _Reader(view, byte_order)
+    stamp_sec = reader.number(reader.int32, "header.stamp.sec")
+    stamp_nanosec = reader.number(reader.uint32, "header.stamp.nanosec")
+    frame_id = reader.string("header.frame_id")
+    height = reader.number(reader.uint32, "height")
+    width = reader.number(reader.uint32, "width")
+    encoding = reader.string("encoding")
+    is_bigendian = reader.octets(1, "is_bigendian")[0]
+    step = reader.number(reader.uint32, "step")
+    data = reader.octets(reader.number(reader.uint32, "data's length"), "data")
+    return SerializedImage(stamp_sec, stamp_nanosec, frame_id, height, width, encoding, is_bigendian, step, data)

@@ -1,0 +1,166 @@
+"""sensor_msgs/Image read from its serialized bytes (cfi_pose_ros.cdr) against rclpy's own
+serialization: the same fields, the pixels left in place, and bytes that are not an image refused."""
+from __future__ import annotations
+
+import itertools
+import struct
+
+import pytest
+
+from cfi_pose_ros.cdr import NotAnImage, read_image
+from conftest import ros_available
+
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))]
+
+
+def _image(frame_id: str = "camera_optical_frame", encoding: str = "rgb8", data: bytes = bytes(range(18)),
+           sec: int = 5, nanosec: int = 7, height: int = 2, width: int = 3, step: int = 9, big: int = 0):
+    from sensor_msgs.msg import Image
+
+    msg = Image(height=height, width=width, encoding=encoding, step=step, is_bigendian=big)
+    msg.header.frame_id = frame_id
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
+    msg.data = data
+    return msg
+
+
+def _fields(msg) -> tuple:
+    return (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id, msg.height, msg.width,
+            msg.encoding, msg.is_bigendian, msg.step, bytes(msg.data))
+
+
+def _read_fields(image) -> tuple:
+    return (image.stamp_sec, image.stamp_nanosec, image.frame_id, image.height, image.width, image.encoding,
+            image.is_bigendian, image.step, bytes(image.data))
+
+
+# every frame_id and encoding length modulo 4 (each moves the alignment of what follows), empty
+# strings and data, non-ASCII text, the extreme stamps, big-endian pixels
+CASES = [dict(frame_id=f, encoding=e, data=d) for f, e, d in itertools.product(
+    ["", "a", "ab", "abc", "abcd", "kamera_ü"], ["", "8UC1", "rgb8", "mono16", "yuv422_yuy2"],
+    [b"", b"\x01", bytes(range(7)), bytes(range(256)) * 3])] + [
+    dict(sec=-2**31, nanosec=2**32 - 1), dict(sec=2**31 - 1, nanosec=0), dict(big=1, encoding="16UC1"),
+    dict(height=2**32 - 1, width=2**32 - 1, step=2**32 - 1)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
+def test_reads_what_rclpy_serializes(case):
+    from rclpy.serialization import serialize_message
+
+    msg = _image(**case)
+    image = read_image(serialize_message(msg))
+    assert _read_fields(image) == _fields(msg)
+
+
+def test_the_pixels_are_a_view_of_the_bytes_taken_not_a_copy():
+    from rclpy.serialization import serialize_message
+
+    serialized = bytearray(serialize_message(_image(data=bytes(300))))
+    image = read_image(serialized)
+    serialized[-1] = 0xAB
+    assert image.data[-1] == 0xAB and image.data.readonly is False
+
+
+def test_every_cut_short_image_is_refused_with_what_is_missing():
+    from rclpy.serialization import serialize_message
+
+    serialized = serialize_message(_image(frame_id="cam", data=bytes(range(40))))
+    for end in range(len(serialized)):
+        with pytest.raises(NotAnImage, match="bytes end|runs past the end|encapsulation"):
+            read_image(serialized[:end])
+
+
+def test_a_length_past_the_end_is_refused_without_allocating_it():
+    from rclpy.serialization import serialize_message
+
+    serialized = serialize_message(_image(data=bytes(12)))
+    overlong = serialized[:-16] + struct.pack("<I", 2**32 - 1)       # data's count, nothing after it
+    with pytest.raises(NotAnImage, match="data of 4294967295 bytes runs past the end"):
+        read_image(overlong)
+    frame_id_at = 12        # encapsulation 4, sec 4, nanosec 4
+    overlong_string = serialized[:frame_id_at] + struct.pack("<I", 2**31) + serialized[frame_id_at + 4:]
+    with pytest.raises(NotAnImage, match="header.frame_id of 2147483648 bytes"):
+        read_image(overlong_string)
+
+
+def test_text_that_is_not_utf8_reads_as_rclpy_reads_it():
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+
+    serialized = bytearray(serialize_message(_image(frame_id="ab")))
+    serialized[16] = 0xFF           # the frame_id's first character
+    assert read_image(serialized).frame_id == deserialize_message(bytes(serialized), Image).header.frame_id == "\ufffdb"
+
+
+def _write_image(msg, order: str, kind: int) -> bytes:
+    """XCDR of ``msg`` written here, field by field, in either byte order (rclpy writes the
+    machine's): checked against rclpy's for little endian, so the big-endian one is read right."""
+    out = bytearray([0, kind, 0, 0])
+
+    def number(fmt: str, value: int) -> None:
+        out.extend(bytes(-(len(out) - 4) % 4))
+        out.extend(struct.pack(order + fmt, value))
+
+    def text(value: str) -> None:
+        encoded = value.encode() + b"\0"
+        number("I", len(encoded))
+        out.extend(encoded)
+
+    number("i", msg.header.stamp.sec)
+    number("I", msg.header.stamp.nanosec)
+    text(msg.header.frame_id)
+    number("I", msg.height)
+    number("I", msg.width)
+    text(msg.encoding)
+    out.append(msg.is_bigendian)
+    number("I", msg.step)
+    number("I", len(msg.data))
+    out.extend(bytes(msg.data))
+    return bytes(out)
+
+
+@pytest.mark.parametrize("kind", [0x00, 0x01, 0x06, 0x07], ids=["CDR_BE", "CDR_LE", "PLAIN_CDR2_BE", "PLAIN_CDR2_LE"])
+def test_both_byte_orders_of_both_cdr_versions_are_read(kind):
+    from rclpy.serialization import serialize_message
+
+    for case in CASES[::7]:
+        msg = _image(**case)
+        little = _write_image(msg, "<", 0x01)
+        # rclpy's padding bytes are whatever was in memory: compare the fields, not the bytes
+        assert _read_fields(read_image(serialize_message(msg))) == _read_fields(read_image(little))
+        order = "<" if kind & 1 else ">"
+        assert _read_fields(read_image(_write_image(msg, order, kind))) == _fields(msg)
+
+
+@pytest.mark.parametrize("header", [b"\x00\x03\x00\x00", b"\x00\x09\x00\x00", b"\x01\x01\x00\x00"],
+                         ids=["PL_CDR_LE", "DELIMITED_CDR2_LE", "not_an_encapsulation"])
+def test_an_encapsulation_it_does_not_lay_out_is_left_to_the_type_support(header):
+    from rclpy.serialization import serialize_message
+
+    assert read_image(header + serialize_message(_image())[4:]) is None
+
+
+def test_the_node_s_image_from_bytes_carries_a_header_it_can_publish():
+    """conversions.image_from_serialized: a std_msgs Header (the detector's keypoints carry it on),
+    the pixels a view; the type support's Image for an encapsulation the reader leaves to it."""
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from cfi_pose_ros.node.conversions import image_from_serialized
+
+    msg = _image(frame_id="cam", sec=12, nanosec=34)
+    image = image_from_serialized(serialize_message(msg))
+    assert isinstance(image.header, Header) and image.header == msg.header
+    assert isinstance(image.data, memoryview) and bytes(image.data) == bytes(msg.data)
+    with pytest.raises(NotAnImage):
+        image_from_serialized(serialize_message(msg)[:30])
+
+
+def test_the_take_benchmark_times_the_three_ways_over_dds(capsys):
+    """benchmarks/bench_image_take.py, the smallest run: every way received every image."""
+    from test_tool_signals import benchmark
+
+    assert benchmark("bench_image_take").main(["--images", "2", "--rounds", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and " x " in line]
+    assert len(rows) == 3 and all(line.count("(n=2)") == 3 for line in rows), rows
