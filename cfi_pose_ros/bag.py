@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from cfi_pose_ros.cdr import encapsulation_problem
+
 __all__ = ["BagWriter", "BagMessage", "read_bag", "bag_summary", "message_definition", "type_name",
            "message_class", "playback_offsets"]
 
@@ -200,6 +202,9 @@ class BagMessage:
         if self.message_encoding != MESSAGE_ENCODING:
             raise ValueError(f"a message on {self.topic} is {self.message_encoding!r}, not {MESSAGE_ENCODING!r}: "
                              "not a ROS 2 message to decode")
+        problem = encapsulation_problem(self.data)       # bytes the type support would crash on
+        if problem is not None:
+            raise ValueError(f"a message on {self.topic}: {problem}")
         return deserialize_message(self.data, message_class(self.type_name))
 
 

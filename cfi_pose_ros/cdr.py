@@ -24,6 +24,22 @@ _BYTE_ORDER = {0x00: ">", 0x01: "<", 0x06: ">", 0x07: "<"}
 _ENCAPSULATION_BYTES = 4
 
 
+def encapsulation_problem(serialized: bytes | bytearray | memoryview) -> str | None:
+    """Why ``serialized`` cannot be a ROS 2 message of any type, or None. Every message serializes to
+    a 4-byte encapsulation header, at least one byte (a message type without fields has a
+    placeholder ``uint8``), then as many padding bytes as the header's options state (their last two
+    bits). rclpy's ``deserialize_message`` (Fast CDR, Kilted) reads past the end of bytes that end
+    before that: a 4-byte message whose options stated padding killed the process (SIGSEGV), where
+    rmw's typed take delivers it as a message of default values."""
+    size = len(memoryview(serialized).cast("B"))
+    if size < _ENCAPSULATION_BYTES:
+        return f"{size} bytes: not even an encapsulation header"
+    padding = serialized[3] & 0x3
+    if size - _ENCAPSULATION_BYTES - padding < 1:
+        return f"{size} bytes: an encapsulation header (its options state {padding} padding) and no message"
+    return None
+
+
 class NotAnImage(ValueError):
     """The bytes end before the message does, or a length runs past their end."""
 
@@ -75,8 +91,9 @@ def read_image(serialized: bytes | bytearray | memoryview) -> SerializedImage | 
     """The image in ``serialized``, or None for an encapsulation this reader does not lay out
     (deserialize those with the type support). :class:`NotAnImage` when the bytes are not one."""
     view = memoryview(serialized).cast("B")
-    if len(view) < _ENCAPSULATION_BYTES:
-        raise NotAnImage(f"{len(view)} bytes: not even an encapsulation header")
+    problem = encapsulation_problem(view)
+    if problem is not None:
+        raise NotAnImage(problem)
     byte_order = _BYTE_ORDER.get(view[1]) if view[0] == 0 else None
     if byte_order is None:
         return None

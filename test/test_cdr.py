@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import struct
+import subprocess
+import sys
 
 import pytest
 
-from cfi_pose_ros.cdr import NotAnImage, read_image
+from cfi_pose_ros.cdr import NotAnImage, encapsulation_problem, read_image
 from conftest import ros_available
 
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))]
@@ -164,3 +166,39 @@ def test_the_take_benchmark_times_the_three_ways_over_dds(capsys):
     assert benchmark("bench_image_take").main(["--images", "2", "--rounds", "1"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and " x " in line]
     assert len(rows) == 3 and all(line.count("(n=2)") == 3 for line in rows), rows
+
+
+@pytest.mark.parametrize("serialized, problem", [
+    (b"", "0 bytes: not even an encapsulation header"),
+    (b"\x00\x01", "2 bytes: not even an encapsulation header"),
+    (b"\x00\x01\x00\x00", "4 bytes: an encapsulation header (its options state 0 padding) and no message"),
+    (b"\x00\x01\x00\x01", "4 bytes: an encapsulation header (its options state 1 padding) and no message"),
+    (b"\x00\x01\x00\x03ab", "6 bytes: an encapsulation header (its options state 3 padding) and no message"),
+    (b"\x00\x01\x00\x03abcd", None),
+    (b"\x00\x01\x00\x00\x00", None),           # a message type without fields: its placeholder byte
+])
+def test_bytes_that_are_no_message_of_any_type(serialized, problem):
+    assert encapsulation_problem(serialized) == problem
+
+
+def test_every_message_rclpy_serializes_has_no_encapsulation_problem():
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import CameraInfo
+    from std_msgs.msg import Empty
+
+    for msg in (Empty(), CameraInfo(), *(_image(**case) for case in CASES)):
+        assert encapsulation_problem(serialize_message(msg)) is None
+
+
+def test_a_bag_message_the_type_support_would_crash_on_is_refused_before_it():
+    """rclpy's deserialize_message of 4 bytes whose options state padding read past their end: the
+    process died of SIGSEGV (a bag with such a message killed `offline`). A process of its own."""
+    code = ("from cfi_pose_ros.bag import BagMessage\n"
+            "try:\n"
+            "    BagMessage('/camera_info', 'sensor_msgs/msg/CameraInfo', b'\\x00\\x01\\x00\\x01', 0, 0).decode()\n"
+            "except ValueError as exc:\n"
+            "    print('refused:', exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip() == ("refused: a message on /camera_info: 4 bytes: an encapsulation header (its "
+                                   "options state 1 padding) and no message"), done.stdout

@@ -33,6 +33,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from cfi_pose_ros.bag import type_name
+from cfi_pose_ros.cdr import encapsulation_problem
 from cfi_pose_ros.node.conversions import image_from_serialized
 from cfi_pose_ros.node.parameters import (AT_CONFIGURE, AT_START, COMMON_NODE_PARAMETERS, ParamSpec,
                                           parameter_problem, type_problem)
@@ -461,6 +462,9 @@ class SpecLifecycleNode(LifecycleNode):
 
         def take(serialized: bytes) -> None:
             try:
+                problem = encapsulation_problem(serialized)     # bytes the type support would crash on
+                if problem is not None:
+                    raise ValueError(problem)
                 msg = deserialize(serialized)
             except Exception as exc:   # noqa: BLE001 - whatever the type support raises: the message is lost
                 count_undeserializable()
