@@ -81,10 +81,9 @@ class _Reader:
 
     def string(self, what: str) -> str:
         chunk = self.octets(self.number(self.uint32, f"{what}'s length"), what)
-        if len(chunk) and chunk[-1] == 0:
-            chunk = chunk[:-1]
-        # as rclpy converts a string it takes: bytes that are not UTF-8 become U+FFFD, not an error
-        return bytes(chunk).decode("utf-8", "replace")
+        # as rclpy converts a string it takes: a C string, so it ends at the first NUL (the closing
+        # one, or one inside), and bytes that are not UTF-8 become U+FFFD, not an error
+        return bytes(chunk).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def read_image(serialized: bytes | bytearray | memoryview) -> SerializedImage | None:
