@@ -1,10 +1,11 @@
-"""``sensor_msgs/Image`` read straight from its serialized (CDR) bytes, the pixels left in place.
+"""Serialized (CDR) ROS 2 messages as a subscription takes them: bytes that no message can be, and
+``sensor_msgs/Image`` read straight from its bytes, the pixels left in place.
 
 A subscription that takes a message's bytes sees every message that arrives, also one cut short
 or with a length past its end, which rmw's typed ``take`` drops without a word (see
-``SpecLifecycleNode.subscribe_input``). rclpy's generic ``deserialize_message`` copies an image's
-pixels twice on the way; this reader copies none: ``data`` is a view of the bytes taken, so a raw
-image costs no more than rmw's own take (``benchmarks/bench_image_take.py``).
+``SpecLifecycleNode.subscribe_input``). rclpy's generic ``deserialize_message`` of an image costs
+more than rmw's own take; this reader copies no pixel (``data`` is a view of the bytes taken) and
+costs less (``benchmarks/bench_image_take.py``).
 
 Layout (OMG XCDR, version 1 as Fast DDS writes ROS 2 messages, or version 2's plain form, which
 lays out these fields alike: none is wider than 4 bytes): a 4-byte encapsulation header (its second

@@ -28,7 +28,7 @@ PNG (what image_transport's ``compressed`` transport sends) are accepted. The
 decoding time is bounded too: a JPEG of more than :data:`MAX_JPEG_SCANS` scans
 (libjpeg passes over the whole image for each scan of a progressive JPEG) and a PNG of
 more than :data:`MAX_PNG_TEXT_CHUNKS` compressed text chunks (libpng inflates each) are
-refused.
+refused, and so is an animated PNG (OpenCV's decoder crashed the process on a damaged frame).
 """
 from __future__ import annotations
 
@@ -247,6 +247,12 @@ def _jpeg_size(data: memoryview) -> tuple[int, int] | None:
     return None
 
 
+# The chunks of an animated PNG (APNG): no camera frame has them, and OpenCV 5.0's decoder (libpng
+# 1.6.58) crashed the process (SIGSEGV, or glibc's heap corruption abort) on a frame whose rows are
+# damaged, though every chunk is whole with its CRC right.
+_APNG_CHUNKS = frozenset({b"acTL", b"fcTL", b"fdAT"})
+
+
 def png_chunk_kinds(data: memoryview, max_chunks: int = MAX_PNG_CHUNKS) -> Counter[bytes] | None:
     """How many chunks of each kind (``b"IDAT"``, ...) a PNG has, up to its IEND chunk; None unless
     every one is complete with a matching CRC. A PNG that is not (truncated, bytes damaged in
@@ -293,8 +299,8 @@ def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAG
 
     Raises :class:`UnsupportedEncoding` for ``compressedDepth``, ``ValueError`` for empty
     data, data that is not a JPEG or PNG with a readable, non-zero size, a damaged PNG, a JPEG
-    of more than :data:`MAX_JPEG_SCANS` scans or a PNG of more than :data:`MAX_PNG_TEXT_CHUNKS`
-    compressed text chunks, and :class:`ImageTooLarge` for more than ``max_pixels`` pixels.
+    of more than :data:`MAX_JPEG_SCANS` scans, a PNG of more than :data:`MAX_PNG_TEXT_CHUNKS`
+    compressed text chunks or an animated PNG, and :class:`ImageTooLarge` for more than ``max_pixels`` pixels.
     Nothing is decoded.
     """
     fmt = (format or "").strip()
@@ -330,6 +336,10 @@ def check_compressed_image(format: str, data, max_pixels: int = DEFAULT_MAX_IMAG
         if chunks.total() > MAX_PNG_CHUNKS:
             raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a PNG of more than "
                              f"{MAX_PNG_CHUNKS} chunks; not decoded")
+        animation = sorted(kind.decode() for kind in _APNG_CHUNKS & chunks.keys())
+        if animation:
+            raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is an animated PNG (its "
+                             f"{', '.join(animation)} chunks): a camera frame is one image; not decoded")
         texts = chunks[b"zTXt"] + chunks[b"iTXt"]
         if texts > MAX_PNG_TEXT_CHUNKS:
             raise ValueError(f"compressed image ({format!r}, {flat.size} bytes) is a PNG of {texts} compressed text "

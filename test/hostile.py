@@ -78,6 +78,21 @@ def zero_png(width: int, height: int) -> bytes:
             + png_chunk(b"IEND", b""))
 
 
+def damaged_apng(row_filter: int = 7) -> bytes:
+    """A 1 x 1 greyscale animated PNG of two frames, every chunk whole with its CRC right: the
+    default image (IDAT), then a frame (fcTL, fdAT) whose one row names filter ``row_filter``
+    (0-4 are PNG's; 7 is none). OpenCV 5.0's decoder died of SIGSEGV on it, 10 of 10 times
+    (found by a helper session's fuzzing, 2026-12-05)."""
+    def frame_control(sequence: int) -> bytes:     # 1 x 1 at (0, 0), delay 1/10 s, no dispose, source blend
+        return png_chunk(b"fcTL", struct.pack(">IIIIIHHBB", sequence, 1, 1, 0, 0, 1, 10, 0, 0))
+
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+            + png_chunk(b"acTL", struct.pack(">II", 2, 0))
+            + png_chunk(b"IDAT", zlib.compress(b"\x00\x00")) + frame_control(0)
+            + png_chunk(b"fdAT", struct.pack(">I", 1) + zlib.compress(bytes([row_filter, 0])))
+            + png_chunk(b"IEND", b""))
+
+
 def many_scan_jpeg(width: int, height: int, scans: int) -> bytes:
     """A progressive JPEG of ``width`` x ``height`` black pixels with ``scans`` scans: libjpeg's
     own 10, then the last of them (an AC refinement of one component, 33 bytes at 4096 x 4096)

@@ -247,6 +247,27 @@ def _compressed_detector_answering(started, h36m_image, sec: int):
     return path, good
 
 
+def test_an_animated_png_is_dropped_undecoded_and_the_detector_lives(started, h36m_image):
+    """OpenCV 5.0's PNG decoder died of SIGSEGV on this 1 x 1 animated PNG (a frame row naming a
+    filter PNG has not): one such message published on a compressed image topic ended the detector."""
+    from hostile import damaged_apng
+    from sensor_msgs.msg import CompressedImage
+
+    path, good = _compressed_detector_answering(started, h36m_image, sec=6300)
+    animated = CompressedImage(format="png")
+    animated.data = array.array("B", damaged_apng(7))
+    animated.header.stamp.sec = 6301
+
+    def dropped() -> int:
+        return int(path.diagnostics_of(path.detector_name, timeout=1).get("dropped.bad_image", 0))
+
+    assert path.spin_until(lambda: path.image_pub.publish(animated) or dropped() >= 1, 60), path.report()
+    assert "is an animated PNG" in path.detector_log.read_text()
+    good.header.stamp.sec = 6302
+    assert path.send(good, until="keypoints") is not None, path.logs()
+    assert path.detector.poll() is None
+
+
 @pytest.mark.parametrize("kind", ["png", "jpeg"])
 def test_a_small_file_declaring_a_huge_image_is_dropped_undecoded(started, h36m_image, kind):
     """Item 11: a 0.25 MB PNG raised the detector's peak memory from 212 to 1677 MiB. This one is

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import array
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -12,7 +15,7 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, MAX_JPEG_HEADER_STEPS,
                                 MAX_PNG_TEXT_CHUNKS, SUPPORTED_ENCODINGS, ImageTooLarge, UnsupportedEncoding,
                                 check_compressed_image, compressed_image_size, compressed_msg_to_bgr,
                                 decode_compressed, image_msg_to_bgr, image_to_bgr, png_chunk_kinds)
-from hostile import hidden_frame_jpeg, many_scan_jpeg, png_chunk, text_bomb_png, zero_png
+from hostile import damaged_apng, hidden_frame_jpeg, many_scan_jpeg, png_chunk, text_bomb_png, zero_png
 
 H, W = 5, 7
 
@@ -281,6 +284,34 @@ def test_a_png_of_too_many_compressed_text_chunks_is_refused_without_decoding(mo
                                          " .*not decoded"):
         decode_compressed("png", text_bomb_png(1000))
     assert decoded == []
+
+
+@pytest.mark.parametrize("row_filter", [7, 0], ids=["damaged_frame", "intact"])
+def test_an_animated_png_is_refused_without_decoding(monkeypatch, row_filter):
+    """OpenCV 5.0's decoder died of SIGSEGV on an animated PNG whose second frame names a row filter
+    PNG has not (every chunk whole, CRCs right): the detector and offline lifting with it. No
+    camera sends an animation: refused, damaged or not, before any decoder sees it."""
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a))
+    with pytest.raises(ValueError, match=r"is an animated PNG \(its acTL, fcTL, fdAT chunks\).*not decoded"):
+        decode_compressed("png", damaged_apng(row_filter))
+    assert decoded == []
+
+
+def test_the_animated_png_that_crashed_the_decoder_is_refused_in_a_process_of_its_own():
+    """The same file outside this test process, with OpenCV's real decoder in reach: exit 0, not
+    SIGSEGV (a regression would take the test run with it otherwise)."""
+    code = ("import sys\n"
+            "from hostile import damaged_apng\n"
+            "from cfi_pose_ros.image import decode_compressed\n"
+            "try:\n"
+            "    decode_compressed('png', damaged_apng(7))\n"
+            "except ValueError as exc:\n"
+            "    print('refused:', exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).parent)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "is an animated PNG" in done.stdout, done.stdout
 
 
 def test_headers_are_walked_a_bounded_number_of_steps():
