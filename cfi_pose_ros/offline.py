@@ -925,4 +925,6 @@ def _run(args) -> int:
 
 
 if __name__ == "__main__":
+    from cfi_pose_ros.node.startup import tell_where_a_crash_happened
+    tell_where_a_crash_happened()           # a codec that crashes on a bag's image says where
     sys.exit(main())

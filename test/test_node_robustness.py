@@ -743,6 +743,33 @@ def test_a_stop_signal_while_the_node_is_still_starting_exits_0_without_a_traceb
     assert not failures, "\n\n".join(failures)
 
 
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_a_crash_in_native_code_while_starting_leaves_the_stack_in_the_log(kind, tmp_path, ros_env):
+    """A node that died of SIGSEGV before its executor existed (rclpy's EventsExecutor enables
+    Python's fault handler when it is made; a fresh-clone run saw a detector end so, 10 starting at
+    once) ended with exit -11 and not a word. The entry script now enables it first: the signal,
+    sent while the node is still importing, leaves the stack of where it was."""
+    from cfi_pose_ros.node.process import DETECT_NODE, LIFT_NODE, start_node
+
+    logs = []
+    # a node here reaches its executor 0.3 to 0.6 s after start: one of these lands between the entry
+    # script's first line and that
+    for delay in (0.05, 0.1, 0.15, 0.2, 0.25):
+        logs.append(tmp_path / f"{kind}_{delay}.log")
+        process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=logs[-1],
+                             overrides={"autostart": False}, node_name=f"crash_{kind}_{os.getpid()}")
+        time.sleep(delay)
+        process.send_signal(signal.SIGSEGV)
+        assert process.wait(timeout=30) == -signal.SIGSEGV
+        text = logs[-1].read_text()
+        if "executor: " in text:            # reached the executor: too late to tell (see above)
+            break
+        if "Fatal Python error: Segmentation fault" in text and 'File "' in text:
+            return
+        assert not text.strip(), text[-3000:]      # nothing at all: the signal came before the script
+    pytest.fail("no stack in any log:\n" + "\n".join(f"{log.name}: {log.read_text()[-1500:]}" for log in logs))
+
+
 def _mapped_fastdds_segments(pid: int | str) -> set[str]:
     """The Fast DDS shared-memory segments (one per participant, named by its GUID) a process maps."""
     maps = Path(f"/proc/{pid}/maps").read_text()

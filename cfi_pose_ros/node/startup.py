@@ -1,6 +1,15 @@
 """What a node's entry script does before its first heavy import (rclpy, numpy, torch: about 0.2 s)."""
+import faulthandler
 import os
 import signal
+
+
+def tell_where_a_crash_happened() -> None:
+    """A crash in native code (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL: a codec, the middleware, an
+    inference library) writes every Python thread's stack to stderr, the node's log, before the
+    process dies: without it a node ended with exit -11 and not a word, and the log's last lines
+    could be lost in the C library's buffer."""
+    faulthandler.enable(all_threads=True)
 
 
 def exit_quietly_on_stop_signals(tool: str | None = None) -> None:
