@@ -770,6 +770,29 @@ def test_a_crash_in_native_code_while_starting_leaves_the_stack_in_the_log(kind,
     pytest.fail("no stack in any log:\n" + "\n".join(f"{log.name}: {log.read_text()[-1500:]}" for log in logs))
 
 
+def test_a_node_asked_for_its_stacks_writes_them_and_runs_on(tmp_path, ros_env):
+    """`kill -USR1 <pid>`: where is each thread of a node that does not answer? (Its default action
+    ended the process.) process.stop sends it before SIGKILL, so a hang leaves that in the log."""
+    from cfi_pose_ros.node.process import LIFT_NODE, start_node, stop
+    from cfi_pose_ros.node.startup import STACKS_SIGNAL
+
+    log = tmp_path / "lift.log"
+    process = start_node(LIFT_NODE, log_path=log, overrides={"autostart": False},
+                         node_name=f"stacks_{os.getpid()}")
+    deadline = time.monotonic() + 60
+    while "executor: " not in log.read_text() and time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.1)
+    process.send_signal(STACKS_SIGNAL)
+    deadline = time.monotonic() + 10
+    while "most recent call first" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = log.read_text()
+    assert "most recent call first" in text and "in spin" in text, text[-3000:]
+    assert process.poll() is None
+    assert stop(process) == 0, log.read_text()[-3000:]
+
+
 def _mapped_fastdds_segments(pid: int | str) -> set[str]:
     """The Fast DDS shared-memory segments (one per participant, named by its GUID) a process maps."""
     maps = Path(f"/proc/{pid}/maps").read_text()

@@ -1,6 +1,7 @@
 """Start the installed nodes as real processes (demo, benchmarks, tests)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -70,12 +71,26 @@ def start_detect_node(params_file=None, overrides=None, log_path=None, env=None,
 
 
 def stop(process: subprocess.Popen, timeout: float = 10.0) -> int:
-    """SIGINT (a clean rclpy shutdown), then SIGKILL if it hangs."""
+    """SIGINT (a clean rclpy shutdown), then, if it hangs, its threads' stacks to its log
+    (``startup.STACKS_SIGNAL``) and SIGKILL."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            kill_telling_where_it_was(process)
     return process.returncode
+
+
+def kill_telling_where_it_was(process: subprocess.Popen) -> None:
+    """SIGKILL a node process that does not stop, after asking it to write where each of its threads
+    is (a hang leaves no other trace)."""
+    from cfi_pose_ros.node.startup import STACKS_SIGNAL
+
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(STACKS_SIGNAL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=1.0)       # the stacks are written at once; an exit meanwhile is fine
+    if process.poll() is None:
+        process.kill()
+        process.wait()

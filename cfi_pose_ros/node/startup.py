@@ -4,12 +4,17 @@ import os
 import signal
 
 
+# `kill -USR1 <pid>`: every thread's stack to the log, the process goes on (where is it stuck?)
+STACKS_SIGNAL = signal.SIGUSR1
+
+
 def tell_where_a_crash_happened() -> None:
     """A crash in native code (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL: a codec, the middleware, an
     inference library) writes every Python thread's stack to stderr, the node's log, before the
     process dies: without it a node ended with exit -11 and not a word, and the log's last lines
-    could be lost in the C library's buffer."""
+    could be lost in the C library's buffer. :data:`STACKS_SIGNAL` writes them without a crash."""
     faulthandler.enable(all_threads=True)
+    faulthandler.register(STACKS_SIGNAL, all_threads=True)
 
 
 def exit_quietly_on_stop_signals(tool: str | None = None) -> None:
