@@ -770,6 +770,24 @@ def test_a_crash_in_native_code_while_starting_leaves_the_stack_in_the_log(kind,
     pytest.fail("no stack in any log:\n" + "\n".join(f"{log.name}: {log.read_text()[-1500:]}" for log in logs))
 
 
+def test_a_teardown_that_hangs_ends_the_process_with_its_code_and_the_stacks(ros_env):
+    """About one stop in 400, under load, hung in rclpy's destruction of the lifecycle state machine
+    (native code; the stack process.stop asked for ended in _release_node) until the test's SIGKILL.
+    run() tears down inside teardown_deadline: a teardown that does not end is left, said so."""
+    import subprocess
+    import sys
+
+    code = ("import time\n"
+            "from cfi_pose_ros.node.base import teardown_deadline\n"
+            "with teardown_deadline(lambda: 3, timeout_s=0.5):\n"
+            "    time.sleep(60)           # a destroy that never returns\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert time.monotonic() - started < 30
+    assert "teardown did not end within 0.5 s" in done.stderr and "in <module>" in done.stderr, done.stderr
+
+
 def test_a_node_asked_for_its_stacks_writes_them_and_runs_on(tmp_path, ros_env):
     """`kill -USR1 <pid>`: where is each thread of a node that does not answer? (Its default action
     ended the process.) process.stop sends it before SIGKILL, so a hang leaves that in the log."""
