@@ -87,9 +87,10 @@ class _Reader:
         return bytes(chunk).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-def read_image(serialized: bytes | bytearray | memoryview) -> SerializedImage | None:
-    """The image in ``serialized``, or None for an encapsulation this reader does not lay out
-    (deserialize those with the type support). :class:`NotAnImage` when the bytes are not one."""
+def read_image(serialized: bytes | bytearray | memoryview, kind: type[SerializedImage] = SerializedImage
+               ) -> SerializedImage | None:
+    """The image in ``serialized`` as a ``kind``, or None for an encapsulation this reader does not
+    lay out (deserialize those with the type support). :class:`NotAnImage` when the bytes are not one."""
     view = memoryview(serialized).cast("B")
     problem = encapsulation_problem(view)
     if problem is not None:
@@ -107,4 +108,4 @@ def read_image(serialized: bytes | bytearray | memoryview) -> SerializedImage | 
     is_bigendian = reader.octets(1, "is_bigendian")[0]
     step = reader.number(reader.uint32, "step")
     data = reader.octets(reader.number(reader.uint32, "data's length"), "data")
-    return SerializedImage(stamp_sec, stamp_nanosec, frame_id, height, width, encoding, is_bigendian, step, data)
+    return kind(stamp_sec, stamp_nanosec, frame_id, height, width, encoding, is_bigendian, step, data)

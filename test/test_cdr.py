@@ -197,13 +197,14 @@ def test_an_encapsulation_it_does_not_lay_out_is_left_to_the_type_support(header
     assert read_image(header + serialize_message(_image())[4:]) is None
 
 
-def test_the_node_s_image_from_bytes_carries_a_header_it_can_publish():
+def test_the_node_s_image_from_bytes_carries_a_header_it_can_publish(monkeypatch):
     """conversions.image_from_serialized: a std_msgs Header (the detector's keypoints carry it on),
     the pixels a view; the type support's Image for an encapsulation the reader leaves to it."""
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
+    from cfi_pose_ros.node import conversions
     from cfi_pose_ros.node.conversions import image_from_serialized
 
     msg = _image(frame_id="cam", sec=12, nanosec=34)
@@ -212,6 +213,9 @@ def test_the_node_s_image_from_bytes_carries_a_header_it_can_publish():
     assert isinstance(image.data, memoryview) and bytes(image.data) == bytes(msg.data)
     with pytest.raises(NotAnImage):
         image_from_serialized(serialize_message(msg)[:30])
+    monkeypatch.setattr(conversions, "read_image", lambda serialized, kind: None)     # not laid out
+    fallback = image_from_serialized(serialize_message(msg))
+    assert isinstance(fallback, Image) and fallback == msg
 
 
 def test_the_take_benchmark_times_the_three_ways_over_dds(capsys):

@@ -1,7 +1,7 @@
 """Messages <-> the pipeline's plain data. Thin on purpose: all logic is in the ROS-free modules."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -11,7 +11,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from cfi_pose_ros.camera import LensDistortion, rescale_camera_matrix
-from cfi_pose_ros.cdr import read_image
+from cfi_pose_ros.cdr import SerializedImage, read_image
 from cfi_pose_ros.depth import depth_image_to_array
 from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH
 from cfi_pose_ros.frames import tf2_frame_id
@@ -77,30 +77,23 @@ def header_drop_reason(header) -> str | None:
     return problem and problem[0]
 
 
-@dataclass(frozen=True)
-class RawImage:
+class RawImage(SerializedImage):
     """A ``sensor_msgs/Image`` as a node reads it, ``data`` a view of the bytes rmw took
     (``sensor_msgs.msg.Image`` would copy the pixels into an ``array.array``)."""
-    header: Header
-    height: int
-    width: int
-    encoding: str
-    is_bigendian: int
-    step: int
-    data: memoryview
+
+    @functools.cached_property
+    def header(self) -> Header:         # a message's: the detector's keypoints carry it on
+        header = Header(frame_id=self.frame_id)
+        header.stamp.sec, header.stamp.nanosec = self.stamp_sec, self.stamp_nanosec
+        return header
 
 
 def image_from_serialized(serialized: bytes) -> RawImage | Image:
     """A raw image subscription's message from its bytes (:mod:`cfi_pose_ros.cdr`; the type
     support's for an encapsulation that reader does not lay out). ``ValueError`` for bytes that are
     not an image."""
-    fields = read_image(serialized)
-    if fields is None:
-        return deserialize_message(serialized, Image)
-    header = Header(frame_id=fields.frame_id)
-    header.stamp.sec, header.stamp.nanosec = fields.stamp_sec, fields.stamp_nanosec
-    return RawImage(header, fields.height, fields.width, fields.encoding, fields.is_bigendian, fields.step,
-                    fields.data)
+    image = read_image(serialized, RawImage)
+    return deserialize_message(serialized, Image) if image is None else image
 
 
 def stamp_seconds(stamp) -> float:
