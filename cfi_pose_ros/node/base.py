@@ -448,8 +448,8 @@ class SpecLifecycleNode(LifecycleNode):
         counted (``count_undeserializable()``, as :data:`UNDESERIALIZABLE`) and warned of,
         throttled: subscribed for the type, rmw drops such a message inside ``take`` without a word,
         no count, no log line. A raw ``Image`` is read in place (:func:`image_from_serialized`):
-        rclpy's ``deserialize_message`` cost 1.5 ms more per image of 640 x 480 x 3 than rmw's
-        take, 8.7 ms more at 1920 x 1080 x 3 (README, "Bytes that are not a message").
+        rclpy's ``deserialize_message`` costs more than rmw's take, that reader less
+        (``benchmarks/bench_image_take.py``; README, "Bytes that are not a message").
         Its incompatible-QoS events warn naming the topic (a node has up to three inputs; rclpy's
         warning says only "this subscription"), by its resolved name, as /diagnostics names it."""
         try:
@@ -751,9 +751,9 @@ TEARDOWN_TIMEOUT_S = 5.0
 @contextlib.contextmanager
 def teardown_deadline(exit_code, timeout_s: float = TEARDOWN_TIMEOUT_S):
     """Run a teardown that must not hold the process: past ``timeout_s`` it says so, writes every
-    thread's stack and exits with ``exit_code()``. Under load (ten lifters on two cores, stopped
-    while fed), about one stop in 400 stayed inside rclpy's destruction of the lifecycle state
-    machine, in native code, until a launcher's SIGKILL (-9) ended it; ``ros2 launch`` waits 5 s
+    thread's stack and exits with ``exit_code()``. Under load (ten nodes on two cores, stopped
+    while fed), 2 of about 1000 stops did not end until a SIGKILL (-9); the one whose stack was
+    asked for stood in rclpy's destruction of the lifecycle state machine, in native code. ``ros2 launch`` waits 5 s
     after SIGINT before it sends SIGTERM. What is left undone is the DDS participant's goodbye:
     others drop the node when its lease runs out, as after a kill."""
     def give_up() -> None:
