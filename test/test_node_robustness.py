@@ -746,7 +746,7 @@ def test_a_stop_signal_while_the_node_is_still_starting_exits_0_without_a_traceb
 @pytest.mark.parametrize("kind", ["lift", "detect"])
 def test_a_crash_in_native_code_while_starting_leaves_the_stack_in_the_log(kind, tmp_path, ros_env):
     """A node that died of SIGSEGV before its executor existed (rclpy's EventsExecutor enables
-    Python's fault handler when it is made; a fresh-clone run saw a detector end so, 10 starting at
+    Python's fault handler when it is made; a test run saw a detector end so, 10 starting at
     once) ended with exit -11 and not a word. The entry script now enables it first: the signal,
     sent while the node is still importing, leaves the stack of where it was."""
     from cfi_pose_ros.node.process import DETECT_NODE, LIFT_NODE, start_node
