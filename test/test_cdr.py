@@ -257,7 +257,8 @@ def test_a_bag_message_the_type_support_would_crash_on_is_refused_before_it():
             "    BagMessage('/camera_info', 'sensor_msgs/msg/CameraInfo', b'\\x00\\x01\\x00\\x01', 0, 0).decode()\n"
             "except ValueError as exc:\n"
             "    print('refused:', exc)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # -P: the installed cfi_pose_ros, not a checkout's in the working directory (no generated messages)
+    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert done.stdout.strip() == ("refused: a message on /camera_info: 4 bytes: an encapsulation header (its "
                                    "options state 1 padding) and no message"), done.stdout

@@ -782,7 +782,8 @@ def test_a_teardown_that_hangs_ends_the_process_with_its_code_and_the_stacks(ros
             "with teardown_deadline(lambda: 3, timeout_s=0.5):\n"
             "    time.sleep(60)           # a destroy that never returns\n")
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # -P: the installed cfi_pose_ros, not a checkout's in the working directory (no generated messages)
+    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 3, done.stderr[-3000:]
     assert time.monotonic() - started < 30
     assert "teardown did not end within 0.5 s" in done.stderr and "in <module>" in done.stderr, done.stderr
