@@ -38,7 +38,9 @@ def number_in(kind: type, low: float | None = None, high: float | None = None,
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {describe(kind)}") from None
-        if not math.isfinite(value) or not in_range(value):
+        # an int is finite, and math.isfinite of one past a float's range raised OverflowError, which
+        # argparse lets through: `--threads 1000...0` (400 digits) was a traceback, not this line
+        if (kind is float and not math.isfinite(value)) or not in_range(value):
             raise argparse.ArgumentTypeError(f"must be {describe(kind, low, high, low_open, high_open)}, "
                                              f"not {text}")
         return value

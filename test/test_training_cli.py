@@ -61,6 +61,8 @@ def one_epoch(tmp_path_factory):
     ("--epochs", "0", "an integer >= 1"),          # exited 0 having written nothing
     ("--threads", "-1", "an integer in [1, 1024]"),    # traceback
     ("--threads", "100000", "an integer in [1, 1024]"),    # segfault (exit 139) at the first step
+    ("--threads", "1" + "0" * 400, "an integer in [1, 1024]"),     # OverflowError traceback (math.isfinite)
+    ("--batch-size", "-1" + "0" * 400, "an integer >= 1"),
     ("--ema-decay", "1.5", "a number in [0, 1)"),  # traceback
     ("--stride", "0", "an integer >= 1"),
     ("--test-stride", "-2", "an integer >= 1"),
