@@ -7,6 +7,7 @@
         camera_info_topic:=/cam/camera_info \
         person_detector_model:=/models/rtmdet_nano_person.onnx \
         keypoint_model:=/models/movenet_singlepose_lightning.onnx
+    ros2 launch cfi_pose_ros lift.launch.py rviz:=true rviz_fixed_frame:=camera_color_optical_frame
 
 input:=keypoints (default): the lifter subscribes to HumanKeypoints2DArray from
 your own 2D detector. input:=image: the detector node (cfi_pose_detector) turns
@@ -31,7 +32,7 @@ from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown, matches_action
 from launch.substitutions import LaunchConfiguration, PythonExpression
-from launch_ros.actions import LifecycleNode
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
@@ -65,6 +66,10 @@ BOTH_NODES_PARAMETERS = {"use_sim_time": "bool"}
 # paths, and `target_frame:=` was ignored without a word where params_file named a frame.
 NOT_GIVEN = "<parameters file>"
 DEFAULT_INPUT_TOPIC = "human_keypoints_2d"      # the lifter's input_topic when no file or argument says
+RVIZ_CONFIG_FILE = "lift.rviz"
+RVIZ_MARKERS_DISPLAY = "rviz_default_plugins/MarkerArray"
+# the lifter's output_reliability -> the name RViz's topic property gives it
+RVIZ_RELIABILITY = {"reliable": "Reliable", "best_effort": "Best Effort"}
 INPUT_CHOICES = ("keypoints", "image")
 
 DETECTOR_EXECUTABLE = "detect_node"
@@ -131,13 +136,62 @@ class GivenArgumentsFile(Substitution):
         values.update(self.fixed)
         if self.derived is not None:
             values.update(self.derived(given))
-        descriptor, path = tempfile.mkstemp(prefix="cfi_pose_launch_", suffix=".yaml")
         section = {"ros__parameters": values}
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            _dump_for_rcl({"/**": section, "/" + _full_name(given, self.node_name): section}, file)
-        # the nodes read it once, when they start; left in /tmp it was one more file per launch, for good
-        atexit.register(_remove_file, path)
-        return path
+        return _file_for_this_launch(".yaml", lambda file: _dump_for_rcl(
+            {"/**": section, "/" + _full_name(given, self.node_name): section}, file))
+
+
+class RvizConfigFile(Substitution):
+    """Path of config/lift.rviz as written at launch for this launch's lifter. The shipped file
+    subscribes to /human_pose_3d/markers, reliably, in camera_optical_frame: under namespace:=cam_left,
+    with a params_file that sets output_reliability: best_effort or target_frame: odom, RViz
+    showed nothing and said only that no messages came or that the frame did not exist."""
+
+    def __init__(self, share: str):
+        super().__init__()
+        self.share = share
+
+    def describe(self) -> str:
+        return f"{RVIZ_CONFIG_FILE} for the lifter's markers topic, reliability and frame"
+
+    def perform(self, context) -> str:
+        import yaml
+
+        config = yaml.safe_load(open(os.path.join(self.share, "config", RVIZ_CONFIG_FILE), encoding="utf-8"))
+        lifter = _lifter_parameters(context.launch_configurations, self.share)
+        manager = config["Visualization Manager"]
+        (markers,) = [d for d in manager["Displays"] if d["Class"] == RVIZ_MARKERS_DISPLAY]
+        markers["Topic"]["Value"] = _lifter_topic(context.launch_configurations, str(lifter["markers_topic"]),
+                                                  "markers_topic")
+        # a value the lifter refuses keeps the file's: the lifter then says what is wrong with it
+        markers["Topic"]["Reliability Policy"] = RVIZ_RELIABILITY.get(str(lifter["output_reliability"]),
+                                                                       markers["Topic"]["Reliability Policy"])
+        given_frame = context.launch_configurations.get("rviz_fixed_frame", NOT_GIVEN)
+        fixed_frame = lifter["target_frame"] if given_frame in (NOT_GIVEN, "") else given_frame
+        if fixed_frame:
+            manager["Global Options"]["Fixed Frame"] = str(fixed_frame)
+        return _file_for_this_launch(".rviz", lambda file: yaml.safe_dump(config, file, sort_keys=False))
+
+
+def _file_for_this_launch(suffix: str, write) -> str:
+    """A new file in the temporary directory, filled by ``write(file)``, removed when launch exits."""
+    descriptor, path = tempfile.mkstemp(prefix="cfi_pose_launch_", suffix=suffix)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        write(file)
+    # the nodes read it once, when they start; left in /tmp it was one more file per launch, for good
+    atexit.register(_remove_file, path)
+    return path
+
+
+def _lifter_parameters(given, share: str) -> dict:
+    """The lifter's parameters as it will start with them: the shipped config's values (the node's
+    defaults), then params_file's section(s) for the lifter, then the launch arguments given."""
+    lifter = _full_name(given, NODE_NAME)
+    values = read_params_file(os.path.join(share, "config", CONFIG_FILE), lifter)
+    values.update(read_params_file(given["params_file"], lifter))
+    values.update({name: _typed(name, given[name], ros_type) for name, ros_type in OVERRIDABLE_PARAMETERS.items()
+                   if given.get(name, NOT_GIVEN) != NOT_GIVEN})
+    return values
 
 
 def _dump_for_rcl(data: dict, file) -> None:
@@ -172,14 +226,20 @@ def _detector_keypoints_topic(given) -> dict:
         lifter = _full_name(given, NODE_NAME)
         topic = str(read_params_file(given["params_file"], lifter).get("input_topic") or DEFAULT_INPUT_TOPIC)
     if "~" in topic or "{" in topic:
-        from rclpy.expand_topic_name import expand_topic_name
-
-        namespace, _, name = _full_name(given, NODE_NAME).rpartition("/")
-        try:
-            topic = expand_topic_name(topic, name, "/" + namespace)
-        except ValueError as exc:       # rcl's own words; the lifter would refuse it too
-            raise ValueError(f"the lifter's input_topic {topic!r}: {exc}") from None
+        topic = _lifter_topic(given, topic, "input_topic")
     return {"keypoints_topic": topic}
+
+
+def _lifter_topic(given, topic: str, parameter: str) -> str:
+    """``topic`` as rcl expands it for the lifter: absolute, in the lifter's namespace, ``~`` and
+    ``{node}`` the lifter's."""
+    from rclpy.expand_topic_name import expand_topic_name
+
+    namespace, _, name = _full_name(given, NODE_NAME).rpartition("/")
+    try:
+        return expand_topic_name(topic, name, "/" + namespace)
+    except ValueError as exc:       # rcl's own words; the lifter would refuse it too
+        raise ValueError(f"the lifter's {parameter} {topic!r}: {exc}") from None
 
 
 def _full_name(given, node_name: str) -> str:
@@ -247,6 +307,11 @@ def generate_launch_description():
         DeclareLaunchArgument("detector_params_file",
                               default_value=os.path.join(share, "config", DETECTOR_CONFIG_FILE),
                               description="YAML file with the detector node's parameters (input:=image)"),
+        DeclareLaunchArgument("rviz", default_value="false",
+                              description="true: also start RViz (rviz2) showing the skeletons"),
+        DeclareLaunchArgument("rviz_fixed_frame", default_value=NOT_GIVEN,
+                              description="RViz's fixed frame (rviz:=true); not given: the lifter's "
+                                          "target_frame, else camera_optical_frame"),
     ] + (_override_arguments(OVERRIDABLE_PARAMETERS, "node", "params_file")
          + _override_arguments(DETECTOR_OVERRIDABLE_PARAMETERS, "detector node", "detector_params_file")
          + _override_arguments(BOTH_NODES_PARAMETERS, "both nodes'", "the parameters files"))
@@ -268,5 +333,9 @@ def generate_launch_description():
                     GivenArgumentsFile(DETECTOR_NODE_NAME, DETECTOR_OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,
                                        {"autostart": False}, _detector_keypoints_topic)],
     )
+    # not tied to the launch's end: closing RViz leaves the nodes running
+    rviz = Node(package="rviz2", executable="rviz2", namespace=LaunchConfiguration("namespace"), output="screen",
+                arguments=["-d", RvizConfigFile(share)], condition=IfCondition(LaunchConfiguration("rviz")))
     return LaunchDescription(arguments + [lifter] + _lifecycle_to_active(lifter, NODE_NAME)
-                             + [detector] + _lifecycle_to_active(detector, DETECTOR_NODE_NAME, with_detector))
+                             + [detector] + _lifecycle_to_active(detector, DETECTOR_NODE_NAME, with_detector)
+                             + [rviz])

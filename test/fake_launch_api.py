@@ -103,6 +103,15 @@ class LifecycleNode(Recorded):
         super().__init__(name=name, namespace=namespace, **kwargs)
 
 
+class Node(Recorded):
+    """launch_ros.actions.Node: keyword-only, ``executable`` required; ``arguments`` are the
+    command line's, each a string or a substitution."""
+
+    def __init__(self, *, executable, package=None, name=None, namespace=None, arguments=None, **kwargs):
+        super().__init__(executable=executable, package=package, name=name, namespace=namespace,
+                         arguments=arguments, **kwargs)
+
+
 class ChangeState(Recorded):
     def __init__(self, *, lifecycle_node_matcher, transition_id):
         super().__init__(lifecycle_node_matcher=lifecycle_node_matcher, transition_id=transition_id)
@@ -174,7 +183,7 @@ def fake_modules(share_dir: str) -> dict[str, types.ModuleType]:
         "launch.substitutions": _module("launch.substitutions", LaunchConfiguration=Recorded,
                                         PythonExpression=Recorded),
         "launch_ros": _module("launch_ros"),
-        "launch_ros.actions": _module("launch_ros.actions", LifecycleNode=LifecycleNode),
+        "launch_ros.actions": _module("launch_ros.actions", LifecycleNode=LifecycleNode, Node=Node),
         "launch_ros.event_handlers": _module("launch_ros.event_handlers", OnStateTransition=OnStateTransition),
         "launch_ros.events": _module("launch_ros.events"),
         "launch_ros.events.lifecycle": _module("launch_ros.events.lifecycle", ChangeState=ChangeState),

@@ -298,6 +298,68 @@ def test_the_rviz_config_takes_the_markers_as_the_node_sends_them(ros_env):
     assert topic["Reliability Policy"].lower().replace(" ", "_") == PARAMETERS_BY_NAME["output_reliability"].default
 
 
+def _rviz_action_and_config(given: dict) -> tuple:
+    """The RViz action of the launch file and the config it gives rviz2 under `ros2 launch ... <given>`."""
+    with pytest.MonkeyPatch.context() as patch:
+        description = run_launch_file(LAUNCH, patch, share_dir=str(REPO))
+        configurations = {e.args[0]: e.kwargs["default_value"] for e in description.entities
+                          if isinstance(e, fake_launch.DeclareLaunchArgument)} | given
+        (rviz,) = [e for e in description.entities if isinstance(e, fake_launch.Node)]
+        option, config_file = rviz.kwargs["arguments"]
+        assert option == "-d"
+        path = Path(config_file.perform(fake_launch.LaunchContext(launch_configurations=configurations)))
+    return rviz, configurations, yaml.safe_load(path.read_text())
+
+
+def _rviz_shows(config: dict) -> tuple[str, str, str]:
+    """The markers topic, its reliability and the fixed frame of an RViz config."""
+    manager = config["Visualization Manager"]
+    (display,) = [d for d in manager["Displays"] if d["Class"] == "rviz_default_plugins/MarkerArray"]
+    return display["Topic"]["Value"], display["Topic"]["Reliability Policy"], manager["Global Options"]["Fixed Frame"]
+
+
+def test_rviz_starts_only_when_asked_with_the_shipped_config():
+    """`ros2 launch cfi_pose_ros lift.launch.py rviz:=true`: rviz2 with config/lift.rviz, in the nodes'
+    namespace; not started by default (a robot has no display)."""
+    rviz, configurations, config = _rviz_action_and_config({})
+    assert (rviz.kwargs["package"], rviz.kwargs["executable"]) == ("rviz2", "rviz2")
+    condition = rviz.kwargs["condition"]
+    assert isinstance(condition, fake_launch.Recorded) and condition.args[0].args == ("rviz",)
+    assert configurations["rviz"] == "false"
+    assert rviz.kwargs["namespace"].args == ("namespace",)
+    # with the shipped parameters the config is the shipped one, unchanged
+    assert config == yaml.safe_load((REPO / "config" / "lift.rviz").read_text())
+
+
+def test_rviz_shows_the_markers_where_this_launchs_lifter_sends_them(tmp_path):
+    """The shipped lift.rviz subscribes to /human_pose_3d/markers, reliably, in camera_optical_frame.
+    Under namespace:=cam_left, or with a params_file that sets another markers topic,
+    output_reliability: best_effort or target_frame: odom, RViz showed nothing, saying only that no
+    messages came or that the frame did not exist. The launch file writes the config for the lifter."""
+    default_topic = "/" + PARAMETERS_BY_NAME["markers_topic"].default
+    assert _rviz_shows(_rviz_action_and_config({})[2]) == (default_topic, "Reliable", "camera_optical_frame")
+    assert _rviz_shows(_rviz_action_and_config({"namespace": "cam_left"})[2]) == (
+        "/cam_left" + default_topic, "Reliable", "camera_optical_frame")
+    robot = tmp_path / "robot.yaml"
+    robot.write_text("/**:\n  ros__parameters:\n    markers_topic: ~/skeletons\n"
+                     "    output_reliability: best_effort\n    target_frame: odom\n")
+    assert _rviz_shows(_rviz_action_and_config({"params_file": str(robot)})[2]) == (
+        "/cfi_pose_lifter/skeletons", "Best Effort", "odom")
+    assert _rviz_shows(_rviz_action_and_config({"params_file": str(robot), "namespace": "left"})[2])[0] == \
+        "/left/cfi_pose_lifter/skeletons"
+    # the launch arguments as the lifter gets them: target_frame:= given wins over the file, and given
+    # empty puts the poses in the input's frame, which only the input names; rviz_fixed_frame:= wins
+    assert _rviz_shows(_rviz_action_and_config({"params_file": str(robot), "target_frame": "map"})[2])[2] == "map"
+    assert _rviz_shows(_rviz_action_and_config({"params_file": str(robot), "target_frame": ""})[2])[2] == \
+        "camera_optical_frame"
+    assert _rviz_shows(_rviz_action_and_config({"params_file": str(robot), "rviz_fixed_frame": "world"})[2])[2] == \
+        "world"
+    # a section for another node is not the lifter's
+    other = tmp_path / "other.yaml"
+    other.write_text("cfi_pose_detector:\n  ros__parameters:\n    markers_topic: /not_the_lifters\n")
+    assert _rviz_shows(_rviz_action_and_config({"params_file": str(other)})[2])[0] == default_topic
+
+
 def _lifecycle_wiring(monkeypatch):
     """The launch file run against fakes of the launch API: its LifecycleNodes (by name), the events it
     emits at start and its registered OnStateTransition handlers."""
