@@ -16,8 +16,12 @@ Conventions (those of ``sensor_msgs/image_encodings.hpp``):
   16-bit range maps onto 0..255.
 * Bayer mosaics are demosaiced (OpenCV's bilinear), packed YUV 4:2:2
   (``yuv422``/``uyvy``, ``yuv422_yuy2``/``yuyv``: what USB cameras send) is
-  converted with BT.601's video range, as cv_bridge does. The planar ``nv21``
-  and ``nv24`` are not read: one ``step`` cannot describe a luma and a chroma plane.
+  converted with BT.601's video range, as cv_bridge does; so is semi-planar YUV 4:2:0
+  (``nv12``, ``nv21``: what embedded camera pipelines send), laid out as RViz's image display
+  reads ``nv12`` (the V4L2 layout image_encodings.hpp cites): ``height`` rows of luma, ``step``
+  bytes apart, then ``height / 2`` rows of interleaved chroma pairs, ``step`` bytes apart
+  (``step * height * 3 / 2`` bytes). ``nv24`` is not read: its chroma rows are twice as long as its
+  luma rows, so one ``step`` cannot describe both, and OpenCV has no converter for it.
 
 Compressed images are bounded before they are decoded: a 0.25 MB PNG can
 declare 20000 x 20000 pixels and take 1.2 GB to decode. Their width and height
@@ -72,7 +76,10 @@ _TO_BGR: dict[str, int | None] = {
     "yuv422_yuy2": cv2.COLOR_YUV2BGR_YUY2, "yuyv": cv2.COLOR_YUV2BGR_YUY2,
 }
 _PACKED_YUV = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})
-SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUT)
+# semi-planar YUV 4:2:0 -> OpenCV's converter (chroma pairs Cb Cr in nv12, Cr Cb in nv21); read from
+# luma and chroma rows, not pixels of a fixed size: in none of _LAYOUT's tables
+SEMI_PLANAR_YUV420: dict[str, int] = {"nv12": cv2.COLOR_YUV2BGR_NV12, "nv21": cv2.COLOR_YUV2BGR_NV21}
+SUPPORTED_ENCODINGS: tuple[str, ...] = (*_LAYOUT, *SEMI_PLANAR_YUV420)
 
 
 def bytes_per_pixel(encoding: str) -> int | None:
@@ -182,6 +189,8 @@ def image_to_bgr(encoding: str, height: int, width: int, step: int,
     ``step * height``, or packed YUV of an odd width. Extra bytes after the last
     row are ignored.
     """
+    if encoding in SEMI_PLANAR_YUV420:
+        return _semi_planar_to_bgr(encoding, height, width, step, data)
     if encoding not in _LAYOUT:
         raise UnsupportedEncoding(
             f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
@@ -203,6 +212,21 @@ def image_to_bgr(encoding: str, height: int, width: int, step: int,
     if code is None:
         return np.array(pixels, dtype=np.uint8, order="C", copy=True)
     return cv2.cvtColor(np.ascontiguousarray(pixels), code)
+
+
+def _semi_planar_to_bgr(encoding: str, height: int, width: int, step: int, data) -> np.ndarray:
+    """nv12 / nv21: ``height`` luma rows then ``height / 2`` chroma rows, each ``step`` bytes apart."""
+    height, width, step = int(height), int(width), int(step)
+    if height > 0 and width > 0 and (height % 2 or width % 2):
+        raise ValueError(f"{encoding} image of an odd size ({width}x{height}): YUV 4:2:0 shares each "
+                         f"chroma sample between 2x2 pixels")
+    size = len(_as_bytes_array(data))
+    if step > 0 and height > 0 and size < step * height * 3 // 2:
+        raise ValueError(f"{encoding} image data has {size} bytes, expected at least step*height*3/2 = "
+                         f"{step}*{height}*3/2 = {step * height * 3 // 2} ({width}x{height}: luma then "
+                         f"chroma rows)")
+    rows = raw_rows(height * 3 // 2, width, step, data, 1, encoding, f"{encoding} image")
+    return cv2.cvtColor(np.ascontiguousarray(rows), SEMI_PLANAR_YUV420[encoding])
 
 
 def image_msg_to_bgr(msg: Any) -> np.ndarray:

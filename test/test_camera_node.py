@@ -307,24 +307,46 @@ def test_bgr8_and_padded_rows_give_the_same_keypoints_and_ids_stay_stable(camera
     assert len({m.people[0].id for m in (rgb, bgr, padded)}) == 1     # the same person, one track
 
 
-def test_a_yuyv_camera_image_is_lifted_not_dropped(camera_path, meta, h36m_image):
-    """What a USB camera publishes (YUV 4:2:2, ``yuv422_yuy2``) is decoded, not dropped as an
-    unsupported encoding: the node's conversion of the message is OpenCV's of its bytes, and the
-    person is found where the rgb8 frame puts them."""
+def _yuv_image_msg(bgr: np.ndarray, encoding: str, sec: int, pad: int):
+    """``bgr`` as a camera in ``encoding`` sends it (OpenCV's conversion; rows ``pad`` bytes longer
+    than their pixels) and what OpenCV's conversion back gives."""
     from sensor_msgs.msg import Image
 
+    from cfi_pose_ros.image import SEMI_PLANAR_YUV420
+
+    height, width = bgr.shape[:2]
+    if encoding == "yuv422_yuy2":
+        yuyv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_YUY2)
+        rows, expected = yuyv.reshape(height, -1), cv2.cvtColor(yuyv, cv2.COLOR_YUV2BGR_YUY2)
+    else:       # luma rows, then rows of interleaved chroma pairs
+        planar = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)       # luma, then the Cb plane, then Cr
+        cb, cr = planar[height:].reshape(2, height // 2, width // 2)
+        pairs = np.stack([cb, cr] if encoding == "nv12" else [cr, cb], axis=-1).reshape(height // 2, width)
+        rows = np.concatenate([planar[:height], pairs])
+        expected = cv2.cvtColor(rows, SEMI_PLANAR_YUV420[encoding])
+    padded = np.zeros((rows.shape[0], rows.shape[1] + pad), np.uint8)
+    padded[:, :rows.shape[1]] = rows
+    msg = Image(height=height, width=width, encoding=encoding, is_bigendian=0, step=padded.shape[1])
+    msg.data = array.array("B", padded.tobytes())
+    msg.header.frame_id = FRAME
+    msg.header.stamp.sec = sec
+    return msg, expected
+
+
+@pytest.mark.parametrize("encoding", ["yuv422_yuy2", "nv12", "nv21"])
+def test_a_yuv_camera_image_is_lifted_not_dropped(camera_path, meta, h36m_image, encoding):
+    """What cameras publish: a USB camera YUV 4:2:2 (``yuv422_yuy2``), an embedded camera pipeline
+    semi-planar YUV 4:2:0 (``nv12``, ``nv21``; dropped as unsupported encodings until 2026-12-06).
+    Decoded, not dropped: the node's conversion of the message is OpenCV's of its bytes, and the
+    person is found where the rgb8 frame puts them."""
     from cfi_pose_ros.node.detect_node import image_to_bgr
 
     info = h36m_camera_info(meta)
-    height, width = h36m_image.shape[:2]
-    yuyv = np.ascontiguousarray(cv2.cvtColor(h36m_image, cv2.COLOR_BGR2YUV_YUY2))
-    msg = Image(height=height, width=width, encoding="yuv422_yuy2", is_bigendian=0, step=width * 2)
-    msg.data = array.array("B", yuyv.tobytes())
-    msg.header.frame_id = FRAME
-    msg.header.stamp.sec = 2100
-    np.testing.assert_array_equal(image_to_bgr(msg), cv2.cvtColor(yuyv, cv2.COLOR_YUV2BGR_YUY2))
+    sec = 2100 + 10 * ["yuv422_yuy2", "nv12", "nv21"].index(encoding)
+    msg, expected = _yuv_image_msg(h36m_image, encoding, sec, pad=16)
+    np.testing.assert_array_equal(image_to_bgr(msg), expected)
     converted = camera_path.send(msg, info)
-    original = camera_path.send(image_msg(h36m_image, "rgb8", sec=2101), info, until="keypoints")
+    original = camera_path.send(image_msg(h36m_image, "rgb8", sec=sec + 1), info, until="keypoints")
     assert converted is not None and original is not None, camera_path.logs()
     assert len(converted.humans) == 1
     points = [np.array([[k.x, k.y] for k in m.people[0].keypoints])
@@ -332,7 +354,7 @@ def test_a_yuyv_camera_image_is_lifted_not_dropped(camera_path, meta, h36m_image
     # Video range and chroma at half the width change the colours by a few levels: the head's
     # keypoints moved up to 3 px (of a person about 320 px tall) in the runs that set this bound.
     shift = np.linalg.norm(points[0] - points[1], axis=1)
-    print(f"\nyuv422_yuy2 of the frame against the rgb8 frame: keypoints {shift.mean():.2f} px apart on "
+    print(f"\n{encoding} of the frame against the rgb8 frame: keypoints {shift.mean():.2f} px apart on "
           f"average, {shift.max():.2f} px at most")
     assert shift.max() < 8.0, shift
 
@@ -345,7 +367,7 @@ def test_an_image_with_nobody_gives_empty_arrays_with_its_stamp(camera_path, met
 
 
 @pytest.mark.parametrize("reason, spoil", [
-    ("unsupported_encoding", lambda m: setattr(m, "encoding", "nv21")),
+    ("unsupported_encoding", lambda m: setattr(m, "encoding", "nv24")),
     ("unsupported_encoding", lambda m: setattr(m, "encoding", "32FC1")),
     ("bad_image", lambda m: (setattr(m, "width", 0), setattr(m, "height", 0), setattr(m, "step", 0),
                              setattr(m, "data", array.array("B")))),
@@ -389,7 +411,7 @@ def test_a_raw_image_step_is_checked_against_a_row_of_its_encoding(ros_env):
     msg.step = 100
     with pytest.raises(ValueError, match=r"step 100 is shorter than one row of 160 'bgr8' pixels \(480 bytes\)"):
         image_to_bgr(msg)
-    msg.encoding, msg.step = "nv21", 159                 # only cv_bridge knows it: at least a byte a pixel
+    msg.encoding, msg.step = "nv24", 159                 # only cv_bridge knows it: at least a byte a pixel
     with pytest.raises(ValueError, match="step 159 is shorter than one row"):
         image_to_bgr(msg)
 
@@ -601,7 +623,7 @@ def test_a_fixed_seed_mix_of_transitions_parameter_sets_and_images_keeps_the_det
         sec += 1
         msg = image_msg(small, "rgb8", sec=sec)
         if not good:
-            msg.encoding = rng.choice(["nv21", "32FC1"])
+            msg.encoding = rng.choice(["nv24", "32FC1"])
         sent += state == active
         path.image_pub.publish(msg)
         return stamp_ns(msg.header)

@@ -119,6 +119,39 @@ def test_packed_yuv422_is_converted_with_its_byte_order(encoding, y, cb, cr, exp
     assert np.abs(out.astype(int) - expected).max() <= 2, out[0, 0]
 
 
+def _semi_planar(luma: np.ndarray, cb: np.ndarray, cr: np.ndarray, encoding: str, padding: int) -> tuple[bytes, int]:
+    """nv12/nv21 bytes of a luma plane (H, W) and chroma planes (H/2, W/2): luma rows, then rows of
+    interleaved chroma pairs, each row ``padding`` bytes longer than its pixels."""
+    pairs = np.stack([cb, cr] if encoding == "nv12" else [cr, cb], axis=-1).reshape(cb.shape[0], -1)
+    return _pack(np.concatenate([luma, pairs]), padding=padding)
+
+
+@pytest.mark.parametrize("encoding", ["nv12", "nv21"])
+def test_semi_planar_yuv420_is_read_with_its_chroma_order_and_step(encoding):
+    """Luma rows then chroma rows, each `step` bytes apart (RViz's reading of nv12): on an image
+    whose left half is red and right half white, a chroma order swapped gives another colour and a
+    step read as the width shears the rows."""
+    height, width = 6, 8
+    luma = np.full((height, width), 235, np.uint8)
+    cb = np.full((height // 2, width // 2), 128, np.uint8)
+    cr = cb.copy()
+    luma[:, :width // 2], cb[:, :width // 4], cr[:, :width // 4] = 81, 90, 240
+    data, step = _semi_planar(luma, cb, cr, encoding, padding=6)
+    out = image_to_bgr(encoding, height, width, step, data)
+    assert out.shape == (height, width, 3) and out.flags.c_contiguous and out.flags.writeable
+    expected = np.zeros((height, width, 3), int)
+    expected[:, :width // 2], expected[:, width // 2:] = (0, 0, 255), (255, 255, 255)
+    assert np.abs(out.astype(int) - expected).max() <= 2, out[:, :, 2]
+
+
+@pytest.mark.parametrize("height, width, size, match", [
+    (5, 8, 200, r"odd size \(8x5\)"), (6, 7, 200, r"odd size \(7x6\)"),
+    (6, 8, 8 * 9 - 1, r"has 71 bytes, expected at least step\*height\*3/2 = 8\*6\*3/2 = 72")])
+def test_semi_planar_yuv420_of_an_odd_size_or_short_data_is_refused(height, width, size, match):
+    with pytest.raises(ValueError, match=match):
+        image_to_bgr("nv12", height, width, width, bytes(size))
+
+
 def test_packed_yuv422_of_an_odd_width_is_refused():
     with pytest.raises(ValueError, match="odd width"):
         image_to_bgr("yuyv", 4, 5, 10, bytes(40))
@@ -165,7 +198,7 @@ def test_data_too_short(bgr):
         image_to_bgr("bgr8", H, W, step, data[:-1])
 
 
-@pytest.mark.parametrize("encoding", ["nv21", "nv24", "32FC1", "BGR8", ""])
+@pytest.mark.parametrize("encoding", ["nv24", "32FC1", "BGR8", "NV12", ""])
 def test_unsupported_encoding_names_the_supported_ones(encoding):
     with pytest.raises(UnsupportedEncoding) as info:
         image_to_bgr(encoding, H, W, W * 3, bytes(H * W * 3))

@@ -49,8 +49,8 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
 from cfi_pose_ros.detectors.decode import unit_scores
 from cfi_pose_ros.detectors.frame import detect_and_track
-from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, UnsupportedEncoding, bytes_per_pixel,
-                                check_compressed_image, compressed_msg_to_bgr, decode_refusing_damage,
+from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, SEMI_PLANAR_YUV420, ImageTooLarge, UnsupportedEncoding,
+                                bytes_per_pixel, check_compressed_image, compressed_msg_to_bgr, decode_refusing_damage,
                                 image_msg_to_bgr, raw_rows)
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import (BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, NEGATIVE_STAMP, header_problem,
@@ -146,7 +146,10 @@ def image_to_bgr(msg, bridge=None, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
                 raise ValueError(f"cv_bridge could not decode the compressed image ({msg.format!r}): {exc}") from exc
         return compressed_msg_to_bgr(msg, max_pixels)
     _check_raw_image(msg)
-    if bridge is not None:
+    # nv12/nv21 are read as RViz's image display reads nv12 (luma rows, then chroma rows): where
+    # cv_bridge goes by image_encodings.hpp's tables, they are 2 channels of 8 bits a pixel, which
+    # is not that layout
+    if bridge is not None and msg.encoding not in SEMI_PLANAR_YUV420:
         try:
             image = _by_bridge(bridge.imgmsg_to_cv2, msg)
         except CvBridgeError as exc:
