@@ -15,7 +15,7 @@ setup(
     license="Apache-2.0 (code); weights and demo clip: Human3.6M licence, non-commercial research use only",
     python_requires=">=3.10",
     packages=find_packages(include=["cfi_pose_ros", "cfi_pose_ros.*", "training", "training.*"]),
-    package_data={"cfi_pose_ros": ["weights/*.safetensors", "weights/*.json", "data/*.npz"]},
+    package_data={"cfi_pose_ros": ["weights/*.safetensors", "weights/*.json", "data/*.npz", "node/*.xml"]},
     install_requires=["numpy>=1.24", "torch>=2.5", "safetensors>=0.4", "onnx>=1.15", "onnxscript",
                       "onnxruntime>=1.17", "tqdm", "matplotlib", "scipy", "opencv-python-headless",
                       "pyyaml", "mcap"],

@@ -812,6 +812,68 @@ def test_a_node_asked_for_its_stacks_writes_them_and_runs_on(tmp_path, ros_env):
     assert stop(process) == 0, log.read_text()[-3000:]
 
 
+def _thread_names(pid: int | str) -> list[str]:
+    names = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):              # a thread that ended meanwhile
+            names.append((task / "comm").read_text().strip())
+    return names
+
+
+def test_where_a_process_gets_fast_dds_without_type_lookup():
+    """without_type_lookup names the package's profile only where nothing else is asked for: a user's
+    own profile file (Fast DDS 3's variable or 2's) or another middleware is left as it is."""
+    from cfi_pose_ros.node.startup import FASTDDS_PROFILE, without_type_lookup
+
+    assert FASTDDS_PROFILE.is_file() and "<name>fastdds.type_propagation</name>" in FASTDDS_PROFILE.read_text()
+    for environ, applied in [({}, True), ({"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}, True),
+                             ({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}, False),
+                             ({"FASTDDS_DEFAULT_PROFILES_FILE": "/robot/dds.xml"}, False),
+                             ({"FASTRTPS_DEFAULT_PROFILES_FILE": "/robot/dds.xml"}, False)]:
+        before = dict(environ)
+        assert without_type_lookup(environ) is applied, before
+        assert environ == ({**before, "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE)} if applied else before)
+
+
+def test_a_node_runs_without_fast_dds_type_lookup_and_answers_a_process_that_has_it(tmp_path, ros_env, monkeypatch):
+    """Fast DDS 3.2's type-lookup thread crashed nodes (SIGSEGV in WriterHistory::create_change, a
+    null mutex) that stopped, and likely ones that started, while other participants were being
+    discovered: a helper session's stress runs, about 1 in 300 starts, ten nodes starting and stopping
+    at once; core dump with the main thread in rmw_destroy_node joining that thread. The nodes now
+    start without it (no dds.tls.* threads) and still answer a process that has it (this one: Fast
+    DDS's defaults, as the ros2 command-line tools run)."""
+    import rclpy
+    from lifecycle_msgs.srv import GetState
+
+    from cfi_pose_ros.node.process import LIFT_NODE, start_node, stop
+
+    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    name = f"no_type_lookup_{os.getpid()}"
+    log = tmp_path / "lift.log"
+    process = start_node(LIFT_NODE, log_path=log, overrides={"autostart": False}, node_name=name)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node(f"asking_{os.getpid()}", context=context)
+        client = node.create_client(GetState, f"/{name}/get_state")
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        assert client.wait_for_service(timeout_sec=60), log.read_text()[-3000:]
+        future = client.call_async(GetState.Request())
+        executor.spin_until_future_complete(future, timeout_sec=30)
+        assert future.done() and future.result().current_state.label == "unconfigured", log.read_text()[-3000:]
+        threads = _thread_names(process.pid)
+        assert any(thread.startswith("dds.") for thread in threads), threads      # Fast DDS names its threads
+        assert not [thread for thread in threads if thread.startswith("dds.tls")], threads
+        # the check sees them where they are: this process's participant has Fast DDS's defaults
+        assert any(thread.startswith("dds.tls") for thread in _thread_names(os.getpid()))
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+        assert stop(process) == 0, log.read_text()[-3000:]
+
+
 def _mapped_fastdds_segments(pid: int | str) -> set[str]:
     """The Fast DDS shared-memory segments (one per participant, named by its GUID) a process maps."""
     maps = Path(f"/proc/{pid}/maps").read_text()

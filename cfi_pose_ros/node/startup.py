@@ -2,6 +2,7 @@
 import faulthandler
 import os
 import signal
+from pathlib import Path
 
 
 # `kill -USR1 <pid>`: every thread's stack to the log, the process goes on (where is it stuck?)
@@ -15,6 +16,32 @@ def tell_where_a_crash_happened() -> None:
     could be lost in the C library's buffer. :data:`STACKS_SIGNAL` writes them without a crash."""
     faulthandler.enable(all_threads=True)
     faulthandler.register(STACKS_SIGNAL, all_threads=True)
+
+
+# the Fast DDS participant profile the package's processes start with (see without_type_lookup)
+FASTDDS_PROFILE = Path(__file__).with_name("fastdds_profile.xml")
+# where Fast DDS 3 (FASTDDS_) and 2 (FASTRTPS_) read a user's own profile file from
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+FASTDDS_RMWS = ("", "rmw_fastrtps_cpp")     # "": ROS 2 Kilted's default, rmw_fastrtps_cpp
+
+
+def without_type_lookup(environ=os.environ) -> bool:
+    """Start this process's DDS participants without Fast DDS's type lookup, unless the user names
+    a profile file of their own or another middleware: True where it set ``FASTDDS_DEFAULT_PROFILES_FILE``.
+
+    Fast DDS 3.2's type-lookup thread answers the requests of participants it discovers while its
+    own participant is torn down (or not yet built): a SIGSEGV on a null mutex in
+    ``WriterHistory::create_change``, under ``TypeLookupManager::send`` (core dump, a helper
+    session's stress runs: about 1 in 300 starts where ten nodes start and stop at once beside
+    others), with the main thread in ``rmw_destroy_node`` joining that thread. ROS 2 needs no type
+    lookup: every process has the support code of the types it uses. Must run before rclpy
+    creates a participant (Fast DDS reads the variable then)."""
+    if any(environ.get(name) for name in PROFILE_VARIABLES):
+        return False
+    if environ.get("RMW_IMPLEMENTATION", "") not in FASTDDS_RMWS:
+        return False
+    environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
+    return True
 
 
 def exit_quietly_on_stop_signals(tool: str | None = None) -> None:
