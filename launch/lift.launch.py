@@ -157,7 +157,8 @@ class RvizConfigFile(Substitution):
     def perform(self, context) -> str:
         import yaml
 
-        config = yaml.safe_load(open(os.path.join(self.share, "config", RVIZ_CONFIG_FILE), encoding="utf-8"))
+        with open(os.path.join(self.share, "config", RVIZ_CONFIG_FILE), encoding="utf-8") as file:
+            config = yaml.safe_load(file)
         lifter = _lifter_parameters(context.launch_configurations, self.share)
         manager = config["Visualization Manager"]
         (markers,) = [d for d in manager["Displays"] if d["Class"] == RVIZ_MARKERS_DISPLAY]
@@ -178,7 +179,7 @@ def _file_for_this_launch(suffix: str, write) -> str:
     descriptor, path = tempfile.mkstemp(prefix="cfi_pose_launch_", suffix=suffix)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         write(file)
-    # the nodes read it once, when they start; left in /tmp it was one more file per launch, for good
+    # read once, when the process starts; left in /tmp it was one more file per launch, for good
     atexit.register(_remove_file, path)
     return path
 
