@@ -789,6 +789,48 @@ def test_a_teardown_that_hangs_ends_the_process_with_its_code_and_the_stacks(ros
     assert "teardown did not end within 0.5 s" in done.stderr and "in <module>" in done.stderr, done.stderr
 
 
+def test_a_teardown_stuck_in_native_code_holding_the_gil_still_ends(ros_env):
+    """A native call that never returns and holds the GIL (a deadlock in the middleware) kept
+    teardown_deadline's Python timer from running: a 0.5 s deadline fired only when the call ended
+    (8.4 s for an 8 s call; never for a deadlock). faulthandler's C watchdog ends it 2 s later:
+    every thread's stack, exit 1. (ctypes.PyDLL calls C without releasing the GIL.)"""
+    import subprocess
+    import sys
+
+    code = ("import ctypes\n"
+            "from cfi_pose_ros.node.base import teardown_deadline\n"
+            "with teardown_deadline(lambda: 3, timeout_s=0.5):\n"
+            "    ctypes.PyDLL(None).sleep(60)   # native, the GIL held\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 30, done.stderr[-3000:]
+    assert done.returncode == 1, (done.returncode, done.stderr[-3000:])
+    assert "Timeout (0:00:02.500000)!" in done.stderr and "in <module>" in done.stderr, done.stderr
+
+
+def test_a_node_stuck_while_being_built_exits_with_its_stacks(ros_env):
+    """One stress run saw a detector stay in rclpy's create_publisher (Fast DDS's discovery threads
+    waiting on a mutex) for minutes, deaf to SIGINT, until killed. run() builds the node under a
+    deadline a native call cannot hold off: every thread's stack, exit 1 (a launch then ends, a
+    supervisor can restart it), not a silent hang."""
+    import subprocess
+    import sys
+
+    code = ("import ctypes, sys\n"
+            "from cfi_pose_ros.node import base\n"
+            "base.STARTUP_TIMEOUT_S = 1.0\n"
+            "class NodeStuckInNativeCode:\n"
+            "    def __init__(self):\n"
+            "        ctypes.PyDLL(None).sleep(60)   # native, the GIL held\n"
+            "sys.exit(base.run(NodeStuckInNativeCode))\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 30, done.stderr[-3000:]
+    assert done.returncode == 1, (done.returncode, done.stderr[-3000:])
+    assert "Timeout (0:00:01)!" in done.stderr and "in __init__" in done.stderr and "in run" in done.stderr, \
+        done.stderr
+
+
 def test_a_node_asked_for_its_stacks_writes_them_and_runs_on(tmp_path, ros_env):
     """`kill -USR1 <pid>`: where is each thread of a node that does not answer? (Its default action
     ended the process.) process.stop sends it before SIGKILL, so a hang leaves that in the log."""

@@ -700,7 +700,8 @@ def run(node_class, args=None) -> int:
     node = executor = None
     exit_code = 0           # what a teardown that hangs exits with (see teardown_deadline)
     try:
-        node = node_class()
+        with native_deadline(STARTUP_TIMEOUT_S):
+            node = node_class()
         executor = create_executor(node.p("executor"))
         executor.add_node(node)
         node.get_logger().info(f"executor: {type(executor).__name__}")
@@ -746,6 +747,26 @@ def run(node_class, args=None) -> int:
 # How long a node's teardown (executor, node, ROS context) may take before the process exits
 # without it: see teardown_deadline.
 TEARDOWN_TIMEOUT_S = 5.0
+# How long building a node (rclpy's node, its parameters, publishers and services; not configure,
+# where a TensorRT engine build may take minutes) may take: see native_deadline. It takes 0.1 to
+# 0.5 s, some seconds with ten nodes starting on two busy cores; one stress run saw a detector stay
+# in rclpy's create_publisher, Fast DDS's discovery threads waiting on a mutex, until killed.
+STARTUP_TIMEOUT_S = 60.0
+# How much longer than teardown_deadline's own deadline its native backstop waits (see there)
+NATIVE_BACKSTOP_S = 2.0
+
+
+@contextlib.contextmanager
+def native_deadline(timeout_s: float):
+    """Past ``timeout_s`` the process writes every thread's stack (under a ``Timeout (h:mm:ss)!``
+    line) and exits 1, even where Python cannot run: faulthandler's watchdog is a C thread. A
+    Python timer cannot fire while the main thread holds the GIL in a native call that never
+    returns (a deadlock in the middleware): it fired only once that call ended."""
+    faulthandler.dump_traceback_later(timeout_s, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @contextlib.contextmanager
@@ -755,7 +776,9 @@ def teardown_deadline(exit_code, timeout_s: float = TEARDOWN_TIMEOUT_S):
     while fed), 2 of about 1000 stops did not end until a SIGKILL (-9); the one whose stack was
     asked for stood in rclpy's destruction of the lifecycle state machine, in native code. ``ros2 launch`` waits 5 s
     after SIGINT before it sends SIGTERM. What is left undone is the DDS participant's goodbye:
-    others drop the node when its lease runs out, as after a kill."""
+    others drop the node when its lease runs out, as after a kill. Where the teardown holds the
+    GIL (so that this timer cannot run), :func:`native_deadline` ends it ``NATIVE_BACKSTOP_S``
+    later, exit 1."""
     def give_up() -> None:
         os.write(2, f"[WARN] [{time.time():.9f}] [cfi_pose_ros]: teardown did not end within {timeout_s:g} s "
                     "(stuck in native code; where each thread is follows): exiting without it\n".encode())
@@ -766,7 +789,8 @@ def teardown_deadline(exit_code, timeout_s: float = TEARDOWN_TIMEOUT_S):
     watchdog.daemon = True
     watchdog.start()
     try:
-        yield
+        with native_deadline(timeout_s + NATIVE_BACKSTOP_S):
+            yield
     finally:
         watchdog.cancel()
 
