@@ -774,19 +774,25 @@ def test_a_teardown_that_hangs_ends_the_process_with_its_code_and_the_stacks(ros
     """About one stop in 400, under load, hung in rclpy's destruction of the lifecycle state machine
     (native code; the stack process.stop asked for ended in _release_node) until the test's SIGKILL.
     run() tears down inside teardown_deadline: a teardown that does not end is left, said so."""
+    done = _python_that_must_end("import time\n"
+                                 "from cfi_pose_ros.node.base import teardown_deadline\n"
+                                 "with teardown_deadline(lambda: 3, timeout_s=0.5):\n"
+                                 "    time.sleep(60)           # a destroy that never returns\n")
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "teardown did not end within 0.5 s" in done.stderr and "in <module>" in done.stderr, done.stderr
+
+
+def _python_that_must_end(code: str):
+    """``code`` run by this Python in a process of its own, which must end within 30 s (a minute
+    kills it). -P: the installed cfi_pose_ros, not a checkout's in the working directory (no
+    generated messages)."""
     import subprocess
     import sys
 
-    code = ("import time\n"
-            "from cfi_pose_ros.node.base import teardown_deadline\n"
-            "with teardown_deadline(lambda: 3, timeout_s=0.5):\n"
-            "    time.sleep(60)           # a destroy that never returns\n")
     started = time.monotonic()
-    # -P: the installed cfi_pose_ros, not a checkout's in the working directory (no generated messages)
     done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 3, done.stderr[-3000:]
-    assert time.monotonic() - started < 30
-    assert "teardown did not end within 0.5 s" in done.stderr and "in <module>" in done.stderr, done.stderr
+    assert time.monotonic() - started < 30, done.stderr[-3000:]
+    return done
 
 
 def test_a_teardown_stuck_in_native_code_holding_the_gil_still_ends(ros_env):
@@ -794,16 +800,10 @@ def test_a_teardown_stuck_in_native_code_holding_the_gil_still_ends(ros_env):
     teardown_deadline's Python timer from running: a 0.5 s deadline fired only when the call ended
     (8.4 s for an 8 s call; never for a deadlock). faulthandler's C watchdog ends it 2 s later:
     every thread's stack, exit 1. (ctypes.PyDLL calls C without releasing the GIL.)"""
-    import subprocess
-    import sys
-
-    code = ("import ctypes\n"
-            "from cfi_pose_ros.node.base import teardown_deadline\n"
-            "with teardown_deadline(lambda: 3, timeout_s=0.5):\n"
-            "    ctypes.PyDLL(None).sleep(60)   # native, the GIL held\n")
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60)
-    assert time.monotonic() - started < 30, done.stderr[-3000:]
+    done = _python_that_must_end("import ctypes\n"
+                                 "from cfi_pose_ros.node.base import teardown_deadline\n"
+                                 "with teardown_deadline(lambda: 3, timeout_s=0.5):\n"
+                                 "    ctypes.PyDLL(None).sleep(60)   # native, the GIL held\n")
     assert done.returncode == 1, (done.returncode, done.stderr[-3000:])
     assert "Timeout (0:00:02.500000)!" in done.stderr and "in <module>" in done.stderr, done.stderr
 
@@ -813,19 +813,13 @@ def test_a_node_stuck_while_being_built_exits_with_its_stacks(ros_env):
     waiting on a mutex) for minutes, deaf to SIGINT, until killed. run() builds the node under a
     deadline a native call cannot hold off: every thread's stack, exit 1 (a launch then ends, a
     supervisor can restart it), not a silent hang."""
-    import subprocess
-    import sys
-
-    code = ("import ctypes, sys\n"
-            "from cfi_pose_ros.node import base\n"
-            "base.STARTUP_TIMEOUT_S = 1.0\n"
-            "class NodeStuckInNativeCode:\n"
-            "    def __init__(self):\n"
-            "        ctypes.PyDLL(None).sleep(60)   # native, the GIL held\n"
-            "sys.exit(base.run(NodeStuckInNativeCode))\n")
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60)
-    assert time.monotonic() - started < 30, done.stderr[-3000:]
+    done = _python_that_must_end("import ctypes, sys\n"
+                                 "from cfi_pose_ros.node import base\n"
+                                 "base.STARTUP_TIMEOUT_S = 1.0\n"
+                                 "class NodeStuckInNativeCode:\n"
+                                 "    def __init__(self):\n"
+                                 "        ctypes.PyDLL(None).sleep(60)   # native, the GIL held\n"
+                                 "sys.exit(base.run(NodeStuckInNativeCode))\n")
     assert done.returncode == 1, (done.returncode, done.stderr[-3000:])
     assert "Timeout (0:00:01)!" in done.stderr and "in __init__" in done.stderr and "in run" in done.stderr, \
         done.stderr
