@@ -32,10 +32,8 @@ if __name__ == "__main__":
     # Before the imports (numpy, rclpy, matplotlib: up to a second), where nothing exists to stop
     # or save: a stop signal ends the demo there at once, not in a KeyboardInterrupt traceback
     # from inside an import (exit -2) or SIGTERM's silent death (-15). See run_demo for later.
-    from cfi_pose_ros.node.startup import exit_quietly_on_stop_signals, tell_where_a_crash_happened, without_type_lookup
-    tell_where_a_crash_happened()
-    without_type_lookup()
-    exit_quietly_on_stop_signals("demo")
+    from cfi_pose_ros.node.startup import start_ros_process
+    start_ros_process("demo")
 
 import numpy as np  # noqa: E402
 

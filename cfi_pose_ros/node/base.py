@@ -748,8 +748,9 @@ def run(node_class, args=None) -> int:
 # without it: see teardown_deadline.
 TEARDOWN_TIMEOUT_S = 5.0
 # How long building a node (rclpy's node, its parameters, publishers and services; not configure,
-# where a TensorRT engine build may take minutes) may take: see native_deadline. It takes 0.1 to
-# 0.5 s, some seconds with ten nodes starting on two busy cores; one stress run saw a detector stay
+# where a TensorRT engine build may take minutes) may take: see native_deadline. It took 0.01 to
+# 0.05 s on a quiet 2-core machine; with ten to fourteen nodes starting at once on busy cores a node
+# reached its executor, imports included, 6 to 18 s after start. One stress run saw a detector stay
 # in rclpy's create_publisher, Fast DDS's discovery threads waiting on a mutex, until killed.
 STARTUP_TIMEOUT_S = 60.0
 # How much longer than teardown_deadline's own deadline its native backstop waits (see there)

@@ -25,10 +25,8 @@ if __name__ == "__main__":
     # Before the imports below (rclpy, numpy: 0.1 to 0.3 s), where nothing exists to tear down: a
     # stop signal ends the run there as at any later moment (see main), not in a KeyboardInterrupt
     # traceback from inside an import (exit -2) or SIGTERM's silent death (-15).
-    from cfi_pose_ros.node.startup import exit_quietly_on_stop_signals, tell_where_a_crash_happened, without_type_lookup
-    tell_where_a_crash_happened()
-    without_type_lookup()
-    exit_quietly_on_stop_signals("play_bag")
+    from cfi_pose_ros.node.startup import start_ros_process
+    start_ros_process("play_bag")
 
 from rclpy.exceptions import InvalidTopicNameException  # noqa: E402
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402

@@ -60,3 +60,12 @@ def exit_quietly_on_stop_signals(tool: str | None = None) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, leave)
+
+
+def start_ros_process(tool: str | None = None) -> None:
+    """The first lines of every entry point that takes part in ROS (both nodes, ``play_bag``, the
+    demo; ``tool`` as for :func:`exit_quietly_on_stop_signals`): a native crash says where, Fast DDS
+    starts without type lookup, and a stop signal before the heavy imports ends the process cleanly."""
+    tell_where_a_crash_happened()
+    without_type_lookup()
+    exit_quietly_on_stop_signals(tool)
