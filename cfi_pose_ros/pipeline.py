@@ -108,6 +108,14 @@ class FrameResult:
 # A person's depth reading not used for the root (see depth_agrees_with_image): counted, not logged
 # (an arm or an object between the sensor and the pelvis is routine in a real scene)
 DEPTH_DISAGREES = "depth_disagrees"
+# Farthest from the camera a person is placed (pelvis, metres). The root solve puts a person where the
+# body prior fits the pixels, however far: validate_camera_matrix accepts a telescope's focal length
+# (up to 1000 image widths, 1e6 px), and with it a person of a few pixels was published 700 km away,
+# as if placed. A person's joints are only told apart over tens of pixels: for a robot's camera
+# (focal length 500-2000 px) that is within about 100 m, and even 1000 widths of a VGA image put a
+# 1.7 m body 1 km away at 1000 px. A person solved farther keeps the root-relative pose, counted.
+MAX_PLACEMENT_DISTANCE_M = 1000.0
+TOO_FAR_TO_PLACE = "too_far_to_place"
 
 
 def depth_agrees_with_image(depth_translations: np.ndarray, solved_translations: np.ndarray, solved: np.ndarray,
@@ -407,6 +415,17 @@ class LiftingPipeline:
             self._relift_without_outliers(seen, camera, pixels, scores, root_relative, translations, solved)
             if self.config.impute_missing_joints:
                 self._impute_missing_joints(seen, camera, pixels, scores, root_relative, translations, solved)
+            with np.errstate(invalid="ignore"):      # an unsolved person's translation is NaN
+                too_far = solved & ~(np.linalg.norm(translations, axis=1) <= MAX_PLACEMENT_DISTANCE_M)
+            if too_far.any():
+                first = int(np.flatnonzero(too_far)[0])
+                dropped[TOO_FAR_TO_PLACE] += int(too_far.sum())
+                problems.setdefault(TOO_FAR_TO_PLACE, (
+                    f"person {accepted[first][0]}: solved {np.linalg.norm(translations[first]):.3g} m from the "
+                    f"camera, past {MAX_PLACEMENT_DISTANCE_M:g} m (a focal length of "
+                    f"{camera[0, 0]:g} px, a person {np.ptp(pixels[first], axis=0).max():.3g} px across): "
+                    f"published root-relative"))
+                solved = solved & ~too_far
         else:
             translations = np.zeros((len(accepted), 3))
             solved = np.zeros(len(accepted), dtype=bool)

@@ -1312,6 +1312,40 @@ def test_a_depth_image_of_another_camera_s_frame_is_refused(node_factory, clip):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
 
 
+@pytest.mark.parametrize("depth_stamp, keypoints_stamp, words", [
+    ((900, 1_500_000_000), (901, 500_000_000), "stamped 1500000000 ns past the second"),
+    ((-1, 990_000_000), (0, 0), "stamped -1 s: before time 0"),
+])
+def test_a_depth_image_stamped_outside_ros_time_is_refused(node_factory, clip, depth_stamp, keypoints_stamp, words):
+    """A depth image with a stamp no ROS time holds (nanosec of 1e9 or more, a negative second), as
+    keypoints with one are dropped: read as seconds, it was paired with the keypoints of another
+    time (here 901.5 s, or -0.01 s beside 0 s) and placed their people, nothing counted. It is
+    refused (bad_depth_image, the stamp in the log) and the people placed from the intrinsics; the
+    same depth image stamped as its keypoints is used."""
+    from sensor_msgs.msg import Image
+
+    node = node_factory(overrides={"depth_topic": "/depth_stamp_test", "depth_max_age": 1.0})
+    depth_pub = node.client.create_publisher(Image, "/depth_stamp_test", 1)
+    send_camera_info(node, clip)
+    frame, answers = 40, []
+    registered = registered_depth(clip, frame, scale=4)         # small: see above
+
+    def answered_with(depth_at: tuple[int, int], keypoints_at: tuple[int, int]):
+        depth_pub.publish(stamp_msg(depth_image_msg(registered), *depth_at))
+        node.spin_for(0.1)
+        answers.append(node.send_and_receive(stamp_msg(clip_msg(clip, frame, 0), *keypoints_at), timeout=5))
+        return answers[-1]
+
+    assert node.spin_until(lambda: (out := answered_with((600, 0), (600, 0))) is not None and placed_by(
+        out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip), 60), node.log()
+    answers.clear()
+    assert node.spin_until(lambda: answered_with(depth_stamp, keypoints_stamp) is not None and _diag_count(
+        node.latest_diagnostics(), "bad_depth_image") >= 1, 60), (answers[-1], node.log())
+    assert node.spin_until(lambda: f"ignoring depth image: {words}" in node.log(), 10), node.log()
+    answered = [out for out in answers if out is not None]
+    assert answered and all(placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip) for out in answered), answered
+
+
 def test_camera_info_of_another_camera_s_frame_is_not_used(node_factory, clip):
     """camera_info_topic set to another camera's (the stereo pair's other camera, the depth sensor
     beside the colour one): its K placed this camera's people by another lens (a K of twice the focal

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cfi_pose_ros.inference import create_lifter
-from cfi_pose_ros.pipeline import (MAX_TRACK_ID_LENGTH, ROOT_FROM_INTRINSICS, ROOT_RELATIVE, Frame2D,
+from cfi_pose_ros.pipeline import (MAX_TRACK_ID_LENGTH, ROOT_FROM_INTRINSICS, ROOT_RELATIVE, TOO_FAR_TO_PLACE, Frame2D,
                                    LiftingPipeline, Person2D, PipelineConfig, check_person, inside_image)
 from cfi_pose_ros.skeleton import H36M_17
 from cfi_pose_ros.smoothing import PoseSmoother
@@ -242,6 +242,34 @@ def test_a_person_shrunk_below_two_pixels_is_dropped_as_too_small(lifter, clip, 
     result = LiftingPipeline(lifter).process(frame)
     assert [p.source_index for p in result.people] == [1]
     assert result.dropped == {"too_small": 1}
+
+
+@pytest.mark.parametrize("focal_px, placed", [(1e5, True), (1e6, False)])
+def test_a_person_solved_past_a_kilometre_is_published_root_relative(lifter, clip, focal_px, placed):
+    """A telescope's focal length (1e6 px: 1000 widths of the clip's image, which the camera checks
+    accept) puts the clip's people, about 360 px tall, 4.6 km away; a person of a few pixels was
+    published 700 km away, as if placed. Past MAX_PLACEMENT_DISTANCE_M a person keeps the
+    root-relative pose (pelvis at the origin), counted as too_far_to_place; at 1e5 px (about 460 m)
+    people are still placed, 1e5 / f times as far as with the clip's own camera."""
+    near = LiftingPipeline(lifter).process(frame_from_clip(clip, 0))
+    frame = frame_from_clip(clip, 0)
+    frame.camera_matrix = frame.camera_matrix.copy()
+    frame.camera_matrix[0, 0] = frame.camera_matrix[1, 1] = focal_px
+    result = LiftingPipeline(lifter).process(frame)
+    assert len(result.people) == len(near.people) == 2
+    if placed:
+        assert not result.dropped
+        for person, close in zip(result.people, near.people, strict=True):
+            assert person.root_source == ROOT_FROM_INTRINSICS
+            assert person.position[2] == pytest.approx(close.position[2] * focal_px / clip["camera_matrix"][0, 0],
+                                                       rel=0.05)
+    else:
+        assert result.dropped == {TOO_FAR_TO_PLACE: 2}
+        assert "past 1000 m" in result.problems[TOO_FAR_TO_PLACE], result.problems
+        for person in result.people:
+            assert person.root_source == ROOT_RELATIVE
+            assert np.isfinite(person.keypoints).all() and np.abs(person.keypoints).max() < 2.0
+            np.testing.assert_allclose(person.keypoints[0], 0.0, atol=1e-9)
 
 
 def test_joints_far_outside_the_image_are_missing_nearby_ones_kept(lifter, clip):

@@ -102,9 +102,13 @@ def stamp_seconds(stamp) -> float:
 
 def depth_from_msg(msg) -> np.ndarray:
     """A ``sensor_msgs/Image`` depth image as an array (ValueError for one that is not a valid
-    16UC1 / 32FC1 image, see :func:`cfi_pose_ros.depth.depth_image_to_array`, or whose frame_id is
-    too long for a frame name, see ``FRAME_ID_TOO_LONG``)."""
-    check_frame_id_length(msg.header)
+    16UC1 / 32FC1 image, see :func:`cfi_pose_ros.depth.depth_image_to_array`, or whose header a
+    keypoints message would be dropped for, see :func:`header_problem`: a stamp no ROS time holds
+    paired the image with keypoints of another time, and one read as seconds ahead emptied the
+    history of depth images kept for pairing)."""
+    problem = header_problem(msg.header)
+    if problem is not None:
+        raise ValueError(problem[1])
     return depth_image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
 
 
