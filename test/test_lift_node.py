@@ -858,8 +858,12 @@ def test_a_topic_the_node_already_has_with_another_type_fails_the_transition_wit
     for k in range(5):
         node.client.publish(clip_msg(clip, k, sec=340 + k))
         node.spin_for(0.1)
+    # an inactive node whose activate failed says so: it said OK "inactive", a healthy node to a monitor
+    assert node.spin_until(lambda: node.latest_diagnostics()["_message"].startswith("inactive: activate failed"),
+                           10), node.latest_diagnostics()
     diagnostics = node.latest_diagnostics()
-    assert diagnostics["_message"].startswith("inactive") and diagnostics["inputs_total"] == "0", diagnostics
+    assert diagnostics["_level"] == DiagnosticStatus.ERROR and "incompatible type" in diagnostics["_message"]
+    assert diagnostics["inputs_total"] == "0", diagnostics
 
     assert lifecycle.transition(Transition.TRANSITION_CLEANUP)
     params.set_ok(markers_topic=node.topics["output_topic"])
@@ -874,6 +878,10 @@ def test_a_topic_the_node_already_has_with_another_type_fails_the_transition_wit
     assert lifecycle.transition(Transition.TRANSITION_CONFIGURE)
     assert lifecycle.transition(Transition.TRANSITION_ACTIVATE)
     assert node.send_and_receive(clip_msg(clip, 0, sec=350)) is not None, node.log()
+    assert lifecycle.transition(Transition.TRANSITION_DEACTIVATE)      # inactive again, no failure to report
+    assert node.spin_until(lambda: node.latest_diagnostics()["_message"] == "inactive (configured, not subscribed)",
+                           10), node.latest_diagnostics()
+    assert node.latest_diagnostics()["_level"] == DiagnosticStatus.OK
     assert "Traceback" not in node.log(), node.log()
 
 

@@ -1311,6 +1311,7 @@ def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_
     keypoints_topic fails configure and leaves nothing configured; mended, it runs."""
     import threading
 
+    from diagnostic_msgs.msg import DiagnosticStatus
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
@@ -1323,6 +1324,12 @@ def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_
         assert node._state_machine.current_state[1] == "inactive"
         assert errors and errors[-1].startswith("activate failed") and "incompatible type" in errors[-1], errors
         assert not node._running and "cfi_pose_detector_worker" not in [t.name for t in threading.enumerate()]
+        published = []
+        node._diag_pub.publish = published.append
+        node._publish_diagnostics()         # ERROR while inactive after it: OK "inactive" hid it
+        (status,) = published[-1].status
+        assert status.level == DiagnosticStatus.ERROR and status.message.startswith("inactive: activate failed")
+        assert "incompatible type" in status.message, status.message
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         node.set_parameters([Parameter("image_topic", value="image_raw"), Parameter("keypoints_topic", value="/rosout")])
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
@@ -1330,6 +1337,9 @@ def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_
         assert node.detector is None and node._diag_pub is None and node._keypoints_pub is None
         node.set_parameters([Parameter("keypoints_topic", value="human_keypoints_2d")])
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        node._diag_pub.publish = published.append
+        node._publish_diagnostics()         # configured again: the failed activate was of the old build
+        assert published[-1].status[0].message == "inactive (configured, not subscribed)"
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
 

@@ -174,6 +174,7 @@ class SpecLifecycleNode(LifecycleNode):
     _configure_failure: str | None = None       # why the last configure failed (configure_failed)
     _failure_pub = _failure_timer = None        # its /diagnostics while it stays failed
     _configure_raised: str | None = None        # what a configure raised, for on_error to report
+    _activate_failure: str | None = None        # why the last activate failed, while inactive after it
 
     def __init__(self, name: str, specs: tuple[ParamSpec, ...], **kwargs):
         super().__init__(name, **kwargs)
@@ -274,6 +275,30 @@ class SpecLifecycleNode(LifecycleNode):
         self.get_logger().error(f"configure failed: {reason}")
         self._configure_failure = reason
         return TransitionCallbackReturn.FAILURE
+
+    # ------------------------------------------------------- a failed activate on /diagnostics
+    def activate_failed(self, reason: str) -> TransitionCallbackReturn:
+        """Log why activate fails (one ERROR line) and fail it. The node stays inactive, and its
+        /diagnostics say ERROR "inactive: activate failed: <reason>" (:meth:`inactive_status`) until
+        an activate succeeds or the node is configured again: it said OK "inactive", so after a
+        launch whose activate failed (an input topic of another type) a monitor showed a healthy
+        node that would never lift anything."""
+        self.get_logger().error(f"activate failed: {reason}")
+        self._activate_failure = reason
+        return TransitionCallbackReturn.FAILURE
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        """rclpy's (activates the managed publishers), after a subclass's activate has succeeded."""
+        self._activate_failure = None
+        return super().on_activate(state)
+
+    def inactive_status(self, status: DiagnosticStatus) -> None:
+        """``status``'s level and message for a configured node that is not active."""
+        if self._activate_failure:
+            status.level, status.message = DiagnosticStatus.ERROR, cut(f"inactive: activate failed: "
+                                                                       f"{self._activate_failure}")
+        else:
+            status.message = "inactive (configured, not subscribed)"
 
     def report_configure_failure(self, reason: str) -> None:
         """ERROR on /diagnostics, every ``diagnostics_period``, until the next configure or shutdown:
@@ -663,6 +688,7 @@ def reporting_failure(on_configure):
     @functools.wraps(on_configure)
     def configure(node: "SpecLifecycleNode", state) -> TransitionCallbackReturn:
         node.end_configure_failure_report()
+        node._activate_failure = None       # a failed activate of what the previous configure built
         try:
             result = on_configure(node, state)
         except Exception as exc:

@@ -300,8 +300,7 @@ class DetectNode(SpecLifecycleNode):
                 msg_type, self.p("image_topic"), self._on_image, newest_only_qos(self.p("input_reliability")),
                 self._on_undeserializable)
         except Exception as exc:    # see rcl_reason: the node stays inactive, no worker started
-            self.get_logger().error(f"activate failed: {rcl_reason(exc)}")
-            return TransitionCallbackReturn.FAILURE
+            return self.activate_failed(rcl_reason(exc))
         self._running = True
         with self._stats_lock:
             self.stats.listen(time.monotonic())
@@ -439,7 +438,7 @@ class DetectNode(SpecLifecycleNode):
         status.level, status.message = DiagnosticStatus.OK, "detecting"
         total_p99 = stages.get("total", (0.0, 0.0, 0))[1]
         if self._subscription is None:             # configured, not active: nothing is detected
-            status.message = "inactive (configured, not subscribed)"
+            self.inactive_status(status)
         elif self._worker is not None and not self._worker.is_alive():
             # the worker catches what a frame raises; one that still ended (its error handling
             # raised: a logger refusing a severity did) left images counted as superseded only

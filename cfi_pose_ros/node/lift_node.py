@@ -130,9 +130,8 @@ class LiftNode(SpecLifecycleNode):
                     msg_type, self.p(topic), callback, newest_only_qos(self.p("input_reliability")),
                     on_undeserializable))
         except Exception as exc:    # see rcl_reason: the node stays inactive, not subscribed
-            self.get_logger().error(f"activate failed: {rcl_reason(exc)}")
             self._unsubscribe()
-            return TransitionCallbackReturn.FAILURE
+            return self.activate_failed(rcl_reason(exc))
         self.stats.listen(time.monotonic())
         # as resolved in the namespace and remapped (`-r human_pose_3d:=/out`), not the parameters' values
         self.get_logger().info(f"active: {self._subscriptions_active[0].topic_name} -> {self._pose_pub.topic_name}")
@@ -372,7 +371,7 @@ class LiftNode(SpecLifecycleNode):
                                   hardware_id=self.lifter.backend if self.lifter else "")
         status.level, status.message = DiagnosticStatus.OK, "lifting"
         if not self._subscriptions_active:          # configured, not active: nothing is lifted
-            status.message = "inactive (configured, not subscribed)"
+            self.inactive_status(status)
         elif summary["latency_p99_ms"] > self.p("warn_latency_ms"):
             status.level, status.message = DiagnosticStatus.WARN, "processing latency high"
         camera_info = [subscription.topic_name for subscription in self._subscriptions_active
