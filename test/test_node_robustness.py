@@ -1303,6 +1303,25 @@ def test_a_camera_info_dispatched_after_cleanup_is_not_kept(ros_env):
         assert node.camera_matrix is None and node.camera_size is None
 
 
+def test_target_from_camera_without_target_frame_fails_configure_with_the_reason(ros_env):
+    """`ros2 param set` of target_from_camera while unconfigured, target_frame left empty: the set
+    answered success and configure too, and the transform was never used (outputs stayed in the
+    camera frame, nothing logged). Configure now fails naming both; with target_frame set it works."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    with _node_in_process("lift", "lone_transform") as node:
+        errors = []
+        node.get_logger().error = errors.append
+        node.set_parameters([Parameter("target_from_camera", value=[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])])
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node._state_machine.current_state[1] == "unconfigured" and node.lifter is None
+        assert errors and "target_from_camera is given but target_frame is empty" in errors[-1], errors
+        node.set_parameters([Parameter("target_frame", value="base_link")])
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node._target[0] == "base_link" and node._target[1] is not None
+
+
 def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_with_the_reason(ros_env):
     """The detector's side of the lifter's test (test_lift_node.py): image_topic set while
     unconfigured to /diagnostics made rcl refuse the subscription; rclpy failed activate without a

@@ -310,13 +310,19 @@ class LiftNode(SpecLifecycleNode):
     # --------------------------------------------------------------- output frame and TF
     def _configure_frames(self) -> bool:
         """Output frame, its transform source and TF output from the parameters; False (the reason
-        logged) when target_from_camera is malformed. Where tf2_ros is missing, says so once."""
+        logged) when target_from_camera is malformed or given without target_frame. Where tf2_ros is
+        missing, says so once."""
         try:
             static = static_target_transform(self.p("target_from_camera"))
         except ValueError as exc:
             self.configure_failed(f"target_from_camera: {exc}")
             return False
         target = tf2_frame_id(self.p("target_frame"))     # the frame tf2 looks up and outputs carry
+        if static is not None and not target:
+            # the transform alone was accepted and never used: outputs stayed in the camera frame
+            self.configure_failed("target_from_camera is given but target_frame is empty: set target_frame to "
+                                  "the frame the transform leads to, or target_from_camera to all zeros")
+            return False
         self._target = (target, static)
         tf2_ros, reason = load_tf2()
         if self.p("publish_tf") and tf2_ros is None:

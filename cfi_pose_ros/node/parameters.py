@@ -256,7 +256,7 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("target_from_camera", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
               "static transform camera frame -> target_frame as [x, y, z, qx, qy, qz, qw] (metres, unit "
               "quaternion, translation within 1e8 m), for a fixed camera or where tf2 is not installed; all "
-              "zeros = not given (tf2 lookup)",
+              "zeros = not given (tf2 lookup); given without target_frame, configure fails",
               takes_effect=AT_CONFIGURE, check=_check_target_from_camera,
               constraint="7 finite numbers: a unit quaternion and a translation within 1e8 m, or all zeros"),
     ParamSpec("tf_timeout", 0.05, "longest wait (s) for target_frame's transform at the input's stamp", 0.0, 1.0,
