@@ -392,6 +392,12 @@ def test_a_value_of_another_type_is_refused_naming_both_types(lift_probe):
     assert prior.reason == "parameter body_size_prior=1: expected a double, got an integer (write 1.0)", prior.reason
     assert sizes.reason == ("parameter batch_sizes=[]: expected an array of integers, "
                             "got an empty array of another type"), sizes.reason
+    # YAML 1.1 reads a float only with a dot: `... min_keypoint_score 1e-3` sends a string
+    score, transform = ctx.params.set_typed(min_keypoint_score="1e-3", target_from_camera="[0, 0, 0, 0, 0, 0, 1]")
+    assert score.reason == ("parameter min_keypoint_score='1e-3': expected a double, got a string "
+                            "(YAML reads '1e-3' as a string: write 0.001)"), score.reason
+    assert transform.reason.endswith("expected an array of doubles, got an array of integers "
+                                     "(write [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])"), transform.reason
     out = ctx.answer()
     assert len(out.humans) == 2 and {h.root_source for h in out.humans} == {HumanPose3D.ROOT_FROM_INTRINSICS}
 

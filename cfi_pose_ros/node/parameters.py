@@ -7,6 +7,7 @@ check all three agree.
 from __future__ import annotations
 
 import array
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -82,9 +83,24 @@ def type_problem(declared, value, other_type: bool = False) -> str | None:
         return None
     if got == "an array":
         got = "an empty array of another type"
-    # `ros2 param set <node> body_size_prior 1` sends an integer; 1.0 is what sets the double
-    hint = f" (write {float(value)!r})" if (expected, got) == ("a double", "an integer") else ""
-    return f"expected {expected}, got {got}{hint}"
+    return f"expected {expected}, got {got}{_how_to_write(expected, got, value)}"
+
+
+def _how_to_write(expected: str, got: str, value) -> str:
+    """How to write a number ``ros2 param set`` sent as another type, or "". It reads its value as
+    YAML 1.1: ``1`` is an integer, ``[0, 0, 1]`` an array of integers, and ``1e-3`` a string (a
+    float needs a dot there); rclpy refuses each for a double."""
+    if (expected, got) == ("a double", "an integer"):
+        return f" (write {float(value)!r})"
+    if (expected, got) == ("a double", "a string"):
+        try:
+            number = float(value)
+        except ValueError:
+            return ""
+        return f" (YAML reads {value!r} as a string: write {number!r})" if math.isfinite(number) else ""
+    if (expected, got) == ("an array of doubles", "an array of integers") and len(value) <= 16:
+        return f" (write {[float(v) for v in value]})"
+    return ""
 
 
 def parameter_problem(spec: ParamSpec, value) -> str | None:
