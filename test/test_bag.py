@@ -122,19 +122,26 @@ def test_written_bag_reads_back_and_decodes_with_mcap_ros2_support(tmp_path):
     assert (start, end) == (1_000, 2_003)
 
 
-@pytest.mark.parametrize("compression, chunk_index", [("zstd", True), ("lz4", True), ("zstd", False)],
-                         ids=["zstd", "lz4", "zstd_without_chunk_index"])
+@pytest.mark.parametrize("compression, chunk_index, sized", [
+    ("zstd", True, True), ("lz4", True, True), ("zstd", False, True), ("lz4", True, False), ("lz4", False, False)],
+    ids=["zstd", "lz4", "zstd_without_chunk_index", "lz4_frame_without_size", "lz4_without_size_or_chunk_index"])
 def test_a_chunk_of_more_than_a_bag_holds_is_refused_before_it_is_decompressed(tmp_path, monkeypatch,
-                                                                                 compression, chunk_index):
+                                                                                 compression, chunk_index, sized):
     """73 kB of zstd held a chunk of 2 GiB of zeros: the offline CLI and play_bag decompressed it
     whole (4.6 GB peak; 20 GiB in 700 kB takes all the memory a robot has). Here the bound is
     lowered to 16 MiB and a chunk holds 40 MB of zeros; without a chunk index the file is read
-    through for the chunks' headers."""
+    through for the chunks' headers. An lz4 frame need not state its size (``sized``): such a chunk
+    passed as 0 bytes (6.5 MB of bag inflated to 1.5 GiB, and play_bag published it); its size is
+    then counted by inflating it in pieces, up to just past the bound."""
+    import lz4.frame
     from mcap.writer import CompressionType, IndexType, Writer
 
     import cfi_pose_ros.bag as bag
 
     monkeypatch.setattr(bag, "MAX_CHUNK_BYTES", 16 << 20, raising=False)
+    if not sized:
+        compress = lz4.frame.compress
+        monkeypatch.setattr(lz4.frame, "compress", lambda data, **kwargs: compress(data, store_size=False))
     path = tmp_path / "zeros.mcap"
     with open(path, "wb") as f:
         writer = Writer(f, compression=CompressionType[compression.upper()],
@@ -145,8 +152,27 @@ def test_a_chunk_of_more_than_a_bag_holds_is_refused_before_it_is_decompressed(t
         writer.add_message(channel_id=channel, log_time=1, publish_time=1, data=bytes(40 << 20), sequence=0)
         writer.finish()
     assert path.stat().st_size < 1 << 20
-    with pytest.raises(ValueError, match=r"a chunk would decompress to 4\d{7} bytes \(more than 16777216\)"):
+    counted = r"4\d{7}" if sized else r"\d{8}"
+    with pytest.raises(ValueError, match=rf"a chunk would decompress to at least {counted} bytes \(more than 16777216\)"):
         next(read_bag(path))
+
+
+def test_a_bag_cut_short_in_its_summary_is_refused_in_words(tmp_path):
+    """A bag cut anywhere in its last bytes (the summary section, its offsets, the footer): the mcap
+    reader raised struct.error at some of those lengths ("unpack requires a buffer of 8 bytes"),
+    which came out of the offline CLI and play_bag as a traceback, exit 1. Each is one ValueError
+    that says the file is not a complete MCAP file."""
+    messages = _sample_messages()
+    whole = tmp_path / "whole.mcap"
+    with BagWriter(whole) as writer:
+        for k, (topic, msg) in enumerate(messages.items()):
+            writer.write(topic, msg, log_time_ns=1_000 + k)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mcap"
+    for length in range(len(data) - 160, len(data)):
+        cut.write_bytes(data[:length])
+        with pytest.raises(ValueError, match="not a complete MCAP file|no MCAP summary section"):
+            bag_summary(cut)
 
 
 @pytest.mark.parametrize("compression", ["none", "zstd"])
