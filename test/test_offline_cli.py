@@ -415,6 +415,9 @@ def _npy_stating(shape) -> bytes:
     ("single_array", "a single array, not an .npz archive"),
     ("array_stating_2e40_values", "an array states more data than the file holds"),
     ("complex_pixels", "pixels holds complex128"),                     # the imaginary parts were dropped
+    # a 52 kB clip of 500,000 people took 30 s and 2.4 GB, every one of them then dropped
+    ("people_past_the_lifter_s_most", "pixels has 100000 people a frame, more than the lifter lifts in one (1024)"),
+    ("ids_of_a_megabyte", "ids hold strings of up to 1000000 characters, more than 256"),
 ])
 def test_a_clip_that_is_no_clip_is_one_line_and_exit_2(tmp_path, capsys, problem, expected):
     import zipfile
@@ -437,6 +440,15 @@ def test_a_clip_that_is_no_clip_is_one_line_and_exit_2(tmp_path, capsys, problem
             archive.writestr("pixels.npy", _npy_stating((2**40, 2, 17, 2)))
     elif problem == "complex_pixels":
         _clip_file(path, pixels=clip.pixels.astype(complex))
+    elif problem == "people_past_the_lifter_s_most":
+        many = 100_000
+        np.savez_compressed(path, pixels=np.zeros((1, many, 17, 2), np.int8), scores=np.zeros((1, many, 17), np.int8),
+                            truth_camera_m=np.zeros((1, many, 17, 3), np.int8), ids=np.zeros(many, np.int8),
+                            camera_matrix=clip.camera_matrix, image_size=np.array(clip.image_size),
+                            layout=np.array(clip.layout))
+        assert path.stat().st_size < 1 << 20
+    elif problem == "ids_of_a_megabyte":
+        _clip_file(path, ids=np.array(["a" * 1_000_000, "b"]))
     assert offline([str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-video"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err) and err[-1].startswith(f"offline: error: {path}: not a clip"), err

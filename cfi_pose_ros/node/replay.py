@@ -22,6 +22,8 @@ from visualization_msgs.msg import MarkerArray
 from cfi_pose_ros.camera import LensDistortion
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, HumanPose3DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import LAYOUT_IDS, stamp_ns
+from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+from cfi_pose_ros.pipeline import MAX_TRACK_ID_LENGTH
 from cfi_pose_ros.skeleton import LAYOUTS
 
 DEFAULT_CLIP = Path(__file__).resolve().parents[1] / "data" / "demo_clip_h36m_s9.npz"
@@ -29,6 +31,10 @@ DEFAULT_CLIP = Path(__file__).resolve().parents[1] / "data" / "demo_clip_h36m_s9
 # member is never read past the size the archive states for it, so this bounds what loading costs
 # (an archive of a few MB can state gigabytes of zeros).
 MAX_CLIP_BYTES = 1 << 30
+# Most people in a clip's frame: the most the lifter lifts in one (its max_people's bound). Each person
+# of each frame becomes 17 message objects: a 52 kB clip of one frame of 500,000 people (int8 zeros,
+# far under MAX_CLIP_BYTES) took the offline CLI 30 s and 2.4 GB, and all of them were then dropped.
+MAX_CLIP_PEOPLE = PARAMETERS_BY_NAME["max_people"].max_value
 
 
 @dataclass
@@ -82,6 +88,8 @@ def _clip_problem(arrays: dict[str, np.ndarray]) -> str | None:
     if pixels.ndim != 4 or pixels.shape[2:] != (joints, 2):
         return f"pixels has shape {pixels.shape}, expected (frames, people, {joints}, 2) for {layout}"
     frames, people = pixels.shape[:2]
+    if people > MAX_CLIP_PEOPLE:
+        return f"pixels has {people} people a frame, more than the lifter lifts in one ({MAX_CLIP_PEOPLE})"
     for name, shape, kinds in (("pixels", pixels.shape, "fiu"), ("scores", (frames, people, joints), "fiu"),
                                ("truth_camera_m", (frames, people, joints, 3), "fiu"), ("ids", (people,), "iuU"),
                                ("camera_matrix", (3, 3), "fiu"), ("image_size", (2,), "iu")):
@@ -89,6 +97,9 @@ def _clip_problem(arrays: dict[str, np.ndarray]) -> str | None:
             return f"{name} has shape {arrays[name].shape}, expected {shape} (pixels: {pixels.shape})"
         if arrays[name].dtype.kind not in kinds:
             return f"{name} holds {arrays[name].dtype}"
+    if arrays["ids"].dtype.kind == "U" and arrays["ids"].dtype.itemsize // 4 > MAX_TRACK_ID_LENGTH:
+        # copied into every frame's message: ids of megabytes each, as the lifter would drop them
+        return f"ids hold strings of up to {arrays['ids'].dtype.itemsize // 4} characters, more than {MAX_TRACK_ID_LENGTH}"
     if not all(0 <= size < 2**32 for size in arrays["image_size"].tolist()):
         return f"image_size {arrays['image_size'].tolist()} is no image size in pixels"
     return None
