@@ -38,6 +38,10 @@ MAX_SIZE = 2**63          # torch's sizes are int64; a bigger int is no size (an
 # A weights config is a few kB (architecture, training record, metrics); more is no config, and
 # reading it whole first would take all the memory a big (or sparse: free on disk) file asks for.
 MAX_CONFIG_BYTES = 16 << 20
+# Largest tensor-file header read (its JSON of names, shapes and offsets). The packaged weights' are
+# 18 kB (3 blocks); safetensors itself reads up to 100 MB, and parsing 37 MB of header (580,000 empty
+# tensors padding a file that claims 10,000 blocks) took 2.5 s and 800 MB before any check.
+MAX_HEADER_BYTES = 1 << 20
 
 
 def resolve_weights(value: str) -> str:
@@ -46,7 +50,8 @@ def resolve_weights(value: str) -> str:
     if not value:
         return str(DEFAULT_WEIGHTS)
     if "/" in value or "." in value:
-        return value
+        # `weights: ~/models/cfi.safetensors` in a parameters file: ROS passes the ~ on as it is
+        return os.path.expanduser(value)
     bundled = DEFAULT_WEIGHTS.with_name(value + ".safetensors")
     return str(bundled) if bundled.is_file() else value
 
@@ -233,11 +238,20 @@ def config_value_problem(config: CFIConfig) -> str | None:
 
 
 def expected_shapes(config: CFIConfig) -> dict[str, tuple[int, ...]]:
-    """Every tensor ``CFINet(config)`` holds, with its shape, without allocating it (meta device)."""
+    """Every tensor ``CFINet(config)`` holds, with its shape, without allocating it: a model of at
+    most two blocks on the meta device, and its second block's tensors named for every block past
+    it. Even a meta-device model of N blocks costs 5 ms and 0.25 MB a block: a JSON of depth 10,000
+    beside a header padded with empty tensors took 45 s and 2.5 GB to be refused."""
     import torch
+    from dataclasses import replace
 
     with torch.device("meta"):
-        return {k: tuple(v.shape) for k, v in CFINet(config).state_dict().items()}
+        built = {k: tuple(v.shape) for k, v in CFINet(replace(config, depth=min(config.depth, 2))).state_dict().items()}
+    if config.depth <= 2:
+        return built
+    block = {k[len("blocks.1."):]: shape for k, shape in built.items() if k.startswith("blocks.1.")}
+    return {**{k: shape for k, shape in built.items() if not k.startswith("blocks.")},
+            **{f"blocks.{b}.{name}": shape for b in range(config.depth) for name, shape in block.items()}}
 
 
 def _beyond_the_file(config: CFIConfig, header: dict[str, tuple[tuple[int, ...], str]]) -> str | None:
@@ -254,7 +268,7 @@ def _beyond_the_file(config: CFIConfig, header: dict[str, tuple[tuple[int, ...],
         if width > largest:
             return f"{name} {width} is more than the largest tensor in the file holds ({largest} values)"
     one, two = (len(expected_shapes(replace(config, depth=d))) for d in (1, 2))
-    needed = one + (config.depth - 1) * (two - one)
+    needed = one + (config.depth - 1) * (two - one)      # counted before expected_shapes names them all
     if needed > len(header):
         return f"depth {config.depth} needs {needed} tensors, the file has {len(header)}"
     return None
@@ -265,6 +279,14 @@ def _read_header(tensors_path: Path) -> tuple[dict[str, tuple[tuple[int, ...], s
     (no tensor data read)."""
     from safetensors import SafetensorError, safe_open
 
+    try:
+        with open(tensors_path, "rb") as f:
+            stated = int.from_bytes(f.read(8), "little")
+    except OSError as exc:
+        raise WeightsError(f"{tensors_path}: cannot read ({exc.strerror or exc})") from exc
+    if stated > MAX_HEADER_BYTES:
+        raise WeightsError(f"{tensors_path}: a header of {stated} bytes, more than {MAX_HEADER_BYTES} (the packaged "
+                           "weights' is 18 kB): not a weights file of this package")
     try:
         # numpy, not torch: torch maps the whole file into memory first, and a header that declares a
         # 64 GiB tensor ended in an uncaught "unable to mmap" RuntimeError

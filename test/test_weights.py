@@ -359,6 +359,32 @@ def test_a_config_bigger_than_its_tensor_file_fails_at_once(saved, edit, message
     assert re.search(message, error), error
 
 
+def test_a_tensor_header_past_a_megabyte_is_refused_before_it_is_parsed(saved):
+    """safetensors parses headers of up to 100 MB: 37 MB of empty tensors padding a file whose JSON
+    claims 10,000 blocks took 2.5 s and 800 MB before any check, and building the shapes of that
+    model 45 s and 2.5 GB in all. A header is refused past 1 MiB (the packaged weights' are 18 kB)."""
+    import struct
+
+    _, path = saved
+    raw = path.read_bytes()
+    length = struct.unpack("<Q", raw[:8])[0]
+    header = raw[8:8 + length] + b" " * (1 << 20)         # JSON whitespace: safetensors reads it as before
+    path.write_bytes(struct.pack("<Q", len(header)) + header + raw[8 + length:])
+    with pytest.raises(WeightsError, match=rf"a header of {len(header)} bytes, more than 1048576"):
+        load_weights(path)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 5])
+def test_expected_shapes_name_every_block_as_the_model_does(depth):
+    """expected_shapes builds at most two blocks and names the rest after the second."""
+    from cfi_pose_ros.weights import expected_shapes
+
+    config = replace(CONFIG, depth=depth)
+    with torch.device("meta"):
+        built = {k: tuple(v.shape) for k, v in CFINet(config).state_dict().items()}
+    assert expected_shapes(config) == built
+
+
 @pytest.mark.parametrize("name, record_name", [("cfi_h36m", "S9_gt2d_all_frames"),
                                                ("cfi_h36m_d128", "S9_gt2d_all_frames"),
                                                ("cfi_h36m_wide", "S9_gt2d_all_frames_flip_test_reference_view")])
@@ -410,7 +436,7 @@ def test_the_default_weights_meet_the_s9_target_as_the_node_ships_them():
     assert h36m[f"S9_gt2d_all_frames{flip}_reference_view"]["mpjpe_mm"] > record["mpjpe_mm"]
 
 
-def test_weights_setting_resolves_bundled_names_and_keeps_paths(tmp_path):
+def test_weights_setting_resolves_bundled_names_and_keeps_paths(tmp_path, monkeypatch):
     from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
     from cfi_pose_ros.weights import DEFAULT_WEIGHTS, resolve_weights
 
@@ -420,6 +446,9 @@ def test_weights_setting_resolves_bundled_names_and_keeps_paths(tmp_path):
     assert resolve_weights("cfi_h36m") == str(DEFAULT_WEIGHTS.with_name("cfi_h36m.safetensors"))
     for as_given in ("no_such_bundle", "cfi_h36m_d128.safetensors", str(tmp_path / "cfi_h36m_d128"), "./cfi_h36m"):
         assert resolve_weights(as_given) == as_given           # a path stays a path, even a missing one
+    # ROS passes `weights: ~/models/cfi.safetensors` on as written: it was "weights file missing"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_weights("~/models/cfi.safetensors") == str(tmp_path / "models" / "cfi.safetensors")
     options = lifter_options(lambda name: "cfi_h36m_d128" if name == "weights" else PARAMETERS_BY_NAME[name].default)
     assert options["weights"] == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_d128.safetensors"))
 
