@@ -7,6 +7,7 @@ pixels with the origin at the image's top-left corner.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,6 +219,16 @@ H36M_PERSON_SCALE_RANGE = (0.1347, 0.2841)
 PELVIS_AND_HIPS = [H36M_17.index(name) for name in ("pelvis", "right_hip", "left_hip")]
 
 
+def _finite_float(value: int | float) -> bool:
+    """Whether a number is a finite float64. Not np.isfinite: JSON's 10**400 is a Python int that
+    numpy's ufunc refuses with a TypeError ("ufunc 'isfinite' not supported"), which became the
+    weights file's error message."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 @dataclass(frozen=True)
 class LifterInputDomain:
     """Where the people a lifter's weights learned from stood, as the lifter's input shows them:
@@ -233,9 +244,9 @@ class LifterInputDomain:
         (low_x, low_y), (high_x, high_y) = self.pelvis_angles_deg
         low, high = self.person_scale_range
         angles, scales = (low_x, low_y, high_x, high_y), (low, high)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite_float(v)
                    for v in angles + scales):
-            raise ValueError(f"input domain: every bound must be a finite number, got {self}")
+            raise ValueError(f"input domain: every bound must be a finite number, got {self!r:.160}")
         if not (-80.0 <= low_x <= high_x <= 80.0 and -80.0 <= low_y <= high_y <= 80.0):
             raise ValueError(f"input domain: pelvis angles {self.pelvis_angles_deg} must be "
                              "((low_x, low_y), (high_x, high_y)) with low <= high, within 80 degrees of the axis")

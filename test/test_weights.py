@@ -516,6 +516,8 @@ def test_an_input_domain_travels_with_the_weights_and_a_bad_one_is_refused(saved
     config = json.loads(config_path.read_text())
     for bad, message in ((dict(config["input_domain"], person_scale_range=[0.6, 0.05]), "0 < low < high"),
                          (dict(config["input_domain"], person_scale_range=[0.05, float("inf")]), "finite"),
+                         # an int past float64's range: numpy's "ufunc 'isfinite' not supported" was the message
+                         (dict(config["input_domain"], person_scale_range=[0.05, 10**400]), "finite number"),
                          (dict(config["input_domain"], pelvis_angles_deg=[[-95, -20], [30, 15]]), "80 degrees"),
                          (dict(config["input_domain"], pelvis_angles_deg=[[-30, "-20"], [30, 15]]), "finite number"),
                          (dict(config["input_domain"], pelvis_angles_deg=[-30, 30]), r"\[\[low_x"),
