@@ -529,3 +529,78 @@ def test_a_missing_data_file_says_where_the_data_can_be_given(tmp_path):
     with pytest.raises(DatasetError) as error:
         load_cameras(unreadable)
     assert "CFI_H36M_DIR" not in str(error.value)
+
+
+def npz_with_member(path: Path, member: bytes, compression=None) -> Path:
+    """``path`` holding ``positions_3d.npy`` = ``member`` stored as is; ``compression`` (a zip
+    method number) or ``"encrypted"`` patched into its local and central headers afterwards."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("positions_3d.npy", member)
+    data = bytearray(path.read_bytes())
+    for signature, flags_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        at = data.index(signature)
+        if compression == "encrypted":
+            data[at + flags_at] |= 1
+        elif compression is not None:
+            data[at + method_at:at + method_at + 2] = struct.pack("<H", compression)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def pickled_member(pickle_bytes: bytes) -> bytes:
+    """A .npy of a 0-d object array whose pickle is ``pickle_bytes``."""
+    import io
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|O", "fortran_order": False, "shape": ()})
+    return header.getvalue() + pickle_bytes
+
+
+def a_good_member() -> bytes:
+    import io
+
+    member = io.BytesIO()
+    np.save(member, np.array({"S1": {"Walking": np.zeros((2, 17, 3))}}, dtype=object), allow_pickle=True)
+    return member.getvalue()
+
+
+@pytest.mark.parametrize("member, compression, reason", [
+    (b"hello world, not npy", None, "the magic string is not correct"),                  # ValueError
+    (b"", None, "EOF: reading magic string"),                                           # ValueError
+    (b"\x93NUMPY\x09\x00\x10\x00{'descr': 5}    \n", None, "'positions_3d' is .npy format version 9.0"),
+    (pickled_member(b"\x80\x02cnumpy\ndtype\nX\x03\x00\x00\x00zzz\x85R."), None,       # TypeError
+     "data type 'zzz' not understood"),
+    (pickled_member(b"\x80\x02cnumpy._core.multiarray\n_reconstruct\nK\x01\x85R."), None,  # TypeError
+     "_reconstruct() takes exactly 3 arguments"),
+    (pickled_member(b"\x80\x02cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"
+                    b"(K\x01K\x05\x85cnumpy\ndtype\nX\x02\x00\x00\x00f8\x85R\x89C\x00tb."), None,
+     "buffer size does not match array size"),                                          # ValueError
+    (a_good_member(), 99, "That compression method is not supported"),                  # NotImplementedError
+    (a_good_member(), "encrypted", "is encrypted"),                                     # RuntimeError
+], ids=["npy_magic", "empty_member", "npy_version_9", "unknown_dtype", "reconstruct_args", "setstate_size",
+        "compression_99", "encrypted"])
+def test_a_malformed_npz_is_a_dataset_error_naming_the_file_and_why(tmp_path, member, compression, reason):
+    """ValueError, TypeError, NotImplementedError and RuntimeError from numpy, the unpickler and
+    zipfile went past train.py's one-line errors as tracebacks."""
+    path = npz_with_member(tmp_path / "data_3d_h36m.npz", member, compression)
+    with pytest.raises(DatasetError) as error:
+        load_poses_3d(path)
+    text = str(error.value)
+    assert text.startswith(f"{path}: ") and reason in text and "\n" not in text, text
+
+
+def test_the_training_cli_names_a_malformed_npz_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = npz_with_member(tmp_path / "data_3d_h36m.npz", a_good_member(), 99)
+    run = subprocess.run([sys.executable, "-P", "-m", "training.train", "--data-3d", str(path), "--cameras",
+                          str(tmp_path / "cameras.json"), "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    assert run.stderr == (f"error: {path}: not a dataset file this loader reads (That compression method is "
+                          f"not supported)\n"), run.stderr
+    assert "Traceback" not in run.stderr + run.stdout

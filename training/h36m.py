@@ -19,8 +19,12 @@ This module only loads and applies the protocol; it does not train or augment.
 from __future__ import annotations
 
 import json
+import lzma
 import pickle
+import struct
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -139,6 +143,24 @@ _ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multi
                   ("numpy", "ndarray"), ("numpy", "dtype")}
 
 
+# What reading a malformed npz raises besides OSError (measured on numpy 2.4, Python 3.11, with the
+# auditor's files and by flipping bytes of a good one): zipfile's BadZipFile, NotImplementedError
+# (compression method 99, "zip file version 12.3"), RuntimeError (an encrypted member), zlib.error and
+# EOFError (a damaged deflated member; lzma.LZMAError for an LZMA one); numpy's ValueError (not .npy
+# magic, an empty member, a bad or short header) and tokenize.TokenError (a header whose braces do not
+# close: numpy re-reads a header it cannot parse with tokenize); the unpickler's UnpicklingError, OverflowError
+# ("BINUNICODE exceeds system's maximum size"), MemoryError (a length field flipped to exabytes; an array
+# shape of 2**63 - 1) and, from numpy's reconstruction functions fed wrong arguments, TypeError
+# (``_reconstruct`` with one argument, dtype 'zzz'), ValueError (a buffer of the wrong size),
+# AttributeError and SystemError ("error return without exception set"); and what the pickle docs
+# add (ImportError, IndexError, KeyError) and struct.error. Each was a traceback out of train.py,
+# which reports a DatasetError in one line. The try holds nothing but the reading of the file, so
+# each names a fault of the file, not of this code.
+_MALFORMED = (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError, EOFError,
+              ValueError, pickle.UnpicklingError, OverflowError, MemoryError, TypeError, AttributeError,
+              SystemError, ImportError, IndexError, KeyError, struct.error, tokenize.TokenError)
+
+
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _ARRAY_GLOBALS:
@@ -150,8 +172,8 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
 def load_pickled_entry(path: str | Path, key: str):
     """The pickled object stored as ``key`` in an npz (``np.savez(path, key=dict)``), built by an
     unpickler that refuses every global but numpy's array reconstruction: ``np.load(...,
-    allow_pickle=True)`` would run whatever code a hostile file names. ValueError (naming the file)
-    for a file that is no such npz."""
+    allow_pickle=True)`` would run whatever code a hostile file names. DatasetError (naming the file
+    and what is wrong with it) for a file that is no such npz."""
     try:
         with zipfile.ZipFile(path) as archive:
             member = key + ".npy"
@@ -160,16 +182,22 @@ def load_pickled_entry(path: str | Path, key: str):
                 raise DatasetError(f"{path}: no {key!r} entry (found {found})")
             with archive.open(member) as f:
                 version = np.lib.format.read_magic(f)
+                if version not in ((1, 0), (2, 0), (3, 0)):
+                    raise DatasetError(f"{path}: {key!r} is .npy format version {version[0]}.{version[1]}, "
+                                       f"not 1.0, 2.0 or 3.0")
                 read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                else np.lib.format.read_array_header_2_0)
                 shape, _, dtype = read_header(f)
                 if dtype != np.dtype(object) or shape != ():
                     raise DatasetError(f"{path}: {key!r} is a {dtype} array of shape {shape}, not a pickled object")
                 stored = _ArraysOnlyUnpickler(f).load()        # numpy pickles the 0-d object array itself
+    except DatasetError:                   # a ValueError, already naming the file
+        raise
     except OSError as exc:
         raise DatasetError(_unreadable(path, exc)) from None
-    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError) as exc:
-        raise DatasetError(f"{path}: not a dataset file this loader reads ({exc})") from exc
+    except _MALFORMED as exc:
+        raise DatasetError(f"{path}: not a dataset file this loader reads "
+                           f"({str(exc) or exc.__class__.__name__})") from exc
     if not (isinstance(stored, np.ndarray) and stored.shape == () and stored.dtype == object):
         raise DatasetError(f"{path}: {key!r} holds a {type(stored).__name__}, not a pickled object array")
     return stored.item()
