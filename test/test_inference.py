@@ -239,6 +239,27 @@ def test_corrupted_cached_onnx_is_exported_again(tmp_path, small):
     assert float(np.abs(second.lift(keypoints) - eager(model, keypoints)).max()) < ATOL
 
 
+def test_a_cached_onnx_that_onnxruntime_cannot_load_is_exported_again(tmp_path, small):
+    """Garbage under a sidecar that records its SHA-256 passed the cache's checks, and the
+    InvalidProtobuf of making the session ended `offline --backend onnxruntime` at every start."""
+    model, weights, _ = small
+    first = create_lifter(weights, backend="onnxruntime", cache_dir=tmp_path, threads=1)
+    path = Path(first.describe()["onnx"])
+    garbage = np.random.default_rng(0).bytes(5000)
+    path.write_bytes(garbage)
+    sidecar = json.loads(cache.sidecar_path(path).read_text())
+    sidecar["sha256"] = hashlib.sha256(garbage).hexdigest()
+    cache.sidecar_path(path).write_text(json.dumps(sidecar))
+    assert cache.load(path, sidecar["fields"])[0] == garbage             # what the lifter is given
+    lines = []
+    second = create_lifter(weights, backend="onnxruntime", cache_dir=tmp_path, threads=1, log=lines.append)
+    assert any("cached export cannot be loaded" in line and "INVALID_PROTOBUF" in line for line in lines), lines
+    assert second.describe()["onnx"] == str(path)
+    assert path.read_bytes() != garbage and cache.load(path, sidecar["fields"])[0] == path.read_bytes()
+    keypoints = realistic_inputs(4)
+    assert float(np.abs(second.lift(keypoints) - eager(model, keypoints)).max()) < ATOL
+
+
 def test_an_fp16_export_of_other_float32_blocks_is_not_served_from_the_cache(tmp_path, small, monkeypatch):
     """FLOAT32_BLOCKS went from 0 to 1 with the same cache key: fp16 exports of the old graph (2.7 mm
     off, against 0.85 mm) went on being loaded, and so would engines and recorded engine failures."""

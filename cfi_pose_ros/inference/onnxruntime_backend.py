@@ -85,14 +85,27 @@ class OnnxRuntimeLifter(Lifter):
             self._session, self.onnx_source = self._make_session(onnx_bytes), "given"
             self.max_abs_diff = self._check(model)
             return
+        # onnxruntime's errors for a file it cannot load, plain Exception subclasses (1.32, with the
+        # cached file replaced: InvalidProtobuf for random bytes or a truncated export,
+        # InvalidArgument for an empty file or a graph without its input, Fail for a graph without
+        # nodes or of opset 99)
+        from onnxruntime.capi.onnxruntime_pybind11_state import (Fail, InvalidArgument, InvalidGraph,
+                                                                 InvalidProtobuf, NotImplemented)
+
         data, self.onnx_source = exported_onnx(model, weights_sha256, cache_dir, precision, log)
-        self._session = self._make_session(data)
         try:
+            self._session = self._make_session(data)
             self.max_abs_diff = self._check(model)
-        except ReferenceMismatch as exc:
+        except (ReferenceMismatch, InvalidProtobuf, InvalidArgument, InvalidGraph, Fail, NotImplemented) as exc:
+            # a cached file onnxruntime cannot load (garbage under a sidecar that matches it: an
+            # InvalidProtobuf traceback ended `offline --backend onnxruntime` at every start) is a
+            # stale entry like one that fails the check; a fresh export failing too raises from the
+            # second try
             if self.onnx_source == "memory":
                 raise
-            log(f"onnxruntime: cached export failed the reference check ({exc}); exporting again")
+            problem = "failed the reference check" if isinstance(exc, ReferenceMismatch) else "cannot be loaded"
+            reason = (str(exc).splitlines() or [exc.__class__.__name__])[0]    # Fail's quotes C++ over lines
+            log(f"onnxruntime: cached export {problem} ({reason}); exporting again")
             data, self.onnx_source = exported_onnx(model, weights_sha256, cache_dir, precision, log, refresh=True)
             self._session = self._make_session(data)
             self.max_abs_diff = self._check(model)
