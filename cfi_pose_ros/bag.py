@@ -19,7 +19,6 @@ import argparse
 import importlib
 import os
 import re
-import stat
 import struct
 import sys
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from cfi_pose_ros.cdr import encapsulation_problem
+from cfi_pose_ros.files import open_regular_file
 
 __all__ = ["BagWriter", "BagMessage", "read_bag", "bag_summary", "message_definition", "type_name",
            "message_class", "playback_offsets"]
@@ -282,11 +282,6 @@ def _chunk_heads(f, summary) -> Iterator[tuple[str, int, bytes]]:
                 yield record.compression, record.uncompressed_size, record.data if needed else record.data[:32]
 
 
-def special_file_kind(mode: int) -> str:
-    """What a path of ``mode`` (``os.stat``'s) that is no regular file is, for a message."""
-    return "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a device or socket"
-
-
 def is_recorded_folder(path: str | Path) -> bool:
     """Whether ``path`` is a folder ``ros2 bag record`` wrote (its ``metadata.yaml`` beside the files)."""
     path = Path(path)
@@ -323,18 +318,8 @@ def bag_files(path: str | Path) -> list[Path]:
 def _open_bag(path: str | Path):
     """The bag file, opened for reading, or ``ValueError`` for a path that is no regular file. MCAP
     is read by seeking to its summary at the end, which a FIFO or a device cannot do, and opening a
-    FIFO waits for a writer: ``play_bag`` on one hung, deaf to SIGTERM. Opened without blocking,
-    then checked, so nothing waits."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        mode = os.fstat(descriptor).st_mode
-        if not stat.S_ISREG(mode):
-            raise ValueError(f"{path}: {special_file_kind(mode)}, not an MCAP file (a bag is read by seeking to its end)")
-        os.set_blocking(descriptor, True)
-        return os.fdopen(descriptor, "rb")
-    except BaseException:
-        os.close(descriptor)
-        raise
+    FIFO waits for a writer: ``play_bag`` on one hung, deaf to SIGTERM (see open_regular_file)."""
+    return open_regular_file(path, "not an MCAP file (a bag is read by seeking to its end)")
 
 
 def read_bag(path: str | Path, topics: Iterable[str] | None = None,

@@ -47,11 +47,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
+if __name__ == "__main__":
+    # a codec that crashes on a bag's image says where; a stop signal during the imports below
+    # (numpy, then rclpy, torch) ends the command in one line, 130 or 143, until main() takes over
+    from cfi_pose_ros.node.startup import exit_quietly_on_stop_signals, tell_where_a_crash_happened
+    tell_where_a_crash_happened()
+    exit_quietly_on_stop_signals("offline")
 
-from cfi_pose_ros.camera import DISTORTION_COEFFICIENTS
-from cfi_pose_ros.params_file import read_params_file
-from cfi_pose_ros.root_solver import validate_camera_matrix
+import numpy as np  # noqa: E402
+
+from cfi_pose_ros.camera import DISTORTION_COEFFICIENTS  # noqa: E402
+from cfi_pose_ros.params_file import read_params_file  # noqa: E402
+from cfi_pose_ros.root_solver import validate_camera_matrix  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 KEYPOINTS_TYPE = "cfi_pose_ros/msg/HumanKeypoints2DArray"
@@ -360,7 +367,7 @@ def _input_problem(path: Path) -> str | None:
     except OSError as exc:                       # missing, a dangling link, a symlink loop
         return f"{path}: {exc.strerror}"
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        from cfi_pose_ros.bag import special_file_kind
+        from cfi_pose_ros.files import special_file_kind
 
         return f"{path}: {special_file_kind(mode)}, not a file or folder"
     return None
@@ -512,6 +519,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     say = log or _say
     started = time.perf_counter()
     bar = tqdm(total=source.frames, unit="frame", desc="lifting", disable=not progress, file=sys.stderr)
+    _STOP.writing()
     with BagWriter(out_bag) as writer:
         for item in source.items(False):
             _STOP.at_frame_boundary()
@@ -756,10 +764,14 @@ class _StopBetweenFrames:
     """SIGINT and SIGTERM during a pass: a ``KeyboardInterrupt(signum)`` at the next frame the pass
     takes, not wherever the signal lands. Raised inside rclpy's deserializer calling back into
     Python, it came out as pybind11's ``TypeError`` (a traceback and exit 1, in a CI run). A second
-    signal raises at once (a pass still loading its models takes a second Ctrl-C). Once the pass is
-    ending, further signals are ignored: one raised inside the bag's closing left it without its
-    summary, unreadable, and one after ``main`` put back the default handlers ended the process
-    in a KeyboardInterrupt (exit -2) after "offline: interrupted"."""
+    signal raises at once. Once the pass is ending, further signals are ignored: one raised inside
+    the bag's closing left it without its summary, unreadable, and one after ``main`` put back the
+    default handlers ended the process in a KeyboardInterrupt (exit -2) after "offline: interrupted".
+
+    Until the output bag is opened (:meth:`writing`) nothing needs closing, and a signal ends the
+    process at once, as :func:`cfi_pose_ros.node.startup.exit_quietly_on_stop_signals` does before
+    the imports: it was only remembered for a first frame still far off, so a SIGTERM (``timeout``)
+    did not end a pass loading its models, or one hung opening its inputs (a --params-file FIFO)."""
 
     def __init__(self):
         self.reset()
@@ -767,10 +779,21 @@ class _StopBetweenFrames:
     def reset(self) -> None:
         self.pending: int | None = None
         self.ending = False
+        self.loading = True
+
+    def writing(self) -> None:
+        """The output bag is about to be opened: from now on a signal waits for a frame boundary."""
+        self.loading = False
 
     def request(self, signum, frame) -> None:
         if self.ending:
             return
+        if self.loading:
+            self.ending = True
+            if __name__ == "__main__":       # the command: out at once, in one line (a cache lock: the kernel's)
+                os.write(2, b"offline: interrupted\n")
+                os._exit(128 + signum)
+            raise KeyboardInterrupt(signum)  # main() called from Python: the caller's to handle
         if self.pending is not None:
             self.ending = True
             raise KeyboardInterrupt(signum)
@@ -925,6 +948,4 @@ def _run(args) -> int:
 
 
 if __name__ == "__main__":
-    from cfi_pose_ros.node.startup import tell_where_a_crash_happened
-    tell_where_a_crash_happened()           # a codec that crashes on a bag's image says where
     sys.exit(main())

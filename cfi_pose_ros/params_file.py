@@ -26,10 +26,13 @@ def read_params_file(path: str | Path | None, node_name: str) -> dict:
         return {}
     import yaml
 
+    from cfi_pose_ros.files import open_regular_file
+
     try:
-        # Streamed, as rcl reads it: /dev/zero or a binary file stops at its first character YAML
-        # refuses, instead of being read whole into memory first (/dev/zero: never ending).
-        with open(path, "rb") as stream:
+        # Streamed, as rcl reads it: a binary file stops at its first character YAML refuses,
+        # instead of being read whole into memory first. A regular file only: a FIFO hung offline
+        # in open(), waiting for a writer, and one SIGTERM did not end it; /dev/zero never ended.
+        with open_regular_file(path, "not a parameters file") as stream:
             data = yaml.load(stream, Loader=_params_file_loader())
     except (yaml.YAMLError, RecursionError) as exc:
         raise ValueError(f"{path}: not a parameters file rcl can parse ({' '.join(str(exc).split())})") from exc
@@ -80,7 +83,13 @@ def _params_file_loader():
             self.flatten_mapping(node)
             mapping = {}
             for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else self.construct_object(key_node, deep)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    # rcl refuses the file ("Sequences cannot be key"); read here, `? [a, b]` ended
+                    # offline in a TypeError traceback (unhashable type: 'list')
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"a {'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'} as a "
+                        "key: rcl's keys are node, namespace and parameter names", key_node.start_mark)
+                key = key_node.value
                 _set_merged(mapping, key, self.construct_object(value_node, deep=True))   # whole, to be merged
             return mapping
 
@@ -151,6 +160,14 @@ def _dotted(parameters: dict, path, prefix: str = "") -> dict:
             raise ValueError(f"{path}: parameter {prefix}{key} has no value")
         elif value == []:
             continue            # rcl gives an empty array no value: the parameter keeps its default
+        elif isinstance(value, list) and any(isinstance(item, (list, dict)) for item in value):
+            # No ROS parameter type: rcl refuses `v: [[1], [2]]` ("Sequences cannot be key") and
+            # misreads others (`v: [{a: 1}]` as a parameter v.a: [1], `v: [[1]]` as v: [1]); read
+            # here, `weights: [{a: 1}]` ended offline in an IndexError traceback
+            raise ValueError(f"{path}: parameter {prefix}{key} is an array of "
+                             f"{'arrays' if any(isinstance(item, list) for item in value) else 'mappings'}: a ROS "
+                             "parameter array holds booleans, integers, doubles or strings (rcl refuses such a "
+                             "file or misreads it)")
         elif isinstance(value, list) and len({type(item) for item in value}) > 1:
             raise ValueError(f"{path}: parameter {prefix}{key} is an array of mixed types "
                              f"({', '.join(sorted({type(item).__name__ for item in value}))}), which rcl refuses")

@@ -6,7 +6,9 @@ parallel runs and other projects never see each other's traffic.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -94,3 +96,19 @@ def clip() -> dict:
 @pytest.fixture(scope="session")
 def python_exe() -> str:
     return sys.executable
+
+
+@contextlib.contextmanager
+def no_longer_than(seconds: int, what: str):
+    """Fail (``TimeoutError``) where the body still runs after ``seconds``: a call that waits on a FIFO
+    for a writer blocks in ``open()``, and SIGALRM's exception ends the wait instead of the suite's."""
+    def expire(signum, frame):
+        raise TimeoutError(f"{what}: still waiting after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -421,6 +421,51 @@ def test_engine_cache_never_loads_a_mismatched_or_corrupted_file(tmp_path):
         assert cache.load(path, fields)[0] is None
 
 
+def test_a_cache_entry_that_is_no_regular_file_is_one_that_does_not_match(tmp_path):
+    """An engine cache whose sidecar (``<onnx>.json``) was a FIFO hung the lifter 11 minutes in
+    read_text(), waiting for a writer; a failure record that was one would have too. Now such an
+    entry is not there (said as the reason), and storing renames a regular file over it."""
+    import os
+
+    from conftest import no_longer_than
+
+    fields = engine_key_fields(**BASE_KEY)
+    path = cache.cache_path(tmp_path, fields, ".engine")
+    cache.store(path, b"plan bytes", fields)
+    good_sidecar = cache.sidecar_path(path).read_bytes()
+    cache.sidecar_path(path).unlink()
+    os.mkfifo(cache.sidecar_path(path))
+    os.mkfifo(cache.failure_path(path))
+    with no_longer_than(20, "loading an engine whose sidecar is a FIFO"):
+        assert cache.load(path, fields) == (None, f"sidecar {cache.sidecar_path(path).name} is a FIFO")
+        assert cache.load_failure(path, fields) is None
+    cache.store(path, b"plan bytes", fields)
+    cache.store_failure(path, fields, "a reason")
+    assert cache.sidecar_path(path).read_bytes() == good_sidecar and cache.load(path, fields) == (b"plan bytes", "")
+    assert cache.load_failure(path, fields)["reason"] == "a reason"
+    cache.sidecar_path(path).unlink()
+    cache.sidecar_path(path).mkdir()               # a folder in its place: no match, and no rename over it
+    assert cache.load(path, fields) == (None, f"sidecar {cache.sidecar_path(path).name} is a directory")
+
+
+def test_onnx_export_replaces_a_sidecar_that_is_a_fifo(tmp_path, small):
+    """The auditor's case: the ONNX export's sidecar replaced by a FIFO; the lifter waited on it."""
+    import os
+
+    from conftest import no_longer_than
+
+    _, weights, _ = small
+    first = create_lifter(weights, backend="onnxruntime", cache_dir=tmp_path, threads=1, log=lambda *_: None)
+    sidecar = cache.sidecar_path(Path(first.describe()["onnx"]))
+    sidecar.unlink()
+    os.mkfifo(sidecar)
+    lines = []
+    with no_longer_than(120, "creating a lifter whose cached ONNX sidecar is a FIFO"):
+        create_lifter(weights, backend="onnxruntime", cache_dir=tmp_path, threads=1, log=lines.append)
+    assert any(f"sidecar {sidecar.name} is a FIFO; exporting" in line for line in lines), lines
+    assert sidecar.is_file()
+
+
 # ----------------------------------------------------------------- create_lifter: names, errors, auto
 @pytest.mark.parametrize("policy, allow, force_stop", [("run", "1", "1"), ("off", "0", "0"),
                                                        ("always", "1", "0")])

@@ -189,28 +189,34 @@ def test_a_section_given_twice_in_a_parameters_file_is_read_as_rcl_merges_it(ros
     assert reported == ["/people_2d", "robot_", True]          # rcl's reading, for comparison
 
 
+def _rcl_reading(path):
+    """What rcl gives the node /robot1/cfi_pose_lifter from the parameters file ``path`` (rclpy
+    parsing it: ``{name: value}``), or "refused"."""
+    import rclpy
+    from rclpy.node import Node
+
+    context = rclpy.Context()
+    try:
+        rclpy.init(args=["--ros-args", "--params-file", str(path)], context=context)
+    except Exception:       # noqa: BLE001 - rcl refuses the file
+        return "refused"
+    try:
+        node = Node("cfi_pose_lifter", namespace="/robot1", context=context)
+        overrides = {name: override.value for name, override in node._parameter_overrides.items()}
+        node.destroy_node()
+        return {name: value.tolist() if hasattr(value, "tolist") else value for name, value in overrides.items()}
+    finally:
+        rclpy.shutdown(context=context)
+
+
 def test_values_are_typed_and_refused_as_rcl_does(ros_env, tmp_path):
     """The reader the launch file and offline use, against rcl itself (rclpy parsing the same file):
     1e400 (strtod overflows) is a string and an integer beyond int64 a double there, where they were
     inf and a Python int here; arrays of mixed types and node names rcl refuses were taken (a
     trailing slash was even applied); an empty array is no value there, an empty list here."""
-    import rclpy
-    from rclpy.node import Node
-
     def rcl_reading(path):
-        context = rclpy.Context()
-        try:
-            rclpy.init(args=["--ros-args", "--params-file", str(path)], context=context)
-        except Exception:       # noqa: BLE001 - rcl refuses the file
-            return "refused"
-        try:
-            node = Node("cfi_pose_lifter", namespace="/robot1", context=context)
-            override = node._parameter_overrides.get("v")
-            node.destroy_node()
-            value = None if override is None else override.value
-            return value.tolist() if hasattr(value, "tolist") else value
-        finally:
-            rclpy.shutdown(context=context)
+        overrides = _rcl_reading(path)
+        return overrides if overrides == "refused" else overrides.get("v")
 
     def our_reading(path):
         try:
@@ -229,6 +235,55 @@ def test_values_are_typed_and_refused_as_rcl_does(ros_env, tmp_path):
         path.write_text(text)
         ours, rcl = our_reading(path), rcl_reading(path)
         assert (type(ours), ours) == (type(rcl), rcl) or (ours != ours and rcl != rcl), (text, ours, rcl)
+
+
+@pytest.mark.parametrize("text, refusal, rcl", [
+    ("? [a, b]\n: 1\n", "a list as a key", "refused"),
+    ("? {a: 1}\n: 1\n", "a mapping as a key", "refused"),
+    ("/**:\n  ros__parameters:\n    ? [v]\n    : 5\n", "a list as a key", "refused"),
+    ("/**:\n  ros__parameters:\n    v: [[1], [2]]\n", "parameter v is an array of arrays", "refused"),
+    ("/**:\n  ros__parameters:\n    v: [{a: 1}]\n", "parameter v is an array of mappings", {"v.a": [1]}),
+    ("/**:\n  ros__parameters:\n    v: [[1]]\n", "parameter v is an array of arrays", {"v": [1]}),
+], ids=["list_key", "mapping_key", "list_key_in_parameters", "array_of_arrays", "array_of_mappings", "array_of_one_array"])
+def test_a_key_or_array_no_ros_parameter_has_is_refused_in_words(ros_env, tmp_path, text, refusal, rcl):
+    """A list or mapping as a key ended the offline CLI (and the launch file) in a TypeError
+    traceback (unhashable type: 'list'), an array of mappings or of arrays in an IndexError from the
+    parameter check. rcl refuses some of these files and misreads the others (``v: [{a: 1}]`` is a
+    parameter ``v.a``): a line saying which parameter and why, here."""
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert _rcl_reading(path) == rcl
+    with pytest.raises(ValueError, match=f"^{path}: .*{refusal}"):
+        read_params_file(path, "robot1/cfi_pose_lifter")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device"])
+def test_a_params_file_that_is_no_regular_file_is_refused_at_once(tmp_path, kind):
+    """--params-file naming a FIFO hung the offline CLI in open(), waiting for a writer, and one
+    SIGTERM did not end it; /dev/zero was parsed to its first byte, a directory was an OSError."""
+    from conftest import no_longer_than
+
+    path = {"fifo": tmp_path / "lift.yaml", "directory": tmp_path, "device": Path("/dev/zero")}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    words = {"fifo": "a FIFO", "directory": "a directory", "device": "a device or socket"}[kind]
+    with no_longer_than(20, f"reading the {kind} {path}"), pytest.raises(
+            ValueError, match=f"^{path}: {words}, not a parameters file$"):
+        read_params_file(path, "cfi_pose_lifter")
+
+
+@pytest.mark.parametrize("declared, value, expected", [
+    ("", [{"a": 1}], "expected a string, got an array of mappings"),
+    ([0], [[1], [2]], "expected an array of integers, got an array of arrays"),
+    ([0.5], [None], "expected an array of doubles, got an array of NoneType values"),
+    ([0.5], [1, 2], "expected an array of doubles, got an array of integers (write [1.0, 2.0])"),
+])
+def test_a_value_of_any_element_type_is_named_in_words(declared, value, expected):
+    """An array of mappings or of arrays (a parameters file's `weights: [{a: 1}]`) ended in an
+    IndexError inside the check that was to name its type."""
+    from cfi_pose_ros.node.parameters import type_problem
+
+    assert type_problem(declared, value) == expected
 
 
 @pytest.mark.parametrize("node_name, name", [("NODE_NAME", "target_frame"), ("NODE_NAME", "tf_prefix"),

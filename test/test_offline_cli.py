@@ -625,7 +625,26 @@ def test_a_params_file_that_never_ends_is_one_line_and_exit_2(ros_env, tmp_path)
                           "--out", str(tmp_path / "out"), "--quiet", "--no-video"],
                          env=ros_env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
-    assert run.stderr.strip().splitlines()[-1].startswith("offline: error: /dev/zero: not a parameters file"), run.stderr
+    # refused before a byte is read since a FIFO hung there (see the test below)
+    assert run.stderr.strip().splitlines()[-1] == "offline: error: /dev/zero: a device or socket, not a parameters file", \
+        run.stderr
+
+
+@pytest.mark.parametrize("flag", ["--params-file", "--detect-params-file"])
+def test_a_params_file_that_is_a_fifo_is_one_line_and_exit_2(ros_env, tmp_path, flag):
+    """--params-file naming a FIFO with no writer hung the offline CLI in open(), and one SIGTERM
+    (timeout's) did not end it: it was only remembered for a first frame that never came."""
+    import os
+    import subprocess
+    import sys
+
+    os.mkfifo(tmp_path / "lift.yaml")
+    run = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.offline", str(tmp_path / "clip.npz"), flag,
+                          str(tmp_path / "lift.yaml"), "--out", str(tmp_path / "out"), "--quiet", "--no-video"],
+                         env=ros_env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines()[-1] == \
+        f"offline: error: {tmp_path / 'lift.yaml'}: a FIFO, not a parameters file", run.stderr
 
 @pytest.mark.parametrize("flags, expected", [
     (["--hfov", "0"], "--hfov must be"), (["--hfov", "180"], "--hfov must be"), (["--hfov", "nan"], "--hfov must be"),

@@ -161,6 +161,32 @@ def test_the_demo_ends_on_a_stop_signal_with_its_node_stopped_and_what_came_back
     assert (out / "demo.mcap").stat().st_size > 0 and not (out / "skeletons.gif").exists()
 
 
+# ------------------------------------------------------------------------------------------ offline
+
+@pytest.mark.parametrize("moment", ["importing numpy", "loading the lifter"])
+@STOP_SIGNALS
+@pytest.mark.ros
+@pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))
+def test_offline_ends_on_a_stop_signal_before_its_first_frame_at_once(ros_env, tmp_path, moment, signum):
+    """offline put its stop request in before anything loaded, so a first signal while it loaded was
+    only remembered for the first frame: a pass loading its models (or hung opening a --params-file
+    FIFO) went on, and wrote a bag, after a SIGTERM; one inside the imports was the default death
+    (-15) or a KeyboardInterrupt traceback. Now it ends there, nothing written."""
+    out, stderr = tmp_path / "out", tmp_path / "stderr"
+    clip = REPO / "cfi_pose_ros" / "data" / "demo_clip_h36m_s9.npz"
+    offline = start_tool(["cfi_pose_ros.offline", str(clip), "--out", str(out), "--quiet",
+                          "--no-video", "--backend", "onnxruntime"], ros_env, stderr)
+    try:
+        wait_until(importing(offline, "_multiarray_umath" if moment == "importing numpy" else "libtorch_cpu"),
+                   offline, moment, stderr)
+        assert stop_and_check(offline, signum, stderr, "offline") == "offline: interrupted"
+    finally:
+        if offline.poll() is None:
+            offline.kill()
+            offline.wait()
+    assert not (out / "lifted.mcap").exists()
+
+
 # --------------------------------------------------------------------------------------- benchmarks
 
 @functools.cache

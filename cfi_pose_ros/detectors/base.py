@@ -137,7 +137,7 @@ def create_session(config: OnnxModelConfig) -> Any:
     except OSError as exc:              # a folder on the way that may not be searched, a symlink loop
         raise DetectorModelError(f"detector model {path}: cannot read ({exc.strerror or exc})") from exc
     if not stat.S_ISREG(mode):          # the models' folder given for the file, a FIFO, a device
-        from cfi_pose_ros.bag import special_file_kind
+        from cfi_pose_ros.files import special_file_kind
 
         raise DetectorModelError(f"detector model {path}: {special_file_kind(mode)}, not an ONNX model file")
     options = ort.SessionOptions()

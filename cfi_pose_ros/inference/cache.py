@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from ..files import NotRegularFileError, open_regular_file
 from ..weights import give_default_mode
 
 CACHE_FORMAT = "cfi_pose_ros.inference-cache/1"
@@ -212,8 +213,8 @@ def store_failure(path: Path, fields: dict, reason: str, extra: dict | None = No
 def load_failure(path: Path, fields: dict) -> dict | None:
     """The failure recorded for exactly ``fields`` at ``path`` (a dict with ``reason``), else ``None``."""
     try:
-        record = json.loads(failure_path(path).read_text())
-    except (OSError, ValueError):
+        record = json.loads(_read_regular(failure_path(path)))
+    except (OSError, ValueError, RecursionError):       # absent, corrupt, or no regular file
         return None
     if not isinstance(record, dict) or record.get("fields") != fields or not isinstance(record.get("reason"), str):
         return None
@@ -225,6 +226,15 @@ def clear_failure(path: Path) -> None:
         failure_path(path).unlink()
 
 
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a cache file, or :class:`NotRegularFileError` (a ``ValueError``) where ``path`` is
+    no regular file: a sidecar replaced by a FIFO hung the lifter in ``read_text()`` 11 minutes,
+    waiting for a writer, before it exported anything. Such an entry is one that does not match:
+    rebuilt, and the new file renamed over it."""
+    with open_regular_file(path, "not a cache file") as f:
+        return f.read()
+
+
 def load(path: Path, fields: dict) -> tuple[bytes | None, str]:
     """``(data, "")`` when ``path`` holds an artefact made for exactly ``fields``, else ``(None, reason)``."""
     try:
@@ -233,7 +243,9 @@ def load(path: Path, fields: dict) -> tuple[bytes | None, str]:
     except OSError as exc:                  # a directory on the way that may not be searched
         return None, f"cache unreadable ({exc.__class__.__name__})"
     try:
-        sidecar = json.loads(sidecar_path(path).read_text())
+        sidecar = json.loads(_read_regular(sidecar_path(path)))
+    except NotRegularFileError as exc:
+        return None, f"sidecar {sidecar_path(path).name} is {exc.kind}"
     except (OSError, ValueError, RecursionError) as exc:
         return None, f"sidecar {sidecar_path(path).name} unreadable ({exc.__class__.__name__})"
     if not isinstance(sidecar, dict) or sidecar.get("fields") != fields:
@@ -242,7 +254,9 @@ def load(path: Path, fields: dict) -> tuple[bytes | None, str]:
         changed = sorted(k for k in set(fields) | set(cached) if cached.get(k) != fields.get(k))
         return None, f"key mismatch ({', '.join(changed)} differ)"
     try:
-        data = path.read_bytes()
+        data = _read_regular(path)
+    except NotRegularFileError as exc:          # replaced since the is_file() above
+        return None, f"{path.name} is {exc.kind}"
     except OSError as exc:
         return None, f"{path.name} unreadable ({exc.__class__.__name__})"
     if hashlib.sha256(data).hexdigest() != sidecar.get("sha256"):

@@ -68,9 +68,15 @@ _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a double", str: "a 
 def _type_name(value) -> str:
     """The ROS parameter type of ``value`` in words ("an integer", "an array of doubles")."""
     if isinstance(value, (list, tuple, array.array)):      # rclpy gives numeric arrays as array.array
-        kinds = {_TYPE_NAMES.get(type(v), type(v).__name__) for v in value}
-        return f"an array of {kinds.pop().split(' ', 1)[1]}s" if len(kinds) == 1 else "an array"
+        # any element type: a params file's `weights: [{a: 1}]` (a dict) ended offline in an
+        # IndexError traceback here, taking "dict" for "a dict"
+        kinds = {_ELEMENT_NAMES.get(type(v), f"{type(v).__name__} values") for v in value}
+        return f"an array of {kinds.pop()}" if len(kinds) == 1 else "an array"
     return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+_ELEMENT_NAMES = {bool: "booleans", int: "integers", float: "doubles", str: "strings", bytes: "bytes",
+                  list: "arrays", tuple: "arrays", dict: "mappings"}
 
 
 def type_problem(declared, value, other_type: bool = False) -> str | None:

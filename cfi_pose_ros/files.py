@@ -1,0 +1,41 @@
+"""Files named by a user or left in a cache that must be regular files: opened without waiting on
+one that is not. Only the standard library: the parameters-file reader (and so the launch file)
+and the engine cache use it beside the bag reader."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+
+def special_file_kind(mode: int) -> str:
+    """What a path of ``mode`` (``os.stat``'s) that is no regular file is, for a message."""
+    return "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a device or socket"
+
+
+class NotRegularFileError(ValueError):
+    """A path that had to be a regular file is none; ``kind`` says what it is ("a FIFO")."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def open_regular_file(path: str | Path, not_what: str) -> BinaryIO:
+    """``path`` opened for reading (binary), or ``NotRegularFileError("<path>: a FIFO, <not_what>")`` for a
+    path that is no regular file. Opening a FIFO waits for a writer, deaf to SIGTERM where the
+    handler only flags a stop (play_bag on a bag, offline on a parameters file, an engine cache
+    whose sidecar was one: 11 minutes); a directory or a device reads as nothing sensible. Opened
+    without blocking, then checked, so nothing waits. ``OSError`` as ``open`` raises it."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            kind = special_file_kind(mode)
+            raise NotRegularFileError(f"{path}: {kind}, {not_what}", kind)
+        os.set_blocking(descriptor, True)
+        return open(path, "rb", opener=lambda *_: descriptor)     # named by its path (YAML's marks, messages)
+    except BaseException:
+        os.close(descriptor)
+        raise
