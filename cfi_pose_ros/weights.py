@@ -20,11 +20,13 @@ import hashlib
 import json
 import math
 import os
+import stat
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 
 from .camera import H36M_INPUT_DOMAIN, LifterInputDomain
+from .files import special_file_kind
 from .model import CFIConfig, CFINet
 from .skeleton import H36M_17, LAYOUTS
 
@@ -164,10 +166,14 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
     tensors_path, config_path = weights_paths(path)
     for p in (tensors_path, config_path):
         try:
-            is_file = p.is_file()
+            mode = p.stat().st_mode
+        except FileNotFoundError:
+            mode = None
         except OSError as exc:           # e.g. a directory on the way that may not be searched
             raise WeightsError(f"{p}: cannot read ({exc.strerror or exc})") from exc
-        if not is_file:
+        if mode is not None and not stat.S_ISREG(mode):     # it said "missing" for a FIFO or a folder
+            raise WeightsError(f"{p}: {special_file_kind(mode)}, not a weights file")
+        if mode is None:
             raise WeightsError(f"weights file missing: {p} (a weights file is a .safetensors "
                                f"tensor file with a .json config beside it; packaged: "
                                f"{', '.join(packaged_weights())})")

@@ -114,6 +114,18 @@ def test_missing_files(tmp_path, saved):
         load_weights(path)
 
 
+@pytest.mark.parametrize("kind", ["a FIFO", "a directory"])
+def test_a_weights_path_that_is_no_file_says_what_it_is(saved, kind):
+    """A FIFO or a folder in place of the tensor file was "weights file missing"."""
+    import os
+
+    _, path = saved
+    path.unlink()
+    os.mkfifo(path) if kind == "a FIFO" else path.mkdir()
+    with pytest.raises(WeightsError, match=rf"{re.escape(str(path))}: {kind}, not a weights file"):
+        load_weights(path)
+
+
 def test_missing_tensor_file(saved):
     _, path = saved
     path.unlink()
