@@ -21,8 +21,8 @@ setup(
                       "pyyaml", "mcap"],
     extras_require={"test": ["pytest", "hypothesis", "psutil"]},
     entry_points={"console_scripts": [
-        "cfi-train=training.train:main",
-        "cfi-evaluate=training.evaluate:main",
+        "cfi-train=training.train:cli",
+        "cfi-evaluate=training.evaluate:cli",
         "cfi-export=cfi_pose_ros.export:main",
     ]},
 )

@@ -1,5 +1,6 @@
 """Human3.6M loading under the standard protocol, on tiny files in the public layouts."""
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -276,6 +277,36 @@ def test_subset_keeps_rows_aligned(files):
     assert len(sub) == mask.sum() and set(sub.camera_ids.tolist()) == {2}
     np.testing.assert_array_equal(sub.targets_3d, pose_set.targets_3d[mask])
     assert sub.subjects == pose_set.subjects
+
+
+def test_the_console_scripts_exit_0_after_a_run_that_succeeded(files, monkeypatch, capsys, tmp_path):
+    """`pip install .` makes setup.py's console scripts: a wrapper that calls the named function with
+    no arguments and hands what it returns to ``sys.exit``. ``training.train:main`` returns the run's
+    record (a dict), so `cfi-train` printed it and exited 1 after a run that had succeeded (and
+    `cfi-evaluate` alike). Each target is called here as that wrapper calls it."""
+    import importlib
+    import re
+
+    from conftest import REPO
+
+    targets = dict(re.findall(r'"(cfi-[a-z]+)=([\w.]+:\w+)"', (REPO / "setup.py").read_text()))
+    assert set(targets) == {"cfi-train", "cfi-evaluate", "cfi-export"}, targets
+    tiny_run = ["--synthetic", "600", "--dim", "32", "--depth", "1", "--heads", "4", "--batch-size", "64",
+                "--max-steps-per-epoch", "2", "--epochs", "1", "--threads", "1", "--seed", "3", "--name", "tiny",
+                "--compile", "off", "--amp", "off", "--eval-noise-std", "0", "--out", str(tmp_path / "run")]
+    weights = str(tmp_path / "run" / "tiny.safetensors")
+    argv = {"cfi-train": tiny_run,
+            "cfi-evaluate": ["--weights", weights, "--data-3d", str(files["data_3d"]), "--cameras",
+                             str(files["cameras_json"]), "--subjects", "S1", "--threads", "1",
+                             "--out", str(tmp_path / "evaluation")],
+            "cfi-export": ["--weights", weights, "--onnx", str(tmp_path / "lifter.onnx")]}
+    for command in ("cfi-train", "cfi-evaluate", "cfi-export"):
+        module, function = targets[command].split(":")
+        monkeypatch.setattr(sys, "argv", [command] + argv[command])
+        with pytest.raises(SystemExit) as stop:
+            sys.exit(getattr(importlib.import_module(module), function)())
+        assert stop.value.code in (0, None), (command, stop.value.code, capsys.readouterr().err[-2000:])
+    assert (tmp_path / "evaluation" / "eval.json").is_file() and (tmp_path / "lifter.onnx").is_file()
 
 
 def test_evaluation_cli_records_its_means_in_the_weights_json(files, tmp_path):
