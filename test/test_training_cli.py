@@ -247,6 +247,30 @@ def test_study_checks_its_outputs_before_the_runs(tmp_path, capsys):
     assert [run.name for run, _ in rows] == ["d64_s5_b0.5"] and (tmp_path / "doc.png").is_file()
 
 
+def test_a_refused_study_run_is_one_line_naming_the_run_with_advice_the_study_can_follow(tmp_path, capsys):
+    """study.main calls train.main(argv), which re-raises a refusal for such a caller: each was a
+    traceback (8-11 frames), here after the first run had finished, advising train's --resume or
+    --overwrite, which the study sets itself."""
+    out = tmp_path / "runs"
+    finished_study_run(out, "d64_s5_b0.5")
+    (out / "d128_s5_b0.5").mkdir()
+    (out / "d128_s5_b0.5" / "curves.png").write_bytes(b"")       # a run stopped before its first checkpoint
+    with pytest.raises(SystemExit) as stop:
+        study.main(["--runs", "d64_s5_b0.5", "d128_s5_b0.5", "--short", "0.5", "--out", str(out),
+                    "--doc", str(tmp_path / "doc")])
+    assert stop.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == (f"error: run 2/2 of the study (d128_s5_b0.5): --out {out / 'd128_s5_b0.5'} already holds "
+                         f"a run (curves.png); move {out / 'd128_s5_b0.5'} away (or delete it) and run the study "
+                         f"again to train this run afresh (the finished runs are kept)")
+    assert "Traceback" not in "\n".join(lines) and not (tmp_path / "doc.md").exists()
+    (tmp_path / "file").write_text("")                 # an --out that is a file: refused before any run
+    with pytest.raises(SystemExit) as stop:
+        study.main(["--runs", "d64_s5_b0.5", "--short", "0.5", "--out", str(tmp_path / "file"),
+                    "--doc", str(tmp_path / "doc")])
+    assert stop.value.code == 2 and f"--out {tmp_path / 'file'}: cannot make the directory" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("flag", ["--short", "--long"])
 def test_study_budgets_must_be_positive(flag, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:

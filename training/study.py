@@ -19,8 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training import train as train_module
-from cfi_pose_ros.arguments import positive_float
-from training.checkpoint import CHECKPOINT_JSON, has_checkpoint
+from cfi_pose_ros.arguments import output_directory, positive_float
+from cfi_pose_ros.weights import WeightsError
+from training.checkpoint import CHECKPOINT_JSON, CheckpointError, has_checkpoint
+from training.evaluate import error_text
+from training.h36m import DatasetError
+from training.speed import CompileFailed
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,32 @@ def run_arguments(run: StudyRun, out: Path) -> list[str]:
     return COMMON + noise + ["--dim", str(run.dim), "--stride", str(run.stride),
                              "--budget-minutes", str(run.minutes), "--schedule", run.schedule,
                              "--out", str(out / run.name), *resume, *run.extra]
+
+
+# What train.main reports in one line from the command line but re-raises for a caller that passes
+# argv, as the study does (keep in step with its except): each refusal of a run was a traceback of
+# 8-11 frames out of the study, possibly after earlier runs had trained.
+RUN_REFUSALS = (train_module.TrainingDiverged, train_module.RunRefused, CheckpointError, WeightsError, DatasetError,
+                KeyError, CompileFailed)
+
+
+def refusal_text(error: Exception, directory: Path) -> str:
+    """A refused run's reason as the study can act on it. train's closing advice ("pass --resume to
+    continue it or --overwrite ...", "start the run again with --overwrite", "--init-weights ...
+    --out <new folder>", "resume with the model flags ...") names train's flags, which the study
+    sets itself; for a run folder that cannot be continued, the study's remedy is a fresh run there."""
+    text = error_text(error)
+    if not isinstance(error, (train_module.RunRefused, CheckpointError, train_module.TrainingDiverged)):
+        return text                     # the data, the weights, a name: nothing the study's flags set
+    for mark in ("; ", ". To "):
+        reason, found, _ = text.rpartition(mark)
+        if found:
+            text = reason
+            break
+    if isinstance(error, train_module.TrainingDiverged):
+        return text
+    return (f"{text}; move {directory} away (or delete it) and run the study again to train this run afresh "
+            f"(the finished runs are kept)")
 
 
 def final_record(directory: Path) -> dict | None:
@@ -153,7 +183,10 @@ def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
         doc.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         parser.error(f"--doc {doc}: cannot make its directory ({error.strerror or error})")
-    out = Path(args.out)
+    try:
+        out = output_directory(args.out)        # a file as --out was the first run's refusal
+    except ValueError as error:
+        parser.error(str(error))
     study_runs = default_runs(args.short, args.long)
     # a name that matches no run (a typo, or one made with another --short/--long) would leave
     # nothing to tabulate: the plot then failed with an IndexError after an empty table was written
@@ -167,7 +200,12 @@ def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
         record = final_record(out / run.name)
         if record is None:
             print(f"[study] {index + 1}/{len(runs)}: {run.name}", file=sys.stderr, flush=True)
-            train_module.main(run_arguments(run, out))
+            try:
+                train_module.main(run_arguments(run, out))
+            except RUN_REFUSALS as error:
+                print(f"error: run {index + 1}/{len(runs)} of the study ({run.name}): "
+                      f"{refusal_text(error, out / run.name)}", file=sys.stderr)
+                raise SystemExit(1) from None
             record = final_record(out / run.name)
         rows.append((run, record))
     (doc.with_suffix(".md")).write_text(table(rows))
