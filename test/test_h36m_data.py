@@ -1,5 +1,6 @@
 """Human3.6M loading under the standard protocol, on tiny files in the public layouts."""
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -560,6 +561,35 @@ def test_a_missing_data_file_says_where_the_data_can_be_given(tmp_path):
     with pytest.raises(DatasetError) as error:
         load_cameras(unreadable)
     assert "CFI_H36M_DIR" not in str(error.value)
+
+
+@pytest.mark.parametrize("flag", ["--data-3d", "--cameras", "--data-2d"])
+def test_a_fifo_named_as_a_data_file_is_one_line_not_a_wait_for_a_writer(flag, files, tmp_path):
+    """A FIFO as --data-3d, --cameras or --data-2d hung training.train and training.evaluate in
+    open() (the auditor's runs still blocked after 20 s): the loaders now open through
+    open_regular_file, as the weights loader does, and name what the path is."""
+    import os
+
+    from conftest import no_longer_than
+    from training.evaluate import main as evaluate
+    from training.train import main as train
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = {"--data-3d": str(files["data_3d"]), "--cameras": str(files["cameras_json"]),
+            "--data-2d": str(files["data_2d"]), flag: str(fifo)}
+    expected = rf"^{re.escape(str(fifo))}: a FIFO, not an? {'cameras' if flag == '--cameras' else 'npz dataset'} file$"
+    data_flags = [item for pair in data.items() for item in pair]
+    weights = str(tiny_weights(tmp_path))
+    for name, run in (("training.train", lambda: train(
+                          data_flags + ["--train-subjects", "S1", "--test-subjects", "S1", "--dim", "16", "--depth",
+                                        "1", "--heads", "4", "--threads", "1", "--compile", "off", "--amp", "off",
+                                        "--out", str(tmp_path / "run")])),
+                      ("training.evaluate", lambda: evaluate(
+                          data_flags + ["--weights", weights, "--subjects", "S1", "--threads", "1",
+                                        "--out", str(tmp_path / "eval")]))):
+        with no_longer_than(20, f"{name} {flag} {fifo}"), pytest.raises(DatasetError, match=expected):
+            run()
 
 
 def npz_with_member(path: Path, member: bytes, compression=None) -> Path:

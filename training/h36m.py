@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cfi_pose_ros.files import NotRegularFileError, open_regular_file
 from cfi_pose_ros.camera import CameraIntrinsics, normalize_screen, project, world_to_camera
 from cfi_pose_ros.skeleton import H36M_32_TO_17
 
@@ -81,8 +82,11 @@ def load_cameras(path: str | Path) -> dict[str, list[H36MCamera]]:
     missing or non-finite entry, a focal length or resolution that is not positive, a rotation that
     is not one, a subject without its 4 cameras), which otherwise failed deep in the evaluation."""
     try:
-        with open(path) as f:
-            raw = json.load(f)
+        # a FIFO named as the file hung train and evaluate in open(), waiting for a writer (see open_regular_file)
+        with open_regular_file(path, "not a cameras file") as f:
+            raw = json.load(f)                     # bytes: JSON's own UTF-8/16/32 detection
+    except NotRegularFileError as error:
+        raise DatasetError(str(error)) from None
     except OSError as error:
         raise DatasetError(_unreadable(path, error)) from None
     except ValueError as error:                    # not JSON, or not UTF-8
@@ -175,7 +179,9 @@ def load_pickled_entry(path: str | Path, key: str):
     allow_pickle=True)`` would run whatever code a hostile file names. DatasetError (naming the file
     and what is wrong with it) for a file that is no such npz."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        # opened here and handed over (ZipFile would open a path itself): a FIFO named as the file hung
+        # train and evaluate in open(), waiting for a writer
+        with open_regular_file(path, "not an npz dataset file") as stream, zipfile.ZipFile(stream) as archive:
             member = key + ".npy"
             if member not in archive.namelist():
                 found = [n.removesuffix(".npy") for n in archive.namelist()]
@@ -193,6 +199,8 @@ def load_pickled_entry(path: str | Path, key: str):
                 stored = _ArraysOnlyUnpickler(f).load()        # numpy pickles the 0-d object array itself
     except DatasetError:                   # a ValueError, already naming the file
         raise
+    except NotRegularFileError as exc:     # a ValueError too, naming the file and what it is
+        raise DatasetError(str(exc)) from None
     except OSError as exc:
         raise DatasetError(_unreadable(path, exc)) from None
     except _MALFORMED as exc:
