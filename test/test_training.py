@@ -260,6 +260,42 @@ def test_resume_reads_the_checkpoint_state_from_the_tensor_file(two_epochs, tmp_
     assert record["epoch"] == 3 and [line["epoch"] for line in read_metrics(out)] == [1, 2, 3]
 
 
+def test_damaged_checkpoint_tensors_are_refused_and_one_saved_before_the_hash_resumes(two_epochs, tmp_path):
+    """4000 bytes zeroed (or set to 0xFF) inside a checkpoint's tensor data resumed without a word:
+    safetensors checks the header and the lengths, not the bytes. The header now holds a SHA-256
+    of the tensors; a checkpoint saved before it has none and resumes as before."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from training.checkpoint import CheckpointError
+
+    source, _, _ = two_epochs
+    out = tmp_path / "damaged"
+    shutil.copytree(source, out)
+    path = out / "checkpoint.safetensors"
+    data = bytearray(path.read_bytes())
+    damaged = slice(len(data) - 20000, len(data) - 16000)      # the auditor's: inside the tensor data
+    assert any(data[damaged])
+    data[damaged] = bytes(4000)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=rf"^{path}: damaged, not a checkpoint that can be resumed"):
+        train_module.main(ARGS + ["--epochs", "3", "--out", str(out), "--resume"])
+    assert [line["epoch"] for line in read_metrics(out)] == [1, 2]
+
+    from training.checkpoint import TENSORS_SHA256
+
+    old = tmp_path / "before_the_hash"
+    shutil.copytree(source, old)
+    with safe_open(str(old / "checkpoint.safetensors"), framework="pt") as f:
+        metadata = f.metadata()
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    assert TENSORS_SHA256 in metadata
+    del metadata[TENSORS_SHA256]
+    save_file(tensors, str(old / "checkpoint.safetensors"), metadata=metadata)
+    record = train_module.main(ARGS + ["--epochs", "3", "--out", str(old), "--resume"])
+    assert record["epoch"] == 3 and [line["epoch"] for line in read_metrics(old)] == [1, 2, 3]
+
+
 def test_a_training_set_smaller_than_one_batch_is_refused_at_start(tmp_path):
     """No step could run: an epoch run ended having written nothing, a budget run never ended."""
     args = without(without(ARGS, "--synthetic"), "--batch-size") + ["--synthetic", "200", "--batch-size", "256"]
