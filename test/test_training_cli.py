@@ -150,6 +150,25 @@ def test_compile_on_that_fails_is_one_line_naming_auto(tmp_path, monkeypatch, ca
                      "--compile auto trains eager instead")
 
 
+def test_an_overwrite_refused_by_its_compile_leaves_the_earlier_run(one_epoch, tmp_path, monkeypatch, capsys):
+    """--overwrite deleted the earlier run before torch.compile failed: the run was refused and
+    nothing was left of either. Every check comes first now, the clearing just before the first step."""
+    import training.speed as speed
+
+    def no_compiler(function):
+        raise RuntimeError("no C++ compiler found")
+
+    out = tmp_path / "run"
+    shutil.copytree(one_epoch, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(speed.torch, "compile", no_compiler)
+    args = ARGS[:]
+    args[args.index("--compile") + 1] = "on"
+    code, error = run_cli(monkeypatch, capsys, args + ["--epochs", "1", "--overwrite", "--out", str(out)])
+    assert code == 1 and error.startswith("error: --compile on: torch.compile failed")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_resume_with_nothing_to_resume_is_refused(tmp_path, monkeypatch, capsys):
     """It started a new run from scratch, as if --resume had not been given."""
     out = tmp_path / "empty"
@@ -302,6 +321,9 @@ def test_an_mlp_the_weights_loader_refuses_is_refused_at_parse_time(tmp_path, ca
     (["--name", ".."], "argument --name: must be a file name without a folder"),
     # the weights were overwritten by the run's checkpoint
     (["--name", "checkpoint"], "argument --name: must not be 'checkpoint', the name of the run's checkpoint"),
+    # parsed within (-90, 90), then a ValueError traceback from the input domain (within 80) after the data loaded
+    (["--placement-angles", "-85", "-20", "30", "15"], "argument --placement-angles: must be a number in [-80, 80], "
+                                                       "not -85"),
     # the input domain the run records became NaN: a traceback
     (["--placement-distance", "1e300", "1e308"], "argument --placement-distance: must be a number in (0, 100], "
                                                  "not 1e300"),

@@ -90,6 +90,9 @@ SEED_LIMIT = 2**63
 MAX_PLACEMENT_DISTANCE_M = 100.0
 MAX_EVAL_NOISE_STD = 1.0
 MAX_MLP_RATIO = 64.0
+# the input domain the run records (camera.LifterInputDomain) holds angles within 80 degrees of the
+# axis: -85 was parsed, then refused with a ValueError traceback after the data had loaded
+MAX_PLACEMENT_ANGLE_DEG = 80.0
 
 
 def seed_number(text: str) -> int:
@@ -147,11 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
                       nargs=2, default=(2.0, 15.0), metavar=("NEAR", "FAR"),
                       help="distances of such placements from the camera (metres, drawn log-uniformly; at most "
                            "100: a person farther away is under 20 px tall, which no detector finds)")
-    data.add_argument("--placement-angles", type=number_in(float, -90, 90, low_open=True, high_open=True), nargs=4,
-                      default=(-30.0, -20.0, 30.0, 15.0),
+    data.add_argument("--placement-angles", type=number_in(float, -MAX_PLACEMENT_ANGLE_DEG, MAX_PLACEMENT_ANGLE_DEG),
+                      nargs=4, default=(-30.0, -20.0, 30.0, 15.0),
                       metavar=("LOW_X", "LOW_Y", "HIGH_X", "HIGH_Y"),
                       help="angles of the pelvis' ray off the axis for such placements (degrees, across and "
-                           "up/down, y down; drawn uniformly)")
+                           "up/down, y down; drawn uniformly; within 80 of the axis)")
     model = p.add_argument_group("model (paper: depth 3, dim 512, heads 8)")
     model.add_argument("--dim", type=positive_int, default=512)
     model.add_argument("--depth", type=positive_int, default=3)
@@ -718,8 +721,6 @@ def start_run(args) -> Run:
     if len(inputs) // world < args.batch_size:   # no full batch: no step would run (a budget run: forever)
         raise SystemExit(f"error: {len(inputs)} training poses{f' over {world} processes' if world > 1 else ''} "
                          f"do not fill one batch of {args.batch_size}; lower --batch-size (or --stride)")
-    if args.overwrite and rank == 0:
-        clear_earlier_run(args, out)
 
     input_domain = trained_input_domain(args, targets)
     precision, precision_note = run_precision(args, state, model, inputs, targets, loss_fn, device)
@@ -736,6 +737,11 @@ def start_run(args) -> Run:
     steps_per_epoch = len(inputs) // world // args.batch_size
     if args.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
+    if args.overwrite and rank == 0:
+        # last, after every check that can refuse the run: cleared before the input domain, the
+        # precision probe and torch.compile, a run those refused (--compile on without a C++
+        # compiler) left nothing of the earlier run
+        clear_earlier_run(args, out)
     if rank == 0:
         n_params = sum(p.numel() for p in model.parameters())
         print(f"train {len(train_set)} poses, test {len(test_set)}, {n_params / 1e6:.2f}M parameters, "
