@@ -321,6 +321,10 @@ def test_an_mlp_the_weights_loader_refuses_is_refused_at_parse_time(tmp_path, ca
     (["--name", ".."], "argument --name: must be a file name without a folder"),
     # the weights were overwritten by the run's checkpoint
     (["--name", "checkpoint"], "argument --name: must not be 'checkpoint', the name of the run's checkpoint"),
+    # saved less the ending, over the checkpoint (which was then saved over them): exit 0, no weights
+    (["--name", "checkpoint.safetensors"], "argument --name: must be a name without an ending (.safetensors and "
+                                           ".json are added), not 'checkpoint.safetensors'"),
+    (["--name", "checkpoint.json"], "argument --name: must be a name without an ending"),
     # parsed within (-90, 90), then a ValueError traceback from the input domain (within 80) after the data loaded
     (["--placement-angles", "-85", "-20", "30", "15"], "argument --placement-angles: must be a number in [-80, 80], "
                                                        "not -85"),

@@ -109,10 +109,15 @@ def seed_number(text: str) -> int:
 def weights_name(text: str) -> str:
     """--name's argparse type: a file name inside --out. An empty one (or "." or "..") wrote the
     weights beside --out, as --out's own name; one with a folder in it went outside the run's
-    files; "checkpoint" was overwritten by the run's checkpoint."""
+    files; "checkpoint" was overwritten by the run's checkpoint. One with the weights' own ending
+    (.safetensors, .json) is saved without it (weights.weights_paths): "checkpoint.safetensors"
+    wrote the weights over the checkpoint (and it over them), exit 0 and no weights left."""
     if text in ("", ".", "..") or any(sep in text for sep in ("/", os.sep, os.altsep, "\0") if sep):
         raise argparse.ArgumentTypeError(f"must be a file name without a folder (the weights are written into "
                                          f"--out), not {text!r}")
+    if text.endswith((".safetensors", ".json")):
+        raise argparse.ArgumentTypeError(f"must be a name without an ending (.safetensors and .json are "
+                                         f"added), not {text!r}")
     if f"{text}.safetensors" in RUN_FILES or f"{text}.json" in RUN_FILES:
         raise argparse.ArgumentTypeError(f"must not be {text!r}, the name of the run's checkpoint")
     return text
