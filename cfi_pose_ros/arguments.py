@@ -24,6 +24,14 @@ def output_directory(path: str | Path) -> Path:
     return out
 
 
+def directory_name(text: str) -> str:
+    """``--out``'s argparse type: a non-empty path. An empty one (``--out "$OUTDIR"`` with OUTDIR
+    unset) was taken as the current directory without a word, and the run's files went there."""
+    if not text:
+        raise argparse.ArgumentTypeError("must name a directory (. for the current one), not ''")
+    return text
+
+
 def number_in(kind: type, low: float | None = None, high: float | None = None,
               low_open: bool = False, high_open: bool = False):
     """An argparse ``type``: a finite ``kind`` (int or float) within ``low``..``high`` (either end

@@ -331,6 +331,8 @@ def test_an_mlp_the_weights_loader_refuses_is_refused_at_parse_time(tmp_path, ca
     # the input domain the run records became NaN: a traceback
     (["--placement-distance", "1e300", "1e308"], "argument --placement-distance: must be a number in (0, 100], "
                                                  "not 1e300"),
+    # the current directory, without a word (--out "$OUTDIR" with OUTDIR unset)
+    (["--out", ""], "argument --out: must name a directory (. for the current one), not ''"),
 ])
 def test_names_and_distances_no_run_can_use_are_refused_at_parse_time(extra, expected, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -355,6 +357,14 @@ def test_evaluate_refuses_threads_no_machine_has(capsys):
         evaluate_module.main(["--threads", "100000"])
     assert stop.value.code == 2
     assert "argument --threads: must be an integer in [1, 1024], not 100000" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_an_empty_out(capsys):
+    """--out "" evaluated into the current directory without a word."""
+    with pytest.raises(SystemExit) as stop:
+        evaluate_module.main(["--weights", "no/such.safetensors", "--out", ""])
+    assert stop.value.code == 2
+    assert "argument --out: must name a directory (. for the current one), not ''" in capsys.readouterr().err
 
 
 def h36m_files(folder, frames: int, seed: int = 0) -> list[str]:
@@ -446,3 +456,15 @@ def test_evaluate_record_into_a_folder_it_cannot_write_is_refused_before_evaluat
     assert not (tmp_path / "eval" / "eval.json").exists()
     evaluate_module.main()                  # writable, it evaluates and records
     assert "S9_gt2d_all_frames_reference_view" in json.loads((weights / "tiny.json").read_text())["metrics"]
+
+
+def test_resume_into_an_out_it_cannot_write_is_refused_before_training(one_epoch, tmp_path, monkeypatch, capsys):
+    """--resume skipped the writability check a new run gets: it trained, then failed with a
+    SafetensorError traceback at its first save."""
+    out = tmp_path / "run"
+    shutil.copytree(one_epoch, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with unwritable(out):
+        code, error = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "2", "--resume", "--out", str(out)])
+    assert code == 1 and error == f"error: --out {out}: the directory is not writable"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

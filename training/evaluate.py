@@ -30,7 +30,7 @@ from cfi_pose_ros.camera import (H36M_PELVIS_ANGLES_DEG, CameraIntrinsics, clamp
 from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics, resolve_weights, \
     weights_paths
-from cfi_pose_ros.arguments import output_directory, positive_int
+from cfi_pose_ros.arguments import directory_name, output_directory, positive_int
 from training.augment import flip_poses
 from training.h36m import ACTION_CLASSES, H36MCamera, PoseSet, load_cameras, load_h36m
 from training.speed import keep_freed_memory, thread_count
@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=positive_int, default=PREDICT_BATCH,
                         help="poses per forward pass (larger ones only cost page faults; see PREDICT_BATCH)")
     parser.add_argument("--threads", type=thread_count, default=None, help="CPU threads for torch (1 to 1024)")
-    parser.add_argument("--out", default="outputs/eval", help="directory for eval.md and eval.json")
+    parser.add_argument("--out", type=directory_name, default="outputs/eval",
+                        help="directory for eval.md and eval.json")
     parser.add_argument("--record", action="store_true",
                         help="also write the means into the weights' JSON (metrics.<record_name>), "
                              "as done for the shipped weights")

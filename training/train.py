@@ -44,8 +44,8 @@ from tqdm import tqdm
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, config_value_problem, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
-from cfi_pose_ros.arguments import non_negative_float, non_negative_int, number_in, output_directory, positive_float, \
-    positive_int, probability
+from cfi_pose_ros.arguments import directory_name, non_negative_float, non_negative_int, number_in, \
+    output_directory, positive_float, positive_int, probability
 from training.augment import detector_noise, displace_joints, drop_joints, random_flip, virtual_placement
 from training.checkpoint import (CHECKPOINT, CHECKPOINT_JSON, CHECKPOINT_PARTIALS, CheckpointError, config_difference,
                                  has_checkpoint, load_checkpoint, process_rng_state, read_checkpoint_meta,
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="attention kernel in training: scaled_dot_product_attention or the plain matmul "
                             "graph export uses (same function; with 17 tokens on a CPU the compiled matmul "
                             "graph measured faster: benchmarks/bench_training.py)")
-    p.add_argument("--out", default="runs/cfi", help="output directory")
+    p.add_argument("--out", type=directory_name, default="runs/cfi", help="output directory")
     earlier_run = p.add_mutually_exclusive_group()
     earlier_run.add_argument("--resume", action="store_true",
                              help="continue from --out/checkpoint.*, with the run's own flags where these leave "
@@ -387,16 +387,18 @@ def run_files(args) -> list[str]:
 def check_out(args, out: Path) -> None:
     """Refuse, before any work, an --out this run would mix with another: a new run into one that
     holds a run (it overwrote the checkpoint and weights and appended a second "epoch 1" to its
-    metrics) unless --overwrite, and --resume of one with nothing to resume (it started afresh)."""
+    metrics) unless --overwrite, and --resume of one with nothing to resume (it started afresh).
+    Either way an --out this run cannot write: a resumed run trained, then failed with a
+    SafetensorError traceback at its first save."""
     if args.resume:
         if not has_checkpoint(out):
             raise RunRefused(f"--resume: {out} holds no {CHECKPOINT} to continue; leave out "
                              f"--resume to start a new run there")
-        return
-    earlier = [name for name in run_files(args) if (out / name).exists()]
-    if earlier and not args.overwrite:
-        raise RunRefused(f"--out {out} already holds a run ({', '.join(earlier)}); pass --resume to "
-                         f"continue it or --overwrite to start a new one in its place")
+    else:
+        earlier = [name for name in run_files(args) if (out / name).exists()]
+        if earlier and not args.overwrite:
+            raise RunRefused(f"--out {out} already holds a run ({', '.join(earlier)}); pass --resume to "
+                             f"continue it or --overwrite to start a new one in its place")
     try:
         output_directory(out)
     except ValueError as error:
