@@ -468,3 +468,21 @@ def test_resume_into_an_out_it_cannot_write_is_refused_before_training(one_epoch
         code, error = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "2", "--resume", "--out", str(out)])
     assert code == 1 and error == f"error: --out {out}: the directory is not writable"
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_run_into_an_out_another_run_is_writing_is_refused(one_epoch, tmp_path, monkeypatch, capsys):
+    """Two runs started into one --out at once were both let in: their metrics.jsonl lines and
+    checkpoints interleaved. A running run holds <out>/.lock (here the test holds it)."""
+    import fcntl
+    out = tmp_path / "run"
+    shutil.copytree(one_epoch, out)
+    with open(out / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        code, error = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "2", "--resume", "--out", str(out)])
+        assert code == 1
+        assert error == (f"error: --out {out}: another run is writing into it now (it holds {out / '.lock'}); wait "
+                         f"for it to end, or pick another --out")
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    code, _ = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "2", "--resume", "--out", str(out)])
+    assert code == 0 and [line["epoch"] for line in read_metrics(out)] == [1, 2]

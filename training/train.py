@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import hashlib
 import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -71,6 +73,8 @@ class RunRefused(ValueError):
 
 # What a run writes into --out besides its weights (--name .safetensors/.json).
 RUN_FILES = (CHECKPOINT, CHECKPOINT_JSON, "metrics.jsonl", "curves.png")
+# The file a running run holds locked in --out (holding_out).
+LOCK = ".lock"
 
 
 # train_step's augmentation settings with every augmentation off (the precision probe, benchmarks).
@@ -657,27 +661,46 @@ class Run:
                         rng_states=[process_rng_state(self.device), *rng_states[1:]])
 
 
+@contextmanager
+def holding_out(out: Path, rank: int):
+    """--out to this run alone while it runs (rank 0 holds it; the others write nothing): two runs
+    started into one --out at once were both let in, and their metrics.jsonl lines and checkpoints
+    interleaved. The lock file stays (deleting it would let a third run lock a new one beside it)."""
+    if rank != 0:
+        yield
+        return
+    with open(out / LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunRefused(f"--out {out}: another run is writing into it now (it holds {out / LOCK}); wait "
+                             f"for it to end, or pick another --out") from None
+        yield
+
+
 def train(args) -> dict:
-    run = start_run(args)
-    while not run.state.finished and (run.budget.enabled or run.state.epoch < run.args.epochs):
-        steps_done, loss_sum, started = train_epoch(run)
-        if steps_done or run.state.finished:
-            rng_states = run.gather_rng_states()        # every process, for rank 0's checkpoint
-            if run.main_process and (steps_done or not run.history):
-                evaluate_and_save(run, steps_done, loss_sum, started, rng_states)
-    if run.world > 1:
-        # together: a rank that tore gloo down while rank 0 was still evaluating and saving was
-        # aborted on exit about every other run ("terminate called without an active exception")
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    out = Path(args.out)
+    check_out(args, out)
+    with holding_out(out, int(os.environ.get("RANK", "0"))):
+        run = start_run(args, out)
+        while not run.state.finished and (run.budget.enabled or run.state.epoch < run.args.epochs):
+            steps_done, loss_sum, started = train_epoch(run)
+            if steps_done or run.state.finished:
+                rng_states = run.gather_rng_states()        # every process, for rank 0's checkpoint
+                if run.main_process and (steps_done or not run.history):
+                    evaluate_and_save(run, steps_done, loss_sum, started, rng_states)
+        if run.world > 1:
+            # together: a rank that tore gloo down while rank 0 was still evaluating and saving was
+            # aborted on exit about every other run ("terminate called without an active exception")
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
     return run.history[-1] if run.history else {}
 
 
-def start_run(args) -> Run:
-    """Everything before the first step: a resumed run's own arguments, threads, the model (from
-    --init-weights or the checkpoint), the data, the precision and the (compiled) step."""
-    out = Path(args.out)
-    check_out(args, out)
+def start_run(args, out: Path) -> Run:
+    """Everything before the first step (``out`` checked and held by ``train``): a resumed run's
+    own arguments, threads, the model (from --init-weights or the checkpoint), the data, the
+    precision and the (compiled) step."""
     saved = read_checkpoint_meta(out) if args.resume else None
     if saved is not None:
         args = resumed_arguments(args, saved.get("args", {}), out, saved.get("run_state", {}).get("finished", False))
