@@ -486,3 +486,33 @@ def test_a_run_into_an_out_another_run_is_writing_is_refused(one_epoch, tmp_path
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     code, _ = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "2", "--resume", "--out", str(out)])
     assert code == 0 and [line["epoch"] for line in read_metrics(out)] == [1, 2]
+
+
+def test_a_resume_refusal_names_the_runs_own_weights(one_epoch, tmp_path, monkeypatch, capsys):
+    """`--out X --resume --lr 0.5` of a run named tiny advised --init-weights X/cfi.safetensors (the
+    command line's default --name), a file that does not exist."""
+    out = tmp_path / "run"
+    shutil.copytree(one_epoch, out)
+    code, error = run_cli(monkeypatch, capsys, ["--lr", "0.5", "--resume", "--out", str(out)])
+    assert code == 1 and error.startswith("error: --resume: --lr 0.5 (the run's: 0.001)")
+    assert error.endswith(f"--init-weights {out / 'tiny'}.safetensors --out <new folder>")
+
+
+def test_a_run_on_detected_2d_resumes_after_its_files_moved(tmp_path, monkeypatch, capsys):
+    """--data-3d and --cameras could change on --resume, --data-2d not: a run on detected 2D was
+    refused once its files had moved ("--data-2d ... (the run's: ...)"); the data's fingerprint
+    guards what the file holds."""
+    data = h36m_files(tmp_path / "data", frames=20)
+    rng = np.random.default_rng(0)
+    np.savez_compressed(tmp_path / "data" / "data_2d.npz", positions_2d={
+        subject: {action: [rng.uniform(0, 1000, (20, 17, 2)).astype(np.float32) for _ in range(4)]
+                  for action in ("Walking", "Eating")} for subject in ("S1", "S9")})
+    data += ["--data-2d", str(tmp_path / "data" / "data_2d.npz")]
+    out = tmp_path / "run"
+    code, _ = run_cli(monkeypatch, capsys, ARGS[2:] + data + ["--epochs", "1", "--out", str(out)])
+    assert code == 0
+    shutil.move(tmp_path / "data", tmp_path / "moved")
+    moved = [flag.replace(str(tmp_path / "data"), str(tmp_path / "moved")) for flag in data]
+    code, error = run_cli(monkeypatch, capsys, moved + ["--epochs", "2", "--resume", "--out", str(out)])
+    assert code == 0, error
+    assert [line["epoch"] for line in read_metrics(out)] == [1, 2]

@@ -410,8 +410,10 @@ def check_out(args, out: Path) -> None:
 
 
 # What a resumed run may be given anew: how it runs, not what it learns (and --epochs, to go on).
+# --data-2d as --data-3d and --cameras: the data's fingerprint guards what it holds, and a run on a
+# --data-2d that had moved could not be resumed at all.
 RESUME_MAY_CHANGE = frozenset({"epochs", "threads", "amp", "compile", "attention", "checkpoint_minutes",
-                               "data_3d", "cameras", "name", "init_weights"})
+                               "data_3d", "cameras", "data_2d", "name", "init_weights"})
 NOT_RUN_FLAGS = frozenset({"out", "resume", "overwrite", "command_line", "given"})
 
 
@@ -436,18 +438,21 @@ def resumed_arguments(args: argparse.Namespace, saved_args: dict, out: Path, fin
             changed.append(name)
     if not changed:
         return merged
+    # the run's own weights: the command line's --name (or its default, cfi) named a file that
+    # does not exist in a run of another --name
+    weights = out / f"{saved_args.get('name', merged.name)}.safetensors"
     if {"budget_minutes", "budget_samples"} & set(changed):
         budget = (f"with --budget-minutes {args.budget_minutes:g}" if args.budget_minutes else
                   f"with --budget-samples {args.budget_samples}" if args.budget_samples else "without a budget")
         where = ("has spent the budget it was started with, and its schedule ended there" if finished else
                  "was started with another budget, and its schedule ends at that one")
         raise RunRefused(f"--resume {budget}: the run in {out} {where}. To train on from its weights, start a "
-                         f"new run: --init-weights {out / args.name}.safetensors --out <new folder>")
+                         f"new run: --init-weights {weights} --out <new folder>")
     flags = ", ".join(f"--{name.replace('_', '-')} {plain(getattr(args, name))} (the run's: {saved_args[name]})"
                       for name in changed)
     raise RunRefused(f"--resume: {flags}: the run in {out} was started otherwise; leave these out to continue "
                      f"it as it was started, or start a new run from its weights: "
-                     f"--init-weights {out / args.name}.safetensors --out <new folder>")
+                     f"--init-weights {weights} --out <new folder>")
 
 
 def check_resumable(args, out: Path, state: "RunState") -> None:
