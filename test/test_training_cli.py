@@ -81,6 +81,8 @@ def one_epoch(tmp_path_factory):
     ("--seed", str(2**63), "an integer in [0, 2**63)"),
     ("--mlp-ratio", "1e300", "a number in (0, 64]"),      # a torch traceback building the model
     ("--eval-noise-std", "1e300", "a number in [0, 1]"),  # overflowed float32: the metrics' SVD failed
+    ("--noise-std", "1e39", "a number in [0, 1]"),       # overflowed the float32 inputs: "diverged ... --resume"
+    ("--outlier-max-shift", "1e300", "a number in [0, 2]"),
 ])
 def test_numbers_no_run_can_use_are_refused_at_parse_time(flag, value, expected, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -516,3 +518,12 @@ def test_a_run_on_detected_2d_resumes_after_its_files_moved(tmp_path, monkeypatc
     code, error = run_cli(monkeypatch, capsys, moved + ["--epochs", "2", "--resume", "--out", str(out)])
     assert code == 0, error
     assert [line["epoch"] for line in read_metrics(out)] == [1, 2]
+
+
+def test_a_run_that_diverges_before_its_first_checkpoint_is_not_told_to_resume(tmp_path, monkeypatch, capsys):
+    """A run that diverged at its first step was told "then --resume", which is refused without a checkpoint."""
+    monkeypatch.setattr(train_module, "train_step", lambda *a, **k: torch.tensor(float("nan")))
+    code, error = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "1", "--out", str(tmp_path)])
+    assert code == 1
+    assert error.endswith("the training loss is nan; no checkpoint had been saved. Lower --lr or use --amp off, "
+                          "and start the run again")

@@ -94,6 +94,10 @@ SEED_LIMIT = 2**63
 MAX_PLACEMENT_DISTANCE_M = 100.0
 MAX_EVAL_NOISE_STD = 1.0
 MAX_MLP_RATIO = 64.0
+# The training augmentations' magnitudes, for the same reason: --noise-std at most the evaluation
+# jitter's 1, and an outlier moved at most 2 (1000 px at 1000 px, across the image): --noise-std
+# 1e39 and --outlier-max-shift 1e300 overflowed the float32 inputs, and the run "diverged".
+MAX_OUTLIER_SHIFT = 2.0
 # the input domain the run records (camera.LifterInputDomain) holds angles within 80 degrees of the
 # axis: -85 was parsed, then refused with a ValueError traceback after the data had loaded
 MAX_PLACEMENT_ANGLE_DEG = 80.0
@@ -141,13 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--synthetic", type=non_negative_int, default=0,
                       help="train on N synthetic poses instead of Human3.6M (tests, smoke runs)")
     data.add_argument("--no-flip", action="store_true", help="disable train-time flip augmentation")
-    data.add_argument("--noise-std", type=non_negative_float, default=0.0,
-                      help="max std of detector-like 2D jitter (normalised units; 0.01 = 5 px at 1000 px)")
+    data.add_argument("--noise-std", type=number_in(float, 0, MAX_EVAL_NOISE_STD), default=0.0,
+                      help="max std of detector-like 2D jitter (normalised units; 0.01 = 5 px at 1000 px; at "
+                           "most 1, 500 px, as --eval-noise-std)")
     data.add_argument("--noise-prob", type=probability, default=0.5, help="share of each batch that gets jitter")
     data.add_argument("--outlier-prob", type=probability, default=0.0,
                       help="share of each batch with one joint moved like a detector's wrong joint")
-    data.add_argument("--outlier-max-shift", type=non_negative_float, default=0.4,
-                      help="longest such move (normalised units; 0.4 = 200 px at 1000 px)")
+    data.add_argument("--outlier-max-shift", type=number_in(float, 0, MAX_OUTLIER_SHIFT), default=0.4,
+                      help="longest such move (normalised units; 0.4 = 200 px at 1000 px; at most 2, across "
+                           "the image)")
     data.add_argument("--missing-prob", type=probability, default=0.0,
                       help="share of each batch with joints missing (filled as the node fills them)")
     data.add_argument("--missing-max", type=number_in(int, 0, 16), default=2,
@@ -921,12 +927,12 @@ def train_epoch(run: Run) -> tuple[int, torch.Tensor, float]:
             torch.distributed.all_reduce(seconds, op=torch.distributed.ReduceOp.MAX)
             state.train_seconds = float(seconds)
         if steps_done % 20 == 1:
-            check_finite(None, None, loss.item(), state)
+            check_finite(None, None, loss.item(), state, run.out)
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
         if run.rank_0_decides(now - last_checkpoint > args.checkpoint_minutes * 60):
             # every process, together: each gives its random state (a rank that stopped alone
             # would leave the others waiting)
-            check_finite(run.model, run.ema, float(loss_sum), state)
+            check_finite(run.model, run.ema, float(loss_sum), state, run.out)
             rng_states = run.gather_rng_states()
             if run.main_process:
                 state.epoch_loss_sum, state.epoch_steps = float(loss_sum), steps_done
@@ -950,7 +956,7 @@ def evaluate_and_save(run: Run, steps_done: int, loss_sum: torch.Tensor, started
     every process's random state, ``rng_states``) and the metrics line, in that order (see below)."""
     args, state, model, ema = run.args, run.state, run.model, run.ema
     mean_loss = float(loss_sum) / max(steps_done, 1)
-    check_finite(model, ema, mean_loss, state)
+    check_finite(model, ema, mean_loss, state, run.out)
     eval_model = model
     record = {"epoch": state.epoch, "steps": steps_done, "global_step": state.global_step,
               "samples": state.samples, "train_loss": mean_loss,
@@ -1014,8 +1020,11 @@ class StepTimer:
         return counted
 
 
-def check_finite(model: torch.nn.Module | None, ema: WeightEMA | None, loss: float, state: RunState) -> None:
-    """Stop a diverged run before it writes anything: the last checkpoint and weights stay as they were."""
+def check_finite(model: torch.nn.Module | None, ema: WeightEMA | None, loss: float, state: RunState,
+                 out: Path) -> None:
+    """Stop a diverged run before it writes anything: the last checkpoint and weights stay as they
+    were. The way on names --resume only where there is a checkpoint (``out``'s): a run that
+    diverged at its first steps was told to --resume, which is refused without one."""
     problem = None
     if not torch.isfinite(torch.tensor(loss)):
         problem = f"the training loss is {loss}"
@@ -1023,9 +1032,11 @@ def check_finite(model: torch.nn.Module | None, ema: WeightEMA | None, loss: flo
     if problem is None and tensors and not all(bool(torch.isfinite(t).all()) for t in tensors):
         problem = "the weights hold non-finite values"
     if problem:
+        saved = ("nothing was saved after the last checkpoint. Lower --lr or use --amp off, then --resume"
+                 if has_checkpoint(out) else
+                 "no checkpoint had been saved. Lower --lr or use --amp off, and start the run again")
         raise TrainingDiverged(f"training diverged at step {state.global_step} (epoch {state.epoch + 1}): "
-                               f"{problem}; nothing was saved after the last checkpoint. Lower --lr or "
-                               f"use --amp off, then --resume")
+                               f"{problem}; {saved}")
 
 
 def main(argv: list[str] | None = None) -> dict:
