@@ -201,6 +201,19 @@ def test_resume_of_a_run_that_spent_its_budget_with_another_budget_is_refused_in
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_resume_of_a_finished_budget_run_names_only_init_weights_and_loads_no_data(tmp_path, monkeypatch, capsys):
+    """It advised "more --epochs", which a budget run ignores, and said so only after loading the
+    data and compiling the step."""
+    out = tmp_path / "budget"
+    code, _ = run_cli(monkeypatch, capsys, ARGS + ["--budget-samples", "128", "--out", str(out)])
+    assert code == 0
+    monkeypatch.setattr(train_module, "load_data", lambda args: pytest.fail("loaded the data"))
+    code, said = run_cli(monkeypatch, capsys, ["--epochs", "50", "--resume", "--out", str(out)])
+    assert code == 0
+    assert said == (f"[train] the run in {out} has spent its budget: nothing more to do (a new run with "
+                    f"--init-weights {out / 'tiny'}.safetensors trains on)")
+
+
 def test_resume_of_another_model_or_a_damaged_checkpoint_is_one_line(one_epoch, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     shutil.copytree(one_epoch, out)

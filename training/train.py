@@ -461,13 +461,25 @@ def resumed_arguments(args: argparse.Namespace, saved_args: dict, out: Path, fin
                      f"--init-weights {weights} --out <new folder>")
 
 
-def check_resumable(args, out: Path, state: "RunState") -> None:
-    """--resume of a run that has ended (a preempted job run again as it was): nothing more to do,
-    said in a line (it said nothing). An epoch run goes on when --epochs asks for more."""
-    if state.finished or (not any((args.budget_minutes, args.budget_samples)) and state.epoch >= args.epochs):
-        print(f"[train] the run in {out} has {'spent its budget' if state.finished else 'done its epochs'}: "
-              f"nothing more to do (more --epochs, or a new run with --init-weights "
-              f"{out / args.name}.safetensors, trains on)", file=sys.stderr)
+def run_has_ended(args, out: Path, saved: dict) -> bool:
+    """--resume of a run that has ended (a preempted job run again as it was; the checkpoint's
+    metadata ``saved``): nothing more to do, said in a line (it said nothing), decided before the
+    data and the compiled step (which it loaded and compiled first). An epoch run goes on when
+    --epochs asks for more; a budget run does not (it ignores --epochs, which it was advised)."""
+    finished = saved.get("run_state", {}).get("finished", False)
+    budget = any((args.budget_minutes, args.budget_samples))
+    if not finished and (budget or saved["epoch"] < args.epochs):
+        return False
+    weights = f"a new run with --init-weights {out / args.name}.safetensors"
+    print(f"[train] the run in {out} has {'spent its budget' if finished else 'done its epochs'}: nothing more "
+          f"to do ({weights if budget else f'more --epochs, or {weights},'} trains on)", file=sys.stderr)
+    return True
+
+
+def restore_metrics(out: Path, history: list[dict]) -> None:
+    """metrics.jsonl as the checkpoint's evaluations: a run stopped between a line and its
+    checkpoint wrote the line again when resumed."""
+    (out / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in history))
 
 
 def clear_earlier_run(args, out: Path) -> None:
@@ -692,8 +704,17 @@ def holding_out(out: Path, rank: int):
 def train(args) -> dict:
     out = Path(args.out)
     check_out(args, out)
-    with holding_out(out, int(os.environ.get("RANK", "0"))):
-        run = start_run(args, out)
+    rank = int(os.environ.get("RANK", "0"))
+    with holding_out(out, rank):
+        saved = read_checkpoint_meta(out) if args.resume else None
+        if saved is not None:
+            args = resumed_arguments(args, saved.get("args", {}), out,
+                                     saved.get("run_state", {}).get("finished", False))
+            if run_has_ended(args, out, saved):
+                if rank == 0:
+                    restore_metrics(out, saved["history"])
+                return saved["history"][-1] if saved["history"] else {}
+        run = start_run(args, out, saved)
         while not run.state.finished and (run.budget.enabled or run.state.epoch < run.args.epochs):
             steps_done, loss_sum, started = train_epoch(run)
             if steps_done or run.state.finished:
@@ -708,13 +729,10 @@ def train(args) -> dict:
     return run.history[-1] if run.history else {}
 
 
-def start_run(args, out: Path) -> Run:
-    """Everything before the first step (``out`` checked and held by ``train``): a resumed run's
-    own arguments, threads, the model (from --init-weights or the checkpoint), the data, the
-    precision and the (compiled) step."""
-    saved = read_checkpoint_meta(out) if args.resume else None
-    if saved is not None:
-        args = resumed_arguments(args, saved.get("args", {}), out, saved.get("run_state", {}).get("finished", False))
+def start_run(args, out: Path, saved: dict | None) -> Run:
+    """Everything before the first step (``out`` checked and held, a resumed run's own arguments
+    and checkpoint metadata ``saved`` read, by ``train``): threads, the model (from --init-weights
+    or the checkpoint), the data, the precision and the (compiled) step."""
     threads = args.threads or default_threads()
     torch.set_num_threads(threads)
     # for the evaluations (see keep_freed_memory); a D=128 training step on 2 threads faults no
@@ -748,9 +766,7 @@ def start_run(args, out: Path) -> Run:
     if saved is not None:
         check_same_data(args, out, state.data_fingerprint, fingerprint)
         if rank == 0:
-            # the checkpoint's evaluations: a run stopped between a line and its checkpoint wrote
-            # the line again when resumed
-            (out / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in history))
+            restore_metrics(out, history)
             print(f"resumed from {out} at epoch {state.epoch}, step {state.global_step}", file=sys.stderr)
     state.data_fingerprint = fingerprint
     noisy_test_set = with_detector_noise(test_set, args.eval_noise_std) if args.eval_noise_std > 0 else None
@@ -806,7 +822,6 @@ def restore_run(args, out: Path, model: CFINet, optimizer: torch.optim.Optimizer
     state = RunState(**{**asdict(RunState()), **saved_state, "epoch": meta["epoch"]})
     if "cpu_seconds" not in saved_state:    # a checkpoint from before the count: its one part
         state.cpu_seconds = state.train_seconds * state.threads
-    check_resumable(args, out, state)
     return state, meta["history"]
 
 
