@@ -540,3 +540,16 @@ def test_a_run_that_diverges_before_its_first_checkpoint_is_not_told_to_resume(t
     assert code == 1
     assert error.endswith("the training loss is nan; no checkpoint had been saved. Lower --lr or use --amp off, "
                           "and start the run again")
+
+
+def test_overwrite_with_another_name_deletes_the_earlier_runs_weights(one_epoch, tmp_path, monkeypatch, capsys):
+    """--overwrite --name other deleted the earlier run's checkpoint and metrics but left its
+    weights (tiny.*) beside the new run's."""
+    out = tmp_path / "run"
+    shutil.copytree(one_epoch, out)
+    other = ARGS[:]
+    other[other.index("--name") + 1] = "other"
+    code, _ = run_cli(monkeypatch, capsys, other + ["--epochs", "1", "--overwrite", "--out", str(out)])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == [
+        "checkpoint.json", "checkpoint.safetensors", "curves.png", "metrics.jsonl", "other.json", "other.safetensors"]

@@ -484,8 +484,16 @@ def restore_metrics(out: Path, history: list[dict]) -> None:
 
 def clear_earlier_run(args, out: Path) -> None:
     """--overwrite: delete the earlier run's files once this run has passed every check (a refused
-    run leaves them as they were)."""
-    for name in [*run_files(args), *CHECKPOINT_PARTIALS]:
+    run leaves them as they were), its weights under its own --name too: with another --name they
+    stayed beside the new run's, with the earlier run's record."""
+    names = [*run_files(args), *CHECKPOINT_PARTIALS]
+    try:
+        earlier = read_checkpoint_meta(out).get("args", {}).get("name") if has_checkpoint(out) else None
+    except CheckpointError:         # a damaged checkpoint: its run's weights cannot be named
+        earlier = None
+    if isinstance(earlier, str) and earlier and Path(earlier).name == earlier:
+        names += [f"{earlier}.safetensors", f"{earlier}.json"]
+    for name in names:
         (out / name).unlink(missing_ok=True)
 
 
