@@ -20,11 +20,8 @@ from pathlib import Path
 
 from training import train as train_module
 from cfi_pose_ros.arguments import output_directory, positive_float
-from cfi_pose_ros.weights import WeightsError
 from training.checkpoint import CHECKPOINT_JSON, CheckpointError, has_checkpoint
 from training.evaluate import error_text
-from training.h36m import DatasetError
-from training.speed import CompileFailed
 
 
 @dataclass(frozen=True)
@@ -78,13 +75,6 @@ def run_arguments(run: StudyRun, out: Path) -> list[str]:
     return COMMON + noise + ["--dim", str(run.dim), "--stride", str(run.stride),
                              "--budget-minutes", str(run.minutes), "--schedule", run.schedule,
                              "--out", str(out / run.name), *resume, *run.extra]
-
-
-# What train.main reports in one line from the command line but re-raises for a caller that passes
-# argv, as the study does (keep in step with its except): each refusal of a run was a traceback of
-# 8-11 frames out of the study, possibly after earlier runs had trained.
-RUN_REFUSALS = (train_module.TrainingDiverged, train_module.RunRefused, CheckpointError, WeightsError, DatasetError,
-                KeyError, CompileFailed)
 
 
 def refusal_text(error: Exception, directory: Path) -> str:
@@ -202,7 +192,7 @@ def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
             print(f"[study] {index + 1}/{len(runs)}: {run.name}", file=sys.stderr, flush=True)
             try:
                 train_module.main(run_arguments(run, out))
-            except RUN_REFUSALS as error:
+            except train_module.RUN_REFUSALS as error:
                 print(f"error: run {index + 1}/{len(runs)} of the study ({run.name}): "
                       f"{refusal_text(error, out / run.name)}", file=sys.stderr)
                 raise SystemExit(1) from None

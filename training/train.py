@@ -1062,14 +1062,17 @@ def check_finite(model: torch.nn.Module | None, ema: WeightEMA | None, loss: flo
                                f"{problem}; {saved}")
 
 
+# What refuses a run in one line (main; training.study alike): diverged; bad --out, --resume,
+# --init-weights, subjects or data files; --compile on that fails.
+RUN_REFUSALS = (TrainingDiverged, RunRefused, CheckpointError, WeightsError, DatasetError, KeyError, CompileFailed)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     args.command_line = argv
     try:
         return train(args)
-    # diverged; bad --out, --resume, --init-weights, subjects or data files; --compile on that fails
-    except (TrainingDiverged, RunRefused, CheckpointError, WeightsError, DatasetError, KeyError,
-            CompileFailed) as error:
+    except RUN_REFUSALS as error:
         if argv is not None:
             raise
         print(f"error: {error_text(error)}", file=sys.stderr)
