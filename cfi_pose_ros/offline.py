@@ -791,8 +791,8 @@ class _StopBetweenFrames:
         if self.loading:
             self.ending = True
             if __name__ == "__main__":       # the command: out at once, in one line (a cache lock: the kernel's)
-                os.write(2, b"offline: interrupted\n")
-                os._exit(128 + signum)
+                from cfi_pose_ros.node.startup import end_at_once
+                end_at_once("offline", signum)
             raise KeyboardInterrupt(signum)  # main() called from Python: the caller's to handle
         if self.pending is not None:
             self.ending = True

@@ -247,7 +247,6 @@ def record_name(subjects: list[str], detected_2d: bool, stride: int | None = Non
                     + (["reference_view"] if reference_view else []))
 
 
-
 def cli() -> int:
     """The ``cfi-evaluate`` command (setup.py): ``main`` returns the evaluation's record, and the
     wrapper setuptools writes hands what it gets to ``sys.exit``, which printed that dict and

@@ -1079,7 +1079,6 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(1) from None
 
 
-
 def cli() -> int:
     """The ``cfi-train`` command (setup.py): ``main`` returns the training run's record, and the
     wrapper setuptools writes hands what it gets to ``sys.exit``, which printed that dict and

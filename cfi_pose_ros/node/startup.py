@@ -53,13 +53,16 @@ def exit_quietly_on_stop_signals(tool: str | None = None) -> None:
     A command-line tool (``tool``: its name, as ``play_bag``) is not a node stopped on request but
     a run cut short: it says so in one line and exits 128 + the signal's number (130, 143), as a
     shell reports a process a signal ended, so a caller can tell it from a finished run."""
-    def leave(signum, frame):
-        if tool:
-            os.write(2, f"{tool}: interrupted\n".encode())
-        os._exit(128 + signum if tool else 0)
-
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, leave)
+        signal.signal(signum, lambda signum, frame: end_at_once(tool, signum))
+
+
+def end_at_once(tool: str | None, signum: int) -> None:
+    """End the process now, as :func:`exit_quietly_on_stop_signals` describes: a tool in one line
+    and 128 + ``signum``, a node with 0. Nothing is torn down or flushed (os._exit)."""
+    if tool:
+        os.write(2, f"{tool}: interrupted\n".encode())
+    os._exit(128 + signum if tool else 0)
 
 
 def start_ros_process(tool: str | None = None) -> None:
