@@ -574,6 +574,50 @@ def test_interrupted_budget_run_resumes_to_the_same_weights(monkeypatch, tmp_pat
             == [(m["epoch"], m["steps"], m["train_loss"]) for m in read_metrics(tmp_path / "whole")])
 
 
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_stop_signal_stops_at_the_steps_end_with_a_checkpoint_and_a_second_at_once(monkeypatch, tmp_path,
+                                                                                      signals):
+    """The first SIGINT mid-epoch (no periodic checkpoint due: --checkpoint-minutes 60) saves a
+    checkpoint at the end of that step, from which --resume gives the uninterrupted run's weights;
+    a second SIGINT stops at once (KeyboardInterrupt, as without a handler), saving nothing."""
+    import signal
+
+    args = (without(ARGS, "--max-steps-per-epoch")
+            + ["--budget-samples", "5000", "--checkpoint-minutes", "60", "--ema-decay", "0.9"])
+    whole = train_module.main(args + ["--out", str(tmp_path / "whole")])
+    original, calls = train_module.train_step, []
+
+    def signalled_step(*a, **k):
+        calls.append(1)
+        if len(calls) == 10:                           # mid-epoch 2 (7 steps an epoch)
+            for _ in range(signals):
+                signal.raise_signal(signal.SIGINT)
+        return original(*a, **k)
+
+    handler_before = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(train_module, "train_step", signalled_step)
+    if signals == 2:
+        with pytest.raises(KeyboardInterrupt):
+            train_module.main(args + ["--out", str(tmp_path / "split")])
+        assert len(calls) == 10         # the checkpoint is still epoch 1's evaluation's
+        assert json.loads((tmp_path / "split" / "checkpoint.json").read_text())["run_state"]["global_step"] == 7
+        return
+    with pytest.raises(train_module.TrainingStopped, match=r"stopped by SIGINT at step 10 \(epoch 2, step 3 of 7\); "
+                                                           r"its checkpoint is saved: go on with python -m "
+                                                           r"training.train --out \S+split --resume"):
+        train_module.main(args + ["--out", str(tmp_path / "split")])
+    assert len(calls) == 10 and signal.getsignal(signal.SIGINT) is handler_before
+    saved = json.loads((tmp_path / "split" / "checkpoint.json").read_text())["run_state"]
+    assert (saved["global_step"], saved["epoch"], saved["step_in_epoch"]) == (10, 1, 3)
+    monkeypatch.setattr(train_module, "train_step", original)
+    resumed = train_module.main(["--out", str(tmp_path / "split"), "--resume"])
+    assert resumed["global_step"] == whole["global_step"] == 20
+    a, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
+    b, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+
+
 def test_noisy_2d_accuracy_is_reported_beside_the_clean(tmp_path):
     record = train_module.main(ARGS + ["--epochs", "1", "--eval-noise-std", "0.02", "--out", str(tmp_path)])
     assert record["test_mpjpe_mm_noisy"] > record["test_mpjpe_mm"]

@@ -3,6 +3,7 @@ work: numbers out of range, an --out that holds another run, a --resume with not
 something else) to resume, an --init-weights of another model, outputs the study cannot write."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -305,6 +306,29 @@ def test_a_refused_study_run_is_one_line_naming_the_run_with_advice_the_study_ca
     assert stop.value.code == 2 and f"--out {tmp_path / 'file'}: cannot make the directory" in capsys.readouterr().err
 
 
+def test_a_study_run_stopped_by_a_signal_says_the_study_goes_on_from_it(tmp_path, capsys, monkeypatch):
+    """train.main re-raises a stop for a caller that passes argv: the study said nothing of it (a
+    TrainingStopped traceback) nor that its own command, run again, resumes the stopped run."""
+    import signal
+
+    from training.stopping import TrainingStopped
+
+    def stopped_run(argv):
+        out = argv[argv.index("--out") + 1]
+        raise TrainingStopped(signal.SIGTERM, "at step 5 (epoch 1, step 5 of 9)", out)
+
+    monkeypatch.setattr(train_module, "main", stopped_run)
+    out = tmp_path / "runs"
+    finished_study_run(out, "d64_s5_b0.5")
+    with pytest.raises(SystemExit) as stop:
+        study.main(["--runs", "d64_s5_b0.5", "d128_s5_b0.5", "--short", "0.5", "--out", str(out),
+                    "--doc", str(tmp_path / "doc")])
+    assert stop.value.code == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "study: run 2/2 (d128_s5_b0.5) stopped by SIGTERM at step 5 (epoch 1, step 5 of 9), its checkpoint "
+        "saved; the same study command goes on from there")
+
+
 @pytest.mark.parametrize("flag", ["--short", "--long"])
 def test_study_budgets_must_be_positive(flag, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -553,3 +577,40 @@ def test_overwrite_with_another_name_deletes_the_earlier_runs_weights(one_epoch,
     assert code == 0
     assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == [
         "checkpoint.json", "checkpoint.safetensors", "curves.png", "metrics.jsonl", "other.json", "other.safetensors"]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_ends_the_command_in_one_line_with_its_checkpoint_saved(tmp_path, signal_name):
+    """`python -m training.train` sent Ctrl-C (or a cluster's SIGTERM) mid-run: a KeyboardInterrupt
+    traceback (or death by SIGTERM), the steps since the last checkpoint lost. Now: the checkpoint
+    of the step it stopped at, one line saying how to go on, exit 128 + the signal's number."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    # about 30 steps an epoch, each evaluated; no periodic checkpoint in the run's life
+    args = ARGS + ["--max-steps-per-epoch", "0", "--synthetic", "2000", "--epochs", "1000",
+                   "--checkpoint-minutes", "60", "--out", str(out)]
+    process = subprocess.Popen([sys.executable, "-P", "-m", "training.train", *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "metrics.jsonl").is_file():        # its first epoch evaluated: it trains on
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(0.5)
+        process.send_signal(getattr(signal, signal_name))
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    last = err.strip().splitlines()[-1]
+    assert process.returncode == 128 + getattr(signal, signal_name), err[-3000:]
+    assert re.fullmatch(rf"training: stopped by {signal_name} at step (\d+) \(epoch \d+, step \d+ of \d+\); its "
+                        rf"checkpoint is saved: go on with python -m training.train --out {re.escape(str(out))} "
+                        rf"--resume", last), last
+    step = int(re.search(r"at step (\d+)", last).group(1))
+    assert "Traceback" not in err
+    assert json.loads((out / "checkpoint.json").read_text())["run_state"]["global_step"] == step
+    epochs = len(read_metrics(out))
+    record = train_module.main(["--out", str(out), "--resume", "--epochs", str(epochs + 1)])
+    assert record["epoch"] == epochs + 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from training import train as train_module
 from cfi_pose_ros.arguments import output_directory, positive_float
 from training.checkpoint import CHECKPOINT_JSON, CheckpointError, has_checkpoint
 from training.evaluate import error_text
+from training.stopping import TrainingStopped
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,15 @@ def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
                 print(f"error: run {index + 1}/{len(runs)} of the study ({run.name}): "
                       f"{refusal_text(error, out / run.name)}", file=sys.stderr)
                 raise SystemExit(1) from None
+            except TrainingStopped as stopped:
+                print(f"study: run {index + 1}/{len(runs)} ({run.name}) stopped by "
+                      f"{signal.Signals(stopped.signum).name} {stopped.where}, its checkpoint saved; the same "
+                      f"study command goes on from there", file=sys.stderr)
+                raise SystemExit(stopped.exit_code) from None
+            except KeyboardInterrupt:   # before the run's first step, or a second Ctrl-C while it stopped
+                print(f"study: interrupted by SIGINT in run {index + 1}/{len(runs)} ({run.name}); the same "
+                      f"study command goes on from the run's last checkpoint", file=sys.stderr)
+                raise SystemExit(128 + signal.SIGINT) from None
             record = final_record(out / run.name)
         rows.append((run, record))
     (doc.with_suffix(".md")).write_text(table(rows))

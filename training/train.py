@@ -32,6 +32,7 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -56,6 +57,7 @@ from training.evaluate import DEFAULT_DATA, error_text, evaluate_pose_set, recor
 from training.h36m import TRAIN_SUBJECTS, DatasetError, PoseSet, load_h36m
 from training.losses import LOSSES
 from training.schedule import SCHEDULES, Budget, BudgetSchedule, WeightEMA
+from training.stopping import StopRequests, TrainingStopped
 from training.speed import CompileFailed, autocast_context, choose_precision, compile_or_eager, cpu_model, \
     default_threads, keep_freed_memory, seconds_per_step, thread_count
 
@@ -651,19 +653,24 @@ class Run:
     schedule: BudgetSchedule | None
     steps_per_epoch: int
     step_timer: "StepTimer"
+    stop: StopRequests = field(default_factory=StopRequests)     # entered by train()
 
     @property
     def main_process(self) -> bool:
         return self.rank == 0
 
-    def rank_0_decides(self, wanted: bool) -> bool:
-        """Rank 0's ``wanted`` on every process: what its clock decides (a checkpoint now) the
-        processes must do together."""
+    def agree_after_step(self, checkpoint_due: bool) -> tuple[bool, bool]:
+        """What every process does after a step, together: a checkpoint (rank 0's clock decides:
+        ``checkpoint_due`` of the others is not read) and whether to stop (any process's stop
+        signal: torchrun hands its own to every worker, but a rank that stopped alone would leave
+        the others waiting in the next step's all-reduce). One all-reduce, both answers."""
+        stop = self.stop.signum is not None
         if self.world == 1:
-            return wanted
-        flag = torch.tensor([wanted], dtype=torch.uint8)
-        torch.distributed.broadcast(flag, src=0, group=self.group)
-        return bool(flag)
+            return checkpoint_due or stop, stop
+        flags = torch.tensor([checkpoint_due and self.main_process, stop], dtype=torch.uint8)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX, group=self.group)
+        checkpoint_due, stop = (bool(flag) for flag in flags)
+        return checkpoint_due or stop, stop
 
     def gather_rng_states(self) -> list[dict] | None:
         """Every process's random state (checkpoint.process_rng_state), by rank, on rank 0 (None on
@@ -723,18 +730,39 @@ def train(args) -> dict:
                     restore_metrics(out, saved["history"])
                 return saved["history"][-1] if saved["history"] else {}
         run = start_run(args, out, saved)
-        while not run.state.finished and (run.budget.enabled or run.state.epoch < run.args.epochs):
-            steps_done, loss_sum, started = train_epoch(run)
-            if steps_done or run.state.finished:
-                rng_states = run.gather_rng_states()        # every process, for rank 0's checkpoint
-                if run.main_process and (steps_done or not run.history):
-                    evaluate_and_save(run, steps_done, loss_sum, started, rng_states)
-        if run.world > 1:
-            # together: a rank that tore gloo down while rank 0 was still evaluating and saving was
-            # aborted on exit about every other run ("terminate called without an active exception")
-            torch.distributed.barrier()
-            torch.distributed.destroy_process_group()
+        # from the first step: a signal before it (loading the data, compiling) has nothing to
+        # save, and ends the run as it would have (main says so in one line)
+        with run.stop:
+            try:
+                while not run.state.finished and (run.budget.enabled or run.state.epoch < run.args.epochs):
+                    steps_done, loss_sum, started = train_epoch(run)
+                    if steps_done or run.state.finished:
+                        rng_states = run.gather_rng_states()        # every process, for rank 0's checkpoint
+                        if run.main_process and (steps_done or not run.history):
+                            evaluate_and_save(run, steps_done, loss_sum, started, rng_states)
+            except TrainingStopped:         # every process stops at the same step (agree_after_step)
+                leave_together(run)
+                raise
+        leave_together(run)
     return run.history[-1] if run.history else {}
+
+
+def leave_together(run: Run) -> None:
+    """Every process leaves the process group together (not after an error only one of them
+    raised: the others would wait in the barrier forever): a rank that tore gloo down while rank 0
+    was still evaluating and saving was aborted on exit about every other run ("terminate called
+    without an active exception")."""
+    if run.world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def stopped_run(run: Run) -> TrainingStopped:
+    """What a run stopped by a signal says: where it stopped and how to go on (its checkpoint was
+    just saved, by the step's agreement)."""
+    state = run.state
+    return TrainingStopped(run.stop.signum, f"at step {state.global_step} (epoch {state.epoch + 1}, step "
+                                            f"{state.step_in_epoch} of {run.steps_per_epoch})", run.out)
 
 
 def start_run(args, out: Path, saved: dict | None) -> Run:
@@ -952,7 +980,8 @@ def train_epoch(run: Run) -> tuple[int, torch.Tensor, float]:
         if steps_done % 20 == 1:
             check_finite(None, None, loss.item(), state, run.out)
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-        if run.rank_0_decides(now - last_checkpoint > args.checkpoint_minutes * 60):
+        checkpoint_now, stop_now = run.agree_after_step(now - last_checkpoint > args.checkpoint_minutes * 60)
+        if checkpoint_now:
             # every process, together: each gives its random state (a rank that stopped alone
             # would leave the others waiting)
             check_finite(run.model, run.ema, float(loss_sum), state, run.out)
@@ -961,6 +990,9 @@ def train_epoch(run: Run) -> tuple[int, torch.Tensor, float]:
                 state.epoch_loss_sum, state.epoch_steps = float(loss_sum), steps_done
                 run.save_checkpoint(rng_states)
             last_checkpoint = clock()
+        if stop_now:
+            bar.close()
+            raise stopped_run(run)
     bar.close()
     if run.budget.enabled and run.budget.progress(state.train_seconds, state.samples) >= 1.0:
         state.finished = True
@@ -1077,6 +1109,19 @@ def main(argv: list[str] | None = None) -> dict:
             raise
         print(f"error: {error_text(error)}", file=sys.stderr)
         raise SystemExit(1) from None
+    except TrainingStopped as stopped:
+        if argv is not None:
+            raise
+        if int(os.environ.get("RANK", "0")) == 0:     # one line, not one per process
+            print(f"training: {stopped}", file=sys.stderr)
+        raise SystemExit(stopped.exit_code) from None
+    except KeyboardInterrupt:
+        if argv is not None:
+            raise
+        # before the first step (nothing to save yet), or a second Ctrl-C during a stop
+        print("training: interrupted by SIGINT; --out holds what the run's last checkpoint wrote (nothing, "
+              "before the first)", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGINT) from None
 
 
 def cli() -> int:
