@@ -618,6 +618,45 @@ def test_a_stop_signal_stops_at_the_steps_end_with_a_checkpoint_and_a_second_at_
         assert torch.equal(value, b.state_dict()[key]), key
 
 
+def test_fp16_scales_the_loss_so_that_small_gradients_still_train():
+    """fp16 holds nothing below 6e-8: the backward pass of an fp16 product flushed the gradients of
+    a loss scaled by 1e-6 to zero, and Adam's step moved no weight. With the run's GradScaler the
+    same step trains (bf16, with fp32's range, gets no scaler)."""
+    cpu = torch.device("cpu")
+    x, y = torch.randn(64, 17, 2), torch.randn(64, 17, 3)
+
+    def weights_moved(scaler) -> bool:
+        torch.manual_seed(0)
+        model = CFINet(CONFIG)
+        before = [t.detach().clone() for t in model.parameters()]
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        tiny_loss = lambda pred, target: 1e-6 * train_module.LOSSES["mpjpe"](pred, target)   # noqa: E731
+        forward_loss, _ = train_module.build_forward_loss(model, tiny_loss, "fp16", cpu, "off", x, y)
+        train_module.train_step(forward_loss, optimizer, x, y, train_module.NO_AUGMENTATION, scaler=scaler)
+        return any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+    assert not weights_moved(None)
+    assert weights_moved(train_module.grad_scaler("fp16", cpu))
+    assert train_module.grad_scaler("bf16", cpu) is None and train_module.grad_scaler("fp32", cpu) is None
+
+
+def test_an_fp16_run_resumes_with_its_loss_scale_to_the_uninterrupted_runs_weights(tmp_path):
+    args = ARGS + ["--amp", "fp16"]            # the last --amp is argparse's
+    whole = train_module.main(args + ["--epochs", "2", "--out", str(tmp_path / "whole")])
+    train_module.main(args + ["--epochs", "1", "--out", str(tmp_path / "split")])
+    scale = json.loads((tmp_path / "split" / "checkpoint.json").read_text())["run_state"]["grad_scaler"]
+    assert scale["scale"] > 0 and scale["_growth_tracker"] == 4      # 4 steps without an overflow
+    resumed = train_module.main(args + ["--epochs", "2", "--out", str(tmp_path / "split"), "--resume"])
+    assert resumed["train_loss"] == whole["train_loss"]
+    scales = [json.loads((tmp_path / run / "checkpoint.json").read_text())["run_state"]["grad_scaler"]
+              for run in ("whole", "split")]
+    assert scales[0] == scales[1] and scales[0]["_growth_tracker"] == 8     # the scale went on, not anew
+    a, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
+    b, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+
+
 def test_noisy_2d_accuracy_is_reported_beside_the_clean(tmp_path):
     record = train_module.main(ARGS + ["--epochs", "1", "--eval-noise-std", "0.02", "--out", str(tmp_path)])
     assert record["test_mpjpe_mm_noisy"] > record["test_mpjpe_mm"]

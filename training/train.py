@@ -376,6 +376,7 @@ class RunState:
     commands: list[str] = field(default_factory=list)
     init_weights: dict = field(default_factory=dict)    # what --init-weights started from
     data_fingerprint: dict = field(default_factory=dict)  # the poses it trains and tests on (data_fingerprint)
+    grad_scaler: dict = field(default_factory=dict)     # an fp16 run's loss scale (GradScaler.state_dict)
 
 
 def init_from_weights(model: torch.nn.Module, path: str, config: CFIConfig) -> dict:
@@ -605,11 +606,21 @@ def build_forward_loss(model: torch.nn.Module, loss_fn, precision: str, device: 
     return compile_or_eager(forward_loss, compile_mode, compile_probe)
 
 
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16's loss scaling: fp16 holds nothing below 6e-8, and the backward pass of an fp16
+    product flushed smaller gradients to zero (a loss scaled by 1e-6 trained nothing, its gradients
+    all zero). bf16 has fp32's range and needs none."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
 def train_step(forward_loss, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               args, ema: WeightEMA | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+               args, ema: WeightEMA | None = None, generator: torch.Generator | None = None,
+               scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
     """One optimisation step on a batch (augmentation included); returns the detached loss.
 
-    Nothing here waits for a value: the caller reads the loss only when it logs.
+    Nothing here waits for a value: the caller reads the loss only when it logs. With ``scaler``
+    (fp16) the gradients are of the scaled loss, and a step whose gradients overflowed is skipped
+    while the scale backs off.
     """
     if args.placement_prob > 0:     # before the flip, which mirrors input and target together
         x = virtual_placement(x, y, args.placement_prob, tuple(args.placement_distance),
@@ -621,8 +632,13 @@ def train_step(forward_loss, optimizer: torch.optim.Optimizer, x: torch.Tensor, 
     x = drop_joints(x, args.missing_prob, args.missing_max, generator=generator)
     loss = forward_loss(x, y)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
     if ema is not None:
         ema.update()
     return loss.detach()
@@ -653,6 +669,7 @@ class Run:
     schedule: BudgetSchedule | None
     steps_per_epoch: int
     step_timer: "StepTimer"
+    scaler: torch.amp.GradScaler | None         # fp16's (grad_scaler)
     stop: StopRequests = field(default_factory=StopRequests)     # entered by train()
 
     @property
@@ -694,6 +711,7 @@ class Run:
         """The checkpoint, with the random states of ``gather_rng_states`` but this process's own
         as it is now: an evaluation since may have drawn from it (an EMA model's initial weights),
         and the uninterrupted run goes on from here."""
+        self.state.grad_scaler = self.scaler.state_dict() if self.scaler is not None else {}
         save_checkpoint(self.out, self.model, self.optimizer, self.state.epoch, self.history,
                         {"args": vars(self.args), "run_state": asdict(self.state)}, ema=self.ema,
                         rng_states=[process_rng_state(self.device), *rng_states[1:]])
@@ -822,6 +840,9 @@ def start_run(args, out: Path, saved: dict | None) -> Run:
     forward_loss, state.compile = build_forward_loss(
         ddp_model, loss_fn, precision, device, "off" if world > 1 else args.compile,
         inputs[:args.batch_size], targets[:args.batch_size])
+    scaler = grad_scaler(precision, device)
+    if scaler is not None and state.grad_scaler:    # resumed in fp16: the scale it had reached
+        scaler.load_state_dict(state.grad_scaler)
     if resumed_rng is not None:
         # as the checkpoint left it: the probes' steps drew dropout masks from it, so a resumed run
         # with --dropout went on otherwise than the uninterrupted one
@@ -844,7 +865,7 @@ def start_run(args, out: Path, saved: dict | None) -> Run:
     return Run(args=args, out=out, rank=rank, world=world, device=device, group=group, threads=threads, model=model,
                optimizer=optimizer, ema=ema, state=state, history=history, inputs=inputs, targets=targets,
                test_set=test_set, noisy_test_set=noisy_test_set, input_domain=input_domain,
-               forward_loss=forward_loss, budget=budget,
+               forward_loss=forward_loss, scaler=scaler, budget=budget,
                schedule=BudgetSchedule(args.lr, args.schedule, args.warmup) if budget.enabled else None,
                steps_per_epoch=steps_per_epoch, step_timer=StepTimer(state.typical_step_seconds or None))
 
@@ -960,7 +981,7 @@ def train_epoch(run: Run) -> tuple[int, torch.Tensor, float]:
         augmentation_rng = torch.Generator(device=run.device).manual_seed(
             augmentation_seed(args.seed, run.rank, state.global_step))
         loss = train_step(run.forward_loss, optimizer, run.inputs[idx], run.targets[idx], args, run.ema,
-                          augmentation_rng)
+                          augmentation_rng, run.scaler)
         loss_sum += loss
         steps_done += 1
         state.step_in_epoch = step + 1
