@@ -1331,6 +1331,43 @@ def test_target_from_camera_without_target_frame_fails_configure_with_the_reason
         assert node._target[0] == "base_link" and node._target[1] is not None
 
 
+def test_a_set_that_makes_a_pair_configure_refuses_answers_success_saying_so(ros_env):
+    """`ros2 param set` of backend onnxruntime while precision is fp16 (or of target_from_camera
+    without target_frame) answered a plain success, and only configure said no. Each value is
+    valid alone and the one that mends the pair may come next (`ros2 param set` sets one at a time,
+    `ros2 param load` one after another), so the set is accepted, and its reason (which `ros2 param
+    set` prints: "Set parameter successful: ...") and a WARN say what configure would refuse. Sets
+    through set_parameters_atomically, which both parameter services call for each parameter."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    with _node_in_process("lift", "pairs") as node:
+        warnings = []
+        node.get_logger().warn = warnings.append
+
+        def set_one(name, value):
+            result = node.set_parameters_atomically([Parameter(name, value=value)])
+            assert result.successful, result.reason
+            return result.reason
+
+        assert set_one("backend", "auto") == ""
+        assert set_one("precision", "fp16") == ""           # backend auto: the machine decides
+        reason = set_one("backend", "onnxruntime")
+        assert reason == ("set; configure would fail as the parameters now stand: precision fp16 is not supported "
+                          "by the onnxruntime backend: only tensorrt and cuda support it (onnxruntime runs fp32)")
+        assert warnings == [reason]
+        reason = set_one("target_from_camera", [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+        assert reason.endswith("(onnxruntime runs fp32); target_from_camera is given but target_frame is empty: "
+                               "set target_frame to the frame the transform leads to, or target_from_camera to "
+                               "all zeros"), reason
+        assert set_one("max_people", 5) == ""              # live: not configure's
+        assert set_one("precision", "fp32").startswith("set; configure would fail as the parameters now stand: "
+                                                       "target_from_camera is given")
+        assert set_one("target_frame", "base_link") == ""
+        assert set_one("backend", "torch") == "" and len(warnings) == 3
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+
+
 def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_with_the_reason(ros_env):
     """The detector's side of the lifter's test (test_lift_node.py): image_topic set while
     unconfigured to /diagnostics made rcl refuse the subscription; rclpy failed activate without a

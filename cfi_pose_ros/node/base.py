@@ -378,7 +378,23 @@ class SpecLifecycleNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=f"parameter {param.name}={shown(param.value)}: "
                                                                     f"{type_problem(now.value, param.value, True)}")
             changing.append(param)
-        return super().set_parameters_atomically(changing) if changing else SetParametersResult(successful=True)
+        if not changing:
+            return SetParametersResult(successful=True)
+        result = super().set_parameters_atomically(changing)
+        at_configure = {spec.name for spec in self._specs_by_name.values() if spec.takes_effect == AT_CONFIGURE}
+        if result.successful and at_configure & {param.name for param in changing}:
+            # accepted (the value that mends it may come next), but said at once, not at configure
+            problems = self.configure_problems()
+            if problems:
+                result.reason = "set; configure would fail as the parameters now stand: " + "; ".join(problems)
+                self.get_logger().warn(result.reason)
+        return result
+
+    def configure_problems(self) -> list[str]:
+        """What configure would refuse in the parameters as they stand, taken together (each value
+        is checked alone when set). A set that makes such a pair answers success with these as its
+        reason (`ros2 param set` prints "Set parameter successful: <reason>") and logs them."""
+        return []
 
     def _check_new_values(self, parameters) -> SetParametersResult:
         for param in parameters:

@@ -34,7 +34,8 @@ from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, header_drop_reason, markers_to_msg, stamp_seconds
 from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos,
                                    rcl_reason, run, stoppable_configure)
-from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, lifter_options
+from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, TARGET_WITHOUT_FRAME, lift_configure_problems,
+                                         lifter_options)
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS,
                                       camera_or_size_from_info, dropped_warning_key, lift_keypoints, marker_namespace,
                                       pipeline_config, pose_smoother)
@@ -72,6 +73,9 @@ class LiftNode(SpecLifecycleNode):
         self._tf_broadcast: TransformBroadcast | None = None
 
     # --------------------------------------------------------------- live parameters
+    def configure_problems(self) -> list[str]:
+        return lift_configure_problems(self.p)
+
     def on_parameters_changed(self, names: set[str]) -> None:
         """Live changes take effect from the next frame (this runs between callbacks). Changing a
         smoothing parameter restarts the filters with the new settings."""
@@ -320,8 +324,7 @@ class LiftNode(SpecLifecycleNode):
         target = tf2_frame_id(self.p("target_frame"))     # the frame tf2 looks up and outputs carry
         if static is not None and not target:
             # the transform alone was accepted and never used: outputs stayed in the camera frame
-            self.configure_failed("target_from_camera is given but target_frame is empty: set target_frame to "
-                                  "the frame the transform leads to, or target_from_camera to all zeros")
+            self.configure_failed(TARGET_WITHOUT_FRAME)
             return False
         self._target = (target, static)
         tf2_ros, reason = load_tf2()

@@ -308,6 +308,28 @@ def lifter_options(value=lambda name: PARAMETERS_BY_NAME[name].default) -> dict:
             "flip_test": bool(value("flip_test"))}
 
 
+TARGET_WITHOUT_FRAME = ("target_from_camera is given but target_frame is empty: set target_frame to the frame "
+                        "the transform leads to, or target_from_camera to all zeros")
+
+
+def lift_configure_problems(value=lambda name: PARAMETERS_BY_NAME[name].default) -> list[str]:
+    """What the lifting node's configure refuses in its parameters (``value(name)``) taken together,
+    each valid alone: a backend that does not run the precision, a transform without the frame it
+    leads to. A set cannot refuse these: `ros2 param set` sets one parameter at a time, `ros2 param
+    load` one after another, and the value that mends the pair may come next."""
+    from cfi_pose_ros.inference.base import check_precision
+
+    problems = []
+    if value("backend") != "auto":
+        try:
+            check_precision(value("backend"), value("precision"))
+        except ValueError as error:
+            problems.append(str(error))
+    if any(value("target_from_camera")) and not value("target_frame").lstrip("/"):
+        problems.append(TARGET_WITHOUT_FRAME)
+    return problems
+
+
 # The section of the shipped parameters files. A bare `cfi_pose_lifter:` key is matched by rcl
 # only to the node in the root namespace: under `namespace:=robot1` (launch) or
 # `-r __ns:=/robot1` the file was ignored without a word. `/**/cfi_pose_lifter:` would fix that,
