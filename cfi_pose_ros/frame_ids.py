@@ -1,4 +1,5 @@
-"""Frame ids as tf2 reads them, and whether two messages name the same camera frame.
+"""Frame ids as tf2 reads them, which names a tf2 tree can hold, and whether two messages name the
+same camera frame.
 
 Apart from frames.py (which imports the pipeline, which imports depth.py) so that every module can
 use the one rule."""
@@ -10,6 +11,23 @@ from __future__ import annotations
 # tf2 frame names are short (`camera_color_optical_frame`, with a robot's prefix); 256 is the
 # track id's bound too.
 MAX_FRAME_ID_LENGTH = 256
+
+
+def frame_name_problem(name: str, *, prefix: bool = False) -> str | None:
+    """What keeps ``name`` from naming a frame a tf2 tree can hold, in words, or None: more than
+    MAX_FRAME_ID_LENGTH characters, a space or control character (a parameters file's ``map `` or a
+    pasted newline), an empty name between two slashes or after a last one; tf2 never finds such a
+    frame. ``prefix``: the start of frame names (``tf_prefix``), whose trailing '/' is part of them
+    (``body/3``). Empty passes: each caller says what empty means."""
+    if len(name) > MAX_FRAME_ID_LENGTH:
+        return f"a TF frame name of {len(name)} characters (at most {MAX_FRAME_ID_LENGTH})"
+    if any(c.isspace() or not c.isprintable() for c in name):
+        return "a TF frame name holds no spaces or control characters"
+    if "//" in name:
+        return "a TF frame name holds no empty name between two '/'"
+    if name.endswith("/") and not prefix:
+        return "a TF frame name does not end in '/'"
+    return None
 
 
 def tf2_frame_id(frame_id: str) -> str:

@@ -378,6 +378,7 @@ def test_an_image_with_nobody_gives_empty_arrays_with_its_stamp(camera_path, met
     ("bad_stamp_nanosec", lambda m: setattr(m.header.stamp, "nanosec", 4_294_967_295)),
     # its keypoints, poses and markers would all carry it on
     ("frame_id_too_long", lambda m: setattr(m.header, "frame_id", "camera" * 1000)),
+    ("bad_frame_id", lambda m: setattr(m.header, "frame_id", "camera link")),      # a name no TF tree holds
 ])
 def test_bad_images_are_dropped_counted_and_the_node_goes_on(camera_path, meta, h36m_image, reason, spoil):
     base = int(time.time()) % 100000 + 10000

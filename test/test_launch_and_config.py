@@ -510,6 +510,31 @@ def test_a_frame_name_parameter_is_at_most_as_long_as_a_frame_id_the_node_takes(
         assert f"of {length} characters (at most {MAX_FRAME_ID_LENGTH})" in parameter_problem(spec, "f" * length)
 
 
+def test_one_frame_name_rule_for_target_frame_tf_prefix_and_every_input_header():
+    """target_frame and tf_prefix refused names no TF tree holds while a message's header.frame_id
+    of the same was carried on to every output: frame_ids.frame_name_problem is the rule of both
+    (conversions.header_problem drops such a header as bad_frame_id), with the same words."""
+    from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH, frame_name_problem
+
+    for name in ("camera_color_optical_frame", "robot1/camera", "/camera", "", "f" * MAX_FRAME_ID_LENGTH):
+        assert frame_name_problem(name) is None, name
+    target_frame, tf_prefix = PARAMETERS_BY_NAME["target_frame"], PARAMETERS_BY_NAME["tf_prefix"]
+    for name, words in (("camera link", "no spaces or control characters"),
+                        ("cam\nera", "no spaces or control characters"),
+                        ("cam\x00era", "no spaces or control characters"),
+                        ("camera\u00a0link", "no spaces or control characters"),      # a no-break space
+                        ("a//b", "no empty name between two '/'"), ("camera/", "does not end in '/'"),
+                        ("f" * (MAX_FRAME_ID_LENGTH + 1), f"of {MAX_FRAME_ID_LENGTH + 1} characters")):
+        problem = frame_name_problem(name)
+        assert problem is not None and words in problem, (name, problem)
+        assert parameter_problem(target_frame, name) == problem, name
+        if not name.endswith("/"):
+            assert parameter_problem(tf_prefix, name) == problem, name
+    # a prefix's trailing '/' is part of the names it starts (body/3)
+    assert frame_name_problem("robot1/body/", prefix=True) is None
+    assert parameter_problem(tf_prefix, "robot1/body/") is None
+
+
 # ----------------------------------------------------------------------------- the detector node
 
 def test_detector_config_file_lists_exactly_the_declared_parameters_with_their_defaults():

@@ -7,6 +7,7 @@ process through a real rclpy node.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -300,11 +301,14 @@ def test_malformed_people_do_not_push_the_good_ones_out_of_those_read(clip):
     assert lifted.dropped["too_many_people"] == 2 and sum(lifted.dropped.values()) == len(malformed)
 
 
-def test_a_frame_with_a_frame_id_of_a_megabyte_is_dropped_and_counted_not_passed_on(node_factory, clip):
+def test_a_frame_with_a_frame_id_no_tf_tree_holds_is_dropped_and_counted_not_passed_on(node_factory, clip):
     """Every output carries the input's frame_id on (the poses, each marker, the /tf frames' parent):
     a 1 MB frame_id was published in the poses and in every marker of the frame. Up to 256
     characters a frame is lifted; past that it is dropped whole (frame_id_too_long), nothing is
-    published for it, and the node goes on. A CameraInfo or depth image of such a frame_id is not used."""
+    published for it, and the node goes on. So was a frame_id that target_frame and tf_prefix refuse
+    as no TF frame name ("camera link", a control character, `a//b`, a trailing '/'): now dropped
+    alike (bad_frame_id); a leading '/' (tf2 drops it), an empty frame_id and '/' alone (no frame)
+    are read as before. A CameraInfo or depth image of such a frame_id is not used."""
     from sensor_msgs.msg import Image
 
     from cfi_pose_ros.node.conversions import depth_from_msg
@@ -312,32 +316,42 @@ def test_a_frame_with_a_frame_id_of_a_megabyte_is_dropped_and_counted_not_passed
     from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
 
     pipeline = build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
-    for length, people in ((256, 2), (257, 0)):
+    for frame_id, refused, words in (
+            ("f" * 256, None, None), ("/camera", None, None), ("robot1/camera", None, None), ("", None, None),
+            ("/", None, None), ("f" * 257, "frame_id_too_long", "frame_id of 257 characters"),
+            ("camera link", "bad_frame_id", "no spaces or control characters"),
+            ("cam\nera", "bad_frame_id", "no spaces or control characters"),
+            ("cam\x00era", "bad_frame_id", "no spaces or control characters"),
+            ("a//b", "bad_frame_id", "between two '/'"), ("camera/", "bad_frame_id", "does not end in '/'")):
         msg = clip_msg(clip, 0, sec=1)
-        msg.header.frame_id = "f" * length
+        msg.header.frame_id = frame_id
         lifted = lift_keypoints(pipeline, msg, None, None)
-        assert (len(lifted.people), lifted.publishable) == (people, people > 0), length
-        assert lifted.dropped == ({} if people else {"frame_id_too_long": 2})
-        info = camera_info_msg(clip.camera_matrix, clip.image_size, "f" * length)
+        assert (len(lifted.people), lifted.publishable) == ((0, False) if refused else (2, True)), frame_id
+        assert lifted.dropped == ({refused: 2} if refused else {}), frame_id
+        info = camera_info_msg(clip.camera_matrix, clip.image_size, frame_id)
         depth = Image(encoding="16UC1", width=2, height=2, step=4, data=bytes(8))
-        depth.header.frame_id = "f" * length
+        depth.header.frame_id = frame_id
         for read in (lambda: camera_from_info(info), lambda: depth_from_msg(depth)):
-            if people:
-                read()
-            else:
-                with pytest.raises(ValueError, match="frame_id of 257 characters"):
+            if refused:
+                with pytest.raises(ValueError, match=re.escape(words)):
                     read()
+            else:
+                read()
 
     node = node_factory(reliable_input=True)          # a megabyte crosses reliably (see NodeUnderTest)
-    bad = clip_msg(clip, 0, sec=470)
-    bad.header.frame_id = "f" * 1_000_000
-    for _ in range(5):
-        node.client.publish(bad)
-        node.spin_for(0.2)
+    for sec, frame_id in ((470, "f" * 1_000_000), (471, "camera link"), (472, "cam\nera"), (473, "a//b"),
+                          (474, "camera/")):
+        bad = clip_msg(clip, 0, sec=sec)
+        bad.header.frame_id = frame_id
+        for _ in range(3):
+            node.client.publish(bad)
+            node.spin_for(0.1)
     assert node.send_and_receive(clip_msg(clip, 1, sec=480)) is not None, node.log()    # it goes on
-    assert _diag_count(node.latest_diagnostics(), "frame_id_too_long") >= 1, node.log()
-    assert 470 * 10**9 not in node.client.received.poses
-    assert "frame_id_too_long" in node.log() and "f" * 300 not in node.log()
+    diag = node.latest_diagnostics()
+    assert _diag_count(diag, "frame_id_too_long") >= 1 and _diag_count(diag, "bad_frame_id") >= 1, node.log()
+    assert not {sec * 10**9 for sec in range(470, 475)} & {*node.client.received.poses,
+                                                           *node.client.received.markers}
+    assert "frame_id_too_long" in node.log() and "bad_frame_id" in node.log() and "f" * 300 not in node.log()
 
 
 def test_nan_joints_are_missing_not_malformed(node_factory, clip):

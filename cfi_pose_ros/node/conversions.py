@@ -13,8 +13,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from cfi_pose_ros.camera import LensDistortion, rescale_camera_matrix
 from cfi_pose_ros.cdr import SerializedImage, read_image
 from cfi_pose_ros.depth import depth_image_to_array
-from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH
-from cfi_pose_ros.frames import tf2_frame_id
+from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH, frame_name_problem, tf2_frame_id
 from cfi_pose_ros.markers import MarkerSpec, lifetime_ns
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanPose3D, HumanPose3DArray
 from cfi_pose_ros.pipeline import Frame2D, LiftedPerson, Person2D
@@ -43,20 +42,31 @@ BAD_STAMP_NANOSEC = "bad_stamp_nanosec"
 # Diagnostics drop reason (both nodes): a header.frame_id longer than MAX_FRAME_ID_LENGTH (why:
 # frame_ids.py).
 FRAME_ID_TOO_LONG = "frame_id_too_long"
+# Diagnostics drop reason (both nodes): a header.frame_id no tf2 tree holds (frame_ids.py's
+# frame_name_problem: a space or control character, `a//b`, a trailing '/'), as target_frame refuses
+# them. Every output carried it on (the poses, each marker, the /tf frames' parent) in a frame no tf2
+# consumer, RViz included, can place. Judged as tf2 reads it: a leading '/' is dropped, and an empty
+# frame_id (or '/' alone) names no frame, as before.
+BAD_FRAME_ID = "bad_frame_id"
 
 
-def frame_id_too_long(header) -> bool:
-    return len(header.frame_id) > MAX_FRAME_ID_LENGTH
+def frame_id_problem(header) -> tuple[str, str] | None:
+    """``FRAME_ID_TOO_LONG`` or ``BAD_FRAME_ID`` with the words a warning gives, for a
+    ``header.frame_id`` no output may carry on, or None."""
+    length = len(header.frame_id)
+    if length > MAX_FRAME_ID_LENGTH:
+        return FRAME_ID_TOO_LONG, f"a header.frame_id of {length} characters (at most {MAX_FRAME_ID_LENGTH})"
+    problem = frame_name_problem(tf2_frame_id(header.frame_id))
+    if problem is not None:
+        return BAD_FRAME_ID, f"header.frame_id {header.frame_id!r}: {problem}"
+    return None
 
 
-def _frame_id_too_long_words(header) -> str:
-    return f"a header.frame_id of {len(header.frame_id)} characters (at most {MAX_FRAME_ID_LENGTH})"
-
-
-def check_frame_id_length(header) -> None:
-    """ValueError for a ``header.frame_id`` too long for a frame name (see ``FRAME_ID_TOO_LONG``)."""
-    if frame_id_too_long(header):
-        raise ValueError(_frame_id_too_long_words(header))
+def check_frame_id(header) -> None:
+    """ValueError with the words of :func:`frame_id_problem`."""
+    problem = frame_id_problem(header)
+    if problem is not None:
+        raise ValueError(problem[1])
 
 
 def header_problem(header) -> tuple[str, str] | None:
@@ -66,9 +76,7 @@ def header_problem(header) -> tuple[str, str] | None:
         return NEGATIVE_STAMP, f"stamped {header.stamp.sec} s: before time 0, no ROS time"
     if header.stamp.nanosec >= 1_000_000_000:
         return BAD_STAMP_NANOSEC, f"stamped {header.stamp.nanosec} ns past the second: at most 999999999"
-    if frame_id_too_long(header):
-        return FRAME_ID_TOO_LONG, _frame_id_too_long_words(header)
-    return None
+    return frame_id_problem(header)
 
 
 def header_drop_reason(header) -> str | None:

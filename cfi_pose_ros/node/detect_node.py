@@ -31,7 +31,8 @@ ran the person detector), people, and
 dropped frames by reason (``unsupported_encoding``, ``bad_image``,
 ``image_too_large`` (a compressed image whose header declares more than
 ``max_image_pixels``; never decoded), ``decode_error``, ``detector_error``, ``negative_stamp``,
-``bad_stamp_nanosec`` (a stamp's nanosec of 1e9 or more), ``frame_id_too_long``, ``superseded``,
+``bad_stamp_nanosec`` (a stamp's nanosec of 1e9 or more), ``frame_id_too_long``, ``bad_frame_id``
+(a frame_id with a space or control character, ``a//b``, a trailing '/'), ``superseded``,
 ``stopped`` (still waiting when the node was deactivated, cleaned up or shut down)).
 """
 from __future__ import annotations
@@ -53,8 +54,8 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, SEMI_PLANAR_YUV420, Im
                                 bytes_per_pixel, check_compressed_image, compressed_msg_to_bgr, decode_refusing_damage,
                                 image_msg_to_bgr, raw_rows)
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
-from cfi_pose_ros.node.conversions import (BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, NEGATIVE_STAMP, header_problem,
-                                           stamp_seconds)
+from cfi_pose_ros.node.conversions import (BAD_FRAME_ID, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, NEGATIVE_STAMP,
+                                           header_problem, stamp_seconds)
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
 from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, cut, diagnostics_msg, newest_only_qos,
                                    output_qos, rcl_reason, run, stoppable_configure)
@@ -74,7 +75,7 @@ NODE_NAME = "cfi_pose_detector"
 CONFIG_FILE = "detect.yaml"
 STAGES = ("decode", "detector", "keypoint_model", "tracking", "publish", "total")
 DROP_REASONS = ("unsupported_encoding", "bad_image", "image_too_large", "decode_error", "detector_error",
-                NEGATIVE_STAMP, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, "superseded", "stopped")
+                NEGATIVE_STAMP, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, BAD_FRAME_ID, "superseded", "stopped")
 ROUTINE_DROPS = frozenset({"superseded", "stopped"})   # the newest-frame policy and stopping: not bad input
 _TIMING_FRAMES = 1000          # the most frames the per-stage percentiles are computed over
 

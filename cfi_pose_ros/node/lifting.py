@@ -21,9 +21,9 @@ from cfi_pose_ros.frame_ids import other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
-from cfi_pose_ros.node.conversions import (BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, LAYOUT_NAMES, NEGATIVE_STAMP,
-                                           check_frame_id_length, frame_from_msg, header_drop_reason, markers_to_msg,
-                                           poses_to_msg)
+from cfi_pose_ros.node.conversions import (BAD_FRAME_ID, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, LAYOUT_NAMES,
+                                           NEGATIVE_STAMP, check_frame_id, frame_from_msg, header_drop_reason,
+                                           markers_to_msg, poses_to_msg)
 from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
 from cfi_pose_ros.pipeline import MAX_TRACK_ID_LENGTH, Frame2D, LiftedPerson, LiftingPipeline, PipelineConfig
 from cfi_pose_ros.root_solver import validate_camera_matrix
@@ -31,7 +31,7 @@ from cfi_pose_ros.skeleton import LAYOUTS
 
 NO_TRANSFORM = "no_transform"   # diagnostics drop reason: the output frame's transform is unknown
 # Drops after which nothing can be said about a frame, not even that it is empty.
-UNPUBLISHABLE = frozenset({"bad_image_size", NEGATIVE_STAMP, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG})
+UNPUBLISHABLE = frozenset({"bad_image_size", NEGATIVE_STAMP, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, BAD_FRAME_ID})
 
 
 # Parameters passed on by name, so a new one is live with its table entry alone: those named like
@@ -92,9 +92,9 @@ def camera_from_info(msg, keypoints_image: str = "raw") -> tuple[np.ndarray, Len
     (0 = 1), and the keypoints are in that image's pixels: the matrix and the size are moved to it,
     as image_geometry's PinholeCameraModel does (the lens acts on normalised coordinates, which
     that move keeps: undistorting with the moved K is undistorting on the sensor). One whose
-    ``header.frame_id`` is too long for a frame name (see ``FRAME_ID_TOO_LONG``), whose roi reaches
+    ``header.frame_id`` is no frame name (``FRAME_ID_TOO_LONG``, ``BAD_FRAME_ID``), whose roi reaches
     outside the sensor or whose image is smaller than MIN_IMAGE_SIDE_PX is refused too."""
-    check_frame_id_length(msg.header)
+    check_frame_id(msg.header)
     # judged against the sensor's size (a ROI can put the principal point of the published image
     # far outside it)
     sensor_size = (msg.width, msg.height) if msg.width and msg.height else None

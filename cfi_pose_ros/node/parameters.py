@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH
+from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH, frame_name_problem, tf2_frame_id
 
 
 # When a parameter's value takes effect: see ParamSpec
@@ -150,28 +150,21 @@ def _check_target_from_camera(values) -> None:
 FRAME_NAME_RULE = f"a TF frame name: no spaces, control characters or '//', at most {MAX_FRAME_ID_LENGTH} characters"
 
 
-def _check_frame_text(text: str) -> None:
-    """No space or control character (a parameters file's ``map `` or a pasted newline), no empty
-    name between two slashes: parts of a TF frame name no tf2 tree holds, which tf2 never finds.
-    No longer than a frame name either node takes from a message (every output carries it on)."""
-    if len(text) > MAX_FRAME_ID_LENGTH:
-        raise ValueError(f"a TF frame name of {len(text)} characters (at most {MAX_FRAME_ID_LENGTH})")
-    if any(c.isspace() or not c.isprintable() for c in text):
-        raise ValueError("a TF frame name holds no spaces or control characters")
-    if "//" in text:
-        raise ValueError("a TF frame name holds no empty name between two '/'")
+def _check_tf_prefix(prefix: str) -> None:
+    """The start of every person's frame name (see :func:`frame_name_problem`)."""
+    problem = frame_name_problem(prefix, prefix=True)
+    if problem:
+        raise ValueError(problem)
 
 
 def _check_target_frame(frame: str) -> None:
     """Empty (the input's frame) or a TF frame name; a leading '/' is dropped as tf2 drops it, and
     what is left must name a frame: ``/`` was taken and meant the input's frame."""
-    from cfi_pose_ros.frames import tf2_frame_id
-
     if frame and not tf2_frame_id(frame):
         raise ValueError("names no frame (tf2 drops a leading '/'); empty = the input's frame")
-    if frame.endswith("/"):
-        raise ValueError("a TF frame name does not end in '/'")
-    _check_frame_text(frame)
+    problem = frame_name_problem(frame)
+    if problem:
+        raise ValueError(problem)
 
 
 RELIABILITY_CHOICES = ("best_effort", "reliable")
@@ -287,7 +280,7 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "publish each tracked person's body frame <tf_prefix><id> on /tf, parent = the output frame "
               "(needs tf2_ros; people without an id or a position get none)", takes_effect=AT_CONFIGURE),
     ParamSpec("tf_prefix", "body_", "TF frame name prefix of each person (ros4hri: body_<id>)",
-              takes_effect=AT_CONFIGURE, check=_check_frame_text, constraint=FRAME_NAME_RULE),
+              takes_effect=AT_CONFIGURE, check=_check_tf_prefix, constraint=FRAME_NAME_RULE),
     ParamSpec("tf_joints", False,
               "also publish every joint as the frame <tf_prefix><id>_<joint>, child of the body frame",
               takes_effect=AT_CONFIGURE),
