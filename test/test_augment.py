@@ -5,7 +5,7 @@ import torch
 from cfi_pose_ros.camera import H36M_REFERENCE_CAMERA as REF, lifter_input_in_reference_view, person_scale, project
 from cfi_pose_ros.skeleton import H36M_17
 from poses import standing_person
-from training.augment import displace_joints, drop_joints, virtual_placement
+from training.augment import cut_at_image_bottom, displace_joints, drop_joints, virtual_placement
 
 
 def poses(batch: int = 256) -> torch.Tensor:
@@ -40,6 +40,30 @@ def test_drop_joints_fills_one_or_two_joints_as_the_node_does():
     for pose, original, missing in zip(dropped.numpy(), x.numpy(), changed.numpy()):
         np.testing.assert_allclose(pose, H36M_17.fill_missing(original, ~missing), rtol=0, atol=1e-12)
     assert torch.equal(drop_joints(x, 0.0, 2), x)
+
+
+def test_the_image_bottom_cuts_the_joints_below_a_line_from_the_waist_down_as_the_node_fills_them():
+    """A standing person (image y downwards): each chosen pose loses every joint below one line
+    between the spine and the feet, filled as the node fills missing joints; the head, shoulders and
+    thorax stay; cuts range from the ankles alone to a waist-up view (pelvis and hips gone)."""
+    standing = torch.from_numpy(standing_person()[:, :2]).repeat(2000, 1, 1)
+    cut = cut_at_image_bottom(standing, probability=1.0, generator=torch.Generator().manual_seed(4))
+    missing = (cut != standing).any(dim=-1)                   # (B, 17); a joint filled on itself does not show
+    y = standing[0, :, 1]
+    for pose, original, gone in zip(cut.numpy()[:200], standing.numpy()[:200], missing.numpy()[:200]):
+        if gone.any():          # every joint lower than the highest one gone is gone (a line cut them)
+            assert y[gone].min() > y[~gone].max()
+        np.testing.assert_allclose(pose, H36M_17.fill_missing(original, ~gone), rtol=0, atol=1e-12)
+    for name in ("head", "thorax", "left_shoulder", "right_shoulder", "spine"):
+        assert not missing[:, H36M_17.index(name)].any(), name
+    ankles_only = missing[:, [3, 6]].all(dim=1) & ~missing[:, [2, 5]].any(dim=1)
+    waist_up = missing[:, [1, 4]].all(dim=1)                  # both hips gone, and so every joint below
+    assert 0.3 < float(ankles_only.double().mean()) < 0.6 and 0.2 < float(waist_up.double().mean()) < 0.45
+    assert (missing[waist_up][:, [2, 3, 5, 6]]).all()
+    share = float((cut_at_image_bottom(standing, 0.25, generator=torch.Generator().manual_seed(1)) != standing)
+                  .any(dim=(1, 2)).double().mean())
+    assert 0.22 < share < 0.28
+    assert torch.equal(cut_at_image_bottom(standing, 0.0), standing)
 
 
 def test_virtual_placement_is_what_the_node_gives_the_lifter_for_that_place():

@@ -811,6 +811,15 @@ def test_placements_train_on_other_inputs_and_the_weights_say_where_their_people
     assert "input_domain" not in json.loads((plain_out / "tiny.json").read_text())
 
 
+def test_cut_people_reach_the_step_and_the_weights_say_so(two_epochs, tmp_path):
+    """--cut-prob: the joints below a line are missing in that share of each batch (the loss differs
+    from the plain run's), and the weights' JSON records the share."""
+    _, plain, _ = two_epochs
+    cut = train_module.main(ARGS + ["--epochs", "2", "--cut-prob", "0.5", "--out", str(tmp_path)])
+    assert cut["train_loss"] != plain["train_loss"]
+    assert "--cut-prob 0.5" in json.loads((tmp_path / "tiny.json").read_text())["training"]["command"]
+
+
 def test_a_resumed_run_keeps_its_precision_on_the_same_cpu_and_probes_again_on_another(monkeypatch, tmp_path):
     """A probe beside other work can pick another precision than the run started in: on the same
     CPU model the resumed run keeps the first choice; on another CPU it measures again."""

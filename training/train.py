@@ -49,7 +49,8 @@ from cfi_pose_ros.weights import WeightsError, config_value_problem, load_weight
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
 from cfi_pose_ros.arguments import directory_name, non_negative_float, non_negative_int, number_in, \
     output_directory, positive_float, positive_int, probability
-from training.augment import detector_noise, displace_joints, drop_joints, random_flip, virtual_placement
+from training.augment import (cut_at_image_bottom, detector_noise, displace_joints, drop_joints, random_flip,
+                              virtual_placement)
 from training.checkpoint import (CHECKPOINT, CHECKPOINT_JSON, CHECKPOINT_PARTIALS, CheckpointError, config_difference,
                                  has_checkpoint, load_checkpoint, process_rng_state, read_checkpoint_meta,
                                  save_checkpoint, set_process_rng_state)
@@ -82,7 +83,7 @@ LOCK = ".lock"
 # train_step's augmentation settings with every augmentation off (the precision probe, benchmarks).
 NO_AUGMENTATION = argparse.Namespace(no_flip=True, noise_std=0.0, noise_prob=0.0, outlier_prob=0.0,
                                      outlier_max_shift=0.0, missing_prob=0.0, missing_max=0,
-                                     placement_prob=0.0)
+                                     cut_prob=0.0, placement_prob=0.0)
 
 # --seed takes 0 <= seed < 2**63; the per-step seeds derived from it go through torch_seed.
 SEED_LIMIT = 2**63
@@ -160,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="share of each batch with joints missing (filled as the node fills them)")
     data.add_argument("--missing-max", type=number_in(int, 0, 16), default=2,
                       help="most joints missing in one pose (one joint at least stays)")
+    data.add_argument("--cut-prob", type=probability, default=0.0,
+                      help="share of each batch whose joints below a random line are missing, as the image's "
+                           "bottom edge cuts off a person close to the camera (waist, knees, ankles)")
     data.add_argument("--placement-prob", type=probability, default=0.0,
                       help="share of each batch shown as the reference camera sees the same pose elsewhere "
                            "(another distance and angle off the axis; the input the node gives the lifter)")
@@ -509,7 +513,7 @@ def training_record(args, state: RunState) -> dict:
         "stride": args.stride, "flip_augmentation": not args.no_flip,
         "noise_std": args.noise_std, "noise_prob": args.noise_prob,
         "outlier_prob": args.outlier_prob, "outlier_max_shift": args.outlier_max_shift,
-        "missing_prob": args.missing_prob, "missing_max": args.missing_max,
+        "missing_prob": args.missing_prob, "missing_max": args.missing_max, "cut_prob": args.cut_prob,
         "placement_prob": args.placement_prob, "placement_distance_m": list(args.placement_distance),
         "placement_angles_deg": [list(a) for a in placement_angles(args)]}
     budget = Budget(args.budget_minutes, args.budget_samples)
@@ -630,6 +634,7 @@ def train_step(forward_loss, optimizer: torch.optim.Optimizer, x: torch.Tensor, 
     x = detector_noise(x, args.noise_std, args.noise_prob, generator)
     x = displace_joints(x, args.outlier_prob, args.outlier_max_shift, generator)
     x = drop_joints(x, args.missing_prob, args.missing_max, generator=generator)
+    x = cut_at_image_bottom(x, args.cut_prob, generator=generator)
     loss = forward_loss(x, y)
     optimizer.zero_grad(set_to_none=True)
     if scaler is None:
