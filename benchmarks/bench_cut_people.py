@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:
 
 from cfi_pose_ros.inference import create_lifter  # noqa: E402
 from cfi_pose_ros.pipeline import Frame2D, LiftingPipeline, Person2D  # noqa: E402
-from cfi_pose_ros.skeleton import H36M_17  # noqa: E402
+from cfi_pose_ros.skeleton import H36M_17, H36M_LOWER_BODY  # noqa: E402
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, resolve_weights  # noqa: E402
 
 CLIP = DEFAULT_WEIGHTS.parents[1] / "data" / "demo_clip_h36m_s9.npz"
@@ -42,7 +42,7 @@ CUTS = {
     "every joint": (),
     "ankles": ("right_ankle", "left_ankle"),
     "knees up": ("right_knee", "left_knee", "right_ankle", "left_ankle"),
-    "waist up": ("pelvis", "right_hip", "left_hip", "right_knee", "left_knee", "right_ankle", "left_ankle"),
+    "waist up": H36M_LOWER_BODY,
 }
 
 

@@ -133,6 +133,10 @@ H36M_17 = JointLayout(
                        0.1493, 0.2804, 0.2496, 0.1493, 0.2804, 0.2496),
 )
 
+# What a person seen from the waist up has no 2D joints of (the image's bottom edge cuts them off;
+# a COCO detector's pelvis is the mid-hips), in the layout's order.
+H36M_LOWER_BODY = ("pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle")
+
 # Indices of the 17 kept joints in the original 32-joint Human3.6M motion capture.
 H36M_32_TO_17 = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
 

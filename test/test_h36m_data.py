@@ -353,6 +353,42 @@ def test_evaluation_cli_records_its_means_in_the_weights_json(files, tmp_path):
     assert flipped["frames"] < plain["frames"]
 
 
+def test_evaluation_without_the_lower_body_lifts_what_the_node_would_be_given(files, tmp_path):
+    """--missing-joints: the 2D those joints lack is filled as the node fills a joint it has no
+    detection for (each sits on its nearest seen ancestor, a root without one on the mean of the
+    seen joints), the error is over all 17 joints, and --record keys it apart."""
+    import torch
+
+    from cfi_pose_ros.model import CFIConfig, CFINet
+    from cfi_pose_ros.skeleton import H36M_17, H36M_LOWER_BODY
+    from cfi_pose_ros.weights import load_weights, save_weights
+    from training.evaluate import main as evaluate, with_joints_missing
+    from training.h36m import load_h36m
+
+    poses = load_h36m(files["data_3d"], files["cameras_json"], ("S1",), None, 1)
+    cut = with_joints_missing(poses, H36M_LOWER_BODY)
+    upper = [H36M_17.index(n) for n in H36M_17.joint_names if n not in H36M_LOWER_BODY]
+    np.testing.assert_array_equal(cut.inputs_2d[:, upper], poses.inputs_2d[:, upper])
+    np.testing.assert_allclose(cut.inputs_2d[:, 0], poses.inputs_2d[:, upper].mean(axis=1), rtol=0, atol=1e-6)
+    for joint in H36M_LOWER_BODY[1:]:                     # hips, knees, ankles: on the pelvis' stand-in
+        np.testing.assert_array_equal(cut.inputs_2d[:, H36M_17.index(joint)], cut.inputs_2d[:, 0])
+    np.testing.assert_array_equal(cut.targets_3d, poses.targets_3d)
+
+    torch.manual_seed(0)
+    weights = save_weights(CFINet(CFIConfig(dim=16, depth=1, heads=2)), tmp_path / "w" / "tiny.safetensors")
+    common = ["--weights", str(weights), "--data-3d", str(files["data_3d"]), "--cameras",
+              str(files["cameras_json"]), "--subjects", "S1", "--threads", "1", "--record"]
+    whole = evaluate(common + ["--out", str(tmp_path / "whole")])
+    waist_up = evaluate(common + ["--missing-joints", *reversed(H36M_LOWER_BODY), "--out", str(tmp_path / "cut")])
+    ankles = evaluate(common + ["--missing-joints", "left_ankle", "--out", str(tmp_path / "ankle")])
+    assert waist_up["missing_joints"] == list(reversed(H36M_LOWER_BODY)) and whole["missing_joints"] == []
+    assert len({r["mpjpe"]["mean_over_actions"] for r in (whole, waist_up, ankles)}) == 3
+    _, info = load_weights(weights)
+    assert info.metrics["S1_gt2d_all_frames_reference_view_without_lower_body"]["mpjpe_mm"] == pytest.approx(
+        waist_up["mpjpe"]["mean_over_actions"])
+    assert "S1_gt2d_all_frames_reference_view_without_left_ankle" in info.metrics
+
+
 def test_evaluation_cli_names_a_missing_subject_in_one_line(files, tmp_path, monkeypatch, capsys):
     """`--subjects S9 S11` where the data has no S11 (the shared copy here): one line, exit 1."""
     import sys

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from cfi_pose_ros.camera import (H36M_PELVIS_ANGLES_DEG, CameraIntrinsics, clamp_person_scale, denormalize_screen,
                                  lifter_input_in_reference_view, square_pixel_camera, undistort_pixels)
 from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
+from cfi_pose_ros.skeleton import H36M_17, H36M_LOWER_BODY
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics, resolve_weights, \
     weights_paths
 from cfi_pose_ros.arguments import directory_name, output_directory, positive_int
@@ -120,6 +121,16 @@ def with_detector_noise(poses: PoseSet, std: float, seed: int = 0) -> PoseSet:
     return dataclasses.replace(poses, inputs_2d=poses.inputs_2d + noise)
 
 
+def with_joints_missing(poses: PoseSet, joint_names: list[str] | tuple[str, ...]) -> PoseSet:
+    """A copy of ``poses`` whose 2D input lacks these joints, filled as the node fills a joint it has
+    no detection for (:meth:`JointLayout.fill_missing`, on the pixels, an affine map of these
+    normalised coordinates): a person the image's bottom edge cuts off at the waist has no
+    pelvis, hips, knees or ankles."""
+    valid = np.ones(poses.inputs_2d.shape[:2], bool)
+    valid[:, [H36M_17.index(name) for name in joint_names]] = False
+    return dataclasses.replace(poses, inputs_2d=H36M_17.fill_missing(poses.inputs_2d, valid).astype(np.float32))
+
+
 def evaluate_pose_set(model: torch.nn.Module, poses: PoseSet, flip_test: bool = False,
                       batch_size: int = PREDICT_BATCH, progress: bool = False,
                       person_scale_range: tuple[float, float] | None = None,
@@ -178,6 +189,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="lift the pixels over each image's width (the literature's input); by default "
                              "each camera's are moved to the reference camera's view first, as the node does "
                              "with a CameraInfo")
+    parser.add_argument("--missing-joints", nargs="+", default=[], choices=H36M_17.joint_names, metavar="JOINT",
+                        help="lift without these 2D joints, filled as the node fills a joint it has no detection "
+                             "for (a person seen from the waist up: pelvis right_hip left_hip right_knee left_knee "
+                             "right_ankle left_ankle); the error is still over all 17 joints")
     parser.add_argument("--batch-size", type=positive_int, default=PREDICT_BATCH,
                         help="poses per forward pass (larger ones only cost page faults; see PREDICT_BATCH)")
     parser.add_argument("--threads", type=thread_count, default=None, help="CPU threads for torch (1 to 1024)")
@@ -197,6 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.record:
             check_record_writable(args.weights)
         poses = load_h36m(args.data_3d, args.cameras, tuple(args.subjects), args.data_2d, args.stride)
+        if args.missing_joints:
+            poses = with_joints_missing(poses, args.missing_joints)
         cameras = None if args.image_view else load_cameras(args.cameras)
     except (WeightsError, KeyError, ValueError, OSError) as error:   # bad --out, weights, subjects or files
         if argv is not None:
@@ -208,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
                                pelvis_angles_deg=info.input_domain.pelvis_angles_deg)
     result.update(weights=str(args.weights), subjects=args.subjects, stride=args.stride,
                   input_2d=args.data_2d or "ground truth", flip_test=args.flip_test,
+                  missing_joints=args.missing_joints,
                   person_scale_range=scale_range, view="image" if args.image_view else "reference camera",
                   command="python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv))
     title = f"{'+'.join(args.subjects)}, {'GT' if not args.data_2d else 'detected'} 2D"
@@ -216,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(markdown_table(result, title))
     if args.record:
         name = record_name(args.subjects, args.data_2d is not None, args.stride, args.flip_test,
-                           scale_range is not None, not args.image_view)
+                           scale_range is not None, not args.image_view, args.missing_joints)
         record_metrics(args.weights, name, {"mpjpe_mm": result["mpjpe"]["mean_over_actions"],
                                             "p_mpjpe_mm": result["p_mpjpe"]["mean_over_actions"],
                                             "frames": result["frames"], "command": result["command"]})
@@ -236,15 +254,18 @@ def check_record_writable(weights: str | Path) -> None:
 
 
 def record_name(subjects: list[str], detected_2d: bool, stride: int | None = None, flip_test: bool = False,
-                scale_clamp: bool = True, reference_view: bool = False) -> str:
+                scale_clamp: bool = True, reference_view: bool = False, missing_joints=()) -> str:
     """``S9_gt2d_all_frames_flip_test`` and the like: what was measured, as a key of the weights'
     ``metrics`` (without a stride: the trainer's own evaluation, ``S9_gt2d``); ``_reference_view``:
-    in the reference camera's view, as the node lifts with a CameraInfo."""
+    in the reference camera's view, as the node lifts with a CameraInfo; ``_without_<joints>``: with
+    those 2D joints missing (``_without_lower_body``: pelvis, hips, knees and ankles)."""
     parts = ["+".join(subjects), "detected2d" if detected_2d else "gt2d"]
     if stride is not None:
         parts.append("all_frames" if stride == 1 else f"stride{stride}")
+    missing = sorted(set(missing_joints), key=H36M_17.index)
+    without = ["without_" + ("lower_body" if tuple(missing) == H36M_LOWER_BODY else "_".join(missing))] if missing else []
     return "_".join(parts + (["flip_test"] if flip_test else []) + ([] if scale_clamp else ["no_scale_clamp"])
-                    + (["reference_view"] if reference_view else []))
+                    + (["reference_view"] if reference_view else []) + without)
 
 
 def cli() -> int:
