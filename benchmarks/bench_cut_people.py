@@ -2,7 +2,7 @@
 """People cut off by the image's bottom edge: how far the node places what it sees of them.
 
     python benchmarks/bench_cut_people.py                       # the packaged weights, every 5th frame
-    python benchmarks/bench_cut_people.py --weights cfi_h36m_wide cfi_h36m_cut --every 10
+    python benchmarks/bench_cut_people.py --weights cfi_h36m_wide cfi_h36m_wide_cut --every 10
 
 A person close to a robot's camera is seen from the waist or the knees up: the detector gives
 no ankles, knees, hips (and so no pelvis, the mid-hips). The people of the demo clip (two people

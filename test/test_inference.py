@@ -671,7 +671,7 @@ def test_a_packaged_weights_file_is_taken_by_name_everywhere_the_node_takes_it(t
     np.testing.assert_array_equal(by_name, by_path)
     assert main(["--weights", "cfi_h36m_d128", "--onnx", str(tmp_path / "d128.onnx")]) == 0
     assert "max |ONNX - PyTorch|" in capsys.readouterr().out
-    with pytest.raises(WeightsError, match="packaged: cfi_h36m, cfi_h36m_d128, cfi_h36m_wide"):
+    with pytest.raises(WeightsError, match="packaged: cfi_h36m, cfi_h36m_d128, cfi_h36m_wide, cfi_h36m_wide_cut"):
         load_weights("cfi_h36m_d64")
 
 

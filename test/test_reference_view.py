@@ -58,7 +58,7 @@ def test_the_pose_lifted_with_intrinsics_does_not_depend_on_the_camera(h36m_lift
     region of interest at the top left of the Human3.6M image: the same rays, so the same pose. Taken
     as pixels over each image's width, the webcam's people came out about twice as far from the
     truth (S9 over every 100th frame: 82 against 40 mm, benchmarks/bench_cameras.py; the cfi_h36m
-    weights: the default cfi_h36m_wide, trained with people placed off axis, read 40 mm either way)."""
+    weights: cfi_h36m_wide, trained with people placed off axis, read 40 mm either way)."""
     lifter = h36m_lifter      # weights that saw only Human3.6M's cameras: what the view is for
     truth = clip["truth_camera_m"][::15].reshape(-1, 17, 3)
     roi = clip["camera_matrix"].copy()              # offset (0, 0): the principal point moves nowhere,

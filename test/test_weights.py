@@ -399,7 +399,8 @@ def test_expected_shapes_name_every_block_as_the_model_does(depth):
 
 @pytest.mark.parametrize("name, record_name", [("cfi_h36m", "S9_gt2d_all_frames"),
                                                ("cfi_h36m_d128", "S9_gt2d_all_frames"),
-                                               ("cfi_h36m_wide", "S9_gt2d_all_frames_flip_test_reference_view")])
+                                               ("cfi_h36m_wide", "S9_gt2d_all_frames_flip_test_reference_view"),
+                                               ("cfi_h36m_wide_cut", "S9_gt2d_all_frames_flip_test_reference_view")])
 def test_bundled_weights_load_lift_and_carry_their_s9_record(name, record_name):
     """Every bundled weights file passes every load check and lifts a person to a plausible
     skeleton; its JSON records the all-frames S9 evaluation (GT 2D) the README quotes, and the
@@ -421,7 +422,8 @@ def test_bundled_weights_load_lift_and_carry_their_s9_record(name, record_name):
     assert record["command"].startswith("python -m training.evaluate")
     assert info.training["commands"] and info.training["compute"]["cpu_hours"] > 0
     placed = info.training["data"].get("placement_prob", 0) > 0
-    assert placed == (name == "cfi_h36m_wide") and (info.input_domain != H36M_INPUT_DOMAIN) == placed
+    assert placed == name.startswith("cfi_h36m_wide") and (info.input_domain != H36M_INPUT_DOMAIN) == placed
+    assert (info.training["data"].get("cut_prob", 0) > 0) == (name == "cfi_h36m_wide_cut")
     # Synthetic people (other bodies and cameras than Human3.6M): mean joint error against their truth.
     from training.synthetic import synthetic_pose_set
     poses = synthetic_pose_set(8, seed=0)
@@ -454,7 +456,8 @@ def test_weights_setting_resolves_bundled_names_and_keeps_paths(tmp_path, monkey
 
     assert resolve_weights("") == str(DEFAULT_WEIGHTS)
     assert resolve_weights("cfi_h36m_d128") == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_d128.safetensors"))
-    assert resolve_weights("cfi_h36m_wide") == str(DEFAULT_WEIGHTS)     # the default is a bundled file by name
+    assert resolve_weights("cfi_h36m_wide_cut") == str(DEFAULT_WEIGHTS)     # the default is a bundled file by name
+    assert resolve_weights("cfi_h36m_wide") == str(DEFAULT_WEIGHTS.with_name("cfi_h36m_wide.safetensors"))
     assert resolve_weights("cfi_h36m") == str(DEFAULT_WEIGHTS.with_name("cfi_h36m.safetensors"))
     for as_given in ("no_such_bundle", "cfi_h36m_d128.safetensors", str(tmp_path / "cfi_h36m_d128"), "./cfi_h36m"):
         assert resolve_weights(as_given) == as_given           # a path stays a path, even a missing one

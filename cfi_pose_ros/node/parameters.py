@@ -213,8 +213,9 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               takes_effect=AT_CONFIGURE),
     ParamSpec("publish_markers", True, "publish RViz markers"),
     ParamSpec("weights", "", "weights file (.safetensors with its .json beside it); empty = the packaged default, "
-              "cfi_h36m_wide (trained with people also 2-15 m away and up to 30 degrees off axis); a bare name = "
-              "a packaged file (cfi_h36m: Human3.6M's cameras only; cfi_h36m_d128: a quarter of the compute)",
+              "cfi_h36m_wide_cut (trained with people also 2-15 m away, up to 30 degrees off axis, and cut off "
+              "by the image's bottom edge); a bare name = a packaged file (cfi_h36m_wide: the default before, "
+              "whole people only; cfi_h36m: Human3.6M's cameras only; cfi_h36m_d128: a quarter of the compute)",
               takes_effect=AT_CONFIGURE),
     ParamSpec("backend", "auto", "inference backend; auto = fastest that works here",
               choices=("auto", "tensorrt", "cuda", "onnxruntime", "torch"), takes_effect=AT_CONFIGURE),
