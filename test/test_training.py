@@ -49,6 +49,14 @@ def assert_same_optimizer_state(a: dict, b: dict) -> None:
                 assert torch.equal(value, other), (index, key)
 
 
+def assert_same_weights(run_a, run_b) -> None:
+    """The two runs' weights (``tiny.safetensors`` in each folder) are equal, bit for bit."""
+    a, _ = load_weights(run_a / "tiny.safetensors")
+    b, _ = load_weights(run_b / "tiny.safetensors")
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+
+
 @pytest.fixture(scope="module")
 def two_epochs(tmp_path_factory):
     """One 2-epoch run, recording the optimizer state at its last checkpoint."""
@@ -563,10 +571,7 @@ def test_interrupted_budget_run_resumes_to_the_same_weights(monkeypatch, tmp_pat
     resumed = train_module.main(["--out", str(tmp_path / "split"), "--resume"])
     assert resumed["global_step"] == whole["global_step"] == 20
     assert resumed["lr"] == whole["lr"]
-    a, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
-    b, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
-    for key, value in a.state_dict().items():
-        assert torch.equal(value, b.state_dict()[key]), key
+    assert_same_weights(tmp_path / "whole", tmp_path / "split")
     record = json.loads((tmp_path / "split" / "tiny.json").read_text())["training"]
     assert len(record["commands"]) == 2 and record["commands"][1].endswith("--resume")
     # the epoch cut by the interruption is recorded whole (its steps before the checkpoint count)
@@ -579,7 +584,7 @@ def test_a_stop_signal_stops_at_the_steps_end_with_a_checkpoint_and_a_second_at_
                                                                                       signals):
     """The first SIGINT mid-epoch (no periodic checkpoint due: --checkpoint-minutes 60) saves a
     checkpoint at the end of that step, from which --resume gives the uninterrupted run's weights;
-    a second SIGINT stops at once (KeyboardInterrupt, as without a handler), saving nothing."""
+    a second SIGINT stops at once (KeyboardInterrupt, as without a handler), saving nothing more."""
     import signal
 
     args = (without(ARGS, "--max-steps-per-epoch")
@@ -612,10 +617,7 @@ def test_a_stop_signal_stops_at_the_steps_end_with_a_checkpoint_and_a_second_at_
     monkeypatch.setattr(train_module, "train_step", original)
     resumed = train_module.main(["--out", str(tmp_path / "split"), "--resume"])
     assert resumed["global_step"] == whole["global_step"] == 20
-    a, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
-    b, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
-    for key, value in a.state_dict().items():
-        assert torch.equal(value, b.state_dict()[key]), key
+    assert_same_weights(tmp_path / "whole", tmp_path / "split")
 
 
 def test_fp16_scales_the_loss_so_that_small_gradients_still_train():
@@ -651,10 +653,7 @@ def test_an_fp16_run_resumes_with_its_loss_scale_to_the_uninterrupted_runs_weigh
     scales = [json.loads((tmp_path / run / "checkpoint.json").read_text())["run_state"]["grad_scaler"]
               for run in ("whole", "split")]
     assert scales[0] == scales[1] and scales[0]["_growth_tracker"] == 8     # the scale went on, not anew
-    a, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
-    b, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
-    for key, value in a.state_dict().items():
-        assert torch.equal(value, b.state_dict()[key]), key
+    assert_same_weights(tmp_path / "whole", tmp_path / "split")
 
 
 def test_noisy_2d_accuracy_is_reported_beside_the_clean(tmp_path):
@@ -869,10 +868,7 @@ def test_a_run_stopped_while_saving_its_last_evaluation_resumes_to_the_whole_run
         train_module.main(args + ["--out", str(tmp_path / "split")])
     monkeypatch.setattr(train_module, stopped_in, original)
     train_module.main(args + ["--out", str(tmp_path / "split"), "--resume"])
-    a, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
-    b, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
-    for key, value in a.state_dict().items():
-        assert torch.equal(value, b.state_dict()[key]), key
+    assert_same_weights(tmp_path / "whole", tmp_path / "split")
     assert ([(m["epoch"], m["steps"], m["train_loss"]) for m in read_metrics(tmp_path / "split")]
             == [(m["epoch"], m["steps"], m["train_loss"]) for m in read_metrics(tmp_path / "whole")])
 
@@ -950,10 +946,7 @@ def test_a_resumed_run_with_dropout_draws_what_the_whole_run_draws(monkeypatch, 
     train_module.main(args + ["--epochs", "2", "--out", str(tmp_path / "whole")])
     train_module.main(args + ["--epochs", "1", "--out", str(tmp_path / "split")])
     train_module.main(args + ["--epochs", "2", "--out", str(tmp_path / "split"), "--resume"])
-    a, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
-    b, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
-    for key, value in a.state_dict().items():
-        assert torch.equal(value, b.state_dict()[key]), key
+    assert_same_weights(tmp_path / "whole", tmp_path / "split")
 
 
 def test_every_seed_argparse_takes_trains_and_the_seeds_that_worked_draw_as_before(tmp_path, capsys):
