@@ -319,7 +319,7 @@ def lift_configure_problems(value=lambda name: PARAMETERS_BY_NAME[name].default)
             check_precision(value("backend"), value("precision"))
         except ValueError as error:
             problems.append(str(error))
-    if any(value("target_from_camera")) and not value("target_frame").lstrip("/"):
+    if any(value("target_from_camera")) and not tf2_frame_id(value("target_frame")):
         problems.append(TARGET_WITHOUT_FRAME)
     return problems
 
