@@ -548,22 +548,38 @@ def test_a_suspended_step_does_not_spend_the_budget(monkeypatch, tmp_path):
     assert record["train_seconds"] == pytest.approx(96)
 
 
-def test_interrupted_budget_run_resumes_to_the_same_weights(monkeypatch, tmp_path):
-    args = (without(ARGS, "--max-steps-per-epoch")
-            + ["--budget-samples", "5000", "--checkpoint-minutes", "0", "--ema-decay", "0.9"])
-    whole = train_module.main(args + ["--out", str(tmp_path / "whole")])
+def budget_run(checkpoint_minutes: str) -> list[str]:
+    """The tiny run as a 5000-sample budget run with an EMA: 7 steps an epoch, 20 in all."""
+    return (without(ARGS, "--max-steps-per-epoch")
+            + ["--budget-samples", "5000", "--checkpoint-minutes", checkpoint_minutes, "--ema-decay", "0.9"])
+
+
+def train_step_doing(monkeypatch, call: int, before_step) -> list:
+    """``train_module.train_step`` patched to run ``before_step()`` before its ``call``-th call;
+    returns the list its calls are counted in. ``monkeypatch.undo()`` puts the real one back."""
     original, calls = train_module.train_step, []
 
-    def interrupted_step(*a, **k):
+    def step(*a, **k):
         calls.append(1)
-        if len(calls) == 10:                           # mid-epoch 2, after a mid-epoch checkpoint
-            raise KeyboardInterrupt
+        if len(calls) == call:
+            before_step()
         return original(*a, **k)
 
-    monkeypatch.setattr(train_module, "train_step", interrupted_step)
+    monkeypatch.setattr(train_module, "train_step", step)
+    return calls
+
+
+def test_interrupted_budget_run_resumes_to_the_same_weights(monkeypatch, tmp_path):
+    args = budget_run(checkpoint_minutes="0")
+    whole = train_module.main(args + ["--out", str(tmp_path / "whole")])
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    train_step_doing(monkeypatch, 10, interrupt)       # mid-epoch 2, after a mid-epoch checkpoint
     with pytest.raises(KeyboardInterrupt):
         train_module.main(args + ["--out", str(tmp_path / "split")])
-    monkeypatch.setattr(train_module, "train_step", original)
+    monkeypatch.undo()
     # a flag of what it learns given otherwise is refused; left out, it is the run's (the defaults
     # stood in: `--out X --resume` went on as a 20-epoch paper-size run without the EMA)
     with pytest.raises(train_module.RunRefused, match=r"--ema-decay 0.5 \(the run's: 0.9\)"):
@@ -587,20 +603,15 @@ def test_a_stop_signal_stops_at_the_steps_end_with_a_checkpoint_and_a_second_at_
     a second SIGINT stops at once (KeyboardInterrupt, as without a handler), saving nothing more."""
     import signal
 
-    args = (without(ARGS, "--max-steps-per-epoch")
-            + ["--budget-samples", "5000", "--checkpoint-minutes", "60", "--ema-decay", "0.9"])
+    args = budget_run(checkpoint_minutes="60")
     whole = train_module.main(args + ["--out", str(tmp_path / "whole")])
-    original, calls = train_module.train_step, []
 
-    def signalled_step(*a, **k):
-        calls.append(1)
-        if len(calls) == 10:                           # mid-epoch 2 (7 steps an epoch)
-            for _ in range(signals):
-                signal.raise_signal(signal.SIGINT)
-        return original(*a, **k)
+    def signal_now():
+        for _ in range(signals):
+            signal.raise_signal(signal.SIGINT)
 
     handler_before = signal.getsignal(signal.SIGINT)
-    monkeypatch.setattr(train_module, "train_step", signalled_step)
+    calls = train_step_doing(monkeypatch, 10, signal_now)     # mid-epoch 2 (7 steps an epoch)
     if signals == 2:
         with pytest.raises(KeyboardInterrupt):
             train_module.main(args + ["--out", str(tmp_path / "split")])
@@ -614,7 +625,7 @@ def test_a_stop_signal_stops_at_the_steps_end_with_a_checkpoint_and_a_second_at_
     assert len(calls) == 10 and signal.getsignal(signal.SIGINT) is handler_before
     saved = json.loads((tmp_path / "split" / "checkpoint.json").read_text())["run_state"]
     assert (saved["global_step"], saved["epoch"], saved["step_in_epoch"]) == (10, 1, 3)
-    monkeypatch.setattr(train_module, "train_step", original)
+    monkeypatch.undo()
     resumed = train_module.main(["--out", str(tmp_path / "split"), "--resume"])
     assert resumed["global_step"] == whole["global_step"] == 20
     assert_same_weights(tmp_path / "whole", tmp_path / "split")
