@@ -94,8 +94,9 @@ def cut_at_image_bottom(inputs_2d: torch.Tensor, probability: float, layout: Joi
     lowest joint's (image y grows downwards), so the cut runs from a waist-up view (pelvis, hips
     and legs missing, as a COCO detector leaves them) to the ankles alone; a wrist hanging below it
     goes too. Missing joints are filled as the node fills them (:meth:`JointLayout.fill_missing`).
-    Trained without it, the shipped lifter put the upper body 121 mm off (thorax-relative) when the
-    lower body was missing, against 32 mm with every joint (S9, README)."""
+    Trained without it, the lifter put the upper body 121 mm off (thorax-relative) when the lower
+    body was missing, against 32 mm with every joint (every 50th S9 frame, ``cfi_h36m_wide``, a
+    development script); ``benchmarks/bench_cut_people.py`` measures it through the pipeline."""
     if probability <= 0:
         return inputs_2d
     batch = len(inputs_2d)
