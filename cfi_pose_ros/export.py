@@ -15,7 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__":
+    # a stop signal while torch loads below ends the command in one line, 130 or 143, until main()
+    # takes over (it was a KeyboardInterrupt traceback from inside an import)
+    from cfi_pose_ros.interrupts import exit_quietly_on_stop_signals
+    exit_quietly_on_stop_signals("export")
+
 from .arguments import positive_int
+from .interrupts import StopSignalsInterrupt, interrupt_signal, interrupted_exit_code
 from .inference.base import BackendUnavailable, ReferenceMismatch
 from .inference.batching import COMPILED_BATCH_SIZES
 from .inference.cache import sidecar_path
@@ -73,14 +80,30 @@ def main(argv: list[str] | None = None) -> int:
                list(_engine_paths(args.tensorrt_engine, tuple(sorted(set(args.batch_sizes)))).values()))
     # each engine's sidecar too: `--tensorrt-engine dir/model` wrote dir/model.json over the
     # config of the weights dir/model.safetensors it was exported from, exit 0
-    problem = _output_problem([args.onnx, *engines, *map(sidecar_path, engines)], args.weights)
+    outputs = [args.onnx, *engines, *map(sidecar_path, engines)]
+    problem = _output_problem(outputs, args.weights)
     if problem:
         parser.error(problem)
+    if argv is not None:        # called from Python: a signal is the caller's to handle
+        return _export(args)
+    started = time.time()
+    try:
+        with StopSignalsInterrupt("export"):
+            return _export(args)
+    except KeyboardInterrupt as interrupt:
+        # each file is written whole or not at all (renamed into place; a temporary one is removed)
+        written = [str(path) for path in outputs if path.is_file() and path.stat().st_mtime >= started]
+        print(f"export: interrupted by {interrupt_signal(interrupt).name}; "
+              + (f"written before it: {', '.join(written)}" if written else "nothing written"), file=sys.stderr)
+        return interrupted_exit_code(interrupt)
 
+
+def _export(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         proto, diff = export_onnx(args.weights, args.onnx, opset=args.opset)
-    except (WeightsError, ExportError, ValueError, OSError) as exc:   # OSError: --onnx cannot be written
+    # OSError: --onnx cannot be written; ImportError: an onnxruntime installed that cannot load
+    except (WeightsError, ExportError, ValueError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     axes = dynamic_axes(proto)

@@ -50,7 +50,8 @@ from typing import Callable, Iterator
 if __name__ == "__main__":
     # a codec that crashes on a bag's image says where; a stop signal during the imports below
     # (numpy, then rclpy, torch) ends the command in one line, 130 or 143, until main() takes over
-    from cfi_pose_ros.node.startup import exit_quietly_on_stop_signals, tell_where_a_crash_happened
+    from cfi_pose_ros.interrupts import exit_quietly_on_stop_signals
+    from cfi_pose_ros.node.startup import tell_where_a_crash_happened
     tell_where_a_crash_happened()
     exit_quietly_on_stop_signals("offline")
 
@@ -769,7 +770,7 @@ class _StopBetweenFrames:
     default handlers ended the process in a KeyboardInterrupt (exit -2) after "offline: interrupted".
 
     Until the output bag is opened (:meth:`writing`) nothing needs closing, and a signal ends the
-    process at once, as :func:`cfi_pose_ros.node.startup.exit_quietly_on_stop_signals` does before
+    process at once, as :func:`cfi_pose_ros.interrupts.exit_quietly_on_stop_signals` does before
     the imports: it was only remembered for a first frame still far off, so a SIGTERM (``timeout``)
     did not end a pass loading its models, or one hung opening its inputs (a --params-file FIFO)."""
 
@@ -791,7 +792,7 @@ class _StopBetweenFrames:
         if self.loading:
             self.ending = True
             if __name__ == "__main__":       # the command: out at once, in one line (a cache lock: the kernel's)
-                from cfi_pose_ros.node.startup import end_at_once
+                from cfi_pose_ros.interrupts import end_at_once
                 end_at_once("offline", signum)
             raise KeyboardInterrupt(signum)  # main() called from Python: the caller's to handle
         if self.pending is not None:

@@ -187,6 +187,82 @@ def test_offline_ends_on_a_stop_signal_before_its_first_frame_at_once(ros_env, t
     assert not (out / "lifted.mcap").exists()
 
 
+# ------------------------------------------------------------------------ export and evaluate
+
+@pytest.mark.parametrize("moment", ["importing torch", "checking the export with onnxruntime"])
+@STOP_SIGNALS
+def test_export_ends_on_a_stop_signal_with_nothing_half_written(tmp_path, moment, signum):
+    """`python -m cfi_pose_ros.export` sent Ctrl-C: a KeyboardInterrupt traceback; SIGTERM: the
+    default death, which left the ONNX file's temporary copy beside it when it came while writing.
+    Now one line saying what was written, 130 or 143, and the output folder as it was."""
+    out, stderr = tmp_path / "out", tmp_path / "stderr"
+    out.mkdir()
+    export = start_tool(["cfi_pose_ros.export", "--weights", "cfi_h36m_d128", "--onnx", str(out / "cfi.onnx")],
+                        dict(os.environ), stderr)
+    try:
+        # onnxruntime is imported only to check the exported graph: the export is under way
+        wait_until(importing(export, "libtorch_cpu" if moment == "importing torch" else "onnxruntime"),
+                   export, moment, stderr)
+        last = stop_and_check(export, signum, stderr, "export")
+    finally:
+        if export.poll() is None:
+            export.kill()
+            export.wait()
+    assert last == ("export: interrupted" if moment == "importing torch" else
+                    f"export: interrupted by {signum.name}; nothing written"), last
+    assert list(out.iterdir()) == []
+
+
+def tiny_h36m_s9(folder: Path, frames: int) -> list[str]:
+    """S9 (the layouts of the shared files: 32-joint 3D poses, four cameras) with two actions of
+    ``frames`` random poses each; returns training.evaluate's flags for them."""
+    import numpy as np
+
+    from test_h36m_data import camera_entries
+
+    rng = np.random.default_rng(0)
+    poses = {"S9": {action: (np.array([0.0, 0.0, 1.0]) + rng.normal(0, 0.3, (frames, 32, 3))).astype(np.float32)
+                    for action in ("Walking", "Eating")}}
+    folder.mkdir()
+    np.savez_compressed(folder / "data_3d_h36m.npz", positions_3d=poses)
+    (folder / "cameras.json").write_text(json.dumps({"S9": camera_entries(0)}))
+    return ["--data-3d", str(folder / "data_3d_h36m.npz"), "--cameras", str(folder / "cameras.json"),
+            "--subjects", "S9"]
+
+
+@pytest.mark.parametrize("moment", ["importing torch", "evaluating"])
+@STOP_SIGNALS
+def test_evaluate_ends_on_a_stop_signal_with_nothing_written(tmp_path, moment, signum):
+    """`python -m training.evaluate` sent Ctrl-C while it lifted (11 min for S9's frames): a
+    KeyboardInterrupt traceback. Now one line, 130 or 143, and neither eval.md, eval.json nor the
+    --record entry in the weights' JSON (written together at the end, or not at all)."""
+    import shutil
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(REPO / "cfi_pose_ros" / "weights" / f"cfi_h36m_d128{suffix}", weights / f"w{suffix}")
+    config_before = (weights / "w.json").read_text()
+    out, stderr = tmp_path / "out", tmp_path / "stderr"
+    data = tiny_h36m_s9(tmp_path / "data", frames=4000)       # 32,000 poses, 16 a batch: tens of seconds
+    evaluate = start_tool(["training.evaluate", "--weights", str(weights / "w.safetensors"), *data,
+                           "--batch-size", "16", "--threads", "1", "--record", "--out", str(out)],
+                          dict(os.environ), stderr)
+    try:
+        wait_until((lambda: "batch" in stderr.read_text()) if moment == "evaluating"    # its progress bar
+                   else importing(evaluate, "libtorch_cpu"), evaluate, moment, stderr)
+        last = stop_and_check(evaluate, signum, stderr, "evaluate")
+    finally:
+        if evaluate.poll() is None:
+            evaluate.kill()
+            evaluate.wait()
+    assert last == ("evaluate: interrupted" if moment == "importing torch" else
+                    f"evaluate: interrupted by {signum.name}; nothing written"), last
+    assert not (out / "eval.md").exists() and not (out / "eval.json").exists()
+    assert (weights / "w.json").read_text() == config_before
+    assert sorted(path.name for path in weights.iterdir()) == ["w.json", "w.safetensors"]
+
+
 # --------------------------------------------------------------------------------------- benchmarks
 
 @functools.cache

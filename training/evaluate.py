@@ -21,6 +21,12 @@ import os
 import sys
 from pathlib import Path
 
+if __name__ == "__main__":
+    # a stop signal while torch loads below ends the command in one line, 130 or 143, until main()
+    # takes over (it was a KeyboardInterrupt traceback from inside an import)
+    from cfi_pose_ros.interrupts import exit_quietly_on_stop_signals
+    exit_quietly_on_stop_signals("evaluate")
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -32,6 +38,8 @@ from cfi_pose_ros.skeleton import H36M_17, H36M_LOWER_BODY
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics, resolve_weights, \
     weights_paths
 from cfi_pose_ros.arguments import directory_name, output_directory, positive_int
+from cfi_pose_ros.interrupts import (StopSignalsInterrupt, interrupt_signal, interrupted_exit_code,
+                                    stop_signals_held)
 from training.augment import flip_poses
 from training.h36m import ACTION_CLASSES, H36MCamera, PoseSet, load_cameras, load_h36m
 from training.speed import keep_freed_memory, thread_count
@@ -202,12 +210,31 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also write the means into the weights' JSON (metrics.<record_name>), "
                              "as done for the shipped weights")
     args = parser.parse_args(argv)
+    if argv is not None:        # called from Python: a signal is the caller's to handle
+        return write_results(args, *evaluate_command(args, argv))
+    written = False
+    try:
+        with StopSignalsInterrupt("evaluate"):
+            evaluated = evaluate_command(args, argv)
+            with stop_signals_held():       # eval.md, eval.json and --record's means: all or none
+                result = write_results(args, *evaluated)
+                written = True
+    except KeyboardInterrupt as interrupt:
+        print(f"evaluate: interrupted by {interrupt_signal(interrupt).name}; "
+              + ("its results were written first" if written else "nothing written"), file=sys.stderr)
+        raise SystemExit(interrupted_exit_code(interrupt)) from None
+    return result
+
+
+def evaluate_command(args: argparse.Namespace, argv: list[str] | None) -> tuple[dict, Path]:
+    """What ``main`` does once its arguments are parsed, up to writing: the result, and the folder
+    (made before the evaluation: a bad --out failed only after it, 11 min on S9)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     keep_freed_memory()         # each batch's activations reused, not faulted in again
 
     try:
-        out = output_directory(args.out)      # before the evaluation: it failed only after it (11 min on S9)
+        out = output_directory(args.out)
         model, info = load_weights(args.weights)
         if args.record:
             check_record_writable(args.weights)
@@ -228,13 +255,19 @@ def main(argv: list[str] | None = None) -> dict:
                   missing_joints=args.missing_joints,
                   person_scale_range=scale_range, view="image" if args.image_view else "reference camera",
                   command="python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv))
+    return result, out
+
+
+def write_results(args: argparse.Namespace, result: dict, out: Path) -> dict:
+    """eval.md and eval.json in ``out``, the table printed, and with --record the means in the
+    weights' JSON."""
     title = f"{'+'.join(args.subjects)}, {'GT' if not args.data_2d else 'detected'} 2D"
     (out / "eval.md").write_text(markdown_table(result, title))
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     print(markdown_table(result, title))
     if args.record:
         name = record_name(args.subjects, args.data_2d is not None, args.stride, args.flip_test,
-                           scale_range is not None, not args.image_view, args.missing_joints)
+                           result["person_scale_range"] is not None, not args.image_view, args.missing_joints)
         record_metrics(args.weights, name, {"mpjpe_mm": result["mpjpe"]["mean_over_actions"],
                                             "p_mpjpe_mm": result["p_mpjpe"]["mean_over_actions"],
                                             "frames": result["frames"], "command": result["command"]})

@@ -175,8 +175,12 @@ def onnx_runner(proto_or_bytes, threads: int = 1) -> Callable[[np.ndarray], np.n
         options.log_severity_level = 3
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         return lambda keypoints: session.run(None, {INPUT_NAME: keypoints})[0]
-    except ImportError:
-        pass
+    except ModuleNotFoundError as exc:
+        # not installed: onnx.reference checks instead. Any other ImportError (a library it
+        # links missing, or a Ctrl-C inside its import of numpy, which numpy reports as
+        # "import numpy failed") is raised: it made the export go on with the slow evaluator
+        if exc.name != "onnxruntime":
+            raise
     except Exception as exc:   # noqa: BLE001 - e.g. NOT_IMPLEMENTED for fp16 kernels on x86
         if "NOT_IMPLEMENTED" not in str(exc) and "Could not find an implementation" not in str(exc):
             raise

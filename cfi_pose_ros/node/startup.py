@@ -4,6 +4,8 @@ import os
 import signal
 from pathlib import Path
 
+from ..interrupts import exit_quietly_on_stop_signals
+
 
 # `kill -USR1 <pid>`: every thread's stack to the log, the process goes on (where is it stuck?)
 STACKS_SIGNAL = signal.SIGUSR1
@@ -42,27 +44,6 @@ def without_type_lookup(environ=os.environ) -> bool:
         return False
     environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
     return True
-
-
-def exit_quietly_on_stop_signals(tool: str | None = None) -> None:
-    """Until :func:`cfi_pose_ros.node.base.run` installs its own handlers nothing exists to tear
-    down: a SIGINT / SIGTERM (a launch's Ctrl-C right after start) ends the process at once with
-    0, instead of a KeyboardInterrupt traceback from inside an import (exit -2, and a misleading
-    "C extension is not present" ImportError from rclpy) or the default SIGTERM death (-15).
-
-    A command-line tool (``tool``: its name, as ``play_bag``) is not a node stopped on request but
-    a run cut short: it says so in one line and exits 128 + the signal's number (130, 143), as a
-    shell reports a process a signal ended, so a caller can tell it from a finished run."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda signum, frame: end_at_once(tool, signum))
-
-
-def end_at_once(tool: str | None, signum: int) -> None:
-    """End the process now, as :func:`exit_quietly_on_stop_signals` describes: a tool in one line
-    and 128 + ``signum``, a node with 0. Nothing is torn down or flushed (os._exit)."""
-    if tool:
-        os.write(2, f"{tool}: interrupted\n".encode())
-    os._exit(128 + signum if tool else 0)
 
 
 def start_ros_process(tool: str | None = None) -> None:
