@@ -67,6 +67,19 @@ def stop_and_check(process: subprocess.Popen, signum: int, stderr: Path, tool: s
     return last
 
 
+def stop_when(args: list[str], env: dict, stderr: Path, ready, moment: str, signum: int, tool: str) -> str:
+    """Start ``python -P -m args``, send ``signum`` once ``ready(process)()`` holds (``moment``, in
+    words) and check it ended as :func:`stop_and_check` says; returns its last line."""
+    process = start_tool(args, env, stderr)
+    try:
+        wait_until(ready(process), process, moment, stderr)
+        return stop_and_check(process, signum, stderr, tool)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 # ----------------------------------------------------------------------------------------- play_bag
 
 @pytest.mark.parametrize("moment", ["importing rclpy", "waiting for subscribers", "playing"])
@@ -174,16 +187,11 @@ def test_offline_ends_on_a_stop_signal_before_its_first_frame_at_once(ros_env, t
     (-15) or a KeyboardInterrupt traceback. Now it ends there, nothing written."""
     out, stderr = tmp_path / "out", tmp_path / "stderr"
     clip = REPO / "cfi_pose_ros" / "data" / "demo_clip_h36m_s9.npz"
-    offline = start_tool(["cfi_pose_ros.offline", str(clip), "--out", str(out), "--quiet",
-                          "--no-video", "--backend", "onnxruntime"], ros_env, stderr)
-    try:
-        wait_until(importing(offline, "_multiarray_umath" if moment == "importing numpy" else "libtorch_cpu"),
-                   offline, moment, stderr)
-        assert stop_and_check(offline, signum, stderr, "offline") == "offline: interrupted"
-    finally:
-        if offline.poll() is None:
-            offline.kill()
-            offline.wait()
+    library = "_multiarray_umath" if moment == "importing numpy" else "libtorch_cpu"
+    last = stop_when(["cfi_pose_ros.offline", str(clip), "--out", str(out), "--quiet", "--no-video",
+                      "--backend", "onnxruntime"], ros_env, stderr, lambda offline: importing(offline, library),
+                     moment, signum, "offline")
+    assert last == "offline: interrupted"
     assert not (out / "lifted.mcap").exists()
 
 
@@ -197,17 +205,10 @@ def test_export_ends_on_a_stop_signal_with_nothing_half_written(tmp_path, moment
     Now one line saying what was written, 130 or 143, and the output folder as it was."""
     out, stderr = tmp_path / "out", tmp_path / "stderr"
     out.mkdir()
-    export = start_tool(["cfi_pose_ros.export", "--weights", "cfi_h36m_d128", "--onnx", str(out / "cfi.onnx")],
-                        dict(os.environ), stderr)
-    try:
-        # onnxruntime is imported only to check the exported graph: the export is under way
-        wait_until(importing(export, "libtorch_cpu" if moment == "importing torch" else "onnxruntime"),
-                   export, moment, stderr)
-        last = stop_and_check(export, signum, stderr, "export")
-    finally:
-        if export.poll() is None:
-            export.kill()
-            export.wait()
+    # onnxruntime is imported only to check the exported graph: the export is under way
+    library = "libtorch_cpu" if moment == "importing torch" else "onnxruntime"
+    last = stop_when(["cfi_pose_ros.export", "--weights", "cfi_h36m_d128", "--onnx", str(out / "cfi.onnx")],
+                     dict(os.environ), stderr, lambda export: importing(export, library), moment, signum, "export")
     assert last == ("export: interrupted" if moment == "importing torch" else
                     f"export: interrupted by {signum.name}; nothing written"), last
     assert list(out.iterdir()) == []
@@ -245,17 +246,14 @@ def test_evaluate_ends_on_a_stop_signal_with_nothing_written(tmp_path, moment, s
     config_before = (weights / "w.json").read_text()
     out, stderr = tmp_path / "out", tmp_path / "stderr"
     data = tiny_h36m_s9(tmp_path / "data", frames=4000)       # 32,000 poses, 16 a batch: tens of seconds
-    evaluate = start_tool(["training.evaluate", "--weights", str(weights / "w.safetensors"), *data,
-                           "--batch-size", "16", "--threads", "1", "--record", "--out", str(out)],
-                          dict(os.environ), stderr)
-    try:
-        wait_until((lambda: "batch" in stderr.read_text()) if moment == "evaluating"    # its progress bar
-                   else importing(evaluate, "libtorch_cpu"), evaluate, moment, stderr)
-        last = stop_and_check(evaluate, signum, stderr, "evaluate")
-    finally:
-        if evaluate.poll() is None:
-            evaluate.kill()
-            evaluate.wait()
+    def ready(evaluate):
+        if moment == "evaluating":
+            return lambda: "batch" in stderr.read_text()        # its progress bar
+        return importing(evaluate, "libtorch_cpu")
+
+    last = stop_when(["training.evaluate", "--weights", str(weights / "w.safetensors"), *data, "--batch-size", "16",
+                      "--threads", "1", "--record", "--out", str(out)], dict(os.environ), stderr, ready, moment,
+                     signum, "evaluate")
     assert last == ("evaluate: interrupted" if moment == "importing torch" else
                     f"evaluate: interrupted by {signum.name}; nothing written"), last
     assert not (out / "eval.md").exists() and not (out / "eval.json").exists()
