@@ -671,14 +671,16 @@ def a_good_member() -> bytes:
     (pickled_member(b"\x80\x02cnumpy\ndtype\nX\x03\x00\x00\x00zzz\x85R."), None,       # TypeError
      "data type 'zzz' not understood"),
     (pickled_member(b"\x80\x02cnumpy._core.multiarray\n_reconstruct\nK\x01\x85R."), None,  # TypeError
-     "_reconstruct() takes exactly 3 arguments"),
+     "_reconstruct() missing 2 required positional arguments"),
     (pickled_member(b"\x80\x02cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"
                     b"(K\x01K\x05\x85cnumpy\ndtype\nX\x02\x00\x00\x00f8\x85R\x89C\x00tb."), None,
-     "buffer size does not match array size"),                                          # ValueError
+     "an array of 5 float64 values pickled with 0 bytes"),                              # UnpicklingError
+    (pickled_member(b"\x80\x02cnumpy\ndtype\nX\x02\x00\x00\x0004\x85R."), None,           # SyntaxError
+     "leading zeros in decimal integer literals are not permitted"),
     (a_good_member(), 99, "That compression method is not supported"),                  # NotImplementedError
     (a_good_member(), "encrypted", "is encrypted"),                                     # RuntimeError
 ], ids=["npy_magic", "empty_member", "npy_version_9", "unknown_dtype", "reconstruct_args", "setstate_size",
-        "compression_99", "encrypted"])
+        "dtype_04", "compression_99", "encrypted"])
 def test_a_malformed_npz_is_a_dataset_error_naming_the_file_and_why(tmp_path, member, compression, reason):
     """ValueError, TypeError, NotImplementedError and RuntimeError from numpy, the unpickler and
     zipfile went past train.py's one-line errors as tracebacks."""
@@ -687,6 +689,71 @@ def test_a_malformed_npz_is_a_dataset_error_naming_the_file_and_why(tmp_path, me
         load_poses_3d(path)
     text = str(error.value)
     assert text.startswith(f"{path}: ") and reason in text and "\n" not in text, text
+
+
+def pickled_array(shape: bytes, dtype_name: bytes, dtype_state: bytes, data: bytes) -> bytes:
+    """Protocol 2 opcodes of numpy's pickle of an ndarray: ``_reconstruct(ndarray, (0,), b'b')`` given
+    the state ``(1, shape, dtype(dtype_name) with dtype_state, False, data)``."""
+    import struct
+
+    dtype = b"cnumpy\ndtype\nX" + struct.pack("<I", len(dtype_name)) + dtype_name + b"\x89\x88\x87R" + dtype_state + b"b"
+    return (b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"
+            b"(K\x01" + shape + dtype + b"\x89" + data + b"tb")
+
+
+NO_SHAPE, ONE_ITEM = b")", b"K\x01\x85"                                    # (), (1,)
+MINUS_ONE = b"J\xff\xff\xff\xff"
+OBJECT_STATE = b"(K\x03X\x01\x00\x00\x00|NNN" + MINUS_ONE + MINUS_ONE + b"K\x3ft"  # (3, '|', None x3, -1, -1, 63)
+
+
+# Each was a SIGSEGV in numpy's dtype.__setstate__ or ndarray.__setstate__ (found among 145,000 randomly
+# corrupted data_3d files); a subprocess, so that the crash is a failed test, not the end of the run.
+@pytest.mark.parametrize("member, reason", [
+    # a NONE of the f4 dtype's state lost: numpy read the 6-entry form and took -1 for its fields dict
+    (pickled_array(ONE_ITEM, b"f4", b"(K\x03X\x01\x00\x00\x00<N" + MINUS_ONE + MINUS_ONE + b"K\x00t", b"C\x04\x00\x00\x00\x00"),
+     "a dtype 'f4' whose pickled state is not numpy's for it"),
+    # 'O8' become 'M8' and keeping the object flags: datetimes taken for object pointers
+    (pickled_array(NO_SHAPE, b"M8", OBJECT_STATE, b"]}a"), "a dtype 'M8', not a number or object type"),
+    # the 0-d object array's APPEND become POP: one item read from an empty list
+    (pickled_array(NO_SHAPE, b"O8", OBJECT_STATE, b"]"), "an object array of 1 items pickled with 0 items"),
+], ids=["dtype_state_short", "datetime_with_object_flags", "object_array_without_items"])
+def test_a_corrupted_pickle_that_crashed_numpy_is_a_dataset_error(tmp_path, member, reason):
+    import subprocess
+
+    path = npz_with_member(tmp_path / "data_3d_h36m.npz", pickled_member(b"\x80\x02" + member + b"."))
+    load = ("import sys\nfrom training.h36m import DatasetError, load_poses_3d\ntry:\n    load_poses_3d(sys.argv[1])\n"
+            "except DatasetError as error:\n    print(error)\n")
+    run = subprocess.run([sys.executable, "-P", "-c", load, str(path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, f"exit status {run.returncode}: {run.stderr}"
+    assert run.stdout == f"{path}: not a dataset file this loader reads ({reason})\n", run.stdout + run.stderr
+
+
+def test_a_good_pickle_in_each_numpy_form_loads(tmp_path):
+    """What the stand-ins for numpy's reconstruction must keep: the values of a big-endian array (in the
+    machine's byte order, as numpy's unpickling gives it), Fortran order, numeric
+    kinds, object arrays holding arrays, arrays shared in the pickle, and protocol 5's _frombuffer."""
+    import io
+    import pickle
+
+    shared = np.arange(6, dtype=">f8").reshape(2, 3)
+    nested = np.empty(2, dtype=object)
+    nested[0], nested[1] = np.zeros(2, np.float32), {"x": [np.ones(1, np.int16)]}
+    poses = {"S1": {"a": np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4)), "b": shared,
+                    "c": [shared, np.array([True, False]), np.array([1 + 2j], np.complex64), np.zeros((0, 17, 3))],
+                    "d": nested}}
+    for protocol in (3, 4, 5):         # protocol 2 pickles bytes with _codecs.encode, refused as before
+        member = io.BytesIO()
+        np.lib.format.write_array_header_1_0(member, {"descr": "|O", "fortran_order": False, "shape": ()})
+        pickle.dump(np.array(poses, dtype=object), member, protocol=protocol)
+        path = npz_with_member(tmp_path / f"p{protocol}.npz", member.getvalue())
+        from training.h36m import load_pickled_entry
+        got = load_pickled_entry(path, "positions_3d")["S1"]
+        assert got["a"].flags.f_contiguous and np.array_equal(got["a"], poses["S1"]["a"])
+        assert got["b"].dtype == np.float64 and np.array_equal(got["b"], shared) and got["c"][0] is got["b"]
+        for read, written in zip(got["c"][1:], poses["S1"]["c"][1:]):
+            assert read.dtype == written.dtype and read.shape == written.shape and np.array_equal(read, written)
+        assert got["d"].dtype == object and got["d"].shape == (2,) and np.array_equal(got["d"][0], nested[0])
+        assert np.array_equal(got["d"][1]["x"][0], nested[1]["x"][0]) and got["a"].flags.writeable
 
 
 def test_the_training_cli_names_a_malformed_npz_in_one_line(tmp_path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import math
 import pickle
 import struct
 import tokenize
@@ -141,12 +142,6 @@ def _resolution(entry: dict, key: str, where: str) -> int:
     return int(value)
 
 
-# What numpy's pickles of arrays name (numpy 1.x and 2.x module paths); nothing else is built.
-_ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                  ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-                  ("numpy", "ndarray"), ("numpy", "dtype")}
-
-
 # What reading a malformed npz raises besides OSError (measured on numpy 2.4, Python 3.11, with the
 # auditor's files and by flipping bytes of a good one): zipfile's BadZipFile, NotImplementedError
 # (compression method 99, "zip file version 12.3"), RuntimeError (an encrypted member), zlib.error and
@@ -155,20 +150,147 @@ _ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multi
 # close: numpy re-reads a header it cannot parse with tokenize); the unpickler's UnpicklingError, OverflowError
 # ("BINUNICODE exceeds system's maximum size"), MemoryError (a length field flipped to exabytes; an array
 # shape of 2**63 - 1) and, from numpy's reconstruction functions fed wrong arguments, TypeError
-# (``_reconstruct`` with one argument, dtype 'zzz'), ValueError (a buffer of the wrong size),
+# (``_reconstruct`` with one argument, dtype 'zzz'), SyntaxError (dtype '04': numpy parses a name of
+# digits as a Python literal), ValueError (a buffer of the wrong size),
 # AttributeError and SystemError ("error return without exception set"); and what the pickle docs
 # add (ImportError, IndexError, KeyError) and struct.error. Each was a traceback out of train.py,
 # which reports a DatasetError in one line. The try holds nothing but the reading of the file, so
 # each names a fault of the file, not of this code.
 _MALFORMED = (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError, EOFError,
               ValueError, pickle.UnpicklingError, OverflowError, MemoryError, TypeError, AttributeError,
-              SystemError, ImportError, IndexError, KeyError, struct.error, tokenize.TokenError)
+              SystemError, ImportError, IndexError, KeyError, struct.error, tokenize.TokenError, SyntaxError)
+
+
+# numpy's own dtype.__setstate__ and ndarray.__setstate__ trust the state a pickle gives them, and a
+# corrupted file killed the process with SIGSEGV (10 of 145,000 files with random bytes changed):
+# a dtype state one entry short, so that numpy took -1 for its fields dict; the object dtype's flags
+# kept on a dtype name changed from 'O8' to 'M8', so that numpy took datetimes for object pointers;
+# and a 0-d object array pickled with an empty list of items. So the unpickler gets stand-ins for
+# numpy.dtype and ndarray reconstruction, and the arrays are built from their checked state with
+# frombuffer and item assignment; numpy never sees that state.
+class _PickledDtype:
+    """``numpy.dtype(name, align, copy)`` as a pickle calls it, and the state BUILD gives it."""
+    dtype = None           # also for an instance NEWOBJ made without calling __init__
+    state = None
+
+    def __init__(self, name, align=False, copy=True):
+        # align and copy change nothing for a dtype that is not a structure
+        if not isinstance(name, str):
+            raise pickle.UnpicklingError(f"a dtype named by a {type(name).__name__}")
+        dtype = np.dtype(name)                    # TypeError for a name numpy does not know
+        if dtype.kind not in "biufcO" or dtype.fields is not None or dtype.subdtype is not None:
+            raise pickle.UnpicklingError(f"a dtype {name!r}, not a number or object type")
+        self.dtype = dtype
+
+    def __setstate__(self, state):
+        if self.state is not None:
+            raise pickle.UnpicklingError("a dtype given a state twice")
+        self.state = state
+
+    def checked(self) -> np.dtype:
+        """The plain numeric or object dtype the pickle names, its state what numpy writes for it."""
+        dtype, state = self.dtype, self.state
+        if dtype is None:
+            raise pickle.UnpicklingError("a dtype without a name")
+        if state is None:                         # no BUILD: the dtype as its name gives it
+            return dtype
+        # what numpy 1.x and 2.x write for a dtype that is neither flexible nor a structure
+        if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and state[1] in ("<", ">", "|", "=")
+                and state[2:7] == (None, None, None, -1, -1) and type(state[7]) is int and state[7] == dtype.flags):
+            raise pickle.UnpicklingError(f"a dtype {dtype.str[1:]!r} whose pickled state is not numpy's for it")
+        return dtype.newbyteorder(state[1]) if state[1] in "<>" else dtype
+
+
+class _PickledArray:
+    """An ndarray a pickle makes with ``_reconstruct`` and fills with BUILD; :attr:`array` once built."""
+    array = None
+
+    def __setstate__(self, state):
+        if self.array is not None:
+            raise pickle.UnpicklingError("an array given a state twice")
+        if not (isinstance(state, tuple) and (len(state) == 4 or len(state) == 5 and state[0] == 1)):
+            raise pickle.UnpicklingError("an array whose pickled state is not numpy's")
+        self.array = _checked_array(*state[-4:])
+
+
+def _reconstruct(subtype, shape, dtype):
+    # numpy's placeholder shape (0,) and dtype b'b' go unused: BUILD's state gives the array
+    if subtype is not _PickledArray:
+        raise pickle.UnpicklingError("_reconstruct of something other than an ndarray")
+    return _PickledArray()
+
+
+def _frombuffer(data, dtype, shape, order):
+    if order not in ("C", "F"):
+        raise pickle.UnpicklingError(f"an array in order {order!r}")
+    return _checked_array(shape, dtype, order == "F", data)
+
+
+def _checked_array(shape, dtype, fortran_order, data) -> np.ndarray:
+    if not isinstance(dtype, _PickledDtype):
+        raise pickle.UnpicklingError("an array whose dtype is not a dtype")
+    dtype = dtype.checked()
+    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+        raise pickle.UnpicklingError("an array whose shape is not a tuple of sizes")
+    if fortran_order not in (True, False) or type(fortran_order) not in (bool, int):
+        raise pickle.UnpicklingError("an array whose memory order is not a bool")
+    count = math.prod(shape)
+    if dtype.hasobject:
+        # numpy pickles an object array's items as a list in C index order, whatever its memory order
+        if not isinstance(data, list) or len(data) != count:
+            raise pickle.UnpicklingError(f"an object array of {count} items pickled with "
+                                         f"{len(data) if isinstance(data, list) else 'no list of'} items")
+        items = np.empty(count, dtype=object)
+        for i, item in enumerate(data):
+            items[i] = _built(item, set())      # one by one: a list or array item stays one object
+        array = items.reshape(shape)
+        return np.asfortranarray(array) if fortran_order else array
+    if not isinstance(data, (bytes, bytearray)) or len(data) != count * dtype.itemsize:
+        raise pickle.UnpicklingError(f"an array of {count} {dtype} values pickled with "
+                                     f"{len(data) if isinstance(data, (bytes, bytearray)) else 'no'} bytes")
+    array = np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order="F" if fortran_order else "C")
+    # a copy, as ndarray.__setstate__ gives: frombuffer over the pickle's bytes is read-only; and in the
+    # machine's byte order, as it gives too (torch.from_numpy refuses another)
+    return array.astype(dtype.newbyteorder("="), order="K", copy=True)
+
+
+def _built(value, seen: set[int]):
+    """``value`` with the arrays in place of their stand-ins, in it and in the lists, dicts and tuples it
+    holds (lists and dicts changed in place, so that what the pickle shared stays shared)."""
+    if isinstance(value, _PickledArray):
+        if value.array is None:
+            raise pickle.UnpicklingError("an array without its data (or holding itself)")
+        return value.array
+    if isinstance(value, _PickledDtype):
+        raise pickle.UnpicklingError("a dtype where data belongs")
+    if not isinstance(value, (list, dict, tuple)) or id(value) in seen:
+        return value
+    seen.add(id(value))
+    if isinstance(value, tuple):
+        return tuple(_built(item, seen) for item in value)
+    if isinstance(value, list):
+        value[:] = [_built(item, seen) for item in value]
+        return value
+    for key, item in list(value.items()):
+        if isinstance(key, (_PickledArray, _PickledDtype)):
+            raise pickle.UnpicklingError("an array or dtype as a dict key")
+        value[key] = _built(item, seen)
+    return value
+
+
+# What numpy's pickles of arrays name (numpy 1.x and 2.x module paths), each given its stand-in;
+# nothing else is built.
+_ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+                  ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+                  ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+                  ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+                  ("numpy", "ndarray"): _PickledArray, ("numpy", "dtype"): _PickledDtype}
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _ARRAY_GLOBALS:
-            return super().find_class(module, name)
+            return _ARRAY_GLOBALS[module, name]
         raise pickle.UnpicklingError(f"{module}.{name} is not part of a dataset (only dicts, lists and "
                                      f"numpy arrays are read)")
 
@@ -196,7 +318,7 @@ def load_pickled_entry(path: str | Path, key: str):
                 shape, _, dtype = read_header(f)
                 if dtype != np.dtype(object) or shape != ():
                     raise DatasetError(f"{path}: {key!r} is a {dtype} array of shape {shape}, not a pickled object")
-                stored = _ArraysOnlyUnpickler(f).load()        # numpy pickles the 0-d object array itself
+                stored = _built(_ArraysOnlyUnpickler(f).load(), set())  # numpy pickles the 0-d object array itself
     except DatasetError:                   # a ValueError, already naming the file
         raise
     except NotRegularFileError as exc:     # a ValueError too, naming the file and what it is
