@@ -321,6 +321,31 @@ def clamp_person_scale(normalized: np.ndarray, scale_range: tuple[float, float] 
     return out
 
 
+# Where a person's centre may lie in the lifter's input when no intrinsics are known: within the
+# image the lifter learned from (H36M_REFERENCE_CAMERA's, about square), +-1 in x and +-1.002 in y.
+# normalize_screen spans +-height/width in y, so in an image taller than wide people lie beyond it,
+# and the lifter shrinks what it has not seen: a person at the top of a 1000 x 3000 image was lifted
+# at 0.63 of their size, of a 1000 x 1000000 one at 0.003 (5 mm tall), of a 1000 x 2^31 one as
+# NaN, all from the same pixels. (With intrinsics, reference_view bounds the person's ray instead.)
+SCREEN_CENTRE_BOUND = (1.0, H36M_REFERENCE_CAMERA.height / H36M_REFERENCE_CAMERA.width)
+
+
+def clamp_person_position(normalized: np.ndarray, bound: tuple[float, float] = SCREEN_CENTRE_BOUND) -> np.ndarray:
+    """Each person of ``normalized`` (:func:`normalize_screen` joints, H36M order) whose
+    :func:`person_centre` lies more than ``bound`` (x, y) from the image's centre moved, whole, to
+    the nearest place within it; the others unchanged. A shift keeps every joint's offset from the
+    centre, the root-relative pose the lifter reads from; the lifter sees the person where people of
+    its training images stood."""
+    normalized = np.asarray(normalized)
+    centre = person_centre(normalized)
+    limit = np.asarray(bound, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        shift = np.where(np.isfinite(centre), np.clip(centre, -limit, limit) - centre, 0.0)
+    if not shift.any():
+        return normalized
+    return normalized + shift[:, None, :].astype(normalized.dtype)
+
+
 def denormalize_screen(normalized: np.ndarray, width: float, height: float) -> np.ndarray:
     """Inverse of :func:`normalize_screen`."""
     width = np.asarray(width, dtype=np.float64)

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .body_pose import body_poses
-from .camera import (LensDistortion, clamp_person_scale, lifter_input_in_reference_view,
-                     normalize_screen, square_pixel_camera, undistort_pixels)
+from .camera import (LensDistortion, clamp_person_position, clamp_person_scale,
+                     lifter_input_in_reference_view, normalize_screen, square_pixel_camera, undistort_pixels)
 from .depth import root_translation_from_depth
 from .root_solver import (outlier_joints, reproject, scaled_reprojection_errors, seen_joints_in_front,
                           solve_root_translation, validate_camera_matrix)
@@ -246,6 +246,7 @@ class LiftingPipeline:
                                                                    domain.pelvis_angles_deg)
         else:
             normalized = normalize_screen(pixels, frame.image_width, frame.image_height)
+            normalized = clamp_person_position(normalized)
         if self.config.person_scale_clamp:
             normalized = clamp_person_scale(normalized, domain.person_scale_range)
         root_relative = np.asarray(self.lifter.lift(normalized.astype(np.float32)), dtype=np.float64)

@@ -244,6 +244,35 @@ def test_a_person_shrunk_below_two_pixels_is_dropped_as_too_small(lifter, clip, 
     assert result.dropped == {"too_small": 1}
 
 
+@pytest.mark.parametrize("height", [3000.0, 1e6, 2.0**31 - 1])
+def test_a_person_in_an_image_far_taller_than_wide_keeps_their_size_without_a_camera(lifter, clip, height):
+    """Without intrinsics the lifter reads a person's position over the image's width, and an image
+    height of 1e6 px (any value fits the message's uint32) put the clip's people, the same pixels,
+    far beyond every image it learned from: lifted at 0.63 of their size for 3000 px, 0.003 (5 mm
+    tall) for 1e6, NaN for 2^31 - 1, published without a word but for the last. Each is now lifted
+    where the lifter's own image ends, about its size in the clip's image."""
+    square = LiftingPipeline(lifter).process(frame_from_clip(clip, 3, camera=False))
+    frame = frame_from_clip(clip, 3, camera=False)
+    frame.image_height = height
+    result = LiftingPipeline(lifter).process(frame)
+    assert not result.dropped and len(result.people) == len(square.people) == 2
+    for tall, usual in zip(result.people, square.people):
+        assert np.isfinite(tall.keypoints).all()
+        assert H36M_17.size_relative_to_mean(tall.keypoints) == pytest.approx(
+            H36M_17.size_relative_to_mean(usual.keypoints), rel=0.05)
+    # a person within the lifter's image is not moved; one beyond moves whole, the pose's offsets kept
+    from cfi_pose_ros.camera import clamp_person_position, normalize_screen
+
+    pixels = np.stack([p.keypoints for p in frame.people])
+    inside = normalize_screen(pixels, frame.image_width, float(clip["image_size"][1]))
+    assert clamp_person_position(inside) is inside
+    beyond = normalize_screen(pixels, frame.image_width, height)
+    moved = clamp_person_position(beyond)
+    np.testing.assert_allclose(moved - moved[:, :1], beyond - beyond[:, :1],
+                               atol=1e-12 * (1 + height / frame.image_width))
+    assert np.abs(moved[:, 0]).max() < 1.1
+
+
 @pytest.mark.parametrize("focal_px, placed", [(1e5, True), (1e6, False)])
 def test_a_person_solved_past_a_kilometre_is_published_root_relative(lifter, clip, focal_px, placed):
     """A telescope's focal length (1e6 px: 1000 widths of the clip's image, which the camera checks
