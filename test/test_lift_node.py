@@ -272,7 +272,9 @@ def test_of_a_message_of_many_people_only_the_highest_scored_are_read(clip, monk
 def test_malformed_people_do_not_push_the_good_ones_out_of_those_read(clip):
     """Those read were the highest scores, before any check: malformed people of score 1 (or of a
     score above 1, itself malformed) took every place, and the message's good people were never read,
-    counted as too_many_people (a routine drop, no warning). They now rank last."""
+    counted as too_many_people (a routine drop, no warning). They now rank last, and so do those
+    refused for one keypoint (an infinite coordinate, a keypoint score outside [0, 1] or NaN), which
+    still took every place (found by a helper session's fuzzing)."""
     import copy
 
     from cfi_pose_ros.node import lifting
@@ -282,23 +284,29 @@ def test_malformed_people_do_not_push_the_good_ones_out_of_those_read(clip):
     msg = clip_msg(clip, 0, sec=1)
     good = list(msg.people)
     malformed = []
-    for k in range(lifting.PEOPLE_READ_PER_KEPT * 2):
+    for k in range(6 * lifting.PEOPLE_READ_PER_KEPT * 2):        # of each kind, enough to fill every place
         person = copy.deepcopy(good[0])
         person.id = f"bad{k}"
-        if k % 4 == 0:
+        if k % 6 == 0:
             person.keypoints = person.keypoints[:5]        # not its layout's count
-        elif k % 4 == 1:
+        elif k % 6 == 1:
             person.score = 7.0                             # outside [0, 1]
-        elif k % 4 == 2:
+        elif k % 6 == 2:
             person.layout = 99                             # no layout
-        else:
+        elif k % 6 == 3:
             person.id = "x" * 300                          # a track id too long
-        person.score = person.score if k % 4 == 1 else 1.0
+        elif k % 6 == 4:
+            person.keypoints[3].x = float("inf")           # a coordinate no joint has (NaN is a missing one)
+        else:
+            person.keypoints[3].score = float("nan")       # a keypoint score outside [0, 1]
+        person.score = person.score if k % 6 == 1 else 1.0
         malformed.append(person)
     msg.people = malformed + good
     lifted = lifting.lift_keypoints(pipeline, msg, None, None)
     assert sorted(h.track_id for h in lifted.people) == sorted(p.id for p in good), lifted.dropped
-    assert lifted.dropped["too_many_people"] == 2 and sum(lifted.dropped.values()) == len(malformed)
+    read = lifting.PEOPLE_READ_PER_KEPT * 2
+    assert lifted.dropped["too_many_people"] == len(msg.people) - read
+    assert sum(lifted.dropped.values()) == len(malformed)
 
 
 def test_a_frame_with_a_frame_id_no_tf_tree_holds_is_dropped_and_counted_not_passed_on(node_factory, clip):

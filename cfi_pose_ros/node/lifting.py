@@ -7,6 +7,7 @@ Message conversion only; the computation is in :mod:`cfi_pose_ros.pipeline` and
 """
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field, fields
 
@@ -228,12 +229,21 @@ PEOPLE_READ_PER_KEPT = 4
 
 def _people_worth_reading(people, max_people: int) -> tuple[list, list[int] | None]:
     """``people`` in their order, cut to the ``PEOPLE_READ_PER_KEPT * max_people`` highest scores,
-    and the indices in ``people`` of those kept (None: all are)."""
+    and the indices in ``people`` of those kept (None: all are). People the pipeline refuses on the
+    message's fields rank last (see :func:`_claim_to_be_read` and :func:`_keypoints_refused`)."""
     bound = PEOPLE_READ_PER_KEPT * max_people
     if len(people) <= bound:
         return people, None
     scores = np.fromiter((_claim_to_be_read(person) for person in people), dtype=np.float64, count=len(people))
-    keep = np.sort(np.argsort(-scores, kind="stable")[:bound]).tolist()
+    order = np.argsort(-scores, kind="stable").tolist()
+    # keypoints are judged in the order people would be read, until enough pass: a crowd of good
+    # people costs what is read, each person refused for a keypoint costs one look at their keypoints
+    good = list(itertools.islice((i for i in order if scores[i] > -np.inf and not _keypoints_refused(people[i])),
+                                 bound))
+    if len(good) < bound:
+        taken = set(good)
+        good += [i for i in order if i not in taken][:bound - len(good)]
+    keep = sorted(good)
     return [people[i] for i in keep], keep
 
 
@@ -248,6 +258,14 @@ def _claim_to_be_read(person) -> float:
             or len(person.id) > MAX_TRACK_ID_LENGTH):
         return -np.inf
     return score
+
+
+def _keypoints_refused(person) -> bool:
+    """Whether the pipeline refuses a person (of the right keypoint count) for a keypoint: an
+    infinite coordinate or a score outside [0, 1] or NaN (NaN coordinates mark a missing joint).
+    Left out of :func:`_claim_to_be_read`, 256 people of score 1 each with one such keypoint took
+    every place to be read, the message's good people dropped as too_many_people."""
+    return not all(0.0 <= kp.score <= 1.0 and abs(kp.x) != np.inf and abs(kp.y) != np.inf for kp in person.keypoints)
 
 
 def dropped_warning_key(reason: str) -> str:
