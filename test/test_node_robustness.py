@@ -454,6 +454,26 @@ def test_a_refusal_of_a_megabyte_value_quotes_it_cut_short(lift_probe):
     assert len(ctx.answer().humans) == 2
 
 
+def test_a_body_size_prior_that_describes_no_person_is_refused_and_people_stay_placed(lift_probe):
+    """`ros2 param set /cfi_pose_lifter body_size_prior 0.001` was in range [0, 3] and answered
+    success; the next frame's people, scaled to 2 mm, came within the 5 cm the root solve needs and
+    were published root-relative with CameraInfo known, without a word. 0 (the lifter's own size)
+    and the smallest prior of a person stay accepted."""
+    ctx = lift_probe
+    default = PARAMETERS_BY_NAME["body_size_prior"].default
+    for prior in (0.001, 5e-324, 0.2):
+        (result,) = ctx.params.set(body_size_prior=prior)
+        assert not result.successful, (prior, result.reason)
+        assert result.reason.startswith(f"parameter body_size_prior={prior!r}: below 0.25"), result.reason
+        out = ctx.answer()
+        assert {h.root_source for h in out.humans} == {HumanPose3D.ROOT_FROM_INTRINSICS}, prior
+        np.testing.assert_allclose(H36M_17.size_relative_to_mean(positions(out)), default, rtol=1e-3)
+    for prior in (0.0, 0.25):
+        ctx.params.set_ok(body_size_prior=prior)
+        assert {h.root_source for h in ctx.answer().humans} == {HumanPose3D.ROOT_FROM_INTRINSICS}, prior
+    ctx.params.set_ok(body_size_prior=default)
+
+
 def test_a_topic_name_refusal_says_why_whatever_the_name_holds(lift_probe):
     """rcl's reason quotes the name: one holding a newline (pasted, or a YAML block scalar) was
     cut inside the quote, "not a valid ROS topic name (topic name 'camera)", and the repeated-'/'

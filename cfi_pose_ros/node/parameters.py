@@ -167,6 +167,21 @@ def _check_target_frame(frame: str) -> None:
         raise ValueError(problem)
 
 
+# The smallest body_size_prior short of 0 (off): a body 0.42 m tall, smaller than a newborn. The
+# prior sets each person's depth (0.5 places them half as far away), so a prior that describes no
+# person is no setting of a scene: at 0.001 the demo clip's people, 5 m away, came within the
+# 5 cm the root solve needs (root_solver.MIN_SEEN_JOINT_DEPTH_M) and were published root-relative,
+# skeletons of 2 mm, without a word, while the set had answered success.
+MIN_BODY_SIZE_PRIOR = 0.25
+
+
+def _check_body_size_prior(prior: float) -> None:
+    if 0.0 < prior < MIN_BODY_SIZE_PRIOR:
+        raise ValueError(f"below {MIN_BODY_SIZE_PRIOR} (a body {MIN_BODY_SIZE_PRIOR * 1.7:.2f} m tall) describes "
+                         "no person, and places people near the camera where they cannot be solved; 0 = the "
+                         "lifter's own size")
+
+
 RELIABILITY_CHOICES = ("best_effort", "reliable")
 KEYPOINTS_IMAGES = ("raw", "rectified")
 
@@ -249,7 +264,8 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("body_size_prior", 1.0,
               "with CameraInfo, each skeleton is scaled to this times the mean adult body (about 1.7 m tall) "
               "before it is placed, so one bad 2D joint cannot change the person's depth through the size the "
-              "lifter gives; 0 = keep the lifter's size (README: Robustness)", 0.0, 3.0),
+              "lifter gives; 0 = keep the lifter's size (README: Robustness)", 0.0, 3.0,
+              check=_check_body_size_prior, constraint=f"0, or from {MIN_BODY_SIZE_PRIOR} to 3.0"),
     ParamSpec("depth_topic", "",
               "aligned depth image (registered to the keypoints' image; 16UC1 mm or 32FC1 m); empty = no depth",
               takes_effect=AT_CONFIGURE),
