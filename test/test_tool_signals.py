@@ -214,23 +214,6 @@ def test_export_ends_on_a_stop_signal_with_nothing_half_written(tmp_path, moment
     assert list(out.iterdir()) == []
 
 
-def tiny_h36m_s9(folder: Path, frames: int) -> list[str]:
-    """S9 (the layouts of the shared files: 32-joint 3D poses, four cameras) with two actions of
-    ``frames`` random poses each; returns training.evaluate's flags for them."""
-    import numpy as np
-
-    from test_h36m_data import camera_entries
-
-    rng = np.random.default_rng(0)
-    poses = {"S9": {action: (np.array([0.0, 0.0, 1.0]) + rng.normal(0, 0.3, (frames, 32, 3))).astype(np.float32)
-                    for action in ("Walking", "Eating")}}
-    folder.mkdir()
-    np.savez_compressed(folder / "data_3d_h36m.npz", positions_3d=poses)
-    (folder / "cameras.json").write_text(json.dumps({"S9": camera_entries(0)}))
-    return ["--data-3d", str(folder / "data_3d_h36m.npz"), "--cameras", str(folder / "cameras.json"),
-            "--subjects", "S9"]
-
-
 @pytest.mark.parametrize("moment", ["importing torch", "evaluating"])
 @STOP_SIGNALS
 def test_evaluate_ends_on_a_stop_signal_with_nothing_written(tmp_path, moment, signum):
@@ -245,7 +228,10 @@ def test_evaluate_ends_on_a_stop_signal_with_nothing_written(tmp_path, moment, s
         shutil.copy(REPO / "cfi_pose_ros" / "weights" / f"cfi_h36m_d128{suffix}", weights / f"w{suffix}")
     config_before = (weights / "w.json").read_text()
     out, stderr = tmp_path / "out", tmp_path / "stderr"
-    data = tiny_h36m_s9(tmp_path / "data", frames=4000)       # 32,000 poses, 16 a batch: tens of seconds
+    from test_training_cli import h36m_files
+
+    files = h36m_files(tmp_path / "data", frames=4000)       # S9: 32,000 poses, 16 a batch: tens of seconds
+    data = files[:files.index("--train-subjects")] + ["--subjects", "S9"]
     def ready(evaluate):
         if moment == "evaluating":
             return lambda: "batch" in stderr.read_text()        # its progress bar
