@@ -735,6 +735,8 @@ def test_a_good_pickle_in_each_numpy_form_loads(tmp_path):
     import io
     import pickle
 
+    from training.h36m import load_pickled_entry
+
     shared = np.arange(6, dtype=">f8").reshape(2, 3)
     nested = np.empty(2, dtype=object)
     nested[0], nested[1] = np.zeros(2, np.float32), {"x": [np.ones(1, np.int16)]}
@@ -746,7 +748,6 @@ def test_a_good_pickle_in_each_numpy_form_loads(tmp_path):
         np.lib.format.write_array_header_1_0(member, {"descr": "|O", "fortran_order": False, "shape": ()})
         pickle.dump(np.array(poses, dtype=object), member, protocol=protocol)
         path = npz_with_member(tmp_path / f"p{protocol}.npz", member.getvalue())
-        from training.h36m import load_pickled_entry
         got = load_pickled_entry(path, "positions_3d")["S1"]
         assert got["a"].flags.f_contiguous and np.array_equal(got["a"], poses["S1"]["a"])
         assert got["b"].dtype == np.float64 and np.array_equal(got["b"], shared) and got["c"][0] is got["b"]
