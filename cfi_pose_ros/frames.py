@@ -19,12 +19,13 @@ TF frames (``body_<id>``, optionally one per joint) of every person.
   them (a body frame left out takes its joint frames with it). Nor does anyone when the parent
   frame is empty (an input without ``header.frame_id``): tf2 rejects such a transform in every
   listener, once per message.
-* :class:`NewerStampsOnly` lets each TF frame out only at a stamp newer than its last one: tf2
-  ignores a transform at a stamp it already holds, with a ``TF_REPEATED_DATA`` warning in every
-  listener, and an input that repeats its stamp (one frame sent twice) would cause one per frame.
+* :class:`OncePerStamp` lets each TF frame out once per stamp: tf2 ignores a transform at a stamp
+  it already holds, with a ``TF_REPEATED_DATA`` warning in every listener, and an input that
+  repeats its stamp (one frame sent twice) would cause one per frame.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 from collections import Counter, OrderedDict
@@ -177,37 +178,52 @@ _FRAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
 TF_BUFFER_NS = 10 * 10**9      # tf2's default buffer length (tf2_ros.Buffer cache_time)
 
 
-class NewerStampsOnly:
-    """Which TF frames to send at a stamp: per child frame, only a stamp newer than the last one
-    sent. tf2 keeps one transform per stamp and frame: another at a stamp it holds is ignored with
-    a ``TF_REPEATED_DATA`` warning in every listener on the robot (RViz included), once per
-    message. A frame seen with a stamp more than tf2's buffer back (a bag played again: listeners
-    on sim time clear their buffers at such a jump) starts over.
+class OncePerStamp:
+    """Which TF frames to send at a stamp: per child frame, a stamp not sent before. tf2 keeps one
+    transform per stamp and frame: another at a stamp it holds is ignored with a
+    ``TF_REPEATED_DATA`` warning in every listener on the robot (RViz included), once per message.
+    A stamp older than the frame's newest is sent while it is within tf2's buffer of it (tf2 files a
+    late transform in its place): letting out only stamps newer than the last let one input stamped
+    a few seconds ahead (a driver's clock glitch) hold that person's frame back until the stamps
+    caught up with it. A stamp more than tf2's buffer before the frame's newest (a bag played again:
+    listeners on sim time clear their buffers at such a jump) starts the frame over.
 
-    A frame not sent for twice tf2's buffer before the stamp at hand is forgotten: only a stamp
-    within the buffer of its last one could repeat it, and the people who left (every new person
-    is a new frame) would otherwise be held for as long as the node runs. At most ``max_frames``
-    are remembered in any case, the least recently sent forgotten first."""
+    Per frame the stamps sent within the buffer of its newest are remembered, at most
+    ``max_stamps`` (past that the oldest are forgotten, and a stamp not after the oldest one kept
+    is not sent: it could repeat one forgotten). A frame not sent for twice tf2's buffer before
+    the stamp at hand is forgotten: only a stamp within the buffer of its newest could repeat one,
+    and the people who left (every new person is a new frame) would otherwise be held for as long
+    as the node runs. At most ``max_frames`` are remembered in any case, the least recently sent
+    forgotten first."""
 
-    def __init__(self, max_frames: int = 65536):
-        self._last_ns: OrderedDict[str, int] = OrderedDict()    # least recently sent first
+    def __init__(self, max_frames: int = 65536, max_stamps: int = 1024):
+        # child frame -> its stamps sent, ascending; least recently sent frame first
+        self._sent_ns: OrderedDict[str, list[int]] = OrderedDict()
         self._max_frames = max_frames
+        self._max_stamps = max_stamps
 
     def __len__(self) -> int:
-        return len(self._last_ns)
+        return len(self._sent_ns)
 
     def admit(self, stamp_ns: int, frames: list[FrameTransform]) -> list[FrameTransform]:
         admitted = []
         for frame in frames:
-            last = self._last_ns.get(frame.child)
-            if last is not None and last - TF_BUFFER_NS <= stamp_ns <= last:
-                continue
-            self._last_ns[frame.child] = stamp_ns
-            self._last_ns.move_to_end(frame.child)
+            sent = self._sent_ns.get(frame.child)
+            if sent is None or stamp_ns < sent[-1] - TF_BUFFER_NS:
+                sent = []
+            else:
+                at = bisect.bisect_left(sent, stamp_ns)
+                if (at < len(sent) and sent[at] == stamp_ns) or (at == 0 and len(sent) >= self._max_stamps):
+                    continue
+            bisect.insort(sent, stamp_ns)
+            # what tf2 has dropped can no longer be repeated
+            del sent[:max(bisect.bisect_left(sent, sent[-1] - TF_BUFFER_NS), len(sent) - self._max_stamps)]
+            self._sent_ns[frame.child] = sent
+            self._sent_ns.move_to_end(frame.child)
             admitted.append(frame)
-        while self._last_ns and (len(self._last_ns) > self._max_frames
-                                 or next(iter(self._last_ns.values())) < stamp_ns - 2 * TF_BUFFER_NS):
-            self._last_ns.popitem(last=False)
+        while self._sent_ns and (len(self._sent_ns) > self._max_frames
+                                 or next(iter(self._sent_ns.values()))[-1] < stamp_ns - 2 * TF_BUFFER_NS):
+            self._sent_ns.popitem(last=False)
         return admitted
 
 

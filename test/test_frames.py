@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cfi_pose_ros.body_pose import body_poses, quaternion_to_rotation_matrix
-from cfi_pose_ros.frames import (TF_BUFFER_NS, NewerStampsOnly, RigidTransform, camera_up, frame_name, person_frames,
+from cfi_pose_ros.frames import (TF_BUFFER_NS, OncePerStamp, RigidTransform, camera_up, frame_name, person_frames,
                                  static_target_transform, transform_people)
 from cfi_pose_ros.markers import skeleton_markers
 from cfi_pose_ros.pipeline import ROOT_FROM_INTRINSICS, ROOT_RELATIVE, LiftedPerson
@@ -188,27 +188,55 @@ def test_transform_stamped_from_a_known_pose():
     assert np.allclose(round_trip.apply(np.zeros(3)), person.position)
 
 
-def test_each_tf_frame_goes_out_once_per_stamp_and_newer_only():
+def test_each_tf_frame_goes_out_once_per_stamp():
     """tf2 warns TF_REPEATED_DATA in every listener for a transform at a stamp it holds: an input
     sent twice (or a zero-stamping driver) would do that every frame."""
-    gate = NewerStampsOnly(max_frames=3)
+    gate = OncePerStamp(max_frames=3)
     frames = person_frames([standing_person("7"), standing_person("8")], "camera")
     assert gate.admit(100, frames) == frames
     assert gate.admit(100, frames) == []                                      # the same stamp again
-    assert gate.admit(99, frames) == []                                       # a late frame
+    assert gate.admit(99, frames) == frames                                   # a late frame: tf2 files it
+    assert gate.admit(99, frames) == []                                       # ... once
     later = person_frames([standing_person("8"), standing_person("9")], "camera")
     assert [f.child for f in gate.admit(101, later)] == ["body_8", "body_9"]  # per frame, a new one passes
     assert gate.admit(100 - TF_BUFFER_NS - 1, frames) == frames               # the bag again: starts over
+    assert gate.admit(100, frames) == frames                                  # ... and its stamps are new
     crowd = person_frames([standing_person(str(i)) for i in range(10, 14)], "camera")
     assert gate.admit(200, crowd) == crowd
     assert gate.admit(200, crowd) == crowd[:1]        # 3 frames remembered at most: body_10 was forgotten
+
+
+def test_one_input_stamped_ahead_does_not_hold_a_persons_tf_frame_back():
+    """A driver's clock glitch: one input stamped 9 s ahead (the node sends up to tf2's 10 s
+    buffer ahead of its clock). Letting out only stamps newer than a frame's last kept the
+    person's frame off /tf for the 9 s until the stamps caught up with the glitch."""
+    gate = OncePerStamp()
+    period_ns = 10**9 // 30
+    person = person_frames([standing_person("7")], "camera")
+    assert gate.admit(0, person) == person
+    assert gate.admit(9 * 10**9, person) == person                  # the glitch
+    for i in range(1, 60):                                         # the 2 s after it, on time
+        assert gate.admit(i * period_ns, person) == person
+    assert gate.admit(9 * 10**9, person) == []                       # the glitch's stamp is still sent once
+
+
+def test_a_tf_frame_remembers_a_bounded_number_of_stamps():
+    """Per frame at most ``max_stamps`` stamps are kept; a late stamp before the oldest one kept could
+    repeat a forgotten one, so it is not sent; newer stamps still are."""
+    gate = OncePerStamp(max_stamps=4)
+    person = person_frames([standing_person("7")], "camera")
+    for stamp in range(10, 16):
+        assert gate.admit(stamp, person) == person
+    assert gate.admit(11, person) == []            # forgotten (only 12-15 are kept), maybe sent: not again
+    assert gate.admit(13, person) == []            # kept: sent
+    assert gate.admit(16, person) == person
 
 
 def test_tf_frames_of_people_gone_are_forgotten():
     """Every new person is a new frame: a node running for days among passers-by held the last
     stamp of each one it ever sent (up to 65,536 frames, 12-28 MB) though only a stamp within tf2's
     buffer of a frame's last one can repeat it."""
-    gate = NewerStampsOnly()
+    gate = OncePerStamp()
     period_ns = 10**9 // 30
     for i in range(20_000):                             # 11 minutes at 30 Hz, a new person every frame
         assert len(gate.admit(i * period_ns, person_frames([standing_person(str(i))], "camera"))) == 1

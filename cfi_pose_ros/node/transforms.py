@@ -15,7 +15,7 @@ import threading
 
 from geometry_msgs.msg import TransformStamped
 
-from cfi_pose_ros.frames import TF_BUFFER_NS, FrameTransform, NewerStampsOnly, RigidTransform, tf2_transform
+from cfi_pose_ros.frames import TF_BUFFER_NS, FrameTransform, OncePerStamp, RigidTransform, tf2_transform
 
 
 def transform_stamped(stamp, frame: FrameTransform) -> TransformStamped:
@@ -141,7 +141,7 @@ class TransformLookup:
 
 class TransformBroadcast:
     """``/tf`` output through ``tf2_ros.TransformBroadcaster``: each frame at most once per stamp
-    (:class:`~cfi_pose_ros.frames.NewerStampsOnly`); an input stamped zero or negative (no time) is
+    (:class:`~cfi_pose_ros.frames.OncePerStamp`); an input stamped zero or negative (no time) is
     sent at the node's clock's now: tf2 stores such a stamp as that time, further back than its
     buffer from any stamped transform (``TF_OLD_DATA`` in every listener), and a driver that stamps
     so repeats it every frame. A stamp more than tf2's buffer ahead of the node's clock (while it
@@ -162,7 +162,7 @@ class TransformBroadcast:
         # of its own, and names its attribute as it likes)
         self._publishers = [publisher for publisher in node.publishers if publisher not in before]
         self._clock = node.get_clock()
-        self._newer_only = NewerStampsOnly()
+        self._once_per_stamp = OncePerStamp()
         self._time_jumps = self._clock.create_jump_callback(tf2_clearing_jumps(), post_callback=self._start_over)
 
     def close(self) -> None:
@@ -174,7 +174,7 @@ class TransformBroadcast:
         self._publishers = []
 
     def _start_over(self, jump) -> None:
-        self._newer_only = NewerStampsOnly()
+        self._once_per_stamp = OncePerStamp()
 
     def send(self, stamp, frames: list[FrameTransform]) -> bool:
         """Send ``frames`` at ``stamp`` (those not sent at it or after it yet); False when ``stamp``
@@ -185,7 +185,7 @@ class TransformBroadcast:
         stamp_ns = stamp.sec * 10**9 + stamp.nanosec
         if now.nanoseconds > 0 and stamp_ns > now.nanoseconds + TF_BUFFER_NS:    # 0: sim time, no /clock yet
             return False
-        frames = self._newer_only.admit(stamp_ns, frames)
+        frames = self._once_per_stamp.admit(stamp_ns, frames)
         if frames:
             self._broadcaster.sendTransform([transform_stamped(stamp, frame) for frame in frames])
         return True
