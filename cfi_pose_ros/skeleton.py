@@ -133,6 +133,9 @@ H36M_17 = JointLayout(
                        0.1493, 0.2804, 0.2496, 0.1493, 0.2804, 0.2496),
 )
 
+# How tall H36M_17.mean_bone_lengths' body stands, rounded (what messages call "the mean adult")
+MEAN_BODY_HEIGHT_M = 1.7
+
 # What a person seen from the waist up has no 2D joints of (the image's bottom edge cuts them off;
 # a COCO detector's pelvis is the mid-hips), in the layout's order.
 H36M_LOWER_BODY = ("pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle")

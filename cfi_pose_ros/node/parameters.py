@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH, frame_name_problem, tf2_frame_id
+from cfi_pose_ros.skeleton import MEAN_BODY_HEIGHT_M
 
 
 # When a parameter's value takes effect: see ParamSpec
@@ -177,7 +178,7 @@ MIN_BODY_SIZE_PRIOR = 0.25
 
 def _check_body_size_prior(prior: float) -> None:
     if 0.0 < prior < MIN_BODY_SIZE_PRIOR:
-        raise ValueError(f"below {MIN_BODY_SIZE_PRIOR} (a body {MIN_BODY_SIZE_PRIOR * 1.7:.2f} m tall) describes "
+        raise ValueError(f"below {MIN_BODY_SIZE_PRIOR} (a body {MIN_BODY_SIZE_PRIOR * MEAN_BODY_HEIGHT_M:.2f} m tall) describes "
                          "no person, and places people near the camera where they cannot be solved; 0 = the "
                          "lifter's own size")
 
@@ -262,7 +263,7 @@ LIFT_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("max_people", 64, "most people lifted per frame (highest scores kept)", 1, 1024),
     ParamSpec("solve_root", True, "place people in metres in the camera frame when CameraInfo is known"),
     ParamSpec("body_size_prior", 1.0,
-              "with CameraInfo, each skeleton is scaled to this times the mean adult body (about 1.7 m tall) "
+              f"with CameraInfo, each skeleton is scaled to this times the mean adult body (about {MEAN_BODY_HEIGHT_M} m tall) "
               "before it is placed, so one bad 2D joint cannot change the person's depth through the size the "
               "lifter gives; 0 = keep the lifter's size (README: Robustness)", 0.0, 3.0,
               check=_check_body_size_prior, constraint=f"0, or from {MIN_BODY_SIZE_PRIOR} to 3.0"),
