@@ -821,6 +821,45 @@ def _python_that_must_end(code: str):
     return done
 
 
+_CODEC_THAT_FAILS = {
+    "crashes": "import faulthandler, rclpy\n"
+               "from cfi_pose_ros.node.base import create_executor\n"
+               "rclpy.init()\n"
+               "executor = create_executor('events')     # rclpy's enables faulthandler too, as a node's does\n"
+               "decode_refusing_damage(faulthandler._sigsegv, 'png', b'')\n",
+    "hangs": "import threading, time\n"
+             "from cfi_pose_ros.node.base import teardown_deadline\n"
+             "decoding = threading.Event()\n"
+             "def decode():\n"
+             "    decoding.set()\n"
+             "    time.sleep(60)                  # a codec that never returns\n"
+             "threading.Thread(target=decode_refusing_damage, args=(decode, 'jpeg', b''), daemon=True).start()\n"
+             "decoding.wait()\n"
+             "with teardown_deadline(lambda: 3, timeout_s=0.5):   # the node stopped meanwhile\n"
+             "    time.sleep(60)\n",
+}
+
+
+@pytest.mark.parametrize("codec", sorted(_CODEC_THAT_FAILS))
+def test_a_codec_that_crashes_or_hangs_leaves_the_stacks_in_the_log(codec, ros_env):
+    """image.decode_refusing_damage points stderr (descriptor 2) at a temporary file while a codec
+    decodes, to read what the codec prints. faulthandler wrote there too: a codec's SIGSEGV (as
+    OpenCV's on an animated PNG, before those were refused) ended the process with exit -11 and not
+    a word, and a node whose worker was stuck in a codec when it was stopped exited at its teardown
+    deadline without the warning or the stacks. They go to a copy of stderr kept for them."""
+    done = _python_that_must_end("from cfi_pose_ros.node.startup import tell_where_a_crash_happened\n"
+                                 "tell_where_a_crash_happened()\n"
+                                 "from cfi_pose_ros.image import decode_refusing_damage\n"
+                                 + _CODEC_THAT_FAILS[codec])
+    if codec == "crashes":
+        assert done.returncode == -signal.SIGSEGV, (done.returncode, done.stderr[-3000:])
+        assert "Fatal Python error: Segmentation fault" in done.stderr, done.stderr[-3000:]
+    else:
+        assert done.returncode == 3, (done.returncode, done.stderr[-3000:])
+        assert "teardown did not end within 0.5 s" in done.stderr, done.stderr[-3000:]
+    assert "in decode_refusing_damage" in done.stderr, done.stderr[-3000:]
+
+
 def test_a_teardown_stuck_in_native_code_holding_the_gil_still_ends(ros_env):
     """A native call that never returns and holds the GIL (a deadlock in the middleware) kept
     teardown_deadline's Python timer from running: a 0.5 s deadline fired only when the call ended

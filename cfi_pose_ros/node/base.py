@@ -39,6 +39,7 @@ from cfi_pose_ros.cdr import encapsulation_problem
 from cfi_pose_ros.node.conversions import image_from_serialized
 from cfi_pose_ros.node.parameters import (AT_CONFIGURE, AT_START, COMMON_NODE_PARAMETERS, ParamSpec,
                                           parameter_problem, type_problem)
+from cfi_pose_ros.node.startup import crash_report_fd
 
 EXECUTORS = next(p.choices for p in COMMON_NODE_PARAMETERS if p.name == "executor")
 
@@ -606,7 +607,12 @@ def create_executor(kind: str = "events"):
     if kind == "events":
         try:
             from rclpy.experimental import EventsExecutor
-            return EventsExecutor()
+            executor = EventsExecutor()
+            # which enables faulthandler again, on stderr's descriptor: back onto the copy of it that
+            # a codec cannot take away (see startup.tell_where_a_crash_happened)
+            if crash_report_fd() != 2:
+                faulthandler.enable(file=crash_report_fd(), all_threads=True)
+            return executor
         except ImportError:
             pass
     from rclpy.executors import SingleThreadedExecutor
@@ -805,7 +811,7 @@ def native_deadline(timeout_s: float):
     line) and exits 1, even where Python cannot run: faulthandler's watchdog is a C thread. A
     Python timer cannot fire while the main thread holds the GIL in a native call that never
     returns (a deadlock in the middleware): it fired only once that call ended."""
-    faulthandler.dump_traceback_later(timeout_s, exit=True)
+    faulthandler.dump_traceback_later(timeout_s, exit=True, file=crash_report_fd())
     try:
         yield
     finally:
@@ -823,9 +829,10 @@ def teardown_deadline(exit_code, timeout_s: float = TEARDOWN_TIMEOUT_S):
     GIL (so that this timer cannot run), :func:`native_deadline` ends it ``NATIVE_BACKSTOP_S``
     later, exit 1."""
     def give_up() -> None:
-        os.write(2, f"[WARN] [{time.time():.9f}] [cfi_pose_ros]: teardown did not end within {timeout_s:g} s "
-                    "(stuck in native code; where each thread is follows): exiting without it\n".encode())
-        faulthandler.dump_traceback(all_threads=True)
+        # not to stderr itself: a worker stuck in a codec has it pointed at a file (crash_report_fd)
+        os.write(crash_report_fd(), f"[WARN] [{time.time():.9f}] [cfi_pose_ros]: teardown did not end within "
+                 f"{timeout_s:g} s (stuck in native code; where each thread is follows): exiting without it\n".encode())
+        faulthandler.dump_traceback(file=crash_report_fd(), all_threads=True)
         exit_process(exit_code())
 
     watchdog = threading.Timer(timeout_s, give_up)

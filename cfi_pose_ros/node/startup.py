@@ -11,13 +11,31 @@ from ..interrupts import exit_quietly_on_stop_signals
 STACKS_SIGNAL = signal.SIGUSR1
 
 
+# Where every thread's stack is written on a crash, a hang or STACKS_SIGNAL: stderr, or once
+# tell_where_a_crash_happened has run, a copy of it (see there).
+_crash_report_fd = 2
+
+
+def crash_report_fd() -> int:
+    """The file descriptor faulthandler and the nodes' deadlines write every thread's stack to."""
+    return _crash_report_fd
+
+
 def tell_where_a_crash_happened() -> None:
     """A crash in native code (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL: a codec, the middleware, an
     inference library) writes every Python thread's stack to stderr, the node's log, before the
     process dies: without it a node ended with exit -11 and not a word, and the log's last lines
-    could be lost in the C library's buffer. :data:`STACKS_SIGNAL` writes them without a crash."""
-    faulthandler.enable(all_threads=True)
-    faulthandler.register(STACKS_SIGNAL, all_threads=True)
+    could be lost in the C library's buffer. :data:`STACKS_SIGNAL` writes them without a crash.
+
+    They go to a copy of stderr's descriptor, not to descriptor 2 itself: while a codec decodes,
+    ``image.decode_refusing_damage`` points 2 at a temporary file to read what the codec prints, and
+    a crash in the codec, where one is likeliest, left the stack in that file, gone with the process
+    (exit -11 and not a word again)."""
+    global _crash_report_fd
+    if _crash_report_fd == 2:
+        _crash_report_fd = os.dup(2)
+    faulthandler.enable(file=_crash_report_fd, all_threads=True)
+    faulthandler.register(STACKS_SIGNAL, file=_crash_report_fd, all_threads=True)
 
 
 # the Fast DDS participant profile the package's processes start with (see without_type_lookup)
