@@ -543,7 +543,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             msg = item.keypoints
             if item.image is not None:
                 t0 = time.perf_counter()
-                people, ids, _ = detect_and_track(detector, tracker, item.image, _stamp_ns(item.header) * 1e-9)
+                people, ids, _ = detect_and_track(detector, tracker, item.image, _stamp_ns(item.header) * 1e-9,
+                                                  item.header.frame_id)
                 msg = keypoints_to_msg(item.header, (item.image.shape[1], item.image.shape[0]), people.keypoints,
                                        people.scores, people.boxes, people.box_scores, ids)
                 result.detect_s += time.perf_counter() - t0

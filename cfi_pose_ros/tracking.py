@@ -133,6 +133,7 @@ class MultiPersonTracker:
         self._frame = 0
         self._last_t: float | None = None
         self._image_size: tuple[int, int] | None = None
+        self._frame_id: str | None = None
 
     @property
     def tracks(self) -> list[Track]:
@@ -188,14 +189,16 @@ class MultiPersonTracker:
                     assigned[int(c)] = self._tracks[int(r)]
         return assigned
 
-    def starts_over(self, t: float) -> bool:
-        """Whether a frame at time ``t`` begins a new timeline (further back than a late frame), on
-        which :meth:`update` forgets every track: what else follows people from frame to frame (the
-        top-down detector's boxes) starts over with it."""
-        return timeline.starts_over(self._last_t, t)
+    def starts_over(self, t: float, frame_id: str | None = None) -> bool:
+        """Whether a frame at time ``t`` begins a new timeline (further back than a late frame), or is
+        in another ``frame_id`` than the last (where given: another camera publishing on the topic, a
+        driver restarted with another frame), on which :meth:`update` forgets every track: what else
+        follows people from frame to frame (the top-down detector's boxes) starts over with it."""
+        other_camera = frame_id is not None and self._frame_id is not None and frame_id != self._frame_id
+        return other_camera or timeline.starts_over(self._last_t, t)
 
     def update(self, boxes: np.ndarray, t: float | None = None,
-               image_size: tuple[int, int] | None = None) -> list[str]:
+               image_size: tuple[int, int] | None = None, frame_id: str | None = None) -> list[str]:
         """Match ``boxes`` ``(P, 4)`` (x1, y1, x2, y2) of the frame at time ``t`` to the tracks.
 
         Returns one id per input box, in the input's order; ``""`` for a box
@@ -204,8 +207,8 @@ class MultiPersonTracker:
         or the other for a tracker's whole life. A ``t`` earlier than the newest frame's by more
         than ``timeline.LATE_FRAME_TOLERANCE`` (a replayed bag, a simulation reset) starts over; by
         less, the frame is late (out of order): its boxes get the ids of the tracks they match
-        (``""`` for the others) and no track changes. A frame of another ``image_size`` (width, height) than the
-        previous one starts over too.
+        (``""`` for the others) and no track changes. A frame of another ``image_size`` (width, height) or
+        ``frame_id`` than the previous one starts over too.
         """
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if not np.all(np.isfinite(boxes)):
@@ -217,7 +220,8 @@ class MultiPersonTracker:
         # with the tracks': one person's new box could overlap another's old one and take their id.
         size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
         resized = size is not None and self._image_size is not None and size != self._image_size
-        if resized or self.starts_over(t):
+        # Boxes of another camera (another frame_id) neither: the lifter's smoothing starts over on it too.
+        if resized or self.starts_over(t, frame_id):
             self.reset()
             self._frame = 1
             if frame_clock:     # the first frame of the new timeline (the old count read as going back)
@@ -230,6 +234,8 @@ class MultiPersonTracker:
             return [assigned[c].id if c in assigned else "" for c in range(len(boxes))]
         if size is not None:
             self._image_size = size
+        if frame_id is not None:
+            self._frame_id = frame_id
         stalled = t == self._last_t
         self._last_t = t
         cfg = self.config

@@ -796,6 +796,33 @@ def test_a_bag_loop_runs_the_person_detector_instead_of_following_the_last_pass(
     assert "detector" not in stage_ms
 
 
+def test_another_camera_s_image_on_the_topic_starts_over_instead_of_taking_the_last_camera_s_ids():
+    """Two cameras of one size publishing on one topic (or a driver restarted with another frame):
+    the tracker matched camera B's person to camera A's track (B's person got A's id, so the lifter
+    published one body frame under both cameras) and the top-down detector followed A's boxes onto
+    B's image, where A's people are not. The lifter's smoothing starts over on another frame_id;
+    so do the tracker and the followed boxes now."""
+    from cfi_pose_ros.detectors.frame import detect_and_track
+    from cfi_pose_ros.tracking import MultiPersonTracker
+
+    def scene(x: int) -> np.ndarray:
+        image = np.zeros((480, 640, 3), np.uint8)
+        image[100:400, x:x + 100] = 255
+        return image
+
+    detector = TopDownPoseDetector(_BrightBoxes(), _KeypointsInEveryBox(), config=TopDownConfig(detect_every=3))
+    tracker = MultiPersonTracker()
+    _, ids, _ = detect_and_track(detector, tracker, scene(50), 10.0, "camera_a")
+    assert ids == ["1"]
+    _, ids, _ = detect_and_track(detector, tracker, scene(52), 10.033, "camera_a")
+    assert ids == ["1"]                                         # one camera: one person, followed
+    people, ids, stage_ms = detect_and_track(detector, tracker, scene(70), 10.040, "camera_b")
+    assert "detector" in stage_ms and ids == ["2"]              # B's person, found in B's image
+    np.testing.assert_allclose(people.boxes, [[70, 100, 170, 400]])
+    _, ids, stage_ms = detect_and_track(detector, tracker, scene(72), 10.073, "camera_b")
+    assert ids == ["2"] and "detector" not in stage_ms          # and followed on B's next frame
+
+
 class _BrightPeople:
     """Person detector stand-in: the box of each bright region (channel 0) of at least 100 pixels."""
 

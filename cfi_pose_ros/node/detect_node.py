@@ -416,7 +416,7 @@ class DetectNode(SpecLifecycleNode):
         t1 = time.perf_counter()
         try:    # the same step offline lifting runs for each image (stage_ms: detector stages, tracking)
             people, ids, stage_ms = detect_and_track(self.detector, self.tracker if self.p("tracking") else None,
-                                                     image, stamp_seconds(msg.header.stamp))
+                                                     image, stamp_seconds(msg.header.stamp), msg.header.frame_id)
         except Exception as exc:
             self._drop("detector_error", repr(exc))
             return
