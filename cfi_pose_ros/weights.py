@@ -28,7 +28,7 @@ from pathlib import Path
 from .camera import H36M_INPUT_DOMAIN, LifterInputDomain
 from .files import special_file_kind
 from .model import CFIConfig, CFINet
-from .skeleton import H36M_17, LAYOUTS
+from .skeleton import H36M_17
 
 FORMAT = "cfi_pose_ros.weights/1"
 NORMALIZATION = "screen: uv / image_width * 2 - [1, image_height / image_width]"
@@ -205,10 +205,16 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
     for key, kind in (("training", dict), ("metrics", dict), ("tensors_sha256", str)):
         if key in config and not isinstance(config[key], kind):
             raise WeightsError(f"{config_path}: {key!r} must be a {kind.__name__}, not {config[key]!r:.60}")
+    # The pipeline gives every lifter H36M-17 joints normalised one way: weights that say they learned
+    # another joint order or normalisation loaded and lifted each joint as another one, every person
+    # garbage, without a word (a file without the header record, or one whose record says so too).
     layout = config.get("joint_layout")
-    if not isinstance(layout, str) or layout not in LAYOUTS or LAYOUTS[layout].num_joints != model_config.num_joints:
-        raise WeightsError(f"{config_path}: joint layout {layout!r} does not fit a "
-                           f"{model_config.num_joints}-joint model")
+    if layout != H36M_17.name or model_config.num_joints != H36M_17.num_joints:
+        raise WeightsError(f"{config_path}: joint layout {layout!r:.60} of a {model_config.num_joints}-joint model; "
+                           f"the lifter is given the {H36M_17.num_joints} joints of {H36M_17.name!r}")
+    if config.get("normalization") != NORMALIZATION:
+        raise WeightsError(f"{config_path}: input normalised as {config.get('normalization')!r:.80}; "
+                           f"the lifter is given {NORMALIZATION!r}")
     if (model_config.in_channels, model_config.out_channels) != (2, 3):
         # such a model loads and runs: it failed inside torch (in_channels 3), or gave (N, 17, 2)
         # joints that every consumer of (N, 17, 3) misread, or exported such a graph

@@ -192,8 +192,6 @@ def test_json_with_an_ablated_branch(saved):
 @pytest.mark.parametrize("edit, field", [
     (lambda c: c["model"].update(heads=4), "heads"),           # the same tensor shapes, another model
     (lambda c: c["model"].update(dropout=0.5), "dropout"),
-    (lambda c: c.update(joint_layout="coco_17"), "joint_layout"),
-    (lambda c: c.update(normalization="pixels"), "normalization"),
 ])
 def test_a_json_that_describes_another_model_with_the_same_tensor_shapes_is_refused(saved, edit, field):
     """What the shapes do not tell is recorded in the tensor file's header (covered by the
@@ -201,6 +199,38 @@ def test_a_json_that_describes_another_model_with_the_same_tensor_shapes_is_refu
     _, path = saved
     edit_json(path, edit)
     with pytest.raises(WeightsError, match=rf"describes another model.*{field}: JSON"):
+        load_weights(path)
+
+
+COCO_LAYOUT = ("joint_layout", "coco_17", r"joint layout 'coco_17' of a 17-joint model; the lifter is given the 17 "
+                                         r"joints of 'h36m_17'")
+OTHER_NORMALISATION = ("normalization", "uv / 1000", r"input normalised as 'uv / 1000'; the lifter is given 'screen: ")
+
+
+@pytest.mark.parametrize("key, value, message, recorded", [
+    (*COCO_LAYOUT, True), (*COCO_LAYOUT, False), (*OTHER_NORMALISATION, True), (*OTHER_NORMALISATION, False),
+    ("normalization", None, r"input normalised as None; the lifter is given 'screen: ", False),
+], ids=["coco_17, recorded too", "coco_17", "another normalisation, recorded too", "another normalisation",
+        "no normalisation"])
+def test_weights_for_another_joint_order_or_normalisation_are_refused(tmp_path, recorded, key, value, message):
+    """The pipeline gives every lifter H36M-17 joints, screen-normalised: weights whose JSON (and
+    the tensor file's own record, where it has one) said they learned COCO-17 or another
+    normalisation loaded, checksum consistent, and lifted every joint as another one."""
+    from safetensors.torch import save_file
+
+    from cfi_pose_ros.weights import MEANING_KEY, file_sha256
+
+    model = CFINet(CONFIG)
+    path = save_weights(model, tmp_path / "other_input")
+    config = json.loads(path.with_suffix(".json").read_text())
+    meaning = {k: config[k] for k in ("model", "joint_layout", "normalization")}
+    for described in (config, meaning):
+        described[key] = value
+    save_file(model.state_dict(), str(path),
+              metadata={MEANING_KEY: json.dumps(meaning, sort_keys=True)} if recorded else None)
+    config["tensors_sha256"] = file_sha256(path)
+    path.with_suffix(".json").write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+    with pytest.raises(WeightsError, match=message):
         load_weights(path)
 
 
