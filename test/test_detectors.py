@@ -491,6 +491,31 @@ def test_whole_image_detectors_with_a_fixed_batch_above_1_are_refused_at_constru
         YoloPoseDetector(YoloPoseConfig(model_path=str(yolo)))
 
 
+@pytest.mark.parametrize("family, side", [("yolo_pose", 100_000), ("yolo_pose", 0), ("rtmdet", 100_000),
+                                          ("movenet", 100_000), ("movenet", 0)])
+def test_a_model_input_no_image_fits_or_past_4096_squared_is_refused_at_construction(synthetic, family, side):
+    """An input fixed at 100000 x 100000 passed configure, then every frame asked for 22.5 GB (a
+    failed allocation each, or the out-of-memory killer); one fixed at 0 was sent 640 x 640 images and
+    refused every frame. Construction alone: the old code allocated nothing before the first frame."""
+    from onnx import TensorProto
+
+    path = synthetic / f"{family}_{side}px.onnx"
+    if family == "yolo_pose":
+        make_constant_model(path, "images", [1, 3, side, side], TensorProto.FLOAT, {"output0": np.zeros((1, 56, 10))})
+        detector, config = YoloPoseDetector, YoloPoseConfig
+    elif family == "rtmdet":
+        make_constant_model(path, "input", [1, 3, side, side], TensorProto.FLOAT,
+                            {"dets": np.zeros((1, 10, 5)), "labels": np.zeros((1, 10))}, {"labels": TensorProto.INT64})
+        detector, config = RTMDetPersonDetector, RTMDetConfig
+    else:
+        make_constant_model(path, "input", [1, side, side, 3], TensorProto.INT32, {"output_0": np.zeros((1, 1, 17, 3))})
+        detector, config = MoveNetSinglePose, MoveNetConfig
+    shown = "0" if side == 0 else f"{side} x {side}"
+    with pytest.raises(DetectorModelError, match=rf"{path.name}: an input of {shown} pixels \(the model's input "
+                                                 r".*\); a detector model's input is 1 to 16777216 pixels"):
+        detector(config(model_path=str(path)))
+
+
 @pytest.mark.parametrize("declared", [["batch", 84, "anchors"], ["batch", "channels", "anchors"]])
 def test_a_yolo_model_whose_export_leaves_the_output_open_is_checked_by_a_test_run(synthetic, declared):
     """Ultralytics' dynamic=True export of a detection model declares [batch, 84, anchors]: with one

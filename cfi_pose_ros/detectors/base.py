@@ -234,6 +234,13 @@ def resolve_tensor(session: Any, spec: TensorSpec, kind: str, model_name: str) -
     return NodeInfo(node.name, shape, node.type)
 
 
+# The largest model input (width x height) a detector sends an image as: the published models take
+# 192 x 192 to 1280 x 1280. Each frame is scaled to it, then copied as float32 (12 bytes a pixel): a
+# model whose input was fixed at 100000 x 100000 passed configure, then asked for 22.5 GB for the
+# first copy of every frame (a failed allocation each, or the out-of-memory killer).
+MAX_INPUT_PIXELS = 4096 * 4096
+
+
 def static_dim(shape: Sequence[Any], axis: int) -> int | None:
     """The size of ``axis`` when the model fixes it, else None."""
     value = shape[axis]
@@ -309,7 +316,8 @@ def run_batched(session: Any, input_name: str, batch: np.ndarray, output_names: 
 def resolve_input_size(requested: Sequence[int] | None, shape: Sequence[Any], default: tuple[int, int],
                        model_name: str, channels_last: bool = False) -> tuple[int, int]:
     """The model input's (width, height): the model's own when it fixes them, else
-    ``requested`` or ``default``. A ``requested`` size that contradicts a fixed one is an error."""
+    ``requested`` or ``default``. A ``requested`` size that contradicts a fixed one is an error, and
+    so is one no image fits (an axis fixed at 0) or one past :data:`MAX_INPUT_PIXELS`."""
     h_axis, w_axis = (1, 2) if channels_last else (2, 3)
     fixed_w, fixed_h = static_dim(shape, w_axis), static_dim(shape, h_axis)
     if requested is not None:
@@ -318,8 +326,16 @@ def resolve_input_size(requested: Sequence[int] | None, shape: Sequence[Any], de
             raise DetectorModelError(
                 f"{model_name}: configured input_size (w, h) = ({req_w}, {req_h}) but the model's "
                 f"input is fixed at {list(shape)}")
-        return req_w, req_h
-    return (fixed_w or default[0], fixed_h or default[1])
+        width, height = req_w, req_h
+    else:
+        width, height = fixed_w or default[0], fixed_h or default[1]
+    # static_dim reads an axis fixed at 0 as open: the default size was sent, refused on every frame
+    zero = any(shape[axis] == 0 for axis in (h_axis, w_axis))
+    if zero or not (width >= 1 and height >= 1 and width * height <= MAX_INPUT_PIXELS):
+        raise DetectorModelError(
+            f"{model_name}: an input of {'0' if zero else f'{width} x {height}'} pixels (the model's input "
+            f"{list(shape)}); a detector model's input is 1 to {MAX_INPUT_PIXELS} pixels (4096 x 4096)")
+    return width, height
 
 
 def check_image(image: Any) -> None:
