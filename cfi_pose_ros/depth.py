@@ -235,6 +235,7 @@ class _KeptDepth(NamedTuple):
     stamp: float
     image: np.ndarray
     frame_id: str
+    received: float     # when it arrived (the caller's clock, seconds): an unstamped image's only time
 
 
 class DepthHistory:
@@ -251,7 +252,11 @@ class DepthHistory:
     A stamp further back than a late frame (:mod:`cfi_pose_ros.timeline`: a bag loop, a simulated
     clock reset) drops every kept image: they belong to a timeline that has been left, and must not
     be paired with the new one's keypoints. A late image (out of order), or one stamped zero (no
-    time: it pairs only with keypoints stamped zero), is only added.
+    time: it pairs only with keypoints stamped zero), is only added. Unstamped images and keypoints
+    pair by when each arrived (``received``, seconds on the caller's clock), within ``max_age``:
+    compared by stamp alone, every unstamped image was as near as the newest, and once the depth
+    stream stopped the last one placed unstamped keypoints for good (a person who walked on, placed
+    where they had stood: ROOT_FROM_DEPTH, nothing counted).
 
     Bounded by count (``size``) and by bytes (``max_bytes``; the oldest go first, the newest is
     always kept)."""
@@ -266,35 +271,39 @@ class DepthHistory:
     def __len__(self) -> int:
         return len(self._images)
 
-    def add(self, stamp: float, image: np.ndarray, frame_id: str = "") -> None:
+    def add(self, stamp: float, image: np.ndarray, frame_id: str = "", received: float = 0.0) -> None:
         # a zero (or negative) stamp is no time: one unstamped image in a stamped stream is no step back
         if self._images and stamp > 0 and timeline.starts_over(max(kept.stamp for kept in self._images), stamp):
             self._images.clear()
-        self._images.append(_KeptDepth(float(stamp), image, frame_id))
+        self._images.append(_KeptDepth(float(stamp), image, frame_id, float(received)))
         kept_bytes = sum(kept.image.nbytes for kept in self._images)
         while kept_bytes > self._max_bytes and len(self._images) > 1:
             kept_bytes -= self._images.popleft().image.nbytes
 
-    def _nearest(self, stamp: float, max_age: float) -> _KeptDepth | None:
+    def _nearest(self, stamp: float, max_age: float, received: float) -> _KeptDepth | None:
         best, best_gap = None, float(max_age)
         for kept in self._images:
-            gap = abs(kept.stamp - float(stamp))
+            # stamped zero both: no time but when each arrived
+            gap = (abs(kept.received - float(received)) if stamp <= 0 and kept.stamp <= 0
+                   else abs(kept.stamp - float(stamp)))
             if gap <= best_gap:
                 best, best_gap = kept, gap
         return best
 
-    def nearest(self, stamp: float, max_age: float) -> np.ndarray | None:
-        """The kept image whose stamp is nearest ``stamp`` (of equally near ones, the last received),
-        or None when none is within ``max_age`` seconds of it."""
-        kept = self._nearest(stamp, max_age)
+    def nearest(self, stamp: float, max_age: float, received: float = 0.0) -> np.ndarray | None:
+        """The kept image whose stamp is nearest ``stamp`` (of equally near ones, the last received;
+        for ``stamp`` zero, the unstamped one that arrived nearest ``received``), or None when none is
+        within ``max_age`` seconds of it."""
+        kept = self._nearest(stamp, max_age, received)
         return None if kept is None else kept.image
 
-    def paired(self, stamp: float, max_age: float) -> PairedDepth:
-        """The image for a frame stamped ``stamp`` (see :class:`PairedDepth`); ``stale`` when depth
-        images have come but none within ``max_age`` of ``stamp`` (the frame is placed without depth)."""
+    def paired(self, stamp: float, max_age: float, received: float = 0.0) -> PairedDepth:
+        """The image for a frame stamped ``stamp`` that arrived at ``received`` (see :meth:`nearest`
+        and :class:`PairedDepth`); ``stale`` when depth images have come but none within ``max_age``
+        of it (the frame is placed without depth)."""
         if not self._images:
             return PairedDepth(None, False)
-        kept = self._nearest(stamp, max_age)
+        kept = self._nearest(stamp, max_age, received)
         return PairedDepth(None, True) if kept is None else PairedDepth(kept.image, False, kept.frame_id)
 
     def clear(self) -> None:

@@ -538,7 +538,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                     bar.update(1)
                 continue
             if item.depth is not None:
-                depth_images.add(*item.depth)
+                depth_images.add(*item.depth, received=item.log_time_ns * 1e-9)
                 continue
             msg = item.keypoints
             if item.image is not None:
@@ -555,7 +555,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             result.last_frame_ns = item.log_time_ns
             writer.write(topics["input_topic"], msg, item.log_time_ns)
             t0 = time.perf_counter()
-            depth = depth_images.paired(stamp_seconds(msg.header.stamp), value("depth_max_age"))
+            depth = depth_images.paired(stamp_seconds(msg.header.stamp), value("depth_max_age"),
+                                        item.log_time_ns * 1e-9)
             if depth.stale:
                 result.dropped["stale_depth"] += 1
             lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, depth.image, target_frame,

@@ -388,6 +388,19 @@ def test_one_unstamped_depth_image_in_a_stamped_stream_drops_no_other():
     assert history.nearest(0.0, 0.05) is images[3]                 # pairs with unstamped keypoints only
 
 
+def test_unstamped_depth_images_pair_with_unstamped_keypoints_by_arrival_and_go_stale():
+    """Images and keypoints stamped zero have no time but when each arrived. Compared by stamp, every
+    unstamped image was as near as the newest: once the depth stream stopped, its last image placed
+    the unstamped keypoints of every later frame (ROOT_FROM_DEPTH from a frozen depth, nothing counted)."""
+    history = DepthHistory()
+    images = [np.full((2, 2), float(k), np.float32) for k in range(3)]
+    for k, image in enumerate(images):
+        history.add(0.0, image, received=50.0 + k / 30)                  # a 30 Hz depth camera, unstamped
+    assert history.paired(0.0, 0.05, received=50.0 + 2 / 30 + 0.02).image is images[2]     # the newest, 20 ms old
+    assert history.nearest(0.0, 0.05, received=50.0 + 1 / 30 + 0.005) is images[1]
+    assert history.paired(0.0, 0.05, received=60.0) == (None, True, "")   # the stream stopped 10 s ago: stale
+
+
 def test_a_late_depth_image_keeps_the_newer_ones():
     """Depth images out of order by a few ms are late, not a bag loop: the newer images stay, and
     each keypoints message still finds the one taken with its image."""

@@ -1376,6 +1376,42 @@ def test_a_depth_image_stamped_outside_ros_time_is_refused(node_factory, clip, d
     assert answered and all(placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip) for out in answered), answered
 
 
+def test_unstamped_keypoints_are_not_placed_from_a_depth_stream_that_stopped(node_factory, clip):
+    """Keypoints and depth images stamped zero (no time) pair by when each arrived. By stamp alone
+    every unstamped image was as near as the newest: once the depth stream stopped, its last image
+    placed every later frame (a wall 4 m away, 10 s after its last image: ROOT_FROM_DEPTH at 4.1 m,
+    nothing counted), where a stamped stream's frames are stale_depth. They are now placed from the
+    intrinsics and counted as stale_depth; the stream resumed, from depth again."""
+    from sensor_msgs.msg import Image
+
+    node = node_factory(overrides={"depth_topic": "/depth_unstamped_test", "depth_max_age": 1.0})
+    depth_pub = node.client.create_publisher(Image, "/depth_unstamped_test", 1)
+    send_camera_info(node, clip)
+    frame = 40
+    shape = registered_depth(clip, frame, scale=4).shape        # small: see above
+    wall = depth_image_msg(np.full(shape, 4.0, np.float32), 0)     # unstamped
+
+    def answer():
+        node.client.received.poses.pop(0, None)
+        return node.send_and_receive(clip_msg(clip, frame, 0), timeout=5)
+
+    def answered_from_the_wall():
+        depth_pub.publish(wall)
+        node.spin_for(0.05)
+        out = answer()
+        return out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip)
+
+    assert node.spin_until(answered_from_the_wall, 60), node.log()
+    stale_before = _diag_count(node.latest_diagnostics(), "stale_depth")
+    node.spin_for(3.0)                          # the depth stream stops, for three times depth_max_age
+    out = answer()
+    assert out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip), (out, node.log())
+    for human, truth in zip(out.humans, clip.truth_camera_m[frame], strict=True):
+        assert abs(human.body_pose.position.z - truth[0, 2]) < 0.5          # the monocular solve, not the wall
+    assert node.spin_until(lambda: _diag_count(node.latest_diagnostics(), "stale_depth") > stale_before, 30)
+    assert node.spin_until(answered_from_the_wall, 60), node.log()
+
+
 def test_camera_info_of_another_camera_s_frame_is_not_used(node_factory, clip):
     """camera_info_topic set to another camera's (the stereo pair's other camera, the depth sensor
     beside the colour one): its K placed this camera's people by another lens (a K of twice the focal

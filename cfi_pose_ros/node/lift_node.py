@@ -249,7 +249,7 @@ class LiftNode(SpecLifecycleNode):
             self.stats.drop(Counter(bad_depth_image=1))
             self.warn_throttled("depth", f"ignoring depth image: {exc}")
             return
-        self.depth.add(stamp_seconds(msg.header.stamp), image, msg.header.frame_id)
+        self.depth.add(stamp_seconds(msg.header.stamp), image, msg.header.frame_id, time.monotonic())
 
     def _on_keypoints(self, msg: HumanKeypoints2DArray) -> None:
         if not self._subscriptions_active:
@@ -267,7 +267,7 @@ class LiftNode(SpecLifecycleNode):
         started = time.perf_counter()
         self.stats.input(time.monotonic())
         # the image taken with the keypoints' image, not the newest: see DepthHistory
-        depth = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"))
+        depth = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"), time.monotonic())
         if depth.stale:
             self.stats.drop(Counter(stale_depth=1))
         # a header lift_keypoints refuses is not looked up in tf2 (nor named in its warning)
