@@ -10,7 +10,9 @@ A tentative track dies on its first miss, a confirmed one when it has not
 been matched for more than ``max_age``: seconds since it was last seen when
 the caller passes time stamps, missed frames when it doesn't (SORT's
 convention); or, while the stamps stand still, when missed in more than
-``MAX_STALLED_MISSES`` frames. Ids are never reused, and nothing is remembered to ensure it (the
+``MAX_STALLED_MISSES`` frames. A track matched in the previous frame has missed
+none, however far apart the two frames' stamps are. Ids are never reused, and
+nothing is remembered to ensure it (the
 state is the live tracks only, however many people have passed): ``int`` ids
 count up; ``ros4hri`` ids are that count sent through a seeded permutation of
 the 26^5 five-letter names, so the first 11.8 million are all distinct.
@@ -236,13 +238,17 @@ class MultiPersonTracker:
             self._image_size = size
         if frame_id is not None:
             self._frame_id = frame_id
-        stalled = t == self._last_t
-        self._last_t = t
+        previous_t, self._last_t = self._last_t, t
+        stalled = t == previous_t
         cfg = self.config
-        # On the frame clock, a gap of n frames means n - 1 missed frames.
+        # On the frame clock, a gap of n frames means n - 1 missed frames. A track seen in the previous
+        # frame is not lost: with stamps, a max_age below the frame period (0, its least value, too)
+        # retired it before every match, a new id for everyone every frame, as did the default 1 s
+        # for a detector that takes more than a second a frame.
         allowed = cfg.max_age + (1.0 if frame_clock else 0.0)
         self._tracks = [tr for tr in self._tracks
-                        if t - tr.last_seen <= allowed and tr.stalled_misses <= MAX_STALLED_MISSES]
+                        if (tr.last_seen == previous_t or t - tr.last_seen <= allowed)
+                        and tr.stalled_misses <= MAX_STALLED_MISSES]
 
         assigned = self._assign(boxes, t)
         matched_tracks = {id(tr) for tr in assigned.values()}
