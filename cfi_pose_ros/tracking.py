@@ -106,8 +106,9 @@ class MultiPersonTracker:
     def __init__(self, config: TrackerConfig | None = None, *,
                  ids_after: "MultiPersonTracker | None" = None, **overrides):
         """``ids_after``: a tracker this one succeeds (the same node configured again): its ids go on
-        where that one's ended, never giving one of its ids again while the id style and seed are
-        the same (with another style or seed the names differ anyway)."""
+        where the last tracker of this id style and seed before it (ids_after or one it succeeds)
+        ended, never giving one of their ids again (with another style or seed the names differ
+        anyway)."""
         if config is None:
             config = TrackerConfig(**overrides)
         elif overrides:
@@ -121,13 +122,23 @@ class MultiPersonTracker:
             self._scramble += 1
         self._offset = rng.randrange(_ROS4HRI_NAMES)
         self._counter = 0           # ids given out so far: never reset, so never reused
-        if ids_after is not None and (ids_after.config.id_style, ids_after.config.seed) == (config.id_style,
-                                                                                          config.seed):
-            self._scramble, self._offset, self._counter = (ids_after._scramble, ids_after._offset,
-                                                           ids_after._counter)
+        # (id style, seed) -> (scramble, offset, counter) of the trackers this one succeeds, the last
+        # of each: from ids_after's alone, a configure with int ids, then ros4hri, then int again
+        # restarted at "1" (ids_after being the ros4hri one) and gave the first configure's ids again
+        self._earlier_ids: dict[tuple[str, int | None], tuple[int, int, int]] = {}
+        if ids_after is not None:
+            self._earlier_ids = {**ids_after._earlier_ids, ids_after._id_key(): ids_after._id_state()}
+        if self._id_key() in self._earlier_ids:
+            self._scramble, self._offset, self._counter = self._earlier_ids[self._id_key()]
         self._stamp_anchor: tuple[float, float] | None = None     # (last stamp, monotonic time it came)
         self._clock_last: float | None = None                   # what clock() last returned
         self.reset()
+
+    def _id_key(self) -> tuple[str, int | None]:
+        return self.config.id_style, self.config.seed
+
+    def _id_state(self) -> tuple[int, int, int]:
+        return self._scramble, self._offset, self._counter
 
     def reset(self) -> None:
         """Forget every track (ids already given out are still never reused)."""

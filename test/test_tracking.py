@@ -152,6 +152,21 @@ def test_a_tracker_configured_again_goes_on_from_the_ids_of_the_last_one(style):
     assert MultiPersonTracker(TrackerConfig(id_style=other_style), ids_after=first).update(box, 0.0)[0] not in given
 
 
+@pytest.mark.parametrize("style", ["int", "ros4hri"])
+def test_a_tracker_configured_again_after_another_id_style_goes_on_from_the_ids_of_its_own_style(style):
+    """Configured with int ids, then ros4hri, then int again (`tracker_id_style` set while
+    unconfigured): the third tracker's ids_after is the ros4hri one, and its ids restarted at "1",
+    the first configure's person's id (over DDS: ids 1, then pfpdb, then 1 again)."""
+    box = np.array([[10.0, 10.0, 50.0, 90.0]])
+    other_style = "ros4hri" if style == "int" else "int"
+    first = MultiPersonTracker(id_style=style, seed=3)       # a seed: ros4hri names that would repeat
+    given = [first.update(box + 100 * k, 0.5 * k)[0] for k in range(3)]
+    between = MultiPersonTracker(TrackerConfig(id_style=other_style, seed=3), ids_after=first)
+    given += between.update(box, 0.0)
+    again = MultiPersonTracker(TrackerConfig(id_style=style, seed=3), ids_after=between)
+    assert again.update(box, 0.0)[0] not in given, given
+
+
 def test_time_going_backwards_starts_over_without_reusing_ids():
     tracker = MultiPersonTracker()
     tracker.update([box(100)], t=10.0)
