@@ -1483,6 +1483,58 @@ def test_a_reactivated_detector_runs_the_person_detector_afresh(ros_env):
         assert len(resets) == 2
 
 
+def _detected_with_tracking(node, tracking_by_image) -> list:
+    """The HumanKeypoints2DArray of each (image, stamp seconds, tracking) through the configured
+    detector ``node``'s frame step, ``tracking`` set over rclpy's parameter interface before each."""
+    from rclpy.parameter import Parameter
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from test_camera_node import image_msg
+
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    published = []
+    node._keypoints_pub.publish = published.append
+    for image, sec, tracking in tracking_by_image:
+        assert node.set_parameters([Parameter("tracking", value=tracking)])[0].successful
+        node._process(image_msg(image, "rgb8", sec=int(sec), nanosec=round(sec % 1 * 1e9)), time.perf_counter())
+    return published
+
+
+def test_with_tracking_off_a_bag_loop_still_runs_the_person_detector_afresh(ros_env):
+    """The tracker tells a bag loop (stamps going back), where the detector's followed boxes start
+    over. With `tracking: false` it saw no image: the first image of the next pass was cropped at
+    the boxes of the last pass's person, who stood elsewhere now, and nobody was found in it."""
+    import cv2
+
+    from test_camera_node import H36M_META
+
+    person = cv2.imread(str(H36M_META.parent / json.loads(H36M_META.read_text())["image"]))
+    moved = np.roll(person, 400, axis=1)              # the person 400 px to the right
+    with _node_in_process("detect", "loop") as node:  # person_detector_every: 3
+        out = _detected_with_tracking(node, [(person, 100, False), (person, 101, False), (moved, 50, False)])
+    assert [[p.id for p in msg.people] for msg in out[:2]] == [[""], [""]]
+    found = [p.bbox.x_offset for p in out[2].people if p.bbox.width > 100]
+    assert len(found) == 1 and found[0] > 700 and {p.id for p in out[2].people} == {""}, out[2].people
+
+
+def test_tracking_switched_off_and_on_gives_no_one_the_id_of_someone_who_left_meanwhile(ros_env):
+    """The tracker follows every image, its ids published only with `tracking` on: switched off
+    while a person left and on again once someone stood there, the newcomer got the id of the one
+    who had left, from a track the tracker had last seen before it was switched off."""
+    import cv2
+
+    from test_camera_node import H36M_META
+
+    person = cv2.imread(str(H36M_META.parent / json.loads(H36M_META.read_text())["image"]))
+    nobody = np.zeros_like(person)
+    with _node_in_process("detect", "toggle") as node:      # tracker_max_age: 1 s
+        out = _detected_with_tracking(node, [(person, 100, True), (person, 100.033, True)]
+                                      + [(nobody, 100.5 + k / 2, False) for k in range(4)]
+                                      + [(person, 102.5, True)])
+    (before,), (after,) = {p.id for p in out[0].people}, {p.id for p in out[-1].people}
+    assert before != "" and after not in ("", before), (before, after)
+
+
 def test_an_image_still_waiting_at_deactivate_is_counted_as_dropped(ros_env):
     """The image waiting behind the one in flight when the detector is deactivated was counted as an
     input and then neither published nor counted as dropped: /diagnostics' inputs_total stayed

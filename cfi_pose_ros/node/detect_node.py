@@ -415,11 +415,17 @@ class DetectNode(SpecLifecycleNode):
             return
         t1 = time.perf_counter()
         try:    # the same step offline lifting runs for each image (stage_ms: detector stages, tracking)
-            people, ids, stage_ms = detect_and_track(self.detector, self.tracker if self.p("tracking") else None,
-                                                     image, stamp_seconds(msg.header.stamp), msg.header.frame_id)
+            people, ids, stage_ms = detect_and_track(self.detector, self.tracker, image,
+                                                     stamp_seconds(msg.header.stamp), msg.header.frame_id)
         except Exception as exc:
             self._drop("detector_error", repr(exc))
             return
+        if not self.p("tracking"):
+            # the tracker still follows every image, the ids left out: it tells a bag loop, where the
+            # detector's followed boxes start over (without it a loop's first image was cropped where
+            # the last pass's people had stood), and tracking switched on live goes on from tracks of
+            # the people in view, not from ones last seen when it was switched off
+            ids = [""] * len(ids)
         t3 = time.perf_counter()
         out = keypoints_to_msg(msg.header, (image.shape[1], image.shape[0]), people.keypoints, people.scores,
                                people.boxes, people.box_scores, ids)
