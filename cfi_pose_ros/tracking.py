@@ -11,7 +11,9 @@ been matched for more than ``max_age``: seconds since it was last seen when
 the caller passes time stamps, missed frames when it doesn't (SORT's
 convention); or, while the stamps stand still, when missed in more than
 ``MAX_STALLED_MISSES`` frames. A track matched in the previous frame has missed
-none, however far apart the two frames' stamps are. Ids are never reused, and
+none, however far apart the two frames' stamps are, while the frames come at the
+stream's pace (at most twice the gap before); after a longer pause ``max_age``
+holds. Ids are never reused, and
 nothing is remembered to ensure it (the
 state is the live tracks only, however many people have passed): ``int`` ids
 count up; ``ros4hri`` ids are that count sent through a seeded permutation of
@@ -145,6 +147,7 @@ class MultiPersonTracker:
         self._tracks: list[Track] = []
         self._frame = 0
         self._last_t: float | None = None
+        self._period: float | None = None     # the gap between the last two frames of different times
         self._image_size: tuple[int, int] | None = None
         self._frame_id: str | None = None
 
@@ -253,12 +256,18 @@ class MultiPersonTracker:
         stalled = t == previous_t
         cfg = self.config
         # On the frame clock, a gap of n frames means n - 1 missed frames. A track seen in the previous
-        # frame is not lost: with stamps, a max_age below the frame period (0, its least value, too)
-        # retired it before every match, a new id for everyone every frame, as did the default 1 s
-        # for a detector that takes more than a second a frame.
+        # frame is not lost while the frames come at the stream's pace (at most twice the gap before):
+        # with stamps, a max_age below the frame period (0, its least value, too) retired it before
+        # every match, a new id for everyone every frame, as did the default 1 s for a detector that
+        # takes more than a second a frame. A pause (the camera stopped, the node deactivated) longer
+        # than max_age still retires it: whoever stands there afterwards may be someone else.
         allowed = cfg.max_age + (1.0 if frame_clock else 0.0)
+        gap = None if previous_t is None else t - previous_t
+        at_pace = gap is not None and (self._period is None or gap <= 2.0 * self._period)
+        if gap:
+            self._period = gap
         self._tracks = [tr for tr in self._tracks
-                        if (tr.last_seen == previous_t or t - tr.last_seen <= allowed)
+                        if ((at_pace and tr.last_seen == previous_t) or t - tr.last_seen <= allowed)
                         and tr.stalled_misses <= MAX_STALLED_MISSES]
 
         assigned = self._assign(boxes, t)

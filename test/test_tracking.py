@@ -64,6 +64,17 @@ def test_a_person_seen_in_every_frame_keeps_the_id_whatever_max_age_and_the_fram
     assert tracker.update([box(100)], t=1000 + 6 * period + max_age) == ["2"]
 
 
+def test_a_pause_longer_than_max_age_still_retires_the_tracks_of_the_last_frame():
+    """A track seen in the previous frame is kept only while the frames come at the stream's pace:
+    after the camera stopped for a minute (or the node was deactivated), whoever stands where the
+    last person stood may be someone else, and gets a new id as before."""
+    tracker = MultiPersonTracker(max_age=1.0)
+    assert [tracker.update([box(100)], t=1000 + k / 30)[0] for k in range(5)] == ["1"] * 5
+    assert tracker.update([box(100)], t=1060.0) == ["2"]
+    assert tracker.update([box(100)], t=1060.0 + 1 / 30) == ["2"]     # the stream at its pace again
+    assert tracker.update([box(100)], t=1060.0 + 2 / 30) == ["2"]
+
+
 def test_empty_frames():
     tracker = MultiPersonTracker(max_age=2)                # frames: no timestamps
     assert tracker.update(np.zeros((0, 4))) == []
