@@ -795,29 +795,38 @@ def test_a_person_whose_box_has_no_area_is_left_out_not_given_a_new_id_every_fra
     assert ids == [["1"]] * 6, ids        # A alone, one id throughout
 
 
+def _one_person_scene(x: int) -> np.ndarray:
+    """A 640 x 480 image of one bright 100 x 300 px "person" whose box starts at column ``x``."""
+    image = np.zeros((480, 640, 3), np.uint8)
+    image[100:400, x:x + 100] = 255
+    return image
+
+
+def _followed_detector_and_tracker():
+    """A top-down detector that runs its person detector every 3rd image (following boxes between),
+    and a tracker."""
+    from cfi_pose_ros.tracking import MultiPersonTracker
+
+    return (TopDownPoseDetector(_BrightBoxes(), _KeypointsInEveryBox(), config=TopDownConfig(detect_every=3)),
+            MultiPersonTracker())
+
+
 def test_a_bag_loop_runs_the_person_detector_instead_of_following_the_last_pass():
     """The top-down detector followed boxes from the end of a bag onto its first frame when it
     looped (only lifecycle activate reset it): a ghost where nobody stood, the real person missed
     (seen with RTMDet + MoveNet: the skier's box on a COCO photo of 10 people, for 2 frames)."""
     from cfi_pose_ros.detectors.frame import detect_and_track
-    from cfi_pose_ros.tracking import MultiPersonTracker
 
-    def scene(x: int) -> np.ndarray:
-        image = np.zeros((480, 640, 3), np.uint8)
-        image[100:400, x:x + 100] = 255
-        return image
-
-    detector = TopDownPoseDetector(_BrightBoxes(), _KeypointsInEveryBox(), config=TopDownConfig(detect_every=3))
-    tracker = MultiPersonTracker()
-    _, ids, stage_ms = detect_and_track(detector, tracker, scene(50), 10.0)
+    detector, tracker = _followed_detector_and_tracker()
+    _, ids, stage_ms = detect_and_track(detector, tracker, _one_person_scene(50), 10.0)
     assert ids == ["1"] and "detector" in stage_ms
-    _, ids, stage_ms = detect_and_track(detector, tracker, scene(52), 10.033)
+    _, ids, stage_ms = detect_and_track(detector, tracker, _one_person_scene(52), 10.033)
     assert ids == ["1"] and "detector" not in stage_ms          # followed, as between detections
-    people, ids, stage_ms = detect_and_track(detector, tracker, scene(450), 0.5)   # the bag loops
+    people, ids, stage_ms = detect_and_track(detector, tracker, _one_person_scene(450), 0.5)   # the bag loops
     assert "detector" in stage_ms and ids == ["2"]
     np.testing.assert_allclose(people.boxes, [[450, 100, 550, 400]])
     # and a frame that moves on in time still follows
-    _, _, stage_ms = detect_and_track(detector, tracker, scene(452), 0.533)
+    _, _, stage_ms = detect_and_track(detector, tracker, _one_person_scene(452), 0.533)
     assert "detector" not in stage_ms
 
 
@@ -828,23 +837,16 @@ def test_another_camera_s_image_on_the_topic_starts_over_instead_of_taking_the_l
     B's image, where A's people are not. The lifter's smoothing starts over on another frame_id;
     so do the tracker and the followed boxes now."""
     from cfi_pose_ros.detectors.frame import detect_and_track
-    from cfi_pose_ros.tracking import MultiPersonTracker
 
-    def scene(x: int) -> np.ndarray:
-        image = np.zeros((480, 640, 3), np.uint8)
-        image[100:400, x:x + 100] = 255
-        return image
-
-    detector = TopDownPoseDetector(_BrightBoxes(), _KeypointsInEveryBox(), config=TopDownConfig(detect_every=3))
-    tracker = MultiPersonTracker()
-    _, ids, _ = detect_and_track(detector, tracker, scene(50), 10.0, "camera_a")
+    detector, tracker = _followed_detector_and_tracker()
+    _, ids, _ = detect_and_track(detector, tracker, _one_person_scene(50), 10.0, "camera_a")
     assert ids == ["1"]
-    _, ids, _ = detect_and_track(detector, tracker, scene(52), 10.033, "camera_a")
+    _, ids, _ = detect_and_track(detector, tracker, _one_person_scene(52), 10.033, "camera_a")
     assert ids == ["1"]                                         # one camera: one person, followed
-    people, ids, stage_ms = detect_and_track(detector, tracker, scene(70), 10.040, "camera_b")
+    people, ids, stage_ms = detect_and_track(detector, tracker, _one_person_scene(70), 10.040, "camera_b")
     assert "detector" in stage_ms and ids == ["2"]              # B's person, found in B's image
     np.testing.assert_allclose(people.boxes, [[70, 100, 170, 400]])
-    _, ids, stage_ms = detect_and_track(detector, tracker, scene(72), 10.073, "camera_b")
+    _, ids, stage_ms = detect_and_track(detector, tracker, _one_person_scene(72), 10.073, "camera_b")
     assert ids == ["2"] and "detector" not in stage_ms          # and followed on B's next frame
 
 
