@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 
 import numpy as np
 import pytest
@@ -1714,6 +1715,43 @@ def test_a_distortion_nothing_can_undo_is_ignored_and_counted(node_factory, clip
         assert out is not None and placed_by(out.humans, HumanPose3D.ROOT_RELATIVE, clip), out
     assert _diag_count(node.latest_diagnostics(), "bad_camera_info") >= 1
     assert "ignoring CameraInfo: " in node.log() and ("distortion" in node.log())
+
+
+def test_subscribers_the_outputs_cannot_serve_are_warned_of_throttled(node_factory):
+    """A subscriber asking for what the outputs do not offer (TRANSIENT_LOCAL on the VOLATILE poses and
+    markers), restarted in a loop: at most one warning per output topic every 5 s, naming the topic
+    and the policy. rclpy's default logged one line for each subscriber on each topic (300 restarts:
+    600 lines)."""
+    from rclpy.event_handler import SubscriptionEventCallbacks
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from visualization_msgs.msg import MarkerArray
+
+    from cfi_pose_ros.msg import HumanPose3DArray
+    from cfi_pose_ros.node.base import WARN_PERIOD_S
+
+    node = node_factory()
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    outputs = {node.topics["output_topic"]: HumanPose3DArray, node.topics["markers_topic"]: MarkerArray}
+    refused = []        # this side's own incompatible-QoS events: each subscriber has met the node's publisher
+    started, restarts = time.monotonic(), 8
+    for restart in range(restarts):
+        subscriptions = [node.client.create_subscription(
+            msg_type, topic, lambda msg: None, latched,
+            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=refused.append))
+            for topic, msg_type in outputs.items()]
+        assert node.spin_until(lambda: len(refused) >= len(outputs) * (restart + 1), 20.0), refused
+        for subscription in subscriptions:
+            node.client.destroy_subscription(subscription)
+    allowed = 1 + int((time.monotonic() - started) / WARN_PERIOD_S)     # a throttled warning may come again
+    for topic in outputs:
+        def warnings() -> list[str]:
+            return [line for line in node.log().splitlines()
+                    if f"{topic}'" in line and "incompatible" in line or f"a subscriber on {topic} " in line]
+
+        assert node.spin_until(warnings, 10.0), node.log()
+        assert len(warnings()) <= allowed < restarts, warnings()
+        assert (f"a subscriber on {topic} asks for a QoS this node's publisher does not offer (policy DURABILITY); "
+                "nothing will be sent to it. the outputs are VOLATILE") in warnings()[0], warnings()
 
 
 def test_the_incompatible_qos_warning_is_throttled_and_diagnostics_run_without_a_clock(node_factory):

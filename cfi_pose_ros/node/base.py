@@ -21,10 +21,10 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterException
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.clock import Clock, ClockType
-try:        # Iron and later; Humble's rclpy has it only as rclpy.qos_event
-    from rclpy.event_handler import SubscriptionEventCallbacks
+try:        # Iron and later; Humble's rclpy has them only as rclpy.qos_event
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 except ImportError:
-    from rclpy.qos_event import SubscriptionEventCallbacks
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSCompatibility, QoSProfile, ReliabilityPolicy,
@@ -132,6 +132,11 @@ def rcl_reason(exc: Exception) -> str:
     activate's first subscription kept lifting every input): the nodes catch it, release what the
     transition created and fail it with this reason."""
     return str(exc).splitlines()[0].split(", at ", 1)[0]
+
+
+def qos_policy_name(event) -> str:
+    """The last incompatible policy of an incompatible-QoS event, as ``RELIABILITY``."""
+    return getattr(event.last_policy_kind, "name", str(event.last_policy_kind)).removeprefix("RMW_QOS_POLICY_")
 
 
 class ParameterError(ValueError):
@@ -494,10 +499,7 @@ class SpecLifecycleNode(LifecycleNode):
         (``benchmarks/bench_image_take.py``; README, "Bytes that are not a message").
         Its incompatible-QoS events warn naming the topic (a node has up to three inputs; rclpy's
         warning says only "this subscription"), by its resolved name, as /diagnostics names it."""
-        try:
-            resolved = self.resolve_topic_name(topic)
-        except Exception:   # noqa: BLE001 - an invalid name: create_subscription refuses it with rcl's reason
-            resolved = topic
+        resolved = self._resolved_topic(topic)
         self.incompatible_publishers.pop(resolved, None)       # a new subscription, perhaps of another QoS
         events = SubscriptionEventCallbacks(incompatible_qos=lambda event: self.on_incompatible_qos(resolved, event))
         expected = type_name(msg_type)
@@ -520,6 +522,34 @@ class SpecLifecycleNode(LifecycleNode):
 
         return self.create_subscription(msg_type, topic, take, qos, raw=True, event_callbacks=events)
 
+    def _resolved_topic(self, topic: str) -> str:
+        try:
+            return self.resolve_topic_name(topic)
+        except Exception:   # noqa: BLE001 - an invalid name: creating the endpoint refuses it with rcl's reason
+            return topic
+
+    def create_output_publisher(self, msg_type, topic: str, qos: QoSProfile):
+        """A lifecycle publisher of an output on ``topic`` whose incompatible-QoS events warn
+        throttled, per topic, as an input's do. rclpy's default logged every one: two lines (poses and
+        markers) for each subscriber asking for what the outputs do not offer (TRANSIENT_LOCAL, or
+        RELIABLE from a best_effort output), so a tool restarted in a loop flooded the log."""
+        resolved = self._resolved_topic(topic)
+        events = PublisherEventCallbacks(incompatible_qos=lambda event: self.on_incompatible_subscription(resolved,
+                                                                                                          event))
+        return self.create_lifecycle_publisher(msg_type, topic, qos, event_callbacks=events)
+
+    def on_incompatible_subscription(self, topic: str, event) -> None:
+        """An output publisher's incompatible-QoS event (a subscriber it cannot serve), throttled per topic."""
+        policy = qos_policy_name(event)
+        hint = (f"output_reliability is {self.p('output_reliability')!r}: a RELIABLE subscriber (RViz's default) "
+                "gets nothing from a BEST_EFFORT publisher" if policy == "RELIABILITY" else
+                "the outputs are VOLATILE: a TRANSIENT_LOCAL subscriber gets nothing" if policy == "DURABILITY" else
+                "see `ros2 topic info --verbose` for both sides' QoS")
+        self.warn_throttled(
+            f"incompatible_subscription {topic}",
+            f"a subscriber on {topic} asks for a QoS this node's publisher does not offer (policy {policy}); "
+            f"nothing will be sent to it. {hint}")
+
     def has_incompatible_publisher(self, topic: str) -> bool:
         """Whether a publisher on ``topic`` (resolved) has, now, a QoS this node's subscription to it
         cannot take (an incompatible-QoS event tells of one, but not when it is gone)."""
@@ -531,7 +561,7 @@ class SpecLifecycleNode(LifecycleNode):
     def on_incompatible_qos(self, topic: str, event) -> None:
         """A subscription's incompatible-QoS event, throttled like bad input, per topic: a driver
         restarting in a loop must not flood the log (each new mismatched publisher raises one event)."""
-        policy = getattr(event.last_policy_kind, "name", str(event.last_policy_kind)).removeprefix("RMW_QOS_POLICY_")
+        policy = qos_policy_name(event)
         self.incompatible_publishers[topic] = policy
         hint = (f"input_reliability is {self.p('input_reliability')!r}: a RELIABLE subscriber gets nothing "
                 "from BEST_EFFORT publishers" if policy == "RELIABILITY" else

@@ -111,8 +111,8 @@ class LiftNode(SpecLifecycleNode):
             return TransitionCallbackReturn.FAILURE
         out_qos = output_qos(self.p("output_reliability"))
         try:
-            self._pose_pub = self.create_lifecycle_publisher(HumanPose3DArray, self.p("output_topic"), out_qos)
-            self._marker_pub = self.create_lifecycle_publisher(MarkerArray, self.p("markers_topic"), out_qos)
+            self._pose_pub = self.create_output_publisher(HumanPose3DArray, self.p("output_topic"), out_qos)
+            self._marker_pub = self.create_output_publisher(MarkerArray, self.p("markers_topic"), out_qos)
             self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         except Exception as exc:    # see rcl_reason; rclpy would fail the transition without a word
             self.on_cleanup(state)
