@@ -273,7 +273,7 @@ class DetectNode(SpecLifecycleNode):
             self.detector = None
             return self.configure_failed(str(exc))
         try:
-            self._keypoints_pub = self.create_lifecycle_publisher(
+            self._keypoints_pub = self.create_output_publisher(
                 HumanKeypoints2DArray, self.p("keypoints_topic"), output_qos(self.p("output_reliability")))
             self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         except Exception as exc:    # see rcl_reason; rclpy would fail the transition without a word
