@@ -453,6 +453,27 @@ def test_a_cameras_file_that_is_not_one_is_refused_naming_the_entry(files, tmp_p
         load_cameras(tmp_path / "broken.json")
 
 
+def test_a_camera_that_sees_the_people_behind_it_is_refused_naming_it(files, tmp_path):
+    """A rotation of the other convention (camera to world) passes every check of the camera alone,
+    but put people behind 2 of 4 cameras, whose mirrored projections were trained and evaluated on
+    without a word. So is a camera turned to look away from them."""
+    cameras = json.loads(json.dumps(files["cameras"]))
+    rotation = np.array(cameras["S1"][2]["R_world_to_cam"])
+    cameras["S1"][2]["R_world_to_cam"] = (np.diag([-1.0, 1.0, -1.0]) @ rotation).tolist()    # looks away
+    transposed = json.loads(json.dumps(files["cameras"]))
+    for camera in transposed["S1"]:
+        camera["R_world_to_cam"] = np.array(camera["R_world_to_cam"]).T.tolist()
+    for name, changed, camera in (("away.json", cameras, "2"), ("transposed.json", transposed, r"\d")):
+        path = write_cameras(tmp_path / name, changed)
+        load_cameras(path)                      # each camera alone is one
+        with pytest.raises(DatasetError) as error:
+            load_h36m(files["data_3d"], path, ("S1",))
+        assert re.fullmatch(rf"{re.escape(str(path))}: S1 camera {camera}: '[^']+' stands behind it \(a joint at z = "
+                            r"-\d+\.\d\d m in the camera's frame\); R_world_to_cam must turn world axes into the "
+                            r"camera's and center_world_m be in the 3D file's metres", str(error.value)), str(error.value)
+    assert len(load_h36m(files["data_3d"], files["cameras_json"], ("S1",))) == 4 * T * len(ACTIONS["S1"])
+
+
 def test_a_3d_file_with_sequences_the_protocol_cannot_use_is_refused(files, tmp_path):
     """One NaN failed in the metrics' SVD after the whole evaluation; 20 joints inside the model."""
     def poses_with(sequence):
