@@ -389,6 +389,24 @@ def test_evaluation_without_the_lower_body_lifts_what_the_node_would_be_given(fi
     assert "S1_gt2d_all_frames_reference_view_without_left_ankle" in info.metrics
 
 
+def test_evaluation_without_every_joint_is_refused(files, tmp_path, capsys):
+    """With all 17 --missing-joints none is seen, so none is filled: the lifter was given every
+    joint, the means were the whole 2D's, and --record wrote them as "without" all 17."""
+    from cfi_pose_ros.skeleton import H36M_17
+    from training.evaluate import main as evaluate
+
+    weights = tiny_weights(tmp_path)
+    before = weights.with_suffix(".json").read_text()
+    with pytest.raises(SystemExit) as stop:
+        evaluate(["--weights", str(weights), "--data-3d", str(files["data_3d"]), "--cameras", str(files["cameras_json"]),
+                  "--subjects", "S1", "--threads", "1", "--record", "--missing-joints", *H36M_17.joint_names,
+                  "--out", str(tmp_path / "eval")])
+    assert stop.value.code == 2
+    assert ("--missing-joints: at least one joint must stay, not all 17 (with none seen the lifter would be given "
+            "them all)") in capsys.readouterr().err
+    assert weights.with_suffix(".json").read_text() == before and not (tmp_path / "eval").exists()
+
+
 def test_evaluation_cli_names_a_missing_subject_in_one_line(files, tmp_path, monkeypatch, capsys):
     """`--subjects S9 S11` where the data has no S11 (the shared copy here): one line, exit 1."""
     import sys

@@ -210,6 +210,11 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also write the means into the weights' JSON (metrics.<record_name>), "
                              "as done for the shipped weights")
     args = parser.parse_args(argv)
+    if set(args.missing_joints) == set(H36M_17.joint_names):
+        # with none seen, fill_missing has nothing to fill from and leaves the 2D as it is: the
+        # lifter was given every joint, and --record wrote its means as "without" all 17
+        parser.error("--missing-joints: at least one joint must stay, not all 17 (with none seen the lifter "
+                     "would be given them all)")
     if argv is not None:        # called from Python: a signal is the caller's to handle
         return write_results(args, *evaluate_command(args, argv))
     written = False
