@@ -329,6 +329,24 @@ def test_a_study_run_stopped_by_a_signal_says_the_study_goes_on_from_it(tmp_path
         "saved; the same study command goes on from there")
 
 
+def test_a_study_tabulates_a_run_whose_readable_checkpoint_copy_is_a_save_behind(tmp_path, monkeypatch):
+    """checkpoint.json is renamed into place after checkpoint.safetensors: a study killed between the
+    two left a copy saying "not finished" of a finished run. The study resumed it (train: nothing more
+    to do), read the copy again and failed with a TypeError in its table, at every run again."""
+    out = tmp_path / "runs"
+    run = study.StudyRun(64, 5, 0.5)
+    tiny = [value if value != "tiny" else "cfi" for value in ARGS] + ["--budget-samples", "128"]
+    monkeypatch.setattr(study, "run_arguments", lambda r, o: tiny + ["--out", str(o / r.name)]
+                        + (["--resume"] if (o / r.name / "checkpoint.safetensors").exists() else []))
+    train_module.main(study.run_arguments(run, out))
+    copy = json.loads((out / run.name / "checkpoint.json").read_text())
+    finished = copy["history"][-1]
+    copy["run_state"]["finished"], copy["history"] = False, []      # as the save before the last wrote it
+    (out / run.name / "checkpoint.json").write_text(json.dumps(copy))
+    rows = study.main(["--runs", run.name, "--short", "0.5", "--out", str(out), "--doc", str(tmp_path / "doc")])
+    assert rows == [(run, finished)] and (tmp_path / "doc.md").is_file()
+
+
 @pytest.mark.parametrize("flag", ["--short", "--long"])
 def test_study_budgets_must_be_positive(flag, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:

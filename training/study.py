@@ -193,7 +193,11 @@ def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
         if record is None:
             print(f"[study] {index + 1}/{len(runs)}: {run.name}", file=sys.stderr, flush=True)
             try:
-                train_module.main(run_arguments(run, out))
+                # the run's own last evaluation, not checkpoint.json read again: that readable copy is
+                # renamed into place after the checkpoint, and one left a save behind (a kill between
+                # the two) said "not finished" of a run that had finished: the table failed with a
+                # TypeError, at every run of the study again
+                record = train_module.main(run_arguments(run, out))
             except train_module.RUN_REFUSALS as error:
                 print(f"error: run {index + 1}/{len(runs)} of the study ({run.name}): "
                       f"{refusal_text(error, out / run.name)}", file=sys.stderr)
@@ -207,7 +211,6 @@ def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
                 print(f"study: interrupted by SIGINT in run {index + 1}/{len(runs)} ({run.name}); the same "
                       f"study command goes on from the run's last checkpoint", file=sys.stderr)
                 raise SystemExit(128 + signal.SIGINT) from None
-            record = final_record(out / run.name)
         rows.append((run, record))
     (doc.with_suffix(".md")).write_text(table(rows))
     curves = {label: [json.loads(line) for line in (Path(directory) / "metrics.jsonl").read_text().splitlines()]
