@@ -398,9 +398,9 @@ def test_evaluation_without_every_joint_is_refused(files, tmp_path, capsys):
     weights = tiny_weights(tmp_path)
     before = weights.with_suffix(".json").read_text()
     with pytest.raises(SystemExit) as stop:
-        evaluate(["--weights", str(weights), "--data-3d", str(files["data_3d"]), "--cameras", str(files["cameras_json"]),
-                  "--subjects", "S1", "--threads", "1", "--record", "--missing-joints", *H36M_17.joint_names,
-                  "--out", str(tmp_path / "eval")])
+        evaluate(["--weights", str(weights), "--data-3d", str(files["data_3d"]),
+                  "--cameras", str(files["cameras_json"]), "--subjects", "S1", "--threads", "1", "--record",
+                  "--missing-joints", *H36M_17.joint_names, "--out", str(tmp_path / "eval")])
     assert stop.value.code == 2
     assert ("--missing-joints: at least one joint must stay, not all 17 (with none seen the lifter would be given "
             "them all)") in capsys.readouterr().err
@@ -486,9 +486,10 @@ def test_a_camera_that_sees_the_people_behind_it_is_refused_naming_it(files, tmp
         load_cameras(path)                      # each camera alone is one
         with pytest.raises(DatasetError) as error:
             load_h36m(files["data_3d"], path, ("S1",))
+        message = str(error.value)
         assert re.fullmatch(rf"{re.escape(str(path))}: S1 camera {camera}: '[^']+' stands behind it \(a joint at z = "
                             r"-\d+\.\d\d m in the camera's frame\); R_world_to_cam must turn world axes into the "
-                            r"camera's and center_world_m be in the 3D file's metres", str(error.value)), str(error.value)
+                            r"camera's and center_world_m be in the 3D file's metres", message), message
     assert len(load_h36m(files["data_3d"], files["cameras_json"], ("S1",))) == 4 * T * len(ACTIONS["S1"])
 
 
