@@ -96,6 +96,21 @@ def stop_signals_held():
         raise KeyboardInterrupt(received[0])
 
 
+def raise_if_interrupted(exc: BaseException) -> None:
+    """Raise the KeyboardInterrupt ``exc`` was made from, if any: for an ``except Exception`` that
+    takes what it catches for a failure. C code turns a KeyboardInterrupt raised while it runs
+    into an exception of its own: a stop signal while pybind11 initialises a module (onnxruntime,
+    tensorrt) is ``ImportError: initialization failed``, from the KeyboardInterrupt. A node's
+    configure took that for a module that cannot be imported: it went on with a slower backend
+    (auto), or failed with an ERROR about a sound install, instead of being aborted."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+
+
 def interrupt_signal(interrupt: KeyboardInterrupt) -> signal.Signals:
     """The signal a KeyboardInterrupt stands for: its argument where one of the handlers here (or
     ``offline``'s) raised it, else SIGINT (Python's own)."""

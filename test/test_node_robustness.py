@@ -1053,6 +1053,40 @@ def test_a_stop_signal_during_a_configure_asked_over_the_lifecycle_service_abort
     assert not any(text in log for text in NEVER_IN_LOG), log
 
 
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_a_stop_signal_while_configure_imports_onnxruntime_aborts_it(kind, tmp_path, ros_env):
+    """Configure imports onnxruntime (the lifter's backend probe, the detector's sessions). A stop
+    signal while pybind11 initialised it came out as ``ImportError: initialization failed``, which
+    the configure took for a broken install: the lifter's auto backend went on to configure torch
+    (3 of 4 tries here), the detector failed with an ERROR "configure failed: initialization
+    failed" (3 of 4). Each try sends the signal the moment the node has mapped the library."""
+    if kind == "detect":
+        from test_camera_node import MOVENET, RTMDET, need_fixtures
+        need_fixtures()
+        overrides = {"person_detector_model": str(RTMDET), "keypoint_model": str(MOVENET)}
+    else:
+        overrides = {"engine_cache_dir": str(tmp_path / "engine_cache")}     # backend: the default, auto
+    failures = []
+    for attempt, signum in enumerate([signal.SIGINT, signal.SIGTERM] * 2):
+        log = tmp_path / f"{kind}_{attempt}.log"
+        process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=log,
+                             overrides={"autostart": True, **overrides}, node_name=f"importing_{kind}_{os.getpid()}")
+        try:
+            deadline = time.monotonic() + 120
+            while "onnxruntime_pybind11_state" not in Path(f"/proc/{process.pid}/maps").read_text():
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.0005)
+            process.send_signal(signum)
+            code = process.wait(timeout=30)
+        finally:
+            stop(process, timeout=1)
+        text = log.read_text()
+        if (code != 0 or "configure aborted: stop signal" not in text or "configured: " in text
+                or any(bad in text for bad in NEVER_IN_LOG)):
+            failures.append(f"{signum.name}: exit {code}\n{text[-2000:]}")
+    assert not failures, f"{len(failures)} of 4 tries did not abort the configure:\n\n" + "\n\n".join(failures)
+
+
 @contextlib.contextmanager
 def _node_in_process(kind: str, name: str):
     """The lift or detect node built here (not spun) in a context of its own, with what it needs to

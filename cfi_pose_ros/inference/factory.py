@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from ..interrupts import raise_if_interrupted
 from ..model import CFINet
 from ..weights import DEFAULT_WEIGHTS, WeightsError, resolve_weights
 from .base import (BACKEND_PRECISIONS, BACKENDS, PRECISIONS, BackendUnavailable, Lifter, LogFn,
@@ -128,6 +129,7 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
             except WeightsError:
                 raise                 # the model is unusable: no other backend would do better
             except Exception as exc:  # noqa: BLE001 - auto falls back on any start-up failure, and says why
+                raise_if_interrupted(exc)       # but a stop signal's
                 reason = f"failed to start ({exc.__class__.__name__}: {exc})"
             else:
                 for name, why in skipped:

@@ -56,6 +56,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..interrupts import raise_if_interrupted
 from ..model import CFINet
 from . import cache
 from . import fused as fused_graph    # its FLOAT32_BLOCKS read when used: see graph_key
@@ -259,5 +260,6 @@ def exporter_unavailable_reason() -> str | None:
         try:
             __import__(module)
         except Exception as exc:  # noqa: BLE001 - any import failure makes export unavailable
+            raise_if_interrupted(exc)   # but a stop signal's
             return f"Python module '{module}' (needed to export the model) not importable ({exc})"
     return None

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..interrupts import raise_if_interrupted
 from ..model import CFINet
 from .base import BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn, check_threads
 from .batching import CPU_BATCH_SIZES
@@ -54,6 +55,7 @@ def onnxruntime_unavailable_reason() -> str | None:
     try:
         import onnxruntime as ort
     except Exception as exc:  # noqa: BLE001 - any import failure makes it unavailable
+        raise_if_interrupted(exc)       # but a stop signal's
         return f"Python module 'onnxruntime' not importable ({exc.__class__.__name__}: {exc})"
     if "CPUExecutionProvider" not in ort.get_available_providers():
         return f"onnxruntime {ort.__version__} has no CPUExecutionProvider"

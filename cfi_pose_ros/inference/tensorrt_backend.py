@@ -72,6 +72,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..interrupts import raise_if_interrupted
 from ..model import CFINet
 from . import cache
 from .base import BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn, check_precision
@@ -92,6 +93,7 @@ def _import_tensorrt():
     try:
         import tensorrt as trt
     except Exception as exc:  # noqa: BLE001 - ImportError, or a broken install raising OSError
+        raise_if_interrupted(exc)       # but a stop signal's
         raise BackendUnavailable(f"tensorrt: Python module 'tensorrt' not importable "
                                  f"({exc.__class__.__name__}: {exc})") from exc
     return trt

@@ -53,6 +53,7 @@ from cfi_pose_ros.detectors.frame import detect_and_track
 from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, SEMI_PLANAR_YUV420, ImageTooLarge, UnsupportedEncoding,
                                 bytes_per_pixel, check_compressed_image, compressed_msg_to_bgr, decode_refusing_damage,
                                 image_msg_to_bgr, raw_rows)
+from cfi_pose_ros.interrupts import raise_if_interrupted
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import (BAD_FRAME_ID, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, NEGATIVE_STAMP,
                                            header_problem, stamp_seconds)
@@ -270,6 +271,7 @@ class DetectNode(SpecLifecycleNode):
             self.tracker = MultiPersonTracker(TrackerConfig(**tracker_config(values)), ids_after=self._last_tracker)
             self._last_tracker = self.tracker
         except Exception as exc:  # DetectorModelError (missing/unexpected model), bad option: say why
+            raise_if_interrupted(exc)       # a stop signal's, inside onnxruntime's import: not a failure
             self.detector = None
             return self.configure_failed(str(exc))
         try:

@@ -29,6 +29,7 @@ from visualization_msgs.msg import MarkerArray
 from cfi_pose_ros.camera import LensDistortion
 from cfi_pose_ros.depth import DepthHistory
 from cfi_pose_ros.frames import RigidTransform, static_target_transform, tf2_frame_id
+from cfi_pose_ros.interrupts import raise_if_interrupted
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, header_drop_reason, markers_to_msg, stamp_seconds
@@ -104,6 +105,7 @@ class LiftNode(SpecLifecycleNode):
         try:
             self.lifter = create_lifter(**lifter_options(self.p), log=self.get_logger().info)
         except Exception as exc:  # a bad weights file or backend: fail the transition, say why
+            raise_if_interrupted(exc)       # a stop signal's, inside an import: not a failure
             return self.configure_failed(str(exc))
         self.pipeline = LiftingPipeline(self.lifter, pipeline_config(self.p), pose_smoother(self.p))
         if not self._configure_frames():

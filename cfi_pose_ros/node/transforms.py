@@ -16,6 +16,7 @@ import threading
 from geometry_msgs.msg import TransformStamped
 
 from cfi_pose_ros.frames import TF_BUFFER_NS, FrameTransform, OncePerStamp, RigidTransform, tf2_transform
+from cfi_pose_ros.interrupts import raise_if_interrupted
 
 
 def transform_stamped(stamp, frame: FrameTransform) -> TransformStamped:
@@ -42,6 +43,7 @@ def load_tf2():
     try:
         import tf2_ros
     except Exception as exc:  # ImportError, or a broken install (missing tf2_py / tf2_msgs)
+        raise_if_interrupted(exc)       # but a stop signal's
         return None, f"tf2_ros cannot be imported here ({type(exc).__name__}: {exc})"
     return tf2_ros, None
 
