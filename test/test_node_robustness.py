@@ -984,13 +984,14 @@ def _mapped_fastdds_segments(pid: int | str) -> set[str]:
     return set(re.findall(r"/dev/shm/(fastdds_[0-9a-f]{16})\b", maps))
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 @pytest.mark.parametrize("kind", ["lift", "detect"])
 def test_a_stopped_node_leaves_the_graph_at_once_and_frees_its_shared_memory(kind, signum, tmp_path, ros_env):
     """rclpy's LifecycleNode.destroy_node leaves its state machine, which holds the node's handle,
     to the interpreter's finalization, which exit_process skips: the node and its DDS participant
     were never destroyed. Other processes listed the dead node for 20 s (the participant's lease), a
-    restarted node beside its ghost, and every stop left Fast DDS's segment (0.5 MB) in /dev/shm."""
+    restarted node beside its ghost, and every stop left Fast DDS's segment (0.5 MB) in /dev/shm.
+    SIGHUP (the launch's terminal closed) killed the node outright, with the same leftovers."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -1019,6 +1020,21 @@ def test_a_stopped_node_leaves_the_graph_at_once_and_frees_its_shared_memory(kin
         stop(process, timeout=1)
         executor.shutdown()
         client.destroy_node()
+
+
+def test_a_node_started_with_nohup_keeps_ignoring_sighup(ros_env):
+    """SIGHUP stops a node cleanly (the launch's terminal closed), unless the node was started to
+    ignore it (`nohup ros2 launch ...`): a handler put in place of the inherited SIG_IGN would stop
+    a node whose user asked it to outlive the terminal."""
+    from cfi_pose_ros.node.base import node_stop_signals
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        assert signal.SIGHUP in node_stop_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        assert node_stop_signals() == (signal.SIGINT, signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

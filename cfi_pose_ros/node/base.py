@@ -657,8 +657,19 @@ def spin(executor, timeout_sec: float = 0.1, stop=lambda: False) -> None:
         executor.spin_once(timeout_sec=timeout_sec)
 
 
+def node_stop_signals() -> tuple[int, ...]:
+    """The signals that stop a node cleanly: SIGINT, SIGTERM, and SIGHUP unless the node was started
+    to ignore it (``nohup``). The terminal a launch runs in closing (an ssh session dropped) sends
+    SIGHUP to every node of the launch, and its default action ended each without its goodbye: no
+    DELETEALL for RViz's ghost skeletons, the DDS participant left to its lease, its shared memory
+    in /dev/shm."""
+    hangup = () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
+    return (signal.SIGINT, signal.SIGTERM) + hangup
+
+
 class StopSignals:
-    """SIGINT and SIGTERM as a request to stop, not an exception inside a callback.
+    """SIGINT and SIGTERM (and SIGHUP: :func:`node_stop_signals`) as a request to stop, not an
+    exception inside a callback.
 
     rclpy's own handlers shut the context down at once, so a callback that is lifting a frame
     then publishes on a dead context (``RCLError: publisher's context is invalid``, exit 1 with
@@ -676,7 +687,8 @@ class StopSignals:
         self.requested = False
         self.interruptible = False
         self.signum: int | None = None      # the first one's: a command-line tool exits 128 + it
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        self.signals = node_stop_signals()
+        for signum in self.signals:
             signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame) -> None:
@@ -765,7 +777,7 @@ def ending_failure_report(on_shutdown):
 def run(node_class, args=None) -> int:
     """Spin a SpecLifecycleNode; with its ``autostart`` parameter, configure and activate first.
 
-    Exit status 0 after SIGINT / SIGTERM, 1 when a parameter or the parameters file is invalid
+    Exit status 0 after SIGINT / SIGTERM / SIGHUP, 1 when a parameter or the parameters file is invalid
     (one logged line) or autostart fails."""
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -816,8 +828,8 @@ def run(node_class, args=None) -> int:
             if node is not None:
                 node.destroy_node()
             rclpy.try_shutdown()
-        # Everything is torn down: a further SIGINT/SIGTERM has nothing left to stop.
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # Everything is torn down: a further stop signal has nothing left to stop.
+        for signum in signals.signals:
             signal.signal(signum, signal.SIG_IGN)
     return 0
 
