@@ -33,6 +33,7 @@ decoding time is bounded too: a JPEG of more than :data:`MAX_JPEG_SCANS` scans
 (libjpeg passes over the whole image for each scan of a progressive JPEG) and a PNG of
 more than :data:`MAX_PNG_TEXT_CHUNKS` compressed text chunks (libpng inflates each) are
 refused, and so is an animated PNG (OpenCV's decoder crashed the process on a damaged frame).
+Photo files (:func:`decode_photo`, offline lifting) are bounded and checked the same way.
 """
 from __future__ import annotations
 
@@ -394,6 +395,59 @@ def decode_compressed(format: str, data: bytes | memoryview | np.ndarray,  # noq
     if image.dtype != np.uint8:  # 16-bit PNGs: keep the high byte like image_to_bgr
         image = (image >> 8).astype(np.uint8)
     return image
+
+
+def decode_photo(data: bytes | memoryview | np.ndarray, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """A photo file's bytes (JPEG, PNG, or BMP, WebP, TIFF) -> BGR ``uint8`` ``(H, W, 3)``, turned as
+    its EXIF orientation says: a photo is shown upright (a camera's frames are decoded as sent, see
+    :func:`decode_compressed`).
+
+    Bounded and checked as a camera's compressed image is: a JPEG or PNG by :func:`check_compressed_image`,
+    another format by the size its header states (pillow reads the header; nothing is decoded), at
+    most ``max_pixels`` (:class:`ImageTooLarge`); ``ValueError`` for one whose size no header states,
+    that the decoder reports damaged (:func:`decode_refusing_damage`) or cannot decode. Read by
+    ``cv2.imread``, an 875 kB PNG declaring 30000 x 30000 pixels took 5.8 GB and a 10 kB WebP 1.5 GB,
+    and a JPEG cut short was lifted with its lower half grey, without a word.
+    """
+    flat = _as_bytes_array(data)
+    view = memoryview(np.ascontiguousarray(flat))          # no copy of the data
+    if _format_and_size(view)[0] is not None:
+        check_compressed_image("photo", flat, max_pixels)
+    else:
+        size = _header_size(view)
+        if size is None or min(size) <= 0:
+            raise ValueError(f"not an image whose size its header states (JPEG, PNG, BMP, WebP, TIFF; {flat.size} "
+                             f"bytes, starting {bytes(flat[:8]).hex()})")
+        if size[0] * size[1] > max_pixels:
+            raise ImageTooLarge(f"photo ({flat.size} bytes) declares {size[0]}x{size[1]} = {size[0] * size[1]} "
+                                f"pixels, more than max_image_pixels = {max_pixels}; not decoded")
+    image = decode_refusing_damage(lambda: cv2.imdecode(flat, cv2.IMREAD_COLOR), "photo", flat)
+    if image is None:
+        # OpenCV's decoder gives no image of a JPEG cut short (cv2.imread gave its top, the rest grey)
+        raise ValueError(f"could not decode the photo ({flat.size} bytes, starting {bytes(flat[:8]).hex()}): "
+                         "damaged, cut short, or a format OpenCV does not read")
+    return image
+
+
+def _header_size(view: memoryview) -> tuple[int, int] | None:
+    """``(width, height)`` that an image file of a format pillow knows states in its header (pillow
+    reads no pixels to open one), or None."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():        # its warning of a large image: max_pixels is the bound here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(view)) as image:
+                return image.size
+    except Image.DecompressionBombError as exc:     # more pixels than pillow opens at all
+        raise ImageTooLarge(f"photo ({len(view)} bytes): {exc}; not decoded") from None
+    # a header damaged anywhere raises what pillow's parser of that format meets (OSError, SyntaxError,
+    # struct.error, EOFError, ...): all of them mean no size to go by
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def decode_refusing_damage(decode, format: str, data) -> Any:  # noqa: A002

@@ -330,8 +330,13 @@ def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_op
 
 
 def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="camera_optical_frame",
-                  fps: float = 1.0, lens=None) -> Source:
-    import cv2
+                  fps: float = 1.0, lens=None, max_pixels: int | None = None) -> Source:
+    """Photos, each decoded by :func:`cfi_pose_ros.image.decode_photo`: one that declares more than
+    ``max_pixels`` pixels (the detector's max_image_pixels; None: its default), is damaged or is no
+    image is an Unread."""
+    from cfi_pose_ros.image import DEFAULT_MAX_IMAGE_PIXELS, decode_photo
+
+    max_pixels = max_pixels or DEFAULT_MAX_IMAGE_PIXELS
 
     files = []
     for path in paths:
@@ -347,9 +352,10 @@ def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="c
         """Each photo stamped one period after the last one read."""
         read = 0
         for file in files:
-            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
-            if image is None:
-                yield read * period_ns, Unread("unreadable_image", f"{file}: not an image OpenCV can read", True)
+            try:
+                image = decode_photo(file.read_bytes(), max_pixels)
+            except (ValueError, OSError) as exc:         # ImageTooLarge is a ValueError too
+                yield read * period_ns, Unread("unreadable_image", f"{file}: {exc}", True)
                 continue
             read += 1
             yield read * period_ns, image
@@ -378,7 +384,8 @@ def _flags_given(args, names: tuple[str, ...]) -> list[str]:
     return [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
 
 
-def open_source(inputs: list[Path], args, depth_topic: str | None = None) -> Source:
+def open_source(inputs: list[Path], args, depth_topic: str | None = None,
+                max_image_pixels: int | None = None) -> Source:
     # a flag the input has no use for is refused, not dropped: --intrinsics with a bag of images
     # and no CameraInfo gave root-relative poses, as if the camera had not been given
     first = inputs[0]
@@ -405,7 +412,7 @@ def open_source(inputs: list[Path], args, depth_topic: str | None = None) -> Sou
         return clip_source(first)
     if len(inputs) == 1 and first.is_file() and first.suffix.lower() not in IMAGE_SUFFIXES:
         return video_source(first, args.intrinsics, args.hfov, lens=lens_from_args(args))
-    return photos_source(inputs, args.intrinsics, args.hfov, lens=lens_from_args(args))
+    return photos_source(inputs, args.intrinsics, args.hfov, lens=lens_from_args(args), max_pixels=max_image_pixels)
 
 
 def lens_from_args(args):
@@ -937,7 +944,7 @@ def _run(args) -> int:
     problem = _output_over_input(args.inputs, args.out)
     if problem:
         raise ValueError(problem)
-    source = open_source(args.inputs, args, depth_topic)
+    source = open_source(args.inputs, args, depth_topic, detect_values["max_image_pixels"])
     missing = _missing_detector_models(detect_values) if source.detect else []
     if missing:
         # said before the lifter loads, by the flags' names (it was "RTMDetConfig.model_path is empty")

@@ -395,6 +395,32 @@ def test_a_jpeg_with_an_exif_orientation_is_decoded_as_sent():
     assert out[:, :18].mean() > 240 and out[:, 22:].mean() < 15
 
 
+@pytest.mark.parametrize("suffix", [".png", ".webp", ".tiff"])
+def test_a_photo_is_decoded_upright_and_one_too_large_is_not_decoded(monkeypatch, suffix):
+    """Photos (offline lifting) are turned as their EXIF orientation says, as cv2.imread turned them;
+    one declaring more than max_pixels, in whatever format, never reaches the decoder."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    from cfi_pose_ros.image import decode_photo
+
+    image = np.zeros((30, 40, 3), np.uint8)
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    ifd = struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack(">I", 0)
+    exif = b"Exif\x00\x00" + b"MM\x00\x2a" + struct.pack(">I", 8) + ifd
+    rotated = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + jpeg[2:]
+    assert decode_photo(rotated).shape == (40, 30, 3)               # 40 wide as sent, turned a quarter
+    file = io.BytesIO()
+    Image.new("L", (40, 30)).save(file, format=suffix[1:], lossless=True)
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a))
+    with pytest.raises(ImageTooLarge, match="declares 40x30 = 1200 pixels, more than max_image_pixels = 1000"):
+        decode_photo(file.getvalue(), max_pixels=1000)
+    assert decoded == []
+
+
 @pytest.mark.parametrize("damage", ["cut_in_half", "cut_to_40_bytes", "zeroed_data", "no_iend"])
 def test_a_damaged_png_is_refused_before_libpng_prints_to_stderr(damage, capfd):
     """libpng writes its own unthrottled 'libpng error' line to stderr for every broken PNG; the node's

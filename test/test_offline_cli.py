@@ -970,7 +970,41 @@ def test_images_that_cannot_be_read_are_passed_on_to_be_counted(tmp_path):
     items = [item for item in photos_source([tmp_path], hfov_deg=60).items(False) if item.camera_info is None]
     assert [item.image is not None for item in items] == [True, False]
     assert (items[1].unread.reason, items[1].unread.detail, items[1].unread.frame) == (
-        "unreadable_image", f"{tmp_path / 'b.png'}: not an image OpenCV can read", True)
+        "unreadable_image", f"{tmp_path / 'b.png'}: not an image whose size its header states (JPEG, PNG, BMP, WebP, "
+        "TIFF; 9 bytes, starting 6e6f74206120706e)", True)
+
+
+def test_a_photo_too_large_or_cut_short_is_counted_not_decoded(tmp_path):
+    """Photos were read by cv2.imread, unbounded and unchecked: an 875 kB PNG declaring 30000 x 30000
+    pixels took 5.8 GB (a 10 kB WebP 1.5 GB, a 593 kB TIFF 2.4 GB), and a JPEG cut short was lifted
+    with its lower half grey, exit 0 and nothing dropped. Each is now bounded and checked as the
+    detector's compressed images are (its max_image_pixels), and an unreadable_image."""
+    import types
+
+    import cv2
+    from PIL import Image
+
+    from hostile import zero_png
+
+    from cfi_pose_ros.offline import open_source, photos_source
+
+    (tmp_path / "big.png").write_bytes(zero_png(5000, 4000))       # 20 MP: over the default 4096 x 4096
+    for suffix in (".webp", ".tiff"):
+        Image.new("L", (5000, 4000)).save(tmp_path / f"big{suffix}", lossless=True, compression="tiff_deflate")
+    whole = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8))[1].tobytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[:len(whole) // 2])
+    cv2.imwrite(str(tmp_path / "ok.png"), np.full((20, 30, 3), 128, np.uint8))
+    items = [item for item in photos_source([tmp_path], hfov_deg=60).items(False) if item.camera_info is None]
+    assert [item.image is not None for item in items] == [False, False, False, False, True]
+    for item, name in zip(items[:3], ("big.png", "big.tiff", "big.webp")):
+        assert item.unread.reason == "unreadable_image" and item.unread.detail.startswith(f"{tmp_path / name}: ")
+        assert "declares 5000x4000 = 20000000 pixels, more than max_image_pixels = 16777216" in item.unread.detail
+    assert "could not decode the photo" in items[3].unread.detail
+    # the detector's max_image_pixels (--detect-params-file) is the bound
+    bag_flags = dict.fromkeys(("keypoints_topic", "image_topic", "camera_info_topic", "depth_topic"))
+    args = types.SimpleNamespace(intrinsics=None, hfov=60.0, distortion=None, distortion_model="plumb_bob", **bag_flags)
+    small = [item for item in open_source([tmp_path / "ok.png"], args, max_image_pixels=500).items(False)]
+    assert "declares 30x20 = 600 pixels, more than max_image_pixels = 500" in small[0].unread.detail
 
 
 def test_a_bag_with_no_messages_on_its_frame_topic_is_one_line_and_exit_2(tmp_path, capsys):
