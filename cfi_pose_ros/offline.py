@@ -144,8 +144,10 @@ def _pick_topic(topics: dict, types: tuple[str, ...], chosen: str | None, what: 
 
 
 def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_topic=None,
-               depth_topic=None) -> Source:
+               depth_topic=None, max_image_pixels: int | None = None) -> Source:
+    """``max_image_pixels``: the detector's, for its compressed images (None: its default)."""
     from cfi_pose_ros.bag import MESSAGE_ENCODING, bag_summary, read_bag
+    from cfi_pose_ros.image import DEFAULT_MAX_IMAGE_PIXELS
     from cfi_pose_ros.node.conversions import depth_from_msg, stamp_seconds
     from cfi_pose_ros.node.detect_node import image_to_bgr
 
@@ -198,7 +200,7 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                 yield Item(message.log_time_ns, depth=(stamp_seconds(msg.header.stamp), depth, msg.header.frame_id))
             else:
                 try:
-                    image = image_to_bgr(msg)
+                    image = image_to_bgr(msg, None, max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS)
                 except ValueError as exc:          # UnsupportedEncoding is a ValueError too
                     yield Item(message.log_time_ns, unread=Unread("unreadable_image", f"{where}: {exc}", frame))
                     continue
@@ -407,7 +409,8 @@ def open_source(inputs: list[Path], args, depth_topic: str | None = None,
     if not bag and topic_flags:
         raise ValueError(f"{' and '.join(topic_flags)}: for an .mcap bag, and {first} is none")
     if bag:
-        return bag_source(first, args.keypoints_topic, args.image_topic, args.camera_info_topic, depth_topic)
+        return bag_source(first, args.keypoints_topic, args.image_topic, args.camera_info_topic, depth_topic,
+                          max_image_pixels)
     if clip:
         return clip_source(first)
     if len(inputs) == 1 and first.is_file() and first.suffix.lower() not in IMAGE_SUFFIXES:

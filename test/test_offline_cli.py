@@ -974,6 +974,29 @@ def test_images_that_cannot_be_read_are_passed_on_to_be_counted(tmp_path):
         "TIFF; 9 bytes, starting 6e6f74206120706e)", True)
 
 
+def test_the_detector_s_max_image_pixels_bounds_a_bag_s_compressed_images(tmp_path):
+    """A bag's compressed images were bounded by the default 4096 x 4096 whatever the detector's
+    max_image_pixels (--detect-params-file) said: 8K frames could not be let through, nor a lower
+    bound set."""
+    import types
+
+    import cv2
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import CompressedImage
+
+    from cfi_pose_ros.offline import open_source
+
+    png = cv2.imencode(".png", np.full((20, 30, 3), 128, np.uint8))[1].tobytes()
+    bag = _raw_bag(tmp_path / "images.mcap", [("/image_raw/compressed", "cdr", "sensor_msgs/msg/CompressedImage",
+                                             serialize_message(CompressedImage(format="png", data=png)), 10**9)])
+    bag_flags = dict.fromkeys(("keypoints_topic", "image_topic", "camera_info_topic", "depth_topic"))
+    args = types.SimpleNamespace(intrinsics=None, hfov=None, distortion=None, **bag_flags)
+    assert next(open_source([bag], args).items(False)).image.shape == (20, 30, 3)
+    unread = next(open_source([bag], args, max_image_pixels=500).items(False)).unread
+    assert unread.reason == "unreadable_image" and "declares 30x20 = 600 pixels, more than max_image_pixels = 500" in (
+        unread.detail)
+
+
 def test_a_photo_too_large_or_cut_short_is_counted_not_decoded(tmp_path):
     """Photos were read by cv2.imread, unbounded and unchecked: an 875 kB PNG declaring 30000 x 30000
     pixels took 5.8 GB (a 10 kB WebP 1.5 GB, a 593 kB TIFF 2.4 GB), and a JPEG cut short was lifted
