@@ -298,7 +298,12 @@ def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_op
         raise ValueError(f"OpenCV cannot open the video {path}")
     stated_fps = capture.get(cv2.CAP_PROP_FPS)
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    # as a bag with no message to lift: a video of no frame was lifted into "0 frames", exit 1, with
+    # a summary.json
+    has_frames = capture.grab()
     capture.release()
+    if not has_frames:
+        raise ValueError(f"{path}: OpenCV opens it but reads no frame from it (a video of 0 frames)")
     # the frames are stamped at the rate the container states; one that is no camera's (0 or NaN:
     # unknown; 1e-9: frame 3 stamped past ROS time's int32 seconds, frame 19 past MCAP's uint64 ns, a
     # struct.error traceback; 2e9: every frame stamped 0) is taken as unknown

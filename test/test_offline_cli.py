@@ -746,6 +746,21 @@ def test_a_video_photo_or_clip_path_that_is_no_file_is_one_line_and_exit_2(ros_e
     assert err[-1].startswith("offline: error: ") and expected in err[-1], err
 
 
+def test_a_video_of_no_frames_is_one_line_and_exit_2_with_nothing_written(tmp_path, capsys):
+    """A video OpenCV opens but reads no frame from (a recorder stopped before its first frame) was
+    lifted into "0 frames", exit 1, a summary.json and a bag of nothing, the models loaded first; a
+    bag with nothing to lift is refused so."""
+    import cv2
+
+    cv2.VideoWriter(str(tmp_path / "empty.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48)).release()
+    out = tmp_path / "out"
+    assert offline([str(tmp_path / "empty.avi"), "--hfov", "60", "--person-detector-model", "det.onnx",
+                    "--keypoint-model", "kp.onnx", "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"offline: error: {tmp_path / 'empty.avi'}: OpenCV opens it but reads no frame from it (a video of 0 frames)"]
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("tool, args, expected", [
     ("play_bag", ["some.mcap", "--rate", "0"], "argument --rate: must be a number > 0, not 0"),
     ("play_bag", ["some.mcap", "--delay", "-1"], "argument --delay: must be a number >= 0, not -1"),
