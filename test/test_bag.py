@@ -311,8 +311,6 @@ def test_every_field_type_of_a_definition_has_the_block_of_that_name(name):
     """What Foxglove's parser (@foxglove/rosmsg, ros2) requires: a field of type pkg/Type is defined
     by the block headed exactly ``MSG: pkg/Type`` (rosbag2 writes them so). The blocks were headed
     ``MSG: pkg/msg/Type``, and Foxglove decoded no topic of a bag this package wrote."""
-    import re
-
     blocks = message_definition(name).split("=" * 80 + "\n")
     defined = {block.splitlines()[0].removeprefix("MSG: ") for block in blocks[1:]}
     used = set()
