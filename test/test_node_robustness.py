@@ -1002,8 +1002,13 @@ def test_a_stopped_node_leaves_the_graph_at_once_and_frees_its_shared_memory(kin
     client = rclpy.create_node(f"graph_watcher_{os.getpid()}")
     executor = SingleThreadedExecutor()
     executor.add_node(client)
-    process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=log,
-                         overrides={"autostart": False}, node_name=name)
+    # the node inherits the suite's SIGHUP disposition: under nohup (as CI may run) it would ignore it
+    hangup_before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=log,
+                             overrides={"autostart": False}, node_name=name)
+    finally:
+        signal.signal(signal.SIGHUP, hangup_before)
     try:
         assert spin_until(executor, lambda: name in client.get_node_names(), 60), log.read_text()
         segments = _mapped_fastdds_segments(process.pid)

@@ -595,9 +595,20 @@ def test_interrupted_budget_run_resumes_to_the_same_weights(monkeypatch, tmp_pat
             == [(m["epoch"], m["steps"], m["train_loss"]) for m in read_metrics(tmp_path / "whole")])
 
 
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own SIGINT handler during the test, as in a terminal: a suite started as a background
+    job (`pytest ... &`) inherits SIGINT ignored, and a second signal was then ignored with it."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.mark.parametrize("signals", [1, 2])
-def test_a_stop_signal_stops_at_the_steps_end_with_a_checkpoint_and_a_second_at_once(monkeypatch, tmp_path,
-                                                                                      signals):
+def test_a_stop_signal_stops_at_the_steps_end_with_a_checkpoint_and_a_second_at_once(monkeypatch, tmp_path, signals,
+                                                                                      python_sigint_handler):
     """The first SIGINT mid-epoch (no periodic checkpoint due: --checkpoint-minutes 60) saves a
     checkpoint at the end of that step, from which --resume gives the uninterrupted run's weights;
     a second SIGINT stops at once (KeyboardInterrupt, as without a handler), saving nothing more."""
