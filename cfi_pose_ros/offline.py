@@ -290,12 +290,25 @@ def _image_items(frames: Iterator[tuple[int, np.ndarray | Unread]], frame_id: st
         yield Item(stamp, image=image, header=header)
 
 
-def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_optical_frame", lens=None) -> Source:
+def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_optical_frame", lens=None,
+                 max_pixels: int | None = None) -> Source:
+    """A video's frames; ValueError when OpenCV cannot open it, reads no frame from it, or its frames
+    are larger than ``max_pixels`` (the detector's max_image_pixels; None: its default)."""
     import cv2
+
+    from cfi_pose_ros.image import DEFAULT_MAX_IMAGE_PIXELS
 
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ValueError(f"OpenCV cannot open the video {path}")
+    # the size the container states, before any frame is decoded: frames of 16000 x 16000 in a 4 MB
+    # MJPEG took 3.2 GB, where the node and a bag's or a folder's images are held to max_image_pixels
+    max_pixels = max_pixels or DEFAULT_MAX_IMAGE_PIXELS
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > max_pixels:
+        capture.release()
+        raise ValueError(f"{path}: frames of {width}x{height} = {width * height} pixels, more than the detector's "
+                         f"max_image_pixels = {max_pixels} (--detect-params-file); not decoded")
     stated_fps = capture.get(cv2.CAP_PROP_FPS)
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     # as a bag with no message to lift: a video of no frame was lifted into "0 frames", exit 1, with
@@ -419,7 +432,7 @@ def open_source(inputs: list[Path], args, depth_topic: str | None = None,
     if clip:
         return clip_source(first)
     if len(inputs) == 1 and first.is_file() and first.suffix.lower() not in IMAGE_SUFFIXES:
-        return video_source(first, args.intrinsics, args.hfov, lens=lens_from_args(args))
+        return video_source(first, args.intrinsics, args.hfov, lens=lens_from_args(args), max_pixels=max_image_pixels)
     return photos_source(inputs, args.intrinsics, args.hfov, lens=lens_from_args(args), max_pixels=max_image_pixels)
 
 

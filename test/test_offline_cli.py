@@ -761,6 +761,28 @@ def test_a_video_of_no_frames_is_one_line_and_exit_2_with_nothing_written(tmp_pa
     assert not out.exists()
 
 
+def test_a_video_of_frames_larger_than_max_image_pixels_is_refused_before_decoding(tmp_path):
+    """A video's frames were decoded whatever their size (16000 x 16000 frames of a 4 MB MJPEG: 3.2 GB),
+    where the node, a bag's images and photos are held to the detector's max_image_pixels; the size
+    the container states is checked before any frame is decoded."""
+    import types
+
+    import cv2
+
+    from cfi_pose_ros.offline import open_source
+
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for _ in range(3):
+        writer.write(np.full((48, 64, 3), 128, np.uint8))
+    writer.release()
+    args = types.SimpleNamespace(intrinsics=None, hfov=60.0, distortion=None,
+                                 **dict.fromkeys(("keypoints_topic", "image_topic", "camera_info_topic", "depth_topic")))
+    assert open_source([tmp_path / "clip.avi"], args).frames == 3
+    with pytest.raises(ValueError, match=r"clip.avi: frames of 64x48 = 3072 pixels, more than the detector's "
+                                         r"max_image_pixels = 3000 \(--detect-params-file\); not decoded"):
+        open_source([tmp_path / "clip.avi"], args, max_image_pixels=3000)
+
+
 @pytest.mark.parametrize("tool, args, expected", [
     ("play_bag", ["some.mcap", "--rate", "0"], "argument --rate: must be a number > 0, not 0"),
     ("play_bag", ["some.mcap", "--delay", "-1"], "argument --delay: must be a number >= 0, not -1"),
