@@ -143,11 +143,17 @@ def _pick_topic(topics: dict, types: tuple[str, ...], chosen: str | None, what: 
     return found[0] if found else None
 
 
+def _image_pixel_bound(max_image_pixels: int | None) -> int:
+    """The detector's ``max_image_pixels`` for an input's images, its default where None."""
+    from cfi_pose_ros.image import DEFAULT_MAX_IMAGE_PIXELS
+
+    return max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS
+
+
 def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_topic=None,
                depth_topic=None, max_image_pixels: int | None = None) -> Source:
     """``max_image_pixels``: the detector's, for its compressed images (None: its default)."""
     from cfi_pose_ros.bag import MESSAGE_ENCODING, bag_summary, read_bag
-    from cfi_pose_ros.image import DEFAULT_MAX_IMAGE_PIXELS
     from cfi_pose_ros.node.conversions import depth_from_msg, stamp_seconds
     from cfi_pose_ros.node.detect_node import image_to_bgr
 
@@ -200,7 +206,7 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                 yield Item(message.log_time_ns, depth=(stamp_seconds(msg.header.stamp), depth, msg.header.frame_id))
             else:
                 try:
-                    image = image_to_bgr(msg, None, max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS)
+                    image = image_to_bgr(msg, None, _image_pixel_bound(max_image_pixels))
                 except ValueError as exc:          # UnsupportedEncoding is a ValueError too
                     yield Item(message.log_time_ns, unread=Unread("unreadable_image", f"{where}: {exc}", frame))
                     continue
@@ -291,19 +297,17 @@ def _image_items(frames: Iterator[tuple[int, np.ndarray | Unread]], frame_id: st
 
 
 def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_optical_frame", lens=None,
-                 max_pixels: int | None = None) -> Source:
+                 max_image_pixels: int | None = None) -> Source:
     """A video's frames; ValueError when OpenCV cannot open it, reads no frame from it, or its frames
-    are larger than ``max_pixels`` (the detector's max_image_pixels; None: its default)."""
+    are larger than ``max_image_pixels`` (the detector's; None: its default)."""
     import cv2
-
-    from cfi_pose_ros.image import DEFAULT_MAX_IMAGE_PIXELS
 
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ValueError(f"OpenCV cannot open the video {path}")
     # the size the container states, before any frame is decoded: frames of 16000 x 16000 in a 4 MB
     # MJPEG took 3.2 GB, where the node and a bag's or a folder's images are held to max_image_pixels
-    max_pixels = max_pixels or DEFAULT_MAX_IMAGE_PIXELS
+    max_pixels = _image_pixel_bound(max_image_pixels)
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     if width * height > max_pixels:
         capture.release()
@@ -350,13 +354,13 @@ def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_op
 
 
 def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="camera_optical_frame",
-                  fps: float = 1.0, lens=None, max_pixels: int | None = None) -> Source:
+                  fps: float = 1.0, lens=None, max_image_pixels: int | None = None) -> Source:
     """Photos, each decoded by :func:`cfi_pose_ros.image.decode_photo`: one that declares more than
-    ``max_pixels`` pixels (the detector's max_image_pixels; None: its default), is damaged or is no
-    image is an Unread."""
-    from cfi_pose_ros.image import DEFAULT_MAX_IMAGE_PIXELS, decode_photo
+    ``max_image_pixels`` pixels (the detector's; None: its default), is damaged or is no image is an
+    Unread."""
+    from cfi_pose_ros.image import decode_photo
 
-    max_pixels = max_pixels or DEFAULT_MAX_IMAGE_PIXELS
+    max_pixels = _image_pixel_bound(max_image_pixels)
 
     files = []
     for path in paths:
@@ -432,8 +436,10 @@ def open_source(inputs: list[Path], args, depth_topic: str | None = None,
     if clip:
         return clip_source(first)
     if len(inputs) == 1 and first.is_file() and first.suffix.lower() not in IMAGE_SUFFIXES:
-        return video_source(first, args.intrinsics, args.hfov, lens=lens_from_args(args), max_pixels=max_image_pixels)
-    return photos_source(inputs, args.intrinsics, args.hfov, lens=lens_from_args(args), max_pixels=max_image_pixels)
+        return video_source(first, args.intrinsics, args.hfov, lens=lens_from_args(args),
+                            max_image_pixels=max_image_pixels)
+    return photos_source(inputs, args.intrinsics, args.hfov, lens=lens_from_args(args),
+                         max_image_pixels=max_image_pixels)
 
 
 def lens_from_args(args):
