@@ -107,7 +107,8 @@ def _typed(name: str, text: str, ros_type: str):
 class GivenArgumentsFile(Substitution):
     """Path of a parameters file, written at launch, with the launch arguments of ``types`` that
     were given (not left at ``NOT_GIVEN``), typed, then ``fixed`` and what ``derived(configurations)`` adds,
-    for the node ``node_name``.
+    for the node ``node_name``, whose parameters file the launch argument ``file_argument`` names
+    (refused when that is no file).
 
     launch_ros applies a node's parameters in order, the later winning: passed after params_file,
     an argument nobody gave keeps that file's value. (The arguments were passed with their default
@@ -122,15 +123,21 @@ class GivenArgumentsFile(Substitution):
     of the user's. `/**` still reaches the node under any name (launch_ros's own dict parameters
     use the full name the same way)."""
 
-    def __init__(self, node_name: str, types: dict, fixed: dict, derived=None):
+    def __init__(self, node_name: str, file_argument: str, types: dict, fixed: dict, derived=None):
         super().__init__()
-        self.node_name, self.types, self.fixed, self.derived = node_name, types, fixed, derived
+        self.node_name, self.file_argument = node_name, file_argument
+        self.types, self.fixed, self.derived = types, fixed, derived
 
     def describe(self) -> str:
         return f"parameters of the launch arguments given among {', '.join(self.types)}"
 
     def perform(self, context) -> str:
         given = context.launch_configurations
+        # launch_ros passes a parameters file that is no file (a typo, `params_file:=`) with nothing
+        # but a WARNING ("Parameter file path is not a file") and starts the node without it, on its
+        # defaults: your target_frame, topics and weights gone
+        if not os.path.isfile(given[self.file_argument]):
+            raise ValueError(f"launch argument {self.file_argument}:={given[self.file_argument]!r}: no such file")
         values = {name: _typed(name, given[name], ros_type) for name, ros_type in self.types.items()
                   if given.get(name, NOT_GIVEN) != NOT_GIVEN}
         values.update(self.fixed)
@@ -322,7 +329,7 @@ def generate_launch_description():
         namespace=LaunchConfiguration("namespace"), output="screen",
         # autostart off: the events below drive the lifecycle
         parameters=[LaunchConfiguration("params_file"),
-                    GivenArgumentsFile(NODE_NAME, OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,
+                    GivenArgumentsFile(NODE_NAME, "params_file", OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,
                                        {"autostart": False})],
     )
 
@@ -331,7 +338,8 @@ def generate_launch_description():
         package=PACKAGE, executable=DETECTOR_EXECUTABLE, name=DETECTOR_NODE_NAME,
         namespace=LaunchConfiguration("namespace"), output="screen", condition=with_detector,
         parameters=[LaunchConfiguration("detector_params_file"),
-                    GivenArgumentsFile(DETECTOR_NODE_NAME, DETECTOR_OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,
+                    GivenArgumentsFile(DETECTOR_NODE_NAME, "detector_params_file",
+                                       DETECTOR_OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,
                                        {"autostart": False}, _detector_keypoints_topic)],
     )
     # not tied to the launch's end: closing RViz leaves the nodes running

@@ -170,6 +170,24 @@ def test_a_launch_argument_given_empty_sets_the_parameter_empty_and_one_left_out
             _launch_parameters("NODE_NAME", {name: ""})
 
 
+@pytest.mark.parametrize("node_name, argument", [("NODE_NAME", "params_file"),
+                                                 ("DETECTOR_NODE_NAME", "detector_params_file")])
+@pytest.mark.parametrize("kind", ["missing", "empty", "directory"])
+def test_a_parameters_file_argument_that_names_no_file_is_refused_by_name(tmp_path, node_name, argument, kind):
+    """`ros2 launch ... params_file:=my_lfit.yaml` (a typo), `params_file:=` or a directory: launch_ros
+    passes a parameters file that is no file with only a WARNING ("Parameter file path is not a
+    file", launch_ros/descriptions/node.py: `continue`) and starts the node without it, so the lifter
+    ran on its defaults, none of the user's target_frame, topics or weights. Refused by name at launch,
+    as a wrongly typed argument is."""
+    path = {"missing": str(tmp_path / "my_lfit.yaml"), "empty": "", "directory": str(tmp_path)}[kind]
+    with pytest.raises(ValueError, match=f"launch argument {argument}:={path!r}: no such file"):
+        _launch_parameters(node_name, {argument: path})
+    users = tmp_path / "my_lift.yaml"           # the same argument naming a file is taken
+    users.write_text("/**:\n  ros__parameters:\n    tf_prefix: robot_\n")
+    assert _launch_parameters(node_name, {argument: str(users)})[2] == {"autostart": False} | (
+        {"keypoints_topic": "human_keypoints_2d"} if argument == "detector_params_file" else {})
+
+
 def test_a_section_given_twice_in_a_parameters_file_is_read_as_rcl_merges_it(ros_env, tmp_path):
     """A /** section appended to a copy of config/lift.yaml (use_sim_time), or lift.yaml and
     detect.yaml concatenated: rcl merges the two where the name first stands, the later values
