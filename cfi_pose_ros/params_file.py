@@ -22,6 +22,21 @@ def read_params_file(path: str | Path | None, node_name: str) -> dict:
     order, a later one overriding an earlier; nested parameter mappings as dotted names; values
     typed as rcl types them (``1e-3`` and ``-.5`` doubles, ``y`` a bool); rclpy's own parameters
     left out. A file that is no parameters file (which rcl refuses) is a ``ValueError``."""
+    values = {}
+    for section, parameters in _parameter_sections(_load(path), path):
+        if _node_name_matches(section, node_name):
+            values.update(parameters)
+    return {name: value for name, value in values.items() if name.split(".")[0] not in RCLPY_PARAMETERS}
+
+
+def section_names(path: str | Path | None) -> set[str]:
+    """The node names of a parameters file's ``ros__parameters`` sections, ``/``-led (``/**``,
+    ``/robot1/cfi_pose_lifter``; namespaces nested as mappings joined), matching a node or not."""
+    return {section for section, _ in _parameter_sections(_load(path), path)}
+
+
+def _load(path: str | Path | None) -> dict:
+    """A parameters file's mapping as rcl reads it ({} for no path or an empty file)."""
     if not path:
         return {}
     import yaml
@@ -41,11 +56,7 @@ def read_params_file(path: str | Path | None, node_name: str) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a ROS 2 parameters file (a mapping of node names to ros__parameters), "
                          f"but a {type(data).__name__}")
-    values = {}
-    for section, parameters in _parameter_sections(data, path):
-        if _node_name_matches(section, node_name):
-            values.update(parameters)
-    return {name: value for name, value in values.items() if name.split(".")[0] not in RCLPY_PARAMETERS}
+    return data
 
 
 # How rcl (rcl_yaml_param_parser) types an unquoted value: one of its bool words, else an int when

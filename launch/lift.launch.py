@@ -37,7 +37,7 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
-from cfi_pose_ros.params_file import read_params_file
+from cfi_pose_ros.params_file import read_params_file, section_names
 
 PACKAGE = "cfi_pose_ros"
 EXECUTABLE = "lift_node"
@@ -118,10 +118,10 @@ class GivenArgumentsFile(Substitution):
     and applies every section that matches the node in that order. Under `/**` alone they joined
     the user's `/**` section, and a `cfi_pose_lifter:` section after it in the user's file won over
     them: its target_frame over `target_frame:=odom`, its `autostart: true` over the launch file's
-    false (the node activated itself and launch's transitions failed). The node's full name is
-    either the user's section of that name, whose values they replace, or a new section after all
-    of the user's. `/**` still reaches the node under any name (launch_ros's own dict parameters
-    use the full name the same way)."""
+    false (the node activated itself and launch's transitions failed). The node's name is spelt
+    as no section of the user's file is (`_section_after`), so it is a new section after all of the
+    user's. `/**` still reaches the node under any name (launch_ros's own dict parameters use the
+    full name the same way)."""
 
     def __init__(self, node_name: str, file_argument: str, types: dict, fixed: dict, derived=None):
         super().__init__()
@@ -145,7 +145,20 @@ class GivenArgumentsFile(Substitution):
             values.update(self.derived(given))
         section = {"ros__parameters": values}
         return _file_for_this_launch(".yaml", lambda file: _dump_for_rcl(
-            {"/**": section, "/" + _full_name(given, self.node_name): section}, file))
+            {"/**": section, _section_after(given[self.file_argument], _full_name(given, self.node_name)): section},
+            file))
+
+
+def _section_after(params_file: str, full_name: str) -> str:
+    """A node name for ``full_name`` that ``params_file`` has no section of: rcl applies it after
+    all of that file's sections. `/robot1/cfi_pose_lifter` where the file has one already joins it,
+    and a matching section after it in the file (`/**/cfi_pose_lifter`, `/robot1/*`) won over the
+    launch arguments and `autostart: false`; `/**/robot1/cfi_pose_lifter` names the node too."""
+    taken = section_names(params_file)
+    name = "/" + full_name
+    while name in taken:
+        name = "/**" + name
+    return name
 
 
 class RvizConfigFile(Substitution):

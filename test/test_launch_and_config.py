@@ -794,3 +794,25 @@ def test_launch_arguments_win_over_a_section_of_the_users_file_that_names_the_no
     reported = _parameters_reported(tmp_path, LIFT_NODE, launch_constants()["NODE_NAME"], f"/{namespace}",
                                     [users, launch_file], names, overrides={})
     assert dict(zip(names, reported)) == {"target_frame": "odom", "tf_prefix": "users_", "autostart": False}
+
+
+@pytest.mark.parametrize("after", ["/**/cfi_pose_lifter", "/{namespace}/*"])
+def test_launch_arguments_win_over_a_section_after_the_users_section_of_the_nodes_full_name(ros_env, tmp_path, after):
+    """A user's file with `/**`, `/cam/cfi_pose_lifter` and then another section that matches the
+    lifter: the launch-time file's `/cam/cfi_pose_lifter` joined the user's section of that name,
+    rcl applied the user's later section after it, and its tf_prefix won over `tf_prefix:=cam_`, its
+    `autostart: true` over the launch file's false. Started as launch_ros starts it."""
+    from cfi_pose_ros.node.process import LIFT_NODE
+
+    namespace = f"cam{os.getpid()}"
+    users = tmp_path / "my_lift.yaml"
+    users.write_text(f"/**:\n  ros__parameters:\n    use_sim_time: false\n"
+                     f"/{namespace}/cfi_pose_lifter:\n  ros__parameters:\n    target_frame: map\n"
+                     f"{after.format(namespace=namespace)}:\n  ros__parameters:\n"
+                     f"    tf_prefix: users_\n    autostart: true\n")
+    _, launch_file, _ = _launch_parameters("NODE_NAME", {"params_file": str(users), "tf_prefix": "cam_",
+                                                         "namespace": namespace})
+    names = ["target_frame", "tf_prefix", "autostart"]
+    reported = _parameters_reported(tmp_path, LIFT_NODE, launch_constants()["NODE_NAME"], f"/{namespace}",
+                                    [users, launch_file], names, overrides={})
+    assert dict(zip(names, reported)) == {"target_frame": "map", "tf_prefix": "cam_", "autostart": False}
