@@ -32,12 +32,15 @@ class RollingStats:
         """Subscribed from ``now`` on (activate); ``None``: not listening (deactivate). Rates start
         over at ``now``: counted from the node's construction, 1 s of 30 Hz input after an activate
         (after a slow configure, or a deactivate) read 6 Hz for the window's first seconds, and
-        inputs from before a deactivate were divided by the time since the activate."""
+        inputs from before a deactivate were divided by the time since the activate. At ``None`` the
+        window is emptied too: an inactive node takes no input, and its diagnostics said "inactive"
+        beside the rates, latency and people of the period before, for another window (after a cleanup
+        and configure, the old engine's latency beside the new backend)."""
         self._listening_since = now
         if now is not None:
             self.started = now
-            self._inputs.clear()
-            self._outputs.clear()
+        self._inputs.clear()
+        self._outputs.clear()
 
     def input(self, now: float) -> None:
         index = int(now // self._input_slice)

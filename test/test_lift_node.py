@@ -753,7 +753,11 @@ def test_lifecycle_transitions_over_services(node_factory, clip):
     assert node.send_and_receive(clip_msg(clip, 0, sec=301)) is not None
     assert node.latest_diagnostics()["_message"].startswith("lifting")
     assert transition(Transition.TRANSITION_DEACTIVATE) and state() == State.PRIMARY_STATE_INACTIVE
-    assert node.latest_diagnostics()["_message"].startswith("inactive")
+    inactive = node.latest_diagnostics()
+    assert inactive["_message"].startswith("inactive")
+    # nothing is taken while inactive: the active period's rates and people were read for another 5 s
+    assert (inactive["input_rate_hz"], inactive["output_rate_hz"], inactive["people"]) == ("0.0", "0.0", "0"), \
+        inactive
     node.client.received.poses.clear()
     node.client.publish(clip_msg(clip, 0, sec=302))
     node.spin_for(1.0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from cfi_pose_ros.runtime_stats import RollingStats
@@ -53,6 +54,22 @@ def test_seconds_without_input_count_from_activate_or_the_last_input_and_only_wh
     assert stats.summary(40.0)["seconds_without_input"] is None
     stats.listen(50.0)                    # activated again: counted from then, not from the input at 25 s
     assert stats.summary(51.0)["seconds_without_input"] == pytest.approx(1.0)
+
+
+def test_a_deactivated_node_reads_no_rates_latency_or_people_of_the_period_before():
+    """Not listening (inactive), the window held the active period's inputs and outputs for another
+    window: /diagnostics said "inactive" at 10 Hz in and out with the last frame's people and latency
+    (after a cleanup and configure, the old engine's latency beside the new backend)."""
+    stats = RollingStats(window=5.0, started=0.0)
+    stats.listen(0.0)
+    for k in range(60):                                  # 2 s at 30 Hz, then a deactivate
+        stats.input(1.0 + k / 30)
+        stats.output(1.0 + k / 30 + 0.01, 0.01, 2)
+    stats.listen(None)
+    summary = stats.summary(3.5)
+    assert summary["input_rate_hz"] == 0.0 and summary["output_rate_hz"] == 0.0, summary
+    assert summary["people_last"] == 0 and np.isnan(summary["latency_p99_ms"]), summary
+    assert summary["inputs_total"] == 60 and summary["outputs_total"] == 60    # the lifetime counts go on
 
 
 def test_rates_after_an_activate_are_over_the_time_since_it():
