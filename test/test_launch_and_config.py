@@ -774,26 +774,32 @@ def test_a_users_parameters_file_keeps_its_values_unless_the_launch_argument_is_
                                           "input_topic": "people_2d", "autostart": False}
 
 
+def _lifter_launched_with(tmp_path, users_file: str, arguments: dict) -> dict:
+    """target_frame, tf_prefix and autostart of the lifter started as launch_ros starts it: the user's
+    parameters file (``users_file``, ``{namespace}`` filled in), then the launch-time file of the
+    launch ``arguments``, no other override, in the namespace ``cam<pid>``."""
+    from cfi_pose_ros.node.process import LIFT_NODE
+
+    namespace = f"cam{os.getpid()}"
+    users = tmp_path / "my_lift.yaml"
+    users.write_text(users_file.format(namespace=namespace))
+    _, launch_file, _ = _launch_parameters("NODE_NAME", {"params_file": str(users), "namespace": namespace,
+                                                         **arguments})
+    names = ["target_frame", "tf_prefix", "autostart"]
+    return dict(zip(names, _parameters_reported(tmp_path, LIFT_NODE, launch_constants()["NODE_NAME"],
+                                                f"/{namespace}", [users, launch_file], names, overrides={})))
+
+
 @pytest.mark.parametrize("section", ["{namespace}/cfi_pose_lifter", "/**/cfi_pose_lifter"])
 def test_launch_arguments_win_over_a_section_of_the_users_file_that_names_the_node(ros_env, tmp_path, section):
     """A user's file with a `/**` section (use_sim_time for everyone) and then a section of the
     lifter's own: rcl merges the launch-time file's `/**` into the user's first section, so the
     user's later section won over `target_frame:=odom` and over the launch file's `autostart: false`
-    (the node activated itself, launch's transitions failed). Started as launch_ros starts it, with
-    the user's file, then the launch-time file, and no other override."""
-    from cfi_pose_ros.node.process import LIFT_NODE
-
-    namespace = f"cam{os.getpid()}"
-    users = tmp_path / "my_lift.yaml"
-    users.write_text(f"/**:\n  ros__parameters:\n    use_sim_time: false\n"
-                     f"{section.format(namespace=namespace)}:\n  ros__parameters:\n"
-                     f"    target_frame: map\n    tf_prefix: users_\n    autostart: true\n")
-    _, launch_file, _ = _launch_parameters("NODE_NAME", {"params_file": str(users), "target_frame": "odom",
-                                                         "namespace": namespace})
-    names = ["target_frame", "tf_prefix", "autostart"]
-    reported = _parameters_reported(tmp_path, LIFT_NODE, launch_constants()["NODE_NAME"], f"/{namespace}",
-                                    [users, launch_file], names, overrides={})
-    assert dict(zip(names, reported)) == {"target_frame": "odom", "tf_prefix": "users_", "autostart": False}
+    (the node activated itself, launch's transitions failed)."""
+    users_file = ("/**:\n  ros__parameters:\n    use_sim_time: false\n"
+                  f"{section}:\n  ros__parameters:\n    target_frame: map\n    tf_prefix: users_\n    autostart: true\n")
+    assert _lifter_launched_with(tmp_path, users_file, {"target_frame": "odom"}) == {
+        "target_frame": "odom", "tf_prefix": "users_", "autostart": False}
 
 
 @pytest.mark.parametrize("after", ["/**/cfi_pose_lifter", "/{namespace}/*"])
@@ -801,18 +807,9 @@ def test_launch_arguments_win_over_a_section_after_the_users_section_of_the_node
     """A user's file with `/**`, `/cam/cfi_pose_lifter` and then another section that matches the
     lifter: the launch-time file's `/cam/cfi_pose_lifter` joined the user's section of that name,
     rcl applied the user's later section after it, and its tf_prefix won over `tf_prefix:=cam_`, its
-    `autostart: true` over the launch file's false. Started as launch_ros starts it."""
-    from cfi_pose_ros.node.process import LIFT_NODE
-
-    namespace = f"cam{os.getpid()}"
-    users = tmp_path / "my_lift.yaml"
-    users.write_text(f"/**:\n  ros__parameters:\n    use_sim_time: false\n"
-                     f"/{namespace}/cfi_pose_lifter:\n  ros__parameters:\n    target_frame: map\n"
-                     f"{after.format(namespace=namespace)}:\n  ros__parameters:\n"
-                     f"    tf_prefix: users_\n    autostart: true\n")
-    _, launch_file, _ = _launch_parameters("NODE_NAME", {"params_file": str(users), "tf_prefix": "cam_",
-                                                         "namespace": namespace})
-    names = ["target_frame", "tf_prefix", "autostart"]
-    reported = _parameters_reported(tmp_path, LIFT_NODE, launch_constants()["NODE_NAME"], f"/{namespace}",
-                                    [users, launch_file], names, overrides={})
-    assert dict(zip(names, reported)) == {"target_frame": "map", "tf_prefix": "cam_", "autostart": False}
+    `autostart: true` over the launch file's false."""
+    users_file = ("/**:\n  ros__parameters:\n    use_sim_time: false\n"
+                  "/{namespace}/cfi_pose_lifter:\n  ros__parameters:\n    target_frame: map\n"
+                  f"{after}:\n  ros__parameters:\n    tf_prefix: users_\n    autostart: true\n")
+    assert _lifter_launched_with(tmp_path, users_file, {"tf_prefix": "cam_"}) == {
+        "target_frame": "map", "tf_prefix": "cam_", "autostart": False}
