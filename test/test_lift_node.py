@@ -1347,6 +1347,60 @@ def test_a_depth_image_of_another_camera_s_frame_is_refused(node_factory, clip):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
 
 
+def test_keypoints_without_a_frame_id_take_no_depth_image_of_another_frame_than_their_camera_info(
+        node_factory, clip):
+    """Keypoints that name no frame (a detector that leaves header.frame_id empty) are placed with
+    the CameraInfo's K, so a depth image must be registered to the CameraInfo's image: one in
+    another frame (depth_topic set to another camera's) was read at their pixels with nothing to
+    compare it with, and placed the people (a wall 3.5 m away: the clip's people, 5.3-5.5 m away,
+    at 3.6 m, ROOT_FROM_DEPTH, nothing counted). It is refused (bad_depth_image, both frames in the
+    log) and the people placed from the intrinsics; the same depth in the CameraInfo's frame is used."""
+    from sensor_msgs.msg import Image
+
+    from cfi_pose_ros.node.lifting import build_pipeline, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    frame = 40
+    registered = registered_depth(clip, frame, scale=4)         # small: see above
+    wall = np.full(registered.shape, 3.5, dtype=np.float32)     # within the solve's factor 2 of the people
+    pipeline = build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+
+    def unnamed(sec: int):
+        msg = clip_msg(clip, frame, sec)
+        msg.header.frame_id = ""
+        return msg
+
+    lifted = lift_keypoints(pipeline, unnamed(1), clip.camera_matrix, clip.image_size, wall,
+                            depth_frame_id="left_camera_optical_frame", camera_frame_id=FRAME)
+    assert lifted.dropped == {"bad_depth_image": 1}, lifted.dropped
+    words = f"the depth image is in frame 'left_camera_optical_frame', their CameraInfo in '{FRAME}'"
+    assert words in lifted.warnings["depth_registration"], lifted.warnings
+    assert [person.root_source for person in lifted.people] == [HumanPose3D.ROOT_FROM_INTRINSICS] * 2
+    own = lift_keypoints(pipeline, unnamed(2), clip.camera_matrix, clip.image_size, registered,
+                         depth_frame_id="/" + FRAME, camera_frame_id=FRAME)
+    assert not own.dropped and [person.root_source for person in own.people] == [HumanPose3D.ROOT_FROM_DEPTH] * 2
+
+    node = node_factory(overrides={"depth_topic": "/depth_unnamed_keypoints_test", "depth_max_age": 1.0})
+    depth_pub = node.client.create_publisher(Image, "/depth_unnamed_keypoints_test", 1)
+    send_camera_info(node, clip)
+    answers = []
+
+    def answered_with(depth: np.ndarray, frame_id: str):
+        sec = 850 + len(answers)
+        depth_pub.publish(depth_image_msg(depth, sec, frame_id))
+        node.spin_for(0.1)
+        answers.append(node.send_and_receive(unnamed(sec), timeout=5))
+        return answers[-1]
+
+    assert node.spin_until(lambda: answered_with(wall, "left_camera_optical_frame") is not None and _diag_count(
+        node.latest_diagnostics(), "bad_depth_image") >= 1, 60), (answers[-1], node.log())
+    answered = [out for out in answers if out is not None]
+    assert answered and all(placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip) for out in answered), answered
+    assert node.spin_until(lambda: words in node.log(), 10), node.log()
+    assert node.spin_until(lambda: (out := answered_with(registered, FRAME)) is not None and placed_by(
+        out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip), 60), node.log()
+
+
 @pytest.mark.parametrize("depth_stamp, keypoints_stamp, words", [
     ((900, 1_500_000_000), (901, 500_000_000), "stamped 1500000000 ns past the second"),
     ((-1, 990_000_000), (0, 0), "stamped -1 s: before time 0"),

@@ -309,8 +309,9 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     ``target_from_camera`` (the caller resolved it: static, or a tf2 lookup).
 
     A depth image whose aspect ratio is not the CameraInfo's image's (the keypoints' image's without
-    a CameraInfo size), or whose ``depth_frame_id`` names another frame than the keypoints' (both
-    given), is not registered to it: not used, and counted as ``bad_depth_image``. Alike a CameraInfo
+    a CameraInfo size), or whose ``depth_frame_id`` names another frame than the keypoints' (the
+    CameraInfo's where they name none; both given), is not registered to it: not used, and counted
+    as ``bad_depth_image``. Alike a CameraInfo
     whose ``camera_frame_id`` names another frame than the keypoints' (both given): another camera's
     intrinsics (camera_info_topic of the stereo pair's other camera, of the depth sensor) placed people
     by another lens; not used (root-relative poses), counted as ``bad_camera_info``. So is a
@@ -339,7 +340,7 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     registered_to = camera_size or (frame.image_width, frame.image_height)
     if depth is not None and frame.camera_matrix is not None and min(registered_to) > 0:
         try:
-            check_depth_frame(depth_frame_id, msg.header.frame_id)
+            check_depth_frame(depth_frame_id, msg.header.frame_id, camera_frame_id)
             check_depth_registration(depth.shape, registered_to)
         except ValueError as exc:
             frame.depth = None
