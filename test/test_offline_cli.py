@@ -840,6 +840,48 @@ def test_the_demo_reports_the_weights_and_backend_the_node_ran(ros_env, tmp_path
     assert "weights `cfi_h36m_d128.safetensors`, backend torch" in (tmp_path / "demo" / "report.md").read_text()
 
 
+def test_a_second_demo_in_the_domain_of_a_running_one_refuses_in_one_line(ros_env, tmp_path):
+    """Two demos in one ROS domain (the caller's ROS_DOMAIN_ID, or two shells' pids 90 apart) each lifted
+    the other's frames and counted its answers: 60 frames sent, 92 received, latency p50 -131 ms. The
+    second one is one line, exit 1, before it starts a node."""
+    import signal
+    import subprocess
+    import sys
+
+    first = subprocess.Popen([sys.executable, "-P", "-m", "cfi_pose_ros.demo", "--out", str(tmp_path / "one"),
+                              "--frames", "100000"], env=ros_env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stderr.readline().startswith("waiting for the lifting node"), "the first demo did not start"
+        second = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.demo", "--out", str(tmp_path / "two"),
+                                 "--frames", "10"], env=ros_env, capture_output=True, text=True, timeout=300)
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
+    assert second.stderr.strip().splitlines() == [
+        f"demo: error: another demo is running in ROS_DOMAIN_ID {int(ros_env['ROS_DOMAIN_ID'])}: the two would lift "
+        "and count each other's frames (unset ROS_DOMAIN_ID to run in a free domain)"], second.stderr
+    assert not (tmp_path / "two" / "report.json").exists()
+
+
+def test_a_demo_without_a_domain_takes_none_a_dds_participant_listens_in(ros_env):
+    """Its own domain was 10 + its pid % 90, whatever else ran there (another demo, a robot's nodes)."""
+    import rclpy
+
+    from cfi_pose_ros.demo import DemoError, claim_domain
+
+    domain = int(ros_env["ROS_DOMAIN_ID"])
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node("test_demo_domain_taken", context=context)
+    try:
+        with pytest.raises(DemoError, match=f"no free ROS domain on this machine in {domain}..{domain} "):
+            claim_domain(None, [domain])
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 def test_a_params_file_target_frame_is_the_output_frame_as_in_the_node(tmp_path, capsys):
     """The lift node publishes in a --params-file's target_frame (with its target_from_camera); offline
     lifting with the same file wrote the camera frame: the bag disagreed with what the node publishes."""
