@@ -5,6 +5,7 @@ and applied it on top: with ``--remap /a:=/b /b:=/a`` the player made /a's publi
 rcl then remapped back to /a (and the other way round), so nothing was swapped."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -175,3 +176,32 @@ def test_play_bag_refuses_a_remap_no_topic_can_take(ros_env, tmp_path, rule, exp
                              "--wait-for-subscribers", "0"], env=ros_env, capture_output=True, text=True, timeout=60)
     assert player.returncode == 2 and "Traceback" not in player.stderr, player.stderr
     assert player.stderr.strip().splitlines()[-1].startswith(f"play_bag: error: {expected}"), player.stderr
+
+
+def test_play_bag_refuses_a_topic_a_subscriber_of_another_type_listens_on(ros_env, tmp_path):
+    """`--remap /people:=/camera_info` where a CameraInfo subscriber listens: it was never matched and
+    got nothing, and the replay said "not every topic has a subscriber; playing anyway", exit 0."""
+    import rclpy
+    from sensor_msgs.msg import CameraInfo
+
+    from cfi_pose_ros.bag import BagWriter
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+
+    topic = f"/play_bag_clash_{os.getpid()}/camera_info"
+    bag = tmp_path / "people.mcap"
+    with BagWriter(bag) as writer:
+        writer.write("/people", HumanKeypoints2DArray(), log_time_ns=10**9)
+    if not rclpy.ok():
+        rclpy.init()
+    listener = rclpy.create_node(f"test_play_bag_clash_{os.getpid()}")
+    listener.create_subscription(CameraInfo, topic, lambda msg: None, 10)
+    try:
+        player = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(bag), "--remap",
+                                 f"/people:={topic}", "--wait-for-subscribers", "3"],
+                                env=ros_env, capture_output=True, text=True, timeout=60)
+    finally:
+        listener.destroy_node()
+    assert player.returncode == 2 and "Traceback" not in player.stderr, player.stderr
+    assert player.stderr.strip().splitlines()[-1] == (
+        f"play_bag: error: {topic} is sensor_msgs/msg/CameraInfo on the graph, the bag's messages for it "
+        "cfi_pose_ros/msg/HumanKeypoints2DArray: its subscribers would get nothing"), player.stderr

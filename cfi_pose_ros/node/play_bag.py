@@ -83,6 +83,7 @@ class BagPlayer:
                 raise ValueError(f"--remap puts {published_types[topic][0]} ({published_types[topic][1]}) and "
                                  f"{recorded} ({type_name}) on one topic {topic}")
             published_types[topic] = (recorded, type_name)
+        self._types = {topic: type_name for topic, (_, type_name) in published_types.items()}
         for topic, (recorded, type_name) in published_types.items():
             try:
                 self._publishers[topic] = node.create_publisher(message_class(type_name), topic, PLAYBACK_QOS)
@@ -115,6 +116,19 @@ class BagPlayer:
                 return True
             executor.spin_once(timeout_sec=0.05)
         return False
+
+    def type_clashes(self) -> list[str]:
+        """The topics it publishes on where the graph has an endpoint of another type (a subscriber of
+        CameraInfo on the topic a remap put keypoints on), each as one sentence: such a subscriber is
+        never matched and gets nothing, and the replay said only "not every topic has a subscriber"."""
+        graph = dict(self.node.get_topic_names_and_types())
+        clashes = []
+        for topic in self.topics:
+            others = sorted(set(graph.get(topic, ())) - {self._types[topic]})
+            if others:
+                clashes.append(f"{topic} is {' and '.join(others)} on the graph, the bag's messages for it "
+                               f"{self._types[topic]}: its subscribers would get nothing")
+        return clashes
 
     def play(self, executor, rate: float = 1.0, stop: Callable[[], bool] = lambda: False) -> PlaybackReport:
         """Every message at its time, or those due before ``stop()`` (a stop signal) turned true."""
@@ -179,6 +193,9 @@ def main(argv=None) -> int:
     try:
         player = BagPlayer.from_bag(node, args.bag, args.topics, remap)
         if not player.wait_for_subscribers(executor, args.wait_for_subscribers, stopping) and not stopping():
+            clashes = player.type_clashes()
+            if clashes:
+                raise ValueError("; ".join(clashes))
             print("not every topic has a subscriber; playing anyway", file=sys.stderr)
         end = time.monotonic() + args.delay
         while (remaining := end - time.monotonic()) > 0 and not stopping():
