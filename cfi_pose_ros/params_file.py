@@ -35,6 +35,19 @@ def section_names(path: str | Path | None) -> set[str]:
     return {section for section, _ in _parameter_sections(_load(path), path)}
 
 
+def read_value(text: str):
+    """``text`` typed as rcl types an unquoted parameter value (``-p name:=text``): a bool, int,
+    double or string; ``012`` is octal 10 and ``1_0`` a string, as there (Python's ``float()`` took
+    ``1_0`` for 10.0). Text YAML cannot read as one scalar (``[1``, ``a: b``) is a ``ValueError``."""
+    import yaml
+
+    try:
+        value = yaml.load(text, Loader=_params_file_loader())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{text!r}: not a value rcl can parse ({' '.join(str(exc).split())})") from exc
+    return value
+
+
 def _load(path: str | Path | None) -> dict:
     """A parameters file's mapping as rcl reads it ({} for no path or an empty file)."""
     if not path:

@@ -22,6 +22,7 @@ lifter's input topic: input_topic:=... when given, else the lifter's file's.
 """
 import atexit
 import contextlib
+import math
 import os
 import tempfile
 
@@ -37,7 +38,7 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
-from cfi_pose_ros.params_file import read_params_file, section_names
+from cfi_pose_ros.params_file import read_params_file, read_value, section_names
 
 PACKAGE = "cfi_pose_ros"
 EXECUTABLE = "lift_node"
@@ -97,10 +98,15 @@ def _typed(name: str, text: str, ros_type: str):
             raise ValueError(f"launch argument {name}:={text!r}: expected true or false")
         return text.lower() == "true"
     if ros_type == "double":
+        # read as rcl reads `-p name:=text`, as every value of a parameters file is: Python's float()
+        # took `0_8` for 8.0 (a typo of 0.8, ten times the body size) and `nan` for a number
         try:
-            return float(text)
+            value = read_value(text)
         except ValueError:
-            raise ValueError(f"launch argument {name}:={text!r}: expected a number") from None
+            value = None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"launch argument {name}:={text!r}: expected a number")
+        return float(value)
     return text
 
 

@@ -12,7 +12,9 @@ it wires up.
 from __future__ import annotations
 
 import ast
+import math
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -168,6 +170,35 @@ def test_a_launch_argument_given_empty_sets_the_parameter_empty_and_one_left_out
                            ("use_sim_time", "expected true or false")]:
         with pytest.raises(ValueError, match=f"launch argument {name}:='': {expected}"):
             _launch_parameters("NODE_NAME", {name: ""})
+
+
+def test_a_number_argument_is_read_as_rcl_reads_a_number(ros_env):
+    """`body_size_prior:=0_8` (a typo of 0.8) reached the node as 8.0, ten times the body size:
+    Python's float() reads digit separators, `nan` and `1e400` (infinity). A number argument is read
+    as rcl reads `-p body_size_prior:=...` (and every value of a parameters file); what rcl reads as
+    no finite number is refused by name."""
+    import rclpy
+    from rclpy.node import Node
+
+    def rcl_reading(text):
+        context = rclpy.Context()
+        rclpy.init(args=["--ros-args", "-p", f"v:={text}"], context=context)
+        try:
+            node = Node("typed", context=context)
+            value = node._parameter_overrides["v"].value
+            node.destroy_node()
+            return value
+        finally:
+            rclpy.shutdown(context=context)
+
+    for text in ["0.8", "1", "-.5", "1e-3", "+2.", "012", "08"]:
+        prior = _launch_parameters("NODE_NAME", {"body_size_prior": text})[2]["body_size_prior"]
+        assert isinstance(prior, float) and prior == rcl_reading(text), text
+    for text in ["0_8", "1_000", "nan", ".inf", "-inf", "1e400", "0.8m", "[0.8]", "true", "~"]:
+        rcl = rcl_reading(text)
+        assert isinstance(rcl, (str, bool, list)) or not math.isfinite(rcl), (text, rcl)
+        with pytest.raises(ValueError, match=re.escape(f"launch argument body_size_prior:={text!r}: expected a number")):
+            _launch_parameters("NODE_NAME", {"body_size_prior": text})
 
 
 @pytest.mark.parametrize("node_name, argument", [("NODE_NAME", "params_file"),
