@@ -16,6 +16,8 @@ import os
 import random
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -767,6 +769,41 @@ def test_a_stop_signal_while_the_node_is_still_starting_exits_0_without_a_traceb
             if code != 0 or any(bad in text for bad in NEVER_IN_LOG):
                 failures.append(f"{signum.name} after {delay} s: exit {code}\n{text[-2000:]}")
     assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_a_node_run_as_a_module_starts_as_the_installed_script_does(kind, tmp_path, ros_env):
+    """`python -m cfi_pose_ros.node.lift_node` (not the installed script) installed no signal handler
+    before its imports: a SIGTERM in its first 0.15 s was the default death (exit -15), and Fast DDS
+    started with type lookup (see startup.without_type_lookup). It now starts as the script does."""
+    from cfi_pose_ros.node.process import DETECT_NODE, LIFT_NODE, node_command, stop
+
+    command = node_command(LIFT_NODE if kind == "lift" else DETECT_NODE, overrides={"autostart": False},
+                           node_name=f"module_{kind}_{os.getpid()}")
+    command[:1] = [sys.executable, "-P", "-m", f"cfi_pose_ros.node.{kind}_node"]
+    failures = []
+    for delay in (0.05, 0.1, 0.15, 0.2):
+        log = tmp_path / f"{kind}_{delay}.log"
+        with open(log, "w") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        time.sleep(delay)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        text = log.read_text()
+        if code != 0 or any(bad in text for bad in NEVER_IN_LOG):
+            failures.append(f"SIGTERM after {delay} s: exit {code}\n{text[-2000:]}")
+    assert not failures, "\n\n".join(failures)
+    # and, left to run, it is the node: it starts, answers a stop and exits 0
+    log = tmp_path / f"{kind}_whole.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 30
+    while "executor: " not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "executor: " in log.read_text(), log.read_text()[-2000:]
+    assert stop(process) == 0, log.read_text()[-2000:]
 
 
 @pytest.mark.parametrize("kind", ["lift", "detect"])

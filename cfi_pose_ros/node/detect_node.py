@@ -37,11 +37,17 @@ dropped frames by reason (``unsupported_encoding``, ``bad_image``,
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
+
+if __name__ == "__main__":
+    # `python -m cfi_pose_ros.node.detect_node` starts as the installed script does (scripts/detect_node):
+    # before the imports below (rclpy, numpy: about 0.2 s), or a SIGTERM there was the default death
+    # (exit -15: no goodbye) and a native crash said nothing. (So the imports below follow code.)
+    from cfi_pose_ros.node.startup import start_ros_process
+    start_ros_process()
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -58,8 +64,8 @@ from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import (BAD_FRAME_ID, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, NEGATIVE_STAMP,
                                            header_problem, stamp_seconds)
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
-from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, cut, diagnostics_msg, newest_only_qos,
-                                   output_qos, rcl_reason, run, stoppable_configure)
+from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, cut, diagnostics_msg, exit_process,
+                                   newest_only_qos, output_qos, rcl_reason, run, stoppable_configure)
 from cfi_pose_ros.runtime_stats import RollingStats
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not
@@ -474,4 +480,4 @@ def main(args=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

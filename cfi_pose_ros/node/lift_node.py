@@ -14,9 +14,15 @@ percentiles, people count, and dropped-input counts by reason.
 """
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
+
+if __name__ == "__main__":
+    # `python -m cfi_pose_ros.node.lift_node` starts as the installed entry script does (scripts/lift_node):
+    # before the imports below (rclpy, numpy: about 0.2 s), or a SIGTERM there was the default death
+    # (exit -15: no goodbye) and a native crash said nothing. (So the imports below follow code.)
+    from cfi_pose_ros.node.startup import start_ros_process
+    start_ros_process()
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -33,8 +39,8 @@ from cfi_pose_ros.interrupts import raise_if_interrupted
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, header_drop_reason, markers_to_msg, stamp_seconds
-from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, diagnostics_msg, newest_only_qos, output_qos,
-                                   rcl_reason, run, stoppable_configure)
+from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, diagnostics_msg, exit_process, newest_only_qos,
+                                   output_qos, rcl_reason, run, stoppable_configure)
 from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, TARGET_WITHOUT_FRAME, lift_configure_problems,
                                          lifter_options)
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS,
@@ -404,4 +410,4 @@ def main(args=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
