@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from cfi_pose_ros.arguments import non_negative_int, positive_float, positive_int
+from cfi_pose_ros.ros_domain import run_in_own_domain
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FIXTURES = Path(os.environ.get("CFI_FIXTURES_DIR", REPO.parent / "shared" / "fixtures" / "camera"))
@@ -221,8 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--best-effort", action="store_true", help="publish images best effort (sensor data QoS)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_camera_node")
     args = parser.parse_args(argv)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
+    return run_in_own_domain("bench_camera_node", lambda: run_benchmark(args))
+
+
+def run_benchmark(args) -> int:
+    """The measurement, in the ROS domain main has claimed."""
     models, images = args.fixtures / "models", args.fixtures / "images"
     if not (models / "rtmdet_nano_person.onnx").exists():
         print(f"fixtures not found under {args.fixtures} (use --fixtures)", file=sys.stderr)

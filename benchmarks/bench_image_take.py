@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from cfi_pose_ros.arguments import positive_int
+from cfi_pose_ros.ros_domain import run_in_own_domain
 
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
 WAYS = ("rmw typed take", "rclpy deserialize_message", "in place (cfi_pose_ros.cdr)")
@@ -66,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=positive_int, default=20, help="images per way, size and round")
     parser.add_argument("--rounds", type=positive_int, default=3)
     args = parser.parse_args(argv)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
+    return run_in_own_domain("bench_image_take", lambda: run_benchmark(args))
 
+
+def run_benchmark(args) -> int:
+    """The measurement, in the ROS domain main has claimed."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 

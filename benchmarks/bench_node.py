@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cfi_pose_ros.arguments import non_negative_float, non_negative_int, positive_float, positive_int
+from cfi_pose_ros.ros_domain import run_in_own_domain
 
 
 def model_only_ms(people: int, repeats: int, threads: int | None) -> dict:
@@ -171,8 +171,11 @@ def main(argv=None) -> int:
     if args.relay:
         relay(args.executor)
         return 0
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
+    return run_in_own_domain("bench_node", lambda: run_benchmark(args))
+
+
+def run_benchmark(args) -> int:
+    """The measurement, in the ROS domain main has claimed."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.flip_cost:

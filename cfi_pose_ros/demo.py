@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -39,6 +37,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 from cfi_pose_ros.arguments import output_directory, positive_float, positive_int  # noqa: E402
+from cfi_pose_ros.ros_domain import DomainTaken, own_ros_domain  # noqa: E402
 
 
 def pose_errors_mm(received, clip) -> dict:
@@ -104,48 +103,6 @@ def node_failure(log_path: Path) -> str:
         lines = []
     reasons = [line for line in lines if line.startswith(("[FATAL]", "[ERROR]"))]
     return f"{reasons[0]} (log: {log_path})" if reasons else f"see {log_path}"
-
-
-def claim_domain(chosen: str | None, candidates: list[int]) -> tuple[int | None, socket.socket | None]:
-    """The ROS domain this demo runs in and its claim on it (held for the run: a second demo
-    cannot claim it, so two demos never exchange frames). ``chosen``: the caller's ROS_DOMAIN_ID,
-    kept, but refused (``DemoError``) while another demo holds it; none (or empty): the first
-    of ``candidates`` that no demo holds and no DDS participant on this machine listens in. Two
-    demos in one domain each lifted the other's frames and counted its answers (60 frames sent,
-    92 received, latency p50 -131 ms)."""
-    def claim(domain: int) -> socket.socket | None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind(("127.0.0.1", 7400 + 250 * domain))   # the domain's DDS port base, in TCP: DDS uses UDP
-        except OSError:
-            sock.close()
-            return None
-        return sock
-
-    def participant_in(domain: int) -> bool:
-        for participant in range(8):          # where the discovery of its first participants listens
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                try:
-                    probe.bind(("", 7400 + 250 * domain + 10 + 2 * participant))
-                except OSError:
-                    return True
-        return False
-
-    if chosen and chosen.strip():
-        if not chosen.strip().isdigit() or int(chosen) > 232:
-            return None, None                                  # rcl says what is wrong with it
-        held = claim(int(chosen))
-        if held is None:
-            raise DemoError(f"another demo is running in ROS_DOMAIN_ID {int(chosen)}: the two would lift and count "
-                            f"each other's frames (unset ROS_DOMAIN_ID to run in a free domain)")
-        return int(chosen), held
-    for domain in candidates:
-        held = claim(domain)
-        if held is not None and not participant_in(domain):
-            return domain, held
-        if held is not None:
-            held.close()
-    raise DemoError(f"no free ROS domain on this machine in {min(candidates)}..{max(candidates)} (set ROS_DOMAIN_ID)")
 
 
 def run_demo(out: Path, backend: str = "auto", weights: str = "", frames: int | None = None,
@@ -249,20 +206,11 @@ def main(argv=None) -> int:
         output_directory(args.out)
     except ValueError as exc:
         parser.error(str(exc))
-    # DDS stays on this machine whatever the shell says (a robot's .bashrc often exports SUBNET),
-    # in a domain of its own unless the caller chose one; either way no other demo's.
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     try:
-        domain, _claim = claim_domain(os.environ.get("ROS_DOMAIN_ID"),
-                                       [10 + (os.getpid() + k) % 90 for k in range(90)])
-    except DemoError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return 1
-    if domain is not None:
-        os.environ["ROS_DOMAIN_ID"] = str(domain)
-    try:
-        report = run_demo(Path(args.out), args.backend, args.weights, args.frames, args.rate)
-    except DemoError as exc:        # a bad --weights: the node's reason, not a traceback
+        # in a domain of its own unless the caller chose one; either way no other demo's
+        with own_ros_domain():
+            report = run_demo(Path(args.out), args.backend, args.weights, args.frames, args.rate)
+    except (DemoError, DomainTaken) as exc:        # a bad --weights: the node's reason, not a traceback
         print(f"demo: error: {exc}", file=sys.stderr)
         return 1
     except Interrupted as stopped:

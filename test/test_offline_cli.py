@@ -859,8 +859,8 @@ def test_a_second_demo_in_the_domain_of_a_running_one_refuses_in_one_line(ros_en
         first.communicate(timeout=60)
     assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
     assert second.stderr.strip().splitlines() == [
-        f"demo: error: another demo is running in ROS_DOMAIN_ID {int(ros_env['ROS_DOMAIN_ID'])}: the two would lift "
-        "and count each other's frames (unset ROS_DOMAIN_ID to run in a free domain)"], second.stderr
+        f"demo: error: another demo or benchmark is running in ROS_DOMAIN_ID {int(ros_env['ROS_DOMAIN_ID'])}: the "
+        "two would take each other's messages (unset ROS_DOMAIN_ID to run in a free domain)"], second.stderr
     assert not (tmp_path / "two" / "report.json").exists()
 
 
@@ -868,18 +868,35 @@ def test_a_demo_without_a_domain_takes_none_a_dds_participant_listens_in(ros_env
     """Its own domain was 10 + its pid % 90, whatever else ran there (another demo, a robot's nodes)."""
     import rclpy
 
-    from cfi_pose_ros.demo import DemoError, claim_domain
+    from cfi_pose_ros.ros_domain import DomainTaken, claim_domain
 
     domain = int(ros_env["ROS_DOMAIN_ID"])
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     node = rclpy.create_node("test_demo_domain_taken", context=context)
     try:
-        with pytest.raises(DemoError, match=f"no free ROS domain on this machine in {domain}..{domain} "):
+        with pytest.raises(DomainTaken, match=f"no free ROS domain on this machine in {domain}..{domain} "):
             claim_domain(None, [domain])
     finally:
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def test_a_benchmark_in_the_domain_of_a_running_demo_refuses_in_one_line(ros_env, capsys):
+    """The benchmarks that start nodes took the shell's ROS_DOMAIN_ID or 10 + their pid % 90 whoever
+    else ran there: two runs (or a demo beside one) timed each other's nodes. They claim their
+    domain as the demo does."""
+    from test_tool_signals import benchmark
+
+    from cfi_pose_ros.ros_domain import own_ros_domain
+
+    with own_ros_domain() as domain:        # what a running demo holds
+        assert domain == int(ros_env["ROS_DOMAIN_ID"])
+        assert benchmark("bench_image_take").main(["--images", "1", "--rounds", "1"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"bench_image_take: error: another demo or benchmark is running in ROS_DOMAIN_ID {domain}: the two would "
+        "take each other's messages (unset ROS_DOMAIN_ID to run in a free domain)"]
+    assert benchmark("bench_image_take").main(["--images", "1", "--rounds", "1"]) == 0     # the claim went with it
 
 
 def test_a_params_file_target_frame_is_the_output_frame_as_in_the_node(tmp_path, capsys):
