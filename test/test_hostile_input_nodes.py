@@ -62,6 +62,26 @@ def test_nan_weights_with_a_consistent_checksum_stop_the_node_at_configure(node_
     assert "tensors contain NaN or inf" in log and "active: " not in log, log
 
 
+def test_zeroed_weights_stop_the_node_at_configure(node_factory, tmp_path):
+    """Before, finite weights of all zeros passed every check and the node went active publishing
+    skeletons of 17 joints at one point."""
+    import torch
+
+    from cfi_pose_ros.model import CFIConfig, CFINet
+    from cfi_pose_ros.weights import save_weights
+
+    model = CFINet(CFIConfig(dim=32, depth=1, heads=4))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    weights = save_weights(model, tmp_path / "zeroed.safetensors")
+    node = node_factory(overrides={"weights": str(weights)}, wait=False)          # backend: auto
+    node.process.wait(timeout=120)
+    log = node.log()
+    assert node.process.returncode == 1, log
+    assert "lift every pose to one point" in log and "untrained or zeroed" in log and "active: " not in log, log
+
+
 @pytest.mark.parametrize("spoil", [
     lambda kp, w: setattr(kp, "x", kp.x * 1e30) or setattr(kp, "y", kp.y * 1e30),
     lambda kp, w: setattr(kp, "x", kp.x + 1e6),
