@@ -4,6 +4,7 @@ and the engine cache use it beside the bag reader."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import BinaryIO
@@ -39,3 +40,19 @@ def open_regular_file(path: str | Path, not_what: str) -> BinaryIO:
     except BaseException:
         os.close(descriptor)
         raise
+
+
+class WriteError(RuntimeError):
+    """A file that could not be written: what, where and the OS's reason, in one line."""
+
+
+def write_error(what: str, path: str | Path, error: BaseException) -> WriteError:
+    """``WriteError("could not write <what> <path>: <reason>")`` for ``error`` raised by a write:
+    an ``OSError``, or a ``SafetensorError`` whose text carries the OS error's number (``(os error
+    28)``: a full disk is "No space left on device", as ``OSError`` says it)."""
+    if isinstance(error, OSError):
+        reason = error.strerror or str(error)
+    else:
+        number = re.search(r"\(os error (\d+)\)", str(error))
+        reason = os.strerror(int(number.group(1))) if number else str(error)
+    return WriteError(f"could not write {what} {path}: {reason}")

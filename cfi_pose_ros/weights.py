@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .camera import H36M_INPUT_DOMAIN, LifterInputDomain
-from .files import special_file_kind
+from .files import special_file_kind, write_error
 from .model import CFIConfig, CFINet
 from .skeleton import H36M_17
 
@@ -115,7 +115,9 @@ def give_default_mode(path: Path) -> None:
 def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
                  metrics: dict | None = None, input_domain: LifterInputDomain | None = None) -> Path:
     """Write ``model`` as safetensors + JSON; returns the ``.safetensors`` path. ``input_domain``:
-    where its training data's people stood (None: Human3.6M's, and nothing is written)."""
+    where its training data's people stood (None: Human3.6M's, and nothing is written).
+    ``WriteError`` where the files cannot be written (a full disk), the previous pair left as it was."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     tensors_path, config_path = weights_paths(path)
@@ -130,19 +132,25 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
     # refused; None: Human3.6M's domain, and the JSON may name none
     meaning = {"model": model.config.to_dict(), "joint_layout": H36M_17.name, "normalization": NORMALIZATION,
                "input_domain": None if input_domain is None else input_domain.to_dict()}
-    save_file(state, str(tensors_partial), metadata={MEANING_KEY: json.dumps(meaning, sort_keys=True)})
-    give_default_mode(tensors_partial)
-    config = {
-        "format": FORMAT,
-        **{k: v for k, v in meaning.items() if k != "input_domain"},
-        "output": "root-relative 3D joints, metres, camera frame (x right, y down, z forward)",
-        "training": training or {},
-        "metrics": metrics or {},
-        "tensors_sha256": file_sha256(tensors_partial),
-    }
-    if input_domain is not None:
-        config["input_domain"] = meaning["input_domain"]
-    config_partial.write_text(json.dumps(config, indent=2) + "\n")
+    try:
+        save_file(state, str(tensors_partial), metadata={MEANING_KEY: json.dumps(meaning, sort_keys=True)})
+        give_default_mode(tensors_partial)
+        config = {
+            "format": FORMAT,
+            **{k: v for k, v in meaning.items() if k != "input_domain"},
+            "output": "root-relative 3D joints, metres, camera frame (x right, y down, z forward)",
+            "training": training or {},
+            "metrics": metrics or {},
+            "tensors_sha256": file_sha256(tensors_partial),
+        }
+        if input_domain is not None:
+            config["input_domain"] = meaning["input_domain"]
+        config_partial.write_text(json.dumps(config, indent=2) + "\n")
+    except (SafetensorError, OSError) as exc:
+        # a full disk: a SafetensorError traceback, and the partial files kept taking its space
+        for partial in (tensors_partial, config_partial):
+            partial.unlink(missing_ok=True)
+        raise write_error("the weights", tensors_path, exc) from exc
     tensors_partial.replace(tensors_path)
     config_partial.replace(config_path)
     return tensors_path

@@ -632,3 +632,44 @@ def test_a_stop_signal_ends_the_command_in_one_line_with_its_checkpoint_saved(tm
     epochs = len(read_metrics(out))
     record = train_module.main(["--out", str(out), "--resume", "--epochs", str(epochs + 1)])
     assert record["epoch"] == epochs + 1
+
+
+def _file_size_limited(limit: int):
+    """A ``preexec_fn``: files of this process and its children end at ``limit`` bytes; a write past
+    it fails with EFBIG ("File too large"), as one past a full disk fails with ENOSPC."""
+    import resource
+    import signal
+
+    def limit_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)       # the write fails instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return limit_files
+
+
+@pytest.mark.parametrize("limit, what, name", [(50_000, "the weights", "tiny.safetensors"),
+                                                (200_000, "the checkpoint", "checkpoint.safetensors")],
+                         ids=["weights", "checkpoint"])
+def test_a_save_the_disk_cannot_hold_is_one_line_and_leaves_the_previous_save(one_epoch, tmp_path, limit, what,
+                                                                               name):
+    """A full disk at a save ended in a SafetensorError traceback. Now: one line naming what could not
+    be written, where and the OS's reason, exit 1, and the previous weights and checkpoint as they were
+    (no partial file left beside them). Limits between the run's file sizes (weights 105 kB, curves
+    38 kB, checkpoint 324 kB) make the weights' write, or only the checkpoint's, fail."""
+    out = tmp_path / "run"
+    shutil.copytree(one_epoch, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    process = subprocess.run([sys.executable, "-P", "-m", "training.train", *ARGS, "--epochs", "2", "--resume",
+                              "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             timeout=300, preexec_fn=_file_size_limited(limit))
+    err = process.stderr
+    assert process.returncode == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == f"error: could not write {what} {out / name}: File too large", err[-3000:]
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert after["checkpoint.safetensors"] == before["checkpoint.safetensors"]
+    assert after["checkpoint.json"] == before["checkpoint.json"]
+    if what == "the weights":
+        assert after == before
+    assert not [p for p in after if p.endswith((".partial", ".tmp"))], sorted(after)
+    record = train_module.main(["--out", str(out), "--resume", "--epochs", "2"])     # nothing was lost
+    assert record["epoch"] == 2

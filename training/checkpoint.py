@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from cfi_pose_ros.files import write_error
 from cfi_pose_ros.model import CFIConfig
 
 
@@ -73,7 +74,9 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
                     epoch: int, history: list[dict], extra: dict, ema=None,
                     rng_states: list[dict[str, torch.Tensor]] | None = None) -> None:
     """Write the checkpoint; ``rng_states``: every process's :func:`process_rng_state`, by rank
-    (None: this process's CPU state, a single process on a CPU)."""
+    (None: this process's CPU state, a single process on a CPU). ``WriteError`` where it cannot be
+    written (a full disk), the previous checkpoint left as it was."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -100,9 +103,18 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     tmp, tmp_json = (directory / name for name in CHECKPOINT_PARTIALS)
     # and a hash of the tensors: safetensors checks the header and the data's length, not its bytes
     # (4000 bytes zeroed inside the tensor data resumed without a word); 0.11 s per 200 MB of tensors
-    save_file(tensors, str(tmp), metadata={CHECKPOINT_JSON: text, TENSORS_SHA256: tensors_sha256(tensors)})
+    try:
+        save_file(tensors, str(tmp), metadata={CHECKPOINT_JSON: text, TENSORS_SHA256: tensors_sha256(tensors)})
+    except (SafetensorError, OSError) as exc:
+        # a full disk: a SafetensorError traceback, and the partial file kept taking its space
+        tmp.unlink(missing_ok=True)
+        raise write_error("the checkpoint", directory / CHECKPOINT, exc) from exc
     tmp.replace(directory / CHECKPOINT)
-    tmp_json.write_text(text)
+    try:
+        tmp_json.write_text(text)
+    except OSError as exc:
+        tmp_json.unlink(missing_ok=True)
+        raise write_error("the checkpoint's readable copy", directory / CHECKPOINT_JSON, exc) from exc
     tmp_json.replace(directory / CHECKPOINT_JSON)
 
 

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cfi_pose_ros.files import WriteError
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, config_value_problem, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
@@ -1121,8 +1122,9 @@ def check_finite(model: torch.nn.Module | None, ema: WeightEMA | None, loss: flo
 
 
 # What refuses a run in one line (main; training.study alike): diverged; bad --out, --resume,
-# --init-weights, subjects or data files; --compile on that fails.
-RUN_REFUSALS = (TrainingDiverged, RunRefused, CheckpointError, WeightsError, DatasetError, KeyError, CompileFailed)
+# --init-weights, subjects or data files; --compile on that fails; a save the disk cannot hold.
+RUN_REFUSALS = (TrainingDiverged, RunRefused, CheckpointError, WeightsError, DatasetError, KeyError, CompileFailed,
+                WriteError)
 
 
 def main(argv: list[str] | None = None) -> dict:
