@@ -673,3 +673,16 @@ def test_a_save_the_disk_cannot_hold_is_one_line_and_leaves_the_previous_save(on
     assert not [p for p in after if p.endswith((".partial", ".tmp"))], sorted(after)
     record = train_module.main(["--out", str(out), "--resume", "--epochs", "2"])     # nothing was lost
     assert record["epoch"] == 2
+
+
+def test_resume_of_a_run_without_a_budget_with_one_says_the_run_had_none(one_epoch, monkeypatch, capsys):
+    """It said the run "was started with another budget" of a run started with none."""
+    before = {p.name: p.read_bytes() for p in one_epoch.iterdir()}
+    code, error = run_cli(monkeypatch, capsys, ARGS + ["--budget-samples", "1024", "--resume", "--out",
+                                                       str(one_epoch)])
+    assert code == 1
+    assert error == (f"error: --resume with --budget-samples 1024: the run in {one_epoch} was started without a "
+                     f"budget (its learning rate decays each epoch), and a budget's schedule runs from a run's "
+                     f"first step. To train on from its weights, start a new run: --init-weights "
+                     f"{one_epoch / 'tiny'}.safetensors --out <new folder>")
+    assert {p.name: p.read_bytes() for p in one_epoch.iterdir()} == before

@@ -458,8 +458,13 @@ def resumed_arguments(args: argparse.Namespace, saved_args: dict, out: Path, fin
     if {"budget_minutes", "budget_samples"} & set(changed):
         budget = (f"with --budget-minutes {args.budget_minutes:g}" if args.budget_minutes else
                   f"with --budget-samples {args.budget_samples}" if args.budget_samples else "without a budget")
+        had = (f"--budget-minutes {saved_args['budget_minutes']:g}" if saved_args.get("budget_minutes") else
+               f"--budget-samples {saved_args['budget_samples']}" if saved_args.get("budget_samples") else None)
+        # what the run had, not "another budget": a run started without one was told it had one
         where = ("has spent the budget it was started with, and its schedule ended there" if finished else
-                 "was started with another budget, and its schedule ends at that one")
+                 f"was started with {had}, and its schedule ends at that one" if had else
+                 "was started without a budget (its learning rate decays each epoch), and a budget's schedule "
+                 "runs from a run's first step")
         raise RunRefused(f"--resume {budget}: the run in {out} {where}. To train on from its weights, start a "
                          f"new run: --init-weights {weights} --out <new folder>")
     flags = ", ".join(f"--{name.replace('_', '-')} {plain(getattr(args, name))} (the run's: {saved_args[name]})"
