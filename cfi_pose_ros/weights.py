@@ -16,11 +16,14 @@ edited to ``heads: 4`` would otherwise load the tensors into another model.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
 import os
 import stat
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -164,12 +167,40 @@ def record_metrics(path: str | Path, name: str, values: dict) -> Path:
     """
     read_weights_info(path)                     # refuse to write into a file that is not weights
     _, config_path = weights_paths(path)
-    config = json.loads(config_path.read_text())
-    config.setdefault("metrics", {})[name] = values
-    partial = config_path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(config, indent=2) + "\n")
-    partial.replace(config_path)
+    # Two records at once (two `training.evaluate --record`): each read the JSON before the other
+    # wrote it, and the later write dropped the earlier one's entry; and both wrote one
+    # `<name>.json.partial`, which one renamed over the JSON half-written by the other.
+    with _json_held(config_path) as mode:
+        config = json.loads(config_path.read_text())
+        config.setdefault("metrics", {})[name] = values
+        descriptor, partial = tempfile.mkstemp(dir=config_path.parent, prefix=config_path.name + ".",
+                                               suffix=".partial")
+        try:
+            with os.fdopen(descriptor, "w") as f:
+                f.write(json.dumps(config, indent=2) + "\n")
+            os.chmod(partial, mode)             # mkstemp's 0600 would lock other accounts out of the JSON
+            os.replace(partial, config_path)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
     return config_path
+
+
+@contextmanager
+def _json_held(config_path: Path):
+    """An exclusive ``flock`` on the weights JSON itself while the block rewrites it (nothing left
+    beside it, as a lock file would be); gives the file's permission bits. The lock is on the file
+    then at ``config_path``: one the holder before has replaced since it was opened is opened again."""
+    while True:
+        descriptor = os.open(config_path, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            held, now = os.fstat(descriptor), os.stat(config_path)
+            if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+                yield stat.S_IMODE(held.st_mode)
+                return
+        finally:
+            os.close(descriptor)                # and with it the lock
 
 
 def read_weights_info(path: str | Path) -> WeightsInfo:

@@ -639,3 +639,30 @@ def test_a_json_without_the_tensors_checksum_is_refused(saved):
     edit_json(path, lambda config: config.pop("tensors_sha256"))
     with pytest.raises(WeightsError, match="has no tensors_sha256"):
         load_weights(path)
+
+
+def test_concurrent_records_into_one_weights_file_keep_every_entry(saved, tmp_path):
+    """Two `python -m training.evaluate --record` on one weights file at once: both wrote the one
+    `<name>.json.partial` (one's rename then failed with FileNotFoundError, or renamed the other's
+    half-written file over the JSON), and each read the JSON before the other wrote it, so the
+    later write dropped the earlier one's entry. Four processes of 25 records each, started together."""
+    import subprocess
+    import sys
+    import time
+
+    _, path = saved
+    start = time.time() + 3.0               # past every process's imports: they write at once
+    writer = ("import sys, time\n"
+              "from cfi_pose_ros.weights import record_metrics\n"
+              "time.sleep(max(0.0, float(sys.argv[3]) - time.time()))\n"
+              "for k in range(25):\n"
+              "    record_metrics(sys.argv[1], f'{sys.argv[2]}_{k}', {'mpjpe_mm': k})\n")
+    processes = [subprocess.Popen([sys.executable, "-P", "-c", writer, str(path), f"w{i}", str(start)],
+                                  stderr=subprocess.PIPE, text=True) for i in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, errors
+    info = read_weights_info(path)
+    assert set(info.metrics) == {"S9"} | {f"w{i}_{k}" for i in range(4) for k in range(25)}, \
+        sorted(set(info.metrics) ^ ({"S9"} | {f"w{i}_{k}" for i in range(4) for k in range(25)}))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.json", "tiny.safetensors"]
+    load_weights(path)
