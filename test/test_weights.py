@@ -339,20 +339,27 @@ def test_one_non_finite_value_is_enough(saved):
         load_weights(path)
 
 
-def test_zeroed_weights_are_refused_at_load(tmp_path):
+def _create(path):
+    from cfi_pose_ros.inference import create_lifter
+
+    return create_lifter(str(path), backend="torch", log=lambda *_: None)
+
+
+def test_zeroed_weights_are_refused_before_use(tmp_path):
     """Every tensor zero: finite, consistent checksum, and every person lifted to one point (the node
-    published skeletons of 17 joints at one place)."""
+    published skeletons of 17 joints at one place). Refused by the reference check every backend
+    runs before its first use."""
     model = CFINet(CONFIG)
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
     path = save_weights(model, tmp_path / "zeroed")
-    with pytest.raises(WeightsError, match=r"zeroed\.safetensors: these weights lift every pose to one point "
+    with pytest.raises(WeightsError, match=r"these weights lift every pose to one point "
                                            r"\(every joint within 1 mm of the others\): untrained or zeroed"):
-        load_weights(path)
+        _create(path)
 
 
-def test_weights_whose_output_ignores_the_input_are_refused_at_load(tmp_path):
+def test_weights_whose_output_ignores_the_input_are_refused_before_use(tmp_path):
     """The input embedding zeroed: every joint a token of its own (the joint embedding), so the
     skeleton has an extent, but every person is lifted to that one skeleton."""
     torch.manual_seed(0)
@@ -361,9 +368,9 @@ def test_weights_whose_output_ignores_the_input_are_refused_at_load(tmp_path):
         model.embed.weight.zero_()
         model.embed.bias.zero_()
     path = save_weights(model, tmp_path / "blind")
-    with pytest.raises(WeightsError, match=r"blind\.safetensors: these weights lift every pose to the same "
+    with pytest.raises(WeightsError, match=r"these weights lift every pose to the same "
                                            r"skeleton \(.*\): they do not read their input"):
-        load_weights(path)
+        _create(path)
 
 
 @pytest.mark.parametrize("config", [CONFIG, CFIConfig(dim=8, depth=1, heads=1), CFIConfig(dim=32, depth=1, heads=4),
@@ -372,14 +379,14 @@ def test_weights_whose_output_ignores_the_input_are_refused_at_load(tmp_path):
 def test_freshly_initialised_weights_pass_the_degenerate_output_check_by_far(tmp_path, config):
     """Many tests (and a training run's first checkpoint) load untrained weights: their skeletons
     span 10 cm and more, and differ by 5 cm and more from person to person, against the 1 mm refused."""
-    from cfi_pose_ros.weights import DEGENERATE_EXTENT_M, output_extent
+    from cfi_pose_ros.inference.reference import DEGENERATE_EXTENT_M, output_extent
 
     for seed in range(3):
         torch.manual_seed(seed)
         extent, spread = output_extent(CFINet(config).eval())
         assert extent > 50 * DEGENERATE_EXTENT_M and spread > 20 * DEGENERATE_EXTENT_M, (seed, extent, spread)
     torch.manual_seed(0)
-    load_weights(save_weights(CFINet(config), tmp_path / "fresh"))
+    _create(save_weights(CFINet(config), tmp_path / "fresh"))
 
 
 def _load_in_a_fresh_process(path, timeout: float | None = None) -> tuple[str, float]:

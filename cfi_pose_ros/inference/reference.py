@@ -6,7 +6,8 @@ or loaded from the cache) sees the same deterministic set of people, padded
 to each of its fixed batch sizes, and must stay within the precision's
 tolerance (:data:`~.base.TOLERANCES`) of ``CFINet`` in float32 on the CPU.
 The ``torch`` backend runs it too, against itself: the part every backend needs
-is that the model's own output on plausible people is finite. When it is not,
+is that the model's own output on plausible people is finite and a skeleton (not every
+person lifted to one point, or to one skeleton whatever the input). When it is not,
 the weights are unusable on any backend, and :class:`~..weights.WeightsError`
 says so (``create_lifter``'s ``auto`` then stops instead of trying the next
 backend, which would be no better).
@@ -73,6 +74,36 @@ def reference_outputs(model: CFINet, keypoints: np.ndarray) -> np.ndarray:
         return model(x).float().cpu().numpy()
 
 
+# Skeletons whose joints all lie this close together (or that differ by no more from person to
+# person) are no lifting: a freshly initialised model's span 10 cm and more and differ by 5 cm.
+DEGENERATE_EXTENT_M = 0.001
+
+
+def output_extent(model: CFINet) -> tuple[float, float]:
+    """``(extent, spread)`` in metres of what ``model`` lifts the reference people to: the largest
+    distance of a joint from its skeleton's centroid, and the largest distance of a joint of one
+    person's centred skeleton from the same joint of another's."""
+    lifted = reference_outputs(model, reference_inputs(8, seed=0)).astype(np.float64)
+    centred = lifted - lifted.mean(axis=1, keepdims=True)
+    extent = float(np.linalg.norm(centred, axis=-1).max())
+    spread = float(np.linalg.norm(centred - centred[:1], axis=-1).max())
+    return extent, spread
+
+
+def degenerate_output(model: CFINet) -> str | None:
+    """Why ``model``'s (finite) output cannot be anyone's skeleton, or ``None``. Zeroed weights (or a
+    collapsed training run) are finite and pass every check of the file, and the node published
+    every person as 17 joints at one point."""
+    extent, spread = output_extent(model)
+    if extent < DEGENERATE_EXTENT_M:
+        return (f"these weights lift every pose to one point (every joint within "
+                f"{DEGENERATE_EXTENT_M * 1000:g} mm of the others): untrained or zeroed")
+    if spread < DEGENERATE_EXTENT_M:
+        return (f"these weights lift every pose to the same skeleton (no joint moves "
+                f"{DEGENERATE_EXTENT_M * 1000:g} mm from one person to another): they do not read their input")
+    return None
+
+
 def check_against_reference(run_fixed: Callable[[np.ndarray], np.ndarray], reference: CFINet,
                             batch_sizes: tuple[int, ...], tolerance: float, label: str,
                             inputs: np.ndarray | None = None) -> float:
@@ -81,7 +112,8 @@ def check_against_reference(run_fixed: Callable[[np.ndarray], np.ndarray], refer
     Returns the largest absolute difference (metres); raises
     :class:`ReferenceMismatch` naming ``label``, the batch size, the difference
     and the tolerance when it is exceeded (or when the output is not finite),
-    and :class:`~..weights.WeightsError` when the reference itself is not finite.
+    and :class:`~..weights.WeightsError` when the reference itself is not finite, or lifts every
+    person to one point or to one skeleton (:func:`degenerate_output`).
     """
     if inputs is None:
         inputs = reference_inputs(max(batch_sizes), seed=1234)
@@ -90,6 +122,9 @@ def check_against_reference(run_fixed: Callable[[np.ndarray], np.ndarray], refer
         bad = int(np.sum(~np.isfinite(expected).all(axis=(1, 2))))
         raise WeightsError(f"the model itself (PyTorch float32) gives NaN or inf for {bad} of {len(expected)} "
                            f"plausible people: these weights cannot be used on any backend")
+    degenerate = degenerate_output(reference)
+    if degenerate:
+        raise WeightsError(degenerate)
     worst = 0.0
     for size in batch_sizes:
         rows = np.resize(np.arange(len(inputs)), size)       # cycles when a size exceeds the input count
