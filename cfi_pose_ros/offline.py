@@ -591,10 +591,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             t0 = time.perf_counter()
             depth = depth_images.paired(stamp_seconds(msg.header.stamp), value("depth_max_age"),
                                         item.log_time_ns * 1e-9)
-            if depth.stale:
-                result.dropped["stale_depth"] += 1
             lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, depth.image, target_frame,
-                                    target_from_camera, camera_lens, depth.frame_id, camera_frame_id)
+                                    target_from_camera, camera_lens, depth.frame_id, camera_frame_id, depth.stale)
             poses = lifted.poses_msg() if lifted.publishable else None
             markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None and (
                 keep_records or value("publish_markers")) else []

@@ -1471,6 +1471,48 @@ def test_unstamped_keypoints_are_not_placed_from_a_depth_stream_that_stopped(nod
     assert node.spin_until(answered_from_the_wall, 60), node.log()
 
 
+def test_a_frame_dropped_for_its_header_is_not_also_counted_as_stale_depth(node_factory, clip):
+    """A frame whose depth images are all stamped far from it, dropped for its header (a frame_id
+    with a space), was counted twice on /diagnostics: stale_depth (the node counted it on pairing)
+    and bad_frame_id, two bad frames for one. It is counted once, under the reason that decided its
+    fate (bad_frame_id); a frame placed without depth is still counted stale_depth. Alike lifting
+    with a CameraInfo it does not use (root-relative: bad_camera_info alone)."""
+    from sensor_msgs.msg import Image
+
+    from cfi_pose_ros.node.lifting import build_pipeline, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    frame = 40
+    node = node_factory(overrides={"depth_topic": "/depth_stale_header_test", "depth_max_age": 1.0})
+    depth_pub = node.client.create_publisher(Image, "/depth_stale_header_test", 1)
+    send_camera_info(node, clip)
+    image = depth_image_msg(registered_depth(clip, frame, scale=4), 900)       # small: see above
+
+    def stale_counted():
+        depth_pub.publish(image)
+        node.spin_for(0.1)
+        node.client.received.poses.pop(950 * 10**9, None)
+        out = node.send_and_receive(clip_msg(clip, frame, 950), timeout=5)      # 50 s after the depth image
+        return out is not None and _diag_count(node.latest_diagnostics(), "stale_depth") >= 1
+
+    assert node.spin_until(stale_counted, 60), node.log()
+    bad_header = clip_msg(clip, frame, 951)
+    bad_header.header.frame_id = "test camera"
+    stale_before = _diag_count(node.latest_diagnostics(), "stale_depth")
+    assert node.spin_until(lambda: node.client.publish(bad_header) or _diag_count(
+        node.latest_diagnostics(), "bad_frame_id") >= 1, 60), node.log()
+    diagnostics = node.latest_diagnostics()
+    assert _diag_count(diagnostics, "stale_depth") == stale_before, diagnostics
+
+    pipeline = build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    other_camera = lift_keypoints(pipeline, clip_msg(clip, frame, 2), clip.camera_matrix, clip.image_size,
+                                  camera_frame_id="left_camera_optical_frame", depth_stale=True)
+    assert other_camera.dropped == {"bad_camera_info": 1}, other_camera.dropped
+    placed = lift_keypoints(pipeline, clip_msg(clip, frame, 2), clip.camera_matrix, clip.image_size,
+                            camera_frame_id=FRAME, depth_stale=True)
+    assert placed.dropped == {"stale_depth": 1}, placed.dropped
+
+
 def test_camera_info_of_another_camera_s_frame_is_not_used(node_factory, clip):
     """camera_info_topic set to another camera's (the stereo pair's other camera, the depth sensor
     beside the colour one): its K placed this camera's people by another lens (a K of twice the focal

@@ -276,8 +276,6 @@ class LiftNode(SpecLifecycleNode):
         self.stats.input(time.monotonic())
         # the image taken with the keypoints' image, not the newest: see DepthHistory
         depth = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"), time.monotonic())
-        if depth.stale:
-            self.stats.drop(Counter(stale_depth=1))
         # a header lift_keypoints refuses is not looked up in tf2 (nor named in its warning)
         target_frame, transform = (("", None) if header_drop_reason(msg.header) is not None
                                    else self._output_transform(msg.header))
@@ -288,7 +286,8 @@ class LiftNode(SpecLifecycleNode):
                                                "frame (RViz cannot place them) and get no TF frames")
         try:
             result = lift_keypoints(self.pipeline, msg, self.camera_matrix, self.camera_size, depth.image,
-                                    target_frame, transform, self.camera_lens, depth.frame_id, self.camera_frame_id)
+                                    target_frame, transform, self.camera_lens, depth.frame_id, self.camera_frame_id,
+                                    depth.stale)
         except Exception as exc:  # never let one bad frame take the node down
             self.stats.drop(Counter(processing_error=1))
             self.warn_throttled("processing_error", f"frame dropped, lifting failed: {exc!r}")

@@ -31,6 +31,7 @@ from cfi_pose_ros.root_solver import validate_camera_matrix
 from cfi_pose_ros.skeleton import LAYOUTS
 
 NO_TRANSFORM = "no_transform"   # diagnostics drop reason: the output frame's transform is unknown
+STALE_DEPTH = "stale_depth"     # diagnostics drop reason: no depth image taken with the frame (placed without)
 # Drops after which nothing can be said about a frame, not even that it is empty.
 UNPUBLISHABLE = frozenset({"bad_image_size", NEGATIVE_STAMP, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, BAD_FRAME_ID})
 
@@ -302,7 +303,7 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
                    camera_size: tuple[int, int] | None, depth: np.ndarray | None = None,
                    target_frame: str = "", target_from_camera: RigidTransform | None = None,
                    lens: LensDistortion | None = None, depth_frame_id: str = "",
-                   camera_frame_id: str = "") -> LiftedFrame:
+                   camera_frame_id: str = "", depth_stale: bool = False) -> LiftedFrame:
     """Lift one ``HumanKeypoints2DArray`` (``camera_matrix``, ``lens``, ``camera_size``: what
     :func:`camera_from_info` gives; ``depth``: the depth image paired with it, registered to the
     CameraInfo's image). With ``target_frame`` the result is expressed in it through
@@ -317,7 +318,12 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
     by another lens; not used (root-relative poses), counted as ``bad_camera_info``. So is a
     CameraInfo whose image is not the keypoints' image resized (another aspect ratio than rounding
     explains): K moved to the keypoints' size by two factors placed people of a letterboxed detector
-    input, or of a message giving the network's input size, 1.7 m off without a word."""
+    input, or of a message giving the network's input size, 1.7 m off without a word.
+
+    ``depth_stale``: depth images have come, but none taken with this frame (see
+    :class:`cfi_pose_ros.depth.PairedDepth`); counted as ``stale_depth`` only where the frame's
+    people would have been placed from one: a frame dropped for its header, lifted root-relative for
+    its CameraInfo (or without one) or with nobody left to place is counted under its own reasons alone."""
     refused_header = header_drop_reason(msg.header)
     if refused_header is not None:
         return LiftedFrame(Header(stamp=msg.header.stamp), [], Counter({refused_header: max(len(msg.people), 1)}))
@@ -347,6 +353,14 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
             refused["bad_depth_image"] += 1
             warnings["depth_registration"] = f"depth image not used: {exc}"
     result = pipeline.process(frame)
+    # the caller counted stale_depth before its fate was known, and a frame dropped for its header
+    # was counted twice (stale_depth and negative_stamp ...), on /diagnostics as two bad frames
+    if (depth_stale and frame.camera_matrix is not None and pipeline.config.solve_root and result.people
+            and "bad_camera_info" not in result.dropped):
+        refused[STALE_DEPTH] += 1
+        warnings[dropped_warning_key(STALE_DEPTH)] = (
+            "no depth image stamped within depth_max_age of the keypoints: their people are placed from the "
+            "intrinsics (the depth stream stopped, or runs late or on another clock?)")
     if read_indices is not None:
         # the index in the message, as the markers' ids, colours and "person <index>" labels say:
         # the pipeline's counts the people read only
