@@ -56,15 +56,31 @@ MAX_TYPICAL_DEPTH_M = 100.0
 _DEPTH_ENCODINGS = {"16UC1": "u2", "mono16": "u2", "32FC1": "f4"}
 
 
+class DepthImageError(ValueError):
+    """A depth image that is not used, and which ``kind`` of fault (``encoding``, ``layout``,
+    ``units``, ``registration``, ``frame``; the node adds the header's drop reasons): each kind has
+    its own log throttle, so that a stream of one kind does not hide the warning of another for the
+    throttle's period."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 def depth_image_to_array(encoding: str, height: int, width: int, step: int, data, is_bigendian: bool = False
                          ) -> np.ndarray:
     """Raw ``sensor_msgs/Image`` depth fields -> ``(H, W)`` ``uint16`` (16UC1/mono16, millimetres) or
-    ``float32`` (32FC1, metres), a copy in native byte order. ``ValueError`` for another encoding, a
-    zero size, a step shorter than a row or data shorter than ``step * height``."""
+    ``float32`` (32FC1, metres), a copy in native byte order. :class:`DepthImageError` for another
+    encoding, a zero size, a step shorter than a row, data shorter than ``step * height`` or float
+    depth in millimetres."""
     if encoding not in _DEPTH_ENCODINGS:
-        raise ValueError(f"unsupported depth encoding {encoding!r}; supported: {', '.join(_DEPTH_ENCODINGS)}")
+        raise DepthImageError(f"unsupported depth encoding {encoding!r}; supported: {', '.join(_DEPTH_ENCODINGS)}",
+                              "encoding")
     dtype = np.dtype((">" if is_bigendian else "<") + _DEPTH_ENCODINGS[encoding])
-    rows = raw_rows(height, width, step, data, dtype.itemsize, encoding, what="depth image")
+    try:
+        rows = raw_rows(height, width, step, data, dtype.itemsize, encoding, what="depth image")
+    except ValueError as exc:
+        raise DepthImageError(str(exc), "layout") from None
     height, width = rows.shape[0], int(width)
     depth = np.ascontiguousarray(rows).view(dtype).reshape(height, width).astype(dtype.newbyteorder("="))
     if depth.dtype.kind == "f":
@@ -73,14 +89,14 @@ def depth_image_to_array(encoding: str, height: int, width: int, step: int, data
 
 
 def check_float_depth_units(depth: np.ndarray) -> None:
-    """``ValueError`` when the median valid reading of a float (metres) depth image, over a grid of
+    """:class:`DepthImageError` when the median valid reading of a float (metres) depth image, over a grid of
     at most ~4096 of its pixels, is past :data:`MAX_TYPICAL_DEPTH_M`: millimetres, not metres."""
     step = max(1, int(np.sqrt(depth.size / 4096)))
     sample = depth[::step, ::step]
     sample = sample[np.isfinite(sample) & (sample > 0)]
     if sample.size and (typical := float(np.median(sample))) > MAX_TYPICAL_DEPTH_M:
-        raise ValueError(f"a 32FC1 depth image holds metres (REP 118), but its median reading is {typical:g}: "
-                         f"millimetres? (convert them to metres, or publish 16UC1)")
+        raise DepthImageError(f"a 32FC1 depth image holds metres (REP 118), but its median reading is {typical:g}: "
+                              f"millimetres? (convert them to metres, or publish 16UC1)", "units")
 
 
 def checked_depth_image(depth_image: np.ndarray) -> np.ndarray:
@@ -97,7 +113,7 @@ def checked_depth_image(depth_image: np.ndarray) -> np.ndarray:
 
 
 def check_depth_registration(depth_shape: tuple[int, ...], image_size: tuple[float, float]) -> None:
-    """``ValueError`` (with both sizes) when a depth image of ``depth_shape`` (height, width) cannot be
+    """:class:`DepthImageError` (with both sizes) when a depth image of ``depth_shape`` (height, width) cannot be
     registered to the image of ``image_size`` (width, height) it is said to be registered to by
     scaling: the two aspect ratios differ by more than rounding each side to whole pixels explains
     (a half-size depth image of an odd-sized image is registered). Such a depth image holds another
@@ -108,16 +124,16 @@ def check_depth_registration(depth_shape: tuple[int, ...], image_size: tuple[flo
     if min(width, height) < MIN_IMAGE_SIDE_PX:
         # the rounding below explains any aspect ratio at a few pixels: a 1 x 1 image of 1 m
         # was registered to a 1000 x 1002 camera and put people 5.3 m away at 1.2 m
-        raise ValueError(f"the {width}x{height} depth image is too small to be registered to an image "
-                         f"(at least {MIN_IMAGE_SIDE_PX} pixels a side)")
+        raise DepthImageError(f"the {width}x{height} depth image is too small to be registered to an image "
+                              f"(at least {MIN_IMAGE_SIDE_PX} pixels a side)", "registration")
     if not is_resized_view((width, height), (image_width, image_height)):
-        raise ValueError(f"the {width}x{height} depth image (aspect {width / height:.3f}) cannot be registered "
-                         f"to the {image_width:g}x{image_height:g} image (aspect "
-                         f"{image_width / image_height:.3f}) by scaling")
+        raise DepthImageError(f"the {width}x{height} depth image (aspect {width / height:.3f}) cannot be "
+                              f"registered to the {image_width:g}x{image_height:g} image (aspect "
+                              f"{image_width / image_height:.3f}) by scaling", "registration")
 
 
 def check_depth_frame(depth_frame_id: str, image_frame_id: str, camera_frame_id: str = "") -> None:
-    """``ValueError`` when a depth image and the image it is said to be registered to name different
+    """:class:`DepthImageError` when a depth image and the image it is said to be registered to name different
     frames (both named; a leading '/' aside, as tf2 reads them). A registered depth image carries its
     image's optical frame (a RealSense's aligned_depth_to_color, a ZED's depth, an image_proc
     register node's output): one in another frame is another camera's depth, and read at this
@@ -129,9 +145,9 @@ def check_depth_frame(depth_frame_id: str, image_frame_id: str, camera_frame_id:
     image, which = (image_frame_id, "the keypoints") if tf2_frame_id(image_frame_id) else (
         camera_frame_id, "their CameraInfo")
     if other_camera_frame(depth_frame_id, image):
-        raise ValueError(f"the depth image is in frame {tf2_frame_id(depth_frame_id)!r}, {which} in "
-                         f"{tf2_frame_id(image)!r}: not registered to their image (depth_topic another "
-                         "camera's?)")
+        raise DepthImageError(f"the depth image is in frame {tf2_frame_id(depth_frame_id)!r}, {which} in "
+                              f"{tf2_frame_id(image)!r}: not registered to their image (depth_topic another "
+                              "camera's?)", "frame")
 
 
 def _metres(depth: np.ndarray) -> np.ndarray:

@@ -1374,7 +1374,7 @@ def test_keypoints_without_a_frame_id_take_no_depth_image_of_another_frame_than_
                             depth_frame_id="left_camera_optical_frame", camera_frame_id=FRAME)
     assert lifted.dropped == {"bad_depth_image": 1}, lifted.dropped
     words = f"the depth image is in frame 'left_camera_optical_frame', their CameraInfo in '{FRAME}'"
-    assert words in lifted.warnings["depth_registration"], lifted.warnings
+    assert words in lifted.warnings["depth_frame"], lifted.warnings
     assert [person.root_source for person in lifted.people] == [HumanPose3D.ROOT_FROM_INTRINSICS] * 2
     own = lift_keypoints(pipeline, unnamed(2), clip.camera_matrix, clip.image_size, registered,
                          depth_frame_id="/" + FRAME, camera_frame_id=FRAME)
@@ -1511,6 +1511,50 @@ def test_a_frame_dropped_for_its_header_is_not_also_counted_as_stale_depth(node_
     placed = lift_keypoints(pipeline, clip_msg(clip, frame, 2), clip.camera_matrix, clip.image_size,
                             camera_frame_id=FRAME, depth_stale=True)
     assert placed.dropped == {"stale_depth": 1}, placed.dropped
+
+
+def test_each_kind_of_bad_depth_image_is_logged_within_another_kind_s_throttle_period(node_factory, clip):
+    """Every bad depth image was logged under one throttle key: a depth image of an unsupported
+    encoding silenced the warning about one whose data is cut short (or holds millimetres as
+    floats) for 5 s, and a depth image of another camera's frame the one about a depth image of
+    another aspect: counted, never read in the log. Each kind has its own key, so a second kind
+    within the period is logged too."""
+    from sensor_msgs.msg import Image
+
+    node = node_factory(overrides={"depth_topic": "/depth_throttle_test", "depth_max_age": 1.0})
+    depth_pub = node.client.create_publisher(Image, "/depth_throttle_test", 1)
+    send_camera_info(node, clip)
+    frame = 40
+    registered = registered_depth(clip, frame, scale=4)         # small: see above
+    rgb = depth_image_msg(registered, 600)
+    rgb.encoding = "rgb8"
+    cut_short = depth_image_msg(registered, 601)
+    cut_short.data = cut_short.data[:100]
+    millimetres = depth_image_msg(registered * 1000.0, 602)
+    started = time.monotonic()
+    for image, words in ((rgb, "ignoring depth image: unsupported depth encoding 'rgb8'"),
+                         (cut_short, "ignoring depth image: depth image data has 100 bytes"),
+                         (millimetres, "ignoring depth image: a 32FC1 depth image holds metres")):
+        assert node.spin_until(lambda: depth_pub.publish(image) or words in node.log(), 3.0), (words, node.log())
+    assert time.monotonic() - started < 5.0         # all within one throttle period (WARN_PERIOD_S)
+
+    answers = []
+
+    def answered_with(depth: np.ndarray, frame_id: str):
+        sec = 610 + len(answers)
+        depth_pub.publish(depth_image_msg(depth, sec, frame_id))
+        node.spin_for(0.1)
+        answers.append(node.send_and_receive(clip_msg(clip, frame, sec), timeout=1))
+        return answers[-1]
+
+    other_frame = "the depth image is in frame 'left_camera_optical_frame'"
+    other_aspect = "the 160x120 depth image (aspect 1.333) cannot be registered"
+    started = time.monotonic()
+    assert node.spin_until(lambda: answered_with(registered, "left_camera_optical_frame") is not None
+                           and other_frame in node.log(), 3.0), node.log()
+    assert node.spin_until(lambda: answered_with(np.full((120, 160), 2.0, np.float32), FRAME) is not None
+                           and other_aspect in node.log(), 3.0), node.log()
+    assert time.monotonic() - started < 5.0
 
 
 def test_camera_info_of_another_camera_s_frame_is_not_used(node_factory, clip):

@@ -12,7 +12,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from cfi_pose_ros.camera import LensDistortion, rescale_camera_matrix
 from cfi_pose_ros.cdr import SerializedImage, read_image
-from cfi_pose_ros.depth import depth_image_to_array
+from cfi_pose_ros.depth import DepthImageError, depth_image_to_array
 from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH, frame_name_problem, tf2_frame_id
 from cfi_pose_ros.markers import MarkerSpec, lifetime_ns
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanPose3D, HumanPose3DArray
@@ -109,14 +109,14 @@ def stamp_seconds(stamp) -> float:
 
 
 def depth_from_msg(msg) -> np.ndarray:
-    """A ``sensor_msgs/Image`` depth image as an array (ValueError for one that is not a valid
+    """A ``sensor_msgs/Image`` depth image as an array (DepthImageError for one that is not a valid
     16UC1 / 32FC1 image, see :func:`cfi_pose_ros.depth.depth_image_to_array`, or whose header a
     keypoints message would be dropped for, see :func:`header_problem`: a stamp no ROS time holds
     paired the image with keypoints of another time, and one read as seconds ahead emptied the
     history of depth images kept for pairing)."""
     problem = header_problem(msg.header)
     if problem is not None:
-        raise ValueError(problem[1])
+        raise DepthImageError(problem[1], problem[0])
     return depth_image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
 
 

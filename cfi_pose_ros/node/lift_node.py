@@ -44,8 +44,8 @@ from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, diagnos
 from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, TARGET_WITHOUT_FRAME, lift_configure_problems,
                                          lifter_options)
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS,
-                                      camera_or_size_from_info, dropped_warning_key, lift_keypoints, marker_namespace,
-                                      pipeline_config, pose_smoother)
+                                      camera_or_size_from_info, depth_warning_key, dropped_warning_key, lift_keypoints,
+                                      marker_namespace, pipeline_config, pose_smoother)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import DEPTH_DISAGREES, LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats
@@ -255,7 +255,7 @@ class LiftNode(SpecLifecycleNode):
             image = depth_from_msg(msg)
         except ValueError as exc:
             self.stats.drop(Counter(bad_depth_image=1))
-            self.warn_throttled("depth", f"ignoring depth image: {exc}")
+            self.warn_throttled(depth_warning_key(getattr(exc, "kind", "unreadable")), f"ignoring depth image: {exc}")
             return
         self.depth.add(stamp_seconds(msg.header.stamp), image, msg.header.frame_id, time.monotonic())
 

@@ -17,7 +17,7 @@ from visualization_msgs.msg import MarkerArray
 
 from cfi_pose_ros.camera import (MIN_IMAGE_SIDE_PX, LensDistortion, is_resized_view, lens_distortion,
                                   published_image_matrix)
-from cfi_pose_ros.depth import check_depth_frame, check_depth_registration
+from cfi_pose_ros.depth import DepthImageError, check_depth_frame, check_depth_registration
 from cfi_pose_ros.frame_ids import other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, lifetime_expires, skeleton_markers
@@ -275,6 +275,12 @@ def dropped_warning_key(reason: str) -> str:
     return f"dropped_{reason}"
 
 
+def depth_warning_key(kind: str) -> str:
+    """The log's throttling key of the warning about a depth image not used for a fault of ``kind``
+    (:class:`cfi_pose_ros.depth.DepthImageError`): one per kind, as :func:`dropped_warning_key`."""
+    return f"depth_{kind}"
+
+
 def _camera_info_not_for(msg, camera_frame_id: str, camera_size: tuple[int, int] | None,
                          camera_matrix: np.ndarray | None) -> tuple[str, str] | None:
     """``(warning key, reason)`` when a CameraInfo is not for the keypoints of ``msg`` (see
@@ -348,10 +354,10 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
         try:
             check_depth_frame(depth_frame_id, msg.header.frame_id, camera_frame_id)
             check_depth_registration(depth.shape, registered_to)
-        except ValueError as exc:
+        except DepthImageError as exc:
             frame.depth = None
             refused["bad_depth_image"] += 1
-            warnings["depth_registration"] = f"depth image not used: {exc}"
+            warnings[depth_warning_key(exc.kind)] = f"depth image not used: {exc}"
     result = pipeline.process(frame)
     # the caller counted stale_depth before its fate was known, and a frame dropped for its header
     # was counted twice (stale_depth and negative_stamp ...), on /diagnostics as two bad frames
