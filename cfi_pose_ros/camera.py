@@ -411,6 +411,58 @@ def lens_distortion(model: str, coefficients) -> LensDistortion | None:
     return LensDistortion(model, coefficients, fold_radius(model, coefficients))
 
 
+# Undistorting a real lens's image moves no point towards the principal point to less than this
+# fraction of its distance: the strongest pincushion of real lenses (telephoto zooms) is a few
+# percent at the image's edge, and barrel or fisheye lenses move points outward. A CameraInfo whose
+# d is mis-scaled (k1 = 1e4, within MAX_DISTORTION_COEFFICIENT) undid the image to a tenth of its
+# size, and people were placed 34-40 m away instead of 5.3 m.
+MIN_UNDISTORTED_FRACTION = 0.5
+# Where the lens is judged over the image: the ellipse inscribed in it and three smaller ones, at
+# 16 angles. A polynomial fit may fold past the calibration pattern's reach (joints there are
+# missing, see fold_radius), as a real k3 < 0 does at a wide image's corners or a fisheye's fit
+# towards 90 degrees: it must be undone over the inner half (a k1 of -1e4 folds 7 px from the
+# principal point, and every person was dropped as out_of_image, the CameraInfo taken).
+_CHECKED_ANGLES = np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)
+_CHECKED_RADII = (0.25, 0.5, 0.75, 1.0)
+_UNDONE_RADII = 0.5
+
+
+def check_lens_over_image(lens: LensDistortion, camera_matrix: np.ndarray, image_size: tuple[float, float]) -> None:
+    """``ValueError`` (with the reason) when ``lens`` is no calibration of the ``image_size``
+    (width, height) image of K ``camera_matrix``: a point of the ellipse inscribed in the image
+    within half its size of its centre cannot be undistorted (the model folds there, or Newton's
+    method does not converge; a fisheye's points 90 degrees or more off axis aside), or a point of
+    the ellipse is undistorted to less than
+    :data:`MIN_UNDISTORTED_FRACTION` of its distance from the principal point."""
+    k = np.asarray(camera_matrix, dtype=np.float64)
+    width, height = float(image_size[0]), float(image_size[1])
+    radii = np.asarray(_CHECKED_RADII)[:, None]
+    pixels = np.stack([width / 2 + radii * (width / 2) * np.cos(_CHECKED_ANGLES),
+                       height / 2 + radii * (height / 2) * np.sin(_CHECKED_ANGLES)], axis=-1).reshape(-1, 2)
+    observed = _to_normalized(pixels, k)
+    undone = undistort_normalized(observed, lens)
+    distance, undone_distance = np.linalg.norm(observed, axis=-1), np.linalg.norm(undone, axis=-1)
+    lost = np.isnan(undone_distance) & (np.repeat(radii[:, 0], len(_CHECKED_ANGLES)) <= _UNDONE_RADII)
+    if lens.model == "equidistant" and np.isinf(lens.max_radius):
+        # a fisheye images directions past 90 degrees, which no pinhole camera sees: missing joints
+        beyond_90, _ = _equidistant_theta(np.pi / 2, lens.coefficients)
+        lost &= distance < beyond_90
+    if lost.any():
+        first = pixels[np.argmax(lost)]
+        raise ValueError(f"{lens.model} distortion {_listed(lens.coefficients)} cannot be undone at pixel "
+                         f"({first[0]:.0f}, {first[1]:.0f}) of the {width:g}x{height:g} image (the model folds "
+                         "inside it): no real lens's calibration of this image")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = undone_distance / distance
+    shrunk = fraction < MIN_UNDISTORTED_FRACTION        # NaN (the principal point, a lost point): False
+    if shrunk.any():
+        worst = int(np.nanargmin(np.where(shrunk, fraction, np.nan)))
+        raise ValueError(f"{lens.model} distortion {_listed(lens.coefficients)} undoes pixel ({pixels[worst][0]:.0f}, "
+                         f"{pixels[worst][1]:.0f}) of the {width:g}x{height:g} image to {fraction[worst]:.2g} of its "
+                         f"distance from the principal point (a real lens: more than {MIN_UNDISTORTED_FRACTION:g}); "
+                         "people would be placed that many times too far: mis-scaled coefficients?")
+
+
 def _listed(values, most: int = 14) -> str:
     """``values`` for a message, cut after ``most`` items: CameraInfo.d and distortion_model are
     unbounded, and a message a hostile publisher fills with a million of them is logged."""

@@ -3,12 +3,17 @@ OpenCV, which image_geometry and image_proc use, and what the lifter must never 
 moving pixels to the square-pixel camera the lifter learned from."""
 from __future__ import annotations
 
+import json
+import os
+import re
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
-from cfi_pose_ros.camera import (DISTORTION_COEFFICIENTS, LensDistortion, distort_normalized, distort_pixels,
-                                 lens_distortion, published_image_matrix, square_pixel_camera,
+from cfi_pose_ros.camera import (DISTORTION_COEFFICIENTS, LensDistortion, check_lens_over_image, distort_normalized,
+                                 distort_pixels, lens_distortion, published_image_matrix, square_pixel_camera,
                                  undistort_normalized, undistort_pixels)
 
 WIDTH, HEIGHT = 1280, 800
@@ -260,3 +265,60 @@ def test_a_steep_rational_lens_is_undone_up_to_its_valid_radius():
     ideal = np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=-1)
     undone = undistort_normalized(distort_normalized(ideal, lens), lens)
     np.testing.assert_allclose(undone, ideal, atol=1e-8)
+
+
+# The Human3.6M files, as training.evaluate finds them
+H36M_CAMERAS = Path(os.environ.get("CFI_H36M_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "h36m")
+                    ) / "cameras.json"
+
+
+def _fisheye_fit_as_plumb_bob(focal: float) -> list[float]:
+    """The plumb_bob (k1, k2, k3) a calibration fits to a fisheye (theta_d = theta) over the
+    image's radii up to 83 degrees off axis, with focal length ``focal`` on the 1280 x 800 image."""
+    theta = np.linspace(0.0, min(np.hypot(WIDTH / 2, HEIGHT / 2) / focal, 1.45), 400)
+    r = np.tan(theta)
+    k1, k2, k3 = np.linalg.lstsq(np.stack([r**3, r**5, r**7], axis=1), theta - r, rcond=None)[0]
+    return [k1, k2, 0.0, 0.0, k3]
+
+
+def test_real_lenses_pass_the_check_over_their_image():
+    """The wide-angle calibrations above, barrel and pincushion lenses, a fit that folds near the
+    corners, fisheye-ish plumb_bob fits (down to a 130 degree lens), a fisheye seeing past 90 degrees
+    at the image's edge, and every Human3.6M camera are calibrations of their images."""
+    for model, d in LENSES.items():
+        check_lens_over_image(lens_distortion(model, d), K, (WIDTH, HEIGHT))
+    for d in ([-0.3, 0.1, 0, 0, 0], [0.1, 0.05, 0, 0, 0], [0.3, 0, 0, 0, 0], [-0.45, 0.2, 0, 0, -0.05],
+              [-0.30, 0.09, 0.001, -0.0005, -0.012]):
+        check_lens_over_image(lens_distortion("plumb_bob", d), K, (WIDTH, HEIGHT))
+    for focal in (640.0, 450.0, 380.0):
+        wide = np.array([[focal, 0.0, 639.5], [0.0, focal, 399.5], [0.0, 0.0, 1.0]])
+        check_lens_over_image(lens_distortion("plumb_bob", _fisheye_fit_as_plumb_bob(focal)), wide, (WIDTH, HEIGHT))
+    # 640 px from the centre at 300 px per radian: 122 degrees off axis at the image's side edges
+    fisheye = np.array([[300.0, 0.0, 639.5], [0.0, 300.0, 399.5], [0.0, 0.0, 1.0]])
+    check_lens_over_image(lens_distortion("equidistant", LENSES["equidistant"]), fisheye, (WIDTH, HEIGHT))
+    if not H36M_CAMERAS.exists():
+        pytest.skip(f"no {H36M_CAMERAS}")
+    cameras = [camera for subject in json.loads(H36M_CAMERAS.read_text()).values() for camera in subject]
+    assert len(cameras) >= 20
+    for camera in cameras:
+        (fx, fy), (cx, cy) = camera["focal_length"], camera["center"]
+        (k1, k2, k3), (p1, p2) = camera["radial_distortion"], camera["tangential_distortion"]
+        check_lens_over_image(lens_distortion("plumb_bob", [k1, k2, p1, p2, k3]),
+                              np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]),
+                              (camera["res_w"], camera["res_h"]))
+
+
+@pytest.mark.parametrize("model, d, words", [
+    ("plumb_bob", [9999.0, 0, 0, 0, 0], "to 0.046 of its distance"),
+    ("plumb_bob", [0, 0, 0, 0, 9999.0], "to 0.26 of its distance"),
+    ("equidistant", [0, 0, 0, 9999.0], "to 0.36 of its distance"),
+    ("plumb_bob", [-9999.0, 0, 0, 0, 0], "cannot be undone at pixel (800, 400)"),
+    ("plumb_bob", [0, 0, 0, 9999.0, 0], "cannot be undone"),
+    ("rational_polynomial", [0, 0, 0, 0, 0, 0, 0, 9999.0], "cannot be undone"),
+])
+def test_coefficients_near_1e4_are_no_calibration_of_the_image(model, d, words):
+    """Within MAX_DISTORTION_COEFFICIENT, and Newton's method converges on each (k1 = 9999 is
+    monotonic), yet the lens undoes the image to a fraction of its size (people placed that many
+    times too far) or folds a few pixels from the principal point."""
+    with pytest.raises(ValueError, match=re.escape(words)):
+        check_lens_over_image(lens_distortion(model, d), K, (WIDTH, HEIGHT))

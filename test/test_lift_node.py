@@ -1705,6 +1705,49 @@ def test_camera_info_gives_the_lens_for_raw_keypoints_and_p_for_rectified_ones()
         camera_from_info(info, "rectified")
 
 
+@pytest.mark.parametrize("model, d, words", [
+    ("plumb_bob", [9999.0, 0.0, 0.0, 0.0, 0.0], "to 0.077 of its distance from the principal point"),
+    ("plumb_bob", [0.0, 9999.0, 0.0, 0.0, 0.0], "to 0.28 of its distance"),
+    ("equidistant", [9999.0, 0.0, 0.0, 0.0], "to 0.077 of its distance"),
+    ("plumb_bob", [-9999.0, 0.0, 0.0, 0.0, 0.0], "cannot be undone at pixel (625, 501) of the 1000x1002 image"),
+    ("plumb_bob", [0.0, 0.0, 9999.0, 0.0, 0.0], "cannot be undone"),
+    ("rational_polynomial", [0.0, 0.0, 0.0, 0.0, 0.0, 9999.0, 0.0, 0.0], "cannot be undone"),
+])
+def test_a_camera_info_whose_lens_shrinks_or_folds_its_image_is_refused(clip, model, d, words):
+    """Distortion coefficients near 1e4 (under MAX_DISTORTION_COEFFICIENT: a mis-scaled or
+    corrupt d) undid the image to a tenth of its size or folded it a few pixels from the principal
+    point: people were placed tens of metres away, or all dropped as out_of_image. Such a CameraInfo
+    is refused with the reason, as a K no camera has (and with it, lift_keypoints lifts root-relative)."""
+    from cfi_pose_ros.camera import LensDistortion
+    from cfi_pose_ros.node.lifting import build_pipeline, camera_or_size_from_info, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    info = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME, LensDistortion(model, tuple(d)))
+    matrix, lens, size, refused = camera_or_size_from_info(info)
+    assert matrix is None and lens is None and size == clip.image_size
+    assert isinstance(refused, ValueError) and words in str(refused), refused
+    pipeline = build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    lifted = lift_keypoints(pipeline, clip_msg(clip, 40, 3), matrix, size, lens=lens, camera_frame_id=FRAME)
+    assert [person.root_source for person in lifted.people] == [HumanPose3D.ROOT_RELATIVE] * 2
+
+
+@pytest.mark.parametrize("d", [[-0.3, 0.1, 0.0, 0.0, 0.0], [0.1, 0.05, 0.0, 0.0, 0.0],
+                               [-0.45, 0.2, 0.0, 0.0, -0.05], [-0.30, 0.09, 0.001, -0.0005, -0.012]])
+def test_a_camera_info_of_a_real_lens_places_its_people_through_it(clip, d):
+    """Real lenses' plumb_bob calibrations (barrel, pincushion, a wide lens's fit that folds near the
+    corners) pass the check of the lens over the image: their people are placed, not root-relative."""
+    from cfi_pose_ros.camera import LensDistortion
+    from cfi_pose_ros.node.lifting import build_pipeline, camera_or_size_from_info, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    info = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME, LensDistortion("plumb_bob", tuple(d)))
+    matrix, lens, size, refused = camera_or_size_from_info(info)
+    assert refused is None and lens is not None, refused
+    pipeline = build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    lifted = lift_keypoints(pipeline, clip_msg(clip, 40, 3), matrix, size, lens=lens, camera_frame_id=FRAME)
+    assert [person.root_source for person in lifted.people] == [HumanPose3D.ROOT_FROM_INTRINSICS] * 2
+
+
 def test_a_camera_info_of_another_resolution_is_scaled_to_the_keypoints_image(clip):
     """Keypoints of a 1000x1002 image with CameraInfo of the same camera at 2000x2004 (a detector's
     resized input, a mode change): K was used as it was, people landed 6 m off and were still
@@ -1844,11 +1887,15 @@ def test_keypoints_of_a_wide_angle_camera_s_raw_image_are_placed_with_its_distor
 
 
 @pytest.mark.parametrize("model, d", [("plumb_bob", [np.nan, 0.0, 0.0, 0.0, 0.0]), ("fisheye", [0.1, 0.01, 0.0, 0.0]),
-                                      ("plumb_bob", [-1e30, 0.0, 0.0, 0.0, 0.0])])
+                                      ("plumb_bob", [-1e30, 0.0, 0.0, 0.0, 0.0]),
+                                      ("plumb_bob", [9999.0, 0.0, 0.0, 0.0, 0.0]),
+                                      ("plumb_bob", [-9999.0, 0.0, 0.0, 0.0, 0.0])])
 def test_a_distortion_nothing_can_undo_is_ignored_and_counted(node_factory, clip, model, d):
-    """A lens the node cannot undo (non-finite, an unknown model, no real lens's coefficients) is
-    treated like a K no camera has: root-relative poses and bad_camera_info, never people placed
-    through a wrong model."""
+    """A lens the node cannot undo (non-finite, an unknown model, no real lens's coefficients, a
+    model that shrinks the image to a tenth or folds inside it) is treated like a K no camera has:
+    root-relative poses and bad_camera_info, never people placed through a wrong model (k1 = 9999,
+    within the coefficients' bound, placed the clip's people 34-40 m away instead of 5.3 m; k1 =
+    -9999 dropped them all as out_of_image)."""
     node = node_factory()
     info = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
     info.distortion_model, info.d = model, d

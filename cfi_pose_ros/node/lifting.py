@@ -15,8 +15,8 @@ import numpy as np
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from cfi_pose_ros.camera import (MIN_IMAGE_SIDE_PX, LensDistortion, is_resized_view, lens_distortion,
-                                  published_image_matrix)
+from cfi_pose_ros.camera import (MIN_IMAGE_SIDE_PX, LensDistortion, check_lens_over_image, is_resized_view,
+                                  lens_distortion, published_image_matrix)
 from cfi_pose_ros.depth import DepthImageError, check_depth_frame, check_depth_registration
 from cfi_pose_ros.frame_ids import other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
@@ -83,7 +83,8 @@ def camera_from_info(msg, keypoints_image: str = "raw") -> tuple[np.ndarray, Len
     """``(K, lens, (width, height) or None)`` of the image a ``CameraInfo`` describes, for keypoints
     that are pixels of its ``keypoints_image`` (the lift node's parameter); ValueError (with the
     reason) when its matrix cannot place people (all zeros, non-finite, ...) or its distortion
-    cannot be undone (non-finite, no real lens's, an unknown model).
+    cannot be undone (non-finite, no real lens's, an unknown model, one that folds inside its image
+    or shrinks it: see :func:`cfi_pose_ros.camera.check_lens_over_image`).
 
     ``raw``: K, and the lens (``d``, ``distortion_model``; None when ``d`` is all zero) the pipeline
     undoes. ``rectified``: no distortion, and the rectified image's own camera matrix, ``p``'s left
@@ -107,6 +108,10 @@ def camera_from_info(msg, keypoints_image: str = "raw") -> tuple[np.ndarray, Len
     else:
         matrix = validate_camera_matrix(msg.k, sensor_size)
         lens = lens_distortion(msg.distortion_model, msg.d)
+        if lens is not None:
+            # judged on the sensor, whose K it is; a CameraInfo of no size, on the image centred on
+            # its principal point
+            check_lens_over_image(lens, matrix, sensor_size or (2.0 * matrix[0, 2], 2.0 * matrix[1, 2]))
     size = image_size_from_info(msg)
     _check_published_region(msg, size)
     roi = msg.roi
