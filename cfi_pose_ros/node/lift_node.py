@@ -45,7 +45,7 @@ from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, TARGET_WITHOUT_F
                                          lifter_options)
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS,
                                       camera_or_size_from_info, depth_warning_key, dropped_warning_key, lift_keypoints,
-                                      marker_namespace, pipeline_config, pose_smoother)
+                                      marker_namespace, pipeline_config, pose_smoother, warned_about)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import DEPTH_DISAGREES, LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats
@@ -299,7 +299,7 @@ class LiftNode(SpecLifecycleNode):
             # routine drops are counted, not logged: a person seen in part is no malformed input;
             # the others are logged by reason, in words where the pipeline gave them (above)
             for reason, count in sorted(result.dropped.items()):
-                if reason not in ROUTINE_DROPS and dropped_warning_key(reason) not in result.warnings:
+                if reason not in ROUTINE_DROPS and not warned_about(result.warnings, reason):
                     self.warn_throttled(dropped_warning_key(reason), f"dropped malformed input: {reason} x{count}")
         if not result.publishable:
             return   # nothing can be said about this frame, not even that it is empty

@@ -283,7 +283,15 @@ def dropped_warning_key(reason: str) -> str:
 def depth_warning_key(kind: str) -> str:
     """The log's throttling key of the warning about a depth image not used for a fault of ``kind``
     (:class:`cfi_pose_ros.depth.DepthImageError`): one per kind, as :func:`dropped_warning_key`."""
-    return f"depth_{kind}"
+    return f"{dropped_warning_key('bad_depth_image')}:{kind}"
+
+
+def warned_about(warnings: dict[str, str], reason: str) -> bool:
+    """Whether ``warnings`` (a LiftedFrame's) tell of the drops for ``reason`` in their own words,
+    under its key or the key of one kind of it (:func:`depth_warning_key`): the generic "dropped
+    malformed input" line is then not logged as well."""
+    key = dropped_warning_key(reason)
+    return any(name == key or name.startswith(key + ":") for name in warnings)
 
 
 def _camera_info_not_for(msg, camera_frame_id: str, camera_size: tuple[int, int] | None,
