@@ -205,13 +205,21 @@ class MultiPersonTracker:
                     assigned[int(c)] = self._tracks[int(r)]
         return assigned
 
-    def starts_over(self, t: float, frame_id: str | None = None) -> bool:
-        """Whether a frame at time ``t`` begins a new timeline (further back than a late frame), or is
+    def starts_over(self, t: float, frame_id: str | None = None,
+                    image_size: tuple[int, int] | None = None) -> bool:
+        """Whether a frame at time ``t`` begins a new timeline (further back than a late frame), is
         in another ``frame_id`` than the last (where given: another camera publishing on the topic, a
-        driver restarted with another frame), on which :meth:`update` forgets every track: what else
-        follows people from frame to frame (the top-down detector's boxes) starts over with it."""
+        driver restarted with another frame), or is of another ``image_size`` (width, height; where
+        given), on which :meth:`update` forgets every track: what else follows people from frame to
+        frame (the top-down detector's boxes) starts over with it. :meth:`update` asks this very
+        question, so its callers cannot keep state that the tracker has dropped."""
+        # Boxes in the pixels of another image size (a driver switched mode, binning) do not compare
+        # with the tracks': one person's new box could overlap another's old one and take their id.
+        size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
+        resized = size is not None and self._image_size is not None and size != self._image_size
+        # Boxes of another camera (another frame_id) neither: the lifter's smoothing starts over on it too.
         other_camera = frame_id is not None and self._frame_id is not None and frame_id != self._frame_id
-        return other_camera or timeline.starts_over(self._last_t, t)
+        return resized or other_camera or timeline.starts_over(self._last_t, t)
 
     def update(self, boxes: np.ndarray, t: float | None = None,
                image_size: tuple[int, int] | None = None, frame_id: str | None = None) -> list[str]:
@@ -232,12 +240,8 @@ class MultiPersonTracker:
         self._frame += 1
         frame_clock = t is None
         t = float(self._frame if frame_clock else t)
-        # Boxes in the pixels of another image size (a driver switched mode, binning) do not compare
-        # with the tracks': one person's new box could overlap another's old one and take their id.
         size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
-        resized = size is not None and self._image_size is not None and size != self._image_size
-        # Boxes of another camera (another frame_id) neither: the lifter's smoothing starts over on it too.
-        if resized or self.starts_over(t, frame_id):
+        if self.starts_over(t, frame_id, size):
             self.reset()
             self._frame = 1
             if frame_clock:     # the first frame of the new timeline (the old count read as going back)

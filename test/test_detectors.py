@@ -850,6 +850,39 @@ def test_another_camera_s_image_on_the_topic_starts_over_instead_of_taking_the_l
     assert ids == ["2"] and "detector" not in stage_ms          # and followed on B's next frame
 
 
+def test_a_change_of_image_size_resets_the_followed_boxes_as_it_starts_the_tracker_over():
+    """The tracker started over on a frame of another image size, but starts_over(), which
+    detect_and_track asks before resetting the top-down detector's followed boxes, knew only the
+    stamp and the frame_id: two questions, two answers, and the boxes followed in the old size's
+    pixels were not reset (the detector's reset count stayed where it was)."""
+    from cfi_pose_ros.detectors.frame import detect_and_track
+    from cfi_pose_ros.tracking import MultiPersonTracker
+
+    class CountedResets(TopDownPoseDetector):
+        resets = 0
+
+        def reset(self) -> None:
+            self.resets += 1
+            super().reset()
+
+    detector = CountedResets(_BrightBoxes(), _KeypointsInEveryBox(), config=TopDownConfig(detect_every=3))
+    tracker = MultiPersonTracker()
+    assert detect_and_track(detector, tracker, _one_person_scene(50), 10.0, "camera")[1] == ["1"]
+    _, ids, stage_ms = detect_and_track(detector, tracker, _one_person_scene(52), 10.033, "camera")
+    assert ids == ["1"] and "detector" not in stage_ms          # followed
+    resets = detector.resets
+    half = cv2.resize(_one_person_scene(54), (320, 240), interpolation=cv2.INTER_NEAREST)
+    people, ids, stage_ms = detect_and_track(detector, tracker, half, 10.066, "camera")
+    assert detector.resets == resets + 1                        # the first frame of the new size
+    assert "detector" in stage_ms and ids == ["2"]
+    np.testing.assert_allclose(people.boxes, [[27, 50, 77, 200]])
+    # the tracker and its callers ask one question: a frame of another size than the last starts over
+    assert tracker.starts_over(10.1, "camera", (640, 480)) and not tracker.starts_over(10.1, "camera", (320, 240))
+    half = cv2.resize(_one_person_scene(56), (320, 240), interpolation=cv2.INTER_NEAREST)
+    _, ids, stage_ms = detect_and_track(detector, tracker, half, 10.1, "camera")
+    assert ids == ["2"] and "detector" not in stage_ms and detector.resets == resets + 1
+
+
 class _BrightPeople:
     """Person detector stand-in: the box of each bright region (channel 0) of at least 100 pixels."""
 

@@ -17,16 +17,18 @@ def detect_and_track(detector, tracker, image_bgr: np.ndarray, stamp_s: float | 
     People with a non-finite box or one without area are left out (the tracker needs boxes).
     ``tracker=None`` gives every person the empty id. ``stamp_s`` is the tracker's clock (the image stamp;
     None or <= 0: see ``MultiPersonTracker.clock``), ``frame_id`` the image's ``header.frame_id`` (None:
-    not known); a frame on which the tracker starts over (a bag loop, another camera's frame) resets
-    the detector too (a top-down detector's followed boxes). ``stage_ms`` holds the
+    not known); a frame on which the tracker starts over (a bag loop, another camera's frame, another
+    image size) resets the detector too (a top-down detector's followed boxes). ``stage_ms`` holds the
     detector's own stage timings where it has them (top-down: ``detector``, ``keypoint_model``), else
     ``detector``, plus ``tracking``. Raises ValueError when the detector does not give COCO-17 keypoints.
     """
     t = tracker.clock(stamp_s) if tracker is not None else None
-    if t is not None and tracker.starts_over(t, frame_id) and hasattr(detector, "reset"):
+    image_size = image_bgr.shape[1::-1]
+    if t is not None and tracker.starts_over(t, frame_id, image_size) and hasattr(detector, "reset"):
         # a bag loop: boxes followed from the last pass's keypoints are where nobody is now (the
         # keypoint model still found "people" in them: ghosts for up to person_detector_every - 1 frames);
-        # another camera's image: they are the other camera's people
+        # another camera's image: they are the other camera's people; another image size: they are
+        # in the old size's pixels
         detector.reset()
     start = time.perf_counter()
     detections = detector.detect(image_bgr)
@@ -42,7 +44,7 @@ def detect_and_track(detector, tracker, image_bgr: np.ndarray, stamp_s: float | 
         detections = detections.select(trackable)
     t0 = time.perf_counter()
     if tracker is not None:
-        ids = tracker.update(detections.boxes, t, image_bgr.shape[1::-1], frame_id)
+        ids = tracker.update(detections.boxes, t, image_size, frame_id)
     else:
         ids = [""] * len(detections)
     stage_ms["tracking"] = (time.perf_counter() - t0) * 1e3
