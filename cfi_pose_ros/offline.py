@@ -531,6 +531,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     value = lift_values.__getitem__
     pipeline = build_pipeline(value, log=log)
     detector = tracker = None
+    publish_ids = True
     if source.detect:
         from cfi_pose_ros.detectors import create_detector
         from cfi_pose_ros.detectors.frame import detect_and_track
@@ -542,8 +543,11 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
         if source.scene_per_frame:      # unrelated photos: boxes cannot follow keypoints, ids mean nothing
             detect_values.update(person_detector_every=1, tracking=False)
         detector = create_detector(detector_config(detect_values))
-        tracker = (MultiPersonTracker(TrackerConfig(**tracker_config(detect_values)))
-                   if detect_values.get("tracking", True) else None)
+        # run whatever `tracking` says, as the detect node runs it: it tells a bag loop or a stamp jump,
+        # where the detector's followed boxes start over (without it a loop's first image was cropped
+        # where the last pass's people had stood); with tracking off only its ids are left out
+        tracker = MultiPersonTracker(TrackerConfig(**tracker_config(detect_values)))
+        publish_ids = detect_values.get("tracking", True)
     topics = {name: root_namespace_topic(value(name))
               for name in ("input_topic", "camera_info_topic", "output_topic", "markers_topic")}
     result = OfflineResult()
@@ -579,6 +583,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                 t0 = time.perf_counter()
                 people, ids, _ = detect_and_track(detector, tracker, item.image, _stamp_ns(item.header) * 1e-9,
                                                   item.header.frame_id)
+                if not publish_ids:
+                    ids = [""] * len(ids)
                 msg = keypoints_to_msg(item.header, (item.image.shape[1], item.image.shape[0]), people.keypoints,
                                        people.scores, people.boxes, people.box_scores, ids)
                 result.detect_s += time.perf_counter() - t0

@@ -174,3 +174,48 @@ def test_offline_lifting_of_a_video_through_the_detector(tmp_path):
     assert all(h.root_source == HumanPose3D.ROOT_FROM_INTRINSICS for p in poses for h in p.humans)
     capture = cv2.VideoCapture(summary["video"])
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 or Path(summary["video"]).suffix == ".gif"
+
+
+def test_offline_lifting_with_tracking_off_still_starts_the_followed_boxes_over_on_a_bag_loop(tmp_path):
+    """With tracking off, offline lifting ran no tracker, and nothing told the top-down detector that
+    a bag of images had looped: on the loop's first frame it followed the box of the last pass's
+    skier onto grey background (a ghost at x 6..219) and missed the skier, now at x 218 (measured with
+    RTMDet + MoveNet). The detect node runs its tracker whatever `tracking` says and leaves its ids
+    out; offline lifting now does the same."""
+    import cv2
+    from sensor_msgs.msg import Image
+
+    from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS
+    from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
+    from cfi_pose_ros.offline import bag_source, parameter_values, run_offline
+
+    _need_models()
+    photo = cv2.imread(str(FIXTURES / "images" / "skier.jpeg"))
+    h, w = photo.shape[:2]
+
+    def skier_at(x: int) -> Image:
+        scene = np.full((h, 2 * w + 20, 3), 127, np.uint8)
+        scene[:, x:x + w] = photo
+        return Image(height=scene.shape[0], width=scene.shape[1], encoding="bgr8", step=scene.shape[1] * 3,
+                     data=scene.tobytes())
+
+    bag = tmp_path / "loop.mcap"
+    # two frames of a pass (the second followed, person_detector_every 3), then the bag again from
+    # its start: the stamps go back and the skier stands elsewhere
+    frames = [(0, 10.0), (5, 10.1), (w, 0.5)]
+    with BagWriter(bag) as writer:
+        for k, (x, stamp) in enumerate(frames):
+            msg = skier_at(x)
+            msg.header.frame_id = FRAME
+            msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp), round(stamp % 1 * 1e9)
+            writer.write("/image_raw", msg, 10**9 * 100 + k * PERIOD_NS)
+    detect = parameter_values(DETECT_NODE_PARAMETERS, overrides={**{k: str(v) for k, v in MODELS.items()},
+                                                                 "tracking": False})
+    assert detect["person_detector_every"] == 3
+    run_offline(bag_source(bag), tmp_path / "out", parameter_values(LIFT_NODE_PARAMETERS), detect,
+                video=False, progress=False)
+    people = [msg.decode().people for msg in read_bag(tmp_path / "out" / "lifted.mcap", ["/human_keypoints_2d"])]
+    assert [len(frame) for frame in people] == [1, 1, 1]
+    assert all(person.id == "" for frame in people for person in frame)      # tracking off: no ids
+    loop_box = people[2][0].bbox
+    assert loop_box.x_offset >= w - 10, (loop_box.x_offset, loop_box.width)   # the skier, not a ghost
