@@ -65,8 +65,14 @@ class Person2D:
     keypoints: np.ndarray          # (K, 2) pixels, NaN = missing
     scores: np.ndarray             # (K,) in [0, 1]
     layout: str                    # a name in skeleton.LAYOUTS (or anything, to be rejected)
-    track_id: str = ""
+    track_id: str = ""             # "" = untracked; one of only whitespace becomes ""
     score: float = 1.0
+
+    def __post_init__(self) -> None:
+        # An id of only whitespace (a detector's "  ") names no track: kept, two such people shared
+        # one marker colour, and one alone got a TF frame (body___) and a smoothing track
+        if not self.track_id.strip():
+            self.track_id = ""
 
 
 @dataclass

@@ -270,6 +270,37 @@ def test_of_a_message_of_many_people_only_the_highest_scored_are_read(clip, monk
                                   np.stack([h.keypoints for h in lifted.people]))
 
 
+@pytest.mark.parametrize("blank_id", [" ", "  ", "\t", "\u3000"])
+def test_a_person_whose_id_is_only_whitespace_is_untracked_as_one_with_the_empty_id(clip, blank_id):
+    """A blank id (a detector's "  ") was an id: two such people shared one marker colour (its CRC),
+    one alone got the TF frame `body___` and a smoothing track, while the empty id, which the
+    message calls untracked, gives each person its index's colour, no frame and no smoothing. It
+    now lifts as the empty id does, and is published as it."""
+    from cfi_pose_ros.node import lifting
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    def lifted_frames(ids, people):
+        pipeline = lifting.build_pipeline(lambda name: name == "smoothing" or PARAMETERS_BY_NAME[name].default)
+        frames = []
+        for k in range(3):
+            msg = clip_msg(clip, 10 * k, sec=1, people=people)
+            msg.header.stamp.nanosec = k * 100_000_000
+            for person, person_id in zip(msg.people, ids):
+                person.id = person_id
+            frames.append(lifting.lift_keypoints(pipeline, msg, clip.camera_matrix, clip.image_size))
+        return frames
+
+    def colours(frame):
+        return [spec.color for spec in frame.marker_specs(0.25) if spec.type == "sphere_list"]
+
+    untracked, blank = lifted_frames(["", ""], [0, 1])[-1], lifted_frames([blank_id, blank_id], [0, 1])[-1]
+    assert len(set(colours(untracked))) == 2 and colours(blank) == colours(untracked)
+    assert [human.id for human in blank.poses_msg().humans] == ["", ""]
+    untracked, blank = lifted_frames([""], [0])[-1], lifted_frames([blank_id], [0])[-1]
+    assert blank.tf_frames("body_", True) == untracked.tf_frames("body_", True) == []
+    np.testing.assert_array_equal(blank.people[0].keypoints, untracked.people[0].keypoints)   # unsmoothed
+
+
 def test_malformed_people_do_not_push_the_good_ones_out_of_those_read(clip):
     """Those read were the highest scores, before any check: malformed people of score 1 (or of a
     score above 1, itself malformed) took every place, and the message's good people were never read,
