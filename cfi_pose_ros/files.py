@@ -7,7 +7,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 
 def special_file_kind(mode: int) -> str:
@@ -56,3 +56,24 @@ def write_error(what: str, path: str | Path, error: BaseException) -> WriteError
         number = re.search(r"\(os error (\d+)\)", str(error))
         reason = os.strerror(int(number.group(1))) if number else str(error)
     return WriteError(f"could not write {what} {path}: {reason}")
+
+
+def write_replacing(what: str, path: str | Path, write: Callable[[Path], None]) -> None:
+    """``path`` written anew by ``write(partial)``, a file ``<path>.partial`` beside it then renamed
+    over it, or ``write_error(what, path, ...)`` where that cannot be done: a write the disk cannot
+    hold cut the file in place (curves.png, metrics.jsonl, the study's table and plot), and what an
+    earlier save had written was lost with it. The partial file is not left behind."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except BaseException as exc:
+        try:
+            if partial.is_file():       # not one in the way of it (a folder) that this did not write
+                partial.unlink()
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise write_error(what, path, exc) from exc
+        raise

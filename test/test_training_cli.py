@@ -686,3 +686,110 @@ def test_resume_of_a_run_without_a_budget_with_one_says_the_run_had_none(one_epo
                      f"first step. To train on from its weights, start a new run: --init-weights "
                      f"{one_epoch / 'tiny'}.safetensors --out <new folder>")
     assert {p.name: p.read_bytes() for p in one_epoch.iterdir()} == before
+
+
+def _resume_in_a_process(out, epochs: int, limit: int | None = None) -> subprocess.CompletedProcess:
+    """``python -m training.train --resume`` of the tiny run in ``out`` (files limited to ``limit`` bytes)."""
+    return subprocess.run([sys.executable, "-P", "-m", "training.train", *ARGS, "--epochs", str(epochs), "--resume",
+                           "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=300, preexec_fn=None if limit is None else _file_size_limited(limit))
+
+
+def _one_line_write_error(process: subprocess.CompletedProcess, what: str, path, reason: str) -> None:
+    err = process.stderr
+    assert process.returncode == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == f"error: could not write {what} {path}: {reason}", err[-3000:]
+
+
+def test_curves_the_run_cannot_write_are_one_line_and_a_later_resume_draws_them(one_epoch, tmp_path):
+    """curves.png that could not be written (here a folder in its place) ended the run in an
+    IsADirectoryError traceback from matplotlib; it is one line now, the checkpoint and metrics.jsonl
+    as the previous save left them, and a resume once it can be written trains that epoch again."""
+    out = tmp_path / "run"
+    shutil.copytree(one_epoch, out)
+    (out / "curves.png").unlink()
+    (out / "curves.png").mkdir()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    process = _resume_in_a_process(out, epochs=2)
+    _one_line_write_error(process, "the training curves", out / "curves.png", "Is a directory")
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for name in ("checkpoint.safetensors", "checkpoint.json", "metrics.jsonl"):
+        assert after[name] == before[name], name
+    assert not [p for p in after if p.endswith((".partial", ".tmp"))], sorted(after)
+    (out / "curves.png").rmdir()
+    record = train_module.main(["--out", str(out), "--resume", "--epochs", "2"])
+    assert record["epoch"] == 2 and [r["epoch"] for r in read_metrics(out)] == [1, 2]
+    assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_metrics_line_the_run_cannot_write_is_one_line_and_a_resume_writes_it(tmp_path):
+    """The metrics.jsonl line of an evaluation (written after its checkpoint) that could not be
+    written, here metrics.jsonl turned into a folder while the run trained its second epoch: an
+    IsADirectoryError traceback. Now one line, exit 1; the checkpoint holds the evaluation, and a
+    resume writes metrics.jsonl from it, every epoch's line once."""
+    import time
+
+    out = tmp_path / "run"
+    args = ARGS + ["--max-steps-per-epoch", "0", "--synthetic", "6000", "--epochs", "3", "--out", str(out)]
+    process = subprocess.Popen([sys.executable, "-P", "-m", "training.train", *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().endswith("\n")):
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+            time.sleep(0.02)
+        (out / "metrics.jsonl").unlink()
+        (out / "metrics.jsonl").mkdir()
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    _one_line_write_error(subprocess.CompletedProcess(process.args, process.returncode, None, err),
+                          "the metrics", out / "metrics.jsonl", "Is a directory")
+    saved = json.loads((out / "checkpoint.json").read_text())
+    assert [r["epoch"] for r in saved["history"]] == [1, 2]
+    assert not [p.name for p in out.iterdir() if p.name.endswith((".partial", ".tmp"))]
+    (out / "metrics.jsonl").rmdir()
+    record = train_module.main(["--out", str(out), "--resume"])
+    assert record["epoch"] == 3 and [r["epoch"] for r in read_metrics(out)] == [1, 2, 3]
+
+
+def test_metrics_a_resume_cannot_rewrite_are_one_line_and_left_as_they_were(one_epoch, tmp_path):
+    """--resume rewrites metrics.jsonl from the checkpoint first; a disk that could not hold it
+    (here files limited to 100 bytes, the file 253) was an OSError traceback, and the file was left
+    cut at the limit. Now one line, exit 1, every file as it was, and a resume that can write goes on."""
+    out = tmp_path / "run"
+    shutil.copytree(one_epoch, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(before["metrics.jsonl"]) > 100
+    process = _resume_in_a_process(out, epochs=2, limit=100)
+    _one_line_write_error(process, "the metrics", out / "metrics.jsonl", "File too large")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    record = train_module.main(["--out", str(out), "--resume", "--epochs", "2"])
+    assert record["epoch"] == 2 and [r["epoch"] for r in read_metrics(out)] == [1, 2]
+
+
+def test_a_study_table_or_plot_it_cannot_write_is_one_line_and_leaves_the_previous_one(tmp_path, capsys):
+    """The study's own files, written after every run: a table it could not write (a folder in its
+    place) and a plot the disk could not hold (files limited between the table's size and the plot's)
+    were OSError tracebacks, and the plot was left cut at the limit. Now one line each, exit 1, and
+    the previous table and plot as they were."""
+    out, doc = tmp_path / "runs", tmp_path / "doc"
+    finished_study_run(out, "d64_s5_b0.5")
+    command = ["--runs", "d64_s5_b0.5", "--short", "0.5", "--out", str(out), "--doc", str(doc)]
+    study.main(command)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert len(before["doc.md"]) < 20_000 < len(before["doc.png"])
+    process = subprocess.run([sys.executable, "-P", "-m", "training.study", *command], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, timeout=300, preexec_fn=_file_size_limited(20_000))
+    _one_line_write_error(process, "the study's plot", doc.with_suffix(".png"), "File too large")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    (tmp_path / "doc.md").unlink()
+    (tmp_path / "doc.md").mkdir()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        study.main(command)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 1 and lines[-1] == f"error: could not write the study's table {doc}.md: Is a directory"
+    assert (tmp_path / "doc.png").read_bytes() == before["doc.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["doc.md", "doc.png", "runs"]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from training import train as train_module
 from cfi_pose_ros.arguments import output_directory, positive_float
+from cfi_pose_ros.files import WriteError, write_replacing
 from training.checkpoint import CHECKPOINT_JSON, CheckpointError, has_checkpoint
 from training.evaluate import error_text
 from training.stopping import TrainingStopped
@@ -152,8 +153,10 @@ def plot(rows: list[tuple[StudyRun, dict]], path: Path, curves: dict[str, list[d
     tab.auto_set_column_width(col=list(range(6)))
     tab.scale(1, 1.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        write_replacing("the study's plot", path, lambda partial: fig.savefig(partial, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
@@ -212,10 +215,14 @@ def main(argv: list[str] | None = None) -> list[tuple[StudyRun, dict]]:
                       f"study command goes on from the run's last checkpoint", file=sys.stderr)
                 raise SystemExit(128 + signal.SIGINT) from None
         rows.append((run, record))
-    (doc.with_suffix(".md")).write_text(table(rows))
     curves = {label: [json.loads(line) for line in (Path(directory) / "metrics.jsonl").read_text().splitlines()]
               for label, directory in args.curve}
-    plot(rows, doc.with_suffix(".png"), curves)
+    try:
+        write_replacing("the study's table", doc.with_suffix(".md"), lambda partial: partial.write_text(table(rows)))
+        plot(rows, doc.with_suffix(".png"), curves)
+    except WriteError as error:     # the runs are kept: the same command writes these again
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(table(rows))
     return rows
 

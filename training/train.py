@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cfi_pose_ros.files import WriteError
+from cfi_pose_ros.files import WriteError, write_replacing
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, config_value_problem, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
@@ -332,7 +332,8 @@ def load_data(args) -> tuple[PoseSet, PoseSet]:
 
 def plot_curves(history: list[dict], path: Path, marks: dict[str, float] | None = None) -> None:
     """Training loss and test errors against samples; ``marks`` = {label: samples} draws
-    a dashed line (e.g. where a fine-tune took over)."""
+    a dashed line (e.g. where a fine-tune took over). ``WriteError`` where ``path`` cannot be
+    written, the previous plot left as it was."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -355,8 +356,10 @@ def plot_curves(history: list[dict], path: Path, marks: dict[str, float] | None 
             ax.axvline(at / 1e6, color="grey", ls="--", lw=1)
             ax.text(at / 1e6, 0.98, f" {label}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        write_replacing("the training curves", path, lambda partial: fig.savefig(partial, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 @dataclass
@@ -489,10 +492,14 @@ def run_has_ended(args, out: Path, saved: dict) -> bool:
     return True
 
 
-def restore_metrics(out: Path, history: list[dict]) -> None:
-    """metrics.jsonl as the checkpoint's evaluations: a run stopped between a line and its
-    checkpoint wrote the line again when resumed."""
-    (out / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in history))
+def write_metrics(out: Path, history: list[dict]) -> None:
+    """metrics.jsonl as ``history``, one line per evaluation: at every evaluation, and at --resume as
+    the checkpoint's evaluations (a run stopped between a line and its checkpoint wrote the line
+    again when resumed). Written anew and renamed over the file, not appended to it: a disk that could
+    not hold it cut the earlier lines; ``WriteError`` then, the file as it was (and the checkpoint,
+    written before the line, holds the evaluation for the resume that writes it)."""
+    text = "".join(json.dumps(record) + "\n" for record in history)
+    write_replacing("the metrics", out / "metrics.jsonl", lambda partial: partial.write_text(text))
 
 
 def clear_earlier_run(args, out: Path) -> None:
@@ -756,7 +763,7 @@ def train(args) -> dict:
                                      saved.get("run_state", {}).get("finished", False))
             if run_has_ended(args, out, saved):
                 if rank == 0:
-                    restore_metrics(out, saved["history"])
+                    write_metrics(out, saved["history"])
                 return saved["history"][-1] if saved["history"] else {}
         run = start_run(args, out, saved)
         # from the first step: a signal before it (loading the data, compiling) has nothing to
@@ -831,7 +838,7 @@ def start_run(args, out: Path, saved: dict | None) -> Run:
     if saved is not None:
         check_same_data(args, out, state.data_fingerprint, fingerprint)
         if rank == 0:
-            restore_metrics(out, history)
+            write_metrics(out, history)
             print(f"resumed from {out} at epoch {state.epoch}, step {state.global_step}", file=sys.stderr)
     state.data_fingerprint = fingerprint
     noisy_test_set = with_detector_noise(test_set, args.eval_noise_std) if args.eval_noise_std > 0 else None
@@ -1081,8 +1088,7 @@ def evaluate_and_save(run: Run, steps_done: int, loss_sum: torch.Tensor, started
                  input_domain=run.input_domain)
     plot_curves(run.history, run.out / "curves.png")
     run.save_checkpoint(rng_states)
-    with open(run.out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
+    write_metrics(run.out, run.history)
     return record
 
 
