@@ -23,7 +23,7 @@ import math
 import os
 import stat
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -152,13 +152,20 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
         for partial in (tensors_partial, config_partial):
             partial.unlink(missing_ok=True)
         raise write_error("the weights", tensors_path, exc) from exc
-    tensors_partial.replace(tensors_path)
-    config_partial.replace(config_path)
+    # under the lock a record takes (record_metrics): one that had read the JSON before these renames
+    # wrote it back after them, the previous tensors' tensors_sha256 beside these tensors (no load)
+    held = config_path.is_file() and os.access(config_path, os.R_OK)
+    with _json_held(config_path) if held else nullcontext():
+        tensors_partial.replace(tensors_path)
+        config_partial.replace(config_path)
     return tensors_path
 
 
-def record_metrics(path: str | Path, name: str, values: dict) -> Path:
-    """Add (or replace) one entry of the ``metrics`` record in a weights file's JSON.
+def record_metrics(path: str | Path, name: str, values: dict, tensors_sha256: str) -> Path:
+    """Add (or replace) one entry of the ``metrics`` record in a weights file's JSON: ``values``
+    measured on the tensors of SHA-256 ``tensors_sha256`` (the ``WeightsInfo.sha256`` the measuring
+    loaded). ``WeightsError`` where the JSON now describes other tensors: weights saved over these
+    since (a training run into their folder) were given the old tensors' metrics.
 
     The tensors and everything else in the JSON are left as they are, so the file
     still loads and its checksum still holds; the JSON is replaced atomically.
@@ -170,6 +177,11 @@ def record_metrics(path: str | Path, name: str, values: dict) -> Path:
     # `<name>.json.partial`, which one renamed over the JSON half-written by the other.
     with _json_held(config_path) as mode:
         config = json.loads(config_path.read_text())
+        now = config.get("tensors_sha256")
+        if now != tensors_sha256:
+            raise WeightsError(f"{config_path}: describes other tensors (SHA-256 {str(now)[:12]}...) than the ones "
+                               f"measured ({tensors_sha256[:12]}...): the weights were saved again since they were "
+                               f"loaded; nothing recorded, measure these ones")
         config.setdefault("metrics", {})[name] = values
         descriptor, partial = tempfile.mkstemp(dir=config_path.parent, prefix=config_path.name + ".",
                                                suffix=".partial")

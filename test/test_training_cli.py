@@ -793,3 +793,50 @@ def test_a_study_table_or_plot_it_cannot_write_is_one_line_and_leaves_the_previo
     assert stop.value.code == 1 and lines[-1] == f"error: could not write the study's table {doc}.md: Is a directory"
     assert (tmp_path / "doc.png").read_bytes() == before["doc.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["doc.md", "doc.png", "runs"]
+
+
+def test_evaluate_record_of_weights_saved_over_during_the_evaluation_is_refused_in_one_line(one_epoch, tmp_path):
+    """`training.evaluate --record` measures the tensors it loaded, then writes the means into the JSON:
+    weights saved over them meanwhile (here by this test, once the evaluation's bar shows) were given
+    the old tensors' means. Now one line naming both tensors' SHA-256, exit 1, eval.json written (it
+    names the tensors measured), nothing recorded, and the new weights load."""
+    import threading
+    import time
+
+    from cfi_pose_ros.model import CFINet
+    from cfi_pose_ros.weights import read_weights_info, save_weights
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("tiny.safetensors", "tiny.json"):
+        shutil.copy(one_epoch / name, weights / name)
+    measured = read_weights_info(weights / "tiny.safetensors").sha256
+    data = h36m_files(tmp_path / "data", frames=1500)
+    process = subprocess.Popen([sys.executable, "-P", "-m", "training.evaluate", "--weights",
+                                str(weights / "tiny.safetensors"), *data[:4], "--subjects", "S9", "--threads", "1",
+                                "--batch-size", "2", "--out", str(tmp_path / "eval"), "--record"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = []
+    reader = threading.Thread(target=lambda: err.extend(iter(lambda: process.stderr.read(1), "")))
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while "predict" not in "".join(err):             # loaded and measuring
+            assert process.poll() is None and time.monotonic() < deadline, "".join(err)[-3000:]
+            time.sleep(0.01)
+        model, info = load_weights(weights / "tiny.safetensors")
+        torch.manual_seed(5)
+        save_weights(CFINet(model.config), weights / "tiny", training=info.training, metrics={"S9_gt2d": {}})
+        assert process.wait(timeout=300) == 1, "".join(err)[-3000:]
+    finally:
+        process.kill()
+        reader.join()
+    err = "".join(err)
+    now = read_weights_info(weights / "tiny.safetensors").sha256
+    assert "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        f"error: {weights / 'tiny.json'}: describes other tensors (SHA-256 {now[:12]}...) than the ones measured "
+        f"({measured[:12]}...): the weights were saved again since they were loaded; nothing recorded, measure "
+        f"these ones")
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["tensors_sha256"] == measured
+    assert load_weights(weights / "tiny.safetensors")[1].metrics == {"S9_gt2d": {}}

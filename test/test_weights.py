@@ -10,7 +10,7 @@ import torch
 from conftest import PEAK_RSS_SOURCE
 from cfi_pose_ros.model import CFIConfig, CFINet
 from cfi_pose_ros.weights import (FORMAT, WeightsError, load_weights, read_weights_info,
-                                  save_weights, weights_paths)
+                                  record_metrics, save_weights, weights_paths)
 
 CONFIG = CFIConfig(dim=16, depth=1, heads=2)
 
@@ -663,8 +663,9 @@ def test_concurrent_records_into_one_weights_file_keep_every_entry(saved, tmp_pa
               "from cfi_pose_ros.weights import record_metrics\n"
               "time.sleep(max(0.0, float(sys.argv[3]) - time.time()))\n"
               "for k in range(25):\n"
-              "    record_metrics(sys.argv[1], f'{sys.argv[2]}_{k}', {'mpjpe_mm': k})\n")
-    processes = [subprocess.Popen([sys.executable, "-P", "-c", writer, str(path), f"w{i}", str(start)],
+              "    record_metrics(sys.argv[1], f'{sys.argv[2]}_{k}', {'mpjpe_mm': k}, sys.argv[4])\n")
+    measured = read_weights_info(path).sha256
+    processes = [subprocess.Popen([sys.executable, "-P", "-c", writer, str(path), f"w{i}", str(start), measured],
                                   stderr=subprocess.PIPE, text=True) for i in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in processes]
     assert [p.returncode for p in processes] == [0] * 4, errors
@@ -673,3 +674,65 @@ def test_concurrent_records_into_one_weights_file_keep_every_entry(saved, tmp_pa
         sorted(set(info.metrics) ^ ({"S9"} | {f"w{i}_{k}" for i in range(4) for k in range(25)}))
     assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.json", "tiny.safetensors"]
     load_weights(path)
+
+
+def test_a_record_of_tensors_saved_over_since_is_refused_and_the_weights_still_load(saved):
+    """`training.evaluate --record` measures the tensors, then writes the means into the JSON: weights
+    saved again in between (a training run into the same --out) got the old tensors' means in the new
+    JSON, under the new tensors' name. The record now says which tensors it measured."""
+    _, path = saved
+    measured = read_weights_info(path).sha256
+    torch.manual_seed(1)
+    newer = save_weights(CFINet(CONFIG), path, metrics={"S9": {"mpjpe_mm": 99.0}})
+    now = read_weights_info(newer).sha256
+    assert now != measured
+    with pytest.raises(WeightsError, match=rf"^{re.escape(str(path.with_suffix('.json')))}: describes other tensors "
+                                           rf"\(SHA-256 {now[:12]}\.\.\.\) than the ones measured "
+                                           rf"\({measured[:12]}\.\.\.\)"):
+        record_metrics(path, "S9_gt2d_all_frames", {"mpjpe_mm": 12.0}, measured)
+    _, info = load_weights(path)
+    assert info.sha256 == now and info.metrics == {"S9": {"mpjpe_mm": 99.0}}
+    record_metrics(path, "S9_gt2d_all_frames", {"mpjpe_mm": 98.0}, now)       # of the tensors there: recorded
+    assert load_weights(path)[1].metrics["S9_gt2d_all_frames"] == {"mpjpe_mm": 98.0}
+
+
+def test_saves_and_records_at_once_keep_the_weights_loadable(saved):
+    """A record that read the JSON just before a save renamed its files over the pair wrote that older
+    JSON back, with the older tensors' tensors_sha256: the weights no longer loaded (SHA-256 mismatch;
+    13 of 300 such rounds here). The save's renames now wait for the record's lock, and the record
+    refuses tensors it did not measure. Each round a save of the other model and a record of the model
+    saved before start at once (threads); after each the weights load, and the JSON holds no metrics
+    of the tensors saved over (a record before the save is replaced by it, one after it is refused)."""
+    import threading
+
+    _, path = saved
+    torch.manual_seed(2)
+    models = [CFINet(CONFIG), CFINet(CONFIG)]
+    save_weights(models[0], path)
+    refused = 0
+    for k in range(300):
+        together, outcome = threading.Barrier(2), {}
+        measured = read_weights_info(path).sha256
+
+        def save():
+            together.wait()
+            save_weights(models[(k + 1) % 2], path)
+
+        def record():
+            together.wait()
+            try:
+                record_metrics(path, f"r{k}", {"round": k}, measured)
+            except WeightsError as error:
+                outcome["refused"] = str(error)
+
+        threads = [threading.Thread(target=save), threading.Thread(target=record)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        _, info = load_weights(path)
+        assert info.sha256 != measured and f"r{k}" not in info.metrics, (k, outcome)
+        assert "describes other tensors" in outcome.get("refused", "describes other tensors")
+        refused += "refused" in outcome
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.json", "tiny.safetensors"]
+    print(f"{refused} of 300 records refused")

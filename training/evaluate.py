@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
             with stop_signals_held():       # eval.md, eval.json and --record's means: all or none
                 result = write_results(args, *evaluated)
                 written = True
+    except WeightsError as error:       # --record of weights saved over since they were measured
+        raise SystemExit(f"error: {error}") from None
     except KeyboardInterrupt as interrupt:
         print(f"evaluate: interrupted by {interrupt_signal(interrupt).name}; "
               + ("its results were written first" if written else "nothing written"), file=sys.stderr)
@@ -259,6 +261,7 @@ def evaluate_command(args: argparse.Namespace, argv: list[str] | None) -> tuple[
                   input_2d=args.data_2d or "ground truth", flip_test=args.flip_test,
                   missing_joints=args.missing_joints,
                   person_scale_range=scale_range, view="image" if args.image_view else "reference camera",
+                  tensors_sha256=info.sha256,       # what was measured: --record refuses other tensors
                   command="python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv))
     return result, out
 
@@ -275,7 +278,8 @@ def write_results(args: argparse.Namespace, result: dict, out: Path) -> dict:
                            result["person_scale_range"] is not None, not args.image_view, args.missing_joints)
         record_metrics(args.weights, name, {"mpjpe_mm": result["mpjpe"]["mean_over_actions"],
                                             "p_mpjpe_mm": result["p_mpjpe"]["mean_over_actions"],
-                                            "frames": result["frames"], "command": result["command"]})
+                                            "frames": result["frames"], "command": result["command"]},
+                       result["tensors_sha256"])
         print(f"recorded as metrics.{name} in the JSON of {args.weights}")
     return result
 
