@@ -633,3 +633,47 @@ def test_a_lifetime_rviz_never_expires_also_clears_the_last_frame_s_markers(life
     assert [m.action for m in LiftedFrame(Header(frame_id=CAMERA), []).markers_msg(lifetime).markers] \
         == [Marker.DELETEALL]
     assert LiftedFrame(Header(frame_id=CAMERA), []).markers_msg(2e-4).markers == []   # RViz expires these
+
+
+def _one_placed_one_not(clip):
+    """The clip's frame 20 through a telescope's focal length (1.5e5 px, which the camera checks
+    accept), its walker shrunk to half size around the pelvis: the greeter is placed about 650 m away,
+    the walker's solve lands past 1 km and the walker stays root-relative (too_far_to_place)."""
+    pixels = clip.pixels[20].copy()
+    pixels[0] = pixels[0, 0] + 0.5 * (pixels[0] - pixels[0, 0])
+    camera_matrix = clip.camera_matrix.copy()
+    camera_matrix[0, 0] = camera_matrix[1, 1] = 1.5e5
+    msg = keypoints_msg(pixels, clip.scores[20], clip.ids, clip.image_size, clip.layout, CAMERA, 0)
+    return stamp_msg(msg, 7), camera_matrix
+
+
+@pytest.mark.parametrize("target", [False, True])
+def test_a_root_relative_person_is_not_drawn_where_the_frame_places_people(target):
+    """A person who cannot be placed in a frame lifted with intrinsics (here too_far_to_place) was
+    drawn at root-relative coordinates in the output frame: a skeleton standing inside the camera (or
+    at base_link's origin), beside the placed people. The poses still carry them (root_source 0);
+    the markers draw the placed people only. Without intrinsics, where nobody can be placed, every
+    person is drawn as before (root-relative, about the frame's origin)."""
+    from cfi_pose_ros.frames import RigidTransform
+    from cfi_pose_ros.node.lifting import build_pipeline, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+    from cfi_pose_ros.pipeline import ROOT_FROM_INTRINSICS, ROOT_RELATIVE
+
+    clip = Clip.load()
+    msg, camera_matrix = _one_placed_one_not(clip)
+    pipeline = build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    where = dict(target_frame="base_link",
+                 target_from_camera=RigidTransform.from_xyz_quaternion(TARGET_FROM_CAMERA)) if target else {}
+    lifted = lift_keypoints(pipeline, msg, camera_matrix, None, **where)
+    assert [(p.track_id, p.root_source) for p in lifted.people] == [("walker", ROOT_RELATIVE),
+                                                                      ("greeter", ROOT_FROM_INTRINSICS)]
+    assert [h.id for h in lifted.poses_msg().humans] == ["walker", "greeter"]
+    drawn = lifted.marker_specs(0.25)
+    assert {spec.id for spec in drawn} == {3, 4, 5}         # the greeter's (input index 1)
+    assert min(np.linalg.norm(spec.points, axis=1).min() for spec in drawn) > 100.0
+    assert [m.text for m in lifted.markers_msg(0.25).markers if m.text] == ["greeter"]
+
+    unplaced = lift_keypoints(build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default), msg, None, None,
+                              **where)
+    assert {p.root_source for p in unplaced.people} == {ROOT_RELATIVE}
+    assert {spec.id for spec in unplaced.marker_specs(0.25)} == {0, 1, 2, 3, 4, 5}

@@ -26,7 +26,8 @@ from cfi_pose_ros.node.conversions import (BAD_FRAME_ID, BAD_STAMP_NANOSEC, FRAM
                                            NEGATIVE_STAMP, check_frame_id, frame_from_msg, header_drop_reason,
                                            markers_to_msg, poses_to_msg)
 from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
-from cfi_pose_ros.pipeline import MAX_TRACK_ID_LENGTH, Frame2D, LiftedPerson, LiftingPipeline, PipelineConfig
+from cfi_pose_ros.pipeline import (MAX_TRACK_ID_LENGTH, ROOT_RELATIVE, Frame2D, LiftedPerson, LiftingPipeline,
+                                   PipelineConfig)
 from cfi_pose_ros.root_solver import validate_camera_matrix
 from cfi_pose_ros.skeleton import LAYOUTS
 
@@ -189,6 +190,9 @@ class LiftedFrame:
     up: np.ndarray = field(default_factory=lambda: camera_up(None))   # camera up in the output frame
     source: Frame2D | None = None        # the 2D input as the pipeline saw it
     warnings: dict[str, str] = field(default_factory=dict)     # for the log, throttled by key
+    # lifted with intrinsics and solve_root on: a root-relative person then is one that could not be
+    # placed, not the frame's way of showing everyone
+    places_people: bool = False
 
     @property
     def publishable(self) -> bool:
@@ -199,11 +203,16 @@ class LiftedFrame:
         return poses_to_msg(self.header, self.people)
 
     def marker_specs(self, lifetime: float, namespace: str = LIFTER_MARKER_NAMESPACE) -> list[MarkerSpec]:
-        """The skeletons' markers, in ``namespace``: the lifter's own (see :func:`marker_namespace`)."""
+        """The skeletons' markers, in ``namespace``: the lifter's own (see :func:`marker_namespace`).
+        Where the frame places people, those it could not place (root-relative) are not drawn."""
         specs = []
         # the person's index in the input, as draw_people_2d colours them: dropped people must not
         # shift the colour and the "person <index>" label of the untracked people after them
         for person in self.people:
+            if self.places_people and person.root_source == ROOT_RELATIVE:
+                # its pelvis at the output frame's origin is no position: drawn there, it stood
+                # inside the camera (or at base_link's origin) beside the people placed
+                continue
             specs.extend(skeleton_markers(person.source_index, person.track_id, person.keypoints,
                                           lifetime=lifetime, up=self.up, namespace=namespace))
         return specs
@@ -390,7 +399,9 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
                     for reason, words in result.problems.items())
     # the output frame as tf2 names it (see tf2_frame_id): the input's `/camera` is `camera`
     header = Header(stamp=msg.header.stamp, frame_id=tf2_frame_id(target_frame or msg.header.frame_id))
+    places_people = frame.camera_matrix is not None and pipeline.config.solve_root
     if target_frame:
         return LiftedFrame(header, transform_people(result.people, target_from_camera), result.dropped,
-                           camera_up(target_from_camera), frame, warnings)
-    return LiftedFrame(header, result.people, result.dropped, source=frame, warnings=warnings)
+                           camera_up(target_from_camera), frame, warnings, places_people)
+    return LiftedFrame(header, result.people, result.dropped, source=frame, warnings=warnings,
+                       places_people=places_people)
