@@ -19,6 +19,9 @@ TF frames (``body_<id>``, optionally one per joint) of every person.
   them (a body frame left out takes its joint frames with it). Nor does anyone when the parent
   frame is empty (an input without ``header.frame_id``): tf2 rejects such a transform in every
   listener, once per message.
+* :class:`OneCameraPerFrame` keeps a TF frame to the camera (input frame) whose people sent it
+  within tf2's buffer: two cameras numbering people alike on one input would otherwise move it
+  between their people every frame.
 * :class:`OncePerStamp` lets each TF frame out once per stamp: tf2 ignores a transform at a stamp
   it already holds, with a ``TF_REPEATED_DATA`` warning in every listener, and an input that
   repeats its stamp (one frame sent twice) would cause one per frame.
@@ -40,7 +43,7 @@ from .pipeline import ROOT_RELATIVE, LiftedPerson
 from .skeleton import H36M_17
 
 __all__ = ["RigidTransform", "quaternion_multiply", "transform_people", "camera_up", "tf2_transform",
-           "FrameTransform", "person_frames", "frame_name", "tf2_frame_id", "OPTICAL_UP"]
+           "FrameTransform", "OneCameraPerFrame", "person_frames", "frame_name", "tf2_frame_id", "OPTICAL_UP"]
 
 # "Up" in a camera optical frame (x right, y down, z forward): the markers' label offset.
 OPTICAL_UP = np.array([0.0, -1.0, 0.0])
@@ -225,6 +228,54 @@ class OncePerStamp:
                                  or next(iter(self._sent_ns.values()))[-1] < stamp_ns - 2 * TF_BUFFER_NS):
             self._sent_ns.popitem(last=False)
         return admitted
+
+
+class OneCameraPerFrame:
+    """Which TF frames one input may send: none that another input frame's (another camera's) people
+    sent within tf2's buffer of the stamp at hand. Two cameras' detectors numbering people alike
+    (each from 1) on one keypoints topic sent ``body_1`` for one camera's person, then the other's,
+    every frame: each tf2 lookup of it got either person (re-parented between the two camera frames,
+    or, with a target frame, moved between them). The camera that sent a frame first keeps it until
+    it has not sent it for more than tf2's buffer (by the inputs' stamps; a stamp more than that
+    before its newest, a bag played again, also frees it); the joint frames of a body frame left
+    out are left out with it.
+
+    Keyed by the input's frame (the camera's), not the TF parent: with a target frame both cameras'
+    people hang from it. At most ``max_frames`` are remembered, the least recently sent forgotten
+    first, and a frame not sent for twice the buffer before the stamp at hand is forgotten."""
+
+    def __init__(self, max_frames: int = 65536):
+        # child frame -> (the input frame it was sent for, its newest stamp sent); least recently sent first
+        self._owners: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._max_frames = max_frames
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+    def admit(self, camera: str, stamp_ns: int,
+              frames: list[FrameTransform]) -> tuple[list[FrameTransform], dict[str, str]]:
+        """``(the frames camera's input may send, {frame left out: the camera it belongs to})``; the
+        second names body frames only, not the joint frames that go with them."""
+        admitted, taken, left_out = [], {}, set()
+        for frame in frames:
+            if frame.parent in left_out:
+                left_out.add(frame.child)
+                continue
+            owner, newest = self._owners.get(frame.child, (camera, stamp_ns))
+            if owner != camera and abs(stamp_ns - newest) <= TF_BUFFER_NS:
+                taken[frame.child] = owner
+                left_out.add(frame.child)
+                continue
+            if owner != camera:
+                newest = stamp_ns
+            self._owners[frame.child] = (camera, stamp_ns if stamp_ns < newest - TF_BUFFER_NS
+                                         else max(newest, stamp_ns))
+            self._owners.move_to_end(frame.child)
+            admitted.append(frame)
+        while self._owners and (len(self._owners) > self._max_frames
+                                or next(iter(self._owners.values()))[1] < stamp_ns - 2 * TF_BUFFER_NS):
+            self._owners.popitem(last=False)
+        return admitted, taken
 
 
 def frame_name(prefix: str, track_id: str, joint: str = "") -> str:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cfi_pose_ros.body_pose import body_poses, quaternion_to_rotation_matrix
-from cfi_pose_ros.frames import (TF_BUFFER_NS, OncePerStamp, RigidTransform, camera_up, frame_name, person_frames,
-                                 static_target_transform, transform_people)
+from cfi_pose_ros.frames import (TF_BUFFER_NS, OncePerStamp, OneCameraPerFrame, RigidTransform, camera_up, frame_name,
+                                 person_frames, static_target_transform, transform_people)
 from cfi_pose_ros.markers import skeleton_markers
 from cfi_pose_ros.pipeline import ROOT_FROM_INTRINSICS, ROOT_RELATIVE, LiftedPerson
 from cfi_pose_ros.skeleton import H36M_17
@@ -244,6 +244,27 @@ def test_tf_frames_of_people_gone_are_forgotten():
     stays = person_frames([standing_person("stays")], "camera")
     assert gate.admit(20_000 * period_ns, stays) == stays
     assert gate.admit(20_000 * period_ns, stays) == []          # one still in view is still gated
+
+
+def test_a_tf_frame_stays_with_the_camera_that_sent_it_within_tf2_s_buffer():
+    """Two cameras numbering people alike on one input: cam_b's person 7 (with its joint frames)
+    does not get body_7 while cam_a's sent it within tf2's 10 s buffer of the stamp, on either side;
+    after more than that without cam_a's, or at a stamp more than that before (a bag played again),
+    cam_b's does, and then keeps it from cam_a's."""
+    s = 10**9
+    gate = OneCameraPerFrame()
+    a_frames = person_frames([standing_person("7"), standing_person("8")], "cam_a", joints=True)
+    b_frames = person_frames([standing_person("7")], "cam_b", joints=True)
+    assert gate.admit("cam_a", 100 * s, a_frames) == (a_frames, {})
+    assert gate.admit("cam_b", 100 * s + 1, b_frames) == ([], {"body_7": "cam_a"})
+    assert gate.admit("cam_b", 90 * s, b_frames) == ([], {"body_7": "cam_a"})          # late, within the buffer
+    assert gate.admit("cam_a", 105 * s, a_frames[:18]) == (a_frames[:18], {})          # body_7 and its joints
+    assert gate.admit("cam_b", 115 * s, b_frames) == ([], {"body_7": "cam_a"})
+    assert gate.admit("cam_b", 115 * s + 1, b_frames) == (b_frames, {})               # cam_a's newest + 10 s
+    assert gate.admit("cam_a", 116 * s, a_frames)[1] == {"body_7": "cam_b"}
+    assert gate.admit("cam_a", 106 * s, a_frames)[1] == {"body_7": "cam_b"}
+    assert gate.admit("cam_a", 105 * s - 1, a_frames) == (a_frames, {})               # more than 10 s back
+    assert gate.admit("cam_a", 105 * s, a_frames) == (a_frames, {})                   # the same camera again
 
 
 @contextlib.contextmanager

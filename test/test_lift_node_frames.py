@@ -422,17 +422,11 @@ def tf2_problems(sent: list[dict]) -> list[str]:
     return problems
 
 
-def test_nothing_the_lifter_sends_on_tf_trips_tf2_s_rules(tmp_path, ros_env, node_factory, monkeypatch):
-    """The running lifter (publish_tf, tf_joints, the ROS 1 style tf_prefix `/`), its TF output recorded
-    through the stand-in's broadcaster, fed hostile ids (spaces, '/', unicode, empty, one id twice, an id
-    that is the camera frame's name, `3` beside `3_head`), frame ids (`/cam`, `//cam`, empty; one with a
-    space is dropped before any output, test_lift_node.py) and stamps (a message twice, a late one, one
-    in 2038, zero; a negative one is dropped before any output, test_lift_node.py): tf2 refuses or warns about
-    nothing it sends. With the prefix `/` the frame of the id named like the camera frame was
-    sent as its own child (`/cam` under `cam`: tf2 drops the slash, TF_SELF_TRANSFORM in every
-    listener); the frames of the input stamped ahead went out, and every later one was TF_OLD_DATA."""
+def _record_tf(tmp_path, ros_env, monkeypatch):
+    """The stand-in on the PYTHONPATH of the nodes started from here on, its broadcaster recording
+    what it sends; returns a function that reads the transforms sent so far (dicts of parent, child,
+    sec, nanosec, t, q, in order)."""
     import json
-    import time
 
     record = tmp_path / "tf_sent.jsonl"
     _use_tf2_stand_in(tmp_path, ros_env, monkeypatch, TF2_STAND_IN.replace(
@@ -445,6 +439,21 @@ def test_nothing_the_lifter_sends_on_tf_trips_tf2_s_rules(tmp_path, ros_env, nod
         "                't': [t.transform.translation.x, t.transform.translation.y, t.transform.translation.z],\n"
         "                'q': [t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,\n"
         "                      t.transform.rotation.w]}) + '\\n' for t in transforms)"))
+    return lambda: [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+
+
+def test_nothing_the_lifter_sends_on_tf_trips_tf2_s_rules(tmp_path, ros_env, node_factory, monkeypatch):
+    """The running lifter (publish_tf, tf_joints, the ROS 1 style tf_prefix `/`), its TF output recorded
+    through the stand-in's broadcaster, fed hostile ids (spaces, '/', unicode, empty, one id twice, an id
+    that is the camera frame's name, `3` beside `3_head`), frame ids (`/cam`, `//cam`, empty; one with a
+    space is dropped before any output, test_lift_node.py) and stamps (a message twice, a late one, one
+    in 2038, zero; a negative one is dropped before any output, test_lift_node.py): tf2 refuses or warns about
+    nothing it sends. With the prefix `/` the frame of the id named like the camera frame was
+    sent as its own child (`/cam` under `cam`: tf2 drops the slash, TF_SELF_TRANSFORM in every
+    listener); the frames of the input stamped ahead went out, and every later one was TF_OLD_DATA."""
+    import time
+
+    tf_sent = _record_tf(tmp_path, ros_env, monkeypatch)
     clip = Clip.load()
     node = node_factory(publish_tf=True, tf_joints=True, tf_prefix="/")
     _use_camera_info(node, clip)
@@ -463,7 +472,7 @@ def test_nothing_the_lifter_sends_on_tf_trips_tf2_s_rules(tmp_path, ros_env, nod
             person.id = track_id
         assert node.send_and_receive(msg) is not None, node.log()
         node.spin_for(0.2)          # the input is newest-only: the node is done with it before the next
-    sent = [json.loads(line) for line in record.read_text().splitlines()]
+    sent = tf_sent()
     assert tf2_problems(sent) == []
     assert "TF frames not sent: the input is stamped" in node.log()
     # named as tf2 names them; no frame for the id named like the camera frame, `3`'s head joint (it
@@ -677,3 +686,52 @@ def test_a_root_relative_person_is_not_drawn_where_the_frame_places_people(targe
                               **where)
     assert {p.root_source for p in unplaced.people} == {ROOT_RELATIVE}
     assert {spec.id for spec in unplaced.marker_specs(0.25)} == {0, 1, 2, 3, 4, 5}
+
+
+def test_two_cameras_numbering_people_alike_on_one_input_never_move_a_tf_frame_between_them(
+        tmp_path, ros_env, node_factory, monkeypatch):
+    """Two cameras' detectors whose ids both start from the same numbers, on one keypoints topic into
+    one lifter (header.frame_id cam_a, cam_b; one CameraInfo naming no frame places both): body_walker
+    went out under cam_a, then under cam_b, every frame: each tf2 lookup of it got one person or the
+    other. A TF frame sent for one camera's people is not sent for another's while the first sent it
+    within tf2's 10 s buffer (by the inputs' stamps); the poses are still published, the frames left
+    out counted (dropped.tf_frame_conflict) and a throttled warning names both frames and the fix.
+    Once the first camera has not sent it for more than the buffer, the other's person gets it."""
+    import time
+
+    tf_sent = _record_tf(tmp_path, ros_env, monkeypatch)
+    clip = Clip.load()
+    node = node_factory(publish_tf=True)
+    info = camera_info_msg(clip.camera_matrix, clip.image_size, "")
+    start = int(time.time()) - 60
+    for attempt in range(100):
+        node.client.camera_info_pub.publish(info)
+        node.spin_for(0.05)
+        out = node.send_and_receive(_frame(clip, start - 100 + attempt), timeout=5)
+        if out is not None and out.humans[0].root_source == HumanPose3D.ROOT_FROM_INTRINSICS:
+            break
+    for k in range(6):
+        for camera, shift, nanosec in (("cam_a", 0, 0), ("cam_b", 400, 500_000_000)):
+            msg = _frame(clip, start + k)
+            msg.header.frame_id, msg.header.stamp.nanosec = camera, nanosec
+            for person in msg.people:
+                for keypoint in person.keypoints:
+                    keypoint.x += shift             # another view of other people
+            out = node.send_and_receive(msg)
+            assert out is not None and out.header.frame_id == camera and len(out.humans) == 2, node.log()
+            assert {h.root_source for h in out.humans} == {HumanPose3D.ROOT_FROM_INTRINSICS}, node.log()
+            node.spin_for(0.1)
+    node.spin_for(0.5)
+    sent = [t for t in tf_sent() if t["sec"] >= start]
+    assert {(t["parent"], t["child"]) for t in sent} == {("cam_a", "body_walker"), ("cam_a", "body_greeter")}, sent
+    assert len(sent) == 12
+    log = node.log()
+    assert "'cam_a'" in log and "'cam_b'" in log and "tf_prefix" in log, log
+    assert int(node.latest_diagnostics().get("dropped.tf_frame_conflict", 0)) >= 2
+    # cam_a silent for more than tf2's buffer (by the stamps): cam_b's people get the frames
+    msg = _frame(clip, start + 5 + 11)
+    msg.header.frame_id = "cam_b"
+    assert node.send_and_receive(msg) is not None, node.log()
+    assert node.spin_until(lambda: len([t for t in tf_sent() if t["sec"] >= start]) == 14, 5.0), tf_sent()
+    assert {(t["parent"], t["child"]) for t in tf_sent() if t["sec"] == start + 16} \
+        == {("cam_b", "body_walker"), ("cam_b", "body_greeter")}

@@ -56,6 +56,8 @@ CLEAR_ACK_TIMEOUT_S = 0.5
 # people past max_people, and a depth reading of something in front of or behind a person (the
 # person is placed from the image). Any other drop since the previous diagnostics turns them WARN.
 ROUTINE_DROPS = frozenset({"too_few_joints", "too_many_people", DEPTH_DISAGREES})
+# diagnostics count: a person's TF frame not sent, as another camera's people had it (TransformBroadcast.taken)
+TF_FRAME_CONFLICT = "tf_frame_conflict"
 
 
 class LiftNode(SpecLifecycleNode):
@@ -310,13 +312,29 @@ class LiftNode(SpecLifecycleNode):
                                                         namespace=self.marker_namespace))
         if self._tf_broadcast is not None and self.p("publish_tf"):
             frames = result.tf_frames(self.p("tf_prefix"), self.p("tf_joints"))
-            if not self._tf_broadcast.send(msg.header.stamp, frames):
+            camera = tf2_frame_id(msg.header.frame_id)
+            in_time = self._tf_broadcast.send(msg.header.stamp, frames, camera)
+            if self._tf_broadcast.taken:
+                self._warn_tf_frames_taken(camera, self._tf_broadcast.taken)
+            if not in_time:
                 ahead = stamp_seconds(msg.header.stamp) - self.get_clock().now().nanoseconds * 1e-9
                 self.warn_throttled("tf_future_stamp", f"TF frames not sent: the input is stamped {ahead:.1f} s "
                                                        "ahead of the node's clock, past tf2's 10 s buffer (clocks "
                                                        "not synchronised, or use_sim_time not set as for the "
                                                        "input's source?)")
         self.stats.output(time.monotonic(), time.perf_counter() - started, len(result.people))
+
+    def _warn_tf_frames_taken(self, camera: str, taken: dict[str, str]) -> None:
+        """Counted and logged, not a drop of the input (its poses are published): a misconfiguration
+        that a monitor must see (WARN), as no listener can tell the two cameras' people apart."""
+        self.stats.drop(Counter({TF_FRAME_CONFLICT: len(taken)}))
+        owners = sorted(set(taken.values()))
+        frames = ", ".join(sorted(taken)[:5]) + (f" (+{len(taken) - 5})" if len(taken) > 5 else "")
+        self.warn_throttled(TF_FRAME_CONFLICT, (
+            f"TF frames {frames} not sent for the people of {camera!r}: sent for the people of "
+            f"{', '.join(map(repr, owners))} within tf2's 10 s buffer (two cameras' detectors numbering people "
+            "alike on one input topic?). Give each camera its own lifter with its own tf_prefix "
+            "(tf_prefix:=body_cam_left_), or ids that differ"))
 
     # --------------------------------------------------------------- output frame and TF
     def _configure_frames(self) -> bool:

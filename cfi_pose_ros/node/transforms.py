@@ -15,7 +15,8 @@ import threading
 
 from geometry_msgs.msg import TransformStamped
 
-from cfi_pose_ros.frames import TF_BUFFER_NS, FrameTransform, OncePerStamp, RigidTransform, tf2_transform
+from cfi_pose_ros.frames import (TF_BUFFER_NS, FrameTransform, OncePerStamp, OneCameraPerFrame, RigidTransform,
+                                 tf2_transform)
 from cfi_pose_ros.interrupts import raise_if_interrupted
 
 
@@ -154,7 +155,10 @@ class TransformBroadcast:
     When the node's clock jumps back (sim time: ``ros2 bag play --loop --clock``) or switches between
     system and sim time, the once-per-stamp record starts over: every ``tf2_ros.Buffer`` on that
     clock clears itself then, and the record kept each frame of a bag shorter than tf2's 10 s buffer
-    out of /tf for good after its first pass."""
+    out of /tf for good after its first pass.
+
+    A frame another camera's people sent within tf2's buffer is not sent for this camera's (see
+    :class:`~cfi_pose_ros.frames.OneCameraPerFrame`): :attr:`taken` says which the last send left out."""
 
     def __init__(self, tf2_ros, node):
         self._node = node
@@ -165,6 +169,8 @@ class TransformBroadcast:
         self._publishers = [publisher for publisher in node.publishers if publisher not in before]
         self._clock = node.get_clock()
         self._once_per_stamp = OncePerStamp()
+        self._one_camera_per_frame = OneCameraPerFrame()
+        self.taken: dict[str, str] = {}     # frames the last send left out -> the camera frame they belong to
         self._time_jumps = self._clock.create_jump_callback(tf2_clearing_jumps(), post_callback=self._start_over)
 
     def close(self) -> None:
@@ -177,16 +183,20 @@ class TransformBroadcast:
 
     def _start_over(self, jump) -> None:
         self._once_per_stamp = OncePerStamp()
+        self._one_camera_per_frame = OneCameraPerFrame()
 
-    def send(self, stamp, frames: list[FrameTransform]) -> bool:
-        """Send ``frames`` at ``stamp`` (those not sent at it or after it yet); False when ``stamp``
-        is too far ahead of the node's clock to be sent at all."""
+    def send(self, stamp, frames: list[FrameTransform], camera: str = "") -> bool:
+        """Send ``frames`` of the people an input of frame ``camera`` saw at ``stamp`` (those not sent
+        at it yet, nor another camera's: :attr:`taken`); False when ``stamp`` is too far ahead of
+        the node's clock to be sent at all."""
+        self.taken = {}
         now = self._clock.now()
         if stamp.sec < 0 or (stamp.sec == 0 and stamp.nanosec == 0):
             stamp = now.to_msg()
         stamp_ns = stamp.sec * 10**9 + stamp.nanosec
         if now.nanoseconds > 0 and stamp_ns > now.nanoseconds + TF_BUFFER_NS:    # 0: sim time, no /clock yet
             return False
+        frames, self.taken = self._one_camera_per_frame.admit(camera, stamp_ns, frames)
         frames = self._once_per_stamp.admit(stamp_ns, frames)
         if frames:
             self._broadcaster.sendTransform([transform_stamped(stamp, frame) for frame in frames])
