@@ -1243,6 +1243,17 @@ def depth_image_msg(depth: np.ndarray, sec: int = 0, frame_id: str = FRAME):
     return stamp_msg(image, sec)
 
 
+def answer_after_depth(node, depth_pub, answers: list, depth: np.ndarray, keypoints, frame_id: str = FRAME,
+                       timeout: float = 5.0):
+    """Publish ``depth`` stamped as ``keypoints`` (a HumanKeypoints2DArray), let it arrive, send the
+    keypoints: the node's answer (None: none in ``timeout``), also appended to ``answers``."""
+    sec = keypoints.header.stamp.sec
+    depth_pub.publish(depth_image_msg(depth, sec, frame_id))
+    node.spin_for(0.1)
+    answers.append(node.send_and_receive(keypoints, timeout=timeout))
+    return answers[-1]
+
+
 def test_aligned_depth_image_sets_the_root_depth(node_factory, clip):
     from sensor_msgs.msg import Image
 
@@ -1313,11 +1324,7 @@ def test_a_depth_image_of_another_aspect_than_the_camera_s_is_refused_one_of_ano
     frame, answers = 40, []
 
     def answered_with(depth: np.ndarray):
-        sec = 700 + len(answers)
-        depth_pub.publish(depth_image_msg(depth, sec))
-        node.spin_for(0.1)
-        answers.append(node.send_and_receive(clip_msg(clip, frame, sec), timeout=5))
-        return answers[-1]
+        return answer_after_depth(node, depth_pub, answers, depth, clip_msg(clip, frame, 700 + len(answers)))
 
     wall = np.full((120, 160), 2.0, dtype=np.float32)
     assert node.spin_until(lambda: answered_with(wall) is not None and _diag_count(
@@ -1357,11 +1364,8 @@ def test_a_depth_image_of_another_camera_s_frame_is_refused(node_factory, clip):
     frame, answers = 40, []
 
     def answered_with(depth: np.ndarray, frame_id: str):
-        sec = 800 + len(answers)
-        depth_pub.publish(depth_image_msg(depth, sec, frame_id))
-        node.spin_for(0.1)
-        answers.append(node.send_and_receive(clip_msg(clip, frame, sec), timeout=5))
-        return answers[-1]
+        return answer_after_depth(node, depth_pub, answers, depth, clip_msg(clip, frame, 800 + len(answers)),
+                                  frame_id)
 
     wall = np.full(registered_depth(clip, frame, scale=4).shape, 2.0, dtype=np.float32)     # small: see above
     assert node.spin_until(lambda: answered_with(wall, "/left_camera_optical_frame") is not None and _diag_count(
@@ -1419,11 +1423,7 @@ def test_keypoints_without_a_frame_id_take_no_depth_image_of_another_frame_than_
     answers = []
 
     def answered_with(depth: np.ndarray, frame_id: str):
-        sec = 850 + len(answers)
-        depth_pub.publish(depth_image_msg(depth, sec, frame_id))
-        node.spin_for(0.1)
-        answers.append(node.send_and_receive(unnamed(sec), timeout=5))
-        return answers[-1]
+        return answer_after_depth(node, depth_pub, answers, depth, unnamed(850 + len(answers)), frame_id)
 
     assert node.spin_until(lambda: answered_with(wall, "left_camera_optical_frame") is not None and _diag_count(
         node.latest_diagnostics(), "bad_depth_image") >= 1, 60), (answers[-1], node.log())
@@ -1574,11 +1574,8 @@ def test_each_kind_of_bad_depth_image_is_logged_within_another_kind_s_throttle_p
     answers = []
 
     def answered_with(depth: np.ndarray, frame_id: str):
-        sec = 610 + len(answers)
-        depth_pub.publish(depth_image_msg(depth, sec, frame_id))
-        node.spin_for(0.1)
-        answers.append(node.send_and_receive(clip_msg(clip, frame, sec), timeout=1))
-        return answers[-1]
+        return answer_after_depth(node, depth_pub, answers, depth, clip_msg(clip, frame, 610 + len(answers)),
+                                  frame_id, timeout=1)
 
     other_frame = "the depth image is in frame 'left_camera_optical_frame'"
     other_aspect = "the 160x120 depth image (aspect 1.333) cannot be registered"
