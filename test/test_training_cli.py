@@ -597,6 +597,37 @@ def test_overwrite_with_another_name_deletes_the_earlier_runs_weights(one_epoch,
         "checkpoint.json", "checkpoint.safetensors", "curves.png", "metrics.jsonl", "other.json", "other.safetensors"]
 
 
+def test_overwrite_clears_what_killed_saves_left_and_refuses_a_folder_in_a_files_place(one_epoch, tmp_path,
+                                                                                         monkeypatch, capsys):
+    """--overwrite deleted the run's files but not the ``.partial`` files a save killed in mid-write
+    leaves beside them (weights, curves, metrics), and a folder in a file's place (here
+    curves.png) ended it in an IsADirectoryError traceback after the run's checks. Now such a
+    folder is refused in one line before any work, the earlier run as it was, and a run let in
+    leaves none of the partial files."""
+    out = tmp_path / "run"
+    shutil.copytree(one_epoch, out)
+    partials = ["tiny.safetensors.partial", "tiny.json.partial", "curves.png.partial", "metrics.jsonl.partial",
+                "checkpoint.safetensors.tmp", "checkpoint.json.tmp"]
+    for name in partials:
+        (out / name).write_bytes(b"left by a killed save")
+    (out / "curves.png").unlink()
+    (out / "curves.png").mkdir()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    process = subprocess.run([sys.executable, "-P", "-m", "training.train", *ARGS, "--epochs", "1", "--overwrite",
+                              "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             timeout=300)
+    err = process.stderr
+    assert process.returncode == 1 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == (f"error: --overwrite: {out / 'curves.png'} is a directory, not a file "
+                                            f"of a run; move it away, or pick another --out"), err[-3000:]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    (out / "curves.png").rmdir()
+    code, _ = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "1", "--overwrite", "--out", str(out)])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == [
+        "checkpoint.json", "checkpoint.safetensors", "curves.png", "metrics.jsonl", "tiny.json", "tiny.safetensors"]
+
+
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_a_stop_signal_ends_the_command_in_one_line_with_its_checkpoint_saved(tmp_path, signal_name):
     """`python -m training.train` sent Ctrl-C (or a cluster's SIGTERM) mid-run: a KeyboardInterrupt

@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cfi_pose_ros.files import WriteError, write_replacing
+from cfi_pose_ros.files import WriteError, special_file_kind, write_replacing
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, config_value_problem, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
@@ -420,6 +421,17 @@ def check_out(args, out: Path) -> None:
         if earlier and not args.overwrite:
             raise RunRefused(f"--out {out} already holds a run ({', '.join(earlier)}); pass --resume to "
                              f"continue it or --overwrite to start a new one in its place")
+        if args.overwrite:
+            # what --overwrite would delete must be files: a folder in a file's place (no run makes
+            # one) ended it in an IsADirectoryError traceback once its checks had passed
+            for name in overwritten_names(args, out):
+                try:
+                    mode = os.lstat(out / name).st_mode
+                except OSError:
+                    continue
+                if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                    raise RunRefused(f"--overwrite: {out / name} is {special_file_kind(mode)}, not a file of a "
+                                     f"run; move it away, or pick another --out")
     try:
         output_directory(out)
     except ValueError as error:
@@ -502,19 +514,36 @@ def write_metrics(out: Path, history: list[dict]) -> None:
     write_replacing("the metrics", out / "metrics.jsonl", lambda partial: partial.write_text(text))
 
 
-def clear_earlier_run(args, out: Path) -> None:
-    """--overwrite: delete the earlier run's files once this run has passed every check (a refused
-    run leaves them as they were), its weights under its own --name too: with another --name they
-    stayed beside the new run's, with the earlier run's record."""
-    names = [*run_files(args), *CHECKPOINT_PARTIALS]
+def partial_names(name: str) -> list[str]:
+    """What a save of the file ``name`` killed in mid-write leaves beside it (write_replacing's, and
+    save_weights' for the weights)."""
+    return [f"{name}.partial"]
+
+
+def overwritten_names(args, out: Path) -> list[str]:
+    """What --overwrite deletes in ``out``: the run's files, its weights under the earlier run's own
+    --name too (with another --name they stayed beside the new run's, with the earlier run's record),
+    and what a save killed in mid-write left beside any of them (its ``.partial`` files, the
+    checkpoint's ``.tmp`` ones): they stayed, taking the disk's space, beside the new run's."""
+    names = [*run_files(args)]
     try:
         earlier = read_checkpoint_meta(out).get("args", {}).get("name") if has_checkpoint(out) else None
     except CheckpointError:         # a damaged checkpoint: its run's weights cannot be named
         earlier = None
     if isinstance(earlier, str) and earlier and Path(earlier).name == earlier:
         names += [f"{earlier}.safetensors", f"{earlier}.json"]
-    for name in names:
-        (out / name).unlink(missing_ok=True)
+    names += [partial for name in names for partial in partial_names(name)]
+    return list(dict.fromkeys([*names, *CHECKPOINT_PARTIALS]))
+
+
+def clear_earlier_run(args, out: Path) -> None:
+    """--overwrite: delete the earlier run's files (``overwritten_names``) once this run has passed
+    every check (a refused run leaves them as they were; check_out refused a folder among them)."""
+    for name in overwritten_names(args, out):
+        try:
+            (out / name).unlink(missing_ok=True)
+        except OSError as error:    # put there since check_out, or a folder it may not write
+            raise RunRefused(f"--overwrite: could not delete {out / name}: {error.strerror or error}") from error
 
 
 def training_record(args, state: RunState) -> dict:
