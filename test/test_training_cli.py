@@ -628,6 +628,20 @@ def test_overwrite_clears_what_killed_saves_left_and_refuses_a_folder_in_a_files
         "checkpoint.json", "checkpoint.safetensors", "curves.png", "metrics.jsonl", "tiny.json", "tiny.safetensors"]
 
 
+def test_the_checkpoint_gets_the_default_mode_as_the_weights_do(tmp_path):
+    """checkpoint.safetensors was created 0600 (safetensors' own mode) while every other file of the
+    run got 0666 less the umask: a run in a group's shared folder could not be resumed by another
+    member of the group (its checkpoint could not be read). Here under umask 002, a group's."""
+    out = tmp_path / "run"
+    process = subprocess.run([sys.executable, "-P", "-m", "training.train", *ARGS, "--epochs", "1", "--out", str(out)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300,
+                             preexec_fn=lambda: os.umask(0o002))
+    assert process.returncode == 0, process.stderr[-3000:]
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()}
+    assert modes == {name: "0o664" for name in ("checkpoint.safetensors", "checkpoint.json", "curves.png",
+                                               "metrics.jsonl", "tiny.json", "tiny.safetensors", ".lock")}, modes
+
+
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_a_stop_signal_ends_the_command_in_one_line_with_its_checkpoint_saved(tmp_path, signal_name):
     """`python -m training.train` sent Ctrl-C (or a cluster's SIGTERM) mid-run: a KeyboardInterrupt

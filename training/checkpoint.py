@@ -14,6 +14,7 @@ import torch
 
 from cfi_pose_ros.files import write_error
 from cfi_pose_ros.model import CFIConfig
+from cfi_pose_ros.weights import give_default_mode
 
 
 # The files a checkpoint is, and what an interrupted save leaves beside them (written there first,
@@ -105,6 +106,9 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     # (4000 bytes zeroed inside the tensor data resumed without a word); 0.11 s per 200 MB of tensors
     try:
         save_file(tensors, str(tmp), metadata={CHECKPOINT_JSON: text, TENSORS_SHA256: tensors_sha256(tensors)})
+        # safetensors creates it 0600: a run in a group's shared folder could not be resumed by
+        # another member (every other file of the run, the weights too, gets the default mode)
+        give_default_mode(tmp)
     except (SafetensorError, OSError) as exc:
         # a full disk: a SafetensorError traceback, and the partial file kept taking its space
         tmp.unlink(missing_ok=True)
