@@ -553,6 +553,8 @@ def test_an_interrupted_save_leaves_the_previous_pair_loadable(saved, monkeypatc
     before the renames (a full disk, a kill) leaves the last good weights, not a checksum mismatch."""
     from pathlib import Path
 
+    from cfi_pose_ros.files import WriteError
+
     model, path = saved
     before = {k: v.clone() for k, v in load_weights(path)[0].state_dict().items()}
     with torch.no_grad():
@@ -563,13 +565,64 @@ def test_an_interrupted_save_leaves_the_previous_pair_loadable(saved, monkeypatc
         raise OSError("no space left on device")
 
     monkeypatch.setattr(Path, "replace", dies)
-    with pytest.raises(OSError, match="no space"):
+    with pytest.raises(WriteError, match="no space"):
         save_weights(model, path)
     monkeypatch.undo()
     loaded, _ = load_weights(path)
     assert all(torch.equal(v, before[k]) for k, v in loaded.state_dict().items())
     save_weights(model, path)                                   # and a save that completes replaces them
     assert not torch.equal(load_weights(path)[0].state_dict()["head.bias"], before["head.bias"])
+
+
+def test_a_weights_name_a_folder_holds_is_one_write_error_and_leaves_no_partial_file(saved):
+    """The renames were outside save_weights' handling: a folder at the tensor file's name was an
+    IsADirectoryError traceback (of training.train too), with both partial files left beside it."""
+    from cfi_pose_ros.files import WriteError
+
+    model, path = saved
+    folder = path.parent / "other.safetensors"
+    folder.mkdir()
+    with pytest.raises(WriteError) as error:
+        save_weights(model, path.parent / "other")
+    assert str(error.value) == f"could not write the weights {folder}: Is a directory"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["other.safetensors", "tiny.json", "tiny.safetensors"]
+
+
+def test_a_save_killed_between_its_two_renames_is_finished_by_the_next_load(saved):
+    """The tensors are renamed over the pair before the JSON: a save killed between the two left the
+    new tensors beside the old JSON, and the weights failed to load ("SHA-256 ... does not match",
+    until the next save). The new JSON is whole beside them then (``<name>.json.partial``, written
+    before either rename), and describes these tensors: the load finishes the save with it."""
+    import subprocess
+    import sys
+
+    model, path = saved
+    child = f"""
+import os, pathlib, signal, torch
+from cfi_pose_ros.model import CFINet
+from cfi_pose_ros.weights import load_weights, save_weights
+model, _ = load_weights({str(path)!r})
+with torch.no_grad():
+    for p in model.parameters():
+        p.add_(1.0)
+torch.save(model.state_dict(), {str(path.parent / 'new.pt')!r})
+rename = pathlib.Path.replace
+def killed_after_the_tensors(self, target):
+    rename(self, target)
+    if str(target).endswith(".safetensors"):
+        os.kill(os.getpid(), signal.SIGKILL)
+pathlib.Path.replace = killed_after_the_tensors
+save_weights(model, {str(path)!r}, metrics={{"new": {{}}}})
+"""
+    process = subprocess.run([sys.executable, "-P", "-c", child], capture_output=True, text=True, timeout=120)
+    assert process.returncode == -9, process.stderr[-3000:]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["new.pt", "tiny.json", "tiny.json.partial",
+                                                              "tiny.safetensors"]
+    loaded, info = load_weights(path)
+    new = torch.load(path.parent / "new.pt")
+    assert all(torch.equal(v, new[k]) for k, v in loaded.state_dict().items())
+    assert info.metrics == {"new": {}}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["new.pt", "tiny.json", "tiny.safetensors"]
 
 
 def test_tensors_of_another_dtype_are_refused_even_with_a_matching_checksum(saved):
