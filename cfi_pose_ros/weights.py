@@ -157,9 +157,9 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
     held = config_path.is_file() and os.access(config_path, os.R_OK)
     with _json_held(config_path) if held else nullcontext():
         # The tensors first: a save stopped between the two renames (a kill) leaves the new tensors
-        # beside the old JSON and the new JSON, whole, as <name>.json.partial, which the next load
-        # finishes the save with (finish_interrupted_save). The other order left the new JSON beside
-        # the old tensors, and nothing to tell that the tensors it describes were lost.
+        # beside the old JSON and the new JSON, whole, as <name>.json.partial, which the load's
+        # refusal names (_interrupted_save_hint). The other order left the new JSON beside the old
+        # tensors, and nothing to tell that the tensors it describes were lost.
         try:
             tensors_partial.replace(tensors_path)
         except OSError as exc:      # e.g. a folder at its name: a traceback, both partial files left
@@ -168,42 +168,28 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
             raise write_error("the weights", tensors_path, exc) from exc
         try:
             config_partial.replace(config_path)
-        except OSError as exc:      # the new JSON is left for finish_interrupted_save
+        except OSError as exc:      # the new JSON is left beside it, for the load's refusal to name
             raise write_error("the weights", config_path, exc) from exc
     return tensors_path
 
 
-def finish_interrupted_save(tensors_path: Path, config_path: Path, tensors_sha256: str) -> bool:
-    """Whether the JSON at ``config_path`` may now describe the tensors of SHA-256 ``tensors_sha256``
-    at ``tensors_path`` that it did not (load again to see): a save stopped between its two renames
-    (save_weights) left them beside the old JSON, and the new JSON beside it as ``<name>.json.partial``;
-    where that one describes these tensors, it is renamed over the JSON, the save finished. Under the
-    lock the saves rename under: a save in progress has renamed both files by the time it is taken.
-    ``WeightsError`` where the partial JSON describes them but cannot be renamed (a folder this
-    account may not write)."""
+def _interrupted_save_hint(config_path: Path, tensors_sha256: str) -> str:
+    """What to do where a save stopped between its two renames (save_weights: the tensors first)
+    left the tensors of SHA-256 ``tensors_sha256`` beside the old JSON, and the new JSON, whole,
+    beside it as ``<name>.json.partial``; "" where no such JSON describes these tensors. Said, not
+    done: a load changes no file (a node's weights may lie in a folder it may not, or should not,
+    write)."""
     partial = config_path.with_name(config_path.name + ".partial")
     try:
-        if not stat.S_ISREG(partial.lstat().st_mode) or not config_path.is_file():
-            return False
-        with _json_held(config_path):
-            if file_sha256(tensors_path) != tensors_sha256:
-                return True         # saved again since they were hashed
-            if json.loads(config_path.read_text()).get("tensors_sha256") == tensors_sha256:
-                return True         # a save in progress then, which finished since
-            if partial.stat().st_size > MAX_CONFIG_BYTES:
-                return False
-            found = json.loads(partial.read_text())
-            if not isinstance(found, dict) or found.get("tensors_sha256") != tensors_sha256:
-                return False        # another save's, or one whose tensors were not renamed
-            try:
-                os.replace(partial, config_path)
-            except OSError as exc:
-                raise WeightsError(f"{tensors_path}: a save stopped between its two files left {partial}, which "
-                                   f"describes these tensors, but it cannot be renamed over {config_path} "
-                                   f"({exc.strerror or exc}); rename it, or save the weights again") from exc
-            return True
-    except (OSError, ValueError, RecursionError):       # gone, unreadable or not JSON: not a save to finish
-        return False
+        if not stat.S_ISREG(partial.lstat().st_mode) or partial.stat().st_size > MAX_CONFIG_BYTES:
+            return ""
+        found = json.loads(partial.read_text())
+    except (OSError, ValueError, RecursionError):       # gone, unreadable or not JSON: no save of these
+        return ""
+    if not isinstance(found, dict) or found.get("tensors_sha256") != tensors_sha256:
+        return ""
+    return (f"; a save stopped between its two files left {partial}, which describes these tensors: rename it "
+            f"over {config_path.name} to finish that save, or save the weights again")
 
 
 def record_metrics(path: str | Path, name: str, values: dict, tensors_sha256: str) -> Path:
@@ -430,11 +416,10 @@ def _meaning_mismatch(info: WeightsInfo, metadata: dict[str, str]) -> str | None
     return "; ".join(differences) or None
 
 
-def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu",
-                 _finishing: bool = False) -> tuple[CFINet, WeightsInfo]:
+def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tuple[CFINet, WeightsInfo]:
     """Build the model the JSON describes and fill it from the tensors; eval mode. Tensors the JSON
-    does not describe, beside the JSON of a save stopped between its renames that does, finish that
-    save (finish_interrupted_save) and load (``_finishing``: the load after it, which does not again)."""
+    does not describe are refused, with the way to finish a save stopped between its two renames
+    where one left the JSON that does (see _interrupted_save_hint)."""
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -481,10 +466,9 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu",
                            f"told from another model's of the same shapes; save the weights with "
                            f"cfi_pose_ros.weights.save_weights")
     if info.sha256 != actual_sha:
-        if not _finishing and finish_interrupted_save(tensors_path, config_path, actual_sha):
-            return load_weights(path, device, _finishing=True)
         raise WeightsError(f"{tensors_path}: SHA-256 {actual_sha[:12]}... does not match the config's "
-                           f"{info.sha256[:12]}... (corrupted or replaced file)")
+                           f"{info.sha256[:12]}... (corrupted or replaced file)"
+                           f"{_interrupted_save_hint(config_path, actual_sha)}")
     # Only now: a shape mismatch is said in the tensors' own terms above.
     mismatch = _meaning_mismatch(info, metadata)
     if mismatch:

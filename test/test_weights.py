@@ -588,24 +588,22 @@ def test_a_weights_name_a_folder_holds_is_one_write_error_and_leaves_no_partial_
     assert sorted(p.name for p in path.parent.iterdir()) == ["other.safetensors", "tiny.json", "tiny.safetensors"]
 
 
-def test_a_save_killed_between_its_two_renames_is_finished_by_the_next_load(saved):
-    """The tensors are renamed over the pair before the JSON: a save killed between the two left the
-    new tensors beside the old JSON, and the weights failed to load ("SHA-256 ... does not match",
-    until the next save). The new JSON is whole beside them then (``<name>.json.partial``, written
-    before either rename), and describes these tensors: the load finishes the save with it."""
+def test_a_save_killed_between_its_two_renames_is_refused_with_the_way_to_finish_it(saved):
+    """The tensors are renamed over the pair before the JSON: a save killed between the two leaves the
+    new tensors beside the old JSON, refused ("SHA-256 ... does not match"), and the new JSON whole
+    beside them (``<name>.json.partial``, written before either rename), describing these tensors.
+    The refusal says so and how to finish the save; the load itself changes no file."""
     import subprocess
     import sys
 
     model, path = saved
     child = f"""
 import os, pathlib, signal, torch
-from cfi_pose_ros.model import CFINet
 from cfi_pose_ros.weights import load_weights, save_weights
 model, _ = load_weights({str(path)!r})
 with torch.no_grad():
     for p in model.parameters():
         p.add_(1.0)
-torch.save(model.state_dict(), {str(path.parent / 'new.pt')!r})
 rename = pathlib.Path.replace
 def killed_after_the_tensors(self, target):
     rename(self, target)
@@ -616,13 +614,18 @@ save_weights(model, {str(path)!r}, metrics={{"new": {{}}}})
 """
     process = subprocess.run([sys.executable, "-P", "-c", child], capture_output=True, text=True, timeout=120)
     assert process.returncode == -9, process.stderr[-3000:]
-    assert sorted(p.name for p in path.parent.iterdir()) == ["new.pt", "tiny.json", "tiny.json.partial",
-                                                              "tiny.safetensors"]
+    left = sorted(p.name for p in path.parent.iterdir())
+    assert left == ["tiny.json", "tiny.json.partial", "tiny.safetensors"]
+    partial = path.parent / "tiny.json.partial"
+    with pytest.raises(WeightsError, match=re.escape(f"a save stopped between its two files left {partial}, which "
+                                                     "describes these tensors: rename it over tiny.json")):
+        load_weights(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == left            # nothing changed by the load
+    partial.replace(path.parent / "tiny.json")
     loaded, info = load_weights(path)
-    new = torch.load(path.parent / "new.pt")
-    assert all(torch.equal(v, new[k]) for k, v in loaded.state_dict().items())
     assert info.metrics == {"new": {}}
-    assert sorted(p.name for p in path.parent.iterdir()) == ["new.pt", "tiny.json", "tiny.safetensors"]
+    expected = dict(model.named_parameters())
+    assert all(torch.equal(value, expected[name] + 1.0) for name, value in loaded.named_parameters())
 
 
 def test_tensors_of_another_dtype_are_refused_even_with_a_matching_checksum(saved):
