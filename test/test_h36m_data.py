@@ -587,6 +587,62 @@ def test_evaluation_cli_refuses_bad_input_in_one_line_before_evaluating(files, t
     assert not (tmp_path / "out").exists()
 
 
+@pytest.fixture
+def file_size_limit():
+    """``limit(n)``: a context in which this process's writes past ``n`` bytes of a file fail with
+    EFBIG (RLIMIT_FSIZE, SIGXFSZ ignored), as a full disk fails them; root's permissions do not stop it."""
+    import contextlib
+    import resource
+    import signal
+
+    @contextlib.contextmanager
+    def limit(size: int):
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, handler)
+    return limit
+
+
+def test_evaluation_results_the_disk_cannot_hold_end_in_one_line_with_the_earlier_ones_kept(
+        files, tmp_path, monkeypatch, file_size_limit):
+    """eval.json the disk could not hold was an OSError traceback after the whole evaluation, with
+    eval.json cut to what fitted (the earlier run's results lost) beside the new run's eval.md; a
+    --record that could not write the weights' JSON was a traceback too."""
+    import errno
+    import os
+
+    import training.evaluate as evaluate_module
+
+    out = tmp_path / "out"
+    common = ["evaluate", "--weights", str(tiny_weights(tmp_path)), "--data-3d", str(files["data_3d"]),
+              "--cameras", str(files["cameras_json"]), "--subjects", "S1", "--threads", "1", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", common)
+    evaluate_module.main()
+    before = {name: (out / name).read_bytes() for name in ("eval.md", "eval.json")}
+    assert len(before["eval.md"]) < 400 < len(before["eval.json"])
+    monkeypatch.setattr(sys, "argv", common + ["--stride", "2"])     # other numbers: a changed file shows
+    with file_size_limit(400), pytest.raises(SystemExit) as stop:
+        evaluate_module.main()
+    assert str(stop.value) == f"error: could not write the evaluation's results {out / 'eval.json'}: File too large"
+    assert {name: (out / name).read_bytes() for name in ("eval.md", "eval.json")} == before
+    assert sorted(path.name for path in out.iterdir()) == ["eval.json", "eval.md"]     # no partial file left
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(evaluate_module, "record_metrics", disk_full)
+    monkeypatch.setattr(sys, "argv", common + ["--record"])
+    with pytest.raises(SystemExit) as stop:
+        evaluate_module.main()
+    assert str(stop.value) == (f"error: could not write --record's means into {tmp_path / 'w' / 'tiny.json'}: "
+                               f"No space left on device (eval.md and eval.json were written)")
+
+
 # --- the demo clip ---
 
 def clip_files(tmp_path, frames: int = 300, actions=("Walking 1", "Greeting")) -> list[str]:

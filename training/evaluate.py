@@ -38,6 +38,7 @@ from cfi_pose_ros.skeleton import H36M_17, H36M_LOWER_BODY
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics, resolve_weights, \
     weights_paths
 from cfi_pose_ros.arguments import directory_name, output_directory, positive_int
+from cfi_pose_ros.files import WriteError, write_error
 from cfi_pose_ros.interrupts import (StopSignalsInterrupt, interrupt_signal, interrupted_exit_code,
                                     stop_signals_held)
 from training.augment import flip_poses
@@ -224,7 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
             with stop_signals_held():       # eval.md, eval.json and --record's means: all or none
                 result = write_results(args, *evaluated)
                 written = True
-    except WeightsError as error:       # --record of weights saved over since they were measured
+    # --record of weights saved over since they were measured; results the disk cannot hold
+    except (WeightsError, WriteError) as error:
         raise SystemExit(f"error: {error}") from None
     except KeyboardInterrupt as interrupt:
         print(f"evaluate: interrupted by {interrupt_signal(interrupt).name}; "
@@ -268,20 +270,49 @@ def evaluate_command(args: argparse.Namespace, argv: list[str] | None) -> tuple[
 
 def write_results(args: argparse.Namespace, result: dict, out: Path) -> dict:
     """eval.md and eval.json in ``out``, the table printed, and with --record the means in the
-    weights' JSON."""
+    weights' JSON. ``WriteError`` where the disk cannot hold them: eval.md and eval.json are then
+    both as they were (they were written in place, and eval.json the disk could not hold was cut,
+    an earlier run's results lost, beside the new eval.md, in an OSError traceback)."""
     title = f"{'+'.join(args.subjects)}, {'GT' if not args.data_2d else 'detected'} 2D"
-    (out / "eval.md").write_text(markdown_table(result, title))
-    (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_together("the evaluation's results", {out / "eval.md": markdown_table(result, title),
+                                                out / "eval.json": json.dumps(result, indent=2) + "\n"})
     print(markdown_table(result, title))
     if args.record:
         name = record_name(args.subjects, args.data_2d is not None, args.stride, args.flip_test,
                            result["person_scale_range"] is not None, not args.image_view, args.missing_joints)
-        record_metrics(args.weights, name, {"mpjpe_mm": result["mpjpe"]["mean_over_actions"],
-                                            "p_mpjpe_mm": result["p_mpjpe"]["mean_over_actions"],
-                                            "frames": result["frames"], "command": result["command"]},
-                       result["tensors_sha256"])
+        try:
+            record_metrics(args.weights, name, {"mpjpe_mm": result["mpjpe"]["mean_over_actions"],
+                                                "p_mpjpe_mm": result["p_mpjpe"]["mean_over_actions"],
+                                                "frames": result["frames"], "command": result["command"]},
+                           result["tensors_sha256"])
+        except OSError as error:        # the JSON is replaced whole or left as it was
+            written = write_error("--record's means into", weights_paths(args.weights)[1], error)
+            raise WriteError(f"{written} (eval.md and eval.json were written)") from error
         print(f"recorded as metrics.{name} in the JSON of {args.weights}")
     return result
+
+
+def write_together(what: str, texts: dict[Path, str]) -> None:
+    """Each file of ``texts`` written anew, all or none: each to ``<name>.partial`` beside it, then
+    all renamed over theirs; ``write_error(what, ...)`` where one cannot be written, every file
+    as it was and no partial file left."""
+    partials = {path: path.with_name(path.name + ".partial") for path in texts}
+    path = None
+    try:
+        for path, text in texts.items():
+            partials[path].write_text(text)
+        for path, partial in partials.items():
+            os.replace(partial, path)
+    except BaseException as error:
+        for partial in partials.values():
+            try:
+                if partial.is_file():
+                    partial.unlink()
+            except OSError:
+                pass
+        if isinstance(error, OSError):
+            raise write_error(what, path, error) from error
+        raise
 
 
 def check_record_writable(weights: str | Path) -> None:
