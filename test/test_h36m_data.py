@@ -587,6 +587,21 @@ def test_evaluation_cli_refuses_bad_input_in_one_line_before_evaluating(files, t
     assert not (tmp_path / "out").exists()
 
 
+def test_evaluation_refuses_a_subject_named_twice(files, tmp_path, monkeypatch, capsys):
+    """`--subjects S1 S1` lifted S1's frames twice: "frames" 224 for S1's 112, the title and the
+    --record key S1+S1, each mean over the same frames counted twice, exit 0."""
+    from training.evaluate import main as evaluate
+
+    monkeypatch.setattr(sys, "argv", ["evaluate", "--weights", str(tiny_weights(tmp_path)), "--data-3d",
+                                      str(files["data_3d"]), "--cameras", str(files["cameras_json"]),
+                                      "--subjects", "S1", "S11", "S1", "--threads", "1", "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as stop:
+        evaluate()
+    assert stop.value.code == 2
+    assert "error: --subjects: S1 is named twice" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture
 def file_size_limit():
     """``limit(n)``: a context in which this process's writes past ``n`` bytes of a file fail with

@@ -211,6 +211,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also write the means into the weights' JSON (metrics.<record_name>), "
                              "as done for the shipped weights")
     args = parser.parse_args(argv)
+    twice = sorted({subject for subject in args.subjects if args.subjects.count(subject) > 1})
+    if twice:
+        # each was lifted again: its frames counted twice in "frames", the means and --record's key
+        parser.error(f"--subjects: {', '.join(twice)} is named twice; name each subject once")
     if set(args.missing_joints) == set(H36M_17.joint_names):
         # with none seen, fill_missing has nothing to fill from and leaves the 2D as it is: the
         # lifter was given every joint, and --record wrote its means as "without" all 17
