@@ -22,6 +22,7 @@ if __name__ == "__main__":
     exit_quietly_on_stop_signals("export")
 
 from .arguments import positive_int
+from .files import WriteError
 from .interrupts import StopSignalsInterrupt, interrupt_signal, interrupted_exit_code
 from .inference.base import BackendUnavailable, ReferenceMismatch
 from .inference.batching import COMPILED_BATCH_SIZES
@@ -43,6 +44,8 @@ def _output_problem(outputs: list[Path], weights: str) -> str | None:
     inputs = {path.resolve() for path in weights_paths(weights)}
     seen = set()
     for path in outputs:
+        if path.is_dir():       # found only after the export (minutes with engines), naming a temporary file
+            return f"{path} is a directory: give a file path"
         resolved = path.resolve()
         if resolved in inputs:
             return f"{path} is a file of the weights read (--weights {weights}): give another output path"
@@ -55,7 +58,7 @@ def _output_problem(outputs: list[Path], weights: str) -> str | None:
 def _one_line(exc: BaseException) -> str:
     """An error as one line: the message of the errors this CLI expects, else also the exception's type."""
     text = " ".join(str(exc).split())
-    if isinstance(exc, (BackendUnavailable, ReferenceMismatch, ExportError, ValueError)):
+    if isinstance(exc, (BackendUnavailable, ReferenceMismatch, ExportError, WriteError, ValueError)):
         return text
     return f"{exc.__class__.__name__}: {text}"
 
@@ -103,7 +106,7 @@ def _export(args: argparse.Namespace) -> int:
     try:
         proto, diff = export_onnx(args.weights, args.onnx, opset=args.opset)
     # OSError: --onnx cannot be written; ImportError: an onnxruntime installed that cannot load
-    except (WeightsError, ExportError, ValueError, OSError, ImportError) as exc:
+    except (WeightsError, ExportError, WriteError, ValueError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     axes = dynamic_axes(proto)

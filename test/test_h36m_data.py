@@ -602,27 +602,6 @@ def test_evaluation_refuses_a_subject_named_twice(files, tmp_path, monkeypatch, 
     assert not (tmp_path / "out").exists()
 
 
-@pytest.fixture
-def file_size_limit():
-    """``limit(n)``: a context in which this process's writes past ``n`` bytes of a file fail with
-    EFBIG (RLIMIT_FSIZE, SIGXFSZ ignored), as a full disk fails them; root's permissions do not stop it."""
-    import contextlib
-    import resource
-    import signal
-
-    @contextlib.contextmanager
-    def limit(size: int):
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
-        try:
-            yield
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-            signal.signal(signal.SIGXFSZ, handler)
-    return limit
-
-
 def test_evaluation_results_the_disk_cannot_hold_end_in_one_line_with_the_earlier_ones_kept(
         files, tmp_path, monkeypatch, file_size_limit):
     """eval.json the disk could not hold was an OSError traceback after the whole evaluation, with

@@ -694,11 +694,47 @@ def test_export_cli_says_in_one_line_that_the_onnx_path_cannot_be_written(small,
 
     _, weights, _ = small
     (tmp_path / "a_file").write_text("")
+    assert main(["--weights", str(weights), "--onnx", str(tmp_path / "a_file" / "m.onnx")]) == 1   # a file on the way
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_export_cli_names_the_file_it_cannot_write_and_refuses_a_directory_before_exporting(
+        small, tmp_path, capsys, file_size_limit, monkeypatch):
+    """An ONNX file the disk could not hold was `error: [Errno 27] File too large`, naming no file;
+    an --onnx that is a directory was found only after the export (minutes with engines) and named
+    the temporary file: `error: [Errno 21] Is a directory: 'dir.onnx.qwef_3kk.tmp' -> 'dir.onnx'`."""
+    import cfi_pose_ros.export as export_module
+    from cfi_pose_ros.export import main
+
+    _, weights, _ = small
+    out = tmp_path / "m.onnx"
+    assert main(["--weights", str(weights), "--onnx", str(out)]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    with file_size_limit(len(before) // 2):
+        code = main(["--weights", str(weights), "--onnx", str(out), "--opset", "17"])
+    assert code == 1
+    assert capsys.readouterr().err == f"error: could not write the ONNX file {out}: File too large\n"
+    assert out.read_bytes() == before and sorted(path.name for path in tmp_path.iterdir()) == ["m.onnx"]
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported before the output was checked")
+
+    monkeypatch.setattr(export_module, "export_onnx", no_export)
     (tmp_path / "dir.onnx").mkdir()
-    for onnx in (tmp_path / "dir.onnx", tmp_path / "a_file" / "m.onnx"):      # a directory; a file on the way
-        assert main(["--weights", str(weights), "--onnx", str(onnx)]) == 1
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and "Traceback" not in err
+    (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "m.b4.engine").mkdir()
+    for extra, named in ((["--onnx", str(tmp_path / "dir.onnx")], tmp_path / "dir.onnx"),
+                         (["--onnx", str(tmp_path / "n.onnx"), "--tensorrt-engine", str(tmp_path / "engines"),
+                           "--batch-sizes", "4"], tmp_path / "engines"),
+                         (["--onnx", str(tmp_path / "n.onnx"), "--tensorrt-engine",
+                           str(tmp_path / "engines" / "m.engine"), "--batch-sizes", "1", "4"],
+                          tmp_path / "engines" / "m.b4.engine")):
+        with pytest.raises(SystemExit) as stop:
+            main(["--weights", str(weights), *extra])
+        assert stop.value.code == 2
+        assert f"error: {named} is a directory: give a file path" in capsys.readouterr().err
 
 
 def test_export_cli_never_writes_over_the_weights_it_reads(small, tmp_path, capsys):

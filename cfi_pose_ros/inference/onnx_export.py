@@ -56,6 +56,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..files import write_error
 from ..interrupts import raise_if_interrupted
 from ..model import CFINet
 from . import cache
@@ -220,7 +221,11 @@ def export_onnx(weights, path: str | Path | None = None, *, precision: str = "fp
     proto = export_model(model, precision=precision, opset=opset)
     diff = check_export(proto, model, precision=precision) if check else None
     if path is not None:
-        cache.atomic_write_bytes(Path(path), proto.SerializeToString())
+        try:
+            cache.atomic_write_bytes(Path(path), proto.SerializeToString())
+        except OSError as exc:
+            # its own text named no file (`[Errno 27] File too large`) or the temporary one
+            raise write_error("the ONNX file", path, exc) from exc
         onnx.checker.check_model(str(path))
     return proto, diff
 

@@ -72,6 +72,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..files import write_error
 from ..interrupts import raise_if_interrupted
 from ..model import CFINet
 from . import cache
@@ -446,6 +447,9 @@ def build_engine_files(weights, paths: dict[int, Path], precision: str = "fp32",
     for size in normalize_batch_sizes(paths):
         plan = state.build(size)
         diff = state.verify(state.runner(plan, size), size)
-        cache.store(Path(paths[size]), plan, state.key_fields(size), {"max_abs_diff_m": diff})
+        try:
+            cache.store(Path(paths[size]), plan, state.key_fields(size), {"max_abs_diff_m": diff})
+        except OSError as exc:
+            raise write_error(f"the batch-{size} engine or its sidecar", paths[size], exc) from exc
         written[size] = (Path(paths[size]), diff)
     return written
