@@ -21,11 +21,11 @@ if __name__ == "__main__":
     from cfi_pose_ros.interrupts import exit_quietly_on_stop_signals
     exit_quietly_on_stop_signals("export")
 
-from .arguments import positive_int
+from .arguments import number_in
 from .files import WriteError
 from .interrupts import StopSignalsInterrupt, interrupt_signal, interrupted_exit_code
 from .inference.base import BackendUnavailable, ReferenceMismatch
-from .inference.batching import COMPILED_BATCH_SIZES
+from .inference.batching import COMPILED_BATCH_SIZES, MAX_BATCH_SIZE
 from .inference.cache import sidecar_path
 from .inference.onnx_export import OPSET, ExportError, dynamic_axes, export_onnx, written_opset
 from .weights import WeightsError, resolve_weights, weights_paths
@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                              "or exactly this path for a single size); needs tensorrt and a CUDA GPU")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                         help="TensorRT engine precision (the ONNX file is always fp32)")
-    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=list(COMPILED_BATCH_SIZES))
+    # past MAX_BATCH_SIZE, build_engine_files refused the sizes only after the ONNX export was written
+    parser.add_argument("--batch-sizes", type=number_in(int, 1, MAX_BATCH_SIZE), nargs="+",
+                        default=list(COMPILED_BATCH_SIZES),
+                        help=f"one TensorRT engine per size, 1 to {MAX_BATCH_SIZE} (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.onnx.suffix != ".onnx":
         parser.error(f"--onnx {args.onnx}: an ONNX file's name ends in .onnx")

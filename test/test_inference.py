@@ -770,7 +770,25 @@ def test_export_cli_refuses_an_engine_batch_size_below_one(small, tmp_path, caps
     with pytest.raises(SystemExit) as exit_info:
         main(["--weights", str(weights), "--onnx", str(tmp_path / "m.onnx"), "--batch-sizes", "4", "0"])
     assert exit_info.value.code == 2
-    assert "argument --batch-sizes: must be an integer >= 1, not 0" in capsys.readouterr().err
+    assert "argument --batch-sizes: must be an integer in [1, 256], not 0" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_cli_refuses_an_engine_batch_size_no_engine_takes_before_exporting(small, tmp_path, capsys):
+    """`--batch-sizes 1000000000` was taken: the ONNX export ran and its file was written, then
+    (TensorRT installed) build_engine_files refused sizes past MAX_BATCH_SIZE, exit 2, or (not
+    installed) only TensorRT's absence was named."""
+    from cfi_pose_ros.export import main
+    from cfi_pose_ros.inference.batching import MAX_BATCH_SIZE
+
+    _, weights, _ = small
+    for size in (str(MAX_BATCH_SIZE + 1), "1000000000"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--weights", str(weights), "--onnx", str(tmp_path / "m.onnx"),
+                  "--tensorrt-engine", str(tmp_path / "m.engine"), "--batch-sizes", "4", size])
+        assert exit_info.value.code == 2
+        assert (f"argument --batch-sizes: must be an integer in [1, {MAX_BATCH_SIZE}], not {size}"
+                in capsys.readouterr().err)
     assert not (tmp_path / "m.onnx").exists()
 
 
