@@ -587,6 +587,25 @@ def test_evaluation_cli_refuses_bad_input_in_one_line_before_evaluating(files, t
     assert not (tmp_path / "out").exists()
 
 
+def test_evaluation_refuses_an_out_whose_results_are_directories_before_evaluating(files, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """An --out holding a directory eval.json: the whole evaluation ran, then eval.md was replaced
+    and eval.json could not be (not the pair written together)."""
+    from training.evaluate import main as evaluate
+
+    out = tmp_path / "out"
+    (out / "eval.json").mkdir(parents=True)
+    (out / "eval.md").write_text("earlier\n")
+    monkeypatch.setattr(sys, "argv", ["evaluate", "--weights", str(tiny_weights(tmp_path)), "--data-3d",
+                                      str(files["data_3d"]), "--cameras", str(files["cameras_json"]),
+                                      "--subjects", "S1", "--threads", "1", "--out", str(out)])
+    with pytest.raises(SystemExit) as stop:
+        evaluate()
+    assert str(stop.value) == (f"error: --out {out}: {out / 'eval.json'} is a directory, where the results "
+                               f"are written; move it or choose another --out")
+    assert (out / "eval.md").read_text() == "earlier\n" and "MPJPE" not in capsys.readouterr().out
+
+
 def test_evaluation_refuses_a_subject_named_twice(files, tmp_path, monkeypatch, capsys):
     """`--subjects S1 S1` lifted S1's frames twice: "frames" 224 for S1's 112, the title and the
     --record key S1+S1, each mean over the same frames counted twice, exit 0."""

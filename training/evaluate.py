@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -91,6 +92,8 @@ def reference_view_inputs(poses: PoseSet, cameras: dict[str, list[H36MCamera]],
 # keep_freed_memory, no kernel time left; a development script, this machine, quiet). The same
 # outputs, to float rounding: each pose is lifted on its own.
 PREDICT_BATCH = 512
+# What an evaluation writes into --out, together (write_results).
+RESULT_FILES = ("eval.md", "eval.json")
 
 
 @torch.no_grad()
@@ -248,6 +251,10 @@ def evaluate_command(args: argparse.Namespace, argv: list[str] | None) -> tuple[
 
     try:
         out = output_directory(args.out)
+        for name in RESULT_FILES:       # found only after the evaluation, with eval.md already replaced
+            if (out / name).is_dir():
+                raise ValueError(f"--out {out}: {out / name} is a directory, where the results are written; "
+                                 f"move it or choose another --out")
         model, info = load_weights(args.weights)
         if args.record:
             check_record_writable(args.weights)
@@ -305,6 +312,9 @@ def write_together(what: str, texts: dict[Path, str]) -> None:
     try:
         for path, text in texts.items():
             partials[path].write_text(text)
+        for path in partials:       # a directory in the way: none replaced, not the ones before it
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         for path, partial in partials.items():
             os.replace(partial, path)
     except BaseException as error:
