@@ -606,6 +606,25 @@ def test_evaluation_refuses_an_out_whose_results_are_directories_before_evaluati
     assert (out / "eval.md").read_text() == "earlier\n" and "MPJPE" not in capsys.readouterr().out
 
 
+def test_a_refused_evaluation_leaves_no_out_folder_it_made(files, tmp_path, monkeypatch):
+    """--out is made before the evaluation (a bad one is found at once), and a run then refused for
+    its subjects left it behind, empty: `outputs/eval` in the current folder with the default --out.
+    An --out that was there before stays."""
+    from training.evaluate import main as evaluate
+
+    common = ["evaluate", "--weights", str(tiny_weights(tmp_path)), "--data-3d", str(files["data_3d"]),
+              "--cameras", str(files["cameras_json"]), "--subjects", "S7", "--threads", "1"]
+    (tmp_path / "there").mkdir()
+    before = sorted(path.name for path in tmp_path.iterdir())
+    for out in (tmp_path / "new" / "eval", tmp_path / "there" / "eval", tmp_path / "there"):
+        monkeypatch.setattr(sys, "argv", common + ["--out", str(out)])
+        with pytest.raises(SystemExit) as stop:
+            evaluate()
+        assert "subject S7 not in the 3D file" in str(stop.value)
+        assert sorted(path.name for path in tmp_path.iterdir()) == before
+    assert not list((tmp_path / "there").iterdir())
+
+
 def test_evaluation_refuses_a_subject_named_twice(files, tmp_path, monkeypatch, capsys):
     """`--subjects S1 S1` lifted S1's frames twice: "frames" 224 for S1's 112, the title and the
     --record key S1+S1, each mean over the same frames counted twice, exit 0."""

@@ -223,6 +223,37 @@ def main(argv: list[str] | None = None) -> dict:
         # lifter was given every joint, and --record wrote its means as "without" all 17
         parser.error("--missing-joints: at least one joint must stay, not all 17 (with none seen the lifter "
                      "would be given them all)")
+    made = folders_to_make(args.out)
+    try:
+        return run(args, argv)
+    except BaseException:
+        # --out is made before the evaluation (a bad one found at once); a run refused or stopped
+        # after that left it behind, empty (`outputs/eval` in the current folder by default)
+        remove_empty(made)
+        raise
+
+
+def folders_to_make(path: str | Path) -> list[Path]:
+    """``path`` and those of its parents that are not there, deepest first."""
+    missing = []
+    for folder in (Path(path), *Path(path).parents):
+        if os.path.lexists(folder):
+            break
+        missing.append(folder)
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Each of ``folders`` (deepest first) removed while it is an empty folder."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:         # not empty, or not there: it and its parents stay
+            return
+
+
+def run(args: argparse.Namespace, argv: list[str] | None) -> dict:
+    """``main`` once its arguments are checked."""
     if argv is not None:        # called from Python: a signal is the caller's to handle
         return write_results(args, *evaluate_command(args, argv))
     written = False
