@@ -625,6 +625,31 @@ def test_a_refused_evaluation_leaves_no_out_folder_it_made(files, tmp_path, monk
     assert not list((tmp_path / "there").iterdir())
 
 
+def test_a_batch_the_memory_cannot_hold_is_one_line_naming_the_flag(files, tmp_path):
+    """`--batch-size 1000000000` lifts every pose in one pass: on 240,000 poses under a 4 GB
+    address-space cap, a RuntimeError traceback from torch's allocator ("DefaultCPUAllocator:
+    can't allocate memory") in the attention; the default batch lifts them in 7 s."""
+    import subprocess
+
+    rng = np.random.default_rng(0)
+    poses = {"S1": {"Walking": (np.array([0, 0, 1.0]) + rng.normal(0, 0.4, (60000, 32, 3))).astype(np.float32)}}
+    np.savez(tmp_path / "big_3d.npz", positions_3d=poses)
+    probe = ("import resource, runpy, sys\n"
+             "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+             "sys.argv[0] = 'evaluate'\n"
+             "runpy.run_module('training.evaluate', run_name='__main__')\n")
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-P", "-c", probe, "--weights", str(tiny_weights(tmp_path)),
+                          "--data-3d", str(tmp_path / "big_3d.npz"), "--cameras", str(files["cameras_json"]),
+                          "--subjects", "S1", "--threads", "1", "--batch-size", "1000000000", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines()[-1].startswith(
+        "error: lifting 240000 poses at once (--batch-size 1000000000) needs more memory than there is"), \
+        run.stderr[-2000:]
+    assert not out.exists()
+
+
 def test_evaluation_refuses_a_subject_named_twice(files, tmp_path, monkeypatch, capsys):
     """`--subjects S1 S1` lifted S1's frames twice: "frames" 224 for S1's 112, the title and the
     --record key S1+S1, each mean over the same frames counted twice, exit 0."""

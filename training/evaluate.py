@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "for (a person seen from the waist up: pelvis right_hip left_hip right_knee left_knee "
                              "right_ankle left_ankle); the error is still over all 17 joints")
     parser.add_argument("--batch-size", type=positive_int, default=PREDICT_BATCH,
-                        help="poses per forward pass (larger ones only cost page faults; see PREDICT_BATCH)")
+                        help="poses per forward pass (larger ones cost page faults, and memory: see PREDICT_BATCH)")
     parser.add_argument("--threads", type=thread_count, default=None, help="CPU threads for torch (1 to 1024)")
     parser.add_argument("--out", type=directory_name, default="outputs/eval",
                         help="directory for eval.md and eval.json")
@@ -298,9 +298,18 @@ def evaluate_command(args: argparse.Namespace, argv: list[str] | None) -> tuple[
             raise
         raise SystemExit(f"error: {error_text(error)}") from None
     scale_range = None if args.no_scale_clamp else info.input_domain.person_scale_range
-    result = evaluate_pose_set(model, poses, args.flip_test, args.batch_size, progress=True,
-                               person_scale_range=scale_range, cameras=cameras,
-                               pelvis_angles_deg=info.input_domain.pelvis_angles_deg)
+    try:
+        result = evaluate_pose_set(model, poses, args.flip_test, args.batch_size, progress=True,
+                                   person_scale_range=scale_range, cameras=cameras,
+                                   pelvis_angles_deg=info.input_domain.pelvis_angles_deg)
+    except (MemoryError, RuntimeError) as error:
+        # torch's allocator raises RuntimeError ("DefaultCPUAllocator: can't allocate memory"): a
+        # --batch-size of 10**9 lifted every pose in one pass, a traceback under a memory cap
+        if argv is not None or not (isinstance(error, MemoryError) or "allocate memory" in str(error)):
+            raise
+        raise SystemExit(f"error: lifting {min(args.batch_size, len(poses))} poses at once (--batch-size "
+                         f"{args.batch_size}) needs more memory than there is; give a smaller --batch-size "
+                         f"(default {PREDICT_BATCH})") from None
     result.update(weights=str(args.weights), subjects=args.subjects, stride=args.stride,
                   input_2d=args.data_2d or "ground truth", flip_test=args.flip_test,
                   missing_joints=args.missing_joints,
