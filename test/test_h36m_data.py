@@ -650,6 +650,22 @@ def test_a_batch_the_memory_cannot_hold_is_one_line_naming_the_flag(files, tmp_p
     assert not out.exists()
 
 
+def test_a_cameras_file_nested_past_the_json_parser_s_depth_is_one_line(files, tmp_path, monkeypatch):
+    """A cameras.json of 200,000 nested lists: a RecursionError traceback from json.load in
+    training.evaluate (and training.train), where any other file that is not JSON is one line."""
+    from training.evaluate import main as evaluate
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    monkeypatch.setattr(sys, "argv", ["evaluate", "--weights", str(tiny_weights(tmp_path)), "--data-3d",
+                                      str(files["data_3d"]), "--cameras", str(deep), "--subjects", "S1",
+                                      "--threads", "1", "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as stop:
+        evaluate()
+    assert str(stop.value).startswith(f"error: {deep}: not a cameras file (maximum recursion depth exceeded"), \
+        str(stop.value)
+
+
 def test_evaluation_refuses_a_subject_named_twice(files, tmp_path, monkeypatch, capsys):
     """`--subjects S1 S1` lifted S1's frames twice: "frames" 224 for S1's 112, the title and the
     --record key S1+S1, each mean over the same frames counted twice, exit 0."""

@@ -90,7 +90,8 @@ def load_cameras(path: str | Path) -> dict[str, list[H36MCamera]]:
         raise DatasetError(str(error)) from None
     except OSError as error:
         raise DatasetError(_unreadable(path, error)) from None
-    except ValueError as error:                    # not JSON, or not UTF-8
+    # not JSON, or not UTF-8; or nested deeper than the parser goes (a RecursionError traceback)
+    except (ValueError, RecursionError) as error:
         raise DatasetError(f"{path}: not a cameras file ({error})") from None
     if not isinstance(raw, dict):
         raise DatasetError(f"{path}: holds a JSON {type(raw).__name__}, not {{subject: [4 cameras]}}")
