@@ -41,18 +41,30 @@ def _engine_paths(path: Path, batch_sizes: tuple[int, ...]) -> dict[int, Path]:
 def _output_problem(outputs: list[Path], weights: str) -> str | None:
     """Why one of ``outputs`` may not be written: it is one of the weights' own files (``--onnx``
     naming the .safetensors replaced the trained weights with ONNX, exit 0), or a second output."""
-    inputs = {path.resolve() for path in weights_paths(weights)}
+    # a weights file that cannot be resolved (a symlink loop) is not read either: loading says so
+    inputs = {resolved for resolved in map(_resolved, weights_paths(weights)) if resolved is not None}
     seen = set()
     for path in outputs:
         if path.is_dir():       # found only after the export (minutes with engines), naming a temporary file
             return f"{path} is a directory: give a file path"
-        resolved = path.resolve()
+        resolved = _resolved(path)
+        if resolved is None:
+            return f"{path}: a symbolic link that leads back to itself: give another output path"
         if resolved in inputs:
             return f"{path} is a file of the weights read (--weights {weights}): give another output path"
         if resolved in seen:
             return f"{path} is named for two outputs"
         seen.add(resolved)
     return None
+
+
+def _resolved(path: Path) -> Path | None:
+    """``path.resolve()``, or None for a symbolic link loop (RuntimeError in Python < 3.13, then
+    OSError: a traceback from the check above, before anything was read)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return None
 
 
 def _one_line(exc: BaseException) -> str:

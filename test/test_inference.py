@@ -762,6 +762,25 @@ def test_export_cli_never_writes_over_the_weights_it_reads(small, tmp_path, caps
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_export_cli_takes_a_symlink_loop_in_one_line(small, tmp_path, capsys):
+    """A symbolic link to itself as --onnx or --weights: a RuntimeError traceback ("Symlink loop")
+    from the check that no output is one of the weights' files, before anything was read."""
+    from cfi_pose_ros.export import main
+
+    _, weights, _ = small
+    (tmp_path / "loop.onnx").symlink_to("loop.onnx")
+    (tmp_path / "loop.safetensors").symlink_to("loop.safetensors")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--weights", str(weights), "--onnx", str(tmp_path / "loop.onnx")])
+    assert exit_info.value.code == 2
+    assert (f"error: {tmp_path / 'loop.onnx'}: a symbolic link that leads back to itself: give another output path"
+            in capsys.readouterr().err)
+    assert main(["--weights", str(tmp_path / "loop.safetensors"), "--onnx", str(tmp_path / "m.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'loop.safetensors'}: cannot read (Too many levels of symbolic links)")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_export_cli_refuses_an_engine_batch_size_below_one(small, tmp_path, capsys):
     """`--batch-sizes 0` was taken (an engine profile no input can use, found only by TensorRT)."""
     from cfi_pose_ros.export import main
