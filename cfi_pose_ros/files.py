@@ -3,6 +3,7 @@ one that is not. Only the standard library: the parameters-file reader (and so t
 and the engine cache use it beside the bag reader."""
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -59,21 +60,33 @@ def write_error(what: str, path: str | Path, error: BaseException) -> WriteError
 
 
 def write_replacing(what: str, path: str | Path, write: Callable[[Path], None]) -> None:
-    """``path`` written anew by ``write(partial)``, a file ``<path>.partial`` beside it then renamed
-    over it, or ``write_error(what, path, ...)`` where that cannot be done: a write the disk cannot
-    hold cut the file in place (curves.png, metrics.jsonl, the study's table and plot), and what an
-    earlier save had written was lost with it. The partial file is not left behind."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
+    """``path`` written anew by ``write(partial)``: see :func:`write_together`."""
+    write_together(what, {Path(path): write})
+
+
+def write_together(what: str, writes: dict[Path, Callable[[Path], None]]) -> None:
+    """Each file of ``writes`` written anew by its ``write(partial)``, all or none: each to
+    ``<name>.partial`` beside it, then all renamed over theirs; ``write_error(what, ...)`` where one
+    cannot be written, every file as it was and no partial file left. A write the disk cannot hold
+    cut the file in place (curves.png, metrics.jsonl, the study's table and plot, eval.json beside a
+    new eval.md), and what an earlier save had written was lost with it."""
+    partials = {Path(path): Path(path).with_name(Path(path).name + ".partial") for path in writes}
+    path = None
     try:
-        write(partial)
-        os.replace(partial, path)
+        for path, write in writes.items():
+            write(partials[Path(path)])
+        for path in partials:       # a folder in the way: none replaced, not the ones before it either
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        for path, partial in partials.items():
+            os.replace(partial, path)
     except BaseException as exc:
-        try:
-            if partial.is_file():       # not one in the way of it (a folder) that this did not write
-                partial.unlink()
-        except OSError:
-            pass
+        for partial in partials.values():
+            try:
+                if partial.is_file():       # not one in the way of it (a folder) that this did not write
+                    partial.unlink()
+            except OSError:
+                pass
         if isinstance(exc, OSError):
             raise write_error(what, path, exc) from exc
         raise

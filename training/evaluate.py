@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import json
 import os
 import sys
@@ -39,7 +38,7 @@ from cfi_pose_ros.skeleton import H36M_17, H36M_LOWER_BODY
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics, resolve_weights, \
     weights_paths
 from cfi_pose_ros.arguments import directory_name, output_directory, positive_int
-from cfi_pose_ros.files import WriteError, write_error
+from cfi_pose_ros.files import WriteError, write_error, write_together
 from cfi_pose_ros.interrupts import (StopSignalsInterrupt, interrupt_signal, interrupted_exit_code,
                                     stop_signals_held)
 from training.augment import flip_poses
@@ -325,8 +324,9 @@ def write_results(args: argparse.Namespace, result: dict, out: Path) -> dict:
     both as they were (they were written in place, and eval.json the disk could not hold was cut,
     an earlier run's results lost, beside the new eval.md, in an OSError traceback)."""
     title = f"{'+'.join(args.subjects)}, {'GT' if not args.data_2d else 'detected'} 2D"
-    write_together("the evaluation's results", {out / "eval.md": markdown_table(result, title),
-                                                out / "eval.json": json.dumps(result, indent=2) + "\n"})
+    table, record = markdown_table(result, title), json.dumps(result, indent=2) + "\n"
+    write_together("the evaluation's results", {out / "eval.md": lambda partial: partial.write_text(table),
+                                                out / "eval.json": lambda partial: partial.write_text(record)})
     print(markdown_table(result, title))
     if args.record:
         name = record_name(args.subjects, args.data_2d is not None, args.stride, args.flip_test,
@@ -341,32 +341,6 @@ def write_results(args: argparse.Namespace, result: dict, out: Path) -> dict:
             raise WriteError(f"{written} (eval.md and eval.json were written)") from error
         print(f"recorded as metrics.{name} in the JSON of {args.weights}")
     return result
-
-
-def write_together(what: str, texts: dict[Path, str]) -> None:
-    """Each file of ``texts`` written anew, all or none: each to ``<name>.partial`` beside it, then
-    all renamed over theirs; ``write_error(what, ...)`` where one cannot be written, every file
-    as it was and no partial file left."""
-    partials = {path: path.with_name(path.name + ".partial") for path in texts}
-    path = None
-    try:
-        for path, text in texts.items():
-            partials[path].write_text(text)
-        for path in partials:       # a directory in the way: none replaced, not the ones before it
-            if path.is_dir():
-                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-        for path, partial in partials.items():
-            os.replace(partial, path)
-    except BaseException as error:
-        for partial in partials.values():
-            try:
-                if partial.is_file():
-                    partial.unlink()
-            except OSError:
-                pass
-        if isinstance(error, OSError):
-            raise write_error(what, path, error) from error
-        raise
 
 
 def check_record_writable(weights: str | Path) -> None:
