@@ -75,3 +75,15 @@ positive_float = number_in(float, 0, low_open=True)
 non_negative_float = number_in(float, 0)
 probability = number_in(float, 0, 1)
 finite_float = number_in(float)
+
+
+class EachOnce(argparse.Action):
+    """A ``nargs="+"`` option whose values are each given once, refused at parse time otherwise:
+    ``--subjects S1 S1`` evaluated S1's frames twice ("frames" 224 for its 112, the --record key
+    S1+S1), and a subject named twice among the training subjects was trained on twice as often."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        twice = sorted({value for value in values if values.count(value) > 1})
+        if twice:
+            parser.error(f"{option_string}: {', '.join(twice)} is named twice; name each once")
+        setattr(namespace, self.dest, values)

@@ -720,6 +720,16 @@ def test_a_save_the_disk_cannot_hold_is_one_line_and_leaves_the_previous_save(on
     assert record["epoch"] == 2
 
 
+@pytest.mark.parametrize("flag", ["--train-subjects", "--test-subjects"])
+def test_a_subject_named_twice_is_refused_at_parse_time(capsys, tmp_path, flag):
+    """`--train-subjects S1 S5 S1` loaded S1 twice and trained on it twice as often; a test subject
+    named twice was counted twice in every evaluation (as evaluate's --subjects was)."""
+    with pytest.raises(SystemExit) as stop:         # at parse time: no data read, no --out made
+        train_module.parse_args([flag, "S1", "S5", "S1", "--out", str(tmp_path / "run")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: {flag}: S1 is named twice; name each once")
+
+
 def test_resume_of_a_run_without_a_budget_with_one_says_the_run_had_none(one_epoch, monkeypatch, capsys):
     """It said the run "was started with another budget" of a run started with none."""
     before = {p.name: p.read_bytes() for p in one_epoch.iterdir()}

@@ -37,7 +37,7 @@ from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
 from cfi_pose_ros.skeleton import H36M_17, H36M_LOWER_BODY
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics, resolve_weights, \
     weights_paths
-from cfi_pose_ros.arguments import directory_name, output_directory, positive_int
+from cfi_pose_ros.arguments import EachOnce, directory_name, output_directory, positive_int
 from cfi_pose_ros.files import WriteError, write_error, write_together
 from cfi_pose_ros.interrupts import (StopSignalsInterrupt, interrupt_signal, interrupted_exit_code,
                                     stop_signals_held)
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cameras", default=str(DEFAULT_DATA / "cameras.json"))
     parser.add_argument("--data-2d", default=None,
                         help="detected 2D keypoints (VideoPose3D positions_2d npz); GT 2D when absent")
-    parser.add_argument("--subjects", nargs="+", default=["S9"])
+    parser.add_argument("--subjects", nargs="+", default=["S9"], action=EachOnce)
     parser.add_argument("--stride", type=positive_int, default=1, help="frame stride (1 = all frames, the protocol)")
     parser.add_argument("--flip-test", action="store_true", help="test-time flip augmentation")
     parser.add_argument("--no-scale-clamp", action="store_true",
@@ -213,10 +213,6 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also write the means into the weights' JSON (metrics.<record_name>), "
                              "as done for the shipped weights")
     args = parser.parse_args(argv)
-    twice = sorted({subject for subject in args.subjects if args.subjects.count(subject) > 1})
-    if twice:
-        # each was lifted again: its frames counted twice in "frames", the means and --record's key
-        parser.error(f"--subjects: {', '.join(twice)} is named twice; name each subject once")
     if set(args.missing_joints) == set(H36M_17.joint_names):
         # with none seen, fill_missing has nothing to fill from and leaves the 2D as it is: the
         # lifter was given every joint, and --record wrote its means as "without" all 17

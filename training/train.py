@@ -49,7 +49,7 @@ from cfi_pose_ros.files import WriteError, special_file_kind, write_replacing
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, config_value_problem, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
-from cfi_pose_ros.arguments import directory_name, non_negative_float, non_negative_int, number_in, \
+from cfi_pose_ros.arguments import EachOnce, directory_name, non_negative_float, non_negative_int, number_in, \
     output_directory, positive_float, positive_int, probability
 from training.augment import (cut_at_image_bottom, detector_noise, displace_joints, drop_joints, random_flip,
                               virtual_placement)
@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data-3d", default=str(DEFAULT_DATA / "data_3d_h36m.npz"))
     data.add_argument("--cameras", default=str(DEFAULT_DATA / "cameras.json"))
     data.add_argument("--data-2d", default=None, help="detected 2D for training/testing (GT 2D when absent)")
-    data.add_argument("--train-subjects", nargs="+", default=list(TRAIN_SUBJECTS))
-    data.add_argument("--test-subjects", nargs="+", default=["S9"])
+    data.add_argument("--train-subjects", nargs="+", default=list(TRAIN_SUBJECTS), action=EachOnce)
+    data.add_argument("--test-subjects", nargs="+", default=["S9"], action=EachOnce)
     data.add_argument("--stride", type=positive_int, default=1, help="training frame stride")
     data.add_argument("--test-stride", type=positive_int, default=1,
                       help="test frame stride for per-epoch evaluation")
