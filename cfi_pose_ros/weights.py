@@ -257,9 +257,11 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
         if mode is not None and not stat.S_ISREG(mode):     # it said "missing" for a FIFO or a folder
             raise WeightsError(f"{p}: {special_file_kind(mode)}, not a weights file")
         if mode is None:
+            # the first save of a name killed between its renames: the tensors there, the JSON not yet
+            hint = _interrupted_save_hint(config_path, file_sha256(tensors_path)) if p == config_path else ""
             raise WeightsError(f"weights file missing: {p} (a weights file is a .safetensors "
                                f"tensor file with a .json config beside it; packaged: "
-                               f"{', '.join(packaged_weights())})")
+                               f"{', '.join(packaged_weights())}){hint}")
     try:
         with open(config_path, "rb") as f:
             text = f.read(MAX_CONFIG_BYTES + 1)

@@ -588,22 +588,19 @@ def test_a_weights_name_a_folder_holds_is_one_write_error_and_leaves_no_partial_
     assert sorted(p.name for p in path.parent.iterdir()) == ["other.safetensors", "tiny.json", "tiny.safetensors"]
 
 
-def test_a_save_killed_between_its_two_renames_is_refused_with_the_way_to_finish_it(saved):
-    """The tensors are renamed over the pair before the JSON: a save killed between the two leaves the
-    new tensors beside the old JSON, refused ("SHA-256 ... does not match"), and the new JSON whole
-    beside them (``<name>.json.partial``, written before either rename), describing these tensors.
-    The refusal says so and how to finish the save; the load itself changes no file."""
+def _save_killed_after_the_tensors(source, path, plus: float):
+    """A process that loads the weights ``source``, adds ``plus`` to every parameter and saves them
+    as ``path``, killed (SIGKILL) right after the tensors' rename, before the JSON's."""
     import subprocess
     import sys
 
-    model, path = saved
     child = f"""
 import os, pathlib, signal, torch
 from cfi_pose_ros.weights import load_weights, save_weights
-model, _ = load_weights({str(path)!r})
+model, _ = load_weights({str(source)!r})
 with torch.no_grad():
     for p in model.parameters():
-        p.add_(1.0)
+        p.add_({plus!r})
 rename = pathlib.Path.replace
 def killed_after_the_tensors(self, target):
     rename(self, target)
@@ -612,8 +609,16 @@ def killed_after_the_tensors(self, target):
 pathlib.Path.replace = killed_after_the_tensors
 save_weights(model, {str(path)!r}, metrics={{"new": {{}}}})
 """
-    process = subprocess.run([sys.executable, "-P", "-c", child], capture_output=True, text=True, timeout=120)
-    assert process.returncode == -9, process.stderr[-3000:]
+    return subprocess.run([sys.executable, "-P", "-c", child], capture_output=True, text=True, timeout=120)
+
+
+def test_a_save_killed_between_its_two_renames_is_refused_with_the_way_to_finish_it(saved):
+    """The tensors are renamed over the pair before the JSON: a save killed between the two leaves the
+    new tensors beside the old JSON, refused ("SHA-256 ... does not match"), and the new JSON whole
+    beside them (``<name>.json.partial``, written before either rename), describing these tensors.
+    The refusal says so and how to finish the save; the load itself changes no file."""
+    model, path = saved
+    assert _save_killed_after_the_tensors(path, path, plus=1.0).returncode == -9
     left = sorted(p.name for p in path.parent.iterdir())
     assert left == ["tiny.json", "tiny.json.partial", "tiny.safetensors"]
     partial = path.parent / "tiny.json.partial"
@@ -626,6 +631,21 @@ save_weights(model, {str(path)!r}, metrics={{"new": {{}}}})
     assert info.metrics == {"new": {}}
     expected = dict(model.named_parameters())
     assert all(torch.equal(value, expected[name] + 1.0) for name, value in loaded.named_parameters())
+
+
+def test_a_first_save_killed_between_its_two_renames_says_how_to_finish_it(saved):
+    """The first save of a name killed between the renames left the tensors and no JSON: "weights
+    file missing: first.json", with nothing of the whole JSON lying beside it as first.json.partial."""
+    _, path = saved
+    first = path.parent / "first"
+    assert _save_killed_after_the_tensors(path, first, plus=0.0).returncode == -9
+    partial = path.parent / "first.json.partial"
+    with pytest.raises(WeightsError, match=re.escape(f"weights file missing: {path.parent / 'first.json'}")
+                       + ".*" + re.escape(f"a save stopped between its two files left {partial}, which describes "
+                                          "these tensors: rename it over first.json")):
+        load_weights(first)
+    partial.replace(path.parent / "first.json")
+    assert load_weights(first)[1].metrics == {"new": {}}
 
 
 def test_tensors_of_another_dtype_are_refused_even_with_a_matching_checksum(saved):
