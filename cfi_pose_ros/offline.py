@@ -57,7 +57,7 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402
 
-from cfi_pose_ros.camera import DISTORTION_COEFFICIENTS  # noqa: E402
+from cfi_pose_ros.camera import DISTORTION_COEFFICIENTS, check_lens_over_image  # noqa: E402
 from cfi_pose_ros.params_file import read_params_file  # noqa: E402
 from cfi_pose_ros.root_solver import validate_camera_matrix  # noqa: E402
 
@@ -289,6 +289,15 @@ def _image_items(frames: Iterator[tuple[int, np.ndarray | Unread]], frame_id: st
                 given = ("--intrinsics " + " ".join(f"{v:.10g}" for v in intrinsics) if intrinsics is not None
                          else f"--hfov {hfov_deg:.10g}")
                 raise ValueError(f"{given}: {exc}") from None
+            if lens is not None:
+                # as the node judges a CameraInfo's lens over its image (see check_lens_over_image):
+                # one no lens of these images could have was counted as one bad_camera_info at the
+                # end of a pass that lifted everyone root-relative
+                try:
+                    check_lens_over_image(lens, matrix, image_size)
+                except ValueError as exc:
+                    given = " ".join(f"{v:.10g}" for v in lens.coefficients)
+                    raise ValueError(f"--distortion {given}: {exc}") from None
             info = camera_info_msg(matrix, image_size, frame_id, lens)
             info.header = _header(stamp, frame_id)
             yield Item(stamp, camera_info=info)

@@ -693,9 +693,10 @@ def test_the_lens_of_a_video_or_photos_goes_into_their_camera_info(tmp_path):
 
 
 def test_intrinsics_that_do_not_fit_the_images_are_refused_with_the_reason(tmp_path):
-    """--intrinsics pass the checks that need no image size at start; against the images' size (the
-    intrinsics of a 1000 px camera, the README's example, given with a 60 px wide photo) they were
-    counted as one bad_camera_info at the end of a pass that lifted everyone root-relative."""
+    """--intrinsics (and --distortion) pass the checks that need no image size at start; against the
+    images' size (the intrinsics of a 1000 px camera, the README's example, given with a 60 px wide
+    photo) they were counted as one bad_camera_info at the end of a pass that lifted everyone
+    root-relative."""
     import types
 
     import cv2
@@ -714,6 +715,14 @@ def test_intrinsics_that_do_not_fit_the_images_are_refused_with_the_reason(tmp_p
         next(open_source([tmp_path / "photo.png"], args).items(False))
     args.intrinsics = [60, 60, 30, 20]
     assert list(next(open_source([tmp_path / "photo.png"], args).items(False)).camera_info.k)[:3] == [60, 0, 30]
+    # a lens no camera of these images could have (k1 = 9999, under the coefficients' own bound): it
+    # was counted as one bad_camera_info at the end of a pass that lifted everyone root-relative
+    args.distortion = [9999.0, 0.0, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match=r"^--distortion 9999 0 0 0 0: plumb_bob distortion .* of the 60x40 image to "
+                                         r"0\.\d+ of its distance from the principal point"):
+        next(open_source([tmp_path / "photo.png"], args).items(False))
+    args.distortion = [-0.3, 0.1, 0.0, 0.0, 0.0]      # a real lens's
+    assert list(next(open_source([tmp_path / "photo.png"], args).items(False)).camera_info.d)[:2] == [-0.3, 0.1]
 
 
 @pytest.mark.parametrize("problem, expected", [
