@@ -20,8 +20,10 @@ Conventions (those of ``sensor_msgs/image_encodings.hpp``):
   (``nv12``, ``nv21``: what embedded camera pipelines send), laid out as RViz's image display
   reads ``nv12`` (the V4L2 layout image_encodings.hpp cites): ``height`` rows of luma, ``step``
   bytes apart, then ``height / 2`` rows of interleaved chroma pairs, ``step`` bytes apart
-  (``step * height * 3 / 2`` bytes). ``nv24`` is not read: its chroma rows are twice as long as its
-  luma rows, so one ``step`` cannot describe both, and OpenCV has no converter for it.
+  (``step * height * 3 / 2`` bytes). Semi-planar YUV 4:4:4 (``nv24``, Jetson cameras) is laid out
+  as V4L2's NV24: ``height`` luma rows ``step`` bytes apart, then ``height`` rows of Cb Cr pairs
+  ``2 * step`` bytes apart (V4L2: twice the luma rows' padding; ``step * height * 3`` bytes), with
+  OpenCV's BT.601 video-range coefficients (OpenCV has no converter of 4:4:4 video range).
 
 Compressed images are bounded before they are decoded: a 0.25 MB PNG can
 declare 20000 x 20000 pixels and take 1.2 GB to decode. Their width and height
@@ -80,7 +82,16 @@ _PACKED_YUV = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})
 # semi-planar YUV 4:2:0 -> OpenCV's converter (chroma pairs Cb Cr in nv12, Cr Cb in nv21); read from
 # luma and chroma rows, not pixels of a fixed size: in none of _LAYOUT's tables
 SEMI_PLANAR_YUV420: dict[str, int] = {"nv12": cv2.COLOR_YUV2BGR_NV12, "nv21": cv2.COLOR_YUV2BGR_NV21}
-SUPPORTED_ENCODINGS: tuple[str, ...] = (*_LAYOUT, *SEMI_PLANAR_YUV420)
+SUPPORTED_ENCODINGS: tuple[str, ...] = (*_LAYOUT, *SEMI_PLANAR_YUV420, "nv24")
+# (Y, Cb, Cr, 1) -> (B, G, R): BT.601 video range with the fixed-point coefficients of OpenCV's own
+# nv12/yuv422 converters (ITUR_BT_601_CY, _CVR, _CVG, _CUG, _CUB over 2**20), so that nv24 gives the
+# colours those give for the same samples; one cv2.transform pass rounds and saturates to uint8.
+_BT601_CY, _BT601_CVR, _BT601_CVG, _BT601_CUG, _BT601_CUB = (
+    c / (1 << 20) for c in (1220542, 1673527, -852492, -409993, 2116026))
+_YUV444_TO_BGR = np.array([
+    [_BT601_CY, _BT601_CUB, 0.0, -16 * _BT601_CY - 128 * _BT601_CUB],
+    [_BT601_CY, _BT601_CUG, _BT601_CVG, -16 * _BT601_CY - 128 * (_BT601_CUG + _BT601_CVG)],
+    [_BT601_CY, 0.0, _BT601_CVR, -16 * _BT601_CY - 128 * _BT601_CVR]], np.float32)
 
 
 def bytes_per_pixel(encoding: str) -> int | None:
@@ -192,6 +203,8 @@ def image_to_bgr(encoding: str, height: int, width: int, step: int,
     """
     if encoding in SEMI_PLANAR_YUV420:
         return _semi_planar_to_bgr(encoding, height, width, step, data)
+    if encoding == "nv24":
+        return _nv24_to_bgr(height, width, step, data)
     if encoding not in _LAYOUT:
         raise UnsupportedEncoding(
             f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
@@ -228,6 +241,26 @@ def _semi_planar_to_bgr(encoding: str, height: int, width: int, step: int, data)
                          f"chroma rows)")
     rows = raw_rows(height * 3 // 2, width, step, data, 1, encoding, f"{encoding} image")
     return cv2.cvtColor(np.ascontiguousarray(rows), SEMI_PLANAR_YUV420[encoding])
+
+
+def _nv24_to_bgr(height: int, width: int, step: int, data) -> np.ndarray:
+    """nv24: ``height`` luma rows ``step`` bytes apart, then ``height`` rows of Cb Cr pairs
+    ``2 * step`` bytes apart (V4L2's NV24: the chroma rows carry twice the luma rows' padding, so
+    one ``step`` says both)."""
+    height, width, step = int(height), int(width), int(step)
+    flat = _as_bytes_array(data)
+    luma_bytes = step * height
+    if step > 0 and height > 0 and flat.size < 3 * luma_bytes:
+        raise ValueError(f"nv24 image data has {flat.size} bytes, expected at least 3*step*height = "
+                         f"3*{step}*{height} = {3 * luma_bytes} ({width}x{height}: luma rows, then chroma "
+                         f"rows of 2*step bytes)")
+    luma = raw_rows(height, width, step, flat, 1, "nv24", "nv24 image")
+    chroma = raw_rows(height, width, 2 * step, flat[luma_bytes:], 2, "nv24", "nv24 image chroma")
+    ycbcr = np.empty((height, width, 3), np.uint8)
+    # OpenCV's converters take luma below video black (16) as black (max(0, Y - 16)); so does this
+    np.maximum(luma, 16, out=ycbcr[..., 0])
+    ycbcr[..., 1:] = chroma.reshape(height, width, 2)
+    return cv2.transform(ycbcr, _YUV444_TO_BGR)
 
 
 def image_msg_to_bgr(msg: Any) -> np.ndarray:

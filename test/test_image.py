@@ -152,6 +152,60 @@ def test_semi_planar_yuv420_of_an_odd_size_or_short_data_is_refused(height, widt
         image_to_bgr("nv12", height, width, width, bytes(size))
 
 
+def _nv24(luma: np.ndarray, cb: np.ndarray, cr: np.ndarray, padding: int) -> tuple[bytes, int]:
+    """nv24 bytes of full-size luma, Cb and Cr planes (H, W) as V4L2 lays them out: ``height`` luma
+    rows ``step`` bytes apart, then ``height`` rows of Cb Cr pairs ``2 * step`` bytes apart (twice the
+    luma rows' padding)."""
+    height, width = luma.shape
+    step = width + padding
+    out = np.full((3 * height, step), 0xAB, np.uint8)
+    out[:height, :width] = luma
+    chroma = out[height:].reshape(height, 2 * step)
+    chroma[:, :2 * width] = np.stack([cb, cr], axis=-1).reshape(height, 2 * width)
+    return out.tobytes(), step
+
+
+def _opencv_yuv444_to_bgr(luma: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """OpenCV's own BT.601 video-range conversion of each (Y, Cb, Cr) sample: an nv12 image twice as
+    large whose every 2x2 block holds one sample (its chroma shared by exactly those four pixels)."""
+    height, width = luma.shape
+    big_luma = np.repeat(np.repeat(luma, 2, axis=0), 2, axis=1)
+    pairs = np.stack([cb, cr], axis=-1).reshape(height, 2 * width)
+    return cv2.cvtColor(np.concatenate([big_luma, pairs]), cv2.COLOR_YUV2BGR_NV12)[::2, ::2]
+
+
+@pytest.mark.parametrize("padding", [0, 5])
+def test_nv24_is_read_as_opencv_converts_its_samples(padding):
+    """nv24 (YUV 4:4:4 semi-planar, Jetson cameras): every pixel its own chroma pair, colours
+    as OpenCV's BT.601 video-range conversion of the same samples within rounding; the chroma rows
+    are 2 * step apart (a step read as the chroma rows' own shears them)."""
+    rng = np.random.default_rng(24)
+    height, width = 16, 24
+    luma, cb, cr = (rng.integers(0, 256, (height, width), dtype=np.uint8) for _ in range(3))   # beyond video range too
+    data, step = _nv24(luma, cb, cr, padding)
+    out = image_to_bgr("nv24", height, width, step, data)
+    assert out.shape == (height, width, 3) and out.dtype == np.uint8
+    assert out.flags.c_contiguous and out.flags.writeable
+    expected = _opencv_yuv444_to_bgr(luma, cb, cr)
+    assert np.abs(out.astype(int) - expected).max() <= 1, (out[..., 2], expected[..., 2])
+    # a hand-computed pixel: BT.601 video-range red and white
+    luma[0, 0], cb[0, 0], cr[0, 0] = 81, 90, 240
+    luma[0, 1], cb[0, 1], cr[0, 1] = 235, 128, 128
+    out = image_to_bgr("nv24", height, width, step, _nv24(luma, cb, cr, padding)[0])
+    assert np.abs(out[0, :2].astype(int) - [(0, 0, 255), (255, 255, 255)]).max() <= 2, out[0, :2]
+
+
+@pytest.mark.parametrize("step, size, match", [
+    (9, 3 * 9 * 6 - 1, r"nv24 image data has 161 bytes, expected at least 3\*step\*height = 3\*9\*6 = 162"),
+    (8, 1000, r"step 8 is shorter than one row of 9 nv24 pixels"),
+])
+def test_nv24_short_data_or_step_is_refused(step, size, match):
+    with pytest.raises(ValueError, match=match):
+        image_to_bgr("nv24", 6, 9, step, bytes(size))
+    with pytest.raises(ValueError, match="zero size"):
+        image_to_bgr("nv24", 0, 9, 9, b"")
+
+
 def test_packed_yuv422_of_an_odd_width_is_refused():
     with pytest.raises(ValueError, match="odd width"):
         image_to_bgr("yuyv", 4, 5, 10, bytes(40))
@@ -198,7 +252,7 @@ def test_data_too_short(bgr):
         image_to_bgr("bgr8", H, W, step, data[:-1])
 
 
-@pytest.mark.parametrize("encoding", ["nv24", "32FC1", "BGR8", "NV12", ""])
+@pytest.mark.parametrize("encoding", ["nv42", "32FC1", "BGR8", "NV24", ""])
 def test_unsupported_encoding_names_the_supported_ones(encoding):
     with pytest.raises(UnsupportedEncoding) as info:
         image_to_bgr(encoding, H, W, W * 3, bytes(H * W * 3))

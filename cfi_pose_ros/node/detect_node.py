@@ -154,10 +154,10 @@ def image_to_bgr(msg, bridge=None, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
                 raise ValueError(f"cv_bridge could not decode the compressed image ({msg.format!r}): {exc}") from exc
         return compressed_msg_to_bgr(msg, max_pixels)
     _check_raw_image(msg)
-    # nv12/nv21 are read as RViz's image display reads nv12 (luma rows, then chroma rows), cv_bridge
-    # or not: image_encodings.hpp's tables give them 2 channels of 8 bits a pixel, which is not that
-    # layout, and what cv_bridge makes of them could not be checked here
-    if bridge is not None and msg.encoding not in SEMI_PLANAR_YUV420:
+    # nv12/nv21 are read as RViz's image display reads nv12 (luma rows, then chroma rows), nv24 as
+    # V4L2 lays it out, cv_bridge or not: image_encodings.hpp's tables give them 2 channels of 8 bits
+    # a pixel, which is not that layout, and what cv_bridge makes of them could not be checked here
+    if bridge is not None and msg.encoding not in SEMI_PLANAR_YUV420 and msg.encoding != "nv24":
         try:
             image = _by_bridge(bridge.imgmsg_to_cv2, msg)
         except CvBridgeError as exc:
