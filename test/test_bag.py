@@ -389,3 +389,49 @@ def test_bag_player_keeps_the_recorded_timing(ros_env, monkeypatch):
         executor.shutdown()
         player_node.destroy_node()
         listener.destroy_node()
+
+
+def test_a_bag_that_names_no_qos_is_played_reliable_volatile_keep_last_10(ros_env, tmp_path):
+    """A bag whose channels carry no ``offered_qos_profiles`` (this package's writer, an older rosbag2,
+    another tool's MCAP) is published as ``ros2 bag play`` publishes one: reliable, volatile, keep last
+    10, as a subscriber sees over DDS. (play_bag publishes every bag so, whatever QoS it names.)"""
+    import rclpy
+    from mcap.reader import make_reader
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    from cfi_pose_ros.bag import BagWriter
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+    from cfi_pose_ros.node.play_bag import BagPlayer
+
+    topic = f"/bag_no_qos_{int(time.time() * 1000) % 100000}/keypoints"
+    path = tmp_path / "no_qos.mcap"
+    with BagWriter(path) as writer:
+        writer.write(topic, HumanKeypoints2DArray(), 10**9)
+    with open(path, "rb") as f:
+        channels = make_reader(f).get_summary().channels.values()
+    assert [c.topic for c in channels] == [topic]
+    assert all("offered_qos_profiles" not in c.metadata for c in channels)
+    if not rclpy.ok():
+        rclpy.init()
+    player_node = rclpy.create_node("test_bag_no_qos_player")
+    listener = rclpy.create_node("test_bag_no_qos_listener")
+    listener.create_subscription(HumanKeypoints2DArray, topic, lambda m: None, QoSProfile(depth=1))
+    executor = SingleThreadedExecutor()
+    executor.add_node(player_node)
+    executor.add_node(listener)
+    try:
+        player = BagPlayer.from_bag(player_node, path)
+        assert player.topics == [topic] and player.wait_for_subscribers(executor, 10.0)
+        own = player._publishers[topic].qos_profile
+        assert (own.history, own.depth) == (HistoryPolicy.KEEP_LAST, 10)
+        end = time.monotonic() + 10.0
+        while not (seen := listener.get_publishers_info_by_topic(topic)) and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        assert len(seen) == 1, seen
+        assert seen[0].qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        assert seen[0].qos_profile.durability == DurabilityPolicy.VOLATILE
+    finally:
+        executor.shutdown()
+        player_node.destroy_node()
+        listener.destroy_node()
