@@ -434,8 +434,19 @@ def check_lens_over_image(lens: LensDistortion, camera_matrix: np.ndarray, image
     method does not converge; a fisheye's points 90 degrees or more off axis aside), or a point of
     the ellipse is undistorted to less than
     :data:`MIN_UNDISTORTED_FRACTION` of its distance from the principal point."""
-    k = np.asarray(camera_matrix, dtype=np.float64)
-    width, height = float(image_size[0]), float(image_size[1])
+    problem = _lens_problem_over_image(lens, tuple(np.asarray(camera_matrix, dtype=np.float64).ravel()),
+                                       (float(image_size[0]), float(image_size[1])))
+    if problem is not None:
+        raise ValueError(problem)
+
+
+@functools.lru_cache(maxsize=16)      # as fold_radius: 0.5 ms a CameraInfo, at the camera's frame rate
+def _lens_problem_over_image(lens: LensDistortion, k_entries: tuple[float, ...],
+                             image_size: tuple[float, float]) -> str | None:
+    """Why :func:`check_lens_over_image` refuses ``lens`` over the image (K's nine entries, row by
+    row), or None."""
+    k = np.array(k_entries).reshape(3, 3)
+    width, height = image_size
     radii = np.asarray(_CHECKED_RADII)[:, None]
     pixels = np.stack([width / 2 + radii * (width / 2) * np.cos(_CHECKED_ANGLES),
                        height / 2 + radii * (height / 2) * np.sin(_CHECKED_ANGLES)], axis=-1).reshape(-1, 2)
@@ -449,18 +460,19 @@ def check_lens_over_image(lens: LensDistortion, camera_matrix: np.ndarray, image
         lost &= distance < beyond_90
     if lost.any():
         first = pixels[np.argmax(lost)]
-        raise ValueError(f"{lens.model} distortion {_listed(lens.coefficients)} cannot be undone at pixel "
-                         f"({first[0]:.0f}, {first[1]:.0f}) of the {width:g}x{height:g} image (the model folds "
-                         "inside it): no real lens's calibration of this image")
+        return (f"{lens.model} distortion {_listed(lens.coefficients)} cannot be undone at pixel "
+                f"({first[0]:.0f}, {first[1]:.0f}) of the {width:g}x{height:g} image (the model folds "
+                "inside it): no real lens's calibration of this image")
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = undone_distance / distance
     shrunk = fraction < MIN_UNDISTORTED_FRACTION        # NaN (the principal point, a lost point): False
     if shrunk.any():
         worst = int(np.nanargmin(np.where(shrunk, fraction, np.nan)))
-        raise ValueError(f"{lens.model} distortion {_listed(lens.coefficients)} undoes pixel ({pixels[worst][0]:.0f}, "
-                         f"{pixels[worst][1]:.0f}) of the {width:g}x{height:g} image to {fraction[worst]:.2g} of its "
-                         f"distance from the principal point (a real lens: more than {MIN_UNDISTORTED_FRACTION:g}); "
-                         "people would be placed that many times too far: mis-scaled coefficients?")
+        return (f"{lens.model} distortion {_listed(lens.coefficients)} undoes pixel ({pixels[worst][0]:.0f}, "
+                f"{pixels[worst][1]:.0f}) of the {width:g}x{height:g} image to {fraction[worst]:.2g} of its "
+                f"distance from the principal point (a real lens: more than {MIN_UNDISTORTED_FRACTION:g}); "
+                "people would be placed that many times too far: mis-scaled coefficients?")
+    return None
 
 
 def _listed(values, most: int = 14) -> str:
