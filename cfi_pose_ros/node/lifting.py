@@ -381,10 +381,11 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
             refused["bad_depth_image"] += 1
             warnings[depth_warning_key(exc.kind)] = f"depth image not used: {exc}"
     result = pipeline.process(frame)
+    # lifted with intrinsics and solve_root on: its people are placed, or could not be (LiftedFrame)
+    places_people = frame.camera_matrix is not None and pipeline.config.solve_root
     # the caller counted stale_depth before its fate was known, and a frame dropped for its header
     # was counted twice (stale_depth and negative_stamp ...), on /diagnostics as two bad frames
-    if (depth_stale and frame.camera_matrix is not None and pipeline.config.solve_root and result.people
-            and "bad_camera_info" not in result.dropped):
+    if depth_stale and places_people and result.people and "bad_camera_info" not in result.dropped:
         refused[STALE_DEPTH] += 1
         warnings[dropped_warning_key(STALE_DEPTH)] = (
             "no depth image stamped within depth_max_age of the keypoints: their people are placed from the "
@@ -399,7 +400,6 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
                     for reason, words in result.problems.items())
     # the output frame as tf2 names it (see tf2_frame_id): the input's `/camera` is `camera`
     header = Header(stamp=msg.header.stamp, frame_id=tf2_frame_id(target_frame or msg.header.frame_id))
-    places_people = frame.camera_matrix is not None and pipeline.config.solve_root
     if target_frame:
         return LiftedFrame(header, transform_people(result.people, target_from_camera), result.dropped,
                            camera_up(target_from_camera), frame, warnings, places_people)
