@@ -33,7 +33,7 @@ import dataclasses
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -224,9 +224,7 @@ class OncePerStamp:
             self._sent_ns[frame.child] = sent
             self._sent_ns.move_to_end(frame.child)
             admitted.append(frame)
-        while self._sent_ns and (len(self._sent_ns) > self._max_frames
-                                 or next(iter(self._sent_ns.values()))[-1] < stamp_ns - 2 * TF_BUFFER_NS):
-            self._sent_ns.popitem(last=False)
+        _forget_least_recent(self._sent_ns, lambda sent: sent[-1], stamp_ns, self._max_frames)
         return admitted
 
 
@@ -272,10 +270,19 @@ class OneCameraPerFrame:
                                          else max(newest, stamp_ns))
             self._owners.move_to_end(frame.child)
             admitted.append(frame)
-        while self._owners and (len(self._owners) > self._max_frames
-                                or next(iter(self._owners.values()))[1] < stamp_ns - 2 * TF_BUFFER_NS):
-            self._owners.popitem(last=False)
+        _forget_least_recent(self._owners, lambda owned: owned[1], stamp_ns, self._max_frames)
         return admitted, taken
+
+
+def _forget_least_recent(frames: OrderedDict, newest_ns: Callable[[Any], int], stamp_ns: int,
+                         max_frames: int) -> None:
+    """What :class:`OncePerStamp` and :class:`OneCameraPerFrame` forget of ``frames`` (child frame ->
+    what is remembered of it, least recently sent first; ``newest_ns`` its newest stamp sent): the
+    least recently sent past ``max_frames``, and those not sent for twice tf2's buffer before
+    ``stamp_ns`` (no stamp within the buffer can concern them any more)."""
+    while frames and (len(frames) > max_frames
+                      or newest_ns(next(iter(frames.values()))) < stamp_ns - 2 * TF_BUFFER_NS):
+        frames.popitem(last=False)
 
 
 def frame_name(prefix: str, track_id: str, joint: str = "") -> str:
