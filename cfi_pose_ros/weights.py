@@ -490,4 +490,3 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
     model = CFINet(info.model)
     model.load_state_dict(state)
     return model.to(device).eval(), info
-
