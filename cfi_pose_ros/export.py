@@ -85,13 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tensorrt-engine", type=Path, default=None,
                         help="also build TensorRT engines (one per batch size: out.b<size>.engine, "
                              "or exactly this path for a single size); needs tensorrt and a CUDA GPU")
-    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                        help="TensorRT engine precision (the ONNX file is always fp32)")
+    # None: not given, so that one given without --tensorrt-engine is refused, not ignored
+    parser.add_argument("--precision", choices=("fp32", "fp16"), default=None,
+                        help="TensorRT engine precision (default fp32; the ONNX file is always fp32)")
     # past MAX_BATCH_SIZE, build_engine_files refused the sizes only after the ONNX export was written
     parser.add_argument("--batch-sizes", type=number_in(int, 1, MAX_BATCH_SIZE), nargs="+",
-                        default=list(COMPILED_BATCH_SIZES),
-                        help=f"one TensorRT engine per size, 1 to {MAX_BATCH_SIZE} (default: %(default)s)")
+                        default=None,
+                        help=f"one TensorRT engine per size, 1 to {MAX_BATCH_SIZE} "
+                             f"(default: {' '.join(map(str, COMPILED_BATCH_SIZES))})")
     args = parser.parse_args(argv)
+    if args.tensorrt_engine is None:
+        given = [flag for flag, value in (("--precision", args.precision), ("--batch-sizes", args.batch_sizes))
+                 if value is not None]
+        if given:       # they were ignored: an ONNX file written, exit 0, as if engines had been asked for
+            parser.error(f"{' and '.join(given)} only apply to TensorRT engines: add --tensorrt-engine PATH")
+    args.precision = args.precision or "fp32"
+    args.batch_sizes = args.batch_sizes or list(COMPILED_BATCH_SIZES)
     if args.onnx.suffix != ".onnx":
         parser.error(f"--onnx {args.onnx}: an ONNX file's name ends in .onnx")
     engines = ([] if args.tensorrt_engine is None else

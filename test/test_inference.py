@@ -811,6 +811,22 @@ def test_export_cli_refuses_an_engine_batch_size_no_engine_takes_before_exportin
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.parametrize("flags", [["--batch-sizes", "1", "8"], ["--precision", "fp16"],
+                                   ["--precision", "fp32", "--batch-sizes", "4"]])
+def test_export_cli_refuses_engine_flags_without_an_engine(small, tmp_path, capsys, flags):
+    """`--batch-sizes` or `--precision` without `--tensorrt-engine` were ignored: an fp32 ONNX
+    file written, exit 0, as if the engines asked for had been built."""
+    from cfi_pose_ros.export import main
+
+    _, weights, _ = small
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--weights", str(weights), "--onnx", str(tmp_path / "m.onnx"), *flags])
+    assert exit_info.value.code == 2
+    named = " and ".join(flag for flag in ("--precision", "--batch-sizes") if flag in flags)
+    assert f"{named} only apply to TensorRT engines: add --tensorrt-engine PATH" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_export_cli_writes_the_opset_asked_for_or_says_it_cannot(small, tmp_path, capsys):
     """`--opset 99` printed "opset 99" over a file of opset 18 (the exporter fell back without an
     error). The opset printed is the file's; one beyond what onnx knows is refused."""
