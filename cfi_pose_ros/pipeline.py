@@ -18,8 +18,9 @@ Steps for one frame (all people at once):
    if that lift confirms the joint is wrong (it puts it far from where it was detected), the
    joint is published with score 0 and the new lift stands; a person with missing joints is
    lifted once more with them placed where the lift put them; else keep root-relative,
-5. body pose (pelvis position, facing) and optional One-Euro smoothing per track id (restarted
-   when the frame's ``frame_id`` changes: another camera's history is in another frame).
+5. body pose (pelvis position, facing) and optional One-Euro smoothing per track id and input
+   ``frame_id`` (each camera on the topic has its own tracks and timeline: another camera's history
+   is in another frame, and its people may have the same ids).
 
 Nothing non-finite is ever returned: a person whose lifted joints, position or
 orientation are not all finite is dropped (``non_finite_output``), whatever the
@@ -86,8 +87,8 @@ class Frame2D:
     # before anything else sees them; None = none (a pinhole camera, a rectified image)
     lens: LensDistortion | None = None
     depth: np.ndarray | None = None          # (H, W) depth registered to the image: metres, or uint16 mm
-    # the camera frame the keypoints are in (tf2's name of header.frame_id): one that changes is
-    # another camera (or a restarted driver's other frame), whose people the smoother starts over
+    # the camera frame the keypoints are in (tf2's name of header.frame_id): another one is another
+    # camera (or a restarted driver's other frame), whose people the smoother keeps apart
     frame_id: str = ""
 
 

@@ -1,4 +1,4 @@
-"""Temporal smoothing of 3D skeletons: the One-Euro filter, and one filter per tracked person.
+"""Temporal smoothing of 3D skeletons: the One-Euro filter, and one filter per tracked person (per camera).
 
 One-Euro filter (Casiez, Roussel, Vogel, "1 Euro Filter: A Simple Speed-based
 Low-pass Filter for Noisy Input in Interactive Systems", CHI 2012): a first-order
@@ -126,11 +126,26 @@ class OneEuroFilter:
 
 
 class PoseSmoother:
-    """One :class:`OneEuroFilter` per tracking id, with bounded state.
+    """One :class:`OneEuroFilter` per tracking id and input camera frame, with bounded state.
 
     Call :meth:`smooth_frame` once per frame with every person's id and
-    keypoints (``(N, 17, 3)`` in metres, typically); :meth:`smooth` is the
-    one-person form. The rules, each so that no input can make the output
+    keypoints (``(N, 17, 3)`` in metres, typically) and the frame they are in
+    (``frame_id``: the input's ``header.frame_id``, its camera); :meth:`smooth` is
+    the one-person form.
+
+    Each camera frame has a state of its own (its tracks and its timeline), as
+    if it had a smoother to itself: two cameras publishing on one topic into
+    one lifter, each numbering its people from 1, are smoothed each with their
+    own filters, however their frames alternate. One smoother kept one frame
+    and dropped every track whenever a frame came in the other camera's, so
+    such an input was never smoothed at all (and two cameras' stamps a little
+    out of order read as a bag loop too). At most ``max_cameras`` cameras are
+    kept, the least recently seen dropped first, and a camera not seen for
+    more than ``forget_after_frames`` frames (of any camera) is dropped: a
+    driver restarted with another ``frame_id`` gets a fresh state and its
+    old one ages out.
+
+    The rules within one camera, each so that no input can make the output
     wrong or the state grow without bound:
 
     * An empty id means the person is not tracked: there is no identity to
@@ -140,13 +155,14 @@ class PoseSmoother:
       unsmoothed and the id's filter is dropped, so neither inherits the
       other's history.
     * A track expires when it has not been seen for more than
-      ``forget_after`` seconds (of the ``t`` passed in, in either direction,
-      so a clock reset does not keep ghosts alive) or for more than
-      ``forget_after_frames`` frames (calls to :meth:`smooth_frame`, for
-      stamps that do not advance), and the least recently seen tracks are
-      dropped beyond ``max_tracks``. A re-used id then starts fresh.
-      Expiry looks only at the oldest tracks (they are kept in the order they
-      were last seen), so a frame costs the same after 100 000 ids as after ten.
+      ``forget_after`` seconds (of the ``t`` passed in for its camera, in
+      either direction, so a clock reset does not keep ghosts alive) or for
+      more than ``forget_after_frames`` frames of its camera (calls to
+      :meth:`smooth_frame`, for stamps that do not advance), and the least
+      recently seen tracks are dropped beyond ``max_tracks`` (per camera). A
+      re-used id then starts fresh. Expiry looks only at the oldest tracks
+      (they are kept in the order they were last seen), so a frame costs the
+      same after 100 000 ids as after ten.
     * A track whose ``mode`` changed (what its keypoints are relative to: the
       pipeline passes whether the person is placed in the camera frame or
       root-relative) starts fresh, so no output blends two frames.
@@ -155,18 +171,14 @@ class PoseSmoother:
       unstamped frame in a stamped stream is 0 s, a clock reset to every track,
       which expired them all, and the frames after it went unsmoothed while
       the filters started over.
-    * A frame in another ``frame_id`` than the previous stamped one (another camera publishing on
-      the topic, a driver restarted with another frame) starts over: every track is dropped, as
-      on a bag loop, since their history is in the other camera's frame; that frame's stamps start
-      a new timeline too (another camera's clock).
     * A late frame (stamped at most ``timeline.LATE_FRAME_TOLERANCE``, 0.1 s,
-      before the newest one: out-of-order delivery) is returned
+      before its camera's newest one: out-of-order delivery) is returned
       unsmoothed and changes no track; a step further back is a new timeline
-      (a bag loop): every track is dropped, those not in that frame too. A
-      frame smoothed before delivered again late (a duplicate that arrives
-      after newer frames) gets, person by person, the output it got: the
-      last ``RECENT_FRAMES`` frames' people are kept for this, so such a
-      duplicate gives no person two poses at one stamp.
+      (a bag loop): every track of that camera is dropped, those not in that
+      frame too. A frame smoothed before delivered again late (a duplicate
+      that arrives after newer frames) gets, person by person, the output it
+      got: the last ``RECENT_FRAMES`` frames' people of each camera are kept
+      for this, so such a duplicate gives no person two poses at one stamp.
 
     Smooth the absolute (camera-frame) joints rather than the root-relative
     ones so that the person's translation is smoothed too.
@@ -177,10 +189,12 @@ class PoseSmoother:
     RECENT_FRAMES = 8
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 1.0, d_cutoff: float = 1.0,
-                 forget_after: float = 1.0, forget_after_frames: int = 300, max_tracks: int = 4096):
+                 forget_after: float = 1.0, forget_after_frames: int = 300, max_tracks: int = 4096,
+                 max_cameras: int = 16):
         OneEuroFilter(min_cutoff, beta, d_cutoff)        # validate the parameters once
         _check_positive(forget_after=forget_after)
-        for name, value in (("forget_after_frames", forget_after_frames), ("max_tracks", max_tracks)):
+        for name, value in (("forget_after_frames", forget_after_frames), ("max_tracks", max_tracks),
+                            ("max_cameras", max_cameras)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.min_cutoff = float(min_cutoff)
@@ -189,43 +203,47 @@ class PoseSmoother:
         self.forget_after = float(forget_after)
         self.forget_after_frames = forget_after_frames
         self.max_tracks = max_tracks
-        self._frame = 0
-        self._newest: float | None = None     # the newest frame time (late frames are behind it)
-        self._frame_id = ""                   # the frame the tracks' keypoints are in
-        # id -> (filter, frame last seen, mode), least recently seen first
-        self._tracks: OrderedDict[str, tuple[OneEuroFilter, int, object]] = OrderedDict()
-        # (time, {id: (input, output)}) of the last frames smoothed, for late duplicates
-        self._recent: deque[tuple[float, dict]] = deque(maxlen=self.RECENT_FRAMES)
+        self.max_cameras = max_cameras
+        self._frame = 0                       # frames smoothed, of every camera
+        # frame_id -> (its state, frame last seen), least recently seen first
+        self._cameras: OrderedDict[str, tuple[_CameraTracks, int]] = OrderedDict()
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        """The camera frames with a state, least recently seen first."""
+        return tuple(self._cameras)
 
     @property
     def track_ids(self) -> tuple[str, ...]:
-        return tuple(self._tracks)
+        """Every camera's track ids (cameras least recently seen first; an id tracked in two
+        cameras is there twice)."""
+        return tuple(track_id for camera, _ in self._cameras.values() for track_id in camera.tracks)
+
+    def tracks_in(self, frame_id: str = "") -> tuple[str, ...]:
+        """The track ids of one camera frame, least recently seen first."""
+        camera = self._cameras.get(frame_id)
+        return () if camera is None else tuple(camera[0].tracks)
 
     def __len__(self) -> int:
-        return len(self._tracks)
+        return sum(len(camera.tracks) for camera, _ in self._cameras.values())
 
     def __contains__(self, track_id: str) -> bool:
-        return track_id in self._tracks
+        return any(track_id in camera.tracks for camera, _ in self._cameras.values())
 
-    def forget(self, track_id: str) -> None:
-        self._tracks.pop(track_id, None)
+    def forget(self, track_id: str, frame_id: str | None = None) -> None:
+        """Drop a track: of one camera frame, or (``frame_id=None``) of every camera."""
+        for name, (camera, _) in self._cameras.items():
+            if frame_id is None or name == frame_id:
+                camera.tracks.pop(track_id, None)
 
     def reset(self) -> None:
-        self._tracks.clear()
-        self._recent.clear()
+        self._cameras.clear()
 
-    def forget_stale(self, t: float) -> list[str]:
-        """Drop the tracks expired at time ``t`` and this frame (see the class docstring); returns their ids."""
-        stale = []
-        while self._tracks:
-            track_id, (filt, last_frame, _) = next(iter(self._tracks.items()))
-            if (len(self._tracks) <= self.max_tracks
-                    and self._frame - last_frame <= self.forget_after_frames
-                    and abs(float(t) - filt.last_time) <= self.forget_after):
-                break
-            del self._tracks[track_id]
-            stale.append(track_id)
-        return stale
+    def forget_stale(self, t: float, frame_id: str = "") -> list[str]:
+        """Drop one camera's tracks expired at its time ``t`` and frame (see the class docstring);
+        returns their ids."""
+        camera = self._cameras.get(frame_id)
+        return [] if camera is None else camera[0].forget_stale(t)
 
     def smooth_frame(self, track_ids: Sequence[str], t: float | None, keypoints: np.ndarray,
                      modes: Sequence | None = None, frame_id: str = "") -> np.ndarray:
@@ -234,8 +252,9 @@ class PoseSmoother:
         ``modes`` (one per person, optional) says what the keypoints are relative to (the pipeline
         passes whether the person is placed in the camera frame or root-relative): a track whose
         mode changed restarts from the new sample, so no output blends values of two frames.
-        ``frame_id``: the frame the keypoints are in; when it changes every track starts over.
-        ``t=None``: a frame without a time, returned unsmoothed (see the class docstring)."""
+        ``frame_id``: the frame the keypoints are in (the input's camera); each has its own tracks
+        and timeline. ``t=None``: a frame without a time, returned unsmoothed (see the class
+        docstring)."""
         out = np.array(keypoints, dtype=np.float64)
         if len(track_ids) != len(out):
             raise ValueError(f"{len(track_ids)} ids for {len(out)} people")
@@ -246,12 +265,53 @@ class PoseSmoother:
         t = float(t)
         if not math.isfinite(t):
             raise ValueError(f"timestamp must be finite, got {t}")
-        if frame_id != self._frame_id:
-            # another camera: its people's history here is in the other camera's frame, and its
-            # stamps are of another clock (neither late nor a loop of the old one's)
-            self.reset()
-            self._newest = None
-            self._frame_id = frame_id
+        self._frame += 1
+        entry = self._cameras.pop(frame_id, None)
+        camera = _CameraTracks(self) if entry is None else entry[0]
+        self._cameras[frame_id] = (camera, self._frame)        # now the most recently seen
+        while (len(self._cameras) > self.max_cameras
+               or self._frame - next(iter(self._cameras.values()))[1] > self.forget_after_frames):
+            self._cameras.popitem(last=False)               # never the camera at hand: it is the last
+        return camera.smooth_frame(track_ids, t, out, modes)
+
+    def smooth(self, track_id: str, t: float, keypoints: np.ndarray, frame_id: str = "") -> np.ndarray:
+        """One person alone in a frame (see :meth:`smooth_frame`)."""
+        return self.smooth_frame([track_id], t, np.asarray(keypoints, dtype=np.float64)[None],
+                                 frame_id=frame_id)[0]
+
+
+class _CameraTracks:
+    """One camera frame's tracks and timeline (the rules of :class:`PoseSmoother` within a camera)."""
+
+    def __init__(self, smoother: PoseSmoother):
+        self._smoother = smoother               # the parameters
+        self._frame = 0                         # frames of this camera smoothed
+        self._newest: float | None = None       # the newest frame time (late frames are behind it)
+        # id -> (filter, frame last seen, mode), least recently seen first
+        self.tracks: OrderedDict[str, tuple[OneEuroFilter, int, object]] = OrderedDict()
+        # (time, {id: (input, output)}) of the last frames smoothed, for late duplicates
+        self._recent: deque[tuple[float, dict]] = deque(maxlen=PoseSmoother.RECENT_FRAMES)
+
+    def reset(self) -> None:
+        self.tracks.clear()
+        self._recent.clear()
+
+    def forget_stale(self, t: float) -> list[str]:
+        params, stale = self._smoother, []
+        while self.tracks:
+            track_id, (filt, last_frame, _) = next(iter(self.tracks.items()))
+            if (len(self.tracks) <= params.max_tracks
+                    and self._frame - last_frame <= params.forget_after_frames
+                    and abs(float(t) - filt.last_time) <= params.forget_after):
+                break
+            del self.tracks[track_id]
+            stale.append(track_id)
+        return stale
+
+    def smooth_frame(self, track_ids: Sequence[str], t: float, out: np.ndarray,
+                     modes: Sequence | None) -> np.ndarray:
+        """``out`` (this camera's people at ``t``, a copy of the input) smoothed in place."""
+        params = self._smoother
         if timeline.is_late(self._newest, t):
             # late: restarting every filter for it would undo the smoothing; a person of a frame
             # smoothed before, delivered again, gets its output
@@ -273,25 +333,25 @@ class PoseSmoother:
             if not track_id:
                 continue
             if counts[track_id] > 1:
-                self._tracks.pop(track_id, None)
+                self.tracks.pop(track_id, None)
                 continue
             mode = None if modes is None else modes[row]
-            entry = self._tracks.pop(track_id, None)
+            entry = self.tracks.pop(track_id, None)
             same_mode = entry is not None and entry[2] == mode
-            filt = entry[0] if same_mode else OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff)
+            filt = entry[0] if same_mode else OneEuroFilter(params.min_cutoff, params.beta, params.d_cutoff)
             before = _answer_given(same_time, track_id, out[row]) if same_mode else None
             # a copy either way (the filter returns one): out[row] is written below
             smoothed = filt(t, out[row]) if before is None else before.copy()
             answered[track_id] = (out[row].copy(), smoothed)
             out[row] = smoothed
-            self._tracks[track_id] = (filt, self._frame, mode)      # now the most recently seen
+            self.tracks[track_id] = (filt, self._frame, mode)      # now the most recently seen
         if self._recent and self._recent[-1][0] == t:
             # the same time again (see OneEuroFilter): what the time's first frame got stays; at most
             # max_tracks people a time, as a clock that stands still (a paused bag, a driver that
             # stamps every frame alike) with ever new ids otherwise grew this without end
             same_time = self._recent[-1][1]
             for track_id, answer in answered.items():
-                if len(same_time) >= self.max_tracks:
+                if len(same_time) >= params.max_tracks:
                     break
                 same_time.setdefault(track_id, answer)
         else:
@@ -308,10 +368,6 @@ class PoseSmoother:
             if before is not None:
                 out[row] = before
         return out
-
-    def smooth(self, track_id: str, t: float, keypoints: np.ndarray) -> np.ndarray:
-        """One person alone in a frame (see :meth:`smooth_frame`)."""
-        return self.smooth_frame([track_id], t, np.asarray(keypoints, dtype=np.float64)[None])[0]
 
 
 def _answer_given(answered: dict, track_id: str, keypoints: np.ndarray) -> np.ndarray | None:

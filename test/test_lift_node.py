@@ -155,7 +155,8 @@ def test_an_input_without_frame_id_is_lifted_with_a_warning(node_factory, clip):
 def test_smoothing_starts_over_when_the_input_s_frame_changes(node_factory, clip):
     """Another camera now publishes on the input topic (or its driver restarted with another
     frame_id): the smoothed tracks' history is in the other camera's frame, so the first output in
-    the new frame is the new frame's own pose, as lifted unsmoothed, not a blend with the old one."""
+    the new frame (a state of its own) is the new frame's own pose, as lifted unsmoothed, not a blend
+    with the old one."""
     from cfi_pose_ros.node.lifting import build_pipeline, lift_keypoints
     from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
 
@@ -173,6 +174,35 @@ def test_smoothing_starts_over_when_the_input_s_frame_changes(node_factory, clip
     for human, person, before in zip(out.humans, expected, in_a):
         assert np.abs(person.keypoints - before.keypoints).max() > 0.1      # a blend would show
         np.testing.assert_allclose(as_array(human), person.keypoints, atol=1e-5)
+
+
+def test_two_cameras_on_one_topic_are_each_smoothed_as_if_alone(node_factory, clip):
+    """Two cameras publishing on one keypoints topic into one lifter, frames alternating, their people
+    numbered alike: the smoother kept one frame and dropped every track at each change of frame_id, so
+    with smoothing on nothing was smoothed (each output was the raw lift). Each camera's output now is
+    what a smoothing lifter fed that camera alone publishes, also with camera B's stamps 10 ms behind
+    A's (its clock a little off)."""
+    from cfi_pose_ros.node.lifting import build_pipeline, lift_keypoints
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    node = node_factory(overrides={"smoothing": True})
+    alone = {camera: build_pipeline(lambda name: name == "smoothing" or PARAMETERS_BY_NAME[name].default)
+             for camera in (FRAME, "cam_b")}
+    raw = build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    smoothed_by = []
+    for k in range(8):
+        for camera, frame, behind in ((FRAME, 3 * k, 0), ("cam_b", 60 + 3 * k, 10_000_000)):
+            msg = stamp_msg(clip_msg(clip, frame, sec=0), 520, 100_000_000 + k * 33_333_333 - behind)
+            msg.header.frame_id = camera
+            out = node.send_and_receive(msg)
+            assert out is not None and out.header.frame_id == camera, node.log()
+            expected = lift_keypoints(alone[camera], msg, None, None).people
+            assert [h.id for h in out.humans] == [p.track_id for p in expected] == clip.ids
+            unsmoothed = lift_keypoints(raw, msg, None, None).people
+            for human, person, lifted in zip(out.humans, expected, unsmoothed):
+                np.testing.assert_allclose(as_array(human), person.keypoints, atol=1e-5)
+                smoothed_by.append(np.abs(as_array(human) - lifted.keypoints).max())
+    assert min(smoothed_by[4:]) > 1e-3, smoothed_by        # every output after each camera's first is smoothed
 
 
 def test_empty_people_list_publishes_an_empty_array_with_the_input_stamp(node_factory):

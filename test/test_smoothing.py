@@ -415,23 +415,74 @@ def test_a_track_whose_mode_changes_restarts_from_the_new_sample():
         smoother.smooth_frame(["a"], 8 / FPS, placed[None], modes=[True, False])
 
 
-def test_a_frame_in_another_camera_frame_starts_every_track_over():
+def test_a_frame_in_another_camera_frame_starts_with_that_camera_s_own_tracks():
     """Another camera now publishes on the topic (or a driver restarted with another frame_id): the
     tracks' history is in the old camera's frame. The first output in the new frame is its sample,
-    not a blend, tracks not in view there go too, and the new camera's clock starts a timeline of its
-    own (stamps 50 ms behind the old camera's are not late frames passed through unsmoothed)."""
+    not a blend, and the new camera's clock is a timeline of its own (stamps 50 ms behind the old
+    camera's are not late frames passed through unsmoothed); the old camera's tracks stay its own."""
     smoother = PoseSmoother(min_cutoff=1.0, beta=0.0)
     in_a, in_b = np.zeros((2, 17, 3)), np.zeros((2, 17, 3)) + [1.0, 0.0, 3.0]
     for k in range(10):
         smoother.smooth_frame(["a", "b"], k / FPS, in_a, frame_id="cam_a")
     behind = 10 / FPS - 0.05
     np.testing.assert_array_equal(smoother.smooth_frame(["a"], behind, in_b[:1], frame_id="cam_b"), in_b[:1])
-    assert smoother.track_ids == ("a",)
+    assert smoother.cameras == ("cam_a", "cam_b")
+    assert smoother.tracks_in("cam_a") == ("a", "b") and smoother.tracks_in("cam_b") == ("a",)
     moved = in_b[:1] + 0.5
     smoothed = smoother.smooth_frame(["a"], behind + 1 / FPS, moved, frame_id="cam_b")[0]
     assert (in_b[0] < smoothed).all() and (smoothed < moved[0]).all()       # smoothed from B's first frame on
     np.testing.assert_array_equal(smoother.smooth_frame(["a"], behind + 2 / FPS, in_a[:1], frame_id="cam_a"),
-                                  in_a[:1])
-    # the same jump within one frame is smoothed (what the frame_id prevents)
+                                  in_a[:1])                                 # A's own history: still at A's pose
+    # the same jump within one frame is smoothed (what the frame_id keeps apart)
     blended = smoother.smooth_frame(["a"], behind + 3 / FPS, in_b[:1], frame_id="cam_a")[0]
     assert 0.5 < blended[:, 2].mean() < 2.5
+
+
+def test_two_cameras_on_one_topic_are_each_smoothed_as_if_alone():
+    """Two cameras publishing on one topic into one lifter, frames alternating, each numbering its
+    people from "1": one smoother state dropped every track at each change of frame_id, so nothing
+    was smoothed at all (every output was its raw input). Each camera's output now equals a smoother
+    fed that camera's frames alone, also with the two clocks' stamps interleaved a little out of
+    order (B 20 ms behind A: neither a late frame nor a bag loop of A's)."""
+    rng = np.random.default_rng(11)
+    n = 60
+    times_a = 100.0 + np.arange(n) / FPS
+    times_b = times_a - 0.02 + 0.5 / FPS         # B's frames fall between A's, its clock a little off
+    base_a = rng.normal(0.0, 0.3, (2, 17, 3)) + [0.0, 0.0, 4.0]
+    base_b = rng.normal(0.0, 0.3, (2, 17, 3)) + [1.0, 0.0, 3.0]
+    raw_a = base_a + rng.normal(0.0, 0.02, (n, 2, 17, 3))
+    raw_b = base_b + rng.normal(0.0, 0.02, (n, 2, 17, 3))
+    both = PoseSmoother(min_cutoff=1.0, beta=0.5)
+    alone_a, alone_b = PoseSmoother(min_cutoff=1.0, beta=0.5), PoseSmoother(min_cutoff=1.0, beta=0.5)
+    out_a, out_b = [], []
+    for k in range(n):
+        out_a.append(both.smooth_frame(["1", "2"], times_a[k], raw_a[k], frame_id="cam_a"))
+        out_b.append(both.smooth_frame(["1", "2"], times_b[k], raw_b[k], frame_id="cam_b"))
+    expected_a = np.stack([alone_a.smooth_frame(["1", "2"], t, x, frame_id="cam_a") for t, x in zip(times_a, raw_a)])
+    expected_b = np.stack([alone_b.smooth_frame(["1", "2"], t, x, frame_id="cam_b") for t, x in zip(times_b, raw_b)])
+    np.testing.assert_array_equal(np.stack(out_a), expected_a)
+    np.testing.assert_array_equal(np.stack(out_b), expected_b)
+    for out, raw in ((np.stack(out_a), raw_a), (np.stack(out_b), raw_b)):
+        assert np.abs(out[1:] - raw[1:]).min(axis=(1, 2, 3)).min() > 0        # every frame after the first smoothed
+        jitter, raw_jitter = np.std(np.diff(out[10:], axis=0)), np.std(np.diff(raw[10:], axis=0))
+        assert jitter < 0.5 * raw_jitter, (jitter, raw_jitter)
+    assert both.cameras == ("cam_a", "cam_b") and both.track_ids == ("1", "2", "1", "2") and len(both) == 4
+
+
+def test_cameras_kept_are_bounded_and_an_unseen_one_ages_out():
+    """A driver restarted with another frame_id gets a fresh state; the old camera's goes once it has
+    not been seen for forget_after_frames frames, and at most max_cameras are kept (least recently
+    seen dropped first)."""
+    kp = np.zeros((1, 17, 3))
+    smoother = PoseSmoother(forget_after_frames=5, max_cameras=3)
+    smoother.smooth_frame(["1"], 1.0, kp, frame_id="old")
+    for k in range(5):
+        smoother.smooth_frame(["1"], 1.0 + k / FPS, kp, frame_id="restarted")
+    assert smoother.cameras == ("old", "restarted")
+    smoother.smooth_frame(["1"], 1.0 + 5 / FPS, kp, frame_id="restarted")
+    assert smoother.cameras == ("restarted",)
+    for k, camera in enumerate(["c1", "c2", "c3", "restarted", "c4"]):
+        smoother.smooth_frame(["1"], 2.0 + k / FPS, kp, frame_id=camera)
+    assert smoother.cameras == ("c3", "restarted", "c4")
+    with pytest.raises(ValueError, match="max_cameras"):
+        PoseSmoother(max_cameras=0)
