@@ -1147,6 +1147,60 @@ def test_a_stop_signal_while_configure_imports_onnxruntime_aborts_it(kind, tmp_p
     assert not failures, f"{len(failures)} of 4 tries did not abort the configure:\n\n" + "\n\n".join(failures)
 
 
+def test_a_stop_signal_while_configure_imports_onnx_aborts_it_without_a_crash(tmp_path, ros_env):
+    """The lifter's configure imports onnx (the export's probe). A stop signal while onnx's pybind11
+    module initialised raised KeyboardInterrupt inside its initialisation: SIGSEGV, "Fatal Python
+    error" (4 of 6 SIGINTs sent the moment the library was mapped; torch's `_c10d_init` under
+    `import torch.nn` likewise ended in SIGABRT, "terminate called", 3 of 60 signals at moments
+    over the first 2.5 s). The signal now waits for the import's end, then aborts the configure."""
+    failures = []
+    for attempt, signum in enumerate([signal.SIGINT, signal.SIGTERM] * 2):
+        log = tmp_path / f"onnx_{attempt}.log"
+        process = start_node(LIFT_NODE, log_path=log, node_name=f"importing_onnx_{os.getpid()}",
+                             overrides={"autostart": True, "backend": "onnxruntime",
+                                        "engine_cache_dir": str(tmp_path / "engine_cache")})
+        try:
+            deadline = time.monotonic() + 120
+            while "onnx_cpp2py_export" not in Path(f"/proc/{process.pid}/maps").read_text():
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.0003)
+            process.send_signal(signum)
+            code = process.wait(timeout=30)
+        finally:
+            stop(process, timeout=1)
+        text = log.read_text()
+        if (code != 0 or "configure aborted: stop signal" not in text or "configured: " in text
+                or any(bad in text for bad in NEVER_IN_LOG + ("Fatal Python error", "terminate called"))):
+            failures.append(f"{signum.name}: exit {code}\n{text[-2000:]}")
+    assert not failures, f"{len(failures)} of 4 tries did not abort the configure:\n\n" + "\n\n".join(failures)
+
+
+def test_a_stop_signal_during_an_import_in_configure_waits_for_its_end(tmp_path, ros_env):
+    """The mechanism the test above relies on, deterministic: a stop signal that lands while a module
+    is being imported (its body: Python that native code may be running) is not raised there but
+    once the import is done, still within configure (where it aborts it)."""
+    (tmp_path / "signalled_while_imported.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "for _ in range(50):\n"
+        "    time.sleep(0.002)       # Python steps: the handler runs here\n"
+        "IMPORTED = True\n")
+    done = _python_that_must_end(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from cfi_pose_ros.node.base import StopSignals\n"
+        "signals = StopSignals()\n"
+        "signals.interruptible = True\n"
+        "try:\n"
+        "    import signalled_while_imported\n"
+        "    time.sleep(5)\n"
+        "    print('not aborted')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('aborted after the import:', getattr(sys.modules.get('signalled_while_imported'), 'IMPORTED', False))\n")
+    assert done.returncode == 0 and done.stdout.strip() == "aborted after the import: True", (done.stdout,
+                                                                                              done.stderr[-3000:])
+
+
 @contextlib.contextmanager
 def _node_in_process(kind: str, name: str):
     """The lift or detect node built here (not spun) in a context of its own, with what it needs to

@@ -678,7 +678,7 @@ class StopSignals:
     loop ends after the callback in progress, and the node is torn down before the context.
     While ``interruptible`` (a node's configure, see :func:`stoppable_configure`: loading weights,
     building an engine, up to minutes) a signal aborts it with KeyboardInterrupt at the next Python
-    step (a native call such as a TensorRT build ends first). Nowhere else:
+    step (a native call such as a TensorRT build ends first, and so does an import: see _handle). Nowhere else:
     an exception raised by a signal lands wherever the main thread is, in the import machinery's
     weakref callbacks too, where Python prints it ("Exception ignored in ...") and drops it; the
     node's quick construction only records the request, which start-up checks right after."""
@@ -696,7 +696,29 @@ class StopSignals:
         if self.signum is None:
             self.signum = signum
         if self.interruptible:
+            if importing(frame):
+                # Not inside an import: native code runs there, and an exception raised in the
+                # Python code it calls (or in its own check for signals) crashed the process:
+                # SIGSEGV in onnx's pybind11 module's initialisation, SIGABRT ("terminate called
+                # after throwing an instance of 'pybind11::error_already_set'") in torch's
+                # torch._C._c10d_init() under `import torch.nn`. The signal comes again a moment
+                # later, until the import is done, and aborts configure then.
+                threading.Timer(IMPORT_RETRY_S, os.kill, (os.getpid(), signum)).start()
+                return
             raise KeyboardInterrupt
+
+
+# How soon a stop signal that came during an import is sent again (see StopSignals._handle)
+IMPORT_RETRY_S = 0.01
+
+
+def importing(frame) -> bool:
+    """Whether ``frame`` (where a signal handler found the main thread) runs inside an import."""
+    while frame is not None:
+        if frame.f_code.co_name == "_find_and_load" and frame.f_code.co_filename == "<frozen importlib._bootstrap>":
+            return True
+        frame = frame.f_back
+    return False
 
 
 TRANSITION_CALLBACKS = ("on_configure", "on_activate", "on_deactivate", "on_cleanup", "on_shutdown")
