@@ -29,8 +29,13 @@ def exit_quietly_on_stop_signals(tool: str | None = None) -> None:
 
     A command-line tool (``tool``: its name, as ``play_bag``) is not a node stopped on request but
     a run cut short: it says so in one line and exits 128 + the signal's number (130, 143), as a
-    shell reports a process a signal ended, so a caller can tell it from a finished run."""
-    for signum in STOP_SIGNALS:
+    shell reports a process a signal ended, so a caller can tell it from a finished run.
+
+    A node also ends quietly on SIGHUP (its launch's terminal closed), unless it was started to
+    ignore it (``nohup``), as it does once running (``cfi_pose_ros.node.base.node_stop_signals``):
+    in these first 0.2-0.5 s SIGHUP's default death ended it (exit -1)."""
+    hangup = () if tool or signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
+    for signum in STOP_SIGNALS + hangup:
         signal.signal(signum, lambda signum, frame: end_at_once(tool, signum))
 
 
