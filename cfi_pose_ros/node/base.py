@@ -703,9 +703,15 @@ class StopSignals:
                 # after throwing an instance of 'pybind11::error_already_set'") in torch's
                 # torch._C._c10d_init() under `import torch.nn`. The signal comes again a moment
                 # later, until the import is done, and aborts configure then.
-                threading.Timer(IMPORT_RETRY_S, os.kill, (os.getpid(), signum)).start()
+                threading.Timer(IMPORT_RETRY_S, self._again, (signum,)).start()
                 return
             raise KeyboardInterrupt
+
+    def _again(self, signum: int) -> None:
+        """The signal once more, while it would still abort configure: one that has ended since
+        saw the request (``requested``), and the node stops after it as from any callback."""
+        if self.interruptible:
+            os.kill(os.getpid(), signum)
 
 
 # How soon a stop signal that came during an import is sent again (see StopSignals._handle)
