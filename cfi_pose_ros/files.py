@@ -1,6 +1,7 @@
 """Files named by a user or left in a cache that must be regular files: opened without waiting on
 one that is not. Only the standard library: the parameters-file reader (and so the launch file)
-and the engine cache use it beside the bag reader."""
+and the engine cache use it beside the bag reader. And files written whole (write_together): beside
+their names, synced to the disk, then renamed over them."""
 from __future__ import annotations
 
 import errno
@@ -59,6 +60,28 @@ def write_error(what: str, path: str | Path, error: BaseException) -> WriteError
     return WriteError(f"could not write {what} {path}: {reason}")
 
 
+def sync_file(path: str | Path) -> None:
+    """``path``'s data on the disk (``fsync``), before a rename puts it in the place of another file:
+    a write then a rename is crash-safe only so. On power loss (a robot's battery pulled, a kernel
+    panic) ext4's delayed allocation, or XFS, can otherwise keep the rename and lose the data, leaving
+    a zero-length or garbage file under the final name, the previous one gone."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def sync_directory(path: str | Path) -> None:
+    """The folder ``path``'s entries on the disk (``fsync`` of the folder), after renames (or a file
+    created) in it: until then a power loss may undo the rename."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def write_replacing(what: str, path: str | Path, write: Callable[[Path], None]) -> None:
     """``path`` written anew by ``write(partial)``: see :func:`write_together`."""
     write_together(what, {Path(path): write})
@@ -69,17 +92,22 @@ def write_together(what: str, writes: dict[Path, Callable[[Path], None]]) -> Non
     ``<name>.partial`` beside it, then all renamed over theirs; ``write_error(what, ...)`` where one
     cannot be written, every file as it was and no partial file left. A write the disk cannot hold
     cut the file in place (curves.png, metrics.jsonl, the study's table and plot, eval.json beside a
-    new eval.md), and what an earlier save had written was lost with it."""
+    new eval.md), and what an earlier save had written was lost with it. Each partial file is synced
+    (:func:`sync_file`) before the renames and each folder once after them (:func:`sync_directory`),
+    so a power loss leaves the old files or the new ones, whole."""
     partials = {Path(path): Path(path).with_name(Path(path).name + ".partial") for path in writes}
     path = None
     try:
         for path, write in writes.items():
             write(partials[Path(path)])
+            sync_file(partials[Path(path)])
         for path in partials:       # a folder in the way: none replaced, not the ones before it either
             if path.is_dir():
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         for path, partial in partials.items():
             os.replace(partial, path)
+        for path in dict.fromkeys(path.parent for path in partials):
+            sync_directory(path)
     except BaseException as exc:
         for partial in partials.values():
             try:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .camera import H36M_INPUT_DOMAIN, LifterInputDomain
-from .files import special_file_kind, write_error
+from .files import special_file_kind, sync_directory, sync_file, write_error
 from .model import CFIConfig, CFINet
 from .skeleton import H36M_17
 
@@ -124,8 +124,9 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
     tensors_path, config_path = weights_paths(path)
     tensors_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    # Both files are written beside their final names first and only then renamed over them, so an
-    # interrupted save leaves the previous pair as it was (at worst the two renames apart).
+    # Both files are written beside their final names first, synced to the disk, and only then renamed
+    # over them (the folder synced after), so an interrupted save, a power loss too, leaves the previous
+    # pair as it was (at worst the two renames apart).
     tensors_partial = tensors_path.with_suffix(".safetensors.partial")
     config_partial = config_path.with_suffix(".json.partial")
     # what the tensors mean, in the tensor file (covered by its SHA-256): a JSON edited to another
@@ -147,6 +148,8 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
         if input_domain is not None:
             config["input_domain"] = meaning["input_domain"]
         config_partial.write_text(json.dumps(config, indent=2) + "\n")
+        sync_file(tensors_partial)
+        sync_file(config_partial)
     except (SafetensorError, OSError) as exc:
         # a full disk: a SafetensorError traceback, and the partial files kept taking its space
         for partial in (tensors_partial, config_partial):
@@ -168,6 +171,7 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
             raise write_error("the weights", tensors_path, exc) from exc
         try:
             config_partial.replace(config_path)
+            sync_directory(config_path.parent)      # both renames: the two files share it
         except OSError as exc:      # the new JSON is left beside it, for the load's refusal to name
             raise write_error("the weights", config_path, exc) from exc
     return tensors_path
@@ -220,7 +224,9 @@ def record_metrics(path: str | Path, name: str, values: dict, tensors_sha256: st
             with os.fdopen(descriptor, "w") as f:
                 f.write(json.dumps(config, indent=2) + "\n")
             os.chmod(partial, mode)             # mkstemp's 0600 would lock other accounts out of the JSON
+            sync_file(partial)                  # a power loss: the old JSON or the new one, whole
             os.replace(partial, config_path)
+            sync_directory(config_path.parent)
         except BaseException:
             Path(partial).unlink(missing_ok=True)
             raise

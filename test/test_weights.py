@@ -1,5 +1,6 @@
 """Weights files: exact round trip, and every broken file stops with a WeightsError saying why."""
 import json
+import os
 import pickle
 import re
 from dataclasses import replace
@@ -812,3 +813,109 @@ def test_saves_and_records_at_once_keep_the_weights_loadable(saved):
         refused += "refused" in outcome
     assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.json", "tiny.safetensors"]
     print(f"{refused} of 300 records refused")
+
+
+# Every save that writes a file beside its name and renames it over it, each into a folder of its own:
+# the shared helpers (write_replacing, write_together: curves, metrics at a resume, the study's and the
+# evaluation's files), the weights (and a record into them) and the checkpoint.
+DURABLE_SAVES = r"""
+import json, os, sys
+from pathlib import Path
+import torch
+from cfi_pose_ros.files import write_replacing, write_together
+from cfi_pose_ros.model import CFIConfig, CFINet
+from cfi_pose_ros.weights import read_weights_info, record_metrics, save_weights
+from training.checkpoint import save_checkpoint
+
+root, events = Path(sys.argv[1]), []
+if sys.argv[2] == "record":         # no strace: the calls recorded in the process
+    fsync, replace = os.fsync, os.replace
+    def recorded_fsync(descriptor):
+        events.append(["fsync", os.readlink(f"/proc/self/fd/{descriptor}")])
+        return fsync(descriptor)
+    def recorded_replace(source, target, **kwargs):
+        events.append(["rename", os.path.abspath(source), os.path.abspath(target)])
+        return replace(source, target, **kwargs)
+    os.fsync, os.replace = recorded_fsync, recorded_replace
+for name in ("helper", "helper-two", "weights", "checkpoint"):
+    (root / name).mkdir()
+write_replacing("a file", root / "helper" / "one.txt", lambda partial: partial.write_text("one"))
+write_together("two files", {root / "helper-two" / "x.md": lambda partial: partial.write_text("x"),
+                             root / "helper-two" / "y.json": lambda partial: partial.write_text("{}")})
+model = CFINet(CFIConfig(dim=16, depth=1, heads=2))
+path = save_weights(model, root / "weights" / "tiny")
+record_metrics(path, "S9", {"mpjpe_mm": 1.0}, read_weights_info(path).sha256)
+optimizer = torch.optim.Adam(model.parameters())
+model(torch.randn(2, 17, 2)).sum().backward()
+optimizer.step()
+save_checkpoint(root / "checkpoint", model, optimizer, 1, [], {})
+if events:
+    (root / "events.json").write_text(json.dumps(events))
+"""
+
+
+def _strace_events(log: str) -> list[list[str]]:
+    """``[["fsync", path], ["rename", source, target]]`` in order, from ``strace -y``'s log (an
+    fsync's descriptor shown with its path, ``3</run/x.partial>``); calls that failed left out."""
+    import re
+
+    events = []
+    for line in log.splitlines():
+        if not re.search(r"\)\s+= 0$", line):
+            continue
+        call = re.match(r"(?:\d+\s+)?(\w+)\((.*)\)\s+= 0$", line)
+        if call is None:
+            continue
+        name, arguments = call.groups()
+        if name in ("fsync", "fdatasync"):
+            events.append(["fsync", re.fullmatch(r"\d+<(.*)>", arguments).group(1)])
+        elif name in ("rename", "renameat", "renameat2"):
+            events.append(["rename", *re.findall(r'"((?:[^"\\]|\\.)*)"', arguments)[:2]])
+    return events
+
+
+def test_saves_sync_each_file_before_its_rename_and_the_folder_after(tmp_path):
+    """No save synced anything: a file written beside its name and renamed over it is crash-safe on a
+    power loss (a robot's battery pulled, a kernel panic) only if its data reaches the disk before the
+    rename and the folder's entry after it; ext4's delayed allocation, or XFS, could otherwise leave a
+    zero-length or garbage file under the final name, the previous one gone. A real save of each kind
+    in a process, its system calls traced (strace; without it, os.fsync and os.replace recorded in the
+    process): each renamed file synced once before its rename, each folder once per save after it."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path.resolve() / "saves"        # as the traced descriptors' paths show it
+    root.mkdir()
+    command = [sys.executable, "-P", "-c", DURABLE_SAVES, str(root)]
+    strace = shutil.which("strace")
+    if strace and subprocess.run([strace, "-o", "/dev/null", "true"], capture_output=True).returncode == 0:
+        log = tmp_path / "strace.log"
+        done = subprocess.run([strace, "-qq", "-y", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2",
+                               "-e", "signal=none", "-o", str(log), *command, "strace"], capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        events = _strace_events(log.read_text())
+    else:       # no strace, or no ptrace here (a container): the process records the calls itself
+        done = subprocess.run([*command, "record"], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        events = json.loads((root / "events.json").read_text())
+    events = [event for event in events if all(path == str(root) or path.startswith(f"{root}/")
+                                               for path in event[1:])]
+    # into the final names (safetensors' own rename of its temporary file to the partial one left out)
+    renames = [(index, event[1], event[2]) for index, event in enumerate(events)
+               if event[0] == "rename" and not event[2].endswith((".partial", ".tmp"))]
+    assert sorted(target.removeprefix(str(root) + "/") for _, _, target in renames) == [
+        "checkpoint/checkpoint.json", "checkpoint/checkpoint.safetensors", "helper-two/x.md", "helper-two/y.json",
+        "helper/one.txt", "weights/tiny.json", "weights/tiny.json", "weights/tiny.safetensors"], events
+    for index, source, target in renames:
+        synced = [at for at, event in enumerate(events) if event == ["fsync", source]]
+        assert len(synced) == 1 and synced[0] < index, (source, events)
+        parent = os.path.dirname(target)
+        assert any(event == ["fsync", parent] for event in events[index + 1:]), (target, events)
+    folders = {}
+    for event in events:
+        if event[0] == "fsync" and os.path.isdir(event[1]):
+            folders[os.path.basename(event[1])] = folders.get(os.path.basename(event[1]), 0) + 1
+    # one a save: the weights' folder once for the save, once for the record into it
+    assert folders == {"helper": 1, "helper-two": 1, "weights": 2, "checkpoint": 1}, events

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from cfi_pose_ros.files import write_error
+from cfi_pose_ros.files import sync_directory, sync_file, write_error
 from cfi_pose_ros.model import CFIConfig
 from cfi_pose_ros.weights import give_default_mode
 
@@ -99,7 +99,9 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
         tensors.update({f"ema.{i}": t.detach().cpu().contiguous() for i, t in enumerate(ema.shadow)})
         meta["ema_updates"] = ema.updates
     # The metadata travels inside the tensor file's header, so one atomic rename replaces tensors and
-    # metadata together; checkpoint.json is a readable copy (also written by rename).
+    # metadata together; checkpoint.json is a readable copy (also written by rename). Each is synced to
+    # the disk before its rename and the folder once after both: a power loss leaves the previous
+    # checkpoint or this one, whole (without, ext4 or XFS could keep the rename and lose the data).
     text = json.dumps(meta, indent=2)
     tmp, tmp_json = (directory / name for name in CHECKPOINT_PARTIALS)
     # and a hash of the tensors: safetensors checks the header and the data's length, not its bytes
@@ -109,6 +111,7 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
         # safetensors creates it 0600: a run in a group's shared folder could not be resumed by
         # another member (every other file of the run, the weights too, gets the default mode)
         give_default_mode(tmp)
+        sync_file(tmp)
     except (SafetensorError, OSError) as exc:
         # a full disk: a SafetensorError traceback, and the partial file kept taking its space
         tmp.unlink(missing_ok=True)
@@ -116,10 +119,13 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     tmp.replace(directory / CHECKPOINT)
     try:
         tmp_json.write_text(text)
+        sync_file(tmp_json)
     except OSError as exc:
         tmp_json.unlink(missing_ok=True)
+        sync_directory(directory)       # the checkpoint's rename, which stands
         raise write_error("the checkpoint's readable copy", directory / CHECKPOINT_JSON, exc) from exc
     tmp_json.replace(directory / CHECKPOINT_JSON)
+    sync_directory(directory)
 
 
 def load_checkpoint(directory: Path, model: torch.nn.Module,
