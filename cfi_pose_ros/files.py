@@ -118,3 +118,45 @@ def write_together(what: str, writes: dict[Path, Callable[[Path], None]]) -> Non
         if isinstance(exc, OSError):
             raise write_error(what, path, exc) from exc
         raise
+
+
+def append_file(what: str, path: str | Path, data: bytes, size: int) -> bool:
+    """``data`` appended to ``path`` where it is ``size`` bytes long (created where ``size`` is 0), in
+    one write, synced to the disk (the folder too where it may be new); False, nothing written, where
+    the file is not ``size`` bytes long (cut, removed or replaced since) or is no regular file: the
+    caller writes it whole. A file followed (``tail -f``) stays the file it follows, which a file
+    rewritten and renamed over it is not. A write the disk cannot hold (ENOSPC, EFBIG) cuts the file
+    back to ``size``: ``write_error(what, path, ...)``, the file as it was."""
+    path = Path(path)
+    try:     # without blocking: opening a FIFO to write waits for a reader
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | (os.O_CREAT if size == 0 else 0),
+                             0o666)
+    except FileNotFoundError as exc:
+        if size:
+            return False
+        raise write_error(what, path, exc) from exc
+    except OSError as exc:
+        raise write_error(what, path, exc) from exc
+    try:
+        found = os.fstat(descriptor)
+        if not stat.S_ISREG(found.st_mode) or found.st_size != size:
+            return False
+        try:
+            rest = memoryview(data)
+            while rest:     # one write, but where the disk took part of it (the next one says why)
+                rest = rest[os.write(descriptor, rest):]
+            os.fsync(descriptor)
+        except OSError as exc:
+            try:
+                os.ftruncate(descriptor, size)
+            except OSError:
+                pass
+            raise write_error(what, path, exc) from exc
+    finally:
+        os.close(descriptor)
+    if size == 0:
+        try:
+            sync_directory(path.parent)
+        except OSError as exc:
+            raise write_error(what, path, exc) from exc
+    return True

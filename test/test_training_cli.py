@@ -824,6 +824,54 @@ def test_metrics_a_resume_cannot_rewrite_are_one_line_and_left_as_they_were(one_
     assert record["epoch"] == 2 and [r["epoch"] for r in read_metrics(out)] == [1, 2]
 
 
+def test_metrics_lines_are_appended_to_the_file_a_reader_follows(tmp_path, monkeypatch):
+    """metrics.jsonl was written anew at each evaluation and renamed over the file: `tail -f` went on
+    following the old file and saw no line after the first epoch (`tail -F` saw it replaced each
+    epoch). Now each evaluation's line is appended: a real 3-epoch run, the file opened after its
+    first evaluation is the file at the end, and the reader holding it open reads the later lines."""
+    out = tmp_path / "run"
+    followed = {}
+    evaluate_and_save = train_module.evaluate_and_save
+
+    def follow_after_the_first(run, *args):
+        record = evaluate_and_save(run, *args)
+        if not followed:
+            reader = open(out / "metrics.jsonl")
+            followed.update(reader=reader, inode=os.fstat(reader.fileno()).st_ino, lines=reader.readlines())
+        return record
+
+    monkeypatch.setattr(train_module, "evaluate_and_save", follow_after_the_first)
+    train_module.main(ARGS + ["--epochs", "3", "--out", str(out)])
+    with followed["reader"] as reader:
+        assert [json.loads(line)["epoch"] for line in followed["lines"]] == [1]
+        assert [json.loads(line)["epoch"] for line in reader.readlines()] == [2, 3]
+    assert os.stat(out / "metrics.jsonl").st_ino == followed["inode"]
+    assert [r["epoch"] for r in read_metrics(out)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("earlier", [1, 2])
+def test_a_metrics_line_the_disk_cannot_hold_is_one_error_and_cuts_nothing(tmp_path, earlier):
+    """The line appended at an evaluation to a disk that cannot hold it (files limited to a few bytes
+    past the earlier lines): part of the line was written before the OS refused the rest. Now
+    WriteError's one line, and the file as it was, the earlier lines whole and no part of the new one."""
+    history = [{"epoch": epoch, "test_mpjpe_mm": 100.0 - epoch, "note": "x" * 60} for epoch in range(1, 4)]
+    out = tmp_path / "run"
+    out.mkdir()
+    before = train_module.metrics_text(history[:earlier])
+    (out / "metrics.jsonl").write_text(before)
+    child = ("import json, sys\nfrom pathlib import Path\nfrom cfi_pose_ros.files import WriteError\n"
+             "from training.train import append_metrics\n"
+             "try:\n    append_metrics(Path(sys.argv[1]), json.loads(sys.argv[2]))\n"
+             "except WriteError as error:\n    sys.exit(f'error: {error}')\n")
+    process = subprocess.run([sys.executable, "-P", "-c", child, str(out), json.dumps(history[:earlier + 1])],
+                             capture_output=True, text=True, timeout=120,
+                             preexec_fn=_file_size_limited(len(before.encode()) + 10))
+    _one_line_write_error(process, "the metrics", out / "metrics.jsonl", "File too large")
+    assert (out / "metrics.jsonl").read_text() == before
+    train_module.append_metrics(out, history[:earlier + 1])         # a disk with room: appended
+    assert read_metrics(out) == history[:earlier + 1]
+
+
 def test_a_study_table_or_plot_it_cannot_write_is_one_line_and_leaves_the_previous_one(tmp_path, capsys):
     """The study's own files, written after every run: a table it could not write (a folder in its
     place) and a plot the disk could not hold (files limited between the table's size and the plot's)

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cfi_pose_ros.files import WriteError, special_file_kind, write_replacing
+from cfi_pose_ros.files import WriteError, append_file, special_file_kind, write_replacing
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, config_value_problem, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
@@ -504,14 +504,32 @@ def run_has_ended(args, out: Path, saved: dict) -> bool:
     return True
 
 
+def metrics_text(history: list[dict]) -> str:
+    """metrics.jsonl's text of ``history``: one line per evaluation."""
+    return "".join(json.dumps(record) + "\n" for record in history)
+
+
 def write_metrics(out: Path, history: list[dict]) -> None:
-    """metrics.jsonl as ``history``, one line per evaluation: at every evaluation, and at --resume as
-    the checkpoint's evaluations (a run stopped between a line and its checkpoint wrote the line
-    again when resumed). Written anew and renamed over the file, not appended to it: a disk that could
-    not hold it cut the earlier lines; ``WriteError`` then, the file as it was (and the checkpoint,
-    written before the line, holds the evaluation for the resume that writes it)."""
-    text = "".join(json.dumps(record) + "\n" for record in history)
+    """metrics.jsonl as ``history``, written anew and renamed over the file: at --resume, as the
+    checkpoint's evaluations (a run stopped between a line and its checkpoint wrote the line again
+    when resumed, and the lines of evaluations after the checkpoint are dropped). ``WriteError``
+    where the disk cannot hold it, the file as it was."""
+    text = metrics_text(history)
     write_replacing("the metrics", out / "metrics.jsonl", lambda partial: partial.write_text(text))
+
+
+def append_metrics(out: Path, history: list[dict]) -> None:
+    """The line of ``history``'s last evaluation appended to metrics.jsonl (one write, synced), which
+    holds the evaluations before it: a ``tail -f`` of the file follows the run. Each evaluation
+    rewrote the file and renamed it over the old one, which ``tail -f`` went on following without
+    another line (``tail -F`` saw it replaced each epoch). A disk that cannot hold the line leaves
+    the file as it was (cut back to the earlier lines, no part of the line left): ``WriteError``, and
+    the checkpoint, written before the line, holds the evaluation for the resume that writes it. A
+    file that does not hold the evaluations before (removed or cut since) is written whole."""
+    path = out / "metrics.jsonl"
+    earlier = len(metrics_text(history[:-1]).encode())
+    if not append_file("the metrics", path, metrics_text(history[-1:]).encode(), earlier):
+        write_metrics(out, history)
 
 
 def partial_names(name: str) -> list[str]:
@@ -1117,7 +1135,7 @@ def evaluate_and_save(run: Run, steps_done: int, loss_sum: torch.Tensor, started
                  input_domain=run.input_domain)
     plot_curves(run.history, run.out / "curves.png")
     run.save_checkpoint(rng_states)
-    write_metrics(run.out, run.history)
+    append_metrics(run.out, run.history)
     return record
 
 
