@@ -823,6 +823,7 @@ import json, os, sys
 from pathlib import Path
 import torch
 from cfi_pose_ros.files import write_replacing, write_together
+from cfi_pose_ros.inference.cache import atomic_write_bytes
 from cfi_pose_ros.model import CFIConfig, CFINet
 from cfi_pose_ros.weights import read_weights_info, record_metrics, save_weights
 from training.checkpoint import save_checkpoint
@@ -837,8 +838,9 @@ if sys.argv[2] == "record":         # no strace: the calls recorded in the proce
         events.append(["rename", os.path.abspath(source), os.path.abspath(target)])
         return replace(source, target, **kwargs)
     os.fsync, os.replace = recorded_fsync, recorded_replace
-for name in ("helper", "helper-two", "weights", "checkpoint"):
+for name in ("helper", "helper-two", "weights", "checkpoint", "cache"):
     (root / name).mkdir()
+atomic_write_bytes(root / "cache" / "engine.bin", b"an engine")    # the node's engine cache
 write_replacing("a file", root / "helper" / "one.txt", lambda partial: partial.write_text("one"))
 write_together("two files", {root / "helper-two" / "x.md": lambda partial: partial.write_text("x"),
                              root / "helper-two" / "y.json": lambda partial: partial.write_text("{}")})
@@ -906,7 +908,8 @@ def test_saves_sync_each_file_before_its_rename_and_the_folder_after(tmp_path):
     renames = [(index, event[1], event[2]) for index, event in enumerate(events)
                if event[0] == "rename" and not event[2].endswith((".partial", ".tmp"))]
     assert sorted(target.removeprefix(str(root) + "/") for _, _, target in renames) == [
-        "checkpoint/checkpoint.json", "checkpoint/checkpoint.safetensors", "helper-two/x.md", "helper-two/y.json",
+        "cache/engine.bin", "checkpoint/checkpoint.json", "checkpoint/checkpoint.safetensors", "helper-two/x.md",
+        "helper-two/y.json",
         "helper/one.txt", "weights/tiny.json", "weights/tiny.json", "weights/tiny.safetensors"], events
     for index, source, target in renames:
         synced = [at for at, event in enumerate(events) if event == ["fsync", source]]
@@ -918,4 +921,4 @@ def test_saves_sync_each_file_before_its_rename_and_the_folder_after(tmp_path):
         if event[0] == "fsync" and os.path.isdir(event[1]):
             folders[os.path.basename(event[1])] = folders.get(os.path.basename(event[1]), 0) + 1
     # one a save: the weights' folder once for the save, once for the record into it
-    assert folders == {"helper": 1, "helper-two": 1, "weights": 2, "checkpoint": 1}, events
+    assert folders == {"helper": 1, "helper-two": 1, "weights": 2, "checkpoint": 1, "cache": 1}, events

@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..files import NotRegularFileError, open_regular_file
+from ..files import NotRegularFileError, open_regular_file, sync_directory, sync_file
 from ..weights import give_default_mode
 
 CACHE_FORMAT = "cfi_pose_ros.inference-cache/1"
@@ -142,14 +142,17 @@ def sidecar_path(path: Path) -> Path:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory and rename (never a half-written file)."""
+    """Write via a temporary file in the same directory, synced, and rename (never a half-written
+    file; after a power loss, as a node's first start on a robot may see, the old file or the new)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         give_default_mode(Path(tmp))      # mkstemp's 0600: a node of another account could not read it
+        sync_file(tmp)
         os.replace(tmp, path)
+        sync_directory(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
