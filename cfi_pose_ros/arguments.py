@@ -74,7 +74,6 @@ non_negative_int = number_in(int, 0)
 positive_float = number_in(float, 0, low_open=True)
 non_negative_float = number_in(float, 0)
 probability = number_in(float, 0, 1)
-finite_float = number_in(float)
 
 
 class EachOnce(argparse.Action):

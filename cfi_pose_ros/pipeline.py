@@ -46,10 +46,6 @@ from .skeleton import H36M_17, LAYOUTS, convert_to_h36m17
 
 ROOT_RELATIVE, ROOT_FROM_INTRINSICS, ROOT_FROM_DEPTH = 0, 1, 2
 
-# Reasons a person or a frame is dropped, as reported in /diagnostics.
-DROP_REASONS = ("unknown_layout", "wrong_keypoint_count", "non_finite_coordinates",
-                "score_out_of_range", "too_few_joints", "out_of_image", "too_small", "too_many_people",
-                "bad_image_size", "bad_camera_info", "non_finite_output", "track_id_too_long")
 # Trackers name people with counters or UUIDs (36 characters). The node keeps state per id (the
 # smoother's filters, the TF frames' gate) and copies it into every output: ids of megabytes, one
 # per person of every frame, would be kept up to max_tracks times and republished.

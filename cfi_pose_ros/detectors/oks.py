@@ -16,12 +16,6 @@ COCO_SIGMAS = np.array([0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.
                         1.07, 1.07, 0.87, 0.87, 0.89, 0.89]) / 10.0
 
 
-def box_area(boxes: np.ndarray) -> np.ndarray:
-    """Areas ``(...,)`` of x1, y1, x2, y2 boxes ``(..., 4)``."""
-    boxes = np.asarray(boxes, dtype=np.float64)
-    return np.clip(boxes[..., 2] - boxes[..., 0], 0, None) * np.clip(boxes[..., 3] - boxes[..., 1], 0, None)
-
-
 def oks(predicted: np.ndarray, truth: np.ndarray, visible: np.ndarray, area: float,
         sigmas: np.ndarray = COCO_SIGMAS) -> float:
     """OKS of one predicted pose ``(K, 2)`` against one true pose ``(K, 2)``.

@@ -61,8 +61,7 @@ from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, SEMI_PLANAR_YUV420, Im
                                 image_msg_to_bgr, raw_rows)
 from cfi_pose_ros.interrupts import raise_if_interrupted
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
-from cfi_pose_ros.node.conversions import (BAD_FRAME_ID, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, NEGATIVE_STAMP,
-                                           header_problem, stamp_seconds)
+from cfi_pose_ros.node.conversions import header_problem, stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
 from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, cut, diagnostics_msg, exit_process,
                                    newest_only_qos, output_qos, rcl_reason, run, stoppable_configure)
@@ -81,8 +80,6 @@ EXECUTABLE = "detect_node"
 NODE_NAME = "cfi_pose_detector"
 CONFIG_FILE = "detect.yaml"
 STAGES = ("decode", "detector", "keypoint_model", "tracking", "publish", "total")
-DROP_REASONS = ("unsupported_encoding", "bad_image", "image_too_large", "decode_error", "detector_error",
-                NEGATIVE_STAMP, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, BAD_FRAME_ID, "superseded", "stopped")
 ROUTINE_DROPS = frozenset({"superseded", "stopped"})   # the newest-frame policy and stopping: not bad input
 _TIMING_FRAMES = 1000          # the most frames the per-stage percentiles are computed over
 
@@ -229,7 +226,6 @@ class DetectNode(SpecLifecycleNode):
         self.stats = RollingStats(started=time.monotonic())
         self.stages = StageTimes()
         self._stats_lock = threading.Lock()
-        self._people_last = 0
         self._keypoints_pub = self._diag_pub = None
         self._providers: list[str] = []     # execution providers the configured detector's sessions use
 
@@ -443,7 +439,6 @@ class DetectNode(SpecLifecycleNode):
                                            "total": (t4 - received) * 1e3, **stage_ms})
         with self._stats_lock:
             self.stats.output(time.monotonic(), t4 - received, len(out.people))
-            self._people_last = len(out.people)
 
     def _publish_diagnostics(self) -> None:
         with self._stats_lock:
