@@ -1603,6 +1603,37 @@ def test_a_set_that_makes_a_pair_configure_refuses_answers_success_saying_so(ros
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
 
 
+def test_threads_set_to_0_while_unconfigured_gives_the_torch_backend_its_default_again(tmp_path, ros_env):
+    """`ros2 param set /cfi_pose_lifter threads 0` (the library's default, one per core) after a
+    configure with `threads: N`, a cleanup, then configure: the torch backend's setting is
+    process-wide (torch.set_num_threads), and threads 0 left it alone, so the lifter ran on N
+    threads (its configure log said so) while `ros2 param get` showed 0."""
+    from lifecycle_msgs.msg import State, Transition
+
+    from ros_harness import LifecycleClient
+
+    default = int(subprocess.run([sys.executable, "-P", "-c", "import torch; print(torch.get_num_threads())"],
+                                 capture_output=True, text=True, check=True).stdout)
+    node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "torch", "threads": default + 1},
+                         wait=False)
+    try:
+        lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
+        params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+
+        def configured_threads() -> list[int]:
+            return [int(n) for n in re.findall(r"configured: .*'threads': (\d+)", node.log())]
+
+        assert lifecycle.transition(Transition.TRANSITION_CONFIGURE), node.log()
+        assert configured_threads() == [default + 1], node.log()
+        assert lifecycle.transition(Transition.TRANSITION_CLEANUP)
+        params.set_ok(threads=0)
+        assert lifecycle.transition(Transition.TRANSITION_CONFIGURE), node.log()
+        assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
+        assert configured_threads() == [default + 1, default], node.log()
+    finally:
+        assert node.close() == 0, node.log()
+
+
 def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_with_the_reason(ros_env):
     """The detector's side of the lifter's test (test_lift_node.py): image_topic set while
     unconfigured to /diagnostics made rcl refuse the subscription; rclpy failed activate without a

@@ -10,11 +10,37 @@ from .batching import CPU_BATCH_SIZES
 from .reference import check_against_reference
 
 
+# torch.set_num_threads as it was before a TorchLifter first set it, and what a TorchLifter last set
+# (None: none has): see _use_threads
+_threads_before: int | None = None
+_threads_set: int | None = None
+
+
+def _use_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` where it differs; for ``None`` (the library's default) the
+    setting from before the lifters', where a lifter's is still in place. The setting is
+    process-wide and outlives a lifter: the lifting node configured with ``threads: 1``, cleaned up,
+    set to ``threads: 0`` (the library's default, one per core) and configured again ran on one
+    thread, its log saying so, while ``ros2 param get`` showed 0."""
+    global _threads_before, _threads_set
+    now = torch.get_num_threads()
+    if threads is None:
+        if _threads_set is None or now != _threads_set:
+            return          # never set by a lifter, or set since by someone else: theirs
+        threads = _threads_before
+    elif _threads_set is None or now != _threads_set:
+        _threads_before = now
+    _threads_set = threads
+    if now != threads:
+        torch.set_num_threads(threads)
+
+
 class TorchLifter(Lifter):
     """Eager PyTorch, CPU, fp32.
 
     ``threads`` sets ``torch.set_num_threads`` (process-wide) before each call
-    when it differs; ``None`` leaves PyTorch's setting alone. Like ONNX Runtime
+    when it differs; ``None`` leaves PyTorch's setting alone, unless a TorchLifter set it: then it
+    is put back to what it was before that (see :func:`_use_threads`). Like ONNX Runtime
     it compiles nothing per shape, so by default every count up to 16 is its
     own batch size (no padded rows to pay for).
     """
@@ -35,8 +61,7 @@ class TorchLifter(Lifter):
                                                     TOLERANCES[self.precision], "torch")
 
     def _run_fixed(self, batch: np.ndarray) -> np.ndarray:
-        if self._threads is not None and torch.get_num_threads() != self._threads:
-            torch.set_num_threads(self._threads)
+        _use_threads(self._threads)
         with torch.inference_mode():
             return self._model(torch.from_numpy(batch)).numpy()
 
