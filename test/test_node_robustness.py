@@ -1634,6 +1634,45 @@ def test_threads_set_to_0_while_unconfigured_gives_the_torch_backend_its_default
         assert node.close() == 0, node.log()
 
 
+def test_an_output_topic_set_to_a_topic_the_node_has_with_another_type_answers_success_saying_so(tmp_path, ros_env):
+    """`ros2 param set /cfi_pose_lifter markers_topic human_pose_3d` (the output topic) or
+    `... output_topic /diagnostics`, `ros2 param set /cfi_pose_detector keypoints_topic /rosout`,
+    while unconfigured: each answered a plain success and only configure said no (the middleware
+    refuses a second message type on one topic). Accepted, as the value that mends it may come
+    next, but the reason says so at once, as for the other pairs configure refuses."""
+    from lifecycle_msgs.msg import Transition
+
+    from ros_harness import LifecycleClient
+
+    node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "torch"}, wait=False)
+    detector_name = f"topics_detector_{os.getpid()}"
+    detector = start_node(DETECT_NODE, overrides={"autostart": False}, log_path=tmp_path / "detector.log",
+                          node_name=detector_name)
+    try:
+        lifter = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+        would_fail = "set; configure would fail as the parameters now stand: "
+        (markers,) = lifter.set(markers_topic=node.topics["output_topic"])
+        assert markers.successful and markers.reason == (
+            f"{would_fail}markers_topic {node.topics['output_topic']} is output_topic too, a topic of one message "
+            "type (cfi_pose_ros/msg/HumanPose3DArray, not visualization_msgs/msg/MarkerArray)"), markers.reason
+        lifter.set_ok(markers_topic=node.topics["markers_topic"])
+        (output,) = lifter.set(output_topic="/diagnostics")
+        assert output.successful and output.reason == (
+            f"{would_fail}output_topic /diagnostics is its /diagnostics too, a topic of one message type "
+            "(diagnostic_msgs/msg/DiagnosticArray, not cfi_pose_ros/msg/HumanPose3DArray)"), output.reason
+        assert lifter.set(output_topic=node.topics["output_topic"])[0].reason == ""     # mended: a plain success
+        assert LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until).transition(
+            Transition.TRANSITION_CONFIGURE), node.log()
+
+        (keypoints,) = ParameterClient(node.client, detector_name, node.spin_until).set(keypoints_topic="/rosout")
+        assert keypoints.successful and keypoints.reason == (
+            f"{would_fail}keypoints_topic /rosout is its /rosout too, a topic of one message type "
+            "(rcl_interfaces/msg/Log, not cfi_pose_ros/msg/HumanKeypoints2DArray)"), keypoints.reason
+    finally:
+        assert stop(detector) == 0, (tmp_path / "detector.log").read_text()
+        assert node.close() == 0, node.log()
+
+
 def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_with_the_reason(ros_env):
     """The detector's side of the lifter's test (test_lift_node.py): image_topic set while
     unconfigured to /diagnostics made rcl refuse the subscription; rclpy failed activate without a

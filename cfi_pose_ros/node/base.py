@@ -396,11 +396,36 @@ class SpecLifecycleNode(LifecycleNode):
                 self.get_logger().warn(result.reason)
         return result
 
+    # The parameters naming the topics configure publishes on, with their message types (a subclass's)
+    output_topic_types: dict = {}
+
     def configure_problems(self) -> list[str]:
         """What configure would refuse in the parameters as they stand, taken together (each value
         is checked alone when set). A set that makes such a pair answers success with these as its
         reason (`ros2 param set` prints "Set parameter successful: <reason>") and logs them."""
-        return []
+        return self.output_topic_problems()
+
+    def output_topic_problems(self) -> list[str]:
+        """Output topics configure cannot create: one that resolves to a topic the node has with
+        another message type (the other output, /diagnostics, /rosout, /parameter_events, its
+        transition events), which the middleware refuses. `ros2 param set <node> markers_topic
+        human_pose_3d` or `output_topic /diagnostics` answered a plain success, and only
+        configure said no."""
+        from lifecycle_msgs.msg import TransitionEvent
+        from rcl_interfaces.msg import Log, ParameterEvent
+
+        taken = {"/diagnostics": ("its /diagnostics", DiagnosticArray), "/rosout": ("its /rosout", Log),
+                 "/parameter_events": ("its /parameter_events", ParameterEvent),
+                 self._resolved_topic("~/transition_event"): ("its transition events", TransitionEvent)}
+        problems = []
+        for name, msg_type in self.output_topic_types.items():
+            resolved = self._resolved_topic(self.p(name))
+            other, other_type = taken.get(resolved, (None, msg_type))
+            if other_type is not msg_type:
+                problems.append(f"{name} {resolved} is {other} too, a topic of one message type "
+                                f"({type_name(other_type)}, not {type_name(msg_type)})")
+            taken.setdefault(resolved, (name, msg_type))
+        return problems
 
     def _check_new_values(self, parameters) -> SetParametersResult:
         for param in parameters:

@@ -209,6 +209,7 @@ def keypoints_to_msg(header, image_size: tuple[int, int], keypoints: np.ndarray,
 
 class DetectNode(SpecLifecycleNode):
     diagnostics_task = "2D detection"
+    output_topic_types = {"keypoints_topic": HumanKeypoints2DArray}
 
     def __init__(self, name: str = NODE_NAME, **kwargs):
         # What destroy_node() stops, set first: a stop signal during start-up can interrupt this

@@ -82,8 +82,10 @@ class LiftNode(SpecLifecycleNode):
         self._tf_broadcast: TransformBroadcast | None = None
 
     # --------------------------------------------------------------- live parameters
+    output_topic_types = {"output_topic": HumanPose3DArray, "markers_topic": MarkerArray}
+
     def configure_problems(self) -> list[str]:
-        return lift_configure_problems(self.p)
+        return lift_configure_problems(self.p) + super().configure_problems()
 
     def on_parameters_changed(self, names: set[str]) -> None:
         """Live changes take effect from the next frame (this runs between callbacks). Changing a
