@@ -1614,11 +1614,12 @@ def test_threads_set_to_0_while_unconfigured_gives_the_torch_backend_its_default
 
     default = int(subprocess.run([sys.executable, "-P", "-c", "import torch; print(torch.get_num_threads())"],
                                  capture_output=True, text=True, check=True).stdout)
+    name = f"threads_lifter_{os.getpid()}"     # not the module's lift_probe, still running
     node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "torch", "threads": default + 1},
-                         wait=False)
+                         wait=False, node_name=name)
     try:
-        lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
-        params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+        lifecycle = LifecycleClient(node.client, name, node.spin_until)
+        params = ParameterClient(node.client, name, node.spin_until)
 
         def configured_threads() -> list[int]:
             return [int(n) for n in re.findall(r"configured: .*'threads': (\d+)", node.log())]
@@ -1644,12 +1645,13 @@ def test_an_output_topic_set_to_a_topic_the_node_has_with_another_type_answers_s
 
     from ros_harness import LifecycleClient
 
-    node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "torch"}, wait=False)
+    name = f"topics_lifter_{os.getpid()}"      # not the module's lift_probe, still running
+    node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "torch"}, wait=False, node_name=name)
     detector_name = f"topics_detector_{os.getpid()}"
     detector = start_node(DETECT_NODE, overrides={"autostart": False}, log_path=tmp_path / "detector.log",
                           node_name=detector_name)
     try:
-        lifter = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+        lifter = ParameterClient(node.client, name, node.spin_until)
         would_fail = "set; configure would fail as the parameters now stand: "
         (markers,) = lifter.set(markers_topic=node.topics["output_topic"])
         assert markers.successful and markers.reason == (
@@ -1661,7 +1663,7 @@ def test_an_output_topic_set_to_a_topic_the_node_has_with_another_type_answers_s
             f"{would_fail}output_topic /diagnostics is its /diagnostics too, a topic of one message type "
             "(diagnostic_msgs/msg/DiagnosticArray, not cfi_pose_ros/msg/HumanPose3DArray)"), output.reason
         assert lifter.set(output_topic=node.topics["output_topic"])[0].reason == ""     # mended: a plain success
-        assert LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until).transition(
+        assert LifecycleClient(node.client, name, node.spin_until).transition(
             Transition.TRANSITION_CONFIGURE), node.log()
 
         (keypoints,) = ParameterClient(node.client, detector_name, node.spin_until).set(keypoints_topic="/rosout")
