@@ -1154,42 +1154,24 @@ def test_a_stop_signal_while_configure_imports_onnxruntime_aborts_it(kind, tmp_p
         overrides = {"person_detector_model": str(RTMDET), "keypoint_model": str(MOVENET)}
     else:
         overrides = {"engine_cache_dir": str(tmp_path / "engine_cache")}     # backend: the default, auto
-    failures = []
-    for attempt, signum in enumerate([signal.SIGINT, signal.SIGTERM] * 2):
-        log = tmp_path / f"{kind}_{attempt}.log"
-        process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=log,
-                             overrides={"autostart": True, **overrides}, node_name=f"importing_{kind}_{os.getpid()}")
-        try:
-            deadline = time.monotonic() + 120
-            while "onnxruntime_pybind11_state" not in Path(f"/proc/{process.pid}/maps").read_text():
-                assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.0005)
-            process.send_signal(signum)
-            code = process.wait(timeout=30)
-        finally:
-            stop(process, timeout=1)
-        text = log.read_text()
-        if (code != 0 or "configure aborted: stop signal" not in text or "configured: " in text
-                or any(bad in text for bad in NEVER_IN_LOG)):
-            failures.append(f"{signum.name}: exit {code}\n{text[-2000:]}")
+    failures = _signal_when_mapped(tmp_path, LIFT_NODE if kind == "lift" else DETECT_NODE, "onnxruntime_pybind11_state",
+                                   overrides, f"importing_{kind}")
     assert not failures, f"{len(failures)} of 4 tries did not abort the configure:\n\n" + "\n\n".join(failures)
 
 
-def test_a_stop_signal_while_configure_imports_onnx_aborts_it_without_a_crash(tmp_path, ros_env):
-    """The lifter's configure imports onnx (the export's probe). A stop signal while onnx's pybind11
-    module initialised raised KeyboardInterrupt inside its initialisation: SIGSEGV, "Fatal Python
-    error" (4 of 6 SIGINTs sent the moment the library was mapped; torch's `_c10d_init` under
-    `import torch.nn` likewise ended in SIGABRT, "terminate called", 3 of 60 signals at moments
-    over the first 2.5 s). The signal now waits for the import's end, then aborts the configure."""
+def _signal_when_mapped(tmp_path, program, library: str, overrides: dict, name: str,
+                        never_in_log: tuple[str, ...] = NEVER_IN_LOG) -> list[str]:
+    """Four starts of ``program`` (autostart), each sent SIGINT or SIGTERM the moment its process
+    has mapped ``library`` (during configure's import of it); the tries that did not abort the
+    configure in exit 0 and one line, with their logs."""
     failures = []
     for attempt, signum in enumerate([signal.SIGINT, signal.SIGTERM] * 2):
-        log = tmp_path / f"onnx_{attempt}.log"
-        process = start_node(LIFT_NODE, log_path=log, node_name=f"importing_onnx_{os.getpid()}",
-                             overrides={"autostart": True, "backend": "onnxruntime",
-                                        "engine_cache_dir": str(tmp_path / "engine_cache")})
+        log = tmp_path / f"{name}_{attempt}.log"
+        process = start_node(program, log_path=log, overrides={"autostart": True, **overrides},
+                             node_name=f"{name}_{os.getpid()}")
         try:
             deadline = time.monotonic() + 120
-            while "onnx_cpp2py_export" not in Path(f"/proc/{process.pid}/maps").read_text():
+            while library not in Path(f"/proc/{process.pid}/maps").read_text():
                 assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.0003)
             process.send_signal(signum)
@@ -1198,8 +1180,20 @@ def test_a_stop_signal_while_configure_imports_onnx_aborts_it_without_a_crash(tm
             stop(process, timeout=1)
         text = log.read_text()
         if (code != 0 or "configure aborted: stop signal" not in text or "configured: " in text
-                or any(bad in text for bad in NEVER_IN_LOG + ("Fatal Python error", "terminate called"))):
+                or any(bad in text for bad in never_in_log)):
             failures.append(f"{signum.name}: exit {code}\n{text[-2000:]}")
+    return failures
+
+
+def test_a_stop_signal_while_configure_imports_onnx_aborts_it_without_a_crash(tmp_path, ros_env):
+    """The lifter's configure imports onnx (the export's probe). A stop signal while onnx's pybind11
+    module initialised raised KeyboardInterrupt inside its initialisation: SIGSEGV, "Fatal Python
+    error" (4 of 6 SIGINTs sent the moment the library was mapped; torch's `_c10d_init` under
+    `import torch.nn` likewise ended in SIGABRT, "terminate called", 3 of 60 signals at moments
+    over the first 2.5 s). The signal now waits for the import's end, then aborts the configure."""
+    failures = _signal_when_mapped(tmp_path, LIFT_NODE, "onnx_cpp2py_export",
+                                   {"backend": "onnxruntime", "engine_cache_dir": str(tmp_path / "engine_cache")},
+                                   "importing_onnx", NEVER_IN_LOG + ("Fatal Python error", "terminate called"))
     assert not failures, f"{len(failures)} of 4 tries did not abort the configure:\n\n" + "\n\n".join(failures)
 
 
