@@ -735,3 +735,64 @@ def test_two_cameras_numbering_people_alike_on_one_input_never_move_a_tf_frame_b
     assert node.spin_until(lambda: len([t for t in tf_sent() if t["sec"] >= start]) == 14, 5.0), tf_sent()
     assert {(t["parent"], t["child"]) for t in tf_sent() if t["sec"] == start + 16} \
         == {("cam_b", "body_walker"), ("cam_b", "body_greeter")}
+
+
+def test_a_clock_message_of_no_ros_time_is_ignored_not_the_end_of_the_lifter(tmp_path, ros_env, node_factory,
+                                                                              monkeypatch):
+    """On sim time (`-p use_sim_time:=true`, which reaches the tf2 listener node too), one /clock message
+    stamped before time 0 (a simulator's or bridge's bug): rclpy's TimeSource raised ValueError out of
+    the executor and the lifter exited with a traceback (the listener's spin thread died of it too). It
+    is ignored with a warning, the clock stays where it was and goes on with the next valid /clock."""
+    from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
+
+    _use_tf2_stand_in(tmp_path, ros_env, monkeypatch)
+    clip = Clip.load()
+    node = node_factory(use_sim_time=True, target_frame="base_link", tf_timeout=0.01, diagnostics_period=0.1)
+    clock_pub = node.client.create_publisher(Clock, "/clock", 10)
+
+    def clock_reads(sec: int, publish: Clock) -> bool:
+        """Whether the lifter's clock reads ``sec`` (its diagnostics are stamped with it) while
+        ``publish`` goes out on /clock."""
+        def there() -> bool:
+            clock_pub.publish(publish)
+            return any(array.header.stamp == Time(sec=sec) for array in node.diagnostics[-3:])
+        return node.spin_until(there, 10.0)
+
+    assert clock_reads(100, Clock(clock=Time(sec=100))), node.log()
+    for bad in (Time(sec=-5), Time(sec=-1, nanosec=999_999_999)):
+        clock_pub.publish(Clock(clock=bad))
+        node.spin_for(0.3)
+    node.spin_for(1.0)
+    assert node.process.poll() is None, node.log()
+    assert node.diagnostics[-1].header.stamp == Time(sec=100), node.diagnostics[-1].header.stamp
+    assert "/clock message ignored, the node's clock stays at its time: stamped -5 s" in node.log(), node.log()
+    assert "Traceback" not in node.log(), node.log()
+    assert clock_reads(101, Clock(clock=Time(sec=101))), node.log()
+    out = node.send_and_receive(_frame(clip, 101), timeout=5.0)
+    assert out is not None and out.header.frame_id == "base_link", node.log()
+
+
+def test_the_detector_and_the_tf2_listener_node_ignore_a_clock_message_of_no_ros_time(ros_env):
+    """As the lifter (above): the detector's /clock subscription, and the tf2 listener node's where
+    use_sim_time reaches every node of the process, drop a /clock stamped before time 0 (it raised
+    ValueError out of the executor, or out of the listener's spin thread) and keep their time."""
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from rclpy.parameter import Parameter
+    from rosgraph_msgs.msg import Clock
+
+    from cfi_pose_ros.node.detect_node import DetectNode
+    from cfi_pose_ros.node.transforms import listener_node
+
+    context = rclpy.Context()
+    rclpy.init(context=context, args=["--ros-args", "-p", "use_sim_time:=true"])
+    try:
+        for node in (DetectNode(context=context, parameter_overrides=[Parameter("use_sim_time", value=True)]),
+                     listener_node("cfi_pose_lifter", context=context)):
+            subscription, = [sub for sub in node.subscriptions if sub.topic_name == "/clock"]
+            for sec in (100, -3):
+                subscription.callback(Clock(clock=Time(sec=sec)))
+            assert node.get_clock().now().nanoseconds == 100 * 10**9, node.get_name()
+    finally:
+        rclpy.shutdown(context=context)

@@ -36,7 +36,7 @@ from std_msgs.msg import Header
 
 from cfi_pose_ros.bag import type_name
 from cfi_pose_ros.cdr import encapsulation_problem
-from cfi_pose_ros.node.conversions import image_from_serialized
+from cfi_pose_ros.node.conversions import guard_clock_topic, image_from_serialized
 from cfi_pose_ros.node.parameters import (AT_CONFIGURE, AT_START, COMMON_NODE_PARAMETERS, ParamSpec,
                                           parameter_problem, type_problem)
 from cfi_pose_ros.node.startup import crash_report_fd
@@ -188,6 +188,7 @@ class SpecLifecycleNode(LifecycleNode):
         self.specs = specs
         self._specs_by_name = {spec.name: spec for spec in specs}
         self._last_warn: dict[str, float] = {}
+        guard_clock_topic(self, lambda text: self.warn_throttled("bad_clock", text))
         # input topic (as resolved) -> the QoS policy of its last incompatible publisher, for
         # /diagnostics: "no input" can then say why
         self.incompatible_publishers: dict[str, str] = {}

@@ -69,14 +69,49 @@ def check_frame_id(header) -> None:
         raise ValueError(problem[1])
 
 
+def stamp_problem(stamp) -> tuple[str, str] | None:
+    """``NEGATIVE_STAMP`` or ``BAD_STAMP_NANOSEC`` with the words a warning gives, for a
+    builtin_interfaces/Time that is no ROS time, or None."""
+    if stamp.sec < 0:
+        return NEGATIVE_STAMP, f"stamped {stamp.sec} s: before time 0, no ROS time"
+    if stamp.nanosec >= 1_000_000_000:
+        return BAD_STAMP_NANOSEC, f"stamped {stamp.nanosec} ns past the second: at most 999999999"
+    return None
+
+
 def header_problem(header) -> tuple[str, str] | None:
     """Why a message with this header is dropped before anything reads it, as (drop reason, the
     words a warning gives), or None."""
-    if header.stamp.sec < 0:
-        return NEGATIVE_STAMP, f"stamped {header.stamp.sec} s: before time 0, no ROS time"
-    if header.stamp.nanosec >= 1_000_000_000:
-        return BAD_STAMP_NANOSEC, f"stamped {header.stamp.nanosec} ns past the second: at most 999999999"
-    return frame_id_problem(header)
+    return stamp_problem(header.stamp) or frame_id_problem(header)
+
+
+def guard_clock_topic(node, warn) -> None:
+    """Drop the /clock messages of ``node``'s time source (use_sim_time) that are no ROS time
+    (:func:`stamp_problem`), each with ``warn(words)``, the clock left where it was. rclpy's
+    ``TimeSource`` reads each with ``Time.from_msg``, whose ValueError for a negative time escaped
+    the executor: one such /clock message (a simulator's or bridge's bug) ended the node with a
+    traceback, and the tf2 listener's spin thread with it (its buffer was never filled again).
+
+    Wraps the time source's ``clock_callback`` (its /clock subscription, made at ``use_sim_time``
+    true, takes the instance's) and subscribes again where ``Node.__init__`` already did with the
+    unwrapped one. A no-op where rclpy's internals differ."""
+    source = getattr(node, "_time_source", None)
+    take = getattr(source, "clock_callback", None)
+    if take is None or not hasattr(source, "_subscribe_to_clock_topic"):
+        return
+
+    def clock_callback(msg) -> None:
+        problem = stamp_problem(msg.clock)
+        if problem is not None:
+            warn(f"/clock message ignored, the node's clock stays at its time: {problem[1]}")
+            return
+        take(msg)
+
+    source.clock_callback = clock_callback
+    if getattr(source, "_clock_sub", None) is not None:
+        node.destroy_subscription(source._clock_sub)
+        source._clock_sub = None
+        source._subscribe_to_clock_topic()
 
 
 def header_drop_reason(header) -> str | None:

@@ -62,9 +62,14 @@ def listener_node(owner_name: str, owner_namespace: str = "", context=None):
     namespace and topic remaps (``/tf:=tf`` for a namespaced robot) still apply to it."""
     import rclpy
 
+    from cfi_pose_ros.node.conversions import guard_clock_topic
+
     name = f"{owner_name}_tf_listener"
-    return rclpy.create_node(name, namespace=owner_namespace or None, context=context,
+    node = rclpy.create_node(name, namespace=owner_namespace or None, context=context,
                              cli_args=["--ros-args", "-r", f"__node:={name}"], start_parameter_services=False)
+    # on sim time where use_sim_time is given to every node (`-p use_sim_time:=true`, a `/**` file)
+    guard_clock_topic(node, lambda text: node.get_logger().warning(text, throttle_duration_sec=5.0))
+    return node
 
 
 def tf2_clearing_jumps():
