@@ -181,6 +181,17 @@ _FRAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
 TF_BUFFER_NS = 10 * 10**9      # tf2's default buffer length (tf2_ros.Buffer cache_time)
 
 
+def ahead_of_clock(stamp_ns: int, now_ns: int, clock_ran: bool) -> bool:
+    """Whether a transform stamped ``stamp_ns`` is more than tf2's buffer ahead of the sending
+    node's clock, which reads ``now_ns``: every listener would keep it as its frame's newest and
+    refuse each later one (``TF_OLD_DATA``). A clock at 0 that has not run (``clock_ran`` False: sim
+    time before the first /clock, or with none) says nothing about the stamps; one that has run and
+    is back at 0 (a simulator reset, often paused there) is a time like any other: a frame of the run
+    before, late, had its transforms kept by every listener, cleared at the jump back, as the newest,
+    and the new run's refused until its stamps came within the buffer of the old."""
+    return (now_ns > 0 or clock_ran) and stamp_ns > now_ns + TF_BUFFER_NS
+
+
 class OncePerStamp:
     """Which TF frames to send at a stamp: per child frame, a stamp not sent before. tf2 keeps one
     transform per stamp and frame: another at a stamp it holds is ignored with a

@@ -429,3 +429,16 @@ def test_a_tf2_transform_no_frame_can_use_is_refused(translation, rotation):
 
     with pytest.raises(ValueError):
         tf2_transform(translation, rotation)
+
+
+def test_a_clock_back_at_0_after_it_ran_is_a_time_for_stamps_ahead_of_it():
+    """0 on a clock that never ran (sim time, no /clock yet) says nothing about the stamps; a clock
+    reset to 0 (a simulator's reset) does: a frame of the run before is too far ahead to be sent."""
+    from cfi_pose_ros.frames import TF_BUFFER_NS, ahead_of_clock
+
+    late = 129_500_000_000
+    assert not ahead_of_clock(late, 0, clock_ran=False)
+    assert ahead_of_clock(late, 0, clock_ran=True)
+    assert not ahead_of_clock(100_000_000, 0, clock_ran=True)
+    assert ahead_of_clock(late, late - TF_BUFFER_NS - 1, clock_ran=False)
+    assert not ahead_of_clock(late, late - TF_BUFFER_NS, clock_ran=False)

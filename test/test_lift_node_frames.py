@@ -796,3 +796,48 @@ def test_the_detector_and_the_tf2_listener_node_ignore_a_clock_message_of_no_ros
             assert node.get_clock().now().nanoseconds == 100 * 10**9, node.get_name()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_a_late_frame_after_a_sim_reset_to_time_0_does_not_poison_every_tf2_listener(
+        tmp_path, ros_env, node_factory, monkeypatch):
+    """A simulator reset (Gazebo, Isaac Sim) sends /clock back to 0 and often stays paused there. A
+    frame of the run before still in flight (a detector's latency) came in stamped 129.5 s: the lifter
+    took a clock reading 0 for "sim time, no /clock yet" and sent its TF frames, which every listener on
+    sim time (its buffer cleared at the jump back) then kept as the newest, refusing each frame of the new
+    run (stamped 0.1 s, 0.2 s, ...) as TF_OLD_DATA for the next 119.5 s of sim time. A clock that has run
+    and is back at 0 is a time: the frame is more than tf2's buffer ahead of it and is not sent."""
+    from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
+
+    tf_sent = _record_tf(tmp_path, ros_env, monkeypatch)
+    clip = Clip.load()
+    node = node_factory(use_sim_time=True, publish_tf=True, diagnostics_period=0.1)
+    clock_pub = node.client.create_publisher(Clock, "/clock", 10)
+
+    def clock_at(sec: int) -> None:
+        """Until the lifter's clock reads ``sec`` (its diagnostics are stamped with it)."""
+        def there() -> bool:
+            clock_pub.publish(Clock(clock=Time(sec=sec)))
+            return any(array.header.stamp == Time(sec=sec) for array in node.diagnostics[-5:])
+        assert node.spin_until(there, 20.0), node.log()
+
+    def lift(sec: int, nanosec: int = 0) -> None:
+        msg = _frame(clip, sec)
+        msg.header.stamp.nanosec = nanosec
+        assert node.send_and_receive(msg) is not None, node.log()
+        node.spin_for(0.2)          # the input is newest-only: the node is done with it before the next
+
+    clock_at(130)                   # the run before the reset
+    _use_camera_info(node, clip)    # (its frames are stamped 900 s on: too far ahead to be sent)
+    lift(129)
+    lift(130)
+    assert {t["sec"] for t in tf_sent()} == {129, 130}, tf_sent()
+    clock_at(0)                     # reset, and paused there
+    after_reset = len(tf_sent())
+    lift(129, 500_000_000)          # the old run's, late
+    lift(0, 100_000_000)            # the new run's
+    lift(0, 200_000_000)
+    sent = tf_sent()[after_reset:]
+    assert {(t["sec"], t["nanosec"]) for t in sent} == {(0, 100_000_000), (0, 200_000_000)}, sent
+    # a listener on sim time cleared its buffer at the jump back: nothing it is sent since is refused
+    assert tf2_problems(sent) == [], tf2_problems(sent)

@@ -15,8 +15,8 @@ import threading
 
 from geometry_msgs.msg import TransformStamped
 
-from cfi_pose_ros.frames import (TF_BUFFER_NS, FrameTransform, OncePerStamp, OneCameraPerFrame, RigidTransform,
-                                 tf2_transform)
+from cfi_pose_ros.frames import (FrameTransform, OncePerStamp, OneCameraPerFrame, RigidTransform,
+                                 ahead_of_clock, tf2_transform)
 from cfi_pose_ros.interrupts import raise_if_interrupted
 
 
@@ -152,8 +152,9 @@ class TransformBroadcast:
     (:class:`~cfi_pose_ros.frames.OncePerStamp`); an input stamped zero or negative (no time) is
     sent at the node's clock's now: tf2 stores such a stamp as that time, further back than its
     buffer from any stamped transform (``TF_OLD_DATA`` in every listener), and a driver that stamps
-    so repeats it every frame. A stamp more than tf2's buffer ahead of the node's clock (while it
-    runs) is not sent: every listener would keep that transform as the frame's newest for as long as
+    so repeats it every frame. A stamp more than tf2's buffer ahead of the node's clock (once it has
+    run: back at 0 after a simulator reset it still is a time, :func:`~cfi_pose_ros.frames.ahead_of_clock`)
+    is not sent: every listener would keep that transform as the frame's newest for as long as
     it runs and refuse each one after it (``TF_OLD_DATA``, per message), so one input stamped years
     ahead cut that person's frame out of every tf2 buffer for good.
 
@@ -176,6 +177,7 @@ class TransformBroadcast:
         self._once_per_stamp = OncePerStamp()
         self._one_camera_per_frame = OneCameraPerFrame()
         self.taken: dict[str, str] = {}     # frames the last send left out -> the camera frame they belong to
+        self._clock_ran = False     # the clock has read a time past 0 on its time source (see ahead_of_clock)
         self._time_jumps = self._clock.create_jump_callback(tf2_clearing_jumps(), post_callback=self._start_over)
 
     def close(self) -> None:
@@ -187,8 +189,13 @@ class TransformBroadcast:
         self._publishers = []
 
     def _start_over(self, jump) -> None:
+        from rclpy.clock import ClockChange
+
         self._once_per_stamp = OncePerStamp()
         self._one_camera_per_frame = OneCameraPerFrame()
+        # a jump back on one time source came from a time past 0 (a reset to 0 is a time); another
+        # time source has yet to run
+        self._clock_ran = jump.clock_change not in (ClockChange.ROS_TIME_ACTIVATED, ClockChange.ROS_TIME_DEACTIVATED)
 
     def send(self, stamp, frames: list[FrameTransform], camera: str = "") -> bool:
         """Send ``frames`` of the people an input of frame ``camera`` saw at ``stamp`` (those not sent
@@ -199,7 +206,8 @@ class TransformBroadcast:
         if stamp.sec < 0 or (stamp.sec == 0 and stamp.nanosec == 0):
             stamp = now.to_msg()
         stamp_ns = stamp.sec * 10**9 + stamp.nanosec
-        if now.nanoseconds > 0 and stamp_ns > now.nanoseconds + TF_BUFFER_NS:    # 0: sim time, no /clock yet
+        self._clock_ran = self._clock_ran or now.nanoseconds > 0
+        if ahead_of_clock(stamp_ns, now.nanoseconds, self._clock_ran):
             return False
         frames, self.taken = self._one_camera_per_frame.admit(camera, stamp_ns, frames)
         frames = self._once_per_stamp.admit(stamp_ns, frames)
