@@ -170,8 +170,9 @@ class MultiPersonTracker:
     def clock(self, stamp_s: float | None) -> float:
         """The time to :meth:`update` a frame stamped ``stamp_s`` (s) with: the stamp itself; for a
         frame without one (None or <= 0), the last stamp advanced by the monotonic time since it came
-        (the monotonic clock while no frame has had one). So one unstamped frame in a stamped stream
-        neither sends the clock back (which starts over) nor moves it so far that every track expires.
+        (the monotonic clock while no frame has had one; the tracks' times move onto the stamps' at
+        the first). So one unstamped frame in a stamped stream neither sends the clock back (which
+        starts over) nor moves it so far that every track expires.
         A stamp behind such an estimate but not behind the last stamp did not go back in time (a bag
         played slower than real time: wall time outruns its stamps) and returns the estimate again, so
         only the stamps themselves going back read as a bag loop."""
@@ -179,6 +180,11 @@ class MultiPersonTracker:
         anchor = self._stamp_anchor
         if stamp_s is not None and stamp_s > 0:
             stamp = float(stamp_s)
+            if anchor is None and self._clock_last is not None:
+                # the first stamp after frames without one (a camera driver on sim time stamps 0 until
+                # its first /clock): their times, the monotonic clock, move onto the stamps' as if this
+                # frame came now. Read as a step back (or hours on), everyone in view got a new id.
+                self._shift_times(stamp - now)
             self._stamp_anchor = (stamp, now)
             t = stamp if anchor is None or stamp < anchor[0] else max(stamp, self._clock_last)
         elif anchor is None:
@@ -187,6 +193,13 @@ class MultiPersonTracker:
             t = max(anchor[0] + (now - anchor[1]), self._clock_last)
         self._clock_last = t
         return t
+
+    def _shift_times(self, delta: float) -> None:
+        """Move every time the tracks hold by ``delta`` seconds (onto another clock)."""
+        for track in self._tracks:
+            track.last_seen += delta
+        if self._last_t is not None:
+            self._last_t += delta
 
     def _assign(self, boxes: np.ndarray, t: float) -> dict[int, Track]:
         """Box index -> the track it continues (most total IoU with the tracks predicted to ``t``,

@@ -740,3 +740,43 @@ def test_detector_stage_times_cover_the_last_seconds_and_start_over_at_activate(
     stages.add(3600.0, {"total": 5.0})
     stages.clear()                                         # activate
     assert stages.percentiles(3600.0) == {}
+
+
+def test_ids_stay_when_a_sim_time_camera_driver_stamps_its_first_images_zero(started, meta, h36m_image):
+    """A camera driver on sim time stamps its images with its clock, which reads 0 until its first
+    /clock (then 100 s, 100.033 s, ...). The detector's tracker kept the unstamped images' times on the
+    monotonic clock and read the first stamp as a step back (or ahead) of it: everyone in view got a
+    new id at the first stamped image. The driver here is a node on sim time with a real /clock
+    publisher, stamping each image with its clock's now."""
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from rclpy.parameter import Parameter
+    from rosgraph_msgs.msg import Clock
+
+    path = started(lifter=False)
+    info = h36m_camera_info(meta)
+    driver = rclpy.create_node(f"sim_time_camera_driver_{os.getpid()}",
+                               parameter_overrides=[Parameter("use_sim_time", value=True)])
+    path.executor.add_node(driver)
+    clock_pub = driver.create_publisher(Clock, "/clock", 10)
+
+    def image_now():
+        stamp = driver.get_clock().now().to_msg()
+        return image_msg(h36m_image, "rgb8", sec=stamp.sec, nanosec=stamp.nanosec)
+
+    try:
+        ids = []
+        first = path.send(image_now(), info, until="keypoints", timeout=120.0)   # before any /clock: 0
+        assert first is not None and first.header.stamp == Time(), path.report()
+        ids.append(first.people[0].id)
+        for sec, nanosec in ((100, 0), (100, 33_000_000), (100, 66_000_000)):
+            clock = Time(sec=sec, nanosec=nanosec)
+            assert path.spin_until(lambda: clock_pub.publish(Clock(clock=clock))
+                                   or driver.get_clock().now().to_msg() == clock, 10.0)
+            out = path.send(image_now(), info, until="keypoints")
+            assert out is not None and out.header.stamp == clock, path.report()
+            ids.append(out.people[0].id)
+        assert ids[0] and len(set(ids)) == 1, ids
+    finally:
+        path.executor.remove_node(driver)
+        driver.destroy_node()

@@ -333,6 +333,23 @@ def test_an_unstamped_frame_in_a_bag_played_slower_than_real_time_keeps_the_ids(
 
 
 
+@pytest.mark.parametrize("first_stamp", [5.0, 1.8e9])
+def test_a_stream_whose_first_frames_are_unstamped_keeps_the_ids_at_its_first_stamp(monkeypatch, first_stamp):
+    """A camera driver on sim time stamps 0 until its first /clock: those frames' times were the
+    monotonic clock (here 3000 s), and the first stamp (5 s of sim time, or a wall-clock stamp) read
+    as a step back or hours on: new ids for everyone in view. Their times move onto the stamps'."""
+    import cfi_pose_ros.tracking as tracking
+
+    wall = [3000.0]
+    monkeypatch.setattr(tracking.time, "monotonic", lambda: wall[0])
+    tracker = MultiPersonTracker()
+    ids = []
+    for k, stamp in enumerate((0.0, 0.0, first_stamp, first_stamp + 1 / 30, 0.0, first_stamp + 3 / 30)):
+        wall[0] = 3000.0 + k / 30
+        ids.append(tracker.update([box(100), box(400)], t=tracker.clock(stamp)))
+    assert ids == [["1", "2"]] * 6, ids
+
+
 def test_a_change_of_image_size_starts_over_instead_of_handing_ids_between_people():
     """The camera switches 1280x720 -> 640x360 mid-stream: person A's new box lay where B's old one
     was, and A took B's id (through detect_and_track, as the detector node and offline run it)."""
