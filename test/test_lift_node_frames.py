@@ -504,13 +504,24 @@ class Buffer:
 """
 
 
+def clock_reads(node, clock_pub, sec: int, timeout: float = 20.0) -> bool:
+    """Whether the lifter's clock comes to read ``sec`` (its diagnostics are stamped with it) while
+    /clock says so, within ``timeout`` s."""
+    from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
+
+    def there() -> bool:
+        clock_pub.publish(Clock(clock=Time(sec=sec)))
+        return any(array.header.stamp == Time(sec=sec) for array in node.diagnostics[-5:])
+    return node.spin_until(there, timeout)
+
+
 def test_a_sim_time_bag_loop_clears_the_tf2_lookup_buffer(tmp_path, ros_env, node_factory, monkeypatch):
     """`ros2 bag play --loop --clock` of a 30 s bag, the lifter on sim time with target_frame through
     tf2: its buffer, made without a node, ran on the system clock and was never cleared at the loop,
     so every input of the next pass (until its stamps came within 10 s of the last pass's end) was
     dropped as no_transform. Now it is cleared when the lifter's clock jumps back, as every
     tf2_ros.Buffer on that clock clears itself."""
-    from builtin_interfaces.msg import Time
     from rosgraph_msgs.msg import Clock
 
     _use_tf2_stand_in(tmp_path, ros_env, monkeypatch, TF2_STAND_IN.split("class Buffer:")[0] + TF2_CACHE_BUFFER
@@ -520,11 +531,7 @@ def test_a_sim_time_bag_loop_clears_the_tf2_lookup_buffer(tmp_path, ros_env, nod
     clock_pub = node.client.create_publisher(Clock, "/clock", 10)
 
     def clock_at(sec: int) -> None:
-        """Until the lifter's clock reads ``sec`` (its diagnostics are stamped with it)."""
-        def there() -> bool:
-            clock_pub.publish(Clock(clock=Time(sec=sec)))
-            return any(array.header.stamp == Time(sec=sec) for array in node.diagnostics[-5:])
-        assert node.spin_until(there, 20.0), node.log()
+        assert clock_reads(node, clock_pub, sec), node.log()
 
     for sec in (100, 115, 130):             # the first pass
         clock_at(sec)
@@ -751,15 +758,7 @@ def test_a_clock_message_of_no_ros_time_is_ignored_not_the_end_of_the_lifter(tmp
     node = node_factory(use_sim_time=True, target_frame="base_link", tf_timeout=0.01, diagnostics_period=0.1)
     clock_pub = node.client.create_publisher(Clock, "/clock", 10)
 
-    def clock_reads(sec: int, publish: Clock) -> bool:
-        """Whether the lifter's clock reads ``sec`` (its diagnostics are stamped with it) while
-        ``publish`` goes out on /clock."""
-        def there() -> bool:
-            clock_pub.publish(publish)
-            return any(array.header.stamp == Time(sec=sec) for array in node.diagnostics[-3:])
-        return node.spin_until(there, 10.0)
-
-    assert clock_reads(100, Clock(clock=Time(sec=100))), node.log()
+    assert clock_reads(node, clock_pub, 100), node.log()
     for bad in (Time(sec=-5), Time(sec=-1, nanosec=999_999_999)):
         clock_pub.publish(Clock(clock=bad))
         node.spin_for(0.3)
@@ -768,7 +767,7 @@ def test_a_clock_message_of_no_ros_time_is_ignored_not_the_end_of_the_lifter(tmp
     assert node.diagnostics[-1].header.stamp == Time(sec=100), node.diagnostics[-1].header.stamp
     assert "/clock message ignored, the node's clock stays at its time: stamped -5 s" in node.log(), node.log()
     assert "Traceback" not in node.log(), node.log()
-    assert clock_reads(101, Clock(clock=Time(sec=101))), node.log()
+    assert clock_reads(node, clock_pub, 101), node.log()
     out = node.send_and_receive(_frame(clip, 101), timeout=5.0)
     assert out is not None and out.header.frame_id == "base_link", node.log()
 
@@ -806,7 +805,6 @@ def test_a_late_frame_after_a_sim_reset_to_time_0_does_not_poison_every_tf2_list
     sim time (its buffer cleared at the jump back) then kept as the newest, refusing each frame of the new
     run (stamped 0.1 s, 0.2 s, ...) as TF_OLD_DATA for the next 119.5 s of sim time. A clock that has run
     and is back at 0 is a time: the frame is more than tf2's buffer ahead of it and is not sent."""
-    from builtin_interfaces.msg import Time
     from rosgraph_msgs.msg import Clock
 
     tf_sent = _record_tf(tmp_path, ros_env, monkeypatch)
@@ -815,11 +813,7 @@ def test_a_late_frame_after_a_sim_reset_to_time_0_does_not_poison_every_tf2_list
     clock_pub = node.client.create_publisher(Clock, "/clock", 10)
 
     def clock_at(sec: int) -> None:
-        """Until the lifter's clock reads ``sec`` (its diagnostics are stamped with it)."""
-        def there() -> bool:
-            clock_pub.publish(Clock(clock=Time(sec=sec)))
-            return any(array.header.stamp == Time(sec=sec) for array in node.diagnostics[-5:])
-        assert node.spin_until(there, 20.0), node.log()
+        assert clock_reads(node, clock_pub, sec), node.log()
 
     def lift(sec: int, nanosec: int = 0) -> None:
         msg = _frame(clip, sec)
