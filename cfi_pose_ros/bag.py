@@ -29,7 +29,7 @@ from cfi_pose_ros.cdr import encapsulation_problem
 from cfi_pose_ros.files import open_regular_file
 
 __all__ = ["BagWriter", "BagMessage", "read_bag", "bag_summary", "message_definition", "type_name",
-           "message_class", "playback_offsets"]
+           "message_class", "playback_offsets", "PlaybackClock"]
 
 PROFILE = "ros2"
 SCHEMA_ENCODING = "ros2msg"
@@ -430,6 +430,47 @@ def playback_offsets(log_times_ns: list[int], rate: float = 1.0) -> list[float]:
         return []
     start = log_times_ns[0]
     return [(t - start) * 1e-9 / rate for t in log_times_ns]
+
+
+class PlaybackClock:
+    """The bag time of a playback, as ``ros2 bag play --clock`` puts it on /clock: the recorded
+    (log) time of the message being played, advancing ``rate`` times as fast as the wall clock.
+
+    :meth:`hold` stands it still at a bag time (before playback starts: the first message's time),
+    :meth:`start` runs it from a bag time at a wall time (each pass of a loop starts again from the
+    first message's time: the clock jumps back). Wall times are any monotonic seconds
+    (``time.perf_counter()``). Pure: no ROS."""
+
+    def __init__(self, rate: float = 1.0):
+        if not rate > 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self.rate = rate
+        self._bag_ns: int | None = None     # bag time at the anchor
+        self._wall_s: float | None = None   # wall time of the anchor; None: stands still
+
+    def hold(self, bag_ns: int) -> None:
+        self._bag_ns, self._wall_s = int(bag_ns), None
+
+    def start(self, bag_ns: int, wall_s: float) -> None:
+        self._bag_ns, self._wall_s = int(bag_ns), float(wall_s)
+
+    @property
+    def running(self) -> bool:
+        return self._wall_s is not None
+
+    def now_ns(self, wall_s: float) -> int | None:
+        """The bag time at ``wall_s`` (None before :meth:`hold` or :meth:`start`)."""
+        if self._bag_ns is None:
+            return None
+        if self._wall_s is None:
+            return self._bag_ns
+        return self._bag_ns + round(max(0.0, wall_s - self._wall_s) * self.rate * 1e9)
+
+    def due(self, log_time_ns: int) -> float:
+        """The wall time at which the message recorded at ``log_time_ns`` is due (the clock reads it)."""
+        if self._wall_s is None:
+            raise ValueError("the clock is not running")
+        return self._wall_s + (log_time_ns - self._bag_ns) * 1e-9 / self.rate
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,15 @@ the lateness is reported. Messages are read from the file as they are due, never
 reach best-effort (sensor data) and reliable subscribers alike. A SIGINT or SIGTERM, at any
 moment, ends it with exit status 130 or 143 and one line.
 
+``--clock [HZ]`` (as ``ros2 bag play --clock``, 40 Hz when no HZ is given) publishes the bag's time
+on /clock (rosgraph_msgs/Clock, best effort, keep last 1: ``rclcpp::ClockQoS``): the recorded time
+of the message being played, advancing ``--rate`` times as fast as the wall clock; it stands at the
+first played message's time while waiting for subscribers and during ``--delay``, and jumps back
+to it at each pass of ``--loop``. Nodes run with ``use_sim_time:=true`` take their time from it.
+``--loop`` plays the bag again and again until a SIGINT or SIGTERM.
+
     python -m cfi_pose_ros.node.play_bag outputs/demo/demo.mcap --rate 2
+    python -m cfi_pose_ros.node.play_bag outputs/demo/demo.mcap --clock --loop
 """
 from __future__ import annotations
 
@@ -32,13 +40,17 @@ from rclpy.exceptions import InvalidTopicNameException  # noqa: E402
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from cfi_pose_ros.arguments import non_negative_float, positive_float  # noqa: E402
-from cfi_pose_ros.bag import BagMessage, bag_summary, message_class, playback_offsets, read_bag  # noqa: E402
+from cfi_pose_ros.bag import BagMessage, PlaybackClock, bag_summary, message_class, read_bag  # noqa: E402
 
 # What a perception bag carries into this package's nodes.
 REPLAYED_TYPES = ("cfi_pose_ros/msg/HumanKeypoints2DArray", "sensor_msgs/msg/Image",
                   "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo")
 PLAYBACK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
+# rclcpp::ClockQoS(), what ros2 bag play --clock publishes /clock with (and rclpy's TimeSource subscribes with)
+CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                       durability=DurabilityPolicy.VOLATILE)
+DEFAULT_CLOCK_HZ = 40.0     # ros2 bag play --clock without a value
 
 
 @dataclass
@@ -64,13 +76,16 @@ class BagPlayer:
     """Publishes a bag's messages from ``node`` (any rclpy node), spinning ``executor`` between them.
 
     ``messages``: in log-time order, iterable once per :meth:`play` (a list, or :class:`BagMessages`);
-    ``topic_types``: topic -> type of every topic in them (found from ``messages`` when not given)."""
+    ``topic_types``: topic -> type of every topic in them (found from ``messages`` when not given);
+    ``clock_hz``: publish :attr:`clock` (the bag's time) on /clock at this frequency (None: no /clock)."""
 
     def __init__(self, node, messages: Iterable[BagMessage], remap: dict[str, str] | None = None,
-                 topic_types: dict[str, str] | None = None):
+                 topic_types: dict[str, str] | None = None, clock_hz: float | None = None):
         self.node = node
         self.messages = messages
         self.remap = remap or {}
+        self.clock = PlaybackClock()
+        self._clock_publisher = None
         if topic_types is None:
             topic_types = {msg.topic: msg.type_name for msg in messages}
         self._publishers = {}
@@ -83,6 +98,9 @@ class BagPlayer:
                 raise ValueError(f"--remap puts {published_types[topic][0]} ({published_types[topic][1]}) and "
                                  f"{recorded} ({type_name}) on one topic {topic}")
             published_types[topic] = (recorded, type_name)
+        if clock_hz is not None and "/clock" in published_types:
+            raise ValueError(f"--clock and the bag's {published_types['/clock'][0]} ({published_types['/clock'][1]}) "
+                             "would both publish on /clock")
         self._types = {topic: type_name for topic, (_, type_name) in published_types.items()}
         for topic, (recorded, type_name) in published_types.items():
             try:
@@ -90,17 +108,37 @@ class BagPlayer:
             except InvalidTopicNameException as exc:
                 raise ValueError(f"--remap {recorded}:={topic}: not a valid ROS topic name "
                                  f"({' '.join(str(exc).split())})") from None
+        if clock_hz is not None:
+            if not clock_hz > 0:
+                raise ValueError(f"--clock takes a positive frequency, got {clock_hz}")
+            from rosgraph_msgs.msg import Clock
+            self._clock_message = Clock
+            self._clock_publisher = node.create_publisher(Clock, "/clock", CLOCK_QOS)
+            self._clock_timer = node.create_timer(1.0 / clock_hz, lambda: self.publish_clock())
+
+    def publish_clock(self, wall_s: float | None = None) -> None:
+        """The bag's time at ``wall_s`` (``time.perf_counter()`` seconds; default now) on /clock (with
+        ``clock_hz``; nothing before the clock is held or started)."""
+        now_ns = self.clock.now_ns(time.perf_counter() if wall_s is None else wall_s)
+        if self._clock_publisher is not None and now_ns is not None:
+            msg = self._clock_message()
+            msg.clock.sec, msg.clock.nanosec = divmod(now_ns, 10**9)
+            self._clock_publisher.publish(msg)
+
+    def first_time_ns(self) -> int | None:
+        """The recorded time of the first message it plays (None: none): the clock's time before playing."""
+        return next((msg.log_time_ns for msg in self.messages), None)
 
     @classmethod
     def from_bag(cls, node, path: str | Path, topics: list[str] | None = None,
-                 remap: dict[str, str] | None = None) -> "BagPlayer":
+                 remap: dict[str, str] | None = None, clock_hz: float | None = None) -> "BagPlayer":
         """The topics from the bag's summary; the messages streamed from the file while playing."""
         summary, _ = bag_summary(path)
         topic_types = {topic: info.type_name for topic, info in summary.items()
                        if (topic in topics if topics is not None else info.type_name in REPLAYED_TYPES)}
         if not topic_types:
             raise ValueError(f"{path}: nothing to replay (topics {topics or 'of types ' + ', '.join(REPLAYED_TYPES)})")
-        return cls(node, BagMessages(path, sorted(topic_types)), remap, topic_types)
+        return cls(node, BagMessages(path, sorted(topic_types)), remap, topic_types, clock_hz)
 
     @property
     def topics(self) -> list[str]:
@@ -130,24 +168,37 @@ class BagPlayer:
                                f"{self._types[topic]}: its subscribers would get nothing")
         return clashes
 
-    def play(self, executor, rate: float = 1.0, stop: Callable[[], bool] = lambda: False) -> PlaybackReport:
-        """Every message at its time, or those due before ``stop()`` (a stop signal) turned true."""
+    def play(self, executor, rate: float = 1.0, stop: Callable[[], bool] = lambda: False,
+             loop: bool = False) -> PlaybackReport:
+        """Every message at its time, or those due before ``stop()`` (a stop signal) turned true; with
+        ``loop``, pass after pass until ``stop()``. Each pass starts :attr:`clock` at its first
+        message's recorded time (publishing it on /clock at once), and each message is due when the
+        clock reads its recorded time."""
+        if not rate > 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self.clock.rate = rate
         report = PlaybackReport()
         start = time.perf_counter()
-        first_ns = None
-        for msg in self.messages:
-            if first_ns is None:
-                first_ns = msg.log_time_ns
-            due = start + playback_offsets([first_ns, msg.log_time_ns], rate)[1]
-            while (remaining := due - time.perf_counter()) > 0 and not stop():
-                executor.spin_once(timeout_sec=min(remaining, 0.005))
-            if stop():
+        while not stop():
+            started = False
+            for msg in self.messages:
+                if not started:
+                    pass_start = time.perf_counter()
+                    self.clock.start(msg.log_time_ns, pass_start)
+                    self.publish_clock(pass_start)      # exactly the first message's time
+                    started = True
+                due = self.clock.due(msg.log_time_ns)
+                while (remaining := due - time.perf_counter()) > 0 and not stop():
+                    executor.spin_once(timeout_sec=min(remaining, 0.005))
+                if stop():
+                    break
+                self._publishers[self.remap.get(msg.topic, msg.topic)].publish(msg.data)
+                now = time.perf_counter()
+                report.publish_times.append(now)
+                report.lateness_s.append(now - due)
+                report.published += 1
+            if not (loop and started):
                 break
-            self._publishers[self.remap.get(msg.topic, msg.topic)].publish(msg.data)
-            now = time.perf_counter()
-            report.publish_times.append(now)
-            report.lateness_s.append(now - due)
-            report.published += 1
         report.duration_s = time.perf_counter() - start
         return report
 
@@ -173,6 +224,12 @@ def main(argv=None) -> int:
                         help="then sleep S seconds before playing (as ros2 bag play --delay): a subscriber can match "
                              "a publisher later than the publisher matches it, and best-effort messages sent in "
                              "between are lost")
+    parser.add_argument("--clock", type=positive_float, nargs="?", const=DEFAULT_CLOCK_HZ, default=None,
+                        metavar="HZ", help="publish the bag's time on /clock at HZ (default %(const)g, as ros2 bag "
+                                           "play --clock): for nodes run with use_sim_time:=true")
+    parser.add_argument("--loop", action="store_true",
+                        help="play the bag again and again (the /clock of --clock jumps back each time) until "
+                             "SIGINT or SIGTERM")
     args = parser.parse_args(argv)
     bad = [item for item in args.remap if ":=" not in item]
     if bad:
@@ -191,7 +248,9 @@ def main(argv=None) -> int:
     executor = create_executor()
     executor.add_node(node)
     try:
-        player = BagPlayer.from_bag(node, args.bag, args.topics, remap)
+        player = BagPlayer.from_bag(node, args.bag, args.topics, remap, args.clock)
+        if args.clock is not None and (first_ns := player.first_time_ns()) is not None:
+            player.clock.hold(first_ns)     # on /clock from now: sim-time nodes have a time before any message
         if not player.wait_for_subscribers(executor, args.wait_for_subscribers, stopping) and not stopping():
             clashes = player.type_clashes()
             if clashes:
@@ -200,7 +259,7 @@ def main(argv=None) -> int:
         end = time.monotonic() + args.delay
         while (remaining := end - time.monotonic()) > 0 and not stopping():
             executor.spin_once(timeout_sec=min(remaining, 0.05))
-        report = player.play(executor, args.rate, stopping)
+        report = player.play(executor, args.rate, stopping, args.loop)
     except (ValueError, OSError, McapError) as exc:      # no such bag, not MCAP, cut short, nothing to play
         print(f"play_bag: error: {str(exc) or type(exc).__name__}", file=sys.stderr)
         return 2
