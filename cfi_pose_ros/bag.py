@@ -29,7 +29,7 @@ from cfi_pose_ros.cdr import encapsulation_problem
 from cfi_pose_ros.files import open_regular_file
 
 __all__ = ["BagWriter", "BagMessage", "read_bag", "bag_summary", "message_definition", "type_name",
-           "message_class", "playback_offsets", "PlaybackClock"]
+           "message_class", "PlaybackClock"]
 
 PROFILE = "ros2"
 SCHEMA_ENCODING = "ros2msg"
@@ -419,17 +419,6 @@ def _file_summary(path: Path):
     if summary is None:
         raise ValueError(f"{path}: no MCAP summary section (the file was not closed properly)")
     return summary
-
-
-def playback_offsets(log_times_ns: list[int], rate: float = 1.0) -> list[float]:
-    """Seconds after the start at which each message is due when played ``rate`` times as
-    fast as recorded (the first message at 0)."""
-    if not rate > 0:
-        raise ValueError(f"rate must be positive, got {rate}")
-    if not log_times_ns:
-        return []
-    start = log_times_ns[0]
-    return [(t - start) * 1e-9 / rate for t in log_times_ns]
 
 
 class PlaybackClock:

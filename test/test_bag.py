@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from cfi_pose_ros.bag import playback_offsets
+from cfi_pose_ros.bag import PlaybackClock
 from conftest import ros_available
 
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(ros_available() is not None, reason=str(ros_available()))]
@@ -20,13 +20,12 @@ if ros_available() is None:
     from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
 
 
-def test_playback_offsets_follow_the_recording_scaled_by_the_rate():
+def test_messages_are_due_as_recorded_scaled_by_the_rate():
     times = [5_000_000_000, 5_100_000_000, 5_100_000_000, 5_400_000_000]
-    assert playback_offsets(times) == pytest.approx([0.0, 0.1, 0.1, 0.4])
-    assert playback_offsets(times, rate=2.0) == pytest.approx([0.0, 0.05, 0.05, 0.2])
-    assert playback_offsets([]) == []
-    with pytest.raises(ValueError):
-        playback_offsets(times, rate=0.0)
+    for rate, offsets in ((1.0, [0.0, 0.1, 0.1, 0.4]), (2.0, [0.0, 0.05, 0.05, 0.2])):
+        clock = PlaybackClock(rate)
+        clock.start(times[0], wall_s=7.0)
+        assert [clock.due(t) - 7.0 for t in times] == pytest.approx(offsets)
 
 
 def _float32_fields(msg) -> set[str]:
@@ -385,6 +384,10 @@ def test_bag_player_keeps_the_recorded_timing(ros_env, monkeypatch):
             assert min(report.lateness_s) >= 0.0 and max(report.lateness_s) < 1e-9    # never early, on time
             np.testing.assert_allclose(np.diff(report.publish_times), period_ns * 1e-9 / rate, atol=1e-9)
             assert report.duration_s == pytest.approx((count - 1) * period_ns * 1e-9 / rate, abs=1e-9)
+        # what a playback keeps of each message is bounded: a --loop plays until stopped
+        monkeypatch.setattr(play_bag, "REPORTED_MESSAGES", 3)
+        report = player.play(ClockedExecutor())
+        assert report.published == count and len(report.lateness_s) == len(report.publish_times) == 3
     finally:
         executor.shutdown()
         player_node.destroy_node()

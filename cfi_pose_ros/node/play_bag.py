@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -51,14 +52,17 @@ PLAYBACK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability
 CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
                        durability=DurabilityPolicy.VOLATILE)
 DEFAULT_CLOCK_HZ = 40.0     # ros2 bag play --clock without a value
+REPORTED_MESSAGES = 100_000     # the messages a playback's lateness is reported over, the last ones
 
 
 @dataclass
 class PlaybackReport:
     published: int = 0
     duration_s: float = 0.0
-    lateness_s: list[float] = field(default_factory=list)    # publish time minus due time, per message
-    publish_times: list[float] = field(default_factory=list)  # perf_counter seconds, per message
+    # of the last REPORTED_MESSAGES messages: a --loop plays until stopped, and lists of every message
+    # grew by a few MB an hour
+    lateness_s: deque[float] = field(default_factory=lambda: deque(maxlen=REPORTED_MESSAGES))  # publish - due
+    publish_times: deque[float] = field(default_factory=lambda: deque(maxlen=REPORTED_MESSAGES))  # perf_counter s
 
 
 class BagMessages:
@@ -169,20 +173,30 @@ class BagPlayer:
         return clashes
 
     def play(self, executor, rate: float = 1.0, stop: Callable[[], bool] = lambda: False,
-             loop: bool = False) -> PlaybackReport:
+             loop: bool = False, delay: float = 0.0) -> PlaybackReport:
         """Every message at its time, or those due before ``stop()`` (a stop signal) turned true; with
-        ``loop``, pass after pass until ``stop()``. Each pass starts :attr:`clock` at its first
-        message's recorded time (publishing it on /clock at once), and each message is due when the
-        clock reads its recorded time."""
+        ``loop``, pass after pass until ``stop()``, each after ``delay`` seconds (as ``ros2 bag play
+        --delay``: "before play (each loop)"), the clock held at the first message's time meanwhile.
+        Each pass starts :attr:`clock` at its first message's recorded time (publishing it on /clock
+        at once), and each message is due when the clock reads its recorded time."""
         if not rate > 0:
             raise ValueError(f"rate must be positive, got {rate}")
         self.clock.rate = rate
         report = PlaybackReport()
         start = time.perf_counter()
+        first_ns = None
         while not stop():
+            if first_ns is not None:
+                self.clock.hold(first_ns)
+            end = time.perf_counter() + delay
+            while (remaining := end - time.perf_counter()) > 0 and not stop():
+                executor.spin_once(timeout_sec=min(remaining, 0.05))
             started = False
             for msg in self.messages:
+                if stop():
+                    break
                 if not started:
+                    first_ns = msg.log_time_ns
                     pass_start = time.perf_counter()
                     self.clock.start(msg.log_time_ns, pass_start)
                     self.publish_clock(pass_start)      # exactly the first message's time
@@ -221,7 +235,8 @@ def main(argv=None) -> int:
     parser.add_argument("--wait-for-subscribers", type=non_negative_float, default=10.0, metavar="S",
                         help="wait up to S seconds for every topic to have a subscriber before starting")
     parser.add_argument("--delay", type=non_negative_float, default=0.0, metavar="S",
-                        help="then sleep S seconds before playing (as ros2 bag play --delay): a subscriber can match "
+                        help="then sleep S seconds before playing, each pass of --loop (as ros2 bag play --delay): "
+                             "a subscriber can match "
                              "a publisher later than the publisher matches it, and best-effort messages sent in "
                              "between are lost")
     parser.add_argument("--clock", type=positive_float, nargs="?", const=DEFAULT_CLOCK_HZ, default=None,
@@ -256,10 +271,7 @@ def main(argv=None) -> int:
             if clashes:
                 raise ValueError("; ".join(clashes))
             print("not every topic has a subscriber; playing anyway", file=sys.stderr)
-        end = time.monotonic() + args.delay
-        while (remaining := end - time.monotonic()) > 0 and not stopping():
-            executor.spin_once(timeout_sec=min(remaining, 0.05))
-        report = player.play(executor, args.rate, stopping, args.loop)
+        report = player.play(executor, args.rate, stopping, args.loop, args.delay)
     except (ValueError, OSError, McapError) as exc:      # no such bag, not MCAP, cut short, nothing to play
         print(f"play_bag: error: {str(exc) or type(exc).__name__}", file=sys.stderr)
         return 2
@@ -274,8 +286,9 @@ def main(argv=None) -> int:
         print(f"play_bag: error: {args.bag}: no messages on {player.topics}", file=sys.stderr)
         return 2
     late = np.array(report.lateness_s) * 1e3
+    over = f" (of the last {len(late)})" if len(late) < report.published else ""
     print(f"published {report.published} messages in {report.duration_s:.2f} s at rate {args.rate:g}; "
-          f"lateness p50 {np.percentile(late, 50):.2f} ms, max {late.max():.2f} ms")
+          f"lateness{over} p50 {np.percentile(late, 50):.2f} ms, max {late.max():.2f} ms")
     return 0
 
 
