@@ -397,6 +397,10 @@ class PoseSet:
     def __len__(self) -> int:
         return len(self.inputs_2d)
 
+    def subset(self, mask: np.ndarray) -> "PoseSet":
+        return PoseSet(self.inputs_2d[mask], self.targets_3d[mask], self.action_ids[mask],
+                       self.subject_ids[mask], self.camera_ids[mask], self.subjects)
+
 
 class CameraSequence(NamedTuple):
     """One sequence as one camera saw it."""
