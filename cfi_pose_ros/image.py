@@ -83,6 +83,9 @@ _PACKED_YUV = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})
 # luma and chroma rows, not pixels of a fixed size: in none of _LAYOUT's tables
 SEMI_PLANAR_YUV420: dict[str, int] = {"nv12": cv2.COLOR_YUV2BGR_NV12, "nv21": cv2.COLOR_YUV2BGR_NV21}
 SUPPORTED_ENCODINGS: tuple[str, ...] = (*_LAYOUT, *SEMI_PLANAR_YUV420, "nv24")
+# the semi-planar YUV encodings, read from luma and chroma rows: image_encodings.hpp's tables (and so
+# cv_bridge) give them 2 channels of 8 bits a pixel, which is not their layout
+READ_BY_ROWS = frozenset({*SEMI_PLANAR_YUV420, "nv24"})
 # (Y, Cb, Cr, 1) -> (B, G, R): BT.601 video range with the fixed-point coefficients of OpenCV's own
 # nv12/yuv422 converters (ITUR_BT_601_CY, _CVR, _CVG, _CUG, _CUB over 2**20), so that nv24 gives the
 # colours those give for the same samples; one cv2.transform pass rounds and saturates to uint8.

@@ -56,7 +56,7 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
 from cfi_pose_ros.detectors.decode import unit_scores
 from cfi_pose_ros.detectors.frame import detect_and_track
-from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, SEMI_PLANAR_YUV420, ImageTooLarge, UnsupportedEncoding,
+from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, READ_BY_ROWS, ImageTooLarge, UnsupportedEncoding,
                                 bytes_per_pixel, check_compressed_image, compressed_msg_to_bgr, decode_refusing_damage,
                                 image_msg_to_bgr, raw_rows)
 from cfi_pose_ros.interrupts import raise_if_interrupted
@@ -154,7 +154,7 @@ def image_to_bgr(msg, bridge=None, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
     # nv12/nv21 are read as RViz's image display reads nv12 (luma rows, then chroma rows), nv24 as
     # V4L2 lays it out, cv_bridge or not: image_encodings.hpp's tables give them 2 channels of 8 bits
     # a pixel, which is not that layout, and what cv_bridge makes of them could not be checked here
-    if bridge is not None and msg.encoding not in SEMI_PLANAR_YUV420 and msg.encoding != "nv24":
+    if bridge is not None and msg.encoding not in READ_BY_ROWS:
         try:
             image = _by_bridge(bridge.imgmsg_to_cv2, msg)
         except CvBridgeError as exc:
