@@ -188,9 +188,7 @@ class BagPlayer:
         while not stop():
             if first_ns is not None:
                 self.clock.hold(first_ns)
-            end = time.perf_counter() + delay
-            while (remaining := end - time.perf_counter()) > 0 and not stop():
-                executor.spin_once(timeout_sec=min(remaining, 0.05))
+            _spin_until(executor, time.perf_counter() + delay, stop, 0.05)
             started = False
             for msg in self.messages:
                 if stop():
@@ -202,8 +200,7 @@ class BagPlayer:
                     self.publish_clock(pass_start)      # exactly the first message's time
                     started = True
                 due = self.clock.due(msg.log_time_ns)
-                while (remaining := due - time.perf_counter()) > 0 and not stop():
-                    executor.spin_once(timeout_sec=min(remaining, 0.005))
+                _spin_until(executor, due, stop, 0.005)
                 if stop():
                     break
                 self._publishers[self.remap.get(msg.topic, msg.topic)].publish(msg.data)
@@ -215,6 +212,13 @@ class BagPlayer:
                 break
         report.duration_s = time.perf_counter() - start
         return report
+
+
+def _spin_until(executor, end: float, stop: Callable[[], bool], step: float) -> None:
+    """Spin ``executor`` (callbacks, the /clock timer) until ``time.perf_counter()`` reaches ``end`` or
+    ``stop()`` turns true, at most ``step`` seconds a spin."""
+    while (remaining := end - time.perf_counter()) > 0 and not stop():
+        executor.spin_once(timeout_sec=min(remaining, step))
 
 
 def main(argv=None) -> int:
