@@ -1014,7 +1014,8 @@ def interrupted_step(*args, **kwargs):
     return original(*args, **kwargs)
 
 train_module.train_step = interrupted_step
-train_module.main(sys.argv[2:])
+sys.argv[1:] = sys.argv[2:]
+train_module.cli()                  # as python -m training.train ends
 """
 
 
@@ -1046,9 +1047,10 @@ def test_distributed_training_with_dropout_resumes_each_process_from_its_own_ran
     split = str(tmp_path / "split")
     code, log = torchrun(str(script), "5", *args, "--out", split)           # at epoch 2's first step
     assert code != 0 and json.loads((tmp_path / "split" / "checkpoint.json").read_text())["epoch"] == 1, log
+    assert "exitcode  : 130" in log and "terminate called" not in log, log     # each: interrupted by SIGINT
     code, log = torchrun(str(script), "3", *args, "--out", split, "--resume")   # after its second
     meta = json.loads((tmp_path / "split" / "checkpoint.json").read_text())
-    assert code != 0 and meta["run_state"]["global_step"] == 6, log
+    assert code != 0 and meta["run_state"]["global_step"] == 6 and "terminate called" not in log, log
     code, log = torchrun("-m", "training.train", *args, "--out", split, "--resume")
     assert code == 0, log
     whole, _ = load_weights(tmp_path / "whole" / "tiny.safetensors")
@@ -1061,3 +1063,97 @@ def test_distributed_training_with_dropout_resumes_each_process_from_its_own_ran
                                                       r"is 1 process; resume it with as many \(torchrun "
                                                       r"--nproc-per-node 2\)"):
         train_module.main(args + ["--epochs", "3", "--out", split, "--resume"])
+
+
+# torchrun's two processes end while gloo's worker threads still hold collectives whose tensors'
+# Python objects they must free. Rank 1 leaves with four all_gathers queued and holds the GIL in an
+# exit handler (a foreign call through PyDLL keeps it) until after rank 0 has joined them: its
+# worker, done, waits for the GIL, and gets it only once Python is finalizing. Rank 0 leaves right
+# after its own four. Through the interpreter's finalization (``main()`` alone) 6 of 6 runs aborted.
+LATE_COLLECTIVES = """
+import atexit, ctypes, time
+import torch
+import torch.distributed as dist
+import training.train as train_module
+
+def late_collectives(argv=None):
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    dist.barrier()
+    if rank == 1:
+        for _ in range(4):
+            parts = [torch.zeros(4) for _ in range(2)]
+            work = dist.all_gather(parts, torch.ones(4), async_op=True)
+            del parts, work
+        atexit.register(ctypes.PyDLL(None).usleep, 2_500_000)
+        print("rank 1 leaves")              # not flushed: os._exit must not lose it
+        return {}
+    time.sleep(1.0)
+    try:
+        for _ in range(4):
+            dist.all_gather([torch.zeros(4) for _ in range(2)], torch.ones(4))
+    except RuntimeError:                    # rank 1 may be gone with its share
+        pass
+    print("rank 0 leaves")
+    return {}
+
+train_module.main = late_collectives
+train_module.cli()
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_processes_leaving_while_gloo_holds_collectives_exit_0_with_their_output(tmp_path):
+    """A process of a torchrun run ended through the interpreter's finalization, and a gloo worker
+    that freed a finished collective's tensors then needed the GIL and was ended inside a destructor
+    ("terminate called without an active exception", SIGABRT): now and then in the DDP test, after
+    a run that had succeeded. The command (``cli``) ends such a process with os._exit, flushed."""
+    import os
+    import subprocess
+
+    script = tmp_path / "late_collectives.py"
+    script.write_text(LATE_COLLECTIVES)
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                               str(script)], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                              text=True, timeout=120)
+        log = done.stdout + done.stderr
+        assert done.returncode == 0 and "terminate called" not in log, log
+        assert "rank 0 leaves" in done.stdout and "rank 1 leaves" in done.stdout, log
+
+
+# The command's exit for each way main ends, in a process that believes it is one of torchrun's.
+ENDING = """
+import sys
+import training.train as train_module
+
+def ending(argv=None):
+    case = sys.argv[1]
+    print("ran", case)
+    if case == "record":
+        return {"epoch": 1}
+    if case == "error":
+        raise ValueError("a bad value")
+    raise SystemExit({"130": 130, "none": None, "text": "error: told"}[case])
+
+train_module.main = ending
+train_module.cli()
+print("after cli")
+"""
+
+
+@pytest.mark.parametrize("case, status, err", [("record", 0, ""), ("130", 130, ""), ("none", 0, ""),
+                                               ("text", 1, "error: told"), ("error", 1, "ValueError: a bad value")])
+def test_a_torchrun_process_exits_with_the_status_python_would_give(tmp_path, case, status, err):
+    """os._exit (above) with what sys.exit or an uncaught exception would have given: the status,
+    the message or traceback, and stdout not lost."""
+    import os
+    import subprocess
+
+    script = tmp_path / "ending.py"
+    script.write_text(ENDING)
+    done = subprocess.run([sys.executable, str(script), case], env={**os.environ, "WORLD_SIZE": "2"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == status, done.stderr
+    assert done.stdout.splitlines() == [f"ran {case}"], done.stdout
+    assert err in done.stderr

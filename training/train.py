@@ -36,6 +36,7 @@ import signal
 import stat
 import sys
 import time
+import traceback
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -761,9 +762,8 @@ class Run:
         own = process_rng_state(self.device)
         if self.world == 1:
             return [own]
-        # fixed-size byte tensors, so a plain all_gather: with gather_object, 2 of 6 runs of the DDP
-        # tests had a process abort at exit ("terminate called without an active exception"), 0 of 4
-        # since (the cause not shown)
+        # fixed-size byte tensors, so a plain all_gather (gather_object would pickle them); the aborts
+        # at exit once put down to gather_object were gloo freeing these at finalization (see cli)
         gathered = {}
         for name, state in own.items():
             parts = [torch.empty_like(state) for _ in range(self.world)]
@@ -832,9 +832,8 @@ def train(args) -> dict:
 
 def leave_together(run: Run) -> None:
     """Every process leaves the process group together (not after an error only one of them
-    raised: the others would wait in the barrier forever): a rank that tore gloo down while rank 0
-    was still evaluating and saving was aborted on exit about every other run ("terminate called
-    without an active exception")."""
+    raised: the others would wait in the barrier forever), none while rank 0 still evaluates and
+    saves. How the processes then end: ``cli``."""
     if run.world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
@@ -1211,12 +1210,43 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def cli() -> int:
-    """The ``cfi-train`` command (setup.py): ``main`` returns the training run's record, and the
-    wrapper setuptools writes hands what it gets to ``sys.exit``, which printed that dict and
-    exited 1 after a run that had succeeded."""
-    main()
-    return 0
+    """The ``cfi-train`` command (setup.py) and ``python -m training.train``: exit status 0 after a
+    run (``main`` returns the run's record, and the wrapper setuptools writes hands what it gets to
+    ``sys.exit``, which printed that dict and exited 1 after a run that had succeeded).
+
+    A process of a torchrun run (WORLD_SIZE > 1) ends with ``os._exit``, its output flushed, not
+    through the interpreter's finalization: gloo's worker threads drop their last collectives a
+    moment after those complete, and one that did so while Python finalized needed the GIL for the
+    tensors' Python objects and was ended inside a destructor: "terminate called without an active
+    exception", SIGABRT and exit -6 after a run that had succeeded (a core of the DDP test: a
+    barrier's work freeing an all_gather's in ``ProcessGroupGloo::runLoop``). Every file the run
+    writes is synced before it is renamed into place (``cfi_pose_ros.files``), so nothing is lost."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        main()
+        return 0
+    try:
+        main()
+        status = 0
+    except SystemExit as leaving:
+        status = exit_status(leaving.code)
+    except BaseException:               # a traceback as Python would print it, then the same exit
+        traceback.print_exc()
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def exit_status(code) -> int:
+    """The status ``sys.exit(code)`` ends a process with: 0 for None, an int as it is, anything
+    else printed to stderr and 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
-    main()
+    cli()
