@@ -13,7 +13,7 @@ convention); or, while the stamps stand still, when missed in more than
 ``MAX_STALLED_MISSES`` frames. A track matched in the previous frame has missed
 none, however far apart the two frames' stamps are, while the frames come at the
 stream's pace (at most twice the gap before); after a longer pause ``max_age``
-holds. Ids are never reused, and
+holds. Each ``frame_id`` (camera) has tracks of its own. Ids are never reused, and
 nothing is remembered to ensure it (the
 state is the live tracks only, however many people have passed): ``int`` ids
 count up; ``ros4hri`` ids are that count sent through a seeded permutation of
@@ -48,6 +48,9 @@ MAX_STALLED_MISSES = 30
 # 4096: with tracker_max_age up to an hour, a false detection in a new place every frame would
 # otherwise make every frame's matching work through 100 000 dead tracks.
 MAX_TRACKS = 4096
+# Most cameras (``header.frame_id``s) whose tracks are kept while another camera's frames come, the
+# least recently seen dropped first: the lifter keeps as many (its smoother's cameras).
+MAX_CAMERAS = 16
 
 
 @dataclass
@@ -143,13 +146,36 @@ class MultiPersonTracker:
         return self._scramble, self._offset, self._counter
 
     def reset(self) -> None:
-        """Forget every track (ids already given out are still never reused)."""
+        """Forget every track, every camera's (ids already given out are still never reused)."""
+        self._cameras: dict[str, tuple] = {}    # frame_id -> _camera_state() of the cameras not seen last
+        self._start_camera()
+
+    _CAMERA_STATE = ("_tracks", "_frame", "_last_t", "_period", "_image_size", "_frame_id")
+
+    def _start_camera(self) -> None:
+        """The state of one camera (one ``frame_id``) as at its first frame."""
         self._tracks: list[Track] = []
         self._frame = 0
         self._last_t: float | None = None
         self._period: float | None = None     # the gap between the last two frames of different times
         self._image_size: tuple[int, int] | None = None
         self._frame_id: str | None = None
+
+    def _switch_camera(self, frame_id: str | None) -> None:
+        """Keep the last camera's tracks aside and go on with those of ``frame_id``'s (fresh for one
+        not seen, or dropped, before): two cameras' images alternating on one topic started the
+        tracker over at each frame, and everyone in view of either got a new id every frame."""
+        if frame_id is None or self._frame_id is None or frame_id == self._frame_id:
+            return
+        self._cameras[self._frame_id] = tuple(getattr(self, name) for name in self._CAMERA_STATE)
+        saved = self._cameras.pop(frame_id, None)
+        while len(self._cameras) >= MAX_CAMERAS:      # the least recently seen camera first
+            del self._cameras[next(iter(self._cameras))]
+        if saved is None:
+            self._start_camera()
+        else:
+            for name, value in zip(self._CAMERA_STATE, saved):
+                setattr(self, name, value)
 
     @property
     def tracks(self) -> list[Track]:
@@ -200,6 +226,13 @@ class MultiPersonTracker:
             track.last_seen += delta
         if self._last_t is not None:
             self._last_t += delta
+        for frame_id, state in self._cameras.items():      # the other cameras' tracks alike
+            values = dict(zip(self._CAMERA_STATE, state))
+            for track in values["_tracks"]:
+                track.last_seen += delta
+            if values["_last_t"] is not None:
+                values["_last_t"] += delta
+            self._cameras[frame_id] = tuple(values[name] for name in self._CAMERA_STATE)
 
     def _assign(self, boxes: np.ndarray, t: float) -> dict[int, Track]:
         """Box index -> the track it continues (most total IoU with the tracks predicted to ``t``,
@@ -223,9 +256,11 @@ class MultiPersonTracker:
         """Whether a frame at time ``t`` begins a new timeline (further back than a late frame), is
         in another ``frame_id`` than the last (where given: another camera publishing on the topic, a
         driver restarted with another frame), or is of another ``image_size`` (width, height; where
-        given), on which :meth:`update` forgets every track: what else follows people from frame to
-        frame (the top-down detector's boxes) starts over with it. :meth:`update` asks this very
-        question, so its callers cannot keep state that the tracker has dropped."""
+        given), on which :meth:`update` forgets every track (another camera's frame: sets the last
+        camera's tracks aside and goes on with that camera's own): what else follows people from
+        frame to frame (the top-down detector's boxes, of the last frame only) starts over with it.
+        :meth:`update` asks this very question, so its callers cannot keep state that the tracker has
+        dropped."""
         # Boxes in the pixels of another image size (a driver switched mode, binning) do not compare
         # with the tracks': one person's new box could overlap another's old one and take their id.
         size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
@@ -244,18 +279,22 @@ class MultiPersonTracker:
         or the other for a tracker's whole life. A ``t`` earlier than the newest frame's by more
         than ``timeline.LATE_FRAME_TOLERANCE`` (a replayed bag, a simulation reset) starts over; by
         less, the frame is late (out of order): its boxes get the ids of the tracks they match
-        (``""`` for the others) and no track changes. A frame of another ``image_size`` (width, height) or
-        ``frame_id`` than the previous one starts over too.
+        (``""`` for the others) and no track changes. A frame of another ``image_size`` (width, height) than its
+        camera's previous one starts over too. Each ``frame_id`` (camera) has tracks and a timeline
+        of its own (at most :data:`MAX_CAMERAS`, the least recently seen dropped first; a frame of a
+        camera not seen, or dropped, before starts that camera afresh), so frames of two cameras
+        alternating on one topic keep each camera's ids.
         """
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if not np.all(np.isfinite(boxes)):
             raise ValueError("boxes contain NaN or inf")
+        self._switch_camera(frame_id)
         self._frame += 1
         frame_clock = t is None
         t = float(self._frame if frame_clock else t)
         size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
         if self.starts_over(t, frame_id, size):
-            self.reset()
+            self._start_camera()
             self._frame = 1
             if frame_clock:     # the first frame of the new timeline (the old count read as going back)
                 t = 1.0

@@ -780,3 +780,23 @@ def test_ids_stay_when_a_sim_time_camera_driver_stamps_its_first_images_zero(sta
     finally:
         path.executor.remove_node(driver)
         driver.destroy_node()
+
+
+def test_two_cameras_alternating_on_the_image_topic_keep_their_ids(started, meta, h36m_image):
+    """Two cameras publishing on one image topic, each with its own frame_id, their images
+    alternating: the detector's tracker started over at every change of frame_id, so the still
+    person in each camera got a new id with every image (1, 2, 3, ... over DDS). Each camera has
+    tracks of its own now (``test_tracking.py -k two_cameras``); the ids stay, and differ."""
+    path = started(lifter=False)
+    info = h36m_camera_info(meta)
+    mirrored = np.ascontiguousarray(h36m_image[:, ::-1])
+    ids = {FRAME: [], "camera_b_optical_frame": []}
+    for k in range(4):
+        for frame_id, image, nanosec in ((FRAME, h36m_image, 0), ("camera_b_optical_frame", mirrored, 10_000_000)):
+            out = path.send(image_msg(image, "rgb8", sec=50 + k, nanosec=nanosec, frame_id=frame_id), info,
+                            until="keypoints", timeout=120.0)
+            assert out is not None and out.header.frame_id == frame_id, path.report()
+            assert len(out.people) == 1, (frame_id, k, path.report())
+            ids[frame_id].append(out.people[0].id)
+    a, b = ids.values()
+    assert len(set(a)) == 1 and len(set(b)) == 1 and a[0] != b[0] and a[0] and b[0], ids

@@ -381,3 +381,50 @@ def test_a_person_standing_still_keeps_the_id_after_a_miss_shorter_than_max_age(
         assert tracker.update([box(300)], t=k / 30) == ["1"]
     assert tracker.update([box(300, w=72)], t=10 / 30) == ["1"]
     assert tracker.update([box(300)], t=25 / 30) == ["1"]            # missed for 0.47 s
+
+
+def test_two_cameras_alternating_on_one_topic_keep_each_camera_s_ids():
+    """Two cameras' images alternating on one image topic (each its own header.frame_id): the
+    tracker kept one camera's tracks and started over at every change of frame_id, so a person
+    standing still in either camera got a new id every frame (ids 1, 2, 3, ... 12 over six frame
+    pairs, each a new TF frame and smoothing track in the lifter, which keeps cameras apart).
+    Each camera now has tracks of its own; ids are still never shared between cameras."""
+    from cfi_pose_ros.detectors import Detections2D
+    from cfi_pose_ros.detectors.frame import detect_and_track
+
+    class Boxes:                                       # a detector that finds the boxes it is told
+        boxes: list = []
+        resets = 0
+
+        def detect(self, image_bgr):
+            n = len(self.boxes)
+            return Detections2D(np.zeros((n, 17, 2)), np.ones((n, 17)), self.boxes, np.ones(n))
+
+        def reset(self):                               # its state is of the last frame: reset at a switch
+            self.resets += 1
+
+    detector, tracker = Boxes(), MultiPersonTracker()
+    image = np.zeros((480, 640, 3), np.uint8)
+    ids = []
+    for k in range(6):
+        detector.boxes = [box(300)]                    # camera A: one person, still
+        ids.append(detect_and_track(detector, tracker, image, 10 + k / 30, "camera_a")[1])
+        detector.boxes = [box(310), box(500)]          # camera B, its stamps a little later
+        ids.append(detect_and_track(detector, tracker, image, 10.01 + k / 30, "camera_b")[1])
+    assert ids == [["1"], ["2", "3"]] * 6, ids
+    assert detector.resets == 11                       # the detector's followed boxes are of one camera
+    # a camera's own timeline: B looping back (its bag) starts B over, A goes on
+    detector.boxes = [box(310), box(500)]
+    assert detect_and_track(detector, tracker, image, 1.0, "camera_b")[1] == ["4", "5"]
+    detector.boxes = [box(300)]
+    assert detect_and_track(detector, tracker, image, 10.2, "camera_a")[1] == ["1"]
+    # and a camera away for longer than max_age on its own stamps gets new ids, as one camera does
+    assert detect_and_track(detector, tracker, image, 11.5, "camera_a")[1] == ["6"]
+    # bounded: MAX_CAMERAS cameras are kept, the least recently seen dropped first
+    from cfi_pose_ros.tracking import MAX_CAMERAS
+
+    for c in range(MAX_CAMERAS + 1):
+        detect_and_track(detector, tracker, image, 12 + c / 30, f"camera_{c}")
+    detector.boxes = [box(300)]
+    assert len(tracker._cameras) == MAX_CAMERAS - 1
+    assert detect_and_track(detector, tracker, image, 13.0, "camera_a")[1] == ["24"]   # dropped: afresh
