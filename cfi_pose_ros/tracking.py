@@ -44,7 +44,7 @@ MIN_MOTION_INTERVAL = timeline.MIN_FRAME_INTERVAL
 # more than this many frames at an unchanged stamp is retired instead: about a second of camera
 # frames, the default max_age (the lifter's smoother has the same kind of fallback).
 MAX_STALLED_MISSES = 30
-# Most tracks kept (the least recently seen dropped first), as the lifter's smoother keeps at most
+# Most tracks kept per camera (the least recently seen dropped first), as the lifter's smoother keeps at most
 # 4096: with tracker_max_age up to an hour, a false detection in a new place every frame would
 # otherwise make every frame's matching work through 100 000 dead tracks.
 MAX_TRACKS = 4096
