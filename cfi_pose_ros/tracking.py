@@ -44,8 +44,8 @@ MIN_MOTION_INTERVAL = timeline.MIN_FRAME_INTERVAL
 # more than this many frames at an unchanged stamp is retired instead: about a second of camera
 # frames, the default max_age (the lifter's smoother has the same kind of fallback).
 MAX_STALLED_MISSES = 30
-# Most tracks kept per camera (the least recently seen dropped first), as the lifter's smoother keeps at most
-# 4096: with tracker_max_age up to an hour, a false detection in a new place every frame would
+# Most tracks kept per camera (the least recently seen dropped first), as the lifter's smoother keeps
+# at most 4096: with tracker_max_age up to an hour, a false detection in a new place every frame would
 # otherwise make every frame's matching work through 100 000 dead tracks.
 MAX_TRACKS = 4096
 # Most cameras (``header.frame_id``s) whose tracks are kept while another camera's frames come, the
@@ -147,7 +147,7 @@ class MultiPersonTracker:
 
     def reset(self) -> None:
         """Forget every track, every camera's (ids already given out are still never reused)."""
-        self._cameras: dict[str, tuple] = {}    # frame_id -> _camera_state() of the cameras not seen last
+        self._cameras: dict[str, tuple] = {}    # frame_id -> its _CAMERA_STATE values, of each camera but the last one seen
         self._start_camera()
 
     _CAMERA_STATE = ("_tracks", "_frame", "_last_t", "_period", "_image_size", "_frame_id")
