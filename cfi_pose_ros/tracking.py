@@ -147,7 +147,8 @@ class MultiPersonTracker:
 
     def reset(self) -> None:
         """Forget every track, every camera's (ids already given out are still never reused)."""
-        self._cameras: dict[str, tuple] = {}    # frame_id -> its _CAMERA_STATE values, of each camera but the last one seen
+        # frame_id -> its _CAMERA_STATE values, for each camera but the one of the last frame
+        self._cameras: dict[str, tuple] = {}
         self._start_camera()
 
     _CAMERA_STATE = ("_tracks", "_frame", "_last_t", "_period", "_image_size", "_frame_id")
