@@ -105,6 +105,23 @@ def predicted_boxes(tracks: list[Track], t: float, use_velocity: bool) -> np.nda
     return boxes + np.tile(centre, 2) * elapsed[:, None]
 
 
+@dataclass
+class _CameraTracks:
+    """The tracks and timeline of one camera (one ``frame_id``), as at its first frame."""
+    frame_id: str | None = None
+    tracks: list[Track] = field(default_factory=list)
+    frame: int = 0
+    last_t: float | None = None
+    period: float | None = None       # the gap between the last two frames of different times
+    image_size: tuple[int, int] | None = None
+
+    def shift_times(self, delta: float) -> None:
+        for track in self.tracks:
+            track.last_seen += delta
+        if self.last_t is not None:
+            self.last_t += delta
+
+
 class MultiPersonTracker:
     """Stable string ids for the person boxes of successive frames."""
 
@@ -147,41 +164,24 @@ class MultiPersonTracker:
 
     def reset(self) -> None:
         """Forget every track, every camera's (ids already given out are still never reused)."""
-        # frame_id -> its _CAMERA_STATE values, for each camera but the one of the last frame
-        self._cameras: dict[str, tuple] = {}
-        self._start_camera()
-
-    _CAMERA_STATE = ("_tracks", "_frame", "_last_t", "_period", "_image_size", "_frame_id")
-
-    def _start_camera(self) -> None:
-        """The state of one camera (one ``frame_id``) as at its first frame."""
-        self._tracks: list[Track] = []
-        self._frame = 0
-        self._last_t: float | None = None
-        self._period: float | None = None     # the gap between the last two frames of different times
-        self._image_size: tuple[int, int] | None = None
-        self._frame_id: str | None = None
+        self._camera = _CameraTracks()                  # the camera of the last frame
+        self._cameras: dict[str, _CameraTracks] = {}    # the others', least recently seen first
 
     def _switch_camera(self, frame_id: str | None) -> None:
         """Keep the last camera's tracks aside and go on with those of ``frame_id``'s (fresh for one
         not seen, or dropped, before): two cameras' images alternating on one topic started the
         tracker over at each frame, and everyone in view of either got a new id every frame."""
-        if frame_id is None or self._frame_id is None or frame_id == self._frame_id:
+        if frame_id is None or self._camera.frame_id is None or frame_id == self._camera.frame_id:
             return
-        self._cameras[self._frame_id] = tuple(getattr(self, name) for name in self._CAMERA_STATE)
-        saved = self._cameras.pop(frame_id, None)
+        self._cameras[self._camera.frame_id] = self._camera
+        self._camera = self._cameras.pop(frame_id, None) or _CameraTracks()
         while len(self._cameras) >= MAX_CAMERAS:      # the least recently seen camera first
             del self._cameras[next(iter(self._cameras))]
-        if saved is None:
-            self._start_camera()
-        else:
-            for name, value in zip(self._CAMERA_STATE, saved):
-                setattr(self, name, value)
 
     @property
     def tracks(self) -> list[Track]:
         """The confirmed live tracks."""
-        return [track for track in self._tracks if track.confirmed]
+        return [track for track in self._camera.tracks if track.confirmed]
 
     def _new_id(self) -> str:
         self._counter += 1
@@ -222,26 +222,17 @@ class MultiPersonTracker:
         return t
 
     def _shift_times(self, delta: float) -> None:
-        """Move every time the tracks hold by ``delta`` seconds (onto another clock)."""
-        for track in self._tracks:
-            track.last_seen += delta
-        if self._last_t is not None:
-            self._last_t += delta
-        for frame_id, state in self._cameras.items():      # the other cameras' tracks alike
-            values = dict(zip(self._CAMERA_STATE, state))
-            for track in values["_tracks"]:
-                track.last_seen += delta
-            if values["_last_t"] is not None:
-                values["_last_t"] += delta
-            self._cameras[frame_id] = tuple(values[name] for name in self._CAMERA_STATE)
+        """Move every time the tracks hold, every camera's, by ``delta`` seconds (onto another clock)."""
+        for camera in (self._camera, *self._cameras.values()):
+            camera.shift_times(delta)
 
     def _assign(self, boxes: np.ndarray, t: float) -> dict[int, Track]:
         """Box index -> the track it continues (most total IoU with the tracks predicted to ``t``,
         over the pairs that overlap at least ``min_iou``)."""
         cfg = self.config
         assigned: dict[int, Track] = {}
-        if self._tracks and len(boxes):
-            iou = box_iou(predicted_boxes(self._tracks, t, cfg.predict_motion), boxes)
+        if self._camera.tracks and len(boxes):
+            iou = box_iou(predicted_boxes(self._camera.tracks, t, cfg.predict_motion), boxes)
             # A pair that cannot match must not weigh in the sum: A-box1 0.6, B-box1 0.5, A-box2 0.29
             # (below min_iou) summed more as B-box1 + A-box2, so box 1 took B's id and A lost its
             # person. Such pairs cost more than any assignment of possible ones can gain.
@@ -249,7 +240,7 @@ class MultiPersonTracker:
             rows, cols = linear_sum_assignment(np.where(possible, 1.0 - iou, 1.0 + iou.size))
             for r, c in zip(rows, cols):
                 if possible[r, c]:
-                    assigned[int(c)] = self._tracks[int(r)]
+                    assigned[int(c)] = self._camera.tracks[int(r)]
         return assigned
 
     def starts_over(self, t: float, frame_id: str | None = None,
@@ -265,10 +256,10 @@ class MultiPersonTracker:
         # Boxes in the pixels of another image size (a driver switched mode, binning) do not compare
         # with the tracks': one person's new box could overlap another's old one and take their id.
         size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
-        resized = size is not None and self._image_size is not None and size != self._image_size
+        resized = size is not None and self._camera.image_size is not None and size != self._camera.image_size
         # Boxes of another camera (another frame_id) neither: the lifter's smoothing starts over on it too.
-        other_camera = frame_id is not None and self._frame_id is not None and frame_id != self._frame_id
-        return resized or other_camera or timeline.starts_over(self._last_t, t)
+        other_camera = frame_id is not None and self._camera.frame_id is not None and frame_id != self._camera.frame_id
+        return resized or other_camera or timeline.starts_over(self._camera.last_t, t)
 
     def update(self, boxes: np.ndarray, t: float | None = None,
                image_size: tuple[int, int] | None = None, frame_id: str | None = None) -> list[str]:
@@ -290,26 +281,25 @@ class MultiPersonTracker:
         if not np.all(np.isfinite(boxes)):
             raise ValueError("boxes contain NaN or inf")
         self._switch_camera(frame_id)
-        self._frame += 1
+        self._camera.frame += 1
         frame_clock = t is None
-        t = float(self._frame if frame_clock else t)
+        t = float(self._camera.frame if frame_clock else t)
         size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
         if self.starts_over(t, frame_id, size):
-            self._start_camera()
-            self._frame = 1
+            self._camera = _CameraTracks(frame=1)
             if frame_clock:     # the first frame of the new timeline (the old count read as going back)
                 t = 1.0
-        elif self._last_t is not None and t < self._last_t:
+        elif self._camera.last_t is not None and t < self._camera.last_t:
             # Late: the tracks already hold newer boxes, and a velocity over a negative interval
             # means nothing, so the frame is matched (tracks predicted back to its time) and
             # changes nothing; the next in-order frame goes on from the newest state.
             assigned = self._assign(boxes, t)
             return [assigned[c].id if c in assigned else "" for c in range(len(boxes))]
         if size is not None:
-            self._image_size = size
+            self._camera.image_size = size
         if frame_id is not None:
-            self._frame_id = frame_id
-        previous_t, self._last_t = self._last_t, t
+            self._camera.frame_id = frame_id
+        previous_t, self._camera.last_t = self._camera.last_t, t
         stalled = t == previous_t
         cfg = self.config
         # On the frame clock, a gap of n frames means n - 1 missed frames. A track seen in the previous
@@ -320,19 +310,19 @@ class MultiPersonTracker:
         # than max_age still retires it: whoever stands there afterwards may be someone else.
         allowed = cfg.max_age + (1.0 if frame_clock else 0.0)
         gap = None if previous_t is None else t - previous_t
-        at_pace = gap is not None and (self._period is None or gap <= 2.0 * self._period)
+        at_pace = gap is not None and (self._camera.period is None or gap <= 2.0 * self._camera.period)
         if gap:
-            self._period = gap
-        self._tracks = [tr for tr in self._tracks
+            self._camera.period = gap
+        self._camera.tracks = [tr for tr in self._camera.tracks
                         if ((at_pace and tr.last_seen == previous_t) or t - tr.last_seen <= allowed)
                         and tr.stalled_misses <= MAX_STALLED_MISSES]
 
         assigned = self._assign(boxes, t)
         matched_tracks = {id(tr) for tr in assigned.values()}
         # Tentative tracks die on their first miss; confirmed ones wait for max_age.
-        self._tracks = [tr for tr in self._tracks if id(tr) in matched_tracks or tr.confirmed]
+        self._camera.tracks = [tr for tr in self._camera.tracks if id(tr) in matched_tracks or tr.confirmed]
         if stalled:
-            for tr in self._tracks:
+            for tr in self._camera.tracks:
                 if id(tr) not in matched_tracks:
                     tr.stalled_misses += 1
         ids: list[str] = []
@@ -340,7 +330,7 @@ class MultiPersonTracker:
             track = assigned.get(c)
             if track is None:
                 track = Track(box=box.copy(), last_seen=t)
-                self._tracks.append(track)
+                self._camera.tracks.append(track)
             else:
                 dt = t - track.last_seen
                 if dt >= MIN_MOTION_INTERVAL:
@@ -354,6 +344,6 @@ class MultiPersonTracker:
             if not track.confirmed and track.hits >= cfg.min_hits:
                 track.id = self._new_id()
             ids.append(track.id)
-        if len(self._tracks) > MAX_TRACKS:
-            self._tracks = sorted(self._tracks, key=lambda tr: tr.last_seen)[-MAX_TRACKS:]
+        if len(self._camera.tracks) > MAX_TRACKS:
+            self._camera.tracks = sorted(self._camera.tracks, key=lambda tr: tr.last_seen)[-MAX_TRACKS:]
         return ids
