@@ -386,14 +386,14 @@ def test_a_value_of_another_type_is_refused_naming_both_types(lift_probe):
     """`ros2 param set /cfi_pose_lifter body_size_prior 1` sends an integer, `... batch_sizes []` an
     empty array of booleans: rclpy refused both as "Wrong parameter type, expected '3' got '2'"
     (its types by number), and so its own use_sim_time. The reason names the types, and what to
-    write; nothing changes."""
+    write (the empty array is refused for being empty); nothing changes."""
     ctx = lift_probe
     prior, sizes, sim_time = ctx.params.set_typed(body_size_prior="1", batch_sizes="[]", use_sim_time="1")
     assert not prior.successful and not sizes.successful and not sim_time.successful
     assert sim_time.reason == "parameter use_sim_time=1: expected a boolean, got an integer", sim_time.reason
     assert prior.reason == "parameter body_size_prior=1: expected a double, got an integer (write 1.0)", prior.reason
-    assert sizes.reason == ("parameter batch_sizes=[]: expected an array of integers, "
-                            "got an empty array of another type"), sizes.reason
+    # an empty array has no element type: checked as an empty array of integers (see empty_array_as)
+    assert sizes.reason == "parameter batch_sizes=[]: batch_sizes must not be empty", sizes.reason
     # YAML 1.1 reads a float only with a dot: `... min_keypoint_score 1e-3` sends a string
     score, transform = ctx.params.set_typed(min_keypoint_score="1e-3", target_from_camera="[0, 0, 0, 0, 0, 0, 1]")
     assert score.reason == ("parameter min_keypoint_score='1e-3': expected a double, got a string "
@@ -1667,6 +1667,64 @@ def test_an_output_topic_set_to_a_topic_the_node_has_with_another_type_answers_s
     finally:
         assert stop(detector) == 0, (tmp_path / "detector.log").read_text()
         assert node.close() == 0, node.log()
+
+
+def test_ros2_param_load_of_a_dump_with_an_empty_array_sets_it_unchanged(tmp_path, ros_env):
+    """A detector whose ``providers`` was set to an empty array of strings (accepted): `ros2 param
+    dump` writes ``providers: []``, and `ros2 param load` of that file (rclpy's AsyncParameterClient,
+    whose reader makes ``[]`` an array of bytes) was refused for that parameter ("parameter
+    providers=[]: None"). Every parameter is accepted, and none changes."""
+    import rclpy
+    import yaml
+    from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
+    from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import parameter_value_to_python
+    from rclpy.parameter_client import AsyncParameterClient
+
+    from ros_harness import call_service
+
+    name = f"empty_array_detector_{os.getpid()}"
+    log = tmp_path / "detector.log"
+    process = start_node(DETECT_NODE, overrides={"autostart": False}, log_path=log, node_name=name)
+    if not rclpy.ok():
+        rclpy.init()
+    client = rclpy.create_node(f"param_loader_{os.getpid()}")
+    executor = SingleThreadedExecutor()
+    executor.add_node(client)
+
+    def until(predicate, timeout=30.0):
+        return spin_until(executor, predicate, timeout)
+
+    try:
+        empty = ParameterMsg(name="providers", value=ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY))
+        setter = client.create_client(SetParameters, f"/{name}/set_parameters")
+        assert call_service(setter, SetParameters.Request(parameters=[empty]), until, 3).results[0].successful
+
+        def dump() -> dict:      # as `ros2 param dump`
+            listing = client.create_client(ListParameters, f"/{name}/list_parameters")
+            names = sorted(call_service(listing, ListParameters.Request(), until, 3).result.names)
+            getter = client.create_client(GetParameters, f"/{name}/get_parameters")
+            values = call_service(getter, GetParameters.Request(names=names), until, 3).values
+            return {n: parameter_value_to_python(v) for n, v in zip(names, values)}
+
+        dumped = dump()
+        assert list(dumped["providers"]) == []
+        path = tmp_path / "dump.yaml"
+        path.write_text(yaml.dump({f"/{name}": {"ros__parameters": {
+            n: v if isinstance(v, (bool, int, float, str)) else list(v) for n, v in dumped.items()}}},
+            default_flow_style=False))
+        loader = AsyncParameterClient(client, f"/{name}")
+        assert loader.wait_for_services(timeout_sec=30)
+        future = loader.load_parameter_file(str(path))          # as `ros2 param load`
+        assert until(future.done), "no answer to the load"
+        refused = [r.reason for r in future.result().results if not r.successful]
+        assert refused == [], refused
+        assert dump() == dumped
+    finally:
+        assert stop(process) == 0, log.read_text()
+        executor.shutdown()
+        client.destroy_node()
 
 
 def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_with_the_reason(ros_env):

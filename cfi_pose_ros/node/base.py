@@ -64,6 +64,23 @@ def same_value(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
+ARRAY_TYPES = frozenset({Parameter.Type.BYTE_ARRAY, Parameter.Type.BOOL_ARRAY, Parameter.Type.INTEGER_ARRAY,
+                         Parameter.Type.DOUBLE_ARRAY, Parameter.Type.STRING_ARRAY})
+
+
+def empty_array_as(param: Parameter, declared: Parameter.Type) -> Parameter:
+    """``param`` as an empty array of the ``declared`` array type where it is an empty array of
+    another, else ``param``. YAML's ``[]`` has no element type and each tool picks one: rclpy's
+    parameters-file reader, which `ros2 param load` uses, an array of bytes, `ros2 param set` one
+    of booleans. `ros2 param load` of what `ros2 param dump` wrote of a detector whose providers
+    were set to an empty array was refused, for that parameter only ("parameter providers=[]:
+    None"). An empty array is then checked as any value of the parameter's type."""
+    if (declared in ARRAY_TYPES and param.type_ in ARRAY_TYPES and param.type_ != declared
+            and len(param.value) == 0):
+        return Parameter(param.name, declared, [])
+    return param
+
+
 def cut(text: str) -> str:
     """``text`` cut to WARN_MAX_CHARS characters, saying how many more there were."""
     if len(text) <= WARN_MAX_CHARS:
@@ -377,13 +394,17 @@ class SpecLifecycleNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=f"parameter {param.name}: {node} has no such "
                                                                     f"parameter (ros2 param list {node})")
             now = self.get_parameter(param.name)
+            param = empty_array_as(param, now.type_)
             read_only = self.describe_parameter(param.name).read_only
             if read_only and same_value(now.value, param.value):
                 continue
             # a read-only one is refused as such by rclpy, a NOT_SET one as an undeclaration
             if not read_only and param.type_ not in (now.type_, Parameter.Type.NOT_SET):
+                # of the declared type: the value it has may be an empty array, of no element type
+                spec = self._specs_by_name.get(param.name)
+                declared = now.value if spec is None else spec.default
                 return SetParametersResult(successful=False, reason=f"parameter {param.name}={shown(param.value)}: "
-                                                                    f"{type_problem(now.value, param.value, True)}")
+                                                                    f"{type_problem(declared, param.value, True)}")
             changing.append(param)
         if not changing:
             return SetParametersResult(successful=True)
