@@ -1669,24 +1669,37 @@ def test_an_output_topic_set_to_a_topic_the_node_has_with_another_type_answers_s
         assert node.close() == 0, node.log()
 
 
-def test_ros2_param_load_of_a_dump_with_an_empty_array_sets_it_unchanged(tmp_path, ros_env):
-    """A detector whose ``providers`` was set to an empty array of strings (accepted): `ros2 param
-    dump` writes ``providers: []``, and `ros2 param load` of that file (rclpy's AsyncParameterClient,
-    whose reader makes ``[]`` an array of bytes) was refused for that parameter ("parameter
-    providers=[]: None"). Every parameter is accepted, and none changes."""
+# What each node is given before the dump, as a client other than `ros2 param set` sends it (typed)
+DUMPED_VALUES = {
+    "lift": {"min_keypoint_score": 1e-05, "target_frame": "base_link",
+             "target_from_camera": [0.0, 0.0, 0.0, 1e-05, 0.0, 0.0, 1.0]},
+    "detect": {"providers": ("string_array", []), "person_score_threshold": 2e-05},
+}
+
+
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_ros2_param_load_of_a_dump_of_values_yaml_reads_otherwise_sets_them_unchanged(kind, tmp_path, ros_env):
+    """`ros2 param dump`, then `ros2 param load` of that file (rclpy's AsyncParameterClient: each
+    value sent as `ros2 param set` sends its str()), on a node whose parameters hold what the
+    nodes accept but YAML 1.1 reads as another type: an empty array (the detector's providers,
+    sent back as an array of booleans: "parameter providers=[]: None") and doubles Python writes
+    without a dot (1e-05, dumped as 1.0e-05, sent back as the string '1e-05', alone or in the
+    lifter's target_from_camera: "expected a double, got a string"). Each was refused. Every
+    parameter is accepted now, and none changes."""
     import rclpy
     import yaml
     from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
     from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import parameter_value_to_python
+    from rclpy.parameter import Parameter, parameter_value_to_python
     from rclpy.parameter_client import AsyncParameterClient
 
     from ros_harness import call_service
 
-    name = f"empty_array_detector_{os.getpid()}"
-    log = tmp_path / "detector.log"
-    process = start_node(DETECT_NODE, overrides={"autostart": False}, log_path=log, node_name=name)
+    name = f"dumped_{kind}_{os.getpid()}"
+    log = tmp_path / f"{name}.log"
+    process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, overrides={"autostart": False},
+                         log_path=log, node_name=name)
     if not rclpy.ok():
         rclpy.init()
     client = rclpy.create_node(f"param_loader_{os.getpid()}")
@@ -1697,23 +1710,27 @@ def test_ros2_param_load_of_a_dump_with_an_empty_array_sets_it_unchanged(tmp_pat
         return spin_until(executor, predicate, timeout)
 
     try:
-        empty = ParameterMsg(name="providers", value=ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY))
         setter = client.create_client(SetParameters, f"/{name}/set_parameters")
-        assert call_service(setter, SetParameters.Request(parameters=[empty]), until, 3).results[0].successful
+        assert setter.wait_for_service(timeout_sec=60), log.read_text()
+        given = [ParameterMsg(name=n, value=ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY))
+                 if isinstance(v, tuple) else Parameter(n, value=v).to_parameter_msg()
+                 for n, v in DUMPED_VALUES[kind].items()]
+        results = call_service(setter, SetParameters.Request(parameters=given), until, 3).results
+        assert [r.reason for r in results if not r.successful] == []
 
         def dump() -> dict:      # as `ros2 param dump`
             listing = client.create_client(ListParameters, f"/{name}/list_parameters")
             names = sorted(call_service(listing, ListParameters.Request(), until, 3).result.names)
             getter = client.create_client(GetParameters, f"/{name}/get_parameters")
             values = call_service(getter, GetParameters.Request(names=names), until, 3).values
-            return {n: parameter_value_to_python(v) for n, v in zip(names, values)}
+            return {n: (lambda v: v if isinstance(v, (bool, int, float, str)) else list(v))(
+                parameter_value_to_python(value)) for n, value in zip(names, values)}
 
         dumped = dump()
-        assert list(dumped["providers"]) == []
+        assert {n: dumped[n] for n in DUMPED_VALUES[kind]} == {
+            n: v[1] if isinstance(v, tuple) else v for n, v in DUMPED_VALUES[kind].items()}
         path = tmp_path / "dump.yaml"
-        path.write_text(yaml.dump({f"/{name}": {"ros__parameters": {
-            n: v if isinstance(v, (bool, int, float, str)) else list(v) for n, v in dumped.items()}}},
-            default_flow_style=False))
+        path.write_text(yaml.dump({f"/{name}": {"ros__parameters": dumped}}, default_flow_style=False))
         loader = AsyncParameterClient(client, f"/{name}")
         assert loader.wait_for_services(timeout_sec=30)
         future = loader.load_parameter_file(str(path))          # as `ros2 param load`

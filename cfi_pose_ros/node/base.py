@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import faulthandler
 import functools
+import math
 import os
 import signal
 import sys
@@ -70,15 +71,57 @@ ARRAY_TYPES = frozenset({Parameter.Type.BYTE_ARRAY, Parameter.Type.BOOL_ARRAY, P
 
 def empty_array_as(param: Parameter, declared: Parameter.Type) -> Parameter:
     """``param`` as an empty array of the ``declared`` array type where it is an empty array of
-    another, else ``param``. YAML's ``[]`` has no element type and each tool picks one: rclpy's
-    parameters-file reader, which `ros2 param load` uses, an array of bytes, `ros2 param set` one
-    of booleans. `ros2 param load` of what `ros2 param dump` wrote of a detector whose providers
-    were set to an empty array was refused, for that parameter only ("parameter providers=[]:
-    None"). An empty array is then checked as any value of the parameter's type."""
+    another, else ``param``. YAML's ``[]`` has no element type: `ros2 param load` and `ros2 param
+    set` send it as an array of booleans. `ros2 param load` of what `ros2 param dump` wrote of a
+    detector whose providers were set to an empty array was refused, for that parameter only
+    ("parameter providers=[]: None"). An empty array is then checked as any value of the
+    parameter's type."""
     if (declared in ARRAY_TYPES and param.type_ in ARRAY_TYPES and param.type_ != declared
             and len(param.value) == 0):
         return Parameter(param.name, declared, [])
     return param
+
+
+def python_double(text) -> float | None:
+    """The finite double ``text`` is exactly as Python writes it (``str(1e-05)`` is ``'1e-05'``), or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and repr(number) == text else None
+
+
+def double_written_as_text(param: Parameter, declared: Parameter.Type) -> Parameter:
+    """``param`` as the double (or array of doubles) of the ``declared`` type where it came as the
+    text Python writes for that double, else ``param``. `ros2 param load` reads a file's value and
+    sends it as `ros2 param set` would its ``str()`` (rclpy's ``_unpack_parameter_dict``): a double
+    Python writes without a dot (``1e-05``, what `ros2 param dump` wrote as ``1.0e-05``) is then a
+    string to YAML 1.1, and in an array makes the array one string. Loading a dump of such a value
+    (``min_keypoint_score: 1.0e-05``, a quaternion component of ``target_from_camera``) was refused:
+    "expected a double, got a string". Only Python's own spelling is read so (``1e-3`` is still
+    refused, with how to write it): it gives back exactly the double that was dumped."""
+    if declared == Parameter.Type.DOUBLE and param.type_ == Parameter.Type.STRING:
+        number = python_double(param.value)
+        return param if number is None else Parameter(param.name, Parameter.Type.DOUBLE, number)
+    if declared != Parameter.Type.DOUBLE_ARRAY or param.type_ not in (Parameter.Type.STRING,
+                                                                      Parameter.Type.STRING_ARRAY):
+        return param
+    items = param.value
+    if param.type_ == Parameter.Type.STRING:        # "[0.0, 1e-05]": a list of a float and a string
+        import yaml
+
+        try:
+            items = yaml.safe_load(param.value)
+        except yaml.YAMLError:
+            return param
+        if not isinstance(items, list):
+            return param
+    numbers = [item if type(item) is float else python_double(item) for item in items]
+    if not numbers or None in numbers:
+        return param
+    return Parameter(param.name, Parameter.Type.DOUBLE_ARRAY, numbers)
 
 
 def cut(text: str) -> str:
@@ -394,7 +437,7 @@ class SpecLifecycleNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=f"parameter {param.name}: {node} has no such "
                                                                     f"parameter (ros2 param list {node})")
             now = self.get_parameter(param.name)
-            param = empty_array_as(param, now.type_)
+            param = double_written_as_text(empty_array_as(param, now.type_), now.type_)
             read_only = self.describe_parameter(param.name).read_only
             if read_only and same_value(now.value, param.value):
                 continue
