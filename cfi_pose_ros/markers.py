@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import colorsys
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,7 @@ import numpy as np
 from .skeleton import H36M_17, JointLayout
 
 __all__ = ["MarkerSpec", "MARKER_TYPES", "MARKERS_PER_PERSON", "RVIZ_MIN_LIFETIME_NS", "DrawnMarkers", "lifetime_ns",
-           "lifetime_expires", "track_color", "skeleton_markers"]
+           "lifetime_expires", "camera_namespace", "track_color", "skeleton_markers"]
 
 MARKER_TYPES = ("sphere_list", "line_list", "text")
 MARKERS_PER_PERSON = 3
@@ -86,25 +87,66 @@ def lifetime_expires(lifetime: float) -> bool:
     return lifetime_ns(lifetime) > RVIZ_MIN_LIFETIME_NS
 
 
+def camera_namespace(namespace: str, camera_frame: str) -> str:
+    """The marker namespace of the skeletons seen by the camera of frame ``camera_frame`` (an
+    input's ``header.frame_id`` as tf2 names it) in a lifter's ``namespace``: ``<namespace>/<frame>``,
+    ``namespace`` itself for an input without a frame id. Ids go by the person's index in the
+    input, so two cameras on one keypoints topic drew their people under the same ids of one
+    namespace: each frame of one camera replaced (or, with a lifetime RViz never expires, cleared)
+    the other camera's skeletons, and RViz showed one camera's people at a time."""
+    return f"{namespace}/{camera_frame}" if camera_frame else namespace
+
+
 class DrawnMarkers:
-    """The ``(namespace, id)`` of every marker a publisher's last array drew, so that the next array
-    deletes those it does not draw again. Ids go by the person's index in the input: when a person
-    left, or fell past ``max_people``, the ids the next array did not reuse kept that person's last
-    skeleton on RViz's screen for the whole lifetime, beside the people still there (for a second
-    with ``marker_lifetime: 1.0``, what a camera at a few Hz needs)."""
+    """The ``(namespace, id)`` of every marker a publisher's last array of each namespace drew, so
+    that the next array drawing in that namespace deletes those it does not draw again. Ids go by
+    the person's index in the input: when a person left, or fell past ``max_people``, the ids the
+    next array did not reuse kept that person's last skeleton on RViz's screen for the whole
+    lifetime, beside the people still there (for a second with ``marker_lifetime: 1.0``, what a
+    camera at a few Hz needs).
+
+    At most ``MAX_NAMESPACES`` namespaces (cameras) are kept, the least recently drawn given up
+    first (:meth:`evicted`: the caller clears them), so a driver restarted with ever new frame
+    ids cannot grow the record without end."""
+
+    MAX_NAMESPACES = 16         # as the smoother's cameras (smoothing.PoseSmoother.max_cameras)
 
     def __init__(self) -> None:
-        self._drawn: set[tuple[str, int]] = set()
+        self._drawn: OrderedDict[str, set[int]] = OrderedDict()    # least recently drawn first
 
-    def gone(self, specs: list[MarkerSpec]) -> list[tuple[str, int]]:
-        """The markers drawn before that ``specs`` do not draw (sorted); ``specs`` are what is drawn now."""
-        drawn = {(spec.namespace, spec.id) for spec in specs}
-        gone, self._drawn = sorted(self._drawn - drawn), drawn
-        return gone
+    def gone(self, specs: list[MarkerSpec], namespace: str | None = None) -> list[tuple[str, int]]:
+        """The markers drawn before that ``specs`` do not draw (sorted); ``specs`` are what is drawn
+        now. ``namespace``: the one namespace the array draws in (a camera's, see
+        :func:`camera_namespace`); other namespaces' markers are left as they are. None: the array
+        speaks for every namespace."""
+        drawn: dict[str, set[int]] = {}
+        for spec in specs:
+            drawn.setdefault(spec.namespace, set()).add(spec.id)
+        names = set(self._drawn) | set(drawn) if namespace is None else {namespace, *drawn}
+        gone = []
+        for name in names:
+            before = self._drawn.pop(name, set())
+            gone.extend((name, marker_id) for marker_id in before - drawn.get(name, set()))
+            if drawn.get(name):
+                self._drawn[name] = drawn[name]         # now the most recently drawn
+        return sorted(gone)
+
+    def evicted(self) -> list[str]:
+        """The namespaces past ``MAX_NAMESPACES``, least recently drawn first, now forgotten: their
+        markers are to be cleared (a DELETEALL each), or they would stay on screen unrecorded."""
+        evicted = []
+        while len(self._drawn) > self.MAX_NAMESPACES:
+            evicted.append(self._drawn.popitem(last=False)[0])
+        return evicted
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The namespaces with markers drawn, least recently drawn first."""
+        return tuple(self._drawn)
 
     def forget(self) -> None:
-        """Nothing is drawn any more (a DELETEALL went out)."""
-        self._drawn = set()
+        """Nothing is drawn any more (a DELETEALL of every namespace went out)."""
+        self._drawn = OrderedDict()
 
 
 def track_color(track_id: str, person_index: int = 0, alpha: float = 1.0,

@@ -1132,11 +1132,57 @@ def test_two_lifters_drawing_on_one_markers_topic_keep_each_other_s_skeletons(no
         assert node.send_and_receive(clip_msg(clip, sec - 480, sec=sec)) is not None, node.log()
         assert nodes[0].spin_until(lambda: len(arrays) > count, 10), node.log()
     shown = rviz_shows(arrays)
-    lifters = [f"{namespace[1:]}/cfi_pose_lifter" for namespace in namespaces]
+    # each lifter's namespace for the camera of its input (see the test below)
+    lifters = [f"{namespace[1:]}/cfi_pose_lifter/{FRAME}" for namespace in namespaces]
     assert sorted({ns for ns, _ in shown}) == sorted(lifters), shown.keys()
     for lifter in lifters:           # both people of each camera, three markers each
         assert len([key for key in shown if key[0] == lifter]) == 6, shown.keys()
     assert all(a.markers[0].action == Marker.DELETEALL and a.markers[0].ns in lifters for a in arrays)
+
+
+@pytest.mark.parametrize("lifetime", [1.0, 0.0])
+def test_two_cameras_on_one_topic_keep_each_other_s_skeletons(node_factory, clip, lifetime):
+    """One lifter fed by two cameras on one keypoints topic (supported: each camera is smoothed as if
+    alone): both drew in the lifter's one namespace with ids by person index, so each frame of one
+    camera replaced the other's skeletons (ADD of the same ids), DELETEd those it did not reuse, and
+    with a lifetime RViz never expires cleared them all (its DELETEALL): after frames of cam_left (2
+    people) and cam_right (1) alternating, RViz showed cam_right's one person alone, although every
+    /human_pose_3d message had its camera's people. Each camera's skeletons now have a namespace of
+    their own within the lifter's, and a stop clears each."""
+    from lifecycle_msgs.msg import Transition
+    from visualization_msgs.msg import Marker
+
+    from cfi_pose_ros.node.conversions import stamp_ns
+
+    node = node_factory(overrides={"marker_lifetime": lifetime})
+    arrays = []
+
+    def draw(sec: int, camera: str, people: list[int]) -> None:
+        msg = clip_msg(clip, 0, sec=sec, people=people)
+        msg.header.frame_id = camera
+        out = node.send_and_receive(msg)
+        assert out is not None and len(out.humans) == len(people), node.log()
+        assert node.spin_until(lambda: stamp_ns(msg.header) in node.client.received.markers, 10), node.log()
+        arrays.append(node.client.received.markers[stamp_ns(msg.header)])
+
+    def labels() -> list[tuple[str, str]]:
+        return sorted((m.header.frame_id, m.text) for m in rviz_shows(arrays).values()
+                      if m.type == Marker.TEXT_VIEW_FACING)
+
+    both = sorted([("cam_left", clip.ids[0]), ("cam_left", clip.ids[1]), ("cam_right", clip.ids[0])])
+    for sec, camera, people in ((490, "cam_left", [0, 1]), (491, "cam_right", [0]),
+                                (492, "cam_left", [0, 1]), (493, "cam_right", [0])):
+        draw(sec, camera, people)
+    assert labels() == both
+    assert {m.ns for a in arrays for m in a.markers} == {"cfi_pose_lifter/cam_left", "cfi_pose_lifter/cam_right"}
+    draw(494, "cam_left", [1])          # one of cam_left's people left: cam_right's stays
+    assert labels() == sorted([("cam_left", clip.ids[1]), ("cam_right", clip.ids[0])])
+    assert len(rviz_shows(arrays)) == 2 * 3
+    assert LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until).transition(
+        Transition.TRANSITION_DEACTIVATE)
+    assert node.spin_until(lambda: len(node.client.received.markers) > len(arrays), 10), node.log()
+    arrays.append(max(node.client.received.markers.items())[1])     # stamped now: after the frames
+    assert rviz_shows(arrays) == {}
 
 
 def test_a_parameter_set_to_the_value_it_has_changes_nothing(node_factory, clip):

@@ -161,3 +161,26 @@ def test_lifetimes_rviz_keeps_forever_do_not_expire():
     assert [lifetime_expires(t) for t in (0.0, 1e-10, 5e-5, 1e-4)] == [False] * 4
     assert [lifetime_expires(t) for t in (1.01e-4, 0.25, 60.0)] == [True] * 3
     assert lifetime_ns(0.25) == 250_000_000 and lifetime_ns(1.9999999999) == 2_000_000_000
+
+
+def test_drawn_markers_of_one_camera_leave_another_camera_s_and_stay_bounded():
+    """Two cameras on one keypoints topic draw in namespaces of their own (camera_namespace): an
+    array of one camera deletes only its own markers not drawn again, and the record keeps at most
+    MAX_NAMESPACES cameras, the least recently drawn given up (for the caller to clear)."""
+    from cfi_pose_ros.markers import camera_namespace
+
+    kp = standing_person(3.0)
+    left, right = camera_namespace("lifter", "cam_left"), camera_namespace("lifter", "cam_right")
+    assert (left, camera_namespace("lifter", "")) == ("lifter/cam_left", "lifter")
+    drawn = DrawnMarkers()
+    two_left = [m for i in range(2) for m in skeleton_markers(i, f"id{i}", kp, namespace=left)]
+    assert drawn.gone(two_left, left) == []
+    assert drawn.gone(skeleton_markers(0, "id0", kp, namespace=right), right) == []      # left's stay
+    assert drawn.gone(skeleton_markers(0, "id1", kp, namespace=left), left) == [
+        (left, i) for i in range(MARKERS_PER_PERSON, 2 * MARKERS_PER_PERSON)]
+    assert drawn.gone([], right) == [(right, i) for i in range(MARKERS_PER_PERSON)]
+    assert drawn.namespaces == (left,) and drawn.evicted() == []
+    for k in range(DrawnMarkers.MAX_NAMESPACES):
+        camera = camera_namespace("lifter", f"cam{k}")
+        drawn.gone(skeleton_markers(0, "a", kp, namespace=camera), camera)
+    assert drawn.evicted() == [left] and len(drawn.namespaces) == DrawnMarkers.MAX_NAMESPACES

@@ -203,19 +203,22 @@ def poses_to_msg(header, people: list[LiftedPerson]) -> HumanPose3DArray:
 
 
 def markers_to_msg(header, specs: list[MarkerSpec], clear: bool = False,
-                   deleted: list[tuple[str, int]] = (), clear_namespace: str = "") -> MarkerArray:
+                   deleted: list[tuple[str, int]] = (), clear_namespace: str = "",
+                   cleared: tuple[str, ...] | list[str] = ()) -> MarkerArray:
     """``clear``: start with a DELETEALL of ``clear_namespace``, so markers of people no longer seen
     go away even when the specs' lifetime is 0 (Marker.msg: "0 indicates forever") or, to RViz, as
     good as 0 (:func:`cfi_pose_ros.markers.lifetime_expires`). RViz2 deletes only that namespace's
     markers (every marker of the display for ""): another publisher's on the same topic stay.
     ``deleted``: ``(namespace, id)`` of markers to DELETE first (see
-    :class:`cfi_pose_ros.markers.DrawnMarkers`)."""
+    :class:`cfi_pose_ros.markers.DrawnMarkers`); ``cleared``: namespaces to DELETEALL as well
+    (other cameras' skeletons no longer recorded, see ``DrawnMarkers.evicted``)."""
     array = MarkerArray()
-    if clear:
-        # an id no marker has: RViz2 checks every marker of an array, a DELETEALL too, for another of
-        # the same (ns, id), and person 0's first marker (id 0) put the display in Error every frame
-        array.markers.append(Marker(header=header, ns=clear_namespace, id=DELETE_ALL_MARKER_ID,
-                                    action=Marker.DELETEALL))
+    # an id no marker has: RViz2 checks every marker of an array, a DELETEALL too, for another of
+    # the same (ns, id), and person 0's first marker (id 0) put the display in Error every frame
+    namespaces = dict.fromkeys([clear_namespace] if clear else [])
+    namespaces.update(dict.fromkeys(cleared))       # each once: RViz2's duplicate check
+    array.markers.extend(Marker(header=header, ns=namespace, id=DELETE_ALL_MARKER_ID, action=Marker.DELETEALL)
+                         for namespace in namespaces)
     array.markers.extend(Marker(header=header, ns=namespace, id=int(marker_id), action=Marker.DELETE)
                          for namespace, marker_id in deleted)
     for spec in specs:

@@ -178,8 +178,9 @@ class LiftNode(SpecLifecycleNode):
         ``wait_for_ack``: then wait until reliable subscribers have it, for a publisher that is
         destroyed next."""
         if self._marker_pub is not None and self._marker_pub.is_activated:
-            self._marker_pub.publish(markers_to_msg(Header(stamp=self.get_clock().now().to_msg()), [], clear=True,
-                                                    clear_namespace=self.marker_namespace))
+            # each camera's namespace drawn in (markers.camera_namespace), the lifter's own where none is
+            self._marker_pub.publish(markers_to_msg(Header(stamp=self.get_clock().now().to_msg()), [],
+                                                    cleared=self._drawn_markers.namespaces or [self.marker_namespace]))
             self._drawn_markers.forget()
             # Cleanup, shutdown and a stop signal destroy the publisher right after this: a reliable
             # sample still unacknowledged then (lost once on a loaded machine, never repaired) left

@@ -20,7 +20,7 @@ from cfi_pose_ros.camera import (MIN_IMAGE_SIDE_PX, LensDistortion, check_lens_o
 from cfi_pose_ros.depth import DepthImageError, check_depth_frame, check_depth_registration
 from cfi_pose_ros.frame_ids import other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
-from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, lifetime_expires, skeleton_markers
+from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, camera_namespace, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
 from cfi_pose_ros.node.conversions import (BAD_FRAME_ID, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, LAYOUT_NAMES,
                                            NEGATIVE_STAMP, check_frame_id, frame_from_msg, header_drop_reason,
@@ -202,9 +202,17 @@ class LiftedFrame:
     def poses_msg(self) -> HumanPose3DArray:
         return poses_to_msg(self.header, self.people)
 
+    def marker_namespace(self, namespace: str = LIFTER_MARKER_NAMESPACE) -> str:
+        """The namespace this frame's skeletons are drawn in: the input camera's in the lifter's
+        ``namespace`` (:func:`cfi_pose_ros.markers.camera_namespace`), so that two cameras on one
+        keypoints topic keep each other's skeletons."""
+        return camera_namespace(namespace, self.source.frame_id if self.source is not None else "")
+
     def marker_specs(self, lifetime: float, namespace: str = LIFTER_MARKER_NAMESPACE) -> list[MarkerSpec]:
-        """The skeletons' markers, in ``namespace``: the lifter's own (see :func:`marker_namespace`).
-        Where the frame places people, those it could not place (root-relative) are not drawn."""
+        """The skeletons' markers, in the input camera's namespace of ``namespace``, the lifter's own
+        (see :func:`marker_namespace` and :meth:`marker_namespace`). Where the frame places people,
+        those it could not place (root-relative) are not drawn."""
+        namespace = self.marker_namespace(namespace)
         specs = []
         # the person's index in the input, as draw_people_2d colours them: dropped people must not
         # shift the colour and the "person <index>" label of the untracked people after them
@@ -221,14 +229,17 @@ class LiftedFrame:
                     drawn: DrawnMarkers | None = None, namespace: str = LIFTER_MARKER_NAMESPACE) -> MarkerArray:
         """The markers (``specs``: :meth:`marker_specs` already built for ``lifetime`` and
         ``namespace``); with the publisher's ``drawn``, DELETEs for its markers of people no longer
-        drawn."""
+        drawn by this frame's camera (another camera's are left as they are), and a DELETEALL of
+        each camera's namespace it gives up (see ``DrawnMarkers.evicted``)."""
         specs = self.marker_specs(lifetime, namespace) if specs is None else specs
-        gone = drawn.gone(specs) if drawn is not None else []
+        namespace = self.marker_namespace(namespace)
+        gone = drawn.gone(specs, namespace) if drawn is not None else []
+        evicted = drawn.evicted() if drawn is not None else []
         # a lifetime RViz never expires (0, or <= 100 us) needs a DELETEALL for people who left,
         # which deletes those too
         clear = not lifetime_expires(lifetime)
         return markers_to_msg(self.header, specs, clear=clear, deleted=[] if clear else gone,
-                              clear_namespace=namespace)
+                              clear_namespace=namespace, cleared=evicted)
 
     def tf_frames(self, prefix: str, joints: bool):
         camera = (self.source.frame_id,) if self.source is not None else ()
