@@ -371,6 +371,39 @@ def test_malformed_people_do_not_push_the_good_ones_out_of_those_read(clip):
     assert sum(lifted.dropped.values()) == len(malformed)
 
 
+def test_people_seen_in_part_do_not_push_a_whole_person_out_of_those_read(clip):
+    """max_people 1 (follow one person) and a message of five: four seen in part (a few joints above
+    min_keypoint_score, as at the image's border), of higher detection scores, then one seen whole.
+    The four read (PEOPLE_READ_PER_KEPT x max_people, by score) were all dropped as too_few_joints
+    and the whole person, never read, as too_many_people (both routine: no warning): nobody was
+    published, where with one partial person fewer (all read) the whole one was. Those who cannot
+    reach min_valid_joints now rank after those who can (one left unread counts as too_many_people)."""
+    import copy
+
+    from cfi_pose_ros.node import lifting
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    pipeline = lifting.build_pipeline(lambda name: 1 if name == "max_people" else PARAMETERS_BY_NAME[name].default)
+    msg = clip_msg(clip, 0, sec=1)
+    whole = msg.people[0]
+    whole.score = 0.6
+    partial = []
+    for k in range(lifting.PEOPLE_READ_PER_KEPT):
+        person = copy.deepcopy(msg.people[1])
+        person.id, person.score = f"part{k}", 0.9
+        for j, keypoint in enumerate(person.keypoints):
+            if j >= 5:                   # 5 joints seen (min_valid_joints 8); at the threshold is unseen
+                keypoint.score = 0.05 if j % 2 else 0.0
+        partial.append(person)
+    for people in (partial[1:], partial):
+        msg.people = people + [whole]
+        lifted = lifting.lift_keypoints(pipeline, msg, None, None)
+        assert [h.track_id for h in lifted.people] == [whole.id], (len(people), lifted.dropped)
+        # each partial person counted once: as too_few_joints where read, too_many_people where not
+        assert sum(lifted.dropped.values()) == len(people), lifted.dropped
+        assert set(lifted.dropped) <= {"too_few_joints", "too_many_people"}, lifted.dropped
+
+
 def test_a_frame_with_a_frame_id_no_tf_tree_holds_is_dropped_and_counted_not_passed_on(node_factory, clip):
     """Every output carries the input's frame_id on (the poses, each marker, the /tf frames' parent):
     a 1 MB frame_id was published in the poses and in every marker of the frame. Up to 256

@@ -253,19 +253,21 @@ class LiftedFrame:
 PEOPLE_READ_PER_KEPT = 4
 
 
-def _people_worth_reading(people, max_people: int) -> tuple[list, list[int] | None]:
-    """``people`` in their order, cut to the ``PEOPLE_READ_PER_KEPT * max_people`` highest scores,
-    and the indices in ``people`` of those kept (None: all are). People the pipeline refuses on the
-    message's fields rank last (see :func:`_claim_to_be_read` and :func:`_keypoints_refused`)."""
-    bound = PEOPLE_READ_PER_KEPT * max_people
+def _people_worth_reading(people, config: PipelineConfig) -> tuple[list, list[int] | None]:
+    """``people`` in their order, cut to the ``PEOPLE_READ_PER_KEPT * config.max_people`` highest
+    scores, and the indices in ``people`` of those kept (None: all are). People the pipeline refuses
+    on the message's fields rank last (see :func:`_claim_to_be_read` and :func:`_keypoints_refused`),
+    and so do those with fewer keypoints above ``min_keypoint_score`` than ``min_valid_joints``
+    (:func:`_too_few_seen`): the pipeline drops those too."""
+    bound = PEOPLE_READ_PER_KEPT * config.max_people
     if len(people) <= bound:
         return people, None
     scores = np.fromiter((_claim_to_be_read(person) for person in people), dtype=np.float64, count=len(people))
     order = np.argsort(-scores, kind="stable").tolist()
     # keypoints are judged in the order people would be read, until enough pass: a crowd of good
     # people costs what is read, each person refused for a keypoint costs one look at their keypoints
-    good = list(itertools.islice((i for i in order if scores[i] > -np.inf and not _keypoints_refused(people[i])),
-                                 bound))
+    good = list(itertools.islice((i for i in order if scores[i] > -np.inf and not _keypoints_refused(people[i])
+                                  and not _too_few_seen(people[i], config)), bound))
     if len(good) < bound:
         taken = set(good)
         good += [i for i in order if i not in taken][:bound - len(good)]
@@ -292,6 +294,18 @@ def _keypoints_refused(person) -> bool:
     Left out of :func:`_claim_to_be_read`, 256 people of score 1 each with one such keypoint took
     every place to be read, the message's good people dropped as too_many_people."""
     return not all(0.0 <= kp.score <= 1.0 and abs(kp.x) != np.inf and abs(kp.y) != np.inf for kp in person.keypoints)
+
+
+def _too_few_seen(person, config: PipelineConfig) -> bool:
+    """Whether a person (of the right keypoint count) has fewer keypoints with finite coordinates and
+    a score above ``min_keypoint_score`` than ``min_valid_joints``: the pipeline then drops them
+    (too_few_joints; counted in the person's own layout, so a COCO person may still be dropped
+    after its conversion). Left out of :func:`_people_worth_reading`, people seen in part (a few
+    joints, as at the image's border) of higher scores took every place to be read: with
+    max_people 1, four such people in front of one seen whole left nobody published."""
+    threshold = float(np.float32(config.min_keypoint_score))    # as the pipeline compares (float32)
+    seen = sum(1 for kp in person.keypoints if kp.score > threshold and abs(kp.x) < np.inf and abs(kp.y) < np.inf)
+    return seen < config.min_valid_joints
 
 
 def dropped_warning_key(reason: str) -> str:
@@ -376,7 +390,7 @@ def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | N
         refused["bad_camera_info"] += 1
         key, reason = unusable
         warnings[key] = f"CameraInfo not used: {reason}: their poses are root-relative"
-    people, read_indices = _people_worth_reading(msg.people, pipeline.config.max_people)
+    people, read_indices = _people_worth_reading(msg.people, pipeline.config)
     if read_indices is not None:
         refused["too_many_people"] += len(msg.people) - len(people)
     frame = frame_from_msg(msg, camera_matrix, camera_size, lens, people)
