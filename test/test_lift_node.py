@@ -1736,6 +1736,39 @@ def test_camera_info_of_another_camera_s_frame_is_not_used(node_factory, clip):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.5
 
 
+def test_two_cameras_on_one_topic_are_each_placed_with_their_own_camera_info(node_factory, clip):
+    """Two cameras' keypoints on one topic (each smoothed, drawn and sent to TF as if alone) and their
+    CameraInfo on one topic: only the newest CameraInfo was kept, so a camera's people were placed
+    only when no CameraInfo of the other had come since, and else refused as another camera's
+    (root-relative, bad_camera_info: WARN); with both CameraInfos sent before the keypoints, the
+    first camera's people never were. The last CameraInfo of each camera frame is kept (16 frames
+    at most): each camera's people are placed with its own K."""
+    node = node_factory()
+    frame, cameras = 40, {"cam_left": 1.0, "cam_right": 2.0}     # the right camera's focal length twice
+    infos = {camera: camera_info_msg(clip.camera_matrix * [[f], [f], [1.0]], clip.image_size, camera)
+             for camera, f in cameras.items()}
+    outs = {}
+
+    def both_placed(sec: int) -> bool:
+        for info in infos.values():
+            node.client.camera_info_pub.publish(info)
+            node.spin_for(0.1)
+        for k, camera in enumerate(cameras):
+            msg = clip_msg(clip, frame, sec=sec)
+            msg.header.frame_id = camera
+            msg.header.stamp.nanosec = 1000 * k      # each camera's frame its own stamp
+            outs[camera] = node.send_and_receive(msg, timeout=5)
+        return all(out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip)
+                   for out in outs.values())
+
+    assert any(both_placed(sec) for sec in range(950, 965)), (
+        {camera: out and [h.root_source for h in out.humans] for camera, out in outs.items()}, node.log())
+    for camera, f in cameras.items():       # twice the focal length: the same pixels twice as far
+        for human, truth in zip(outs[camera].humans, clip.truth_camera_m[frame], strict=True):
+            assert abs(human.body_pose.position.z - f * truth[0, 2]) < 0.5 * f, camera
+    assert _diag_count(node.latest_diagnostics(), "bad_camera_info") == 0
+
+
 def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels(clip):
     """CameraInfo's K, width and height are the full sensor's; a driver that bins (binning_x/y) or
     crops (roi, in full-resolution pixels) publishes smaller images, and the 2D keypoints are in

@@ -43,7 +43,7 @@ from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, diagnos
                                    output_qos, rcl_reason, run, stoppable_configure)
 from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, TARGET_WITHOUT_FRAME, lift_configure_problems,
                                          lifter_options)
-from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS,
+from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, CameraInfoByFrame,
                                       camera_or_size_from_info, depth_warning_key, dropped_warning_key, lift_keypoints,
                                       marker_namespace, pipeline_config, pose_smoother, warned_about)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
@@ -72,6 +72,8 @@ class LiftNode(SpecLifecycleNode):
         self.camera_lens: LensDistortion | None = None
         self.camera_size: tuple[int, int] | None = None
         self.camera_frame_id = ""         # the CameraInfo's: used only for keypoints of that frame
+        # each camera frame's (the above are the newest CameraInfo's, whatever its frame)
+        self.cameras = CameraInfoByFrame()
         self.depth = DepthHistory()       # the last depth images, paired with keypoints by stamp
         self._subscriptions_active: list = []
         self._pose_pub = self._marker_pub = self._diag_pub = None
@@ -205,6 +207,7 @@ class LiftNode(SpecLifecycleNode):
         # settable while unconfigured): its people must not be placed with this one's intrinsics
         self.camera_matrix = self.camera_lens = self.camera_size = None
         self.camera_frame_id = ""
+        self.cameras.clear()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
@@ -249,6 +252,8 @@ class LiftNode(SpecLifecycleNode):
         self.camera_matrix, self.camera_lens, self.camera_size, refused = camera_or_size_from_info(
             msg, self.p("keypoints_image"))
         self.camera_frame_id = msg.header.frame_id     # a size alone is this camera's too
+        self.cameras.add(msg.header.frame_id,
+                         (self.camera_matrix, self.camera_lens, self.camera_size, self.camera_frame_id))
         if refused is not None:
             self.stats.drop(Counter(bad_camera_info=1))
             self.warn_throttled("camera_info", f"ignoring CameraInfo: {refused}; publishing root-relative poses")
@@ -289,10 +294,12 @@ class LiftNode(SpecLifecycleNode):
         if not (target_frame or tf2_frame_id(msg.header.frame_id)):
             self.warn_throttled("no_frame_id", "input without header.frame_id: its poses and markers are in no "
                                                "frame (RViz cannot place them) and get no TF frames")
+        # the CameraInfo of the keypoints' camera where one came (several cameras on one topic), else the newest
+        matrix, lens, size, camera_frame_id = self.cameras.get(msg.header.frame_id) or (
+            self.camera_matrix, self.camera_lens, self.camera_size, self.camera_frame_id)
         try:
-            result = lift_keypoints(self.pipeline, msg, self.camera_matrix, self.camera_size, depth.image,
-                                    target_frame, transform, self.camera_lens, depth.frame_id, self.camera_frame_id,
-                                    depth.stale)
+            result = lift_keypoints(self.pipeline, msg, matrix, size, depth.image, target_frame, transform, lens,
+                                    depth.frame_id, camera_frame_id, depth.stale)
         except Exception as exc:  # never let one bad frame take the node down
             self.stats.drop(Counter(processing_error=1))
             self.warn_throttled("processing_error", f"frame dropped, lifting failed: {exc!r}")

@@ -8,7 +8,7 @@ Message conversion only; the computation is in :mod:`cfi_pose_ros.pipeline` and
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -179,6 +179,38 @@ def image_size_from_info(msg) -> tuple[int, int] | None:
     width, height = _region_size(msg)
     width, height = width // bin_x, height // bin_y
     return (width, height) if width and height else None
+
+
+class CameraInfoByFrame:
+    """What :func:`camera_or_size_from_info` gave (``(K, lens, size, header.frame_id)``) for the last
+    CameraInfo of each camera frame (tf2's name), so that keypoints of several cameras on one topic
+    (their CameraInfo on one topic too) are each lifted with their own camera's: the newest alone,
+    whichever camera's it was, placed a camera's people only when no other camera's CameraInfo had
+    come since, and refused the others (bad_camera_info, root-relative). At most ``MAX_CAMERAS``
+    frames are kept, the least recently received given up first."""
+
+    MAX_CAMERAS = 16        # as the smoother's cameras (smoothing.PoseSmoother.max_cameras)
+
+    def __init__(self) -> None:
+        self._cameras: OrderedDict[str, tuple] = OrderedDict()
+
+    def add(self, frame_id: str, camera: tuple) -> None:
+        """Keep ``camera`` for ``frame_id`` (one that names no frame is not kept)."""
+        name = tf2_frame_id(frame_id)
+        if not name:
+            return
+        self._cameras.pop(name, None)
+        self._cameras[name] = camera
+        while len(self._cameras) > self.MAX_CAMERAS:
+            self._cameras.popitem(last=False)
+
+    def get(self, frame_id: str) -> tuple | None:
+        """The camera kept for ``frame_id`` (tf2's name), or None (none kept, or no frame named)."""
+        name = tf2_frame_id(frame_id)
+        return self._cameras.get(name) if name else None
+
+    def clear(self) -> None:
+        self._cameras.clear()
 
 
 @dataclass
