@@ -535,7 +535,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     from cfi_pose_ros.depth import DepthHistory
     from cfi_pose_ros.markers import DrawnMarkers
     from cfi_pose_ros.node.conversions import stamp_seconds
-    from cfi_pose_ros.node.lifting import build_pipeline, camera_or_size_from_info, lift_keypoints
+    from cfi_pose_ros.node.lifting import CameraInfoByFrame, build_pipeline, camera_or_size_from_info, lift_keypoints
 
     value = lift_values.__getitem__
     pipeline = build_pipeline(value, log=log)
@@ -562,6 +562,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     result = OfflineResult()
     camera_matrix = camera_lens = camera_size = None
     camera_frame_id = ""
+    cameras = CameraInfoByFrame()      # as the node: each camera frame's last CameraInfo
     depth_images = DepthHistory()      # paired with each frame by stamp, as the node pairs them
     drawn_markers = DrawnMarkers()     # as the node: people who left are deleted from the bag's markers
     say = log or _say
@@ -576,6 +577,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                 camera_matrix, camera_lens, camera_size, refused = camera_or_size_from_info(
                     item.camera_info, value("keypoints_image"))
                 camera_frame_id = item.camera_info.header.frame_id
+                cameras.add(camera_frame_id, (camera_matrix, camera_lens, camera_size, camera_frame_id))
                 if refused is not None:
                     result.dropped["bad_camera_info"] += 1
                 continue
@@ -606,8 +608,10 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             t0 = time.perf_counter()
             depth = depth_images.paired(stamp_seconds(msg.header.stamp), value("depth_max_age"),
                                         item.log_time_ns * 1e-9)
-            lifted = lift_keypoints(pipeline, msg, camera_matrix, camera_size, depth.image, target_frame,
-                                    target_from_camera, camera_lens, depth.frame_id, camera_frame_id, depth.stale)
+            matrix, lens, size, info_frame_id = cameras.get(msg.header.frame_id) or (
+                camera_matrix, camera_lens, camera_size, camera_frame_id)
+            lifted = lift_keypoints(pipeline, msg, matrix, size, depth.image, target_frame,
+                                    target_from_camera, lens, depth.frame_id, info_frame_id, depth.stale)
             poses = lifted.poses_msg() if lifted.publishable else None
             markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None and (
                 keep_records or value("publish_markers")) else []

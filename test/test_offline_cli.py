@@ -121,6 +121,38 @@ def test_an_uncalibrated_camera_info_still_gives_a_zero_size_frame_its_size(tmp_
     assert all(h.root_source == HumanPose3D.ROOT_RELATIVE for p in poses for h in p.humans)
 
 
+def test_two_cameras_in_one_bag_are_each_placed_with_their_own_camera_info(tmp_path):
+    """Two cameras' keypoints on one topic, their CameraInfo on one topic, each CameraInfo before the
+    other camera's keypoints: as the node (test_lift_node.py -k each_placed_with_their_own_camera_info),
+    each camera's people are placed with its own K, where the newest CameraInfo alone placed the
+    first camera's never (root-relative, bad_camera_info)."""
+    from cfi_pose_ros.bag import read_bag
+    from cfi_pose_ros.msg import HumanPose3D
+
+    clip = Clip.load()
+    start = 10**9 * 100
+    cameras = {"cam_left": 1.0, "cam_right": 2.0}
+    with BagWriter(tmp_path / "two.mcap") as writer:
+        for k in range(2):
+            t = start + k * PERIOD_NS
+            for camera, f in cameras.items():
+                writer.write("/camera_info", camera_info_msg(clip.camera_matrix * [[f], [f], [1.0]], clip.image_size,
+                                                             camera), t)
+            for j, camera in enumerate(cameras):
+                msg = keypoints_msg(clip.pixels[k], clip.scores[k], clip.ids, clip.image_size, clip.layout, camera,
+                                    t + j)
+                writer.write("/human_keypoints_2d", msg, t + 1 + j)
+    assert offline([str(tmp_path / "two.mcap"), "--out", str(tmp_path / "out"), "--quiet", "--no-video"]) == 0
+    poses = [m.decode() for m in read_bag(tmp_path / "out" / "lifted.mcap", ["/human_pose_3d"])]
+    assert sorted(p.header.frame_id for p in poses) == ["cam_left", "cam_left", "cam_right", "cam_right"]
+    for pose in poses:
+        assert [h.root_source for h in pose.humans] == [HumanPose3D.ROOT_FROM_INTRINSICS] * 2, pose.header
+        k = (pose.header.stamp.sec * 10**9 + pose.header.stamp.nanosec - start) // PERIOD_NS
+        f = cameras[pose.header.frame_id]
+        for human, truth in zip(pose.humans, clip.truth_camera_m[k], strict=True):
+            assert abs(human.body_pose.position.z - f * truth[0, 2]) < 0.5 * f
+
+
 def test_a_folder_of_ros2_bag_record_split_in_two_is_lifted_as_one_bag(tmp_path):
     """offline took the folder `ros2 bag record` writes for one of photos ("no images in [...]")."""
     import json
