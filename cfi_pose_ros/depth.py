@@ -302,9 +302,11 @@ class DepthHistory:
         while kept_bytes > self._max_bytes and len(self._images) > 1:
             kept_bytes -= self._images.popleft().image.nbytes
 
-    def _nearest(self, stamp: float, max_age: float, received: float) -> _KeptDepth | None:
+    def _nearest(self, stamp: float, max_age: float, received: float, frame_id: str = "") -> _KeptDepth | None:
         best, best_gap = None, float(max_age)
         for kept in self._images:
+            if other_camera_frame(kept.frame_id, frame_id):
+                continue
             # stamped zero both: no time but when each arrived
             gap = (abs(kept.received - float(received)) if stamp <= 0 and kept.stamp <= 0
                    else abs(kept.stamp - float(stamp)))
@@ -319,13 +321,18 @@ class DepthHistory:
         kept = self._nearest(stamp, max_age, received)
         return None if kept is None else kept.image
 
-    def paired(self, stamp: float, max_age: float, received: float = 0.0) -> PairedDepth:
+    def paired(self, stamp: float, max_age: float, received: float = 0.0, frame_id: str = "") -> PairedDepth:
         """The image for a frame stamped ``stamp`` that arrived at ``received`` (see :meth:`nearest`
         and :class:`PairedDepth`); ``stale`` when depth images have come but none within ``max_age``
-        of it (the frame is placed without depth)."""
+        of it (the frame is placed without depth). ``frame_id``: the frame's camera; the nearest
+        image of that frame (or of none) is taken before a nearer one of another frame, which is
+        taken (for the caller to refuse as another camera's) only where there is none: two cameras'
+        depth images on one topic, 4 ms apart, gave a camera's keypoints the other camera's image
+        whenever it was nearer in stamp, and they were placed without depth (bad_depth_image)."""
         if not self._images:
             return PairedDepth(None, False)
-        kept = self._nearest(stamp, max_age, received)
+        kept = (self._nearest(stamp, max_age, received, frame_id) if frame_id else None) or self._nearest(
+            stamp, max_age, received)
         return PairedDepth(None, True) if kept is None else PairedDepth(kept.image, False, kept.frame_id)
 
     def clear(self) -> None:

@@ -606,10 +606,10 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             result.last_frame_ns = item.log_time_ns
             writer.write(topics["input_topic"], msg, item.log_time_ns)
             t0 = time.perf_counter()
-            depth = depth_images.paired(stamp_seconds(msg.header.stamp), value("depth_max_age"),
-                                        item.log_time_ns * 1e-9)
             matrix, lens, size, info_frame_id = cameras.get(msg.header.frame_id) or (
                 camera_matrix, camera_lens, camera_size, camera_frame_id)
+            depth = depth_images.paired(stamp_seconds(msg.header.stamp), value("depth_max_age"),
+                                        item.log_time_ns * 1e-9, msg.header.frame_id or info_frame_id)
             lifted = lift_keypoints(pipeline, msg, matrix, size, depth.image, target_frame,
                                     target_from_camera, lens, depth.frame_id, info_frame_id, depth.stale)
             poses = lifted.poses_msg() if lifted.publishable else None

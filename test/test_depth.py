@@ -427,3 +427,21 @@ def test_a_depth_image_pairs_with_its_frame_id_and_another_camera_s_is_named():
     check_depth_frame("left_optical", "")
     with pytest.raises(ValueError, match="the depth image is in frame 'right_optical', the keypoints in 'left_optical'"):
         check_depth_frame("right_optical", "left_optical")
+
+
+def test_depth_history_pairs_keypoints_with_their_own_camera_s_image_before_a_nearer_one_of_another():
+    """Two cameras' depth images on one topic, 10 ms apart: keypoints of the left camera stamped 6 ms
+    after its image were given the right camera's (4 ms away), which the lifter then refused as
+    another camera's (bad_depth_image: placed without depth). The nearest of their own frame (or of
+    none) is taken first; another camera's only where none is within max_age (to be refused)."""
+    left, right = np.full((4, 4), 1.0), np.full((4, 4), 2.0)
+    history = DepthHistory()
+    history.add(10.0, left, "cam_left")
+    history.add(10.01, right, "/cam_right")
+    assert history.paired(10.006, 0.05, frame_id="/cam_left").image is left
+    assert history.paired(10.006, 0.05, frame_id="cam_right").image is right
+    assert history.paired(10.006, 0.05).image is right              # no frame to prefer: the nearest
+    assert history.paired(10.006, 0.05, frame_id="cam_top").image is right    # none of its own: the nearest
+    assert history.paired(10.2, 0.05, frame_id="cam_left").stale    # none within max_age
+    history.add(10.02, np.full((4, 4), 3.0), "")                    # an image of no frame is anyone's
+    assert history.paired(10.019, 0.05, frame_id="cam_left").image[0, 0] == 3.0

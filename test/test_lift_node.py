@@ -1493,6 +1493,42 @@ def test_a_depth_image_of_another_camera_s_frame_is_refused(node_factory, clip):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
 
 
+def test_two_cameras_depth_images_on_one_topic_each_place_their_own_camera_s_people(node_factory, clip):
+    """Two cameras (keypoints, CameraInfo and depth images each on one topic), not synchronised: the
+    right camera's depth image stamped 10 ms after the left's, the left's keypoints 6 ms after its
+    own image. The image nearest in stamp was taken whatever its frame: the right camera's (4 ms
+    away), refused as another camera's (bad_depth_image, WARN), and the left camera's people were
+    placed from the intrinsics although their own depth image had come. The nearest of their own
+    camera's is taken first."""
+    from sensor_msgs.msg import Image
+
+    node = node_factory(overrides={"depth_topic": "/two_depths_test", "depth_max_age": 0.05})
+    depth_pub = node.client.create_publisher(Image, "/two_depths_test", 1)
+    frame, outs = 40, []
+    infos = [camera_info_msg(clip.camera_matrix, clip.image_size, camera) for camera in ("cam_left", "cam_right")]
+    wall = np.full(registered_depth(clip, frame, scale=4).shape, 2.0, dtype=np.float32)   # not where they stand
+
+    def left_placed_from_depth(sec: int) -> bool:
+        for info in infos:
+            node.client.camera_info_pub.publish(info)
+            node.spin_for(0.05)
+        for depth, camera, nanosec in ((registered_depth(clip, frame, scale=4), "cam_left", 0),
+                                       (wall, "cam_right", 10_000_000)):
+            image = depth_image_msg(depth, sec, camera)
+            image.header.stamp.nanosec = nanosec
+            depth_pub.publish(image)
+            node.spin_for(0.1)
+        msg = clip_msg(clip, frame, sec)
+        msg.header.frame_id, msg.header.stamp.nanosec = "cam_left", 6_000_000
+        outs.append(node.send_and_receive(msg, timeout=5))
+        return outs[-1] is not None and placed_by(outs[-1].humans, HumanPose3D.ROOT_FROM_DEPTH, clip)
+
+    assert any(left_placed_from_depth(sec) for sec in range(1000, 1015)), (
+        [out and [h.root_source for h in out.humans] for out in outs], node.log())
+    for human, truth in zip(outs[-1].humans, clip.truth_camera_m[frame], strict=True):
+        assert abs(human.body_pose.position.z - truth[0, 2]) < 0.03
+
+
 def test_keypoints_without_a_frame_id_take_no_depth_image_of_another_frame_than_their_camera_info(
         node_factory, clip):
     """Keypoints that name no frame (a detector that leaves header.frame_id empty) are placed with

@@ -284,8 +284,12 @@ class LiftNode(SpecLifecycleNode):
     def _lift(self, msg: HumanKeypoints2DArray) -> None:
         started = time.perf_counter()
         self.stats.input(time.monotonic())
-        # the image taken with the keypoints' image, not the newest: see DepthHistory
-        depth = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"), time.monotonic())
+        # the CameraInfo of the keypoints' camera where one came (several cameras on one topic), else the newest
+        matrix, lens, size, camera_frame_id = self.cameras.get(msg.header.frame_id) or (
+            self.camera_matrix, self.camera_lens, self.camera_size, self.camera_frame_id)
+        # the image taken with the keypoints' image, not the newest, of their camera: see DepthHistory
+        depth = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"), time.monotonic(),
+                                  msg.header.frame_id or camera_frame_id)
         # a header lift_keypoints refuses is not looked up in tf2 (nor named in its warning)
         target_frame, transform = (("", None) if header_drop_reason(msg.header) is not None
                                    else self._output_transform(msg.header))
@@ -294,9 +298,6 @@ class LiftNode(SpecLifecycleNode):
         if not (target_frame or tf2_frame_id(msg.header.frame_id)):
             self.warn_throttled("no_frame_id", "input without header.frame_id: its poses and markers are in no "
                                                "frame (RViz cannot place them) and get no TF frames")
-        # the CameraInfo of the keypoints' camera where one came (several cameras on one topic), else the newest
-        matrix, lens, size, camera_frame_id = self.cameras.get(msg.header.frame_id) or (
-            self.camera_matrix, self.camera_lens, self.camera_size, self.camera_frame_id)
         try:
             result = lift_keypoints(self.pipeline, msg, matrix, size, depth.image, target_frame, transform, lens,
                                     depth.frame_id, camera_frame_id, depth.stale)
