@@ -294,9 +294,14 @@ class DepthHistory:
         return len(self._images)
 
     def add(self, stamp: float, image: np.ndarray, frame_id: str = "", received: float = 0.0) -> None:
-        # a zero (or negative) stamp is no time: one unstamped image in a stamped stream is no step back
-        if self._images and stamp > 0 and timeline.starts_over(max(kept.stamp for kept in self._images), stamp):
-            self._images.clear()
+        # a zero (or negative) stamp is no time: one unstamped image in a stamped stream is no step back.
+        # Judged against the images of its own frame (or of none): two cameras' images on one topic, one
+        # stamped more than a late frame behind the other (another exposure or pipeline latency), each
+        # emptied the history of the other's, which was then never paired (placed without depth)
+        own = [kept.stamp for kept in self._images if not other_camera_frame(kept.frame_id, frame_id)]
+        if own and stamp > 0 and timeline.starts_over(max(own), stamp):
+            self._images = deque((kept for kept in self._images if other_camera_frame(kept.frame_id, frame_id)),
+                                 maxlen=self._images.maxlen)
         self._images.append(_KeptDepth(float(stamp), image, frame_id, float(received)))
         kept_bytes = sum(kept.image.nbytes for kept in self._images)
         while kept_bytes > self._max_bytes and len(self._images) > 1:

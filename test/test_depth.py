@@ -445,3 +445,21 @@ def test_depth_history_pairs_keypoints_with_their_own_camera_s_image_before_a_ne
     assert history.paired(10.2, 0.05, frame_id="cam_left").stale    # none within max_age
     history.add(10.02, np.full((4, 4), 3.0), "")                    # an image of no frame is anyone's
     assert history.paired(10.019, 0.05, frame_id="cam_left").image[0, 0] == 3.0
+
+
+def test_a_camera_s_depth_images_stamped_far_behind_another_s_leave_the_other_s_history():
+    """Two cameras' depth images on one topic, the right one's stamped 0.15 s behind the left's (its
+    own latency): each right image read as a step back to a new timeline (a bag loop) and emptied
+    the history, the left camera's images too, so left keypoints found no image of theirs (stale).
+    A step back is judged against the images of the same frame; a loop still empties that frame's."""
+    history = DepthHistory()
+    for k in range(5):
+        t = 10.0 + k / 30
+        history.add(t, np.full((4, 4), 1.0 + k), "cam_left")
+        history.add(t - 0.15, np.full((4, 4), 100.0 + k), "cam_right")
+    assert history.paired(10.0 + 4 / 30, 0.05, frame_id="cam_left").image[0, 0] == 5.0
+    assert history.paired(10.0 + 4 / 30 - 0.15, 0.05, frame_id="cam_right").image[0, 0] == 104.0
+    history.add(2.0, np.full((4, 4), 7.0), "cam_left")              # the left camera's bag looped
+    assert history.paired(10.0 + 4 / 30, 0.05, frame_id="cam_left").stale       # its old timeline's gone
+    assert history.paired(2.0, 0.05, frame_id="cam_left").image[0, 0] == 7.0
+    assert history.paired(10.0 + 4 / 30 - 0.15, 0.05, frame_id="cam_right").image[0, 0] == 104.0   # kept
