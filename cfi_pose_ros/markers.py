@@ -106,36 +106,44 @@ class DrawnMarkers:
     camera at a few Hz needs).
 
     At most ``MAX_NAMESPACES`` namespaces (cameras) are kept, the least recently drawn given up
-    first (:meth:`evicted`: the caller clears them), so a driver restarted with ever new frame
-    ids cannot grow the record without end."""
+    first, and one not drawn in for ``FORGET_AFTER_ARRAYS`` arrays is given up too (:meth:`evicted`:
+    the caller clears them): a driver restarted with ever new frame ids cannot grow the record
+    without end, and the skeletons of a camera whose stream stopped (or that now has another frame
+    id), which a lifetime RViz never expires kept on screen, go while the other cameras draw on."""
 
     MAX_NAMESPACES = 16         # as the smoother's cameras (smoothing.PoseSmoother.max_cameras)
+    FORGET_AFTER_ARRAYS = 300   # as the smoother's forget_after_frames: 10 s at 30 Hz
 
     def __init__(self) -> None:
-        self._drawn: OrderedDict[str, set[int]] = OrderedDict()    # least recently drawn first
+        # namespace -> (ids drawn, the array that drew them), least recently drawn first
+        self._drawn: OrderedDict[str, tuple[set[int], int]] = OrderedDict()
+        self._arrays = 0
 
     def gone(self, specs: list[MarkerSpec], namespace: str | None = None) -> list[tuple[str, int]]:
         """The markers drawn before that ``specs`` do not draw (sorted); ``specs`` are what is drawn
         now. ``namespace``: the one namespace the array draws in (a camera's, see
         :func:`camera_namespace`); other namespaces' markers are left as they are. None: the array
         speaks for every namespace."""
+        self._arrays += 1
         drawn: dict[str, set[int]] = {}
         for spec in specs:
             drawn.setdefault(spec.namespace, set()).add(spec.id)
         names = set(self._drawn) | set(drawn) if namespace is None else {namespace, *drawn}
         gone = []
         for name in names:
-            before = self._drawn.pop(name, set())
+            before, _ = self._drawn.pop(name, (set(), 0))
             gone.extend((name, marker_id) for marker_id in before - drawn.get(name, set()))
             if drawn.get(name):
-                self._drawn[name] = drawn[name]         # now the most recently drawn
+                self._drawn[name] = (drawn[name], self._arrays)       # now the most recently drawn
         return sorted(gone)
 
     def evicted(self) -> list[str]:
-        """The namespaces past ``MAX_NAMESPACES``, least recently drawn first, now forgotten: their
-        markers are to be cleared (a DELETEALL each), or they would stay on screen unrecorded."""
+        """The namespaces past ``MAX_NAMESPACES`` or not drawn in for ``FORGET_AFTER_ARRAYS``
+        arrays, least recently drawn first, now forgotten: their markers are to be cleared (a
+        DELETEALL each), or they would stay on screen unrecorded."""
         evicted = []
-        while len(self._drawn) > self.MAX_NAMESPACES:
+        while self._drawn and (len(self._drawn) > self.MAX_NAMESPACES
+                               or self._arrays - next(iter(self._drawn.values()))[1] > self.FORGET_AFTER_ARRAYS):
             evicted.append(self._drawn.popitem(last=False)[0])
         return evicted
 

@@ -184,3 +184,17 @@ def test_drawn_markers_of_one_camera_leave_another_camera_s_and_stay_bounded():
         camera = camera_namespace("lifter", f"cam{k}")
         drawn.gone(skeleton_markers(0, "a", kp, namespace=camera), camera)
     assert drawn.evicted() == [left] and len(drawn.namespaces) == DrawnMarkers.MAX_NAMESPACES
+
+
+def test_a_camera_that_stopped_drawing_is_given_up_after_forget_after_arrays():
+    """A camera whose stream stopped (or whose driver came back with another frame id): with a
+    lifetime RViz never expires its skeletons stayed on screen beside the others' for as long as
+    they drew on; after FORGET_AFTER_ARRAYS arrays of others it is given up, for the caller to clear."""
+    kp = standing_person(3.0)
+    drawn = DrawnMarkers()
+    drawn.gone(skeleton_markers(0, "a", kp, namespace="lifter/gone"), "lifter/gone")
+    for k in range(DrawnMarkers.FORGET_AFTER_ARRAYS):
+        drawn.gone(skeleton_markers(0, "b", kp, namespace="lifter/on"), "lifter/on")
+        assert drawn.evicted() == []
+    drawn.gone(skeleton_markers(0, "b", kp, namespace="lifter/on"), "lifter/on")
+    assert drawn.evicted() == ["lifter/gone"] and drawn.namespaces == ("lifter/on",)
