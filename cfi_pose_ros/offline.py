@@ -535,7 +535,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     from cfi_pose_ros.depth import DepthHistory
     from cfi_pose_ros.markers import DrawnMarkers
     from cfi_pose_ros.node.conversions import stamp_seconds
-    from cfi_pose_ros.node.lifting import CameraInfoByFrame, build_pipeline, camera_or_size_from_info, lift_keypoints
+    from cfi_pose_ros.node.lifting import CameraInfoByFrame, CameraModel, build_pipeline, camera_or_size_from_info, lift_keypoints
 
     value = lift_values.__getitem__
     pipeline = build_pipeline(value, log=log)
@@ -560,9 +560,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     topics = {name: root_namespace_topic(value(name))
               for name in ("input_topic", "camera_info_topic", "output_topic", "markers_topic")}
     result = OfflineResult()
-    camera_matrix = camera_lens = camera_size = None
-    camera_frame_id = ""
-    cameras = CameraInfoByFrame()      # as the node: each camera frame's last CameraInfo
+    cameras = CameraInfoByFrame()      # as the node: each camera frame's last CameraInfo, and the newest
     depth_images = DepthHistory()      # paired with each frame by stamp, as the node pairs them
     drawn_markers = DrawnMarkers()     # as the node: people who left are deleted from the bag's markers
     say = log or _say
@@ -574,10 +572,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             _STOP.at_frame_boundary()
             if item.camera_info is not None:
                 writer.write(topics["camera_info_topic"], item.camera_info, item.log_time_ns)
-                camera_matrix, camera_lens, camera_size, refused = camera_or_size_from_info(
-                    item.camera_info, value("keypoints_image"))
-                camera_frame_id = item.camera_info.header.frame_id
-                cameras.add(camera_frame_id, (camera_matrix, camera_lens, camera_size, camera_frame_id))
+                matrix, lens, size, refused = camera_or_size_from_info(item.camera_info, value("keypoints_image"))
+                cameras.add(CameraModel(matrix, lens, size, item.camera_info.header.frame_id))
                 if refused is not None:
                     result.dropped["bad_camera_info"] += 1
                 continue
@@ -606,12 +602,11 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             result.last_frame_ns = item.log_time_ns
             writer.write(topics["input_topic"], msg, item.log_time_ns)
             t0 = time.perf_counter()
-            matrix, lens, size, info_frame_id = cameras.get(msg.header.frame_id) or (
-                camera_matrix, camera_lens, camera_size, camera_frame_id)
+            camera = cameras.for_keypoints(msg.header.frame_id)
             depth = depth_images.paired(stamp_seconds(msg.header.stamp), value("depth_max_age"),
-                                        item.log_time_ns * 1e-9, msg.header.frame_id or info_frame_id)
-            lifted = lift_keypoints(pipeline, msg, matrix, size, depth.image, target_frame,
-                                    target_from_camera, lens, depth.frame_id, info_frame_id, depth.stale)
+                                        item.log_time_ns * 1e-9, msg.header.frame_id or camera.frame_id)
+            lifted = lift_keypoints(pipeline, msg, camera.matrix, camera.size, depth.image, target_frame,
+                                    target_from_camera, camera.lens, depth.frame_id, camera.frame_id, depth.stale)
             poses = lifted.poses_msg() if lifted.publishable else None
             markers = lifted.marker_specs(value("marker_lifetime")) if poses is not None and (
                 keep_records or value("publish_markers")) else []

@@ -24,7 +24,6 @@ if __name__ == "__main__":
     from cfi_pose_ros.node.startup import start_ros_process
     start_ros_process()
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.duration import Duration
 from rclpy.lifecycle import TransitionCallbackReturn
@@ -32,7 +31,6 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from cfi_pose_ros.camera import LensDistortion
 from cfi_pose_ros.depth import DepthHistory
 from cfi_pose_ros.frames import RigidTransform, static_target_transform, tf2_frame_id
 from cfi_pose_ros.interrupts import raise_if_interrupted
@@ -44,6 +42,7 @@ from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, diagnos
 from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, TARGET_WITHOUT_FRAME, lift_configure_problems,
                                          lifter_options)
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, CameraInfoByFrame,
+                                      CameraModel,
                                       camera_or_size_from_info, depth_warning_key, dropped_warning_key, lift_keypoints,
                                       marker_namespace, pipeline_config, pose_smoother, warned_about)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
@@ -68,12 +67,7 @@ class LiftNode(SpecLifecycleNode):
         self.pipeline: LiftingPipeline | None = None
         self.lifter = None
         self.stats = RollingStats(started=time.monotonic())
-        self.camera_matrix: np.ndarray | None = None
-        self.camera_lens: LensDistortion | None = None
-        self.camera_size: tuple[int, int] | None = None
-        self.camera_frame_id = ""         # the CameraInfo's: used only for keypoints of that frame
-        # each camera frame's (the above are the newest CameraInfo's, whatever its frame)
-        self.cameras = CameraInfoByFrame()
+        self.cameras = CameraInfoByFrame()     # each camera frame's last CameraInfo, and the newest
         self.depth = DepthHistory()       # the last depth images, paired with keypoints by stamp
         self._subscriptions_active: list = []
         self._pose_pub = self._marker_pub = self._diag_pub = None
@@ -205,8 +199,6 @@ class LiftNode(SpecLifecycleNode):
         self.pipeline = self.lifter = None
         # the next configure may listen to another camera (camera_info_topic, input_topic are
         # settable while unconfigured): its people must not be placed with this one's intrinsics
-        self.camera_matrix = self.camera_lens = self.camera_size = None
-        self.camera_frame_id = ""
         self.cameras.clear()
         return TransitionCallbackReturn.SUCCESS
 
@@ -249,11 +241,8 @@ class LiftNode(SpecLifecycleNode):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         if not self._subscriptions_active:
             return      # queued before unsubscribing (see _on_keypoints): cleanup forgot this camera
-        self.camera_matrix, self.camera_lens, self.camera_size, refused = camera_or_size_from_info(
-            msg, self.p("keypoints_image"))
-        self.camera_frame_id = msg.header.frame_id     # a size alone is this camera's too
-        self.cameras.add(msg.header.frame_id,
-                         (self.camera_matrix, self.camera_lens, self.camera_size, self.camera_frame_id))
+        matrix, lens, size, refused = camera_or_size_from_info(msg, self.p("keypoints_image"))
+        self.cameras.add(CameraModel(matrix, lens, size, msg.header.frame_id))     # a size alone is this camera's too
         if refused is not None:
             self.stats.drop(Counter(bad_camera_info=1))
             self.warn_throttled("camera_info", f"ignoring CameraInfo: {refused}; publishing root-relative poses")
@@ -285,11 +274,10 @@ class LiftNode(SpecLifecycleNode):
         started = time.perf_counter()
         self.stats.input(time.monotonic())
         # the CameraInfo of the keypoints' camera where one came (several cameras on one topic), else the newest
-        matrix, lens, size, camera_frame_id = self.cameras.get(msg.header.frame_id) or (
-            self.camera_matrix, self.camera_lens, self.camera_size, self.camera_frame_id)
+        camera = self.cameras.for_keypoints(msg.header.frame_id)
         # the image taken with the keypoints' image, not the newest, of their camera: see DepthHistory
         depth = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"), time.monotonic(),
-                                  msg.header.frame_id or camera_frame_id)
+                                  msg.header.frame_id or camera.frame_id)
         # a header lift_keypoints refuses is not looked up in tf2 (nor named in its warning)
         target_frame, transform = (("", None) if header_drop_reason(msg.header) is not None
                                    else self._output_transform(msg.header))
@@ -299,8 +287,8 @@ class LiftNode(SpecLifecycleNode):
             self.warn_throttled("no_frame_id", "input without header.frame_id: its poses and markers are in no "
                                                "frame (RViz cannot place them) and get no TF frames")
         try:
-            result = lift_keypoints(self.pipeline, msg, matrix, size, depth.image, target_frame, transform, lens,
-                                    depth.frame_id, camera_frame_id, depth.stale)
+            result = lift_keypoints(self.pipeline, msg, camera.matrix, camera.size, depth.image, target_frame,
+                                    transform, camera.lens, depth.frame_id, camera.frame_id, depth.stale)
         except Exception as exc:  # never let one bad frame take the node down
             self.stats.drop(Counter(processing_error=1))
             self.warn_throttled("processing_error", f"frame dropped, lifting failed: {exc!r}")
@@ -421,7 +409,7 @@ class LiftNode(SpecLifecycleNode):
             status.level, status.message = DiagnosticStatus.WARN, "processing latency high"
         camera_info = [subscription.topic_name for subscription in self._subscriptions_active
                        if subscription.msg_type is CameraInfo]
-        if camera_info and self.p("solve_root") and self.camera_matrix is None:
+        if camera_info and self.p("solve_root") and not self.cameras.any_placing():
             # people are to be placed and cannot be: an OK status hid that every pose came out
             # root-relative (no CameraInfo publisher, a wrong topic, an uncalibrated camera's K)
             status.level = DiagnosticStatus.WARN

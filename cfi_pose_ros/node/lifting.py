@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, fields
+from typing import NamedTuple
 
 import numpy as np
 from std_msgs.msg import Header
@@ -181,36 +182,50 @@ def image_size_from_info(msg) -> tuple[int, int] | None:
     return (width, height) if width and height else None
 
 
+class CameraModel(NamedTuple):
+    """What :func:`camera_or_size_from_info` gave for one CameraInfo: the pinhole ``matrix`` (K, or
+    P's left 3x3) and ``lens`` (None where refused), the image ``size``, and its ``frame_id``."""
+    matrix: np.ndarray | None = None
+    lens: LensDistortion | None = None
+    size: tuple[int, int] | None = None
+    frame_id: str = ""
+
+
 class CameraInfoByFrame:
-    """What :func:`camera_or_size_from_info` gave (``(K, lens, size, header.frame_id)``) for the last
-    CameraInfo of each camera frame (tf2's name), so that keypoints of several cameras on one topic
-    (their CameraInfo on one topic too) are each lifted with their own camera's: the newest alone,
-    whichever camera's it was, placed a camera's people only when no other camera's CameraInfo had
-    come since, and refused the others (bad_camera_info, root-relative). At most ``MAX_CAMERAS``
-    frames are kept, the least recently received given up first."""
+    """The last CameraInfo of each camera frame (tf2's name), so that keypoints of several cameras
+    on one topic (their CameraInfo on one topic too) are each lifted with their own camera's: the
+    newest alone, whichever camera's it was, placed a camera's people only when no other camera's
+    CameraInfo had come since, and refused the others (bad_camera_info, root-relative). At most
+    ``MAX_CAMERAS`` frames are kept, the least recently received given up first."""
 
     MAX_CAMERAS = 16        # as the smoother's cameras (smoothing.PoseSmoother.max_cameras)
 
     def __init__(self) -> None:
-        self._cameras: OrderedDict[str, tuple] = OrderedDict()
+        self._cameras: OrderedDict[str, CameraModel] = OrderedDict()
+        self.newest = CameraModel()     # whatever its frame (one naming none is kept only here)
 
-    def add(self, frame_id: str, camera: tuple) -> None:
-        """Keep ``camera`` for ``frame_id`` (one that names no frame is not kept)."""
-        name = tf2_frame_id(frame_id)
-        if not name:
-            return
-        self._cameras.pop(name, None)
-        self._cameras[name] = camera
-        while len(self._cameras) > self.MAX_CAMERAS:
-            self._cameras.popitem(last=False)
+    def add(self, camera: CameraModel) -> None:
+        self.newest = camera
+        name = tf2_frame_id(camera.frame_id)
+        if name:
+            self._cameras.pop(name, None)
+            self._cameras[name] = camera
+            while len(self._cameras) > self.MAX_CAMERAS:
+                self._cameras.popitem(last=False)
 
-    def get(self, frame_id: str) -> tuple | None:
-        """The camera kept for ``frame_id`` (tf2's name), or None (none kept, or no frame named)."""
+    def for_keypoints(self, frame_id: str) -> CameraModel:
+        """The camera of keypoints of ``frame_id``: that frame's own where one came, else the newest
+        (which the pipeline refuses for keypoints of another frame, saying so)."""
         name = tf2_frame_id(frame_id)
-        return self._cameras.get(name) if name else None
+        return self._cameras.get(name, self.newest) if name else self.newest
+
+    def any_placing(self) -> bool:
+        """Whether a camera kept can place people (a matrix, not a size alone or a refusal)."""
+        return any(camera.matrix is not None for camera in (self.newest, *self._cameras.values()))
 
     def clear(self) -> None:
         self._cameras.clear()
+        self.newest = CameraModel()
 
 
 @dataclass
