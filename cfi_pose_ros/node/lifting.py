@@ -249,7 +249,7 @@ class LiftedFrame:
     def poses_msg(self) -> HumanPose3DArray:
         return poses_to_msg(self.header, self.people)
 
-    def marker_namespace(self, namespace: str = LIFTER_MARKER_NAMESPACE) -> str:
+    def camera_marker_namespace(self, namespace: str = LIFTER_MARKER_NAMESPACE) -> str:
         """The namespace this frame's skeletons are drawn in: the input camera's in the lifter's
         ``namespace`` (:func:`cfi_pose_ros.markers.camera_namespace`), so that two cameras on one
         keypoints topic keep each other's skeletons."""
@@ -257,9 +257,9 @@ class LiftedFrame:
 
     def marker_specs(self, lifetime: float, namespace: str = LIFTER_MARKER_NAMESPACE) -> list[MarkerSpec]:
         """The skeletons' markers, in the input camera's namespace of ``namespace``, the lifter's own
-        (see :func:`marker_namespace` and :meth:`marker_namespace`). Where the frame places people,
+        (see :func:`marker_namespace` and :meth:`camera_marker_namespace`). Where the frame places people,
         those it could not place (root-relative) are not drawn."""
-        namespace = self.marker_namespace(namespace)
+        namespace = self.camera_marker_namespace(namespace)
         specs = []
         # the person's index in the input, as draw_people_2d colours them: dropped people must not
         # shift the colour and the "person <index>" label of the untracked people after them
@@ -279,7 +279,7 @@ class LiftedFrame:
         drawn by this frame's camera (another camera's are left as they are), and a DELETEALL of
         each camera's namespace it gives up (see ``DrawnMarkers.evicted``)."""
         specs = self.marker_specs(lifetime, namespace) if specs is None else specs
-        namespace = self.marker_namespace(namespace)
+        namespace = self.camera_marker_namespace(namespace)
         gone = drawn.gone(specs, namespace) if drawn is not None else []
         evicted = drawn.evicted() if drawn is not None else []
         # a lifetime RViz never expires (0, or <= 100 us) needs a DELETEALL for people who left,
