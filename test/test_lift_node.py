@@ -1778,8 +1778,11 @@ def test_two_cameras_on_one_topic_are_each_placed_with_their_own_camera_info(nod
     only when no CameraInfo of the other had come since, and else refused as another camera's
     (root-relative, bad_camera_info: WARN); with both CameraInfos sent before the keypoints, the
     first camera's people never were. The last CameraInfo of each camera frame is kept (16 frames
-    at most): each camera's people are placed with its own K."""
-    node = node_factory()
+    at most): each camera's people are placed with its own K. The WARN for people that cannot be
+    placed asks every camera kept (it read the newest CameraInfo alone) and names the one that cannot."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    node = node_factory(overrides={"diagnostics_period": 0.2, "warn_latency_ms": 1e6})   # no other WARN
     frame, cameras = 40, {"cam_left": 1.0, "cam_right": 2.0}     # the right camera's focal length twice
     infos = {camera: camera_info_msg(clip.camera_matrix * [[f], [f], [1.0]], clip.image_size, camera)
              for camera, f in cameras.items()}
@@ -1802,7 +1805,18 @@ def test_two_cameras_on_one_topic_are_each_placed_with_their_own_camera_info(nod
     for camera, f in cameras.items():       # twice the focal length: the same pixels twice as far
         for human, truth in zip(outs[camera].humans, clip.truth_camera_m[frame], strict=True):
             assert abs(human.body_pose.position.z - f * truth[0, 2]) < 0.5 * f, camera
-    assert _diag_count(node.latest_diagnostics(), "bad_camera_info") == 0
+    diag = node.latest_diagnostics()
+    assert _diag_count(diag, "bad_camera_info") == 0 and diag["_level"] == DiagnosticStatus.OK, diag
+    # an uncalibrated driver's K (all zero) for one camera: its people cannot be placed, the other's can
+    uncalibrated = camera_info_msg(clip.camera_matrix * 0.0, clip.image_size, "cam_right")
+    for _ in range(20):
+        node.client.camera_info_pub.publish(uncalibrated)
+        diag = node.latest_diagnostics()
+        if "cam_right" in diag["_message"]:
+            break
+    topic = node.topics["camera_info_topic"]
+    assert diag["_level"] == DiagnosticStatus.WARN and (
+        f"; no valid CameraInfo on {topic} for cam_right (root-relative output)" in diag["_message"]), diag
 
 
 def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels(clip):

@@ -1533,12 +1533,12 @@ def test_a_camera_info_dispatched_after_cleanup_is_not_kept(ros_env):
         assert node._subscriptions_active[1].topic_name.endswith("camera_info")
         info = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
         deliver(info)
-        assert node.cameras.newest.matrix is not None and node.cameras.any_placing()
+        assert node.cameras.newest.matrix is not None and node.cameras.unplaced() == []
         for transition in (node.trigger_deactivate, node.trigger_cleanup):
             assert transition() == TransitionCallbackReturn.SUCCESS
         deliver(info)
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.cameras.newest.size is None and not node.cameras.any_placing()
+        assert node.cameras.newest.size is None and node.cameras.unplaced() is None
 
 
 def test_target_from_camera_without_target_frame_fails_configure_with_the_reason(ros_env):

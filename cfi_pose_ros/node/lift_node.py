@@ -409,11 +409,15 @@ class LiftNode(SpecLifecycleNode):
             status.level, status.message = DiagnosticStatus.WARN, "processing latency high"
         camera_info = [subscription.topic_name for subscription in self._subscriptions_active
                        if subscription.msg_type is CameraInfo]
-        if camera_info and self.p("solve_root") and not self.cameras.any_placing():
+        unplaced = self.cameras.unplaced()
+        if camera_info and self.p("solve_root") and unplaced != []:
             # people are to be placed and cannot be: an OK status hid that every pose came out
-            # root-relative (no CameraInfo publisher, a wrong topic, an uncalibrated camera's K)
+            # root-relative (no CameraInfo publisher, a wrong topic, an uncalibrated camera's K); of
+            # several cameras on the topic, whichever cannot (the newest's alone flipped it)
             status.level = DiagnosticStatus.WARN
-            status.message += f"; no valid CameraInfo on {camera_info[0]} (root-relative output)"
+            cameras = f" for {', '.join(unplaced[:3])}{' (+%d)' % (len(unplaced) - 3) if len(unplaced) > 3 else ''}" \
+                if unplaced else ""
+            status.message += f"; no valid CameraInfo on {camera_info[0]}{cameras} (root-relative output)"
         self._diag_pub.publish(diagnostics_msg(self, status, summary, {
             "backend": self.lifter.backend if self.lifter else "none",
             "latency_p50_ms": f"{summary['latency_p50_ms']:.2f}",

@@ -219,9 +219,13 @@ class CameraInfoByFrame:
         name = tf2_frame_id(frame_id)
         return self._cameras.get(name, self.newest) if name else self.newest
 
-    def any_placing(self) -> bool:
-        """Whether a camera kept can place people (a matrix, not a size alone or a refusal)."""
-        return any(camera.matrix is not None for camera in (self.newest, *self._cameras.values()))
+    def unplaced(self) -> list[str] | None:
+        """The frames of the cameras kept that cannot place people (a size alone, or a CameraInfo
+        refused), least recently received first; None where no CameraInfo has come at all (or the
+        newest, naming no frame, cannot place either)."""
+        if not self._cameras and self.newest.matrix is None:
+            return None
+        return [name for name, camera in self._cameras.items() if camera.matrix is None]
 
     def clear(self) -> None:
         self._cameras.clear()
