@@ -11,6 +11,11 @@ from __future__ import annotations
 # tf2 frame names are short (`camera_color_optical_frame`, with a robot's prefix); 256 is the
 # track id's bound too.
 MAX_FRAME_ID_LENGTH = 256
+# The most camera frames whose state each per-camera record keeps (the smoother's tracks, the
+# detector's tracks, the lifter's CameraInfos and marker namespaces), the least recently seen given
+# up first: several cameras may share one topic, a driver restarted with ever new frame ids must not
+# grow any of them without end.
+MAX_CAMERAS = 16
 
 
 def frame_name_problem(name: str, *, prefix: bool = False) -> str | None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .frame_ids import MAX_CAMERAS
 from .skeleton import H36M_17, JointLayout
 
 __all__ = ["MarkerSpec", "MARKER_TYPES", "MARKERS_PER_PERSON", "RVIZ_MIN_LIFETIME_NS", "DrawnMarkers", "lifetime_ns",
@@ -111,7 +112,7 @@ class DrawnMarkers:
     without end, and the skeletons of a camera whose stream stopped (or that now has another frame
     id), which a lifetime RViz never expires kept on screen, go while the other cameras draw on."""
 
-    MAX_NAMESPACES = 16         # as the smoother's cameras (smoothing.PoseSmoother.max_cameras)
+    MAX_NAMESPACES = MAX_CAMERAS
     FORGET_AFTER_ARRAYS = 300   # as the smoother's forget_after_frames: 10 s at 30 Hz
 
     def __init__(self) -> None:

@@ -39,6 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from . import timeline
+from .frame_ids import MAX_CAMERAS
 
 __all__ = ["OneEuroFilter", "PoseSmoother"]
 
@@ -190,7 +191,7 @@ class PoseSmoother:
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 1.0, d_cutoff: float = 1.0,
                  forget_after: float = 1.0, forget_after_frames: int = 300, max_tracks: int = 4096,
-                 max_cameras: int = 16):
+                 max_cameras: int = MAX_CAMERAS):
         OneEuroFilter(min_cutoff, beta, d_cutoff)        # validate the parameters once
         _check_positive(forget_after=forget_after)
         for name, value in (("forget_after_frames", forget_after_frames), ("max_tracks", max_tracks),

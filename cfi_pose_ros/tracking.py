@@ -32,6 +32,7 @@ from scipy.optimize import linear_sum_assignment
 
 from . import timeline
 from .detectors.decode import box_iou
+from .frame_ids import MAX_CAMERAS
 
 _ROS4HRI_NAMES = 26 ** 5          # five lowercase letters
 # Two stamps closer than this are one instant to the motion model (see timeline): a box moved over a
@@ -48,9 +49,6 @@ MAX_STALLED_MISSES = 30
 # at most 4096: with tracker_max_age up to an hour, a false detection in a new place every frame would
 # otherwise make every frame's matching work through 100 000 dead tracks.
 MAX_TRACKS = 4096
-# Most cameras (``header.frame_id``s) whose tracks are kept while another camera's frames come, the
-# least recently seen dropped first: the lifter keeps as many (its smoother's cameras).
-MAX_CAMERAS = 16
 
 
 @dataclass
@@ -314,8 +312,8 @@ class MultiPersonTracker:
         if gap:
             self._camera.period = gap
         self._camera.tracks = [tr for tr in self._camera.tracks
-                        if ((at_pace and tr.last_seen == previous_t) or t - tr.last_seen <= allowed)
-                        and tr.stalled_misses <= MAX_STALLED_MISSES]
+                               if ((at_pace and tr.last_seen == previous_t) or t - tr.last_seen <= allowed)
+                               and tr.stalled_misses <= MAX_STALLED_MISSES]
 
         assigned = self._assign(boxes, t)
         matched_tracks = {id(tr) for tr in assigned.values()}

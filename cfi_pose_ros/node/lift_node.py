@@ -328,7 +328,7 @@ class LiftNode(SpecLifecycleNode):
         that a monitor must see (WARN), as no listener can tell the two cameras' people apart."""
         self.stats.drop(Counter({TF_FRAME_CONFLICT: len(taken)}))
         owners = sorted(set(taken.values()))
-        frames = ", ".join(sorted(taken)[:5]) + (f" (+{len(taken) - 5})" if len(taken) > 5 else "")
+        frames = first_names(sorted(taken), 5)
         self.warn_throttled(TF_FRAME_CONFLICT, (
             f"TF frames {frames} not sent for the people of {camera!r}: sent for the people of "
             f"{', '.join(map(repr, owners))} within tf2's 10 s buffer (two cameras' detectors numbering people "
@@ -415,14 +415,19 @@ class LiftNode(SpecLifecycleNode):
             # root-relative (no CameraInfo publisher, a wrong topic, an uncalibrated camera's K); of
             # several cameras on the topic, whichever cannot (the newest's alone flipped it)
             status.level = DiagnosticStatus.WARN
-            cameras = f" for {', '.join(unplaced[:3])}{' (+%d)' % (len(unplaced) - 3) if len(unplaced) > 3 else ''}" \
-                if unplaced else ""
+            cameras = f" for {first_names(unplaced, 3)}" if unplaced else ""
             status.message += f"; no valid CameraInfo on {camera_info[0]}{cameras} (root-relative output)"
         self._diag_pub.publish(diagnostics_msg(self, status, summary, {
             "backend": self.lifter.backend if self.lifter else "none",
             "latency_p50_ms": f"{summary['latency_p50_ms']:.2f}",
             "latency_p99_ms": f"{summary['latency_p99_ms']:.2f}"},
             self._subscriptions_active[0].topic_name if self._subscriptions_active else "", ROUTINE_DROPS))
+
+
+def first_names(names: list[str], most: int) -> str:
+    """The first ``most`` of ``names`` for a log line or a status, and how many more there are."""
+    rest = len(names) - most
+    return ", ".join(names[:most]) + (f" (+{rest})" if rest > 0 else "")
 
 
 def main(args=None) -> int:

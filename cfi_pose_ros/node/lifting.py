@@ -19,7 +19,7 @@ from visualization_msgs.msg import MarkerArray
 from cfi_pose_ros.camera import (MIN_IMAGE_SIDE_PX, LensDistortion, check_lens_over_image, is_resized_view,
                                   lens_distortion, published_image_matrix)
 from cfi_pose_ros.depth import DepthImageError, check_depth_frame, check_depth_registration
-from cfi_pose_ros.frame_ids import other_camera_frame
+from cfi_pose_ros.frame_ids import MAX_CAMERAS, other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, camera_namespace, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
@@ -196,9 +196,7 @@ class CameraInfoByFrame:
     on one topic (their CameraInfo on one topic too) are each lifted with their own camera's: the
     newest alone, whichever camera's it was, placed a camera's people only when no other camera's
     CameraInfo had come since, and refused the others (bad_camera_info, root-relative). At most
-    ``MAX_CAMERAS`` frames are kept, the least recently received given up first."""
-
-    MAX_CAMERAS = 16        # as the smoother's cameras (smoothing.PoseSmoother.max_cameras)
+    ``frame_ids.MAX_CAMERAS`` frames are kept, the least recently received given up first."""
 
     def __init__(self) -> None:
         self._cameras: OrderedDict[str, CameraModel] = OrderedDict()
@@ -210,7 +208,7 @@ class CameraInfoByFrame:
         if name:
             self._cameras.pop(name, None)
             self._cameras[name] = camera
-            while len(self._cameras) > self.MAX_CAMERAS:
+            while len(self._cameras) > MAX_CAMERAS:
                 self._cameras.popitem(last=False)
 
     def for_keypoints(self, frame_id: str) -> CameraModel:
