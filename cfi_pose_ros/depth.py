@@ -308,16 +308,18 @@ class DepthHistory:
             kept_bytes -= self._images.popleft().image.nbytes
 
     def _nearest(self, stamp: float, max_age: float, received: float, frame_id: str = "") -> _KeptDepth | None:
-        best, best_gap = None, float(max_age)
+        """The image nearest in time of ``frame_id``'s camera (or naming none), else of any camera."""
+        own, own_gap = None, float(max_age)
+        nearest, nearest_gap = None, float(max_age)
         for kept in self._images:
-            if other_camera_frame(kept.frame_id, frame_id):
-                continue
             # stamped zero both: no time but when each arrived
             gap = (abs(kept.received - float(received)) if stamp <= 0 and kept.stamp <= 0
                    else abs(kept.stamp - float(stamp)))
-            if gap <= best_gap:
-                best, best_gap = kept, gap
-        return best
+            if gap <= nearest_gap:
+                nearest, nearest_gap = kept, gap
+            if gap <= own_gap and not other_camera_frame(kept.frame_id, frame_id):
+                own, own_gap = kept, gap
+        return own if own is not None else nearest
 
     def nearest(self, stamp: float, max_age: float, received: float = 0.0) -> np.ndarray | None:
         """The kept image whose stamp is nearest ``stamp`` (of equally near ones, the last received;
@@ -336,8 +338,7 @@ class DepthHistory:
         whenever it was nearer in stamp, and they were placed without depth (bad_depth_image)."""
         if not self._images:
             return PairedDepth(None, False)
-        kept = (self._nearest(stamp, max_age, received, frame_id) if frame_id else None) or self._nearest(
-            stamp, max_age, received)
+        kept = self._nearest(stamp, max_age, received, frame_id)
         return PairedDepth(None, True) if kept is None else PairedDepth(kept.image, False, kept.frame_id)
 
     def clear(self) -> None:

@@ -5,6 +5,9 @@ Apart from frames.py (which imports the pipeline, which imports depth.py) so tha
 use the one rule."""
 from __future__ import annotations
 
+from collections import OrderedDict
+from typing import Generic, Iterator, TypeVar
+
 # The longest frame name either node takes, from a message's header.frame_id or from an operator's
 # target_frame / tf_prefix: every output carries the name on (the poses, each marker, the /tf
 # frames, the warnings that name it), so one of a megabyte made a frame's markers a megabyte each.
@@ -16,6 +19,71 @@ MAX_FRAME_ID_LENGTH = 256
 # up first: several cameras may share one topic, a driver restarted with ever new frame ids must not
 # grow any of them without end.
 MAX_CAMERAS = 16
+
+_Value = TypeVar("_Value")
+
+
+class RecentlySeen(Generic[_Value]):
+    """A record of each camera frame (or other name), least recently seen first, bounded: at most
+    ``capacity`` names, and, with ``forget_after``, none not seen for more than that many ticks (the
+    owner's frames or arrays, counted by :meth:`tick`). :meth:`evict` gives up the names past those
+    bounds and returns them with their records, for the owner to clear what they stood for (a
+    camera's markers on RViz's screen). The one shape of every per-camera record: the smoother's
+    tracks, the detector's tracker, the lifter's CameraInfos and marker namespaces."""
+
+    def __init__(self, capacity: int = MAX_CAMERAS, forget_after: int | None = None):
+        self.capacity = capacity
+        self.forget_after = forget_after
+        self._records: OrderedDict[str, tuple[_Value, int]] = OrderedDict()    # name -> (record, tick seen)
+        self._tick = 0
+
+    def tick(self) -> None:
+        """One frame (or array) of the owner's has passed, seen names or not."""
+        self._tick += 1
+
+    def put(self, name: str, record: _Value) -> None:
+        """``name``'s record, seen now: the most recently seen."""
+        self._records.pop(name, None)
+        self._records[name] = (record, self._tick)
+
+    def get(self, name: str, default: _Value | None = None) -> _Value | None:
+        """``name``'s record (not counted as seen), or ``default``."""
+        entry = self._records.get(name)
+        return default if entry is None else entry[0]
+
+    def pop(self, name: str, default: _Value | None = None) -> _Value | None:
+        entry = self._records.pop(name, None)
+        return default if entry is None else entry[0]
+
+    def evict(self) -> list[tuple[str, _Value]]:
+        """Give up the names past ``capacity`` or unseen for more than ``forget_after`` ticks, least
+        recently seen first; returns them with their records."""
+        evicted = []
+        while self._records and (len(self._records) > self.capacity or (
+                self.forget_after is not None
+                and self._tick - next(iter(self._records.values()))[1] > self.forget_after)):
+            name, (record, _) = self._records.popitem(last=False)
+            evicted.append((name, record))
+        return evicted
+
+    def names(self) -> tuple[str, ...]:
+        """The names kept, least recently seen first."""
+        return tuple(self._records)
+
+    def records(self) -> Iterator[_Value]:
+        return (record for record, _ in self._records.values())
+
+    def items(self) -> Iterator[tuple[str, _Value]]:
+        return ((name, record) for name, (record, _) in self._records.items())
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._records
+
+    def clear(self) -> None:
+        self._records.clear()
 
 
 def frame_name_problem(name: str, *, prefix: bool = False) -> str | None:

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import colorsys
 import zlib
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
-from .frame_ids import MAX_CAMERAS
+from .frame_ids import MAX_CAMERAS, RecentlySeen
 from .skeleton import H36M_17, JointLayout
 
 __all__ = ["MarkerSpec", "MARKER_TYPES", "MARKERS_PER_PERSON", "RVIZ_MIN_LIFETIME_NS", "DrawnMarkers", "lifetime_ns",
@@ -116,46 +115,41 @@ class DrawnMarkers:
     FORGET_AFTER_ARRAYS = 300   # as the smoother's forget_after_frames: 10 s at 30 Hz
 
     def __init__(self) -> None:
-        # namespace -> (ids drawn, the array that drew them), least recently drawn first
-        self._drawn: OrderedDict[str, tuple[set[int], int]] = OrderedDict()
-        self._arrays = 0
+        # namespace -> ids drawn, least recently drawn first; a tick per array
+        self._drawn: RecentlySeen[set[int]] = RecentlySeen(self.MAX_NAMESPACES, self.FORGET_AFTER_ARRAYS)
 
     def gone(self, specs: list[MarkerSpec], namespace: str | None = None) -> list[tuple[str, int]]:
         """The markers drawn before that ``specs`` do not draw (sorted); ``specs`` are what is drawn
         now. ``namespace``: the one namespace the array draws in (a camera's, see
         :func:`camera_namespace`); other namespaces' markers are left as they are. None: the array
         speaks for every namespace."""
-        self._arrays += 1
+        self._drawn.tick()
         drawn: dict[str, set[int]] = {}
         for spec in specs:
             drawn.setdefault(spec.namespace, set()).add(spec.id)
-        names = set(self._drawn) | set(drawn) if namespace is None else {namespace, *drawn}
+        names = set(self._drawn.names()) | set(drawn) if namespace is None else {namespace, *drawn}
         gone = []
         for name in names:
-            before, _ = self._drawn.pop(name, (set(), 0))
+            before = self._drawn.pop(name, set())
             gone.extend((name, marker_id) for marker_id in before - drawn.get(name, set()))
             if drawn.get(name):
-                self._drawn[name] = (drawn[name], self._arrays)       # now the most recently drawn
+                self._drawn.put(name, drawn[name])       # now the most recently drawn
         return sorted(gone)
 
     def evicted(self) -> list[str]:
         """The namespaces past ``MAX_NAMESPACES`` or not drawn in for ``FORGET_AFTER_ARRAYS``
         arrays, least recently drawn first, now forgotten: their markers are to be cleared (a
         DELETEALL each), or they would stay on screen unrecorded."""
-        evicted = []
-        while self._drawn and (len(self._drawn) > self.MAX_NAMESPACES
-                               or self._arrays - next(iter(self._drawn.values()))[1] > self.FORGET_AFTER_ARRAYS):
-            evicted.append(self._drawn.popitem(last=False)[0])
-        return evicted
+        return [name for name, _ in self._drawn.evict()]
 
     @property
     def namespaces(self) -> tuple[str, ...]:
         """The namespaces with markers drawn, least recently drawn first."""
-        return tuple(self._drawn)
+        return self._drawn.names()
 
     def forget(self) -> None:
         """Nothing is drawn any more (a DELETEALL of every namespace went out)."""
-        self._drawn = OrderedDict()
+        self._drawn.clear()
 
 
 def track_color(track_id: str, person_index: int = 0, alpha: float = 1.0,

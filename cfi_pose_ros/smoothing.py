@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from . import timeline
-from .frame_ids import MAX_CAMERAS
+from .frame_ids import MAX_CAMERAS, RecentlySeen
 
 __all__ = ["OneEuroFilter", "PoseSmoother"]
 
@@ -204,36 +204,34 @@ class PoseSmoother:
         self.forget_after = float(forget_after)
         self.forget_after_frames = forget_after_frames
         self.max_tracks = max_tracks
-        self.max_cameras = max_cameras
-        self._frame = 0                       # frames smoothed, of every camera
-        # frame_id -> (its state, frame last seen), least recently seen first
-        self._cameras: OrderedDict[str, tuple[_CameraTracks, int]] = OrderedDict()
+        # frame_id -> its state, least recently seen first; a tick per frame smoothed, of every camera
+        self._cameras: RecentlySeen[_CameraTracks] = RecentlySeen(max_cameras, forget_after_frames)
 
     @property
     def cameras(self) -> tuple[str, ...]:
         """The camera frames with a state, least recently seen first."""
-        return tuple(self._cameras)
+        return self._cameras.names()
 
     @property
     def track_ids(self) -> tuple[str, ...]:
         """Every camera's track ids (cameras least recently seen first; an id tracked in two
         cameras is there twice)."""
-        return tuple(track_id for camera, _ in self._cameras.values() for track_id in camera.tracks)
+        return tuple(track_id for camera in self._cameras.records() for track_id in camera.tracks)
 
     def tracks_in(self, frame_id: str = "") -> tuple[str, ...]:
         """The track ids of one camera frame, least recently seen first."""
         camera = self._cameras.get(frame_id)
-        return () if camera is None else tuple(camera[0].tracks)
+        return () if camera is None else tuple(camera.tracks)
 
     def __len__(self) -> int:
-        return sum(len(camera.tracks) for camera, _ in self._cameras.values())
+        return sum(len(camera.tracks) for camera in self._cameras.records())
 
     def __contains__(self, track_id: str) -> bool:
-        return any(track_id in camera.tracks for camera, _ in self._cameras.values())
+        return any(track_id in camera.tracks for camera in self._cameras.records())
 
     def forget(self, track_id: str, frame_id: str | None = None) -> None:
         """Drop a track: of one camera frame, or (``frame_id=None``) of every camera."""
-        for name, (camera, _) in self._cameras.items():
+        for name, camera in self._cameras.items():
             if frame_id is None or name == frame_id:
                 camera.tracks.pop(track_id, None)
 
@@ -244,7 +242,7 @@ class PoseSmoother:
         """Drop one camera's tracks expired at its time ``t`` and frame (see the class docstring);
         returns their ids."""
         camera = self._cameras.get(frame_id)
-        return [] if camera is None else camera[0].forget_stale(t)
+        return [] if camera is None else camera.forget_stale(t)
 
     def smooth_frame(self, track_ids: Sequence[str], t: float | None, keypoints: np.ndarray,
                      modes: Sequence | None = None, frame_id: str = "") -> np.ndarray:
@@ -266,13 +264,10 @@ class PoseSmoother:
         t = float(t)
         if not math.isfinite(t):
             raise ValueError(f"timestamp must be finite, got {t}")
-        self._frame += 1
-        entry = self._cameras.pop(frame_id, None)
-        camera = _CameraTracks(self) if entry is None else entry[0]
-        self._cameras[frame_id] = (camera, self._frame)        # now the most recently seen
-        while (len(self._cameras) > self.max_cameras
-               or self._frame - next(iter(self._cameras.values()))[1] > self.forget_after_frames):
-            self._cameras.popitem(last=False)               # never the camera at hand: it is the last
+        self._cameras.tick()
+        camera = self._cameras.pop(frame_id) or _CameraTracks(self)
+        self._cameras.put(frame_id, camera)        # now the most recently seen
+        self._cameras.evict()                      # never the camera at hand: it is the last
         return camera.smooth_frame(track_ids, t, out, modes)
 
     def smooth(self, track_id: str, t: float, keypoints: np.ndarray, frame_id: str = "") -> np.ndarray:

@@ -32,7 +32,7 @@ from scipy.optimize import linear_sum_assignment
 
 from . import timeline
 from .detectors.decode import box_iou
-from .frame_ids import MAX_CAMERAS
+from .frame_ids import MAX_CAMERAS, RecentlySeen
 
 _ROS4HRI_NAMES = 26 ** 5          # five lowercase letters
 # Two stamps closer than this are one instant to the motion model (see timeline): a box moved over a
@@ -163,7 +163,8 @@ class MultiPersonTracker:
     def reset(self) -> None:
         """Forget every track, every camera's (ids already given out are still never reused)."""
         self._camera = _CameraTracks()                  # the camera of the last frame
-        self._cameras: dict[str, _CameraTracks] = {}    # the others', least recently seen first
+        # the others' (with the camera at hand, MAX_CAMERAS), least recently seen first
+        self._cameras: RecentlySeen[_CameraTracks] = RecentlySeen(MAX_CAMERAS - 1)
 
     def _switch_camera(self, frame_id: str | None) -> None:
         """Keep the last camera's tracks aside and go on with those of ``frame_id``'s (fresh for one
@@ -171,10 +172,9 @@ class MultiPersonTracker:
         tracker over at each frame, and everyone in view of either got a new id every frame."""
         if frame_id is None or self._camera.frame_id is None or frame_id == self._camera.frame_id:
             return
-        self._cameras[self._camera.frame_id] = self._camera
-        self._camera = self._cameras.pop(frame_id, None) or _CameraTracks()
-        while len(self._cameras) >= MAX_CAMERAS:      # the least recently seen camera first
-            del self._cameras[next(iter(self._cameras))]
+        self._cameras.put(self._camera.frame_id, self._camera)
+        self._camera = self._cameras.pop(frame_id) or _CameraTracks()
+        self._cameras.evict()
 
     @property
     def tracks(self) -> list[Track]:
@@ -221,7 +221,7 @@ class MultiPersonTracker:
 
     def _shift_times(self, delta: float) -> None:
         """Move every time the tracks hold, every camera's, by ``delta`` seconds (onto another clock)."""
-        for camera in (self._camera, *self._cameras.values()):
+        for camera in (self._camera, *self._cameras.records()):
             camera.shift_times(delta)
 
     def _assign(self, boxes: np.ndarray, t: float) -> dict[int, Track]:

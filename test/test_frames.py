@@ -442,3 +442,31 @@ def test_a_clock_back_at_0_after_it_ran_is_a_time_for_stamps_ahead_of_it():
     assert not ahead_of_clock(100_000_000, 0, clock_ran=True)
     assert ahead_of_clock(late, late - TF_BUFFER_NS - 1, clock_ran=False)
     assert not ahead_of_clock(late, late - TF_BUFFER_NS, clock_ran=False)
+
+
+def test_recently_seen_keeps_the_most_recent_within_capacity_and_age():
+    """The one record of every per-camera state: past ``capacity`` the least recently seen goes
+    first, a name seen again moves to the end, ``forget_after`` ticks unseen drop a name, and
+    :meth:`evict` returns what it gave up, least recently seen first."""
+    from cfi_pose_ros.frame_ids import RecentlySeen
+
+    seen = RecentlySeen(capacity=3, forget_after=5)
+    for name in "abcd":
+        seen.tick()
+        seen.put(name, name.upper())
+    seen.put("b", "B2")                         # seen again: now the most recent
+    assert seen.names() == ("a", "c", "d", "b")
+    assert seen.evict() == [("a", "A")]         # past capacity
+    assert seen.get("b") == "B2" and seen.get("a") is None and "a" not in seen
+    assert seen.evict() == []
+    for _ in range(5):                          # c was seen at tick 3, d and b at tick 4: now tick 9
+        seen.tick()
+    assert seen.evict() == [("c", "C")]
+    seen.tick()
+    assert seen.evict() == [("d", "D"), ("b", "B2")] and len(seen) == 0
+    unbounded_in_age = RecentlySeen(capacity=2)
+    unbounded_in_age.put("x", 1)
+    for _ in range(10_000):
+        unbounded_in_age.tick()
+    assert unbounded_in_age.evict() == [] and list(unbounded_in_age.items()) == [("x", 1)]
+    assert unbounded_in_age.pop("x") == 1 and unbounded_in_age.pop("x", 0) == 0

@@ -8,7 +8,7 @@ Message conversion only; the computation is in :mod:`cfi_pose_ros.pipeline` and
 from __future__ import annotations
 
 import itertools
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
@@ -19,7 +19,7 @@ from visualization_msgs.msg import MarkerArray
 from cfi_pose_ros.camera import (MIN_IMAGE_SIDE_PX, LensDistortion, check_lens_over_image, is_resized_view,
                                   lens_distortion, published_image_matrix)
 from cfi_pose_ros.depth import DepthImageError, check_depth_frame, check_depth_registration
-from cfi_pose_ros.frame_ids import MAX_CAMERAS, other_camera_frame
+from cfi_pose_ros.frame_ids import MAX_CAMERAS, RecentlySeen, other_camera_frame
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, camera_namespace, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
@@ -199,17 +199,15 @@ class CameraInfoByFrame:
     ``frame_ids.MAX_CAMERAS`` frames are kept, the least recently received given up first."""
 
     def __init__(self) -> None:
-        self._cameras: OrderedDict[str, CameraModel] = OrderedDict()
+        self._cameras: RecentlySeen[CameraModel] = RecentlySeen(MAX_CAMERAS)
         self.newest = CameraModel()     # whatever its frame (one naming none is kept only here)
 
     def add(self, camera: CameraModel) -> None:
         self.newest = camera
         name = tf2_frame_id(camera.frame_id)
         if name:
-            self._cameras.pop(name, None)
-            self._cameras[name] = camera
-            while len(self._cameras) > MAX_CAMERAS:
-                self._cameras.popitem(last=False)
+            self._cameras.put(name, camera)
+            self._cameras.evict()
 
     def for_keypoints(self, frame_id: str) -> CameraModel:
         """The camera of keypoints of ``frame_id``: that frame's own where one came, else the newest
