@@ -34,14 +34,14 @@ import numpy as np
 
 from . import timeline
 from .camera import MIN_IMAGE_SIDE_PX, is_resized_view
-from .frame_ids import other_camera_frame, tf2_frame_id
+from .frame_ids import MAX_CAMERAS, RecentlySeen, other_camera_frame, tf2_frame_id
 from .image import raw_rows
 from .root_solver import validate_camera_matrix
 
 DEFAULT_BODY_OFFSET_M = 0.10     # body surface -> pelvis joint, metres
 DEFAULT_DEPTH_RANGE_M = (0.1, 20.0)
-DEPTH_HISTORY = 15               # depth images kept for pairing by stamp: half a second at 30 Hz
-# ... and at most this many bytes of them (the newest is always kept): 15 images of a 4K 32FC1 depth
+DEPTH_HISTORY = 15               # depth images of a camera kept for pairing by stamp: 0.5 s at 30 Hz
+# ... and at most this many bytes of all cameras' (the newest is always kept): 15 images of a 4K 32FC1 depth
 # camera are 500 MB, of an 8K one 2 GB. 256 MiB keeps all 15 up to 1920 x 1080 32FC1 (8 MB each)
 # and 8 of a 4K camera's, still a quarter of a second at 30 Hz: a detector's latency back.
 DEPTH_HISTORY_BYTES = 256 * 2**20
@@ -261,8 +261,8 @@ class _KeptDepth(NamedTuple):
 
 
 class DepthHistory:
-    """The last ``size`` depth images and their stamps (seconds), to give each keypoints message the
-    depth image taken with its image.
+    """The last ``size`` depth images of each camera and their stamps (seconds), to give each
+    keypoints message the depth image taken with its image.
 
     Keypoints arrive a 2D detector's latency after their image, while the depth camera goes on
     publishing: when the keypoints of the image stamped t arrive, the newest depth image is stamped
@@ -271,60 +271,72 @@ class DepthHistory:
     image kept, the depth was then never used. From the images kept here the one nearest in stamp
     is taken, as message_filters' Cache / ApproximateTime pair two streams.
 
-    A stamp further back than a late frame (:mod:`cfi_pose_ros.timeline`: a bag loop, a simulated
-    clock reset) drops every kept image: they belong to a timeline that has been left, and must not
-    be paired with the new one's keypoints. A late image (out of order), or one stamped zero (no
-    time: it pairs only with keypoints stamped zero), is only added. Unstamped images and keypoints
-    pair by when each arrived (``received``, seconds on the caller's clock), within ``max_age``:
-    compared by stamp alone, every unstamped image was as near as the newest, and once the depth
-    stream stopped the last one placed unstamped keypoints for good (a person who walked on, placed
-    where they had stood: ROOT_FROM_DEPTH, nothing counted).
+    Each camera frame (tf2's name; images naming none are one more) keeps its own ``size`` images:
+    several cameras' depth images on one topic shared one history, and with four cameras at 30 Hz
+    it reached back 0.13 s, a slow detector's latency. At most ``frame_ids.MAX_CAMERAS`` cameras,
+    the least recently seen given up first.
 
-    Bounded by count (``size``) and by bytes (``max_bytes``; the oldest go first, the newest is
-    always kept)."""
+    A stamp further back than a late frame (:mod:`cfi_pose_ros.timeline`: a bag loop, a simulated
+    clock reset) drops every image kept of its camera: they belong to a timeline that has been left,
+    and must not be paired with the new one's keypoints. It is judged per camera: two cameras'
+    images on one topic, one stamped more than a late frame behind the other (another exposure or
+    pipeline latency), each emptied the history of the other's, which was then never paired (placed
+    without depth). A late image (out of order), or one stamped zero (no time: it pairs only with
+    keypoints stamped zero), is only added. Unstamped images and keypoints pair by when each arrived
+    (``received``, seconds on the caller's clock), within ``max_age``: compared by stamp alone,
+    every unstamped image was as near as the newest, and once the depth stream stopped the last one
+    placed unstamped keypoints for good (a person who walked on, placed where they had stood:
+    ROOT_FROM_DEPTH, nothing counted).
+
+    Bounded by count (``size`` a camera) and by bytes (``max_bytes`` for all; the oldest of the
+    least recently seen cameras go first, the newest image is always kept)."""
 
     def __init__(self, size: int = DEPTH_HISTORY, max_bytes: int = DEPTH_HISTORY_BYTES):
         for name, value in (("size", size), ("max_bytes", max_bytes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        self._images: deque[_KeptDepth] = deque(maxlen=size)
+        self._size = size
         self._max_bytes = max_bytes
+        # camera frame ("" for images naming none) -> its images, oldest first
+        self._cameras: RecentlySeen[deque[_KeptDepth]] = RecentlySeen(MAX_CAMERAS)
 
     def __len__(self) -> int:
-        return len(self._images)
+        return sum(len(images) for images in self._cameras.records())
 
     def add(self, stamp: float, image: np.ndarray, frame_id: str = "", received: float = 0.0) -> None:
-        # a zero (or negative) stamp is no time: one unstamped image in a stamped stream is no step back.
-        # Judged against the images of its own frame (or of none): two cameras' images on one topic, one
-        # stamped more than a late frame behind the other (another exposure or pipeline latency), each
-        # emptied the history of the other's, which was then never paired (placed without depth)
-        own = [kept.stamp for kept in self._images if not other_camera_frame(kept.frame_id, frame_id)]
-        if own and stamp > 0 and timeline.starts_over(max(own), stamp):
-            self._images = deque((kept for kept in self._images if other_camera_frame(kept.frame_id, frame_id)),
-                                 maxlen=self._images.maxlen)
-        self._images.append(_KeptDepth(float(stamp), image, frame_id, float(received)))
-        kept_bytes = sum(kept.image.nbytes for kept in self._images)
-        while kept_bytes > self._max_bytes and len(self._images) > 1:
-            kept_bytes -= self._images.popleft().image.nbytes
+        name = tf2_frame_id(frame_id)
+        images = self._cameras.pop(name) or deque(maxlen=self._size)
+        # a zero (or negative) stamp is no time: one unstamped image in a stamped stream is no step back
+        if images and stamp > 0 and timeline.starts_over(max(kept.stamp for kept in images), stamp):
+            images.clear()
+        images.append(_KeptDepth(float(stamp), image, frame_id, float(received)))
+        self._cameras.put(name, images)
+        self._cameras.evict()
+        kept_bytes = sum(kept.image.nbytes for images in self._cameras.records() for kept in images)
+        for older in list(self._cameras.records()):     # the least recently seen camera first
+            while kept_bytes > self._max_bytes and len(older) > (1 if older is images else 0):
+                kept_bytes -= older.popleft().image.nbytes
 
     def _nearest(self, stamp: float, max_age: float, received: float, frame_id: str = "") -> _KeptDepth | None:
         """The image nearest in time of ``frame_id``'s camera (or naming none), else of any camera."""
+        name = tf2_frame_id(frame_id)
         own, own_gap = None, float(max_age)
         nearest, nearest_gap = None, float(max_age)
-        for kept in self._images:
-            # stamped zero both: no time but when each arrived
-            gap = (abs(kept.received - float(received)) if stamp <= 0 and kept.stamp <= 0
-                   else abs(kept.stamp - float(stamp)))
-            if gap <= nearest_gap:
-                nearest, nearest_gap = kept, gap
-            if gap <= own_gap and not other_camera_frame(kept.frame_id, frame_id):
-                own, own_gap = kept, gap
-        return own if own is not None else nearest
+        for camera, images in self._cameras.items():
+            for kept in images:
+                # stamped zero both: no time but when each arrived
+                gap = (abs(kept.received - float(received)) if stamp <= 0 and kept.stamp <= 0
+                       else abs(kept.stamp - float(stamp)))
+                if gap <= nearest_gap:
+                    nearest, nearest_gap = kept, gap
+                if gap <= own_gap and camera in (name, ""):
+                    own, own_gap = kept, gap
+        return own if own is not None and name else nearest
 
     def nearest(self, stamp: float, max_age: float, received: float = 0.0) -> np.ndarray | None:
-        """The kept image whose stamp is nearest ``stamp`` (of equally near ones, the last received;
-        for ``stamp`` zero, the unstamped one that arrived nearest ``received``), or None when none is
-        within ``max_age`` seconds of it."""
+        """The kept image whose stamp is nearest ``stamp`` (of equally near ones, the last received
+        of a camera; for ``stamp`` zero, the unstamped one that arrived nearest ``received``), or
+        None when none is within ``max_age`` seconds of it."""
         kept = self._nearest(stamp, max_age, received)
         return None if kept is None else kept.image
 
@@ -336,10 +348,10 @@ class DepthHistory:
         taken (for the caller to refuse as another camera's) only where there is none: two cameras'
         depth images on one topic, 4 ms apart, gave a camera's keypoints the other camera's image
         whenever it was nearer in stamp, and they were placed without depth (bad_depth_image)."""
-        if not self._images:
+        if not len(self):
             return PairedDepth(None, False)
         kept = self._nearest(stamp, max_age, received, frame_id)
         return PairedDepth(None, True) if kept is None else PairedDepth(kept.image, False, kept.frame_id)
 
     def clear(self) -> None:
-        self._images.clear()
+        self._cameras.clear()

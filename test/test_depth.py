@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cfi_pose_ros.depth import (DEFAULT_BODY_OFFSET_M, DepthHistory, check_depth_frame, check_depth_registration,
+from cfi_pose_ros.depth import (DEFAULT_BODY_OFFSET_M, DEPTH_HISTORY, DepthHistory, check_depth_frame, check_depth_registration,
                                 depth_image_to_array, depth_in_metres, root_translation_from_depth, window_depth)
 
 K = np.array([[600.0, 0.0, 320.0], [0.0, 610.0, 240.0], [0.0, 0.0, 1.0]])
@@ -463,3 +463,31 @@ def test_a_camera_s_depth_images_stamped_far_behind_another_s_leave_the_other_s_
     assert history.paired(10.0 + 4 / 30, 0.05, frame_id="cam_left").stale       # its old timeline's gone
     assert history.paired(2.0, 0.05, frame_id="cam_left").image[0, 0] == 7.0
     assert history.paired(10.0 + 4 / 30 - 0.15, 0.05, frame_id="cam_right").image[0, 0] == 104.0   # kept
+
+
+def test_each_camera_keeps_its_own_depth_history_span():
+    """Four cameras' depth images on one topic, 30 Hz each: one shared history of 15 images reached
+    back 0.13 s, so keypoints of a detector 0.3 s behind found no image of their camera (stale,
+    placed without depth) where one camera alone keeps half a second. Each camera keeps its own 15;
+    the byte bound still holds for all of them, the least recently seen camera's oldest first."""
+    history = DepthHistory()
+    cameras = [f"cam_{c}" for c in range(4)]
+    for k in range(30):
+        for c, camera in enumerate(cameras):
+            history.add(10.0 + k / 30 + c * 0.002, np.full((4, 4), 100.0 * c + k), camera)
+    assert len(history) == 4 * DEPTH_HISTORY
+    back = 10.0 + 29 / 30 - 0.3                # 9 frames behind the newest
+    for c, camera in enumerate(cameras):
+        paired = history.paired(back + c * 0.002, 0.01, frame_id=camera)
+        assert not paired.stale and paired.image[0, 0] == 100.0 * c + 20
+    image_bytes = np.full((4, 4), 0.0).nbytes
+    bounded = DepthHistory(size=15, max_bytes=10 * image_bytes)
+    for k in range(6):
+        for camera in ("cam_a", "cam_b"):
+            bounded.add(10.0 + k / 30, np.full((4, 4), float(k)), camera)
+    assert len(bounded) == 10
+    # the newest kept whatever the bound
+    tiny = DepthHistory(max_bytes=1)
+    tiny.add(1.0, np.full((4, 4), 1.0), "cam_a")
+    tiny.add(1.0, np.full((4, 4), 2.0), "cam_b")
+    assert len(tiny) == 1 and tiny.paired(1.0, 0.01, frame_id="cam_b").image[0, 0] == 2.0
