@@ -1570,6 +1570,8 @@ def test_a_set_that_makes_a_pair_configure_refuses_answers_success_saying_so(ros
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
+    from cfi_pose_ros.inference.factory import available_backends
+
     with _node_in_process("lift", "pairs") as node:
         warnings = []
         node.get_logger().warn = warnings.append
@@ -1580,7 +1582,17 @@ def test_a_set_that_makes_a_pair_configure_refuses_answers_success_saying_so(ros
             return result.reason
 
         assert set_one("backend", "auto") == ""
-        assert set_one("precision", "fp16") == ""           # backend auto: the machine decides
+        # backend auto: the machine decides; where no backend runs fp16 (no GPU), configure would fail
+        gpu_backends = available_backends("fp16")
+        reason = set_one("precision", "fp16")
+        if all(gpu_backends.values()):
+            assert reason == ("set; configure would fail as the parameters now stand: backend auto: no backend can "
+                              f"run fp16 here (tensorrt: {gpu_backends['tensorrt']}; cuda: {gpu_backends['cuda']}; "
+                              "onnxruntime: does not run fp16 (only tensorrt and cuda do); torch: does not run fp16 "
+                              "(only tensorrt and cuda do))"), reason
+            assert warnings.pop() == reason
+        else:
+            assert reason == ""
         reason = set_one("backend", "onnxruntime")
         assert reason == ("set; configure would fail as the parameters now stand: precision fp16 is not supported "
                           "by the onnxruntime backend: only tensorrt and cuda support it (onnxruntime runs fp32)")

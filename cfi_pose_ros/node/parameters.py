@@ -325,8 +325,8 @@ TARGET_WITHOUT_FRAME = ("target_from_camera is given but target_frame is empty: 
 
 def lift_configure_problems(value=lambda name: PARAMETERS_BY_NAME[name].default) -> list[str]:
     """What the lifting node's configure refuses in its parameters (``value(name)``) taken together,
-    each valid alone: a backend that does not run the precision, a transform without the frame it
-    leads to. A set cannot refuse these: `ros2 param set` sets one parameter at a time, `ros2 param
+    each valid alone: a backend that does not run the precision (for ``auto``: none here does), a
+    transform without the frame it leads to. A set cannot refuse these: `ros2 param set` sets one parameter at a time, `ros2 param
     load` one after another, and the value that mends the pair may come next."""
     from cfi_pose_ros.inference.base import check_precision
 
@@ -336,6 +336,15 @@ def lift_configure_problems(value=lambda name: PARAMETERS_BY_NAME[name].default)
             check_precision(value("backend"), value("precision"))
         except ValueError as error:
             problems.append(str(error))
+    elif value("precision") != "fp32":
+        # auto takes the first backend that runs it here: on a machine with none (no GPU), `precision
+        # fp16` answered a plain success and configure alone said "no backend can run fp16 here"
+        from cfi_pose_ros.inference.factory import available_backends
+
+        reasons = available_backends(value("precision"))
+        if all(reasons.values()):
+            problems.append(f"backend auto: no backend can run {value('precision')} here ("
+                            + "; ".join(f"{name}: {why}" for name, why in reasons.items()) + ")")
     if any(value("target_from_camera")) and not tf2_frame_id(value("target_frame")):
         problems.append(TARGET_WITHOUT_FRAME)
     return problems
