@@ -164,15 +164,16 @@ def run_photo(photo: Path, seconds: float, rate_hz: float, threads: int, models:
     det, lift = diagnostics.get("cfi_pose_detector", {}), diagnostics.get("cfi_pose_lifter", {})
     end_to_end = np.array([(got_3d[s] - sent[s]) * 1e3 for s in got_3d if s in sent])
     lift_hop = np.array([(got_3d[s] - got_2d[s]) * 1e3 for s in got_3d if s in got_2d])
+    # a stage no frame of the window timed has empty values
     stages = {key: (float(det[f"{key}_p50_ms"]), float(det[f"{key}_p99_ms"]))
-              for key, _ in STAGES if f"{key}_p50_ms" in det}
+              for key, _ in STAGES if det.get(f"{key}_p50_ms")}
     people = int(np.median(list(people_2d.values()))) if people_2d else 0
     return {"photo": photo.name, "size": f"{width}x{height}", "people": people, "rate_hz": rate_hz,
             "frames_sent": len(sent), "frames_2d": len(got_2d), "frames_3d": len(got_3d),
             "superseded": int(det.get("dropped.superseded", 0)) - superseded_before,
             "other_drops": {k: v for k, v in det.items() if k.startswith("dropped.") and k != "dropped.superseded"},
             "detector_stages": stages, "timing_frames": int(det.get("timing_frames", 0)),
-            "lifter_latency": (float(lift.get("latency_p50_ms", "nan")), float(lift.get("latency_p99_ms", "nan"))),
+            "lifter_latency": (float(lift.get("latency_p50_ms") or "nan"), float(lift.get("latency_p99_ms") or "nan")),
             "lifter_backend": lift.get("backend", "?"),
             "lift_hop": (float(np.percentile(lift_hop, 50)), float(np.percentile(lift_hop, 99)))
             if len(lift_hop) else (float("nan"), float("nan")),

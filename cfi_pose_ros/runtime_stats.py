@@ -80,7 +80,8 @@ class RollingStats:
             self._outputs.popleft()
 
     def summary(self, now: float) -> dict:
-        """Rates, latencies and totals; ``dropped_since_last`` starts counting afresh after each call."""
+        """Rates, latencies and totals; ``dropped_since_last`` starts counting afresh after each call.
+        The latencies are ``None`` when no output is in the window: there is none to measure."""
         self._trim(now)
         recent, self._dropped_since_summary = self._dropped_since_summary, Counter()
         latencies = np.array([lat for _, lat, _ in self._outputs]) * 1000.0
@@ -88,8 +89,8 @@ class RollingStats:
         return {
             "input_rate_hz": sum(count for _, count in self._inputs) / span,
             "output_rate_hz": len(self._outputs) / span,
-            "latency_p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
-            "latency_p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
+            "latency_p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
+            "latency_p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,
             "people_last": self._outputs[-1][2] if self._outputs else 0,
             "inputs_total": self.total_inputs,
             "outputs_total": self.total_outputs,
@@ -97,3 +98,11 @@ class RollingStats:
             "dropped_since_last": dict(recent),
             "seconds_without_input": self.seconds_without_input(now),
         }
+
+
+def ms_value(ms: float | None) -> str:
+    """A duration in ms as a /diagnostics value: ``""`` where nothing was measured (no frame in the
+    window, not listening). The key stays in every status, as diagnostic_updater's tasks keep
+    theirs, so a monitor's rows and a plot's series do not come and go; the value was ``nan``,
+    which tools that read values as numbers (``float()``, ``strtod``) took for a measurement."""
+    return "" if ms is None else f"{ms:.2f}"

@@ -477,6 +477,22 @@ def test_diagnostics_report_per_stage_timings(camera_path, meta, h36m_image):
     assert float(lifter["latency_p50_ms"]) > 0, lifter
 
 
+def test_detector_diagnostics_keep_every_stage_key_empty_while_nothing_was_timed(started, h36m_image):
+    """A stage no frame of the window timed was left out of the status (every one before the first
+    image, after 5 s without one, while inactive), where the lifter wrote ``nan``: the keys come and
+    went. Every stage's keys are in every status, empty while nothing was timed, as the lifter's."""
+    path = started(lifter=False)
+    idle = path.diagnostics_of(path.detector_name)
+    for stage in ("decode", "detector", "keypoint_model", "tracking", "publish", "total"):
+        assert idle.get(f"{stage}_p50_ms") == idle.get(f"{stage}_p99_ms") == "", (stage, idle)
+    assert idle["timing_frames"] == idle["detector_frames"] == "0", idle
+    assert path.send(image_msg(h36m_image, "rgb8", sec=4100), until="keypoints") is not None, path.logs()
+    detecting = path.diagnostics_of(path.detector_name)
+    assert float(detecting["total_p50_ms"]) > 0 and int(detecting["timing_frames"]) >= 1, detecting
+    assert ({key for key in idle if not key.startswith("dropped.")}
+            == {key for key in detecting if not key.startswith("dropped.")}), (idle, detecting)
+
+
 def test_diagnostics_and_the_log_name_the_providers_the_sessions_use_not_those_asked_for(started):
     """Without strict_providers ONNX Runtime falls back to the CPU for a provider this install
     lacks; the configure log and /diagnostics named the providers parameter (CUDA) all the same."""

@@ -699,6 +699,35 @@ def test_diagnostics_report_backend_rates_latency(node_factory, clip):
     assert int(diag["outputs_total"]) >= 10 and diag["people"] == "2"
 
 
+def test_diagnostics_keep_their_keys_and_leave_a_value_with_nothing_measured_empty(node_factory, clip):
+    """With no frame lifted in the window (active before any input, inactive) the latencies were
+    ``nan``, which a tool reading values as numbers (``float()``, ``strtod``) takes for a
+    measurement, and ``seconds_without_input`` was left out while inactive, so a monitor's rows came
+    and went. Every status has the same keys (diagnostic_updater's tasks keep theirs); a value with
+    nothing to report is empty."""
+    from lifecycle_msgs.msg import Transition
+
+    from ros_harness import LifecycleClient
+
+    def keys(diag: dict) -> set[str]:
+        return {key for key in diag if not key.startswith(("dropped.", "_"))}
+
+    node = node_factory(overrides={"diagnostics_period": 0.2})
+    idle = node.latest_diagnostics()
+    assert idle["latency_p50_ms"] == idle["latency_p99_ms"] == "" and float(idle["seconds_without_input"]) >= 0, idle
+    send_camera_info(node, clip)
+    for k in range(3):
+        assert node.send_and_receive(clip_msg(clip, k, sec=250 + k)) is not None, node.log()
+    lifting = node.latest_diagnostics()
+    assert 0 < float(lifting["latency_p50_ms"]) <= float(lifting["latency_p99_ms"]), lifting
+    lifecycle = LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until)
+    assert lifecycle.transition(Transition.TRANSITION_DEACTIVATE)
+    inactive = node.latest_diagnostics()
+    assert inactive["_message"].startswith("inactive"), inactive
+    assert inactive["latency_p50_ms"] == inactive["latency_p99_ms"] == inactive["seconds_without_input"] == ""
+    assert keys(idle) == keys(lifting) == keys(inactive), (idle, lifting, inactive)
+
+
 def test_diagnostics_warn_while_input_is_dropped_and_say_ok_again_once_it_is_good(node_factory, clip):
     """An aggregator showed the lifter OK ("lifting") while it dropped every frame's people (here
     an unknown layout id), only a dropped.* value telling: WARN with the reasons while it drops

@@ -708,8 +708,9 @@ def diagnostics_msg(node: LifecycleNode, status: DiagnosticStatus, summary: dict
                    "people": str(summary["people_last"]),
                    "inputs_total": str(summary["inputs_total"]),
                    "outputs_total": str(summary["outputs_total"])})
-    if quiet is not None:
-        values["seconds_without_input"] = f"{quiet:.1f}"
+    # in every status, empty while not listening: a key that came and went made a monitor's row and a
+    # plot's series come and go
+    values["seconds_without_input"] = "" if quiet is None else f"{quiet:.1f}"
     values.update({f"dropped.{reason}": str(count) for reason, count in sorted(summary["dropped"].items())})
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     array = DiagnosticArray(status=[status])

@@ -24,10 +24,11 @@ and tracker (:mod:`cfi_pose_ros.tracking`):
   counted; the node goes on.
 
 ``/diagnostics``: detector, providers, input/output rates, p50/p99 of every
-stage (decode, detector, keypoint_model, tracking, publish, total = image
+stage (decode, detector, keypoint_model (top_down only), tracking, publish, total = image
 received -> keypoints published, over the frames of the last 5 s since the last activate, at most
 1000; ``detector_frames`` of them
-ran the person detector), people, and
+ran the person detector; every stage's keys in every status, empty where no frame of the window
+timed it), people, and
 dropped frames by reason (``unsupported_encoding``, ``bad_image``,
 ``image_too_large`` (a compressed image whose header declares more than
 ``max_image_pixels``; never decoded), ``decode_error``, ``detector_error``, ``negative_stamp``,
@@ -65,7 +66,7 @@ from cfi_pose_ros.node.conversions import header_problem, stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
 from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, cut, diagnostics_msg, exit_process,
                                    newest_only_qos, output_qos, rcl_reason, run, stoppable_configure)
-from cfi_pose_ros.runtime_stats import RollingStats
+from cfi_pose_ros.runtime_stats import RollingStats, ms_value
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not
     from cv_bridge import CvBridge, CvBridgeError
@@ -82,6 +83,12 @@ CONFIG_FILE = "detect.yaml"
 STAGES = ("decode", "detector", "keypoint_model", "tracking", "publish", "total")
 ROUTINE_DROPS = frozenset({"superseded", "stopped"})   # the newest-frame policy and stopping: not bad input
 _TIMING_FRAMES = 1000          # the most frames the per-stage percentiles are computed over
+
+
+def timed_stages(detector) -> tuple[str, ...]:
+    """The stages whose times ``detector`` reports: a top-down one its person detector and keypoint
+    model apart, any other one model (``detector``) alone."""
+    return STAGES if hasattr(detector, "person_detector") else tuple(s for s in STAGES if s != "keypoint_model")
 
 
 class StageTimes:
@@ -460,12 +467,14 @@ class DetectNode(SpecLifecycleNode):
             status.level, status.message = DiagnosticStatus.WARN, "processing time high"
         values = {"detector": self.describe(), "providers": ",".join(self._providers),
                   "image_conversion": "cv_bridge" if self.bridge else "cfi_pose_ros.image"}
-        for stage, (p50, p99, count) in stages.items():
-            values[f"{stage}_p50_ms"] = f"{p50:.2f}"
-            values[f"{stage}_p99_ms"] = f"{p99:.2f}"
+        # every stage the detector times, each publication: empty where no frame of the window timed it
+        for stage in timed_stages(self.detector):
+            p50, p99, _ = stages.get(stage, (None, None, 0))
+            values[f"{stage}_p50_ms"] = ms_value(p50)
+            values[f"{stage}_p99_ms"] = ms_value(p99)
         values["timing_frames"] = str(stages.get("total", (0, 0, 0))[2])
-        if "detector" in stages:     # top_down with person_detector_every > 1 runs it on fewer frames
-            values["detector_frames"] = str(stages["detector"][2])
+        # top_down with person_detector_every > 1 runs it on fewer frames
+        values["detector_frames"] = str(stages.get("detector", (0, 0, 0))[2])
         self._diag_pub.publish(diagnostics_msg(self, status, summary, values,
                                                self._subscription.topic_name if self._subscription else "",
                                                ROUTINE_DROPS))

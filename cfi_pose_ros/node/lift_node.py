@@ -10,7 +10,8 @@ ROS-free :class:`cfi_pose_ros.pipeline.LiftingPipeline`:
 * deactivate / cleanup: unsubscribe / release the engine.
 
 Diagnostics on ``/diagnostics``: backend, input/output rates, latency
-percentiles, people count, and dropped-input counts by reason.
+percentiles (empty while no frame was lifted in the window), people count, and
+dropped-input counts by reason.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTH
                                       marker_namespace, pipeline_config, pose_smoother, warned_about)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import DEPTH_DISAGREES, LiftingPipeline
-from cfi_pose_ros.runtime_stats import RollingStats
+from cfi_pose_ros.runtime_stats import RollingStats, ms_value
 
 # how long a stopping node waits for RViz (any reliable subscriber) to take the DELETEALL
 CLEAR_ACK_TIMEOUT_S = 0.5
@@ -405,7 +406,7 @@ class LiftNode(SpecLifecycleNode):
         status.level, status.message = DiagnosticStatus.OK, "lifting"
         if not self._subscriptions_active:          # configured, not active: nothing is lifted
             self.inactive_status(status)
-        elif summary["latency_p99_ms"] > self.p("warn_latency_ms"):
+        elif summary["latency_p99_ms"] is not None and summary["latency_p99_ms"] > self.p("warn_latency_ms"):
             status.level, status.message = DiagnosticStatus.WARN, "processing latency high"
         camera_info = [subscription.topic_name for subscription in self._subscriptions_active
                        if subscription.msg_type is CameraInfo]
@@ -419,8 +420,8 @@ class LiftNode(SpecLifecycleNode):
             status.message += f"; no valid CameraInfo on {camera_info[0]}{cameras} (root-relative output)"
         self._diag_pub.publish(diagnostics_msg(self, status, summary, {
             "backend": self.lifter.backend if self.lifter else "none",
-            "latency_p50_ms": f"{summary['latency_p50_ms']:.2f}",
-            "latency_p99_ms": f"{summary['latency_p99_ms']:.2f}"},
+            "latency_p50_ms": ms_value(summary["latency_p50_ms"]),
+            "latency_p99_ms": ms_value(summary["latency_p99_ms"])},
             self._subscriptions_active[0].topic_name if self._subscriptions_active else "", ROUTINE_DROPS))
 
 
