@@ -103,8 +103,9 @@ class NodeUnderTest:
                 return self.client.received.poses[stamp]
         return None
 
-    def latest_diagnostics(self, timeout: float = 10.0) -> dict:
-        """The lifter's status, from diagnostics published after this call (stamped by the node's
+    def latest_diagnostics(self, timeout: float = 10.0, status_name: str = "cfi_pose_lifter") -> dict:
+        """The lifter's status (named ``status_name...``: another lifter's, in a namespace), from
+        diagnostics published after this call (stamped by the node's
         clock; one on sim time, far from the wall clock, counts once it arrives after the call). Not
         merely the next to arrive: under load one still in flight was published before what the
         caller just saw happen (an output whose drop it did not count yet)."""
@@ -113,15 +114,17 @@ class NodeUnderTest:
         def published_since(index: int) -> bool:
             stamp = self.diagnostics[index].header.stamp
             stamp_ns = stamp.sec * 10**9 + stamp.nanosec
-            return stamp_ns >= since_ns or (index >= count and stamp_ns < since_ns - 3600 * 10**9)
+            ours = any(status.name.startswith(status_name) for status in self.diagnostics[index].status)
+            return ours and (stamp_ns >= since_ns or (index >= count and stamp_ns < since_ns - 3600 * 10**9))
 
         self.spin_until(lambda: any(map(published_since, range(max(count - 20, 0), len(self.diagnostics)))),
                         timeout)
         for array in reversed(self.diagnostics):
             for status in array.status:
-                if status.name.startswith("cfi_pose_lifter"):
+                if status.name.startswith(status_name):
                     return {kv.key: kv.value for kv in status.values} | {"_level": status.level,
-                                                                          "_message": status.message}
+                                                                          "_message": status.message,
+                                                                          "_hardware_id": status.hardware_id}
         return {}
 
     def close(self) -> int:

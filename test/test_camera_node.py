@@ -200,7 +200,8 @@ class CameraPath:
             for status in diag.status:
                 if status.name.startswith(node_name + ":"):
                     return {kv.key: kv.value for kv in status.values} | {"_level": status.level,
-                                                                          "_message": status.message}
+                                                                          "_message": status.message,
+                                                                          "_hardware_id": status.hardware_id}
         return {}
 
     def close(self) -> list[int]:
@@ -491,6 +492,16 @@ def test_detector_diagnostics_keep_every_stage_key_empty_while_nothing_was_timed
     assert float(detecting["total_p50_ms"]) > 0 and int(detecting["timing_frames"]) >= 1, detecting
     assert ({key for key in idle if not key.startswith("dropped.")}
             == {key for key in detecting if not key.startswith("dropped.")}), (idle, detecting)
+
+
+def test_the_detector_reports_its_own_name_as_hardware_id(started):
+    """DiagnosticStatus.hardware_id is "a hardware unique string": it was the models' description
+    (the same for two detectors of one configuration; the ``detector`` value still gives it), and
+    the node's name only after a failed configure. The detector's fully qualified name."""
+    path = started(lifter=False)
+    diag = path.diagnostics_of(path.detector_name)
+    assert diag.get("_hardware_id") == f"/{path.detector_name}", diag
+    assert diag["detector"].startswith("top_down: "), diag
 
 
 def test_diagnostics_and_the_log_name_the_providers_the_sessions_use_not_those_asked_for(started):

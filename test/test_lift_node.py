@@ -127,6 +127,27 @@ def test_two_lifters_of_one_name_in_two_namespaces_report_apart(node_factory, cl
     assert {f"{namespace[1:]}/my_lifter: lifting" for namespace in namespaces} <= seen, seen
 
 
+def test_each_lifter_reports_its_own_name_as_hardware_id_in_every_state(node_factory):
+    """DiagnosticStatus.hardware_id is "a hardware unique string": it was the backend, the same
+    ``onnxruntime`` for two lifters on one machine, and the node's name only after a failed
+    configure. Each lifter's fully qualified name, active and inactive alike."""
+    import os
+
+    from lifecycle_msgs.msg import Transition
+
+    from ros_harness import LifecycleClient
+
+    namespaces = [f"/robot1_{os.getpid()}", f"/robot2_{os.getpid()}"]
+    nodes = [node_factory(namespace=namespace) for namespace in namespaces]
+    for node, namespace in zip(nodes, namespaces):
+        name = f"{namespace}/cfi_pose_lifter"
+        active = node.latest_diagnostics(status_name=f"{name[1:]}: lifting")
+        assert active.get("_hardware_id") == name, active
+        assert LifecycleClient(node.client, name[1:], node.spin_until).transition(Transition.TRANSITION_DEACTIVATE)
+        inactive = node.latest_diagnostics(status_name=f"{name[1:]}: lifting")
+        assert inactive["_message"].startswith("inactive") and inactive["_hardware_id"] == name, inactive
+
+
 def test_without_camera_info_poses_are_root_relative(node_factory, clip):
     node = node_factory()
     out = node.send_and_receive(clip_msg(clip, 0, sec=5))

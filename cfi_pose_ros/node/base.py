@@ -328,6 +328,14 @@ class SpecLifecycleNode(LifecycleNode):
             self.report_configure_failure(configure_raised)
         return TransitionCallbackReturn.SUCCESS
 
+    def diagnostics_status(self, **fields) -> DiagnosticStatus:
+        """A status of this node: its :meth:`diagnostics_status_name`, and its fully qualified name as
+        ``hardware_id`` in every state (the message's "hardware unique string"; diagnostic_updater sets
+        one per updater). It was what ran: the lifter's backend (``onnxruntime`` for every lifter on a
+        machine), the detector's models, the node's name only after a failed configure."""
+        return DiagnosticStatus(name=self.diagnostics_status_name(), hardware_id=self.get_fully_qualified_name(),
+                                **fields)
+
     def diagnostics_status_name(self) -> str:
         """``<namespace>/<node>: <task>`` (``cfi_pose_lifter: lifting`` in the root namespace): the
         status name a diagnostic aggregator or monitor keys by, on the one global /diagnostics. The
@@ -374,11 +382,9 @@ class SpecLifecycleNode(LifecycleNode):
         silent there: a monitor or aggregator showed it as missing (or stale) with no reason, the
         reason only in the launch log."""
         self.end_configure_failure_report()
-        # hardware_id: what runs is not built, so the node (a monitor keys rows by it: it was empty)
-        status = DiagnosticStatus(name=self.diagnostics_status_name(), level=DiagnosticStatus.ERROR,
-                                  hardware_id=self.get_fully_qualified_name(),
-                                  message=cut(f"unconfigured: configure failed: {reason}"),
-                                  values=[KeyValue(key="lifecycle_state", value="unconfigured")])
+        status = self.diagnostics_status(level=DiagnosticStatus.ERROR,
+                                         message=cut(f"unconfigured: configure failed: {reason}"),
+                                         values=[KeyValue(key="lifecycle_state", value="unconfigured")])
         try:
             self._failure_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         except Exception as exc:    # /diagnostics taken by another type: the log has said it all

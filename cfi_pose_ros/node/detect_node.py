@@ -452,7 +452,7 @@ class DetectNode(SpecLifecycleNode):
         with self._stats_lock:
             summary = self.stats.summary(time.monotonic())
         stages = self.stages.percentiles(time.monotonic())
-        status = DiagnosticStatus(name=self.diagnostics_status_name(), hardware_id=self.describe())
+        status = self.diagnostics_status()
         status.level, status.message = DiagnosticStatus.OK, "detecting"
         total_p99 = stages.get("total", (0.0, 0.0, 0))[1]
         if self._subscription is None:             # configured, not active: nothing is detected

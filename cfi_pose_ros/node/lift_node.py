@@ -401,8 +401,7 @@ class LiftNode(SpecLifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         summary = self.stats.summary(time.monotonic())
-        status = DiagnosticStatus(name=self.diagnostics_status_name(),
-                                  hardware_id=self.lifter.backend if self.lifter else "")
+        status = self.diagnostics_status()
         status.level, status.message = DiagnosticStatus.OK, "lifting"
         if not self._subscriptions_active:          # configured, not active: nothing is lifted
             self.inactive_status(status)
