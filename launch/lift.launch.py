@@ -8,6 +8,7 @@
         person_detector_model:=/models/rtmdet_nano_person.onnx \
         keypoint_model:=/models/movenet_singlepose_lightning.onnx
     ros2 launch cfi_pose_ros lift.launch.py rviz:=true rviz_fixed_frame:=camera_color_optical_frame
+    ros2 launch cfi_pose_ros lift.launch.py log_level:=warn
 
 input:=keypoints (default): the lifter subscribes to HumanKeypoints2DArray from
 your own 2D detector. input:=image: the detector node (cfi_pose_detector) turns
@@ -72,6 +73,8 @@ RVIZ_MARKERS_DISPLAY = "rviz_default_plugins/MarkerArray"
 # the lifter's output_reliability -> the name RViz's topic property gives it
 RVIZ_RELIABILITY = {"reliable": "Reliable", "best_effort": "Best Effort"}
 INPUT_CHOICES = ("keypoints", "image")
+# rcl's --log-level of both nodes' processes (rcl reads these case-insensitively; launch's choices do not)
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 DETECTOR_EXECUTABLE = "detect_node"
 DETECTOR_NODE_NAME = "cfi_pose_detector"
@@ -334,6 +337,9 @@ def generate_launch_description():
         DeclareLaunchArgument("detector_params_file",
                               default_value=os.path.join(share, "config", DETECTOR_CONFIG_FILE),
                               description="YAML file with the detector node's parameters (input:=image)"),
+        DeclareLaunchArgument("log_level", default_value="info", choices=list(LOG_LEVELS),
+                              description="log level of both nodes (rcl's --log-level): warn keeps the "
+                                          "console to what needs attention"),
         DeclareLaunchArgument("rviz", default_value="false",
                               description="true: also start RViz (rviz2) showing the skeletons"),
         DeclareLaunchArgument("rviz_fixed_frame", default_value=NOT_GIVEN,
@@ -343,9 +349,10 @@ def generate_launch_description():
          + _override_arguments(DETECTOR_OVERRIDABLE_PARAMETERS, "detector node", "detector_params_file")
          + _override_arguments(BOTH_NODES_PARAMETERS, "both nodes'", "the parameters files"))
 
+    log_level = ["--log-level", LaunchConfiguration("log_level")]
     lifter = LifecycleNode(
         package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME,
-        namespace=LaunchConfiguration("namespace"), output="screen",
+        namespace=LaunchConfiguration("namespace"), output="screen", ros_arguments=log_level,
         # autostart off: the events below drive the lifecycle
         parameters=[LaunchConfiguration("params_file"),
                     GivenArgumentsFile(NODE_NAME, "params_file", OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,
@@ -356,6 +363,7 @@ def generate_launch_description():
     detector = LifecycleNode(
         package=PACKAGE, executable=DETECTOR_EXECUTABLE, name=DETECTOR_NODE_NAME,
         namespace=LaunchConfiguration("namespace"), output="screen", condition=with_detector,
+        ros_arguments=log_level,
         parameters=[LaunchConfiguration("detector_params_file"),
                     GivenArgumentsFile(DETECTOR_NODE_NAME, "detector_params_file",
                                        DETECTOR_OVERRIDABLE_PARAMETERS | BOTH_NODES_PARAMETERS,

@@ -15,6 +15,7 @@ import ast
 import math
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -844,3 +845,57 @@ def test_launch_arguments_win_over_a_section_after_the_users_section_of_the_node
                   f"{after}:\n  ros__parameters:\n    tf_prefix: users_\n    autostart: true\n")
     assert _lifter_launched_with(tmp_path, users_file, {"tf_prefix": "cam_"}) == {
         "target_frame": "map", "tf_prefix": "cam_", "autostart": False}
+
+
+def test_log_level_reaches_both_nodes_as_rcl_s_log_level(ros_env, tmp_path):
+    """`ros2 launch cfi_pose_ros lift.launch.py log_level:=warn`: both nodes get rcl's `--log-level`
+    (launch_ros passes ``ros_arguments`` after `--ros-args`), and a real lifter started with what the
+    launch file passes logs no INFO line where it logs its configure at INFO by default."""
+    from cfi_pose_ros.node.process import LIFT_NODE, node_command, stop
+
+    with pytest.MonkeyPatch.context() as patch:
+        description = run_launch_file(LAUNCH, patch, share_dir=str(REPO))
+    argument = next(e for e in description.entities
+                    if isinstance(e, fake_launch.DeclareLaunchArgument) and e.args[0] == "log_level")
+    assert argument.kwargs["default_value"] == "info"
+    assert argument.kwargs["choices"] == ["debug", "info", "warn", "error", "fatal"]
+    nodes = [e for e in description.entities if isinstance(e, fake_launch.LifecycleNode)]
+    assert {node.kwargs["name"] for node in nodes} == {launch_constants()["NODE_NAME"],
+                                                       launch_constants()["DETECTOR_NODE_NAME"]}
+    for node in nodes:
+        flag, level = node.kwargs["ros_arguments"]
+        assert flag == "--log-level" and level.args == ("log_level",), node.kwargs
+
+    def configure_log(level: str) -> str:
+        """The log of a lifter started with ``--log-level level`` and configured (waited for)."""
+        import rclpy
+        from lifecycle_msgs.msg import Transition
+
+        from ros_harness import LifecycleClient, spin_until
+
+        name = f"loglevel_{level}_{os.getpid()}"
+        command = node_command(LIFT_NODE, None, {"autostart": False, "backend": "torch"}, name)
+        assert "--ros-args" in command
+        log = tmp_path / f"{level}.log"
+        with open(log, "w") as out:
+            process = subprocess.Popen(command + ["--log-level", level], stdout=out, stderr=subprocess.STDOUT,
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        probe = rclpy.create_node(f"probe_{name}", context=context)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(probe)
+        try:
+            lifecycle = LifecycleClient(probe, name, lambda done, timeout: spin_until(executor, done, timeout))
+            assert lifecycle.transition(Transition.TRANSITION_CONFIGURE), log.read_text()
+        finally:
+            executor.shutdown()
+            probe.destroy_node()
+            rclpy.shutdown(context=context)
+            stop(process)
+        return log.read_text()
+
+    shown = configure_log("info")
+    assert "[INFO]" in shown and "inference backend" in shown, shown
+    quiet = configure_log("warn")
+    assert "[INFO]" not in quiet and "Traceback" not in quiet, quiet
