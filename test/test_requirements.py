@@ -76,3 +76,29 @@ def test_requirements_runtime_and_setup_name_every_runtime_dependency():
     assert {"torch", "onnxruntime", "mcap", "tqdm", "matplotlib", "opencv-python-headless"} <= needed
     assert needed <= runtime_requirements(), needed - runtime_requirements()
     assert needed <= install_requires(), needed - install_requires()
+
+
+# ROS module -> its package's name in package.xml, where they differ; cv_bridge is optional (the
+# detector converts images without it, package.xml says so in a comment)
+ROS_PACKAGE_OF = {"tf2_ros": "tf2_ros_py"}
+OPTIONAL_ROS_MODULES = {"cv_bridge"}
+
+
+def test_package_xml_names_every_ros_package_imported():
+    """rosdep installs what package.xml names: play_bag's --clock imports rosgraph_msgs, which it
+    did not name (present only as rclpy's own dependency)."""
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.parse(REPO / "package.xml").getroot()
+    declared = {element.text.strip() for tag in ("depend", "exec_depend") for element in root.iter(tag)}
+    modules = set()
+    for path in [*(REPO / "cfi_pose_ros").rglob("*.py"), *(REPO / "launch").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    ros = {m for m in modules if m in ROS_MODULES or m.endswith(("_msgs", "_srvs"))} - OPTIONAL_ROS_MODULES
+    assert {"rclpy", "sensor_msgs", "rosgraph_msgs"} <= ros
+    needed = {ROS_PACKAGE_OF.get(m, m) for m in ros}
+    assert needed <= declared, needed - declared
