@@ -460,10 +460,24 @@ def lens_from_args(args):
 
 # ------------------------------------------------------------------------------------ parameters
 
-def parameter_values(specs, params_file=None, node_name: str = "", overrides: dict | None = None) -> dict:
-    """name -> value: each spec's default, then the parameters file, then ``overrides``."""
+def parameter_values(specs, params_file=None, node_name: str = "", overrides: dict | None = None,
+                     other_nodes=()) -> dict:
+    """name -> value: each spec's default, then the parameters file, then ``overrides``.
+
+    A name of the file that is no parameter of this node but one of ``other_nodes`` (spec lists) is
+    left out with a note on stderr, as the node leaves it out with a WARN: a ``/**`` section may be
+    meant for both nodes (one file for ``--params-file`` and ``--detect-params-file`` was refused,
+    "unknown parameter(s) ['image_topic'] for cfi_pose_lifter", where both nodes started on it).
+    Any other unknown name is refused."""
+    names = {spec.name for spec in specs}
+    others = {spec.name for other in other_nodes for spec in other} - names
     values = {spec.name: spec.default for spec in specs}
-    values.update(read_params_file(params_file, node_name))
+    from_file = read_params_file(params_file, node_name)
+    skipped = sorted(set(from_file) & others)
+    if skipped:
+        print(f"offline: {node_name} has no parameter {', '.join(skipped)} (another node's): ignored",
+              file=sys.stderr)
+    values.update({k: v for k, v in from_file.items() if k not in others})
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     unknown = sorted(set(values) - {spec.name for spec in specs})
     if unknown:
@@ -973,11 +987,12 @@ def _run(args) -> int:
 
     target = static_target_transform(args.target_from_camera) if args.target_from_camera else None
     lift_values = parameter_values(LIFT_NODE_PARAMETERS, args.params_file, "cfi_pose_lifter",
-                                   {"weights": args.weights, "backend": args.backend, "threads": args.threads})
+                                   {"weights": args.weights, "backend": args.backend, "threads": args.threads},
+                                   other_nodes=(DETECT_NODE_PARAMETERS,))
     detect_values = parameter_values(DETECT_NODE_PARAMETERS, args.detect_params_file, "cfi_pose_detector", {
         "person_detector_model": args.person_detector_model, "keypoint_model": args.keypoint_model,
         "keypoint_model_type": args.keypoint_model_type, "yolo_pose_model": args.yolo_pose_model,
-        "detector": "yolo_pose" if args.yolo_pose_model else None})
+        "detector": "yolo_pose" if args.yolo_pose_model else None}, other_nodes=(LIFT_NODE_PARAMETERS,))
     depth_topic = args.depth_topic or (root_namespace_topic(lift_values["depth_topic"])
                                        if lift_values["depth_topic"] else None)
     problem = _output_over_input(args.inputs, args.out)

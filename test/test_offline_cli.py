@@ -563,6 +563,30 @@ def test_a_params_file_gives_the_offline_cli_what_rclpy_gives_the_node(tmp_path,
 
 
 
+def test_a_params_file_for_both_nodes_is_taken_as_the_nodes_take_it(tmp_path, capsys):
+    """A /** section may hold both nodes' parameters: each node starts on it (a WARN naming the other
+    node's), and the same file as --params-file and --detect-params-file was refused,
+    "unknown parameter(s) ['image_topic'] for cfi_pose_lifter", exit 2. A name neither node has
+    is still refused."""
+    import json
+
+    path = tmp_path / "both.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    max_people: 1\n    image_topic: /cam/image_raw\n"
+                    "    person_score_threshold: 0.5\n")
+    bag = _bag(tmp_path / "in.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
+    assert offline([str(bag), "--params-file", str(path), "--detect-params-file", str(path),
+                    "--out", str(tmp_path / "out"), "--quiet", "--no-video"]) == 0
+    err = capsys.readouterr().err
+    assert "cfi_pose_lifter has no parameter image_topic, person_score_threshold (another node's): ignored" in err
+    assert "cfi_pose_detector has no parameter" not in err          # max_people is both nodes'
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["frames"] == 3 and summary["people"] == 3        # max_people: 1 reached the lifter
+    path.write_text("/**:\n  ros__parameters:\n    max_poeple: 1\n")
+    assert offline([str(bag), "--params-file", str(path), "--out", str(tmp_path / "out2"), "--quiet",
+                    "--no-video"]) == 2
+    assert "unknown parameter(s) ['max_poeple'] for cfi_pose_lifter" in capsys.readouterr().err
+
+
 def _rclpy_parameters(path, node_name: str, namespace: str = "") -> dict:
     """What rclpy gives the node ``namespace/node_name`` from the parameters file ``path``."""
     import rclpy
