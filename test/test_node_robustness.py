@@ -1141,6 +1141,99 @@ def test_a_stop_signal_during_a_configure_asked_over_the_lifecycle_service_abort
     assert not any(text in log for text in NEVER_IN_LOG), log
 
 
+def _held_onnx_export_lock(tmp_path) -> Path:
+    """The lock file of the lifter's ONNX export (onnxruntime backend) in an engine cache of its own,
+    made by one node's configure (an export, the first time in a session; later ones find it).
+    Whoever holds it holds every configure that uses that cache: the node waits for it
+    (cache.one_builder_at_a_time, which two lifters building one engine take turns on)."""
+    cache = tmp_path.parent / "held_configure_cache"
+    lock = next(cache.glob("*/*.onnx.lock"), None)
+    if lock is None:
+        node = NodeUnderTest(tmp_path, overrides={"backend": "onnxruntime", "engine_cache_dir": str(cache)},
+                             node_name=f"making_cache_{os.getpid()}")
+        try:
+            assert node.wait_ready(), node.log()
+        finally:
+            node.close()
+        lock = next(cache.glob("*/*.onnx.lock"), None)
+        assert lock is not None, sorted(cache.rglob("*"))
+    return lock
+
+
+@pytest.mark.parametrize("executor, autostart", [("events", False), ("single_threaded", False), ("events", True)],
+                         ids=["events", "single_threaded", "events_autostart"])
+def test_a_node_answers_while_its_configure_runs(executor, autostart, tmp_path, ros_env):
+    """Configure can take minutes (an ONNX export, a TensorRT engine build). The node answered no
+    service meanwhile: `ros2 lifecycle get`, `ros2 param get/list` timed out (an onnxruntime export:
+    every request of 15 s answered only at configure's end, and get_state said 'inactive', never
+    'configuring'), and a change_state asked meanwhile was carried out after it (a cleanup queued
+    behind the configure undid it). Now, with the configure held (the test holds the lock of the
+    export the node waits for), the node answers: get_state 'configuring', parameters read, a
+    parameter set and a second change_state refused; the configure then ends and succeeds as asked."""
+    import fcntl
+
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import GetAvailableTransitions, GetState
+    from rcl_interfaces.srv import GetParameters
+
+    from ros_harness import LifecycleClient, call_service
+
+    lock_path = _held_onnx_export_lock(tmp_path)
+    name = f"held_{executor}_{'auto' if autostart else 'service'}_{os.getpid()}"
+    held = os.open(lock_path, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    node = None
+    try:
+        node = NodeUnderTest(tmp_path, overrides={"autostart": autostart, "backend": "onnxruntime",
+                                                  "executor": executor,
+                                                  "engine_cache_dir": str(lock_path.parent.parent)},
+                             node_name=name, wait=False)
+        lifecycle = LifecycleClient(node.client, name, node.spin_until)
+        configure = None
+        if not autostart:
+            assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED, node.log()
+            configure = lifecycle.request_transition(Transition.TRANSITION_CONFIGURE)
+        assert node.spin_until(lambda: "another process is building" in node.log(), 120), node.log()
+
+        # configure is held until the lock is released below: every answer here came while it ran
+        def ask(service_type, service, request, attempts=3):
+            client = node.client.create_client(service_type, f"/{name}/{service}")
+            assert client.wait_for_service(timeout_sec=10), service
+            return call_service(client, request, node.spin_until, attempts=attempts, timeout=30.0)
+
+        state = ask(GetState, "get_state", GetState.Request()).current_state
+        assert (state.id, state.label) == (State.TRANSITION_STATE_CONFIGURING, "configuring"), node.log()
+        ask(GetAvailableTransitions, "get_available_transitions", GetAvailableTransitions.Request())
+        got = ask(GetParameters, "get_parameters", GetParameters.Request(names=["backend", "flip_test"])).values
+        assert [value.string_value for value in got[:1]] == ["onnxruntime"]
+        refused = ParameterClient(node.client, name, node.spin_until).set(flip_test=False, threads=2)
+        assert [result.successful for result in refused] == [False, False], refused
+        assert all("configuring" in result.reason for result in refused), refused
+        # a second transition is refused at once, and not carried out after the configure either
+        second = lifecycle.request_transition(Transition.TRANSITION_CLEANUP)
+        assert node.spin_until(second.done, 30), "the second change_state had no answer while configure ran"
+        assert second.result().success is False
+        assert "configured: " not in node.log(), "configure ended while held: the answers above prove nothing"
+
+        os.close(held)
+        held = None
+        if autostart:
+            assert node.wait_ready(), node.log()
+        else:
+            assert node.spin_until(configure.done, 120), node.log()
+            assert configure.result().success, node.log()
+        expected = State.PRIMARY_STATE_ACTIVE if autostart else State.PRIMARY_STATE_INACTIVE
+        assert lifecycle.state() == expected, node.log()
+        assert ParameterClient(node.client, name, node.spin_until).set(flip_test=False)[0].successful
+        log = node.log()
+        assert not any(text in log for text in NEVER_IN_LOG), log
+    finally:
+        if held is not None:
+            os.close(held)
+        if node is not None:
+            assert node.close() == 0, node.log()
+
+
 @pytest.mark.parametrize("kind", ["lift", "detect"])
 def test_a_stop_signal_while_configure_imports_onnxruntime_aborts_it(kind, tmp_path, ros_env):
     """Configure imports onnxruntime (the lifter's backend probe, the detector's sessions). A stop

@@ -18,7 +18,9 @@ import traceback
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from lifecycle_msgs.msg import Transition
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.clock import Clock, ClockType
@@ -32,6 +34,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSCompatibility, QoSPro
                         qos_check_compatible)
 from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -243,8 +246,26 @@ class SpecLifecycleNode(LifecycleNode):
     _activate_failure: str | None = None        # why the last activate failed, while inactive after it
 
     def __init__(self, name: str, specs: tuple[ParamSpec, ...], **kwargs):
+        # Held by the change_state request being served and by a configure that runs while the
+        # executor answers from another thread (configure_answering): another change_state and
+        # any parameter set are refused while it is held. Before super().__init__: rclpy builds
+        # the services there.
+        self._transition_lock = threading.Lock()
+        self._configure_request = None      # a configure asked over the service, for run(): Future
         super().__init__(name, **kwargs)
         self.stop_signals: StopSignals | None = None      # run() sets it: see stoppable_configure
+        # run() sets it: a configure asked over the lifecycle service is then run by run()'s loop
+        # (configure_answering), so that the node answers while it runs; else rclpy's callback runs it
+        self.configures_in_run_loop = False
+        self._rclpy_change_state = self._service_change_state.callback
+        self._service_change_state.callback = self._on_change_state
+        # Of a group of its own, reentrant: in the node's default group (rclpy puts every lifecycle
+        # service there) a configure awaited by _on_change_state held that mutually exclusive group,
+        # and the SingleThreadedExecutor ran none of the node's other callbacks until its end, a
+        # second change_state included (that one is refused in _on_change_state instead)
+        self.default_callback_group.entities.discard(self._service_change_state)
+        self._service_change_state.callback_group = ReentrantCallbackGroup()
+        self._service_change_state.callback_group.add_entity(self._service_change_state)
         self.specs = specs
         self._specs_by_name = {spec.name: spec for spec in specs}
         self._last_warn: dict[str, float] = {}
@@ -422,9 +443,73 @@ class SpecLifecycleNode(LifecycleNode):
             self.destroy_publisher(self._failure_pub)
             self._failure_pub = None
 
+    # ------------------------------------------------------- answering while configure runs
+    async def _on_change_state(self, request, response):
+        """The change_state service. A transition asked while another runs is refused (success
+        false, as rclcpp does from a transition state): a configure runs here while the executor
+        answers (configure_answering), and a request that waited for its end, as every request did
+        while nothing was answered, was then carried out (a cleanup queued behind a configure).
+        A configure, under run(), is handed to run()'s loop and answered when it has ended."""
+        if not self._transition_lock.acquire(blocking=False):
+            label = self._state_machine.current_state[1]
+            self.get_logger().warning(f"change_state refused: the node is {label} (a transition is running)")
+            response.success = False
+            return response
+        handed_over = False
+        try:
+            transition = request.transition.id
+            if request.transition.label:
+                with contextlib.suppress(RCLError):     # rclpy's callback refuses it
+                    transition = self._state_machine.get_transition_by_label(request.transition.label)
+            if not (self.configures_in_run_loop and transition == Transition.TRANSITION_CONFIGURE
+                    and self._state_machine.current_state[1] == "unconfigured"):
+                return self._rclpy_change_state(request, response)
+            done = self._configure_request = Future()
+            handed_over = True
+        finally:
+            if not handed_over:
+                self._transition_lock.release()
+        # held until run()'s loop has run the configure (it releases it)
+        response.success = await done == TransitionCallbackReturn.SUCCESS
+        return response
+
+    def take_configure_request(self):
+        """The Future of a configure asked over the service and not yet run, or None: run()'s loop
+        runs it (configure_answering), sets its result and releases ``_transition_lock``."""
+        request, self._configure_request = self._configure_request, None
+        return request
+
+    def configure_answering(self, executor) -> TransitionCallbackReturn:
+        """``trigger_configure()`` on this thread (the main one: a stop signal aborts it there, see
+        stoppable_configure) while another thread spins ``executor``: the node answers its
+        lifecycle services (get_state says 'configuring'), its parameter services (a set is refused
+        while configure runs: see set_parameters_atomically) and a second change_state (refused)
+        through the minutes a TensorRT engine build can take; it answered nothing. The caller holds
+        ``_transition_lock``. The failed configure's report ends here, before the other thread
+        spins: its timer's callback would run there while configure destroyed its publisher."""
+        self.end_configure_failure_report()
+        stop, raised = threading.Event(), []
+
+        def answer() -> None:
+            try:
+                spin(executor, timeout_sec=0.05, stop=stop.is_set)
+            except BaseException as exc:    # the main thread raises it: as if its own spin had
+                raised.append(exc)
+
+        helper = threading.Thread(target=answer, name="cfi_pose_answering_during_configure", daemon=True)
+        helper.start()
+        try:
+            return self.trigger_configure()
+        finally:
+            stop.set()
+            helper.join()
+            if raised:
+                raise raised[0]
+
     def set_parameters_atomically(self, parameter_list) -> SetParametersResult:
-        """What both parameter services call (SetParameters once for each parameter), ahead of
-        rclpy's own checks, which answered three requests of `ros2 param` wrongly:
+        """Refused while a configure runs beside the executor (configure_answering: it reads the
+        parameters as it goes); then, as SetParameters once for each parameter too, this comes
+        ahead of rclpy's own checks, which answered three requests of `ros2 param` wrongly:
 
         * a read-only parameter set to the value it has is left out, as a configure-time one set
           so is accepted in any state (see _not_now): `ros2 param load` of what `ros2 param dump`
@@ -436,6 +521,17 @@ class SpecLifecycleNode(LifecycleNode):
         * a parameter the node does not have is refused naming it: rclpy's reason lists none
           ("Invalid access to undeclared parameter(s): []" for a misspelt `max_poeple`).
         """
+        if not self._transition_lock.acquire(blocking=False):
+            names = ", ".join(param.name for param in parameter_list)
+            return SetParametersResult(successful=False, reason=f"parameter {names}: the node is "
+                                       f"{self._state_machine.current_state[1]}: set it once that has ended "
+                                       f"(ros2 lifecycle get {self.get_fully_qualified_name()})")
+        try:
+            return self._set_parameters_now(parameter_list)
+        finally:
+            self._transition_lock.release()
+
+    def _set_parameters_now(self, parameter_list) -> SetParametersResult:
         changing = []
         for param in parameter_list:
             if not self.has_parameter(param.name):
@@ -746,12 +842,27 @@ def create_executor(kind: str = "events"):
     return SingleThreadedExecutor()
 
 
-def spin(executor, timeout_sec: float = 0.1, stop=lambda: False) -> None:
-    """Run callbacks until shutdown or ``stop()``. A loop of spin_once(timeout) on purpose: the Kilted
-    EventsExecutor's own spin() never dispatches (seen with the rclpy 9.1.2 wheels: it holds
-    the interpreter busy and no callback runs), while spin_once does."""
+def spin(executor, timeout_sec: float = 0.1, stop=lambda: False, between=lambda: None) -> None:
+    """Run callbacks until shutdown or ``stop()``, calling ``between()`` after each. A loop of
+    spin_once(timeout) on purpose: the Kilted EventsExecutor's own spin() never dispatches (seen
+    with the rclpy 9.1.2 wheels: it holds the interpreter busy and no callback runs), while
+    spin_once does."""
     while rclpy.ok() and not stop():
         executor.spin_once(timeout_sec=timeout_sec)
+        between()
+
+
+def run_configure_request(node: SpecLifecycleNode, executor) -> None:
+    """The configure asked over the lifecycle service, if one waits: run here, on the main thread,
+    while another thread answers (configure_answering), and its answer sent."""
+    request = node.take_configure_request()
+    if request is None:
+        return
+    try:
+        result = node.configure_answering(executor)
+    finally:
+        node._transition_lock.release()
+    request.set_result(result)
 
 
 def node_stop_signals() -> tuple[int, ...]:
@@ -923,17 +1034,19 @@ def run(node_class, args=None) -> int:
         if signals.requested:           # a stop signal while the node was being built
             return 0
         node.stop_signals = signals
+        node.configures_in_run_loop = True
         if node.p("autostart"):
             # trigger_* return the callback's TransitionCallbackReturn (not a State)
-            started = (node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-                       and node.trigger_activate() == TransitionCallbackReturn.SUCCESS)
+            with node._transition_lock:
+                started = (node.configure_answering(executor) == TransitionCallbackReturn.SUCCESS
+                           and node.trigger_activate() == TransitionCallbackReturn.SUCCESS)
             if signals.requested:       # configure aborted, or a signal before activate's end
                 return 0
             if not started:
                 node.get_logger().fatal("autostart: configure/activate failed, exiting")
                 exit_code = 1
                 return exit_code
-        spin(executor, stop=lambda: signals.requested)
+        spin(executor, stop=lambda: signals.requested, between=lambda: run_configure_request(node, executor))
     except ParameterError:
         exit_code = 1
         return exit_code
