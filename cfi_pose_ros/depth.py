@@ -312,7 +312,7 @@ class DepthHistory:
         images.append(_KeptDepth(float(stamp), image, frame_id, float(received)))
         self._cameras.put(name, images)
         self._cameras.evict()
-        kept_bytes = sum(kept.image.nbytes for images in self._cameras.records() for kept in images)
+        kept_bytes = sum(kept.image.nbytes for camera in self._cameras.records() for kept in camera)
         for older in list(self._cameras.records()):     # the least recently seen camera first
             while kept_bytes > self._max_bytes and len(older) > (1 if older is images else 0):
                 kept_bytes -= older.popleft().image.nbytes
