@@ -344,7 +344,8 @@ def _read_file(path: Path, topics: list[str] | None, every_encoding: bool) -> It
         # lifted and replayed as good data
         reader = make_reader(f, validate_crcs=True)
         try:
-            heads = _chunk_heads(f, reader.get_summary()) if f.seekable() else ()
+            summary = reader.get_summary()
+            heads = _chunk_heads(f, summary) if f.seekable() else ()
             sizes = [_decompressed_size(*head) for head in heads]
         except Exception as exc:  # noqa: BLE001 (as below)
             raise ValueError(f"{path}: corrupt MCAP data after 0 messages ({type(exc).__name__}: {exc})") from exc
@@ -352,11 +353,12 @@ def _read_file(path: Path, topics: list[str] | None, every_encoding: bool) -> It
             raise ValueError(f"{path}: a chunk would decompress to at least {max(sizes)} bytes (more than "
                              f"{MAX_CHUNK_BYTES}): not read")
         records = reader.iter_messages(topics=topics, log_time_order=True)
-        read = 0
+        read, per_channel = 0, {}
         while True:
             try:
                 schema, channel, message = next(records)
             except StopIteration:
+                _check_every_message_read(path, summary, topics, per_channel)
                 return
             # Bytes the summary did not cover come out of the mcap reader as McapError, but also as
             # zstandard.ZstdError, lz4's RuntimeError, OverflowError, UnicodeDecodeError or a
@@ -365,10 +367,26 @@ def _read_file(path: Path, topics: list[str] | None, every_encoding: bool) -> It
                 raise ValueError(f"{path}: corrupt MCAP data after {read} messages "
                                  f"({type(exc).__name__}: {exc})") from exc
             read += 1
+            per_channel[channel.id] = per_channel.get(channel.id, 0) + 1
             ros2 = channel.message_encoding == MESSAGE_ENCODING and schema is not None
             if ros2 or every_encoding:         # else not a ROS 2 channel: nothing to publish or decode it as
                 yield BagMessage(channel.topic, schema.name if schema is not None else "", message.data,
                                  message.log_time, message.publish_time, channel.message_encoding)
+
+
+def _check_every_message_read(path: Path, summary, topics: list[str] | None, per_channel: dict[int, int]) -> None:
+    """``ValueError`` where fewer messages were read on ``topics`` than the file's statistics state. A
+    record inside a chunk whose length runs past the chunk's end (a writer's bug, bytes damaged under
+    a CRC of 0, which says "not computed") ends the mcap reader's pass over that chunk without a word:
+    that message came out with the rest of the chunk as its bytes, and the chunk's later messages were
+    lost, the bag read as if whole."""
+    stated = summary.statistics.channel_message_counts if summary is not None and summary.statistics else {}
+    wanted = {channel_id: count for channel_id, count in stated.items()
+              if topics is None or (channel_id in summary.channels and summary.channels[channel_id].topic in topics)}
+    short = sum(max(0, count - per_channel.get(channel_id, 0)) for channel_id, count in wanted.items())
+    if short:
+        raise ValueError(f"{path}: corrupt MCAP data: {short} of the {sum(wanted.values())} messages its statistics "
+                         "state could not be read (a record runs past the end of its chunk)")
 
 
 @dataclass(frozen=True)

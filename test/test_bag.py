@@ -205,6 +205,53 @@ def test_a_chunk_whose_bytes_were_damaged_is_refused_by_its_checksum(tmp_path, c
     assert 0 < len(read) < 30
 
 
+def _string_bag(path, count: int, compression: str = "none") -> bytes:
+    """An MCAP of ``count`` std_msgs/String messages on /t in one chunk; its bytes."""
+    from mcap.writer import CompressionType, Writer
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import String
+
+    with open(path, "wb") as f:
+        writer = Writer(f, compression=CompressionType[compression.upper()])
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema(name="std_msgs/msg/String", encoding="ros2msg",
+                                        data=message_definition("std_msgs/msg/String").encode())
+        channel = writer.register_channel(topic="/t", message_encoding="cdr", schema_id=schema)
+        for k in range(count):
+            writer.add_message(channel_id=channel, log_time=k, publish_time=k, data=serialize_message(String(data=f"m{k}")))
+        writer.finish()
+    return path.read_bytes()
+
+
+def test_a_message_whose_length_runs_past_its_chunk_is_refused_not_the_rest_of_the_chunk_lost(tmp_path):
+    """A message record in a chunk declaring 150 MB (a writer's bug, or damage under a chunk CRC of 0,
+    which says "not computed"): the mcap reader took the rest of the chunk as that message's bytes and
+    ended the chunk there without a word. Of 10 messages 3 came out, exit 0, the other 7 lost. What the
+    file's statistics state and what was read differ: ValueError once the chunk is read."""
+    import struct
+
+    path = tmp_path / "long_record.mcap"
+    data = bytearray(_string_bag(path, 10))
+    assert [m.decode().data for m in read_bag(path)] == [f"m{k}" for k in range(10)]
+    chunk = 8
+    while data[chunk] != 0x06:                       # the records up to the (one) chunk
+        chunk += 9 + struct.unpack_from("<Q", data, chunk + 1)[0]
+    struct.pack_into("<I", data, chunk + 9 + 24, 0)  # its CRC: 0, not computed
+    records = chunk + 9 + 28 + 4 + len("") + 8       # past times, sizes, CRC, compression "" and records length
+    at = records
+    for _ in range(4):                               # the schema, the channel, m0, m1: the third message's record
+        at += 9 + struct.unpack_from("<Q", data, at + 1)[0]
+    assert data[at] == 0x05
+    struct.pack_into("<Q", data, at + 1, 150 * 2**20)
+    path.write_bytes(bytes(data))
+    read = []
+    with pytest.raises(ValueError, match=r"long_record.mcap: corrupt MCAP data: 7 of the 10 messages its "
+                                         r"statistics state could not be read"):
+        for message in read_bag(path):
+            read.append(message)
+    assert [m.log_time_ns for m in read] == [0, 1, 2]      # the third with the chunk's rest as its bytes
+
+
 def test_messages_of_a_channel_that_is_not_cdr_are_given_to_a_reader_that_counts_them(tmp_path):
     """A JSON channel beside the cdr one on a topic: read_bag skipped its messages where nobody could
     count them (the offline CLI said "dropped": {}), and bag_summary gave the topic the count of
