@@ -35,6 +35,8 @@ PROFILE = "ros2"
 SCHEMA_ENCODING = "ros2msg"
 MESSAGE_ENCODING = "cdr"
 _SEPARATOR = "=" * 80
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+SQLITE_MAGIC = b"SQLite format 3\x00"      # the first 16 bytes of every SQLite 3 database
 # pkg/msg/Type as rosidl names them (an action's or service's topics: pkg/action/Type_FeedbackMessage)
 _TYPE_NAME = re.compile(r"[a-z][a-z0-9_]*/(msg|srv|action)/[A-Z][A-Za-z0-9_]*")
 _PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32",
@@ -318,8 +320,25 @@ def bag_files(path: str | Path) -> list[Path]:
 def _open_bag(path: str | Path):
     """The bag file, opened for reading, or ``ValueError`` for a path that is no regular file. MCAP
     is read by seeking to its summary at the end, which a FIFO or a device cannot do, and opening a
-    FIFO waits for a writer: ``play_bag`` on one hung, deaf to SIGTERM (see open_regular_file)."""
-    return open_regular_file(path, "not an MCAP file (a bag is read by seeking to its end)")
+    FIFO waits for a writer: ``play_bag`` on one hung, deaf to SIGTERM (see open_regular_file). A file
+    that does not begin as MCAP does is ``ValueError`` saying what it is: an empty one, rosbag2's
+    sqlite3 storage (``.db3``) or anything else was "not a complete MCAP file (InvalidMagic: ...);
+    was it cut short or its recorder killed?", and the offline CLI opened a ``.db3`` as a video."""
+    f = open_regular_file(path, "not an MCAP file (a bag is read by seeking to its end)")
+    try:
+        head = f.read(len(SQLITE_MAGIC))
+        f.seek(0)
+        if head.startswith(MCAP_MAGIC):
+            return f
+        if not head:
+            raise ValueError(f"{path}: an empty file (0 bytes), not an MCAP bag")
+        if head == SQLITE_MAGIC:
+            raise ValueError(f"{path}: an SQLite database (rosbag2's sqlite3 storage, .db3), not MCAP: only MCAP "
+                             "bags are read (convert it with `ros2 bag convert` to storage mcap, or record with -s mcap)")
+        raise ValueError(f"{path}: not an MCAP file (it does not begin with MCAP's magic bytes)")
+    except BaseException:
+        f.close()
+        raise
 
 
 def read_bag(path: str | Path, topics: Iterable[str] | None = None,

@@ -427,7 +427,9 @@ def open_source(inputs: list[Path], args, depth_topic: str | None = None,
     from cfi_pose_ros.bag import is_recorded_folder
 
     # a folder of ros2 bag record is a bag (it was read as a folder of photos: "no images in [...]")
-    bag = suffix == ".mcap" or (len(inputs) == 1 and is_recorded_folder(first))
+    # a .db3 (rosbag2's sqlite3 storage) is a bag the reader refuses in words (it was opened as a video:
+    # "OpenCV cannot open the video x.db3")
+    bag = suffix in (".mcap", ".db3") or (len(inputs) == 1 and is_recorded_folder(first))
     clip = suffix == ".npz"
     problem = None if bag else next(filter(None, map(_input_problem, inputs)), None)
     if problem:

@@ -205,3 +205,29 @@ def test_play_bag_refuses_a_topic_a_subscriber_of_another_type_listens_on(ros_en
     assert player.stderr.strip().splitlines()[-1] == (
         f"play_bag: error: {topic} is sensor_msgs/msg/CameraInfo on the graph, the bag's messages for it "
         "cfi_pose_ros/msg/HumanKeypoints2DArray: its subscribers would get nothing"), player.stderr
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("recorded.db3", b"SQLite format 3\x00" + bytes(84),
+     "an SQLite database (rosbag2's sqlite3 storage, .db3), not MCAP: only MCAP bags are read"),
+    ("other.mcap", b"PK\x03\x04 a zip file, not a bag", "not an MCAP file (it does not begin with MCAP's magic bytes)"),
+    ("empty.mcap", b"", "an empty file (0 bytes), not an MCAP bag"),
+], ids=["sqlite", "zip", "empty"])
+def test_a_file_that_is_no_mcap_is_named_for_what_it_is_by_play_bag_and_offline(ros_env, tmp_path, name, content,
+                                                                                expected):
+    """rosbag2's sqlite3 bag, another file's bytes or an empty file: play_bag said "not a complete MCAP
+    file (InvalidMagic: not a valid MCAP file, invalid magic: (83, 81, 76, ...)); was it cut short or its
+    recorder killed?", and the offline CLI opened a .db3 as a video ("OpenCV cannot open the video").
+    Each says what the file is, in one line, exit 2; offline writes nothing."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    out = tmp_path / "out"
+    for tool, args in (("cfi_pose_ros.node.play_bag", ["--wait-for-subscribers", "0"]),
+                       ("cfi_pose_ros.offline", ["--out", str(out), "--quiet", "--no-video"])):
+        run = subprocess.run([sys.executable, "-P", "-m", tool, str(path), *args], env=ros_env, capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.strip().splitlines()[-1] == f"{tool.split('.')[-1]}: error: {path}: {expected}" + (
+            " (convert it with `ros2 bag convert` to storage mcap, or record with -s mcap)" if name.endswith(".db3")
+            else ""), run.stderr
+    assert not out.exists() or not any(out.iterdir())
