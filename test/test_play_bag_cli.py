@@ -231,3 +231,24 @@ def test_a_file_that_is_no_mcap_is_named_for_what_it_is_by_play_bag_and_offline(
             " (convert it with `ros2 bag convert` to storage mcap, or record with -s mcap)" if name.endswith(".db3")
             else ""), run.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_play_bag_names_a_bag_topic_that_is_no_ros_topic_name_as_the_bag_s(ros_env, tmp_path):
+    """A bag of another recorder with a topic "/cam 1" (a space): play_bag said "--remap /cam 1:=/cam 1:
+    not a valid ROS topic name", a remap nobody gave. It names the bag's topic and the ways round it;
+    with --remap to a valid name the bag plays."""
+    from cfi_pose_ros.bag import BagWriter
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+
+    bag = tmp_path / "spaced.mcap"
+    with BagWriter(bag) as writer:
+        for k in range(2):
+            writer.write("/cam 1", HumanKeypoints2DArray(), log_time_ns=10**9 + k)
+    play = [sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(bag), "--wait-for-subscribers", "0"]
+    player = subprocess.run(play, env=ros_env, capture_output=True, text=True, timeout=60)
+    assert player.returncode == 2 and "Traceback" not in player.stderr, player.stderr
+    line = player.stderr.strip().splitlines()[-1]
+    assert line.startswith("play_bag: error: the bag's topic '/cam 1' is not a valid ROS topic name ("), line
+    assert line.endswith("): publish it under one with --remap, or leave it out with --topics") and "--remap /cam" not in line
+    player = subprocess.run(play + ["--remap", "/cam 1:=/cam_1"], env=ros_env, capture_output=True, text=True, timeout=60)
+    assert player.returncode == 0 and player.stdout.startswith("published 2 messages"), player.stderr

@@ -110,8 +110,12 @@ class BagPlayer:
             try:
                 self._publishers[topic] = node.create_publisher(message_class(type_name), topic, PLAYBACK_QOS)
             except InvalidTopicNameException as exc:
-                raise ValueError(f"--remap {recorded}:={topic}: not a valid ROS topic name "
-                                 f"({' '.join(str(exc).split())})") from None
+                reason = " ".join(str(exc).split())
+                if topic != recorded:
+                    raise ValueError(f"--remap {recorded}:={topic}: not a valid ROS topic name ({reason})") from None
+                # a bag's own topic (another recorder's, "/cam 1"): it was "--remap /cam 1:=/cam 1", no remap given
+                raise ValueError(f"the bag's topic {recorded!r} is not a valid ROS topic name ({reason}): publish it "
+                                 "under one with --remap, or leave it out with --topics") from None
         if clock_hz is not None:
             if not clock_hz > 0:
                 raise ValueError(f"--clock takes a positive frequency, got {clock_hz}")
