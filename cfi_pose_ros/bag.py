@@ -302,10 +302,15 @@ def bag_files(path: str | Path) -> list[Path]:
 
     try:
         info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-        names = [str(name) for name in info.get("relative_file_paths") or []]
+        listed = info.get("relative_file_paths") or []
+        if not isinstance(listed, list):      # a string was listed character by character
+            raise TypeError(f"relative_file_paths is {listed!r}, not a list of file names")
+        names = [str(name) for name in listed]
         compression = (str(info.get("compression_mode") or "none").lower(), info.get("compression_format") or "")
     except (yaml.YAMLError, OSError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{path / 'metadata.yaml'}: not rosbag2's metadata ({type(exc).__name__}: {exc})") from None
+        # in one line: a YAML error's text spans four, with its mark
+        raise ValueError(f"{path / 'metadata.yaml'}: not rosbag2's metadata ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())})") from None
     if compression[0] != "none":     # messages (or files) compressed by rosbag2: not CDR as read
         raise ValueError(f"{path}: recorded with --compression-mode {compression[0]} ({compression[1]}): "
                          "only uncompressed recordings are read (MCAP's own chunk compression is fine)")
@@ -314,7 +319,11 @@ def bag_files(path: str | Path) -> list[Path]:
     if others or not names:
         raise ValueError(f"{path}: a ros2 bag record folder of {', '.join(others) or 'no files'}: only MCAP files "
                          "are read (record with -s mcap, without --compression-mode file)")
-    return [path / Path(name).name for name in names]      # a name from the file may not lead out of the folder
+    files = [path / Path(name).name for name in names]      # a name from the file may not lead out of the folder
+    for name, file in zip(names, files):
+        if not os.path.lexists(file):     # it was "[Errno 2] No such file or directory: 'bag/bag_1.mcap'"
+            raise ValueError(f"{path / 'metadata.yaml'} lists {name}, and {file} is not there")
+    return files
 
 
 def _open_bag(path: str | Path):

@@ -252,3 +252,34 @@ def test_play_bag_names_a_bag_topic_that_is_no_ros_topic_name_as_the_bag_s(ros_e
     assert line.endswith("): publish it under one with --remap, or leave it out with --topics") and "--remap /cam" not in line
     player = subprocess.run(play + ["--remap", "/cam 1:=/cam_1"], env=ros_env, capture_output=True, text=True, timeout=60)
     assert player.returncode == 0 and player.stdout.startswith("published 2 messages"), player.stderr
+
+
+@pytest.mark.parametrize("metadata, expected", [
+    ("rosbag2_bagfile_information:\n  relative_file_paths: rec_0.mcap\n",
+     "metadata.yaml: not rosbag2's metadata (TypeError: relative_file_paths is 'rec_0.mcap', not a list of file names)"),
+    ("rosbag2_bagfile_information:\n\t- rec_0.mcap\n",
+     "metadata.yaml: not rosbag2's metadata (ScannerError: while scanning for the next token found character '\\t' "
+     "that cannot start any token"),
+    ("rosbag2_bagfile_information:\n  relative_file_paths: [rec_0.mcap, rec_1.mcap]\n",
+     "metadata.yaml lists rec_1.mcap, and {folder}/rec_1.mcap is not there"),
+], ids=["paths_a_string", "not_yaml", "listed_file_missing"])
+def test_a_recorded_folder_whose_metadata_is_wrong_is_one_line_that_says_how(ros_env, tmp_path, metadata, expected):
+    """relative_file_paths given as one string was read character by character ("a ros2 bag record
+    folder of r, e, c, _, 0, ., m, c, a, p: only MCAP files are read"); metadata.yaml that is not YAML
+    gave play_bag an error of four lines (YAML's mark); a listed file not there was "[Errno 2] No such
+    file or directory: '.../rec_1.mcap'", not saying who named it. Each is one line that says what is
+    wrong, exit 2."""
+    from cfi_pose_ros.bag import BagWriter
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    with BagWriter(folder / "rec_0.mcap") as writer:
+        writer.write("/human_keypoints_2d", HumanKeypoints2DArray(), log_time_ns=10**9)
+    (folder / "metadata.yaml").write_text(metadata)
+    player = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(folder),
+                             "--wait-for-subscribers", "0"], env=ros_env, capture_output=True, text=True, timeout=60)
+    assert player.returncode == 2 and "Traceback" not in player.stderr, player.stderr
+    lines = player.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"play_bag: error: {folder}/"), player.stderr
+    assert expected.format(folder=folder) in lines[0], lines
