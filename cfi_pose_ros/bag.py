@@ -290,6 +290,19 @@ def is_recorded_folder(path: str | Path) -> bool:
     return path.is_dir() and (path / "metadata.yaml").is_file()
 
 
+def folder_without_metadata(path: str | Path) -> str | None:
+    """What to say of a folder of MCAP files without the ``metadata.yaml`` that makes it a recorded
+    bag (a recording copied without it, a recorder killed before writing it), or None: it was "a
+    directory, not an MCAP file" to play_bag and "no images in [...]" to offline."""
+    path = Path(path)
+    mcaps = sorted(p.name for p in path.glob("*.mcap")) if path.is_dir() else []
+    if not mcaps or (path / "metadata.yaml").is_file():
+        return None
+    shown = ", ".join(mcaps[:3]) + (f" and {len(mcaps) - 3} more" if len(mcaps) > 3 else "")
+    return (f"{path}: a folder of MCAP files ({shown}) without the metadata.yaml of ros2 bag record: give one "
+            "MCAP file, or write the folder's metadata.yaml with `ros2 bag reindex`")
+
+
 def bag_files(path: str | Path) -> list[Path]:
     """The MCAP files of a bag: the file itself, or those of a folder ``ros2 bag record`` wrote, in
     the order its ``metadata.yaml`` lists them (``relative_file_paths``: a bag split by size or
@@ -297,6 +310,9 @@ def bag_files(path: str | Path) -> list[Path]:
     (sqlite3's ``.db3``) or of compressed files, which this reader does not read."""
     path = Path(path)
     if not is_recorded_folder(path):
+        problem = folder_without_metadata(path)
+        if problem:
+            raise ValueError(problem)
         return [path]
     import yaml
 

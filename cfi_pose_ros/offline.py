@@ -377,7 +377,10 @@ def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="c
         files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
                         ) if path.is_dir() else [path]
     if not files:
-        raise ValueError(f"no images in {[str(p) for p in paths]}")
+        from cfi_pose_ros.bag import folder_without_metadata
+
+        raise ValueError(next(filter(None, map(folder_without_metadata, paths)), None)
+                         or f"no images in {[str(p) for p in paths]}")
 
     period_ns = int(round(1e9 / fps))
 

@@ -283,3 +283,24 @@ def test_a_recorded_folder_whose_metadata_is_wrong_is_one_line_that_says_how(ros
     lines = player.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"play_bag: error: {folder}/"), player.stderr
     assert expected.format(folder=folder) in lines[0], lines
+
+
+def test_a_folder_of_mcap_files_without_metadata_is_named_so_by_play_bag_and_offline(ros_env, tmp_path):
+    """A recording folder copied without its metadata.yaml: play_bag said "a directory, not an MCAP
+    file", and offline took it for a folder of photos, "no images in [...]". Both name the MCAP files it
+    holds and the ways on (one file, or ros2 bag reindex), one line, exit 2."""
+    from cfi_pose_ros.bag import BagWriter
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+
+    folder = tmp_path / "rec"
+    for part in range(2):
+        with BagWriter(folder / f"rec_{part}.mcap") as writer:
+            writer.write("/human_keypoints_2d", HumanKeypoints2DArray(), log_time_ns=10**9 + part)
+    expected = (f"{folder}: a folder of MCAP files (rec_0.mcap, rec_1.mcap) without the metadata.yaml of ros2 bag "
+                "record: give one MCAP file, or write the folder's metadata.yaml with `ros2 bag reindex`")
+    for tool, args in (("cfi_pose_ros.node.play_bag", ["--wait-for-subscribers", "0"]),
+                       ("cfi_pose_ros.offline", ["--out", str(tmp_path / "out"), "--quiet", "--no-video"])):
+        run = subprocess.run([sys.executable, "-P", "-m", tool, str(folder), *args], env=ros_env, capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.strip().splitlines()[-1] == f"{tool.split('.')[-1]}: error: {expected}", run.stderr
