@@ -717,6 +717,9 @@ class VideoOut:
                                      duration=int(1000 / self.fps), loop=0, format="GIF")
         else:
             return None
+        from cfi_pose_ros.files import sync_file
+
+        sync_file(partial_path(self.path))       # on the disk before its name says it is whole
         os.replace(partial_path(self.path), self.path)
         return self.path
 
@@ -806,9 +809,18 @@ def run_offline(source: Source, out: Path, lift_values: dict, detect_values: dic
         "bag": str(out / "lifted.mcap"), "bag_messages": result.messages_written,
         "video": str(video_path) if video_path else None,
     }
+    # last: a summary.json says the run was whole, so what it names is on the disk before it (the bag,
+    # the video: see VideoOut.close), it is itself before its rename, and the folder's entries after
+    # it. Unsynced, a power loss could leave a summary.json (or an empty one) beside an empty or cut
+    # lifted.mcap: the rename, unlike the data, is soon on the disk (files.sync_file).
+    from cfi_pose_ros.files import sync_directory, sync_file
+
+    sync_file(out / "lifted.mcap")
     partial = partial_path(out / "summary.json")
     partial.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(partial, out / "summary.json")       # last: a summary.json says the run was whole
+    sync_file(partial)
+    os.replace(partial, out / "summary.json")
+    sync_directory(out)
     return summary
 
 

@@ -1207,3 +1207,43 @@ def test_a_bag_with_no_messages_on_its_frame_topic_is_one_line_and_exit_2(tmp_pa
     assert err == [f"offline: error: {bag}: no messages on /human_keypoints_2d (the bag's topics with messages: "
                    "/camera_info (1))"]
     assert not (out / "summary.json").exists() and not (out / "lifted.mcap").exists()
+
+
+def test_the_outputs_are_on_the_disk_before_the_summary_says_the_run_was_whole(ros_env, tmp_path):
+    """summary.json, written last, says the run was whole; nothing was synced to the disk, so a power
+    loss (a robot's battery) could keep its rename and lose the data it and lifted.mcap / the video
+    hold: a summary.json (or an empty one) beside an empty or cut bag. Watched in the real process's
+    system calls: the bag and the video are fsync'ed before the summary's rename, the summary before
+    its rename, and the folder after it."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    strace = shutil.which("strace")
+    if strace is None or subprocess.run([strace, "-o", os.devnull, "true"]).returncode != 0:
+        pytest.skip("needs strace, allowed to trace")
+    bag = _bag(tmp_path / "in.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
+    out, trace = tmp_path / "out", tmp_path / "trace"
+    run = subprocess.run([strace, "-f", "-y", "-qq", "-o", str(trace), "-e", "trace=fsync,rename,renameat,renameat2",
+                          sys.executable, "-P", "-m", "cfi_pose_ros.offline", str(bag), "--out", str(out), "--quiet"],
+                         env=ros_env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    folder = os.path.realpath(out)
+    calls = [re.sub(r"^\d+ +", "", line) for line in trace.read_text().splitlines()]
+
+    def first(pattern: str) -> int:
+        found = [k for k, call in enumerate(calls) if re.fullmatch(pattern, call)]
+        assert found, (pattern, calls)
+        return found[0]
+
+    video = next(path.name for path in out.iterdir() if path.name.startswith("lifted.") and path.suffix != ".mcap")
+    partial = f"lifted.partial{os.path.splitext(video)[1]}"
+    summary_renamed = first(rf'rename(at2?)?\(.*"{re.escape(folder)}/summary\.partial\.json".*"{re.escape(folder)}'
+                            rf'/summary\.json".*= 0')
+    assert first(rf"fsync\(\d+<{re.escape(folder)}/lifted\.mcap>\) += 0") < summary_renamed
+    assert first(rf"fsync\(\d+<{re.escape(folder)}/{re.escape(partial)}>\) += 0") < first(
+        rf'rename(at2?)?\(.*"{re.escape(folder)}/{re.escape(partial)}".*= 0') < summary_renamed
+    assert first(rf"fsync\(\d+<{re.escape(folder)}/summary\.partial\.json>\) += 0") < summary_renamed
+    assert any(re.fullmatch(rf"fsync\(\d+<{re.escape(folder)}>\) += 0", call) for call in calls[summary_renamed:]), calls
