@@ -545,9 +545,10 @@ def _count_unread(unread: Unread, dropped: Counter, say: Callable[[str], None]) 
 
 def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values: dict | None = None,
                 target_frame: str = "", target_from_camera=None, progress: bool = True,
-                log=None, keep_records: bool = True) -> OfflineResult:
+                log=None, keep_records: bool = True, before_writing: Callable[[], None] | None = None) -> OfflineResult:
     """Pass 1: lift every frame of ``source`` and write ``out_bag`` (``keep_records``: and keep
-    what the video needs)."""
+    what the video needs). ``before_writing`` is called once the models are loaded, just before
+    ``out_bag`` is opened."""
     from tqdm import tqdm
 
     from cfi_pose_ros.bag import BagWriter
@@ -584,6 +585,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     drawn_markers = DrawnMarkers()     # as the node: people who left are deleted from the bag's markers
     say = log or _say
     started = time.perf_counter()
+    if before_writing is not None:
+        before_writing()
     bar = tqdm(total=source.frames, unit="frame", desc="lifting", disable=not progress, file=sys.stderr)
     _STOP.writing()
     with BagWriter(out_bag) as writer:
@@ -785,12 +788,17 @@ def run_offline(source: Source, out: Path, lift_values: dict, detect_values: dic
         if target_from_camera is None:
             raise ValueError(f"target_frame {target_frame!r} needs target_from_camera offline (no tf2 buffer)")
     out.mkdir(parents=True, exist_ok=True)
-    # the folder holds one run: an earlier run's summary (150 frames) and video stayed beside this
-    # run's outputs when it was interrupted or failed, and read as its own
-    for name in _run_output_names():
-        (out / name).unlink(missing_ok=True)
+
+    def remove_earlier_outputs() -> None:
+        # the folder holds one run: an earlier run's summary (150 frames) and video stayed beside this
+        # run's outputs when it was interrupted or failed, and read as its own. Removed once the models
+        # are loaded, as this run's bag is opened: a run that failed before it wrote anything (a
+        # --weights typo) removed them too, and left the folder empty.
+        for name in _run_output_names():
+            (out / name).unlink(missing_ok=True)
+
     result = lift_source(source, out / "lifted.mcap", lift_values, detect_values, target_frame,
-                         target_from_camera, progress, log, keep_records=video)
+                         target_from_camera, progress, log, keep_records=video, before_writing=remove_earlier_outputs)
     started = time.perf_counter()
     video_path = (render_video(source, result.records, out / "lifted", optical_frame=not target_frame,
                                fps=source.fps or result.frame_rate, progress=progress,

@@ -1247,3 +1247,23 @@ def test_the_outputs_are_on_the_disk_before_the_summary_says_the_run_was_whole(r
         rf'rename(at2?)?\(.*"{re.escape(folder)}/{re.escape(partial)}".*= 0') < summary_renamed
     assert first(rf"fsync\(\d+<{re.escape(folder)}/summary\.partial\.json>\) += 0") < summary_renamed
     assert any(re.fullmatch(rf"fsync\(\d+<{re.escape(folder)}>\) += 0", call) for call in calls[summary_renamed:]), calls
+
+
+def test_a_run_that_fails_loading_its_model_leaves_the_earlier_run_s_outputs(ros_env, tmp_path):
+    """The earlier run's lifted.mcap and summary.json were removed as a run started, before its model
+    loaded: a --weights typo ended in one line, exit 2, and an empty --out, the earlier results lost
+    for a run that wrote nothing. They are removed once the models are loaded, as the new bag is opened."""
+    import subprocess
+    import sys
+
+    bag = _bag(tmp_path / "in.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
+    out = tmp_path / "out"
+    lift = [sys.executable, "-P", "-m", "cfi_pose_ros.offline", str(bag), "--out", str(out), "--quiet", "--no-video"]
+    assert subprocess.run(lift, env=ros_env, capture_output=True, timeout=300).returncode == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert sorted(before) == ["lifted.mcap", "summary.json"]
+    run = subprocess.run(lift + ["--weights", str(tmp_path / "nowhere")], env=ros_env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("offline: error: weights file missing: "), run.stderr
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
