@@ -437,6 +437,7 @@ def _check_every_message_read(path: Path, summary, topics: list[str] | None, per
 class TopicSummary:
     type_name: str
     count: int
+    ros2: bool = True      # a channel of it holds ROS 2 messages (cdr, with a schema): what read_bag gives by default
 
 
 def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, int]]:
@@ -460,7 +461,8 @@ def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, i
                 ros_typed.add(channel.topic)
             # a topic's messages in several channels (another encoding beside cdr) are all read: each
             # channel's count replaced the one before, and a progress bar fell short of what was read
-            topics[channel.topic] = TopicSummary(type_name, known.count + int(counts.get(channel_id, 0)))
+            topics[channel.topic] = TopicSummary(type_name, known.count + int(counts.get(channel_id, 0)),
+                                                 channel.topic in ros_typed)
         if summary.statistics and summary.statistics.message_count:
             starts.append(summary.statistics.message_start_time)
             ends.append(summary.statistics.message_end_time)

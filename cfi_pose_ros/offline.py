@@ -135,7 +135,9 @@ def _pick_topic(topics: dict, types: tuple[str, ...], chosen: str | None, what: 
         if chosen not in topics:
             raise ValueError(f"the bag has no topic {chosen} (it has {sorted(topics)})")
         if topics[chosen].type_name not in types:
-            raise ValueError(f"--{what}-topic {chosen} holds {topics[chosen].type_name}, not {' or '.join(types)}")
+            # a channel without a schema: it was "holds , not ..."
+            held = topics[chosen].type_name or "messages of no schema (their type unknown)"
+            raise ValueError(f"--{what}-topic {chosen} holds {held}, not {' or '.join(types)}")
         return chosen
     found = sorted(t for t, info in topics.items() if info.type_name in types)
     if len(found) > 1:

@@ -304,3 +304,43 @@ def test_a_folder_of_mcap_files_without_metadata_is_named_so_by_play_bag_and_off
                              text=True, timeout=120)
         assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
         assert run.stderr.strip().splitlines()[-1] == f"{tool.split('.')[-1]}: error: {expected}", run.stderr
+
+
+@pytest.mark.parametrize("encoding, schema", [("json", True), ("cdr", False)], ids=["json", "no_schema"])
+def test_a_topic_with_no_ros2_channel_is_named_so_by_play_bag_and_offline(ros_env, tmp_path, encoding, schema):
+    """A topic recorded as json, or as cdr with no schema: play_bag --topics named it "not a ROS message
+    type name: ''" (no topic, no bag) or waited for its subscribers and then said "no messages on
+    [...]" (it held 3); offline's --keypoints-topic said it "holds , not ...". Each names the topic and
+    why it holds nothing to publish or lift, one line, exit 2."""
+    from mcap.writer import Writer
+    from rclpy.serialization import serialize_message
+
+    from cfi_pose_ros.bag import message_definition
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+
+    bag = tmp_path / "foreign.mcap"
+    with open(bag, "wb") as f:
+        writer = Writer(f)
+        writer.start(profile="ros2", library="test")
+        name = "cfi_pose_ros/msg/HumanKeypoints2DArray"
+        schema_id = writer.register_schema(name=name, encoding="ros2msg", data=message_definition(name).encode()) \
+            if schema else 0
+        channel = writer.register_channel(topic="/human_keypoints_2d", message_encoding=encoding, schema_id=schema_id)
+        for k in range(3):
+            writer.add_message(channel_id=channel, log_time=10**9 + k, publish_time=10**9 + k,
+                               data=serialize_message(HumanKeypoints2DArray()))
+        writer.finish()
+    player = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(bag), "--topics",
+                             "/human_keypoints_2d", "--wait-for-subscribers", "0"], env=ros_env, capture_output=True,
+                            text=True, timeout=60)
+    assert player.returncode == 2 and "Traceback" not in player.stderr, player.stderr
+    assert player.stderr.strip().splitlines() == [
+        f"play_bag: error: {bag}: /human_keypoints_2d holds no ROS 2 messages (no channel of cdr messages with a "
+        "schema): nothing to publish"], player.stderr
+    if not schema:
+        lifter = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.offline", str(bag), "--keypoints-topic",
+                                 "/human_keypoints_2d", "--out", str(tmp_path / "out"), "--quiet", "--no-video"],
+                                env=ros_env, capture_output=True, text=True, timeout=120)
+        assert lifter.returncode == 2 and lifter.stderr.strip().splitlines()[-1] == (
+            "offline: error: --keypoints-topic /human_keypoints_2d holds messages of no schema (their type unknown), "
+            "not cfi_pose_ros/msg/HumanKeypoints2DArray"), lifter.stderr

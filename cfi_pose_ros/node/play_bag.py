@@ -142,10 +142,20 @@ class BagPlayer:
                  remap: dict[str, str] | None = None, clock_hz: float | None = None) -> "BagPlayer":
         """The topics from the bag's summary; the messages streamed from the file while playing."""
         summary, _ = bag_summary(path)
-        topic_types = {topic: info.type_name for topic, info in summary.items()
-                       if (topic in topics if topics is not None else info.type_name in REPLAYED_TYPES)}
+        chosen = {topic: info for topic, info in summary.items()
+                  if (topic in topics if topics is not None else info.type_name in REPLAYED_TYPES)}
+        # a topic whose channels hold no ROS 2 messages (json, or cdr without a schema) has none to publish:
+        # --topics named it "not a ROS message type name: ''", and one that only had a type's name
+        # from a json channel was waited for, then "no messages on [...]" (it held messages)
+        foreign = sorted(topic for topic, info in chosen.items() if not info.ros2)
+        if foreign and topics is not None:
+            raise ValueError(f"{path}: {', '.join(foreign)} {'holds' if len(foreign) == 1 else 'hold'} no ROS 2 "
+                             "messages (no channel of cdr messages with a schema): nothing to publish")
+        topic_types = {topic: info.type_name for topic, info in chosen.items() if info.ros2}
         if not topic_types:
-            raise ValueError(f"{path}: nothing to replay (topics {topics or 'of types ' + ', '.join(REPLAYED_TYPES)})")
+            raise ValueError(f"{path}: nothing to replay (topics {topics or 'of types ' + ', '.join(REPLAYED_TYPES)})"
+                             + (f"; {', '.join(foreign)} {'holds' if len(foreign) == 1 else 'hold'} no ROS 2 "
+                                "messages (no channel of cdr messages with a schema)" if foreign else ""))
         return cls(node, BagMessages(path, sorted(topic_types)), remap, topic_types, clock_hz)
 
     @property
