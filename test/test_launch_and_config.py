@@ -12,10 +12,10 @@ it wires up.
 from __future__ import annotations
 
 import ast
+import contextlib
 import math
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -724,32 +724,43 @@ def _parameters_reported(tmp_path, node, node_name: str, namespace: str, params_
     """``names`` as the installed ``node``, started in ``namespace`` with ``params_file`` (one path or
     several, in order) and ``overrides`` (autostart off unless given), reports them over its
     get_parameters service (what ``ros2 param get`` asks)."""
-    import rclpy
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python
 
     from cfi_pose_ros.node.process import start_node, stop
-    from ros_harness import call_service, spin_until
+    from ros_harness import call_service
 
     process = start_node(node, params_file=params_file,
                          overrides={"autostart": False} if overrides is None else overrides,
                          log_path=tmp_path / f"{node_name}.log", namespace=namespace)
+    try:
+        with _probe(f"param_probe_{os.getpid()}") as (client_node, spin):
+            client = client_node.create_client(GetParameters, f"{namespace}/{node_name}/get_parameters")
+            assert client.wait_for_service(timeout_sec=60), (tmp_path / f"{node_name}.log").read_text()
+            answer = call_service(client, GetParameters.Request(names=names), spin, attempts=3)
+            return [parameter_value_to_python(value) for value in answer.values]
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
+def _probe(name: str):
+    """A node of the test's own, in a context of its own, and ``spin(done, timeout)`` for it."""
+    import rclpy
+
+    from ros_harness import spin_until
+
     context = rclpy.Context()
     rclpy.init(context=context)
-    client_node = rclpy.create_node(f"param_probe_{os.getpid()}", context=context)
+    probe = rclpy.create_node(name, context=context)
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(client_node)
+    executor.add_node(probe)
     try:
-        client = client_node.create_client(GetParameters, f"{namespace}/{node_name}/get_parameters")
-        assert client.wait_for_service(timeout_sec=60), (tmp_path / f"{node_name}.log").read_text()
-        answer = call_service(client, GetParameters.Request(names=names),
-                              lambda done, timeout: spin_until(executor, done, timeout), attempts=3)
-        return [parameter_value_to_python(value) for value in answer.values]
+        yield probe, lambda done, timeout: spin_until(executor, done, timeout)
     finally:
         executor.shutdown()
-        client_node.destroy_node()
+        probe.destroy_node()
         rclpy.shutdown(context=context)
-        stop(process)
 
 
 @pytest.mark.parametrize("which", ["lift", "detect"])
@@ -851,7 +862,7 @@ def test_log_level_reaches_both_nodes_as_rcl_s_log_level(ros_env, tmp_path):
     """`ros2 launch cfi_pose_ros lift.launch.py log_level:=warn`: both nodes get rcl's `--log-level`
     (launch_ros passes ``ros_arguments`` after `--ros-args`), and a real lifter started with what the
     launch file passes logs no INFO line where it logs its configure at INFO by default."""
-    from cfi_pose_ros.node.process import LIFT_NODE, node_command, stop
+    from cfi_pose_ros.node.process import LIFT_NODE, start_node, stop
 
     with pytest.MonkeyPatch.context() as patch:
         description = run_launch_file(LAUNCH, patch, share_dir=str(REPO))
@@ -868,30 +879,18 @@ def test_log_level_reaches_both_nodes_as_rcl_s_log_level(ros_env, tmp_path):
 
     def configure_log(level: str) -> str:
         """The log of a lifter started with ``--log-level level`` and configured (waited for)."""
-        import rclpy
         from lifecycle_msgs.msg import Transition
 
-        from ros_harness import LifecycleClient, spin_until
+        from ros_harness import LifecycleClient
 
         name = f"loglevel_{level}_{os.getpid()}"
-        command = node_command(LIFT_NODE, None, {"autostart": False, "backend": "torch"}, name)
-        assert "--ros-args" in command
         log = tmp_path / f"{level}.log"
-        with open(log, "w") as out:
-            process = subprocess.Popen(command + ["--log-level", level], stdout=out, stderr=subprocess.STDOUT,
-                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        context = rclpy.Context()
-        rclpy.init(context=context)
-        probe = rclpy.create_node(f"probe_{name}", context=context)
-        executor = rclpy.executors.SingleThreadedExecutor(context=context)
-        executor.add_node(probe)
+        process = start_node(LIFT_NODE, overrides={"autostart": False, "backend": "torch"}, log_path=log,
+                             node_name=name, ros_arguments=["--log-level", level])
         try:
-            lifecycle = LifecycleClient(probe, name, lambda done, timeout: spin_until(executor, done, timeout))
-            assert lifecycle.transition(Transition.TRANSITION_CONFIGURE), log.read_text()
+            with _probe(f"probe_{name}") as (probe, spin):
+                assert LifecycleClient(probe, name, spin).transition(Transition.TRANSITION_CONFIGURE), log.read_text()
         finally:
-            executor.shutdown()
-            probe.destroy_node()
-            rclpy.shutdown(context=context)
             stop(process)
         return log.read_text()
 

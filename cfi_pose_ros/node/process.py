@@ -23,9 +23,10 @@ def installed_paths(node: tuple[str, str] = LIFT_NODE) -> tuple[Path, Path]:
 
 def node_command(node: tuple[str, str] = LIFT_NODE, params_file: str | Path | list | None = None,
                  overrides: dict | None = None, node_name: str | None = None,
-                 namespace: str | None = None) -> list[str]:
+                 namespace: str | None = None, ros_arguments: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The installed ``node``'s command line. ``params_file``: one file or several, applied in order
-    (a later file's value wins, as launch_ros passes a node's ``parameters``)."""
+    (a later file's value wins, as launch_ros passes a node's ``parameters``); ``ros_arguments``
+    after the others, as launch_ros passes a node's (``["--log-level", "warn"]``)."""
     executable, default_params = installed_paths(node)
     files = params_file if isinstance(params_file, (list, tuple)) else [params_file or default_params]
     command = [str(executable), "--ros-args"]
@@ -43,19 +44,19 @@ def node_command(node: tuple[str, str] = LIFT_NODE, params_file: str | Path | li
         elif isinstance(value, (list, tuple)):
             value = "[" + ",".join(str(v) for v in value) + "]"
         command += ["-p", f"{name}:={value}"]
-    return command
+    return command + list(ros_arguments)
 
 
 def start_node(node: tuple[str, str], params_file=None, overrides=None, log_path: str | Path | None = None,
                env: dict | None = None, node_name: str | None = None,
-               namespace: str | None = None) -> subprocess.Popen:
+               namespace: str | None = None, ros_arguments: list[str] | tuple[str, ...] = ()) -> subprocess.Popen:
     """``node`` as a child process; stdout/stderr to ``log_path`` (or inherited).
 
     ``node_name`` renames it (a file's ``/**`` section, as in the shipped ones, still applies;
     a section named after the old name does not); ``overrides`` always apply. ``namespace`` (e.g.
     ``/robot1``) puts it in a namespace, as launch's ``namespace:=`` does."""
     out = open(log_path, "w") if log_path else None
-    return subprocess.Popen(node_command(node, params_file, overrides, node_name, namespace), stdout=out,
+    return subprocess.Popen(node_command(node, params_file, overrides, node_name, namespace, ros_arguments), stdout=out,
                             stderr=subprocess.STDOUT if out else None,
                             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
 
