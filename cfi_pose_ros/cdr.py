@@ -109,3 +109,94 @@ def read_image(serialized: bytes | bytearray | memoryview, kind: type[Serialized
     step = reader.number(reader.uint32, "step")
     data = reader.octets(reader.number(reader.uint32, "data's length"), "data")
     return kind(stamp_sec, stamp_nanosec, frame_id, height, width, encoding, is_bigendian, step, data)
+
+
+# A message type's layout, as :func:`layout_problem` walks it: a tuple of fields, each an int (a
+# primitive of that many bytes: 1, 2, 4, 8), STRING, (ARRAY, count, field), (SEQUENCE, field), or a
+# tuple (a nested message's fields). Built from a type's rosidl description by the node
+# (conversions.cdr_layout); nothing here imports ROS.
+STRING, ARRAY, SEQUENCE = "string", "array", "sequence"
+# encapsulation kind -> the largest alignment: XCDR1 aligns an 8-byte number to 8, XCDR2 to 4
+_MAX_ALIGNMENT = {0x00: 8, 0x01: 8, 0x06: 4, 0x07: 4}
+
+
+def _fixed_size(field, max_alignment: int) -> tuple[int, int] | None:
+    """(bytes, alignment) of a field laid out the same wherever it starts once aligned (primitives,
+    arrays and messages of them, with no padding inside), or None."""
+    if isinstance(field, int):
+        return field, min(field, max_alignment)
+    if isinstance(field, tuple) and field and field[0] == ARRAY:
+        inner = _fixed_size(field[2], max_alignment)
+        return None if inner is None or inner[0] % inner[1] else (inner[0] * field[1], inner[1])
+    if isinstance(field, tuple) and field and field[0] not in (ARRAY, SEQUENCE):
+        sizes = [_fixed_size(f, max_alignment) for f in field]
+        if any(s is None for s in sizes) or len({a for _, a in sizes}) != 1 or any(n % a for n, a in sizes):
+            return None
+        return sum(n for n, _ in sizes), sizes[0][1]
+    return None
+
+
+def layout_problem(serialized: bytes | bytearray | memoryview, layout: tuple) -> str | None:
+    """Where the bytes end before a field of ``layout`` does (a string's or sequence's length runs past
+    their end), or None; None too for an encapsulation not laid out here (left to the type support).
+
+    Fast DDS's generated type support (Kilted) prints "sequence size exceeds remaining buffer" to
+    stderr, unthrottled, for every message whose sequence length runs past its bytes before it fails:
+    one line in the node's log per such message, at whatever rate a faulty publisher sends them. A
+    message this finds whole the type support reads without that line."""
+    view = memoryview(serialized).cast("B")
+    if len(view) < _ENCAPSULATION_BYTES or view[0] != 0 or view[1] not in _MAX_ALIGNMENT:
+        return None
+    max_alignment = _MAX_ALIGNMENT[view[1]]
+    uint32 = struct.Struct(_BYTE_ORDER[view[1]] + "I")
+    end = len(view) - (view[3] & 0x3)     # the padding the header's options state is no field's (Fast CDR)
+    position = _ENCAPSULATION_BYTES
+
+    def align(size: int) -> None:
+        nonlocal position
+        position += -(position - _ENCAPSULATION_BYTES) % min(size, max_alignment)
+
+    def count(what: str) -> int:
+        nonlocal position
+        align(4)
+        if position + 4 > end:
+            raise NotAnImage(f"the bytes end at {end}, before {what}")
+        value = uint32.unpack_from(view, position)[0]
+        position += 4
+        return value
+
+    def skip(size: int, alignment: int, what: str) -> None:
+        nonlocal position
+        align(alignment)
+        if size > end - position:
+            raise NotAnImage(f"{what} of {size} bytes runs past the end ({max(end - position, 0)} left)")
+        position += size
+
+    def walk(field, what: str) -> None:
+        if isinstance(field, int):
+            skip(field, field, what)
+        elif field == STRING:
+            length = count(f"{what}'s length")
+            skip(length, 1, what)
+        elif field[0] in (ARRAY, SEQUENCE):
+            items = field[1] if field[0] == ARRAY else count(f"{what}'s length")
+            element = field[-1]
+            if items > end - position:      # every element takes a byte at least
+                raise NotAnImage(f"{what} of {items} elements runs past the end ({end - position} bytes left)")
+            fixed = _fixed_size(element, max_alignment)
+            if fixed is not None:
+                if items:
+                    skip(fixed[0] * items, fixed[1], what)
+            else:
+                for _ in range(items):
+                    walk(element, what)
+        else:
+            for inner in field:
+                walk(inner, what)
+
+    try:
+        for index, field in enumerate(layout):
+            walk(field, f"field {index}")
+    except NotAnImage as exc:
+        return str(exc)
+    return None

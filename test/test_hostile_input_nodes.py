@@ -203,6 +203,35 @@ def test_bytes_that_are_not_the_input_s_type_are_dropped_counted_and_warned_of(n
     assert node.process.poll() is None
 
 
+def test_a_sequence_length_past_the_end_puts_one_throttled_warning_in_the_log(node_factory, clip):
+    """Fast DDS's type support printed "sequence size exceeds remaining buffer" for every such message,
+    unthrottled, beside the node's throttled warning: a fuzzed lifter's log was 238 of those lines in 304."""
+    import struct
+
+    from rclpy.serialization import serialize_message
+
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+    from cfi_pose_ros.node.base import UNDESERIALIZABLE
+
+    node = node_factory()
+    raw = node.client.create_publisher(HumanKeypoints2DArray, node.topics["input_topic"], 10)
+    assert node.send_and_receive(clip_msg(clip, 0, sec=34)) is not None, node.log()
+    data = serialize_message(HumanKeypoints2DArray())
+    bad = data[:-4] + struct.pack("<I", 1000) + bytes(8)          # 1000 people in 8 bytes
+
+    def dropped() -> bool:
+        for _ in range(5):
+            raw.publish(bad)
+        node.spin_for(0.2)
+        return _dropped(node, UNDESERIALIZABLE) >= 5
+
+    assert node.spin_until(dropped, 60), node.log()
+    log = node.log()
+    assert "sequence size exceeds remaining buffer" not in log, log
+    assert "field 3 of 1000 elements runs past the end" in log, log
+    assert node.process.poll() is None
+
+
 @pytest.mark.parametrize("compressed", [True, False], ids=["compressed", "raw"])
 def test_bytes_that_are_not_an_image_are_dropped_counted_and_warned_of(started, h36m_image, compressed):
     """The same for the detector's input. Raw images kept rmw's typed take until they were read in

@@ -39,8 +39,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from cfi_pose_ros.bag import type_name
-from cfi_pose_ros.cdr import encapsulation_problem
-from cfi_pose_ros.node.conversions import guard_clock_topic, image_from_serialized
+from cfi_pose_ros.cdr import encapsulation_problem, layout_problem
+from cfi_pose_ros.node.conversions import cdr_layout, guard_clock_topic, image_from_serialized
 from cfi_pose_ros.node.parameters import (AT_CONFIGURE, AT_START, COMMON_NODE_PARAMETERS, ParamSpec,
                                           parameter_problem, type_problem)
 from cfi_pose_ros.node.startup import crash_report_fd
@@ -697,10 +697,13 @@ class SpecLifecycleNode(LifecycleNode):
         expected = type_name(msg_type)
         deserialize = (image_from_serialized if msg_type is Image
                        else functools.partial(deserialize_message, message_type=msg_type))
+        layout = None if msg_type is Image else cdr_layout(msg_type)     # an Image is read in place
 
         def take(serialized: bytes) -> None:
             try:
                 problem = encapsulation_problem(serialized)     # bytes the type support would crash on
+                if problem is None and layout is not None:
+                    problem = layout_problem(serialized, layout)    # ones it would print a line for
                 if problem is not None:
                     raise ValueError(problem)
                 msg = deserialize(serialized)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -11,7 +12,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from cfi_pose_ros.camera import LensDistortion, rescale_camera_matrix
-from cfi_pose_ros.cdr import SerializedImage, read_image
+from cfi_pose_ros.cdr import ARRAY, SEQUENCE, STRING, SerializedImage, read_image
 from cfi_pose_ros.depth import DepthImageError, depth_image_to_array
 from cfi_pose_ros.frame_ids import MAX_FRAME_ID_LENGTH, frame_name_problem, tf2_frame_id
 from cfi_pose_ros.markers import MarkerSpec, lifetime_ns
@@ -253,3 +254,31 @@ def markers_from_msg(marker_array: MarkerArray) -> list[MarkerSpec]:
                                 scale=(m.scale.x, m.scale.y, m.scale.z), text=m.text,
                                 lifetime=m.lifetime.sec + m.lifetime.nanosec * 1e-9))
     return specs
+
+
+_PRIMITIVE_BYTES = {"boolean": 1, "octet": 1, "char": 1, "uint8": 1, "int8": 1, "int16": 2, "uint16": 2,
+                    "int32": 4, "uint32": 4, "float": 4, "int64": 8, "uint64": 8, "double": 8}
+
+
+@functools.lru_cache(maxsize=None)
+def cdr_layout(msg_type) -> tuple | None:
+    """``msg_type``'s fields as :func:`cfi_pose_ros.cdr.layout_problem` walks them, from its rosidl
+    description; None for a type with a field that walk does not lay out (wide strings, long double)."""
+    from rosidl_parser.definition import AbstractSequence, AbstractString, Array, BasicType, NamespacedType
+
+    def field(slot):
+        if isinstance(slot, BasicType):
+            return _PRIMITIVE_BYTES.get(slot.typename)
+        if isinstance(slot, AbstractString):
+            return STRING if type(slot).__name__ in ("UnboundedString", "BoundedString") else None
+        if isinstance(slot, NamespacedType):
+            return cdr_layout(getattr(importlib.import_module(".".join(slot.namespaces)), slot.name))
+        if isinstance(slot, (Array, AbstractSequence)):
+            inner = field(slot.value_type)
+            if inner is None:
+                return None
+            return (ARRAY, slot.size, inner) if isinstance(slot, Array) else (SEQUENCE, inner)
+        return None
+
+    fields = tuple(field(slot) for slot in msg_type.SLOT_TYPES)
+    return None if any(f is None for f in fields) else fields
