@@ -137,7 +137,12 @@ def validate_camera_matrix(camera_matrix: Sequence[float] | np.ndarray,
                          "(CameraInfo.k unset), cannot place people in 3D")
     if k[2, 0] != 0.0 or k[2, 1] != 0.0 or not k[2, 2] > 0.0:
         raise ValueError(f"camera matrix bottom row must be (0, 0, 1), got {k[2].tolist()}")
-    k /= k[2, 2]
+    scale = k[2, 2]
+    with np.errstate(over="ignore"):    # a K[2, 2] of 1e-320 (a damaged CameraInfo's): said below, not warned
+        k /= scale
+    if not np.all(np.isfinite(k)):
+        raise ValueError(f"camera matrix is no real camera's: K[2, 2] = {scale:g} scales its entries past the "
+                         "largest float")
     fx, fy = k[0, 0], k[1, 1]
     if not (fx > 0.0 and fy > 0.0):
         raise ValueError(f"focal lengths must be positive, got fx={fx}, fy={fy}")

@@ -221,6 +221,18 @@ def test_validate_camera_matrix_rejects(bad, message):
         solve_root_translation(np.zeros((1, 17, 3)), np.zeros((1, 17, 2)), np.ones((1, 17)), bad)
 
 
+def test_a_bottom_row_that_scales_k_past_the_largest_float_is_refused_without_a_warning():
+    """A byte-fuzzed CameraInfo's K[2, 2] of 6.4e-322 overflowed ``k /= k[2, 2]``: numpy's RuntimeWarning
+    (two lines on stderr) in the lifter's log before the matrix was refused for its infinite focal length."""
+    import warnings
+
+    bad = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 6.4e-322]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="K\\[2, 2\\] = 6.4[0-9]*e-322 scales its entries past the largest float"):
+            validate_camera_matrix(bad)
+
+
 @pytest.mark.parametrize("matrix, size, ok", [
     ([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]], (640, 480), True),
     ([[190.0, 0, 640], [0, 190, 480], [0, 0, 1]], (1280, 960), True),        # a fisheye's pinhole K
