@@ -116,8 +116,11 @@ def read_image(serialized: bytes | bytearray | memoryview, kind: type[Serialized
 # tuple (a nested message's fields). Built from a type's rosidl description by the node
 # (conversions.cdr_layout); nothing here imports ROS.
 STRING, ARRAY, SEQUENCE = "string", "array", "sequence"
-# encapsulation kind -> the largest alignment: XCDR1 aligns an 8-byte number to 8, XCDR2 to 4
-_MAX_ALIGNMENT = {0x00: 8, 0x01: 8, 0x06: 4, 0x07: 4}
+# encapsulation kind -> the largest alignment (XCDR1 aligns an 8-byte number to 8). Only XCDR1, which
+# every ROS 2 middleware writes for ROS types: XCDR2 puts a delimiter before each struct of a type
+# that is not final, which a walk that does not know the types' extensibility would misread, and a
+# whole message refused is worse than a line printed by the type support.
+_MAX_ALIGNMENT = {0x00: 8, 0x01: 8}
 
 
 def _fixed_size(field, max_alignment: int) -> tuple[int, int] | None:
@@ -138,7 +141,8 @@ def _fixed_size(field, max_alignment: int) -> tuple[int, int] | None:
 
 def layout_problem(serialized: bytes | bytearray | memoryview, layout: tuple) -> str | None:
     """Where the bytes end before a field of ``layout`` does (a string's or sequence's length runs past
-    their end), or None; None too for an encapsulation not laid out here (left to the type support).
+    their end), or None; None too for an encapsulation not walked here (all but XCDR1's: left to the
+    type support).
 
     Fast DDS's generated type support (Kilted) prints "sequence size exceeds remaining buffer" to
     stderr, unthrottled, for every message whose sequence length runs past its bytes before it fails:

@@ -346,3 +346,17 @@ def test_a_sequence_length_past_the_end_is_refused_before_the_type_support_print
         f"try: deserialize_message(bytes.fromhex('{bad.hex()}'), T)\nexcept Exception: pass")],
         capture_output=True, text=True, timeout=60)
     assert "sequence size exceeds remaining buffer" in printed.stderr      # why the walk comes first
+
+
+def test_the_layout_walk_leaves_xcdr2_to_the_type_support():
+    """XCDR2 puts a delimiter before each struct of a type that is not final: a walk of XCDR1's
+    layout would misread such a message and refuse it whole, so XCDR2 is not walked."""
+    from rclpy.serialization import serialize_message
+
+    from cfi_pose_ros.cdr import layout_problem
+    from cfi_pose_ros.node.conversions import cdr_layout
+
+    for msg in _input_messages():
+        data = serialize_message(msg)
+        for kind in (0x06, 0x07):
+            assert layout_problem(data[:1] + bytes([kind]) + data[2:6], cdr_layout(type(msg))) is None
