@@ -1234,6 +1234,39 @@ def test_a_node_answers_while_its_configure_runs(executor, autostart, tmp_path, 
             assert node.close() == 0, node.log()
 
 
+def test_a_change_state_whose_label_names_no_transition_from_the_state_is_refused_whatever_its_id(tmp_path, ros_env):
+    """rclpy's change_state takes the label over the id, and refuses a label that names no transition
+    from the node's state. The node's own callback (which hands a configure to run()'s loop) kept
+    the id where the label did not resolve: id configure with the label "activate", asked of an
+    unconfigured node, ran a configure and answered success. Now it is refused, as rclpy refuses
+    it, and a label that does name a transition still wins over the id."""
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    from ros_harness import LifecycleClient, call_service
+
+    name = f"labelled_{os.getpid()}"
+    node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "onnxruntime"}, node_name=name)
+    try:
+        lifecycle = LifecycleClient(node.client, name, node.spin_until)
+        assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED, node.log()
+        change = node.client.create_client(ChangeState, f"/{name}/change_state")
+        assert change.wait_for_service(timeout_sec=10)
+
+        def ask(transition_id: int, label: str) -> bool:
+            request = ChangeState.Request(transition=Transition(id=transition_id, label=label))
+            return call_service(change, request, node.spin_until, timeout=240.0).success
+
+        assert ask(Transition.TRANSITION_CONFIGURE, "activate") is False
+        assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED, node.log()
+        assert "configured: " not in node.log(), node.log()
+        # the label names the transition, whatever the id
+        assert ask(Transition.TRANSITION_ACTIVATE, "configure") is True, node.log()
+        assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE, node.log()
+    finally:
+        assert node.close() == 0, node.log()
+
+
 @pytest.mark.parametrize("kind", ["lift", "detect"])
 def test_a_stop_signal_while_configure_imports_onnxruntime_aborts_it(kind, tmp_path, ros_env):
     """Configure imports onnxruntime (the lifter's backend probe, the detector's sessions). A stop

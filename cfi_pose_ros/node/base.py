@@ -459,8 +459,12 @@ class SpecLifecycleNode(LifecycleNode):
         try:
             transition = request.transition.id
             if request.transition.label:
-                with contextlib.suppress(RCLError):     # rclpy's callback refuses it
+                try:
                     transition = self._state_machine.get_transition_by_label(request.transition.label)
+                except RCLError:
+                    # no such transition from this state: rclpy's callback refuses it, whatever the
+                    # id says (an id of configure with the label "activate" ran a configure here)
+                    transition = None
             if not (self.configures_in_run_loop and transition == Transition.TRANSITION_CONFIGURE
                     and self._state_machine.current_state[1] == "unconfigured"):
                 return self._rclpy_change_state(request, response)
