@@ -1114,7 +1114,9 @@ def test_a_stop_signal_during_a_configure_asked_over_the_lifecycle_service_abort
     """The launch file configures the node over the lifecycle service (autostart off). A Ctrl-C while
     that configure exported the model (an empty engine cache: seconds here, a TensorRT build minutes)
     waited for the whole configure, and launch kills a node that is not gone 10 s after SIGINT
-    (SIGKILL). Now the configure is aborted at once: exit 0, nothing logged amiss."""
+    (SIGKILL). Now the configure is aborted at once: exit 0, nothing logged amiss, and the request is
+    answered (success false) before the node goes, as when rclpy's callback ran the configure (once
+    run()'s loop ran it, the loop ended before the answer was sent)."""
     from lifecycle_msgs.msg import Transition
 
     from ros_harness import LifecycleClient
@@ -1130,10 +1132,13 @@ def test_a_stop_signal_during_a_configure_asked_over_the_lifecycle_service_abort
             lifecycle.state()
         except AssertionError as exc:
             raise AssertionError(f"{exc}; the node's log:\n{node.log()}") from None
-        lifecycle.request_transition(Transition.TRANSITION_CONFIGURE)
+        configure = lifecycle.request_transition(Transition.TRANSITION_CONFIGURE)
         assert node.spin_until(lambda: "onnx export: not cached yet" in node.log(), 60), node.log()
         node.process.send_signal(signum)
         assert node.process.wait(timeout=30) == 0, node.log()
+        # the asker (`ros2 lifecycle set`, launch) is answered before the node goes: the configure failed
+        assert node.spin_until(configure.done, 10), "the configure the signal aborted was never answered"
+        assert configure.result().success is False
     finally:
         node.close()
     log = node.log()

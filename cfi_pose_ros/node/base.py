@@ -252,6 +252,7 @@ class SpecLifecycleNode(LifecycleNode):
         # the services there.
         self._transition_lock = threading.Lock()
         self._configure_request = None      # a configure asked over the service, for run(): Future
+        self._configure_answer = None       # its response, until sent: see run_configure_request
         super().__init__(name, **kwargs)
         self.stop_signals: StopSignals | None = None      # run() sets it: see stoppable_configure
         # run() sets it: a configure asked over the lifecycle service is then run by run()'s loop
@@ -259,6 +260,15 @@ class SpecLifecycleNode(LifecycleNode):
         self.configures_in_run_loop = False
         self._rclpy_change_state = self._service_change_state.callback
         self._service_change_state.callback = self._on_change_state
+        send_response = self._service_change_state.send_response
+
+        def sent(response, header) -> None:     # both executors send through the Service's method
+            try:
+                send_response(response, header)
+            finally:
+                if response is self._configure_answer:
+                    self._configure_answer = None
+        self._service_change_state.send_response = sent
         # Of a group of its own, reentrant: in the node's default group (rclpy puts every lifecycle
         # service there) a configure awaited by _on_change_state held that mutually exclusive group,
         # and the SingleThreadedExecutor ran none of the node's other callbacks until its end, a
@@ -474,6 +484,7 @@ class SpecLifecycleNode(LifecycleNode):
             if not handed_over:
                 self._transition_lock.release()
         # held until run()'s loop has run the configure (it releases it)
+        self._configure_answer = response
         response.success = await awaiting_quietly(done) == TransitionCallbackReturn.SUCCESS
         return response
 
@@ -861,6 +872,8 @@ def spin(executor, timeout_sec: float = 0.1, stop=lambda: False, between=lambda:
 
 # How often a coroutine that awaits the end of a configure looks again: see awaiting_quietly
 AWAIT_POLL_S = 0.01
+# How long run_configure_request spins at most for the answer to the configure it ran to be sent
+ANSWER_TIMEOUT_S = 1.0
 
 
 class awaiting_quietly:
@@ -882,7 +895,9 @@ class awaiting_quietly:
 
 def run_configure_request(node: SpecLifecycleNode, executor) -> None:
     """The configure asked over the lifecycle service, if one waits: run here, on the main thread,
-    while another thread answers (configure_answering), and its answer sent."""
+    while another thread answers (configure_answering), and its answer sent before this returns.
+    After a configure that a stop signal aborted run()'s loop ends next: the asker (`ros2 lifecycle
+    set`, a launch file) had no answer at all, where rclpy's callback had answered success false."""
     request = node.take_configure_request()
     if request is None:
         return
@@ -890,7 +905,12 @@ def run_configure_request(node: SpecLifecycleNode, executor) -> None:
         result = node.configure_answering(executor)
     finally:
         node._transition_lock.release()
+    answer = node._configure_answer
     request.set_result(result)
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    # (another configure asked meanwhile puts its own response there: this one is then left)
+    while answer is not None and node._configure_answer is answer and rclpy.ok() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
 
 
 def node_stop_signals() -> tuple[int, ...]:
