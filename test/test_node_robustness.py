@@ -1165,6 +1165,33 @@ def _held_onnx_export_lock(tmp_path) -> Path:
     return lock
 
 
+@contextlib.contextmanager
+def _node_with_configure_held(tmp_path, name: str, overrides: dict):
+    """A lifter (``overrides``, onnxruntime in an engine cache of the test's) whose configure, when
+    asked, waits for the ONNX export's lock the test holds; yields ``(node, release)``: ``release()``
+    lets the configure go on. The node must exit 0."""
+    import fcntl
+
+    lock_path = _held_onnx_export_lock(tmp_path)
+    held = [os.open(lock_path, os.O_RDWR)]
+    fcntl.flock(held[0], fcntl.LOCK_EX)
+
+    def release() -> None:
+        if held:
+            os.close(held.pop())
+
+    node = None
+    try:
+        node = NodeUnderTest(tmp_path, overrides={"backend": "onnxruntime", **overrides,
+                                                  "engine_cache_dir": str(lock_path.parent.parent)},
+                             node_name=name, wait=False)
+        yield node, release
+    finally:
+        release()
+        if node is not None:
+            assert node.close() == 0, node.log()
+
+
 @pytest.mark.parametrize("executor, autostart", [("events", False), ("single_threaded", False), ("events", True)],
                          ids=["events", "single_threaded", "events_autostart"])
 def test_a_node_answers_while_its_configure_runs(executor, autostart, tmp_path, ros_env):
@@ -1175,24 +1202,14 @@ def test_a_node_answers_while_its_configure_runs(executor, autostart, tmp_path, 
     behind the configure undid it). Now, with the configure held (the test holds the lock of the
     export the node waits for), the node answers: get_state 'configuring', parameters read, a
     parameter set and a second change_state refused; the configure then ends and succeeds as asked."""
-    import fcntl
-
     from lifecycle_msgs.msg import State, Transition
     from lifecycle_msgs.srv import GetAvailableTransitions, GetState
     from rcl_interfaces.srv import GetParameters
 
     from ros_harness import LifecycleClient, call_service
 
-    lock_path = _held_onnx_export_lock(tmp_path)
     name = f"held_{executor}_{'auto' if autostart else 'service'}_{os.getpid()}"
-    held = os.open(lock_path, os.O_RDWR)
-    fcntl.flock(held, fcntl.LOCK_EX)
-    node = None
-    try:
-        node = NodeUnderTest(tmp_path, overrides={"autostart": autostart, "backend": "onnxruntime",
-                                                  "executor": executor,
-                                                  "engine_cache_dir": str(lock_path.parent.parent)},
-                             node_name=name, wait=False)
+    with _node_with_configure_held(tmp_path, name, {"autostart": autostart, "executor": executor}) as (node, release):
         lifecycle = LifecycleClient(node.client, name, node.spin_until)
         configure = None
         if not autostart:
@@ -1220,8 +1237,7 @@ def test_a_node_answers_while_its_configure_runs(executor, autostart, tmp_path, 
         assert second.result().success is False
         assert "configured: " not in node.log(), "configure ended while held: the answers above prove nothing"
 
-        os.close(held)
-        held = None
+        release()
         if autostart:
             assert node.wait_ready(), node.log()
         else:
@@ -1232,11 +1248,6 @@ def test_a_node_answers_while_its_configure_runs(executor, autostart, tmp_path, 
         assert ParameterClient(node.client, name, node.spin_until).set(flip_test=False)[0].successful
         log = node.log()
         assert not any(text in log for text in NEVER_IN_LOG), log
-    finally:
-        if held is not None:
-            os.close(held)
-        if node is not None:
-            assert node.close() == 0, node.log()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -1251,21 +1262,12 @@ def test_a_configure_asked_over_change_state_leaves_the_node_idle_while_it_waits
     at once: the thread that answers while configure runs spun a core for the whole configure (2.3-2.8
     s of CPU in 3 s of a held one, against 0.01 s with autostart), beside the configure itself. Held
     here on the export's cache lock, the node now uses little CPU, and the configure ends as asked."""
-    import fcntl
-
     from lifecycle_msgs.msg import State, Transition
 
     from ros_harness import LifecycleClient
 
-    lock_path = _held_onnx_export_lock(tmp_path)
     name = f"idle_while_held_{os.getpid()}"
-    held = os.open(lock_path, os.O_RDWR)
-    fcntl.flock(held, fcntl.LOCK_EX)
-    node = None
-    try:
-        node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "onnxruntime", "executor": "events",
-                                                  "engine_cache_dir": str(lock_path.parent.parent)},
-                             node_name=name, wait=False)
+    with _node_with_configure_held(tmp_path, name, {"autostart": False, "executor": "events"}) as (node, release):
         lifecycle = LifecycleClient(node.client, name, node.spin_until)
         assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED, node.log()
         configure = lifecycle.request_transition(Transition.TRANSITION_CONFIGURE)
@@ -1275,16 +1277,10 @@ def test_a_configure_asked_over_change_state_leaves_the_node_idle_while_it_waits
         used, wall = _cpu_seconds(node.process.pid) - before, time.monotonic() - start
         assert "configured: " not in node.log(), "configure ended while held: the measure proves nothing"
         assert used < 0.3 * wall, f"the node used {used:.2f} s of CPU in {wall:.1f} s while its configure waited"
-        os.close(held)
-        held = None
+        release()
         assert node.spin_until(configure.done, 120), node.log()
         assert configure.result().success, node.log()
         assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE, node.log()
-    finally:
-        if held is not None:
-            os.close(held)
-        if node is not None:
-            assert node.close() == 0, node.log()
 
 
 def test_a_change_state_whose_label_names_no_transition_from_the_state_is_refused_whatever_its_id(tmp_path, ros_env):
