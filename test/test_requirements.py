@@ -46,7 +46,8 @@ def test_the_onnx_export_needs_onnxscript(tmp_path):
 
 
 # What a ROS 2 install provides (rosdep keys in package.xml), and what only NVIDIA's GPU stack does.
-ROS_MODULES = {"rclpy", "ament_index_python", "rcl_interfaces", "cv_bridge", "tf2_ros", "launch", "launch_ros"}
+ROS_MODULES = {"rclpy", "ament_index_python", "rcl_interfaces", "rosidl_parser", "cv_bridge", "tf2_ros", "launch",
+               "launch_ros"}
 GPU_MODULES = {"tensorrt"}
 # module -> the distribution that installs it, where the names differ or another one brings it along
 DISTRIBUTION_OF = {"cv2": "opencv-python-headless", "yaml": "pyyaml", "PIL": "matplotlib",
