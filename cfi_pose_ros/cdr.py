@@ -60,25 +60,41 @@ class SerializedImage:
 
 
 class _Reader:
-    def __init__(self, view: memoryview, byte_order: str):
+    """CDR fields from ``view`` in order, each checked against ``end`` (the bytes' end, less the
+    padding the encapsulation header states where the caller says so), numbers aligned from the end
+    of the encapsulation header to at most ``max_alignment`` (4 for the 4-byte fields of an Image;
+    XCDR1 aligns an 8-byte number to 8)."""
+
+    def __init__(self, view: memoryview, byte_order: str, end: int | None = None, max_alignment: int = 4):
         self.view, self.position = view, _ENCAPSULATION_BYTES
+        self.end = len(view) if end is None else end
+        self.max_alignment = max_alignment
         self.uint32, self.int32 = struct.Struct(byte_order + "I"), struct.Struct(byte_order + "i")
 
-    def number(self, layout: struct.Struct, what: str) -> int:
+    def align(self, size: int) -> None:
         # aligned from the end of the encapsulation header, as CDR counts
-        self.position += -(self.position - _ENCAPSULATION_BYTES) % 4
-        if self.position + 4 > len(self.view):
-            raise NotAnImage(f"the bytes end at {len(self.view)}, before {what}")
+        self.position += -(self.position - _ENCAPSULATION_BYTES) % min(size, self.max_alignment)
+
+    def number(self, layout: struct.Struct, what: str) -> int:
+        self.align(4)
+        if self.position + 4 > self.end:
+            raise NotAnImage(f"the bytes end at {self.end}, before {what}")
         value = layout.unpack_from(self.view, self.position)[0]
         self.position += 4
         return value
 
-    def octets(self, count: int, what: str) -> memoryview:
-        if count > len(self.view) - self.position:
-            raise NotAnImage(f"{what} of {count} bytes runs past the end ({len(self.view) - self.position} left)")
-        chunk = self.view[self.position:self.position + count]
+    def skip(self, count: int, what: str, alignment: int = 1) -> int:
+        """Moves past ``count`` bytes of ``what`` (aligned to ``alignment``); returns where they start."""
+        self.align(alignment)
+        if count > self.end - self.position:
+            raise NotAnImage(f"{what} of {count} bytes runs past the end ({max(self.end - self.position, 0)} left)")
+        start = self.position
         self.position += count
-        return chunk
+        return start
+
+    def octets(self, count: int, what: str) -> memoryview:
+        start = self.skip(count, what)
+        return self.view[start:start + count]
 
     def string(self, what: str) -> str:
         chunk = self.octets(self.number(self.uint32, f"{what}'s length"), what)
@@ -152,45 +168,24 @@ def layout_problem(serialized: bytes | bytearray | memoryview, layout: tuple) ->
     if len(view) < _ENCAPSULATION_BYTES or view[0] != 0 or view[1] not in _MAX_ALIGNMENT:
         return None
     max_alignment = _MAX_ALIGNMENT[view[1]]
-    uint32 = struct.Struct(_BYTE_ORDER[view[1]] + "I")
-    end = len(view) - (view[3] & 0x3)     # the padding the header's options state is no field's (Fast CDR)
-    position = _ENCAPSULATION_BYTES
-
-    def align(size: int) -> None:
-        nonlocal position
-        position += -(position - _ENCAPSULATION_BYTES) % min(size, max_alignment)
-
-    def count(what: str) -> int:
-        nonlocal position
-        align(4)
-        if position + 4 > end:
-            raise NotAnImage(f"the bytes end at {end}, before {what}")
-        value = uint32.unpack_from(view, position)[0]
-        position += 4
-        return value
-
-    def skip(size: int, alignment: int, what: str) -> None:
-        nonlocal position
-        align(alignment)
-        if size > end - position:
-            raise NotAnImage(f"{what} of {size} bytes runs past the end ({max(end - position, 0)} left)")
-        position += size
+    # the padding the header's options state is no field's (Fast CDR)
+    reader = _Reader(view, _BYTE_ORDER[view[1]], end=len(view) - (view[3] & 0x3), max_alignment=max_alignment)
 
     def walk(field, what: str) -> None:
         if isinstance(field, int):
-            skip(field, field, what)
+            reader.skip(field, what, field)
         elif field == STRING:
-            length = count(f"{what}'s length")
-            skip(length, 1, what)
+            reader.skip(reader.number(reader.uint32, f"{what}'s length"), what)
         elif field[0] in (ARRAY, SEQUENCE):
-            items = field[1] if field[0] == ARRAY else count(f"{what}'s length")
+            items = field[1] if field[0] == ARRAY else reader.number(reader.uint32, f"{what}'s length")
             element = field[-1]
-            if items > end - position:      # every element takes a byte at least
-                raise NotAnImage(f"{what} of {items} elements runs past the end ({end - position} bytes left)")
+            left = reader.end - reader.position
+            if items > left:      # every element takes a byte at least
+                raise NotAnImage(f"{what} of {items} elements runs past the end ({left} bytes left)")
             fixed = _fixed_size(element, max_alignment)
             if fixed is not None:
                 if items:
-                    skip(fixed[0] * items, fixed[1], what)
+                    reader.skip(fixed[0] * items, what, fixed[1])
             else:
                 for _ in range(items):
                     walk(element, what)

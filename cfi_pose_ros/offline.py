@@ -486,7 +486,7 @@ def parameter_values(specs, params_file=None, node_name: str = "", overrides: di
               file=sys.stderr)
     values.update({k: v for k, v in from_file.items() if k not in others})
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    unknown = sorted(set(values) - {spec.name for spec in specs})
+    unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for {node_name}")
     from cfi_pose_ros.node.parameters import parameter_problem

@@ -148,14 +148,14 @@ class BagPlayer:
         # --topics named it "not a ROS message type name: ''", and one that only had a type's name
         # from a json channel was waited for, then "no messages on [...]" (it held messages)
         foreign = sorted(topic for topic, info in chosen.items() if not info.ros2)
+        no_ros2 = (f"{', '.join(foreign)} {'holds' if len(foreign) == 1 else 'hold'} no ROS 2 messages (no channel "
+                   "of cdr messages with a schema)")
         if foreign and topics is not None:
-            raise ValueError(f"{path}: {', '.join(foreign)} {'holds' if len(foreign) == 1 else 'hold'} no ROS 2 "
-                             "messages (no channel of cdr messages with a schema): nothing to publish")
+            raise ValueError(f"{path}: {no_ros2}: nothing to publish")
         topic_types = {topic: info.type_name for topic, info in chosen.items() if info.ros2}
         if not topic_types:
             raise ValueError(f"{path}: nothing to replay (topics {topics or 'of types ' + ', '.join(REPLAYED_TYPES)})"
-                             + (f"; {', '.join(foreign)} {'holds' if len(foreign) == 1 else 'hold'} no ROS 2 "
-                                "messages (no channel of cdr messages with a schema)" if foreign else ""))
+                             + (f"; {no_ros2}" if foreign else ""))
         return cls(node, BagMessages(path, sorted(topic_types)), remap, topic_types, clock_hz)
 
     @property
