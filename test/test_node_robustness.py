@@ -1931,6 +1931,59 @@ def test_ros2_param_load_of_a_dump_of_values_yaml_reads_otherwise_sets_them_unch
         client.destroy_node()
 
 
+@pytest.mark.parametrize("kind, executor", [("lift", "events"), ("detect", "single_threaded")])
+def test_a_parameter_of_no_known_value_type_is_refused_and_the_node_runs_on(kind, executor, tmp_path, ros_env):
+    """A SetParameters request whose value type is none of rcl_interfaces/ParameterType's (99):
+    rclpy's service callback raised ValueError ("99 is not a valid Parameter.Type"), which ended
+    the executor and the node (exit 1, FATAL, a traceback), on either executor. It is refused,
+    naming the parameter; the request's other parameters are set as without it, and an atomic
+    request with it changes nothing."""
+    import rclpy
+    from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterValue
+    from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from ros_harness import call_service
+
+    name = f"typeless_{kind}_{os.getpid()}"
+    log = tmp_path / f"{name}.log"
+    process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=log, node_name=name,
+                         overrides={"autostart": False, "executor": executor})
+    if not rclpy.ok():
+        rclpy.init()
+    client = rclpy.create_node(f"typeless_client_{os.getpid()}")
+    ros_executor = SingleThreadedExecutor()
+    ros_executor.add_node(client)
+
+    def until(predicate, timeout=30.0):
+        return spin_until(ros_executor, predicate, timeout)
+
+    typeless = ParameterMsg(name="diagnostics_period", value=ParameterValue(type=99, double_value=2.0))
+    try:
+        setter = client.create_client(SetParameters, f"/{name}/set_parameters")
+        atomic = client.create_client(SetParametersAtomically, f"/{name}/set_parameters_atomically")
+        getter = client.create_client(GetParameters, f"/{name}/get_parameters")
+        assert setter.wait_for_service(timeout_sec=60), log.read_text()
+        results = call_service(setter, SetParameters.Request(parameters=[
+            typeless, Parameter("warn_latency_ms", value=7.0).to_parameter_msg()]), until, 3).results
+        assert [r.successful for r in results] == [False, True], (results, log.read_text())
+        assert results[0].reason.startswith("parameter diagnostics_period: value type 99 is no parameter type"), \
+            results[0].reason
+        result = call_service(atomic, SetParametersAtomically.Request(parameters=[
+            Parameter("warn_latency_ms", value=8.0).to_parameter_msg(), typeless]), until, 3).result
+        assert not result.successful and "value type 99" in result.reason, result.reason
+        values = call_service(getter, GetParameters.Request(names=["warn_latency_ms", "diagnostics_period"]),
+                              until, 3).values
+        assert [v.double_value for v in values] == [7.0, 1.0]
+        assert process.poll() is None, log.read_text()
+    finally:
+        assert stop(process) == 0, log.read_text()
+        ros_executor.shutdown()
+        client.destroy_node()
+    assert not any(text in log.read_text() for text in NEVER_IN_LOG), log.read_text()
+
+
 def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_with_the_reason(ros_env):
     """The detector's side of the lifter's test (test_lift_node.py): image_topic set while
     unconfigured to /diagnostics made rcl refuse the subscription; rclpy failed activate without a

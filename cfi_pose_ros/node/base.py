@@ -20,6 +20,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from lifecycle_msgs.msg import Transition
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.srv import SetParameters, SetParametersAtomically
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.impl.implementation_singleton import rclpy_implementation
@@ -125,6 +126,41 @@ def double_written_as_text(param: Parameter, declared: Parameter.Type) -> Parame
     if not numbers or None in numbers:
         return param
     return Parameter(param.name, Parameter.Type.DOUBLE_ARRAY, numbers)
+
+
+def value_type_problem(param_msg) -> str | None:
+    """Why a parameter message's value type is none of rcl_interfaces/ParameterType's, or None.
+    rclpy's parameter services turn each message into a Parameter first, and one of another type
+    (a client's own build, a corrupted request) raised ValueError ("99 is not a valid
+    Parameter.Type") out of the service callback: the executor ended, and the node with it
+    (exit 1, a FATAL and a traceback), for one request any process on the network may send."""
+    try:
+        Parameter.Type(param_msg.value.type)
+    except ValueError:
+        known = ", ".join(f"{t.value} ({t.name.lower()})" for t in Parameter.Type)
+        return f"parameter {param_msg.name}: value type {param_msg.value.type} is no parameter type (one of {known})"
+    return None
+
+
+def refusing_unknown_value_types(callback, atomic: bool):
+    """A SetParameters (``atomic``: SetParametersAtomically) service ``callback`` that answers a
+    parameter of no known value type (see :func:`value_type_problem`) as refused instead of
+    raising: the others of a SetParameters request are set as without it, each alone as rclpy
+    sets them; a SetParametersAtomically request is refused whole."""
+    def answer(request, response):
+        problems = [value_type_problem(param) for param in request.parameters]
+        if not any(problems):
+            return callback(request, response)
+        if atomic:
+            response.result = SetParametersResult(successful=False, reason=next(p for p in problems if p))
+            return response
+        rest = type(request)(parameters=[param for param, problem in zip(request.parameters, problems)
+                                         if problem is None])
+        results = iter(callback(rest, type(response)()).results)
+        response.results = [SetParametersResult(successful=False, reason=problem) if problem else next(results)
+                            for problem in problems]
+        return response
+    return answer
 
 
 def cut(text: str) -> str:
@@ -255,6 +291,10 @@ class SpecLifecycleNode(LifecycleNode):
         self._configure_answer = None       # its response, until sent: see run_configure_request
         super().__init__(name, **kwargs)
         self.stop_signals: StopSignals | None = None      # run() sets it: see stoppable_configure
+        for service in self.services:       # rclpy's parameter services, built in super().__init__
+            if service.srv_type in (SetParameters, SetParametersAtomically):
+                service.callback = refusing_unknown_value_types(service.callback,
+                                                                atomic=service.srv_type is SetParametersAtomically)
         # run() sets it: a configure asked over the lifecycle service is then run by run()'s loop
         # (configure_answering), so that the node answers while it runs; else rclpy's callback runs it
         self.configures_in_run_loop = False
