@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
@@ -55,6 +56,13 @@ _QUATERNION_NORM_TOLERANCE = 1e-3
 MAX_TRANSLATION_M = 1e8
 
 
+def quaternion_norm(q: np.ndarray) -> float:
+    """The length of a finite quaternion, for any components a double holds: numpy's norm squares
+    them, so one past 1.3e154 overflowed (its RuntimeWarning in the node's log for a
+    ``target_from_camera`` set to [0, 0, 0, 1e200, 0, 0, 1], refused all the same)."""
+    return math.hypot(*(float(v) for v in q))
+
+
 def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamilton product ``a * b`` of ``(..., 4)`` quaternions in ``(x, y, z, w)`` order."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -77,7 +85,7 @@ class RigidTransform:
         q = np.asarray(self.rotation_xyzw, dtype=np.float64).reshape(4)
         if not (np.isfinite(t).all() and np.isfinite(q).all()):
             raise ValueError(f"transform has non-finite values: translation {t.tolist()}, rotation {q.tolist()}")
-        norm = float(np.linalg.norm(q))
+        norm = quaternion_norm(q)
         if abs(norm - 1.0) > _QUATERNION_NORM_TOLERANCE:
             raise ValueError(f"rotation quaternion (x, y, z, w) = {q.tolist()} has norm {norm:.6g}, not 1")
         object.__setattr__(self, "translation", t)
@@ -129,7 +137,7 @@ def tf2_transform(translation: Sequence[float], rotation_xyzw: Sequence[float]) 
     ValueError left the subscription callback and the lifter exited. ValueError for what tf2 lets
     through and no frame can use: inf or a translation past MAX_TRANSLATION_M, a zero quaternion."""
     q = np.asarray(rotation_xyzw, dtype=np.float64).reshape(4)
-    norm = float(np.linalg.norm(q))
+    norm = quaternion_norm(q) if np.isfinite(q).all() else math.nan
     if not (np.isfinite(norm) and norm > 0.0):
         raise ValueError(f"rotation quaternion (x, y, z, w) = {q.tolist()} is no rotation")
     return _within_reach(RigidTransform(translation, q / norm))

@@ -476,6 +476,20 @@ def test_a_body_size_prior_that_describes_no_person_is_refused_and_people_stay_p
     ctx.params.set_ok(body_size_prior=default)
 
 
+def test_a_quaternion_component_a_double_cannot_square_is_refused_without_a_numpy_warning(lift_probe):
+    """`ros2 param set /cfi_pose_lifter target_from_camera "[0.0, 0.0, 0.0, 1e200, 0.0, 0.0, 1.0]"`:
+    refused, but numpy's norm squared 1e200 past float range and the node's log got its
+    "RuntimeWarning: overflow encountered in dot". The reason names the norm, and the log holds
+    no warning."""
+    ctx = lift_probe
+    (result,) = ctx.params.set(target_from_camera=[0.0, 0.0, 0.0, 1e200, 0.0, 0.0, 1.0])
+    assert not result.successful
+    assert len(ctx.answer().humans) == 2
+    assert "Warning" not in ctx.node.log(), ctx.node.log()
+    assert result.reason.endswith("rotation quaternion (x, y, z, w) = [1e+200, 0.0, 0.0, 1.0] has norm 1e+200, "
+                                  "not 1"), result.reason
+
+
 def test_a_topic_name_refusal_says_why_whatever_the_name_holds(lift_probe):
     """rcl's reason quotes the name: one holding a newline (pasted, or a YAML block scalar) was
     cut inside the quote, "not a valid ROS topic name (topic name 'camera)", and the repeated-'/'
