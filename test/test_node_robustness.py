@@ -456,6 +456,42 @@ def test_a_refusal_of_a_megabyte_value_quotes_it_cut_short(lift_probe):
     assert len(ctx.answer().humans) == 2
 
 
+def test_a_configure_that_fails_on_a_megabyte_model_path_logs_it_cut_short(tmp_path, ros_env):
+    """A model path set to a megabyte by mistake while unconfigured (no check refuses a path: the
+    file may come later) is accepted; the configure that fails on it logged the whole path, one
+    ERROR line of a megabyte. The line is cut as the refusals and warnings are."""
+    import rclpy
+    from lifecycle_msgs.msg import State, Transition
+    from rclpy.executors import SingleThreadedExecutor
+
+    from ros_harness import LifecycleClient, ParameterClient
+
+    name = f"long_path_{os.getpid()}"
+    log = tmp_path / f"{name}.log"
+    process = start_node(DETECT_NODE, overrides={"autostart": False}, log_path=log, node_name=name)
+    if not rclpy.ok():
+        rclpy.init()
+    client = rclpy.create_node(f"long_path_client_{os.getpid()}")
+    executor = SingleThreadedExecutor()
+    executor.add_node(client)
+
+    def until(predicate, timeout=30.0):
+        return spin_until(executor, predicate, timeout)
+
+    try:
+        ParameterClient(client, name, until).set_ok(person_detector_model="/no/such/" + "model" * 200_000)
+        lifecycle = LifecycleClient(client, name, until)
+        assert lifecycle.transition(Transition.TRANSITION_CONFIGURE) is False
+        assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        assert stop(process) == 0, log.read_text()[-3000:]
+        executor.shutdown()
+        client.destroy_node()
+    failed = [line for line in log.read_text().splitlines() if "configure failed: " in line]
+    assert len(failed) == 1 and "more characters)" in failed[0], [line[:300] for line in failed]
+    assert max(map(len, log.read_text().splitlines())) < 1500
+
+
 def test_a_body_size_prior_that_describes_no_person_is_refused_and_people_stay_placed(lift_probe):
     """`ros2 param set /cfi_pose_lifter body_size_prior 0.001` was in range [0, 3] and answered
     success; the next frame's people, scaled to 2 mm, came within the 5 cm the root solve needs and

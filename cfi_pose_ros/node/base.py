@@ -418,7 +418,8 @@ class SpecLifecycleNode(LifecycleNode):
     def configure_failed(self, reason: str) -> TransitionCallbackReturn:
         """Log why configure fails (one ERROR line) and fail it: the node then says so on
         /diagnostics too (:meth:`report_configure_failure`)."""
-        self.get_logger().error(f"configure failed: {reason}")
+        # cut: the reason may quote a parameter (a model path) set to megabytes by mistake
+        self.get_logger().error(cut(f"configure failed: {reason}"))
         self._configure_failure = reason
         return TransitionCallbackReturn.FAILURE
 
@@ -429,7 +430,7 @@ class SpecLifecycleNode(LifecycleNode):
         an activate succeeds or the node is configured again: it said OK "inactive", so after a
         launch whose activate failed (an input topic of another type) a monitor showed a healthy
         node that would never lift anything."""
-        self.get_logger().error(f"activate failed: {reason}")
+        self.get_logger().error(cut(f"activate failed: {reason}"))
         self._activate_failure = reason
         return TransitionCallbackReturn.FAILURE
 
