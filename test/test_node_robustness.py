@@ -492,6 +492,50 @@ def test_a_configure_that_fails_on_a_megabyte_model_path_logs_it_cut_short(tmp_p
     assert max(map(len, log.read_text().splitlines())) < 1500
 
 
+def test_providers_this_onnx_runtime_lacks_fall_back_to_the_cpu_with_the_node_s_warning_alone(tmp_path, ros_env):
+    """`ros2 param set /cfi_pose_detector providers "['CUDAExecutionProvider', '']"` (a CPU-only
+    install, and an empty name) while unconfigured, then configure: it runs on the CPU and says so
+    in one WARN, as documented. ONNX Runtime's own fallback added a UserWarning for each model
+    ("Specified provider ... is not in available provider names") and, for the name it does not
+    know, an "EP Error" banner and a second try at each session."""
+    import onnxruntime
+    import rclpy
+    from lifecycle_msgs.msg import State, Transition
+    from rclpy.executors import SingleThreadedExecutor
+
+    from ros_harness import LifecycleClient, ParameterClient
+    from test_camera_node import MOVENET, RTMDET, need_fixtures
+
+    need_fixtures()
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDAExecutionProvider")
+    name = f"providers_{os.getpid()}"
+    log = tmp_path / f"{name}.log"
+    process = start_node(DETECT_NODE, log_path=log, node_name=name, overrides={
+        "autostart": False, "person_detector_model": str(RTMDET), "keypoint_model": str(MOVENET)})
+    if not rclpy.ok():
+        rclpy.init()
+    client = rclpy.create_node(f"providers_client_{os.getpid()}")
+    executor = SingleThreadedExecutor()
+    executor.add_node(client)
+
+    def until(predicate, timeout=30.0):
+        return spin_until(executor, predicate, timeout)
+
+    try:
+        ParameterClient(client, name, until).set_ok(providers=["CUDAExecutionProvider", ""])
+        lifecycle = LifecycleClient(client, name, until)
+        assert lifecycle.transition(Transition.TRANSITION_CONFIGURE) is True, log.read_text()
+        assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
+    finally:
+        assert stop(process) == 0, log.read_text()[-3000:]
+        executor.shutdown()
+        client.destroy_node()
+    text = log.read_text()
+    assert "['CUDAExecutionProvider', ''] not available in this ONNX Runtime: running on ['CPUExecutionProvider']" in text
+    assert "Warning:" not in text and "EP Error" not in text, text
+
+
 def test_a_body_size_prior_that_describes_no_person_is_refused_and_people_stay_placed(lift_probe):
     """`ros2 param set /cfi_pose_lifter body_size_prior 0.001` was in range [0, 3] and answered
     success; the next frame's people, scaled to 2 mm, came within the 5 cm the root solve needs and

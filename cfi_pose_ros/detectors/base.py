@@ -123,6 +123,22 @@ def _normalise_providers(providers: Sequence[Any]) -> list[Any]:
     return out
 
 
+def _installed_providers(providers: list[Any], available: Sequence[str]) -> list[Any]:
+    """``providers`` (normalised) without the ones this ONNX Runtime does not have and without
+    repeats; the CPU's when none is left of a list that was not empty. ONNX Runtime falls back
+    to the CPU for those itself, but not silently: a Python UserWarning per session ("Specified
+    provider 'CUDAExecutionProvider' is not in available provider names"), and for a name it does
+    not know at all (``providers: ['']``, a typo) an "EP Error" banner on stdout and a second try
+    at building the session, so a ``ros2 param set`` of ``providers`` left those lines in the
+    detector's log beside its own WARN. ``strict_providers`` still compares what was asked."""
+    kept: list[Any] = []
+    for entry in providers:
+        name = entry if isinstance(entry, str) else entry[0]
+        if name in available and name not in [k if isinstance(k, str) else k[0] for k in kept]:
+            kept.append(entry)
+    return kept if kept or not providers else ["CPUExecutionProvider"]
+
+
 def create_session(config: OnnxModelConfig) -> Any:
     """An ``onnxruntime.InferenceSession`` for ``config``; :class:`DetectorModelError` when it can't load."""
     import onnxruntime as ort
@@ -148,7 +164,8 @@ def create_session(config: OnnxModelConfig) -> Any:
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.allow_spinning else "0")
     providers = _normalise_providers(config.providers)
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        session = ort.InferenceSession(str(path), sess_options=options,
+                                       providers=_installed_providers(providers, ort.get_available_providers()))
     except Exception as exc:  # onnxruntime raises its own exception types
         raise DetectorModelError(f"ONNX Runtime could not load {path}: {exc}") from exc
     if config.strict_providers:
