@@ -2078,6 +2078,49 @@ def test_a_parameter_of_no_known_value_type_is_refused_and_the_node_runs_on(kind
     assert not any(text in log.read_text() for text in NEVER_IN_LOG), log.read_text()
 
 
+def test_a_double_array_sent_as_text_yaml_cannot_build_is_refused_and_the_node_runs_on(tmp_path, ros_env):
+    """A double array sent as a string is read as YAML (`ros2 param load` sends '[0.0, 1e-05]' so:
+    see double_written_as_text). PyYAML raises more than YAMLError: '[2001-02-30]' ValueError,
+    '[!!bool maybe]' KeyError, a thousand nested '[' RecursionError. Each left the parameter
+    service's callback and ended the lifter (exit 1, FATAL, a traceback). Each is refused as the
+    string it is; the text of a double array is still read."""
+    import rclpy
+    from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.executors import SingleThreadedExecutor
+
+    from ros_harness import call_service
+
+    name = f"yaml_text_{os.getpid()}"
+    log = tmp_path / f"{name}.log"
+    process = start_node(LIFT_NODE, log_path=log, node_name=name, overrides={"autostart": False})
+    if not rclpy.ok():
+        rclpy.init()
+    client = rclpy.create_node(f"yaml_text_client_{os.getpid()}")
+    executor = SingleThreadedExecutor()
+    executor.add_node(client)
+
+    def until(predicate, timeout=30.0):
+        return spin_until(executor, predicate, timeout)
+
+    texts = ["[2001-02-30]", "[!!bool maybe]", "[" * 1000 + "]" * 1000, "[0.0, 0.0, 0.0, 1e-05, 0.0, 0.0, 1.0]"]
+    try:
+        setter = client.create_client(SetParameters, f"/{name}/set_parameters")
+        assert setter.wait_for_service(timeout_sec=60), log.read_text()
+        request = SetParameters.Request(parameters=[ParameterMsg(name="target_from_camera", value=ParameterValue(
+            type=ParameterType.PARAMETER_STRING, string_value=text)) for text in texts])
+        results = call_service(setter, request, until, 3).results
+        assert [r.successful for r in results] == [False, False, False, True], (results, log.read_text())
+        for result in results[:3]:
+            assert result.reason.endswith("expected an array of doubles, got a string"), result.reason[-200:]
+        assert process.poll() is None, log.read_text()
+    finally:
+        assert stop(process) == 0, log.read_text()
+        executor.shutdown()
+        client.destroy_node()
+    assert not any(text in log.read_text() for text in NEVER_IN_LOG), log.read_text()
+
+
 def test_a_detector_topic_it_already_has_with_another_type_fails_the_transition_with_the_reason(ros_env):
     """The detector's side of the lifter's test (test_lift_node.py): image_topic set while
     unconfigured to /diagnostics made rcl refuse the subscription; rclpy failed activate without a

@@ -118,7 +118,11 @@ def double_written_as_text(param: Parameter, declared: Parameter.Type) -> Parame
 
         try:
             items = yaml.safe_load(param.value)
-        except yaml.YAMLError:
+        # not only YAMLError: a scalar PyYAML cannot build raises what its constructor raises
+        # ('[2001-02-30]' ValueError, '[!!bool maybe]' KeyError, '[!!int ""]' IndexError), a
+        # thousand nested '[' RecursionError; each left the parameter service's callback and ended
+        # the node. Such a text is no double's spelling: refused as the string it is.
+        except Exception:   # noqa: BLE001 - whatever PyYAML raises
             return param
         if not isinstance(items, list):
             return param
