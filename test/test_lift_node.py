@@ -1869,6 +1869,38 @@ def test_two_cameras_on_one_topic_are_each_placed_with_their_own_camera_info(nod
         f"; no valid CameraInfo on {topic} for cam_right (root-relative output)" in diag["_message"]), diag
 
 
+def test_a_camera_info_naming_no_tf2_frame_is_refused_and_not_kept_as_a_camera(node_factory, clip):
+    """A CameraInfo whose header.frame_id no tf2 tree holds (past 256 characters, a space) is refused
+    (bad_camera_info) and is no camera: it was kept under that name, so every status from then on
+    named it ("no valid CameraInfo ... for <a 100 000-character name>": each /diagnostics message
+    that large) and stayed WARN after the camera's valid CameraInfo came, as a camera kept that
+    cannot place people. No keypoints can be of such a frame: they are dropped for it."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    node = node_factory(overrides={"diagnostics_period": 0.2, "warn_latency_ms": 1e6})   # no other WARN
+    topic = node.topics["camera_info_topic"]
+    refused = 0
+    for name in ("f" * 100_000, "cam era"):
+        info = camera_info_msg(clip.camera_matrix, clip.image_size, name)
+        for _ in range(50):
+            node.client.camera_info_pub.publish(info)
+            diag = node.latest_diagnostics()
+            if _diag_count(diag, "bad_camera_info") > refused:
+                break
+        assert _diag_count(diag, "bad_camera_info") > refused, (diag, node.log()[-2000:])
+        refused = _diag_count(diag, "bad_camera_info")
+        assert diag["_level"] == DiagnosticStatus.WARN and (
+            f"; no valid CameraInfo on {topic} (root-relative output)" in diag["_message"]), diag["_message"][:300]
+        assert len(diag["_message"]) < 1000 and name not in diag["_message"]
+    send_camera_info(node, clip)
+    for _ in range(20):
+        diag = node.latest_diagnostics()
+        if diag["_level"] == DiagnosticStatus.OK:
+            break
+    assert diag["_level"] == DiagnosticStatus.OK and diag["_message"] == "lifting", diag["_message"][:300]
+    assert node.process.poll() is None, node.log()
+
+
 def test_camera_info_of_a_binned_or_cropped_image_describes_the_published_pixels(clip):
     """CameraInfo's K, width and height are the full sensor's; a driver that bins (binning_x/y) or
     crops (roi, in full-resolution pixels) publishes smaller images, and the 2D keypoints are in

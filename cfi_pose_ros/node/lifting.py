@@ -19,7 +19,8 @@ from visualization_msgs.msg import MarkerArray
 from cfi_pose_ros.camera import (MIN_IMAGE_SIDE_PX, LensDistortion, check_lens_over_image, is_resized_view,
                                   lens_distortion, published_image_matrix)
 from cfi_pose_ros.depth import DepthImageError, check_depth_frame, check_depth_registration
-from cfi_pose_ros.frame_ids import MAX_CAMERAS, RecentlySeen, other_camera_frame
+from cfi_pose_ros.frame_ids import (MAX_CAMERAS, MAX_FRAME_ID_LENGTH, RecentlySeen, frame_name_problem,
+                                    other_camera_frame)
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, camera_namespace, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
@@ -203,8 +204,14 @@ class CameraInfoByFrame:
         self.newest = CameraModel()     # whatever its frame (one naming none is kept only here)
 
     def add(self, camera: CameraModel) -> None:
-        self.newest = camera
+        """Keep ``camera`` as its frame's and the newest, unless its frame_id names no frame a tf2
+        tree holds (:func:`~cfi_pose_ros.frame_ids.frame_name_problem`): no keypoints can be of that
+        frame (they are dropped for it), and kept under the name it was a camera that could not place
+        people for as long as the node ran: every status said so, naming it, whatever its length."""
         name = tf2_frame_id(camera.frame_id)
+        if len(camera.frame_id) > MAX_FRAME_ID_LENGTH or frame_name_problem(name) is not None:
+            return
+        self.newest = camera
         if name:
             self._cameras.put(name, camera)
             self._cameras.evict()
