@@ -132,10 +132,12 @@ def _installed_providers(providers: list[Any], available: Sequence[str]) -> list
     at building the session, so a ``ros2 param set`` of ``providers`` left those lines in the
     detector's log beside its own WARN. ``strict_providers`` still compares what was asked."""
     kept: list[Any] = []
-    for entry in providers:
+    names: set[str] = set()
+    for entry in providers:     # a name, or (name, options)
         name = entry if isinstance(entry, str) else entry[0]
-        if name in available and name not in [k if isinstance(k, str) else k[0] for k in kept]:
+        if name in available and name not in names:
             kept.append(entry)
+            names.add(name)
     return kept if kept or not providers else ["CPUExecutionProvider"]
 
 
