@@ -1,6 +1,7 @@
 """The training script end to end on synthetic poses: outputs, resume, weights, evaluation tables."""
 import json
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -302,6 +303,79 @@ def test_damaged_checkpoint_tensors_are_refused_and_one_saved_before_the_hash_re
     save_file(tensors, str(old / "checkpoint.safetensors"), metadata=metadata)
     record = train_module.main(ARGS + ["--epochs", "3", "--out", str(old), "--resume"])
     assert record["epoch"] == 3 and [line["epoch"] for line in read_metrics(old)] == [1, 2, 3]
+
+
+def rewrite_checkpoint_metadata(out, edit) -> None:
+    """The checkpoint in ``out`` saved again with ``edit(metadata)``'s header metadata, its tensors
+    (and their SHA-256) as they were."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = out / "checkpoint.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    edit(metadata)
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def test_damaged_checkpoint_metadata_is_refused_and_one_saved_before_its_hash_resumes(two_epochs, tmp_path):
+    """The tensors' SHA-256 left the metadata beside them unchecked: one byte of the header's
+    '"epoch": 2' turned to 1 (the tensor data and the header's length as they were) resumed a
+    2-epoch run at epoch 1 without a word, and trained its second epoch again."""
+    from training.checkpoint import METADATA_SHA256, CheckpointError
+
+    source, _, _ = two_epochs
+    out = tmp_path / "damaged"
+    shutil.copytree(source, out)
+    path = out / "checkpoint.safetensors"
+    data = path.read_bytes()
+    # the first "epoch" of the header's text is the checkpoint's own (the model's config is before it)
+    assert data.index(b'\\"epoch\\": 2,') < data.index(b'\\"history\\"')
+    path.write_bytes(data.replace(b'\\"epoch\\": 2,', b'\\"epoch\\": 1,', 1))
+    with pytest.raises(CheckpointError, match=rf"^{path}: damaged, not a checkpoint that can be resumed "
+                                              r"\(its metadata does not match"):
+        train_module.main(ARGS + ["--epochs", "3", "--out", str(out), "--resume"])
+    assert [line["epoch"] for line in read_metrics(out)] == [1, 2]
+
+    old = tmp_path / "before_the_hash"
+    shutil.copytree(source, old)
+    rewrite_checkpoint_metadata(old, lambda metadata: metadata.pop(METADATA_SHA256))
+    record = train_module.main(ARGS + ["--epochs", "3", "--out", str(old), "--resume"])
+    assert record["epoch"] == 3 and [line["epoch"] for line in read_metrics(old)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda meta: "[" * 100000 + "]" * 100000, "maximum recursion depth"),     # RecursionError traceback
+    (lambda meta: json.dumps({**meta, "epoch": "2"}), "its metadata's 'epoch' is \"2\""),   # TypeError
+    (lambda meta: json.dumps({**meta, "history": [1, 2]}), "its metadata's 'history' is [1, 2]"),
+    (lambda meta: json.dumps({**meta, "adam_steps": [1]}), "its metadata's 'adam_steps' is [1]"),  # AttributeError
+    (lambda meta: json.dumps({**meta, "lr": "x"}), "its metadata's 'lr' is \"x\""),    # torch's TypeError
+    (lambda meta: json.dumps({**meta, "processes": "1"}), "its metadata's 'processes' is \"1\""),
+    (lambda meta: json.dumps({**meta, "args": []}), "its metadata's 'args' is []"),
+    (lambda meta: json.dumps({**meta, "run_state": []}), "its metadata's 'run_state' is []"),
+])
+def test_checkpoint_metadata_that_no_save_writes_is_one_line(two_epochs, tmp_path, edit, message):
+    """Metadata whose SHA-256 matches but that is not what save_checkpoint writes (a file made by
+    hand, or by another program) ended --resume in a traceback, each in another part of the run."""
+    from training.checkpoint import CHECKPOINT_JSON, METADATA_SHA256, text_sha256
+
+    source, _, _ = two_epochs
+    out = tmp_path / "edited"
+    shutil.copytree(source, out)
+
+    def rewrite(metadata):
+        metadata[CHECKPOINT_JSON] = edit(json.loads(metadata[CHECKPOINT_JSON]))
+        metadata[METADATA_SHA256] = text_sha256(metadata[CHECKPOINT_JSON])
+
+    rewrite_checkpoint_metadata(out, rewrite)
+    finished = subprocess.run([sys.executable, "-P", "-m", "training.train", "--out", str(out), "--resume",
+                               "--epochs", "3"], capture_output=True, text=True, timeout=300)
+    lines = finished.stderr.strip().splitlines()
+    assert finished.returncode == 1 and "Traceback" not in finished.stderr, finished.stderr[-2000:]
+    assert lines[-1].startswith(f"error: {out / 'checkpoint.safetensors'}: not a checkpoint that can be resumed")
+    assert message in lines[-1]
+    assert [line["epoch"] for line in read_metrics(out)] == [1, 2]
 
 
 def test_a_training_set_smaller_than_one_batch_is_refused_at_start(tmp_path):

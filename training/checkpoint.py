@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -24,6 +25,8 @@ CHECKPOINT_JSON = "checkpoint.json"
 CHECKPOINT_PARTIALS = (CHECKPOINT + ".tmp", CHECKPOINT_JSON + ".tmp")
 # The tensor file's header key of a SHA-256 of its tensors (see tensors_sha256).
 TENSORS_SHA256 = "tensors_sha256"
+# ... and of a SHA-256 of the metadata's text beside them (the checkpoint.json it embeds).
+METADATA_SHA256 = "checkpoint_json_sha256"
 
 
 class CheckpointError(ValueError):
@@ -107,7 +110,8 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     # and a hash of the tensors: safetensors checks the header and the data's length, not its bytes
     # (4000 bytes zeroed inside the tensor data resumed without a word); 0.11 s per 200 MB of tensors
     try:
-        save_file(tensors, str(tmp), metadata={CHECKPOINT_JSON: text, TENSORS_SHA256: tensors_sha256(tensors)})
+        save_file(tensors, str(tmp), metadata={CHECKPOINT_JSON: text, TENSORS_SHA256: tensors_sha256(tensors),
+                                               METADATA_SHA256: text_sha256(text)})
         # safetensors creates it 0600: a run in a group's shared folder could not be resumed by
         # another member (every other file of the run, the weights too, gets the default mode)
         give_default_mode(tmp)
@@ -164,23 +168,74 @@ def load_checkpoint(directory: Path, model: torch.nn.Module,
         raise _unreadable(path, error) from error
 
 
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def read_checkpoint_meta(directory: Path) -> dict:
     """The JSON metadata of the checkpoint in ``directory`` (its run's arguments, state, history),
-    read without its tensors; CheckpointError as :func:`load_checkpoint`."""
+    read without its tensors; CheckpointError as :func:`load_checkpoint`, and where the metadata is
+    not what :func:`save_checkpoint` writes."""
     from safetensors import SafetensorError, safe_open
 
     path = directory / CHECKPOINT
     try:
         with safe_open(str(path), framework="pt") as f:
-            embedded = (f.metadata() or {}).get(CHECKPOINT_JSON)
+            header = f.metadata() or {}
+        embedded = header.get(CHECKPOINT_JSON)
+        # The tensors' SHA-256 does not cover the metadata: one flipped bit ("epoch": 2 to 1, an lr
+        # digit) resumed at another epoch or rate without a word. A checkpoint saved before this hash
+        # has none and is read as before.
+        expected = header.get(METADATA_SHA256)
+        if embedded is not None and expected is not None and text_sha256(embedded) != expected:
+            raise CheckpointError(f"{path}: damaged, not a checkpoint that can be resumed (its metadata does not "
+                                  f"match the SHA-256 saved with it, {expected[:12]}...); start the run again "
+                                  f"with --overwrite")
         meta = json.loads(embedded if embedded is not None else (directory / CHECKPOINT_JSON).read_text())
-        CFIConfig.from_dict(meta["model"])
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as error:
+        problem = _metadata_problem(meta)
+    except CheckpointError:
+        raise
+    # RecursionError: JSON nested past Python's stack
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         raise _unreadable(path, error) from error
+    if problem:
+        raise _unreadable(path, problem)
     return meta
 
 
-def _unreadable(path: Path, error: Exception) -> CheckpointError:
+def _metadata_problem(meta) -> str | None:
+    """What in ``meta`` is not what :func:`save_checkpoint` writes (one that is not resumed from:
+    an "epoch" of "3", a "history" of numbers, "adam_steps" of a list each ended resume in a
+    traceback), or ``None``. ``ValueError`` for a model config that is none."""
+    if not isinstance(meta, dict):
+        return f"its metadata is {type(meta).__name__}, not an object"
+    CFIConfig.from_dict(meta["model"])
+
+    def number(value) -> bool:
+        return type(value) in (int, float) and math.isfinite(value)
+
+    checks = {
+        "epoch": lambda v: type(v) is int and v >= 0,
+        "history": lambda v: isinstance(v, list) and all(isinstance(entry, dict) for entry in v),
+        "lr": lambda v: number(v) and v >= 0,     # a schedule may end at 0
+        "adam_steps": lambda v: isinstance(v, dict) and all(k.isdecimal() and number(step) and step >= 0
+                                                            for k, step in v.items()),
+        "processes": lambda v: type(v) is int and v >= 1,
+        "ema_updates": lambda v: type(v) is int and v >= 0,
+        "args": lambda v: isinstance(v, dict),
+        "run_state": lambda v: isinstance(v, dict),
+    }
+    optional = ("processes", "ema_updates", "args", "run_state")    # older checkpoints lack them
+    for key, valid in checks.items():
+        if key not in meta:
+            if key not in optional:
+                return f"its metadata has no {key!r}"
+        elif not valid(meta[key]):
+            return f"its metadata's {key!r} is {json.dumps(meta[key])[:60]}"
+    return None
+
+
+def _unreadable(path: Path, error: Exception | str) -> CheckpointError:
     return CheckpointError(f"{path}: not a checkpoint that can be resumed ({error}); start the run "
                            f"again with --overwrite")
 
