@@ -26,6 +26,7 @@ import tempfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 from .camera import H36M_INPUT_DOMAIN, LifterInputDomain
 from .files import special_file_kind, sync_directory, sync_file, write_error
@@ -177,12 +178,13 @@ def save_weights(model: CFINet, path: str | Path, training: dict | None = None,
     return tensors_path
 
 
-def _interrupted_save_hint(config_path: Path, tensors_sha256: str) -> str:
+def _interrupted_save_hint(config_path: Path, tensors_sha256: Callable[[], str]) -> str:
     """What to do where a save stopped between its two renames (save_weights: the tensors first)
-    left the tensors of SHA-256 ``tensors_sha256`` beside the old JSON, and the new JSON, whole,
+    left the tensors of SHA-256 ``tensors_sha256()`` beside the old JSON, and the new JSON, whole,
     beside it as ``<name>.json.partial``; "" where no such JSON describes these tensors. Said, not
     done: a load changes no file (a node's weights may lie in a folder it may not, or should not,
-    write)."""
+    write). The tensors are hashed only where such a JSON names a SHA-256: a 16 GiB file of another
+    program with no JSON beside it was read whole (58 s) to say that its JSON was missing."""
     partial = config_path.with_name(config_path.name + ".partial")
     try:
         if not stat.S_ISREG(partial.lstat().st_mode) or partial.stat().st_size > MAX_CONFIG_BYTES:
@@ -190,7 +192,12 @@ def _interrupted_save_hint(config_path: Path, tensors_sha256: str) -> str:
         found = json.loads(partial.read_text())
     except (OSError, ValueError, RecursionError):       # gone, unreadable or not JSON: no save of these
         return ""
-    if not isinstance(found, dict) or found.get("tensors_sha256") != tensors_sha256:
+    if not isinstance(found, dict) or not isinstance(found.get("tensors_sha256"), str):
+        return ""
+    try:
+        if found["tensors_sha256"] != tensors_sha256():
+            return ""
+    except OSError:         # the tensors cannot be read: the refusal stands without the hint
         return ""
     return (f"; a save stopped between its two files left {partial}, which describes these tensors: rename it "
             f"over {config_path.name} to finish that save, or save the weights again")
@@ -264,7 +271,8 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
             raise WeightsError(f"{p}: {special_file_kind(mode)}, not a weights file")
         if mode is None:
             # the first save of a name killed between its renames: the tensors there, the JSON not yet
-            hint = _interrupted_save_hint(config_path, file_sha256(tensors_path)) if p == config_path else ""
+            hint = (_interrupted_save_hint(config_path, lambda: file_sha256(tensors_path)) if p == config_path
+                    else "")
             raise WeightsError(f"weights file missing: {p} (a weights file is a .safetensors "
                                f"tensor file with a .json config beside it; packaged: "
                                f"{', '.join(packaged_weights())}){hint}")
@@ -476,7 +484,7 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tup
     if info.sha256 != actual_sha:
         raise WeightsError(f"{tensors_path}: SHA-256 {actual_sha[:12]}... does not match the config's "
                            f"{info.sha256[:12]}... (corrupted or replaced file)"
-                           f"{_interrupted_save_hint(config_path, actual_sha)}")
+                           f"{_interrupted_save_hint(config_path, lambda: actual_sha)}")
     # Only now: a shape mismatch is said in the tensors' own terms above.
     mismatch = _meaning_mismatch(info, metadata)
     if mismatch:

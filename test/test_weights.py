@@ -649,6 +649,26 @@ def test_a_first_save_killed_between_its_two_renames_says_how_to_finish_it(saved
     assert load_weights(first)[1].metrics == {"new": {}}
 
 
+def bytes_read_by_this_process() -> int:
+    """What the kernel counts this process as having read (/proc/self/io's rchar)."""
+    with open("/proc/self/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("rchar:"))
+
+
+def test_a_big_tensor_file_without_its_json_is_refused_without_being_read(tmp_path):
+    """A tensor file with no JSON beside it was hashed whole before "weights file missing" (for the
+    hint of a save stopped between its renames, which needs a <name>.json.partial there): a 16 GiB
+    safetensors file of another program kept a node's configure 58 s. Hashed now only where such a
+    JSON names a SHA-256."""
+    other = tmp_path / "other.safetensors"
+    with open(other, "wb") as f:
+        f.truncate(1 << 30)          # a hole: a gigabyte to read, none on the disk
+    before = bytes_read_by_this_process()
+    with pytest.raises(WeightsError, match=re.escape(f"weights file missing: {tmp_path / 'other.json'} (")):
+        load_weights(other)
+    assert bytes_read_by_this_process() - before < 1 << 20
+
+
 def test_tensors_of_another_dtype_are_refused_even_with_a_matching_checksum(saved):
     """float64 (or integer) tensors were cast to float32 without a word: not the file that was trained."""
     from safetensors.torch import save_file
