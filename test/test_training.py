@@ -354,6 +354,13 @@ def test_damaged_checkpoint_metadata_is_refused_and_one_saved_before_its_hash_re
     (lambda meta: json.dumps({**meta, "processes": "1"}), "its metadata's 'processes' is \"1\""),
     (lambda meta: json.dumps({**meta, "args": []}), "its metadata's 'args' is []"),
     (lambda meta: json.dumps({**meta, "run_state": []}), "its metadata's 'run_state' is []"),
+    # the run's own arguments and state, taken as they were: a ZeroDivisionError, the weights saved
+    # outside --out, TypeErrors
+    (lambda meta: json.dumps({**meta, "args": {**meta["args"], "batch_size": 0}}), "its run's --batch-size 0"),
+    (lambda meta: json.dumps({**meta, "args": {**meta["args"], "name": "../elsewhere"}}),
+     "its run's --name \"../elsewhere\""),
+    (lambda meta: json.dumps({**meta, "args": {**meta["args"], "dim": "32"}}), "its run's --dim \"32\""),
+    (lambda meta: json.dumps({**meta, "run_state": {**meta["run_state"], "foo": 1}}), "its run state holds 'foo'"),
 ])
 def test_checkpoint_metadata_that_no_save_writes_is_one_line(two_epochs, tmp_path, edit, message):
     """Metadata whose SHA-256 matches but that is not what save_checkpoint writes (a file made by

@@ -38,7 +38,7 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -490,6 +490,53 @@ def resumed_arguments(args: argparse.Namespace, saved_args: dict, out: Path, fin
                      f"--init-weights {weights} --out <new folder>")
 
 
+def check_saved_run(out: Path, saved: dict) -> None:
+    """CheckpointError where a checkpoint's run arguments or state (``saved``: its metadata) are
+    none a run of this command can have: each argument must pass the check its flag's value passes
+    on the command line, each state field must be one RunState has, of its type. Taken as they were,
+    a --batch-size of 0 ended --resume in a ZeroDivisionError, a --name of ../x saved the weights
+    outside --out, a run state of an unknown field in a TypeError."""
+    def refused(what: str) -> CheckpointError:
+        return CheckpointError(f"{out / CHECKPOINT}: not a checkpoint that can be resumed ({what}); start the run "
+                               f"again with --overwrite")
+
+    for action in build_parser()._actions:
+        if action.dest not in saved.get("args", {}):
+            continue
+        value = saved["args"][action.dest]
+        if value == action.default:
+            continue
+        flag = action.option_strings[0] if action.option_strings else action.dest
+        if action.nargs == 0:       # store_true
+            if type(value) is not bool:
+                raise refused(f"its run's {flag} is {json.dumps(value)[:60]}")
+            continue
+        values = value if action.nargs is not None and isinstance(value, list) else [value]
+        if action.nargs is not None and not isinstance(value, list) and value is not None:
+            raise refused(f"its run's {flag} is {json.dumps(value)[:60]}, not a list")
+        for item in values:
+            if item is None and action.default is None:
+                continue
+            try:
+                if not isinstance(item, (str, int, float)) or isinstance(item, bool):
+                    raise ValueError("not a value of the flag")
+                # the value the flag's own check gives for it, of its type: "32" for --dim is no 32
+                parsed = item if action.type is None else action.type(str(item))
+                if type(parsed) is not type(item) and not (type(parsed) is float and type(item) is int):
+                    raise ValueError(f"not a value of type {type(parsed).__name__}")
+                if action.choices is not None and item not in action.choices:
+                    raise ValueError(f"not one of {sorted(map(str, action.choices))}")
+            except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
+                raise refused(f"its run's {flag} {json.dumps(item)[:60]}: {error}") from None
+    kinds = {f.name: type(getattr(RunState(), f.name)) for f in fields(RunState)}
+    for name, value in saved.get("run_state", {}).items():
+        kind = kinds.get(name)
+        if kind is None:
+            raise refused(f"its run state holds {name!r}, which no run has")
+        if not (type(value) is kind or (kind is float and type(value) is int)):
+            raise refused(f"its run state's {name} is {json.dumps(value)[:60]}, not of type {kind.__name__}")
+
+
 def run_has_ended(args, out: Path, saved: dict) -> bool:
     """--resume of a run that has ended (a preempted job run again as it was; the checkpoint's
     metadata ``saved``): nothing more to do, said in a line (it said nothing), decided before the
@@ -806,6 +853,7 @@ def train(args) -> dict:
     with holding_out(out, rank):
         saved = read_checkpoint_meta(out) if args.resume else None
         if saved is not None:
+            check_saved_run(out, saved)
             args = resumed_arguments(args, saved.get("args", {}), out,
                                      saved.get("run_state", {}).get("finished", False))
             if run_has_ended(args, out, saved):
