@@ -165,7 +165,7 @@ def load_checkpoint(directory: Path, model: torch.nn.Module,
         raise
     # a file cut short after its header, or tensors that do not fit the model it names
     except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as error:
-        raise _unreadable(path, error) from error
+        raise unresumable(path, error) from error
 
 
 def text_sha256(text: str) -> str:
@@ -197,9 +197,9 @@ def read_checkpoint_meta(directory: Path) -> dict:
         raise
     # RecursionError: JSON nested past Python's stack
     except (SafetensorError, OSError, ValueError, KeyError, TypeError, RecursionError) as error:
-        raise _unreadable(path, error) from error
+        raise unresumable(path, error) from error
     if problem:
-        raise _unreadable(path, problem)
+        raise unresumable(path, problem)
     return meta
 
 
@@ -235,7 +235,8 @@ def _metadata_problem(meta) -> str | None:
     return None
 
 
-def _unreadable(path: Path, error: Exception | str) -> CheckpointError:
+def unresumable(path: Path, error: Exception | str) -> CheckpointError:
+    """The one refusal of a checkpoint that cannot be resumed, saying why and what to do."""
     return CheckpointError(f"{path}: not a checkpoint that can be resumed ({error}); start the run "
                            f"again with --overwrite")
 

@@ -56,7 +56,7 @@ from training.augment import (cut_at_image_bottom, detector_noise, displace_join
                               virtual_placement)
 from training.checkpoint import (CHECKPOINT, CHECKPOINT_JSON, CHECKPOINT_PARTIALS, CheckpointError, config_difference,
                                  has_checkpoint, load_checkpoint, process_rng_state, read_checkpoint_meta,
-                                 save_checkpoint, set_process_rng_state)
+                                 save_checkpoint, set_process_rng_state, unresumable)
 from training.evaluate import DEFAULT_DATA, error_text, evaluate_pose_set, record_name, with_detector_noise
 from training.h36m import TRAIN_SUBJECTS, DatasetError, PoseSet, load_h36m
 from training.losses import LOSSES
@@ -497,8 +497,7 @@ def check_saved_run(out: Path, saved: dict) -> None:
     a --batch-size of 0 ended --resume in a ZeroDivisionError, a --name of ../x saved the weights
     outside --out, a run state of an unknown field in a TypeError."""
     def refused(what: str) -> CheckpointError:
-        return CheckpointError(f"{out / CHECKPOINT}: not a checkpoint that can be resumed ({what}); start the run "
-                               f"again with --overwrite")
+        return unresumable(out / CHECKPOINT, what)
 
     for action in build_parser()._actions:
         if action.dest not in saved.get("args", {}):
