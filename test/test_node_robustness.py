@@ -1097,6 +1097,29 @@ def test_where_a_process_gets_fast_dds_without_type_lookup():
         assert environ == ({**before, "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE)} if applied else before)
 
 
+def test_where_rmw_fastrtps_takes_history_memory_from_the_package_profile():
+    """reader_memory_from_profile sets RMW_FASTRTPS_USE_QOS_FROM_XML (without it rmw_fastrtps
+    overrides the profile's DYNAMIC reader memory with its PREALLOCATED_WITH_REALLOC) only where
+    Fast DDS reads the package's profile and the user asks rmw_fastrtps for neither variable itself;
+    the profile sets what rmw_fastrtps would set but for the readers' history memory."""
+    from cfi_pose_ros.node.startup import FASTDDS_PROFILE, reader_memory_from_profile, without_type_lookup
+
+    profile = FASTDDS_PROFILE.read_text()
+    assert "<historyMemoryPolicy>DYNAMIC</historyMemoryPolicy>" in profile
+    assert profile.count("<historyMemoryPolicy>PREALLOCATED_WITH_REALLOC</historyMemoryPolicy>") == 1   # writers
+    assert "<kind>SYNCHRONOUS</kind>" in profile and profile.count("<kind>OFF</kind>") == 2
+    ours = {"FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE)}
+    for environ, applied in [({}, True), ({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}, False),
+                             ({"FASTDDS_DEFAULT_PROFILES_FILE": "/robot/dds.xml"}, False),
+                             ({"RMW_FASTRTPS_USE_QOS_FROM_XML": "0"}, False),
+                             ({"RMW_FASTRTPS_PUBLICATION_MODE": "ASYNCHRONOUS"}, False), (dict(ours), True)]:
+        before = dict(environ)
+        without_type_lookup(environ)
+        assert reader_memory_from_profile(environ) is applied, before
+        assert environ.get("RMW_FASTRTPS_USE_QOS_FROM_XML") == ("1" if applied else before.get(
+            "RMW_FASTRTPS_USE_QOS_FROM_XML")), before
+
+
 def test_a_node_runs_without_fast_dds_type_lookup_and_answers_a_process_that_has_it(tmp_path, ros_env, monkeypatch):
     """Fast DDS 3.2's type-lookup thread crashed nodes (SIGSEGV in WriterHistory::create_change, a
     null mutex) that stopped, and likely ones that started, while other participants were being
