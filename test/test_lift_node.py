@@ -1869,6 +1869,35 @@ def test_two_cameras_on_one_topic_are_each_placed_with_their_own_camera_info(nod
         f"; no valid CameraInfo on {topic} for cam_right (root-relative output)" in diag["_message"]), diag
 
 
+def test_a_camera_renamed_by_its_driver_is_no_longer_said_unplaced_once_its_old_frame_is_unseen():
+    """An uncalibrated driver (K all zero) on one frame, restarted calibrated under another: the old
+    frame's zero K was kept, and unplaced() named it, the status WARN "no valid CameraInfo ... for
+    camera_optical_frame", for as long as the node ran while every person was placed. A camera is
+    said unplaced while its CameraInfo or keypoints came in the last 300 keypoint messages; its
+    CameraInfo is kept for its keypoints all the same (a driver may latch it, sending it once)."""
+    from cfi_pose_ros.node.lifting import CameraInfoByFrame, CameraModel
+
+    k = np.array([[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]])
+    cameras = CameraInfoByFrame()
+    cameras.add(CameraModel(None, None, (640, 480), "camera_optical_frame"))
+    cameras.for_keypoints("camera_optical_frame")
+    assert cameras.unplaced() == ["camera_optical_frame"]
+    cameras.add(CameraModel(k, None, (640, 480), "front_optical_frame"))
+    for _ in range(CameraInfoByFrame.UNSEEN_AFTER_KEYPOINTS):
+        assert cameras.unplaced() == ["camera_optical_frame"]
+        cameras.for_keypoints("front_optical_frame")
+    cameras.for_keypoints("front_optical_frame")
+    assert cameras.unplaced() == []
+    # kept: keypoints of the old frame still find its own camera, and it is said unplaced again
+    assert cameras.for_keypoints("camera_optical_frame").frame_id == "camera_optical_frame"
+    assert cameras.unplaced() == ["camera_optical_frame"]
+    # a latched CameraInfo that places people is used however long ago it came
+    cameras.add(CameraModel(k, None, (640, 480), "latched_frame"))
+    for _ in range(1000):
+        cameras.for_keypoints("front_optical_frame")
+    assert cameras.for_keypoints("latched_frame").matrix is k
+
+
 def test_a_camera_info_naming_no_tf2_frame_is_refused_and_not_kept_as_a_camera(node_factory, clip):
     """A CameraInfo whose header.frame_id no tf2 tree holds (past 256 characters, a space) is refused
     (bad_camera_info) and is no camera: it was kept under that name, so every status from then on

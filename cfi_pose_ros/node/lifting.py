@@ -199,8 +199,17 @@ class CameraInfoByFrame:
     CameraInfo had come since, and refused the others (bad_camera_info, root-relative). At most
     ``frame_ids.MAX_CAMERAS`` frames are kept, the least recently received given up first."""
 
+    # A camera whose CameraInfo and keypoints have not come for this many keypoint messages (10 s at
+    # 30 Hz, as the smoother and the markers forget one) is no longer said to be unplaced. Its
+    # CameraInfo is still kept for its keypoints: a driver may send its CameraInfo once, latched.
+    UNSEEN_AFTER_KEYPOINTS = 300
+
     def __init__(self) -> None:
         self._cameras: RecentlySeen[CameraModel] = RecentlySeen(MAX_CAMERAS)
+        # frames whose CameraInfo or keypoints came lately, ticked by keypoint messages: a driver
+        # restarted calibrated under another frame name left the old name's zero K kept, and the
+        # status WARN "no valid CameraInfo ... for <old name>" for good while every person was placed
+        self._seen: RecentlySeen[None] = RecentlySeen(MAX_CAMERAS, self.UNSEEN_AFTER_KEYPOINTS)
         self.newest = CameraModel()     # whatever its frame (one naming none is kept only here)
 
     def add(self, camera: CameraModel) -> None:
@@ -215,23 +224,31 @@ class CameraInfoByFrame:
         if name:
             self._cameras.put(name, camera)
             self._cameras.evict()
+            self._seen.put(name, None)
+            self._seen.evict()
 
     def for_keypoints(self, frame_id: str) -> CameraModel:
         """The camera of keypoints of ``frame_id``: that frame's own where one came, else the newest
         (which the pipeline refuses for keypoints of another frame, saying so)."""
         name = tf2_frame_id(frame_id)
+        self._seen.tick()
+        if name in self._cameras:
+            self._seen.put(name, None)
+        self._seen.evict()
         return self._cameras.get(name, self.newest) if name else self.newest
 
     def unplaced(self) -> list[str] | None:
         """The frames of the cameras kept that cannot place people (a size alone, or a CameraInfo
-        refused), least recently received first; None where no CameraInfo has come at all (or the
-        newest, naming no frame, cannot place either)."""
+        refused), least recently received first, of those whose CameraInfo or keypoints came in the
+        last UNSEEN_AFTER_KEYPOINTS keypoint messages; None where no CameraInfo has come at all (or
+        the newest, naming no frame, cannot place either)."""
         if not self._cameras and self.newest.matrix is None:
             return None
-        return [name for name, camera in self._cameras.items() if camera.matrix is None]
+        return [name for name, camera in self._cameras.items() if camera.matrix is None and name in self._seen]
 
     def clear(self) -> None:
         self._cameras.clear()
+        self._seen.clear()
         self.newest = CameraModel()
 
 
