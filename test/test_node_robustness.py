@@ -456,22 +456,20 @@ def test_a_refusal_of_a_megabyte_value_quotes_it_cut_short(lift_probe):
     assert len(ctx.answer().humans) == 2
 
 
-def test_a_configure_that_fails_on_a_megabyte_model_path_logs_it_cut_short(tmp_path, ros_env):
-    """A model path set to a megabyte by mistake while unconfigured (no check refuses a path: the
-    file may come later) is accepted; the configure that fails on it logged the whole path, one
-    ERROR line of a megabyte. The line is cut as the refusals and warnings are."""
+@contextlib.contextmanager
+def node_and_client(executable: str, tmp_path: Path, name: str, **start_kwargs):
+    """A node process started as ``start_node`` starts it (its log in ``tmp_path``), and an rclpy
+    client node in this process: yields ``(process, log, client, until)``, ``until(predicate,
+    timeout=30)`` spinning the client. On the way out the node is stopped (exit 0 asserted) and the
+    client destroyed."""
     import rclpy
-    from lifecycle_msgs.msg import State, Transition
     from rclpy.executors import SingleThreadedExecutor
 
-    from ros_harness import LifecycleClient, ParameterClient
-
-    name = f"long_path_{os.getpid()}"
     log = tmp_path / f"{name}.log"
-    process = start_node(DETECT_NODE, overrides={"autostart": False}, log_path=log, node_name=name)
+    process = start_node(executable, log_path=log, node_name=name, **start_kwargs)
     if not rclpy.ok():
         rclpy.init()
-    client = rclpy.create_node(f"long_path_client_{os.getpid()}")
+    client = rclpy.create_node(f"{name}_client")
     executor = SingleThreadedExecutor()
     executor.add_node(client)
 
@@ -479,14 +477,27 @@ def test_a_configure_that_fails_on_a_megabyte_model_path_logs_it_cut_short(tmp_p
         return spin_until(executor, predicate, timeout)
 
     try:
-        ParameterClient(client, name, until).set_ok(person_detector_model="/no/such/" + "model" * 200_000)
-        lifecycle = LifecycleClient(client, name, until)
-        assert lifecycle.transition(Transition.TRANSITION_CONFIGURE) is False
-        assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
+        yield process, log, client, until
     finally:
         assert stop(process) == 0, log.read_text()[-3000:]
         executor.shutdown()
         client.destroy_node()
+
+
+def test_a_configure_that_fails_on_a_megabyte_model_path_logs_it_cut_short(tmp_path, ros_env):
+    """A model path set to a megabyte by mistake while unconfigured (no check refuses a path: the
+    file may come later) is accepted; the configure that fails on it logged the whole path, one
+    ERROR line of a megabyte. The line is cut as the refusals and warnings are."""
+    from lifecycle_msgs.msg import State, Transition
+
+    from ros_harness import LifecycleClient
+
+    name = f"long_path_{os.getpid()}"
+    with node_and_client(DETECT_NODE, tmp_path, name, overrides={"autostart": False}) as (_, log, client, until):
+        ParameterClient(client, name, until).set_ok(person_detector_model="/no/such/" + "model" * 200_000)
+        lifecycle = LifecycleClient(client, name, until)
+        assert lifecycle.transition(Transition.TRANSITION_CONFIGURE) is False
+        assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
     failed = [line for line in log.read_text().splitlines() if "configure failed: " in line]
     assert len(failed) == 1 and "more characters)" in failed[0], [line[:300] for line in failed]
     assert max(map(len, log.read_text().splitlines())) < 1500
@@ -499,38 +510,22 @@ def test_providers_this_onnx_runtime_lacks_fall_back_to_the_cpu_with_the_node_s_
     ("Specified provider ... is not in available provider names") and, for the name it does not
     know, an "EP Error" banner and a second try at each session."""
     import onnxruntime
-    import rclpy
     from lifecycle_msgs.msg import State, Transition
-    from rclpy.executors import SingleThreadedExecutor
 
-    from ros_harness import LifecycleClient, ParameterClient
+    from ros_harness import LifecycleClient
     from test_camera_node import MOVENET, RTMDET, need_fixtures
 
     need_fixtures()
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this ONNX Runtime has CUDAExecutionProvider")
     name = f"providers_{os.getpid()}"
-    log = tmp_path / f"{name}.log"
-    process = start_node(DETECT_NODE, log_path=log, node_name=name, overrides={
-        "autostart": False, "person_detector_model": str(RTMDET), "keypoint_model": str(MOVENET)})
-    if not rclpy.ok():
-        rclpy.init()
-    client = rclpy.create_node(f"providers_client_{os.getpid()}")
-    executor = SingleThreadedExecutor()
-    executor.add_node(client)
-
-    def until(predicate, timeout=30.0):
-        return spin_until(executor, predicate, timeout)
-
-    try:
+    with node_and_client(DETECT_NODE, tmp_path, name, overrides={
+            "autostart": False, "person_detector_model": str(RTMDET), "keypoint_model": str(MOVENET)}) as (
+            _, log, client, until):
         ParameterClient(client, name, until).set_ok(providers=["CUDAExecutionProvider", ""])
         lifecycle = LifecycleClient(client, name, until)
         assert lifecycle.transition(Transition.TRANSITION_CONFIGURE) is True, log.read_text()
         assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
-    finally:
-        assert stop(process) == 0, log.read_text()[-3000:]
-        executor.shutdown()
-        client.destroy_node()
     text = log.read_text()
     assert "['CUDAExecutionProvider', ''] not available in this ONNX Runtime: running on ['CPUExecutionProvider']" in text
     assert "Warning:" not in text and "EP Error" not in text, text
@@ -1990,30 +1985,17 @@ def test_ros2_param_load_of_a_dump_of_values_yaml_reads_otherwise_sets_them_unch
     without a dot (1e-05, dumped as 1.0e-05, sent back as the string '1e-05', alone or in the
     lifter's target_from_camera: "expected a double, got a string"). Each was refused. Every
     parameter is accepted now, and none changes."""
-    import rclpy
     import yaml
     from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
     from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter, parameter_value_to_python
     from rclpy.parameter_client import AsyncParameterClient
 
     from ros_harness import call_service
 
     name = f"dumped_{kind}_{os.getpid()}"
-    log = tmp_path / f"{name}.log"
-    process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, overrides={"autostart": False},
-                         log_path=log, node_name=name)
-    if not rclpy.ok():
-        rclpy.init()
-    client = rclpy.create_node(f"param_loader_{os.getpid()}")
-    executor = SingleThreadedExecutor()
-    executor.add_node(client)
-
-    def until(predicate, timeout=30.0):
-        return spin_until(executor, predicate, timeout)
-
-    try:
+    with node_and_client(LIFT_NODE if kind == "lift" else DETECT_NODE, tmp_path, name,
+                         overrides={"autostart": False}) as (_, log, client, until):
         setter = client.create_client(SetParameters, f"/{name}/set_parameters")
         assert setter.wait_for_service(timeout_sec=60), log.read_text()
         given = [ParameterMsg(name=n, value=ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY))
@@ -2042,10 +2024,6 @@ def test_ros2_param_load_of_a_dump_of_values_yaml_reads_otherwise_sets_them_unch
         refused = [r.reason for r in future.result().results if not r.successful]
         assert refused == [], refused
         assert dump() == dumped
-    finally:
-        assert stop(process) == 0, log.read_text()
-        executor.shutdown()
-        client.destroy_node()
 
 
 @pytest.mark.parametrize("kind, executor", [("lift", "events"), ("detect", "single_threaded")])
@@ -2055,29 +2033,16 @@ def test_a_parameter_of_no_known_value_type_is_refused_and_the_node_runs_on(kind
     the executor and the node (exit 1, FATAL, a traceback), on either executor. It is refused,
     naming the parameter; the request's other parameters are set as without it, and an atomic
     request with it changes nothing."""
-    import rclpy
     from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterValue
     from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from ros_harness import call_service
 
     name = f"typeless_{kind}_{os.getpid()}"
-    log = tmp_path / f"{name}.log"
-    process = start_node(LIFT_NODE if kind == "lift" else DETECT_NODE, log_path=log, node_name=name,
-                         overrides={"autostart": False, "executor": executor})
-    if not rclpy.ok():
-        rclpy.init()
-    client = rclpy.create_node(f"typeless_client_{os.getpid()}")
-    ros_executor = SingleThreadedExecutor()
-    ros_executor.add_node(client)
-
-    def until(predicate, timeout=30.0):
-        return spin_until(ros_executor, predicate, timeout)
-
     typeless = ParameterMsg(name="diagnostics_period", value=ParameterValue(type=99, double_value=2.0))
-    try:
+    with node_and_client(LIFT_NODE if kind == "lift" else DETECT_NODE, tmp_path, name,
+                         overrides={"autostart": False, "executor": executor}) as (process, log, client, until):
         setter = client.create_client(SetParameters, f"/{name}/set_parameters")
         atomic = client.create_client(SetParametersAtomically, f"/{name}/set_parameters_atomically")
         getter = client.create_client(GetParameters, f"/{name}/get_parameters")
@@ -2094,10 +2059,6 @@ def test_a_parameter_of_no_known_value_type_is_refused_and_the_node_runs_on(kind
                               until, 3).values
         assert [v.double_value for v in values] == [7.0, 1.0]
         assert process.poll() is None, log.read_text()
-    finally:
-        assert stop(process) == 0, log.read_text()
-        ros_executor.shutdown()
-        client.destroy_node()
     assert not any(text in log.read_text() for text in NEVER_IN_LOG), log.read_text()
 
 
@@ -2107,27 +2068,14 @@ def test_a_double_array_sent_as_text_yaml_cannot_build_is_refused_and_the_node_r
     '[!!bool maybe]' KeyError, a thousand nested '[' RecursionError. Each left the parameter
     service's callback and ended the lifter (exit 1, FATAL, a traceback). Each is refused as the
     string it is; the text of a double array is still read."""
-    import rclpy
     from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
-    from rclpy.executors import SingleThreadedExecutor
 
     from ros_harness import call_service
 
     name = f"yaml_text_{os.getpid()}"
-    log = tmp_path / f"{name}.log"
-    process = start_node(LIFT_NODE, log_path=log, node_name=name, overrides={"autostart": False})
-    if not rclpy.ok():
-        rclpy.init()
-    client = rclpy.create_node(f"yaml_text_client_{os.getpid()}")
-    executor = SingleThreadedExecutor()
-    executor.add_node(client)
-
-    def until(predicate, timeout=30.0):
-        return spin_until(executor, predicate, timeout)
-
     texts = ["[2001-02-30]", "[!!bool maybe]", "[" * 1000 + "]" * 1000, "[0.0, 0.0, 0.0, 1e-05, 0.0, 0.0, 1.0]"]
-    try:
+    with node_and_client(LIFT_NODE, tmp_path, name, overrides={"autostart": False}) as (process, log, client, until):
         setter = client.create_client(SetParameters, f"/{name}/set_parameters")
         assert setter.wait_for_service(timeout_sec=60), log.read_text()
         request = SetParameters.Request(parameters=[ParameterMsg(name="target_from_camera", value=ParameterValue(
@@ -2137,10 +2085,6 @@ def test_a_double_array_sent_as_text_yaml_cannot_build_is_refused_and_the_node_r
         for result in results[:3]:
             assert result.reason.endswith("expected an array of doubles, got a string"), result.reason[-200:]
         assert process.poll() is None, log.read_text()
-    finally:
-        assert stop(process) == 0, log.read_text()
-        executor.shutdown()
-        client.destroy_node()
     assert not any(text in log.read_text() for text in NEVER_IN_LOG), log.read_text()
 
 
