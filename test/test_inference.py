@@ -1017,3 +1017,45 @@ def test_a_lifter_closed_by_another_thread_while_lifting_says_so(small, backend)
     worker.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], RuntimeError), outcome
     assert "closed while lifting" in str(outcome[0])
+
+
+def test_the_temporary_files_of_a_process_killed_while_writing_the_cache_are_removed_by_the_next(tmp_path, small):
+    """A lifter killed between the creation of the cache's temporary file and its rename (here by
+    the kernel: SIGXFSZ at a file-size limit below the export's size, in the middle of its write)
+    left ``<name>.onnx.<random>.tmp`` for good; every such start one more. The next start that takes
+    the artefact's lock removes it; another artefact's temporary file (another process may be
+    writing it under its own lock) stays."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    if backend_unavailable_reason("onnxruntime"):
+        pytest.skip(f"onnxruntime: {backend_unavailable_reason('onnxruntime')}")
+    model, weights, _ = small
+    cache_dir = tmp_path / "cache"
+    program = (
+        "import resource, signal, sys\n"
+        "from cfi_pose_ros.inference import create_lifter\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_DFL)      # Python ignores it: the kernel's default kills\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))\n"
+        "create_lifter(sys.argv[1], backend='onnxruntime', cache_dir=sys.argv[2], threads=1)\n")
+    # ONNX Runtime keeps a telemetry database under ~/.cache/Microsoft, past the limit as it grows:
+    # a file of that name where its folder would be keeps the limit to the cache's own write
+    home = tmp_path / "home"
+    (home / ".cache").mkdir(parents=True)
+    (home / ".cache" / "Microsoft").touch()
+    child = subprocess.run([sys.executable, "-c", program, str(weights), str(cache_dir)],
+                           capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")})
+    assert child.returncode == -signal.SIGXFSZ, child.stderr
+    (leftover,) = (cache_dir / "onnx").glob("*.onnx.*.tmp")
+    assert leftover.stat().st_size == 4096
+    others = cache_dir / "onnx" / "cfi-000000000000-fp32-0000000000000000.onnx.abcd1234.tmp"
+    others.write_bytes(b"being written")
+    lifter = create_lifter(weights, backend="onnxruntime", cache_dir=cache_dir, threads=1, log=lambda *_: None)
+    assert not leftover.exists() and others.read_bytes() == b"being written"
+    assert sorted(p.name for p in (cache_dir / "onnx").glob("*.tmp")) == [others.name]
+    keypoints = realistic_inputs(4)
+    assert lifter.describe()["onnx"] != "memory"
+    assert float(np.abs(lifter.lift(keypoints) - eager(model, keypoints)).max()) < ATOL

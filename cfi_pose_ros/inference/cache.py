@@ -175,7 +175,8 @@ def one_builder_at_a_time(path: Path, log: Callable[[str], object], poll_s: floa
 
     A lock file another account made (a cache shared by a group) may not be writable here: it is
     opened read-only then, which ``flock`` takes as well; opened for writing only, such a node built
-    beside the other without a lock."""
+    beside the other without a lock. With the lock taken, the temporary files of a write that a
+    killed holder left are removed (:func:`remove_interrupted_writes`)."""
     lock_path = path.with_name(path.name + ".lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,9 +198,30 @@ def one_builder_at_a_time(path: Path, log: Callable[[str], object], poll_s: floa
                     log(f"cache: another process is building {path.name}; waiting for it")
                     waited = True
                 time.sleep(poll_s)
+        remove_interrupted_writes(path)
         yield
     finally:
         os.close(fd)                    # releases the lock
+
+
+def remove_interrupted_writes(path: Path) -> None:
+    """Remove the temporary files :func:`atomic_write_bytes` left for the artefact at ``path``, its
+    sidecar and its failure record (``<name>.<random>.tmp``, ``<name>.json.<random>.tmp``, ...): a
+    process killed (or a power loss) between their creation and their rename leaves them behind, and
+    no later start removed them, each such start one more file of up to the model's size (an engine:
+    hundreds of MB). Only with the artefact's lock held (:func:`one_builder_at_a_time`): every
+    writer of these names holds it, so none of them is being written now; another artefact's are
+    left alone."""
+    prefix = path.name + "."
+    try:
+        leftovers = [entry for entry in os.scandir(path.parent)
+                     if entry.name.startswith(prefix) and entry.name.endswith(".tmp")]
+    except OSError:
+        return
+    for entry in leftovers:
+        with contextlib.suppress(OSError):      # a folder of that name, a read-only cache: left as it is
+            if not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
 
 
 def failure_path(path: Path) -> Path:
