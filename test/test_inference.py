@@ -260,6 +260,37 @@ def test_a_cached_onnx_that_onnxruntime_cannot_load_is_exported_again(tmp_path, 
     assert float(np.abs(second.lift(keypoints) - eager(model, keypoints)).max()) < ATOL
 
 
+def test_a_cached_onnx_that_loads_but_does_not_run_is_exported_again(tmp_path, small):
+    """A graph under a sidecar that matches it, which onnxruntime loads but cannot run with the
+    lifter's one input (a second input): the ValueError of onnxruntime's Python wrapper ("Required
+    inputs ... are missing") failed every start with the onnxruntime backend (the node's configure
+    each time), the file left in the cache."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model, weights, _ = small
+    first = create_lifter(weights, backend="onnxruntime", cache_dir=tmp_path, threads=1, log=lambda *_: None)
+    path = Path(first.describe()["onnx"])
+    keypoints = helper.make_tensor_value_info("keypoints_2d", TensorProto.FLOAT, ["batch", 17, 2])
+    other = helper.make_tensor_value_info("other", TensorProto.FLOAT, ["batch", 17, 3])
+    joints = helper.make_tensor_value_info("joints_3d", TensorProto.FLOAT, ["batch", 17, 3])
+    graph = helper.make_graph([helper.make_node("Identity", ["other"], ["joints_3d"])], "two_inputs",
+                              [keypoints, other], [joints])
+    two_inputs = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    onnx.checker.check_model(onnx.load_from_string(two_inputs))
+    path.write_bytes(two_inputs)
+    sidecar = json.loads(cache.sidecar_path(path).read_text())
+    sidecar["sha256"] = hashlib.sha256(two_inputs).hexdigest()
+    cache.sidecar_path(path).write_text(json.dumps(sidecar))
+    lines = []
+    second = create_lifter(weights, backend="onnxruntime", cache_dir=tmp_path, threads=1, log=lines.append)
+    assert any("cached export cannot be loaded" in line and "missing" in line for line in lines), lines
+    assert second.describe()["onnx"] == str(path) and cache.load(path, sidecar["fields"])[0] == path.read_bytes()
+    assert path.read_bytes() != two_inputs
+    keypoints = realistic_inputs(4)
+    assert float(np.abs(second.lift(keypoints) - eager(model, keypoints)).max()) < ATOL
+
+
 def test_an_fp16_export_of_other_float32_blocks_is_not_served_from_the_cache(tmp_path, small, monkeypatch):
     """FLOAT32_BLOCKS went from 0 to 1 with the same cache key: fp16 exports of the old graph (2.7 mm
     off, against 0.85 mm) went on being loaded, and so would engines and recorded engine failures."""

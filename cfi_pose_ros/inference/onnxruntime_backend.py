@@ -39,6 +39,7 @@ import numpy as np
 
 from ..interrupts import raise_if_interrupted
 from ..model import CFINet
+from ..weights import WeightsError
 from .base import BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn, check_threads
 from .batching import CPU_BATCH_SIZES
 from .onnx_export import exported_onnx, exporter_unavailable_reason
@@ -87,22 +88,21 @@ class OnnxRuntimeLifter(Lifter):
             self._session, self.onnx_source = self._make_session(onnx_bytes), "given"
             self.max_abs_diff = self._check(model)
             return
-        # onnxruntime's errors for a file it cannot load, plain Exception subclasses (1.32, with the
-        # cached file replaced: InvalidProtobuf for random bytes or a truncated export,
-        # InvalidArgument for an empty file or a graph without its input, Fail for a graph without
-        # nodes or of opset 99)
-        from onnxruntime.capi.onnxruntime_pybind11_state import (Fail, InvalidArgument, InvalidGraph,
-                                                                 InvalidProtobuf, NotImplemented)
-
         data, self.onnx_source = exported_onnx(model, weights_sha256, cache_dir, precision, log)
         try:
             self._session = self._make_session(data)
             self.max_abs_diff = self._check(model)
-        except (ReferenceMismatch, InvalidProtobuf, InvalidArgument, InvalidGraph, Fail, NotImplemented) as exc:
-            # a cached file onnxruntime cannot load (garbage under a sidecar that matches it: an
-            # InvalidProtobuf traceback ended `offline --backend onnxruntime` at every start) is a
-            # stale entry like one that fails the check; a fresh export failing too raises from the
+        except WeightsError:
+            raise           # the model's own output, not the file's: an export again would fail alike
+        except Exception as exc:  # noqa: BLE001 - whatever the cached file makes onnxruntime raise
+            # A cached file is whatever is on the disk under a sidecar that matches it. Garbage
+            # (InvalidProtobuf, InvalidArgument, Fail, ...: an InvalidProtobuf traceback ended
+            # `offline --backend onnxruntime` at every start) and a graph that loads but does not
+            # run (a second input: the ValueError of onnxruntime's Python wrapper, "Required inputs
+            # ... are missing", failed every configure of the node, the file kept) are stale
+            # entries like one that fails the check; a fresh export failing too raises from the
             # second try
+            raise_if_interrupted(exc)       # a stop signal's, inside onnxruntime
             if self.onnx_source == "memory":
                 raise
             problem = "failed the reference check" if isinstance(exc, ReferenceMismatch) else "cannot be loaded"
