@@ -528,7 +528,9 @@ def test_providers_this_onnx_runtime_lacks_fall_back_to_the_cpu_with_the_node_s_
         assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
     text = log.read_text()
     assert "['CUDAExecutionProvider', ''] not available in this ONNX Runtime: running on ['CPUExecutionProvider']" in text
-    assert "Warning:" not in text and "EP Error" not in text, text
+    # ONNX Runtime's own fallback lines (not any warning: rmw's "failed to send response (timeout)",
+    # a reply lost to discovery on a loaded machine, is not the detector's)
+    assert "not in available provider names" not in text and "EP Error" not in text, text
 
 
 def test_a_body_size_prior_that_describes_no_person_is_refused_and_people_stay_placed(lift_probe):
