@@ -137,7 +137,7 @@ def tf2_transform(translation: Sequence[float], rotation_xyzw: Sequence[float]) 
     ValueError left the subscription callback and the lifter exited. ValueError for what tf2 lets
     through and no frame can use: inf or a translation past MAX_TRANSLATION_M, a zero quaternion."""
     q = np.asarray(rotation_xyzw, dtype=np.float64).reshape(4)
-    norm = quaternion_norm(q) if np.isfinite(q).all() else math.nan
+    norm = quaternion_norm(q)      # inf or nan for a non-finite component: refused below
     if not (np.isfinite(norm) and norm > 0.0):
         raise ValueError(f"rotation quaternion (x, y, z, w) = {q.tolist()} is no rotation")
     return _within_reach(RigidTransform(translation, q / norm))
