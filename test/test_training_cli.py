@@ -347,6 +347,33 @@ def test_a_study_tabulates_a_run_whose_readable_checkpoint_copy_is_a_save_behind
     assert rows == [(run, finished)] and (tmp_path / "doc.md").is_file()
 
 
+@pytest.mark.parametrize("copy_text", [
+    "[]",                                                                   # AttributeError
+    '{"run_state": "finished", "history": []}',                             # AttributeError
+    '{"run_state": {"finished": true}}',                                     # KeyError
+    '{"run_state": {"finished": true}, "history": [3]}',                    # TypeError in the table
+    '{"run_state": {"finished": true}, "history": [{"samples": 1}]}',       # KeyError in the table
+    '{"run_state": {"finished": true}, "history": [{"samples": 1, "test_mpjpe_mm": "80", '
+    '"test_p_mpjpe_mm": 60}]}',                                              # ValueError in the table
+    "[" * 100000,                                                           # RecursionError
+])
+def test_a_study_tabulates_a_finished_run_whose_readable_checkpoint_copy_is_damaged(tmp_path, monkeypatch,
+                                                                                    copy_text):
+    """checkpoint.json is a readable copy of the checkpoint's own metadata: one that is not what a
+    save writes ended the study in a traceback, at every run again. The study resumes such a run
+    (the trainer reads the checked metadata: nothing more to do) and tabulates its last record."""
+    out = tmp_path / "runs"
+    run = study.StudyRun(64, 5, 0.5)
+    tiny = [value if value != "tiny" else "cfi" for value in ARGS] + ["--budget-samples", "128"]
+    monkeypatch.setattr(study, "run_arguments", lambda r, o: tiny + ["--out", str(o / r.name)]
+                        + (["--resume"] if (o / r.name / "checkpoint.safetensors").exists() else []))
+    train_module.main(study.run_arguments(run, out))
+    finished = json.loads((out / run.name / "checkpoint.json").read_text())["history"][-1]
+    (out / run.name / "checkpoint.json").write_text(copy_text)
+    rows = study.main(["--runs", run.name, "--short", "0.5", "--out", str(out), "--doc", str(tmp_path / "doc")])
+    assert rows == [(run, finished)] and (tmp_path / "doc.md").is_file()
+
+
 @pytest.mark.parametrize("flag", ["--short", "--long"])
 def test_study_budgets_must_be_positive(flag, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -99,15 +99,29 @@ def refusal_text(error: Exception, directory: Path) -> str:
             f"(the finished runs are kept)")
 
 
+TABLE_KEYS = ("samples", "test_mpjpe_mm", "test_p_mpjpe_mm")
+TABLE_KEYS_OPTIONAL = ("test_mpjpe_mm_raw", "test_mpjpe_mm_noisy")   # a run without EMA or noise has none
+
+
 def final_record(directory: Path) -> dict | None:
-    """The last evaluation of a run that has spent its budget, else None."""
+    """The last evaluation of a run that has spent its budget, read from its checkpoint's readable
+    copy, else None: then the study resumes the run, and the trainer reads the checkpoint's own
+    (checked) metadata. A copy that is not what a save writes (edited by hand, or damaged: a list,
+    a "run_state" of a string, a last record without the table's numbers) is read as None too; it
+    ended the study in an AttributeError or in its table's KeyError, at every run again."""
     try:
         meta = json.loads((directory / CHECKPOINT_JSON).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
-    if not meta.get("run_state", {}).get("finished") or not meta["history"]:
+    run_state = meta.get("run_state") if isinstance(meta, dict) else None
+    history = meta.get("history") if isinstance(meta, dict) else None
+    if not (isinstance(run_state, dict) and run_state.get("finished") is True and isinstance(history, list)
+            and history and isinstance(history[-1], dict)):
         return None
-    return meta["history"][-1]
+    record = history[-1]
+    numbers = all(type(record.get(key)) in (int, float) for key in TABLE_KEYS) and all(
+        type(record[key]) in (int, float) for key in TABLE_KEYS_OPTIONAL if key in record)
+    return record if numbers else None
 
 
 def table(rows: list[tuple[StudyRun, dict]]) -> str:
