@@ -693,6 +693,7 @@ class VideoOut:
         self.path_stem, self.fps = path_stem, fps
         self._writer = None
         self._gif_frames: list = []
+        self._frames = 0
         self.path: Path | None = None       # the final name
 
     def add(self, frame_bgr: np.ndarray) -> None:
@@ -706,6 +707,7 @@ class VideoOut:
                 self._writer, self.path = writer, path
             else:
                 self.path = self.path_stem.with_suffix(".gif")
+        self._frames += 1
         if self._writer is not None:
             self._writer.write(frame_bgr)
         else:
@@ -717,6 +719,7 @@ class VideoOut:
     def close(self) -> Path | None:
         if self._writer is not None:
             self._writer.release()
+            self._check_written(partial_path(self.path))
         elif self._gif_frames:
             self._gif_frames[0].save(partial_path(self.path), save_all=True, append_images=self._gif_frames[1:],
                                      duration=int(1000 / self.fps), loop=0, format="GIF")
@@ -727,6 +730,22 @@ class VideoOut:
         sync_file(partial_path(self.path))       # on the disk before its name says it is whole
         os.replace(partial_path(self.path), self.path)
         return self.path
+
+    def _check_written(self, path: Path) -> None:
+        """``OSError`` unless the video OpenCV wrote at ``path`` holds every frame added. OpenCV's
+        writer says nothing of a write that failed (a full disk: one WARN line per frame on stderr):
+        a 500 kB cut of a video with no index was renamed ``lifted.mp4`` and named in summary.json,
+        exit 0."""
+        import cv2
+
+        capture = cv2.VideoCapture(str(path))
+        try:
+            written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        finally:
+            capture.release()
+        if written != self._frames:
+            raise OSError(f"{path}: OpenCV wrote {written} of the video's {self._frames} frames "
+                          "(is the disk full?)")
 
 
 def render_video(source: Source, records: list[FrameRecord], out_stem: Path, optical_frame: bool,

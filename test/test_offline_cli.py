@@ -1267,3 +1267,33 @@ def test_a_run_that_fails_loading_its_model_leaves_the_earlier_run_s_outputs(ros
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("offline: error: weights file missing: "), run.stderr
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def _limited_file_size(limit_bytes: int):
+    """A child's preexec_fn: files it writes stop at ``limit_bytes``, a write past it failing with EFBIG as
+    on a full disk (SIGXFSZ ignored, else the kernel ends the process)."""
+    import resource
+    import signal
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return limit
+
+
+def test_a_video_the_disk_cannot_hold_is_not_named_whole(ros_env, tmp_path):
+    """OpenCV's video writer says nothing of a write that fails: on a full disk (here a file size
+    limit of 120 kB, the 70 kB bag under it, the video over) the cut video, with no index, was renamed
+    lifted.mp4 and named in summary.json, exit 0. Now one line and exit 2, no summary, no lifted.mp4."""
+    import subprocess
+    import sys
+
+    bag = _bag(tmp_path / "in.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(20)])
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.offline", str(bag), "--out", str(out), "--quiet"],
+                         env=ros_env, capture_output=True, text=True, timeout=300,
+                         preexec_fn=_limited_file_size(120_000))
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith(f"offline: error: {out / 'lifted.partial.mp4'}: "), run.stderr
+    names = sorted(path.name for path in out.iterdir())
+    assert "lifted.mcap" in names and not {"lifted.mp4", "lifted.gif", "summary.json"} & set(names), names
