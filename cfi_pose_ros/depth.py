@@ -45,6 +45,13 @@ DEPTH_HISTORY = 15               # depth images of a camera kept for pairing by 
 # camera are 500 MB, of an 8K one 2 GB. 256 MiB keeps all 15 up to 1920 x 1080 32FC1 (8 MB each)
 # and 8 of a 4K camera's, still a quarter of a second at 30 Hz: a detector's latency back.
 DEPTH_HISTORY_BYTES = 256 * 2**20
+# While a camera's keypoint stamps stand still (a paused simulation or bag clock stamping a live
+# camera), a stamp tells nothing of when a depth image was taken: once the depth stream stopped, its
+# last image (stamped that instant) was as near as ever to every later frame, and placed people who
+# walked on where they had stood, ROOT_FROM_DEPTH for good, nothing counted. After more than this many
+# keypoints frames at one stamp since the camera's last depth image came, none is paired (stale_depth):
+# about a second of camera frames, as the tracker's MAX_STALLED_MISSES.
+MAX_STALLED_FRAMES = 30
 
 
 # A 32FC1 depth image whose typical reading is past this is taken for millimetres written as floats
@@ -288,6 +295,9 @@ class DepthHistory:
     placed unstamped keypoints for good (a person who walked on, placed where they had stood:
     ROOT_FROM_DEPTH, nothing counted).
 
+    While the keypoints' stamps stand still, more than :data:`MAX_STALLED_FRAMES` frames of a camera
+    at one stamp since its last depth image came get none (:meth:`paired` counts them).
+
     Bounded by count (``size`` a camera) and by bytes (``max_bytes`` for all; the oldest of the
     least recently seen cameras go first, the newest image is always kept)."""
 
@@ -299,6 +309,8 @@ class DepthHistory:
         self._max_bytes = max_bytes
         # camera frame ("" for images naming none) -> its images, oldest first
         self._cameras: RecentlySeen[deque[_KeptDepth]] = RecentlySeen(MAX_CAMERAS)
+        # keypoints' camera frame -> (their last stamp, frames at it since that camera's last depth image)
+        self._standing: RecentlySeen[tuple[float, int]] = RecentlySeen(MAX_CAMERAS)
 
     def __len__(self) -> int:
         return sum(len(images) for images in self._cameras.records())
@@ -310,6 +322,11 @@ class DepthHistory:
         if images and stamp > 0 and timeline.starts_over(max(kept.stamp for kept in images), stamp):
             images.clear()
         images.append(_KeptDepth(float(stamp), image, frame_id, float(received)))
+        if name:
+            self._standing.pop(name)
+            self._standing.pop("")      # keypoints naming no frame take any camera's image
+        else:
+            self._standing.clear()      # and an image naming none is any keypoints'
         self._cameras.put(name, images)
         self._cameras.evict()
         kept_bytes = sum(kept.image.nbytes for camera in self._cameras.records() for kept in camera)
@@ -347,11 +364,29 @@ class DepthHistory:
         image of that frame (or of none) is taken before a nearer one of another frame, which is
         taken (for the caller to refuse as another camera's) only where there is none: two cameras'
         depth images on one topic, 4 ms apart, gave a camera's keypoints the other camera's image
-        whenever it was nearer in stamp, and they were placed without depth (bad_depth_image)."""
+        whenever it was nearer in stamp, and they were placed without depth (bad_depth_image).
+        Each call is one keypoints frame, counted while its camera's stamps stand still (see
+        :data:`MAX_STALLED_FRAMES`)."""
+        if self._stalled(stamp, frame_id) and len(self):
+            return PairedDepth(None, True)
         if not len(self):
             return PairedDepth(None, False)
         kept = self._nearest(stamp, max_age, received, frame_id)
         return PairedDepth(None, True) if kept is None else PairedDepth(kept.image, False, kept.frame_id)
 
+    def _stalled(self, stamp: float, frame_id: str) -> bool:
+        """Counts a keypoints frame of ``frame_id``'s camera at ``stamp``: whether more than
+        :data:`MAX_STALLED_FRAMES` came at that stamp since the camera's last depth image. A stamp of
+        zero (no time) is paired by arrival instead."""
+        if stamp <= 0:
+            return False
+        name = tf2_frame_id(frame_id)
+        last = self._standing.pop(name)
+        frames = last[1] + 1 if last is not None and last[0] == stamp else 0
+        self._standing.put(name, (float(stamp), frames))
+        self._standing.evict()
+        return frames > MAX_STALLED_FRAMES
+
     def clear(self) -> None:
         self._cameras.clear()
+        self._standing.clear()

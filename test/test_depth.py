@@ -401,6 +401,26 @@ def test_unstamped_depth_images_pair_with_unstamped_keypoints_by_arrival_and_go_
     assert history.paired(0.0, 0.05, received=60.0) == (None, True, "")   # the stream stopped 10 s ago: stale
 
 
+def test_keypoints_whose_stamps_stand_still_stop_taking_a_depth_image_that_came_no_more():
+    """A paused clock stamping a live camera: every keypoints frame and depth image one instant. The last
+    depth image stayed as near as ever in stamp once the stream stopped; after more than
+    MAX_STALLED_FRAMES frames of a camera at that stamp since its last depth image, none is paired."""
+    from cfi_pose_ros.depth import MAX_STALLED_FRAMES
+
+    history = DepthHistory()
+    image = np.full((2, 2), 4.0, np.float32)
+    history.add(12.5, image, "cam")
+    for _ in range(MAX_STALLED_FRAMES + 1):
+        assert history.paired(12.5, 0.05, frame_id="cam").image is image
+    assert history.paired(12.5, 0.05, frame_id="cam") == (None, True, "")
+    assert history.paired(12.5, 0.05, frame_id="other_cam").image is image     # its own count
+    history.add(12.5, image, "cam")                     # the stream again: paired again
+    assert history.paired(12.5, 0.05, frame_id="cam").image is image
+    for k in range(3 * MAX_STALLED_FRAMES):             # stamps that move on: by stamp, as before
+        history.add(20.0 + k / 30, image, "cam")
+        assert history.paired(20.0 + k / 30, 0.05, frame_id="cam").image is image
+
+
 def test_a_late_depth_image_keeps_the_newer_ones():
     """Depth images out of order by a few ms are late, not a bag loop: the newer images stay, and
     each keypoints message still finds the one taken with its image."""

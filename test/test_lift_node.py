@@ -1699,6 +1699,42 @@ def test_unstamped_keypoints_are_not_placed_from_a_depth_stream_that_stopped(nod
     assert node.spin_until(answered_from_the_wall, 60), node.log()
 
 
+def test_keypoints_whose_stamps_stand_still_are_not_placed_for_good_from_a_depth_stream_that_stopped(
+        node_factory, clip):
+    """A paused simulation or bag clock stamping a live camera: keypoints and depth images all stamped
+    one instant. Once the depth stream stopped, its last image was as near in stamp as ever, and placed
+    every later frame (a wall 4 m away: ROOT_FROM_DEPTH, nothing counted, however long after). After
+    more than MAX_STALLED_FRAMES frames at that stamp since the last depth image, the people are placed
+    from the intrinsics and counted as stale_depth; a depth image coming again is used again."""
+    from sensor_msgs.msg import Image
+
+    node = node_factory(overrides={"depth_topic": "/depth_paused_clock_test", "depth_max_age": 1.0})
+    depth_pub = node.client.create_publisher(Image, "/depth_paused_clock_test", 1)
+    send_camera_info(node, clip)
+    frame, paused_at = 40, 500
+    wall = depth_image_msg(np.full(registered_depth(clip, frame, scale=4).shape, 4.0, np.float32), paused_at)
+
+    def answer():
+        node.client.received.poses.pop(paused_at * 10**9, None)
+        return node.send_and_receive(clip_msg(clip, frame, paused_at), timeout=5)
+
+    def answered_from_the_wall():
+        depth_pub.publish(wall)
+        node.spin_for(0.05)
+        out = answer()
+        return out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip)
+
+    assert node.spin_until(answered_from_the_wall, 60), node.log()
+    stale_before = _diag_count(node.latest_diagnostics(), "stale_depth")
+    for _ in range(40):                  # the depth stream has stopped: 40 frames (MAX_STALLED_FRAMES is 30)
+        out = answer()
+    assert out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip), (out, node.log())
+    for human, truth in zip(out.humans, clip.truth_camera_m[frame], strict=True):
+        assert abs(human.body_pose.position.z - truth[0, 2]) < 0.5          # the monocular solve, not the wall
+    assert node.spin_until(lambda: _diag_count(node.latest_diagnostics(), "stale_depth") > stale_before, 30)
+    assert node.spin_until(answered_from_the_wall, 60), node.log()
+
+
 def test_a_frame_dropped_for_its_header_is_not_also_counted_as_stale_depth(node_factory, clip):
     """A frame whose depth images are all stamped far from it, dropped for its header (a frame_id
     with a space), was counted twice on /diagnostics: stale_depth (the node counted it on pairing)
