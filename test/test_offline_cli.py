@@ -450,6 +450,8 @@ def _npy_stating(shape) -> bytes:
     # a 52 kB clip of 500,000 people took 30 s and 2.4 GB, every one of them then dropped
     ("people_past_the_lifter_s_most", "pixels has 100000 people a frame, more than the lifter lifts in one (1024)"),
     ("ids_of_a_megabyte", "ids hold strings of up to 1000000 characters, more than 256"),
+    # "0 frames", exit 1 and a summary.json, with the model loaded first
+    ("no_frames", "pixels has shape (0, 2, 17, 2): no frame"),
 ])
 def test_a_clip_that_is_no_clip_is_one_line_and_exit_2(tmp_path, capsys, problem, expected):
     import zipfile
@@ -481,10 +483,13 @@ def test_a_clip_that_is_no_clip_is_one_line_and_exit_2(tmp_path, capsys, problem
         assert path.stat().st_size < 1 << 20
     elif problem == "ids_of_a_megabyte":
         _clip_file(path, ids=np.array(["a" * 1_000_000, "b"]))
+    elif problem == "no_frames":
+        _clip_file(path, pixels=clip.pixels[:0], scores=clip.scores[:0], truth_camera_m=clip.truth_camera_m[:0])
     assert offline([str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-video"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err) and err[-1].startswith(f"offline: error: {path}: not a clip"), err
     assert expected in err[-1], err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_clip_stating_more_than_a_clip_holds_is_refused_before_it_is_read(tmp_path, capsys, monkeypatch):

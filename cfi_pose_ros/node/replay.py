@@ -88,6 +88,9 @@ def _clip_problem(arrays: dict[str, np.ndarray]) -> str | None:
     if pixels.ndim != 4 or pixels.shape[2:] != (joints, 2):
         return f"pixels has shape {pixels.shape}, expected (frames, people, {joints}, 2) for {layout}"
     frames, people = pixels.shape[:2]
+    if frames == 0:
+        # as a bag with no message to lift: offline lifted it into "0 frames", exit 1, and a summary.json
+        return f"pixels has shape {pixels.shape}: no frame"
     if people > MAX_CLIP_PEOPLE:
         return f"pixels has {people} people a frame, more than the lifter lifts in one ({MAX_CLIP_PEOPLE})"
     for name, shape, kinds in (("pixels", pixels.shape, "fiu"), ("scores", (frames, people, joints), "fiu"),
