@@ -545,6 +545,15 @@ def _count_unread(unread: Unread, dropped: Counter, say: Callable[[str], None]) 
     dropped[unread.reason] += 1
 
 
+def _tell_once(told: set, key: str, text: str, say: Callable[[str], None]) -> None:
+    """Says ``text`` the first time ``key`` (a warning's key, as the node throttles its log by) comes:
+    the words the node logs for an input it does not use. Offline they were dropped: a depth image of
+    another camera's frame, or another size, was only "bad_depth_image x3" in the closing summary."""
+    if key not in told:
+        told.add(key)
+        say(f"{text} (told once; the closing summary says how many)")
+
+
 def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values: dict | None = None,
                 target_frame: str = "", target_from_camera=None, progress: bool = True,
                 log=None, keep_records: bool = True, before_writing: Callable[[], None] | None = None) -> OfflineResult:
@@ -586,6 +595,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     depth_images = DepthHistory()      # paired with each frame by stamp, as the node pairs them
     drawn_markers = DrawnMarkers()     # as the node: people who left are deleted from the bag's markers
     say = log or _say
+    told: set[str] = set()
     started = time.perf_counter()
     if before_writing is not None:
         before_writing()
@@ -600,6 +610,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                 cameras.add(CameraModel(matrix, lens, size, item.camera_info.header.frame_id))
                 if refused is not None:
                     result.dropped["bad_camera_info"] += 1
+                    _tell_once(told, "camera_info", f"a CameraInfo at {item.log_time_ns} ns not used: {refused}; "
+                               "its camera's poses are root-relative", say)
                 continue
             if item.unread is not None:
                 _count_unread(item.unread, result.dropped, say)
@@ -638,6 +650,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                            if poses is not None and value("publish_markers") else None)
             result.lift_s += time.perf_counter() - t0
             result.dropped.update(lifted.dropped)
+            for key, text in lifted.warnings.items():
+                _tell_once(told, key, f"the frame at {item.log_time_ns} ns: {text}", say)
             result.frames += 1
             bar.update(1)
             if poses is None:

@@ -1050,6 +1050,47 @@ def test_an_aligned_depth_topic_places_people_from_depth_as_the_node_does(tmp_pa
                     "--depth-topic", "/human_keypoints_2d"]) == 2        # not an Image topic
 
 
+@pytest.mark.parametrize("problem, words", [
+    ("another_frame", "depth image not used: the depth image is in frame 'other_optical_frame', the keypoints in "
+                      f"'{FRAME}'"),
+    ("another_aspect", "depth image not used: the 300x100 depth image (aspect 3.000) cannot be registered to the "
+                       "1000x1002 image"),
+    ("stamped_long_before", "no depth image stamped within depth_max_age of the keypoints"),
+])
+def test_a_depth_image_not_used_is_told_why_not_only_counted(tmp_path, capsys, problem, words):
+    """The node logs why it does not use a depth image (another camera's frame, another aspect, none
+    stamped near the keypoints); offline only counted it: "dropped: bad_depth_image x3", nothing
+    saying which fault, so nothing to fix it by. The node's words are told once (and a CameraInfo
+    not used alike), the frames still lifted."""
+    from sensor_msgs.msg import Image
+
+    clip = Clip.load()
+    frames, start = 3, 10**9 * 100
+    w, h = clip.image_size
+    path = tmp_path / f"{problem}.mcap"
+    with BagWriter(path) as writer:
+        writer.write("/camera_info", camera_info_msg(clip.camera_matrix, clip.image_size, FRAME), start - PERIOD_NS)
+        for k in range(frames):
+            depth = np.full((100, 300) if problem == "another_aspect" else (h // 4, w // 4), 5.0, dtype=np.float32)
+            image = Image(height=depth.shape[0], width=depth.shape[1], encoding="32FC1", step=depth.shape[1] * 4,
+                          data=depth.tobytes())
+            image.header.frame_id = "other_optical_frame" if problem == "another_frame" else FRAME
+            stamp = start + k * PERIOD_NS - (10**10 if problem == "stamped_long_before" else 0)
+            image.header.stamp.sec, image.header.stamp.nanosec = divmod(stamp, 10**9)
+            writer.write("/camera/depth", image, start + k * PERIOD_NS)
+            writer.write("/human_keypoints_2d", keypoints_msg(clip.pixels[k], clip.scores[k], clip.ids, clip.image_size,
+                                                              clip.layout, FRAME, start + k * PERIOD_NS),
+                         start + k * PERIOD_NS + 67_000_000)
+    assert offline([str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-video",
+                    "--depth-topic", "/camera/depth"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert sum(words in line for line in err) == 1, err
+    nan_k = _clip_file(tmp_path / "nan_k.npz", camera_matrix=np.full((3, 3), np.nan))
+    assert offline([str(nan_k), "--out", str(tmp_path / "out_nan_k"), "--quiet", "--no-video"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert sum("not used: camera matrix contains NaN or inf" in line for line in err) == 1, err
+
+
 def test_markers_in_the_bag_clear_the_last_frame_when_rviz_would_keep_them_forever(tmp_path):
     """marker_lifetime 5e-5 (s) is forever to RViz2 (it expires only lifetimes over 100 us): every
     markers message of the bag starts with a DELETEALL, as with 0, so people who left go away."""
