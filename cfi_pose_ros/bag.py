@@ -450,6 +450,9 @@ def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, i
     for file in bag_files(path):
         summary = _file_summary(file)
         counts = summary.statistics.channel_message_counts if summary.statistics else {}
+        # MCAP's Statistics record is optional: a file without one was "messages: 0, duration 0.000 s"
+        # in `bag info` however many it held; its messages are then counted as read
+        read_counts = None if summary.statistics else _counted_messages(file)
         for channel_id, channel in sorted(summary.channels.items()):
             schema = summary.schemas.get(channel.schema_id)
             ros = channel.message_encoding == MESSAGE_ENCODING and schema is not None
@@ -466,7 +469,27 @@ def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, i
         if summary.statistics and summary.statistics.message_count:
             starts.append(summary.statistics.message_start_time)
             ends.append(summary.statistics.message_end_time)
+        if read_counts is not None:
+            per_topic, span = read_counts
+            for topic, count in per_topic.items():
+                known = topics.get(topic, TopicSummary("", 0, False))    # a channel the summary leaves out
+                topics[topic] = TopicSummary(known.type_name, known.count + count, known.ros2)
+            if span is not None:
+                starts.append(span[0])
+                ends.append(span[1])
     return topics, ((min(starts), max(ends)) if starts else (0, 0))
+
+
+def _counted_messages(path: Path) -> tuple[dict[str, int], tuple[int, int] | None]:
+    """topic -> messages, and the (first, last) log time in ns (None: no message), of one MCAP file,
+    read message by message (with :func:`read_bag`'s checks)."""
+    counts: dict[str, int] = {}
+    first = last = None
+    for message in _read_file(path, None, every_encoding=True):
+        counts[message.topic] = counts.get(message.topic, 0) + 1
+        first = message.log_time_ns if first is None else min(first, message.log_time_ns)
+        last = message.log_time_ns if last is None else max(last, message.log_time_ns)
+    return counts, (None if first is None else (first, last))
 
 
 def _file_summary(path: Path):

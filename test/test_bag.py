@@ -284,6 +284,38 @@ def test_messages_of_a_channel_that_is_not_cdr_are_given_to_a_reader_that_counts
     assert {t: (s.type_name, s.count) for t, s in topics.items()} == {"/t": ("std_msgs/msg/String", 4)}
 
 
+def test_bag_info_counts_the_messages_of_a_file_without_statistics(tmp_path):
+    """MCAP's Statistics record is optional (a writer with use_statistics=False, other recorders):
+    `bag info` said "messages: 0" and "duration: 0.000 s", each topic 0, for a file of 5 messages
+    over 4 s. Its messages are counted as read."""
+    import subprocess
+    import sys
+
+    from mcap.writer import Writer
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import String
+
+    path = tmp_path / "no_statistics.mcap"
+    with open(path, "wb") as f:
+        writer = Writer(f, use_statistics=False)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema(name="std_msgs/msg/String", encoding="ros2msg",
+                                        data=message_definition("std_msgs/msg/String").encode())
+        channels = [writer.register_channel(topic=topic, message_encoding="cdr", schema_id=schema)
+                    for topic in ("/a", "/b")]
+        for k in range(5):
+            writer.add_message(channel_id=channels[k % 2], log_time=10**9 * (k + 1), publish_time=10**9 * (k + 1),
+                               data=serialize_message(String(data=str(k))))
+        writer.finish()
+    topics, times = bag_summary(path)
+    assert {t: (s.type_name, s.count) for t, s in topics.items()} == {
+        "/a": ("std_msgs/msg/String", 3), "/b": ("std_msgs/msg/String", 2)}
+    assert times == (10**9, 5 * 10**9)
+    info = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.bag", "info", str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert info.returncode == 0 and "duration: 4.000 s" in info.stdout and "messages: 5" in info.stdout, info
+
+
 def test_a_topic_s_type_is_its_ros_channel_s_whatever_channel_comes_first(tmp_path):
     """A protobuf channel registered before the cdr one on a topic named the topic's type: play_bag
     left its ROS messages out without a word and offline refused the bag (it holds valid ROS 2 data)."""
