@@ -127,6 +127,29 @@ def read_image(serialized: bytes | bytearray | memoryview, kind: type[Serialized
     return kind(stamp_sec, stamp_nanosec, frame_id, height, width, encoding, is_bigendian, step, data)
 
 
+def keypoints_people_count(serialized: bytes | bytearray | memoryview) -> int | None:
+    """The length of a ``cfi_pose_ros/HumanKeypoints2DArray``'s ``people`` sequence (after its header,
+    ``image_width`` and ``image_height``), read from its XCDR1 bytes without deserializing them; None
+    where this reader does not lay them out or they end before it (the type support then judges them).
+    Deserializing costs about 36 bytes of memory a byte: 20 kB of zstd in a bag held 100,000 people
+    (24 MB of CDR), 875 MB and 9 s to decode, every one of them then dropped."""
+    view = memoryview(serialized).cast("B")
+    # XCDR2 puts a length word before a sequence of structs: only version 1's layout is read here
+    byte_order = _BYTE_ORDER.get(view[1]) if len(view) >= 2 and view[0] == 0 and view[1] in (0x00, 0x01) else None
+    if byte_order is None or encapsulation_problem(view) is not None:
+        return None
+    reader = _Reader(view, byte_order)
+    try:
+        reader.number(reader.int32, "header.stamp.sec")
+        reader.number(reader.uint32, "header.stamp.nanosec")
+        reader.skip(reader.number(reader.uint32, "header.frame_id's length"), "header.frame_id")
+        reader.number(reader.uint32, "image_width")
+        reader.number(reader.uint32, "image_height")
+        return reader.number(reader.uint32, "people's length")
+    except NotAnImage:
+        return None
+
+
 # A message type's layout, as :func:`layout_problem` walks it: a tuple of fields, each an int (a
 # primitive of that many bytes: 1, 2, 4, 8), STRING, (ARRAY, count, field), (SEQUENCE, field), or a
 # tuple (a nested message's fields). Built from a type's rosidl description by the node

@@ -74,6 +74,10 @@ MAX_STAMP_NS = (2**31 - 1) * 10**9      # builtin_interfaces/Time: int32 seconds
 # 2D joints drawn on the image: detectors give occluded joints low scores (guesses); display only,
 # the lifter's own threshold is the node's min_keypoint_score.
 DRAW_MIN_SCORE = 0.3
+# Most people of a bag's keypoints message that is decoded: the most the lifter reads of one
+# (PEOPLE_READ_PER_KEPT times the largest max_people; a detector's max_people is at most 1000). A
+# message of more is counted as too_many_people_to_decode, not deserialized (see cdr.keypoints_people_count).
+MAX_PEOPLE_DECODED = 4 * 1024
 RUN_OUTPUTS = ("lifted.mcap", "lifted.mp4", "lifted.gif", "summary.json")    # what a run writes in --out
 PANEL_3D_WIDTH = 640
 
@@ -156,6 +160,7 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                depth_topic=None, max_image_pixels: int | None = None) -> Source:
     """``max_image_pixels``: the detector's, for its compressed images (None: its default)."""
     from cfi_pose_ros.bag import MESSAGE_ENCODING, bag_summary, read_bag
+    from cfi_pose_ros.cdr import keypoints_people_count
     from cfi_pose_ros.node.conversions import depth_from_msg, stamp_seconds
     from cfi_pose_ros.node.detect_node import image_to_bgr
 
@@ -187,6 +192,12 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                 yield Item(message.log_time_ns, unread=Unread(
                     "non_cdr_channel", f"{where}: its channel is {message.message_encoding!r}, not ROS 2 "
                     f"{MESSAGE_ENCODING!r}", frame))
+                continue
+            people = keypoints_people_count(message.data) if message.topic == kp_topic else None
+            if people is not None and people > MAX_PEOPLE_DECODED:
+                yield Item(message.log_time_ns, unread=Unread(
+                    "too_many_people_to_decode", f"{where}: it holds {people} people, more than the lifter reads "
+                    f"of a message ({MAX_PEOPLE_DECODED}); not decoded", frame))
                 continue
             try:
                 msg = message.decode()

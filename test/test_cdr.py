@@ -360,3 +360,26 @@ def test_the_layout_walk_leaves_xcdr2_to_the_type_support():
         data = serialize_message(msg)
         for kind in (0x06, 0x07):
             assert layout_problem(data[:1] + bytes([kind]) + data[2:6], cdr_layout(type(msg))) is None
+
+
+def test_the_people_count_of_a_keypoints_message_is_read_without_deserializing_it():
+    """offline counts a bag's keypoints message of more people than the lifter reads rather than
+    deserializing it (test_offline_cli.py -k more_people_than_the_lifter_reads): the count read from
+    the bytes is the message's, whatever the frame_id's length (each moves what follows); bytes cut
+    before it, or of another encapsulation, give None (left to the type support)."""
+    import numpy as np
+    from rclpy.serialization import serialize_message
+
+    from cfi_pose_ros.cdr import keypoints_people_count
+    from cfi_pose_ros.node.replay import keypoints_msg
+
+    for frame_id in ("", "c", "ca", "cam", "camera", "kamera_ü"):
+        for people in (0, 1, 2, 5000):
+            msg = keypoints_msg(np.zeros((people, 17, 2)), np.ones((people, 17)), [""] * people, (640, 480),
+                                "h36m_17", frame_id, 10**9)
+            serialized = serialize_message(msg)
+            assert keypoints_people_count(serialized) == people, (frame_id, people)
+    head = serialize_message(keypoints_msg(np.zeros((1, 17, 2)), np.ones((1, 17)), ["a"], (640, 480), "h36m_17",
+                                           "cam", 10**9))
+    assert keypoints_people_count(head[:24]) is None                      # cut before the count
+    assert keypoints_people_count(b"\x00\x07\x00\x00" + head[4:]) is None    # PLAIN_CDR2: not laid out here

@@ -1091,6 +1091,41 @@ def test_a_depth_image_not_used_is_told_why_not_only_counted(tmp_path, capsys, p
     assert sum("not used: camera matrix contains NaN or inf" in line for line in err) == 1, err
 
 
+def test_a_keypoints_message_of_more_people_than_the_lifter_reads_is_counted_not_decoded(tmp_path):
+    """A bag's chunk may decompress to up to 1 GiB, and deserializing a keypoints message costs about
+    36 bytes of memory a byte of it: 20 kB of zstd held one message of 100,000 people (24 MB of CDR),
+    which took the pass 9 s and 875 MB, every person then dropped (a million fit the bound). A message
+    of more people than the lifter reads of one is counted (too_many_people_to_decode) and not
+    decoded; the frames around it are lifted."""
+    import json
+
+    import cfi_pose_ros.offline
+    from cfi_pose_ros.bag import read_bag
+    from cfi_pose_ros.node.lifting import PEOPLE_READ_PER_KEPT
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    most = PEOPLE_READ_PER_KEPT * PARAMETERS_BY_NAME["max_people"].max_value      # the most the lifter reads
+    assert getattr(cfi_pose_ros.offline, "MAX_PEOPLE_DECODED", most) == most
+    clip = Clip.load()
+    crowd = most + 1
+    start = 10**9 * 100
+    path = tmp_path / "crowd.mcap"
+    with BagWriter(path) as writer:
+        writer.write("/camera_info", camera_info_msg(clip.camera_matrix, clip.image_size, FRAME), start - PERIOD_NS)
+        for k in range(3):
+            pixels, scores, ids = clip.pixels[k], clip.scores[k], clip.ids
+            if k == 1:
+                pixels, scores, ids = (np.repeat(pixels[:1], crowd, 0), np.repeat(scores[:1], crowd, 0),
+                                       [str(i) for i in range(crowd)])
+            writer.write("/human_keypoints_2d", keypoints_msg(pixels, scores, ids, clip.image_size, clip.layout, FRAME,
+                                                              start + k * PERIOD_NS), start + k * PERIOD_NS)
+    out = tmp_path / "out"
+    assert offline([str(path), "--out", str(out), "--quiet", "--no-video"]) == 0
+    assert json.loads((out / "summary.json").read_text())["dropped"] == {"too_many_people_to_decode": 1}
+    poses = [m.decode() for m in read_bag(out / "lifted.mcap", ["/human_pose_3d"])]
+    assert [len(pose.humans) for pose in poses] == [2, 2]
+
+
 def test_markers_in_the_bag_clear_the_last_frame_when_rviz_would_keep_them_forever(tmp_path):
     """marker_lifetime 5e-5 (s) is forever to RViz2 (it expires only lifetimes over 100 us): every
     markers message of the bag starts with a DELETEALL, as with 0, so people who left go away."""
