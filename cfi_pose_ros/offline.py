@@ -74,10 +74,6 @@ MAX_STAMP_NS = (2**31 - 1) * 10**9      # builtin_interfaces/Time: int32 seconds
 # 2D joints drawn on the image: detectors give occluded joints low scores (guesses); display only,
 # the lifter's own threshold is the node's min_keypoint_score.
 DRAW_MIN_SCORE = 0.3
-# Most people of a bag's keypoints message that is decoded: the most the lifter reads of one
-# (PEOPLE_READ_PER_KEPT times the largest max_people; a detector's max_people is at most 1000). A
-# message of more is counted as too_many_people_to_decode, not deserialized (see cdr.keypoints_people_count).
-MAX_PEOPLE_DECODED = 4 * 1024
 RUN_OUTPUTS = ("lifted.mcap", "lifted.mp4", "lifted.gif", "summary.json")    # what a run writes in --out
 PANEL_3D_WIDTH = 640
 
@@ -161,6 +157,7 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
     """``max_image_pixels``: the detector's, for its compressed images (None: its default)."""
     from cfi_pose_ros.bag import MESSAGE_ENCODING, bag_summary, read_bag
     from cfi_pose_ros.cdr import keypoints_people_count
+    from cfi_pose_ros.node.lifting import MOST_PEOPLE_READ
     from cfi_pose_ros.node.conversions import depth_from_msg, stamp_seconds
     from cfi_pose_ros.node.detect_node import image_to_bgr
 
@@ -193,11 +190,13 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                     "non_cdr_channel", f"{where}: its channel is {message.message_encoding!r}, not ROS 2 "
                     f"{MESSAGE_ENCODING!r}", frame))
                 continue
+            # a message of more people than the lifter reads of one (a detector's max_people is at
+            # most 1000) is not deserialized: see cdr.keypoints_people_count
             people = keypoints_people_count(message.data) if message.topic == kp_topic else None
-            if people is not None and people > MAX_PEOPLE_DECODED:
+            if people is not None and people > MOST_PEOPLE_READ:
                 yield Item(message.log_time_ns, unread=Unread(
                     "too_many_people_to_decode", f"{where}: it holds {people} people, more than the lifter reads "
-                    f"of a message ({MAX_PEOPLE_DECODED}); not decoded", frame))
+                    f"of a message ({MOST_PEOPLE_READ}); not decoded", frame))
                 continue
             try:
                 msg = message.decode()
@@ -575,8 +574,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
 
     from cfi_pose_ros.bag import BagWriter
     from cfi_pose_ros.depth import DepthHistory
-    from cfi_pose_ros.markers import DrawnMarkers
-    from cfi_pose_ros.node.conversions import stamp_seconds
+    from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
+    from cfi_pose_ros.node.conversions import markers_to_msg, stamp_seconds
     from cfi_pose_ros.node.lifting import CameraInfoByFrame, CameraModel, build_pipeline, camera_or_size_from_info, lift_keypoints
 
     value = lift_values.__getitem__
@@ -605,6 +604,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     cameras = CameraInfoByFrame()      # as the node: each camera frame's last CameraInfo, and the newest
     depth_images = DepthHistory()      # paired with each frame by stamp, as the node pairs them
     drawn_markers = DrawnMarkers()     # as the node: people who left are deleted from the bag's markers
+    last_markers = None                # (header, log time) of the last markers written
     say = log or _say
     told: set[str] = set()
     started = time.perf_counter()
@@ -671,11 +671,17 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             writer.write(topics["output_topic"], poses, item.log_time_ns)
             if markers_msg is not None:
                 writer.write(topics["markers_topic"], markers_msg, item.log_time_ns)
+                last_markers = (markers_msg.markers[0].header, item.log_time_ns) if markers_msg.markers else last_markers
             if keep_records:
                 result.records.append(FrameRecord(
                     result.frames - 1, _stamp_ns(msg.header), [(p.keypoints, p.scores, p.layout, p.track_id)
                                             for p in lifted.source.people],
                     (int(msg.image_width), int(msg.image_height)), markers))
+        if last_markers is not None and drawn_markers.namespaces and not lifetime_expires(value("marker_lifetime")):
+            # as the node clears at its stop: skeletons RViz never expires stayed on its screen after
+            # the bag's end, the last frame's people for good
+            writer.write(topics["markers_topic"], markers_to_msg(last_markers[0], [], cleared=drawn_markers.namespaces),
+                         last_markers[1])
         result.messages_written = writer.count
     bar.close()
     result.pass_s = time.perf_counter() - started

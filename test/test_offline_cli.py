@@ -1099,15 +1099,12 @@ def test_a_keypoints_message_of_more_people_than_the_lifter_reads_is_counted_not
     decoded; the frames around it are lifted."""
     import json
 
-    import cfi_pose_ros.offline
     from cfi_pose_ros.bag import read_bag
     from cfi_pose_ros.node.lifting import PEOPLE_READ_PER_KEPT
     from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
 
-    most = PEOPLE_READ_PER_KEPT * PARAMETERS_BY_NAME["max_people"].max_value      # the most the lifter reads
-    assert getattr(cfi_pose_ros.offline, "MAX_PEOPLE_DECODED", most) == most
     clip = Clip.load()
-    crowd = most + 1
+    crowd = PEOPLE_READ_PER_KEPT * PARAMETERS_BY_NAME["max_people"].max_value + 1   # one past what the lifter reads
     start = 10**9 * 100
     path = tmp_path / "crowd.mcap"
     with BagWriter(path) as writer:
@@ -1128,7 +1125,9 @@ def test_a_keypoints_message_of_more_people_than_the_lifter_reads_is_counted_not
 
 def test_markers_in_the_bag_clear_the_last_frame_when_rviz_would_keep_them_forever(tmp_path):
     """marker_lifetime 5e-5 (s) is forever to RViz2 (it expires only lifetimes over 100 us): every
-    markers message of the bag starts with a DELETEALL, as with 0, so people who left go away."""
+    markers message of the bag starts with a DELETEALL, as with 0, so people who left go away. And
+    the bag ends with one, as the node clears at its stop: the last frame's skeletons stayed on
+    RViz's screen after the bag's end, for good."""
     from visualization_msgs.msg import Marker
 
     from cfi_pose_ros.bag import read_bag
@@ -1138,8 +1137,12 @@ def test_markers_in_the_bag_clear_the_last_frame_when_rviz_would_keep_them_forev
     params.write_text("/**:\n  ros__parameters:\n    marker_lifetime: 5.0e-5\n")
     assert offline([str(bag), "--out", str(tmp_path / "out"), "--quiet", "--no-video",
                     "--params-file", str(params)]) == 0
-    arrays = [m.decode() for m in read_bag(tmp_path / "out" / "lifted.mcap", ["/human_pose_3d/markers"])]
-    assert len(arrays) == 2
+    messages = list(read_bag(tmp_path / "out" / "lifted.mcap", ["/human_pose_3d/markers"]))
+    arrays = [m.decode() for m in messages]
+    assert len(arrays) == 3
+    closing = arrays.pop()
+    assert [(m.action, m.ns) for m in closing.markers] == [(Marker.DELETEALL, arrays[-1].markers[0].ns)]
+    assert closing.markers[0].header == arrays[-1].markers[0].header and messages[-1].log_time_ns == messages[-2].log_time_ns
     assert all(a.markers[0].action == Marker.DELETEALL and a.markers[0].lifetime.nanosec == 0 for a in arrays)
     assert all(len(a.markers) > 1 for a in arrays)          # skeletons after the DELETEALL: all over none is true
     assert all(m.lifetime.nanosec == 50_000 for a in arrays for m in a.markers[1:])

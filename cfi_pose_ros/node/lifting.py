@@ -322,6 +322,7 @@ class LiftedFrame:
 # people (4.7 MB) held the executor another 1.1 s beside rclpy's 0.8 s of deserialising it, for 64
 # people kept. The rest are counted as too_many_people, as those past max_people are.
 PEOPLE_READ_PER_KEPT = 4
+MOST_PEOPLE_READ = PEOPLE_READ_PER_KEPT * PARAMETERS_BY_NAME["max_people"].max_value     # of any one message
 
 
 def _people_worth_reading(people, config: PipelineConfig) -> tuple[list, list[int] | None]:
