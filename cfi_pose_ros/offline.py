@@ -109,7 +109,7 @@ class Source:
     detect: bool                          # images -> 2D detector; else 2D keypoints messages
     frames: int | None                    # frames to lift (for the progress bar)
     fps: float | None                     # None: the frames' own rate, measured while lifting
-    items: Callable[[bool], Iterator[Item]]   # items(with_images)
+    items: Callable[[bool], Iterator[Item]]   # items(for_video): the lifting pass's, or the video's
     scene_per_frame: bool = False         # photos: every frame its own scene
 
 
@@ -179,9 +179,10 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
         held = ", ".join(f"{name} ({info.count})" for name, info in sorted(topics.items()) if info.count)
         raise ValueError(f"{path}: no messages on {frame_topic} (the bag's topics with messages: {held or 'none'})")
 
-    def items(with_images: bool) -> Iterator[Item]:
-        wanted = [t for t in (kp_topic, info_topic, depth_topic,
-                              img_topic if (detect or with_images) else None) if t]
+    def items(for_video: bool) -> Iterator[Item]:
+        # the video draws on the images and places nobody: its pass decoded every depth image again
+        wanted = [t for t in (kp_topic, info_topic, None if for_video else depth_topic,
+                              img_topic if (detect or for_video) else None) if t]
         for message in read_bag(path, wanted, every_encoding=True):
             where = f"a message on {message.topic} at {message.log_time_ns} ns"
             frame = message.topic == frame_topic
@@ -251,7 +252,7 @@ def clip_source(path: Path, rate_hz: float = 30.0, frame_id: str = "camera_optic
         raise ValueError(f"{path}: not a clip in the bundled format ({exc})") from exc
     period_ns = int(round(1e9 / rate_hz))
 
-    def items(with_images: bool) -> Iterator[Item]:
+    def items(for_video: bool) -> Iterator[Item]:
         start = period_ns
         info = camera_info_msg(clip.camera_matrix, clip.image_size, frame_id)
         info.header = _header(start, frame_id)
@@ -371,7 +372,7 @@ def video_source(path: Path, intrinsics=None, hfov_deg=None, frame_id="camera_op
             capture.release()
 
     return Source(f"{path} (video)", True, count, fps,
-                  lambda with_images: _image_items(frames(), frame_id, intrinsics, hfov_deg, lens))
+                  lambda for_video: _image_items(frames(), frame_id, intrinsics, hfov_deg, lens))
 
 
 def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="camera_optical_frame",
@@ -409,7 +410,7 @@ def photos_source(paths: list[Path], intrinsics=None, hfov_deg=None, frame_id="c
             yield read * period_ns, image
 
     return Source(f"{len(files)} photos", True, len(files), fps,
-                  lambda with_images: _image_items(frames(), frame_id, intrinsics, hfov_deg, lens),
+                  lambda for_video: _image_items(frames(), frame_id, intrinsics, hfov_deg, lens),
                   scene_per_frame=True)
 
 

@@ -1012,6 +1012,7 @@ def test_an_aligned_depth_topic_places_people_from_depth_as_the_node_does(tmp_pa
 
     from cfi_pose_ros.bag import read_bag
     from cfi_pose_ros.msg import HumanPose3D
+    from cfi_pose_ros.offline import bag_source
 
     clip = Clip.load()
     frames, scale, start = 3, 4, 10**9 * 100
@@ -1048,6 +1049,10 @@ def test_an_aligned_depth_topic_places_people_from_depth_as_the_node_does(tmp_pa
             assert json.loads((tmp_path / name / "summary.json").read_text())["dropped"] == {}
     assert offline([str(path), "--out", str(tmp_path / "x"), "--quiet", "--no-video",
                     "--depth-topic", "/human_keypoints_2d"]) == 2        # not an Image topic
+    source = bag_source(path, depth_topic="/camera/depth")
+    assert sum(item.depth is not None for item in source.items(False)) == frames
+    # the video's pass places nobody: it decoded every depth image again for nothing
+    assert not any(item.depth is not None for item in source.items(True))
 
 
 @pytest.mark.parametrize("problem, words", [
