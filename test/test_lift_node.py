@@ -1663,24 +1663,29 @@ def test_a_depth_image_stamped_outside_ros_time_is_refused(node_factory, clip, d
     assert answered and all(placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip) for out in answered), answered
 
 
-def test_unstamped_keypoints_are_not_placed_from_a_depth_stream_that_stopped(node_factory, clip):
-    """Keypoints and depth images stamped zero (no time) pair by when each arrived. By stamp alone
-    every unstamped image was as near as the newest: once the depth stream stopped, its last image
-    placed every later frame (a wall 4 m away, 10 s after its last image: ROOT_FROM_DEPTH at 4.1 m,
-    nothing counted), where a stamped stream's frames are stale_depth. They are now placed from the
-    intrinsics and counted as stale_depth; the stream resumed, from depth again."""
+@pytest.mark.parametrize("stamp", [0, 500], ids=["unstamped", "paused_clock"])
+def test_keypoints_are_not_placed_for_good_from_a_depth_stream_that_stopped(node_factory, clip, stamp):
+    """Once the depth stream stopped, its last image was as near in stamp as ever to every later
+    frame, and placed it (a wall 4 m away: ROOT_FROM_DEPTH at 4.1 m, nothing counted, however long
+    after), where a stamped stream's frames are stale_depth. Unstamped: keypoints and depth images
+    stamped zero (no time) pair by when each arrived, and 3 s (three depth_max_ages) after the last
+    image the frames are placed from the intrinsics. On a paused simulation or bag clock stamping a
+    live camera (every message stamped one instant): after more than MAX_STALLED_FRAMES frames at
+    that stamp since the last depth image. Both counted as stale_depth; the stream resumed, from
+    depth again."""
     from sensor_msgs.msg import Image
 
-    node = node_factory(overrides={"depth_topic": "/depth_unstamped_test", "depth_max_age": 1.0})
-    depth_pub = node.client.create_publisher(Image, "/depth_unstamped_test", 1)
+    topic = f"/depth_stopped_test_{stamp}"
+    node = node_factory(overrides={"depth_topic": topic, "depth_max_age": 1.0})
+    depth_pub = node.client.create_publisher(Image, topic, 1)
     send_camera_info(node, clip)
     frame = 40
     shape = registered_depth(clip, frame, scale=4).shape        # small: see above
-    wall = depth_image_msg(np.full(shape, 4.0, np.float32), 0)     # unstamped
+    wall = depth_image_msg(np.full(shape, 4.0, np.float32), stamp)
 
     def answer():
-        node.client.received.poses.pop(0, None)
-        return node.send_and_receive(clip_msg(clip, frame, 0), timeout=5)
+        node.client.received.poses.pop(stamp * 10**9, None)
+        return node.send_and_receive(clip_msg(clip, frame, stamp), timeout=5)
 
     def answered_from_the_wall():
         depth_pub.publish(wall)
@@ -1690,44 +1695,12 @@ def test_unstamped_keypoints_are_not_placed_from_a_depth_stream_that_stopped(nod
 
     assert node.spin_until(answered_from_the_wall, 60), node.log()
     stale_before = _diag_count(node.latest_diagnostics(), "stale_depth")
-    node.spin_for(3.0)                          # the depth stream stops, for three times depth_max_age
+    if stamp == 0:
+        node.spin_for(3.0)                          # the depth stream stops, for three times depth_max_age
+    else:
+        for _ in range(40):                         # the depth stream has stopped: 40 frames (MAX_STALLED_FRAMES is 30)
+            answer()
     out = answer()
-    assert out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip), (out, node.log())
-    for human, truth in zip(out.humans, clip.truth_camera_m[frame], strict=True):
-        assert abs(human.body_pose.position.z - truth[0, 2]) < 0.5          # the monocular solve, not the wall
-    assert node.spin_until(lambda: _diag_count(node.latest_diagnostics(), "stale_depth") > stale_before, 30)
-    assert node.spin_until(answered_from_the_wall, 60), node.log()
-
-
-def test_keypoints_whose_stamps_stand_still_are_not_placed_for_good_from_a_depth_stream_that_stopped(
-        node_factory, clip):
-    """A paused simulation or bag clock stamping a live camera: keypoints and depth images all stamped
-    one instant. Once the depth stream stopped, its last image was as near in stamp as ever, and placed
-    every later frame (a wall 4 m away: ROOT_FROM_DEPTH, nothing counted, however long after). After
-    more than MAX_STALLED_FRAMES frames at that stamp since the last depth image, the people are placed
-    from the intrinsics and counted as stale_depth; a depth image coming again is used again."""
-    from sensor_msgs.msg import Image
-
-    node = node_factory(overrides={"depth_topic": "/depth_paused_clock_test", "depth_max_age": 1.0})
-    depth_pub = node.client.create_publisher(Image, "/depth_paused_clock_test", 1)
-    send_camera_info(node, clip)
-    frame, paused_at = 40, 500
-    wall = depth_image_msg(np.full(registered_depth(clip, frame, scale=4).shape, 4.0, np.float32), paused_at)
-
-    def answer():
-        node.client.received.poses.pop(paused_at * 10**9, None)
-        return node.send_and_receive(clip_msg(clip, frame, paused_at), timeout=5)
-
-    def answered_from_the_wall():
-        depth_pub.publish(wall)
-        node.spin_for(0.05)
-        out = answer()
-        return out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip)
-
-    assert node.spin_until(answered_from_the_wall, 60), node.log()
-    stale_before = _diag_count(node.latest_diagnostics(), "stale_depth")
-    for _ in range(40):                  # the depth stream has stopped: 40 frames (MAX_STALLED_FRAMES is 30)
-        out = answer()
     assert out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip), (out, node.log())
     for human, truth in zip(out.humans, clip.truth_camera_m[frame], strict=True):
         assert abs(human.body_pose.position.z - truth[0, 2]) < 0.5          # the monocular solve, not the wall
