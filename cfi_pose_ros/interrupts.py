@@ -108,12 +108,20 @@ def raise_if_interrupted(exc: BaseException) -> None:
     tensorrt) is ``ImportError: initialization failed``, from the KeyboardInterrupt. A node's
     configure took that for a module that cannot be imported: it went on with a slower backend
     (auto), or failed with an ERROR about a sound install, instead of being aborted."""
+    interrupt = interrupt_in(exc)
+    if interrupt is not None:
+        raise interrupt
+
+
+def interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt ``exc`` is or was made from (its causes and contexts), or None."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
-            raise exc
+            return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def interrupt_signal(interrupt: KeyboardInterrupt) -> signal.Signals:

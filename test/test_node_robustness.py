@@ -1397,6 +1397,39 @@ def test_a_configure_asked_over_change_state_leaves_the_node_idle_while_it_waits
         assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE, node.log()
 
 
+@pytest.mark.parametrize("autostart", [False, True], ids=["change_state", "autostart"])
+def test_two_stop_signals_in_a_row_during_configure_abort_it_once_and_answer_the_asker(autostart, tmp_path, ros_env):
+    """A Ctrl-C can reach a node twice, milliseconds apart: from its terminal and again from what
+    started it (the demo's stop(), `ros2 launch --noninteractive`, which sends SIGINT after the
+    terminal's). The second signal raised a second KeyboardInterrupt inside the
+    handling of the first: it left the transition callback past stoppable_configure, and the node
+    exited without "configure aborted" and without answering the configure asked over change_state
+    (`ros2 lifecycle set` waited on). Sent 0.5 ms apart here, with the configure held on the export's
+    cache lock (a Python wait, where each signal is handled at once)."""
+    from lifecycle_msgs.msg import State, Transition
+
+    from ros_harness import LifecycleClient
+
+    name = f"two_signals_{'auto' if autostart else 'service'}_{os.getpid()}"
+    with _node_with_configure_held(tmp_path, name, {"autostart": autostart}) as (node, _):
+        configure = None
+        if not autostart:
+            lifecycle = LifecycleClient(node.client, name, node.spin_until)
+            assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED, node.log()
+            configure = lifecycle.request_transition(Transition.TRANSITION_CONFIGURE)
+        assert node.spin_until(lambda: "another process is building" in node.log(), 120), node.log()
+        node.process.send_signal(signal.SIGINT)
+        time.sleep(0.0005)
+        node.process.send_signal(signal.SIGINT)
+        assert node.process.wait(timeout=30) == 0, node.log()
+        if configure is not None:
+            assert node.spin_until(configure.done, 10), f"the aborted configure was never answered:\n{node.log()}"
+            assert configure.result().success is False
+    log = node.log()
+    assert "configure aborted: stop signal" in log and "configured: " not in log, log
+    assert not any(text in log for text in NEVER_IN_LOG), log
+
+
 def test_a_change_state_whose_label_names_no_transition_from_the_state_is_refused_whatever_its_id(tmp_path, ros_env):
     """rclpy's change_state takes the label over the id, and refuses a label that names no transition
     from the node's state. The node's own callback (which hands a configure to run()'s loop) kept
@@ -1510,6 +1543,52 @@ def test_a_stop_signal_during_an_import_in_configure_waits_for_its_end(tmp_path,
         "    print('aborted after the import:', getattr(sys.modules.get('signalled_while_imported'), 'IMPORTED', False))\n")
     assert done.returncode == 0 and done.stdout.strip() == "aborted after the import: True", (done.stdout,
                                                                                               done.stderr[-3000:])
+
+
+def test_a_stop_signal_while_an_abort_is_handled_raises_nothing_more_and_one_after_a_swallowed_abort_does(ros_env):
+    """The mechanism the two-signals test above relies on, deterministic: a signal that lands while
+    the KeyboardInterrupt of an earlier one is being handled (an except, a finally) raises no second
+    one there; once the first has been swallowed (C code that drops it) a further signal aborts."""
+    done = _python_that_must_end(
+        "import os, signal, time\n"
+        "from cfi_pose_ros.node.base import StopSignals\n"
+        "signals = StopSignals()\n"
+        "signals.interruptible = True\n"
+        "def python_steps():\n"
+        "    for _ in range(50):\n"
+        "        time.sleep(0.002)       # the handler runs here\n"
+        "for where in ('except', 'finally'):\n"
+        "    try:\n"
+        "        try:\n"
+        "            os.kill(os.getpid(), signal.SIGTERM)\n"
+        "            python_steps()\n"
+        "        except KeyboardInterrupt:\n"
+        "            if where == 'except':\n"
+        "                os.kill(os.getpid(), signal.SIGINT)\n"
+        "                python_steps()\n"
+        "                print('the except of the first ran to its end')\n"
+        "            raise\n"
+        "        finally:\n"
+        "            if where == 'finally':\n"
+        "                os.kill(os.getpid(), signal.SIGINT)\n"
+        "                python_steps()\n"
+        "                print('the finally of the first ran to its end')\n"
+        "    except KeyboardInterrupt:\n"
+        "        pass\n"
+        "try:\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        python_steps()\n"
+        "    except BaseException:\n"
+        "        pass                    # swallowed\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    python_steps()\n"
+        "    print('not aborted')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('aborted after a swallowed one')\n")
+    assert done.returncode == 0 and done.stdout.splitlines() == [
+        "the except of the first ran to its end", "the finally of the first ran to its end",
+        "aborted after a swallowed one"], (done.stdout, done.stderr[-3000:])
 
 
 @contextlib.contextmanager

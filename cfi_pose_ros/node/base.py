@@ -41,6 +41,7 @@ from std_msgs.msg import Header
 
 from cfi_pose_ros.bag import type_name
 from cfi_pose_ros.cdr import encapsulation_problem, layout_problem
+from cfi_pose_ros.interrupts import interrupt_in
 from cfi_pose_ros.node.conversions import cdr_layout, guard_clock_topic, image_from_serialized
 from cfi_pose_ros.node.parameters import (AT_CONFIGURE, AT_START, COMMON_NODE_PARAMETERS, ParamSpec,
                                           parameter_problem, type_problem)
@@ -1005,6 +1006,17 @@ class StopSignals:
                 # torch._C._c10d_init() under `import torch.nn`. The signal comes again a moment
                 # later, until the import is done, and aborts configure then.
                 threading.Timer(IMPORT_RETRY_S, self._again, (signum,)).start()
+                return
+            if interrupt_in(sys.exc_info()[1]) is not None:
+                # An abort is under way: this frame is in an except, finally or __exit__ of the
+                # KeyboardInterrupt raised for an earlier signal. Two come milliseconds apart where
+                # a Ctrl-C reaches the node from its terminal and again from what started it (the
+                # demo's stop(), `ros2 launch --noninteractive`): a second KeyboardInterrupt raised
+                # in stoppable_configure's handler of the first left the transition callback
+                # (rclpy catches Exception only), and the node ended without "configure aborted"
+                # and without answering the configure asked over change_state (`ros2 lifecycle set`
+                # waited on). One that C code swallowed is no longer being handled: a further
+                # signal aborts the configure then.
                 return
             raise KeyboardInterrupt
 
