@@ -728,6 +728,27 @@ def test_a_parameters_file_rcl_cannot_read_stops_either_node_with_one_line_sayin
     assert not failures, "\n\n".join(failures)
 
 
+def test_a_namespace_rcl_refuses_stops_either_node_with_one_line_saying_why(tmp_path, ros_env):
+    """`ros2 run cfi_pose_ros lift_node --ros-args -r __ns:=/cam_left/` (launch_ros strips the '/'
+    itself): rcl parses it and refuses it only when the node is built, and that RCLError was a
+    traceback (with rclpy's RuntimeWarning about the half-built node's rosout). Now one FATAL line,
+    exit 1."""
+    started = [(kind, tmp_path / f"{kind[0]}.log") for kind in (LIFT_NODE, DETECT_NODE)]
+    processes = [start_node(kind, log_path=log, overrides={"autostart": False}, namespace="/cam_left/")
+                 for kind, log in started]
+    failures = []
+    for (kind, log), process in zip(started, processes):
+        try:
+            rc = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            rc = stop(process)
+        lines = log.read_text().splitlines()
+        if not (rc == 1 and len(lines) == 1 and "[FATAL]" in lines[0]
+                and "namespace must not end with a '/'" in lines[0] and ", at /" not in lines[0]):
+            failures.append(f"{kind[0]}: exit {rc}, got:\n" + "\n".join(lines)[-2000:])
+    assert not failures, "\n\n".join(failures)
+
+
 # ----------------------------------------------------------------------------- SIGINT / SIGTERM under load
 
 RUNS_PER_SIGNAL = 10          # per node and signal: half with 30 Hz input, half with 500 Hz

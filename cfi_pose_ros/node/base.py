@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -1132,7 +1133,19 @@ def run(node_class, args=None) -> int:
     exit_code = 0           # what a teardown that hangs exits with (see teardown_deadline)
     try:
         with native_deadline(STARTUP_TIMEOUT_S):
-            node = node_class()
+            try:
+                with warnings.catch_warnings():
+                    # what rclpy says while it drops the node rcl refused (the FATAL below says why)
+                    warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                            message="Failed to fini rosout publisher: rcl node implementation is invalid")
+                    node = node_class()
+            except RCLError as exc:
+                # rcl refuses the node it was told to build: a namespace that ends in '/' (`ros2 run
+                # ... --ros-args -r __ns:=/cam_left/`) or a node name past 255 characters passes
+                # rcl's argument parsing and is refused only here; that was a 15-line traceback
+                rclpy.logging.get_logger("cfi_pose_ros").fatal(f"cannot start: {rcl_reason(exc)}")
+                exit_code = 1
+                return exit_code
         executor = create_executor(node.p("executor"))
         executor.add_node(node)
         node.get_logger().info(f"executor: {type(executor).__name__}")
