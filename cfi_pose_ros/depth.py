@@ -341,6 +341,10 @@ class DepthHistory:
         nearest, nearest_gap = None, float(max_age)
         for camera, images in self._cameras.items():
             for kept in images:
+                # a stamp of zero is no time: an unstamped image and stamped keypoints (or the
+                # reverse) are no nearer for a stamp within max_age of 0 s (sim time's start)
+                if (stamp <= 0) != (kept.stamp <= 0):
+                    continue
                 # stamped zero both: no time but when each arrived
                 gap = (abs(kept.received - float(received)) if stamp <= 0 and kept.stamp <= 0
                        else abs(kept.stamp - float(stamp)))

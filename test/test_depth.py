@@ -388,6 +388,22 @@ def test_one_unstamped_depth_image_in_a_stamped_stream_drops_no_other():
     assert history.nearest(0.0, 0.05) is images[3]                 # pairs with unstamped keypoints only
 
 
+def test_an_unstamped_depth_image_never_pairs_with_stamped_keypoints_near_time_zero():
+    """A zero stamp is no time, also beside a stamp within depth_max_age of 0 s (a simulation's first
+    frames): an unstamped depth image was 0.02 s from keypoints stamped 0.02 s, and placed them; an
+    unstamped keypoints frame took an image stamped 0.03 s alike."""
+    unstamped, stamped = np.full((2, 2), 1.0, np.float32), np.full((2, 2), 2.0, np.float32)
+    history = DepthHistory()
+    history.add(0.0, unstamped, received=10.0)
+    assert history.paired(0.02, 0.05, received=10.0) == (None, True, "")
+    history = DepthHistory()
+    history.add(0.03, stamped, received=10.0)
+    assert history.paired(0.0, 0.05, received=10.0) == (None, True, "")
+    history.add(0.0, unstamped, received=10.01)
+    assert history.paired(0.0, 0.05, received=10.02).image is unstamped
+    assert history.paired(0.02, 0.05, received=10.02).image is stamped
+
+
 def test_unstamped_depth_images_pair_with_unstamped_keypoints_by_arrival_and_go_stale():
     """Images and keypoints stamped zero have no time but when each arrived. Compared by stamp, every
     unstamped image was as near as the newest: once the depth stream stopped, its last image placed
