@@ -1708,6 +1708,36 @@ def test_keypoints_are_not_placed_for_good_from_a_depth_stream_that_stopped(node
     assert node.spin_until(answered_from_the_wall, 60), node.log()
 
 
+def test_an_unstamped_depth_image_does_not_place_keypoints_stamped_near_time_zero(node_factory, clip):
+    """A depth image stamped zero is no time: it pairs with keypoints stamped zero only, by arrival.
+    Compared by stamp, keypoints stamped 0.5 s (a simulation's first second) were within
+    depth_max_age (1 s) of it and were placed from it: a wall 4 m away, ROOT_FROM_DEPTH."""
+    from sensor_msgs.msg import Image
+
+    node = node_factory(overrides={"depth_topic": "/depth_near_zero_test", "depth_max_age": 1.0})
+    depth_pub = node.client.create_publisher(Image, "/depth_near_zero_test", 1)
+    send_camera_info(node, clip)
+    frame = 40
+    shape = registered_depth(clip, frame, scale=4).shape        # small: see above
+    wall = depth_image_msg(np.full(shape, 4.0, np.float32), 0)     # unstamped
+
+    def answer(nanosec: int):
+        node.client.received.poses.pop(nanosec, None)
+        return node.send_and_receive(stamp_msg(clip_msg(clip, frame, 0), 0, nanosec), timeout=5)
+
+    def unstamped_answered_from_the_wall():
+        depth_pub.publish(wall)
+        node.spin_for(0.05)
+        out = answer(0)
+        return out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip)
+
+    assert node.spin_until(unstamped_answered_from_the_wall, 60), node.log()    # the node holds the wall
+    out = answer(500_000_000)
+    assert out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip), (out, node.log())
+    for human, truth in zip(out.humans, clip.truth_camera_m[frame], strict=True):
+        assert abs(human.body_pose.position.z - truth[0, 2]) < 0.5          # the monocular solve, not the wall
+
+
 def test_a_frame_dropped_for_its_header_is_not_also_counted_as_stale_depth(node_factory, clip):
     """A frame whose depth images are all stamped far from it, dropped for its header (a frame_id
     with a space), was counted twice on /diagnostics: stale_depth (the node counted it on pairing)
