@@ -24,12 +24,23 @@ def procrustes_align(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Best similarity transform of each ``predicted`` pose onto ``target`` (both ``(N, J, 3)``)."""
     predicted = np.asarray(predicted, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
+    # A pose with a NaN or infinite joint has no alignment: LAPACK's SVD refuses the whole batch
+    # ("SVD did not converge"), so such a pose is aligned as zeros and comes out NaN, alone.
+    unusable = ~(np.isfinite(predicted).all(axis=(1, 2)) & np.isfinite(target).all(axis=(1, 2)))
+    if unusable.any():
+        predicted, target = predicted.copy(), target.copy()
+        predicted[unusable] = target[unusable] = 0.0
     mu_p = predicted.mean(axis=1, keepdims=True)
     mu_t = target.mean(axis=1, keepdims=True)
     p0, t0 = predicted - mu_p, target - mu_t
     norm_p = np.linalg.norm(p0, axis=(1, 2), keepdims=True)
     norm_t = np.linalg.norm(t0, axis=(1, 2), keepdims=True)
-    p0, t0 = p0 / norm_p, t0 / norm_t
+    # A pose whose joints all coincide (a lifter collapsed to a point) has no spread to divide by:
+    # 0/0 gave NaN, and the SVD of it failed the whole evaluation. Left unscaled (zeros), the
+    # cross-covariance is 0, so the scale below is 0 and the pose is aligned onto the other's
+    # centroid: the best similarity there is (for a point target the error is then 0).
+    p0 = p0 / np.where(norm_p > 0, norm_p, 1.0)
+    t0 = t0 / np.where(norm_t > 0, norm_t, 1.0)
     u, s, vt = np.linalg.svd(np.matmul(np.swapaxes(t0, 1, 2), p0))
     v = np.swapaxes(vt, 1, 2)
     rotation = np.matmul(v, np.swapaxes(u, 1, 2))
@@ -38,8 +49,10 @@ def procrustes_align(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
     v[:, :, -1] *= sign
     s[:, -1] *= sign[:, 0]
     rotation = np.matmul(v, np.swapaxes(u, 1, 2))
-    scale = s.sum(axis=1)[:, None, None] * norm_t / norm_p
-    return scale * np.matmul(predicted - mu_p, rotation) + mu_t
+    scale = s.sum(axis=1)[:, None, None] * norm_t / np.where(norm_p > 0, norm_p, 1.0)
+    aligned = scale * np.matmul(predicted - mu_p, rotation) + mu_t
+    aligned[unusable] = np.nan
+    return aligned
 
 
 def p_mpjpe(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:

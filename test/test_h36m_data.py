@@ -938,3 +938,32 @@ def test_the_training_cli_names_a_malformed_npz_in_one_line(tmp_path):
     assert run.stderr == (f"error: {path}: not a dataset file this loader reads (That compression method is "
                           f"not supported)\n"), run.stderr
     assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_evaluation_of_a_lifter_that_collapsed_to_a_point_reports_its_error():
+    """A network whose head outputs the same point for every joint (a dead or diverged run): its
+    P-MPJPE is each target's spread about its centroid, not a NaN table, and not the
+    LinAlgError ('SVD did not converge') that ended the evaluation, and the trainer's per-epoch one."""
+    from cfi_pose_ros.model import CFIConfig, CFINet
+    from training.evaluate import evaluate_pose_set
+    import torch
+    from training.h36m import PoseSet
+    model = CFINet(CFIConfig(dim=32, depth=1, heads=4)).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    rng = np.random.default_rng(0)
+    targets = rng.normal(0, 0.3, (6, 17, 3)).astype(np.float32)
+    targets -= targets[:, :1]
+    poses = PoseSet(rng.uniform(-0.5, 0.5, (6, 17, 2)).astype(np.float32), targets,
+                    np.array([0, 0, 0, 5, 5, 5], np.int16), np.zeros(6, np.int16), np.zeros(6, np.int8), ("S9",))
+    result = evaluate_pose_set(model, poses)
+    spread = 1000 * np.linalg.norm(targets - targets.mean(axis=1, keepdims=True), axis=-1).mean(axis=-1)
+    per_action = result["p_mpjpe"]["per_action"]
+    assert per_action == pytest.approx({ACTION_CLASSES[0]: spread[:3].mean(), ACTION_CLASSES[5]: spread[3:].mean()},
+                                       rel=1e-5)
+    assert result["p_mpjpe"]["mean_over_actions"] == pytest.approx((spread[:3].mean() + spread[3:].mean()) / 2,
+                                                                   rel=1e-5)
+    # root-aligned MPJPE: every predicted joint sits on the pelvis
+    assert result["mpjpe"]["mean_over_frames"] == pytest.approx(
+        1000 * np.linalg.norm(targets, axis=-1).mean(), rel=1e-5)

@@ -121,3 +121,37 @@ def test_per_class_error_empty_is_nan():
     assert metric.per_class() == {}
     assert np.isnan(metric.mean_over_classes())
     assert np.isnan(metric.mean_over_poses())
+
+
+def test_p_mpjpe_of_a_pose_collapsed_to_a_point_is_the_target_s_spread_without_nan():
+    """All joints at one place (a lifter whose output collapsed): the best similarity maps it onto
+    the target's centroid (scale 0), so the error is the target's mean distance from its centroid;
+    a target collapsed to a point is met exactly by scale 0. It was 0/0: NaN, or LAPACK's
+    'SVD did not converge' for the whole batch."""
+    rng = np.random.default_rng(7)
+    target = random_pose(rng, 3)
+    # exact in binary, so the joints' mean is the point itself and the spread exactly 0 (as for a
+    # root-centred collapsed pose: all zeros)
+    point = np.broadcast_to(np.array([0.5, -1.0, 4.0]), target.shape)
+    spread = np.linalg.norm(target - target.mean(axis=1, keepdims=True), axis=-1).mean(axis=-1)
+    with np.errstate(all="raise"):
+        np.testing.assert_allclose(p_mpjpe(point, target), spread, rtol=1e-12)
+        np.testing.assert_allclose(procrustes_align(point, target), np.broadcast_to(
+            target.mean(axis=1, keepdims=True), target.shape), atol=1e-12)
+        np.testing.assert_allclose(p_mpjpe(target, point), 0.0, atol=1e-12)
+        np.testing.assert_allclose(p_mpjpe(point, point), 0.0, atol=1e-12)
+        np.testing.assert_allclose(p_mpjpe(np.zeros_like(target), target), spread, rtol=1e-12)
+        # beside ordinary poses in one batch, which keep their own alignment
+        mixed = np.concatenate([point[:1], target[1:] * 2.0])
+        np.testing.assert_allclose(p_mpjpe(mixed, target), [spread[0], 0.0, 0.0], atol=1e-9)
+
+
+def test_p_mpjpe_of_a_pose_with_a_non_finite_joint_is_nan_for_that_pose_alone():
+    rng = np.random.default_rng(8)
+    target = random_pose(rng, 3)
+    for bad in (np.nan, np.inf):
+        predicted = target * 1.5
+        predicted[1, 4, 2] = bad
+        errors = p_mpjpe(predicted, target)
+        assert np.isnan(errors[1])
+        np.testing.assert_allclose(errors[[0, 2]], 0.0, atol=1e-9)
