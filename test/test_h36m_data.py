@@ -240,6 +240,47 @@ def test_detections_trim_to_the_shorter_length(files):
         np.testing.assert_array_equal(pose_set.targets_3d[rows], gt.targets_3d[gt_rows][:expected_len])
 
 
+# Each COCO-17 keypoint (nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles; left
+# before right) from an H36M-17 joint, written out by hand: eyes and ears on the head.
+COCO_FROM_H36M = (9, 10, 10, 10, 10, 11, 14, 12, 15, 13, 16, 4, 1, 5, 2, 6, 3)
+VIDEOPOSE3D_METADATA = {"coco": {"layout_name": "coco", "num_joints": 17,
+                                 "keypoints_symmetry": [[1, 3, 5, 7, 9, 11, 13, 15], [2, 4, 6, 8, 10, 12, 14, 16]]},
+                        "h36m": {"layout_name": "h36m", "num_joints": 17,
+                                 "keypoints_symmetry": [[4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16]]}}
+
+
+def test_detections_in_coco_layout_are_lifted_in_the_h36m_order(files, tmp_path):
+    """VideoPose3D's Detectron files (data_2d_h36m_detectron_pt_coco.npz) hold COCO's keypoint order,
+    named by their metadata's layout_name: they were read as H36M-17 (the nose as the pelvis, the
+    eyes as the hips), a wrong number without a word. Now converted as the node converts a COCO
+    detector's keypoints; a file of metadata 'h36m' is read as it is; another layout is refused."""
+    h36m_order = files["detections"]
+    coco = {s: {a: [cam[:, COCO_FROM_H36M] for cam in cams] for a, cams in actions.items()}
+            for s, actions in h36m_order.items()}
+    np.savez_compressed(tmp_path / "coco.npz", positions_2d=coco, metadata=VIDEOPOSE3D_METADATA["coco"])
+    loaded = load_h36m(files["data_3d"], files["cameras_json"], ("S1",), data_2d=tmp_path / "coco.npz")
+    reference = load_h36m(files["data_3d"], files["cameras_json"], ("S1",), data_2d=files["data_2d"])
+    np.testing.assert_array_equal(loaded.targets_3d, reference.targets_3d)
+    kept_as_detected = [1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16]
+    np.testing.assert_allclose(loaded.inputs_2d[:, kept_as_detected], reference.inputs_2d[:, kept_as_detected],
+                               atol=1e-6)
+    hips, shoulders = reference.inputs_2d[:, [1, 4]], reference.inputs_2d[:, [11, 14]]
+    np.testing.assert_allclose(loaded.inputs_2d[:, 0], hips.mean(axis=1), atol=1e-6)          # pelvis
+    np.testing.assert_allclose(loaded.inputs_2d[:, 8], shoulders.mean(axis=1), atol=1e-6)     # thorax
+    np.testing.assert_allclose(loaded.inputs_2d[:, 7], np.concatenate([hips, shoulders], axis=1).mean(axis=1),
+                               atol=1e-6)                                                     # spine
+    np.testing.assert_allclose(loaded.inputs_2d[:, 9], reference.inputs_2d[:, 9], atol=1e-6)  # nose
+
+    np.savez_compressed(tmp_path / "h36m.npz", positions_2d=h36m_order, metadata=VIDEOPOSE3D_METADATA["h36m"])
+    same = load_h36m(files["data_3d"], files["cameras_json"], ("S1",), data_2d=tmp_path / "h36m.npz")
+    np.testing.assert_array_equal(same.inputs_2d, reference.inputs_2d)
+
+    np.savez_compressed(tmp_path / "mpii.npz", positions_2d=h36m_order,
+                        metadata={"layout_name": "mpii", "num_joints": 16})
+    with pytest.raises(ValueError, match="'mpii'.*'h36m' and 'coco'"):
+        load_detections_2d(tmp_path / "mpii.npz")
+
+
 def test_detections_with_stride(files):
     pose_set = load_h36m(files["data_3d"], files["cameras_json"], ("S1",), data_2d=files["data_2d"],
                          stride=2)

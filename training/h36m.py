@@ -34,7 +34,7 @@ import numpy as np
 
 from cfi_pose_ros.files import NotRegularFileError, open_regular_file
 from cfi_pose_ros.camera import CameraIntrinsics, normalize_screen, project, world_to_camera
-from cfi_pose_ros.skeleton import H36M_32_TO_17
+from cfi_pose_ros.skeleton import COCO_17, H36M_17, H36M_32_TO_17, convert_to_h36m17
 
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS = ("S9", "S11")
@@ -296,17 +296,20 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
                                      f"numpy arrays are read)")
 
 
-def load_pickled_entry(path: str | Path, key: str):
+def load_pickled_entry(path: str | Path, key: str, required: bool = True):
     """The pickled object stored as ``key`` in an npz (``np.savez(path, key=dict)``), built by an
     unpickler that refuses every global but numpy's array reconstruction: ``np.load(...,
     allow_pickle=True)`` would run whatever code a hostile file names. DatasetError (naming the file
-    and what is wrong with it) for a file that is no such npz."""
+    and what is wrong with it) for a file that is no such npz; None for a file without ``key`` where
+    it is not ``required``."""
     try:
         # opened here and handed over (ZipFile would open a path itself): a FIFO named as the file hung
         # train and evaluate in open(), waiting for a writer
         with open_regular_file(path, "not an npz dataset file") as stream, zipfile.ZipFile(stream) as archive:
             member = key + ".npy"
             if member not in archive.namelist():
+                if not required:
+                    return None
                 found = [n.removesuffix(".npy") for n in archive.namelist()]
                 raise DatasetError(f"{path}: no {key!r} entry (found {found})")
             with archive.open(member) as f:
@@ -343,9 +346,34 @@ def load_poses_3d(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     return poses
 
 
+# The joint layouts a VideoPose3D 2D file's ``metadata["layout_name"]`` names, as this package's:
+# "h36m" (its CPN, fine-tuned Mask R-CNN and GT files) is the lifter's order; "coco" (its Detectron
+# files, data_2d_h36m_detectron_pt_coco.npz) is COCO's keypoint order, which VideoPose3D lifts with
+# a COCO-layout model and which was read here as H36M-17: a nose taken for the pelvis, eyes for hips.
+_DETECTION_LAYOUTS = {"h36m": H36M_17, "coco": COCO_17}
+
+
+def detections_layout(path: str | Path):
+    """The :class:`JointLayout` of a VideoPose3D 2D file, from its ``metadata`` entry; H36M-17 for a
+    file without one (hand-made files, as the loaders always took them). DatasetError for a layout
+    the lifter cannot be given."""
+    metadata = load_pickled_entry(path, "metadata", required=False)
+    if metadata is None:
+        return H36M_17
+    name = metadata.get("layout_name") if isinstance(metadata, dict) else None
+    if name not in _DETECTION_LAYOUTS:
+        raise DatasetError(f"{path}: its metadata names the 2D layout {name!r}; this loader reads "
+                           f"{' and '.join(map(repr, _DETECTION_LAYOUTS))} (VideoPose3D's layout_name)")
+    return _DETECTION_LAYOUTS[name]
+
+
 def load_detections_2d(path: str | Path) -> dict[str, dict[str, list[np.ndarray]]]:
     """The VideoPose3D ``positions_2d`` dictionary of detected 2D keypoints in pixels, each sequence
-    checked to be one finite ``(T, 17, 2)`` array (or ``(T, 17, 3)`` with scores) per camera."""
+    checked to be one finite ``(T, 17, 2)`` array (or ``(T, 17, 3)`` with scores) per camera, in
+    H36M-17 order: a file whose metadata names COCO's layout is converted as the node converts a
+    COCO detector's keypoints (:func:`cfi_pose_ros.skeleton.convert_to_h36m17`: pelvis the mid-hips,
+    thorax the mid-shoulders, head the mid-eyes), to ``(T, 17, 2)``."""
+    layout = detections_layout(path)
     detections = load_pickled_entry(path, "positions_2d")
     for subject, action, per_camera in _sequences(detections, path):
         where = f"{path}: {subject} {action!r}"
@@ -355,6 +383,9 @@ def load_detections_2d(path: str | Path) -> dict[str, dict[str, list[np.ndarray]
             raise DatasetError(f"{where}: {found}, not the {CAMERAS_PER_SUBJECT} of Human3.6M")
         for camera, pixels in enumerate(per_camera):
             _check_frames(pixels, f"{where} camera {camera}", (17,), (2, 3), finite=(..., slice(0, 2)))
+        if layout is not H36M_17:
+            detections[subject][action] = [convert_to_h36m17(layout.name, pixels[..., :2])[0].astype(np.float32)
+                                           for pixels in per_camera]
     return detections
 
 
