@@ -3,8 +3,9 @@
 Each frame's person boxes are matched to the live tracks by maximising the
 total IoU (``scipy.optimize.linear_sum_assignment`` on ``1 - IoU``) between
 the new boxes and each track's box predicted to the frame's time with a
-constant-velocity model; a pair counts only when its IoU is at least
-``min_iou``. Unmatched boxes start tentative tracks; a track is confirmed,
+constant-velocity model (a track missed since the last frame, or met again after a pause, by the
+better of that box and its last one: it may have stood still); a pair counts only when its IoU is at
+least ``min_iou``. Unmatched boxes start tentative tracks; a track is confirmed,
 and given its id, once matched in ``min_hits`` consecutive frames (1: at once).
 A tentative track dies on its first miss, a confirmed one when it has not
 been matched for more than ``max_age``: seconds since it was last seen when
@@ -224,13 +225,25 @@ class MultiPersonTracker:
         for camera in (self._camera, *self._cameras.records()):
             camera.shift_times(delta)
 
-    def _assign(self, boxes: np.ndarray, t: float) -> dict[int, Track]:
+    def _assign(self, boxes: np.ndarray, t: float, missed: np.ndarray | None = None) -> dict[int, Track]:
         """Box index -> the track it continues (most total IoU with the tracks predicted to ``t``,
-        over the pairs that overlap at least ``min_iou``)."""
+        over the pairs that overlap at least ``min_iou``). A track ``missed`` marks (``(tracks,)``
+        bool: not seen in the last frame, or that frame came after a pause) overlaps a box by the
+        better of its predicted and its last box."""
         cfg = self.config
         assigned: dict[int, Track] = {}
         if self._camera.tracks and len(boxes):
-            iou = box_iou(predicted_boxes(self._camera.tracks, t, cfg.predict_motion), boxes)
+            tracks = self._camera.tracks
+            iou = box_iou(predicted_boxes(tracks, t, cfg.predict_motion), boxes)
+            if cfg.predict_motion and missed is not None and missed.any():
+                # The velocity is measured from detector jitter too (9 px between two frames 33 ms
+                # apart is 270 px/s), and carried over a miss or a pause it moved a person standing
+                # still out of their predicted box: a new id after half a second. By then the person
+                # may have walked on or stood still; each is looked for in both places. (A track
+                # followed at the stream's pace is looked for where it moves alone: two people passing
+                # each other each stand where the other stood a frame before.)
+                last = box_iou(np.array([track.box for track in tracks])[missed], boxes)
+                iou[missed] = np.maximum(iou[missed], last)
             # A pair that cannot match must not weigh in the sum: A-box1 0.6, B-box1 0.5, A-box2 0.29
             # (below min_iou) summed more as B-box1 + A-box2, so box 1 took B's id and A lost its
             # person. Such pairs cost more than any assignment of possible ones can gain.
@@ -315,7 +328,8 @@ class MultiPersonTracker:
                                if ((at_pace and tr.last_seen == previous_t) or t - tr.last_seen <= allowed)
                                and tr.stalled_misses <= MAX_STALLED_MISSES]
 
-        assigned = self._assign(boxes, t)
+        missed = np.array([not (at_pace and tr.last_seen == previous_t) for tr in self._camera.tracks], dtype=bool)
+        assigned = self._assign(boxes, t, missed)
         matched_tracks = {id(tr) for tr in assigned.values()}
         # Tentative tracks die on their first miss; confirmed ones wait for max_age.
         self._camera.tracks = [tr for tr in self._camera.tracks if id(tr) in matched_tracks or tr.confirmed]

@@ -809,6 +809,21 @@ def test_ids_stay_when_a_sim_time_camera_driver_stamps_its_first_images_zero(sta
         driver.destroy_node()
 
 
+def test_a_person_who_stepped_and_stopped_keeps_the_id_after_a_pause_within_max_age(started, h36m_image):
+    """The person steps 12 px in one frame (33 ms) and stands still; the camera's next image comes
+    0.8 s later (tracker_max_age 1 s). The tracker's motion model carried the step's speed over the
+    pause and looked for the person 144 px on, off their box: the last image gave them id 2."""
+    path = started(lifter=False)
+    stepped = np.roll(h36m_image, 12, axis=1)
+    ids = []
+    for k, image in [*((k, h36m_image) for k in range(6)), (6, stepped), (30, stepped)]:
+        sec, nanosec = divmod(10 * 10**9 + k * 33_333_333, 10**9)
+        out = path.send(image_msg(image, "rgb8", sec=sec, nanosec=nanosec), until="keypoints", timeout=120.0)
+        assert out is not None and len(out.people) == 1, path.report()
+        ids.append(out.people[0].id)
+    assert ids[0] and ids == [ids[0]] * len(ids), ids
+
+
 def test_two_cameras_alternating_on_the_image_topic_keep_their_ids(started, meta, h36m_image):
     """Two cameras publishing on one image topic, each with its own frame_id, their images
     alternating: the detector's tracker started over at every change of frame_id, so the still
