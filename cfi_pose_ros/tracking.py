@@ -259,9 +259,10 @@ class MultiPersonTracker:
         """Whether a frame at time ``t`` begins a new timeline (further back than a late frame), is
         in another ``frame_id`` than the last (where given: another camera publishing on the topic, a
         driver restarted with another frame), or is of another ``image_size`` (width, height; where
-        given), on which :meth:`update` forgets every track (another camera's frame: sets the last
-        camera's tracks aside and goes on with that camera's own): what else follows people from
-        frame to frame (the top-down detector's boxes, of the last frame only) starts over with it.
+        given), or comes after a pause no track outlives, on which :meth:`update` forgets every track
+        (another camera's frame: sets the last camera's tracks aside and goes on with that camera's
+        own): what else follows people from frame to frame (the top-down detector's boxes, of the
+        last frame only) starts over with it.
         :meth:`update` asks this very question, so its callers cannot keep state that the tracker has
         dropped."""
         # Boxes in the pixels of another image size (a driver switched mode, binning) do not compare
@@ -270,7 +271,19 @@ class MultiPersonTracker:
         resized = size is not None and self._camera.image_size is not None and size != self._camera.image_size
         # Boxes of another camera (another frame_id) neither: the lifter's smoothing starts over on it too.
         other_camera = frame_id is not None and self._camera.frame_id is not None and frame_id != self._camera.frame_id
-        return resized or other_camera or timeline.starts_over(self._camera.last_t, t)
+        return resized or other_camera or timeline.starts_over(self._camera.last_t, t) or self._resumes_after_pause(t)
+
+    def _resumes_after_pause(self, t: float) -> bool:
+        """Whether a frame at ``t`` comes after a pause that no track of the camera outlives (more
+        than ``max_age`` after the last frame, and off the stream's pace: see :meth:`update`). Its
+        tracks are all retired then, and the top-down detector's boxes, followed from the last
+        frame's keypoints, were cropped where people stood before the pause: the person who had
+        walked on in 2 s was not published in the first frame after it."""
+        last_t, period = self._camera.last_t, self._camera.period
+        if last_t is None or period is None or t <= last_t:
+            return False
+        gap = t - last_t
+        return gap > self.config.max_age and gap > 2.0 * period
 
     def update(self, boxes: np.ndarray, t: float | None = None,
                image_size: tuple[int, int] | None = None, frame_id: str | None = None) -> list[str]:

@@ -824,6 +824,20 @@ def test_a_person_who_stepped_and_stopped_keeps_the_id_after_a_pause_within_max_
     assert ids[0] and ids == [ids[0]] * len(ids), ids
 
 
+def test_the_first_image_after_a_pause_past_max_age_finds_the_person_where_they_stand_now(started, h36m_image):
+    """The camera stops for 2 s (tracker_max_age 1 s) while the person walks 300 px on. The tracker
+    retired their track, but the detector cropped the first image after the pause where they had
+    stood (its boxes followed from the last frame's keypoints): nobody was published for it."""
+    path = started(lifter=False)
+    walked = np.roll(h36m_image, 300, axis=1)
+    for k, image in [*((k, h36m_image) for k in range(4)), (64, walked)]:
+        sec, nanosec = divmod(10 * 10**9 + k * 33_333_333, 10**9)
+        out = path.send(image_msg(image, "rgb8", sec=sec, nanosec=nanosec), until="keypoints", timeout=120.0)
+        assert out is not None, path.report()
+    boxes = [(p.bbox.x_offset, p.bbox.width) for p in out.people]
+    assert any(abs(x - 707) < 20 and abs(w - 123) < 20 for x, w in boxes), boxes
+
+
 def test_two_cameras_alternating_on_the_image_topic_keep_their_ids(started, meta, h36m_image):
     """Two cameras publishing on one image topic, each with its own frame_id, their images
     alternating: the detector's tracker started over at every change of frame_id, so the still

@@ -850,6 +850,30 @@ def test_another_camera_s_image_on_the_topic_starts_over_instead_of_taking_the_l
     assert ids == ["2"] and "detector" not in stage_ms          # and followed on B's next frame
 
 
+def test_a_pause_no_track_outlives_resets_the_followed_boxes_as_it_retires_the_tracks():
+    """The camera stopped for 2 s (tracker_max_age 1 s): the tracker retired every track, but the
+    top-down detector followed the boxes of the last frame before the pause, where nobody stood any
+    more, and the person who had walked on was not published in the first frame after it. A pause
+    within max_age, or frames at the stream's own slow pace, still follow."""
+    from cfi_pose_ros.detectors.frame import detect_and_track
+    from cfi_pose_ros.tracking import MultiPersonTracker
+
+    detector = TopDownPoseDetector(_BrightBoxes(), _KeypointsInEveryBox(), config=TopDownConfig(detect_every=3))
+    tracker = MultiPersonTracker()                              # max_age 1 s
+    assert detect_and_track(detector, tracker, _one_person_scene(50), 10.0, "camera")[1] == ["1"]
+    _, ids, stage_ms = detect_and_track(detector, tracker, _one_person_scene(52), 10.033, "camera")
+    assert ids == ["1"] and "detector" not in stage_ms          # followed
+    assert not tracker.starts_over(10.9, "camera", (640, 480))  # a pause within max_age
+    people, ids, stage_ms = detect_and_track(detector, tracker, _one_person_scene(300), 12.033, "camera")
+    assert "detector" in stage_ms and ids == ["2"]              # found where they stand now
+    np.testing.assert_allclose(people.boxes, [[300, 100, 400, 400]])
+    # a camera whose frames come 2 s apart is at its pace: its boxes are followed
+    slow = MultiPersonTracker()
+    for k in range(3):
+        detect_and_track(detector, slow, _one_person_scene(300), 20.0 + 2 * k, "camera")
+    assert not slow.starts_over(26.0, "camera", (640, 480))
+
+
 def test_a_change_of_image_size_resets_the_followed_boxes_as_it_starts_the_tracker_over():
     """The tracker started over on a frame of another image size, but starts_over(), which
     detect_and_track asks before resetting the top-down detector's followed boxes, knew only the
