@@ -322,3 +322,26 @@ def test_coefficients_near_1e4_are_no_calibration_of_the_image(model, d, words):
     times too far) or folds a few pixels from the principal point."""
     with pytest.raises(ValueError, match=re.escape(words)):
         check_lens_over_image(lens_distortion(model, d), K, (WIDTH, HEIGHT))
+
+
+@pytest.mark.parametrize("model, d", [
+    # k3 < 0: the profile grows up to its fold (66 degrees off axis), flat near it
+    ("plumb_bob", [0.03, 0.24, 0.0, 0.0, -0.036]),
+    # a fisheye fit that images angles further out than they are, folding at 73.5 degrees
+    ("equidistant", [-0.034, 0.094, 0.098, -0.078]),
+    # one without a fold before 90 degrees that images 81 degrees past 90
+    ("equidistant", [0.033, 0.05, 0.092, -0.011]),
+])
+def test_every_point_within_the_valid_radius_is_undone_whatever_the_start(model, d):
+    """Newton's method started past the fold (the fisheye's start, theta_d itself, past it or past
+    90 degrees) or stepped past it from near it (plumb_bob: a step across the centre, the next onto
+    the outer branch, where the profile comes back down to the observed radius): points from 55
+    degrees off axis (plumb_bob), 66 and 81 degrees (the fisheyes) on were dropped as missing
+    joints, though the lens maps each of them there."""
+    lens = lens_distortion(model, d)
+    valid_radius = min(lens.max_radius, np.tan(np.radians(89.0)))
+    angles = np.linspace(0.0, 2 * np.pi, 400)
+    radii = np.linspace(0.0, 0.995 * valid_radius, 400)
+    ideal = np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=-1)
+    undone = undistort_normalized(distort_normalized(ideal, lens), lens)
+    np.testing.assert_allclose(undone, ideal, rtol=1e-8, atol=1e-8)
