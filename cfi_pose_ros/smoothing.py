@@ -333,11 +333,21 @@ class _CameraTracks:
                 continue
             mode = None if modes is None else modes[row]
             entry = self.tracks.pop(track_id, None)
-            same_mode = entry is not None and entry[2] == mode
-            filt = entry[0] if same_mode else OneEuroFilter(params.min_cutoff, params.beta, params.d_cutoff)
-            before = _answer_given(same_time, track_id, out[row]) if same_mode else None
-            # a copy either way (the filter returns one): out[row] is written below
-            smoothed = filt(t, out[row]) if before is None else before.copy()
+            before = _answer_given(same_time, track_id, out[row])
+            if before is not None and entry is not None:
+                # the track as the messages at this time left it, whatever their modes: M1 of a
+                # placed person, M2 of them root-relative, then M1 again gave M1 its input
+                # unsmoothed, a second pose, as its mode no longer was the track's
+                filt, mode = entry[0], entry[2]
+                smoothed = before.copy()
+            else:
+                same_mode = entry is not None and entry[2] == mode
+                filt = entry[0] if same_mode else OneEuroFilter(params.min_cutoff, params.beta, params.d_cutoff)
+                # a copy either way (the filter returns one): out[row] is written below. A track
+                # dropped since the answer (an id given twice at this time) starts from the sample
+                smoothed = filt(t, out[row])
+                if before is not None:
+                    smoothed = before.copy()
             answered[track_id] = (out[row].copy(), smoothed)
             out[row] = smoothed
             self.tracks[track_id] = (filt, self._frame, mode)      # now the most recently seen

@@ -117,6 +117,38 @@ def test_a_message_again_after_another_at_the_same_stamp_gets_its_first_output()
     np.testing.assert_array_equal(smoother.smooth_frame(["1"], t, np.full((1, 17, 3), 2.0)), first)
 
 
+def test_a_message_again_after_one_of_the_person_in_the_other_mode_at_the_same_stamp_gets_its_first_output():
+    """M1 of a placed person, M2 at the same stamp of them root-relative (their root solve failed
+    there), then M1 again: M2 restarted the track in its mode, and M1 again, no longer of the track's
+    mode, got its input unsmoothed (6.0 after 5.61) and restarted the track once more."""
+    smoother = PoseSmoother()
+    for k in range(2):
+        smoother.smooth_frame(["1"], 1.0 + k / FPS, np.full((1, 17, 3), 4.0 + k), modes=[True])
+    t = 1.0 + 2 / FPS
+    placed, relative = np.full((1, 17, 3), 6.0), np.full((1, 17, 3), 0.3)
+    first = smoother.smooth_frame(["1"], t, placed, modes=[True])
+    assert 5.0 < first[0, 0, 0] < 6.0
+    np.testing.assert_array_equal(smoother.smooth_frame(["1"], t, relative, modes=[False]), relative)
+    np.testing.assert_array_equal(smoother.smooth_frame(["1"], t, placed, modes=[True]), first)
+    # the track is as M2 left it: root-relative, from M2's sample on
+    later = smoother.smooth_frame(["1"], t + 1 / FPS, np.full((1, 17, 3), 0.5), modes=[False])
+    assert 0.3 < later[0, 0, 0] < 0.5
+
+
+def test_a_message_again_after_one_giving_the_person_s_id_twice_at_the_same_stamp_gets_its_first_output():
+    """M1, M2 at the same stamp giving M1's person's id to two people (which drops the track), then
+    M1 again: its person got the input unsmoothed (6.0 after 5.61)."""
+    smoother = PoseSmoother()
+    for k in range(2):
+        smoother.smooth_frame(["1"], 1.0 + k / FPS, np.full((1, 17, 3), 4.0 + k))
+    t = 1.0 + 2 / FPS
+    first = smoother.smooth_frame(["1"], t, np.full((1, 17, 3), 6.0))
+    assert 5.0 < first[0, 0, 0] < 6.0
+    smoother.smooth_frame(["1", "1"], t, np.full((2, 17, 3), 0.3))
+    assert "1" not in smoother
+    np.testing.assert_array_equal(smoother.smooth_frame(["1"], t, np.full((1, 17, 3), 6.0)), first)
+
+
 def test_a_frame_delivered_again_late_gets_the_output_it_got():
     """The same message again after newer frames (a relay, a bag recorded from both): a late frame
     passes through unsmoothed, so /human_pose_3d carried two poses of a person at one stamp. Each
