@@ -404,6 +404,23 @@ def test_a_person_standing_still_keeps_the_id_after_a_miss_whatever_the_jitter_o
     assert walker.update([box(100 + 10 * 20)], t=20 / 30) == ["1"]   # 100 px on, missed for 0.3 s
 
 
+@pytest.mark.parametrize("rate_hz", [30.0, 60.0])
+def test_a_person_standing_still_in_a_jittery_detection_keeps_the_id_after_a_miss_shorter_than_max_age(rate_hz):
+    """The velocity was measured from one frame to the next, so a detector's jitter of a few pixels
+    was a velocity that grew with the frame rate, and a miss extrapolated it: a person standing
+    still (80 x 200 px boxes, 4 px jitter), missed for 0.6 s (max_age 1 s), was predicted a box
+    width away and got a new id in 11 of these 20 streams at 60 Hz, 5 at 30 Hz. A track missed is
+    looked for where it was last seen as well (a second helper's test of the same fault)."""
+    new_ids = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        tracker = MultiPersonTracker()
+        for k in range(int(rate_hz)):
+            assert tracker.update([box(300) + rng.normal(0.0, 4.0, 4)], t=k / rate_hz) == ["1"]
+        new_ids += tracker.update([box(300) + rng.normal(0.0, 4.0, 4)], t=1.6) != ["1"]
+    assert new_ids == 0
+
+
 def test_two_cameras_alternating_on_one_topic_keep_each_camera_s_ids():
     """Two cameras' images alternating on one image topic (each its own header.frame_id): the
     tracker kept one camera's tracks and started over at every change of frame_id, so a person
