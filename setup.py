@@ -17,7 +17,7 @@ setup(
     packages=find_packages(include=["cfi_pose_ros", "cfi_pose_ros.*", "training", "training.*"]),
     package_data={"cfi_pose_ros": ["weights/*.safetensors", "weights/*.json", "data/*.npz", "node/*.xml"]},
     install_requires=["numpy>=1.24", "torch>=2.5", "safetensors>=0.4", "onnx>=1.15", "onnxscript",
-                      "onnxruntime>=1.17", "tqdm", "matplotlib", "scipy", "opencv-python-headless",
+                      "onnxruntime>=1.17", "tqdm", "matplotlib>=3.8.4", "scipy", "opencv-python-headless",
                       "pyyaml", "mcap"],
     extras_require={"test": ["pytest", "hypothesis", "psutil"]},
     entry_points={"console_scripts": [
