@@ -500,6 +500,29 @@ def test_a_failed_engine_is_recorded_for_its_key_and_not_rebuilt(fake_trt, tiny,
     assert trt.count("build") == 3 and not record.exists()
 
 
+def test_an_engine_is_keyed_by_the_exporter_that_wrote_the_graph_it_was_built_from(fake_trt, tiny, tmp_path,
+                                                                                      monkeypatch):
+    """The engine is built from the ONNX export, and the export's own cache is keyed by the torch
+    that exported it: after a torch upgrade the graph TensorRT parses is a new one, so neither an
+    engine nor a failure recorded for the old export may stand for it."""
+    trt = fake_trt()
+    monkeypatch.setattr(torch, "__version__", "2.12.0")
+    trt.error = 0.05                      # the old export's engine fails its check: recorded
+    with pytest.raises(ReferenceMismatch):
+        trt_lifter(tiny, tmp_path, batch_sizes=(4,))
+    trt.error = 0.0
+    monkeypatch.setattr(torch, "__version__", "2.13.0")
+    lifter = trt_lifter(tiny, tmp_path, batch_sizes=(4,))       # the new export is built, not refused
+    assert trt.count("build") == 2
+    sidecar = json.loads(cache.sidecar_path(Path(lifter.engine_files[4])).read_text())
+    assert sidecar["fields"]["exporter"] == "torch-2.13.0-dynamo"
+    trt_lifter(tiny, tmp_path, batch_sizes=(4,))                 # and cached for that exporter
+    assert trt.count("build") == 2
+    monkeypatch.setattr(torch, "__version__", "2.14.0")
+    trt_lifter(tiny, tmp_path, batch_sizes=(4,))                 # an engine of another export is not loaded
+    assert trt.count("build") == 3
+
+
 def test_a_good_engine_is_cached_and_loaded_on_the_next_start(fake_trt, tiny, tmp_path):
     trt = fake_trt()
     first = trt_lifter(tiny, tmp_path)

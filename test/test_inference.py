@@ -414,13 +414,14 @@ BUILDER = {"network": "strongly typed", "network_flags": ["STRONGLY_TYPED"], "on
            "set_flags": [], "clear_flags": ["TF32"], "workspace_bytes": 1 << 30, "profile": "min=opt=max"}
 BASE_KEY = dict(weights_sha256="a" * 64, tensorrt_version="10.13.0", tensorrt_cuda="cu12",
                 gpu_name="NVIDIA Jetson AGX Orin", compute_capability=(8, 7), precision="fp16",
-                input_shape=(4, 17, 2), graph="cfi-fused/1", opset=18, builder=BUILDER)
+                input_shape=(4, 17, 2), graph="cfi-fused/1", opset=18, exporter="torch-2.13.0-dynamo",
+                builder=BUILDER)
 
 
 @pytest.mark.parametrize("field, value", [
     ("weights_sha256", "b" * 64), ("tensorrt_version", "10.14.1"), ("tensorrt_cuda", "cu13"),
     ("gpu_name", "NVIDIA GeForce RTX 4090"), ("compute_capability", (8, 9)), ("precision", "fp32"),
-    ("input_shape", (8, 17, 2)), ("graph", "cfi-fused/2"), ("opset", 20),
+    ("input_shape", (8, 17, 2)), ("graph", "cfi-fused/2"), ("opset", 20), ("exporter", "torch-2.14.0-dynamo"),
     ("builder", {**BUILDER, "workspace_bytes": 1 << 28}), ("builder", {**BUILDER, "clear_flags": []}),
     # a weights JSON may describe another model over the same tensors (heads): another function
     ("model", {"dim": 32, "heads": 2}),

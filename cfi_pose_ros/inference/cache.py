@@ -51,13 +51,16 @@ def default_cache_dir() -> Path:
 
 def engine_key_fields(*, weights_sha256: str, tensorrt_version: str, tensorrt_cuda: str, gpu_name: str,
                       compute_capability: tuple[int, int], precision: str, input_shape: tuple[int, ...],
-                      graph: str, opset: int, builder: dict, model: dict | None = None) -> dict:
+                      graph: str, opset: int, exporter: str, builder: dict, model: dict | None = None) -> dict:
     """Everything a TensorRT engine depends on, as a JSON-able dict.
 
     ``tensorrt_cuda`` tells the CUDA 12 and CUDA 13 builds of one TensorRT version
     apart (``"cu12"``, ``"cu13"``); ``graph`` names the exported graph's form (see
     ``onnx_export.graph_key()``) and ``opset`` its ONNX opset, so a change to the
-    export also invalidates engines; ``builder`` holds the builder settings that
+    export also invalidates engines; ``exporter`` what wrote the ONNX graph the engine was parsed
+    from (``onnx_export.exporter_id()``, as in the export's own key): a torch upgrade exports
+    another graph, which an engine or a recorded failure of the old one must not stand for;
+    ``builder`` holds the builder settings that
     change the engine (network typing, flags, workspace, profile); ``model`` the architecture
     (``CFIConfig.to_dict()``): a weights JSON may describe another model over the same tensors
     (``heads``).
@@ -74,6 +77,7 @@ def engine_key_fields(*, weights_sha256: str, tensorrt_version: str, tensorrt_cu
         "input_shape": [int(d) for d in input_shape],
         "graph": str(graph),
         "opset": int(opset),
+        "exporter": str(exporter),
         "builder": json.loads(json.dumps(builder, sort_keys=True)),   # a JSON-equal copy: compares with sidecars
         "model": json.loads(json.dumps(model, sort_keys=True)),
     }

@@ -32,9 +32,10 @@ Cache
 with a JSON sidecar; the key (:func:`.cache.engine_key_fields`) is the
 weights' SHA-256, the TensorRT version and its CUDA build (``cu12``/``cu13``,
 from the installed ``tensorrt-cu*`` package), GPU name and compute capability,
-precision, input shape, graph version, opset and the builder settings. A cached
-engine is loaded only when its sidecar has exactly the expected key and its
-bytes have the recorded SHA-256; anything else is rebuilt, never loaded.
+precision, input shape, graph version, opset, the ONNX exporter (torch version)
+and the builder settings. A cached engine is loaded only when its sidecar has
+exactly the expected key and its bytes have the recorded SHA-256; anything else
+is rebuilt, never loaded.
 
 Every engine, freshly built or loaded from the cache, is run on realistic
 inputs and compared with the float32 PyTorch reference before use (the
@@ -42,7 +43,7 @@ precision's :data:`~.base.TOLERANCES`); a new engine is only written to the
 cache after it passes. An engine that cannot be built or fails the check is
 recorded as a failure for its key (``<engine>.failed.json``, with the reason and
 the tolerance it failed), and later starts raise at once instead of spending
-minutes on the same build: a new TensorRT, GPU, weights, graph, builder
+minutes on the same build: a new TensorRT, GPU, weights, graph, exporter, builder
 setting or tolerance tries again, and so does deleting that file.
 
 Devices and errors
@@ -79,7 +80,7 @@ from . import cache
 from .base import BackendUnavailable, Lifter, LogFn, ReferenceMismatch, TOLERANCES, as_log_fn, check_precision
 from .batching import normalize_batch_sizes
 from .cuda_backend import cuda_unavailable_reason
-from .onnx_export import (INPUT_NAME, OPSET, OUTPUT_NAME, exported_onnx, graph_key,
+from .onnx_export import (INPUT_NAME, OPSET, OUTPUT_NAME, exported_onnx, exporter_id, graph_key,
                           exporter_unavailable_reason)
 from .reference import check_against_reference
 
@@ -301,7 +302,7 @@ class _Engines:
             tensorrt_cuda=tensorrt_cuda_variant(), gpu_name=torch.cuda.get_device_name(self.device),
             compute_capability=torch.cuda.get_device_capability(self.device),
             precision=self.precision, input_shape=self.input_shape(size),
-            graph=graph_key(), opset=OPSET, builder=self.settings, model=self.model.config.to_dict())
+            graph=graph_key(), opset=OPSET, exporter=exporter_id(), builder=self.settings, model=self.model.config.to_dict())
 
     def build(self, size: int) -> bytes:
         onnx_bytes = self.onnx_bytes()
