@@ -515,7 +515,7 @@ def test_an_engine_is_keyed_by_the_exporter_that_wrote_the_graph_it_was_built_fr
     lifter = trt_lifter(tiny, tmp_path, batch_sizes=(4,))       # the new export is built, not refused
     assert trt.count("build") == 2
     sidecar = json.loads(cache.sidecar_path(Path(lifter.engine_files[4])).read_text())
-    assert sidecar["fields"]["exporter"] == "torch-2.13.0-dynamo"
+    assert sidecar["fields"]["exporter"].startswith("torch-2.13.0-")
     trt_lifter(tiny, tmp_path, batch_sizes=(4,))                 # and cached for that exporter
     assert trt.count("build") == 2
     monkeypatch.setattr(torch, "__version__", "2.14.0")

@@ -224,6 +224,22 @@ def test_onnx_export_is_cached_by_weights_hash(small, ort_lifter):
     assert again.describe()["onnx"] == source and not any("exporting" in line for line in lines)
 
 
+def test_an_onnx_export_is_cached_per_onnxscript_version(tmp_path, small, monkeypatch):
+    """torch.onnx.export(dynamo=True) translates and optimises the graph with onnxscript: another
+    onnxscript writes another graph, which a cached export of the old one (and a TensorRT engine or
+    failure keyed like it) must not stand for."""
+    import onnxscript
+
+    model, weights, _ = small
+    first = create_lifter(weights, backend="onnxruntime", cache_dir=tmp_path, threads=1, log=lambda *_: None)
+    monkeypatch.setattr(onnxscript, "__version__", onnxscript.__version__ + ".post1")
+    lines = []
+    again = create_lifter(weights, backend="onnxruntime", cache_dir=tmp_path, threads=1, log=lines.append)
+    assert any("not cached yet; exporting" in line for line in lines), lines
+    assert again.describe()["onnx"] != first.describe()["onnx"]
+    assert len(list(tmp_path.glob("onnx/*.onnx"))) == 2
+
+
 def test_corrupted_cached_onnx_is_exported_again(tmp_path, small):
     model, weights, _ = small
     lines = []

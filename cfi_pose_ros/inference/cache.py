@@ -58,8 +58,8 @@ def engine_key_fields(*, weights_sha256: str, tensorrt_version: str, tensorrt_cu
     apart (``"cu12"``, ``"cu13"``); ``graph`` names the exported graph's form (see
     ``onnx_export.graph_key()``) and ``opset`` its ONNX opset, so a change to the
     export also invalidates engines; ``exporter`` what wrote the ONNX graph the engine was parsed
-    from (``onnx_export.exporter_id()``, as in the export's own key): a torch upgrade exports
-    another graph, which an engine or a recorded failure of the old one must not stand for;
+    from (``onnx_export.exporter_id()``, as in the export's own key): a torch or onnxscript upgrade
+    exports another graph, which an engine or a recorded failure of the old one must not stand for;
     ``builder`` holds the builder settings that
     change the engine (network typing, flags, workspace, profile); ``model`` the architecture
     (``CFIConfig.to_dict()``): a weights JSON may describe another model over the same tensors
@@ -90,7 +90,7 @@ def engine_cache_key(**fields) -> str:
 
 def onnx_key_fields(*, weights_sha256: str, graph: str, opset: int, precision: str,
                     exporter: str, model: dict | None = None) -> dict:
-    """Everything an exported ONNX file depends on (``exporter``: torch version and export mode)."""
+    """Everything an exported ONNX file depends on (``exporter``: ``onnx_export.exporter_id()``)."""
     return {
         "format": CACHE_FORMAT,
         "kind": "onnx",

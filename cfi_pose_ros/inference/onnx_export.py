@@ -35,7 +35,7 @@ Measured with torch 2.13 / onnxruntime 1.32 on this project's model:
   TensorRT also prefers.
 * Costs: the dynamo export takes ~9 s for the paper model (legacy ~2 s), which
   is why backends cache the exported file (keyed by the weights' SHA-256, the
-  graph version, opset and exporter version), and it needs ``onnxscript``.
+  graph version, opset and the torch and onnxscript versions), and it needs ``onnxscript``.
 * Pitfall handled here: an example batch of 1 makes ``torch.export`` specialise
   the batch dimension to 1, so the example batch is 2.
 
@@ -85,8 +85,12 @@ class ExportError(RuntimeError):
 
 
 def exporter_id() -> str:
-    """Identifies what produced an ONNX file (part of the cache key)."""
-    return f"torch-{torch.__version__}-dynamo"
+    """Identifies what produced an ONNX file (part of the cache key of exports and engines): torch,
+    and onnxscript, in which the dynamo exporter translates and optimises the graph (another
+    onnxscript writes another graph under the same torch)."""
+    import onnxscript
+
+    return f"torch-{torch.__version__}-onnxscript-{onnxscript.__version__}-dynamo"
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ Session options, chosen for the lowest single-request latency on a small CPU
 
 The ONNX file is exported once per weights file and cached under
 ``<cache_dir>/onnx/`` (key: the weights' SHA-256, graph version, opset,
-precision and exporter version); without a cache directory it is exported in
+precision and exporter: torch and onnxscript versions); without a cache directory it is exported in
 memory. Every new session is checked against the PyTorch reference.
 """
 from __future__ import annotations

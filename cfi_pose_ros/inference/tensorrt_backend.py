@@ -32,10 +32,10 @@ Cache
 with a JSON sidecar; the key (:func:`.cache.engine_key_fields`) is the
 weights' SHA-256, the TensorRT version and its CUDA build (``cu12``/``cu13``,
 from the installed ``tensorrt-cu*`` package), GPU name and compute capability,
-precision, input shape, graph version, opset, the ONNX exporter (torch version)
-and the builder settings. A cached engine is loaded only when its sidecar has
-exactly the expected key and its bytes have the recorded SHA-256; anything else
-is rebuilt, never loaded.
+precision, input shape, graph version, opset, the ONNX exporter (torch and
+onnxscript versions) and the builder settings. A cached engine is loaded only
+when its sidecar has exactly the expected key and its bytes have the recorded
+SHA-256; anything else is rebuilt, never loaded.
 
 Every engine, freshly built or loaded from the cache, is run on realistic
 inputs and compared with the float32 PyTorch reference before use (the
@@ -302,7 +302,8 @@ class _Engines:
             tensorrt_cuda=tensorrt_cuda_variant(), gpu_name=torch.cuda.get_device_name(self.device),
             compute_capability=torch.cuda.get_device_capability(self.device),
             precision=self.precision, input_shape=self.input_shape(size),
-            graph=graph_key(), opset=OPSET, exporter=exporter_id(), builder=self.settings, model=self.model.config.to_dict())
+            graph=graph_key(), opset=OPSET, exporter=exporter_id(), builder=self.settings,
+            model=self.model.config.to_dict())
 
     def build(self, size: int) -> bytes:
         onnx_bytes = self.onnx_bytes()
