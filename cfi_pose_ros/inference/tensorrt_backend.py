@@ -246,8 +246,11 @@ class _EngineRunner:
         if not self.context.set_input_shape(input_name, input_shape):
             raise EngineError(f"engine does not accept input shape {input_shape}")
         output_shape = tuple(self.context.get_tensor_shape(output_name))
-        self.device_in = torch.empty(input_shape, dtype=torch.float32, device=device)
-        self.device_out = torch.empty(output_shape, dtype=torch.float32, device=device)
+        # allocated on the stream that uses them: a block from the default stream's pool may still
+        # be in use by work queued there (a caller's own GPU work), which this stream does not wait for
+        with torch.cuda.stream(stream):
+            self.device_in = torch.empty(input_shape, dtype=torch.float32, device=device)
+            self.device_out = torch.empty(output_shape, dtype=torch.float32, device=device)
         self.host_in = torch.empty(input_shape, dtype=torch.float32, pin_memory=True)
         self.host_out = torch.empty(output_shape, dtype=torch.float32, pin_memory=True)
         bind_address(self.context, input_name, self.device_in)
