@@ -93,6 +93,23 @@ SOAK_CHUNK_S = 10.0            # the soak reads the node's RSS after every chunk
 MIN_SOAK_S = 3 * SOAK_CHUNK_S  # a warm-up reading, a start and an end
 
 
+def soak(client, executor, clip, people: int, process, chunks: int, chunk_s: float,
+         first_stamp_ns: int) -> list[float]:
+    """Replay ``chunks`` chunks of ``chunk_s`` at 30 Hz, one stream going on in time from
+    ``first_stamp_ns``, and read ``process``'s RSS (MiB) after each. Each chunk's stamps follow the
+    last's: a stream that jumped back to stamps the node had already lifted would restart its
+    smoothing filters and have it send no /tf for a stamp it had sent (tf2 keeps one transform per
+    stamp), so the soak would hold a node doing less than on a live stream."""
+    rss = []
+    stamp_ns = first_stamp_ns
+    for _ in range(chunks):
+        client.received = type(client.received)()
+        stamp_ns = client.replay(executor, clip, rate_hz=30.0, frames=int(chunk_s * 30), people=people,
+                                 drain_s=0.1, stamp_offset_ns=stamp_ns)
+        rss.append(process.memory_info().rss / 2**20)
+    return rss
+
+
 def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path, executor_kind: str,
                floor: bool = False, threads: int | None = None, flip_test: bool | None = None) -> dict:
     import psutil
@@ -119,7 +136,7 @@ def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path, 
     try:
         if not client.wait_for_lifter(executor, clip, timeout=120):
             raise RuntimeError("node did not answer")
-        client.replay(executor, clip, rate_hz=30.0, frames=int(seconds * 30), people=people)
+        next_stamp_ns = client.replay(executor, clip, rate_hz=30.0, frames=int(seconds * 30), people=people)
         received = client.received
         latencies = received.latencies_ms()
         result = {"people": people, "frames_sent": len(received.send_time),
@@ -128,13 +145,8 @@ def end_to_end(people: int, seconds: float, soak_seconds: float, log_dir: Path, 
                   "sender_stalls": received.sender_stalls,
                   "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99))}
         if soak_seconds > 0:
-            process = psutil.Process(node.pid)
-            rss = []
-            for _ in range(int(soak_seconds / SOAK_CHUNK_S)):
-                client.received = type(client.received)()
-                client.replay(executor, clip, rate_hz=30.0, frames=int(SOAK_CHUNK_S * 30), people=people,
-                              drain_s=0.1)
-                rss.append(process.memory_info().rss / 2**20)
+            rss = soak(client, executor, clip, people, psutil.Process(node.pid), int(soak_seconds / SOAK_CHUNK_S),
+                       SOAK_CHUNK_S, next_stamp_ns)
             warm = max(1, len(rss) // 10)            # skip the first 10 % (allocator warm-up)
             result.update(soak_seconds=soak_seconds, rss_start_mib=float(np.mean(rss[warm:2 * warm])),
                           rss_end_mib=float(np.mean(rss[-warm:])))

@@ -222,16 +222,18 @@ class ReplayClient(Node):
 
     def replay(self, executor, clip: Clip, rate_hz: float = 30.0, frames: int | None = None,
                people: int | None = None, drain_s: float = 1.0, stamp_offset_ns: int = 10**18,
-               stop=lambda: False) -> None:
+               stop=lambda: False) -> int:
         """Publish ``frames`` frames of the clip (looping) at ``rate_hz`` with distinct stamps, then
-        take the answers for ``drain_s``; ``stop()`` turning true (a stop signal) ends it at once."""
+        take the answers for ``drain_s``; ``stop()`` turning true (a stop signal) ends it at once.
+        Returns the stamp (ns) the frame after the last one sent would have: a further replay given
+        it as ``stamp_offset_ns`` goes on in time as one stream would."""
         total = frames or len(clip.pixels)
         people = people or clip.pixels.shape[1]
         period = 1.0 / rate_hz
         start = time.perf_counter()
         for i in range(total):
             if stop():
-                return
+                return stamp_offset_ns + i * int(period * 1e9)
             if time.perf_counter() - (start + i * period) > period:
                 # This process fell a period behind (scheduler, garbage collector): a camera
                 # would not then fire a burst of frames, so neither does the replay. Counted,
@@ -260,6 +262,7 @@ class ReplayClient(Node):
         end = time.perf_counter() + drain_s
         while time.perf_counter() < end and not stop():
             executor.spin_once(timeout_sec=0.01)
+        return stamp_offset_ns + total * int(period * 1e9)
 
     def write_bag(self, path) -> int:
         """An MCAP bag of the last replay (keep_messages): the 2D input and CameraInfo as sent,
