@@ -3,14 +3,16 @@
 Every row runs the trainer's own step (``training.train.train_step``: flip and
 noise augmentation, forward, MPJPE loss, backward, Adam) on the same model
 (D=128, L_d=3, H=8) and batch (512) for ``--steps`` timed steps after the
-warm-up (compiling happens in the warm-up), and prints samples/s and the ratio
-to the first row, "before (fp32 defaults)": fp32 eager, plain-matmul
-attention, Adam's per-parameter loop, a ``loss.item()`` every step, torch's
-default threads; the trainer as it was before the speed work. "before (shipped
-weights' flags)" adds ``--amp bf16 --threads 1``, the flags the previous weights
-were trained with. The rest take one choice away from the new defaults at a
-time, so each choice is measured. Rounds alternate the rows; the best round of
-each row is reported (the machine is shared).
+warm-up (compiling happens at set-up, before any step is timed), and prints
+samples/s and the ratio to the first row, "before (fp32 defaults)": fp32 eager,
+plain-matmul attention, Adam's per-parameter loop, a ``loss.item()`` every step,
+torch's default threads; the trainer as it was before the speed work. "before
+(shipped weights' flags)" adds ``--amp bf16 --threads 1``, the flags the previous
+weights were trained with. The rest take one choice away from the new defaults
+at a time, so each choice is measured (the precision probe runs once per
+attention kernel, so its noise cannot give such a row a precision of its own).
+Rounds alternate the rows; the best round of each row is reported (the machine
+is shared).
 
 Last it prints the bound the step's matrix products put on any trainer of this
 model on this machine: their FLOPs per step (``torch.utils.flop_counter``)
@@ -68,7 +70,12 @@ VARIANTS = (
 
 
 class Row:
-    def __init__(self, variant: Variant, args, data):
+    def __init__(self, variant: Variant, args, data, probed: dict[str, str]):
+        """``probed``: the trainer's precision probe's answer per attention kernel, shared by the
+        rows. The probe times eager steps of the model with its own Adam, so it asks the same
+        question of every row with that attention; probed again per row, its noise gave a row
+        another precision than the new defaults' (a row meant to differ only in Adam or compiling
+        then differed in precision too)."""
         self.variant = variant
         self.threads = {0: default_threads(), -1: torch.get_num_threads()}.get(variant.threads, variant.threads)
         torch.set_num_threads(self.threads)
@@ -84,8 +91,10 @@ class Row:
         batch = (self.x[:args.batch_size], self.y[:args.batch_size])
         self.precision = variant.precision
         if variant.precision == "auto":
-            self.precision, _ = probe_precision(SimpleNamespace(amp="auto", batch_size=args.batch_size),
-                                                self.model, *data, loss_fn, device)
+            if variant.attention not in probed:
+                probed[variant.attention], _ = probe_precision(SimpleNamespace(amp="auto", batch_size=args.batch_size),
+                                                               self.model, *data, loss_fn, device)
+            self.precision = probed[variant.attention]
         self.forward_loss, self.compiled = build_forward_loss(self.model, loss_fn, self.precision, device,
                                                               variant.compile, *batch)
         self.step_args = SimpleNamespace(**{**vars(NO_AUGMENTATION), "no_flip": False, "noise_std": 0.01,
@@ -150,10 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     data = (torch.from_numpy(poses.inputs_2d), torch.from_numpy(poses.targets_3d))
     print(f"CPU: {cpu_model()}, {default_threads()} cores usable, torch {torch.__version__}; "
           f"model D={args.dim} L_d={args.depth} H={args.heads}, batch {args.batch_size}", flush=True)
-    rows = []
+    rows, probed = [], {}
     for variant in VARIANTS:
         started = time.perf_counter()
-        rows.append(Row(variant, args, data))
+        rows.append(Row(variant, args, data, probed))
         print(f"  set up {variant.name}: {rows[-1].precision}, {rows[-1].compiled}, "
               f"{rows[-1].threads} threads ({time.perf_counter() - started:.1f} s)", file=sys.stderr, flush=True)
     for round_index in range(args.rounds):

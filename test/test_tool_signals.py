@@ -305,6 +305,29 @@ def test_a_benchmark_refuses_a_number_no_run_can_use_in_one_line(monkeypatch, ca
     assert exit_info.value.code == 2 and err.strip().splitlines()[-1].endswith(expected), err
 
 
+def test_bench_training_rows_of_one_attention_share_the_precision_probe(monkeypatch):
+    """The rows that take compiling or Adam's fused kernel away from the new defaults each ran the
+    trainer's timed precision probe again, which asks the same question (eager steps of the model
+    with its own Adam) and, on a busy machine, answered another precision: the row then differed
+    from the new defaults in two choices (a smoke run here: the new defaults fp32, Adam's loop
+    bf16). The probe is timing, so here it is a stand-in whose answer changes at every call."""
+    import torch
+
+    bench = benchmark("bench_training")
+    answers = iter(["fp32", "bf16", "fp32", "bf16"])
+    monkeypatch.setattr(bench, "probe_precision", lambda *_args, **_kw: (next(answers), {}))
+    args = argparse.Namespace(dim=8, depth=1, heads=2, batch_size=4)
+    data = (torch.zeros(32, 17, 2), torch.zeros(32, 17, 3))
+    probed = {}
+    variants = [bench.Variant("defaults, eager", compile="off"),
+                bench.Variant("Adam's loop, eager", compile="off", fused_adam=False),
+                bench.Variant("SDPA, eager", compile="off", attention="sdpa"),
+                bench.Variant("fp32 forced, eager", compile="off", precision="fp32")]
+    rows = [bench.Row(variant, args, data, probed) for variant in variants]
+    assert [row.precision for row in rows] == ["fp32", "fp32", "bf16", "fp32"]
+    assert probed == {"matmul": "fp32", "sdpa": "bf16"}
+
+
 def test_bench_training_refuses_heads_that_do_not_divide_dim(capsys):
     """It built the data and then died of CFIConfig's ValueError, a traceback."""
     with pytest.raises(SystemExit) as exit_info:
