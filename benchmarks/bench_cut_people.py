@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
 from cfi_pose_ros.inference import create_lifter  # noqa: E402
 from cfi_pose_ros.pipeline import Frame2D, LiftingPipeline, Person2D  # noqa: E402
 from cfi_pose_ros.skeleton import H36M_17, H36M_LOWER_BODY  # noqa: E402
-from cfi_pose_ros.weights import DEFAULT_WEIGHTS, resolve_weights  # noqa: E402
+from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, read_weights_info, resolve_weights  # noqa: E402
 
 CLIP = DEFAULT_WEIGHTS.parents[1] / "data" / "demo_clip_h36m_s9.npz"
 UPPER_BODY = [H36M_17.index(name) for name in H36M_17.joint_names[H36M_17.index("spine"):]]
@@ -80,6 +80,11 @@ def main() -> None:
                         help="weights files or packaged names, each measured in turn")
     parser.add_argument("--every", type=int, default=5, help="every Nth frame of the clip's 150")
     args = parser.parse_args()
+    try:        # before the work: a missing file was a traceback after the first set's measurement
+        for weights in args.weights:
+            read_weights_info(resolve_weights(weights))
+    except WeightsError as error:
+        parser.error(f"--weights: {error}")
     print(f"demo clip ({CLIP.name}), every {args.every}th frame, torch backend, the node's pipeline defaults")
     print(f"| weights | cut | {' | '.join(('seen joints, m', 'pelvis depth, m', 'upper body, mm', 'published'))} |")
     print("|---|---|---:|---:|---:|---:|")

@@ -31,7 +31,8 @@ if str(REPO) not in sys.path:
 
 from cfi_pose_ros.arguments import positive_float, positive_int  # noqa: E402
 from cfi_pose_ros.camera import H36M_PERSON_SCALE_RANGE, person_scale, project  # noqa: E402
-from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights  # noqa: E402
+from cfi_pose_ros.weights import (DEFAULT_WEIGHTS, WeightsError, load_weights, read_weights_info,  # noqa: E402
+                                  resolve_weights)
 from training.evaluate import DEFAULT_DATA, node_view, predict  # noqa: E402
 from training.h36m import TRAIN_SUBJECTS, build_pose_set, camera_sequences, load_cameras, load_poses_3d  # noqa: E402
 
@@ -72,6 +73,11 @@ def main(argv=None) -> dict:
                         help="distances as multiples of the recorded one")
     parser.add_argument("--out", default="outputs/bench_distance")
     args = parser.parse_args(argv)
+    try:        # before the data and the work: a missing file was a traceback after the set-up
+        args.weights = str(resolve_weights(args.weights))
+        read_weights_info(args.weights)
+    except WeightsError as error:
+        parser.error(f"--weights: {error}")
     poses_3d = load_poses_3d(DEFAULT_DATA / "data_3d_h36m.npz")
     cameras = load_cameras(DEFAULT_DATA / "cameras.json")
 

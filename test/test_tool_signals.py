@@ -328,6 +328,19 @@ def test_bench_training_rows_of_one_attention_share_the_precision_probe(monkeypa
     assert probed == {"matmul": "fp32", "sdpa": "bf16"}
 
 
+@pytest.mark.parametrize("name", ["bench_distance", "bench_cameras", "bench_root_solver", "bench_cut_people"])
+def test_an_accuracy_benchmark_refuses_missing_weights_in_one_line(monkeypatch, capsys, tmp_path, name):
+    """A --weights file that is not there ended these in WeightsError's traceback (bench_distance
+    and bench_cameras after building the training subjects' poses first)."""
+    missing = tmp_path / "gone.safetensors"
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", "--weights", str(missing)])
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark(name).main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert "Traceback" not in err and f"--weights: weights file missing: {missing}" in err.splitlines()[-1], err
+
+
 def test_bench_training_refuses_heads_that_do_not_divide_dim(capsys):
     """It built the data and then died of CFIConfig's ValueError, a traceback."""
     with pytest.raises(SystemExit) as exit_info:
