@@ -27,12 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from cfi_pose_ros.arguments import positive_int  # noqa: E402
+from cfi_pose_ros.arguments import positive_int, weights_file  # noqa: E402
 from cfi_pose_ros.camera import (H36M_PELVIS_ANGLES_DEG, H36M_REFERENCE_CAMERA,  # noqa: E402
                                  CameraIntrinsics, LifterInputDomain, lifter_input_in_reference_view,
                                  normalize_screen, person_centre, project)
-from cfi_pose_ros.weights import (DEFAULT_WEIGHTS, WeightsError, load_weights, read_weights_info,  # noqa: E402
-                                  resolve_weights)
+from cfi_pose_ros.weights import DEFAULT_WEIGHTS, load_weights  # noqa: E402
 from training.evaluate import DEFAULT_DATA, predict  # noqa: E402
 from training.h36m import TRAIN_SUBJECTS, camera_sequences, load_cameras, load_poses_3d  # noqa: E402
 
@@ -119,15 +118,10 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    parser.add_argument("--weights", type=weights_file, default=str(DEFAULT_WEIGHTS))
     parser.add_argument("--stride", type=positive_int, default=100, help="every n-th frame of S9")
     parser.add_argument("--out", default="outputs/bench_cameras")
     args = parser.parse_args(argv)
-    try:        # before the data and the work: a missing file was a traceback after the set-up
-        args.weights = str(resolve_weights(args.weights))
-        read_weights_info(args.weights)
-    except WeightsError as error:
-        parser.error(f"--weights: {error}")
     poses_3d = load_poses_3d(DEFAULT_DATA / "data_3d_h36m.npz")
     cameras = load_cameras(DEFAULT_DATA / "cameras.json")
     print_where_the_reference_comes_from(poses_3d, cameras)

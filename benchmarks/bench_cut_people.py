@@ -33,7 +33,8 @@ if str(REPO) not in sys.path:
 from cfi_pose_ros.inference import create_lifter  # noqa: E402
 from cfi_pose_ros.pipeline import Frame2D, LiftingPipeline, Person2D  # noqa: E402
 from cfi_pose_ros.skeleton import H36M_17, H36M_LOWER_BODY  # noqa: E402
-from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, read_weights_info, resolve_weights  # noqa: E402
+from cfi_pose_ros.arguments import weights_file  # noqa: E402
+from cfi_pose_ros.weights import DEFAULT_WEIGHTS  # noqa: E402
 
 CLIP = DEFAULT_WEIGHTS.parents[1] / "data" / "demo_clip_h36m_s9.npz"
 UPPER_BODY = [H36M_17.index(name) for name in H36M_17.joint_names[H36M_17.index("spine"):]]
@@ -76,21 +77,16 @@ def cut_errors(weights: str, missing: tuple[str, ...], every: int) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", nargs="+", default=[str(DEFAULT_WEIGHTS)],
+    parser.add_argument("--weights", type=weights_file, nargs="+", default=[str(DEFAULT_WEIGHTS)],
                         help="weights files or packaged names, each measured in turn")
     parser.add_argument("--every", type=int, default=5, help="every Nth frame of the clip's 150")
     args = parser.parse_args()
-    try:        # before the work: a missing file was a traceback after the first set's measurement
-        for weights in args.weights:
-            read_weights_info(resolve_weights(weights))
-    except WeightsError as error:
-        parser.error(f"--weights: {error}")
     print(f"demo clip ({CLIP.name}), every {args.every}th frame, torch backend, the node's pipeline defaults")
     print(f"| weights | cut | {' | '.join(('seen joints, m', 'pelvis depth, m', 'upper body, mm', 'published'))} |")
     print("|---|---|---:|---:|---:|---:|")
     for weights in args.weights:
         for cut, missing in CUTS.items():
-            e = cut_errors(str(resolve_weights(weights)), missing, args.every)
+            e = cut_errors(weights, missing, args.every)
             print(f"| {Path(weights).stem} | {cut} | {e['seen joints, m']:.3f} | {e['pelvis depth, m']:.3f} | "
                   f"{e['upper body, mm']:.1f} | {e['published']:.0%} |", flush=True)
 

@@ -45,7 +45,8 @@ from cfi_pose_ros.camera import normalize_screen  # noqa: E402
 from cfi_pose_ros.inference import create_lifter  # noqa: E402
 from cfi_pose_ros.pipeline import Frame2D, LiftingPipeline, Person2D, PipelineConfig  # noqa: E402
 from cfi_pose_ros.root_solver import solve_root_translation  # noqa: E402
-from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, read_weights_info, resolve_weights  # noqa: E402
+from cfi_pose_ros.arguments import weights_file  # noqa: E402
+from cfi_pose_ros.weights import DEFAULT_WEIGHTS  # noqa: E402
 
 CLIP = DEFAULT_WEIGHTS.parents[1] / "data" / "demo_clip_h36m_s9.npz"
 SOLVERS = {"least squares": {"robust": False}, "robust": {"robust": True}}
@@ -170,13 +171,8 @@ def pipeline_cost_ms(variant, repeats: int, weights: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and people")
-    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="the lifter's weights (default: the shipped ones)")
+    parser.add_argument("--weights", type=weights_file, default=str(DEFAULT_WEIGHTS), help="the lifter's weights (default: the shipped ones)")
     args = parser.parse_args()
-    try:        # before the data and the work: a missing file was a traceback after the set-up
-        args.weights = str(resolve_weights(args.weights))
-        read_weights_info(args.weights)
-    except WeightsError as error:
-        parser.error(f"--weights: {error}")
     repeats = 3 if args.quick else 7
     rel, pixels, scores, truth, camera = lifted_people(5 if args.quick else 1, args.weights)
     print(f"{len(rel)} people of the demo clip, lifted by {args.weights}\n")
