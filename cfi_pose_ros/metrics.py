@@ -39,8 +39,8 @@ def procrustes_align(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
     # 0/0 gave NaN, and the SVD of it failed the whole evaluation. Left unscaled (zeros), the
     # cross-covariance is 0, so the scale below is 0 and the pose is aligned onto the other's
     # centroid: the best similarity there is (for a point target the error is then 0).
-    p0 = p0 / np.where(norm_p > 0, norm_p, 1.0)
-    t0 = t0 / np.where(norm_t > 0, norm_t, 1.0)
+    norm_p, norm_t = np.where(norm_p > 0, norm_p, 1.0), np.where(norm_t > 0, norm_t, 1.0)
+    p0, t0 = p0 / norm_p, t0 / norm_t
     u, s, vt = np.linalg.svd(np.matmul(np.swapaxes(t0, 1, 2), p0))
     v = np.swapaxes(vt, 1, 2)
     rotation = np.matmul(v, np.swapaxes(u, 1, 2))
@@ -49,7 +49,7 @@ def procrustes_align(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
     v[:, :, -1] *= sign
     s[:, -1] *= sign[:, 0]
     rotation = np.matmul(v, np.swapaxes(u, 1, 2))
-    scale = s.sum(axis=1)[:, None, None] * norm_t / np.where(norm_p > 0, norm_p, 1.0)
+    scale = s.sum(axis=1)[:, None, None] * norm_t / norm_p
     aligned = scale * np.matmul(predicted - mu_p, rotation) + mu_t
     aligned[unusable] = np.nan
     return aligned
