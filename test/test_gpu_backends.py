@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import types
@@ -445,6 +446,25 @@ def test_strong_typing_is_decided_by_the_tensorrt_version(fake_trt, tiny, tmp_pa
     assert build[2] == network_flags and build[3] == set_flags and build[4] == [trt.BuilderFlag.TF32]
     builder = lifter.describe()["builder"]
     assert builder["onnx_precision"] == ("fp32" if version.startswith("8.") else "fp16")
+
+
+@pytest.mark.parametrize("version", ["8.4.3.1", "8.2.1.8", "7.1.3"])
+def test_a_tensorrt_older_than_the_io_api_it_needs_is_refused_and_auto_falls_back(fake_trt, tiny, tmp_path,
+                                                                                  monkeypatch, version):
+    from cfi_pose_ros.inference import factory
+
+    trt = fake_trt(version=version)
+    with pytest.raises(BackendUnavailable, match=rf"^tensorrt: TensorRT {re.escape(version)} is not 8.5 or later, "
+                                                 r"the first with the name-based I/O API .*install TensorRT >= 8.5$"):
+        trt_lifter(tiny, tmp_path)
+    assert not trt.calls                        # refused before a builder was made, not after a build
+    assert tensorrt_backend.tensorrt_unavailable_reason().startswith(f"TensorRT {version} is not 8.5 or later")
+    monkeypatch.setattr(factory, "available_backends", lambda precision: {
+        "tensorrt": None, "cuda": "simulated: no CUDA graphs", "onnxruntime": "simulated", "torch": None})
+    lines = []
+    assert create_lifter(tiny, cache_dir=tmp_path, log=lines.append).backend == "torch"
+    assert any(f"skipped tensorrt: failed to start (BackendUnavailable: tensorrt: TensorRT {version} is not 8.5"
+               in line for line in lines), lines
 
 
 def test_a_refused_tensor_address_is_an_error(fake_trt, tiny, tmp_path):

@@ -58,8 +58,9 @@ that becomes :class:`~.base.BackendUnavailable` with the installed and the neede
 build.
 
 Inference uses TensorRT's name-based I/O API (``set_input_shape``,
-``set_tensor_address``, ``execute_async_v3``) with PyTorch CUDA tensors as
-device buffers and a PyTorch CUDA stream, so no pycuda/cuda-python is needed.
+``set_tensor_address``, ``execute_async_v3``: TensorRT >= 8.5, an older one is
+refused) with PyTorch CUDA tensors as device buffers and a PyTorch CUDA stream,
+so no pycuda/cuda-python is needed.
 """
 from __future__ import annotations
 
@@ -91,6 +92,12 @@ class EngineError(RuntimeError):
     """TensorRT could not parse, build, load or bind an engine (deterministic for its cache key)."""
 
 
+# The name-based I/O API this backend runs engines with (``num_io_tensors``, ``get_tensor_name``,
+# ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) came in TensorRT 8.5; an older
+# one failed on an AttributeError, 8.4 only after building an engine for minutes.
+OLDEST_TENSORRT = (8, 5)
+
+
 def _import_tensorrt():
     try:
         import tensorrt as trt
@@ -98,6 +105,11 @@ def _import_tensorrt():
         raise_if_interrupted(exc)       # but a stop signal's
         raise BackendUnavailable(f"tensorrt: Python module 'tensorrt' not importable "
                                  f"({exc.__class__.__name__}: {exc})") from exc
+    if tensorrt_version(trt) < OLDEST_TENSORRT:
+        oldest = ".".join(map(str, OLDEST_TENSORRT))
+        raise BackendUnavailable(f"tensorrt: TensorRT {getattr(trt, '__version__', '(no version)')} is not "
+                                 f"{oldest} or later, the first with the name-based I/O API this backend uses "
+                                 f"(set_tensor_address, execute_async_v3); install TensorRT >= {oldest}")
     return trt
 
 
@@ -113,8 +125,14 @@ def tensorrt_unavailable_reason() -> str | None:
     return exporter_unavailable_reason()
 
 
+def tensorrt_version(trt) -> tuple[int, int]:
+    """(major, minor) of the imported TensorRT; a version string it cannot read counts as (0, 0)."""
+    match = re.match(r"(\d+)\.(\d+)", str(getattr(trt, "__version__", "")))
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
 def tensorrt_major(trt) -> int:
-    return int(str(trt.__version__).split(".")[0])
+    return tensorrt_version(trt)[0]
 
 
 @functools.lru_cache(maxsize=None)
