@@ -328,6 +328,24 @@ def test_bench_training_rows_of_one_attention_share_the_precision_probe(monkeypa
     assert probed == {"matmul": "fp32", "sdpa": "bf16"}
 
 
+def test_bench_training_writes_its_table_and_a_plot_of_it(tmp_path):
+    """The figures as JSON and as bars against the 3x target and the products' bound (a real PNG)."""
+    import json
+
+    bench = benchmark("bench_training")
+    table = {"cpu": "test CPU, 2 cores usable", "model": {"dim": 128, "depth": 3, "heads": 8, "batch_size": 512},
+             "steps": 15, "rounds": 2, "matmul_gflop_per_step": 59.7, "peak_matmul_gflop_per_s": 387.0,
+             "products_bound_samples_per_s": 3325.0,
+             "rows": [{"trainer": name, "samples_per_s": rate, "vs_before": rate / 782.0}
+                      for name, rate in [("before (fp32 defaults)", 782.0), ("new defaults", 1249.0)]]}
+    written = bench.write_results(table, tmp_path / "out")
+    assert [path.name for path in written] == ["throughput.json", "throughput.png"]
+    assert json.loads(written[0].read_text()) == table
+    from PIL import Image
+    with Image.open(written[1]) as image:
+        assert image.format == "PNG" and image.width >= 600
+
+
 @pytest.mark.parametrize("name", ["bench_distance", "bench_cameras", "bench_root_solver", "bench_cut_people"])
 def test_an_accuracy_benchmark_refuses_missing_weights_in_one_line(monkeypatch, capsys, tmp_path, name):
     """A --weights file that is not there ended these in WeightsError's traceback (bench_distance
