@@ -156,8 +156,7 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                depth_topic=None, max_image_pixels: int | None = None) -> Source:
     """``max_image_pixels``: the detector's, for its compressed images (None: its default)."""
     from cfi_pose_ros.bag import MESSAGE_ENCODING, bag_summary, read_bag
-    from cfi_pose_ros.cdr import keypoints_people_count
-    from cfi_pose_ros.node.lifting import MOST_PEOPLE_READ
+    from cfi_pose_ros.node.lifting import crowd_not_to_decode
     from cfi_pose_ros.node.conversions import depth_from_msg, stamp_seconds
     from cfi_pose_ros.node.detect_node import image_to_bgr
 
@@ -193,11 +192,9 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                 continue
             # a message of more people than the lifter reads of one (a detector's max_people is at
             # most 1000) is not deserialized: see cdr.keypoints_people_count
-            people = keypoints_people_count(message.data) if message.topic == kp_topic else None
-            if people is not None and people > MOST_PEOPLE_READ:
-                yield Item(message.log_time_ns, unread=Unread(
-                    "too_many_people_to_decode", f"{where}: it holds {people} people, more than the lifter reads "
-                    f"of a message ({MOST_PEOPLE_READ}); not decoded", frame))
+            crowd = crowd_not_to_decode(message.data) if message.topic == kp_topic else None
+            if crowd is not None:
+                yield Item(message.log_time_ns, unread=Unread(crowd[0], f"{where}: {crowd[1]}", frame))
                 continue
             try:
                 msg = message.decode()

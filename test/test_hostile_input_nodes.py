@@ -203,6 +203,33 @@ def test_bytes_that_are_not_the_input_s_type_are_dropped_counted_and_warned_of(n
     assert node.process.poll() is None
 
 
+def test_a_message_of_more_people_than_any_max_people_reads_is_dropped_undecoded(node_factory, clip):
+    """Only the people read were cut to the highest scores: the node deserialized every person a
+    message held first, so one message of 100,000 people (24.8 MB) held the executor 8 s and grew the
+    lifter by 340 MB, for 64 people kept (offline lifting already skipped such a bag message). One of
+    more than MOST_PEOPLE_READ is now dropped undecoded, counted and warned of; one of that many is
+    still lifted, and the node goes on."""
+    from rclpy.serialization import serialize_message
+
+    from cfi_pose_ros.node.conversions import stamp_ns
+    from cfi_pose_ros.node.lifting import MOST_PEOPLE_READ
+
+    node = node_factory(reliable_input=True)        # a megabyte message crosses whole (see NodeUnderTest)
+    assert node.send_and_receive(clip_msg(clip, 0, sec=41)) is not None, node.log()
+    crowd = clip_msg(clip, 1, sec=42)
+    crowd.people = [crowd.people[0]] * (MOST_PEOPLE_READ + 1)
+    node.client.keypoints_pub.publish(serialize_message(crowd))
+    assert node.spin_until(lambda: _dropped(node, "too_many_people_to_decode") == 1, 30), node.log()
+    assert stamp_ns(crowd.header) not in node.client.received.poses
+    assert (f"dropped a message on {node.topics['input_topic']}: it holds {MOST_PEOPLE_READ + 1} people, more "
+            f"than the lifter reads of a message ({MOST_PEOPLE_READ}); not decoded") in node.log()
+    crowd.people = crowd.people[:MOST_PEOPLE_READ]      # as many as max_people's bound reads: lifted
+    crowd.header.stamp.sec = 43
+    out = node.send_and_receive(crowd, timeout=60, resend_every=5.0)
+    assert out is not None and len(out.humans) == 64, node.log()
+    assert _dropped(node, "too_many_people_to_decode") == 1 and node.process.poll() is None
+
+
 def test_a_sequence_length_past_the_end_puts_one_throttled_warning_in_the_log(node_factory, clip):
     """Fast DDS's type support printed "sequence size exceeds remaining buffer" for every such message,
     unthrottled, beside the node's throttled warning: a fuzzed lifter's log was 238 of those lines in 304."""

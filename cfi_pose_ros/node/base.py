@@ -743,13 +743,17 @@ class SpecLifecycleNode(LifecycleNode):
     def p(self, name: str):
         return self.get_parameter(name).value
 
-    def subscribe_input(self, msg_type, topic: str, callback, qos: QoSProfile, count_undeserializable):
+    def subscribe_input(self, msg_type, topic: str, callback, qos: QoSProfile, count_dropped,
+                        not_to_decode=None):
         """A subscription to ``topic`` that hands ``callback`` each message deserialized here, so
         that one whose bytes are not a ``msg_type`` (cut short, a sequence length past its end) is
-        counted (``count_undeserializable()``, as :data:`UNDESERIALIZABLE`) and warned of,
+        counted (``count_dropped(UNDESERIALIZABLE)``) and warned of,
         throttled: subscribed for the type, rmw drops such a message inside ``take`` without a word,
-        no count, no log line. A raw ``Image`` is read in place (:func:`image_from_serialized`):
-        rclpy's ``deserialize_message`` costs more than rmw's take, that reader less
+        no count, no log line. ``not_to_decode``: a function of a message's bytes giving ``(drop
+        reason, words)`` for one not to be read at all, or None; such a message is counted
+        (``count_dropped(reason)``) and warned of alike, never deserialized. A raw ``Image`` is
+        read in place (:func:`image_from_serialized`): rclpy's ``deserialize_message`` costs more
+        than rmw's take, that reader less
         (``benchmarks/bench_image_take.py``; README, "Bytes that are not a message").
         Its incompatible-QoS events warn naming the topic (a node has up to three inputs; rclpy's
         warning says only "this subscription"), by its resolved name, as /diagnostics names it."""
@@ -762,6 +766,11 @@ class SpecLifecycleNode(LifecycleNode):
         layout = None if msg_type is Image else cdr_layout(msg_type)     # an Image is read in place
 
         def take(serialized: bytes) -> None:
+            unread = not_to_decode and not_to_decode(serialized)
+            if unread:
+                count_dropped(unread[0])
+                self.warn_throttled(f"{unread[0]} {resolved}", f"dropped a message on {resolved}: {unread[1]}")
+                return
             try:
                 problem = encapsulation_problem(serialized)     # bytes the type support would crash on
                 if problem is None and layout is not None:
@@ -770,7 +779,7 @@ class SpecLifecycleNode(LifecycleNode):
                     raise ValueError(problem)
                 msg = deserialize(serialized)
             except Exception as exc:   # noqa: BLE001 - whatever the type support raises: the message is lost
-                count_undeserializable()
+                count_dropped(UNDESERIALIZABLE)
                 self.warn_throttled(f"{UNDESERIALIZABLE} {resolved}",
                                     f"dropped a message on {resolved}: its {len(serialized)} bytes are not a "
                                     f"{expected} (cut short, or a length past their end; {rcl_reason(exc)})")

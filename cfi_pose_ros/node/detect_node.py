@@ -366,13 +366,13 @@ class DetectNode(SpecLifecycleNode):
         return super().destroy_node()
 
     # --------------------------------------------------------------- callbacks
-    def _on_undeserializable(self) -> None:
+    def _on_undeserializable(self, reason: str = UNDESERIALIZABLE) -> None:
         """An input that arrived and is dropped, as one undecodable: diagnostics then tell the stream
         is there (not "no input ... for 60 s") and why nothing comes out of it."""
         if self._running:                   # one queued before unsubscribing: see _on_image
             with self._stats_lock:
                 self.stats.input(time.monotonic())
-            self._drop(UNDESERIALIZABLE)
+            self._drop(reason)
 
     def _on_image(self, msg) -> None:
         """Executor thread: hand the newest image to the worker, replacing one still waiting."""

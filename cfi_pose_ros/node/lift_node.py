@@ -38,14 +38,14 @@ from cfi_pose_ros.interrupts import raise_if_interrupted
 from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, header_drop_reason, markers_to_msg, stamp_seconds
-from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, diagnostics_msg, exit_process, newest_only_qos,
-                                   output_qos, rcl_reason, run, stoppable_configure)
+from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg, exit_process, newest_only_qos, output_qos,
+                                   rcl_reason, run, stoppable_configure)
 from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, TARGET_WITHOUT_FRAME, lift_configure_problems,
                                          lifter_options)
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, CameraInfoByFrame,
-                                      CameraModel,
-                                      camera_or_size_from_info, depth_warning_key, dropped_warning_key, lift_keypoints,
-                                      marker_namespace, pipeline_config, pose_smoother, warned_about)
+                                      CameraModel, camera_or_size_from_info, crowd_not_to_decode, depth_warning_key,
+                                      dropped_warning_key, lift_keypoints, marker_namespace, pipeline_config,
+                                      pose_smoother, warned_about)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import DEPTH_DISAGREES, LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats, ms_value
@@ -132,16 +132,17 @@ class LiftNode(SpecLifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         # bytes that are not a message (see subscribe_input): on the frames' topic an input dropped, on
-        # the CameraInfo's and the depth images' a drop
-        inputs = [(HumanKeypoints2DArray, "input_topic", self._on_keypoints, self._on_undeserializable_keypoints),
-                  (CameraInfo, "camera_info_topic", self._on_camera_info, self._on_undeserializable)]
+        # the CameraInfo's and the depth images' a drop; a crowd no max_people reads is not decoded
+        inputs = [(HumanKeypoints2DArray, "input_topic", self._on_keypoints, self._on_unread_keypoints,
+                   crowd_not_to_decode),
+                  (CameraInfo, "camera_info_topic", self._on_camera_info, self._on_unread, None)]
         if self.p("depth_topic"):
-            inputs.append((Image, "depth_topic", self._on_depth, self._on_undeserializable))
+            inputs.append((Image, "depth_topic", self._on_depth, self._on_unread, None))
         try:
-            for msg_type, topic, callback, on_undeserializable in inputs:
+            for msg_type, topic, callback, on_unread, not_to_decode in inputs:
                 self._subscriptions_active.append(self.subscribe_input(
                     msg_type, self.p(topic), callback, newest_only_qos(self.p("input_reliability")),
-                    on_undeserializable))
+                    on_unread, not_to_decode))
         except Exception as exc:    # see rcl_reason: the node stays inactive, not subscribed
             self._unsubscribe()
             return self.activate_failed(rcl_reason(exc))
@@ -229,14 +230,14 @@ class LiftNode(SpecLifecycleNode):
             self._tf_broadcast = None
 
     # --------------------------------------------------------------- callbacks
-    def _on_undeserializable(self) -> None:
+    def _on_unread(self, reason: str) -> None:
         if self._subscriptions_active:      # one queued before unsubscribing: see _on_keypoints
-            self.stats.drop(Counter({UNDESERIALIZABLE: 1}))
+            self.stats.drop(Counter({reason: 1}))
 
-    def _on_undeserializable_keypoints(self) -> None:
+    def _on_unread_keypoints(self, reason: str) -> None:
         if self._subscriptions_active:
             self.stats.input(time.monotonic())
-            self._on_undeserializable()
+            self._on_unread(reason)
             self.publish_diagnostics_if_due()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
