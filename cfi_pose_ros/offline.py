@@ -190,8 +190,8 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                     "non_cdr_channel", f"{where}: its channel is {message.message_encoding!r}, not ROS 2 "
                     f"{MESSAGE_ENCODING!r}", frame))
                 continue
-            # a message of more people than the lifter reads of one (a detector's max_people is at
-            # most 1000) is not deserialized: see cdr.keypoints_people_count
+            # a message of more people (or keypoints) than the lifter reads of one (a detector's
+            # max_people is at most 1000) is not deserialized: see lifting.crowd_not_to_decode
             crowd = crowd_not_to_decode(message.data) if message.topic == kp_topic else None
             if crowd is not None:
                 yield Item(message.log_time_ns, unread=Unread(crowd[0], f"{where}: {crowd[1]}", frame))

@@ -230,6 +230,34 @@ def test_a_message_of_more_people_than_any_max_people_reads_is_dropped_undecoded
     assert _dropped(node, "too_many_people_to_decode") == 1 and node.process.poll() is None
 
 
+def test_a_message_of_more_keypoints_than_its_people_could_have_is_dropped_undecoded(node_factory, clip):
+    """One person of 2,000,000 keypoints (24 MB) held the lifter's executor 5.7 s deserializing them,
+    to refuse that person for their count (wrong_keypoint_count). A message of more keypoints than
+    MOST_PEOPLE_READ people have in any layout is now dropped undecoded, counted and warned of; a
+    person of a few keypoints too many is still refused alone, the others lifted."""
+    from rclpy.serialization import serialize_message
+
+    from cfi_pose_ros.msg import Keypoint2D
+    from cfi_pose_ros.node.conversions import stamp_ns
+    from cfi_pose_ros.node.lifting import MOST_PEOPLE_READ
+
+    most = MOST_PEOPLE_READ * 17
+    node = node_factory(reliable_input=True)
+    assert node.send_and_receive(clip_msg(clip, 0, sec=51)) is not None, node.log()
+    msg = clip_msg(clip, 1, sec=52)
+    msg.people[1].keypoints = [Keypoint2D(x=1.0, y=2.0, score=0.5)] * (most + 1 - len(msg.people[0].keypoints))
+    node.client.keypoints_pub.publish(serialize_message(msg))
+    assert node.spin_until(lambda: _dropped(node, "too_many_keypoints_to_decode") == 1, 30), node.log()
+    assert stamp_ns(msg.header) not in node.client.received.poses
+    assert (f"dropped a message on {node.topics['input_topic']}: it holds {most + 1} keypoints, more than the "
+            f"lifter reads of a message ({most}); not decoded") in node.log()
+    msg.people[1].keypoints = msg.people[1].keypoints[:18]      # one too many: that person alone refused
+    msg.header.stamp.sec = 53
+    out = node.send_and_receive(msg)
+    assert out is not None and [h.id for h in out.humans] == [msg.people[0].id], node.log()
+    assert _dropped(node, "wrong_keypoint_count") == 1 and node.process.poll() is None
+
+
 def test_a_sequence_length_past_the_end_puts_one_throttled_warning_in_the_log(node_factory, clip):
     """Fast DDS's type support printed "sequence size exceeds remaining buffer" for every such message,
     unthrottled, beside the node's throttled warning: a fuzzed lifter's log was 238 of those lines in 304."""

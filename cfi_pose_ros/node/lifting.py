@@ -327,20 +327,34 @@ MOST_PEOPLE_READ = PEOPLE_READ_PER_KEPT * PARAMETERS_BY_NAME["max_people"].max_v
 TOO_MANY_PEOPLE_TO_DECODE = "too_many_people_to_decode"
 
 
-def crowd_not_to_decode(serialized) -> tuple[str, str] | None:
-    """``(TOO_MANY_PEOPLE_TO_DECODE, words)`` for the bytes of a ``HumanKeypoints2DArray`` of more
-    people than any max_people reads (:data:`MOST_PEOPLE_READ`), else None. Only what is read is
-    cut to the highest scores: deserializing costs every person the message holds (about 36 bytes
-    of memory a byte), and one message of 100,000 people (24.8 MB) held the lifter's executor 8 s
-    and grew it by 340 MB, for 64 people kept. No detector sends so many (its max_people is at most
-    1000); offline lifting skips such a message of a bag by this rule too."""
-    from cfi_pose_ros.cdr import keypoints_people_count
+# ... and of more keypoints than that many people have in any layout
+TOO_MANY_KEYPOINTS_TO_DECODE = "too_many_keypoints_to_decode"
+MOST_KEYPOINTS_READ = MOST_PEOPLE_READ * max(layout.num_joints for layout in LAYOUTS.values())
 
-    people = keypoints_people_count(serialized)
-    if people is None or people <= MOST_PEOPLE_READ:
+
+def crowd_not_to_decode(serialized) -> tuple[str, str] | None:
+    """``(drop reason, words)`` for the bytes of a ``HumanKeypoints2DArray`` of more people than any
+    max_people reads (:data:`MOST_PEOPLE_READ`: TOO_MANY_PEOPLE_TO_DECODE), or of more keypoints
+    than that many people have in any layout (:data:`MOST_KEYPOINTS_READ`:
+    TOO_MANY_KEYPOINTS_TO_DECODE), else None. Only what is read is cut to the highest scores (and a
+    person of another keypoint count refused): deserializing costs every keypoint the message holds
+    (about 36 bytes of memory a byte), and one message of 100,000 people (24.8 MB) held the lifter's
+    executor 8 s and grew it by 340 MB, for 64 people kept; one person of 2,000,000 keypoints
+    (24 MB) held it 5.7 s. No detector sends so many (its max_people is at most 1000); offline
+    lifting skips such a message of a bag by this rule too."""
+    from cfi_pose_ros.cdr import keypoints_counts
+
+    counts = keypoints_counts(serialized, most_people=MOST_PEOPLE_READ)
+    if counts is None:
         return None
-    return TOO_MANY_PEOPLE_TO_DECODE, (f"it holds {people} people, more than the lifter reads of a message "
-                                       f"({MOST_PEOPLE_READ}); not decoded")
+    people, keypoints = counts
+    if keypoints is None:
+        return TOO_MANY_PEOPLE_TO_DECODE, (f"it holds {people} people, more than the lifter reads of a message "
+                                           f"({MOST_PEOPLE_READ}); not decoded")
+    if keypoints > MOST_KEYPOINTS_READ:
+        return TOO_MANY_KEYPOINTS_TO_DECODE, (f"it holds {keypoints} keypoints, more than the lifter reads of a "
+                                              f"message ({MOST_KEYPOINTS_READ}); not decoded")
+    return None
 
 
 def _people_worth_reading(people, config: PipelineConfig) -> tuple[list, list[int] | None]:
