@@ -137,6 +137,10 @@ def keypoints_people_count(serialized: bytes | bytearray | memoryview) -> int | 
     return None if counts is None else counts[0]
 
 
+# the fewest bytes a HumanKeypoints2D takes: the id's and the keypoints' length words, score, layout, bbox
+_LEAST_PERSON_BYTES = 4 + 4 + 1 + 4 + 17
+
+
 def keypoints_counts(serialized: bytes | bytearray | memoryview, most_people: int) -> tuple[int, int | None] | None:
     """``(people, keypoints)`` of a ``cfi_pose_ros/HumanKeypoints2DArray``'s XCDR1 bytes, read without
     deserializing them: the length of its ``people`` sequence and the sum of their ``keypoints``
@@ -157,6 +161,8 @@ def keypoints_counts(serialized: bytes | bytearray | memoryview, most_people: in
         reader.number(reader.uint32, "image_width")
         reader.number(reader.uint32, "image_height")
         people = reader.number(reader.uint32, "people's length")
+        if people * _LEAST_PERSON_BYTES > reader.end - reader.position:
+            return None     # a length past the bytes' end: no message, not a crowd (the type support says so)
         if people > most_people:
             return people, None
         keypoints = 0

@@ -413,3 +413,11 @@ def test_the_keypoints_of_a_keypoints_message_are_counted_without_deserializing_
         assert keypoints_counts(serialized, most_people=people - 1) == (people, None) or people == 0
         if total:
             assert keypoints_counts(serialized[:-20], most_people=5) is None, trial
+    # a people count the bytes cannot hold is no crowd to drop undecoded but bytes that are no message
+    # (the node counts them undeserializable): 4 billion people in 500 bytes
+    two = serialize_message(keypoints_msg(np.zeros((2, 17, 2)), np.ones((2, 17)), ["a", "b"], (640, 480), "h36m_17",
+                                          "cam", 10**9))
+    start = len(serialize_message(keypoints_msg(np.zeros((0, 17, 2)), np.ones((0, 17)), [], (640, 480), "h36m_17",
+                                                "cam", 10**9))) - 4          # where the people's count is
+    assert keypoints_counts(two, most_people=5) == (2, 34) and two[start:start + 4] == (2).to_bytes(4, "little")
+    assert keypoints_counts(two[:start] + b"\xff\xff\xff\xff" + two[start + 4:], most_people=5) is None

@@ -228,6 +228,12 @@ def test_a_message_of_more_people_than_any_max_people_reads_is_dropped_undecoded
     out = node.send_and_receive(crowd, timeout=60, resend_every=5.0)
     assert out is not None and len(out.humans) == 64, node.log()
     assert _dropped(node, "too_many_people_to_decode") == 1 and node.process.poll() is None
+    # a count of 4 billion people in a message of two is no crowd but bytes that are no message
+    two = serialize_message(clip_msg(clip, 2, sec=44))
+    start = two.index((len(clip.ids)).to_bytes(4, "little"), 20)     # the people's count, after the header
+    node.client.keypoints_pub.publish(two[:start] + b"\xff\xff\xff\xff" + two[start + 4:])
+    assert node.spin_until(lambda: _dropped(node, "undeserializable") == 1, 30), node.log()
+    assert _dropped(node, "too_many_people_to_decode") == 1
 
 
 def test_a_message_of_more_keypoints_than_its_people_could_have_is_dropped_undecoded(node_factory, clip):
