@@ -2129,6 +2129,55 @@ def test_an_output_topic_set_to_a_topic_the_node_has_with_another_type_answers_s
         assert node.close() == 0, node.log()
 
 
+def test_an_input_topic_set_to_a_topic_the_node_has_with_another_type_answers_success_saying_so(tmp_path, ros_env):
+    """`ros2 param set /cfi_pose_lifter input_topic human_pose_3d` (its output), `camera_info_topic`
+    set to the keypoints' topic, `depth_topic /diagnostics`, `ros2 param set /cfi_pose_detector
+    image_topic human_keypoints_2d` (its output), while unconfigured: each answered a plain success,
+    configure succeeded too, and only activate said no. Accepted, as the value that mends it may come
+    next, but the reason says so at once, as for the output topics."""
+    from lifecycle_msgs.msg import State, Transition
+
+    from ros_harness import LifecycleClient
+
+    name = f"inputs_lifter_{os.getpid()}"
+    node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "torch"}, wait=False, node_name=name)
+    detector_name = f"inputs_detector_{os.getpid()}"
+    detector = start_node(DETECT_NODE, overrides={"autostart": False}, log_path=tmp_path / "detector.log",
+                          node_name=detector_name)
+    try:
+        lifter = ParameterClient(node.client, name, node.spin_until)
+        would_fail = "set; activate would fail as the parameters now stand: "
+        topics = node.topics
+        (keypoints,) = lifter.set(input_topic=topics["output_topic"])
+        assert keypoints.successful and keypoints.reason == (
+            f"{would_fail}input_topic {topics['output_topic']} is output_topic too, a topic of one message type "
+            "(cfi_pose_ros/msg/HumanPose3DArray, not cfi_pose_ros/msg/HumanKeypoints2DArray)"), keypoints.reason
+        lifter.set_ok(input_topic=topics["input_topic"])
+        (info,) = lifter.set(camera_info_topic=topics["input_topic"])
+        assert info.successful and info.reason == (
+            f"{would_fail}camera_info_topic {topics['input_topic']} is input_topic too, a topic of one message "
+            "type (cfi_pose_ros/msg/HumanKeypoints2DArray, not sensor_msgs/msg/CameraInfo)"), info.reason
+        assert lifter.set(camera_info_topic=topics["camera_info_topic"])[0].reason == ""    # mended
+        (depth,) = lifter.set(depth_topic="/diagnostics")
+        assert depth.successful and depth.reason == (
+            f"{would_fail}depth_topic /diagnostics is its /diagnostics too, a topic of one message type "
+            "(diagnostic_msgs/msg/DiagnosticArray, not sensor_msgs/msg/Image)"), depth.reason
+        lifecycle = LifecycleClient(node.client, name, node.spin_until)
+        # what the reason foretold
+        assert lifecycle.transition(Transition.TRANSITION_CONFIGURE), node.log()
+        assert not lifecycle.transition(Transition.TRANSITION_ACTIVATE)
+        assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
+        assert "activate failed: " in node.log() and "rt/diagnostics" in node.log()
+
+        (image,) = ParameterClient(node.client, detector_name, node.spin_until).set(image_topic="human_keypoints_2d")
+        assert image.successful and image.reason == (
+            f"{would_fail}image_topic /human_keypoints_2d is keypoints_topic too, a topic of one message type "
+            "(cfi_pose_ros/msg/HumanKeypoints2DArray, not sensor_msgs/msg/Image)"), image.reason
+    finally:
+        assert stop(detector) == 0, (tmp_path / "detector.log").read_text()
+        assert node.close() == 0, node.log()
+
+
 # What each node is given before the dump, as a client other than `ros2 param set` sends it (typed)
 DUMPED_VALUES = {
     "lift": {"min_keypoint_score": 1e-05, "target_frame": "base_link",

@@ -619,9 +619,13 @@ class SpecLifecycleNode(LifecycleNode):
         at_configure = {spec.name for spec in self._specs_by_name.values() if spec.takes_effect == AT_CONFIGURE}
         if result.successful and at_configure & {param.name for param in changing}:
             # accepted (the value that mends it may come next), but said at once, not at configure
-            problems = self.configure_problems()
-            if problems:
-                result.reason = "set; configure would fail as the parameters now stand: " + "; ".join(problems)
+            # or activate
+            failing = [(step, problems) for step, problems in (("configure", self.configure_problems()),
+                                                                ("activate", self.input_topic_problems()))
+                       if problems]
+            if failing:
+                result.reason = "set; " + "; ".join(f"{step} would fail as the parameters now stand: "
+                                                    + "; ".join(problems) for step, problems in failing)
                 self.get_logger().warn(result.reason)
         return result
 
@@ -640,14 +644,36 @@ class SpecLifecycleNode(LifecycleNode):
         transition events), which the middleware refuses. `ros2 param set <node> markers_topic
         human_pose_3d` or `output_topic /diagnostics` answered a plain success, and only
         configure said no."""
+        return self._topic_clashes(self.output_topic_types, self._own_topics())
+
+    # The parameters naming the topics activate subscribes to, with their message types, as the
+    # parameters now stand (a subclass's; an optional input left empty is none)
+    def input_topic_types(self) -> dict:
+        return {}
+
+    def input_topic_problems(self) -> list[str]:
+        """Input topics activate cannot subscribe to: one that resolves to a topic the node has with
+        another message type (an output, another input, the topics of output_topic_problems).
+        `ros2 param set <node> input_topic human_pose_3d` (the output) or `depth_topic /diagnostics`
+        answered a plain success, and configure too; only activate said no."""
+        taken = self._own_topics()
+        self._topic_clashes(self.output_topic_types, taken)       # said by output_topic_problems
+        return self._topic_clashes(self.input_topic_types(), taken)
+
+    def _own_topics(self) -> dict:
+        """Resolved topic -> (what it is in words, message type) of the topics every node has."""
         from lifecycle_msgs.msg import TransitionEvent
         from rcl_interfaces.msg import Log, ParameterEvent
 
-        taken = {"/diagnostics": ("its /diagnostics", DiagnosticArray), "/rosout": ("its /rosout", Log),
-                 "/parameter_events": ("its /parameter_events", ParameterEvent),
-                 self._resolved_topic("~/transition_event"): ("its transition events", TransitionEvent)}
+        return {"/diagnostics": ("its /diagnostics", DiagnosticArray), "/rosout": ("its /rosout", Log),
+                "/parameter_events": ("its /parameter_events", ParameterEvent),
+                self._resolved_topic("~/transition_event"): ("its transition events", TransitionEvent)}
+
+    def _topic_clashes(self, topic_types: dict, taken: dict) -> list[str]:
+        """What of ``topic_types`` (parameter -> message type) resolves to a topic of ``taken`` with
+        another message type, in words; each is taken in turn."""
         problems = []
-        for name, msg_type in self.output_topic_types.items():
+        for name, msg_type in topic_types.items():
             resolved = self._resolved_topic(self.p(name))
             other, other_type = taken.get(resolved, (None, msg_type))
             if other_type is not msg_type:

@@ -218,6 +218,9 @@ class DetectNode(SpecLifecycleNode):
     diagnostics_task = "2D detection"
     output_topic_types = {"keypoints_topic": HumanKeypoints2DArray}
 
+    def input_topic_types(self) -> dict:
+        return {"image_topic": CompressedImage if self.p("compressed") else Image}
+
     def __init__(self, name: str = NODE_NAME, **kwargs):
         # What destroy_node() stops, set first: a stop signal during start-up can interrupt this
         # constructor once rclpy has registered the node, and rclpy's shutdown then destroys it.
@@ -307,7 +310,7 @@ class DetectNode(SpecLifecycleNode):
         # a resumed stream is a new stream: no boxes followed from before the pause
         if hasattr(self.detector, "reset"):
             self.detector.reset()
-        msg_type = CompressedImage if self.p("compressed") else Image
+        msg_type = self.input_topic_types()["image_topic"]
         try:
             self._subscription = self.subscribe_input(
                 msg_type, self.p("image_topic"), self._on_image, newest_only_qos(self.p("input_reliability")),

@@ -81,6 +81,10 @@ class LiftNode(SpecLifecycleNode):
     # --------------------------------------------------------------- live parameters
     output_topic_types = {"output_topic": HumanPose3DArray, "markers_topic": MarkerArray}
 
+    def input_topic_types(self) -> dict:
+        return {"input_topic": HumanKeypoints2DArray, "camera_info_topic": CameraInfo,
+                **({"depth_topic": Image} if self.p("depth_topic") else {})}
+
     def configure_problems(self) -> list[str]:
         return lift_configure_problems(self.p) + super().configure_problems()
 
@@ -133,13 +137,12 @@ class LiftNode(SpecLifecycleNode):
     def on_activate(self, state) -> TransitionCallbackReturn:
         # bytes that are not a message (see subscribe_input): on the frames' topic an input dropped, on
         # the CameraInfo's and the depth images' a drop; a crowd no max_people reads is not decoded
-        inputs = [(HumanKeypoints2DArray, "input_topic", self._on_keypoints, self._on_unread_keypoints,
-                   crowd_not_to_decode),
-                  (CameraInfo, "camera_info_topic", self._on_camera_info, self._on_unread, None)]
-        if self.p("depth_topic"):
-            inputs.append((Image, "depth_topic", self._on_depth, self._on_unread, None))
+        callbacks = {"input_topic": (self._on_keypoints, self._on_unread_keypoints, crowd_not_to_decode),
+                     "camera_info_topic": (self._on_camera_info, self._on_unread, None),
+                     "depth_topic": (self._on_depth, self._on_unread, None)}
         try:
-            for msg_type, topic, callback, on_unread, not_to_decode in inputs:
+            for topic, msg_type in self.input_topic_types().items():
+                callback, on_unread, not_to_decode = callbacks[topic]
                 self._subscriptions_active.append(self.subscribe_input(
                     msg_type, self.p(topic), callback, newest_only_qos(self.p("input_reliability")),
                     on_unread, not_to_decode))
