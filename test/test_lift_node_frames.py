@@ -349,6 +349,30 @@ def test_a_negative_stamp_with_a_tf2_target_frame_drops_that_frame_and_the_node_
     assert int(node.latest_diagnostics().get("dropped.negative_stamp", 0)) >= 1
 
 
+def test_an_output_topic_set_to_the_tf_topic_answers_success_saying_configure_would_fail(tmp_path, ros_env,
+                                                                                       node_factory, monkeypatch):
+    """With tf2 (the stand-in here) and publish_tf, configure makes a TF broadcaster, whose /tf
+    publisher is of another type than any output: `ros2 param set /cfi_pose_lifter output_topic /tf`
+    while unconfigured answered a plain success, and only configure said no. The reason says so at
+    once, as for the node's other topics; with publish_tf false /tf is free."""
+    from lifecycle_msgs.msg import Transition
+
+    from ros_harness import LifecycleClient, ParameterClient
+
+    _use_tf2_stand_in(tmp_path, ros_env, monkeypatch)
+    node = node_factory(publish_tf=True, autostart=False)
+    params = ParameterClient(node.client, "cfi_pose_lifter", node.spin_until)
+    (result,) = params.set(output_topic="/tf")
+    assert result.successful and result.reason == (
+        "set; configure would fail as the parameters now stand: output_topic /tf is its /tf (publish_tf) too, a "
+        "topic of one message type (tf2_msgs/msg/TFMessage, not cfi_pose_ros/msg/HumanPose3DArray)"), result.reason
+    assert not LifecycleClient(node.client, "cfi_pose_lifter", node.spin_until).transition(
+        Transition.TRANSITION_CONFIGURE)
+    assert "rt/tf with incompatible type" in node.log()
+    params.set_ok(publish_tf=False)
+    assert params.set(output_topic="/tf")[0].reason == ""
+
+
 def test_the_tf_publisher_is_there_while_publish_tf_is_and_goes_at_shutdown(tmp_path, ros_env, node_factory,
                                                                            monkeypatch):
     """The /tf publisher (through the stand-in broadcaster, which makes one as tf2_ros' does) was made

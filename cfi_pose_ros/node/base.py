@@ -672,13 +672,16 @@ class SpecLifecycleNode(LifecycleNode):
     def _topic_clashes(self, topic_types: dict, taken: dict) -> list[str]:
         """What of ``topic_types`` (parameter -> message type) resolves to a topic of ``taken`` with
         another message type, in words; each is taken in turn."""
+        def named(msg_type) -> str:       # a type given by name: one whose module may not be installed
+            return msg_type if isinstance(msg_type, str) else type_name(msg_type)
+
         problems = []
         for name, msg_type in topic_types.items():
             resolved = self._resolved_topic(self.p(name))
             other, other_type = taken.get(resolved, (None, msg_type))
-            if other_type is not msg_type:
+            if named(other_type) != named(msg_type):
                 problems.append(f"{name} {resolved} is {other} too, a topic of one message type "
-                                f"({type_name(other_type)}, not {type_name(msg_type)})")
+                                f"({named(other_type)}, not {named(msg_type)})")
             taken.setdefault(resolved, (name, msg_type))
         return problems
 

@@ -85,6 +85,15 @@ class LiftNode(SpecLifecycleNode):
         return {"input_topic": HumanKeypoints2DArray, "camera_info_topic": CameraInfo,
                 **({"depth_topic": Image} if self.p("depth_topic") else {})}
 
+    def _own_topics(self) -> dict:
+        """Every node's, and /tf where configure makes a TF broadcaster (tf2_ros' publishes
+        tf2_msgs/TFMessage there): `ros2 param set /cfi_pose_lifter output_topic /tf` answered a plain
+        success, and only configure said no."""
+        topics = super()._own_topics()
+        if self.p("publish_tf") and load_tf2()[0] is not None:
+            topics[self._resolved_topic("/tf")] = ("its /tf (publish_tf)", "tf2_msgs/msg/TFMessage")
+        return topics
+
     def configure_problems(self) -> list[str]:
         return lift_configure_problems(self.p) + super().configure_problems()
 
