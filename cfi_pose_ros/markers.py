@@ -136,6 +136,10 @@ class DrawnMarkers:
                 self._drawn.put(name, drawn[name])       # now the most recently drawn
         return sorted(gone)
 
+    def cleared(self, namespace: str) -> bool:
+        """``namespace``'s markers are being deleted (a DELETEALL of it): forgotten; whether it had any."""
+        return bool(self._drawn.pop(namespace, set()))
+
     def evicted(self) -> list[str]:
         """The namespaces past ``MAX_NAMESPACES`` or not drawn in for ``FORGET_AFTER_ARRAYS``
         arrays, least recently drawn first, now forgotten: their markers are to be cleared (a

@@ -574,7 +574,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     from cfi_pose_ros.depth import DepthHistory
     from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
     from cfi_pose_ros.node.conversions import markers_to_msg, stamp_seconds
-    from cfi_pose_ros.node.lifting import CameraInfoByFrame, CameraModel, build_pipeline, camera_or_size_from_info, lift_keypoints
+    from cfi_pose_ros.node.lifting import (CameraInfoByFrame, CameraModel, build_pipeline, camera_or_size_from_info,
+                                           dropped_frame_markers, lift_keypoints)
 
     value = lift_values.__getitem__
     pipeline = build_pipeline(value, log=log)
@@ -664,6 +665,10 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             result.frames += 1
             bar.update(1)
             if poses is None:
+                clear = (dropped_frame_markers(msg.header, value("marker_lifetime"), drawn_markers, last_markers[0])
+                         if last_markers is not None and value("publish_markers") else None)
+                if clear is not None:       # as the node: the camera's never-expiring skeletons go
+                    writer.write(topics["markers_topic"], clear, item.log_time_ns)
                 continue
             result.people += len(poses.humans)
             writer.write(topics["output_topic"], poses, item.log_time_ns)

@@ -2378,3 +2378,39 @@ def test_the_incompatible_qos_warning_is_throttled_and_diagnostics_run_without_a
     node.client.destroy_publisher(node.client.keypoints_pub)
     assert node.spin_until(lambda: "(no publisher, incompatible QoS" in node.latest_diagnostics().get("_message", ""),
                            10), node.latest_diagnostics().get("_message")
+
+
+@pytest.mark.parametrize("reason", ["bad_stamp_nanosec", "bad_image_size"])
+def test_a_camera_whose_frames_are_dropped_whole_has_its_never_expiring_skeletons_cleared(node_factory, clip, reason):
+    """With a lifetime RViz never expires, a frame of a camera dropped whole (a stamp no ROS time
+    holds, no image size to normalise by: nothing is published for it) sent no markers, so the
+    skeletons of that camera's last published frame stayed on RViz's screen for as long as its frames
+    kept being dropped, frozen, where a frame whose every person was dropped clears them (its
+    DELETEALL). The dropped frame now clears its camera's skeletons; another camera's stay."""
+    from visualization_msgs.msg import Marker
+
+    from cfi_pose_ros.node.conversions import stamp_ns
+
+    node = node_factory(overrides={"marker_lifetime": 0.0})
+    other = clip_msg(clip, 0, sec=610, people=[0])
+    other.header.frame_id = "other_camera_optical_frame"
+    for msg in (clip_msg(clip, 0, sec=600), other):
+        assert node.send_and_receive(msg) is not None, node.log()
+        assert node.spin_until(lambda: stamp_ns(msg.header) in node.client.received.markers, 10), node.log()
+    drawn = dict(node.client.received.markers)
+    assert {m.ns for m in rviz_shows(drawn[k] for k in sorted(drawn)).values()} == {
+        f"cfi_pose_lifter/{FRAME}", "cfi_pose_lifter/other_camera_optical_frame"}
+    bad = clip_msg(clip, 1, sec=620)
+    if reason == "bad_stamp_nanosec":
+        bad.header.stamp.nanosec = 4_294_967_295
+    else:
+        bad.image_width = bad.image_height = 0      # and no CameraInfo to take the size from
+    for _ in range(5):
+        node.client.publish(bad)
+        node.spin_for(0.1)
+    assert node.spin_until(lambda: _diag_count(node.latest_diagnostics(), reason) >= 1, 20), node.log()
+    node.spin_for(0.5)
+    arrays = [node.client.received.markers[k] for k in sorted(node.client.received.markers)]
+    after = arrays[len(drawn):]
+    assert after and all(m.action == Marker.DELETEALL for a in after for m in a.markers), after
+    assert {m.ns for m in rviz_shows(arrays).values()} == {"cfi_pose_lifter/other_camera_optical_frame"}

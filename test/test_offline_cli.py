@@ -1386,3 +1386,29 @@ def test_a_video_the_disk_cannot_hold_is_not_named_whole(ros_env, tmp_path):
     assert run.stderr.strip().splitlines()[-1].startswith(f"offline: error: {out / 'lifted.partial.mp4'}: "), run.stderr
     names = sorted(path.name for path in out.iterdir())
     assert "lifted.mcap" in names and not {"lifted.mp4", "lifted.gif", "summary.json"} & set(names), names
+
+
+def test_a_camera_s_frames_dropped_whole_clear_its_never_expiring_skeletons_in_the_bag(tmp_path):
+    """With a lifetime RViz never expires, the frames of a bag that were dropped whole (stamped before
+    time zero: nothing published for them) wrote no markers, so the last published frame's skeletons
+    stayed on RViz's screen through all of them, to the bag's end. The first such frame clears them,
+    as the node does (the bag's end then has nothing left to clear)."""
+    import json
+
+    from visualization_msgs.msg import Marker
+
+    from cfi_pose_ros.bag import read_bag
+
+    start = 10**9 * 100
+    bag = _bag(tmp_path / "dropped.mcap", [start, start + PERIOD_NS, -5 * 10**9, -4 * 10**9])
+    params = tmp_path / "lift.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    marker_lifetime: 0.0\n")
+    assert offline([str(bag), "--out", str(tmp_path / "out"), "--quiet", "--no-video",
+                    "--params-file", str(params)]) == 0
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["dropped"] == {"negative_stamp": 4}     # a count per person
+    messages = list(read_bag(tmp_path / "out" / "lifted.mcap", ["/human_pose_3d/markers"]))
+    assert [m.log_time_ns for m in messages] == [start + k * PERIOD_NS for k in range(3)]
+    *drawn, cleared = [m.decode() for m in messages]
+    assert all(len(a.markers) > 1 for a in drawn)
+    assert [(m.action, m.ns) for m in cleared.markers] == [(Marker.DELETEALL, drawn[-1].markers[0].ns)]
+    assert cleared.markers[0].header.stamp == drawn[-1].markers[0].header.stamp      # no stamp before zero

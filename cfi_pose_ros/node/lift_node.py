@@ -44,8 +44,8 @@ from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, TARGET_WITHOUT_F
                                          lifter_options)
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, CameraInfoByFrame,
                                       CameraModel, camera_or_size_from_info, crowd_not_to_decode, depth_warning_key,
-                                      dropped_warning_key, lift_keypoints, marker_namespace, pipeline_config,
-                                      pose_smoother, warned_about)
+                                      dropped_frame_markers, dropped_warning_key, lift_keypoints, marker_namespace,
+                                      pipeline_config, pose_smoother, warned_about)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import DEPTH_DISAGREES, LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats, ms_value
@@ -296,6 +296,7 @@ class LiftNode(SpecLifecycleNode):
         target_frame, transform = (("", None) if header_drop_reason(msg.header) is not None
                                    else self._output_transform(msg.header))
         if target_frame is None:
+            self._clear_dropped_camera_markers(msg.header)
             return      # never published in a wrong frame
         if not (target_frame or tf2_frame_id(msg.header.frame_id)):
             self.warn_throttled("no_frame_id", "input without header.frame_id: its poses and markers are in no "
@@ -306,6 +307,7 @@ class LiftNode(SpecLifecycleNode):
         except Exception as exc:  # never let one bad frame take the node down
             self.stats.drop(Counter(processing_error=1))
             self.warn_throttled("processing_error", f"frame dropped, lifting failed: {exc!r}")
+            self._clear_dropped_camera_markers(msg.header)
             return
         for key, text in result.warnings.items():
             self.warn_throttled(key, text)
@@ -317,6 +319,7 @@ class LiftNode(SpecLifecycleNode):
                 if reason not in ROUTINE_DROPS and not warned_about(result.warnings, reason):
                     self.warn_throttled(dropped_warning_key(reason), f"dropped malformed input: {reason} x{count}")
         if not result.publishable:
+            self._clear_dropped_camera_markers(msg.header)
             return   # nothing can be said about this frame, not even that it is empty
         self._pose_pub.publish(result.poses_msg())
         # Markers only when someone (RViz) listens: building them costs about as much as the poses.
@@ -336,6 +339,15 @@ class LiftNode(SpecLifecycleNode):
                                                        "not synchronised, or use_sim_time not set as for the "
                                                        "input's source?)")
         self.stats.output(time.monotonic(), time.perf_counter() - started, len(result.people))
+
+    def _clear_dropped_camera_markers(self, input_header) -> None:
+        """A frame dropped whole: its camera's skeletons that RViz never expires go (see
+        lifting.dropped_frame_markers)."""
+        if self.p("publish_markers"):
+            clear = dropped_frame_markers(input_header, self.p("marker_lifetime"), self._drawn_markers,
+                                          Header(stamp=self.get_clock().now().to_msg()), self.marker_namespace)
+            if clear is not None:
+                self._marker_pub.publish(clear)
 
     def _warn_tf_frames_taken(self, camera: str, taken: dict[str, str]) -> None:
         """Counted and logged, not a drop of the input (its poses are published): a misconfiguration

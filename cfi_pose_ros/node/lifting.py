@@ -25,8 +25,8 @@ from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_fr
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, camera_namespace, lifetime_expires, skeleton_markers
 from cfi_pose_ros.msg import HumanPose3DArray
 from cfi_pose_ros.node.conversions import (BAD_FRAME_ID, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, LAYOUT_NAMES,
-                                           NEGATIVE_STAMP, check_frame_id, frame_from_msg, header_drop_reason,
-                                           markers_to_msg, poses_to_msg)
+                                           NEGATIVE_STAMP, check_frame_id, frame_from_msg, frame_id_problem,
+                                           header_drop_reason, markers_to_msg, poses_to_msg)
 from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
 from cfi_pose_ros.pipeline import (MAX_TRACK_ID_LENGTH, ROOT_RELATIVE, Frame2D, LiftedPerson, LiftingPipeline,
                                    PipelineConfig)
@@ -454,6 +454,21 @@ def _camera_info_not_for(msg, camera_frame_id: str, camera_size: tuple[int, int]
             f"{info_width}x{info_height} (aspect {info_width / info_height:.3f}): not the same view resized "
             "(keypoints of a letterboxed or cropped detector input, or image_width/height of the network's input?)")
     return None
+
+
+def dropped_frame_markers(input_header, lifetime: float, drawn: DrawnMarkers, header,
+                          namespace: str = LIFTER_MARKER_NAMESPACE) -> MarkerArray | None:
+    """The markers for an input of ``input_header`` dropped whole (nothing published for it: a stamp
+    no ROS time holds, no image size, no transform, lifting failed), or None. With a lifetime RViz
+    expires its camera's skeletons go by it; with one it never expires they stayed on RViz's screen,
+    frozen, for as long as the camera's frames were dropped, where a frame whose every person was
+    dropped clears them: a DELETEALL (marker header ``header``) of the camera's namespace in
+    ``namespace`` (the lifter's), where ``drawn`` says it has markers. An input whose frame_id names
+    no frame names no camera: nothing."""
+    if lifetime_expires(lifetime) or frame_id_problem(input_header) is not None:
+        return None
+    camera = camera_namespace(namespace, tf2_frame_id(input_header.frame_id))
+    return markers_to_msg(header, [], cleared=[camera]) if drawn.cleared(camera) else None
 
 
 def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | None,
