@@ -1137,7 +1137,7 @@ def test_skeletons_rviz_would_keep_are_cleared_when_the_node_stops_updating_them
 
 
 def test_a_live_marker_setting_clears_the_skeletons_without_stalling_the_node(ros_env):
-    """Setting publish_markers or marker_lifetime cleared the skeletons, then waited up to 0.5 s for
+    """Setting publish_markers false cleared the skeletons, then waited up to 0.5 s for
     every reliable subscriber to acknowledge the DELETEALL, in the executor: an active lifter
     stalled at each set and dropped about a dozen frames at 30 Hz (the wait is for a publisher
     destroyed next: cleanup, shutdown). Turning markers on cleared what was not there."""
@@ -1160,15 +1160,16 @@ def test_a_live_marker_setting_clears_the_skeletons_without_stalling_the_node(ro
         published, waits = [], []
         node._marker_pub.publish = published.append
         node._marker_pub.wait_for_all_acked = lambda *args: waits.append(args) or True
-        for name, value, clears in (("marker_lifetime", 1.0, 1), ("publish_markers", False, 1),
+        # a lifetime change clears nothing: the next frame redraws (test_a_live_marker_lifetime_change...)
+        for name, value, clears in (("marker_lifetime", 1.0, 0), ("publish_markers", False, 1),
                                     ("marker_lifetime", 0.0, 0), ("publish_markers", True, 0)):
             before = len(published)
             assert node.set_parameters([Parameter(name, value=value)])[0].successful
             assert len(published) - before == clears, (name, value)
-        assert [m.action for array in published for m in array.markers] == [Marker.DELETEALL] * 2
+        assert [m.action for array in published for m in array.markers] == [Marker.DELETEALL]
         assert waits == []
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS    # lifetime 0: cleared there,
-        assert len(published) == 3 and len(waits) == 1                          # and waited for
+        assert len(published) == 2 and len(waits) == 1                          # and waited for
     finally:
         node.destroy_node()
         rclpy.shutdown(context=context)
@@ -1308,7 +1309,7 @@ def test_a_parameter_set_to_the_value_it_has_changes_nothing(node_factory, clip)
     params.set_ok(publish_markers=True, marker_lifetime=0.0)
     node.spin_for(1.0)
     assert not node.client.received.markers
-    params.set_ok(marker_lifetime=0.5)                   # a real change still clears them
+    params.set_ok(publish_markers=False)                 # a real change still clears them
     assert node.spin_until(lambda: node.client.received.markers, 10), node.log()
 
 
@@ -2414,3 +2415,34 @@ def test_a_camera_whose_frames_are_dropped_whole_has_its_never_expiring_skeleton
     after = arrays[len(drawn):]
     assert after and all(m.action == Marker.DELETEALL for a in after for m in a.markers), after
     assert {m.ns for m in rviz_shows(arrays).values()} == {"cfi_pose_lifter/other_camera_optical_frame"}
+
+
+@pytest.mark.parametrize("lifetime, new_lifetime", [(1.0, 2.0), (0.0, 1.0), (1.0, 0.0)])
+def test_a_live_marker_lifetime_change_keeps_the_skeletons_drawn(node_factory, clip, lifetime, new_lifetime):
+    """`ros2 param set ... marker_lifetime` sent a DELETEALL at once and the next frame drew the people
+    again: RViz showed nobody for a frame's period at each set (over DDS: the people's skeletons,
+    then none, then the next frame's), a blink of every skeleton for a change of how long they last.
+    The next frame draws everyone with the new lifetime (an ADD replaces a marker, lifetime and all)
+    and deletes who left, as any frame does; a lifetime RViz never expires still starts it with a
+    DELETEALL, in the same array."""
+    from visualization_msgs.msg import Marker
+
+    from cfi_pose_ros.node.conversions import stamp_ns
+    from ros_harness import ParameterClient
+
+    node = node_factory(overrides={"marker_lifetime": lifetime})
+    first = clip_msg(clip, 0, sec=700)
+    assert node.send_and_receive(first) is not None, node.log()
+    assert node.spin_until(lambda: stamp_ns(first.header) in node.client.received.markers, 10), node.log()
+    ParameterClient(node.client, "cfi_pose_lifter", node.spin_until).set_ok(marker_lifetime=new_lifetime)
+    second = clip_msg(clip, 1, sec=701, people=[1])        # one of the two left
+    assert node.send_and_receive(second) is not None, node.log()
+    assert node.spin_until(lambda: stamp_ns(second.header) in node.client.received.markers, 10), node.log()
+    node.spin_for(0.3)
+    arrays = list(node.client.received.markers.values())     # as they came (a DELETEALL is stamped now)
+    for shown in range(1, len(arrays) + 1):       # what RViz shows after each array in turn
+        assert rviz_shows(arrays[:shown]), [[m.action for m in a.markers] for a in arrays[:shown]]
+    labels = [m.text for m in rviz_shows(arrays).values() if m.type == Marker.TEXT_VIEW_FACING]
+    assert labels == [clip.ids[1]]
+    drawn = [m for m in arrays[-1].markers if m.action == Marker.ADD]
+    assert drawn and all(m.lifetime.sec + m.lifetime.nanosec * 1e-9 == new_lifetime for m in drawn)

@@ -109,12 +109,13 @@ class LiftNode(SpecLifecycleNode):
             self.pipeline.smoother = pose_smoother(self.p)
         if "flip_test" in names:
             self.lifter.flip_test = self.p("flip_test")
-        drawn = self.p("publish_markers") != ("publish_markers" in names)     # under the old settings
-        if drawn and names & {"publish_markers", "marker_lifetime"}:
-            # skeletons drawn under the old settings: with a lifetime RViz never expires, turning
-            # markers off left them on screen for good (the next frame draws who is there). Not
-            # waited for: the publisher stays, and the executor waited up to 0.5 s at each set,
-            # a dozen frames at 30 Hz.
+        if "publish_markers" in names and not self.p("publish_markers"):
+            # skeletons drawn until now: with a lifetime RViz never expires, turning markers off
+            # left them on screen for good. Not waited for: the publisher stays, and the executor
+            # waited up to 0.5 s at each set, a dozen frames at 30 Hz. A marker_lifetime change
+            # clears nothing: the next frame draws everyone with it (an ADD replaces a marker,
+            # lifetime and all) and deletes who left; a DELETEALL here left RViz showing nobody
+            # until that frame, a blink of every skeleton at each set.
             self._clear_markers(wait_for_ack=False)
 
     # --------------------------------------------------------------- lifecycle
