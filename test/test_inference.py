@@ -1107,3 +1107,26 @@ def test_the_temporary_files_of_a_process_killed_while_writing_the_cache_are_rem
     keypoints = realistic_inputs(4)
     assert lifter.describe()["onnx"] != "memory"
     assert float(np.abs(lifter.lift(keypoints) - eager(model, keypoints)).max()) < ATOL
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_live_model_passed_to_create_lifter_is_left_as_it_was(backend, tmp_path):
+    """create_lifter(model) with a training script's live model (in train mode, float64 here) set it
+    to eval mode and, on the torch backend, cast it to float32 in place (and moved it to the CPU),
+    and the lifter ran on the caller's very parameters: the next optimiser step changed the lifter's
+    answers, which its reference check and cache key (a hash of the tensors then) no longer spoke
+    for. The lifter takes a copy; the caller's model keeps its mode, dtype, device and parameters."""
+    if backend_unavailable_reason(backend):
+        pytest.skip(f"{backend}: {backend_unavailable_reason(backend)}")
+    model = perturbed_model().double().train()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    lifter = create_lifter(model, backend=backend, cache_dir=tmp_path, threads=1, log=lambda *_: None)
+    assert model.training
+    assert all(tensor.dtype == torch.float64 for tensor in model.state_dict().values())
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    inputs = realistic_inputs(4)
+    answer = lifter.lift(inputs)
+    with torch.no_grad():                   # the caller trains on
+        for parameter in model.parameters():
+            parameter.add_(0.1)
+    np.testing.assert_array_equal(lifter.lift(inputs), answer)

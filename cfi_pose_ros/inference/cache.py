@@ -17,6 +17,7 @@ The key functions are pure;
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import json
@@ -121,7 +122,12 @@ def load_model(weights) -> tuple:
     from ..weights import WeightsInfo, file_sha256, load_weights, weights_paths
 
     if isinstance(weights, CFINet):
-        return weights.eval(), WeightsInfo(model=weights.config, sha256=model_sha256(weights))
+        # A copy, on the CPU in float32 as a weights file loads: the caller's model (a training
+        # script's, live) was set to eval mode and cast or moved in place by the backends, and the
+        # torch backend ran on its very parameters, which the next optimiser step changed under the
+        # lifter's reference check and cache key.
+        model = copy.deepcopy(weights).cpu().float().eval()
+        return model, WeightsInfo(model=model.config, sha256=model_sha256(model))
     model, info = load_weights(weights)
     info.sha256 = info.sha256 or file_sha256(weights_paths(weights)[0])
     return model, info

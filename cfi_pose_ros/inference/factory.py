@@ -88,7 +88,8 @@ def create_lifter(weights: str | Path | CFINet = DEFAULT_WEIGHTS, backend: str =
     * ``flip_test``: average each person with its mirrored lift (:class:`Lifter`);
       settable later through ``lifter.flip_test``.
 
-    ``weights`` may also be an in-memory ``CFINet`` (benchmarks, tests); it is
+    ``weights`` may also be an in-memory ``CFINet`` (benchmarks, tests, a training script's live
+    model, which is left as it is: the lifter runs a float32 CPU copy); it is
     then keyed by a hash of its tensors, and its input domain is Human3.6M's (a file's is in its
     JSON: :attr:`Lifter.input_domain`).
     """
