@@ -717,39 +717,9 @@ def _run_output_names() -> list[str]:
     return [*RUN_OUTPUTS, *(partial_path(Path(name)).name for name in RUN_OUTPUTS)]
 
 
-class GifStream:
-    """An animated GIF (looping, ``fps``) written to ``path`` a frame at a time, each frame with a
-    colour table of its own (pillow's adaptive palette, as its own GIF writer quantises): pillow's
-    ``save(save_all=True)`` takes every frame at once, and the video's fallback held them all in
-    memory until the end (0.85 MB a frame: 511 MB more after 600 frames, a 10-minute clip at
-    30 Hz 15 GB). Written with pillow's GifImagePlugin.getheader / getdata."""
-
-    def __init__(self, path: Path, fps: float):
-        self._file = open(path, "wb")
-        self._duration_ms = int(1000 / fps)
-        self._header_written = False
-
-    def write(self, rgb: np.ndarray) -> None:
-        from PIL import GifImagePlugin, Image
-
-        frame = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE)
-        if not self._header_written:
-            header, _ = GifImagePlugin.getheader(frame, info={"loop": 0, "duration": self._duration_ms})
-            self._file.write(b"".join(header))
-            self._header_written = True
-        self._file.write(b"".join(GifImagePlugin.getdata(frame, include_color_table=True,
-                                                         duration=self._duration_ms)))
-        self._file.flush()      # each frame in the file once written, none kept back (a frame is 100s of kB)
-
-    def close(self) -> None:
-        if self._header_written:
-            self._file.write(b";")      # the GIF trailer
-        self._file.close()
-
-
 class VideoOut:
     """MP4 through OpenCV (``mp4v``); where OpenCV cannot write one, an animated GIF through pillow
-    at half the size, written as the frames come (:class:`GifStream`).
+    at half the size, written as the frames come (:class:`cfi_pose_ros.render.GifStream`).
 
     Written as ``<stem>.partial.<suffix>`` and renamed at ``close``: a run interrupted or failing
     mid-video left a playable ``lifted.mp4`` of some of the frames under the final name."""
@@ -757,7 +727,7 @@ class VideoOut:
     def __init__(self, path_stem: Path, fps: float):
         self.path_stem, self.fps = path_stem, fps
         self._writer = None
-        self._gif: GifStream | None = None
+        self._gif = None                    # a render.GifStream
         self._frames = 0
         self.path: Path | None = None       # the final name
 
@@ -771,6 +741,8 @@ class VideoOut:
             if writer.isOpened():
                 self._writer, self.path = writer, path
             else:
+                from cfi_pose_ros.render import GifStream
+
                 self.path = self.path_stem.with_suffix(".gif")
                 self._gif = GifStream(partial_path(self.path), self.fps)
         self._frames += 1

@@ -70,6 +70,33 @@ def test_render_animation_gif(tmp_path):
         assert im.n_frames == 3
 
 
+def test_render_animation_writes_each_frame_as_it_is_drawn(tmp_path):
+    """matplotlib's PillowWriter kept every frame (1.7 MB each at the demo's figure size: peak RSS 120
+    MB for 20 frames, 431 MB for 200) and wrote the GIF when the animation ended; the demo's GIF of a
+    long --frames run held them all. Each frame is in the file by the time the next is drawn."""
+    from collections.abc import Sequence
+
+    from PIL import Image
+
+    path = tmp_path / "walk.gif"
+    scenes = frames(4)
+    sizes_when_drawn = []
+
+    class Watched(Sequence):
+        def __len__(self):
+            return len(scenes)
+
+        def __getitem__(self, i):
+            sizes_when_drawn.append(path.stat().st_size if path.exists() else 0)
+            return scenes[i]
+
+    assert render_animation(Watched(), path, fps=5) == path
+    drawn = sizes_when_drawn[-4:]       # the drawing pass, after the one that sets the axes' limits
+    assert all(later > earlier for earlier, later in zip(drawn, drawn[1:])), sizes_when_drawn
+    with Image.open(path) as gif:
+        assert (gif.n_frames, gif.info["duration"], gif.info["loop"]) == (4, 200, 0)
+
+
 def test_render_animation_grid_without_pillow(tmp_path, monkeypatch):
     monkeypatch.setattr(render, "pillow_available", lambda: False)
     out = render_animation(frames(5), tmp_path / "walk.gif", fps=5, title="walk", grid_frames=4)
