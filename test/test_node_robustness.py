@@ -2129,6 +2129,34 @@ def test_an_output_topic_set_to_a_topic_the_node_has_with_another_type_answers_s
         assert node.close() == 0, node.log()
 
 
+def test_an_input_topic_set_to_clock_under_sim_time_answers_success_saying_activate_would_fail(tmp_path, ros_env):
+    """With use_sim_time on, rclpy's time source subscribes to /clock (rosgraph_msgs/Clock): `ros2
+    param set /cfi_pose_lifter input_topic /clock` answered a plain success and only activate said
+    no. Without sim time /clock is any topic."""
+    from lifecycle_msgs.msg import State, Transition
+
+    from ros_harness import LifecycleClient
+
+    name = f"clock_lifter_{os.getpid()}"
+    node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "torch"}, wait=False, node_name=name)
+    try:
+        lifter = ParameterClient(node.client, name, node.spin_until)
+        assert lifter.set(input_topic="/clock")[0].reason == ""          # no sim time: nothing there
+        lifter.set_ok(use_sim_time=True)
+        (clock,) = lifter.set(input_topic="/clock")
+        assert clock.successful and clock.reason == (
+            "set; activate would fail as the parameters now stand: input_topic /clock is its /clock "
+            "(use_sim_time) too, a topic of one message type (rosgraph_msgs/msg/Clock, not "
+            "cfi_pose_ros/msg/HumanKeypoints2DArray)"), clock.reason
+        lifecycle = LifecycleClient(node.client, name, node.spin_until)
+        assert lifecycle.transition(Transition.TRANSITION_CONFIGURE), node.log()
+        assert not lifecycle.transition(Transition.TRANSITION_ACTIVATE)     # what the reason foretold
+        assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
+        assert "activate failed: " in node.log() and "rt/clock" in node.log(), node.log()
+    finally:
+        assert node.close() == 0, node.log()
+
+
 def test_an_input_topic_set_to_a_topic_the_node_has_with_another_type_answers_success_saying_so(tmp_path, ros_env):
     """`ros2 param set /cfi_pose_lifter input_topic human_pose_3d` (its output), `camera_info_topic`
     set to the keypoints' topic, `depth_topic /diagnostics`, `ros2 param set /cfi_pose_detector

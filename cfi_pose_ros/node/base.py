@@ -661,13 +661,19 @@ class SpecLifecycleNode(LifecycleNode):
         return self._topic_clashes(self.input_topic_types(), taken)
 
     def _own_topics(self) -> dict:
-        """Resolved topic -> (what it is in words, message type) of the topics every node has."""
+        """Resolved topic -> (what it is in words, message type) of the topics every node has, and
+        /clock while use_sim_time is on (rclpy's time source subscribes to it then): `input_topic
+        /clock` answered a plain success and only activate said no."""
         from lifecycle_msgs.msg import TransitionEvent
         from rcl_interfaces.msg import Log, ParameterEvent
+        from rosgraph_msgs.msg import Clock as ClockMsg
 
-        return {"/diagnostics": ("its /diagnostics", DiagnosticArray), "/rosout": ("its /rosout", Log),
-                "/parameter_events": ("its /parameter_events", ParameterEvent),
-                self._resolved_topic("~/transition_event"): ("its transition events", TransitionEvent)}
+        topics = {"/diagnostics": ("its /diagnostics", DiagnosticArray), "/rosout": ("its /rosout", Log),
+                  "/parameter_events": ("its /parameter_events", ParameterEvent),
+                  self._resolved_topic("~/transition_event"): ("its transition events", TransitionEvent)}
+        if self.get_parameter("use_sim_time").value:
+            topics["/clock"] = ("its /clock (use_sim_time)", ClockMsg)
+        return topics
 
     def _topic_clashes(self, topic_types: dict, taken: dict) -> list[str]:
         """What of ``topic_types`` (parameter -> message type) resolves to a topic of ``taken`` with
