@@ -2099,13 +2099,8 @@ def test_an_output_topic_set_to_a_topic_the_node_has_with_another_type_answers_s
 
     from ros_harness import LifecycleClient
 
-    name = f"topics_lifter_{os.getpid()}"      # not the module's lift_probe, still running
-    node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "torch"}, wait=False, node_name=name)
-    detector_name = f"topics_detector_{os.getpid()}"
-    detector = start_node(DETECT_NODE, overrides={"autostart": False}, log_path=tmp_path / "detector.log",
-                          node_name=detector_name)
-    try:
-        lifter = ParameterClient(node.client, name, node.spin_until)
+    name, detector_name = f"topics_lifter_{os.getpid()}", f"topics_detector_{os.getpid()}"
+    with unconfigured_lifter_and_detector(tmp_path, name, detector_name) as (node, lifter):
         would_fail = "set; configure would fail as the parameters now stand: "
         (markers,) = lifter.set(markers_topic=node.topics["output_topic"])
         assert markers.successful and markers.reason == (
@@ -2124,6 +2119,17 @@ def test_an_output_topic_set_to_a_topic_the_node_has_with_another_type_answers_s
         assert keypoints.successful and keypoints.reason == (
             f"{would_fail}keypoints_topic /rosout is its /rosout too, a topic of one message type "
             "(rcl_interfaces/msg/Log, not cfi_pose_ros/msg/HumanKeypoints2DArray)"), keypoints.reason
+
+
+@contextlib.contextmanager
+def unconfigured_lifter_and_detector(tmp_path, name: str, detector_name: str):
+    """A lifter (torch backend) and a detector node, both unconfigured, named so (not the module's
+    lift_probe, still running); yields the lifter and a parameter client of it, stops both."""
+    node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "torch"}, wait=False, node_name=name)
+    detector = start_node(DETECT_NODE, overrides={"autostart": False}, log_path=tmp_path / "detector.log",
+                          node_name=detector_name)
+    try:
+        yield node, ParameterClient(node.client, name, node.spin_until)
     finally:
         assert stop(detector) == 0, (tmp_path / "detector.log").read_text()
         assert node.close() == 0, node.log()
@@ -2167,13 +2173,8 @@ def test_an_input_topic_set_to_a_topic_the_node_has_with_another_type_answers_su
 
     from ros_harness import LifecycleClient
 
-    name = f"inputs_lifter_{os.getpid()}"
-    node = NodeUnderTest(tmp_path, overrides={"autostart": False, "backend": "torch"}, wait=False, node_name=name)
-    detector_name = f"inputs_detector_{os.getpid()}"
-    detector = start_node(DETECT_NODE, overrides={"autostart": False}, log_path=tmp_path / "detector.log",
-                          node_name=detector_name)
-    try:
-        lifter = ParameterClient(node.client, name, node.spin_until)
+    name, detector_name = f"inputs_lifter_{os.getpid()}", f"inputs_detector_{os.getpid()}"
+    with unconfigured_lifter_and_detector(tmp_path, name, detector_name) as (node, lifter):
         would_fail = "set; activate would fail as the parameters now stand: "
         topics = node.topics
         (keypoints,) = lifter.set(input_topic=topics["output_topic"])
@@ -2201,9 +2202,6 @@ def test_an_input_topic_set_to_a_topic_the_node_has_with_another_type_answers_su
         assert image.successful and image.reason == (
             f"{would_fail}image_topic /human_keypoints_2d is keypoints_topic too, a topic of one message type "
             "(cfi_pose_ros/msg/HumanKeypoints2DArray, not sensor_msgs/msg/Image)"), image.reason
-    finally:
-        assert stop(detector) == 0, (tmp_path / "detector.log").read_text()
-        assert node.close() == 0, node.log()
 
 
 # What each node is given before the dump, as a client other than `ros2 param set` sends it (typed)
