@@ -127,16 +127,6 @@ def read_image(serialized: bytes | bytearray | memoryview, kind: type[Serialized
     return kind(stamp_sec, stamp_nanosec, frame_id, height, width, encoding, is_bigendian, step, data)
 
 
-def keypoints_people_count(serialized: bytes | bytearray | memoryview) -> int | None:
-    """The length of a ``cfi_pose_ros/HumanKeypoints2DArray``'s ``people`` sequence (after its header,
-    ``image_width`` and ``image_height``), read from its XCDR1 bytes without deserializing them; None
-    where this reader does not lay them out or they end before it (the type support then judges them).
-    Deserializing costs about 36 bytes of memory a byte: 20 kB of zstd in a bag held 100,000 people
-    (24 MB of CDR), 875 MB and 9 s to decode, every one of them then dropped."""
-    counts = keypoints_counts(serialized, most_people=-1)
-    return None if counts is None else counts[0]
-
-
 # the fewest bytes a HumanKeypoints2D takes: the id's and the keypoints' length words, score, layout, bbox
 _LEAST_PERSON_BYTES = 4 + 4 + 1 + 4 + 17
 
@@ -146,8 +136,10 @@ def keypoints_counts(serialized: bytes | bytearray | memoryview, most_people: in
     deserializing them: the length of its ``people`` sequence and the sum of their ``keypoints``
     sequences' lengths, the latter None where there are more than ``most_people`` people (their
     keypoints are not walked). None where this reader does not lay the bytes out or they end before
-    what it reads (the type support then judges them). A person of a million keypoints (12 MB)
-    costs deserializing as much as 60,000 people of 17."""
+    what it reads (the type support then judges them). Deserializing costs about 36 bytes of memory
+    a byte: 20 kB of zstd in a bag held 100,000 people (24 MB of CDR), 875 MB and 9 s to decode,
+    every one of them then dropped; a person of a million keypoints (12 MB) costs as much as 60,000
+    people of 17. ``most_people`` -1: the people counted only."""
     view = memoryview(serialized).cast("B")
     # XCDR2 puts a length word before a sequence of structs: only version 1's layout is read here
     byte_order = _BYTE_ORDER.get(view[1]) if len(view) >= 2 and view[0] == 0 and view[1] in (0x00, 0x01) else None

@@ -325,8 +325,6 @@ PEOPLE_READ_PER_KEPT = 4
 MOST_PEOPLE_READ = PEOPLE_READ_PER_KEPT * PARAMETERS_BY_NAME["max_people"].max_value     # of any one message
 # diagnostics drop reason: a message of more people than MOST_PEOPLE_READ, not deserialized
 TOO_MANY_PEOPLE_TO_DECODE = "too_many_people_to_decode"
-
-
 # ... and of more keypoints than that many people have in any layout
 TOO_MANY_KEYPOINTS_TO_DECODE = "too_many_keypoints_to_decode"
 MOST_KEYPOINTS_READ = MOST_PEOPLE_READ * max(layout.num_joints for layout in LAYOUTS.values())
