@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfi_pose_ros.arguments import non_negative_float, non_negative_int, positive_float, positive_int
+from cfi_pose_ros.arguments import non_negative_float, non_negative_int, number_in, positive_int
 from cfi_pose_ros.ros_domain import run_in_own_domain
 
 
@@ -91,6 +91,7 @@ def relay(executor_kind: str) -> None:
 
 SOAK_CHUNK_S = 10.0            # the soak reads the node's RSS after every chunk of replay
 MIN_SOAK_S = 3 * SOAK_CHUNK_S  # a warm-up reading, a start and an end
+MIN_SECONDS = 2.0              # the floor runs half of it: 30 frames, the fewest a p99 is read from here
 
 
 def soak(client, executor, clip, people: int, process, chunks: int, chunk_s: float,
@@ -163,7 +164,9 @@ def main(argv=None) -> int:
     from cfi_pose_ros.node.base import EXECUTORS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=positive_float, default=20.0, help="measurement per people count")
+    parser.add_argument("--seconds", type=number_in(float, MIN_SECONDS), default=20.0,
+                        help=f"measurement per people count (at least {MIN_SECONDS:g}: the relay floor replays "
+                             "half of it at 30 Hz)")
     parser.add_argument("--soak-seconds", type=non_negative_float, default=600.0,
                         help=f"memory soak (0 = skip; else at least {MIN_SOAK_S:.0f} s)")
     parser.add_argument("--people", type=positive_int, nargs="+", default=[1, 5])

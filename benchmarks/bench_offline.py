@@ -22,6 +22,8 @@ from pathlib import Path
 from cfi_pose_ros.arguments import positive_int
 from cfi_pose_ros.ros_domain import run_in_own_domain
 
+CLIP_RATE_HZ = 30.0      # the bundled clip's frame rate (offline.clip_source's default)
+
 
 def offline_run(repeat: int, out: Path) -> dict:
     from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
@@ -29,7 +31,8 @@ def offline_run(repeat: int, out: Path) -> dict:
     from cfi_pose_ros.offline import clip_source, parameter_values, run_offline
 
     values = parameter_values(LIFT_NODE_PARAMETERS)
-    runs = [run_offline(clip_source(DEFAULT_CLIP), out / f"offline_{k}", values, video=False, progress=False,
+    runs = [run_offline(clip_source(DEFAULT_CLIP, rate_hz=CLIP_RATE_HZ), out / f"offline_{k}", values,
+                        video=False, progress=False,
                         log=lambda *_: None) for k in range(repeat)]
     best = max(runs, key=lambda r: r["lift_poses_per_second"])
     return {"frames": best["frames"], "people": best["people"],
@@ -58,11 +61,15 @@ def node_run(repeat: int, out: Path) -> dict:
         for _ in range(5):          # CameraInfo delivered before timing (best-effort: several times)
             client.camera_info_pub.publish(camera_info_msg(clip.camera_matrix, clip.image_size, client.frame_id))
             executor.spin_once(timeout_sec=0.05)
+        # Stamps a 30 fps camera's period apart, as the offline pass gives the clip: the node's
+        # smoothing and depth bookkeeping read them, and stamps 1 ns apart are no camera's.
+        period_ns = round(1e9 / CLIP_RATE_HZ)
         for run in range(repeat):
             start = time.perf_counter()
+            first_ns = 10**18 + run * (len(clip.pixels) + 1) * period_ns
             for t in range(len(clip.pixels)):
                 stamp = client.publish(keypoints_msg(clip.pixels[t], clip.scores[t], clip.ids, clip.image_size,
-                                                     clip.layout, client.frame_id, 10**18 + run * 10**12 + t))
+                                                     clip.layout, client.frame_id, first_ns + t * period_ns))
                 deadline = time.perf_counter() + 1.0
                 while stamp not in client.received.people and time.perf_counter() < deadline:
                     executor.spin_once(timeout_sec=0.001)

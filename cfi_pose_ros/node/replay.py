@@ -227,7 +227,7 @@ class ReplayClient(Node):
         take the answers for ``drain_s``; ``stop()`` turning true (a stop signal) ends it at once.
         Returns the stamp (ns) the frame after the last one sent would have: a further replay given
         it as ``stamp_offset_ns`` goes on in time as one stream would."""
-        total = frames or len(clip.pixels)
+        total = len(clip.pixels) if frames is None else frames
         people = people or clip.pixels.shape[1]
         period = 1.0 / rate_hz
         start = time.perf_counter()
