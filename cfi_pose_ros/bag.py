@@ -438,6 +438,8 @@ class TopicSummary:
     type_name: str
     count: int
     ros2: bool = True      # a channel of it holds ROS 2 messages (cdr, with a schema): what read_bag gives by default
+    # its ROS 2 channels' ``offered_qos_profiles`` metadata (rosbag2 writes it; see recorded_qos)
+    offered_qos: tuple[str, ...] = ()
 
 
 def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, int]]:
@@ -464,8 +466,10 @@ def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, i
                 ros_typed.add(channel.topic)
             # a topic's messages in several channels (another encoding beside cdr) are all read: each
             # channel's count replaced the one before, and a progress bar fell short of what was read
+            offered = known.offered_qos + ((channel.metadata["offered_qos_profiles"],)
+                                           if ros and "offered_qos_profiles" in channel.metadata else ())
             topics[channel.topic] = TopicSummary(type_name, known.count + int(counts.get(channel_id, 0)),
-                                                 channel.topic in ros_typed)
+                                                 channel.topic in ros_typed, offered)
         if summary.statistics and summary.statistics.message_count:
             starts.append(summary.statistics.message_start_time)
             ends.append(summary.statistics.message_end_time)
@@ -473,7 +477,7 @@ def bag_summary(path: str | Path) -> tuple[dict[str, TopicSummary], tuple[int, i
             per_topic, span = read_counts
             for topic, count in per_topic.items():
                 known = topics.get(topic, TopicSummary("", 0, False))    # a channel the summary leaves out
-                topics[topic] = TopicSummary(known.type_name, known.count + count, known.ros2)
+                topics[topic] = TopicSummary(known.type_name, known.count + count, known.ros2, known.offered_qos)
             if span is not None:
                 starts.append(span[0])
                 ends.append(span[1])

@@ -476,7 +476,7 @@ def test_bag_player_keeps_the_recorded_timing(ros_env, monkeypatch):
 def test_a_bag_that_names_no_qos_is_played_reliable_volatile_keep_last_10(ros_env, tmp_path):
     """A bag whose channels carry no ``offered_qos_profiles`` (this package's writer, an older rosbag2,
     another tool's MCAP) is published as ``ros2 bag play`` publishes one: reliable, volatile, keep last
-    10, as a subscriber sees over DDS. (play_bag publishes every bag so, whatever QoS it names.)"""
+    10, as a subscriber sees over DDS."""
     import rclpy
     from mcap.reader import make_reader
     from rclpy.executors import SingleThreadedExecutor
@@ -513,6 +513,89 @@ def test_a_bag_that_names_no_qos_is_played_reliable_volatile_keep_last_10(ros_en
         assert len(seen) == 1, seen
         assert seen[0].qos_profile.reliability == ReliabilityPolicy.RELIABLE
         assert seen[0].qos_profile.durability == DurabilityPolicy.VOLATILE
+    finally:
+        executor.shutdown()
+        player_node.destroy_node()
+        listener.destroy_node()
+
+
+def test_a_bag_is_played_with_the_qos_its_publishers_offered(ros_env, tmp_path, capsys):
+    """rosbag2 records each topic's offered QoS; ros2 bag play offers it again. play_bag offered
+    reliable, volatile whatever a bag said: a latched topic recorded transient local (a map, a
+    robot description, a static calibration) never reached a subscriber that joined after it
+    was played, and a best-effort camera stream went out reliable. Here, over DDS: a topic its
+    publisher offered best effort is offered best effort; one offered reliable and transient local
+    reaches a transient-local subscriber created after the playback ended; one whose publishers
+    offered differently is offered reliable, volatile, with a warning."""
+    import rclpy
+    from mcap.writer import Writer
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import serialize_message
+
+    from cfi_pose_ros.bag import MESSAGE_ENCODING, PROFILE, SCHEMA_ENCODING, message_definition
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+    from cfi_pose_ros.node.play_bag import BagPlayer
+
+    def offer(reliability: str, durability: str) -> str:      # as rosbag2's bag format 9 writes one profile
+        infinite = "{sec: 9223372036, nsec: 854775807}"
+        return (f"- history: keep_last\n  depth: 1\n  reliability: {reliability}\n  durability: {durability}\n"
+                f"  deadline: {infinite}\n  lifespan: {infinite}\n  liveliness: automatic\n"
+                f"  liveliness_lease_duration: {infinite}\n  avoid_ros_namespace_conventions: false\n")
+
+    base = f"/bag_qos_{int(time.time() * 1000) % 100000}"
+    offers = {f"{base}/best_effort": offer("best_effort", "volatile"),
+              f"{base}/latched": offer("reliable", "transient_local"),
+              f"{base}/mixed": offer("best_effort", "volatile") + offer("reliable", "transient_local")}
+    type_name = "cfi_pose_ros/msg/HumanKeypoints2DArray"
+    path = tmp_path / "recorded_qos.mcap"
+    with open(path, "wb") as f:
+        writer = Writer(f)
+        writer.start(profile=PROFILE, library="test")
+        schema = writer.register_schema(name=type_name, encoding=SCHEMA_ENCODING,
+                                        data=message_definition(type_name).encode())
+        for k, (topic, profiles) in enumerate(sorted(offers.items())):
+            channel = writer.register_channel(topic=topic, message_encoding=MESSAGE_ENCODING, schema_id=schema,
+                                              metadata={"offered_qos_profiles": profiles})
+            message = HumanKeypoints2DArray()
+            message.header.frame_id = topic
+            writer.add_message(channel_id=channel, log_time=10**9 + k, publish_time=10**9 + k,
+                               data=serialize_message(message))
+        writer.finish()
+    if not rclpy.ok():
+        rclpy.init()
+    player_node = rclpy.create_node("test_bag_qos_player")
+    listener = rclpy.create_node("test_bag_qos_listener")
+    executor = SingleThreadedExecutor()
+    executor.add_node(player_node)
+    executor.add_node(listener)
+    try:
+        player = BagPlayer.from_bag(player_node, path, topics=sorted(offers))
+        assert len(player.qos_warnings) == 1 and player.qos_warnings[0].startswith(f"{base}/mixed: "), \
+            player.qos_warnings
+        end = time.monotonic() + 10.0
+        seen = {}
+        while len(seen) < 3 and time.monotonic() < end:
+            seen = {topic: info[0].qos_profile for topic in offers
+                    if (info := listener.get_publishers_info_by_topic(topic))}
+            executor.spin_once(timeout_sec=0.05)
+        assert (seen[f"{base}/best_effort"].reliability, seen[f"{base}/best_effort"].durability) == \
+            (ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE)
+        assert (seen[f"{base}/latched"].reliability, seen[f"{base}/latched"].durability) == \
+            (ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL)
+        assert (seen[f"{base}/mixed"].reliability, seen[f"{base}/mixed"].durability) == \
+            (ReliabilityPolicy.RELIABLE, DurabilityPolicy.VOLATILE)
+        assert player.play(executor).published == 3
+
+        received = []                    # a subscriber that joins after the playback ended
+        listener.create_subscription(HumanKeypoints2DArray, f"{base}/latched",
+                                     lambda m: received.append(m.header.frame_id),
+                                     QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                                durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        end = time.monotonic() + 10.0
+        while not received and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        assert received == [f"{base}/latched"]
     finally:
         executor.shutdown()
         player_node.destroy_node()

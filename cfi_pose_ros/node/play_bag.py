@@ -6,8 +6,11 @@ Publishes the bag's ``HumanKeypoints2DArray``, ``Image``, ``CompressedImage`` an
 ped ones) at the recorded rate times ``--rate``, as the CDR bytes that were recorded (no
 re-serialization). A message that cannot go out on time is published as soon as possible;
 the lateness is reported. Messages are read from the file as they are due, never all at once
-(a camera bag does not fit in memory). Publishers are reliable with a history of 10: they
-reach best-effort (sensor data) and reliable subscribers alike. A SIGINT or SIGTERM, at any
+(a camera bag does not fit in memory). Each topic is offered the QoS its recorded publishers
+offered, as ros2 bag play offers it (``recorded_qos``: rosbag2's ``offered_qos_profiles``,
+history keep last 10); a topic recorded without it, or whose publishers offered different QoS
+(said in a warning), reliable and volatile, which reaches best-effort (sensor data) and reliable
+subscribers alike. A SIGINT or SIGTERM, at any
 moment, ends it with exit status 130 or 143 and one line.
 
 ``--clock [HZ]`` (as ``ros2 bag play --clock``, 40 Hz when no HZ is given) publishes the bag's time
@@ -38,16 +41,18 @@ if __name__ == "__main__":
     start_ros_process("play_bag")
 
 from rclpy.exceptions import InvalidTopicNameException  # noqa: E402
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.duration import Duration, Infinite  # noqa: E402
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from cfi_pose_ros.arguments import non_negative_float, positive_float  # noqa: E402
 from cfi_pose_ros.bag import BagMessage, PlaybackClock, bag_summary, message_class, read_bag  # noqa: E402
+from cfi_pose_ros.recorded_qos import INFINITE, RecordedOffer, playback_offer  # noqa: E402
 
 # What a perception bag carries into this package's nodes.
 REPLAYED_TYPES = ("cfi_pose_ros/msg/HumanKeypoints2DArray", "sensor_msgs/msg/Image",
                   "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo")
 PLAYBACK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                          durability=DurabilityPolicy.VOLATILE)
+                          durability=DurabilityPolicy.VOLATILE)     # rosbag2's default offer
 # rclcpp::ClockQoS(), what ros2 bag play --clock publishes /clock with (and rclpy's TimeSource subscribes with)
 CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
                        durability=DurabilityPolicy.VOLATILE)
@@ -81,10 +86,14 @@ class BagPlayer:
 
     ``messages``: in log-time order, iterable once per :meth:`play` (a list, or :class:`BagMessages`);
     ``topic_types``: topic -> type of every topic in them (found from ``messages`` when not given);
-    ``clock_hz``: publish :attr:`clock` (the bag's time) on /clock at this frequency (None: no /clock)."""
+    ``clock_hz``: publish :attr:`clock` (the bag's time) on /clock at this frequency (None: no /clock);
+    ``offered_qos``: recorded topic -> its channels' ``offered_qos_profiles`` texts, played as
+    :func:`recorded_qos.playback_offer` chooses (a topic without: reliable, volatile); what that
+    has to say is in :attr:`qos_warnings`."""
 
     def __init__(self, node, messages: Iterable[BagMessage], remap: dict[str, str] | None = None,
-                 topic_types: dict[str, str] | None = None, clock_hz: float | None = None):
+                 topic_types: dict[str, str] | None = None, clock_hz: float | None = None,
+                 offered_qos: dict[str, tuple[str, ...]] | None = None):
         self.node = node
         self.messages = messages
         self.remap = remap or {}
@@ -106,9 +115,13 @@ class BagPlayer:
             raise ValueError(f"--clock and the bag's {published_types['/clock'][0]} ({published_types['/clock'][1]}) "
                              "would both publish on /clock")
         self._types = {topic: type_name for topic, (_, type_name) in published_types.items()}
+        self.qos_warnings: list[str] = []
         for topic, (recorded, type_name) in published_types.items():
+            offer, warning = playback_offer(recorded, list((offered_qos or {}).get(recorded, ())))
+            if warning:
+                self.qos_warnings.append(warning)
             try:
-                self._publishers[topic] = node.create_publisher(message_class(type_name), topic, PLAYBACK_QOS)
+                self._publishers[topic] = node.create_publisher(message_class(type_name), topic, playback_qos(offer))
             except InvalidTopicNameException as exc:
                 reason = " ".join(str(exc).split())
                 if topic != recorded:
@@ -156,7 +169,8 @@ class BagPlayer:
         if not topic_types:
             raise ValueError(f"{path}: nothing to replay (topics {topics or 'of types ' + ', '.join(REPLAYED_TYPES)})"
                              + (f"; {no_ros2}" if foreign else ""))
-        return cls(node, BagMessages(path, sorted(topic_types)), remap, topic_types, clock_hz)
+        return cls(node, BagMessages(path, sorted(topic_types)), remap, topic_types, clock_hz,
+                   {topic: chosen[topic].offered_qos for topic in topic_types})
 
     @property
     def topics(self) -> list[str]:
@@ -228,6 +242,22 @@ class BagPlayer:
         return report
 
 
+def playback_qos(offer: RecordedOffer | None) -> QoSProfile:
+    """The publisher profile for a recorded offer (None: :data:`PLAYBACK_QOS`), keep last 10 as
+    ros2 bag play's."""
+    if offer is None:
+        return PLAYBACK_QOS
+
+    def duration(ns: int) -> Duration:
+        return Infinite if ns == INFINITE else Duration(nanoseconds=ns)
+
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=PLAYBACK_QOS.depth,
+                      reliability=ReliabilityPolicy[offer.reliability.upper()],
+                      durability=DurabilityPolicy[offer.durability.upper()],
+                      deadline=duration(offer.deadline_ns), liveliness=LivelinessPolicy[offer.liveliness.upper()],
+                      liveliness_lease_duration=duration(offer.liveliness_lease_ns))
+
+
 def _spin_until(executor, end: float, stop: Callable[[], bool], step: float) -> None:
     """Spin ``executor`` (callbacks, the /clock timer) until ``time.perf_counter()`` reaches ``end`` or
     ``stop()`` turns true, at most ``step`` seconds a spin."""
@@ -282,6 +312,8 @@ def main(argv=None) -> int:
     executor.add_node(node)
     try:
         player = BagPlayer.from_bag(node, args.bag, args.topics, remap, args.clock)
+        for warning in player.qos_warnings:
+            print(f"play_bag: warning: {warning}", file=sys.stderr)
         if args.clock is not None and (first_ns := player.first_time_ns()) is not None:
             player.clock.hold(first_ns)     # on /clock from now: sim-time nodes have a time before any message
         if not player.wait_for_subscribers(executor, args.wait_for_subscribers, stopping) and not stopping():
