@@ -4,7 +4,8 @@ Writing follows rosbag2's MCAP layout: the ``ros2`` profile, one schema per mess
 named by its ROS type (``cfi_pose_ros/msg/HumanPose3DArray``) in the ``ros2msg`` encoding
 holding the complete message definition (the type's ``.msg`` text, then every type it uses,
 each after a line of 80 ``=`` and ``MSG: pkg/Type``, as rosbag2's LocalMessageDefinitionSource
-writes it and its tests expect), channels with the ``cdr`` message encoding, and messages serialized by
+writes it and its tests expect), channels with the ``cdr`` message encoding (and the profile's
+``offered_qos_profiles`` metadata, empty: no recorded offer), and messages serialized by
 rclpy's own serializer (the bytes DDS carries). Reading gives the raw CDR bytes with their
 type and times, and decodes them with rclpy.
 
@@ -149,8 +150,10 @@ class BagWriter:
         if ros_type not in self._schemas:
             self._schemas[ros_type] = self._writer.register_schema(
                 name=ros_type, encoding=SCHEMA_ENCODING, data=message_definition(ros_type).encode())
+        # The ros2 profile requires the key; rosbag2 reads "" as no recorded offer (played reliable, volatile).
         channel = self._writer.register_channel(topic=topic, message_encoding=MESSAGE_ENCODING,
-                                                schema_id=self._schemas[ros_type])
+                                                schema_id=self._schemas[ros_type],
+                                                metadata={"offered_qos_profiles": ""})
         self._channels[topic] = (channel, ros_type)
         return channel
 

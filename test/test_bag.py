@@ -474,8 +474,8 @@ def test_bag_player_keeps_the_recorded_timing(ros_env, monkeypatch):
 
 
 def test_a_bag_that_names_no_qos_is_played_reliable_volatile_keep_last_10(ros_env, tmp_path):
-    """A bag whose channels carry no ``offered_qos_profiles`` (this package's writer, an older rosbag2,
-    another tool's MCAP) is published as ``ros2 bag play`` publishes one: reliable, volatile, keep last
+    """A bag whose channels name no offered QoS (this package's writer, an older rosbag2, another
+    tool's MCAP) is published as ``ros2 bag play`` publishes one: reliable, volatile, keep last
     10, as a subscriber sees over DDS."""
     import rclpy
     from mcap.reader import make_reader
@@ -493,7 +493,7 @@ def test_a_bag_that_names_no_qos_is_played_reliable_volatile_keep_last_10(ros_en
     with open(path, "rb") as f:
         channels = make_reader(f).get_summary().channels.values()
     assert [c.topic for c in channels] == [topic]
-    assert all("offered_qos_profiles" not in c.metadata for c in channels)
+    assert all(c.metadata == {"offered_qos_profiles": ""} for c in channels)     # the ros2 profile's key, no offer
     if not rclpy.ok():
         rclpy.init()
     player_node = rclpy.create_node("test_bag_no_qos_player")
