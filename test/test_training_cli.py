@@ -247,6 +247,33 @@ def test_init_weights_of_another_architecture_names_the_difference_in_one_line(o
                             f"the weights, 64 in this run)")
 
 
+@pytest.mark.parametrize("edit, where, expected", [
+    # trained the whole run, then a TypeError traceback at its first save: nothing saved
+    (lambda record: record["compute"].update(cpu_hours="2.5"), "compute.cpu_hours", "a number of hours"),
+    (lambda record: record.update(compute="x"), "compute", "an object"),          # AttributeError traceback
+    (lambda record: record.update(commands=5), "commands", "a list of command lines"),     # TypeError traceback
+    # saved as a list of its letters, exit 0
+    (lambda record: record.update(commands="python -m training.train"), "commands", "a list of command lines"),
+    (lambda record: record.update(samples_seen=-3), "samples_seen", "a count"),
+], ids=["cpu_hours text", "compute text", "commands number", "commands text", "samples_seen negative"])
+def test_init_weights_whose_training_record_is_malformed_are_refused_in_one_line_before_any_work(
+        one_epoch, tmp_path, monkeypatch, capsys, edit, where, expected):
+    """The training record of the --init-weights JSON, which loading checks only to be an object,
+    is what the run carries on (its commands, CPU hours and samples); a hand edit of it is refused
+    by name, not met as a traceback at the end of the run."""
+    weights = tmp_path / "edited.safetensors"
+    shutil.copy(one_epoch / "tiny.safetensors", weights)
+    config = json.loads((one_epoch / "tiny.json").read_text())
+    edit(config["training"])
+    weights.with_suffix(".json").write_text(json.dumps(config))
+    out = tmp_path / "tuned"
+    code, error = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "1", "--init-weights", str(weights),
+                                                       "--out", str(out)])
+    assert code == 1
+    assert error.startswith(f"error: --init-weights {weights}: its JSON's training.{where} must be {expected}"), error
+    assert not (out / "tiny.json").exists()
+
+
 def test_study_resumes_only_the_runs_it_left_a_checkpoint_of(tmp_path):
     """The study passed --resume to every run, which now refuses a directory with nothing to resume."""
     run = study.StudyRun(64, 5, 0.5)

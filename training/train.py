@@ -397,10 +397,35 @@ def init_from_weights(model: torch.nn.Module, path: str, config: CFIConfig) -> d
                          f"({config_difference(info.model, config, 'the weights')}); pass the same "
                          f"--dim/--depth/--heads/--mlp-ratio and ablation flags")
     model.load_state_dict(source.state_dict())
-    compute = info.training.get("compute", {})
     return {"path": str(path), "sha256": info.sha256, "metrics": info.metrics,
-            "samples_seen": info.training.get("samples_seen", 0), "cpu_hours": compute.get("cpu_hours", 0.0),
-            "commands": list(info.training.get("commands", []))}
+            **inherited_provenance(path, info.training)}
+
+
+def inherited_provenance(path: str, training: dict) -> dict:
+    """``samples_seen``, ``cpu_hours`` and ``commands`` of the training record of the weights a run
+    starts from (``--init-weights path``), which the run adds its own to in the record it saves.
+    The record is the JSON's, which loading checks only to be an object: a hand-edited
+    ``"cpu_hours": "2.5"`` trained the whole run and then failed its first save in a TypeError
+    traceback (nothing saved), ``"compute": "x"`` or ``"commands": 5`` ended the start in one, and
+    ``"commands": "python -m ..."`` was saved as a list of its letters. Refused now, before any work."""
+    def refuse(where: str, expected: str, value) -> RunRefused:
+        return RunRefused(f"--init-weights {path}: its JSON's training.{where} must be {expected}, "
+                          f"not {value!r:.60}; correct or remove it there")
+
+    compute = training.get("compute", {})
+    if not isinstance(compute, dict):
+        raise refuse("compute", "an object", compute)
+    cpu_hours = compute.get("cpu_hours", 0.0)
+    if isinstance(cpu_hours, bool) or not isinstance(cpu_hours, (int, float)) \
+            or not 0 <= cpu_hours < float("inf"):
+        raise refuse("compute.cpu_hours", "a number of hours, 0 or more", cpu_hours)
+    samples_seen = training.get("samples_seen", 0)
+    if isinstance(samples_seen, bool) or not isinstance(samples_seen, int) or samples_seen < 0:
+        raise refuse("samples_seen", "a count, 0 or more", samples_seen)
+    commands = training.get("commands", [])
+    if not isinstance(commands, list) or not all(isinstance(command, str) for command in commands):
+        raise refuse("commands", "a list of command lines (strings)", commands)
+    return {"samples_seen": samples_seen, "cpu_hours": float(cpu_hours), "commands": list(commands)}
 
 
 def run_files(args) -> list[str]:
