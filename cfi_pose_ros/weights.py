@@ -378,6 +378,17 @@ def _beyond_the_file(config: CFIConfig, header: dict[str, tuple[tuple[int, ...],
     for name, width in widths.items():
         if width > largest:
             return f"{name} {width} is more than the largest tensor in the file holds ({largest} values)"
+    # Its matrices too: widths alone let a file of one tensor of 2**31 values (2 GiB, a sparse file:
+    # 16 kB on disk) pass for dim 2**31, whose (3 dim, dim) shape then overflowed torch's sizes even on
+    # the meta device (a RuntimeError naming no file, a traceback in the export and evaluate commands).
+    # Against all the file's values, not its largest tensor: a JSON of a somewhat wider model is
+    # refused below by the tensors' shapes, which say more.
+    total = sum(math.prod(shape) for shape, _ in header.values())
+    matrices = {"dim x dim (every attention's output projection)": config.dim * config.dim,
+                "dim x MLP width (the MLP's first layer)": config.dim * widths["MLP width (dim * mlp_ratio)"]}
+    for name, values in matrices.items():
+        if values > total:
+            return f"its {name} matrix of {values} values is more than all the file's tensors hold ({total} values)"
     one, two = (len(expected_shapes(replace(config, depth=d))) for d in (1, 2))
     needed = one + (config.depth - 1) * (two - one)      # counted before expected_shapes names them all
     if needed > len(header):

@@ -1,5 +1,6 @@
 """Weights files: exact round trip, and every broken file stops with a WeightsError saying why."""
 import json
+import math
 import os
 import pickle
 import re
@@ -450,6 +451,40 @@ def test_a_config_bigger_than_its_tensor_file_fails_at_once(saved, edit, message
     error, _ = _load_in_a_fresh_process(path, timeout=60)
     assert "do not match the architecture in the config" in error
     assert re.search(message, error), error
+
+
+def test_a_config_wider_than_any_matrix_of_its_tensor_file_fails_naming_the_file(saved):
+    """A tensor file of one tensor of 2**31 one-byte values (2 GiB, a sparse file: nothing on the
+    disk) let a JSON of dim 2**31 past the widths' check, and building the meta-device shapes
+    overflowed torch ("Storage size calculation overflowed", a RuntimeError naming no file: a
+    traceback in the export command, a configure failure that did not say which file was wrong)."""
+    import struct
+
+    _, path = saved
+    values = 2**31
+    header = json.dumps({"x": {"dtype": "U8", "shape": [values], "data_offsets": [0, values]}}).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + values)
+    edit_json(path, lambda config: config["model"].update(dim=values, heads=1, mlp_ratio=1.0, depth=1))
+    with pytest.raises(WeightsError, match=rf"^{re.escape(str(path))}: tensors do not match the architecture in the "
+                                           rf"config \(dim={values}, depth=1\): its dim x dim .* matrix of "
+                                           rf"{values * values} values is more than all the file's tensors hold "
+                                           rf"\({values} values\)"):
+        load_weights(path)
+
+
+@pytest.mark.parametrize("config", [CONFIG, replace(CONFIG, mlp_ratio=7.0), replace(CONFIG, mlp_ratio=0.25),
+                                    replace(CONFIG, use_cfi_initial=False, use_cfi_local=False,
+                                            use_cfi_global=False, use_gramlp=False)],
+                         ids=["default", "wide MLP", "narrow MLP", "every branch off"])
+def test_every_model_holds_the_matrices_the_file_check_asks_of_it(config):
+    """The check above takes every model to hold a dim x dim matrix and a dim x MLP-width one."""
+    from cfi_pose_ros.weights import expected_shapes
+
+    sizes = {math.prod(shape) for shape in expected_shapes(config).values()}
+    assert config.dim * config.dim in sizes
+    assert config.dim * int(config.dim * config.mlp_ratio) in sizes
 
 
 def test_a_tensor_header_past_a_megabyte_is_refused_before_it_is_parsed(saved):
