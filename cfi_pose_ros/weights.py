@@ -218,7 +218,10 @@ def record_metrics(path: str | Path, name: str, values: dict, tensors_sha256: st
     # wrote it, and the later write dropped the earlier one's entry; and both wrote one
     # `<name>.json.partial`, which one renamed over the JSON half-written by the other.
     with _json_held(config_path) as mode:
-        config = json.loads(config_path.read_text())
+        # bytes, as read_weights_info reads them (json finds the encoding): as text, a JSON saved by
+        # an editor with a byte-order mark (UTF-8's, or UTF-16) loaded, and its record failed at the
+        # end of an evaluation in a JSONDecodeError traceback
+        config = json.loads(config_path.read_bytes())
         now = config.get("tensors_sha256")
         if now != tensors_sha256:
             raise WeightsError(f"{config_path}: describes other tensors (SHA-256 {str(now)[:12]}...) than the ones "

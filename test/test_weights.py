@@ -780,6 +780,21 @@ def test_a_json_without_the_tensors_checksum_is_refused(saved):
         load_weights(path)
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_a_json_an_editor_saved_with_a_byte_order_mark_loads_and_takes_a_record(saved, encoding):
+    """The JSON is read as bytes (json finds their encoding), so such a file loaded; the record read
+    it as text, and `training.evaluate --record` ended the whole evaluation in a JSONDecodeError
+    traceback ("Unexpected UTF-8 BOM") or a UnicodeDecodeError."""
+    model, path = saved
+    config_path = path.with_suffix(".json")
+    config_path.write_bytes(config_path.read_text().encode(encoding))
+    loaded, info = load_weights(path)
+    record_metrics(path, "S11", {"mpjpe_mm": 40.0}, info.sha256)
+    loaded, info = load_weights(path)
+    assert info.metrics == {"S9": {"mpjpe_mm": 12.5}, "S11": {"mpjpe_mm": 40.0}}
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
 def test_concurrent_records_into_one_weights_file_keep_every_entry(saved, tmp_path):
     """Two `python -m training.evaluate --record` on one weights file at once: both wrote the one
     `<name>.json.partial` (one's rename then failed with FileNotFoundError, or renamed the other's
