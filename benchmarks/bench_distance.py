@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -62,6 +63,24 @@ def plot(rows: list[dict], path: Path, placement_distance: list[float] | None = 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def placement_distance(training: dict) -> list[float] | None:
+    """The distances (m, ``[near, far]``) the weights' training placed people at, as their JSON's
+    training record says (``training.train --placement-prob``), or None: none placed, or a record
+    that says no two such distances (a hand-edited ``"placement_distance_m": "2-15"`` ended the
+    benchmark, after its whole run, in matplotlib's ValueError traceback; said and left unshaded)."""
+    data = training.get("data")
+    if not isinstance(data, dict) or not data.get("placement_prob"):
+        return None
+    placed = data.get("placement_distance_m")
+    if (isinstance(placed, list) and len(placed) == 2
+            and all(isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d) for d in placed)
+            and 0 < placed[0] < placed[1]):
+        return [float(d) for d in placed]
+    print(f"the weights' training record names no placement distances (placement_distance_m {placed!r:.60}): "
+          "not shaded")
+    return None
 
 
 def main(argv=None) -> dict:
@@ -111,9 +130,7 @@ def main(argv=None) -> dict:
         {"training_person_scale_percentiles": percentiles, "input_domain": domain.to_dict(), "rows": rows,
          "command": "python benchmarks/bench_distance.py " + " ".join(sys.argv[1:] if argv is None else argv)},
         indent=2) + "\n")
-    data = info.training.get("data")
-    placed = data.get("placement_distance_m") if isinstance(data, dict) and data.get("placement_prob") else None
-    plot(rows, out / "accuracy_vs_distance.png", placed)
+    plot(rows, out / "accuracy_vs_distance.png", placement_distance(info.training))
     print(f"wrote {out / 'accuracy_vs_distance.png'}")
     return {"rows": rows, "percentiles": percentiles}
 

@@ -376,6 +376,27 @@ def test_an_accuracy_benchmark_refuses_missing_weights_in_one_line(monkeypatch, 
     assert "Traceback" not in err and f"--weights: weights file missing: {missing}" in err.splitlines()[-1], err
 
 
+def test_bench_distance_leaves_placement_distances_its_weights_record_does_not_hold_unshaded(capsys, tmp_path):
+    """The plot shades the distances the weights' training placed people at, from their JSON's
+    training record: a hand-edited "placement_distance_m": "2-15" ended the run, after all of its
+    work, in matplotlib's ValueError traceback, the plot unwritten."""
+    import shutil
+
+    weights = tmp_path / "edited.safetensors"
+    shutil.copy(REPO / "cfi_pose_ros" / "weights" / "cfi_h36m_d128.safetensors", weights)
+    config = json.loads((REPO / "cfi_pose_ros" / "weights" / "cfi_h36m_d128.json").read_text())
+    config["training"]["data"].update(placement_prob=0.5, placement_distance_m="2-15")
+    weights.with_suffix(".json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    bench = benchmark("bench_distance")
+    result = bench.main(["--weights", str(weights), "--stride", "2000", "--factors", "1", "--out", str(out)])
+    assert [row["factor"] for row in result["rows"]] == [1.0]
+    assert (out / "accuracy_vs_distance.png").is_file()
+    assert "names no placement distances (placement_distance_m '2-15'): not shaded" in capsys.readouterr().out
+    assert bench.placement_distance({"data": {"placement_prob": 0.5, "placement_distance_m": [2, 15]}}) == [2.0, 15.0]
+    assert bench.placement_distance({"data": {"placement_prob": 0.0, "placement_distance_m": [2, 15]}}) is None
+
+
 def test_bench_training_refuses_heads_that_do_not_divide_dim(capsys):
     """It built the data and then died of CFIConfig's ValueError, a traceback."""
     with pytest.raises(SystemExit) as exit_info:
