@@ -420,7 +420,8 @@ def test_a_parameter_the_node_does_not_have_is_refused_naming_it(lift_probe):
 def test_a_parameter_given_at_start_that_the_node_does_not_have_is_named_in_a_warning(kind, ros_env, capfd):
     """`-p max_poeple:=3` or `smothing: true` in a parameters file: rclpy kept the override without a
     word and the node ran on the default. One WARN names each (with the close match), and the node
-    starts (a `/**` section may be meant for both nodes); rclpy's own parameters are no news."""
+    starts (a `/**` section may be meant for both nodes); rclpy's own parameters are no news, and
+    QoS overrides, which these nodes do not take, have a WARN of their own."""
     import rclpy
     from rclpy.parameter import Parameter
 
@@ -438,10 +439,16 @@ def test_a_parameter_given_at_start_that_the_node_does_not_have_is_named_in_a_wa
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
-    (line,) = [line for line in capfd.readouterr().err.splitlines() if "has no parameter" in line]
+    err = capfd.readouterr().err.splitlines()
+    (line,) = [line for line in err if "has no parameter" in line]
     assert "WARN" in line and "max_poeple (did you mean max_people?)" in line and "no_such_thing" in line, line
     assert ("smothing (did you mean smoothing?)" in line) == (kind == "lift"), line
     assert "use_sim_time" not in line and "qos_overrides" not in line, line
+    # rclpy applies qos_overrides.* only to entities made with qos_overriding_options: these nodes'
+    # are not, so the override did nothing, without a word; a WARN says so and what to set instead
+    (qos_line,) = [line for line in err if "QoS overrides" in line]
+    assert "WARN" in qos_line and "qos_overrides./diagnostics.publisher.depth ignored" in qos_line, qos_line
+    assert "output_reliability" in qos_line, qos_line
 
 
 def test_a_refusal_of_a_megabyte_value_quotes_it_cut_short(lift_probe):

@@ -220,6 +220,9 @@ def newest_only_qos(reliability: str) -> QoSProfile:
         reliability=_reliability(reliability))
 
 
+QOS_OVERRIDES_PREFIX = "qos_overrides."     # rclpy's parameters of QoSOverridingOptions
+
+
 def output_qos(reliability: str) -> QoSProfile:
     """Outputs keep a short history: a subscriber that is briefly slower must not lose results."""
     return QoSProfile(
@@ -357,8 +360,11 @@ class SpecLifecycleNode(LifecycleNode):
 
         from cfi_pose_ros.params_file import RCLPY_PARAMETERS
 
-        unknown = []
+        unknown, qos_overrides = [], []
         for name in overrides:
+            if name.startswith(QOS_OVERRIDES_PREFIX):
+                qos_overrides.append(name)
+                continue
             if name in self._specs_by_name or name.split(".")[0] in RCLPY_PARAMETERS:
                 continue
             # a close match for the first few only: a file of thousands of stray keys starts as fast
@@ -367,6 +373,13 @@ class SpecLifecycleNode(LifecycleNode):
         if unknown:
             self.get_logger().warning(cut(f"{self.get_name()} has no parameter {', '.join(unknown)}: ignored "
                                           f"(ros2 param list {self.get_fully_qualified_name()})"))
+        if qos_overrides:
+            # rclpy declares (and applies) qos_overrides.* only for entities created with
+            # qos_overriding_options; these nodes' topics are re-created on live topic and
+            # reliability changes, so their QoS comes from their own parameters instead.
+            self.get_logger().warning(cut(
+                f"{self.get_name()} takes no QoS overrides: {', '.join(qos_overrides)} ignored; its topics' "
+                "reliability is the parameters input_reliability and output_reliability"))
 
     def _fail_start(self, text: str) -> None:
         self.get_logger().fatal(text)
