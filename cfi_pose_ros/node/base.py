@@ -375,8 +375,8 @@ class SpecLifecycleNode(LifecycleNode):
                                           f"(ros2 param list {self.get_fully_qualified_name()})"))
         if qos_overrides:
             # rclpy declares (and applies) qos_overrides.* only for entities created with
-            # qos_overriding_options; these nodes' topics are re-created on live topic and
-            # reliability changes, so their QoS comes from their own parameters instead.
+            # qos_overriding_options, as read-only parameters of the first creation; these nodes
+            # make their topics again at each configure, their QoS from their own parameters.
             self.get_logger().warning(cut(
                 f"{self.get_name()} takes no QoS overrides: {', '.join(qos_overrides)} ignored; its topics' "
                 "reliability is the parameters input_reliability and output_reliability"))
