@@ -16,6 +16,7 @@ uint32 length counting a closing NUL, the bytes), ``height``, ``width`` (uint32)
 """
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -60,32 +61,23 @@ class SerializedImage:
 
 
 class _Reader:
-    """CDR fields from ``view`` in order, each checked against ``end`` (the bytes' end, less the
-    padding the encapsulation header states where the caller says so), numbers aligned from the end
-    of the encapsulation header to at most ``max_alignment`` (4 for the 4-byte fields of an Image;
-    XCDR1 aligns an 8-byte number to 8)."""
+    """An Image's CDR fields from ``view`` in order, each checked against the bytes' end, its 4-byte
+    numbers aligned to 4 from the end of the encapsulation header, as CDR counts."""
 
-    def __init__(self, view: memoryview, byte_order: str, end: int | None = None, max_alignment: int = 4):
-        self.view, self.position = view, _ENCAPSULATION_BYTES
-        self.end = len(view) if end is None else end
-        self.max_alignment = max_alignment
+    def __init__(self, view: memoryview, byte_order: str):
+        self.view, self.position, self.end = view, _ENCAPSULATION_BYTES, len(view)
         self.uint32, self.int32 = struct.Struct(byte_order + "I"), struct.Struct(byte_order + "i")
 
-    def align(self, size: int) -> None:
-        # aligned from the end of the encapsulation header, as CDR counts
-        self.position += -(self.position - _ENCAPSULATION_BYTES) % min(size, self.max_alignment)
-
     def number(self, layout: struct.Struct, what: str) -> int:
-        self.align(4)
+        self.position += -(self.position - _ENCAPSULATION_BYTES) % 4
         if self.position + 4 > self.end:
             raise NotAnImage(f"the bytes end at {self.end}, before {what}")
         value = layout.unpack_from(self.view, self.position)[0]
         self.position += 4
         return value
 
-    def skip(self, count: int, what: str, alignment: int = 1) -> int:
-        """Moves past ``count`` bytes of ``what`` (aligned to ``alignment``); returns where they start."""
-        self.align(alignment)
+    def skip(self, count: int, what: str) -> int:
+        """Moves past ``count`` bytes of ``what``; returns where they start."""
         if count > self.end - self.position:
             raise NotAnImage(f"{what} of {count} bytes runs past the end ({max(self.end - self.position, 0)} left)")
         start = self.position
@@ -127,50 +119,6 @@ def read_image(serialized: bytes | bytearray | memoryview, kind: type[Serialized
     return kind(stamp_sec, stamp_nanosec, frame_id, height, width, encoding, is_bigendian, step, data)
 
 
-# the fewest bytes a HumanKeypoints2D takes: the id's and the keypoints' length words, score, layout, bbox
-_LEAST_PERSON_BYTES = 4 + 4 + 1 + 4 + 17
-
-
-def keypoints_counts(serialized: bytes | bytearray | memoryview, most_people: int) -> tuple[int, int | None] | None:
-    """``(people, keypoints)`` of a ``cfi_pose_ros/HumanKeypoints2DArray``'s XCDR1 bytes, read without
-    deserializing them: the length of its ``people`` sequence and the sum of their ``keypoints``
-    sequences' lengths, the latter None where there are more than ``most_people`` people (their
-    keypoints are not walked). None where this reader does not lay the bytes out or they end before
-    what it reads (the type support then judges them). Deserializing costs about 36 bytes of memory
-    a byte: 20 kB of zstd in a bag held 100,000 people (24 MB of CDR), 875 MB and 9 s to decode,
-    every one of them then dropped; a person of a million keypoints (12 MB) costs as much as 60,000
-    people of 17. ``most_people`` -1: the people counted only."""
-    view = memoryview(serialized).cast("B")
-    # XCDR2 puts a length word before a sequence of structs: only version 1's layout is read here
-    byte_order = _BYTE_ORDER.get(view[1]) if len(view) >= 2 and view[0] == 0 and view[1] in (0x00, 0x01) else None
-    if byte_order is None or encapsulation_problem(view) is not None:
-        return None
-    reader = _Reader(view, byte_order)
-    try:
-        reader.number(reader.int32, "header.stamp.sec")
-        reader.number(reader.uint32, "header.stamp.nanosec")
-        reader.skip(reader.number(reader.uint32, "header.frame_id's length"), "header.frame_id")
-        reader.number(reader.uint32, "image_width")
-        reader.number(reader.uint32, "image_height")
-        people = reader.number(reader.uint32, "people's length")
-        if people * _LEAST_PERSON_BYTES > reader.end - reader.position:
-            return None     # a length past the bytes' end: no message, not a crowd (the type support says so)
-        if people > most_people:
-            return people, None
-        keypoints = 0
-        for _ in range(people):
-            reader.skip(reader.number(reader.uint32, "id's length"), "id")
-            reader.skip(4, "score", 4)
-            reader.skip(1, "layout")
-            count = reader.number(reader.uint32, "keypoints' length")
-            reader.skip(12 * count, "keypoints", 4)         # x, y, score: float32 each
-            reader.skip(17, "bbox", 4)                      # four uint32 and a bool
-            keypoints += count
-        return people, keypoints
-    except NotAnImage:
-        return None
-
-
 # A message type's layout, as :func:`layout_problem` walks it: a tuple of fields, each an int (a
 # primitive of that many bytes: 1, 2, 4, 8), STRING, (ARRAY, count, field), (SEQUENCE, field), or a
 # tuple (a nested message's fields). Built from a type's rosidl description by the node
@@ -199,47 +147,161 @@ def _fixed_size(field, max_alignment: int) -> tuple[int, int] | None:
     return None
 
 
-def layout_problem(serialized: bytes | bytearray | memoryview, layout: tuple) -> str | None:
-    """Where the bytes end before a field of ``layout`` does (a string's or sequence's length runs past
-    their end), or None; None too for an encapsulation not walked here (all but XCDR1's: left to the
-    type support).
+def _least_bytes(field) -> int:
+    """The fewest bytes ``field`` takes, padding aside: a string or a sequence its length word."""
+    if isinstance(field, int):
+        return field
+    if field == STRING or field[0] == SEQUENCE:
+        return 4
+    if field[0] == ARRAY:
+        return field[1] * _least_bytes(field[2])
+    return sum(_least_bytes(inner) for inner in field)
+
+
+# The steps of a walk (:func:`_steps`): (_FIXED, what, alignment, bytes), (_STRING, what),
+# (_SEQUENCE, what, path, least element bytes, element (bytes, alignment) or None, element steps),
+# (_ARRAY, what, count, element steps)
+_FIXED, _STRING, _SEQUENCE, _ARRAY = range(4)
+
+
+@functools.lru_cache(maxsize=None)
+def _steps(fields: tuple, max_alignment: int, path: tuple = (), what: str | None = None) -> tuple:
+    """The steps that walk ``fields`` (a message's), each nested message's fields among its own
+    (XCDR aligns a message as its first field), consecutive fixed-size fields one step: a person
+    of a HumanKeypoints2DArray is four steps, not eleven. ``path``: the fields' message's, as
+    :func:`walk_layout` counts sequences by; ``what``: the top-level field the fields are inside."""
+    steps: list = []
+    for index, field in enumerate(fields):
+        name = what or f"field {index}"
+        fixed = _fixed_size(field, max_alignment)
+        if fixed is not None:
+            size, alignment = fixed
+            last = steps[-1] if steps else None
+            if last is not None and last[0] == _FIXED and alignment <= last[2]:
+                # it starts at a known offset from the step's aligned start: no alignment of its own
+                together = last[1] if last[1] == name else f"{last[1].split(' to ')[0]} to {name}"
+                steps[-1] = (_FIXED, together, last[2], last[3] + -last[3] % alignment + size)
+            else:
+                steps.append((_FIXED, name, alignment, size))
+        elif field == STRING:
+            steps.append((_STRING, name))
+        elif field[0] == SEQUENCE:
+            element = field[1]
+            inner = () if _fixed_size(element, max_alignment) else _element_steps(element, max_alignment,
+                                                                                   path + (index,), name)
+            steps.append((_SEQUENCE, name, path + (index,), max(_least_bytes(element), 1),
+                          _fixed_size(element, max_alignment), inner))
+        elif field[0] == ARRAY:
+            steps.append((_ARRAY, name, field[1], _element_steps(field[2], max_alignment, path + (index,), name)))
+        else:
+            steps.extend(_steps(field, max_alignment, path + (index,), name))
+    return tuple(steps)
+
+
+def _element_steps(element, max_alignment: int, path: tuple, what: str) -> tuple:
+    return _steps(element if isinstance(element, tuple) and element[0] not in (ARRAY, SEQUENCE) else (element,),
+                  max_alignment, path, what)
+
+
+class _Over(Exception):
+    """A counted sequence longer than its bound: the walk stops there."""
+
+
+@dataclass(frozen=True)
+class LayoutWalk:
+    """What :func:`walk_layout` found. ``problem``: where the bytes end before a field does (a
+    string's or sequence's length runs past their end), or None. ``lengths``: by path, the summed
+    lengths of the counted sequences walked. ``over``: the path of a counted sequence longer than its
+    bound (its length in ``lengths``; nothing after it walked, ``problem`` None), or None."""
+    problem: str | None
+    lengths: dict
+    over: tuple | None = None
+
+
+def walk_layout(serialized: bytes | bytearray | memoryview, layout: tuple,
+                counted: dict[tuple, int | None] | None = None) -> LayoutWalk:
+    """The bytes walked against ``layout``, once: whether a field runs past their end, and the
+    lengths of the sequences ``counted`` names (a path: the field's index in the message, then in
+    each message a sequence's element is, as (3,) for a HumanKeypoints2DArray's people and (3, 3)
+    for each person's keypoints), summed over the walk; where one is longer than its bound (None:
+    none), the walk stops there. Bytes with no message after their encapsulation header are no
+    message (:func:`encapsulation_problem`); nothing is found of an encapsulation not walked here
+    (all but XCDR1's: left to the type support).
 
     Fast DDS's generated type support (Kilted) prints "sequence size exceeds remaining buffer" to
     stderr, unthrottled, for every message whose sequence length runs past its bytes before it fails:
     one line in the node's log per such message, at whatever rate a faulty publisher sends them. A
-    message this finds whole the type support reads without that line."""
+    message this finds whole the type support reads without that line. Deserializing a message
+    costs about 36 bytes of memory a byte of it (20 kB of zstd in a bag held 100,000 people, 24 MB
+    of CDR: 875 MB and 9 s to decode), which a counted sequence's bound spares."""
+    counted = counted or {}
+    lengths = dict.fromkeys(counted, 0)
     view = memoryview(serialized).cast("B")
-    if len(view) < _ENCAPSULATION_BYTES or view[0] != 0 or view[1] not in _MAX_ALIGNMENT:
-        return None
+    problem = encapsulation_problem(view)
+    if problem is not None or view[0] != 0 or view[1] not in _MAX_ALIGNMENT:
+        return LayoutWalk(problem, lengths)
     max_alignment = _MAX_ALIGNMENT[view[1]]
-    # the padding the header's options state is no field's (Fast CDR)
-    reader = _Reader(view, _BYTE_ORDER[view[1]], end=len(view) - (view[3] & 0x3), max_alignment=max_alignment)
+    # aligned from the end of the encapsulation header, as CDR counts; the padding the header's
+    # options state is no field's (Fast CDR)
+    body = view[_ENCAPSULATION_BYTES:len(view) - (view[3] & 0x3)]
+    end = len(body)
+    uint32 = struct.Struct(_BYTE_ORDER[view[1]] + "I").unpack_from
 
-    def walk(field, what: str) -> None:
-        if isinstance(field, int):
-            reader.skip(field, what, field)
-        elif field == STRING:
-            reader.skip(reader.number(reader.uint32, f"{what}'s length"), what)
-        elif field[0] in (ARRAY, SEQUENCE):
-            items = field[1] if field[0] == ARRAY else reader.number(reader.uint32, f"{what}'s length")
-            element = field[-1]
-            left = reader.end - reader.position
-            if items > left:      # every element takes a byte at least
-                raise NotAnImage(f"{what} of {items} elements runs past the end ({left} bytes left)")
-            fixed = _fixed_size(element, max_alignment)
-            if fixed is not None:
-                if items:
-                    reader.skip(fixed[0] * items, what, fixed[1])
+    def length(position: int, what: str) -> int:
+        if position + 4 > end:
+            raise NotAnImage(f"the bytes end at {end + _ENCAPSULATION_BYTES}, before {what}'s length")
+        return uint32(body, position)[0]
+
+    def walk(steps: tuple, position: int) -> int:
+        for step in steps:
+            kind = step[0]
+            if kind == _FIXED:
+                position += -position % step[2]
+                if position + step[3] > end:
+                    raise NotAnImage(f"{step[1]} of {step[3]} bytes runs past the end ({max(end - position, 0)} left)")
+                position += step[3]
+            elif kind == _STRING:
+                position += -position % 4
+                size = length(position, step[1])
+                position += 4
+                if size > end - position:
+                    raise NotAnImage(f"{step[1]} of {size} bytes runs past the end ({end - position} left)")
+                position += size
+            elif kind == _SEQUENCE:
+                position += -position % 4
+                items = length(position, step[1])
+                position += 4
+                if items * step[3] > end - position:
+                    raise NotAnImage(f"{step[1]} of {items} elements runs past the end ({end - position} bytes left)")
+                if step[2] in lengths:
+                    lengths[step[2]] += items
+                    bound = counted[step[2]]
+                    if bound is not None and items > bound:
+                        raise _Over(step[2])
+                if step[4] is not None:
+                    if items:
+                        position += -position % step[4][1]
+                        if position + step[4][0] * items > end:     # an 8-byte element's alignment
+                            raise NotAnImage(f"{step[1]} of {items} elements runs past the end "
+                                             f"({max(end - position, 0)} bytes left)")
+                        position += step[4][0] * items
+                else:
+                    for _ in range(items):
+                        position = walk(step[5], position)
             else:
-                for _ in range(items):
-                    walk(element, what)
-        else:
-            for inner in field:
-                walk(inner, what)
+                for _ in range(step[2]):
+                    position = walk(step[3], position)
+        return position
 
     try:
-        for index, field in enumerate(layout):
-            walk(field, f"field {index}")
+        walk(_steps(layout, max_alignment), 0)
     except NotAnImage as exc:
-        return str(exc)
-    return None
+        return LayoutWalk(str(exc), lengths)
+    except _Over as over:
+        return LayoutWalk(None, lengths, over.args[0])
+    return LayoutWalk(None, lengths)
+
+
+def layout_problem(serialized: bytes | bytearray | memoryview, layout: tuple) -> str | None:
+    """Where the bytes end before a field of ``layout`` does, or None: :func:`walk_layout`."""
+    return walk_layout(serialized, layout).problem

@@ -156,7 +156,7 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                depth_topic=None, max_image_pixels: int | None = None) -> Source:
     """``max_image_pixels``: the detector's, for its compressed images (None: its default)."""
     from cfi_pose_ros.bag import MESSAGE_ENCODING, bag_summary, read_bag
-    from cfi_pose_ros.node.lifting import crowd_not_to_decode
+    from cfi_pose_ros.node.lifting import keypoints_not_to_decode
     from cfi_pose_ros.node.conversions import depth_from_msg, stamp_seconds
     from cfi_pose_ros.node.detect_node import image_to_bgr
 
@@ -191,10 +191,15 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                     f"{MESSAGE_ENCODING!r}", frame))
                 continue
             # a message of more people (or keypoints) than the lifter reads of one (a detector's
-            # max_people is at most 1000) is not deserialized: see lifting.crowd_not_to_decode
-            crowd = crowd_not_to_decode(message.data) if message.topic == kp_topic else None
-            if crowd is not None:
-                yield Item(message.log_time_ns, unread=Unread(crowd[0], f"{where}: {crowd[1]}", frame))
+            # max_people is at most 1000), or whose lengths run past its end, is not deserialized:
+            # see lifting.keypoints_not_to_decode
+            unread = keypoints_not_to_decode(message.data) if message.topic == kp_topic else None
+            if unread is not None and unread[0] is None:
+                yield Item(message.log_time_ns, unread=Unread(
+                    "undecodable", f"{where}: it does not decode as {message.type_name} ({unread[1]})", frame))
+                continue
+            if unread is not None:
+                yield Item(message.log_time_ns, unread=Unread(unread[0], f"{where}: {unread[1]}", frame))
                 continue
             try:
                 msg = message.decode()

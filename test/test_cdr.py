@@ -362,6 +362,24 @@ def test_the_layout_walk_leaves_xcdr2_to_the_type_support():
             assert layout_problem(data[:1] + bytes([kind]) + data[2:6], cdr_layout(type(msg))) is None
 
 
+def keypoints_counts(serialized, most_people: int) -> tuple[int, int | None] | None:
+    """``(people, keypoints)`` of a HumanKeypoints2DArray's bytes from one walk of its layout (as
+    lifting.keypoints_not_to_decode walks them), keypoints None past ``most_people`` people (not
+    walked); None where the walk finds the bytes no message or does not walk them."""
+    from cfi_pose_ros.cdr import walk_layout
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+    from cfi_pose_ros.node.conversions import cdr_layout
+    from cfi_pose_ros.node.lifting import KEYPOINTS_PATH, PEOPLE_PATH
+
+    walked = walk_layout(serialized, cdr_layout(HumanKeypoints2DArray),
+                         {PEOPLE_PATH: most_people, KEYPOINTS_PATH: None})
+    if walked.over == PEOPLE_PATH:
+        return walked.lengths[PEOPLE_PATH], None
+    if walked.problem is not None or serialized[1] not in (0x00, 0x01):
+        return None
+    return walked.lengths[PEOPLE_PATH], walked.lengths[KEYPOINTS_PATH]
+
+
 def test_the_people_count_of_a_keypoints_message_is_read_without_deserializing_it():
     """offline counts a bag's keypoints message of more people than the lifter reads rather than
     deserializing it (test_offline_cli.py -k more_people_than_the_lifter_reads): the count read from
@@ -370,7 +388,6 @@ def test_the_people_count_of_a_keypoints_message_is_read_without_deserializing_i
     import numpy as np
     from rclpy.serialization import serialize_message
 
-    from cfi_pose_ros.cdr import keypoints_counts
     from cfi_pose_ros.node.replay import keypoints_msg
 
     def people_count(serialized):
@@ -391,7 +408,7 @@ def test_the_people_count_of_a_keypoints_message_is_read_without_deserializing_i
 
 def test_the_keypoints_of_a_keypoints_message_are_counted_without_deserializing_it():
     """The lifter drops undecoded a message of more keypoints than it reads of one (a person of
-    millions: see lifting.crowd_not_to_decode): the sum read from the bytes is the message's for
+    millions: see lifting.keypoints_not_to_decode): the sum read from the bytes is the message's for
     people of every id length and keypoint count (each moves what follows into another alignment);
     past most_people the keypoints are not walked; bytes cut inside a person give None."""
     import random
@@ -399,7 +416,6 @@ def test_the_keypoints_of_a_keypoints_message_are_counted_without_deserializing_
     import numpy as np
     from rclpy.serialization import serialize_message
 
-    from cfi_pose_ros.cdr import keypoints_counts
     from cfi_pose_ros.msg import Keypoint2D
     from cfi_pose_ros.node.replay import keypoints_msg
 

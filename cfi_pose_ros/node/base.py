@@ -798,7 +798,9 @@ class SpecLifecycleNode(LifecycleNode):
         counted (``count_dropped(UNDESERIALIZABLE)``) and warned of,
         throttled: subscribed for the type, rmw drops such a message inside ``take`` without a word,
         no count, no log line. ``not_to_decode``: a function of a message's bytes giving ``(drop
-        reason, words)`` for one not to be read at all, or None; such a message is counted
+        reason, words)`` for one not to be read at all, ``(None, words)`` for bytes that are no
+        ``msg_type`` (words: where), or None; it walks the bytes in place of the type's layout walk
+        (``cdr.layout_problem``), which it must do too. Such a message is counted
         (``count_dropped(reason)``) and warned of alike, never deserialized. A raw ``Image`` is
         read in place (:func:`image_from_serialized`): rclpy's ``deserialize_message`` costs more
         than rmw's take, that reader less
@@ -812,17 +814,21 @@ class SpecLifecycleNode(LifecycleNode):
         deserialize = (image_from_serialized if msg_type is Image
                        else functools.partial(deserialize_message, message_type=msg_type))
         layout = None if msg_type is Image else cdr_layout(msg_type)     # an Image is read in place
+        if not_to_decode is None and layout is not None:
+            def not_to_decode(serialized) -> tuple[None, str] | None:      # ones the type support prints a line for
+                problem = layout_problem(serialized, layout)
+                return None if problem is None else (None, problem)
 
         def take(serialized: bytes) -> None:
-            unread = not_to_decode and not_to_decode(serialized)
-            if unread:
+            problem = encapsulation_problem(serialized)     # bytes the type support would crash on
+            unread = not_to_decode(serialized) if problem is None and not_to_decode is not None else None
+            if unread and unread[0] is not None:
                 count_dropped(unread[0])
                 self.warn_throttled(f"{unread[0]} {resolved}", f"dropped a message on {resolved}: {unread[1]}")
                 return
             try:
-                problem = encapsulation_problem(serialized)     # bytes the type support would crash on
-                if problem is None and layout is not None:
-                    problem = layout_problem(serialized, layout)    # ones it would print a line for
+                if problem is None and unread:
+                    problem = unread[1]
                 if problem is not None:
                     raise ValueError(problem)
                 msg = deserialize(serialized)

@@ -43,8 +43,8 @@ from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg, exit_pro
 from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, TARGET_WITHOUT_FRAME, lift_configure_problems,
                                          lifter_options)
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, CameraInfoByFrame,
-                                      CameraModel, camera_or_size_from_info, crowd_not_to_decode, depth_warning_key,
-                                      dropped_frame_markers, dropped_warning_key, lift_keypoints, marker_namespace,
+                                      CameraModel, camera_or_size_from_info, depth_warning_key, dropped_frame_markers,
+                                      dropped_warning_key, keypoints_not_to_decode, lift_keypoints, marker_namespace,
                                       pipeline_config, pose_smoother, warned_about)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import DEPTH_DISAGREES, LiftingPipeline
@@ -147,7 +147,7 @@ class LiftNode(SpecLifecycleNode):
     def on_activate(self, state) -> TransitionCallbackReturn:
         # bytes that are not a message (see subscribe_input): on the frames' topic an input dropped, on
         # the CameraInfo's and the depth images' a drop; a crowd no max_people reads is not decoded
-        callbacks = {"input_topic": (self._on_keypoints, self._on_unread_keypoints, crowd_not_to_decode),
+        callbacks = {"input_topic": (self._on_keypoints, self._on_unread_keypoints, keypoints_not_to_decode),
                      "camera_info_topic": (self._on_camera_info, self._on_unread, None),
                      "depth_topic": (self._on_depth, self._on_unread, None)}
         try:

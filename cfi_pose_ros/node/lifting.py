@@ -23,9 +23,9 @@ from cfi_pose_ros.frame_ids import (MAX_CAMERAS, MAX_FRAME_ID_LENGTH, RecentlySe
                                     other_camera_frame)
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
 from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, camera_namespace, lifetime_expires, skeleton_markers
-from cfi_pose_ros.msg import HumanPose3DArray
+from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.node.conversions import (BAD_FRAME_ID, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, LAYOUT_NAMES,
-                                           NEGATIVE_STAMP, check_frame_id, frame_from_msg, frame_id_problem,
+                                           NEGATIVE_STAMP, cdr_layout, check_frame_id, frame_from_msg, frame_id_problem,
                                            header_drop_reason, markers_to_msg, poses_to_msg)
 from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
 from cfi_pose_ros.pipeline import (MAX_TRACK_ID_LENGTH, ROOT_RELATIVE, Frame2D, LiftedPerson, LiftingPipeline,
@@ -328,30 +328,35 @@ TOO_MANY_PEOPLE_TO_DECODE = "too_many_people_to_decode"
 # ... and of more keypoints than that many people have in any layout
 TOO_MANY_KEYPOINTS_TO_DECODE = "too_many_keypoints_to_decode"
 MOST_KEYPOINTS_READ = MOST_PEOPLE_READ * max(layout.num_joints for layout in LAYOUTS.values())
+# where, in a HumanKeypoints2DArray's layout (cfi_pose_ros.cdr.walk_layout), the people are, and each one's keypoints
+PEOPLE_PATH = (list(HumanKeypoints2DArray.get_fields_and_field_types()).index("people"),)
+KEYPOINTS_PATH = PEOPLE_PATH + (list(HumanKeypoints2D.get_fields_and_field_types()).index("keypoints"),)
 
 
-def crowd_not_to_decode(serialized) -> tuple[str, str] | None:
-    """``(drop reason, words)`` for the bytes of a ``HumanKeypoints2DArray`` of more people than any
-    max_people reads (:data:`MOST_PEOPLE_READ`: TOO_MANY_PEOPLE_TO_DECODE), or of more keypoints
-    than that many people have in any layout (:data:`MOST_KEYPOINTS_READ`:
-    TOO_MANY_KEYPOINTS_TO_DECODE), else None. Only what is read is cut to the highest scores (and a
-    person of another keypoint count refused): deserializing costs every keypoint the message holds
-    (about 36 bytes of memory a byte), and one message of 100,000 people (24.8 MB) held the lifter's
-    executor 8 s and grew it by 340 MB, for 64 people kept; one person of 2,000,000 keypoints
-    (24 MB) held it 5.7 s. No detector sends so many (its max_people is at most 1000); offline
-    lifting skips such a message of a bag by this rule too."""
-    from cfi_pose_ros.cdr import keypoints_counts
+def keypoints_not_to_decode(serialized) -> tuple[str | None, str] | None:
+    """Why the bytes of a ``HumanKeypoints2DArray`` are not to be deserialized, from one walk of
+    them (:func:`cfi_pose_ros.cdr.walk_layout`), or None: ``(drop reason, words)`` for one of more
+    people than any max_people reads (:data:`MOST_PEOPLE_READ`: TOO_MANY_PEOPLE_TO_DECODE), or of
+    more keypoints than that many people have in any layout (:data:`MOST_KEYPOINTS_READ`:
+    TOO_MANY_KEYPOINTS_TO_DECODE); ``(None, where)`` for bytes whose lengths run past their end (no
+    message: the node counts them undeserializable, offline lifting undecodable). Only what is read
+    is cut to the highest scores (and a person of another keypoint count refused): deserializing
+    costs every keypoint the message holds (about 36 bytes of memory a byte), and one message of
+    100,000 people (24.8 MB) held the lifter's executor 8 s and grew it by 340 MB, for 64 people
+    kept; one person of 2,000,000 keypoints (24 MB) held it 5.7 s. No detector sends so many (its
+    max_people is at most 1000); offline lifting skips such a message of a bag by this rule too."""
+    from cfi_pose_ros.cdr import walk_layout
 
-    counts = keypoints_counts(serialized, most_people=MOST_PEOPLE_READ)
-    if counts is None:
-        return None
-    people, keypoints = counts
-    if keypoints is None:
-        return TOO_MANY_PEOPLE_TO_DECODE, (f"it holds {people} people, more than the lifter reads of a message "
-                                           f"({MOST_PEOPLE_READ}); not decoded")
-    if keypoints > MOST_KEYPOINTS_READ:
-        return TOO_MANY_KEYPOINTS_TO_DECODE, (f"it holds {keypoints} keypoints, more than the lifter reads of a "
-                                              f"message ({MOST_KEYPOINTS_READ}); not decoded")
+    walked = walk_layout(serialized, cdr_layout(HumanKeypoints2DArray),
+                         {PEOPLE_PATH: MOST_PEOPLE_READ, KEYPOINTS_PATH: None})
+    if walked.over == PEOPLE_PATH:
+        return TOO_MANY_PEOPLE_TO_DECODE, (f"it holds {walked.lengths[PEOPLE_PATH]} people, more than the lifter "
+                                           f"reads of a message ({MOST_PEOPLE_READ}); not decoded")
+    if walked.problem is not None:
+        return None, walked.problem
+    if walked.lengths[KEYPOINTS_PATH] > MOST_KEYPOINTS_READ:
+        return TOO_MANY_KEYPOINTS_TO_DECODE, (f"it holds {walked.lengths[KEYPOINTS_PATH]} keypoints, more than the "
+                                              f"lifter reads of a message ({MOST_KEYPOINTS_READ}); not decoded")
     return None
 
 
