@@ -7,9 +7,9 @@ or with a length past its end, which rmw's typed ``take`` drops without a word (
 more than rmw's own take; this reader copies no pixel (``data`` is a view of the bytes taken) and
 costs less (``benchmarks/bench_image_take.py``).
 
-Layout (OMG XCDR, version 1 as Fast DDS writes ROS 2 messages, or version 2's plain form, which
-lays out these fields alike: none is wider than 4 bytes): a 4-byte encapsulation header (its second
-byte says the byte order), then, each 4-byte number aligned to 4 bytes from the end of that header,
+Layout (OMG XCDR, version 1 as Fast DDS writes ROS 2 messages, or any other kind the type support
+reads, which lay these fields out alike: none is wider than 4 bytes): a 4-byte encapsulation header
+(its second byte says the byte order), then, each 4-byte number aligned to 4 bytes from the end of that header,
 ``header.stamp.sec`` (int32), ``header.stamp.nanosec`` (uint32), ``header.frame_id`` (string:
 uint32 length counting a closing NUL, the bytes), ``height``, ``width`` (uint32), ``encoding``
 (string), ``is_bigendian`` (uint8), ``step`` (uint32), ``data`` (uint32 count, the bytes).
@@ -20,9 +20,13 @@ import functools
 import struct
 from dataclasses import dataclass
 
-# The encapsulation kind (the header's second byte; the first is 0) -> struct's byte order. Other
-# kinds (parameter lists, XCDR2's delimited form with its extra length word) are not read here.
-_BYTE_ORDER = {0x00: ">", 0x01: "<", 0x06: ">", 0x07: "<"}
+# The encapsulation kind (the header's second byte; the first is 0) -> the largest alignment, as
+# Kilted's type support (Fast CDR) reads a ROS message of each kind Fast DDS delivers (it passes a
+# sample's bytes on as written): CDR and PL_CDR (XCDR1, 8-byte numbers aligned to 8), PLAIN_CDR2,
+# D_CDR2 and PL_CDR2 (XCDR2, aligned to 4), the byte order the kind's last bit, and no delimiter or
+# parameter list read for any: all lay a message out alike. (0x04 and 0x05 are no kind: the type
+# support refuses them.)
+_MAX_ALIGNMENT = {0x00: 8, 0x01: 8, 0x02: 8, 0x03: 8, 0x06: 4, 0x07: 4, 0x08: 4, 0x09: 4, 0x0A: 4, 0x0B: 4}
 _ENCAPSULATION_BYTES = 4
 
 
@@ -103,10 +107,9 @@ def read_image(serialized: bytes | bytearray | memoryview, kind: type[Serialized
     problem = encapsulation_problem(view)
     if problem is not None:
         raise NotAnImage(problem)
-    byte_order = _BYTE_ORDER.get(view[1]) if view[0] == 0 else None
-    if byte_order is None:
+    if view[0] != 0 or view[1] not in _MAX_ALIGNMENT:
         return None
-    reader = _Reader(view, byte_order)
+    reader = _Reader(view, "<" if view[1] & 1 else ">")
     stamp_sec = reader.number(reader.int32, "header.stamp.sec")
     stamp_nanosec = reader.number(reader.uint32, "header.stamp.nanosec")
     frame_id = reader.string("header.frame_id")
@@ -124,11 +127,6 @@ def read_image(serialized: bytes | bytearray | memoryview, kind: type[Serialized
 # tuple (a nested message's fields). Built from a type's rosidl description by the node
 # (conversions.cdr_layout); nothing here imports ROS.
 STRING, ARRAY, SEQUENCE = "string", "array", "sequence"
-# encapsulation kind -> the largest alignment (XCDR1 aligns an 8-byte number to 8). Only XCDR1, which
-# every ROS 2 middleware writes for ROS types: XCDR2 puts a delimiter before each struct of a type
-# that is not final, which a walk that does not know the types' extensibility would misread, and a
-# whole message refused is worse than a line printed by the type support.
-_MAX_ALIGNMENT = {0x00: 8, 0x01: 8}
 
 
 def _fixed_size(field, max_alignment: int) -> tuple[int, int] | None:
@@ -225,8 +223,8 @@ def walk_layout(serialized: bytes | bytearray | memoryview, layout: tuple,
     each message a sequence's element is, as (3,) for a HumanKeypoints2DArray's people and (3, 3)
     for each person's keypoints), summed over the walk; where one is longer than its bound (None:
     none), the walk stops there. Bytes with no message after their encapsulation header are no
-    message (:func:`encapsulation_problem`); nothing is found of an encapsulation not walked here
-    (all but XCDR1's: left to the type support).
+    message (:func:`encapsulation_problem`); nothing is found of bytes that are not of an
+    encapsulation the type support reads (left to it to refuse).
 
     Fast DDS's generated type support (Kilted) prints "sequence size exceeds remaining buffer" to
     stderr, unthrottled, for every message whose sequence length runs past its bytes before it fails:
@@ -245,7 +243,7 @@ def walk_layout(serialized: bytes | bytearray | memoryview, layout: tuple,
     # options state is no field's (Fast CDR)
     body = view[_ENCAPSULATION_BYTES:len(view) - (view[3] & 0x3)]
     end = len(body)
-    uint32 = struct.Struct(_BYTE_ORDER[view[1]] + "I").unpack_from
+    uint32 = struct.Struct("<I" if view[1] & 1 else ">I").unpack_from
 
     def length(position: int, what: str) -> int:
         if position + 4 > end:

@@ -176,9 +176,17 @@ def _write_image(msg, order: str, kind: int) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.parametrize("kind", [0x00, 0x01, 0x06, 0x07], ids=["CDR_BE", "CDR_LE", "PLAIN_CDR2_BE", "PLAIN_CDR2_LE"])
-def test_both_byte_orders_of_both_cdr_versions_are_read(kind):
-    from rclpy.serialization import serialize_message
+KINDS = {"CDR_BE": 0x00, "CDR_LE": 0x01, "PL_CDR_BE": 0x02, "PL_CDR_LE": 0x03, "PLAIN_CDR2_BE": 0x06,
+         "PLAIN_CDR2_LE": 0x07, "D_CDR2_BE": 0x08, "D_CDR2_LE": 0x09, "PL_CDR2_BE": 0x0A, "PL_CDR2_LE": 0x0B}
+
+
+@pytest.mark.parametrize("kind", KINDS.values(), ids=KINDS.keys())
+def test_both_byte_orders_of_every_encapsulation_the_type_support_reads_are_read(kind):
+    """Kilted's type support reads every one of these kinds as it reads CDR, and Fast DDS delivers
+    them as written (test_hostile_input_nodes.py -k every_encapsulation_fast_dds): the reader left
+    all but CDR and PLAIN_CDR2 to the type support."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
 
     for case in CASES[::7]:
         msg = _image(**case)
@@ -186,11 +194,11 @@ def test_both_byte_orders_of_both_cdr_versions_are_read(kind):
         # rclpy's padding bytes are whatever was in memory: compare the fields, not the bytes
         assert _read_fields(read_image(serialize_message(msg))) == _read_fields(read_image(little))
         order = "<" if kind & 1 else ">"
-        assert _read_fields(read_image(_write_image(msg, order, kind))) == _fields(msg)
+        written = _write_image(msg, order, kind)
+        assert _read_fields(read_image(written)) == _fields(msg) == _fields(deserialize_message(written, Image))
 
 
-@pytest.mark.parametrize("header", [b"\x00\x03\x00\x00", b"\x00\x09\x00\x00", b"\x01\x01\x00\x00"],
-                         ids=["PL_CDR_LE", "DELIMITED_CDR2_LE", "not_an_encapsulation"])
+@pytest.mark.parametrize("header", [b"\x00\x05\x00\x00", b"\x01\x01\x00\x00"], ids=["no_kind", "not_an_encapsulation"])
 def test_an_encapsulation_it_does_not_lay_out_is_left_to_the_type_support(header):
     from rclpy.serialization import serialize_message
 
@@ -348,18 +356,34 @@ def test_a_sequence_length_past_the_end_is_refused_before_the_type_support_print
     assert "sequence size exceeds remaining buffer" in printed.stderr      # why the walk comes first
 
 
-def test_the_layout_walk_leaves_xcdr2_to_the_type_support():
-    """XCDR2 puts a delimiter before each struct of a type that is not final: a walk of XCDR1's
-    layout would misread such a message and refuse it whole, so XCDR2 is not walked."""
-    from rclpy.serialization import serialize_message
+def test_the_layout_walk_reads_every_encapsulation_as_the_type_support_does():
+    """Kilted's type support reads PL_CDR, PLAIN_CDR2, D_CDR2 and PL_CDR2 as it reads CDR (byte
+    order from the kind, 8-byte numbers aligned to 4 in version 2, no delimiter or parameter list
+    read), and Fast DDS delivers them: the walk read XCDR1 alone, and such a message whose length ran
+    past its end was left to the type support's unthrottled line. Every input message's bytes,
+    whole and cut, labelled each kind (read in both byte orders): where the walk finds the bytes
+    whole, the type support reads them; whole ones it finds whole in the byte order written."""
+    import os
+
+    from rclpy.serialization import deserialize_message, serialize_message
 
     from cfi_pose_ros.cdr import layout_problem
     from cfi_pose_ros.node.conversions import cdr_layout
 
-    for msg in _input_messages():
-        data = serialize_message(msg)
-        for kind in (0x06, 0x07):
-            assert layout_problem(data[:1] + bytes([kind]) + data[2:6], cdr_layout(type(msg))) is None
+    stderr = os.dup(2)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)      # the type support's line for each it refuses
+    try:
+        for msg in _input_messages():
+            data, layout = serialize_message(msg), cdr_layout(type(msg))
+            for kind in KINDS.values():
+                for end in range(5, len(data) + 1, 3):
+                    labelled = data[:1] + bytes([kind]) + data[2:end]
+                    if layout_problem(labelled, layout) is None:
+                        deserialize_message(labelled, type(msg))       # raises where the type support refuses
+                    elif end == len(data):
+                        assert not kind & 1, (msg, kind)         # read big endian: lengths past the end
+    finally:
+        os.dup2(stderr, 2)
 
 
 def keypoints_counts(serialized, most_people: int) -> tuple[int, int | None] | None:
@@ -375,7 +399,7 @@ def keypoints_counts(serialized, most_people: int) -> tuple[int, int | None] | N
                          {PEOPLE_PATH: most_people, KEYPOINTS_PATH: None})
     if walked.over == PEOPLE_PATH:
         return walked.lengths[PEOPLE_PATH], None
-    if walked.problem is not None or serialized[1] not in (0x00, 0x01):
+    if walked.problem is not None:
         return None
     return walked.lengths[PEOPLE_PATH], walked.lengths[KEYPOINTS_PATH]
 
@@ -384,7 +408,7 @@ def test_the_people_count_of_a_keypoints_message_is_read_without_deserializing_i
     """offline counts a bag's keypoints message of more people than the lifter reads rather than
     deserializing it (test_offline_cli.py -k more_people_than_the_lifter_reads): the count read from
     the bytes is the message's, whatever the frame_id's length (each moves what follows); bytes cut
-    before it, or of another encapsulation, give None (left to the type support)."""
+    before it give None; PLAIN_CDR2's are laid out as CDR's (the type support reads them so)."""
     import numpy as np
     from rclpy.serialization import serialize_message
 
@@ -403,7 +427,7 @@ def test_the_people_count_of_a_keypoints_message_is_read_without_deserializing_i
     head = serialize_message(keypoints_msg(np.zeros((1, 17, 2)), np.ones((1, 17)), ["a"], (640, 480), "h36m_17",
                                            "cam", 10**9))
     assert people_count(head[:24]) is None                      # cut before the count
-    assert people_count(b"\x00\x07\x00\x00" + head[4:]) is None    # PLAIN_CDR2: not laid out here
+    assert people_count(b"\x00\x07\x00\x00" + head[4:]) == 1       # PLAIN_CDR2: laid out alike
 
 
 def test_the_keypoints_of_a_keypoints_message_are_counted_without_deserializing_it():

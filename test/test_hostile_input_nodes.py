@@ -293,6 +293,47 @@ def test_a_sequence_length_past_the_end_puts_one_throttled_warning_in_the_log(no
     assert node.process.poll() is None
 
 
+def test_keypoints_of_every_encapsulation_fast_dds_delivers_are_walked_before_they_are_decoded(node_factory, clip):
+    """Fast DDS delivers a sample's bytes as written, whatever their encapsulation header says, and
+    Kilted's type support reads PL_CDR, PLAIN_CDR2, D_CDR2 and PL_CDR2 as it reads CDR (byte order
+    from the header, 8-byte numbers aligned to 4 in version 2), no delimiter or parameter list read:
+    a keypoints message of any of them is a message to the node. The walk read XCDR1 alone: a crowd
+    of MOST_PEOPLE_READ + 1 people labelled PLAIN_CDR2 or PL_CDR2 was decoded whole (what the crowd
+    screen spares the executor), and 1000 people in 8 bytes labelled PL_CDR or D_CDR2 put the type
+    support's unthrottled "sequence size exceeds remaining buffer" line in the log for each."""
+    from rclpy.serialization import serialize_message
+
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+    from cfi_pose_ros.node.base import UNDESERIALIZABLE
+    from cfi_pose_ros.node.conversions import stamp_ns
+    from cfi_pose_ros.node.lifting import MOST_PEOPLE_READ
+
+    def labelled(data: bytes, kind: int) -> bytes:
+        assert data[:2] == b"\x00\x01"        # rclpy writes CDR, little endian: the same bytes as each kind here
+        return data[:1] + bytes([kind]) + data[2:]
+
+    node = node_factory(reliable_input=True)        # a megabyte message crosses whole (see NodeUnderTest)
+    assert node.send_and_receive(clip_msg(clip, 0, sec=61)) is not None, node.log()
+    for sec, kind in ((62, 0x07), (63, 0x0B)):          # PLAIN_CDR2_LE, PL_CDR2_LE
+        crowd = clip_msg(clip, 1, sec=sec)
+        crowd.people = [crowd.people[0]] * (MOST_PEOPLE_READ + 1)
+        node.client.keypoints_pub.publish(labelled(serialize_message(crowd), kind))
+        assert node.spin_until(lambda: _dropped(node, "too_many_people_to_decode") == sec - 61, 30), node.log()
+        assert stamp_ns(crowd.header) not in node.client.received.poses
+    data = serialize_message(HumanKeypoints2DArray())
+    cut = data[:-4] + (1000).to_bytes(4, "little") + bytes(8)          # 1000 people in 8 bytes
+    for dropped, kind in ((1, 0x03), (2, 0x09)):         # PL_CDR_LE, D_CDR2_LE; one at a time: the input is depth 1
+        node.client.keypoints_pub.publish(labelled(cut, kind))
+        assert node.spin_until(lambda: _dropped(node, UNDESERIALIZABLE) == dropped, 30), node.log()
+    whole = clip_msg(clip, 2, sec=64)
+    node.client.keypoints_pub.publish(labelled(serialize_message(whole), 0x09))        # and read as it was sent
+    assert node.spin_until(lambda: stamp_ns(whole.header) in node.client.received.poses, 30), node.log()
+    assert [h.id for h in node.client.received.poses[stamp_ns(whole.header)].humans] == list(clip.ids)
+    log = node.log()
+    assert "sequence size exceeds remaining buffer" not in log and "field 3 of 1000 elements" in log, log
+    assert _dropped(node, "too_many_people") == 0 and node.process.poll() is None
+
+
 @pytest.mark.parametrize("compressed", [True, False], ids=["compressed", "raw"])
 def test_bytes_that_are_not_an_image_are_dropped_counted_and_warned_of(started, h36m_image, compressed):
     """The same for the detector's input. Raw images kept rmw's typed take until they were read in

@@ -1153,6 +1153,41 @@ def test_markers_in_the_bag_clear_the_last_frame_when_rviz_would_keep_them_forev
     assert all(m.lifetime.nanosec == 50_000 for a in arrays for m in a.markers[1:])
 
 
+def test_a_keypoints_message_of_more_people_than_the_lifter_reads_is_not_decoded_in_any_encapsulation(tmp_path):
+    """Kilted's type support reads a keypoints message labelled PLAIN_CDR2 (or PL_CDR, D_CDR2,
+    PL_CDR2) as it reads CDR: a crowd so labelled was decoded whole, which the count from its bytes
+    is there to spare (only CDR's was read). It is counted too_many_people_to_decode; a whole
+    message so labelled is lifted."""
+    import json
+
+    from rclpy.serialization import serialize_message
+
+    from cfi_pose_ros.bag import read_bag
+    from cfi_pose_ros.node.lifting import MOST_PEOPLE_READ
+
+    clip = Clip.load()
+    start, kp_type, info_type = 10**9 * 100, "cfi_pose_ros/msg/HumanKeypoints2DArray", "sensor_msgs/msg/CameraInfo"
+    info = serialize_message(camera_info_msg(clip.camera_matrix, clip.image_size, FRAME))
+    messages = [("/camera_info", "cdr", info_type, info, start - PERIOD_NS)]
+    for k, kind in enumerate((0x01, 0x07, 0x09)):           # CDR_LE, PLAIN_CDR2_LE, D_CDR2_LE
+        pixels, scores, ids = clip.pixels[k], clip.scores[k], clip.ids
+        if k == 1:
+            crowd = MOST_PEOPLE_READ + 1
+            pixels, scores, ids = (np.repeat(pixels[:1], crowd, 0), np.repeat(scores[:1], crowd, 0),
+                                   [str(i) for i in range(crowd)])
+        msg = keypoints_msg(pixels, scores, ids, clip.image_size, clip.layout, FRAME, start + k * PERIOD_NS)
+        data = serialize_message(msg)
+        assert data[:2] == b"\x00\x01"       # rclpy writes CDR, little endian: the same bytes as each kind here
+        messages.append(("/human_keypoints_2d", "cdr", kp_type, data[:1] + bytes([kind]) + data[2:],
+                         start + k * PERIOD_NS))
+    bag = _raw_bag(tmp_path / "labelled.mcap", messages)
+    out = tmp_path / "out"
+    assert offline([str(bag), "--out", str(out), "--quiet", "--no-video"]) == 0
+    assert json.loads((out / "summary.json").read_text())["dropped"] == {"too_many_people_to_decode": 1}
+    poses = [m.decode() for m in read_bag(out / "lifted.mcap", ["/human_pose_3d"])]
+    assert [len(pose.humans) for pose in poses] == [len(clip.ids)] * 2
+
+
 def test_frames_that_cannot_be_read_are_counted_told_once_and_the_others_lifted(tmp_path, capsys):
     """Messages that did not decode as the topic's type (here CameraInfo bytes on the keypoints topic)
     and messages of a channel that is not ROS 2 CDR (JSON beside it) were skipped with one stderr line
