@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from cfi_pose_ros.cdr import encapsulation_problem
+from cfi_pose_ros.cdr import encapsulation_problem, layout_problem
 from cfi_pose_ros.files import open_regular_file
 
 __all__ = ["BagWriter", "BagMessage", "read_bag", "bag_summary", "message_definition", "type_name",
@@ -202,16 +202,26 @@ class BagMessage:
     publish_time_ns: int
     message_encoding: str = MESSAGE_ENCODING    # its channel's: only read_bag(every_encoding=True) gives others
 
-    def decode(self):
+    def decode(self, walked: bool = False):
+        """The message; ValueError where the bytes are none of its type. ``walked``: the caller has
+        walked them against the type's layout (``cdr.walk_layout``) and found them whole."""
         from rclpy.serialization import deserialize_message
+
+        from cfi_pose_ros.node.conversions import cdr_layout
 
         if self.message_encoding != MESSAGE_ENCODING:
             raise ValueError(f"a message on {self.topic} is {self.message_encoding!r}, not {MESSAGE_ENCODING!r}: "
                              "not a ROS 2 message to decode")
+        msg_type = message_class(self.type_name)
         problem = encapsulation_problem(self.data)       # bytes the type support would crash on
+        layout = None if walked or problem is not None else cdr_layout(msg_type)
+        if layout is not None:
+            # a length past the end: the type support printed a line to stderr for each such message
+            # (beside offline lifting's one for them all) and raised "error not set"
+            problem = layout_problem(self.data, layout)
         if problem is not None:
             raise ValueError(f"a message on {self.topic}: {problem}")
-        return deserialize_message(self.data, message_class(self.type_name))
+        return deserialize_message(self.data, msg_type)
 
 
 # The mcap reader decompresses a chunk whole and then holds it twice over (a 1 GiB chunk took 2.3 GB).

@@ -202,7 +202,7 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                 yield Item(message.log_time_ns, unread=Unread(unread[0], f"{where}: {unread[1]}", frame))
                 continue
             try:
-                msg = message.decode()
+                msg = message.decode(walked=message.topic == kp_topic)       # walked for the crowd screen
             except (RuntimeError, ValueError) as exc:    # rclpy's RMWError: bytes not of the schema's type
                 yield Item(message.log_time_ns, unread=Unread(
                     "undecodable", f"{where}: it does not decode as {message.type_name} "

@@ -1188,6 +1188,44 @@ def test_a_keypoints_message_of_more_people_than_the_lifter_reads_is_not_decoded
     assert [len(pose.humans) for pose in poses] == [len(clip.ids)] * 2
 
 
+def test_a_bag_message_with_a_length_past_its_end_is_refused_before_the_type_support_prints_it(tmp_path, capfd):
+    """Fast DDS's type support printed "sequence size exceeds remaining buffer" to stderr for each
+    message of a bag whose sequence length ran past its bytes (beside offline lifting's one line
+    for them all, whose reason read "failed to deserialize ROS message: error not set"): a bag of
+    many such CameraInfos filled stderr. The bytes are walked against the type's layout first, as
+    the nodes walk their inputs."""
+    import json
+    import struct
+
+    from rclpy.serialization import serialize_message
+
+    clip = Clip.load()
+    start, kp_type, info_type = 10**9 * 100, "cfi_pose_ros/msg/HumanKeypoints2DArray", "sensor_msgs/msg/CameraInfo"
+    info_msg = camera_info_msg(clip.camera_matrix, clip.image_size, FRAME)
+    info = serialize_message(info_msg)
+    model = info_msg.distortion_model.encode() + b"\0"
+    d_at = info.index(model) + len(model)
+    d_at += -(d_at - 4) % 4                       # d's length, aligned to 4 after the encapsulation header
+    assert info[d_at:d_at + 4] == struct.pack("<I", len(info_msg.d))
+    bad = info[:d_at] + struct.pack("<I", 10**6) + info[d_at + 4:]
+    messages = [("/camera_info", "cdr", info_type, info, start - PERIOD_NS)]
+    for k in range(3):
+        messages += [("/camera_info", "cdr", info_type, bad, start + k * PERIOD_NS - 1000),
+                     ("/human_keypoints_2d", "cdr", kp_type,
+                      serialize_message(keypoints_msg(clip.pixels[k], clip.scores[k], clip.ids, clip.image_size,
+                                                      clip.layout, FRAME, start + k * PERIOD_NS)),
+                      start + k * PERIOD_NS)]
+    bag = _raw_bag(tmp_path / "long_d.mcap", messages)
+    out = tmp_path / "out"
+    assert offline([str(bag), "--out", str(out), "--no-video"]) == 0
+    err = capfd.readouterr().err
+    assert json.loads((out / "summary.json").read_text())["dropped"] == {"undecodable": 3}
+    assert "sequence size exceeds remaining buffer" not in err, err
+    told = [line for line in err.splitlines() if line.startswith("skipping ")]
+    assert len(told) == 1 and f"it does not decode as {info_type}" in told[0], err
+    assert "of 1000000 elements runs past the end" in told[0], told
+
+
 def test_frames_that_cannot_be_read_are_counted_told_once_and_the_others_lifted(tmp_path, capsys):
     """Messages that did not decode as the topic's type (here CameraInfo bytes on the keypoints topic)
     and messages of a channel that is not ROS 2 CDR (JSON beside it) were skipped with one stderr line
