@@ -1226,6 +1226,39 @@ def test_a_bag_message_with_a_length_past_its_end_is_refused_before_the_type_sup
     assert "of 1000000 elements runs past the end" in told[0], told
 
 
+def test_a_keypoints_message_whose_person_runs_past_its_end_is_undecodable_as_the_node_has_it(tmp_path, capfd):
+    """A person's keypoints length past the message's end: Fast DDS's type support printed "sequence
+    size exceeds remaining buffer" and still returned a message, that person with no keypoints and
+    a zero bbox, which offline lifting then counted wrong_keypoint_count, the others lifted; the
+    lifter node, which walks the bytes first, dropped the message whole (undeserializable). Offline
+    lifting walks them too now (its crowd screen's walk): undecodable, and no line from the type
+    support."""
+    import json
+    import struct
+
+    from rclpy.serialization import serialize_message
+
+    clip = Clip.load()
+    start, kp_type, info_type = 10**9 * 100, "cfi_pose_ros/msg/HumanKeypoints2DArray", "sensor_msgs/msg/CameraInfo"
+    info = serialize_message(camera_info_msg(clip.camera_matrix, clip.image_size, FRAME))
+    messages = [("/camera_info", "cdr", info_type, info, start - PERIOD_NS)]
+    for k in range(3):
+        data = serialize_message(keypoints_msg(clip.pixels[k], clip.scores[k], clip.ids, clip.image_size, clip.layout,
+                                               FRAME, start + k * PERIOD_NS))
+        if k == 1:      # the last person's keypoints' length (17 of 12 bytes, then a 17-byte bbox, end)
+            at = len(data) - (data[3] & 0x3) - 17 - 17 * 12 - 4
+            assert data[at:at + 4] == struct.pack("<I", 17)
+            data = data[:at] + struct.pack("<I", 10**6) + data[at + 4:]
+        messages.append(("/human_keypoints_2d", "cdr", kp_type, data, start + k * PERIOD_NS))
+    bag = _raw_bag(tmp_path / "long_keypoints.mcap", messages)
+    out = tmp_path / "out"
+    assert offline([str(bag), "--out", str(out), "--no-video"]) == 0
+    err = capfd.readouterr().err
+    assert json.loads((out / "summary.json").read_text())["dropped"] == {"undecodable": 1}
+    assert "sequence size exceeds remaining buffer" not in err, err
+    assert "of 1000000 elements runs past the end" in err, err
+
+
 def test_frames_that_cannot_be_read_are_counted_told_once_and_the_others_lifted(tmp_path, capsys):
     """Messages that did not decode as the topic's type (here CameraInfo bytes on the keypoints topic)
     and messages of a channel that is not ROS 2 CDR (JSON beside it) were skipped with one stderr line
