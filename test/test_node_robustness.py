@@ -1865,7 +1865,8 @@ def test_a_transition_that_raises_leaves_the_node_unconfigured_with_nothing_left
         assert active[0] > unconfigured[0]
         monkeypatch.setattr(node, first_step, raises_once)
         assert node.trigger_deactivate() == TransitionCallbackReturn.ERROR
-        assert entities() == unconfigured
+        # and the failure's report on /diagnostics (a publisher, its timer), until the next configure
+        assert entities() == (unconfigured[0] + 1, unconfigured[1], unconfigured[2] + 1)
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS     # unconfigured, as rclpy says
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         assert entities() == active             # one set, not a second beside the first
@@ -1926,6 +1927,99 @@ def test_a_failed_configure_is_reported_on_diagnostics_until_the_next_configure(
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE and node._failure_timer is not None
         assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
         assert node._failure_pub is None and node._failure_timer is None      # finalized says nothing more
+
+
+@pytest.mark.parametrize("kind", ["lift", "detect"])
+def test_a_transition_that_raises_is_reported_on_diagnostics_as_a_failed_configure_is(kind, tmp_path, ros_env):
+    """A failed configure says so on /diagnostics (the test above); an activate, deactivate, cleanup
+    or shutdown that raised said nothing there: error processing releases everything, the node's
+    diagnostics publisher included, and the node fell silent on /diagnostics, a monitor showing it
+    stale with no reason. Now ERROR "<state>: <transition> failed: <what it raised>" under its
+    status name, until the next configure (or shutdown); where releasing raised too, "finalized:
+    ...". Over DDS, with a real node process whose callbacks raise where the program is told
+    (programs/transition_raising_node.py; counted calls: on_error runs on_shutdown, which runs
+    on_cleanup)."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from lifecycle_msgs.msg import State, Transition
+    from rclpy.executors import SingleThreadedExecutor
+
+    from cfi_pose_ros.node.process import node_command
+    from ros_harness import LifecycleClient
+
+    name = f"raising_{kind}_{os.getpid()}"
+    overrides = {"autostart": False, "diagnostics_period": 0.2, "input_topic": f"/{name}/in"}
+    if kind == "detect":
+        from test_camera_node import MOVENET, RTMDET, need_fixtures
+        need_fixtures()
+        overrides = {"autostart": False, "diagnostics_period": 0.2, "image_topic": f"/{name}/image",
+                     "person_detector_model": str(RTMDET), "keypoint_model": str(MOVENET)}
+    else:
+        overrides["backend"] = "torch"
+    raising = ("on_activate:1,on_deactivate:1,on_cleanup:3,on_shutdown:4,"     # each released after it
+               "on_deactivate:2,on_shutdown:6")                                  # and this one not
+    command = node_command(DETECT_NODE if kind == "detect" else LIFT_NODE, overrides=overrides, node_name=name)
+    log = tmp_path / "node.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-P", str(Path(__file__).parent / "programs" /
+                                                              "transition_raising_node.py"), kind, raising,
+                                    *command[1:]], stdout=out, stderr=subprocess.STDOUT, env=ros_env)
+    if not rclpy.ok():
+        rclpy.init()
+    client = rclpy.create_node(f"raising_client_{os.getpid()}")
+    executor = SingleThreadedExecutor()
+    executor.add_node(client)
+    statuses = []
+    client.create_subscription(DiagnosticArray, "/diagnostics", lambda msg: statuses.extend(
+        status for status in msg.status if status.hardware_id == f"/{name}"), 50)
+
+    def until(predicate, timeout=30.0) -> bool:
+        return spin_until(executor, predicate, timeout)
+
+    def status_once(error: bool) -> DiagnosticStatus:
+        """The node's newest status once it is (``error``) or is not ERROR: one sent before the
+        transition, by the publisher that it released, may still arrive after it."""
+        seen = len(statuses)
+        assert until(lambda: len(statuses) > seen and (statuses[-1].level == DiagnosticStatus.ERROR) == error, 15), \
+            f"no {'' if error else 'non-'}ERROR diagnostics of the node ({statuses[-1:]}):\n{log.read_text()}"
+        return statuses[-1]
+
+    try:
+        lifecycle = LifecycleClient(client, name, until)
+        transitions = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
+                       "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
+                       "shutdown": Transition.TRANSITION_INACTIVE_SHUTDOWN,
+                       "shutdown from active": Transition.TRANSITION_ACTIVE_SHUTDOWN}
+        for steps, failing in ((["configure"], "activate"), (["configure", "activate"], "deactivate"),
+                               (["configure"], "cleanup"), (["configure"], "shutdown")):
+            for step in steps:
+                assert lifecycle.transition(transitions[step]), log.read_text()
+            # configured: the node's own status (the lifter WARNs that no CameraInfo came)
+            assert "failed" not in status_once(error=False).message
+            assert not lifecycle.transition(transitions[failing])
+            assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
+            status = status_once(error=True)
+            assert status.name.startswith(name), status
+            assert status.message == (f"unconfigured: {failing} failed: on_{failing} raised RuntimeError: "
+                                      f"injected into on_{failing}"), status.message
+            assert {kv.key: kv.value for kv in status.values} == {"lifecycle_state": "unconfigured",
+                                                                  "failed_transition": failing}
+        # a deactivate that raised, and then so did releasing everything: finalized, and says so
+        for step in ("configure", "activate"):
+            assert lifecycle.transition(transitions[step]), log.read_text()
+        assert not lifecycle.transition(transitions["deactivate"])
+        assert lifecycle.state() == State.PRIMARY_STATE_FINALIZED
+        status = status_once(error=True)
+        assert status.message == (
+            "finalized: deactivate failed: on_deactivate raised RuntimeError: injected into on_deactivate; "
+            "releasing after it: on_shutdown raised RuntimeError: injected into on_shutdown"), status.message
+        assert process.poll() is None, log.read_text()
+    finally:
+        stop(process)
+        executor.shutdown()
+        client.destroy_node()
+    assert process.returncode == 0, log.read_text()
+    assert "[FATAL]" in log.read_text()       # releasing failed: said in the log as well
 
 
 @pytest.mark.parametrize("kind", ["lift", "detect"])

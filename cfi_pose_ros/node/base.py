@@ -287,7 +287,9 @@ class SpecLifecycleNode(LifecycleNode):
     # class defaults: a stop signal can destroy a node before its constructor has run (DetectNode)
     _configure_failure: str | None = None       # why the last configure failed (configure_failed)
     _failure_pub = _failure_timer = None        # its /diagnostics while it stays failed
-    _configure_raised: str | None = None        # what a configure raised, for on_error to report
+    # what the failing transition's callback raised, and which transition it was, for on_error to report
+    _transition_raised: str | None = None
+    _failed_transition: str | None = None
     _activate_failure: str | None = None        # why the last activate failed, while inactive after it
 
     def __init__(self, name: str, specs: tuple[ParamSpec, ...], **kwargs):
@@ -405,17 +407,24 @@ class SpecLifecycleNode(LifecycleNode):
         transition had built still there: publishers, the diagnostics timer, the model, an active
         node's subscriptions, all of which a configure would then build a second time. Release
         everything as shutdown does, so unconfigured is unconfigured; if even that raises, FAILURE
-        (finalized: the node can do nothing more, and says so)."""
+        (finalized: the node can do nothing more, and says so). Either way the failure is on
+        /diagnostics (:meth:`report_failure`): for any transition but configure the node had
+        released its diagnostics publisher and went silent there, a monitor showing it stale or
+        missing with no reason (an activate, deactivate, cleanup or shutdown that raised)."""
         self.get_logger().error(f"a lifecycle transition from '{state.label}' failed with an error: "
                                 "releasing everything, back to unconfigured")
-        configure_raised, self._configure_raised = self._configure_raised, None
+        transition = self._failed_transition or "a transition"
+        raised = self._transition_raised or "it answered ERROR (see the node's log)"
+        self._failed_transition = self._transition_raised = None
         try:
             self.on_shutdown(state)
         except Exception:       # logged by saying_what_it_raised
             self.get_logger().fatal("releasing after the error failed too: finalized")
+            released = self._transition_raised or "it failed"
+            self._failed_transition = self._transition_raised = None
+            self.report_failure(transition, f"{raised}; releasing after it: {released}", state="finalized")
             return TransitionCallbackReturn.FAILURE
-        if configure_raised:
-            self.report_configure_failure(configure_raised)
+        self.report_failure(transition, raised)
         return TransitionCallbackReturn.SUCCESS
 
     def diagnostics_status(self, **fields) -> DiagnosticStatus:
@@ -436,7 +445,7 @@ class SpecLifecycleNode(LifecycleNode):
     # ------------------------------------------------------- a failed configure on /diagnostics
     def configure_failed(self, reason: str) -> TransitionCallbackReturn:
         """Log why configure fails (one ERROR line) and fail it: the node then says so on
-        /diagnostics too (:meth:`report_configure_failure`)."""
+        /diagnostics too (:meth:`report_failure`)."""
         # cut: the reason may quote a parameter (a model path) set to megabytes by mistake
         self.get_logger().error(cut(f"configure failed: {reason}"))
         self._configure_failure = reason
@@ -466,16 +475,17 @@ class SpecLifecycleNode(LifecycleNode):
         else:
             status.message = "inactive (configured, not subscribed)"
 
-    def report_configure_failure(self, reason: str) -> None:
+    def report_failure(self, transition: str, reason: str, state: str = "unconfigured") -> None:
         """ERROR on /diagnostics, every ``diagnostics_period``, until the next configure or shutdown:
-        under the node's own status name, "unconfigured: configure failed: <reason>". The node's
-        diagnostics publisher is made by configure, so a node whose weights did not load was
-        silent there: a monitor or aggregator showed it as missing (or stale) with no reason, the
-        reason only in the launch log."""
-        self.end_configure_failure_report()
+        under the node's own status name, "<state>: <transition> failed: <reason>" (a configure that
+        failed, or any transition that raised: see on_error). The node's diagnostics publisher is
+        made by configure, so a node whose weights did not load was silent there: a monitor or
+        aggregator showed it as missing (or stale) with no reason, the reason only in the launch log."""
+        self.end_failure_report()
         status = self.diagnostics_status(level=DiagnosticStatus.ERROR,
-                                         message=cut(f"unconfigured: configure failed: {reason}"),
-                                         values=[KeyValue(key="lifecycle_state", value="unconfigured")])
+                                         message=cut(f"{state}: {transition} failed: {reason}"),
+                                         values=[KeyValue(key="lifecycle_state", value=state),
+                                                 KeyValue(key="failed_transition", value=transition)])
         try:
             self._failure_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         except Exception as exc:    # /diagnostics taken by another type: the log has said it all
@@ -493,7 +503,7 @@ class SpecLifecycleNode(LifecycleNode):
         return self.create_timer(self.p("diagnostics_period"), publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def destroy_node(self):
-        self.end_configure_failure_report()
+        self.end_failure_report()
         self._release_node()
 
     def _release_node(self) -> None:
@@ -504,7 +514,7 @@ class SpecLifecycleNode(LifecycleNode):
         super().destroy_node()
         self._state_machine.destroy_when_not_in_use()
 
-    def end_configure_failure_report(self) -> None:
+    def end_failure_report(self) -> None:
         self._configure_failure = None
         if self._failure_timer is not None:
             self.destroy_timer(self._failure_timer)
@@ -562,7 +572,7 @@ class SpecLifecycleNode(LifecycleNode):
         through the minutes a TensorRT engine build can take; it answered nothing. The caller holds
         ``_transition_lock``. The failed configure's report ends here, before the other thread
         spins: its timer's callback would run there while configure destroyed its publisher."""
-        self.end_configure_failure_report()
+        self.end_failure_report()
         stop, raised = threading.Event(), []
 
         def answer() -> None:
@@ -1118,8 +1128,11 @@ def saying_what_it_raised(callback):
         except Exception as exc:
             if not getattr(exc, "_cfi_logged", False):     # once, where it was raised (shutdown runs cleanup)
                 node.get_logger().error(f"{callback.__name__} from '{state.label}' raised:\n{traceback.format_exc()}")
+                node._transition_raised = f"{callback.__name__} raised {type(exc).__name__}: {exc}"
                 with contextlib.suppress(AttributeError):
                     exc._cfi_logged = True
+            # the outermost callback's: the transition asked for (shutdown's cleanup is shutdown's)
+            node._failed_transition = callback.__name__.removeprefix("on_")
             raise
     return logged
 
@@ -1151,30 +1164,27 @@ def stoppable_configure(on_configure):
 
 
 def reporting_failure(on_configure):
-    """An ``on_configure`` that ends the report of the previous failed configure when it starts and
+    """An ``on_configure`` that ends the report of the previous failed transition when it starts and
     starts one when it fails (FAILURE, unless a stop signal aborted it: the node is going away; one
     that raises is reported by ``on_error``, once it has released everything)."""
     @functools.wraps(on_configure)
     def configure(node: "SpecLifecycleNode", state) -> TransitionCallbackReturn:
-        node.end_configure_failure_report()
+        node.end_failure_report()
         node._activate_failure = None       # a failed activate of what the previous configure built
-        try:
-            result = on_configure(node, state)
-        except Exception as exc:
-            node._configure_raised = f"on_configure raised {type(exc).__name__}: {exc}"
-            raise
+        result = on_configure(node, state)
         stopping = node.stop_signals is not None and node.stop_signals.requested
         if result == TransitionCallbackReturn.FAILURE and not stopping:
-            node.report_configure_failure(node._configure_failure or "see the node's log")
+            node.report_failure("configure", node._configure_failure or "see the node's log")
         return result
     return configure
 
 
 def ending_failure_report(on_shutdown):
-    """An ``on_shutdown`` that ends the failed configure's report: finalized says nothing more."""
+    """An ``on_shutdown`` that ends a failed transition's report: finalized says nothing more (unless
+    this shutdown raises: see on_error)."""
     @functools.wraps(on_shutdown)
     def shutdown(node: "SpecLifecycleNode", state) -> TransitionCallbackReturn:
-        node.end_configure_failure_report()
+        node.end_failure_report()
         return on_shutdown(node, state)
     return shutdown
 
