@@ -578,9 +578,9 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     from cfi_pose_ros.bag import BagWriter
     from cfi_pose_ros.depth import DepthHistory
     from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
-    from cfi_pose_ros.node.conversions import markers_to_msg, stamp_seconds
+    from cfi_pose_ros.node.conversions import markers_to_msg
     from cfi_pose_ros.node.lifting import (CameraInfoByFrame, CameraModel, build_pipeline, camera_or_size_from_info,
-                                           dropped_frame_markers, lift_keypoints)
+                                           dropped_frame_markers, lift_keypoints, paired_depth)
 
     value = lift_values.__getitem__
     pipeline = build_pipeline(value, log=log)
@@ -654,8 +654,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             writer.write(topics["input_topic"], msg, item.log_time_ns)
             t0 = time.perf_counter()
             camera = cameras.for_keypoints(msg.header.frame_id)
-            depth = depth_images.paired(stamp_seconds(msg.header.stamp), value("depth_max_age"),
-                                        item.log_time_ns * 1e-9, msg.header.frame_id or camera.frame_id)
+            depth = paired_depth(depth_images, msg.header, value("depth_max_age"), item.log_time_ns * 1e-9,
+                                 camera.frame_id)
             lifted = lift_keypoints(pipeline, msg, camera.matrix, camera.size, depth.image, target_frame,
                                     target_from_camera, camera.lens, depth.frame_id, camera.frame_id, depth.stale)
             poses = lifted.poses_msg() if lifted.publishable else None

@@ -1736,6 +1736,57 @@ def test_keypoints_are_not_placed_for_good_from_a_depth_stream_that_stopped(node
     assert node.spin_until(answered_from_the_wall, 60), node.log()
 
 
+@pytest.mark.parametrize("bad", ["bad_stamp_nanosec", "bad_frame_id"])
+def test_frames_dropped_for_their_header_do_not_count_as_frames_of_a_camera_whose_stamps_stand_still(node_factory,
+                                                                                                      clip, bad):
+    """On a paused clock a camera's frames at one stamp get no depth image once more than
+    MAX_STALLED_FRAMES came since its last one (the test above). Frames the lifter drops for their
+    header were counted too: one of that camera stamped with a nanosec no ROS time holds restarted
+    its count, and its next 30 frames were placed from the wall again; 16 of bad frame_ids pushed it
+    out of the bounded record of cameras, alike. A dropped frame changes nothing of it now."""
+    from sensor_msgs.msg import Image
+
+    from cfi_pose_ros.frame_ids import MAX_CAMERAS
+
+    topic = "/depth_standing_dropped_test"
+    node = node_factory(overrides={"depth_topic": topic, "depth_max_age": 1.0})
+    depth_pub = node.client.create_publisher(Image, topic, 1)
+    send_camera_info(node, clip)
+    frame, stamp = 40, 700
+    wall = depth_image_msg(np.full(registered_depth(clip, frame, scale=4).shape, 4.0, np.float32), stamp)
+
+    def answer():
+        node.client.received.poses.pop(stamp * 10**9, None)
+        return node.send_and_receive(clip_msg(clip, frame, stamp), timeout=5)
+
+    def answered_from_the_wall():
+        depth_pub.publish(wall)
+        node.spin_for(0.05)
+        out = answer()
+        return out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip)
+
+    def placed_without_the_wall():
+        out = answer()
+        return out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip)
+
+    assert node.spin_until(answered_from_the_wall, 60), node.log()
+    for _ in range(40):                         # the depth stream has stopped: 40 frames (MAX_STALLED_FRAMES is 30)
+        answer()
+    assert placed_without_the_wall(), node.log()
+    dropped_before = _diag_count(node.latest_diagnostics(), bad)
+    dropped = [clip_msg(clip, frame, stamp) for _ in range(MAX_CAMERAS if bad == "bad_frame_id" else 1)]
+    for k, msg in enumerate(dropped):
+        if bad == "bad_stamp_nanosec":
+            msg.header.stamp.nanosec = 4_294_967_295        # the camera's own frame_id
+        else:
+            msg.header.frame_id = f"bad camera {k}"         # a space: no frame tf2 takes
+        node.client.publish(msg)
+        node.spin_for(0.05)
+    assert node.spin_until(lambda: _diag_count(node.latest_diagnostics(), bad) >= dropped_before + len(dropped),
+                           30), node.latest_diagnostics()
+    assert placed_without_the_wall(), node.log()     # still standing: no wall
+
+
 def test_an_unstamped_depth_image_does_not_place_keypoints_stamped_near_time_zero(node_factory, clip):
     """A depth image stamped zero is no time: it pairs with keypoints stamped zero only, by arrival.
     Compared by stamp, keypoints stamped 0.5 s (a simulation's first second) were within

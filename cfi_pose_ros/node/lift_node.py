@@ -45,7 +45,7 @@ from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, TARGET_WITHOUT_F
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, CameraInfoByFrame,
                                       CameraModel, camera_or_size_from_info, depth_warning_key, dropped_frame_markers,
                                       dropped_warning_key, keypoints_not_to_decode, lift_keypoints, marker_namespace,
-                                      pipeline_config, pose_smoother, warned_about)
+                                      paired_depth, pipeline_config, pose_smoother, warned_about)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import DEPTH_DISAGREES, LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats, ms_value
@@ -290,15 +290,15 @@ class LiftNode(SpecLifecycleNode):
         self.stats.input(time.monotonic())
         # the CameraInfo of the keypoints' camera where one came (several cameras on one topic), else the newest
         camera = self.cameras.for_keypoints(msg.header.frame_id)
-        # the image taken with the keypoints' image, not the newest, of their camera: see DepthHistory
-        depth = self.depth.paired(stamp_seconds(msg.header.stamp), self.p("depth_max_age"), time.monotonic(),
-                                  msg.header.frame_id or camera.frame_id)
         # a header lift_keypoints refuses is not looked up in tf2 (nor named in its warning)
         target_frame, transform = (("", None) if header_drop_reason(msg.header) is not None
                                    else self._output_transform(msg.header))
         if target_frame is None:
             self._clear_dropped_camera_markers(msg.header)
             return      # never published in a wrong frame
+        # the image taken with the keypoints' image, not the newest, of their camera (see DepthHistory);
+        # after the drops above, which must not count as frames of their camera (see paired_depth)
+        depth = paired_depth(self.depth, msg.header, self.p("depth_max_age"), time.monotonic(), camera.frame_id)
         if not (target_frame or tf2_frame_id(msg.header.frame_id)):
             self.warn_throttled("no_frame_id", "input without header.frame_id: its poses and markers are in no "
                                                "frame (RViz cannot place them) and get no TF frames")

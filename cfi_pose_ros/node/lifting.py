@@ -18,7 +18,7 @@ from visualization_msgs.msg import MarkerArray
 
 from cfi_pose_ros.camera import (MIN_IMAGE_SIDE_PX, LensDistortion, check_lens_over_image, is_resized_view,
                                   lens_distortion, published_image_matrix)
-from cfi_pose_ros.depth import DepthImageError, check_depth_frame, check_depth_registration
+from cfi_pose_ros.depth import DepthHistory, DepthImageError, PairedDepth, check_depth_frame, check_depth_registration
 from cfi_pose_ros.frame_ids import (MAX_CAMERAS, MAX_FRAME_ID_LENGTH, RecentlySeen, frame_name_problem,
                                     other_camera_frame)
 from cfi_pose_ros.frames import RigidTransform, camera_up, person_frames, tf2_frame_id, transform_people
@@ -26,7 +26,7 @@ from cfi_pose_ros.markers import DrawnMarkers, MarkerSpec, camera_namespace, lif
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, HumanPose3DArray
 from cfi_pose_ros.node.conversions import (BAD_FRAME_ID, BAD_STAMP_NANOSEC, FRAME_ID_TOO_LONG, LAYOUT_NAMES,
                                            NEGATIVE_STAMP, cdr_layout, check_frame_id, frame_from_msg, frame_id_problem,
-                                           header_drop_reason, markers_to_msg, poses_to_msg)
+                                           header_drop_reason, markers_to_msg, poses_to_msg, stamp_seconds)
 from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME, lifter_options
 from cfi_pose_ros.pipeline import (MAX_TRACK_ID_LENGTH, ROOT_RELATIVE, Frame2D, LiftedPerson, LiftingPipeline,
                                    PipelineConfig)
@@ -472,6 +472,20 @@ def dropped_frame_markers(input_header, lifetime: float, drawn: DrawnMarkers, he
         return None
     camera = camera_namespace(namespace, tf2_frame_id(input_header.frame_id))
     return markers_to_msg(header, [], cleared=[camera]) if drawn.cleared(camera) else None
+
+
+def paired_depth(history: DepthHistory, header, max_age: float, received: float,
+                 camera_frame_id: str = "") -> PairedDepth:
+    """The depth image of ``history`` for a keypoints frame of ``header`` that arrived at
+    ``received`` (:meth:`DepthHistory.paired`, by the frame's camera, else ``camera_frame_id``, the
+    CameraInfo's). None for a frame :func:`lift_keypoints` drops for its header, and not counted
+    as a frame of its camera: a bad frame_id is no camera (16 of them pushed every real camera
+    out of the history's bounded record of stamps standing still), and a stamp no ROS time holds
+    is no stamp of the camera's (one restarted a paused camera's count, and its next 30 frames
+    were paired with the last depth image again)."""
+    if header_drop_reason(header) is not None:
+        return PairedDepth(None, False)
+    return history.paired(stamp_seconds(header.stamp), max_age, received, header.frame_id or camera_frame_id)
 
 
 def lift_keypoints(pipeline: LiftingPipeline, msg, camera_matrix: np.ndarray | None,
