@@ -2264,6 +2264,46 @@ def test_an_input_topic_set_to_clock_under_sim_time_answers_success_saying_activ
         assert node.close() == 0, node.log()
 
 
+@pytest.mark.parametrize("topic", ["input_topic", "output_topic"])
+def test_use_sim_time_is_refused_while_the_node_has_clock_as_a_topic_of_another_type(topic, tmp_path, ros_env):
+    """Without sim time /clock is any topic: a lifter may run with its input (or output) there.
+    `ros2 param set <node> use_sim_time true` then had rclpy's time source subscribe to /clock for
+    rosgraph_msgs/Clock, which the middleware refused inside the parameter service's callback:
+    RCLError out of it, and the node's clock switched to a ROS time that nothing would ever set.
+    The set is refused with the reason; the node goes on lifting on its own clock."""
+    from lifecycle_msgs.msg import Transition
+
+    from ros_harness import LifecycleClient
+
+    name = f"clock_topic_lifter_{os.getpid()}"
+    node = NodeUnderTest(tmp_path, overrides={"backend": "torch", topic: "/clock"}, node_name=name)
+    try:
+        lifter = ParameterClient(node.client, name, node.spin_until)
+        (result,) = lifter.set(use_sim_time=True)
+        assert not result.successful and result.reason == (
+            f"parameter use_sim_time=True: {topic} is /clock, a topic of one message type, and the time source "
+            "subscribes to it for rosgraph_msgs/msg/Clock while use_sim_time is on: set "
+            f"{topic} to another topic first (while unconfigured)"), (result.reason, node.log())
+        assert node.process.poll() is None, node.log()
+        # its clock is the system's still: the diagnostics it sends are stamped now, not at ROS time 0
+        assert node.spin_until(lambda: node.diagnostics and abs(
+            node.diagnostics[-1].header.stamp.sec - time.time()) < 60, 10), (node.diagnostics[-1:], node.log())
+        (same,) = lifter.set(use_sim_time=False)      # the value it has: nothing to refuse
+        assert same.successful and same.reason == "", same.reason
+        # unconfigured, nothing of the node is on /clock yet: set, saying the transition that would fail
+        lifecycle = LifecycleClient(node.client, name, node.spin_until)
+        for transition in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP):
+            assert lifecycle.transition(transition), node.log()
+        (unconfigured,) = lifter.set(use_sim_time=True)
+        step = "activate" if topic == "input_topic" else "configure"
+        assert unconfigured.successful and unconfigured.reason.startswith(
+            f"set; {step} would fail as the parameters now stand: {topic} /clock is its /clock (use_sim_time) too"), \
+            unconfigured.reason
+    finally:
+        assert node.close() == 0, node.log()
+    assert not any(text in node.log() for text in NEVER_IN_LOG), node.log()
+
+
 def test_an_input_topic_set_to_a_topic_the_node_has_with_another_type_answers_success_saying_so(tmp_path, ros_env):
     """`ros2 param set /cfi_pose_lifter input_topic human_pose_3d` (its output), `camera_info_topic`
     set to the keypoints' topic, `depth_topic /diagnostics`, `ros2 param set /cfi_pose_detector

@@ -640,7 +640,8 @@ class SpecLifecycleNode(LifecycleNode):
             return SetParametersResult(successful=True)
         result = super().set_parameters_atomically(changing)
         at_configure = {spec.name for spec in self._specs_by_name.values() if spec.takes_effect == AT_CONFIGURE}
-        if result.successful and at_configure & {param.name for param in changing}:
+        # use_sim_time: /clock becomes one of the node's topics (see _own_topics)
+        if result.successful and (at_configure | {"use_sim_time"}) & {param.name for param in changing}:
             # accepted (the value that mends it may come next), but said at once, not at configure
             # or activate
             failing = [(step, problems) for step, problems in (("configure", self.configure_problems()),
@@ -717,8 +718,8 @@ class SpecLifecycleNode(LifecycleNode):
     def _check_new_values(self, parameters) -> SetParametersResult:
         for param in parameters:
             spec = self._specs_by_name.get(param.name)      # None: rclpy's own (use_sim_time, ...)
-            problem = (spec and self.parameter_problem(spec, param.value)) or self._not_now(param.name, spec,
-                                                                                            param.value)
+            problem = ((spec and self.parameter_problem(spec, param.value))
+                       or self._not_now(param.name, spec, param.value) or self._sim_time_problem(param))
             if problem:
                 return SetParametersResult(successful=False, reason=f"parameter {param.name}={shown(param.value)}: "
                                                                     f"{problem}")
@@ -747,6 +748,29 @@ class SpecLifecycleNode(LifecycleNode):
         node = self.get_fully_qualified_name()
         return (f"takes effect at configure and the node is {state}: "
                 + "; ".join(f"ros2 lifecycle set {node} {step}" for step in steps) + ", then set it and configure")
+
+    def _sim_time_problem(self, param) -> str | None:
+        """Why ``use_sim_time`` cannot be turned on now, or None: the node has /clock as a topic of
+        another message type (an input or output set there while sim time was off), and rclpy's time
+        source subscribes to it for rosgraph_msgs/Clock in the set itself. The middleware refused that
+        subscription inside the parameter service's callback: RCLError out of it (the node ended)
+        with the node's clock already switched to a ROS time nothing would set. Unconfigured, with no
+        such endpoint yet, the set answers that the transition making it would fail instead."""
+        from rosgraph_msgs.msg import Clock as ClockMsg
+
+        if param.name != "use_sim_time" or param.value is not True or self.get_parameter("use_sim_time").value:
+            return None
+        clock = self._resolved_topic("/clock")
+        taken = [endpoint for endpoint in (*self.publishers, *self.subscriptions)
+                 if endpoint.topic_name == clock and endpoint.msg_type is not ClockMsg]
+        if not taken:
+            return None
+        names = [name for name in (*self.output_topic_types, *self.input_topic_types())
+                 if self._resolved_topic(self.p(name)) == clock]
+        which = f"{' and '.join(names)} {'is' if len(names) == 1 else 'are'}" if names else "the node has"
+        return (f"{which} {clock}, a topic of one message type, and the time source subscribes to it for "
+                f"{type_name(ClockMsg)} while use_sim_time is on: set {names[0] if names else 'it'} to another "
+                "topic first (while unconfigured)")
 
     def on_parameters_changed(self, names: set[str]) -> None:
         """Apply accepted live changes (the new values are already set). Nodes extend this for
