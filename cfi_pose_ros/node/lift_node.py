@@ -169,10 +169,12 @@ class LiftNode(SpecLifecycleNode):
             self.destroy_subscription(sub)
         self._subscriptions_active = []
         self.stats.listen(None)
+        # the stream taken again at the next activate is another one (unstamped images pair by 0 s):
+        # here, for deactivate, shutdown and the error processing of a transition that raised alike
+        self.depth.clear()
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._unsubscribe()
-        self.depth.clear()        # the stream resumed on activate is another one (unstamped images pair by 0 s)
         self._stop_updating_markers()
         return super().on_deactivate(state)
 
