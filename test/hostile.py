@@ -132,3 +132,16 @@ def hidden_frame_jpeg(width: int, height: int) -> bytes:
     hidden = big_frame + b"\xff\xe1" + struct.pack(">H", 2 + len(small_frame))
     return (jpeg[:2] + b"\xff\x00" + struct.pack(">H", 2 + len(hidden)) + hidden + small_frame
             + jpeg[2:start] + jpeg[start + len(small_frame):])
+
+
+def weights_in_other_units(path, factor: float, source: str = "cfi_h36m_d128"):
+    """The packaged weights ``source`` with the output layer multiplied by ``factor``, saved as a
+    checked weights file at ``path`` (SHA-256 and all): 1000 is what a model trained on joints in
+    millimetres is, -1 one whose output axes are negated. They load as any weights do."""
+    from cfi_pose_ros.weights import load_weights, resolve_weights, save_weights
+
+    model, info = load_weights(resolve_weights(source))
+    with torch.no_grad():
+        model.head.weight.mul_(factor)
+        model.head.bias.mul_(factor)
+    return save_weights(model, path, training=info.training, metrics=info.metrics)

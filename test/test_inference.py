@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -423,6 +424,25 @@ def test_auto_stops_at_a_non_finite_weights_file(tmp_path):
     path = save_weights(nan_model(), tmp_path / "diverged.safetensors")
     with pytest.raises(WeightsError, match="tensors contain NaN or inf"):
         create_lifter(path, cache_dir=tmp_path, log=lambda *_: None)
+
+
+@pytest.mark.skipif("onnxruntime" not in CPU_BACKENDS, reason="onnxruntime not available here")
+def test_auto_says_the_outputs_scale_where_the_onnx_graph_of_huge_outputs_differs(tmp_path):
+    """The d128 weights' output layer times 1000 (a model trained in millimetres): float32 rounding
+    of kilometre outputs passes the 0.1 mm tolerance, and auto's log said only that ONNX Runtime
+    "differs from the PyTorch float32 reference by 0.000458 m", a broken backend by the look of it.
+    It now says how large the outputs are, the relative difference, and asks whether they are in
+    metres (the lifting node refuses such weights: test_weights.py)."""
+    from hostile import weights_in_other_units
+
+    path = weights_in_other_units(tmp_path / "millimetres", 1000.0)
+    lines = []
+    lifter = create_lifter(path, cache_dir=tmp_path, threads=1, log=lines.append)
+    assert lifter.backend == "torch", lines
+    (skipped,) = [line for line in lines if "auto skipped onnxruntime" in line]
+    assert re.search(r"differs from the PyTorch float32 reference by [0-9.e-]+ m \(tolerance 0\.0001 m\), "
+                     r"[0-9.e-]+ of the \d{3,4} m its coordinates reach \(are these weights' outputs in metres\?\); "
+                     r"refusing to use it", skipped), skipped
 
 
 # ----------------------------------------------------------------- engine cache keys (pure)

@@ -137,7 +137,14 @@ def check_against_reference(run_fixed: Callable[[np.ndarray], np.ndarray], refer
         diff = float(np.max(np.abs(got - expected[rows])))
         worst = max(worst, diff)
         if diff > tolerance:
+            # in metres, as every backend rounds: outputs of kilometres (weights trained in
+            # millimetres) round past it in float32 alone, and "differs by 0.000458 m" then read
+            # as a broken backend, the real fault left unsaid
+            reach = float(np.max(np.abs(expected[rows])))
             raise ReferenceMismatch(f"{label}: batch size {size} differs from the PyTorch float32 "
-                                    f"reference by {diff:.3g} m (tolerance {tolerance:g} m); "
-                                    f"refusing to use it")
+                                    f"reference by {diff:.3g} m (tolerance {tolerance:g} m), "
+                                    f"{diff / reach if reach > 0 else float('inf'):.2g} of the {reach:.3g} m "
+                                    f"its coordinates reach"
+                                    + (" (are these weights' outputs in metres?)" if reach > 100.0 else "")
+                                    + "; refusing to use it")
     return worst
