@@ -1,6 +1,7 @@
 """Inputs and models built to misbehave on purpose (issue 13), shared by the tests.
 
-* :func:`overflowing_model`: finite weights that pass every start-up check. The
+* :func:`overflowing_model`: finite weights that pass every start-up check (the
+  lifting node's too: they lift people as standing adults in metres). The
   lifter's output is checked at configure on plausible people
   (:func:`cfi_pose_ros.inference.reference.reference_inputs`, every joint well
   inside the image); nothing guarantees what a model does elsewhere, and this
@@ -44,18 +45,42 @@ def overflowing_model(seed: int = 0) -> CFINet:
     torch.manual_seed(seed)
     model = CFINet(CFIConfig(dim=32, depth=1, heads=4)).eval()
     gain = float(np.sqrt(1.5e39))
+    joints = np.arange(17)
     with torch.no_grad():
         model.embed.weight.zero_()
         model.embed.bias.zero_()
         model.embed.weight[0, 0], model.embed.weight[1, 0] = 1.0, -1.0
         model.joint_embed.zero_()
-        model.joint_embed[..., 2], model.joint_embed[..., 3] = 10.0, -10.0
+        model.joint_embed[0, joints, 2 + joints] = 10.0
+        model.joint_embed[0, joints, 2 + (joints + 1) % 17] = -10.0
         qkv = model.blocks[0].global_attn.qkv
         qkv.weight[0].zero_()
         qkv.weight[32].zero_()
         qkv.weight[0, 0] = qkv.weight[32, 0] = gain          # query and key of head 0, dimension 0
         qkv.bias[0] = qkv.bias[32] = 0.0
+        _lift_to_a_standing_person(model)
     return model
+
+
+def _lift_to_a_standing_person(model: CFINet) -> None:
+    """Make the head read each joint's own pair of embedding channels (joint j: +10 on channel
+    2 + j, -10 on 2 + (j + 1) mod 17, which leave every joint's LayerNorm statistics those of one
+    +10 and one -10 channel, so channel 0's overflow is where it was) as that joint of a standing
+    adult: the lifting node takes only weights that lift people in metres, upright
+    (not_people_in_metres). The head's other channels keep their random weights: the output
+    still follows the input."""
+    from cfi_pose_ros.inference.reference import _STANDING
+
+    standing = _STANDING * np.array([-1.0, -1.0, 1.0])           # camera frame: x right, y down
+    standing = standing - standing.mean(axis=0)                  # a cycle of differences sums to 0
+    # column c of the head adds w[c] - w[c + 1] to joint j = c - 2: w[j] - w[j + 1] = standing[j]
+    columns = np.zeros((17, 3))
+    for j in range(16):
+        columns[j + 1] = columns[j] - standing[j]
+    joint_embed = model.joint_embed[0].clone()
+    normed = model.norm_out(model.blocks[0](joint_embed[None]))[0]        # the features at x = y = 0
+    gain = float(normed[np.arange(17), 2 + np.arange(17)].mean())
+    model.head.weight[:, 2:19] = torch.as_tensor(columns.T / gain, dtype=torch.float32)
 
 
 def png_chunk(kind: bytes, payload: bytes) -> bytes:

@@ -905,6 +905,34 @@ def test_bad_weights_stop_the_node_at_configure_with_the_reason(node_factory, tm
     assert "configure failed" in log and expected in log, log
 
 
+@pytest.mark.parametrize("factor, expected", [
+    (1000.0, "to skeletons 15"), (0.01, "to skeletons 0.015"), (-1.0, "m below the ankles"),
+], ids=["millimetres", "centimetres_down", "negated"])
+def test_weights_that_lift_no_person_in_metres_stop_the_node_at_configure(node_factory, tmp_path, factor, expected):
+    """The d128 weights' output layer times 1000 (a model trained in millimetres), times 0.01, or
+    negated: checked files that load. Before, the node went active on each (`auto` fell back from
+    ONNX Runtime to torch for the first, saying only that it differed by 0.000458 m) and published
+    people 1.5 km tall (placed 1000 times too far with body_size_prior 0), 1.5 cm tall, or upside
+    down and never placed. Offline lifting builds its lifter the same way (build_pipeline)."""
+    from hostile import weights_in_other_units
+
+    from cfi_pose_ros.node.lifting import build_pipeline
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+    from cfi_pose_ros.weights import WeightsError
+
+    path = weights_in_other_units(tmp_path / "other_units", factor)
+    node = node_factory(overrides={"weights": str(path)}, wait=False)          # backend: auto
+    values = {"weights": str(path), "backend": "torch"}
+    with pytest.raises(WeightsError, match=re.escape(f"{path}: these weights cannot be used to publish people: "
+                                                     "they lift standing adults ") + ".*" + re.escape(expected)):
+        build_pipeline(lambda name: values.get(name, PARAMETERS_BY_NAME[name].default))
+    node.process.wait(timeout=120)
+    log = node.log()
+    assert node.process.returncode == 1, log
+    assert f"configure failed: {path}: these weights cannot be used to publish people" in log, log
+    assert expected in log and "active: " not in log, log
+
+
 def test_lifecycle_transitions_over_services(node_factory, clip):
     from lifecycle_msgs.msg import State, Transition
 

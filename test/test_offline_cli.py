@@ -1464,6 +1464,28 @@ def test_a_run_that_fails_loading_its_model_leaves_the_earlier_run_s_outputs(ros
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
 
+def test_offline_lifting_refuses_weights_that_lift_no_person_in_metres(ros_env, tmp_path):
+    """The d128 weights' output layer times 1000 (a model trained in millimetres): a checked file
+    that loads. Offline lifting wrote a bag of people 1.5 km tall; it now stops as for a bad
+    weights file, in one line naming the file and the size people came out as, and writes nothing."""
+    import subprocess
+    import sys
+
+    from hostile import weights_in_other_units
+
+    weights = weights_in_other_units(tmp_path / "millimetres", 1000.0)
+    bag = _bag(tmp_path / "in.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.offline", str(bag), "--out", str(out), "--quiet",
+                          "--no-video", "--weights", str(weights), "--backend", "torch"],
+                         env=ros_env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"offline: error: {weights}: these weights cannot be used to publish people: they lift "
+                           "standing adults to skeletons 15"), run.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
 def _limited_file_size(limit_bytes: int):
     """A child's preexec_fn: files it writes stop at ``limit_bytes``, a write past it failing with EFBIG as
     on a full disk (SIGXFSZ ignored, else the kernel ends the process)."""

@@ -6,6 +6,7 @@ import pickle
 import re
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -389,6 +390,45 @@ def test_freshly_initialised_weights_pass_the_degenerate_output_check_by_far(tmp
         assert extent > 50 * DEGENERATE_EXTENT_M and spread > 20 * DEGENERATE_EXTENT_M, (seed, extent, spread)
     torch.manual_seed(0)
     _create(save_weights(CFINet(config), tmp_path / "fresh"))
+
+
+@pytest.mark.parametrize("name", ["cfi_h36m", "cfi_h36m_d128", "cfi_h36m_wide", "cfi_h36m_wide_cut"])
+def test_every_packaged_weights_lift_people_in_metres_by_a_margin(name):
+    """What the lifting node requires of its weights (not_people_in_metres), on every packaged file,
+    with room to spare on each side of the range it takes."""
+    from cfi_pose_ros.inference.reference import (MIN_UPRIGHT_FRACTION, PERSON_SIZE_RANGE, not_people_in_metres,
+                                                  reference_inputs)
+    from cfi_pose_ros.skeleton import H36M_17, MEAN_BODY_HEIGHT_M
+    from cfi_pose_ros.weights import packaged_weights, resolve_weights
+
+    assert name in packaged_weights()
+    lifter = _create(resolve_weights(name))
+    assert not_people_in_metres(lifter.lift) is None
+    lifted = lifter.lift(reference_inputs(32, seed=0)).astype(float)
+    size = float(np.median(H36M_17.size_relative_to_mean(lifted)))
+    assert 2.5 * PERSON_SIZE_RANGE[0] < size < PERSON_SIZE_RANGE[1] / 2.5, size
+    head_above_ankles = float(np.median(lifted[:, (3, 6), 1].mean(axis=1) - lifted[:, 10, 1]))
+    assert head_above_ankles > 2 * MIN_UPRIGHT_FRACTION * size * MEAN_BODY_HEIGHT_M, head_above_ankles
+
+
+@pytest.mark.parametrize("factor, expected", [
+    (1000.0, r"skeletons 15\d\d m tall \(899 times the mean adult's bones.*not people in metres"),
+    (0.01, r"skeletons 0\.015\d* m tall \(0\.00899 times the mean adult's bones.*not people in metres"),
+    (-1.0, r"the head 1\.\d+ m below the ankles .*negated or y-up output axes"),
+], ids=["millimetres", "centimetres_down", "negated"])
+def test_weights_that_lift_no_person_in_metres_are_told_by_file(tmp_path, factor, expected):
+    """The d128 weights' output layer scaled by 1000 (a model trained in millimetres), by 0.01, or
+    negated: each loads and lifts (a lifter does not judge units), and the check the lifting node
+    and offline lifting run says what the people came out as, naming the file."""
+    from hostile import weights_in_other_units
+
+    from cfi_pose_ros.inference.reference import check_lifts_people_in_metres
+
+    path = weights_in_other_units(tmp_path / "other_units", factor)
+    lifter = _create(path)
+    with pytest.raises(WeightsError, match=re.escape(str(path)) + ": these weights cannot be used to publish "
+                                           "people: they lift standing adults .*" + expected):
+        check_lifts_people_in_metres(lifter.lift, path)
 
 
 def _load_in_a_fresh_process(path, timeout: float | None = None) -> tuple[str, float]:

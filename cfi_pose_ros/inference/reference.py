@@ -21,6 +21,7 @@ import torch
 
 from ..camera import normalize_screen
 from ..model import CFINet
+from ..skeleton import H36M_17, MEAN_BODY_HEIGHT_M
 from ..weights import WeightsError
 from .base import ReferenceMismatch
 
@@ -102,6 +103,57 @@ def degenerate_output(model: CFINet) -> str | None:
         return (f"these weights lift every pose to the same skeleton (no joint moves "
                 f"{DEGENERATE_EXTENT_M * 1000:g} mm from one person to another): they do not read their input")
     return None
+
+
+# How large a lifted person may be against the mean adult (H36M_17.mean_bone_lengths, about 1.7 m
+# tall) and still be a person in metres: the range body_size_prior takes (a body 0.42 to 5.1 m
+# tall). The packaged weights lift the reference people (adults of 0.85-1.12 times that size) to
+# 0.88-0.95 of it; weights trained in millimetres (or centimetres, decimetres) lift them 1000
+# (100, 10) times that, and the node places every person by that size.
+PERSON_SIZE_RANGE = (0.25, 3.0)
+# The head of a standing reference person stands at least this fraction of the lifted body's
+# height above its ankles (the packaged weights: 0.7-0.85). Less, or below them, is no upright
+# person in the camera frame (y down): weights whose output axes are negated or y-up.
+MIN_UPRIGHT_FRACTION = 0.25
+
+
+def not_people_in_metres(lift: Callable[[np.ndarray], np.ndarray]) -> str | None:
+    """Why ``lift`` (screen-normalised ``(N, 17, 2)`` -> ``(N, 17, 3)``, a lifter's or a model's) does
+    not lift standing adults to upright people in metres in the camera frame, or ``None``: the
+    reference people (:func:`reference_inputs`) must come out of a size in
+    :data:`PERSON_SIZE_RANGE` times the mean adult's (the median over them of the median bone
+    length ratio) and with the head above the ankles. What a node that publishes poses needs; a
+    freshly initialised model often fails it (its skeletons are jumbled points, as often head down
+    as up, some 0.3 of an adult's size), so it is not part of the start-up check every lifter runs
+    (tests and benchmarks time and check such models)."""
+    lifted = np.asarray(lift(reference_inputs(32, seed=0)), dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        size = float(np.median(H36M_17.size_relative_to_mean(lifted)))
+        head_above_ankles = float(np.median(lifted[:, (3, 6), 1].mean(axis=1) - lifted[:, 10, 1]))
+    if not np.isfinite(size) or not np.isfinite(head_above_ankles):
+        return "they lift standing adults to skeletons that are not finite"
+    low, high = PERSON_SIZE_RANGE
+    if not low <= size <= high:
+        return (f"they lift standing adults to skeletons {size * MEAN_BODY_HEIGHT_M:.4g} m tall ({size:.3g} "
+                f"times the mean adult's bones, median of {len(lifted)} people of 0.85-1.12 times; a person is "
+                f"{low:g}-{high:g} times): the output is not people in metres (weights trained in millimetres "
+                f"lift them 1000 times too large)")
+    height = size * MEAN_BODY_HEIGHT_M
+    if head_above_ankles < MIN_UPRIGHT_FRACTION * height:
+        where = (f"{-head_above_ankles:.2f} m below" if head_above_ankles < 0
+                 else f"only {head_above_ankles:.2f} m above")
+        return (f"they lift standing adults with the head {where} the ankles (median of {len(lifted)} people, "
+                f"skeletons {height:.2f} m tall): the output is not upright people in the camera frame "
+                f"(x right, y down, z forward); negated or y-up output axes?")
+    return None
+
+
+def check_lifts_people_in_metres(lift: Callable[[np.ndarray], np.ndarray], weights) -> None:
+    """:class:`~..weights.WeightsError` naming ``weights`` where :func:`not_people_in_metres` finds
+    a reason."""
+    problem = not_people_in_metres(lift)
+    if problem:
+        raise WeightsError(f"{weights}: these weights cannot be used to publish people: {problem}")
 
 
 def check_against_reference(run_fixed: Callable[[np.ndarray], np.ndarray], reference: CFINet,

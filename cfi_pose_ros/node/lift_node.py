@@ -40,12 +40,12 @@ from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
 from cfi_pose_ros.node.conversions import depth_from_msg, header_drop_reason, markers_to_msg, stamp_seconds
 from cfi_pose_ros.node.base import (SpecLifecycleNode, diagnostics_msg, exit_process, newest_only_qos, output_qos,
                                    rcl_reason, run, stoppable_configure)
-from cfi_pose_ros.node.parameters import (LIFT_NODE_PARAMETERS, TARGET_WITHOUT_FRAME, lift_configure_problems,
-                                         lifter_options)
+from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS, TARGET_WITHOUT_FRAME, lift_configure_problems
 from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTHER_PARAMETERS, CameraInfoByFrame,
-                                      CameraModel, camera_or_size_from_info, depth_warning_key, dropped_frame_markers,
-                                      dropped_warning_key, keypoints_not_to_decode, lift_keypoints, marker_namespace,
-                                      paired_depth, pipeline_config, pose_smoother, warned_about)
+                                      CameraModel, camera_or_size_from_info, create_publishing_lifter,
+                                      depth_warning_key, dropped_frame_markers, dropped_warning_key,
+                                      keypoints_not_to_decode, lift_keypoints, marker_namespace, paired_depth,
+                                      pipeline_config, pose_smoother, warned_about)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import DEPTH_DISAGREES, LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats, ms_value
@@ -121,10 +121,8 @@ class LiftNode(SpecLifecycleNode):
     # --------------------------------------------------------------- lifecycle
     @stoppable_configure
     def on_configure(self, state) -> TransitionCallbackReturn:
-        from cfi_pose_ros.inference import create_lifter
-
         try:
-            self.lifter = create_lifter(**lifter_options(self.p), log=self.get_logger().info)
+            self.lifter = create_publishing_lifter(self.p, log=self.get_logger().info)
         except Exception as exc:  # a bad weights file or backend: fail the transition, say why
             raise_if_interrupted(exc)       # a stop signal's, inside an import: not a failure
             return self.configure_failed(str(exc))

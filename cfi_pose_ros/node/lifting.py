@@ -60,13 +60,31 @@ def pose_smoother(value):
     return PoseSmoother(**{name.removeprefix("smoothing_"): value(name) for name in SMOOTHER_PARAMETERS})
 
 
+def create_publishing_lifter(value, log=None):
+    """The lifter of the lift node's parameters (``value(name)``), refused (``WeightsError`` naming
+    the weights file) unless it lifts standing adults to upright people in metres
+    (:func:`~cfi_pose_ros.inference.reference.not_people_in_metres`). The check is here, where
+    weights are used to publish people, not in ``create_lifter``: weights in millimetres loaded
+    without a word, and the node published people a kilometre tall (placed by their size 1000
+    times too far, with ``body_size_prior`` 0), while tests and benchmarks create lifters of
+    freshly initialised models, which lift no one in metres."""
+    from cfi_pose_ros.inference import create_lifter
+    from cfi_pose_ros.inference.reference import check_lifts_people_in_metres
+
+    options = lifter_options(value)
+    lifter = create_lifter(**options, log=log)
+    try:
+        check_lifts_people_in_metres(lifter.lift, options["weights"])
+    except BaseException:
+        lifter.close()
+        raise
+    return lifter
+
+
 def build_pipeline(value, log=None) -> LiftingPipeline:
     """Lifter (weights, backend, batch sizes, threads), smoother and pipeline settings from the lift
     node's parameters: what the node builds at configure. Raises with the reason on bad weights."""
-    from cfi_pose_ros.inference import create_lifter
-
-    return LiftingPipeline(create_lifter(**lifter_options(value), log=log), pipeline_config(value),
-                           pose_smoother(value))
+    return LiftingPipeline(create_publishing_lifter(value, log=log), pipeline_config(value), pose_smoother(value))
 
 
 def marker_namespace(node_name: str) -> str:
