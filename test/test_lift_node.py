@@ -1719,25 +1719,17 @@ def test_a_depth_image_stamped_outside_ros_time_is_refused(node_factory, clip, d
     assert answered and all(placed_by(out.humans, HumanPose3D.ROOT_FROM_INTRINSICS, clip) for out in answered), answered
 
 
-@pytest.mark.parametrize("stamp", [0, 500], ids=["unstamped", "paused_clock"])
-def test_keypoints_are_not_placed_for_good_from_a_depth_stream_that_stopped(node_factory, clip, stamp):
-    """Once the depth stream stopped, its last image was as near in stamp as ever to every later
-    frame, and placed it (a wall 4 m away: ROOT_FROM_DEPTH at 4.1 m, nothing counted, however long
-    after), where a stamped stream's frames are stale_depth. Unstamped: keypoints and depth images
-    stamped zero (no time) pair by when each arrived, and 3 s (three depth_max_ages) after the last
-    image the frames are placed from the intrinsics. On a paused simulation or bag clock stamping a
-    live camera (every message stamped one instant): after more than MAX_STALLED_FRAMES frames at
-    that stamp since the last depth image. Both counted as stale_depth; the stream resumed, from
-    depth again."""
+def depth_wall(node_factory, clip, topic: str, frame: int, stamp: int):
+    """A lifter with a depth topic whose images are a wall 4 m away stamped ``stamp`` (small images:
+    see above), and two functions: ``answer()`` sends the clip's ``frame`` at ``stamp`` and returns
+    the answer (None: none came), ``answered_from_the_wall()`` first publishes the wall and tells
+    whether the answer was placed from it."""
     from sensor_msgs.msg import Image
 
-    topic = f"/depth_stopped_test_{stamp}"
     node = node_factory(overrides={"depth_topic": topic, "depth_max_age": 1.0})
     depth_pub = node.client.create_publisher(Image, topic, 1)
     send_camera_info(node, clip)
-    frame = 40
-    shape = registered_depth(clip, frame, scale=4).shape        # small: see above
-    wall = depth_image_msg(np.full(shape, 4.0, np.float32), stamp)
+    wall = depth_image_msg(np.full(registered_depth(clip, frame, scale=4).shape, 4.0, np.float32), stamp)
 
     def answer():
         node.client.received.poses.pop(stamp * 10**9, None)
@@ -1749,6 +1741,22 @@ def test_keypoints_are_not_placed_for_good_from_a_depth_stream_that_stopped(node
         out = answer()
         return out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip)
 
+    return node, answer, answered_from_the_wall
+
+
+@pytest.mark.parametrize("stamp", [0, 500], ids=["unstamped", "paused_clock"])
+def test_keypoints_are_not_placed_for_good_from_a_depth_stream_that_stopped(node_factory, clip, stamp):
+    """Once the depth stream stopped, its last image was as near in stamp as ever to every later
+    frame, and placed it (a wall 4 m away: ROOT_FROM_DEPTH at 4.1 m, nothing counted, however long
+    after), where a stamped stream's frames are stale_depth. Unstamped: keypoints and depth images
+    stamped zero (no time) pair by when each arrived, and 3 s (three depth_max_ages) after the last
+    image the frames are placed from the intrinsics. On a paused simulation or bag clock stamping a
+    live camera (every message stamped one instant): after more than MAX_STALLED_FRAMES frames at
+    that stamp since the last depth image. Both counted as stale_depth; the stream resumed, from
+    depth again."""
+    frame = 40
+    node, answer, answered_from_the_wall = depth_wall(node_factory, clip, f"/depth_stopped_test_{stamp}", frame,
+                                                      stamp)
     assert node.spin_until(answered_from_the_wall, 60), node.log()
     stale_before = _diag_count(node.latest_diagnostics(), "stale_depth")
     if stamp == 0:
@@ -1772,26 +1780,11 @@ def test_frames_dropped_for_their_header_do_not_count_as_frames_of_a_camera_whos
     header were counted too: one of that camera stamped with a nanosec no ROS time holds restarted
     its count, and its next 30 frames were placed from the wall again; 16 of bad frame_ids pushed it
     out of the bounded record of cameras, alike. A dropped frame changes nothing of it now."""
-    from sensor_msgs.msg import Image
-
     from cfi_pose_ros.frame_ids import MAX_CAMERAS
 
-    topic = "/depth_standing_dropped_test"
-    node = node_factory(overrides={"depth_topic": topic, "depth_max_age": 1.0})
-    depth_pub = node.client.create_publisher(Image, topic, 1)
-    send_camera_info(node, clip)
     frame, stamp = 40, 700
-    wall = depth_image_msg(np.full(registered_depth(clip, frame, scale=4).shape, 4.0, np.float32), stamp)
-
-    def answer():
-        node.client.received.poses.pop(stamp * 10**9, None)
-        return node.send_and_receive(clip_msg(clip, frame, stamp), timeout=5)
-
-    def answered_from_the_wall():
-        depth_pub.publish(wall)
-        node.spin_for(0.05)
-        out = answer()
-        return out is not None and placed_by(out.humans, HumanPose3D.ROOT_FROM_DEPTH, clip)
+    node, answer, answered_from_the_wall = depth_wall(node_factory, clip, "/depth_standing_dropped_test", frame,
+                                                      stamp)
 
     def placed_without_the_wall():
         out = answer()
