@@ -214,11 +214,10 @@ class BagMessage:
                              "not a ROS 2 message to decode")
         msg_type = message_class(self.type_name)
         problem = encapsulation_problem(self.data)       # bytes the type support would crash on
-        layout = None if walked or problem is not None else cdr_layout(msg_type)
-        if layout is not None:
+        if problem is None and not walked:
             # a length past the end: the type support printed a line to stderr for each such message
             # (beside offline lifting's one for them all) and raised "error not set"
-            problem = layout_problem(self.data, layout)
+            problem = layout_problem(self.data, cdr_layout(msg_type))
         if problem is not None:
             raise ValueError(f"a message on {self.topic}: {problem}")
         return deserialize_message(self.data, msg_type)

@@ -13,6 +13,7 @@ subscriber that joins after it was played. Pure: no ROS."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import yaml
 
@@ -83,7 +84,7 @@ def parse_offers(text: str) -> list[RecordedOffer]:
                           _duration_ns(p, "liveliness_lease_duration")) for p in profiles]
 
 
-def playback_offer(topic: str, texts: list[str]) -> tuple[RecordedOffer | None, str | None]:
+def playback_offer(topic: str, texts: Iterable[str]) -> tuple[RecordedOffer | None, str | None]:
     """The offer to play ``topic`` with from its channels' ``offered_qos_profiles`` texts, and a
     warning to show; ``None`` for the offer means rosbag2's default (reliable, volatile)."""
     offers: list[RecordedOffer] = []
@@ -95,7 +96,8 @@ def playback_offer(topic: str, texts: list[str]) -> tuple[RecordedOffer | None, 
                           "(rosbag2's default)")
     if not offers:
         return None, None
-    if len(set(offers)) > 1:
-        return None, (f"{topic}: its recorded publishers offered different QoS ({len(set(offers))} kinds); playing it "
+    kinds = len(set(offers))
+    if kinds > 1:
+        return None, (f"{topic}: its recorded publishers offered different QoS ({kinds} kinds); playing it "
                       "reliable, volatile (rosbag2's default), as ros2 bag play does")
     return offers[0], None

@@ -37,6 +37,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSCompatibility, QoSPro
 from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
+from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -690,7 +691,6 @@ class SpecLifecycleNode(LifecycleNode):
         /clock` answered a plain success and only activate said no."""
         from lifecycle_msgs.msg import TransitionEvent
         from rcl_interfaces.msg import Log, ParameterEvent
-        from rosgraph_msgs.msg import Clock as ClockMsg
 
         topics = {"/diagnostics": ("its /diagnostics", DiagnosticArray), "/rosout": ("its /rosout", Log),
                   "/parameter_events": ("its /parameter_events", ParameterEvent),
@@ -756,8 +756,6 @@ class SpecLifecycleNode(LifecycleNode):
         subscription inside the parameter service's callback: RCLError out of it (the node ended)
         with the node's clock already switched to a ROS time nothing would set. Unconfigured, with no
         such endpoint yet, the set answers that the transition making it would fail instead."""
-        from rosgraph_msgs.msg import Clock as ClockMsg
-
         if param.name != "use_sim_time" or param.value is not True or self.get_parameter("use_sim_time").value:
             return None
         clock = self._resolved_topic("/clock")
@@ -856,13 +854,13 @@ class SpecLifecycleNode(LifecycleNode):
         def take(serialized: bytes) -> None:
             problem = encapsulation_problem(serialized)     # bytes the type support would crash on
             unread = not_to_decode(serialized) if problem is None and not_to_decode is not None else None
-            if unread and unread[0] is not None:
-                count_dropped(unread[0])
-                self.warn_throttled(f"{unread[0]} {resolved}", f"dropped a message on {resolved}: {unread[1]}")
-                return
+            if unread is not None:
+                reason, problem = unread
+                if reason is not None:
+                    count_dropped(reason)
+                    self.warn_throttled(f"{reason} {resolved}", f"dropped a message on {resolved}: {problem}")
+                    return
             try:
-                if problem is None and unread:
-                    problem = unread[1]
                 if problem is not None:
                     raise ValueError(problem)
                 msg = deserialize(serialized)

@@ -117,7 +117,7 @@ class BagPlayer:
         self._types = {topic: type_name for topic, (_, type_name) in published_types.items()}
         self.qos_warnings: list[str] = []
         for topic, (recorded, type_name) in published_types.items():
-            offer, warning = playback_offer(recorded, list((offered_qos or {}).get(recorded, ())))
+            offer, warning = playback_offer(recorded, (offered_qos or {}).get(recorded, ()))
             if warning:
                 self.qos_warnings.append(warning)
             try:
