@@ -193,20 +193,18 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
             # a message of more people (or keypoints) than the lifter reads of one (a detector's
             # max_people is at most 1000), or whose lengths run past its end, is not deserialized:
             # see lifting.keypoints_not_to_decode
-            unread = keypoints_not_to_decode(message.data) if message.topic == kp_topic else None
-            if unread is not None and unread[0] is None:
-                yield Item(message.log_time_ns, unread=Unread(
-                    "undecodable", f"{where}: it does not decode as {message.type_name} ({unread[1]})", frame))
+            reason, why = (keypoints_not_to_decode(message.data) if message.topic == kp_topic else None) or (None, None)
+            if reason is not None:          # a crowd, or too many keypoints: counted under its own name
+                yield Item(message.log_time_ns, unread=Unread(reason, f"{where}: {why}", frame))
                 continue
-            if unread is not None:
-                yield Item(message.log_time_ns, unread=Unread(unread[0], f"{where}: {unread[1]}", frame))
-                continue
-            try:
-                msg = message.decode(walked=message.topic == kp_topic)       # walked for the crowd screen
-            except (RuntimeError, ValueError) as exc:    # rclpy's RMWError: bytes not of the schema's type
+            if why is None:                 # the walk found the bytes in order (or did not look)
+                try:
+                    msg = message.decode(walked=message.topic == kp_topic)       # walked for the crowd screen
+                except (RuntimeError, ValueError) as exc:    # rclpy's RMWError: bytes not of the schema's type
+                    why = str(exc).splitlines()[0]
+            if why is not None:
                 yield Item(message.log_time_ns, unread=Unread(
-                    "undecodable", f"{where}: it does not decode as {message.type_name} "
-                    f"({str(exc).splitlines()[0]})", frame))
+                    "undecodable", f"{where}: it does not decode as {message.type_name} ({why})", frame))
                 continue
             if message.topic == kp_topic:
                 yield Item(message.log_time_ns, keypoints=msg)
