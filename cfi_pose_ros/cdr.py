@@ -65,7 +65,7 @@ class SerializedImage:
 
 
 class _Reader:
-    """An Image's CDR fields from ``view`` in order, each checked against the bytes' end, its 4-byte
+    """A message's CDR fields (an Image's, a Header's) from ``view`` in order, each checked against the bytes' end, its 4-byte
     numbers aligned to 4 from the end of the encapsulation header, as CDR counts."""
 
     def __init__(self, view: memoryview, byte_order: str):
@@ -99,20 +99,43 @@ class _Reader:
         return bytes(chunk).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-def read_image(serialized: bytes | bytearray | memoryview, kind: type[SerializedImage] = SerializedImage
-               ) -> SerializedImage | None:
-    """The image in ``serialized`` as a ``kind``, or None for an encapsulation this reader does not
-    lay out (deserialize those with the type support). :class:`NotAnImage` when the bytes are not one."""
+def _header_reader(serialized: bytes | bytearray | memoryview) -> _Reader | None:
+    """A reader of ``serialized`` at its first field, or None for an encapsulation this module does
+    not lay out. :class:`NotAnImage` for bytes that are no message."""
     view = memoryview(serialized).cast("B")
     problem = encapsulation_problem(view)
     if problem is not None:
         raise NotAnImage(problem)
     if view[0] != 0 or view[1] not in _MAX_ALIGNMENT:
         return None
-    reader = _Reader(view, "<" if view[1] & 1 else ">")
-    stamp_sec = reader.number(reader.int32, "header.stamp.sec")
-    stamp_nanosec = reader.number(reader.uint32, "header.stamp.nanosec")
-    frame_id = reader.string("header.frame_id")
+    return _Reader(view, "<" if view[1] & 1 else ">")
+
+
+def _read_header(reader: _Reader) -> tuple[int, int, str]:
+    return (reader.number(reader.int32, "header.stamp.sec"), reader.number(reader.uint32, "header.stamp.nanosec"),
+            reader.string("header.frame_id"))
+
+
+def read_header(serialized: bytes | bytearray | memoryview) -> tuple[int, int, str] | None:
+    """``(stamp sec, stamp nanosec, frame_id)`` of a message whose first field is a
+    ``std_msgs/Header`` (a keypoints message the lifter does not decode, for one), from its bytes;
+    None where they are laid out in an encapsulation this module does not read or end before the
+    header does."""
+    try:
+        reader = _header_reader(serialized)
+        return None if reader is None else _read_header(reader)
+    except NotAnImage:
+        return None
+
+
+def read_image(serialized: bytes | bytearray | memoryview, kind: type[SerializedImage] = SerializedImage
+               ) -> SerializedImage | None:
+    """The image in ``serialized`` as a ``kind``, or None for an encapsulation this reader does not
+    lay out (deserialize those with the type support). :class:`NotAnImage` when the bytes are not one."""
+    reader = _header_reader(serialized)
+    if reader is None:
+        return None
+    stamp_sec, stamp_nanosec, frame_id = _read_header(reader)
     height = reader.number(reader.uint32, "height")
     width = reader.number(reader.uint32, "width")
     encoding = reader.string("encoding")

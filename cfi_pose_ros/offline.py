@@ -87,6 +87,9 @@ class Unread:
     reason: str       # its dropped count: undecodable, non_cdr_channel, unreadable_image, bad_depth_image
     detail: str       # which one and why, for the first of its reason
     frame: bool       # one of the frames the progress bar counts
+    # a keypoints message dropped undecoded (too many people or keypoints): its bytes, whose header
+    # names the camera whose skeletons that frame, dropped whole, clears (lifting.undecoded_frame_markers)
+    serialized: bytes | memoryview | None = None
 
 
 @dataclass
@@ -195,7 +198,7 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
             # see lifting.keypoints_not_to_decode
             reason, why = (keypoints_not_to_decode(message.data) if message.topic == kp_topic else None) or (None, None)
             if reason is not None:          # a crowd, or too many keypoints: counted under its own name
-                yield Item(message.log_time_ns, unread=Unread(reason, f"{where}: {why}", frame))
+                yield Item(message.log_time_ns, unread=Unread(reason, f"{where}: {why}", frame, message.data))
                 continue
             if why is None:                 # the walk found the bytes in order (or did not look)
                 try:
@@ -578,7 +581,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     from cfi_pose_ros.markers import DrawnMarkers, lifetime_expires
     from cfi_pose_ros.node.conversions import markers_to_msg
     from cfi_pose_ros.node.lifting import (CameraInfoByFrame, CameraModel, build_pipeline, camera_or_size_from_info,
-                                           dropped_frame_markers, lift_keypoints, paired_depth)
+                                           dropped_frame_markers, lift_keypoints, paired_depth,
+                                           undecoded_frame_markers)
 
     value = lift_values.__getitem__
     pipeline = build_pipeline(value, log=log)
@@ -628,6 +632,12 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                 continue
             if item.unread is not None:
                 _count_unread(item.unread, result.dropped, say)
+                clear = (undecoded_frame_markers(item.unread.serialized, value("marker_lifetime"), drawn_markers,
+                                                 last_markers[0])
+                         if item.unread.serialized is not None and last_markers is not None
+                         and value("publish_markers") else None)
+                if clear is not None:       # as the node: a frame dropped whole
+                    writer.write(topics["markers_topic"], clear, item.log_time_ns)
                 if item.unread.frame:
                     bar.update(1)
                 continue

@@ -1542,6 +1542,40 @@ def test_a_camera_s_frames_dropped_whole_clear_its_never_expiring_skeletons_in_t
     assert cleared.markers[0].header.stamp == drawn[-1].markers[0].header.stamp      # no stamp before zero
 
 
+def test_a_keypoints_message_dropped_undecoded_clears_its_camera_s_never_expiring_skeletons(tmp_path):
+    """A keypoints message of more people than the lifter reads of one is a frame dropped whole too
+    (nothing published for it), but with a lifetime RViz never expires it wrote no markers: the last
+    decoded frame's skeletons stayed on RViz's screen through it, to the bag's end's DELETEALL (logged
+    at that last frame's time). Its header names its camera, whose skeletons it now clears, as the
+    node does."""
+    import json
+
+    from visualization_msgs.msg import Marker
+
+    from cfi_pose_ros.bag import read_bag
+    from cfi_pose_ros.node.lifting import MOST_PEOPLE_READ
+
+    clip = Clip.load()
+    start = 10**9 * 100
+    path = tmp_path / "crowd.mcap"
+    with BagWriter(path) as writer:
+        writer.write("/camera_info", camera_info_msg(clip.camera_matrix, clip.image_size, FRAME), start - PERIOD_NS)
+        for k, count in enumerate((1, MOST_PEOPLE_READ + 1)):
+            writer.write("/human_keypoints_2d", keypoints_msg(
+                np.repeat(clip.pixels[k][:1], count, 0), np.repeat(clip.scores[k][:1], count, 0),
+                [str(i) for i in range(count)], clip.image_size, clip.layout, FRAME, start + k * PERIOD_NS),
+                start + k * PERIOD_NS)
+    params = tmp_path / "lift.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    marker_lifetime: 0.0\n")
+    out = tmp_path / "out"
+    assert offline([str(path), "--out", str(out), "--quiet", "--no-video", "--params-file", str(params)]) == 0
+    assert json.loads((out / "summary.json").read_text())["dropped"] == {"too_many_people_to_decode": 1}
+    messages = list(read_bag(out / "lifted.mcap", ["/human_pose_3d/markers"]))
+    assert [m.log_time_ns for m in messages] == [start, start + PERIOD_NS]
+    drawn, cleared = [m.decode() for m in messages]
+    assert [(m.action, m.ns) for m in cleared.markers] == [(Marker.DELETEALL, drawn.markers[0].ns)]
+
+
 def test_the_gif_fallback_writes_each_frame_as_it_comes_not_all_at_the_end(tmp_path, monkeypatch):
     """Where OpenCV cannot write MP4 (a build without FFmpeg; stood in for by a writer that does not
     open), the video is a GIF; its writer kept every frame in memory and wrote them all at close

@@ -45,7 +45,7 @@ from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTH
                                       CameraModel, camera_or_size_from_info, create_publishing_lifter,
                                       depth_warning_key, dropped_frame_markers, dropped_warning_key,
                                       keypoints_not_to_decode, lift_keypoints, marker_namespace, paired_depth,
-                                      pipeline_config, pose_smoother, warned_about)
+                                      pipeline_config, pose_smoother, undecoded_frame_markers, warned_about)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import DEPTH_DISAGREES, LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats, ms_value
@@ -145,7 +145,7 @@ class LiftNode(SpecLifecycleNode):
     def on_activate(self, state) -> TransitionCallbackReturn:
         # bytes that are not a message (see subscribe_input): on the frames' topic an input dropped, on
         # the CameraInfo's and the depth images' a drop; a crowd no max_people reads is not decoded
-        callbacks = {"input_topic": (self._on_keypoints, self._on_unread_keypoints, keypoints_not_to_decode),
+        callbacks = {"input_topic": (self._on_keypoints, self._on_unread_keypoints, self._keypoints_not_to_decode),
                      "camera_info_topic": (self._on_camera_info, self._on_unread, None),
                      "depth_topic": (self._on_depth, self._on_unread, None)}
         try:
@@ -252,6 +252,17 @@ class LiftNode(SpecLifecycleNode):
             self.stats.input(time.monotonic())
             self._on_unread(reason)
             self.publish_diagnostics_if_due()
+
+    def _keypoints_not_to_decode(self, serialized) -> tuple[str | None, str] | None:
+        """keypoints_not_to_decode; a message so dropped is a frame dropped whole, and clears its
+        camera's skeletons RViz never expires as one is (see _clear_dropped_camera_markers)."""
+        unread = keypoints_not_to_decode(serialized)
+        if unread is not None and unread[0] is not None and self._subscriptions_active and self.p("publish_markers"):
+            clear = undecoded_frame_markers(serialized, self.p("marker_lifetime"), self._drawn_markers,
+                                            Header(stamp=self.get_clock().now().to_msg()), self.marker_namespace)
+            if clear is not None:
+                self._marker_pub.publish(clear)
+        return unread
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         if not self._subscriptions_active:
