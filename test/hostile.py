@@ -170,3 +170,29 @@ def weights_in_other_units(path, factor: float, source: str = "cfi_h36m_d128"):
         model.head.weight.mul_(factor)
         model.head.bias.mul_(factor)
     return save_weights(model, path, training=info.training, metrics=info.metrics)
+
+
+def mirrored_weights(path, how: str, source: str = "cfi_h36m_d128"):
+    """The packaged weights ``source`` edited to lift people wrongly in a way the 2D input and the
+    size and uprightness of the people lifted do not show, saved as a checked weights file at
+    ``path``. ``how``: ``"depth"``, the output layer's z row negated (mirror images: the nose behind
+    the head); ``"x"``, its x row negated (the left joints lifted where the right ones are);
+    ``"left_right_order"``, the joint embedding's left and right rows swapped
+    (``H36M_17.flip_permutation``), which makes the model read and write the layout's joints in
+    left/right swapped order (a model trained in another joint order: the left-right swap of the
+    skeleton keeps its graph, so the output is exactly the original's for the swapped input, swapped
+    back), and lifts mirror images."""
+    from cfi_pose_ros.skeleton import H36M_17
+    from cfi_pose_ros.weights import load_weights, resolve_weights, save_weights
+
+    model, info = load_weights(resolve_weights(source))
+    with torch.no_grad():
+        if how in ("depth", "x"):
+            row = {"x": 0, "depth": 2}[how]
+            model.head.weight[row].neg_()
+            model.head.bias[row].neg_()
+        elif how == "left_right_order":
+            model.joint_embed.copy_(model.joint_embed[:, torch.as_tensor(H36M_17.flip_permutation())])
+        else:
+            raise ValueError(how)
+    return save_weights(model, path, training=info.training, metrics=info.metrics)

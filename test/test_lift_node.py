@@ -933,6 +933,39 @@ def test_weights_that_lift_no_person_in_metres_stop_the_node_at_configure(node_f
     assert expected in log and "active: " not in log, log
 
 
+@pytest.mark.parametrize("how, expected", [
+    ("depth", "they lift standing adults as mirror images of themselves: the nose 5"),
+    ("x", "they lift standing adults with the left_hip on the other side of the right_hip than their 2D input "
+          "has it: 100% of"),
+    ("left_right_order", "they lift standing adults as mirror images of themselves: the nose 5"),
+])
+def test_weights_that_lift_mirrored_or_side_swapped_people_stop_the_node_at_configure(node_factory, tmp_path, how,
+                                                                                       expected):
+    """The d128 weights with the output layer's depth row negated (people lifted as mirror images),
+    its x row negated (each left joint placed where the right one is), or the joint embedding's left
+    and right rows swapped (a model that reads and writes left and right joints swapped: mirror
+    images): people of the right size, upright. The node went active and published them: a robot
+    reaching for a person's left hand reached for the right one. Configure fails now, naming the
+    file and what was measured; offline lifting builds its lifter the same way."""
+    from hostile import mirrored_weights
+
+    from cfi_pose_ros.node.lifting import build_pipeline
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+    from cfi_pose_ros.weights import WeightsError
+
+    path = mirrored_weights(tmp_path / how, how)
+    node = node_factory(overrides={"weights": str(path)}, wait=False)          # backend: auto
+    values = {"weights": str(path), "backend": "torch"}
+    with pytest.raises(WeightsError, match=re.escape(f"{path}: these weights cannot be used to publish people: "
+                                                     f"{expected}")):
+        build_pipeline(lambda name: values.get(name, PARAMETERS_BY_NAME[name].default))
+    node.process.wait(timeout=120)
+    log = node.log()
+    assert node.process.returncode == 1, log
+    assert f"configure failed: {path}: these weights cannot be used to publish people: {expected}" in log, log
+    assert "active: " not in log, log
+
+
 def test_lifecycle_transitions_over_services(node_factory, clip):
     from lifecycle_msgs.msg import State, Transition
 

@@ -1486,6 +1486,33 @@ def test_offline_lifting_refuses_weights_that_lift_no_person_in_metres(ros_env, 
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.parametrize("how, expected", [
+    ("depth", "as mirror images of themselves: the nose 5"),
+    ("x", "with the left_hip on the other side of the right_hip than their 2D input has it"),
+])
+def test_offline_lifting_refuses_weights_that_lift_mirrored_or_side_swapped_people(ros_env, tmp_path, how, expected):
+    """The d128 weights with the output layer's depth row (x row) negated: people of the right size,
+    upright, lifted as mirror images (with each left joint where the right one is). Offline lifting
+    wrote them to its bag; it now stops in one line naming the file and what was measured, and
+    writes nothing."""
+    import subprocess
+    import sys
+
+    from hostile import mirrored_weights
+
+    weights = mirrored_weights(tmp_path / how, how)
+    bag = _bag(tmp_path / "in.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.offline", str(bag), "--out", str(out), "--quiet",
+                          "--no-video", "--weights", str(weights), "--backend", "torch"],
+                         env=ros_env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"offline: error: {weights}: these weights cannot be used to publish people: they lift "
+                           f"standing adults {expected}"), run.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
 def _limited_file_size(limit_bytes: int):
     """A child's preexec_fn: files it writes stop at ``limit_bytes``, a write past it failing with EFBIG as
     on a full disk (SIGXFSZ ignored, else the kernel ends the process)."""

@@ -395,9 +395,12 @@ def test_freshly_initialised_weights_pass_the_degenerate_output_check_by_far(tmp
 @pytest.mark.parametrize("name", ["cfi_h36m", "cfi_h36m_d128", "cfi_h36m_wide", "cfi_h36m_wide_cut"])
 def test_every_packaged_weights_lift_people_in_metres_by_a_margin(name):
     """What the lifting node requires of its weights (not_people_in_metres), on every packaged file,
-    with room to spare on each side of the range it takes."""
-    from cfi_pose_ros.inference.reference import (MIN_UPRIGHT_FRACTION, PERSON_SIZE_RANGE, not_people_in_metres,
-                                                  reference_inputs)
+    with room to spare on each side of the range it takes: size, upright, spine in order, left joints
+    on the side the 2D input has them, and no mirror images (the nose ahead of the face)."""
+    from cfi_pose_ros.inference.reference import (MAX_NOSE_BEHIND_FRACTION, MIN_SIDE_AGREEMENT,
+                                                  MIN_SPINE_STEP_FRACTION, MIN_UPRIGHT_FRACTION,
+                                                  PERSON_SIZE_RANGE, not_people_in_metres, reference_inputs,
+                                                  reference_person_measures)
     from cfi_pose_ros.skeleton import H36M_17, MEAN_BODY_HEIGHT_M
     from cfi_pose_ros.weights import packaged_weights, resolve_weights
 
@@ -409,6 +412,103 @@ def test_every_packaged_weights_lift_people_in_metres_by_a_margin(name):
     assert 2.5 * PERSON_SIZE_RANGE[0] < size < PERSON_SIZE_RANGE[1] / 2.5, size
     head_above_ankles = float(np.median(lifted[:, (3, 6), 1].mean(axis=1) - lifted[:, 10, 1]))
     assert head_above_ankles > 2 * MIN_UPRIGHT_FRACTION * size * MEAN_BODY_HEIGHT_M, head_above_ankles
+    measured = reference_person_measures(lifter.lift)
+    print(name, measured)
+    height = measured["height"]
+    assert min(measured["spine_steps"]) > 4 * MIN_SPINE_STEP_FRACTION * height, measured
+    assert min(measured["side_agreement"]) > 0.9 and min(measured["side_people"]) >= 20, measured
+    # the nose ahead of the face by more than the mirror image (the same weights with z negated)
+    # has it behind, which is over twice what is refused
+    assert measured["nose_ahead"] > 2 * MAX_NOSE_BEHIND_FRACTION * height, measured
+    mirror = reference_person_measures(lambda x: lifter.lift(x) * np.float32([1, 1, -1]))
+    assert mirror["nose_ahead"] == pytest.approx(-measured["nose_ahead"], abs=1e-6)
+    assert -mirror["nose_ahead"] > 2 * MAX_NOSE_BEHIND_FRACTION * height
+    assert MIN_SIDE_AGREEMENT < 0.5
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("depth", r"as mirror images of themselves: the nose 5\d mm behind the face, .*depth axis negated"),
+    ("x", r"with the left_hip on the other side of the right_hip than their 2D input has it: 100% of the \d+ "
+          r"people .*output's x negated"),
+    ("left_right_order", r"as mirror images of themselves: the nose 5\d mm behind the face.*left and right "
+                         r"joints swapped"),
+])
+def test_weights_that_lift_mirrored_or_side_swapped_people_are_told_by_file(tmp_path, how, expected):
+    """The d128 weights with the output layer's depth row negated (every person lifted as a mirror
+    image, the nose behind the head), its x row negated (each left joint lifted where the right one
+    is: a robot reaching for the published left wrist reaches for the right one), or the joint
+    embedding's left and right rows swapped (a model that reads and writes the layout's joints in
+    another order, lifting mirror images): each lifts people of the right size, upright, and passed
+    the check the lifting node and offline lifting run. It says what they do now, naming the file."""
+    from hostile import mirrored_weights
+
+    from cfi_pose_ros.inference.reference import check_lifts_people_in_metres
+
+    path = mirrored_weights(tmp_path / how, how)
+    lifter = _create(path)
+    with pytest.raises(WeightsError, match=re.escape(str(path)) + ": these weights cannot be used to publish "
+                                           "people: they lift standing adults " + expected):
+        check_lifts_people_in_metres(lifter.lift, path)
+
+
+_HEAD_AND_PELVIS = [10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 11, 12, 13, 14, 15, 16]
+_HEAD_AND_THORAX = [0, 1, 2, 3, 4, 5, 6, 7, 10, 9, 8, 11, 12, 13, 14, 15, 16]
+_WRISTS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 16, 14, 15, 13]
+
+
+@pytest.mark.parametrize("wiring, expected", [
+    ("output_left_right", r"with the left_hip on the other side of the right_hip .*: 100% of"),
+    ("input_left_right", r"with the left_hip on the other side of the right_hip .*: 100% of"),
+    ("output_wrists", r"with the left_wrist on the other side of the right_wrist .*: 100% of"),
+    ("output_head_pelvis", r"with the thorax 0\.\d+ m below the pelvis .*not in h36m_17's order"),
+    ("output_head_thorax", r"with the head 0\.\d+ m below the thorax .*not in h36m_17's order"),
+    ("output_turned_about_y", r"with the left_hip on the other side of the right_hip .*: 100% of"),
+])
+def test_lifters_whose_joints_are_wired_otherwise_are_refused(wiring, expected):
+    """The d128 weights' lifter with its output or input joints permuted (left and right by the
+    layout's flip pairs; the wrists alone; head and pelvis; head and thorax) or its output turned
+    half a turn about the vertical axis: people of the right size with the head above the ankles,
+    which not_people_in_metres took. A lifter whose joints are permuted on the input side (a model
+    expecting another joint order) is a function like any lifter; the check takes any."""
+    from cfi_pose_ros.inference.reference import not_people_in_metres
+    from cfi_pose_ros.skeleton import H36M_17
+    from cfi_pose_ros.weights import resolve_weights
+
+    lift = _create(resolve_weights("cfi_h36m_d128")).lift
+    flip = H36M_17.flip_permutation()
+    wired = {
+        "output_left_right": lambda x: lift(x)[:, flip],
+        "input_left_right": lambda x: lift(np.ascontiguousarray(x[:, flip])),
+        "output_wrists": lambda x: lift(x)[:, _WRISTS],
+        "output_head_pelvis": lambda x: lift(x)[:, _HEAD_AND_PELVIS],
+        "output_head_thorax": lambda x: lift(x)[:, _HEAD_AND_THORAX],
+        "output_turned_about_y": lambda x: lift(x) * np.float32([-1, 1, -1]),
+    }[wiring]
+    problem = not_people_in_metres(wired)
+    assert problem is not None and re.match("they lift standing adults " + expected, problem), problem
+
+
+def test_a_model_trained_a_little_is_not_refused(tmp_path):
+    """A model trained 93 steps on synthetic people (test MPJPE about 220 mm; what a training run's
+    early checkpoints are) lifts people the node may publish: its nose sits about where its face is
+    (no model learns that first), and some of its left joints fall on the wrong side, neither near
+    what is refused."""
+    import training.train as train_module
+    from cfi_pose_ros.inference.reference import (MAX_NOSE_BEHIND_FRACTION, MIN_SIDE_AGREEMENT,
+                                                  not_people_in_metres, reference_person_measures)
+
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    train_module.main(["--synthetic", "4000", "--dim", "32", "--depth", "1", "--heads", "4", "--batch-size", "128",
+                       "--max-steps-per-epoch", "40", "--epochs", "3", "--threads", "1", "--seed", "3",
+                       "--name", "early", "--compile", "off", "--amp", "off", "--eval-noise-std", "0",
+                       "--out", str(out)])
+    lift = _create(out / "early.safetensors").lift
+    measured = reference_person_measures(lift)
+    print(measured)
+    assert not_people_in_metres(lift) is None
+    assert min(measured["side_agreement"]) > 2 * MIN_SIDE_AGREEMENT, measured
+    assert measured["nose_ahead"] > -MAX_NOSE_BEHIND_FRACTION * measured["height"] / 2, measured
 
 
 @pytest.mark.parametrize("factor, expected", [

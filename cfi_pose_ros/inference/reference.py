@@ -115,36 +115,118 @@ PERSON_SIZE_RANGE = (0.25, 3.0)
 # height above its ankles (the packaged weights: 0.7-0.85). Less, or below them, is no upright
 # person in the camera frame (y down): weights whose output axes are negated or y-up.
 MIN_UPRIGHT_FRACTION = 0.25
+# Up the body, the ankles (their mean), pelvis, thorax and head each stand at least this fraction
+# of the lifted body's height above the one before (the packaged weights' smallest step, thorax to
+# head: 0.16 m, 0.1 of it; models trained 30 to 1200 steps on synthetic people: 0.16-0.2 m). One
+# below the one before is output joints in another order (head and pelvis swapped: the thorax
+# 0.16 m below the pelvis, the head 0.44 m below the thorax), which the head above the ankles
+# alone does not see.
+MIN_SPINE_STEP_FRACTION = 0.02
+# A left joint of the reference people (H36M_17.flip_pairs) whose 2D input lies clearly to one side
+# of its right twin (this far apart in the screen-normalised x, 1/50 of the image width) is lifted
+# to that side of it (camera x) for at least this fraction of them, for every pair: the packaged
+# weights all of them; models trained 30 and 93 steps on synthetic people at least 0.34 and 0.83
+# of them. Left and right output joints swapped, or the output's x negated, lift none of them so:
+# the node then publishes the left wrist where the right one is.
+CLEAR_SIDE_SEPARATION = 0.02
+MIN_SIDE_AGREEMENT = 0.2
+# How far behind its face (the nose ahead of the mid-point of thorax and head, along the facing
+# direction the hips, shoulders and spine give: hip and shoulder axes, left minus right, cross the
+# spine, pelvis to thorax) a lifted person may have the nose, as a fraction of the body's height
+# (median of the reference people). The packaged weights put it 54-60 mm ahead (3.5 % of the
+# 1.55 m they lift the reference people to); weights whose depth axis is negated, or that read and
+# write the layout's joints with left and right swapped, lift mirror images: 57 mm behind. Models
+# trained 30 to 1200 steps on synthetic people: 3 mm behind to 32 mm ahead. A mirror image is what
+# the 2D input cannot tell (its projection is the same), so only the body's own handedness can.
+MAX_NOSE_BEHIND_FRACTION = 0.0125
+
+
+def reference_person_measures(lift: Callable[[np.ndarray], np.ndarray]) -> dict:
+    """What :func:`not_people_in_metres` measures of ``lift``'s reference people (medians over the 32
+    people of :func:`reference_inputs`): ``size`` (times the mean adult's bones), ``height`` (m),
+    ``head_above_ankles`` (m), ``spine_steps`` (m each of ankles to pelvis, pelvis to thorax, thorax
+    to head), ``side_agreement`` (per left joint of ``H36M_17.flip_pairs``: the fraction of the people
+    whose pair is clearly apart in the 2D input that the lift puts on the same side, ``nan`` where
+    none is; ``side_people``: how many are), ``nose_ahead`` (m, negative: behind) and ``people``.
+    Non-finite output gives ``nan``."""
+    inputs = reference_inputs(32, seed=0).astype(np.float64)
+    lifted = np.asarray(lift(inputs.astype(np.float32)), dtype=np.float64)
+    index = H36M_17.index
+    left, right = np.array(H36M_17.left_joints), np.array(H36M_17.right_joints)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        size = float(np.median(H36M_17.size_relative_to_mean(lifted)))
+        ankles_y = lifted[:, (index("right_ankle"), index("left_ankle")), 1].mean(axis=1)
+        spine_y = [ankles_y] + [lifted[:, index(name), 1] for name in ("pelvis", "thorax", "head")]
+        spine_steps = [float(np.median(below - above)) for below, above in zip(spine_y, spine_y[1:])]
+        head_above_ankles = float(np.median(ankles_y - lifted[:, index("head"), 1]))
+        input_apart = inputs[:, left, 0] - inputs[:, right, 0]
+        lifted_apart = lifted[:, left, 0] - lifted[:, right, 0]
+        clear = np.abs(input_apart) > CLEAR_SIDE_SEPARATION
+        same_side = np.sign(input_apart) == np.sign(lifted_apart)
+        side_agreement = [float(np.mean(same_side[clear[:, k], k])) if clear[:, k].any() else float("nan")
+                          for k in range(len(left))]
+        side_people = [int(count) for count in clear.sum(axis=0)]
+        across = (lifted[:, index("left_hip")] - lifted[:, index("right_hip")]
+                  + lifted[:, index("left_shoulder")] - lifted[:, index("right_shoulder")])
+        up = lifted[:, index("thorax")] - lifted[:, index("pelvis")]
+        facing = np.cross(across, up)    # left x up = forward in any right-handed frame (the camera's is)
+        facing /= np.linalg.norm(facing, axis=1, keepdims=True)
+        face = (lifted[:, index("thorax")] + lifted[:, index("head")]) / 2
+        nose_ahead = float(np.median(np.sum((lifted[:, index("neck_nose")] - face) * facing, axis=1)))
+    return {"size": size, "height": size * MEAN_BODY_HEIGHT_M, "head_above_ankles": head_above_ankles,
+            "spine_steps": spine_steps, "side_agreement": side_agreement, "side_people": side_people,
+            "nose_ahead": nose_ahead, "people": len(lifted)}
 
 
 def not_people_in_metres(lift: Callable[[np.ndarray], np.ndarray]) -> str | None:
     """Why ``lift`` (screen-normalised ``(N, 17, 2)`` -> ``(N, 17, 3)``, a lifter's or a model's) does
     not lift standing adults to upright people in metres in the camera frame, or ``None``: the
-    reference people (:func:`reference_inputs`) must come out of a size in
-    :data:`PERSON_SIZE_RANGE` times the mean adult's (the median over them of the median bone
-    length ratio) and with the head above the ankles. What a node that publishes poses needs; a
+    reference people (:func:`reference_inputs`, :func:`reference_person_measures`) must come out of
+    a size in :data:`PERSON_SIZE_RANGE` times the mean adult's (the median over them of the median
+    bone length ratio), with the head above the ankles, ankles, pelvis, thorax and head in that
+    order up the body, each left joint on the side of its right twin the 2D input puts it, and not
+    as mirror images (the nose behind the face). What a node that publishes poses needs; a
     freshly initialised model often fails it (its skeletons are jumbled points, as often head down
     as up, some 0.3 of an adult's size), so it is not part of the start-up check every lifter runs
     (tests and benchmarks time and check such models)."""
-    lifted = np.asarray(lift(reference_inputs(32, seed=0)), dtype=np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        size = float(np.median(H36M_17.size_relative_to_mean(lifted)))
-        head_above_ankles = float(np.median(lifted[:, (3, 6), 1].mean(axis=1) - lifted[:, 10, 1]))
+    measured = reference_person_measures(lift)
+    size, height, people = measured["size"], measured["height"], measured["people"]
+    head_above_ankles = measured["head_above_ankles"]
     if not np.isfinite(size) or not np.isfinite(head_above_ankles):
         return "they lift standing adults to skeletons that are not finite"
     low, high = PERSON_SIZE_RANGE
     if not low <= size <= high:
-        return (f"they lift standing adults to skeletons {size * MEAN_BODY_HEIGHT_M:.4g} m tall ({size:.3g} "
-                f"times the mean adult's bones, median of {len(lifted)} people of 0.85-1.12 times; a person is "
+        return (f"they lift standing adults to skeletons {height:.4g} m tall ({size:.3g} "
+                f"times the mean adult's bones, median of {people} people of 0.85-1.12 times; a person is "
                 f"{low:g}-{high:g} times): the output is not people in metres (weights trained in millimetres "
                 f"lift them 1000 times too large)")
-    height = size * MEAN_BODY_HEIGHT_M
     if head_above_ankles < MIN_UPRIGHT_FRACTION * height:
         where = (f"{-head_above_ankles:.2f} m below" if head_above_ankles < 0
                  else f"only {head_above_ankles:.2f} m above")
-        return (f"they lift standing adults with the head {where} the ankles (median of {len(lifted)} people, "
+        return (f"they lift standing adults with the head {where} the ankles (median of {people} people, "
                 f"skeletons {height:.2f} m tall): the output is not upright people in the camera frame "
                 f"(x right, y down, z forward); negated or y-up output axes?")
+    spine = ("ankles", "pelvis", "thorax", "head")
+    for below, above, step in zip(spine, spine[1:], measured["spine_steps"]):
+        if not step >= MIN_SPINE_STEP_FRACTION * height:
+            where = f"{-step:.2f} m below" if step < 0 else f"only {step:.2f} m above"
+            return (f"they lift standing adults with the {above} {where} the {below} (median of {people} "
+                    f"people, skeletons {height:.2f} m tall; ankles, pelvis, thorax and head stand in that "
+                    f"order up a person): the output joints are not in {H36M_17.name}'s order")
+    for (left, right), agreement, apart in zip(H36M_17.flip_pairs, measured["side_agreement"],
+                                               measured["side_people"]):
+        if agreement < MIN_SIDE_AGREEMENT:
+            return (f"they lift standing adults with the {H36M_17.joint_names[left]} on the other side of the "
+                    f"{H36M_17.joint_names[right]} than their 2D input has it: {1 - agreement:.0%} of the {apart} "
+                    f"people whose two are apart in the image (refused past {1 - MIN_SIDE_AGREEMENT:.0%}): left "
+                    f"and right joints swapped (in the output, or in the input the weights expect), or the "
+                    f"output's x negated?")
+    nose_ahead = measured["nose_ahead"]
+    if not nose_ahead >= -MAX_NOSE_BEHIND_FRACTION * height:
+        return (f"they lift standing adults as mirror images of themselves: the nose {-nose_ahead * 1000:.0f} mm "
+                f"behind the face, where the hips, shoulders and spine say the person faces (median of {people} "
+                f"people, skeletons {height:.2f} m tall; a person's is ahead): the output's depth axis negated, "
+                f"or the weights read and write left and right joints swapped?")
     return None
 
 
