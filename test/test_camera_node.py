@@ -87,7 +87,7 @@ class CameraPath:
     """detect_node (+ lift_node) as processes with topics of their own, and a client node here."""
 
     def __init__(self, log_dir: Path, detector: dict | None = None, lifter: bool = True,
-                 detector_name: str | None = None):
+                 detector_name: str | None = None, detector_program: tuple[str, ...] = ()):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -95,7 +95,7 @@ class CameraPath:
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
         from cfi_pose_ros.msg import HumanKeypoints2DArray, HumanPose3DArray
-        from cfi_pose_ros.node.process import start_detect_node
+        from cfi_pose_ros.node.process import DETECT_NODE, node_command, start_detect_node
         from cfi_pose_ros.node.process import start_lift_node
 
         n = next(_counter)
@@ -113,7 +113,11 @@ class CameraPath:
                     "input_reliability": "reliable", **(detector or {})}
         self.compressed = bool(detector.get("compressed", False))
         self.detector_name = detector_name or "cfi_pose_detector"
-        self.detector = start_detect_node(overrides=detector, log_path=self.detector_log, node_name=detector_name)
+        if detector_program:    # a test program under programs/ (its arguments), not the installed script
+            self.detector = _start_program(detector_program, node_command(DETECT_NODE, overrides=detector,
+                                                                          node_name=detector_name), self.detector_log)
+        else:
+            self.detector = start_detect_node(overrides=detector, log_path=self.detector_log, node_name=detector_name)
         self.lifter = None
         if lifter:
             self.lifter = start_lift_node(overrides={
@@ -210,6 +214,18 @@ class CameraPath:
         self.executor.shutdown()
         self.node.destroy_node()
         return [stop(p) for p in (self.detector, self.lifter) if p is not None]
+
+
+def _start_program(program: tuple[str, ...], command: list[str], log_path: Path):
+    """``programs/<program[0]>`` with the rest of ``program`` as its arguments, then the ROS
+    arguments of the installed node's ``command``."""
+    import subprocess
+    import sys
+
+    with open(log_path, "w") as out:
+        return subprocess.Popen([sys.executable, "-P", str(Path(__file__).parent / "programs" / program[0]),
+                                 *program[1:], *command[1:]], stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 @pytest.fixture(scope="module")
@@ -919,3 +935,90 @@ def test_the_detector_memory_levels_off_under_reliable_raw_images_of_many_sizes(
     later = max(rss for t, rss in samples if t >= 8.0)
     assert later - at_8s <= 80.0, [round(rss) for _, rss in samples]
     assert path.send(image_msg(h36m_image, "bgr8", sec=200), until="keypoints", timeout=60.0) is not None, path.report()
+
+
+def _send_slow_frame(path: CameraPath, image: np.ndarray) -> None:
+    """One image stamped 90001 s, which programs/slow_detector_node.py detects slowly, sent once the
+    detector has taken every image before it; returns once the detector has taken it in."""
+    def inputs() -> int:
+        diag = path.diagnostics_of(path.detector_name, 2)
+        return int(diag.get("inputs_total", -1)) if int(diag.get("outputs_total", -2)) == int(
+            diag.get("inputs_total", -1)) - sum(int(v) for k, v in diag.items() if k.startswith("dropped.")) else -1
+
+    assert path.spin_until(lambda: inputs() >= 1, 20), path.report()
+    before = inputs()
+    path.image_pub.publish(image_msg(image, "rgb8", sec=90_001))
+    assert path.spin_until(lambda: path.diagnostics_of(path.detector_name, 2).get("inputs_total") == str(before + 1),
+                           20), path.report()
+
+
+def test_a_frame_detected_past_the_deactivate_wait_is_never_published_nor_beside_a_second_worker(
+        started, h36m_image):
+    """A frame the detector takes longer than deactivate waits for (30 s: a slow backend, here
+    programs/slow_detector_node.py) went on after deactivate had answered success: its keypoints were
+    published after the next activate, stamped before that activate's frames, and that worker took
+    the new images beside the new activate's own (two at once, the models and the tracker shared).
+    Now that frame is dropped (dropped.stopped), never published, and an activate while it is still
+    being detected fails with the reason (the node stays inactive, ERROR on /diagnostics); once it has
+    ended, activate runs one worker again."""
+    from lifecycle_msgs.msg import State, Transition
+    from ros_harness import LifecycleClient
+
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+
+    path = started(detector={"diagnostics_period": 0.2}, lifter=False, detector_program=("slow_detector_node.py", "34"))
+    arrived = []
+    path.node.create_subscription(HumanKeypoints2DArray, path.topics["keypoints"],
+                                  lambda m: arrived.append(m.header.stamp.sec), 100)
+    lifecycle = LifecycleClient(path.node, path.detector_name, path.spin_until)
+    assert path.send(image_msg(h36m_image, "rgb8", sec=1), until="keypoints") is not None, path.report()
+    _send_slow_frame(path, h36m_image)       # detected for 34 s
+    assert lifecycle.transition(Transition.TRANSITION_DEACTIVATE), path.report()     # after waiting 30 s
+    assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
+    refused = not lifecycle.transition(Transition.TRANSITION_ACTIVATE)
+    diag = path.diagnostics_of(path.detector_name)
+    # the slow frame ends about 4 s after the deactivate's answer
+    assert path.spin_until(lambda: path.diagnostics_of(path.detector_name, 2).get("dropped.stopped") == "1"
+                           or 90_001 in arrived, 20), path.report()
+    assert 90_001 not in arrived and 90_001 not in {stamp // 10**9 for stamp in path.keypoints}, arrived
+    assert refused and lifecycle.state() == State.PRIMARY_STATE_INACTIVE
+    assert diag["_message"].startswith("inactive: activate failed: the detector is still on a frame"), diag
+    assert lifecycle.transition(Transition.TRANSITION_ACTIVATE), path.report()
+    for sec in range(2, 6):
+        assert path.send(image_msg(h36m_image, "rgb8", sec=sec), until="keypoints") is not None, path.report()
+    path.spin_until(lambda: False, 0.5)
+    assert sorted(set(arrived)) == [1, 2, 3, 4, 5] and arrived == sorted(arrived), arrived
+    diag = path.diagnostics_of(path.detector_name)
+    drops = sum(int(v) for k, v in diag.items() if k.startswith("dropped."))
+    assert int(diag["inputs_total"]) == int(diag["outputs_total"]) + drops, diag
+    assert "Traceback" not in path.detector_log.read_text()
+
+
+@pytest.mark.parametrize("deactivating", [True, False], ids=["during_deactivate", "active"])
+def test_a_stop_signal_ends_the_detector_promptly_while_a_slow_frame_is_in_flight(started, h36m_image,
+                                                                                deactivating):
+    """SIGINT while a frame takes the detector long (programs/slow_detector_node.py): during a
+    deactivate's wait for it the node went on waiting (up to 30 s: the spin loop ends after the
+    callback) and a launch, which sends SIGTERM 5 s after SIGINT and then SIGKILL, killed it; active,
+    the teardown waited for it past its own 5 s deadline ("teardown did not end within 5 s", every
+    thread's stack). Now the wait ends within 1 s of the signal and the frame is not published."""
+    import signal
+
+    from lifecycle_msgs.msg import Transition
+    from ros_harness import LifecycleClient
+
+    path = started(detector={"diagnostics_period": 0.2}, lifter=False, detector_program=("slow_detector_node.py", "25"))
+    lifecycle = LifecycleClient(path.node, path.detector_name, path.spin_until)
+    assert path.send(image_msg(h36m_image, "rgb8", sec=1), until="keypoints") is not None, path.report()
+    _send_slow_frame(path, h36m_image)
+    if deactivating:
+        lifecycle.request_transition(Transition.TRANSITION_DEACTIVATE)
+        path.spin_until(lambda: False, 2.0)
+    path.detector.send_signal(signal.SIGINT)
+    signalled = time.monotonic()
+    while path.detector.poll() is None and time.monotonic() - signalled < 20:
+        path.spin_until(lambda: False, 0.1)
+    log = path.detector_log.read_text()
+    assert path.detector.poll() == 0 and time.monotonic() - signalled < 4.0, (time.monotonic() - signalled, log)
+    assert "teardown did not end" not in log and "Traceback" not in log, log
+    assert 90_001 not in {stamp // 10**9 for stamp in path.keypoints}

@@ -83,6 +83,11 @@ CONFIG_FILE = "detect.yaml"
 STAGES = ("decode", "detector", "keypoint_model", "tracking", "publish", "total")
 ROUTINE_DROPS = frozenset({"superseded", "stopped"})   # the newest-frame policy and stopping: not bad input
 _TIMING_FRAMES = 1000          # the most frames the per-stage percentiles are computed over
+# How long deactivate, cleanup and shutdown wait for the frame in flight to be detected and published,
+# and how long once a stop signal has come (a launch sends SIGTERM 5 s after its SIGINT): a frame that
+# takes longer is never published (see DetectNode._stop_worker)
+WORKER_STOP_WAIT_S = 30.0
+WORKER_STOP_WAIT_STOPPING_S = 1.0
 
 
 def timed_stages(detector) -> tuple[str, ...]:
@@ -229,6 +234,13 @@ class DetectNode(SpecLifecycleNode):
         self._wake = threading.Condition()
         self._worker: threading.Thread | None = None
         self._running = False
+        # the running worker's token: a worker publishes only while its own is this one, checked and
+        # published under _publish_lock, so that none does once a stop has given up waiting for it
+        self._worker_token: object | None = None
+        self._publish_lock = threading.Lock()
+        # (thread, detector, when its frame started) of one stopped in a frame it has not ended
+        self._stale_worker = None
+        self._frame_started = 0.0       # time.monotonic() when the worker took the frame it is on
         self._last_tracker = None       # the last configuration's, whose ids the next one goes on from
         super().__init__(name, DETECT_NODE_PARAMETERS, **kwargs)
         self.detector = None
@@ -307,6 +319,15 @@ class DetectNode(SpecLifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
+        stale = self._stale_worker
+        if stale is not None and stale[0].is_alive() and stale[1] is self.detector:
+            # a second worker would run these models and the tracker beside it: two frames at once
+            # and their keypoints out of order (the tracker's ids too)
+            return self.activate_failed(
+                f"the detector is still on a frame it took {time.monotonic() - stale[2]:.0f} s ago, before the "
+                "last deactivate (its keypoints will not be published): activate again once it has ended, or "
+                "cleanup and configure to load the models anew")
+        self._stale_worker = None
         # a resumed stream is a new stream: no boxes followed from before the pause
         if hasattr(self.detector, "reset"):
             self.detector.reset()
@@ -321,7 +342,9 @@ class DetectNode(SpecLifecycleNode):
         with self._stats_lock:
             self.stats.listen(time.monotonic())
         self.stages.clear()
-        self._worker = threading.Thread(target=self._work, name="cfi_pose_detector_worker", daemon=True)
+        self._worker_token = token = object()
+        self._worker = threading.Thread(target=self._work, args=(token,), name="cfi_pose_detector_worker",
+                                        daemon=True)
         self._worker.start()
         self.get_logger().info(f"active: {self._subscription.topic_name} ({msg_type.__name__}) -> "
                                f"{self._keypoints_pub.topic_name}")     # resolved and remapped, as the lifter's
@@ -340,9 +363,29 @@ class DetectNode(SpecLifecycleNode):
             self._wake.notify_all()
         if discarded:   # counted as an input when it arrived: inputs_total = outputs_total + dropped.*
             self._drop("stopped")
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=30.0)     # finishes the frame in flight
-        self._worker = None
+        worker, self._worker = self._worker, None
+        if worker is not None and worker is not threading.current_thread():
+            self._wait_for_frame_in_flight(worker)
+        with self._publish_lock:
+            self._worker_token = None   # from now on that worker publishes nothing
+        if worker is not None and worker.is_alive():
+            # Its frame is detected on: once the deactivate had answered, its keypoints were published
+            # (after the next activate; before it the deactivated publisher dropped them, counted as
+            # published), and it took the next activate's images beside that activate's own worker.
+            self._stale_worker = (worker, self.detector, self._frame_started)
+            self.get_logger().warning(
+                f"the frame in flight is still being detected after {time.monotonic() - self._frame_started:.0f} s: "
+                "its keypoints will not be published")
+
+    def _wait_for_frame_in_flight(self, worker: threading.Thread) -> None:
+        """Let ``worker`` finish (and publish) the frame it is on, for up to WORKER_STOP_WAIT_S, or
+        WORKER_STOP_WAIT_STOPPING_S once a stop signal has come: the wait ran on through SIGINT and
+        SIGTERM (the spin loop ends only after the callback), and a launch killed the node (SIGKILL)."""
+        deadline = time.monotonic() + WORKER_STOP_WAIT_S
+        while worker.is_alive() and time.monotonic() < deadline:
+            if self.stop_signals is not None and self.stop_signals.requested:
+                deadline = min(deadline, time.monotonic() + WORKER_STOP_WAIT_STOPPING_S)
+            worker.join(timeout=0.05)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._stop_worker()
@@ -394,21 +437,24 @@ class DetectNode(SpecLifecycleNode):
         if superseded:
             self._drop("superseded")
 
-    def _work(self) -> None:
+    def _work(self, token: object) -> None:
         while True:
             with self._wake:
-                while self._pending is None and self._running:
+                # not _running alone: a later activate sets it again while this worker, stopped in a
+                # frame, may still be on it
+                while self._pending is None and self._running and self._worker_token is token:
                     self._wake.wait()
-                if not self._running:
+                if not self._running or self._worker_token is not token:
                     return
                 msg, received = self._pending
                 self._pending = None
+                self._frame_started = time.monotonic()
             try:
-                self._process(msg, received)
+                self._process(msg, received, token)
             except Exception as exc:  # never let one frame take the node down
                 self._drop("detector_error", repr(exc))
 
-    def _process(self, msg, received: float) -> None:
+    def _process(self, msg, received: float, token: object) -> None:
         refused_header = header_problem(msg.header)
         if refused_header is not None:      # its keypoints would carry it on (see NEGATIVE_STAMP)
             self._drop(*refused_header)
@@ -444,7 +490,11 @@ class DetectNode(SpecLifecycleNode):
         t3 = time.perf_counter()
         out = keypoints_to_msg(msg.header, (image.shape[1], image.shape[0]), people.keypoints, people.scores,
                                people.boxes, people.box_scores, ids)
-        self._keypoints_pub.publish(out)
+        with self._publish_lock:
+            if self._worker_token is not token:     # stopped without waiting for this frame's end
+                self._drop("stopped")
+                return
+            self._keypoints_pub.publish(out)
         t4 = time.perf_counter()
         self.stages.add(time.monotonic(), {"decode": (t1 - t0) * 1e3, "publish": (t4 - t3) * 1e3,
                                            "total": (t4 - received) * 1e3, **stage_ms})
