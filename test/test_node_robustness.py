@@ -2604,3 +2604,50 @@ def test_an_image_still_waiting_at_deactivate_is_counted_as_dropped(ros_env):
         summary = node.stats.summary(time.monotonic())
         assert summary["inputs_total"] == 2 and summary["outputs_total"] == 1, summary
         assert summary["dropped"] == {"stopped": 1}, summary
+
+
+def test_a_stop_signal_while_two_askers_configure_leaves_none_of_their_requests_unanswered(tmp_path, ros_env):
+    """Two clients (a launch's lifecycle handler and `ros2 lifecycle set`, say) each asking configure
+    again as soon as answered, of a lifter whose configure fails at once (no weights file), then
+    SIGINT. A configure taken while the previous one's answer was awaited ended that wait; run()'s
+    loop then saw the stop and the node exited without running or answering it, the asker waiting
+    on: 2 requests unanswered in 4 of 6 stops. Now the node runs it (aborted at once: a stop was
+    asked) and sends every answer before its teardown. Stopped up to four times: each stop hits the
+    window or not, by how the requests and the signal fall."""
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    from ros_harness import LifecycleClient
+
+    def configure_request():
+        return ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE))
+
+    for attempt in range(4):
+        name = f"two_askers_{attempt}_{os.getpid()}"
+        node = NodeUnderTest(tmp_path, overrides={"autostart": False, "weights": str(tmp_path / "none"),
+                                                  "backend": "torch"}, node_name=name)
+        try:
+            lifecycle = LifecycleClient(node.client, name, node.spin_until)
+            assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED, node.log()
+            # the first configure imports the backends: the asking starts after it
+            assert lifecycle.transition(Transition.TRANSITION_CONFIGURE) is False, node.log()
+            askers = [node.client.create_client(ChangeState, f"/{name}/change_state") for _ in range(2)]
+            assert all(asker.wait_for_service(timeout_sec=10) for asker in askers)
+            asked = [asker.call_async(configure_request()) for asker in askers]
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                for i, asker in enumerate(askers):
+                    if asked[i].done():
+                        asked[i] = asker.call_async(configure_request())
+                node.executor.spin_once(timeout_sec=0.001)
+            node.process.send_signal(signal.SIGINT)
+            assert node.process.wait(timeout=10) == 0, node.log()
+            node.spin_for(1.0)
+            log = node.log()
+            assert "configure failed: weights file missing" in log, log
+            assert all(request.done() for request in asked), \
+                f"stop {attempt}: a configure asked before the stop signal was never answered:\n{log[-3000:]}"
+            assert all(request.result().success is False for request in asked)
+            assert "Traceback" not in log and "[FATAL]" not in log, log
+        finally:
+            node.close()
