@@ -1011,8 +1011,9 @@ def test_a_stop_signal_ends_the_detector_promptly_while_a_slow_frame_is_in_fligh
     lifecycle = LifecycleClient(path.node, path.detector_name, path.spin_until)
     assert path.send(image_msg(h36m_image, "rgb8", sec=1), until="keypoints") is not None, path.report()
     _send_slow_frame(path, h36m_image)
+    deactivate = None
     if deactivating:
-        lifecycle.request_transition(Transition.TRANSITION_DEACTIVATE)
+        deactivate = lifecycle.request_transition(Transition.TRANSITION_DEACTIVATE)
         path.spin_until(lambda: False, 2.0)
     path.detector.send_signal(signal.SIGINT)
     signalled = time.monotonic()
@@ -1022,3 +1023,5 @@ def test_a_stop_signal_ends_the_detector_promptly_while_a_slow_frame_is_in_fligh
     assert path.detector.poll() == 0 and time.monotonic() - signalled < 4.0, (time.monotonic() - signalled, log)
     assert "teardown did not end" not in log and "Traceback" not in log, log
     assert 90_001 not in {stamp // 10**9 for stamp in path.keypoints}
+    if deactivate is not None:      # answered before the node went
+        assert path.spin_until(deactivate.done, 2.0) and deactivate.result().success, log

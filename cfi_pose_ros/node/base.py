@@ -301,7 +301,7 @@ class SpecLifecycleNode(LifecycleNode):
         self._transition_lock = threading.Lock()
         self._configure_request = None      # a configure asked over the service, for run(): Future
         self._configure_answer = None       # its response, until sent: see run_configure_request
-        self._unsent_configure_answers = []     # every such response not yet sent: see answer_before_exit
+        self._unsent_answers = []       # every change_state response not yet sent: see answer_before_exit
         super().__init__(name, **kwargs)
         self.stop_signals: StopSignals | None = None      # run() sets it: see stoppable_configure
         for service in self.services:       # rclpy's parameter services, built in super().__init__
@@ -321,8 +321,7 @@ class SpecLifecycleNode(LifecycleNode):
             finally:
                 if response is self._configure_answer:
                     self._configure_answer = None
-                self._unsent_configure_answers = [unsent for unsent in self._unsent_configure_answers
-                                                  if unsent is not response]
+                self._unsent_answers = [unsent for unsent in self._unsent_answers if unsent is not response]
         self._service_change_state.send_response = sent
         # Of a group of its own, reentrant: in the node's default group (rclpy puts every lifecycle
         # service there) a configure awaited by _on_change_state held that mutually exclusive group,
@@ -534,6 +533,7 @@ class SpecLifecycleNode(LifecycleNode):
         answers (configure_answering), and a request that waited for its end, as every request did
         while nothing was answered, was then carried out (a cleanup queued behind a configure).
         A configure, under run(), is handed to run()'s loop and answered when it has ended."""
+        self._unsent_answers.append(response)
         if not self._transition_lock.acquire(blocking=False):
             label = self._state_machine.current_state[1]
             self.get_logger().warning(f"change_state refused: the node is {label} (a transition is running)")
@@ -559,7 +559,6 @@ class SpecLifecycleNode(LifecycleNode):
                 self._transition_lock.release()
         # held until run()'s loop has run the configure (it releases it)
         self._configure_answer = response
-        self._unsent_configure_answers.append(response)
         response.success = await awaiting_quietly(done) == TransitionCallbackReturn.SUCCESS
         return response
 
@@ -1062,15 +1061,18 @@ def run_configure_request(node: SpecLifecycleNode, executor) -> None:
 def answer_before_exit(node: SpecLifecycleNode, executor) -> None:
     """After a stop signal, before the teardown: the configure asked over the lifecycle service and
     handed to run()'s loop that the loop has not run yet is run (aborted at once: a stop was asked,
-    see stoppable_configure), and every such configure's answer is sent, for up to ANSWER_TIMEOUT_S.
+    see stoppable_configure), and every change_state answer is sent, for up to ANSWER_TIMEOUT_S.
     A second asker's configure taken while the first one's answer was awaited ended that wait; the
     loop then saw the stop and the node exited without running or answering it (`ros2 lifecycle set`
-    and a launch's lifecycle event handler waited on): 7 of 8 stops while two clients asked."""
+    and a launch's lifecycle event handler waited on): 7 of 8 stops while two clients asked. And
+    any transition that a stop signal came during (a detector's deactivate waiting for its frame in
+    flight) ended, but the executor sends a coroutine callback's answer at a later spin, and there
+    was none."""
     deadline = time.monotonic() + ANSWER_TIMEOUT_S
     while rclpy.ok() and time.monotonic() < deadline:
         if node._configure_request is not None:
             run_configure_request(node, executor)
-        elif node._unsent_configure_answers:
+        elif node._unsent_answers:
             executor.spin_once(timeout_sec=0.05)
         else:
             return
