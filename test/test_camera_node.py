@@ -952,40 +952,51 @@ def _send_slow_frame(path: CameraPath, image: np.ndarray) -> None:
                            20), path.report()
 
 
+@pytest.mark.parametrize("then", ["activate_once_ended", "reconfigure_at_once"])
 def test_a_frame_detected_past_the_deactivate_wait_is_never_published_nor_beside_a_second_worker(
-        started, h36m_image):
+        started, h36m_image, then):
     """A frame the detector takes longer than deactivate waits for (30 s: a slow backend, here
     programs/slow_detector_node.py) went on after deactivate had answered success: its keypoints were
     published after the next activate, stamped before that activate's frames, and that worker took
     the new images beside the new activate's own (two at once, the models and the tracker shared).
     Now that frame is dropped (dropped.stopped), never published, and an activate while it is still
-    being detected fails with the reason (the node stays inactive, ERROR on /diagnostics); once it has
-    ended, activate runs one worker again."""
+    being detected with the same models fails with the reason (the node stays inactive, ERROR on
+    /diagnostics); once it has ended activate runs one worker again, and after cleanup and configure
+    (new models) at once."""
     from lifecycle_msgs.msg import State, Transition
     from ros_harness import LifecycleClient
 
     from cfi_pose_ros.msg import HumanKeypoints2DArray
 
-    path = started(detector={"diagnostics_period": 0.2}, lifter=False, detector_program=("slow_detector_node.py", "34"))
+    path = started(detector={"diagnostics_period": 0.2}, lifter=False, detector_program=("slow_detector_node.py", "40"))
     arrived = []
     path.node.create_subscription(HumanKeypoints2DArray, path.topics["keypoints"],
                                   lambda m: arrived.append(m.header.stamp.sec), 100)
     lifecycle = LifecycleClient(path.node, path.detector_name, path.spin_until)
     assert path.send(image_msg(h36m_image, "rgb8", sec=1), until="keypoints") is not None, path.report()
-    _send_slow_frame(path, h36m_image)       # detected for 34 s
+    _send_slow_frame(path, h36m_image)       # detected for 40 s
+
+    def slow_frame_ended() -> bool:
+        return path.diagnostics_of(path.detector_name, 2).get("dropped.stopped") == "1" or 90_001 in arrived
+
     assert lifecycle.transition(Transition.TRANSITION_DEACTIVATE), path.report()     # after waiting 30 s
     assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
     refused = not lifecycle.transition(Transition.TRANSITION_ACTIVATE)
     diag = path.diagnostics_of(path.detector_name)
-    # the slow frame ends about 4 s after the deactivate's answer
-    assert path.spin_until(lambda: path.diagnostics_of(path.detector_name, 2).get("dropped.stopped") == "1"
-                           or 90_001 in arrived, 20), path.report()
+    if then == "reconfigure_at_once":      # the slow frame ends about 10 s after the deactivate's answer
+        assert lifecycle.transition(Transition.TRANSITION_CLEANUP) and lifecycle.transition(
+            Transition.TRANSITION_CONFIGURE) and lifecycle.transition(Transition.TRANSITION_ACTIVATE), path.report()
+        assert not slow_frame_ended(), "the slow frame ended before the test could activate beside it"
+        for sec in range(2, 6):
+            assert path.send(image_msg(h36m_image, "rgb8", sec=sec), until="keypoints") is not None, path.report()
+    assert path.spin_until(slow_frame_ended, 20), path.report()
     assert 90_001 not in arrived and 90_001 not in {stamp // 10**9 for stamp in path.keypoints}, arrived
-    assert refused and lifecycle.state() == State.PRIMARY_STATE_INACTIVE
-    assert diag["_message"].startswith("inactive: activate failed: the detector is still on a frame"), diag
-    assert lifecycle.transition(Transition.TRANSITION_ACTIVATE), path.report()
-    for sec in range(2, 6):
-        assert path.send(image_msg(h36m_image, "rgb8", sec=sec), until="keypoints") is not None, path.report()
+    assert refused and diag["_message"].startswith("inactive: activate failed: the detector is still on a frame"), diag
+    if then == "activate_once_ended":
+        assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
+        assert lifecycle.transition(Transition.TRANSITION_ACTIVATE), path.report()
+        for sec in range(2, 6):
+            assert path.send(image_msg(h36m_image, "rgb8", sec=sec), until="keypoints") is not None, path.report()
     path.spin_until(lambda: False, 0.5)
     assert sorted(set(arrived)) == [1, 2, 3, 4, 5] and arrived == sorted(arrived), arrived
     diag = path.diagnostics_of(path.detector_name)
