@@ -1781,7 +1781,7 @@ def test_a_detector_whose_worker_thread_ended_says_so_on_diagnostics(ros_env):
             return published[-1].status[0].level
 
         assert level() == DiagnosticStatus.OK
-        node._process = lambda msg, received: 1 / 0
+        node._process = lambda msg, received, token: 1 / 0
         node._drop = lambda reason, text=None: [][0]     # the error handling fails too
         node._on_image(Image(height=4, width=4, encoding="bgr8", step=12, data=bytes(48)))
         node._worker.join(timeout=10.0)
@@ -2534,7 +2534,9 @@ def _detected_with_tracking(node, tracking_by_image) -> list:
     node._keypoints_pub.publish = published.append
     for image, sec, tracking in tracking_by_image:
         assert node.set_parameters([Parameter("tracking", value=tracking)])[0].successful
-        node._process(image_msg(image, "rgb8", sec=int(sec), nanosec=round(sec % 1 * 1e9)), time.perf_counter())
+        # the token of no worker: the node's while none runs (configured, not active)
+        node._process(image_msg(image, "rgb8", sec=int(sec), nanosec=round(sec % 1 * 1e9)), time.perf_counter(),
+                      node._worker_token)
     return published
 
 
@@ -2589,10 +2591,10 @@ def test_an_image_still_waiting_at_deactivate_is_counted_as_dropped(ros_env):
         in_flight, finish = threading.Event(), threading.Event()
         process = node._process
 
-        def held_process(msg, received):      # the first image stays in flight until deactivate waits for it
+        def held_process(msg, received, token):   # the first image stays in flight until deactivate waits for it
             in_flight.set()
             finish.wait(10)
-            process(msg, received)
+            process(msg, received, token)
 
         node._process = held_process
         image = np.full((120, 160, 3), 90, np.uint8)
@@ -2640,6 +2642,9 @@ def test_a_stop_signal_while_two_askers_configure_leaves_none_of_their_requests_
                     if asked[i].done():
                         asked[i] = asker.call_async(configure_request())
                 node.executor.spin_once(timeout_sec=0.001)
+            # none sent in the last 2 ms: each has reached the node (a request still on its way when
+            # the node has gone is no request it took)
+            time.sleep(0.002)
             node.process.send_signal(signal.SIGINT)
             assert node.process.wait(timeout=10) == 0, node.log()
             node.spin_for(1.0)
