@@ -1464,43 +1464,24 @@ def test_a_run_that_fails_loading_its_model_leaves_the_earlier_run_s_outputs(ros
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
 
-def test_offline_lifting_refuses_weights_that_lift_no_person_in_metres(ros_env, tmp_path):
-    """The d128 weights' output layer times 1000 (a model trained in millimetres): a checked file
-    that loads. Offline lifting wrote a bag of people 1.5 km tall; it now stops as for a bad
-    weights file, in one line naming the file and the size people came out as, and writes nothing."""
-    import subprocess
-    import sys
-
-    from hostile import weights_in_other_units
-
-    weights = weights_in_other_units(tmp_path / "millimetres", 1000.0)
-    bag = _bag(tmp_path / "in.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
-    out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.offline", str(bag), "--out", str(out), "--quiet",
-                          "--no-video", "--weights", str(weights), "--backend", "torch"],
-                         env=ros_env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
-    last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"offline: error: {weights}: these weights cannot be used to publish people: they lift "
-                           "standing adults to skeletons 15"), run.stderr
-    assert not out.exists() or not any(out.iterdir())
-
-
 @pytest.mark.parametrize("how, expected", [
+    ("millimetres", "to skeletons 15"),
     ("depth", "as mirror images of themselves: the nose 5"),
     ("x", "with the left_hip on the other side of the right_hip than their 2D input has it"),
 ])
-def test_offline_lifting_refuses_weights_that_lift_mirrored_or_side_swapped_people(ros_env, tmp_path, how, expected):
-    """The d128 weights with the output layer's depth row (x row) negated: people of the right size,
-    upright, lifted as mirror images (with each left joint where the right one is). Offline lifting
-    wrote them to its bag; it now stops in one line naming the file and what was measured, and
-    writes nothing."""
+def test_offline_lifting_refuses_weights_that_lift_no_person_in_metres(ros_env, tmp_path, how, expected):
+    """The d128 weights' output layer times 1000 (a model trained in millimetres), or with its depth
+    row (x row) negated (people of the right size, upright, lifted as mirror images; with each left
+    joint where the right one is): checked files that load. Offline lifting wrote a bag of people
+    1.5 km tall, or mirrored; it now stops as for a bad weights file, in one line naming the file and
+    what was measured, and writes nothing."""
     import subprocess
     import sys
 
-    from hostile import mirrored_weights
+    from hostile import mirrored_weights, weights_in_other_units
 
-    weights = mirrored_weights(tmp_path / how, how)
+    weights = (weights_in_other_units(tmp_path / how, 1000.0) if how == "millimetres"
+               else mirrored_weights(tmp_path / how, how))
     bag = _bag(tmp_path / "in.mcap", [10**9 * 100 + k * PERIOD_NS for k in range(3)])
     out = tmp_path / "out"
     run = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.offline", str(bag), "--out", str(out), "--quiet",
