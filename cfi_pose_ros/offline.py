@@ -88,7 +88,7 @@ class Unread:
     detail: str       # which one and why, for the first of its reason
     frame: bool       # one of the frames the progress bar counts
     # a keypoints message dropped undecoded (too many people or keypoints): its bytes, whose header
-    # names the camera whose skeletons that frame, dropped whole, clears (lifting.undecoded_frame_markers)
+    # names the camera whose skeletons that frame, dropped whole, clears (lifting.undecoded_frame_header)
     serialized: bytes | memoryview | None = None
 
 
@@ -582,7 +582,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
     from cfi_pose_ros.node.conversions import markers_to_msg
     from cfi_pose_ros.node.lifting import (CameraInfoByFrame, CameraModel, build_pipeline, camera_or_size_from_info,
                                            dropped_frame_markers, lift_keypoints, paired_depth,
-                                           undecoded_frame_markers)
+                                           undecoded_frame_header)
 
     value = lift_values.__getitem__
     pipeline = build_pipeline(value, log=log)
@@ -618,6 +618,14 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
         before_writing()
     bar = tqdm(total=source.frames, unit="frame", desc="lifting", disable=not progress, file=sys.stderr)
     _STOP.writing()
+    def clear_dropped_camera(input_header, log_time_ns: int) -> None:
+        """As the node: a frame dropped whole takes its camera's never-expiring skeletons."""
+        if input_header is None or last_markers is None or not value("publish_markers"):
+            return
+        clear = dropped_frame_markers(input_header, value("marker_lifetime"), drawn_markers, last_markers[0])
+        if clear is not None:
+            writer.write(topics["markers_topic"], clear, log_time_ns)
+
     with BagWriter(out_bag) as writer:
         for item in source.items(False):
             _STOP.at_frame_boundary()
@@ -632,12 +640,8 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                 continue
             if item.unread is not None:
                 _count_unread(item.unread, result.dropped, say)
-                clear = (undecoded_frame_markers(item.unread.serialized, value("marker_lifetime"), drawn_markers,
-                                                 last_markers[0])
-                         if item.unread.serialized is not None and last_markers is not None
-                         and value("publish_markers") else None)
-                if clear is not None:       # as the node: a frame dropped whole
-                    writer.write(topics["markers_topic"], clear, item.log_time_ns)
+                if item.unread.serialized is not None:
+                    clear_dropped_camera(undecoded_frame_header(item.unread.serialized), item.log_time_ns)
                 if item.unread.frame:
                     bar.update(1)
                 continue
@@ -678,10 +682,7 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
             result.frames += 1
             bar.update(1)
             if poses is None:
-                clear = (dropped_frame_markers(msg.header, value("marker_lifetime"), drawn_markers, last_markers[0])
-                         if last_markers is not None and value("publish_markers") else None)
-                if clear is not None:       # as the node: the camera's never-expiring skeletons go
-                    writer.write(topics["markers_topic"], clear, item.log_time_ns)
+                clear_dropped_camera(msg.header, item.log_time_ns)
                 continue
             result.people += len(poses.humans)
             writer.write(topics["output_topic"], poses, item.log_time_ns)

@@ -45,7 +45,7 @@ from cfi_pose_ros.node.lifting import (NO_TRANSFORM, PIPELINE_PARAMETERS, SMOOTH
                                       CameraModel, camera_or_size_from_info, create_publishing_lifter,
                                       depth_warning_key, dropped_frame_markers, dropped_warning_key,
                                       keypoints_not_to_decode, lift_keypoints, marker_namespace, paired_depth,
-                                      pipeline_config, pose_smoother, undecoded_frame_markers, warned_about)
+                                      pipeline_config, pose_smoother, undecoded_frame_header, warned_about)
 from cfi_pose_ros.node.transforms import TransformBroadcast, TransformLookup, load_tf2
 from cfi_pose_ros.pipeline import DEPTH_DISAGREES, LiftingPipeline
 from cfi_pose_ros.runtime_stats import RollingStats, ms_value
@@ -257,11 +257,10 @@ class LiftNode(SpecLifecycleNode):
         """keypoints_not_to_decode; a message so dropped is a frame dropped whole, and clears its
         camera's skeletons RViz never expires as one is (see _clear_dropped_camera_markers)."""
         unread = keypoints_not_to_decode(serialized)
-        if unread is not None and unread[0] is not None and self._subscriptions_active and self.p("publish_markers"):
-            clear = undecoded_frame_markers(serialized, self.p("marker_lifetime"), self._drawn_markers,
-                                            Header(stamp=self.get_clock().now().to_msg()), self.marker_namespace)
-            if clear is not None:
-                self._marker_pub.publish(clear)
+        if unread is not None and unread[0] is not None and self._subscriptions_active:
+            header = undecoded_frame_header(serialized)
+            if header is not None:
+                self._clear_dropped_camera_markers(header)
         return unread
 
     def _on_camera_info(self, msg: CameraInfo) -> None:

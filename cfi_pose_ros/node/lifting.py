@@ -492,22 +492,21 @@ def dropped_frame_markers(input_header, lifetime: float, drawn: DrawnMarkers, he
     return markers_to_msg(header, [], cleared=[camera]) if drawn.cleared(camera) else None
 
 
-def undecoded_frame_markers(serialized, lifetime: float, drawn: DrawnMarkers, header,
-                            namespace: str = LIFTER_MARKER_NAMESPACE) -> MarkerArray | None:
-    """:func:`dropped_frame_markers` for a keypoints message dropped undecoded (``serialized``, its
-    bytes: :func:`keypoints_not_to_decode` gave a drop reason), of the camera its header names. Such a
-    frame is dropped whole too, and with a lifetime RViz never expires the skeletons of the camera's
-    last decoded frame stayed on screen, frozen, for as long as its messages were too big to decode.
-    None where the header cannot be read from the bytes."""
+def undecoded_frame_header(serialized) -> Header | None:
+    """The header of a keypoints message dropped undecoded (``serialized``, its bytes:
+    :func:`keypoints_not_to_decode` gave a drop reason), read from its bytes, for
+    :func:`dropped_frame_markers`: such a frame is dropped whole too, and with a lifetime RViz never
+    expires the skeletons of the camera's last decoded frame stayed on screen, frozen, for as long
+    as its messages were too big to decode. None where the header cannot be read from the bytes."""
     from cfi_pose_ros.cdr import read_header
 
     read = read_header(serialized)
     if read is None:
         return None
     sec, nanosec, frame_id = read
-    input_header = Header(frame_id=frame_id)
-    input_header.stamp.sec, input_header.stamp.nanosec = sec, nanosec
-    return dropped_frame_markers(input_header, lifetime, drawn, header, namespace)
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = sec, nanosec
+    return header
 
 
 def paired_depth(history: DepthHistory, header, max_age: float, received: float,
