@@ -20,6 +20,10 @@ MAX_FRAME_ID_LENGTH = 256
 # grow any of them without end.
 MAX_CAMERAS = 16
 
+# Letters and symbols a font draws as nothing: the Hangul fillers (default-ignorable, yet letters
+# that Python calls printable) and the blank braille pattern.
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
 _Value = TypeVar("_Value")
 
 
@@ -101,6 +105,14 @@ def frame_name_problem(name: str, *, prefix: bool = False) -> str | None:
     if name.endswith("/") and not prefix:
         return "a TF frame name does not end in '/'"
     return None
+
+
+def shows_nothing(text: str) -> bool:
+    """True when ``text`` has no character that draws anything: only spaces and newlines, format
+    characters (a zero-width space, a byte order mark), controls or blank glyphs. A track id of such
+    characters names no track: as an id, two people with it shared one marker colour and one alone
+    got a TF frame (``body__``) and a smoothing track, and as a label RViz drew nothing."""
+    return all(c.isspace() or not c.isprintable() or c in _BLANK_GLYPHS for c in text)
 
 
 def tf2_frame_id(frame_id: str) -> str:

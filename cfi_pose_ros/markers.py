@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .frame_ids import MAX_CAMERAS, RecentlySeen
+from .frame_ids import MAX_CAMERAS, RecentlySeen, shows_nothing
 from .skeleton import H36M_17, JointLayout
 
 __all__ = ["MarkerSpec", "MARKER_TYPES", "MARKERS_PER_PERSON", "RVIZ_MIN_LIFETIME_NS", "DrawnMarkers", "lifetime_ns",
@@ -208,8 +208,8 @@ def skeleton_markers(person_index: int, track_id: str, keypoints: np.ndarray,
     # A label with nothing to draw is never sent: RViz2's MovableText (rviz_rendering) skips only an
     # empty caption and gives one of only spaces / newlines a zero-vertex buffer (an Ogre exception
     # that ended ROS 1 RViz before its whitespace fix; RViz 1 rejected such text markers as errors).
-    # A blank id (a detector's " ") would also be an invisible label.
-    label = track_id if track_id.strip() else f"person {person_index}"
+    # An id that shows nothing (a detector's " ", a zero-width space) would be an invisible label.
+    label = f"person {person_index}" if shows_nothing(track_id) else track_id
     anchor = _label_anchor(kp, finite, layout, up_dir) + label_offset * up_dir
 
     return [

@@ -40,6 +40,7 @@ from .body_pose import body_poses
 from .camera import (LensDistortion, clamp_person_position, clamp_person_scale,
                      lifter_input_in_reference_view, normalize_screen, square_pixel_camera, undistort_pixels)
 from .depth import root_translation_from_depth
+from .frame_ids import shows_nothing
 from .root_solver import (outlier_joints, reproject, scaled_reprojection_errors, seen_joints_in_front,
                           solve_root_translation, validate_camera_matrix)
 from .skeleton import H36M_17, LAYOUTS, convert_to_h36m17
@@ -62,13 +63,13 @@ class Person2D:
     keypoints: np.ndarray          # (K, 2) pixels, NaN = missing
     scores: np.ndarray             # (K,) in [0, 1]
     layout: str                    # a name in skeleton.LAYOUTS (or anything, to be rejected)
-    track_id: str = ""             # "" = untracked; one of only whitespace becomes ""
+    track_id: str = ""             # "" = untracked; one that shows nothing becomes ""
     score: float = 1.0
 
     def __post_init__(self) -> None:
-        # An id of only whitespace (a detector's "  ") names no track: kept, two such people shared
-        # one marker colour, and one alone got a TF frame (body___) and a smoothing track
-        if not self.track_id.strip():
+        # An id that shows nothing (a detector's "  ", a zero-width space) names no track: see
+        # shows_nothing
+        if shows_nothing(self.track_id):
             self.track_id = ""
 
 

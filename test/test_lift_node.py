@@ -321,9 +321,9 @@ def test_of_a_message_of_many_people_only_the_highest_scored_are_read(clip, monk
                                   np.stack([h.keypoints for h in lifted.people]))
 
 
-@pytest.mark.parametrize("blank_id", [" ", "  ", "\t", "\u3000"])
-def test_a_person_whose_id_is_only_whitespace_is_untracked_as_one_with_the_empty_id(clip, blank_id):
-    """A blank id (a detector's "  ") was an id: two such people shared one marker colour (its CRC),
+@pytest.mark.parametrize("blank_id", [" ", "  ", "\t", "\u3000", "\u200b", "\ufeff\u200d", "\u3164"])
+def test_a_person_whose_id_shows_nothing_is_untracked_as_one_with_the_empty_id(clip, blank_id):
+    """A blank id (a detector's "  ", a zero-width space) was an id: two such people shared one marker colour (its CRC),
     one alone got the TF frame `body___` and a smoothing track, while the empty id, which the
     message calls untracked, gives each person its index's colour, no frame and no smoothing. It
     now lifts as the empty id does, and is published as it."""

@@ -111,14 +111,17 @@ def test_colour_from_index_when_id_empty():
     assert skeleton_markers(3, "", kp)[2].text == "person 3"
 
 
-@pytest.mark.parametrize("blank_id", [" ", "   ", "\n", " \n ", "\t", "\u3000"])
+@pytest.mark.parametrize("blank_id", [" ", "   ", "\n", " \n ", "\t", "\u3000",
+                                      "\u200b", "\ufeff", " \u2060\u200b ", "\x7f", "\u3164", "\u2800"])
 def test_a_blank_track_id_is_labelled_by_index(blank_id):
     """A text marker of only spaces / newlines is a zero-vertex caption in RViz2's MovableText (only
-    an empty one is skipped), and other whitespace draws nothing: the label falls back to the index."""
+    an empty one is skipped), and other whitespace, zero-width and control characters and blank
+    glyphs draw nothing: the label falls back to the index."""
     kp = standing_person(3.0)
     text = by_type(skeleton_markers(4, blank_id, kp))["text"]
     assert text.text == "person 4"
     assert by_type(skeleton_markers(4, " id 7 ", kp))["text"].text == " id 7 "    # visible: kept as given
+    assert by_type(skeleton_markers(4, "\u200b7", kp))["text"].text == "\u200b7"
 
 
 def test_palette_is_pleasant():
