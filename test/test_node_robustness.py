@@ -541,6 +541,32 @@ def test_providers_this_onnx_runtime_lacks_fall_back_to_the_cpu_with_the_node_s_
     assert "not in available provider names" not in text and "EP Error" not in text, text
 
 
+def test_providers_set_to_a_megabyte_by_mistake_are_warned_of_cut_short(tmp_path, ros_env):
+    """`ros2 param set /cfi_pose_detector providers` with a megabyte name (a pasted file, a
+    generated list) while unconfigured is accepted (a provider is judged at configure, by the ONNX
+    Runtime there), and the configure falls back to the CPU with its WARN naming the providers it
+    lacks: that line quoted all of them, one WARN of a megabyte. It is cut as the refusals and the
+    configure failure's line are."""
+    from lifecycle_msgs.msg import State, Transition
+
+    from ros_harness import LifecycleClient
+    from test_camera_node import MOVENET, RTMDET, need_fixtures
+
+    need_fixtures()
+    name = f"long_providers_{os.getpid()}"
+    with node_and_client(DETECT_NODE, tmp_path, name, overrides={
+            "autostart": False, "person_detector_model": str(RTMDET), "keypoint_model": str(MOVENET)}) as (
+            _, log, client, until):
+        ParameterClient(client, name, until).set_ok(providers=["NoSuchExecutionProvider" + "x" * 1_000_000])
+        lifecycle = LifecycleClient(client, name, until)
+        assert lifecycle.transition(Transition.TRANSITION_CONFIGURE) is True, log.read_text()[-2000:]
+        assert lifecycle.state() == State.PRIMARY_STATE_INACTIVE
+    lines = log.read_text().splitlines()
+    warned = [line for line in lines if "not available in this ONNX Runtime" in line]
+    assert len(warned) == 1 and "more characters)" in warned[0], [line[:300] for line in warned]
+    assert max(map(len, lines)) < 1500
+
+
 def test_a_body_size_prior_that_describes_no_person_is_refused_and_people_stay_placed(lift_probe):
     """`ros2 param set /cfi_pose_lifter body_size_prior 0.001` was in range [0, 3] and answered
     success; the next frame's people, scaled to 2 mm, came within the 5 cm the root solve needs and

@@ -65,7 +65,7 @@ from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import header_problem, stamp_seconds
 from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS, detector_config, tracker_config
 from cfi_pose_ros.node.base import (UNDESERIALIZABLE, SpecLifecycleNode, cut, diagnostics_msg, exit_process,
-                                   newest_only_qos, output_qos, rcl_reason, run, stoppable_configure)
+                                   newest_only_qos, output_qos, rcl_reason, run, shown, stoppable_configure)
 from cfi_pose_ros.runtime_stats import RollingStats, ms_value
 
 try:  # a normal ROS install has cv_bridge; the pip-installed ROS here does not
@@ -310,9 +310,10 @@ class DetectNode(SpecLifecycleNode):
         # providers parameter, CUDA included, while ONNX Runtime had fallen back to the CPU
         self._providers = providers_in_use(self.detector)
         missing = [name for name in self.p("providers") if name not in self._providers]
-        if missing:
-            self.get_logger().warning(f"execution provider(s) {missing} not available in this ONNX Runtime: running "
-                                      f"on {self._providers} (strict_providers: true fails the configure instead)")
+        if missing:     # the names cut short (shown): a providers list set to a megabyte made a WARN as long
+            self.get_logger().warning(f"execution provider(s) {shown(missing)} not available in this ONNX Runtime: "
+                                      f"running on {self._providers} (strict_providers: true fails the configure "
+                                      "instead)")
         self.start_diagnostics(self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.describe()}, providers {self._providers}, "
                                f"image conversion: {'cv_bridge' if self.bridge else 'cfi_pose_ros.image'}")
