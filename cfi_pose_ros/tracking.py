@@ -33,7 +33,7 @@ from scipy.optimize import linear_sum_assignment
 
 from . import timeline
 from .detectors.decode import box_iou
-from .frame_ids import MAX_CAMERAS, RecentlySeen
+from .frame_ids import MAX_CAMERAS, RecentlySeen, tf2_frame_id
 
 _ROS4HRI_NAMES = 26 ** 5          # five lowercase letters
 # Two stamps closer than this are one instant to the motion model (see timeline): a box moved over a
@@ -102,6 +102,13 @@ def predicted_boxes(tracks: list[Track], t: float, use_velocity: bool) -> np.nda
     elapsed = t - np.array([track.last_seen for track in tracks], dtype=np.float64)
     centre = (velocity[:, :2] + velocity[:, 2:]) / 2
     return boxes + np.tile(centre, 2) * elapsed[:, None]
+
+
+def _camera_name(frame_id: str | None) -> str | None:
+    """The camera ``frame_id`` names, as tf2 reads it (a ROS 1 style leading '/' aside): `/cam` and
+    `cam` were two cameras here, each with tracks of its own, while the lifter (as tf2) takes them
+    for one."""
+    return None if frame_id is None else tf2_frame_id(frame_id)
 
 
 @dataclass
@@ -265,6 +272,7 @@ class MultiPersonTracker:
         last frame only) starts over with it.
         :meth:`update` asks this very question, so its callers cannot keep state that the tracker has
         dropped."""
+        frame_id = _camera_name(frame_id)
         # Boxes in the pixels of another image size (a driver switched mode, binning) do not compare
         # with the tracks': one person's new box could overlap another's old one and take their id.
         size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
@@ -304,6 +312,7 @@ class MultiPersonTracker:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if not np.all(np.isfinite(boxes)):
             raise ValueError("boxes contain NaN or inf")
+        frame_id = _camera_name(frame_id)
         self._switch_camera(frame_id)
         self._camera.frame += 1
         frame_clock = t is None

@@ -466,3 +466,8 @@ def test_two_cameras_alternating_on_one_topic_keep_each_camera_s_ids():
     detector.boxes = [box(300)]
     assert len(tracker._cameras) == MAX_CAMERAS - 1
     assert detect_and_track(detector, tracker, image, 13.0, "camera_a")[1] == ["24"]   # dropped: afresh
+    # a leading '/' names the same camera (as tf2 and the lifter read it): no switch, the same ids
+    resets = detector.resets
+    for k in range(4):
+        assert detect_and_track(detector, tracker, image, 13.1 + k / 30, "/camera_a" if k % 2 else "camera_a")[1] == ["24"]
+    assert detector.resets == resets
