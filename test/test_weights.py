@@ -397,8 +397,8 @@ def test_every_packaged_weights_lift_people_in_metres_by_a_margin(name):
     """What the lifting node requires of its weights (not_people_in_metres), on every packaged file,
     with room to spare on each side of the range it takes: size, upright, spine in order, left joints
     on the side the 2D input has them, and no mirror images (the nose ahead of the face)."""
-    from cfi_pose_ros.inference.reference import (MAX_NOSE_BEHIND_FRACTION, MIN_SIDE_AGREEMENT,
-                                                  MIN_SPINE_STEP_FRACTION, MIN_UPRIGHT_FRACTION,
+    from cfi_pose_ros.inference.reference import (MAX_NOSE_BEHIND_FRACTION, MIN_PAIR_DIRECTION_COSINE,
+                                                  MIN_SIDE_AGREEMENT, MIN_SPINE_STEP_FRACTION, MIN_UPRIGHT_FRACTION,
                                                   PERSON_SIZE_RANGE, not_people_in_metres, reference_inputs,
                                                   reference_person_measures)
     from cfi_pose_ros.skeleton import H36M_17, MEAN_BODY_HEIGHT_M
@@ -417,6 +417,9 @@ def test_every_packaged_weights_lift_people_in_metres_by_a_margin(name):
     height = measured["height"]
     assert min(measured["spine_steps"]) > 4 * MIN_SPINE_STEP_FRACTION * height, measured
     assert min(measured["side_agreement"]) > 0.9 and min(measured["side_people"]) >= 20, measured
+    # every pair of joints points the way the 2D input has it, so that any two swapped point against
+    # it by more than what is refused
+    assert measured["pair_cosine"] > -1.6 * MIN_PAIR_DIRECTION_COSINE, measured
     # the nose ahead of the face by more than the mirror image (the same weights with z negated)
     # has it behind, which is over twice what is refused
     assert measured["nose_ahead"] > 2 * MAX_NOSE_BEHIND_FRACTION * height, measured
@@ -488,6 +491,65 @@ def test_lifters_whose_joints_are_wired_otherwise_are_refused(wiring, expected):
     assert problem is not None and re.match("they lift standing adults " + expected, problem), problem
 
 
+def _swapped(lift, first: str, second: str):
+    """``lift`` with output joints ``first`` and ``second`` swapped (a wrong joint order in an export, or
+    in the 3D poses a model was trained on)."""
+    from cfi_pose_ros.skeleton import H36M_17
+
+    order = list(range(H36M_17.num_joints))
+    a, b = H36M_17.index(first), H36M_17.index(second)
+    order[a], order[b] = b, a
+    return lambda x: lift(x)[:, order]
+
+
+@pytest.mark.parametrize("first, second", [
+    ("right_elbow", "right_wrist"), ("left_knee", "left_ankle"),         # along a limb
+    ("thorax", "neck_nose"),                                             # up the head
+    ("right_hip", "left_knee"), ("left_shoulder", "right_elbow"),        # across the body
+])
+def test_weights_that_lift_two_joints_swapped_are_told_by_file(first, second):
+    """The d128 weights' lifter with two output joints swapped: people of the right size, upright,
+    spine in order, each left joint on the side of its right twin and the nose ahead of the face, so
+    92 of the 136 single swaps passed the check the lifting node and offline lifting run, and the
+    node published a wrist where the elbow is. Swapped back, they fit the 2D input: the check names
+    the pair, the measured cosine and the file."""
+    from cfi_pose_ros.inference.reference import check_lifts_people_in_metres
+    from cfi_pose_ros.weights import resolve_weights
+
+    path = resolve_weights("cfi_h36m_d128")
+    wired = _swapped(_create(path).lift, first, second)
+    with pytest.raises(WeightsError, match=re.escape(str(path)) + ": these weights cannot be used to publish people: "
+                       rf"they lift standing adults with the {first} and {second} swapped: seen from the camera, "
+                       rf"the direction from the lifted {second} to the {first} is against their 2D input's "
+                       r"\(cosine -0\.9\d summed over 32 people, refused below -0\.5; .*not in h36m_17's order"):
+        check_lifts_people_in_metres(wired, path)
+
+
+@pytest.mark.parametrize("name", ["cfi_h36m", "cfi_h36m_d128", "cfi_h36m_wide", "cfi_h36m_wide_cut"])
+def test_every_single_output_swap_of_the_packaged_weights_is_refused(name):
+    """Each of the 136 swaps of two output joints of every packaged file is refused; the pair check
+    alone sees each, its worst pair being the swapped one, far below what it refuses."""
+    from cfi_pose_ros.inference.reference import (_PAIRS, MIN_PAIR_DIRECTION_COSINE, joint_pair_direction_cosines,
+                                                  not_people_in_metres, reference_inputs)
+    from cfi_pose_ros.skeleton import H36M_17
+    from cfi_pose_ros.weights import resolve_weights
+
+    inputs = reference_inputs(32, seed=0)
+    lifted = _create(resolve_weights(name)).lift(inputs)
+
+    def recorded(x):        # the check lifts these people alone: lifting them once takes 136 times less
+        assert np.array_equal(x, inputs)
+        return lifted
+
+    assert len(_PAIRS) == 136
+    for first, second in _PAIRS:
+        names = H36M_17.joint_names[first], H36M_17.joint_names[second]
+        assert not_people_in_metres(_swapped(recorded, *names)) is not None, names
+        cosines = joint_pair_direction_cosines(inputs.astype(float), _swapped(recorded, *names)(inputs).astype(float))
+        assert _PAIRS[int(np.argmin(cosines))] == (first, second), names
+        assert cosines.min() < 1.6 * MIN_PAIR_DIRECTION_COSINE, (names, cosines.min())
+
+
 def test_a_model_trained_a_little_is_not_refused(tmp_path):
     """A model trained 93 steps on synthetic people (test MPJPE about 220 mm; what a training run's
     early checkpoints are) lifts people the node may publish: its nose sits about where its face is
@@ -509,6 +571,29 @@ def test_a_model_trained_a_little_is_not_refused(tmp_path):
     assert not_people_in_metres(lift) is None
     assert min(measured["side_agreement"]) > 2 * MIN_SIDE_AGREEMENT, measured
     assert measured["nose_ahead"] > -MAX_NOSE_BEHIND_FRACTION * measured["height"] / 2, measured
+    assert measured["pair_cosine"] > 0, measured       # every pair of joints the way round the input has it
+
+
+def test_a_model_trained_one_epoch_is_not_refused_for_swapped_joints(tmp_path):
+    """A model trained 31 steps on synthetic people barely follows its input's x, y yet: its worst pair
+    of joints points against the 2D input about as often as with it (cosine -0.14 to 0.08 over seeds
+    3, 5, 7, 11, 13), far from a swapped pair of the packaged weights (-0.91 or less). The check is
+    against wrongly wired files, not weak models."""
+    import training.train as train_module
+    from cfi_pose_ros.inference.reference import (MIN_PAIR_DIRECTION_COSINE, not_people_in_metres,
+                                                  reference_person_measures)
+
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    train_module.main(["--synthetic", "4000", "--dim", "32", "--depth", "1", "--heads", "4", "--batch-size", "128",
+                       "--max-steps-per-epoch", "40", "--epochs", "1", "--threads", "1", "--seed", "3",
+                       "--name", "early", "--compile", "off", "--amp", "off", "--eval-noise-std", "0",
+                       "--out", str(out)])
+    lift = _create(out / "early.safetensors").lift
+    measured = reference_person_measures(lift)
+    print(measured)
+    assert not_people_in_metres(lift) is None
+    assert measured["pair_cosine"] > MIN_PAIR_DIRECTION_COSINE / 2, measured
 
 
 @pytest.mark.parametrize("factor, expected", [

@@ -139,13 +139,48 @@ MIN_SIDE_AGREEMENT = 0.2
 # trained 30 to 1200 steps on synthetic people: 3 mm behind to 32 mm ahead. A mirror image is what
 # the 2D input cannot tell (its projection is the same), so only the body's own handedness can.
 MAX_NOSE_BEHIND_FRACTION = 0.0125
+# Every pair of joints of a lifted person points, seen from the camera (x, y), the way its 2D input
+# does: the cosine of the two differences summed over the reference people
+# (joint_pair_direction_cosines) is above this for every pair. Weights whose output has two joints
+# swapped (a wrong joint order in an export, or in the 3D poses trained on) fit the 2D input better
+# with the two swapped back, and the swapped pair's cosine is exactly minus the unswapped one's.
+# The packaged weights' smallest is 0.91-0.94 (thorax to a shoulder, pelvis to a hip), so every
+# one of their 136 single swaps gives -0.91 or less; models trained 30 steps on synthetic people
+# (seeds 3, 5, 7, 11, 13) give -0.14 to 0.08 at worst (their x, y barely follow the input yet),
+# 93 steps 0.49-0.53, 1200 steps 0.90. The spine's order and the flip pairs' sides did not see a
+# swap along a limb (elbow and wrist, hip and knee), of the neck and nose, or across the body (a
+# hip and the other side's knee): 92 of the 136 single swaps of the d128 weights passed them.
+MIN_PAIR_DIRECTION_COSINE = -0.5
+_PAIRS = tuple((a, b) for a in range(H36M_17.num_joints) for b in range(a + 1, H36M_17.num_joints))
+
+
+def joint_pair_direction_cosines(inputs: np.ndarray, lifted: np.ndarray) -> np.ndarray:
+    """Per pair ``(a, b)`` of joints (``_PAIRS``): how the ``lifted`` people's x, y (camera frame)
+    point from ``b`` to ``a`` against how their 2D ``inputs`` (screen-normalised) do, as the cosine
+    of the two differences summed over the people, each person (input and lifted x, y alike)
+    centred on the mean of its joints and scaled to unit RMS distance from it: what the camera sees
+    of the lift up to perspective, every person counting alike, no unit or distance mattering. The
+    lifted person so placed over its input is farther from it at ``a`` and ``b`` (summed squared
+    distances) swapped than as lifted by twice the numerator: a negative cosine is a pair that fits
+    the input better swapped. Centre and scale take every joint alike, so swapping two output joints
+    negates exactly their pair's cosine."""
+    def normalised(points):
+        centred = points - points.mean(axis=1, keepdims=True)
+        return centred / np.sqrt(np.mean(np.sum(centred ** 2, axis=-1), axis=1))[:, None, None]
+
+    first, second = np.array(_PAIRS).T
+    given, got = normalised(inputs[..., :2]), normalised(lifted[..., :2])
+    given, got = given[:, first] - given[:, second], got[:, first] - got[:, second]
+    return (np.sum(given * got, axis=(0, 2))
+            / np.sqrt(np.sum(given ** 2, axis=(0, 2)) * np.sum(got ** 2, axis=(0, 2))))
 
 
 def reference_person_measures(lift: Callable[[np.ndarray], np.ndarray]) -> dict:
     """What :func:`not_people_in_metres` measures of ``lift``'s reference people (medians over the 32
     people of :func:`reference_inputs`): ``size`` (times the mean adult's bones), ``height`` (m),
     ``head_above_ankles`` (m), ``spine_steps`` (m each of ankles to pelvis, pelvis to thorax, thorax
-    to head), ``side_agreement`` (per left joint of ``H36M_17.flip_pairs``: the fraction of the people
+    to head), ``pair_cosine`` and ``pair`` (the smallest of :func:`joint_pair_direction_cosines` and
+    its two joints), ``side_agreement`` (per left joint of ``H36M_17.flip_pairs``: the fraction of the people
     whose pair is clearly apart in the 2D input that the lift puts on the same side, ``nan`` where
     none is; ``side_people``: how many are), ``nose_ahead`` (m, negative: behind) and ``people``.
     Non-finite output gives ``nan``."""
@@ -173,9 +208,12 @@ def reference_person_measures(lift: Callable[[np.ndarray], np.ndarray]) -> dict:
         facing /= np.linalg.norm(facing, axis=1, keepdims=True)
         face = (lifted[:, index("thorax")] + lifted[:, index("head")]) / 2
         nose_ahead = float(np.median(np.sum((lifted[:, index("neck_nose")] - face) * facing, axis=1)))
+        pair_cosines = joint_pair_direction_cosines(inputs, lifted)
+    worst = int(np.argmin(np.nan_to_num(pair_cosines, nan=-np.inf)))
     return {"size": size, "height": size * MEAN_BODY_HEIGHT_M, "head_above_ankles": head_above_ankles,
             "spine_steps": spine_steps, "side_agreement": side_agreement, "side_people": side_people,
-            "nose_ahead": nose_ahead, "people": len(lifted)}
+            "nose_ahead": nose_ahead, "pair_cosine": float(pair_cosines[worst]), "pair": _PAIRS[worst],
+            "people": len(lifted)}
 
 
 def not_people_in_metres(lift: Callable[[np.ndarray], np.ndarray]) -> str | None:
@@ -184,8 +222,9 @@ def not_people_in_metres(lift: Callable[[np.ndarray], np.ndarray]) -> str | None
     reference people (:func:`reference_inputs`, :func:`reference_person_measures`) must come out of
     a size in :data:`PERSON_SIZE_RANGE` times the mean adult's (the median over them of the median
     bone length ratio), with the head above the ankles, ankles, pelvis, thorax and head in that
-    order up the body, each left joint on the side of its right twin the 2D input puts it, and not
-    as mirror images (the nose behind the face). What a node that publishes poses needs; a
+    order up the body, each left joint on the side of its right twin the 2D input puts it, no two
+    joints that fit the 2D input better swapped (:data:`MIN_PAIR_DIRECTION_COSINE`), and not as
+    mirror images (the nose behind the face). What a node that publishes poses needs; a
     freshly initialised model often fails it (its skeletons are jumbled points, as often head down
     as up, some 0.3 of an adult's size), so it is not part of the start-up check every lifter runs
     (tests and benchmarks time and check such models)."""
@@ -221,6 +260,13 @@ def not_people_in_metres(lift: Callable[[np.ndarray], np.ndarray]) -> str | None
                     f"people whose two are apart in the image (refused past {1 - MIN_SIDE_AGREEMENT:.0%}): left "
                     f"and right joints swapped (in the output, or in the input the weights expect), or the "
                     f"output's x negated?")
+    if not measured["pair_cosine"] >= MIN_PAIR_DIRECTION_COSINE:
+        first, second = (H36M_17.joint_names[joint] for joint in measured["pair"])
+        return (f"they lift standing adults with the {first} and {second} swapped: seen from the camera, the "
+                f"direction from the lifted {second} to the {first} is against their 2D input's (cosine "
+                f"{measured['pair_cosine']:.2f} summed over {people} people, refused below "
+                f"{MIN_PAIR_DIRECTION_COSINE:g}; swapping two joints negates it): the output joints are not in "
+                f"{H36M_17.name}'s order (a wrong joint order in the export, or in the 3D poses trained on?)")
     nose_ahead = measured["nose_ahead"]
     if not nose_ahead >= -MAX_NOSE_BEHIND_FRACTION * height:
         return (f"they lift standing adults as mirror images of themselves: the nose {-nose_ahead * 1000:.0f} mm "
