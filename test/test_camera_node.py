@@ -1005,6 +1005,56 @@ def test_a_frame_detected_past_the_deactivate_wait_is_never_published_nor_beside
     assert "Traceback" not in path.detector_log.read_text()
 
 
+@pytest.mark.parametrize("transition", ["deactivate", "shutdown"])
+def test_the_detector_answers_while_its_transition_waits_for_a_slow_frame(started, h36m_image, transition):
+    """Deactivate and shutdown wait up to 30 s for the frame in flight (a slow backend, here
+    programs/slow_detector_node.py) to be detected and published. That wait ran in the change_state
+    service callback on the node's executor: for as long, the node answered nothing else, and
+    `ros2 lifecycle get`, `ros2 param get` timed out and /diagnostics stopped. Now, while the
+    transition waits, get_state says it ('deactivating', 'shuttingdown'), parameters are read, a
+    parameter set is refused saying so, /diagnostics go on; the transition still answers (success)
+    only once the frame has ended and been published."""
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import GetState
+    from rcl_interfaces.srv import GetParameters
+
+    from ros_harness import LifecycleClient, ParameterClient, call_service
+
+    path = started(detector={"diagnostics_period": 0.2}, lifter=False, detector_program=("slow_detector_node.py", "20"))
+    name = path.detector_name
+    lifecycle = LifecycleClient(path.node, name, path.spin_until)
+    parameters = ParameterClient(path.node, name, path.spin_until)
+    get_state = path.node.create_client(GetState, f"/{name}/get_state")
+    get_parameters = path.node.create_client(GetParameters, f"/{name}/get_parameters")
+    assert get_state.wait_for_service(timeout_sec=30) and get_parameters.wait_for_service(timeout_sec=30)
+    assert path.send(image_msg(h36m_image, "rgb8", sec=1), until="keypoints") is not None, path.report()
+    _send_slow_frame(path, h36m_image)       # detected for 20 s
+    asked = lifecycle.request_transition(Transition.TRANSITION_DEACTIVATE if transition == "deactivate"
+                                         else Transition.TRANSITION_ACTIVE_SHUTDOWN)
+    path.spin_until(lambda: False, 1.0)
+
+    # each asked while the transition waits, answered within seconds (before: once the frame had ended)
+    state = call_service(get_state, GetState.Request(), path.spin_until, timeout=5.0).current_state
+    expected = {"deactivate": (State.TRANSITION_STATE_DEACTIVATING, "deactivating"),
+                "shutdown": (State.TRANSITION_STATE_SHUTTINGDOWN, "shuttingdown")}[transition]
+    assert (state.id, state.label) == expected, path.logs()
+    got = call_service(get_parameters, GetParameters.Request(names=["keypoint_model"]), path.spin_until,
+                       timeout=5.0).values
+    assert [value.string_value for value in got] == [str(MOVENET)]
+    count = len(path.diagnostics)
+    assert path.spin_until(lambda: any(status.name.startswith(name + ":") for diag in path.diagnostics[count:]
+                                       for status in diag.status), 5.0), "no /diagnostics while the transition waits"
+    refused = parameters.set(warn_latency_ms=500.0)
+    assert not refused[0].successful and expected[1] in refused[0].reason, refused
+    assert not asked.done(), "the transition answered before its frame ended: the answers above prove nothing"
+
+    assert path.spin_until(asked.done, 40) and asked.result().success, path.logs()
+    assert path.spin_until(lambda: 90_001 in {stamp // 10**9 for stamp in path.keypoints}, 5), path.logs()
+    assert lifecycle.state() == (State.PRIMARY_STATE_INACTIVE if transition == "deactivate"
+                                 else State.PRIMARY_STATE_FINALIZED)
+    assert "Traceback" not in path.detector_log.read_text()
+
+
 @pytest.mark.parametrize("deactivating", [True, False], ids=["during_deactivate", "active"])
 def test_a_stop_signal_ends_the_detector_promptly_while_a_slow_frame_is_in_flight(started, h36m_image,
                                                                                 deactivating):

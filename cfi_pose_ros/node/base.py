@@ -294,13 +294,16 @@ class SpecLifecycleNode(LifecycleNode):
     _activate_failure: str | None = None        # why the last activate failed, while inactive after it
 
     def __init__(self, name: str, specs: tuple[ParamSpec, ...], **kwargs):
-        # Held by the change_state request being served and by a configure that runs while the
-        # executor answers from another thread (configure_answering): another change_state and
-        # any parameter set are refused while it is held. Before super().__init__: rclpy builds
+        # Held by the change_state request being served and by a transition that runs while the
+        # executor answers from another thread (configure_answering, answering): another change_state
+        # and any parameter set are refused while it is held. Before super().__init__: rclpy builds
         # the services there.
         self._transition_lock = threading.Lock()
-        self._configure_request = None      # a configure asked over the service, for run(): Future
-        self._configure_answer = None       # its response, until sent: see run_configure_request
+        # a transition asked over the service, for run()'s loop: (transition id, Future); see
+        # runs_in_run_loop
+        self._transition_request = None
+        self._transition_answer = None      # its response, until sent: see run_transition_request
+        self._transition_executor = None    # the executor answering() spins while run()'s loop runs one
         self._unsent_answers = []       # every change_state response not yet sent: see answer_before_exit
         super().__init__(name, **kwargs)
         self.stop_signals: StopSignals | None = None      # run() sets it: see stoppable_configure
@@ -308,9 +311,10 @@ class SpecLifecycleNode(LifecycleNode):
             if service.srv_type in (SetParameters, SetParametersAtomically):
                 service.callback = refusing_unknown_value_types(service.callback,
                                                                 atomic=service.srv_type is SetParametersAtomically)
-        # run() sets it: a configure asked over the lifecycle service is then run by run()'s loop
-        # (configure_answering), so that the node answers while it runs; else rclpy's callback runs it
-        self.configures_in_run_loop = False
+        # run() sets it: a configure asked over the lifecycle service (and any transition of
+        # runs_in_run_loop) is then run by run()'s loop (configure_answering, answering), so that the
+        # node answers while it runs; else rclpy's callback runs it
+        self.transitions_in_run_loop = False
         self._rclpy_change_state = self._service_change_state.callback
         self._service_change_state.callback = self._on_change_state
         send_response = self._service_change_state.send_response
@@ -319,8 +323,8 @@ class SpecLifecycleNode(LifecycleNode):
             try:
                 send_response(response, header)
             finally:
-                if response is self._configure_answer:
-                    self._configure_answer = None
+                if response is self._transition_answer:
+                    self._transition_answer = None
                 self._unsent_answers = [unsent for unsent in self._unsent_answers if unsent is not response]
         self._service_change_state.send_response = sent
         # Of a group of its own, reentrant: in the node's default group (rclpy puts every lifecycle
@@ -526,13 +530,14 @@ class SpecLifecycleNode(LifecycleNode):
             self.destroy_publisher(self._failure_pub)
             self._failure_pub = None
 
-    # ------------------------------------------------------- answering while configure runs
+    # ------------------------------------------------------- answering while a transition runs
     async def _on_change_state(self, request, response):
         """The change_state service. A transition asked while another runs is refused (success
         false, as rclcpp does from a transition state): a configure runs here while the executor
         answers (configure_answering), and a request that waited for its end, as every request did
         while nothing was answered, was then carried out (a cleanup queued behind a configure).
-        A configure, under run(), is handed to run()'s loop and answered when it has ended."""
+        A configure, and any transition of runs_in_run_loop, is, under run(), handed to run()'s
+        loop and answered when it has ended."""
         self._unsent_answers.append(response)
         if not self._transition_lock.acquire(blocking=False):
             label = self._state_machine.current_state[1]
@@ -549,24 +554,82 @@ class SpecLifecycleNode(LifecycleNode):
                     # no such transition from this state: rclpy's callback refuses it, whatever the
                     # id says (an id of configure with the label "activate" ran a configure here)
                     transition = None
-            if not (self.configures_in_run_loop and transition == Transition.TRANSITION_CONFIGURE
-                    and self._state_machine.current_state[1] == "unconfigured"):
+            if not (self.transitions_in_run_loop and transition is not None
+                    and self.runs_in_run_loop(transition, self._state_machine.current_state[1])):
                 return self._rclpy_change_state(request, response)
-            done = self._configure_request = Future()
+            done = Future()
+            self._transition_request = (transition, done)
             handed_over = True
         finally:
             if not handed_over:
                 self._transition_lock.release()
-        # held until run()'s loop has run the configure (it releases it)
-        self._configure_answer = response
+        # held until run()'s loop has run the transition (it releases it)
+        self._transition_answer = response
         response.success = await awaiting_quietly(done) == TransitionCallbackReturn.SUCCESS
         return response
 
-    def take_configure_request(self):
-        """The Future of a configure asked over the service and not yet run, or None: run()'s loop
-        runs it (configure_answering), sets its result and releases ``_transition_lock``."""
-        request, self._configure_request = self._configure_request, None
+    def runs_in_run_loop(self, transition: int, state: str) -> bool:
+        """Whether ``transition`` asked over change_state from primary state ``state`` is handed to
+        run()'s loop (run_transition_request), where the node answers while it runs: a configure
+        from unconfigured (configure_answering); a subclass adds those that can wait long, each
+        valid from ``state`` and wrapping its wait in :meth:`answering`."""
+        return transition == Transition.TRANSITION_CONFIGURE and state == "unconfigured"
+
+    def take_transition_request(self):
+        """(transition id, Future) of a transition asked over the service and not yet run, or
+        None: run()'s loop runs it (run_handed_transition), sets its result and releases
+        ``_transition_lock``."""
+        request, self._transition_request = self._transition_request, None
         return request
+
+    def run_handed_transition(self, transition: int, executor) -> TransitionCallbackReturn:
+        """Run a transition of :meth:`runs_in_run_loop` on this thread (run()'s loop; the caller
+        holds ``_transition_lock``): a configure while another thread spins ``executor`` all along
+        (configure_answering); any other with ``executor`` spun only through the waits it wraps in
+        :meth:`answering`, so that its callback may destroy what the executor's callbacks use."""
+        if transition == Transition.TRANSITION_CONFIGURE:
+            return self.configure_answering(executor)
+        triggers = {Transition.TRANSITION_CLEANUP: self.trigger_cleanup,
+                    Transition.TRANSITION_ACTIVATE: self.trigger_activate,
+                    Transition.TRANSITION_DEACTIVATE: self.trigger_deactivate,
+                    # trigger_shutdown takes the shutdown of the present state: runs_in_run_loop
+                    # hands over only the one valid from it
+                    Transition.TRANSITION_UNCONFIGURED_SHUTDOWN: self.trigger_shutdown,
+                    Transition.TRANSITION_INACTIVE_SHUTDOWN: self.trigger_shutdown,
+                    Transition.TRANSITION_ACTIVE_SHUTDOWN: self.trigger_shutdown}
+        self._transition_executor = executor
+        try:
+            return triggers[transition]()
+        finally:
+            self._transition_executor = None
+
+    @contextlib.contextmanager
+    def answering(self, executor=None):
+        """Another thread spins ``executor`` (by default the one run()'s loop runs the present
+        transition beside: nothing where rclpy's callback runs it) through the with-block: the node
+        answers its services, publishes /diagnostics, while this thread waits. What the other
+        thread raises (a stop signal's KeyboardInterrupt) is raised here at the end."""
+        executor = executor if executor is not None else self._transition_executor
+        if executor is None:
+            yield
+            return
+        stop, raised = threading.Event(), []
+
+        def answer() -> None:
+            try:
+                spin(executor, timeout_sec=0.05, stop=stop.is_set)
+            except BaseException as exc:    # the main thread raises it: as if its own spin had
+                raised.append(exc)
+
+        helper = threading.Thread(target=answer, name="cfi_pose_answering_during_transition", daemon=True)
+        helper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            helper.join()
+            if raised:
+                raise raised[0]
 
     def configure_answering(self, executor) -> TransitionCallbackReturn:
         """``trigger_configure()`` on this thread (the main one: a stop signal aborts it there, see
@@ -577,23 +640,8 @@ class SpecLifecycleNode(LifecycleNode):
         ``_transition_lock``. The failed configure's report ends here, before the other thread
         spins: its timer's callback would run there while configure destroyed its publisher."""
         self.end_failure_report()
-        stop, raised = threading.Event(), []
-
-        def answer() -> None:
-            try:
-                spin(executor, timeout_sec=0.05, stop=stop.is_set)
-            except BaseException as exc:    # the main thread raises it: as if its own spin had
-                raised.append(exc)
-
-        helper = threading.Thread(target=answer, name="cfi_pose_answering_during_configure", daemon=True)
-        helper.start()
-        try:
+        with self.answering(executor):
             return self.trigger_configure()
-        finally:
-            stop.set()
-            helper.join()
-            if raised:
-                raise raised[0]
 
     def set_parameters_atomically(self, parameter_list) -> SetParametersResult:
         """Refused while a configure runs beside the executor (configure_answering: it reads the
@@ -1017,7 +1065,7 @@ def spin(executor, timeout_sec: float = 0.1, stop=lambda: False, between=lambda:
 
 # How often a coroutine that awaits the end of a configure looks again: see awaiting_quietly
 AWAIT_POLL_S = 0.01
-# How long run_configure_request spins at most for the answer to the configure it ran to be sent
+# How long run_transition_request spins at most for the answer to the transition it ran to be sent
 ANSWER_TIMEOUT_S = 1.0
 
 
@@ -1038,30 +1086,33 @@ class awaiting_quietly:
         return self._future.result()
 
 
-def run_configure_request(node: SpecLifecycleNode, executor) -> None:
-    """The configure asked over the lifecycle service, if one waits: run here, on the main thread,
-    while another thread answers (configure_answering), and its answer sent before this returns.
-    After a configure that a stop signal aborted run()'s loop ends next: the asker (`ros2 lifecycle
-    set`, a launch file) had no answer at all, where rclpy's callback had answered success false."""
-    request = node.take_configure_request()
+def run_transition_request(node: SpecLifecycleNode, executor) -> None:
+    """The configure (or other transition of runs_in_run_loop) asked over the lifecycle service, if
+    one waits: run here, on the main thread, while another thread answers (run_handed_transition),
+    and its answer sent before this returns. After a configure that a stop signal aborted run()'s
+    loop ends next: the asker (`ros2 lifecycle set`, a launch file) had no answer at all, where
+    rclpy's callback had answered success false."""
+    request = node.take_transition_request()
     if request is None:
         return
+    transition, done = request
     try:
-        result = node.configure_answering(executor)
+        result = node.run_handed_transition(transition, executor)
     finally:
         node._transition_lock.release()
-    answer = node._configure_answer
-    request.set_result(result)
+    answer = node._transition_answer
+    done.set_result(result)
     deadline = time.monotonic() + ANSWER_TIMEOUT_S
-    # (another configure asked meanwhile puts its own response there: this one is then left)
-    while answer is not None and node._configure_answer is answer and rclpy.ok() and time.monotonic() < deadline:
+    # (another transition asked meanwhile puts its own response there: this one is then left)
+    while answer is not None and node._transition_answer is answer and rclpy.ok() and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
 
 
 def answer_before_exit(node: SpecLifecycleNode, executor) -> None:
-    """After a stop signal, before the teardown: the configure asked over the lifecycle service and
-    handed to run()'s loop that the loop has not run yet is run (aborted at once: a stop was asked,
-    see stoppable_configure), and every change_state answer is sent, for up to ANSWER_TIMEOUT_S.
+    """After a stop signal, before the teardown: the configure (or other transition) asked over the
+    lifecycle service and handed to run()'s loop that the loop has not run yet is run (a configure
+    aborted at once: a stop was asked, see stoppable_configure), and every change_state answer is
+    sent, for up to ANSWER_TIMEOUT_S.
     A second asker's configure taken while the first one's answer was awaited ended that wait; the
     loop then saw the stop and the node exited without running or answering it (`ros2 lifecycle set`
     and a launch's lifecycle event handler waited on): 7 of 8 stops while two clients asked. And
@@ -1070,8 +1121,8 @@ def answer_before_exit(node: SpecLifecycleNode, executor) -> None:
     was none."""
     deadline = time.monotonic() + ANSWER_TIMEOUT_S
     while rclpy.ok() and time.monotonic() < deadline:
-        if node._configure_request is not None:
-            run_configure_request(node, executor)
+        if node._transition_request is not None:
+            run_transition_request(node, executor)
         elif node._unsent_answers:
             executor.spin_once(timeout_sec=0.05)
         else:
@@ -1270,7 +1321,7 @@ def run(node_class, args=None) -> int:
         if signals.requested:           # a stop signal while the node was being built
             return 0
         node.stop_signals = signals
-        node.configures_in_run_loop = True
+        node.transitions_in_run_loop = True
         if node.p("autostart"):
             # trigger_* return the callback's TransitionCallbackReturn (not a State)
             with node._transition_lock:
@@ -1282,7 +1333,7 @@ def run(node_class, args=None) -> int:
                 node.get_logger().fatal("autostart: configure/activate failed, exiting")
                 exit_code = 1
                 return exit_code
-        spin(executor, stop=lambda: signals.requested, between=lambda: run_configure_request(node, executor))
+        spin(executor, stop=lambda: signals.requested, between=lambda: run_transition_request(node, executor))
         answer_before_exit(node, executor)
     except ParameterError:
         exit_code = 1

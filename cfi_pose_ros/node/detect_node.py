@@ -52,6 +52,7 @@ if __name__ == "__main__":
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from lifecycle_msgs.msg import Transition
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
@@ -85,7 +86,12 @@ ROUTINE_DROPS = frozenset({"superseded", "stopped"})   # the newest-frame policy
 _TIMING_FRAMES = 1000          # the most frames the per-stage percentiles are computed over
 # How long deactivate, cleanup and shutdown wait for the frame in flight to be detected and published,
 # and how long once a stop signal has come (a launch sends SIGTERM 5 s after its SIGINT): a frame that
-# takes longer is never published (see DetectNode._stop_worker)
+# takes longer is never published (see DetectNode._stop_worker). The node answers meanwhile (get_state
+# 'deactivating', parameters, /diagnostics): run()'s loop runs the transition while another thread
+# spins (DetectNode.runs_in_run_loop); it answered nothing for up to these 30 s. A much shorter wait
+# instead would still have held the node for that long and would have refused the activate after
+# every deactivate on a backend slower than it (a large model on the CPU: seconds a frame), where
+# this one waits for the frame and the activate runs.
 WORKER_STOP_WAIT_S = 30.0
 WORKER_STOP_WAIT_STOPPING_S = 1.0
 
@@ -365,8 +371,11 @@ class DetectNode(SpecLifecycleNode):
         if discarded:   # counted as an input when it arrived: inputs_total = outputs_total + dropped.*
             self._drop("stopped")
         worker, self._worker = self._worker, None
-        if worker is not None and worker is not threading.current_thread():
-            self._wait_for_frame_in_flight(worker)
+        if worker is not None and worker is not threading.current_thread() and worker.is_alive():
+            # unsubscribed above, before the executor runs beside: what it runs (the diagnostics
+            # timer) sees the node stopping; what this transition destroys next it destroys after
+            with self.answering():
+                self._wait_for_frame_in_flight(worker)
         with self._publish_lock:
             self._worker_token = None   # from now on that worker publishes nothing
         if worker is not None and worker.is_alive():
@@ -387,6 +396,14 @@ class DetectNode(SpecLifecycleNode):
             if self.stop_signals is not None and self.stop_signals.requested:
                 deadline = min(deadline, time.monotonic() + WORKER_STOP_WAIT_STOPPING_S)
             worker.join(timeout=0.05)
+
+    def runs_in_run_loop(self, transition: int, state: str) -> bool:
+        """Deactivate and shutdown from active too: their _stop_worker waits up to WORKER_STOP_WAIT_S
+        for the frame in flight, which in rclpy's service callback held the executor: no get_state,
+        parameter service or /diagnostics until it ended. Cleanup and the other shutdowns find the
+        worker stopped by the deactivate."""
+        return super().runs_in_run_loop(transition, state) or (state == "active" and transition in (
+            Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_ACTIVE_SHUTDOWN))
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._stop_worker()
