@@ -1044,6 +1044,8 @@ def test_the_detector_answers_while_its_transition_waits_for_a_slow_frame(starte
     count = len(path.diagnostics)
     assert path.spin_until(lambda: any(status.name.startswith(name + ":") for diag in path.diagnostics[count:]
                                        for status in diag.status), 5.0), "no /diagnostics while the transition waits"
+    assert {status.message for diag in path.diagnostics[count:] for status in diag.status
+            if status.name.startswith(name + ":")} == {f"{expected[1]} (not subscribed)"}    # as get_state says
     refused = parameters.set(warn_latency_ms=500.0)
     assert not refused[0].successful and expected[1] in refused[0].reason, refused
     assert not asked.done(), "the transition answered before its frame ended: the answers above prove nothing"

@@ -475,12 +475,17 @@ class SpecLifecycleNode(LifecycleNode):
         return super().on_activate(state)
 
     def inactive_status(self, status: DiagnosticStatus) -> None:
-        """``status``'s level and message for a configured node that is not active."""
+        """``status``'s level and message for a configured node that is not active, or a transition
+        state's where one runs beside the executor (answering): /diagnostics said "inactive" while
+        get_state said "deactivating" through a deactivate's wait for a slow frame."""
+        label = self._state_machine.current_state[1]
         if self._activate_failure:
             status.level, status.message = DiagnosticStatus.ERROR, cut(f"inactive: activate failed: "
                                                                        f"{self._activate_failure}")
-        else:
+        elif label in ("unconfigured", "inactive", "active", "finalized"):
             status.message = "inactive (configured, not subscribed)"
+        else:
+            status.message = f"{label} (not subscribed)"
 
     def report_failure(self, transition: str, reason: str, state: str = "unconfigured") -> None:
         """ERROR on /diagnostics, every ``diagnostics_period``, until the next configure or shutdown:
