@@ -182,6 +182,38 @@ def test_resume_with_nothing_to_resume_is_refused(tmp_path, monkeypatch, capsys)
     assert not out.exists()
 
 
+def test_a_run_killed_before_its_first_checkpoint_is_told_the_one_way_on(tmp_path, monkeypatch, capsys):
+    """A run killed while its first evaluation saved (its weights and curves written, the checkpoint
+    not yet) was told by --resume to leave --resume out, and without it to pass --resume: each
+    refusal advised the other. Both name --overwrite now, and neither deletes anything."""
+    class Killed(BaseException):
+        """what the process leaves when it is killed here (kill -9, the OOM killer)"""
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(train_module, "save_checkpoint", killed)
+    with pytest.raises(Killed):
+        train_module.main(ARGS + ["--epochs", "1", "--out", str(out)])
+    monkeypatch.undo()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"tiny.safetensors", "tiny.json", "curves.png"} <= set(before) and "checkpoint.safetensors" not in before
+
+    code, error = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "1", "--resume", "--out", str(out)])
+    assert code == 1
+    assert error == (f"error: --resume: {out} holds no checkpoint.safetensors to continue; the run there stopped "
+                     f"before its first checkpoint (curves.png, tiny.safetensors, tiny.json): pass --overwrite "
+                     f"instead of --resume to start it again")
+    code, error = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "1", "--out", str(out)])
+    assert code == 1
+    assert error == (f"error: --out {out} already holds a run (curves.png, tiny.safetensors, tiny.json); it has no "
+                     f"checkpoint to continue; pass --overwrite to start a new one in its place")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    code, _ = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "1", "--overwrite", "--out", str(out)])
+    assert code == 0 and (out / "checkpoint.safetensors").is_file()
+
+
 def test_resume_of_a_run_that_spent_its_budget_with_another_budget_is_refused_in_one_line(tmp_path, monkeypatch,
                                                                                            capsys):
     """A larger --budget-samples on --resume of a finished budget run was ignored: "resumed from ...",
@@ -323,7 +355,7 @@ def test_a_refused_study_run_is_one_line_naming_the_run_with_advice_the_study_ca
     assert stop.value.code == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1] == (f"error: run 2/2 of the study (d128_s5_b0.5): --out {out / 'd128_s5_b0.5'} already holds "
-                         f"a run (curves.png); move {out / 'd128_s5_b0.5'} away (or delete it) and run the study "
+                         f"a run (curves.png); it has no checkpoint to continue; move {out / 'd128_s5_b0.5'} away (or delete it) and run the study "
                          f"again to train this run afresh (the finished runs are kept)")
     assert "Traceback" not in "\n".join(lines) and not (tmp_path / "doc.md").exists()
     (tmp_path / "file").write_text("")                 # an --out that is a file: refused before any run

@@ -432,6 +432,11 @@ def run_files(args) -> list[str]:
     return [*RUN_FILES, f"{args.name}.safetensors", f"{args.name}.json"]
 
 
+def earlier_run_files(args, out: Path) -> list[str]:
+    """The files of a run (``run_files``) that ``out`` holds."""
+    return [name for name in run_files(args) if (out / name).exists()]
+
+
 def check_out(args, out: Path) -> None:
     """Refuse, before any work, an --out this run would mix with another: a new run into one that
     holds a run (it overwrote the checkpoint and weights and appended a second "epoch 1" to its
@@ -440,13 +445,20 @@ def check_out(args, out: Path) -> None:
     SafetensorError traceback at its first save."""
     if args.resume:
         if not has_checkpoint(out):
-            raise RunRefused(f"--resume: {out} holds no {CHECKPOINT} to continue; leave out "
-                             f"--resume to start a new run there")
+            # a run stopped before its first checkpoint (killed while its first evaluation saved)
+            # leaves its weights and curves: "leave out --resume" was then refused for them, and
+            # that refusal advised --resume
+            left = earlier_run_files(args, out)
+            raise RunRefused(f"--resume: {out} holds no {CHECKPOINT} to continue; " + (
+                f"the run there stopped before its first checkpoint ({', '.join(left)}): pass --overwrite "
+                f"instead of --resume to start it again" if left else "leave out --resume to start a new run there"))
     else:
-        earlier = [name for name in run_files(args) if (out / name).exists()]
+        earlier = earlier_run_files(args, out)
         if earlier and not args.overwrite:
-            raise RunRefused(f"--out {out} already holds a run ({', '.join(earlier)}); pass --resume to "
-                             f"continue it or --overwrite to start a new one in its place")
+            way_on = "pass --resume to continue it or " if has_checkpoint(out) else \
+                "it has no checkpoint to continue; pass "
+            raise RunRefused(f"--out {out} already holds a run ({', '.join(earlier)}); {way_on}--overwrite to "
+                             f"start a new one in its place")
         if args.overwrite:
             # what --overwrite would delete must be files: a folder in a file's place (no run makes
             # one) ended it in an IsADirectoryError traceback once its checks had passed
