@@ -1,6 +1,7 @@
 """Human3.6M loading under the standard protocol, on tiny files in the public layouts."""
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -389,6 +390,9 @@ def test_evaluation_cli_records_its_means_in_the_weights_json(files, tmp_path):
     assert recorded["p_mpjpe_mm"] == pytest.approx(plain["p_mpjpe"]["mean_over_actions"])
     assert recorded["frames"] == plain["frames"] == 4 * 4 * T
     assert "--record" in recorded["command"]
+    # quoted as a shell reads it (an --out with a space was recorded as two words)
+    spaced = common + ["--out", str(tmp_path / "an eval"), "--stride", "4"]
+    assert shlex.split(evaluate(spaced)["command"]) == ["python", "-m", "training.evaluate", *spaced]
     assert info.metrics["S1_gt2d_stride2_flip_test_reference_view"]["mpjpe_mm"] == pytest.approx(
         flipped["mpjpe"]["mean_over_actions"])
     assert flipped["frames"] < plain["frames"]

@@ -116,6 +116,18 @@ def test_weights_json_describes_the_run(two_epochs):
     assert metrics["p_mpjpe_mm"] == record["test_p_mpjpe_mm"]
 
 
+def test_the_recorded_command_runs_again_as_written(tmp_path):
+    """The weights' commands were the arguments joined by spaces: an --out with a space in it read
+    as two words, so the command behind the weights could not be run again as recorded."""
+    import shlex
+
+    args = ARGS + ["--epochs", "1", "--out", str(tmp_path / "a run")]
+    train_module.main(args)
+    training = json.loads((tmp_path / "a run" / "tiny.json").read_text())["training"]
+    assert shlex.split(training["command"]) == ["python", "-m", "training.train", *args]
+    assert training["commands"] == [training["command"]]
+
+
 def test_weights_load_back_and_give_the_same_outputs(two_epochs):
     out, record, saved = two_epochs
     model, info = load_weights(out / "tiny.safetensors")

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -310,7 +311,7 @@ def evaluate_command(args: argparse.Namespace, argv: list[str] | None) -> tuple[
                   missing_joints=args.missing_joints,
                   person_scale_range=scale_range, view="image" if args.image_view else "reference camera",
                   tensors_sha256=info.sha256,       # what was measured: --record refuses other tensors
-                  command="python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv))
+                  command="python -m training.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv))
     return result, out
 
 

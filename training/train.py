@@ -32,6 +32,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import signal
 import stat
 import sys
@@ -944,8 +945,10 @@ def start_run(args, out: Path, saved: dict | None) -> Run:
     if saved is not None:
         check_same_processes(args, out, saved, world)
     torch.manual_seed(torch_seed(args.seed + rank))
-    command = "python -m training.train " + " ".join(sys.argv[1:] if args.command_line is None
-                                                     else args.command_line)
+    # quoted as a shell reads it: an --out with a space in it was recorded as two words, and the
+    # command behind the weights could not be run again as written
+    command = "python -m training.train " + shlex.join(sys.argv[1:] if args.command_line is None
+                                                       else args.command_line)
 
     # the model, --init-weights and the checkpoint before the data, so that a mismatch is refused
     # in seconds, not after loading Human3.6M (none of them draws from the data's random numbers)
