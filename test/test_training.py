@@ -896,6 +896,9 @@ def test_distributed_training_resumes_exactly_and_a_minutes_budget_ends_on_every
     split, _ = load_weights(tmp_path / "split" / "tiny.safetensors")
     for key, value in whole.state_dict().items():
         assert torch.equal(value, split.state_dict()[key]), key
+    # both processes' CPU time, at 1 thread each (one process's was counted)
+    compute = json.loads((tmp_path / "whole" / "tiny.json").read_text())["training"]["compute"]
+    assert compute["cpu_hours_this_run"] == pytest.approx(2 * 1 * compute["train_hours"])
 
     torchrun("--budget-minutes", "0.05", "--out", str(tmp_path / "budget"))
     assert json.loads((tmp_path / "budget" / "checkpoint.json").read_text())["run_state"]["finished"]

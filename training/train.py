@@ -380,7 +380,7 @@ class RunState:
     cpu: str = ""                   # the CPU model the precision was chosen on
     compile: str = ""
     threads: int = 0
-    cpu_seconds: float = 0.0        # train_seconds x the threads of each part of the run
+    cpu_seconds: float = 0.0        # train_seconds x the threads (of all processes) of each part of the run
     cpus: list[str] = field(default_factory=list)           # every CPU model and precision
     precisions: list[str] = field(default_factory=list)     # a part of the run trained on
     typical_step_seconds: float = 0.0   # what a stalled step counts at most 5 times (StepTimer)
@@ -1029,7 +1029,7 @@ def restore_run(args, out: Path, model: CFINet, optimizer: torch.optim.Optimizer
     saved_state = meta.get("run_state", {})
     state = RunState(**{**asdict(RunState()), **saved_state, "epoch": meta["epoch"]})
     if "cpu_seconds" not in saved_state:    # a checkpoint from before the count: its one part
-        state.cpu_seconds = state.train_seconds * state.threads
+        state.cpu_seconds = state.train_seconds * state.threads * meta.get("processes", 1)
     return state, meta["history"]
 
 
@@ -1141,7 +1141,8 @@ def train_epoch(run: Run) -> tuple[int, torch.Tensor, float]:
         now = clock()
         counted = run.step_timer.count(now - step_started)
         state.train_seconds += counted
-        state.cpu_seconds += counted * run.threads
+        # every process's threads: a torchrun run of 2 processes counted the CPU time of one
+        state.cpu_seconds += counted * run.threads * run.world
         state.typical_step_seconds = run.step_timer.typical
         if run.world > 1 and run.budget.minutes > 0:
             # every rank must see the same budget: one that stopped alone would leave the
