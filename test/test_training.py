@@ -1024,6 +1024,25 @@ def test_a_step_suspended_early_or_just_after_a_resume_does_not_spend_the_budget
     assert (record["global_step"], record["train_seconds"]) == (11, pytest.approx(90))
 
 
+def test_processes_torchrun_starts_on_a_host_share_its_cores(monkeypatch):
+    """Each process of `torchrun --nproc-per-node 2` took every core for its threads: 2 CPU processes
+    ran 2 threads each on 2 cores, 9x slower than 1 each. torchrun tells each process how many it
+    started on the host (LOCAL_WORLD_SIZE), which a process on its own does not have."""
+    import os
+
+    from training.speed import default_threads
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert default_threads() == cores
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert default_threads() == max(1, cores // 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(4 * cores))       # more processes than cores: one each
+    assert default_threads() == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "x")                    # not torchrun's: every core
+    assert default_threads() == cores
+
+
 def test_cpu_hours_count_each_part_of_a_run_at_its_own_threads(monkeypatch, tmp_path):
     """All of a run's training time was multiplied by the last part's --threads."""
     now = [0.0]
