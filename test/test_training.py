@@ -1180,6 +1180,51 @@ def test_distributed_training_with_dropout_resumes_each_process_from_its_own_ran
         train_module.main(args + ["--epochs", "3", "--out", split, "--resume"])
 
 
+# Trains as training.train does, but each process's precision probe times bf16 otherwise (rank 0: faster
+# than fp32, rank 1: slower), as two processes probing on shared cores can, and each writes the
+# precision it trains in to <argv[1]>/precision.<rank>.
+PROBES_APART = """
+import os
+import sys
+import training.train as train_module
+
+rank, folder = int(os.environ["RANK"]), sys.argv[1]
+timings = {"fp32": 2.0, "bf16": 1.0 if rank == 0 else 2.5}
+choose = train_module.choose_precision
+train_module.choose_precision = lambda time_step: choose(lambda precision, limit: timings[precision])
+build = train_module.build_forward_loss
+
+def recording_build(model, loss_fn, precision, *args, **kwargs):
+    with open(os.path.join(folder, f"precision.{rank}"), "w") as f:
+        f.write(precision)
+    return build(model, loss_fn, precision, *args, **kwargs)
+
+train_module.build_forward_loss = recording_build
+sys.argv[1:] = sys.argv[2:]
+train_module.cli()
+"""
+
+
+def test_torchrun_processes_train_in_the_precision_rank_0_probed(tmp_path):
+    """Each process of a torchrun run probed the precision on its own: where their timings fell
+    apart, rank 0 trained in bf16 and rank 1 in fp32, and the weights' record said bf16."""
+    import os
+    import subprocess
+
+    script = tmp_path / "probes_apart.py"
+    script.write_text(PROBES_APART)
+    out = tmp_path / "run"
+    args = ["--synthetic", "1000", "--dim", "32", "--depth", "1", "--heads", "4", "--batch-size", "64",
+            "--max-steps-per-epoch", "2", "--threads", "1", "--name", "tiny", "--compile", "off",
+            "--eval-noise-std", "0", "--epochs", "1", "--out", str(out)]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script), str(tmp_path), *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert [(tmp_path / f"precision.{rank}").read_text() for rank in (0, 1)] == ["bf16", "bf16"]
+    assert json.loads((out / "tiny.json").read_text())["training"]["compute"]["precision"] == "bf16"
+
+
 # torchrun's two processes end while gloo's worker threads still hold collectives whose tensors'
 # Python objects they must free. Rank 1 leaves with four all_gathers queued and holds the GIL in an
 # exit handler (a foreign call through PyDLL keeps it) until after rank 0 has joined them: its

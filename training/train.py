@@ -63,8 +63,8 @@ from training.h36m import TRAIN_SUBJECTS, DatasetError, PoseSet, load_h36m
 from training.losses import LOSSES
 from training.schedule import SCHEDULES, Budget, BudgetSchedule, WeightEMA
 from training.stopping import StopRequests, TrainingStopped
-from training.speed import CompileFailed, autocast_context, choose_precision, compile_or_eager, cpu_model, \
-    default_threads, keep_freed_memory, seconds_per_step, thread_count
+from training.speed import PRECISIONS, CompileFailed, autocast_context, choose_precision, compile_or_eager, \
+    cpu_model, default_threads, keep_freed_memory, seconds_per_step, thread_count
 
 # The training clock (a module attribute so that tests can drive a minutes budget).
 clock = time.perf_counter
@@ -985,7 +985,8 @@ def start_run(args, out: Path, saved: dict | None) -> Run:
                          f"do not fill one batch of {args.batch_size}; lower --batch-size (or --stride)")
 
     input_domain = trained_input_domain(args, targets)
-    precision, precision_note = run_precision(args, state, model, inputs, targets, loss_fn, device)
+    precision, precision_note = run_precision(args, state, model, inputs, targets, loss_fn, device,
+                                              (lambda chosen: rank0_precision(chosen, group)) if world > 1 else None)
     ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
                  if world > 1 else model)
     forward_loss, state.compile = build_forward_loss(
@@ -1084,19 +1085,33 @@ def check_same_data(args, out: Path, saved: dict, found: dict) -> None:
                      f"its weights: --init-weights {out / args.name}.safetensors --out <new folder>")
 
 
+def rank0_precision(precision: str, group) -> str:
+    """Rank 0's ``precision``, on every process of a torchrun run (each must call it)."""
+    index = torch.tensor([PRECISIONS.index(precision)], dtype=torch.int64)
+    torch.distributed.broadcast(index, src=0, group=group)
+    return PRECISIONS[int(index)]
+
+
 def run_precision(args, state: RunState, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-                  loss_fn, device: torch.device) -> tuple[str, str]:
-    """The precision to train in and how it was chosen (for the log), recorded in ``state``."""
+                  loss_fn, device: torch.device, agree: Callable[[str], str] | None = None) -> tuple[str, str]:
+    """The precision to train in and how it was chosen (for the log), recorded in ``state``; with
+    ``agree`` (several processes) the one it returns for this process's choice."""
     if args.amp == "auto" and state.precision and state.cpu == cpu_model():
         # resumed on the same kind of CPU: the precision the run started in, not a new probe, which
         # other work on the machine can skew (a probe beside a test run once took fp32 at 1.7x the
         # step time of the bf16 the run had started in)
-        precision, note = state.precision, " (as the run started on this CPU model)"
+        precision, note, timings = state.precision, " (as the run started on this CPU model)", {}
     else:
         precision, timings = probe_precision(args, model, inputs, targets, loss_fn, device)
         note = f" (probe: {', '.join(f'{k} {v:.3f} s/step' for k, v in timings.items())})" if timings else ""
-        if not state.typical_step_seconds and precision in timings:
-            state.typical_step_seconds = timings[precision]
+    if agree is not None:
+        # every process probes on its own, and two sharing the cores can time bf16 apart: one
+        # trained in bf16, the other in fp32, and the weights' record named rank 0's alone
+        agreed = agree(precision)
+        note += "" if agreed == precision else f" (rank 0's choice: {agreed})"
+        precision = agreed
+    if not state.typical_step_seconds and precision in timings:
+        state.typical_step_seconds = timings[precision]
     state.precision, state.cpu = precision, cpu_model()
     for seen, now in ((state.cpus, state.cpu), (state.precisions, precision)):
         if now not in seen:
