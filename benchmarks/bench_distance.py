@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "accuracy_vs_distance.json").write_text(json.dumps(
         {"training_person_scale_percentiles": percentiles, "input_domain": domain.to_dict(), "rows": rows,
-         "command": "python benchmarks/bench_distance.py " + " ".join(sys.argv[1:] if argv is None else argv)},
+         "command": "python benchmarks/bench_distance.py " + shlex.join(sys.argv[1:] if argv is None else argv)},
         indent=2) + "\n")
     plot(rows, out / "accuracy_vs_distance.png", placement_distance(info.training))
     print(f"wrote {out / 'accuracy_vs_distance.png'}")
