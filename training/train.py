@@ -433,6 +433,12 @@ def run_files(args) -> list[str]:
     return [*RUN_FILES, f"{args.name}.safetensors", f"{args.name}.json"]
 
 
+def test_set_names(args) -> list[str]:
+    """What the run is evaluated on, as its metrics' key names it (``record_name``): the test
+    subjects, or ``synthetic`` (a --synthetic run's were recorded as S9's)."""
+    return ["synthetic"] if args.synthetic else list(args.test_subjects)
+
+
 def earlier_run_files(args, out: Path) -> list[str]:
     """The files of a run (``run_files``) that ``out`` holds."""
     return [name for name in run_files(args) if (out / name).exists()]
@@ -1233,7 +1239,7 @@ def evaluate_and_save(run: Run, steps_done: int, loss_sum: torch.Tensor, started
         metrics.update(noisy_2d_std=args.eval_noise_std, noisy_mpjpe_mm=record["test_mpjpe_mm_noisy"],
                        noisy_p_mpjpe_mm=record["test_p_mpjpe_mm_noisy"])
     save_weights(eval_model, run.out / args.name, training=training_record(args, state),
-                 metrics={record_name(args.test_subjects, bool(args.data_2d)): metrics},
+                 metrics={record_name(test_set_names(args), bool(args.data_2d)): metrics},
                  input_domain=run.input_domain)
     plot_curves(run.history, run.out / "curves.png")
     run.save_checkpoint(rng_states)
