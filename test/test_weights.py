@@ -550,50 +550,36 @@ def test_every_single_output_swap_of_the_packaged_weights_is_refused(name):
         assert cosines.min() < 1.6 * MIN_PAIR_DIRECTION_COSINE, (names, cosines.min())
 
 
-def test_a_model_trained_a_little_is_not_refused(tmp_path):
+@pytest.mark.parametrize("epochs", [1, 3], ids=["31_steps", "93_steps"])
+def test_a_model_trained_a_little_is_not_refused(tmp_path, epochs):
     """A model trained 93 steps on synthetic people (test MPJPE about 220 mm; what a training run's
     early checkpoints are) lifts people the node may publish: its nose sits about where its face is
     (no model learns that first), and some of its left joints fall on the wrong side, neither near
-    what is refused."""
-    import training.train as train_module
-    from cfi_pose_ros.inference.reference import (MAX_NOSE_BEHIND_FRACTION, MIN_SIDE_AGREEMENT,
-                                                  not_people_in_metres, reference_person_measures)
-
-    torch.set_num_threads(1)
-    out = tmp_path / "run"
-    train_module.main(["--synthetic", "4000", "--dim", "32", "--depth", "1", "--heads", "4", "--batch-size", "128",
-                       "--max-steps-per-epoch", "40", "--epochs", "3", "--threads", "1", "--seed", "3",
-                       "--name", "early", "--compile", "off", "--amp", "off", "--eval-noise-std", "0",
-                       "--out", str(out)])
-    lift = _create(out / "early.safetensors").lift
-    measured = reference_person_measures(lift)
-    print(measured)
-    assert not_people_in_metres(lift) is None
-    assert min(measured["side_agreement"]) > 2 * MIN_SIDE_AGREEMENT, measured
-    assert measured["nose_ahead"] > -MAX_NOSE_BEHIND_FRACTION * measured["height"] / 2, measured
-    assert measured["pair_cosine"] > 0, measured       # every pair of joints the way round the input has it
-
-
-def test_a_model_trained_one_epoch_is_not_refused_for_swapped_joints(tmp_path):
-    """A model trained 31 steps on synthetic people barely follows its input's x, y yet: its worst pair
-    of joints points against the 2D input about as often as with it (cosine -0.14 to 0.08 over seeds
+    what is refused. After 31 steps it barely follows its input's x, y yet: its worst pair of
+    joints points against the 2D input about as often as with it (cosine -0.14 to 0.08 over seeds
     3, 5, 7, 11, 13), far from a swapped pair of the packaged weights (-0.91 or less). The check is
     against wrongly wired files, not weak models."""
     import training.train as train_module
-    from cfi_pose_ros.inference.reference import (MIN_PAIR_DIRECTION_COSINE, not_people_in_metres,
+    from cfi_pose_ros.inference.reference import (MAX_NOSE_BEHIND_FRACTION, MIN_PAIR_DIRECTION_COSINE,
+                                                  MIN_SIDE_AGREEMENT, not_people_in_metres,
                                                   reference_person_measures)
 
     torch.set_num_threads(1)
     out = tmp_path / "run"
     train_module.main(["--synthetic", "4000", "--dim", "32", "--depth", "1", "--heads", "4", "--batch-size", "128",
-                       "--max-steps-per-epoch", "40", "--epochs", "1", "--threads", "1", "--seed", "3",
+                       "--max-steps-per-epoch", "40", "--epochs", str(epochs), "--threads", "1", "--seed", "3",
                        "--name", "early", "--compile", "off", "--amp", "off", "--eval-noise-std", "0",
                        "--out", str(out)])
     lift = _create(out / "early.safetensors").lift
     measured = reference_person_measures(lift)
     print(measured)
     assert not_people_in_metres(lift) is None
-    assert measured["pair_cosine"] > MIN_PAIR_DIRECTION_COSINE / 2, measured
+    if epochs == 1:
+        assert measured["pair_cosine"] > MIN_PAIR_DIRECTION_COSINE / 2, measured
+        return
+    assert min(measured["side_agreement"]) > 2 * MIN_SIDE_AGREEMENT, measured
+    assert measured["nose_ahead"] > -MAX_NOSE_BEHIND_FRACTION * measured["height"] / 2, measured
+    assert measured["pair_cosine"] > 0, measured       # every pair of joints the way round the input has it
 
 
 @pytest.mark.parametrize("factor, expected", [
