@@ -432,6 +432,20 @@ def _input_problem(path: Path) -> str | None:
     return None
 
 
+def _not_a_photo(path: Path) -> str | None:
+    """What ``path``, one of several inputs, is where it is no photo or folder of photos, or None."""
+    from cfi_pose_ros.bag import is_recorded_folder
+
+    suffix = path.suffix.lower()
+    if suffix in (".mcap", ".db3") or (path.is_dir() and is_recorded_folder(path)):
+        return "a bag is lifted alone"
+    if suffix == ".npz":
+        return "a clip is lifted alone"
+    if path.is_file() and suffix not in IMAGE_SUFFIXES:
+        return f"no photo's name ({' '.join(sorted(IMAGE_SUFFIXES))}), and a video is lifted alone"
+    return None
+
+
 def _flags_given(args, names: tuple[str, ...]) -> list[str]:
     return [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
 
@@ -453,6 +467,14 @@ def open_source(inputs: list[Path], args, depth_topic: str | None = None,
     problem = None if bag else next(filter(None, map(_input_problem, inputs)), None)
     if problem:
         raise ValueError(problem)
+    if len(inputs) > 1:
+        # several inputs are photos: each file named was read as one, so two bags (or a photo and a
+        # clip) were "2 photos" needing a 2D detector, and with one each bag an unreadable photo
+        for path in inputs:
+            kind = _not_a_photo(path)
+            if kind:
+                raise ValueError(f"{path}: {kind} (one bag, clip or video a run); several inputs are photos "
+                                 f"or folders of them")
     camera_flags = _flags_given(args, ("intrinsics", "hfov", "distortion"))
     if (bag or clip) and camera_flags:
         raise ValueError(f"{' and '.join(camera_flags)}: for videos and photos; a {'bag' if bag else 'clip'}'s "
@@ -857,7 +879,12 @@ def run_offline(source: Source, out: Path, lift_values: dict, detect_values: dic
         target_from_camera = static_target_transform(lift_values["target_from_camera"])
         if target_from_camera is None:
             raise ValueError(f"target_frame {target_frame!r} needs target_from_camera offline (no tf2 buffer)")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # it was the bare "[Errno 17] File exists: 'out'", naming neither --out nor that it is a file
+        what = "a file, not a folder" if out.exists() and not out.is_dir() else f"cannot make it ({exc.strerror})"
+        raise ValueError(f"--out {out}: {what}") from None
 
     def remove_earlier_outputs() -> None:
         # the folder holds one run: an earlier run's summary (150 frames) and video stayed beside this

@@ -209,6 +209,44 @@ def test_a_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, expected)
     assert "Traceback" not in "\n".join(err) and err[-1].startswith("offline: error: ") and expected in err[-1], err
 
 
+@pytest.mark.parametrize("inputs, expected", [
+    (["a.mcap", "b.mcap"], "a.mcap: a bag is lifted alone (one bag, clip or video a run); several inputs are photos"),
+    (["photo.png", "clip.npz"], "clip.npz: a clip is lifted alone"),
+    (["photo.png", "walk.mp4"], "walk.mp4: no photo's name (.bmp .jpeg .jpg .png .tif .tiff .webp), and a video is "
+                                "lifted alone"),
+])
+def test_several_inputs_that_are_not_all_photos_are_refused_naming_the_one_that_is_not(tmp_path, capsys, inputs,
+                                                                                      expected):
+    """Every file of several inputs was taken for a photo: two bags (a bag split in two) were "2 photos:
+    images need a 2D detector", and with the detector's models each would be an unreadable photo."""
+    import cv2
+
+    _bag(tmp_path / "a.mcap", [10**9 * 100])
+    _bag(tmp_path / "b.mcap", [10**9 * 100])
+    cv2.imwrite(str(tmp_path / "photo.png"), np.full((40, 60, 3), 128, np.uint8))
+    np.savez(tmp_path / "clip.npz", something=np.zeros(3))
+    (tmp_path / "walk.mp4").write_bytes(b"not decoded")
+    assert offline([str(tmp_path / name) for name in inputs] + ["--out", str(tmp_path / "out"), "--quiet",
+                                                                "--no-video"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"offline: error: {tmp_path}/{expected}"), err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("out, expected", [
+    ("a_file", "a_file: a file, not a folder"),
+    ("a_file/sub", "a_file/sub: cannot make it (Not a directory)"),
+])
+def test_an_out_that_cannot_be_a_folder_is_named_as_the_out_flag(tmp_path, capsys, out, expected):
+    """It was the bare OSError, "[Errno 17] File exists: '.../a_file'", naming neither --out nor why."""
+    (tmp_path / "a_file").write_text("mine\n")
+    bag = _bag(tmp_path / "in.mcap", [10**9 * 100])
+    assert offline([str(bag), "--out", str(tmp_path / out), "--quiet", "--no-video"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"offline: error: --out {tmp_path}/{expected}", err
+    assert (tmp_path / "a_file").read_text() == "mine\n"
+
+
 @pytest.mark.parametrize("flags, expected", [
     ([], "images need a 2D detector, and --person-detector-model and --keypoint-model are not given"),
     (["--person-detector-model", "det.onnx"], "and --keypoint-model is not given"),
