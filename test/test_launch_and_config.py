@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -385,6 +386,25 @@ def test_launch_file_refers_to_installed_executable_and_config(ros_env):
     share = params_file.parent.parent
     assert (share / "launch" / LAUNCH.name).is_file()
     assert (share / "config" / "lift.rviz").is_file()
+
+
+@pytest.mark.parametrize("node, args, status, expected", [
+    ("lift_node", ["--help"], 0, "usage: lift_node [--ros-args"),
+    ("detect_node", ["-h"], 0, "config/detect.yaml"),
+    ("lift_node", ["--weights", "x.safetensors", "--ros-args", "-p", "autostart:=true"], 1,
+     "cannot start: '--weights x.safetensors' is no ROS argument: the node's parameters go after --ros-args"),
+])
+def test_a_node_executable_answers_help_and_refuses_arguments_outside_ros_args(ros_env, node, args, status,
+                                                                               expected):
+    """rcl hands arguments outside --ros-args on unread: `ros2 run cfi_pose_ros lift_node --help` started
+    the node, and `--weights x` was dropped without a word (the node ran on its default weights)."""
+    from cfi_pose_ros.node.process import installed_paths
+
+    executable = installed_paths()[0].parent / node
+    run = subprocess.run([str(executable), *args], env=ros_env, capture_output=True, text=True, timeout=60)
+    output = (run.stdout + run.stderr).strip()
+    assert run.returncode == status and expected in output and "Traceback" not in output, output
+    assert len(output.splitlines()) == (3 if status == 0 else 1), output      # the usage, or one line
 
 
 def test_the_rviz_config_takes_the_markers_as_the_node_sends_them(ros_env):

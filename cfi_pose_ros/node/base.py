@@ -1290,11 +1290,39 @@ def ending_failure_report(on_shutdown):
     return shutdown
 
 
-def run(node_class, args=None) -> int:
+def command_line_problem(argv: list[str], config_file: str) -> tuple[int, str] | None:
+    """What a node's command line asks outside ``--ros-args``, as (exit status, text to print), or
+    None where it holds only ROS arguments. rcl hands such arguments on unread, so ``lift_node
+    --help`` started the node, and ``lift_node -p autostart:=true`` (no --ros-args) started it with
+    every default and no autostart, without a word: -h / --help prints the usage (exit 0), anything
+    else is refused in one line (exit 1, as an invalid parameter)."""
+    program, *rest = rclpy.utilities.remove_ros_args(argv) or [""]     # [] where argv is all ROS arguments
+    if not rest:
+        return None
+    name = os.path.basename(program)
+    if "-h" in rest or "--help" in rest:
+        return 0, (f"usage: {name} [--ros-args [-p NAME:=VALUE ...] [--params-file FILE] [-r FROM:=TO ...] "
+                   f"[--log-level LEVEL]]\n\nA cfi_pose_ros lifecycle node. Its parameters, with their defaults "
+                   f"and meaning: config/{config_file} in the package's share folder (`ros2 pkg prefix --share "
+                   f"cfi_pose_ros`) and README.md. Set them after --ros-args with -p or --params-file; "
+                   f"-p autostart:=true configures and activates it at start.")
+    return 1, (f"cannot start: {' '.join(rest)!r} is no ROS argument: the node's parameters go after --ros-args "
+               f"(-p NAME:=VALUE, --params-file FILE); {name} --help says more")
+
+
+def run(node_class, args=None, config_file: str = "lift.yaml") -> int:
     """Spin a SpecLifecycleNode; with its ``autostart`` parameter, configure and activate first.
 
-    Exit status 0 after SIGINT / SIGTERM / SIGHUP, 1 when a parameter or the parameters file is invalid
-    (one logged line) or autostart fails."""
+    Exit status 0 after SIGINT / SIGTERM / SIGHUP (and --help), 1 when a parameter or the parameters
+    file is invalid (one logged line), an argument is outside --ros-args, or autostart fails."""
+    problem = command_line_problem(sys.argv if args is None else list(args), config_file)
+    if problem:
+        status, text = problem
+        if status == 0:
+            print(text)
+        else:
+            rclpy.logging.get_logger("cfi_pose_ros").fatal(text)
+        return status
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except RCLError as exc:

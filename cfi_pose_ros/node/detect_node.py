@@ -553,7 +553,7 @@ class DetectNode(SpecLifecycleNode):
 
 
 def main(args=None) -> int:
-    return run(DetectNode, args)
+    return run(DetectNode, args, "detect.yaml")
 
 
 if __name__ == "__main__":
