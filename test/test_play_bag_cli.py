@@ -178,6 +178,35 @@ def test_play_bag_refuses_a_remap_no_topic_can_take(ros_env, tmp_path, rule, exp
     assert player.stderr.strip().splitlines()[-1].startswith(f"play_bag: error: {expected}"), player.stderr
 
 
+@pytest.mark.parametrize("args, expected", [
+    (["--remap", "/cam/image_raw:=/image_raw"], "--remap /cam/image_raw:=/image_raw: /cam/image_raw is not played "
+                                                "(played: /cam/camera_info, /people)"),
+    (["--remap", "/diagnostics:=/d"], "--remap /diagnostics:=/d: /diagnostics is not played (played: "
+                                      "/cam/camera_info, /people; name it in --topics)"),
+    (["--topics", "/people", "/cam/camera_inf"], "--topics /cam/camera_inf: not in the bag (its topics: "
+                                                 "/cam/camera_info, /diagnostics, /people)"),
+])
+def test_play_bag_refuses_a_remap_or_topic_it_would_not_play(ros_env, tmp_path, args, expected):
+    """A --remap FROM or a --topics name the bag does not play (a typo, another recording's topic) was
+    dropped without a word: exit 0, and the subscriber on the intended topic got nothing."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import CameraInfo
+
+    from cfi_pose_ros.bag import BagWriter
+    from cfi_pose_ros.msg import HumanKeypoints2DArray
+
+    bag = tmp_path / "bag.mcap"
+    with BagWriter(bag) as writer:
+        writer.write("/cam/camera_info", CameraInfo(), log_time_ns=10**9)
+        writer.write("/people", HumanKeypoints2DArray(), log_time_ns=10**9 + 1)
+        writer.write("/diagnostics", DiagnosticArray(), log_time_ns=10**9 + 2)
+    player = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(bag), *args,
+                             "--wait-for-subscribers", "0"], env=ros_env, capture_output=True, text=True, timeout=60)
+    assert player.returncode == 2 and "Traceback" not in player.stderr and not player.stdout, player
+    assert player.stderr.strip().splitlines()[-1].startswith("play_bag: error: ") and \
+        expected in player.stderr.strip().splitlines()[-1], player.stderr
+
+
 def test_play_bag_refuses_a_topic_a_subscriber_of_another_type_listens_on(ros_env, tmp_path):
     """`--remap /people:=/camera_info` where a CameraInfo subscriber listens: it was never matched and
     got nothing, and the replay said "not every topic has a subscriber; playing anyway", exit 0."""

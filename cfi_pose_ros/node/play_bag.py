@@ -155,6 +155,12 @@ class BagPlayer:
                  remap: dict[str, str] | None = None, clock_hz: float | None = None) -> "BagPlayer":
         """The topics from the bag's summary; the messages streamed from the file while playing."""
         summary, _ = bag_summary(path)
+        # a --topics or --remap FROM the bag does not hold or plays no message of (a typo, another
+        # recording's name) was dropped without a word: exit 0, and the subscriber on it got nothing
+        absent = [topic for topic in topics or () if topic not in summary]
+        if absent:
+            raise ValueError(f"{path}: --topics {' '.join(absent)}: not in the bag (its topics: "
+                             f"{', '.join(sorted(summary)) or 'none'})")
         chosen = {topic: info for topic, info in summary.items()
                   if (topic in topics if topics is not None else info.type_name in REPLAYED_TYPES)}
         # a topic whose channels hold no ROS 2 messages (json, or cdr without a schema) has none to publish:
@@ -169,6 +175,11 @@ class BagPlayer:
         if not topic_types:
             raise ValueError(f"{path}: nothing to replay (topics {topics or 'of types ' + ', '.join(REPLAYED_TYPES)})"
                              + (f"; {no_ros2}" if foreign else ""))
+        for source, target in (remap or {}).items():
+            if source not in topic_types:
+                raise ValueError(f"--remap {source}:={target}: {source} is not played (played: "
+                                 f"{', '.join(sorted(topic_types))}"
+                                 + ("; name it in --topics" if source in summary and topics is None else "") + ")")
         return cls(node, BagMessages(path, sorted(topic_types)), remap, topic_types, clock_hz,
                    {topic: chosen[topic].offered_qos for topic in topic_types})
 
