@@ -1049,6 +1049,18 @@ def main(argv=None) -> int:
         problem = parameter_problem(PARAMETERS_BY_NAME["target_frame"], args.target_frame)   # the node's check
         if problem:
             parser.error(f"--target-frame: {problem}")
+        from cfi_pose_ros.frames import static_target_transform
+
+        given = " ".join(f"{v:.10g}" for v in args.target_from_camera)
+        try:
+            transform = static_target_transform(args.target_from_camera)
+        except ValueError as exc:
+            parser.error(f"--target-from-camera {given}: {exc}")
+        if transform is None:
+            # all zeros is the parameter's "not given": the poses were stamped in --target-frame with
+            # the camera frame's coordinates
+            parser.error(f"--target-from-camera {given}: a zero quaternion is no rotation (none is "
+                         "X Y Z 0 0 0 1)")
     if args.hfov is not None and not 0.0 < args.hfov < 180.0:
         parser.error(f"--hfov must be a field of view in degrees, 0 < hfov < 180, got {args.hfov}")
     if args.intrinsics is not None:

@@ -768,6 +768,19 @@ def test_a_bad_setting_is_refused_before_anything_runs(tmp_path, capsys, flags, 
     assert exit_info.value.code == 2 and expected in capsys.readouterr().err
 
 
+def test_a_target_from_camera_of_all_zeros_is_refused_not_taken_as_none(tmp_path, capsys):
+    """All zeros is the target_from_camera parameter's "not given": with --target-frame base the poses
+    were stamped in base with the camera frame's coordinates, exit 0."""
+    bag = _bag(tmp_path / "in.mcap", [10**9 * 100])
+    with pytest.raises(SystemExit) as exit_info:
+        offline([str(bag), "--out", str(tmp_path / "out"), "--quiet", "--no-video", "--target-frame", "base",
+                 "--target-from-camera", "0", "0", "0", "0", "0", "0", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "error: --target-from-camera 0 0 0 0 0 0 0: a zero quaternion is no rotation (none is X Y Z 0 0 0 1)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_lens_of_a_video_or_photos_goes_into_their_camera_info(tmp_path):
     """--distortion (and --distortion-model) describe the lens of the camera that took a video or
     photos: their CameraInfo carries it, and lifting undoes it as the node undoes a driver's."""
