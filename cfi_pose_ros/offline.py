@@ -1132,6 +1132,12 @@ def _run(args) -> int:
     problem = _output_over_input(args.inputs, args.out)
     if problem:
         raise ValueError(problem)
+    for name in _run_output_names():
+        # found only at the end of the pass, as a bare "[Errno 21] Is a directory", the bag written
+        # and no summary: the whole pass lost
+        if (args.out / name).is_dir():
+            raise ValueError(f"--out {args.out}: {args.out / name} is a directory, where a run writes its "
+                             f"{name}; move it or choose another --out")
     source = open_source(args.inputs, args, depth_topic, detect_values["max_image_pixels"])
     missing = _missing_detector_models(detect_values) if source.detect else []
     if missing:

@@ -236,15 +236,19 @@ def test_several_inputs_that_are_not_all_photos_are_refused_naming_the_one_that_
 @pytest.mark.parametrize("out, expected", [
     ("a_file", "a_file: a file, not a folder"),
     ("a_file/sub", "a_file/sub: cannot make it (Not a directory)"),
+    # found after the whole pass, "[Errno 21] Is a directory", the bag written and no summary
+    ("taken", "taken: {tmp_path}/taken/summary.json is a directory, where a run writes its summary.json; move it "
+              "or choose another --out"),
 ])
 def test_an_out_that_cannot_be_a_folder_is_named_as_the_out_flag(tmp_path, capsys, out, expected):
     """It was the bare OSError, "[Errno 17] File exists: '.../a_file'", naming neither --out nor why."""
     (tmp_path / "a_file").write_text("mine\n")
+    (tmp_path / "taken" / "summary.json").mkdir(parents=True)
     bag = _bag(tmp_path / "in.mcap", [10**9 * 100])
     assert offline([str(bag), "--out", str(tmp_path / out), "--quiet", "--no-video"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == f"offline: error: --out {tmp_path}/{expected}", err
-    assert (tmp_path / "a_file").read_text() == "mine\n"
+    assert err[-1] == f"offline: error: --out {tmp_path}/{expected.format(tmp_path=tmp_path)}", err
+    assert (tmp_path / "a_file").read_text() == "mine\n" and not (tmp_path / "taken" / "lifted.mcap").exists()
 
 
 @pytest.mark.parametrize("flags, expected", [
