@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         given = [flag for flag, value in (("--precision", args.precision), ("--batch-sizes", args.batch_sizes))
                  if value is not None]
         if given:       # they were ignored: an ONNX file written, exit 0, as if engines had been asked for
-            parser.error(f"{' and '.join(given)} only apply to TensorRT engines: add --tensorrt-engine PATH")
+            parser.error(f"{' and '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to TensorRT engines: "
+                         "add --tensorrt-engine PATH")
     args.precision = args.precision or "fp32"
     args.batch_sizes = args.batch_sizes or list(COMPILED_BATCH_SIZES)
     if args.onnx.suffix != ".onnx":

@@ -891,7 +891,8 @@ def test_export_cli_refuses_engine_flags_without_an_engine(small, tmp_path, caps
         main(["--weights", str(weights), "--onnx", str(tmp_path / "m.onnx"), *flags])
     assert exit_info.value.code == 2
     named = " and ".join(flag for flag in ("--precision", "--batch-sizes") if flag in flags)
-    assert f"{named} only apply to TensorRT engines: add --tensorrt-engine PATH" in capsys.readouterr().err
+    verb = "apply" if " and " in named else "applies"
+    assert f"{named} only {verb} to TensorRT engines: add --tensorrt-engine PATH" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
 
 
