@@ -195,7 +195,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="outputs/demo")
     parser.add_argument("--backend", default="auto", choices=LIFT_NODE_PARAMETERS_BY_NAME["backend"].choices)
     parser.add_argument("--weights", default="", help="weights file (default: the packaged weights)")
-    parser.add_argument("--frames", type=positive_int, default=None, help="frames to replay (default: the whole clip)")
+    parser.add_argument("--frames", type=positive_int, default=None,
+                        help="frames to replay, the clip looped past its end (default: the whole clip once)")
     parser.add_argument("--rate", type=positive_float, default=30.0, help="frames per second")
     args = parser.parse_args(argv)
     if not args.out.strip():
