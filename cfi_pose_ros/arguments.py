@@ -38,6 +38,25 @@ def output_directory(path: str | Path) -> Path:
     return out
 
 
+def folders_to_make(path: str | Path) -> list[Path]:
+    """``path`` and those of its parents that are not there, deepest first."""
+    missing = []
+    for folder in (Path(path), *Path(path).parents):
+        if os.path.lexists(folder):
+            break
+        missing.append(folder)
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Each of ``folders`` (deepest first) removed while it is an empty folder."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:         # not empty, or not there: it and its parents stay
+            return
+
+
 def directory_name(text: str) -> str:
     """``--out``'s argparse type: a non-empty path. An empty one (``--out "$OUTDIR"`` with OUTDIR
     unset) was taken as the current directory without a word, and the run's files went there."""

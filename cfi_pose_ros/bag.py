@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from cfi_pose_ros.cdr import encapsulation_problem, layout_problem
-from cfi_pose_ros.files import open_regular_file
+from cfi_pose_ros.files import open_regular_file, unreadable
 
 __all__ = ["BagWriter", "BagMessage", "read_bag", "bag_summary", "message_definition", "type_name",
            "message_class", "PlaybackClock"]
@@ -355,13 +355,17 @@ def bag_files(path: str | Path) -> list[Path]:
 
 
 def _open_bag(path: str | Path):
-    """The bag file, opened for reading, or ``ValueError`` for a path that is no regular file. MCAP
+    """The bag file, opened for reading, or ``ValueError`` for a path that is no regular file (or not
+    there, or unreadable: see files.unreadable). MCAP
     is read by seeking to its summary at the end, which a FIFO or a device cannot do, and opening a
     FIFO waits for a writer: ``play_bag`` on one hung, deaf to SIGTERM (see open_regular_file). A file
     that does not begin as MCAP does is ``ValueError`` saying what it is: an empty one, rosbag2's
     sqlite3 storage (``.db3``) or anything else was "not a complete MCAP file (InvalidMagic: ...);
     was it cut short or its recorder killed?", and the offline CLI opened a ``.db3`` as a video."""
-    f = open_regular_file(path, "not an MCAP file (a bag is read by seeking to its end)")
+    try:
+        f = open_regular_file(path, "not an MCAP file (a bag is read by seeking to its end)")
+    except OSError as exc:
+        raise ValueError(unreadable(path, exc)) from None
     try:
         head = f.read(len(SQLITE_MAGIC))
         f.seek(0)

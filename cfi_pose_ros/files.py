@@ -44,6 +44,15 @@ def open_regular_file(path: str | Path, not_what: str) -> BinaryIO:
         raise
 
 
+def unreadable(path: str | Path, error: OSError) -> str:
+    """Why ``path`` could not be opened (``error``), in one line: ``"<path>: no such file"``, or
+    ``"<path>: cannot read (<the OS's reason>)"``. ``str(error)`` was Python's "[Errno 2] No such
+    file or directory: '<path>'" (bag info, play_bag and offline's --params-file)."""
+    if isinstance(error, FileNotFoundError):
+        return f"{path}: no such file"
+    return f"{path}: cannot read ({error.strerror or error})"
+
+
 class WriteError(RuntimeError):
     """A file that could not be written: what, where and the OS's reason, in one line."""
 

@@ -57,6 +57,7 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402
 
+from cfi_pose_ros.arguments import folders_to_make, remove_empty  # noqa: E402
 from cfi_pose_ros.camera import DISTORTION_COEFFICIENTS, check_lens_over_image  # noqa: E402
 from cfi_pose_ros.params_file import read_params_file  # noqa: E402
 from cfi_pose_ros.root_solver import validate_camera_matrix  # noqa: E402
@@ -424,7 +425,9 @@ def _input_problem(path: Path) -> str | None:
     try:
         mode = path.stat().st_mode
     except OSError as exc:                       # missing, a dangling link, a symlink loop
-        return f"{path}: {exc.strerror}"
+        from cfi_pose_ros.files import unreadable
+
+        return unreadable(path, exc)                # in the words of a bag that is not there
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         from cfi_pose_ros.files import special_file_kind
 
@@ -504,18 +507,23 @@ def lens_from_args(args):
 # ------------------------------------------------------------------------------------ parameters
 
 def parameter_values(specs, params_file=None, node_name: str = "", overrides: dict | None = None,
-                     other_nodes=()) -> dict:
+                     other_nodes=(), flag: str = "") -> dict:
     """name -> value: each spec's default, then the parameters file, then ``overrides``.
 
     A name of the file that is no parameter of this node but one of ``other_nodes`` (spec lists) is
     left out with a note on stderr, as the node leaves it out with a WARN: a ``/**`` section may be
     meant for both nodes (one file for ``--params-file`` and ``--detect-params-file`` was refused,
     "unknown parameter(s) ['image_topic'] for cfi_pose_lifter", where both nodes started on it).
-    Any other unknown name is refused."""
+    Any other unknown name is refused. A file that cannot be read as one is refused named by
+    ``flag`` (``--params-file``), the option that gave it."""
     names = {spec.name for spec in specs}
     others = {spec.name for other in other_nodes for spec in other} - names
     values = {spec.name: spec.default for spec in specs}
-    from_file = read_params_file(params_file, node_name)
+    try:
+        from_file = read_params_file(params_file, node_name)
+    except ValueError as exc:
+        # the file's own path alone did not say which of the two options named it
+        raise ValueError(f"{flag} {exc}" if flag else str(exc)) from None
     skipped = sorted(set(from_file) & others)
     if skipped:
         print(f"offline: {node_name} has no parameter {', '.join(skipped)} (another node's): ignored",
@@ -1079,6 +1087,7 @@ def main(argv=None) -> int:
     # with its summary: killed by the default handler, nothing lifted so far could be read back
     # ("not a complete MCAP file"), and a video being rendered was left without its index.
     _STOP.reset()
+    made = folders_to_make(args.out)
     previous = {signum: signal.signal(signum, _STOP.request) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _run(args)
@@ -1090,6 +1099,10 @@ def main(argv=None) -> int:
         print(f"offline: error: {text[0] if text else type(exc).__name__}", file=sys.stderr)
         return 2
     finally:
+        # --out is made before the models load: a run refused or stopped before it wrote anything
+        # there (a --weights typo) left it behind, empty. Only the folders this run made, and only
+        # while empty (a finished run's holds its bag and summary).
+        remove_empty(made)
         for signum, handler in previous.items():
             # an interrupted run ignores further signals to its end (see _StopBetweenFrames)
             signal.signal(signum, signal.SIG_IGN if _STOP.ending and __name__ == "__main__" else handler)
@@ -1122,11 +1135,12 @@ def _run(args) -> int:
     target = static_target_transform(args.target_from_camera) if args.target_from_camera else None
     lift_values = parameter_values(LIFT_NODE_PARAMETERS, args.params_file, "cfi_pose_lifter",
                                    {"weights": args.weights, "backend": args.backend, "threads": args.threads},
-                                   other_nodes=(DETECT_NODE_PARAMETERS,))
+                                   other_nodes=(DETECT_NODE_PARAMETERS,), flag="--params-file")
     detect_values = parameter_values(DETECT_NODE_PARAMETERS, args.detect_params_file, "cfi_pose_detector", {
         "person_detector_model": args.person_detector_model, "keypoint_model": args.keypoint_model,
         "keypoint_model_type": args.keypoint_model_type, "yolo_pose_model": args.yolo_pose_model,
-        "detector": "yolo_pose" if args.yolo_pose_model else None}, other_nodes=(LIFT_NODE_PARAMETERS,))
+        "detector": "yolo_pose" if args.yolo_pose_model else None}, other_nodes=(LIFT_NODE_PARAMETERS,),
+        flag="--detect-params-file")
     depth_topic = args.depth_topic or (root_namespace_topic(lift_values["depth_topic"])
                                        if lift_values["depth_topic"] else None)
     problem = _output_over_input(args.inputs, args.out)

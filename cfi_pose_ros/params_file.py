@@ -54,7 +54,7 @@ def _load(path: str | Path | None) -> dict:
         return {}
     import yaml
 
-    from cfi_pose_ros.files import open_regular_file
+    from cfi_pose_ros.files import open_regular_file, unreadable
 
     try:
         # Streamed, as rcl reads it: a binary file stops at its first character YAML refuses,
@@ -62,6 +62,8 @@ def _load(path: str | Path | None) -> dict:
         # in open(), waiting for a writer, and one SIGTERM did not end it; /dev/zero never ended.
         with open_regular_file(path, "not a parameters file") as stream:
             data = yaml.load(stream, Loader=_params_file_loader())
+    except OSError as exc:
+        raise ValueError(unreadable(path, exc)) from None
     except (yaml.YAMLError, RecursionError) as exc:
         raise ValueError(f"{path}: not a parameters file rcl can parse ({' '.join(str(exc).split())})") from exc
     if data is None:

@@ -284,6 +284,15 @@ def test_messages_of_a_channel_that_is_not_cdr_are_given_to_a_reader_that_counts
     assert {t: (s.type_name, s.count) for t, s in topics.items()} == {"/t": ("std_msgs/msg/String", 4)}
 
 
+def test_bag_info_names_a_bag_that_is_not_there_in_its_own_words(tmp_path, capsys):
+    """It was Python's "[Errno 2] No such file or directory: '.../gone.mcap'"."""
+    from cfi_pose_ros.bag import main as bag_main
+
+    gone = tmp_path / "gone.mcap"
+    assert bag_main(["info", str(gone)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"bag: error: {gone}: no such file"]
+
+
 def test_bag_info_counts_the_messages_of_a_file_without_statistics(tmp_path):
     """MCAP's Statistics record is optional (a writer with use_statistics=False, other recorders):
     `bag info` said "messages: 0" and "duration: 0.000 s", each topic 0, for a file of 5 messages

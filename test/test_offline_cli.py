@@ -176,7 +176,7 @@ def test_a_folder_of_ros2_bag_record_split_in_two_is_lifted_as_one_bag(tmp_path)
 
 
 @pytest.mark.parametrize("problem, expected", [
-    ("missing_bag", "No such file"),
+    ("missing_bag", "nowhere.mcap: no such file"),
     ("truncated_bag", "not a complete MCAP file"),
     ("not_a_clip", "not a clip in the bundled format"),
     ("bad_params_file_value", "parameter max_people=-5 for cfi_pose_lifter: out of range"),
@@ -729,8 +729,8 @@ def test_a_params_file_that_never_ends_is_one_line_and_exit_2(ros_env, tmp_path)
                          env=ros_env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     # refused before a byte is read since a FIFO hung there (see the test below)
-    assert run.stderr.strip().splitlines()[-1] == "offline: error: /dev/zero: a device or socket, not a parameters file", \
-        run.stderr
+    assert run.stderr.strip().splitlines()[-1] == \
+        "offline: error: --params-file /dev/zero: a device or socket, not a parameters file", run.stderr
 
 
 @pytest.mark.parametrize("flag", ["--params-file", "--detect-params-file"])
@@ -747,7 +747,40 @@ def test_a_params_file_that_is_a_fifo_is_one_line_and_exit_2(ros_env, tmp_path, 
                          env=ros_env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert run.stderr.strip().splitlines()[-1] == \
-        f"offline: error: {tmp_path / 'lift.yaml'}: a FIFO, not a parameters file", run.stderr
+        f"offline: error: {flag} {tmp_path / 'lift.yaml'}: a FIFO, not a parameters file", run.stderr
+
+
+@pytest.mark.parametrize("flag", ["--params-file", "--detect-params-file"])
+def test_a_params_file_that_is_not_there_is_named_by_its_flag(tmp_path, capsys, flag):
+    """It was Python's "[Errno 2] No such file or directory: '.../lift.yaml'", naming neither the
+    option nor the problem in the tool's words."""
+    from cfi_pose_ros.node.replay import DEFAULT_CLIP
+
+    gone = tmp_path / "lift.yaml"
+    assert offline([str(DEFAULT_CLIP), flag, str(gone), "--out", str(tmp_path / "out"), "--quiet", "--no-video"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"offline: error: {flag} {gone}: no such file", err
+
+
+@pytest.mark.parametrize("out, before", [("new", ""), ("new/deeper/out", ""), ("there", "made"),
+                                         ("there", "holds a file")])
+def test_a_failed_run_removes_the_out_folders_it_made_and_left_empty_only(tmp_path, capsys, out, before):
+    """--out is made before the models load: a --weights typo left it behind, empty (as the evaluation
+    CLI no longer does). A folder that was there before, or that holds anything, stays as it was."""
+    from cfi_pose_ros.node.replay import DEFAULT_CLIP
+
+    work = tmp_path / "work"
+    work.mkdir()
+    if before:
+        (work / out).mkdir()
+    if before == "holds a file":
+        (work / out / "notes.txt").write_text("mine")
+    assert offline([str(DEFAULT_CLIP), "--weights", str(tmp_path / "gone.safetensors"), "--out", str(work / out),
+                    "--quiet", "--no-video"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("offline: error: weights file missing: ")
+    left = sorted(str(path.relative_to(work)) for path in work.rglob("*"))
+    assert left == {"": [], "made": ["there"], "holds a file": ["there", "there/notes.txt"]}[before], left
 
 @pytest.mark.parametrize("flags, expected", [
     (["--hfov", "0"], "--hfov must be"), (["--hfov", "180"], "--hfov must be"), (["--hfov", "nan"], "--hfov must be"),
@@ -842,9 +875,9 @@ def test_intrinsics_that_do_not_fit_the_images_are_refused_with_the_reason(tmp_p
 
 
 @pytest.mark.parametrize("problem, expected", [
-    ("missing_video", "walk.mp4: No such file or directory"),       # was "0 frames ... from 1 photos", exit 1
-    ("missing_photo", "photo.jpg: No such file or directory"),
-    ("symlink_loop", "loop.jpg: Too many levels of symbolic links"),
+    ("missing_video", "walk.mp4: no such file"),       # was "0 frames ... from 1 photos", exit 1
+    ("missing_photo", "photo.jpg: no such file"),
+    ("symlink_loop", "loop.jpg: cannot read (Too many levels of symbolic links)"),
     ("fifo_video", "live.mp4: a FIFO, not a file or folder"),         # these three hung
     ("fifo_clip", "live.npz: a FIFO, not a file or folder"),
     ("folder_of_a_fifo", "no images in"),

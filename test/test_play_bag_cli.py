@@ -99,6 +99,15 @@ def test_play_bag_refuses_a_fifo_at_once(ros_env, tmp_path):
         f"play_bag: error: {fifo}: a FIFO, not an MCAP file (a bag is read by seeking to its end)")
 
 
+def test_play_bag_names_a_bag_that_is_not_there_in_its_own_words(ros_env, tmp_path):
+    """It was Python's "[Errno 2] No such file or directory: '.../gone.mcap'"."""
+    gone = tmp_path / "gone.mcap"
+    player = subprocess.run([sys.executable, "-P", "-m", "cfi_pose_ros.node.play_bag", str(gone),
+                             "--wait-for-subscribers", "0"], env=ros_env, capture_output=True, text=True, timeout=30)
+    assert player.returncode == 2 and "Traceback" not in player.stderr, player.stderr
+    assert player.stderr.strip().splitlines()[-1] == f"play_bag: error: {gone}: no such file", player.stderr
+
+
 def test_play_bag_streams_the_bag_instead_of_holding_it_in_memory(ros_env, tmp_path):
     """Every message was read into a list before the first was published: 300 720p images (a
     100 kB file, they compress to nothing) took 890 MB, a 10-minute camera bag 50 GB."""

@@ -38,7 +38,8 @@ from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
 from cfi_pose_ros.skeleton import H36M_17, H36M_LOWER_BODY
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics, resolve_weights, \
     weights_paths
-from cfi_pose_ros.arguments import EachOnce, directory_name, output_directory, positive_int
+from cfi_pose_ros.arguments import (EachOnce, directory_name, folders_to_make, output_directory, positive_int,
+                                   remove_empty)
 from cfi_pose_ros.files import WriteError, write_error, write_together
 from cfi_pose_ros.interrupts import (StopSignalsInterrupt, interrupt_signal, interrupted_exit_code,
                                     stop_signals_held)
@@ -227,25 +228,6 @@ def main(argv: list[str] | None = None) -> dict:
         # after that left it behind, empty (`outputs/eval` in the current folder by default)
         remove_empty(made)
         raise
-
-
-def folders_to_make(path: str | Path) -> list[Path]:
-    """``path`` and those of its parents that are not there, deepest first."""
-    missing = []
-    for folder in (Path(path), *Path(path).parents):
-        if os.path.lexists(folder):
-            break
-        missing.append(folder)
-    return missing
-
-
-def remove_empty(folders: list[Path]) -> None:
-    """Each of ``folders`` (deepest first) removed while it is an empty folder."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:         # not empty, or not there: it and its parents stay
-            return
 
 
 def run(args: argparse.Namespace, argv: list[str] | None) -> dict:
