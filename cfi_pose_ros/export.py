@@ -40,13 +40,18 @@ def _engine_paths(path: Path, batch_sizes: tuple[int, ...]) -> dict[int, Path]:
 
 def _output_problem(outputs: list[Path], weights: str) -> str | None:
     """Why one of ``outputs`` may not be written: it is one of the weights' own files (``--onnx``
-    naming the .safetensors replaced the trained weights with ONNX, exit 0), or a second output."""
+    naming the .safetensors replaced the trained weights with ONNX, exit 0), a second output, a
+    directory, or under a file."""
     # a weights file that cannot be resolved (a symlink loop) is not read either: loading says so
     inputs = {resolved for resolved in map(_resolved, weights_paths(weights)) if resolved is not None}
     seen = set()
     for path in outputs:
         if path.is_dir():       # found only after the export (minutes with engines), naming a temporary file
             return f"{path} is a directory: give a file path"
+        # found only after the export too, as "could not write ... : File exists" (mkdir's errno)
+        folder = next((parent for parent in path.parents if parent.exists()), None)
+        if folder is not None and not folder.is_dir():
+            return f"{path}: {folder} is a file, not a folder: give another output path"
         resolved = _resolved(path)
         if resolved is None:
             return f"{path}: a symbolic link that leads back to itself: give another output path"

@@ -757,21 +757,12 @@ def test_export_cli_tensorrt_without_tensorrt_fails_with_the_reason(small, tmp_p
     assert (tmp_path / "m.onnx").is_file() and not list(tmp_path.glob("*.engine"))
 
 
-def test_export_cli_says_in_one_line_that_the_onnx_path_cannot_be_written(small, tmp_path, capsys):
-    from cfi_pose_ros.export import main
-
-    _, weights, _ = small
-    (tmp_path / "a_file").write_text("")
-    assert main(["--weights", str(weights), "--onnx", str(tmp_path / "a_file" / "m.onnx")]) == 1   # a file on the way
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "Traceback" not in err
-
-
 def test_export_cli_names_the_file_it_cannot_write_and_refuses_a_directory_before_exporting(
         small, tmp_path, capsys, file_size_limit, monkeypatch):
     """An ONNX file the disk could not hold was `error: [Errno 27] File too large`, naming no file;
     an --onnx that is a directory was found only after the export (minutes with engines) and named
-    the temporary file: `error: [Errno 21] Is a directory: 'dir.onnx.qwef_3kk.tmp' -> 'dir.onnx'`."""
+    the temporary file: `error: [Errno 21] Is a directory: 'dir.onnx.qwef_3kk.tmp' -> 'dir.onnx'`; one
+    under a file was found after it too, as `could not write the ONNX file a_file/m.onnx: File exists`."""
     import cfi_pose_ros.export as export_module
     from cfi_pose_ros.export import main
 
@@ -803,6 +794,12 @@ def test_export_cli_names_the_file_it_cannot_write_and_refuses_a_directory_befor
             main(["--weights", str(weights), *extra])
         assert stop.value.code == 2
         assert f"error: {named} is a directory: give a file path" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("")
+    for under in (tmp_path / "a_file" / "m.onnx", tmp_path / "a_file" / "sub" / "m.onnx"):
+        with pytest.raises(SystemExit) as stop:
+            main(["--weights", str(weights), "--onnx", str(under)])
+        assert stop.value.code == 2
+        assert f"error: {under}: {tmp_path / 'a_file'} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_export_cli_never_writes_over_the_weights_it_reads(small, tmp_path, capsys):
