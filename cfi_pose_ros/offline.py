@@ -969,7 +969,8 @@ class _StopBetweenFrames:
     def __init__(self):
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, made: list[Path] | None = None) -> None:
+        self.made = made or []          # the --out folders this run made (see main)
         self.pending: int | None = None
         self.ending = False
         self.loading = True
@@ -985,6 +986,8 @@ class _StopBetweenFrames:
             self.ending = True
             if __name__ == "__main__":       # the command: out at once, in one line (a cache lock: the kernel's)
                 from cfi_pose_ros.interrupts import end_at_once
+
+                remove_empty(self.made)      # main's finally does not run: the --out it made stayed, empty
                 end_at_once("offline", signum)
             raise KeyboardInterrupt(signum)  # main() called from Python: the caller's to handle
         if self.pending is not None:
@@ -1086,8 +1089,8 @@ def main(argv=None) -> int:
     # SIGTERM (systemd, docker stop, timeout) stops the pass as Ctrl-C does, so the bag is closed
     # with its summary: killed by the default handler, nothing lifted so far could be read back
     # ("not a complete MCAP file"), and a video being rendered was left without its index.
-    _STOP.reset()
     made = folders_to_make(args.out)
+    _STOP.reset(made)
     previous = {signum: signal.signal(signum, _STOP.request) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _run(args)
