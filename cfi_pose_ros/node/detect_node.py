@@ -372,6 +372,10 @@ class DetectNode(SpecLifecycleNode):
         if discarded:   # counted as an input when it arrived: inputs_total = outputs_total + dropped.*
             self._drop("stopped")
         worker, self._worker = self._worker, None
+        if worker is not None and worker is not threading.current_thread():
+            # an idle worker ends at once: starting and joining the thread that answers meanwhile
+            # made every deactivate 23 ms instead of 2 (a helper's measure)
+            worker.join(timeout=0.05)
         if worker is not None and worker is not threading.current_thread() and worker.is_alive():
             # unsubscribed above, before the executor runs beside: what it runs (the diagnostics
             # timer) sees the node stopping; what this transition destroys next it destroys after
