@@ -1296,7 +1296,12 @@ def command_line_problem(argv: list[str], config_file: str) -> tuple[int, str] |
     --help`` started the node, and ``lift_node -p autostart:=true`` (no --ros-args) started it with
     every default and no autostart, without a word: -h / --help prints the usage (exit 0), anything
     else is refused in one line (exit 1, as an invalid parameter)."""
-    program, *rest = rclpy.utilities.remove_ros_args(argv) or [""]     # [] where argv is all ROS arguments
+    try:
+        program, *rest = rclpy.utilities.remove_ros_args(argv) or [""]     # [] where argv is all ROS arguments
+    except RCLError:
+        # ROS arguments rcl cannot read (a parameters file that is not YAML): rclpy.init says which
+        # in run()'s one line; here it was a traceback
+        return None
     if not rest:
         return None
     name = os.path.basename(program)
