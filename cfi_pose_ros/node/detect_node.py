@@ -376,11 +376,11 @@ class DetectNode(SpecLifecycleNode):
             # an idle worker ends at once: starting and joining the thread that answers meanwhile
             # made every deactivate 23 ms instead of 2 (a helper's measure)
             worker.join(timeout=0.05)
-        if worker is not None and worker is not threading.current_thread() and worker.is_alive():
-            # unsubscribed above, before the executor runs beside: what it runs (the diagnostics
-            # timer) sees the node stopping; what this transition destroys next it destroys after
-            with self.answering():
-                self._wait_for_frame_in_flight(worker)
+            if worker.is_alive():
+                # unsubscribed above, before the executor runs beside: what it runs (the diagnostics
+                # timer) sees the node stopping; what this transition destroys next it destroys after
+                with self.answering():
+                    self._wait_for_frame_in_flight(worker)
         with self._publish_lock:
             self._worker_token = None   # from now on that worker publishes nothing
         if worker is not None and worker.is_alive():
