@@ -718,7 +718,7 @@ def test_a_bad_parameter_stops_either_node_at_start_with_one_line_naming_it(tmp_
         log = tmp_path / f"{kind}_{k}.log"
         started.append((start_node(node, params_file=params_file, log_path=log,
                                    node_name=f"bad_param_{k}_{os.getpid()}"), log))
-    failures = []
+    failures, stuck_in_fast_dds = [], []
     for (process, log), (kind, overrides, expected) in zip(started, STARTUP_ERRORS):
         try:
             # all of them start at once: 19 imports of rclpy and numpy on 2 cores beside other work
@@ -726,10 +726,20 @@ def test_a_bad_parameter_stops_either_node_at_start_with_one_line_naming_it(tmp_
             rc = process.wait(timeout=180)
         except Exception:
             rc = stop(process)
-        lines = [line for line in log.read_text().splitlines() if line.strip()]
-        if not (rc == 1 and len(lines) == 1 and expected in lines[0] and "[FATAL]" in lines[0]):
+        text = log.read_text()
+        lines = [line for line in text.splitlines() if line.strip()]
+        said_why = rc == 1 and lines and expected in lines[0] and "[FATAL]" in lines[0]
+        if said_why and len(lines) > 1 and stuck_in_dds_teardown(text) and not stuck_in_fast_dds:
+            # its release after the FATAL line met the known Fast DDS deadlock, ended by the
+            # teardown deadline (test_a_node_refused_at_start_whose_release_hangs...); once a run
+            stuck_in_fast_dds.append(f"{kind} {overrides}")
+            continue
+        if not (said_why and len(lines) == 1):
             failures.append(f"{kind} {overrides}: exit {rc}, expected one line with {expected!r}, got:\n"
                             + "\n".join(lines[-25:]))
+    if stuck_in_fast_dds:
+        warnings.warn(f"{stuck_in_fast_dds[0]}: the refused node's release ended at its teardown deadline, stuck in "
+                      "Fast DDS's teardown (the known deadlock)")
     assert not failures, "\n\n".join(failures)
 
 
@@ -1159,6 +1169,49 @@ def test_a_node_stuck_while_being_built_exits_with_its_stacks(ros_env):
     assert done.returncode == 1, (done.returncode, done.stderr[-3000:])
     assert "Timeout (0:00:01)!" in done.stderr and "in __init__" in done.stderr and "in run" in done.stderr, \
         done.stderr
+
+
+@pytest.mark.parametrize("holding_the_gil", [True, False], ids=["native_call_holding_the_gil", "gil_released"])
+def test_a_node_refused_at_start_whose_release_hangs_exits_1_at_the_teardown_deadline(holding_the_gil, ros_env):
+    """A bad parameter stops the node while it is being built, and it releases itself before it
+    exits. A fresh-clone CI run saw that release (Fast DDS deleting a writer, the known deadlock
+    of stuck_in_dds_teardown) hang: only the 60 s deadline of building a node ended it, a launch
+    waiting a minute for a node that had already said why it would not start. The release runs
+    under run()'s teardown deadline: its warning or the native backstop's stacks, exit 1, soon."""
+    hang = "ctypes.PyDLL(None).sleep(60)   # native, the GIL held" if holding_the_gil else "time.sleep(60)"
+    started = time.monotonic()
+    done = _python_that_must_end(
+        "import ctypes, os, sys, time\n"
+        "from cfi_pose_ros.node import base\n"
+        "from cfi_pose_ros.node.lift_node import LiftNode\n"
+        "base.TEARDOWN_TIMEOUT_S = 0.5\n"
+        "def release_that_hangs(node):\n"
+        f"    {hang}\n"
+        "base.SpecLifecycleNode._release_node = release_that_hangs\n"
+        "sys.exit(base.run(LiftNode, args=['lift_node', '--ros-args', '-p', 'threads:=-1',\n"
+        "                                  '-r', f'__node:=refused_{os.getpid()}']))\n")
+    assert time.monotonic() - started < 15, done.stderr[-3000:]
+    assert done.returncode == 1, (done.returncode, done.stderr[-3000:])
+    assert "[FATAL]" in done.stderr and "threads=-1: out of range" in done.stderr, done.stderr[-3000:]
+    said = "Timeout (0:00:02.500000)!" if holding_the_gil else "teardown did not end within 0.5 s"
+    assert said in done.stderr and "in release_that_hangs" in done.stderr and "in _fail_start" in done.stderr, \
+        done.stderr[-3000:]
+
+
+def test_native_deadlines_nest_and_the_outer_one_still_holds_after_an_inner_one(ros_env):
+    """faulthandler keeps one timer: an inner native_deadline (a refused node's release) that
+    cancelled it on leaving left the rest of the start with none. The outer one fires after the
+    inner has ended, with its own time."""
+    done = _python_that_must_end("import ctypes\n"
+                                 "from cfi_pose_ros.node.base import native_deadline\n"
+                                 "with native_deadline(1.5):\n"
+                                 "    with native_deadline(20.0):\n"
+                                 "        pass\n"
+                                 "    with native_deadline(0.2):\n"
+                                 "        pass\n"
+                                 "    ctypes.PyDLL(None).sleep(60)   # native, the GIL held\n")
+    assert done.returncode == 1, (done.returncode, done.stderr[-3000:])
+    assert "Timeout (0:00:01." in done.stderr and "in <module>" in done.stderr, done.stderr[-3000:]
 
 
 def test_a_node_asked_for_its_stacks_writes_them_and_runs_on(tmp_path, ros_env):

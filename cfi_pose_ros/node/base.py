@@ -392,7 +392,11 @@ class SpecLifecycleNode(LifecycleNode):
 
     def _fail_start(self, text: str) -> None:
         self.get_logger().fatal(text)
-        self._release_node()        # not a subclass's destroy_node: its own attributes do not exist yet
+        # Under the deadline of run()'s teardown, exit 1: Fast DDS's deletion of a writer can
+        # deadlock (see run's teardown); here only the 60 s of building a node ended it, and a
+        # launch waited that long for a node that had already said why it would not start.
+        with teardown_deadline(lambda: 1, timeout_s=TEARDOWN_TIMEOUT_S):
+            self._release_node()    # not a subclass's destroy_node: its own attributes do not exist yet
         raise ParameterError(text)
 
     def parameter_problem(self, spec: ParamSpec, value) -> str | None:
@@ -1411,17 +1415,33 @@ STARTUP_TIMEOUT_S = 60.0
 NATIVE_BACKSTOP_S = 2.0
 
 
+# The monotonic times by which each native_deadline now entered must have ended, outermost first
+_native_deadlines: list[float] = []
+
+
 @contextlib.contextmanager
 def native_deadline(timeout_s: float):
     """Past ``timeout_s`` the process writes every thread's stack (under a ``Timeout (h:mm:ss)!``
     line) and exits 1, even where Python cannot run: faulthandler's watchdog is a C thread. A
     Python timer cannot fire while the main thread holds the GIL in a native call that never
-    returns (a deadlock in the middleware): it fired only once that call ended."""
-    faulthandler.dump_traceback_later(timeout_s, exit=True, file=crash_report_fd())
+    returns (a deadlock in the middleware): it fired only once that call ended.
+
+    They nest: faulthandler keeps one timer, so an inner deadline (the release of a node refused
+    while it was being built) arms the nearer of the two, and on leaving, the outer one is armed
+    again for what is left of it (leaving cancelled it, and the rest of the start had none)."""
+    now = time.monotonic()
+    _native_deadlines.append(now + timeout_s)
+    if min(_native_deadlines) == now + timeout_s:
+        faulthandler.dump_traceback_later(timeout_s, exit=True, file=crash_report_fd())   # its own figure
     try:
         yield
     finally:
-        faulthandler.cancel_dump_traceback_later()
+        _native_deadlines.pop()
+        if _native_deadlines:
+            left = min(_native_deadlines) - time.monotonic()
+            faulthandler.dump_traceback_later(max(left, 0.001), exit=True, file=crash_report_fd())
+        else:
+            faulthandler.cancel_dump_traceback_later()
 
 
 @contextlib.contextmanager
