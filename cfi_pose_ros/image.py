@@ -14,7 +14,8 @@ Conventions (those of ``sensor_msgs/image_encodings.hpp``):
 * 16-bit encodings (``mono16``, ``16UC1``, ``rgb16``, ``bayer_*16``, ...) are
   scaled to 8 bits by keeping the high byte (``value >> 8``), i.e. the full
   16-bit range maps onto 0..255.
-* Bayer mosaics are demosaiced (OpenCV's bilinear), packed YUV 4:2:2
+* Bayer mosaics are demosaiced (OpenCV's bilinear; one under 3 rows or columns, which that returns
+  black, cell by cell: see :func:`_tiny_mosaic_to_bgr`; one a pixel high or wide is refused), packed YUV 4:2:2
   (``yuv422``/``uyvy``, ``yuv422_yuy2``/``yuyv``: what USB cameras send) is
   converted with BT.601's video range, as cv_bridge does; so is semi-planar YUV 4:2:0
   (``nv12``, ``nv21``: what embedded camera pipelines send), laid out as RViz's image display
@@ -201,7 +202,8 @@ def image_to_bgr(encoding: str, height: int, width: int, step: int,
     Raises :class:`UnsupportedEncoding` for an encoding outside
     :data:`SUPPORTED_ENCODINGS`, and ``ValueError`` for a zero-sized image, a
     ``step`` shorter than one row of pixels, ``data`` shorter than
-    ``step * height``, or packed YUV of an odd width. Extra bytes after the last
+    ``step * height``, packed YUV of an odd width, or a Bayer mosaic one pixel high or
+    wide (no whole 2x2 cell). Extra bytes after the last
     row are ignored.
     """
     if encoding in SEMI_PLANAR_YUV420:
@@ -228,7 +230,41 @@ def image_to_bgr(encoding: str, height: int, width: int, step: int,
     code = _TO_BGR[encoding]
     if code is None:
         return np.array(pixels, dtype=np.uint8, order="C", copy=True)
+    if too_small_for_opencv_demosaic(encoding, height, width):
+        return _tiny_mosaic_to_bgr(encoding, pixels)
     return cv2.cvtColor(np.ascontiguousarray(pixels), code)
+
+
+# OpenCV's bilinear demosaic returns all zeros (no error) for a mosaic of fewer rows or columns
+# than this (OpenCV 5.0: 2x2, 2xN, Nx2 all came out black); 3x3 and larger are demosaiced right.
+_CV_DEMOSAIC_MIN_SIZE = 3
+
+
+def too_small_for_opencv_demosaic(encoding: str, height: int, width: int) -> bool:
+    """Whether a raw image is a Bayer mosaic OpenCV demosaics to black (cv_bridge calls that too):
+    :func:`image_to_bgr` converts it (or refuses it) itself."""
+    return encoding.startswith("bayer_") and min(int(height), int(width)) < _CV_DEMOSAIC_MIN_SIZE
+
+
+def _tiny_mosaic_to_bgr(encoding: str, mosaic: np.ndarray) -> np.ndarray:
+    """A Bayer ``mosaic`` (8-bit, ``(H, W)``) too small for OpenCV's demosaic: each whole 2x2 cell
+    gives its R, mean G and B to its four pixels; a last odd row or column takes the colour of the
+    cell beside it. ``ValueError`` for a mosaic one pixel high or wide: it has no whole cell, so one
+    of the three colours was never sampled."""
+    height, width = mosaic.shape
+    if height < 2 or width < 2:
+        raise ValueError(f"{encoding} image of {width}x{height} pixels has no whole 2x2 Bayer cell: "
+                         "one of its three colours was never sampled")
+    cells = mosaic[:height // 2 * 2, :width // 2 * 2].astype(np.uint16)
+    # the four samples of each cell, in the pattern's order (ROS names it by the first row's first two)
+    samples = [cells[i // 2::2, i % 2::2] for i in range(4)]
+    pattern = encoding[len("bayer_"):len("bayer_") + 4]
+    red, blue = samples[pattern.index("r")], samples[pattern.index("b")]
+    g1, g2 = (samples[i] for i, c in enumerate(pattern) if c == "g")
+    bgr = np.stack([blue, (g1 + g2 + 1) // 2, red], axis=-1).astype(np.uint8)
+    rows = np.minimum(np.arange(height) // 2, bgr.shape[0] - 1)
+    cols = np.minimum(np.arange(width) // 2, bgr.shape[1] - 1)
+    return np.ascontiguousarray(bgr[rows[:, None], cols[None, :]])
 
 
 def _semi_planar_to_bgr(encoding: str, height: int, width: int, step: int, data) -> np.ndarray:

@@ -411,6 +411,13 @@ def test_an_image_with_nobody_gives_empty_arrays_with_its_stamp(camera_path, met
                              setattr(m, "data", array.array("B")))),
     ("bad_image", lambda m: setattr(m, "step", m.width * 3 - 3)),                # step shorter than a row
     ("bad_image", lambda m: setattr(m, "data", m.data[:len(m.data) // 2])),      # data shorter than step*height
+    # a Bayer mosaic one row high has no blue (rggb) samples: it was converted to a black image
+    ("bad_image", lambda m: (setattr(m, "encoding", "bayer_rggb8"), setattr(m, "height", 1),
+                             setattr(m, "step", m.width))),
+    # huge dimensions over a little data; a row of pixels past what a uint32 step can hold
+    ("bad_image", lambda m: (setattr(m, "height", 100_000), setattr(m, "width", 100_000), setattr(m, "step", 300_000))),
+    ("bad_image", lambda m: (setattr(m, "encoding", "rgba16"), setattr(m, "width", 2**29),
+                             setattr(m, "step", 2**32 - 1), setattr(m, "is_bigendian", 1))),
     # no ROS time: its keypoints, stamped so, broke rclpy's Time.from_msg and rclcpp::Time downstream
     ("negative_stamp", lambda m: setattr(m.header.stamp, "sec", -5)),
     ("bad_stamp_nanosec", lambda m: setattr(m.header.stamp, "nanosec", 4_294_967_295)),

@@ -105,6 +105,44 @@ def test_bayer_mosaics_are_demosaiced_in_their_own_pattern(pattern, bits):
     np.testing.assert_array_equal(out[2:-2, 2:-2], np.broadcast_to(np.array(colour, np.uint8), (4, 6, 3)))
 
 
+@pytest.mark.parametrize("height, width", [(2, 2), (2, 4), (4, 2), (2, 6), (2, 3), (3, 2), (2, 5), (3, 3), (3, 4)])
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_a_bayer_mosaic_of_under_3_rows_or_columns_keeps_its_colours(pattern, bits, height, width):
+    """OpenCV's demosaic returned all zeros, without an error, for a mosaic of 2 rows or columns: a
+    tiny camera ROI (or a test pattern) came out black. Each whole 2x2 cell now gives its colour to
+    its pixels (a last odd row or column the cell beside it's); from 3x3 on OpenCV demosaics as before."""
+    colour = (10, 60, 200)
+    mosaic = _mosaic(colour, pattern, height, width)
+    raw = (mosaic * 257).astype("<u2") if bits == 16 else mosaic.astype(np.uint8)
+    data, step = _pack(raw, padding=3)
+    out = image_to_bgr(f"bayer_{pattern}{bits}", height, width, step, data)
+    np.testing.assert_array_equal(out, np.broadcast_to(np.array(colour, np.uint8), (height, width, 3)))
+    assert out.flags.c_contiguous and out.flags.writeable
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_each_cell_of_a_two_row_bayer_mosaic_gives_its_own_colour_with_the_mean_of_its_greens(pattern):
+    left, right = (10, 60, 200), (250, 5, 40)
+    mosaic = np.hstack([_mosaic(left, pattern, 2, 2), _mosaic(right, pattern, 2, 2)]).astype(np.uint8)
+    greens = [(r, c) for r in range(2) for c in range(2, 4) if pattern[r * 2 + c % 2] == "g"]
+    mosaic[greens[0]], mosaic[greens[1]] = 7, 8           # the right cell's greens differ: mean 7.5 -> 8
+    big_endian = (mosaic.astype(np.uint16) * 257).astype(">u2")
+    for encoding, data, bigendian in ((f"bayer_{pattern}8", mosaic, False), (f"bayer_{pattern}16", big_endian, True)):
+        out = image_to_bgr(encoding, 2, 4, data.strides[0], data.tobytes(), is_bigendian=bigendian)
+        np.testing.assert_array_equal(out[:, :2], np.broadcast_to(np.array(left, np.uint8), (2, 2, 3)))
+        np.testing.assert_array_equal(out[:, 2:], np.broadcast_to(np.array((250, 8, 40), np.uint8), (2, 2, 3)))
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (1, 6), (6, 1), (1, 2), (2, 1)])
+@pytest.mark.parametrize("encoding", ["bayer_rggb8", "bayer_grbg16"])
+def test_a_bayer_mosaic_one_pixel_high_or_wide_is_refused(encoding, height, width):
+    """No whole 2x2 cell: one of the three colours was never sampled (OpenCV gave black)."""
+    depth = 2 if encoding.endswith("16") else 1
+    with pytest.raises(ValueError, match=rf"{encoding} image of {width}x{height} pixels has no whole 2x2 Bayer cell"):
+        image_to_bgr(encoding, height, width, width * depth, bytes(height * width * depth))
+
+
 # BT.601 video range: pure red is Y 81, Cb 90, Cr 240; white is Y 235 with neutral chroma.
 @pytest.mark.parametrize("encoding", ["yuv422", "uyvy", "yuv422_yuy2", "yuyv"])
 @pytest.mark.parametrize("y, cb, cr, expected", [(81, 90, 240, (0, 0, 255)), (235, 128, 128, (255, 255, 255))])

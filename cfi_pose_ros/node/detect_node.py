@@ -60,7 +60,7 @@ from cfi_pose_ros.detectors.decode import unit_scores
 from cfi_pose_ros.detectors.frame import detect_and_track
 from cfi_pose_ros.image import (DEFAULT_MAX_IMAGE_PIXELS, READ_BY_ROWS, ImageTooLarge, UnsupportedEncoding,
                                 bytes_per_pixel, check_compressed_image, compressed_msg_to_bgr, decode_refusing_damage,
-                                image_msg_to_bgr, raw_rows)
+                                image_msg_to_bgr, raw_rows, too_small_for_opencv_demosaic)
 from cfi_pose_ros.interrupts import raise_if_interrupted
 from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, Keypoint2D
 from cfi_pose_ros.node.conversions import header_problem, stamp_seconds
@@ -172,8 +172,10 @@ def image_to_bgr(msg, bridge=None, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
     _check_raw_image(msg)
     # nv12/nv21 are read as RViz's image display reads nv12 (luma rows, then chroma rows), nv24 as
     # V4L2 lays it out, cv_bridge or not: image_encodings.hpp's tables give them 2 channels of 8 bits
-    # a pixel, which is not that layout, and what cv_bridge makes of them could not be checked here
-    if bridge is not None and msg.encoding not in READ_BY_ROWS:
+    # a pixel, which is not that layout, and what cv_bridge makes of them could not be checked here;
+    # a Bayer mosaic under 3 rows or columns cv_bridge's OpenCV demosaics to black
+    if bridge is not None and msg.encoding not in READ_BY_ROWS and not too_small_for_opencv_demosaic(
+            msg.encoding, msg.height, msg.width):
         try:
             image = _by_bridge(bridge.imgmsg_to_cv2, msg)
         except CvBridgeError as exc:
