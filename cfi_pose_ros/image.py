@@ -140,6 +140,14 @@ _DECODER_DAMAGE = ("libpng error:", "Corrupt JPEG data: premature end of data se
                    "Corrupt JPEG data: bad Huffman code", "Corrupt JPEG data: bad arithmetic code",
                    "instead of RST", "Premature end of JPEG file")
 _JPEG_EXTRANEOUS = re.compile(r"Corrupt JPEG data: (\d+) extraneous bytes before marker 0x([0-9a-f]{2})")
+# The lines the codecs themselves print on stderr, by how they begin: libpng's (its own prefix),
+# libjpeg's warnings (jerror.h's JWRN_ texts, each printed bare; libjpeg-turbo's included) and
+# OpenCV's log ("[ WARN:0@1.234] global ...": its decoders' own warnings). Only these are read for
+# damage and throttled; any other line written to stderr while a codec decodes is another thread's
+# (a node's log line through rcutils, a print) and is written back as it came.
+_CODEC_LINE = re.compile(r"libpng |Corrupt JPEG data:|Premature end of JPEG file|Inconsistent progression sequence|"
+                         r"Invalid SOS parameters|Warning: unknown JFIF|Unknown Adobe color transform|"
+                         r"Application transferred too|\[(?:FATAL|ERROR| WARN| INFO|DEBUG|VERB ?):\d")
 _STDERR_LOCK = threading.Lock()
 # What is written back to stderr after a decode is written at most once in this many seconds (as the
 # nodes' throttled warnings, node.base.WARN_PERIOD_S), counting lines that differ only in their numbers
@@ -527,9 +535,11 @@ def decode_refusing_damage(decode, format: str, data) -> Any:  # noqa: A002
     the codec printed that it could not read part of the data (:data:`_DECODER_DAMAGE`).
 
     The codecs say so only on the process's stderr (file descriptor 2), one unthrottled line per
-    frame, so it goes to a file while ``decode`` runs; whatever else was written to it meanwhile
-    (another thread's log line, a codec warning that is not about damage) is written back after,
-    a line at most once every ``_WRITE_BACK_PERIOD_S``."""
+    frame, so it goes to a file while ``decode`` runs. Written back after: a codec's line
+    (:data:`_CODEC_LINE`) that is not about damage at most once every ``_WRITE_BACK_PERIOD_S``, and
+    every other line (another thread's, written meanwhile) as it came: throttled with the codec's,
+    a node's warning logged by another thread during a decode was lost when it had come within the
+    period before, and one that quoted a codec's damage words had a whole image refused."""
     flat = _as_bytes_array(data)
     try:
         sink = tempfile.TemporaryFile()
@@ -548,8 +558,10 @@ def decode_refusing_damage(decode, format: str, data) -> Any:  # noqa: A002
             os.close(stderr)
         sink.seek(0)
         lines = sink.read().decode(errors="replace").splitlines(keepends=True)
-        damage = [line.strip() for line in lines if _reports_damage(line, flat)]
-        rest = "".join(line for line in lines if line.strip() not in damage and _not_written_lately(line))
+        codec = [_CODEC_LINE.match(line) is not None for line in lines]
+        damage = [line.strip() for line, ours in zip(lines, codec) if ours and _reports_damage(line, flat)]
+        rest = "".join(line for line, ours in zip(lines, codec)
+                       if not ours or (line.strip() not in damage and _not_written_lately(line)))
     if rest:
         os.write(2, rest.encode())
     if damage:

@@ -597,9 +597,43 @@ def test_a_codec_warning_that_comes_with_every_frame_is_written_once(monkeypatch
         assert decode_compressed("png", broken_profile).shape == (48, 64, 3)
         assert decode_compressed("jpeg", bogus_progression).shape == (48, 64, 3)
     for k in range(3):
-        image.decode_refusing_damage(lambda: os.write(2, f"padding of {k} bytes\n".encode()), "jpeg", png)
-    image.decode_refusing_damage(lambda: os.write(2, b"another line\n"), "jpeg", png)
+        image.decode_refusing_damage(lambda: os.write(2, f"libpng warning: padding of {k} bytes\n".encode()),
+                                     "jpeg", png)
+    image.decode_refusing_damage(lambda: os.write(2, b"libpng warning: another line\n"), "jpeg", png)
     err = capfd.readouterr().err
     assert err.count("libpng warning: iCCP: too short") == 1, err
     assert err.count("Inconsistent progression sequence") == 1, err
     assert err.count("padding of") == 1 and "another line" in err, err
+
+
+def test_another_threads_log_lines_written_during_a_decode_reach_stderr_each_one(ros_env, monkeypatch, capfd):
+    """While a codec decodes, stderr (descriptor 2) goes to a file, so whatever another thread logs
+    meanwhile lands there too. Those lines were written back throttled with the codec's: a node's
+    line that had come within _WRITE_BACK_PERIOD_S before was lost, and one that quoted a codec's
+    damage words (a drop warning of the frame before) had this whole, healthy image refused. Each
+    decode here waits until a real thread has logged through rclpy (rcutils writes to stderr)."""
+    import threading
+
+    import rclpy.logging
+
+    import cfi_pose_ros.image as image
+
+    monkeypatch.setattr(image, "_written_back", {})
+    monkeypatch.setattr(image, "_WRITE_BACK_PERIOD_S", 3600.0)
+    png = cv2.imencode(".png", np.full((48, 64, 3), 77, np.uint8))[1].tobytes()
+    logger = rclpy.logging.get_logger("camera_driver")
+    said = ["frame 101 arrived 12 ms late", "frame 102 arrived 13 ms late",
+            "image dropped (bad_image): damaged data (Premature end of JPEG file); not used"]
+
+    def decode_while_a_thread_logs(text: str):
+        thread = threading.Thread(target=logger.warning, args=(text,))
+        thread.start()
+        thread.join()                           # written to descriptor 2 by now, inside the decode
+        return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+
+    for text in said:
+        out = image.decode_refusing_damage(lambda: decode_while_a_thread_logs(text), "png", png)
+        assert out.shape == (48, 64, 3) and (out == 77).all()
+    err = capfd.readouterr().err
+    for text in said:
+        assert f"[camera_driver]: {text}" in err, err
