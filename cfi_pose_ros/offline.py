@@ -101,7 +101,7 @@ class Item:
     camera_info: object | None = None
     keypoints: object | None = None     # HumanKeypoints2DArray
     image: np.ndarray | None = None     # BGR
-    header: object | None = None        # the image's header (stamp, frame id)
+    header: object | None = None        # the image's header (stamp, frame id), an unreadable image's too
     depth: tuple[float, np.ndarray, str] | None = None     # an aligned depth image: (stamp s, pixels, header.frame_id)
     unread: Unread | None = None
 
@@ -225,7 +225,8 @@ def bag_source(path: Path, keypoints_topic=None, image_topic=None, camera_info_t
                 try:
                     image = image_to_bgr(msg, None, _image_pixel_bound(max_image_pixels))
                 except ValueError as exc:          # UnsupportedEncoding is a ValueError too
-                    yield Item(message.log_time_ns, unread=Unread("unreadable_image", f"{where}: {exc}", frame))
+                    yield Item(message.log_time_ns, unread=Unread("unreadable_image", f"{where}: {exc}", frame),
+                               header=msg.header)
                     continue
                 yield Item(message.log_time_ns, image=image, header=msg.header)
 
@@ -291,7 +292,7 @@ def _image_items(frames: Iterator[tuple[int, np.ndarray | Unread]], frame_id: st
     size = None
     for stamp, image in frames:
         if isinstance(image, Unread):
-            yield Item(stamp, unread=image)
+            yield Item(stamp, unread=image, header=_header(stamp, frame_id))
             continue
         header = _header(stamp, frame_id)
         image_size = (image.shape[1], image.shape[0])
@@ -670,7 +671,12 @@ def lift_source(source: Source, out_bag: Path, lift_values: dict, detect_values:
                 continue
             if item.unread is not None:
                 _count_unread(item.unread, result.dropped, say)
-                if item.unread.serialized is not None:
+                if item.header is not None:
+                    # an image the detector could not read is a frame dropped whole too: with a lifetime
+                    # RViz never expires, the last frame's skeletons stayed on screen, frozen, for as long
+                    # as the camera's images were unreadable
+                    clear_dropped_camera(item.header, item.log_time_ns)
+                elif item.unread.serialized is not None:
                     clear_dropped_camera(undecoded_frame_header(item.unread.serialized), item.log_time_ns)
                 if item.unread.frame:
                     bar.update(1)

@@ -219,3 +219,47 @@ def test_offline_lifting_with_tracking_off_still_starts_the_followed_boxes_over_
     assert all(person.id == "" for frame in people for person in frame)      # tracking off: no ids
     loop_box = people[2][0].bbox
     assert loop_box.x_offset >= w - 10, (loop_box.x_offset, loop_box.width)   # the skier, not a ghost
+
+
+@pytest.mark.parametrize("unreadable", ["encoding_unknown", "bayer_one_row"])
+def test_an_image_the_detector_cannot_read_clears_the_never_expiring_skeletons_of_its_camera(tmp_path, unreadable):
+    """Offline --detect with marker_lifetime 0 (RViz never expires them): an image of the bag that
+    could not be read is a frame dropped whole, but it wrote no markers, so the last readable
+    frame's skeletons stayed on RViz's screen, frozen, through every unreadable one until the next
+    readable frame. Its header names its camera, whose skeletons the first one now clears, as a
+    keypoints frame dropped whole does."""
+    import json
+
+    import cv2
+    from sensor_msgs.msg import Image
+    from visualization_msgs.msg import Marker
+
+    from cfi_pose_ros.node.detect_parameters import DETECT_NODE_PARAMETERS
+    from cfi_pose_ros.node.parameters import LIFT_NODE_PARAMETERS
+    from cfi_pose_ros.offline import bag_source, parameter_values, run_offline
+
+    _need_models()
+    photo = cv2.imread(str(FIXTURES / "images" / "skier.jpeg"))
+    good = Image(height=photo.shape[0], width=photo.shape[1], encoding="bgr8", step=photo.shape[1] * 3,
+                 data=photo.tobytes())
+    bad = {"encoding_unknown": Image(height=2, width=3, encoding="bogus", step=9, data=bytes(18)),
+           # one row of a Bayer mosaic has no whole cell (it was converted to a black image)
+           "bayer_one_row": Image(height=1, width=64, encoding="bayer_rggb8", step=64, data=bytes(64))}[unreadable]
+    bag = tmp_path / "unreadable.mcap"
+    start = 10**9 * 100
+    with BagWriter(bag) as writer:
+        for k, msg in enumerate((good, bad, bad, good)):
+            msg.header.frame_id = FRAME
+            msg.header.stamp.sec = 100 + k
+            writer.write("/image_raw", msg, start + k * PERIOD_NS)
+    lift = parameter_values(LIFT_NODE_PARAMETERS, overrides={"marker_lifetime": 0.0})
+    detect = parameter_values(DETECT_NODE_PARAMETERS, overrides={k: str(v) for k, v in MODELS.items()})
+    summary = run_offline(bag_source(bag), tmp_path / "out", lift, detect, video=False, progress=False,
+                          log=lambda text: None)
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["dropped"] == {"unreadable_image": 2}, summary
+    messages = list(read_bag(tmp_path / "out" / "lifted.mcap", ["/human_pose_3d/markers"]))
+    # drawn, cleared at the first unreadable image, drawn again, and the bag's closing DELETEALL
+    assert [m.log_time_ns for m in messages] == [start, start + PERIOD_NS, start + 3 * PERIOD_NS, start + 3 * PERIOD_NS]
+    drawn, cleared, again, _ = [m.decode() for m in messages]
+    assert len(drawn.markers) > 1 and len(again.markers) > 1     # the skier's skeleton after the DELETEALL
+    assert [(m.action, m.ns) for m in cleared.markers] == [(Marker.DELETEALL, drawn.markers[0].ns)]
