@@ -565,6 +565,42 @@ def test_compressed_jpeg_input(started, h36m_image):
     assert path.detector.poll() is None
 
 
+def test_hostile_compressed_images_are_dropped_counted_and_the_node_goes_on(started, h36m_image):
+    """Compressed images whose format string lies or is hostile: the codec is read from the data (a
+    JPEG labelled png is decoded), and everything else is dropped with a warning of bounded length
+    and counted by reason; the node goes on detecting."""
+    from sensor_msgs.msg import CompressedImage
+
+    path = started(detector={"compressed": True}, lifter=False)
+    jpeg = cv2.imencode(".jpg", h36m_image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    bmp = cv2.imencode(".bmp", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    hostile = [("bad_image", "j" * 1_000_000, b"\xff\xd8 not really a jpeg"),       # a megabyte format string
+               ("bad_image", "bmp", bmp),                                             # no header size read: refused
+               ("bad_image", "jpeg", b""),
+               ("bad_image", "png", jpeg[:300]),                                      # a JPEG cut short, labelled png
+               ("unsupported_encoding", "16UC1; compressedDepth png", jpeg)]
+    base = int(time.time()) % 100000 + 20000
+    for k, (_, format_, data) in enumerate(hostile):
+        msg = CompressedImage(format=format_)
+        msg.data = array.array("B", data)
+        msg.header.frame_id, msg.header.stamp.sec = FRAME, base + k
+        for _ in range(2):
+            path.image_pub.publish(msg)
+            path.spin_until(lambda: False, 0.3)
+    diag = path.diagnostics_of(path.detector_name)
+    for reason in ("bad_image", "unsupported_encoding"):
+        assert int(diag.get(f"dropped.{reason}", 0)) >= 1, diag
+    assert not any(base <= stamp // 10**9 < base + len(hostile) for stamp in path.keypoints), path.keypoints
+    labelled_png = CompressedImage(format="png")
+    labelled_png.data = array.array("B", jpeg)
+    labelled_png.header.frame_id, labelled_png.header.stamp.sec = FRAME, base + len(hostile)
+    out = path.send(labelled_png, until="keypoints")
+    assert out is not None and len(out.people) == 1, path.report()
+    log = path.detector_log.read_text()
+    assert "Traceback" not in log and path.detector.poll() is None
+    assert max(map(len, log.splitlines())) < 20_000, "a warning as long as the megabyte format string"
+
+
 @pytest.mark.parametrize("problem, expected", [
     ("unexpected_outputs", "expected output [B,1,17,3]"),
     ("unexpected_inputs", "expected input [B,3,H,W]"),
