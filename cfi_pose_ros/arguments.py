@@ -29,6 +29,9 @@ def output_directory(path: str | Path) -> Path:
     """``--out`` made and writable, or ValueError with the reason: checked before the work, which
     otherwise failed only at its end (an --out that is a file)."""
     out = Path(path)
+    problem = not_a_folder(out)
+    if problem:
+        raise ValueError(problem)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -36,6 +39,21 @@ def output_directory(path: str | Path) -> Path:
     if not os.access(out, os.W_OK | os.X_OK):
         raise ValueError(f"--out {out}: the directory is not writable")
     return out
+
+
+def not_a_folder(path: str | Path) -> str | None:
+    """Why ``--out path`` cannot be a folder, where it or the nearest of its parents that exists is a
+    file (None otherwise): mkdir said only "File exists" (or "Not a directory"), and
+    ``training.train --out FILE --resume`` said the file held no checkpoint."""
+    out = Path(path)
+    existing = next((folder for folder in (out, *out.parents) if os.path.lexists(folder)), None)
+    if existing is None or existing.is_dir():
+        return None
+    what = "a file" if existing.is_file() else "a broken symbolic link" if not existing.exists() else \
+        "a FIFO, device or socket"
+    if existing == out:
+        return f"--out {out} is {what}, not a folder: give a folder"
+    return f"--out {out}: {existing} is {what}, not a folder: give another --out"
 
 
 def folders_to_make(path: str | Path) -> list[Path]:

@@ -948,7 +948,7 @@ def test_a_video_of_frames_larger_than_max_image_pixels_is_refused_before_decodi
     ("play_bag", ["some.mcap", "--remap", "/camera_info"], "--remap takes FROM:=TO"),
     ("demo", ["--rate", "inf"], "argument --rate: must be a number > 0, not inf"),
     ("demo", ["--frames", "0"], "argument --frames: must be an integer >= 1, not 0"),
-    ("demo", ["--out", "/dev/null/demo"], "--out /dev/null/demo: cannot make the directory (Not a directory)"),
+    ("demo", ["--out", "/dev/null/demo"], "--out /dev/null/demo: /dev/null is a FIFO, device or socket, not a folder"),
     ("demo", ["--out", ""], "--out must name a folder"),
     ("demo", ["--backend", "bogus"], "invalid choice: 'bogus'"),
 ])

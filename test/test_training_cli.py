@@ -362,7 +362,7 @@ def test_a_refused_study_run_is_one_line_naming_the_run_with_advice_the_study_ca
     with pytest.raises(SystemExit) as stop:
         study.main(["--runs", "d64_s5_b0.5", "--short", "0.5", "--out", str(tmp_path / "file"),
                     "--doc", str(tmp_path / "doc")])
-    assert stop.value.code == 2 and f"--out {tmp_path / 'file'}: cannot make the directory" in capsys.readouterr().err
+    assert stop.value.code == 2 and f"--out {tmp_path / 'file'} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_a_study_run_stopped_by_a_signal_says_the_study_goes_on_from_it(tmp_path, capsys, monkeypatch):
@@ -622,6 +622,69 @@ def test_a_run_into_an_out_another_run_is_writing_is_refused(one_epoch, tmp_path
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     code, _ = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "2", "--resume", "--out", str(out)])
     assert code == 0 and [line["epoch"] for line in read_metrics(out)] == [1, 2]
+
+
+def test_a_run_refused_after_it_held_its_out_leaves_nothing_of_it(one_epoch, tmp_path, monkeypatch, capsys):
+    """A run refused once it held --out (a --batch-size its data does not fill, an --init-weights of
+    another model: found after the folder and its lock were made) left the folder it had made, and
+    its parents, holding only .lock; an empty folder that was there got the .lock. The lock of a
+    run that ran, and one another run holds, stay (test_a_run_into_an_out_another_run_is_writing)."""
+    made = tmp_path / "made" / "deeper" / "run"
+    code, error = run_cli(monkeypatch, capsys, ARGS + ["--batch-size", "100000", "--out", str(made)])
+    assert code == 1 and error.startswith("error: 600 training poses do not fill one batch of 100000")
+    assert not (tmp_path / "made").exists()
+    bigger = ARGS[:]
+    bigger[bigger.index("--dim") + 1] = "64"
+    code, error = run_cli(monkeypatch, capsys, bigger + ["--init-weights", str(one_epoch / "tiny.safetensors"),
+                                                         "--out", str(made)])
+    assert code == 1 and error.startswith(f"error: --init-weights {one_epoch / 'tiny.safetensors'}: its model")
+    assert not (tmp_path / "made").exists()
+    there = tmp_path / "there"
+    there.mkdir()
+    code, _ = run_cli(monkeypatch, capsys, ARGS + ["--batch-size", "100000", "--out", str(there)])
+    assert code == 1 and list(there.iterdir()) == []
+    code, _ = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "1", "--out", str(there)])
+    assert code == 0 and (there / ".lock").is_file()
+
+
+def test_a_run_that_locks_a_lock_file_a_refused_run_removed_locks_one_at_the_name(tmp_path, monkeypatch, capsys):
+    """A refused run removes the lock file it made (above) while it holds it: a run that had opened
+    that file meanwhile, and locks it once it is released, would hold a lock no third run sees, in
+    a folder that is gone. It opens the name again (the folder made again) and runs there. Here the
+    refused run's removal falls between this run's open and its flock, where it can fall."""
+    import fcntl
+    out = tmp_path / "run"
+    flock = fcntl.flock
+    removed = []
+
+    def removed_first(file, operation):
+        if not removed and operation & fcntl.LOCK_EX:
+            (out / ".lock").unlink()
+            out.rmdir()
+            removed.append(True)
+        return flock(file, operation)
+
+    monkeypatch.setattr(fcntl, "flock", removed_first)
+    code, _ = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "1", "--out", str(out)])
+    assert removed and code == 0
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.json", "checkpoint.safetensors",
+                                                      "curves.png", "metrics.jsonl", "tiny.json", "tiny.safetensors"]
+
+
+@pytest.mark.parametrize("resume", [[], ["--resume"], ["--overwrite"]], ids=["new", "resume", "overwrite"])
+def test_an_out_that_is_a_file_is_said_so_in_one_line(tmp_path, capsys, resume):
+    """`--out FILE --resume` said FILE "holds no checkpoint.safetensors to continue" (exit 1), a new
+    run mkdir's "cannot make the directory (File exists)"; an --out under a file "(Not a directory)"."""
+    (tmp_path / "file").write_text("")
+    for out, expected in ((tmp_path / "file", f"--out {tmp_path / 'file'} is a file, not a folder: give a folder"),
+                          (tmp_path / "file" / "run", f"--out {tmp_path / 'file' / 'run'}: {tmp_path / 'file'} is a "
+                                                      f"file, not a folder: give another --out")):
+        with pytest.raises(SystemExit) as stop:
+            train_module.main(ARGS + ["--out", str(out), *resume])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.splitlines()[-1].endswith(f": error: {expected}"), err
+        assert "Traceback" not in err
+    assert (tmp_path / "file").read_text() == ""
 
 
 def test_a_resume_refusal_names_the_runs_own_weights(one_epoch, tmp_path, monkeypatch, capsys):

@@ -38,8 +38,8 @@ from cfi_pose_ros.metrics import PerClassError, mpjpe, p_mpjpe
 from cfi_pose_ros.skeleton import H36M_17, H36M_LOWER_BODY
 from cfi_pose_ros.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, record_metrics, resolve_weights, \
     weights_paths
-from cfi_pose_ros.arguments import (EachOnce, directory_name, folders_to_make, output_directory, positive_int,
-                                   remove_empty)
+from cfi_pose_ros.arguments import (EachOnce, directory_name, folders_to_make, not_a_folder, output_directory,
+                                   positive_int, remove_empty)
 from cfi_pose_ros.files import WriteError, write_error, write_together
 from cfi_pose_ros.interrupts import (StopSignalsInterrupt, interrupt_signal, interrupted_exit_code,
                                     stop_signals_held)
@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> dict:
         # lifter was given every joint, and --record wrote its means as "without" all 17
         parser.error("--missing-joints: at least one joint must stay, not all 17 (with none seen the lifter "
                      "would be given them all)")
+    problem = not_a_folder(args.out)
+    if problem:             # a usage error, as training.train's and export's
+        parser.error(problem)
     made = folders_to_make(args.out)
     try:
         return run(args, argv)

@@ -51,8 +51,8 @@ from cfi_pose_ros.files import WriteError, append_file, special_file_kind, write
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, config_value_problem, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
-from cfi_pose_ros.arguments import EachOnce, directory_name, non_negative_float, non_negative_int, number_in, \
-    output_directory, positive_float, positive_int, probability
+from cfi_pose_ros.arguments import EachOnce, directory_name, folders_to_make, non_negative_float, non_negative_int, \
+    not_a_folder, number_in, output_directory, positive_float, positive_int, probability, remove_empty
 from training.augment import (cut_at_image_bottom, detector_noise, displace_joints, drop_joints, random_flip,
                               virtual_placement)
 from training.checkpoint import (CHECKPOINT, CHECKPOINT_JSON, CHECKPOINT_PARTIALS, CheckpointError, config_difference,
@@ -257,6 +257,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     problem = config_value_problem(config)
     if problem:
         parser.error(f"--dim {args.dim} --mlp-ratio {args.mlp_ratio:g}: {problem}")
+    problem = not_a_folder(args.out)
+    if problem:             # a usage error, as export's output under a file (--resume: "holds no checkpoint")
+        parser.error(problem)
     near, far = args.placement_distance
     if near > far:
         parser.error(f"--placement-distance {near:g} {far:g}: NEAR must not be farther than FAR")
@@ -873,27 +876,89 @@ class Run:
 
 
 @contextmanager
-def holding_out(out: Path, rank: int):
+def holding_out(out: Path, rank: int, made: list[Path]):
     """--out to this run alone while it runs (rank 0 holds it; the others write nothing): two runs
     started into one --out at once were both let in, and their metrics.jsonl lines and checkpoints
-    interleaved. The lock file stays (deleting it would let a third run lock a new one beside it)."""
+    interleaved. The lock file stays after a run (``out_lock``); a run that ends before it has
+    written anything (refused at start: a --batch-size its data does not fill, an --init-weights of
+    another model; or Ctrl-C while it loaded) leaves nothing, where it left the folder it had made
+    (``made``: the folders ``output_directory`` made for it, deepest first) holding its lock."""
     if rank != 0:
         yield
         return
-    with open(out / LOCK, "a") as lock:
+    lock, created, made = out_lock(out, made)
+    with lock:
+        try:
+            yield
+        except BaseException:
+            if created:
+                remove_unused_out(out, made)
+            raise
+
+
+def out_lock(out: Path, made: list[Path]):
+    """``out/LOCK`` opened and locked (``flock``), whether this run created it, and the folders made
+    for it (``made``, as ``holding_out`` takes it); RunRefused while another run holds it.
+    ``remove_unused_out`` deletes a lock file while it holds it: a run that had opened that file
+    before, and locks it once it is released, holds a lock no later run sees (a third run would
+    create a new file beside it and lock that one too). So the file locked must be the one at the
+    name, or this run opens the name again (the folder made again where the other run removed it)."""
+    for _ in range(100):        # each round another run removed the folder: not for ever
+        try:
+            try:
+                descriptor = os.open(out / LOCK, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                created = True
+            except FileExistsError:
+                descriptor = os.open(out / LOCK, os.O_WRONLY)
+                created = False
+        except FileNotFoundError:       # removed, with its folder, by a run refused meanwhile
+            made = folders_to_make(out)
+            try:
+                output_directory(out)
+            except ValueError as error:
+                raise RunRefused(str(error)) from None
+            continue
+        lock = os.fdopen(descriptor, "w")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            lock.close()
             raise RunRefused(f"--out {out}: another run is writing into it now (it holds {out / LOCK}); wait "
                              f"for it to end, or pick another --out") from None
-        yield
+        held = os.fstat(lock.fileno())
+        try:
+            named = os.stat(out / LOCK)
+            if (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino):
+                return lock, created, made
+        except FileNotFoundError:
+            pass
+        lock.close()
+    raise RunRefused(f"--out {out}: other runs keep removing {out / LOCK}; pick another --out")
+
+
+def remove_unused_out(out: Path, made: list[Path]) -> None:
+    """The lock file this run created in ``out`` (held: see ``out_lock``) removed where the folder
+    holds nothing else, and then the folders made for the run (``made``) where they are empty. A
+    folder that holds anything else (a run's files, a file put there meanwhile) stays as it is."""
+    try:
+        if [entry.name for entry in os.scandir(out)] != [LOCK]:
+            return
+        os.unlink(out / LOCK)
+    except OSError:
+        return
+    remove_empty(made)
 
 
 def train(args) -> dict:
     out = Path(args.out)
-    check_out(args, out)
+    made = folders_to_make(out)
+    try:
+        check_out(args, out)
+    except RunRefused:
+        remove_empty(made)      # made, then found not writable
+        raise
     rank = int(os.environ.get("RANK", "0"))
-    with holding_out(out, rank):
+    with holding_out(out, rank, made):
         saved = read_checkpoint_meta(out) if args.resume else None
         if saved is not None:
             check_saved_run(out, saved)
