@@ -248,6 +248,29 @@ def test_evaluate_ends_on_a_stop_signal_with_nothing_written(tmp_path, moment, s
     assert sorted(path.name for path in weights.iterdir()) == ["w.json", "w.safetensors"]
 
 
+@pytest.mark.parametrize("moment", ["importing torch", "making its data"])
+@STOP_SIGNALS
+def test_a_training_run_stopped_before_its_first_step_ends_in_one_line_and_leaves_nothing(tmp_path, moment, signum):
+    """`python -m training.train` sent Ctrl-C while torch loaded: a KeyboardInterrupt traceback (exit -2);
+    SIGTERM before the first step (the run's own stop handling starts there): the default death, no
+    word, and the --out it had made left holding .lock (so did Ctrl-C). Now one line, 130 or 143, and
+    no --out (a signal from the first step on: test_training_cli.py -k stop_signal)."""
+    out, stderr = tmp_path / "made" / "run", tmp_path / "stderr"
+    # 3 million synthetic poses: seconds of making them, with --out and its lock made before
+    args = ["training.train", "--synthetic", "3000000", "--dim", "16", "--depth", "1", "--heads", "2",
+            "--threads", "1", "--compile", "off", "--amp", "off", "--out", str(out)]
+    def ready(train):
+        if moment == "making its data":
+            return lambda: (out / ".lock").exists()
+        return importing(train, "libtorch_cpu")
+
+    last = stop_when(args, dict(os.environ), stderr, ready, moment, signum, "training")
+    assert last == ("training: interrupted" if moment == "importing torch" else
+                    f"training: interrupted by {signum.name}; --out holds what the run's last checkpoint wrote "
+                    f"(nothing, before the first)"), last
+    assert not (tmp_path / "made").exists()
+
+
 # --------------------------------------------------------------------------------------- benchmarks
 
 @functools.cache

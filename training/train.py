@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import shlex
-import signal
 import stat
 import sys
 import time
@@ -43,11 +42,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
+if __name__ == "__main__":
+    # a stop signal while torch loads below ends the command in one line, 130 or 143, until main()
+    # takes over (it was a KeyboardInterrupt traceback from inside an import, exit -2)
+    from cfi_pose_ros.interrupts import exit_quietly_on_stop_signals
+    exit_quietly_on_stop_signals("training")
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from cfi_pose_ros.files import WriteError, append_file, special_file_kind, write_replacing
+from cfi_pose_ros.interrupts import StopSignalsInterrupt, interrupt_signal, interrupted_exit_code
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, config_value_problem, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
@@ -1362,7 +1368,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     args.command_line = argv
     try:
-        return train(args)
+        if argv is not None:        # called from Python: a signal is the caller's to handle
+            return train(args)
+        # before the first step (the run's own StopRequests from there) SIGTERM too ends the run in
+        # one line, the folder it made removed (holding_out): it was SIGTERM's default death, which
+        # left that folder holding .lock
+        with StopSignalsInterrupt("training"):
+            return train(args)
     except RUN_REFUSALS as error:
         if argv is not None:
             raise
@@ -1374,13 +1386,13 @@ def main(argv: list[str] | None = None) -> dict:
         if int(os.environ.get("RANK", "0")) == 0:     # one line, not one per process
             print(f"training: {stopped}", file=sys.stderr)
         raise SystemExit(stopped.exit_code) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         if argv is not None:
             raise
-        # before the first step (nothing to save yet), or a second Ctrl-C during a stop
-        print("training: interrupted by SIGINT; --out holds what the run's last checkpoint wrote (nothing, "
-              "before the first)", file=sys.stderr)
-        raise SystemExit(128 + signal.SIGINT) from None
+        # before the first step (nothing to save yet), or a second signal during a stop
+        print(f"training: interrupted by {interrupt_signal(interrupt).name}; --out holds what the run's last "
+              f"checkpoint wrote (nothing, before the first)", file=sys.stderr)
+        raise SystemExit(interrupted_exit_code(interrupt)) from None
 
 
 def cli() -> int:
