@@ -267,6 +267,35 @@ def test_resume_of_another_model_or_a_damaged_checkpoint_is_one_line(one_epoch, 
     assert [line["epoch"] for line in read_metrics(out)] == [1]
 
 
+def test_a_checkpoint_whose_tensors_do_not_fit_its_model_is_refused_in_one_line(one_epoch, tmp_path, monkeypatch,
+                                                                               capsys):
+    """Tensors of another --dim under a checkpoint's metadata (its hashes matching them: written so, or
+    saved before the hashes) were refused with torch's reason, a line per tensor: 60 lines."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from cfi_pose_ros.model import CFIConfig, CFINet
+    from training.checkpoint import TENSORS_SHA256, tensors_sha256
+
+    out = tmp_path / "run"
+    shutil.copytree(one_epoch, out)
+    with safe_open(str(out / "checkpoint.safetensors"), framework="pt") as f:
+        metadata = f.metadata()
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    wider = CFINet(CFIConfig(dim=64, depth=1, heads=4)).state_dict()
+    tensors.update({f"model.{name}": tensor.contiguous() for name, tensor in wider.items()})
+    save_file(tensors, str(out / "checkpoint.safetensors"), metadata={**metadata, TENSORS_SHA256: tensors_sha256(tensors)})
+    monkeypatch.setattr(sys, "argv", ["train", "--epochs", "2", "--resume", "--out", str(out)])
+    with pytest.raises(SystemExit) as stop:
+        train_module.main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and len(err.strip().splitlines()) == 1, err
+    assert re.fullmatch(rf"error: {re.escape(str(out / 'checkpoint.safetensors'))}: not a checkpoint that can be "
+                        rf"resumed \(Error\(s\) in loading state_dict for CFINet: size mismatch for \S+: .* \(and "
+                        rf"\d+ more\)\); start the run again with --overwrite", err.strip()), err
+    assert [line["epoch"] for line in read_metrics(out)] == [1]
+
+
 def test_init_weights_of_another_architecture_names_the_difference_in_one_line(one_epoch, tmp_path, monkeypatch,
                                                                                capsys):
     bigger = ARGS[:]

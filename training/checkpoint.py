@@ -236,8 +236,12 @@ def _metadata_problem(meta) -> str | None:
 
 
 def unresumable(path: Path, error: Exception | str) -> CheckpointError:
-    """The one refusal of a checkpoint that cannot be resumed, saying why and what to do."""
-    return CheckpointError(f"{path}: not a checkpoint that can be resumed ({error}); start the run "
+    """The one refusal of a checkpoint that cannot be resumed, saying why and what to do, in one
+    line: torch's load_state_dict says each tensor that does not fit on a line of its own (tensors
+    of another --dim under a checkpoint's metadata: 60 lines), the first of them is enough."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    why = " ".join(lines[:2]) + (f" (and {len(lines) - 2} more)" if len(lines) > 2 else "")
+    return CheckpointError(f"{path}: not a checkpoint that can be resumed ({why}); start the run "
                            f"again with --overwrite")
 
 
