@@ -700,6 +700,25 @@ def test_a_run_that_locks_a_lock_file_a_refused_run_removed_locks_one_at_the_nam
                                                       "curves.png", "metrics.jsonl", "tiny.json", "tiny.safetensors"]
 
 
+@pytest.mark.parametrize("kind", ["directory", "FIFO", "broken symbolic link"])
+def test_a_lock_file_that_is_no_file_is_refused_in_one_line(one_epoch, tmp_path, kind):
+    """No run makes <out>/.lock anything but a file: a folder there was an IsADirectoryError traceback,
+    a FIFO waited for a reader for ever (a resume that never started), a broken link a refusal
+    saying that other runs kept removing it."""
+    out = tmp_path / "run"
+    shutil.copytree(one_epoch, out)
+    (out / ".lock").unlink(missing_ok=True)
+    {"directory": lambda lock: lock.mkdir(), "FIFO": os.mkfifo,
+     "broken symbolic link": lambda lock: lock.symlink_to(tmp_path / "nowhere")}[kind](out / ".lock")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"}
+    run = subprocess.run([sys.executable, "-P", "-m", "training.train", "--epochs", "2", "--resume", "--out", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and run.stderr.strip() == (
+        f"error: --out {out}: {out / '.lock'} is a {kind}, not the lock file a run holds there; move it away"), \
+        run.stderr[-3000:]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"} == before
+
+
 @pytest.mark.parametrize("resume", [[], ["--resume"], ["--overwrite"]], ids=["new", "resume", "overwrite"])
 def test_an_out_that_is_a_file_is_said_so_in_one_line(tmp_path, capsys, resume):
     """`--out FILE --resume` said FILE "holds no checkpoint.safetensors to continue" (exit 1), a new

@@ -915,7 +915,17 @@ def out_lock(out: Path, made: list[Path]):
                 descriptor = os.open(out / LOCK, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
                 created = True
             except FileExistsError:
-                descriptor = os.open(out / LOCK, os.O_WRONLY)
+                # no run makes anything else there: a folder was an IsADirectoryError traceback, a FIFO
+                # waited for a reader for ever, a broken link looked like a file removed again and again
+                try:
+                    mode = os.stat(out / LOCK).st_mode
+                except FileNotFoundError:
+                    mode = None if not os.path.lexists(out / LOCK) else 0
+                if mode is not None and not stat.S_ISREG(mode):
+                    kind = special_file_kind(mode) if mode else "a broken symbolic link"
+                    raise RunRefused(f"--out {out}: {out / LOCK} is {kind}, not the lock file a run holds there; "
+                                     f"move it away") from None
+                descriptor = os.open(out / LOCK, os.O_WRONLY | os.O_NONBLOCK)
                 created = False
         except FileNotFoundError:       # removed, with its folder, by a run refused meanwhile
             made = folders_to_make(out)
