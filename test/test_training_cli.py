@@ -719,6 +719,19 @@ def test_a_lock_file_that_is_no_file_is_refused_in_one_line(one_epoch, tmp_path,
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"} == before
 
 
+def test_resume_of_a_checkpoint_that_is_no_file_says_so(one_epoch, tmp_path, monkeypatch, capsys):
+    """A folder (or FIFO) named checkpoint.safetensors: --resume said the run "holds no
+    checkpoint.safetensors", listing checkpoint.safetensors among its files, and advised --overwrite,
+    which refuses it."""
+    out = tmp_path / "run"
+    shutil.copytree(one_epoch, out)
+    (out / "checkpoint.safetensors").unlink()
+    (out / "checkpoint.safetensors").mkdir()
+    code, error = run_cli(monkeypatch, capsys, ARGS + ["--epochs", "2", "--resume", "--out", str(out)])
+    assert code == 1 and error == (f"error: --resume: {out / 'checkpoint.safetensors'} is a directory, not a "
+                                   f"checkpoint; move it away")
+
+
 @pytest.mark.parametrize("resume", [[], ["--resume"], ["--overwrite"]], ids=["new", "resume", "overwrite"])
 def test_an_out_that_is_a_file_is_said_so_in_one_line(tmp_path, capsys, resume):
     """`--out FILE --resume` said FILE "holds no checkpoint.safetensors to continue" (exit 1), a new

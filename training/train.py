@@ -460,6 +460,15 @@ def check_out(args, out: Path) -> None:
     Either way an --out this run cannot write: a resumed run trained, then failed with a
     SafetensorError traceback at its first save."""
     if args.resume:
+        try:
+            mode = os.stat(out / CHECKPOINT).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode):
+            # no run makes one: it was "holds no checkpoint.safetensors" listing checkpoint.safetensors
+            # among the run's files, and advised --overwrite, which refuses it
+            raise RunRefused(f"--resume: {out / CHECKPOINT} is {special_file_kind(mode)}, not a checkpoint; move "
+                             f"it away")
         if not has_checkpoint(out):
             # a run stopped before its first checkpoint (killed while its first evaluation saved)
             # leaves its weights and curves: "leave out --resume" was then refused for them, and
