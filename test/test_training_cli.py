@@ -732,6 +732,15 @@ def test_resume_of_a_checkpoint_that_is_no_file_says_so(one_epoch, tmp_path, mon
                                    f"checkpoint; move it away")
 
 
+def test_data_that_do_not_fit_in_memory_are_one_line(tmp_path, monkeypatch, capsys):
+    """--synthetic 10**15 was numpy's _ArrayMemoryError traceback. (7 PiB: past any address space, so
+    the allocation fails at once even where the kernel overcommits.)"""
+    out = tmp_path / "run"
+    code, error = run_cli(monkeypatch, capsys, ARGS + ["--synthetic", str(10**15), "--out", str(out)])
+    assert code == 1 and error.startswith("error: the synthetic poses do not fit in memory (Unable to allocate"), error
+    assert error.endswith("); ask for fewer (--synthetic)") and not out.exists()
+
+
 @pytest.mark.parametrize("resume", [[], ["--resume"], ["--overwrite"]], ids=["new", "resume", "overwrite"])
 def test_an_out_that_is_a_file_is_said_so_in_one_line(tmp_path, capsys, resume):
     """`--out FILE --resume` said FILE "holds no checkpoint.safetensors to continue" (exit 1), a new

@@ -1062,7 +1062,12 @@ def start_run(args, out: Path, saved: dict | None) -> Run:
     if saved is not None:
         state, history = restore_run(args, out, model, optimizer, ema, saved, rank, device)
         resumed_rng = process_rng_state(device)     # set again after the probes below, which draw from it
-    train_set, test_set = load_data(args)
+    try:
+        train_set, test_set = load_data(args)
+    except MemoryError as error:        # --synthetic 10**12: a numpy _ArrayMemoryError traceback
+        raise RunRefused(f"the {'synthetic poses' if args.synthetic else 'data'} do not fit in memory ({error}); "
+                         f"{'ask for fewer (--synthetic)' if args.synthetic else 'take fewer frames (--stride)'}") \
+            from None
     fingerprint = data_fingerprint(train_set, test_set)
     if saved is not None:
         check_same_data(args, out, state.data_fingerprint, fingerprint)
