@@ -290,6 +290,13 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
         config = json.loads(text)
     except (ValueError, RecursionError) as exc:    # JSONDecodeError, UnicodeDecodeError, an int of 5000 digits
         raise WeightsError(f"{config_path}: not valid JSON ({exc})") from exc
+    if isinstance(config, dict) and "adam_steps" in config and "run_state" in config:
+        # training.checkpoint's metadata (a run's checkpoint.safetensors given as weights): "format is
+        # None" named neither what the file is nor the run's weights beside it
+        name = config.get("args", {}).get("name") if isinstance(config.get("args"), dict) else None
+        weights = Path(config_path).with_name(f"{name if isinstance(name, str) and name else 'cfi'}.safetensors")
+        raise WeightsError(f"{config_path}: a training run's checkpoint, not weights; the run's weights are "
+                           f"{weights}")
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise WeightsError(f"{config_path}: format is {config.get('format') if isinstance(config, dict) else None!r}, "
                            f"expected {FORMAT!r}")

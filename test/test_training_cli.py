@@ -741,6 +741,21 @@ def test_data_that_do_not_fit_in_memory_are_one_line(tmp_path, monkeypatch, caps
     assert error.endswith("); ask for fewer (--synthetic)") and not out.exists()
 
 
+def test_a_checkpoint_given_as_weights_is_said_to_be_one(one_epoch, tmp_path, monkeypatch, capsys):
+    """A run's checkpoint.safetensors as --init-weights (or training.evaluate's --weights) was refused as
+    "format is None, expected 'cfi_pose_ros.weights/1'", naming neither what it is nor the weights."""
+    expected = (f"error: {one_epoch / 'checkpoint.json'}: a training run's checkpoint, not weights; the run's "
+                f"weights are {one_epoch / 'tiny.safetensors'}")
+    code, error = run_cli(monkeypatch, capsys, ARGS + ["--init-weights", str(one_epoch / "checkpoint.safetensors"),
+                                                       "--out", str(tmp_path / "run")])
+    assert code == 1 and error == expected and not (tmp_path / "run").exists()
+    monkeypatch.setattr(sys, "argv", ["evaluate", "--weights", str(one_epoch / "checkpoint.safetensors"),
+                                      "--out", str(tmp_path / "eval")])
+    with pytest.raises(SystemExit) as stop:
+        evaluate_module.main()
+    assert stop.value.code == expected and not (tmp_path / "eval").exists()     # SystemExit(its line): exit 1
+
+
 @pytest.mark.parametrize("resume", [[], ["--resume"], ["--overwrite"]], ids=["new", "resume", "overwrite"])
 def test_an_out_that_is_a_file_is_said_so_in_one_line(tmp_path, capsys, resume):
     """`--out FILE --resume` said FILE "holds no checkpoint.safetensors to continue" (exit 1), a new
