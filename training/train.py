@@ -37,7 +37,7 @@ import stat
 import sys
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -53,7 +53,8 @@ import torch
 from tqdm import tqdm
 
 from cfi_pose_ros.files import WriteError, append_file, special_file_kind, write_replacing
-from cfi_pose_ros.interrupts import StopSignalsInterrupt, interrupt_signal, interrupted_exit_code
+from cfi_pose_ros.interrupts import (StopSignalsInterrupt, interrupt_signal, interrupted_exit_code,
+                                    stop_signals_held)
 from cfi_pose_ros.model import CFIConfig, CFINet, use_fused_attention
 from cfi_pose_ros.weights import WeightsError, config_value_problem, load_weights, save_weights
 from cfi_pose_ros.camera import H36M_INPUT_DOMAIN, H36M_REFERENCE_CAMERA, LifterInputDomain, person_scale
@@ -891,19 +892,31 @@ class Run:
 
 
 @contextmanager
-def holding_out(out: Path, rank: int, made: list[Path]):
-    """--out to this run alone while it runs (rank 0 holds it; the others write nothing): two runs
-    started into one --out at once were both let in, and their metrics.jsonl lines and checkpoints
-    interleaved. The lock file stays after a run (``out_lock``); a run that ends before it has
-    written anything (refused at start: a --batch-size its data does not fill, an --init-weights of
-    another model; or Ctrl-C while it loaded) leaves nothing, where it left the folder it had made
-    (``made``: the folders ``output_directory`` made for it, deepest first) holding its lock."""
-    if rank != 0:
-        yield
-        return
-    lock, created, made = out_lock(out, made)
+def holding_out(args, out: Path, rank: int):
+    """--out checked (``check_out``) and to this run alone while it runs (rank 0 holds it; the
+    others write nothing): two runs started into one --out at once were both let in, and their
+    metrics.jsonl lines and checkpoints interleaved. The lock file stays after a run (``out_lock``);
+    a run that ends before it has written anything (refused at start: a --batch-size its data does
+    not fill, an --init-weights of another model; or Ctrl-C while it loaded) leaves nothing, where it
+    left the folders it had made holding its lock."""
+    made = folders_to_make(out)
+    lock, created, interrupted = nullcontext(), False, None
+    try:
+        # a stop signal after the folders or the lock file were made and before the try below left
+        # them behind (a Ctrl-C as soon as .lock appeared); held, it is raised in that try
+        with stop_signals_held():
+            check_out(args, out)
+            if rank == 0:
+                lock, created, made = out_lock(out, made)
+    except KeyboardInterrupt as interrupt:     # raised as the held block ends: all of it was done
+        interrupted = interrupt
+    except BaseException:
+        remove_empty(made)          # made, then found not writable, or locked by another run
+        raise
     with lock:
         try:
+            if interrupted is not None:
+                raise interrupted
             yield
         except BaseException:
             if created:
@@ -976,14 +989,8 @@ def remove_unused_out(out: Path, made: list[Path]) -> None:
 
 def train(args) -> dict:
     out = Path(args.out)
-    made = folders_to_make(out)
-    try:
-        check_out(args, out)
-    except RunRefused:
-        remove_empty(made)      # made, then found not writable
-        raise
     rank = int(os.environ.get("RANK", "0"))
-    with holding_out(out, rank, made):
+    with holding_out(args, out, rank):
         saved = read_checkpoint_meta(out) if args.resume else None
         if saved is not None:
             check_saved_run(out, saved)
