@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 if ros_available() is None:
     from cfi_pose_ros.msg import HumanKeypoints2D, HumanKeypoints2DArray, HumanPose3D, Keypoint2D
-    from cfi_pose_ros.node.replay import Clip, keypoints_msg
+    from cfi_pose_ros.node.replay import Clip, camera_info_msg, keypoints_msg
     from ros_harness import NodeUnderTest, stamp_msg
 
 floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32),
@@ -172,3 +172,116 @@ def test_interleaved_lifecycle_parameters_and_frames_keep_the_node_consistent(tm
         code = node.close()
     assert code == 0, node.log()
     assert not [line for line in node.log().splitlines() if "[ERROR]" in line or "Traceback" in line], node.log()
+
+
+# Values a float32 keypoint field can carry over the wire (1e308 arrives as inf), and float64 ones
+# for CameraInfo's k, d and p
+HOSTILE_FLOAT32 = [math.nan, math.inf, -math.inf, -0.0, 0.0, 3.4e38, -3.4e38, 1e-45, 1e-40, -1.0, 1e9, 5e5, 0.5]
+HOSTILE_FLOAT64 = HOSTILE_FLOAT32 + [1e308, -1e308, 5e-324]
+HOSTILE_IDS = ["", " ", "\x00", "\x01\n\t", "ü名前🙂", "a/b", "a b", "//", "..", "x" * 300, "dup", "dup", "\u202e"]
+HOSTILE_FRAME_IDS = ["cam", "", "/", "//", "/cam", "ü名前🙂", "a" * 5000, "\x00x", "x\ny", "other_cam"]
+HOSTILE_SIZES = [0, 1, 2, 640, 1000, 4000, 65535, 2**31, 2**32 - 1]
+
+
+def test_hostile_frames_and_camera_infos_leave_the_next_valid_frame_lifted_as_before():
+    """A seeded walk, in-process (the node's lift_keypoints and camera_or_size_from_info): frames of
+    non-finite, denormal and float32-extreme coordinates and scores, 0 to 1000 joints, unknown
+    layouts, up to 3000 people, hostile ids, frame ids, image sizes and stamps, CameraInfos of
+    hostile k, d, p, binning and roi, and depth images of non-finite or extreme depths. Nothing
+    raises (the node counts that as processing_error), whatever is published is finite and of 17
+    joints, and a valid frame with a valid CameraInfo, every 40 steps, is lifted exactly as before
+    the walk (no state left behind)."""
+    import random
+
+    from cfi_pose_ros.markers import DrawnMarkers
+    from cfi_pose_ros.node import lifting
+    from cfi_pose_ros.node.parameters import PARAMETERS_BY_NAME
+
+    rng, clip = random.Random(7), Clip.load()
+    pipeline = lifting.build_pipeline(lambda name: PARAMETERS_BY_NAME[name].default)
+    drawn = DrawnMarkers()
+
+    def valid():
+        msg = keypoints_msg(clip.pixels[3], clip.scores[3], clip.ids, clip.image_size, clip.layout, "cam", 0)
+        return stamp_msg(msg, 5)
+
+    good = lifting.camera_or_size_from_info(camera_info_msg(clip.camera_matrix, clip.image_size, "cam"))
+
+    def lift_valid():
+        k, lens, size, _ = good
+        lifted = lifting.lift_keypoints(pipeline, valid(), k, size, None, "", None, lens, "", "cam")
+        assert [h.root_source for h in lifted.poses_msg().humans] == [HumanPose3D.ROOT_FROM_INTRINSICS] * 2
+        return np.array([h.keypoints for h in lifted.people])
+
+    reference = lift_valid()
+
+    def f32():
+        return rng.choice(HOSTILE_FLOAT32) if rng.random() < 0.6 else rng.uniform(-100, 2000)
+
+    def person():
+        count = rng.choice([0, 16, 17, 17, 17, 18, 1000])
+        if rng.random() < 0.4:          # one of the clip's people, a few joints spoiled
+            f, i = rng.randrange(len(clip.pixels)), rng.randrange(2)
+            points = [(*clip.pixels[f][i][j], clip.scores[f][i][j]) for j in range(17)]
+            for _ in range(rng.randrange(4)):
+                points[rng.randrange(17)] = (f32(), f32(), rng.random())
+            count = 17
+        elif rng.random() < 0.3:          # everyone at one pixel, or on one line
+            x, y, slope = f32(), f32(), rng.choice([0.0, 1.0, math.inf])
+            points = [(x + j * (slope != 0), y + j * (slope == 0), 1.0) for j in range(count)]
+        else:
+            points = [(f32(), f32(), f32() if rng.random() < 0.5 else rng.random()) for _ in range(count)]
+        p = HumanKeypoints2D(id=rng.choice(HOSTILE_IDS), layout=0 if count == 17 and rng.random() < 0.5 else
+                             rng.choice([0, 0, 1, 2, 255]),
+                             score=f32() if rng.random() < 0.5 else rng.random())
+        with np.errstate(over="ignore", invalid="ignore"):    # as the wire's float32 fields carry them
+            p.keypoints = [Keypoint2D(x=float(np.float32(x)), y=float(np.float32(y)), score=float(np.float32(s)))
+                           for x, y, s in points]
+        return p
+
+    def frame():
+        width, height = (clip.image_size if rng.random() < 0.7
+                         else (rng.choice(HOSTILE_SIZES), rng.choice(HOSTILE_SIZES)))
+        msg = HumanKeypoints2DArray(image_width=width, image_height=height)
+        count = rng.choice([0, 1, 2, 5, 65, 3000])
+        msg.people = [person() for _ in range(min(count, 5))] * max(count // 5, 1) if count else []
+        msg.header.frame_id = rng.choice(HOSTILE_FRAME_IDS + ["cam"] * 5)
+        return stamp_msg(msg, rng.choice([0, 5, 5, 4, 2**31 - 1, -1]),
+                         rng.choice([0, 0, 0, 1, 10**9 - 1, 10**9, 2**32 - 1]))
+
+    def camera_info():
+        f64 = lambda: rng.choice(HOSTILE_FLOAT64) if rng.random() < 0.6 else rng.uniform(-100, 2000)  # noqa: E731
+        info = camera_info_msg(np.array([[f64(), 0, f64()], [0, f64(), f64()], [0, 0, 1]]) if rng.random() < 0.5
+                               else clip.camera_matrix, (rng.choice(HOSTILE_SIZES), rng.choice(HOSTILE_SIZES)),
+                               rng.choice(HOSTILE_FRAME_IDS))
+        if rng.random() < 0.4:
+            info.distortion_model = rng.choice(["plumb_bob", "rational_polynomial", "equidistant", "", "weird"])
+            info.d = [f64() for _ in range(rng.choice([0, 1, 4, 5, 8, 14, 100]))]
+        if rng.random() < 0.3:
+            info.p = [f64() for _ in range(12)]
+        if rng.random() < 0.3:
+            info.binning_x, info.binning_y = rng.choice([0, 2, 2**32 - 1]), rng.choice([0, 3])
+            info.roi.x_offset, info.roi.width = rng.choice([0, 10, 2**31]), rng.choice([0, 100, 2**32 - 1])
+        return info
+
+    camera = good + ("cam",)
+    for step in range(400):
+        if rng.random() < 0.2:
+            camera = lifting.camera_or_size_from_info(camera_info(), rng.choice(["raw", "rectified"])) + (
+                rng.choice(HOSTILE_FRAME_IDS),)
+        k, lens, size, _, camera_frame = camera
+        depth = None
+        if rng.random() < 0.2:
+            depth = np.full(rng.choice([(1, 1), (1002, 1000), (501, 500), (3, 2000)]),
+                            rng.choice([np.nan, np.inf, 0.0, -1.0, 1e30, 3.0, 1e-30]), np.float32)
+        lifted = lifting.lift_keypoints(pipeline, frame(), k, size, depth, "", None, lens, "", camera_frame)
+        if lifted.publishable:
+            for human in lifted.poses_msg().humans:
+                points = np.array([[p.x, p.y, p.z] for p in human.keypoints])
+                pose = human.body_pose
+                assert points.shape == (17, 3) and np.isfinite(points).all(), step
+                assert np.isfinite([pose.position.x, pose.position.y, pose.position.z, pose.orientation.w]).all()
+            for marker in lifted.markers_msg(0.25, drawn=drawn).markers:
+                assert np.isfinite([c for p in marker.points for c in (p.x, p.y, p.z)]).all(), step
+        if step % 40 == 39:
+            np.testing.assert_array_equal(lift_valid(), reference, err_msg=f"step {step}")
