@@ -291,10 +291,10 @@ def _image_items(frames: Iterator[tuple[int, np.ndarray | Unread]], frame_id: st
 
     size = None
     for stamp, image in frames:
-        if isinstance(image, Unread):
-            yield Item(stamp, unread=image, header=_header(stamp, frame_id))
-            continue
         header = _header(stamp, frame_id)
+        if isinstance(image, Unread):
+            yield Item(stamp, unread=image, header=header)
+            continue
         image_size = (image.shape[1], image.shape[0])
         matrix = camera_matrix_for(image_size, intrinsics, hfov_deg)
         if matrix is not None and image_size != size:

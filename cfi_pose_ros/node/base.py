@@ -1429,19 +1429,22 @@ def native_deadline(timeout_s: float):
     They nest: faulthandler keeps one timer, so an inner deadline (the release of a node refused
     while it was being built) arms the nearer of the two, and on leaving, the outer one is armed
     again for what is left of it (leaving cancelled it, and the rest of the start had none)."""
-    now = time.monotonic()
-    _native_deadlines.append(now + timeout_s)
-    if min(_native_deadlines) == now + timeout_s:
-        faulthandler.dump_traceback_later(timeout_s, exit=True, file=crash_report_fd())   # its own figure
+    deadline = time.monotonic() + timeout_s
+    _native_deadlines.append(deadline)
+    if min(_native_deadlines) == deadline:
+        _arm_native_deadline(timeout_s)     # its own figure, not one computed back from the clock
     try:
         yield
     finally:
         _native_deadlines.pop()
         if _native_deadlines:
-            left = min(_native_deadlines) - time.monotonic()
-            faulthandler.dump_traceback_later(max(left, 0.001), exit=True, file=crash_report_fd())
+            _arm_native_deadline(max(min(_native_deadlines) - time.monotonic(), 0.001))
         else:
             faulthandler.cancel_dump_traceback_later()
+
+
+def _arm_native_deadline(seconds: float) -> None:
+    faulthandler.dump_traceback_later(seconds, exit=True, file=crash_report_fd())
 
 
 @contextlib.contextmanager
